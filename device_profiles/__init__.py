@@ -1,0 +1,43 @@
+"""Device profiles: the schema (pydantic) and the catalogue of YAML profiles, and register decoding."""
+
+from device_profiles._yaml import ConfigError, YamlDoc, read_yaml, validate
+from device_profiles.catalogue_loader import CATALOGUE, load_catalogue, load_profile, load_profiles
+from device_profiles.registers import EncodeError, decode_point, decode_raw, encode_point, scale
+from device_profiles.schema import (
+    DataType,
+    Function,
+    JsonType,
+    ModbusPoint,
+    ModbusSpec,
+    MqttPoint,
+    MqttSpec,
+    Order,
+    Profile,
+    TimestampFormat,
+)
+
+__all__ = [
+    "CATALOGUE",
+    "ConfigError",
+    "DataType",
+    "EncodeError",
+    "Function",
+    "JsonType",
+    "ModbusPoint",
+    "ModbusSpec",
+    "MqttPoint",
+    "MqttSpec",
+    "Order",
+    "Profile",
+    "TimestampFormat",
+    "YamlDoc",
+    "decode_point",
+    "decode_raw",
+    "encode_point",
+    "load_catalogue",
+    "load_profile",
+    "load_profiles",
+    "read_yaml",
+    "scale",
+    "validate",
+]

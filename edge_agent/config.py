@@ -1,0 +1,150 @@
+"""The edge agent's configuration: one site, its broker, its devices. Validated before any socket opens."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from device_profiles import ConfigError, Profile, load_catalogue, load_profiles, read_yaml, validate
+from device_profiles._yaml import YamlDoc
+
+Id = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
+
+
+class BrokerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    username: str | None = None
+    password: str | None = None
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    reconnect_initial_s: float = Field(default=0.5, gt=0)
+    reconnect_max_s: float = Field(default=30.0, gt=0)
+
+
+class PublishConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_inflight: int = Field(
+        default=200, ge=1, le=20000, description="QoS 1 messages sent and not yet acknowledged by the broker"
+    )
+    buffer_max_messages: int = Field(
+        default=200_000, ge=10, description="messages held while the broker is away; beyond it the oldest go"
+    )
+
+
+class ModbusDefaults(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    timeout_s: float = Field(default=1.0, gt=0, le=60)
+    connect_timeout_s: float = Field(default=2.0, gt=0, le=60)
+    backoff_initial_s: float = Field(default=1.0, gt=0)
+    backoff_max_s: float = Field(default=60.0, gt=0)
+    failures_before_offline: int = Field(default=1, ge=1, le=100)
+
+
+class DeviceConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: Id
+    profile: str
+    enabled: bool = True
+    tags: dict[str, str] = Field(default_factory=dict)
+    poll_interval_s: float | None = Field(default=None, gt=0, le=86400, description="overrides the profile's")
+    # Modbus devices
+    host: str | None = None
+    port: int = Field(default=502, ge=1, le=65535)
+    unit_id: int = Field(default=1, ge=0, le=255)
+    timeout_s: float | None = Field(default=None, gt=0, le=60)
+    # MQTT sensors
+    source_id: str | None = Field(default=None, description="the id the vendor puts in its topic; default: id")
+
+    @model_validator(mode="after")
+    def _not_agent(self) -> DeviceConfig:
+        if self.id == "agent":
+            raise ValueError("device id 'agent' is reserved for the agent's own state topic")
+        return self
+
+    @property
+    def vendor_id(self) -> str:
+        return self.source_id or self.id
+
+
+class EdgeConfig(BaseModel):
+    """One site's edge agent."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    site: Id
+    agent_id: Id | None = Field(default=None, description="MQTT client id base; default edge-{site}")
+    broker: BrokerConfig = Field(default_factory=BrokerConfig)
+    sensor_broker: BrokerConfig | None = Field(
+        default=None, description="broker the MQTT sensors publish to; default: the uplink broker"
+    )
+    profile_paths: list[Path] = Field(default_factory=list, description="extra profile files or folders")
+    publish: PublishConfig = Field(default_factory=PublishConfig)
+    modbus: ModbusDefaults = Field(default_factory=ModbusDefaults)
+    devices: list[DeviceConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_devices(self) -> EdgeConfig:
+        seen: set[str] = set()
+        for d in self.devices:
+            if d.id in seen:
+                raise ValueError(f"device id {d.id!r} is used twice")
+            seen.add(d.id)
+        return self
+
+    @property
+    def client_id(self) -> str:
+        return self.agent_id or f"edge-{self.site}"
+
+
+class LoadedSite:
+    """A validated site config together with the profiles its devices use."""
+
+    def __init__(self, config: EdgeConfig, profiles: dict[str, Profile], path: Path | None = None) -> None:
+        self.config = config
+        self.profiles = profiles
+        self.path = path
+
+    def profile_of(self, device: DeviceConfig) -> Profile:
+        return self.profiles[device.profile]
+
+
+def check_devices(config: EdgeConfig, profiles: dict[str, Profile], doc: YamlDoc | None = None) -> None:
+    """Cross-checks a schema cannot do: known profiles, Modbus devices with a host."""
+    problems: list[str] = []
+    for i, dev in enumerate(config.devices):
+        line = doc.line_of(["devices", i]) if doc else None
+        where = f"{doc.path}:{line}" if doc and line else (str(doc.path) if doc else "config")
+        profile = profiles.get(dev.profile)
+        if profile is None:
+            problems.append(
+                f"{where}: device {dev.id!r}, field profile: unknown profile {dev.profile!r}"
+                f" (known: {', '.join(sorted(profiles))})"
+            )
+        elif profile.protocol == "modbus" and not dev.host:
+            problems.append(f"{where}: device {dev.id!r}, field host: a Modbus device needs a host")
+    if problems:
+        raise ConfigError(problems)
+
+
+def build_site(config: EdgeConfig, base: Path | None = None, doc: YamlDoc | None = None) -> LoadedSite:
+    """Resolve profiles (the catalogue plus ``profile_paths``) and cross-check the devices."""
+    profiles = dict(load_catalogue())
+    if config.profile_paths:
+        extra = [p if p.is_absolute() or base is None else base / p for p in config.profile_paths]
+        profiles.update(load_profiles(extra))
+    check_devices(config, profiles, doc)
+    return LoadedSite(config, profiles, doc.path if doc else None)
+
+
+def load_site(path: Path) -> LoadedSite:
+    """Load, validate and cross-check a site file; ConfigError names file, line, device and field."""
+    doc = read_yaml(path)
+    config = validate(EdgeConfig, doc, "site config")
+    return build_site(config, path.parent, doc)

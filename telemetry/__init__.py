@@ -1,0 +1,33 @@
+"""The wire contract every Lifeline service shares: topic scheme, message models, codec, quality codes."""
+
+from telemetry import topics
+from telemetry.codec import ContractError, decode_agent_state, decode_status, decode_telemetry, encode
+from telemetry.models import (
+    CONTRACT_VERSION,
+    AgentState,
+    DeviceStatus,
+    PointQuality,
+    Quality,
+    Sample,
+    Telemetry,
+    Value,
+)
+from telemetry.topics import TopicError
+
+__all__ = [
+    "CONTRACT_VERSION",
+    "AgentState",
+    "ContractError",
+    "DeviceStatus",
+    "PointQuality",
+    "Quality",
+    "Sample",
+    "Telemetry",
+    "TopicError",
+    "Value",
+    "decode_agent_state",
+    "decode_status",
+    "decode_telemetry",
+    "encode",
+    "topics",
+]

@@ -1,0 +1,48 @@
+"""Encode and decode contract messages: JSON through orjson, validated by the pydantic models."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+import orjson
+from pydantic import BaseModel, ValidationError
+
+from telemetry.models import AgentState, DeviceStatus, Telemetry
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class ContractError(ValueError):
+    """A payload that is not a valid contract message; the text says what and where."""
+
+
+def encode(message: BaseModel) -> bytes:
+    """Serialise a contract message to compact JSON bytes."""
+    return orjson.dumps(message.model_dump(mode="json", exclude_defaults=False))
+
+
+def _decode(model: type[M], payload: bytes | str, topic: str | None) -> M:
+    where = f" on topic {topic!r}" if topic else ""
+    try:
+        data = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise ContractError(f"payload{where} is not JSON: {exc}") from exc
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(message)'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ContractError(f"{model.__name__} payload{where} is invalid: {problems}") from exc
+
+
+def decode_telemetry(payload: bytes | str, topic: str | None = None) -> Telemetry:
+    return _decode(Telemetry, payload, topic)
+
+
+def decode_status(payload: bytes | str, topic: str | None = None) -> DeviceStatus:
+    return _decode(DeviceStatus, payload, topic)
+
+
+def decode_agent_state(payload: bytes | str, topic: str | None = None) -> AgentState:
+    return _decode(AgentState, payload, topic)
