@@ -19,11 +19,11 @@ def load_profile(path: Path) -> Profile:
 
 
 def profile_files(paths: Iterable[Path]) -> list[Path]:
-    """Expand folders into the YAML files they hold (sorted); files are taken as given."""
+    """Expand folders into the YAML files below them (sorted); files are taken as given."""
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
-            files.extend(sorted([*path.glob("*.yaml"), *path.glob("*.yml")]))
+            files.extend(sorted([*path.rglob("*.yaml"), *path.rglob("*.yml")]))
         else:
             files.append(path)
     return files

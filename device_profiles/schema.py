@@ -172,6 +172,9 @@ class TimestampSpec(BaseModel):
 
     path: str = Field(min_length=1)
     format: TimestampFormat = TimestampFormat.EPOCH_MS
+    naive_utc_offset_h: float = Field(
+        default=8.0, ge=-14, le=14, description="offset of ISO 8601 times written without one (China: +8)"
+    )
 
 
 class MqttSpec(BaseModel):

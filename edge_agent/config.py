@@ -87,6 +87,10 @@ class EdgeConfig(BaseModel):
     profile_paths: list[Path] = Field(default_factory=list, description="extra profile files or folders")
     publish: PublishConfig = Field(default_factory=PublishConfig)
     modbus: ModbusDefaults = Field(default_factory=ModbusDefaults)
+    dead_letter_path: Path | None = Field(
+        default=None, description="JSON-lines file for sensor messages that cannot be decoded; default: none kept"
+    )
+    metrics_port: int | None = Field(default=None, ge=0, le=65535, description="Prometheus text on this port")
     devices: list[DeviceConfig] = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -1,0 +1,239 @@
+"""The edge agent of one site: Modbus pollers, MQTT sensors, the outbox and the uplink, composed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from importlib.metadata import PackageNotFoundError, version
+
+from device_profiles import Profile
+from edge_agent.clock import Clock, SystemClock
+from edge_agent.config import DeviceConfig, LoadedSite
+from edge_agent.deadletter import DeadLetters
+from edge_agent.modbus_poller import ModbusPoller, SampleSink, StatusSink
+from edge_agent.mqtt_link import MqttLink
+from edge_agent.mqtt_sensors import SensorHub
+from edge_agent.outbox import Outbox, OutMessage
+from edge_agent.planner import plan
+from edge_agent.stats import DeviceStats, render
+from telemetry import AgentState, DeviceStatus, Sample, Telemetry, encode, topics
+
+log = logging.getLogger("lifeline.edge")
+
+try:
+    AGENT_VERSION = version("lifeline")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    AGENT_VERSION = "0+source"
+
+
+class EdgeAgent:
+    """Everything one site's agent does; ``run`` until the stop event is set."""
+
+    def __init__(
+        self,
+        site: LoadedSite,
+        *,
+        clock: Clock | None = None,
+        keep_lateness: int = 0,
+    ) -> None:
+        cfg = site.config
+        self.site = site
+        self.clock: Clock = clock or SystemClock()
+        self.outbox = Outbox(cfg.publish.buffer_max_messages, cfg.publish.max_inflight)
+        self.stats: dict[str, DeviceStats] = {d.id: DeviceStats() for d in cfg.devices if d.enabled}
+        self.seq: dict[str, int] = {}
+        self.dead_letters = DeadLetters(cfg.dead_letter_path)
+        self._dropped_logged = False
+        enabled = [(d, site.profile_of(d)) for d in cfg.devices if d.enabled]
+        modbus = [(d, p) for d, p in enabled if p.protocol == "modbus"]
+        mqtt_devices = [(d, p) for d, p in enabled if p.protocol == "mqtt"]
+        self.pollers = [
+            ModbusPoller(
+                d, p, cfg.modbus,
+                on_sample=self._sink(d, p),
+                on_status=self._status_sink(d, p),
+                clock=self.clock,
+                stats=self.stats[d.id],
+                site=cfg.site,
+                phase_s=(i / max(1, len(modbus))) * (d.poll_interval_s or p.poll_interval_s),
+                keep_lateness=keep_lateness,
+            )
+            for i, (d, p) in enumerate(modbus)
+        ]  # fmt: skip
+        self.sensors = SensorHub(
+            mqtt_devices, self._on_sensor_sample, self._on_sensor_status, self.dead_letters, self.clock, self.stats
+        )
+        state_topic = topics.agent_state(cfg.site)
+        self.uplink = MqttLink(
+            "uplink",
+            cfg.broker,
+            cfg.client_id,
+            outbox=self.outbox,
+            will=OutMessage(state_topic, self._state(False, "connection lost"), retain=True),
+            birth=lambda: OutMessage(state_topic, self._state(True, ""), retain=True),
+            goodbye=lambda: OutMessage(state_topic, self._state(False, "stopped"), retain=True),
+        )
+        self.sensor_link: MqttLink | None = None
+        if mqtt_devices:
+            self.sensor_link = MqttLink(
+                "sensors",
+                cfg.sensor_broker or cfg.broker,
+                f"{cfg.client_id}-sensors",
+                subscriptions=self.sensors.topics,
+                on_message=self.sensors.handle,
+            )
+
+    # -- producing messages ----------------------------------------------------------------------------------
+    def _state(self, online: bool, reason: str) -> bytes:
+        cfg = self.site.config
+        return encode(
+            AgentState(
+                site=cfg.site,
+                agent=cfg.client_id,
+                online=online,
+                ts=int(self.clock.time() * 1000),
+                version=AGENT_VERSION,
+                devices=[d.id for d in cfg.devices if d.enabled],
+                reason=reason,
+            )
+        )
+
+    def publish_sample(self, device: DeviceConfig, profile: Profile, sample: Sample) -> None:
+        """Wrap a sample in a telemetry message and queue it for the broker."""
+        seq = self.seq.get(device.id, 0) + 1
+        self.seq[device.id] = seq
+        message = Telemetry.model_construct(
+            v=1,
+            site=self.site.config.site,
+            device=device.id,
+            profile=profile.name,
+            measurement=profile.measurement,
+            seq=seq,
+            tags={**profile.tags, **device.tags},
+            units=profile.units,
+            samples=[sample],
+        )
+        self._queue(OutMessage(topics.telemetry(self.site.config.site, device.id), encode(message)))
+
+    def publish_status(self, device: DeviceConfig, profile: Profile, online: bool, reason: str) -> None:
+        status = DeviceStatus(
+            site=self.site.config.site,
+            device=device.id,
+            profile=profile.name,
+            online=online,
+            ts=int(self.clock.time() * 1000),
+            reason=reason,
+        )
+        self._queue(OutMessage(topics.status(self.site.config.site, device.id), encode(status), retain=True))
+
+    def _queue(self, message: OutMessage) -> None:
+        dropped = self.outbox.put(message)
+        if dropped is not None and not self._dropped_logged:
+            self._dropped_logged = True
+            log.error(
+                "outbox full site=%s capacity=%d action=dropping oldest (counted in outbox_dropped)",
+                self.site.config.site, self.outbox.max_messages,
+            )  # fmt: skip
+        self.uplink.notify()
+
+    def _sink(self, device: DeviceConfig, profile: Profile) -> SampleSink:
+        return lambda sample: self.publish_sample(device, profile, sample)
+
+    def _status_sink(self, device: DeviceConfig, profile: Profile) -> StatusSink:
+        return lambda online, reason: self.publish_status(device, profile, online, reason)
+
+    def _on_sensor_sample(self, device: DeviceConfig, profile: Profile, sample: Sample) -> None:
+        self.publish_sample(device, profile, sample)
+
+    def _on_sensor_status(self, device: DeviceConfig, profile: Profile, online: bool, reason: str) -> None:
+        self.publish_status(device, profile, online, reason)
+
+    # -- running ---------------------------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        """Poll, listen and publish until ``stop`` is set; then say goodbye and close everything."""
+        cfg = self.site.config
+        log.info(
+            "edge agent starting site=%s modbus_devices=%d mqtt_sensors=%d broker=%s:%d",
+            cfg.site, len(self.pollers), len(self.sensors.presence), cfg.broker.host, cfg.broker.port,
+        )  # fmt: skip
+        tasks = [asyncio.ensure_future(p.run()) for p in self.pollers]
+        tasks.append(asyncio.ensure_future(self._watch_sensors()))
+        links = [asyncio.ensure_future(self.uplink.run(stop))]
+        if self.sensor_link is not None:
+            links.append(asyncio.ensure_future(self.sensor_link.run(stop)))
+        metrics = await self._serve_metrics() if cfg.metrics_port is not None else None
+        try:
+            await stop.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self._drain(stop_wait_s=2.0)
+            stop.set()
+            await asyncio.gather(*links, return_exceptions=True)
+            if metrics is not None:
+                metrics.close()
+            log.info("edge agent stopped site=%s unsent=%d", cfg.site, len(self.outbox))
+
+    async def _drain(self, stop_wait_s: float) -> None:
+        """Give the uplink a moment to send what is queued before the agent goes."""
+        deadline = self.clock.monotonic() + stop_wait_s
+        while len(self.outbox) and self.uplink.connected and self.clock.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+
+    async def _watch_sensors(self) -> None:
+        while True:
+            self.sensors.check_stale()
+            await asyncio.sleep(1.0)
+
+    def metrics_text(self) -> str:
+        o = self.outbox.stats
+        gauges = {
+            "outbox_queued": float(self.outbox.queued),
+            "outbox_inflight": float(self.outbox.inflight),
+            "outbox_sent_total": float(o.sent),
+            "outbox_acked_total": float(o.acked),
+            "outbox_resent_total": float(o.resent),
+            "outbox_dropped_total": float(o.dropped),
+            "dead_letters_total": float(self.dead_letters.count),
+            "broker_connected": 1.0 if self.uplink.connected else 0.0,
+        }
+        return render(self.site.config.site, self.stats, gauges)
+
+    async def _serve_metrics(self) -> asyncio.Server:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+                await reader.readuntil(b"\r\n\r\n")
+                body = self.metrics_text().encode()
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"
+                    + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+                    + body
+                )
+                await writer.drain()
+            writer.close()
+
+        port = self.site.config.metrics_port
+        server = await asyncio.start_server(handle, "127.0.0.1", port)
+        log.info("metrics on http://127.0.0.1:%d/metrics", server.sockets[0].getsockname()[1])
+        return server
+
+
+def plan_report(site: LoadedSite) -> str:
+    """Each Modbus device's request plan, as ``lifeline edge --plan`` prints it."""
+    lines: list[str] = []
+    for device in site.config.devices:
+        profile = site.profile_of(device)
+        if profile.modbus is None:
+            lines.append(f"{device.id} ({profile.name}, MQTT): subscribes to {profile.mqtt.topic if profile.mqtt else ''}"
+                         .replace("{device}", device.vendor_id))  # fmt: skip
+            continue
+        requests = plan(profile.modbus)
+        interval = device.poll_interval_s or profile.poll_interval_s
+        lines.append(
+            f"{device.id} ({profile.name}, {device.host}:{device.port} unit {device.unit_id}, every {interval:g} s): "
+            f"{len(requests)} request(s) for {len(profile.modbus.points)} points"
+        )
+        lines.extend(f"  {r.describe()}" for r in requests)
+    return "\n".join(lines)

@@ -1,0 +1,121 @@
+"""MQTT sensors of a site: which vendor topics to hear, and turning their messages into samples."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from device_profiles import MqttPoint, Profile
+from edge_agent.clock import Clock
+from edge_agent.config import DeviceConfig
+from edge_agent.deadletter import DeadLetter, DeadLetters
+from edge_agent.stats import DeviceStats
+from edge_agent.vendor_json import VendorError, decode_message
+from telemetry import Sample
+
+log = logging.getLogger("lifeline.edge.sensors")
+
+
+@dataclass(slots=True)
+class _Route:
+    device: DeviceConfig
+    profile: Profile
+    points: list[MqttPoint]
+
+
+@dataclass(slots=True)
+class _Presence:
+    stale_after_s: float
+    last_seen: float | None = None
+    online: bool | None = None
+    stats: DeviceStats = field(default_factory=DeviceStats)
+
+
+class SensorHub:
+    """Routes vendor messages to devices, decodes them, and tracks which sensors have gone quiet."""
+
+    def __init__(
+        self,
+        devices: list[tuple[DeviceConfig, Profile]],
+        on_sample: Callable[[DeviceConfig, Profile, Sample], None],
+        on_status: Callable[[DeviceConfig, Profile, bool, str], None],
+        dead_letters: DeadLetters,
+        clock: Clock,
+        stats: dict[str, DeviceStats],
+    ) -> None:
+        self.routes: dict[str, list[_Route]] = {}
+        self.presence: dict[str, _Presence] = {}
+        self.devices = {d.id: (d, p) for d, p in devices}
+        for device, profile in devices:
+            assert profile.mqtt is not None
+            by_topic: dict[str, list[MqttPoint]] = {}
+            for point in profile.mqtt.points:
+                template = point.topic or profile.mqtt.topic
+                by_topic.setdefault(template.replace("{device}", device.vendor_id), []).append(point)
+            for topic, points in by_topic.items():
+                self.routes.setdefault(topic, []).append(_Route(device, profile, points))
+            self.presence[device.id] = _Presence(profile.mqtt.stale_after_s, stats=stats[device.id])
+        self.on_sample = on_sample
+        self.on_status = on_status
+        self.dead_letters = dead_letters
+        self.clock = clock
+        self._started: float | None = None
+
+    @property
+    def topics(self) -> list[str]:
+        return sorted(self.routes)
+
+    def handle(self, topic: str, payload: bytes) -> None:
+        """One vendor message from the broker."""
+        now = self.clock.time()
+        received_ms = int(now * 1000)
+        routes = self.routes.get(topic)
+        if not routes:
+            self.dead_letters.add(DeadLetter(received_ms, topic, payload, "no device listens on this topic"))
+            return
+        for route in routes:
+            presence = self.presence[route.device.id]
+            presence.stats.messages_in += 1
+            assert route.profile.mqtt is not None
+            try:
+                sample = decode_message(route.points, route.profile.mqtt.timestamp, payload, received_ms)
+            except VendorError as exc:
+                presence.stats.messages_rejected += 1
+                self.dead_letters.add(
+                    DeadLetter(received_ms, topic, payload, f"device {route.device.id!r}: {exc}")
+                )
+                continue
+            presence.last_seen = self.clock.monotonic()
+            presence.stats.readings += len(sample.values)
+            self._set_online(route.device, route.profile, presence, True, "")
+            self.on_sample(route.device, route.profile, sample)
+
+    def check_stale(self) -> None:
+        """Mark sensors offline that have said nothing for their profile's ``stale_after_s``."""
+        now = self.clock.monotonic()
+        for device_id, presence in self.presence.items():
+            quiet = presence.last_seen is None or now - presence.last_seen > presence.stale_after_s
+            if quiet and presence.online is not False and self._started_long_ago(presence, now):
+                device, profile = self.devices[device_id]
+                self._set_online(device, profile, presence, False, f"no message for {presence.stale_after_s:g} s")
+
+    def _started_long_ago(self, presence: _Presence, now: float) -> bool:
+        if presence.last_seen is not None:
+            return True
+        if self._started is None:
+            self._started = now
+            return False
+        return now - self._started > presence.stale_after_s
+
+    def _set_online(
+        self, device: DeviceConfig, profile: Profile, presence: _Presence, online: bool, reason: str
+    ) -> None:
+        if presence.online is online:
+            return
+        presence.online = online
+        if online:
+            log.info("sensor online device=%s", device.id)
+        else:
+            log.warning("sensor offline device=%s reason=%r", device.id, reason)
+        self.on_status(device, profile, online, reason)

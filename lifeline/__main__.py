@@ -1,0 +1,3 @@
+from lifeline.cli import main
+
+raise SystemExit(main())

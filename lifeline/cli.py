@@ -1,0 +1,138 @@
+"""The ``lifeline`` command: one entry point for every component."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from device_profiles import ConfigError, load_profiles
+from device_profiles.catalogue_loader import profile_files
+from lifeline import logs
+
+
+def _profiles_validate(args: argparse.Namespace) -> int:
+    paths = [Path(p) for p in args.paths]
+    missing = [p for p in paths if not p.exists()]
+    if missing:
+        for p in missing:
+            print(f"{p}: no such file or folder", file=sys.stderr)
+        return 2
+    try:
+        profiles = load_profiles(paths)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        print(f"{len(exc.problems)} problem(s) found", file=sys.stderr)
+        return 1
+    files = profile_files(paths)
+    print(f"{len(profiles)} profile(s) in {len(files)} file(s) are valid: {', '.join(sorted(profiles))}")
+    return 0
+
+
+def _edge(args: argparse.Namespace) -> int:
+    from edge_agent import EdgeAgent, load_site, plan_report
+    from edge_agent.planner import PlanError
+
+    try:
+        site = load_site(Path(args.config))
+        if args.plan:
+            print(plan_report(site))
+            return 0
+    except (ConfigError, PlanError) as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    logs.setup(args.log_level)
+    agent = EdgeAgent(site)
+    return run_until_signal(agent.run)
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from lifeline.simulate import simulate
+
+    logs.setup(args.log_level)
+    return simulate(args)
+
+
+def _up(args: argparse.Namespace) -> int:
+    from lifeline.up import up
+
+    logs.setup(args.log_level)
+    return up(args)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from lifeline.bench import bench
+
+    logs.setup("WARNING")
+    return bench(args)
+
+
+def run_until_signal(main: object) -> int:
+    """Run ``main(stop_event)`` on a fresh loop; SIGINT and SIGTERM set the event."""
+
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await main(stop)  # type: ignore[operator]
+
+    asyncio.run(runner())
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lifeline", description="Telemetry platform for a city's lifelines.")
+    p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    prof = sub.add_parser("profiles", help="device profiles")
+    prof_sub = prof.add_subparsers(dest="action", required=True)
+    val = prof_sub.add_parser("validate", help="validate profile files or folders")
+    val.add_argument("paths", nargs="+", metavar="PATH")
+    val.set_defaults(func=_profiles_validate)
+
+    edge = sub.add_parser("edge", help="run a site's edge agent")
+    edge.add_argument("--config", required=True, metavar="SITE.yaml")
+    edge.add_argument("--plan", action="store_true", help="print each device's request plan and exit")
+    edge.set_defaults(func=_edge)
+
+    sim = sub.add_parser("simulate", help="run a simulated district (Modbus devices and MQTT sensors)")
+    sim.add_argument("--scenario", default="baoshan", help="scenario name or YAML file (default baoshan)")
+    sim.add_argument("--broker", default="127.0.0.1:1883", metavar="HOST:PORT", help="where MQTT sensors publish")
+    sim.add_argument("--sites-dir", default="var/sites", help="where to write each site's edge config")
+    sim.add_argument("--seed", type=int, default=None, help="override the scenario's seed")
+    sim.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    sim.set_defaults(func=_simulate)
+
+    up = sub.add_parser("up", help="run the whole platform locally: broker, simulated district, edge agents")
+    up.add_argument("--scenario", default="baoshan")
+    up.add_argument("--data-dir", default="var/up", help="where the broker keeps its data and logs")
+    up.add_argument("--mqtt-port", type=int, default=1883)
+    up.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    up.set_defaults(func=_up)
+
+    bench = sub.add_parser("bench", help="benchmarks that print figures")
+    bench_sub = bench.add_subparsers(dest="target", required=True)
+    be = bench_sub.add_parser("edge", help="how many Modbus devices one agent polls on time")
+    be.add_argument("--json", action="store_true", help="print one JSON object")
+    be.add_argument("--interval", type=float, default=1.0, help="poll interval in seconds (default 1)")
+    be.add_argument("--step-seconds", type=float, default=8.0, help="how long each device count runs")
+    be.add_argument("--max-devices", type=int, default=3000, help="stop the search here")
+    be.add_argument("--start", type=int, default=100, help="first device count")
+    be.set_defaults(func=_bench)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
