@@ -1,0 +1,113 @@
+"""Test helpers: an MQTT subscriber that records what arrives, and asyncio services run in a thread."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from lifeline.services import Mosquitto
+
+
+@dataclass(frozen=True)
+class Received:
+    topic: str
+    payload: bytes
+    retain: bool
+
+
+class Subscriber:
+    """Records every message on ``topic_filter``; with ``persistent`` its session (QoS 1 queue) survives."""
+
+    def __init__(self, broker: Mosquitto, topic_filter: str, *, client_id: str = "", persistent: bool = False):
+        self.broker = broker
+        self.topic_filter = topic_filter
+        self.messages: list[Received] = []
+        self.lock = threading.Lock()
+        self.connected = threading.Event()
+        self.client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=client_id or f"test-sub-{id(self)}",
+            clean_session=not persistent,
+        )
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.client.on_disconnect = lambda *a: self.connected.clear()
+        self.client.reconnect_delay_set(0.1, 0.5)
+        self.client.connect_async(broker.host, broker.port, keepalive=10)
+        self.client.loop_start()
+        assert self.connected.wait(10), "test subscriber could not connect"
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+        client.subscribe(self.topic_filter, qos=1)
+        self.connected.set()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        with self.lock:
+            self.messages.append(Received(msg.topic, msg.payload, bool(msg.retain)))
+
+    def snapshot(self) -> list[Received]:
+        with self.lock:
+            return list(self.messages)
+
+    def wait_for(self, predicate: Callable[[list[Received]], bool], timeout: float = 10.0) -> list[Received]:
+        """Poll the received messages until ``predicate`` holds; fail with what arrived if it never does."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            got = self.snapshot()
+            if predicate(got):
+                return got
+            time.sleep(0.05)
+        got = self.snapshot()
+        topics = sorted({m.topic for m in got})
+        raise AssertionError(f"condition not met within {timeout} s; {len(got)} messages on {topics[:20]}")
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+class LoopThread:
+    """Runs ``main(stop_event)`` on its own asyncio loop in a thread; ``stop()`` ends it and waits."""
+
+    def __init__(self, main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+        self._main = main
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        assert self._ready.wait(10)
+
+    def _run(self) -> None:
+        async def runner() -> None:
+            self.loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+            self._ready.set()
+            await self._main(self._stop)
+
+        try:
+            asyncio.run(runner())
+        except BaseException as exc:  # the test reads it in stop()
+            self.error = exc
+            self._ready.set()
+
+    def call(self, fn: Callable[[], Any]) -> None:
+        """Run ``fn`` on the thread's loop (for objects that live there)."""
+        assert self.loop is not None
+        self.loop.call_soon_threadsafe(fn)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.loop is not None and self._stop is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self._stop.set)
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "service thread did not stop"
+        if self.error is not None:
+            raise self.error
