@@ -3,6 +3,7 @@
 from device_profiles._yaml import ConfigError, YamlDoc, read_yaml, validate
 from device_profiles.catalogue_loader import CATALOGUE, load_catalogue, load_profile, load_profiles
 from device_profiles.registers import EncodeError, decode_point, decode_raw, encode_point, scale
+from device_profiles.schema import _problem as field_error
 from device_profiles.schema import (
     DataType,
     Function,
@@ -34,6 +35,7 @@ __all__ = [
     "decode_point",
     "decode_raw",
     "encode_point",
+    "field_error",
     "load_catalogue",
     "load_profile",
     "load_profiles",

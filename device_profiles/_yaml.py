@@ -10,7 +10,6 @@ from typing import TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -33,21 +32,24 @@ class YamlDoc:
         node = self.node
         line = None if node is None else node.start_mark.line + 1
         for part in loc:
-            nxt = _child(node, part)
-            if nxt is None:
+            found = _child(node, part)
+            if found is None:
                 break
-            node = nxt
-            line = node.start_mark.line + 1
+            node, start = found
+            line = start.line + 1
         return line
 
 
-def _child(node: yaml.Node | None, part: int | str) -> yaml.Node | None:
+def _child(node: yaml.Node | None, part: int | str) -> tuple[yaml.Node, yaml.Mark] | None:
+    """The node at ``part`` below ``node`` and where it starts; a mapping entry starts at its key (a block
+    mapping's value only starts on the next line)."""
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
             if isinstance(key, yaml.ScalarNode) and key.value == str(part):
-                return value  # type: ignore[no-any-return]
+                return value, key.start_mark
     if isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
-        return node.value[part]  # type: ignore[no-any-return]
+        item: yaml.Node = node.value[part]
+        return item, item.start_mark
     return None
 
 
@@ -97,7 +99,9 @@ def validate(model: type[M], doc: YamlDoc, what: str) -> M:
 def validation_problems(exc: ValidationError, doc: YamlDoc, what: str) -> list[str]:
     problems = []
     for err in exc.errors():
-        loc = [p for p in err["loc"] if isinstance(p, int | str)]
+        # A model-level validator may point below its model (schema._problem): extend the location with it.
+        at = (err.get("ctx") or {}).get("at", ())
+        loc = [p for p in (*err["loc"], *at) if isinstance(p, int | str)]
         line = doc.line_of(loc)
         where = f"{doc.path}:{line}" if line else str(doc.path)
         field = describe_loc(doc.data, loc) or "(top level)"

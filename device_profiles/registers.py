@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Sequence
+from typing import Literal
 
 from device_profiles.schema import DataType, ModbusPoint, Order
 
@@ -33,13 +34,13 @@ def words_to_bytes(words: Sequence[int], order: Order) -> bytes:
     """Bytes in canonical big-endian order (A first) from registers as they came off the wire."""
     if order in (Order.CDAB, Order.DCBA):
         words = list(reversed(words))
-    byteorder = "little" if order in (Order.BADC, Order.DCBA) else "big"
+    byteorder: Literal["little", "big"] = "little" if order in (Order.BADC, Order.DCBA) else "big"
     return b"".join(w.to_bytes(2, byteorder) for w in words)
 
 
 def bytes_to_words(data: bytes, order: Order) -> list[int]:
     """Registers to put on the wire from canonical big-endian bytes (the inverse of words_to_bytes)."""
-    byteorder = "little" if order in (Order.BADC, Order.DCBA) else "big"
+    byteorder: Literal["little", "big"] = "little" if order in (Order.BADC, Order.DCBA) else "big"
     words = [int.from_bytes(data[i : i + 2], byteorder) for i in range(0, len(data), 2)]
     if order in (Order.CDAB, Order.DCBA):
         words.reverse()
@@ -91,14 +92,23 @@ def encode_point(point: ModbusPoint, value: Raw) -> list[int]:
             return [(1 << point.bit) if value else 0]
         return [1 if value else 0]
     if kind is DataType.STRING:
-        text = str(value).encode("utf-8")
+        try:
+            text = str(value).encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise EncodeError(f"point {point.name!r}: {value!r} is not encodable as UTF-8 ({exc.reason})") from exc
         size = point.count * 2
         if len(text) > size:
             raise EncodeError(f"point {point.name!r}: {value!r} is longer than {size} bytes")
         return bytes_to_words(text.ljust(size, b"\x00"), point.order)
     if isinstance(value, str):
         raise EncodeError(f"point {point.name!r} is {kind.value}: {value!r} is not a number")
-    raw = (float(value) - point.offset) / point.scale
+    if kind in _INTEGER and isinstance(value, int) and point.scale == 1.0 and point.offset == 0.0:
+        raw: int | float = value  # exact: float() would drop the low bits of an int64 beyond 2**53
+    else:
+        try:
+            raw = (float(value) - point.offset) / point.scale
+        except OverflowError as exc:
+            raise EncodeError(f"point {point.name!r} is {kind.value}: {value!r} is too large") from exc
     if kind in _INTEGER:
         if not math.isfinite(raw):
             raise EncodeError(f"point {point.name!r} is {kind.value}: {value!r} is not finite")

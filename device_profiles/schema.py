@@ -10,6 +10,13 @@ from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
+
+
+def _problem(message: str, *at: int | str) -> PydanticCustomError:
+    """A model-level error that points at the field ``at`` below the model, so that a YAML error names its line."""
+    return PydanticCustomError("value_error", message, {"at": at})
+
 
 Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 TagKey = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
@@ -77,9 +84,9 @@ class _Point(BaseModel):
     @model_validator(mode="after")
     def _range_ordered(self) -> _Point:
         if self.range is not None and not self.range[0] < self.range[1]:
-            raise ValueError(f"range [{self.range[0]}, {self.range[1]}] must have min < max")
+            raise _problem(f"range [{self.range[0]}, {self.range[1]}] must have min < max", "range")
         if self.scale == 0:
-            raise ValueError("scale must not be 0")
+            raise _problem("scale must not be 0", "scale")
         return self
 
 
@@ -95,15 +102,24 @@ class ModbusPoint(_Point):
     @model_validator(mode="after")
     def _type_fits_function(self) -> ModbusPoint:
         if self.function.is_bit and self.type is not DataType.BOOL:
-            raise ValueError(f"a {self.function.value} holds one bit: type must be 'bool', not {self.type.value!r}")
+            raise _problem(
+                f"a {self.function.value} holds one bit: type must be 'bool', not {self.type.value!r}", "type"
+            )
         if (self.type is DataType.BIT) != (self.bit is not None):
-            raise ValueError("'bit' is required for type 'bit' and allowed only there")
+            raise _problem(
+                "'bit' is required for type 'bit' and allowed only there", "bit" if self.bit is not None else "type"
+            )
         if (self.type is DataType.STRING) != (self.length is not None):
-            raise ValueError("'length' (in registers) is required for type 'string' and allowed only there")
+            raise _problem(
+                "'length' (in registers) is required for type 'string' and allowed only there",
+                "length" if self.length is not None else "type",
+            )
         if self.writable and self.function not in (Function.COIL, Function.HOLDING_REGISTER):
-            raise ValueError(f"a {self.function.value} cannot be written: only coils and holding registers can")
+            raise _problem(
+                f"a {self.function.value} cannot be written: only coils and holding registers can", "writable"
+            )
         if self.address + self.count - 1 > 65535:
-            raise ValueError(f"{self.count} registers from address {self.address} run past 65535")
+            raise _problem(f"{self.count} registers from address {self.address} run past 65535", "address")
         return self
 
     @property
@@ -133,13 +149,15 @@ class ModbusSpec(BaseModel):
     def _no_clash(self) -> ModbusSpec:
         _check_unique(p.name for p in self.points)
         taken: dict[tuple[Function, int], str] = {}
-        for p in self.points:
+        for i, p in enumerate(self.points):
             if p.type is DataType.BIT:
                 continue  # several bit points share a register
             for addr in range(p.address, p.address + p.count):
                 other = taken.setdefault((p.function, addr), p.name)
                 if other != p.name:
-                    raise ValueError(f"points {other!r} and {p.name!r} both use {p.function.value} {addr}")
+                    raise _problem(
+                        f"points {other!r} and {p.name!r} both use {p.function.value} {addr}", "points", i, "address"
+                    )
         return self
 
 
@@ -192,11 +210,14 @@ class MqttSpec(BaseModel):
     @model_validator(mode="after")
     def _topics(self) -> MqttSpec:
         _check_unique(p.name for p in self.points)
-        for topic in [self.topic, *(p.topic for p in self.points if p.topic)]:
+        topics = [(self.topic, ("topic",)), *((p.topic, ("points", i, "topic")) for i, p in enumerate(self.points))]
+        for topic, at in topics:
+            if topic is None:
+                continue
             if "{device}" not in topic:
-                raise ValueError(f"topic {topic!r} must contain {{device}} so that each device has its own topic")
+                raise _problem(f"topic {topic!r} must contain {{device}} so that each device has its own topic", *at)
             if "#" in topic or "+" in topic:
-                raise ValueError(f"topic {topic!r} must not contain MQTT wildcards")
+                raise _problem(f"topic {topic!r} must not contain MQTT wildcards", *at)
         return self
 
 
@@ -218,9 +239,11 @@ class Profile(BaseModel):
     @model_validator(mode="after")
     def _one_protocol(self) -> Profile:
         if self.protocol == "modbus" and (self.modbus is None or self.mqtt is not None):
-            raise ValueError("protocol 'modbus' needs a 'modbus' section and no 'mqtt' section")
+            at = "protocol" if self.modbus is None else "mqtt"
+            raise _problem("protocol 'modbus' needs a 'modbus' section and no 'mqtt' section", at)
         if self.protocol == "mqtt" and (self.mqtt is None or self.modbus is not None):
-            raise ValueError("protocol 'mqtt' needs an 'mqtt' section and no 'modbus' section")
+            at = "protocol" if self.mqtt is None else "modbus"
+            raise _problem("protocol 'mqtt' needs an 'mqtt' section and no 'modbus' section", at)
         return self
 
     @property
@@ -239,7 +262,7 @@ class Profile(BaseModel):
 
 def _check_unique(names: Iterable[str]) -> None:
     seen: set[str] = set()
-    for name in names:
+    for i, name in enumerate(names):
         if name in seen:
-            raise ValueError(f"point name {name!r} is used twice")
+            raise _problem(f"point name {name!r} is used twice", "points", i, "name")
         seen.add(name)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from device_profiles import ConfigError, Profile, load_catalogue, load_profiles, read_yaml, validate
+from device_profiles import ConfigError, Profile, field_error, load_catalogue, load_profiles, read_yaml, validate
 from device_profiles._yaml import YamlDoc
 
 Id = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
@@ -65,7 +65,7 @@ class DeviceConfig(BaseModel):
     @model_validator(mode="after")
     def _not_agent(self) -> DeviceConfig:
         if self.id == "agent":
-            raise ValueError("device id 'agent' is reserved for the agent's own state topic")
+            raise field_error("device id 'agent' is reserved for the agent's own state topic", "id")
         return self
 
     @property
@@ -96,9 +96,9 @@ class EdgeConfig(BaseModel):
     @model_validator(mode="after")
     def _unique_devices(self) -> EdgeConfig:
         seen: set[str] = set()
-        for d in self.devices:
+        for i, d in enumerate(self.devices):
             if d.id in seen:
-                raise ValueError(f"device id {d.id!r} is used twice")
+                raise field_error(f"device id {d.id!r} is used twice", "devices", i, "id")
             seen.add(d.id)
         return self
 
@@ -123,16 +123,19 @@ def check_devices(config: EdgeConfig, profiles: dict[str, Profile], doc: YamlDoc
     """Cross-checks a schema cannot do: known profiles, Modbus devices with a host."""
     problems: list[str] = []
     for i, dev in enumerate(config.devices):
-        line = doc.line_of(["devices", i]) if doc else None
-        where = f"{doc.path}:{line}" if doc and line else (str(doc.path) if doc else "config")
+
+        def where(field: str, i: int = i) -> str:
+            line = doc.line_of(["devices", i, field]) if doc else None
+            return f"{doc.path}:{line}" if doc and line else (str(doc.path) if doc else "config")
+
         profile = profiles.get(dev.profile)
         if profile is None:
             problems.append(
-                f"{where}: device {dev.id!r}, field profile: unknown profile {dev.profile!r}"
+                f"{where('profile')}: device {dev.id!r}, field profile: unknown profile {dev.profile!r}"
                 f" (known: {', '.join(sorted(profiles))})"
             )
         elif profile.protocol == "modbus" and not dev.host:
-            problems.append(f"{where}: device {dev.id!r}, field host: a Modbus device needs a host")
+            problems.append(f"{where('id')}: device {dev.id!r}, field host: a Modbus device needs a host")
     if problems:
         raise ConfigError(problems)
 

@@ -82,9 +82,7 @@ class SensorHub:
                 sample = decode_message(route.points, route.profile.mqtt.timestamp, payload, received_ms)
             except VendorError as exc:
                 presence.stats.messages_rejected += 1
-                self.dead_letters.add(
-                    DeadLetter(received_ms, topic, payload, f"device {route.device.id!r}: {exc}")
-                )
+                self.dead_letters.add(DeadLetter(received_ms, topic, payload, f"device {route.device.id!r}: {exc}"))
                 continue
             presence.last_seen = self.clock.monotonic()
             presence.stats.readings += len(sample.values)

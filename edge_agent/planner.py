@@ -62,9 +62,7 @@ def _coalesce(function: Function, group: list[ModbusPoint], limit: int, max_gap:
     start = end = 0
     for p in group:
         if p.count > limit:
-            raise PlanError(
-                f"point {p.name!r} needs {p.count} registers, more than the {limit} a request may read"
-            )
+            raise PlanError(f"point {p.name!r} needs {p.count} registers, more than the {limit} a request may read")
         p_end = p.address + p.count
         if block and p.address - end <= max_gap and max(end, p_end) - start <= limit:
             block.append(p)

@@ -39,12 +39,11 @@ def parse_path(path: str) -> list[str | int]:
 def lookup(obj: object, path: Sequence[str | int]) -> object:
     cur = obj
     for part in path:
-        if isinstance(part, int) and isinstance(cur, list) and 0 <= part < len(cur):
-            cur = cur[part]
-        elif isinstance(part, str) and isinstance(cur, dict) and part in cur:
-            cur = cur[part]
-        else:
+        in_list = isinstance(part, int) and isinstance(cur, list) and 0 <= part < len(cur)
+        in_dict = isinstance(part, str) and isinstance(cur, dict) and part in cur
+        if not (in_list or in_dict):
             return MISSING
+        cur = cur[part]  # type: ignore[index]
     return cur
 
 
@@ -58,7 +57,7 @@ def convert(point: MqttPoint, raw: object) -> Reading:
             return bad(f"{raw!r} is not one of {sorted(point.map)}")
     value: Value
     if point.type is JsonType.BOOL:
-        if not isinstance(raw, bool | int) or isinstance(raw, int) and raw not in (0, 1):
+        if not isinstance(raw, bool | int) or (isinstance(raw, int) and raw not in (0, 1)):
             return bad(f"{raw!r} is not a boolean")
         value = bool(raw)
     elif point.type is JsonType.STRING:
@@ -118,9 +117,7 @@ def sample_time(spec: TimestampSpec | None, obj: object, received_ms: int) -> tu
     return ms, None
 
 
-def decode_message(
-    points: Sequence[MqttPoint], spec: TimestampSpec | None, payload: bytes, received_ms: int
-) -> Sample:
+def decode_message(points: Sequence[MqttPoint], spec: TimestampSpec | None, payload: bytes, received_ms: int) -> Sample:
     """A sample from one vendor message; VendorError when nothing usable is in it."""
     try:
         obj = orjson.loads(payload)

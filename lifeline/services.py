@@ -86,7 +86,7 @@ class Mosquitto:
         self._write_conf()
         binary = find_binary("mosquitto")
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(  # noqa: S603 - fixed binary, our own config
+        self.proc = subprocess.Popen(
             [binary, "-c", str(self.conf_path)], stdout=log, stderr=log, stdin=subprocess.DEVNULL
         )
         log.close()

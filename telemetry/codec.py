@@ -18,7 +18,10 @@ class ContractError(ValueError):
 
 def encode(message: BaseModel) -> bytes:
     """Serialise a contract message to compact JSON bytes."""
-    return orjson.dumps(message.model_dump(mode="json", exclude_defaults=False))
+    try:
+        return orjson.dumps(message.model_dump(mode="json"))
+    except TypeError as exc:  # e.g. an integer beyond 64 bits, a lone surrogate in a text
+        raise ContractError(f"{type(message).__name__} cannot be encoded: {exc}") from exc
 
 
 def _decode(model: type[M], payload: bytes | str, topic: str | None) -> M:
@@ -31,7 +34,8 @@ def _decode(model: type[M], payload: bytes | str, topic: str | None) -> M:
         return model.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(message)'}: {err['msg']}" for err in exc.errors()
+            f"{'.'.join(str(p) for p in err['loc']) or '(message)'}: {err['msg'].removeprefix('Value error, ')}"
+            for err in exc.errors()
         )
         raise ContractError(f"{model.__name__} payload{where} is invalid: {problems}") from exc
 

@@ -18,6 +18,8 @@ CONTRACT_VERSION = 1
 # A value is a number, a boolean (coils, bits, alarms), a short string (device texts) or null (bad).
 Value = bool | int | float | str | None
 PointName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+# Site and device ids as the topic scheme allows them (telemetry.topics.check_id).
+Id = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
 
 
 class Quality(StrEnum):
@@ -73,9 +75,9 @@ class Telemetry(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    v: Literal[1] = CONTRACT_VERSION
-    site: str
-    device: str
+    v: Literal[1] = 1
+    site: Id
+    device: Id
     profile: str
     measurement: str
     seq: int = Field(ge=0, description="per-device message counter of this agent run; a gap means loss")
@@ -89,9 +91,9 @@ class DeviceStatus(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    v: Literal[1] = CONTRACT_VERSION
-    site: str
-    device: str
+    v: Literal[1] = 1
+    site: Id
+    device: Id
     profile: str
     online: bool
     ts: int = Field(ge=0, description="time of the change, ms since the epoch")
@@ -103,8 +105,8 @@ class AgentState(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    v: Literal[1] = CONTRACT_VERSION
-    site: str
+    v: Literal[1] = 1
+    site: Id
     agent: str
     online: bool
     ts: int = Field(ge=0)

@@ -35,7 +35,7 @@ class Kind(StrEnum):
 
 def check_id(value: str, what: str) -> str:
     """Return ``value`` if it is a valid site, device or command id, else raise TopicError."""
-    if not _ID.match(value):
+    if not _ID.fullmatch(value):  # not match(): "$" would let a trailing newline through
         raise TopicError(
             f"{what} id {value!r} is not valid: use 1-64 of a-z, 0-9, '_', '-', '.', starting with a letter or digit"
         )
@@ -49,24 +49,28 @@ def check_device_id(value: str) -> str:
     return value
 
 
+# The builders check their ids, so that every topic they build is one that parse() accepts.
+
+
 def telemetry(site: str, device: str) -> str:
-    return f"{PREFIX}/{site}/{device}/telemetry"
+    return f"{PREFIX}/{check_id(site, 'site')}/{check_device_id(device)}/telemetry"
 
 
 def status(site: str, device: str) -> str:
-    return f"{PREFIX}/{site}/{device}/status"
+    return f"{PREFIX}/{check_id(site, 'site')}/{check_device_id(device)}/status"
 
 
 def agent_state(site: str) -> str:
-    return f"{PREFIX}/{site}/{AGENT}/state"
+    return f"{PREFIX}/{check_id(site, 'site')}/{AGENT}/state"
 
 
 def command(site: str, device: str, command_id: str) -> str:
-    return f"{PREFIX}/{site}/{device}/cmd/{command_id}"
+    return f"{PREFIX}/{check_id(site, 'site')}/{check_device_id(device)}/cmd/{check_id(command_id, 'command')}"
 
 
 def command_result(site: str, device: str, command_id: str) -> str:
-    return f"{PREFIX}/{site}/{device}/cmd_result/{command_id}"
+    cid = check_id(command_id, "command")
+    return f"{PREFIX}/{check_id(site, 'site')}/{check_device_id(device)}/cmd_result/{cid}"
 
 
 def telemetry_filter(site: str = "+", device: str = "+") -> str:

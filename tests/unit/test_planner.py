@@ -21,20 +21,27 @@ def spans(spec: ModbusSpec) -> list[tuple[str, int, int, list[str]]]:
     ("points", "limits", "expected"),
     [
         pytest.param(
-            [hr("a", 0), hr("b", 1), hr("c", 2)], {}, [("holding_register", 0, 3, ["a", "b", "c"])],
+            [hr("a", 0), hr("b", 1), hr("c", 2)],
+            {},
+            [("holding_register", 0, 3, ["a", "b", "c"])],
             id="adjacent-registers-one-request",
         ),
         pytest.param(
-            [hr("a", 0), hr("b", 5)], {"max_gap": 4}, [("holding_register", 0, 6, ["a", "b"])],
+            [hr("a", 0), hr("b", 5)],
+            {"max_gap": 4},
+            [("holding_register", 0, 6, ["a", "b"])],
             id="gap-within-max-gap-joined",
         ),
         pytest.param(
-            [hr("a", 0), hr("b", 6)], {"max_gap": 4},
+            [hr("a", 0), hr("b", 6)],
+            {"max_gap": 4},
             [("holding_register", 0, 1, ["a"]), ("holding_register", 6, 1, ["b"])],
             id="gap-beyond-max-gap-split",
         ),
         pytest.param(
-            [hr("a", 0), hr("b", 1)], {"max_gap": 0}, [("holding_register", 0, 2, ["a", "b"])],
+            [hr("a", 0), hr("b", 1)],
+            {"max_gap": 0},
+            [("holding_register", 0, 2, ["a", "b"])],
             id="max-gap-zero-still-joins-adjacent",
         ),
         pytest.param(
@@ -44,12 +51,15 @@ def spans(spec: ModbusSpec) -> list[tuple[str, int, int, list[str]]]:
             id="register-limit-never-cuts-a-point",
         ),
         pytest.param(
-            [hr("s1", 5, "bit", bit=0), hr("s2", 5, "bit", bit=7), hr("x", 6)], {},
+            [hr("s1", 5, "bit", bit=0), hr("s2", 5, "bit", bit=7), hr("x", 6)],
+            {},
             [("holding_register", 5, 2, ["s1", "s2", "x"])],
             id="bits-of-one-register-share-it",
         ),
         pytest.param(
-            [hr("b", 9), hr("a", 0)], {"max_gap": 10}, [("holding_register", 0, 10, ["a", "b"])],
+            [hr("b", 9), hr("a", 0)],
+            {"max_gap": 10},
+            [("holding_register", 0, 10, ["a", "b"])],
             id="order-in-profile-does-not-matter",
         ),
     ],
