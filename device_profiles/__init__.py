@@ -3,7 +3,6 @@
 from device_profiles._yaml import ConfigError, YamlDoc, read_yaml, validate
 from device_profiles.catalogue_loader import CATALOGUE, load_catalogue, load_profile, load_profiles
 from device_profiles.registers import EncodeError, decode_point, decode_raw, encode_point, scale
-from device_profiles.schema import _problem as field_error
 from device_profiles.schema import (
     DataType,
     Function,
@@ -16,6 +15,7 @@ from device_profiles.schema import (
     Profile,
     TimestampFormat,
 )
+from device_profiles.schema import _problem as field_error
 
 __all__ = [
     "CATALOGUE",

@@ -77,7 +77,8 @@ BROKEN = [
         id="unknown-profile-lists-known-ones",
     ),
     pytest.param(
-        Broken("    host: 127.0.0.2\n", "", "id: gate-1", "device 'gate-1', field host", "a Modbus device needs a host"),
+        Broken("    host: 127.0.0.2\n", "", "id: gate-1", "device 'gate-1', field host",
+               "a Modbus device needs a host"),
         id="modbus-device-without-host",
     ),
     pytest.param(
