@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pymodbus.client import AsyncModbusTcpClient
-from pymodbus.exceptions import ModbusException
+from pymodbus.exceptions import ModbusException, ModbusIOException
 
 from device_profiles import Function, Profile
 from edge_agent.clock import Clock
@@ -219,6 +219,9 @@ class ModbusPoller:
                 method(request.start, count=request.count, device_id=self.device.unit_id), self.timeout + 1.0
             )
         except TimeoutError as exc:
+            self.stats.request_errors += 1
+            raise DeviceUnreachable(f"no answer within {self.timeout:g} s") from exc
+        except ModbusIOException as exc:  # pymodbus's time-out (retries=0)
             self.stats.request_errors += 1
             raise DeviceUnreachable(f"no answer within {self.timeout:g} s") from exc
         except ModbusException as exc:

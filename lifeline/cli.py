@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from device_profiles import ConfigError, load_profiles
@@ -71,15 +71,20 @@ def _bench(args: argparse.Namespace) -> int:
     return bench(args)
 
 
-def run_until_signal(main: object) -> int:
+def install_stop_signals() -> asyncio.Event:
+    """An event that SIGINT (Ctrl-C) and SIGTERM set, on the running loop."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+def run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> int:
     """Run ``main(stop_event)`` on a fresh loop; SIGINT and SIGTERM set the event."""
 
     async def runner() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await main(stop)  # type: ignore[operator]
+        await main(install_stop_signals())
 
     asyncio.run(runner())
     return 0
@@ -112,7 +117,7 @@ def parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="run the whole platform locally: broker, simulated district, edge agents")
     up.add_argument("--scenario", default="baoshan")
     up.add_argument("--data-dir", default="var/up", help="where the broker keeps its data and logs")
-    up.add_argument("--mqtt-port", type=int, default=1883)
+    up.add_argument("--mqtt-port", type=int, default=1883, help="broker port; if taken, a free one is used")
     up.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     up.set_defaults(func=_up)
 

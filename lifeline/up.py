@@ -1,0 +1,132 @@
+"""``lifeline up``: the whole platform on one machine, on its local default stack.
+
+Mosquitto runs as a child process with its data under ``--data-dir``; the simulated district runs in this
+process; each site's edge agent runs as a child process of its own (``lifeline edge --config ...``), so that one
+agent's crash takes nothing else down; an agent that exits is started again after a pause. Ctrl-C (or SIGTERM)
+stops everything, agents first, broker last, so that every agent's goodbye reaches the broker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lifeline.services import Mosquitto, free_port, wait_for_port
+from lifeline.simulate import load
+from simulators import District
+
+log = logging.getLogger("lifeline.up")
+
+RESTART_PAUSE_S = 5.0
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    started: list[float] = field(default_factory=list)
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as out:
+            self.proc = subprocess.Popen(self.argv, stdout=out, stderr=out, stdin=subprocess.DEVNULL)  # noqa: S603
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout_s)
+
+
+def choose_port(wanted: int) -> int:
+    """``wanted`` if it is free on loopback, else a free port (a system broker may hold 1883)."""
+    if wanted and not wait_for_port("127.0.0.1", wanted, 0.05):
+        return wanted
+    port = free_port()
+    if wanted:
+        print(f"port {wanted} is taken (a system broker?): the platform's broker uses {port} instead")
+    return port
+
+
+async def _supervise(children: list[Child], stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        for child in children:
+            proc = child.proc
+            if proc is not None and proc.poll() is not None:
+                log.error("child exited name=%s code=%s log=%s action=restart in %gs", child.name, proc.returncode,
+                          child.log_path, RESTART_PAUSE_S)  # fmt: skip
+                child.proc = None
+                child.restarts += 1
+            elif proc is None and child.restarts and not stop.is_set():
+                await asyncio.sleep(RESTART_PAUSE_S)
+                if not stop.is_set():
+                    child.start()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 1.0)
+
+
+async def _run(args: argparse.Namespace, broker: Mosquitto, data_dir: Path) -> None:
+    from lifeline.cli import install_stop_signals
+
+    stop = install_stop_signals()
+    scenario = load(args.scenario, None)
+    district = District(scenario, broker.host, broker.port)
+    await district.start()
+    children: list[Child] = []
+    try:
+        paths = district.write_site_configs(data_dir / "sites")
+        for site, path in sorted(paths.items()):
+            argv = [sys.executable, "-m", "lifeline", "edge", "--config", str(path)]
+            children.append(Child(f"edge {site}", argv, data_dir / "logs" / f"edge-{site}.log"))
+        for child in children:
+            child.start()
+        _print_table(broker, district, children, data_dir)
+        supervisor = asyncio.ensure_future(_supervise(children, stop))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), args.duration)
+        stop.set()
+        await supervisor
+    finally:
+        print("stopping: edge agents, simulated district, broker")
+        for child in children:
+            child.stop()
+        await district.stop()
+
+
+def _print_table(broker: Mosquitto, district: District, children: list[Child], data_dir: Path) -> None:
+    print("Lifeline is up:")
+    print(f"  broker      mosquitto on {broker.host}:{broker.port} (data and log in {broker.data_dir})")
+    print(f"  district    scenario {district.scenario.name!r}: {len(district.modbus)} Modbus devices on "
+          f"127.0.0.1, {len(district.sensors.sensors)} MQTT sensors")  # fmt: skip
+    for child in children:
+        pid = child.proc.pid if child.proc else "-"
+        print(f"  {child.name:<30} pid {pid}, log {child.log_path}")
+    print(f"  site configs in {data_dir / 'sites'}")
+    print(f"watch: mosquitto_sub -h {broker.host} -p {broker.port} -t 'lifeline/v1/#' -v")
+    print("Ctrl-C stops everything.", flush=True)
+
+
+def up(args: argparse.Namespace) -> int:
+    data_dir = Path(args.data_dir)
+    broker = Mosquitto(data_dir / "mosquitto", port=choose_port(args.mqtt_port))
+    broker.start()
+    try:
+        asyncio.run(_run(args, broker, data_dir))
+    finally:
+        broker.stop()
+        print("stopped")
+    return 0
