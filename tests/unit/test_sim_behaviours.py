@@ -11,7 +11,7 @@ import pytest
 from device_profiles import ConfigError, Function, Profile, decode_point, encode_point, load_catalogue
 from edge_agent.vendor_json import decode_message
 from simulators import BEHAVIOURS, SluiceGate, load_scenario, make_behaviour, plan, vendor_messages
-from simulators.behaviours import Behaviour, FireDetector, GasDetector, WaterQualityStation
+from simulators.behaviours import Behaviour, FireDetector, GasDetector, Value, WaterQualityStation
 from simulators.behaviours.sluice_gate_plc import FAULT_ESTOP, FAULT_OVERLOAD, M2_PERIOD_S, GateParams
 from simulators.modbus import RegisterMap
 from simulators.modbus._overrides import Overrides, Spike
@@ -25,7 +25,7 @@ def at(hour: float, day: int = 0) -> float:
     return DAY0 + day * 86400 + hour * 3600
 
 
-def run(b: Behaviour, start: float, seconds: float, step: float = 1.0) -> dict[str, object]:
+def run(b: Behaviour, start: float, seconds: float, step: float = 1.0) -> dict[str, Value]:
     t = start
     values = b.step(t)
     while t < start + seconds:
@@ -400,9 +400,8 @@ def test_baoshan_scenario_has_the_district() -> None:
     by_site: dict[str, list[str]] = {}
     for d in devices:
         by_site.setdefault(d.site, []).append(d.id)
-    assert [len(by_site[s]) for s in ("yunzaobang-sluices", "lianqi-sluices", "env-monitoring", "emission-sources")] == [
-        4, 4, 11, 3,
-    ]  # fmt: skip
+    sites = ("yunzaobang-sluices", "lianqi-sluices", "env-monitoring", "emission-sources")
+    assert [len(by_site[s]) for s in sites] == [4, 4, 11, 3]
     safety = by_site["work-safety"]
     assert sum(i.endswith("-fire") for i in safety) == 30
     gas = [i for i in safety if "-gas-" in i]
@@ -422,8 +421,9 @@ def test_mini_scenario_has_one_device_of_each_profile() -> None:
     ("text", "message"),
     [
         pytest.param(
-            "name: t\nsites:\n  - site: s\n    devices:\n      - {id: g, profile: sluice_gate_plc, params: {speed: 1}}\n",
-            r"t\.yaml:5: device 'g', field params\.speed: Extra inputs are not permitted",
+            "name: t\nsites:\n  - site: s\n    devices:\n      - {id: g, profile: sluice_gate_plc,\n"
+            "         params: {speed: 1}}\n",
+            r"t\.yaml:6: device 'g', field params\.speed: Extra inputs are not permitted",
             id="unknown-param",
         ),
         pytest.param(

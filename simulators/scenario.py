@@ -1,0 +1,218 @@
+"""Scenarios: a whole simulated district in one YAML file, validated before any socket opens.
+
+A scenario lists sites (one edge agent each) and their devices. A work-safety site may instead name a number of
+enterprises, whose gas and fire detectors are generated from the scenario's ``seed``. ``plan`` turns a scenario
+into the full device list, deterministically; ``site_config`` writes the edge agent's config for a site.
+"""
+
+from __future__ import annotations
+
+import random
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from device_profiles import ConfigError, Profile, load_catalogue, read_yaml, validate
+from device_profiles._yaml import YamlDoc
+from simulators.behaviours import BEHAVIOURS
+
+SCENARIOS = Path(__file__).parent / "scenarios"
+Id = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
+ParamValue = bool | int | float | str
+
+
+class DeviceSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: Id
+    profile: str
+    params: dict[str, ParamValue] = Field(default_factory=dict, description="the behaviour's parameters")
+    port: int | Literal["auto"] = Field(default="auto", description="Modbus TCP port; auto: from port_base")
+    unit_id: int = Field(default=1, ge=0, le=255)
+    source_id: str | None = Field(default=None, description="MQTT: the vendor's id in the topic; default: id")
+    interval_s: float | None = Field(default=None, gt=0, description="MQTT: publish interval; default: the kind's")
+
+    @model_validator(mode="after")
+    def _port(self) -> DeviceSpec:
+        if isinstance(self.port, int) and not 1 <= self.port <= 65535:
+            raise ValueError(f"port {self.port} is not between 1 and 65535")
+        return self
+
+
+class Enterprises(BaseModel):
+    """Enterprises of a work-safety site: each has 1..n gas detectors and one fire detector."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    count: int = Field(ge=0, le=9999)
+    gas_detectors: tuple[int, int] = Field(default=(1, 3), description="[min, max] gas detectors each")
+    prefix: str = Field(default="ent", pattern=r"^[a-z][a-z0-9]{0,15}$")
+    leaks_per_day: float = Field(default=0.0, ge=0, description="random leaks, each gas detector")
+    fires_per_day: float = Field(default=0.0, ge=0, description="random fires, each fire detector")
+
+    @model_validator(mode="after")
+    def _range(self) -> Enterprises:
+        low, high = self.gas_detectors
+        if not 0 <= low <= high <= 99:
+            raise ValueError(f"gas_detectors [{low}, {high}] must be 0 <= min <= max <= 99")
+        return self
+
+
+class SiteSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    site: Id
+    title: str = ""
+    devices: list[DeviceSpec] = Field(default_factory=list)
+    enterprises: Enterprises | None = None
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> SiteSpec:
+        if not self.devices and (self.enterprises is None or self.enterprises.count == 0):
+            raise ValueError("a site needs devices or enterprises")
+        return self
+
+
+class Scenario(BaseModel):
+    """A simulated district."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Id
+    title: str = ""
+    seed: int = 0
+    host: str = Field(default="127.0.0.1", description="where the Modbus devices listen")
+    port_base: int = Field(default=0, ge=0, le=65535, description="first port for 'auto'; 0: free ports")
+    intervals: dict[str, float] = Field(default_factory=dict, description="MQTT publish interval by profile")
+    sites: list[SiteSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self) -> Scenario:
+        seen: set[str] = set()
+        for site in self.sites:
+            if site.site in seen:
+                raise ValueError(f"site {site.site!r} is listed twice")
+            seen.add(site.site)
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedDevice:
+    """One device of the district, fully resolved."""
+
+    site: str
+    id: str
+    profile: Profile
+    seed: int
+    params: dict[str, ParamValue] = field(default_factory=dict)
+    port: int = 0  # Modbus: 0 = pick a free one at start
+    unit_id: int = 1
+    source_id: str | None = None
+    interval_s: float = 0.0
+
+    @property
+    def is_modbus(self) -> bool:
+        return self.profile.protocol == "modbus"
+
+
+def device_seed(scenario_seed: int, device_id: str) -> int:
+    """A device's own seed: stable across runs and Python versions (no ``hash()``, which is salted)."""
+    return (scenario_seed * 1_000_003 + zlib.crc32(device_id.encode())) & 0xFFFFFFFF
+
+
+def _enterprise_devices(site: SiteSpec, seed: int) -> list[DeviceSpec]:
+    ent = site.enterprises
+    if ent is None:
+        return []
+    rng = random.Random(device_seed(seed, site.site))
+    out: list[DeviceSpec] = []
+    for n in range(1, ent.count + 1):
+        name = f"{ent.prefix}{n:03d}"
+        for k in range(1, rng.randint(*ent.gas_detectors) + 1):
+            out.append(DeviceSpec(id=f"{name}-gas-{k}", profile="gas_detector",
+                                  source_id=f"GD{rng.randrange(16**8):08X}",
+                                  params={"leaks_per_day": ent.leaks_per_day}))  # fmt: skip
+        out.append(DeviceSpec(id=f"{name}-fire", profile="fire_detector", source_id=f"FP-{n:04d}",
+                              params={"fires_per_day": ent.fires_per_day}))  # fmt: skip
+    return out
+
+
+def plan(scenario: Scenario, profiles: dict[str, Profile] | None = None) -> list[PlannedDevice]:
+    """Every device of the district, in order; ports of 'auto' Modbus devices counted up from ``port_base``."""
+    profiles = profiles or load_catalogue()
+    out: list[PlannedDevice] = []
+    next_port = scenario.port_base
+    for site in scenario.sites:
+        for spec in [*site.devices, *_enterprise_devices(site, scenario.seed)]:
+            profile = profiles[spec.profile]
+            port = 0
+            if profile.protocol == "modbus":
+                if isinstance(spec.port, int):
+                    port = spec.port
+                elif scenario.port_base:
+                    port, next_port = next_port, next_port + 1
+            interval = spec.interval_s or scenario.intervals.get(profile.name, 0.0)
+            seed = device_seed(scenario.seed, spec.id)
+            out.append(
+                PlannedDevice(site.site, spec.id, profile, seed, dict(spec.params), port, spec.unit_id, spec.source_id,
+                              interval)
+            )  # fmt: skip
+    return out
+
+
+def _check(scenario: Scenario, doc: YamlDoc, profiles: dict[str, Profile]) -> None:
+    """What the schema cannot check: known profiles, behaviour parameters, unique ids and ports."""
+    problems: list[str] = []
+
+    def where(*loc: int | str) -> str:
+        line = doc.line_of(list(loc))
+        return f"{doc.path}:{line}" if line else str(doc.path)
+
+    for i, site in enumerate(scenario.sites):
+        for j, dev in enumerate(site.devices):
+            loc = ("sites", i, "devices", j)
+            kind = BEHAVIOURS.get(dev.profile)
+            if dev.profile not in profiles or kind is None:
+                problems.append(f"{where(*loc, 'profile')}: device {dev.id!r}, field profile: no simulator for "
+                                f"{dev.profile!r} (known: {', '.join(sorted(BEHAVIOURS))})")  # fmt: skip
+                continue
+            try:
+                kind.params.model_validate(dev.params)
+            except ValidationError as exc:
+                for err in exc.errors():
+                    key = ".".join(str(p) for p in err["loc"])
+                    problems.append(f"{where(*loc, 'params', *err['loc'])}: device {dev.id!r}, field params.{key}: "
+                                    f"{err['msg']}")  # fmt: skip
+    if problems:
+        raise ConfigError(problems)
+    seen_ids: set[str] = set()
+    ports: dict[int, str] = {}
+    for planned in plan(scenario, profiles):
+        if planned.id in seen_ids:
+            problems.append(f"{doc.path}: device id {planned.id!r} (site {planned.site}) is used twice")
+        seen_ids.add(planned.id)
+        if planned.is_modbus and planned.port:
+            if planned.port in ports:
+                problems.append(
+                    f"{doc.path}: devices {ports[planned.port]!r} and {planned.id!r} both use port {planned.port}"
+                )
+            ports[planned.port] = planned.id
+    if problems:
+        raise ConfigError(problems)
+
+
+def load_scenario(name_or_path: str | Path) -> Scenario:
+    """A scenario by name (a file in simulators/scenarios/) or path; ConfigError names file, line and field."""
+    path = Path(name_or_path)
+    if not path.suffix and not path.exists():
+        path = SCENARIOS / f"{name_or_path}.yaml"
+        if not path.exists():
+            known = ", ".join(sorted(p.stem for p in SCENARIOS.glob("*.yaml")))
+            raise ConfigError([f"{name_or_path}: no such scenario (known: {known})"])
+    doc = read_yaml(path)
+    scenario = validate(Scenario, doc, "scenario")
+    _check(scenario, doc, load_catalogue())
+    return scenario
