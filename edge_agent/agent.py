@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
 from device_profiles import Profile
@@ -166,12 +167,10 @@ class EdgeAgent:
         try:
             await stop.wait()
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await _cancel_all(tasks, "pollers", timeout_s=5.0)
             await self._drain(stop_wait_s=2.0)
             stop.set()
-            await asyncio.gather(*links, return_exceptions=True)
+            await _cancel_all(links, "broker links", timeout_s=10.0, cancel=False)
             if metrics is not None:
                 metrics.close()
             log.info("edge agent stopped site=%s unsent=%d", cfg.site, len(self.outbox))
@@ -218,6 +217,26 @@ class EdgeAgent:
         server = await asyncio.start_server(handle, "127.0.0.1", port)
         log.info("metrics on http://127.0.0.1:%d/metrics", server.sockets[0].getsockname()[1])
         return server
+
+
+async def _cancel_all(tasks: Sequence[asyncio.Future[None]], what: str, timeout_s: float, cancel: bool = True) -> None:
+    """End ``tasks`` (cancelling them first, or letting them finish) and wait at most ``timeout_s``.
+
+    A stop must always finish: a task that swallowed its cancellation (Python 3.11's ``asyncio.wait_for`` can, when
+    its inner call completes at the same moment) is cancelled again and named in the log, not waited on forever.
+    """
+    if cancel:
+        for task in tasks:
+            task.cancel()
+    _, pending = await asyncio.wait(tasks, timeout=timeout_s) if tasks else (set(), set())
+    if pending:
+        log.error("tasks did not stop in time what=%s count=%d action=cancel again", what, len(pending))
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending, timeout=2.0)
+    for task in tasks:
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            log.error("task failed what=%s error=%r", what, task.exception())
 
 
 def plan_report(site: LoadedSite) -> str:

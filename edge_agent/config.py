@@ -60,7 +60,11 @@ class DeviceConfig(BaseModel):
     unit_id: int = Field(default=1, ge=0, le=255)
     timeout_s: float | None = Field(default=None, gt=0, le=60)
     # MQTT sensors
-    source_id: str | None = Field(default=None, description="the id the vendor puts in its topic; default: id")
+    source_id: str | None = Field(
+        default=None,
+        pattern=r"^[^/+#\s]{1,128}$",
+        description="the id the vendor puts in its topic (no '/', '+', '#' or spaces); default: id",
+    )
 
     @model_validator(mode="after")
     def _not_agent(self) -> DeviceConfig:

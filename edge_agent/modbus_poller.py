@@ -168,7 +168,9 @@ class ModbusPoller:
         client = self.client_factory(self.device, self.timeout)
         where = f"{self.device.host}:{self.device.port}"
         try:
-            ok = await asyncio.wait_for(client.connect(), self.defaults.connect_timeout_s)
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancellation (the agent's stop)
+            async with asyncio.timeout(self.defaults.connect_timeout_s):
+                ok = await client.connect()
         except TimeoutError as exc:
             client.close()
             raise DeviceUnreachable(f"no connection to {where} within {self.defaults.connect_timeout_s:g} s") from exc
@@ -215,9 +217,8 @@ class ModbusPoller:
         method = getattr(client, call)
         try:
             # pymodbus times out by itself; the outer bound guards against a request that never settles
-            return await asyncio.wait_for(
-                method(request.start, count=request.count, device_id=self.device.unit_id), self.timeout + 1.0
-            )
+            async with asyncio.timeout(self.timeout + 1.0):
+                return await method(request.start, count=request.count, device_id=self.device.unit_id)
         except TimeoutError as exc:
             self.stats.request_errors += 1
             raise DeviceUnreachable(f"no answer within {self.timeout:g} s") from exc

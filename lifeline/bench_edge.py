@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import subprocess
 import sys
 import tempfile
@@ -54,7 +55,7 @@ class SimProcess:
     """N simulated devices of one profile in a child process; their ports come back on its first line."""
 
     def __init__(self, count: int) -> None:
-        self.proc = subprocess.Popen(  # noqa: S603 - our own module
+        self.proc = subprocess.Popen(
             [sys.executable, "-m", "simulators.farm", "--profile", PROFILE, "--count", str(count)],
             stdout=subprocess.PIPE,
             stdin=subprocess.PIPE,
@@ -78,7 +79,11 @@ class SimProcess:
 async def _measure(
     config: EdgeConfig, warmup_s: float, window_s: float, interval_s: float
 ) -> tuple[EdgeAgent, float, float, int, int]:
+    from lifeline.cli import install_stop_signals
+
     agent = EdgeAgent(build_site(config), keep_lateness=int(4 * window_s / interval_s) + 10)
+    install_stop_signals()  # for SIGUSR1 (task dump); Ctrl-C ends the benchmark as usual
+    asyncio.get_running_loop().remove_signal_handler(signal.SIGINT)
     stop = asyncio.Event()
     task = asyncio.ensure_future(agent.run(stop))
     await asyncio.sleep(warmup_s)
@@ -111,7 +116,8 @@ def run_step(broker: Mosquitto, devices: int, interval_s: float, window_s: float
                 ],
             }
         )  # fmt: skip
-        agent, cpu, wall, readings, failures = asyncio.run(_measure(config, min(3.0, 2 * interval_s + 1), window_s, interval_s))
+        warmup_s = min(3.0, 2 * interval_s + 1)
+        agent, cpu, wall, readings, failures = asyncio.run(_measure(config, warmup_s, window_s, interval_s))
     finally:
         sims.stop()
     lateness = [x * 1000 for st in agent.stats.values() for x in st.lateness_s]
@@ -144,7 +150,9 @@ def run(args: argparse.Namespace) -> int:
                 worst = result
                 break
             best = result
-            count *= 2
+            if count >= args.max_devices:
+                break
+            count = min(count * 2, int(args.max_devices))
         # narrow the gap between the last good and the first bad count (two bisection steps)
         for _ in range(2):
             if best is None or worst is None or worst.devices - best.devices <= max(10, best.devices // 8):

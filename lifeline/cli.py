@@ -72,12 +72,20 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def install_stop_signals() -> asyncio.Event:
-    """An event that SIGINT (Ctrl-C) and SIGTERM set, on the running loop."""
+    """An event that SIGINT (Ctrl-C) and SIGTERM set, on the running loop; SIGUSR1 prints every task's stack."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, dump_tasks)
     return stop
+
+
+def dump_tasks() -> None:
+    """Where every asyncio task of this process waits (for a process that seems stuck: kill -USR1 PID)."""
+    for task in asyncio.all_tasks():
+        print(f"--- {task.get_name()}: {task.get_coro()}", file=sys.stderr)
+        task.print_stack(limit=8, file=sys.stderr)
 
 
 def run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> int:

@@ -35,7 +35,8 @@ class RunningDistrict:
         deadline = time.monotonic() + 15
         while not started.is_set() and time.monotonic() < deadline and self.thread.error is None:
             time.sleep(0.01)
-        assert self.district is not None and started.is_set(), f"district did not start: {self.thread.error}"
+        assert started.is_set(), f"district did not start: {self.thread.error}"
+        assert self.district is not None
 
     def on_loop(self, fn: Callable[[], Any]) -> None:
         done = []

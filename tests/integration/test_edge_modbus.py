@@ -207,3 +207,51 @@ def test_every_scenario_device_publishes(mosquitto: Mosquitto, start_agent) -> N
         sub.close()
     finally:
         district.stop()
+
+
+def _gas(body: dict) -> tuple[int, dict]:  # type: ignore[type-arg]
+    alarm = {"normal": 0, "low": 1, "high": 2, "fault": 3}[body["data"]["alarm"]]
+    return body["ts"], {"lel": body["data"]["lel"], "alarm_level": alarm, "battery": body["data"]["battery"]}
+
+
+def _fire(body: dict) -> tuple[int, dict]:  # type: ignore[type-arg]
+    from datetime import datetime
+
+    ts = int(datetime.fromisoformat(body["time"]).timestamp() * 1000)
+    state = body["state"]
+    return ts, {"fire_alarm": state == "FIRE", "detector_fault": state == "FAULT",
+                "smoke_density": body["readings"]["smoke"], "temperature": body["readings"]["temp"]}  # fmt: skip
+
+
+def _noise(body: dict) -> tuple[int, dict]:  # type: ignore[type-arg]
+    return int(body["t"] * 1000), {"noise_laeq": body["v"]["laeq"], "noise_lmax": body["v"]["lmax"]}
+
+
+@pytest.mark.parametrize(
+    ("profile", "device", "vendor_topic", "expect"),
+    [
+        ("gas_detector", "gas-1", "vendor/gasdet/GD-MINI-1/up", _gas),
+        ("fire_detector", "fire-1", "vendor/firepanel/FP-MINI-1/event", _fire),
+        ("noise_meter", "noise-1", "vendor/noise/noise-1/rt", _noise),
+    ],
+)
+def test_mqtt_profile_end_to_end(mini: RunningDistrict, mosquitto: Mosquitto, start_agent, profile: str, device: str,
+                                 vendor_topic: str, expect) -> None:  # fmt: skip
+    import orjson
+
+    vendor = Subscriber(mosquitto, vendor_topic)
+    sub = Subscriber(mosquitto, topics.telemetry("mini-safety", device))
+    start_agent(mini.site_config("mini-safety"))
+    if profile == "fire_detector":  # make the panel speak now rather than at its next heartbeat
+        mini.on_loop(lambda: mini.district.sensors.trip(device))  # type: ignore[union-attr]
+    got = sub.wait_for(lambda ms: len(ms) >= 1, timeout=15)
+    msg = decode_telemetry(got[0].payload)
+    (sample,) = msg.samples
+    sent = {expect(orjson.loads(m.payload))[0]: expect(orjson.loads(m.payload))[1] for m in vendor.snapshot()}
+    assert sample.ts in sent, (sample.ts, sorted(sent))
+    assert sample.values == sent[sample.ts]
+    assert all(sample.quality_of(p) is Quality.GOOD for p in sample.values), sample.quality
+    assert msg.units == CAT[profile].units
+    assert (msg.profile, msg.measurement) == (profile, CAT[profile].measurement)
+    vendor.close()
+    sub.close()

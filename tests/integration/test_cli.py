@@ -1,0 +1,146 @@
+"""The ``lifeline`` command as a user runs it: profiles validate, edge --plan, simulate + edge, up."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from device_profiles import CATALOGUE
+from lifeline.cli import main
+from lifeline.services import Mosquitto
+from telemetry import decode_telemetry, topics
+from tests.helpers import Subscriber
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_profiles_validate_accepts_the_shipped_catalogue(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["profiles", "validate", str(ROOT / "device_profiles")]) == 0
+    assert "7 profile(s) in 7 file(s) are valid" in capsys.readouterr().out
+
+
+def test_profiles_validate_names_file_line_point_and_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    broken = tmp_path / "catalogue"
+    shutil.copytree(CATALOGUE, broken)
+    path = broken / "water_quality_station.yaml"
+    lines = path.read_text().splitlines()
+    index = next(i for i, line in enumerate(lines) if "name: nh3_n" in line)
+    lines[index] = lines[index].replace("type: float32", "type: float33")
+    path.write_text("\n".join(lines) + "\n")
+    assert main(["profiles", "validate", str(broken)]) == 1
+    err = capsys.readouterr().err
+    assert f"{path}:{index + 1}:" in err
+    assert "(nh3_n).type" in err
+    assert "'float32'" in err  # the reason lists what is allowed
+
+
+def test_profiles_validate_missing_path(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["profiles", "validate", "no/such/place"]) == 2
+    assert "no such file or folder" in capsys.readouterr().err
+
+
+def test_edge_plan_prints_requests_without_polling(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    site = tmp_path / "site.yaml"
+    site.write_text(
+        "site: s\ndevices:\n"
+        "  - {id: wq, profile: water_quality_station, host: 127.0.0.1, port: 1}\n"
+        "  - {id: gate, profile: sluice_gate_plc, host: 127.0.0.1, port: 1, unit_id: 3}\n"
+        "  - {id: gas, profile: gas_detector, source_id: GD-1}\n"
+    )
+    assert main(["edge", "--config", str(site), "--plan"]) == 0
+    out = capsys.readouterr().out
+    assert "wq (water_quality_station, 127.0.0.1:1 unit 1, every 1 s): 1 request(s) for 10 points" in out
+    assert re.search(r"FC04 input_register\s+start=0\s+count=20\s+points: ph, do, codmn", out)
+    assert "gate (sluice_gate_plc, 127.0.0.1:1 unit 3, every 1 s): 3 request(s)" in out
+    assert "gas (gas_detector, MQTT): subscribes to vendor/gasdet/GD-1/up" in out
+
+
+def test_edge_bad_config_exits_1_naming_the_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    site = tmp_path / "site.yaml"
+    site.write_text("site: s\ndevices:\n  - {id: wq, profile: water_quality, host: 127.0.0.1}\n")
+    assert main(["edge", "--config", str(site)]) == 1
+    assert f"{site}:3: device 'wq', field profile: unknown profile 'water_quality'" in capsys.readouterr().err
+
+
+def _lifeline(*args: str, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen([sys.executable, "-m", "lifeline", *args], stdout=out, stderr=subprocess.STDOUT,
+                                cwd=ROOT)  # fmt: skip
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        proc.wait(15)
+
+
+@pytest.mark.integration
+def test_simulate_and_edge_put_every_scenario_device_on_the_broker(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    sites = tmp_path / "sites"
+    sub = Subscriber(mosquitto, topics.telemetry_filter())
+    sim = _lifeline("simulate", "--scenario", "mini", "--broker", f"{mosquitto.host}:{mosquitto.port}",
+                    "--sites-dir", str(sites), "--duration", "60", log=tmp_path / "sim.log")  # fmt: skip
+    edges = []
+    try:
+        deadline = time.monotonic() + 20
+        while len(list(sites.glob("*.yaml"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        configs = sorted(sites.glob("*.yaml"))
+        assert [p.stem for p in configs] == ["mini-safety", "mini-water"], (tmp_path / "sim.log").read_text()
+        edges = [_lifeline("edge", "--config", str(p), log=tmp_path / f"{p.stem}.log") for p in configs]
+        expected = {("mini-water", d) for d in ("gate-1", "wq-1", "air-1", "cems-1")} | {
+            ("mini-safety", d) for d in ("gas-1", "fire-1", "noise-1")
+        }
+
+        def seen(ms: list) -> set[tuple[str, str]]:  # type: ignore[type-arg]
+            return {(decode_telemetry(m.payload).site, decode_telemetry(m.payload).device) for m in ms}
+
+        assert seen(sub.wait_for(lambda ms: seen(ms) >= expected, timeout=20)) >= expected
+    finally:
+        for proc in edges:
+            _stop(proc)
+        _stop(sim)
+        sub.close()
+    for proc in [sim, *edges]:
+        assert proc.returncode == 0  # SIGTERM is a clean stop
+
+
+@pytest.mark.integration
+def test_up_runs_the_district_and_stops_cleanly(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lifeline", "up", "--scenario", "mini", "--mqtt-port", "0",
+         "--data-dir", str(tmp_path / "up")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    lines: list[str] = []
+    try:
+        port = None
+        deadline = time.monotonic() + 30
+        while port is None and time.monotonic() < deadline:
+            line = proc.stdout.readline().decode()
+            if not line:
+                break
+            lines.append(line)
+            found = re.search(r"mosquitto on 127\.0\.0\.1:(\d+)", line)
+            port = int(found.group(1)) if found else None
+        assert port, "".join(lines)
+        broker = Mosquitto(tmp_path / "unused", port=port)  # only its host and port: the running one
+        sub = Subscriber(broker, topics.telemetry_filter())
+        got = sub.wait_for(lambda ms: {decode_telemetry(m.payload).device for m in ms} >= {"gate-1", "wq-1", "gas-1"},
+                           timeout=20)  # fmt: skip
+        assert got
+        sub.close()
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=30)
+    text = "".join(lines) + out.decode()
+    assert proc.returncode == 0, text
+    assert "stopped" in text
+    assert (tmp_path / "up" / "sites" / "mini-water.yaml").exists()
