@@ -105,7 +105,7 @@ class ModbusPoller:
         self.client: ModbusClient | None = None
         self.online: bool | None = None
         self.failures = 0
-        self._split_logged = False
+        self._stopping = False
 
     # -- schedule -------------------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -113,7 +113,7 @@ class ModbusPoller:
         next_tick = self.clock.monotonic() + self.phase_s
         backoff = self.defaults.backoff_initial_s
         try:
-            while True:
+            while not self._stopping:
                 delay = next_tick - self.clock.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
@@ -133,6 +133,10 @@ class ModbusPoller:
                     next_tick += missed * self.interval
         finally:
             self.close()
+
+    def request_stop(self) -> None:
+        """End ``run`` after the poll under way (a cancellation that pymodbus swallows cannot keep it alive)."""
+        self._stopping = True
 
     def close(self) -> None:
         if self.client is not None:

@@ -135,8 +135,8 @@ def parser() -> argparse.ArgumentParser:
     be.add_argument("--json", action="store_true", help="print one JSON object")
     be.add_argument("--interval", type=float, default=1.0, help="poll interval in seconds (default 1)")
     be.add_argument("--step-seconds", type=float, default=8.0, help="how long each device count runs")
-    be.add_argument("--max-devices", type=int, default=3000, help="stop the search here")
-    be.add_argument("--start", type=int, default=100, help="first device count")
+    be.add_argument("--max-devices", type=int, default=8000, help="stop the search here")
+    be.add_argument("--start", type=int, default=250, help="first device count (doubled until over the limit)")
     be.set_defaults(func=_bench)
     return p
 
