@@ -127,9 +127,13 @@ def test_agent_birth_and_clean_death_are_retained(mosquitto: Mosquitto, tmp_path
     agent = EdgeAgent(build_site(site_config(mosquitto, tmp_path)))
     thread = LoopThread(agent.run)
     sub = Subscriber(mosquitto, topics.agent_state("ent-site"))
-    births = sub.wait_for(lambda ms: any(decode_agent_state(m.payload).online for m in ms))
-    assert births[-1].retain
-    state = decode_agent_state(births[-1].payload)
+    sub.wait_for(lambda ms: any(decode_agent_state(m.payload).online for m in ms))
+    newcomer = Subscriber(mosquitto, topics.agent_state("ent-site"))  # gets the birth as the retained message
+    (birth,) = newcomer.wait_for(lambda ms: len(ms) == 1)
+    newcomer.close()
+    assert birth.retain
+    state = decode_agent_state(birth.payload)
+    assert state.online
     assert state.devices == ["gas-1", "fire-1"]
     thread.stop()
     sub.wait_for(lambda ms: not decode_agent_state(ms[-1].payload).online)
