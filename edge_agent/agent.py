@@ -46,6 +46,7 @@ class EdgeAgent:
         self.seq: dict[str, int] = {}
         self.dead_letters = DeadLetters(cfg.dead_letter_path)
         self._dropped_logged = False
+        self.metrics_port: int | None = None  # known once running (metrics_port 0 picks a free one)
         enabled = [(d, site.profile_of(d)) for d in cfg.devices if d.enabled]
         modbus = [(d, p) for d, p in enabled if p.protocol == "modbus"]
         mqtt_devices = [(d, p) for d, p in enabled if p.protocol == "mqtt"]
@@ -217,7 +218,8 @@ class EdgeAgent:
 
         port = self.site.config.metrics_port
         server = await asyncio.start_server(handle, "127.0.0.1", port)
-        log.info("metrics on http://127.0.0.1:%d/metrics", server.sockets[0].getsockname()[1])
+        self.metrics_port = int(server.sockets[0].getsockname()[1])
+        log.info("metrics on http://127.0.0.1:%d/metrics", self.metrics_port)
         return server
 
 

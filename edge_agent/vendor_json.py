@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 
 import orjson
 
 from device_profiles import JsonType, MqttPoint, TimestampFormat
+from device_profiles.json_path import parse_path
 from device_profiles.schema import TimestampSpec
 from edge_agent.decode import Reading, bad, check_range
 from telemetry import PointQuality, Quality, Sample, Value
-
-_TOKEN = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 
 class VendorError(ValueError):
@@ -26,14 +24,6 @@ class _Missing:
 
 
 MISSING = _Missing()
-
-
-def parse_path(path: str) -> list[str | int]:
-    """``data.ch[0].v`` -> ['data', 'ch', 0, 'v']."""
-    out: list[str | int] = []
-    for key, index in _TOKEN.findall(path):
-        out.append(int(index) if index else key)
-    return out
 
 
 def lookup(obj: object, path: Sequence[str | int]) -> object:

@@ -14,8 +14,10 @@ import contextlib
 import logging
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+
+import yaml
 
 from lifeline.services import Mosquitto, free_port, wait_for_port
 from lifeline.simulate import load
@@ -33,7 +35,7 @@ class Child:
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
     restarts: int = 0
-    started: list[float] = field(default_factory=list)
+    metrics_port: int | None = None
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -50,6 +52,15 @@ class Child:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout_s)
+
+
+def _add_local_settings(site_file: Path, state_dir: Path) -> int:
+    """Give a site's agent a dead-letter file and a metrics port; return the port."""
+    config = yaml.safe_load(site_file.read_text(encoding="utf-8"))
+    config["dead_letter_path"] = str(state_dir / "deadletter.jsonl")
+    config["metrics_port"] = port = free_port()
+    site_file.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return port
 
 
 def choose_port(wanted: int) -> int:
@@ -90,8 +101,9 @@ async def _run(args: argparse.Namespace, broker: Mosquitto, data_dir: Path) -> N
     try:
         paths = district.write_site_configs(data_dir / "sites")
         for site, path in sorted(paths.items()):
+            metrics = _add_local_settings(path, data_dir / "edge" / site)
             argv = [sys.executable, "-m", "lifeline", "edge", "--config", str(path)]
-            children.append(Child(f"edge {site}", argv, data_dir / "logs" / f"edge-{site}.log"))
+            children.append(Child(f"edge {site}", argv, data_dir / "logs" / f"edge-{site}.log", metrics_port=metrics))
         for child in children:
             child.start()
         _print_table(broker, district, children, data_dir)
@@ -114,7 +126,8 @@ def _print_table(broker: Mosquitto, district: District, children: list[Child], d
           f"127.0.0.1, {len(district.sensors.sensors)} MQTT sensors")  # fmt: skip
     for child in children:
         pid = child.proc.pid if child.proc else "-"
-        print(f"  {child.name:<30} pid {pid}, log {child.log_path}")
+        metrics = f", metrics http://127.0.0.1:{child.metrics_port}/metrics" if child.metrics_port else ""
+        print(f"  {child.name:<30} pid {pid}, log {child.log_path}{metrics}")
     print(f"  site configs in {data_dir / 'sites'}")
     print(f"watch: mosquitto_sub -h {broker.host} -p {broker.port} -t 'lifeline/v1/#' -v")
     print("Ctrl-C stops everything.", flush=True)

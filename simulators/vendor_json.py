@@ -7,25 +7,24 @@ them its value. Some vendors also put their device id in the body; ``ID_FIELD`` 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 
 import orjson
 
 from device_profiles import JsonType, MqttPoint, Profile, TimestampFormat
+from device_profiles.json_path import parse_path
 from simulators.behaviours import Value
 
 ID_FIELD: dict[str, str] = {"gas_detector": "sn", "fire_detector": "deviceId"}
 CHINA = timezone(timedelta(hours=8))
-_TOKEN = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 Json = dict[str, object]
 
 
 def _put(obj: Json, path: str, value: object) -> None:
     """Set ``value`` at ``path`` (dotted keys and [index]) in ``obj``, making the objects and lists on the way."""
-    parts: list[str | int] = [int(i) if i else k for k, i in _TOKEN.findall(path)]
+    parts = parse_path(path)
     cur: object = obj
     for i, part in enumerate(parts):
         last = i == len(parts) - 1

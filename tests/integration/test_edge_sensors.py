@@ -123,6 +123,31 @@ def test_malformed_message_goes_to_dead_letters_and_good_ones_follow(
     assert agent.dead_letters.count == 1
 
 
+def test_metrics_count_what_happened(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    import urllib.request
+
+    agent = EdgeAgent(build_site(site_config(mosquitto, tmp_path, metrics_port=0)))
+    thread = LoopThread(agent.run)
+    try:
+        _wait_subscribed(agent)
+        vendor = Vendor(mosquitto)
+        vendor.send("vendor/gasdet/GD-0001/up", {"ts": 5, "data": {"lel": 3, "alarm": "normal", "battery": 80}})
+        vendor.send("vendor/gasdet/GD-0001/up", b"not json")
+        vendor.close()
+        deadline = time.monotonic() + 10
+        while agent.dead_letters.count < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert agent.metrics_port
+        with urllib.request.urlopen(f"http://127.0.0.1:{agent.metrics_port}/metrics", timeout=5) as resp:
+            text = resp.read().decode()
+        assert 'lifeline_edge_messages_in_total{site="ent-site",device="gas-1"} 2' in text
+        assert 'lifeline_edge_messages_rejected_total{site="ent-site",device="gas-1"} 1' in text
+        assert 'lifeline_edge_dead_letters_total{site="ent-site"} 1' in text
+        assert "# TYPE lifeline_edge_readings_total counter" in text
+    finally:
+        thread.stop()
+
+
 def test_agent_birth_and_clean_death_are_retained(mosquitto: Mosquitto, tmp_path: Path) -> None:
     agent = EdgeAgent(build_site(site_config(mosquitto, tmp_path)))
     thread = LoopThread(agent.run)

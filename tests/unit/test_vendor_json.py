@@ -8,8 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from device_profiles import MqttPoint, load_catalogue
+from device_profiles.json_path import parse_path
 from device_profiles.schema import TimestampSpec
-from edge_agent.vendor_json import VendorError, convert, decode_message, parse_path
+from edge_agent.vendor_json import VendorError, convert, decode_message
 from telemetry import Quality
 
 CAT = load_catalogue()
