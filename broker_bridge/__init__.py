@@ -1,0 +1,1 @@
+"""Bridge: telemetry from MQTT into InfluxDB, batched, retried, never silently dropped."""
