@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
@@ -19,6 +18,7 @@ from edge_agent.outbox import Outbox, OutMessage
 from edge_agent.planner import plan
 from edge_agent.stats import DeviceStats, render
 from telemetry import AgentState, DeviceStatus, Sample, Telemetry, encode, topics
+from telemetry.metrics import bound_port, serve_metrics
 
 log = logging.getLogger("lifeline.edge")
 
@@ -204,21 +204,9 @@ class EdgeAgent:
         return render(self.site.config.site, self.stats, gauges)
 
     async def _serve_metrics(self) -> asyncio.Server:
-        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
-                await reader.readuntil(b"\r\n\r\n")
-                body = self.metrics_text().encode()
-                writer.write(
-                    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"
-                    + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
-                    + body
-                )
-                await writer.drain()
-            writer.close()
-
         port = self.site.config.metrics_port
-        server = await asyncio.start_server(handle, "127.0.0.1", port)
-        self.metrics_port = int(server.sockets[0].getsockname()[1])
+        server = await serve_metrics(self.metrics_text, port or 0)
+        self.metrics_port = bound_port(server)
         log.info("metrics on http://127.0.0.1:%d/metrics", self.metrics_port)
         return server
 

@@ -122,9 +122,16 @@ def parser() -> argparse.ArgumentParser:
     sim.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     sim.set_defaults(func=_simulate)
 
-    up = sub.add_parser("up", help="run the whole platform locally: broker, simulated district, edge agents")
+    from lifeline.bridge_cli import add_parsers
+
+    add_parsers(sub)
+
+    up = sub.add_parser(
+        "up", help="run the whole platform locally: broker, InfluxDB, bridge, simulated district, edge agents"
+    )
     up.add_argument("--scenario", default="baoshan")
-    up.add_argument("--data-dir", default="var/up", help="where the broker keeps its data and logs")
+    up.add_argument("--data-dir", default="var/up", help="where the broker and InfluxDB keep data and logs")
+    up.add_argument("--influx-port", type=int, default=8086, help="InfluxDB port; if taken, a free one is used")
     up.add_argument("--mqtt-port", type=int, default=1883, help="broker port; if taken, a free one is used")
     up.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     up.set_defaults(func=_up)

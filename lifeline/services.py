@@ -1,4 +1,5 @@
-"""Start and stop the real servers the platform runs on (Mosquitto now, InfluxDB later) as child processes.
+"""Start and stop the real servers the platform runs on (Mosquitto, InfluxDB 1.x, an nginx 2.x-compat proxy) as
+child processes.
 
 Used by ``lifeline up``, the benchmarks and the test fixtures alike: loopback, a free port, data in a folder.
 """
@@ -11,6 +12,9 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 
@@ -121,6 +125,332 @@ class Mosquitto:
             return "(no log)"
 
     def __enter__(self) -> Mosquitto:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _http_status(url: str, *, method: str = "GET", data: bytes | None = None, timeout_s: float = 1.0) -> int:
+    """The status of one plain HTTP request to a loopback server (0 when nothing answers)."""
+    request = urllib.request.Request(url, data=data, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            status: int = response.status
+            return status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:  # refused, reset or timed out: not up (yet)
+        return 0
+
+
+def _stop_process(proc: subprocess.Popen[bytes] | None, timeout_s: float) -> None:
+    """SIGTERM, wait, then SIGKILL if it does not go."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout_s)
+
+
+def _tail(path: Path, lines: int) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+class Influxd:
+    """An InfluxDB 1.x server (Debian's ``influxd``) on loopback, with its config, data and log in ``data_dir``.
+
+    Only the HTTP API (``/write``, ``/query``, ``/ping``) is served; the RPC port (backup/restore), which would be
+    8088 for every instance, gets a free loopback port of its own so parallel servers do not clash.
+    """
+
+    def __init__(
+        self, data_dir: Path, port: int | None = None, host: str = "127.0.0.1", *, auth_enabled: bool = False
+    ) -> None:
+        self.data_dir = data_dir
+        self.host = host
+        self.port = port or free_port(host)
+        self.rpc_port = free_port(host)
+        self.auth_enabled = auth_enabled
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = data_dir / "influxd.log"
+        self.conf_path = data_dir / "influxdb.conf"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def _write_conf(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        # Section and key names as printed by `influxd config` of 1.6.7. Quiet and lean: no usage reporting, no
+        # _internal monitor database (it writes every 10 s), no per-request or per-query log lines.
+        self.conf_path.write_text(
+            f"""\
+reporting-disabled = true
+bind-address = "{self.host}:{self.rpc_port}"
+
+[meta]
+  dir = "{self.data_dir / "meta"}"
+  logging-enabled = false
+
+[data]
+  dir = "{self.data_dir / "data"}"
+  wal-dir = "{self.data_dir / "wal"}"
+  query-log-enabled = false
+
+[monitor]
+  store-enabled = false
+
+[http]
+  enabled = true
+  bind-address = "{self.host}:{self.port}"
+  auth-enabled = {"true" if self.auth_enabled else "false"}
+  log-enabled = false
+  pprof-enabled = false
+
+[logging]
+  level = "warn"
+  suppress-logo = true
+
+[continuous_queries]
+  log-enabled = false
+"""
+        )
+
+    def start(self, timeout_s: float = 30.0) -> None:
+        """Start the server and return once ``GET /ping`` answers 204."""
+        self._write_conf()
+        binary = find_binary("influxd", ("/usr/bin", "/usr/sbin", "/usr/local/bin"))
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [binary, "-config", str(self.conf_path)], stdout=log, stderr=log, stdin=subprocess.DEVNULL
+        )
+        log.close()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            if _http_status(f"{self.url}/ping", timeout_s=0.5) == 204:
+                return
+            time.sleep(0.02)
+        self.stop()
+        raise ServiceError(f"influxd did not start on {self.host}:{self.port}: {self.log_tail()}")
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop the server (SIGTERM: it closes its shards); kill it if it does not go."""
+        proc, self.proc = self.proc, None
+        _stop_process(proc, timeout_s)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would (fault tests); the WAL is replayed on the next start."""
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def create_database(self, name: str) -> None:
+        """``CREATE DATABASE "name"`` (idempotent on 1.x; with auth enabled only before the first admin exists)."""
+        quoted = '"' + name.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+        body = urllib.parse.urlencode({"q": f"CREATE DATABASE {quoted}"}).encode()
+        status = _http_status(f"{self.url}/query", method="POST", data=body, timeout_s=10)
+        if status != 200:
+            raise ServiceError(f"influxd {self.url}: CREATE DATABASE {quoted} answered {status}")
+
+    def log_tail(self, lines: int = 20) -> str:
+        return _tail(self.log_path, lines)
+
+    def __enter__(self) -> Influxd:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+_HEALTH_PASS = '{"name":"influxdb","message":"ready for queries and writes","status":"pass","checks":[]}\n'
+_HEALTH_FAIL = '{"name":"influxdb","message":"upstream influxd is not answering","status":"fail","checks":[]}'
+
+# The 2.x → 1.x mapping of InfluxDB 1.8's compatibility layer, done with nginx maps (no njs/perl needed):
+# bucket "db/rp" (the client URL-encodes "/" as %2F) → db and rp; precision ns|us|ms|s → n|u|ms|s (2.x default: ns);
+# "Authorization: Token user:password" → 1.x u= and p= query parameters. Stock nginx cannot URL-encode, so only
+# credentials made of URL-safe characters are converted; any other Authorization header is passed on unchanged
+# (1.x ignores it while auth is disabled).
+_NGINX_CONF = """\
+daemon off;
+master_process off;
+pid {d}/nginx.pid;
+error_log {d}/nginx-error.log warn;
+
+events {{
+    worker_connections 1024;
+}}
+
+http {{
+    access_log {d}/nginx-access.log combined buffer=64k flush=1s;
+    client_body_temp_path {d}/nginx-tmp/body;
+    proxy_temp_path {d}/nginx-tmp/proxy;
+    fastcgi_temp_path {d}/nginx-tmp/fastcgi;
+    uwsgi_temp_path {d}/nginx-tmp/uwsgi;
+    scgi_temp_path {d}/nginx-tmp/scgi;
+    default_type application/json;
+    server_tokens off;
+    # influxd 1.6.7 refuses bodies over 25,000,000 bytes ([http] max-body-size); batches up to 1 MiB stay in memory.
+    client_max_body_size 25m;
+    client_body_buffer_size 1m;
+
+    map $arg_bucket $influx_db {{
+        "~^(.*?)(?:/|%2[Ff])(.*)$" $1;
+        default $arg_bucket;
+    }}
+    map $arg_bucket $influx_rp {{
+        "~^(.*?)(?:/|%2[Ff])(.*)$" $2;
+        default "";
+    }}
+    map $arg_precision $influx_precision {{
+        ""  n;
+        ns  n;
+        us  u;
+        default $arg_precision;
+    }}
+    map $http_authorization $influx_auth_args {{
+        "~^Token ([A-Za-z0-9._~-]+):([A-Za-z0-9._~-]+)$" "&u=$1&p=$2";
+        default "";
+    }}
+    map $http_authorization $influx_auth_header {{
+        "~^Token [A-Za-z0-9._~-]+:[A-Za-z0-9._~-]+$" "";
+        default $http_authorization;
+    }}
+
+    upstream influxd {{
+        server {upstream};
+        keepalive 16;
+    }}
+
+    server {{
+        listen {host}:{port};
+
+        proxy_http_version 1.1;
+        proxy_buffering off;
+        proxy_connect_timeout 5s;
+        proxy_read_timeout 300s;
+
+        location / {{
+            proxy_set_header Connection "";
+            proxy_pass http://influxd;
+        }}
+
+        location = /api/v2/write {{
+            if ($request_method != POST) {{
+                return 405;
+            }}
+            proxy_set_header Connection "";
+            proxy_set_header Authorization $influx_auth_header;
+            proxy_pass http://influxd/write?db=$influx_db&rp=$influx_rp&precision=$influx_precision$influx_auth_args;
+        }}
+
+        # 2.x clients ask /health; answered here (200 pass) while the upstream answers /ping, else 503 fail.
+        location = /health {{
+            auth_request /_influxd_ping;
+            alias {d}/health.json;
+            error_page 500 502 503 504 = @health_fail;
+        }}
+        location = /_influxd_ping {{
+            internal;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header Connection "";
+            proxy_connect_timeout 2s;
+            proxy_read_timeout 2s;
+            proxy_pass http://influxd/ping;
+        }}
+        location @health_fail {{
+            return 503 '{health_fail}';
+        }}
+    }}
+}}
+"""
+
+
+class InfluxCompatProxy:
+    """nginx on loopback in front of an InfluxDB 1.x server, speaking enough of the 2.x API for 2.x clients.
+
+    ``POST /api/v2/write?bucket=db/rp&precision=ms`` becomes ``POST /write?db=db&rp=rp&precision=ms`` (as InfluxDB
+    1.8's compatibility layer does), ``/health`` is answered by nginx, and everything else (``/ping``, ``/query``,
+    ``/write``) is passed through. nginx runs as one foreground process (``master_process off``): no worker user to
+    switch to, so it reads and writes only ``data_dir``, and its pid is the child's pid.
+    """
+
+    def __init__(self, data_dir: Path, upstream_url: str, port: int | None = None, host: str = "127.0.0.1") -> None:
+        parsed = urllib.parse.urlsplit(upstream_url)
+        if parsed.scheme != "http" or not parsed.hostname or not parsed.port:
+            raise ValueError(f"upstream_url must be http://host:port, got {upstream_url!r}")
+        self.upstream = f"{parsed.hostname}:{parsed.port}"
+        self.data_dir = data_dir
+        self.host = host
+        self.port = port or free_port(host)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = data_dir / "nginx-error.log"
+        self.conf_path = data_dir / "nginx.conf"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def _write_conf(self) -> None:
+        (self.data_dir / "nginx-tmp").mkdir(parents=True, exist_ok=True)
+        (self.data_dir / "health.json").write_text(_HEALTH_PASS)
+        self.conf_path.write_text(
+            _NGINX_CONF.format(
+                d=self.data_dir, host=self.host, port=self.port, upstream=self.upstream, health_fail=_HEALTH_FAIL
+            )
+        )
+
+    def start(self, timeout_s: float = 10.0) -> None:
+        """Start nginx and return once it accepts connections (the upstream need not be up)."""
+        self._write_conf()
+        binary = find_binary("nginx")
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [binary, "-p", str(self.data_dir), "-c", str(self.conf_path), "-e", str(self.log_path)],
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+        )
+        log.close()
+        if not wait_for_port(self.host, self.port, timeout_s, self.proc):
+            self.stop()
+            raise ServiceError(f"nginx did not start on {self.host}:{self.port}: {self.log_tail()}")
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop nginx (SIGTERM: fast shutdown); kill it if it does not go."""
+        proc, self.proc = self.proc, None
+        _stop_process(proc, timeout_s)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, lines: int = 20) -> str:
+        return _tail(self.log_path, lines)
+
+    def __enter__(self) -> InfluxCompatProxy:
         self.start()
         return self
 

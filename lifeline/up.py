@@ -1,9 +1,10 @@
 """``lifeline up``: the whole platform on one machine, on its local default stack.
 
-Mosquitto runs as a child process with its data under ``--data-dir``; the simulated district runs in this
+Mosquitto and InfluxDB run as child processes with their data under ``--data-dir``; the bridge (MQTT to
+InfluxDB) runs as a child process; the simulated district runs in this
 process; each site's edge agent runs as a child process of its own (``lifeline edge --config ...``), so that one
 agent's crash takes nothing else down; an agent that exits is started again after a pause. Ctrl-C (or SIGTERM)
-stops everything, agents first, broker last, so that every agent's goodbye reaches the broker.
+stops everything, agents and bridge first, broker and InfluxDB last, so that every goodbye reaches the broker.
 """
 
 from __future__ import annotations
@@ -19,13 +20,14 @@ from pathlib import Path
 
 import yaml
 
-from lifeline.services import Mosquitto, free_port, wait_for_port
+from lifeline.services import Influxd, Mosquitto, free_port, wait_for_port
 from lifeline.simulate import load
 from simulators import District
 
 log = logging.getLogger("lifeline.up")
 
 RESTART_PAUSE_S = 5.0
+DATABASE = "lifeline"
 
 
 @dataclass
@@ -69,7 +71,7 @@ def choose_port(wanted: int) -> int:
         return wanted
     port = free_port()
     if wanted:
-        print(f"port {wanted} is taken (a system broker?): the platform's broker uses {port} instead")
+        print(f"port {wanted} is taken (a system service?): the platform uses {port} instead")
     return port
 
 
@@ -90,7 +92,20 @@ async def _supervise(children: list[Child], stop: asyncio.Event) -> None:
             await asyncio.wait_for(stop.wait(), 1.0)
 
 
-async def _run(args: argparse.Namespace, broker: Mosquitto, data_dir: Path) -> None:
+def _bridge_config(data_dir: Path, broker: Mosquitto, influx: Influxd, metrics_port: int) -> Path:
+    path = data_dir / "bridge.yaml"
+    config = {
+        "broker": {"host": broker.host, "port": broker.port},
+        "influx": {"transport": "v1", "url": influx.url, "database": DATABASE, "create_database": True},
+        "validation": {"sites": [str((data_dir / "sites").resolve())]},
+        "dead_letter_path": str(data_dir / "bridge" / "deadletter.sqlite"),
+        "metrics_port": metrics_port,
+    }
+    path.write_text("# Written by lifeline up; rewritten on every run.\n" + yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+async def _run(args: argparse.Namespace, broker: Mosquitto, influx: Influxd, data_dir: Path) -> None:
     from lifeline.cli import install_stop_signals
 
     stop = install_stop_signals()
@@ -104,9 +119,13 @@ async def _run(args: argparse.Namespace, broker: Mosquitto, data_dir: Path) -> N
             metrics = _add_local_settings(path, data_dir / "edge" / site)
             argv = [sys.executable, "-m", "lifeline", "edge", "--config", str(path)]
             children.append(Child(f"edge {site}", argv, data_dir / "logs" / f"edge-{site}.log", metrics_port=metrics))
+        bridge_metrics = free_port()
+        bridge_yaml = _bridge_config(data_dir, broker, influx, bridge_metrics)
+        bridge_argv = [sys.executable, "-m", "lifeline", "bridge", "--config", str(bridge_yaml)]
+        children.insert(0, Child("bridge", bridge_argv, data_dir / "logs" / "bridge.log", metrics_port=bridge_metrics))
         for child in children:
             child.start()
-        _print_table(broker, district, children, data_dir)
+        _print_table(broker, influx, district, children, data_dir)
         supervisor = asyncio.ensure_future(_supervise(children, stop))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), args.duration)
@@ -119,9 +138,10 @@ async def _run(args: argparse.Namespace, broker: Mosquitto, data_dir: Path) -> N
         await district.stop()
 
 
-def _print_table(broker: Mosquitto, district: District, children: list[Child], data_dir: Path) -> None:
+def _print_table(broker: Mosquitto, influx: Influxd, district: District, children: list[Child], data_dir: Path) -> None:
     print("Lifeline is up:")
     print(f"  broker      mosquitto on {broker.host}:{broker.port} (data and log in {broker.data_dir})")
+    print(f"  storage     influxd on {influx.url}, database {DATABASE!r} (data and log in {influx.data_dir})")
     print(f"  district    scenario {district.scenario.name!r}: {len(district.modbus)} Modbus devices on "
           f"127.0.0.1, {len(district.sensors.sensors)} MQTT sensors")  # fmt: skip
     for child in children:
@@ -130,16 +150,22 @@ def _print_table(broker: Mosquitto, district: District, children: list[Child], d
         print(f"  {child.name:<30} pid {pid}, log {child.log_path}{metrics}")
     print(f"  site configs in {data_dir / 'sites'}")
     print(f"watch: mosquitto_sub -h {broker.host} -p {broker.port} -t 'lifeline/v1/#' -v")
+    print(f"query: curl -sG {influx.url}/query --data-urlencode db={DATABASE} "
+          "--data-urlencode 'q=SELECT last(*) FROM water_quality GROUP BY device'")  # fmt: skip
     print("Ctrl-C stops everything.", flush=True)
 
 
 def up(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir)
     broker = Mosquitto(data_dir / "mosquitto", port=choose_port(args.mqtt_port))
+    influx = Influxd(data_dir / "influxdb", port=choose_port(args.influx_port))
     broker.start()
     try:
-        asyncio.run(_run(args, broker, data_dir))
+        influx.start()
+        influx.create_database(DATABASE)
+        asyncio.run(_run(args, broker, influx, data_dir))
     finally:
+        influx.stop()
         broker.stop()
         print("stopped")
     return 0

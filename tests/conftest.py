@@ -1,4 +1,5 @@
-"""Shared fixtures: a real Mosquitto on a free loopback port with its data in a temporary folder."""
+"""Shared fixtures: a real Mosquitto, InfluxDB 1.6.7 and the nginx 2.x-compat proxy on free loopback ports, with
+their data in temporary folders."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lifeline.services import Mosquitto
+from lifeline.services import InfluxCompatProxy, Influxd, Mosquitto
 
 
 @pytest.fixture
@@ -26,3 +27,31 @@ def shared_mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosqu
     broker.start()
     yield broker
     broker.stop()
+
+
+@pytest.fixture
+def influxdb(tmp_path: Path) -> Iterator[Influxd]:
+    """An InfluxDB of this test's own with the database ``lifeline`` (tests may stop, kill and restart it)."""
+    server = Influxd(tmp_path / "influxdb")
+    server.start()
+    server.create_database("lifeline")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def shared_influxdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Influxd]:
+    """One InfluxDB for the tests of one worker that write and read databases of their own (never restart it)."""
+    server = Influxd(tmp_path_factory.mktemp("influxdb-shared"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def influx_compat(tmp_path: Path, influxdb: Influxd) -> Iterator[InfluxCompatProxy]:
+    """The nginx 2.x-compat proxy in front of this test's ``influxdb``."""
+    proxy = InfluxCompatProxy(tmp_path / "influx-compat", influxdb.url)
+    proxy.start()
+    yield proxy
+    proxy.stop()

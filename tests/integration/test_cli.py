@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from device_profiles import CATALOGUE
@@ -114,29 +115,43 @@ def test_simulate_and_edge_put_every_scenario_device_on_the_broker(mosquitto: Mo
 @pytest.mark.integration
 def test_up_runs_the_district_and_stops_cleanly(tmp_path: Path) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "lifeline", "up", "--scenario", "mini", "--mqtt-port", "0",
+        [sys.executable, "-m", "lifeline", "up", "--scenario", "mini", "--mqtt-port", "0", "--influx-port", "0",
          "--data-dir", str(tmp_path / "up")],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT,
     )  # fmt: skip
     assert proc.stdout is not None
     lines: list[str] = []
     try:
-        port = None
-        deadline = time.monotonic() + 30
-        while port is None and time.monotonic() < deadline:
+        port = influx_url = None
+        deadline = time.monotonic() + 60
+        while not (port and influx_url) and time.monotonic() < deadline:
             line = proc.stdout.readline().decode()
             if not line:
                 break
             lines.append(line)
             found = re.search(r"mosquitto on 127\.0\.0\.1:(\d+)", line)
-            port = int(found.group(1)) if found else None
+            port = int(found.group(1)) if found else port
+            found = re.search(r"influxd on (http://127\.0\.0\.1:\d+)", line)
+            influx_url = found.group(1) if found else influx_url
         assert port, "".join(lines)
+        assert influx_url, "".join(lines)
         broker = Mosquitto(tmp_path / "unused", port=port)  # only its host and port: the running one
         sub = Subscriber(broker, topics.telemetry_filter())
         got = sub.wait_for(lambda ms: {decode_telemetry(m.payload).device for m in ms} >= {"gate-1", "wq-1", "gas-1"},
                            timeout=20)  # fmt: skip
         assert got
         sub.close()
+
+        def stored() -> list[object]:
+            q = 'SELECT last("ph") FROM "water_quality"'
+            resp = httpx.get(f"{influx_url}/query", params={"db": "lifeline", "q": q})
+            series = resp.json()["results"][0].get("series", [])
+            return series[0]["values"] if series else []
+
+        deadline = time.monotonic() + 20
+        while not stored() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert stored(), "no reading reached InfluxDB"
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=30)

@@ -1,0 +1,97 @@
+"""The bridge's configuration: where telemetry comes from, where it goes, how it is batched and retried."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from device_profiles import read_yaml, validate
+from edge_agent.config import BrokerConfig
+
+
+class SubscriptionConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    client_id: str = Field(default="lifeline-bridge-1", min_length=1, max_length=64)
+    group: str = Field(default="lifeline-bridge", pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+                       description="shared-subscription group: bridges in one group share the work")  # fmt: skip
+    topic: str = Field(default="lifeline/v1/+/+/telemetry")
+    session_expiry_s: int = Field(
+        default=7 * 86400, ge=0, description="how long the broker keeps queueing for a bridge that is away"
+    )
+    receive_maximum: int = Field(
+        default=20000, ge=10, le=65535,
+        description="QoS 1 messages the broker may have unacknowledged toward the bridge (MQTT 5 Receive Maximum): "
+                    "the most a batch can hold, and the memory bound while InfluxDB is down",
+    )  # fmt: skip
+
+
+class InfluxConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    transport: Literal["v1", "v2"] = Field(
+        default="v1", description="v1: InfluxDB 1.x /write; v2: InfluxDB 2.x/3.x through influxdb-client"
+    )
+    url: str = "http://127.0.0.1:8086"
+    # InfluxDB 1.x
+    database: str = "lifeline"
+    retention_policy: str = ""
+    username: str | None = None
+    password: str | None = None
+    # InfluxDB 2.x / 3.x
+    org: str = ""
+    bucket: str = ""
+    token: str | None = None
+    timeout_s: float = Field(default=10.0, gt=0, le=300)
+    create_database: bool = Field(default=False, description="v1: CREATE DATABASE at start (local stacks)")
+
+
+class BatchConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_points: int = Field(default=5000, ge=1, le=100_000, description="lines per write")
+    max_delay_s: float = Field(default=0.5, gt=0, le=60, description="the oldest reading waits at most this long")
+
+
+class RetryConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    initial_s: float = Field(default=0.5, gt=0)
+    max_s: float = Field(default=30.0, gt=0)
+
+
+class ValidationConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_future_s: float = Field(default=300, ge=0, description="sample times further ahead are refused")
+    max_age_s: float = Field(default=30 * 86400, gt=0, description="sample times further back are refused")
+    sites: list[Path] = Field(
+        default_factory=list,
+        description="edge site files or folders: only their devices are accepted "
+        "(empty: any device whose profile is known)",
+    )
+
+
+class BridgeConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    broker: BrokerConfig = Field(default_factory=BrokerConfig)
+    subscription: SubscriptionConfig = Field(default_factory=SubscriptionConfig)
+    influx: InfluxConfig = Field(default_factory=InfluxConfig)
+    batch: BatchConfig = Field(default_factory=BatchConfig)
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+    validation: ValidationConfig = Field(default_factory=ValidationConfig)
+    dead_letter_path: Path = Field(default=Path("var/bridge/deadletter.sqlite"))
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+
+
+def load_bridge_config(path: Path) -> BridgeConfig:
+    """Load and validate a bridge config file; ConfigError names file, line and field.
+
+    Site files in ``validation.sites`` are taken relative to the config file.
+    """
+    config = validate(BridgeConfig, read_yaml(path), "bridge config")
+    sites = [p if p.is_absolute() else path.parent / p for p in config.validation.sites]
+    return config.model_copy(update={"validation": config.validation.model_copy(update={"sites": sites})})
