@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 from broker_bridge.config import BridgeConfig
@@ -29,6 +30,7 @@ class Item:
     incoming: Incoming
     lines: list[str]
     received: float  # monotonic
+    newest_ts: int | None = None  # the newest sample time in the message (ms), for the sample-to-stored age
     problems: list[str] = field(default_factory=list)
 
 
@@ -66,6 +68,8 @@ class Bridge:
         self.metrics_port: int | None = None
         self.influx_ok = True
         self._batches: asyncio.Queue[Batch] = asyncio.Queue(maxsize=2)
+        # sample-to-stored age of the last messages stored (ms): from the edge's sampling time to InfluxDB's answer
+        self.sample_age_ms: deque[float] = deque(maxlen=100_000)
 
     # -- running -----------------------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -128,7 +132,7 @@ class Bridge:
             self._dead_letter(incoming, str(exc), "validate", now)
             self._ack(incoming)
             return None
-        return Item(incoming, lines, time.monotonic())
+        return Item(incoming, lines, time.monotonic(), max(sample.ts for sample in msg.samples))
 
     def _dead_letter(self, incoming: Incoming, error: str, stage: str, now: float, points: int = 0) -> None:
         self.dead.add(int(now * 1000), incoming.topic, incoming.payload, error, stage)
@@ -150,7 +154,10 @@ class Bridge:
                 started = time.monotonic()
                 pairs = [(line, item) for item in batch.items for line in item.lines]
                 await self._write_pairs(pairs)
+                now_ms = time.time() * 1000
                 for item in batch.items:
+                    if item.newest_ts is not None:
+                        self.sample_age_ms.append(now_ms - item.newest_ts)
                     if item.problems:
                         self._dead_letter(item.incoming, "; ".join(item.problems)[:4000], "influx", time.time(),
                                           len(item.problems))  # fmt: skip
@@ -229,10 +236,17 @@ class Bridge:
             "acks_lost_total": ("acknowledgements for a lost connection (the broker sends again)", c.acks_lost),
             "batch_seconds_sum": ("time spent writing batches", c.batch_seconds_sum),
         }
-        lines: list[str] = []
+        lines: list[str] = [
+            "# HELP lifeline_bridge_sample_age_seconds edge sampling time to stored, last 100k messages",
+            "# TYPE lifeline_bridge_sample_age_seconds summary",
+        ]
         for name, (help_text, value) in counters.items():
             lines += [f"# HELP lifeline_bridge_{name} {help_text}", f"# TYPE lifeline_bridge_{name} counter",
                       f"lifeline_bridge_{name} {value}"]  # fmt: skip
+        ages = sorted(self.sample_age_ms)
+        for q in (0.5, 0.99):
+            value = ages[min(len(ages) - 1, int(q * len(ages)))] / 1000 if ages else float("nan")
+            lines.append(f'lifeline_bridge_sample_age_seconds{{quantile="{q}"}} {value:.4f}')
         gauges = {
             "inbox_messages": len(self.consumer.inbox),
             "last_batch_seconds": c.last_batch_seconds,

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 
@@ -19,7 +19,23 @@ def _problem(message: str, *at: int | str) -> PydanticCustomError:
 
 
 Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
-TagKey = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+RESERVED_TAGS = frozenset({"time", "site", "device", "profile"})  # the timestamp, and the tags every reading gets
+
+
+def _free_tag(key: str) -> str:
+    if key in RESERVED_TAGS:
+        raise ValueError(f"tag {key!r} is reserved ({', '.join(sorted(RESERVED_TAGS))} are set by Lifeline)")
+    return key
+
+
+def _point_name(name: str) -> str:
+    if name == "time":
+        raise ValueError("'time' is reserved (the timestamp) and cannot name a point")
+    return name
+
+
+TagKey = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$"), AfterValidator(_free_tag)]
+PointName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$"), AfterValidator(_point_name)]
 
 
 class Function(StrEnum):
@@ -71,7 +87,7 @@ class Order(StrEnum):
 class _Point(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: Name
+    name: PointName
     unit: str = ""
     description: str = ""
     scale: float = 1.0

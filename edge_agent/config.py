@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from device_profiles import ConfigError, Profile, field_error, load_catalogue, load_profiles, read_yaml, validate
 from device_profiles._yaml import YamlDoc
+from device_profiles.schema import TagKey
 
 Id = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
 
@@ -52,7 +53,9 @@ class DeviceConfig(BaseModel):
     id: Id
     profile: str
     enabled: bool = True
-    tags: dict[str, str] = Field(default_factory=dict)
+    tags: dict[TagKey, Annotated[str, Field(max_length=200, pattern=r"^[^\n\\]*$")]] = Field(
+        default_factory=dict, description="tags on every reading of this device (no newline or backslash)"
+    )
     poll_interval_s: float | None = Field(default=None, gt=0, le=86400, description="overrides the profile's")
     # Modbus devices
     host: str | None = None

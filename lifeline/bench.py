@@ -10,4 +10,8 @@ def bench(args: argparse.Namespace) -> int:
         from lifeline.bench_edge import run
 
         return run(args)
+    if args.target == "bridge":
+        from lifeline.bench_bridge import run as run_bridge
+
+        return run_bridge(args)
     raise SystemExit(f"unknown benchmark {args.target!r}")

@@ -145,6 +145,12 @@ def parser() -> argparse.ArgumentParser:
     be.add_argument("--max-devices", type=int, default=8000, help="stop the search here")
     be.add_argument("--start", type=int, default=250, help="first device count (doubled until over the limit)")
     be.set_defaults(func=_bench)
+    bb = bench_sub.add_parser("bridge", help="readings/s the bridge stores in InfluxDB, and its latency")
+    bb.add_argument("--json", action="store_true", help="print a JSON list, one object a case")
+    bb.add_argument("--readings", type=int, default=300_000, help="readings per drain case (a fifth for 1/message)")
+    bb.add_argument("--live-seconds", type=float, default=10.0)
+    bb.add_argument("--latency-seconds", type=float, default=10.0)
+    bb.set_defaults(func=_bench)
     return p
 
 

@@ -11,13 +11,20 @@ import math
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 CONTRACT_VERSION = 1
 
 # A value is a number, a boolean (coils, bits, alarms), a short string (device texts) or null (bad).
 Value = bool | int | float | str | None
-PointName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+def _not_time(name: str) -> str:
+    # InfluxDB drops a field or tag named "time" (it is the timestamp column): no point may be called that
+    if name == "time":
+        raise ValueError("'time' is reserved (the timestamp) and cannot name a point")
+    return name
+
+
+PointName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$"), AfterValidator(_not_time)]
 # Site and device ids as the topic scheme allows them (telemetry.topics.check_id).
 Id = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
 

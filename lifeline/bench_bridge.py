@@ -1,0 +1,250 @@
+"""``lifeline bench bridge``: readings/s stored in InfluxDB through the bridge, and sample-to-stored latency.
+
+Loopback only: a Mosquitto and an InfluxDB 1.6.7 of the benchmark's own (temporary folder), the bridge as a child
+process (``lifeline bridge``) that reports through its metrics endpoint, and a QoS 1 publisher in this process
+with a bounded window. Cases, for 1, 10 and 100 readings per message (a reading is one point value; 10 readings are
+one water-quality sample, 100 are ten):
+
+- drain: the messages are queued at the broker (in the bridge's persistent session) before the clock starts; the
+  figure is readings stored per second from the bridge's start to the last one stored;
+- live: the publisher sends as fast as it can while the bridge stores; readings stored per second;
+- steady (mode ``live`` with ``"steady": true`` in JSON): 10k readings/s (10 per message) for
+  ``--latency-seconds``.
+
+In the live cases the sample time is the publish time, and p50/p99 are the bridge's own sample-to-stored age (from
+the sample's time to InfluxDB's answer); drain cases have none (their samples were queued before the start).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import paho.mqtt.client as mqtt
+import yaml
+from paho.mqtt.enums import CallbackAPIVersion
+
+from lifeline.services import Influxd, Mosquitto, free_port
+from telemetry import Sample, Telemetry, encode, topics
+
+POINTS = ["ph", "do", "codmn", "cod", "nh3_n", "tp", "tn", "turbidity", "conductivity", "water_temp"]
+DEVICES = 100
+
+
+def message(device: int, seq: int, readings: int, ts: int) -> tuple[str, bytes]:
+    """A water-quality message carrying ``readings`` point values (1, 10 or 100)."""
+    per_sample = min(readings, 10)
+    samples = [
+        Sample(ts=ts + i, values={p: 7.0 + (seq % 97) / 100 + j / 10 for j, p in enumerate(POINTS[:per_sample])})
+        for i in range(max(1, readings // 10))
+    ]
+    msg = Telemetry(site="bench", device=f"wq-{device:03d}", profile="water_quality_station",
+                    measurement="water_quality", seq=seq, samples=samples)  # fmt: skip
+    return topics.telemetry("bench", msg.device), encode(msg)
+
+
+class Publisher:
+    """QoS 1 with our own bounded window (paho's own queue loses messages past 65,535 in flight)."""
+
+    def __init__(self, broker: Mosquitto, window: int = 200) -> None:
+        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="bench-publisher")
+        self.client.max_inflight_messages_set(window)
+        self.window = window
+        self.unacked = 0
+        self.client.on_publish = self._acked
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+
+    def _acked(self, *args: object) -> None:
+        self.unacked -= 1
+
+    def send(self, topic: str, payload: bytes) -> None:
+        while self.unacked >= self.window:
+            time.sleep(0.0002)
+        self.unacked += 1
+        self.client.publish(topic, payload, qos=1)
+
+    def flush(self, timeout_s: float = 60) -> None:
+        deadline = time.monotonic() + timeout_s
+        while self.unacked > 0 and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+    def close(self) -> None:
+        self.flush()
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+class BridgeProcess:
+    def __init__(self, config: Path, metrics_port: int, log: Path) -> None:
+        self.config, self.metrics_port, self.log = config, metrics_port, log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(  # the bridge as it runs in production: its own process
+                [sys.executable, "-m", "lifeline", "--log-level", "WARNING", "bridge", "--config", str(self.config)],
+                stdout=out, stderr=out,
+            )  # fmt: skip
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.metrics().get("lifeline_bridge_broker_connected") == 1:
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"the bridge did not connect; see {self.log}")
+
+    def metrics(self) -> dict[str, float]:
+        try:
+            text = httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2).text
+        except httpx.HTTPError:
+            return {}
+        out: dict[str, float] = {}
+        for line in text.splitlines():
+            found = re.match(r"^([a-z_]+(?:\{[^}]*\})?) (\S+)$", line)
+            if found:
+                out[found.group(1)] = float(found.group(2))
+        return out
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+def _written(bridge: BridgeProcess) -> float:
+    return bridge.metrics().get("lifeline_bridge_written_points_total", 0.0)
+
+
+def _wait_written(bridge: BridgeProcess, lines: int, timeout_s: float) -> float:
+    """Seconds until the bridge has stored ``lines`` more lines than now (or the time-out)."""
+    base, start = _written(bridge), time.monotonic()
+    while time.monotonic() - start < timeout_s:
+        if _written(bridge) - base >= lines:
+            break
+        time.sleep(0.02)
+    return time.monotonic() - start
+
+
+def drain(broker: Mosquitto, bridge: BridgeProcess, readings: int, total_readings: int) -> dict[str, object]:
+    count = total_readings // readings
+    bridge.start()
+    bridge.stop()  # the session stays at the broker and queues what follows
+    pub = Publisher(broker)
+    ts0 = int(time.time() * 1000) - 3_600_000
+    for i in range(count):
+        pub.send(*message(i % DEVICES, i, readings, ts0 + i * 10))
+    pub.close()
+    lines = count * max(1, readings // 10)
+    started = time.monotonic()
+    bridge.start()
+    base = 0.0  # a fresh process starts its counters at 0
+    while time.monotonic() - started < 300 and _written(bridge) - base < lines:
+        time.sleep(0.02)
+    took = time.monotonic() - started
+    bridge.stop()
+    return {"readings_per_message": readings, "mode": "drain", "readings_per_s": round(count * readings / took),
+            "messages": count, "seconds": round(took, 2), "p50_ms": None, "p99_ms": None}  # fmt: skip
+
+
+def live(broker: Mosquitto, bridge: BridgeProcess, readings: int, seconds: float) -> dict[str, object]:
+    """As fast as the publisher goes; the sample time is the publish time, so the bridge's age is the latency."""
+    bridge.start()
+    pub = Publisher(broker)
+    started, sent = time.monotonic(), 0
+    base = _written(bridge)
+    while time.monotonic() - started < seconds:
+        pub.send(*message(sent % DEVICES, sent, readings, int(time.time() * 1000)))
+        sent += 1
+    pub.close()
+    lines = sent * max(1, readings // 10)
+    while time.monotonic() - started < seconds + 120 and _written(bridge) - base < lines:
+        time.sleep(0.02)
+    took = time.monotonic() - started
+    p50, p99 = _ages(bridge.metrics())
+    bridge.stop()
+    return {"readings_per_message": readings, "mode": "live", "readings_per_s": round(sent * readings / took),
+            "messages": sent, "seconds": round(took, 2), "p50_ms": p50, "p99_ms": p99}  # fmt: skip
+
+
+def _ages(m: dict[str, float]) -> tuple[float, float]:
+    """p50 and p99 of the bridge's sample-to-stored age, in ms."""
+    p50 = m.get('lifeline_bridge_sample_age_seconds{quantile="0.5"}', float("nan")) * 1000
+    p99 = m.get('lifeline_bridge_sample_age_seconds{quantile="0.99"}', float("nan")) * 1000
+    return round(p50, 1), round(p99, 1)
+
+
+def latency(broker: Mosquitto, bridge: BridgeProcess, rate: int, seconds: float) -> dict[str, object]:
+    """A steady ``rate`` readings/s, 10 per message; the sample time is the publish time."""
+    bridge.start()
+    pub = Publisher(broker)
+    per_s = rate // 10
+    started, sent = time.monotonic(), 0
+    while time.monotonic() - started < seconds:
+        due = int((time.monotonic() - started) * per_s)
+        while sent < due:
+            pub.send(*message(sent % DEVICES, sent, 10, int(time.time() * 1000)))
+            sent += 1
+        time.sleep(0.001)
+    pub.close()
+    _wait_written(bridge, 0, 5)
+    time.sleep(1.0)
+    p50, p99 = _ages(bridge.metrics())
+    bridge.stop()
+    return {"readings_per_message": 10, "mode": "live", "steady": True, "readings_per_s": round(sent * 10 / seconds),
+            "messages": sent, "seconds": seconds, "p50_ms": p50, "p99_ms": p99}  # fmt: skip
+
+
+def run(args: argparse.Namespace) -> int:
+    results: list[dict[str, object]] = []
+    with tempfile.TemporaryDirectory(prefix="lifeline-bench-bridge-") as tmp:
+        folder = Path(tmp)
+        with Mosquitto(folder / "mqtt") as broker, Influxd(folder / "influx") as influx:
+            influx.create_database("lifeline")
+            metrics_port = free_port()
+            config = folder / "bridge.yaml"
+            config.write_text(yaml.safe_dump({
+                "broker": {"host": broker.host, "port": broker.port},
+                "subscription": {"client_id": "bench-bridge", "receive_maximum": 20000},
+                "influx": {"url": influx.url, "database": "lifeline"},
+                "batch": {"max_points": 5000, "max_delay_s": 0.2},
+                "dead_letter_path": str(folder / "dead.sqlite"),
+                "metrics_port": metrics_port,
+            }))  # fmt: skip
+            bridge = BridgeProcess(config, metrics_port, folder / "bridge.log")
+            try:
+                for readings in (1, 10, 100):
+                    total = args.readings if readings > 1 else args.readings // 5
+                    for case in (drain(broker, bridge, readings, total),
+                                 live(broker, bridge, readings, args.live_seconds)):  # fmt: skip
+                        results.append(case)
+                        if not args.json:
+                            print(_row(case), flush=True)
+                case = latency(broker, bridge, 10_000, args.latency_seconds)
+                results.append(case)
+                if not args.json:
+                    print(_row(case), flush=True)
+            finally:
+                bridge.stop()
+    if args.json:
+        print(json.dumps(results))
+    return 0
+
+
+def _row(case: dict[str, object]) -> str:
+    extra = f"  sample-to-stored p50={case['p50_ms']} ms p99={case['p99_ms']} ms" if case["p50_ms"] else ""
+    mode = "steady" if case.get("steady") else case["mode"]
+    return (
+        f"{mode:<8} readings/message={case['readings_per_message']:<4} "
+        f"readings/s={case['readings_per_s']:>8}  messages={case['messages']} in {case['seconds']} s{extra}"
+    )
