@@ -129,10 +129,11 @@ def parser() -> argparse.ArgumentParser:
     up = sub.add_parser(
         "up", help="run the whole platform locally: broker, InfluxDB, bridge, simulated district, edge agents"
     )
-    up.add_argument("--scenario", default="baoshan")
-    up.add_argument("--data-dir", default="var/up", help="where the broker and InfluxDB keep data and logs")
-    up.add_argument("--influx-port", type=int, default=8086, help="InfluxDB port; if taken, a free one is used")
-    up.add_argument("--mqtt-port", type=int, default=1883, help="broker port; if taken, a free one is used")
+    up.add_argument("--config", metavar="DEPLOY.yaml", help="deployment file (external broker or InfluxDB, ...)")
+    up.add_argument("--scenario", default=None, help="simulated district (default baoshan)")
+    up.add_argument("--data-dir", default=None, help="data and logs of the local servers (default var/up)")
+    up.add_argument("--mqtt-port", type=int, default=1883, help="local broker port; if taken, a free one is used")
+    up.add_argument("--influx-port", type=int, default=8086, help="local InfluxDB port; if taken, a free one")
     up.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     up.set_defaults(func=_up)
 

@@ -20,6 +20,10 @@ from pathlib import Path
 
 import yaml
 
+from broker_bridge.config import InfluxConfig
+from device_profiles import ConfigError
+from edge_agent.config import BrokerConfig
+from lifeline.config import DeploymentConfig, load_deployment
 from lifeline.services import Influxd, Mosquitto, free_port, wait_for_port
 from lifeline.simulate import load
 from simulators import District
@@ -27,7 +31,7 @@ from simulators import District
 log = logging.getLogger("lifeline.up")
 
 RESTART_PAUSE_S = 5.0
-DATABASE = "lifeline"
+DATABASE = "lifeline"  # the local InfluxDB's database
 
 
 @dataclass
@@ -56,9 +60,10 @@ class Child:
             proc.wait(timeout_s)
 
 
-def _add_local_settings(site_file: Path, state_dir: Path) -> int:
-    """Give a site's agent a dead-letter file and a metrics port; return the port."""
+def _add_local_settings(site_file: Path, state_dir: Path, broker: BrokerConfig) -> int:
+    """Give a site's agent the broker's credentials, a dead-letter file and a metrics port; return the port."""
     config = yaml.safe_load(site_file.read_text(encoding="utf-8"))
+    config["broker"] = broker.model_dump(mode="json", exclude_defaults=True)
     config["dead_letter_path"] = str(state_dir / "deadletter.jsonl")
     config["metrics_port"] = port = free_port()
     site_file.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
@@ -92,11 +97,14 @@ async def _supervise(children: list[Child], stop: asyncio.Event) -> None:
             await asyncio.wait_for(stop.wait(), 1.0)
 
 
-def _bridge_config(data_dir: Path, broker: Mosquitto, influx: Influxd, metrics_port: int) -> Path:
+def _bridge_config(data_dir: Path, broker: BrokerConfig, influx: InfluxConfig, deploy: DeploymentConfig,
+                   metrics_port: int) -> Path:  # fmt: skip
     path = data_dir / "bridge.yaml"
     config = {
-        "broker": {"host": broker.host, "port": broker.port},
-        "influx": {"transport": "v1", "url": influx.url, "database": DATABASE, "create_database": True},
+        "broker": broker.model_dump(mode="json"),
+        "influx": influx.model_dump(mode="json"),
+        "batch": deploy.batch.model_dump(mode="json"),
+        "retry": deploy.retry.model_dump(mode="json"),
         "validation": {"sites": [str((data_dir / "sites").resolve())]},
         "dead_letter_path": str(data_dir / "bridge" / "deadletter.sqlite"),
         "metrics_port": metrics_port,
@@ -105,43 +113,57 @@ def _bridge_config(data_dir: Path, broker: Mosquitto, influx: Influxd, metrics_p
     return path
 
 
-async def _run(args: argparse.Namespace, broker: Mosquitto, influx: Influxd, data_dir: Path) -> None:
+@dataclass
+class Stack:
+    """Where the platform's servers are: started here (``mosquitto``, ``influxd``) or external."""
+
+    broker: BrokerConfig
+    influx: InfluxConfig
+    mosquitto: Mosquitto | None = None
+    influxd: Influxd | None = None
+
+
+async def _run(deploy: DeploymentConfig, stack: Stack, duration: float | None) -> None:
     from lifeline.cli import install_stop_signals
 
     stop = install_stop_signals()
-    scenario = load(args.scenario, None)
-    district = District(scenario, broker.host, broker.port)
+    data_dir = deploy.data_dir
+    scenario = load(deploy.scenario, None)
+    district = District(scenario, stack.broker.host, stack.broker.port)
     await district.start()
     children: list[Child] = []
     try:
         paths = district.write_site_configs(data_dir / "sites")
         for site, path in sorted(paths.items()):
-            metrics = _add_local_settings(path, data_dir / "edge" / site)
+            metrics = _add_local_settings(path, data_dir / "edge" / site, stack.broker)
             argv = [sys.executable, "-m", "lifeline", "edge", "--config", str(path)]
             children.append(Child(f"edge {site}", argv, data_dir / "logs" / f"edge-{site}.log", metrics_port=metrics))
         bridge_metrics = free_port()
-        bridge_yaml = _bridge_config(data_dir, broker, influx, bridge_metrics)
+        bridge_yaml = _bridge_config(data_dir, stack.broker, stack.influx, deploy, bridge_metrics)
         bridge_argv = [sys.executable, "-m", "lifeline", "bridge", "--config", str(bridge_yaml)]
         children.insert(0, Child("bridge", bridge_argv, data_dir / "logs" / "bridge.log", metrics_port=bridge_metrics))
         for child in children:
             child.start()
-        _print_table(broker, influx, district, children, data_dir)
+        _print_table(stack, district, children, data_dir)
         supervisor = asyncio.ensure_future(_supervise(children, stop))
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), args.duration)
+            await asyncio.wait_for(stop.wait(), duration)
         stop.set()
         await supervisor
     finally:
-        print("stopping: edge agents, simulated district, broker")
+        print("stopping: bridge, edge agents, simulated district, then the servers")
         for child in children:
             child.stop()
         await district.stop()
 
 
-def _print_table(broker: Mosquitto, influx: Influxd, district: District, children: list[Child], data_dir: Path) -> None:
+def _print_table(stack: Stack, district: District, children: list[Child], data_dir: Path) -> None:
+    b, i = stack.broker, stack.influx
+    where = f"data and log in {stack.mosquitto.data_dir}" if stack.mosquitto else "external"
     print("Lifeline is up:")
-    print(f"  broker      mosquitto on {broker.host}:{broker.port} (data and log in {broker.data_dir})")
-    print(f"  storage     influxd on {influx.url}, database {DATABASE!r} (data and log in {influx.data_dir})")
+    print(f"  broker      mosquitto on {b.host}:{b.port} ({where})")
+    where = f"data and log in {stack.influxd.data_dir}" if stack.influxd else "external"
+    print(f"  storage     influxd on {i.url}, database {i.database!r} ({where})")
     print(f"  district    scenario {district.scenario.name!r}: {len(district.modbus)} Modbus devices on "
           f"127.0.0.1, {len(district.sensors.sensors)} MQTT sensors")  # fmt: skip
     for child in children:
@@ -149,23 +171,48 @@ def _print_table(broker: Mosquitto, influx: Influxd, district: District, childre
         metrics = f", metrics http://127.0.0.1:{child.metrics_port}/metrics" if child.metrics_port else ""
         print(f"  {child.name:<30} pid {pid}, log {child.log_path}{metrics}")
     print(f"  site configs in {data_dir / 'sites'}")
-    print(f"watch: mosquitto_sub -h {broker.host} -p {broker.port} -t 'lifeline/v1/#' -v")
-    print(f"query: curl -sG {influx.url}/query --data-urlencode db={DATABASE} "
-          "--data-urlencode 'q=SELECT last(*) FROM water_quality GROUP BY device'")  # fmt: skip
+    print(f"watch: mosquitto_sub -h {b.host} -p {b.port} -t 'lifeline/v1/#' -v")
+    if i.transport == "v1":
+        print(f"query: curl -sG {i.url}/query --data-urlencode db={i.database} "
+              """--data-urlencode 'q=SELECT last("ph") FROM water_quality GROUP BY device'""")  # fmt: skip
     print("Ctrl-C stops everything.", flush=True)
 
 
+def _deployment(args: argparse.Namespace) -> DeploymentConfig:
+    deploy = load_deployment(Path(args.config)) if args.config else DeploymentConfig()
+    update: dict[str, object] = {}
+    if args.scenario is not None:
+        update["scenario"] = args.scenario
+    if args.data_dir is not None:
+        update["data_dir"] = Path(args.data_dir)
+    return deploy.model_copy(update=update)
+
+
 def up(args: argparse.Namespace) -> int:
-    data_dir = Path(args.data_dir)
-    broker = Mosquitto(data_dir / "mosquitto", port=choose_port(args.mqtt_port))
-    influx = Influxd(data_dir / "influxdb", port=choose_port(args.influx_port))
-    broker.start()
     try:
-        influx.start()
-        influx.create_database(DATABASE)
-        asyncio.run(_run(args, broker, influx, data_dir))
+        deploy = _deployment(args)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    data_dir = deploy.data_dir
+    stack = Stack(
+        broker=deploy.broker or BrokerConfig(port=choose_port(args.mqtt_port)),
+        influx=deploy.influx or InfluxConfig(url="", database=DATABASE, create_database=True),
+    )
+    try:
+        if deploy.broker is None:
+            stack.mosquitto = Mosquitto(data_dir / "mosquitto", port=stack.broker.port)
+            stack.mosquitto.start()
+        if deploy.influx is None:
+            stack.influxd = Influxd(data_dir / "influxdb", port=choose_port(args.influx_port))
+            stack.influxd.start()
+            stack.influxd.create_database(DATABASE)
+            stack.influx = stack.influx.model_copy(update={"url": stack.influxd.url})
+        asyncio.run(_run(deploy, stack, args.duration))
     finally:
-        influx.stop()
-        broker.stop()
+        if stack.influxd is not None:
+            stack.influxd.stop()
+        if stack.mosquitto is not None:
+            stack.mosquitto.stop()
         print("stopped")
     return 0

@@ -14,7 +14,7 @@ import pytest
 
 from device_profiles import CATALOGUE
 from lifeline.cli import main
-from lifeline.services import Mosquitto
+from lifeline.services import Influxd, Mosquitto
 from telemetry import decode_telemetry, topics
 from tests.helpers import Subscriber
 
@@ -159,3 +159,37 @@ def test_up_runs_the_district_and_stops_cleanly(tmp_path: Path) -> None:
     assert proc.returncode == 0, text
     assert "stopped" in text
     assert (tmp_path / "up" / "sites" / "mini-water.yaml").exists()
+
+
+@pytest.mark.integration
+def test_up_uses_an_external_broker_and_influxdb_from_its_config(
+    mosquitto: Mosquitto, influxdb: Influxd, tmp_path: Path
+) -> None:
+    deploy = tmp_path / "deploy.yaml"
+    deploy.write_text(
+        f"scenario: mini\ndata_dir: {tmp_path / 'up'}\n"
+        f"broker: {{host: {mosquitto.host}, port: {mosquitto.port}}}\n"
+        f"influx: {{url: '{influxdb.url}', database: district, create_database: true}}\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-m", "lifeline", "up", "--config", str(deploy), "--duration", "40"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT)  # fmt: skip
+    try:
+
+        def stored() -> list[object]:
+            q = 'SELECT last("ph") FROM "water_quality"'
+            resp = httpx.get(f"{influxdb.url}/query", params={"db": "district", "q": q}, timeout=5)
+            series = resp.json()["results"][0].get("series", [])
+            return series[0]["values"] if series else []
+
+        deadline = time.monotonic() + 30
+        while not stored() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        assert stored(), "no reading reached the external InfluxDB"
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=30)
+    text = out.decode()
+    assert proc.returncode == 0, text
+    assert f"mosquitto on {mosquitto.host}:{mosquitto.port} (external)" in text
+    assert f"influxd on {influxdb.url}, database 'district' (external)" in text
+    assert not (tmp_path / "up" / "mosquitto").exists()  # nothing local was started

@@ -1,0 +1,31 @@
+"""The deployment file of ``lifeline up``: composes each component's own config model.
+
+Every section is optional. Without ``broker`` or ``influx`` the local stack starts its own Mosquitto or InfluxDB as
+child processes; with them it uses those servers instead (and starts neither).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from broker_bridge.config import BatchConfig, InfluxConfig, RetryConfig
+from device_profiles import read_yaml, validate
+from edge_agent.config import BrokerConfig
+
+
+class DeploymentConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    scenario: str = Field(default="baoshan", description="simulated district to run (a name or a YAML file)")
+    data_dir: Path = Field(default=Path("var/up"), description="data, logs and generated configs")
+    broker: BrokerConfig | None = Field(default=None, description="an external broker; none: a local Mosquitto")
+    influx: InfluxConfig | None = Field(default=None, description="an external InfluxDB; none: a local influxd")
+    batch: BatchConfig = Field(default_factory=BatchConfig)
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+
+
+def load_deployment(path: Path) -> DeploymentConfig:
+    """Load and validate a deployment file; ConfigError names file, line and field."""
+    return validate(DeploymentConfig, read_yaml(path), "deployment config")
