@@ -1,14 +1,21 @@
-"""MQTT 5 consumer: shared subscription, persistent session, manual acknowledgement.
+"""MQTT 5 consumer: shared subscription, persistent session, manual acknowledgement, bounded intake.
 
-Messages are acknowledged only when the bridge says so (after InfluxDB accepted them). The broker sends at most
-``receive_maximum`` unacknowledged messages (MQTT 5 Receive Maximum), which bounds what the bridge holds in
-memory while InfluxDB is down: the rest waits in the broker's session queue, and before it at the edge.
+Messages are acknowledged only when the bridge says so (after InfluxDB accepted them). The broker should send at
+most ``receive_maximum`` unacknowledged messages (MQTT 5 Receive Maximum), which bounds what the bridge holds
+while InfluxDB is down. Mosquitto 2.0.11 keeps that bound while nothing is acknowledged, but once acknowledgements
+flow it releases far more of a backlog than the window (measured: 5 acknowledgements released 25 messages with a
+window of 5). So the bridge bounds its intake itself: paho runs on the bridge's own asyncio loop (its socket
+callbacks), and the consumer stops reading the socket while it holds twice the window, until it is back under the
+window. TCP then holds the rest at the broker.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
+import threading
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +30,8 @@ from edge_agent.config import BrokerConfig
 
 log = logging.getLogger("lifeline.bridge.mqtt")
 
+READS_PER_WAKEUP = 256  # packets read in one go while the socket has data
+
 
 @dataclass(frozen=True, slots=True)
 class Incoming:
@@ -34,7 +43,7 @@ class Incoming:
 
 
 class Consumer:
-    """Hands received messages to the asyncio loop through ``inbox``; ``ack`` acknowledges them."""
+    """Hands received messages to the bridge through ``inbox``; ``ack`` acknowledges them."""
 
     def __init__(self, broker: BrokerConfig, sub: SubscriptionConfig) -> None:
         self.broker = broker
@@ -43,50 +52,100 @@ class Consumer:
         self.generation = 0
         self.connected = False
         self.connections = 0
+        self.held = 0  # received on this connection and not acknowledged yet
+        self.pauses = 0
+        self.pause_at = 2 * sub.receive_maximum
+        self.resume_at = sub.receive_maximum
+        self._paused = False
+        self._received = 0
+        self._sock: socket.socket | None = None
         self._wake = asyncio.Event()
+        self._lost = asyncio.Event()
+        self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: int | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=sub.client_id,
             protocol=mqtt.MQTTv5,
             manual_ack=True,
+            reconnect_on_failure=False,
         )
         if broker.username:
             self._client.username_pw_set(broker.username, broker.password)
-        self._client.reconnect_delay_set(int(max(1, broker.reconnect_initial_s)), int(max(1, broker.reconnect_max_s)))
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
+        self._client.on_socket_open = self._on_socket_open
+        self._client.on_socket_close = self._on_socket_close
+        self._client.on_socket_register_write = self._on_register_write
+        self._client.on_socket_unregister_write = self._on_unregister_write
 
     @property
     def filter(self) -> str:
         return f"$share/{self.sub.group}/{self.sub.topic}"
 
+    # -- life cycle (on the bridge's loop) -----------------------------------------------------------------
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = self.sub.session_expiry_s
-        props.ReceiveMaximum = self.sub.receive_maximum
-        self._client.connect_async(
-            self.broker.host, self.broker.port, keepalive=self.broker.keepalive_s, clean_start=False, properties=props
-        )
-        self._client.loop_start()
+        self._thread = threading.get_ident()
+        self._tasks = [asyncio.ensure_future(self._keep_connected()), asyncio.ensure_future(self._misc())]
 
     async def stop(self) -> None:
-        self._client.disconnect()
-        await asyncio.to_thread(self._client.loop_stop)
+        self._stopping = True
+        if self.connected:
+            self._client.disconnect()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._sock is not None:
+            self._on_socket_close(self._client, None, self._sock)
 
+    async def _keep_connected(self) -> None:
+        backoff = self.broker.reconnect_initial_s
+        logged = False
+        assert self._loop is not None
+        while not self._stopping:
+            self._lost.clear()
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            props.SessionExpiryInterval = self.sub.session_expiry_s
+            props.ReceiveMaximum = self.sub.receive_maximum
+            try:  # the blocking TCP connect runs in a worker thread; socket callbacks come back to this loop
+                await self._loop.run_in_executor(None, self._connect, props)
+            except OSError as exc:
+                if not logged:
+                    log.warning("bridge cannot reach the broker broker=%s:%d reason=%r (retrying, logged once)",
+                                self.broker.host, self.broker.port, str(exc))  # fmt: skip
+                    logged = True
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.broker.reconnect_max_s)
+                continue
+            logged = False
+            backoff = self.broker.reconnect_initial_s
+            await self._lost.wait()
+            if not self._stopping:
+                await asyncio.sleep(backoff)
+
+    def _connect(self, props: Properties) -> None:
+        self._client.connect(
+            self.broker.host, self.broker.port, keepalive=self.broker.keepalive_s, clean_start=False, properties=props
+        )
+
+    async def _misc(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            if self._sock is not None:
+                self._client.loop_misc()  # keepalive pings, time-outs
+
+    # -- intake --------------------------------------------------------------------------------------------
     async def wait(self, timeout_s: float) -> None:
         """Wait until something arrives (or ``timeout_s`` passes)."""
         if self.inbox:
             return
         self._wake.clear()
-        if self.inbox:
-            return
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout_s)
-        except TimeoutError:
-            return
 
     def ack(self, item: Incoming) -> bool:
         """Acknowledge ``item``; False if its connection is gone (the broker will send it again)."""
@@ -94,9 +153,67 @@ class Consumer:
             return True
         if item.generation != self.generation or not self.connected:
             return False
+        self.held -= 1
+        if self._paused and self.held <= self.resume_at:
+            self._resume()
         return self._client.ack(item.mid, item.qos) == mqtt.MQTT_ERR_SUCCESS
 
-    # -- paho's thread -----------------------------------------------------------------------------------------
+    def _read(self) -> None:
+        for _ in range(READS_PER_WAKEUP):
+            before = self._received
+            self._client.loop_read()
+            if self._received == before or self._sock is None:
+                break
+        if self.held >= self.pause_at and self._sock is not None and not self._paused:
+            self._paused = True
+            self.pauses += 1
+            self._call(self._remove_reader, self._sock)
+            if self.pauses in (1, 10, 100) or self.pauses % 1000 == 0:
+                log.info("bridge pauses reading: holding %d unacknowledged messages (window %d) pauses=%d",
+                         self.held, self.sub.receive_maximum, self.pauses)  # fmt: skip
+
+    def _resume(self) -> None:
+        self._paused = False
+        if self._sock is not None and self._loop is not None:
+            self._loop.add_reader(self._sock, self._read)
+
+    def _remove_reader(self, sock: socket.socket) -> None:
+        if self._loop is not None:
+            self._loop.remove_reader(sock)
+
+    # -- paho callbacks: on the loop, except socket-open during connect (a worker thread) -------------------
+    def _call(self, fn: Any, *args: Any) -> None:
+        if self._loop is None:
+            return
+        if threading.get_ident() == self._thread:
+            fn(*args)
+        else:
+            self._loop.call_soon_threadsafe(fn, *args)
+
+    def _on_socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        def opened() -> None:
+            assert self._loop is not None
+            self._sock = sock
+            self._paused = False
+            self._loop.add_reader(sock, self._read)
+
+        self._call(opened)
+
+    def _on_socket_close(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        def closed() -> None:
+            if self._loop is not None:
+                self._loop.remove_reader(sock)
+                self._loop.remove_writer(sock)
+            self._sock = None
+
+        self._call(closed)
+
+    def _on_register_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        self._call(lambda: self._loop.add_writer(sock, client.loop_write) if self._loop else None)
+
+    def _on_unregister_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        self._call(lambda: self._loop.remove_writer(sock) if self._loop else None)
+
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
         if rc.is_failure:
             log.warning("broker refused the bridge reason=%s", rc)
@@ -104,21 +221,22 @@ class Consumer:
         self.generation += 1
         self.connections += 1
         self.connected = True
+        self.held = 0
         client.subscribe(self.filter, qos=1)
         log.info("bridge connected broker=%s:%d filter=%s session_present=%s", self.broker.host,
                  self.broker.port, self.filter, getattr(flags, "session_present", None))  # fmt: skip
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
-        if self.connected:
+        if self.connected and not self._stopping:
             log.warning("bridge lost the broker reason=%s (reconnecting; unacknowledged messages come again)", rc)
         self.connected = False
         self.generation += 1
+        self.held = 0
+        self._call(self._lost.set)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        was_empty = not self.inbox
+        self._received += 1
+        if msg.qos:
+            self.held += 1
         self.inbox.append(Incoming(self.generation, msg.mid, msg.topic, bytes(msg.payload), msg.qos))
-        if was_empty and self._loop is not None:
-            try:
-                self._loop.call_soon_threadsafe(self._wake.set)
-            except RuntimeError:  # the loop is closing
-                return
+        self._wake.set()
