@@ -178,19 +178,10 @@ class Bridge:
         body = "\n".join(line for line, _ in pairs).encode()
         try:
             await self._retrying(lambda: self.writer.write(body), f"write of {len(pairs)} points")
-        except Rejected as exc:
+        except (Rejected, TooLarge) as exc:  # refused points (or too large a body): halve until found
             if len(pairs) == 1:
                 line, item = pairs[0]
                 item.problems.append(f"InfluxDB refused {line[:300]!r}: {exc.reason}")
-                return
-            self.counters.splits += 1
-            await self._write_pairs(pairs[: len(pairs) // 2])
-            await self._write_pairs(pairs[len(pairs) // 2 :])
-            return
-        except TooLarge:
-            if len(pairs) == 1:
-                line, item = pairs[0]
-                item.problems.append(f"InfluxDB refused {line[:300]!r}: too large")
                 return
             self.counters.splits += 1
             await self._write_pairs(pairs[: len(pairs) // 2])

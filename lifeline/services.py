@@ -16,6 +16,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import Self
 
 
 class ServiceError(RuntimeError):
@@ -53,85 +54,6 @@ def find_binary(name: str, extra_dirs: tuple[str, ...] = ("/usr/sbin", "/usr/loc
     raise ServiceError(f"{name} is not installed: run scripts/setup (it installs the Debian package)")
 
 
-class Mosquitto:
-    """A Mosquitto broker on loopback with its config, persistence and log in ``data_dir``."""
-
-    def __init__(self, data_dir: Path, port: int | None = None, host: str = "127.0.0.1") -> None:
-        self.data_dir = data_dir
-        self.host = host
-        self.port = port or free_port(host)
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log_path = data_dir / "mosquitto.log"
-        self.conf_path = data_dir / "mosquitto.conf"
-
-    def _write_conf(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.conf_path.write_text(
-            "\n".join(
-                [
-                    f"listener {self.port} {self.host}",
-                    "allow_anonymous true",
-                    "persistence true",
-                    f"persistence_location {self.data_dir}/",
-                    "autosave_interval 1",
-                    "max_queued_messages 1000000",
-                    "max_inflight_messages 1000",
-                    "log_dest stderr",
-                    "log_type error",
-                    "log_type warning",
-                    "log_type notice",
-                    "",
-                ]
-            )
-        )
-
-    def start(self, timeout_s: float = 10.0) -> None:
-        """Start the broker and return once it accepts connections."""
-        self._write_conf()
-        binary = find_binary("mosquitto")
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [binary, "-c", str(self.conf_path)], stdout=log, stderr=log, stdin=subprocess.DEVNULL
-        )
-        log.close()
-        if not wait_for_port(self.host, self.port, timeout_s, self.proc):
-            self.stop()
-            raise ServiceError(f"mosquitto did not start on {self.host}:{self.port}: {self.log_tail()}")
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """Stop the broker (SIGTERM, so it saves its persistence file); kill it if it does not go."""
-        proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout_s)
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def log_tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-    def __enter__(self) -> Mosquitto:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
 def _http_status(url: str, *, method: str = "GET", data: bytes | None = None, timeout_s: float = 1.0) -> int:
     """The status of one plain HTTP request to a loopback server (0 when nothing answers)."""
     request = urllib.request.Request(url, data=data, method=method)
@@ -164,31 +86,130 @@ def _tail(path: Path, lines: int) -> str:
         return "(no log)"
 
 
-class Influxd:
+class ChildServer:
+    """A server run as a child process on loopback, with its config and log in ``data_dir``.
+
+    Subclasses say how to configure (``_write_conf``), how to run (``_argv``) and when it is ready (``_ready``).
+    """
+
+    name = "server"
+
+    def __init__(self, data_dir: Path, port: int | None, host: str, log_name: str, conf_name: str) -> None:
+        self.data_dir = data_dir
+        self.host = host
+        self.port = port or free_port(host)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = data_dir / log_name
+        self.conf_path = data_dir / conf_name
+
+    def _write_conf(self) -> None:
+        raise NotImplementedError
+
+    def _argv(self) -> list[str]:
+        raise NotImplementedError
+
+    def _ready(self) -> bool:
+        return wait_for_port(self.host, self.port, 0.2, self.proc)
+
+    def start(self, timeout_s: float = 30.0) -> None:
+        """Start the server and return once it is ready; ServiceError with the tail of its log if it is not."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._write_conf()
+        argv = self._argv()
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            if self._ready():
+                return
+            time.sleep(0.02)
+        self.stop()
+        raise ServiceError(f"{self.name} did not start on {self.host}:{self.port}: {self.log_tail()}")
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """SIGTERM (the server saves its state), then SIGKILL if it does not go."""
+        proc, self.proc = self.proc, None
+        _stop_process(proc, timeout_s)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would (fault tests)."""
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, lines: int = 20) -> str:
+        return _tail(self.log_path, lines)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class Mosquitto(ChildServer):
+    """A Mosquitto broker on loopback with its config, persistence and log in ``data_dir``."""
+
+    name = "mosquitto"
+
+    def __init__(self, data_dir: Path, port: int | None = None, host: str = "127.0.0.1") -> None:
+        super().__init__(data_dir, port, host, "mosquitto.log", "mosquitto.conf")
+
+    def _write_conf(self) -> None:
+        self.conf_path.write_text(
+            "\n".join(
+                [
+                    f"listener {self.port} {self.host}",
+                    "allow_anonymous true",
+                    "persistence true",
+                    f"persistence_location {self.data_dir}/",
+                    "autosave_interval 1",
+                    "max_queued_messages 1000000",
+                    "max_inflight_messages 1000",
+                    "log_dest stderr",
+                    "log_type error",
+                    "log_type warning",
+                    "log_type notice",
+                    "",
+                ]
+            )
+        )
+
+    def _argv(self) -> list[str]:
+        return [find_binary("mosquitto"), "-c", str(self.conf_path)]
+
+
+class Influxd(ChildServer):
     """An InfluxDB 1.x server (Debian's ``influxd``) on loopback, with its config, data and log in ``data_dir``.
 
     Only the HTTP API (``/write``, ``/query``, ``/ping``) is served; the RPC port (backup/restore), which would be
     8088 for every instance, gets a free loopback port of its own so parallel servers do not clash.
     """
 
+    name = "influxd"
+
     def __init__(
         self, data_dir: Path, port: int | None = None, host: str = "127.0.0.1", *, auth_enabled: bool = False
     ) -> None:
-        self.data_dir = data_dir
-        self.host = host
-        self.port = port or free_port(host)
+        super().__init__(data_dir, port, host, "influxd.log", "influxdb.conf")
         self.rpc_port = free_port(host)
         self.auth_enabled = auth_enabled
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log_path = data_dir / "influxd.log"
-        self.conf_path = data_dir / "influxdb.conf"
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
     def _write_conf(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
         # Section and key names as printed by `influxd config` of 1.6.7. Quiet and lean: no usage reporting, no
         # _internal monitor database (it writes every 10 s), no per-request or per-query log lines.
         self.conf_path.write_text(
@@ -224,42 +245,11 @@ bind-address = "{self.host}:{self.rpc_port}"
 """
         )
 
-    def start(self, timeout_s: float = 30.0) -> None:
-        """Start the server and return once ``GET /ping`` answers 204."""
-        self._write_conf()
-        binary = find_binary("influxd", ("/usr/bin", "/usr/sbin", "/usr/local/bin"))
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [binary, "-config", str(self.conf_path)], stdout=log, stderr=log, stdin=subprocess.DEVNULL
-        )
-        log.close()
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            if _http_status(f"{self.url}/ping", timeout_s=0.5) == 204:
-                return
-            time.sleep(0.02)
-        self.stop()
-        raise ServiceError(f"influxd did not start on {self.host}:{self.port}: {self.log_tail()}")
+    def _argv(self) -> list[str]:
+        return [find_binary("influxd", ("/usr/bin", "/usr/sbin", "/usr/local/bin")), "-config", str(self.conf_path)]
 
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """Stop the server (SIGTERM: it closes its shards); kill it if it does not go."""
-        proc, self.proc = self.proc, None
-        _stop_process(proc, timeout_s)
-
-    def kill(self) -> None:
-        """SIGKILL, as a crash would (fault tests); the WAL is replayed on the next start."""
-        proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+    def _ready(self) -> bool:
+        return _http_status(f"{self.url}/ping", timeout_s=0.5) == 204
 
     def create_database(self, name: str) -> None:
         """``CREATE DATABASE "name"`` (idempotent on 1.x; with auth enabled only before the first admin exists)."""
@@ -268,16 +258,6 @@ bind-address = "{self.host}:{self.rpc_port}"
         status = _http_status(f"{self.url}/query", method="POST", data=body, timeout_s=10)
         if status != 200:
             raise ServiceError(f"influxd {self.url}: CREATE DATABASE {quoted} answered {status}")
-
-    def log_tail(self, lines: int = 20) -> str:
-        return _tail(self.log_path, lines)
-
-    def __enter__(self) -> Influxd:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 _HEALTH_PASS = '{"name":"influxdb","message":"ready for queries and writes","status":"pass","checks":[]}\n'
@@ -384,7 +364,7 @@ http {{
 """
 
 
-class InfluxCompatProxy:
+class InfluxCompatProxy(ChildServer):
     """nginx on loopback in front of an InfluxDB 1.x server, speaking enough of the 2.x API for 2.x clients.
 
     ``POST /api/v2/write?bucket=db/rp&precision=ms`` becomes ``POST /write?db=db&rp=rp&precision=ms`` (as InfluxDB
@@ -393,17 +373,14 @@ class InfluxCompatProxy:
     switch to, so it reads and writes only ``data_dir``, and its pid is the child's pid.
     """
 
+    name = "nginx"
+
     def __init__(self, data_dir: Path, upstream_url: str, port: int | None = None, host: str = "127.0.0.1") -> None:
         parsed = urllib.parse.urlsplit(upstream_url)
         if parsed.scheme != "http" or not parsed.hostname or not parsed.port:
             raise ValueError(f"upstream_url must be http://host:port, got {upstream_url!r}")
         self.upstream = f"{parsed.hostname}:{parsed.port}"
-        self.data_dir = data_dir
-        self.host = host
-        self.port = port or free_port(host)
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log_path = data_dir / "nginx-error.log"
-        self.conf_path = data_dir / "nginx.conf"
+        super().__init__(data_dir, port, host, "nginx-error.log", "nginx.conf")
 
     @property
     def url(self) -> str:
@@ -418,41 +395,5 @@ class InfluxCompatProxy:
             )
         )
 
-    def start(self, timeout_s: float = 10.0) -> None:
-        """Start nginx and return once it accepts connections (the upstream need not be up)."""
-        self._write_conf()
-        binary = find_binary("nginx")
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [binary, "-p", str(self.data_dir), "-c", str(self.conf_path), "-e", str(self.log_path)],
-            stdout=log,
-            stderr=log,
-            stdin=subprocess.DEVNULL,
-        )
-        log.close()
-        if not wait_for_port(self.host, self.port, timeout_s, self.proc):
-            self.stop()
-            raise ServiceError(f"nginx did not start on {self.host}:{self.port}: {self.log_tail()}")
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """Stop nginx (SIGTERM: fast shutdown); kill it if it does not go."""
-        proc, self.proc = self.proc, None
-        _stop_process(proc, timeout_s)
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def log_tail(self, lines: int = 20) -> str:
-        return _tail(self.log_path, lines)
-
-    def __enter__(self) -> InfluxCompatProxy:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def _argv(self) -> list[str]:
+        return [find_binary("nginx"), "-p", str(self.data_dir), "-c", str(self.conf_path), "-e", str(self.log_path)]
