@@ -33,6 +33,26 @@ def _profiles_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rules_validate(args: argparse.Namespace) -> int:
+    from rules import load_rules
+
+    paths = [Path(p) for p in args.paths]
+    missing = [p for p in paths if not p.exists()]
+    for p in missing:
+        print(f"{p}: no such file or folder", file=sys.stderr)
+    if missing:
+        return 2
+    try:
+        rules = load_rules(paths)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        print(f"{len(exc.problems)} problem(s) found", file=sys.stderr)
+        return 1
+    print(f"{len(rules)} rule(s) are valid: {', '.join(r.id for r in rules)}")
+    return 0
+
+
 def _edge(args: argparse.Namespace) -> int:
     from edge_agent import EdgeAgent, load_site, plan_report
     from edge_agent.planner import PlanError
@@ -108,6 +128,12 @@ def parser() -> argparse.ArgumentParser:
     val = prof_sub.add_parser("validate", help="validate profile files or folders")
     val.add_argument("paths", nargs="+", metavar="PATH")
     val.set_defaults(func=_profiles_validate)
+
+    rules = sub.add_parser("rules", help="alert rules")
+    rules_sub = rules.add_subparsers(dest="action", required=True)
+    rval = rules_sub.add_parser("validate", help="validate rule files or folders")
+    rval.add_argument("paths", nargs="+", metavar="PATH")
+    rval.set_defaults(func=_rules_validate)
 
     edge = sub.add_parser("edge", help="run a site's edge agent")
     edge.add_argument("--config", required=True, metavar="SITE.yaml")

@@ -193,3 +193,19 @@ def test_up_uses_an_external_broker_and_influxdb_from_its_config(
     assert f"mosquitto on {mosquitto.host}:{mosquitto.port} (external)" in text
     assert f"influxd on {influxdb.url}, database 'district' (external)" in text
     assert not (tmp_path / "up" / "mosquitto").exists()  # nothing local was started
+
+
+def test_rules_validate_accepts_the_shipped_packs_and_names_a_broken_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["rules", "validate", str(ROOT / "rules" / "packs")]) == 0
+    assert "gas.lel" in capsys.readouterr().out
+    broken = tmp_path / "gas.yaml"
+    text = (ROOT / "rules" / "packs" / "gas.yaml").read_text()
+    assert "value: 50" in text
+    broken.write_text(text.replace("value: 50", "value: fifty", 1))
+    line = next(i for i, row in enumerate(broken.read_text().splitlines(), 1) if "value: fifty" in row)
+    assert main(["rules", "validate", str(broken)]) == 1
+    err = capsys.readouterr().err
+    assert f"{broken}:{line}: rule 'gas.lel'" in err
+    assert "value" in err

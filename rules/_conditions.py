@@ -1,0 +1,103 @@
+"""Pure per-sample tests of each condition kind: what severity the condition asks for right now.
+
+A test answers True / False, or None when there is no usable value (missing or bad): then the rule neither
+raises nor clears.
+"""
+
+from __future__ import annotations
+
+from rules.schema import SEVERITY_RANK, Compare, Rule, Scalar, State, Threshold
+from telemetry.models import Quality, Sample, Telemetry, Value
+
+
+def matches(rule: Rule, msg: Telemetry) -> bool:
+    sel = rule.select
+    return (
+        (sel.profile is None or msg.profile in sel.profile)
+        and (sel.site is None or msg.site in sel.site)
+        and (sel.device is None or msg.device in sel.device)
+        and all(msg.tags.get(k) == v for k, v in sel.tags.items())
+    )
+
+
+def number(value: Value) -> float | None:
+    """A numeric value (booleans are states, not numbers)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def good_value(sample: Sample, point: str) -> Value:
+    """The point's value when present and not bad; None otherwise. Uncertain values are used."""
+    if point not in sample.values or sample.quality_of(point) is Quality.BAD:
+        return None
+    return sample.values[point]
+
+
+def equal(a: Value, b: Scalar) -> bool:
+    # True == 1 in Python; for alarms a bit and a number are different things.
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    return a == b
+
+
+def threshold_target(th: Threshold, value: float, active: str | None) -> str | None:
+    """Highest level crossed; a level already held stays until the value is back past level ∓ deadband."""
+    held = SEVERITY_RANK[active] if active else 0
+    target = None
+    for level in th.levels:
+        keep = SEVERITY_RANK[level.severity] <= held
+        lv, db = level.value, th.deadband
+        if th.direction == "high":
+            on = (value > lv if th.strict else value >= lv) or (keep and value > lv - db)
+        else:
+            on = (value < lv if th.strict else value <= lv) or (keep and value < lv + db)
+        if on:
+            target = level.severity
+    return target
+
+
+def state_matches(st: State, value: Value) -> bool | None:
+    if value is None:
+        return None
+    if st.equals is not None:
+        hit = equal(value, st.equals)
+    elif st.in_ is not None:
+        hit = any(equal(value, v) for v in st.in_)
+    else:
+        x = number(value)
+        if x is None or st.range is None:
+            return None
+        hit = st.range[0] <= x <= st.range[1]
+    return hit if st.when == "match" else not hit
+
+
+def compare(c: Compare, value: Value) -> bool | None:
+    if value is None:
+        return None
+    if c.op in ("eq", "ne"):
+        same = equal(value, c.value)
+        return same if c.op == "eq" else not same
+    x, y = number(value), number(c.value)
+    if x is None or y is None:
+        return None
+    return {"gt": x > y, "ge": x >= y, "lt": x < y, "le": x <= y}[c.op]
+
+
+def composite(terms: list[Compare], combine_all: bool, sample: Sample) -> bool | None:
+    """All/any over points of one device's sample; unknown if a needed point is missing or bad."""
+    results = [compare(c, good_value(sample, c.point)) for c in terms]
+    if combine_all:
+        if False in results:
+            return False
+        return None if None in results else True
+    if True in results:
+        return True
+    return None if None in results else False
+
+
+def is_bad(sample: Sample, point: str, include_uncertain: bool) -> bool | None:
+    if point not in sample.values:
+        return None
+    q = sample.quality_of(point)
+    return q is Quality.BAD or (include_uncertain and q is Quality.UNCERTAIN)

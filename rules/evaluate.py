@@ -1,0 +1,241 @@
+"""A pure streaming rule evaluator: telemetry in, alert transitions out.
+
+Time comes only from sample times (``observe``) and the ``now_ms`` given to ``tick``; there is no clock here.
+State is per (rule, site, device, point) in plain dataclasses that export to and import from a JSON-safe dict,
+so a restarted process keeps its active alerts and raises nothing twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from rules import _conditions as c
+from rules.schema import SEVERITY_RANK, Rule
+from telemetry.models import Sample, Telemetry, Value
+
+Key = tuple[str, str, str, str]  # rule id, site, device, point ("" for a device-wide rule)
+STATE_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A change of an alert: raised, escalated, de-escalated (``severity`` lower) or cleared (None)."""
+
+    rule: str
+    site: str
+    device: str
+    point: str | None
+    severity: str | None
+    previous: str | None
+    value: Value
+    ts: int  # the sample time that caused it, or the tick's now_ms for delays and deadman
+    reason: str
+
+
+@dataclass(slots=True)
+class AlertState:
+    active: str | None = None
+    target: str | None = None  # what the condition asked for at the last usable sample
+    value: Value = None
+    last_ts: int | None = None
+    since: dict[str, int] = field(default_factory=dict)  # severity -> from when the target held it
+    below_since: int | None = None  # from when the target was below the active severity
+    repeat: int = 0  # frozen: consecutive equal samples
+    history: list[list[float]] = field(default_factory=list)  # rate: [ts, value] within the window
+    detail: str = ""
+
+
+def _rank(sev: str | None) -> int:
+    return SEVERITY_RANK[sev] if sev else 0
+
+
+class Engine:
+    def __init__(self, rules: list[Rule]) -> None:
+        self.rules = {r.id: r for r in rules}
+        self._states: dict[Key, AlertState] = {}
+
+    # --- persistence -------------------------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        """Every alert's state as a JSON-safe dict (see ``from_state``)."""
+        alerts = [
+            {"rule": k[0], "site": k[1], "device": k[2], "point": k[3], **asdict(st)} for k, st in self._states.items()
+        ]
+        return {"version": STATE_VERSION, "alerts": alerts}
+
+    @classmethod
+    def from_state(cls, rules: list[Rule], data: dict[str, Any]) -> Engine:
+        """An engine that continues from ``data``; state of rules no longer present is dropped."""
+        if data.get("version") != STATE_VERSION:
+            raise ValueError(f"rule engine state version {data.get('version')!r} is not {STATE_VERSION}")
+        engine = cls(rules)
+        for raw in data.get("alerts", []):
+            item = dict(raw)
+            key = (item.pop("rule"), item.pop("site"), item.pop("device"), item.pop("point"))
+            if key[0] in engine.rules:
+                engine._states[key] = AlertState(**item)
+        return engine
+
+    def active(self) -> dict[Key, str]:
+        return {k: st.active for k, st in self._states.items() if st.active}
+
+    # --- evaluation --------------------------------------------------------------------------------------------
+    def observe(self, msg: Telemetry) -> list[Transition]:
+        out: list[Transition] = []
+        samples = sorted(msg.samples, key=lambda s: s.ts)
+        for rule in self.rules.values():
+            if not c.matches(rule, msg):
+                continue
+            for sample in samples:
+                out.extend(self._sample(rule, msg, sample))
+        return out
+
+    def tick(self, now_ms: int) -> list[Transition]:
+        """Deadman timeouts, and on/off delays that expire with no new data (the last target is held)."""
+        out: list[Transition] = []
+        for key, st in self._states.items():
+            rule = self.rules.get(key[0])
+            if rule is None or st.last_ts is None or now_ms < st.last_ts:
+                continue
+            if rule.deadman is not None:
+                silent = now_ms - st.last_ts
+                if st.active is None and silent >= rule.deadman.timeout_ms:
+                    st.detail = f"no data for {silent / 1000:g} s"
+                    out.extend(self._advance(rule, key, st, rule.severity, now_ms))
+            elif _rank(st.target) != _rank(st.active):
+                out.extend(self._advance(rule, key, st, st.target, now_ms))
+        return out
+
+    def _sample(self, rule: Rule, msg: Telemetry, sample: Sample) -> list[Transition]:
+        out: list[Transition] = []
+        for point, target in self._targets(rule, msg, sample):
+            key = (rule.id, msg.site, msg.device, point)
+            st = self._states[key]  # made by _get when the sample was accepted
+            out.extend(self._advance(rule, key, st, target, sample.ts))
+        return out
+
+    def _targets(self, rule: Rule, msg: Telemetry, sample: Sample) -> list[tuple[str, str | None]]:
+        """(point, target) pairs for one sample; this also updates the per-kind memory (rate, frozen, deadman)."""
+        sev = rule.severity
+        dev = (rule.id, msg.site, msg.device)
+        if rule.threshold is not None:
+            th = rule.threshold
+            v = c.number(c.good_value(sample, th.point))
+            st = self._get((*dev, th.point), sample.ts)
+            if v is None or st is None:
+                return []
+            target = c.threshold_target(th, v, st.active)
+            st.value, st.detail = v, f"{th.point} = {v:g} ({th.direction})"
+            return [(th.point, target)]
+        if rule.rate is not None:
+            return self._rate(rule, dev, sample)
+        if rule.state is not None:
+            value = c.good_value(sample, rule.state.point)
+            return self._bool((*dev, rule.state.point), sample.ts, c.state_matches(rule.state, value), value, sev)
+        if rule.all_ is not None or rule.any_ is not None:
+            terms = rule.all_ if rule.all_ is not None else rule.any_
+            assert terms is not None
+            hit = c.composite(terms, rule.all_ is not None, sample)
+            return self._bool((*dev, ""), sample.ts, hit, None, sev)
+        if rule.bad_quality is not None:
+            bq = rule.bad_quality
+            points = [bq.point] if bq.point else sorted(sample.values)
+            out = []
+            for p in points:
+                out += self._bool((*dev, p), sample.ts, c.is_bad(sample, p, bq.include_uncertain), None, sev)
+            return out
+        if rule.frozen is not None:
+            return self._frozen(rule, dev, sample)
+        return self._bool((*dev, ""), sample.ts, False, None, sev)  # deadman: data arrived, so it clears
+
+    def _get(self, key: Key, ts: int) -> AlertState | None:
+        """The key's state, or None when the sample is older than one already seen (out of order: ignored)."""
+        st = self._states.setdefault(key, AlertState())
+        if st.last_ts is not None and ts < st.last_ts:
+            return None
+        st.last_ts = ts
+        return st
+
+    def _bool(self, key: Key, ts: int, hit: bool | None, value: Value, sev: str | None) -> list[tuple[str, str | None]]:
+        st = self._get(key, ts)
+        if hit is None or st is None:
+            return []
+        st.value = value
+        st.detail = "condition met" if hit else "condition clear"
+        return [(key[3], sev if hit else None)]
+
+    def _rate(self, rule: Rule, dev: tuple[str, str, str], sample: Sample) -> list[tuple[str, str | None]]:
+        assert rule.rate is not None
+        r = rule.rate
+        v = c.number(c.good_value(sample, r.point))
+        st = self._get((*dev, r.point), sample.ts)
+        if v is None or st is None:
+            return []
+        st.history = [h for h in st.history if sample.ts - h[0] <= r.window_s * 1000] + [[float(sample.ts), v]]
+        t0, v0 = st.history[0]
+        if sample.ts <= t0:
+            return []
+        per_min = abs(v - v0) / ((sample.ts - t0) / 60000)
+        st.value, st.detail = v, f"{r.point} changes {per_min:.3g}/min"
+        return [(r.point, rule.severity if per_min > r.per_minute_above else None)]
+
+    def _frozen(self, rule: Rule, dev: tuple[str, str, str], sample: Sample) -> list[tuple[str, str | None]]:
+        assert rule.frozen is not None
+        fr = rule.frozen
+        v = c.good_value(sample, fr.point)
+        st = self._get((*dev, fr.point), sample.ts)
+        if v is None or st is None:
+            return []
+        same = st.repeat > 0 and type(v) is type(st.value) and v == st.value
+        st.repeat = st.repeat + 1 if same else 1
+        st.value, st.detail = v, f"{fr.point} unchanged for {st.repeat} samples"
+        return [(fr.point, rule.severity if st.repeat >= fr.samples else None)]
+
+    def _on_delay_ms(self, rule: Rule, sev: str) -> float:
+        if rule.bad_quality is not None:
+            return rule.bad_quality.for_s * 1000
+        if rule.threshold is not None:
+            level = next(lv for lv in rule.threshold.levels if lv.severity == sev)
+            if level.on_delay_s is not None:
+                return level.on_delay_s * 1000
+        return rule.on_delay_s * 1000
+
+    def _severities(self, rule: Rule) -> list[str]:
+        if rule.threshold is not None:
+            return [lv.severity for lv in rule.threshold.levels]
+        return [rule.severity] if rule.severity else []
+
+    def _advance(self, rule: Rule, key: Key, st: AlertState, target: str | None, ts: int) -> list[Transition]:
+        """The shared delay machine: raise or escalate after the on-delay, de-escalate or clear after the off-delay."""
+        st.target = target
+        rt, ra = _rank(target), _rank(st.active)
+        for sev in SEVERITY_RANK:
+            if rt >= SEVERITY_RANK[sev]:
+                st.since.setdefault(sev, ts)
+            else:
+                st.since.pop(sev, None)
+        st.below_since = (st.below_since if st.below_since is not None else ts) if rt < ra else None
+        new: str | None = st.active
+        if rt > ra:
+            for sev in self._severities(rule):
+                if ra < SEVERITY_RANK[sev] <= rt and ts - st.since[sev] >= self._on_delay_ms(rule, sev):
+                    new = sev
+        elif rt < ra and st.below_since is not None and ts - st.below_since >= rule.off_delay_s * 1000:
+            new = target
+        if new == st.active:
+            return []
+        prev, st.active, st.below_since = st.active, new, None
+        verb = "cleared" if new is None else ("raised" if prev is None else "now " + new)
+        return [
+            Transition(
+                rule=rule.id,
+                site=key[1],
+                device=key[2],
+                point=key[3] or None,
+                severity=new,
+                previous=prev,
+                value=st.value,
+                ts=ts,
+                reason=f"{rule.title} {verb}: {st.detail}",
+            )
+        ]

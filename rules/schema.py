@@ -1,0 +1,172 @@
+"""Rule file schema: which points a rule watches and the structured condition that raises it (no string eval).
+
+A rule file is ``rules: [Rule, ...]``. A rule has a selector and exactly one condition kind; the evaluator in
+``rules.evaluate`` gives every kind the same on-delay / off-delay machine.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from device_profiles import field_error
+
+Severity = Literal["info", "warning", "critical"]
+SEVERITY_RANK: dict[str, int] = {"info": 1, "warning": 2, "critical": 3}
+Scalar = bool | int | float | str
+
+RuleId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$", max_length=128)]
+PointName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+Seconds = Annotated[float, Field(ge=0)]
+
+
+def _as_list(value: object) -> object:
+    return [value] if isinstance(value, str) else value
+
+
+Names = Annotated[list[str] | None, BeforeValidator(_as_list)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Select(_Strict):
+    """Filters that all must match; a single name or a list each. One rule serves every matching device."""
+
+    profile: Names = None
+    site: Names = None
+    device: Names = None
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _narrow_enough(self) -> Select:
+        if not self.profile and not self.device:
+            raise field_error("give at least a profile or a device", "profile")
+        return self
+
+
+class Level(_Strict):
+    severity: Severity
+    value: float
+    on_delay_s: Seconds | None = Field(None, description="overrides the rule's on_delay_s for this level")
+
+
+class Threshold(_Strict):
+    point: PointName
+    direction: Literal["high", "low"]
+    levels: list[Level] = Field(min_length=1)
+    deadband: float = Field(0.0, ge=0, description="absolute; a level clears past value - deadband (+ for low)")
+    strict: bool = Field(False, description="raise only beyond the value (> / <): a limit that the value may equal")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Threshold:
+        for i in range(1, len(self.levels)):
+            prev, cur = self.levels[i - 1], self.levels[i]
+            if SEVERITY_RANK[cur.severity] <= SEVERITY_RANK[prev.severity]:
+                raise field_error("levels must go up in severity (info, warning, critical)", "levels", i, "severity")
+            if self.direction == "high" and cur.value <= prev.value:
+                raise field_error(f"a high level must be above the one before ({prev.value})", "levels", i, "value")
+            if self.direction == "low" and cur.value >= prev.value:
+                raise field_error(f"a low level must be below the one before ({prev.value})", "levels", i, "value")
+        return self
+
+
+class Rate(_Strict):
+    point: PointName
+    per_minute_above: float = Field(gt=0, description="alarm when |change| per minute exceeds this")
+    window_s: float = Field(60.0, gt=0, description="change measured against the oldest sample in this window")
+
+
+class State(_Strict):
+    """A state or bit: alarm when the value matches (``when: match``) or does not (``when: mismatch``)."""
+
+    point: PointName
+    equals: Scalar | None = None
+    in_: list[Scalar] | None = Field(None, alias="in", min_length=1)
+    range: tuple[float, float] | None = None
+    when: Literal["match", "mismatch"] = "match"
+
+    @model_validator(mode="after")
+    def _one_test(self) -> State:
+        given = [n for n, v in (("equals", self.equals), ("in", self.in_), ("range", self.range)) if v is not None]
+        if len(given) != 1:
+            raise field_error("give exactly one of equals, in, range", "point")
+        if self.range is not None and self.range[0] > self.range[1]:
+            raise field_error("range must be [min, max] with min <= max", "range")
+        return self
+
+
+class Compare(_Strict):
+    point: PointName
+    op: Literal["gt", "ge", "lt", "le", "eq", "ne"]
+    value: Scalar
+
+
+class BadQuality(_Strict):
+    point: PointName | None = Field(None, description="None: every point of the device, each on its own")
+    for_s: Seconds = 0.0
+    include_uncertain: bool = False
+
+
+class Frozen(_Strict):
+    point: PointName
+    samples: int = Field(ge=2, description="alarm when this many consecutive samples carry the same value")
+
+
+class Deadman(_Strict):
+    intervals: int = Field(ge=1)
+    interval_s: float = Field(gt=0)
+
+    @property
+    def timeout_ms(self) -> int:
+        return int(self.intervals * self.interval_s * 1000)
+
+
+KINDS = ("threshold", "rate", "state", "all", "any", "bad_quality", "frozen", "deadman")
+
+
+class Rule(_Strict):
+    id: RuleId
+    title: str = Field(min_length=1, max_length=200)
+    select: Select
+    severity: Severity | None = Field(None, description="for every kind but threshold (whose levels carry it)")
+    on_delay_s: Seconds = 0.0
+    off_delay_s: Seconds = 0.0
+    threshold: Threshold | None = None
+    rate: Rate | None = None
+    state: State | None = None
+    all_: list[Compare] | None = Field(None, alias="all", min_length=1)
+    any_: list[Compare] | None = Field(None, alias="any", min_length=1)
+    bad_quality: BadQuality | None = None
+    frozen: Frozen | None = None
+    deadman: Deadman | None = None
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in KINDS if getattr(self, _attr(k)) is not None)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Rule:
+        given = [k for k in KINDS if getattr(self, _attr(k)) is not None]
+        if len(given) != 1:
+            found = ", ".join(given) or "none"
+            raise field_error(f"give exactly one condition of {', '.join(KINDS)} (found: {found})", "id")
+        if given[0] == "threshold" and self.severity is not None:
+            raise field_error("a threshold's levels carry the severity; remove it here", "severity")
+        if given[0] != "threshold" and self.severity is None:
+            raise field_error(f"a {given[0]} rule needs a severity", "id")
+        if given[0] == "deadman" and (self.on_delay_s or self.off_delay_s):
+            raise field_error("a deadman rule's delay is its intervals; remove on/off delays", "on_delay_s")
+        if given[0] == "bad_quality" and self.on_delay_s:
+            raise field_error("use bad_quality.for_s for how long quality must stay bad", "on_delay_s")
+        return self
+
+
+def _attr(kind: str) -> str:
+    return kind + "_" if kind in ("all", "any") else kind
+
+
+class RuleFile(_Strict):
+    rules: list[Rule] = Field(default_factory=list)
