@@ -275,8 +275,8 @@ def test_many_devices_in_one_process_on_their_own_ports() -> None:
         try:
             assert len({d.port for d in devices}) == 20
             for d in devices:
-                with socket.create_connection(("127.0.0.1", d.port), timeout=1):
-                    pass
+                with socket.create_connection(("127.0.0.1", d.port), timeout=1) as conn:
+                    assert conn.getpeername()[1] == d.port  # each device listens on its own port
         finally:
             for d in devices:
                 await d.stop()
