@@ -116,7 +116,7 @@ def start_bridge(cfg: BridgeConfig) -> tuple[Bridge, LoopThread]:
 
 def test_readings_stored_exactly_as_sampled(mosquitto: Mosquitto, influxdb: Influxd, tmp_path: Path,
                                             publisher: Publisher) -> None:  # fmt: skip
-    bridge, thread = start_bridge(config(mosquitto, influxdb, tmp_path))
+    bridge, thread = start_bridge(config(mosquitto, influxdb, tmp_path, metrics_port=0))
     try:
         ts0 = int(time.time() * 1000) - 60_000
         msg = wq_message("wq-9", 1, ts0, samples=3)
@@ -141,7 +141,15 @@ def test_readings_stored_exactly_as_sampled(mosquitto: Mosquitto, influxdb: Infl
         assert rows[1]["cod.reason"] == "modbus exception 2"
         assert rows[2]["ph.q"] == 1
         assert rows[0].get("ph.q") is None
+        wait_until(lambda: bridge.counters.batches == 1, 5, "the batch is counted once acknowledged")
         assert bridge.counters.written_points == 3
+        assert bridge.metrics_port
+        text = httpx.get(f"http://127.0.0.1:{bridge.metrics_port}/metrics", timeout=5).text
+        assert "lifeline_bridge_received_total 1" in text
+        assert "lifeline_bridge_written_points_total 3" in text
+        assert "lifeline_bridge_dead_lettered_total 0" in text
+        assert "lifeline_bridge_batches_total 1" in text
+        assert 'lifeline_bridge_sample_age_seconds{quantile="0.99"}' in text
     finally:
         thread.stop()
 
@@ -315,7 +323,7 @@ def test_v2_transport_through_a_2x_compatible_endpoint(mosquitto: Mosquitto, inf
         wait_until(lambda: count_points(influxdb) == 10, 15, "10 points through the 2.x endpoint")
         rows = influx_query(influxdb, 'SELECT "ph" FROM "water_quality"')
         assert [r["time"] for r in rows] == sorted(ts0 + i * 100 + j for i in range(5) for j in range(2))
-        assert bridge.counters.written_points == 10
+        wait_until(lambda: bridge.counters.written_points == 10, 5, "10 points counted")
     finally:
         thread.stop()
 

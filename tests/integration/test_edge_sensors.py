@@ -192,3 +192,30 @@ def test_sensor_heard_again_after_broker_restart(mosquitto: Mosquitto, tmp_path:
         sub.close()
     finally:
         thread.stop()
+
+
+def test_agent_death_by_last_will_when_killed(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import yaml
+
+    site = tmp_path / "site.yaml"
+    site.write_text(yaml.safe_dump(site_config(mosquitto, tmp_path).model_dump(mode="json")))
+    sub = Subscriber(mosquitto, topics.agent_state("ent-site"))
+    proc = subprocess.Popen([sys.executable, "-m", "lifeline", "edge", "--config", str(site)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        sub.wait_for(lambda ms: any(decode_agent_state(m.payload).online for m in ms), timeout=15)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        got = sub.wait_for(lambda ms: not decode_agent_state(ms[-1].payload).online, timeout=15)
+        death = decode_agent_state(got[-1].payload)
+        assert death.reason == "connection lost"  # the last will, published by the broker
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        sub.close()
