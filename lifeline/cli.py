@@ -14,43 +14,42 @@ from device_profiles.catalogue_loader import profile_files
 from lifeline import logs
 
 
-def _profiles_validate(args: argparse.Namespace) -> int:
-    paths = [Path(p) for p in args.paths]
-    missing = [p for p in paths if not p.exists()]
-    if missing:
-        for p in missing:
-            print(f"{p}: no such file or folder", file=sys.stderr)
-        return 2
-    try:
-        profiles = load_profiles(paths)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        print(f"{len(exc.problems)} problem(s) found", file=sys.stderr)
-        return 1
-    files = profile_files(paths)
-    print(f"{len(profiles)} profile(s) in {len(files)} file(s) are valid: {', '.join(sorted(profiles))}")
-    return 0
-
-
-def _rules_validate(args: argparse.Namespace) -> int:
-    from rules import load_rules
-
-    paths = [Path(p) for p in args.paths]
+def _validate_files(raw_paths: list[str], load: Callable[[list[Path]], str]) -> int:
+    """Shared by ``profiles validate`` and ``rules validate``: exit 2 for missing paths, 1 for problems."""
+    paths = [Path(p) for p in raw_paths]
     missing = [p for p in paths if not p.exists()]
     for p in missing:
         print(f"{p}: no such file or folder", file=sys.stderr)
     if missing:
         return 2
     try:
-        rules = load_rules(paths)
+        summary = load(paths)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         print(f"{len(exc.problems)} problem(s) found", file=sys.stderr)
         return 1
-    print(f"{len(rules)} rule(s) are valid: {', '.join(r.id for r in rules)}")
+    print(summary)
     return 0
+
+
+def _profiles_validate(args: argparse.Namespace) -> int:
+    def load(paths: list[Path]) -> str:
+        profiles = load_profiles(paths)
+        files = profile_files(paths)
+        return f"{len(profiles)} profile(s) in {len(files)} file(s) are valid: {', '.join(sorted(profiles))}"
+
+    return _validate_files(args.paths, load)
+
+
+def _rules_validate(args: argparse.Namespace) -> int:
+    from rules import load_rules
+
+    def load(paths: list[Path]) -> str:
+        rules = load_rules(paths)
+        return f"{len(rules)} rule(s) are valid: {', '.join(r.id for r in rules)}"
+
+    return _validate_files(args.paths, load)
 
 
 def _edge(args: argparse.Namespace) -> int:
