@@ -7,7 +7,7 @@ raises nor clears.
 from __future__ import annotations
 
 from rules.schema import SEVERITY_RANK, Compare, Rule, Scalar, State, Threshold
-from telemetry.models import Quality, Sample, Telemetry, Value
+from telemetry.models import DeviceStatus, Quality, Sample, Telemetry, Value
 
 
 def matches(rule: Rule, msg: Telemetry) -> bool:
@@ -17,6 +17,17 @@ def matches(rule: Rule, msg: Telemetry) -> bool:
         and (sel.site is None or msg.site in sel.site)
         and (sel.device is None or msg.device in sel.device)
         and all(msg.tags.get(k) == v for k, v in sel.tags.items())
+    )
+
+
+def matches_status(rule: Rule, st: DeviceStatus) -> bool:
+    """A status carries no tags: a rule that selects by tags does not see status changes."""
+    sel = rule.select
+    return (
+        not sel.tags
+        and (sel.profile is None or st.profile in sel.profile)
+        and (sel.site is None or st.site in sel.site)
+        and (sel.device is None or st.device in sel.device)
     )
 
 

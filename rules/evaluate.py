@@ -12,7 +12,7 @@ from typing import Any
 
 from rules import _conditions as c
 from rules.schema import SEVERITY_RANK, Rule
-from telemetry.models import Sample, Telemetry, Value
+from telemetry.models import DeviceStatus, Sample, Telemetry, Value
 
 Key = tuple[str, str, str, str]  # rule id, site, device, point ("" for a device-wide rule)
 STATE_VERSION = 1
@@ -84,10 +84,25 @@ class Engine:
         out: list[Transition] = []
         samples = sorted(msg.samples, key=lambda s: s.ts)
         for rule in self.rules.values():
-            if not c.matches(rule, msg):
+            if rule.offline is not None or not c.matches(rule, msg):
                 continue
             for sample in samples:
                 out.extend(self._sample(rule, msg, sample))
+        return out
+
+    def status(self, st: DeviceStatus) -> list[Transition]:
+        """A device's online/offline change from its edge agent: drives the ``offline`` rules."""
+        out: list[Transition] = []
+        for rule in self.rules.values():
+            if rule.offline is None or not c.matches_status(rule, st):
+                continue
+            key = (rule.id, st.site, st.device, "")
+            state = self._get(key, st.ts)
+            if state is None:
+                continue
+            state.value = st.online
+            state.detail = "device offline" + (f" ({st.reason})" if st.reason else "") if not st.online else "back online"
+            out.extend(self._advance(rule, key, state, None if st.online else rule.severity, st.ts))
         return out
 
     def tick(self, now_ms: int) -> list[Transition]:
@@ -194,6 +209,8 @@ class Engine:
     def _on_delay_ms(self, rule: Rule, sev: str) -> float:
         if rule.bad_quality is not None:
             return rule.bad_quality.for_s * 1000
+        if rule.offline is not None:
+            return rule.offline.for_s * 1000
         if rule.threshold is not None:
             level = next(lv for lv in rule.threshold.levels if lv.severity == sev)
             if level.on_delay_s is not None:

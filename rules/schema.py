@@ -124,7 +124,13 @@ class Deadman(_Strict):
         return int(self.intervals * self.interval_s * 1000)
 
 
-KINDS = ("threshold", "rate", "state", "all", "any", "bad_quality", "frozen", "deadman")
+class Offline(_Strict):
+    """The edge says the device stopped answering (its retained ``status`` turned offline) for ``for_s``."""
+
+    for_s: Seconds = 0.0
+
+
+KINDS = ("threshold", "rate", "state", "all", "any", "bad_quality", "frozen", "deadman", "offline")
 
 
 class Rule(_Strict):
@@ -142,6 +148,7 @@ class Rule(_Strict):
     bad_quality: BadQuality | None = None
     frozen: Frozen | None = None
     deadman: Deadman | None = None
+    offline: Offline | None = None
 
     @property
     def kind(self) -> str:
@@ -161,6 +168,8 @@ class Rule(_Strict):
             raise field_error("a deadman rule's delay is its intervals; remove on/off delays", "on_delay_s")
         if given[0] == "bad_quality" and self.on_delay_s:
             raise field_error("use bad_quality.for_s for how long quality must stay bad", "on_delay_s")
+        if given[0] == "offline" and self.on_delay_s:
+            raise field_error("use offline.for_s for how long the device must stay offline", "on_delay_s")
         return self
 
 
