@@ -13,8 +13,8 @@ from broker_bridge.bridge import Bridge
 from broker_bridge.config import BridgeConfig, load_bridge_config
 from broker_bridge.deadletter import DeadLetter, DeadLetterStore
 from broker_bridge.lineproto import LineEncoder
-from broker_bridge.query import InfluxQuery, QueryError
 from broker_bridge.writer import V1Writer, V2Writer
+from telemetry.influx_query import InfluxQuery, QueryError
 
 __all__ = [
     "Bridge",

@@ -14,13 +14,13 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from broker_bridge.config import BridgeConfig
-from broker_bridge.consumer import Consumer, Incoming
 from broker_bridge.deadletter import DeadLetterStore
 from broker_bridge.lineproto import LineEncoder
 from broker_bridge.validate import Invalid, Registry, check
 from broker_bridge.writer import Rejected, Retry, TooLarge, V1Writer, Writer, make_writer
 from device_profiles import load_catalogue
 from telemetry.metrics import bound_port, serve_metrics
+from telemetry.mqtt_consumer import Consumer, Incoming
 
 log = logging.getLogger("lifeline.bridge")
 

@@ -10,20 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from device_profiles import ConfigError, Profile, field_error, load_catalogue, load_profiles, read_yaml, validate
 from device_profiles._yaml import YamlDoc
 from device_profiles.schema import TagKey
+from telemetry.mqtt_config import BrokerConfig
 
 Id = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
-
-
-class BrokerConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    host: str = "127.0.0.1"
-    port: int = Field(default=1883, ge=1, le=65535)
-    username: str | None = None
-    password: str | None = None
-    keepalive_s: int = Field(default=30, ge=5, le=3600)
-    reconnect_initial_s: float = Field(default=0.5, gt=0)
-    reconnect_max_s: float = Field(default=30.0, gt=0)
 
 
 class PublishConfig(BaseModel):

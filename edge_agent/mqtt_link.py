@@ -16,8 +16,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge_agent.config import BrokerConfig
 from edge_agent.outbox import Outbox, OutMessage
+from telemetry.mqtt_config import BrokerConfig
 
 log = logging.getLogger("lifeline.edge.mqtt")
 

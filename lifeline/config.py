@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from broker_bridge.config import BatchConfig, InfluxConfig, RetryConfig
 from device_profiles import read_yaml, validate
-from edge_agent.config import BrokerConfig
+from telemetry.mqtt_config import BrokerConfig
 
 
 class DeploymentConfig(BaseModel):

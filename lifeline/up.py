@@ -22,11 +22,11 @@ import yaml
 
 from broker_bridge.config import InfluxConfig
 from device_profiles import ConfigError
-from edge_agent.config import BrokerConfig
 from lifeline.config import DeploymentConfig, load_deployment
 from lifeline.services import Influxd, Mosquitto, free_port, wait_for_port
 from lifeline.simulate import load
 from simulators import District
+from telemetry.mqtt_config import BrokerConfig
 
 log = logging.getLogger("lifeline.up")
 

@@ -101,7 +101,8 @@ class Engine:
             if state is None:
                 continue
             state.value = st.online
-            state.detail = "device offline" + (f" ({st.reason})" if st.reason else "") if not st.online else "back online"
+            why = f" ({st.reason})" if st.reason else ""
+            state.detail = "back online" if st.online else f"device offline{why}"
             out.extend(self._advance(rule, key, state, None if st.online else rule.severity, st.ts))
         return out
 

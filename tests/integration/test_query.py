@@ -1,4 +1,4 @@
-"""InfluxQL reads (broker_bridge.query) against a real InfluxDB 1.6.7: latest values, downsampled history, quality,
+"""InfluxQL reads (telemetry.influx_query) against a real InfluxDB 1.6.7: latest values, downsampled history, quality,
 quoting of hostile names and InfluxDB's errors."""
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from broker_bridge.query import (
+from lifeline.services import Influxd, free_port
+from telemetry.influx_query import (
     NICE_INTERVALS_MS,
     InfluxQuery,
     LatestRow,
@@ -27,7 +28,6 @@ from broker_bridge.query import (
     quote_ident,
     quote_string,
 )
-from lifeline.services import Influxd, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -1,5 +1,8 @@
 """MQTT 5 consumer: shared subscription, persistent session, manual acknowledgement, bounded intake.
 
+Used by the bridge (ack after InfluxDB accepted) and the rules engine (ack after its state is saved). The text
+below tells the bridge's case.
+
 Messages are acknowledged only when the bridge says so (after InfluxDB accepted them). The broker should send at
 most ``receive_maximum`` unacknowledged messages (MQTT 5 Receive Maximum), which bounds what the bridge holds
 while InfluxDB is down. Mosquitto 2.0.11 keeps that bound while nothing is acknowledged, but once acknowledgements
@@ -25,10 +28,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from broker_bridge.config import SubscriptionConfig
-from edge_agent.config import BrokerConfig
+from telemetry.mqtt_config import BrokerConfig, SubscriptionConfig
 
-log = logging.getLogger("lifeline.bridge.mqtt")
+log = logging.getLogger("lifeline.mqtt.consumer")
 
 READS_PER_WAKEUP = 256  # packets read in one go while the socket has data
 
@@ -43,11 +45,19 @@ class Incoming:
 
 
 class Consumer:
-    """Hands received messages to the bridge through ``inbox``; ``ack`` acknowledges them."""
+    """Hands received messages to its service through ``inbox``; ``ack`` acknowledges them.
 
-    def __init__(self, broker: BrokerConfig, sub: SubscriptionConfig) -> None:
+    ``topics`` are subscribed in the shared group ``sub.group`` (default: ``sub.topic`` alone); ``name`` is the
+    service's name in log lines.
+    """
+
+    def __init__(
+        self, broker: BrokerConfig, sub: SubscriptionConfig, topics: list[str] | None = None, name: str = "bridge"
+    ) -> None:
         self.broker = broker
         self.sub = sub
+        self.topics = topics or [sub.topic]
+        self.name = name
         self.inbox: deque[Incoming] = deque()
         self.generation = 0
         self.connected = False
@@ -84,7 +94,11 @@ class Consumer:
 
     @property
     def filter(self) -> str:
-        return f"$share/{self.sub.group}/{self.sub.topic}"
+        return ", ".join(self.filters)
+
+    @property
+    def filters(self) -> list[str]:
+        return [f"$share/{self.sub.group}/{t}" for t in self.topics]
 
     # -- life cycle (on the bridge's loop) -----------------------------------------------------------------
     def start(self) -> None:
@@ -115,8 +129,8 @@ class Consumer:
                 await self._loop.run_in_executor(None, self._connect, props)
             except OSError as exc:
                 if not logged:
-                    log.warning("bridge cannot reach the broker broker=%s:%d reason=%r (retrying, logged once)",
-                                self.broker.host, self.broker.port, str(exc))  # fmt: skip
+                    log.warning("%s cannot reach the broker broker=%s:%d reason=%r (retrying, logged once)",
+                                self.name, self.broker.host, self.broker.port, str(exc))  # fmt: skip
                     logged = True
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.broker.reconnect_max_s)
@@ -169,8 +183,8 @@ class Consumer:
             self.pauses += 1
             self._call(self._remove_reader, self._sock)
             if self.pauses in (1, 10, 100) or self.pauses % 1000 == 0:
-                log.info("bridge pauses reading: holding %d unacknowledged messages (window %d) pauses=%d",
-                         self.held, self.sub.receive_maximum, self.pauses)  # fmt: skip
+                log.info("%s pauses reading: holding %d unacknowledged messages (window %d) pauses=%d",
+                         self.name, self.held, self.sub.receive_maximum, self.pauses)  # fmt: skip
 
     def _resume(self) -> None:
         self._paused = False
@@ -216,19 +230,20 @@ class Consumer:
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
         if rc.is_failure:
-            log.warning("broker refused the bridge reason=%s", rc)
+            log.warning("broker refused the %s reason=%s", self.name, rc)
             return
         self.generation += 1
         self.connections += 1
         self.connected = True
         self.held = 0
-        client.subscribe(self.filter, qos=1)
-        log.info("bridge connected broker=%s:%d filter=%s session_present=%s", self.broker.host,
+        client.subscribe([(f, 1) for f in self.filters])
+        log.info("%s connected broker=%s:%d filter=%s session_present=%s", self.name, self.broker.host,
                  self.broker.port, self.filter, getattr(flags, "session_present", None))  # fmt: skip
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
         if self.connected and not self._stopping:
-            log.warning("bridge lost the broker reason=%s (reconnecting; unacknowledged messages come again)", rc)
+            log.warning("%s lost the broker reason=%s (reconnecting; unacknowledged messages come again)",
+                        self.name, rc)  # fmt: skip
         self.connected = False
         self.generation += 1
         self.held = 0

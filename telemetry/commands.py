@@ -1,0 +1,109 @@
+"""Remote commands to a device and their results (contract version 1).
+
+The API publishes a :class:`Command` on ``lifeline/v1/{site}/{device}/cmd/{id}`` (QoS 1, not retained); the edge agent
+that owns the device answers with :class:`CommandResult` messages on ``.../cmd_result/{id}`` (QoS 1, the final one
+retained so that a late reader still sees how the command ended).
+
+Rules both sides keep:
+
+- ``id`` is the idempotency key. A command whose id the edge has seen before is not executed again: the edge
+  publishes the result it already has (``repeat: true``).
+- ``expires_ms`` is absolute (epoch ms, set by the API from its time-to-live). The edge refuses a command it
+  receives at or after ``expires_ms`` with ``rejected`` / interlock ``stale``.
+- One command at a time per device: a second command while one runs is ``rejected`` / ``busy``, except ``stop``,
+  which always goes through and ends the running one (that one ends ``failed`` with reason ``stopped``).
+- Result states in order: ``accepted`` then ``progress`` (any number) then exactly one final state of
+  ``completed``, ``rejected``, ``failed`` or ``timed_out``. ``rejected`` may come first, without ``accepted``.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from telemetry.models import Id, Value
+
+
+class Action(StrEnum):
+    OPEN = "open"  # drive to fully open
+    CLOSE = "close"  # drive to fully closed
+    STOP = "stop"  # stop the hoist now; never refused by an interlock
+    SET_OPENING = "set_opening"  # drive to ``target_pct`` of the gate's full opening
+
+
+class ResultState(StrEnum):
+    ACCEPTED = "accepted"
+    PROGRESS = "progress"
+    COMPLETED = "completed"
+    REJECTED = "rejected"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+
+
+FINAL_STATES = frozenset({ResultState.COMPLETED, ResultState.REJECTED, ResultState.FAILED, ResultState.TIMED_OUT})
+
+
+class Interlock(StrEnum):
+    """Why a command was refused (by the API or the edge): one name per check."""
+
+    LOCAL_MODE = "local_mode"  # the selector is not in remote
+    GATE_FAULT = "gate_fault"  # fault code set, emergency stop, motor overload trip
+    OUT_OF_LIMITS = "out_of_limits"  # target outside the gate's configured range
+    LEVEL_DIFFERENCE = "level_difference"  # head across the gate above the safe limit for this movement
+    BUSY = "busy"  # another command runs on this gate
+    STALE = "stale"  # received at or after expires_ms
+    NO_DATA = "no_data"  # the edge cannot read the gate's state to check the interlocks
+    UNKNOWN_DEVICE = "unknown_device"  # not a controllable device of this agent
+    ROLE = "role"  # API: the user's role may not operate gates
+    AREA = "area"  # API: the gate is outside the user's areas
+    SELECTION = "selection"  # API: no valid selection (select-before-operate) for this gate and user
+    REPEATED = "repeated"  # API: the id was used before for a different command
+
+
+class Command(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    v: Literal[1] = 1
+    id: Id
+    site: Id
+    device: Id
+    action: Action
+    target_pct: float | None = Field(None, ge=0, le=100, description="set_opening only: percent of full opening")
+    issued_ms: int = Field(ge=0)
+    expires_ms: int = Field(ge=0, description="absolute; the edge refuses the command at or after this time")
+    operator: str = Field(min_length=1, max_length=128, description="who asked (user name), for the audit")
+    source: str = Field("", max_length=256, description="from where (client address), for the audit")
+
+    @model_validator(mode="after")
+    def _target(self) -> Command:
+        if self.action is Action.SET_OPENING and self.target_pct is None:
+            raise ValueError("set_opening needs target_pct")
+        if self.action is not Action.SET_OPENING and self.target_pct is not None:
+            raise ValueError(f"{self.action.value} takes no target_pct")
+        if self.expires_ms <= self.issued_ms:
+            raise ValueError("expires_ms must be after issued_ms")
+        return self
+
+
+class CommandResult(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    v: Literal[1] = 1
+    id: Id
+    site: Id
+    device: Id
+    state: ResultState
+    ts: int = Field(ge=0, description="when the edge reached this state, ms since the epoch")
+    interlock: Interlock | None = Field(None, description="rejected only: which check refused")
+    reason: str = ""
+    before: dict[str, Value] = Field(default_factory=dict, description="gate state read before moving")
+    after: dict[str, Value] = Field(default_factory=dict, description="gate state read at the end (final states)")
+    opening_m: float | None = Field(None, description="opening read back at this step")
+    target_m: float | None = None
+    repeat: bool = Field(False, description="the id was seen before: this is the result it already had")
+
+    @property
+    def final(self) -> bool:
+        return self.state in FINAL_STATES
