@@ -136,6 +136,10 @@ KINDS = ("threshold", "rate", "state", "all", "any", "bad_quality", "frozen", "d
 class Rule(_Strict):
     id: RuleId
     title: str = Field(min_length=1, max_length=200)
+    audience: str | None = Field(
+        None, pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$",
+        description="who is told (water_ops, environment, safety, ...); none: from the device's domain tag",
+    )  # fmt: skip
     select: Select
     severity: Severity | None = Field(None, description="for every kind but threshold (whose levels carry it)")
     on_delay_s: Seconds = 0.0

@@ -7,7 +7,10 @@ Nobody else builds or parses a Lifeline topic string: call these functions.
     lifeline/v1/{site}/agent/state                 agent birth and death (retained, last will)
     lifeline/v1/{site}/{device}/cmd/{command_id}   commands to a device
     lifeline/v1/{site}/{device}/cmd_result/{command_id}
-    lifeline/v1/alerts/...                         alert changes (later parts)
+    lifeline/v1/alerts/events/{alert_id}           alert changes, for live views (QoS 1)
+    lifeline/v1/alerts/notify/{audience}           notifications of the MQTT channel (QoS 1)
+
+The site id ``alerts`` is reserved for the alert topics.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from enum import StrEnum
 
 PREFIX = "lifeline/v1"
 AGENT = "agent"
+ALERTS = "alerts"
 _ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 
 
@@ -42,6 +46,13 @@ def check_id(value: str, what: str) -> str:
     return value
 
 
+def check_site_id(value: str) -> str:
+    check_id(value, "site")
+    if value == ALERTS:
+        raise TopicError(f"site id {ALERTS!r} is reserved for the alert topics")
+    return value
+
+
 def check_device_id(value: str) -> str:
     check_id(value, "device")
     if value == AGENT:
@@ -53,24 +64,24 @@ def check_device_id(value: str) -> str:
 
 
 def telemetry(site: str, device: str) -> str:
-    return f"{PREFIX}/{check_id(site, 'site')}/{check_device_id(device)}/telemetry"
+    return f"{PREFIX}/{check_site_id(site)}/{check_device_id(device)}/telemetry"
 
 
 def status(site: str, device: str) -> str:
-    return f"{PREFIX}/{check_id(site, 'site')}/{check_device_id(device)}/status"
+    return f"{PREFIX}/{check_site_id(site)}/{check_device_id(device)}/status"
 
 
 def agent_state(site: str) -> str:
-    return f"{PREFIX}/{check_id(site, 'site')}/{AGENT}/state"
+    return f"{PREFIX}/{check_site_id(site)}/{AGENT}/state"
 
 
 def command(site: str, device: str, command_id: str) -> str:
-    return f"{PREFIX}/{check_id(site, 'site')}/{check_device_id(device)}/cmd/{check_id(command_id, 'command')}"
+    return f"{PREFIX}/{check_site_id(site)}/{check_device_id(device)}/cmd/{check_id(command_id, 'command')}"
 
 
 def command_result(site: str, device: str, command_id: str) -> str:
     cid = check_id(command_id, "command")
-    return f"{PREFIX}/{check_id(site, 'site')}/{check_device_id(device)}/cmd_result/{cid}"
+    return f"{PREFIX}/{check_site_id(site)}/{check_device_id(device)}/cmd_result/{cid}"
 
 
 def telemetry_filter(site: str = "+", device: str = "+") -> str:
@@ -84,6 +95,22 @@ def status_filter(site: str = "+") -> str:
 
 def command_filter(site: str, device: str = "+") -> str:
     return f"{PREFIX}/{site}/{device}/cmd/+"
+
+
+def command_result_filter(site: str = "+", device: str = "+") -> str:
+    return f"{PREFIX}/{site}/{device}/cmd_result/+"
+
+
+def alert_event(alert_id: int) -> str:
+    return f"{PREFIX}/{ALERTS}/events/{int(alert_id)}"
+
+
+def alert_events_filter() -> str:
+    return f"{PREFIX}/{ALERTS}/events/+"
+
+
+def alert_notification(audience: str) -> str:
+    return f"{PREFIX}/{ALERTS}/notify/{check_id(audience, 'audience')}"
 
 
 def all_filter() -> str:
@@ -104,7 +131,7 @@ def parse(topic: str) -> ParsedTopic:
     if len(parts) < 5 or f"{parts[0]}/{parts[1]}" != PREFIX:
         raise TopicError(f"topic {topic!r} is not under {PREFIX}/")
     site, device, rest = parts[2], parts[3], parts[4:]
-    check_id(site, "site")
+    check_site_id(site)
     if device == AGENT and rest == ["state"]:
         return ParsedTopic(Kind.AGENT_STATE, site, None)
     check_device_id(device)
