@@ -31,6 +31,7 @@ class Transition:
     value: Value
     ts: int  # the sample time that caused it, or the tick's now_ms for delays and deadman
     reason: str
+    profile: str | None = None  # the device's profile, when known (who is told may depend on it)
 
 
 @dataclass(slots=True)
@@ -54,6 +55,7 @@ class Engine:
     def __init__(self, rules: list[Rule]) -> None:
         self.rules = {r.id: r for r in rules}
         self._states: dict[Key, AlertState] = {}
+        self._profiles: dict[tuple[str, str], str] = {}  # (site, device) -> profile, as last seen
 
     # --- persistence -------------------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -61,7 +63,8 @@ class Engine:
         alerts = [
             {"rule": k[0], "site": k[1], "device": k[2], "point": k[3], **asdict(st)} for k, st in self._states.items()
         ]
-        return {"version": STATE_VERSION, "alerts": alerts}
+        profiles = [[site, device, profile] for (site, device), profile in self._profiles.items()]
+        return {"version": STATE_VERSION, "alerts": alerts, "profiles": profiles}
 
     @classmethod
     def from_state(cls, rules: list[Rule], data: dict[str, Any]) -> Engine:
@@ -69,6 +72,8 @@ class Engine:
         if data.get("version") != STATE_VERSION:
             raise ValueError(f"rule engine state version {data.get('version')!r} is not {STATE_VERSION}")
         engine = cls(rules)
+        for site, device, profile in data.get("profiles", []):
+            engine._profiles[(site, device)] = profile
         for raw in data.get("alerts", []):
             item = dict(raw)
             key = (item.pop("rule"), item.pop("site"), item.pop("device"), item.pop("point"))
@@ -82,6 +87,7 @@ class Engine:
     # --- evaluation --------------------------------------------------------------------------------------------
     def observe(self, msg: Telemetry) -> list[Transition]:
         out: list[Transition] = []
+        self._profiles[(msg.site, msg.device)] = msg.profile
         samples = sorted(msg.samples, key=lambda s: s.ts)
         for rule in self.rules.values():
             if rule.offline is not None or not c.matches(rule, msg):
@@ -93,6 +99,7 @@ class Engine:
     def status(self, st: DeviceStatus) -> list[Transition]:
         """A device's online/offline change from its edge agent: drives the ``offline`` rules."""
         out: list[Transition] = []
+        self._profiles[(st.site, st.device)] = st.profile
         for rule in self.rules.values():
             if rule.offline is None or not c.matches_status(rule, st):
                 continue
@@ -255,5 +262,6 @@ class Engine:
                 value=st.value,
                 ts=ts,
                 reason=f"{rule.title} {verb}: {st.detail}",
+                profile=self._profiles.get((key[1], key[2])),
             )
         ]
