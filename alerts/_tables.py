@@ -1,0 +1,131 @@
+"""The alert store's tables (SQLAlchemy Core), kept to SQL that SQLite and PostgreSQL both run.
+
+Times are epoch milliseconds (BIGINT). ``alerts.point`` holds ``''`` for "no point": PostgreSQL treats NULLs as
+distinct in a unique constraint, so a NULL point would let the same key be inserted twice.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+# SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY; PostgreSQL gets BIGINT identity.
+_Id = BigInteger().with_variant(Integer(), "sqlite")
+
+metadata = MetaData()
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("rule_id", String, nullable=False),
+    Column("site", String, nullable=False),
+    Column("device", String, nullable=False),
+    Column("point", String, nullable=False),
+    Column("state", String(32), nullable=False),
+    Column("severity", SmallInteger, nullable=False),
+    Column("first_ms", BigInteger),
+    Column("last_ms", BigInteger),
+    Column("count", Integer, nullable=False),
+    Column("value", Text, nullable=False),  # JSON text, so bool / int / float / str / None survive
+    Column("assignee", String),
+    Column("shelved_until_ms", BigInteger),
+    Column("shelve_reason", Text, nullable=False),
+    Column("out_of_service", Boolean, nullable=False),
+    Column("out_of_service_reason", Text, nullable=False),
+    Column("unack_since_ms", BigInteger),
+    Column("escalation_level", Integer, nullable=False),
+    Column("escalated_ms", BigInteger),
+    Column("chattering", Boolean, nullable=False),
+    Column("title", Text, nullable=False),
+    Column("audience", String, nullable=False),
+    Column("area", String),
+    Column("profile", String),
+    Column("reason", Text, nullable=False),
+    Column("version", Integer, nullable=False),
+    UniqueConstraint("rule_id", "site", "device", "point", name="alerts_key"),
+    Index("alerts_state", "state"),
+    Index("alerts_site", "site"),
+    Index("alerts_device", "device"),
+    Index("alerts_audience", "audience"),
+    Index("alerts_last_ms", "last_ms"),
+)
+
+alert_history = Table(
+    "alert_history",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("alert_id", BigInteger, ForeignKey("alerts.id", ondelete="CASCADE"), nullable=False),
+    Column("ts_ms", BigInteger, nullable=False),
+    Column("who", String, nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("from_state", String(32), nullable=False),
+    Column("to_state", String(32), nullable=False),
+    Column("reason", Text, nullable=False),
+    Index("alert_history_alert", "alert_id", "id"),
+)
+
+alert_notes = Table(
+    "alert_notes",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("alert_id", BigInteger, ForeignKey("alerts.id", ondelete="CASCADE"), nullable=False),
+    Column("ts_ms", BigInteger, nullable=False),
+    Column("who", String, nullable=False),
+    Column("text", Text, nullable=False),
+    Index("alert_notes_alert", "alert_id", "id"),
+)
+
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("ts_ms", BigInteger, nullable=False),
+    Column("message_id", String, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("audience", String, nullable=False),
+    Column("channel", String, nullable=False),
+    Column("channel_type", String, nullable=False),
+    Column("target", Text, nullable=False),
+    Column("ok", Boolean, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("error", Text, nullable=False),
+    Column("alert_id", BigInteger, ForeignKey("alerts.id", ondelete="SET NULL")),
+    Column("text", Text, nullable=False),
+    Index("notifications_message", "message_id", "channel"),
+    Index("notifications_alert", "alert_id"),
+    Index("notifications_ts", "ts_ms"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("ts_ms", BigInteger, nullable=False),
+    Column("who", String, nullable=False),
+    Column("action", String, nullable=False),
+    Column("target", String, nullable=False),
+    Column("source", String, nullable=False),
+    Column("detail", Text, nullable=False),  # JSON object
+    Index("audit_log_ts", "ts_ms"),
+    Index("audit_log_who", "who", "ts_ms"),
+)
+
+state_blobs = Table(
+    "state_blobs",
+    metadata,
+    Column("name", String, primary_key=True),
+    Column("data", Text, nullable=False),  # JSON object
+)
