@@ -8,6 +8,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from device_profiles import ConfigError, load_profiles
 from device_profiles.catalogue_loader import profile_files
@@ -117,6 +118,19 @@ def run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> int:
     return 0
 
 
+def _rules_parsers(sub: Any) -> None:
+    rules = sub.add_parser("rules", help="alert rules: run the engine and alert manager (default), or validate")
+    rules_sub = rules.add_subparsers(dest="action", required=False)
+    rval = rules_sub.add_parser("validate", help="validate rule files or folders")
+    rval.add_argument("paths", nargs="+", metavar="PATH")
+    rval.set_defaults(func=_rules_validate)
+    from lifeline import rules_cli
+
+    rules.add_argument("--config", help="service configuration (YAML) when run without an action")
+    rules.set_defaults(func=rules_cli.run)
+    rules_cli.add_parsers(sub, rules_sub)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lifeline", description="Telemetry platform for a city's lifelines.")
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
@@ -128,11 +142,7 @@ def parser() -> argparse.ArgumentParser:
     val.add_argument("paths", nargs="+", metavar="PATH")
     val.set_defaults(func=_profiles_validate)
 
-    rules = sub.add_parser("rules", help="alert rules")
-    rules_sub = rules.add_subparsers(dest="action", required=True)
-    rval = rules_sub.add_parser("validate", help="validate rule files or folders")
-    rval.add_argument("paths", nargs="+", metavar="PATH")
-    rval.set_defaults(func=_rules_validate)
+    _rules_parsers(sub)
 
     edge = sub.add_parser("edge", help="run a site's edge agent")
     edge.add_argument("--config", required=True, metavar="SITE.yaml")

@@ -111,3 +111,30 @@ class LoopThread:
         assert not self.thread.is_alive(), "service thread did not stop"
         if self.error is not None:
             raise self.error
+
+
+def wait_until(pred: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{what}: not within {timeout} s")
+
+
+class Publisher:
+    """A test publisher that waits for each QoS 1 acknowledgement."""
+
+    def __init__(self, broker: Mosquitto) -> None:
+        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"pub-{id(self)}")
+        self.client.max_inflight_messages_set(100)
+        self.client.reconnect_delay_set(1, 1)
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+
+    def send(self, topic: str, payload: bytes) -> None:
+        self.client.publish(topic, payload, qos=1).wait_for_publish(10)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()

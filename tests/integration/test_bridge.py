@@ -14,17 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import paho.mqtt.client as mqtt
 import pytest
 import yaml
-from paho.mqtt.enums import CallbackAPIVersion
 
 from broker_bridge.bridge import Bridge
 from broker_bridge.config import BridgeConfig
 from broker_bridge.deadletter import DeadLetterStore
 from lifeline.services import Influxd, Mosquitto
 from telemetry import PointQuality, Quality, Sample, Telemetry, decode_telemetry, encode, topics
-from tests.helpers import LoopThread, Subscriber
+from tests.helpers import LoopThread, Publisher, Subscriber, wait_until
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,15 +59,6 @@ def count_points(influx: Influxd, measurement: str = "water_quality", field: str
     return int(rows[0]["count"]) if rows else 0
 
 
-def wait_until(pred: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"{what}: not within {timeout} s")
-
-
 def wq_message(device: str, seq: int, ts0: int, samples: int = 1, site: str = "s1") -> Telemetry:
     return Telemetry(
         site=site, device=device, profile="water_quality_station", measurement="water_quality", seq=seq,
@@ -77,22 +66,6 @@ def wq_message(device: str, seq: int, ts0: int, samples: int = 1, site: str = "s
         samples=[Sample(ts=ts0 + i, values={p: round(7 + (seq % 100) / 100 + i / 1000, 6) for p in WQ_POINTS})
                  for i in range(samples)],
     )  # fmt: skip
-
-
-class Publisher:
-    def __init__(self, broker: Mosquitto) -> None:
-        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"pub-{id(self)}")
-        self.client.max_inflight_messages_set(100)
-        self.client.reconnect_delay_set(1, 1)
-        self.client.connect(broker.host, broker.port)
-        self.client.loop_start()
-
-    def send(self, topic: str, payload: bytes) -> None:
-        self.client.publish(topic, payload, qos=1).wait_for_publish(10)
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
 
 
 @pytest.fixture

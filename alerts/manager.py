@@ -1,0 +1,298 @@
+"""The alert manager: rule transitions in, one stored alert per rule and device (and point), notifications out.
+
+The alert store is the authority for alerts (the API acts on the same rows), so every change is: load the alert's
+row, apply the pure lifecycle and policy (``alerts.policy.AlertBook``) to it, save it with an optimistic version
+check, and retry from a fresh load when someone else changed it meanwhile. Chattering and flood counters live in
+the book and are saved with every change, so they too survive a restart.
+
+Notifications go out after the change is committed, in background tasks; each channel's outcome is written to the
+notification log. Every change is also published on ``lifeline/v1/alerts/events/{id}`` for live views.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from alerts.config import AlertServiceConfig
+from alerts.lifecycle import Alert, AlertKey, Severity
+from alerts.notify import Message, Notifier, render
+from alerts.policy import AlertBook, Kind, Notification
+from alerts.store import AlertMeta, AlertStore, Conflict, StoredAlert, Tx
+from device_profiles import Profile
+from rules import Rule, Transition
+from telemetry import topics
+
+log = logging.getLogger("lifeline.alerts")
+
+BOOK_STATE = "alerts.book"
+SAVE_ATTEMPTS = 3
+
+# Rule severities (rules.schema) and the lifecycle's priorities (ISA-18.2 uses four).
+TO_PRIORITY = {"info": Severity.LOW, "warning": Severity.MEDIUM, "critical": Severity.CRITICAL}
+FROM_PRIORITY = {Severity.LOW: "info", Severity.MEDIUM: "warning", Severity.HIGH: "warning",
+                 Severity.CRITICAL: "critical"}  # fmt: skip
+
+EventPublisher = Callable[[str, bytes], object]
+
+
+@dataclass(slots=True)
+class Counters:
+    transitions: int = 0
+    raised: int = 0
+    cleared: int = 0
+    conflicts: int = 0
+    notifications: int = 0
+    notifications_failed: int = 0
+    unrouted: int = 0
+    held: int = 0
+
+
+class AlertManager:
+    def __init__(
+        self,
+        config: AlertServiceConfig,
+        store: AlertStore,
+        rules: list[Rule],
+        profiles: dict[str, Profile],
+        notifier: Notifier | None = None,
+        publish_event: EventPublisher | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.rules = {r.id: r for r in rules}
+        self.profiles = profiles
+        self.notifier = notifier
+        self.publish_event = publish_event
+        self.clock = clock
+        self.counters = Counters()
+        self._meta: dict[AlertKey, AlertMeta] = {}  # metadata of the alerts in the book right now
+        self.book = self._restore_book()
+        self._sending: set[asyncio.Task[None]] = set()
+
+    # -- who is told -------------------------------------------------------------------------------------------
+    def audience(self, rule_id: str, profile: str | None) -> str:
+        rule = self.rules.get(rule_id)
+        if rule is not None and rule.audience:
+            return rule.audience
+        domain = self.profiles[profile].tags.get("domain") if profile in self.profiles else None
+        return self.config.audiences.get(domain or "", "default")
+
+    def _audience_of(self, alert: Alert) -> str:
+        meta = self._meta.get(alert.key)
+        return meta.audience if meta else self.audience(alert.key.rule_id, None)
+
+    def _restore_book(self) -> AlertBook:
+        with self.store.begin() as tx:
+            data = tx.get_state(BOOK_STATE)
+        policies = self.config.escalation
+        if data is None:
+            return AlertBook(self.config.policy, self._audience_of, policies)
+        return AlertBook.from_dict({**data, "alerts": []}, self.config.policy, self._audience_of, policies)
+
+    def _save_book(self, tx: Tx) -> None:
+        data = self.book.to_dict()
+        data.pop("alerts", None)
+        tx.put_state(BOOK_STATE, data)
+
+    # -- rule transitions --------------------------------------------------------------------------------------
+    async def on_transitions(self, transitions: list[Transition]) -> None:
+        for t in transitions:
+            self.counters.transitions += 1
+            done = self._apply(t)
+            if done is not None:
+                stored, notes = done
+                self._after_change(stored, notes)
+
+    def _apply(self, t: Transition) -> tuple[StoredAlert, list[Notification]] | None:
+        key = AlertKey(t.rule, t.site, t.device, t.point)
+        severity = TO_PRIORITY[t.severity] if t.severity else None
+        for _ in range(SAVE_ATTEMPTS):
+            try:
+                with self.store.begin() as tx:
+                    stored = tx.get(key)
+                    if stored is None and severity is None:
+                        return None  # a clear for an alert that was never stored: nothing to do
+                    alert = stored.alert if stored else Alert(key)
+                    meta = self._meta_for(t, stored)
+                    self.book.alerts = {key: alert}
+                    self._meta = {key: meta}
+                    notes = self.book.on_transition(key, severity, t.value, t.ts, t.reason)
+                    if not alert.history and stored is not None:
+                        return None  # nothing changed (e.g. a repeated clear)
+                    saved = tx.save(alert, meta, stored.version if stored else None)
+                    self._save_book(tx)
+            except Conflict:
+                self.counters.conflicts += 1
+                continue
+            if severity is None:
+                self.counters.cleared += 1
+            elif stored is None or not stored.alert.active:
+                self.counters.raised += 1
+            return saved, notes
+        log.error("alert not saved after %d conflicts alert=%s", SAVE_ATTEMPTS, key)
+        return None
+
+    def _meta_for(self, t: Transition, stored: StoredAlert | None) -> AlertMeta:
+        rule = self.rules.get(t.rule)
+        profile = t.profile or (stored.meta.profile if stored else None)
+        return AlertMeta(
+            title=rule.title if rule else t.rule,
+            audience=self.audience(t.rule, profile),
+            area=self.config.area_of(t.site),
+            profile=profile,
+            reason=t.reason,
+        )
+
+    # -- time-driven: escalation, shelves that end, chattering that ends ----------------------------------------
+    async def tick(self) -> None:
+        now = int(self.clock() * 1000)
+        try:
+            with self.store.begin() as tx:
+                open_alerts = {s.alert.key: s for s in tx.open_alerts()}
+                self.book.alerts = {k: s.alert for k, s in open_alerts.items()}
+                self._meta = {k: s.meta for k, s in open_alerts.items()}
+                notes = self.book.tick(now)
+                changed = [
+                    tx.save(s.alert, s.meta, s.version) for s in open_alerts.values() if s.alert.history
+                ]
+                self._save_book(tx)
+        except Conflict:
+            self.counters.conflicts += 1
+            return  # an operator acted meanwhile: the next tick sees the fresh rows
+        by_key = {s.alert.key: s for s in changed}
+        for s in changed:
+            self._publish(s)
+        for note in notes:
+            stored = by_key.get(note.key) if note.key else None
+            self._notify(note, stored)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Tick until ``stop``; then wait (bounded) for notifications under way."""
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), self.config.tick_s)
+            except TimeoutError:
+                await self.tick()
+        await self.drain(10.0)
+
+    async def drain(self, timeout_s: float) -> None:
+        if self._sending:
+            await asyncio.wait(set(self._sending), timeout=timeout_s)
+
+    # -- after a change ----------------------------------------------------------------------------------------
+    def _after_change(self, stored: StoredAlert, notes: list[Notification]) -> None:
+        self._publish(stored)
+        if not notes and stored.alert.active:
+            self.counters.held += 1
+        for note in notes:
+            self._notify(note, stored)
+
+    def _publish(self, stored: StoredAlert) -> None:
+        if self.publish_event is None or not self.config.publish_events:
+            return
+        self.publish_event(topics.alert_event(stored.id), orjson.dumps(alert_event(stored)))
+
+    def _notify(self, note: Notification, stored: StoredAlert | None) -> None:
+        msg = self._message(note, stored)
+        task = asyncio.ensure_future(self._deliver(msg))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    def _message(self, note: Notification, stored: StoredAlert | None) -> Message:
+        severity = FROM_PRIORITY[note.severity] if note.severity is not None else "warning"
+        key = note.key
+        alert = stored.alert if stored else None
+        meta = stored.meta if stored else None
+        unit = None
+        if key is not None and key.point and meta and meta.profile in self.profiles:
+            unit = self.profiles[meta.profile].units.get(key.point)
+        what = meta.title if meta else note.audience
+        detail = meta.reason if meta and note.kind is not Kind.FLOOD else note.text
+        title, text = render(
+            note.kind.value, severity, what,
+            site=key.site if key else None, device=key.device if key else None,
+            point=key.point if key else None, value=alert.value if alert else None, unit=unit,
+            level=note.level, detail=detail,
+        )  # fmt: skip
+        ident = f"{stored.id if stored else note.audience}-{note.kind.value}-{note.ts_ms}-{note.level}"
+        return Message(
+            id=ident, kind=note.kind.value, audience=note.audience, severity=severity, title=title, text=text,
+            ts_ms=note.ts_ms, area=meta.area if meta else None, site=key.site if key else None,
+            device=key.device if key else None, rule=key.rule_id if key else None, point=key.point if key else None,
+            value=alert.value if alert else None, alert_id=stored.id if stored else None, targets=note.targets,
+            level=note.level,
+        )  # fmt: skip
+
+    async def _deliver(self, msg: Message) -> None:
+        now = int(self.clock() * 1000)
+        if self.notifier is None or not (msg.targets or self.notifier.route(msg, now)):
+            self.counters.unrouted += 1
+            self._log_outcome(msg, "", "", "", ok=False, attempts=0, error="no route matches this notification")
+            return
+        outcomes = await self.notifier.send(msg)
+        for o in outcomes:
+            self.counters.notifications += 1
+            if not o.ok:
+                self.counters.notifications_failed += 1
+                log.warning("notification failed channel=%s alert=%s kind=%s attempts=%d error=%s",
+                            o.channel, msg.alert_id, msg.kind, o.attempts, o.error)  # fmt: skip
+            self._log_outcome(msg, o.channel, o.type, o.target, ok=o.ok, attempts=o.attempts, error=o.error)
+
+    def _log_outcome(self, msg: Message, channel: str, ctype: str, target: str, *, ok: bool, attempts: int,
+                     error: str) -> None:  # fmt: skip
+        with self.store.begin() as tx:
+            tx.add_notification(
+                ts_ms=int(self.clock() * 1000), message_id=msg.id, kind=msg.kind, audience=msg.audience,
+                channel=channel, channel_type=ctype, target=target, ok=ok, attempts=attempts, error=error,
+                alert_id=msg.alert_id, text=msg.text,
+            )  # fmt: skip
+
+    def metrics_text(self) -> str:
+        c = self.counters
+        rows = [
+            ("lifeline_alerts_transitions_total", c.transitions),
+            ("lifeline_alerts_raised_total", c.raised),
+            ("lifeline_alerts_cleared_total", c.cleared),
+            ("lifeline_alerts_store_conflicts_total", c.conflicts),
+            ("lifeline_alerts_notifications_total", c.notifications),
+            ("lifeline_alerts_notifications_failed_total", c.notifications_failed),
+            ("lifeline_alerts_notifications_unrouted_total", c.unrouted),
+        ]
+        return "".join(f"# TYPE {n} counter\n{n} {v}\n" for n, v in rows)
+
+
+def alert_event(stored: StoredAlert) -> dict[str, Any]:
+    """An alert as published on its event topic and shown by live views."""
+    a, m = stored.alert, stored.meta
+    return {
+        "id": stored.id,
+        "rule": a.key.rule_id,
+        "site": a.key.site,
+        "device": a.key.device,
+        "point": a.key.point,
+        "state": a.state.value,
+        "severity": FROM_PRIORITY[a.severity],
+        "priority": a.severity.name.lower(),
+        "title": m.title,
+        "reason": m.reason,
+        "audience": m.audience,
+        "area": m.area,
+        "value": a.value,
+        "first_ms": a.first_ms,
+        "last_ms": a.last_ms,
+        "count": a.count,
+        "shelved_until_ms": a.shelved_until_ms,
+        "out_of_service": a.out_of_service,
+        "chattering": a.chattering,
+        "escalation_level": a.escalation_level,
+        "assignee": a.assignee,
+        "version": stored.version,
+    }

@@ -1,0 +1,214 @@
+"""``lifeline rules``: the rules engine and the alert manager in one process; ``lifeline alerts``: look at alerts.
+
+The configuration file composes each component's own model::
+
+    broker: {host: 127.0.0.1, port: 1883}
+    rules: {packs: [rules/packs], tick_s: 1, checkpoint_s: 2}
+    alerts:
+      store_url: sqlite:///var/alerts.db
+      areas: {north: [yunzaobang, lianqi]}
+      escalation: [{audience: safety, levels: [{after_s: 300, targets: [safety-duty]}]}]
+      notify: {channels: {...}, routes: [...]}
+    influx: {url: http://127.0.0.1:8086, database: lifeline}   # for the hourly and daily window rules
+    metrics_port: 9103
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from alerts.config import AlertServiceConfig
+from device_profiles import ConfigError, read_yaml, validate
+from rules.config import RulesConfig
+from telemetry.mqtt_config import BrokerConfig
+
+log = logging.getLogger("lifeline.rules")
+
+
+class InfluxReadConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str = "http://127.0.0.1:8086"
+    database: str = "lifeline"
+    username: str | None = None
+    password: str | None = None
+
+
+class RulesServiceConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    broker: BrokerConfig = Field(default_factory=BrokerConfig)
+    rules: RulesConfig = Field(default_factory=RulesConfig)
+    alerts: AlertServiceConfig = Field(default_factory=AlertServiceConfig)
+    influx: InfluxReadConfig | None = Field(None, description="InfluxDB to read for window rules; none: not run")
+    metrics_port: int | None = Field(None, ge=0, le=65535)
+
+    def rules_with_broker(self) -> RulesConfig:
+        return self.rules.model_copy(update={"broker": self.broker})
+
+
+def load_rules_service_config(path: Path) -> RulesServiceConfig:
+    """Load and validate; ConfigError names file, line and field. Rule packs are taken relative to the file."""
+    config = validate(RulesServiceConfig, read_yaml(path), "rules service config")
+    packs = [p if p.is_absolute() else path.parent / p for p in config.rules.packs]
+    return config.model_copy(update={"rules": config.rules.model_copy(update={"packs": packs})})
+
+
+class _StoreState:
+    """The rules engine's checkpoint in the alert store's named state."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def get_state(self, name: str) -> dict[str, Any] | None:
+        with self.store.begin() as tx:
+            data: dict[str, Any] | None = tx.get_state(name)
+            return data
+
+    def put_state(self, name: str, data: dict[str, Any]) -> None:
+        with self.store.begin() as tx:
+            tx.put_state(name, data)
+
+
+async def run_service(
+    config: RulesServiceConfig, stop: asyncio.Event, on_start: Callable[[Any, Any], None] | None = None
+) -> None:
+    """Run the rules service until ``stop``; ``on_start(service, manager)`` is called once both exist."""
+    import os
+
+    from alerts.manager import AlertManager
+    from alerts.notify import Notifier
+    from alerts.store import AlertStore
+    from device_profiles import load_catalogue
+    from rules.service import RulesService
+    from telemetry.metrics import bound_port, serve_metrics
+    from telemetry.mqtt_publisher import Publisher
+
+    rules = config.rules.load()
+    url = config.alerts.store_url
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    store = AlertStore(url)
+    publisher = Publisher(config.broker, f"lifeline-rules-pub-{os.getpid()}")
+    publisher.start()
+    notifier = Notifier(config.alerts.notify, publish=publisher.publish)
+    manager = AlertManager(config.alerts, store, rules, load_catalogue(), notifier, publisher.publish_nowait)
+    service = RulesService(config.rules_with_broker(), rules, manager.on_transitions, _StoreState(store))
+    tasks = [service.run(stop), manager.run(stop)]
+    if on_start is not None:
+        on_start(service, manager)
+    scheduled = _scheduled(config, rules, manager)
+    metrics = None
+    if config.metrics_port is not None:
+        metrics = await serve_metrics(lambda: service.metrics_text() + manager.metrics_text(), config.metrics_port)
+        log.info("rules metrics port=%d", bound_port(metrics))
+    log.info("rules service started rules=%d store=%s window_rules=%s", len(rules), _safe_url(url),
+             "on" if scheduled else "off")  # fmt: skip
+    try:
+        if scheduled is not None:
+            scheduled.start()
+        await asyncio.gather(*tasks)
+    finally:
+        if scheduled is not None:
+            await scheduled.stop()
+        await notifier.aclose()
+        publisher.stop()
+        store.close()
+        if metrics is not None:
+            metrics.close()
+
+
+def _scheduled(config: RulesServiceConfig, rules: list[Any], manager: Any) -> Any:
+    if config.influx is None or not any(r.kind == "window" for r in rules):
+        return None
+    try:
+        from rules.scheduled import ScheduledRules, WindowEvaluator
+    except ImportError:  # pragma: no cover - window rules not in this build
+        return None
+    from telemetry.influx_query import InfluxQuery
+
+    query = InfluxQuery(config.influx.url, config.influx.database)
+    return ScheduledRules(WindowEvaluator([r for r in rules if r.kind == "window"], query), manager.on_transitions)
+
+
+def _safe_url(url: str) -> str:
+    return url.rsplit("@", maxsplit=1)[-1]
+
+
+def run(args: argparse.Namespace) -> int:
+    from lifeline import logs
+    from lifeline.cli import run_until_signal
+
+    try:
+        config = load_rules_service_config(Path(args.config)) if args.config else RulesServiceConfig()
+    except ConfigError as exc:
+        raise SystemExit(str(exc)) from exc
+    logs.setup(args.log_level)
+    return run_until_signal(lambda stop: run_service(config, stop))
+
+
+def _when(ms: int | None) -> str:
+    return "-" if ms is None else datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def alerts_cmd(args: argparse.Namespace) -> int:
+    """List alerts, one alert's history, or the notification log, straight from the store."""
+    from alerts.store import AlertStore
+
+    try:
+        config = load_rules_service_config(Path(args.config)) if args.config else RulesServiceConfig()
+    except ConfigError as exc:
+        raise SystemExit(str(exc)) from exc
+    store = AlertStore(args.store or config.alerts.store_url)
+    try:
+        if args.action == "list":
+            rows = store.list_alerts(active_only=not args.all, limit=args.limit)
+            print(f"{len(rows)} alert(s){'' if args.all else ' active'}; newest first:")
+            for s in rows:
+                a = s.alert
+                print(f"{s.id:>6} {_when(a.last_ms)} {a.state.value:<13} {a.severity.name:<8} {a.key}  "
+                      f"x{a.count}  {s.meta.title}")  # fmt: skip
+        elif args.action == "show":
+            stored = store.get(args.id)
+            if stored is None:
+                print(f"no alert {args.id}")
+                return 1
+            print(f"alert {stored.id}: {stored.alert.key} {stored.alert.state.value} — {stored.meta.title}")
+            for h in store.history(args.id):
+                print(f"  {_when(h.ts_ms)} {h.who:<10} {h.action:<16} {h.from_state} -> {h.to_state}  {h.reason}")
+        else:
+            for n in store.notifications(limit=args.limit):
+                flag = "ok " if n.ok else "FAIL"
+                print(f"{_when(n.ts_ms)} {flag} {n.channel or '-':<16} {n.kind:<10} alert={n.alert_id} "
+                      f"attempts={n.attempts} {n.error}")  # fmt: skip
+    finally:
+        store.close()
+    return 0
+
+
+def add_parsers(sub: Any, rules_sub: Any) -> None:
+    """``rules run`` under the existing ``rules`` command; ``alerts list|show|notifications``."""
+    run_p = rules_sub.add_parser("run", help="run the rules engine and the alert manager")
+    run_p.add_argument("--config", help="service configuration (YAML); default: local broker, shipped packs")
+    run_p.set_defaults(func=run)
+
+    al = sub.add_parser("alerts", help="alerts in the alert store")
+    al.add_argument("--config", help="rules service configuration (for the store URL)")
+    al.add_argument("--store", help="alert store URL (overrides the configuration)")
+    al_sub = al.add_subparsers(dest="action", required=True)
+    lst = al_sub.add_parser("list", help="active alerts (--all: every alert)")
+    lst.add_argument("--all", action="store_true")
+    lst.add_argument("--limit", type=int, default=50)
+    show = al_sub.add_parser("show", help="one alert and its history")
+    show.add_argument("id", type=int)
+    notes = al_sub.add_parser("notifications", help="the notification log, newest first")
+    notes.add_argument("--limit", type=int, default=50)
+    al.set_defaults(func=alerts_cmd)

@@ -1,0 +1,176 @@
+"""The streaming rules service: live telemetry and device status in, alert transitions out.
+
+It reads ``lifeline/v1/+/+/telemetry`` and ``.../status`` in its own shared-subscription group with a persistent
+MQTT 5 session and manual acknowledgement. Messages are acknowledged only after the transitions they caused were
+handed to the sink (the alert manager, which stores them) *and* the engine's state was saved: a crash replays at
+most the messages since the last checkpoint, and the engine, restored from that checkpoint, ignores nothing and
+raises nothing twice (a repeated raise is the same alert; the alert store keeps one per rule, device and point).
+
+A message that does not follow the contract is counted and logged once per topic; the bridge keeps such messages
+in its dead letters, so they are not lost here either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from rules.config import RulesConfig
+from rules.evaluate import Engine, Transition
+from rules.schema import Rule
+from telemetry import ContractError, Telemetry, decode_status, decode_telemetry, topics
+from telemetry.mqtt_consumer import Consumer, Incoming
+
+log = logging.getLogger("lifeline.rules")
+
+STATE_NAME = "rules.engine"
+
+Sink = Callable[[list[Transition]], Awaitable[None]]
+
+
+class StateStore(Protocol):
+    """Where the engine's checkpoint lives (the alert store's named state blobs)."""
+
+    def get_state(self, name: str) -> dict[str, Any] | None: ...
+
+    def put_state(self, name: str, data: dict[str, Any]) -> None: ...
+
+
+@dataclass(slots=True)
+class Counters:
+    received: int = 0
+    telemetry: int = 0
+    status: int = 0
+    invalid: int = 0
+    future_samples: int = 0
+    transitions: int = 0
+    checkpoints: int = 0
+    acks_lost: int = 0
+    evaluate_seconds: float = 0.0
+
+
+class RulesService:
+    def __init__(
+        self,
+        config: RulesConfig,
+        rules: list[Rule],
+        sink: Sink,
+        state: StateStore,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.sink = sink
+        self.state_store = state
+        self.clock = clock
+        saved = state.get_state(STATE_NAME)
+        self.engine = Engine.from_state(rules, saved) if saved else Engine(rules)
+        if saved:
+            log.info("rules engine state restored active=%d", len(self.engine.active()))
+        self.consumer = Consumer(
+            config.broker,
+            config.subscription,
+            topics=[topics.telemetry_filter(), topics.status_filter()],
+            name="rules",
+        )
+        self.counters = Counters()
+        self._unacked: list[Incoming] = []
+        self._last_checkpoint = time.monotonic()
+        self._bad_topics: set[str] = set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self.consumer.start()
+        next_tick = time.monotonic() + self.config.tick_s
+        try:
+            while not stop.is_set():
+                await self.consumer.wait(min(0.2, max(0.0, next_tick - time.monotonic())))
+                await self.drain()
+                if time.monotonic() >= next_tick:
+                    next_tick = time.monotonic() + self.config.tick_s
+                    await self._emit(self.engine.tick(int(self.clock() * 1000)))
+                if time.monotonic() - self._last_checkpoint >= self.config.checkpoint_s:
+                    self.checkpoint()
+        finally:
+            self.checkpoint()
+            await self.consumer.stop()
+
+    async def drain(self, limit: int = 5000) -> int:
+        """Evaluate what has arrived (at most ``limit`` messages); return how many."""
+        inbox = self.consumer.inbox
+        out: list[Transition] = []
+        n = 0
+        started = time.perf_counter()
+        while inbox and n < limit:
+            item = inbox.popleft()
+            n += 1
+            out.extend(self._evaluate(item))
+            self._unacked.append(item)
+        self.counters.evaluate_seconds += time.perf_counter() - started
+        await self._emit(out)
+        if len(self._unacked) >= self.config.subscription.receive_maximum // 2:
+            self.checkpoint()  # hold no more than half the broker's window unacknowledged
+        return n
+
+    def _evaluate(self, item: Incoming) -> list[Transition]:
+        self.counters.received += 1
+        try:
+            kind = topics.parse(item.topic).kind
+            if kind is topics.Kind.TELEMETRY:
+                msg = decode_telemetry(item.payload, item.topic)
+                self.counters.telemetry += 1
+                horizon = int(self.clock() * 1000 + self.config.max_future_s * 1000)
+                if any(s.ts > horizon for s in msg.samples):
+                    msg = self._without_future(msg, horizon)
+                return self.engine.observe(msg) if msg.samples else []
+            if kind is topics.Kind.STATUS:
+                self.counters.status += 1
+                return self.engine.status(decode_status(item.payload, item.topic))
+        except (ContractError, topics.TopicError, ValueError) as exc:
+            self.counters.invalid += 1
+            if item.topic not in self._bad_topics and len(self._bad_topics) < 10_000:
+                self._bad_topics.add(item.topic)
+                log.warning("rules skip a message that breaks the contract topic=%s reason=%s (logged once per "
+                            "topic; the bridge keeps it in its dead letters)", item.topic, exc)  # fmt: skip
+        return []
+
+    def _without_future(self, msg: Telemetry, horizon: int) -> Telemetry:
+        # A wrong edge clock must not push a device's state into the future, where it would ignore every later sample.
+        keep = [s for s in msg.samples if s.ts <= horizon]
+        self.counters.future_samples += len(msg.samples) - len(keep)
+        return msg.model_copy(update={"samples": keep})
+
+    async def _emit(self, transitions: list[Transition]) -> None:
+        if transitions:
+            self.counters.transitions += len(transitions)
+            await self.sink(transitions)
+
+    def checkpoint(self) -> None:
+        """Save the engine's state, then acknowledge what it has seen."""
+        self._last_checkpoint = time.monotonic()
+        if not self._unacked and self.counters.checkpoints:
+            return
+        self.state_store.put_state(STATE_NAME, self.engine.state())
+        self.counters.checkpoints += 1
+        for item in self._unacked:
+            if not self.consumer.ack(item):
+                self.counters.acks_lost += 1
+        self._unacked.clear()
+
+    def metrics_text(self) -> str:
+        c = self.counters
+        rows = [
+            ("lifeline_rules_messages_received_total", "counter", c.received),
+            ("lifeline_rules_telemetry_total", "counter", c.telemetry),
+            ("lifeline_rules_status_total", "counter", c.status),
+            ("lifeline_rules_invalid_total", "counter", c.invalid),
+            ("lifeline_rules_future_samples_total", "counter", c.future_samples),
+            ("lifeline_rules_transitions_total", "counter", c.transitions),
+            ("lifeline_rules_checkpoints_total", "counter", c.checkpoints),
+            ("lifeline_rules_evaluate_seconds_total", "counter", c.evaluate_seconds),
+            ("lifeline_rules_active_alerts", "gauge", len(self.engine.active())),
+            ("lifeline_rules_rules", "gauge", len(self.engine.rules)),
+        ]
+        return "".join(f"# TYPE {n} {t}\n{n} {v}\n" for n, t, v in rows)
