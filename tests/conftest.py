@@ -55,3 +55,6 @@ def influx_compat(tmp_path: Path, influxdb: Influxd) -> Iterator[InfluxCompatPro
     proxy.start()
     yield proxy
     proxy.stop()
+
+
+pytest_plugins = ["tests.notify_servers"]
