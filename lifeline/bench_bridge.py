@@ -82,23 +82,24 @@ class Publisher:
         self.client.loop_stop()
 
 
-class BridgeProcess:
-    def __init__(self, config: Path, metrics_port: int, log: Path) -> None:
-        self.config, self.metrics_port, self.log = config, metrics_port, log
+class ServiceProcess:
+    """A Lifeline service as it runs in production: its own process, watched through its metrics endpoint."""
+
+    def __init__(self, command: list[str], config: Path, metrics_port: int, log: Path, ready_metric: str) -> None:
+        self.command, self.config, self.metrics_port, self.log = command, config, metrics_port, log
+        self.ready_metric = ready_metric
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        argv = [sys.executable, "-m", "lifeline", "--log-level", "WARNING", *self.command, "--config", str(self.config)]
         with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(  # the bridge as it runs in production: its own process
-                [sys.executable, "-m", "lifeline", "--log-level", "WARNING", "bridge", "--config", str(self.config)],
-                stdout=out, stderr=out,
-            )  # fmt: skip
+            self.proc = subprocess.Popen(argv, stdout=out, stderr=out)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            if self.metrics().get("lifeline_bridge_broker_connected") == 1:
+            if self.metrics().get(self.ready_metric) == 1:
                 return
             time.sleep(0.05)
-        raise RuntimeError(f"the bridge did not connect; see {self.log}")
+        raise RuntimeError(f"{' '.join(self.command)} did not connect; see {self.log}")
 
     def metrics(self) -> dict[str, float]:
         try:
@@ -122,11 +123,11 @@ class BridgeProcess:
                 self.proc.wait(10)
 
 
-def _written(bridge: BridgeProcess) -> float:
+def _written(bridge: ServiceProcess) -> float:
     return bridge.metrics().get("lifeline_bridge_written_points_total", 0.0)
 
 
-def _wait_written(bridge: BridgeProcess, lines: int, timeout_s: float) -> float:
+def _wait_written(bridge: ServiceProcess, lines: int, timeout_s: float) -> float:
     """Seconds until the bridge has stored ``lines`` more lines than now (or the time-out)."""
     base, start = _written(bridge), time.monotonic()
     while time.monotonic() - start < timeout_s:
@@ -136,7 +137,7 @@ def _wait_written(bridge: BridgeProcess, lines: int, timeout_s: float) -> float:
     return time.monotonic() - start
 
 
-def drain(broker: Mosquitto, bridge: BridgeProcess, readings: int, total_readings: int) -> dict[str, object]:
+def drain(broker: Mosquitto, bridge: ServiceProcess, readings: int, total_readings: int) -> dict[str, object]:
     count = total_readings // readings
     bridge.start()
     bridge.stop()  # the session stays at the broker and queues what follows
@@ -157,7 +158,7 @@ def drain(broker: Mosquitto, bridge: BridgeProcess, readings: int, total_reading
             "messages": count, "seconds": round(took, 2), "p50_ms": None, "p99_ms": None}  # fmt: skip
 
 
-def live(broker: Mosquitto, bridge: BridgeProcess, readings: int, seconds: float) -> dict[str, object]:
+def live(broker: Mosquitto, bridge: ServiceProcess, readings: int, seconds: float) -> dict[str, object]:
     """As fast as the publisher goes; the sample time is the publish time, so the bridge's age is the latency."""
     bridge.start()
     pub = Publisher(broker)
@@ -184,7 +185,7 @@ def _ages(m: dict[str, float]) -> tuple[float, float]:
     return round(p50, 1), round(p99, 1)
 
 
-def latency(broker: Mosquitto, bridge: BridgeProcess, rate: int, seconds: float) -> dict[str, object]:
+def latency(broker: Mosquitto, bridge: ServiceProcess, rate: int, seconds: float) -> dict[str, object]:
     """A steady ``rate`` readings/s, 10 per message; the sample time is the publish time."""
     bridge.start()
     pub = Publisher(broker)
@@ -221,7 +222,8 @@ def run(args: argparse.Namespace) -> int:
                 "dead_letter_path": str(folder / "dead.sqlite"),
                 "metrics_port": metrics_port,
             }))  # fmt: skip
-            bridge = BridgeProcess(config, metrics_port, folder / "bridge.log")
+            bridge = ServiceProcess(["bridge"], config, metrics_port, folder / "bridge.log",
+                                   "lifeline_bridge_broker_connected")  # fmt: skip
             try:
                 for readings in (1, 10, 100):
                     total = args.readings if readings > 1 else args.readings // 5

@@ -187,6 +187,9 @@ def parser() -> argparse.ArgumentParser:
     bb.add_argument("--live-seconds", type=float, default=10.0)
     bb.add_argument("--latency-seconds", type=float, default=10.0)
     bb.set_defaults(func=_bench)
+    from lifeline.bench_alerts import add_parser as add_bench_alerts
+
+    add_bench_alerts(bench_sub)
     return p
 
 

@@ -10,8 +10,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from alerts.config import AlertServiceConfig
 from broker_bridge.config import BatchConfig, InfluxConfig, RetryConfig
 from device_profiles import read_yaml, validate
+from rules.config import PACKS
 from telemetry.mqtt_config import BrokerConfig
 
 
@@ -24,6 +26,12 @@ class DeploymentConfig(BaseModel):
     influx: InfluxConfig | None = Field(default=None, description="an external InfluxDB; none: a local influxd")
     batch: BatchConfig = Field(default_factory=BatchConfig)
     retry: RetryConfig = Field(default_factory=RetryConfig)
+    rule_packs: list[Path] = Field(default_factory=lambda: [PACKS], description="rule files and folders to run")
+    alerts: AlertServiceConfig | None = Field(
+        default=None,
+        description="areas, escalation and notification channels; none: alerts in data_dir/alerts.db, every "
+                    "notification published on lifeline/v1/alerts/notify/{audience}",
+    )  # fmt: skip
 
 
 def load_deployment(path: Path) -> DeploymentConfig:

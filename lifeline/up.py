@@ -113,6 +113,27 @@ def _bridge_config(data_dir: Path, broker: BrokerConfig, influx: InfluxConfig, d
     return path
 
 
+def _rules_config(data_dir: Path, broker: BrokerConfig, influx: InfluxConfig, deploy: DeploymentConfig,
+                  metrics_port: int) -> Path:  # fmt: skip
+    path = data_dir / "rules.yaml"
+    if deploy.alerts is not None:
+        alerts = deploy.alerts.model_dump(mode="json", by_alias=True)
+    else:  # local default: the alert store in the data folder, every notification on the MQTT channel
+        alerts = {
+            "store_url": f"sqlite:///{(data_dir / 'alerts.db').resolve()}",
+            "notify": {"channels": {"bus": {"type": "mqtt"}}, "routes": [{"channels": ["bus"]}]},
+        }
+    config = {
+        "broker": broker.model_dump(mode="json"),
+        "rules": {"packs": [str(Path(p).resolve()) for p in deploy.rule_packs]},
+        "alerts": alerts,
+        "influx": {"url": influx.url, "database": influx.database} if influx.transport == "v1" else None,
+        "metrics_port": metrics_port,
+    }
+    path.write_text("# Written by lifeline up; rewritten on every run.\n" + yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
 @dataclass
 class Stack:
     """Where the platform's servers are: started here (``mosquitto``, ``influxd``) or external."""
@@ -142,6 +163,10 @@ async def _run(deploy: DeploymentConfig, stack: Stack, duration: float | None) -
         bridge_yaml = _bridge_config(data_dir, stack.broker, stack.influx, deploy, bridge_metrics)
         bridge_argv = [sys.executable, "-m", "lifeline", "bridge", "--config", str(bridge_yaml)]
         children.insert(0, Child("bridge", bridge_argv, data_dir / "logs" / "bridge.log", metrics_port=bridge_metrics))
+        rules_metrics = free_port()
+        rules_yaml = _rules_config(data_dir, stack.broker, stack.influx, deploy, rules_metrics)
+        rules_argv = [sys.executable, "-m", "lifeline", "rules", "run", "--config", str(rules_yaml)]
+        children.insert(1, Child("rules", rules_argv, data_dir / "logs" / "rules.log", metrics_port=rules_metrics))
         for child in children:
             child.start()
         _print_table(stack, district, children, data_dir)
@@ -151,7 +176,7 @@ async def _run(deploy: DeploymentConfig, stack: Stack, duration: float | None) -
         stop.set()
         await supervisor
     finally:
-        print("stopping: bridge, edge agents, simulated district, then the servers")
+        print("stopping: bridge, rules, edge agents, simulated district, then the servers")
         for child in children:
             child.stop()
         await district.stop()
@@ -172,6 +197,7 @@ def _print_table(stack: Stack, district: District, children: list[Child], data_d
         print(f"  {child.name:<30} pid {pid}, log {child.log_path}{metrics}")
     print(f"  site configs in {data_dir / 'sites'}")
     print(f"watch: mosquitto_sub -h {b.host} -p {b.port} -t 'lifeline/v1/#' -v")
+    print(f"alerts: lifeline alerts --config {data_dir / 'rules.yaml'} list")
     if i.transport == "v1":
         print(f"query: curl -sG {i.url}/query --data-urlencode db={i.database} "
               """--data-urlencode 'q=SELECT last("ph") FROM water_quality GROUP BY device'""")  # fmt: skip
