@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -101,24 +102,27 @@ async def run_service(
     publisher.start()
     notifier = Notifier(config.alerts.notify, publish=publisher.publish)
     manager = AlertManager(config.alerts, store, rules, load_catalogue(), notifier, publisher.publish_nowait)
-    service = RulesService(config.rules_with_broker(), rules, manager.on_transitions, _StoreState(store))
+    state = _StoreState(store)
+    service = RulesService(config.rules_with_broker(), rules, manager.on_transitions, state)
+    windows = _windows(config, rules, manager, state)
     tasks = [service.run(stop), manager.run(stop)]
+    if windows is not None:
+        tasks.append(windows.run(stop))
     if on_start is not None:
         on_start(service, manager)
-    scheduled = _scheduled(config, rules, manager)
     metrics = None
     if config.metrics_port is not None:
-        metrics = await serve_metrics(lambda: service.metrics_text() + manager.metrics_text(), config.metrics_port)
+        def text() -> str:
+            extra = windows.scheduled.metrics_text() if windows else ""
+            return service.metrics_text() + manager.metrics_text() + notifier.metrics_text() + extra
+
+        metrics = await serve_metrics(text, config.metrics_port)
         log.info("rules metrics port=%d", bound_port(metrics))
     log.info("rules service started rules=%d store=%s window_rules=%s", len(rules), _safe_url(url),
-             "on" if scheduled else "off")  # fmt: skip
+             "on" if windows else "off (no InfluxDB configured)")  # fmt: skip
     try:
-        if scheduled is not None:
-            scheduled.start()
         await asyncio.gather(*tasks)
     finally:
-        if scheduled is not None:
-            await scheduled.stop()
         await notifier.aclose()
         publisher.stop()
         store.close()
@@ -126,17 +130,49 @@ async def run_service(
             metrics.close()
 
 
-def _scheduled(config: RulesServiceConfig, rules: list[Any], manager: Any) -> Any:
+WINDOWS_STATE = "rules.windows"
+
+
+class _Windows:
+    """The scheduled window rules, their InfluxDB reader, and their state kept in the alert store."""
+
+    def __init__(self, config: RulesServiceConfig, rules: list[Any], manager: Any, state: _StoreState) -> None:
+        from rules.scheduled import ScheduledRules, WindowEvaluator
+        from telemetry.influx_query import InfluxQuery
+
+        assert config.influx is not None
+        self.state = state
+        self.query = InfluxQuery(config.influx.url, config.influx.database)
+        window_rules = [r for r in rules if r.kind == "window"]
+        saved = state.get_state(WINDOWS_STATE)
+        self.evaluator = (WindowEvaluator.from_state(window_rules, self.query, saved) if saved
+                          else WindowEvaluator(window_rules, self.query))  # fmt: skip
+        self.scheduled = ScheduledRules(self.evaluator, manager.on_transitions)
+        self._saved: dict[str, Any] | None = saved
+
+    def save(self) -> None:
+        data = self.evaluator.state()
+        if data != self._saved:
+            self.state.put_state(WINDOWS_STATE, data)
+            self._saved = data
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self.scheduled.start()
+        try:
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 5.0)
+                self.save()
+        finally:
+            await self.scheduled.stop()
+            self.save()
+            await self.query.aclose()
+
+
+def _windows(config: RulesServiceConfig, rules: list[Any], manager: Any, state: _StoreState) -> _Windows | None:
     if config.influx is None or not any(r.kind == "window" for r in rules):
         return None
-    try:
-        from rules.scheduled import ScheduledRules, WindowEvaluator
-    except ImportError:  # pragma: no cover - window rules not in this build
-        return None
-    from telemetry.influx_query import InfluxQuery
-
-    query = InfluxQuery(config.influx.url, config.influx.database)
-    return ScheduledRules(WindowEvaluator([r for r in rules if r.kind == "window"], query), manager.on_transitions)
+    return _Windows(config, rules, manager, state)
 
 
 def _safe_url(url: str) -> str:

@@ -4,6 +4,9 @@
   ``device_profiles.ConfigError`` naming ``FILE:LINE: rule 'ID', field F: reason`` for every problem.
 - ``Engine(rules)``: ``observe(msg)`` and ``tick(now_ms)`` return ``Transition``s, only on a change;
   ``state()`` / ``Engine.from_state(rules, data)`` carry the state over a restart.
+- ``WindowEvaluator(rules, query)`` judges ``window`` rules (a point's hourly or daily mean, max, min or sample
+  count against levels, and no-data checks) from InfluxDB once per period; ``ScheduledRules(evaluator, sink)`` runs
+  it on cron jobs (``start()``, ``await stop()``, ``await run_due(now_ms)``).
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ from pathlib import Path
 
 from rules.evaluate import AlertState, Engine, Transition
 from rules.loader import load_rules, rule_files
-from rules.schema import SEVERITY_RANK, Rule, RuleFile, Severity
+from rules.scheduled import ScheduledRules, WindowEvaluator, period_bounds
+from rules.schema import SEVERITY_RANK, Rule, RuleFile, Severity, Window
 
 PACKS = Path(__file__).parent / "packs"
 
@@ -23,8 +27,12 @@ __all__ = [
     "Engine",
     "Rule",
     "RuleFile",
+    "ScheduledRules",
     "Severity",
     "Transition",
+    "Window",
+    "WindowEvaluator",
     "load_rules",
+    "period_bounds",
     "rule_files",
 ]

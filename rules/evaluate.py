@@ -1,6 +1,7 @@
 """A pure streaming rule evaluator: telemetry in, alert transitions out.
 
 Time comes only from sample times (``observe``) and the ``now_ms`` given to ``tick``; there is no clock here.
+``window`` rules are skipped: ``rules.scheduled`` judges them from stored data once per period.
 State is per (rule, site, device, point) in plain dataclasses that export to and import from a JSON-safe dict,
 so a restarted process keeps its active alerts and raises nothing twice.
 """
@@ -45,6 +46,7 @@ class AlertState:
     repeat: int = 0  # frozen: consecutive equal samples
     history: list[list[float]] = field(default_factory=list)  # rate: [ts, value] within the window
     detail: str = ""
+    heard_ms: int | None = None  # deadman: when data last arrived (receive time; old data replayed is still data)
 
 
 def _rank(sev: str | None) -> int:
@@ -85,15 +87,21 @@ class Engine:
         return {k: st.active for k, st in self._states.items() if st.active}
 
     # --- evaluation --------------------------------------------------------------------------------------------
-    def observe(self, msg: Telemetry) -> list[Transition]:
+    def observe(self, msg: Telemetry, received_ms: int | None = None) -> list[Transition]:
+        """Evaluate a message. ``received_ms`` (when it arrived) keeps the deadman quiet while a backlog of old
+        samples is replayed: a device is silent when nothing *arrives*, not when its samples are old."""
         out: list[Transition] = []
         self._profiles[(msg.site, msg.device)] = msg.profile
         samples = sorted(msg.samples, key=lambda s: s.ts)
         for rule in self.rules.values():
-            if rule.offline is not None or not c.matches(rule, msg):
+            if rule.offline is not None or rule.window is not None or not c.matches(rule, msg):
                 continue
             for sample in samples:
                 out.extend(self._sample(rule, msg, sample))
+            if rule.deadman is not None and received_ms is not None:
+                st = self._states.get((rule.id, msg.site, msg.device, ""))
+                if st is not None:
+                    st.heard_ms = max(st.heard_ms or 0, received_ms)
         return out
 
     def status(self, st: DeviceStatus) -> list[Transition]:
@@ -118,10 +126,10 @@ class Engine:
         out: list[Transition] = []
         for key, st in self._states.items():
             rule = self.rules.get(key[0])
-            if rule is None or st.last_ts is None or now_ms < st.last_ts:
+            if rule is None or rule.window is not None or st.last_ts is None or now_ms < st.last_ts:
                 continue
             if rule.deadman is not None:
-                silent = now_ms - st.last_ts
+                silent = now_ms - max(st.last_ts, st.heard_ms or 0)
                 if st.active is None and silent >= rule.deadman.timeout_ms:
                     st.detail = f"no data for {silent / 1000:g} s"
                     out.extend(self._advance(rule, key, st, rule.severity, now_ms))

@@ -1,14 +1,16 @@
 """Rule file schema: which points a rule watches and the structured condition that raises it (no string eval).
 
 A rule file is ``rules: [Rule, ...]``. A rule has a selector and exactly one condition kind; the evaluator in
-``rules.evaluate`` gives every kind the same on-delay / off-delay machine.
+``rules.evaluate`` gives every streaming kind the same on-delay / off-delay machine. The ``window`` kind is judged
+once per calendar period from stored data by ``rules.scheduled``.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from device_profiles import field_error
 
@@ -62,15 +64,19 @@ class Threshold(_Strict):
 
     @model_validator(mode="after")
     def _ordered(self) -> Threshold:
-        for i in range(1, len(self.levels)):
-            prev, cur = self.levels[i - 1], self.levels[i]
-            if SEVERITY_RANK[cur.severity] <= SEVERITY_RANK[prev.severity]:
-                raise field_error("levels must go up in severity (info, warning, critical)", "levels", i, "severity")
-            if self.direction == "high" and cur.value <= prev.value:
-                raise field_error(f"a high level must be above the one before ({prev.value})", "levels", i, "value")
-            if self.direction == "low" and cur.value >= prev.value:
-                raise field_error(f"a low level must be below the one before ({prev.value})", "levels", i, "value")
+        _check_levels(self.direction, self.levels)
         return self
+
+
+def _check_levels(direction: str, levels: list[Level]) -> None:
+    for i in range(1, len(levels)):
+        prev, cur = levels[i - 1], levels[i]
+        if SEVERITY_RANK[cur.severity] <= SEVERITY_RANK[prev.severity]:
+            raise field_error("levels must go up in severity (info, warning, critical)", "levels", i, "severity")
+        if direction == "high" and cur.value <= prev.value:
+            raise field_error(f"a high level must be above the one before ({prev.value})", "levels", i, "value")
+        if direction == "low" and cur.value >= prev.value:
+            raise field_error(f"a low level must be below the one before ({prev.value})", "levels", i, "value")
 
 
 class Rate(_Strict):
@@ -130,7 +136,58 @@ class Offline(_Strict):
     for_s: Seconds = 0.0
 
 
-KINDS = ("threshold", "rate", "state", "all", "any", "bad_quality", "frozen", "deadman", "offline")
+class Window(_Strict):
+    """A statistic of one point over a calendar period (read from InfluxDB once the period is over) against levels.
+
+    ``nodata: true`` is the no-data check: it raises the rule's ``severity`` when a device that sent the point
+    recently has no sample of it in the period (the same as ``stat: count``, ``direction: low``, ``strict: true``
+    and one level at 1).
+    """
+
+    point: PointName
+    period: Literal["hour", "day"] = Field(description="hh:00 to hh+1:00, or 00:00 to 24:00, in ``timezone``")
+    nodata: bool = False
+    stat: Literal["mean", "max", "min", "count"] = "mean"
+    direction: Literal["high", "low"] | None = None
+    levels: list[Level] = Field(default_factory=list)
+    deadband: float = Field(0.0, ge=0, description="absolute; a level clears once the statistic is back past it")
+    strict: bool = Field(False, description="raise only beyond the value (> / <): a limit that the value may equal")
+    min_count: int = Field(1, ge=1, description="samples needed for a verdict; fewer: no verdict, alerts kept")
+    exclude_uncertain: bool = Field(False, description="leave samples of uncertain quality out (bad ones always are)")
+    timezone: str = "Asia/Shanghai"
+    delay_s: float = Field(120.0, ge=0, le=86400, description="wait after the period ends, for late data")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, key: str) -> str:
+        try:
+            ZoneInfo(key)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {key!r} (an IANA name such as Asia/Shanghai)") from exc
+        return key
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Window:
+        if self.nodata:
+            extra = sorted(self.model_fields_set & {"stat", "direction", "levels", "deadband", "strict", "min_count"})
+            if extra:
+                raise field_error("a nodata check counts samples against 1; remove this field", extra[0])
+            return self
+        if self.direction is None:
+            raise field_error("give direction (high or low), or nodata: true", "direction")
+        if not self.levels:
+            raise field_error("give at least one level, or nodata: true", "levels")
+        _check_levels(self.direction, self.levels)
+        if self.stat == "count" and "min_count" in self.model_fields_set:
+            raise field_error("min_count does not apply to stat count", "min_count")
+        if self.exclude_uncertain and self.stat in ("max", "min"):
+            # InfluxQL 1.x drops a row whose field is missing from any field filter, and a good sample has no
+            # `.q` field: max/min of the good samples alone cannot be read in one query (mean and count can).
+            raise field_error("exclude_uncertain works with stat mean or count only", "exclude_uncertain")
+        return self
+
+
+KINDS = ("threshold", "rate", "state", "all", "any", "bad_quality", "frozen", "deadman", "offline", "window")
 
 
 class Rule(_Strict):
@@ -153,6 +210,7 @@ class Rule(_Strict):
     frozen: Frozen | None = None
     deadman: Deadman | None = None
     offline: Offline | None = None
+    window: Window | None = None
 
     @property
     def kind(self) -> str:
@@ -164,9 +222,10 @@ class Rule(_Strict):
         if len(given) != 1:
             found = ", ".join(given) or "none"
             raise field_error(f"give exactly one condition of {', '.join(KINDS)} (found: {found})", "id")
-        if given[0] == "threshold" and self.severity is not None:
-            raise field_error("a threshold's levels carry the severity; remove it here", "severity")
-        if given[0] != "threshold" and self.severity is None:
+        with_levels = given[0] == "threshold" or (self.window is not None and not self.window.nodata)
+        if with_levels and self.severity is not None:
+            raise field_error(f"a {given[0]}'s levels carry the severity; remove it here", "severity")
+        if not with_levels and self.severity is None:
             raise field_error(f"a {given[0]} rule needs a severity", "id")
         if given[0] == "deadman" and (self.on_delay_s or self.off_delay_s):
             raise field_error("a deadman rule's delay is its intervals; remove on/off delays", "on_delay_s")
@@ -174,7 +233,18 @@ class Rule(_Strict):
             raise field_error("use bad_quality.for_s for how long quality must stay bad", "on_delay_s")
         if given[0] == "offline" and self.on_delay_s:
             raise field_error("use offline.for_s for how long the device must stay offline", "on_delay_s")
+        if given[0] == "window":
+            self._check_window()
         return self
+
+    def _check_window(self) -> None:
+        if self.on_delay_s or self.off_delay_s:
+            raise field_error("a window rule is judged once per period; remove on/off delays", "on_delay_s")
+        if not self.select.profile:
+            raise field_error("a window rule reads its profile's measurement: give select.profile", "select", "profile")
+        for i, level in enumerate(self.window.levels if self.window else []):
+            if level.on_delay_s is not None:
+                raise field_error("a window level has no on_delay_s (judged once per period)", "window", "levels", i)
 
 
 def _attr(kind: str) -> str:

@@ -124,7 +124,7 @@ class RulesService:
                 horizon = int(self.clock() * 1000 + self.config.max_future_s * 1000)
                 if any(s.ts > horizon for s in msg.samples):
                     msg = self._without_future(msg, horizon)
-                return self.engine.observe(msg) if msg.samples else []
+                return self.engine.observe(msg, int(self.clock() * 1000)) if msg.samples else []
             if kind is topics.Kind.STATUS:
                 self.counters.status += 1
                 return self.engine.status(decode_status(item.payload, item.topic))
@@ -162,6 +162,7 @@ class RulesService:
     def metrics_text(self) -> str:
         c = self.counters
         rows = [
+            ("lifeline_rules_broker_connected", "gauge", int(self.consumer.connected)),
             ("lifeline_rules_messages_received_total", "counter", c.received),
             ("lifeline_rules_telemetry_total", "counter", c.telemetry),
             ("lifeline_rules_status_total", "counter", c.status),

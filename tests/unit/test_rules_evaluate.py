@@ -234,3 +234,26 @@ def test_transition_carries_value_point_and_reason() -> None:
     assert (t.rule, t.site, t.device, t.point, t.value, t.ts, t.previous) == ("r", "s1", "d1", "x", 30.0, 7, None)
     assert "raised" in t.reason
     assert "x = 30" in t.reason
+
+
+def test_deadman_stays_quiet_while_a_backlog_of_old_samples_arrives() -> None:
+    engine = Engine([rule("severity: warning\ndeadman: {intervals: 5, interval_s: 1}")])
+    now = 10_000_000
+    # samples an hour old, replayed now (store and forward after an outage): data is arriving
+    for i in range(3):
+        engine.observe(msg(now - 3_600_000 + i * 1000, {"x": 1.0}), received_ms=now + i * 100)
+    assert engine.tick(now + 1_000) == []
+    (t,) = engine.tick(now + 6_000)  # then nothing arrives for 5 s: silent
+    assert t.severity == "warning"
+
+
+def test_offline_rule_follows_device_status() -> None:
+    from telemetry.models import DeviceStatus
+
+    engine = Engine([rule("severity: warning\noffline: {for_s: 2}")])
+    down = DeviceStatus(site="s1", device="d1", profile="p", online=False, ts=1000, reason="timeout")
+    assert engine.status(down) == []
+    (raised,) = engine.tick(3000)
+    assert (raised.severity, raised.reason.endswith("device offline (timeout)")) == ("warning", True)
+    (cleared,) = engine.status(DeviceStatus(site="s1", device="d1", profile="p", online=True, ts=4000))
+    assert cleared.severity is None
