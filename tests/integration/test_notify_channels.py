@@ -6,9 +6,6 @@ Backoff waits are recorded, not slept through."""
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import hmac
 import threading
 import time
 from collections.abc import Iterator
@@ -22,7 +19,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from alerts.notify import Message, Notifier, NotifyConfig, Outcome, render, to_dict
 from lifeline.services import Mosquitto, free_port
 from tests.helpers import Subscriber
-from tests.notify_servers import HttpReceiver, RecordedRequest, Reply, SmtpServer
+from tests.notify_servers import FakeDingTalk, FakeWeCom, HttpReceiver, RecordedRequest, Reply, SmtpServer
 
 pytestmark = pytest.mark.integration
 
@@ -315,60 +312,6 @@ def test_mqtt_without_publisher_fails_clearly() -> None:
 
 
 # --- fake robots ----------------------------------------------------------------------------------------------
-
-
-class FakeDingTalk:
-    """A FAKE DingTalk custom group robot on the local HTTP receiver (the real robot cannot be reached from tests).
-
-    Like the robot: ``POST /robot/send?access_token=..``; with a secret it wants ``timestamp`` (ms, within an hour)
-    and ``sign`` = base64(HMAC-SHA256(secret, f"{timestamp}\\n{secret}")), and answers HTTP 200 with
-    ``{"errcode": 0, "errmsg": "ok"}``, or a non-zero errcode (300001 unknown token, 310000 bad signature)."""
-
-    def __init__(self, receiver: HttpReceiver, token: str = "tok-ding", secret: str | None = None) -> None:
-        self.receiver, self.token, self.secret = receiver, token, secret
-        self.url = f"{receiver.url}/robot/send?access_token={token}"
-        self.accepted: list[dict[str, Any]] = []
-        receiver.responder = self.respond
-
-    def respond(self, req: RecordedRequest) -> Reply:
-        query = req.query
-        if req.route != "/robot/send" or query.get("access_token") != self.token:
-            return Reply(200, {"errcode": 300001, "errmsg": "token is not exist"})
-        if self.secret is not None:
-            ts = query.get("timestamp", "")
-            expected = base64.b64encode(
-                hmac.new(self.secret.encode(), f"{ts}\n{self.secret}".encode(), hashlib.sha256).digest()
-            ).decode()
-            fresh = ts.isdigit() and abs(int(ts) - time.time() * 1000) < 3_600_000
-            if not fresh or query.get("sign") != expected:
-                return Reply(200, {"errcode": 310000, "errmsg": "sign not match, more: [sign]"})
-        body = req.json()
-        md = body.get("markdown") or {}
-        if body.get("msgtype") != "markdown" or not md.get("title") or not md.get("text"):
-            return Reply(200, {"errcode": 40035, "errmsg": "missing parameter"})
-        self.accepted.append(body)
-        return Reply(200, {"errcode": 0, "errmsg": "ok"})
-
-
-class FakeWeCom:
-    """A FAKE WeCom group robot on the local HTTP receiver (the real robot cannot be reached from tests):
-    ``POST /cgi-bin/webhook/send?key=..`` with a markdown ``content``; answers ``{"errcode": 0, "errmsg": "ok"}``
-    or 93000 (invalid webhook URL)."""
-
-    def __init__(self, receiver: HttpReceiver, key: str = "key-wecom") -> None:
-        self.key = key
-        self.url = f"{receiver.url}/cgi-bin/webhook/send?key={key}"
-        self.accepted: list[dict[str, Any]] = []
-        receiver.responder = self.respond
-
-    def respond(self, req: RecordedRequest) -> Reply:
-        if req.route != "/cgi-bin/webhook/send" or req.query.get("key") != self.key:
-            return Reply(200, {"errcode": 93000, "errmsg": "invalid webhook url"})
-        body = req.json()
-        if body.get("msgtype") != "markdown" or not (body.get("markdown") or {}).get("content"):
-            return Reply(200, {"errcode": 44004, "errmsg": "empty content"})
-        self.accepted.append(body)
-        return Reply(200, {"errcode": 0, "errmsg": "ok"})
 
 
 @pytest.fixture

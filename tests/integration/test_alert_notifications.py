@@ -1,0 +1,264 @@
+"""Alerts reach people: a gas leak in the simulated district through every channel, escalation on a clock the test
+moves, chattering and flood summaries. Real Mosquitto, SMTP (aiosmtpd) and HTTP receivers on loopback; DingTalk and
+WeCom cannot be reached from here, so FAKE robots on a local receiver stand in for them (tests/notify_servers.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from alerts.config import AlertServiceConfig
+from alerts.lifecycle import State, acknowledge
+from alerts.manager import AlertManager
+from alerts.notify import Notifier
+from alerts.store import AlertStore
+from device_profiles import load_catalogue
+from lifeline.services import Mosquitto
+from rules import PACKS, Transition, load_rules
+from tests.helpers import Subscriber, wait_until
+from tests.integration.test_rules_service import RunningRules, service_config
+from tests.notify_servers import FakeDingTalk, FakeWeCom, HttpReceiver, SmtpServer
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def receivers() -> Iterator[dict[str, HttpReceiver]]:
+    got = {name: HttpReceiver() for name in ("hook", "ding", "wecom", "duty", "chief")}
+    yield got
+    for r in got.values():
+        r.close()
+
+
+def channels(receivers: dict[str, HttpReceiver], smtp: SmtpServer) -> dict[str, Any]:
+    ding = FakeDingTalk(receivers["ding"], secret="SEC-test")
+    wecom = FakeWeCom(receivers["wecom"])
+    return {
+        "hook": {"type": "webhook", "url": f"{receivers['hook'].url}/lifeline"},
+        "mail": {"type": "email", "host": smtp.host, "port": smtp.port, "sender": "lifeline@baoshan.example",
+                 "to": ["safety-duty@baoshan.example"]},
+        "bus": {"type": "mqtt"},
+        "ding": {"type": "dingtalk", "url": ding.url, "secret": "SEC-test"},
+        "wecom": {"type": "wecom", "url": wecom.url},
+        "duty": {"type": "webhook", "url": f"{receivers['duty'].url}/duty"},
+        "chief": {"type": "webhook", "url": f"{receivers['chief'].url}/chief"},
+    }  # fmt: skip
+
+
+def test_gas_leak_gives_one_alert_and_one_notification_per_channel_within_a_second(
+    mosquitto: Mosquitto, tmp_path: Path, mini: Any, start_agent: Any, smtp_server: SmtpServer,
+    receivers: dict[str, HttpReceiver],
+) -> None:  # fmt: skip
+    notify = {
+        "channels": channels(receivers, smtp_server),
+        "routes": [{"audiences": ["safety"], "min_severity": "warning",
+                    "channels": ["hook", "mail", "bus", "ding", "wecom"]}],
+    }  # fmt: skip
+    cfg = service_config(mosquitto, tmp_path, [PACKS], notify=notify)
+    rules = RunningRules(cfg).start()
+    bus = Subscriber(mosquitto, "lifeline/v1/alerts/notify/#")
+    try:
+        start_agent(mini.site_config("mini-safety"))
+        time.sleep(2.0)  # normal readings first
+        mini.on_loop(lambda: mini.district.sensors.leak("gas-1", peak=60.0, rise_s=0.0))
+        arrived: dict[str, float] = {}
+        sources = {
+            "hook": lambda: len(receivers["hook"].snapshot()),
+            "ding": lambda: len(receivers["ding"].snapshot()),
+            "wecom": lambda: len(receivers["wecom"].snapshot()),
+            "mail": lambda: len(smtp_server.snapshot()),
+            "bus": lambda: len(bus.snapshot()),
+        }
+        deadline = time.monotonic() + 15
+        while len(arrived) < len(sources) and time.monotonic() < deadline:
+            for name, count in sources.items():
+                if name not in arrived and count():
+                    arrived[name] = time.time()
+            time.sleep(0.01)
+        assert sorted(arrived) == sorted(sources), f"channels reached: {sorted(arrived)}"
+        time.sleep(2.0)  # the leak goes on: no second notification
+        store = AlertStore(cfg.alerts.store_url)
+        try:
+            leaks = store.list_alerts(rule="gas.lel")
+            notes = store.notifications(limit=100)
+        finally:
+            store.close()
+    finally:
+        bus.close()
+        rules.stop()
+    (leak,) = leaks
+    key = leak.alert.key
+    assert (key.site, key.device, leak.alert.state) == ("mini-safety", "gas-1", State.ACTIVE_UNACK)
+    assert leak.alert.severity.name == "CRITICAL"  # 60 %LEL: the second-level alarm at once, no first-level delay
+    assert {name: n() for name, n in sources.items()} == dict.fromkeys(sources, 1)
+    assert leak.alert.first_ms is not None
+    late = {name: round(t - leak.alert.first_ms / 1000, 3) for name, t in arrived.items()}
+    assert all(s < 1.0 for s in late.values()), f"seconds from the reading to each channel: {late}"
+    sent = [n for n in notes if n.alert_id == leak.id]
+    assert sorted(n.channel for n in sent) == ["bus", "ding", "hook", "mail", "wecom"]
+    assert all(n.ok and n.kind == "raised" for n in sent)
+    mail = smtp_server.snapshot()[0].message
+    assert "Combustible gas concentration raised" in str(mail["Subject"])
+    assert "gas-1" in str(mail["Subject"])
+    body = orjson.loads(bus.snapshot()[0].payload)
+    assert (body["kind"], body["severity"], body["device"]) == ("raised", "critical", "gas-1")
+    assert body["alert_id"] == leak.id
+
+
+# --- the alert manager on a controlled clock ------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def lel(device: str, severity: str | None, ts_s: float, value: float = 30.0) -> Transition:
+    return Transition(rule="gas.lel", site="plant-1", device=device, point="lel", severity=severity, previous=None,
+                      value=value, ts=int(ts_s * 1000), reason="test", profile="gas_detector")  # fmt: skip
+
+
+def manager(tmp_path: Path, receivers: dict[str, HttpReceiver], smtp: SmtpServer, clock: Clock,
+            **config: Any) -> tuple[AlertManager, AlertStore]:  # fmt: skip
+    cfg = AlertServiceConfig.model_validate({
+        "store_url": f"sqlite:///{tmp_path / 'alerts.db'}",
+        "notify": {"channels": channels(receivers, smtp), "routes": [{"audiences": ["safety"], "channels": ["hook"]}],
+                   "retry": {"attempts": 1}},
+        **config,
+    })  # fmt: skip
+    store = AlertStore(cfg.store_url)
+    notifier = Notifier(cfg.notify, clock=clock)
+    return AlertManager(cfg, store, load_rules([PACKS]), load_catalogue(), notifier, clock=clock), store
+
+
+def kinds(receiver: HttpReceiver) -> list[str]:
+    """Kinds received, sorted: notifications go out concurrently, so their arrival order is not theirs."""
+    return sorted(r.json()["kind"] for r in receiver.snapshot())
+
+
+def test_escalation_on_time_goes_to_the_next_level_until_acknowledged(
+    tmp_path: Path, receivers: dict[str, HttpReceiver], smtp_server: SmtpServer
+) -> None:
+    clock = Clock()
+    policy = {"audience": "safety", "levels": [{"after_s": 300, "targets": ["duty"]},
+                                               {"after_s": 900, "targets": ["chief"]}]}  # fmt: skip
+    mgr, store = manager(tmp_path, receivers, smtp_server, clock, escalation=[policy])
+
+    async def scenario() -> None:
+        await mgr.on_transitions([lel("gas-7", "warning", clock.now)])
+        clock.now += 299
+        await mgr.tick()
+        await mgr.drain(5)
+        assert receivers["duty"].snapshot() == [], "escalated before 300 s"
+        clock.now += 2
+        await mgr.tick()
+        await mgr.drain(5)
+        (alert,) = store.list_alerts()
+        assert alert.alert.escalation_level == 1
+        store.act(alert.id, lambda a: acknowledge(a, "inspector-li", int(clock.now * 1000), "on my way"))
+        clock.now += 1000
+        await mgr.tick()
+        await mgr.drain(5)
+
+    asyncio.run(scenario())
+    store.close()
+    (duty,) = receivers["duty"].snapshot()
+    assert (duty.json()["kind"], duty.json()["level"]) == ("escalation", 1)
+    assert receivers["chief"].snapshot() == [], "escalated after it was acknowledged"
+    assert kinds(receivers["hook"]) == ["raised"]
+
+
+def test_chattering_gives_one_summary_and_holds_the_rest(
+    tmp_path: Path, receivers: dict[str, HttpReceiver], smtp_server: SmtpServer
+) -> None:
+    clock = Clock()
+    mgr, store = manager(tmp_path, receivers, smtp_server, clock)
+
+    async def scenario() -> None:
+        for i in range(10):  # raise, clear, raise, ... 10 toggles within 20 s (limit: more than 5 in 10 minutes)
+            await mgr.on_transitions([lel("gas-8", None if i % 2 else "warning", clock.now + i * 2)])
+        await mgr.drain(5)
+
+    asyncio.run(scenario())
+    (alert,) = store.list_alerts()
+    store.close()
+    assert kinds(receivers["hook"]) == sorted(["raised", "cleared", "raised", "cleared", "raised", "chattering"])
+    assert alert.alert.chattering
+
+
+def test_flood_gives_one_summary_instead_of_a_storm(
+    tmp_path: Path, receivers: dict[str, HttpReceiver], smtp_server: SmtpServer
+) -> None:
+    clock = Clock()
+    mgr, store = manager(tmp_path, receivers, smtp_server, clock)
+
+    async def scenario() -> None:
+        for i in range(15):  # 15 detectors alarm within 15 s (limit: 10 new alerts in 10 minutes per audience)
+            await mgr.on_transitions([lel(f"gas-{i:02d}", "warning", clock.now + i)])
+        await mgr.drain(5)
+
+    asyncio.run(scenario())
+    stored = store.count_alerts()
+    store.close()
+    assert stored == 15, "every alert is stored even when its notification is held"
+    got = kinds(receivers["hook"])
+    assert got == sorted(["raised"] * 10 + ["flood"])
+    (flood,) = [r.json() for r in receivers["hook"].snapshot() if r.json()["kind"] == "flood"]
+    assert "flood" in flood["title"].lower()
+
+
+def test_an_acknowledged_alert_that_clears_returns_to_normal_and_says_so(
+    tmp_path: Path, receivers: dict[str, HttpReceiver], smtp_server: SmtpServer
+) -> None:
+    clock = Clock()
+    mgr, store = manager(tmp_path, receivers, smtp_server, clock)
+
+    async def scenario() -> None:
+        await mgr.on_transitions([lel("gas-9", "warning", clock.now)])
+        (alert,) = store.list_alerts()
+        store.act(alert.id, lambda a: acknowledge(a, "inspector-li", int(clock.now * 1000) + 1000))
+        await mgr.on_transitions([lel("gas-9", None, clock.now + 60, value=5.0)])
+        await mgr.drain(5)
+
+    asyncio.run(scenario())
+    (alert,) = store.list_alerts()
+    actions = [h.action for h in store.history(alert.id)]
+    store.close()
+    assert alert.alert.state is State.NORMAL
+    assert actions == ["raise", "ack", "clear"]
+    cleared = receivers["hook"].snapshot()[-1].json()
+    assert (cleared["kind"], cleared["title"].startswith("[CLEARED]")) == ("cleared", True)
+
+
+def test_alert_changes_are_published_for_live_views(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    from telemetry.mqtt_config import BrokerConfig
+    from telemetry.mqtt_publisher import Publisher
+
+    sub = Subscriber(mosquitto, "lifeline/v1/alerts/events/+")
+    pub = Publisher(BrokerConfig(host=mosquitto.host, port=mosquitto.port), "test-events")
+    pub.start()
+    try:
+        cfg = AlertServiceConfig(store_url=f"sqlite:///{tmp_path / 'alerts.db'}")
+        store = AlertStore(cfg.store_url)
+        mgr = AlertManager(cfg, store, load_rules([PACKS]), load_catalogue(), None, pub.publish_nowait)
+        wait_until(pub.connected.is_set, 10, "publisher connected")
+        asyncio.run(mgr.on_transitions([lel("gas-5", "critical", time.time(), 55.0)]))
+        (event,) = sub.wait_for(lambda m: len(m) >= 1)
+        store.close()
+    finally:
+        pub.stop()
+        sub.close()
+    body = orjson.loads(event.payload)
+    assert (body["rule"], body["device"], body["state"], body["severity"]) == ("gas.lel", "gas-5", "active_unack",
+                                                                               "critical")  # fmt: skip
+    assert event.topic == f"lifeline/v1/alerts/events/{body['id']}"
