@@ -10,13 +10,14 @@ import time
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 
 from device_profiles import CATALOGUE
 from lifeline.cli import main
 from lifeline.services import Influxd, Mosquitto
-from telemetry import decode_telemetry, topics
-from tests.helpers import Subscriber
+from telemetry import Sample, Telemetry, decode_telemetry, encode, topics
+from tests.helpers import Publisher, Subscriber
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -152,6 +153,21 @@ def test_up_runs_the_district_and_stops_cleanly(tmp_path: Path) -> None:
         while not stored() and time.monotonic() < deadline:
             time.sleep(0.2)
         assert stored(), "no reading reached InfluxDB"
+
+        # the rules service runs the shipped packs: a gas reading at 60 %LEL is notified on the MQTT channel
+        notes = Subscriber(broker, "lifeline/v1/alerts/notify/#")
+        leak = Telemetry(site="mini-safety", device="gas-up", profile="gas_detector", measurement="gas_detector",
+                         seq=1, samples=[Sample(ts=int(time.time() * 1000), values={"lel": 60.0})])  # fmt: skip
+        pub = Publisher(broker)
+        deadline = time.monotonic() + 20
+        while not notes.snapshot() and time.monotonic() < deadline:
+            pub.send(topics.telemetry("mini-safety", "gas-up"), encode(leak))  # until the engine has subscribed
+            time.sleep(0.5)
+        pub.close()
+        (note, *_) = notes.wait_for(bool, timeout=5)
+        notes.close()
+        assert note.topic == "lifeline/v1/alerts/notify/safety"
+        assert orjson.loads(note.payload)["device"] == "gas-up"
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=30)
@@ -159,6 +175,7 @@ def test_up_runs_the_district_and_stops_cleanly(tmp_path: Path) -> None:
     assert proc.returncode == 0, text
     assert "stopped" in text
     assert (tmp_path / "up" / "sites" / "mini-water.yaml").exists()
+    assert (tmp_path / "up" / "alerts.db").exists()
 
 
 @pytest.mark.integration
