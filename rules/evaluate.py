@@ -175,6 +175,14 @@ class Engine:
             for p in points:
                 out += self._bool((*dev, p), sample.ts, c.is_bad(sample, p, bq.include_uncertain), None, sev)
             return out
+        if rule.deviation is not None:
+            dv = rule.deviation
+            a, b = c.number(c.good_value(sample, dv.point)), c.number(c.good_value(sample, dv.reference))
+            hit = None if a is None or b is None else abs(a - b) > dv.more_than
+            out = self._bool((*dev, dv.point), sample.ts, hit, a, sev)
+            if hit is not None and a is not None and b is not None:
+                self._states[(*dev, dv.point)].detail = f"{dv.point} = {a:g}, {dv.reference} = {b:g}"
+            return out
         if rule.frozen is not None:
             return self._frozen(rule, dev, sample)
         return self._bool((*dev, ""), sample.ts, False, None, sev)  # deadman: data arrived, so it clears

@@ -130,6 +130,15 @@ class Deadman(_Strict):
         return int(self.intervals * self.interval_s * 1000)
 
 
+class Deviation(_Strict):
+    """Two points of one device that should agree do not: |point - reference| > more_than (e.g. a gate's opening
+    against the target the PLC was given). Give an on-delay for the time a correct movement may take."""
+
+    point: PointName
+    reference: PointName
+    more_than: float = Field(gt=0)
+
+
 class Offline(_Strict):
     """The edge says the device stopped answering (its retained ``status`` turned offline) for ``for_s``."""
 
@@ -187,7 +196,8 @@ class Window(_Strict):
         return self
 
 
-KINDS = ("threshold", "rate", "state", "all", "any", "bad_quality", "frozen", "deadman", "offline", "window")
+KINDS = ("threshold", "rate", "state", "all", "any", "bad_quality", "frozen", "deadman", "offline", "window",
+         "deviation")  # fmt: skip
 
 
 class Rule(_Strict):
@@ -210,6 +220,7 @@ class Rule(_Strict):
     frozen: Frozen | None = None
     deadman: Deadman | None = None
     offline: Offline | None = None
+    deviation: Deviation | None = None
     window: Window | None = None
 
     @property
