@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import orjson
 from sqlalchemy import (
     URL,
     ColumnElement,
@@ -342,7 +343,7 @@ class Tx:
 
     def put_state(self, name: str, data: dict[str, object]) -> None:
         """Store a JSON blob under ``name``, replacing any earlier one."""
-        text = json.dumps(data)
+        text = orjson.dumps(data).decode()
         # UPDATE, then INSERT when nothing was there: portable, and a blob name has one writer (its service).
         done = self._conn.execute(update(t.state_blobs).where(t.state_blobs.c.name == name).values(data=text))
         if done.rowcount == 0:
