@@ -1,7 +1,9 @@
 """Alerts: one alert per rule and device (and point), ISA-18.2 lifecycle, notification decisions.
 
-Pure core only: no I/O, no clock reads; every call takes ``now`` in epoch milliseconds.
-Persistence and notification channels are separate layers (not yet written).
+The pure core (``lifecycle``, ``policy``) does no I/O and reads no clock: every call takes ``now`` in epoch
+milliseconds. The layers around it: ``alerts.store`` (SQL persistence), ``alerts.notify`` (channels and routing),
+``alerts.manager`` (rule transitions in, stored alerts and notifications out). ``may_notify`` is the lifecycle's
+test of whether an alert may notify now (the ``alerts.notify`` package is the channels).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from alerts.lifecycle import (
     assign,
     clear,
     expire,
-    notify,
+    may_notify,
     out_of_service,
     raise_,
     return_to_service,
@@ -61,7 +63,7 @@ __all__ = [
     "assign",
     "clear",
     "expire",
-    "notify",
+    "may_notify",
     "out_of_service",
     "raise_",
     "return_to_service",

@@ -260,6 +260,6 @@ def suppression(alert: Alert, now: int) -> str | None:
     return None
 
 
-def notify(alert: Alert, now: int) -> bool:
+def may_notify(alert: Alert, now: int) -> bool:
     """Whether a notification about this alert may go out (not shelved, not out of service)."""
     return suppression(alert, now) is None

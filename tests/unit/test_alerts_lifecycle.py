@@ -18,7 +18,7 @@ from alerts import (
     assign,
     clear,
     expire,
-    notify,
+    may_notify,
     out_of_service,
     raise_,
     return_to_service,
@@ -118,7 +118,7 @@ def test_shelve_expires_when_time_passes() -> None:
     a = _in_state(State.ACTIVE_UNACK)
     shelve(a, "ann", T0 + 30 * MIN, "sensor being recalibrated", T0)
     assert suppression(a, T0 + 29 * MIN) == "shelved"
-    assert not notify(a, T0 + 29 * MIN)
+    assert not may_notify(a, T0 + 29 * MIN)
     raise_(a, Severity.MEDIUM, 85.0, T0 + 5 * MIN)  # state still tracked while shelved
     assert a.count == 2
     assert expire(a, T0 + 29 * MIN) is None
@@ -126,7 +126,7 @@ def test_shelve_expires_when_time_passes() -> None:
     assert t is not None
     assert (t.action, t.who) == (Action.SHELVE_EXPIRED, "system")
     assert not a.shelved
-    assert notify(a, T0 + 30 * MIN)
+    assert may_notify(a, T0 + 30 * MIN)
     assert expire(a, T0 + 31 * MIN) is None
 
 
@@ -134,7 +134,7 @@ def test_unshelve_by_hand() -> None:
     a = _in_state(State.ACTIVE_UNACK)
     shelve(a, "ann", T0 + 30 * MIN, "noisy", T0)
     unshelve(a, "bob", T0 + MIN, "fixed")
-    assert notify(a, T0 + MIN)
+    assert may_notify(a, T0 + MIN)
     assert a.history[-1].who == "bob"
 
 
@@ -172,7 +172,7 @@ def test_out_of_service_suppresses_and_replaces_shelve() -> None:
     clear(a, T0 + 2 * MIN)
     assert a.state is State.CLEARED_UNACK
     return_to_service(a, "tech", T0 + 3 * MIN, "done")
-    assert notify(a, T0 + 3 * MIN)
+    assert may_notify(a, T0 + 3 * MIN)
 
 
 def test_history_holds_who_when_why_for_every_step() -> None:
