@@ -9,6 +9,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from device_profiles import Profile
 from edge_agent.clock import Clock, SystemClock
+from edge_agent.commands import CommandExecutor, make_gate
 from edge_agent.config import DeviceConfig, LoadedSite
 from edge_agent.deadletter import DeadLetters
 from edge_agent.modbus_poller import ModbusPoller, SampleSink, StatusSink
@@ -66,12 +67,19 @@ class EdgeAgent:
         self.sensors = SensorHub(
             mqtt_devices, self._on_sensor_sample, self._on_sensor_status, self.dead_letters, self.clock, self.stats
         )
+        gates = {d.id: make_gate(d, p, cfg.modbus) for d, p in modbus if d.control and d.control.enabled}
+        self.commands = CommandExecutor(
+            cfg.site, gates, self._queue, self.dead_letters, self.clock, state_dir=cfg.state_dir,
+            disabled=frozenset(d.id for d in cfg.devices if d.control and not (d.enabled and d.control.enabled)),
+        )  # fmt: skip
         state_topic = topics.agent_state(cfg.site)
         self.uplink = MqttLink(
             "uplink",
             cfg.broker,
             cfg.client_id,
             outbox=self.outbox,
+            subscriptions=[topics.command_filter(cfg.site)],  # made again on every (re)connect, QoS 1
+            on_message=self.commands.handle,
             will=OutMessage(state_topic, self._state(False, "connection lost"), retain=True),
             birth=lambda: OutMessage(state_topic, self._state(True, ""), retain=True),
             goodbye=lambda: OutMessage(state_topic, self._state(False, "stopped"), retain=True),
@@ -156,9 +164,14 @@ class EdgeAgent:
         """Poll, listen and publish until ``stop`` is set; then say goodbye and close everything."""
         cfg = self.site.config
         log.info(
-            "edge agent starting site=%s modbus_devices=%d mqtt_sensors=%d broker=%s:%d",
-            cfg.site, len(self.pollers), len(self.sensors.presence), cfg.broker.host, cfg.broker.port,
+            "edge agent starting site=%s modbus_devices=%d mqtt_sensors=%d controllable_gates=%d broker=%s:%d",
+            cfg.site, len(self.pollers), len(self.sensors.presence), len(self.commands.gates), cfg.broker.host,
+            cfg.broker.port,
         )  # fmt: skip
+        if self.commands.gates and cfg.state_dir is None:
+            log.warning("command ids kept in memory only site=%s (set state_dir to remember them across restarts)",
+                        cfg.site)  # fmt: skip
+        self.commands.start()
         tasks = [asyncio.ensure_future(p.run()) for p in self.pollers]
         tasks.append(asyncio.ensure_future(self._watch_sensors()))
         links = [asyncio.ensure_future(self.uplink.run(stop))]
@@ -171,6 +184,7 @@ class EdgeAgent:
             for poller in self.pollers:
                 poller.request_stop()
             await _cancel_all(tasks, "pollers", timeout_s=5.0)
+            await self.commands.close()
             await self._drain(stop_wait_s=2.0)
             stop.set()
             await _cancel_all(links, "broker links", timeout_s=10.0, cancel=False)
@@ -200,6 +214,7 @@ class EdgeAgent:
             "outbox_dropped_total": float(o.dropped),
             "dead_letters_total": float(self.dead_letters.count),
             "broker_connected": 1.0 if self.uplink.connected else 0.0,
+            **{f"commands_{name}_total": float(n) for name, n in self.commands.counts.items()},
         }
         return render(self.site.config.site, self.stats, gauges)
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from device_profiles import ConfigError, Profile, field_error, load_catalogue, load_profiles, read_yaml, validate
 from device_profiles._yaml import YamlDoc
 from device_profiles.schema import TagKey
+from edge_agent._interlocks import STATE_POINTS, WRITE_POINTS
 from telemetry.mqtt_config import BrokerConfig
 
 Id = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
@@ -36,6 +37,41 @@ class ModbusDefaults(BaseModel):
     failures_before_offline: int = Field(default=1, ge=1, le=100)
 
 
+class ControlConfig(BaseModel):
+    """Remote control of a sluice gate by this agent (``control:`` of a device whose profile is a sluice gate PLC).
+
+    A device without this section, or with ``enabled: false``, refuses every command (``unknown_device``).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    full_opening_m: float | None = Field(
+        default=None, gt=0, le=50, description="opening of 100 %; default: the top of the profile's gate_opening range"
+    )
+    min_opening_m: float = Field(default=0.0, ge=0, description="lowest target a command may drive to (close)")
+    max_opening_m: float | None = Field(default=None, gt=0, description="highest target (open); default: full")
+    tolerance_m: float = Field(default=0.02, gt=0, le=1, description="|opening - target| that counts as reached")
+    timeout_s: float = Field(default=120.0, gt=0, le=3600, description="a movement not done by then is stopped")
+    readback_interval_s: float = Field(default=1.0, gt=0, le=60, description="how often the opening is read back")
+    max_head_open_m: float = Field(
+        ge=0, description="largest |level_up - level_down| at which an opening movement may start (site value)"
+    )
+    max_head_close_m: float | None = Field(default=None, ge=0, description="the same for closing; default: no limit")
+
+    def full_m(self, profile: Profile) -> float:
+        """The full opening: configured, or the top of the profile's gate_opening range."""
+        if self.full_opening_m is not None:
+            return self.full_opening_m
+        point = next((p for p in profile.modbus.points if p.name == "gate_opening"), None) if profile.modbus else None
+        if point is None or point.range is None:
+            raise ValueError(f"profile {profile.name!r} gives no gate_opening range: set full_opening_m")
+        return point.range[1]
+
+    def max_m(self, profile: Profile) -> float:
+        return self.max_opening_m if self.max_opening_m is not None else self.full_m(profile)
+
+
 class DeviceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -57,6 +93,7 @@ class DeviceConfig(BaseModel):
         pattern=r"^[^/+#\s]{1,128}$",
         description="the id the vendor puts in its topic (no '/', '+', '#' or spaces); default: id",
     )
+    control: ControlConfig | None = Field(default=None, description="remote control (sluice gates); default: none")
 
     @model_validator(mode="after")
     def _not_agent(self) -> DeviceConfig:
@@ -87,6 +124,9 @@ class EdgeConfig(BaseModel):
         default=None, description="JSON-lines file for sensor messages that cannot be decoded; default: none kept"
     )
     metrics_port: int | None = Field(default=None, ge=0, le=65535, description="Prometheus text on this port")
+    state_dir: Path | None = Field(
+        default=None, description="where the agent keeps state across restarts (command ids); default: memory only"
+    )
     devices: list[DeviceConfig] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -132,8 +172,34 @@ def check_devices(config: EdgeConfig, profiles: dict[str, Profile], doc: YamlDoc
             )
         elif profile.protocol == "modbus" and not dev.host:
             problems.append(f"{where('id')}: device {dev.id!r}, field host: a Modbus device needs a host")
+        if profile is not None and dev.control is not None:
+            found = _control_problems(dev, profile)
+            problems += [f"{where('control')}: device {dev.id!r}, field control{p}" for p in found]
     if problems:
         raise ConfigError(problems)
+
+
+def _control_problems(dev: DeviceConfig, profile: Profile) -> list[str]:
+    """What makes ``dev.control`` unusable with ``profile``: each as '<.field>: reason'."""
+    assert dev.control is not None
+    if profile.kind != "sluice_gate" or profile.modbus is None:
+        return [f": only sluice gates (Modbus profiles of kind sluice_gate) are controllable, not {profile.name!r}"]
+    points = {p.name: p for p in profile.modbus.points}
+    missing = [n for n in (*STATE_POINTS, *WRITE_POINTS) if n not in points]
+    if missing:
+        return [f": profile {profile.name!r} lacks the point(s) {', '.join(missing)}"]
+    readonly = [n for n in WRITE_POINTS if not points[n].writable]
+    if readonly:
+        return [f": profile {profile.name!r} does not mark {', '.join(readonly)} writable"]
+    c = dev.control
+    try:
+        full, high = c.full_m(profile), c.max_m(profile)
+    except ValueError as exc:
+        return [f".full_opening_m: {exc}"]
+    if not c.min_opening_m < high <= full:
+        return [f".max_opening_m: need min_opening_m < max_opening_m <= full_opening_m, got {c.min_opening_m:g}, "
+                f"{high:g}, {full:g}"]  # fmt: skip
+    return []
 
 
 def build_site(config: EdgeConfig, base: Path | None = None, doc: YamlDoc | None = None) -> LoadedSite:

@@ -61,10 +61,12 @@ class Child:
 
 
 def _add_local_settings(site_file: Path, state_dir: Path, broker: BrokerConfig) -> int:
-    """Give a site's agent the broker's credentials, a dead-letter file and a metrics port; return the port."""
+    """Give a site's agent the broker's credentials, a dead-letter file, a state folder and a metrics port; return
+    the port."""
     config = yaml.safe_load(site_file.read_text(encoding="utf-8"))
     config["broker"] = broker.model_dump(mode="json", exclude_defaults=True)
     config["dead_letter_path"] = str(state_dir / "deadletter.jsonl")
+    config["state_dir"] = str(state_dir)  # remembered command ids: a repeated command is never executed twice
     config["metrics_port"] = port = free_port()
     site_file.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     return port

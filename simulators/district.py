@@ -17,6 +17,7 @@ import yaml
 
 from device_profiles import Profile, load_catalogue
 from simulators.behaviours import make_behaviour
+from simulators.behaviours.sluice_gate_plc import GateParams
 from simulators.modbus import ModbusDevice
 from simulators.mqtt_sensors import Sensor, SensorFleet
 from simulators.scenario import PlannedDevice, Scenario, plan
@@ -106,6 +107,8 @@ class District:
             entry: dict[str, object] = {"id": d.id, "profile": d.profile.name}
             if d.is_modbus:
                 entry.update(host=host, port=self.modbus[d.id].port, unit_id=d.unit_id)
+                if d.profile.name == "sluice_gate_plc":
+                    entry["control"] = gate_control(GateParams.model_validate(d.params))
             elif d.source_id and d.source_id != d.id:
                 entry["source_id"] = d.source_id
             devices.append(entry)
@@ -123,6 +126,23 @@ class District:
             path.write_text(text + yaml.safe_dump(self.site_config(site), sort_keys=False), encoding="utf-8")
             paths[site] = path
         return paths
+
+
+def gate_control(params: GateParams) -> dict[str, object]:
+    """The ``control:`` section of a simulated gate: its travel, and a time-out of 1.2 full strokes (10 s at least).
+
+    ``max_head_open_m`` is a demonstration value; a real station's allowed head comes from its flood-control rules.
+    """
+    stroke_s = params.max_opening_m / params.speed_m_s
+    return {
+        "full_opening_m": params.max_opening_m,
+        "min_opening_m": 0.0,
+        "max_opening_m": params.max_opening_m,
+        "tolerance_m": 0.02,
+        "timeout_s": round(min(3600.0, max(10.0, 1.2 * stroke_s)), 1),
+        "readback_interval_s": 1.0,
+        "max_head_open_m": 1.5,
+    }
 
 
 async def run_district(

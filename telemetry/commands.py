@@ -11,7 +11,8 @@ Rules both sides keep:
 - ``expires_ms`` is absolute (epoch ms, set by the API from its time-to-live). The edge refuses a command it
   receives at or after ``expires_ms`` with ``rejected`` / interlock ``stale``.
 - One command at a time per device: a second command while one runs is ``rejected`` / ``busy``, except ``stop``,
-  which always goes through and ends the running one (that one ends ``failed`` with reason ``stopped``).
+  which always goes through and ends the running one (that one ends ``failed`` with reason ``stopped by <id>``).
+- A repeated id's re-published result is not retained (the original final result stays the retained one).
 - Result states in order: ``accepted`` then ``progress`` (any number) then exactly one final state of
   ``completed``, ``rejected``, ``failed`` or ``timed_out``. ``rejected`` may come first, without ``accepted``.
 """

@@ -2,8 +2,9 @@
 
 Commands follow typical hoist PLC practice (shared standards/sluice.md "Typical PLC I/O"): the client writes
 ``target_opening`` and then pulses ``cmd_open`` or ``cmd_close``; the PLC latches the run and drives the gate at
-a finite speed until it reaches the target, a limit switch, a stop command or a fault. ``cmd_open`` with a target
-at or below the opening drives to fully open, ``cmd_close`` with a target at or above it drives to fully closed.
+a finite speed until it reaches the target, a limit switch, a stop command, a fault or the selector turned to
+local. ``cmd_open`` with a target at or below the opening drives to fully open, ``cmd_close`` with a target at or
+above it drives to fully closed. ``jam()`` makes the gate stick while the hoist runs (a stall the PLC misses).
 
 Refused commands are accepted on the wire and ignored, as most PLCs do (the coil write succeeds; the state bits
 show that nothing moved): every remote command while the selector is in local, a run while a fault, the emergency
@@ -39,7 +40,7 @@ FAULT_ESTOP = 6
 
 class GateParams(BehaviourParams):
     max_opening_m: float = Field(default=6.0, gt=0, le=6.5, description="travel from closed to the upper limit")
-    speed_m_s: float = Field(default=0.005, gt=0, le=1.0, description="hoist speed (typical 0.3 m/min)")
+    speed_m_s: float = Field(default=0.005, gt=0, le=10.0, description="hoist speed (typical 0.3 m/min; tests: fast)")
     initial_opening_m: float = Field(default=0.0, ge=0, le=6.5)
     width_m: float = Field(default=8.0, gt=0, description="gate width, for the orifice flow")
     discharge_coeff: float = Field(default=0.6, gt=0, le=1)
@@ -71,6 +72,7 @@ class SluiceGate(Behaviour):
         self.rains: list[Pulse] = []
         self.flow = 0.0
         self.refused = 0  # commands ignored (local mode, fault, reversal)
+        self.jammed = False  # the motor runs, the gate does not move (a stall the PLC does not detect)
 
     # -- commands ---------------------------------------------------------------------------------------
     def write(self, point: str, value: Value, now: float) -> bool:
@@ -124,8 +126,14 @@ class SluiceGate(Behaviour):
 
     # -- faults and field events, on demand -------------------------------------------------------------------
     def set_remote(self, remote: bool) -> None:
-        """The local/remote selector at the station."""
+        """The local/remote selector at the station; turning it to local stops a run (local operators take over)."""
+        if self.remote and not remote:
+            self._halt()
         self.remote = remote
+
+    def jam(self, jammed: bool = True) -> None:
+        """The gate sticks in its guides: the hoist runs (moving bits on) but the opening no longer changes."""
+        self.jammed = jammed
 
     def trip(self, code: int = FAULT_OVERLOAD) -> None:
         """A hoist fault (a fault_code of the profile); motion stops. Overload also sets the thermal-trip input."""
@@ -178,11 +186,13 @@ class SluiceGate(Behaviour):
         return self.values(now)
 
     def _move(self, h: float) -> None:
-        if not self.direction or self.goal is None:
+        if not self.direction or self.goal is None or self.jammed:
             return
         nxt = self.opening + self.direction * self.p.speed_m_s * h
         if (self.direction > 0 and nxt >= self.goal) or (self.direction < 0 and nxt <= self.goal):
             nxt = self.goal
+            self._halt()
+        if nxt >= self.p.max_opening_m or nxt <= 0.0:  # a limit switch cuts the motor at either end of travel
             self._halt()
         self.opening = clamp(nxt, 0.0, self.p.max_opening_m)
 

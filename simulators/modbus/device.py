@@ -120,6 +120,13 @@ class ModbusDevice:
         self.overrides.clear(point)
         self._image = None
 
+    def act(self, event: Callable[[Behaviour], object]) -> None:
+        """A field event on the behaviour now (a gate's selector to local, a motor trip); the next read shows it."""
+        self.behaviour.step(self.clock())
+        event(self.behaviour)
+        self._stepped_at = float("-inf")
+        self._image = None
+
     def stop_answering(self) -> None:
         """Accept connections and requests, answer none (clients time out)."""
         self.answering = False

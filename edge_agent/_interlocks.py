@@ -1,0 +1,186 @@
+"""Remote-control interlocks of a sluice gate, checked at the edge right before a command is written. Pure: no I/O.
+
+The checks follow shared standards/sluice.md "Remote-control interlocks (practice)": selector in remote and no
+emergency stop (local operators have priority); no fault, overload or power loss (do not drive a faulty hoist);
+one command at a time and no reversal under load; target within the gate's travel and not already on the limit
+switch in that direction; level difference within the site's allowed head for the movement. Freshness is the
+executor's part: it reads the gate just before calling :func:`check`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+
+from telemetry import Value
+from telemetry.commands import Action, Interlock
+
+# Points of the sluice_gate_plc profile the executor needs to read (and, for the last three, write).
+STATE_POINTS = (
+    "gate_opening", "level_up", "level_down", "fault_code", "remote_mode", "moving_open", "moving_close", "estop",
+    "power_ok", "limit_open", "limit_closed", "overload",
+)  # fmt: skip
+WRITE_POINTS = ("target_opening", "cmd_open", "cmd_close", "cmd_stop")
+
+
+@dataclass(frozen=True, slots=True)
+class GateState:
+    """The gate as read from its PLC at one moment. Levels may be unknown (a bad reading)."""
+
+    opening_m: float
+    level_up_m: float | None
+    level_down_m: float | None
+    remote: bool
+    fault_code: int
+    estop: bool
+    overload: bool
+    power_ok: bool
+    moving_open: bool
+    moving_close: bool
+    limit_open: bool
+    limit_closed: bool
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Value]) -> GateState | None:
+        """The state from decoded point values; None when a point the interlocks need was not read."""
+
+        def number(name: str) -> float | None:
+            v = values.get(name)
+            return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+        def flag(name: str) -> bool | None:
+            v = values.get(name)
+            return v if isinstance(v, bool) else None
+
+        opening, fault = number("gate_opening"), number("fault_code")
+        flags = {n: flag(n) for n in STATE_POINTS if n not in ("gate_opening", "level_up", "level_down", "fault_code")}
+        if opening is None or fault is None or any(v is None for v in flags.values()):
+            return None
+        return cls(
+            opening_m=opening,
+            level_up_m=number("level_up"),
+            level_down_m=number("level_down"),
+            remote=bool(flags["remote_mode"]),
+            fault_code=int(fault),
+            estop=bool(flags["estop"]),
+            overload=bool(flags["overload"]),
+            power_ok=bool(flags["power_ok"]),
+            moving_open=bool(flags["moving_open"]),
+            moving_close=bool(flags["moving_close"]),
+            limit_open=bool(flags["limit_open"]),
+            limit_closed=bool(flags["limit_closed"]),
+        )
+
+    @property
+    def moving(self) -> bool:
+        return self.moving_open or self.moving_close
+
+    @property
+    def head_m(self) -> float | None:
+        """|level_up - level_down|, or None when a level is unknown."""
+        if self.level_up_m is None or self.level_down_m is None:
+            return None
+        return abs(self.level_up_m - self.level_down_m)
+
+    def as_values(self) -> dict[str, Value]:
+        """For ``before``/``after`` of a result (unknown levels are left out)."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """A gate's control settings, resolved (see edge_agent.config.ControlConfig)."""
+
+    full_opening_m: float
+    min_opening_m: float
+    max_opening_m: float
+    tolerance_m: float
+    max_head_open_m: float
+    max_head_close_m: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    interlock: Interlock
+    reason: str
+
+
+def target_of(action: Action, target_pct: float | None, limits: Limits) -> float | None:
+    """The opening a command drives to (m); None for stop. Open and close go to the configured limits."""
+    if action is Action.OPEN:
+        return limits.max_opening_m
+    if action is Action.CLOSE:
+        return limits.min_opening_m
+    if action is Action.SET_OPENING:
+        assert target_pct is not None  # Command's validator guarantees it
+        return round(limits.full_opening_m * target_pct / 100.0, 3)
+    return None
+
+
+def direction(opening_m: float, target_m: float, tolerance_m: float) -> int:
+    """+1 to open, -1 to close, 0 when the gate is already within tolerance of the target."""
+    if abs(opening_m - target_m) <= tolerance_m + 1e-9:  # 2.02 - 2.0 is a hair above 0.02 in binary
+        return 0
+    return 1 if target_m > opening_m else -1
+
+
+def fault_of(state: GateState, labels: Mapping[int, str] | None = None) -> str | None:
+    """What keeps the hoist from running, in words; None when nothing does."""
+    if state.estop:
+        return "emergency stop pressed"
+    if state.fault_code:
+        label = (labels or {}).get(state.fault_code)
+        return f"fault_code {state.fault_code}" + (f" ({label})" if label else "")
+    if state.overload:
+        return "motor overload trip"
+    if not state.power_ok:
+        return "power lost"
+    return None
+
+
+def check(
+    action: Action,
+    target_m: float | None,
+    state: GateState | None,
+    limits: Limits,
+    *,
+    busy: bool,
+    fault_labels: Mapping[int, str] | None = None,
+) -> Refusal | None:
+    """The first interlock that refuses the command, or None when it may be written to the gate.
+
+    ``stop`` is never refused. The order puts what needs no reading first, so that a refusal names the most
+    basic reason: busy, out of limits, no data, local mode, fault, moving, limit switch, level difference.
+    """
+    if action is Action.STOP:
+        return None
+    if busy:
+        return Refusal(Interlock.BUSY, "another command runs on this gate")
+    assert target_m is not None
+    low, high = limits.min_opening_m, limits.max_opening_m
+    if not low - 1e-9 <= target_m <= high + 1e-9:
+        return Refusal(Interlock.OUT_OF_LIMITS, f"target {target_m:g} m outside the gate's range [{low:g}, {high:g}] m")
+    if state is None:
+        return Refusal(Interlock.NO_DATA, "the gate's state could not be read")
+    if not state.remote:
+        return Refusal(Interlock.LOCAL_MODE, "selector in local: local operators have priority")
+    fault = fault_of(state, fault_labels)
+    if fault is not None:
+        return Refusal(Interlock.GATE_FAULT, fault)
+    if state.moving:
+        # one command at a time, and no reversal under load: a gate moving under local control is busy
+        return Refusal(Interlock.BUSY, "the gate is moving (stop it first)")
+    move = direction(state.opening_m, target_m, limits.tolerance_m)
+    if move > 0 and state.limit_open:
+        return Refusal(Interlock.OUT_OF_LIMITS, "upper limit switch is on")
+    if move < 0 and state.limit_closed:
+        return Refusal(Interlock.OUT_OF_LIMITS, "lower limit switch is on")
+    allowed = limits.max_head_open_m if move > 0 else limits.max_head_close_m if move < 0 else None
+    if allowed is not None:
+        head = state.head_m
+        if head is None:
+            return Refusal(Interlock.NO_DATA, "a water level could not be read")
+        if head > allowed + 1e-9:
+            what = "opening" if move > 0 else "closing"
+            return Refusal(Interlock.LEVEL_DIFFERENCE, f"head {head:.2f} m above {allowed:g} m allowed for {what}")
+    return None

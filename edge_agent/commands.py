@@ -1,0 +1,547 @@
+"""Remote commands to sluice gates, executed at the edge (contract: telemetry/commands.py).
+
+A command is checked in this order: a payload that is no valid ``Command`` (or disagrees with its topic) is
+rejected and dead-lettered; an id seen before gets its last result again (``repeat``); an unknown or disabled
+device, an expired command and a busy gate are rejected; then the gate is read over Modbus and the interlocks
+(``_interlocks.check``) decide. An accepted command writes ``target_opening``, pulses ``cmd_open``/``cmd_close``,
+and follows the opening until it is within tolerance (``completed``), a fault or a stop ends it (``failed``), or
+the time-out (``timed_out``, after sending stop). ``stop`` skips every check and ends a running command.
+
+Each gate has its own Modbus connection here, apart from the poller's, so polling goes on during a movement.
+Every result is logged with site, device, command id, operator and source: the edge's audit trail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections import OrderedDict
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+from pymodbus.exceptions import ModbusException
+
+from device_profiles import Function, ModbusPoint, Profile, encode_point
+from edge_agent._interlocks import STATE_POINTS, GateState, Limits, check, direction, fault_of, target_of
+from edge_agent.clock import Clock
+from edge_agent.config import DeviceConfig, ModbusDefaults
+from edge_agent.deadletter import DeadLetter, DeadLetters
+from edge_agent.decode import decode_block
+from edge_agent.modbus_poller import EXCEPTION_NAMES, ModbusClient, default_client_factory
+from edge_agent.outbox import OutMessage
+from edge_agent.planner import plan
+from telemetry import Value, topics
+from telemetry.commands import Action, Command, CommandResult, Interlock, ResultState
+
+log = logging.getLogger("lifeline.edge.commands")
+
+Publish = Callable[[OutMessage], None]
+DAY_MS = 86_400_000
+LOST_READS = 3  # consecutive failed read-backs during a movement that count as lost contact
+
+
+_READ_CALLS = {
+    Function.COIL: "read_coils",
+    Function.DISCRETE_INPUT: "read_discrete_inputs",
+    Function.HOLDING_REGISTER: "read_holding_registers",
+    Function.INPUT_REGISTER: "read_input_registers",
+}
+
+
+class GateUnreachable(Exception):
+    """The gate did not answer a read or write (time-out, connection, Modbus exception)."""
+
+
+# -- remembered ids ------------------------------------------------------------------------------------------------
+class CommandLog:
+    """The last result of every command id seen, bounded by count and age, kept in a JSON-lines file if given.
+
+    ``accepted`` is written too, so that a command the agent was running when it died is known after a restart:
+    ``interrupted()`` turns those into ``failed`` results.
+    """
+
+    def __init__(self, path: Path | None, *, max_ids: int = 10_000, max_age_ms: int = 7 * DAY_MS) -> None:
+        self.path, self.max_ids, self.max_age_ms = path, max_ids, max_age_ms
+        self.results: OrderedDict[str, CommandResult] = OrderedDict()
+        self._lines = 0
+        if path is not None and path.exists():
+            self._load(path)
+
+    def _load(self, path: Path) -> None:
+        bad = 0
+        for line in path.read_bytes().splitlines():
+            try:
+                result = CommandResult.model_validate_json(line)
+            except ValidationError:
+                bad += 1  # a line cut short by a crash: the ids before it still count
+                continue
+            self.results.pop(result.id, None)
+            self.results[result.id] = result
+        if bad:
+            log.warning("command log file=%s unreadable_lines=%d action=skipped, file rewritten", path, bad)
+            self._rewrite()  # so that the next line is not appended to a broken one
+        else:
+            self._lines = len(self.results)
+
+    def get(self, command_id: str) -> CommandResult | None:
+        return self.results.get(command_id)
+
+    def interrupted(self, now_ms: int) -> list[CommandResult]:
+        """Commands left without a final result (the agent stopped or died), now recorded as failed."""
+        ended = [
+            r.model_copy(update={"state": ResultState.FAILED, "ts": now_ms, "opening_m": None,
+                                 "reason": "the edge agent stopped while the command ran"})
+            for r in self.results.values() if not r.final
+        ]  # fmt: skip
+        for r in ended:
+            self.put(r, now_ms)
+        return ended
+
+    def hold(self, result: CommandResult) -> None:
+        """Take an id in memory only, until its first result is ``put``."""
+        self.results[result.id] = result
+
+    def put(self, result: CommandResult, now_ms: int) -> None:
+        self.results.pop(result.id, None)
+        self.results[result.id] = result
+        self._prune(now_ms)
+        if self.path is None:
+            return
+        if self._lines > 2 * self.max_ids or not self.path.exists():
+            self._rewrite()
+            return
+        with self.path.open("ab") as f:
+            f.write(result.model_dump_json().encode() + b"\n")
+            f.flush()
+            os.fsync(f.fileno())  # the id must survive a power cut, or the command could run twice
+        self._lines += 1
+
+    def _prune(self, now_ms: int) -> None:
+        while self.results and (
+            len(self.results) > self.max_ids or next(iter(self.results.values())).ts < now_ms - self.max_age_ms
+        ):
+            self.results.popitem(last=False)
+
+    def _rewrite(self) -> None:
+        assert self.path is not None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_bytes(b"".join(r.model_dump_json().encode() + b"\n" for r in self.results.values()))
+        os.replace(tmp, self.path)
+        self._lines = len(self.results)
+
+
+# -- the gate over Modbus -----------------------------------------------------------------------------------------
+class ModbusGateIO:
+    """Reads a gate's state and writes its commands on a Modbus connection of its own (one request at a time)."""
+
+    def __init__(
+        self,
+        device: DeviceConfig,
+        profile: Profile,
+        defaults: ModbusDefaults,
+        client_factory: Callable[[DeviceConfig, float], ModbusClient] = default_client_factory,
+    ) -> None:
+        assert profile.modbus is not None
+        self.device, self.defaults, self.client_factory = device, defaults, client_factory
+        self.timeout = device.timeout_s or defaults.timeout_s
+        self.points: dict[str, ModbusPoint] = {p.name: p for p in profile.modbus.points}
+        self.requests = [r for r in plan(profile.modbus) if any(p.name in STATE_POINTS for p in r.points)]
+        self.client: ModbusClient | None = None
+        self._lock = asyncio.Lock()
+
+    async def read(self) -> dict[str, Value]:
+        """The state points' values (None where a point could not be decoded); GateUnreachable if no answer."""
+        values: dict[str, Value] = {}
+        for r in self.requests:
+            response = await self._call(_READ_CALLS[r.function], r.start, count=r.count)
+            data = response.bits if r.function.is_bit else response.registers
+            values.update({name: value for name, (value, _) in decode_block(r, data).items()})
+        return values
+
+    async def write_target(self, opening_m: float) -> None:
+        point = self.points["target_opening"]
+        words = encode_point(point, opening_m)
+        if len(words) == 1:
+            await self._call("write_register", point.address, words[0])
+        else:
+            await self._call("write_registers", point.address, words)
+
+    async def pulse(self, coil: str) -> None:
+        """Set a command coil and release it: the PLC latches the run on the rising edge (sluice.md, practice)."""
+        address = self.points[coil].address
+        await self._call("write_coil", address, True)
+        await self._call("write_coil", address, False)
+
+    async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        async with self._lock:
+            client = await self._client()
+            try:
+                async with asyncio.timeout(self.timeout + 1.0):
+                    response = await getattr(client, method)(*args, device_id=self.device.unit_id, **kwargs)
+            except (TimeoutError, ModbusException, OSError) as exc:
+                self.close()
+                raise GateUnreachable(f"{method}: {str(exc).strip() or type(exc).__name__}"[:200]) from exc
+            if response.isError():
+                code = int(getattr(response, "exception_code", 0))
+                raise GateUnreachable(f"{method}: modbus exception {code} ({EXCEPTION_NAMES.get(code, 'unknown')})")
+            return response
+
+    async def _client(self) -> ModbusClient:
+        if self.client is not None and self.client.connected:
+            return self.client
+        self.close()
+        client = self.client_factory(self.device, self.timeout)
+        try:
+            async with asyncio.timeout(self.defaults.connect_timeout_s):
+                ok = await client.connect()
+        except (TimeoutError, OSError) as exc:
+            client.close()
+            raise GateUnreachable(f"no connection to {self.device.host}:{self.device.port}") from exc
+        if not ok:
+            client.close()
+            raise GateUnreachable(f"no connection to {self.device.host}:{self.device.port}")
+        self.client = client
+        return client
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+
+
+@dataclass(slots=True)
+class Gate:
+    """A controllable gate of this agent."""
+
+    device: DeviceConfig
+    limits: Limits
+    io: ModbusGateIO
+    timeout_s: float
+    readback_interval_s: float
+    fault_labels: Mapping[int, str] = field(default_factory=dict)
+
+
+def make_gate(device: DeviceConfig, profile: Profile, defaults: ModbusDefaults) -> Gate:
+    """A gate from a device with a (validated) ``control`` section."""
+    c = device.control
+    assert c is not None
+    assert profile.modbus is not None
+    limits = Limits(c.full_m(profile), c.min_opening_m, c.max_m(profile), c.tolerance_m, c.max_head_open_m,
+                    c.max_head_close_m)  # fmt: skip
+    labels = next((p.states for p in profile.modbus.points if p.name == "fault_code" and p.states), {})
+    return Gate(device, limits, ModbusGateIO(device, profile, defaults), c.timeout_s, c.readback_interval_s, labels)
+
+
+@dataclass(slots=True)
+class _Run:
+    command: Command
+    target_m: float | None
+    stop_request: asyncio.Event = field(default_factory=asyncio.Event)
+    stopped_by: str = ""
+    task: asyncio.Task[None] | None = None
+
+
+# -- the executor -------------------------------------------------------------------------------------------------
+class CommandExecutor:
+    """Handles command messages of one site: checks, executes, answers, remembers."""
+
+    def __init__(
+        self,
+        site: str,
+        gates: Mapping[str, Gate],
+        publish: Publish,
+        dead_letters: DeadLetters,
+        clock: Clock,
+        *,
+        state_dir: Path | None = None,
+        disabled: frozenset[str] = frozenset(),
+    ) -> None:
+        self.site, self.gates, self.publish, self.dead_letters, self.clock = site, gates, publish, dead_letters, clock
+        self.disabled = disabled
+        self.log = CommandLog(state_dir / "commands.jsonl" if state_dir is not None else None)
+        self.running: dict[str, _Run] = {}
+        self.counts: dict[str, int] = {"received": 0, "invalid": 0, "repeated": 0}
+        self.closing = False
+
+    def start(self) -> None:
+        """Publish how commands the agent was running when it last stopped ended (failed), once at start."""
+        for r in self.log.interrupted(self._now_ms()):
+            self._send(r, None)
+
+    def _now_ms(self) -> int:
+        return int(self.clock.time() * 1000)
+
+    # -- arrival (synchronous, on the loop) --------------------------------------------------------------------------
+    def handle(self, topic: str, payload: bytes) -> None:
+        """One message on a command topic of this site."""
+        self.counts["received"] += 1
+        try:
+            where = topics.parse(topic)
+        except topics.TopicError as exc:
+            self._invalid(topic, payload, str(exc), None)
+            return
+        if where.kind is not topics.Kind.CMD or where.site != self.site or where.device is None:
+            self._invalid(topic, payload, "not a command topic of this site", None)
+            return
+        assert where.command_id is not None
+        answer_to = (where.device, where.command_id)
+        try:
+            cmd = Command.model_validate_json(payload)
+        except ValidationError as exc:
+            self._invalid(topic, payload, f"invalid command: {_errors(exc)}", answer_to)
+            return
+        if (cmd.site, cmd.device, cmd.id) != (where.site, where.device, where.command_id):
+            reason = f"payload site/device/id {cmd.site}/{cmd.device}/{cmd.id} disagree with the topic"
+            self._invalid(topic, payload, reason, answer_to)
+            return
+        self._dispatch(cmd)
+
+    def _dispatch(self, cmd: Command) -> None:
+        last = self.log.get(cmd.id)
+        if last is not None:
+            self.counts["repeated"] += 1
+            log.info("command repeated site=%s device=%s command=%s operator=%s source=%r last_state=%s",
+                     cmd.site, cmd.device, cmd.id, cmd.operator, cmd.source, last.state.value)  # fmt: skip
+            self._send(last.model_copy(update={"repeat": True}), cmd, remember=False)
+            return
+        gate = self.gates.get(cmd.device)
+        if self.closing:  # not remembered: the API may send the id again once the agent is back
+            result = CommandResult(id=cmd.id, site=cmd.site, device=cmd.device, state=ResultState.REJECTED,
+                                   ts=self._now_ms(), reason="the edge agent is stopping")  # fmt: skip
+            self._send(result, cmd, remember=False)
+        elif gate is None:
+            why = "remote control is disabled for this device" if cmd.device in self.disabled else (
+                "not a controllable device of this agent")  # fmt: skip
+            self._result(cmd, ResultState.REJECTED, interlock=Interlock.UNKNOWN_DEVICE, reason=why)
+        elif self._now_ms() >= cmd.expires_ms:
+            self._result(cmd, ResultState.REJECTED, interlock=Interlock.STALE,
+                         reason=f"received at or after expires_ms {cmd.expires_ms}")  # fmt: skip
+        elif cmd.action is Action.STOP:
+            self._start(gate, _Run(cmd, None), self._stop(gate, cmd, self.running.get(cmd.device)))
+        else:
+            target = target_of(cmd.action, cmd.target_pct, gate.limits)
+            if cmd.device in self.running:  # checked now, not after a read: two commands may arrive together
+                busy = check(cmd.action, target, None, gate.limits, busy=True)
+                assert busy is not None
+                self._result(cmd, ResultState.REJECTED, interlock=busy.interlock, reason=busy.reason, target_m=target)
+                return
+            run = _Run(cmd, target)
+            self._start(gate, run, self._move(gate, run))
+
+    def _start(self, gate: Gate, run: _Run, work: Coroutine[Any, Any, None]) -> None:
+        device = gate.device.id
+        previous = self.running.get(device)
+        if previous is not None:  # only a stop gets here with a command running: from now on it writes no run
+            previous.stopped_by = run.command.id
+        self.running[device] = run
+        # the id is taken from here on: a redelivery while it runs is a repeat, not a second run
+        self.log.hold(CommandResult(id=run.command.id, site=self.site, device=device, state=ResultState.ACCEPTED,
+                                    ts=self._now_ms()))  # fmt: skip
+
+        async def main() -> None:
+            try:
+                await work
+            finally:
+                if self.running.get(device) is run:
+                    del self.running[device]
+                    gate.io.close()  # the gate is idle: do not hold a second connection to its PLC
+
+        run.task = asyncio.create_task(main(), name=f"command-{run.command.id}")
+
+    # -- execution --------------------------------------------------------------------------------------------------
+    async def _read(self, gate: Gate) -> tuple[GateState | None, str]:
+        try:
+            values = await gate.io.read()
+        except GateUnreachable as exc:
+            return None, str(exc)
+        state = GateState.from_values(values)
+        return state, "" if state is not None else "a state point was not readable"
+
+    async def _move(self, gate: Gate, run: _Run) -> None:
+        cmd, target = run.command, run.target_m
+        assert target is not None
+        state, why = await self._read(gate)
+        refusal = check(cmd.action, target, state, gate.limits, busy=False, fault_labels=gate.fault_labels)
+        before = state.as_values() if state is not None else {}
+        if refusal is not None:
+            reason = refusal.reason + (f": {why}" if refusal.interlock is Interlock.NO_DATA and why else "")
+            self._result(cmd, ResultState.REJECTED, interlock=refusal.interlock, reason=reason, before=before,
+                         target_m=target)  # fmt: skip
+            return
+        assert state is not None
+        self._result(cmd, ResultState.ACCEPTED, before=before, target_m=target, opening_m=state.opening_m)
+        move = direction(state.opening_m, target, gate.limits.tolerance_m)
+        if move == 0:
+            await self._end(gate, run, ResultState.COMPLETED, "already at the target", before, state)
+            return
+        try:
+            if not run.stopped_by:
+                await gate.io.write_target(target)
+            if not run.stopped_by:  # a stop that came meanwhile must not be followed by a run
+                await gate.io.pulse("cmd_open" if move > 0 else "cmd_close")
+        except GateUnreachable as exc:
+            await self._end(gate, run, ResultState.FAILED, f"cannot write to the gate: {exc}", before, stop=True)
+            return
+        await self._follow(gate, run, target, before)
+
+    async def _follow(self, gate: Gate, run: _Run, target: float, before: dict[str, Value]) -> None:
+        """Read the opening back until the target, a fault, a stop, lost contact or the time-out ends the run."""
+        deadline = self.clock.monotonic() + gate.timeout_s
+        lost, still = 0, 0
+        while True:
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow the agent's cancellation
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(gate.readback_interval_s):
+                    await run.stop_request.wait()
+            if run.stop_request.is_set():
+                await self._end(gate, run, ResultState.FAILED, f"stopped by {run.stopped_by}", before)
+                return
+            state, why = await self._read(gate)
+            if state is None:
+                lost += 1
+                if lost >= LOST_READS:
+                    await self._end(gate, run, ResultState.FAILED, f"lost contact with the gate: {why}", before,
+                                    stop=True)  # fmt: skip
+                    return
+            else:
+                lost = 0
+                self._result(run.command, ResultState.PROGRESS, target_m=target, opening_m=state.opening_m)
+                ended = self._outcome(gate, state, target, still)
+                if ended is not None:
+                    await self._end(gate, run, ended[0], ended[1], before, state, stop=ended[0] is ResultState.FAILED)
+                    return
+                still = 0 if state.moving else still + 1
+            if self.clock.monotonic() >= deadline:
+                reason = f"target {target:g} m not reached within {gate.timeout_s:g} s; stop sent"
+                await self._end(gate, run, ResultState.TIMED_OUT, reason, before, stop=True)
+                return
+
+    @staticmethod
+    def _outcome(gate: Gate, state: GateState, target: float, still: int) -> tuple[ResultState, str] | None:
+        """How a read-back ends the run, if it does."""
+        if direction(state.opening_m, target, gate.limits.tolerance_m) == 0 and not state.moving:
+            return ResultState.COMPLETED, ""  # at rest on the target: ``after`` is where the gate stays
+        fault = fault_of(state, gate.fault_labels)
+        if fault is not None:
+            return ResultState.FAILED, f"gate fault: {fault}"
+        if not state.remote:
+            return ResultState.FAILED, "selector switched to local during the movement"
+        if not state.moving and still >= 1:  # two read-backs at rest: the PLC stopped or ignored the run
+            where = " at the upper limit switch" if state.limit_open else (
+                " at the lower limit switch" if state.limit_closed else "")  # fmt: skip
+            return ResultState.FAILED, f"gate stopped{where} at {state.opening_m:g} m, short of the target {target:g} m"
+        return None
+
+    async def _stop(self, gate: Gate, cmd: Command, running: _Run | None) -> None:
+        """Stop the hoist now; never refused. Ends the ``running`` command; completed once the gate reads at rest."""
+        state, _ = await self._read(gate)
+        before = state.as_values() if state is not None else {}
+        self._result(cmd, ResultState.ACCEPTED, before=before)
+        try:
+            await gate.io.pulse("cmd_stop")
+        except GateUnreachable as exc:
+            self._result(cmd, ResultState.FAILED, reason=f"cannot write to the gate: {exc}", before=before)
+            return
+        if running is not None and running.task is not None:
+            running.stop_request.set()  # after the pulse, so that its ``after`` shows the gate stopping
+            await asyncio.wait({running.task}, timeout=gate.timeout_s)  # it ends first, then this one
+        deadline = self.clock.monotonic() + gate.timeout_s
+        while True:
+            state, _ = await self._read(gate)
+            if state is not None and not state.moving:
+                after = state.as_values()
+                self._result(cmd, ResultState.COMPLETED, before=before, after=after, opening_m=state.opening_m)
+                return
+            if self.clock.monotonic() >= deadline:
+                self._result(cmd, ResultState.TIMED_OUT, reason="the gate still reads moving", before=before)
+                return
+            await asyncio.sleep(gate.readback_interval_s)
+
+    async def _end(
+        self,
+        gate: Gate,
+        run: _Run,
+        state: ResultState,
+        reason: str,
+        before: dict[str, Value],
+        read: GateState | None = None,
+        *,
+        stop: bool = False,
+    ) -> None:
+        """The final result of a run: send stop first if asked, read the gate for ``after`` unless given."""
+        if stop:
+            try:
+                await gate.io.pulse("cmd_stop")
+            except GateUnreachable as exc:
+                reason += f" (stop not delivered: {exc})"
+        if read is None:
+            read, _ = await self._read(gate)
+        after = read.as_values() if read is not None else {}
+        opening = read.opening_m if read is not None else None
+        self._result(run.command, state, reason=reason, before=before, after=after, target_m=run.target_m,
+                     opening_m=opening)  # fmt: skip
+
+    async def close(self) -> None:
+        """The agent stops: end running commands (the PLC finishes a latched run by itself)."""
+        self.closing = True
+        runs = list(self.running.values())
+        for run in runs:
+            if run.task is not None:
+                run.task.cancel()
+        tasks = [r.task for r in runs if r.task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=5.0)
+        reason = "the edge agent stopped while the command ran; the PLC finishes a latched run"
+        for run in runs:
+            self._result(run.command, ResultState.FAILED, target_m=run.target_m, reason=reason)
+        for gate in self.gates.values():
+            gate.io.close()
+
+    # -- answering --------------------------------------------------------------------------------------------------
+    def _result(self, cmd: Command, state: ResultState, **fields: Any) -> None:
+        result = CommandResult(id=cmd.id, site=cmd.site, device=cmd.device, state=state, ts=self._now_ms(), **fields)
+        self._send(result, cmd, remember=state is ResultState.ACCEPTED or result.final)
+
+    def _send(self, result: CommandResult, cmd: Command | None, *, remember: bool = True) -> None:
+        if remember:
+            self.log.put(result, self._now_ms())
+        if result.final and not result.repeat:
+            self.counts[result.state.value] = self.counts.get(result.state.value, 0) + 1
+        topic = topics.command_result(result.site, result.device, result.id)
+        # final results retained, so that a late reader sees how the command ended; a repeat leaves the original
+        self.publish(OutMessage(topic, result.model_dump_json(exclude_none=True).encode(),
+                                retain=result.final and not result.repeat))  # fmt: skip
+        audit = {
+            "site": result.site, "device": result.device, "command": result.id, "state": result.state.value,
+            "action": cmd.action.value if cmd else None, "operator": cmd.operator if cmd else None,
+            "source": cmd.source if cmd else None, "target_m": result.target_m, "opening_m": result.opening_m,
+            "interlock": result.interlock.value if result.interlock else None, "reason": result.reason or None,
+            "repeat": result.repeat or None, "before": result.before or None, "after": result.after or None,
+        }  # fmt: skip
+        level = logging.DEBUG if result.state is ResultState.PROGRESS else logging.INFO
+        log.log(level, "command %s", orjson.dumps({k: v for k, v in audit.items() if v is not None}).decode())
+
+    def _invalid(self, topic: str, payload: bytes, reason: str, answer_to: tuple[str, str] | None) -> None:
+        """Dead-letter a message that is no usable command; answer ``rejected`` when its id can be read."""
+        self.counts["invalid"] += 1
+        self.dead_letters.add(DeadLetter(self._now_ms(), topic, payload, reason))
+        if answer_to is None:
+            return
+        device, command_id = answer_to
+        if self.log.get(command_id) is not None:  # the id was used: keep its result, do not overwrite it
+            return
+        result = CommandResult(id=command_id, site=self.site, device=device, state=ResultState.REJECTED,
+                               ts=self._now_ms(), reason=reason[:500])  # fmt: skip
+        self._send(result, None)
+
+
+def _errors(exc: ValidationError) -> str:
+    parts = [f"{'.'.join(str(p) for p in e['loc']) or 'payload'}: {e['msg']}" for e in exc.errors()[:5]]
+    return "; ".join(parts)

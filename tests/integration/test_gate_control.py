@@ -1,0 +1,391 @@
+"""Remote control of a simulated sluice gate through a real edge agent and a real Mosquitto.
+
+The gate PLC is the simulator's, with a fast hoist, on a loopback port; commands are published as the API would,
+results read from the broker. Levels are forced so that the head across the gate is known.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Iterator
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import orjson
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from device_profiles import load_catalogue
+from edge_agent import EdgeAgent, EdgeConfig, build_site
+from lifeline.services import Mosquitto
+from simulators import ModbusDevice, SluiceGate
+from simulators.behaviours import Behaviour
+from simulators.behaviours.sluice_gate_plc import FAULT_OVERLOAD, FAULT_PHASE_LOSS, GateParams
+from telemetry import decode_telemetry, topics
+from telemetry.commands import Action, Command, CommandResult, Interlock, ResultState
+from tests.helpers import LoopThread, Subscriber
+
+pytestmark = pytest.mark.integration
+SITE, GATE = "ctl-site", "gate-1"
+_ids = itertools.count(1)
+
+
+class GateSim:
+    """A simulated gate PLC served on its own loop thread."""
+
+    def __init__(self, **params: Any) -> None:
+        defaults = {"speed_m_s": 3.0, "max_opening_m": 6.5, "initial_opening_m": 1.0}
+        self.gate = SluiceGate(5, GateParams.model_validate({**defaults, **params}))
+        self.device = ModbusDevice(GATE, load_catalogue()["sluice_gate_plc"], self.gate, step_interval_s=0.02)
+
+        async def main(stop: Any) -> None:
+            await self.device.start()
+            try:
+                await stop.wait()
+            finally:
+                await self.device.stop()
+
+        self.thread = LoopThread(main)
+        deadline = time.monotonic() + 10
+        while self.device.port == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert self.device.port, f"gate simulator did not start: {self.thread.error}"
+        self.levels(up=3.0, down=2.6)
+
+    def on_loop(self, fn: Callable[[], Any]) -> Any:
+        done: list[Any] = []
+        self.thread.call(lambda: done.append(fn()))
+        deadline = time.monotonic() + 5
+        while not done and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert done, "call on the simulator's loop did not run"
+        return done[0]
+
+    def act(self, event: Callable[[SluiceGate], object]) -> None:
+        def on_gate(b: Behaviour) -> None:
+            assert isinstance(b, SluiceGate)
+            event(b)
+
+        self.on_loop(lambda: self.device.act(on_gate))
+
+    def levels(self, up: float, down: float) -> None:
+        def force() -> None:
+            self.device.set_value("level_up", up)
+            self.device.set_value("level_down", down)
+
+        self.on_loop(force)
+
+    def values(self) -> dict[str, Any]:
+        result: dict[str, Any] = self.on_loop(self.device.values)
+        return result
+
+    def stop(self) -> None:
+        self.thread.stop()
+
+
+def site_config(broker: Mosquitto, sim: GateSim, tmp_path: Path, **control: Any) -> EdgeConfig:
+    return EdgeConfig.model_validate({
+        "site": SITE,
+        "broker": {"host": broker.host, "port": broker.port, "reconnect_initial_s": 0.1, "reconnect_max_s": 0.5},
+        "modbus": {"timeout_s": 0.5, "connect_timeout_s": 0.5, "backoff_initial_s": 0.2, "backoff_max_s": 1.0},
+        "dead_letter_path": str(tmp_path / "edge" / "dead.jsonl"),
+        "state_dir": str(tmp_path / "edge"),
+        "devices": [{
+            "id": GATE, "profile": "sluice_gate_plc", "host": "127.0.0.1", "port": sim.device.port,
+            "poll_interval_s": 0.2,
+            "control": {"min_opening_m": 0.0, "max_opening_m": 6.0, "tolerance_m": 0.02, "timeout_s": 5.0,
+                        "readback_interval_s": 0.05, "max_head_open_m": 1.0, **control},
+        }],
+    })  # fmt: skip
+
+
+class Rig:
+    """The gate, an agent, a subscriber to results and telemetry, and a way to send commands."""
+
+    def __init__(self, broker: Mosquitto, tmp_path: Path, sim: dict[str, Any] | None = None, **control: Any) -> None:
+        self.broker, self.tmp_path = broker, tmp_path
+        self.sim = GateSim(**(sim or {}))
+        self.config = site_config(broker, self.sim, tmp_path, **control)
+        self.sub = Subscriber(broker, f"{topics.PREFIX}/{SITE}/#")
+        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="test-api")
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+        self.agent: EdgeAgent | None = None
+        self.thread: LoopThread | None = None
+        self.start_agent()
+
+    def start_agent(self) -> None:
+        self.agent = EdgeAgent(build_site(self.config))
+        self.thread = LoopThread(self.agent.run)
+        # the agent subscribes right after it connects: probe until a command to no device is answered
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            probe = self.send(Action.STOP, device="nobody")
+            try:
+                self.sub.wait_for(partial(self._answered, probe.id), timeout=0.5)
+                return
+            except AssertionError:
+                continue
+        raise AssertionError("the agent never answered a command")
+
+    def stop_agent(self) -> None:
+        assert self.thread is not None
+        self.thread.stop()
+        self.thread = None
+
+    def command(self, action: Action, *, device: str = GATE, ttl_ms: int = 30_000, **fields: Any) -> Command:
+        now = int(time.time() * 1000)
+        return Command(id=f"cmd-{next(_ids)}", site=SITE, device=device, action=action, issued_ms=now,
+                       expires_ms=now + ttl_ms, operator="duty-officer", source="127.0.0.1", **fields)  # fmt: skip
+
+    def send(self, action: Action | Command, *, device: str = GATE, **fields: Any) -> Command:
+        cmd = action if isinstance(action, Command) else self.command(action, device=device, **fields)
+        self.publish(topics.command(SITE, cmd.device, cmd.id), cmd.model_dump_json().encode())
+        return cmd
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        self.client.publish(topic, payload, qos=1).wait_for_publish(5)
+
+    @classmethod
+    def _answered(cls, command_id: str, messages: list[Any]) -> bool:
+        return bool(cls._results(messages, command_id, "nobody"))
+
+    @staticmethod
+    def _results(messages: list[Any], command_id: str, device: str = GATE) -> list[CommandResult]:
+        topic = topics.command_result(SITE, device, command_id)
+        return [CommandResult.model_validate_json(m.payload) for m in messages if m.topic == topic]
+
+    def results(self, command_id: str) -> list[CommandResult]:
+        return self._results(self.sub.snapshot(), command_id)
+
+    def wait_final(self, command_id: str, timeout: float = 10.0, count: int = 1) -> list[CommandResult]:
+        """Every result of ``command_id`` once ``count`` final ones arrived."""
+        got = self.sub.wait_for(
+            lambda ms: sum(r.final for r in self._results(ms, command_id)) >= count, timeout=timeout
+        )
+        return self._results(got, command_id)
+
+    def wait_state(self, command_id: str, state: ResultState, timeout: float = 5.0) -> None:
+        self.sub.wait_for(lambda ms: any(r.state is state for r in self._results(ms, command_id)), timeout=timeout)
+
+    def close(self) -> None:
+        if self.thread is not None:
+            self.thread.stop()
+        self.client.disconnect()
+        self.client.loop_stop()
+        self.sub.close()
+        self.sim.stop()
+
+
+@pytest.fixture
+def make_rig(mosquitto: Mosquitto, tmp_path: Path) -> Iterator[Callable[..., Rig]]:
+    rigs: list[Rig] = []
+
+    def make(sim: dict[str, Any] | None = None, **control: Any) -> Rig:
+        rig = Rig(mosquitto, tmp_path, sim, **control)
+        rigs.append(rig)
+        return rig
+
+    yield make
+    for rig in rigs:
+        rig.close()
+
+
+@pytest.fixture
+def rig(make_rig: Callable[..., Rig]) -> Rig:
+    return make_rig()
+
+
+def states(results: list[CommandResult]) -> list[ResultState]:
+    """The sequence with runs of progress collapsed to one."""
+    out: list[ResultState] = []
+    for r in results:
+        if not (out and r.state is ResultState.PROGRESS and out[-1] is ResultState.PROGRESS):
+            out.append(r.state)
+    return out
+
+
+# -- movements ------------------------------------------------------------------------------------------------------
+def test_set_opening_reaches_its_target(rig: Rig) -> None:
+    cmd = rig.send(Action.SET_OPENING, target_pct=40)
+    results = rig.wait_final(cmd.id)
+    assert states(results) == [ResultState.ACCEPTED, ResultState.PROGRESS, ResultState.COMPLETED]
+    accepted, *progress, completed = results
+    assert accepted.target_m == pytest.approx(2.6)
+    assert accepted.before["opening_m"] == pytest.approx(1.0, abs=0.01)
+    assert accepted.before["remote"] is True
+    openings = [p.opening_m or 0.0 for p in progress]
+    assert openings == sorted(openings)  # the gate only rose
+    assert completed.opening_m == pytest.approx(2.6, abs=0.02)
+    assert completed.after["opening_m"] == pytest.approx(2.6, abs=0.02)
+    assert rig.sim.values()["gate_opening"] == pytest.approx(2.6, abs=0.02)
+    # the final result is retained: a late reader sees how the command ended
+    late = Subscriber(rig.broker, topics.command_result(SITE, GATE, cmd.id))
+    (retained,) = late.wait_for(bool)
+    late.close()
+    assert retained.retain
+    assert CommandResult.model_validate_json(retained.payload).state is ResultState.COMPLETED
+    # polling went on during the movement
+    moving = [
+        s for m in rig.sub.snapshot() if m.topic == topics.telemetry(SITE, GATE)
+        for s in decode_telemetry(m.payload).samples if s.values.get("moving_open")
+    ]  # fmt: skip
+    assert moving
+
+
+@pytest.mark.parametrize(("action", "expected_m"), [(Action.OPEN, 6.0), (Action.CLOSE, 0.0)], ids=["open", "close"])
+def test_open_and_close_drive_to_the_limits(rig: Rig, action: Action, expected_m: float) -> None:
+    cmd = rig.send(action)
+    results = rig.wait_final(cmd.id)
+    assert states(results) == [ResultState.ACCEPTED, ResultState.PROGRESS, ResultState.COMPLETED]
+    assert results[-1].after["opening_m"] == pytest.approx(expected_m, abs=0.02)
+    assert results[-1].after["limit_closed"] is (expected_m == 0.0)
+
+
+def test_stop_during_a_movement_ends_it(rig: Rig) -> None:
+    move = rig.send(Action.OPEN)
+    rig.wait_state(move.id, ResultState.PROGRESS)
+    stop = rig.send(Action.STOP)
+    moved = rig.wait_final(move.id)
+    assert moved[-1].state is ResultState.FAILED
+    assert moved[-1].reason == f"stopped by {stop.id}"
+    assert moved[-1].after["moving_open"] is False  # read after the stop was sent
+    stopped = rig.wait_final(stop.id)
+    assert states(stopped) == [ResultState.ACCEPTED, ResultState.COMPLETED]
+    assert stopped[-1].after["moving_open"] is False
+    opening = rig.sim.values()["gate_opening"]
+    assert 1.0 < opening < 6.0
+    time.sleep(0.2)  # the gate stays where it stopped
+    assert rig.sim.values()["gate_opening"] == opening
+
+
+# -- refusals -------------------------------------------------------------------------------------------------------
+def _local(rig: Rig) -> None:
+    rig.sim.act(lambda g: g.set_remote(False))
+
+
+def _fault(rig: Rig) -> None:
+    rig.sim.act(lambda g: g.trip(FAULT_PHASE_LOSS))
+
+
+def _head(rig: Rig) -> None:
+    rig.sim.levels(up=4.5, down=2.6)
+
+
+REFUSALS = [
+    # (id, prepare the gate, command fields, interlock, words in the reason)
+    ("local-mode", _local, {"action": Action.OPEN}, Interlock.LOCAL_MODE, "local"),
+    ("active-fault", _fault, {"action": Action.OPEN}, Interlock.GATE_FAULT, "fault_code 2 (phase loss)"),
+    ("out-of-limits", None, {"action": Action.SET_OPENING, "target_pct": 99}, Interlock.OUT_OF_LIMITS, "6.435"),
+    ("head-too-large", _head, {"action": Action.OPEN}, Interlock.LEVEL_DIFFERENCE, "head 1.90 m"),
+    ("stale", None, {"action": Action.OPEN, "expired": True}, Interlock.STALE, "expires_ms"),
+    ("unknown-device", None, {"action": Action.OPEN, "device": "gate-9"}, Interlock.UNKNOWN_DEVICE, "controllable"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("prepare", "fields", "interlock", "words"), [r[1:] for r in REFUSALS],
+                         ids=[r[0] for r in REFUSALS])  # fmt: skip
+def test_refused(
+    rig: Rig, prepare: Callable[[Rig], None] | None, fields: dict[str, Any], interlock: Interlock, words: str
+) -> None:
+    if prepare is not None:
+        prepare(rig)
+    writes = rig.sim.device.writes
+    fields = dict(fields)
+    expired = fields.pop("expired", False)
+    cmd = rig.command(fields.pop("action"), **fields)
+    if expired:  # issued a minute ago, expired a second ago
+        now = int(time.time() * 1000)
+        cmd = cmd.model_copy(update={"issued_ms": now - 60_000, "expires_ms": now - 1000})
+    rig.send(cmd)
+    topic_device = cmd.device
+    got = rig.sub.wait_for(lambda ms: any(r.final for r in rig._results(ms, cmd.id, topic_device)))
+    (result,) = rig._results(got, cmd.id, topic_device)
+    assert (result.state, result.interlock) == (ResultState.REJECTED, interlock)
+    assert words in result.reason
+    assert rig.sim.device.writes == writes  # nothing was written to the PLC
+
+
+def test_busy_while_another_command_runs(rig: Rig) -> None:
+    rig.sim.act(lambda g: g.jam())
+    first = rig.send(Action.OPEN)
+    rig.wait_state(first.id, ResultState.PROGRESS)
+    second = rig.send(Action.SET_OPENING, target_pct=10)
+    (refused,) = rig.wait_final(second.id)
+    assert (refused.state, refused.interlock) == (ResultState.REJECTED, Interlock.BUSY)
+    rig.send(Action.STOP)
+    assert rig.wait_final(first.id)[-1].state is ResultState.FAILED
+
+
+# -- ends of a movement ---------------------------------------------------------------------------------------------
+def test_fault_during_the_movement_fails_the_command(rig: Rig) -> None:
+    cmd = rig.send(Action.OPEN)
+    rig.wait_state(cmd.id, ResultState.PROGRESS)
+    rig.sim.act(lambda g: g.trip(FAULT_OVERLOAD))
+    final = rig.wait_final(cmd.id)[-1]
+    assert final.state is ResultState.FAILED
+    assert final.reason.startswith("gate fault: fault_code 1 (motor overload)")
+    assert final.after["overload"] is True
+
+
+def test_a_gate_that_never_gets_there_times_out_and_is_stopped(make_rig: Callable[..., Rig]) -> None:
+    rig = make_rig(timeout_s=0.8)
+    rig.sim.act(lambda g: g.jam())
+    cmd = rig.send(Action.SET_OPENING, target_pct=50)
+    results = rig.wait_final(cmd.id)
+    assert states(results) == [ResultState.ACCEPTED, ResultState.PROGRESS, ResultState.TIMED_OUT]
+    assert "not reached within 0.8 s; stop sent" in results[-1].reason
+    assert results[-1].after["moving_open"] is False
+    assert rig.sim.values()["moving_open"] is False
+
+
+def test_a_gate_that_stops_short_on_its_limit_switch_fails(make_rig: Callable[..., Rig]) -> None:
+    rig = make_rig(sim={"max_opening_m": 3.0})  # the travel is shorter than the configured limits think
+    cmd = rig.send(Action.OPEN)
+    final = rig.wait_final(cmd.id)[-1]
+    assert final.state is ResultState.FAILED
+    assert final.reason == "gate stopped at the upper limit switch at 3 m, short of the target 6 m"
+    assert final.after["limit_open"] is True
+
+
+# -- ids and payloads -----------------------------------------------------------------------------------------------
+def test_a_repeated_id_is_not_executed_again_also_after_a_restart(rig: Rig) -> None:
+    cmd = rig.send(Action.SET_OPENING, target_pct=30)
+    first = rig.wait_final(cmd.id)[-1]
+    assert first.state is ResultState.COMPLETED
+    writes = rig.sim.device.writes
+    rig.send(cmd)
+    again = rig.wait_final(cmd.id, count=2)[-1]
+    assert again.repeat
+    assert again.model_copy(update={"repeat": False}) == first
+    rig.stop_agent()
+    rig.start_agent()
+    rig.send(cmd)
+    after_restart = rig.wait_final(cmd.id, count=3)[-1]
+    assert after_restart.repeat
+    assert after_restart.state is ResultState.COMPLETED
+    assert rig.sim.device.writes == writes  # never written to the PLC again
+
+
+@pytest.mark.parametrize(
+    ("payload", "error"),
+    [(b"not json at all", "invalid command"),
+     (b'{"v": 1, "id": "ID", "site": "ctl-site", "device": "gate-1", "action": "fly", "issued_ms": 1,'
+      b' "expires_ms": 2, "operator": "x"}', "action"),
+     (b'{"v": 1, "id": "other", "site": "ctl-site", "device": "gate-1", "action": "stop", "issued_ms": 1,'
+      b' "expires_ms": 99999999999999, "operator": "x"}', "disagree with the topic")],
+    ids=["not-json", "unknown-action", "id-disagrees"],
+)  # fmt: skip
+def test_invalid_payload_is_rejected_and_dead_lettered(rig: Rig, tmp_path: Path, payload: bytes, error: str) -> None:
+    cid = f"bad-{next(_ids)}"
+    topic = topics.command(SITE, GATE, cid)
+    rig.publish(topic, payload.replace(b'"ID"', f'"{cid}"'.encode()))
+    (result,) = rig.wait_final(cid)
+    assert (result.state, result.id, result.interlock) == (ResultState.REJECTED, cid, None)
+    assert error in result.reason
+    letters = [orjson.loads(line) for line in (tmp_path / "edge" / "dead.jsonl").read_bytes().splitlines()]
+    assert any(d["topic"] == topic and error in d["error"] for d in letters)
+    assert rig.sim.device.writes == 0
