@@ -157,18 +157,21 @@ def parser() -> argparse.ArgumentParser:
     sim.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     sim.set_defaults(func=_simulate)
 
+    from lifeline.api_cli import add_parser as add_api_parser
     from lifeline.bridge_cli import add_parsers
 
     add_parsers(sub)
+    add_api_parser(sub)
 
     up = sub.add_parser(
-        "up", help="run the whole platform locally: broker, InfluxDB, bridge, simulated district, edge agents"
+        "up", help="run the whole platform locally: broker, InfluxDB, bridge, rules, API, district, edge agents"
     )
     up.add_argument("--config", metavar="DEPLOY.yaml", help="deployment file (external broker or InfluxDB, ...)")
     up.add_argument("--scenario", default=None, help="simulated district (default baoshan)")
     up.add_argument("--data-dir", default=None, help="data and logs of the local servers (default var/up)")
     up.add_argument("--mqtt-port", type=int, default=1883, help="local broker port; if taken, a free one is used")
     up.add_argument("--influx-port", type=int, default=8086, help="local InfluxDB port; if taken, a free one")
+    up.add_argument("--api-port", type=int, default=8080, help="the API's port; if taken, a free one")
     up.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     up.set_defaults(func=_up)
 
@@ -188,8 +191,10 @@ def parser() -> argparse.ArgumentParser:
     bb.add_argument("--latency-seconds", type=float, default=10.0)
     bb.set_defaults(func=_bench)
     from lifeline.bench_alerts import add_parser as add_bench_alerts
+    from lifeline.bench_api import add_parser as add_bench_api
 
     add_bench_alerts(bench_sub)
+    add_bench_api(bench_sub)
     return p
 
 

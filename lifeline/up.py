@@ -15,6 +15,7 @@ import contextlib
 import logging
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,6 +137,64 @@ def _rules_config(data_dir: Path, broker: BrokerConfig, influx: InfluxConfig, de
     return path
 
 
+def _gate_limits(site_files: dict[str, Path]) -> list[dict[str, object]]:
+    """The API's limits of each controllable gate, from the edge's ``control`` sections (one source of truth)."""
+    out: list[dict[str, object]] = []
+    for site, path in sorted(site_files.items()):
+        for device in yaml.safe_load(path.read_text(encoding="utf-8")).get("devices", []):
+            control = device.get("control")
+            if control:
+                full = control["full_opening_m"]
+                out.append({"site": site, "device": device["id"], "full_opening_m": full,
+                            "min_pct": round(100 * control.get("min_opening_m", 0.0) / full, 3),
+                            "max_pct": round(100 * control.get("max_opening_m", full) / full, 3),
+                            "max_head_open_m": control["max_head_open_m"],
+                            "max_head_close_m": control.get("max_head_close_m")})  # fmt: skip
+    return out
+
+
+def _longest_movement_s(site_files: dict[str, Path]) -> float:
+    timeouts = [
+        float(d["control"].get("timeout_s", 120))
+        for path in site_files.values()
+        for d in yaml.safe_load(path.read_text(encoding="utf-8")).get("devices", [])
+        if d.get("control")
+    ]
+    return max(timeouts, default=120.0)
+
+
+def _api_config(data_dir: Path, broker: BrokerConfig, influx: InfluxConfig, port: int,
+                site_files: dict[str, Path]) -> Path:  # fmt: skip
+    path = data_dir / "api.yaml"
+    sites = sorted(site_files)
+    config = {
+        "areas": {site: [site] for site in sites},  # each site its own area (the alert manager's default too)
+        "listen": {"host": "127.0.0.1", "port": port},
+        "broker": broker.model_dump(mode="json"),
+        "influx": {"url": influx.url, "database": influx.database},
+        # one store for alerts, users and the audit log: the rules service and the API meet there
+        "store": {"url": f"sqlite:///{(data_dir / 'alerts.db').resolve()}"},
+        # a command's final result may take as long as the slowest gate's movement time-out at the edge
+        "gates": {"edge_timeout_s": _longest_movement_s(site_files) + 30, "devices": _gate_limits(site_files)},
+    }
+    path.write_text("# Written by lifeline up; rewritten on every run.\n" + yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def _admin_password(log_path: Path, timeout_s: float = 15.0) -> str:
+    """What to print about the admin: the one-time password the API printed at its first start, if it did now."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        lines = (log_path.read_text(errors="replace") if log_path.exists() else "").splitlines()
+        for line in lines:
+            if "one-time password:" in line:
+                return "user 'admin', one-time password " + line.rsplit(":", 1)[1].strip() + " (change it at login)"
+        if any("Uvicorn running" in line for line in lines):
+            return "user 'admin' exists from an earlier run (password as set then)"
+        time.sleep(0.2)
+    return f"not known yet: see {log_path}"
+
+
 @dataclass
 class Stack:
     """Where the platform's servers are: started here (``mosquitto``, ``influxd``) or external."""
@@ -144,6 +203,7 @@ class Stack:
     influx: InfluxConfig
     mosquitto: Mosquitto | None = None
     influxd: Influxd | None = None
+    api_port: int = 8080
 
 
 async def _run(deploy: DeploymentConfig, stack: Stack, duration: float | None) -> None:
@@ -169,16 +229,21 @@ async def _run(deploy: DeploymentConfig, stack: Stack, duration: float | None) -
         rules_yaml = _rules_config(data_dir, stack.broker, stack.influx, deploy, rules_metrics)
         rules_argv = [sys.executable, "-m", "lifeline", "rules", "run", "--config", str(rules_yaml)]
         children.insert(1, Child("rules", rules_argv, data_dir / "logs" / "rules.log", metrics_port=rules_metrics))
+        api_yaml = _api_config(data_dir, stack.broker, stack.influx, stack.api_port, paths)
+        api_argv = [sys.executable, "-m", "lifeline", "api", "--config", str(api_yaml)]
+        children.insert(2, Child("api", api_argv, data_dir / "logs" / "api.log", metrics_port=stack.api_port))
         for child in children:
             child.start()
+        admin = await asyncio.to_thread(_admin_password, data_dir / "logs" / "api.log")
         _print_table(stack, district, children, data_dir)
+        print(f"api: http://127.0.0.1:{stack.api_port}/docs (OpenAPI), admin: {admin}", flush=True)
         supervisor = asyncio.ensure_future(_supervise(children, stop))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), duration)
         stop.set()
         await supervisor
     finally:
-        print("stopping: bridge, rules, edge agents, simulated district, then the servers")
+        print("stopping: bridge, rules, api, edge agents, simulated district, then the servers")
         for child in children:
             child.stop()
         await district.stop()
@@ -226,6 +291,7 @@ def up(args: argparse.Namespace) -> int:
     stack = Stack(
         broker=deploy.broker or BrokerConfig(port=choose_port(args.mqtt_port)),
         influx=deploy.influx or InfluxConfig(url="", database=DATABASE, create_database=True),
+        api_port=choose_port(args.api_port),
     )
     try:
         if deploy.broker is None:

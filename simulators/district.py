@@ -141,7 +141,7 @@ def gate_control(params: GateParams) -> dict[str, object]:
         "tolerance_m": 0.02,
         "timeout_s": round(min(3600.0, max(10.0, 1.2 * stroke_s)), 1),
         "readback_interval_s": 1.0,
-        "max_head_open_m": 1.5,
+        "max_head_open_m": 3.0,
     }
 
 

@@ -1,0 +1,68 @@
+"""The FastAPI application: routes, request counting by route template, and the service's life cycle."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api import routes_alerts, routes_auth, routes_data, routes_gates
+from api.metrics import RequestCounter
+from api.service import ApiService
+
+
+class CountRequests:
+    """Pure ASGI middleware: counts every HTTP request by method, route template and status (a template, not the
+    path, so that ids do not explode the label set; paths that match no route count as ``unmatched``)."""
+
+    def __init__(self, app: ASGIApp, counter: RequestCounter) -> None:
+        self.app = app
+        self.counter = counter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def send_counted(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_counted)
+        finally:
+            route = scope.get("route")
+            self.counter.add(scope["method"], str(getattr(route, "path", "unmatched")), status)
+
+
+def create_app(service: ApiService, *, manage: bool = True, connect: bool = True) -> FastAPI:
+    """The API over ``service``. With ``manage`` the app starts and stops the service with its lifespan; tests
+    that drive the app through httpx's ASGI transport (which runs no lifespan) start it themselves. Without
+    ``connect`` the service does not connect to the broker (tests of the HTTP side alone)."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if manage:
+            await service.start(connect=connect)
+        try:
+            yield
+        finally:
+            if manage:
+                await service.stop()
+
+    app = FastAPI(
+        title="Lifeline API",
+        version="1",
+        description="Sites, devices, readings, alerts and gate control of a district's lifelines.",
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    for module in (routes_auth, routes_data, routes_alerts, routes_gates):
+        app.include_router(module.router)
+    app.add_middleware(CountRequests, counter=service.requests)
+    return app

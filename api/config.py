@@ -1,0 +1,160 @@
+"""The API's configuration (``lifeline api --config API.yaml``), validated at load before any socket opens."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from device_profiles import ConfigError, field_error, read_yaml, validate
+from telemetry.mqtt_config import BrokerConfig
+
+Id = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
+AreaName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
+ADMIN_PASSWORD_ENV = "LIFELINE_ADMIN_PASSWORD"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ListenConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535, description="0: a free port (printed at start)")
+
+
+class InfluxReadConfig(_Strict):
+    url: str = "http://127.0.0.1:8086"
+    database: str = Field(default="lifeline", min_length=1)
+    retention_policy: str | None = None
+    username: str | None = None
+    password: str | None = None
+    timeout_s: float = Field(default=10.0, gt=0, le=300)
+
+
+class StoreConfig(_Strict):
+    url: str = Field(default="sqlite:///var/api/lifeline.sqlite", description="SQLAlchemy URL of the alert store")
+
+
+class AuthConfig(_Strict):
+    session_lifetime_s: int = Field(default=8 * 3600, ge=60, le=30 * 86400, description="login token lifetime")
+    api_token_lifetime_days: int | None = Field(
+        default=365, ge=1, le=3650, description="default lifetime of machine tokens; null: they never expire"
+    )
+    bootstrap_admin: str = Field(
+        default="admin", pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$",
+        description=f"created on first start when there is no user; password from ${ADMIN_PASSWORD_ENV} or printed",
+    )  # fmt: skip
+    argon2_time_cost: int = Field(default=3, ge=1, le=20)
+    argon2_memory_kib: int = Field(default=65536, ge=64, le=1 << 21)
+
+
+class RulesConfig(_Strict):
+    paths: list[Path] = Field(default_factory=list, description="rule files or folders; empty: the shipped packs")
+
+
+class HistoryConfig(_Strict):
+    max_points: int = Field(default=2000, ge=2, le=100_000, description="most points one history answer may hold")
+    default_points: int = Field(default=500, ge=2, le=100_000)
+    max_range_days: int = Field(default=400, ge=1, le=3650)
+
+    @model_validator(mode="after")
+    def _default_within(self) -> HistoryConfig:
+        if self.default_points > self.max_points:
+            raise field_error("default_points must not exceed max_points", "default_points")
+        return self
+
+
+class GateLimits(_Strict):
+    min_pct: float = Field(default=0.0, ge=0, le=100, description="lowest target opening an operator may ask for")
+    max_pct: float = Field(default=100.0, ge=0, le=100)
+    full_opening_m: float = Field(default=6.5, gt=0, description="gate_opening (m) at 100 %")
+    max_head_open_m: float | None = Field(
+        default=2.5, gt=0, description="refuse opening movements above this level difference (m); null: no limit"
+    )
+    max_head_close_m: float | None = Field(default=None, gt=0, description="same, for closing movements")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> GateLimits:
+        if self.min_pct > self.max_pct:
+            raise field_error("min_pct must not exceed max_pct", "min_pct")
+        return self
+
+
+class GateOverride(GateLimits):
+    site: Id
+    device: Id
+
+
+class GatesConfig(_Strict):
+    selection_s: float = Field(default=10.0, gt=0, le=300, description="how long a selection stays valid")
+    default_ttl_s: float = Field(default=30.0, gt=0, le=3600)
+    max_ttl_s: float = Field(default=300.0, gt=0, le=3600)
+    edge_timeout_s: float = Field(
+        default=10.0, ge=0, le=3600, description="after expires_ms, how long to wait for a final result"
+    )
+    max_state_age_s: float = Field(default=30.0, gt=0, description="gate telemetry older than this is no data")
+    defaults: GateLimits = Field(default_factory=GateLimits)
+    devices: list[GateOverride] = Field(default_factory=list, description="limits of single gates")
+
+    def limits(self, site: str, device: str) -> GateLimits:
+        for gate in self.devices:
+            if gate.site == site and gate.device == device:
+                return gate
+        return self.defaults
+
+
+class StreamConfig(_Strict):
+    keepalive_s: float = Field(default=15.0, gt=0, le=300)
+    queue_size: int = Field(default=1000, ge=10, le=1_000_000, description="events held per slow client")
+
+
+class ApiConfig(_Strict):
+    listen: ListenConfig = Field(default_factory=ListenConfig)
+    broker: BrokerConfig = Field(default_factory=BrokerConfig)
+    client_id: str = Field(default="lifeline-api", min_length=1, max_length=64)
+    influx: InfluxReadConfig = Field(default_factory=InfluxReadConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    areas: dict[AreaName, list[Id]] = Field(default_factory=dict, description="area name -> its site ids")
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    rules: RulesConfig = Field(default_factory=RulesConfig)
+    history: HistoryConfig = Field(default_factory=HistoryConfig)
+    gates: GatesConfig = Field(default_factory=GatesConfig)
+    stream: StreamConfig = Field(default_factory=StreamConfig)
+    profile_paths: list[Path] = Field(default_factory=list, description="profiles besides the catalogue")
+
+    @model_validator(mode="after")
+    def _one_area_per_site(self) -> ApiConfig:
+        seen: dict[str, str] = {}
+        for area, sites in self.areas.items():
+            for i, site in enumerate(sites):
+                if site in seen:
+                    raise field_error(f"site {site!r} is already in area {seen[site]!r}", "areas", area, i)
+                seen[site] = area
+        if self.gates.default_ttl_s > self.gates.max_ttl_s:
+            raise field_error("default_ttl_s must not exceed max_ttl_s", "gates", "default_ttl_s")
+        return self
+
+    def area_of(self, site: str) -> str | None:
+        for area, sites in self.areas.items():
+            if site in sites:
+                return area
+        return None
+
+
+def load_config(path: Path) -> ApiConfig:
+    """Read and validate an API file; ConfigError names the file, the line, the field and the reason."""
+    doc = read_yaml(path)
+    config = validate(ApiConfig, doc, "api config")
+    base = path.parent
+    # Relative paths in the file are relative to the file, as in the site files.
+    return config.model_copy(
+        update={
+            "rules": RulesConfig(paths=[p if p.is_absolute() else base / p for p in config.rules.paths]),
+            "profile_paths": [p if p.is_absolute() else base / p for p in config.profile_paths],
+        }
+    )
+
+
+__all__ = ["ADMIN_PASSWORD_ENV", "ApiConfig", "ConfigError", "GateLimits", "GatesConfig", "load_config"]

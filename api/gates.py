@@ -1,0 +1,325 @@
+"""Gate control at the API: select-before-operate, interlocks, publishing commands, recording every result.
+
+Synchronous (database and a blocking QoS 1 publish): request handlers call it from worker threads, the MQTT thread
+calls :meth:`GateService.on_result`, a background task calls :meth:`GateService.sweep`. One lock orders the
+checks and writes of this process, so "one command at a time per gate" holds between concurrent requests.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import threading
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine, insert, select, update
+
+from api._tables import commands, selections
+from api.auth import Permission, Principal
+from api.config import ApiConfig
+from api.db import Clock
+from api.interlocks import Refusal, check, gate_snapshot
+from api.live import Event, LiveCache
+from telemetry import encode, topics
+from telemetry.commands import FINAL_STATES, Action, Command, CommandResult, Interlock, ResultState
+
+log = logging.getLogger("lifeline.api.gates")
+
+Publish = Callable[[str, bytes], "str | None"]  # topic, payload -> None when the broker took it, else why not
+Audit = Callable[..., None]  # (who=, action=, target=, source=, detail=)
+PUBLISH_FAILED = "publish_failed"
+
+
+class RefusedError(Exception):
+    def __init__(self, refusal: Refusal) -> None:
+        super().__init__(refusal.reason)
+        self.refusal = refusal
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    id: str
+    site: str
+    device: str
+    username: str
+    created_ms: int
+    expires_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class CommandRequest:
+    action: Action
+    target_pct: float | None
+    ttl_s: float
+    id: str | None = None
+
+
+@dataclass(slots=True)
+class CommandView:
+    id: str
+    site: str
+    device: str
+    action: str
+    target_pct: float | None
+    ttl_s: float
+    issued_ms: int
+    expires_ms: int
+    deadline_ms: int
+    operator: str
+    source: str
+    state: str
+    final: bool
+    interlock: str | None
+    reason: str
+    before: dict[str, object]
+    after: dict[str, object]
+    steps: list[dict[str, object]] = field(default_factory=list)
+
+    def event(self) -> dict[str, object]:
+        return {"id": self.id, "site": self.site, "device": self.device, "action": self.action,
+                "state": self.state, "final": self.final, "reason": self.reason,
+                "steps": len(self.steps)}  # fmt: skip
+
+
+def _view(row: object) -> CommandView:
+    r = dict(row)  # type: ignore[call-overload]
+    target = json.loads(r["target_pct"]) if r["target_pct"] is not None else None
+    return CommandView(
+        r["id"], r["site"], r["device"], r["action"], target, float(json.loads(r["ttl_s"])), int(r["issued_ms"]),
+        int(r["expires_ms"]), int(r["deadline_ms"]), r["operator"], r["source"], r["state"], bool(r["final"]),
+        r["interlock"], r["reason"], json.loads(r["before"]), json.loads(r["after"]), json.loads(r["steps"]),
+    )  # fmt: skip
+
+
+class GateService:
+    def __init__(
+        self,
+        config: ApiConfig,
+        engine: Engine,
+        cache: LiveCache,
+        publish: Publish,
+        audit: Audit,
+        emit: Callable[[Event], None],
+        clock: Clock,
+    ) -> None:
+        self.config = config
+        self.gates = config.gates
+        self.engine = engine
+        self.cache = cache
+        self.publish = publish
+        self.audit = audit
+        self.emit = emit
+        self.clock = clock
+        self.results: Counter[str] = Counter()  # commands by result, for /metrics
+        self.refusals: Counter[str] = Counter()  # refusals by interlock
+        self._lock = threading.Lock()
+
+    # -- authorisation -------------------------------------------------------------------------------------
+    def authorise(self, who: Principal, site: str) -> Refusal | None:
+        if not who.may(Permission.GATE_CONTROL):
+            return Refusal(Interlock.ROLE, f"role {who.role.value} may not operate gates", 403)
+        area = self.config.area_of(site)
+        if not who.sees_area(area):
+            return Refusal(Interlock.AREA, f"site {site!r} is outside your areas", 403)
+        return None
+
+    def _refuse(self, who: Principal, site: str, device: str, source: str, refusal: Refusal, **detail: object) -> None:
+        self.refusals[refusal.interlock.value] += 1
+        self.results["refused"] += 1
+        self.audit(who=who.username, action="gate.command.refused", target=f"gate:{site}/{device}", source=source,
+                   detail={"interlock": refusal.interlock.value, "reason": refusal.reason, **detail})  # fmt: skip
+        raise RefusedError(refusal)
+
+    # -- select ----------------------------------------------------------------------------------------------
+    def select(self, who: Principal, site: str, device: str, source: str) -> Selection:
+        refusal = self.authorise(who, site)
+        if refusal is not None:
+            self._refuse(who, site, device, source, refusal, step="select")
+        now = self.clock()
+        sel = Selection(f"sel-{secrets.token_hex(8)}", site, device, who.username, now,
+                        now + int(self.gates.selection_s * 1000))  # fmt: skip
+        with self.engine.begin() as conn:
+            conn.execute(insert(selections).values(
+                id=sel.id, site=site, device=device, username=who.username, created_ms=now,
+                expires_ms=sel.expires_ms, used_by=None,
+            ))  # fmt: skip
+        self.audit(who=who.username, action="gate.select", target=f"gate:{site}/{device}", source=source,
+                   detail={"selection": sel.id, "expires_ms": sel.expires_ms,
+                           "state": gate_snapshot(self.cache.get(site, device))})  # fmt: skip
+        return sel
+
+    # -- operate ---------------------------------------------------------------------------------------------
+    def operate(
+        self, who: Principal, site: str, device: str, selection: str | None, req: CommandRequest, source: str
+    ) -> tuple[CommandView, bool]:
+        """Check, record and publish a command; (the command, whether it is new). Raises RefusedError."""
+        refusal = self.authorise(who, site)
+        if refusal is not None:
+            self._refuse(who, site, device, source, refusal, action=req.action.value)
+        with self._lock:
+            if req.id is not None:
+                existing = self.get(req.id)
+                if existing is not None:
+                    if self._same(existing, who, site, device, req):
+                        return existing, False
+                    self._refuse(who, site, device, source, Refusal(
+                        Interlock.REPEATED, f"command id {req.id!r} was used before for a different command", 409,
+                        "id"), command=req.id)  # fmt: skip
+            now = self.clock()
+            state = self.cache.get(site, device)
+            refusal = self._check_selection(who, site, device, selection, req.action, now)
+            refusal = refusal or check(req.action, req.target_pct, state, self.gates.limits(site, device), now,
+                                       int(self.gates.max_state_age_s * 1000))  # fmt: skip
+            refusal = refusal or self._check_busy(site, device, req.action)
+            if refusal is not None:
+                self._refuse(who, site, device, source, refusal, action=req.action.value,
+                             state=gate_snapshot(state))  # fmt: skip
+            command = Command(
+                id=req.id or f"c-{secrets.token_hex(10)}", site=site, device=device, action=req.action,
+                target_pct=req.target_pct, issued_ms=now, expires_ms=now + max(1, int(req.ttl_s * 1000)),
+                operator=who.username, source=source[:256],
+            )  # fmt: skip
+            before = gate_snapshot(state)
+            self._insert(command, req.ttl_s, before, selection)
+        self.audit(who=who.username, action="gate.command", target=f"gate:{site}/{device}/cmd/{command.id}",
+                   source=source, detail={"action": command.action.value, "target_pct": command.target_pct,
+                   "expires_ms": command.expires_ms, "before": before})  # fmt: skip
+        problem = self.publish(topics.command(site, device, command.id), encode(command))
+        if problem is not None:
+            self._finish(command.id, PUBLISH_FAILED, ResultState.FAILED.value, problem, {}, None)
+        else:
+            self.results["published"] += 1
+            self._event(self.get(command.id))
+        view = self.get(command.id)
+        assert view is not None
+        return view, True
+
+    def _same(self, c: CommandView, who: Principal, site: str, device: str, req: CommandRequest) -> bool:
+        return (c.site, c.device, c.operator, c.action, c.target_pct, c.ttl_s) == (
+            site, device, who.username, req.action.value, req.target_pct, req.ttl_s)  # fmt: skip
+
+    def _check_selection(
+        self, who: Principal, site: str, device: str, selection: str | None, action: Action, now: int
+    ) -> Refusal | None:
+        if action is Action.STOP:
+            return None  # stop is never held back (contract): no selection needed
+        if not selection:
+            return Refusal(Interlock.SELECTION, "select the gate first (POST .../select)", 409, "selection")
+        with self.engine.connect() as conn:
+            row = conn.execute(select(selections).where(selections.c.id == selection)).mappings().first()
+        if row is None or row["site"] != site or row["device"] != device or row["username"] != who.username:
+            return Refusal(Interlock.SELECTION, "no such selection of this gate by you", 409, "selection")
+        if row["used_by"] is not None:
+            return Refusal(Interlock.SELECTION, f"the selection was used by command {row['used_by']}", 409,
+                           "selection")  # fmt: skip
+        if now >= row["expires_ms"]:
+            return Refusal(Interlock.SELECTION, "the selection has expired: select again", 409, "selection")
+        return None
+
+    def _check_busy(self, site: str, device: str, action: Action) -> Refusal | None:
+        if action is Action.STOP:
+            return None
+        query = select(commands.c.id).where(commands.c.site == site, commands.c.device == device, ~commands.c.final)
+        with self.engine.connect() as conn:
+            running = conn.execute(query.limit(1)).scalar()
+        if running is not None:
+            return Refusal(Interlock.BUSY, f"command {running} is still running on this gate")
+        return None
+
+    def _insert(self, command: Command, ttl_s: float, before: dict[str, object], selection: str | None) -> None:
+        deadline = command.expires_ms + int(self.gates.edge_timeout_s * 1000)
+        with self.engine.begin() as conn:
+            conn.execute(insert(commands).values(
+                id=command.id, site=command.site, device=command.device, action=command.action.value,
+                target_pct=json.dumps(command.target_pct) if command.target_pct is not None else None,
+                ttl_s=json.dumps(ttl_s), issued_ms=command.issued_ms, expires_ms=command.expires_ms,
+                deadline_ms=deadline, operator=command.operator, source=command.source, state="published",
+                final=False, interlock=None, reason="", before=json.dumps(before), after="{}", steps="[]",
+                updated_ms=command.issued_ms,
+            ))  # fmt: skip
+            if selection and command.action is not Action.STOP:
+                conn.execute(update(selections).where(selections.c.id == selection).values(used_by=command.id))
+
+    # -- results ---------------------------------------------------------------------------------------------
+    def get(self, command_id: str) -> CommandView | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(commands).where(commands.c.id == command_id)).mappings().first()
+        return None if row is None else _view(row)
+
+    def list_commands(
+        self, site: str | None, device: str | None, sites: set[str] | None, limit: int
+    ) -> list[CommandView]:
+        query = select(commands).order_by(commands.c.issued_ms.desc()).limit(limit)
+        if site is not None:
+            query = query.where(commands.c.site == site)
+        if device is not None:
+            query = query.where(commands.c.device == device)
+        if sites is not None:
+            query = query.where(commands.c.site.in_(sorted(sites)))
+        with self.engine.connect() as conn:
+            return [_view(r) for r in conn.execute(query).mappings()]
+
+    def on_result(self, result: CommandResult) -> None:
+        """Record one CommandResult from the edge (every one, in arrival order, as a step of its command)."""
+        with self._lock:
+            view = self.get(result.id)
+            if view is None or (view.site, view.device) != (result.site, result.device):
+                log.info("command result for an unknown command id=%s site=%s device=%s", result.id, result.site,
+                         result.device)  # fmt: skip
+                return
+            step = result.model_dump(mode="json", exclude_defaults=True)
+            late = view.final
+            if late:
+                step["late"] = True  # the API had ended the command already (timed out): kept, state unchanged
+            values: dict[str, object] = {"steps": json.dumps([*view.steps, step]), "updated_ms": self.clock()}
+            if not late and view.state not in {s.value for s in FINAL_STATES}:
+                values["state"] = result.state.value
+                values["final"] = result.final
+                values["interlock"] = result.interlock.value if result.interlock else None
+                values["reason"] = result.reason
+                if result.after:
+                    values["after"] = json.dumps(result.after)
+            with self.engine.begin() as conn:
+                conn.execute(update(commands).where(commands.c.id == result.id).values(**values))
+        if result.final and not late:
+            self.results[result.state.value] += 1
+        self.audit(who=view.operator, action=f"gate.command.{result.state.value}",
+                   target=f"gate:{view.site}/{view.device}/cmd/{view.id}", source=view.source,
+                   detail={"by": "edge", "state": result.state.value, "interlock": step.get("interlock"),
+                           "reason": result.reason, "before": result.before, "after": result.after,
+                           "opening_m": result.opening_m, "repeat": result.repeat, "late": late})  # fmt: skip
+        self._event(self.get(result.id))
+
+    def _finish(
+        self, command_id: str, result: str, state: str, reason: str, after: dict[str, object], by: str | None
+    ) -> None:
+        with self._lock, self.engine.begin() as conn:
+            conn.execute(update(commands).where(commands.c.id == command_id, ~commands.c.final).values(
+                state=state, final=True, reason=reason, updated_ms=self.clock()))  # fmt: skip
+        self.results[result] += 1
+        view = self.get(command_id)
+        if view is None:
+            return
+        self.audit(who=view.operator, action=f"gate.command.{state}", target=f"gate:{view.site}/{view.device}/cmd/"
+                   f"{view.id}", source=view.source, detail={"by": by or "api", "state": state, "reason": reason,
+                   "before": view.before, "after": after})  # fmt: skip
+        self._event(view)
+
+    def sweep(self) -> list[str]:
+        """Mark ``timed_out`` every command without a final result past its expiry plus the edge's time-out."""
+        now = self.clock()
+        query = select(commands.c.id).where(~commands.c.final, commands.c.deadline_ms <= now)
+        with self.engine.connect() as conn:
+            due = [str(r) for r in conn.execute(query).scalars()]
+        for command_id in due:
+            self._finish(command_id, ResultState.TIMED_OUT.value, ResultState.TIMED_OUT.value,
+                         "no final result from the edge before the command's expiry and the edge's time-out", {},
+                         "api")  # fmt: skip
+        return due
+
+    def _event(self, view: CommandView | None) -> None:
+        if view is not None:
+            self.emit(Event("command", self.config.area_of(view.site), view.site, view.event()))

@@ -1,0 +1,177 @@
+"""Alerts: list and read (scoped to the user's areas); acknowledge, shelve, unshelve, comment and assign, each
+through the store's optimistic ``act`` and an audit entry."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from alerts.lifecycle import Alert, InvalidAction, Severity, State, acknowledge, add_note, assign, shelve, unshelve
+from alerts.manager import alert_event
+from alerts.store import Conflict, StoredAlert
+from api.auth import Principal
+from api.deps import (
+    ID_PATTERN,
+    MAX_MS,
+    NAME_PATTERN,
+    TEXT_PATTERN,
+    AlertActor,
+    Reader,
+    Service,
+    error,
+    source,
+    visible_sites,
+)
+from api.service import ApiService
+
+router = APIRouter(tags=["alerts"])
+
+AlertId = Annotated[int, Path(ge=1, le=2**62)]
+MAX_SHELVE_S = 30 * 86400
+PRIORITY_NAMES = {s.name.lower(): s for s in Severity}
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AckIn(_In):
+    note: str = Field("", max_length=2000, pattern=TEXT_PATTERN)
+
+
+class ShelveIn(_In):
+    reason: str = Field(min_length=1, max_length=500, pattern=TEXT_PATTERN)
+    duration_s: int = Field(ge=1, le=MAX_SHELVE_S, description="how long notifications stay suppressed")
+
+
+class UnshelveIn(_In):
+    reason: str = Field("", max_length=500, pattern=TEXT_PATTERN)
+
+
+class NoteIn(_In):
+    text: str = Field(min_length=1, max_length=2000, pattern=TEXT_PATTERN)
+
+
+class AssignIn(_In):
+    assignee: str | None = Field(description="a user name, or null to unassign", pattern=NAME_PATTERN)
+
+
+class AlertList(BaseModel):
+    total: int
+    limit: int
+    offset: int
+    alerts: list[dict[str, Any]]
+
+
+def _visible(svc: ApiService, who: Principal, stored: StoredAlert) -> bool:
+    return who.sees_area(svc.config.area_of(stored.alert.key.site))
+
+
+def _load(svc: ApiService, who: Principal, alert_id: int) -> StoredAlert:
+    stored = svc.store.get(alert_id)
+    if stored is None or not _visible(svc, who, stored):
+        raise error(404, f"no alert {alert_id}", "alert_id")  # an alert outside the user's areas does not exist
+    return stored
+
+
+@router.get("/api/alerts")
+def list_alerts(
+    who: Reader,
+    svc: Service,
+    state: Annotated[list[State] | None, Query(max_length=4)] = None,
+    site: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+    device: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+    rule: Annotated[str | None, Query(max_length=128, pattern=r"^[a-z0-9][a-z0-9_.-]*$")] = None,
+    audience: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+    min_priority: Annotated[str | None, Query(pattern="^(low|medium|high|critical)$")] = None,
+    active_only: bool = False,
+    since_ms: Annotated[int | None, Query(ge=0, le=MAX_MS)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> AlertList:
+    sites = visible_sites(svc, who)
+    filters: dict[str, Any] = {
+        "states": [s.value for s in state] if state else None, "site": site, "sites": sites, "device": device,
+        "rule": rule, "audiences": [audience] if audience else None,
+        "min_severity": PRIORITY_NAMES[min_priority] if min_priority else None, "active_only": active_only,
+        "since_ms": since_ms,
+    }  # fmt: skip
+    rows = svc.store.list_alerts(**filters, limit=limit, offset=offset)
+    total = svc.store.count_alerts(**filters)
+    return AlertList(total=total, limit=limit, offset=offset, alerts=[alert_event(r) for r in rows])
+
+
+@router.get("/api/alerts/{alert_id}")
+def get_alert(alert_id: AlertId, who: Reader, svc: Service) -> dict[str, Any]:
+    stored = _load(svc, who, alert_id)
+    out = alert_event(stored)
+    out["history"] = [
+        {"ts_ms": h.ts_ms, "who": h.who, "action": h.action.value, "from_state": h.from_state.value,
+         "to_state": h.to_state.value, "reason": h.reason} for h in svc.store.history(alert_id)
+    ]  # fmt: skip
+    out["notes"] = [{"ts_ms": n.ts_ms, "who": n.who, "text": n.text} for n in svc.store.notes(alert_id)]
+    out["shelve_reason"] = stored.alert.shelve_reason
+    return out
+
+
+def _act(
+    svc: ApiService, who: Principal, request: Request, alert_id: int, action: str, fn: Callable[[Alert], object],
+    detail: dict[str, object],
+) -> dict[str, Any]:
+    before = _load(svc, who, alert_id)
+    try:
+        stored, _ = svc.store.act(alert_id, fn)
+    except KeyError as exc:
+        raise error(404, f"no alert {alert_id}", "alert_id") from exc
+    except InvalidAction as exc:
+        raise error(409, str(exc), action=action) from exc
+    except Conflict as exc:
+        raise error(409, f"the alert kept changing, try again: {exc}", action=action) from exc
+    svc.audit(who=who.username, action=f"alert.{action}", target=f"alert:{alert_id}", source=source(request),
+              detail={**detail, "from_state": before.alert.state.value, "to_state": stored.alert.state.value,
+                      "key": str(stored.alert.key)})  # fmt: skip
+    svc.announce_alert(stored)
+    return alert_event(stored)
+
+
+@router.post("/api/alerts/{alert_id}/ack")
+def ack_alert(alert_id: AlertId, body: AckIn, who: AlertActor, svc: Service, request: Request) -> dict[str, Any]:
+    now = svc.clock()
+    return _act(svc, who, request, alert_id, "ack", lambda a: acknowledge(a, who.username, now, body.note),
+                {"note": body.note})  # fmt: skip
+
+
+@router.post("/api/alerts/{alert_id}/shelve")
+def shelve_alert(alert_id: AlertId, body: ShelveIn, who: AlertActor, svc: Service, request: Request) -> dict[str, Any]:
+    now = svc.clock()
+    until = now + body.duration_s * 1000
+    return _act(svc, who, request, alert_id, "shelve", lambda a: shelve(a, who.username, until, body.reason, now),
+                {"reason": body.reason, "until_ms": until})  # fmt: skip
+
+
+@router.post("/api/alerts/{alert_id}/unshelve")
+def unshelve_alert(
+    alert_id: AlertId, body: UnshelveIn, who: AlertActor, svc: Service, request: Request
+) -> dict[str, Any]:
+    now = svc.clock()
+    return _act(svc, who, request, alert_id, "unshelve", lambda a: unshelve(a, who.username, now, body.reason),
+                {"reason": body.reason})  # fmt: skip
+
+
+@router.post("/api/alerts/{alert_id}/notes")
+def note_alert(alert_id: AlertId, body: NoteIn, who: AlertActor, svc: Service, request: Request) -> dict[str, Any]:
+    now = svc.clock()
+    return _act(svc, who, request, alert_id, "note", lambda a: add_note(a, who.username, body.text, now),
+                {"text": body.text})  # fmt: skip
+
+
+@router.post("/api/alerts/{alert_id}/assign")
+def assign_alert(alert_id: AlertId, body: AssignIn, who: AlertActor, svc: Service, request: Request) -> dict[str, Any]:
+    if body.assignee is not None and svc.users.get(body.assignee) is None:
+        raise error(422, f"no user {body.assignee!r}", "assignee")
+    now = svc.clock()
+    return _act(svc, who, request, alert_id, "assign", lambda a: assign(a, who.username, body.assignee, now),
+                {"assignee": body.assignee})  # fmt: skip

@@ -1,0 +1,256 @@
+"""Login, the caller's own account, user management and API tokens (admin)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from api.auth import Role, password_problem
+from api.deps import NAME_PATTERN, TEXT_PATTERN, Admin, Service, Who, error, source
+from api.users import TokenInfo, User, UserExistsError
+
+router = APIRouter()
+
+Username = Annotated[str, Field(pattern=NAME_PATTERN, description="1-64 of a-z 0-9 _ . -")]
+UsernamePath = Annotated[str, Path(pattern=NAME_PATTERN)]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LoginIn(_In):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=256)
+
+
+class UserOut(BaseModel):
+    username: str
+    role: Role
+    areas: list[str]
+    disabled: bool
+    must_change_password: bool
+    created_ms: int
+
+    @classmethod
+    def of(cls, u: User) -> UserOut:
+        return cls(username=u.username, role=u.role, areas=u.areas, disabled=u.disabled,
+                   must_change_password=u.must_change_password, created_ms=u.created_ms)  # fmt: skip
+
+
+class LoginOut(BaseModel):
+    token: str
+    token_type: str = "bearer"
+    expires_ms: int
+    user: UserOut
+
+
+class PasswordIn(_In):
+    old_password: str = Field(min_length=1, max_length=256)
+    new_password: str = Field(min_length=1, max_length=256)
+
+
+def _password_ok(value: str) -> str:
+    problem = password_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+class UserIn(_In):
+    username: Username
+    password: str = Field(max_length=256)
+    role: Role
+    areas: list[Annotated[str, Field(pattern=NAME_PATTERN)]] = Field(default_factory=list, max_length=100)
+
+    @field_validator("password")
+    @classmethod
+    def _pw(cls, value: str) -> str:
+        return _password_ok(value)
+
+
+class UserPatch(_In):
+    role: Role | None = None
+    areas: list[Annotated[str, Field(pattern=NAME_PATTERN)]] | None = Field(None, max_length=100)
+    password: str | None = Field(None, max_length=256)
+    disabled: bool | None = None
+
+    @field_validator("password")
+    @classmethod
+    def _pw(cls, value: str | None) -> str | None:
+        return None if value is None else _password_ok(value)
+
+
+class TokenIn(_In):
+    name: str = Field(min_length=1, max_length=128, pattern=TEXT_PATTERN)
+    username: Username | None = Field(None, description="the user the token acts for; default: you")
+    lifetime_days: int | None = Field(None, ge=1, le=3650, description="default: the configured lifetime")
+
+
+class TokenOut(BaseModel):
+    id: int
+    kind: str
+    name: str
+    username: str
+    created_ms: int
+    expires_ms: int | None
+    last_used_ms: int | None
+    revoked: bool
+
+    @classmethod
+    def of(cls, t: TokenInfo) -> TokenOut:
+        return cls(id=t.id, kind=t.kind, name=t.name, username=t.username, created_ms=t.created_ms,
+                   expires_ms=t.expires_ms, last_used_ms=t.last_used_ms, revoked=t.revoked)  # fmt: skip
+
+
+class NewTokenOut(TokenOut):
+    token: str = Field(description="shown once: only its hash is kept")
+
+
+def _check_areas(svc: Service, areas: list[str] | None) -> None:
+    unknown = sorted(set(areas or []) - set(svc.config.areas))
+    if unknown:
+        raise error(422, f"unknown area(s) {', '.join(unknown)} (known: {', '.join(sorted(svc.config.areas))})",
+                    "areas")  # fmt: skip
+
+
+# -- login and the caller's account ------------------------------------------------------------------------
+
+
+@router.post("/api/auth/login", tags=["auth"], responses={401: {"description": "wrong user name or password"}})
+def login(body: LoginIn, svc: Service, request: Request) -> LoginOut:
+    user = svc.users.check_password(body.username, body.password)
+    if user is None:
+        svc.audit(who=body.username[:64], action="auth.login_failed", target=f"user:{body.username[:64]}",
+                  source=source(request))  # fmt: skip
+        raise error(401, "wrong user name or password")
+    expires = svc.clock() + svc.config.auth.session_lifetime_s * 1000
+    info, token = svc.users.issue(user.username, "session", "login", expires)
+    svc.audit(who=user.username, action="auth.login", target=f"user:{user.username}", source=source(request),
+              detail={"token_id": info.id})  # fmt: skip
+    return LoginOut(token=token, expires_ms=expires, user=UserOut.of(user))
+
+
+@router.post("/api/auth/logout", tags=["auth"], status_code=204)
+def logout(who: Who, svc: Service, request: Request) -> None:
+    if who.token_id is not None:
+        svc.users.revoke(who.token_id)
+    svc.audit(who=who.username, action="auth.logout", target=f"user:{who.username}", source=source(request))
+
+
+@router.get("/api/auth/me", tags=["auth"])
+def me(who: Who, svc: Service) -> UserOut:
+    user = svc.users.get(who.username)
+    if user is None:
+        raise error(404, "user no longer exists")
+    return UserOut.of(user)
+
+
+@router.post("/api/auth/password", tags=["auth"], status_code=204)
+def change_password(body: PasswordIn, who: Who, svc: Service, request: Request) -> None:
+    if svc.users.check_password(who.username, body.old_password) is None:
+        raise error(422, "the old password is wrong", "old_password")
+    problem = password_problem(body.new_password)
+    if problem:
+        raise error(422, problem, "new_password")
+    if body.new_password == body.old_password:
+        raise error(422, "the new password must differ from the old one", "new_password")
+    svc.users.update(who.username, password=body.new_password, must_change_password=False)
+    svc.audit(who=who.username, action="auth.password_changed", target=f"user:{who.username}",
+              source=source(request))  # fmt: skip
+
+
+# -- users (admin) -----------------------------------------------------------------------------------------------
+
+
+@router.get("/api/users", tags=["users"])
+def list_users(who: Admin, svc: Service) -> list[UserOut]:
+    return [UserOut.of(u) for u in svc.users.list_users()]
+
+
+@router.post("/api/users", tags=["users"], status_code=201)
+def create_user(body: UserIn, who: Admin, svc: Service, request: Request) -> UserOut:
+    _check_areas(svc, body.areas)
+    try:
+        user = svc.users.create(body.username, body.password, body.role, body.areas)
+    except UserExistsError as exc:
+        raise error(409, str(exc), "username") from exc
+    svc.audit(who=who.username, action="user.create", target=f"user:{user.username}", source=source(request),
+              detail={"role": user.role.value, "areas": user.areas})  # fmt: skip
+    return UserOut.of(user)
+
+
+@router.get("/api/users/{username}", tags=["users"])
+def get_user(username: UsernamePath, who: Admin, svc: Service) -> UserOut:
+    user = svc.users.get(username)
+    if user is None:
+        raise error(404, f"no user {username!r}", "username")
+    return UserOut.of(user)
+
+
+@router.patch("/api/users/{username}", tags=["users"])
+def update_user(username: UsernamePath, body: UserPatch, who: Admin, svc: Service, request: Request) -> UserOut:
+    _check_areas(svc, body.areas)
+    current = svc.users.get(username)
+    if current is None:
+        raise error(404, f"no user {username!r}", "username")
+    losing_admin = current.role is Role.ADMIN and (
+        (body.role is not None and body.role is not Role.ADMIN) or body.disabled
+    )
+    if losing_admin and svc.users.admins() <= 1:
+        raise error(409, "this is the last enabled admin", "role" if body.role is not None else "disabled")
+    user = svc.users.update(username, role=body.role, areas=body.areas, password=body.password,
+                            disabled=body.disabled)  # fmt: skip
+    if user is None:
+        raise error(404, f"no user {username!r}", "username")
+    changed = body.model_dump(exclude_none=True, exclude={"password"})
+    svc.audit(who=who.username, action="user.update", target=f"user:{username}", source=source(request),
+              detail={**changed, "password_changed": body.password is not None})  # fmt: skip
+    return UserOut.of(user)
+
+
+@router.delete("/api/users/{username}", tags=["users"], status_code=204)
+def delete_user(username: UsernamePath, who: Admin, svc: Service, request: Request) -> None:
+    current = svc.users.get(username)
+    if current is None:
+        raise error(404, f"no user {username!r}", "username")
+    if username == who.username:
+        raise error(409, "you cannot delete yourself", "username")
+    if current.role is Role.ADMIN and not current.disabled and svc.users.admins() <= 1:
+        raise error(409, "this is the last enabled admin", "username")
+    svc.users.delete(username)
+    svc.audit(who=who.username, action="user.delete", target=f"user:{username}", source=source(request))
+
+
+# -- API tokens for machines (admin) -------------------------------------------------------------------------
+
+
+@router.get("/api/tokens", tags=["tokens"])
+def list_tokens(who: Admin, svc: Service) -> list[TokenOut]:
+    return [TokenOut.of(t) for t in svc.users.list_tokens("api")]
+
+
+@router.post("/api/tokens", tags=["tokens"], status_code=201)
+def create_token(body: TokenIn, who: Admin, svc: Service, request: Request) -> NewTokenOut:
+    username = body.username or who.username
+    if svc.users.get(username) is None:
+        raise error(422, f"no user {username!r}", "username")
+    days = body.lifetime_days or svc.config.auth.api_token_lifetime_days
+    expires = None if days is None else svc.clock() + days * 86_400_000
+    info, token = svc.users.issue(username, "api", body.name, expires)
+    svc.audit(who=who.username, action="token.create", target=f"token:{info.id}", source=source(request),
+              detail={"name": body.name, "for": username, "expires_ms": expires})  # fmt: skip
+    return NewTokenOut(token=token, **TokenOut.of(info).model_dump())
+
+
+@router.delete("/api/tokens/{token_id}", tags=["tokens"], status_code=204)
+def revoke_token(
+    token_id: Annotated[int, Path(ge=1, le=2**62)], who: Admin, svc: Service, request: Request
+) -> None:
+    info = svc.users.get_token(token_id)
+    if info is None or info.kind != "api":
+        raise error(404, f"no API token {token_id}", "token_id")
+    svc.users.revoke(token_id)
+    svc.audit(who=who.username, action="token.revoke", target=f"token:{token_id}", source=source(request))

@@ -1,0 +1,295 @@
+"""Sites, devices with live status, latest values, history, rules, the audit log, health and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Response
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel
+
+from api.deps import ID_PATTERN, MAX_MS, TEXT_PATTERN, Admin, DeviceId, Reader, Service, SiteId, check_site, error
+from api.live import DeviceState
+from api.service import ApiService
+from device_profiles import Profile
+from telemetry import Value
+from telemetry.influx_query import LatestRow, QueryError, QueryUnavailableError
+
+router = APIRouter()
+
+DAY_MS = 86_400_000
+
+
+class DeviceOut(BaseModel):
+    site: str
+    device: str
+    area: str | None
+    profile: str
+    measurement: str
+    online: bool | None
+    status_reason: str
+    last_seen_ms: int | None
+    quality: str
+
+
+class SiteOut(BaseModel):
+    site: str
+    area: str | None
+    devices: int
+    online: int
+
+
+class LatestOut(BaseModel):
+    site: str
+    device: str
+    source: Literal["live", "influxdb", "none"]
+    time_ms: int | None
+    values: dict[str, Value]
+    times_ms: dict[str, int]
+    quality: dict[str, str]  # only points that are not good: uncertain or bad
+    reasons: dict[str, str]
+    units: dict[str, str]
+
+
+class HistoryPoint(BaseModel):
+    time_ms: int
+    values: dict[str, Value]
+    quality: dict[str, int]
+
+
+class HistoryOut(BaseModel):
+    site: str
+    device: str
+    measurement: str
+    start_ms: int
+    end_ms: int
+    max_points: int
+    points: list[HistoryPoint]
+
+
+def _device_out(svc: ApiService, state: DeviceState) -> DeviceOut:
+    profile = svc.profiles.get(state.profile)
+    measurement = state.measurement or (profile.measurement if profile else "")
+    return DeviceOut(site=state.site, device=state.device, area=svc.config.area_of(state.site),
+                     profile=state.profile, measurement=measurement, online=state.online,
+                     status_reason=state.status_reason, last_seen_ms=state.last_seen_ms,
+                     quality=state.overall_quality if state.has_values else "unknown")  # fmt: skip
+
+
+def _known_device(svc: ApiService, site: str, device: str) -> tuple[DeviceState, Profile]:
+    state = svc.cache.get(site, device)
+    if state is None:
+        raise error(404, f"no device {device!r} at site {site!r}", "device")
+    profile = svc.profiles.get(state.profile)
+    if profile is None:
+        raise error(404, f"device {device!r} has profile {state.profile!r}, which the API does not know", "device")
+    return state, profile
+
+
+@router.get("/api/sites", tags=["devices"])
+def list_sites(who: Reader, svc: Service) -> list[SiteOut]:
+    names = set(svc.cache.sites()) | {s for sites in svc.config.areas.values() for s in sites}
+    out = []
+    for site in sorted(names):
+        area = svc.config.area_of(site)
+        if not who.sees_area(area):
+            continue
+        devices = svc.cache.devices(site)
+        out.append(SiteOut(site=site, area=area, devices=len(devices), online=sum(1 for d in devices if d.online)))
+    return out
+
+
+@router.get("/api/sites/{site}/devices", tags=["devices"])
+def list_devices(site: SiteId, who: Reader, svc: Service) -> list[DeviceOut]:
+    check_site(svc, who, site)
+    return [_device_out(svc, d) for d in svc.cache.devices(site)]
+
+
+@router.get("/api/sites/{site}/devices/{device}", tags=["devices"])
+def get_device(site: SiteId, device: DeviceId, who: Reader, svc: Service) -> DeviceOut:
+    check_site(svc, who, site)
+    state = svc.cache.get(site, device)
+    if state is None:
+        raise error(404, f"no device {device!r} at site {site!r}", "device")
+    return _device_out(svc, state)
+
+
+def _from_cache(state: DeviceState) -> LatestOut:
+    return LatestOut(site=state.site, device=state.device, source="live", time_ms=state.last_seen_ms,
+                     values=state.values, times_ms=state.times_ms,
+                     quality={p: q.q.value for p, q in state.quality.items()},
+                     reasons={p: q.reason for p, q in state.quality.items()}, units=state.units)  # fmt: skip
+
+
+_QUALITY_NAMES = {1: "uncertain", 2: "bad"}
+
+
+def _from_row(row: LatestRow, profile: Profile | None) -> LatestOut:
+    return LatestOut(site=row.site, device=row.device, source="influxdb", time_ms=row.time_ms or None,
+                     values=row.values, times_ms=row.times_ms,
+                     quality={f: _QUALITY_NAMES.get(q, "bad") for f, q in row.quality.items() if q},
+                     reasons=row.reasons, units=profile.units if profile else {})  # fmt: skip
+
+
+async def _latest(svc: ApiService, site: str, states: list[DeviceState]) -> list[LatestOut]:
+    """Live values where the cache has them; the others from InfluxDB, one query per measurement of the site."""
+    out: dict[str, LatestOut] = {s.device: _from_cache(s) for s in states if s.has_values}
+    missing: dict[str, list[DeviceState]] = {}
+    for s in states:
+        profile = svc.profiles.get(s.profile)
+        if s.device not in out and profile is not None:
+            missing.setdefault(profile.measurement, []).append(s)
+    try:
+        for measurement, group in missing.items():
+            device = group[0].device if len(group) == 1 else None
+            rows = await svc.influx.latest(measurement, site=site, device=device, with_quality=True)
+            wanted = {s.device: s for s in group}
+            for row in rows:
+                if row.device in wanted:
+                    out[row.device] = _from_row(row, svc.profiles.get(wanted[row.device].profile))
+    except QueryUnavailableError as exc:
+        raise error(503, f"InfluxDB is not reachable: {exc.message}") from exc
+    except QueryError as exc:
+        raise error(502, f"InfluxDB refused the query: {exc.message}") from exc
+    return [out.get(s.device) or _nothing(site, s.device) for s in states]
+
+
+def _nothing(site: str, device: str) -> LatestOut:
+    return LatestOut(site=site, device=device, source="none", time_ms=None, values={}, times_ms={}, quality={},
+                     reasons={}, units={})  # fmt: skip
+
+
+@router.get("/api/sites/{site}/latest", tags=["readings"])
+async def site_latest(site: SiteId, who: Reader, svc: Service) -> list[LatestOut]:
+    check_site(svc, who, site)
+    return await _latest(svc, site, svc.cache.devices(site))
+
+
+@router.get("/api/sites/{site}/devices/{device}/latest", tags=["readings"])
+async def device_latest(site: SiteId, device: DeviceId, who: Reader, svc: Service) -> LatestOut:
+    check_site(svc, who, site)
+    state, _ = _known_device(svc, site, device)
+    return (await _latest(svc, site, [state]))[0]
+
+
+def _numeric(profile: Profile) -> dict[str, bool]:
+    if profile.modbus:
+        return {p.name: p.numeric for p in profile.modbus.points}
+    assert profile.mqtt is not None
+    return {p.name: p.type.value in ("number", "integer") for p in profile.mqtt.points}
+
+
+Aggregate = Literal["mean", "median", "min", "max", "first", "last"]
+
+
+@router.get("/api/sites/{site}/devices/{device}/history", tags=["readings"])
+async def device_history(
+    site: SiteId,
+    device: DeviceId,
+    who: Reader,
+    svc: Service,
+    points: Annotated[list[Annotated[str, Query(pattern=r"^[a-z][a-z0-9_]{0,63}$")]] | None,
+                      Query(max_length=50, description="point names (repeat); default: every numeric point")] = None,
+    start_ms: Annotated[int | None, Query(ge=0, le=MAX_MS, description="default: end_ms - 24 h")] = None,
+    end_ms: Annotated[int | None, Query(ge=1, le=MAX_MS, description="default: now")] = None,
+    max_points: Annotated[int | None, Query(ge=2, le=100_000, description="bounded by the config")] = None,
+    aggregate: Annotated[Aggregate, Query(description="for numeric points; others take the last")] = "mean",
+) -> HistoryOut:
+    check_site(svc, who, site)
+    state, profile = _known_device(svc, site, device)
+    numeric = _numeric(profile)
+    wanted = list(dict.fromkeys(points)) if points else [p for p, n in numeric.items() if n]
+    unknown = [p for p in wanted if p not in numeric]
+    if unknown:
+        raise error(422, f"profile {profile.name!r} has no point {', '.join(unknown)}", "points")
+    cfg = svc.config.history
+    limit = max_points if max_points is not None else cfg.default_points
+    if limit > cfg.max_points:
+        raise error(422, f"max_points may be at most {cfg.max_points}", "max_points")
+    end = end_ms if end_ms is not None else svc.clock()
+    start = start_ms if start_ms is not None else max(0, end - DAY_MS)
+    if end <= start:
+        raise error(422, "end_ms must be after start_ms", "end_ms")
+    if end - start > cfg.max_range_days * DAY_MS:
+        raise error(422, f"the range may span at most {cfg.max_range_days} days", "start_ms")
+    groups = [(aggregate, [p for p in wanted if numeric[p]]), ("last", [p for p in wanted if not numeric[p]])]
+    merged: dict[int, HistoryPoint] = {}
+    try:
+        results = await asyncio.gather(*(
+            svc.influx.history(profile.measurement, site=site, device=device, fields=fields, start_ms=start,
+                               end_ms=end, max_points=limit, aggregate=agg, with_quality=True)
+            for agg, fields in groups if fields
+        ))  # fmt: skip
+    except QueryUnavailableError as exc:
+        raise error(503, f"InfluxDB is not reachable: {exc.message}") from exc
+    except QueryError as exc:
+        raise error(502, f"InfluxDB refused the query: {exc.message}") from exc
+    for result in results:
+        for p in result:
+            slot = merged.setdefault(p.time_ms, HistoryPoint(time_ms=p.time_ms, values={}, quality={}))
+            slot.values.update(p.values)
+            slot.quality.update(p.quality)
+    rows = [merged[t] for t in sorted(merged)][:limit]
+    return HistoryOut(site=site, device=state.device, measurement=profile.measurement, start_ms=start, end_ms=end,
+                      max_points=limit, points=rows)  # fmt: skip
+
+
+@router.get("/api/rules", tags=["rules"])
+def list_rules(who: Reader, svc: Service) -> list[dict[str, object]]:
+    return [
+        {"kind": r.kind, **r.model_dump(mode="json", by_alias=True, exclude_none=True)} for r in svc.rules
+    ]
+
+
+class AuditOut(BaseModel):
+    id: int
+    ts_ms: int
+    who: str
+    action: str
+    target: str
+    source: str
+    detail: dict[str, object]
+
+
+Text = Annotated[str | None, Query(max_length=256, pattern=TEXT_PATTERN)]
+
+
+@router.get("/api/audit", tags=["audit"])
+def audit_log(
+    who: Admin,
+    svc: Service,
+    since_ms: Annotated[int | None, Query(ge=0, le=MAX_MS)] = None,
+    user: Annotated[str | None, Query(pattern=ID_PATTERN, description="who acted")] = None,
+    action: Text = None,
+    target_prefix: Text = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[AuditOut]:
+    rows = svc.store.audit_log(since_ms=since_ms, who=user, action=action, target_prefix=target_prefix, limit=limit)
+    return [AuditOut(id=r.id, ts_ms=r.ts_ms, who=r.who, action=r.action, target=r.target, source=r.source,
+                     detail=r.detail) for r in rows]  # fmt: skip
+
+
+@router.get("/healthz", tags=["system"], responses={503: {"description": "a part is not reachable"}})
+async def healthz(svc: Service, response: Response) -> dict[str, str]:
+    async def influx_ok() -> bool:
+        try:
+            await svc.influx.query("SHOW MEASUREMENTS LIMIT 1")
+        except QueryError:
+            return False
+        return True
+
+    parts = {
+        "broker": svc.link.connected.is_set(),
+        "influxdb": await influx_ok(),
+        "store": await run_in_threadpool(svc.store.ping),
+    }
+    if not all(parts.values()):
+        response.status_code = 503
+    return {name: "ok" if ok else "unreachable" for name, ok in parts.items()}
+
+
+@router.get("/metrics", tags=["system"], response_class=Response,
+            responses={200: {"content": {"text/plain": {}}}})  # fmt: skip
+def metrics(svc: Service) -> Response:
+    return Response(svc.metrics_text(), media_type="text/plain; version=0.0.4")

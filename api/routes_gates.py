@@ -1,0 +1,175 @@
+"""Gate control (select-before-operate, commands and their steps) and the live stream (Server-Sent Events)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.auth import Principal
+from api.deps import ID_PATTERN, CommandId, DeviceId, Reader, Service, SiteId, Who, check_site, error
+from api.deps import source as client_source
+from api.gates import CommandRequest, CommandView, RefusedError
+from api.live import Event
+from telemetry.commands import Action
+
+router = APIRouter()
+
+REFUSAL = {"description": "refused by an interlock; the body names it (telemetry.commands.Interlock)"}
+
+
+class SelectionOut(BaseModel):
+    selection: str
+    site: str
+    device: str
+    expires_ms: int
+
+
+class CommandIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    selection: str | None = Field(None, max_length=64, description="from POST .../select (not needed for stop)")
+    id: str | None = Field(None, pattern=ID_PATTERN, description="idempotency key; default: one is made")
+    action: Action
+    target_pct: float | None = Field(None, description="set_opening only; within the gate's limits")
+    ttl_s: float | None = Field(None, gt=0, le=3600, description="time to live; default from the config")
+
+
+class CommandOut(BaseModel):
+    id: str
+    site: str
+    device: str
+    action: str
+    target_pct: float | None
+    ttl_s: float
+    issued_ms: int
+    expires_ms: int
+    deadline_ms: int
+    operator: str
+    source: str
+    state: str
+    final: bool
+    interlock: str | None
+    reason: str
+    before: dict[str, Any]
+    after: dict[str, Any]
+    steps: list[dict[str, Any]]
+
+    @classmethod
+    def of(cls, v: CommandView) -> CommandOut:
+        return cls(id=v.id, site=v.site, device=v.device, action=v.action, target_pct=v.target_pct, ttl_s=v.ttl_s,
+                   issued_ms=v.issued_ms, expires_ms=v.expires_ms, deadline_ms=v.deadline_ms, operator=v.operator,
+                   source=v.source, state=v.state, final=v.final, interlock=v.interlock, reason=v.reason,
+                   before=v.before, after=v.after, steps=v.steps)  # fmt: skip
+
+
+def _refused(exc: RefusedError) -> JSONResponse:
+    return JSONResponse(status_code=exc.refusal.status, content={"detail": exc.refusal.body()})
+
+
+@router.post("/api/gates/{site}/{device}/select", tags=["gates"], status_code=201,
+             responses={403: REFUSAL})  # fmt: skip
+def select_gate(site: SiteId, device: DeviceId, who: Who, svc: Service, request: Request) -> Any:
+    try:
+        sel = svc.gates.select(who, site, device, client_source(request))
+    except RefusedError as exc:
+        return _refused(exc)
+    return SelectionOut(selection=sel.id, site=site, device=device, expires_ms=sel.expires_ms)
+
+
+@router.post("/api/gates/{site}/{device}/commands", tags=["gates"], status_code=201,
+             responses={200: {"description": "a repeat of a known command (same id and body)"}, 403: REFUSAL,
+                        409: REFUSAL, 503: {"description": "the broker did not take the command"}})  # fmt: skip
+def operate_gate(
+    site: SiteId, device: DeviceId, body: CommandIn, who: Who, svc: Service, request: Request,
+    response: Response,
+) -> Any:
+    gates = svc.config.gates
+    ttl = body.ttl_s if body.ttl_s is not None else gates.default_ttl_s
+    if ttl > gates.max_ttl_s:
+        raise error(422, f"ttl_s may be at most {gates.max_ttl_s}", "ttl_s")
+    req = CommandRequest(body.action, body.target_pct, ttl, body.id)
+    try:
+        view, new = svc.gates.operate(who, site, device, body.selection, req, client_source(request))
+    except RefusedError as exc:
+        return _refused(exc)
+    if not new:
+        response.status_code = 200
+    elif view.final and view.interlock is None and view.state == "failed" and not view.steps:
+        response.status_code = 503  # never reached the broker
+    return CommandOut.of(view)
+
+
+@router.get("/api/commands/{command_id}", tags=["gates"])
+def get_command(command_id: CommandId, who: Reader, svc: Service) -> CommandOut:
+    view = svc.gates.get(command_id)
+    if view is None or not who.sees_area(svc.config.area_of(view.site)):
+        raise error(404, f"no command {command_id!r}", "command_id")
+    return CommandOut.of(view)
+
+
+@router.get("/api/commands", tags=["gates"])
+def list_commands(
+    who: Reader,
+    svc: Service,
+    site: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+    device: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> list[CommandOut]:
+    sites = None if not who.scoped else {s for a in who.areas for s in svc.config.areas.get(a, [])}
+    return [CommandOut.of(v) for v in svc.gates.list_commands(site, device, sites, limit)]
+
+
+def _accepts(who: Principal, site: str | None, kinds: set[str] | None) -> Any:
+    def accepts(event: Event) -> bool:
+        if kinds is not None and event.kind not in kinds:
+            return False
+        if site is not None and event.site != site:
+            return False
+        return who.sees_area(event.area)
+
+    return accepts
+
+
+def _sse(event: Event) -> bytes:
+    return b"event: " + event.kind.encode() + b"\ndata: " + orjson.dumps(event.data) + b"\n\n"
+
+
+@router.get("/api/stream", tags=["stream"], response_class=StreamingResponse,
+            responses={200: {"content": {"text/event-stream": {}}}})  # fmt: skip
+async def stream(
+    who: Reader,
+    svc: Service,
+    site: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+    kinds: Annotated[list[Literal["reading", "status", "alert", "command"]] | None,
+                     Query(description="only these kinds of event (repeat); default: all", max_length=4)] = None,
+) -> StreamingResponse:
+    """Server-Sent Events: readings, status changes, alert changes and command steps the user may see."""
+    if site is not None:
+        check_site(svc, who, site)
+    accepts = _accepts(who, site, set(kinds) if kinds else None)
+    keepalive = svc.config.stream.keepalive_s
+
+    async def events() -> AsyncIterator[bytes]:
+        client, queue = svc.hub.subscribe(accepts)
+        try:
+            yield b"retry: 3000\n: connected\n\n"
+            while True:
+                try:
+                    event = await asyncio.wait_for(queue.get(), keepalive)
+                except TimeoutError:
+                    yield b": keepalive\n\n"
+                    continue
+                if event is None:  # the API is stopping
+                    return
+                yield _sse(event)
+        finally:
+            svc.hub.unsubscribe(client)
+
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})  # fmt: skip

@@ -1,0 +1,181 @@
+"""The API's composition: stores, the live cache, the MQTT link, gate control and the InfluxDB reader, started and
+stopped together. Request handlers reach it through ``request.app.state.service``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+from pydantic import ValidationError
+from sqlalchemy import make_url
+
+from alerts.manager import alert_event
+from alerts.store import AlertStore, StoredAlert
+from api.auth import Passwords
+from api.config import ADMIN_PASSWORD_ENV, ApiConfig
+from api.db import Clock, make_engine, wall_ms
+from api.gates import GateService
+from api.live import Event, EventHub, LiveCache
+from api.metrics import RequestCounter, render
+from api.mqtt_link import MqttLink
+from api.users import UserStore
+from device_profiles import Profile, load_catalogue, load_profiles
+from rules import PACKS, Rule, load_rules
+from telemetry import ContractError, TopicError, decode_status, decode_telemetry, topics
+from telemetry.commands import CommandResult
+from telemetry.influx_query import InfluxQuery
+
+log = logging.getLogger("lifeline.api")
+
+SWEEP_INTERVAL_S = 0.2
+_ALERT_EVENTS = topics.alert_events_filter().removesuffix("+")
+
+
+class ApiService:
+    def __init__(self, config: ApiConfig, *, clock: Clock = wall_ms, store: AlertStore | None = None) -> None:
+        self.config = config
+        self.clock = clock
+        self.profiles: dict[str, Profile] = dict(load_catalogue())
+        if config.profile_paths:
+            self.profiles.update(load_profiles(config.profile_paths))
+        self.rules: list[Rule] = load_rules(config.rules.paths or [PACKS])
+        _make_sqlite_folder(config.store.url)
+        self.store = store or AlertStore(config.store.url)
+        self._own_store = store is None
+        self.engine = make_engine(config.store.url)
+        self.users = UserStore(
+            self.engine, Passwords(config.auth.argon2_time_cost, config.auth.argon2_memory_kib), clock
+        )
+        self.cache = LiveCache()
+        self.hub = EventHub(config.stream.queue_size)
+        self.link = MqttLink(config.broker, config.client_id, self.handle_message)
+        self.gates = GateService(config, self.engine, self.cache, self.link.publish, self.audit, self.hub.publish,
+                                 clock)  # fmt: skip
+        self.influx = InfluxQuery(
+            config.influx.url, config.influx.database, username=config.influx.username,
+            password=config.influx.password, retention_policy=config.influx.retention_policy,
+            timeout_s=config.influx.timeout_s,
+        )  # fmt: skip
+        self.requests = RequestCounter()
+        self.bad_messages = 0
+        self._sweeper: asyncio.Task[None] | None = None
+        self._started = False
+
+    # -- life cycle ----------------------------------------------------------------------------------------
+    def bootstrap_admin(self, environ: dict[str, str] | None = None) -> str | None:
+        """Create the first admin if there is no user; the generated one-time password, to print once, or None."""
+        env = os.environ if environ is None else environ
+        return self.users.bootstrap(self.config.auth.bootstrap_admin, env.get(ADMIN_PASSWORD_ENV) or None)
+
+    async def start(self, *, connect: bool = True) -> None:
+        if self._started:
+            return
+        self._started = True
+        if connect:
+            self.link.start()
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="api-command-sweeper")
+
+    async def stop(self) -> None:
+        if not self._started:
+            return
+        self._started = False
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        self.hub.close()
+        await asyncio.to_thread(self.link.stop)
+        await self.influx.aclose()
+        if self._own_store:
+            self.store.close()
+        self.engine.dispose()
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL_S)
+            await asyncio.to_thread(self.gates.sweep)
+
+    # -- audit and events ------------------------------------------------------------------------------------
+    def audit(self, *, who: str, action: str, target: str, source: str = "", detail: dict[str, object] | None = None
+              ) -> None:  # fmt: skip
+        with self.store.begin() as tx:
+            tx.audit(ts_ms=self.clock(), who=who, action=action, target=target, source=source, detail=detail)
+
+    def announce_alert(self, stored: StoredAlert) -> None:
+        """Tell live views about an alert the API changed: on the broker (every API instance hears it), or
+        straight to this instance's clients when the broker is away."""
+        event = alert_event(stored)
+        problem = self.link.publish(topics.alert_event(stored.id), orjson.dumps(event))
+        if problem is not None:
+            self.hub.publish(self._alert_event(event))
+
+    def _alert_event(self, data: dict[str, object]) -> Event:
+        site = data.get("site")
+        site = site if isinstance(site, str) else None
+        area = self.config.area_of(site) if site else None
+        return Event("alert", area, site, data)
+
+    # -- MQTT in (paho's thread) -----------------------------------------------------------------------------
+    def handle_message(self, topic: str, payload: bytes) -> None:
+        try:
+            self._handle(topic, payload)
+        except (ContractError, TopicError, ValidationError, orjson.JSONDecodeError) as exc:
+            self.bad_messages += 1
+            log.debug("api ignored a message it cannot read topic=%s error=%s", topic, exc)
+
+    def _handle(self, topic: str, payload: bytes) -> None:
+        if topic.startswith(_ALERT_EVENTS):
+            data = orjson.loads(payload)
+            if isinstance(data, dict):
+                self.hub.publish(self._alert_event(data))
+            return
+        parsed = topics.parse(topic)
+        if parsed.kind is topics.Kind.TELEMETRY:
+            msg = decode_telemetry(payload, topic)
+            if (msg.site, msg.device) != (parsed.site, parsed.device):
+                raise ContractError(f"message names {msg.site}/{msg.device}, topic {topic!r}")
+            self.cache.apply_telemetry(msg)
+            data = {"site": msg.site, "device": msg.device, "measurement": msg.measurement, "seq": msg.seq,
+                    "samples": [s.model_dump(mode="json", exclude_defaults=True) for s in msg.samples]}  # fmt: skip
+            self.hub.publish(Event("reading", self.config.area_of(msg.site), msg.site, data))
+        elif parsed.kind is topics.Kind.STATUS:
+            status = decode_status(payload, topic)
+            if (status.site, status.device) != (parsed.site, parsed.device):
+                raise ContractError(f"status names {status.site}/{status.device}, topic {topic!r}")
+            self.cache.apply_status(status)
+            self.hub.publish(Event("status", self.config.area_of(status.site), status.site,
+                                   status.model_dump(mode="json")))  # fmt: skip
+        elif parsed.kind is topics.Kind.CMD_RESULT:
+            result = CommandResult.model_validate_json(payload)
+            if (result.site, result.device, result.id) != (parsed.site, parsed.device, parsed.command_id):
+                raise ContractError(f"result names {result.site}/{result.device}/{result.id}, topic {topic!r}")
+            self.gates.on_result(result)
+
+    # -- metrics -----------------------------------------------------------------------------------------------
+    def metrics_text(self) -> str:
+        gauges = {
+            "lifeline_api_broker_connected": float(self.link.connected.is_set()),
+            "lifeline_api_devices_known": float(len(self.cache)),
+            "lifeline_api_stream_clients": float(self.hub.clients),
+            "lifeline_api_stream_events_dropped_total": float(self.hub.dropped),
+            "lifeline_api_mqtt_messages_total": float(self.link.received),
+            "lifeline_api_mqtt_bad_messages_total": float(self.bad_messages),
+        }
+        return render(self.requests.snapshot(), self.gates.results, self.gates.refusals, gauges)
+
+
+def _make_sqlite_folder(url: str) -> None:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+
+
+def service_from_file(path: Path, clock: Callable[[], int] = wall_ms) -> ApiService:
+    from api.config import load_config
+
+    return ApiService(load_config(path), clock=clock)

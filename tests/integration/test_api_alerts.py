@@ -1,0 +1,140 @@
+"""The alerts endpoints against an AlertStore the test fills: listing scoped to the user's areas, the lifecycle
+actions through the store (acknowledge, shelve, unshelve, comment, assign) with an audit entry each, and 409 for
+an action the alert's state does not allow."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api import ApiService, create_app
+from tests.integration.test_api_support import NOW_MS, USERS, Clock, add_users, fill_alerts, make_config
+
+
+class App:
+    def __init__(self, tmp_path: Path) -> None:
+        self.clock = Clock()
+        self.service = ApiService(make_config(tmp_path), clock=self.clock)
+        add_users(self.service)
+        self.ids = fill_alerts(self.service.store)
+        self.client = TestClient(create_app(self.service, connect=False))
+        self.client.__enter__()
+        self.h = {}
+        for name in USERS:
+            r = self.client.post("/api/auth/login", json={"username": name, "password": "correct-horse-battery"})
+            self.h[name] = {"Authorization": f"Bearer {r.json()['token']}"}
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[App]:
+    a = App(tmp_path)
+    yield a
+    a.client.__exit__(None, None, None)
+
+
+@pytest.mark.parametrize(
+    ("user", "sites"),
+    [
+        pytest.param("viewer", {"north-sluices", "north-env", "south-sluices", "nowhere"}, id="viewer-sees-all"),
+        pytest.param("boss", {"north-sluices", "north-env", "south-sluices", "nowhere"}, id="admin-sees-all"),
+        pytest.param("op-north", {"north-sluices", "north-env"}, id="operator-north"),
+        pytest.param("op-south", {"south-sluices"}, id="operator-south"),
+        pytest.param("env-north", {"north-sluices", "north-env"}, id="officer-north"),
+    ],
+)  # fmt: skip
+def test_list_is_scoped_to_areas(app: App, user: str, sites: set[str]) -> None:
+    r = app.client.get("/api/alerts", headers=app.h[user])
+    assert r.status_code == 200, r.text
+    assert {a["site"] for a in r.json()["alerts"]} == sites
+    assert r.json()["total"] == len(sites)
+
+
+def test_filters_and_paging(app: App) -> None:
+    h = app.h["viewer"]
+    assert app.client.get("/api/alerts", headers=h, params={"site": "north-env"}).json()["total"] == 1
+    assert app.client.get("/api/alerts", headers=h, params={"state": "active_ack"}).json()["total"] == 0
+    assert app.client.get("/api/alerts", headers=h, params={"min_priority": "critical"}).json()["total"] == 0
+    assert app.client.get("/api/alerts", headers=h, params={"min_priority": "high"}).json()["total"] == 4
+    page = app.client.get("/api/alerts", headers=h, params={"limit": 2, "offset": 1}).json()
+    assert (page["total"], len(page["alerts"])) == (4, 2)
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [({"limit": 0}, "limit"), ({"limit": 100_000}, "limit"), ({"site": "Not An Id"}, "site"),
+     ({"state": "sleepy"}, "state"), ({"min_priority": "huge"}, "min_priority"), ({"since_ms": -1}, "since_ms")],
+)  # fmt: skip
+def test_bad_filters_name_the_field(app: App, params: dict[str, object], field: str) -> None:
+    r = app.client.get("/api/alerts", headers=app.h["viewer"], params=params)
+    assert r.status_code == 422
+    assert field in r.json()["detail"][0]["loc"]
+
+
+def test_alert_outside_areas_is_not_found(app: App) -> None:
+    south = app.ids["south-sluices"]
+    assert app.client.get(f"/api/alerts/{south}", headers=app.h["op-north"]).status_code == 404
+    r = app.client.post(f"/api/alerts/{south}/ack", headers=app.h["op-north"], json={})
+    assert r.status_code == 404
+    assert app.client.get(f"/api/alerts/{south}", headers=app.h["op-south"]).status_code == 200
+
+
+def test_lifecycle_actions_with_audit(app: App) -> None:
+    aid = app.ids["north-sluices"]
+    h = app.h["op-north"]
+    app.clock.advance(1000)
+    r = app.client.post(f"/api/alerts/{aid}/ack", headers=h, json={"note": "crew on the way"})
+    assert r.status_code == 200, r.text
+    assert r.json()["state"] == "active_ack"
+    again = app.client.post(f"/api/alerts/{aid}/ack", headers=h, json={})
+    assert again.status_code == 409
+    assert "cannot ack" in again.json()["detail"]["reason"]
+
+    r = app.client.post(f"/api/alerts/{aid}/shelve", headers=h, json={"reason": "sensor swap", "duration_s": 3600})
+    assert r.status_code == 200, r.text
+    assert r.json()["shelved_until_ms"] == app.clock() + 3_600_000
+    assert app.client.post(f"/api/alerts/{aid}/shelve", headers=h,
+                           json={"reason": "again", "duration_s": 60}).status_code == 409  # fmt: skip
+    r = app.client.post(f"/api/alerts/{aid}/unshelve", headers=h, json={"reason": "swap done"})
+    assert r.status_code == 200
+    assert r.json()["shelved_until_ms"] is None
+    r = app.client.post(f"/api/alerts/{aid}/notes", headers=h, json={"text": "level falling"})
+    assert r.status_code == 200
+    r = app.client.post(f"/api/alerts/{aid}/assign", headers=h, json={"assignee": "op-north"})
+    assert r.status_code == 200
+    assert r.json()["assignee"] == "op-north"
+    bad = app.client.post(f"/api/alerts/{aid}/assign", headers=h, json={"assignee": "nobody"})
+    assert bad.status_code == 422
+    assert bad.json()["detail"]["field"] == "assignee"
+
+    detail = app.client.get(f"/api/alerts/{aid}", headers=h).json()
+    assert [x["action"] for x in detail["history"]] == ["raise", "ack", "shelve", "unshelve", "note", "assign"]
+    assert [n["text"] for n in detail["notes"]] == ["crew on the way", "level falling"]
+    audit = app.client.get("/api/audit", headers=app.h["boss"], params={"target_prefix": f"alert:{aid}"}).json()
+    assert [(a["action"], a["who"]) for a in reversed(audit)] == [
+        ("alert.ack", "op-north"), ("alert.shelve", "op-north"), ("alert.unshelve", "op-north"),
+        ("alert.note", "op-north"), ("alert.assign", "op-north")]  # fmt: skip
+    assert audit[-1]["detail"]["from_state"] == "active_unack"
+    assert audit[-1]["detail"]["to_state"] == "active_ack"
+    assert audit[0]["source"] == "testclient"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [("shelve", {"reason": "", "duration_s": 60}, "reason"), ("shelve", {"reason": "x"}, "duration_s"),
+     ("shelve", {"reason": "x", "duration_s": 10**9}, "duration_s"), ("notes", {"text": ""}, "text"),
+     ("ack", {"note": "x", "extra": 1}, "extra"), ("assign", {"assignee": "Not A User"}, "assignee")],
+)  # fmt: skip
+def test_bad_bodies_name_the_field(app: App, path: str, body: dict[str, object], field: str) -> None:
+    r = app.client.post(f"/api/alerts/{app.ids['north-sluices']}/{path}", headers=app.h["boss"], json=body)
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"][0]["loc"][-1] == field
+
+
+def test_unknown_alert_is_404(app: App) -> None:
+    assert app.client.get("/api/alerts/999999", headers=app.h["boss"]).status_code == 404
+    assert app.client.post("/api/alerts/999999/ack", headers=app.h["boss"], json={}).status_code == 404
+    assert app.client.get("/api/alerts/0", headers=app.h["boss"]).status_code == 422
+    assert NOW_MS > 0

@@ -1,0 +1,377 @@
+"""Gate control at the API against a real Mosquitto: select-before-operate, every interlock refusal, the Command on
+the broker, a test stand-in for the edge agent answering with CommandResults, the time-out when nobody answers,
+and the audit entries of every step. The API runs on a real uvicorn; its clock is the test's."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from api import ApiService
+from lifeline.services import Mosquitto
+from telemetry import encode, topics
+from telemetry.commands import Command, CommandResult, ResultState
+from tests.helpers import Subscriber
+from tests.integration.test_api_support import (
+    Clock,
+    Publisher,
+    RunningApi,
+    add_users,
+    gate_telemetry,
+    login,
+    make_config,
+    wait_until,
+)
+
+pytestmark = pytest.mark.integration
+
+SITE = "north-sluices"
+
+
+@dataclass
+class GateApi:
+    api: RunningApi
+    service: ApiService
+    clock: Clock
+    pub: Publisher
+    broker: Mosquitto
+    device: str
+
+    def headers(self, user: str) -> dict[str, str]:
+        return login(self.api.client, user)
+
+    def telemetry(self, device: str | None = None, **values: Any) -> None:
+        """Publish the gate's state now and wait until the API has it."""
+        device = device or self.device
+        ts = self.clock()
+        self.pub.publish(*gate_telemetry(SITE, device, ts, **values))
+        wait_until(lambda: (s := self.service.cache.get(SITE, device)) is not None and s.last_seen_ms == ts,
+                   what="gate telemetry in the API's cache")  # fmt: skip
+
+    def select(self, headers: dict[str, str], device: str | None = None) -> str:
+        r = self.api.client.post(f"/api/gates/{SITE}/{device or self.device}/select", headers=headers)
+        assert r.status_code == 201, r.text
+        return str(r.json()["selection"])
+
+    def operate(self, headers: dict[str, str], device: str | None = None, **body: Any) -> Any:
+        return self.api.client.post(f"/api/gates/{SITE}/{device or self.device}/commands", headers=headers,
+                                    json=body)  # fmt: skip
+
+    def audit(self, command_id: str) -> list[dict[str, Any]]:
+        r = self.api.client.get("/api/audit", headers=self.headers("boss"),
+                                params={"target_prefix": f"gate:{SITE}/{self.device}/cmd/{command_id}"})  # fmt: skip
+        assert r.status_code == 200, r.text
+        return list(reversed(r.json()))
+
+
+_counter = iter(range(1_000_000))
+
+
+@pytest.fixture
+def gates(shared_mosquitto: Mosquitto, tmp_path: Path) -> Iterator[GateApi]:
+    clock = Clock()
+    device = f"gate-{next(_counter):03d}-{id(tmp_path) % 10_000}"
+    config = make_config(tmp_path, mqtt_port=shared_mosquitto.port, gates={
+        "selection_s": 10, "default_ttl_s": 20, "edge_timeout_s": 5,
+        "devices": [{"site": SITE, "device": device, "max_pct": 90, "max_head_open_m": 2.0}],
+    })  # fmt: skip
+    service = ApiService(config, clock=clock)
+    add_users(service)
+    api = RunningApi(service)
+    wait_until(service.link.connected.is_set, what="the API connected to the broker")
+    pub = Publisher(shared_mosquitto.host, shared_mosquitto.port)
+    yield GateApi(api, service, clock, pub, shared_mosquitto, device)
+    pub.close()
+    api.stop()
+
+
+def _refusal(r: Any, status: int, interlock: str) -> None:
+    assert r.status_code == status, r.text
+    assert r.json()["detail"]["interlock"] == interlock, r.text
+
+
+# -- refusals: one row a case ----------------------------------------------------------------------------
+
+
+def _role(g: GateApi) -> Any:
+    g.telemetry()
+    return g.api.client.post(f"/api/gates/{SITE}/{g.device}/select", headers=g.headers("viewer"))
+
+
+def _role_command(g: GateApi) -> Any:
+    g.telemetry()
+    return g.operate(g.headers("env-north"), action="stop")
+
+
+def _area(g: GateApi) -> Any:
+    g.telemetry()
+    return g.api.client.post(f"/api/gates/{SITE}/{g.device}/select", headers=g.headers("op-south"))
+
+
+def _no_selection(g: GateApi) -> Any:
+    g.telemetry()
+    return g.operate(g.headers("op-north"), action="open")
+
+
+def _selection_expired(g: GateApi) -> Any:
+    h = g.headers("op-north")
+    sel = g.select(h)
+    g.clock.advance(10_001)
+    g.telemetry()
+    return g.operate(h, selection=sel, action="open")
+
+
+def _selection_of_other_user(g: GateApi) -> Any:
+    g.telemetry()
+    sel = g.select(g.headers("boss"))
+    return g.operate(g.headers("op-north"), selection=sel, action="open")
+
+
+def _selection_used_twice(g: GateApi) -> Any:
+    g.telemetry()
+    h = g.headers("op-north")
+    sel = g.select(h)
+    first = g.operate(h, selection=sel, action="close")
+    assert first.status_code == 201, first.text
+    g.service.gates._finish(first.json()["id"], "completed", "completed", "test", {}, "test")
+    return g.operate(h, selection=sel, action="open")
+
+
+def _repeated_id(g: GateApi) -> Any:
+    g.telemetry()
+    h = g.headers("op-north")
+    first = g.operate(h, selection=g.select(h), id="cmd-rep-1", action="set_opening", target_pct=40)
+    assert first.status_code == 201, first.text
+    return g.operate(h, selection=g.select(h), id="cmd-rep-1", action="set_opening", target_pct=60)
+
+
+def _local_mode(g: GateApi) -> Any:
+    g.telemetry(remote_mode=False)
+    h = g.headers("op-north")
+    return g.operate(h, selection=g.select(h), action="open")
+
+
+def _fault(g: GateApi) -> Any:
+    g.telemetry(fault_code=1.0)
+    h = g.headers("op-north")
+    return g.operate(h, selection=g.select(h), action="open")
+
+
+def _estop(g: GateApi) -> Any:
+    g.telemetry(estop=True)
+    h = g.headers("op-north")
+    return g.operate(h, selection=g.select(h), action="close")
+
+
+def _out_of_limits(g: GateApi) -> Any:
+    g.telemetry()
+    h = g.headers("op-north")
+    return g.operate(h, selection=g.select(h), action="set_opening", target_pct=95)
+
+
+def _level_difference(g: GateApi) -> Any:
+    g.telemetry(level_up=5.0, level_down=2.0)
+    h = g.headers("op-north")
+    return g.operate(h, selection=g.select(h), action="open")
+
+
+def _no_data(g: GateApi) -> Any:
+    h = g.headers("op-north")
+    return g.operate(h, selection=g.select(h), action="open")
+
+
+def _stale_data(g: GateApi) -> Any:
+    g.telemetry()
+    g.clock.advance(31_000)
+    h = g.headers("op-north")
+    return g.operate(h, selection=g.select(h), action="open")
+
+
+def _busy(g: GateApi) -> Any:
+    g.telemetry()
+    h = g.headers("op-north")
+    assert g.operate(h, selection=g.select(h), action="close").status_code == 201
+    return g.operate(h, selection=g.select(h), action="open")
+
+
+REFUSALS: list[tuple[Callable[[GateApi], Any], int, str]] = [
+    (_role, 403, "role"),
+    (_role_command, 403, "role"),
+    (_area, 403, "area"),
+    (_no_selection, 409, "selection"),
+    (_selection_expired, 409, "selection"),
+    (_selection_of_other_user, 409, "selection"),
+    (_selection_used_twice, 409, "selection"),
+    (_repeated_id, 409, "repeated"),
+    (_local_mode, 409, "local_mode"),
+    (_fault, 409, "gate_fault"),
+    (_estop, 409, "gate_fault"),
+    (_out_of_limits, 409, "out_of_limits"),
+    (_level_difference, 409, "level_difference"),
+    (_no_data, 409, "no_data"),
+    (_stale_data, 409, "no_data"),
+    (_busy, 409, "busy"),
+]
+
+
+@pytest.mark.parametrize(("case", "status", "interlock"), REFUSALS, ids=[c.__name__.strip("_") for c, *_ in REFUSALS])
+def test_refusal(gates: GateApi, case: Callable[[GateApi], Any], status: int, interlock: str) -> None:
+    _refusal(case(gates), status, interlock)
+    rows = gates.api.client.get("/api/audit", headers=gates.headers("boss"),
+                                params={"action": "gate.command.refused"}).json()  # fmt: skip
+    assert rows[0]["detail"]["interlock"] == interlock
+    assert rows[0]["source"] == "127.0.0.1"
+    metrics = gates.api.client.get("/metrics").text
+    assert f'lifeline_api_command_refusals_total{{interlock="{interlock}"}} 1' in metrics
+
+
+# -- a command end to end ----------------------------------------------------------------------------------
+
+
+class StandInEdge:
+    """A test stand-in for the edge agent: sees Commands on the broker and answers with CommandResults."""
+
+    def __init__(self, broker: Mosquitto, pub: Publisher, site: str) -> None:
+        self.sub = Subscriber(broker, topics.command_filter(site))
+        self.pub = pub
+
+    def command(self, command_id: str) -> Command:
+        got = self.sub.wait_for(lambda ms: any(m.topic.endswith(f"/cmd/{command_id}") for m in ms))
+        return Command.model_validate_json(next(m.payload for m in got if m.topic.endswith(f"/cmd/{command_id}")))
+
+    def answer(self, cmd: Command, state: ResultState, **fields: Any) -> None:
+        result = CommandResult(id=cmd.id, site=cmd.site, device=cmd.device, state=state, ts=cmd.issued_ms + 1,
+                               **fields)  # fmt: skip
+        self.pub.publish(topics.command_result(cmd.site, cmd.device, cmd.id), encode(result),
+                         retain=result.final)  # fmt: skip
+
+
+def test_command_published_answered_and_completed(gates: GateApi) -> None:
+    edge = StandInEdge(gates.broker, gates.pub, SITE)
+    gates.telemetry(gate_opening=1.0)
+    h = gates.headers("op-north")
+    sel = gates.select(h)
+    r = gates.operate(h, selection=sel, id="cmd-e2e-1", action="set_opening", target_pct=50, ttl_s=15)
+    assert r.status_code == 201, r.text
+    assert r.json()["state"] == "published"
+    assert r.json()["before"]["gate_opening"] == 1.0
+
+    cmd = edge.command("cmd-e2e-1")  # the Command as the edge sees it on the broker
+    assert (cmd.site, cmd.device, cmd.action.value, cmd.target_pct) == (SITE, gates.device, "set_opening", 50)
+    assert cmd.operator == "op-north"
+    assert cmd.source == "127.0.0.1"
+    assert cmd.expires_ms == cmd.issued_ms + 15_000
+    assert cmd.issued_ms == gates.clock()
+
+    before = {"gate_opening": 1.0, "remote_mode": True}
+    edge.answer(cmd, ResultState.ACCEPTED, before=before, target_m=3.25)
+    edge.answer(cmd, ResultState.PROGRESS, opening_m=2.0, target_m=3.25)
+    edge.answer(cmd, ResultState.PROGRESS, opening_m=3.0, target_m=3.25)
+    edge.answer(cmd, ResultState.COMPLETED, opening_m=3.25, before=before, after={"gate_opening": 3.25})
+
+    def done() -> bool:
+        return bool(gates.api.client.get("/api/commands/cmd-e2e-1", headers=h).json()["final"])
+
+    wait_until(done, what="command completed")
+    view = gates.api.client.get("/api/commands/cmd-e2e-1", headers=h).json()
+    assert view["state"] == "completed"
+    assert [s["state"] for s in view["steps"]] == ["accepted", "progress", "progress", "completed"]
+    assert [s.get("opening_m") for s in view["steps"]] == [None, 2.0, 3.0, 3.25]
+    assert view["after"] == {"gate_opening": 3.25}
+
+    actions = [(a["action"], a["who"], a["source"]) for a in gates.audit("cmd-e2e-1")]
+    assert actions == [("gate.command", "op-north", "127.0.0.1"), ("gate.command.accepted", "op-north", "127.0.0.1"),
+                       ("gate.command.progress", "op-north", "127.0.0.1"),
+                       ("gate.command.progress", "op-north", "127.0.0.1"),
+                       ("gate.command.completed", "op-north", "127.0.0.1")]  # fmt: skip
+    entries = gates.audit("cmd-e2e-1")
+    assert entries[0]["detail"]["before"]["gate_opening"] == 1.0
+    assert entries[-1]["detail"]["after"] == {"gate_opening": 3.25}
+    assert entries[-1]["detail"]["before"] == before
+    selects = gates.api.client.get("/api/audit", headers=gates.headers("boss"),
+                                   params={"action": "gate.select"}).json()  # fmt: skip
+    assert selects[0]["detail"]["selection"] == sel
+    assert selects[0]["who"] == "op-north"
+    assert 'lifeline_api_commands_total{result="completed"} 1' in gates.api.client.get("/metrics").text
+
+    # A new command on the gate goes through once the last one is final.
+    r = gates.operate(h, selection=gates.select(h), action="close")
+    assert r.status_code == 201, r.text
+    edge.sub.close()
+
+
+def test_repeat_with_same_body_is_the_same_command(gates: GateApi) -> None:
+    sub = Subscriber(gates.broker, topics.command_filter(SITE, gates.device))
+    gates.telemetry()
+    h = gates.headers("op-north")
+    first = gates.operate(h, selection=gates.select(h), id="cmd-idem-1", action="close", ttl_s=10)
+    again = gates.operate(h, selection="sel-whatever", id="cmd-idem-1", action="close", ttl_s=10)
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json()["id"] == "cmd-idem-1"
+    assert again.json()["issued_ms"] == first.json()["issued_ms"]
+    sub.wait_for(lambda ms: len(ms) >= 1)
+    gates.pub.publish(*gate_telemetry(SITE, gates.device, gates.clock()))  # something after, to see no second cmd
+    wait_until(lambda: gates.service.link.received > 0)
+    assert len([m for m in sub.snapshot() if m.topic.endswith("/cmd/cmd-idem-1")]) == 1
+    sub.close()
+
+
+def test_no_answer_times_out(gates: GateApi) -> None:
+    gates.telemetry()
+    h = gates.headers("op-north")
+    r = gates.operate(h, selection=gates.select(h), id="cmd-silent-1", action="open", ttl_s=10)
+    assert r.status_code == 201, r.text
+    assert r.json()["deadline_ms"] == r.json()["expires_ms"] + 5000
+    gates.clock.advance(14_000)  # expired, but the edge's time-out has not passed yet
+    assert gates.service.gates.sweep() == []
+    gates.clock.advance(1_000)
+
+    def timed_out() -> bool:
+        return gates.api.client.get("/api/commands/cmd-silent-1", headers=h).json()["state"] == "timed_out"
+
+    wait_until(timed_out, what="timed_out by the API's sweeper")
+    assert [a["action"] for a in gates.audit("cmd-silent-1")] == ["gate.command", "gate.command.timed_out"]
+    # A late answer is recorded but does not change the outcome.
+    pub_result = CommandResult(id="cmd-silent-1", site=SITE, device=gates.device, state=ResultState.COMPLETED,
+                               ts=gates.clock())  # fmt: skip
+    gates.pub.publish(topics.command_result(SITE, gates.device, "cmd-silent-1"), encode(pub_result))
+    wait_until(lambda: len(gates.service.gates.get("cmd-silent-1").steps) == 1)  # type: ignore[union-attr]
+    view = gates.api.client.get("/api/commands/cmd-silent-1", headers=h).json()
+    assert view["state"] == "timed_out"
+    assert view["steps"][0]["late"] is True
+
+
+def test_stop_needs_no_selection_and_is_never_busy(gates: GateApi) -> None:
+    gates.telemetry(remote_mode=False)
+    h = gates.headers("op-north")
+    first = gates.operate(h, action="stop")
+    second = gates.operate(h, action="stop")
+    assert (first.status_code, second.status_code) == (201, 201), second.text
+
+
+def test_broker_down_is_503_and_recorded(gates: GateApi, tmp_path: Path) -> None:
+    gates.telemetry()
+    h = gates.headers("op-north")
+    sel = gates.select(h)
+    gates.service.link.connected.clear()  # as paho does when the connection drops
+    r = gates.operate(h, selection=sel, id="cmd-nobroker", action="open")
+    assert r.status_code == 503, r.text
+    assert r.json()["state"] == "failed"
+    assert "broker" in r.json()["reason"]
+    gates.service.link.connected.set()
+
+
+def test_command_of_other_area_is_hidden(gates: GateApi) -> None:
+    gates.telemetry()
+    h = gates.headers("op-north")
+    assert gates.operate(h, selection=gates.select(h), id="cmd-hidden", action="open").status_code == 201
+    assert gates.api.client.get("/api/commands/cmd-hidden", headers=gates.headers("op-south")).status_code == 404
+    listed = gates.api.client.get("/api/commands", headers=gates.headers("op-south")).json()
+    assert all(c["id"] != "cmd-hidden" for c in listed)
+    assert gates.api.client.get("/api/commands/cmd-hidden", headers=gates.headers("viewer")).status_code == 200
+    assert orjson.loads(gates.api.client.get("/api/commands", headers=h).content)[0]["id"] == "cmd-hidden"

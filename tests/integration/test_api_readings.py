@@ -1,0 +1,206 @@
+"""Sites, devices, latest values and history against a real Mosquitto and InfluxDB 1.6.7; the live stream (SSE)
+filtered by area; /healthz with every part up."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from api import ApiService
+from lifeline.services import Influxd, Mosquitto
+from telemetry import Sample, Telemetry, encode, topics
+from tests.integration.test_api_support import Publisher, RunningApi, add_users, login, make_config, status, wait_until
+
+pytestmark = pytest.mark.integration
+
+SITE = "north-env"
+HOUR = 3_600_000
+
+
+@dataclass
+class Env:
+    api: RunningApi
+    service: ApiService
+    pub: Publisher
+    t0: int  # start of the 24 h of stored history
+
+
+def _write_history(influx: Influxd, database: str, device: str, start_ms: int, minutes: int) -> None:
+    lines = [
+        f"water_quality,site={SITE},device={device},profile=water_quality_station "
+        f"ph={7 + (i % 60) / 100},do={6 + (i % 10) / 10},nh3_n={0.5} {start_ms + i * 60_000}"
+        for i in range(minutes)
+    ]
+    r = httpx.post(f"{influx.url}/write", params={"db": database, "precision": "ms"}, content="\n".join(lines))
+    assert r.status_code == 204, r.text
+
+
+_n = iter(range(1_000_000))
+
+
+@pytest.fixture
+def env(shared_mosquitto: Mosquitto, shared_influxdb: Influxd, tmp_path: Path) -> Iterator[Env]:
+    database = f"api_readings_{next(_n)}_{id(tmp_path) % 100_000}"
+    shared_influxdb.create_database(database)
+    now = int(time.time() * 1000)
+    t0 = now - 24 * HOUR
+    _write_history(shared_influxdb, database, "wq-01", t0, 24 * 60)
+    config = make_config(tmp_path, mqtt_port=shared_mosquitto.port, influx_url=shared_influxdb.url,
+                         database=database, stream={"keepalive_s": 1})  # fmt: skip
+    service = ApiService(config)
+    add_users(service)
+    api = RunningApi(service)
+    wait_until(service.link.connected.is_set)
+    pub = Publisher(shared_mosquitto.host, shared_mosquitto.port)
+    for device in ("wq-01", "wq-02"):
+        pub.publish(*status(SITE, device, "water_quality_station", now), retain=True)
+    yield Env(api, service, pub, t0)
+    for device in ("wq-01", "wq-02"):  # clear the retained status for the next test of this worker
+        pub.publish(topics.status(SITE, device), b"", retain=True)
+    pub.close()
+    api.stop()
+
+
+def _telemetry(device: str, ts: int, site: str = SITE, **values: float | None) -> tuple[str, bytes]:
+    quality = {k: {"q": "bad", "reason": "modbus timeout"} for k, v in values.items() if v is None}
+    msg = Telemetry(site=site, device=device, profile="water_quality_station", measurement="water_quality", seq=1,
+                    samples=[Sample.model_validate({"ts": ts, "values": values, "quality": quality})])  # fmt: skip
+    return topics.telemetry(site, device), encode(msg)
+
+
+def test_devices_latest_live_and_from_influxdb(env: Env) -> None:
+    h = login(env.api.client, "env-north")
+    wait_until(lambda: len(env.service.cache.devices(SITE)) == 2, what="retained status of both devices")
+    now = int(time.time() * 1000)
+    env.pub.publish(*_telemetry("wq-02", now, ph=7.7, cod=None))
+    wait_until(lambda: env.service.cache.get(SITE, "wq-02").has_values)  # type: ignore[union-attr]
+
+    devices = {d["device"]: d for d in env.api.client.get(f"/api/sites/{SITE}/devices", headers=h).json()}
+    assert devices["wq-01"]["online"] is True
+    assert devices["wq-01"]["quality"] == "unknown"
+    assert devices["wq-02"]["quality"] == "bad"
+    assert devices["wq-02"]["last_seen_ms"] == now
+    assert devices["wq-02"]["area"] == "north"
+    assert devices["wq-02"]["measurement"] == "water_quality"
+
+    live = env.api.client.get(f"/api/sites/{SITE}/devices/wq-02/latest", headers=h).json()
+    assert live["source"] == "live"
+    assert live["values"] == {"ph": 7.7, "cod": None}
+    assert live["quality"] == {"cod": "bad"}
+    assert live["reasons"] == {"cod": "modbus timeout"}
+
+    stored = env.api.client.get(f"/api/sites/{SITE}/devices/wq-01/latest", headers=h).json()
+    assert stored["source"] == "influxdb"
+    assert stored["time_ms"] == env.t0 + (24 * 60 - 1) * 60_000
+    assert stored["values"]["ph"] == pytest.approx(7 + (24 * 60 - 1) % 60 / 100)
+    assert stored["units"]["ph"] == "pH"
+
+    site = env.api.client.get(f"/api/sites/{SITE}/latest", headers=h).json()
+    assert [(x["device"], x["source"]) for x in site] == [("wq-01", "influxdb"), ("wq-02", "live")]
+    sites = {s["site"]: s for s in env.api.client.get("/api/sites", headers=h).json()}
+    assert sites[SITE]["devices"] == 2
+    assert sites[SITE]["online"] == 2
+    assert "south-sluices" not in sites
+    assert env.api.client.get(f"/api/sites/{SITE}/devices/wq-99/latest", headers=h).status_code == 404
+
+
+def test_history_downsampled_and_bounded(env: Env) -> None:
+    h = login(env.api.client, "viewer")
+    wait_until(lambda: env.service.cache.get(SITE, "wq-01") is not None)
+    url = f"/api/sites/{SITE}/devices/wq-01/history"
+    end = env.t0 + 24 * HOUR
+    r = env.api.client.get(url, headers=h, params={"points": ["ph", "do"], "start_ms": env.t0, "end_ms": end,
+                                                   "max_points": 100})  # fmt: skip
+    assert r.status_code == 200, r.text
+    points = r.json()["points"]
+    assert 50 <= len(points) <= 100  # 1440 minutes in 30-minute buckets: 48 or 49
+    assert set(points[0]["values"]) == {"ph", "do"}
+    raw = env.api.client.get(url, headers=h, params={"points": "ph", "start_ms": env.t0,
+                                                     "end_ms": env.t0 + HOUR}).json()["points"]  # fmt: skip
+    assert len(raw) == 60
+    assert raw[0]["time_ms"] == env.t0
+    default = env.api.client.get(url, headers=h).json()  # every numeric point, the last 24 h
+    assert default["max_points"] == 500
+    assert len(default["points"]) <= 500
+    assert default["points"]
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [({"points": "nope"}, "points"), ({"max_points": 2001}, "max_points"), ({"max_points": 1}, "max_points"),
+     ({"start_ms": 2000, "end_ms": 1000}, "end_ms"), ({"start_ms": 0, "end_ms": 401 * 86_400_000}, "start_ms"),
+     ({"aggregate": "sum"}, "aggregate"), ({"points": "Bad Name"}, "points"), ({"end_ms": 10**16}, "end_ms")],
+)  # fmt: skip
+def test_history_input_errors_name_the_field(env: Env, params: dict[str, object], field: str) -> None:
+    h = login(env.api.client, "viewer")
+    wait_until(lambda: env.service.cache.get(SITE, "wq-01") is not None)
+    r = env.api.client.get(f"/api/sites/{SITE}/devices/wq-01/history", headers=h, params=params)
+    assert r.status_code == 422, r.text
+    detail = r.json()["detail"]
+    named = detail["field"] if isinstance(detail, dict) else detail[0]["loc"]
+    assert field in named
+
+
+class StreamReader:
+    """Reads an SSE stream in a thread; events as (kind, data)."""
+
+    def __init__(self, url: str, headers: dict[str, str]) -> None:
+        self.events: list[tuple[str, dict[str, object]]] = []
+        self.ready = threading.Event()
+        self.stop = False
+        self.thread = threading.Thread(target=self._run, args=(url, headers), daemon=True)
+        self.thread.start()
+        assert self.ready.wait(10)
+
+    def _run(self, url: str, headers: dict[str, str]) -> None:
+        try:
+            with httpx.Client(timeout=httpx.Timeout(10, read=5)) as client, client.stream("GET", url,
+                                                                                        headers=headers) as r:
+                kind = ""
+                for line in r.iter_lines():
+                    self.ready.set()
+                    if self.stop:
+                        return
+                    if line.startswith("event: "):
+                        kind = line[7:]
+                    elif line.startswith("data: "):
+                        self.events.append((kind, json.loads(line[6:])))
+        except httpx.HTTPError:  # the server went away (a failed test's teardown): the assertions tell the story
+            self.ready.set()
+
+
+def test_stream_filtered_by_area(env: Env) -> None:
+    url = f"{env.api.url}/api/stream"
+    north = StreamReader(url, login(env.api.client, "op-north"))
+    south = StreamReader(url, login(env.api.client, "op-south"))
+    only_alerts = StreamReader(url + "?kinds=alert", login(env.api.client, "viewer"))
+    wait_until(lambda: env.service.hub.clients == 3)
+    now = int(time.time() * 1000)
+    env.pub.publish(*_telemetry("wq-02", now, ph=7.1))
+    env.pub.publish(*_telemetry("wq-05", now, site="south-sluices", ph=7.2))
+    env.pub.publish(topics.alert_event(7), json.dumps({"id": 7, "site": SITE, "state": "active_unack"}).encode())
+
+    def readings(reader: StreamReader) -> set[str]:
+        return {str(d["site"]) for k, d in reader.events if k == "reading"}
+
+    wait_until(lambda: readings(north) == {SITE} and any(k == "alert" for k, _ in north.events))
+    wait_until(lambda: readings(south) == {"south-sluices"})
+    wait_until(lambda: any(k == "alert" for k, _ in only_alerts.events))
+    assert all(d.get("site") != SITE for _, d in south.events)
+    assert {k for k, _ in only_alerts.events} == {"alert"}
+    for reader in (north, south, only_alerts):
+        reader.stop = True
+    wait_until(lambda: env.service.hub.clients == 0, timeout=15, what="stream clients gone")
+
+
+def test_healthz_all_up(env: Env) -> None:
+    r = env.api.client.get("/healthz")
+    assert r.status_code == 200, r.text
+    assert r.json() == {"broker": "ok", "influxdb": "ok", "store": "ok"}

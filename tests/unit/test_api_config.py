@@ -1,0 +1,69 @@
+"""The API config: a full example loads; errors name the file, the line and the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from api.config import load_config
+from device_profiles import ConfigError
+
+EXAMPLE = """\
+listen: {host: 127.0.0.1, port: 8080}
+broker: {host: 127.0.0.1, port: 1883}
+influx: {url: "http://127.0.0.1:8086", database: lifeline}
+store: {url: "sqlite:///var/api/lifeline.sqlite"}
+areas:
+  yunzaobang: [yunzaobang-sluices, env-monitoring]
+  lianqi: [lianqi-sluices]
+auth: {session_lifetime_s: 28800, api_token_lifetime_days: 365, bootstrap_admin: admin}
+rules: {paths: []}
+history: {max_points: 2000, default_points: 500, max_range_days: 400}
+gates:
+  selection_s: 10
+  default_ttl_s: 30
+  edge_timeout_s: 10
+  defaults: {min_pct: 0, max_pct: 100, full_opening_m: 6.5, max_head_open_m: 2.5}
+  devices:
+    - {site: lianqi-sluices, device: lq-gate-01, max_pct: 80, max_head_open_m: 1.5}
+stream: {keepalive_s: 15}
+"""
+
+
+def test_example_loads(tmp_path: Path) -> None:
+    path = tmp_path / "api.yaml"
+    path.write_text(EXAMPLE)
+    config = load_config(path)
+    assert config.area_of("lianqi-sluices") == "lianqi"
+    assert config.area_of("elsewhere") is None
+    assert config.gates.limits("lianqi-sluices", "lq-gate-01").max_pct == 80
+    assert config.gates.limits("lianqi-sluices", "lq-gate-02").max_pct == 100
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        pytest.param(("listen: {host: 127.0.0.1, port: 8080}", "listen: {host: 127.0.0.1, port: 99999}"),
+                     ":1: api config, field listen.port: Input should be less than or equal to 65535",
+                     id="port-out-of-range"),
+        pytest.param(("  lianqi: [lianqi-sluices]", "  lianqi: [lianqi-sluices, env-monitoring]"),
+                     ":7: api config, field areas.lianqi[1]: site 'env-monitoring' is already in area 'yunzaobang'",
+                     id="site-in-two-areas"),
+        pytest.param(("  lianqi: [lianqi-sluices]", "  lianqi: [Lianqi Sluices]"),
+                     ":7: api config, field areas.lianqi[0]: String should match pattern",
+                     id="site-id-pattern"),
+        pytest.param(("stream: {keepalive_s: 15}", "stream: {keepalive_s: 15, colour: red}"),
+                     ":18: api config, field stream.colour: Extra inputs are not permitted", id="unknown-key"),
+        pytest.param(("max_pct: 80,", "max_pct: 80, min_pct: 90,"),
+                     ":17: api config, field gates.devices[0].min_pct: min_pct must not exceed max_pct",
+                     id="limits-reversed"),
+    ],
+)  # fmt: skip
+def test_errors_name_file_line_and_field(tmp_path: Path, change: tuple[str, str], expected: str) -> None:
+    path = tmp_path / "api.yaml"
+    assert change[0] in EXAMPLE
+    path.write_text(EXAMPLE.replace(change[0], change[1]))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert any(p.startswith(str(path)) and expected in p for p in info.value.problems), info.value.problems
