@@ -131,6 +131,29 @@ def _rules_parsers(sub: Any) -> None:
     rules_cli.add_parsers(sub, rules_sub)
 
 
+def _bench_parsers(sub: Any) -> None:
+    bench = sub.add_parser("bench", help="benchmarks that print figures")
+    bench_sub = bench.add_subparsers(dest="target", required=True)
+    be = bench_sub.add_parser("edge", help="how many Modbus devices one agent polls on time")
+    be.add_argument("--json", action="store_true", help="print one JSON object")
+    be.add_argument("--interval", type=float, default=1.0, help="poll interval in seconds (default 1)")
+    be.add_argument("--step-seconds", type=float, default=8.0, help="how long each device count runs")
+    be.add_argument("--max-devices", type=int, default=8000, help="stop the search here")
+    be.add_argument("--start", type=int, default=250, help="first device count (doubled until over the limit)")
+    be.set_defaults(func=_bench)
+    bb = bench_sub.add_parser("bridge", help="readings/s the bridge stores in InfluxDB, and its latency")
+    bb.add_argument("--json", action="store_true", help="print a JSON list, one object a case")
+    bb.add_argument("--readings", type=int, default=300_000, help="readings per drain case (a fifth for 1/message)")
+    bb.add_argument("--live-seconds", type=float, default=10.0)
+    bb.add_argument("--latency-seconds", type=float, default=10.0)
+    bb.set_defaults(func=_bench)
+    from lifeline.bench_alerts import add_parser as add_bench_alerts
+    from lifeline.bench_api import add_parser as add_bench_api
+
+    add_bench_alerts(bench_sub)
+    add_bench_api(bench_sub)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lifeline", description="Telemetry platform for a city's lifelines.")
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
@@ -175,26 +198,7 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     up.set_defaults(func=_up)
 
-    bench = sub.add_parser("bench", help="benchmarks that print figures")
-    bench_sub = bench.add_subparsers(dest="target", required=True)
-    be = bench_sub.add_parser("edge", help="how many Modbus devices one agent polls on time")
-    be.add_argument("--json", action="store_true", help="print one JSON object")
-    be.add_argument("--interval", type=float, default=1.0, help="poll interval in seconds (default 1)")
-    be.add_argument("--step-seconds", type=float, default=8.0, help="how long each device count runs")
-    be.add_argument("--max-devices", type=int, default=8000, help="stop the search here")
-    be.add_argument("--start", type=int, default=250, help="first device count (doubled until over the limit)")
-    be.set_defaults(func=_bench)
-    bb = bench_sub.add_parser("bridge", help="readings/s the bridge stores in InfluxDB, and its latency")
-    bb.add_argument("--json", action="store_true", help="print a JSON list, one object a case")
-    bb.add_argument("--readings", type=int, default=300_000, help="readings per drain case (a fifth for 1/message)")
-    bb.add_argument("--live-seconds", type=float, default=10.0)
-    bb.add_argument("--latency-seconds", type=float, default=10.0)
-    bb.set_defaults(func=_bench)
-    from lifeline.bench_alerts import add_parser as add_bench_alerts
-    from lifeline.bench_api import add_parser as add_bench_api
-
-    add_bench_alerts(bench_sub)
-    add_bench_api(bench_sub)
+    _bench_parsers(sub)
     return p
 
 
