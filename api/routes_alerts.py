@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from alerts.lifecycle import Alert, InvalidAction, Severity, State, acknowledge, add_note, assign, shelve, unshelve
 from alerts.manager import alert_event
 from alerts.store import Conflict, StoredAlert
-from api.auth import Principal
+from api.auth import Principal, Role
 from api.deps import (
     ID_PATTERN,
     MAX_MS,
@@ -30,6 +30,13 @@ from api.service import ApiService
 router = APIRouter(tags=["alerts"])
 
 AlertId = Annotated[int, Path(ge=1, le=2**62)]
+# Each role's own view of the alert list: the audiences its work is about (``all_audiences=true`` shows the rest
+# of its areas too). Viewers and admins see every audience.
+ROLE_AUDIENCES: dict[Role, list[str]] = {
+    Role.GATE_OPERATOR: ["water_ops", "default"],
+    Role.ENVIRONMENT_OFFICER: ["environment", "default"],
+    Role.SAFETY_INSPECTOR: ["safety", "default"],
+}
 MAX_SHELVE_S = 30 * 86400
 PRIORITY_NAMES = {s.name.lower(): s for s in Severity}
 
@@ -91,11 +98,13 @@ def list_alerts(
     since_ms: Annotated[int | None, Query(ge=0, le=MAX_MS)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    all_audiences: Annotated[bool, Query(description="also other audiences' alerts (in the user's areas)")] = False,
 ) -> AlertList:
     sites = visible_sites(svc, who)
+    audiences = [audience] if audience else None if all_audiences else ROLE_AUDIENCES.get(who.role)
     filters: dict[str, Any] = {
         "states": [s.value for s in state] if state else None, "site": site, "sites": sites, "device": device,
-        "rule": rule, "audiences": [audience] if audience else None,
+        "rule": rule, "audiences": audiences,
         "min_severity": PRIORITY_NAMES[min_priority] if min_priority else None, "active_only": active_only,
         "since_ms": since_ms,
     }  # fmt: skip

@@ -42,7 +42,6 @@ def app(tmp_path: Path) -> Iterator[App]:
         pytest.param("boss", {"north-sluices", "north-env", "south-sluices", "nowhere"}, id="admin-sees-all"),
         pytest.param("op-north", {"north-sluices", "north-env"}, id="operator-north"),
         pytest.param("op-south", {"south-sluices"}, id="operator-south"),
-        pytest.param("env-north", {"north-sluices", "north-env"}, id="officer-north"),
     ],
 )  # fmt: skip
 def test_list_is_scoped_to_areas(app: App, user: str, sites: set[str]) -> None:
@@ -50,6 +49,14 @@ def test_list_is_scoped_to_areas(app: App, user: str, sites: set[str]) -> None:
     assert r.status_code == 200, r.text
     assert {a["site"] for a in r.json()["alerts"]} == sites
     assert r.json()["total"] == len(sites)
+
+
+def test_each_role_sees_its_own_audience_unless_it_asks_for_all(app: App) -> None:
+    # the filled alerts are the water operators': an environment officer's own view is empty
+    h = app.h["env-north"]
+    assert app.client.get("/api/alerts", headers=h).json()["total"] == 0
+    r = app.client.get("/api/alerts", headers=h, params={"all_audiences": "true"})
+    assert {a["site"] for a in r.json()["alerts"]} == {"north-sluices", "north-env"}
 
 
 def test_filters_and_paging(app: App) -> None:
