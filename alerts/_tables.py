@@ -123,6 +123,18 @@ audit_log = Table(
     Index("audit_log_who", "who", "ts_ms"),
 )
 
+# Notifications decided in an alert's transaction and not yet delivered: written with the change, removed when every
+# channel has had its try, delivered again after a crash (at least once; the message id lets receivers drop repeats).
+notification_outbox = Table(
+    "notification_outbox",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("message_id", String, nullable=False, unique=True),
+    Column("message", Text, nullable=False),  # JSON object: the notification message
+    Column("alert_id", BigInteger, ForeignKey("alerts.id", ondelete="SET NULL")),
+)
+
 state_blobs = Table(
     "state_blobs",
     metadata,

@@ -12,8 +12,10 @@ notification log. Every change is also published on ``lifeline/v1/alerts/events/
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -108,10 +110,10 @@ class AlertManager:
             self.counters.transitions += 1
             done = self._apply(t)
             if done is not None:
-                stored, notes = done
-                self._after_change(stored, notes)
+                stored, messages = done
+                self._after_change(stored, messages)
 
-    def _apply(self, t: Transition) -> tuple[StoredAlert, list[Notification]] | None:
+    def _apply(self, t: Transition) -> tuple[StoredAlert, list[Message]] | None:
         key = AlertKey(t.rule, t.site, t.device, t.point)
         severity = TO_PRIORITY[t.severity] if t.severity else None
         for _ in range(SAVE_ATTEMPTS):
@@ -129,6 +131,7 @@ class AlertManager:
                         return None  # nothing changed (e.g. a repeated clear)
                     saved = tx.save(alert, meta, stored.version if stored else None)
                     self._save_book(tx)
+                    messages = self._enqueue(tx, notes, {key: saved})
             except Conflict:
                 self.counters.conflicts += 1
                 continue
@@ -136,7 +139,7 @@ class AlertManager:
                 self.counters.cleared += 1
             elif stored is None or not stored.alert.active:
                 self.counters.raised += 1
-            return saved, notes
+            return saved, messages
         log.error("alert not saved after %d conflicts alert=%s", SAVE_ATTEMPTS, key)
         return None
 
@@ -164,18 +167,19 @@ class AlertManager:
                     tx.save(s.alert, s.meta, s.version) for s in open_alerts.values() if s.alert.history
                 ]
                 self._save_book(tx)
+                messages = self._enqueue(tx, notes, {s.alert.key: s for s in changed})
         except Conflict:
             self.counters.conflicts += 1
             return  # an operator acted meanwhile: the next tick sees the fresh rows
-        by_key = {s.alert.key: s for s in changed}
         for s in changed:
             self._publish(s)
-        for note in notes:
-            stored = by_key.get(note.key) if note.key else None
-            self._notify(note, stored)
+        for msg in messages:
+            self._send(msg)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Tick until ``stop``; then wait (bounded) for notifications under way."""
+        """Deliver what the outbox still holds (a crash before delivery), then tick until ``stop``; then wait
+        (bounded) for notifications under way."""
+        self.resume()
         while not stop.is_set():
             try:
                 await asyncio.wait_for(stop.wait(), self.config.tick_s)
@@ -188,20 +192,42 @@ class AlertManager:
             await asyncio.wait(set(self._sending), timeout=timeout_s)
 
     # -- after a change ----------------------------------------------------------------------------------------
-    def _after_change(self, stored: StoredAlert, notes: list[Notification]) -> None:
+    def _after_change(self, stored: StoredAlert, messages: list[Message]) -> None:
         self._publish(stored)
-        if not notes and stored.alert.active:
+        if not messages and stored.alert.active:
             self.counters.held += 1
-        for note in notes:
-            self._notify(note, stored)
+        for msg in messages:
+            self._send(msg)
 
     def _publish(self, stored: StoredAlert) -> None:
         if self.publish_event is None or not self.config.publish_events:
             return
         self.publish_event(topics.alert_event(stored.id), orjson.dumps(alert_event(stored)))
 
-    def _notify(self, note: Notification, stored: StoredAlert | None) -> None:
-        msg = self._message(note, stored)
+    def _enqueue(self, tx: Tx, notes: list[Notification], saved: dict[AlertKey, StoredAlert]) -> list[Message]:
+        """Messages for ``notes``, written to the outbox in the change's own transaction, with the channels routed
+        now (so that a delivery after a restart goes where it would have gone)."""
+        now = int(self.clock() * 1000)
+        out = []
+        for note in notes:
+            msg = self._message(note, saved.get(note.key) if note.key else None)
+            if not msg.targets and self.notifier is not None:
+                msg = dataclasses.replace(msg, targets=tuple(self.notifier.route(msg, now)))
+            tx.enqueue_notification(created_ms=now, message_id=msg.id, message=_to_outbox(msg), alert_id=msg.alert_id)
+            out.append(msg)
+        return out
+
+    def resume(self) -> int:
+        """Send what the outbox holds: notifications decided before a crash or stop and not delivered."""
+        with self.store.begin() as tx:
+            pending = tx.pending_notifications()
+        for _, data in pending:
+            self._send(_from_outbox(data))
+        if pending:
+            log.info("notifications resumed from the outbox count=%d", len(pending))
+        return len(pending)
+
+    def _send(self, msg: Message) -> None:
         task = asyncio.ensure_future(self._deliver(msg))
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
@@ -222,7 +248,7 @@ class AlertManager:
             point=key.point if key else None, value=alert.value if alert else None, unit=unit,
             level=note.level, detail=detail,
         )  # fmt: skip
-        ident = f"{stored.id if stored else note.audience}-{note.kind.value}-{note.ts_ms}-{note.level}"
+        ident = f"{stored.id if stored else note.audience}-{note.kind.value}-{note.ts_ms}-{uuid.uuid4().hex[:12]}"
         return Message(
             id=ident, kind=note.kind.value, audience=note.audience, severity=severity, title=title, text=text,
             ts_ms=note.ts_ms, area=meta.area if meta else None, site=key.site if key else None,
@@ -232,28 +258,44 @@ class AlertManager:
         )  # fmt: skip
 
     async def _deliver(self, msg: Message) -> None:
-        now = int(self.clock() * 1000)
-        if self.notifier is None or not (msg.targets or self.notifier.route(msg, now)):
+        if self.notifier is None or not msg.targets:
             self.counters.unrouted += 1
-            self._log_outcome(msg, "", "", "", ok=False, attempts=0, error="no route matches this notification")
+            self._log_outcome(msg, "", "", "", ok=False, attempts=0, error="no route matches this notification",
+                              done=True)  # fmt: skip
             return
-        outcomes = await self.notifier.send(msg)
-        for o in outcomes:
+        with self.store.begin() as tx:  # after a restart: the channels that already have it are not sent again
+            todo = tuple(c for c in msg.targets if not tx.notification_sent(msg.id, c))
+        if not todo:
+            self._log_done(msg)
+            return
+        outcomes = await self.notifier.send(dataclasses.replace(msg, targets=todo))
+        for i, o in enumerate(outcomes):
             self.counters.notifications += 1
             if not o.ok:
                 self.counters.notifications_failed += 1
                 log.warning("notification failed channel=%s alert=%s kind=%s attempts=%d error=%s",
                             o.channel, msg.alert_id, msg.kind, o.attempts, o.error)  # fmt: skip
-            self._log_outcome(msg, o.channel, o.type, o.target, ok=o.ok, attempts=o.attempts, error=o.error)
+            self._log_outcome(msg, o.channel, o.type, o.target, ok=o.ok, attempts=o.attempts, error=o.error,
+                              done=i == len(outcomes) - 1)  # fmt: skip
+        if not outcomes:
+            self._log_done(msg)
 
     def _log_outcome(self, msg: Message, channel: str, ctype: str, target: str, *, ok: bool, attempts: int,
-                     error: str) -> None:  # fmt: skip
+                     error: str, done: bool) -> None:  # fmt: skip
+        """One channel's outcome in the notification log; with ``done`` the message also leaves the outbox (every
+        channel had its try, retries included: a failure stays in the log, it is not retried forever)."""
         with self.store.begin() as tx:
             tx.add_notification(
                 ts_ms=int(self.clock() * 1000), message_id=msg.id, kind=msg.kind, audience=msg.audience,
                 channel=channel, channel_type=ctype, target=target, ok=ok, attempts=attempts, error=error,
                 alert_id=msg.alert_id, text=msg.text,
             )  # fmt: skip
+            if done:
+                tx.dequeue_notification(msg.id)
+
+    def _log_done(self, msg: Message) -> None:
+        with self.store.begin() as tx:
+            tx.dequeue_notification(msg.id)
 
     def metrics_text(self) -> str:
         c = self.counters
@@ -267,6 +309,16 @@ class AlertManager:
             ("lifeline_alerts_notifications_unrouted_total", c.unrouted),
         ]
         return "".join(f"# TYPE {n} counter\n{n} {v}\n" for n, v in rows)
+
+
+def _to_outbox(msg: Message) -> dict[str, object]:
+    data = dataclasses.asdict(msg)
+    data["targets"] = list(msg.targets)
+    return data
+
+
+def _from_outbox(data: dict[str, Any]) -> Message:
+    return Message(**{**data, "targets": tuple(data.get("targets") or ())})
 
 
 def alert_event(stored: StoredAlert) -> dict[str, Any]:

@@ -367,6 +367,25 @@ class Tx:
         ).returning(t.notifications.c.id)
         return int(self._conn.execute(stmt).scalar_one())
 
+    def enqueue_notification(self, *, created_ms: int, message_id: str, message: dict[str, object],
+                             alert_id: int | None) -> int:  # fmt: skip
+        """Keep a notification to deliver, in the transaction of the change that caused it (the outbox)."""
+        stmt = insert(t.notification_outbox).values(
+            created_ms=created_ms, message_id=message_id, message=orjson.dumps(message).decode(), alert_id=alert_id
+        ).returning(t.notification_outbox.c.id)
+        return int(self._conn.execute(stmt).scalar_one())
+
+    def dequeue_notification(self, message_id: str) -> None:
+        """Every channel has had its try: the notification leaves the outbox."""
+        c = t.notification_outbox.c
+        self._conn.execute(t.notification_outbox.delete().where(c.message_id == message_id))
+
+    def pending_notifications(self, limit: int = 1000) -> list[tuple[str, dict[str, object]]]:
+        """(message id, message) of notifications not delivered yet, oldest first."""
+        c = t.notification_outbox.c
+        rows = self._conn.execute(select(c.message_id, c.message).order_by(c.id).limit(limit)).all()
+        return [(str(r.message_id), _json_object(str(r.message), "outbox message")) for r in rows]
+
     def notification_sent(self, message_id: str, channel: str) -> bool:
         """Whether ``message_id`` was delivered through ``channel`` (a recorded failure does not count)."""
         c = t.notifications.c

@@ -129,10 +129,10 @@ def lel(device: str, severity: str | None, ts_s: float, value: float = 30.0) -> 
 
 
 def manager(tmp_path: Path, receivers: dict[str, HttpReceiver], smtp: SmtpServer, clock: Clock,
-            **config: Any) -> tuple[AlertManager, AlertStore]:  # fmt: skip
+            routes: tuple[str, ...] = ("hook",), **config: Any) -> tuple[AlertManager, AlertStore]:  # fmt: skip
     cfg = AlertServiceConfig.model_validate({
         "store_url": f"sqlite:///{tmp_path / 'alerts.db'}",
-        "notify": {"channels": channels(receivers, smtp), "routes": [{"audiences": ["safety"], "channels": ["hook"]}],
+        "notify": {"channels": channels(receivers, smtp), "routes": [{"audiences": ["safety"], "channels": routes}],
                    "retry": {"attempts": 1}},
         **config,
     })  # fmt: skip
@@ -262,3 +262,62 @@ def test_alert_changes_are_published_for_live_views(mosquitto: Mosquitto, tmp_pa
     assert (body["rule"], body["device"], body["state"], body["severity"]) == ("gas.lel", "gas-5", "active_unack",
                                                                                "critical")  # fmt: skip
     assert event.topic == f"lifeline/v1/alerts/events/{body['id']}"
+
+
+def test_a_notification_decided_before_a_crash_is_delivered_after_the_restart(
+    tmp_path: Path, receivers: dict[str, HttpReceiver], smtp_server: SmtpServer
+) -> None:
+    clock = Clock()
+    first, store = manager(tmp_path, receivers, smtp_server, clock)
+    # the change is committed with its notification in the outbox, then the process dies before sending it
+    assert first._apply(lel("gas-3", "warning", clock.now)) is not None
+    with store.begin() as tx:
+        ((message_id, pending),) = tx.pending_notifications()
+    assert pending["targets"] == ["hook"]
+    assert receivers["hook"].snapshot() == []
+    second, store2 = manager(tmp_path, receivers, smtp_server, clock)
+
+    async def restart() -> None:
+        assert second.resume() == 1
+        await second.drain(5)
+
+    asyncio.run(restart())
+    (got,) = receivers["hook"].snapshot()
+    assert (got.json()["id"], got.json()["kind"], got.json()["device"]) == (message_id, "raised", "gas-3")
+    with store2.begin() as tx:
+        assert tx.pending_notifications() == []
+        assert tx.notification_sent(message_id, "hook")
+    asyncio.run(restart_again(second))  # nothing left: nothing sent twice
+    assert len(receivers["hook"].snapshot()) == 1
+    store.close()
+    store2.close()
+
+
+async def restart_again(mgr: AlertManager) -> None:
+    assert mgr.resume() == 0
+    await mgr.drain(5)
+
+
+def test_after_a_restart_only_the_channels_that_missed_a_notification_get_it(
+    tmp_path: Path, receivers: dict[str, HttpReceiver], smtp_server: SmtpServer
+) -> None:
+    clock = Clock()
+    first, store = manager(tmp_path, receivers, smtp_server, clock, routes=("hook", "duty"))
+    done = first._apply(lel("gas-4", "warning", clock.now))
+    assert done is not None
+    (msg,) = done[1]
+    assert msg.targets == ("hook", "duty")
+    # "hook" had it before the crash; "duty" did not
+    first._log_outcome(msg, "hook", "webhook", "x", ok=True, attempts=1, error="", done=False)
+    second, store2 = manager(tmp_path, receivers, smtp_server, clock, routes=("hook", "duty"))
+
+    async def restart() -> None:
+        second.resume()
+        await second.drain(5)
+
+    asyncio.run(restart())
+    store.close()
+    store2.close()
+    assert receivers["hook"].snapshot() == []
+    (duty,) = receivers["duty"].snapshot()
+    assert duty.json()["id"] == msg.id
