@@ -85,6 +85,37 @@ class Passwords:
             return False
 
 
+class LoginThrottle:
+    """Failed logins per user name: after ``max_failures`` within ``window_s`` the name is refused for
+    ``block_s`` (answer 429 with Retry-After), whatever the password. Guessing a password then takes years."""
+
+    def __init__(self, max_failures: int = 5, window_s: float = 300.0, block_s: float = 300.0) -> None:
+        self.max_failures, self.window_ms, self.block_ms = max_failures, window_s * 1000, block_s * 1000
+        self._failures: dict[str, list[int]] = {}
+        self._blocked_until: dict[str, int] = {}
+
+    def blocked_for_s(self, username: str, now_ms: int) -> float | None:
+        until = self._blocked_until.get(username.lower())
+        if until is None or now_ms >= until:
+            return None
+        return (until - now_ms) / 1000
+
+    def failed(self, username: str, now_ms: int) -> None:
+        name = username.lower()
+        recent = [t for t in self._failures.get(name, []) if now_ms - t < self.window_ms] + [now_ms]
+        self._failures[name] = recent
+        if len(recent) >= self.max_failures:
+            self._blocked_until[name] = int(now_ms + self.block_ms)
+            self._failures[name] = []
+        if len(self._failures) > 100_000:  # bounded: forget the oldest names (guessing many names costs the same)
+            for key in list(self._failures)[:50_000]:
+                del self._failures[key]
+
+    def succeeded(self, username: str) -> None:
+        self._failures.pop(username.lower(), None)
+        self._blocked_until.pop(username.lower(), None)
+
+
 TOKEN_PREFIX_SESSION = "lls_"
 TOKEN_PREFIX_API = "llt_"
 

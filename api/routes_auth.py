@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, HTTPException, Path, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.auth import Role, password_problem
@@ -119,13 +119,22 @@ def _check_areas(svc: Service, areas: list[str] | None) -> None:
 # -- login and the caller's account ------------------------------------------------------------------------
 
 
-@router.post("/api/auth/login", tags=["auth"], responses={401: {"description": "wrong user name or password"}})
+@router.post("/api/auth/login", tags=["auth"], responses={401: {"description": "wrong user name or password"},
+                                                          429: {"description": "too many failed logins"}})
 def login(body: LoginIn, svc: Service, request: Request) -> LoginOut:
+    now = svc.clock()
+    wait_s = svc.login_throttle.blocked_for_s(body.username, now)
+    if wait_s is not None:
+        raise HTTPException(429, detail={"reason": f"too many failed logins for this user: try again in "
+                                                  f"{wait_s:.0f} s", "field": "username"},
+                            headers={"Retry-After": str(max(1, round(wait_s)))})  # fmt: skip
     user = svc.users.check_password(body.username, body.password)
     if user is None:
+        svc.login_throttle.failed(body.username, now)
         svc.audit(who=body.username[:64], action="auth.login_failed", target=f"user:{body.username[:64]}",
                   source=source(request))  # fmt: skip
         raise error(401, "wrong user name or password")
+    svc.login_throttle.succeeded(body.username)
     expires = svc.clock() + svc.config.auth.session_lifetime_s * 1000
     info, token = svc.users.issue(user.username, "session", "login", expires)
     svc.audit(who=user.username, action="auth.login", target=f"user:{user.username}", source=source(request),

@@ -16,7 +16,7 @@ from sqlalchemy import make_url
 
 from alerts.manager import alert_event
 from alerts.store import AlertStore, StoredAlert
-from api.auth import Passwords
+from api.auth import LoginThrottle, Passwords
 from api.config import ADMIN_PASSWORD_ENV, ApiConfig
 from api.db import Clock, make_engine, wall_ms
 from api.gates import GateService
@@ -48,6 +48,7 @@ class ApiService:
         self.store = store or AlertStore(config.store.url)
         self._own_store = store is None
         self.engine = make_engine(config.store.url)
+        self.login_throttle = LoginThrottle()
         self.users = UserStore(
             self.engine, Passwords(config.auth.argon2_time_cost, config.auth.argon2_memory_kib), clock
         )

@@ -68,6 +68,20 @@ def test_wrong_password_is_401_and_audited(app: App) -> None:
     assert rows[0].source == "testclient"
 
 
+def test_five_failed_logins_block_the_name_for_five_minutes(app: App) -> None:
+    add_users(app.service)
+    guess = {"username": "viewer", "password": "guess-guess!"}
+    for _ in range(5):
+        assert app.client.post("/api/auth/login", json=guess).status_code == 401
+    blocked = app.client.post("/api/auth/login", json={"username": "viewer", "password": PASSWORD})
+    assert blocked.status_code == 429  # even the right password, while blocked
+    assert blocked.json()["detail"]["field"] == "username"
+    assert 1 <= int(blocked.headers["Retry-After"]) <= 300
+    assert app.client.post("/api/auth/login", json={"username": "boss", "password": PASSWORD}).status_code == 200
+    app.clock.advance(301_000)
+    app.login("viewer")
+
+
 def test_session_expires(app: App) -> None:
     add_users(app.service)
     h = app.login("viewer")
