@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Literal
+from collections.abc import Awaitable, Iterable
+from dataclasses import dataclass
+from typing import Annotated, Literal, TypeVar
 
 from fastapi import APIRouter, Query, Response
 from fastapi.concurrency import run_in_threadpool
@@ -14,9 +16,10 @@ from api.live import DeviceState
 from api.service import ApiService
 from device_profiles import Profile
 from telemetry import Value
-from telemetry.influx_query import LatestRow, QueryError, QueryUnavailableError
+from telemetry.influx_query import LatestRow, Point, QueryError, QueryUnavailableError, choose_interval_ms
 
 router = APIRouter()
+T = TypeVar("T")
 
 DAY_MS = 86_400_000
 
@@ -66,6 +69,17 @@ class HistoryOut(BaseModel):
     end_ms: int
     max_points: int
     points: list[HistoryPoint]
+
+
+class SiteHistoryOut(BaseModel):
+    site: str
+    profile: str
+    measurement: str
+    start_ms: int
+    end_ms: int
+    interval_ms: int  # every point is a bucket of this width; time_ms is its start
+    max_points: int  # per device
+    devices: dict[str, list[HistoryPoint]]
 
 
 def _device_out(svc: ApiService, state: DeviceState) -> DeviceOut:
@@ -181,23 +195,32 @@ def _numeric(profile: Profile) -> dict[str, bool]:
 
 
 Aggregate = Literal["mean", "median", "min", "max", "first", "last"]
+_POINT = r"[a-z][a-z0-9_]{0,63}"
+Points = Annotated[list[Annotated[str, Query(pattern=rf"^{_POINT}$")]] | None,
+                   Query(max_length=50, description="point names (repeat); default: every numeric point")]  # fmt: skip
+StartMs = Annotated[int | None, Query(ge=0, le=MAX_MS, description="default: end_ms - 24 h")]
+EndMs = Annotated[int | None, Query(ge=1, le=MAX_MS, description="default: now")]
+MaxPoints = Annotated[int | None, Query(ge=2, le=100_000, description="bounded by the config")]
+AggregateQuery = Annotated[Aggregate, Query(description="for numeric points; others take the last")]
+ProfileName = Annotated[str, Query(pattern=rf"^{_POINT}$", description="the devices' profile (a site may hold "
+                                  "several, each its own measurement)")]  # fmt: skip
+PointLists = Annotated[list[Annotated[str, Query(max_length=3300, pattern=rf"^{_POINT}(,{_POINT})*$")]] | None,
+                       Query(max_length=50, description="point names, comma-separated or repeated; default: every "
+                             "numeric point")]  # fmt: skip
 
 
-@router.get("/api/sites/{site}/devices/{device}/history", tags=["readings"])
-async def device_history(
-    site: SiteId,
-    device: DeviceId,
-    who: Reader,
-    svc: Service,
-    points: Annotated[list[Annotated[str, Query(pattern=r"^[a-z][a-z0-9_]{0,63}$")]] | None,
-                      Query(max_length=50, description="point names (repeat); default: every numeric point")] = None,
-    start_ms: Annotated[int | None, Query(ge=0, le=MAX_MS, description="default: end_ms - 24 h")] = None,
-    end_ms: Annotated[int | None, Query(ge=1, le=MAX_MS, description="default: now")] = None,
-    max_points: Annotated[int | None, Query(ge=2, le=100_000, description="bounded by the config")] = None,
-    aggregate: Annotated[Aggregate, Query(description="for numeric points; others take the last")] = "mean",
-) -> HistoryOut:
-    check_site(svc, who, site)
-    state, profile = _known_device(svc, site, device)
+@dataclass(frozen=True, slots=True)
+class _HistoryRequest:
+    """A history request's checked arguments: point names split by aggregate, the bound and the range."""
+
+    groups: list[tuple[Aggregate, list[str]]]  # (aggregate, points), only groups with points
+    limit: int
+    start: int
+    end: int
+
+
+def _history_request(svc: ApiService, profile: Profile, points: list[str] | None, start_ms: int | None,
+                     end_ms: int | None, max_points: int | None, aggregate: Aggregate) -> _HistoryRequest:  # fmt: skip
     numeric = _numeric(profile)
     wanted = list(dict.fromkeys(points)) if points else [p for p, n in numeric.items() if n]
     unknown = [p for p in wanted if p not in numeric]
@@ -213,26 +236,84 @@ async def device_history(
         raise error(422, "end_ms must be after start_ms", "end_ms")
     if end - start > cfg.max_range_days * DAY_MS:
         raise error(422, f"the range may span at most {cfg.max_range_days} days", "start_ms")
-    groups = [(aggregate, [p for p in wanted if numeric[p]]), ("last", [p for p in wanted if not numeric[p]])]
-    merged: dict[int, HistoryPoint] = {}
+    # bool and text points cannot be averaged: they take the bucket's last value
+    groups: list[tuple[Aggregate, list[str]]] = [(aggregate, [p for p in wanted if numeric[p]]),
+                                                  ("last", [p for p in wanted if not numeric[p]])]  # fmt: skip
+    return _HistoryRequest([(agg, fields) for agg, fields in groups if fields], limit, start, end)
+
+
+async def _influx(calls: Iterable[Awaitable[T]]) -> list[T]:
+    """Run the InfluxDB reads together; an unreachable InfluxDB is a 503, a refused query a 502."""
     try:
-        results = await asyncio.gather(*(
-            svc.influx.history(profile.measurement, site=site, device=device, fields=fields, start_ms=start,
-                               end_ms=end, max_points=limit, aggregate=agg, with_quality=True)
-            for agg, fields in groups if fields
-        ))  # fmt: skip
+        return list(await asyncio.gather(*calls))
     except QueryUnavailableError as exc:
         raise error(503, f"InfluxDB is not reachable: {exc.message}") from exc
     except QueryError as exc:
         raise error(502, f"InfluxDB refused the query: {exc.message}") from exc
+
+
+def _merge(results: Iterable[list[Point]], limit: int) -> list[HistoryPoint]:
+    """The points of each aggregate group joined on their time, oldest first, at most ``limit``."""
+    merged: dict[int, HistoryPoint] = {}
     for result in results:
         for p in result:
             slot = merged.setdefault(p.time_ms, HistoryPoint(time_ms=p.time_ms, values={}, quality={}))
             slot.values.update(p.values)
             slot.quality.update(p.quality)
-    rows = [merged[t] for t in sorted(merged)][:limit]
-    return HistoryOut(site=site, device=state.device, measurement=profile.measurement, start_ms=start, end_ms=end,
-                      max_points=limit, points=rows)  # fmt: skip
+    return [merged[t] for t in sorted(merged)][:limit]
+
+
+@router.get("/api/sites/{site}/devices/{device}/history", tags=["readings"])
+async def device_history(site: SiteId, device: DeviceId, who: Reader, svc: Service, points: Points = None,
+                         start_ms: StartMs = None, end_ms: EndMs = None, max_points: MaxPoints = None,
+                         aggregate: AggregateQuery = "mean") -> HistoryOut:  # fmt: skip
+    check_site(svc, who, site)
+    state, profile = _known_device(svc, site, device)
+    req = _history_request(svc, profile, points, start_ms, end_ms, max_points, aggregate)
+    results = await _influx(
+        svc.influx.history(profile.measurement, site=site, device=device, fields=fields, start_ms=req.start,
+                           end_ms=req.end, max_points=req.limit, aggregate=agg, with_quality=True)
+        for agg, fields in req.groups
+    )  # fmt: skip
+    return HistoryOut(site=site, device=state.device, measurement=profile.measurement, start_ms=req.start,
+                      end_ms=req.end, max_points=req.limit, points=_merge(results, req.limit))  # fmt: skip
+
+
+@router.get("/api/sites/{site}/history", tags=["readings"])
+async def site_history(
+    site: SiteId,
+    who: Reader,
+    svc: Service,
+    profile: ProfileName,
+    points: PointLists = None,
+    start_ms: StartMs = None,
+    end_ms: EndMs = None,
+    max_points: MaxPoints = None,
+    aggregate: AggregateQuery = "mean",
+) -> SiteHistoryOut:
+    """Every device of the site with this profile (those the live cache knows; with none known, every device
+    InfluxDB has data of), bucketed to at most ``max_points`` each, in one InfluxQL query per aggregate (one
+    for numeric points, one more for bool and text points)."""
+    check_site(svc, who, site)
+    known = svc.profiles.get(profile)
+    if known is None:
+        raise error(422, f"no profile {profile!r}", "profile")
+    names = [name for item in points for name in item.split(",")] if points else None
+    if names is not None and len(set(names)) > 50:
+        raise error(422, "at most 50 points", "points")
+    req = _history_request(svc, known, names, start_ms, end_ms, max_points, aggregate)
+    devices = [s.device for s in svc.cache.devices(site) if s.profile == known.name] or None
+    results = await _influx(
+        svc.influx.site_history(known.measurement, site=site, fields=fields, start_ms=req.start, end_ms=req.end,
+                                max_points=req.limit, aggregate=agg, devices=devices, with_quality=True)
+        for agg, fields in req.groups
+    )  # fmt: skip
+    found = sorted({d for result in results for d in result})
+    return SiteHistoryOut(
+        site=site, profile=known.name, measurement=known.measurement, start_ms=req.start, end_ms=req.end,
+        interval_ms=choose_interval_ms(req.start, req.end, req.limit), max_points=req.limit,
+        devices={d: _merge((r.get(d, []) for r in results), req.limit) for d in found},
+    )  # fmt: skip
 
 
 @router.get("/api/rules", tags=["rules"])

@@ -1,5 +1,5 @@
-"""Sites, devices, latest values and history against a real Mosquitto and InfluxDB 1.6.7; the live stream (SSE)
-filtered by area; /healthz with every part up."""
+"""Sites, devices, latest values, a device's and a site's history against a real Mosquitto and InfluxDB 1.6.7; the
+live stream (SSE) filtered by area; /healthz with every part up."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import pytest
 from api import ApiService
 from lifeline.services import Influxd, Mosquitto
 from telemetry import Sample, Telemetry, encode, topics
+from telemetry.influx_query import choose_interval_ms
 from tests.integration.test_api_support import Publisher, RunningApi, add_users, login, make_config, status, wait_until
 
 pytestmark = pytest.mark.integration
@@ -30,14 +31,19 @@ class Env:
     service: ApiService
     pub: Publisher
     t0: int  # start of the 24 h of stored history
+    influx: Influxd
+    database: str
 
 
 def _write_history(influx: Influxd, database: str, device: str, start_ms: int, minutes: int) -> None:
-    lines = [
+    _write(influx, database, [
         f"water_quality,site={SITE},device={device},profile=water_quality_station "
         f"ph={7 + (i % 60) / 100},do={6 + (i % 10) / 10},nh3_n={0.5} {start_ms + i * 60_000}"
         for i in range(minutes)
-    ]
+    ])  # fmt: skip
+
+
+def _write(influx: Influxd, database: str, lines: list[str]) -> None:
     r = httpx.post(f"{influx.url}/write", params={"db": database, "precision": "ms"}, content="\n".join(lines))
     assert r.status_code == 204, r.text
 
@@ -61,7 +67,7 @@ def env(shared_mosquitto: Mosquitto, shared_influxdb: Influxd, tmp_path: Path) -
     pub = Publisher(shared_mosquitto.host, shared_mosquitto.port)
     for device in ("wq-01", "wq-02"):
         pub.publish(*status(SITE, device, "water_quality_station", now), retain=True)
-    yield Env(api, service, pub, t0)
+    yield Env(api, service, pub, t0, shared_influxdb, database)
     for device in ("wq-01", "wq-02"):  # clear the retained status for the next test of this worker
         pub.publish(topics.status(SITE, device), b"", retain=True)
     pub.close()
@@ -120,7 +126,7 @@ def test_history_downsampled_and_bounded(env: Env) -> None:
                                                    "max_points": 100})  # fmt: skip
     assert r.status_code == 200, r.text
     points = r.json()["points"]
-    assert 50 <= len(points) <= 100  # 1440 minutes in 30-minute buckets: 48 or 49
+    assert 50 <= len(points) <= 100  # 1440 minutes in 15-minute buckets: 96 or 97
     assert set(points[0]["values"]) == {"ph", "do"}
     raw = env.api.client.get(url, headers=h, params={"points": "ph", "start_ms": env.t0,
                                                      "end_ms": env.t0 + HOUR}).json()["points"]  # fmt: skip
@@ -143,6 +149,81 @@ def test_history_input_errors_name_the_field(env: Env, params: dict[str, object]
     wait_until(lambda: env.service.cache.get(SITE, "wq-01") is not None)
     r = env.api.client.get(f"/api/sites/{SITE}/devices/wq-01/history", headers=h, params=params)
     assert r.status_code == 422, r.text
+    detail = r.json()["detail"]
+    named = detail["field"] if isinstance(detail, dict) else detail[0]["loc"]
+    assert field in named
+
+
+def test_site_history_in_one_request(env: Env) -> None:
+    h = login(env.api.client, "env-north")
+    wait_until(lambda: len(env.service.cache.devices(SITE)) == 2, what="retained status of both devices")
+    _write_history(env.influx, env.database, "wq-02", env.t0, 60)  # an hour only
+    _write_history(env.influx, env.database, "wq-77", env.t0, 60)  # not in the live cache: left out
+    start, end = env.t0, env.t0 + 24 * HOUR
+    params: dict[str, str | int] = {"profile": "water_quality_station", "points": "ph,do", "start_ms": start,
+                                    "end_ms": end, "max_points": 100}  # fmt: skip
+    r = env.api.client.get(f"/api/sites/{SITE}/history", headers=h, params=params)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert {k: body[k] for k in ("site", "profile", "measurement", "start_ms", "end_ms", "max_points")} == {
+        "site": SITE, "profile": "water_quality_station", "measurement": "water_quality", "start_ms": start,
+        "end_ms": end, "max_points": 100}  # fmt: skip
+    assert body["interval_ms"] == choose_interval_ms(start, end, 100) == 15 * 60_000
+    devices = body["devices"]
+    assert list(devices) == ["wq-01", "wq-02"]
+    assert 96 <= len(devices["wq-01"]) <= 100  # 1440 minutes in 15-minute buckets: 96 or 97
+    assert 4 <= len(devices["wq-02"]) <= 5
+    first = devices["wq-01"][0]
+    assert set(first) == {"time_ms", "values", "quality"}
+    assert set(first["values"]) == {"ph", "do"}
+    assert first["quality"] == {"ph": 0, "do": 0}
+    # the same buckets, in the same format, as the device endpoint gives for one device
+    one = env.api.client.get(f"/api/sites/{SITE}/devices/wq-01/history", headers=h,
+                             params={**params, "points": ["ph", "do"]}).json()  # fmt: skip
+    assert devices["wq-01"] == one["points"]
+
+
+def test_site_history_takes_the_last_of_bool_points_and_every_device_when_none_is_known(env: Env) -> None:
+    h = login(env.api.client, "viewer")
+    t = env.t0 - env.t0 % HOUR + HOUR  # a whole hour, so the buckets start on it
+    _write(env.influx, env.database, [
+        f"sluice_gate,site={SITE},device=gate-09,profile=sluice_gate_plc gate_opening={i}.0,remote_mode={i % 2 == 0}"
+        f" {t + i * 60_000}" for i in range(3)
+    ])  # fmt: skip
+    r = env.api.client.get(f"/api/sites/{SITE}/history", headers=h, params={
+        "profile": "sluice_gate_plc", "points": ["gate_opening", "remote_mode"], "start_ms": t, "end_ms": t + HOUR,
+        "max_points": 2})  # fmt: skip
+    assert r.status_code == 200, r.text
+    assert r.json()["interval_ms"] == HOUR // 2  # two buckets fit; the data is all in the first
+    assert r.json()["devices"] == {
+        "gate-09": [{"time_ms": t, "values": {"gate_opening": 1.0, "remote_mode": True},
+                     "quality": {"gate_opening": 0, "remote_mode": 0}}]}  # fmt: skip
+
+
+WQ = {"profile": "water_quality_station"}
+
+
+@pytest.mark.parametrize(
+    ("user", "params", "status", "field"),
+    [("viewer", {}, 422, "profile"), ("viewer", {"profile": "no_such_profile"}, 422, "profile"),
+     ("viewer", {"profile": "Water Quality"}, 422, "profile"), ("viewer", {**WQ, "points": "nope"}, 422, "points"),
+     ("viewer", {**WQ, "points": "ph,Bad Name"}, 422, "points"), ("viewer", {**WQ, "points": "ph,"}, 422, "points"),
+     ("viewer", {**WQ, "points": ",".join(f"p{i}" for i in range(51))}, 422, "points"),
+     ("viewer", {**WQ, "max_points": 2001}, 422, "max_points"), ("viewer", {**WQ, "max_points": 1}, 422, "max_points"),
+     ("viewer", {**WQ, "start_ms": 2000, "end_ms": 1000}, 422, "end_ms"),
+     ("viewer", {**WQ, "start_ms": 0, "end_ms": 401 * 86_400_000}, 422, "start_ms"),
+     ("viewer", {**WQ, "aggregate": "sum"}, 422, "aggregate"), ("viewer", {**WQ, "end_ms": 10**16}, 422, "end_ms"),
+     ("op-south", WQ, 403, "site")],
+    ids=["no-profile", "unknown-profile", "bad-profile-name", "unknown-point", "bad-point-name", "empty-point-name",
+         "51-points", "max-points-over-config", "one-point", "end-before-start", "range-over-config",
+         "unknown-aggregate", "end-too-large", "site-outside-areas"],
+)  # fmt: skip
+def test_site_history_errors_name_the_field(
+    env: Env, user: str, params: dict[str, str | int], status: int, field: str
+) -> None:
+    h = login(env.api.client, user)
+    r = env.api.client.get(f"/api/sites/{SITE}/history", headers=h, params=params)
+    assert r.status_code == status, r.text
     detail = r.json()["detail"]
     named = detail["field"] if isinstance(detail, dict) else detail[0]["loc"]
     assert field in named

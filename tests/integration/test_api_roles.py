@@ -34,6 +34,7 @@ ENDPOINTS: list[tuple[str, str, dict[str, Any] | None, set[str]]] = [
     ("GET", f"/api/sites/{S}/latest", None, ANY),
     ("GET", f"/api/sites/{S}/devices/{D}/latest", None, ANY),
     ("GET", f"/api/sites/{S}/devices/{D}/history", None, ANY),
+    ("GET", f"/api/sites/{S}/history?profile=sluice_gate_plc", None, ANY),
     ("GET", "/api/rules", None, ANY),
     ("GET", "/api/alerts", None, ANY),
     ("GET", "/api/alerts/{alert}", None, ANY),
@@ -100,6 +101,19 @@ def test_role_matrix(app: App, role: str, method: str, path: str, body: dict[str
     else:
         assert r.status_code == 403, f"{role} was let through {method} {url}: {r.status_code} {r.text}"
         assert "may not" in r.text
+
+
+@pytest.mark.parametrize(
+    "path", [f"/api/sites/{S}/devices/{D}/history", f"/api/sites/{S}/history?profile=sluice_gate_plc"],
+    ids=["device-history", "site-history"],
+)
+def test_history_is_scoped_to_the_users_areas(app: App, path: str) -> None:
+    # every role may read history, but a scoped user only of the sites of its areas
+    r = app.client.get(path, headers=app.headers["op-south"])
+    assert r.status_code == 403, r.text
+    assert r.json()["detail"]["field"] == "site"
+    assert app.client.get(path.replace(S, "south-sluices"), headers=app.headers["op-south"]).status_code not in (
+        401, 403)  # fmt: skip
 
 
 @pytest.mark.parametrize(("method", "path", "body", "_allowed"), [e for e in ENDPOINTS if not e[1].startswith(

@@ -1,11 +1,11 @@
-"""InfluxQL reads (telemetry.influx_query) against a real InfluxDB 1.6.7: latest values, downsampled history, quality,
-quoting of hostile names and InfluxDB's errors."""
+"""InfluxQL reads (telemetry.influx_query) against a real InfluxDB 1.6.7: latest values, downsampled history of a
+device and of a whole site, quality, quoting of hostile names and InfluxDB's errors."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from pathlib import Path
 from typing import TypeVar
 
@@ -315,6 +315,121 @@ def test_history_refuses_bad_arguments(db: Db, kwargs: dict[str, object], messag
         db.run(lambda q: q.history("m", **args))  # type: ignore[arg-type]
 
 
+# --- site history --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def site_hour(hour_of_seconds: Db) -> Db:
+    """hour_of_seconds' pump-1, and at s1 pump-2 with level = 2 x seconds; pump-3 (level 5) at site s2."""
+    lines = [f"sluice,site=s1,device=pump-2,profile=gate level={2 * i}.0 {T0 + i * 1000}" for i in range(3600)]
+    hour_of_seconds.write([*lines, f"sluice,site=s2,device=pump-3,profile=gate level=5.0 {T0}"])
+    return hour_of_seconds
+
+
+def _one_statement(q: InfluxQuery, sent: list[str]) -> InfluxQuery:
+    """``q``, recording every InfluxQL request it sends in ``sent``."""
+    send = q._statements
+
+    async def spy(influxql: str, epoch: str = "ms") -> list[list[Series]]:
+        sent.append(influxql)
+        return await send(influxql, epoch)
+
+    q._statements = spy  # type: ignore[method-assign]
+    return q
+
+
+def test_site_history_of_two_devices_is_one_bounded_query(site_hour: Db) -> None:
+    sent: list[str] = []
+    got = site_hour.run(
+        lambda q: _one_statement(q, sent).site_history(
+            "sluice", site="s1", fields=["level"], start_ms=T0, end_ms=T0 + 60 * MINUTE, max_points=59
+        )
+    )
+    assert len(sent) == 1
+    assert ";" not in sent[0]
+    assert 'GROUP BY time(5m), "device" fill(none)' in sent[0]
+    assert list(got) == ["pump-1", "pump-2"]  # pump-3 is at another site
+    for factor, device in ((1, "pump-1"), (2, "pump-2")):
+        points = got[device]
+        assert len(points) == 12 <= 59
+        for n, point in enumerate(points):  # mean of 300 n .. 300 n + 299 seconds, times the device's factor
+            assert point == Point(T0 + n * 5 * MINUTE, {"level": factor * (300 * n + 149.5)})
+
+
+@pytest.mark.parametrize(
+    ("devices", "expected"),
+    [
+        (None, {"pump-1": 60, "pump-2": 60}),
+        (["pump-2"], {"pump-2": 60}),
+        (["pump-2", "pump-2"], {"pump-2": 60}),
+        (["pump-1", "pump-3", "nobody"], {"nobody": 0, "pump-1": 60, "pump-3": 0}),
+    ],
+    ids=["every-device", "one-device", "repeated-device", "absent-and-other-site-devices-are-empty"],
+)
+def test_site_history_filters_devices(
+    site_hour: Db, devices: Collection[str] | None, expected: dict[str, int]
+) -> None:
+    got = site_hour.run(
+        lambda q: q.site_history(
+            "sluice", site="s1", fields=["level"], start_ms=T0, end_ms=T0 + 60 * MINUTE, max_points=60, devices=devices
+        )
+    )
+    assert {device: len(points) for device, points in got.items()} == expected
+    assert list(got) == sorted(expected)
+
+
+def test_site_history_buckets_even_a_few_raw_rows(water: Db) -> None:
+    # four ph values in a minute, max_points 2: 30 s buckets, where history() would give the raw rows
+    got = water.run(
+        lambda q: q.site_history(
+            "water_quality", site="s1", fields=["ph"], start_ms=T0, end_ms=T0 + MINUTE, max_points=2
+        )
+    )
+    assert got == {
+        "wq-1": [Point(T0, {"ph": pytest.approx(7.2)})],
+        "wq-2": [Point(T0, {"ph": pytest.approx(6.85)})],
+    }
+
+
+def test_site_history_bucket_quality_is_the_worst(site_hour: Db) -> None:
+    got = site_hour.run(
+        lambda q: q.site_history(
+            "sluice",
+            site="s1",
+            fields=["level", "missing"],
+            start_ms=T0 + 29 * MINUTE,
+            end_ms=T0 + 32 * MINUTE,
+            max_points=3,
+            aggregate="last",
+            with_quality=True,
+        )
+    )
+    assert [p.quality for p in got["pump-1"]] == [{"level": 0}, {"level": 2}, {"level": 0}]
+    assert [p.quality for p in got["pump-2"]] == [{"level": 0}] * 3
+    assert [p.values for p in got["pump-2"]] == [{"level": 3598.0, "missing": None}, {"level": 3718.0, "missing": None},
+                                                 {"level": 3838.0, "missing": None}]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"start_ms": T0, "end_ms": T0}, ValueError, "end_ms"),
+        ({"max_points": 1}, ValueError, "max_points"),
+        ({"aggregate": "mean); DROP DATABASE x; --"}, ValueError, "aggregate"),
+        ({"fields": []}, ValueError, "fields"),
+        ({"devices": []}, ValueError, "devices"),
+        ({"devices": "pump-1"}, TypeError, "devices"),
+    ],
+    ids=["empty-range", "one-point", "unknown-aggregate", "no-fields", "no-devices", "one-str-for-devices"],
+)
+def test_site_history_refuses_bad_arguments(
+    db: Db, kwargs: dict[str, object], error: type[Exception], message: str
+) -> None:
+    args: dict[str, object] = {"site": "s", "fields": ["v"], "start_ms": T0, "end_ms": T0 + MINUTE, **kwargs}
+    with pytest.raises(error, match=message):
+        db.run(lambda q: q.site_history("m", **args))  # type: ignore[arg-type]
+
+
 # --- choosing the interval -----------------------------------------------------------------------------------------
 
 
@@ -386,3 +501,6 @@ def test_hostile_names_round_trip_and_do_not_inject(db: Db) -> None:
     assert points == [Point(T0, {field: 1.5})]
     for attack in ["x' OR \"device\" = 'plain", "x\\' OR \"device\" = \\'plain", "plain' OR '1'='1"]:
         assert db.run(lambda q, a=attack: q.latest(measurement, device=a)) == []  # type: ignore[misc]
+    site = db.run(lambda q: q.site_history(measurement, site="s1", fields=[field], start_ms=T0, end_ms=T0 + MINUTE,
+                                           devices=[device, "x' OR \"device\" = 'plain"]))  # fmt: skip
+    assert site == {device: [Point(T0, {field: 1.5})], "x' OR \"device\" = 'plain": []}
