@@ -44,6 +44,10 @@ FROM_PRIORITY = {Severity.LOW: "info", Severity.MEDIUM: "warning", Severity.HIGH
 EventPublisher = Callable[[str, bytes], object]
 
 
+class StoreBusy(Exception):
+    """Alert changes could not be saved (repeated conflicts): the input that caused them must come again."""
+
+
 @dataclass(slots=True)
 class Counters:
     transitions: int = 0
@@ -105,43 +109,60 @@ class AlertManager:
         tx.put_state(BOOK_STATE, data)
 
     # -- rule transitions --------------------------------------------------------------------------------------
-    async def on_transitions(self, transitions: list[Transition]) -> None:
-        for t in transitions:
-            self.counters.transitions += 1
-            done = self._apply(t)
-            if done is not None:
-                stored, messages = done
-                self._after_change(stored, messages)
+    async def on_transitions(
+        self, transitions: list[Transition], checkpoint: tuple[str, dict[str, Any]] | None = None
+    ) -> None:
+        """Apply a batch of rule transitions in one transaction, with ``checkpoint`` (a named state blob: the rules
+        engine's state after it produced them) in the same transaction: after a crash the store and the engine's
+        saved state agree, so a replay neither repeats nor loses a transition. Raises ``StoreBusy`` when the batch
+        cannot be saved (the caller must not acknowledge its input)."""
+        self.counters.transitions += len(transitions)
+        for stored, messages in self._apply_batch(transitions, checkpoint):
+            self._after_change(stored, messages)
 
-    def _apply(self, t: Transition) -> tuple[StoredAlert, list[Message]] | None:
-        key = AlertKey(t.rule, t.site, t.device, t.point)
-        severity = TO_PRIORITY[t.severity] if t.severity else None
+    def _apply_batch(
+        self, transitions: list[Transition], checkpoint: tuple[str, dict[str, Any]] | None
+    ) -> list[tuple[StoredAlert, list[Message]]]:
         for _ in range(SAVE_ATTEMPTS):
+            book_before = self.book.to_dict()
             try:
                 with self.store.begin() as tx:
-                    stored = tx.get(key)
-                    if stored is None and severity is None:
-                        return None  # a clear for an alert that was never stored: nothing to do
-                    alert = stored.alert if stored else Alert(key)
-                    meta = self._meta_for(t, stored)
-                    self.book.alerts = {key: alert}
-                    self._meta = {key: meta}
-                    notes = self.book.on_transition(key, severity, t.value, t.ts, t.reason)
-                    if not alert.history and stored is not None:
-                        return None  # nothing changed (e.g. a repeated clear)
-                    saved = tx.save(alert, meta, stored.version if stored else None)
-                    self._save_book(tx)
-                    messages = self._enqueue(tx, notes, {key: saved})
-            except Conflict:
+                    done = [r for r in (self._apply(tx, t) for t in transitions) if r is not None]
+                    if checkpoint is not None:
+                        tx.put_state(*checkpoint)
+                    if done:
+                        self._save_book(tx)
+            except Conflict:  # an operator changed one of these alerts meanwhile: again from fresh rows
                 self.counters.conflicts += 1
+                self.book = AlertBook.from_dict(book_before, self.config.policy, self._audience_of,
+                                                self.config.escalation)  # fmt: skip
                 continue
-            if severity is None:
-                self.counters.cleared += 1
-            elif stored is None or not stored.alert.active:
-                self.counters.raised += 1
-            return saved, messages
-        log.error("alert not saved after %d conflicts alert=%s", SAVE_ATTEMPTS, key)
-        return None
+            for *_, raised in done:
+                if raised is True:
+                    self.counters.raised += 1
+                elif raised is False:
+                    self.counters.cleared += 1
+            return [(stored, messages) for stored, messages, _ in done]
+        raise StoreBusy(f"{len(transitions)} alert change(s) not saved after {SAVE_ATTEMPTS} conflicts")
+
+    def _apply(self, tx: Tx, t: Transition) -> tuple[StoredAlert, list[Message], bool | None] | None:
+        """One transition inside the batch's transaction: (saved alert, messages, raised / cleared / neither)."""
+        key = AlertKey(t.rule, t.site, t.device, t.point)
+        severity = TO_PRIORITY[t.severity] if t.severity else None
+        stored = tx.get(key)
+        if stored is None and severity is None:
+            return None  # a clear for an alert that was never stored: nothing to do
+        alert = stored.alert if stored else Alert(key)
+        meta = self._meta_for(t, stored)
+        self.book.alerts = {key: alert}
+        self._meta = {key: meta}
+        notes = self.book.on_transition(key, severity, t.value, t.ts, t.reason)
+        if not alert.history and stored is not None:
+            return None  # nothing changed (e.g. a repeated clear)
+        saved = tx.save(alert, meta, stored.version if stored else None)
+        messages = self._enqueue(tx, notes, {key: saved})
+        raised = False if severity is None else True if stored is None or not stored.alert.active else None
+        return saved, messages, raised
 
     def _meta_for(self, t: Transition, stored: StoredAlert | None) -> AlertMeta:
         rule = self.rules.get(t.rule)

@@ -7,6 +7,9 @@ runs too. An :class:`Alert` is one row in ``alerts``; its history and notes are 
 Concurrency is optimistic: every alert row has a ``version``; :meth:`Tx.save` updates only the version it was
 given and raises :class:`Conflict` otherwise. On SQLite a write transaction starts with ``BEGIN IMMEDIATE``, so
 writers queue (up to the busy timeout) instead of failing half-way when another writer committed first.
+
+This module is the write side and the store itself; the row types live in ``alerts._rows`` and the read-only
+queries in ``alerts._queries`` (both private: import the row types from here).
 """
 
 from __future__ import annotations
@@ -16,29 +19,46 @@ import json
 import logging
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
-from sqlalchemy import (
-    URL,
-    ColumnElement,
-    Connection,
-    Engine,
-    Row,
-    create_engine,
-    event,
-    func,
-    insert,
-    or_,
-    select,
-    update,
-)
+from sqlalchemy import URL, Connection, Engine, create_engine, event, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from alerts import _queries as q
 from alerts import _tables as t
-from alerts.lifecycle import ACTIVE_STATES, Action, Alert, AlertKey, Severity, State
+from alerts._queries import AlertQuery
+from alerts._rows import (
+    AlertMeta,
+    AuditRow,
+    HistoryRow,
+    NoteRow,
+    NotificationRow,
+    StoredAlert,
+    Value,
+    alert_values,
+    json_object,
+    key_clause,
+    point_column,
+    stored_alert,
+)
+from alerts.lifecycle import Alert, AlertKey, Severity, State
+
+__all__ = [
+    "ACT_RETRIES",
+    "BUSY_TIMEOUT_MS",
+    "AlertMeta",
+    "AlertStore",
+    "AuditRow",
+    "Conflict",
+    "HistoryRow",
+    "NoteRow",
+    "NotificationRow",
+    "StoredAlert",
+    "Tx",
+    "Value",
+]
 
 log = logging.getLogger(__name__)
 
@@ -47,77 +67,6 @@ R = TypeVar("R")
 ACT_RETRIES = 3
 BUSY_TIMEOUT_MS = 5000
 _WRITE_OPTION = "lifeline_write"  # execution option: this connection's transaction will write
-
-Value = bool | int | float | str | None
-
-
-# --- public types -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class AlertMeta:
-    """What the alert is about, beside its lifecycle."""
-
-    title: str
-    audience: str  # water_ops | environment | safety | default ...
-    area: str | None
-    profile: str | None
-    reason: str = ""  # the rule's last reason text
-
-
-@dataclass(slots=True)
-class StoredAlert:
-    id: int
-    alert: Alert  # loaded with empty history and notes lists (they live in rows of their own)
-    meta: AlertMeta
-    version: int  # optimistic concurrency: pass it back to Tx.save
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryRow:
-    id: int
-    ts_ms: int
-    who: str
-    action: Action
-    from_state: State
-    to_state: State
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class NoteRow:
-    id: int
-    ts_ms: int
-    who: str
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class NotificationRow:
-    id: int
-    ts_ms: int
-    message_id: str
-    kind: str
-    audience: str
-    channel: str
-    channel_type: str
-    target: str
-    ok: bool
-    attempts: int
-    error: str
-    alert_id: int | None
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class AuditRow:
-    id: int
-    ts_ms: int
-    who: str
-    action: str
-    target: str
-    source: str
-    detail: dict[str, object]
 
 
 class Conflict(Exception):
@@ -128,131 +77,6 @@ class Conflict(Exception):
         self.version = version
         seen = "absent" if version is None else f"at version {version}"
         super().__init__(f"alert {key} changed since it was loaded ({seen})")
-
-
-# --- row conversion -----------------------------------------------------------------------------
-
-
-def _point(key: AlertKey) -> str:
-    # '' stands for "no point" in the table (see alerts/_tables.py), so '' itself cannot be a point name.
-    if key.point == "":
-        raise ValueError(f"alert {key}: an empty point name is not allowed, use None for a device-wide alert")
-    return key.point or ""
-
-
-def _key_clause(key: AlertKey) -> ColumnElement[bool]:
-    c = t.alerts.c
-    return (c.rule_id == key.rule_id) & (c.site == key.site) & (c.device == key.device) & (c.point == _point(key))
-
-
-def _value(text: str) -> Value:
-    value = json.loads(text)
-    if value is not None and not isinstance(value, bool | int | float | str):
-        raise TypeError(f"alert value {text!r} is not a scalar")
-    return value
-
-
-def _json_object(text: str, what: str) -> dict[str, object]:
-    data = json.loads(text)
-    if not isinstance(data, dict):
-        raise TypeError(f"{what} is not a JSON object")
-    return data
-
-
-def _alert_values(alert: Alert, meta: AlertMeta) -> dict[str, object]:
-    """The columns of an alert row, its key excepted."""
-    return {
-        "state": alert.state.value,
-        "severity": int(alert.severity),
-        "first_ms": alert.first_ms,
-        "last_ms": alert.last_ms,
-        "count": alert.count,
-        "value": json.dumps(alert.value),
-        "assignee": alert.assignee,
-        "shelved_until_ms": alert.shelved_until_ms,
-        "shelve_reason": alert.shelve_reason,
-        "out_of_service": alert.out_of_service,
-        "out_of_service_reason": alert.out_of_service_reason,
-        "unack_since_ms": alert.unack_since_ms,
-        "escalation_level": alert.escalation_level,
-        "escalated_ms": alert.escalated_ms,
-        "chattering": alert.chattering,
-        "title": meta.title,
-        "audience": meta.audience,
-        "area": meta.area,
-        "profile": meta.profile,
-        "reason": meta.reason,
-    }
-
-
-def _stored(row: Row[Any]) -> StoredAlert:
-    m = row._mapping  # by name: Row's own tuple methods (count, index) shadow columns of the same name
-    alert = Alert(
-        key=AlertKey(m["rule_id"], m["site"], m["device"], m["point"] or None),
-        state=State(m["state"]),
-        severity=Severity(m["severity"]),
-        first_ms=m["first_ms"],
-        last_ms=m["last_ms"],
-        count=m["count"],
-        value=_value(m["value"]),
-        assignee=m["assignee"],
-        shelved_until_ms=m["shelved_until_ms"],
-        shelve_reason=m["shelve_reason"],
-        out_of_service=m["out_of_service"],
-        out_of_service_reason=m["out_of_service_reason"],
-        unack_since_ms=m["unack_since_ms"],
-        escalation_level=m["escalation_level"],
-        escalated_ms=m["escalated_ms"],
-        chattering=m["chattering"],
-    )
-    meta = AlertMeta(m["title"], m["audience"], m["area"], m["profile"], m["reason"])
-    return StoredAlert(m["id"], alert, meta, m["version"])
-
-
-# --- queries ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _AlertQuery:
-    """The filters of list_alerts / count_alerts; each one set narrows the result (they combine with AND)."""
-
-    states: Collection[str] | None = None
-    site: str | None = None
-    sites: Collection[str] | None = None
-    device: str | None = None
-    rule: str | None = None
-    audiences: Collection[str] | None = None
-    min_severity: Severity | None = None
-    active_only: bool = False
-    since_ms: int | None = None
-
-    def where(self) -> list[ColumnElement[bool]]:
-        c = t.alerts.c
-        out: list[ColumnElement[bool]] = []
-        if self.states is not None:
-            out.append(c.state.in_([str(s) for s in self.states]))
-        if self.site is not None:
-            out.append(c.site == self.site)
-        if self.sites is not None:
-            out.append(c.site.in_(list(self.sites)))
-        if self.device is not None:
-            out.append(c.device == self.device)
-        if self.rule is not None:
-            out.append(c.rule_id == self.rule)
-        if self.audiences is not None:
-            out.append(c.audience.in_(list(self.audiences)))
-        if self.min_severity is not None:
-            out.append(c.severity >= int(self.min_severity))
-        if self.active_only:
-            out.append(c.state.in_([s.value for s in ACTIVE_STATES]))
-        if self.since_ms is not None:
-            out.append(c.last_ms >= self.since_ms)
-        return out
-
-
-def _check_page(limit: int, offset: int = 0) -> None:
-    if limit < 0 or offset < 0:
-        raise ValueError(f"limit and offset must not be negative (limit={limit}, offset={offset})")
 
 
 # --- the transaction ----------------------------------------------------------------------------
@@ -267,12 +91,12 @@ class Tx:
     # -- alerts
 
     def get(self, key: AlertKey) -> StoredAlert | None:
-        row = self._conn.execute(select(t.alerts).where(_key_clause(key))).one_or_none()
-        return None if row is None else _stored(row)
+        row = self._conn.execute(select(t.alerts).where(key_clause(key))).one_or_none()
+        return None if row is None else stored_alert(row)
 
     def get_id(self, alert_id: int) -> StoredAlert | None:
         row = self._conn.execute(select(t.alerts).where(t.alerts.c.id == alert_id)).one_or_none()
-        return None if row is None else _stored(row)
+        return None if row is None else stored_alert(row)
 
     def save(self, alert: Alert, meta: AlertMeta, version: int | None) -> StoredAlert:
         """Insert (``version`` None) or update the row at ``version``; raise :class:`Conflict` if it moved on.
@@ -280,7 +104,7 @@ class Tx:
         Every entry in ``alert.history`` and ``alert.notes`` is appended as a new row. The returned copy has
         empty lists and the new version; ``alert`` itself is left as it was, so save the returned copy next time.
         """
-        values = _alert_values(alert, meta)
+        values = alert_values(alert, meta)
         if version is None:
             alert_id, new_version = self._insert(alert.key, values), 1
         else:
@@ -289,9 +113,9 @@ class Tx:
         return StoredAlert(alert_id, dataclasses.replace(alert, history=[], notes=[]), meta, new_version)
 
     def _insert(self, key: AlertKey, values: dict[str, object]) -> int:
-        if self._conn.execute(select(t.alerts.c.id).where(_key_clause(key))).first() is not None:
+        if self._conn.execute(select(t.alerts.c.id).where(key_clause(key))).first() is not None:
             raise Conflict(key, None)
-        keys = {"rule_id": key.rule_id, "site": key.site, "device": key.device, "point": _point(key)}
+        keys = {"rule_id": key.rule_id, "site": key.site, "device": key.device, "point": point_column(key)}
         stmt = insert(t.alerts).values(**keys, **values, version=1).returning(t.alerts.c.id)
         try:
             return int(self._conn.execute(stmt).scalar_one())
@@ -303,7 +127,7 @@ class Tx:
         c = t.alerts.c
         stmt = (
             update(t.alerts)
-            .where(_key_clause(key), c.version == version)
+            .where(key_clause(key), c.version == version)
             .values(**values, version=version + 1)
             .returning(c.id)
         )
@@ -337,7 +161,7 @@ class Tx:
                        c.out_of_service.is_(True), c.chattering.is_(True)))
             .order_by(c.id)
         )
-        return [_stored(row) for row in self._conn.execute(stmt)]
+        return [stored_alert(row) for row in self._conn.execute(stmt)]
 
     # -- engine checkpoints
 
@@ -351,7 +175,7 @@ class Tx:
 
     def get_state(self, name: str) -> dict[str, object] | None:
         text = self._conn.execute(select(t.state_blobs.c.data).where(t.state_blobs.c.name == name)).scalar()
-        return None if text is None else _json_object(text, f"state blob {name!r}")
+        return None if text is None else json_object(text, f"state blob {name!r}")
 
     # -- notifications and audit
 
@@ -384,7 +208,7 @@ class Tx:
         """(message id, message) of notifications not delivered yet, oldest first."""
         c = t.notification_outbox.c
         rows = self._conn.execute(select(c.message_id, c.message).order_by(c.id).limit(limit)).all()
-        return [(str(r.message_id), _json_object(str(r.message), "outbox message")) for r in rows]
+        return [(str(r.message_id), json_object(str(r.message), "outbox message")) for r in rows]
 
     def notification_sent(self, message_id: str, channel: str) -> bool:
         """Whether ``message_id`` was delivered through ``channel`` (a recorded failure does not count)."""
@@ -402,65 +226,6 @@ class Tx:
         ).returning(t.audit_log.c.id)
         return int(self._conn.execute(stmt).scalar_one())
 
-    # -- reads behind AlertStore's convenience methods
-
-    def _list_alerts(self, query: _AlertQuery, limit: int, offset: int) -> list[StoredAlert]:
-        _check_page(limit, offset)
-        c = t.alerts.c
-        stmt = (
-            select(t.alerts).where(*query.where())
-            .order_by(c.last_ms.desc().nulls_last(), c.id.desc())
-            .limit(limit).offset(offset)
-        )
-        return [_stored(row) for row in self._conn.execute(stmt)]
-
-    def _count_alerts(self, query: _AlertQuery) -> int:
-        return int(self._conn.execute(select(func.count()).select_from(t.alerts).where(*query.where())).scalar_one())
-
-    def _history(self, alert_id: int) -> list[HistoryRow]:
-        c = t.alert_history.c
-        rows = self._conn.execute(select(t.alert_history).where(c.alert_id == alert_id).order_by(c.id))
-        return [
-            HistoryRow(r.id, r.ts_ms, r.who, Action(r.action), State(r.from_state), State(r.to_state), r.reason)
-            for r in rows
-        ]
-
-    def _notes(self, alert_id: int) -> list[NoteRow]:
-        c = t.alert_notes.c
-        rows = self._conn.execute(select(t.alert_notes).where(c.alert_id == alert_id).order_by(c.id))
-        return [NoteRow(r.id, r.ts_ms, r.who, r.text) for r in rows]
-
-    def _notifications(self, alert_id: int | None, limit: int) -> list[NotificationRow]:
-        _check_page(limit)
-        c = t.notifications.c
-        stmt = select(t.notifications).order_by(c.ts_ms.desc(), c.id.desc()).limit(limit)
-        if alert_id is not None:
-            stmt = stmt.where(c.alert_id == alert_id)
-        return [
-            NotificationRow(r.id, r.ts_ms, r.message_id, r.kind, r.audience, r.channel, r.channel_type, r.target,
-                            r.ok, r.attempts, r.error, r.alert_id, r.text)
-            for r in self._conn.execute(stmt)
-        ]
-
-    def _audit_log(
-        self, since_ms: int | None, who: str | None, action: str | None, target_prefix: str | None, limit: int
-    ) -> list[AuditRow]:
-        _check_page(limit)
-        c = t.audit_log.c
-        stmt = select(t.audit_log).order_by(c.ts_ms.desc(), c.id.desc()).limit(limit)
-        if since_ms is not None:
-            stmt = stmt.where(c.ts_ms >= since_ms)
-        if who is not None:
-            stmt = stmt.where(c.who == who)
-        if action is not None:
-            stmt = stmt.where(c.action == action)
-        if target_prefix is not None:
-            # Not LIKE: SQLite's LIKE ignores ASCII case and PostgreSQL's does not; this is exact on both.
-            stmt = stmt.where(func.substr(c.target, 1, len(target_prefix)) == target_prefix)
-        return [
-            AuditRow(r.id, r.ts_ms, r.who, r.action, r.target, r.source, _json_object(r.detail, f"audit {r.id}"))
-            for r in self._conn.execute(stmt)
-        ]
 
 
 # --- the store ----------------------------------------------------------------------------------
@@ -528,6 +293,12 @@ class AlertStore:
                 yield Tx(conn)
 
     @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        """A read-only transaction's connection, for the queries of ``alerts._queries``."""
+        with self._tx(write=False) as tx:
+            yield tx._conn
+
+    @contextmanager
     def begin(self) -> Iterator[Tx]:
         """One write transaction: committed when the block ends, rolled back when it raises."""
         with self._tx(write=True) as tx:
@@ -544,9 +315,9 @@ class AlertStore:
         """Alerts matching every filter given (``since_ms`` on ``last_ms``), newest ``last_ms`` first.
 
         An empty collection matches nothing; None means "any"."""
-        query = _AlertQuery(states, site, sites, device, rule, audiences, min_severity, active_only, since_ms)
-        with self._tx(write=False) as tx:
-            return tx._list_alerts(query, limit, offset)
+        query = AlertQuery(states, site, sites, device, rule, audiences, min_severity, active_only, since_ms)
+        with self._read() as conn:
+            return q.list_alerts(conn, query, limit, offset)
 
     def count_alerts(
         self, *, states: Collection[str] | None = None, site: str | None = None, sites: Collection[str] | None = None,
@@ -554,9 +325,9 @@ class AlertStore:
         min_severity: Severity | None = None, active_only: bool = False, since_ms: int | None = None,
     ) -> int:
         """How many alerts :meth:`list_alerts` would find without a limit."""
-        query = _AlertQuery(states, site, sites, device, rule, audiences, min_severity, active_only, since_ms)
-        with self._tx(write=False) as tx:
-            return tx._count_alerts(query)
+        query = AlertQuery(states, site, sites, device, rule, audiences, min_severity, active_only, since_ms)
+        with self._read() as conn:
+            return q.count_alerts(conn, query)
 
     def get(self, alert_id: int) -> StoredAlert | None:
         with self._tx(write=False) as tx:
@@ -572,26 +343,26 @@ class AlertStore:
 
     def history(self, alert_id: int) -> list[HistoryRow]:
         """The alert's transitions, oldest first."""
-        with self._tx(write=False) as tx:
-            return tx._history(alert_id)
+        with self._read() as conn:
+            return q.history(conn, alert_id)
 
     def notes(self, alert_id: int) -> list[NoteRow]:
         """The alert's notes, oldest first."""
-        with self._tx(write=False) as tx:
-            return tx._notes(alert_id)
+        with self._read() as conn:
+            return q.notes(conn, alert_id)
 
     def notifications(self, *, alert_id: int | None = None, limit: int = 100) -> list[NotificationRow]:
         """Recorded deliveries, newest first."""
-        with self._tx(write=False) as tx:
-            return tx._notifications(alert_id, limit)
+        with self._read() as conn:
+            return q.notifications(conn, alert_id, limit)
 
     def audit_log(
         self, *, since_ms: int | None = None, who: str | None = None, action: str | None = None,
         target_prefix: str | None = None, limit: int = 100,
     ) -> list[AuditRow]:
         """Audit entries matching every filter given, newest first (``target_prefix`` is case-sensitive)."""
-        with self._tx(write=False) as tx:
-            return tx._audit_log(since_ms, who, action, target_prefix, limit)
+        with self._read() as conn:
+            return q.audit_log(conn, since_ms, who, action, target_prefix, limit)
 
     def act(self, alert_id: int, fn: Callable[[Alert], R]) -> tuple[StoredAlert, R]:
         """Load the alert, apply ``fn`` (e.g. ``lambda a: acknowledge(a, "ana", now)``) and save it.

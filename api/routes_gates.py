@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 import orjson
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from api.auth import Principal
 from api.deps import ID_PATTERN, CommandId, DeviceId, Reader, Service, SiteId, Who, check_site, error
@@ -36,8 +36,20 @@ class CommandIn(BaseModel):
     selection: str | None = Field(None, max_length=64, description="from POST .../select (not needed for stop)")
     id: str | None = Field(None, pattern=ID_PATTERN, description="idempotency key; default: one is made")
     action: Action
-    target_pct: float | None = Field(None, description="set_opening only; within the gate's limits")
+    target_pct: float | None = Field(
+        None, validate_default=True, description="set_opening only (and required there); within the gate's limits"
+    )
     ttl_s: float | None = Field(None, gt=0, le=3600, description="time to live; default from the config")
+
+    @field_validator("target_pct")
+    @classmethod
+    def _target_only_for_set_opening(cls, value: float | None, info: ValidationInfo) -> float | None:
+        action = info.data.get("action")
+        if action is Action.SET_OPENING and value is None:
+            raise ValueError("set_opening needs target_pct")
+        if action is not None and action is not Action.SET_OPENING and value is not None:
+            raise ValueError(f"{action.value} takes no target_pct")
+        return value
 
 
 class CommandOut(BaseModel):

@@ -7,7 +7,8 @@ device, an expired command and a busy gate are rejected; then the gate is read o
 and follows the opening until it is within tolerance (``completed``), a fault or a stop ends it (``failed``), or
 the time-out (``timed_out``, after sending stop). ``stop`` skips every check and ends a running command.
 
-Each gate has its own Modbus connection here, apart from the poller's, so polling goes on during a movement.
+Each gate has its own Modbus connection (``edge_agent._gate_io``), apart from the poller's, so polling goes on
+during a movement; the ids seen are remembered in a file (``edge_agent._command_ids``).
 Every result is logged with site, device, command id, operator and source: the edge's audit trail.
 """
 
@@ -16,8 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,195 +24,34 @@ from typing import Any
 
 import orjson
 from pydantic import ValidationError
-from pymodbus.exceptions import ModbusException
 
-from device_profiles import Function, ModbusPoint, Profile, encode_point
-from edge_agent._interlocks import STATE_POINTS, GateState, Limits, check, direction, fault_of, target_of
+from device_profiles import Profile
+from edge_agent._command_ids import DAY_MS, CommandLog
+from edge_agent._gate_io import GateUnreachable, ModbusGateIO
+from edge_agent._interlocks import GateState, Limits, check, direction, fault_of, target_of
 from edge_agent.clock import Clock
 from edge_agent.config import DeviceConfig, ModbusDefaults
 from edge_agent.deadletter import DeadLetter, DeadLetters
-from edge_agent.decode import decode_block
-from edge_agent.modbus_poller import EXCEPTION_NAMES, ModbusClient, default_client_factory
 from edge_agent.outbox import OutMessage
-from edge_agent.planner import plan
 from telemetry import Value, topics
 from telemetry.commands import Action, Command, CommandResult, Interlock, ResultState
+
+__all__ = [
+    "DAY_MS",
+    "LOST_READS",
+    "CommandExecutor",
+    "CommandLog",
+    "Gate",
+    "GateUnreachable",
+    "ModbusGateIO",
+    "Publish",
+    "make_gate",
+]
 
 log = logging.getLogger("lifeline.edge.commands")
 
 Publish = Callable[[OutMessage], None]
-DAY_MS = 86_400_000
 LOST_READS = 3  # consecutive failed read-backs during a movement that count as lost contact
-
-
-_READ_CALLS = {
-    Function.COIL: "read_coils",
-    Function.DISCRETE_INPUT: "read_discrete_inputs",
-    Function.HOLDING_REGISTER: "read_holding_registers",
-    Function.INPUT_REGISTER: "read_input_registers",
-}
-
-
-class GateUnreachable(Exception):
-    """The gate did not answer a read or write (time-out, connection, Modbus exception)."""
-
-
-# -- remembered ids ------------------------------------------------------------------------------------------------
-class CommandLog:
-    """The last result of every command id seen, bounded by count and age, kept in a JSON-lines file if given.
-
-    ``accepted`` is written too, so that a command the agent was running when it died is known after a restart:
-    ``interrupted()`` turns those into ``failed`` results.
-    """
-
-    def __init__(self, path: Path | None, *, max_ids: int = 10_000, max_age_ms: int = 7 * DAY_MS) -> None:
-        self.path, self.max_ids, self.max_age_ms = path, max_ids, max_age_ms
-        self.results: OrderedDict[str, CommandResult] = OrderedDict()
-        self._lines = 0
-        if path is not None and path.exists():
-            self._load(path)
-
-    def _load(self, path: Path) -> None:
-        bad = 0
-        for line in path.read_bytes().splitlines():
-            try:
-                result = CommandResult.model_validate_json(line)
-            except ValidationError:
-                bad += 1  # a line cut short by a crash: the ids before it still count
-                continue
-            self.results.pop(result.id, None)
-            self.results[result.id] = result
-        if bad:
-            log.warning("command log file=%s unreadable_lines=%d action=skipped, file rewritten", path, bad)
-            self._rewrite()  # so that the next line is not appended to a broken one
-        else:
-            self._lines = len(self.results)
-
-    def get(self, command_id: str) -> CommandResult | None:
-        return self.results.get(command_id)
-
-    def interrupted(self, now_ms: int) -> list[CommandResult]:
-        """Commands left without a final result (the agent stopped or died), now recorded as failed."""
-        ended = [
-            r.model_copy(update={"state": ResultState.FAILED, "ts": now_ms, "opening_m": None,
-                                 "reason": "the edge agent stopped while the command ran"})
-            for r in self.results.values() if not r.final
-        ]  # fmt: skip
-        for r in ended:
-            self.put(r, now_ms)
-        return ended
-
-    def hold(self, result: CommandResult) -> None:
-        """Take an id in memory only, until its first result is ``put``."""
-        self.results[result.id] = result
-
-    def put(self, result: CommandResult, now_ms: int) -> None:
-        self.results.pop(result.id, None)
-        self.results[result.id] = result
-        self._prune(now_ms)
-        if self.path is None:
-            return
-        if self._lines > 2 * self.max_ids or not self.path.exists():
-            self._rewrite()
-            return
-        with self.path.open("ab") as f:
-            f.write(result.model_dump_json().encode() + b"\n")
-            f.flush()
-            os.fsync(f.fileno())  # the id must survive a power cut, or the command could run twice
-        self._lines += 1
-
-    def _prune(self, now_ms: int) -> None:
-        while self.results and (
-            len(self.results) > self.max_ids or next(iter(self.results.values())).ts < now_ms - self.max_age_ms
-        ):
-            self.results.popitem(last=False)
-
-    def _rewrite(self) -> None:
-        assert self.path is not None
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_bytes(b"".join(r.model_dump_json().encode() + b"\n" for r in self.results.values()))
-        os.replace(tmp, self.path)
-        self._lines = len(self.results)
-
-
-# -- the gate over Modbus -----------------------------------------------------------------------------------------
-class ModbusGateIO:
-    """Reads a gate's state and writes its commands on a Modbus connection of its own (one request at a time)."""
-
-    def __init__(
-        self,
-        device: DeviceConfig,
-        profile: Profile,
-        defaults: ModbusDefaults,
-        client_factory: Callable[[DeviceConfig, float], ModbusClient] = default_client_factory,
-    ) -> None:
-        assert profile.modbus is not None
-        self.device, self.defaults, self.client_factory = device, defaults, client_factory
-        self.timeout = device.timeout_s or defaults.timeout_s
-        self.points: dict[str, ModbusPoint] = {p.name: p for p in profile.modbus.points}
-        self.requests = [r for r in plan(profile.modbus) if any(p.name in STATE_POINTS for p in r.points)]
-        self.client: ModbusClient | None = None
-        self._lock = asyncio.Lock()
-
-    async def read(self) -> dict[str, Value]:
-        """The state points' values (None where a point could not be decoded); GateUnreachable if no answer."""
-        values: dict[str, Value] = {}
-        for r in self.requests:
-            response = await self._call(_READ_CALLS[r.function], r.start, count=r.count)
-            data = response.bits if r.function.is_bit else response.registers
-            values.update({name: value for name, (value, _) in decode_block(r, data).items()})
-        return values
-
-    async def write_target(self, opening_m: float) -> None:
-        point = self.points["target_opening"]
-        words = encode_point(point, opening_m)
-        if len(words) == 1:
-            await self._call("write_register", point.address, words[0])
-        else:
-            await self._call("write_registers", point.address, words)
-
-    async def pulse(self, coil: str) -> None:
-        """Set a command coil and release it: the PLC latches the run on the rising edge (sluice.md, practice)."""
-        address = self.points[coil].address
-        await self._call("write_coil", address, True)
-        await self._call("write_coil", address, False)
-
-    async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        async with self._lock:
-            client = await self._client()
-            try:
-                async with asyncio.timeout(self.timeout + 1.0):
-                    response = await getattr(client, method)(*args, device_id=self.device.unit_id, **kwargs)
-            except (TimeoutError, ModbusException, OSError) as exc:
-                self.close()
-                raise GateUnreachable(f"{method}: {str(exc).strip() or type(exc).__name__}"[:200]) from exc
-            if response.isError():
-                code = int(getattr(response, "exception_code", 0))
-                raise GateUnreachable(f"{method}: modbus exception {code} ({EXCEPTION_NAMES.get(code, 'unknown')})")
-            return response
-
-    async def _client(self) -> ModbusClient:
-        if self.client is not None and self.client.connected:
-            return self.client
-        self.close()
-        client = self.client_factory(self.device, self.timeout)
-        try:
-            async with asyncio.timeout(self.defaults.connect_timeout_s):
-                ok = await client.connect()
-        except (TimeoutError, OSError) as exc:
-            client.close()
-            raise GateUnreachable(f"no connection to {self.device.host}:{self.device.port}") from exc
-        if not ok:
-            client.close()
-            raise GateUnreachable(f"no connection to {self.device.host}:{self.device.port}")
-        self.client = client
-        return client
-
-    def close(self) -> None:
-        if self.client is not None:
-            self.client.close()
-            self.client = None
 
 
 @dataclass(slots=True)

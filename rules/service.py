@@ -1,10 +1,11 @@
 """The streaming rules service: live telemetry and device status in, alert transitions out.
 
 It reads ``lifeline/v1/+/+/telemetry`` and ``.../status`` in its own shared-subscription group with a persistent
-MQTT 5 session and manual acknowledgement. Messages are acknowledged only after the transitions they caused were
-handed to the sink (the alert manager, which stores them) *and* the engine's state was saved: a crash replays at
-most the messages since the last checkpoint, and the engine, restored from that checkpoint, ignores nothing and
-raises nothing twice (a repeated raise is the same alert; the alert store keeps one per rule, device and point).
+MQTT 5 session and manual acknowledgement. The transitions a batch of messages caused are stored by the sink (the
+alert manager) in one transaction together with the engine's state after that batch; messages are acknowledged
+only after that (or after a periodic checkpoint of the state when nothing changed). So the alert store and the
+engine's saved state always agree: a crash replays the unacknowledged messages from that state, which produces
+exactly the transitions that were not stored yet, neither fewer nor twice.
 
 A message that does not follow the contract is counted and logged once per topic; the bridge keeps such messages
 in its dead letters, so they are not lost here either.
@@ -29,7 +30,9 @@ log = logging.getLogger("lifeline.rules")
 
 STATE_NAME = "rules.engine"
 
-Sink = Callable[[list[Transition]], Awaitable[None]]
+# The alert manager: takes transitions and the engine's state to save with them (name, JSON-safe dict), in one
+# transaction; raises when it could not save them.
+Sink = Callable[[list[Transition], tuple[str, dict[str, Any]] | None], Awaitable[None]]
 
 
 class StateStore(Protocol):
@@ -143,9 +146,13 @@ class RulesService:
         return msg.model_copy(update={"samples": keep})
 
     async def _emit(self, transitions: list[Transition]) -> None:
+        """Hand transitions over together with the engine's state that produced them (saved in the same
+        transaction), then acknowledge the messages that state includes."""
         if transitions:
             self.counters.transitions += len(transitions)
-            await self.sink(transitions)
+            await self.sink(transitions, (STATE_NAME, self.engine.state()))
+            self.counters.checkpoints += 1
+            self._ack_all()
 
     def checkpoint(self) -> None:
         """Save the engine's state, then acknowledge what it has seen."""
@@ -154,6 +161,9 @@ class RulesService:
             return
         self.state_store.put_state(STATE_NAME, self.engine.state())
         self.counters.checkpoints += 1
+        self._ack_all()
+
+    def _ack_all(self) -> None:
         for item in self._unacked:
             if not self.consumer.ack(item):
                 self.counters.acks_lost += 1

@@ -270,7 +270,7 @@ def test_a_notification_decided_before_a_crash_is_delivered_after_the_restart(
     clock = Clock()
     first, store = manager(tmp_path, receivers, smtp_server, clock)
     # the change is committed with its notification in the outbox, then the process dies before sending it
-    assert first._apply(lel("gas-3", "warning", clock.now)) is not None
+    assert first._apply_batch([lel("gas-3", "warning", clock.now)], None)
     with store.begin() as tx:
         ((message_id, pending),) = tx.pending_notifications()
     assert pending["targets"] == ["hook"]
@@ -303,9 +303,7 @@ def test_after_a_restart_only_the_channels_that_missed_a_notification_get_it(
 ) -> None:
     clock = Clock()
     first, store = manager(tmp_path, receivers, smtp_server, clock, routes=("hook", "duty"))
-    done = first._apply(lel("gas-4", "warning", clock.now))
-    assert done is not None
-    (msg,) = done[1]
+    ((_, (msg,)),) = first._apply_batch([lel("gas-4", "warning", clock.now)], None)
     assert msg.targets == ("hook", "duty")
     # "hook" had it before the crash; "duty" did not
     first._log_outcome(msg, "hook", "webhook", "x", ok=True, attempts=1, error="", done=False)

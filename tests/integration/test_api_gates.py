@@ -375,3 +375,18 @@ def test_command_of_other_area_is_hidden(gates: GateApi) -> None:
     assert all(c["id"] != "cmd-hidden" for c in listed)
     assert gates.api.client.get("/api/commands/cmd-hidden", headers=gates.headers("viewer")).status_code == 200
     assert orjson.loads(gates.api.client.get("/api/commands", headers=h).content)[0]["id"] == "cmd-hidden"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        pytest.param({"action": "stop", "target_pct": 1e300}, "stop takes no target_pct", id="stop-with-target"),
+        pytest.param({"action": "open", "target_pct": 40}, "open takes no target_pct", id="open-with-target"),
+        pytest.param({"action": "set_opening"}, "set_opening needs target_pct", id="set-opening-without-target"),
+    ],
+)  # fmt: skip
+def test_a_target_only_where_it_belongs_is_422_naming_it(gates: GateApi, body: dict[str, Any], message: str) -> None:
+    r = gates.operate(gates.headers("op-north"), **body)
+    assert r.status_code == 422, r.text
+    assert "target_pct" in r.text
+    assert message in r.text

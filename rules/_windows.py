@@ -1,0 +1,242 @@
+"""The pure parts of window rules: calendar periods, the InfluxQL for a rule and period, each device's statistic
+read from the answer, and the verdicts judged from those statistics and the alerts held. No I/O and no clock.
+
+``rules.scheduled`` runs them (``WindowEvaluator``, ``ScheduledRules``) and re-exports the public names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from datetime import time as dtime
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from rules._conditions import threshold_target
+from rules.evaluate import Key, Transition
+from rules.schema import Level, Rule, Threshold, Window
+from telemetry.influx_query import QUALITY_SUFFIX, Series, quote_ident, quote_string
+
+Period = Literal["hour", "day"]
+HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
+
+
+# --- calendar periods ------------------------------------------------------------------------------------------
+def period_bounds(period: Period, timezone: str, ts_ms: int) -> tuple[int, int]:
+    """The calendar period ``[start_ms, end_ms)`` in ``timezone`` that holds ``ts_ms``.
+
+    An hour runs from a local hh:00 for 3600 s; a day from local 00:00 to the next local 00:00 (23 or 25 h on a
+    DST change day; Asia/Shanghai has none).
+    """
+    tz = ZoneInfo(timezone)
+    local = datetime.fromtimestamp(ts_ms // 1000, tz)
+    if period == "hour":
+        start = int(local.replace(minute=0, second=0, microsecond=0).timestamp()) * 1000
+        return start, start + HOUR_MS
+    day = local.date()
+    return _midnight(day, tz), _midnight(day + timedelta(days=1), tz)
+
+
+def _midnight(day: date, tz: ZoneInfo) -> int:
+    return int(datetime.combine(day, dtime(0), tz).timestamp()) * 1000
+
+
+def latest_due_end(window: Window, now_ms: int) -> int:
+    """The end of the newest period that ended at least ``delay_s`` before ``now_ms``."""
+    return period_bounds(window.period, window.timezone, now_ms - int(window.delay_s * 1000))[0]
+
+
+def _span(window: Window, start_ms: int) -> str:
+    local = datetime.fromtimestamp(start_ms // 1000, ZoneInfo(window.timezone))
+    offset = local.strftime("%z")
+    offset = f"{offset[:3]}:{offset[3:]}"
+    if window.period == "hour":
+        return f"{local:%Y-%m-%d %H:00}–{(local + timedelta(hours=1)):%H:00} {offset}"
+    return f"{local:%Y-%m-%d} ({offset})"
+
+
+# --- the query ---------------------------------------------------------------------------------------------------
+def window_query(
+    rule: Rule,
+    measurements: Mapping[str, str],
+    start_ms: int,
+    end_ms: int,
+    *,
+    lookback_start_ms: int | None = None,
+    retention_policy: str | None = None,
+) -> str:
+    """The InfluxQL statements (one request) for one rule and period; every name and value quoted.
+
+    ``"value"``/``"n"``: the statistic and the sample count per device; ``"u_sum"``/``"u_n"`` (exclude_uncertain):
+    the same over uncertain samples only, to subtract; ``"seen"`` (count rules): the devices of the lookback.
+    """
+    w = window_of(rule)
+    sel = rule.select
+    names = list(dict.fromkeys(measurements[p] for p in sel.profile or []))
+    rp = f"{quote_ident(retention_policy)}." if retention_policy else ""
+    source = ",".join(rp + quote_ident(m) for m in names)
+    tags = [_any_of("profile", sel.profile), _any_of("site", sel.site), _any_of("device", sel.device)]
+    tags += [f"{quote_ident(k)} = {quote_string(v)}" for k, v in sorted(sel.tags.items())]
+    filters = "".join(f" AND {t}" for t in tags if t)
+    p = quote_ident(w.point)
+    group = ' GROUP BY "site","device"'
+
+    def statement(columns: str, since: int, extra: str = "") -> str:
+        return f"SELECT {columns} FROM {source} WHERE time >= {int(since)}ms AND time < {int(end_ms)}ms{filters}{extra}"
+
+    counted = w.nodata or w.stat == "count"
+    columns = f'count({p}) AS "n"'
+    if not counted:
+        columns = f'{"sum" if w.exclude_uncertain else w.stat}({p}) AS "value", ' + columns
+    out = [statement(columns, start_ms) + group]
+    if w.exclude_uncertain:
+        q = quote_ident(w.point + QUALITY_SUFFIX)
+        out.append(statement(f'sum({p}) AS "u_sum", count({p}) AS "u_n"', start_ms, f" AND {q} = 1") + group)
+    if counted and lookback_start_ms is not None:
+        out.append(statement(f'count({p}) AS "seen"', lookback_start_ms) + group)
+    return "; ".join(out)
+
+
+def _any_of(tag: str, values: list[str] | None) -> str:
+    if not values:
+        return ""
+    terms = [f"{quote_ident(tag)} = {quote_string(v)}" for v in values]
+    return terms[0] if len(terms) == 1 else "(" + " OR ".join(terms) + ")"
+
+
+@dataclass(frozen=True, slots=True)
+class WindowValue:
+    """One device's statistic over a period; ``value`` None when it had no usable sample."""
+
+    site: str
+    device: str
+    value: float | None
+    count: int
+    profile: str | None = None
+
+
+def read_values(
+    rule: Rule, series: Iterable[Series], profiles: Mapping[str, str]
+) -> dict[tuple[str, str], WindowValue]:
+    """Per (site, device): the statistic of the rule's window from the answer to ``window_query``.
+
+    ``profiles`` maps a measurement to the rule's profile stored there, to name a device's profile.
+    """
+    w = window_of(rule)
+    counted = w.nodata or w.stat == "count"
+    main: dict[tuple[str, str], dict[str, object]] = {}
+    uncertain: dict[tuple[str, str], dict[str, object]] = {}
+    where: dict[tuple[str, str], str] = {}
+    for s in series:
+        key = (s.tags.get("site", ""), s.tags.get("device", ""))
+        where.setdefault(key, s.name)
+        for row in s.rows():
+            if "seen" in row:
+                main.setdefault(key, {})  # a device of the lookback: counted as 0 unless the period has rows
+            else:
+                (uncertain if "u_n" in row else main).setdefault(key, {}).update(row)
+    out: dict[tuple[str, str], WindowValue] = {}
+    for key, row in main.items():
+        n = _int(row.get("n"))
+        value = float(n) if counted else _float(row.get("value"))
+        if w.exclude_uncertain:
+            u = uncertain.get(key, {})
+            n -= _int(u.get("u_n"))
+            if counted:
+                value = float(n)
+            elif value is not None:
+                value = (value - (_float(u.get("u_sum")) or 0.0)) / n if n > 0 else None
+        out[key] = WindowValue(key[0], key[1], value, n, profiles.get(where[key]))
+    return out
+
+
+def _int(v: object) -> int:
+    return int(v) if isinstance(v, int | float) and not isinstance(v, bool) else 0
+
+
+def _float(v: object) -> float | None:
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+
+# --- verdicts ----------------------------------------------------------------------------------------------------
+def window_of(rule: Rule) -> Window:
+    if rule.window is None:
+        raise ValueError(f"rule {rule.id!r} is not a window rule")
+    return rule.window
+
+
+def window_threshold(rule: Rule) -> Threshold:
+    """The window's levels as a ``Threshold`` (a nodata check: fewer than 1 sample raises the rule's severity)."""
+    w = window_of(rule)
+    if w.nodata:
+        assert rule.severity is not None  # the schema requires it for nodata
+        return Threshold(point=w.point, direction="low", strict=True, levels=[Level(severity=rule.severity, value=1)])
+    assert w.direction is not None  # the schema requires it without nodata
+    return Threshold(point=w.point, direction=w.direction, levels=w.levels, deadband=w.deadband, strict=w.strict)
+
+
+@dataclass(slots=True)
+class WindowState:
+    """An active alert of a window rule (cleared alerts are not kept)."""
+
+    active: str
+    value: float | None
+    period_end: int
+    profile: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Assessment:
+    """The verdicts for one rule and period, not yet applied (``WindowEvaluator.apply`` commits them)."""
+
+    rule: str
+    period_end: int
+    transitions: list[Transition]
+    states: dict[Key, WindowState | None] = field(default_factory=dict)  # None: the alert is cleared
+
+
+def judge(
+    rule: Rule,
+    threshold: Threshold,
+    period_end_ms: int,
+    values: Mapping[tuple[str, str], WindowValue],
+    held: Mapping[Key, WindowState],
+) -> Assessment:
+    """Pure: the transitions for one period from each device's value and the alerts ``held`` before it."""
+    w = window_of(rule)
+    counted = w.nodata or w.stat == "count"
+    devices = set(values) | {(k[1], k[2]) for k in held if k[0] == rule.id}
+    if counted:  # a device of the lookback, or with an alert, that has no row in the period sent nothing
+        values = {d: values.get(d) or WindowValue(d[0], d[1], 0.0, 0) for d in devices}
+    out = Assessment(rule.id, period_end_ms, [])
+    start = period_bounds(w.period, w.timezone, period_end_ms - 1)[0]
+    for site, device in sorted(devices):
+        key = (rule.id, site, device, w.point)
+        old = held.get(key)
+        wv = values.get((site, device))
+        if wv is None or wv.value is None or (not counted and wv.count < w.min_count):
+            continue  # no verdict: an alert held stays
+        active = old.active if old else None
+        target = threshold_target(threshold, wv.value, active)
+        if target == active:
+            continue
+        profile = wv.profile or (old.profile if old else None)
+        out.states[key] = WindowState(target, wv.value, period_end_ms, profile) if target else None
+        verb = "cleared" if target is None else ("raised" if active is None else "now " + target)
+        value = int(wv.value) if counted else wv.value
+        out.transitions.append(
+            Transition(rule.id, site, device, w.point, target, active, value, period_end_ms,
+                       f"{rule.title} {verb}: {_describe(w, wv, start)}", profile)
+        )  # fmt: skip
+    return out
+
+
+def _describe(w: Window, wv: WindowValue, start_ms: int) -> str:
+    span = _span(w, start_ms)
+    if w.nodata or w.stat == "count":
+        return f"{wv.count} samples of {w.point} in {span}"
+    assert wv.value is not None
+    every = "hourly" if w.period == "hour" else "daily"
+    return f"{every} {w.stat} of {w.point} = {wv.value:g} in {span} ({wv.count} samples)"
