@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.responses import RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import routes_alerts, routes_auth, routes_data, routes_gates
@@ -40,6 +43,35 @@ class CountRequests:
             self.counter.add(scope["method"], str(getattr(route, "path", "unmatched")), status)
 
 
+CONSOLE_DIR = Path(__file__).parent / "console"
+# The console is one page, one script and one style sheet, all from here: nothing inline, nothing from elsewhere.
+CONSOLE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",  # revalidate (ETag): a new release's console is picked up at once
+}
+
+
+class ConsoleFiles(StaticFiles):
+    """The web console's static files, with a strict Content-Security-Policy."""
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        response = await super().get_response(path, scope)
+        response.headers.update(CONSOLE_HEADERS)
+        return response
+
+
+def _serve_console(app: FastAPI) -> None:
+    app.mount("/console", ConsoleFiles(directory=CONSOLE_DIR, html=True), name="console")
+
+    @app.get("/", include_in_schema=False)
+    def console_root() -> RedirectResponse:
+        # relative, so that the console also works behind a proxy that serves the API under a path prefix
+        return RedirectResponse("console/", status_code=302)
+
+
 def create_app(service: ApiService, *, manage: bool = True, connect: bool = True) -> FastAPI:
     """The API over ``service``. With ``manage`` the app starts and stops the service with its lifespan; tests
     that drive the app through httpx's ASGI transport (which runs no lifespan) start it themselves. Without
@@ -64,5 +96,6 @@ def create_app(service: ApiService, *, manage: bool = True, connect: bool = True
     app.state.service = service
     for module in (routes_auth, routes_data, routes_alerts, routes_gates):
         app.include_router(module.router)
+    _serve_console(app)
     app.add_middleware(CountRequests, counter=service.requests)
     return app

@@ -1,0 +1,200 @@
+"""The web console the API serves: one page, one script, one style sheet. Served at ``/`` and ``/console/``, with a
+strict Content-Security-Policy; it references only its own files, calls only paths of the API's OpenAPI spec, and
+loads nothing from another host. The API runs in-process (Starlette's test client) without a broker or InfluxDB."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterator
+from fnmatch import fnmatch
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api import ApiService, create_app
+from api.app import CONSOLE_DIR
+from tests.integration.test_api_support import make_config
+
+ROOT = Path(__file__).resolve().parents[2]
+JS = CONSOLE_DIR / "console.js"
+# Namespace names are identifiers, never fetched: the only http URL a console file may hold.
+NAMESPACES = {"http://www.w3.org/2000/svg"}
+# What the console is for (the brief's list): each of these must be called somewhere in its script.
+REQUIRED = {
+    "/api/auth/login", "/api/auth/password", "/api/auth/logout", "/api/auth/me", "/api/sites",
+    "/api/sites/{site}/devices", "/api/sites/{site}/latest", "/api/sites/{site}/devices/{device}/latest",
+    "/api/sites/{site}/devices/{device}/history", "/api/alerts", "/api/alerts/{alert_id}",
+    "/api/alerts/{alert_id}/ack", "/api/alerts/{alert_id}/shelve", "/api/alerts/{alert_id}/unshelve",
+    "/api/alerts/{alert_id}/notes", "/api/gates/{site}/{device}/select", "/api/gates/{site}/{device}/commands",
+    "/api/commands/{command_id}", "/api/stream",
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    service = ApiService(make_config(tmp_path_factory.mktemp("api-console")))
+    with TestClient(create_app(service, connect=False)) as c:
+        yield c
+
+
+class _Page(HTMLParser):
+    """The page's references (src and href), its scripts and any attribute a strict CSP would block."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refs: list[str] = []
+        self.scripts: list[dict[str, str | None]] = []
+        self.inline: list[str] = []  # inline handlers (onclick=...) and style attributes
+        self.script_text = ""
+        self.ids: set[str] = set()
+        self._in_script = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for name, value in attrs:
+            if name == "id" and value:
+                self.ids.add(value)
+            if name in ("src", "href") and value:
+                self.refs.append(value)
+            if name.startswith("on") or name == "style":
+                self.inline.append(f"<{tag} {name}>")
+        if tag == "script":
+            self.scripts.append(dict(attrs))
+            self._in_script = True
+        if tag == "style":
+            self.inline.append("<style>")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "script":
+            self._in_script = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_script:
+            self.script_text += data.strip()
+
+
+def _page(client: TestClient) -> _Page:
+    page = _Page()
+    page.feed(client.get("/console/").text)
+    return page
+
+
+def _js_paths() -> list[str]:
+    """Every API path the script names, as written: string literals and template literals (``${...}`` parts
+    become ``{}``), without their query strings."""
+    text = JS.read_text()
+    found = [m.group(2) for m in re.finditer(r"([\"'`])(/api/[^\"'`]*)\1", text)]
+    # a path built any other way would escape the check below
+    assert len(found) == text.count("/api/"), "every /api/ path in the script is one literal"
+    return sorted({re.sub(r"\$\{[^}]*\}", "{}", p).split("?")[0] for p in found})
+
+
+def _matches(js_path: str, spec_path: str) -> bool:
+    """A literal segment must equal the spec's; a ``${...}`` segment must stand where the spec has a parameter."""
+    js, spec = js_path.strip("/").split("/"), spec_path.strip("/").split("/")
+    if len(js) != len(spec):
+        return False
+    is_param = [re.fullmatch(r"\{\w+\}", s) is not None for s in spec]
+    return all(param if "{}" in j else j == s for j, s, param in zip(js, spec, is_param, strict=True))
+
+
+def test_root_leads_to_the_page(client: TestClient) -> None:
+    r = client.get("/", follow_redirects=False)
+    assert r.status_code in (301, 302, 303, 307, 308)
+    r = client.get("/")
+    assert r.status_code == 200
+    assert r.url.path == "/console/"
+    assert r.headers["content-type"].startswith("text/html")
+    assert "<title>Lifeline console</title>" in r.text
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type"),
+    [
+        ("/console/", "text/html"),
+        ("/console/index.html", "text/html"),
+        ("/console/console.js", "text/javascript|application/javascript"),
+        ("/console/console.css", "text/css"),
+        ("/console/favicon.svg", "image/svg+xml"),
+    ],
+    ids=["page", "page-by-name", "script", "style-sheet", "icon"],
+)
+def test_console_files_are_served_with_their_content_type(client: TestClient, path: str, content_type: str) -> None:
+    r = client.get(path)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].split(";")[0].strip() in content_type.split("|")
+    csp = r.headers["content-security-policy"]
+    assert "script-src 'self'" in csp
+    assert "unsafe-inline" not in csp
+    assert r.headers["x-content-type-options"] == "nosniff"
+
+
+def test_unknown_console_files_are_404(client: TestClient) -> None:
+    assert client.get("/console/nothing.js").status_code == 404
+    assert client.get("/console/../api/app.py").status_code == 404
+
+
+def test_the_page_references_only_files_that_exist(client: TestClient) -> None:
+    page = _page(client)
+    assert page.refs, "the page references its script and style sheet"
+    for ref in page.refs:
+        assert "//" not in ref, f"{ref}: the console references its own files only"
+        assert not ref.startswith("/"), f"{ref}: relative, so that a proxy's path prefix keeps working"
+        r = client.get(f"/console/{ref}")
+        assert r.status_code == 200, f"{ref}: {r.status_code}"
+    assert {"console.js", "console.css"} <= set(page.refs)
+
+
+def test_the_page_has_nothing_inline(client: TestClient) -> None:
+    # what a Content-Security-Policy without 'unsafe-inline' would block
+    page = _page(client)
+    assert page.scripts
+    assert all(s.get("src") for s in page.scripts)
+    assert page.script_text == ""
+    assert page.inline == []
+
+
+def test_every_element_the_script_looks_up_is_on_the_page(client: TestClient) -> None:
+    wanted = set(re.findall(r"\$\(\"([\w-]+)\"\)", JS.read_text()))
+    assert len(wanted) > 20
+    assert sorted(wanted - _page(client).ids) == []
+
+
+def test_every_api_path_of_the_script_is_in_the_openapi_spec(client: TestClient) -> None:
+    spec_paths = set(client.get("/openapi.json").json()["paths"])
+    used = _js_paths()
+    unknown = [p for p in used if not any(_matches(p, s) for s in spec_paths)]
+    assert not unknown, f"the console calls paths the API does not have: {unknown}"
+    missing = [p for p in sorted(REQUIRED) if p not in spec_paths or not any(_matches(u, p) for u in used)]
+    assert not missing, f"the console does not call: {missing}"
+
+
+def test_the_stream_is_read_with_the_authorization_header() -> None:
+    # EventSource cannot send headers, and the stream takes only the bearer token: the script reads it with fetch
+    text = JS.read_text()
+    assert "new EventSource" not in text
+    assert "getReader()" in text
+
+
+def test_console_files_load_nothing_from_another_host() -> None:
+    files = sorted(CONSOLE_DIR.iterdir())
+    assert {f.name for f in files} >= {"index.html", "console.js", "console.css"}
+    for f in files:
+        urls = set(re.findall(r"(?:https?:)?//[\w.-]+\.[a-z]{2,}[^\s\"'`)]*", f.read_text())) - NAMESPACES
+        assert not urls, f"{f.name} names another host: {sorted(urls)}"
+        assert "@import" not in f.read_text()
+
+
+def test_console_files_are_package_data() -> None:
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["api"]
+    for f in CONSOLE_DIR.iterdir():
+        rel = f.relative_to(CONSOLE_DIR.parent).as_posix()
+        assert any(fnmatch(rel, p) for p in patterns), f"{rel} would be missing from the wheel"
+
+
+def test_the_console_is_not_part_of_the_api_spec(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    assert "/" not in paths
+    assert not any(p.startswith("/console") for p in paths)
