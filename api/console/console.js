@@ -297,10 +297,15 @@
       return;
     }
     try {
+      const username = state.user.username;
       await api("POST", "/api/auth/password", {
         old_password: form.old_password.value, new_password: form.new_password.value,
       });
-      state.user = await api("GET", "/api/auth/me");
+      // a new password ends every session of the user, this one too: log in again with it
+      const out = await api("POST", "/api/auth/login", { username, password: form.new_password.value });
+      state.token = out.token;
+      state.user = out.user;
+      sessionStorage.setItem(TOKEN_KEY, out.token);
       element.reset();
       enter();
     } catch (err) {
@@ -389,9 +394,18 @@
     return h("td", { title: d.status_reason || null }, h("span", { class: `dot ${cls}` }), text);
   }
 
+  // Points a list row shows first: what each kind of device is watched for; command coils and limit switches last.
+  const KEY_POINTS = ["gate_opening", "level_up", "level_down", "fault_code", "remote_mode", "ph", "do", "nh3_n",
+    "codmn", "pm25", "pm10", "o3", "aqi", "so2", "nox", "dust", "lel", "alarm_level", "fire_alarm", "leq", "la"];
+
   function summary(latest) {
     if (!latest || !latest.values) return [];
-    return Object.entries(latest.values).slice(0, 5).map(([name, value]) => h("span", null,
+    const rank = (name) => {
+      const i = KEY_POINTS.indexOf(name);
+      return i >= 0 ? i : name.startsWith("cmd_") || name.startsWith("limit_") ? 1000 : 100;
+    };
+    const entries = Object.entries(latest.values).sort((a, b) => rank(a[0]) - rank(b[0]));
+    return entries.slice(0, 5).map(([name, value]) => h("span", null,
       `${name} `, h("b", null, fmtValue(value, latest.units[name])), "  "));
   }
 
