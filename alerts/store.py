@@ -249,6 +249,9 @@ def _sqlite_on_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
+SCHEMA_LOCK = 0x11FE11E  # PostgreSQL advisory lock held while tables are created
+
+
 class AlertStore:
     def __init__(self, url: str | URL) -> None:
         """Open the store at a SQLAlchemy URL (e.g. ``sqlite:///var/alerts.db``) and create missing tables."""
@@ -258,6 +261,9 @@ class AlertStore:
             event.listen(self._engine, "begin", _sqlite_on_begin)
         self._healthy = True
         with self._tx(write=True) as tx:
+            if self._engine.dialect.name == "postgresql":
+                # the rules service and the API may start together on an empty database: one creates, one waits
+                tx._conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK})")
             t.metadata.create_all(tx._conn)
 
     @classmethod

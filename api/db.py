@@ -8,6 +8,7 @@ from collections.abc import Callable
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from alerts.store import SCHEMA_LOCK
 from api._tables import metadata
 
 Clock = Callable[[], int]  # epoch ms
@@ -31,5 +32,8 @@ def make_engine(url: str) -> Engine:
 
     else:
         engine = create_engine(url, pool_pre_ping=True)
-    metadata.create_all(engine)
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":  # several services may create tables at once on an empty database
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK})")
+        metadata.create_all(conn)
     return engine

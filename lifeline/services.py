@@ -7,10 +7,12 @@ Used by ``lifeline up``, the benchmarks and the test fixtures alike: loopback, a
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -187,6 +189,102 @@ class Mosquitto(ChildServer):
 
     def _argv(self) -> list[str]:
         return [find_binary("mosquitto"), "-c", str(self.conf_path)]
+
+
+def postgres_bin(name: str) -> str:
+    """A PostgreSQL server program (Debian keeps them in /usr/lib/postgresql/<version>/bin, off the PATH)."""
+    found = shutil.which(name)
+    if found:
+        return found
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name), reverse=True)
+    for folder in versions:
+        if (folder / name).exists():
+            return str(folder / name)
+    raise ServiceError(f"{name} not found: install Debian's postgresql package (scripts/setup does)")
+
+
+class Postgres(ChildServer):
+    """A PostgreSQL server on loopback for tests and local runs, its cluster made by ``initdb`` (trust login for the
+    user ``lifeline``), durability off (``fsync``) because nothing here outlives the run.
+
+    PostgreSQL refuses to run as root: as root, the cluster lives in a folder of its own under the temporary folder
+    (the user ``postgres`` must reach it; a test's folder under root's 0700 one it cannot) and the server runs as
+    ``postgres``. ``data_dir`` holds the log.
+    """
+
+    name = "postgres"
+    user = "lifeline"
+
+    def __init__(self, data_dir: Path, port: int | None = None, host: str = "127.0.0.1") -> None:
+        super().__init__(data_dir, port, host, "postgres.log", "postgresql.conf")
+        self.cluster: Path | None = None
+        self._as_root = os.geteuid() == 0
+
+    @property
+    def _run_as(self) -> str | None:
+        return "postgres" if self._as_root else None
+
+    def _write_conf(self) -> None:
+        if self.cluster is not None:
+            return  # a restart keeps its cluster
+        if self._as_root:
+            self.cluster = Path(tempfile.mkdtemp(prefix="lifeline-pg-"))
+            shutil.chown(self.cluster, "postgres", "postgres")
+        else:
+            self.cluster = self.data_dir / "cluster"
+        subprocess.run(
+            [postgres_bin("initdb"), "-D", str(self.cluster), "-U", self.user, "--auth=trust", "-E", "UTF8",
+             "--no-sync"],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd="/", user=self._run_as,
+            group=self._run_as, extra_groups=[] if self._as_root else None,
+        )  # fmt: skip
+
+    def _argv(self) -> list[str]:
+        assert self.cluster is not None
+        return [postgres_bin("postgres"), "-D", str(self.cluster), "-p", str(self.port), "-h", self.host,
+                "-k", str(self.cluster), "-c", "fsync=off", "-c", "synchronous_commit=off",
+                "-c", "full_page_writes=off", "-c", "max_connections=200"]  # fmt: skip
+
+    def start(self, timeout_s: float = 30.0) -> None:
+        """As ``ChildServer.start``, with the server run as ``postgres`` when we are root."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._write_conf()
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(self._argv(), stdout=log, stderr=log, stdin=subprocess.DEVNULL, cwd="/",
+                                         user=self._run_as, group=self._run_as,
+                                         extra_groups=[] if self._as_root else None)  # fmt: skip
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            if self._ready():
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise ServiceError(f"{self.name} did not start on {self.host}:{self.port}: {self.log_tail()}")
+
+    def _ready(self) -> bool:
+        if not wait_for_port(self.host, self.port, 0.2, self.proc):
+            return False
+        done = subprocess.run([postgres_bin("pg_isready"), "-q", "-h", self.host, "-p", str(self.port)], check=False)
+        return done.returncode == 0
+
+    def remove(self) -> None:
+        """Stop and delete the cluster."""
+        self.stop()
+        if self.cluster is not None:
+            shutil.rmtree(self.cluster, ignore_errors=True)
+            self.cluster = None
+
+    def url(self, database: str = "postgres") -> str:
+        """A SQLAlchemy URL (psycopg 3 driver)."""
+        return f"postgresql+psycopg://{self.user}@{self.host}:{self.port}/{database}"
+
+    def create_database(self, name: str) -> str:
+        """Create database ``name`` (letters, digits, underscores); return its URL."""
+        if not name.replace("_", "").isalnum():
+            raise ValueError(f"database name {name!r}: letters, digits and underscores only")
+        psql = [postgres_bin("psql"), "-q", "-h", self.host, "-p", str(self.port), "-U", self.user, "-d", "postgres"]
+        subprocess.run([*psql, "-c", f'CREATE DATABASE "{name}"'], check=True, stdout=subprocess.DEVNULL)
+        return self.url(name)
 
 
 class Influxd(ChildServer):

@@ -1,14 +1,16 @@
-"""Shared fixtures: a real Mosquitto, InfluxDB 1.6.7 and the nginx 2.x-compat proxy on free loopback ports, with
-their data in temporary folders."""
+"""Shared fixtures: a real Mosquitto, InfluxDB 1.6.7, the nginx 2.x-compat proxy and PostgreSQL on free loopback
+ports, with their data in temporary folders."""
 
 from __future__ import annotations
 
+import itertools
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from lifeline.services import InfluxCompatProxy, Influxd, Mosquitto
+from lifeline.services import InfluxCompatProxy, Influxd, Mosquitto, Postgres
 
 
 @pytest.fixture
@@ -46,6 +48,24 @@ def shared_influxdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Influx
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def shared_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
+    """One PostgreSQL server for the tests of one worker; each test gets a database of its own (``postgres_url``)."""
+    server = Postgres(tmp_path_factory.mktemp("postgres"))
+    server.start()
+    yield server
+    server.remove()
+
+
+_databases = itertools.count(1)
+
+
+@pytest.fixture
+def postgres_url(shared_postgres: Postgres) -> str:
+    """A SQLAlchemy URL of a new, empty PostgreSQL database for this test."""
+    return shared_postgres.create_database(f"t{os.getpid()}_{next(_databases)}")
 
 
 @pytest.fixture

@@ -144,3 +144,29 @@ def test_user_management(app: App) -> None:
     assert app.client.get("/api/users/ana", headers=admin).status_code == 404
     actions = [r.action for r in app.service.store.audit_log(who="boss")]
     assert {"user.create", "user.update", "user.delete", "auth.login"} <= set(actions)
+
+
+def test_the_api_runs_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
+    """Users, tokens, the audit log and alert actions with the store on a real PostgreSQL (several instances)."""
+    from alerts.lifecycle import Alert, AlertKey, Severity, raise_
+    from alerts.store import AlertMeta
+
+    a = App(tmp_path, store={"url": postgres_url}, auth={"argon2_time_cost": 1, "argon2_memory_kib": 64})
+    try:
+        a.service.bootstrap_admin({"LIFELINE_ADMIN_PASSWORD": PASSWORD})
+        admin = a.login("admin")
+        r = a.client.post("/api/users", headers=admin, json={"username": "inspector-li", "password": PASSWORD,
+                                                             "role": "safety_inspector", "areas": ["north"]})
+        assert r.status_code == 201, r.text
+        alert = Alert(AlertKey("gas.lel", "north-sluices", "gas-1", "lel"))
+        raise_(alert, Severity.CRITICAL, 57.0, a.clock() - 1000)
+        with a.service.store.begin() as tx:
+            stored = tx.save(alert, AlertMeta("Combustible gas", "safety", "north", "gas_detector"), None)
+        li = a.login("inspector-li")
+        r = a.client.post(f"/api/alerts/{stored.id}/ack", headers=li, json={"note": "on my way"})
+        assert r.status_code == 200, r.text
+        assert a.client.get(f"/api/alerts/{stored.id}", headers=li).json()["state"] == "active_ack"
+        actions = {row.action for row in a.service.store.audit_log()}
+        assert {"auth.login", "user.create", "alert.ack"} <= actions, actions
+    finally:
+        a.client.__exit__(None, None, None)

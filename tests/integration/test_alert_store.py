@@ -1,4 +1,5 @@
-"""The alert and audit store on a SQLite file: round trips, appended history, optimistic concurrency, filters."""
+"""The alert and audit store, on a SQLite file and on a real PostgreSQL: round trips, appended history, optimistic
+concurrency, filters. SQLite's own settings (WAL, the write lock) are checked on SQLite alone."""
 
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ from alerts import (
 )
 from alerts.store import ACT_RETRIES, AlertMeta, AlertStore, Conflict, StoredAlert
 
+pytestmark = pytest.mark.integration
+
 T0 = 1_700_000_000_000
 MIN = 60_000
 KEY = AlertKey("high_temp", "plant1", "boiler3", "t_out")
@@ -38,9 +41,17 @@ def path(tmp_path: Path) -> Path:
     return tmp_path / "var" / "alerts.db"
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, path: Path) -> str:
+    if request.param == "sqlite":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{path}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
 @pytest.fixture
-def store(path: Path) -> Iterator[AlertStore]:
-    s = AlertStore.sqlite(path)
+def store(url: str) -> Iterator[AlertStore]:
+    s = AlertStore(url)
     yield s
     s.close()
 
@@ -177,9 +188,9 @@ def test_exception_in_a_transaction_rolls_everything_back(store: AlertStore) -> 
     assert store.audit_log() == []
 
 
-def test_act_retries_after_a_change_through_another_store(store: AlertStore, path: Path) -> None:
+def test_act_retries_after_a_change_through_another_store(store: AlertStore, url: str) -> None:
     alert_id = _insert(store, _raised()).id
-    other = AlertStore.sqlite(path)
+    other = AlertStore(url)
     calls = 0
 
     def ack(a: Alert) -> Transition:
@@ -200,9 +211,9 @@ def test_act_retries_after_a_change_through_another_store(store: AlertStore, pat
     assert [h.action for h in store.history(alert_id)] == [Action.RAISE, Action.ASSIGN, Action.ACK]
 
 
-def test_act_gives_up_after_its_retries(store: AlertStore, path: Path) -> None:
+def test_act_gives_up_after_its_retries(store: AlertStore, url: str) -> None:
     alert_id = _insert(store, _raised()).id
-    other = AlertStore.sqlite(path)
+    other = AlertStore(url)
     calls = 0
 
     def always_overtaken(a: Alert) -> Transition:
@@ -430,28 +441,36 @@ def test_audit_row_fields(store: AlertStore) -> None:
 # --- the file -----------------------------------------------------------------------------------
 
 
-def test_sqlite_file_is_in_wal_mode(store: AlertStore, path: Path) -> None:
-    assert store.ping()
+@pytest.fixture
+def sqlite_store(path: Path) -> Iterator[AlertStore]:
+    s = AlertStore.sqlite(path)
+    yield s
+    s.close()
+
+
+def test_sqlite_file_is_in_wal_mode(sqlite_store: AlertStore, path: Path) -> None:
+    assert sqlite_store.ping()
     with sqlite3.connect(path) as raw:
         assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
-def test_a_write_transaction_takes_the_write_lock_at_once_and_readers_go_on(store: AlertStore, path: Path) -> None:
+def test_a_write_transaction_takes_the_write_lock_at_once_and_readers_go_on(sqlite_store: AlertStore,
+                                                                            path: Path) -> None:  # fmt: skip
     raw = sqlite3.connect(path, timeout=0, isolation_level=None)
     try:
-        with store.begin() as tx:
+        with sqlite_store.begin() as tx:
             assert tx.get(KEY) is None  # only read so far, yet a second writer must queue behind us
             with pytest.raises(sqlite3.OperationalError, match="locked"):
                 raw.execute("BEGIN IMMEDIATE")
-            assert store.count_alerts() == 0
+            assert sqlite_store.count_alerts() == 0
         raw.execute("BEGIN IMMEDIATE")
         raw.execute("ROLLBACK")
     finally:
         raw.close()
 
 
-def test_a_restart_sees_everything(path: Path) -> None:
-    first = AlertStore.sqlite(path)
+def test_a_restart_sees_everything(url: str) -> None:
+    first = AlertStore(url)
     saved = _insert(first, _every_field(KEY, 81.5))
     acked = Alert(AlertKey("gas", "plant2", "d1"))
     raise_(acked, Severity.CRITICAL, True, T0, "co > 50")
@@ -468,7 +487,7 @@ def test_a_restart_sees_everything(path: Path) -> None:
               first.audit_log(), first.get_state("book"))
     first.close()
 
-    second = AlertStore.sqlite(path)
+    second = AlertStore(url)
     try:
         after = (second.list_alerts(), second.history(other.id), second.notes(other.id), second.notifications(),
                  second.audit_log(), second.get_state("book"))
