@@ -243,13 +243,13 @@ class AlertManager:
         with self.store.begin() as tx:
             pending = tx.pending_notifications()
         for _, data in pending:
-            self._send(_from_outbox(data))
+            self._send(_from_outbox(data), resumed=True)
         if pending:
             log.info("notifications resumed from the outbox count=%d", len(pending))
         return len(pending)
 
-    def _send(self, msg: Message) -> None:
-        task = asyncio.ensure_future(self._deliver(msg))
+    def _send(self, msg: Message, resumed: bool = False) -> None:
+        task = asyncio.ensure_future(self._deliver(msg, resumed))
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
 
@@ -278,14 +278,16 @@ class AlertManager:
             level=note.level,
         )  # fmt: skip
 
-    async def _deliver(self, msg: Message) -> None:
+    async def _deliver(self, msg: Message, resumed: bool = False) -> None:
         if self.notifier is None or not msg.targets:
             self.counters.unrouted += 1
             self._log_outcome(msg, "", "", "", ok=False, attempts=0, error="no route matches this notification",
                               done=True)  # fmt: skip
             return
-        with self.store.begin() as tx:  # after a restart: the channels that already have it are not sent again
-            todo = tuple(c for c in msg.targets if not tx.notification_sent(msg.id, c))
+        todo = msg.targets
+        if resumed:  # from the outbox after a restart: the channels that already have it are not sent again
+            with self.store.begin() as tx:
+                todo = tuple(c for c in msg.targets if not tx.notification_sent(msg.id, c))
         if not todo:
             self._log_done(msg)
             return

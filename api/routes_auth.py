@@ -99,10 +99,11 @@ class TokenOut(BaseModel):
     last_used_ms: int | None
     revoked: bool
 
+    model_config = ConfigDict(from_attributes=True)
+
     @classmethod
     def of(cls, t: TokenInfo) -> TokenOut:
-        return cls(id=t.id, kind=t.kind, name=t.name, username=t.username, created_ms=t.created_ms,
-                   expires_ms=t.expires_ms, last_used_ms=t.last_used_ms, revoked=t.revoked)  # fmt: skip
+        return cls.model_validate(t)
 
 
 class NewTokenOut(TokenOut):

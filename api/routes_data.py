@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
+from alerts.store import AuditRow
 from api.deps import ID_PATTERN, MAX_MS, TEXT_PATTERN, Admin, DeviceId, Reader, Service, SiteId, check_site, error
 from api.live import DeviceState
 from api.service import ApiService
@@ -323,16 +324,6 @@ def list_rules(who: Reader, svc: Service) -> list[dict[str, object]]:
     ]
 
 
-class AuditOut(BaseModel):
-    id: int
-    ts_ms: int
-    who: str
-    action: str
-    target: str
-    source: str
-    detail: dict[str, object]
-
-
 Text = Annotated[str | None, Query(max_length=256, pattern=TEXT_PATTERN)]
 
 
@@ -345,10 +336,8 @@ def audit_log(
     action: Text = None,
     target_prefix: Text = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> list[AuditOut]:
-    rows = svc.store.audit_log(since_ms=since_ms, who=user, action=action, target_prefix=target_prefix, limit=limit)
-    return [AuditOut(id=r.id, ts_ms=r.ts_ms, who=r.who, action=r.action, target=r.target, source=r.source,
-                     detail=r.detail) for r in rows]  # fmt: skip
+) -> list[AuditRow]:
+    return svc.store.audit_log(since_ms=since_ms, who=user, action=action, target_prefix=target_prefix, limit=limit)
 
 
 @router.get("/healthz", tags=["system"], responses={503: {"description": "a part is not reachable"}})

@@ -52,34 +52,6 @@ class CommandIn(BaseModel):
         return value
 
 
-class CommandOut(BaseModel):
-    id: str
-    site: str
-    device: str
-    action: str
-    target_pct: float | None
-    ttl_s: float
-    issued_ms: int
-    expires_ms: int
-    deadline_ms: int
-    operator: str
-    source: str
-    state: str
-    final: bool
-    interlock: str | None
-    reason: str
-    before: dict[str, Any]
-    after: dict[str, Any]
-    steps: list[dict[str, Any]]
-
-    @classmethod
-    def of(cls, v: CommandView) -> CommandOut:
-        return cls(id=v.id, site=v.site, device=v.device, action=v.action, target_pct=v.target_pct, ttl_s=v.ttl_s,
-                   issued_ms=v.issued_ms, expires_ms=v.expires_ms, deadline_ms=v.deadline_ms, operator=v.operator,
-                   source=v.source, state=v.state, final=v.final, interlock=v.interlock, reason=v.reason,
-                   before=v.before, after=v.after, steps=v.steps)  # fmt: skip
-
-
 def _refused(exc: RefusedError) -> JSONResponse:
     return JSONResponse(status_code=exc.refusal.status, content={"detail": exc.refusal.body()})
 
@@ -114,15 +86,15 @@ def operate_gate(
         response.status_code = 200
     elif view.final and view.interlock is None and view.state == "failed" and not view.steps:
         response.status_code = 503  # never reached the broker
-    return CommandOut.of(view)
+    return view
 
 
 @router.get("/api/commands/{command_id}", tags=["gates"])
-def get_command(command_id: CommandId, who: Reader, svc: Service) -> CommandOut:
+def get_command(command_id: CommandId, who: Reader, svc: Service) -> CommandView:
     view = svc.gates.get(command_id)
     if view is None or not who.sees_area(svc.config.area_of(view.site)):
         raise error(404, f"no command {command_id!r}", "command_id")
-    return CommandOut.of(view)
+    return view
 
 
 @router.get("/api/commands", tags=["gates"])
@@ -132,9 +104,9 @@ def list_commands(
     site: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
     device: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-) -> list[CommandOut]:
+) -> list[CommandView]:
     sites = None if not who.scoped else {s for a in who.areas for s in svc.config.areas.get(a, [])}
-    return [CommandOut.of(v) for v in svc.gates.list_commands(site, device, sites, limit)]
+    return svc.gates.list_commands(site, device, sites, limit)
 
 
 def _accepts(who: Principal, site: str | None, kinds: set[str] | None) -> Any:

@@ -113,13 +113,20 @@ class ChildServer:
     def _ready(self) -> bool:
         return wait_for_port(self.host, self.port, 0.2, self.proc)
 
+    def _user(self) -> str | None:
+        """The system user to run the server as (None: this process's own)."""
+        return None
+
     def start(self, timeout_s: float = 30.0) -> None:
         """Start the server and return once it is ready; ServiceError with the tail of its log if it is not."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._write_conf()
         argv = self._argv()
+        user = self._user()
         with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+            self.proc = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                                         cwd="/" if user else None,  # the other user may not enter ours
+                                         user=user, group=user, extra_groups=[] if user else None)  # fmt: skip
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline and self.proc.poll() is None:
             if self._ready():
@@ -220,8 +227,7 @@ class Postgres(ChildServer):
         self.cluster: Path | None = None
         self._as_root = os.geteuid() == 0
 
-    @property
-    def _run_as(self) -> str | None:
+    def _user(self) -> str | None:
         return "postgres" if self._as_root else None
 
     def _write_conf(self) -> None:
@@ -235,8 +241,8 @@ class Postgres(ChildServer):
         subprocess.run(
             [postgres_bin("initdb"), "-D", str(self.cluster), "-U", self.user, "--auth=trust", "-E", "UTF8",
              "--no-sync"],
-            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd="/", user=self._run_as,
-            group=self._run_as, extra_groups=[] if self._as_root else None,
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd="/", user=self._user(),
+            group=self._user(), extra_groups=[] if self._as_root else None,
         )  # fmt: skip
 
     def _argv(self) -> list[str]:
@@ -244,22 +250,6 @@ class Postgres(ChildServer):
         return [postgres_bin("postgres"), "-D", str(self.cluster), "-p", str(self.port), "-h", self.host,
                 "-k", str(self.cluster), "-c", "fsync=off", "-c", "synchronous_commit=off",
                 "-c", "full_page_writes=off", "-c", "max_connections=200"]  # fmt: skip
-
-    def start(self, timeout_s: float = 30.0) -> None:
-        """As ``ChildServer.start``, with the server run as ``postgres`` when we are root."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._write_conf()
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(self._argv(), stdout=log, stderr=log, stdin=subprocess.DEVNULL, cwd="/",
-                                         user=self._run_as, group=self._run_as,
-                                         extra_groups=[] if self._as_root else None)  # fmt: skip
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            if self._ready():
-                return
-            time.sleep(0.05)
-        self.stop()
-        raise ServiceError(f"{self.name} did not start on {self.host}:{self.port}: {self.log_tail()}")
 
     def _ready(self) -> bool:
         if not wait_for_port(self.host, self.port, 0.2, self.proc):

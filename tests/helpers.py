@@ -113,12 +113,13 @@ class LoopThread:
             raise self.error
 
 
-def wait_until(pred: Any, timeout: float, what: str) -> None:
+def wait_until(pred: Any, timeout: float = 10.0, what: str = "condition") -> None:
+    """Poll ``pred`` until it holds; fail naming ``what`` if it does not within ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if pred():
             return
-        time.sleep(0.1)
+        time.sleep(0.02)
     raise AssertionError(f"{what}: not within {timeout} s")
 
 
@@ -132,8 +133,10 @@ class Publisher:
         self.client.connect(broker.host, broker.port)
         self.client.loop_start()
 
-    def send(self, topic: str, payload: bytes) -> None:
-        self.client.publish(topic, payload, qos=1).wait_for_publish(10)
+    def send(self, topic: str, payload: bytes, retain: bool = False) -> None:
+        self.client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(10)
+
+    publish = send
 
     def close(self) -> None:
         self.client.disconnect()

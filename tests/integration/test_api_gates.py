@@ -16,17 +16,8 @@ from api import ApiService
 from lifeline.services import Mosquitto
 from telemetry import encode, topics
 from telemetry.commands import Command, CommandResult, ResultState
-from tests.helpers import Subscriber
-from tests.integration.test_api_support import (
-    Clock,
-    Publisher,
-    RunningApi,
-    add_users,
-    gate_telemetry,
-    login,
-    make_config,
-    wait_until,
-)
+from tests.helpers import Publisher, Subscriber, wait_until
+from tests.integration.test_api_support import Clock, RunningApi, add_users, gate_telemetry, login, make_config
 
 pytestmark = pytest.mark.integration
 
@@ -84,7 +75,7 @@ def gates(shared_mosquitto: Mosquitto, tmp_path: Path) -> Iterator[GateApi]:
     add_users(service)
     api = RunningApi(service)
     wait_until(service.link.connected.is_set, what="the API connected to the broker")
-    pub = Publisher(shared_mosquitto.host, shared_mosquitto.port)
+    pub = Publisher(shared_mosquitto)
     yield GateApi(api, service, clock, pub, shared_mosquitto, device)
     pub.close()
     api.stop()

@@ -17,7 +17,8 @@ from api import ApiService
 from lifeline.services import Influxd, Mosquitto
 from telemetry import Sample, Telemetry, encode, topics
 from telemetry.influx_query import choose_interval_ms
-from tests.integration.test_api_support import Publisher, RunningApi, add_users, login, make_config, status, wait_until
+from tests.helpers import Publisher, wait_until
+from tests.integration.test_api_support import RunningApi, add_users, login, make_config, status
 
 pytestmark = pytest.mark.integration
 
@@ -64,7 +65,7 @@ def env(shared_mosquitto: Mosquitto, shared_influxdb: Influxd, tmp_path: Path) -
     add_users(service)
     api = RunningApi(service)
     wait_until(service.link.connected.is_set)
-    pub = Publisher(shared_mosquitto.host, shared_mosquitto.port)
+    pub = Publisher(shared_mosquitto)
     for device in ("wq-01", "wq-02"):
         pub.publish(*status(SITE, device, "water_quality_station", now), retain=True)
     yield Env(api, service, pub, t0, shared_influxdb, database)

@@ -17,7 +17,8 @@ from schemathesis import GenerationMode
 from alerts.store import AlertStore
 from api import ApiService, create_app
 from lifeline.services import Influxd, Mosquitto
-from tests.integration.test_api_support import PASSWORD, add_users, fill_alerts, make_config, wait_until
+from tests.helpers import wait_until
+from tests.integration.test_api_support import PASSWORD, add_users, fill_alerts, make_config
 
 pytestmark = pytest.mark.integration
 

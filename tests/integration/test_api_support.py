@@ -10,8 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from alerts.lifecycle import Alert, AlertKey, Severity, raise_
 from alerts.store import AlertMeta, AlertStore
@@ -107,22 +105,6 @@ class RunningApi:
         assert not self.thread.is_alive(), "the API did not stop"
 
 
-class Publisher:
-    """A plain MQTT client for a test's messages (telemetry, status, or a stand-in edge's command results)."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"test-pub-{id(self)}")
-        self.client.connect(host, port)
-        self.client.loop_start()
-
-    def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
-        self.client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(10)
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
 def gate_telemetry(site: str, device: str, ts: int, **values: Any) -> tuple[str, bytes]:
     base: dict[str, Any] = {"gate_opening": 1.0, "level_up": 3.0, "level_down": 2.0, "motor_current": 0.0,
                             "fault_code": 0.0, "remote_mode": True, "estop": False, "overload": False,
@@ -136,15 +118,6 @@ def gate_telemetry(site: str, device: str, ts: int, **values: Any) -> tuple[str,
 def status(site: str, device: str, profile: str, ts: int, online: bool = True) -> tuple[str, bytes]:
     msg = DeviceStatus(site=site, device=device, profile=profile, online=online, ts=ts)
     return topics.status(site, device), encode(msg)
-
-
-def wait_until(predicate: Any, timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"{what} not met within {timeout} s")
 
 
 def fill_alerts(store: AlertStore, now: int = NOW_MS) -> dict[str, int]:

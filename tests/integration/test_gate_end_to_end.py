@@ -13,8 +13,9 @@ import pytest
 from api import ApiService
 from api.users import Role
 from lifeline.services import Mosquitto
+from tests.helpers import wait_until
 from tests.integration.conftest import RunningDistrict
-from tests.integration.test_api_support import PASSWORD, RunningApi, login, make_config, wait_until
+from tests.integration.test_api_support import PASSWORD, RunningApi, login, make_config
 
 pytestmark = pytest.mark.integration
 
