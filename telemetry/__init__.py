@@ -1,7 +1,7 @@
 """The wire contract every Lifeline service shares: topic scheme, message models, codec, quality codes."""
 
 from telemetry import topics
-from telemetry.codec import ContractError, decode_agent_state, decode_status, decode_telemetry, encode
+from telemetry.codec import ContractError, decode_agent_state, decode_status, decode_stored, decode_telemetry, encode
 from telemetry.models import (
     CONTRACT_VERSION,
     AgentState,
@@ -9,6 +9,8 @@ from telemetry.models import (
     PointQuality,
     Quality,
     Sample,
+    Stored,
+    StoredRange,
     Telemetry,
     Value,
 )
@@ -22,11 +24,14 @@ __all__ = [
     "PointQuality",
     "Quality",
     "Sample",
+    "Stored",
+    "StoredRange",
     "Telemetry",
     "TopicError",
     "Value",
     "decode_agent_state",
     "decode_status",
+    "decode_stored",
     "decode_telemetry",
     "encode",
     "topics",

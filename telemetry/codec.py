@@ -7,7 +7,7 @@ from typing import TypeVar
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from telemetry.models import AgentState, DeviceStatus, Telemetry
+from telemetry.models import AgentState, DeviceStatus, Stored, Telemetry
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -50,3 +50,7 @@ def decode_status(payload: bytes | str, topic: str | None = None) -> DeviceStatu
 
 def decode_agent_state(payload: bytes | str, topic: str | None = None) -> AgentState:
     return _decode(AgentState, payload, topic)
+
+
+def decode_stored(payload: bytes | str, topic: str | None = None) -> Stored:
+    return _decode(Stored, payload, topic)

@@ -27,6 +27,8 @@ def _not_time(name: str) -> str:
 PointName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$"), AfterValidator(_not_time)]
 # Site and device ids as the topic scheme allows them (telemetry.topics.check_id).
 Id = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
+# One run of an edge agent (a process start): ``seq`` counts per device within it. Empty: a producer without runs.
+RunId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{0,40}$")]
 
 
 class Quality(StrEnum):
@@ -88,6 +90,7 @@ class Telemetry(BaseModel):
     profile: str
     measurement: str
     seq: int = Field(ge=0, description="per-device message counter of this agent run; a gap means loss")
+    run: RunId = Field("", description="the agent run that counted seq (changes at every agent start)")
     tags: dict[str, str] = Field(default_factory=dict)
     units: dict[PointName, str] = Field(default_factory=dict)
     samples: list[Sample] = Field(min_length=1)
@@ -120,3 +123,39 @@ class AgentState(BaseModel):
     version: str = ""
     devices: list[str] = Field(default_factory=list)
     reason: str = ""
+    run: RunId = Field("", description="this agent run's id, as carried by its telemetry (birth shows a restart)")
+
+
+class StoredRange(BaseModel):
+    """Messages ``first``..``last`` (inclusive ``seq``) of one device and agent run that the centre has stored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    device: Id
+    run: RunId
+    first: int = Field(ge=0)
+    last: int = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> StoredRange:
+        if self.last < self.first:
+            raise ValueError(f"last ({self.last}) is before first ({self.first})")
+        return self
+
+
+class Stored(BaseModel):
+    """Published by a bridge on ``lifeline/v1/{site}/agent/stored`` (QoS 1, not retained) once InfluxDB accepted,
+    or the dead-letter store kept, telemetry messages of the site's devices: the edge may then forget them.
+
+    Each bridge of a shared group sees only some of a device's messages, so an acknowledgement names the ranges this
+    bridge wrote, not a watermark: the edge removes what any bridge confirms, and resends the rest after a time-out
+    (redelivery overwrites the same points). See docs/decisions/010.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    v: Literal[1] = 1
+    site: Id
+    bridge: str = Field(min_length=1, max_length=64, description="which bridge wrote them (for diagnosis)")
+    ts: int = Field(ge=0, description="when the write was confirmed, ms since the epoch")
+    ranges: list[StoredRange] = Field(min_length=1)

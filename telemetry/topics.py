@@ -5,6 +5,7 @@ Nobody else builds or parses a Lifeline topic string: call these functions.
     lifeline/v1/{site}/{device}/telemetry          telemetry messages (QoS 1)
     lifeline/v1/{site}/{device}/status             device online/offline (retained)
     lifeline/v1/{site}/agent/state                 agent birth and death (retained, last will)
+    lifeline/v1/{site}/agent/stored                what the centre has stored (bridges to the edge, QoS 1)
     lifeline/v1/{site}/{device}/cmd/{command_id}   commands to a device
     lifeline/v1/{site}/{device}/cmd_result/{command_id}
     lifeline/v1/alerts/events/{alert_id}           alert changes, for live views (QoS 1)
@@ -33,6 +34,7 @@ class Kind(StrEnum):
     TELEMETRY = "telemetry"
     STATUS = "status"
     AGENT_STATE = "state"
+    STORED = "stored"
     CMD = "cmd"
     CMD_RESULT = "cmd_result"
 
@@ -73,6 +75,11 @@ def status(site: str, device: str) -> str:
 
 def agent_state(site: str) -> str:
     return f"{PREFIX}/{check_site_id(site)}/{AGENT}/state"
+
+
+def stored(site: str) -> str:
+    """Where bridges confirm what they stored of ``site``'s telemetry ('+' for a subscription to every site)."""
+    return f"{PREFIX}/{site if site == '+' else check_site_id(site)}/{AGENT}/stored"
 
 
 def command(site: str, device: str, command_id: str) -> str:
@@ -134,6 +141,8 @@ def parse(topic: str) -> ParsedTopic:
     check_site_id(site)
     if device == AGENT and rest == ["state"]:
         return ParsedTopic(Kind.AGENT_STATE, site, None)
+    if device == AGENT and rest == ["stored"]:
+        return ParsedTopic(Kind.STORED, site, None)
     check_device_id(device)
     if rest == ["telemetry"]:
         return ParsedTopic(Kind.TELEMETRY, site, device)

@@ -291,7 +291,7 @@ def test_telemetry_round_trip(message: Telemetry) -> None:
 
 def test_encode_is_compact_json_with_every_field() -> None:
     message = Telemetry.model_validate(telemetry_dict())
-    expected = {**telemetry_dict(), "tags": {}, "units": {}}
+    expected = {**telemetry_dict(), "tags": {}, "units": {}, "run": ""}
     expected["samples"] = [{**expected["samples"][0], "quality": {}}]
     assert orjson.loads(encode(message)) == expected
     assert b" " not in encode(message)
@@ -394,3 +394,39 @@ def test_decode_of_mangled_messages_only_raises_contract_error(field: str, value
 def test_decode_hostile_payloads(payload: bytes | str) -> None:
     with pytest.raises(ContractError, match="on topic"):
         decode_telemetry(payload, TOPIC)
+
+
+# -- the centre's stored acknowledgement (docs/decisions/010) ------------------------------------------------------
+def test_stored_round_trip_and_topic() -> None:
+    from telemetry import Stored, StoredRange, decode_stored
+
+    ack = Stored(site="s1", bridge="bridge-1", ts=5, ranges=[StoredRange(device="d1", run="r1", first=3, last=9)])
+    assert decode_stored(encode(ack)) == ack
+    assert topics.stored("s1") == "lifeline/v1/s1/agent/stored"
+    assert topics.parse(topics.stored("s1")) == topics.ParsedTopic(topics.Kind.STORED, "s1", None)
+    assert topics.stored("+") == "lifeline/v1/+/agent/stored"
+
+
+@pytest.mark.parametrize(
+    ("payload", "problem"),
+    [
+        pytest.param(b'{"site":"s1","bridge":"b","ts":1,"ranges":[]}', "ranges", id="no-ranges"),
+        pytest.param(b'{"site":"s1","bridge":"b","ts":1,"ranges":[{"device":"d","run":"r","first":5,"last":4}]}',
+                     "before first", id="backwards-range"),
+        pytest.param(b'{"site":"s1","bridge":"b","ts":1,"ranges":[{"device":"d","run":"r r","first":1,"last":1}]}',
+                     "run", id="bad-run-id"),
+    ],
+)
+def test_stored_refuses(payload: bytes, problem: str) -> None:
+    from telemetry import ContractError, decode_stored
+
+    with pytest.raises(ContractError, match=problem):
+        decode_stored(payload, "lifeline/v1/s1/agent/stored")
+
+
+def test_telemetry_carries_its_run() -> None:
+    message = decode_telemetry(
+        b'{"site":"s","device":"d","profile":"p","measurement":"m","seq":1,"run":"abc-1",'
+        b'"samples":[{"ts":1,"values":{"x":1}}]}'
+    )
+    assert message.run == "abc-1"
