@@ -58,7 +58,7 @@ def test_topic_build_and_parse(built: str, expected_topic: str, expected: Parsed
 
 def test_every_kind_has_a_round_trip_row() -> None:
     built = [topics.telemetry("s", "d"), topics.status("s", "d"), topics.agent_state("s"),
-             topics.command("s", "d", "c"), topics.command_result("s", "d", "c")]  # fmt: skip
+             topics.command("s", "d", "c"), topics.command_result("s", "d", "c"), topics.stored("s")]  # fmt: skip
     assert {topics.parse(t).kind for t in built} == set(Kind)
 
 
