@@ -12,7 +12,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from telemetry import topics
-from telemetry.mqtt_config import BrokerConfig
+from telemetry.mqtt_config import BrokerConfig, configure_client
 
 log = logging.getLogger("lifeline.api.mqtt")
 
@@ -40,8 +40,7 @@ class MqttLink:
         self._client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True
         )
-        if broker.username:
-            self._client.username_pw_set(broker.username, broker.password)
+        configure_client(self._client, broker)
         self._client.reconnect_delay_set(
             max(1, int(broker.reconnect_initial_s)), max(1, int(broker.reconnect_max_s))
         )

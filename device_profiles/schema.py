@@ -236,6 +236,14 @@ class MqttSpec(BaseModel):
                 raise _problem(f"topic {topic!r} must not contain MQTT wildcards", *at)
         return self
 
+    def topic_of(self, point: MqttPoint, vendor_id: str) -> str:
+        """The vendor topic ``point`` of the device ``vendor_id`` comes on."""
+        return (point.topic or self.topic).replace("{device}", vendor_id)
+
+    def topics_for(self, vendor_id: str) -> list[str]:
+        """Every vendor topic of the device ``vendor_id`` (what it publishes, what the edge subscribes to)."""
+        return sorted({self.topic_of(p, vendor_id) for p in self.points})
+
 
 class Profile(BaseModel):
     """One kind of device: what to read, how to decode it, and where it is stored."""

@@ -175,6 +175,12 @@ def check_devices(config: EdgeConfig, profiles: dict[str, Profile], doc: YamlDoc
         if profile is not None and dev.control is not None:
             found = _control_problems(dev, profile)
             problems += [f"{where('control')}: device {dev.id!r}, field control{p}" for p in found]
+    sensors = [d for d in config.devices if d.enabled and (p := profiles.get(d.profile)) and p.protocol == "mqtt"]
+    if sensors and config.sensor_broker is None and config.broker.username:
+        # one account is one client id: the sensor link on the uplink's account would take the uplink's session
+        at = f"{doc.path}:{doc.line_of(['broker']) or ''}" if doc else "config"
+        problems.append(f"{at}: field sensor_broker: MQTT sensors ({sensors[0].id}, ...) need a sensor_broker with an "
+                        "account of its own (edge-<site>-sensors), not the uplink's")  # fmt: skip
     if problems:
         raise ConfigError(problems)
 

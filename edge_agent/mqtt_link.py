@@ -17,7 +17,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agent.outbox import Outbox, OutMessage
-from telemetry.mqtt_config import BrokerConfig
+from telemetry.mqtt_config import BrokerConfig, configure_client
 
 log = logging.getLogger("lifeline.edge.mqtt")
 
@@ -117,8 +117,7 @@ class MqttLink:
             clean_session=True,
             reconnect_on_failure=False,
         )
-        if self.broker.username:
-            client.username_pw_set(self.broker.username, self.broker.password)
+        configure_client(client, self.broker)
         if self.will is not None:
             client.will_set(self.will.topic, self.will.payload, qos=1, retain=self.will.retain)
         client.max_inflight_messages_set(max(20, self.outbox.max_inflight if self.outbox else 20))

@@ -51,8 +51,7 @@ class SensorHub:
             assert profile.mqtt is not None
             by_topic: dict[str, list[MqttPoint]] = {}
             for point in profile.mqtt.points:
-                template = point.topic or profile.mqtt.topic
-                by_topic.setdefault(template.replace("{device}", device.vendor_id), []).append(point)
+                by_topic.setdefault(profile.mqtt.topic_of(point, device.vendor_id), []).append(point)
             for topic, points in by_topic.items():
                 self.routes.setdefault(topic, []).append(_Route(device, profile, points))
             self.presence[device.id] = _Presence(profile.mqtt.stale_after_s, stats=stats[device.id])

@@ -11,6 +11,7 @@ from pathlib import Path
 from broker_bridge.config import BridgeConfig, load_bridge_config
 from broker_bridge.deadletter import DeadLetter, DeadLetterStore
 from device_profiles import ConfigError
+from telemetry.mqtt_config import configure_client
 
 
 def _config(path: str | None) -> BridgeConfig:
@@ -85,8 +86,7 @@ def _replay(args: argparse.Namespace, store: DeadLetterStore) -> int:
     client = mqtt.Client(
         callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"lifeline-replay-{time.time_ns()}"
     )
-    if config.broker.username:
-        client.username_pw_set(config.broker.username, config.broker.password)
+    configure_client(client, config.broker)
     client.connect(config.broker.host, config.broker.port)
     client.loop_start()
     try:

@@ -175,6 +175,10 @@ def parser() -> argparse.ArgumentParser:
     sim = sub.add_parser("simulate", help="run a simulated district (Modbus devices and MQTT sensors)")
     sim.add_argument("--scenario", default="baoshan", help="scenario name or YAML file (default baoshan)")
     sim.add_argument("--broker", default="127.0.0.1:1883", metavar="HOST:PORT", help="where MQTT sensors publish")
+    sim.add_argument("--credentials", metavar="DIR",
+                     help="the broker's credentials folder (lifeline broker config): the sensors publish as "
+                          "sim-sensors and the site configs get their edge accounts")  # fmt: skip
+    sim.add_argument("--ca-file", help="MQTT over TLS: the CA that signed the broker's certificate")
     sim.add_argument("--sites-dir", default="var/sites", help="where to write each site's edge config")
     sim.add_argument("--seed", type=int, default=None, help="override the scenario's seed")
     sim.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
@@ -182,8 +186,10 @@ def parser() -> argparse.ArgumentParser:
 
     from lifeline.api_cli import add_parser as add_api_parser
     from lifeline.bridge_cli import add_parsers
+    from lifeline.broker_cli import add_parsers as add_broker_parsers
 
     add_parsers(sub)
+    add_broker_parsers(sub)
     add_api_parser(sub)
 
     up = sub.add_parser(

@@ -47,6 +47,9 @@ class RulesServiceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     broker: BrokerConfig = Field(default_factory=BrokerConfig)
+    publisher: BrokerConfig | None = Field(
+        None, description="the connection that publishes alert events and notifications (an account of its own: "
+                          "rules-N-pub); none: the broker section's")  # fmt: skip
     rules: RulesConfig = Field(default_factory=RulesConfig)
     alerts: AlertServiceConfig = Field(default_factory=AlertServiceConfig)
     influx: InfluxReadConfig | None = Field(None, description="InfluxDB to read for window rules; none: not run")
@@ -98,7 +101,7 @@ async def run_service(
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     store = AlertStore(url)
-    publisher = Publisher(config.broker, f"lifeline-rules-pub-{os.getpid()}")
+    publisher = Publisher(config.publisher or config.broker, f"lifeline-rules-pub-{os.getpid()}")
     publisher.start()
     notifier = Notifier(config.alerts.notify, publish=publisher.publish)
     manager = AlertManager(config.alerts, store, rules, load_catalogue(), notifier, publisher.publish_nowait)
@@ -142,7 +145,8 @@ class _Windows:
 
         assert config.influx is not None
         self.state = state
-        self.query = InfluxQuery(config.influx.url, config.influx.database)
+        self.query = InfluxQuery(config.influx.url, config.influx.database, username=config.influx.username,
+                                 password=config.influx.password)  # fmt: skip
         window_rules = [r for r in rules if r.kind == "window"]
         saved = state.get_state(WINDOWS_STATE)
         self.evaluator = (WindowEvaluator.from_state(window_rules, self.query, saved) if saved

@@ -7,18 +7,29 @@ Used by ``lifeline up``, the benchmarks and the test fixtures alike: loopback, a
 from __future__ import annotations
 
 import contextlib
+import glob
+import hashlib
 import os
+import queue
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
+
+import orjson
+
+from lifeline.broker_auth import Account, control_account, control_commands, dynsec_config
+from lifeline.tls import TlsFiles
+from telemetry.mqtt_config import BrokerConfig, TlsConfig, configure_client, write_secret_file
 
 
 class ServiceError(RuntimeError):
@@ -167,35 +178,218 @@ class ChildServer:
 
 
 class Mosquitto(ChildServer):
-    """A Mosquitto broker on loopback with its config, persistence and log in ``data_dir``."""
+    """A Mosquitto broker on loopback, closed by default: no anonymous client, one account per client with the access
+    of its role (:mod:`lifeline.broker_auth`, Mosquitto's dynamic-security plugin), optionally TLS.
+
+    As root, Mosquitto drops to its own user before it opens its persistence file, plugin config and certificates:
+    those live in a state folder that user owns (``data_dir/state``, or a folder of its own under the system temporary
+    folder when that user cannot reach ``data_dir``, as under pytest's 0700 folders). ``start`` checks that the broker
+    can persist (it writes ``mosquitto.db`` on SIGUSR1) and fails loudly if it cannot.
+
+    ``control=True`` (tests) adds an account that creates accounts at run time (:meth:`add`).
+    """
 
     name = "mosquitto"
 
-    def __init__(self, data_dir: Path, port: int | None = None, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        *,
+        accounts: Sequence[Account] = (),
+        tls: TlsFiles | None = None,
+        require_certificate: bool = False,
+        control: bool = False,
+    ) -> None:
         super().__init__(data_dir, port, host, "mosquitto.log", "mosquitto.conf")
+        self.tls = tls
+        self.require_certificate = require_certificate
+        self.accounts: dict[str, Account] = {a.username: a for a in accounts}
+        self._control: Account | None = control_account("lifeline-test-control") if control else None
+        if self._control is not None:
+            self.accounts[self._control.username] = self._control
+        self._as_root = os.geteuid() == 0
+        self.state_dir: Path | None = None
+        self._own_state_dir = False
+        self._control_client: Any = None
+
+    # -- files ------------------------------------------------------------------------------------------------
+    def _reachable(self, folder: Path) -> bool:
+        """Whether the mosquitto user can write ``folder`` (it cannot under another user's 0700 folder)."""
+        done = subprocess.run(["test", "-w", str(folder)], user="mosquitto", group="mosquitto", extra_groups=[],
+                              cwd="/", check=False)  # fmt: skip
+        return done.returncode == 0
+
+    def _state(self) -> Path:
+        if self.state_dir is not None:
+            return self.state_dir
+        state = self.data_dir / "state"
+        state.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if self._as_root:
+            shutil.chown(state, "mosquitto", "mosquitto")
+            if not self._reachable(state):
+                digest = hashlib.sha256(str(self.data_dir.resolve()).encode()).hexdigest()[:16]
+                state = Path(tempfile.gettempdir()) / f"lifeline-mosquitto-{digest}"
+                state.mkdir(mode=0o700, exist_ok=True)
+                shutil.chown(state, "mosquitto", "mosquitto")
+                self._own_state_dir = True
+        self.state_dir = state
+        return state
+
+    def _own(self, path: Path) -> None:
+        if self._as_root:
+            shutil.chown(path, "mosquitto", "mosquitto")
 
     def _write_conf(self) -> None:
-        self.conf_path.write_text(
-            "\n".join(
-                [
-                    f"listener {self.port} {self.host}",
-                    "allow_anonymous true",
-                    "persistence true",
-                    f"persistence_location {self.data_dir}/",
-                    "autosave_interval 1",
-                    "max_queued_messages 1000000",
-                    "max_inflight_messages 1000",
-                    "log_dest stderr",
-                    "log_type error",
-                    "log_type warning",
-                    "log_type notice",
-                    "",
-                ]
-            )
-        )
+        state = self._state()
+        dynsec = state / "dynamic-security.json"
+        if not dynsec.exists():  # a restart keeps the accounts, also those added at run time
+            write_secret_file(dynsec, orjson.dumps(dynsec_config(self.accounts.values()), option=orjson.OPT_INDENT_2)
+                              .decode())  # fmt: skip
+            self._own(dynsec)
+        lines = [
+            "per_listener_settings false",
+            f"listener {self.port} {self.host}",
+            "allow_anonymous false",
+            "use_username_as_clientid true",
+            f"plugin {dynsec_plugin()}",
+            f"plugin_opt_config_file {dynsec}",
+            "persistence true",
+            f"persistence_location {state}/",
+            "autosave_interval 1",
+            "max_queued_messages 1000000",
+            "max_inflight_messages 1000",
+            "log_dest stderr",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+        ]
+        if self.tls is not None:
+            names = {"cafile": self.tls.ca_file, "certfile": self.tls.cert_file, "keyfile": self.tls.key_file}
+            for option, source in names.items():
+                target = state / f"tls-{option}.pem"
+                write_secret_file(target, source.read_text(encoding="utf-8"))
+                self._own(target)
+                lines.append(f"{option} {target}")
+            lines.append(f"require_certificate {'true' if self.require_certificate else 'false'}")
+            lines.append("tls_version tlsv1.2")
+        self.conf_path.write_text("\n".join([*lines, ""]))
 
     def _argv(self) -> list[str]:
         return [find_binary("mosquitto"), "-c", str(self.conf_path)]
+
+    def start(self, timeout_s: float = 30.0) -> None:
+        super().start(timeout_s)
+        self.check_persistence()
+
+    def check_persistence(self, timeout_s: float = 5.0) -> None:
+        """Ask the broker to save now (SIGUSR1) and raise ServiceError if ``mosquitto.db`` does not appear."""
+        assert self.proc is not None
+        assert self.state_dir is not None
+        db = self.state_dir / "mosquitto.db"
+        before = db.stat().st_mtime_ns if db.exists() else None
+        self.proc.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if db.exists() and db.stat().st_mtime_ns != before:
+                return
+            time.sleep(0.02)
+        if before is not None:
+            return  # it did persist before; a save with nothing new may keep the same time stamp
+        self.stop()
+        raise ServiceError(f"mosquitto cannot persist to {self.state_dir} (no mosquitto.db after a save): "
+                           f"{self.log_tail()}")  # fmt: skip
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._close_control()
+        super().stop(timeout_s)
+
+    def kill(self) -> None:
+        self._close_control()
+        super().kill()
+
+    def remove(self) -> None:
+        """Stop and delete a state folder made outside ``data_dir``."""
+        self.stop()
+        if self._own_state_dir and self.state_dir is not None:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+            self.state_dir = None
+
+    # -- accounts ---------------------------------------------------------------------------------------------
+    def config_for(self, account: Account | str, **overrides: Any) -> BrokerConfig:
+        """The BrokerConfig a client of ``account`` connects with (host, port, credentials, TLS)."""
+        a = self.accounts[account] if isinstance(account, str) else account
+        tls = TlsConfig(ca_file=self.tls.ca_file) if self.tls is not None else None
+        return BrokerConfig(host=self.host, port=self.port, username=a.username, password=a.password, tls=tls,
+                            **overrides)  # fmt: skip
+
+    def add(self, account: Account, **overrides: Any) -> BrokerConfig:
+        """Create ``account`` on the running broker (once; the same user name gives the same account back)."""
+        known = self.accounts.get(account.username)
+        if known is None:
+            self._control_request(control_commands(account))
+            self.accounts[account.username] = known = account
+        return self.config_for(known, **overrides)
+
+    def _control_request(self, request: dict[str, object], timeout_s: float = 10.0) -> None:
+        if self._control is None:
+            raise ServiceError("this broker was started without control=True: accounts are fixed")
+        if self._control_client is None:
+            self._control_client = _ControlClient(self.config_for(self._control))
+        self._control_client.request(request, timeout_s)
+
+    def _close_control(self) -> None:
+        client, self._control_client = self._control_client, None
+        if client is not None:
+            client.close()
+
+
+def dynsec_plugin() -> str:
+    """The dynamic-security plugin of Debian's mosquitto package (in the multiarch library folder)."""
+    for pattern in ("/usr/lib/*/mosquitto_dynamic_security.so", "/usr/lib/mosquitto_dynamic_security.so",
+                    "/usr/local/lib/mosquitto_dynamic_security.so"):  # fmt: skip
+        found = sorted(glob.glob(pattern))
+        if found:
+            return found[0]
+    raise ServiceError("mosquitto_dynamic_security.so not found: install Debian's mosquitto package (scripts/setup)")
+
+
+class _ControlClient:
+    """A paho client on ``$CONTROL/dynamic-security/v1`` that sends a request and waits for its answer."""
+
+    REQUEST = "$CONTROL/dynamic-security/v1"
+
+    def __init__(self, broker: BrokerConfig) -> None:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        self._answers: queue.Queue[bytes] = queue.Queue()
+        self._ready = threading.Event()
+        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=broker.username or "")
+        configure_client(self.client, broker)
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(self.REQUEST + "/response", qos=1)
+        self.client.on_subscribe = lambda c, u, mid, rc, p: self._ready.set()
+        self.client.on_message = lambda c, u, msg: self._answers.put(bytes(msg.payload))
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+        if not self._ready.wait(10):
+            self.close()
+            raise ServiceError("mosquitto: the control client could not connect and subscribe")
+
+    def request(self, request: dict[str, object], timeout_s: float) -> None:
+        self.client.publish(self.REQUEST, orjson.dumps(request), qos=1)
+        try:
+            answer = orjson.loads(self._answers.get(timeout=timeout_s))
+        except queue.Empty:
+            raise ServiceError("mosquitto: no answer from the dynamic-security plugin") from None
+        errors = [r for r in answer.get("responses", []) if r.get("error")]
+        if errors:
+            raise ServiceError(f"mosquitto: the dynamic-security plugin refused: {errors}")
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
 
 
 def postgres_bin(name: str) -> str:

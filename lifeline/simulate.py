@@ -7,9 +7,13 @@ import asyncio
 import contextlib
 from pathlib import Path
 
+import yaml
+
 from device_profiles import ConfigError
+from lifeline.broker_auth import credential
 from simulators import District, load_scenario
 from simulators.scenario import Scenario
+from telemetry.mqtt_config import BrokerConfig, CredentialError, TlsConfig, write_secret_file
 
 
 def parse_hostport(text: str, default_port: int = 1883) -> tuple[str, int]:
@@ -30,14 +34,33 @@ def load(name: str, seed: int | None) -> Scenario:
     return scenario if seed is None else scenario.model_copy(update={"seed": seed})
 
 
-async def _run(scenario: Scenario, host: str, port: int, sites_dir: Path, duration: float | None) -> None:
+def give_site_credentials(path: Path, folder: Path, broker: BrokerConfig, **extra: object) -> None:
+    """Rewrite a site's edge config with the accounts of ``folder`` (``lifeline broker config``): the uplink as
+    ``edge-<site>``, the sensor link (if the site has MQTT sensors) as ``edge-<site>-sensors``; ``extra`` keys too."""
+    config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    site = config["site"]
+    config["broker"] = credential(folder, f"edge-{site}", broker).model_dump(mode="json", exclude_defaults=True)
+    if (folder / f"edge-{site}-sensors.password").exists():
+        sensors = credential(folder, f"edge-{site}-sensors", broker)
+        config["sensor_broker"] = sensors.model_dump(mode="json", exclude_defaults=True)
+    config.update(extra)
+    write_secret_file(path, yaml.safe_dump(config, sort_keys=False))
+
+
+async def _run(scenario: Scenario, broker: BrokerConfig, sites_dir: Path, duration: float | None,
+               credentials: Path | None) -> None:  # fmt: skip
     from lifeline.cli import install_stop_signals
 
     stop = install_stop_signals()
-    district = District(scenario, host, port)
+    host, port = broker.host, broker.port
+    sim = credential(credentials, "sim-sensors", broker) if credentials else None
+    district = District(scenario, host, port, sensor_credentials=sim)
     await district.start()
     try:
         paths = district.write_site_configs(sites_dir)
+        if credentials is not None:
+            for path in paths.values():
+                give_site_credentials(path, credentials, broker)
         print(f"scenario {scenario.name!r} (seed {scenario.seed}): {len(district.modbus)} Modbus devices, "
               f"{len(district.sensors.sensors)} MQTT sensors publishing to {host}:{port}")  # fmt: skip
         for site, path in sorted(paths.items()):
@@ -51,5 +74,11 @@ async def _run(scenario: Scenario, host: str, port: int, sites_dir: Path, durati
 def simulate(args: argparse.Namespace) -> int:
     scenario = load(args.scenario, args.seed)
     host, port = parse_hostport(args.broker)
-    asyncio.run(_run(scenario, host, port, Path(args.sites_dir), args.duration))
+    tls = TlsConfig(ca_file=Path(args.ca_file).resolve()) if args.ca_file else None
+    credentials = Path(args.credentials) if args.credentials else None
+    try:
+        asyncio.run(_run(scenario, BrokerConfig(host=host, port=port, tls=tls), Path(args.sites_dir), args.duration,
+                         credentials))  # fmt: skip
+    except CredentialError as exc:
+        raise SystemExit(str(exc)) from exc
     return 0

@@ -21,6 +21,7 @@ from simulators.behaviours.sluice_gate_plc import GateParams
 from simulators.modbus import ModbusDevice
 from simulators.mqtt_sensors import Sensor, SensorFleet
 from simulators.scenario import PlannedDevice, Scenario, plan
+from telemetry.mqtt_config import BrokerConfig
 
 log = logging.getLogger("lifeline.sim")
 
@@ -41,6 +42,7 @@ class District:
         clock: Clock = time.time,
         step_interval_s: float = 0.2,
         sensor_tick_s: float = 0.1,
+        sensor_credentials: BrokerConfig | None = None,
     ) -> None:
         self.scenario = scenario
         self.broker_host, self.broker_port = broker_host, broker_port
@@ -57,7 +59,8 @@ class District:
             else:
                 sensors.append(Sensor(d.id, d.profile, behaviour, d.source_id or "", d.interval_s))
         self.sensors = SensorFleet(sensors, broker_host, broker_port, clock=clock, tick_s=sensor_tick_s,
-                                   client_id=f"sim-{scenario.name}-{id(self):x}")  # fmt: skip
+                                   client_id=f"sim-{scenario.name}-{id(self):x}",
+                                   credentials=sensor_credentials)  # fmt: skip
         self._stop_sensors = asyncio.Event()
         self._sensor_task: asyncio.Task[None] | None = None
 
@@ -146,10 +149,11 @@ def gate_control(params: GateParams) -> dict[str, object]:
 
 
 async def run_district(
-    scenario: Scenario, broker_host: str, broker_port: int, stop: asyncio.Event, sites_dir: Path | None = None
+    scenario: Scenario, broker_host: str, broker_port: int, stop: asyncio.Event, sites_dir: Path | None = None,
+    *, sensor_credentials: BrokerConfig | None = None,
 ) -> None:
     """Run every device of ``scenario`` until ``stop`` is set; write the site configs into ``sites_dir``."""
-    district = District(scenario, broker_host, broker_port)
+    district = District(scenario, broker_host, broker_port, sensor_credentials=sensor_credentials)
     await district.start()
     try:
         if sites_dir is not None:

@@ -26,6 +26,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from device_profiles import Profile
 from simulators.behaviours import Behaviour, FireDetector, GasDetector, Value
 from simulators.vendor_json import vendor_messages
+from telemetry.mqtt_config import BrokerConfig, configure_client
 
 log = logging.getLogger("lifeline.sim.mqtt")
 
@@ -88,6 +89,7 @@ class SensorFleet:
         clock: Clock = time.time,
         tick_s: float = 0.1,
         reconnect_max_s: int = 2,
+        credentials: BrokerConfig | None = None,
     ) -> None:
         self.sensors = {s.device_id: s for s in sensors}
         self.host, self.port = host, port
@@ -97,6 +99,8 @@ class SensorFleet:
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=client_id or f"lifeline-sim-{os.getpid()}-{next(_ids)}",
         )
+        if credentials is not None:  # the account (and TLS) of the simulated field gateway
+            configure_client(self.client, credentials)
         self.client.reconnect_delay_set(1, reconnect_max_s)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect

@@ -28,7 +28,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from telemetry.mqtt_config import BrokerConfig, SubscriptionConfig
+from telemetry.mqtt_config import BrokerConfig, SubscriptionConfig, configure_client
 
 log = logging.getLogger("lifeline.mqtt.consumer")
 
@@ -82,8 +82,7 @@ class Consumer:
             manual_ack=True,
             reconnect_on_failure=False,
         )
-        if broker.username:
-            self._client.username_pw_set(broker.username, broker.password)
+        configure_client(self._client, broker)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message

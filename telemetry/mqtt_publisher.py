@@ -14,7 +14,7 @@ import threading
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from telemetry.mqtt_config import BrokerConfig
+from telemetry.mqtt_config import BrokerConfig, configure_client
 
 log = logging.getLogger("lifeline.mqtt.publisher")
 
@@ -31,8 +31,7 @@ class Publisher:
         self._client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311
         )
-        if broker.username:
-            self._client.username_pw_set(broker.username, broker.password)
+        configure_client(self._client, broker)
         self._client.max_queued_messages_set(max_queued)
         self._client.reconnect_delay_set(int(max(1, broker.reconnect_initial_s)), int(broker.reconnect_max_s))
         self._client.on_connect = self._on_connect

@@ -74,7 +74,8 @@ def status(site: str, device: str) -> str:
 
 
 def agent_state(site: str) -> str:
-    return f"{PREFIX}/{check_site_id(site)}/{AGENT}/state"
+    """The agent state topic of ``site`` ('+' for a subscription to every site's)."""
+    return f"{PREFIX}/{site if site == '+' else check_site_id(site)}/{AGENT}/state"
 
 
 def stored(site: str) -> str:

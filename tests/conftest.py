@@ -15,20 +15,21 @@ from lifeline.services import InfluxCompatProxy, Influxd, Mosquitto, Postgres
 
 @pytest.fixture
 def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
-    """A broker of this test's own (tests may stop and restart it)."""
-    broker = Mosquitto(tmp_path / "mosquitto")
+    """A broker of this test's own (tests may stop and restart it). Closed like a production one: no anonymous client;
+    tests add the accounts they need (``broker.add(edge_account(site))``, ``tests.helpers.test_client``)."""
+    broker = Mosquitto(tmp_path / "mosquitto", control=True)
     broker.start()
     yield broker
-    broker.stop()
+    broker.remove()
 
 
 @pytest.fixture(scope="session")
 def shared_mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
     """One broker for the tests of one worker that only publish and subscribe (never restart it)."""
-    broker = Mosquitto(tmp_path_factory.mktemp("mosquitto-shared"))
+    broker = Mosquitto(tmp_path_factory.mktemp("mosquitto-shared"), control=True)
     broker.start()
     yield broker
-    broker.stop()
+    broker.remove()
 
 
 @pytest.fixture

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import itertools
+import os
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -12,7 +15,19 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from lifeline.broker_auth import Account, open_account
 from lifeline.services import Mosquitto
+from telemetry.mqtt_config import BrokerConfig, configure_client
+
+_names = itertools.count(1)
+
+
+def client_account(broker: Mosquitto, prefix: str = "test", *, name: str | None = None) -> BrokerConfig:
+    """Tests only: a fresh account on ``broker`` that may publish and subscribe anything (how a test plays a device,
+    a vendor sensor or an attacker). ``name`` gives a fixed user name (the same one gives the same account back), so
+    a persistent session can be taken up again; otherwise each call is a new client."""
+    username = name or f"{prefix}-{os.getpid()}-{next(_names)}"
+    return broker.add(open_account(username))
 
 
 @dataclass(frozen=True)
@@ -31,11 +46,13 @@ class Subscriber:
         self.messages: list[Received] = []
         self.lock = threading.Lock()
         self.connected = threading.Event()
+        self.account = client_account(broker, name=client_id) if client_id else client_account(broker, "test-sub")
         self.client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=client_id or f"test-sub-{id(self)}",
+            client_id=self.account.username or "",
             clean_session=not persistent,
         )
+        configure_client(self.client, self.account)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.on_disconnect = lambda *a: self.connected.clear()
@@ -127,7 +144,9 @@ class Publisher:
     """A test publisher that waits for each QoS 1 acknowledgement."""
 
     def __init__(self, broker: Mosquitto) -> None:
-        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"pub-{id(self)}")
+        account = client_account(broker, "test-pub")
+        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=account.username or "")
+        configure_client(self.client, account)
         self.client.max_inflight_messages_set(100)
         self.client.reconnect_delay_set(1, 1)
         self.client.connect(broker.host, broker.port)
@@ -141,3 +160,10 @@ class Publisher:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+def account_for(broker: Mosquitto, account: Account, **overrides: Any) -> BrokerConfig:
+    """``account``'s access under a user name of its own on ``broker`` (tests sharing a broker never share a client
+    id), as the BrokerConfig a service of that role connects with."""
+    return broker.add(dataclasses.replace(account, username=f"{account.username}-{os.getpid()}-{next(_names)}"),
+                      **overrides)  # fmt: skip

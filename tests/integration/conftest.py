@@ -10,20 +10,23 @@ from typing import Any
 import pytest
 
 from edge_agent import EdgeAgent, EdgeConfig, build_site
+from lifeline.broker_auth import district_deployment, edge_account, edge_sensor_account
 from lifeline.services import Mosquitto
 from simulators import District, load_scenario
-from tests.helpers import LoopThread
+from tests.helpers import LoopThread, account_for, client_account
 
 
 class RunningDistrict:
     """A District served on its own loop thread; ``on_loop`` runs a call there (faults, forced values)."""
 
     def __init__(self, broker: Mosquitto, scenario: str = "mini") -> None:
+        self.broker = broker
         self.district: District | None = None
         started = asyncio.Event()
 
         async def main(stop: asyncio.Event) -> None:
-            self.district = District(load_scenario(scenario), broker.host, broker.port, step_interval_s=0.05)
+            self.district = District(load_scenario(scenario), broker.host, broker.port, step_interval_s=0.05,
+                                     sensor_credentials=client_account(broker, "sim-sensors"))
             await self.district.start()
             started.set()
             try:
@@ -56,7 +59,12 @@ class RunningDistrict:
             "backoff_max_s": 1.0,
             **overrides.pop("modbus", {}),
         }
-        data["broker"] = {**data["broker"], "reconnect_initial_s": 0.1, "reconnect_max_s": 0.5}  # type: ignore[dict-item]
+        quick = {"reconnect_initial_s": 0.1, "reconnect_max_s": 0.5}
+        data["broker"] = account_for(self.broker, edge_account(site), **quick).model_dump(mode="json")
+        sensor_topics = district_deployment(self.district.planned).sensor_topics.get(site)
+        if sensor_topics:
+            sensors = edge_sensor_account(site, sensor_topics)
+            data["sensor_broker"] = account_for(self.broker, sensors, **quick).model_dump(mode="json")
         data.update(overrides)
         return EdgeConfig.model_validate(data)
 

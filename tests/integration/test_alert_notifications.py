@@ -20,9 +20,10 @@ from alerts.manager import AlertManager
 from alerts.notify import Notifier
 from alerts.store import AlertStore
 from device_profiles import load_catalogue
+from lifeline.broker_auth import rules_publisher_account
 from lifeline.services import Mosquitto
 from rules import PACKS, Transition, load_rules
-from tests.helpers import Subscriber, wait_until
+from tests.helpers import Subscriber, account_for, wait_until
 from tests.integration.test_rules_service import RunningRules, service_config
 from tests.notify_servers import FakeDingTalk, FakeWeCom, HttpReceiver, SmtpServer
 
@@ -241,11 +242,10 @@ def test_an_acknowledged_alert_that_clears_returns_to_normal_and_says_so(
 
 
 def test_alert_changes_are_published_for_live_views(mosquitto: Mosquitto, tmp_path: Path) -> None:
-    from telemetry.mqtt_config import BrokerConfig
     from telemetry.mqtt_publisher import Publisher
 
     sub = Subscriber(mosquitto, "lifeline/v1/alerts/events/+")
-    pub = Publisher(BrokerConfig(host=mosquitto.host, port=mosquitto.port), "test-events")
+    pub = Publisher(account_for(mosquitto, rules_publisher_account()), "test-events")
     pub.start()
     try:
         cfg = AlertServiceConfig(store_url=f"sqlite:///{tmp_path / 'alerts.db'}")

@@ -67,7 +67,7 @@ _counter = iter(range(1_000_000))
 def gates(shared_mosquitto: Mosquitto, tmp_path: Path) -> Iterator[GateApi]:
     clock = Clock()
     device = f"gate-{next(_counter):03d}-{id(tmp_path) % 10_000}"
-    config = make_config(tmp_path, mqtt_port=shared_mosquitto.port, gates={
+    config = make_config(tmp_path, mqtt=shared_mosquitto, gates={
         "selection_s": 10, "default_ttl_s": 20, "edge_timeout_s": 5,
         "devices": [{"site": SITE, "device": device, "max_pct": 90, "max_head_open_m": 2.0}],
     })  # fmt: skip

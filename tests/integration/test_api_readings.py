@@ -59,7 +59,7 @@ def env(shared_mosquitto: Mosquitto, shared_influxdb: Influxd, tmp_path: Path) -
     now = int(time.time() * 1000)
     t0 = now - 24 * HOUR
     _write_history(shared_influxdb, database, "wq-01", t0, 24 * 60)
-    config = make_config(tmp_path, mqtt_port=shared_mosquitto.port, influx_url=shared_influxdb.url,
+    config = make_config(tmp_path, mqtt=shared_mosquitto, influx_url=shared_influxdb.url,
                          database=database, stream={"keepalive_s": 1})  # fmt: skip
     service = ApiService(config)
     add_users(service)

@@ -34,7 +34,7 @@ def service(
     shared_mosquitto: Mosquitto, shared_influxdb: Influxd, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ApiService]:
     shared_influxdb.create_database("api_schema")
-    config = make_config(tmp_path_factory.mktemp("api-schema"), mqtt_port=shared_mosquitto.port,
+    config = make_config(tmp_path_factory.mktemp("api-schema"), mqtt=shared_mosquitto,
                          influx_url=shared_influxdb.url, database="api_schema")  # fmt: skip
     svc = ApiService(config)
     add_users(svc)

@@ -15,8 +15,10 @@ from alerts.lifecycle import Alert, AlertKey, Severity, raise_
 from alerts.store import AlertMeta, AlertStore
 from api import ApiConfig, ApiService, create_app
 from api.auth import Role
-from lifeline.services import free_port
+from lifeline.broker_auth import api_account
+from lifeline.services import Mosquitto, free_port
 from telemetry import DeviceStatus, Sample, Telemetry, encode, topics
+from tests.helpers import account_for
 
 PASSWORD = "correct-horse-battery"
 AREAS = {"north": ["north-sluices", "north-env"], "south": ["south-sluices"]}
@@ -51,15 +53,15 @@ class Clock:
                 self.offset += ms
 
 
-def make_config(tmp_path: Path, *, mqtt_port: int | None = None, influx_url: str | None = None,
+def make_config(tmp_path: Path, *, mqtt: Mosquitto | None = None, influx_url: str | None = None,
                 database: str = "lifeline", **extra: Any) -> ApiConfig:  # fmt: skip
     data: dict[str, Any] = {
         "store": {"url": f"sqlite:///{tmp_path / 'api.sqlite'}"},
         "areas": AREAS,
         "auth": {"argon2_time_cost": 1, "argon2_memory_kib": 64},
         # Nothing listens on a fresh free port: a test without a broker or InfluxDB sees them unreachable.
-        "broker": {"host": "127.0.0.1", "port": mqtt_port or free_port(), "reconnect_initial_s": 0.1,
-                   "reconnect_max_s": 0.5},
+        "broker": (account_for(mqtt, api_account()).model_dump(mode="json") if mqtt else
+                   {"host": "127.0.0.1", "port": free_port()}) | {"reconnect_initial_s": 0.1, "reconnect_max_s": 0.5},
         "influx": {"url": influx_url or f"http://127.0.0.1:{free_port()}", "database": database, "timeout_s": 5},
         "client_id": f"api-test-{id(tmp_path)}",
     }  # fmt: skip

@@ -12,9 +12,11 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agent import EdgeAgent, EdgeConfig, build_site
+from lifeline.broker_auth import edge_account
 from lifeline.services import Mosquitto
 from telemetry import Quality, decode_agent_state, decode_status, decode_telemetry, topics
-from tests.helpers import LoopThread, Subscriber
+from telemetry.mqtt_config import configure_client
+from tests.helpers import LoopThread, Subscriber, account_for, client_account
 
 pytestmark = pytest.mark.integration
 
@@ -22,7 +24,11 @@ pytestmark = pytest.mark.integration
 def site_config(broker: Mosquitto, tmp_path: Path, **extra: object) -> EdgeConfig:
     return EdgeConfig.model_validate({
         "site": "ent-site",
-        "broker": {"host": broker.host, "port": broker.port, "reconnect_initial_s": 0.1, "reconnect_max_s": 0.5},
+        "broker": account_for(broker, edge_account("ent-site"), reconnect_initial_s=0.1,
+                              reconnect_max_s=0.5).model_dump(mode="json"),
+        # the sensor link is a client of its own (tests: an open account, the vendor topics vary by test)
+        "sensor_broker": client_account(broker, "edge-sensors").model_copy(
+            update={"reconnect_initial_s": 0.1, "reconnect_max_s": 0.5}).model_dump(mode="json"),
         "dead_letter_path": str(tmp_path / "dead.jsonl"),
         "devices": [
             {"id": "gas-1", "profile": "gas_detector", "source_id": "GD-0001"},
@@ -36,7 +42,9 @@ class Vendor:
     """Publishes vendor JSON like a field sensor would."""
 
     def __init__(self, broker: Mosquitto) -> None:
-        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="vendor-sensors")
+        account = client_account(broker, "vendor-sensors")
+        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=account.username or "")
+        configure_client(self.client, account)
         self.client.reconnect_delay_set(0.1, 0.5)
         self.client.connect(broker.host, broker.port)
         self.client.loop_start()

@@ -20,13 +20,15 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from device_profiles import load_catalogue
 from edge_agent import EdgeAgent, EdgeConfig, build_site
+from lifeline.broker_auth import api_account, edge_account
 from lifeline.services import Mosquitto
 from simulators import ModbusDevice, SluiceGate
 from simulators.behaviours import Behaviour
 from simulators.behaviours.sluice_gate_plc import FAULT_OVERLOAD, FAULT_PHASE_LOSS, GateParams
 from telemetry import decode_telemetry, topics
 from telemetry.commands import Action, Command, CommandResult, Interlock, ResultState
-from tests.helpers import LoopThread, Subscriber
+from telemetry.mqtt_config import configure_client
+from tests.helpers import LoopThread, Subscriber, account_for
 
 pytestmark = pytest.mark.integration
 SITE, GATE = "ctl-site", "gate-1"
@@ -89,7 +91,8 @@ class GateSim:
 def site_config(broker: Mosquitto, sim: GateSim, tmp_path: Path, **control: Any) -> EdgeConfig:
     return EdgeConfig.model_validate({
         "site": SITE,
-        "broker": {"host": broker.host, "port": broker.port, "reconnect_initial_s": 0.1, "reconnect_max_s": 0.5},
+        "broker": account_for(broker, edge_account(SITE), reconnect_initial_s=0.1,
+                              reconnect_max_s=0.5).model_dump(mode="json"),
         "modbus": {"timeout_s": 0.5, "connect_timeout_s": 0.5, "backoff_initial_s": 0.2, "backoff_max_s": 1.0},
         "dead_letter_path": str(tmp_path / "edge" / "dead.jsonl"),
         "state_dir": str(tmp_path / "edge"),
@@ -110,7 +113,9 @@ class Rig:
         self.sim = GateSim(**(sim or {}))
         self.config = site_config(broker, self.sim, tmp_path, **control)
         self.sub = Subscriber(broker, f"{topics.PREFIX}/{SITE}/#")
-        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="test-api")
+        account = account_for(broker, api_account())
+        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=account.username or "")
+        configure_client(self.client, account)
         self.client.connect(broker.host, broker.port)
         self.client.loop_start()
         self.agent: EdgeAgent | None = None

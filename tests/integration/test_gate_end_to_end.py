@@ -44,7 +44,7 @@ def district(mosquitto: Mosquitto, tmp_path: Path) -> Iterator[RunningDistrict]:
 
 @pytest.fixture
 def api(mosquitto: Mosquitto, tmp_path: Path) -> Iterator[RunningApi]:
-    config = make_config(tmp_path, mqtt_port=mosquitto.port, areas={"river": [SITE]},
+    config = make_config(tmp_path, mqtt=mosquitto, areas={"river": [SITE]},
                          gates={"selection_s": 10, "default_ttl_s": 3, "edge_timeout_s": 3})  # fmt: skip
     service = ApiService(config)
     service.users.create("op-wu", PASSWORD, Role.GATE_OPERATOR, ["river"])

@@ -17,8 +17,10 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from alerts.notify import Message, Notifier, NotifyConfig, Outcome, render, to_dict
+from lifeline.broker_auth import rules_publisher_account
 from lifeline.services import Mosquitto, free_port
-from tests.helpers import Subscriber
+from telemetry.mqtt_config import configure_client
+from tests.helpers import Subscriber, account_for
 from tests.notify_servers import FakeDingTalk, FakeWeCom, HttpReceiver, RecordedRequest, Reply, SmtpServer
 
 pytestmark = pytest.mark.integration
@@ -269,7 +271,9 @@ class PahoPublish:
     """A publisher as the rules service would give one: QoS 1, returns once the broker has the message."""
 
     def __init__(self, broker: Mosquitto) -> None:
-        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"notify-{id(self)}")
+        account = account_for(broker, rules_publisher_account())
+        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=account.username or "")
+        configure_client(self.client, account)
         self.client.connect(broker.host, broker.port, keepalive=10)
         self.client.loop_start()
 

@@ -17,13 +17,13 @@ import pytest
 from alerts.config import AlertServiceConfig
 from alerts.lifecycle import State, acknowledge, shelve, unshelve
 from alerts.store import AlertStore, StoredAlert
+from lifeline.broker_auth import rules_account, rules_publisher_account
 from lifeline.rules_cli import RulesServiceConfig, run_service
 from lifeline.services import Mosquitto
 from rules import PACKS
 from rules.config import RulesConfig
 from telemetry import Sample, Telemetry, encode, topics
-from telemetry.mqtt_config import BrokerConfig
-from tests.helpers import LoopThread, Publisher, wait_until
+from tests.helpers import LoopThread, Publisher, account_for, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -52,7 +52,8 @@ def lel_rules(tmp_path: Path, on_delay: float = 0, off_delay: float = 0) -> Path
 
 def service_config(broker: Mosquitto, tmp_path: Path, packs: list[Path], **alerts: Any) -> RulesServiceConfig:
     return RulesServiceConfig(
-        broker=BrokerConfig(host=broker.host, port=broker.port, reconnect_initial_s=0.1, reconnect_max_s=0.5),
+        broker=account_for(broker, rules_account(), reconnect_initial_s=0.1, reconnect_max_s=0.5),
+        publisher=account_for(broker, rules_publisher_account(), reconnect_initial_s=0.1, reconnect_max_s=0.5),
         rules=RulesConfig(packs=packs, tick_s=0.2, checkpoint_s=0.2),
         alerts=AlertServiceConfig(store_url=f"sqlite:///{tmp_path / 'alerts.db'}", tick_s=0.2, **alerts),
     )
@@ -270,7 +271,8 @@ def test_killed_mid_stream_the_engine_repeats_nothing_and_misses_nothing(
     metrics_port = free_port()
     config = tmp_path / "rules.yaml"
     config.write_text(yaml.safe_dump({
-        "broker": {"host": mosquitto.host, "port": mosquitto.port},
+        "broker": account_for(mosquitto, rules_account()).model_dump(mode="json"),
+        "publisher": account_for(mosquitto, rules_publisher_account()).model_dump(mode="json"),
         "rules": {"packs": [str(lel_rules(tmp_path))], "checkpoint_s": 0.5},
         "alerts": {"store_url": f"sqlite:///{tmp_path / 'alerts.db'}", "policy": {"flood": {"max_new": 1000}},
                    "notify": {"channels": {"bus": {"type": "mqtt"}}, "routes": [{"channels": ["bus"]}]}},

@@ -15,7 +15,7 @@ from device_profiles import load_catalogue
 from edge_agent.config import load_site
 from lifeline.services import Mosquitto
 from simulators import District, Sensor, SensorFleet, load_scenario, make_behaviour, run_district
-from tests.helpers import LoopThread, Received, Subscriber
+from tests.helpers import LoopThread, Received, Subscriber, client_account
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +28,7 @@ def fleet_of(broker: Mosquitto, interval_s: float = 0.2) -> SensorFleet:
         Sensor("fire-1", CATALOGUE["fire_detector"], make_behaviour("fire_detector", 1), "FP-1", 30.0),
         Sensor("noise-1", CATALOGUE["noise_meter"], make_behaviour("noise_meter", 1), "", interval_s),
     ]
-    return SensorFleet(sensors, broker.host, broker.port, tick_s=0.05)
+    return SensorFleet(sensors, broker.host, broker.port, tick_s=0.05, credentials=client_account(broker, "sim"))
 
 
 @pytest.fixture
@@ -102,7 +102,8 @@ def test_mini_district_serves_its_sites(mosquitto: Mosquitto, tmp_path: Path) ->
     holder: list[District] = []
 
     async def main(stop: asyncio.Event) -> None:
-        async with District(load_scenario("mini"), mosquitto.host, mosquitto.port) as district:
+        sim = client_account(mosquitto, "sim")
+        async with District(load_scenario("mini"), mosquitto.host, mosquitto.port, sensor_credentials=sim) as district:
             district.write_site_configs(tmp_path / "sites")
             holder.append(district)
             await stop.wait()
@@ -141,7 +142,9 @@ def test_mini_district_serves_its_sites(mosquitto: Mosquitto, tmp_path: Path) ->
 
 def test_run_district_writes_configs_and_stops_cleanly(mosquitto: Mosquitto, tmp_path: Path) -> None:
     sites = tmp_path / "sites"
-    thread = LoopThread(lambda stop: run_district(load_scenario("mini"), mosquitto.host, mosquitto.port, stop, sites))
+    sim = client_account(mosquitto, "sim")
+    thread = LoopThread(lambda stop: run_district(load_scenario("mini"), mosquitto.host, mosquitto.port, stop, sites,
+                                                  sensor_credentials=sim))
     deadline = time.monotonic() + 5
     while len(list(sites.glob("*.yaml"))) < 2:
         assert time.monotonic() < deadline, "no site configs written"
@@ -152,7 +155,9 @@ def test_run_district_writes_configs_and_stops_cleanly(mosquitto: Mosquitto, tmp
 
 def test_baoshan_district_starts_and_its_site_configs_load(mosquitto: Mosquitto, tmp_path: Path) -> None:
     async def main() -> dict[str, int]:
-        async with District(load_scenario("baoshan"), mosquitto.host, mosquitto.port) as district:
+        sim = client_account(mosquitto, "sim")
+        baoshan = load_scenario("baoshan")
+        async with District(baoshan, mosquitto.host, mosquitto.port, sensor_credentials=sim) as district:
             paths = district.write_site_configs(tmp_path)
             assert len(district.modbus) == 18  # 8 gates, 4 water, 3 air, 3 CEMS
             assert len({d.port for d in district.modbus.values()}) == 18

@@ -1,0 +1,282 @@
+"""Broker accounts and their access, derived from the deployment: who may publish, subscribe and receive what.
+
+Every account is one MQTT client (``use_username_as_clientid``: nobody can take over another's session by reusing
+its client id). The access list is written for Mosquitto's dynamic-security plugin, which ships in Debian's
+``mosquitto`` package, and not as an ``acl_file``: Mosquitto 2.0.11's ``acl_file`` never checks subscriptions
+(``src/security_default.c``: "FIXME - implement ACL subscription strings"), so any account could join
+``$share/lifeline-rules/...`` and take its share of gas readings, which the broker then drops at delivery. The
+dynamic-security plugin checks the subscription string itself, ``$share/<group>/`` included.
+
+    edge-<site>          publishes telemetry, status and agent state under its own site and results of its own
+                         devices' commands; receives its own site's commands and stored acknowledgements
+    edge-<site>-sensors  the edge's sensor link: receives its own site's vendor sensor topics
+    sensors-<site>       that site's MQTT sensors (or their gateway): publish their own vendor topics only
+    bridge-<n>           reads telemetry only through $share/lifeline-bridge/
+    bridge-<n>-pub       its publishing connection: stored acknowledgements (and dead-letter replays)
+    rules-<n>            reads telemetry and status only through $share/lifeline-rules/
+    rules-<n>-pub        its publishing connection: the alert topics
+    api                  publishes commands; reads results, status, telemetry and alert events
+    hj212                publishes telemetry and status of the HJ 212 stations' sites
+    observer             reads (never writes) every Lifeline topic but commands: for people watching the bus
+
+A password is generated per account (``secrets``) and stored hashed (PBKDF2-SHA512, as the plugin hashes).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import orjson
+
+from telemetry import topics
+from telemetry.mqtt_config import BrokerConfig, CredentialError, write_secret_file
+
+if TYPE_CHECKING:
+    from simulators.scenario import PlannedDevice
+
+BRIDGE_GROUP = "lifeline-bridge"
+RULES_GROUP = "lifeline-rules"
+_P = topics.PREFIX
+
+
+class Access(StrEnum):
+    """The dynamic-security plugin's ACL types."""
+
+    PUBLISH = "publishClientSend"  # the client may publish on the topic (filter)
+    RECEIVE = "publishClientReceive"  # the broker may deliver messages on the topic to the client
+    SUBSCRIBE = "subscribePattern"  # the client may subscribe with a filter within this pattern
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    access: Access
+    topic: str
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    username: str
+    role: str  # what kind of client (edge, bridge, ...): for the generated file's descriptions and for tests
+    grants: tuple[Grant, ...]
+    password: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
+
+
+def _read(*filters: str) -> list[Grant]:
+    """Subscribe to and receive on each filter."""
+    return [g for f in filters for g in (Grant(Access.SUBSCRIBE, f), Grant(Access.RECEIVE, f))]
+
+
+def _write(*filters: str) -> list[Grant]:
+    return [Grant(Access.PUBLISH, f) for f in filters]
+
+
+def _shared(group: str, *filters: str) -> list[Grant]:
+    """Subscribe only through ``$share/group/`` (receive is checked on the message's own topic)."""
+    return [g for f in filters for g in (Grant(Access.SUBSCRIBE, f"$share/{group}/{f}"), Grant(Access.RECEIVE, f))]
+
+
+def edge_account(site: str) -> Account:
+    topics.check_site_id(site)
+    grants = [
+        *_write(topics.telemetry_filter(site), topics.status_filter(site), topics.agent_state(site),
+                topics.command_result_filter(site)),
+        *_read(topics.command_filter(site), topics.stored(site)),
+    ]  # fmt: skip
+    return Account(f"edge-{site}", "edge", tuple(grants))
+
+
+def edge_sensor_account(site: str, sensor_topics: Iterable[str]) -> Account:
+    return Account(f"edge-{site}-sensors", "edge-sensors", tuple(_read(*sorted(set(sensor_topics)))))
+
+
+def sensor_account(name: str, sensor_topics: Iterable[str]) -> Account:
+    """MQTT sensors (or the gateway they share) that may publish their own vendor topics and nothing else."""
+    return Account(name, "sensors", tuple(_write(*sorted(set(sensor_topics)))))
+
+
+# A service that consumes and publishes has two connections, so two accounts (one client id each): ``<name>`` reads,
+# ``<name>-pub`` writes.
+def bridge_account(n: int = 1) -> Account:
+    return Account(f"bridge-{n}", "bridge", tuple(_shared(BRIDGE_GROUP, topics.telemetry_filter())))
+
+
+def bridge_publisher_account(n: int = 1) -> Account:
+    # stored acknowledgements to the edges, and `lifeline deadletter replay`, which publishes a kept letter again
+    return Account(f"bridge-{n}-pub", "bridge-pub", tuple(_write(topics.stored("+"), topics.telemetry_filter())))
+
+
+def rules_account(n: int = 1) -> Account:
+    return Account(f"rules-{n}", "rules", tuple(_shared(RULES_GROUP, topics.telemetry_filter(), topics.status_filter())))
+
+
+def rules_publisher_account(n: int = 1) -> Account:
+    return Account(f"rules-{n}-pub", "rules-pub", tuple(_write(f"{_P}/alerts/#")))
+
+
+def api_account() -> Account:
+    grants = [
+        *_write(f"{_P}/+/+/cmd/+"),
+        *_read(topics.command_result_filter(), topics.status_filter(), topics.telemetry_filter(),
+               topics.agent_state("+"), topics.alert_events_filter()),
+    ]  # fmt: skip
+    return Account("api", "api", tuple(grants))
+
+
+def hj212_account(sites: Iterable[str]) -> Account:
+    sites = sorted(set(sites))
+    grants = _write(*(f for s in sites for f in (topics.telemetry_filter(s), topics.status_filter(s))))
+    grants += _read(*(topics.stored(s) for s in sites))
+    return Account("hj212", "hj212", tuple(grants))
+
+
+def observer_account() -> Account:
+    filters = [topics.telemetry_filter(), topics.status_filter(), topics.agent_state("+"),
+               topics.command_result_filter(), f"{_P}/alerts/#"]  # fmt: skip
+    return Account("observer", "observer", tuple(_read(*filters)))
+
+
+def open_account(name: str) -> Account:
+    """Tests only: a client that may do anything (it is how a test plays an attacker's or a device's part)."""
+    return Account(name, "test", (Grant(Access.SUBSCRIBE, "#"), Grant(Access.RECEIVE, "#"), Grant(Access.PUBLISH, "#"),
+                                  Grant(Access.SUBSCRIBE, "$share/#")))  # fmt: skip
+
+
+def control_account(name: str) -> Account:
+    """Tests only: may create accounts at run time through the plugin's ``$CONTROL`` topic."""
+    control = "$CONTROL/dynamic-security/#"
+    return Account(name, "control", (*_write(control), *_read(control)))
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    """What the accounts are derived from: the sites and their sensor topics, and how many of each service."""
+
+    sites: Sequence[str]
+    sensor_topics: dict[str, list[str]] = field(default_factory=dict)  # site -> vendor topics of its MQTT sensors
+    bridges: int = 1
+    rules_engines: int = 1
+    hj212_sites: Sequence[str] = ()
+    simulated_sensors: bool = False  # one account for the simulated district's sensors (``sim-sensors``)
+
+
+def platform_accounts(d: Deployment) -> list[Account]:
+    accounts = [api_account(), observer_account()]
+    for n in range(1, d.bridges + 1):
+        accounts += [bridge_account(n), bridge_publisher_account(n)]
+    for n in range(1, d.rules_engines + 1):
+        accounts += [rules_account(n), rules_publisher_account(n)]
+    for site in sorted(d.sites):
+        accounts.append(edge_account(site))
+        if d.sensor_topics.get(site):
+            accounts.append(edge_sensor_account(site, d.sensor_topics[site]))
+            if not d.simulated_sensors:
+                accounts.append(sensor_account(f"sensors-{site}", d.sensor_topics[site]))
+    if d.simulated_sensors:
+        every = [t for ts in d.sensor_topics.values() for t in ts]
+        if every:
+            accounts.append(sensor_account("sim-sensors", every))
+    if d.hj212_sites:
+        accounts.append(hj212_account(d.hj212_sites))
+    return accounts
+
+
+# -- the plugin's file and commands ---------------------------------------------------------------------------------
+ITERATIONS = 101  # what mosquitto_passwd and mosquitto_ctrl use (PW_DEFAULT_ITERATIONS)
+
+
+def _hash(password: str) -> tuple[str, str]:
+    salt = secrets.token_bytes(12)  # the plugin's SALT_LEN
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, ITERATIONS, 64)
+    return base64.b64encode(digest).decode(), base64.b64encode(salt).decode()
+
+
+def _acls(account: Account) -> list[dict[str, object]]:
+    return [{"acltype": g.access.value, "topic": g.topic, "priority": 0, "allow": True} for g in account.grants]
+
+
+def dynsec_config(accounts: Iterable[Account]) -> dict[str, object]:
+    """The dynamic-security plugin's configuration: one role per account, everything else denied."""
+    clients, roles = [], []
+    for account in accounts:
+        digest, salt = _hash(account.password)
+        roles.append({"rolename": account.username, "textdescription": account.role, "acls": _acls(account)})
+        clients.append({"username": account.username, "textdescription": account.role, "password": digest,
+                        "salt": salt, "iterations": ITERATIONS, "roles": [{"rolename": account.username}]})  # fmt: skip
+    return {
+        "defaultACLAccess": {"publishClientSend": False, "publishClientReceive": False, "subscribe": False,
+                             "unsubscribe": True},
+        "clients": clients,
+        "groups": [],
+        "roles": roles,
+    }
+
+
+def control_commands(account: Account) -> dict[str, object]:
+    """The ``$CONTROL/dynamic-security/v1`` request that creates ``account`` on a running broker."""
+    return {
+        "commands": [
+            {"command": "createRole", "rolename": account.username, "acls": _acls(account)},
+            {"command": "createClient", "username": account.username, "password": account.password,
+             "roles": [{"rolename": account.username}]},
+        ]
+    }  # fmt: skip
+
+
+# -- where the accounts come from, and where their passwords go -----------------------------------------------------
+def district_deployment(planned: Iterable[PlannedDevice], **counts: int) -> Deployment:
+    """The accounts of a simulated district: its sites, and its MQTT sensors behind one simulated gateway."""
+    sites: set[str] = set()
+    sensor_topics: dict[str, list[str]] = {}
+    for d in planned:
+        sites.add(d.site)
+        if d.profile.mqtt is not None:
+            sensor_topics.setdefault(d.site, []).extend(d.profile.mqtt.topics_for(d.source_id or d.id))
+    return Deployment(sorted(sites), sensor_topics, simulated_sensors=True, **counts)  # type: ignore[arg-type]
+
+
+def sites_deployment(site_files: Iterable[Path], **counts: int) -> Deployment:
+    """The accounts of the sites whose edge configs are ``site_files`` (each MQTT sensor's vendor topics included)."""
+    from edge_agent import load_site
+
+    sites: list[str] = []
+    sensor_topics: dict[str, list[str]] = {}
+    for path in site_files:
+        site = load_site(path)
+        sites.append(site.config.site)
+        for device in site.config.devices:
+            profile = site.profile_of(device)
+            if profile.mqtt is not None and device.enabled:
+                sensor_topics.setdefault(site.config.site, []).extend(profile.mqtt.topics_for(device.vendor_id))
+    return Deployment(sites, sensor_topics, **counts)  # type: ignore[arg-type]
+
+
+def write_credentials(folder: Path, accounts: Iterable[Account]) -> None:
+    """One ``<user>.password`` file per account in ``folder``, each 0600 (the folder 0700)."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for account in accounts:
+        write_secret_file(folder / f"{account.username}.password", account.password + "\n")
+
+
+def credential(folder: Path, username: str, broker: BrokerConfig, **overrides: object) -> BrokerConfig:
+    """``broker`` (host, port, TLS) as ``username``, its password read from ``folder`` at connect time."""
+    path = folder / f"{username}.password"
+    if not path.exists():
+        raise CredentialError(f"no credentials for MQTT account {username!r} in {folder} (lifeline broker config)")
+    update = {"username": username, "password": None, "password_env": None, "password_file": path.resolve()}
+    return broker.model_copy(update={**update, **overrides})
+
+
+def write_broker_files(out: Path, accounts: Sequence[Account]) -> Path:
+    """``lifeline broker config``: the dynamic-security file for Mosquitto and the credentials, all 0600."""
+    out.mkdir(mode=0o700, parents=True, exist_ok=True)
+    dynsec = out / "dynamic-security.json"
+    write_secret_file(dynsec, orjson.dumps(dynsec_config(accounts), option=orjson.OPT_INDENT_2).decode())
+    write_credentials(out / "credentials", accounts)
+    return dynsec

@@ -1,0 +1,109 @@
+"""A local certificate authority and server certificates for the local stack's TLS (``cryptography``).
+
+``lifeline up`` serves MQTT over TLS on loopback with a certificate of its own CA; clients verify it against the
+CA file. Keys are written 0600 from the start. Existing files are kept, so clients configured once stay valid.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from telemetry.mqtt_config import write_secret_file
+
+VALID_DAYS = 825  # the longest server certificate life browsers and most TLS stacks still accept
+
+
+_CA_USAGE = x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
+                          key_encipherment=False, data_encipherment=False, key_agreement=False, encipher_only=False,
+                          decipher_only=False)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class TlsFiles:
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> str:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption()).decode()  # fmt: skip
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Lifeline local stack"),
+                      x509.NameAttribute(NameOID.COMMON_NAME, common_name)])  # fmt: skip
+
+
+def _load_key(path: Path) -> ec.EllipticCurvePrivateKey:
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise TypeError(f"{path}: not an EC private key")
+    return key
+
+
+def ensure_ca(folder: Path, name: str = "Lifeline local CA") -> tuple[Path, Path]:
+    """The CA's certificate and key in ``folder`` (made if missing); returns (ca.pem, ca.key)."""
+    cert_path, key_path = folder / "ca.pem", folder / "ca.key"
+    if cert_path.exists() and key_path.exists():
+        return cert_path, key_path
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(name))
+        .issuer_name(_name(name))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(_CA_USAGE, critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    write_secret_file(key_path, _key_pem(key))
+    folder.mkdir(parents=True, exist_ok=True)
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return cert_path, key_path
+
+
+def issue(folder: Path, ca: tuple[Path, Path], name: str, hosts: tuple[str, ...] = ("127.0.0.1", "localhost"),
+          *, client: bool = False) -> TlsFiles:  # fmt: skip
+    """A certificate signed by ``ca`` for ``hosts`` (a server's) or for a client named ``name``; kept if present."""
+    cert_path, key_path = folder / f"{name}.pem", folder / f"{name}.key"
+    if not (cert_path.exists() and key_path.exists()):
+        ca_cert = x509.load_pem_x509_certificate(ca[0].read_bytes())
+        ca_key = _load_key(ca[1])
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = dt.datetime.now(dt.UTC)
+        alt: list[x509.GeneralName] = []
+        for host in hosts:
+            try:
+                alt.append(x509.IPAddress(ipaddress.ip_address(host)))
+            except ValueError:
+                alt.append(x509.DNSName(host))
+        usage = x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH if client else x509.oid.ExtendedKeyUsageOID.SERVER_AUTH
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(_name(name))
+            .issuer_name(ca_cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=VALID_DAYS))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        )
+        if alt and not client:
+            builder = builder.add_extension(x509.SubjectAlternativeName(alt), critical=False)
+        write_secret_file(key_path, _key_pem(key))
+        cert_path.write_bytes(builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
+    return TlsFiles(ca[0], cert_path, key_path)
