@@ -11,6 +11,7 @@ import glob
 import hashlib
 import os
 import queue
+import secrets
 import shutil
 import signal
 import socket
@@ -486,6 +487,9 @@ class Influxd(ChildServer):
         super().__init__(data_dir, port, host, "influxd.log", "influxdb.conf")
         self.rpc_port = free_port(host)
         self.auth_enabled = auth_enabled
+        # InfluxDB before 1.7.6 accepts JWTs signed with an empty shared secret (CVE-2019-20933): never leave it empty
+        self.shared_secret = secrets.token_urlsafe(32)
+        self.admin: tuple[str, str] | None = None  # (user, password) once set_up_users made or found the admin
 
     @property
     def url(self) -> str:
@@ -515,6 +519,7 @@ bind-address = "{self.host}:{self.rpc_port}"
   enabled = true
   bind-address = "{self.host}:{self.port}"
   auth-enabled = {"true" if self.auth_enabled else "false"}
+  shared-secret = "{self.shared_secret}"
   log-enabled = false
   pprof-enabled = false
 
@@ -533,13 +538,39 @@ bind-address = "{self.host}:{self.rpc_port}"
     def _ready(self) -> bool:
         return _http_status(f"{self.url}/ping", timeout_s=0.5) == 204
 
+    def _statement(self, q: str, auth: tuple[str, str] | None) -> int:
+        params = {"q": q} if auth is None else {"q": q, "u": auth[0], "p": auth[1]}
+        return _http_status(f"{self.url}/query", method="POST", data=urllib.parse.urlencode(params).encode(),
+                            timeout_s=10)  # fmt: skip
+
     def create_database(self, name: str) -> None:
-        """``CREATE DATABASE "name"`` (idempotent on 1.x; with auth enabled only before the first admin exists)."""
-        quoted = '"' + name.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-        body = urllib.parse.urlencode({"q": f"CREATE DATABASE {quoted}"}).encode()
-        status = _http_status(f"{self.url}/query", method="POST", data=body, timeout_s=10)
+        """``CREATE DATABASE "name"`` (idempotent on 1.x; with auth, as the admin of :meth:`set_up_users`)."""
+        status = self._statement(f"CREATE DATABASE {_quote_ident(name)}", self.admin)
         if status != 200:
-            raise ServiceError(f"influxd {self.url}: CREATE DATABASE {quoted} answered {status}")
+            raise ServiceError(f"influxd {self.url}: CREATE DATABASE {_quote_ident(name)} answered {status}")
+
+    def set_up_users(self, database: str, users: dict[str, tuple[str, str]], admin: tuple[str, str]) -> None:
+        """With auth: the admin (made at the first start, when InfluxDB allows it without credentials), the database,
+        and each user of ``users`` (name -> (password, READ|WRITE|ALL) on ``database``); idempotent."""
+        if self._statement(f"CREATE USER {_quote_ident(admin[0])} WITH PASSWORD {_quote_str(admin[1])} "
+                           "WITH ALL PRIVILEGES", None) not in (200, 401, 403):  # fmt: skip
+            raise ServiceError(f"influxd {self.url}: could not create the admin user")
+        self.admin = admin
+        self.create_database(database)
+        for name, (password, privilege) in users.items():
+            for q in (f"CREATE USER {_quote_ident(name)} WITH PASSWORD {_quote_str(password)}",
+                      f"SET PASSWORD FOR {_quote_ident(name)} = {_quote_str(password)}",
+                      f"GRANT {privilege} ON {_quote_ident(database)} TO {_quote_ident(name)}"):  # fmt: skip
+                if self._statement(q, admin) != 200:
+                    raise ServiceError(f"influxd {self.url}: {q.split(' WITH')[0].split(' =')[0]} failed")
+
+
+def _quote_ident(name: str) -> str:
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def _quote_str(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 _HEALTH_PASS = '{"name":"influxdb","message":"ready for queries and writes","status":"pass","checks":[]}\n'
