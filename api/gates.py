@@ -170,8 +170,8 @@ class GateService:
         keys = self.keys.get(site)
         if keys is None:
             self._refuse(who, site, device, source, Refusal(
-                Interlock.SIGNATURE, f"no control key is configured for site {site!r}: its commands cannot be signed",
-                503), action=req.action.value)  # fmt: skip
+                Interlock.SIGNATURE, f"no control key is configured for site {site!r}: its commands cannot be signed"),
+                action=req.action.value)  # fmt: skip
         assert keys is not None
         with self._lock:
             if req.id is not None:
