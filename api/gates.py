@@ -296,8 +296,9 @@ class GateService:
                 self._record(view, result)
         if other:
             # the edge answered something else under this id (a forged or reused command): not this command's step
-            self._bad_result(result, topic, "other_command", "the result answers another command than the one the "
-                             f"API sent under id {result.id!r} (cmd_sha256 {result.cmd_sha256 or 'missing'})")
+            why = f"the result answers another command than the one the API sent under id {result.id!r} (cmd_sha256 " \
+                f"{result.cmd_sha256 or 'missing'})"  # fmt: skip
+            self._bad_result(result, topic, "other_command", why)
             return
         self._after_record(view, result)
 

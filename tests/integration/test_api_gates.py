@@ -411,8 +411,8 @@ def _wrong_key(g: GateApi, result: CommandResult) -> CommandResult:
 
 
 def _changed_after_signing(g: GateApi, result: CommandResult) -> CommandResult:
-    return sign(result.model_copy(update={"state": ResultState.FAILED}), g.edge_key).model_copy(
-        update={"state": ResultState.COMPLETED})
+    signed = sign(result.model_copy(update={"state": ResultState.FAILED}), g.edge_key)
+    return signed.model_copy(update={"state": ResultState.COMPLETED})
 
 
 def _answers_another_command(g: GateApi, result: CommandResult) -> CommandResult:  # a genuine edge answer, but to
