@@ -517,8 +517,12 @@ def test_another_signed_command_under_a_used_id_is_refused_and_the_first_result_
     assert CommandResult.model_validate_json(retained.payload).state is ResultState.COMPLETED
 
 
-def test_an_agent_without_keys_refuses_every_command(make_rig: Callable[..., Rig]) -> None:
+def test_an_agent_without_keys_refuses_every_command(
+    make_rig: Callable[..., Rig], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("WARNING", logger="lifeline.edge")
     rig = make_rig(keys=False)
+    assert f"commands refused: no keys configured site={SITE}" in caplog.text  # said once, at start
     writes = rig.sim.device.writes
     for action in (Action.OPEN, Action.STOP):  # stop too: nothing proves who sent it
         cmd = rig.send(action)  # validly signed, but the agent has no key to check it with
