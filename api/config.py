@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from device_profiles import ConfigError, field_error, read_yaml, validate
+from device_profiles._yaml import YamlDoc
+from telemetry.keys import KeyFileError, load_signing_key, load_verify_key
 from telemetry.mqtt_config import BrokerConfig
+from telemetry.signing import SigningKey, VerifyKey
 
 Id = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
 AreaName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
@@ -110,6 +114,19 @@ class StreamConfig(_Strict):
     queue_size: int = Field(default=1000, ge=10, le=1_000_000, description="events held per slow client")
 
 
+class SiteKeysConfig(_Strict):
+    """One site's keys at the API (``lifeline keys create`` makes them; decision record 009)."""
+
+    control_private_key: Path = Field(description="signs this site's commands (PEM, mode 0600): DIR/SITE/control.key")
+    site_public_key: Path = Field(description="verifies this site's results (PEM): DIR/SITE/site.pub")
+
+
+@dataclass(frozen=True, slots=True)
+class SiteKeys:
+    control: SigningKey
+    site: VerifyKey
+
+
 class ApiConfig(_Strict):
     listen: ListenConfig = Field(default_factory=ListenConfig)
     broker: BrokerConfig = Field(default_factory=BrokerConfig)
@@ -123,6 +140,10 @@ class ApiConfig(_Strict):
     gates: GatesConfig = Field(default_factory=GatesConfig)
     stream: StreamConfig = Field(default_factory=StreamConfig)
     profile_paths: list[Path] = Field(default_factory=list, description="profiles besides the catalogue")
+    site_keys: dict[Id, SiteKeysConfig] = Field(
+        default_factory=dict, description="site id -> its keys; a site without keys can neither be sent a command "
+        "nor have its results recorded",
+    )  # fmt: skip
 
     @model_validator(mode="after")
     def _one_area_per_site(self) -> ApiConfig:
@@ -144,17 +165,48 @@ class ApiConfig(_Strict):
 
 
 def load_config(path: Path) -> ApiConfig:
-    """Read and validate an API file; ConfigError names the file, the line, the field and the reason."""
+    """Read and validate an API file; ConfigError names the file, the line, the field and the reason.
+    Key files are read too (and read again by the service), so that a bad one stops the API before it starts."""
     doc = read_yaml(path)
     config = validate(ApiConfig, doc, "api config")
     base = path.parent
-    # Relative paths in the file are relative to the file, as in the site files.
-    return config.model_copy(
+
+    def rel(p: Path) -> Path:  # relative paths in the file are relative to the file, as in the site files
+        return p if p.is_absolute() else base / p
+
+    keys = {site: SiteKeysConfig(control_private_key=rel(k.control_private_key), site_public_key=rel(k.site_public_key))
+            for site, k in config.site_keys.items()}  # fmt: skip
+    config = config.model_copy(
         update={
-            "rules": RulesConfig(paths=[p if p.is_absolute() else base / p for p in config.rules.paths]),
-            "profile_paths": [p if p.is_absolute() else base / p for p in config.profile_paths],
+            "rules": RulesConfig(paths=[rel(p) for p in config.rules.paths]),
+            "profile_paths": [rel(p) for p in config.profile_paths],
+            "site_keys": keys,
         }
     )
+    load_site_keys(config, doc)
+    return config
 
 
-__all__ = ["ADMIN_PASSWORD_ENV", "ApiConfig", "ConfigError", "GateLimits", "GatesConfig", "load_config"]
+def load_site_keys(config: ApiConfig, doc: YamlDoc | None = None) -> dict[str, SiteKeys]:
+    """Every site's keys from their files; ConfigError names the site, the field and the file for each bad one."""
+    out: dict[str, SiteKeys] = {}
+    problems: list[str] = []
+    for site, files in config.site_keys.items():
+        loaded: dict[str, SigningKey | VerifyKey] = {}
+        for field, load in (("control_private_key", load_signing_key), ("site_public_key", load_verify_key)):
+            try:
+                loaded[field] = load(getattr(files, field))
+            except KeyFileError as exc:
+                line = doc.line_of(["site_keys", site, field]) if doc else None
+                where = f"{doc.path}:{line}" if doc and line else (str(doc.path) if doc else "api config")
+                problems.append(f"{where}: field site_keys.{site}.{field}: {exc}")
+        control, public = loaded.get("control_private_key"), loaded.get("site_public_key")
+        if isinstance(control, SigningKey) and isinstance(public, VerifyKey):
+            out[site] = SiteKeys(control, public)
+    if problems:
+        raise ConfigError(problems)
+    return out
+
+
+__all__ = ["ADMIN_PASSWORD_ENV", "ApiConfig", "ConfigError", "GateLimits", "GatesConfig", "SiteKeys", "SiteKeysConfig",
+           "load_config", "load_site_keys"]  # fmt: skip

@@ -3,6 +3,10 @@
 Synchronous (database and a blocking QoS 1 publish): request handlers call it from worker threads, the MQTT thread
 calls :meth:`GateService.on_result`, a background task calls :meth:`GateService.sweep`. One lock orders the
 checks and writes of this process, so "one command at a time per gate" holds between concurrent requests.
+
+Every command is signed with its site's control key; every result is verified with the site's key before anything
+is recorded, and must answer the very command the API sent under its id (``cmd_sha256``). A result that fails
+either is not recorded: it is audited (``gate.result.bad_signature``, ``gate.result.other_command``) and counted.
 """
 
 from __future__ import annotations
@@ -12,19 +16,20 @@ import logging
 import secrets
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, insert, select, update
 
 from api._tables import commands, selections
 from api.auth import Permission, Principal
-from api.config import ApiConfig
+from api.config import ApiConfig, SiteKeys
 from api.db import Clock
 from api.interlocks import Refusal, check, gate_snapshot
 from api.live import Event, LiveCache
 from telemetry import encode, topics
 from telemetry.commands import FINAL_STATES, Action, Command, CommandResult, Interlock, ResultState
+from telemetry.signing import SignatureError, command_digest, sign, verify
 
 log = logging.getLogger("lifeline.api.gates")
 
@@ -104,8 +109,10 @@ class GateService:
         audit: Audit,
         emit: Callable[[Event], None],
         clock: Clock,
+        keys: Mapping[str, SiteKeys] | None = None,
     ) -> None:
         self.config = config
+        self.keys: Mapping[str, SiteKeys] = keys or {}  # a site without keys: commands refused, results not recorded
         self.gates = config.gates
         self.engine = engine
         self.cache = cache
@@ -115,6 +122,7 @@ class GateService:
         self.clock = clock
         self.results: Counter[str] = Counter()  # commands by result, for /metrics
         self.refusals: Counter[str] = Counter()  # refusals by interlock
+        self.bad_results: Counter[str] = Counter()  # results not recorded, by why (signature, other_command)
         self._lock = threading.Lock()
 
     # -- authorisation -------------------------------------------------------------------------------------
@@ -159,6 +167,12 @@ class GateService:
         refusal = self.authorise(who, site)
         if refusal is not None:
             self._refuse(who, site, device, source, refusal, action=req.action.value)
+        keys = self.keys.get(site)
+        if keys is None:
+            self._refuse(who, site, device, source, Refusal(
+                Interlock.SIGNATURE, f"no control key is configured for site {site!r}: its commands cannot be signed"),
+                action=req.action.value)  # fmt: skip
+        assert keys is not None
         with self._lock:
             if req.id is not None:
                 existing = self.get(req.id)
@@ -177,11 +191,11 @@ class GateService:
             if refusal is not None:
                 self._refuse(who, site, device, source, refusal, action=req.action.value,
                              state=gate_snapshot(state))  # fmt: skip
-            command = Command(
+            command = sign(Command(
                 id=req.id or f"c-{secrets.token_hex(10)}", site=site, device=device, action=req.action,
                 target_pct=req.target_pct, issued_ms=now, expires_ms=now + max(1, int(req.ttl_s * 1000)),
                 operator=who.username, source=source[:256],
-            )  # fmt: skip
+            ), keys.control)  # fmt: skip
             before = gate_snapshot(state)
             self._insert(command, req.ttl_s, before, selection)
         self.audit(who=who.username, action="gate.command", target=f"gate:{site}/{device}/cmd/{command.id}",
@@ -262,33 +276,67 @@ class GateService:
         with self.engine.connect() as conn:
             return [_view(r) for r in conn.execute(query).mappings()]
 
-    def on_result(self, result: CommandResult) -> None:
-        """Record one CommandResult from the edge (every one, in arrival order, as a step of its command)."""
+    def on_result(self, result: CommandResult, topic: str) -> None:
+        """Record one CommandResult from the edge (every one, in arrival order, as a step of its command) if it is
+        signed by its site's edge and answers the command the API sent; else audit and count it, record nothing."""
+        keys = self.keys.get(result.site)
+        try:
+            verify(result, keys.site if keys is not None else None)
+        except SignatureError as exc:
+            self._bad_result(result, topic, "signature", f"{exc} (site {result.site!r})")
+            return
         with self._lock:
             view = self.get(result.id)
             if view is None or (view.site, view.device) != (result.site, result.device):
                 log.info("command result for an unknown command id=%s site=%s device=%s", result.id, result.site,
                          result.device)  # fmt: skip
                 return
-            step = result.model_dump(mode="json", exclude_defaults=True)
-            late = view.final
-            if late:
-                step["late"] = True  # the API had ended the command already (timed out): kept, state unchanged
-            values: dict[str, object] = {"steps": json.dumps([*view.steps, step]), "updated_ms": self.clock()}
-            if not late and view.state not in {s.value for s in FINAL_STATES}:
-                values["state"] = result.state.value
-                values["final"] = result.final
-                values["interlock"] = result.interlock.value if result.interlock else None
-                values["reason"] = result.reason
-                if result.after:
-                    values["after"] = json.dumps(result.after)
-            with self.engine.begin() as conn:
-                conn.execute(update(commands).where(commands.c.id == result.id).values(**values))
+            other = result.cmd_sha256 != _digest(view)
+            if not other:
+                self._record(view, result)
+        if other:
+            # the edge answered something else under this id (a forged or reused command): not this command's step
+            why = f"the result answers another command than the one the API sent under id {result.id!r} (cmd_sha256 " \
+                f"{result.cmd_sha256 or 'missing'})"  # fmt: skip
+            self._bad_result(result, topic, "other_command", why)
+            return
+        self._after_record(view, result)
+
+    def _bad_result(self, result: CommandResult, topic: str, kind: str, reason: str) -> None:
+        self.bad_results[kind] += 1
+        log.warning("command result not recorded topic=%s why=%s reason=%s", topic, kind, reason)
+        action = "gate.result.bad_signature" if kind == "signature" else f"gate.result.{kind}"
+        self.audit(who="unverified", action=action, target=f"gate:{result.site}/{result.device}/cmd/{result.id}",
+                   source=topic, detail={"topic": topic, "reason": reason, "state": result.state.value,
+                                         "kid": result.kid})  # fmt: skip
+
+    def _record(self, view: CommandView, result: CommandResult) -> None:
+        """Write a verified result as a step of its command (under the lock); the step keeps kid and sig, so an
+        auditor can verify it again later."""
+        step = result.model_dump(mode="json", exclude_defaults=True)
+        late = view.final
+        if late:
+            step["late"] = True  # the API had ended the command already (timed out): kept, state unchanged
+        values: dict[str, object] = {"steps": json.dumps([*view.steps, step]), "updated_ms": self.clock()}
+        if not late and view.state not in {s.value for s in FINAL_STATES}:
+            values["state"] = result.state.value
+            values["final"] = result.final
+            values["interlock"] = result.interlock.value if result.interlock else None
+            values["reason"] = result.reason
+            if result.after:
+                values["after"] = json.dumps(result.after)
+        with self.engine.begin() as conn:
+            conn.execute(update(commands).where(commands.c.id == result.id).values(**values))
+
+    def _after_record(self, view: CommandView, result: CommandResult) -> None:
+        """Count, audit and announce a recorded result (outside the lock)."""
+        late = view.final
         if result.final and not late:
             self.results[result.state.value] += 1
         self.audit(who=view.operator, action=f"gate.command.{result.state.value}",
                    target=f"gate:{view.site}/{view.device}/cmd/{view.id}", source=view.source,
-                   detail={"by": "edge", "state": result.state.value, "interlock": step.get("interlock"),
+                   detail={"by": "edge", "state": result.state.value,
+                           "interlock": result.interlock.value if result.interlock else None,
                            "reason": result.reason, "before": result.before, "after": result.after,
                            "opening_m": result.opening_m, "repeat": result.repeat, "late": late})  # fmt: skip
         self._event(self.get(result.id))
@@ -323,3 +371,11 @@ class GateService:
     def _event(self, view: CommandView | None) -> None:
         if view is not None:
             self.emit(Event("command", self.config.area_of(view.site), view.site, view.event()))
+
+
+def _digest(view: CommandView) -> str:
+    """``command_digest`` of the command as the API recorded (and signed) it."""
+    command = Command(id=view.id, site=view.site, device=view.device, action=Action(view.action),
+                      target_pct=view.target_pct, issued_ms=view.issued_ms, expires_ms=view.expires_ms,
+                      operator=view.operator, source=view.source)  # fmt: skip
+    return command_digest(command)

@@ -35,6 +35,8 @@ def render(
     commands: Mapping[str, int],
     refusals: Mapping[str, int],
     gauges: Mapping[str, float],
+    *,
+    bad_results: Mapping[str, int] | None = None,
 ) -> str:
     out = ["# HELP lifeline_api_requests_total HTTP requests by route template and status",
            "# TYPE lifeline_api_requests_total counter"]  # fmt: skip
@@ -49,6 +51,11 @@ def render(
             "# TYPE lifeline_api_command_refusals_total counter"]  # fmt: skip
     for interlock, n in sorted(refusals.items()):
         out.append(f"lifeline_api_command_refusals_total{_labels([('interlock', interlock)])} {n}")
+    out += ["# HELP lifeline_api_command_results_refused_total command results not recorded, by why (signature: "
+            "unsigned or not by the site's key; other_command: answers another command)",
+            "# TYPE lifeline_api_command_results_refused_total counter"]  # fmt: skip
+    for why, n in sorted((bad_results or {}).items()):
+        out.append(f"lifeline_api_command_results_refused_total{_labels([('reason', why)])} {n}")
     for name, value in sorted(gauges.items()):
         kind = "counter" if name.endswith("_total") else "gauge"
         out += [f"# TYPE {name} {kind}", f"{name} {value:g}"]

@@ -17,7 +17,7 @@ from sqlalchemy import make_url
 from alerts.manager import alert_event
 from alerts.store import AlertStore, StoredAlert
 from api.auth import LoginThrottle, Passwords
-from api.config import ADMIN_PASSWORD_ENV, ApiConfig
+from api.config import ADMIN_PASSWORD_ENV, ApiConfig, load_site_keys
 from api.db import Clock, make_engine, wall_ms
 from api.gates import GateService
 from api.live import Event, EventHub, LiveCache
@@ -55,8 +55,14 @@ class ApiService:
         self.cache = LiveCache()
         self.hub = EventHub(config.stream.queue_size)
         self.link = MqttLink(config.broker, config.client_id, self.handle_message)
+        keys = load_site_keys(config)  # ConfigError naming the file for a missing or unprotected key
+        if not keys:
+            log.warning("no site keys configured: every gate command is refused and no result is recorded "
+                        "(site_keys; lifeline keys create)")  # fmt: skip
+        else:
+            log.info("command signing keys sites=%s", ",".join(sorted(keys)))
         self.gates = GateService(config, self.engine, self.cache, self.link.publish, self.audit, self.hub.publish,
-                                 clock)  # fmt: skip
+                                 clock, keys)  # fmt: skip
         self.influx = InfluxQuery(
             config.influx.url, config.influx.database, username=config.influx.username,
             password=config.influx.password, retention_policy=config.influx.retention_policy,
@@ -155,7 +161,7 @@ class ApiService:
             result = CommandResult.model_validate_json(payload)
             if (result.site, result.device, result.id) != (parsed.site, parsed.device, parsed.command_id):
                 raise ContractError(f"result names {result.site}/{result.device}/{result.id}, topic {topic!r}")
-            self.gates.on_result(result)
+            self.gates.on_result(result, topic)
 
     # -- metrics -----------------------------------------------------------------------------------------------
     def metrics_text(self) -> str:
@@ -167,7 +173,8 @@ class ApiService:
             "lifeline_api_mqtt_messages_total": float(self.link.received),
             "lifeline_api_mqtt_bad_messages_total": float(self.bad_messages),
         }
-        return render(self.requests.snapshot(), self.gates.results, self.gates.refusals, gauges)
+        return render(self.requests.snapshot(), self.gates.results, self.gates.refusals, gauges,
+                      bad_results=self.gates.bad_results)  # fmt: skip
 
 
 def _make_sqlite_folder(url: str) -> None:

@@ -71,6 +71,7 @@ class EdgeAgent:
         self.commands = CommandExecutor(
             cfg.site, gates, self._queue, self.dead_letters, self.clock, state_dir=cfg.state_dir,
             disabled=frozenset(d.id for d in cfg.devices if d.control and not (d.enabled and d.control.enabled)),
+            keys=site.keys,
         )  # fmt: skip
         state_topic = topics.agent_state(cfg.site)
         self.uplink = MqttLink(
@@ -168,6 +169,12 @@ class EdgeAgent:
             cfg.site, len(self.pollers), len(self.sensors.presence), len(self.commands.gates), cfg.broker.host,
             cfg.broker.port,
         )  # fmt: skip
+        keys = self.site.keys
+        if keys is None:  # secure by default: nothing proves a command came from the API
+            log.warning("commands refused: no keys configured site=%s controllable_gates=%d (set control_public_key "
+                        "and site_private_key; lifeline keys create)", cfg.site, len(self.commands.gates))  # fmt: skip
+        else:
+            log.info("commands signed site=%s control_key=%s site_key=%s", cfg.site, keys.control.kid, keys.site.kid)
         if self.commands.gates and cfg.state_dir is None:
             log.warning("command ids kept in memory only site=%s (set state_dir to remember them across restarts)",
                         cfg.site)  # fmt: skip

@@ -1,15 +1,20 @@
 """Remote commands to sluice gates, executed at the edge (contract: telemetry/commands.py).
 
-A command is checked in this order: a payload that is no valid ``Command`` (or disagrees with its topic) is
-rejected and dead-lettered; an id seen before gets its last result again (``repeat``); an unknown or disabled
-device, an expired command and a busy gate are rejected; then the gate is read over Modbus and the interlocks
-(``_interlocks.check``) decide. An accepted command writes ``target_opening``, pulses ``cmd_open``/``cmd_close``,
-and follows the opening until it is within tolerance (``completed``), a fault or a stop ends it (``failed``), or
-the time-out (``timed_out``, after sending stop). ``stop`` skips every check and ends a running command.
+A command is checked in this order: a payload that is no valid ``Command`` is rejected and dead-lettered; so is a
+command that is unsigned or does not verify with the site's control key (``signature``; every command when the
+agent has no keys), one for another site (``wrong_site``) and one whose device or id disagree with its topic. Those
+answers are neither retained nor remembered: a forged message can neither burn an id nor replace a retained result.
+Then an id seen before gets its last result again (``repeat``) if the command is the one seen, and is rejected
+(``repeated``) if it differs; an unknown or disabled device, an expired command and a busy gate are rejected; then
+the gate is read over Modbus and the interlocks (``_interlocks.check``) decide. An accepted command writes
+``target_opening``, pulses ``cmd_open``/``cmd_close``, and follows the opening until it is within tolerance
+(``completed``), a fault or a stop ends it (``failed``), or the time-out (``timed_out``, after sending stop).
+``stop`` skips every interlock (never the signature) and ends a running command.
 
 Each gate has its own Modbus connection (``edge_agent._gate_io``), apart from the poller's, so polling goes on
 during a movement; the ids seen are remembered in a file (``edge_agent._command_ids``).
-Every result is logged with site, device, command id, operator and source: the edge's audit trail.
+Every result is signed with the site key (``telemetry.signing``) and logged with site, device, command id, and the
+operator and source of the verified command (none for a command that did not verify): the edge's audit trail.
 """
 
 from __future__ import annotations
@@ -30,11 +35,12 @@ from edge_agent._command_ids import DAY_MS, CommandLog
 from edge_agent._gate_io import GateUnreachable, ModbusGateIO
 from edge_agent._interlocks import GateState, Limits, check, direction, fault_of, target_of
 from edge_agent.clock import Clock
-from edge_agent.config import DeviceConfig, ModbusDefaults
+from edge_agent.config import DeviceConfig, EdgeKeys, ModbusDefaults
 from edge_agent.deadletter import DeadLetter, DeadLetters
 from edge_agent.outbox import OutMessage
 from telemetry import Value, topics
 from telemetry.commands import Action, Command, CommandResult, Interlock, ResultState
+from telemetry.signing import SignatureError, command_digest, payload_digest, sign, verify
 
 __all__ = [
     "DAY_MS",
@@ -100,12 +106,15 @@ class CommandExecutor:
         *,
         state_dir: Path | None = None,
         disabled: frozenset[str] = frozenset(),
+        keys: EdgeKeys | None = None,
     ) -> None:
         self.site, self.gates, self.publish, self.dead_letters, self.clock = site, gates, publish, dead_letters, clock
         self.disabled = disabled
+        self.keys = keys  # None: every command is refused and results go unsigned (the API refuses them)
         self.log = CommandLog(state_dir / "commands.jsonl" if state_dir is not None else None)
         self.running: dict[str, _Run] = {}
-        self.counts: dict[str, int] = {"received": 0, "invalid": 0, "repeated": 0}
+        self.counts: dict[str, int] = {"received": 0, "invalid": 0, "repeated": 0, "bad_signature": 0,
+                                       "wrong_site": 0, "id_reused": 0}  # fmt: skip
         self.closing = False
 
     def start(self) -> None:
@@ -133,16 +142,37 @@ class CommandExecutor:
         try:
             cmd = Command.model_validate_json(payload)
         except ValidationError as exc:
-            self._invalid(topic, payload, f"invalid command: {_errors(exc)}", answer_to)
+            self._invalid(topic, payload, f"invalid command: {_errors(exc)}", answer_to, payload_digest(payload))
             return
-        if (cmd.site, cmd.device, cmd.id) != (where.site, where.device, where.command_id):
+        digest = command_digest(cmd)
+        try:
+            verify(cmd, self.keys.control if self.keys is not None else None)
+        except SignatureError as exc:
+            reason = str(exc) if self.keys is not None else "this edge agent has no keys configured: every command " \
+                "is refused"  # fmt: skip
+            self._invalid(topic, payload, reason, answer_to, digest, Interlock.SIGNATURE, "bad_signature")
+            return
+        # From here on the command is the API's own: its fields (operator, source) are trusted.
+        if cmd.site != self.site:
+            reason = f"the command is for site {cmd.site!r}, this agent serves {self.site!r}"
+            self._invalid(topic, payload, reason, answer_to, digest, Interlock.WRONG_SITE, "wrong_site")
+            return
+        if (cmd.device, cmd.id) != (where.device, where.command_id):
             reason = f"payload site/device/id {cmd.site}/{cmd.device}/{cmd.id} disagree with the topic"
-            self._invalid(topic, payload, reason, answer_to)
+            self._invalid(topic, payload, reason, answer_to, digest)
             return
-        self._dispatch(cmd)
+        self._dispatch(cmd, digest)
 
-    def _dispatch(self, cmd: Command) -> None:
+    def _dispatch(self, cmd: Command, digest: str) -> None:
         last = self.log.get(cmd.id)
+        if last is not None and last.cmd_sha256 and last.cmd_sha256 != digest:
+            # a signed command under an id that served another one: never executed, the original result stays
+            self.counts["id_reused"] += 1
+            result = CommandResult(id=cmd.id, site=self.site, device=cmd.device, state=ResultState.REJECTED,
+                                   ts=self._now_ms(), interlock=Interlock.REPEATED, cmd_sha256=digest,
+                                   reason=f"command id {cmd.id!r} was used before for a different command")  # fmt: skip
+            self._send(result, cmd, remember=False, retain=False)
+            return
         if last is not None:
             self.counts["repeated"] += 1
             log.info("command repeated site=%s device=%s command=%s operator=%s source=%r last_state=%s",
@@ -152,7 +182,8 @@ class CommandExecutor:
         gate = self.gates.get(cmd.device)
         if self.closing:  # not remembered: the API may send the id again once the agent is back
             result = CommandResult(id=cmd.id, site=cmd.site, device=cmd.device, state=ResultState.REJECTED,
-                                   ts=self._now_ms(), reason="the edge agent is stopping")  # fmt: skip
+                                   ts=self._now_ms(), reason="the edge agent is stopping",
+                                   cmd_sha256=digest)  # fmt: skip
             self._send(result, cmd, remember=False)
         elif gate is None:
             why = "remote control is disabled for this device" if cmd.device in self.disabled else (
@@ -181,7 +212,7 @@ class CommandExecutor:
         self.running[device] = run
         # the id is taken from here on: a redelivery while it runs is a repeat, not a second run
         self.log.hold(CommandResult(id=run.command.id, site=self.site, device=device, state=ResultState.ACCEPTED,
-                                    ts=self._now_ms()))  # fmt: skip
+                                    ts=self._now_ms(), cmd_sha256=command_digest(run.command)))  # fmt: skip
 
         async def main() -> None:
             try:
@@ -344,18 +375,23 @@ class CommandExecutor:
 
     # -- answering --------------------------------------------------------------------------------------------------
     def _result(self, cmd: Command, state: ResultState, **fields: Any) -> None:
-        result = CommandResult(id=cmd.id, site=cmd.site, device=cmd.device, state=state, ts=self._now_ms(), **fields)
+        result = CommandResult(id=cmd.id, site=cmd.site, device=cmd.device, state=state, ts=self._now_ms(),
+                               cmd_sha256=command_digest(cmd), **fields)  # fmt: skip
         self._send(result, cmd, remember=state is ResultState.ACCEPTED or result.final)
 
-    def _send(self, result: CommandResult, cmd: Command | None, *, remember: bool = True) -> None:
+    def _send(
+        self, result: CommandResult, cmd: Command | None, *, remember: bool = True, retain: bool | None = None
+    ) -> None:
         if remember:
             self.log.put(result, self._now_ms())
         if result.final and not result.repeat:
             self.counts[result.state.value] = self.counts.get(result.state.value, 0) + 1
         topic = topics.command_result(result.site, result.device, result.id)
+        # signed as sent (a repeat differs from the original by ``repeat``); unsigned only without keys
+        wire = sign(result, self.keys.site) if self.keys is not None else result
         # final results retained, so that a late reader sees how the command ended; a repeat leaves the original
-        self.publish(OutMessage(topic, result.model_dump_json(exclude_none=True).encode(),
-                                retain=result.final and not result.repeat))  # fmt: skip
+        retain = result.final and not result.repeat if retain is None else retain
+        self.publish(OutMessage(topic, wire.model_dump_json(exclude_none=True).encode(), retain=retain))
         audit = {
             "site": result.site, "device": result.device, "command": result.id, "state": result.state.value,
             "action": cmd.action.value if cmd else None, "operator": cmd.operator if cmd else None,
@@ -366,18 +402,29 @@ class CommandExecutor:
         level = logging.DEBUG if result.state is ResultState.PROGRESS else logging.INFO
         log.log(level, "command %s", orjson.dumps({k: v for k, v in audit.items() if v is not None}).decode())
 
-    def _invalid(self, topic: str, payload: bytes, reason: str, answer_to: tuple[str, str] | None) -> None:
-        """Dead-letter a message that is no usable command; answer ``rejected`` when its id can be read."""
-        self.counts["invalid"] += 1
+    def _invalid(
+        self,
+        topic: str,
+        payload: bytes,
+        reason: str,
+        answer_to: tuple[str, str] | None,
+        digest: str = "",
+        interlock: Interlock | None = None,
+        count: str = "invalid",
+    ) -> None:
+        """Dead-letter a message that is no command this agent may run; answer ``rejected`` when its id can be read.
+
+        The answer is neither retained nor remembered, and names in ``cmd_sha256`` what it answers: a forged message
+        under a real command's id neither burns the id nor passes at the API for the answer to the real one."""
+        self.counts[count] += 1
         self.dead_letters.add(DeadLetter(self._now_ms(), topic, payload, reason))
         if answer_to is None:
             return
         device, command_id = answer_to
-        if self.log.get(command_id) is not None:  # the id was used: keep its result, do not overwrite it
-            return
         result = CommandResult(id=command_id, site=self.site, device=device, state=ResultState.REJECTED,
-                               ts=self._now_ms(), reason=reason[:500])  # fmt: skip
-        self._send(result, None)
+                               ts=self._now_ms(), interlock=interlock, reason=reason[:500],
+                               cmd_sha256=digest)  # fmt: skip
+        self._send(result, None, remember=False, retain=False)
 
 
 def _errors(exc: ValidationError) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -11,7 +12,9 @@ from device_profiles import ConfigError, Profile, field_error, load_catalogue, l
 from device_profiles._yaml import YamlDoc
 from device_profiles.schema import TagKey
 from edge_agent._interlocks import STATE_POINTS, WRITE_POINTS
+from telemetry.keys import KeyFileError, load_signing_key, load_verify_key
 from telemetry.mqtt_config import BrokerConfig
+from telemetry.signing import SigningKey, VerifyKey
 
 Id = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
 
@@ -127,7 +130,22 @@ class EdgeConfig(BaseModel):
     state_dir: Path | None = Field(
         default=None, description="where the agent keeps state across restarts (command ids); default: memory only"
     )
+    control_public_key: Path | None = Field(
+        default=None, description="the API's control public key of this site (PEM): only commands signed with its "
+        "private key are executed; none: every command is refused",
+    )  # fmt: skip
+    site_private_key: Path | None = Field(
+        default=None, description="this site's private key (PEM, mode 0600): signs every result; with "
+        "control_public_key",
+    )  # fmt: skip
     devices: list[DeviceConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _keys_together(self) -> EdgeConfig:
+        if (self.control_public_key is None) != (self.site_private_key is None):
+            missing = "site_private_key" if self.site_private_key is None else "control_public_key"
+            raise field_error("control_public_key and site_private_key go together: set both or neither", missing)
+        return self
 
     @model_validator(mode="after")
     def _unique_devices(self) -> EdgeConfig:
@@ -143,13 +161,25 @@ class EdgeConfig(BaseModel):
         return self.agent_id or f"edge-{self.site}"
 
 
-class LoadedSite:
-    """A validated site config together with the profiles its devices use."""
+@dataclass(frozen=True, slots=True)
+class EdgeKeys:
+    """The keys of signed commands at the edge: the control key's public half verifies commands, the site key
+    signs results (telemetry.signing)."""
 
-    def __init__(self, config: EdgeConfig, profiles: dict[str, Profile], path: Path | None = None) -> None:
+    control: VerifyKey
+    site: SigningKey
+
+
+class LoadedSite:
+    """A validated site config together with the profiles its devices use and its keys (None: none configured)."""
+
+    def __init__(
+        self, config: EdgeConfig, profiles: dict[str, Profile], path: Path | None = None, keys: EdgeKeys | None = None
+    ) -> None:
         self.config = config
         self.profiles = profiles
         self.path = path
+        self.keys = keys
 
     def profile_of(self, device: DeviceConfig) -> Profile:
         return self.profiles[device.profile]
@@ -215,7 +245,36 @@ def build_site(config: EdgeConfig, base: Path | None = None, doc: YamlDoc | None
         extra = [p if p.is_absolute() or base is None else base / p for p in config.profile_paths]
         profiles.update(load_profiles(extra))
     check_devices(config, profiles, doc)
-    return LoadedSite(config, profiles, doc.path if doc else None)
+    return LoadedSite(config, profiles, doc.path if doc else None, load_keys(config, base, doc))
+
+
+def load_keys(config: EdgeConfig, base: Path | None = None, doc: YamlDoc | None = None) -> EdgeKeys | None:
+    """Read the key files (relative paths are relative to the site file); ConfigError names the field and file."""
+    if config.control_public_key is None or config.site_private_key is None:
+        return None
+    problems: list[str] = []
+
+    def where(field: str) -> str:
+        line = doc.line_of([field]) if doc else None
+        return f"{doc.path}:{line}" if doc and line else (str(doc.path) if doc else "config")
+
+    def path(p: Path) -> Path:
+        return p if p.is_absolute() or base is None else base / p
+
+    control = site = None
+    try:
+        control = load_verify_key(path(config.control_public_key))
+    except KeyFileError as exc:
+        problems.append(f"{where('control_public_key')}: field control_public_key: {exc}")
+    try:
+        site = load_signing_key(path(config.site_private_key))
+    except KeyFileError as exc:
+        problems.append(f"{where('site_private_key')}: field site_private_key: {exc}")
+    if problems:
+        raise ConfigError(problems)
+    assert control is not None
+    assert site is not None
+    return EdgeKeys(control, site)
 
 
 def load_site(path: Path) -> LoadedSite:

@@ -113,7 +113,8 @@ def bridge_publisher_account(n: int = 1) -> Account:
 
 
 def rules_account(n: int = 1) -> Account:
-    return Account(f"rules-{n}", "rules", tuple(_shared(RULES_GROUP, topics.telemetry_filter(), topics.status_filter())))
+    grants = _shared(RULES_GROUP, topics.telemetry_filter(), topics.status_filter())
+    return Account(f"rules-{n}", "rules", tuple(grants))
 
 
 def rules_publisher_account(n: int = 1) -> Account:

@@ -187,10 +187,12 @@ def parser() -> argparse.ArgumentParser:
     from lifeline.api_cli import add_parser as add_api_parser
     from lifeline.bridge_cli import add_parsers
     from lifeline.broker_cli import add_parsers as add_broker_parsers
+    from lifeline.keys_cli import add_parser as add_keys_parser
 
     add_parsers(sub)
     add_broker_parsers(sub)
     add_api_parser(sub)
+    add_keys_parser(sub)
 
     up = sub.add_parser(
         "up", help="run the whole platform locally: broker, InfluxDB, bridge, rules, API, district, edge agents"

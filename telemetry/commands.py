@@ -15,6 +15,28 @@ Rules both sides keep:
 - A repeated id's re-published result is not retained (the original final result stays the retained one).
 - Result states in order: ``accepted`` then ``progress`` (any number) then exactly one final state of
   ``completed``, ``rejected``, ``failed`` or ``timed_out``. ``rejected`` may come first, without ``accepted``.
+
+Signatures (``telemetry.signing``; decision record 009). Every site has two Ed25519 key pairs (RFC 8032): the
+*control* key, whose private half only the API holds, signs commands; the *site* key, whose private half only that
+site's edge agent holds, signs results. A signed message carries ``kid`` (the signer's key id: the first 16 bytes,
+in hex, of the SHA-256 of the raw 32-byte public key) and ``sig`` (the signature, standard base64 with padding, of
+the message's canonical bytes). The canonical bytes of a message are::
+
+    b"lifeline/v1 command\n" (or b"lifeline/v1 command_result\n") + orjson.dumps(dump, option=OPT_SORT_KEYS)
+
+where ``dump`` is ``model_dump(mode="json")`` of the parsed message without ``sig`` (every field, defaults and
+nulls included, ``kid`` included; keys sorted at every level; compact UTF-8). They are computed from the parsed
+model, never from the bytes on the wire, so key order and spacing on the wire do not matter; a new field changes
+the bytes and needs a new contract version. The first line keeps a command's signature from ever passing as a
+result's.
+
+- The edge executes only a command signed with its site's control key, for its own site, not expired, under an id
+  it has not seen (or the very command it saw: then the repeat above). Anything else is answered ``rejected``
+  with interlock ``signature``, ``wrong_site``, ``stale`` or ``repeated``; an answer to a command that did not
+  verify is neither retained nor remembered, so it can neither burn an id nor replace a retained result.
+- Every result names in ``cmd_sha256`` the command it answers (``telemetry.signing.command_digest``: the SHA-256
+  of the command's canonical content without ``kid`` and ``sig``; for a payload that is no command, of the raw
+  payload). The API records a result only if it verifies with the site key and answers the command the API sent.
 """
 
 from __future__ import annotations
@@ -25,6 +47,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from telemetry.models import Id, Value
+
+KID_PATTERN = r"^[0-9a-f]{32}$"
+SIG_MAX = 100  # an Ed25519 signature is 64 bytes: 88 characters of base64
 
 
 class Action(StrEnum):
@@ -60,7 +85,9 @@ class Interlock(StrEnum):
     ROLE = "role"  # API: the user's role may not operate gates
     AREA = "area"  # API: the gate is outside the user's areas
     SELECTION = "selection"  # API: no valid selection (select-before-operate) for this gate and user
-    REPEATED = "repeated"  # API: the id was used before for a different command
+    REPEATED = "repeated"  # API or edge: the id was used before for a different command
+    SIGNATURE = "signature"  # unsigned, signed with another key, or a signature that does not verify; or no key
+    WRONG_SITE = "wrong_site"  # edge: a signed command for another site arrived on this site's topic
 
 
 class Command(BaseModel):
@@ -76,6 +103,8 @@ class Command(BaseModel):
     expires_ms: int = Field(ge=0, description="absolute; the edge refuses the command at or after this time")
     operator: str = Field(min_length=1, max_length=128, description="who asked (user name), for the audit")
     source: str = Field("", max_length=256, description="from where (client address), for the audit")
+    kid: str | None = Field(None, pattern=KID_PATTERN, description="id of the control key that signed this")
+    sig: str | None = Field(None, max_length=SIG_MAX, description="Ed25519 signature of the canonical bytes, base64")
 
     @model_validator(mode="after")
     def _target(self) -> Command:
@@ -104,6 +133,9 @@ class CommandResult(BaseModel):
     opening_m: float | None = Field(None, description="opening read back at this step")
     target_m: float | None = None
     repeat: bool = Field(False, description="the id was seen before: this is the result it already had")
+    cmd_sha256: str = Field("", pattern=r"^([0-9a-f]{64})?$", description="digest of the command this answers")
+    kid: str | None = Field(None, pattern=KID_PATTERN, description="id of the site key that signed this")
+    sig: str | None = Field(None, max_length=SIG_MAX, description="Ed25519 signature of the canonical bytes, base64")
 
     @property
     def final(self) -> bool:

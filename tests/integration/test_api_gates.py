@@ -1,6 +1,7 @@
 """Gate control at the API against a real Mosquitto: select-before-operate, every interlock refusal, the Command on
-the broker, a test stand-in for the edge agent answering with CommandResults, the time-out when nobody answers,
-and the audit entries of every step. The API runs on a real uvicorn; its clock is the test's."""
+the broker (signed with the site's control key), a test stand-in for the edge agent answering with CommandResults
+signed with the site key, forged results that are not recorded, the time-out when nobody answers, and the audit
+entries of every step. The API runs on a real uvicorn; its clock is the test's."""
 
 from __future__ import annotations
 
@@ -11,11 +12,14 @@ from typing import Any
 
 import orjson
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from api import ApiService
 from lifeline.services import Mosquitto
 from telemetry import encode, topics
-from telemetry.commands import Command, CommandResult, ResultState
+from telemetry.commands import Action, Command, CommandResult, ResultState
+from telemetry.keys import SiteKeyFiles, create_site_keys, load_signing_key, load_verify_key
+from telemetry.signing import SigningKey, VerifyKey, command_digest, sign, verify
 from tests.helpers import Publisher, Subscriber, wait_until
 from tests.integration.test_api_support import Clock, RunningApi, add_users, gate_telemetry, login, make_config
 
@@ -32,6 +36,8 @@ class GateApi:
     pub: Publisher
     broker: Mosquitto
     device: str
+    edge_key: SigningKey  # the site key's private half, as the site's edge agent holds it
+    control_key: VerifyKey  # the control key's public half, as the site's edge agent holds it
 
     def headers(self, user: str) -> dict[str, str]:
         return login(self.api.client, user)
@@ -67,16 +73,20 @@ _counter = iter(range(1_000_000))
 def gates(shared_mosquitto: Mosquitto, tmp_path: Path) -> Iterator[GateApi]:
     clock = Clock()
     device = f"gate-{next(_counter):03d}-{id(tmp_path) % 10_000}"
+    create_site_keys(tmp_path / "keys", [SITE])
+    files = SiteKeyFiles.of(tmp_path / "keys", SITE)
     config = make_config(tmp_path, mqtt=shared_mosquitto, gates={
         "selection_s": 10, "default_ttl_s": 20, "edge_timeout_s": 5,
         "devices": [{"site": SITE, "device": device, "max_pct": 90, "max_head_open_m": 2.0}],
-    })  # fmt: skip
+    }, site_keys={SITE: {"control_private_key": str(files.control_private),
+                         "site_public_key": str(files.site_public)}})  # fmt: skip
     service = ApiService(config, clock=clock)
     add_users(service)
     api = RunningApi(service)
     wait_until(service.link.connected.is_set, what="the API connected to the broker")
     pub = Publisher(shared_mosquitto)
-    yield GateApi(api, service, clock, pub, shared_mosquitto, device)
+    yield GateApi(api, service, clock, pub, shared_mosquitto, device, load_signing_key(files.site_private),
+                  load_verify_key(files.control_public))  # fmt: skip
     pub.close()
     api.stop()
 
@@ -227,23 +237,24 @@ def test_refusal(gates: GateApi, case: Callable[[GateApi], Any], status: int, in
 class StandInEdge:
     """A test stand-in for the edge agent: sees Commands on the broker and answers with CommandResults."""
 
-    def __init__(self, broker: Mosquitto, pub: Publisher, site: str) -> None:
+    def __init__(self, broker: Mosquitto, pub: Publisher, site: str, key: SigningKey) -> None:
         self.sub = Subscriber(broker, topics.command_filter(site))
         self.pub = pub
+        self.key = key
 
     def command(self, command_id: str) -> Command:
         got = self.sub.wait_for(lambda ms: any(m.topic.endswith(f"/cmd/{command_id}") for m in ms))
         return Command.model_validate_json(next(m.payload for m in got if m.topic.endswith(f"/cmd/{command_id}")))
 
     def answer(self, cmd: Command, state: ResultState, **fields: Any) -> None:
-        result = CommandResult(id=cmd.id, site=cmd.site, device=cmd.device, state=state, ts=cmd.issued_ms + 1,
-                               **fields)  # fmt: skip
+        result = sign(CommandResult(id=cmd.id, site=cmd.site, device=cmd.device, state=state, ts=cmd.issued_ms + 1,
+                                    cmd_sha256=command_digest(cmd), **fields), self.key)  # fmt: skip
         self.pub.publish(topics.command_result(cmd.site, cmd.device, cmd.id), encode(result),
                          retain=result.final)  # fmt: skip
 
 
 def test_command_published_answered_and_completed(gates: GateApi) -> None:
-    edge = StandInEdge(gates.broker, gates.pub, SITE)
+    edge = StandInEdge(gates.broker, gates.pub, SITE, gates.edge_key)
     gates.telemetry(gate_opening=1.0)
     h = gates.headers("op-north")
     sel = gates.select(h)
@@ -253,6 +264,7 @@ def test_command_published_answered_and_completed(gates: GateApi) -> None:
     assert r.json()["before"]["gate_opening"] == 1.0
 
     cmd = edge.command("cmd-e2e-1")  # the Command as the edge sees it on the broker
+    verify(cmd, gates.control_key)  # signed with the site's control key
     assert (cmd.site, cmd.device, cmd.action.value, cmd.target_pct) == (SITE, gates.device, "set_opening", 50)
     assert cmd.operator == "op-north"
     assert cmd.source == "127.0.0.1"
@@ -328,8 +340,12 @@ def test_no_answer_times_out(gates: GateApi) -> None:
     wait_until(timed_out, what="timed_out by the API's sweeper")
     assert [a["action"] for a in gates.audit("cmd-silent-1")] == ["gate.command", "gate.command.timed_out"]
     # A late answer is recorded but does not change the outcome.
-    pub_result = CommandResult(id="cmd-silent-1", site=SITE, device=gates.device, state=ResultState.COMPLETED,
-                               ts=gates.clock())  # fmt: skip
+    view = gates.service.gates.get("cmd-silent-1")
+    assert view is not None
+    sent = Command(id=view.id, site=SITE, device=gates.device, action=Action.OPEN, issued_ms=view.issued_ms,
+                   expires_ms=view.expires_ms, operator="op-north", source="127.0.0.1")  # fmt: skip
+    pub_result = sign(CommandResult(id="cmd-silent-1", site=SITE, device=gates.device, state=ResultState.COMPLETED,
+                                    ts=gates.clock(), cmd_sha256=command_digest(sent)), gates.edge_key)  # fmt: skip
     gates.pub.publish(topics.command_result(SITE, gates.device, "cmd-silent-1"), encode(pub_result))
     wait_until(lambda: len(gates.service.gates.get("cmd-silent-1").steps) == 1)  # type: ignore[union-attr]
     view = gates.api.client.get("/api/commands/cmd-silent-1", headers=h).json()
@@ -381,3 +397,83 @@ def test_a_target_only_where_it_belongs_is_422_naming_it(gates: GateApi, body: d
     assert r.status_code == 422, r.text
     assert "target_pct" in r.text
     assert message in r.text
+
+
+# -- signatures (decision record 009) ---------------------------------------------------------------------------
+
+
+def _unsigned(g: GateApi, result: CommandResult) -> CommandResult:
+    return result
+
+
+def _wrong_key(g: GateApi, result: CommandResult) -> CommandResult:
+    return sign(result, SigningKey.of(Ed25519PrivateKey.generate()))
+
+
+def _changed_after_signing(g: GateApi, result: CommandResult) -> CommandResult:
+    signed = sign(result.model_copy(update={"state": ResultState.FAILED}), g.edge_key)
+    return signed.model_copy(update={"state": ResultState.COMPLETED})
+
+
+def _answers_another_command(g: GateApi, result: CommandResult) -> CommandResult:  # a genuine edge answer, but to
+    return sign(result.model_copy(update={"cmd_sha256": "ab" * 32}), g.edge_key)  # a forged command under this id
+
+
+FORGED: list[tuple[Callable[[GateApi, CommandResult], CommandResult], str, str]] = [
+    (_unsigned, "gate.result.bad_signature", "not signed"),
+    (_wrong_key, "gate.result.bad_signature", "not with the expected key"),
+    (_changed_after_signing, "gate.result.bad_signature", "does not verify"),
+    (_answers_another_command, "gate.result.other_command", "answers another command"),
+]
+
+
+@pytest.mark.parametrize(("forge", "action", "words"), FORGED, ids=[f.__name__.strip("_") for f, *_ in FORGED])
+def test_a_forged_result_is_not_recorded_but_audited_and_counted(
+    gates: GateApi, forge: Callable[[GateApi, CommandResult], CommandResult], action: str, words: str
+) -> None:
+    gates.telemetry()
+    h = gates.headers("op-north")
+    r = gates.operate(h, selection=gates.select(h), id="cmd-forged-1", action="open")
+    assert r.status_code == 201, r.text
+    view = gates.service.gates.get("cmd-forged-1")
+    assert view is not None
+    sent = Command(id=view.id, site=SITE, device=gates.device, action=Action.OPEN, issued_ms=view.issued_ms,
+                   expires_ms=view.expires_ms, operator="op-north", source="127.0.0.1")  # fmt: skip
+    completed = CommandResult(id=view.id, site=SITE, device=gates.device, state=ResultState.COMPLETED,
+                              ts=gates.clock(), cmd_sha256=command_digest(sent),
+                              after={"gate_opening": 6.0})  # fmt: skip
+    topic = topics.command_result(SITE, gates.device, view.id)
+    gates.pub.publish(topic, encode(forge(gates, completed)))
+
+    def audited() -> list[dict[str, Any]]:
+        return [a for a in gates.audit("cmd-forged-1") if a["action"] == action]
+
+    wait_until(audited, what=f"an audit row {action}")
+    (row,) = audited()
+    assert row["detail"]["topic"] == topic
+    assert words in row["detail"]["reason"]
+    view = gates.service.gates.get("cmd-forged-1")
+    assert view is not None
+    assert (view.state, view.final, view.steps, view.after) == ("published", False, [], {})  # nothing recorded
+    assert [a["action"] for a in gates.audit("cmd-forged-1")] == ["gate.command", action]
+    reason = action.removeprefix("gate.result.").replace("bad_signature", "signature")
+    metric = f'lifeline_api_command_results_refused_total{{reason="{reason}"}} '
+    (line,) = [x for x in gates.api.client.get("/metrics").text.splitlines() if x.startswith(metric)]
+    assert int(line.removeprefix(metric)) >= 1  # the shared broker may hold retained results of earlier tests' keys
+    # the genuine answer still goes through
+    gates.pub.publish(topic, encode(sign(completed, gates.edge_key)))
+    wait_until(lambda: (v := gates.service.gates.get("cmd-forged-1")) is not None and v.state == "completed",
+               what="the signed result recorded")  # fmt: skip
+
+
+def test_a_site_without_keys_gets_no_command(gates: GateApi) -> None:
+    sub = Subscriber(gates.broker, topics.command_filter("south-sluices"))
+    r = gates.api.client.post(f"/api/gates/south-sluices/{gates.device}/commands", headers=gates.headers("op-south"),
+                              json={"action": "stop"})  # fmt: skip
+    assert r.status_code == 409, r.text
+    assert r.json()["detail"]["interlock"] == "signature"
+    assert "no control key" in r.json()["detail"]["reason"]
+    gates.pub.publish(*gate_telemetry(SITE, gates.device, gates.clock()))  # something after, to see no command
+    wait_until(lambda: gates.service.link.received > 0)
+    assert sub.snapshot() == []
+    sub.close()

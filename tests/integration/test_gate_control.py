@@ -1,7 +1,8 @@
 """Remote control of a simulated sluice gate through a real edge agent and a real Mosquitto.
 
-The gate PLC is the simulator's, with a fast hoist, on a loopback port; commands are published as the API would,
-results read from the broker. Levels are forced so that the head across the gate is known.
+The gate PLC is the simulator's, with a fast hoist, on a loopback port; commands are published (and signed with the
+site's control key) as the API would, results read from the broker, each checked to be signed with the site key.
+Levels are forced so that the head across the gate is known.
 """
 
 from __future__ import annotations
@@ -27,11 +28,14 @@ from simulators.behaviours import Behaviour
 from simulators.behaviours.sluice_gate_plc import FAULT_OVERLOAD, FAULT_PHASE_LOSS, GateParams
 from telemetry import decode_telemetry, topics
 from telemetry.commands import Action, Command, CommandResult, Interlock, ResultState
+from telemetry.keys import SiteKeyFiles, create_site_keys, load_signing_key, load_verify_key
 from telemetry.mqtt_config import configure_client
-from tests.helpers import LoopThread, Subscriber, account_for
+from telemetry.signing import SigningKey, sign, verify
+from tests.helpers import LoopThread, Received, Subscriber, account_for, client_account
 
 pytestmark = pytest.mark.integration
 SITE, GATE = "ctl-site", "gate-1"
+OTHER_SITE = "other-site"
 _ids = itertools.count(1)
 
 
@@ -88,9 +92,12 @@ class GateSim:
         self.thread.stop()
 
 
-def site_config(broker: Mosquitto, sim: GateSim, tmp_path: Path, **control: Any) -> EdgeConfig:
+def site_config(broker: Mosquitto, sim: GateSim, tmp_path: Path, keys: bool = True, **control: Any) -> EdgeConfig:
+    files = SiteKeyFiles.of(tmp_path / "keys", SITE)
     return EdgeConfig.model_validate({
         "site": SITE,
+        **({"control_public_key": str(files.control_public), "site_private_key": str(files.site_private)}
+           if keys else {}),
         "broker": account_for(broker, edge_account(SITE), reconnect_initial_s=0.1,
                               reconnect_max_s=0.5).model_dump(mode="json"),
         "modbus": {"timeout_s": 0.5, "connect_timeout_s": 0.5, "backoff_initial_s": 0.2, "backoff_max_s": 1.0},
@@ -108,16 +115,19 @@ def site_config(broker: Mosquitto, sim: GateSim, tmp_path: Path, **control: Any)
 class Rig:
     """The gate, an agent, a subscriber to results and telemetry, and a way to send commands."""
 
-    def __init__(self, broker: Mosquitto, tmp_path: Path, sim: dict[str, Any] | None = None, **control: Any) -> None:
+    def __init__(
+        self, broker: Mosquitto, tmp_path: Path, sim: dict[str, Any] | None = None, keys: bool = True, **control: Any
+    ) -> None:
         self.broker, self.tmp_path = broker, tmp_path
+        create_site_keys(tmp_path / "keys", [SITE, OTHER_SITE])  # kept when they exist (a second rig)
+        files = SiteKeyFiles.of(tmp_path / "keys", SITE)
+        self.control = load_signing_key(files.control_private)  # the API's key of this site
+        self.other_control = load_signing_key(SiteKeyFiles.of(tmp_path / "keys", OTHER_SITE).control_private)
+        self.site_key = load_verify_key(files.site_public) if keys else None  # None: results must be unsigned
         self.sim = GateSim(**(sim or {}))
-        self.config = site_config(broker, self.sim, tmp_path, **control)
+        self.config = site_config(broker, self.sim, tmp_path, keys, **control)
         self.sub = Subscriber(broker, f"{topics.PREFIX}/{SITE}/#")
-        account = account_for(broker, api_account())
-        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=account.username or "")
-        configure_client(self.client, account)
-        self.client.connect(broker.host, broker.port)
-        self.client.loop_start()
+        self.client = mqtt_client(broker, "test-api")
         self.agent: EdgeAgent | None = None
         self.thread: LoopThread | None = None
         self.start_agent()
@@ -146,22 +156,38 @@ class Rig:
         return Command(id=f"cmd-{next(_ids)}", site=SITE, device=device, action=action, issued_ms=now,
                        expires_ms=now + ttl_ms, operator="duty-officer", source="127.0.0.1", **fields)  # fmt: skip
 
-    def send(self, action: Action | Command, *, device: str = GATE, **fields: Any) -> Command:
+    def send(
+        self, action: Action | Command, *, device: str = GATE, key: SigningKey | bool | None = True, **fields: Any
+    ) -> Command:
+        """Publish a command on this site's topic of its device and id, signed with ``key`` (True: the site's
+        control key; False: as it is, for a replay or an unsigned one)."""
         cmd = action if isinstance(action, Command) else self.command(action, device=device, **fields)
+        if key is True:
+            cmd = sign(cmd, self.control)
+        elif isinstance(key, SigningKey):
+            cmd = sign(cmd, key)
         self.publish(topics.command(SITE, cmd.device, cmd.id), cmd.model_dump_json().encode())
         return cmd
 
     def publish(self, topic: str, payload: bytes) -> None:
         self.client.publish(topic, payload, qos=1).wait_for_publish(5)
 
-    @classmethod
-    def _answered(cls, command_id: str, messages: list[Any]) -> bool:
-        return bool(cls._results(messages, command_id, "nobody"))
+    def _answered(self, command_id: str, messages: list[Any]) -> bool:
+        return bool(self._results(messages, command_id, "nobody"))
 
-    @staticmethod
-    def _results(messages: list[Any], command_id: str, device: str = GATE) -> list[CommandResult]:
+    def _results(self, messages: list[Any], command_id: str, device: str = GATE) -> list[CommandResult]:
+        """The results of one command; each must be signed with the site key (or unsigned, by an agent without)."""
         topic = topics.command_result(SITE, device, command_id)
-        return [CommandResult.model_validate_json(m.payload) for m in messages if m.topic == topic]
+        results = [CommandResult.model_validate_json(m.payload) for m in messages if m.topic == topic]
+        for r in results:
+            if self.site_key is None:
+                assert r.sig is None
+            else:
+                verify(r, self.site_key)  # raises SignatureError if not signed by this site's edge
+        return results
+
+    def received(self, command_id: str, device: str = GATE) -> list[Received]:
+        return [m for m in self.sub.snapshot() if m.topic == topics.command_result(SITE, device, command_id)]
 
     def results(self, command_id: str) -> list[CommandResult]:
         return self._results(self.sub.snapshot(), command_id)
@@ -185,12 +211,22 @@ class Rig:
         self.sim.stop()
 
 
+def mqtt_client(broker: Mosquitto, client_id: str) -> mqtt.Client:
+    """This module's one way to connect to the broker (the place to add credentials)."""
+    account = account_for(broker, api_account()) if client_id == "test-api" else client_account(broker, client_id)
+    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=account.username or "")
+    configure_client(client, account)
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    return client
+
+
 @pytest.fixture
 def make_rig(mosquitto: Mosquitto, tmp_path: Path) -> Iterator[Callable[..., Rig]]:
     rigs: list[Rig] = []
 
-    def make(sim: dict[str, Any] | None = None, **control: Any) -> Rig:
-        rig = Rig(mosquitto, tmp_path, sim, **control)
+    def make(sim: dict[str, Any] | None = None, keys: bool = True, **control: Any) -> Rig:
+        rig = Rig(mosquitto, tmp_path, sim, keys, **control)
         rigs.append(rig)
         return rig
 
@@ -365,7 +401,7 @@ def test_a_repeated_id_is_not_executed_again_also_after_a_restart(rig: Rig) -> N
     rig.send(cmd)
     again = rig.wait_final(cmd.id, count=2)[-1]
     assert again.repeat
-    assert again.model_copy(update={"repeat": False}) == first
+    assert again.model_copy(update={"repeat": False, "sig": None}) == first.model_copy(update={"sig": None})
     rig.stop_agent()
     rig.start_agent()
     rig.send(cmd)
@@ -375,22 +411,127 @@ def test_a_repeated_id_is_not_executed_again_also_after_a_restart(rig: Rig) -> N
     assert rig.sim.device.writes == writes  # never written to the PLC again
 
 
-@pytest.mark.parametrize(
-    ("payload", "error"),
-    [(b"not json at all", "invalid command"),
-     (b'{"v": 1, "id": "ID", "site": "ctl-site", "device": "gate-1", "action": "fly", "issued_ms": 1,'
-      b' "expires_ms": 2, "operator": "x"}', "action"),
-     (b'{"v": 1, "id": "other", "site": "ctl-site", "device": "gate-1", "action": "stop", "issued_ms": 1,'
-      b' "expires_ms": 99999999999999, "operator": "x"}', "disagree with the topic")],
-    ids=["not-json", "unknown-action", "id-disagrees"],
-)  # fmt: skip
-def test_invalid_payload_is_rejected_and_dead_lettered(rig: Rig, tmp_path: Path, payload: bytes, error: str) -> None:
+def _signed_other_id(rig: Rig, cid: str) -> bytes:  # signed, but the payload's id is not the topic's
+    return sign(rig.command(Action.STOP).model_copy(update={"id": "other"}), rig.control).model_dump_json().encode()
+
+
+INVALID: list[tuple[str, Callable[[Rig, str], bytes], str]] = [
+    ("not-json", lambda rig, cid: b"not json at all", "invalid command"),
+    ("unknown-action", lambda rig, cid: b'{"v": 1, "id": "%s", "site": "ctl-site", "device": "gate-1", "action": "fly",'
+     b' "issued_ms": 1, "expires_ms": 2, "operator": "x"}' % cid.encode(), "action"),
+    ("id-disagrees", _signed_other_id, "disagree with the topic"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("payload", "error"), [r[1:] for r in INVALID], ids=[r[0] for r in INVALID])
+def test_invalid_payload_is_rejected_and_dead_lettered(
+    rig: Rig, tmp_path: Path, payload: Callable[[Rig, str], bytes], error: str
+) -> None:
     cid = f"bad-{next(_ids)}"
     topic = topics.command(SITE, GATE, cid)
-    rig.publish(topic, payload.replace(b'"ID"', f'"{cid}"'.encode()))
+    rig.publish(topic, payload(rig, cid))
     (result,) = rig.wait_final(cid)
     assert (result.state, result.id, result.interlock) == (ResultState.REJECTED, cid, None)
     assert error in result.reason
     letters = [orjson.loads(line) for line in (tmp_path / "edge" / "dead.jsonl").read_bytes().splitlines()]
     assert any(d["topic"] == topic and error in d["error"] for d in letters)
     assert rig.sim.device.writes == 0
+
+
+# -- signatures (decision record 009) ---------------------------------------------------------------------------------
+def _unsigned(rig: Rig, cmd: Command) -> Command:
+    return rig.send(cmd, key=False)
+
+
+def _other_sites_key(rig: Rig, cmd: Command) -> Command:
+    return rig.send(cmd, key=rig.other_control)
+
+
+def _tampered(rig: Rig, cmd: Command) -> Command:  # signed for 10 %, then changed to 90 % on the way
+    signed = sign(cmd.model_copy(update={"target_pct": 10.0}), rig.control)
+    return rig.send(signed.model_copy(update={"target_pct": 90.0}), key=False)
+
+
+def _garbled_signature(rig: Rig, cmd: Command) -> Command:
+    signed = sign(cmd, rig.control)
+    return rig.send(signed.model_copy(update={"sig": "A" * 86 + "=="}), key=False)
+
+
+def _for_another_site(rig: Rig, cmd: Command) -> Command:  # signed with this site's key, on this site's topic
+    return rig.send(cmd.model_copy(update={"site": OTHER_SITE}))
+
+
+FORGED = [
+    # (id, how the command is made and sent, interlock, words in the reason)
+    ("unsigned", _unsigned, Interlock.SIGNATURE, "not signed"),
+    ("signed-with-another-sites-key", _other_sites_key, Interlock.SIGNATURE, "not with the expected key"),
+    ("changed-after-signing", _tampered, Interlock.SIGNATURE, "does not verify"),
+    ("garbled-signature", _garbled_signature, Interlock.SIGNATURE, "does not verify"),
+    ("for-another-site", _for_another_site, Interlock.WRONG_SITE, f"for site '{OTHER_SITE}'"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("send", "interlock", "words"), [r[1:] for r in FORGED], ids=[r[0] for r in FORGED])
+def test_a_command_that_does_not_verify_is_refused_with_a_signed_answer_and_the_gate_stays(
+    rig: Rig, tmp_path: Path, send: Callable[[Rig, Command], Command], interlock: Interlock, words: str
+) -> None:
+    writes, opening = rig.sim.device.writes, rig.sim.values()["gate_opening"]
+    cmd = send(rig, rig.command(Action.SET_OPENING, target_pct=90))
+    (result,) = rig.wait_final(cmd.id)  # verified with the site key by the rig
+    assert (result.state, result.interlock) == (ResultState.REJECTED, interlock)
+    assert words in result.reason
+    assert result.site == SITE
+    (message,) = rig.received(cmd.id)
+    assert not message.retain  # a forged message never replaces a retained result
+    letters = [orjson.loads(line) for line in (tmp_path / "edge" / "dead.jsonl").read_bytes().splitlines()]
+    assert any(d["topic"] == topics.command(SITE, GATE, cmd.id) and words in d["error"] for d in letters)
+    time.sleep(0.3)  # the hoist is fast (3 m/s): a movement would show by now
+    assert rig.sim.device.writes == writes
+    assert rig.sim.values()["gate_opening"] == opening
+
+
+def test_a_forged_command_does_not_burn_its_id(rig: Rig) -> None:
+    forged = rig.send(rig.command(Action.OPEN), key=False)
+    (refused,) = rig.wait_final(forged.id)
+    assert refused.interlock is Interlock.SIGNATURE
+    real = rig.send(rig.command(Action.SET_OPENING, target_pct=20).model_copy(update={"id": forged.id}))
+    final = rig.wait_final(real.id, count=2)[-1]
+    assert final.state is ResultState.COMPLETED
+    assert final.cmd_sha256 != refused.cmd_sha256  # each answer names the command it answers
+    assert rig.sim.values()["gate_opening"] == pytest.approx(1.3, abs=0.02)
+
+
+def test_another_signed_command_under_a_used_id_is_refused_and_the_first_result_stays(rig: Rig) -> None:
+    first = rig.send(Action.SET_OPENING, target_pct=30)
+    done = rig.wait_final(first.id)[-1]
+    assert done.state is ResultState.COMPLETED
+    writes = rig.sim.device.writes
+    rig.send(rig.command(Action.SET_OPENING, target_pct=60).model_copy(update={"id": first.id}))
+    refused = rig.wait_final(first.id, count=2)[-1]
+    assert (refused.state, refused.interlock) == (ResultState.REJECTED, Interlock.REPEATED)
+    assert not rig.received(first.id)[-1].retain
+    # the exact command again (a replay of the signed bytes) is answered with its result, not run
+    rig.send(first, key=False)
+    again = rig.wait_final(first.id, count=3)[-1]
+    assert (again.state, again.repeat) == (ResultState.COMPLETED, True)
+    assert rig.sim.device.writes == writes
+    assert rig.sim.values()["gate_opening"] == pytest.approx(1.95, abs=0.02)
+    late = Subscriber(rig.broker, topics.command_result(SITE, GATE, first.id))
+    (retained,) = late.wait_for(bool)
+    late.close()
+    assert CommandResult.model_validate_json(retained.payload).state is ResultState.COMPLETED
+
+
+def test_an_agent_without_keys_refuses_every_command(
+    make_rig: Callable[..., Rig], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("WARNING", logger="lifeline.edge")
+    rig = make_rig(keys=False)
+    assert f"commands refused: no keys configured site={SITE}" in caplog.text  # said once, at start
+    writes = rig.sim.device.writes
+    for action in (Action.OPEN, Action.STOP):  # stop too: nothing proves who sent it
+        cmd = rig.send(action)  # validly signed, but the agent has no key to check it with
+        (result,) = rig.wait_final(cmd.id)  # and no key to sign its answer: unsigned (the API refuses it)
+        assert (result.state, result.interlock) == (ResultState.REJECTED, Interlock.SIGNATURE)
+        assert "no keys configured" in result.reason
+    assert rig.sim.device.writes == writes

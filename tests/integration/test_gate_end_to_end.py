@@ -1,5 +1,6 @@
 """Gate control end to end, no stand-ins: API (uvicorn) -> Mosquitto -> a real edge agent -> Modbus writes on the
-simulated gate PLC -> read back -> results -> API. And with the edge agent down: a clean time-out."""
+simulated gate PLC -> read back -> results -> API, commands signed by the API and results by the edge with keys
+made by ``telemetry.keys``. And with the edge agent down: a clean time-out."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 from api import ApiService
 from api.users import Role
 from lifeline.services import Mosquitto
+from telemetry.keys import SiteKeyFiles, create_site_keys
 from tests.helpers import wait_until
 from tests.integration.conftest import RunningDistrict
 from tests.integration.test_api_support import PASSWORD, RunningApi, login, make_config
@@ -43,9 +45,23 @@ def district(mosquitto: Mosquitto, tmp_path: Path) -> Iterator[RunningDistrict]:
 
 
 @pytest.fixture
-def api(mosquitto: Mosquitto, tmp_path: Path) -> Iterator[RunningApi]:
+def keys(tmp_path: Path) -> SiteKeyFiles:
+    """The site's two key pairs, as ``lifeline keys create --dir keys --site e2e-river`` makes them."""
+    create_site_keys(tmp_path / "keys", [SITE])
+    return SiteKeyFiles.of(tmp_path / "keys", SITE)
+
+
+def edge_keys(keys: SiteKeyFiles) -> dict[str, str]:
+    """The edge agent's key fields: the control key's public half, the site key's private half."""
+    return {"control_public_key": str(keys.control_public), "site_private_key": str(keys.site_private)}
+
+
+@pytest.fixture
+def api(mosquitto: Mosquitto, tmp_path: Path, keys: SiteKeyFiles) -> Iterator[RunningApi]:
+    site_keys = {SITE: {"control_private_key": str(keys.control_private), "site_public_key": str(keys.site_public)}}
     config = make_config(tmp_path, mqtt=mosquitto, areas={"river": [SITE]},
-                         gates={"selection_s": 10, "default_ttl_s": 3, "edge_timeout_s": 3})  # fmt: skip
+                         gates={"selection_s": 10, "default_ttl_s": 3, "edge_timeout_s": 3},
+                         site_keys=site_keys)  # fmt: skip
     service = ApiService(config)
     service.users.create("op-wu", PASSWORD, Role.GATE_OPERATOR, ["river"])
     service.users.create("boss", PASSWORD, Role.ADMIN, [])
@@ -75,9 +91,9 @@ def final(api: RunningApi, headers: dict[str, str], command_id: str, timeout: fl
 
 
 def test_operator_opens_a_simulated_gate_to_40_percent_and_it_reads_back(
-    district: RunningDistrict, api: RunningApi, start_agent: Any
+    district: RunningDistrict, api: RunningApi, start_agent: Any, keys: SiteKeyFiles
 ) -> None:
-    start_agent(district.site_config(SITE))
+    start_agent(district.site_config(SITE, **edge_keys(keys)))
     wait_until(lambda: api.service.cache.get(SITE, GATE) is not None, 15, "gate telemetry in the API")
     op = login(api.client, "op-wu")
     command_id = operate(api, op, action="set_opening", target_pct=40, ttl_s=10)
@@ -95,11 +111,13 @@ def test_operator_opens_a_simulated_gate_to_40_percent_and_it_reads_back(
     actions = {a["action"] for a in audit}
     assert {"gate.select", "gate.command", "gate.command.accepted", "gate.command.completed"} <= actions, actions
     assert {a["who"] for a in audit} == {"op-wu"}
+    assert not any(a["action"].startswith("gate.result.") for a in audit), "a result that did not verify"
 
 
-def test_with_the_edge_agent_down_a_command_times_out_cleanly(district: RunningDistrict, api: RunningApi,
-                                                               start_agent: Any) -> None:  # fmt: skip
-    agent = start_agent(district.site_config(SITE))
+def test_with_the_edge_agent_down_a_command_times_out_cleanly(
+    district: RunningDistrict, api: RunningApi, start_agent: Any, keys: SiteKeyFiles
+) -> None:
+    agent = start_agent(district.site_config(SITE, **edge_keys(keys)))
     wait_until(lambda: api.service.cache.get(SITE, GATE) is not None, 15, "gate telemetry in the API")
     agent.stop()
     op = login(api.client, "op-wu")

@@ -67,3 +67,22 @@ def test_errors_name_file_line_and_field(tmp_path: Path, change: tuple[str, str]
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert any(p.startswith(str(path)) and expected in p for p in info.value.problems), info.value.problems
+
+
+def test_site_keys_load_relative_to_the_file_and_a_readable_private_key_is_refused(tmp_path: Path) -> None:
+    from api.config import load_site_keys
+    from telemetry.keys import create_site_keys
+
+    create_site_keys(tmp_path / "keys", ["lianqi-sluices"])
+    path = tmp_path / "api.yaml"
+    path.write_text(EXAMPLE + "site_keys:\n  lianqi-sluices:\n"
+                    "    control_private_key: keys/lianqi-sluices/control.key\n"
+                    "    site_public_key: keys/lianqi-sluices/site.pub\n")  # fmt: skip
+    config = load_config(path)
+    assert set(load_site_keys(config)) == {"lianqi-sluices"}
+    key = tmp_path / "keys/lianqi-sluices/control.key"
+    key.chmod(0o644)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    (problem,) = info.value.problems
+    assert problem.startswith(f"{path}:21: field site_keys.lianqi-sluices.control_private_key: {key}: private key")

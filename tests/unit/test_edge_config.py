@@ -193,3 +193,46 @@ def test_broken_extra_profile_is_reported_with_its_own_file(tmp_path: Path) -> N
     profile = write(tmp_path / "profiles", text, "noise.yaml")
     with pytest.raises(ConfigError, match=f"^{profile}:3: profile 'Noise', field name: String should match pattern"):
         load_site(write(tmp_path, SITE.replace("broker:", "profile_paths: [profiles]\nbroker:")))
+
+
+# -- keys (decision record 009) -------------------------------------------------------------------------------------
+def _with_keys(tmp_path: Path, control: str = "keys/plant-1/control.pub", site: str = "keys/plant-1/site.key") -> Path:
+    from telemetry.keys import create_site_keys
+
+    create_site_keys(tmp_path / "keys", ["plant-1"])
+    return write(tmp_path, SITE.replace("broker:", f"control_public_key: {control}\nsite_private_key: {site}\nbroker:"))
+
+
+def test_keys_load_relative_to_the_site_file(tmp_path: Path) -> None:
+    from telemetry.keys import load_verify_key
+
+    site = load_site(_with_keys(tmp_path))
+    assert site.keys is not None
+    assert site.keys.control.kid == load_verify_key(tmp_path / "keys/plant-1/control.pub").kid
+    assert site.keys.site.verify_key.kid == load_verify_key(tmp_path / "keys/plant-1/site.pub").kid
+
+
+def test_no_keys_is_allowed_and_means_none(tmp_path: Path) -> None:
+    assert load_site(write(tmp_path, SITE.replace("GD0001x", "gd0001"))).keys is None
+
+
+def test_one_key_without_the_other_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, SITE.replace("broker:", "control_public_key: control.pub\nbroker:"))
+    with pytest.raises(ConfigError, match=r"site_private_key.*go together"):
+        load_site(path)
+
+
+def test_a_group_readable_site_key_is_refused_naming_the_file_and_field(tmp_path: Path) -> None:
+    path = _with_keys(tmp_path)
+    key = tmp_path / "keys/plant-1/site.key"
+    key.chmod(0o640)
+    with pytest.raises(ConfigError) as info:
+        load_site(path)
+    (problem,) = info.value.problems
+    assert problem.startswith(f"{path}:4: field site_private_key: {key}: private key file is accessible by group")
+
+
+def test_a_missing_control_key_is_refused_naming_the_file(tmp_path: Path) -> None:
+    path = _with_keys(tmp_path, control="keys/plant-1/nowhere.pub")
+    with pytest.raises(ConfigError, match=r"site\.yaml:3: field control_public_key: .*nowhere\.pub: cannot read"):
+        load_site(path)
