@@ -150,7 +150,8 @@ def aqi(values: Mapping[Indicator | str, Number | None], at: date | datetime, re
     ``values`` maps indicators (or their names, e.g. ``pm25_24h``) to concentrations in the indicator's unit; a
     missing or None value is a missing indicator. Indicators outside the report are used only where a table note
     needs them (HJ 633-2012: SO2 1-h above 800 takes the 24-h IAQI). ``exempt`` names pollutants outside the
-    monitoring plan that meet §5.3's exception; their absence does not block publication.
+    monitoring plan that meet §5.3's exception; their absence does not block publication. A value that is negative
+    after rounding, NaN or infinite raises ValueError (pass None for an invalid reading: it is then missing).
     """
     edition = edition_for(at, editions)
     if report not in edition.reports:

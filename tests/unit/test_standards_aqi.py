@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from device_profiles import CATALOGUE, load_profile
 from rules.standards import (
     EDITIONS,
     HJ633_2012,
@@ -374,3 +375,12 @@ def test_aqi_is_the_largest_iaqi(values: dict[str, int]) -> None:
     result: AqiResult = daily_aqi(values, date(2026, 6, 1))
     assert result.aqi == max(r.value for r in result.iaqi)
     assert all(r.value == result.aqi for r in (x for x in result.iaqi if x.indicator in result.primary))
+
+
+def test_air_profile_units_are_the_indicator_units() -> None:
+    """HJ 633 wants CO in mg/m³ and the others in µg/m³; the air station profile declares exactly those."""
+    profile = load_profile(CATALOGUE / "air_quality_station.yaml")
+    assert profile.modbus is not None
+    units = {p.name: p.unit for p in profile.modbus.points}
+    for indicator in Indicator:
+        assert units[indicator.pollutant.value] == indicator.unit, indicator
