@@ -180,6 +180,9 @@ def _resolve(entry: SourceEntry, known: Mapping[str, PermitTemplate], doc: YamlD
     if medium == "flue_gas" and o2_ref is None:
         problems.append(_where(doc, i, "o2_ref", "a flue-gas source needs its reference O2 (o2_ref, %)"))
         return None
+    if medium == "wastewater" and o2_ref is not None:
+        problems.append(_where(doc, i, "o2_ref", "a wastewater outlet has no reference O2"))
+        return None
     limits = dict(base.limits) if base else {}
     for name, override in entry.limits.items():
         limits[name] = limits[name].merged(override) if name in limits else override
