@@ -85,11 +85,10 @@ class V1Writer:
         params = {"db": config.database, "precision": "ms"}
         if config.retention_policy:
             params["rp"] = config.retention_policy
-        if config.username:
-            params["u"] = config.username
-            params["p"] = config.password or ""
         self._params = params
-        self._client = httpx.AsyncClient(base_url=config.url, timeout=config.timeout_s)
+        # credentials in a header, never in the URL (which HTTP libraries and proxies log)
+        auth = httpx.BasicAuth(config.username, config.password or "") if config.username else None
+        self._client = httpx.AsyncClient(base_url=config.url, timeout=config.timeout_s, auth=auth)
 
     async def create_database(self) -> None:
         resp = await self._client.post("/query", params={"q": f'CREATE DATABASE "{self.config.database}"'})

@@ -23,6 +23,10 @@ class DeploymentConfig(BaseModel):
     scenario: str = Field(default="baoshan", description="simulated district to run (a name or a YAML file)")
     data_dir: Path = Field(default=Path("var/up"), description="data, logs and generated configs")
     broker: BrokerConfig | None = Field(default=None, description="an external broker; none: a local Mosquitto")
+    broker_credentials: Path | None = Field(
+        default=None, description="with an external broker: the credentials folder of `lifeline broker config` "
+                                  "(each service connects with its own account from there)")  # fmt: skip
+    broker_plain_tcp: bool = Field(default=False, description="the local Mosquitto without TLS (loopback only)")
     influx: InfluxConfig | None = Field(default=None, description="an external InfluxDB; none: a local influxd")
     batch: BatchConfig = Field(default_factory=BatchConfig)
     retry: RetryConfig = Field(default_factory=RetryConfig)

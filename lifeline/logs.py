@@ -16,3 +16,5 @@ def setup(level: str = "INFO") -> None:
     root.setLevel(level.upper())
     # pymodbus logs every failed request of a dead device; our poller logs the state change once.
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+    # httpx logs every request with its URL at INFO: noise at our rates, and a URL may carry what it should not
+    logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -6,6 +6,7 @@ Used by ``lifeline up``, the benchmarks and the test fixtures alike: loopback, a
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import glob
 import hashlib
@@ -68,9 +69,13 @@ def find_binary(name: str, extra_dirs: tuple[str, ...] = ("/usr/sbin", "/usr/loc
     raise ServiceError(f"{name} is not installed: run scripts/setup (it installs the Debian package)")
 
 
-def _http_status(url: str, *, method: str = "GET", data: bytes | None = None, timeout_s: float = 1.0) -> int:
+def _http_status(url: str, *, method: str = "GET", data: bytes | None = None, timeout_s: float = 1.0,
+                 auth: tuple[str, str] | None = None) -> int:  # fmt: skip
     """The status of one plain HTTP request to a loopback server (0 when nothing answers)."""
     request = urllib.request.Request(url, data=data, method=method)
+    if auth is not None:
+        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as response:
             status: int = response.status
@@ -539,9 +544,8 @@ bind-address = "{self.host}:{self.rpc_port}"
         return _http_status(f"{self.url}/ping", timeout_s=0.5) == 204
 
     def _statement(self, q: str, auth: tuple[str, str] | None) -> int:
-        params = {"q": q} if auth is None else {"q": q, "u": auth[0], "p": auth[1]}
-        return _http_status(f"{self.url}/query", method="POST", data=urllib.parse.urlencode(params).encode(),
-                            timeout_s=10)  # fmt: skip
+        return _http_status(f"{self.url}/query", method="POST", data=urllib.parse.urlencode({"q": q}).encode(),
+                            timeout_s=10, auth=auth)  # fmt: skip
 
     def create_database(self, name: str) -> None:
         """``CREATE DATABASE "name"`` (idempotent on 1.x; with auth, as the admin of :meth:`set_up_users`)."""

@@ -13,21 +13,26 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import secrets
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from broker_bridge.config import InfluxConfig
-from device_profiles import ConfigError
+from device_profiles import ConfigError, load_catalogue
+from lifeline.broker_auth import credential, district_deployment, platform_accounts, write_credentials
 from lifeline.config import DeploymentConfig, load_deployment
-from lifeline.services import Influxd, Mosquitto, free_port, wait_for_port
-from lifeline.simulate import load
-from simulators import District
-from telemetry.mqtt_config import BrokerConfig
+from lifeline.services import Influxd, Mosquitto, ServiceError, free_port, wait_for_port
+from lifeline.simulate import give_site_credentials, load
+from lifeline.tls import ensure_ca, issue
+from simulators import District, plan
+from telemetry.keys import KeyFileError, SiteKeyFiles, create_site_keys
+from telemetry.mqtt_config import BrokerConfig, CredentialError, TlsConfig, read_secret_file, write_secret_file
 
 log = logging.getLogger("lifeline.up")
 
@@ -61,15 +66,20 @@ class Child:
             proc.wait(timeout_s)
 
 
-def _add_local_settings(site_file: Path, state_dir: Path, broker: BrokerConfig) -> int:
-    """Give a site's agent the broker's credentials, a dead-letter file, a state folder and a metrics port; return
-    the port."""
-    config = yaml.safe_load(site_file.read_text(encoding="utf-8"))
-    config["broker"] = broker.model_dump(mode="json", exclude_defaults=True)
-    config["dead_letter_path"] = str(state_dir / "deadletter.jsonl")
-    config["state_dir"] = str(state_dir)  # remembered command ids: a repeated command is never executed twice
-    config["metrics_port"] = port = free_port()
-    site_file.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+def _add_local_settings(site_file: Path, state_dir: Path, stack: Stack, keys_dir: Path) -> int:
+    """Give a site's agent its broker accounts, its keys, a dead-letter file, a state folder and a metrics port;
+    return the port. The file holds no password (they are in the 0600 credential files) but is 0600 all the same."""
+    site = yaml.safe_load(site_file.read_text(encoding="utf-8"))["site"]
+    keys = SiteKeyFiles.of(keys_dir, site)
+    port = free_port()
+    give_site_credentials(
+        site_file, stack.credentials, stack.broker,
+        dead_letter_path=str(state_dir / "deadletter.jsonl"),
+        state_dir=str(state_dir),  # remembered command ids: a repeated command is never executed twice
+        metrics_port=port,
+        control_public_key=str(keys.control_public.resolve()),  # verifies the API's commands
+        site_private_key=str(keys.site_private.resolve()),  # signs this site's results
+    )  # fmt: skip
     return port
 
 
@@ -100,24 +110,32 @@ async def _supervise(children: list[Child], stop: asyncio.Event) -> None:
             await asyncio.wait_for(stop.wait(), 1.0)
 
 
-def _bridge_config(data_dir: Path, broker: BrokerConfig, influx: InfluxConfig, deploy: DeploymentConfig,
-                   metrics_port: int) -> Path:  # fmt: skip
+def _write_config(path: Path, config: Mapping[str, object]) -> Path:
+    """A service's config, 0600 (it names the service's credential files; the InfluxDB password is in it)."""
+    text = "# Written by lifeline up; rewritten on every run.\n" + yaml.safe_dump(dict(config), sort_keys=False)
+    write_secret_file(path, text)
+    return path
+
+
+def _bridge_config(data_dir: Path, stack: Stack, deploy: DeploymentConfig, metrics_port: int) -> Path:
     path = data_dir / "bridge.yaml"
     config = {
-        "broker": broker.model_dump(mode="json"),
-        "influx": influx.model_dump(mode="json"),
+        "broker": stack.account("bridge-1").model_dump(mode="json"),
+        "influx": stack.influx_as("bridge").model_dump(mode="json"),
         "batch": deploy.batch.model_dump(mode="json"),
         "retry": deploy.retry.model_dump(mode="json"),
         "validation": {"sites": [str((data_dir / "sites").resolve())]},
         "dead_letter_path": str(data_dir / "bridge" / "deadletter.sqlite"),
         "metrics_port": metrics_port,
     }
-    path.write_text("# Written by lifeline up; rewritten on every run.\n" + yaml.safe_dump(config, sort_keys=False))
-    return path
+    return _write_config(path, config)
 
 
-def _rules_config(data_dir: Path, broker: BrokerConfig, influx: InfluxConfig, deploy: DeploymentConfig,
-                  metrics_port: int) -> Path:  # fmt: skip
+def _read_only(influx: InfluxConfig) -> dict[str, str | None]:
+    return {"url": influx.url, "database": influx.database, "username": influx.username, "password": influx.password}
+
+
+def _rules_config(data_dir: Path, stack: Stack, deploy: DeploymentConfig, metrics_port: int) -> Path:
     path = data_dir / "rules.yaml"
     if deploy.alerts is not None:
         alerts = deploy.alerts.model_dump(mode="json", by_alias=True)
@@ -126,15 +144,16 @@ def _rules_config(data_dir: Path, broker: BrokerConfig, influx: InfluxConfig, de
             "store_url": f"sqlite:///{(data_dir / 'alerts.db').resolve()}",
             "notify": {"channels": {"bus": {"type": "mqtt"}}, "routes": [{"channels": ["bus"]}]},
         }
+    influx = stack.influx_as("rules")
     config = {
-        "broker": broker.model_dump(mode="json"),
+        "broker": stack.account("rules-1").model_dump(mode="json"),
+        "publisher": stack.account("rules-1-pub").model_dump(mode="json"),
         "rules": {"packs": [str(Path(p).resolve()) for p in deploy.rule_packs]},
         "alerts": alerts,
-        "influx": {"url": influx.url, "database": influx.database} if influx.transport == "v1" else None,
+        "influx": _read_only(influx) if influx.transport == "v1" else None,
         "metrics_port": metrics_port,
     }
-    path.write_text("# Written by lifeline up; rewritten on every run.\n" + yaml.safe_dump(config, sort_keys=False))
-    return path
+    return _write_config(path, config)
 
 
 def _gate_limits(site_files: dict[str, Path]) -> list[dict[str, object]]:
@@ -163,22 +182,25 @@ def _longest_movement_s(site_files: dict[str, Path]) -> float:
     return max(timeouts, default=120.0)
 
 
-def _api_config(data_dir: Path, broker: BrokerConfig, influx: InfluxConfig, port: int,
-                site_files: dict[str, Path]) -> Path:  # fmt: skip
+def _api_config(data_dir: Path, stack: Stack, site_files: dict[str, Path], keys_dir: Path) -> Path:
     path = data_dir / "api.yaml"
     sites = sorted(site_files)
+    influx = stack.influx_as("api")
+    keys = {site: SiteKeyFiles.of(keys_dir, site) for site in sites}
     config = {
         "areas": {site: [site] for site in sites},  # each site its own area (the alert manager's default too)
-        "listen": {"host": "127.0.0.1", "port": port},
-        "broker": broker.model_dump(mode="json"),
-        "influx": {"url": influx.url, "database": influx.database},
+        "listen": {"host": "127.0.0.1", "port": stack.api_port},
+        "broker": stack.account("api").model_dump(mode="json"),
+        "influx": _read_only(influx),
+        # the API signs commands with each site's control key and checks results against each site's public key
+        "site_keys": {site: {"control_private_key": str(k.control_private.resolve()),
+                             "site_public_key": str(k.site_public.resolve())} for site, k in keys.items()},
         # one store for alerts, users and the audit log: the rules service and the API meet there
         "store": {"url": f"sqlite:///{(data_dir / 'alerts.db').resolve()}"},
         # a command's final result may take as long as the slowest gate's movement time-out at the edge
         "gates": {"edge_timeout_s": _longest_movement_s(site_files) + 30, "devices": _gate_limits(site_files)},
     }
-    path.write_text("# Written by lifeline up; rewritten on every run.\n" + yaml.safe_dump(config, sort_keys=False))
-    return path
+    return _write_config(path, config)
 
 
 def _admin_password(log_path: Path, timeout_s: float = 15.0) -> str:
@@ -197,13 +219,26 @@ def _admin_password(log_path: Path, timeout_s: float = 15.0) -> str:
 
 @dataclass
 class Stack:
-    """Where the platform's servers are: started here (``mosquitto``, ``influxd``) or external."""
+    """Where the platform's servers are: started here (``mosquitto``, ``influxd``) or external; ``broker`` has the
+    host, port and TLS but no account: each client takes its own from ``credentials`` (``account``)."""
 
     broker: BrokerConfig
     influx: InfluxConfig
+    credentials: Path
     mosquitto: Mosquitto | None = None
     influxd: Influxd | None = None
     api_port: int = 8080
+    influx_users: dict[str, str] = field(default_factory=dict)  # local InfluxDB: service -> password
+
+    def account(self, username: str) -> BrokerConfig:
+        return credential(self.credentials, username, self.broker)
+
+    def influx_as(self, service: str) -> InfluxConfig:
+        """The InfluxDB connection of ``service`` (bridge: write; rules, api: read) on the local InfluxDB."""
+        password = self.influx_users.get(service)
+        if password is None:
+            return self.influx
+        return self.influx.model_copy(update={"username": f"lifeline-{service}", "password": password})
 
 
 async def _run(deploy: DeploymentConfig, stack: Stack, duration: float | None) -> None:
@@ -212,24 +247,27 @@ async def _run(deploy: DeploymentConfig, stack: Stack, duration: float | None) -
     stop = install_stop_signals()
     data_dir = deploy.data_dir
     scenario = load(deploy.scenario, None)
-    district = District(scenario, stack.broker.host, stack.broker.port)
+    district = District(scenario, stack.broker.host, stack.broker.port,
+                        sensor_credentials=stack.account("sim-sensors"))  # fmt: skip
     await district.start()
     children: list[Child] = []
     try:
         paths = district.write_site_configs(data_dir / "sites")
+        keys_dir = data_dir / "keys"
+        create_site_keys(keys_dir, sorted(paths))  # kept when present: the edges and the API stay paired
         for site, path in sorted(paths.items()):
-            metrics = _add_local_settings(path, data_dir / "edge" / site, stack.broker)
+            metrics = _add_local_settings(path, data_dir / "edge" / site, stack, keys_dir)
             argv = [sys.executable, "-m", "lifeline", "edge", "--config", str(path)]
             children.append(Child(f"edge {site}", argv, data_dir / "logs" / f"edge-{site}.log", metrics_port=metrics))
         bridge_metrics = free_port()
-        bridge_yaml = _bridge_config(data_dir, stack.broker, stack.influx, deploy, bridge_metrics)
+        bridge_yaml = _bridge_config(data_dir, stack, deploy, bridge_metrics)
         bridge_argv = [sys.executable, "-m", "lifeline", "bridge", "--config", str(bridge_yaml)]
         children.insert(0, Child("bridge", bridge_argv, data_dir / "logs" / "bridge.log", metrics_port=bridge_metrics))
         rules_metrics = free_port()
-        rules_yaml = _rules_config(data_dir, stack.broker, stack.influx, deploy, rules_metrics)
+        rules_yaml = _rules_config(data_dir, stack, deploy, rules_metrics)
         rules_argv = [sys.executable, "-m", "lifeline", "rules", "run", "--config", str(rules_yaml)]
         children.insert(1, Child("rules", rules_argv, data_dir / "logs" / "rules.log", metrics_port=rules_metrics))
-        api_yaml = _api_config(data_dir, stack.broker, stack.influx, stack.api_port, paths)
+        api_yaml = _api_config(data_dir, stack, paths, keys_dir)
         api_argv = [sys.executable, "-m", "lifeline", "api", "--config", str(api_yaml)]
         children.insert(2, Child("api", api_argv, data_dir / "logs" / "api.log", metrics_port=stack.api_port))
         for child in children:
@@ -263,10 +301,16 @@ def _print_table(stack: Stack, district: District, children: list[Child], data_d
         metrics = f", metrics http://127.0.0.1:{child.metrics_port}/metrics" if child.metrics_port else ""
         print(f"  {child.name:<30} pid {pid}, log {child.log_path}{metrics}")
     print(f"  site configs in {data_dir / 'sites'}")
-    print(f"watch: mosquitto_sub -h {b.host} -p {b.port} -t 'lifeline/v1/#' -v")
+    tls = f" --cafile {b.tls.ca_file}" if b.tls else ""
+    observer = stack.credentials / "observer.password"
+    print(f"watch: mosquitto_sub -h {b.host} -p {b.port}{tls} -u observer -P \"$(cat {observer})\" "
+          "-t 'lifeline/v1/#' -v")  # fmt: skip
     print(f"alerts: lifeline alerts --config {data_dir / 'rules.yaml'} list")
     if i.transport == "v1":
-        print(f"query: curl -sG {i.url}/query --data-urlencode db={i.database} "
+        auth = ""
+        if stack.influx_users:
+            auth = f"-u lifeline-api:\"$(cat {stack.credentials / 'influx-api.password'})\" "
+        print(f"query: curl -sG {auth}{i.url}/query --data-urlencode db={i.database} "
               """--data-urlencode 'q=SELECT last("ph") FROM water_quality GROUP BY device'""")  # fmt: skip
     print("Ctrl-C stops everything.", flush=True)
 
@@ -281,6 +325,49 @@ def _deployment(args: argparse.Namespace) -> DeploymentConfig:
     return deploy.model_copy(update=update)
 
 
+def _local_broker(
+    deploy: DeploymentConfig, args: argparse.Namespace, credentials: Path
+) -> tuple[Mosquitto, BrokerConfig]:
+    """A Mosquitto of the deployment's own: an account per client of the district (new passwords each run, in 0600
+    files), MQTT over TLS with a certificate of a local CA unless the deployment asks for plain TCP."""
+    scenario = load(deploy.scenario, None)
+    accounts = platform_accounts(district_deployment(plan(scenario, load_catalogue())))
+    write_credentials(credentials, accounts)
+    tls_files = None
+    if not deploy.broker_plain_tcp:
+        ca = ensure_ca(deploy.data_dir / "tls")
+        tls_files = issue(deploy.data_dir / "tls", ca, "mosquitto")
+    port = choose_port(args.mqtt_port)
+    broker = Mosquitto(deploy.data_dir / "mosquitto", port=port, accounts=accounts, tls=tls_files)
+    tls = TlsConfig(ca_file=tls_files.ca_file.resolve()) if tls_files else None
+    return broker, BrokerConfig(port=port, tls=tls)
+
+
+INFLUX_USERS = {"bridge": "WRITE", "rules": "READ", "api": "READ"}
+
+
+def _secret(path: Path) -> str:
+    """The password kept in ``path`` (0600), made on first use: InfluxDB keeps its users across runs."""
+    if path.exists():
+        return read_secret_file(path, "InfluxDB password")
+    password = secrets.token_urlsafe(24)
+    write_secret_file(path, password + "\n")
+    return password
+
+
+def _local_influxd(
+    deploy: DeploymentConfig, args: argparse.Namespace, credentials: Path
+) -> tuple[Influxd, dict[str, str]]:
+    """influxd with authentication: an admin made at the first start, a write-only user for the bridge and read-only
+    users for the rules engine and the API; passwords in 0600 files under the data folder."""
+    server = Influxd(deploy.data_dir / "influxdb", port=choose_port(args.influx_port), auth_enabled=True)
+    server.start()
+    admin = ("lifeline-admin", _secret(credentials / "influx-admin.password"))
+    users = {s: _secret(credentials / f"influx-{s}.password") for s in INFLUX_USERS}
+    server.set_up_users(DATABASE, {f"lifeline-{s}": (users[s], INFLUX_USERS[s]) for s in users}, admin)
+    return server, users
+
+
 def up(args: argparse.Namespace) -> int:
     try:
         deploy = _deployment(args)
@@ -288,21 +375,28 @@ def up(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return 1
     data_dir = deploy.data_dir
+    credentials = (data_dir / "credentials").resolve()
+    if deploy.broker is not None and deploy.broker_credentials is None:
+        print("deployment: an external broker needs broker_credentials (a folder from lifeline broker config)",
+              file=sys.stderr)  # fmt: skip
+        return 1
     stack = Stack(
-        broker=deploy.broker or BrokerConfig(port=choose_port(args.mqtt_port)),
-        influx=deploy.influx or InfluxConfig(url="", database=DATABASE, create_database=True),
+        broker=deploy.broker or BrokerConfig(),
+        influx=deploy.influx or InfluxConfig(url="", database=DATABASE, create_database=False),
+        credentials=deploy.broker_credentials.resolve() if deploy.broker_credentials else credentials,
         api_port=choose_port(args.api_port),
     )
     try:
         if deploy.broker is None:
-            stack.mosquitto = Mosquitto(data_dir / "mosquitto", port=stack.broker.port)
+            stack.mosquitto, stack.broker = _local_broker(deploy, args, credentials)
             stack.mosquitto.start()
         if deploy.influx is None:
-            stack.influxd = Influxd(data_dir / "influxdb", port=choose_port(args.influx_port))
-            stack.influxd.start()
-            stack.influxd.create_database(DATABASE)
+            stack.influxd, stack.influx_users = _local_influxd(deploy, args, credentials)
             stack.influx = stack.influx.model_copy(update={"url": stack.influxd.url})
         asyncio.run(_run(deploy, stack, args.duration))
+    except (ServiceError, CredentialError, KeyFileError) as exc:
+        print(f"lifeline up: {exc}", file=sys.stderr)
+        return 1
     finally:
         if stack.influxd is not None:
             stack.influxd.stop()
