@@ -90,7 +90,7 @@ def window_query(
 
     if w.source == "valid":
         f = w.stored_field
-        cols = f"last({quote_ident(f)}) AS \"value\", last({quote_ident(f + '.n')}) AS \"n\""
+        cols = f'last({quote_ident(f)}) AS "value", last({quote_ident(f + ".n")}) AS "n"'
         return (statement(cols, start_ms) + group + "; "
                 + statement(f"last({quote_ident(f + '.reason')}) AS \"invalid\"", start_ms) + group)  # fmt: skip
     counted = w.nodata or w.stat == "count"
