@@ -332,3 +332,9 @@ def test_window_value_of_a_stored_mean_carries_the_reason() -> None:
     values = read_values(rule, stored(rule, None, 3, "invalid: 3 of 24 hourly means valid, 20 needed"), {})
     assert values == {("city", "aq1"): WindowValue("city", "aq1", None, 3, None,
                                                    "invalid: 3 of 24 hourly means valid, 20 needed")}  # fmt: skip
+
+
+def test_every_shipped_mean_window_uses_good_samples_only() -> None:
+    means = [r for r in RULES.values() if r.window is not None and r.window.stat == "mean" and not r.window.nodata]
+    assert len(means) > 10
+    assert [r.id for r in means if r.window and not (r.window.source == "valid" or r.window.exclude_uncertain)] == []
