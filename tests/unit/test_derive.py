@@ -229,3 +229,14 @@ def test_broken_derived_section_names_file_line_and_reason(tmp_path: Path, deriv
         load_profiles([path])
     assert f"{path}:11:" in str(err.value)
     assert problem in str(err.value)
+
+
+def test_bridge_accepts_derived_points_as_points_of_the_profile() -> None:
+    from broker_bridge.validate import Registry, check
+    from telemetry import Sample, Telemetry, encode, topics
+
+    values, quality = derive(CEMS, COAL, sample(), {})
+    msg = Telemetry(site="plant1", device="u1", profile="flue_gas_cems", measurement="flue_gas", seq=1,
+                    samples=[Sample(ts=1_000_000, values=values, quality=quality)])  # fmt: skip
+    got = check(topics.telemetry("plant1", "u1"), encode(msg), Registry(load_catalogue()), 1_000_000, 300_000, 10**9)
+    assert got.samples[0].values["nox_zs"] == pytest.approx(50.39, abs=0.01)
