@@ -27,7 +27,7 @@ from rules._means import (
 from rules.scheduled import WindowValue, judge, read_values, window_query, window_threshold
 from rules.valid_means import ValidMeans, load_means_config
 from simulators.behaviours.flue_gas_cems import CemsParams, FlueGasCems
-from telemetry.influx_query import Series
+from telemetry.influx_query import QueryUnavailableError, Series
 from telemetry.models import PointQuality, Sample, Telemetry
 
 HOUR = 3_600_000
@@ -338,3 +338,41 @@ def test_every_shipped_mean_window_uses_good_samples_only() -> None:
     means = [r for r in RULES.values() if r.window is not None and r.window.stat == "mean" and not r.window.nodata]
     assert len(means) > 10
     assert [r.id for r in means if r.window and not (r.window.source == "valid" or r.window.exclude_uncertain)] == []
+
+
+class FakeQuery:
+    """A fake InfluxQuery: no data for anything."""
+
+    retention_policy: str | None = None
+
+    def __init__(self) -> None:
+        self.statements: list[str] = []
+
+    async def query(self, influxql: str, epoch: str = "ms") -> list[Series]:
+        self.statements.append(influxql)
+        return []
+
+
+class DownWriter:
+    """A fake writer whose InfluxDB is down."""
+
+    async def write(self, lines: Any) -> None:
+        raise QueryUnavailableError("ConnectError: connection refused")
+
+
+def test_means_job_failing_is_counted_and_the_window_rules_still_run() -> None:
+    import asyncio
+
+    from rules import ScheduledRules, WindowEvaluator
+
+    q = FakeQuery()
+    job = ValidMeans(CONFIG, q, DownWriter())
+    rule = RULES["emissions.nox.hourly"]  # a raw window rule: runs without stored means
+    sched = ScheduledRules(WindowEvaluator([rule], q), lambda ts: asyncio.sleep(0), means=job)
+    now = local("2026-06-15T10:05:00")
+    assert asyncio.run(sched.run_due(now)) == []
+    assert sched.counters.query_failures == 1
+    assert job.last_hour is None  # not written: due again at the next run
+    assert sched.evaluator.last_evaluated == {rule.id: local("2026-06-15T10:00:00")}
+    assert any('FROM "flue_gas_hourly"' in s for s in q.statements)  # the job ran (the day first: it ended first)
+    assert "lifeline_window_periods_invalid_total 0" in sched.metrics_text()
