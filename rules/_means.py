@@ -1,9 +1,9 @@
 """The pure parts of valid means: which points are averaged, the validity rules, rounding before comparison, the
 InfluxQL that reads minute sums, the means computed from them, and the line protocol that stores them. No I/O.
 
-Validity (GB 3095-2012 §7.4 Table 4, data statistics validity; HJ 663-2013 §... for the O3 8-h values; the 2026
-editions' text not checked, see shared standards/air.md "Which averages"; the numbers below are defaults in
-``rules/means.yaml``, check before release):
+Validity (GB 3095-2012 §7.4 Table 4, data statistics validity; HJ 663-2013 for the O3 8-h values, clause not
+checked; the 2026 editions' text not checked, see shared standards/air.md "Which averages"; the numbers below are
+defaults in ``rules/means.yaml``, check before release):
 
 - an hourly mean needs at least 45 minutes with valid data in the hour;
 - a 24-hour (natural day) mean needs at least 20 valid hourly means;

@@ -90,7 +90,6 @@ class Counters:
     days: int = 0
     rows: int = 0
     invalid: int = 0  # point means stored as invalid
-    failures: int = 0
 
 
 class ValidMeans:
