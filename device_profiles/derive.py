@@ -20,6 +20,7 @@ MAINTENANCE = "maintenance"  # the reason of every value taken during calibratio
 STANDARD_K = 273.15  # standard state: 273.15 K, 101.325 kPa, dry gas (emissions.md, GB 13223-2011 definition)
 STANDARD_KPA = 101.325
 _REASON_MAX = 300  # telemetry.models.PointQuality.reason
+_IN_MAINTENANCE = PointQuality(q=Quality.UNCERTAIN, reason=MAINTENANCE)  # frozen: one instance for every mark
 
 Values = dict[str, Value]
 Qualities = dict[str, PointQuality]
@@ -82,7 +83,7 @@ def derive(
         if why is None:
             out_q.pop(d.name, None)
         else:
-            out_q[d.name] = PointQuality(q=Quality.UNCERTAIN, reason=why)
+            out_q[d.name] = _IN_MAINTENANCE if why == MAINTENANCE else PointQuality(q=Quality.UNCERTAIN, reason=why)
     return out_v, out_q
 
 
@@ -97,7 +98,7 @@ def _mark_maintenance(flag: MaintenanceFlag, values: Values, quality: Qualities)
         return
     for name in flag.marks:
         if name in values and not _is_bad(quality.get(name)):
-            quality[name] = PointQuality(q=Quality.UNCERTAIN, reason=MAINTENANCE)
+            quality[name] = _IN_MAINTENANCE
 
 
 def _is_bad(pq: PointQuality | None) -> bool:
