@@ -189,10 +189,11 @@ async def device_latest(site: SiteId, device: DeviceId, who: Reader, svc: Servic
 
 
 def _numeric(profile: Profile) -> dict[str, bool]:
+    derived = dict.fromkeys(profile.derived_names(), True)  # O2-corrected values and loads are numbers
     if profile.modbus:
-        return {p.name: p.numeric for p in profile.modbus.points}
+        return {p.name: p.numeric for p in profile.modbus.points} | derived
     assert profile.mqtt is not None
-    return {p.name: p.type.value in ("number", "integer") for p in profile.mqtt.points}
+    return {p.name: p.type.value in ("number", "integer") for p in profile.mqtt.points} | derived
 
 
 Aggregate = Literal["mean", "median", "min", "max", "first", "last"]

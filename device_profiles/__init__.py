@@ -1,4 +1,8 @@
-"""Device profiles: the schema (pydantic) and the catalogue of YAML profiles, and register decoding."""
+"""Device profiles: the schema (pydantic) and the catalogue of YAML profiles, and register decoding.
+
+``device_profiles.derive`` computes a profile's derived points (O2-corrected values, loads) and maintenance marks
+from a sample's values; it is imported from there (it uses the wire contract's quality types).
+"""
 
 from device_profiles._yaml import ConfigError, YamlDoc, read_yaml, validate
 from device_profiles.catalogue_loader import CATALOGUE, load_catalogue, load_profile, load_profiles

@@ -245,6 +245,86 @@ class MqttSpec(BaseModel):
         return sorted({self.topic_of(p, vendor_id) for p in self.points})
 
 
+class O2Correction(BaseModel):
+    """``C_ref = C × (21 − O2_ref) / (21 − O2)`` (shared standards/emissions.md "Reference oxygen and correction").
+
+    ``reference_tag`` names the device tag that holds the source's reference O2 (%): it is a per-source setting
+    (6 coal-fired power, 3 oil/gas boilers, 15 gas turbines, 16 sinter, ...), set in the site file.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    of: PointName = Field(description="the measured concentration (dry, standard state)")
+    o2: PointName = Field(description="the measured flue-gas O2, % by volume, on the same (dry) basis")
+    reference_tag: TagKey = Field(default="o2_ref", description="device tag with the source's reference O2 (%)")
+    max_o2: float = Field(
+        default=20.0, gt=0, lt=21,
+        description="at or above this O2 the unit is off or the probe reads air: not corrected, the point is bad",
+    )  # fmt: skip
+
+
+class MassLoad(BaseModel):
+    """Emission rate in kg/h: concentration (mg/m³, standard state, dry) × standard-dry flow (m³/h) × 1e-6.
+
+    With ``temperature`` / ``pressure`` / ``humidity`` the measured (actual, wet) flow is brought to the standard
+    state, dry gas (273.15 K, 101.325 kPa; emissions.md "Standard state"); without them ``flow`` is taken as
+    standard-dry already.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    of: PointName = Field(description="the measured concentration (not O2-corrected: the mass actually emitted)")
+    flow: PointName = Field(description="flue-gas flow, m³/s")
+    temperature: PointName | None = Field(default=None, description="flue-gas temperature, °C")
+    pressure: PointName | None = Field(default=None, description="static pressure relative to ambient, kPa")
+    humidity: PointName | None = Field(default=None, description="water vapour in the flue gas, % by volume")
+    ambient_kpa: float = Field(default=101.325, gt=50, lt=120, description="barometric pressure at the stack")
+
+
+class DerivedPoint(BaseModel):
+    """A point computed at the edge from a sample's own values (``device_profiles.derive``): exactly one formula."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: PointName
+    unit: str = ""
+    description: str = ""
+    o2_corrected: O2Correction | None = None
+    load: MassLoad | None = None
+
+    @model_validator(mode="after")
+    def _one_formula(self) -> DerivedPoint:
+        if (self.o2_corrected is None) == (self.load is None):
+            raise _problem("give exactly one of o2_corrected, load", "name")
+        return self
+
+    @property
+    def inputs(self) -> list[str]:
+        if self.o2_corrected is not None:
+            return [self.o2_corrected.of, self.o2_corrected.o2]
+        assert self.load is not None
+        spec = self.load
+        return [n for n in (spec.of, spec.flow, spec.temperature, spec.pressure, spec.humidity) if n is not None]
+
+
+class MaintenanceFlag(BaseModel):
+    """A boolean point that, when true, marks the listed points (and every derived point computed from them)
+    ``uncertain`` with reason ``maintenance``: the values are kept but stay out of alarms and means
+    (HJ 212 data flags M / C; shared standards/hj212.md "Data flags")."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    point: PointName
+    marks: list[PointName] = Field(min_length=1)
+
+
+class Derived(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    maintenance: MaintenanceFlag | None = None
+    points: list[DerivedPoint] = Field(default_factory=list)
+
+
 class Profile(BaseModel):
     """One kind of device: what to read, how to decode it, and where it is stored."""
 
@@ -259,6 +339,7 @@ class Profile(BaseModel):
     poll_interval_s: float = Field(default=1.0, gt=0, le=86400)
     modbus: ModbusSpec | None = None
     mqtt: MqttSpec | None = None
+    derived: Derived | None = Field(default=None, description="points computed at the edge, and maintenance flags")
 
     @model_validator(mode="after")
     def _one_protocol(self) -> Profile:
@@ -268,20 +349,48 @@ class Profile(BaseModel):
         if self.protocol == "mqtt" and (self.mqtt is None or self.modbus is not None):
             at = "protocol" if self.mqtt is None else "modbus"
             raise _problem("protocol 'mqtt' needs an 'mqtt' section and no 'modbus' section", at)
+        if self.derived is not None:
+            self._check_derived(self.derived)
         return self
+
+    def _check_derived(self, derived: Derived) -> None:
+        measured = self.measured_names()
+        known = set(measured)
+        for i, d in enumerate(derived.points):
+            if d.name in known:
+                raise _problem(f"derived point name {d.name!r} is already used", "derived", "points", i, "name")
+            for name in d.inputs:
+                if name not in measured:  # a derived point reads measured points only: no chains, no cycles
+                    raise _problem(f"{name!r} is not a measured point of this profile", "derived", "points", i, "name")
+            known.add(d.name)
+        if derived.maintenance is not None:
+            m = derived.maintenance
+            if m.point not in measured:
+                raise _problem(f"{m.point!r} is not a point of this profile", "derived", "maintenance", "point")
+            for j, name in enumerate(m.marks):
+                if name not in measured:
+                    raise _problem(f"{name!r} is not a measured point", "derived", "maintenance", "marks", j)
+
+    def measured_names(self) -> list[str]:
+        """The points the device itself sends (its register map or MQTT mapping)."""
+        if self.modbus:
+            return [p.name for p in self.modbus.points]
+        return [p.name for p in self.mqtt.points] if self.mqtt else []
 
     @property
     def units(self) -> dict[str, str]:
         points: list[ModbusPoint] | list[MqttPoint] = (
             self.modbus.points if self.modbus else self.mqtt.points if self.mqtt else []
         )
-        return {p.name: p.unit for p in points if p.unit}
+        derived = self.derived.points if self.derived else []
+        return {p.name: p.unit for p in [*points, *derived] if p.unit}
 
     def point_names(self) -> list[str]:
-        if self.modbus:
-            return [p.name for p in self.modbus.points]
-        assert self.mqtt is not None
-        return [p.name for p in self.mqtt.points]
+        """Every point a sample of this profile may carry: the measured ones, then the derived ones."""
+        return self.measured_names() + self.derived_names()
+
+    def derived_names(self) -> list[str]:
+        return [d.name for d in self.derived.points] if self.derived else []
 
 
 def _check_unique(names: Iterable[str]) -> None:

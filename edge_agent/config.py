@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from device_profiles import ConfigError, Profile, field_error, load_catalogue, load_profiles, read_yaml, validate
 from device_profiles._yaml import YamlDoc
+from device_profiles.derive import settings_problems
 from device_profiles.schema import TagKey
 from edge_agent._interlocks import STATE_POINTS, WRITE_POINTS
 from telemetry.keys import KeyFileError, load_signing_key, load_verify_key
@@ -202,6 +203,9 @@ def check_devices(config: EdgeConfig, profiles: dict[str, Profile], doc: YamlDoc
             )
         elif profile.protocol == "modbus" and not dev.host:
             problems.append(f"{where('id')}: device {dev.id!r}, field host: a Modbus device needs a host")
+        if profile is not None:
+            found = settings_problems(profile, {**profile.tags, **dev.tags})
+            problems += [f"{where('tags')}: device {dev.id!r}, field tags: {p}" for p in found]
         if profile is not None and dev.control is not None:
             found = _control_problems(dev, profile)
             problems += [f"{where('control')}: device {dev.id!r}, field control{p}" for p in found]

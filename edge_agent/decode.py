@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-from device_profiles import ModbusPoint, decode_point
+from device_profiles import ModbusPoint, Profile, decode_point
+from device_profiles.derive import derive
 from edge_agent.planner import ReadRequest
 from telemetry import PointQuality, Quality, Value
 
@@ -46,3 +47,13 @@ def decode_block(request: ReadRequest, data: Sequence[int] | Sequence[bool]) -> 
         else:
             out[p.name] = decode_point_reading(p, [int(w) for w in data[offset : offset + p.count]])
     return out
+
+
+def with_derived(profile: Profile, tags: Mapping[str, str], readings: Mapping[str, Reading]) -> dict[str, Reading]:
+    """The readings with the profile's maintenance marks and derived points (``device_profiles.derive``)."""
+    if profile.derived is None:
+        return dict(readings)
+    values = {name: value for name, (value, _) in readings.items()}
+    quality = {name: q for name, (_, q) in readings.items() if q is not None}
+    values, quality = derive(profile, tags, values, quality)
+    return {name: (value, quality.get(name)) for name, value in values.items()}

@@ -17,7 +17,7 @@ from pymodbus.exceptions import ModbusException, ModbusIOException
 from device_profiles import Function, Profile
 from edge_agent.clock import Clock
 from edge_agent.config import DeviceConfig, ModbusDefaults
-from edge_agent.decode import Reading, bad, decode_block
+from edge_agent.decode import Reading, bad, decode_block, with_derived
 from edge_agent.planner import ReadRequest, plan, split
 from edge_agent.stats import DeviceStats
 from telemetry import PointQuality, Sample
@@ -102,6 +102,7 @@ class ModbusPoller:
         self.phase_s = phase_s
         self.keep_lateness = keep_lateness
         self.client_factory = client_factory
+        self._tags = {**profile.tags, **device.tags}  # what derived points read their settings from (o2_ref)
         self.client: ModbusClient | None = None
         self.online: bool | None = None
         self.failures = 0
@@ -248,6 +249,7 @@ class ModbusPoller:
 
     # -- reporting ------------------------------------------------------------------------------------------
     def _publish(self, ts_ms: int, readings: dict[str, Reading]) -> None:
+        readings = with_derived(self.profile, self._tags, readings)  # O2-corrected values, loads, maintenance
         values = {name: value for name, (value, _) in readings.items()}
         quality: dict[str, PointQuality] = {name: q for name, (_, q) in readings.items() if q is not None}
         self.stats.readings += len(values)

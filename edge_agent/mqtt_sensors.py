@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from device_profiles import MqttPoint, Profile
+from device_profiles.derive import derive
 from edge_agent.clock import Clock
 from edge_agent.config import DeviceConfig
 from edge_agent.deadletter import DeadLetter, DeadLetters
@@ -83,6 +84,10 @@ class SensorHub:
                 presence.stats.messages_rejected += 1
                 self.dead_letters.add(DeadLetter(received_ms, topic, payload, f"device {route.device.id!r}: {exc}"))
                 continue
+            if route.profile.derived is not None:  # derived points and maintenance marks, as for Modbus
+                tags = {**route.profile.tags, **route.device.tags}
+                values, quality = derive(route.profile, tags, sample.values, sample.quality)
+                sample = Sample.model_construct(ts=sample.ts, values=values, quality=quality)
             presence.last_seen = self.clock.monotonic()
             presence.stats.readings += len(sample.values)
             self._set_online(route.device, route.profile, presence, True, "")

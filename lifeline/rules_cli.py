@@ -134,6 +134,7 @@ async def run_service(
 
 
 WINDOWS_STATE = "rules.windows"
+MEANS_STATE = "rules.valid_means"
 
 
 class _Windows:
@@ -141,6 +142,7 @@ class _Windows:
 
     def __init__(self, config: RulesServiceConfig, rules: list[Any], manager: Any, state: _StoreState) -> None:
         from rules.scheduled import ScheduledRules, WindowEvaluator
+        from rules.valid_means import InfluxWriter, ValidMeans, load_means_config
         from telemetry.influx_query import InfluxQuery
 
         assert config.influx is not None
@@ -151,14 +153,26 @@ class _Windows:
         saved = state.get_state(WINDOWS_STATE)
         self.evaluator = (WindowEvaluator.from_state(window_rules, self.query, saved) if saved
                           else WindowEvaluator(window_rules, self.query))  # fmt: skip
-        self.scheduled = ScheduledRules(self.evaluator, manager.on_transitions)
+        # valid hourly and daily means (rules/means.yaml), stored before the window rules that read them
+        influx = config.influx
+        self.writer = InfluxWriter(influx.url, influx.database, username=influx.username, password=influx.password)
+        self.means = ValidMeans(load_means_config(), self.query, self.writer)
+        saved_means = state.get_state(MEANS_STATE)
+        if saved_means:
+            self.means.restore(saved_means)
+        self.scheduled = ScheduledRules(self.evaluator, manager.on_transitions, means=self.means)
         self._saved: dict[str, Any] | None = saved
+        self._saved_means: dict[str, Any] | None = saved_means
 
     def save(self) -> None:
         data = self.evaluator.state()
         if data != self._saved:
             self.state.put_state(WINDOWS_STATE, data)
             self._saved = data
+        means = self.means.state()
+        if means != self._saved_means:
+            self.state.put_state(MEANS_STATE, means)
+            self._saved_means = means
 
     async def run(self, stop: asyncio.Event) -> None:
         self.scheduled.start()
@@ -171,6 +185,7 @@ class _Windows:
             await self.scheduled.stop()
             self.save()
             await self.query.aclose()
+            await self.writer.aclose()
 
 
 def _windows(config: RulesServiceConfig, rules: list[Any], manager: Any, state: _StoreState) -> _Windows | None:

@@ -6,6 +6,7 @@ raises nor clears.
 
 from __future__ import annotations
 
+from device_profiles.derive import is_maintenance
 from rules.schema import SEVERITY_RANK, Compare, Rule, Scalar, State, Threshold
 from telemetry.models import DeviceStatus, Quality, Sample, Telemetry, Value
 
@@ -39,8 +40,12 @@ def number(value: Value) -> float | None:
 
 
 def good_value(sample: Sample, point: str) -> Value:
-    """The point's value when present and not bad; None otherwise. Uncertain values are used."""
+    """The point's value when present and not bad; None otherwise. Uncertain values are used (a gas reading above
+    its range is still an alarm), except those taken during calibration or maintenance: values flagged other than
+    N stay out of exceedance decisions (shared standards/hj212.md "Data flags"; the edge marks them ``maintenance``)."""
     if point not in sample.values or sample.quality_of(point) is Quality.BAD:
+        return None
+    if is_maintenance(sample.quality.get(point)):
         return None
     return sample.values[point]
 

@@ -75,6 +75,8 @@ def window_query(
     w = window_of(rule)
     sel = rule.select
     names = list(dict.fromkeys(measurements[p] for p in sel.profile or []))
+    if w.source == "valid":  # the stored valid means of rules.valid_means: <measurement>_hourly / _daily
+        names = [n + ("_hourly" if w.period == "hour" else "_daily") for n in names]
     rp = f"{quote_ident(retention_policy)}." if retention_policy else ""
     source = ",".join(rp + quote_ident(m) for m in names)
     tags = [_any_of("profile", sel.profile), _any_of("site", sel.site), _any_of("device", sel.device)]
@@ -86,6 +88,11 @@ def window_query(
     def statement(columns: str, since: int, extra: str = "") -> str:
         return f"SELECT {columns} FROM {source} WHERE time >= {int(since)}ms AND time < {int(end_ms)}ms{filters}{extra}"
 
+    if w.source == "valid":
+        f = w.stored_field
+        cols = f'last({quote_ident(f)}) AS "value", last({quote_ident(f + ".n")}) AS "n"'
+        return (statement(cols, start_ms) + group + "; "
+                + statement(f"last({quote_ident(f + '.reason')}) AS \"invalid\"", start_ms) + group)  # fmt: skip
     counted = w.nodata or w.stat == "count"
     columns = f'count({p}) AS "n"'
     if not counted:
@@ -115,6 +122,7 @@ class WindowValue:
     value: float | None
     count: int
     profile: str | None = None
+    invalid: str | None = None  # source valid: why the period has no valid mean (e.g. "invalid: 44 of 60 minutes")
 
 
 def read_values(
@@ -139,6 +147,12 @@ def read_values(
                 (uncertain if "u_n" in row else main).setdefault(key, {}).update(row)
     out: dict[tuple[str, str], WindowValue] = {}
     for key, row in main.items():
+        if w.source == "valid":
+            invalid = row.get("invalid")
+            value = _float(row.get("value"))
+            why = str(invalid) if isinstance(invalid, str) and value is None else None
+            out[key] = WindowValue(key[0], key[1], value, _int(row.get("n")), profiles.get(where[key]), why)
+            continue
         n = _int(row.get("n"))
         value = float(n) if counted else _float(row.get("value"))
         if w.exclude_uncertain:
@@ -195,6 +209,7 @@ class Assessment:
     period_end: int
     transitions: list[Transition]
     states: dict[Key, WindowState | None] = field(default_factory=dict)  # None: the alert is cleared
+    invalid: dict[tuple[str, str], str] = field(default_factory=dict)  # (site, device): why no verdict (source valid)
 
 
 def judge(
@@ -216,7 +231,9 @@ def judge(
         key = (rule.id, site, device, w.point)
         old = held.get(key)
         wv = values.get((site, device))
-        if wv is None or wv.value is None or (not counted and wv.count < w.min_count):
+        if wv is not None and wv.invalid is not None:
+            out.invalid[(site, device)] = f"{w.stored_field} {_span(w, start)}: {wv.invalid}"
+        if wv is None or wv.value is None or (w.source == "raw" and not counted and wv.count < w.min_count):
             continue  # no verdict: an alert held stays
         active = old.active if old else None
         target = threshold_target(threshold, wv.value, active)
@@ -239,4 +256,9 @@ def _describe(w: Window, wv: WindowValue, start_ms: int) -> str:
         return f"{wv.count} samples of {w.point} in {span}"
     assert wv.value is not None
     every = "hourly" if w.period == "hour" else "daily"
+    if w.source == "valid":
+        what = "maximum 8-hour mean" if w.stat == "max_8h" else "valid mean"
+        counted = "valid minutes" if w.period == "hour" else ("valid 8-hour means" if w.stat == "max_8h" else
+                                                              "valid hours")  # fmt: skip
+        return f"{every} {what} of {w.point} = {wv.value:g} in {span} ({wv.count} {counted})"
     return f"{every} {w.stat} of {w.point} = {wv.value:g} in {span} ({wv.count} samples)"

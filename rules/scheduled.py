@@ -42,6 +42,7 @@ from rules._windows import (
 )
 from rules.evaluate import Key, Transition
 from rules.schema import Rule
+from rules.valid_means import ValidMeans
 from telemetry.influx_query import QueryError, QueryUnavailableError, Series
 
 __all__ = [
@@ -239,6 +240,7 @@ class Counters:
     transitions: int = 0
     query_failures: int = 0
     periods_skipped: int = 0  # missed for longer than max_catchup periods: never judged
+    periods_invalid: int = 0  # source valid: a device's period had no valid mean (no verdict)
 
 
 class ScheduledRules:
@@ -250,8 +252,16 @@ class ScheduledRules:
     raises and never clears an alert.
     """
 
-    def __init__(self, evaluator: WindowEvaluator, sink: Sink, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        evaluator: WindowEvaluator,
+        sink: Sink,
+        clock: Callable[[], float] = time.time,
+        *,
+        means: ValidMeans | None = None,
+    ) -> None:
         self.evaluator = evaluator
+        self.means = means  # valid means, stored before the rules of each run read them (rules.valid_means)
         self.sink = sink
         self.clock = clock
         self.counters = Counters()
@@ -265,7 +275,7 @@ class ScheduledRules:
         """Start the cron jobs on the running event loop, and one run now to catch up missed periods."""
         self._stopped = False
         scheduler = AsyncIOScheduler(timezone="UTC")
-        for wk in wakeups(self.evaluator.rules.values()):
+        for wk in sorted(set(wakeups(self.evaluator.rules.values())) | set(self._means_wakeups()), key=lambda x: x.id):
             trigger = CronTrigger(hour=wk.hour, minute=wk.minute, second=wk.second, timezone=wk.timezone)
             scheduler.add_job(self._job, trigger, id=wk.id, coalesce=True, max_instances=1, misfire_grace_time=None)
         scheduler.add_job(self._job, id="window catch-up")  # no trigger: once, now
@@ -282,6 +292,12 @@ class ScheduledRules:
         async with self._lock:
             pass
 
+    def _means_wakeups(self) -> list[Wakeup]:
+        if self.means is None:
+            return []
+        delay = int(-(-self.means.config.delay_s // 1))
+        return [Wakeup(self.means.config.timezone, None, (delay // 60) % 60, delay % 60)]
+
     def jobs(self) -> list[str]:
         """Ids of the scheduled jobs (empty when stopped)."""
         return [] if self._scheduler is None else sorted(j.id for j in self._scheduler.get_jobs())
@@ -294,6 +310,7 @@ class ScheduledRules:
         """Judge every period due at ``now_ms`` and not judged yet; the transitions, also given to the sink."""
         out: list[Transition] = []
         async with self._lock:
+            await self._run_means(now_ms)
             self._note_skipped(now_ms)
             failed: set[str] = set()
             for rule, end in self.evaluator.due(now_ms):
@@ -309,12 +326,25 @@ class ScheduledRules:
                     failed.add(rule.id)
                     continue
                 self._succeeded(rule)
+                for (site, device), why in sorted(assessment.invalid.items()):
+                    self.counters.periods_invalid += 1  # no verdict: an alert held stays, nothing is raised
+                    log.info("window rule period has no valid mean rule=%s site=%s device=%s %s",
+                             rule.id, site, device, why)  # fmt: skip
                 if assessment.transitions:
                     await self.sink(list(assessment.transitions))
                 out += self.evaluator.apply(assessment)
                 self.counters.windows_evaluated += 1
                 self.counters.transitions += len(assessment.transitions)
         return out
+
+    async def _run_means(self, now_ms: int) -> None:
+        if self.means is None:
+            return
+        try:
+            await self.means.run_due(now_ms)
+        except QueryError as exc:  # unavailable or refused: retried at the next run; the rules still run
+            self.counters.query_failures += 1
+            log.warning("valid means not stored, retrying at the next run error=%s", exc.message)
 
     def _note_skipped(self, now_ms: int) -> None:
         ev = self.evaluator
@@ -359,6 +389,7 @@ class ScheduledRules:
             "transitions_total": ("alert transitions from window rules", c.transitions),
             "query_failures_total": ("InfluxDB queries that failed (retried at the next run)", c.query_failures),
             "periods_skipped_total": ("periods missed beyond the catch-up bound, never judged", c.periods_skipped),
+            "periods_invalid_total": ("device periods without a valid mean (no verdict)", c.periods_invalid),
         }
         lines: list[str] = []
         for name, (help_text, value) in counters.items():

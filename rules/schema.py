@@ -155,8 +155,15 @@ class Window(_Strict):
 
     point: PointName
     period: Literal["hour", "day"] = Field(description="hh:00 to hh+1:00, or 00:00 to 24:00, in ``timezone``")
+    source: Literal["raw", "valid"] = Field(
+        "raw",
+        description="raw: the statistic of the stored samples; valid: the valid mean that rules.valid_means stored "
+                    "(validity rules and rounding applied; an invalid period gives no verdict)",
+    )  # fmt: skip
     nodata: bool = False
-    stat: Literal["mean", "max", "min", "count"] = "mean"
+    stat: Literal["mean", "max", "min", "count", "max_8h"] = Field(
+        "mean", description="max_8h: the daily maximum 8-hour mean (O3), with source valid and period day only"
+    )
     direction: Literal["high", "low"] | None = None
     levels: list[Level] = Field(default_factory=list)
     deadband: float = Field(0.0, ge=0, description="absolute; a level clears once the statistic is back past it")
@@ -181,6 +188,8 @@ class Window(_Strict):
             extra = sorted(self.model_fields_set & {"stat", "direction", "levels", "deadband", "strict", "min_count"})
             if extra:
                 raise field_error("a nodata check counts samples against 1; remove this field", extra[0])
+            if self.source == "valid":
+                raise field_error("a nodata check counts raw samples: remove source valid", "source")
             return self
         if self.direction is None:
             raise field_error("give direction (high or low), or nodata: true", "direction")
@@ -189,11 +198,29 @@ class Window(_Strict):
         _check_levels(self.direction, self.levels)
         if self.stat == "count" and "min_count" in self.model_fields_set:
             raise field_error("min_count does not apply to stat count", "min_count")
+        if self.source == "valid":
+            self._check_valid_source()
+        elif self.stat == "max_8h":
+            raise field_error("stat max_8h is a stored valid mean: give source: valid", "stat")
         if self.exclude_uncertain and self.stat in ("max", "min"):
             # InfluxQL 1.x drops a row whose field is missing from any field filter, and a good sample has no
             # `.q` field: max/min of the good samples alone cannot be read in one query (mean and count can).
             raise field_error("exclude_uncertain works with stat mean or count only", "exclude_uncertain")
         return self
+
+    def _check_valid_source(self) -> None:
+        if self.stat not in ("mean", "max_8h"):
+            raise field_error("a stored valid mean is read with stat mean or max_8h", "stat")
+        if self.stat == "max_8h" and self.period != "day":
+            raise field_error("the daily maximum 8-hour mean needs period day", "period")
+        extra = sorted(self.model_fields_set & {"min_count", "exclude_uncertain"})
+        if extra:
+            raise field_error("a stored valid mean has its validity rule already (rules/means.yaml)", extra[0])
+
+    @property
+    def stored_field(self) -> str:
+        """The field of the stored valid mean that this rule reads (source valid)."""
+        return self.point + "_8h_max" if self.stat == "max_8h" else self.point
 
 
 KINDS = ("threshold", "rate", "state", "all", "any", "bad_quality", "frozen", "deadman", "offline", "window",

@@ -114,6 +114,8 @@ class District:
                     entry["control"] = gate_control(GateParams.model_validate(d.params))
             elif d.source_id and d.source_id != d.id:
                 entry["source_id"] = d.source_id
+            if d.tags:
+                entry["tags"] = dict(d.tags)
             devices.append(entry)
         if not devices:
             raise KeyError(f"scenario {self.scenario.name!r} has no site {site!r}")

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from device_profiles import ConfigError, Profile, load_catalogue, read_yaml, validate
 from device_profiles._yaml import YamlDoc
+from device_profiles.schema import TagKey
 from simulators.behaviours import BEHAVIOURS
 
 SCENARIOS = Path(__file__).parent / "scenarios"
@@ -34,6 +35,9 @@ class DeviceSpec(BaseModel):
     unit_id: int = Field(default=1, ge=0, le=255)
     source_id: str | None = Field(default=None, description="MQTT: the vendor's id in the topic; default: id")
     interval_s: float | None = Field(default=None, gt=0, description="MQTT: publish interval; default: the kind's")
+    tags: dict[TagKey, str] = Field(
+        default_factory=dict, description="the device's tags in its site file (e.g. a CEMS's source and o2_ref)"
+    )
 
     @model_validator(mode="after")
     def _port(self) -> DeviceSpec:
@@ -112,6 +116,7 @@ class PlannedDevice:
     unit_id: int = 1
     source_id: str | None = None
     interval_s: float = 0.0
+    tags: dict[str, str] = field(default_factory=dict)
 
     @property
     def is_modbus(self) -> bool:
@@ -158,7 +163,7 @@ def plan(scenario: Scenario, profiles: dict[str, Profile] | None = None) -> list
             seed = device_seed(scenario.seed, spec.id)
             out.append(
                 PlannedDevice(site.site, spec.id, profile, seed, dict(spec.params), port, spec.unit_id, spec.source_id,
-                              interval)
+                              interval, dict(spec.tags))
             )  # fmt: skip
     return out
 

@@ -1,7 +1,9 @@
-"""A flue-gas CEMS at a coal-fired unit under ultra-low emission limits (profile ``flue_gas_cems``).
+"""A flue-gas CEMS at a coal-fired unit under ultra-low emission limits (profile ``flue_gas_cems``), or with other
+parameters at another source (a sinter strand runs at about 16 % O2).
 
 The unit follows a load curve: high in the day (08:00–22:00), low at night, ramping in between. Emissions,
-flue-gas flow, temperature and velocity rise with the load; O2 falls with it (more excess air at low load).
+flue-gas flow, temperature and velocity rise with the load; O2 falls with it (more excess air at low load): from
+``o2_no_load`` towards ``o2_full_load`` (defaults 11.5 and 6: a coal unit at 60 % night load runs at 8.2 % O2).
 ``flow_total`` integrates the flow. The analyser goes into its daily zero/span check at ``calibration_hour``
 for ``calibration_min`` minutes (HJ 75-2017 daily calibration), and into maintenance on demand.
 """
@@ -23,6 +25,8 @@ class CemsParams(BehaviourParams):
     so2: float = Field(default=22.0, ge=0, description="SO2 at full load, mg/m³")
     nox: float = Field(default=35.0, ge=0)
     dust: float = Field(default=4.0, ge=0)
+    o2_no_load: float = Field(default=11.5, ge=0, lt=21, description="O2 % the line falls from (load 0)")
+    o2_full_load: float = Field(default=6.0, ge=0, lt=21, description="O2 % at 100 % load (coal unit: 6)")
     calibration_hour: float = Field(default=3.0, ge=0, lt=24)
     calibration_min: float = Field(default=15.0, ge=0, le=120)
     flow_total_start: int = Field(default=0, ge=0)
@@ -65,7 +69,7 @@ class FlueGasCems(Behaviour):
             "so2": round(clamp(self.p.so2 * (0.5 + 0.5 * x) + g(0, 1.0), 0, 2000), 2),
             "nox": round(clamp(self.p.nox * (0.6 + 0.4 * x) + g(0, 1.5), 0, 2000), 2),
             "dust": round(clamp(self.p.dust * (0.5 + 0.5 * x) + g(0, 0.2), 0, 500), 2),
-            "o2": round(clamp(11.5 - 5.5 * x + g(0, 0.1), 0, 25), 2),
+            "o2": round(clamp(self.p.o2_no_load - (self.p.o2_no_load - self.p.o2_full_load) * x + g(0, 0.1), 0, 25), 2),
             "flue_flow": round(flow, 1),
             "flue_temp": round(clamp(85 + 45 * x + g(0, 0.5), 0, 300), 1),
             "flue_humidity": round(clamp(9.5 + 2.0 * x + g(0, 0.2), 0, 40), 2),

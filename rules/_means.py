@@ -1,0 +1,261 @@
+"""The pure parts of valid means: which points are averaged, the validity rules, rounding before comparison, the
+InfluxQL that reads minute sums, the means computed from them, and the line protocol that stores them. No I/O.
+
+Validity (GB 3095-2012 §7.4 Table 4, data statistics validity; HJ 663-2013 for the O3 8-h values, clause not
+checked; the 2026 editions' text not checked, see shared standards/air.md "Which averages"; the numbers below are
+defaults in ``rules/means.yaml``, check before release):
+
+- an hourly mean needs at least 45 minutes with valid data in the hour;
+- a 24-hour (natural day) mean needs at least 20 valid hourly means;
+- an O3 8-hour moving mean needs at least 6 valid hourly means of its 8 hours;
+- the O3 daily maximum 8-hour mean needs at least 14 valid 8-hour means among the 17 whose hours lie in the day
+  (HJ 663-2013: the 8-hour means ending 08:00 to 24:00).
+
+Only good samples count: a sample whose point is uncertain (outside its range, or taken during calibration or
+maintenance) or bad stays out of every mean (shared standards/hj212.md "Data flags": values flagged other than N
+must not enter averages). Storage (docs/decisions/004): a good sample has no ``<point>.q`` field; uncertain has
+``.q = 1``; bad has no value field.
+
+Stored as ``<measurement>_hourly`` and ``<measurement>_daily`` with the source's tags, at the period's start:
+``<point>`` the (rounded) mean, ``<point>.n`` the count behind it (valid minutes, valid hours); an invalid period
+stores ``.n``, ``<point>.q = 2`` and ``<point>.reason`` instead of a value. The O3 daily maximum 8-hour mean is the
+daily field ``<point>_8h_max`` (with ``.n`` the valid 8-hour means).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN, Decimal
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from telemetry.influx_query import QUALITY_SUFFIX, Series, quote_ident
+
+MINUTE_MS = 60_000
+HOUR_MS = 3_600_000
+MEANS_FILE = Path(__file__).parent / "means.yaml"
+HOURLY, DAILY = "_hourly", "_daily"
+MAX_8H = "_8h_max"
+COUNT_SUFFIX = ".n"
+REASON_SUFFIX = ".reason"
+Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PointMeans(_Strict):
+    point: Name
+    decimals: int | None = Field(
+        default=None, ge=0, le=6,
+        description="round the mean to this many decimals (GB/T 8170, half to even) before it is stored and "
+                    "compared; none: not rounded",
+    )  # fmt: skip
+    max_8h: bool = Field(default=False, description="also the daily maximum of the 8-hour moving means (O3)")
+
+
+class MeasurementMeans(_Strict):
+    measurement: Name
+    min_minutes: int = Field(45, ge=1, le=60, description="minutes with valid data an hourly mean needs")
+    min_hours: int = Field(20, ge=1, le=24, description="valid hourly means a daily mean needs")
+    min_hours_8h: int = Field(6, ge=1, le=8, description="valid hourly means an 8-hour moving mean needs")
+    min_8h_means: int = Field(14, ge=1, le=17, description="valid 8-hour means the daily maximum needs")
+    points: list[PointMeans] = Field(min_length=1)
+
+
+class MeansConfig(_Strict):
+    """``rules/means.yaml``: what the valid-means job averages, and by which validity rules."""
+
+    timezone: str = "Asia/Shanghai"
+    delay_s: float = Field(60.0, ge=0, le=3600, description="wait after the period ends, for late data")
+    measurements: list[MeasurementMeans] = Field(default_factory=list)
+
+
+# --- rounding ----------------------------------------------------------------------------------------------------
+def round_half_even(value: float, decimals: int | None) -> float:
+    """GB/T 8170 rounding (to nearest, an exact half to the even digit) of the value's decimal text, never of the
+    binary float (shared standards/air.md "Formula": ``decimal.Decimal`` with ``ROUND_HALF_EVEN``)."""
+    if decimals is None:
+        return value
+    step = Decimal(1).scaleb(-decimals)
+    return float(Decimal(repr(value)).quantize(step, rounding=ROUND_HALF_EVEN))
+
+
+# --- means and validity ------------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Mean:
+    """A mean over a period: ``value`` None when the period is invalid (``count`` below ``need``)."""
+
+    value: float | None
+    count: int
+    need: int
+    unit: str  # what is counted: "minutes", "hourly means", "8-hour means"
+    of: int  # how many there could be
+
+    @property
+    def valid(self) -> bool:
+        return self.value is not None
+
+    @property
+    def reason(self) -> str:
+        return f"invalid: {self.count} of {self.of} {self.unit} valid, {self.need} needed"
+
+
+def mean_of(values: Sequence[float | None], need: int, unit: str, decimals: int | None = None) -> Mean:
+    """The mean of the values that are there, if at least ``need`` are; rounded to ``decimals``."""
+    valid = [v for v in values if v is not None]
+    if len(valid) < need or not valid:
+        return Mean(None, len(valid), need, unit, len(values))
+    return Mean(round_half_even(math.fsum(valid) / len(valid), decimals), len(valid), need, unit, len(values))
+
+
+def moving_8h(hourly: Sequence[float | None], need: int, decimals: int | None = None) -> list[Mean]:
+    """The 8-hour moving means over ``hourly`` (one value a local hour, oldest first): the first covers
+    hours 0–7, the last hours n-8 to n-1."""
+    return [mean_of(hourly[i : i + 8], need, "hourly means", decimals) for i in range(len(hourly) - 7)]
+
+
+def daily_max_8h(hourly: Sequence[float | None], spec: MeasurementMeans, decimals: int | None) -> Mean:
+    """The day's maximum 8-hour mean from its 24 hourly means (00:00–01:00 first): the 17 windows 00–08 to 16–24
+    (HJ 663-2013: 8-hour means ending 08:00 to 24:00, check), valid if ``min_8h_means`` of them are."""
+    eights = moving_8h(hourly, spec.min_hours_8h, decimals)
+    valid = [m.value for m in eights if m.value is not None]
+    if len(valid) < spec.min_8h_means or not valid:
+        return Mean(None, len(valid), spec.min_8h_means, "8-hour means", len(eights))
+    return Mean(max(valid), len(valid), spec.min_8h_means, "8-hour means", len(eights))
+
+
+# --- reading minute sums -----------------------------------------------------------------------------------------
+def minute_query(spec: MeasurementMeans, start_ms: int, end_ms: int, retention_policy: str | None = None) -> str:
+    """Per source (every tag) and minute: sum and count of each point, and of its uncertain samples (to subtract:
+    InfluxQL 1.x cannot select rows whose ``.q`` field is absent, and a bad sample has no value to count)."""
+    source = (f"{quote_ident(retention_policy)}." if retention_policy else "") + quote_ident(spec.measurement)
+    where = f"time >= {int(start_ms)}ms AND time < {int(end_ms)}ms"
+    group = " GROUP BY time(1m), * fill(none)"
+
+    def sum_count(point: str, prefix: str) -> str:
+        f = quote_ident(point)
+        return f"sum({f}) AS {quote_ident(prefix + 's_' + point)}, count({f}) AS {quote_ident(prefix + 'n_' + point)}"
+
+    cols = ", ".join(sum_count(p.point, "") for p in spec.points)
+    out = [f"SELECT {cols} FROM {source} WHERE {where}{group}"]
+    for p in spec.points:
+        q = quote_ident(p.point + QUALITY_SUFFIX)
+        out.append(f"SELECT {sum_count(p.point, 'u')} FROM {source} WHERE {where} AND {q} = 1{group}")
+    return "; ".join(out)
+
+
+Tags = tuple[tuple[str, str], ...]  # a source's tags, sorted, empty values left out
+
+
+def tags_of(series: Series) -> Tags:
+    return tuple(sorted((k, v) for k, v in series.tags.items() if v != ""))
+
+
+def minute_means(spec: MeasurementMeans, series: Iterable[Series]) -> dict[Tags, dict[str, dict[int, float]]]:
+    """Per source, per point: the mean of the good samples of each minute (by minute start, ms) that has any."""
+    sums: dict[Tags, dict[str, dict[int, list[float]]]] = {}
+    for s in series:
+        by_point = sums.setdefault(tags_of(s), {})
+        for row in s.rows():
+            t = row.get("time")
+            if not isinstance(t, int):
+                continue
+            for p in spec.points:
+                acc = by_point.setdefault(p.point, {}).setdefault(t, [0.0, 0.0])
+                sign = -1.0 if ("un_" + p.point) in row else 1.0
+                prefix = "u" if sign < 0 else ""
+                total, n = _num(row.get(f"{prefix}s_{p.point}")), _num(row.get(f"{prefix}n_{p.point}"))
+                acc[0] += sign * total
+                acc[1] += sign * n
+    out: dict[Tags, dict[str, dict[int, float]]] = {}
+    for tags, by_point in sums.items():
+        out[tags] = {
+            point: {t: total / n for t, (total, n) in minutes.items() if n >= 0.5}
+            for point, minutes in by_point.items()
+        }
+    return out
+
+
+def _num(v: object) -> float:
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else 0.0
+
+
+def hourly_means(spec: MeasurementMeans, series: Iterable[Series]) -> dict[Tags, dict[str, Mean]]:
+    """Per source and point: the hourly mean of the minute means, valid with ``min_minutes`` minutes (of 60)."""
+    out: dict[Tags, dict[str, Mean]] = {}
+    for tags, by_point in minute_means(spec, series).items():
+        row: dict[str, Mean] = {}
+        for p in spec.points:
+            minutes = list(by_point.get(p.point, {}).values())
+            padded: list[float | None] = [*minutes, *([None] * max(0, 60 - len(minutes)))]
+            row[p.point] = mean_of(padded, spec.min_minutes, "minutes", p.decimals)
+        out[tags] = row
+    return out
+
+
+def stored_query(measurement: str, fields: Sequence[str], start_ms: int, end_ms: int,
+                 retention_policy: str | None = None) -> str:  # fmt: skip
+    """The stored hourly (or daily) rows of a period, per source."""
+    source = (f"{quote_ident(retention_policy)}." if retention_policy else "") + quote_ident(measurement)
+    cols = ", ".join(quote_ident(f) for f in fields)
+    return f"SELECT {cols} FROM {source} WHERE time >= {int(start_ms)}ms AND time < {int(end_ms)}ms GROUP BY *"
+
+
+def daily_means(
+    spec: MeasurementMeans, series: Iterable[Series], day_start_ms: int, hours: int = 24
+) -> dict[Tags, dict[str, Mean]]:
+    """Per source: the daily means of the stored hourly means of the day (and the O3 daily maximum 8-hour mean)."""
+    hourly: dict[Tags, dict[str, list[float | None]]] = {}
+    for s in series:
+        grid = hourly.setdefault(tags_of(s), {p.point: [None] * hours for p in spec.points})
+        for row in s.rows():
+            t = row.get("time")
+            if not isinstance(t, int) or not 0 <= (t - day_start_ms) // HOUR_MS < hours:
+                continue
+            for p in spec.points:
+                v = row.get(p.point)
+                if isinstance(v, int | float) and not isinstance(v, bool):
+                    grid[p.point][(t - day_start_ms) // HOUR_MS] = float(v)
+    out: dict[Tags, dict[str, Mean]] = {}
+    for tags, grid in hourly.items():
+        row_out: dict[str, Mean] = {}
+        for p in spec.points:
+            row_out[p.point] = mean_of(grid[p.point], spec.min_hours, "hourly means", p.decimals)
+            if p.max_8h:
+                row_out[p.point + MAX_8H] = daily_max_8h(grid[p.point], spec, p.decimals)
+        out[tags] = row_out
+    return out
+
+
+# --- storing -----------------------------------------------------------------------------------------------------
+def _escape_key(text: str) -> str:
+    return text.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
+
+
+def _escape_measurement(text: str) -> str:
+    return text.replace("\\", "\\\\").replace(",", "\\,").replace(" ", "\\ ")
+
+
+def _string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def line(measurement: str, tags: Tags, means: Mapping[str, Mean], ts_ms: int) -> str:
+    """One stored row (line protocol, ms precision): each point's mean and count, or count and reason."""
+    fields: list[str] = []
+    for point, m in sorted(means.items()):
+        key = _escape_key(point)
+        fields.append(f"{_escape_key(point + COUNT_SUFFIX)}={m.count}i")
+        if m.value is not None:
+            fields.append(f"{key}={float(m.value)!r}")
+        else:
+            fields.append(f"{_escape_key(point + QUALITY_SUFFIX)}=2i")
+            fields.append(f"{_escape_key(point + REASON_SUFFIX)}={_string(m.reason)}")
+    tag_text = "".join(f",{_escape_key(k)}={_escape_key(v)}" for k, v in tags)
+    return f"{_escape_measurement(measurement)}{tag_text} {','.join(fields)} {int(ts_ms)}"

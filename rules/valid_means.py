@@ -1,0 +1,186 @@
+"""Valid hourly and daily means, stored back in InfluxDB for window rules to judge (``source: valid``).
+
+``ValidMeans`` is the job: once each local hour is over (plus ``delay_s``) it reads the hour's minute sums of every
+configured measurement, keeps the good samples only, applies the validity rule and rounding (``rules._means``) and
+writes ``<measurement>_hourly``; once each natural day is over it averages the stored hourly means into
+``<measurement>_daily`` (with the O3 daily maximum 8-hour mean). ``ScheduledRules(..., means=job)`` runs it on the
+same APScheduler jobs, before the window rules, so a rule never reads a period the job has not written.
+
+Writing the same period again overwrites it (same measurement, tags and time), so a rerun after a failure or a
+restart is harmless. Missed periods are caught up after a restart (at most ``max_catchup`` hours).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+
+from device_profiles import read_yaml, validate
+from rules._means import (
+    COUNT_SUFFIX,
+    DAILY,
+    HOURLY,
+    MEANS_FILE,
+    MeansConfig,
+    MeasurementMeans,
+    daily_means,
+    hourly_means,
+    line,
+    minute_query,
+    stored_query,
+)
+from rules._windows import HOUR_MS, period_bounds
+from telemetry.influx_query import QueryError, QueryUnavailableError, Series
+
+log = logging.getLogger(__name__)
+STATE_VERSION = 1
+
+__all__ = ["STATE_VERSION", "InfluxWriter", "MeansConfig", "ValidMeans", "Writer", "load_means_config"]
+
+
+class QuerySource(Protocol):
+    retention_policy: str | None
+
+    async def query(self, influxql: str, epoch: str = "ms") -> list[Series]: ...
+
+
+class Writer(Protocol):
+    async def write(self, lines: Sequence[str]) -> None: ...
+
+
+def load_means_config(path: Path = MEANS_FILE) -> MeansConfig:
+    """``rules/means.yaml`` (or another file); ConfigError names file, line and field."""
+    return validate(MeansConfig, read_yaml(path), "means config")
+
+
+class InfluxWriter:
+    """Line protocol to InfluxDB 1.x ``/write`` (ms precision). Raises ``QueryUnavailableError`` when InfluxDB is
+    unreachable or answers 5xx (retried at the next run), ``QueryError`` when it refuses the lines."""
+
+    def __init__(self, url: str, database: str, *, username: str | None = None, password: str | None = None,
+                 retention_policy: str | None = None, timeout_s: float = 10.0) -> None:  # fmt: skip
+        self.params = {"db": database, "precision": "ms", **({"rp": retention_policy} if retention_policy else {})}
+        auth = httpx.BasicAuth(username, password or "") if username is not None else None
+        self._client = httpx.AsyncClient(base_url=url.rstrip("/"), auth=auth, timeout=timeout_s)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def write(self, lines: Sequence[str]) -> None:
+        if not lines:
+            return
+        try:
+            resp = await self._client.post("/write", params=self.params, content="\n".join(lines).encode())
+        except httpx.TransportError as exc:
+            raise QueryUnavailableError(f"{type(exc).__name__}: {exc}") from exc
+        if resp.status_code >= 500:
+            raise QueryUnavailableError(resp.text[:500] or resp.reason_phrase, status=resp.status_code)
+        if resp.status_code != 204:
+            raise QueryError(resp.text[:500] or resp.reason_phrase, status=resp.status_code)
+
+
+@dataclass(slots=True)
+class Counters:
+    hours: int = 0
+    days: int = 0
+    rows: int = 0
+    invalid: int = 0  # point means stored as invalid
+
+
+class ValidMeans:
+    """Computes and stores valid means; ``last_hour`` / ``last_day``: the end of the newest period written."""
+
+    def __init__(self, config: MeansConfig, query: QuerySource, writer: Writer, *, max_catchup: int = 24) -> None:
+        self.config = config
+        self.query = query
+        self.writer = writer
+        self.max_catchup = max(1, max_catchup)
+        self.last_hour: int | None = None
+        self.last_day: int | None = None
+        self.counters = Counters()
+
+    # --- persistence -------------------------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {"version": STATE_VERSION, "last_hour": self.last_hour, "last_day": self.last_day}
+
+    def restore(self, data: dict[str, Any]) -> None:
+        if data.get("version") != STATE_VERSION:
+            raise ValueError(f"valid means state version {data.get('version')!r} is not {STATE_VERSION}")
+        self.last_hour, self.last_day = data.get("last_hour"), data.get("last_day")
+
+    # --- what is due -------------------------------------------------------------------------------------------
+    def due(self, now_ms: int) -> list[tuple[str, int]]:
+        """("hour" | "day", period end) due at ``now_ms`` and not written yet, in the order to write them: a day
+        right after its last hour. Never run before: only the newest hour (and the newest day it completes)."""
+        tz, delay = self.config.timezone, int(self.config.delay_s * 1000)
+        hours: list[int] = []
+        end = period_bounds("hour", tz, now_ms - delay)[0]
+        while (self.last_hour is None or end > self.last_hour) and len(hours) < (
+            1 if self.last_hour is None else self.max_catchup
+        ):
+            hours.append(end)
+            end -= HOUR_MS
+        upto = max([*hours, self.last_hour or 0])
+        days: list[int] = []
+        day = period_bounds("day", tz, upto)[0]  # the newest midnight at or before upto
+        while (self.last_day is None or day > self.last_day) and len(days) < (1 if self.last_day is None else 7):
+            days.append(day)
+            day = period_bounds("day", tz, day - 1)[0]
+        if not upto:
+            return []
+        out = [("hour", h) for h in hours] + [("day", d) for d in days]
+        return sorted(out, key=lambda item: (item[1], item[0] == "day"))
+
+    async def run_due(self, now_ms: int) -> int:
+        """Write every period due; the rows written. InfluxDB errors rise (the caller logs and retries later)."""
+        rows = 0
+        for kind, end in self.due(now_ms):
+            rows += await (self.run_hour(end) if kind == "hour" else self.run_day(end))
+        return rows
+
+    # --- one period --------------------------------------------------------------------------------------------
+    async def run_hour(self, end_ms: int) -> int:
+        """Compute and store the hourly means of the hour that ends at ``end_ms``."""
+        start = end_ms - HOUR_MS
+        lines: list[str] = []
+        for spec in self.config.measurements:
+            series = await self.query.query(minute_query(spec, start, end_ms, self.query.retention_policy))
+            for tags, means in hourly_means(spec, series).items():
+                if all(m.count == 0 for m in means.values()):
+                    continue  # a source that sent none of these points this hour
+                lines.append(line(spec.measurement + HOURLY, tags, means, start))
+                self.counters.invalid += sum(1 for m in means.values() if not m.valid)
+        await self.writer.write(lines)
+        self.last_hour = max(self.last_hour or end_ms, end_ms)
+        self.counters.hours += 1
+        self.counters.rows += len(lines)
+        log.info("valid hourly means stored period_start=%d rows=%d", start, len(lines))
+        return len(lines)
+
+    async def run_day(self, end_ms: int) -> int:
+        """Average the stored hourly means of the natural day that ends at ``end_ms``."""
+        start = period_bounds("day", self.config.timezone, end_ms - 1)[0]
+        hours = round((end_ms - start) / HOUR_MS)
+        lines: list[str] = []
+        for spec in self.config.measurements:
+            fields = _hourly_fields(spec)
+            influxql = stored_query(spec.measurement + HOURLY, fields, start, end_ms, self.query.retention_policy)
+            series = await self.query.query(influxql)
+            for tags, means in daily_means(spec, series, start, hours).items():
+                lines.append(line(spec.measurement + DAILY, tags, means, start))
+                self.counters.invalid += sum(1 for m in means.values() if not m.valid)
+        await self.writer.write(lines)
+        self.last_day = max(self.last_day or end_ms, end_ms)
+        self.counters.days += 1
+        self.counters.rows += len(lines)
+        log.info("valid daily means stored period_start=%d rows=%d", start, len(lines))
+        return len(lines)
+
+
+def _hourly_fields(spec: MeasurementMeans) -> list[str]:
+    return [f for p in spec.points for f in (p.point, p.point + COUNT_SUFFIX)]

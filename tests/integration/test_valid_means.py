@@ -1,0 +1,161 @@
+"""Valid means against a real InfluxDB 1.6.7: the scheduled job stores <measurement>_hourly and _daily with the
+source's tags (good samples only, validity and rounding applied), and the shipped window rules raise on them, give
+no verdict for an invalid period and say so."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import TypeVar
+
+import httpx
+import pytest
+
+from lifeline.services import Influxd
+from rules import PACKS, ScheduledRules, Transition, WindowEvaluator, load_rules
+from rules._means import MeansConfig
+from rules.valid_means import InfluxWriter, ValidMeans, load_means_config
+from telemetry.influx_query import InfluxQuery, Series
+
+pytestmark = pytest.mark.integration
+
+T = TypeVar("T")
+MINUTE = 60_000
+HOUR = 60 * MINUTE
+RULES = {r.id: r for r in load_rules([PACKS])}
+CONFIG = load_means_config()
+
+
+def local(text: str) -> int:
+    return int(datetime.fromisoformat(text + "+08:00").timestamp() * 1000)
+
+
+H = local("2026-03-02T01:00:00")
+DAY = local("2026-03-02T00:00:00")
+
+
+def only(measurement: str) -> MeansConfig:
+    return MeansConfig(measurements=[m for m in CONFIG.measurements if m.measurement == measurement])
+
+
+def cems(device: str, ts: int, fields: str) -> str:
+    return (f"flue_gas,site=plant1,device={device},profile=flue_gas_cems,domain=emissions,source=coal_power,o2_ref=6 "
+            f"{fields} {ts}")  # fmt: skip
+
+
+def aq(device: str, ts: int, fields: str) -> str:
+    return f"air_quality,site=city,device={device},profile=air_quality_station,domain=environment {fields} {ts}"
+
+
+class Db:
+    """A database of this test's own on the worker's shared InfluxDB."""
+
+    def __init__(self, server: Influxd) -> None:
+        self.server = server
+        self.name = f"t_{uuid.uuid4().hex[:12]}"
+        server.create_database(self.name)
+
+    def write(self, lines: list[str]) -> None:
+        resp = httpx.post(f"{self.server.url}/write", params={"db": self.name, "precision": "ms"},
+                          content="\n".join(lines).encode(), timeout=10)  # fmt: skip
+        assert resp.status_code == 204, resp.text
+
+    def run(self, call: Callable[[InfluxQuery, InfluxWriter], Awaitable[T]]) -> T:
+        async def main() -> T:
+            writer = InfluxWriter(self.server.url, self.name)
+            try:
+                async with InfluxQuery(self.server.url, self.name) as q:
+                    return await asyncio.wait_for(call(q, writer), 30)
+            finally:
+                await writer.aclose()
+
+        return asyncio.run(main())
+
+
+@pytest.fixture
+def db(shared_influxdb: Influxd) -> Db:
+    return Db(shared_influxdb)
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.got: list[Transition] = []
+
+    async def __call__(self, transitions: list[Transition]) -> None:
+        self.got.extend(transitions)
+
+
+def test_scheduled_job_stores_hourly_means_and_the_window_rule_raises_on_them(db: Db) -> None:
+    db.write(
+        # u1: 50 good minutes at 52 mg/m³ (at 6 % O2), then 10 minutes of calibration gas flagged maintenance
+        [cems("u1", H + i * MINUTE, "nox_zs=52,nox=44.5") for i in range(50)]
+        + [cems("u1", H + i * MINUTE, 'nox_zs=400,nox_zs.q=1i,nox_zs.reason="maintenance",nox=340,nox.q=1i,'
+                                      'nox.reason="maintenance"') for i in range(50, 60)]
+        # u2: 44 minutes of data: no valid hourly mean, however high
+        + [cems("u2", H + i * MINUTE, "nox_zs=90,nox=77") for i in range(44)]
+        # u3: 45 minutes: valid, and under the limit
+        + [cems("u3", H + i * MINUTE, "nox_zs=30,nox=25") for i in range(45)]
+    )  # fmt: skip
+    rule = RULES["emissions.nox_zs.hourly"]
+    sink = Sink()
+
+    async def main(q: InfluxQuery, w: InfluxWriter) -> tuple[list[Transition], ScheduledRules, list[Series]]:
+        sched = ScheduledRules(WindowEvaluator([rule], q), sink, means=ValidMeans(only("flue_gas"), q, w))
+        got = await sched.run_due(H + HOUR + 300_000)
+        stored = await q.query('SELECT * FROM "flue_gas_hourly" GROUP BY "device"')
+        return got, sched, stored
+
+    got, sched, stored = db.run(main)
+    (raised,) = got
+    assert (raised.rule, raised.device, raised.severity, raised.point, raised.ts) == (
+        "emissions.nox_zs.hourly", "u1", "warning", "nox_zs", H + HOUR)  # fmt: skip
+    assert raised.value == pytest.approx(52.0)  # the maintenance minutes left out
+    assert "hourly valid mean of nox_zs = 52 in 2026-03-02 01:00–02:00 +08:00 (50 valid minutes)" in raised.reason
+    assert sink.got == got
+    assert sched.counters.periods_invalid == 1  # u2: no verdict, and said so
+    rows = {s.tags["device"]: s.rows()[0] for s in stored}
+    assert set(rows) == {"u1", "u2", "u3"}
+    assert rows["u1"]["time"] == H
+    assert (rows["u1"]["nox_zs"], rows["u1"]["nox_zs.n"], rows["u1"]["nox"]) == (52.0, 50, 44.5)
+    assert (rows["u1"]["source"], rows["u1"]["o2_ref"], rows["u1"]["site"]) == ("coal_power", "6", "plant1")
+    assert rows["u2"]["nox_zs"] is None
+    assert (rows["u2"]["nox_zs.n"], rows["u2"]["nox_zs.q"]) == (44, 2)
+    assert rows["u2"]["nox_zs.reason"] == "invalid: 44 of 60 minutes valid, 45 needed"
+    assert (rows["u3"]["nox_zs"], rows["u3"]["nox_zs.n"]) == (30.0, 45)
+    assert sched.means is not None
+    assert sched.means.last_hour == H + HOUR
+
+
+def test_daily_means_from_stored_hours_with_rounding_before_comparison(db: Db) -> None:
+    lines: list[str] = []
+    for h in range(24):
+        t0 = DAY + h * HOUR
+        # aq1: hourly means alternate 80 / 81: daily 80.5, rounded half to even to 80, meets the 80 limit
+        # aq2: 81 / 82: daily 81.5 -> 82, exceeds; aq3: only 19 hours with data: no valid daily mean
+        for i in range(60):
+            lines.append(aq("aq1", t0 + i * MINUTE, f"no2={80 + h % 2}"))
+            lines.append(aq("aq2", t0 + i * MINUTE, f"no2={81 + h % 2}"))
+            if h < 19:
+                lines.append(aq("aq3", t0 + i * MINUTE, "no2=200"))
+    db.write(lines)
+    rule = RULES["air.no2.daily"]
+
+    async def main(q: InfluxQuery, w: InfluxWriter) -> tuple[list[Transition], ScheduledRules, list[Series]]:
+        job = ValidMeans(only("air_quality"), q, w)
+        for h in range(1, 25):
+            await job.run_hour(DAY + h * HOUR)
+        await job.run_day(DAY + 24 * HOUR)
+        sched = ScheduledRules(WindowEvaluator([rule], q), Sink())
+        got = await sched.run_due(DAY + 24 * HOUR + 3600_000)
+        stored = await q.query('SELECT "no2", "no2.n", "no2.reason" FROM "air_quality_daily" GROUP BY "device"')
+        return got, sched, stored
+
+    got, sched, stored = db.run(main)
+    assert [(t.device, t.severity, t.value) for t in got] == [("aq2", "warning", 82.0)]
+    assert "daily valid mean of no2 = 82 in 2026-03-02 (+08:00) (24 valid hours)" in got[0].reason
+    assert sched.counters.periods_invalid == 1
+    rows = {s.tags["device"]: s.rows()[0] for s in stored}
+    assert (rows["aq1"]["no2"], rows["aq1"]["no2.n"]) == (80.0, 24)
+    assert (rows["aq3"]["no2"], rows["aq3"]["no2.reason"]) == (None, "invalid: 19 of 24 hourly means valid, 20 needed")
