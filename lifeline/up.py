@@ -343,7 +343,8 @@ def _local_broker(
     return broker, BrokerConfig(port=port, tls=tls)
 
 
-INFLUX_USERS = {"bridge": "WRITE", "rules": "READ", "api": "READ"}
+# the rules engine also writes derived series (valid means, indices): read and write
+INFLUX_USERS = {"bridge": "WRITE", "rules": "ALL", "api": "READ"}
 
 
 def _secret(path: Path) -> str:

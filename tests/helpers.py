@@ -40,13 +40,17 @@ class Received:
 class Subscriber:
     """Records every message on ``topic_filter``; with ``persistent`` its session (QoS 1 queue) survives."""
 
-    def __init__(self, broker: Mosquitto, topic_filter: str, *, client_id: str = "", persistent: bool = False):
+    def __init__(self, broker: Mosquitto | None, topic_filter: str, *, client_id: str = "", persistent: bool = False,
+                 account: BrokerConfig | None = None):  # fmt: skip
         self.broker = broker
         self.topic_filter = topic_filter
         self.messages: list[Received] = []
         self.lock = threading.Lock()
         self.connected = threading.Event()
-        self.account = client_account(broker, name=client_id) if client_id else client_account(broker, "test-sub")
+        if account is None:
+            assert broker is not None
+            account = client_account(broker, name=client_id) if client_id else client_account(broker, "test-sub")
+        self.account = account
         self.client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=self.account.username or "",
@@ -57,7 +61,7 @@ class Subscriber:
         self.client.on_message = self._on_message
         self.client.on_disconnect = lambda *a: self.connected.clear()
         self.client.reconnect_delay_set(0.1, 0.5)
-        self.client.connect_async(broker.host, broker.port, keepalive=10)
+        self.client.connect_async(account.host, account.port, keepalive=10)
         self.client.loop_start()
         assert self.connected.wait(10), "test subscriber could not connect"
 
@@ -143,13 +147,15 @@ def wait_until(pred: Any, timeout: float = 10.0, what: str = "condition") -> Non
 class Publisher:
     """A test publisher that waits for each QoS 1 acknowledgement."""
 
-    def __init__(self, broker: Mosquitto) -> None:
-        account = client_account(broker, "test-pub")
+    def __init__(self, broker: Mosquitto | None, account: BrokerConfig | None = None) -> None:
+        if account is None:
+            assert broker is not None
+            account = client_account(broker, "test-pub")
         self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=account.username or "")
         configure_client(self.client, account)
         self.client.max_inflight_messages_set(100)
         self.client.reconnect_delay_set(1, 1)
-        self.client.connect(broker.host, broker.port)
+        self.client.connect(account.host, account.port)
         self.client.loop_start()
 
     def send(self, topic: str, payload: bytes, retain: bool = False) -> None:
@@ -167,3 +173,52 @@ def account_for(broker: Mosquitto, account: Account, **overrides: Any) -> Broker
     id), as the BrokerConfig a service of that role connects with."""
     return broker.add(dataclasses.replace(account, username=f"{account.username}-{os.getpid()}-{next(_names)}"),
                       **overrides)  # fmt: skip
+
+
+@dataclass
+class Probe:
+    """What the broker answered a client: CONNACK, and the PUBACK and SUBACK reason codes (MQTT 5)."""
+
+    connack: str = ""
+    puback: str = ""
+    suback: str = ""
+
+
+def probe(account: BrokerConfig, *, publish: str | None = None, subscribe: str | None = None,
+          timeout: float = 5.0) -> Probe:  # fmt: skip
+    """Connect as ``account`` (MQTT 5), optionally publish once (QoS 1) and subscribe once; report the answers."""
+    from paho.mqtt.properties import Properties  # noqa: F401  (MQTT 5 reason codes come with it)
+
+    result = Probe()
+    done = threading.Event()
+    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=account.username or "probe",
+                         protocol=mqtt.MQTTv5)  # fmt: skip
+    configure_client(client, account)
+    expected = 1 + (publish is not None) + (subscribe is not None)
+    answers: list[str] = []
+
+    def answered(what: str, value: str) -> None:
+        setattr(result, what, value)
+        answers.append(what)
+        if len(answers) >= expected or (what == "connack" and value != "Success"):
+            done.set()
+
+    def on_connect(c: mqtt.Client, u: Any, f: Any, rc: Any, p: Any) -> None:
+        answered("connack", str(rc))
+        if str(rc) == "Success":
+            if publish is not None:
+                c.publish(publish, b'{"forged": true}', qos=1)
+            if subscribe is not None:
+                c.subscribe(subscribe, qos=1)
+
+    client.on_connect = on_connect
+    client.on_publish = lambda c, u, mid, rc, p: answered("puback", str(rc))
+    client.on_subscribe = lambda c, u, mid, rcs, p: answered("suback", str(rcs[0]))
+    client.connect_async(account.host, account.port)
+    client.loop_start()
+    try:
+        assert done.wait(timeout), f"no answer from the broker within {timeout} s: {result}"
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return result

@@ -14,10 +14,13 @@ import orjson
 import pytest
 
 from device_profiles import CATALOGUE
+from lifeline.broker_auth import credential, district_deployment, platform_accounts, write_credentials
 from lifeline.cli import main
 from lifeline.services import Influxd, Mosquitto
+from simulators import load_scenario, plan
 from telemetry import Sample, Telemetry, decode_telemetry, encode, topics
-from tests.helpers import Publisher, Subscriber
+from telemetry.mqtt_config import BrokerConfig, TlsConfig
+from tests.helpers import Publisher, Subscriber, probe
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -70,6 +73,16 @@ def test_edge_bad_config_exits_1_naming_the_problem(tmp_path: Path, capsys: pyte
     assert f"{site}:3: device 'wq', field profile: unknown profile 'water_quality'" in capsys.readouterr().err
 
 
+def mini_accounts(broker: Mosquitto, folder: Path) -> Path:
+    """The mini district's accounts on ``broker`` and their credentials in ``folder``, as ``lifeline broker config``
+    would write them for an external broker."""
+    accounts = platform_accounts(district_deployment(plan(load_scenario("mini"))))
+    write_credentials(folder, accounts)
+    for account in accounts:
+        broker.add(account)
+    return folder
+
+
 def _lifeline(*args: str, log: Path) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
         return subprocess.Popen([sys.executable, "-m", "lifeline", *args], stdout=out, stderr=subprocess.STDOUT,
@@ -85,9 +98,11 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 @pytest.mark.integration
 def test_simulate_and_edge_put_every_scenario_device_on_the_broker(mosquitto: Mosquitto, tmp_path: Path) -> None:
     sites = tmp_path / "sites"
+    credentials = mini_accounts(mosquitto, tmp_path / "credentials")
     sub = Subscriber(mosquitto, topics.telemetry_filter())
     sim = _lifeline("simulate", "--scenario", "mini", "--broker", f"{mosquitto.host}:{mosquitto.port}",
-                    "--sites-dir", str(sites), "--duration", "60", log=tmp_path / "sim.log")  # fmt: skip
+                    "--credentials", str(credentials), "--sites-dir", str(sites), "--duration", "60",
+                    log=tmp_path / "sim.log")  # fmt: skip
     edges = []
     try:
         deadline = time.monotonic() + 20
@@ -136,16 +151,21 @@ def test_up_runs_the_district_and_stops_cleanly(tmp_path: Path) -> None:
             influx_url = found.group(1) if found else influx_url
         assert port, "".join(lines)
         assert influx_url, "".join(lines)
-        broker = Mosquitto(tmp_path / "unused", port=port)  # only its host and port: the running one
-        sub = Subscriber(broker, topics.telemetry_filter())
+        up = tmp_path / "up"
+        tls = TlsConfig(ca_file=up / "tls" / "ca.pem")
+        as_user = {name: credential(up / "credentials", name, BrokerConfig(port=port, tls=tls))
+                   for name in ("observer", "edge-mini-safety", "edge-mini-water")}  # fmt: skip
+        sub = Subscriber(None, topics.telemetry_filter(), account=as_user["observer"])
         got = sub.wait_for(lambda ms: {decode_telemetry(m.payload).device for m in ms} >= {"gate-1", "wq-1", "gas-1"},
                            timeout=20)  # fmt: skip
         assert got
         sub.close()
 
+        reader = ("lifeline-api", (up / "credentials" / "influx-api.password").read_text().strip())
+        q = 'SELECT last("ph") FROM "water_quality"'
+
         def stored() -> list[object]:
-            q = 'SELECT last("ph") FROM "water_quality"'
-            resp = httpx.get(f"{influx_url}/query", params={"db": "lifeline", "q": q})
+            resp = httpx.get(f"{influx_url}/query", params={"db": "lifeline", "q": q}, auth=reader)
             series = resp.json()["results"][0].get("series", [])
             return series[0]["values"] if series else []
 
@@ -154,11 +174,23 @@ def test_up_runs_the_district_and_stops_cleanly(tmp_path: Path) -> None:
             time.sleep(0.2)
         assert stored(), "no reading reached InfluxDB"
 
+        # closed by default: InfluxDB refuses anonymous reads, writes and drops; MQTT refuses anonymous clients
+        assert httpx.get(f"{influx_url}/query", params={"db": "lifeline", "q": q}).status_code == 401
+        assert httpx.post(f"{influx_url}/write", params={"db": "lifeline"}, content=b"m v=1").status_code == 401
+        drop = {"db": "lifeline", "q": 'DROP MEASUREMENT "water_quality"'}
+        assert httpx.post(f"{influx_url}/query", params=drop, auth=reader).status_code == 403  # a reader drops nothing
+        assert probe(BrokerConfig(port=port, tls=tls)).connack == "Not authorized"
+        # an agent's account cannot publish for another site, nor join the bridge's group
+        other_site = probe(as_user["edge-mini-water"], publish=topics.telemetry("mini-safety", "gas-1"),
+                           subscribe="$share/lifeline-bridge/lifeline/v1/+/+/telemetry")  # fmt: skip
+        assert other_site.puback == "Not authorized"
+        assert other_site.suback == "Not authorized"
+
         # the rules service runs the shipped packs: a gas reading at 60 %LEL is notified on the MQTT channel
-        notes = Subscriber(broker, "lifeline/v1/alerts/notify/#")
+        notes = Subscriber(None, "lifeline/v1/alerts/notify/#", account=as_user["observer"])
         leak = Telemetry(site="mini-safety", device="gas-up", profile="gas_detector", measurement="gas_detector",
                          seq=1, samples=[Sample(ts=int(time.time() * 1000), values={"lel": 60.0})])  # fmt: skip
-        pub = Publisher(broker)
+        pub = Publisher(None, account=as_user["edge-mini-safety"])
         deadline = time.monotonic() + 20
         while not notes.snapshot() and time.monotonic() < deadline:
             pub.send(topics.telemetry("mini-safety", "gas-up"), encode(leak))  # until the engine has subscribed
@@ -183,9 +215,10 @@ def test_up_uses_an_external_broker_and_influxdb_from_its_config(
     mosquitto: Mosquitto, influxdb: Influxd, tmp_path: Path
 ) -> None:
     deploy = tmp_path / "deploy.yaml"
+    credentials = mini_accounts(mosquitto, tmp_path / "credentials")
     deploy.write_text(
         f"scenario: mini\ndata_dir: {tmp_path / 'up'}\n"
-        f"broker: {{host: {mosquitto.host}, port: {mosquitto.port}}}\n"
+        f"broker: {{host: {mosquitto.host}, port: {mosquitto.port}}}\nbroker_credentials: {credentials}\n"
         f"influx: {{url: '{influxdb.url}', database: district, create_database: true}}\n"
     )
     proc = subprocess.Popen([sys.executable, "-m", "lifeline", "up", "--config", str(deploy), "--duration", "40"],
