@@ -556,9 +556,11 @@ bind-address = "{self.host}:{self.rpc_port}"
     def set_up_users(self, database: str, users: dict[str, tuple[str, str]], admin: tuple[str, str]) -> None:
         """With auth: the admin (made at the first start, when InfluxDB allows it without credentials), the database,
         and each user of ``users`` (name -> (password, READ|WRITE|ALL) on ``database``); idempotent."""
-        if self._statement(f"CREATE USER {_quote_ident(admin[0])} WITH PASSWORD {_quote_str(admin[1])} "
-                           "WITH ALL PRIVILEGES", None) not in (200, 401, 403):  # fmt: skip
-            raise ServiceError(f"influxd {self.url}: could not create the admin user")
+        status = self._statement(f"CREATE USER {_quote_ident(admin[0])} WITH PASSWORD {_quote_str(admin[1])} "
+                                 "WITH ALL PRIVILEGES", None)  # fmt: skip
+        if status != 200 and self._statement("SHOW USERS", admin) != 200:  # 401/403: an admin exists already
+            raise ServiceError(f"influxd {self.url}: could not create the admin user {admin[0]!r} ({status}), and "
+                               "it does not exist with the password given")  # fmt: skip
         self.admin = admin
         self.create_database(database)
         for name, (password, privilege) in users.items():
