@@ -74,6 +74,9 @@ class StreamDecoder:
     def close(self) -> list[Rejected]:
         """The stream ended: what is left is garbage or a packet cut short."""
         out: list[Rejected] = []
+        if self._buf and not self._buf.startswith(HEADER):  # a lone '#' kept in case a header followed
+            self._garbage += self._buf
+            self._buf.clear()
         self._flush_garbage(out)
         if self._buf:
             raw = bytes(self._buf)
