@@ -130,15 +130,17 @@ class LoadedConfig:
     path: Path | None = None
 
 
-def load_config(path: Path) -> LoadedConfig:
+def load_config(path: Path, catalogue: dict[str, Profile] | None = None) -> LoadedConfig:
     """Load, validate and cross-check an ingest config; ConfigError names file, line, station and field."""
     doc = read_yaml(path)
     config = validate(Hj212Config, doc, "hj212 config")
-    return build_config(config, path.parent, doc)
+    return build_config(config, path.parent, doc, catalogue)
 
 
-def build_config(config: Hj212Config, base: Path | None = None, doc: YamlDoc | None = None) -> LoadedConfig:
-    """Resolve profiles and passwords; every problem of every station in one ConfigError."""
+def build_config(config: Hj212Config, base: Path | None = None, doc: YamlDoc | None = None,
+                 catalogue: dict[str, Profile] | None = None) -> LoadedConfig:  # fmt: skip
+    """Resolve profiles (``catalogue``, default the shipped one, plus ``profile_paths``) and passwords; every
+    problem of every station in one ConfigError."""
     base = base or Path()
     where_file = str(doc.path) if doc else "config"
 
@@ -146,7 +148,7 @@ def build_config(config: Hj212Config, base: Path | None = None, doc: YamlDoc | N
         line = doc.line_of(list(loc)) if doc else None
         return f"{where_file}:{line}" if line else where_file
 
-    profiles = dict(load_catalogue())
+    profiles = dict(catalogue if catalogue is not None else load_catalogue())
     if config.profile_paths:
         profiles.update(load_profiles([p if p.is_absolute() else base / p for p in config.profile_paths]))
     problems: list[str] = []
