@@ -191,6 +191,8 @@ async def device_latest(site: SiteId, device: DeviceId, who: Reader, svc: Servic
 def _numeric(profile: Profile) -> dict[str, bool]:
     if profile.modbus:
         return {p.name: p.numeric for p in profile.modbus.points}
+    if profile.hj212:  # HJ 212 values are all numbers
+        return dict.fromkeys(profile.point_names(), True)
     assert profile.mqtt is not None
     return {p.name: p.type.value in ("number", "integer") for p in profile.mqtt.points}
 
