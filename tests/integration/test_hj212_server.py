@@ -100,8 +100,10 @@ N = 500
 
 def test_500_concurrent_stations_are_all_answered(mosquitto: Mosquitto, tmp_path: Path,
                                                  running: list[RunningServer]) -> None:  # fmt: skip
-    stations: list[dict[str, object]] = [{"mn": f"ST{i:05d}", "site": "many", "device": f"ww-{i:03d}", "profile": "wastewater_outlet_hj212"}
-                for i in range(N)]  # fmt: skip
+    stations: list[dict[str, object]] = [
+        {"mn": f"ST{i:05d}", "site": "many", "device": f"ww-{i:03d}", "profile": "wastewater_outlet_hj212"}
+        for i in range(N)
+    ]
     srv = RunningServer(_config(mosquitto, stations, tmp_path))
     running.append(srv)
     sub = _subscriber(mosquitto, "lifeline/v1/many/+/telemetry")
