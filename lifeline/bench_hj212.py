@@ -11,7 +11,8 @@ Two phases, each ``--seconds`` long after every station connected:
   ``p99_answer_ms`` is the p99 of write-to-answer time at that load;
 - flat out: each station sends its next packet as soon as the last is answered: ``packets_per_s`` is the most
   one ingest process forwards; ``p99_answer_ms_saturated`` its answer time then.
-On a 2-core machine the stations, the broker and the server share the cores: the figure is for the whole chain.
+On a 2-core machine the stations, the broker and the server share the cores: the figure is for the whole chain;
+the CPU share of each and the machine's load average are printed with it.
 """
 
 from __future__ import annotations
@@ -146,7 +147,8 @@ def _p99(values: list[float]) -> float | None:
     return round(statistics.quantiles(values, n=100)[98], 2)
 
 
-async def _drive(stations: int, port: int, seconds: float, interval_s: float, pid: int) -> dict[str, Any]:
+async def _drive(stations: int, port: int, seconds: float, interval_s: float, pid: int,
+                 broker_pid: int) -> dict[str, Any]:  # fmt: skip
     loop = asyncio.get_running_loop()
     load = _Load()
     protocols: list[_Station] = []
@@ -174,11 +176,12 @@ async def _drive(stations: int, port: int, seconds: float, interval_s: float, pi
     await asyncio.sleep(1.0)
     # flat-out phase
     load.count, load.latencies, load.flat_out = 0, [], True
-    cpu0, t0 = _cpu_s(pid), time.perf_counter()
+    cpu0, broker0, load0, t0 = _cpu_s(pid), _cpu_s(broker_pid), time.process_time(), time.perf_counter()
     for p in protocols:
         p.send()
     await asyncio.sleep(seconds)
     wall, cpu = time.perf_counter() - t0, _cpu_s(pid) - cpu0
+    broker_cpu, load_cpu = _cpu_s(broker_pid) - broker0, time.process_time() - load0
     flat_count, flat_lat = load.count, list(load.latencies)
     load.flat_out = False
     for p in protocols:
@@ -194,6 +197,9 @@ async def _drive(stations: int, port: int, seconds: float, interval_s: float, pi
         "p99_answer_ms_saturated": _p99(flat_lat),
         "server_cpu_s_per_1000_packets": round(cpu / flat_count * 1000, 3) if flat_count else None,
         "server_cpu_percent": round(100 * cpu / wall, 1),
+        "broker_cpu_percent": round(100 * broker_cpu / wall, 1),
+        "stations_cpu_percent": round(100 * load_cpu / wall, 1),
+        "load_average_1m": round(os.getloadavg()[0], 2),
         "connections_lost": load.lost - stations,
         "cores": os.cpu_count(),
     }
@@ -211,7 +217,9 @@ def run(args: argparse.Namespace) -> int:
         try:
             if not wait_for_port("127.0.0.1", port, 20.0, server):
                 raise SystemExit("the hj212 server did not start")
-            result = asyncio.run(_drive(args.stations, port, args.seconds, args.interval_s, server.pid))
+            assert broker.proc is not None
+            result = asyncio.run(_drive(args.stations, port, args.seconds, args.interval_s, server.pid,
+                                        broker.proc.pid))  # fmt: skip
         finally:
             server.send_signal(signal.SIGTERM)
             try:

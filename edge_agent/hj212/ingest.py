@@ -76,9 +76,11 @@ class Ingest:
         self.loaded = loaded
         cfg = loaded.config
         self.maps: dict[str, ProfileMap] = {}
+        self.units: dict[str, dict[str, str]] = {}  # by profile (Profile.units is computed on every call)
         for station in loaded.stations.values():
             assert station.profile.hj212 is not None
             self.maps.setdefault(station.profile.name, ProfileMap(station.profile.hj212))
+            self.units.setdefault(station.profile.name, station.profile.units)
         self.splits = Reassembler(cfg.split_timeout_s)
         self.seq: dict[str, int] = {}  # per station MN, from 1 in this run
 
@@ -157,7 +159,7 @@ class Ingest:
         c = station.config
         seq = self.seq.get(c.mn, 0) + 1
         self.seq[c.mn] = seq
-        units = station.profile.units
+        units = self.units[station.profile.name]
         message = Telemetry.model_construct(
             v=1, site=c.site, device=c.device, profile=station.profile.name, measurement=station.profile.measurement,
             seq=seq, tags={**station.profile.tags, **c.tags},

@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from decimal import Decimal
 
 from device_profiles.schema import HJ212_PERIODS, Hj212Point, Hj212Spec, hj212_point_name
-from edge_agent.hj212.segment import Packet, Reading
+from edge_agent.hj212.segment import Packet, Reading, parse_time
 from telemetry.models import PointQuality, Quality, Sample, Value
 
 DATA_COMMANDS = frozenset({"2011", *HJ212_PERIODS})
@@ -57,8 +57,11 @@ class Mapped:
 
 def data_time_ms(text: str, utc_offset_h: float) -> int:
     """``YYYYMMDDhhmmss`` at the station's offset from UTC, as ms since the epoch."""
-    tz = timezone(timedelta(hours=utc_offset_h))
-    return int(datetime.strptime(text, "%Y%m%d%H%M%S").replace(tzinfo=tz).timestamp() * 1000)
+    naive = parse_time(text)
+    return int((naive - _EPOCH).total_seconds() * 1000 - utc_offset_h * 3_600_000)
+
+
+_EPOCH = datetime(1970, 1, 1)
 
 
 def quality_of(flag: str | None) -> tuple[Quality, str] | None:

@@ -183,6 +183,7 @@ def parse_cp(body: str) -> tuple[str | None, tuple[Reading, ...], tuple[tuple[st
             raise Refused(Reason.BAD_CP, f"CP field {key}-Flag: {value[:10]!r} is not a data flag")
     readings: list[Reading] = []
     others: list[tuple[str, str]] = []
+    valued = {k.partition("-")[0] for k in order if k.partition("-")[2] in VALUE_SUFFIXES}
     for key in order:
         value = seen[key]
         m = _CODE_KEY.fullmatch(key)
@@ -197,20 +198,24 @@ def parse_cp(body: str) -> tuple[str | None, tuple[Reading, ...], tuple[tuple[st
             if not _NUMBER.fullmatch(value):
                 raise Refused(Reason.BAD_CP, f"CP field {key}: {value[:20]!r} is not a number")
             readings.append(Reading(code, suffix, value, flags.get(code)))
-        elif suffix != "Flag" or not _has_value(seen, code):
+        elif suffix != "Flag" or code not in valued:
             others.append((key, value))  # EFlag, SampleTime, RS, RT, a flag without a value, 2025 additions
     return data_time, tuple(readings), tuple(others)
 
 
-def _has_value(seen: dict[str, str], code: str) -> bool:
-    return any(f"{code}-{suffix}" in seen for suffix in VALUE_SUFFIXES)
+def parse_time(text: str) -> datetime:
+    """``YYYYMMDDhhmmss`` as a naive datetime; ValueError if it is not one (strptime is 10x slower)."""
+    if len(text) != 14 or not text.isascii() or not text.isdigit():
+        raise ValueError(f"{text[:20]!r} is not YYYYMMDDhhmmss")
+    return datetime(int(text[:4]), int(text[4:6]), int(text[6:8]), int(text[8:10]), int(text[10:12]),
+                    int(text[12:14]))  # fmt: skip
 
 
 def _timestamp(text: str, what: str, reason: Reason) -> datetime:
-    if len(text) != 14 or not text.isdigit():
+    if len(text) != 14 or not text.isascii() or not text.isdigit():
         raise Refused(reason, f"{what} {text[:20]!r} is not YYYYMMDDhhmmss")
     try:
-        return datetime.strptime(text, "%Y%m%d%H%M%S")
+        return parse_time(text)
     except ValueError as exc:
         raise Refused(reason, f"{what} {text!r} is not a valid time") from exc
 
