@@ -5,15 +5,15 @@
   (answers awaited, retried, timed), faults on demand (``inject``: bad_crc, garbage, split_writes, byte_by_byte,
   bad_password, unknown_code). ``await station.run(stop_event)``.
 - ``Hj212Fleet``: several stations run together; ``server_stations()`` and ``passwords()`` give what the ingest
-  server's config needs.
+  server's config needs; ``demo_fleet(host, port, profiles)`` is one CEMS and one outlet for a district.
 - ``WastewaterOutlet``: the outlet's behaviour (the CEMS uses ``simulators.behaviours.FlueGasCems``).
 """
 
 from simulators.hj212 import _wire
-from simulators.hj212.station import FAULTS, Hj212Fleet, Hj212Station, make_behaviour
+from simulators.hj212.station import FAULTS, Hj212Fleet, Hj212Station, demo_fleet, make_behaviour
 from simulators.hj212.wastewater import WastewaterOutlet
 
 frame = _wire.frame
 crc = _wire.crc
 
-__all__ = ["FAULTS", "Hj212Fleet", "Hj212Station", "WastewaterOutlet", "crc", "frame", "make_behaviour"]
+__all__ = ["FAULTS", "Hj212Fleet", "Hj212Station", "WastewaterOutlet", "crc", "demo_fleet", "frame", "make_behaviour"]

@@ -299,3 +299,14 @@ class Hj212Fleet:
     def passwords(self) -> dict[str, str]:
         """MN -> PW, for a passwords_file (write it with mode 0600)."""
         return {s.mn: s.password for _, _, s in self.stations}
+
+
+def demo_fleet(host: str, port: int, profiles: dict[str, Profile], *, site: str = "hj212-demo",
+               answer: bool = True, rtd_interval_s: float = 30.0, seed: int = 1) -> Hj212Fleet:  # fmt: skip
+    """One flue-gas CEMS and one wastewater outlet of ``site``, for a district (``lifeline up``): give the ingest
+    server ``fleet.server_stations()`` and a 0600 passwords file of ``fleet.passwords()``, then ``fleet.run``."""
+    cems = Hj212Station("010000A8900016F000169DC0", "cems01", profiles["flue_gas_cems_hj212"], host, port,
+                        seed=seed, answer=answer, rtd_interval_s=rtd_interval_s)  # fmt: skip
+    outlet = Hj212Station("010000A8900016F000169DC1", "outl01", profiles["wastewater_outlet_hj212"], host, port,
+                          seed=seed + 1, answer=answer, rtd_interval_s=rtd_interval_s)  # fmt: skip
+    return Hj212Fleet([(site, "cems-1", cems), (site, "outlet-1", outlet)])

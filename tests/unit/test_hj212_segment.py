@@ -161,3 +161,27 @@ def test_any_segment_is_parsed_or_refused_never_crashes(segment: bytes) -> None:
         reason = None
         assert packet.cn.isdigit()
     assert reason is None or reason in set(Reason)
+
+
+_codes = st.from_regex(r"[a-w][0-9]{5}", fullmatch=True)
+_values = st.decimals(min_value=-99999, max_value=99999, places=3, allow_nan=False, allow_infinity=False)
+
+
+@given(st.dictionaries(_codes, st.tuples(_values, st.sampled_from("NFMSDCTB")), max_size=12),
+       st.sampled_from(["2011", "2051", "2061", "2031"]), st.integers(min_value=0, max_value=11))  # fmt: skip
+def test_segment_round_trip(values: dict[str, tuple[object, str]], cn: str, flag: int) -> None:
+    suffix = "Rtd" if cn == "2011" else "Avg"
+    cp = ";".join(["DataTime=20261125100000", *(f"{c}-{suffix}={v},{c}-Flag={f}" for c, (v, f) in values.items())])
+    split = bool(flag & 2)
+    seg = build_segment(qn="20261125100000123", st="32", cn=cn, pw="123456", mn="MN0001", flag=flag, cp=cp,
+                        pnum=2 if split else None, pno=1 if split else None)  # fmt: skip
+    p = parse_segment(seg)
+    assert (p.cn, p.flag, p.data_time) == (cn, flag, "20261125100000")
+    assert p.readings == tuple(Reading(c, suffix, str(v), f) for c, (v, f) in values.items())
+
+
+def test_every_reason_is_documented() -> None:
+    from edge_agent.hj212 import reasons
+
+    assert reasons.__doc__ is not None
+    assert [r for r in Reason if f"``{r}``" not in reasons.__doc__] == []
