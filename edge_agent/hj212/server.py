@@ -83,6 +83,9 @@ class Hj212Server:
         self.rejects: Counter[str] = Counter()  # by reason
         self._waiting: dict[int, tuple[asyncio.StreamWriter, bytes, OutMessage]] = {}  # id(message) -> answer
         self._online: Counter[str] = Counter()  # MN -> connections that sent a good packet
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._all_closed = asyncio.Event()
+        self._stopping = False
         self._dropped_logged = False
 
     # -- running -------------------------------------------------------------------------------------------------
@@ -92,7 +95,8 @@ class Hj212Server:
         server = await asyncio.start_server(self._connection, cfg.listen.host, cfg.listen.port,
                                             backlog=cfg.listen.backlog, limit=READ_SIZE)  # fmt: skip
         self.port = bound_port(server)
-        link = asyncio.ensure_future(self.link.run(stop))
+        link_stop = asyncio.Event()  # its own: the link stays up until the last statuses are sent
+        link = asyncio.ensure_future(self.link.run(link_stop))
         expiry = asyncio.ensure_future(self._expire_splits())
         metrics = None
         if cfg.metrics_port is not None:
@@ -104,17 +108,29 @@ class Hj212Server:
             await stop.wait()
         finally:
             server.close()
+            await self._close_connections(2.0)
             expiry.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await expiry
             await self._drain(2.0)
-            stop.set()
+            link_stop.set()
             await link
             if metrics is not None:
                 metrics.close()
             if self.events is not None:
                 self.events.close()
             log.info("hj212 stopped unsent=%d", len(self.outbox))
+
+    async def _close_connections(self, wait_s: float) -> None:
+        """Close every station connection, so that their offline statuses are queued before the link goes."""
+        self._stopping = True
+        if not self._writers:
+            return
+        self._all_closed.clear()
+        for writer in list(self._writers):
+            writer.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._all_closed.wait(), wait_s)
 
     async def _drain(self, wait_s: float) -> None:
         deadline = time.monotonic() + wait_s
@@ -139,6 +155,7 @@ class Hj212Server:
             return
         self.connections += 1
         self.counts["connections"] += 1
+        self._writers.add(writer)
         decoder = StreamDecoder(cfg.max_segment_bytes)
         seen: set[str] = set()  # MNs this connection made online
         ended = "closed by the station"
@@ -150,6 +167,8 @@ class Hj212Server:
                     ended = f"silent for {cfg.idle_timeout_s:g} s"
                     break
                 if not data:
+                    if self._stopping:
+                        ended = "ingest server stopped"
                     break
                 for item in decoder.feed(data):
                     self._apply(self.ingest.handle(peer, item, self.clock()), writer, seen)
@@ -159,6 +178,7 @@ class Hj212Server:
             for rejected in decoder.close():
                 self._apply(self.ingest.handle(peer, rejected, self.clock()), writer, seen)
             self.connections -= 1
+            self._writers.discard(writer)
             writer.close()
             for mn in seen:
                 self._online[mn] -= 1
@@ -168,6 +188,8 @@ class Hj212Server:
                     log.info("station offline mn=%s site=%s device=%s reason=%r", mn, station.config.site,
                              station.config.device, ended)  # fmt: skip
                     self._queue(self.ingest.status(station, False, ended, self.clock()))
+            if not self._writers:
+                self._all_closed.set()
 
     def _apply(self, out: Outcome, writer: asyncio.StreamWriter, seen: set[str]) -> None:
         if self.events is not None:

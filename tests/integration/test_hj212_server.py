@@ -301,3 +301,19 @@ def test_cli_writes_the_events_file(mosquitto: Mosquitto, tmp_path: Path) -> Non
         "PNO": None, "DataTime": "20261125100000",
         "readings": [{"code": "w01018", "suffix": "Rtd", "value": "35.2", "flag": "N"}]}}  # fmt: skip
     assert PW.encode() not in err  # never logged
+
+
+def test_stopping_the_server_marks_its_stations_offline(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    srv = RunningServer(_config(mosquitto, [{"mn": "WW1", "site": "plant-7", "device": "outlet-1",
+                                             "profile": "wastewater_outlet_hj212"}], tmp_path))  # fmt: skip
+    sub = _subscriber(mosquitto, "lifeline/v1/plant-7/+/status")
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as conn:
+        conn.sendall(_packet(f"QN=20261125100000123;ST=32;CN=2011;PW={PW};MN=WW1;Flag=4;"
+                             "CP=&&DataTime=20261125100000;w01018-Rtd=35.2&&"))  # fmt: skip
+        sub.wait_for(lambda m: len(m) == 1)
+        srv.stop()
+        assert conn.recv(10) == b""
+    got = sub.wait_for(lambda m: len(m) == 2)
+    last = decode_status(got[-1].payload)
+    assert (last.online, last.reason) == (False, "ingest server stopped")
+    sub.close()
