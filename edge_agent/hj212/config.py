@@ -129,6 +129,10 @@ class LoadedConfig:
     stations: dict[str, Station]  # by MN, enabled ones only
     path: Path | None = None
 
+    def devices(self) -> dict[tuple[str, str], str]:
+        """(site, device) -> profile name of every station: what a bridge's device registry needs to know."""
+        return {(s.config.site, s.config.device): s.profile.name for s in self.stations.values()}
+
 
 def load_config(path: Path, catalogue: dict[str, Profile] | None = None) -> LoadedConfig:
     """Load, validate and cross-check an ingest config; ConfigError names file, line, station and field."""

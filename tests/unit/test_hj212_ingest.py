@@ -384,3 +384,8 @@ def test_station_missing_from_the_passwords_file(tmp_path: Path) -> None:
     path.write_text("passwords_file: pw.yaml\nstations:\n" + STATION.replace(", password: env:HJ212_X", ""))
     with pytest.raises(ConfigError, match=r"hj212.yaml:3: station 'M1', field password: none given"):
         load_config(path, CATALOGUE)
+
+
+def test_devices_for_the_bridge_registry(loaded: LoadedConfig) -> None:
+    assert loaded.devices() == {("plant-7", "cems-1"): "flue_gas_cems_hj212",
+                                ("plant-7", "outlet-1"): "wastewater_outlet_hj212"}  # fmt: skip
