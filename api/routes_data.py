@@ -192,6 +192,8 @@ def _numeric(profile: Profile) -> dict[str, bool]:
     derived = dict.fromkeys(profile.derived_names(), True)  # O2-corrected values and loads are numbers
     if profile.modbus:
         return {p.name: p.numeric for p in profile.modbus.points} | derived
+    if profile.hj212:  # HJ 212 values are all numbers
+        return dict.fromkeys(profile.point_names(), True)
     assert profile.mqtt is not None
     return {p.name: p.type.value in ("number", "integer") for p in profile.mqtt.points} | derived
 

@@ -325,6 +325,91 @@ class Derived(BaseModel):
     points: list[DerivedPoint] = Field(default_factory=list)
 
 
+# HJ 212 stations (pollution-source data loggers pushing over TCP) ------------------------------------------------
+# Pollutant codes: HJ 212-2017 Appendix B (the HJ 524/525 naming, e.g. w01018); HJ/T 212-2005 codes (011, B01, 02)
+# still come from old loggers. Both are opaque keys here: a profile maps each one explicitly.
+Hj212Code = Annotated[str, Field(pattern=r"^[A-Za-z0-9]{1,16}$")]
+
+# Which command's data lands in which point (decision 009). Real-time data (CN 2011) keeps the plain point name, so
+# rules, console and storage treat it like any polled reading; the period statistics of minute (2051), hourly
+# (2061) and daily (2031) data get their own points, because their DataTime is the period start (HJ 212-2017
+# §6.6, check) and would otherwise overwrite the real-time sample of the same second.
+HJ212_PERIODS: dict[str, str] = {"2051": "minute", "2061": "hour", "2031": "day"}
+HJ212_STATS = ("avg", "min", "max", "total")  # -Avg, -Min, -Max, -Cou (cumulative over the period)
+
+
+def hj212_point_name(base: str, *, zs: bool = False, period: str | None = None, stat: str | None = None) -> str:
+    """The point a HJ 212 value goes to: ``so2`` (-Rtd), ``so2_zs`` (-ZsRtd), ``so2_hour_avg`` (-Avg of CN 2061),
+    ``so2_zs_hour_avg`` (-ZsAvg), ``flue_flow_day_total`` (-Cou of CN 2031)."""
+    name = f"{base}_zs" if zs else base
+    if period is None:
+        return name
+    if period not in HJ212_PERIODS.values() or stat not in HJ212_STATS:
+        raise ValueError(f"unknown HJ 212 period {period!r} or statistic {stat!r}")
+    return f"{name}_{period}_{stat}"
+
+
+class Hj212Point(_Point):
+    name: Annotated[PointName, Field(max_length=40)]  # room for the longest derived name (_zs_minute_total)
+    code: Hj212Code = Field(description="HJ 212-2017 pollutant code (Appendix B), e.g. w01018")
+    legacy_code: Hj212Code | None = Field(
+        default=None, description="HJ/T 212-2005 code of the same quantity, for old data loggers, e.g. 011"
+    )
+    total_unit: str | None = Field(
+        default=None, description="the station sends -Cou (cumulative amount over the period) in this unit"
+    )
+    zs: bool = Field(default=False, description="the station sends converted (折算, O2-corrected) -Zs values")
+
+    def derived(self) -> dict[str, str]:
+        """Every point name this code's values go to, with its unit."""
+        out: dict[str, str] = {}
+        for zs in (False, True) if self.zs else (False,):
+            out[hj212_point_name(self.name, zs=zs)] = self.unit
+            for period in HJ212_PERIODS.values():
+                for stat in HJ212_STATS[:3]:
+                    out[hj212_point_name(self.name, zs=zs, period=period, stat=stat)] = self.unit
+        if self.total_unit is not None:
+            for period in HJ212_PERIODS.values():
+                out[hj212_point_name(self.name, period=period, stat="total")] = self.total_unit
+        return out
+
+
+class Hj212Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    st: str | None = Field(
+        default=None, pattern=r"^[0-9]{2}$",
+        description="system code (ST) the station sends, e.g. 31 flue gas, 32 wastewater (HJ 212-2017 Appendix B); "
+                    "packets with another ST are refused; absent: any",
+    )  # fmt: skip
+    points: list[Hj212Point] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self) -> Hj212Spec:
+        _check_unique(p.name for p in self.points)
+        codes: dict[str, str] = {}
+        for i, p in enumerate(self.points):
+            for field, code in (("code", p.code), ("legacy_code", p.legacy_code)):
+                if code is None:
+                    continue
+                other = codes.setdefault(code, p.name)
+                if other != p.name or (field == "legacy_code" and code == p.code):
+                    raise _problem(f"code {code!r} is mapped twice ({other!r} and {p.name!r})", "points", i, field)
+        return self
+
+    def by_code(self) -> dict[str, Hj212Point]:
+        """The point of every code, 2017 and 2005 alike."""
+        out = {p.code: p for p in self.points}
+        out.update({p.legacy_code: p for p in self.points if p.legacy_code is not None})
+        return out
+
+    def units(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for p in self.points:
+            out.update(p.derived())
+        return out
+
+
 class Profile(BaseModel):
     """One kind of device: what to read, how to decode it, and where it is stored."""
 
@@ -333,22 +418,26 @@ class Profile(BaseModel):
     name: Name
     title: str = ""
     kind: Name = Field(description="device kind, which rules bind to (e.g. sluice_gate, cems)")
-    protocol: Literal["modbus", "mqtt"]
+    protocol: Literal["modbus", "mqtt", "hj212"]
     measurement: Name = Field(description="InfluxDB measurement the readings are stored in")
     tags: dict[TagKey, str] = Field(default_factory=dict, description="static tags on every reading")
     poll_interval_s: float = Field(default=1.0, gt=0, le=86400)
     modbus: ModbusSpec | None = None
     mqtt: MqttSpec | None = None
     derived: Derived | None = Field(default=None, description="points computed at the edge, and maintenance flags")
+    hj212: Hj212Spec | None = None
 
     @model_validator(mode="after")
     def _one_protocol(self) -> Profile:
-        if self.protocol == "modbus" and (self.modbus is None or self.mqtt is not None):
-            at = "protocol" if self.modbus is None else "mqtt"
-            raise _problem("protocol 'modbus' needs a 'modbus' section and no 'mqtt' section", at)
-        if self.protocol == "mqtt" and (self.mqtt is None or self.modbus is not None):
-            at = "protocol" if self.mqtt is None else "modbus"
-            raise _problem("protocol 'mqtt' needs an 'mqtt' section and no 'modbus' section", at)
+        sections = {"modbus": self.modbus, "mqtt": self.mqtt, "hj212": self.hj212}
+        others = [name for name, spec in sections.items() if spec is not None and name != self.protocol]
+        if sections[self.protocol] is None or others:
+            article = "an" if self.protocol == "mqtt" else "a"
+            rest = f" and no {' or '.join(repr(n) for n in others)} section" if others else ""
+            raise _problem(
+                f"protocol {self.protocol!r} needs {article} {self.protocol!r} section{rest}",
+                "protocol" if sections[self.protocol] is None else others[0],
+            )
         if self.derived is not None:
             self._check_derived(self.derived)
         return self
@@ -375,10 +464,14 @@ class Profile(BaseModel):
         """The points the device itself sends (its register map or MQTT mapping)."""
         if self.modbus:
             return [p.name for p in self.modbus.points]
+        if self.hj212:
+            return list(self.hj212.units())
         return [p.name for p in self.mqtt.points] if self.mqtt else []
 
     @property
     def units(self) -> dict[str, str]:
+        if self.hj212:
+            return {name: unit for name, unit in self.hj212.units().items() if unit}
         points: list[ModbusPoint] | list[MqttPoint] = (
             self.modbus.points if self.modbus else self.mqtt.points if self.mqtt else []
         )

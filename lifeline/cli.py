@@ -149,9 +149,11 @@ def _bench_parsers(sub: Any) -> None:
     bb.set_defaults(func=_bench)
     from lifeline.bench_alerts import add_parser as add_bench_alerts
     from lifeline.bench_api import add_parser as add_bench_api
+    from lifeline.bench_hj212 import add_parser as add_bench_hj212
 
     add_bench_alerts(bench_sub)
     add_bench_api(bench_sub)
+    add_bench_hj212(bench_sub)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -187,12 +189,14 @@ def parser() -> argparse.ArgumentParser:
     from lifeline.api_cli import add_parser as add_api_parser
     from lifeline.bridge_cli import add_parsers
     from lifeline.broker_cli import add_parsers as add_broker_parsers
+    from lifeline.hj212_cli import add_parser as add_hj212_parser
     from lifeline.keys_cli import add_parser as add_keys_parser
 
     add_parsers(sub)
     add_broker_parsers(sub)
     add_api_parser(sub)
     add_keys_parser(sub)
+    add_hj212_parser(sub)
 
     up = sub.add_parser(
         "up", help="run the whole platform locally: broker, InfluxDB, bridge, rules, API, district, edge agents"

@@ -18,6 +18,8 @@ SHIPPED = {
     "gas_detector": ("mqtt", "gas_detector"),
     "fire_detector": ("mqtt", "fire_detector"),
     "noise_meter": ("mqtt", "noise"),
+    "flue_gas_cems_hj212": ("hj212", "cems"),
+    "wastewater_outlet_hj212": ("hj212", "wastewater_outlet"),
 }
 
 
@@ -26,7 +28,7 @@ def catalogue() -> dict[str, Profile]:
     return load_catalogue()
 
 
-def test_catalogue_has_the_seven_shipped_profiles(catalogue: dict[str, Profile]) -> None:
+def test_catalogue_has_the_shipped_profiles(catalogue: dict[str, Profile]) -> None:
     assert {name: (p.protocol, p.kind) for name, p in catalogue.items()} == SHIPPED
 
 
@@ -70,7 +72,8 @@ def test_shipped_point_names_are_unique_and_ranged_points_have_units(
     profile = catalogue[name]
     names = profile.point_names()
     assert len(names) == len(set(names))
-    points = profile.modbus.points if profile.modbus else profile.mqtt.points if profile.mqtt else []
+    points = (profile.modbus.points if profile.modbus else profile.mqtt.points if profile.mqtt else
+              profile.hj212.points if profile.hj212 else [])  # fmt: skip
     assert [p.name for p in points if p.range is not None and not p.unit] == []
 
 
@@ -298,3 +301,69 @@ def test_extra_profiles_load_next_to_the_catalogue(tmp_path: Path) -> None:
     profiles = load_profiles([CATALOGUE, tmp_path])
     assert set(profiles) == {*SHIPPED, "site_noise"}
     assert profiles["site_noise"].units == {"noise_laeq": "dB(A)", "noise_lmax": "dB(A)"}
+
+
+# HJ 212 profiles ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("hj212", "modbus"),
+    [("flue_gas_cems_hj212", "flue_gas_cems"), ("wastewater_outlet_hj212", "water_quality_station")],
+)
+def test_hj212_profiles_use_the_point_names_and_units_of_their_modbus_kin(
+    catalogue: dict[str, Profile], hj212: str, modbus: str
+) -> None:
+    spec = catalogue[hj212].hj212
+    assert spec is not None
+    kin = catalogue[modbus].units
+    shared = {p.name for p in spec.points} & set(kin)
+    assert shared, "the profiles share point names"
+    assert {n: catalogue[hj212].units[n] for n in shared} == {n: kin[n] for n in shared}
+
+
+# Codes as in shared standards/README.md "Canonical point names" (HJ 212-2017 code [HJ/T 212-2005 code]).
+HJ212_CODES = {
+    "flue_gas_cems_hj212": {"so2": ("a21026", "02"), "nox": ("a21002", "03"), "dust": ("a34013", "01"),
+                            "o2": ("a19001", "S01"), "flue_flow": ("a00000", "B02"), "flue_temp": ("a01012", "S03"),
+                            "flue_velocity": ("a01011", "S02"), "flue_pressure": ("a01013", "S08"),
+                            "flue_humidity": ("a01014", "S05")},
+    "wastewater_outlet_hj212": {"cod": ("w01018", "011"), "nh3_n": ("w21003", "060"), "tp": ("w21011", "101"),
+                                "tn": ("w21001", "065"), "ph": ("w01001", "001"), "flow": ("w00000", "B01")},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "codes"), list(HJ212_CODES.items()), ids=list(HJ212_CODES))
+def test_hj212_codes_are_the_canonical_ones(
+    catalogue: dict[str, Profile], name: str, codes: dict[str, tuple[str, str]]
+) -> None:
+    spec = catalogue[name].hj212
+    assert spec is not None
+    assert {p.name: (p.code, p.legacy_code) for p in spec.points} == codes
+
+
+def test_hj212_derived_point_names() -> None:
+    profile = load_catalogue()["flue_gas_cems_hj212"]
+    names = set(profile.point_names())
+    assert {"so2", "so2_zs", "so2_hour_avg", "so2_zs_day_max", "so2_minute_total", "flue_flow_day_total"} <= names
+    assert "o2_zs" not in names  # O2 declares no converted values
+    assert "o2_hour_total" not in names
+    assert profile.units["flue_flow_hour_total"] == "m³"
+    assert profile.units["so2_day_total"] == "kg"
+
+
+@pytest.mark.parametrize(
+    ("replace", "by", "message"),
+    [
+        pytest.param("legacy_code: B01", "legacy_code: \"011\"", "code '011' is mapped twice", id="code-twice"),
+        pytest.param("protocol: hj212", "protocol: mqtt", "protocol 'mqtt' needs an 'mqtt' section and no 'hj212'",
+                     id="hj212-section-with-mqtt"),
+        pytest.param("code: w01018", "code: w01-018", "should match pattern", id="bad-code"),
+    ],
+)
+def test_broken_hj212_profile(tmp_path: Path, replace: str, by: str, message: str) -> None:
+    text = (CATALOGUE / "wastewater_outlet_hj212.yaml").read_text(encoding="utf-8")
+    assert replace in text
+    path = tmp_path / "ww.yaml"
+    path.write_text(text.replace(replace, by), encoding="utf-8")
+    with pytest.raises(ConfigError, match=message):
+        load_profile(path)

@@ -1,0 +1,178 @@
+"""What to do with each frame a station sent: check it, map it, and say what to publish, answer and dead-letter.
+Pure (no sockets, no broker, no clock of its own): the server does the I/O of the ``Outcome``.
+
+The checks, in order (each refusal has its reason code, reasons.py): the frame (framing.py), the data segment
+(segment.py), the MN (a configured station), the password (PW), the system code (ST, if the profile names one),
+the command (CN), split reassembly (D bit), DataTime. A refused packet is never answered: a data logger that gets no
+answer sends again (HJ 212-2017 §6.5: the timeout and retry count of CN 1000), which is what a packet damaged on the
+way needs, and an unknown or wrongly authenticated station learns nothing from us.
+
+An accepted data packet that asks for an answer (Flag A bit) is answered with CN 9014 only once the broker has
+acknowledged its telemetry (the server does that part): a crash before that point loses no reading, because the
+logger, unanswered, sends the packet again. Parts of a split message are answered on receipt, except the last,
+which completes the message and is answered like any data packet.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass, field
+
+import orjson
+
+from edge_agent.hj212.config import LoadedConfig, Station
+from edge_agent.hj212.framing import Frame, Rejected, encode_frame
+from edge_agent.hj212.mapping import DATA_COMMANDS, ProfileMap
+from edge_agent.hj212.reasons import Reason, Refused
+from edge_agent.hj212.segment import Packet, data_answer, heartbeat_answer, mask_password, parse_segment
+from edge_agent.hj212.split import Expired, Reassembler
+from edge_agent.outbox import OutMessage
+from telemetry import DeviceStatus, Sample, Telemetry, encode, topics
+
+HEARTBEAT = "9015"  # HJ 212-2025 (reported): answered with 9013
+MASK = "******"  # the PW of every packet in the events file and the dead letters
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterNote:
+    source: str  # "hj212/<MN>" or "hj212/<peer host>"
+    reason: Reason
+    detail: str
+    raw: bytes  # with the password masked
+
+
+@dataclass(slots=True)
+class Outcome:
+    """The effects of one frame: one event line, dead letters, messages to publish and the answer's frame."""
+
+    event: dict[str, object]
+    dead_letters: list[DeadLetterNote] = field(default_factory=list)
+    messages: list[OutMessage] = field(default_factory=list)
+    answer: bytes | None = None
+    answer_on_ack: bool = False  # send ``answer`` once the broker acknowledged ``messages[-1]``
+    station: Station | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.event.get("outcome") == "accept"
+
+    @property
+    def reason(self) -> str | None:
+        r = self.event.get("reason")
+        return r if isinstance(r, str) else None
+
+
+def packet_event(packet: Packet) -> dict[str, object]:
+    """The packet as the events file shows it: what the parser read, before mapping; PW masked."""
+    return {
+        "QN": packet.qn, "ST": packet.st, "CN": packet.cn, "PW": MASK, "MN": packet.mn, "Flag": packet.flag,
+        "PNUM": packet.pnum, "PNO": packet.pno, "DataTime": packet.data_time,
+        "readings": [{"code": r.code, "suffix": r.suffix, "value": r.value, "flag": r.flag} for r in packet.readings],
+    }  # fmt: skip
+
+
+class Ingest:
+    def __init__(self, loaded: LoadedConfig) -> None:
+        self.loaded = loaded
+        cfg = loaded.config
+        self.maps: dict[str, ProfileMap] = {}
+        self.units: dict[str, dict[str, str]] = {}  # by profile (Profile.units is computed on every call)
+        for station in loaded.stations.values():
+            assert station.profile.hj212 is not None
+            self.maps.setdefault(station.profile.name, ProfileMap(station.profile.hj212))
+            self.units.setdefault(station.profile.name, station.profile.units)
+        self.splits = Reassembler(cfg.split_timeout_s)
+        self.seq: dict[str, int] = {}  # per station MN, from 1 in this run
+
+    def handle(self, peer: str, item: Frame | Rejected, now: float) -> Outcome:
+        if isinstance(item, Rejected):
+            return self._reject(peer, None, item.reason, item.detail, item.raw)
+        try:
+            packet = parse_segment(item.segment)
+        except Refused as exc:
+            return self._reject(peer, None, exc.reason, exc.detail, item.raw)
+        station = self.loaded.stations.get(packet.mn)
+        try:
+            station = self._check(packet, station)
+            return self._accept(peer, packet, station, item.raw, now)
+        except Refused as exc:
+            return self._reject(peer, packet.mn, exc.reason, exc.detail, item.raw)
+
+    def expire(self, now: float) -> list[DeadLetterNote]:
+        """Split messages whose time ran out, for the dead letters."""
+        return [self._expired_note(e) for e in self.splits.expire(now)]
+
+    def status(self, station: Station, online: bool, reason: str, now: float) -> OutMessage:
+        c = station.config
+        msg = DeviceStatus(site=c.site, device=c.device, profile=station.profile.name, online=online,
+                           ts=int(now * 1000), reason=reason)  # fmt: skip
+        return OutMessage(topics.status(c.site, c.device), encode(msg), retain=True)
+
+    # -- steps ---------------------------------------------------------------------------------------------------
+    @staticmethod
+    def _check(packet: Packet, station: Station | None) -> Station:
+        if station is None:
+            raise Refused(Reason.UNKNOWN_MN, f"MN {packet.mn!r} is not a configured station")
+        if not hmac.compare_digest(packet.pw.encode(), station.password.encode()):
+            raise Refused(Reason.BAD_PASSWORD, f"wrong access password (PW) for MN {packet.mn!r}")
+        if station.st is not None and packet.st != station.st and packet.cn != HEARTBEAT:
+            raise Refused(Reason.BAD_ST, f"ST {packet.st} from MN {packet.mn!r}; its profile says {station.st}")
+        if packet.cn not in DATA_COMMANDS and packet.cn != HEARTBEAT:
+            raise Refused(Reason.UNSUPPORTED_CN, f"CN {packet.cn} from MN {packet.mn!r} is not ingested "
+                                                 "(2011, 2051, 2061, 2031; 9015 is answered)")  # fmt: skip
+        if packet.cn in DATA_COMMANDS and packet.data_time is None and not packet.split:
+            raise Refused(Reason.BAD_CP, f"data command {packet.cn} without DataTime")
+        return station
+
+    def _accept(self, peer: str, packet: Packet, station: Station, raw: bytes, now: float) -> Outcome:
+        out = Outcome({"peer": peer, "outcome": "accept", "packet": packet_event(packet)}, station=station)
+        answer = (
+            encode_frame(data_answer(packet, station.password)) if packet.answer_requested and packet.qn else None
+        )
+        if packet.cn == HEARTBEAT:
+            out.answer = encode_frame(heartbeat_answer(packet, station.password))
+            return out
+        whole: Packet | None = packet
+        if packet.split:
+            whole, pushed = self.splits.add(packet, now)
+            out.dead_letters += [self._expired_note(e) for e in pushed]
+            if whole is None:
+                out.answer = answer  # a part: answered on receipt (a logger may wait for it before the next)
+                return out
+            if whole.data_time is None:
+                raise Refused(Reason.BAD_SPLIT, f"no part of split message QN={packet.qn} gives DataTime")
+        assert whole is not None
+        assert whole.data_time is not None
+        mapped = self.maps[station.profile.name].to_sample(whole, station.config.utc_offset_h)
+        if mapped.unmapped:
+            detail = f"{len(mapped.unmapped)} value(s) not mapped by profile {station.profile.name!r}: " + "; ".join(
+                mapped.unmapped
+            )
+            out.dead_letters.append(DeadLetterNote(f"hj212/{packet.mn}", Reason.UNMAPPED, detail, mask_password(raw)))
+        if mapped.sample is not None:
+            out.messages.append(self._telemetry(station, mapped.sample))
+        out.answer = answer
+        out.answer_on_ack = bool(out.messages)
+        return out
+
+    def _telemetry(self, station: Station, sample: Sample) -> OutMessage:
+        c = station.config
+        seq = self.seq.get(c.mn, 0) + 1
+        self.seq[c.mn] = seq
+        units = self.units[station.profile.name]
+        message = Telemetry.model_construct(
+            v=1, site=c.site, device=c.device, profile=station.profile.name, measurement=station.profile.measurement,
+            seq=seq, tags={**station.profile.tags, **c.tags},
+            units={n: units[n] for n in sample.values if n in units}, samples=[sample],
+        )  # fmt: skip
+        return OutMessage(topics.telemetry(c.site, c.device), encode(message))
+
+    def _reject(self, peer: str, mn: str | None, reason: Reason, detail: str, raw: bytes) -> Outcome:
+        source = f"hj212/{mn}" if mn else f"hj212/{peer.rpartition(':')[0]}"
+        note = DeadLetterNote(source, reason, detail, mask_password(raw))
+        return Outcome({"peer": peer, "outcome": "reject", "reason": str(reason), "detail": detail}, [note])
+
+    @staticmethod
+    def _expired_note(e: Expired) -> DeadLetterNote:
+        raw = b"\n".join(orjson.dumps(packet_event(p)) for p in e.parts)  # PW already masked
+        return DeadLetterNote(f"hj212/{e.mn}", Reason.INCOMPLETE_SPLIT, e.detail, raw)

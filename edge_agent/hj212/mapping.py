@@ -1,0 +1,157 @@
+"""From a parsed HJ 212 packet to a Lifeline sample, by the station's profile. Pure.
+
+Which value becomes which point (decision 012; names from ``device_profiles.schema.hj212_point_name``):
+
+| command | suffix | point |
+|---|---|---|
+| 2011 real-time | ``-Rtd`` / ``-ZsRtd`` | ``<point>`` / ``<point>_zs`` |
+| 2051 minute, 2061 hourly, 2031 daily | ``-Avg``, ``-Min``, ``-Max`` | ``<point>_{minute,hour,day}_{avg,min,max}`` |
+| same | ``-ZsAvg``, ``-ZsMin``, ``-ZsMax`` | ``<point>_zs_{period}_{avg,min,max}`` |
+| same | ``-Cou`` | ``<point>_{period}_total`` (profile ``total_unit``) |
+
+The sample time is DataTime (for period data the start of the period).
+
+DataTime is local time of the station (``utc_offset_h``, China +8). The data flag (``-Flag``) gives the quality
+(table below); the profile's ``range`` marks values outside it ``uncertain``; ``scale``/``offset`` apply to every
+value but totals. A code the profile does not map, a suffix that does not belong to the command, or a ``-Zs``/
+``-Cou`` value of a point that does not declare them, is returned in ``unmapped`` (the server dead-letters it and
+publishes the rest). ``-EFlag`` and ``-SampleTime`` are read and not used (their meaning is marked check).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from device_profiles.schema import HJ212_PERIODS, Hj212Point, Hj212Spec, hj212_point_name
+from edge_agent.hj212.segment import Packet, Reading, parse_time
+from telemetry.models import PointQuality, Quality, Sample, Value
+
+DATA_COMMANDS = frozenset({"2011", *HJ212_PERIODS})
+
+# HJ 212-2017 data flags (§6.6, table "data flag", check) and the Lifeline quality (shared standards/hj212.md,
+# "Data flags", practice). Values flagged other than N must not enter averages or exceedance decisions unchanged:
+# rules use uncertain values, so every flag that marks a value as not a measurement of the process is bad (its
+# value goes into the reason, since a bad point carries no value); S and T are real readings with a caveat.
+FLAG_QUALITY: dict[str, tuple[Quality, str] | None] = {
+    "N": None,  # instrument normal: good
+    "F": (Quality.BAD, "instrument stopped (HJ 212 flag F)"),
+    "M": (Quality.BAD, "maintenance period (HJ 212 flag M)"),
+    "S": (Quality.UNCERTAIN, "manually entered value (HJ 212 flag S)"),
+    "D": (Quality.BAD, "instrument fault (HJ 212 flag D)"),
+    "C": (Quality.BAD, "calibration (HJ 212 flag C)"),
+    "T": (Quality.UNCERTAIN, "above the instrument's upper measuring limit, the value is a floor (HJ 212 flag T)"),
+    "B": (Quality.BAD, "communication between instrument and data logger abnormal (HJ 212 flag B)"),
+}
+_STATS = {"Avg": "avg", "Min": "min", "Max": "max"}
+_IGNORED = frozenset({"EFlag", "SampleTime"})
+
+
+@dataclass(frozen=True, slots=True)
+class Mapped:
+    sample: Sample | None  # None: nothing in the packet maps to a point
+    unmapped: tuple[str, ...] = field(default=())
+
+
+def data_time_ms(text: str, utc_offset_h: float) -> int:
+    """``YYYYMMDDhhmmss`` at the station's offset from UTC, as ms since the epoch."""
+    naive = parse_time(text)
+    return int((naive - _EPOCH).total_seconds() * 1000 - utc_offset_h * 3_600_000)
+
+
+_EPOCH = datetime(1970, 1, 1)
+
+
+def quality_of(flag: str | None) -> tuple[Quality, str] | None:
+    if flag is None:
+        return None
+    if flag in FLAG_QUALITY:
+        return FLAG_QUALITY[flag]
+    return Quality.UNCERTAIN, f"unknown HJ 212 data flag {flag!r}"
+
+
+class ProfileMap:
+    """One profile's codes, ready for many packets."""
+
+    def __init__(self, spec: Hj212Spec) -> None:
+        self.spec = spec
+        self.by_code: dict[str, Hj212Point] = spec.by_code()
+
+    def to_sample(self, packet: Packet, utc_offset_h: float) -> Mapped:
+        """The sample of a data packet (CN 2011, 2051, 2061, 2031) whose DataTime is given."""
+        assert packet.cn in DATA_COMMANDS
+        assert packet.data_time is not None
+        period = HJ212_PERIODS.get(packet.cn)
+        values: dict[str, Value] = {}
+        quality: dict[str, PointQuality] = {}
+        unmapped: list[str] = []
+        for reading in packet.readings:
+            target = self._target(reading, period)
+            if isinstance(target, str):
+                unmapped.append(f"{reading.code}-{reading.suffix}: {target}")
+                continue
+            point, name, total = target
+            if name in values:
+                unmapped.append(f"{reading.code}-{reading.suffix}: point {name!r} already given in this packet")
+                continue
+            values[name], q = _value(point, reading, total)
+            if q is not None:
+                quality[name] = q
+        for key, text in packet.others:
+            code, _, suffix = key.partition("-")
+            if suffix in _IGNORED:
+                continue
+            flagged_point = self.by_code.get(code)
+            why = quality_of(text) if suffix == "Flag" else None
+            if flagged_point is None or why is None:  # a flag N without a value says nothing usable
+                unmapped.append(f"{key}={text[:20]}: not mapped")
+                continue
+            name = hj212_point_name(flagged_point.name, period=period, stat="avg" if period else None)
+            if name not in values:
+                values[name] = None  # a flag without a value: the instrument says why there is none
+                quality[name] = PointQuality(q=why[0], reason=f"{why[1]}; no value sent")
+        if not values:
+            return Mapped(None, tuple(unmapped))
+        sample = Sample(ts=data_time_ms(packet.data_time, utc_offset_h), values=values, quality=quality)
+        return Mapped(sample, tuple(unmapped))
+
+    def _target(self, reading: Reading, period: str | None) -> tuple[Hj212Point, str, bool] | str:
+        """(point, point name, is a total) or why the value has no point."""
+        point = self.by_code.get(reading.code)
+        if point is None:
+            return "code not in the profile"
+        suffix = reading.suffix
+        zs = suffix.startswith("Zs")
+        base = suffix[2:] if zs else suffix
+        if zs and not point.zs:
+            return f"point {point.name!r} does not declare converted (-Zs) values"
+        if period is None:
+            if base != "Rtd":
+                return "not a real-time value (CN 2011 carries -Rtd and -ZsRtd)"
+            return point, hj212_point_name(point.name, zs=zs), False
+        if base == "Cou" and not zs:
+            if point.total_unit is None:
+                return f"point {point.name!r} does not declare a total (total_unit)"
+            return point, hj212_point_name(point.name, period=period, stat="total"), True
+        if base not in _STATS:
+            return f"not a {period} statistic (-Avg, -Min, -Max, -Cou and their -Zs forms)"
+        return point, hj212_point_name(point.name, zs=zs, period=period, stat=_STATS[base]), False
+
+
+def _value(point: Hj212Point, reading: Reading, total: bool) -> tuple[Value, PointQuality | None]:
+    number = float(Decimal(reading.value))
+    if not total:
+        number = number * point.scale + point.offset
+    if not math.isfinite(number):
+        return None, PointQuality(q=Quality.BAD, reason=f"value {reading.value[:30]} is beyond a float's range")
+    flagged = quality_of(reading.flag)
+    if flagged is not None and flagged[0] is Quality.BAD:
+        return None, PointQuality(q=Quality.BAD, reason=f"{flagged[1]}; value sent {reading.value[:30]}")
+    if flagged is not None:
+        return number, PointQuality(q=flagged[0], reason=flagged[1])
+    if not total and point.range is not None and not point.range[0] <= number <= point.range[1]:
+        low, high = point.range
+        return number, PointQuality(q=Quality.UNCERTAIN, reason=f"outside the range [{low:g}, {high:g}]")
+    return number, None

@@ -1,0 +1,269 @@
+"""The HJ 212 TCP server: stations (data loggers) connect and push packets; readings leave as ordinary telemetry.
+
+One asyncio task per connection reads bytes, cuts frames (framing.StreamDecoder) and hands each to the pure
+``Ingest``; this module does the I/O of its outcome, in the stream order of the connection: the events line,
+the dead letters (edge_agent.deadletter), the telemetry on ``lifeline/v1/{site}/{device}/telemetry`` through the
+edge agent's Outbox and MqttLink (QoS 1, bounded window), the answer (9014 once the broker acknowledged the
+telemetry; see ingest.py). A station is ``online`` (retained status) while it has a connection that sent a good
+packet, ``offline`` when the last one closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+import orjson
+
+from edge_agent.deadletter import DeadLetter, DeadLetters
+from edge_agent.hj212.config import LoadedConfig, Station
+from edge_agent.hj212.framing import StreamDecoder
+from edge_agent.hj212.ingest import DeadLetterNote, Ingest, Outcome
+from edge_agent.mqtt_link import MqttLink
+from edge_agent.outbox import Outbox, OutMessage
+from telemetry.metrics import bound_port, serve_metrics
+
+log = logging.getLogger("lifeline.hj212")
+
+READ_SIZE = 65536
+
+
+class _AnsweringOutbox(Outbox):
+    """The edge agent's Outbox, telling the server which message the broker acknowledged (to answer after it)."""
+
+    def __init__(self, max_messages: int, max_inflight: int, on_acked: Callable[[OutMessage], None]) -> None:
+        super().__init__(max_messages, max_inflight)
+        self._on_acked = on_acked
+
+    def acked(self, token: int) -> bool:
+        item = self._inflight.get(token)
+        if not super().acked(token):
+            return False
+        if item is not None:
+            self._on_acked(item[1])
+        return True
+
+
+class EventLog:
+    """``--events FILE``: one JSON line per packet, written as it is handled (stream order per connection)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file: IO[bytes] = path.open("ab")
+
+    def write(self, event: dict[str, object]) -> None:
+        self._file.write(orjson.dumps(event) + b"\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class Hj212Server:
+    def __init__(self, loaded: LoadedConfig, *, events_path: Path | None = None,
+                 clock: Callable[[], float] = time.time) -> None:  # fmt: skip
+        cfg = loaded.config
+        self.loaded = loaded
+        self.clock = clock
+        self.ingest = Ingest(loaded)
+        self.outbox = _AnsweringOutbox(cfg.publish.buffer_max_messages, cfg.publish.max_inflight, self._acked)
+        self.link = MqttLink("hj212", cfg.broker, cfg.client_id, outbox=self.outbox)
+        self.dead_letters = DeadLetters(cfg.dead_letter_path)
+        self.events = EventLog(events_path) if events_path is not None else None
+        self.port: int | None = None  # bound port, once listening
+        self.metrics_port: int | None = None
+        self.connections = 0
+        self.counts: Counter[str] = Counter()  # packets_accept, packets_reject, answers, published, ...
+        self.rejects: Counter[str] = Counter()  # by reason
+        self._waiting: dict[int, tuple[asyncio.StreamWriter, bytes, OutMessage]] = {}  # id(message) -> answer
+        self._online: Counter[str] = Counter()  # MN -> connections that sent a good packet
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._all_closed = asyncio.Event()
+        self._stopping = False
+        self._dropped_logged = False
+
+    # -- running -------------------------------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        """Listen and forward until ``stop`` is set."""
+        cfg = self.loaded.config
+        server = await asyncio.start_server(self._connection, cfg.listen.host, cfg.listen.port,
+                                            backlog=cfg.listen.backlog, limit=READ_SIZE)  # fmt: skip
+        self.port = bound_port(server)
+        link_stop = asyncio.Event()  # its own: the link stays up until the last statuses are sent
+        link = asyncio.ensure_future(self.link.run(link_stop))
+        expiry = asyncio.ensure_future(self._expire_splits())
+        metrics = None
+        if cfg.metrics_port is not None:
+            metrics = await serve_metrics(self.metrics_text, cfg.metrics_port)
+            self.metrics_port = bound_port(metrics)
+        log.info("hj212 listening host=%s port=%d stations=%d broker=%s:%d", cfg.listen.host, self.port,
+                 len(self.loaded.stations), cfg.broker.host, cfg.broker.port)  # fmt: skip
+        try:
+            await stop.wait()
+        finally:
+            server.close()
+            await self._close_connections(2.0)
+            expiry.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await expiry
+            await self._drain(2.0)
+            link_stop.set()
+            await link
+            if metrics is not None:
+                metrics.close()
+            if self.events is not None:
+                self.events.close()
+            log.info("hj212 stopped unsent=%d", len(self.outbox))
+
+    async def _close_connections(self, wait_s: float) -> None:
+        """Close every station connection, so that their offline statuses are queued before the link goes."""
+        self._stopping = True
+        if not self._writers:
+            return
+        self._all_closed.clear()
+        for writer in list(self._writers):
+            writer.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._all_closed.wait(), wait_s)
+
+    async def _drain(self, wait_s: float) -> None:
+        deadline = time.monotonic() + wait_s
+        while len(self.outbox) and self.link.connected and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)  # bounded: acknowledgements arrive from paho's thread
+
+    async def _expire_splits(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            for note in self.ingest.expire(self.clock()):
+                self._dead_letter(note)
+
+    # -- one connection --------------------------------------------------------------------------------------------
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        cfg = self.loaded.config
+        host, port = (writer.get_extra_info("peername") or ("?", 0))[:2]
+        peer = f"{host}:{port}"
+        if self.connections >= cfg.max_connections:
+            self.counts["connections_refused"] += 1
+            log.warning("connection refused peer=%s reason=max_connections (%d)", peer, cfg.max_connections)
+            writer.close()
+            return
+        self.connections += 1
+        self.counts["connections"] += 1
+        self._writers.add(writer)
+        decoder = StreamDecoder(cfg.max_segment_bytes)
+        seen: set[str] = set()  # MNs this connection made online
+        ended = "closed by the station"
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(cfg.idle_timeout_s):  # cheaper than wait_for: no task per read
+                        data = await reader.read(READ_SIZE)
+                except TimeoutError:
+                    ended = f"silent for {cfg.idle_timeout_s:g} s"
+                    break
+                if not data:
+                    if self._stopping:
+                        ended = "ingest server stopped"
+                    break
+                for item in decoder.feed(data):
+                    self._apply(self.ingest.handle(peer, item, self.clock()), writer, seen)
+        except ConnectionError as exc:
+            ended = f"connection error: {exc.strerror or exc}"
+        finally:
+            for rejected in decoder.close():
+                self._apply(self.ingest.handle(peer, rejected, self.clock()), writer, seen)
+            self.connections -= 1
+            self._writers.discard(writer)
+            writer.close()
+            for mn in seen:
+                self._online[mn] -= 1
+                if self._online[mn] <= 0:
+                    del self._online[mn]
+                    station = self.loaded.stations[mn]
+                    log.info("station offline mn=%s site=%s device=%s reason=%r", mn, station.config.site,
+                             station.config.device, ended)  # fmt: skip
+                    self._queue(self.ingest.status(station, False, ended, self.clock()))
+            if not self._writers:
+                self._all_closed.set()
+
+    def _apply(self, out: Outcome, writer: asyncio.StreamWriter, seen: set[str]) -> None:
+        if self.events is not None:
+            self.events.write(out.event)
+        for note in out.dead_letters:
+            self._dead_letter(note)
+        if not out.accepted:
+            self.counts["packets_reject"] += 1
+            self.rejects[out.reason or "?"] += 1
+            return
+        self.counts["packets_accept"] += 1
+        if out.station is not None and out.station.mn not in seen:
+            self._came_online(out.station, seen)
+        for message in out.messages:
+            self._queue(message)
+            self.counts["published"] += 1
+        if out.answer is None:
+            return
+        if out.answer_on_ack:
+            last = out.messages[-1]
+            self._waiting[id(last)] = (writer, out.answer, last)
+        else:
+            self._answer(writer, out.answer)
+
+    def _came_online(self, station: Station, seen: set[str]) -> None:
+        seen.add(station.mn)
+        self._online[station.mn] += 1
+        if self._online[station.mn] == 1:
+            log.info("station online mn=%s site=%s device=%s", station.mn, station.config.site,
+                     station.config.device)  # fmt: skip
+            self._queue(self.ingest.status(station, True, "", self.clock()))
+
+    def _answer(self, writer: asyncio.StreamWriter, frame: bytes) -> None:
+        if writer.is_closing():
+            self.counts["answers_lost"] += 1  # the station left; it sends again on its next connection
+            return
+        writer.write(frame)
+        self.counts["answers"] += 1
+
+    def _acked(self, message: OutMessage) -> None:
+        waiting = self._waiting.pop(id(message), None)
+        if waiting is not None and waiting[2] is message:
+            self._answer(waiting[0], waiting[1])
+
+    def _queue(self, message: OutMessage) -> None:
+        dropped = self.outbox.put(message)
+        if dropped is not None:
+            self._waiting.pop(id(dropped), None)  # never answered: the station sends it again
+            if not self._dropped_logged:
+                self._dropped_logged = True
+                log.error("outbox full capacity=%d action=dropping oldest, unanswered (counted in outbox_dropped)",
+                          self.outbox.max_messages)  # fmt: skip
+        self.link.notify()
+
+    def _dead_letter(self, note: DeadLetterNote) -> None:
+        self.dead_letters.add(DeadLetter(int(self.clock() * 1000), note.source, note.raw, f"{note.reason}: "
+                                         f"{note.detail}"))  # fmt: skip
+
+    # -- metrics -----------------------------------------------------------------------------------------------------
+    def metrics_text(self) -> str:
+        o = self.outbox.stats
+        lines = [
+            f"lifeline_hj212_connections {self.connections}",
+            f"lifeline_hj212_stations_online {len(self._online)}",
+            f"lifeline_hj212_broker_connected {1 if self.link.connected else 0}",
+            f"lifeline_hj212_dead_letters_total {self.dead_letters.count}",
+            f"lifeline_hj212_outbox_queued {self.outbox.queued}",
+            f"lifeline_hj212_outbox_inflight {self.outbox.inflight}",
+            f"lifeline_hj212_outbox_dropped_total {o.dropped}",
+            f"lifeline_hj212_answers_waiting {len(self._waiting)}",
+        ]
+        for name in ("connections", "connections_refused", "packets_accept", "packets_reject", "published",
+                     "answers", "answers_lost"):  # fmt: skip
+            lines.append(f"lifeline_hj212_{name}_total {self.counts[name]}")
+        lines += [f'lifeline_hj212_rejects_total{{reason="{r}"}} {n}' for r, n in sorted(self.rejects.items())]
+        return "\n".join(lines) + "\n"

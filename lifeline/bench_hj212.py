@@ -1,0 +1,235 @@
+"""``lifeline bench hj212``: packets/s one HJ 212 ingest process parses, answers and forwards with 500 connected
+stations, and how long the answers take.
+
+Loopback only. A Mosquitto of the benchmark's own; the ingest server (``lifeline hj212``) in a child process, so
+its CPU is its own; the stations in this process: one asyncio connection each, sending CEMS real-time packets
+(CN 2011, nine values) with the A bit set and waiting for the 9014 answer. The server answers only after the
+broker acknowledged the telemetry (QoS 1), so every answered packet was parsed, mapped and forwarded.
+
+Two phases, each ``--seconds`` long after every station connected:
+- paced: each station sends one packet per ``--interval-s`` (default 1 s: 500 packets/s for 500 stations):
+  ``p99_answer_ms`` is the p99 of write-to-answer time at that load;
+- flat out: each station sends its next packet as soon as the last is answered: ``packets_per_s`` is the most
+  one ingest process forwards; ``p99_answer_ms_saturated`` its answer time then.
+On a 2-core machine the stations, the broker and the server share the cores: the figure is for the whole chain;
+the CPU share of each and the machine's load average are printed with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from edge_agent.hj212.framing import encode_frame
+from edge_agent.hj212.segment import build_segment
+from lifeline.services import Mosquitto, free_port, wait_for_port
+
+PASSWORD = "bench1"
+PACKETS_PER_STATION = 20  # distinct prebuilt packets each station cycles through
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """``lifeline bench hj212``; ``subparsers`` is ``lifeline bench``'s ``add_subparsers()`` object."""
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "hj212", help="packets/s one HJ 212 ingest process parses, answers and forwards with 500 stations"
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--stations", type=int, default=500, help="connected stations (default 500)")
+    p.add_argument("--seconds", type=float, default=8.0, help="length of each phase (default 8)")
+    p.add_argument("--interval-s", type=float, default=1.0, help="seconds between a station's paced packets")
+    p.set_defaults(func=run)
+    return p
+
+
+def _packets(mn: str, count: int) -> list[bytes]:
+    out = []
+    for i in range(count):
+        t = time.gmtime(1_796_000_000 + i * 30)
+        cp = f"DataTime={time.strftime('%Y%m%d%H%M%S', t)};" + ";".join(
+            f"{code}-Rtd={value + i % 7 / 10:.2f},{code}-Flag=N"
+            for code, value in (("a21026", 18.2), ("a21002", 30.1), ("a34013", 3.1), ("a19001", 8.2),
+                                ("a00000", 199.3), ("a01012", 111.7), ("a01014", 10.4), ("a01013", -0.6),
+                                ("a01011", 9.1))
+        )  # fmt: skip
+        qn = time.strftime("%Y%m%d%H%M%S", t) + f"{i % 1000:03d}"
+        out.append(encode_frame(build_segment(qn=qn, st="31", cn="2011", pw=PASSWORD, mn=mn, flag=5, cp=cp)))
+    return out
+
+
+class _Station(asyncio.Protocol):
+    """One station: one packet outstanding at a time; every CR LF that arrives is the answer to it."""
+
+    def __init__(self, packets: list[bytes], bench: _Load) -> None:
+        self.packets, self.bench = packets, bench
+        self.transport: asyncio.Transport | None = None
+        self.i = 0
+        self.sent_at: float | None = None
+        self.connected = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.connected.set_result(None)
+
+    def send(self) -> None:
+        if self.sent_at is not None or self.transport is None or self.transport.is_closing():
+            return
+        self.sent_at = time.perf_counter()
+        self.transport.write(self.packets[self.i % len(self.packets)])
+        self.i += 1
+
+    def data_received(self, data: bytes) -> None:
+        for _ in range(data.count(b"\r\n")):
+            if self.sent_at is None:
+                continue
+            self.bench.answered(time.perf_counter() - self.sent_at)
+            self.sent_at = None
+            if self.bench.flat_out:
+                self.send()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.bench.lost += 1
+
+
+class _Load:
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        self.flat_out = False
+        self.recording = False
+        self.count = 0
+        self.lost = 0
+
+    def answered(self, seconds: float) -> None:
+        if self.recording:
+            self.count += 1
+            self.latencies.append(seconds * 1000)
+
+
+def _config(folder: Path, stations: int, broker: Mosquitto, port: int) -> Path:
+    mns = [f"BENCH{i:06d}" for i in range(stations)]
+    pw = folder / "passwords.yaml"
+    pw.write_text(yaml.safe_dump(dict.fromkeys(mns, PASSWORD)))
+    pw.chmod(0o600)
+    config = {
+        "listen": {"host": "127.0.0.1", "port": port},
+        "broker": {"host": broker.host, "port": broker.port},
+        "client_id": "bench-hj212",
+        "publish": {"max_inflight": 1000},
+        "passwords_file": str(pw),
+        "stations": [{"mn": mn, "site": "bench", "device": f"cems-{i:04d}", "profile": "flue_gas_cems_hj212"}
+                     for i, mn in enumerate(mns)],
+    }
+    path = folder / "hj212.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _p99(values: list[float]) -> float | None:
+    if len(values) < 2:
+        return None
+    return round(statistics.quantiles(values, n=100)[98], 2)
+
+
+async def _drive(stations: int, port: int, seconds: float, interval_s: float, pid: int,
+                 broker_pid: int) -> dict[str, Any]:  # fmt: skip
+    loop = asyncio.get_running_loop()
+    load = _Load()
+    protocols: list[_Station] = []
+    for i in range(stations):
+        proto = _Station(_packets(f"BENCH{i:06d}", PACKETS_PER_STATION), load)
+        await loop.create_connection(lambda p=proto: p, "127.0.0.1", port)  # type: ignore[misc]
+        protocols.append(proto)
+    await asyncio.gather(*(p.connected for p in protocols))
+    # warm-up: one answered packet each
+    load.flat_out = False
+    for p in protocols:
+        p.send()
+    await asyncio.sleep(2.0)
+    # paced phase
+    load.recording, load.count, load.latencies = True, 0, []
+    start = time.perf_counter()
+    ticks = 0
+    while time.perf_counter() - start < seconds:
+        for k, p in enumerate(protocols):  # spread over the interval, as real stations are
+            loop.call_later(interval_s * k / stations, p.send)
+        ticks += 1
+        await asyncio.sleep(interval_s)
+    paced_count, paced_p99 = load.count, _p99(load.latencies)
+    paced_p50 = round(statistics.median(load.latencies), 2) if load.latencies else None
+    await asyncio.sleep(1.0)
+    # flat-out phase
+    load.count, load.latencies, load.flat_out = 0, [], True
+    cpu0, broker0, load0, t0 = _cpu_s(pid), _cpu_s(broker_pid), time.process_time(), time.perf_counter()
+    for p in protocols:
+        p.send()
+    await asyncio.sleep(seconds)
+    wall, cpu = time.perf_counter() - t0, _cpu_s(pid) - cpu0
+    broker_cpu, load_cpu = _cpu_s(broker_pid) - broker0, time.process_time() - load0
+    flat_count, flat_lat = load.count, list(load.latencies)
+    load.flat_out = False
+    for p in protocols:
+        assert p.transport is not None
+        p.transport.close()
+    await asyncio.sleep(0.2)
+    return {
+        "stations": stations,
+        "packets_per_s": round(flat_count / wall, 1),
+        "p99_answer_ms": paced_p99,
+        "p50_answer_ms": paced_p50,
+        "paced_packets_per_s": round(paced_count / (ticks * interval_s), 1),
+        "p99_answer_ms_saturated": _p99(flat_lat),
+        "server_cpu_s_per_1000_packets": round(cpu / flat_count * 1000, 3) if flat_count else None,
+        "server_cpu_percent": round(100 * cpu / wall, 1),
+        "broker_cpu_percent": round(100 * broker_cpu / wall, 1),
+        "stations_cpu_percent": round(100 * load_cpu / wall, 1),
+        "load_average_1m": round(os.getloadavg()[0], 2),
+        "connections_lost": load.lost - stations,
+        "cores": os.cpu_count(),
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    with tempfile.TemporaryDirectory(prefix="lifeline-bench-hj212-") as tmp:
+        folder = Path(tmp)
+        broker = Mosquitto(folder / "mosquitto")
+        broker.start()
+        port = free_port()
+        config = _config(folder, args.stations, broker, port)
+        server = subprocess.Popen([sys.executable, "-m", "lifeline", "--log-level", "WARNING", "hj212", "--config",
+                                   str(config)])  # fmt: skip
+        try:
+            if not wait_for_port("127.0.0.1", port, 20.0, server):
+                raise SystemExit("the hj212 server did not start")
+            assert broker.proc is not None
+            result = asyncio.run(_drive(args.stations, port, args.seconds, args.interval_s, server.pid,
+                                        broker.proc.pid))  # fmt: skip
+        finally:
+            server.send_signal(signal.SIGTERM)
+            try:
+                server.wait(15)
+            except subprocess.TimeoutExpired:
+                server.kill()
+            broker.stop()
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:32} {value}")
+    return 0

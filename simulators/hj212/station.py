@@ -1,0 +1,312 @@
+"""A simulated HJ 212 station: a data logger that connects to the platform over TCP and pushes real-time data
+(CN 2011) every ``rtd_interval_s``, minute data (2051) every ``minute_every_s`` and hourly data (2061) every
+``hour_every_s`` (shortened for tests and demonstrations; real loggers: 30 s, 1 min or 10 min, 1 h).
+
+With ``answer=True`` the Flag's A bit asks for an answer (9014 with the packet's QN); the station waits for it up
+to ``timeout_s`` and sends the packet again, ``retries`` times (HJ 212-2017 §6.5, CN 1000's timeout and retry
+count), and records how long each answer took. Faults on demand, applied to the next packet(s): ``bad_crc``,
+``garbage`` (bytes before the packet), ``split_writes`` (the packet in three writes), ``byte_by_byte``,
+``bad_password``, ``unknown_code`` (a value whose code no profile maps). A station reconnects after the server
+closes its connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import statistics
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from device_profiles import Profile
+from simulators.behaviours import Behaviour, FlueGasCems
+from simulators.hj212 import _wire
+from simulators.hj212.wastewater import WastewaterOutlet
+
+log = logging.getLogger("lifeline.sim.hj212")
+
+Clock = Callable[[], float]
+FAULTS = ("bad_crc", "garbage", "split_writes", "byte_by_byte", "bad_password", "unknown_code")
+_BROKEN = frozenset({"bad_crc", "bad_password"})  # the server refuses these: no answer to wait for
+CST = timedelta(hours=8)  # DataTime and QN are Beijing time (UTC+8)
+
+
+def make_behaviour(profile: Profile, seed: int) -> Behaviour:
+    if profile.kind == "cems":
+        return FlueGasCems(seed)
+    if profile.kind == "wastewater_outlet":
+        return WastewaterOutlet(seed)
+    raise ValueError(f"no HJ 212 station behaviour for profile {profile.name!r} (kind {profile.kind!r})")
+
+
+def local_text(now: float, with_ms: bool = False) -> str:
+    t = datetime.fromtimestamp(now, UTC) + CST
+    return t.strftime("%Y%m%d%H%M%S") + (f"{t.microsecond // 1000:03d}" if with_ms else "")
+
+
+class Hj212Station:
+    def __init__(
+        self,
+        mn: str,
+        password: str,
+        profile: Profile,
+        host: str,
+        port: int,
+        *,
+        seed: int = 1,
+        behaviour: Behaviour | None = None,
+        rtd_interval_s: float = 30.0,
+        minute_every_s: float | None = 60.0,
+        hour_every_s: float | None = 3600.0,
+        answer: bool = False,
+        version: int = 1,
+        legacy_codes: bool = False,
+        timeout_s: float = 5.0,
+        retries: int = 3,
+        clock: Clock = time.time,
+    ) -> None:
+        if profile.hj212 is None:
+            raise ValueError(f"profile {profile.name!r} has no hj212 section")
+        self.mn, self.password, self.profile = mn, password, profile
+        self.host, self.port = host, port
+        self.behaviour = behaviour or make_behaviour(profile, seed)
+        self.rtd_interval_s = rtd_interval_s
+        self.minute_every_s, self.hour_every_s = minute_every_s, hour_every_s
+        self.answer, self.version, self.legacy_codes = answer, version, legacy_codes
+        self.timeout_s, self.retries = timeout_s, retries
+        self.clock = clock
+        self.st = profile.hj212.st or "32"
+        self.faults: deque[str] = deque()
+        self.counts: Counter[str] = Counter()  # sent, answered, unanswered, resent, connects, faults
+        self.answer_ms: list[float] = []
+        self.sent_log: deque[bytes] = deque(maxlen=1000)  # packets as written (faults applied), newest last
+        self._waiting: dict[str, asyncio.Future[None]] = {}
+        self._writer: asyncio.StreamWriter | None = None
+        self._window: list[dict[str, float]] = []  # real-time values since the last minute packet
+        self._hour: list[dict[str, float]] = []
+        self._qn_last = ""
+
+    # -- faults and figures ---------------------------------------------------------------------------------------
+    def inject(self, fault: str, count: int = 1) -> None:
+        """Apply ``fault`` to the next ``count`` packets."""
+        if fault not in FAULTS:
+            raise ValueError(f"unknown fault {fault!r} (known: {', '.join(FAULTS)})")
+        self.faults.extend([fault] * count)
+
+    def p99_answer_ms(self) -> float | None:
+        if len(self.answer_ms) < 2:
+            return self.answer_ms[0] if self.answer_ms else None
+        return statistics.quantiles(self.answer_ms, n=100)[98]
+
+    # -- packets (pure but for the QN's clock) --------------------------------------------------------------------
+    def _code(self, name: str) -> str:
+        assert self.profile.hj212 is not None
+        point = next(p for p in self.profile.hj212.points if p.name == name)
+        return point.legacy_code if self.legacy_codes and point.legacy_code else point.code
+
+    def _qn(self, now: float) -> str:
+        qn = local_text(now, with_ms=True)
+        while qn <= self._qn_last:  # unique per station, as HJ 212 requests must be
+            qn = str(int(qn) + 1)
+        self._qn_last = qn
+        return qn
+
+    def packet(self, cn: str, cp: str, now: float, *, flag_a: bool | None = None, pw: str | None = None) -> bytes:
+        a = self.answer if flag_a is None else flag_a
+        seg = _wire.segment(qn=self._qn(now), st=self.st, cn=cn, pw=pw or self.password, mn=self.mn,
+                            flag=(self.version << 2) | (1 if a else 0), cp=cp)  # fmt: skip
+        return _wire.frame(seg)
+
+    def realtime_cp(self, values: dict[str, float], flag: str, now: float) -> str:
+        groups = [f"DataTime={local_text(now)}"]
+        groups += [f"{self._code(n)}-Rtd={_wire.number(v)},{self._code(n)}-Flag={flag}" for n, v in values.items()]
+        return ";".join(groups)
+
+    def period_cp(self, window: list[dict[str, float]], start: float, seconds: float, flag: str) -> str:
+        assert self.profile.hj212 is not None
+        groups = [f"DataTime={local_text(start)}"]
+        flow_point = next((p for p in self.profile.hj212.points if p.total_unit == "m³"), None)
+        flow_avg = statistics.fmean(w[flow_point.name] for w in window) if flow_point else 0.0
+        for p in self.profile.hj212.points:
+            series = [w[p.name] for w in window if p.name in w]
+            if not series:
+                continue
+            code, avg = self._code(p.name), statistics.fmean(series)
+            fields = [f"{code}-Min={_wire.number(min(series))}", f"{code}-Avg={_wire.number(avg)}",
+                      f"{code}-Max={_wire.number(max(series))}"]  # fmt: skip
+            if p.total_unit is not None and flow_point is not None:
+                litres = flow_point.unit == "L/s"
+                if p is flow_point:  # volume: m³/s × s, or L/s × s / 1000
+                    total = avg * seconds / (1000 if litres else 1)
+                else:  # mass in kg: mg/L × L/s × s, or mg/m³ × m³/s × s, / 1e6
+                    total = avg * flow_avg * seconds / 1e6
+                fields.append(f"{code}-Cou={_wire.number(total)}")
+            groups.append(",".join([*fields, f"{code}-Flag={flag}"]))
+        return ";".join(groups)
+
+    def _values(self, now: float) -> tuple[dict[str, float], str]:
+        assert self.profile.hj212 is not None
+        raw = self.behaviour.step(now)
+        names = {p.name for p in self.profile.hj212.points}
+        values = {k: float(v) for k, v in raw.items() if k in names and not isinstance(v, bool | str)}
+        return values, "C" if raw.get("maintenance") else "N"  # CEMS daily zero/span check: flag C
+
+    # -- running --------------------------------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        """Connect (again after a loss, every second) and send until ``stop`` is set."""
+        while not stop.is_set():
+            try:
+                reader, writer = await asyncio.open_connection(self.host, self.port)
+            except OSError:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 1.0)
+                continue
+            self.counts["connects"] += 1
+            self._writer = writer
+            listener = asyncio.ensure_future(self._listen(reader))
+            try:
+                await self._send_loop(stop)
+            except (ConnectionError, OSError) as exc:
+                log.info("station mn=%s connection lost reason=%r", self.mn, str(exc))
+            finally:
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listener
+                writer.close()
+                self._writer = None
+
+    async def _send_loop(self, stop: asyncio.Event) -> None:
+        next_rtd = self.clock()
+        minute_start = hour_start = self.clock()
+        while not stop.is_set():
+            now = self.clock()
+            if now >= next_rtd:
+                values, flag = self._values(now)
+                self._window.append(values)
+                self._hour.append(values)
+                await self.send(self.packet("2011", self.realtime_cp(values, flag, now), now))
+                next_rtd += self.rtd_interval_s
+            if self.minute_every_s and now - minute_start >= self.minute_every_s and self._window:
+                cp = self.period_cp(self._window, minute_start, now - minute_start, "N")
+                await self.send(self.packet("2051", cp, now))
+                self._window, minute_start = [], now
+            if self.hour_every_s and now - hour_start >= self.hour_every_s and self._hour:
+                await self.send(self.packet("2061", self.period_cp(self._hour, hour_start, now - hour_start, "N"), now))
+                self._hour, hour_start = [], now
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), max(0.0, min(next_rtd - self.clock(), 1.0)))
+
+    async def send(self, packet: bytes) -> bool:
+        """Write ``packet`` (with the next fault, if any); with the A bit, wait for its answer and resend; True if
+        it was answered (or needs no answer)."""
+        fault = self.faults.popleft() if self.faults else None
+        if fault is not None:
+            self.counts[f"fault_{fault}"] += 1
+            packet = _apply(packet, fault, self)
+        self.sent_log.append(packet)
+        wants = b";Flag=" in packet and int(packet.split(b";Flag=")[1].split(b";")[0]) & 1
+        if not wants or fault in _BROKEN:
+            await self._write(packet, fault)
+            self.counts["sent"] += 1
+            return not wants
+        qn = packet.split(b"QN=")[1].split(b";")[0].decode()
+        for attempt in range(self.retries + 1):
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiting[qn] = future
+            started = time.perf_counter()
+            await self._write(packet, fault if attempt == 0 else None)
+            self.counts["sent" if attempt == 0 else "resent"] += 1
+            try:
+                await asyncio.wait_for(future, self.timeout_s)
+            except TimeoutError:
+                continue
+            finally:
+                self._waiting.pop(qn, None)
+            self.answer_ms.append((time.perf_counter() - started) * 1000)
+            self.counts["answered"] += 1
+            return True
+        self.counts["unanswered"] += 1
+        return False
+
+    async def _write(self, packet: bytes, fault: str | None) -> None:
+        writer = self._writer
+        if writer is None:
+            raise ConnectionError("not connected")
+        if fault == "split_writes":
+            third = max(1, len(packet) // 3)
+            for chunk in (packet[:third], packet[third : 2 * third], packet[2 * third :]):
+                writer.write(chunk)
+                await writer.drain()
+                await asyncio.sleep(0.01)
+        elif fault == "byte_by_byte":
+            for i in range(len(packet)):
+                writer.write(packet[i : i + 1])
+                await writer.drain()
+        else:
+            writer.write(packet)
+            await writer.drain()
+
+    async def _listen(self, reader: asyncio.StreamReader) -> None:
+        """Answers from the platform: a 9014 (or 9013) with our QN resolves the send waiting for it."""
+        buf = b""
+        while True:
+            data = await reader.read(65536)
+            if not data:
+                return
+            buf += data
+            *lines, buf = buf.split(b"\r\n")
+            for line in lines:
+                if (b"CN=9014" not in line and b"CN=9013" not in line) or b"QN=" not in line:
+                    continue
+                qn = line.split(b"QN=")[1].split(b";")[0].decode()
+                future = self._waiting.get(qn)
+                if future is not None and not future.done():
+                    future.set_result(None)
+
+
+def _apply(packet: bytes, fault: str, station: Hj212Station) -> bytes:
+    if fault == "bad_crc":
+        crc = packet[-6:-2]
+        wrong = b"%04X" % (int(crc, 16) ^ 0x0101)
+        return packet[:-6] + wrong + b"\r\n"
+    if fault == "garbage":
+        return b"\x00\xffnoise ## not a packet\r\n" + packet
+    if fault == "bad_password":
+        seg = packet[6:-6].replace(f"PW={station.password};".encode(), b"PW=999999;")
+        return _wire.frame(seg)
+    if fault == "unknown_code":
+        seg = packet[6:-6].replace(b"&&", b"&&zz9999-Rtd=1.0,zz9999-Flag=N;", 1)
+        return _wire.frame(seg)
+    return packet  # split_writes, byte_by_byte: the bytes are right, the writes are not
+
+
+class Hj212Fleet:
+    """Stations of a district, run together; ``server_stations`` gives the ingest server's ``stations:`` entries."""
+
+    def __init__(self, stations: list[tuple[str, str, Hj212Station]]) -> None:
+        self.stations = stations  # (site, device, station)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await asyncio.gather(*(s.run(stop) for _, _, s in self.stations))
+
+    def server_stations(self) -> list[dict[str, object]]:
+        return [{"mn": s.mn, "site": site, "device": device, "profile": s.profile.name}
+                for site, device, s in self.stations]  # fmt: skip
+
+    def passwords(self) -> dict[str, str]:
+        """MN -> PW, for a passwords_file (write it with mode 0600)."""
+        return {s.mn: s.password for _, _, s in self.stations}
+
+
+def demo_fleet(host: str, port: int, profiles: dict[str, Profile], *, site: str = "hj212-demo",
+               answer: bool = True, rtd_interval_s: float = 30.0, seed: int = 1) -> Hj212Fleet:  # fmt: skip
+    """One flue-gas CEMS and one wastewater outlet of ``site``, for a district (``lifeline up``): give the ingest
+    server ``fleet.server_stations()`` and a 0600 passwords file of ``fleet.passwords()``, then ``fleet.run``."""
+    cems = Hj212Station("010000A8900016F000169DC0", "cems01", profiles["flue_gas_cems_hj212"], host, port,
+                        seed=seed, answer=answer, rtd_interval_s=rtd_interval_s)  # fmt: skip
+    outlet = Hj212Station("010000A8900016F000169DC1", "outl01", profiles["wastewater_outlet_hj212"], host, port,
+                          seed=seed + 1, answer=answer, rtd_interval_s=rtd_interval_s)  # fmt: skip
+    return Hj212Fleet([(site, "cems-1", cems), (site, "outlet-1", outlet)])

@@ -1,0 +1,83 @@
+"""The HJ 212 station simulator, pure parts: its packets (its own encoder) parse with the server's decoder, its
+faults break exactly what they say, and its demo fleet is a valid ingest config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from device_profiles import load_catalogue
+from edge_agent.hj212 import Frame, Hj212Config, Reason, Rejected, StreamDecoder, build_config, parse_segment
+from simulators.hj212 import Hj212Station, demo_fleet
+from simulators.hj212.station import _apply
+
+CATALOGUE = load_catalogue()
+NOW = 1_795_572_000.0  # 2026-11-25 10:00:00 Beijing time
+
+
+def _station(profile: str = "wastewater_outlet_hj212", **kw: object) -> Hj212Station:
+    return Hj212Station("WW1", "pw0001", CATALOGUE[profile], "127.0.0.1", 1, **kw)  # type: ignore[arg-type]
+
+
+def test_real_time_packet_parses_with_the_servers_decoder() -> None:
+    s = _station(answer=True)
+    values, flag = s._values(NOW)
+    [item] = StreamDecoder().feed(s.packet("2011", s.realtime_cp(values, flag, NOW), NOW))
+    assert isinstance(item, Frame)
+    p = parse_segment(item.segment)
+    assert (p.st, p.cn, p.mn, p.flag, p.data_time) == ("32", "2011", "WW1", 5, "20261125100000")
+    assert {r.code: float(r.value) for r in p.readings} == {
+        "w01018": values["cod"], "w21003": values["nh3_n"], "w21011": values["tp"], "w21001": values["tn"],
+        "w01001": values["ph"], "w00000": values["flow"]}  # fmt: skip
+
+
+def test_minute_packet_has_statistics_and_totals() -> None:
+    s = _station()
+    window = [{"cod": 30.0, "flow": 100.0}, {"cod": 40.0, "flow": 100.0}]
+    p = parse_segment(s.packet("2051", s.period_cp(window, NOW - 60, 60, "N"), NOW)[6:-6])
+    got = {(r.code, r.suffix): r.value for r in p.readings}
+    assert got[("w01018", "Avg")] == "35"
+    assert got[("w01018", "Min")] == "30"
+    assert got[("w00000", "Cou")] == "6"  # 100 L/s for 60 s = 6 m³
+    assert got[("w01018", "Cou")] == "0.21"  # 35 mg/L x 100 L/s x 60 s = 0.21 kg
+
+
+def test_legacy_codes() -> None:
+    s = _station(legacy_codes=True)
+    p = parse_segment(s.packet("2011", s.realtime_cp({"cod": 1.0, "flow": 2.0}, "N", NOW), NOW)[6:-6])
+    assert [r.code for r in p.readings] == ["011", "B01"]
+
+
+@pytest.mark.parametrize(
+    ("fault", "kinds"),
+    [("bad_crc", ["bad_crc"]), ("garbage", ["bad_header", "bad_length", "frame"]), ("bad_password", ["frame"]),
+     ("unknown_code", ["frame"]), ("split_writes", ["frame"]), ("byte_by_byte", ["frame"])],
+)  # fmt: skip
+def test_faults(fault: str, kinds: list[str]) -> None:
+    s = _station()
+    packet = _apply(s.packet("2011", s.realtime_cp({"cod": 1.0}, "N", NOW), NOW), fault, s)
+    items = StreamDecoder().feed(packet)
+    assert ["frame" if isinstance(i, Frame) else str(i.reason) for i in items] == kinds
+    if fault == "bad_password":
+        assert isinstance(items[0], Frame)
+        assert parse_segment(items[0].segment).pw == "999999"
+    if fault == "bad_crc":
+        assert isinstance(items[0], Rejected)
+        assert items[0].reason is Reason.BAD_CRC
+
+
+def test_unknown_fault_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown fault"):
+        _station().inject("gremlins")
+
+
+def test_demo_fleet_is_a_valid_ingest_config(tmp_path: Path) -> None:
+    fleet = demo_fleet("127.0.0.1", 9212, CATALOGUE)
+    pw = tmp_path / "pw.yaml"
+    pw.write_text(yaml.safe_dump(fleet.passwords()))
+    pw.chmod(0o600)
+    config = Hj212Config.model_validate({"passwords_file": str(pw), "stations": fleet.server_stations()})
+    loaded = build_config(config, catalogue=CATALOGUE)
+    assert sorted(s.config.device for s in loaded.stations.values()) == ["cems-1", "outlet-1"]
