@@ -20,10 +20,11 @@ import yaml
 
 from device_profiles import Profile, load_catalogue
 from edge_agent.hj212 import Hj212Config, Hj212Server, LoadedConfig, build_config
+from lifeline.broker_auth import hj212_account
 from lifeline.services import Mosquitto, free_port, wait_for_port
 from simulators.hj212 import Hj212Station
 from telemetry import decode_status, decode_telemetry
-from tests.helpers import LoopThread, Subscriber, wait_until
+from tests.helpers import LoopThread, Subscriber, account_for, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -32,8 +33,9 @@ CATALOGUE = load_catalogue()
 
 
 def _broker(mosquitto: Mosquitto) -> dict[str, object]:
-    """Every broker connection of this module is configured here (accounts come later: one place to change)."""
-    return {"host": mosquitto.host, "port": mosquitto.port, "reconnect_initial_s": 0.1, "reconnect_max_s": 0.5}
+    """Every broker connection of this module is configured here: the HJ 212 server's account for its sites."""
+    account = account_for(mosquitto, hj212_account(["many", "plant-7"]), reconnect_initial_s=0.1, reconnect_max_s=0.5)
+    return account.model_dump(mode="json")
 
 
 def _subscriber(mosquitto: Mosquitto, topic_filter: str) -> Subscriber:
