@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 from fastapi import FastAPI, HTTPException
@@ -57,15 +58,17 @@ CONSOLE_HEADERS = {
     "Cache-Control": "no-cache",  # revalidate (ETag): a new release's console is picked up at once
 }
 DOCS_DIR = Path(__file__).parent / "docs"
-# Swagger UI's own files come from the fastapi-offline package (no CDN); the page and its start script from here.
+# Swagger UI's own files come from the fastapi-offline package (no CDN); the page, its start script, a style sheet
+# and the icons Swagger UI would draw from data: URLs (which the CSP refuses) from here.
 _SWAGGER = resources.files("fastapi_offline") / "static"
-DOCS_FILES: dict[str, tuple[object, str]] = {
-    "": (DOCS_DIR / "index.html", "text/html; charset=utf-8"),
-    "init.js": (DOCS_DIR / "init.js", "text/javascript; charset=utf-8"),
-    "swagger-ui-bundle.js": (_SWAGGER / "swagger-ui-bundle.js", "text/javascript; charset=utf-8"),
-    "swagger-ui.css": (_SWAGGER / "swagger-ui.css", "text/css; charset=utf-8"),
-    "favicon.png": (_SWAGGER / "favicon.png", "image/png"),
-}
+_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+          ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml", ".png": "image/png"}  # fmt: skip
+DOCS_FILES: dict[str, tuple[Traversable, str]] = {
+    "": (DOCS_DIR / "index.html", _TYPES[".html"]),
+    **{f.name: (f, _TYPES[f.suffix]) for f in DOCS_DIR.iterdir() if f.suffix in (".js", ".css", ".svg")},
+    **{name: (_SWAGGER / name, _TYPES[Path(name).suffix])
+       for name in ("swagger-ui-bundle.js", "swagger-ui.css", "favicon.png")},
+}  # fmt: skip
 
 
 class ConsoleFiles(StaticFiles):
