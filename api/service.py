@@ -37,6 +37,10 @@ SWEEP_INTERVAL_S = 0.2
 _ALERT_EVENTS = topics.alert_events_filter().removesuffix("+")
 
 
+class BootstrapError(ValueError):
+    """The first admin cannot be made as asked."""
+
+
 class ApiService:
     def __init__(self, config: ApiConfig, *, clock: Clock = wall_ms, store: AlertStore | None = None) -> None:
         self.config = config
@@ -72,9 +76,16 @@ class ApiService:
 
     # -- life cycle ----------------------------------------------------------------------------------------
     def bootstrap_admin(self, environ: dict[str, str] | None = None) -> str | None:
-        """Create the first admin if there is no user; the generated one-time password, to print once, or None."""
+        """Create the first admin if there is no user; the generated one-time password, to print once, or None.
+        A password from the environment must pass the password policy (BootstrapError says why not)."""
         env = os.environ if environ is None else environ
-        return self.users.bootstrap(self.config.auth.bootstrap_admin, env.get(ADMIN_PASSWORD_ENV) or None)
+        given = env.get(ADMIN_PASSWORD_ENV) or None
+        name = self.config.auth.bootstrap_admin
+        if given is not None and self.users.count() == 0:
+            problem = self.password_policy.problem(given, name)
+            if problem:
+                raise BootstrapError(f"{ADMIN_PASSWORD_ENV}: {problem}")
+        return self.users.bootstrap(name, given)
 
     async def start(self, *, connect: bool = True) -> None:
         if self._started:

@@ -75,7 +75,12 @@ def _bootstrap(service: ApiService, password_file: Path | None) -> str | None:
             not sys.stderr.isatty()):  # fmt: skip
         return (f"no user exists yet, and the first admin's one-time password could be shown nowhere: run on a "
                 f"terminal, or give --bootstrap-password-file PATH, or set {ADMIN_PASSWORD_ENV}")  # fmt: skip
-    password = service.bootstrap_admin()
+    from api.service import BootstrapError
+
+    try:
+        password = service.bootstrap_admin()
+    except BootstrapError as exc:
+        return str(exc)
     if password is None:
         return None
     name = service.config.auth.bootstrap_admin

@@ -19,6 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api import ApiService, create_app
+from api.service import BootstrapError
 from tests.integration.test_api_support import PASSWORD, Clock, RunningApi, add_users, make_config
 
 ATTACKER, OFFICE, PROXY = "198.51.100.7", "203.0.113.9", "10.1.2.3"
@@ -227,6 +228,17 @@ def test_a_user_an_admin_created_must_change_the_password_first(app: App) -> Non
     assert reset.status_code == 200
     assert reset.json()["must_change_password"] is True
     assert app.client.get("/api/sites", headers=app.login("wu", "another-paper-slip-8")).status_code == 403
+
+
+def test_a_weak_admin_password_from_the_environment_is_refused(tmp_path: Path) -> None:
+    service = ApiService(make_config(tmp_path, auth=FAST_AUTH))
+    try:
+        with pytest.raises(BootstrapError, match="LIFELINE_ADMIN_PASSWORD: this is a commonly used password"):
+            service.bootstrap_admin({"LIFELINE_ADMIN_PASSWORD": "password123456"})
+        assert service.users.count() == 0
+    finally:
+        service.engine.dispose()
+        service.store.close()
 
 
 def test_an_admin_changing_their_own_password_is_not_forced_again(app: App) -> None:
