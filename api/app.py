@@ -4,14 +4,19 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
-from fastapi import FastAPI
-from fastapi.responses import RedirectResponse, Response
+from fastapi import FastAPI, HTTPException
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from api import routes_alerts, routes_auth, routes_data, routes_gates
+from api.http_guard import BodyLimit, SecurityHeaders, validation_error
 from api.metrics import RequestCounter
 from api.service import ApiService
 
@@ -52,6 +57,18 @@ CONSOLE_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-cache",  # revalidate (ETag): a new release's console is picked up at once
 }
+DOCS_DIR = Path(__file__).parent / "docs"
+# Swagger UI's own files come from the fastapi-offline package (no CDN); the page, its start script, a style sheet
+# and the icons Swagger UI would draw from data: URLs (which the CSP refuses) from here.
+_SWAGGER = resources.files("fastapi_offline") / "static"
+_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+          ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml", ".png": "image/png"}  # fmt: skip
+DOCS_FILES: dict[str, tuple[Traversable, str]] = {
+    "": (DOCS_DIR / "index.html", _TYPES[".html"]),
+    **{f.name: (f, _TYPES[f.suffix]) for f in DOCS_DIR.iterdir() if f.suffix in (".js", ".css", ".svg")},
+    **{name: (_SWAGGER / name, _TYPES[Path(name).suffix])
+       for name in ("swagger-ui-bundle.js", "swagger-ui.css", "favicon.png")},
+}  # fmt: skip
 
 
 class ConsoleFiles(StaticFiles):
@@ -70,6 +87,21 @@ def _serve_console(app: FastAPI) -> None:
     def console_root() -> RedirectResponse:
         # relative, so that the console also works behind a proxy that serves the API under a path prefix
         return RedirectResponse("console/", status_code=302)
+
+
+def _serve_docs(app: FastAPI) -> None:
+    """Swagger UI at ``/docs/`` from this package and fastapi-offline's files, under the console's strict CSP."""
+
+    @app.get("/docs", include_in_schema=False)
+    def docs_root() -> RedirectResponse:
+        return RedirectResponse("docs/", status_code=302)
+
+    @app.get("/docs/{name:path}", include_in_schema=False)
+    def docs_file(name: str) -> FileResponse:
+        if name not in DOCS_FILES:
+            raise HTTPException(404, detail={"reason": f"no docs file {name!r}"})
+        path, media_type = DOCS_FILES[name]
+        return FileResponse(str(path), media_type=media_type, headers=CONSOLE_HEADERS)
 
 
 def create_app(service: ApiService, *, manage: bool = True, connect: bool = True) -> FastAPI:
@@ -92,10 +124,23 @@ def create_app(service: ApiService, *, manage: bool = True, connect: bool = True
         version="1",
         description="Sites, devices, readings, alerts and gate control of a district's lifelines.",
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's own pages load Swagger UI and ReDoc from a CDN: _serve_docs serves it here
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
     )
     app.state.service = service
     for module in (routes_auth, routes_data, routes_alerts, routes_gates):
         app.include_router(module.router)
+    app.add_exception_handler(RequestValidationError, validation_error)
     _serve_console(app)
+    _serve_docs(app)
+    http = service.config.http
+    # Added inside out: a request meets SecurityHeaders, CountRequests, then the proxy check, then the body limit.
+    app.add_middleware(BodyLimit, max_bytes=http.max_body_bytes)
+    # X-Forwarded-For only from the configured proxies (none by default): the client's address in the audit log
+    # and the login throttle is otherwise the peer's. `lifeline api` turns uvicorn's own handling off (it trusts
+    # 127.0.0.1 by default), so that this is the one place that decides.
+    app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=[str(net) for net in http.trusted_proxies])
     app.add_middleware(CountRequests, counter=service.requests)
+    app.add_middleware(SecurityHeaders)
     return app

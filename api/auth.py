@@ -1,10 +1,12 @@
-"""Roles, what each may do and see, password hashing and bearer tokens. Pure: no database, no clock reads."""
+"""Roles, what each may do and see, password hashing, login throttling and bearer tokens. Pure: no database; the
+throttle reads only the clock it is given."""
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import secrets
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -85,35 +87,101 @@ class Passwords:
             return False
 
 
-class LoginThrottle:
-    """Failed logins per user name: after ``max_failures`` within ``window_s`` the name is refused for
-    ``block_s`` (answer 429 with Retry-After), whatever the password. Guessing a password then takes years."""
+class _Failures:
+    """Failed logins of one kind of key: after ``max_failures`` within the window the key is refused for a while."""
 
-    def __init__(self, max_failures: int = 5, window_s: float = 300.0, block_s: float = 300.0) -> None:
-        self.max_failures, self.window_ms, self.block_ms = max_failures, window_s * 1000, block_s * 1000
-        self._failures: dict[str, list[int]] = {}
-        self._blocked_until: dict[str, int] = {}
+    def __init__(self, max_failures: int, window_ms: float, block_ms: float, max_keys: int) -> None:
+        self.max_failures, self.window_ms, self.block_ms, self.max_keys = max_failures, window_ms, block_ms, max_keys
+        self._times: dict[object, list[int]] = {}
+        self._blocked_until: dict[object, int] = {}
 
-    def blocked_for_s(self, username: str, now_ms: int) -> float | None:
-        until = self._blocked_until.get(username.lower())
+    def blocked_for_ms(self, key: object, now_ms: int) -> int | None:
+        until = self._blocked_until.get(key)
         if until is None or now_ms >= until:
             return None
-        return (until - now_ms) / 1000
+        return until - now_ms
 
-    def failed(self, username: str, now_ms: int) -> None:
-        name = username.lower()
-        recent = [t for t in self._failures.get(name, []) if now_ms - t < self.window_ms] + [now_ms]
-        self._failures[name] = recent
+    def failed(self, key: object, now_ms: int) -> bool:
+        """Count a failure; True when it starts a block."""
+        recent = [t for t in self._times.pop(key, []) if now_ms - t < self.window_ms] + [now_ms]
         if len(recent) >= self.max_failures:
-            self._blocked_until[name] = int(now_ms + self.block_ms)
-            self._failures[name] = []
-        if len(self._failures) > 100_000:  # bounded: forget the oldest names (guessing many names costs the same)
-            for key in list(self._failures)[:50_000]:
-                del self._failures[key]
+            self._blocked_until[key] = int(now_ms + self.block_ms)
+            return True
+        self._times[key] = recent  # re-inserted: the dict stays in order of the last failure
+        if len(self._times) > self.max_keys:  # bounded: forget the keys that failed longest ago
+            for old in list(self._times)[: self.max_keys // 2]:
+                del self._times[old]
+        if len(self._blocked_until) > self.max_keys:
+            self._blocked_until = {k: u for k, u in self._blocked_until.items() if u > now_ms}
+        return False
 
-    def succeeded(self, username: str) -> None:
-        self._failures.pop(username.lower(), None)
-        self._blocked_until.pop(username.lower(), None)
+    def forget(self, key: object) -> None:
+        self._times.pop(key, None)
+        self._blocked_until.pop(key, None)
+
+
+def address_key(address: str) -> str:
+    """The unit a client address is counted in: the address itself, or its /64 for IPv6 (one subscriber's)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address[:64]
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    wait_s: float
+    scope: str  # "user": this user name from this address; "address": any name from this address
+
+
+class LoginThrottle:
+    """GB/T 22239-2019 §8.1.4.1 b): failed logins are limited per (user name, client address) pair and per address.
+
+    After ``pair_max_failures`` within the window a name is refused *from that address* for ``block_s``, so that
+    nobody can keep a user (say ``admin``) locked out from everywhere else by failing on purpose. After
+    ``address_max_failures`` failures across any names an address is refused for every name (guessing across many
+    names). A success clears its pair only: logging in to one's own account does not reset an address's count.
+    """
+
+    def __init__(
+        self,
+        clock: Callable[[], int],
+        *,
+        pair_max_failures: int = 5,
+        address_max_failures: int = 20,
+        window_s: float = 300.0,
+        block_s: float = 300.0,
+        max_keys: int = 100_000,
+    ) -> None:
+        self.clock = clock
+        self._pairs = _Failures(pair_max_failures, window_s * 1000, block_s * 1000, max_keys)
+        self._addresses = _Failures(address_max_failures, window_s * 1000, block_s * 1000, max_keys)
+
+    def refused(self, username: str, address: str) -> Refusal | None:
+        now, where = self.clock(), address_key(address)
+        for scope, ms in (("address", self._addresses.blocked_for_ms(where, now)),
+                          ("user", self._pairs.blocked_for_ms((username.lower(), where), now))):  # fmt: skip
+            if ms is not None:
+                return Refusal(ms / 1000, scope)
+        return None
+
+    def failed(self, username: str, address: str) -> list[str]:
+        """Count a failed login; the scopes ("user", "address") whose block it starts (to audit once)."""
+        now, where = self.clock(), address_key(address)
+        started = []
+        if self._pairs.failed((username.lower(), where), now):
+            started.append("user")
+        if self._addresses.failed(where, now):
+            started.append("address")
+        return started
+
+    def succeeded(self, username: str, address: str) -> None:
+        self._pairs.forget((username.lower(), address_key(address)))
 
 
 TOKEN_PREFIX_SESSION = "lls_"
@@ -133,13 +201,3 @@ def token_hash(token: str) -> str:
 def new_password() -> str:
     return secrets.token_urlsafe(18)
 
-
-MIN_PASSWORD = 12
-
-
-def password_problem(password: str) -> str | None:
-    if len(password) < MIN_PASSWORD:
-        return f"a password needs at least {MIN_PASSWORD} characters"
-    if len(password) > 256:
-        return "a password may have at most 256 characters"
-    return None

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, model_validator
 
 from device_profiles import ConfigError, field_error, read_yaml, validate
 from device_profiles._yaml import YamlDoc
@@ -41,8 +41,46 @@ class StoreConfig(_Strict):
     url: str = Field(default="sqlite:///var/api/lifeline.sqlite", description="SQLAlchemy URL of the alert store")
 
 
+class HttpConfig(_Strict):
+    max_body_bytes: int = Field(
+        default=64 * 1024, ge=1024, le=64 * 1024 * 1024,
+        description="largest request body; a larger one is refused (413) before it is parsed",
+    )  # fmt: skip
+    trusted_proxies: list[IPvAnyNetwork] = Field(
+        default_factory=list,
+        description="addresses or networks whose X-Forwarded-For is believed (audit log, login throttle); "
+        "empty: none, the peer's address is the client's",
+    )
+
+
+class LoginThrottleConfig(_Strict):
+    """GB/T 22239-2019 §8.1.4.1 b): limit failed logins, without letting anyone lock a user out from elsewhere."""
+
+    pair_max_failures: int = Field(default=5, ge=1, le=1000, description="per user name and client address")
+    address_max_failures: int = Field(default=20, ge=1, le=100_000, description="per client address, any names")
+    window_s: float = Field(default=300.0, gt=0, le=86400, description="failures older than this are forgotten")
+    block_s: float = Field(default=300.0, gt=0, le=86400, description="how long a refusal lasts")
+
+
+class PasswordPolicyConfig(_Strict):
+    """GB/T 22239-2019 §8.1.4.1 a): authentication information with complexity requirements."""
+
+    min_length: int = Field(default=12, ge=12, le=128)
+    min_character_classes: int = Field(
+        default=0, ge=0, le=4, description="how many of lower case, upper case, digits and others; 0: no rule"
+    )
+    blocked_words: list[str] = Field(
+        default_factory=list, max_length=10_000,
+        description="refused besides the shipped list of common passwords (site, company and product names)",
+    )  # fmt: skip
+
+
 class AuthConfig(_Strict):
     session_lifetime_s: int = Field(default=8 * 3600, ge=60, le=30 * 86400, description="login token lifetime")
+    idle_timeout_s: int = Field(
+        default=30 * 60, ge=60, le=30 * 86400,
+        description="a login token unused for longer is refused and revoked (GB/T 22239-2019 §8.1.4.1 b))",
+    )  # fmt: skip
     api_token_lifetime_days: int | None = Field(
         default=365, ge=1, le=3650, description="default lifetime of machine tokens; null: they never expire"
     )
@@ -52,6 +90,8 @@ class AuthConfig(_Strict):
     )  # fmt: skip
     argon2_time_cost: int = Field(default=3, ge=1, le=20)
     argon2_memory_kib: int = Field(default=65536, ge=64, le=1 << 21)
+    login_throttle: LoginThrottleConfig = Field(default_factory=LoginThrottleConfig)
+    password: PasswordPolicyConfig = Field(default_factory=PasswordPolicyConfig)
 
 
 class RulesConfig(_Strict):
@@ -129,6 +169,7 @@ class SiteKeys:
 
 class ApiConfig(_Strict):
     listen: ListenConfig = Field(default_factory=ListenConfig)
+    http: HttpConfig = Field(default_factory=HttpConfig)
     broker: BrokerConfig = Field(default_factory=BrokerConfig)
     client_id: str = Field(default="lifeline-api", min_length=1, max_length=64)
     influx: InfluxReadConfig = Field(default_factory=InfluxReadConfig)

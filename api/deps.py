@@ -22,7 +22,8 @@ CommandId = Annotated[str, Path(pattern=ID_PATTERN, description="command id (con
 
 _bearer = HTTPBearer(auto_error=False, description="a login token (POST /api/auth/login) or an API token")
 
-# While a user still has the one-time bootstrap password, only these may be called.
+# While a user still has a one-time password (the bootstrap admin's, or one an admin set), only these may be called:
+# the change itself, and what the console needs to offer it (who am I, log out).
 PASSWORD_CHANGE_PATHS = frozenset({"/api/auth/password", "/api/auth/me", "/api/auth/logout"})
 
 
@@ -52,10 +53,12 @@ def principal(
                             headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
     who = svc.users.authenticate(credentials.credentials)
     if who is None:
-        raise HTTPException(401, detail={"reason": "the token is unknown, revoked or expired"},
+        raise HTTPException(401, detail={"reason": "the token is unknown, revoked, expired or was idle too long: "
+                                                   "log in again"},
                             headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
     if who.must_change_password and request.url.path not in PASSWORD_CHANGE_PATHS:
-        raise error(403, "change the one-time password first (POST /api/auth/password)")
+        raise error(403, "change the one-time password first (POST /api/auth/password): it was set by someone "
+                         "else", must_change_password=True)  # fmt: skip
     request.state.username = who.username
     return who
 
@@ -79,7 +82,8 @@ Admin = Annotated[Principal, Depends(require(Permission.ADMIN))]
 
 
 def source(request: Request) -> str:
-    """Where the request came from (the client's address), for the audit log."""
+    """Where the request came from (the client's address), for the audit log and the login throttle: the peer's
+    address, or X-Forwarded-For's client when the peer is a configured trusted proxy (see ``create_app``)."""
     return request.client.host if request.client else ""
 
 

@@ -7,8 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from api.auth import Role, password_problem
+from api.auth import Refusal, Role
 from api.deps import NAME_PATTERN, TEXT_PATTERN, Admin, Service, Who, error, source
+from api.password_policy import MAX_LENGTH, MIN_LENGTH_FLOOR
 from api.users import TokenInfo, User, UserExistsError
 
 router = APIRouter()
@@ -52,35 +53,37 @@ class PasswordIn(_In):
     new_password: str = Field(min_length=1, max_length=256)
 
 
-def _password_ok(value: str) -> str:
-    problem = password_problem(value)
-    if problem:
-        raise ValueError(problem)
+def _least_length(value: str) -> str:
+    # The policy's floor, in the schema; the rest of the policy (configured length, common passwords, the user
+    # name) needs the config and the user, and is checked by the route (_check_password).
+    if len(value) < MIN_LENGTH_FLOOR:
+        raise ValueError(f"a password needs at least {MIN_LENGTH_FLOOR} characters")
     return value
 
 
 class UserIn(_In):
     username: Username
-    password: str = Field(max_length=256)
+    password: str = Field(max_length=MAX_LENGTH, description="set by an admin: the user must change it at first login")
     role: Role
     areas: list[Annotated[str, Field(pattern=NAME_PATTERN)]] = Field(default_factory=list, max_length=100)
 
     @field_validator("password")
     @classmethod
     def _pw(cls, value: str) -> str:
-        return _password_ok(value)
+        return _least_length(value)
 
 
 class UserPatch(_In):
     role: Role | None = None
     areas: list[Annotated[str, Field(pattern=NAME_PATTERN)]] | None = Field(None, max_length=100)
-    password: str | None = Field(None, max_length=256)
+    password: str | None = Field(None, max_length=MAX_LENGTH,
+                                 description="set by an admin: the user must change it at the next login")
     disabled: bool | None = None
 
     @field_validator("password")
     @classmethod
     def _pw(cls, value: str | None) -> str | None:
-        return None if value is None else _password_ok(value)
+        return None if value is None else _least_length(value)
 
 
 class TokenIn(_In):
@@ -117,28 +120,43 @@ def _check_areas(svc: Service, areas: list[str] | None) -> None:
                     "areas")  # fmt: skip
 
 
+def _check_password(svc: Service, password: str, username: str, field: str) -> None:
+    problem = svc.password_policy.problem(password, username)
+    if problem:
+        raise error(422, problem, field)
+
+
+def _too_many(refusal: Refusal) -> HTTPException:
+    wait = f"try again in {max(1, round(refusal.wait_s))} s"
+    if refusal.scope == "user":
+        detail = {"reason": f"too many failed logins for this user from your address: {wait}", "field": "username"}
+    else:
+        detail = {"reason": f"too many failed logins from your address: {wait}"}
+    return HTTPException(429, detail=detail, headers={"Retry-After": str(max(1, round(refusal.wait_s)))})
+
+
 # -- login and the caller's account ------------------------------------------------------------------------
 
 
 @router.post("/api/auth/login", tags=["auth"], responses={401: {"description": "wrong user name or password"},
                                                           429: {"description": "too many failed logins"}})
 def login(body: LoginIn, svc: Service, request: Request) -> LoginOut:
-    now = svc.clock()
-    wait_s = svc.login_throttle.blocked_for_s(body.username, now)
-    if wait_s is not None:
-        raise HTTPException(429, detail={"reason": f"too many failed logins for this user: try again in "
-                                                  f"{wait_s:.0f} s", "field": "username"},
-                            headers={"Retry-After": str(max(1, round(wait_s)))})  # fmt: skip
+    address = source(request)
+    refusal = svc.login_throttle.refused(body.username, address)
+    if refusal is not None:
+        raise _too_many(refusal)
     user = svc.users.check_password(body.username, body.password)
     if user is None:
-        svc.login_throttle.failed(body.username, now)
-        svc.audit(who=body.username[:64], action="auth.login_failed", target=f"user:{body.username[:64]}",
-                  source=source(request))  # fmt: skip
+        name = body.username[:64]
+        for scope in svc.login_throttle.failed(body.username, address):  # audited once, when a block starts
+            svc.audit(who=name, action="auth.login_blocked", target=f"user:{name}" if scope == "user" else
+                      f"address:{address}", source=address, detail={"scope": scope})  # fmt: skip
+        svc.audit(who=name, action="auth.login_failed", target=f"user:{name}", source=address)
         raise error(401, "wrong user name or password")
-    svc.login_throttle.succeeded(body.username)
+    svc.login_throttle.succeeded(body.username, address)
     expires = svc.clock() + svc.config.auth.session_lifetime_s * 1000
     info, token = svc.users.issue(user.username, "session", "login", expires)
-    svc.audit(who=user.username, action="auth.login", target=f"user:{user.username}", source=source(request),
+    svc.audit(who=user.username, action="auth.login", target=f"user:{user.username}", source=address,
               detail={"token_id": info.id})  # fmt: skip
     return LoginOut(token=token, expires_ms=expires, user=UserOut.of(user))
 
@@ -162,9 +180,7 @@ def me(who: Who, svc: Service) -> UserOut:
 def change_password(body: PasswordIn, who: Who, svc: Service, request: Request) -> None:
     if svc.users.check_password(who.username, body.old_password) is None:
         raise error(422, "the old password is wrong", "old_password")
-    problem = password_problem(body.new_password)
-    if problem:
-        raise error(422, problem, "new_password")
+    _check_password(svc, body.new_password, who.username, "new_password")
     if body.new_password == body.old_password:
         raise error(422, "the new password must differ from the old one", "new_password")
     svc.users.update(who.username, password=body.new_password, must_change_password=False)
@@ -183,8 +199,9 @@ def list_users(who: Admin, svc: Service) -> list[UserOut]:
 @router.post("/api/users", tags=["users"], status_code=201)
 def create_user(body: UserIn, who: Admin, svc: Service, request: Request) -> UserOut:
     _check_areas(svc, body.areas)
-    try:
-        user = svc.users.create(body.username, body.password, body.role, body.areas)
+    _check_password(svc, body.password, body.username, "password")
+    try:  # the admin knows this password: the user must replace it before anything else
+        user = svc.users.create(body.username, body.password, body.role, body.areas, must_change_password=True)
     except UserExistsError as exc:
         raise error(409, str(exc), "username") from exc
     svc.audit(who=who.username, action="user.create", target=f"user:{user.username}", source=source(request),
@@ -211,8 +228,12 @@ def update_user(username: UsernamePath, body: UserPatch, who: Admin, svc: Servic
     )
     if losing_admin and svc.users.admins() <= 1:
         raise error(409, "this is the last enabled admin", "role" if body.role is not None else "disabled")
+    if body.password is not None:
+        _check_password(svc, body.password, username, "password")
+    # A password an admin sets for someone else is one-time: its user must replace it at the next login.
+    must_change = True if body.password is not None and username != who.username else None
     user = svc.users.update(username, role=body.role, areas=body.areas, password=body.password,
-                            disabled=body.disabled)  # fmt: skip
+                            disabled=body.disabled, must_change_password=must_change)  # fmt: skip
     if user is None:
         raise error(404, f"no user {username!r}", "username")
     changed = body.model_dump(exclude_none=True, exclude={"password"})

@@ -23,6 +23,7 @@ from api.gates import GateService
 from api.live import Event, EventHub, LiveCache
 from api.metrics import RequestCounter, render
 from api.mqtt_link import MqttLink
+from api.password_policy import PasswordPolicy
 from api.users import UserStore
 from device_profiles import Profile, load_catalogue, load_profiles
 from rules import PACKS, Rule, load_rules
@@ -36,6 +37,10 @@ SWEEP_INTERVAL_S = 0.2
 _ALERT_EVENTS = topics.alert_events_filter().removesuffix("+")
 
 
+class BootstrapError(ValueError):
+    """The first admin cannot be made as asked."""
+
+
 class ApiService:
     def __init__(self, config: ApiConfig, *, clock: Clock = wall_ms, store: AlertStore | None = None) -> None:
         self.config = config
@@ -44,14 +49,16 @@ class ApiService:
         if config.profile_paths:
             self.profiles.update(load_profiles(config.profile_paths))
         self.rules: list[Rule] = load_rules(config.rules.paths or [PACKS])
-        _make_sqlite_folder(config.store.url)
+        prepare_sqlite_file(config.store.url)
         self.store = store or AlertStore(config.store.url)
         self._own_store = store is None
         self.engine = make_engine(config.store.url)
-        self.login_throttle = LoginThrottle()
-        self.users = UserStore(
-            self.engine, Passwords(config.auth.argon2_time_cost, config.auth.argon2_memory_kib), clock
-        )
+        auth = config.auth
+        self.login_throttle = LoginThrottle(clock, **auth.login_throttle.model_dump())
+        self.password_policy = PasswordPolicy.with_words(auth.password.min_length, auth.password.min_character_classes,
+                                                         auth.password.blocked_words)  # fmt: skip
+        self.users = UserStore(self.engine, Passwords(auth.argon2_time_cost, auth.argon2_memory_kib), clock,
+                               idle_timeout_ms=auth.idle_timeout_s * 1000)  # fmt: skip
         self.cache = LiveCache()
         self.hub = EventHub(config.stream.queue_size)
         self.link = MqttLink(config.broker, config.client_id, self.handle_message)
@@ -75,9 +82,16 @@ class ApiService:
 
     # -- life cycle ----------------------------------------------------------------------------------------
     def bootstrap_admin(self, environ: dict[str, str] | None = None) -> str | None:
-        """Create the first admin if there is no user; the generated one-time password, to print once, or None."""
+        """Create the first admin if there is no user; the generated one-time password, to print once, or None.
+        A password from the environment must pass the password policy (BootstrapError says why not)."""
         env = os.environ if environ is None else environ
-        return self.users.bootstrap(self.config.auth.bootstrap_admin, env.get(ADMIN_PASSWORD_ENV) or None)
+        given = env.get(ADMIN_PASSWORD_ENV) or None
+        name = self.config.auth.bootstrap_admin
+        if given is not None and self.users.count() == 0:
+            problem = self.password_policy.problem(given, name)
+            if problem:
+                raise BootstrapError(f"{ADMIN_PASSWORD_ENV}: {problem}")
+        return self.users.bootstrap(name, given)
 
     async def start(self, *, connect: bool = True) -> None:
         if self._started:
@@ -177,10 +191,25 @@ class ApiService:
                       bad_results=self.gates.bad_results)  # fmt: skip
 
 
-def _make_sqlite_folder(url: str) -> None:
+PRIVATE_FILE = 0o600
+
+
+def prepare_sqlite_file(url: str) -> None:
+    """The SQLite file of ``url`` (its folder made 0700 if new), created 0600 before SQLite opens it, so that its
+    -wal and -shm files, which SQLite creates with the database file's mode, are 0600 too; an existing file and
+    its -wal and -shm with a looser mode are tightened. It holds password hashes and the audit log
+    (GB/T 22239-2019 §8.1.4.8: confidentiality of stored authentication data)."""
     parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return
+    path = Path(parsed.database)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, PRIVATE_FILE))
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(FileNotFoundError):
+            if file.stat().st_mode & 0o077:
+                file.chmod(PRIVATE_FILE)
 
 
 def service_from_file(path: Path, clock: Callable[[], int] = wall_ms) -> ApiService:

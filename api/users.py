@@ -47,11 +47,18 @@ class UserExistsError(ValueError):
     pass
 
 
+# A token's last use is written at most this often, not on every request; the idle timeout counts from the last
+# written use, so a session may end up to this much earlier than its timeout says.
+LAST_USED_EVERY_MS = 60_000
+
+
 class UserStore:
-    def __init__(self, engine: Engine, passwords: Passwords, clock: Clock) -> None:
+    def __init__(self, engine: Engine, passwords: Passwords, clock: Clock, idle_timeout_ms: int | None = None
+                 ) -> None:  # fmt: skip
         self.engine = engine
         self.passwords = passwords
         self.clock = clock
+        self.idle_timeout_ms = idle_timeout_ms
 
     # -- users ---------------------------------------------------------------------------------------------
     def count(self) -> int:
@@ -159,10 +166,11 @@ class UserStore:
         return TokenInfo(token_id, kind, name, username, now, expires_ms, None, False), token
 
     def authenticate(self, token: str) -> Principal | None:
-        """The principal a bearer token stands for, or None (unknown, revoked, expired, or its user disabled)."""
+        """The principal a bearer token stands for, or None (unknown, revoked, expired, idle too long, or its user
+        disabled). GB/T 22239-2019 §8.1.4.1 b): a login token unused for longer than the idle timeout is revoked."""
         now = self.clock()
         query = (
-            select(tokens.c.id, tokens.c.kind, tokens.c.expires_ms, users)
+            select(tokens.c.id, tokens.c.kind, tokens.c.expires_ms, tokens.c.created_ms, tokens.c.last_used_ms, users)
             .join(users, users.c.username == tokens.c.username)
             .where(tokens.c.hash == token_hash(token), ~tokens.c.revoked, ~users.c.disabled)
         )
@@ -170,7 +178,11 @@ class UserStore:
             row = conn.execute(query).mappings().first()
         if row is None or (row["expires_ms"] is not None and row["expires_ms"] <= now):
             return None
-        if row["kind"] == "api":  # machine tokens: when last used, for the admin's token list
+        last_used = row["last_used_ms"] if row["last_used_ms"] is not None else row["created_ms"]
+        if row["kind"] == "session" and self.idle_timeout_ms is not None and now - last_used > self.idle_timeout_ms:
+            self.revoke(int(row["id"]))
+            return None
+        if row["last_used_ms"] is None or now - row["last_used_ms"] >= LAST_USED_EVERY_MS:
             with self.engine.begin() as conn:
                 conn.execute(update(tokens).where(tokens.c.id == row["id"]).values(last_used_ms=now))
         return Principal(

@@ -330,7 +330,7 @@ class Derived(BaseModel):
 # still come from old loggers. Both are opaque keys here: a profile maps each one explicitly.
 Hj212Code = Annotated[str, Field(pattern=r"^[A-Za-z0-9]{1,16}$")]
 
-# Which command's data lands in which point (decision 009). Real-time data (CN 2011) keeps the plain point name, so
+# Which command's data lands in which point (decision 012). Real-time data (CN 2011) keeps the plain point name, so
 # rules, console and storage treat it like any polled reading; the period statistics of minute (2051), hourly
 # (2061) and daily (2031) data get their own points, because their DataTime is the period start (HJ 212-2017
 # §6.6, check) and would otherwise overwrite the real-time sample of the same second.

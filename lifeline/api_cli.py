@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from device_profiles import ConfigError
 from lifeline import logs
+
+if TYPE_CHECKING:
+    from api import ApiService
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -21,6 +26,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--host", default=None, help="overrides listen.host")
     p.add_argument("--port", type=int, default=None, help="overrides listen.port (0: a free port)")
     p.add_argument("--check", action="store_true", help="validate the config and exit")
+    p.add_argument("--bootstrap-password-file", type=Path, default=None, metavar="PATH",
+                   help="write the first admin's one-time password to PATH (created 0600), not to the terminal")
     p.set_defaults(func=run)
     return p
 
@@ -43,15 +50,55 @@ def run(args: argparse.Namespace) -> int:
         update={k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     )
     logs.setup(getattr(args, "log_level", "INFO"))
+    os.umask(0o077)  # GB/T 22239-2019 §8.1.4.8: every file the API writes (store, WAL, password file) is 0600
     service = ApiService(config)
-    password = service.bootstrap_admin()
-    if password is not None:
-        # Printed once, here only: only its argon2 hash is stored. The user must change it at the first login.
-        print(f"lifeline api: created user {config.auth.bootstrap_admin!r} with one-time password: {password}",
-              flush=True)  # fmt: skip
+    refused = _bootstrap(service, args.bootstrap_password_file)
+    if refused is not None:
+        print(f"lifeline api: {refused}", file=sys.stderr)
+        return 1
     server = uvicorn.Server(
         uvicorn.Config(create_app(service), host=listen.host, port=listen.port, log_config=None, access_log=False,
-                       lifespan="on")
-    )
+                       lifespan="on", proxy_headers=False)  # the app decides whom to trust (http.trusted_proxies)
+    )  # fmt: skip
     asyncio.run(server.serve())
     return 0
+
+
+def _bootstrap(service: ApiService, password_file: Path | None) -> str | None:
+    """Create the first admin if there is no user, and hand its one-time password over: to ``password_file``
+    (0600), else to the terminal (stderr, only if it is one). Never to a log. Returns a problem, or None.
+
+    Without a file, a terminal or LIFELINE_ADMIN_PASSWORD nobody could learn the password, so no admin is made."""
+    from api.config import ADMIN_PASSWORD_ENV
+
+    if service.users.count() == 0 and not os.environ.get(ADMIN_PASSWORD_ENV) and password_file is None and (
+            not sys.stderr.isatty()):  # fmt: skip
+        return (f"no user exists yet, and the first admin's one-time password could be shown nowhere: run on a "
+                f"terminal, or give --bootstrap-password-file PATH, or set {ADMIN_PASSWORD_ENV}")  # fmt: skip
+    from api.service import BootstrapError
+
+    try:
+        password = service.bootstrap_admin()
+    except BootstrapError as exc:
+        return str(exc)
+    if password is None:
+        return None
+    name = service.config.auth.bootstrap_admin
+    if password_file is not None:
+        _write_private(password_file, password + "\n")
+        print(f"lifeline api: created user {name!r}; its one-time password is in {password_file}", file=sys.stderr,
+              flush=True)  # fmt: skip
+    else:
+        # Printed once, on the terminal only: only its argon2 hash is stored. It must be changed at the first login.
+        print(f"lifeline api: created user {name!r} with one-time password: {password}", file=sys.stderr, flush=True)
+    return None
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to a new file readable by this user only (a file already there is replaced, not reused)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)

@@ -203,14 +203,16 @@ def _api_config(data_dir: Path, stack: Stack, site_files: dict[str, Path], keys_
     return _write_config(path, config)
 
 
-def _admin_password(log_path: Path, timeout_s: float = 15.0) -> str:
-    """What to print about the admin: the one-time password the API printed at its first start, if it did now."""
+def _admin_password(password_file: Path, log_path: Path, timeout_s: float = 15.0) -> str:
+    """What to print about the admin: the one-time password the API wrote to ``password_file`` at its first start
+    (read, then deleted: it is shown here, on the terminal, and kept nowhere), if it did now."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        if password_file.exists():
+            password = password_file.read_text().strip()
+            password_file.unlink()
+            return f"user 'admin', one-time password {password} (change it at login)"
         lines = (log_path.read_text(errors="replace") if log_path.exists() else "").splitlines()
-        for line in lines:
-            if "one-time password:" in line:
-                return "user 'admin', one-time password " + line.rsplit(":", 1)[1].strip() + " (change it at login)"
         if any("Uvicorn running" in line for line in lines):
             return "user 'admin' exists from an earlier run (password as set then)"
         time.sleep(0.2)
@@ -268,11 +270,13 @@ async def _run(deploy: DeploymentConfig, stack: Stack, duration: float | None) -
         rules_argv = [sys.executable, "-m", "lifeline", "rules", "run", "--config", str(rules_yaml)]
         children.insert(1, Child("rules", rules_argv, data_dir / "logs" / "rules.log", metrics_port=rules_metrics))
         api_yaml = _api_config(data_dir, stack, paths, keys_dir)
-        api_argv = [sys.executable, "-m", "lifeline", "api", "--config", str(api_yaml)]
+        password_file = data_dir / "api" / "admin-password"
+        api_argv = [sys.executable, "-m", "lifeline", "api", "--config", str(api_yaml),
+                    "--bootstrap-password-file", str(password_file)]  # fmt: skip
         children.insert(2, Child("api", api_argv, data_dir / "logs" / "api.log", metrics_port=stack.api_port))
         for child in children:
             child.start()
-        admin = await asyncio.to_thread(_admin_password, data_dir / "logs" / "api.log")
+        admin = await asyncio.to_thread(_admin_password, password_file, data_dir / "logs" / "api.log")
         _print_table(stack, district, children, data_dir)
         print(f"api: http://127.0.0.1:{stack.api_port}/docs (OpenAPI), admin: {admin}", flush=True)
         supervisor = asyncio.ensure_future(_supervise(children, stop))

@@ -27,7 +27,8 @@ class App:
 
 @pytest.fixture
 def app(tmp_path: Path) -> Iterator[App]:
-    a = App(tmp_path, auth={"argon2_time_cost": 1, "argon2_memory_kib": 64, "session_lifetime_s": 3600})
+    a = App(tmp_path, auth={"argon2_time_cost": 1, "argon2_memory_kib": 64, "session_lifetime_s": 3600,
+                            "idle_timeout_s": 3600})  # idle timeout: test_api_hardening
     yield a
     a.client.__exit__(None, None, None)
 
@@ -162,7 +163,11 @@ def test_the_api_runs_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
         raise_(alert, Severity.CRITICAL, 57.0, a.clock() - 1000)
         with a.service.store.begin() as tx:
             stored = tx.save(alert, AlertMeta("Combustible gas", "safety", "north", "gas_detector"), None)
-        li = a.login("inspector-li")
+        first = a.login("inspector-li")  # an admin set the password: it must be replaced first
+        changed = a.client.post("/api/auth/password", headers=first,
+                                json={"old_password": PASSWORD, "new_password": "li-own-passphrase-2026"})
+        assert changed.status_code == 204, changed.text
+        li = a.login("inspector-li", "li-own-passphrase-2026")
         r = a.client.post(f"/api/alerts/{stored.id}/ack", headers=li, json={"note": "on my way"})
         assert r.status_code == 200, r.text
         assert a.client.get(f"/api/alerts/{stored.id}", headers=li).json()["state"] == "active_ack"

@@ -90,8 +90,10 @@ class RunningApi:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         app = create_app(service, connect=connect)
+        # proxy_headers off, as `lifeline api` runs it: the app alone decides whose X-Forwarded-For to believe
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None,
-                                                    lifespan="on", timeout_graceful_shutdown=2))  # fmt: skip
+                                                    lifespan="on", timeout_graceful_shutdown=2,
+                                                    proxy_headers=False))  # fmt: skip
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         deadline = time.monotonic() + 15

@@ -58,6 +58,14 @@ def test_example_loads(tmp_path: Path) -> None:
         pytest.param(("max_pct: 80,", "max_pct: 80, min_pct: 90,"),
                      ":17: api config, field gates.devices[0].min_pct: min_pct must not exceed max_pct",
                      id="limits-reversed"),
+        pytest.param(("stream: {keepalive_s: 15}", "stream: {keepalive_s: 15}\nhttp: {trusted_proxies: ['*']}"),
+                     ":19: api config, field http.trusted_proxies[0]: ", id="trusted-proxy-wildcard"),
+        pytest.param(("auth: {session_lifetime_s", "auth: {password: {min_length: 8}, session_lifetime_s"),
+                     ":8: api config, field auth.password.min_length: Input should be greater than or equal to 12",
+                     id="password-shorter-than-12"),
+        pytest.param(("auth: {session_lifetime_s", "auth: {idle_timeout_s: 5, session_lifetime_s"),
+                     ":8: api config, field auth.idle_timeout_s: Input should be greater than or equal to 60",
+                     id="idle-timeout-too-short"),
     ],
 )  # fmt: skip
 def test_errors_name_file_line_and_field(tmp_path: Path, change: tuple[str, str], expected: str) -> None:
@@ -86,3 +94,14 @@ def test_site_keys_load_relative_to_the_file_and_a_readable_private_key_is_refus
         load_config(path)
     (problem,) = info.value.problems
     assert problem.startswith(f"{path}:21: field site_keys.lianqi-sluices.control_private_key: {key}: private key")
+
+
+def test_hardening_settings_load(tmp_path: Path) -> None:
+    path = tmp_path / "api.yaml"
+    path.write_text(EXAMPLE + "http: {max_body_bytes: 131072, trusted_proxies: [10.0.0.0/8, 192.0.2.1, '::1']}\n")
+    config = load_config(path)
+    assert config.http.max_body_bytes == 131072
+    assert [str(n) for n in config.http.trusted_proxies] == ["10.0.0.0/8", "192.0.2.1/32", "::1/128"]
+    assert config.auth.idle_timeout_s == 1800
+    assert config.auth.login_throttle.pair_max_failures == 5
+    assert config.auth.password.min_length == 12
