@@ -42,7 +42,8 @@ FORCED = {
                             "uptime": 123456, "station_code": "MINI1"},
     "flue_gas_cems": {"so2": 21.5, "nox": 38.25, "dust": 3.5, "o2": 6.5, "flue_flow": 155.5, "flue_temp": 95.5,
                       "flue_humidity": 11.5, "flue_pressure": -0.75, "flue_velocity": 14.25,
-                      "flow_total": 9_876_543_210, "unit_load": 87.125},
+                      "flow_total": 9_876_543_210, "unit_load": 87.125,
+                      "maintenance": False},  # the simulated CEMS calibrates at night: not during this test
 }  # fmt: skip
 DEVICES = {"sluice_gate_plc": "gate-1", "water_quality_station": "wq-1", "air_quality_station": "air-1",
            "flue_gas_cems": "cems-1"}  # fmt: skip

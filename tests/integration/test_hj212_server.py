@@ -22,6 +22,7 @@ from device_profiles import Profile, load_catalogue
 from edge_agent.hj212 import Hj212Config, Hj212Server, LoadedConfig, build_config
 from lifeline.broker_auth import hj212_account
 from lifeline.services import Mosquitto, free_port, wait_for_port
+from simulators.behaviours.flue_gas_cems import CemsParams, FlueGasCems
 from simulators.hj212 import Hj212Station
 from telemetry import decode_status, decode_telemetry
 from tests.helpers import LoopThread, Subscriber, account_for, wait_until
@@ -163,8 +164,9 @@ def test_simulated_cems_end_to_end(mosquitto: Mosquitto, tmp_path: Path, running
                                              "profile": profile.name}], tmp_path))  # fmt: skip
     running.append(srv)
     sub = _subscriber(mosquitto, "lifeline/v1/plant-7/#")
+    no_calibration = FlueGasCems(1, CemsParams(calibration_min=0))  # its daily check (03:00) would flag the data C
     station = Hj212Station(mn, PW, profile, "127.0.0.1", srv.port, rtd_interval_s=0.2, minute_every_s=0.5,
-                           hour_every_s=None, answer=True, timeout_s=2)  # fmt: skip
+                           hour_every_s=None, answer=True, timeout_s=2, behaviour=no_calibration)  # fmt: skip
 
     async def main() -> None:
         stop = asyncio.Event()
