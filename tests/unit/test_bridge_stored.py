@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from broker_bridge.stored import coalesce, stored_messages
+from broker_bridge.stored import Span, coalesce, stored_messages
 from broker_bridge.validate import Origin
 from telemetry import Stored, StoredRange, decode_stored, encode
 
@@ -13,8 +13,8 @@ def o(seq: int, device: str = "d1", run: str = "r1", site: str = "s1") -> Origin
     return Origin(site, device, run, seq)
 
 
-def r(first: int, last: int, device: str = "d1", run: str = "r1") -> StoredRange:
-    return StoredRange(device=device, run=run, first=first, last=last)
+def r(first: int, last: int, device: str = "d1", run: str = "r1") -> Span:
+    return Span(device, run, first, last)
 
 
 @pytest.mark.parametrize(
@@ -35,15 +35,15 @@ def r(first: int, last: int, device: str = "d1", run: str = "r1") -> StoredRange
         pytest.param([], {}, id="nothing"),
     ],
 )  # fmt: skip
-def test_coalesce(origins: list[Origin], expected: dict[str, list[StoredRange]]) -> None:
+def test_coalesce(origins: list[Origin], expected: dict[str, list[Span]]) -> None:
     assert coalesce(origins) == expected
 
 
 def test_one_message_per_site_that_round_trips_the_contract() -> None:
     msgs = stored_messages([o(1), o(2), o(9, site="s2")], "bridge-a", 1_760_000_000_000)
     assert [(m.site, m.bridge, m.ts, m.ranges) for m in msgs] == [
-        ("s1", "bridge-a", 1_760_000_000_000, [r(1, 2)]),
-        ("s2", "bridge-a", 1_760_000_000_000, [r(9, 9)]),
+        ("s1", "bridge-a", 1_760_000_000_000, [StoredRange(device="d1", run="r1", first=1, last=2)]),
+        ("s2", "bridge-a", 1_760_000_000_000, [StoredRange(device="d1", run="r1", first=9, last=9)]),
     ]
     for m in msgs:
         assert decode_stored(encode(m)) == m
