@@ -7,13 +7,14 @@ InfluxDB point.
 
 After each batch the bridge tells each site's edge what it stored (``Stored`` on ``lifeline/v1/{site}/agent/
 stored``: seq ranges per device and agent run) so that the edge may drop those messages from its disk outbox.
-Order: write (and dead-letter) -> publish Stored -> acknowledge to the broker. Both confirmations come only after
-the data is durable, so no order loses data; the order decides who pays in the instant between them if the bridge
-dies there: here the broker still has the messages and sends them again (a rewrite at the centre, idempotent),
-where the other order would leave the edge to resend them over the site's link after its time-out. A Stored lost
-on the way costs that resend, nothing more. The Stored messages have a connection of their own (client id
-``{client_id}-stored``): on the consumer's, paho reads as many packets per read call as it has publishes awaiting
-their PUBACK, which broke the consumer's bound on its intake (measured: 1,667 messages held against a bound of 1,000).
+Order: write (and dead-letter) -> hand the Stored messages to their publisher -> acknowledge to the broker. Both
+confirmations come only after the data is durable, so no order loses data; the order decides who pays if the
+bridge dies between them: here the broker still has the messages and sends them again (a rewrite at the centre,
+idempotent), where the other order would leave the edge to resend them over the site's link after its time-out.
+A Stored lost on the way costs that resend, nothing more, so its PUBACK is not awaited. The Stored messages have a
+connection of their own (client id ``{client_id}-stored``): on the consumer's, paho reads as many packets per read
+call as it has publishes awaiting their PUBACK, which broke the consumer's bound on its intake (measured: 1,667
+messages held against a bound of 1,000).
 Messages that failed only transiently (InfluxDB unavailable, the dead-letter store failing) are neither confirmed
 nor acknowledged: the batch is retried, or the broker sends the message again after a reconnect.
 """

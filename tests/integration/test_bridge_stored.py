@@ -179,6 +179,22 @@ def test_a_dead_lettered_message_is_acknowledged_too(
         thread.stop()
 
 
+def test_a_message_the_dead_letter_store_fails_to_keep_is_neither_confirmed_nor_acknowledged(
+    mosquitto: Mosquitto, influxdb: Influxd, tmp_path: Path, publisher: Publisher, confirmations: Subscriber
+) -> None:
+    bridge, thread = start_bridge(bridge_config(mosquitto, influxdb, tmp_path))
+    try:
+        bridge.dead.close()  # the store fails from now on (sqlite3.ProgrammingError, as a full disk would fail)
+        publisher.send(*telemetry(1, values={"ph": "seven"}))
+        publisher.send(*telemetry(2))
+        confirmations.wait_for(lambda ms: seqs(stored(ms)) == [2], 10)
+        wait_until(lambda: bridge.counters.keep_failures == 1, 5, "the failure counted")
+        assert bridge.consumer.held == 1  # seq 1 is still the broker's: it comes again after a reconnect
+        assert seqs(stored(confirmations.snapshot())) == [2]
+    finally:
+        thread.stop()
+
+
 def test_influx_down_no_confirmation_and_no_ack_until_it_is_back(
     mosquitto: Mosquitto, influxdb: Influxd, tmp_path: Path, publisher: Publisher, confirmations: Subscriber
 ) -> None:
