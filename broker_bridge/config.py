@@ -61,6 +61,9 @@ class BridgeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     broker: BrokerConfig = Field(default_factory=BrokerConfig)
+    publisher: BrokerConfig | None = Field(
+        None, description="the connection that publishes stored confirmations and dead-letter replays (an account "
+                          "of its own: bridge-N-pub); none: the broker section's")  # fmt: skip
     subscription: SubscriptionConfig = Field(default_factory=SubscriptionConfig)
     influx: InfluxConfig = Field(default_factory=InfluxConfig)
     batch: BatchConfig = Field(default_factory=BatchConfig)

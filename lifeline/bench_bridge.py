@@ -39,7 +39,8 @@ DEVICES = 100
 
 
 def message(device: int, seq: int, readings: int, ts: int) -> tuple[str, bytes]:
-    """A water-quality message carrying ``readings`` point values (1, 10 or 100)."""
+    """A water-quality message carrying ``readings`` point values (1, 10 or 100); ``seq`` counts per device, as an
+    edge agent's does (so the bridge's Stored confirmations hold one range per device and batch)."""
     per_sample = min(readings, 10)
     samples = [
         Sample(ts=ts + i, values={p: 7.0 + (seq % 97) / 100 + j / 10 for j, p in enumerate(POINTS[:per_sample])})
@@ -144,7 +145,7 @@ def drain(broker: Mosquitto, bridge: ServiceProcess, readings: int, total_readin
     pub = Publisher(broker)
     ts0 = int(time.time() * 1000) - 3_600_000
     for i in range(count):
-        pub.send(*message(i % DEVICES, i, readings, ts0 + i * 10))
+        pub.send(*message(i % DEVICES, i // DEVICES, readings, ts0 + i * 10))
     pub.close()
     lines = count * max(1, readings // 10)
     started = time.monotonic()
@@ -165,7 +166,7 @@ def live(broker: Mosquitto, bridge: ServiceProcess, readings: int, seconds: floa
     started, sent = time.monotonic(), 0
     base = _written(bridge)
     while time.monotonic() - started < seconds:
-        pub.send(*message(sent % DEVICES, sent, readings, int(time.time() * 1000)))
+        pub.send(*message(sent % DEVICES, sent // DEVICES, readings, int(time.time() * 1000)))
         sent += 1
     pub.close()
     lines = sent * max(1, readings // 10)
@@ -194,7 +195,7 @@ def latency(broker: Mosquitto, bridge: ServiceProcess, rate: int, seconds: float
     while time.monotonic() - started < seconds:
         due = int((time.monotonic() - started) * per_s)
         while sent < due:
-            pub.send(*message(sent % DEVICES, sent, 10, int(time.time() * 1000)))
+            pub.send(*message(sent % DEVICES, sent // DEVICES, 10, int(time.time() * 1000)))
             sent += 1
         time.sleep(0.001)
     pub.close()

@@ -86,8 +86,9 @@ def _replay(args: argparse.Namespace, store: DeadLetterStore) -> int:
     client = mqtt.Client(
         callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"lifeline-replay-{time.time_ns()}"
     )
-    configure_client(client, config.broker)
-    client.connect(config.broker.host, config.broker.port)
+    configure_client(client, config.publisher or config.broker)
+    replay = config.publisher or config.broker
+    client.connect(replay.host, replay.port)
     client.loop_start()
     try:
         for d in todo:

@@ -121,6 +121,7 @@ def _bridge_config(data_dir: Path, stack: Stack, deploy: DeploymentConfig, metri
     path = data_dir / "bridge.yaml"
     config = {
         "broker": stack.account("bridge-1").model_dump(mode="json"),
+        "publisher": stack.account("bridge-1-pub").model_dump(mode="json"),
         "influx": stack.influx_as("bridge").model_dump(mode="json"),
         "batch": deploy.batch.model_dump(mode="json"),
         "retry": deploy.retry.model_dump(mode="json"),

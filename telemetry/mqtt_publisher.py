@@ -43,6 +43,7 @@ class Publisher:
         self._client.loop_start()
 
     def stop(self) -> None:
+        self.connected.clear()  # a stop is not a lost broker: no warning
         self._client.disconnect()
         self._client.loop_stop()
 

@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,10 @@ import yaml
 from broker_bridge.bridge import Bridge
 from broker_bridge.config import BridgeConfig
 from broker_bridge.deadletter import DeadLetterStore
-from lifeline.broker_auth import bridge_account
+from lifeline.broker_auth import bridge_account, bridge_publisher_account
 from lifeline.services import Influxd, Mosquitto
 from telemetry import PointQuality, Quality, Sample, Telemetry, decode_telemetry, encode, topics
-from tests.helpers import LoopThread, Publisher, Subscriber, account_for, wait_until
+from tests.helpers import LoopThread, Publisher, Subscriber, wait_until
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,8 +32,11 @@ WQ_POINTS = ["ph", "do", "codmn", "cod", "nh3_n", "tp", "tn", "turbidity", "cond
 
 
 def config(broker: Mosquitto, influx_server: Influxd, tmp_path: Path, **over: Any) -> BridgeConfig:
+    name = f"bridge-{tmp_path.name}"[:56]
     data: dict[str, Any] = {
-        "broker": account_for(broker, bridge_account()).model_dump(mode="json"),
+        # one bridge per test: the same accounts (so the same persistent session) however often it is configured
+        "broker": broker.add(replace(bridge_account(), username=name)).model_dump(mode="json"),
+        "publisher": broker.add(replace(bridge_publisher_account(), username=f"{name}-pub")).model_dump(mode="json"),
         "subscription": {"client_id": f"bridge-{tmp_path.name}"[:60], "receive_maximum": 2000},
         "influx": {"url": influx_server.url, "database": "lifeline", "timeout_s": 2.0},
         "batch": {"max_points": 2000, "max_delay_s": 0.2},
