@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import secrets
 import subprocess
@@ -31,6 +32,7 @@ from lifeline.services import Influxd, Mosquitto, ServiceError, free_port, wait_
 from lifeline.simulate import give_site_credentials, load
 from lifeline.tls import ensure_ca, issue
 from simulators import District, plan
+from simulators.hj212 import Hj212Fleet, demo_fleet
 from telemetry.keys import KeyFileError, SiteKeyFiles, create_site_keys
 from telemetry.mqtt_config import BrokerConfig, CredentialError, TlsConfig, read_secret_file, write_secret_file
 
@@ -130,6 +132,36 @@ def _bridge_config(data_dir: Path, stack: Stack, deploy: DeploymentConfig, metri
         "metrics_port": metrics_port,
     }
     return _write_config(path, config)
+
+
+def hj212_site(scenario: str) -> str:
+    """The site of the district's HJ 212 stations (pollution sources that push to the centre)."""
+    return f"{scenario}-sources"
+
+
+def _hj212(data_dir: Path, stack: Stack, scenario: str) -> tuple[Child, Hj212Fleet]:
+    """The HJ 212 ingest server as a child, and the district's simulated stations (a CEMS and a wastewater outlet)
+    that push to it; a site file lists the stations so that the bridge knows them as devices."""
+    port = free_port()
+    site = hj212_site(scenario)
+    fleet = demo_fleet("127.0.0.1", port, dict(load_catalogue()), site=site)
+    passwords = data_dir / "credentials" / "hj212-stations.yaml"
+    write_secret_file(passwords, yaml.safe_dump(fleet.passwords()))
+    metrics = free_port()
+    config = {
+        "listen": {"host": "127.0.0.1", "port": port},
+        "broker": stack.account("hj212").model_dump(mode="json"),
+        "passwords_file": str(passwords.resolve()),
+        "dead_letter_path": str((data_dir / "hj212" / "deadletter.jsonl").resolve()),
+        "metrics_port": metrics,
+        "stations": fleet.server_stations(),
+    }
+    path = _write_config(data_dir / "hj212.yaml", config)
+    # for the bridge's validation (which devices exist): no edge agent runs for this site
+    devices = [{"id": d["device"], "profile": d["profile"]} for d in fleet.server_stations()]
+    _write_config(data_dir / "sites" / f"{site}.yaml", {"site": site, "devices": devices})
+    argv = [sys.executable, "-m", "lifeline", "hj212", "--config", str(path)]
+    return Child("hj212", argv, data_dir / "logs" / "hj212.log", metrics_port=metrics), fleet
 
 
 def _read_only(influx: InfluxConfig) -> dict[str, str | None]:
@@ -270,6 +302,8 @@ async def _run(deploy: DeploymentConfig, stack: Stack, duration: float | None) -
         rules_yaml = _rules_config(data_dir, stack, deploy, rules_metrics)
         rules_argv = [sys.executable, "-m", "lifeline", "rules", "run", "--config", str(rules_yaml)]
         children.insert(1, Child("rules", rules_argv, data_dir / "logs" / "rules.log", metrics_port=rules_metrics))
+        hj212_child, fleet = _hj212(data_dir, stack, scenario.name)
+        children.append(hj212_child)
         api_yaml = _api_config(data_dir, stack, paths, keys_dir)
         password_file = data_dir / "api" / "admin-password"
         api_argv = [sys.executable, "-m", "lifeline", "api", "--config", str(api_yaml),
@@ -281,10 +315,12 @@ async def _run(deploy: DeploymentConfig, stack: Stack, duration: float | None) -
         _print_table(stack, district, children, data_dir)
         print(f"api: http://127.0.0.1:{stack.api_port}/docs (OpenAPI), admin: {admin}", flush=True)
         supervisor = asyncio.ensure_future(_supervise(children, stop))
+        stations = asyncio.ensure_future(fleet.run(stop))  # they reconnect until the ingest server listens
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), duration)
         stop.set()
         await supervisor
+        await stations
     finally:
         print("stopping: bridge, rules, api, edge agents, simulated district, then the servers")
         for child in children:
@@ -336,7 +372,8 @@ def _local_broker(
     """A Mosquitto of the deployment's own: an account per client of the district (new passwords each run, in 0600
     files), MQTT over TLS with a certificate of a local CA unless the deployment asks for plain TCP."""
     scenario = load(deploy.scenario, None)
-    accounts = platform_accounts(district_deployment(plan(scenario, load_catalogue())))
+    deployment = district_deployment(plan(scenario, load_catalogue()))
+    accounts = platform_accounts(dataclasses.replace(deployment, hj212_sites=[hj212_site(scenario.name)]))
     write_credentials(credentials, accounts)
     tls_files = None
     if not deploy.broker_plain_tcp:
