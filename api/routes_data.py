@@ -191,8 +191,8 @@ async def device_latest(site: SiteId, device: DeviceId, who: Reader, svc: Servic
 def _numeric(profile: Profile) -> dict[str, bool]:
     if profile.modbus:
         return {p.name: p.numeric for p in profile.modbus.points}
-    assert profile.mqtt is not None
-    return {p.name: p.type.value in ("number", "integer") for p in profile.mqtt.points}
+    points = profile.mqtt.points if profile.mqtt else profile.internal.points if profile.internal else []
+    return {p.name: p.type.value in ("number", "integer") for p in points}
 
 
 Aggregate = Literal["mean", "median", "min", "max", "first", "last"]

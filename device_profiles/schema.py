@@ -237,6 +237,23 @@ class MqttSpec(BaseModel):
         return self
 
 
+class InternalPoint(_Point):
+    type: JsonType = JsonType.NUMBER
+
+
+class InternalSpec(BaseModel):
+    """Points a Lifeline component reports about itself (the edge agent's health): nothing to read or decode."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    points: list[InternalPoint] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self) -> InternalSpec:
+        _check_unique(p.name for p in self.points)
+        return self
+
+
 class Profile(BaseModel):
     """One kind of device: what to read, how to decode it, and where it is stored."""
 
@@ -245,35 +262,37 @@ class Profile(BaseModel):
     name: Name
     title: str = ""
     kind: Name = Field(description="device kind, which rules bind to (e.g. sluice_gate, cems)")
-    protocol: Literal["modbus", "mqtt"]
+    protocol: Literal["modbus", "mqtt", "internal"]
     measurement: Name = Field(description="InfluxDB measurement the readings are stored in")
     tags: dict[TagKey, str] = Field(default_factory=dict, description="static tags on every reading")
     poll_interval_s: float = Field(default=1.0, gt=0, le=86400)
     modbus: ModbusSpec | None = None
     mqtt: MqttSpec | None = None
+    internal: InternalSpec | None = None
 
     @model_validator(mode="after")
     def _one_protocol(self) -> Profile:
-        if self.protocol == "modbus" and (self.modbus is None or self.mqtt is not None):
-            at = "protocol" if self.modbus is None else "mqtt"
-            raise _problem("protocol 'modbus' needs a 'modbus' section and no 'mqtt' section", at)
-        if self.protocol == "mqtt" and (self.mqtt is None or self.modbus is not None):
-            at = "protocol" if self.mqtt is None else "modbus"
-            raise _problem("protocol 'mqtt' needs an 'mqtt' section and no 'modbus' section", at)
+        sections = {"modbus": self.modbus, "mqtt": self.mqtt, "internal": self.internal}
+        others = [name for name, spec in sections.items() if name != self.protocol and spec is not None]
+        if sections[self.protocol] is None or others:
+            at = others[0] if others else "protocol"
+            article = "a" if self.protocol == "modbus" else "an"
+            extra = f" and no {others[0]!r} section" if others else ""
+            raise _problem(f"protocol {self.protocol!r} needs {article} {self.protocol!r} section{extra}", at)
         return self
 
     @property
+    def points(self) -> list[ModbusPoint] | list[MqttPoint] | list[InternalPoint]:
+        spec = self.modbus or self.mqtt or self.internal
+        assert spec is not None  # _one_protocol
+        return spec.points
+
+    @property
     def units(self) -> dict[str, str]:
-        points: list[ModbusPoint] | list[MqttPoint] = (
-            self.modbus.points if self.modbus else self.mqtt.points if self.mqtt else []
-        )
-        return {p.name: p.unit for p in points if p.unit}
+        return {p.name: p.unit for p in self.points if p.unit}
 
     def point_names(self) -> list[str]:
-        if self.modbus:
-            return [p.name for p in self.modbus.points]
-        assert self.mqtt is not None
-        return [p.name for p in self.mqtt.points]
+        return [p.name for p in self.points]
 
 
 def _check_unique(names: Iterable[str]) -> None:

@@ -18,6 +18,7 @@ SHIPPED = {
     "gas_detector": ("mqtt", "gas_detector"),
     "fire_detector": ("mqtt", "fire_detector"),
     "noise_meter": ("mqtt", "noise"),
+    "edge_agent": ("internal", "edge_agent"),
 }
 
 
@@ -26,7 +27,7 @@ def catalogue() -> dict[str, Profile]:
     return load_catalogue()
 
 
-def test_catalogue_has_the_seven_shipped_profiles(catalogue: dict[str, Profile]) -> None:
+def test_catalogue_has_the_shipped_profiles(catalogue: dict[str, Profile]) -> None:
     assert {name: (p.protocol, p.kind) for name, p in catalogue.items()} == SHIPPED
 
 
