@@ -275,7 +275,7 @@ class Profile(BaseModel):
         sections = {"modbus": self.modbus, "mqtt": self.mqtt, "internal": self.internal}
         others = [name for name, spec in sections.items() if name != self.protocol and spec is not None]
         if sections[self.protocol] is None or others:
-            at = others[0] if others else "protocol"
+            at = "protocol" if sections[self.protocol] is None else others[0]
             article = "a" if self.protocol == "modbus" else "an"
             extra = f" and no {others[0]!r} section" if others else ""
             raise _problem(f"protocol {self.protocol!r} needs {article} {self.protocol!r} section{extra}", at)
