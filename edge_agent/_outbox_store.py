@@ -1,0 +1,142 @@
+"""The outbox's file: one SQLite table of messages, written in one transaction per loop tick.
+
+SQLite in WAL mode with ``synchronous=NORMAL`` (SQLite docs, "Write-Ahead Logging" and "PRAGMA synchronous"): a
+commit is a write to the WAL without fsync, so it survives the process being killed (the data is in the OS) but the
+last commits before a power loss may be lost; the file stays consistent either way. ``":memory:"`` keeps the same
+code path without a file (an agent without ``state_dir``).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS message (
+    id      INTEGER PRIMARY KEY,  -- the order messages leave in (oldest first)
+    topic   TEXT    NOT NULL,
+    payload BLOB    NOT NULL,
+    retain  INTEGER NOT NULL,
+    device  TEXT,                 -- telemetry: kept until the centre reports (device, run, seq) stored
+    run     TEXT,
+    seq     INTEGER,
+    size    INTEGER NOT NULL,     -- bytes of topic and payload, what the quota counts
+    put_ms  INTEGER NOT NULL      -- wall time it was queued
+);
+CREATE INDEX IF NOT EXISTS message_key ON message (device, run, seq) WHERE device IS NOT NULL;
+CREATE TABLE IF NOT EXISTS counter (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+_COLUMNS = "id, topic, payload, retain, device, run, seq, size, put_ms"
+
+Key = tuple[str, str, int]  # (device, run, seq) of a telemetry message
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    id: int
+    topic: str
+    payload: bytes
+    retain: bool
+    key: Key | None
+    size: int
+    put_ms: int
+
+
+def _row(r: tuple[int, str, bytes, int, str | None, str | None, int | None, int, int]) -> Row:
+    key = (r[4], r[5] or "", r[6] or 0) if r[4] is not None else None
+    return Row(r[0], r[1], r[2], bool(r[3]), key, r[7], r[8])
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Everything one tick changes, written in one transaction."""
+
+    rows: Sequence[Row] = ()
+    delete_ids: Sequence[int] = ()
+    ranges: Sequence[tuple[str, str, int, int]] = ()  # (device, run, first, last) to delete by key
+    counters: dict[str, int] | None = None
+
+
+class OutboxStore:
+    """The SQLite file of one outbox (``path`` or ``":memory:"``)."""
+
+    def __init__(self, path: Path | str) -> None:
+        if isinstance(path, Path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+        # one thread at a time uses it (the agent's loop), but it is opened before that loop starts
+        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+
+    def summary(self) -> tuple[int, int, int]:
+        """(messages, bytes, highest id) held in the file."""
+        count, size, top = self._db.execute(
+            "SELECT count(*), coalesce(sum(size), 0), coalesce(max(id), 0) FROM message"
+        ).fetchone()
+        return int(count), int(size), int(top)
+
+    def counter(self, name: str) -> int:
+        found = self._db.execute("SELECT value FROM counter WHERE name = ?", (name,)).fetchone()
+        return int(found[0]) if found else 0
+
+    def write(self, batch: Batch) -> list[tuple[int, int]]:
+        """Apply ``batch`` in one transaction; the (id, size) of rows that ``ranges`` deleted."""
+        db = self._db
+        deleted: list[tuple[int, int]] = []
+        db.execute("BEGIN")
+        try:
+            if batch.rows:
+                db.executemany(
+                    f"INSERT INTO message ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(r.id, r.topic, r.payload, int(r.retain), *(r.key or (None, None, None)), r.size, r.put_ms)
+                     for r in batch.rows],
+                )  # fmt: skip
+            if batch.delete_ids:
+                db.executemany("DELETE FROM message WHERE id = ?", [(i,) for i in batch.delete_ids])
+            for device, run, first, last in batch.ranges:
+                deleted += db.execute(
+                    "DELETE FROM message WHERE device = ? AND run = ? AND seq BETWEEN ? AND ? RETURNING id, size",
+                    (device, run, first, last),
+                ).fetchall()
+            for name, value in (batch.counters or {}).items():
+                db.execute("INSERT OR REPLACE INTO counter (name, value) VALUES (?, ?)", (name, value))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return deleted
+
+    def drop_oldest(self, limit: int) -> list[tuple[int, int]]:
+        """Delete the ``limit`` oldest messages; their (id, size)."""
+        return self._db.execute(
+            "DELETE FROM message WHERE id IN (SELECT id FROM message ORDER BY id LIMIT ?) RETURNING id, size",
+            (limit,),
+        ).fetchall()
+
+    def page(self, after_id: int, limit: int) -> list[Row]:
+        """The next ``limit`` messages after ``after_id``, oldest first."""
+        rows = self._db.execute(
+            f"SELECT {_COLUMNS} FROM message WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit)
+        ).fetchall()
+        return [_row(r) for r in rows]
+
+    def fetch(self, ids: Iterable[int]) -> list[Row]:
+        """The messages of ``ids`` that are still held, oldest first."""
+        wanted = list(ids)
+        out: list[Row] = []
+        for i in range(0, len(wanted), 500):  # SQLite's default limit of bound parameters is 999 (3.32+: 32766)
+            chunk = wanted[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(f"SELECT {_COLUMNS} FROM message WHERE id IN ({marks})", chunk).fetchall()
+            out += [_row(r) for r in rows]
+        return sorted(out, key=lambda r: r.id)
+
+    def oldest_put_ms(self) -> int | None:
+        found = self._db.execute("SELECT put_ms FROM message ORDER BY id LIMIT 1").fetchone()
+        return int(found[0]) if found else None
+
+    def close(self) -> None:
+        self._db.close()
