@@ -160,7 +160,7 @@ class Outbox:
         return self._keep_quota()
 
     def _keep_quota(self) -> int:
-        dropped = 0
+        dropped = freed = 0
         while self._count > self.max_messages or self._bytes > self.max_bytes:
             over = max(self._count - self.max_messages, 1)
             if self._bytes > self.max_bytes and self._count:
@@ -170,12 +170,13 @@ class Outbox:
                 break
             for row_id, size in rows:
                 self._gone(row_id, size)
-                self.stats.dropped_bytes += size
+                freed += size
             dropped += len(rows)
         if dropped:
             self.stats.dropped += dropped
+            self.stats.dropped_bytes += freed
             self.store.write(Batch(counters={DROPPED: self.stats.dropped}))
-            self._note_drops(dropped)
+            self._note_drops(dropped, freed)
         elif self._episode is not None and self._below(_RECOVER):
             n, size = self._episode
             self._episode = None
@@ -185,18 +186,15 @@ class Outbox:
             )  # fmt: skip
         return dropped
 
-    def _note_drops(self, dropped: int) -> None:
-        size = self.stats.dropped_bytes
+    def _note_drops(self, dropped: int, freed: int) -> None:
         if self._episode is None:
-            self._episode = (dropped, 0)
+            self._episode = (0, 0)
             log.warning(
                 "outbox full site=%s max_bytes=%d max_messages=%d action=dropping the oldest (counted in "
                 "outbox_dropped, logged again when it recovers) dropped_now=%d dropped_total=%d",
                 self.name, self.max_bytes, self.max_messages, dropped, self.stats.dropped,
             )  # fmt: skip
-        else:
-            self._episode = (self._episode[0] + dropped, self._episode[1])
-        self._episode = (self._episode[0], size)
+        self._episode = (self._episode[0] + dropped, self._episode[1] + freed)
 
     def _below(self, fraction: float) -> bool:
         return self._count <= fraction * self.max_messages and self._bytes <= fraction * self.max_bytes

@@ -213,7 +213,7 @@ def test_quota_in_bytes_drops_the_oldest_counts_and_warns_once_per_episode(caplo
         box.flush()
     recovered = [r.getMessage() for r in caplog.records if "below its quota again" in r.getMessage()]
     assert len(recovered) == 1
-    assert "dropped=5 " in recovered[0]
+    assert f"dropped=5 dropped_bytes={5 * one} " in recovered[0]
 
 
 def test_quota_in_messages_drops_the_oldest() -> None:
