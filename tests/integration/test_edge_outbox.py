@@ -158,7 +158,7 @@ def test_sensors_heard_on_the_site_broker_through_an_uplink_outage(
         sub.wait_for(lambda ms: len(gas_of(sub)) >= 20, timeout=15)
         assert gas_of(sub) == expect([(agent.run_id, range(1, 21))])
         wait_until(lambda: len(agent.outbox) == 0, what="every message confirmed")
-        assert rows_on_disk(tmp_path / "state") == []
+        wait_until(lambda: rows_on_disk(tmp_path / "state") == [], what="and gone from the file")
         acker.close()
         sub.close()
     finally:
