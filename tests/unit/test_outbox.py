@@ -240,6 +240,7 @@ def test_the_file_keeps_everything_unconfirmed_across_a_restart(tmp_path: Path) 
     again.flush()
     assert len(again) == 0
     assert again.store.summary()[0] == 0
+    again.close()
 
 
 def test_oldest_unconfirmed_age() -> None:
