@@ -1,4 +1,4 @@
-"""The outbox's file: one SQLite table of messages, written in one transaction per loop tick.
+"""The outbox's file: one SQLite table of messages, written in one transaction every few milliseconds.
 
 SQLite in WAL mode with ``synchronous=NORMAL`` (SQLite docs, "Write-Ahead Logging" and "PRAGMA synchronous"): a
 commit is a write to the WAL without fsync, so it survives the process being killed (the data is in the OS) but the
