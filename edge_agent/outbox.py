@@ -118,6 +118,7 @@ class Outbox:
         self._tokens = 0.0
         self._tokens_at: float | None = None
         self._episode: tuple[int, int] | None = None  # (dropped, bytes) in the current full episode
+        self._closed = False
 
     # -- queueing and writing -----------------------------------------------------------------------------------
     def put(self, message: OutMessage, now_ms: int) -> None:
@@ -141,6 +142,8 @@ class Outbox:
 
         Returns how many messages the quota dropped.
         """
+        if self._closed:  # a flush scheduled before the agent closed its outbox
+            return 0
         rows = [
             Row(e.id, e.topic, e.payload or b"", e.retain, e.key, e.size, ms)
             for e, ms in zip(self._unwritten, self._unwritten_put_ms, strict=True)
@@ -422,6 +425,8 @@ class Outbox:
         return 0.0 if oldest is None else max(0.0, (now_ms - oldest) / 1000)
 
     def close(self) -> None:
+        """Write what is pending and close the file; later flushes do nothing."""
         if self.dirty:
             self.flush()
+        self._closed = True
         self.store.close()
