@@ -174,6 +174,10 @@ class LoadedSite:
     def profile_of(self, device: DeviceConfig) -> Profile:
         return self.profiles[device.profile]
 
+    def published_devices(self) -> list[tuple[str, str]]:
+        """(device id, profile name) of everything the agent publishes telemetry for: its devices and its health."""
+        return [(d.id, d.profile) for d in self.config.devices] + [(HEALTH_DEVICE, HEALTH_PROFILE)]
+
 
 def check_devices(config: EdgeConfig, profiles: dict[str, Profile], doc: YamlDoc | None = None) -> None:
     """Cross-checks a schema cannot do: known profiles, Modbus devices with a host."""

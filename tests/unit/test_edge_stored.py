@@ -64,3 +64,13 @@ def test_a_message_on_the_stored_topic(payload, held: int, dead: int) -> None:  
     a._on_uplink_message(topics.stored(SITE), payload(a.run_id))
     a.flush()
     assert (len(a.outbox), a.dead_letters.count) == (held, dead)
+
+
+def test_the_health_device_is_among_what_the_agent_publishes() -> None:
+    a = agent()
+    assert a.site.published_devices() == [("gas-1", "gas_detector"), ("edge", "edge_agent")]
+    a.publish_health()
+    (row,) = a.outbox.store.page(0, 10)
+    health = decode_telemetry(row.payload)
+    assert (health.device, health.profile, health.seq, health.run) == ("edge", "edge_agent", 1, a.run_id)
+    assert set(health.samples[0].values) == set(a.site.profiles["edge_agent"].point_names())
