@@ -57,28 +57,48 @@ def _row(r: tuple[int, str, bytes, int, str | None, str | None, int | None, int,
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """Everything one tick changes, written in one transaction."""
+    """Everything one flush changes, written in one transaction."""
 
     rows: Sequence[Row] = ()
     delete_ids: Sequence[int] = ()
     ranges: Sequence[tuple[str, str, int, int]] = ()  # (device, run, first, last) to delete by key
-    counters: dict[str, int] | None = None
+    free_messages: int = 0  # the quota: drop the oldest until this many messages and bytes are gone
+    free_bytes: int = 0
+    dropped_total: int = 0  # the counter kept in the file, before this batch's drops
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What a batch deleted by key (``ranges``) and dropped over the quota: (id, size) each."""
+
+    deleted: list[tuple[int, int]]
+    dropped: list[tuple[int, int]]
+
+
+DROPPED = "dropped_total"
 
 
 class OutboxStore:
-    """The SQLite file of one outbox (``path`` or ``":memory:"``)."""
+    """The SQLite file of one outbox (``path`` or ``":memory:"``).
+
+    A file has two connections: ``write`` may run on a writer thread while the agent's loop reads (WAL readers see
+    the last commit and never wait for the writer). In memory there is one, and everything runs on the loop.
+    """
 
     def __init__(self, path: Path | str) -> None:
+        self.threaded = isinstance(path, Path)
         if isinstance(path, Path):
             path.parent.mkdir(parents=True, exist_ok=True)
-        # one thread at a time uses it (the agent's loop), but it is opened before that loop starts
+        # each connection is used by one thread at a time, but opened before the loop and the writer start
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        self._read = self._db
         self._stop = threading.Event()
         self._checkpointer: threading.Thread | None = None
         if isinstance(path, Path):
+            self._read = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA wal_autocheckpoint=0")
             self._checkpointer = threading.Thread(target=self._checkpoints, args=(path,), daemon=True,
                                                   name="outbox-checkpoint")  # fmt: skip
@@ -106,19 +126,20 @@ class OutboxStore:
 
     def summary(self) -> tuple[int, int, int]:
         """(messages, bytes, highest id) held in the file."""
-        count, size, top = self._db.execute(
+        count, size, top = self._read.execute(
             "SELECT count(*), coalesce(sum(size), 0), coalesce(max(id), 0) FROM message"
         ).fetchone()
         return int(count), int(size), int(top)
 
     def counter(self, name: str) -> int:
-        found = self._db.execute("SELECT value FROM counter WHERE name = ?", (name,)).fetchone()
+        found = self._read.execute("SELECT value FROM counter WHERE name = ?", (name,)).fetchone()
         return int(found[0]) if found else 0
 
-    def write(self, batch: Batch) -> list[tuple[int, int]]:
-        """Apply ``batch`` in one transaction; the (id, size) of rows that ``ranges`` deleted."""
+    def write(self, batch: Batch) -> Written:
+        """Apply ``batch`` in one transaction (on any one thread at a time): inserts, deletes, then the quota."""
         db = self._db
         deleted: list[tuple[int, int]] = []
+        dropped: list[tuple[int, int]] = []
         db.execute("BEGIN")
         try:
             if batch.rows:
@@ -134,24 +155,32 @@ class OutboxStore:
                     "DELETE FROM message WHERE device = ? AND run = ? AND seq BETWEEN ? AND ? RETURNING id, size",
                     (device, run, first, last),
                 ).fetchall()
-            for name, value in (batch.counters or {}).items():
-                db.execute("INSERT OR REPLACE INTO counter (name, value) VALUES (?, ?)", (name, value))
+            dropped = self._drop_oldest(batch.free_messages, batch.free_bytes)
+            if dropped:
+                total = batch.dropped_total + len(dropped)
+                db.execute("INSERT OR REPLACE INTO counter (name, value) VALUES (?, ?)", (DROPPED, total))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
-        return deleted
+        return Written(deleted, dropped)
 
-    def drop_oldest(self, limit: int) -> list[tuple[int, int]]:
-        """Delete the ``limit`` oldest messages; their (id, size)."""
-        return self._db.execute(
-            "DELETE FROM message WHERE id IN (SELECT id FROM message ORDER BY id LIMIT ?) RETURNING id, size",
-            (limit,),
-        ).fetchall()
+    def _drop_oldest(self, messages: int, size: int) -> list[tuple[int, int]]:
+        dropped: list[tuple[int, int]] = []
+        freed = 0
+        while len(dropped) < messages or freed < size:
+            rows: list[tuple[int, int]] = self._db.execute(
+                "DELETE FROM message WHERE id IN (SELECT id FROM message ORDER BY id LIMIT 1) RETURNING id, size"
+            ).fetchall()
+            if not rows:
+                break
+            dropped += rows
+            freed += rows[0][1]
+        return dropped
 
     def page(self, after_id: int, limit: int) -> list[Row]:
         """The next ``limit`` messages after ``after_id``, oldest first."""
-        rows = self._db.execute(
+        rows = self._read.execute(
             f"SELECT {_COLUMNS} FROM message WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit)
         ).fetchall()
         return [_row(r) for r in rows]
@@ -163,12 +192,12 @@ class OutboxStore:
         for i in range(0, len(wanted), 500):  # SQLite's default limit of bound parameters is 999 (3.32+: 32766)
             chunk = wanted[i : i + 500]
             marks = ",".join("?" * len(chunk))
-            rows = self._db.execute(f"SELECT {_COLUMNS} FROM message WHERE id IN ({marks})", chunk).fetchall()
+            rows = self._read.execute(f"SELECT {_COLUMNS} FROM message WHERE id IN ({marks})", chunk).fetchall()
             out += [_row(r) for r in rows]
         return sorted(out, key=lambda r: r.id)
 
     def oldest_put_ms(self) -> int | None:
-        found = self._db.execute("SELECT put_ms FROM message ORDER BY id LIMIT 1").fetchone()
+        found = self._read.execute("SELECT put_ms FROM message ORDER BY id LIMIT 1").fetchone()
         return int(found[0]) if found else None
 
     def close(self) -> None:
@@ -176,4 +205,5 @@ class OutboxStore:
         if self._checkpointer is not None:
             self._checkpointer.join(10)
             self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            self._read.close()
         self._db.close()

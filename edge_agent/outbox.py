@@ -21,20 +21,18 @@ from __future__ import annotations
 
 import heapq
 import logging
-import math
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
 
-from edge_agent._outbox_store import Batch, Key, OutboxStore, Row
+from edge_agent._outbox_store import DROPPED, Batch, Key, OutboxStore, Row, Written
 
 log = logging.getLogger("lifeline.edge.outbox")
 
 LIVE_MAX = 10_000  # newest messages kept in memory with their payload; older ones wait in the file
 _PAGE = 256  # backlog rows read from the file at a time
 _RECOVER = 0.9  # a full episode ends once the outbox is back under 90 % of its quota
-DROPPED = "dropped_total"  # the counter kept in the file
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +59,15 @@ class _State(IntEnum):
     INFLIGHT = 1
     AWAITING = 2  # PUBACKed, waiting for Stored
     OUT = 3  # no longer in memory: confirmed, dropped, or back in the file
+
+
+@dataclass(slots=True, eq=False)
+class Pending:
+    """A batch handed to the writer, and the entries it makes sendable."""
+
+    batch: Batch
+    entries: list[Entry]
+    put_ms: list[int]
 
 
 @dataclass(slots=True, eq=False)
@@ -104,6 +111,7 @@ class Outbox:
         self._unwritten: list[Entry] = []
         self._unwritten_put_ms: list[int] = []
         self._delete: list[int] = []
+        self._deleting: set[int] = set()  # confirmed in memory, still in the file until their delete commits
         self._ranges: list[tuple[str, str, int, int]] = []
         self._known: dict[int, Entry] = {}
         self._by_key: dict[tuple[str, str], dict[int, Entry]] = {}
@@ -135,51 +143,65 @@ class Outbox:
     @property
     def dirty(self) -> bool:
         """Something waits for ``flush``."""
-        return bool(self._unwritten or self._delete or self._ranges)
+        return bool(self._unwritten or self._delete or self._ranges or self._over_quota())
+
+    def _over_quota(self) -> bool:
+        return self._count > self.max_messages or self._bytes > self.max_bytes
 
     def flush(self) -> int:
-        """Write what was queued and forget what was confirmed, in one transaction; then keep the quota.
-
-        Returns how many messages the quota dropped.
-        """
+        """Write what was queued and forget what was confirmed, then keep the quota, in one transaction, here and
+        now. Returns how many messages the quota dropped. (The agent runs the same three steps with the write on a
+        thread of its own: ``prepare``, ``store.write``, ``apply``.)"""
         if self._closed:  # a flush scheduled before the agent closed its outbox
             return 0
+        work = self.prepare()
+        return self.apply(work, self.store.write(work.batch))
+
+    def prepare(self) -> Pending:
+        """Take what waits to be written; its entries may be sent once ``apply`` has seen it written."""
         rows = [
             Row(e.id, e.topic, e.payload or b"", e.retain, e.key, e.size, ms)
             for e, ms in zip(self._unwritten, self._unwritten_put_ms, strict=True)
         ]
-        deleted = self.store.write(Batch(rows, self._delete, self._ranges))
-        for entry in self._unwritten:
+        batch = Batch(rows, self._delete, self._ranges, free_messages=max(0, self._count - self.max_messages),
+                      free_bytes=max(0, self._bytes - self.max_bytes), dropped_total=self.stats.dropped)  # fmt: skip
+        work = Pending(batch, self._unwritten, self._unwritten_put_ms)
+        self._unwritten, self._unwritten_put_ms, self._delete, self._ranges = [], [], [], []
+        return work
+
+    def apply(self, work: Pending, written: Written) -> int:
+        """``work`` is in the file: its new entries may go; forget what it deleted. How many the quota dropped."""
+        for entry in work.entries:
             if entry.state is _State.QUEUED:
                 self._remember(entry)
                 self._live.append(entry)
-        self._unwritten, self._unwritten_put_ms, self._delete, self._ranges = [], [], [], []
-        for row_id, size in deleted:
-            self._gone(row_id, size)
-            self.stats.stored += 1
+        self._deleting.difference_update(work.batch.delete_ids)
+        for row_id, size in written.deleted:
+            if self._gone(row_id, size):
+                self.stats.stored += 1
+        dropped = freed = 0
+        for row_id, size in written.dropped:
+            # one the centre confirmed while the write was under way is not lost (the file's counter may count it
+            # until the next drop writes this count again)
+            if self._gone(row_id, size):
+                dropped += 1
+                freed += size
         while len(self._live) > LIVE_MAX:  # the oldest live ones wait in the file (their payload leaves memory)
             entry = self._live.popleft()
             if entry.state is _State.QUEUED:
                 self._forget(entry)
-        return self._keep_quota()
+        return self._count_drops(dropped, freed)
 
-    def _keep_quota(self) -> int:
-        dropped = freed = 0
-        while self._count > self.max_messages or self._bytes > self.max_bytes:
-            over = max(self._count - self.max_messages, 1)
-            if self._bytes > self.max_bytes and self._count:
-                over = max(over, math.ceil((self._bytes - self.max_bytes) / (self._bytes / self._count)))
-            rows = self.store.drop_oldest(min(over, 10_000))
-            if not rows:
-                break
-            for row_id, size in rows:
-                self._gone(row_id, size)
-                freed += size
-            dropped += len(rows)
+    def restore(self, work: Pending) -> None:
+        """The write of ``work`` failed (nothing of it was committed): it waits for the next flush."""
+        self._unwritten[:0], self._unwritten_put_ms[:0] = work.entries, work.put_ms
+        self._delete[:0] = work.batch.delete_ids
+        self._ranges[:0] = work.batch.ranges
+
+    def _count_drops(self, dropped: int, freed: int) -> int:
         if dropped:
             self.stats.dropped += dropped
             self.stats.dropped_bytes += freed
-            self.store.write(Batch(counters={DROPPED: self.stats.dropped}))
             self._note_drops(dropped, freed)
         elif self._episode is not None and self._below(_RECOVER):
             n, size = self._episode
@@ -267,9 +289,8 @@ class Outbox:
         return True
 
     def _take(self, rows: list[Row]) -> None:
-        confirmed = set(self._delete)  # confirmed in memory, still in the file until the next flush
         for row in rows:
-            if row.id not in self._known and row.id not in confirmed:
+            if row.id not in self._known and row.id not in self._deleting:
                 self._ready_row(row)
 
     def _ready_row(self, row: Row) -> None:
@@ -359,8 +380,9 @@ class Outbox:
         return hits
 
     def _confirm(self, entry: Entry) -> None:
-        self._delete.append(entry.id)
         self._gone(entry.id, entry.size)
+        self._delete.append(entry.id)
+        self._deleting.add(entry.id)
 
     # -- memory bookkeeping -------------------------------------------------------------------------------------
     def _remember(self, entry: Entry) -> None:
@@ -383,13 +405,16 @@ class Outbox:
                 if not seqs:
                     del self._by_key[device_run]
 
-    def _gone(self, row_id: int, size: int) -> None:
-        """A message left the file (confirmed or dropped)."""
+    def _gone(self, row_id: int, size: int) -> bool:
+        """A message left the file (confirmed or dropped); False if it was counted gone already."""
+        if row_id in self._deleting:  # confirmed in memory while a delete or drop of it was under way
+            return False
         entry = self._known.get(row_id)
         if entry is not None:
             self._unindex(entry)
         self._count -= 1
         self._bytes -= size
+        return True
 
     def _forget(self, entry: Entry) -> None:
         """``entry`` is due again but leaves memory: the file has it, the cursor or the retry heap finds it."""

@@ -207,8 +207,9 @@ def test_sigkilled_agent_resends_what_was_not_confirmed(
     vendor = Vendor(site_broker)
 
     def agent() -> subprocess.Popen[bytes]:
-        return subprocess.Popen([sys.executable, "-m", "lifeline", "edge", "--config", str(site_file)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        with (tmp_path / "agent.log").open("ab") as log:  # read it when this test fails
+            return subprocess.Popen([sys.executable, "-m", "lifeline", "edge", "--config", str(site_file)],
+                                    stdout=subprocess.DEVNULL, stderr=log)  # fmt: skip
 
     def runs() -> list[str]:
         return [s.run for m in sub.snapshot() if m.topic == topics.agent_state(SITE)

@@ -250,3 +250,35 @@ def test_oldest_unconfirmed_age() -> None:
     box.flush()
     box.put(tele(2), 5_000)
     assert box.oldest_age_s(6_500) == 5.5
+
+
+def test_a_confirmation_while_a_write_is_under_way_is_counted_once() -> None:
+    one = len("t/d1") + 6
+    box = make(max_bytes=one * 3)
+    fill(box, [tele(1), tele(2), tele(3)])
+    wire = Wire(box)
+    wire.send()
+    wire.ack_all()
+    box.put(tele(4), 0)  # over the quota by one: this write drops message 1
+    work = box.prepare()
+    box.stored([("d1", "r1", 1, 1)])  # ... which the centre confirms while the write is under way
+    box.apply(work, box.store.write(work.batch))
+    box.flush()
+    assert (len(box), box.bytes) == (3, 3 * one) == (box.store.summary()[0], box.store.summary()[1])
+    assert box.stats.dropped == 0  # it was confirmed, not lost
+
+
+def test_a_failed_write_keeps_everything_for_the_next() -> None:
+    box = make()
+    fill(box, [tele(1)])
+    wire = Wire(box)
+    wire.send()
+    wire.ack_all()
+    box.put(tele(2), 0)
+    box.stored([("d1", "r1", 1, 1)])
+    work = box.prepare()
+    box.restore(work)  # as if store.write had raised
+    assert box.next_to_send(0.0) is None  # not written: not sendable
+    box.flush()
+    assert seqs(wire.send()) == [2]
+    assert box.store.summary()[0] == len(box) == 1
