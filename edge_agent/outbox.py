@@ -1,11 +1,12 @@
 """Store-and-forward on disk, kept until the centre says *stored* (docs/decisions/010), sent through a bounded QoS 1
 window (docs/decisions/002). The MQTT link drives it; time is a parameter.
 
-Every message is written to the outbox file (``flush``: one transaction for whatever came since the last) before it
-may be sent. A telemetry message (one with a ``key``: device, run, seq) stays until a ``Stored`` acknowledgement
-covers its key; any other message (retained status, command results) goes at its PUBACK. What is not confirmed is
-sent again: after a reconnect (what was in flight, then everything PUBACKed but not stored) and ``ack_timeout_s``
-after it was last sent.
+Every message is written to the outbox file before it may be sent: ``flush`` is one transaction for whatever came
+since the last (the agent runs its steps ``prepare``, ``store.write`` on a writer thread, ``apply``). A telemetry
+message (one with a ``key``: device, run, seq) stays until a ``Stored`` acknowledgement covers its key; any other
+message (retained status, command results) goes at its PUBACK. What is not confirmed is sent again: after a
+reconnect (what was in flight, then everything PUBACKed but not stored) and ``ack_timeout_s`` after it was last
+sent.
 
 Two lanes leave the outbox, oldest first in each: *live* (messages just queued, in memory with their payload, at
 most ``LIVE_MAX``) goes first, as fast as the window allows; *backlog* (everything else: what waited through an
