@@ -4,35 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
-import sqlite3
-import time
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from importlib.metadata import PackageNotFoundError, version
 
 from device_profiles import Profile
-from edge_agent._outbox_store import OutboxStore, Written
+from edge_agent._outbox_writer import OutboxWriter, make_outbox, new_run_id
 from edge_agent.clock import Clock, SystemClock
 from edge_agent.commands import CommandExecutor, make_gate
-from edge_agent.config import HEALTH_DEVICE, HEALTH_PROFILE, OUTBOX_FILE, DeviceConfig, EdgeConfig, LoadedSite
+from edge_agent.config import HEALTH_DEVICE, HEALTH_PROFILE, DeviceConfig, LoadedSite
 from edge_agent.deadletter import DeadLetter, DeadLetters
 from edge_agent.modbus_poller import ModbusPoller, SampleSink, StatusSink
 from edge_agent.mqtt_link import MqttLink
 from edge_agent.mqtt_sensors import SensorHub
-from edge_agent.outbox import Outbox, OutMessage, Pending
+from edge_agent.outbox import OutMessage
 from edge_agent.planner import plan
 from edge_agent.stats import DeviceStats, render
 from telemetry import AgentState, ContractError, DeviceStatus, Sample, Telemetry, decode_stored, encode, topics
 from telemetry.metrics import bound_port, serve_metrics
 
 log = logging.getLogger("lifeline.edge")
-# Measured here: a commit per message (1,000 devices polled out of phase) costs about 280 µs a message, mostly WAL
-# checkpoints; 100 messages a commit cost about 13 µs each. 20 ms of coalescing is invisible next to a 1 s poll.
-FLUSH_S = 0.02
-# The file is written on a thread of its own: on a busy disk a write() can stall for hundreds of ms (measured with
-# `lifeline bench edge` beside other disk users: p99 poll lateness 5 ms with the outbox on tmpfs, 280+ ms on disk).
-WRITE_RETRY_S = 1.0
 
 try:
     AGENT_VERSION = version("lifeline")
@@ -55,10 +45,6 @@ class EdgeAgent:
         self.clock: Clock = clock or SystemClock()
         self.run_id = new_run_id(self.clock.time())
         self.outbox = make_outbox(cfg)
-        self._flush_pending = False
-        self._writer = ThreadPoolExecutor(1, "outbox-writer") if self.outbox.store.threaded else None
-        self._writing = False
-        self._write_failing = False
         self.stats: dict[str, DeviceStats] = {d.id: DeviceStats() for d in cfg.devices if d.enabled}
         self.seq: dict[str, int] = {}
         self.dead_letters = DeadLetters(cfg.dead_letter_path)
@@ -102,6 +88,7 @@ class EdgeAgent:
             goodbye=lambda: OutMessage(state_topic, self._state(False, "stopped"), retain=True),
             clock=self.clock,
         )
+        self.writer = OutboxWriter(self.outbox, self.uplink.notify, self.clock, cfg.site)
         self.sensor_link: MqttLink | None = None
         if mqtt_devices:
             self.sensor_link = MqttLink(
@@ -178,64 +165,11 @@ class EdgeAgent:
 
     def _queue(self, message: OutMessage) -> None:
         self.outbox.put(message, int(self.clock.time() * 1000))
-        self._schedule_flush()
-
-    def _schedule_flush(self) -> None:
-        """Write to the outbox file at most every FLUSH_S, however many messages came meanwhile (one transaction)."""
-        if self._flush_pending:
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # not running (a caller outside the agent's loop): write now
-            self.flush()
-            return
-        self._flush_pending = True
-        loop.call_later(FLUSH_S, self.flush)
+        self.writer.schedule()
 
     def flush(self) -> None:
-        """Write what was queued (the link sends only what is written) and wake the sender once it is written."""
-        self._flush_pending = False
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            loop = None
-        if self._writer is None or loop is None:  # in memory, or not running: here and now
-            self.outbox.flush()
-            self.uplink.notify()
-            return
-        if self._writing or not self.outbox.dirty:  # one write at a time; the one under way schedules the next
-            return
-        work = self.outbox.prepare()
-        self._writing = True
-        future = self._writer.submit(self.outbox.store.write, work.batch)
-        future.add_done_callback(lambda f: loop.call_soon_threadsafe(self._written, work, f))
-
-    def _written(self, work: Pending, future: Future[Written]) -> None:
-        self._writing = False
-        exc = future.exception()
-        if exc is not None:
-            self.outbox.restore(work)  # nothing of it was committed: it is written with the next batch
-            if not self._write_failing:
-                log.error("outbox write failed site=%s error=%r action=keep in memory, retry every %g s "
-                          "(logged once)", self.site.config.site, str(exc), WRITE_RETRY_S)  # fmt: skip
-            self._write_failing = True
-            if not isinstance(exc, sqlite3.Error):
-                raise exc
-            asyncio.get_running_loop().call_later(WRITE_RETRY_S, self._schedule_flush)
-            return
-        if self._write_failing:
-            log.info("outbox writes again site=%s", self.site.config.site)
-            self._write_failing = False
-        self.outbox.apply(work, future.result())
-        self.uplink.notify()
-        if self.outbox.dirty:
-            self._schedule_flush()
-
-    async def _settle(self, timeout_s: float) -> None:
-        """Wait for the write under way (bounded), so that the last flush runs here."""
-        deadline = self.clock.monotonic() + timeout_s
-        while self._writing and self.clock.monotonic() < deadline:  # noqa: ASYNC110
-            await asyncio.sleep(0.01)  # the writer thread reports through call_soon_threadsafe
+        """Write what was queued now (the link sends only what is written); outside a loop, before returning."""
+        self.writer.flush()
 
     def _on_uplink_message(self, topic: str, payload: bytes) -> None:
         if topic != self._stored_topic:
@@ -251,7 +185,7 @@ class EdgeAgent:
             self.dead_letters.add(DeadLetter(int(self.clock.time() * 1000), topic, payload, reason))
             return
         self.outbox.stored((r.device, r.run, r.first, r.last) for r in stored.ranges)
-        self._schedule_flush()
+        self.writer.schedule()
 
     def _sink(self, device: DeviceConfig, profile: Profile) -> SampleSink:
         return lambda sample: self.publish_sample(device, profile, sample)
@@ -298,10 +232,7 @@ class EdgeAgent:
             await _cancel_all(links, "broker links", timeout_s=10.0, cancel=False)
             if metrics is not None:
                 metrics.close()
-            await self._settle(timeout_s=10.0)
-            self.outbox.close()
-            if self._writer is not None:
-                self._writer.shutdown(wait=True)
+            await self.writer.close()
             log.info("edge agent stopped site=%s run=%s unconfirmed=%d unacknowledged=%d", cfg.site, self.run_id,
                      len(self.outbox), self.outbox.unacked)  # fmt: skip
 
@@ -357,20 +288,6 @@ class EdgeAgent:
         self.metrics_port = bound_port(server)
         log.info("metrics on http://127.0.0.1:%d/metrics", self.metrics_port)
         return server
-
-
-def new_run_id(now: float) -> str:
-    """A new agent run's id: UTC start time (sorts by start) and random bits (two starts in one second)."""
-    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now)) + "-" + secrets.token_hex(4)
-
-
-def make_outbox(cfg: EdgeConfig) -> Outbox:
-    """The site's outbox: a file in ``state_dir``, or memory only without one."""
-    path = cfg.state_dir / OUTBOX_FILE if cfg.state_dir is not None else ":memory:"
-    p = cfg.publish
-    return Outbox(OutboxStore(path), max_inflight=p.max_inflight, max_messages=p.buffer_max_messages,
-                  max_bytes=p.outbox_max_bytes, replay_rate=p.replay_rate, ack_timeout_s=p.ack_timeout_s,
-                  name=cfg.site)  # fmt: skip
 
 
 async def _cancel_all(tasks: Sequence[asyncio.Future[None]], what: str, timeout_s: float, cancel: bool = True) -> None:

@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from edge_agent import EdgeAgent, EdgeConfig, build_site
-from edge_agent.agent import new_run_id
+from edge_agent._outbox_writer import new_run_id
 from telemetry import Sample, Stored, StoredRange, decode_agent_state, decode_telemetry, encode, topics
 
 SITE = "s1"
