@@ -21,19 +21,16 @@ file across restarts) and logged once per episode.
 from __future__ import annotations
 
 import heapq
-import logging
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
 
+from edge_agent._outbox_policy import DropEpisodes, TokenBucket
 from edge_agent._outbox_store import DROPPED, Batch, Key, OutboxStore, Row, Written
-
-log = logging.getLogger("lifeline.edge.outbox")
 
 LIVE_MAX = 10_000  # newest messages kept in memory with their payload; older ones wait in the file
 _PAGE = 256  # backlog rows read from the file at a time
-_RECOVER = 0.9  # a full episode ends once the outbox is back under 90 % of its quota
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,9 +121,8 @@ class Outbox:
         self._retry: list[int] = []  # ids at or below the cursor that are due again, a heap
         self._cursor = 0  # the file has been read up to here
         self._file_done = False  # nothing beyond the cursor that memory does not hold
-        self._tokens = 0.0
-        self._tokens_at: float | None = None
-        self._episode: tuple[int, int] | None = None  # (dropped, bytes) in the current full episode
+        self._rate = TokenBucket(replay_rate)
+        self._episodes = DropEpisodes(name, max_messages, max_bytes)
         self._closed = False
 
     # -- queueing and writing -----------------------------------------------------------------------------------
@@ -203,28 +199,10 @@ class Outbox:
         if dropped:
             self.stats.dropped += dropped
             self.stats.dropped_bytes += freed
-            self._note_drops(dropped, freed)
-        elif self._episode is not None and self._below(_RECOVER):
-            n, size = self._episode
-            self._episode = None
-            log.warning(
-                "outbox below its quota again site=%s dropped=%d dropped_bytes=%d (this episode) dropped_total=%d "
-                "messages=%d bytes=%d", self.name, n, size, self.stats.dropped, self._count, self._bytes,
-            )  # fmt: skip
+            self._episodes.dropped(dropped, freed, self.stats.dropped)
+        else:
+            self._episodes.held(self._count, self._bytes, self.stats.dropped)
         return dropped
-
-    def _note_drops(self, dropped: int, freed: int) -> None:
-        if self._episode is None:
-            self._episode = (0, 0)
-            log.warning(
-                "outbox full site=%s max_bytes=%d max_messages=%d action=dropping the oldest (counted in "
-                "outbox_dropped, logged again when it recovers) dropped_now=%d dropped_total=%d",
-                self.name, self.max_bytes, self.max_messages, dropped, self.stats.dropped,
-            )  # fmt: skip
-        self._episode = (self._episode[0] + dropped, self._episode[1] + freed)
-
-    def _below(self, fraction: float) -> bool:
-        return self._count <= fraction * self.max_messages and self._bytes <= fraction * self.max_bytes
 
     # -- sending ------------------------------------------------------------------------------------------------
     @property
@@ -240,28 +218,18 @@ class Outbox:
             entry = self._live.popleft()
             if entry.state is _State.QUEUED:
                 return entry
-        self._refill(now)
-        if self._tokens < 1.0:
+        if not self._rate.ready(now):
             return None
         backlog = self._next_backlog()
         if backlog is not None:
-            self._tokens -= 1.0
+            self._rate.take()
         return backlog
 
     def send_delay(self, now: float) -> float | None:
         """Seconds until backlog may go again (the rate), or None: nothing waits but for a change."""
         if self.room == 0 or (not self._ready and not self._retry and self._file_done):
             return None
-        self._refill(now)
-        return max(0.02, (1.0 - self._tokens) / self.replay_rate)  # at least 20 ms: a batch per wake
-
-    def _refill(self, now: float) -> None:
-        burst = max(1.0, self.replay_rate * 0.2)
-        if self._tokens_at is None:
-            self._tokens = burst
-        else:
-            self._tokens = min(burst, self._tokens + (now - self._tokens_at) * self.replay_rate)
-        self._tokens_at = now
+        return self._rate.wait_s(now)
 
     def _next_backlog(self) -> Entry | None:
         while True:

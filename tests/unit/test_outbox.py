@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from edge_agent._outbox_policy import TokenBucket
 from edge_agent._outbox_store import OutboxStore
 from edge_agent.outbox import Entry, Outbox, OutMessage
 
@@ -282,3 +283,21 @@ def test_a_failed_write_keeps_everything_for_the_next() -> None:
     box.flush()
     assert seqs(wire.send()) == [2]
     assert box.store.summary()[0] == len(box) == 1
+
+
+@pytest.mark.parametrize(
+    ("rate", "times", "sent"),
+    [
+        pytest.param(10.0, [0.0] * 5, 2, id="burst-is-a-fifth-of-a-second"),
+        pytest.param(10.0, [0.0, 0.1, 0.2, 0.3], 5, id="then-the-rate"),
+        pytest.param(0.5, [0.0, 1.0, 2.0, 3.0], 2, id="slower-than-one-a-second"),
+    ],
+)
+def test_token_bucket(rate: float, times: list[float], sent: int) -> None:
+    bucket = TokenBucket(rate)
+    went = 0
+    for now in times:
+        while bucket.ready(now):
+            bucket.take()
+            went += 1
+    assert went == sent
