@@ -289,7 +289,7 @@ def test_a_failed_write_keeps_everything_for_the_next() -> None:
     ("rate", "times", "sent"),
     [
         pytest.param(10.0, [0.0] * 5, 2, id="burst-is-a-fifth-of-a-second"),
-        pytest.param(10.0, [0.0, 0.1, 0.2, 0.3], 5, id="then-the-rate"),
+        pytest.param(10.0, [0.0, 0.15, 0.25, 0.35], 5, id="then-the-rate"),
         pytest.param(0.5, [0.0, 1.0, 2.0, 3.0], 2, id="slower-than-one-a-second"),
     ],
 )
