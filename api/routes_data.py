@@ -194,8 +194,8 @@ def _numeric(profile: Profile) -> dict[str, bool]:
         return {p.name: p.numeric for p in profile.modbus.points} | derived
     if profile.hj212:  # HJ 212 values are all numbers
         return dict.fromkeys(profile.point_names(), True)
-    assert profile.mqtt is not None
-    return {p.name: p.type.value in ("number", "integer") for p in profile.mqtt.points} | derived
+    points = profile.mqtt.points if profile.mqtt else profile.internal.points if profile.internal else []
+    return {p.name: p.type.value in ("number", "integer") for p in points} | derived
 
 
 Aggregate = Literal["mean", "median", "min", "max", "first", "last"]

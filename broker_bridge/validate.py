@@ -77,10 +77,10 @@ def declared_types(profile: Profile) -> dict[str, Declared]:
             else:
                 kind = ValueKind.NUMBER
             out[mp.name] = Declared(mp.type.value, kind)
-    if profile.mqtt is not None:
-        for qp in profile.mqtt.points:
-            kinds = {JsonType.BOOL: ValueKind.BOOL, JsonType.STRING: ValueKind.STRING}
-            out[qp.name] = Declared(qp.type.value, kinds.get(qp.type, ValueKind.NUMBER))
+    kinds = {JsonType.BOOL: ValueKind.BOOL, JsonType.STRING: ValueKind.STRING}
+    json_points = [*(profile.mqtt.points if profile.mqtt else []), *(profile.internal.points if profile.internal else [])]
+    for qp in json_points:  # MQTT sensors' mappings and internal points (the edge agent's health) declare JSON types
+        out[qp.name] = Declared(qp.type.value, kinds.get(qp.type, ValueKind.NUMBER))
     if profile.hj212 is not None:  # HJ 212 values are all numbers (HJ 212-2017 §6.3.3: N14.2 fields)
         out.update({name: Declared("number", ValueKind.NUMBER) for name in profile.measured_names()})
     # derived points (O2-corrected concentrations, loads: device_profiles.derive) are numbers
@@ -110,8 +110,8 @@ class Registry:
         for file in files:
             site = load_site(file)
             profiles = {**profiles, **site.profiles}
-            for dev in site.config.devices:
-                devices[(site.config.site, dev.id)] = dev.profile
+            for device, profile in site.published_devices():  # its devices and the agent's own health
+                devices[(site.config.site, device)] = profile
         return cls(profiles, devices)
 
 

@@ -10,6 +10,8 @@ from device_profiles.registers import EncodeError, decode_point, decode_raw, enc
 from device_profiles.schema import (
     DataType,
     Function,
+    InternalPoint,
+    InternalSpec,
     JsonType,
     ModbusPoint,
     ModbusSpec,
@@ -27,6 +29,8 @@ __all__ = [
     "DataType",
     "EncodeError",
     "Function",
+    "InternalPoint",
+    "InternalSpec",
     "JsonType",
     "ModbusPoint",
     "ModbusSpec",

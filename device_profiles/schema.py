@@ -410,6 +410,23 @@ class Hj212Spec(BaseModel):
         return out
 
 
+class InternalPoint(_Point):
+    type: JsonType = JsonType.NUMBER
+
+
+class InternalSpec(BaseModel):
+    """Points a Lifeline component reports about itself (the edge agent's health): nothing to read or decode."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    points: list[InternalPoint] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self) -> InternalSpec:
+        _check_unique(p.name for p in self.points)
+        return self
+
+
 class Profile(BaseModel):
     """One kind of device: what to read, how to decode it, and where it is stored."""
 
@@ -418,7 +435,7 @@ class Profile(BaseModel):
     name: Name
     title: str = ""
     kind: Name = Field(description="device kind, which rules bind to (e.g. sluice_gate, cems)")
-    protocol: Literal["modbus", "mqtt", "hj212"]
+    protocol: Literal["modbus", "mqtt", "hj212", "internal"]
     measurement: Name = Field(description="InfluxDB measurement the readings are stored in")
     tags: dict[TagKey, str] = Field(default_factory=dict, description="static tags on every reading")
     poll_interval_s: float = Field(default=1.0, gt=0, le=86400)
@@ -426,13 +443,14 @@ class Profile(BaseModel):
     mqtt: MqttSpec | None = None
     derived: Derived | None = Field(default=None, description="points computed at the edge, and maintenance flags")
     hj212: Hj212Spec | None = None
+    internal: InternalSpec | None = None
 
     @model_validator(mode="after")
     def _one_protocol(self) -> Profile:
-        sections = {"modbus": self.modbus, "mqtt": self.mqtt, "hj212": self.hj212}
+        sections = {"modbus": self.modbus, "mqtt": self.mqtt, "hj212": self.hj212, "internal": self.internal}
         others = [name for name, spec in sections.items() if spec is not None and name != self.protocol]
         if sections[self.protocol] is None or others:
-            article = "an" if self.protocol == "mqtt" else "a"
+            article = "a" if self.protocol in ("modbus", "hj212") else "an"
             rest = f" and no {' or '.join(repr(n) for n in others)} section" if others else ""
             raise _problem(
                 f"protocol {self.protocol!r} needs {article} {self.protocol!r} section{rest}",
@@ -466,15 +484,19 @@ class Profile(BaseModel):
             return [p.name for p in self.modbus.points]
         if self.hj212:
             return list(self.hj212.units())
-        return [p.name for p in self.mqtt.points] if self.mqtt else []
+        return [p.name for p in self.points]
+
+    @property
+    def points(self) -> list[ModbusPoint] | list[MqttPoint] | list[InternalPoint]:
+        """The points of a Modbus, MQTT or internal profile (an HJ 212 profile's are in ``hj212``: codes)."""
+        spec = self.modbus or self.mqtt or self.internal
+        return spec.points if spec is not None else []
 
     @property
     def units(self) -> dict[str, str]:
         if self.hj212:
             return {name: unit for name, unit in self.hj212.units().items() if unit}
-        points: list[ModbusPoint] | list[MqttPoint] = (
-            self.modbus.points if self.modbus else self.mqtt.points if self.mqtt else []
-        )
+        points = self.points
         derived = self.derived.points if self.derived else []
         return {p.name: p.unit for p in [*points, *derived] if p.unit}
 

@@ -8,17 +8,18 @@ from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
 from device_profiles import Profile
+from edge_agent._outbox_writer import OutboxWriter, make_outbox, new_run_id
 from edge_agent.clock import Clock, SystemClock
 from edge_agent.commands import CommandExecutor, make_gate
-from edge_agent.config import DeviceConfig, LoadedSite
-from edge_agent.deadletter import DeadLetters
+from edge_agent.config import HEALTH_DEVICE, HEALTH_PROFILE, DeviceConfig, LoadedSite
+from edge_agent.deadletter import DeadLetter, DeadLetters
 from edge_agent.modbus_poller import ModbusPoller, SampleSink, StatusSink
 from edge_agent.mqtt_link import MqttLink
 from edge_agent.mqtt_sensors import SensorHub
-from edge_agent.outbox import Outbox, OutMessage
+from edge_agent.outbox import OutMessage
 from edge_agent.planner import plan
 from edge_agent.stats import DeviceStats, render
-from telemetry import AgentState, DeviceStatus, Sample, Telemetry, encode, topics
+from telemetry import AgentState, ContractError, DeviceStatus, Sample, Telemetry, decode_stored, encode, topics
 from telemetry.metrics import bound_port, serve_metrics
 
 log = logging.getLogger("lifeline.edge")
@@ -42,11 +43,11 @@ class EdgeAgent:
         cfg = site.config
         self.site = site
         self.clock: Clock = clock or SystemClock()
-        self.outbox = Outbox(cfg.publish.buffer_max_messages, cfg.publish.max_inflight)
+        self.run_id = new_run_id(self.clock.time())
+        self.outbox = make_outbox(cfg)
         self.stats: dict[str, DeviceStats] = {d.id: DeviceStats() for d in cfg.devices if d.enabled}
         self.seq: dict[str, int] = {}
         self.dead_letters = DeadLetters(cfg.dead_letter_path)
-        self._dropped_logged = False
         self.metrics_port: int | None = None  # known once running (metrics_port 0 picks a free one)
         enabled = [(d, site.profile_of(d)) for d in cfg.devices if d.enabled]
         modbus = [(d, p) for d, p in enabled if p.protocol == "modbus"]
@@ -74,17 +75,21 @@ class EdgeAgent:
             keys=site.keys,
         )  # fmt: skip
         state_topic = topics.agent_state(cfg.site)
+        self._stored_topic = topics.stored(cfg.site)
         self.uplink = MqttLink(
             "uplink",
             cfg.broker,
             cfg.client_id,
             outbox=self.outbox,
-            subscriptions=[topics.command_filter(cfg.site)],  # made again on every (re)connect, QoS 1
-            on_message=self.commands.handle,
+            # made again on every (re)connect, QoS 1: commands, and what the centre has stored
+            subscriptions=[topics.command_filter(cfg.site), self._stored_topic],
+            on_message=self._on_uplink_message,
             will=OutMessage(state_topic, self._state(False, "connection lost"), retain=True),
             birth=lambda: OutMessage(state_topic, self._state(True, ""), retain=True),
             goodbye=lambda: OutMessage(state_topic, self._state(False, "stopped"), retain=True),
+            clock=self.clock,
         )
+        self.writer = OutboxWriter(self.outbox, self.uplink.notify, self.clock, cfg.site)
         self.sensor_link: MqttLink | None = None
         if mqtt_devices:
             self.sensor_link = MqttLink(
@@ -93,6 +98,7 @@ class EdgeAgent:
                 f"{cfg.client_id}-sensors",
                 subscriptions=self.sensors.topics,
                 on_message=self.sensors.handle,
+                clock=self.clock,
             )
 
     # -- producing messages ----------------------------------------------------------------------------------
@@ -107,25 +113,45 @@ class EdgeAgent:
                 version=AGENT_VERSION,
                 devices=[d.id for d in cfg.devices if d.enabled],
                 reason=reason,
+                run=self.run_id,
             )
         )
 
     def publish_sample(self, device: DeviceConfig, profile: Profile, sample: Sample) -> None:
         """Wrap a sample in a telemetry message and queue it for the broker."""
-        seq = self.seq.get(device.id, 0) + 1
-        self.seq[device.id] = seq
+        self._publish(device.id, device.tags, profile, sample)
+
+    def _publish(self, device: str, tags: dict[str, str], profile: Profile, sample: Sample) -> None:
+        seq = self.seq.get(device, 0) + 1  # counts from 1 within this run (contract: Telemetry.seq, .run)
+        self.seq[device] = seq
         message = Telemetry.model_construct(
             v=1,
             site=self.site.config.site,
-            device=device.id,
+            device=device,
             profile=profile.name,
             measurement=profile.measurement,
             seq=seq,
-            tags={**profile.tags, **device.tags},
+            run=self.run_id,
+            tags={**profile.tags, **tags},
             units=profile.units,
             samples=[sample],
         )
-        self._queue(OutMessage(topics.telemetry(self.site.config.site, device.id), encode(message)))
+        topic = topics.telemetry(self.site.config.site, device)
+        self._queue(OutMessage(topic, encode(message), key=(device, self.run_id, seq)))
+
+    def publish_health(self) -> None:
+        """The agent's own health as telemetry of its pseudo-device (profile ``edge_agent``; rules/packs/edge.yaml)."""
+        now_ms = int(self.clock.time() * 1000)
+        o = self.outbox
+        values: dict[str, float | int | bool | str | None] = {
+            "outbox_messages": len(o),
+            "outbox_bytes": o.bytes,
+            "outbox_dropped": o.stats.dropped,
+            "outbox_resent": o.stats.resent,
+            "oldest_unconfirmed_age_s": round(o.oldest_age_s(now_ms), 3),
+        }
+        sample = Sample.model_construct(ts=now_ms, values=values, quality={})
+        self._publish(HEALTH_DEVICE, {}, self.site.profiles[HEALTH_PROFILE], sample)
 
     def publish_status(self, device: DeviceConfig, profile: Profile, online: bool, reason: str) -> None:
         status = DeviceStatus(
@@ -139,14 +165,28 @@ class EdgeAgent:
         self._queue(OutMessage(topics.status(self.site.config.site, device.id), encode(status), retain=True))
 
     def _queue(self, message: OutMessage) -> None:
-        dropped = self.outbox.put(message)
-        if dropped is not None and not self._dropped_logged:
-            self._dropped_logged = True
-            log.error(
-                "outbox full site=%s capacity=%d action=dropping oldest (counted in outbox_dropped)",
-                self.site.config.site, self.outbox.max_messages,
-            )  # fmt: skip
-        self.uplink.notify()
+        self.outbox.put(message, int(self.clock.time() * 1000))
+        self.writer.schedule()
+
+    def flush(self) -> None:
+        """Write what was queued now (the link sends only what is written); outside a loop, before returning."""
+        self.writer.flush()
+
+    def _on_uplink_message(self, topic: str, payload: bytes) -> None:
+        if topic != self._stored_topic:
+            self.commands.handle(topic, payload)
+            return
+        try:
+            stored = decode_stored(payload, topic)
+        except ContractError as exc:
+            self.dead_letters.add(DeadLetter(int(self.clock.time() * 1000), topic, payload, str(exc)))
+            return
+        if stored.site != self.site.config.site:
+            reason = f"Stored for site {stored.site!r} came on this site's topic {topic!r}"
+            self.dead_letters.add(DeadLetter(int(self.clock.time() * 1000), topic, payload, reason))
+            return
+        self.outbox.stored((r.device, r.run, r.first, r.last) for r in stored.ranges)
+        self.writer.schedule()
 
     def _sink(self, device: DeviceConfig, profile: Profile) -> SampleSink:
         return lambda sample: self.publish_sample(device, profile, sample)
@@ -175,12 +215,14 @@ class EdgeAgent:
                         "and site_private_key; lifeline keys create)", cfg.site, len(self.commands.gates))  # fmt: skip
         else:
             log.info("commands signed site=%s control_key=%s site_key=%s", cfg.site, keys.control.kid, keys.site.kid)
-        if self.commands.gates and cfg.state_dir is None:
-            log.warning("command ids kept in memory only site=%s (set state_dir to remember them across restarts)",
-                        cfg.site)  # fmt: skip
+        if cfg.state_dir is None:
+            log.warning("outbox and command ids kept in memory only site=%s (set state_dir to keep them on disk "
+                        "across restarts)", cfg.site)  # fmt: skip
+        log.info("edge agent run=%s site=%s outbox_recovered=%d", self.run_id, cfg.site, self.outbox.recovered)
         self.commands.start()
         tasks = [asyncio.ensure_future(p.run()) for p in self.pollers]
         tasks.append(asyncio.ensure_future(self._watch_sensors()))
+        tasks.append(asyncio.ensure_future(self._maintain()))
         links = [asyncio.ensure_future(self.uplink.run(stop))]
         if self.sensor_link is not None:
             links.append(asyncio.ensure_future(self.sensor_link.run(stop)))
@@ -197,13 +239,31 @@ class EdgeAgent:
             await _cancel_all(links, "broker links", timeout_s=10.0, cancel=False)
             if metrics is not None:
                 metrics.close()
-            log.info("edge agent stopped site=%s unsent=%d", cfg.site, len(self.outbox))
+            await self.writer.close()
+            log.info("edge agent stopped site=%s run=%s unconfirmed=%d unacknowledged=%d", cfg.site, self.run_id,
+                     len(self.outbox), self.outbox.unacked)  # fmt: skip
 
     async def _drain(self, stop_wait_s: float) -> None:
-        """Give the uplink a moment to send what is queued before the agent goes."""
+        """Give the uplink a moment to send what is queued before the agent goes (the rest stays in the file)."""
+        self.flush()
         deadline = self.clock.monotonic() + stop_wait_s
-        while len(self.outbox) and self.uplink.connected and self.clock.monotonic() < deadline:  # noqa: ASYNC110
+        while self.outbox.unacked and self.uplink.connected and self.clock.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.02)  # bounded: acknowledgements arrive from paho's thread
+
+    async def _maintain(self) -> None:
+        """Once a second: messages due again (no Stored in time), the outbox file; health at its interval."""
+        interval = self.site.config.publish.health_interval_s
+        next_health = self.clock.monotonic()
+        while True:
+            now = self.clock.monotonic()
+            if now >= next_health:
+                next_health = now + interval
+                self.publish_health()
+            if self.outbox.tick(now):
+                self.uplink.notify()  # due again: the sender may be waiting for a change
+            if self.outbox.dirty:
+                self.flush()
+            await asyncio.sleep(min(1.0, max(0.01, next_health - now)))
 
     async def _watch_sensors(self) -> None:
         while True:
@@ -213,10 +273,14 @@ class EdgeAgent:
     def metrics_text(self) -> str:
         o = self.outbox.stats
         gauges = {
-            "outbox_queued": float(self.outbox.queued),
+            "outbox_messages": float(len(self.outbox)),
+            "outbox_bytes": float(self.outbox.bytes),
+            "outbox_unacknowledged": float(self.outbox.unacked),
             "outbox_inflight": float(self.outbox.inflight),
+            "outbox_queued_total": float(o.queued),
             "outbox_sent_total": float(o.sent),
             "outbox_acked_total": float(o.acked),
+            "outbox_stored_total": float(o.stored),
             "outbox_resent_total": float(o.resent),
             "outbox_dropped_total": float(o.dropped),
             "dead_letters_total": float(self.dead_letters.count),

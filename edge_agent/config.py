@@ -18,6 +18,9 @@ from telemetry.mqtt_config import BrokerConfig
 from telemetry.signing import SigningKey, VerifyKey
 
 Id = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
+HEALTH_DEVICE = "edge"  # the agent's own health, as telemetry of this pseudo-device of its site
+HEALTH_PROFILE = "edge_agent"
+OUTBOX_FILE = "outbox.sqlite3"  # in state_dir
 
 
 class PublishConfig(BaseModel):
@@ -27,7 +30,21 @@ class PublishConfig(BaseModel):
         default=200, ge=1, le=20000, description="QoS 1 messages sent and not yet acknowledged by the broker"
     )
     buffer_max_messages: int = Field(
-        default=200_000, ge=10, description="messages held while the broker is away; beyond it the oldest go"
+        default=200_000, ge=10, description="messages the outbox holds until confirmed; beyond it the oldest go"
+    )
+    outbox_max_bytes: int = Field(
+        default=256 * 1024 * 1024, ge=1024,
+        description="bytes (topics and payloads) the outbox holds until confirmed; beyond it the oldest go",
+    )  # fmt: skip
+    ack_timeout_s: float = Field(
+        default=30.0, gt=0, le=3600, description="telemetry not reported stored this long after sending is resent"
+    )
+    replay_rate: float = Field(
+        default=1000.0, gt=0, le=100_000,
+        description="messages/s for the backlog (after an outage, resends); live messages go first, unbounded",
+    )  # fmt: skip
+    health_interval_s: float = Field(
+        default=10.0, gt=0, le=3600, description=f"how often the agent publishes its health as device {HEALTH_DEVICE!r}"
     )
 
 
@@ -103,6 +120,8 @@ class DeviceConfig(BaseModel):
     def _not_agent(self) -> DeviceConfig:
         if self.id == "agent":
             raise field_error("device id 'agent' is reserved for the agent's own state topic", "id")
+        if self.id == HEALTH_DEVICE:
+            raise field_error(f"device id {HEALTH_DEVICE!r} is reserved for the agent's own health", "id")
         return self
 
     @property
@@ -129,7 +148,8 @@ class EdgeConfig(BaseModel):
     )
     metrics_port: int | None = Field(default=None, ge=0, le=65535, description="Prometheus text on this port")
     state_dir: Path | None = Field(
-        default=None, description="where the agent keeps state across restarts (command ids); default: memory only"
+        default=None,
+        description="where the agent keeps state across restarts (the outbox, command ids); default: memory only",
     )
     control_public_key: Path | None = Field(
         default=None, description="the API's control public key of this site (PEM): only commands signed with its "
@@ -184,6 +204,10 @@ class LoadedSite:
 
     def profile_of(self, device: DeviceConfig) -> Profile:
         return self.profiles[device.profile]
+
+    def published_devices(self) -> list[tuple[str, str]]:
+        """(device id, profile name) of everything the agent publishes telemetry for: its devices and its health."""
+        return [(d.id, d.profile) for d in self.config.devices] + [(HEALTH_DEVICE, HEALTH_PROFILE)]
 
 
 def check_devices(config: EdgeConfig, profiles: dict[str, Profile], doc: YamlDoc | None = None) -> None:

@@ -2,7 +2,7 @@
 
 paho-mqtt runs its network loop in its own thread; every callback is handed to the asyncio loop. A new paho
 client is made for every connection, so that paho never re-sends messages of its own after a reconnect: the
-Outbox owns every message until its PUBACK and re-sends what was unacknowledged (see outbox.py).
+Outbox owns every message until it is confirmed and re-sends what was not (see outbox.py, docs/decisions/002, 010).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from edge_agent.clock import Clock, SystemClock
 from edge_agent.outbox import Outbox, OutMessage
 from telemetry.mqtt_config import BrokerConfig, configure_client
 
@@ -39,6 +40,7 @@ class MqttLink:
         will: OutMessage | None = None,
         birth: Callable[[], OutMessage] | None = None,
         goodbye: Callable[[], OutMessage] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.name = name
         self.broker = broker
@@ -49,6 +51,7 @@ class MqttLink:
         self.will = will
         self.birth = birth
         self.goodbye = goodbye
+        self.clock: Clock = clock or SystemClock()
         self.connected = False
         self.connections = 0
         self._generation = 0
@@ -161,17 +164,24 @@ class MqttLink:
         if outbox is None:
             return
         while True:
-            item = outbox.next_to_send()
-            if item is None:
+            now = self.clock.monotonic()
+            entry = outbox.next_to_send(now)
+            if entry is None:
+                delay = outbox.send_delay(now)  # the backlog's rate, or None: wait for a change
                 self._wake.clear()
-                await self._wake.wait()
+                if delay is None:
+                    await self._wake.wait()
+                else:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(delay):
+                            await self._wake.wait()
                 continue
-            info = client.publish(item[1].topic, item[1].payload, qos=1, retain=item[1].retain)
+            info = client.publish(entry.topic, entry.payload, qos=1, retain=entry.retain)
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
-                outbox.unsent(item)
+                outbox.unsent(entry)
                 self._on_down(self._generation, f"publish failed: {mqtt.error_string(info.rc)}")
                 return
-            outbox.sent(info.mid, item)
+            outbox.sent(info.mid, entry, now)
 
     async def _say_goodbye(self, client: mqtt.Client) -> None:
         if self.goodbye is not None:

@@ -118,10 +118,12 @@ async def _measure(
 
 def run_step(broker: Mosquitto, devices: int, interval_s: float, window_s: float) -> StepResult:
     sims = SimProcess(devices)
+    state = tempfile.TemporaryDirectory(prefix="lifeline-bench-edge-")  # the outbox file, as in a deployment
     try:
         config = EdgeConfig.model_validate(
             {
                 "site": "bench",
+                "state_dir": state.name,
                 "broker": {"host": broker.host, "port": broker.port},
                 "modbus": {"timeout_s": 1.0},
                 "devices": [
@@ -135,6 +137,7 @@ def run_step(broker: Mosquitto, devices: int, interval_s: float, window_s: float
         w = asyncio.run(_measure(config, warmup_s, window_s, interval_s))
     finally:
         sims.stop()
+        state.cleanup()
     lateness = [x * 1000 for st in w.agent.stats.values() for x in st.lateness_s]
     cpu, wall, readings = w.cpu_s, w.wall_s, w.readings
     return StepResult(

@@ -21,6 +21,10 @@ from typing import IO
 
 import orjson
 
+from edge_agent._outbox_store import OutboxStore
+from edge_agent._outbox_writer import OutboxWriter
+from edge_agent.clock import SystemClock
+from edge_agent.config import PublishConfig
 from edge_agent.deadletter import DeadLetter, DeadLetters
 from edge_agent.hj212.config import LoadedConfig, Station
 from edge_agent.hj212.framing import StreamDecoder
@@ -35,18 +39,22 @@ READ_SIZE = 65536
 
 
 class _AnsweringOutbox(Outbox):
-    """The edge agent's Outbox, telling the server which message the broker acknowledged (to answer after it)."""
+    """The edge agent's Outbox in memory, telling the server which payload the broker acknowledged (to answer after
+    it). Memory is enough: a station keeps its data until it is answered, and sends again when it is not."""
 
-    def __init__(self, max_messages: int, max_inflight: int, on_acked: Callable[[OutMessage], None]) -> None:
-        super().__init__(max_messages, max_inflight)
+    def __init__(self, publish: PublishConfig, on_acked: Callable[[bytes], None]) -> None:
+        super().__init__(OutboxStore(":memory:"), max_inflight=publish.max_inflight,
+                         max_messages=publish.buffer_max_messages, max_bytes=publish.outbox_max_bytes,
+                         replay_rate=publish.replay_rate, ack_timeout_s=publish.ack_timeout_s, name="hj212")
         self._on_acked = on_acked
 
     def acked(self, token: int) -> bool:
-        item = self._inflight.get(token)
+        entry = self._inflight.get(token)
+        payload = entry.payload if entry is not None else None
         if not super().acked(token):
             return False
-        if item is not None:
-            self._on_acked(item[1])
+        if payload is not None:
+            self._on_acked(payload)
         return True
 
 
@@ -72,8 +80,9 @@ class Hj212Server:
         self.loaded = loaded
         self.clock = clock
         self.ingest = Ingest(loaded)
-        self.outbox = _AnsweringOutbox(cfg.publish.buffer_max_messages, cfg.publish.max_inflight, self._acked)
+        self.outbox = _AnsweringOutbox(cfg.publish, self._acked)
         self.link = MqttLink("hj212", cfg.broker, cfg.client_id, outbox=self.outbox)
+        self.writer = OutboxWriter(self.outbox, self.link.notify, SystemClock(), "hj212")
         self.dead_letters = DeadLetters(cfg.dead_letter_path)
         self.events = EventLog(events_path) if events_path is not None else None
         self.port: int | None = None  # bound port, once listening
@@ -81,12 +90,11 @@ class Hj212Server:
         self.connections = 0
         self.counts: Counter[str] = Counter()  # packets_accept, packets_reject, answers, published, ...
         self.rejects: Counter[str] = Counter()  # by reason
-        self._waiting: dict[int, tuple[asyncio.StreamWriter, bytes, OutMessage]] = {}  # id(message) -> answer
+        self._waiting: dict[int, tuple[asyncio.StreamWriter, bytes, bytes]] = {}  # id(payload) -> answer
         self._online: Counter[str] = Counter()  # MN -> connections that sent a good packet
         self._writers: set[asyncio.StreamWriter] = set()
         self._all_closed = asyncio.Event()
         self._stopping = False
-        self._dropped_logged = False
 
     # -- running -------------------------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -210,7 +218,7 @@ class Hj212Server:
         if out.answer is None:
             return
         if out.answer_on_ack:
-            last = out.messages[-1]
+            last = out.messages[-1].payload
             self._waiting[id(last)] = (writer, out.answer, last)
         else:
             self._answer(writer, out.answer)
@@ -230,20 +238,16 @@ class Hj212Server:
         writer.write(frame)
         self.counts["answers"] += 1
 
-    def _acked(self, message: OutMessage) -> None:
-        waiting = self._waiting.pop(id(message), None)
-        if waiting is not None and waiting[2] is message:
+    def _acked(self, payload: bytes) -> None:
+        waiting = self._waiting.pop(id(payload), None)
+        if waiting is not None and waiting[2] is payload:
             self._answer(waiting[0], waiting[1])
 
     def _queue(self, message: OutMessage) -> None:
-        dropped = self.outbox.put(message)
-        if dropped is not None:
-            self._waiting.pop(id(dropped), None)  # never answered: the station sends it again
-            if not self._dropped_logged:
-                self._dropped_logged = True
-                log.error("outbox full capacity=%d action=dropping oldest, unanswered (counted in outbox_dropped)",
-                          self.outbox.max_messages)  # fmt: skip
-        self.link.notify()
+        # over the outbox's quota the oldest go (counted and logged by the outbox): never answered, so the station
+        # sends them again; their answers in _waiting are dropped when their connection closes
+        self.outbox.put(message, int(self.clock() * 1000))
+        self.writer.schedule()
 
     def _dead_letter(self, note: DeadLetterNote) -> None:
         self.dead_letters.add(DeadLetter(int(self.clock() * 1000), note.source, note.raw, f"{note.reason}: "
@@ -257,7 +261,7 @@ class Hj212Server:
             f"lifeline_hj212_stations_online {len(self._online)}",
             f"lifeline_hj212_broker_connected {1 if self.link.connected else 0}",
             f"lifeline_hj212_dead_letters_total {self.dead_letters.count}",
-            f"lifeline_hj212_outbox_queued {self.outbox.queued}",
+            f"lifeline_hj212_outbox_queued {len(self.outbox) - self.outbox.inflight}",
             f"lifeline_hj212_outbox_inflight {self.outbox.inflight}",
             f"lifeline_hj212_outbox_dropped_total {o.dropped}",
             f"lifeline_hj212_answers_waiting {len(self._waiting)}",

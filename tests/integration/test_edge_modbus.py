@@ -180,7 +180,7 @@ def test_broker_restart_loses_no_sampled_reading(mini: RunningDistrict, mosquitt
     mosquitto.start()
     time.sleep(2.0)  # more polls after the broker is back
     deadline = time.monotonic() + 20
-    while len(running.agent.outbox) and time.monotonic() < deadline:
+    while running.agent.outbox.unacked and time.monotonic() < deadline:  # sent; no bridge here confirms
         time.sleep(0.05)
     running.stop()
     assert running.agent.outbox.stats.dropped == 0

@@ -20,6 +20,7 @@ SHIPPED = {
     "noise_meter": ("mqtt", "noise"),
     "flue_gas_cems_hj212": ("hj212", "cems"),
     "wastewater_outlet_hj212": ("hj212", "wastewater_outlet"),
+    "edge_agent": ("internal", "edge_agent"),
 }
 
 

@@ -1,0 +1,115 @@
+"""The shell around the outbox: writes its file on a thread of its own, at most every FLUSH_S, off the agent's loop.
+
+Measured here: a commit per message (1,000 devices polled out of phase) costs about 280 µs a message, mostly WAL
+checkpoints; 100 messages a commit cost about 13 µs each, so 20 ms of coalescing (invisible next to a 1 s poll) pays.
+And on a busy disk a write() stalls for hundreds of ms: with the writes on the loop, `lifeline bench edge` beside
+other disk users showed p99 poll lateness of 280 ms and more (5 ms with the outbox on tmpfs); off the loop, 4-5 ms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import sqlite3
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from edge_agent._outbox_store import OutboxStore, Written
+from edge_agent.clock import Clock
+from edge_agent.config import OUTBOX_FILE, EdgeConfig
+from edge_agent.outbox import Outbox, Pending
+
+log = logging.getLogger("lifeline.edge.outbox")
+
+FLUSH_S = 0.02
+WRITE_RETRY_S = 1.0
+
+
+def new_run_id(now: float) -> str:
+    """A new agent run's id: UTC start time (sorts by start) and random bits (two starts in one second)."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now)) + "-" + secrets.token_hex(4)
+
+
+def make_outbox(cfg: EdgeConfig) -> Outbox:
+    """The site's outbox: a file in ``state_dir``, or memory only without one."""
+    path = cfg.state_dir / OUTBOX_FILE if cfg.state_dir is not None else ":memory:"
+    p = cfg.publish
+    return Outbox(OutboxStore(path), max_inflight=p.max_inflight, max_messages=p.buffer_max_messages,
+                  max_bytes=p.outbox_max_bytes, replay_rate=p.replay_rate, ack_timeout_s=p.ack_timeout_s,
+                  name=cfg.site)  # fmt: skip
+
+
+class OutboxWriter:
+    """Writes ``outbox`` (one write at a time) and calls ``written`` (wake the sender) once a write is in."""
+
+    def __init__(self, outbox: Outbox, written: Callable[[], None], clock: Clock, site: str) -> None:
+        self.outbox = outbox
+        self.written = written
+        self.clock = clock
+        self.site = site
+        self._pool = ThreadPoolExecutor(1, "outbox-writer") if outbox.store.threaded else None
+        self._pending = False
+        self._writing = False
+        self._failing = False
+
+    def schedule(self) -> None:
+        """Write within FLUSH_S, however many messages come meanwhile (one transaction)."""
+        if self._pending:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not running (a caller outside the agent's loop): write now
+            self.flush()
+            return
+        self._pending = True
+        loop.call_later(FLUSH_S, self.flush)
+
+    def flush(self) -> None:
+        """Start writing what waits (in memory, or outside a loop: write it here and now)."""
+        self._pending = False
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if self._pool is None or loop is None:
+            self.outbox.flush()
+            self.written()
+            return
+        if self._writing or not self.outbox.dirty:  # the write under way schedules the next
+            return
+        work = self.outbox.prepare()
+        self._writing = True
+        future = self._pool.submit(self.outbox.store.write, work.batch)
+        future.add_done_callback(lambda f: loop.call_soon_threadsafe(self._done, work, f))
+
+    def _done(self, work: Pending, future: Future[Written]) -> None:
+        self._writing = False
+        exc = future.exception()
+        if exc is not None:
+            self.outbox.restore(work)  # nothing of it was committed: it goes with the next write
+            if not self._failing:
+                log.error("outbox write failed site=%s error=%r action=keep in memory, retry every %g s "
+                          "(logged once)", self.site, str(exc), WRITE_RETRY_S)  # fmt: skip
+            self._failing = True
+            if not isinstance(exc, sqlite3.Error):
+                raise exc
+            asyncio.get_running_loop().call_later(WRITE_RETRY_S, self.schedule)
+            return
+        if self._failing:
+            log.info("outbox writes again site=%s", self.site)
+            self._failing = False
+        self.outbox.apply(work, future.result())
+        self.written()
+        if self.outbox.dirty:
+            self.schedule()
+
+    async def close(self, timeout_s: float = 10.0) -> None:
+        """Wait for the write under way (bounded), write the rest here, close the file."""
+        deadline = self.clock.monotonic() + timeout_s
+        while self._writing and self.clock.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)  # the writer thread reports through call_soon_threadsafe
+        self.outbox.close()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
