@@ -12,6 +12,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from device_profiles import DataType, JsonType, Profile
+from device_profiles.schema import InternalPoint, MqttPoint
 from edge_agent.config import load_site
 from telemetry import ContractError, Telemetry, TopicError, Value, decode_telemetry, topics
 
@@ -78,7 +79,8 @@ def declared_types(profile: Profile) -> dict[str, Declared]:
                 kind = ValueKind.NUMBER
             out[mp.name] = Declared(mp.type.value, kind)
     kinds = {JsonType.BOOL: ValueKind.BOOL, JsonType.STRING: ValueKind.STRING}
-    json_points = [*(profile.mqtt.points if profile.mqtt else []), *(profile.internal.points if profile.internal else [])]
+    json_points: list[MqttPoint | InternalPoint] = [*(profile.mqtt.points if profile.mqtt else [])]
+    json_points += profile.internal.points if profile.internal else []
     for qp in json_points:  # MQTT sensors' mappings and internal points (the edge agent's health) declare JSON types
         out[qp.name] = Declared(qp.type.value, kinds.get(qp.type, ValueKind.NUMBER))
     if profile.hj212 is not None:  # HJ 212 values are all numbers (HJ 212-2017 §6.3.3: N14.2 fields)
