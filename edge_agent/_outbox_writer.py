@@ -15,11 +15,14 @@ import sqlite3
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import orjson
 
 from edge_agent._outbox_store import OutboxStore, Written
 from edge_agent.clock import Clock
 from edge_agent.config import OUTBOX_FILE, EdgeConfig
-from edge_agent.outbox import Outbox, Pending
+from edge_agent.outbox import Entry, Outbox, Pending
 
 log = logging.getLogger("lifeline.edge.outbox")
 
@@ -41,12 +44,38 @@ def make_outbox(cfg: EdgeConfig) -> Outbox:
                   name=cfg.site)  # fmt: skip
 
 
+class SampleJournal:
+    """``sample_journal``: one JSON line per telemetry message once it is in the outbox file (device, run, seq and
+    its samples' times), appended and flushed (it survives a kill of the agent), so that a test or an operator can
+    compare what the edge took with what InfluxDB holds."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = path.open("ab")
+
+    def __call__(self, entries: list[Entry]) -> None:
+        lines = []
+        for e in entries:
+            if e.key is None or e.payload is None:
+                continue
+            ts = [s["ts"] for s in orjson.loads(e.payload)["samples"]]
+            lines.append(orjson.dumps({"device": e.key[0], "run": e.key[1], "seq": e.key[2], "ts": ts}))
+        if lines:
+            self._file.write(b"\n".join(lines) + b"\n")
+            self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
 class OutboxWriter:
     """Writes ``outbox`` (one write at a time) and calls ``written`` (wake the sender) once a write is in."""
 
-    def __init__(self, outbox: Outbox, written: Callable[[], None], clock: Clock, site: str) -> None:
+    def __init__(self, outbox: Outbox, written: Callable[[], None], clock: Clock, site: str,
+                 on_written: Callable[[list[Entry]], None] | None = None) -> None:  # fmt: skip
         self.outbox = outbox
         self.written = written
+        self.on_written = on_written  # told which messages a write put in the file (the sample journal)
         self.clock = clock
         self.site = site
         self._pool = ThreadPoolExecutor(1, "outbox-writer") if outbox.store.threaded else None
@@ -74,7 +103,7 @@ class OutboxWriter:
         except RuntimeError:
             loop = None
         if self._pool is None or loop is None:
-            self.outbox.flush()
+            self._write_here()
             self.written()
             return
         if self._writing or not self.outbox.dirty:  # the write under way schedules the next
@@ -83,6 +112,13 @@ class OutboxWriter:
         self._writing = True
         future = self._pool.submit(self.outbox.store.write, work.batch)
         future.add_done_callback(lambda f: loop.call_soon_threadsafe(self._done, work, f))
+
+    def _write_here(self) -> None:
+        """Write what waits on this thread (in memory, outside a loop, or at the close)."""
+        work = self.outbox.prepare()
+        self.outbox.apply(work, self.outbox.store.write(work.batch))
+        if self.on_written is not None:
+            self.on_written(work.entries)
 
     def _done(self, work: Pending, future: Future[Written]) -> None:
         self._writing = False
@@ -101,6 +137,8 @@ class OutboxWriter:
             log.info("outbox writes again site=%s", self.site)
             self._failing = False
         self.outbox.apply(work, future.result())
+        if self.on_written is not None:
+            self.on_written(work.entries)
         self.written()
         if self.outbox.dirty:
             self.schedule()
@@ -110,6 +148,8 @@ class OutboxWriter:
         deadline = self.clock.monotonic() + timeout_s
         while self._writing and self.clock.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.01)  # the writer thread reports through call_soon_threadsafe
+        if self.outbox.dirty and not self._writing:
+            self._write_here()
         self.outbox.close()
         if self._pool is not None:
             self._pool.shutdown(wait=True)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
 from device_profiles import Profile
-from edge_agent._outbox_writer import OutboxWriter, make_outbox, new_run_id
+from edge_agent._outbox_writer import OutboxWriter, SampleJournal, make_outbox, new_run_id
 from edge_agent.clock import Clock, SystemClock
 from edge_agent.commands import CommandExecutor, make_gate
 from edge_agent.config import HEALTH_DEVICE, HEALTH_PROFILE, DeviceConfig, LoadedSite
@@ -89,7 +89,8 @@ class EdgeAgent:
             goodbye=lambda: OutMessage(state_topic, self._state(False, "stopped"), retain=True),
             clock=self.clock,
         )
-        self.writer = OutboxWriter(self.outbox, self.uplink.notify, self.clock, cfg.site)
+        self.journal = SampleJournal(cfg.sample_journal) if cfg.sample_journal is not None else None
+        self.writer = OutboxWriter(self.outbox, self.uplink.notify, self.clock, cfg.site, self.journal)
         self.sensor_link: MqttLink | None = None
         if mqtt_devices:
             self.sensor_link = MqttLink(
@@ -240,6 +241,8 @@ class EdgeAgent:
             if metrics is not None:
                 metrics.close()
             await self.writer.close()
+            if self.journal is not None:
+                self.journal.close()
             log.info("edge agent stopped site=%s run=%s unconfirmed=%d unacknowledged=%d", cfg.site, self.run_id,
                      len(self.outbox), self.outbox.unacked)  # fmt: skip
 

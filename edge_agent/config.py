@@ -151,6 +151,11 @@ class EdgeConfig(BaseModel):
         default=None,
         description="where the agent keeps state across restarts (the outbox, command ids); default: memory only",
     )
+    sample_journal: Path | None = Field(
+        default=None,
+        description="acceptance checks: one JSON line (device, run, seq, ts of each sample) per telemetry message "
+                    "once it is in the outbox file, i.e. taken for good; default: none",
+    )  # fmt: skip
     control_public_key: Path | None = Field(
         default=None, description="the API's control public key of this site (PEM): only commands signed with its "
         "private key are executed; none: every command is refused",
