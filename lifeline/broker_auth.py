@@ -25,6 +25,7 @@ A password is generated per account (``secrets``) and stored hashed (PBKDF2-SHA5
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import secrets
 from collections.abc import Iterable, Sequence
@@ -39,7 +40,7 @@ from telemetry import topics
 from telemetry.mqtt_config import BrokerConfig, CredentialError, write_secret_file
 
 if TYPE_CHECKING:
-    from simulators.scenario import PlannedDevice
+    from simulators.scenario import PlannedDevice, Scenario
 
 BRIDGE_GROUP = "lifeline-bridge"
 RULES_GROUP = "lifeline-rules"
@@ -240,6 +241,19 @@ def district_deployment(planned: Iterable[PlannedDevice], **counts: int) -> Depl
         if d.profile.mqtt is not None:
             sensor_topics.setdefault(d.site, []).extend(d.profile.mqtt.topics_for(d.source_id or d.id))
     return Deployment(sorted(sites), sensor_topics, simulated_sensors=True, **counts)  # type: ignore[arg-type]
+
+
+def hj212_site(scenario: str) -> str:
+    """The site of a simulated district's HJ 212 stations (its pollution sources that push to the centre)."""
+    return f"{scenario}-sources"
+
+
+def scenario_deployment(scenario: Scenario, **counts: int) -> Deployment:
+    """The accounts `lifeline up` makes for a simulated district: its sites, sensors and HJ 212 stations."""
+    from simulators import plan
+
+    deployment = district_deployment(plan(scenario), **counts)
+    return dataclasses.replace(deployment, hj212_sites=[hj212_site(scenario.name)])
 
 
 def sites_deployment(site_files: Iterable[Path], **counts: int) -> Deployment:

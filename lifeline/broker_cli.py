@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from device_profiles import ConfigError
-from lifeline.broker_auth import district_deployment, platform_accounts, sites_deployment, write_broker_files
+from lifeline.broker_auth import platform_accounts, scenario_deployment, sites_deployment, write_broker_files
 
 
 def _config(args: argparse.Namespace) -> int:
@@ -18,11 +18,9 @@ def _config(args: argparse.Namespace) -> int:
             files = sorted(p for d in args.sites for p in (Path(d).glob("*.yaml") if Path(d).is_dir() else [Path(d)]))
             deployment = sites_deployment(files, **counts)
         else:
-            from device_profiles import load_catalogue
             from lifeline.simulate import load
-            from simulators import plan
 
-            deployment = district_deployment(plan(load(args.scenario, None), load_catalogue()), **counts)
+            deployment = scenario_deployment(load(args.scenario, None), **counts)
     except (ConfigError, OSError, KeyError) as exc:
         print(exc, file=sys.stderr)
         return 1

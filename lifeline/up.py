@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import secrets
 import subprocess
@@ -26,12 +25,12 @@ import yaml
 
 from broker_bridge.config import InfluxConfig
 from device_profiles import ConfigError, load_catalogue
-from lifeline.broker_auth import credential, district_deployment, platform_accounts, write_credentials
+from lifeline.broker_auth import credential, hj212_site, platform_accounts, scenario_deployment, write_credentials
 from lifeline.config import DeploymentConfig, load_deployment
 from lifeline.services import Influxd, Mosquitto, ServiceError, free_port, wait_for_port
 from lifeline.simulate import give_site_credentials, load
 from lifeline.tls import ensure_ca, issue
-from simulators import District, plan
+from simulators import District
 from simulators.hj212 import Hj212Fleet, demo_fleet
 from telemetry.keys import KeyFileError, SiteKeyFiles, create_site_keys
 from telemetry.mqtt_config import BrokerConfig, CredentialError, TlsConfig, read_secret_file, write_secret_file
@@ -132,11 +131,6 @@ def _bridge_config(data_dir: Path, stack: Stack, deploy: DeploymentConfig, metri
         "metrics_port": metrics_port,
     }
     return _write_config(path, config)
-
-
-def hj212_site(scenario: str) -> str:
-    """The site of the district's HJ 212 stations (pollution sources that push to the centre)."""
-    return f"{scenario}-sources"
 
 
 def _hj212(data_dir: Path, stack: Stack, scenario: str) -> tuple[Child, Hj212Fleet]:
@@ -372,8 +366,7 @@ def _local_broker(
     """A Mosquitto of the deployment's own: an account per client of the district (new passwords each run, in 0600
     files), MQTT over TLS with a certificate of a local CA unless the deployment asks for plain TCP."""
     scenario = load(deploy.scenario, None)
-    deployment = district_deployment(plan(scenario, load_catalogue()))
-    accounts = platform_accounts(dataclasses.replace(deployment, hj212_sites=[hj212_site(scenario.name)]))
+    accounts = platform_accounts(scenario_deployment(scenario))
     write_credentials(credentials, accounts)
     tls_files = None
     if not deploy.broker_plain_tcp:

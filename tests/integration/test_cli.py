@@ -14,10 +14,10 @@ import orjson
 import pytest
 
 from device_profiles import CATALOGUE
-from lifeline.broker_auth import credential, district_deployment, platform_accounts, write_credentials
+from lifeline.broker_auth import credential, platform_accounts, scenario_deployment, write_credentials
 from lifeline.cli import main
 from lifeline.services import Influxd, Mosquitto
-from simulators import load_scenario, plan
+from simulators import load_scenario
 from telemetry import Sample, Telemetry, decode_telemetry, encode, topics
 from telemetry.mqtt_config import BrokerConfig, TlsConfig
 from tests.helpers import Publisher, Subscriber, probe
@@ -76,7 +76,7 @@ def test_edge_bad_config_exits_1_naming_the_problem(tmp_path: Path, capsys: pyte
 def mini_accounts(broker: Mosquitto, folder: Path) -> Path:
     """The mini district's accounts on ``broker`` and their credentials in ``folder``, as ``lifeline broker config``
     would write them for an external broker."""
-    accounts = platform_accounts(district_deployment(plan(load_scenario("mini"))))
+    accounts = platform_accounts(scenario_deployment(load_scenario("mini")))
     write_credentials(folder, accounts)
     for account in accounts:
         broker.add(account)

@@ -25,9 +25,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agent import EdgeAgent, EdgeConfig, build_site
 from edge_agent.config import HEALTH_DEVICE, OUTBOX_FILE
+from lifeline.broker_auth import Account, edge_account, edge_sensor_account
 from lifeline.services import Mosquitto
 from telemetry import Stored, StoredRange, Telemetry, decode_agent_state, decode_telemetry, encode, topics
-from tests.helpers import LoopThread, Subscriber, wait_until
+from telemetry.mqtt_config import configure_client
+from tests.helpers import LoopThread, Subscriber, client_account, wait_until
 
 pytestmark = pytest.mark.integration
 SITE = "plant-9"
@@ -35,13 +37,15 @@ VENDOR_TOPIC = "vendor/gasdet/GD-0001/up"
 T0 = 1_780_000_000_000
 
 
-def broker_of(broker: Mosquitto) -> dict[str, Any]:
-    """The one place this module says how to reach a broker (credentials will go here)."""
-    return {"host": broker.host, "port": broker.port, "reconnect_initial_s": 0.1, "reconnect_max_s": 0.3}
+def broker_of(broker: Mosquitto, account: Account) -> dict[str, Any]:
+    """The one place this module says how to reach a broker: as ``account`` (the same one on every call)."""
+    return broker.add(account, reconnect_initial_s=0.1, reconnect_max_s=0.3).model_dump(mode="json")
 
 
 def mqtt_client(broker: Mosquitto, client_id: str) -> mqtt.Client:
+    account = client_account(broker, name=client_id)
     client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id)
+    configure_client(client, account)
     client.reconnect_delay_set(0.1, 0.3)
     client.connect(broker.host, broker.port, keepalive=10)
     client.loop_start()
@@ -51,21 +55,27 @@ def mqtt_client(broker: Mosquitto, client_id: str) -> mqtt.Client:
 def site_config(uplink: Mosquitto, sensors: Mosquitto, state_dir: Path, **publish: Any) -> EdgeConfig:
     return EdgeConfig.model_validate({
         "site": SITE,
-        "broker": broker_of(uplink),
-        "sensor_broker": broker_of(sensors),
+        "broker": broker_of(uplink, edge_account(SITE)),
+        "sensor_broker": broker_of(sensors, edge_sensor_account(SITE, [VENDOR_TOPIC])),
         "state_dir": str(state_dir),
         "publish": {"ack_timeout_s": 2.0, "health_interval_s": 3600, **publish},
         "devices": [{"id": "gas-1", "profile": "gas_detector", "source_id": "GD-0001"}],
     })  # fmt: skip
 
 
+@pytest.fixture(autouse=True)
+def _uplink_account(mosquitto: Mosquitto) -> None:
+    broker_of(mosquitto, edge_account(SITE))  # made now: tests stop the uplink before configuring the agent
+
+
 @pytest.fixture
 def site_broker(tmp_path: Path) -> Iterator[Mosquitto]:
     """The site's own broker, which the gas sensors publish to (not the uplink)."""
-    broker = Mosquitto(tmp_path / "site-mosquitto")
+    broker = Mosquitto(tmp_path / "site-mosquitto", control=True)
     broker.start()
+    broker_of(broker, edge_sensor_account(SITE, [VENDOR_TOPIC]))  # made now: tests stop brokers before configuring
     yield broker
-    broker.stop()
+    broker.remove()
 
 
 class Vendor:
@@ -91,6 +101,7 @@ class Acker:
         self.seen = 0
         self.lock = threading.Lock()
         self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="fake-bridge")
+        configure_client(self.client, client_account(broker, name="fake-bridge"))
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topics.telemetry_filter(SITE), qos=1)
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(0.1, 0.3)
