@@ -167,6 +167,7 @@ def _gate_limits(site_files: dict[str, Path]) -> list[dict[str, object]]:
                 out.append({"site": site, "device": device["id"], "full_opening_m": full,
                             "min_pct": round(100 * control.get("min_opening_m", 0.0) / full, 3),
                             "max_pct": round(100 * control.get("max_opening_m", full) / full, 3),
+                            "tolerance_m": control.get("tolerance_m", 0.02),
                             "max_head_open_m": control["max_head_open_m"],
                             "max_head_close_m": control.get("max_head_close_m")})  # fmt: skip
     return out
