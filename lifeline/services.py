@@ -1,5 +1,5 @@
-"""Start and stop the real servers the platform runs on (Mosquitto, InfluxDB 1.x) as child
-processes.
+"""Start and stop the real servers the platform runs on (Mosquitto, InfluxDB 1.x) and Lifeline's own services as
+child processes.
 
 Used by ``lifeline up``, the benchmarks and the test fixtures alike: loopback, a free port, data in a folder. Servers
 only tests use (PostgreSQL, nginx as an InfluxDB 2.x front) are in the tests' ``tests/servers.py``.
@@ -13,11 +13,13 @@ import glob
 import hashlib
 import os
 import queue
+import re
 import secrets
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -28,6 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Self
 
+import httpx
 import orjson
 
 from lifeline.broker_auth import Account, control_account, control_commands, dynsec_config
@@ -500,3 +503,43 @@ def _quote_ident(name: str) -> str:
 def _quote_str(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
+
+class ServiceProcess:
+    """A Lifeline service as it runs in production: its own process, watched through its metrics endpoint."""
+
+    def __init__(self, command: list[str], config: Path, metrics_port: int, log: Path, ready_metric: str) -> None:
+        self.command, self.config, self.metrics_port, self.log = command, config, metrics_port, log
+        self.ready_metric = ready_metric
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        argv = [sys.executable, "-m", "lifeline", "--log-level", "WARNING", *self.command, "--config", str(self.config)]
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(argv, stdout=out, stderr=out)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.metrics().get(self.ready_metric) == 1:
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"{' '.join(self.command)} did not connect; see {self.log}")
+
+    def metrics(self) -> dict[str, float]:
+        try:
+            text = httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2).text
+        except httpx.HTTPError:
+            return {}
+        out: dict[str, float] = {}
+        for line in text.splitlines():
+            found = re.match(r"^([a-z_]+(?:\{[^}]*\})?) (\S+)$", line)
+            if found:
+                out[found.group(1)] = float(found.group(2))
+        return out
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)

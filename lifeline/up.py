@@ -25,6 +25,7 @@ import yaml
 
 from broker_bridge.config import InfluxConfig
 from device_profiles import ConfigError, load_catalogue
+from lifeline._run import install_stop_signals
 from lifeline.broker_auth import credential, district_deployment, platform_accounts, write_credentials
 from lifeline.config import DeploymentConfig, load_deployment
 from lifeline.services import Influxd, Mosquitto, ServiceError, free_port, wait_for_port
@@ -245,8 +246,6 @@ class Stack:
 
 
 async def _run(deploy: DeploymentConfig, stack: Stack, duration: float | None) -> None:
-    from lifeline.cli import install_stop_signals
-
     stop = install_stop_signals()
     data_dir = deploy.data_dir
     scenario = load(deploy.scenario, None)
