@@ -114,6 +114,9 @@ class GateLimits(_Strict):
     min_pct: float = Field(default=0.0, ge=0, le=100, description="lowest target opening an operator may ask for")
     max_pct: float = Field(default=100.0, ge=0, le=100)
     full_opening_m: float = Field(default=6.5, gt=0, description="gate_opening (m) at 100 %")
+    tolerance_m: float = Field(
+        default=0.02, gt=0, le=1, description="|opening - target| that counts as no movement (the edge's tolerance_m)"
+    )
     max_head_open_m: float | None = Field(
         default=2.5, gt=0, description="refuse opening movements above this level difference (m); null: no limit"
     )

@@ -21,12 +21,13 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, insert, select, update
 
+from api._gate_checks import Refusal, check, fault_labels, gate_snapshot
 from api._tables import commands, selections
 from api.auth import Permission, Principal
 from api.config import ApiConfig, SiteKeys
 from api.db import Clock
-from api.interlocks import Refusal, check, gate_snapshot
 from api.live import Event, LiveCache
+from device_profiles import Profile
 from telemetry import encode, topics
 from telemetry.commands import FINAL_STATES, Action, Command, CommandResult, Interlock, ResultState
 from telemetry.signing import SignatureError, command_digest, sign, verify
@@ -110,8 +111,10 @@ class GateService:
         emit: Callable[[Event], None],
         clock: Clock,
         keys: Mapping[str, SiteKeys] | None = None,
+        profiles: Mapping[str, Profile] | None = None,
     ) -> None:
         self.config = config
+        self.profiles: Mapping[str, Profile] = profiles or {}  # for the words of a gate's fault codes
         self.keys: Mapping[str, SiteKeys] = keys or {}  # a site without keys: commands refused, results not recorded
         self.gates = config.gates
         self.engine = engine
@@ -185,8 +188,9 @@ class GateService:
             now = self.clock()
             state = self.cache.get(site, device)
             refusal = self._check_selection(who, site, device, selection, req.action, now)
+            labels = fault_labels(self.profiles.get(state.profile)) if state is not None else {}
             refusal = refusal or check(req.action, req.target_pct, state, self.gates.limits(site, device), now,
-                                       int(self.gates.max_state_age_s * 1000))  # fmt: skip
+                                       int(self.gates.max_state_age_s * 1000), labels)  # fmt: skip
             refusal = refusal or self._check_busy(site, device, req.action)
             if refusal is not None:
                 self._refuse(who, site, device, source, refusal, action=req.action.value,

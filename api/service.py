@@ -69,7 +69,7 @@ class ApiService:
         else:
             log.info("command signing keys sites=%s", ",".join(sorted(keys)))
         self.gates = GateService(config, self.engine, self.cache, self.link.publish, self.audit, self.hub.publish,
-                                 clock, keys)  # fmt: skip
+                                 clock, keys, self.profiles)  # fmt: skip
         self.influx = InfluxQuery(
             config.influx.url, config.influx.database, username=config.influx.username,
             password=config.influx.password, retention_policy=config.influx.retention_policy,

@@ -13,12 +13,12 @@ from typing import Any
 from pymodbus.exceptions import ModbusException
 
 from device_profiles import Function, ModbusPoint, Profile, encode_point
-from edge_agent._interlocks import STATE_POINTS
 from edge_agent.config import DeviceConfig, ModbusDefaults
 from edge_agent.decode import decode_block
 from edge_agent.modbus_poller import EXCEPTION_NAMES, ModbusClient, default_client_factory
 from edge_agent.planner import plan
 from telemetry import Value
+from telemetry.interlocks import STATE_POINTS
 
 _READ_CALLS = {
     Function.COIL: "read_coils",

@@ -6,9 +6,9 @@ agent has no keys), one for another site (``wrong_site``) and one whose device o
 answers are neither retained nor remembered: a forged message can neither burn an id nor replace a retained result.
 Then an id seen before gets its last result again (``repeat``) if the command is the one seen, and is rejected
 (``repeated``) if it differs; an unknown or disabled device, an expired command and a busy gate are rejected; then
-the gate is read over Modbus and the interlocks (``_interlocks.check``) decide. An accepted command writes
-``target_opening``, pulses ``cmd_open``/``cmd_close``, and follows the opening until it is within tolerance
-(``completed``), a fault or a stop ends it (``failed``), or the time-out (``timed_out``, after sending stop).
+the gate is read over Modbus and the interlocks (``telemetry.interlocks.check``, the API's too) decide. An accepted
+command writes ``target_opening``, pulses ``cmd_open``/``cmd_close``, and follows the opening until it is within
+tolerance (``completed``), a fault or a stop ends it (``failed``), or the time-out (``timed_out``, after sending stop).
 ``stop`` skips every interlock (never the signature) and ends a running command.
 
 Each gate has its own Modbus connection (``edge_agent._gate_io``), apart from the poller's, so polling goes on
@@ -33,13 +33,13 @@ from pydantic import ValidationError
 from device_profiles import Profile
 from edge_agent._command_ids import DAY_MS, CommandLog
 from edge_agent._gate_io import GateUnreachable, ModbusGateIO
-from edge_agent._interlocks import GateState, Limits, check, direction, fault_of, target_of
 from edge_agent.clock import Clock
 from edge_agent.config import DeviceConfig, EdgeKeys, ModbusDefaults
 from edge_agent.deadletter import DeadLetter, DeadLetters
 from edge_agent.outbox import OutMessage
 from telemetry import Value, topics
 from telemetry.commands import Action, Command, CommandResult, Interlock, ResultState
+from telemetry.interlocks import GateState, Limits, check, direction, fault_of, missing_points, target_of
 from telemetry.signing import SignatureError, command_digest, payload_digest, sign, verify
 
 __all__ = [
@@ -231,7 +231,7 @@ class CommandExecutor:
         except GateUnreachable as exc:
             return None, str(exc)
         state = GateState.from_values(values)
-        return state, "" if state is not None else "a state point was not readable"
+        return state, "" if state is not None else f"point(s) {', '.join(missing_points(values))} not readable"
 
     async def _move(self, gate: Gate, run: _Run) -> None:
         cmd, target = run.command, run.target_m

@@ -12,7 +12,7 @@ from device_profiles import ConfigError, Profile, field_error, load_catalogue, l
 from device_profiles._yaml import YamlDoc
 from device_profiles.derive import settings_problems
 from device_profiles.schema import TagKey
-from edge_agent._interlocks import STATE_POINTS, WRITE_POINTS
+from telemetry.interlocks import STATE_POINTS, WRITE_POINTS
 from telemetry.keys import KeyFileError, load_signing_key, load_verify_key
 from telemetry.mqtt_config import BrokerConfig
 from telemetry.signing import SigningKey, VerifyKey

@@ -8,18 +8,19 @@ import contextlib
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from device_profiles import ConfigError
 from lifeline import logs
+from lifeline._run import Subparsers
 
 if TYPE_CHECKING:
     from api import ApiService
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """``lifeline api``; ``subparsers`` is the CLI's ``add_subparsers()`` object."""
-    p: argparse.ArgumentParser = subparsers.add_parser(
+def add_parsers(sub: Subparsers) -> None:
+    """``lifeline api``; ``sub`` is the CLI's ``add_subparsers()`` object."""
+    p = sub.add_parser(
         "api", help="serve the HTTP API: auth, devices, readings, alerts, gate control, live stream"
     )
     p.add_argument("--config", required=True, metavar="API.yaml")
@@ -29,7 +30,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--bootstrap-password-file", type=Path, default=None, metavar="PATH",
                    help="write the first admin's one-time password to PATH (created 0600), not to the terminal")
     p.set_defaults(func=run)
-    return p
 
 
 def run(args: argparse.Namespace) -> int:

@@ -11,6 +11,8 @@ from pathlib import Path
 from broker_bridge.config import BridgeConfig, load_bridge_config
 from broker_bridge.deadletter import DeadLetter, DeadLetterStore
 from device_profiles import ConfigError
+from lifeline import logs
+from lifeline._run import Subparsers, run_until_signal
 from telemetry.mqtt_config import configure_client
 
 
@@ -24,9 +26,7 @@ def _config(path: str | None) -> BridgeConfig:
 
 
 def run_bridge(args: argparse.Namespace) -> int:
-    from broker_bridge.bridge import Bridge
-    from lifeline import logs
-    from lifeline.cli import run_until_signal
+    from broker_bridge.bridge import Bridge  # imported when run: the CLI starts without it
 
     config = _config(args.config)
     logs.setup(args.log_level)
@@ -101,7 +101,8 @@ def _replay(args: argparse.Namespace, store: DeadLetterStore) -> int:
     return 0
 
 
-def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parsers(sub: Subparsers) -> None:
+    """``lifeline bridge`` and ``lifeline deadletter``; ``sub`` is the CLI's ``add_subparsers()`` object."""
     br = sub.add_parser("bridge", help="run the MQTT to InfluxDB bridge")
     br.add_argument("--config", metavar="BRIDGE.yaml", help="bridge config (default: local broker and InfluxDB)")
     br.set_defaults(func=run_bridge)

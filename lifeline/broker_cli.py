@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
 from device_profiles import ConfigError
+from lifeline._run import Subparsers
 from lifeline.broker_auth import platform_accounts, scenario_deployment, sites_deployment, write_broker_files
 
 
@@ -34,7 +34,8 @@ def _config(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parsers(sub: Any) -> None:
+def add_parsers(sub: Subparsers) -> None:
+    """``lifeline broker config``; ``sub`` is the CLI's ``add_subparsers()`` object."""
     broker = sub.add_parser("broker", help="the MQTT broker's accounts and access")
     broker_sub = broker.add_subparsers(dest="broker_command", required=True)
     cfg = broker_sub.add_parser("config", help="write the broker's accounts, access and credentials for a deployment")

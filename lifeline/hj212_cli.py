@@ -5,27 +5,25 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
 from device_profiles import ConfigError
 from lifeline import logs
+from lifeline._run import Subparsers, run_until_signal
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """``lifeline hj212``; ``subparsers`` is the CLI's ``add_subparsers()`` object."""
-    p: argparse.ArgumentParser = subparsers.add_parser(
+def add_parsers(sub: Subparsers) -> None:
+    """``lifeline hj212``; ``sub`` is the CLI's ``add_subparsers()`` object."""
+    p = sub.add_parser(
         "hj212", help="hear HJ 212 stations (CEMS, wastewater outlets) over TCP and publish their telemetry"
     )
     p.add_argument("--config", required=True, metavar="HJ212.yaml")
     p.add_argument("--events", metavar="FILE", help="write one JSON line per packet (acceptance checks)")
     p.add_argument("--check", action="store_true", help="validate the config and exit")
     p.set_defaults(func=run)
-    return p
 
 
 def run(args: argparse.Namespace) -> int:
     from edge_agent.hj212 import Hj212Server, load_config
-    from lifeline.cli import run_until_signal
 
     try:
         loaded = load_config(Path(args.config))

@@ -9,18 +9,18 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+
+from lifeline._run import Subparsers
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """``lifeline keys``; ``subparsers`` is the CLI's ``add_subparsers()`` object."""
-    p: argparse.ArgumentParser = subparsers.add_parser("keys", help="signing keys of gate commands and results")
+def add_parsers(sub: Subparsers) -> None:
+    """``lifeline keys``; ``sub`` is the CLI's ``add_subparsers()`` object."""
+    p = sub.add_parser("keys", help="signing keys of gate commands and results")
     sub = p.add_subparsers(dest="action", required=True)
     create = sub.add_parser("create", help="make the missing control and site key pairs of sites (keeps existing)")
     create.add_argument("--dir", required=True, metavar="DIR", help="keys folder (one subfolder per site)")
     create.add_argument("--site", action="append", required=True, metavar="SITE", help="site id (repeat)")
     create.set_defaults(func=run_create)
-    return p
 
 
 def run_create(args: argparse.Namespace) -> int:

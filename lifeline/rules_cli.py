@@ -28,6 +28,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from alerts.config import AlertServiceConfig
 from device_profiles import ConfigError, read_yaml, validate
+from lifeline import logs
+from lifeline._run import Subparsers, run_until_signal
+from lifeline.profiles_cli import validate_files
+from rules import load_rules
 from rules.config import RulesConfig
 from telemetry.mqtt_config import BrokerConfig
 
@@ -199,9 +203,6 @@ def _safe_url(url: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lifeline import logs
-    from lifeline.cli import run_until_signal
-
     try:
         config = load_rules_service_config(Path(args.config)) if args.config else RulesServiceConfig()
     except ConfigError as exc:
@@ -249,8 +250,23 @@ def alerts_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parsers(sub: Any, rules_sub: Any) -> None:
-    """``rules run`` under the existing ``rules`` command; ``alerts list|show|notifications``."""
+def validate_rules(args: argparse.Namespace) -> int:
+    def load(paths: list[Path]) -> str:
+        rules = load_rules(paths)
+        return f"{len(rules)} rule(s) are valid: {', '.join(r.id for r in rules)}"
+
+    return validate_files(args.paths, load)
+
+
+def add_parsers(sub: Subparsers) -> None:
+    """``lifeline rules [run|validate]`` and ``lifeline alerts list|show|notifications``."""
+    rules = sub.add_parser("rules", help="alert rules: run the engine and alert manager (default), or validate")
+    rules.add_argument("--config", help="service configuration (YAML) when run without an action")
+    rules.set_defaults(func=run)
+    rules_sub = rules.add_subparsers(dest="action", required=False)
+    rval = rules_sub.add_parser("validate", help="validate rule files or folders")
+    rval.add_argument("paths", nargs="+", metavar="PATH")
+    rval.set_defaults(func=validate_rules)
     run_p = rules_sub.add_parser("run", help="run the rules engine and the alert manager")
     run_p.add_argument("--config", help="service configuration (YAML); default: local broker, shipped packs")
     run_p.set_defaults(func=run)

@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from device_profiles import ConfigError
+from lifeline._run import install_stop_signals
 from lifeline.broker_auth import credential
 from simulators import District, load_scenario
 from simulators.scenario import Scenario
@@ -49,8 +50,6 @@ def give_site_credentials(path: Path, folder: Path, broker: BrokerConfig, **extr
 
 async def _run(scenario: Scenario, broker: BrokerConfig, sites_dir: Path, duration: float | None,
                credentials: Path | None) -> None:  # fmt: skip
-    from lifeline.cli import install_stop_signals
-
     stop = install_stop_signals()
     host, port = broker.host, broker.port
     sim = credential(credentials, "sim-sensors", broker) if credentials else None

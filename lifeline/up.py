@@ -25,6 +25,7 @@ import yaml
 
 from broker_bridge.config import InfluxConfig
 from device_profiles import ConfigError, load_catalogue
+from lifeline._run import install_stop_signals
 from lifeline.broker_auth import credential, hj212_site, platform_accounts, scenario_deployment, write_credentials
 from lifeline.config import DeploymentConfig, load_deployment
 from lifeline.services import Influxd, Mosquitto, ServiceError, free_port, wait_for_port
@@ -194,6 +195,7 @@ def _gate_limits(site_files: dict[str, Path]) -> list[dict[str, object]]:
                 out.append({"site": site, "device": device["id"], "full_opening_m": full,
                             "min_pct": round(100 * control.get("min_opening_m", 0.0) / full, 3),
                             "max_pct": round(100 * control.get("max_opening_m", full) / full, 3),
+                            "tolerance_m": control.get("tolerance_m", 0.02),
                             "max_head_open_m": control["max_head_open_m"],
                             "max_head_close_m": control.get("max_head_close_m")})  # fmt: skip
     return out
@@ -271,8 +273,6 @@ class Stack:
 
 
 async def _run(deploy: DeploymentConfig, stack: Stack, duration: float | None) -> None:
-    from lifeline.cli import install_stop_signals
-
     stop = install_stop_signals()
     data_dir = deploy.data_dir
     scenario = load(deploy.scenario, None)

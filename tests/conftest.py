@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from lifeline.services import InfluxCompatProxy, Influxd, Mosquitto, Postgres
+from lifeline.services import Influxd, Mosquitto
+from tests.servers import InfluxCompatProxy, Postgres
 
 
 @pytest.fixture

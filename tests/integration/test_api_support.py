@@ -110,9 +110,11 @@ class RunningApi:
 
 
 def gate_telemetry(site: str, device: str, ts: int, **values: Any) -> tuple[str, bytes]:
+    """A gate's telemetry with every point the interlocks read, all good unless ``values`` says otherwise."""
     base: dict[str, Any] = {"gate_opening": 1.0, "level_up": 3.0, "level_down": 2.0, "motor_current": 0.0,
                             "fault_code": 0.0, "remote_mode": True, "estop": False, "overload": False,
-                            "power_ok": True}  # fmt: skip
+                            "power_ok": True, "moving_open": False, "moving_close": False, "limit_open": False,
+                            "limit_closed": False}  # fmt: skip
     base.update(values)
     msg = Telemetry(site=site, device=device, profile="sluice_gate_plc", measurement="sluice_gate", seq=1,
                     samples=[Sample(ts=ts, values=base)])  # fmt: skip

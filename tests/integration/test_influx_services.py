@@ -14,7 +14,8 @@ from influxdb_client.client.write.point import WritePrecision
 from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.rest import ApiException
 
-from lifeline.services import InfluxCompatProxy, Influxd, ServiceError
+from lifeline.services import Influxd, ServiceError
+from tests.servers import InfluxCompatProxy
 
 pytestmark = pytest.mark.integration
 

@@ -264,8 +264,7 @@ def test_killed_mid_stream_the_engine_repeats_nothing_and_misses_nothing(
     import orjson
     import yaml
 
-    from lifeline.bench_bridge import ServiceProcess
-    from lifeline.services import free_port
+    from lifeline.services import ServiceProcess, free_port
     from tests.helpers import Subscriber
 
     metrics_port = free_port()

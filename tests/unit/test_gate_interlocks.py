@@ -1,4 +1,5 @@
-"""Gate interlocks as a table (one row a case), targets and directions, the control config, the id log."""
+"""The gate interlocks (``telemetry.interlocks``, checked by the API and the edge) as a table, one row a case;
+targets and directions; the edge's control config and its id log."""
 
 from __future__ import annotations
 
@@ -8,10 +9,20 @@ from pathlib import Path
 import pytest
 
 from device_profiles import ConfigError
-from edge_agent._interlocks import GateState, Limits, Refusal, check, direction, fault_of, target_of
 from edge_agent.commands import CommandLog
 from edge_agent.config import load_site
 from telemetry.commands import Action, CommandResult, Interlock, ResultState
+from telemetry.interlocks import (
+    STATE_POINTS,
+    GateState,
+    Limits,
+    Refusal,
+    check,
+    direction,
+    fault_of,
+    missing_points,
+    target_of,
+)
 
 LIMITS = Limits(full_opening_m=6.5, min_opening_m=0.0, max_opening_m=6.0, tolerance_m=0.02, max_head_open_m=1.0,
                 max_head_close_m=2.0)  # fmt: skip
@@ -52,6 +63,15 @@ CASES = [
     ("head-close-too-large", Action.CLOSE, 0.0, state(level_up_m=5.0), False, Interlock.LEVEL_DIFFERENCE),
     ("head-unknown-opening", Action.SET_OPENING, 2.6, state(level_up_m=None), False, Interlock.NO_DATA),
     ("head-unknown-no-movement", Action.SET_OPENING, 2.0, state(level_up_m=None), False, None),
+    ("moving-open-locally", Action.SET_OPENING, 1.0, state(moving_open=True), False, Interlock.BUSY),
+    ("upper-limit-switch-closing-ok", Action.SET_OPENING, 1.0, state(limit_open=True), False, None),
+    ("lower-limit-switch-opening-ok", Action.SET_OPENING, 2.6, state(limit_closed=True), False, None),
+    ("limit-switch-no-movement-ok", Action.SET_OPENING, 2.0, state(limit_open=True, limit_closed=True), False, None),
+    ("fault-before-moving", Action.SET_OPENING, 2.6, state(power_ok=False, moving_open=True), False,
+     Interlock.GATE_FAULT),
+    ("moving-before-head", Action.SET_OPENING, 2.6, state(moving_open=True, level_up_m=9.0), False, Interlock.BUSY),
+    ("limit-before-head", Action.SET_OPENING, 2.6, state(limit_open=True, level_up_m=9.0), False,
+     Interlock.OUT_OF_LIMITS),
 ]  # fmt: skip
 
 
@@ -66,17 +86,42 @@ def test_interlocks(
         assert refusal.reason
 
 
-def test_head_close_unlimited_when_not_configured() -> None:
-    limits = replace(LIMITS, max_head_close_m=None)
-    assert check(Action.CLOSE, 0.0, state(level_up_m=7.0), limits, busy=False) is None
+@pytest.mark.parametrize("field", ["max_head_open_m", "max_head_close_m"])
+def test_head_unlimited_when_not_configured(field: str) -> None:
+    limits = replace(LIMITS, **{field: None})  # type: ignore[arg-type]
+    target = 6.0 if field == "max_head_open_m" else 0.0
+    assert check(Action.SET_OPENING, target, state(level_up_m=9.0), limits, busy=False) is None
 
 
-def test_reasons_name_the_fault_and_the_head() -> None:
-    fault = check(Action.OPEN, 6.0, state(fault_code=2), LIMITS, busy=False, fault_labels={2: "phase loss"})
-    assert fault == Refusal(Interlock.GATE_FAULT, "fault_code 2 (phase loss)")
-    head = check(Action.OPEN, 6.0, state(level_up_m=4.0), LIMITS, busy=False)
-    assert head is not None
-    assert "head 1.50 m above 1 m" in head.reason
+# The words of every refusal: the API and the edge give the same ones (the API adds why it has no data).
+REASONS = [
+    ("busy", 2.6, OK, True, Refusal(Interlock.BUSY, "another command runs on this gate")),
+    ("out-of-limits", 6.2, OK, False,
+     Refusal(Interlock.OUT_OF_LIMITS, "target 6.2 m outside the gate's range [0, 6] m", "target_pct")),
+    ("no-data", 2.6, None, False, Refusal(Interlock.NO_DATA, "the gate's state could not be read")),
+    ("local-mode", 2.6, state(remote=False), False,
+     Refusal(Interlock.LOCAL_MODE, "selector in local: local operators have priority")),
+    ("estop", 2.6, state(estop=True, fault_code=6), False, Refusal(Interlock.GATE_FAULT, "emergency stop pressed")),
+    ("fault-code-labelled", 2.6, state(fault_code=2), False,
+     Refusal(Interlock.GATE_FAULT, "fault_code 2 (phase loss)")),
+    ("fault-code-unlabelled", 2.6, state(fault_code=9), False, Refusal(Interlock.GATE_FAULT, "fault_code 9")),
+    ("overload", 2.6, state(overload=True), False, Refusal(Interlock.GATE_FAULT, "motor overload trip")),
+    ("power-lost", 2.6, state(power_ok=False), False, Refusal(Interlock.GATE_FAULT, "power lost")),
+    ("moving", 2.6, state(moving_open=True), False, Refusal(Interlock.BUSY, "the gate is moving (stop it first)")),
+    ("upper-limit", 2.6, state(limit_open=True), False, Refusal(Interlock.OUT_OF_LIMITS, "upper limit switch is on")),
+    ("lower-limit", 1.0, state(limit_closed=True), False, Refusal(Interlock.OUT_OF_LIMITS, "lower limit switch is on")),
+    ("level-unknown", 2.6, state(level_down_m=None), False,
+     Refusal(Interlock.NO_DATA, "a water level could not be read")),
+    ("head-opening", 2.6, state(level_up_m=4.0), False,
+     Refusal(Interlock.LEVEL_DIFFERENCE, "head 1.50 m above 1 m allowed for opening")),
+    ("head-closing", 0.0, state(level_up_m=5.0), False,
+     Refusal(Interlock.LEVEL_DIFFERENCE, "head 2.50 m above 2 m allowed for closing")),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("target", "gate", "busy", "expected"), [c[1:] for c in REASONS], ids=[c[0] for c in REASONS])
+def test_reasons(target: float, gate: GateState | None, busy: bool, expected: Refusal) -> None:
+    assert check(Action.SET_OPENING, target, gate, LIMITS, busy=busy, fault_labels={2: "phase loss"}) == expected
 
 
 @pytest.mark.parametrize(
@@ -100,6 +145,33 @@ def test_fault_words_in_priority_order() -> None:
     assert fault_of(state(estop=True, fault_code=6)) == "emergency stop pressed"
     assert fault_of(state(fault_code=1, overload=True), {1: "motor overload"}) == "fault_code 1 (motor overload)"
     assert fault_of(state(overload=True)) == "motor overload trip"
+
+
+VALUES: dict[str, bool | int | float | str | None] = {
+    "gate_opening": 2.0, "level_up": 3.0, "level_down": 2.5, "fault_code": 0, "remote_mode": True, "moving_open": False,
+    "moving_close": False, "estop": False, "power_ok": True, "limit_open": False, "limit_closed": False,
+    "overload": False,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("change", "missing"),
+    [({}, []), ({"level_up": None, "level_down": "x"}, []), ({"estop": None}, ["estop"]),
+     ({"gate_opening": None, "power_ok": 1}, ["gate_opening", "power_ok"]), ({"fault_code": True}, ["fault_code"]),
+     ({"limit_open": "on"}, ["limit_open"])],
+    ids=["all-read", "levels-may-be-unknown", "flag-unread", "number-and-flag-as-number", "bool-is-no-number",
+         "text-is-no-flag"],
+)  # fmt: skip
+def test_missing_points(change: dict[str, bool | int | float | str | None], missing: list[str]) -> None:
+    values = {**VALUES, **change}
+    assert missing_points(values) == missing
+    assert (GateState.from_values(values) is None) is bool(missing)
+
+
+def test_every_state_point_is_read() -> None:
+    assert set(VALUES) == set(STATE_POINTS)
+    assert GateState.from_values(VALUES) == OK
+    assert missing_points({}) == [p for p in STATE_POINTS if p not in ("level_up", "level_down")]
 
 
 def test_state_from_values_needs_every_flag() -> None:

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from edge_agent import EdgeAgent, EdgeConfig, build_site
+from lifeline._run import install_stop_signals
 from lifeline.services import Mosquitto
 
 PROFILE = "water_quality_station"
@@ -92,8 +93,6 @@ class SimProcess:
 async def _measure(
     config: EdgeConfig, warmup_s: float, window_s: float, interval_s: float
 ) -> Window:
-    from lifeline.cli import install_stop_signals
-
     agent = EdgeAgent(build_site(config), keep_lateness=int(4 * window_s / interval_s) + 10)
     install_stop_signals()  # for SIGUSR1 (task dump); Ctrl-C ends the benchmark as usual
     asyncio.get_running_loop().remove_signal_handler(signal.SIGINT)

@@ -9,6 +9,8 @@ fewer points, as it is an order of magnitude slower.
 
 from __future__ import annotations
 
+import argparse
+import json
 import time
 from typing import Any
 
@@ -103,7 +105,7 @@ def _time_influxdb_client(msgs: list[Telemetry]) -> tuple[float, int]:
     return best, lines
 
 
-def run(points: int = 200_000, client_points: int = 20_000) -> dict[str, float | int]:
+def measure(points: int = 200_000, client_points: int = 20_000) -> dict[str, float | int]:
     """Encode `points` values with LineEncoder and `client_points` with influxdb_client; the figures."""
     msgs = _messages(points)
     n = _point_count(msgs)
@@ -127,3 +129,17 @@ def run(points: int = 200_000, client_points: int = 20_000) -> dict[str, float |
         "influxdb_client_us_per_line": round(client_seconds / client_lines * 1e6, 2),
         "speedup": round(client_us_per_point / us_per_point, 1),
     }
+
+
+def run(args: argparse.Namespace) -> int:
+    """``lifeline bench lineproto``: print the figures of :func:`measure`."""
+    figures = measure(args.points, args.client_points)
+    if args.json:
+        print(json.dumps(figures))
+        return 0
+    f = figures
+    print(f"LineEncoder: {f['points']} points in {f['lines']} lines ({f['series']} series): "
+          f"{f['line_encoder_us_per_point']} µs/point, {f['line_encoder_points_per_s']} points/s")  # fmt: skip
+    print(f"influxdb_client Point: {f['influxdb_client_points']} points: {f['influxdb_client_us_per_point']} "
+          f"µs/point; LineEncoder is {f['speedup']}x faster")  # fmt: skip
+    return 0

@@ -1,10 +1,15 @@
-"""Remote-control interlocks of a sluice gate, checked at the edge right before a command is written. Pure: no I/O.
+"""Remote-control interlocks of a sluice gate: one pure module, checked twice (decision record 008).
+
+The API checks a command against the gate's live telemetry so that an operator hears the reason at once; the edge
+agent checks it again against a fresh Modbus read right before writing, because telemetry can be a second old and
+the edge is the last line. Both call :func:`check` here, with the same points, order and wording, so a refusal
+reads the same whichever side gives it. No I/O: the callers read the gate and pass its values in.
 
 The checks follow shared standards/sluice.md "Remote-control interlocks (practice)": selector in remote and no
 emergency stop (local operators have priority); no fault, overload or power loss (do not drive a faulty hoist);
 one command at a time and no reversal under load; target within the gate's travel and not already on the limit
 switch in that direction; level difference within the site's allowed head for the movement. Freshness is the
-executor's part: it reads the gate just before calling :func:`check`.
+caller's part: the edge reads the gate just before calling :func:`check`, the API refuses telemetry that is old.
 """
 
 from __future__ import annotations
@@ -12,20 +17,55 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
-from telemetry import Value
 from telemetry.commands import Action, Interlock
+from telemetry.models import Value
 
-# Points of the sluice_gate_plc profile the executor needs to read (and, for the last three, write).
-STATE_POINTS = (
-    "gate_opening", "level_up", "level_down", "fault_code", "remote_mode", "moving_open", "moving_close", "estop",
-    "power_ok", "limit_open", "limit_closed", "overload",
+__all__ = [
+    "NO_STATE",
+    "STATE_POINTS",
+    "WRITE_POINTS",
+    "GateState",
+    "Limits",
+    "Refusal",
+    "check",
+    "direction",
+    "fault_of",
+    "missing_points",
+    "target_of",
+]
+
+# Points of the sluice_gate_plc profile the interlocks read (STATE_POINTS) and the edge writes (WRITE_POINTS).
+NUMBER_POINTS = ("gate_opening", "level_up", "level_down", "fault_code")
+FLAG_POINTS = (
+    "remote_mode", "moving_open", "moving_close", "estop", "power_ok", "limit_open", "limit_closed", "overload",
 )  # fmt: skip
+STATE_POINTS = (*NUMBER_POINTS, *FLAG_POINTS)
 WRITE_POINTS = ("target_opening", "cmd_open", "cmd_close", "cmd_stop")
+LEVEL_POINTS = ("level_up", "level_down")  # may be unknown: only a movement under a head limit needs them
+
+NO_STATE = "the gate's state could not be read"
+_EPS = 1e-9  # 2.02 - 2.0 is a hair above 0.02 in binary
+
+
+def _number(values: Mapping[str, Value], name: str) -> float | None:
+    v = values.get(name)
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+
+def _flag(values: Mapping[str, Value], name: str) -> bool | None:
+    v = values.get(name)
+    return v if isinstance(v, bool) else None  # the profile declares these as bits: a number is not a flag
+
+
+def missing_points(values: Mapping[str, Value]) -> list[str]:
+    """The state points the interlocks need that ``values`` lacks (absent, None, or not of the point's type)."""
+    numbers = [n for n in NUMBER_POINTS if n not in LEVEL_POINTS and _number(values, n) is None]
+    return numbers + [n for n in FLAG_POINTS if _flag(values, n) is None]
 
 
 @dataclass(frozen=True, slots=True)
 class GateState:
-    """The gate as read from its PLC at one moment. Levels may be unknown (a bad reading)."""
+    """The gate at one moment (a fresh read at the edge, live telemetry at the API). Levels may be unknown."""
 
     opening_m: float
     level_up_m: float | None
@@ -42,33 +82,25 @@ class GateState:
 
     @classmethod
     def from_values(cls, values: Mapping[str, Value]) -> GateState | None:
-        """The state from decoded point values; None when a point the interlocks need was not read."""
-
-        def number(name: str) -> float | None:
-            v = values.get(name)
-            return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
-
-        def flag(name: str) -> bool | None:
-            v = values.get(name)
-            return v if isinstance(v, bool) else None
-
-        opening, fault = number("gate_opening"), number("fault_code")
-        flags = {n: flag(n) for n in STATE_POINTS if n not in ("gate_opening", "level_up", "level_down", "fault_code")}
-        if opening is None or fault is None or any(v is None for v in flags.values()):
+        """The state from point values; None when a point the interlocks need is missing (:func:`missing_points`)."""
+        if missing_points(values):
             return None
+        opening, fault = _number(values, "gate_opening"), _number(values, "fault_code")
+        assert opening is not None
+        assert fault is not None
         return cls(
             opening_m=opening,
-            level_up_m=number("level_up"),
-            level_down_m=number("level_down"),
-            remote=bool(flags["remote_mode"]),
+            level_up_m=_number(values, "level_up"),
+            level_down_m=_number(values, "level_down"),
+            remote=values["remote_mode"] is True,
             fault_code=int(fault),
-            estop=bool(flags["estop"]),
-            overload=bool(flags["overload"]),
-            power_ok=bool(flags["power_ok"]),
-            moving_open=bool(flags["moving_open"]),
-            moving_close=bool(flags["moving_close"]),
-            limit_open=bool(flags["limit_open"]),
-            limit_closed=bool(flags["limit_closed"]),
+            estop=values["estop"] is True,
+            overload=values["overload"] is True,
+            power_ok=values["power_ok"] is True,
+            moving_open=values["moving_open"] is True,
+            moving_close=values["moving_close"] is True,
+            limit_open=values["limit_open"] is True,
+            limit_closed=values["limit_closed"] is True,
         )
 
     @property
@@ -89,13 +121,13 @@ class GateState:
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """A gate's control settings, resolved (see edge_agent.config.ControlConfig)."""
+    """A gate's control settings in metres: the edge's ``control:`` section, or the API's limits of the gate."""
 
     full_opening_m: float
     min_opening_m: float
     max_opening_m: float
     tolerance_m: float
-    max_head_open_m: float
+    max_head_open_m: float | None  # None: no limit for opening movements
     max_head_close_m: float | None = None
 
 
@@ -103,6 +135,7 @@ class Limits:
 class Refusal:
     interlock: Interlock
     reason: str
+    field: str | None = None  # the Command field at fault, if one is (the target)
 
 
 def target_of(action: Action, target_pct: float | None, limits: Limits) -> float | None:
@@ -119,7 +152,7 @@ def target_of(action: Action, target_pct: float | None, limits: Limits) -> float
 
 def direction(opening_m: float, target_m: float, tolerance_m: float) -> int:
     """+1 to open, -1 to close, 0 when the gate is already within tolerance of the target."""
-    if abs(opening_m - target_m) <= tolerance_m + 1e-9:  # 2.02 - 2.0 is a hair above 0.02 in binary
+    if abs(opening_m - target_m) <= tolerance_m + _EPS:
         return 0
     return 1 if target_m > opening_m else -1
 
@@ -151,6 +184,7 @@ def check(
 
     ``stop`` is never refused. The order puts what needs no reading first, so that a refusal names the most
     basic reason: busy, out of limits, no data, local mode, fault, moving, limit switch, level difference.
+    ``state`` None means the gate's state is not known (the caller says why, after :data:`NO_STATE`).
     """
     if action is Action.STOP:
         return None
@@ -158,10 +192,11 @@ def check(
         return Refusal(Interlock.BUSY, "another command runs on this gate")
     assert target_m is not None
     low, high = limits.min_opening_m, limits.max_opening_m
-    if not low - 1e-9 <= target_m <= high + 1e-9:
-        return Refusal(Interlock.OUT_OF_LIMITS, f"target {target_m:g} m outside the gate's range [{low:g}, {high:g}] m")
+    if not low - _EPS <= target_m <= high + _EPS:
+        return Refusal(Interlock.OUT_OF_LIMITS, f"target {target_m:g} m outside the gate's range [{low:g}, {high:g}] m",
+                       "target_pct")  # fmt: skip
     if state is None:
-        return Refusal(Interlock.NO_DATA, "the gate's state could not be read")
+        return Refusal(Interlock.NO_DATA, NO_STATE)
     if not state.remote:
         return Refusal(Interlock.LOCAL_MODE, "selector in local: local operators have priority")
     fault = fault_of(state, fault_labels)
@@ -180,7 +215,7 @@ def check(
         head = state.head_m
         if head is None:
             return Refusal(Interlock.NO_DATA, "a water level could not be read")
-        if head > allowed + 1e-9:
+        if head > allowed + _EPS:
             what = "opening" if move > 0 else "closing"
             return Refusal(Interlock.LEVEL_DIFFERENCE, f"head {head:.2f} m above {allowed:g} m allowed for {what}")
     return None

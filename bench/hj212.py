@@ -40,18 +40,6 @@ PASSWORD = "bench1"
 PACKETS_PER_STATION = 20  # distinct prebuilt packets each station cycles through
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """``lifeline bench hj212``; ``subparsers`` is ``lifeline bench``'s ``add_subparsers()`` object."""
-    p: argparse.ArgumentParser = subparsers.add_parser(
-        "hj212", help="packets/s one HJ 212 ingest process parses, answers and forwards with 500 stations"
-    )
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--stations", type=int, default=500, help="connected stations (default 500)")
-    p.add_argument("--seconds", type=float, default=8.0, help="length of each phase (default 8)")
-    p.add_argument("--interval-s", type=float, default=1.0, help="seconds between a station's paced packets")
-    p.set_defaults(func=run)
-    return p
-
 
 def _packets(mn: str, count: int) -> list[bytes]:
     out = []

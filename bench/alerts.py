@@ -31,8 +31,8 @@ import paho.mqtt.client as mqtt
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
-from lifeline.bench_bridge import Publisher, ServiceProcess
-from lifeline.services import Mosquitto, free_port
+from bench.bridge import Publisher
+from lifeline.services import Mosquitto, ServiceProcess, free_port
 from rules.config import PACKS
 from telemetry import Sample, Telemetry, encode, topics
 
@@ -185,20 +185,3 @@ def run(args: argparse.Namespace) -> int:
               f"reading-to-notification p50={load['p50_ms']} ms p99={load['p99_ms']} ms "
               f"({load['notified']}/{load['probes']} probes notified)")  # fmt: skip
     return 0
-
-
-def add_parser(bench_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    ba = bench_sub.add_parser("alerts", help="reading-to-notification latency under load; max readings/s of one engine")
-    ba.add_argument("--json", action="store_true", help="print one JSON object")
-    ba.add_argument("--rate", type=int, default=20_000, help="readings/s offered in the steady case (default 20k)")
-    ba.add_argument("--seconds", type=float, default=20.0, help="length of the steady case")
-    ba.add_argument("--probe-interval", type=float, default=0.25, help="seconds between gas-leak probes")
-    ba.add_argument("--messages", type=int, default=50_000, help="messages queued for the max case (10 readings each)")
-    ba.set_defaults(func=_run_quiet)
-
-
-def _run_quiet(args: argparse.Namespace) -> int:
-    from lifeline import logs
-
-    logs.setup("WARNING")
-    return run(args)

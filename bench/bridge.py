@@ -19,19 +19,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-import httpx
 import paho.mqtt.client as mqtt
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
-from lifeline.services import Influxd, Mosquitto, free_port
+from lifeline.services import Influxd, Mosquitto, ServiceProcess, free_port
 from telemetry import Sample, Telemetry, encode, topics
 
 POINTS = ["ph", "do", "codmn", "cod", "nh3_n", "tp", "tn", "turbidity", "conductivity", "water_temp"]
@@ -81,47 +77,6 @@ class Publisher:
         self.flush()
         self.client.disconnect()
         self.client.loop_stop()
-
-
-class ServiceProcess:
-    """A Lifeline service as it runs in production: its own process, watched through its metrics endpoint."""
-
-    def __init__(self, command: list[str], config: Path, metrics_port: int, log: Path, ready_metric: str) -> None:
-        self.command, self.config, self.metrics_port, self.log = command, config, metrics_port, log
-        self.ready_metric = ready_metric
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        argv = [sys.executable, "-m", "lifeline", "--log-level", "WARNING", *self.command, "--config", str(self.config)]
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(argv, stdout=out, stderr=out)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.metrics().get(self.ready_metric) == 1:
-                return
-            time.sleep(0.05)
-        raise RuntimeError(f"{' '.join(self.command)} did not connect; see {self.log}")
-
-    def metrics(self) -> dict[str, float]:
-        try:
-            text = httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2).text
-        except httpx.HTTPError:
-            return {}
-        out: dict[str, float] = {}
-        for line in text.splitlines():
-            found = re.match(r"^([a-z_]+(?:\{[^}]*\})?) (\S+)$", line)
-            if found:
-                out[found.group(1)] = float(found.group(2))
-        return out
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
 
 
 def _written(bridge: ServiceProcess) -> float:

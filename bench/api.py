@@ -21,7 +21,6 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 
@@ -30,17 +29,6 @@ from lifeline.services import Influxd, free_port
 POINTS = ["ph", "do", "codmn", "cod", "nh3_n", "tp", "tn", "turbidity", "conductivity", "water_temp"]
 SITE = "bench-site"
 DAY_MS = 86_400_000
-
-
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """``lifeline bench api``; ``subparsers`` is ``lifeline bench``'s ``add_subparsers()`` object."""
-    p: argparse.ArgumentParser = subparsers.add_parser("api", help="latency of the API's latest and history reads")
-    p.add_argument("--json", action="store_true", help="print a JSON list, one object a case")
-    p.add_argument("--devices", type=int, default=50, help="devices of the site (default 50)")
-    p.add_argument("--interval-s", type=int, default=60, help="seconds between stored samples (default 60)")
-    p.add_argument("--repeats", type=int, default=50, help="requests per case (default 50)")
-    p.set_defaults(func=run)
-    return p
 
 
 def _fill(influx: Influxd, devices: int, interval_s: int, end_ms: int) -> int:
@@ -134,14 +122,3 @@ def run(args: argparse.Namespace) -> int:
     for r in results:
         print(f"{r['query']:<14}{r['devices']:>8}{r['p50_ms']:>10}{r['p99_ms']:>10}")
     return 0
-
-
-def main() -> None:  # python -m lifeline.bench_api
-    parser = argparse.ArgumentParser(prog="lifeline bench")
-    add_parser(parser.add_subparsers(dest="target", required=True))
-    args = parser.parse_args()
-    raise SystemExit(args.func(args))
-
-
-if __name__ == "__main__":
-    main()

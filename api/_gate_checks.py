@@ -1,0 +1,116 @@
+"""The API's side of the gate interlocks: the shared checks (``telemetry.interlocks``) on live telemetry.
+
+The API refuses early, with a reason an operator can act on, and keeps a command that cannot run off the wire; the
+edge agent checks again from a fresh read right before it moves the gate (decision record 008). Only what the edge
+cannot know is the API's own: the request's shape and the age of the telemetry it checks against.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from api.config import GateLimits
+from api.live import DeviceState
+from device_profiles import Profile
+from telemetry import Quality, Value
+from telemetry import interlocks as il
+from telemetry.commands import Action, Interlock
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A refused request as the API answers it: the interlock, its reason, the HTTP status and the field at fault."""
+
+    interlock: Interlock
+    reason: str
+    status: int = 409  # 403 for role and area, 422 for a request of the wrong shape
+    field: str | None = None  # the request field at fault, if one is
+
+    def body(self) -> dict[str, object]:
+        out: dict[str, object] = {"interlock": self.interlock.value, "reason": self.reason}
+        if self.field:
+            out["field"] = self.field
+        return out
+
+
+def live_values(state: DeviceState) -> dict[str, Value]:
+    """The gate's newest values, a point of bad quality as unknown (None)."""
+    bad = {p for p, pq in state.quality.items() if pq.q is Quality.BAD}
+    return {p: None if p in bad else v for p, v in state.values.items()}
+
+
+def gate_snapshot(state: DeviceState | None) -> dict[str, object]:
+    """The gate's state as the API saw it (for the audit's 'before'): the interlocks' points and the time."""
+    if state is None:
+        return {}
+    out: dict[str, object] = {p: state.values.get(p) for p in il.STATE_POINTS if p in state.values}
+    if state.last_seen_ms is not None:
+        out["ts"] = state.last_seen_ms
+    return out
+
+
+def limits_of(g: GateLimits) -> il.Limits:
+    """The API's limits of a gate (percent of full opening) in the edge's terms (metres)."""
+    full = g.full_opening_m
+    return il.Limits(full, full * g.min_pct / 100, full * g.max_pct / 100, g.tolerance_m, g.max_head_open_m,
+                     g.max_head_close_m)  # fmt: skip
+
+
+def fault_labels(profile: Profile | None) -> dict[int, str]:
+    """The words of the gate's fault codes, from its profile (as the edge names them)."""
+    if profile is None or profile.modbus is None:
+        return {}
+    return next((dict(p.states) for p in profile.modbus.points if p.name == "fault_code" and p.states), {})
+
+
+def _shape(action: Action, target_pct: float | None) -> Refusal | None:
+    """The request's target against its action (the rule of ``telemetry.commands.Command``), as a 422."""
+    if action is Action.SET_OPENING and target_pct is None:
+        return Refusal(Interlock.OUT_OF_LIMITS, "set_opening needs target_pct", 422, "target_pct")
+    if action is not Action.SET_OPENING and target_pct is not None:
+        return Refusal(Interlock.OUT_OF_LIMITS, f"{action.value} takes no target_pct", 422, "target_pct")
+    return None
+
+
+def _stale(state: DeviceState | None, now_ms: int, max_age_ms: int) -> str | None:
+    """Why the live telemetry cannot stand for the gate's state now; None when it can."""
+    if state is None or not state.has_values or state.last_seen_ms is None:
+        return "no telemetry of this gate has been received"
+    if now_ms - state.last_seen_ms > max_age_ms:
+        return f"the gate's last telemetry is {(now_ms - state.last_seen_ms) / 1000:.0f} s old"
+    if state.online is False:
+        return f"the gate is offline: {state.status_reason or 'no reason given'}"
+    return None
+
+
+def check(
+    action: Action,
+    target_pct: float | None,
+    state: DeviceState | None,
+    limits: GateLimits,
+    now_ms: int,
+    max_age_ms: int,
+    labels: Mapping[int, str] | None = None,
+) -> Refusal | None:
+    """The first gate interlock the command fails on the live telemetry, or None. ``stop`` passes every check."""
+    if action is Action.STOP:
+        return None
+    shape = _shape(action, target_pct)
+    if shape is not None:
+        return shape
+    lim = limits_of(limits)
+    why = _stale(state, now_ms, max_age_ms)
+    gate = None
+    if why is None:
+        assert state is not None
+        values = live_values(state)
+        gate = il.GateState.from_values(values)
+        if gate is None:
+            why = f"point(s) {', '.join(il.missing_points(values))} not known"
+    refusal = il.check(action, il.target_of(action, target_pct, lim), gate, lim, busy=False, fault_labels=labels)
+    if refusal is None:
+        return None
+    if refusal.interlock is Interlock.NO_DATA and gate is None:
+        return Refusal(Interlock.NO_DATA, f"{refusal.reason}: {why}")
+    return Refusal(refusal.interlock, refusal.reason, 409, refusal.field)

@@ -1,0 +1,30 @@
+"""``lifeline up``: the whole platform on one machine (``lifeline.up``)."""
+
+from __future__ import annotations
+
+import argparse
+
+from lifeline import logs
+from lifeline._run import Subparsers
+
+
+def run(args: argparse.Namespace) -> int:
+    from lifeline.up import up  # imported when run: the CLI starts without the whole stack
+
+    logs.setup(args.log_level)
+    return up(args)
+
+
+def add_parsers(sub: Subparsers) -> None:
+    """``lifeline up``; ``sub`` is the CLI's ``add_subparsers()`` object."""
+    up = sub.add_parser(
+        "up", help="run the whole platform locally: broker, InfluxDB, bridge, rules, API, district, edge agents"
+    )
+    up.add_argument("--config", metavar="DEPLOY.yaml", help="deployment file (external broker or InfluxDB, ...)")
+    up.add_argument("--scenario", default=None, help="simulated district (default baoshan)")
+    up.add_argument("--data-dir", default=None, help="data and logs of the local servers (default var/up)")
+    up.add_argument("--mqtt-port", type=int, default=1883, help="local broker port; if taken, a free one is used")
+    up.add_argument("--influx-port", type=int, default=8086, help="local InfluxDB port; if taken, a free one")
+    up.add_argument("--api-port", type=int, default=8080, help="the API's port; if taken, a free one")
+    up.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    up.set_defaults(func=run)
