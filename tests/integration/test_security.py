@@ -221,3 +221,32 @@ def test_influxdb_refuses_anonymous_access_and_an_empty_secret_jwt(tmp_path: Pat
                    what="the reader reads")  # fmt: skip
     finally:
         server.stop()
+
+
+def test_retained_messages_and_persistent_sessions_survive_a_broker_kill(tmp_path: Path) -> None:
+    """Persistence that works (the first round's broker could not write its folder): after kill -9 and a restart,
+    the retained status is still there and a persistent session gets what was queued for it while it was away."""
+    broker = Mosquitto(tmp_path / "mosquitto", control=True)
+    broker.start()
+    try:
+        edge = account_for(broker, edge_account("s1"))
+        queue_for = client_account(broker, "persistent")
+        away = Subscriber(None, topics.telemetry_filter("s1"), account=queue_for, persistent=True)
+        away.close()  # its session (and QoS 1 queue) stays
+        publisher = Publisher(None, account=edge)
+        publisher.send(topics.status("s1", "gate-1"), b'{"online": true}', retain=True)
+        publisher.send(topics.telemetry("s1", "gate-1"), b'{"queued": 1}')
+        publisher.close()
+        time.sleep(1.5)  # autosave_interval 1 s: what Mosquitto acknowledged is on disk a second later
+        broker.kill()
+        broker.start()
+        retained = Subscriber(broker, topics.status_filter("s1"))
+        back = Subscriber(None, topics.telemetry_filter("s1"), account=queue_for, persistent=True)
+        try:
+            assert retained.wait_for(lambda ms: any(m.retain for m in ms), timeout=10)[0].payload == b'{"online": true}'
+            assert back.wait_for(bool, timeout=10)[0].payload == b'{"queued": 1}'
+        finally:
+            retained.close()
+            back.close()
+    finally:
+        broker.remove()
