@@ -32,11 +32,14 @@ from typing import Any
 
 import yaml
 
+from bench.broker import closed_broker, service_broker
 from edge_agent.hj212.framing import encode_frame
 from edge_agent.hj212.segment import build_segment
+from lifeline.broker_auth import hj212_account
 from lifeline.services import Mosquitto, free_port, wait_for_port
 
 PASSWORD = "bench1"
+SITE = "bench"
 PACKETS_PER_STATION = 20  # distinct prebuilt packets each station cycles through
 
 
@@ -112,11 +115,11 @@ def _config(folder: Path, stations: int, broker: Mosquitto, port: int) -> Path:
     pw.chmod(0o600)
     config = {
         "listen": {"host": "127.0.0.1", "port": port},
-        "broker": {"host": broker.host, "port": broker.port},
-        "client_id": "bench-hj212",
+        "broker": service_broker(folder, broker, "hj212"),
+        "client_id": "hj212",
         "publish": {"max_inflight": 1000},
         "passwords_file": str(pw),
-        "stations": [{"mn": mn, "site": "bench", "device": f"cems-{i:04d}", "profile": "flue_gas_cems_hj212"}
+        "stations": [{"mn": mn, "site": SITE, "device": f"cems-{i:04d}", "profile": "flue_gas_cems_hj212"}
                      for i, mn in enumerate(mns)],
     }
     path = folder / "hj212.yaml"
@@ -196,7 +199,7 @@ async def _drive(stations: int, port: int, seconds: float, interval_s: float, pi
 def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="lifeline-bench-hj212-") as tmp:
         folder = Path(tmp)
-        broker = Mosquitto(folder / "mosquitto")
+        broker = closed_broker(folder, [hj212_account([SITE])])
         broker.start()
         port = free_port()
         config = _config(folder, args.stations, broker, port)
