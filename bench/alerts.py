@@ -30,8 +30,8 @@ import orjson
 import paho.mqtt.client as mqtt
 import yaml
 
+from bench._broker import bench_client, closed_broker, service_broker
 from bench.bridge import Publisher
-from bench.broker import bench_client, closed_broker, service_broker
 from lifeline.broker_auth import rules_account, rules_publisher_account
 from lifeline.services import Mosquitto, ServiceProcess, free_port
 from rules.config import PACKS

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-from bench.broker import bench_client, closed_broker, service_broker
+from bench._broker import bench_client, closed_broker, service_broker
 from lifeline.broker_auth import bridge_account, bridge_publisher_account
 from lifeline.services import Influxd, Mosquitto, ServiceProcess, free_port
 from telemetry import Sample, Telemetry, encode, topics

@@ -20,7 +20,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bench.broker import closed_broker
+from bench._broker import closed_broker
 from edge_agent import EdgeAgent, EdgeConfig, build_site
 from lifeline._run import install_stop_signals
 from lifeline.broker_auth import edge_account

@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from bench.broker import closed_broker, service_broker
+from bench._broker import closed_broker, service_broker
 from edge_agent.hj212.framing import encode_frame
 from edge_agent.hj212.segment import build_segment
 from lifeline.broker_auth import hj212_account
