@@ -8,7 +8,8 @@ what it is in production; the benchmark's own load and probes connect with bench
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +23,18 @@ from telemetry.mqtt_config import BrokerConfig, configure_client
 PREFIX = "bench-"  # every bench-only account's user name starts so
 
 
-def closed_broker(folder: Path, accounts: Sequence[Account] = ()) -> Mosquitto:
-    """A broker in ``folder / "mqtt"`` that knows the services' ``accounts`` (their passwords in
-    ``folder / "credentials"``) and creates bench-only accounts at run time (:func:`bench_account`)."""
+@contextmanager
+def closed_broker(folder: Path, accounts: Sequence[Account] = ()) -> Iterator[Mosquitto]:
+    """A running broker in ``folder / "mqtt"`` that knows the services' ``accounts`` (their passwords in
+    ``folder / "credentials"``) and creates bench-only accounts at run time (:func:`bench_account`). On the way out
+    it is stopped and its state folder removed (as root that folder may lie outside ``folder``)."""
     write_credentials(folder / "credentials", accounts)
-    return Mosquitto(folder / "mqtt", accounts=accounts, control=True)
+    broker = Mosquitto(folder / "mqtt", accounts=accounts, control=True)
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.remove()
 
 
 def service_broker(folder: Path, broker: Mosquitto, username: str) -> dict[str, Any]:

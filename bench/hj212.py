@@ -197,12 +197,12 @@ async def _drive(stations: int, port: int, seconds: float, interval_s: float, pi
 
 
 def run(args: argparse.Namespace) -> int:
-    with tempfile.TemporaryDirectory(prefix="lifeline-bench-hj212-") as tmp:
-        folder = Path(tmp)
-        broker = closed_broker(folder, [hj212_account([SITE])])
-        broker.start()
+    with (
+        tempfile.TemporaryDirectory(prefix="lifeline-bench-hj212-") as tmp,
+        closed_broker(Path(tmp), [hj212_account([SITE])]) as broker,
+    ):
         port = free_port()
-        config = _config(folder, args.stations, broker, port)
+        config = _config(Path(tmp), args.stations, broker, port)
         server = subprocess.Popen([sys.executable, "-m", "lifeline", "--log-level", "WARNING", "hj212", "--config",
                                    str(config)])  # fmt: skip
         try:
@@ -217,7 +217,6 @@ def run(args: argparse.Namespace) -> int:
                 server.wait(15)
             except subprocess.TimeoutExpired:
                 server.kill()
-            broker.stop()
     if args.json:
         print(json.dumps(result))
     else:
