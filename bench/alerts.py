@@ -29,9 +29,10 @@ from pathlib import Path
 import orjson
 import paho.mqtt.client as mqtt
 import yaml
-from paho.mqtt.enums import CallbackAPIVersion
 
+from bench._broker import bench_client, closed_broker, service_broker
 from bench.bridge import Publisher
+from lifeline.broker_auth import rules_account, rules_publisher_account
 from lifeline.services import Mosquitto, ServiceProcess, free_port
 from rules.config import PACKS
 from telemetry import Sample, Telemetry, encode, topics
@@ -62,7 +63,7 @@ class Notifications:
         self.arrived: dict[str, float] = {}
         self.lock = threading.Lock()
         self.ready = threading.Event()
-        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="bench-notifications")
+        self.client = bench_client(broker, "notifications")
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.connect(broker.host, broker.port)
@@ -152,13 +153,13 @@ def steady(broker: Mosquitto, engine: ServiceProcess, rate: int, seconds: float,
 def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="lifeline-bench-alerts-") as tmp:
         folder = Path(tmp)
-        with Mosquitto(folder / "mqtt") as broker:
+        with closed_broker(folder, [rules_account(1), rules_publisher_account(1)]) as broker:
             metrics_port = free_port()
             config = folder / "rules.yaml"
             config.write_text(yaml.safe_dump({
-                "broker": {"host": broker.host, "port": broker.port},
-                "rules": {"packs": [str(PACKS)],
-                          "subscription": {"client_id": "bench-rules", "group": "bench-rules"}},
+                "broker": service_broker(folder, broker, "rules-1"),
+                "publisher": service_broker(folder, broker, "rules-1-pub"),
+                "rules": {"packs": [str(PACKS)]},  # the shipped subscription: $share/lifeline-rules/
                 "alerts": {
                     "store_url": f"sqlite:///{folder / 'alerts.db'}",
                     "policy": {"flood": {"max_new": 1_000_000}},

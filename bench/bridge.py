@@ -23,10 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import yaml
-from paho.mqtt.enums import CallbackAPIVersion
 
+from bench._broker import bench_client, closed_broker, service_broker
+from lifeline.broker_auth import bridge_account, bridge_publisher_account
 from lifeline.services import Influxd, Mosquitto, ServiceProcess, free_port
 from telemetry import Sample, Telemetry, encode, topics
 
@@ -51,7 +51,7 @@ class Publisher:
     """QoS 1 with our own bounded window (paho's own queue loses messages past 65,535 in flight)."""
 
     def __init__(self, broker: Mosquitto, window: int = 200) -> None:
-        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="bench-publisher")
+        self.client = bench_client(broker, "publisher")
         self.client.max_inflight_messages_set(window)
         self.window = window
         self.unacked = 0
@@ -166,13 +166,15 @@ def run(args: argparse.Namespace) -> int:
     results: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory(prefix="lifeline-bench-bridge-") as tmp:
         folder = Path(tmp)
-        with Mosquitto(folder / "mqtt") as broker, Influxd(folder / "influx") as influx:
+        accounts = [bridge_account(1), bridge_publisher_account(1)]
+        with closed_broker(folder, accounts) as broker, Influxd(folder / "influx") as influx:
             influx.create_database("lifeline")
             metrics_port = free_port()
             config = folder / "bridge.yaml"
             config.write_text(yaml.safe_dump({
-                "broker": {"host": broker.host, "port": broker.port},
-                "subscription": {"client_id": "bench-bridge", "receive_maximum": 20000},
+                "broker": service_broker(folder, broker, "bridge-1"),
+                "publisher": service_broker(folder, broker, "bridge-1-pub"),
+                "subscription": {"client_id": "bridge-1", "receive_maximum": 20000},
                 "influx": {"url": influx.url, "database": "lifeline"},
                 "batch": {"max_points": 5000, "max_delay_s": 0.2},
                 "dead_letter_path": str(folder / "dead.sqlite"),

@@ -20,11 +20,14 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from bench._broker import closed_broker
 from edge_agent import EdgeAgent, EdgeConfig, build_site
 from lifeline._run import install_stop_signals
+from lifeline.broker_auth import edge_account
 from lifeline.services import Mosquitto
 
 PROFILE = "water_quality_station"
+SITE = "bench"
 TARGET_P99_MS = 200.0
 
 
@@ -121,9 +124,9 @@ def run_step(broker: Mosquitto, devices: int, interval_s: float, window_s: float
     try:
         config = EdgeConfig.model_validate(
             {
-                "site": "bench",
+                "site": SITE,
                 "state_dir": state.name,
-                "broker": {"host": broker.host, "port": broker.port},
+                "broker": broker.config_for(f"edge-{SITE}"),
                 "modbus": {"timeout_s": 1.0},
                 "devices": [
                     {"id": f"wq-{i:04d}", "profile": PROFILE, "host": "127.0.0.1", "port": port,
@@ -155,7 +158,10 @@ def run_step(broker: Mosquitto, devices: int, interval_s: float, window_s: float
 def run(args: argparse.Namespace) -> int:
     interval = float(args.interval)
     results: list[StepResult] = []
-    with tempfile.TemporaryDirectory(prefix="lifeline-bench-") as tmp, Mosquitto(Path(tmp) / "mqtt") as broker:
+    with (
+        tempfile.TemporaryDirectory(prefix="lifeline-bench-") as tmp,
+        closed_broker(Path(tmp), [edge_account(SITE)]) as broker,
+    ):
         count = max(1, int(args.start))
         best: StepResult | None = None
         worst: StepResult | None = None

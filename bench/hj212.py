@@ -32,11 +32,14 @@ from typing import Any
 
 import yaml
 
+from bench._broker import closed_broker, service_broker
 from edge_agent.hj212.framing import encode_frame
 from edge_agent.hj212.segment import build_segment
+from lifeline.broker_auth import hj212_account
 from lifeline.services import Mosquitto, free_port, wait_for_port
 
 PASSWORD = "bench1"
+SITE = "bench"
 PACKETS_PER_STATION = 20  # distinct prebuilt packets each station cycles through
 
 
@@ -112,11 +115,11 @@ def _config(folder: Path, stations: int, broker: Mosquitto, port: int) -> Path:
     pw.chmod(0o600)
     config = {
         "listen": {"host": "127.0.0.1", "port": port},
-        "broker": {"host": broker.host, "port": broker.port},
-        "client_id": "bench-hj212",
+        "broker": service_broker(folder, broker, "hj212"),
+        "client_id": "hj212",
         "publish": {"max_inflight": 1000},
         "passwords_file": str(pw),
-        "stations": [{"mn": mn, "site": "bench", "device": f"cems-{i:04d}", "profile": "flue_gas_cems_hj212"}
+        "stations": [{"mn": mn, "site": SITE, "device": f"cems-{i:04d}", "profile": "flue_gas_cems_hj212"}
                      for i, mn in enumerate(mns)],
     }
     path = folder / "hj212.yaml"
@@ -194,12 +197,12 @@ async def _drive(stations: int, port: int, seconds: float, interval_s: float, pi
 
 
 def run(args: argparse.Namespace) -> int:
-    with tempfile.TemporaryDirectory(prefix="lifeline-bench-hj212-") as tmp:
-        folder = Path(tmp)
-        broker = Mosquitto(folder / "mosquitto")
-        broker.start()
+    with (
+        tempfile.TemporaryDirectory(prefix="lifeline-bench-hj212-") as tmp,
+        closed_broker(Path(tmp), [hj212_account([SITE])]) as broker,
+    ):
         port = free_port()
-        config = _config(folder, args.stations, broker, port)
+        config = _config(Path(tmp), args.stations, broker, port)
         server = subprocess.Popen([sys.executable, "-m", "lifeline", "--log-level", "WARNING", "hj212", "--config",
                                    str(config)])  # fmt: skip
         try:
@@ -214,7 +217,6 @@ def run(args: argparse.Namespace) -> int:
                 server.wait(15)
             except subprocess.TimeoutExpired:
                 server.kill()
-            broker.stop()
     if args.json:
         print(json.dumps(result))
     else:
