@@ -48,7 +48,7 @@ def _leak(d: FaultDistrict) -> int:
 
 
 def _gas_alerts(d: FaultDistrict) -> list[object]:
-    return [a for a in d.alerts() if a.alert.key.device == "gas-1" and a.alert.key.rule.startswith("gas.lel")]
+    return [a for a in d.alerts() if a.alert.key.device == "gas-1" and a.alert.key.rule_id.startswith("gas.lel")]
 
 
 def _raised_once(d: FaultDistrict) -> None:
@@ -171,5 +171,5 @@ def test_a_full_outbox_drops_the_oldest_counts_and_alerts(make_district) -> None
             assert not kept_after or max(gone) <= max(kept_after), dev
     log = (d.tmp / "edge-mini-water.log").read_text()
     assert any("level=WARNING" in line and "dropp" in line for line in log.splitlines()), "logged at WARNING"
-    wait_until(lambda: any(a.alert.key.rule == "edge.outbox.dropping" for a in d.alerts()), 40,
+    wait_until(lambda: any(a.alert.key.rule_id == "edge.outbox.dropping" for a in d.alerts()), 40,
                "the dropping raised as an alert")  # fmt: skip
