@@ -149,7 +149,9 @@ def _hj212(data_dir: Path, stack: Stack, scenario: str) -> tuple[Child, Hj212Fle
         "passwords_file": str(passwords.resolve()),
         "dead_letter_path": str((data_dir / "hj212" / "deadletter.jsonl").resolve()),
         "metrics_port": metrics,
-        "stations": fleet.server_stations(),
+        # the simulated CEMS is a coal-fired unit (the emissions pack selects on the source tag)
+        "stations": [{**st, "tags": {"source": "coal_power", "o2_ref": "6"}} if st["device"] == "cems-1" else st
+                     for st in fleet.server_stations()],
     }
     path = _write_config(data_dir / "hj212.yaml", config)
     # for the bridge's validation (which devices exist): no edge agent runs for this site
