@@ -35,6 +35,7 @@ from rules._means import (
     stored_query,
 )
 from rules._windows import HOUR_MS, period_bounds
+from rules.indices import AIR, AQI_DAILY, AQI_HOURLY, aqi_line, daily_index, hourly_index
 from telemetry.influx_query import QueryError, QueryUnavailableError, Series
 
 log = logging.getLogger(__name__)
@@ -155,6 +156,8 @@ class ValidMeans:
                     continue  # a source that sent none of these points this hour
                 lines.append(line(spec.measurement + HOURLY, tags, means, start))
                 self.counters.invalid += sum(1 for m in means.values() if not m.valid)
+                if spec.measurement == AIR:  # the hourly AQI of the station, from the same valid means
+                    lines.append(aqi_line(AQI_HOURLY, tags, hourly_index(means, start), start))
         await self.writer.write(lines)
         self.last_hour = max(self.last_hour or end_ms, end_ms)
         self.counters.hours += 1
@@ -174,6 +177,8 @@ class ValidMeans:
             for tags, means in daily_means(spec, series, start, hours).items():
                 lines.append(line(spec.measurement + DAILY, tags, means, start))
                 self.counters.invalid += sum(1 for m in means.values() if not m.valid)
+                if spec.measurement == AIR:  # the daily AQI (24-h means, O3 daily maximum 8-h mean)
+                    lines.append(aqi_line(AQI_DAILY, tags, daily_index(means, start), start))
         await self.writer.write(lines)
         self.last_day = max(self.last_day or end_ms, end_ms)
         self.counters.days += 1

@@ -159,3 +159,27 @@ def test_daily_means_from_stored_hours_with_rounding_before_comparison(db: Db) -
     rows = {s.tags["device"]: s.rows()[0] for s in stored}
     assert (rows["aq1"]["no2"], rows["aq1"]["no2.n"]) == (80.0, 24)
     assert (rows["aq3"]["no2"], rows["aq3"]["no2.reason"]) == (None, "invalid: 19 of 24 hourly means valid, 20 needed")
+
+
+def test_the_hourly_aqi_is_stored_from_the_valid_means(db: Db) -> None:
+    from rules.standards import hourly_aqi
+
+    values = {"so2": 12, "no2": 35, "co": 0.8, "o3": 60, "pm10": 180, "pm25": 95}
+    fields = ",".join(f"{k}={v}" for k, v in values.items())
+    # a2: 30 minutes only, no valid hourly mean: every indicator missing, no AQI
+    db.write([aq("a1", H + i * MINUTE, fields) for i in range(60)] + [aq("a2", H + i * MINUTE, fields) for i in range(30)])
+
+    async def main(q: InfluxQuery, w: InfluxWriter) -> list[Series]:
+        await ValidMeans(only("air_quality"), q, w).run_due(H + HOUR + 300_000)
+        return await q.query('SELECT * FROM "air_quality_aqi_hourly" GROUP BY "device"')
+
+    stored = {s.tags["device"]: s.rows()[0] for s in db.run(main)}
+    expected = hourly_aqi({f"{k}_1h": v for k, v in values.items()}, datetime.fromtimestamp(H / 1000).astimezone())
+    assert expected.aqi is not None
+    assert expected.level is not None
+    row = stored["a1"]
+    assert (row["time"], row["aqi"], row["level"]) == (H, float(expected.aqi), float(expected.level.number))
+    assert row["primary"] == ",".join(i.value for i in expected.primary)
+    assert row["category"] == expected.level.category_zh
+    assert row["edition"] == "HJ 633-2026"  # 2026-03-02: the new edition is in force
+    assert "aqi" not in {k for k, v in stored["a2"].items() if v is not None}  # every indicator missing: no AQI
