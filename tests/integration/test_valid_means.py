@@ -167,7 +167,8 @@ def test_the_hourly_aqi_is_stored_from_the_valid_means(db: Db) -> None:
     values = {"so2": 12, "no2": 35, "co": 0.8, "o3": 60, "pm10": 180, "pm25": 95}
     fields = ",".join(f"{k}={v}" for k, v in values.items())
     # a2: 30 minutes only, no valid hourly mean: every indicator missing, no AQI
-    db.write([aq("a1", H + i * MINUTE, fields) for i in range(60)] + [aq("a2", H + i * MINUTE, fields) for i in range(30)])
+    db.write([aq("a1", H + i * MINUTE, fields) for i in range(60)]
+             + [aq("a2", H + i * MINUTE, fields) for i in range(30)])
 
     async def main(q: InfluxQuery, w: InfluxWriter) -> list[Series]:
         await ValidMeans(only("air_quality"), q, w).run_due(H + HOUR + 300_000)
