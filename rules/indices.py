@@ -16,10 +16,21 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
-from rules._means import MAX_8H, Mean, Tags
-from rules.standards import AqiResult, daily_aqi, hourly_aqi
+from rules._means import COUNT_SUFFIX, MAX_8H, Mean, Tags
+from rules.standards import (
+    AqiResult,
+    WaterBody,
+    WaterClass,
+    WaterStation,
+    daily_aqi,
+    hourly_aqi,
+    misses_target,
+    water_class,
+)
 
 AIR = "air_quality"
+WATER = "water_quality"
+WATER_POINTS = ("ph", "do", "codmn", "cod", "nh3_n", "tp", "tn")
 AQI_HOURLY = "air_quality_aqi_hourly"
 AQI_DAILY = "air_quality_aqi_daily"
 TZ = ZoneInfo("Asia/Shanghai")
@@ -63,3 +74,26 @@ def aqi_line(measurement: str, tags: Tags, result: AqiResult, ts_ms: int) -> str
     fields += [f"iaqi_{i.indicator.value}={float(i.value)!r}" for i in result.iaqi]
     tag_text = "".join(f",{_key(k)}={_key(v)}" for k, v in tags)
     return f"{measurement}{tag_text} {','.join(fields)} {int(ts_ms)}"
+
+
+def water_fields(means: Mapping[str, Mean], tags: Tags) -> str:
+    """The day's class of a water station (GB 3838-2002, the worst taking-part parameter) as extra fields of its
+    ``water_quality_daily`` row, so that a window rule (``source: valid``) judges them like any stored mean:
+    ``water_class`` (1-5, 6 = worse than V) and ``target_missed`` (1/0, only with a ``target_class`` tag), each with
+    ``.n`` (the parameters classed), and ``water_class_deciding``. Station attributes are device tags:
+    ``water_body`` (river, the default, or lake: total phosphorus differs) and ``target_class`` (1-5).
+    Empty when no parameter has a valid daily mean."""
+    attrs = dict(tags)
+    body = WaterBody(attrs.get("water_body", WaterBody.RIVER.value))
+    target = WaterClass(int(attrs["target_class"])) if attrs.get("target_class", "").isdigit() else None
+    values = {p: means[p].value for p in WATER_POINTS if p in means}
+    result = water_class(values, WaterStation(water_body=body, target_class=target))
+    if result.water_class is None:
+        return ""
+    n = len(result.used)
+    fields = [f"water_class={float(result.water_class)!r}", f"water_class{COUNT_SUFFIX}={n}i",
+              f"water_class_deciding={_text(','.join(result.deciding))}"]  # fmt: skip
+    missed = misses_target(result, target)
+    if missed is not None:
+        fields += [f"target_missed={1.0 if missed else 0.0}", f"target_missed{COUNT_SUFFIX}={n}i"]
+    return ",".join(fields)

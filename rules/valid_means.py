@@ -35,7 +35,7 @@ from rules._means import (
     stored_query,
 )
 from rules._windows import HOUR_MS, period_bounds
-from rules.indices import AIR, AQI_DAILY, AQI_HOURLY, aqi_line, daily_index, hourly_index
+from rules.indices import AIR, AQI_DAILY, AQI_HOURLY, WATER, aqi_line, daily_index, hourly_index, water_fields
 from telemetry.influx_query import QueryError, QueryUnavailableError, Series
 
 log = logging.getLogger(__name__)
@@ -175,7 +175,11 @@ class ValidMeans:
             influxql = stored_query(spec.measurement + HOURLY, fields, start, end_ms, self.query.retention_policy)
             series = await self.query.query(influxql)
             for tags, means in daily_means(spec, series, start, hours).items():
-                lines.append(line(spec.measurement + DAILY, tags, means, start))
+                row = line(spec.measurement + DAILY, tags, means, start)
+                if spec.measurement == WATER and (extra := water_fields(means, tags)):  # the day's water class
+                    head, stamp = row.rsplit(" ", 1)
+                    row = f"{head},{extra} {stamp}"
+                lines.append(row)
                 self.counters.invalid += sum(1 for m in means.values() if not m.valid)
                 if spec.measurement == AIR:  # the daily AQI (24-h means, O3 daily maximum 8-h mean)
                     lines.append(aqi_line(AQI_DAILY, tags, daily_index(means, start), start))
