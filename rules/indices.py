@@ -19,17 +19,20 @@ from zoneinfo import ZoneInfo
 from rules._means import COUNT_SUFFIX, MAX_8H, Mean, Tags
 from rules.standards import (
     AqiResult,
+    NoiseZone,
     WaterBody,
     WaterClass,
     WaterStation,
     daily_aqi,
     hourly_aqi,
     misses_target,
+    noise_verdict,
     water_class,
 )
 
 AIR = "air_quality"
 WATER = "water_quality"
+NOISE = "noise"
 WATER_POINTS = ("ph", "do", "codmn", "cod", "nh3_n", "tp", "tn")
 AQI_HOURLY = "air_quality_aqi_hourly"
 AQI_DAILY = "air_quality_aqi_daily"
@@ -97,3 +100,18 @@ def water_fields(means: Mapping[str, Mean], tags: Tags) -> str:
     if missed is not None:
         fields += [f"target_missed={1.0 if missed else 0.0}", f"target_missed{COUNT_SUFFIX}={n}i"]
     return ",".join(fields)
+
+
+def noise_fields(means: Mapping[str, Mean], tags: Tags, start_ms: int) -> str:
+    """The hour's verdict of a noise meter (GB 3096-2008 Table 1: its zone's limit by day, 06:00-22:00, or by
+    night) as extra fields of its ``noise_hourly`` row: ``noise_limit_db`` and ``noise_exceeded`` (1/0, with
+    ``.n``), for a window rule (``source: valid``). The zone is the device tag ``noise_zone``; empty without one or
+    without a valid hourly level."""
+    zone = dict(tags).get("noise_zone")
+    laeq = means.get("noise_laeq")
+    if zone is None or laeq is None or laeq.value is None:
+        return ""
+    hour = datetime.fromtimestamp(start_ms / 1000, UTC).astimezone(TZ)
+    verdict = noise_verdict(NoiseZone(zone), hour, laeq.value)
+    return (f"noise_limit_db={float(verdict.limit_db)!r},noise_exceeded={1.0 if verdict.exceeded else 0.0},"
+            f"noise_exceeded{COUNT_SUFFIX}={laeq.count}i")

@@ -35,7 +35,18 @@ from rules._means import (
     stored_query,
 )
 from rules._windows import HOUR_MS, period_bounds
-from rules.indices import AIR, AQI_DAILY, AQI_HOURLY, WATER, aqi_line, daily_index, hourly_index, water_fields
+from rules.indices import (
+    AIR,
+    AQI_DAILY,
+    AQI_HOURLY,
+    NOISE,
+    WATER,
+    aqi_line,
+    daily_index,
+    hourly_index,
+    noise_fields,
+    water_fields,
+)
 from telemetry.influx_query import QueryError, QueryUnavailableError, Series
 
 log = logging.getLogger(__name__)
@@ -154,7 +165,11 @@ class ValidMeans:
             for tags, means in hourly_means(spec, series).items():
                 if all(m.count == 0 for m in means.values()):
                     continue  # a source that sent none of these points this hour
-                lines.append(line(spec.measurement + HOURLY, tags, means, start))
+                row = line(spec.measurement + HOURLY, tags, means, start)
+                if spec.measurement == NOISE and (extra := noise_fields(means, tags, start)):  # the zone's limit
+                    head, stamp = row.rsplit(" ", 1)
+                    row = f"{head},{extra} {stamp}"
+                lines.append(row)
                 self.counters.invalid += sum(1 for m in means.values() if not m.valid)
                 if spec.measurement == AIR:  # the hourly AQI of the station, from the same valid means
                     lines.append(aqi_line(AQI_HOURLY, tags, hourly_index(means, start), start))

@@ -218,3 +218,28 @@ def test_the_daily_water_class_is_stored_and_a_missed_target_raises(db: Db) -> N
         == (5.0, "nh3_n", 1.0)  # fmt: skip
     assert (rows["w-good"]["water_class"], rows["w-good"]["target_missed"]) == (3.0, 0.0)
     assert [(t.rule, t.device, t.severity) for t in got] == [("water.class.target", "w-poor", "warning")]
+
+
+def noise(device: str, zone: str, ts: int, laeq: float) -> str:
+    return (f"noise,site=city,device={device},profile=noise_meter,domain=environment,noise_zone={zone} "
+            f"noise_laeq={laeq} {ts}")  # fmt: skip
+
+
+def test_noise_is_judged_against_its_zones_day_or_night_limit(db: Db) -> None:
+    night = local("2026-03-02T23:00:00")  # 23:00-24:00: night (GB 3096-2008: 22:00-06:00)
+    db.write([noise("n-2", "2", night + i * MINUTE, 52.0) for i in range(60)]  # zone 2 night limit 50: exceeded
+             + [noise("n-4a", "4a", night + i * MINUTE, 52.0) for i in range(60)])  # zone 4a night 55: meets it
+    rule = RULES["noise.zone_limit"]
+    sink = Sink()
+
+    async def main(q: InfluxQuery, w: InfluxWriter) -> tuple[list[Transition], list[Series]]:
+        await ValidMeans(only("noise"), q, w).run_hour(night + HOUR)
+        stored = await q.query('SELECT * FROM "noise_hourly" GROUP BY "device"')
+        got = await ScheduledRules(WindowEvaluator([rule], q), sink).run_due(night + HOUR + 400_000)
+        return got, stored
+
+    got, stored = db.run(main)
+    rows = {s.tags["device"]: s.rows()[0] for s in stored}
+    assert (rows["n-2"]["noise_limit_db"], rows["n-2"]["noise_exceeded"]) == (50.0, 1.0)
+    assert (rows["n-4a"]["noise_limit_db"], rows["n-4a"]["noise_exceeded"]) == (55.0, 0.0)
+    assert [(t.rule, t.device) for t in got] == [("noise.zone_limit", "n-2")]
