@@ -293,23 +293,53 @@ class Mosquitto(ChildServer):
         super().start(timeout_s)
         self.check_persistence()
 
-    def check_persistence(self, timeout_s: float = 5.0) -> None:
-        """Ask the broker to save now (SIGUSR1) and raise ServiceError if ``mosquitto.db`` does not appear."""
+    def check_persistence(self, timeout_s: float = 15.0) -> None:
+        """Raise ServiceError unless the broker writes ``mosquitto.db`` (a fresh save, ``autosave_interval`` 1 s)."""
+        if not self.save_now(timeout_s):
+            self.stop()
+            raise ServiceError(f"mosquitto cannot persist to {self.state_dir} (no mosquitto.db written in "
+                               f"{timeout_s:g} s): {self.log_tail()}")  # fmt: skip
+
+    def save_now(self, timeout_s: float = 15.0) -> bool:
+        """Have the broker save its database now (SIGUSR1) and wait for it; False if no save comes.
+
+        SIGUSR1 is sent only once the broker answers a CONNECT: its handler is installed after the port opens, and
+        before that the signal would end it. Without the signal it still saves every ``autosave_interval`` (1 s)."""
         assert self.proc is not None
         assert self.state_dir is not None
         db = self.state_dir / "mosquitto.db"
-        before = db.stat().st_mtime_ns if db.exists() else None
-        self.proc.send_signal(signal.SIGUSR1)
+        since = time.time_ns()
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if db.exists() and db.stat().st_mtime_ns != before:
-                return
+        signalled = False
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            if db.exists() and db.stat().st_mtime_ns >= since:
+                return True
+            if not signalled and self._answers():
+                self.proc.send_signal(signal.SIGUSR1)
+                signalled = True
             time.sleep(0.02)
-        if before is not None:
-            return  # it did persist before; a save with nothing new may keep the same time stamp
-        self.stop()
-        raise ServiceError(f"mosquitto cannot persist to {self.state_dir} (no mosquitto.db after a save): "
-                           f"{self.log_tail()}")  # fmt: skip
+        return False
+
+    def _answers(self) -> bool:
+        """Whether the broker's loop runs: it answers an anonymous CONNECT (with a refusal)."""
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        answered = threading.Event()
+        client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="")
+        tls = TlsConfig(ca_file=self.tls.ca_file) if self.tls is not None else None
+        configure_client(client, BrokerConfig(host=self.host, port=self.port, tls=tls))
+        client.on_connect = lambda c, u, f, rc, p: answered.set()
+        try:
+            client.connect(self.host, self.port, keepalive=5)
+        except OSError:
+            return False
+        client.loop_start()
+        try:
+            return answered.wait(2.0)
+        finally:
+            client.disconnect()
+            client.loop_stop()
 
     def stop(self, timeout_s: float = 10.0) -> None:
         self._close_control()
