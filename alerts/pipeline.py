@@ -103,7 +103,8 @@ class Stage(Protocol):
 
 class ChatterState(BaseModel):
     """One alert's recent toggles. ``last_ms`` is the last toggle even when it has left the window, so that a
-    chattering alert always ends after ``quiet_s`` whatever the window."""
+    chattering alert always ends after ``quiet_s`` whatever the window. ``held`` counts the notifications held back
+    by this chattering spell, the one the summary replaced included (a suppressed alert's are suppression's)."""
 
     model_config = ConfigDict(extra="forbid")
     version: int = Field(default=1, ge=1, le=1)
@@ -178,8 +179,7 @@ class Chattering:
             st.last_ms = now
         st.toggles = [ts for ts in st.toggles if ts > now - cfg.window_s * 1000]
         if st.chattering:
-            if change.cause is Cause.RULE:
-                st.held += 1
+            st.held += len(change.out)
             change.out = []
         elif len(st.toggles) > cfg.max_toggles:
             st.chattering, st.held = True, 1
