@@ -1,9 +1,11 @@
 """Alerts: one alert per rule and device (and point), ISA-18.2 lifecycle, notification decisions.
 
 The pure core (``lifecycle``, ``policy``) does no I/O and reads no clock: every call takes ``now`` in epoch
-milliseconds. The layers around it: ``alerts.store`` (SQL persistence), ``alerts.notify`` (channels and routing),
-``alerts.manager`` (rule transitions in, stored alerts and notifications out). ``may_notify`` is the lifecycle's
-test of whether an alert may notify now (the ``alerts.notify`` package is the channels).
+milliseconds. ``alerts.pipeline`` is the notification pipeline (suppression, chattering, flood, escalation), its
+stages keeping their state in the change's store transaction. The layers around it: ``alerts.db`` (the one engine
+construction, shared with the API), ``alerts.store`` (SQL persistence, the authority), ``alerts.notify`` (channels
+and routing), ``alerts.manager`` (rule transitions in, stored alerts and notifications out). ``may_notify`` is the
+lifecycle's test of whether an alert may notify now (the ``alerts.notify`` package is the channels).
 """
 
 from __future__ import annotations
@@ -30,8 +32,8 @@ from alerts.lifecycle import (
     suppression,
     unshelve,
 )
+from alerts.pipeline import Cause, Change, Pipeline, Stage
 from alerts.policy import (
-    AlertBook,
     AlertsConfig,
     ChatterConfig,
     EscalationLevel,
@@ -44,9 +46,10 @@ from alerts.policy import (
 __all__ = [
     "Action",
     "Alert",
-    "AlertBook",
     "AlertKey",
     "AlertsConfig",
+    "Cause",
+    "Change",
     "ChatterConfig",
     "EscalationLevel",
     "EscalationPolicy",
@@ -55,7 +58,9 @@ __all__ = [
     "Kind",
     "Note",
     "Notification",
+    "Pipeline",
     "Severity",
+    "Stage",
     "State",
     "Transition",
     "acknowledge",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from alerts.db import DEFAULT_STORE_URL
 from alerts.notify.config import NotifyConfig
 from alerts.policy import AlertsConfig, EscalationPolicy
 
@@ -19,7 +20,7 @@ DEFAULT_AUDIENCES = {
 class AlertServiceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    store_url: str = Field("sqlite:///var/alerts.db", description="SQLAlchemy URL of the alert store")
+    store_url: str = Field(DEFAULT_STORE_URL, description="SQLAlchemy URL of the alert store")
     areas: dict[str, list[str]] = Field(
         default_factory=dict, description="area name -> its site ids; a site in no area has its own id as area"
     )

@@ -1,9 +1,10 @@
 """The alert manager: rule transitions in, one stored alert per rule and device (and point), notifications out.
 
 The alert store is the authority for alerts (the API acts on the same rows), so every change is: load the alert's
-row, apply the pure lifecycle and policy (``alerts.policy.AlertBook``) to it, save it with an optimistic version
-check, and retry from a fresh load when someone else changed it meanwhile. Chattering and flood counters live in
-the book and are saved with every change, so they too survive a restart.
+row, run it through the pipeline (``alerts.pipeline``: lifecycle, then suppression, chattering, flood, escalation,
+each stage loading and saving its own state in the same transaction), save it with an optimistic version check,
+and retry the whole batch from fresh rows when someone else changed one meanwhile. All store work runs on the
+store's worker thread (``AlertStore.call``), never on the event loop.
 
 Notifications go out after the change is committed, in background tasks; each channel's outcome is written to the
 notification log. Every change is also published on ``lifeline/v1/alerts/events/{id}`` for live views.
@@ -25,7 +26,8 @@ import orjson
 from alerts.config import AlertServiceConfig
 from alerts.lifecycle import Alert, AlertKey, Severity
 from alerts.notify import Message, Notifier, render
-from alerts.policy import AlertBook, Kind, Notification
+from alerts.pipeline import Pipeline
+from alerts.policy import Kind, Notification
 from alerts.store import AlertMeta, AlertStore, Conflict, StoredAlert, Tx
 from device_profiles import Profile
 from rules import Rule, Transition
@@ -33,7 +35,6 @@ from telemetry import topics
 
 log = logging.getLogger("lifeline.alerts")
 
-BOOK_STATE = "alerts.book"
 SAVE_ATTEMPTS = 3
 
 # Rule severities (rules.schema) and the lifecycle's priorities (ISA-18.2 uses four).
@@ -79,8 +80,7 @@ class AlertManager:
         self.publish_event = publish_event
         self.clock = clock
         self.counters = Counters()
-        self._meta: dict[AlertKey, AlertMeta] = {}  # metadata of the alerts in the book right now
-        self.book = self._restore_book()
+        self.pipeline = Pipeline(config.policy, config.escalation)
         self._sending: set[asyncio.Task[None]] = set()
 
     # -- who is told -------------------------------------------------------------------------------------------
@@ -91,23 +91,6 @@ class AlertManager:
         domain = self.profiles[profile].tags.get("domain") if profile in self.profiles else None
         return self.config.audiences.get(domain or "", "default")
 
-    def _audience_of(self, alert: Alert) -> str:
-        meta = self._meta.get(alert.key)
-        return meta.audience if meta else self.audience(alert.key.rule_id, None)
-
-    def _restore_book(self) -> AlertBook:
-        with self.store.begin() as tx:
-            data = tx.get_state(BOOK_STATE)
-        policies = self.config.escalation
-        if data is None:
-            return AlertBook(self.config.policy, self._audience_of, policies)
-        return AlertBook.from_dict({**data, "alerts": []}, self.config.policy, self._audience_of, policies)
-
-    def _save_book(self, tx: Tx) -> None:
-        data = self.book.to_dict()
-        data.pop("alerts", None)
-        tx.put_state(BOOK_STATE, data)
-
     # -- rule transitions --------------------------------------------------------------------------------------
     async def on_transitions(
         self, transitions: list[Transition], checkpoint: tuple[str, dict[str, Any]] | None = None
@@ -117,25 +100,22 @@ class AlertManager:
         saved state agree, so a replay neither repeats nor loses a transition. Raises ``StoreBusy`` when the batch
         cannot be saved (the caller must not acknowledge its input)."""
         self.counters.transitions += len(transitions)
-        for stored, messages in self._apply_batch(transitions, checkpoint):
+        for stored, messages in await self.store.call(self._apply_batch, transitions, checkpoint):
             self._after_change(stored, messages)
 
     def _apply_batch(
         self, transitions: list[Transition], checkpoint: tuple[str, dict[str, Any]] | None
     ) -> list[tuple[StoredAlert, list[Message]]]:
+        """The batch in one transaction (store work: runs on the store's worker thread). Alerts, the stages' state,
+        the outbox and ``checkpoint`` commit together or not at all, so a retry starts from fresh rows."""
         for _ in range(SAVE_ATTEMPTS):
-            book_before = self.book.to_dict()
             try:
                 with self.store.begin() as tx:
                     done = [r for r in (self._apply(tx, t) for t in transitions) if r is not None]
                     if checkpoint is not None:
                         tx.put_state(*checkpoint)
-                    if done:
-                        self._save_book(tx)
             except Conflict:  # an operator changed one of these alerts meanwhile: again from fresh rows
                 self.counters.conflicts += 1
-                self.book = AlertBook.from_dict(book_before, self.config.policy, self._audience_of,
-                                                self.config.escalation)  # fmt: skip
                 continue
             for *_, raised in done:
                 if raised is True:
@@ -154,13 +134,11 @@ class AlertManager:
             return None  # a clear for an alert that was never stored: nothing to do
         alert = stored.alert if stored else Alert(key)
         meta = self._meta_for(t, stored)
-        self.book.alerts = {key: alert}
-        self._meta = {key: meta}
-        notes = self.book.on_transition(key, severity, t.value, t.ts, t.reason)
-        if not alert.history and stored is not None:
+        change = self.pipeline.on_rule(tx, alert, meta.audience, severity, t.value, t.ts, t.reason)
+        if change is None:
             return None  # nothing changed (e.g. a repeated clear)
         saved = tx.save(alert, meta, stored.version if stored else None)
-        messages = self._enqueue(tx, notes, {key: saved})
+        messages = self._enqueue(tx, change.out, {key: saved})
         raised = False if severity is None else True if stored is None or not stored.alert.active else None
         return saved, messages, raised
 
@@ -178,29 +156,36 @@ class AlertManager:
     # -- time-driven: escalation, shelves that end, chattering that ends ----------------------------------------
     async def tick(self) -> None:
         now = int(self.clock() * 1000)
-        try:
-            with self.store.begin() as tx:
-                open_alerts = {s.alert.key: s for s in tx.open_alerts()}
-                self.book.alerts = {k: s.alert for k, s in open_alerts.items()}
-                self._meta = {k: s.meta for k, s in open_alerts.items()}
-                notes = self.book.tick(now)
-                changed = [
-                    tx.save(s.alert, s.meta, s.version) for s in open_alerts.values() if s.alert.history
-                ]
-                self._save_book(tx)
-                messages = self._enqueue(tx, notes, {s.alert.key: s for s in changed})
-        except Conflict:
-            self.counters.conflicts += 1
-            return  # an operator acted meanwhile: the next tick sees the fresh rows
+        done = await self.store.call(self._tick, now)
+        if done is None:
+            return
+        changed, messages = done
         for s in changed:
             self._publish(s)
         for msg in messages:
             self._send(msg)
 
+    def _tick(self, now: int) -> tuple[list[StoredAlert], list[Message]] | None:
+        """Every open alert through the pipeline's tick, in one transaction (store work). None on a conflict: an
+        operator acted meanwhile, and the next tick sees the fresh rows."""
+        try:
+            with self.store.begin() as tx:
+                changed: list[StoredAlert] = []
+                notes: list[Notification] = []
+                for s in tx.open_alerts():
+                    notes += self.pipeline.on_tick(tx, s.alert, s.meta.audience, now).out
+                    if s.alert.history:
+                        changed.append(tx.save(s.alert, s.meta, s.version))
+                messages = self._enqueue(tx, notes, {s.alert.key: s for s in changed})
+        except Conflict:
+            self.counters.conflicts += 1
+            return None
+        return changed, messages
+
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver what the outbox still holds (a crash before delivery), then tick until ``stop``; then wait
         (bounded) for notifications under way."""
-        self.resume()
+        await self.resume()
         while not stop.is_set():
             try:
                 await asyncio.wait_for(stop.wait(), self.config.tick_s)
@@ -238,15 +223,22 @@ class AlertManager:
             out.append(msg)
         return out
 
-    def resume(self) -> int:
+    async def resume(self) -> int:
         """Send what the outbox holds: notifications decided before a crash or stop and not delivered."""
-        with self.store.begin() as tx:
-            pending = tx.pending_notifications()
+        pending = await self.store.call(self._pending)
         for _, data in pending:
             self._send(_from_outbox(data), resumed=True)
         if pending:
             log.info("notifications resumed from the outbox count=%d", len(pending))
         return len(pending)
+
+    def _pending(self) -> list[tuple[str, dict[str, Any]]]:
+        with self.store.begin() as tx:
+            return tx.pending_notifications()
+
+    def _unsent(self, msg: Message) -> tuple[str, ...]:
+        with self.store.begin() as tx:
+            return tuple(c for c in msg.targets if not tx.notification_sent(msg.id, c))
 
     def _send(self, msg: Message, resumed: bool = False) -> None:
         task = asyncio.ensure_future(self._deliver(msg, resumed))
@@ -281,15 +273,14 @@ class AlertManager:
     async def _deliver(self, msg: Message, resumed: bool = False) -> None:
         if self.notifier is None or not msg.targets:
             self.counters.unrouted += 1
-            self._log_outcome(msg, "", "", "", ok=False, attempts=0, error="no route matches this notification",
-                              done=True)  # fmt: skip
+            await self.store.call(self._log_outcome, msg, "", "", "", ok=False, attempts=0,
+                                  error="no route matches this notification", done=True)  # fmt: skip
             return
         todo = msg.targets
         if resumed:  # from the outbox after a restart: the channels that already have it are not sent again
-            with self.store.begin() as tx:
-                todo = tuple(c for c in msg.targets if not tx.notification_sent(msg.id, c))
+            todo = await self.store.call(self._unsent, msg)
         if not todo:
-            self._log_done(msg)
+            await self.store.call(self._log_done, msg)
             return
         outcomes = await self.notifier.send(dataclasses.replace(msg, targets=todo))
         for i, o in enumerate(outcomes):
@@ -298,10 +289,10 @@ class AlertManager:
                 self.counters.notifications_failed += 1
                 log.warning("notification failed channel=%s alert=%s kind=%s attempts=%d error=%s",
                             o.channel, msg.alert_id, msg.kind, o.attempts, o.error)  # fmt: skip
-            self._log_outcome(msg, o.channel, o.type, o.target, ok=o.ok, attempts=o.attempts, error=o.error,
-                              done=i == len(outcomes) - 1)  # fmt: skip
+            await self.store.call(self._log_outcome, msg, o.channel, o.type, o.target, ok=o.ok,
+                                  attempts=o.attempts, error=o.error, done=i == len(outcomes) - 1)  # fmt: skip
         if not outcomes:
-            self._log_done(msg)
+            await self.store.call(self._log_done, msg)
 
     def _log_outcome(self, msg: Message, channel: str, ctype: str, target: str, *, ok: bool, attempts: int,
                      error: str, done: bool) -> None:  # fmt: skip

@@ -1,12 +1,14 @@
 """The alert and audit store: the authority for alert rows, where the rules service and the API meet.
 
-A SQLite file by default (WAL, ``busy_timeout`` 5000 ms, foreign keys on); the SQL stays within what PostgreSQL
+A SQLite file by default (the engine of ``alerts.db``, shared with the API: WAL, ``busy_timeout`` 5000 ms, foreign
+keys on); the SQL stays within what PostgreSQL
 runs too. An :class:`Alert` is one row in ``alerts``; its history and notes are rows of their own, appended by
 :meth:`Tx.save` and never rewritten, so a loaded :class:`Alert` carries empty ``history`` and ``notes`` lists.
 
 Concurrency is optimistic: every alert row has a ``version``; :meth:`Tx.save` updates only the version it was
 given and raises :class:`Conflict` otherwise. On SQLite a write transaction starts with ``BEGIN IMMEDIATE``, so
-writers queue (up to the busy timeout) instead of failing half-way when another writer committed first.
+writers queue (up to the busy timeout) instead of failing half-way when another writer committed first. Async
+callers run store work through :meth:`AlertStore.call` (one worker thread per store), never on the event loop.
 
 This module is the write side and the store itself; the row types live in ``alerts._rows`` and the read-only
 queries in ``alerts._queries`` (both private: import the row types from here).
@@ -14,16 +16,19 @@ queries in ``alerts._queries`` (both private: import the row types from here).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import functools
 import json
 import logging
 from collections.abc import Callable, Collection, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
-from sqlalchemy import URL, Connection, Engine, create_engine, event, insert, or_, select, update
+from sqlalchemy import URL, Connection, Engine, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from alerts import _queries as q
@@ -43,11 +48,13 @@ from alerts._rows import (
     point_column,
     stored_alert,
 )
+from alerts.db import BUSY_TIMEOUT_MS, DEFAULT_STORE_URL, READ_ONLY_OPTION, SCHEMA_LOCK, create_tables, make_engine
 from alerts.lifecycle import Alert, AlertKey, Severity, State
 
 __all__ = [
     "ACT_RETRIES",
     "BUSY_TIMEOUT_MS",
+    "SCHEMA_LOCK",
     "AlertMeta",
     "AlertStore",
     "AuditRow",
@@ -65,8 +72,6 @@ log = logging.getLogger(__name__)
 R = TypeVar("R")
 
 ACT_RETRIES = 3
-BUSY_TIMEOUT_MS = 5000
-_WRITE_OPTION = "lifeline_write"  # execution option: this connection's transaction will write
 
 
 class Conflict(Exception):
@@ -173,6 +178,9 @@ class Tx:
         if done.rowcount == 0:
             self._conn.execute(insert(t.state_blobs).values(name=name, data=text))
 
+    def delete_state(self, name: str) -> None:
+        self._conn.execute(t.state_blobs.delete().where(t.state_blobs.c.name == name))
+
     def get_state(self, name: str) -> dict[str, object] | None:
         text = self._conn.execute(select(t.state_blobs.c.data).where(t.state_blobs.c.name == name)).scalar()
         return None if text is None else json_object(text, f"state blob {name!r}")
@@ -231,40 +239,23 @@ class Tx:
 # --- the store ----------------------------------------------------------------------------------
 
 
-def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
-    # The sqlite3 module would otherwise BEGIN only before DML, leaving SELECTs and DDL outside the transaction;
-    # _sqlite_on_begin issues BEGIN instead (SQLAlchemy's documented recipe for Python < 3.12).
-    dbapi_conn.isolation_level = None
-    cursor = dbapi_conn.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
-
-
-def _sqlite_on_begin(conn: Connection) -> None:
-    # A write transaction takes the write lock up front. A deferred one that read first and wants to write after
-    # another writer committed fails at once with SQLITE_BUSY (busy_timeout does not help); IMMEDIATE waits instead.
-    write = bool(conn.get_execution_options().get(_WRITE_OPTION))
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
-
-
-SCHEMA_LOCK = 0x11FE11E  # PostgreSQL advisory lock held while tables are created
-
-
 class AlertStore:
-    def __init__(self, url: str | URL) -> None:
-        """Open the store at a SQLAlchemy URL (e.g. ``sqlite:///var/alerts.db``) and create missing tables."""
-        self._engine: Engine = create_engine(url)
-        if self._engine.dialect.name == "sqlite":
-            event.listen(self._engine, "connect", _sqlite_on_connect)
-            event.listen(self._engine, "begin", _sqlite_on_begin)
+    def __init__(self, url: str | URL | Engine = DEFAULT_STORE_URL) -> None:
+        """Open the store at a SQLAlchemy URL (e.g. ``sqlite:///var/alerts.db``) or on an engine from
+        :func:`alerts.db.make_engine` (the API shares its own), and create missing tables."""
+        self._own_engine = not isinstance(url, Engine)
+        self._engine: Engine = make_engine(url) if not isinstance(url, Engine) else url
         self._healthy = True
-        with self._tx(write=True) as tx:
-            if self._engine.dialect.name == "postgresql":
-                # the rules service and the API may start together on an empty database: one creates, one waits
-                tx._conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK})")
-            t.metadata.create_all(tx._conn)
+        self._worker: ThreadPoolExecutor | None = None
+        create_tables(self._engine, t.metadata)
+
+    async def call(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> R:
+        """Run ``fn(*args, **kwargs)`` (store work) on this store's one worker thread and wait for it without
+        blocking the event loop: a SQLite writer may wait up to the busy timeout (5 s) for the lock, and MQTT
+        must go on meanwhile. One thread, so this process's store work runs in the order it was asked for."""
+        if self._worker is None:
+            self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alert-store")
+        return await asyncio.get_running_loop().run_in_executor(self._worker, functools.partial(fn, *args, **kwargs))
 
     @classmethod
     def sqlite(cls, path: Path) -> AlertStore:
@@ -273,13 +264,18 @@ class AlertStore:
         return cls(URL.create("sqlite", database=str(path)))
 
     def close(self) -> None:
-        self._engine.dispose()
+        """Finish the worker's queued work, then release the engine (unless it was handed in)."""
+        if self._worker is not None:
+            self._worker.shutdown(wait=True)
+            self._worker = None
+        if self._own_engine:
+            self._engine.dispose()
 
     def ping(self) -> bool:
         """Whether the database answers (for /healthz). Logs when that changes, not on every ping."""
         try:
             with self._engine.connect() as conn:
-                conn.execute(select(1))
+                conn.execution_options(**{READ_ONLY_OPTION: True}).execute(select(1))
         except SQLAlchemyError as err:
             if self._healthy:
                 log.warning("alert_store=unreachable error=%s", err)
@@ -293,8 +289,8 @@ class AlertStore:
     @contextmanager
     def _tx(self, *, write: bool) -> Iterator[Tx]:
         with self._engine.connect() as conn:
-            if write:
-                conn.execution_options(**{_WRITE_OPTION: True})
+            if not write:
+                conn.execution_options(**{READ_ONLY_OPTION: True})
             with conn.begin():
                 yield Tx(conn)
 

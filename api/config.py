@@ -8,6 +8,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, model_validator
 
+from alerts.db import DEFAULT_STORE_URL
 from device_profiles import ConfigError, field_error, read_yaml, validate
 from device_profiles._yaml import YamlDoc
 from telemetry.keys import KeyFileError, load_signing_key, load_verify_key
@@ -38,7 +39,7 @@ class InfluxReadConfig(_Strict):
 
 
 class StoreConfig(_Strict):
-    url: str = Field(default="sqlite:///var/api/lifeline.sqlite", description="SQLAlchemy URL of the alert store")
+    url: str = Field(default=DEFAULT_STORE_URL, description="SQLAlchemy URL of the alert store (the rules service's)")
 
 
 class HttpConfig(_Strict):

@@ -1,14 +1,15 @@
-"""The API's database: an engine on the store's URL and the API's own tables created in it."""
+"""The API's database: the alert store's engine (``alerts.db``, shared with the rules service) with the API's own
+tables created in it."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy import Engine
 
-from alerts.store import SCHEMA_LOCK
+from alerts.db import create_tables
+from alerts.db import make_engine as make_store_engine
 from api._tables import metadata
 
 Clock = Callable[[], int]  # epoch ms
@@ -19,21 +20,7 @@ def wall_ms() -> int:
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for ``url`` with the API's tables created. SQLite: shared between threads, waits on locks."""
-    if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-
-        @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn: object, _record: ConnectionPoolEntry) -> None:
-            cursor = dbapi_conn.cursor()  # type: ignore[attr-defined]
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA journal_mode=WAL")  # readers do not wait for the writer
-            cursor.close()
-
-    else:
-        engine = create_engine(url, pool_pre_ping=True)
-    with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":  # several services may create tables at once on an empty database
-            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK})")
-        metadata.create_all(conn)
+    """An engine for ``url`` (the alert store's settings, ``alerts.db.make_engine``) with the API's tables created."""
+    engine = make_store_engine(url)
+    create_tables(engine, metadata)
     return engine

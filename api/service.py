@@ -50,9 +50,9 @@ class ApiService:
             self.profiles.update(load_profiles(config.profile_paths))
         self.rules: list[Rule] = load_rules(config.rules.paths or [PACKS])
         prepare_sqlite_file(config.store.url)
-        self.store = store or AlertStore(config.store.url)
+        self.engine = make_engine(config.store.url)  # alerts.db's engine, the same settings as the rules service's
+        self.store = store or AlertStore(self.engine)
         self._own_store = store is None
-        self.engine = make_engine(config.store.url)
         auth = config.auth
         self.login_throttle = LoginThrottle(clock, **auth.login_throttle.model_dump())
         self.password_policy = PasswordPolicy.with_words(auth.password.min_length, auth.password.min_character_classes,

@@ -184,10 +184,10 @@ class _Windows:
             while not stop.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 5.0)
-                self.save()
+                await asyncio.to_thread(self.save)  # store work off the event loop
         finally:
             await self.scheduled.stop()
-            self.save()
+            await asyncio.to_thread(self.save)
             await self.query.aclose()
             await self.writer.aclose()
 

@@ -95,9 +95,9 @@ class RulesService:
                     next_tick = time.monotonic() + self.config.tick_s
                     await self._emit(self.engine.tick(int(self.clock() * 1000)))
                 if time.monotonic() - self._last_checkpoint >= self.config.checkpoint_s:
-                    self.checkpoint()
+                    await self.checkpoint()
         finally:
-            self.checkpoint()
+            await self.checkpoint()
             await self.consumer.stop()
 
     async def drain(self, limit: int = 5000) -> int:
@@ -114,7 +114,7 @@ class RulesService:
         self.counters.evaluate_seconds += time.perf_counter() - started
         await self._emit(out)
         if len(self._unacked) >= self.config.subscription.receive_maximum // 2:
-            self.checkpoint()  # hold no more than half the broker's window unacknowledged
+            await self.checkpoint()  # hold no more than half the broker's window unacknowledged
         return n
 
     def _evaluate(self, item: Incoming) -> list[Transition]:
@@ -154,12 +154,13 @@ class RulesService:
             self.counters.checkpoints += 1
             self._ack_all()
 
-    def checkpoint(self) -> None:
-        """Save the engine's state, then acknowledge what it has seen."""
+    async def checkpoint(self) -> None:
+        """Save the engine's state, then acknowledge what it has seen. The save runs off the event loop (a SQLite
+        write may wait seconds for the lock, and MQTT must go on meanwhile)."""
         self._last_checkpoint = time.monotonic()
         if not self._unacked and self.counters.checkpoints:
             return
-        self.state_store.put_state(STATE_NAME, self.engine.state())
+        await asyncio.to_thread(self.state_store.put_state, STATE_NAME, self.engine.state())
         self.counters.checkpoints += 1
         self._ack_all()
 

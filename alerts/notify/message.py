@@ -108,7 +108,7 @@ def render(
     """``(title, text)`` for a notification: ``what`` is the rule's title (or, for a flood, the audience).
 
     ``[CRITICAL] Combustible gas concentration raised at site s1 device gas-03: lel = 57 %LEL``; ``detail`` (e.g.
-    the alert book's reason) becomes a second line of the text."""
+    the alert's reason) becomes a second line of the text."""
     where = " ".join(p for p in (f"site {site}" if site else "", f"device {device}" if device else "") if p)
     at = f" at {where}" if where else ""
     reading = f": {point} = {format_value(value, unit)}" if point is not None and value is not None else ""

@@ -278,7 +278,7 @@ def test_a_notification_decided_before_a_crash_is_delivered_after_the_restart(
     second, store2 = manager(tmp_path, receivers, smtp_server, clock)
 
     async def restart() -> None:
-        assert second.resume() == 1
+        assert await second.resume() == 1
         await second.drain(5)
 
     asyncio.run(restart())
@@ -294,7 +294,7 @@ def test_a_notification_decided_before_a_crash_is_delivered_after_the_restart(
 
 
 async def restart_again(mgr: AlertManager) -> None:
-    assert mgr.resume() == 0
+    assert await mgr.resume() == 0
     await mgr.drain(5)
 
 
@@ -310,7 +310,7 @@ def test_after_a_restart_only_the_channels_that_missed_a_notification_get_it(
     second, store2 = manager(tmp_path, receivers, smtp_server, clock, routes=("hook", "duty"))
 
     async def restart() -> None:
-        second.resume()
+        await second.resume()
         await second.drain(5)
 
     asyncio.run(restart())

@@ -1,29 +1,37 @@
-"""AlertBook and its notification stages: one alert per key, suppression, chattering, flood, escalation,
-state export. Time is a parameter: every test moves the clock by hand."""
+"""The notification pipeline's stages (alerts.pipeline), as tables: one row a case. Time is a parameter: every test
+moves the clock by hand. Stage state goes into FakeStateTx, a FAKE of the store transaction's named-state methods
+(a dict); the same stages on the real store are in tests/integration/test_alert_pipeline.py."""
 
 from __future__ import annotations
 
-import json
+import re
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import pytest
 
 from alerts import (
     Action,
     Alert,
-    AlertBook,
     AlertKey,
     AlertsConfig,
+    Cause,
+    Change,
     ChatterConfig,
     EscalationLevel,
     EscalationPolicy,
+    FloodConfig,
     Kind,
     Notification,
+    Pipeline,
     Severity,
     State,
+    acknowledge,
     out_of_service,
+    raise_,
     shelve,
 )
+from alerts.pipeline import STAGE_ORDER, Chattering, Escalation, Flood, Suppression, chatter_name, flood_name
 
 T0 = 1_700_000_000_000
 S = 1000
@@ -31,42 +39,118 @@ MIN = 60 * S
 KEY = AlertKey("high_temp", "plant1", "boiler3", "t_out")
 
 
+@dataclass
+class FakeStateTx:
+    """FAKE: the named-state part of ``alerts.store.Tx``, in a dict."""
+
+    blobs: dict[str, dict[str, object]] = field(default_factory=dict)
+
+    def get_state(self, name: str) -> dict[str, object] | None:
+        return self.blobs.get(name)
+
+    def put_state(self, name: str, data: dict[str, object]) -> None:
+        self.blobs[name] = data
+
+    def delete_state(self, name: str) -> None:
+        self.blobs.pop(name, None)
+
+
+@dataclass
+class Run:
+    """Alerts by key (as rows would hold them), one pipeline, one fake transaction."""
+
+    pipeline: Pipeline = field(default_factory=Pipeline)
+    tx: FakeStateTx = field(default_factory=FakeStateTx)
+    alerts: dict[AlertKey, Alert] = field(default_factory=dict)
+    audience: Callable[[AlertKey], str] = lambda _key: "default"
+
+    def rule(self, key: AlertKey, severity: Severity | None, now: int, value: float = 1.0) -> list[Notification]:
+        alert = self.alerts.setdefault(key, Alert(key))
+        change = self.pipeline.on_rule(self.tx, alert, self.audience(key), severity, value, now)
+        return [] if change is None else change.out
+
+    def tick(self, now: int) -> list[Notification]:
+        tx, audience = self.tx, self.audience
+        return [n for a in self.alerts.values() for n in self.pipeline.on_tick(tx, a, audience(a.key), now).out]
+
+
 def _kinds(notes: list[Notification]) -> list[Kind]:
     return [n.kind for n in notes]
 
 
-def _by_site(alert: Alert) -> str:
-    return "ops" if alert.key.site == "plant1" else "maint"
-
-
-def test_one_alert_per_key_never_per_reading() -> None:
-    book = AlertBook()
+def _toggles(run: Run, key: AlertKey, count: int, start: int, step_ms: int) -> list[Kind]:
     out: list[Notification] = []
-    for i in range(50):
-        out += book.on_transition(KEY, Severity.HIGH, 80.0 + i, T0 + i * S, "t_out > 80")
-    assert list(book.alerts) == [KEY]
-    a = book.alerts[KEY]
-    assert (a.count, a.first_ms, a.last_ms, a.state) == (50, T0, T0 + 49 * S, State.ACTIVE_UNACK)
-    assert _kinds(out) == [Kind.RAISED]  # re-raises at the same severity say nothing new
+    for i in range(count):
+        out += run.rule(key, Severity.HIGH if i % 2 == 0 else None, start + i * step_ms)
+    return _kinds(out)
+
+
+def test_stages_run_in_the_documented_order() -> None:
+    kinds = [type(s) for s in Pipeline().stages]
+    assert kinds == [Suppression, Chattering, Flood, Escalation]
+    assert STAGE_ORDER == ("suppression", "chattering", "flood", "escalation")
+
+
+# --- the lifecycle step: a rule's transitions -----------------------------------------------------------------
+
+R, C, SEV, CHAT, FLOOD, ESC = Kind.RAISED, Kind.CLEARED, Kind.SEVERITY, Kind.CHATTERING, Kind.FLOOD, Kind.ESCALATION
+H, M, CR = Severity.HIGH, Severity.MEDIUM, Severity.CRITICAL
 
 
 @pytest.mark.parametrize(
     ("steps", "expected"),
     [
-        pytest.param([Severity.HIGH], [Kind.RAISED], id="raise"),
-        pytest.param([Severity.HIGH, None], [Kind.RAISED, Kind.CLEARED], id="raise-clear"),
+        pytest.param([H], [R], id="raise"),
+        pytest.param([H, None], [R, C], id="raise-then-clear"),
         pytest.param([None], [], id="clear-when-normal-ignored"),
-        pytest.param([Severity.HIGH, None, None], [Kind.RAISED, Kind.CLEARED], id="double-clear-ignored"),
-        pytest.param([Severity.MEDIUM, Severity.CRITICAL], [Kind.RAISED, Kind.SEVERITY], id="severity-change"),
-        pytest.param([Severity.HIGH, Severity.HIGH], [Kind.RAISED], id="reraise-silent"),
+        pytest.param([H, None, None], [R, C], id="double-clear-ignored"),
+        pytest.param([M, CR], [R, SEV], id="severity-change"),
+        pytest.param([H, H], [R], id="reraise-at-same-severity-silent"),
+        pytest.param([H] * 50, [R], id="fifty-readings-one-alert-one-notification"),
     ],
 )
 def test_rule_transitions_to_notifications(steps: list[Severity | None], expected: list[Kind]) -> None:
-    book = AlertBook()
+    run = Run()
     out: list[Notification] = []
     for i, sev in enumerate(steps):
-        out += book.on_transition(KEY, sev, 1.0, T0 + i * MIN)
+        out += run.rule(KEY, sev, T0 + i * MIN)
     assert _kinds(out) == expected
+    assert list(run.alerts) == [KEY]
+
+
+def test_a_clear_of_an_alert_that_is_not_active_changes_nothing() -> None:
+    alert = Alert(KEY)
+    assert Pipeline().on_rule(FakeStateTx(), alert, "default", None, 0.0, T0) is None
+    assert alert.history == []
+
+
+# --- suppression ----------------------------------------------------------------------------------------------
+
+
+def _active() -> Alert:
+    a = Alert(KEY)
+    raise_(a, Severity.HIGH, 1.0, T0)
+    return a
+
+
+@pytest.mark.parametrize(
+    ("suppress", "at", "why"),
+    [
+        pytest.param(lambda a: shelve(a, "ann", T0 + 10 * MIN, "calibration", T0), T0 + MIN, "shelved",
+                     id="shelved-holds"),
+        pytest.param(lambda a: shelve(a, "ann", T0 + 10 * MIN, "calibration", T0), T0 + 10 * MIN, None,
+                     id="shelf-at-its-end-no-longer-holds"),
+        pytest.param(lambda a: out_of_service(a, "tech", "maintenance", T0), T0 + MIN, "out_of_service",
+                     id="out-of-service-holds"),
+        pytest.param(lambda a: None, T0 + MIN, None, id="neither-passes"),
+    ],
+)
+def test_suppression_stage(suppress: Callable[[Alert], object], at: int, why: str | None) -> None:
+    alert = _active()
+    suppress(alert)
+    note = Notification(Kind.CLEARED, "default", at, KEY)
+    got = Suppression().run(Change(alert, "default", Cause.RULE, True, [note]), FakeStateTx(), at)
+    assert (got.suppressed, got.out) == (why, [] if why else [note])
 
 
 @pytest.mark.parametrize(
@@ -76,90 +160,164 @@ def test_rule_transitions_to_notifications(steps: list[Severity | None], expecte
         pytest.param(lambda a: out_of_service(a, "tech", "maintenance", T0), id="out-of-service"),
     ],
 )
-def test_suppressed_alert_tracks_state_but_notifies_nothing(suppress: Callable[[Alert], object]) -> None:
-    book = AlertBook()
-    book.on_transition(KEY, Severity.HIGH, 1.0, T0)
-    suppress(book.alerts[KEY])
-    assert book.on_transition(KEY, None, 0.0, T0 + MIN) == []
-    assert book.on_transition(KEY, Severity.HIGH, 1.0, T0 + 2 * MIN) == []
-    assert book.alerts[KEY].state is State.ACTIVE_UNACK
-    assert book.alerts[KEY].count == 2
+def test_a_suppressed_alert_tracks_state_but_notifies_nothing(suppress: Callable[[Alert], object]) -> None:
+    run = Run()
+    run.rule(KEY, H, T0)
+    suppress(run.alerts[KEY])
+    assert run.rule(KEY, None, T0 + MIN) == run.rule(KEY, H, T0 + 2 * MIN) == []
+    assert (run.alerts[KEY].state, run.alerts[KEY].count) == (State.ACTIVE_UNACK, 2)
 
 
-def test_shelf_expires_inside_the_book() -> None:
-    book = AlertBook()
-    book.on_transition(KEY, Severity.HIGH, 1.0, T0)
-    shelve(book.alerts[KEY], "ann", T0 + 10 * MIN, "calibration", T0)
-    assert book.on_transition(KEY, None, 0.0, T0 + 5 * MIN) == []
-    assert _kinds(book.on_transition(KEY, Severity.HIGH, 1.0, T0 + 10 * MIN)) == [Kind.RAISED]
-    assert book.alerts[KEY].history[-2].action is Action.SHELVE_EXPIRED
+def test_a_shelf_expires_in_the_pipeline() -> None:
+    run = Run()
+    run.rule(KEY, H, T0)
+    shelve(run.alerts[KEY], "ann", T0 + 10 * MIN, "calibration", T0)
+    assert run.rule(KEY, None, T0 + 5 * MIN) == []
+    assert _kinds(run.rule(KEY, H, T0 + 10 * MIN)) == [R]
+    assert run.alerts[KEY].history[-2].action is Action.SHELVE_EXPIRED
 
 
-def test_chattering_marks_holds_and_summarises_once() -> None:
-    """Default 5 toggles in 10 min: toggles 1..5 notify, the 6th gives one CHATTERING summary,
-    later toggles are held; after 10 quiet minutes notifications resume."""
-    book = AlertBook()
-    out: list[Notification] = []
-    for i in range(12):
-        sev = Severity.HIGH if i % 2 == 0 else None
-        out += book.on_transition(KEY, sev, 1.0, T0 + i * 20 * S)
-    assert _kinds(out) == [Kind.RAISED, Kind.CLEARED] * 2 + [Kind.RAISED, Kind.CHATTERING]
-    assert book.alerts[KEY].chattering
-    assert book.chatter[("high_temp", "plant1", "boiler3")].held == 7
-    # quiet for 10 minutes after the last toggle (at 220 s)
-    last = T0 + 11 * 20 * S
-    book.tick(last + 10 * MIN)
-    assert not book.alerts[KEY].chattering
-    assert _kinds(book.on_transition(KEY, Severity.HIGH, 1.0, last + 11 * MIN)) == [Kind.RAISED]
-    actions = [t.action for t in book.alerts[KEY].history]
-    assert actions.count(Action.CHATTERING) == 1
-    assert actions.count(Action.CHATTERING_END) == 1
+# --- chattering -----------------------------------------------------------------------------------------------
 
-
-def test_chattering_is_per_rule_and_device() -> None:
-    book = AlertBook(AlertsConfig(chatter=ChatterConfig(max_toggles=2)))
-    other = AlertKey("high_temp", "plant1", "boiler4", "t_out")
-    out: list[Notification] = []
-    for i in range(3):
-        out += book.on_transition(KEY, Severity.HIGH if i % 2 == 0 else None, 1.0, T0 + i * S)
-    assert _kinds(out) == [Kind.RAISED, Kind.CLEARED, Kind.CHATTERING]
-    assert _kinds(book.on_transition(other, Severity.HIGH, 1.0, T0 + 4 * S)) == [Kind.RAISED]
-
-
-def _key(n: int, site: str = "plant1") -> AlertKey:
-    return AlertKey("rule", site, f"dev{n}", None)
+OTHER_POINT = AlertKey("high_temp", "plant1", "boiler3", "p_out")
+OTHER_DEVICE = AlertKey("high_temp", "plant1", "boiler4", "t_out")
 
 
 @pytest.mark.parametrize(
-    ("new_alerts", "expected"),
+    ("max_toggles", "count", "expected", "held"),
     [
-        pytest.param(10, [Kind.RAISED] * 10, id="10-at-threshold-all-individual"),
-        pytest.param(11, [Kind.RAISED] * 10 + [Kind.FLOOD], id="11th-gives-flood-summary"),
-        pytest.param(15, [Kind.RAISED] * 10 + [Kind.FLOOD], id="more-are-held"),
+        pytest.param(5, 5, [R, C, R, C, R], None, id="5-toggles-at-the-limit-all-notify"),
+        pytest.param(5, 6, [R, C, R, C, R, CHAT], 1, id="6th-toggle-gives-one-summary"),
+        pytest.param(5, 12, [R, C, R, C, R, CHAT], 7, id="later-toggles-held-and-counted"),
+        pytest.param(2, 3, [R, C, CHAT], 1, id="lower-limit"),
     ],
 )
-def test_flood_per_audience(new_alerts: int, expected: list[Kind]) -> None:
-    book = AlertBook(audience_of=_by_site)
+def test_chattering_marks_holds_and_summarises_once(
+    max_toggles: int, count: int, expected: list[Kind], held: int | None
+) -> None:
+    run = Run(Pipeline(AlertsConfig(chatter=ChatterConfig(max_toggles=max_toggles))))
+    assert _toggles(run, KEY, count, T0, 20 * S) == expected
+    assert run.alerts[KEY].chattering is (held is not None)
+    blob = run.tx.blobs[chatter_name(KEY)]
+    assert blob["held"] == (held or 0)
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "second_count", "second_expected", "second_chattering"),
+    [
+        pytest.param(KEY, OTHER_DEVICE, 1, [R], False, id="other-device-not-held"),
+        pytest.param(KEY, OTHER_POINT, 1, [R], False, id="other-point-of-same-device-not-held"),
+        pytest.param(KEY, OTHER_POINT, 3, [R, C, CHAT], True, id="other-point-chatters-by-its-own-toggles"),
+    ],
+)
+def test_chattering_is_per_alert(
+    first: AlertKey, second: AlertKey, second_count: int, second_expected: list[Kind], second_chattering: bool
+) -> None:
+    run = Run(Pipeline(AlertsConfig(chatter=ChatterConfig(max_toggles=2))))
+    assert _toggles(run, first, 3, T0, S) == [R, C, CHAT]
+    assert _toggles(run, second, second_count, T0 + 4 * S, S) == second_expected
+    assert (run.alerts[first].chattering, run.alerts[second].chattering) == (True, second_chattering)
+
+
+@pytest.mark.parametrize(
+    ("config", "quiet_after_ms", "ended"),
+    [
+        pytest.param(ChatterConfig(), 10 * MIN - 1, False, id="not-yet-quiet"),
+        pytest.param(ChatterConfig(), 10 * MIN, True, id="quiet-for-quiet_s-ends"),
+        pytest.param(ChatterConfig(window_s=60, quiet_s=1800), 30 * MIN, True,
+                     id="quiet-longer-than-window-still-ends"),
+    ],
+)
+def test_chattering_ends_after_a_quiet_spell(config: ChatterConfig, quiet_after_ms: int, ended: bool) -> None:
+    run = Run(Pipeline(AlertsConfig(chatter=config)))
+    _toggles(run, KEY, 12, T0, 2 * S)
+    last = T0 + 11 * 2 * S
+    assert run.tick(last + quiet_after_ms) == []
+    assert run.alerts[KEY].chattering is not ended
+    if ended:
+        assert _kinds(run.rule(KEY, H, last + quiet_after_ms + MIN)) == [R]
+        actions = [t.action for t in run.alerts[KEY].history]
+        assert (actions.count(Action.CHATTERING), actions.count(Action.CHATTERING_END)) == (1, 1)
+
+
+def test_a_suppressed_alert_that_chatters_is_marked_but_sends_no_summary() -> None:
+    run = Run(Pipeline(AlertsConfig(chatter=ChatterConfig(max_toggles=2))))
+    run.rule(KEY, H, T0)
+    out_of_service(run.alerts[KEY], "tech", "repair", T0)
+    assert _toggles(run, KEY, 4, T0 + S, S) == []
+    assert run.alerts[KEY].chattering
+
+
+def test_a_quiet_alert_leaves_no_chatter_state_behind() -> None:
+    run = Run()
+    run.rule(KEY, H, T0)
+    run.rule(KEY, None, T0 + S)
+    assert chatter_name(KEY) in run.tx.blobs
+    run.rule(KEY, H, T0 + 11 * MIN)  # the first two toggles have left the window; this one is counted
+    assert run.tx.blobs[chatter_name(KEY)]["toggles"] == [T0 + 11 * MIN]
+    run.tick(T0 + 30 * MIN)  # every toggle out of the window, not chattering: the blob goes
+    assert chatter_name(KEY) not in run.tx.blobs
+
+
+# --- flood ----------------------------------------------------------------------------------------------------
+
+
+def _dev(n: int, site: str = "plant1") -> AlertKey:
+    return AlertKey("rule", site, f"dev{n}", None)
+
+
+def _by_site(key: AlertKey) -> str:
+    return "ops" if key.site == "plant1" else "maint"
+
+
+@pytest.mark.parametrize(
+    ("config", "new_alerts", "expected", "held"),
+    [
+        pytest.param(FloodConfig(), 10, [R] * 10, 0, id="10-at-threshold-all-individual"),
+        pytest.param(FloodConfig(), 11, [R] * 10 + [FLOOD], 1, id="11th-gives-flood-summary"),
+        pytest.param(FloodConfig(), 15, [R] * 10 + [FLOOD], 5, id="more-are-held-and-counted"),
+        pytest.param(FloodConfig(max_new=2), 4, [R, R, FLOOD], 2, id="lower-limit"),
+    ],
+)
+def test_flood_per_audience(config: FloodConfig, new_alerts: int, expected: list[Kind], held: int) -> None:
+    run = Run(Pipeline(AlertsConfig(flood=config)), audience=_by_site)
     out: list[Notification] = []
     for n in range(new_alerts):
-        out += book.on_transition(_key(n), Severity.HIGH, 1.0, T0 + n * 30 * S)  # all within 10 min
+        out += run.rule(_dev(n), H, T0 + n * 30 * S)  # all within 10 min
     assert _kinds(out) == expected
-    assert len(book.alerts) == new_alerts  # every alert exists, only the notifications are held
-    assert all(n.audience == "ops" for n in out)
+    assert len(run.alerts) == new_alerts  # every alert exists, only the notifications are held
+    assert {n.audience for n in out} == {"ops"}
+    assert run.tx.blobs[flood_name("ops")]["held"] == held
 
 
-def test_flood_leaves_other_audience_alone_and_ends_after_window() -> None:
-    book = AlertBook(audience_of=_by_site)
+@pytest.mark.parametrize(
+    ("key", "severity", "at_ms", "expected"),
+    [
+        pytest.param(_dev(99, "plant2"), H, S, [R], id="other-audience-not-held"),
+        pytest.param(_dev(50), H, 9 * MIN, [], id="new-alert-inside-the-flood-held"),
+        pytest.param(_dev(0), None, 9 * MIN, [C], id="clear-not-held"),
+        pytest.param(_dev(1), CR, 9 * MIN, [SEV], id="severity-change-not-held"),
+        pytest.param(_dev(51), H, 10 * MIN, [R], id="flood-ends-after-its-window"),
+    ],
+)
+def test_during_a_flood(key: AlertKey, severity: Severity | None, at_ms: int, expected: list[Kind]) -> None:
+    run = Run(audience=_by_site)
     for n in range(11):
-        book.on_transition(_key(n), Severity.HIGH, 1.0, T0 + n * S)
+        run.rule(_dev(n), H, T0 + n * S)
     flood_at = T0 + 10 * S
-    assert _kinds(book.on_transition(_key(99, "plant2"), Severity.HIGH, 1.0, flood_at + S)) == [Kind.RAISED]
-    assert book.on_transition(_key(50), Severity.HIGH, 1.0, flood_at + 9 * MIN) == []
-    # clears are not held by a flood
-    assert _kinds(book.on_transition(_key(0), None, 0.0, flood_at + 9 * MIN)) == [Kind.CLEARED]
-    assert book.flood["ops"].held == 2  # the 11th (covered by the summary) and _key(50)
-    assert _kinds(book.on_transition(_key(51), Severity.HIGH, 1.0, flood_at + 10 * MIN)) == [Kind.RAISED]
+    assert _kinds(run.rule(key, severity, flood_at + at_ms)) == expected
 
+
+def test_flood_state_outlives_the_pipeline_object() -> None:
+    """A restart is a new Pipeline on the same store: the flood is still on."""
+    run = Run(audience=_by_site)
+    for n in range(11):
+        run.rule(_dev(n), H, T0 + n * S)
+    again = Run(Pipeline(), run.tx, run.alerts, _by_site)
+    assert again.rule(_dev(40), H, T0 + 5 * MIN) == []
+
+
+# --- escalation -----------------------------------------------------------------------------------------------
 
 POLICY = EscalationPolicy(
     audience="default",
@@ -168,81 +326,69 @@ POLICY = EscalationPolicy(
 
 
 @pytest.mark.parametrize(
-    ("ack_at_min", "checks_s", "expected"),
+    ("ack_at_s", "checks_s", "expected"),
     [
         pytest.param(None, [299, 300, 301, 899, 900, 2000], [(300, 1, ("oncall",)), (900, 2, ("manager",))],
                      id="level1-at-5min-level2-at-15min-each-once"),
-        pytest.param(10, [300, 900, 2000], [(300, 1, ("oncall",))], id="none-after-ack"),
-        pytest.param(2, [300, 900], [], id="acked-before-level1"),
-        pytest.param(None, [1000, 1001], [(1000, 1, ("oncall",)), (1000, 2, ("manager",))], id="clock-jump-both-once"),
+        pytest.param(600, [300, 900, 2000], [(300, 1, ("oncall",))], id="none-after-ack"),
+        pytest.param(120, [300, 900], [], id="acked-before-level1"),
+        pytest.param(None, [1000, 1001], [(1000, 1, ("oncall",)), (1000, 2, ("manager",))],
+                     id="clock-jump-fires-both-once"),
     ],
 )
-def test_escalation_on_time(
-    ack_at_min: int | None, checks_s: list[int], expected: list[tuple[int, int, tuple[str, ...]]]
+def test_escalation_on_a_moved_clock(
+    ack_at_s: int | None, checks_s: list[int], expected: list[tuple[int, int, tuple[str, ...]]]
 ) -> None:
-    book = AlertBook(policies=[POLICY])
-    book.on_transition(KEY, Severity.HIGH, 1.0, T0)
+    run = Run(Pipeline(policies=[POLICY]))
+    run.rule(KEY, H, T0)
     got = []
     for s in checks_s:
-        if ack_at_min is not None and ack_at_min * MIN <= s * S and book.alerts[KEY].state is State.ACTIVE_UNACK:
-            book.acknowledge(KEY, "ann", T0 + ack_at_min * MIN)
-        got += [((n.ts_ms - T0) // S, n.level, n.targets) for n in book.tick(T0 + s * S)]
+        if ack_at_s is not None and ack_at_s <= s and run.alerts[KEY].state is State.ACTIVE_UNACK:
+            acknowledge(run.alerts[KEY], "ann", T0 + ack_at_s * S)
+        got += [((n.ts_ms - T0) // S, n.level, n.targets) for n in run.tick(T0 + s * S) if n.kind is ESC]
     assert got == expected
 
 
-def test_escalation_skips_shelved_and_other_audience() -> None:
-    book = AlertBook(audience_of=_by_site, policies=[POLICY.model_copy(update={"audience": "ops"})])
-    book.on_transition(_key(1), Severity.HIGH, 1.0, T0)
-    book.on_transition(_key(2, "plant2"), Severity.HIGH, 1.0, T0)
-    shelve(book.alerts[_key(1)], "ann", T0 + 60 * MIN, "known", T0)
-    assert book.due(T0 + 20 * MIN) == []
+@pytest.mark.parametrize(
+    ("key", "prepare", "expected_levels"),
+    [
+        pytest.param(_dev(1), lambda a: None, [1, 2], id="own-audience-escalates-past-both-levels"),
+        pytest.param(_dev(1), lambda a: shelve(a, "ann", T0 + 60 * MIN, "known", T0), [], id="shelved-does-not"),
+        pytest.param(_dev(1), lambda a: out_of_service(a, "tech", "repair", T0), [], id="out-of-service-does-not"),
+        pytest.param(_dev(2, "plant2"), lambda a: None, [], id="audience-without-policy-does-not"),
+    ],
+)
+def test_escalation_stage(key: AlertKey, prepare: Callable[[Alert], object], expected_levels: list[int]) -> None:
+    alert = Alert(key)
+    raise_(alert, H, 1.0, T0)
+    prepare(alert)
+    stage = Escalation([POLICY.model_copy(update={"audience": "ops"})])
+    change = Suppression().run(Change(alert, _by_site(key), Cause.TICK), FakeStateTx(), T0 + 20 * MIN)
+    got = stage.run(change, FakeStateTx(), T0 + 20 * MIN)
+    assert [n.level for n in got.out] == expected_levels
+    assert alert.escalation_level == (expected_levels[-1] if expected_levels else 0)
 
 
-def test_round_trip_keeps_state_and_raises_no_duplicate() -> None:
-    book = AlertBook(audience_of=_by_site, policies=[POLICY.model_copy(update={"audience": "ops"})])
-    keys = [_key(n) for n in range(12)]  # 12 new alerts: a flood is on
-    for i, k in enumerate(keys):
-        book.on_transition(k, Severity.HIGH, 1.0, T0 + i * S)
-    book.acknowledge(keys[0], "ann", T0 + MIN, "on it")
-    book.on_transition(keys[1], None, 0.0, T0 + MIN)
-    shelve(book.alerts[keys[2]], "ann", T0 + 60 * MIN, "calibration", T0 + MIN)
-    book.tick(T0 + 6 * MIN)  # level-1 escalations recorded
-
-    data = json.loads(json.dumps(book.to_dict()))
-    again = AlertBook.from_dict(data, audience_of=_by_site, policies=[POLICY.model_copy(update={"audience": "ops"})])
-    assert again.to_dict() == book.to_dict()
-    assert again.alerts[keys[0]].state is State.ACTIVE_ACK
-    assert again.alerts[keys[1]].state is State.CLEARED_UNACK
-    assert again.alerts[keys[2]].shelved
-
-    # a still-active alert re-raised after restart is the same alert, no new notification
-    assert again.on_transition(keys[3], Severity.HIGH, 2.0, T0 + 7 * MIN) == []
-    assert len(again.alerts) == 12
-    assert again.alerts[keys[3]].count == 2
-    # escalation level survives: level 1 does not fire again
-    assert [n.level for n in again.tick(T0 + 8 * MIN)] == []
-    # the flood survives: a new alert inside the window is still held
-    assert again.on_transition(_key(40), Severity.HIGH, 1.0, T0 + 8 * MIN) == []
+def test_escalation_does_not_fire_on_a_rule_change() -> None:
+    run = Run(Pipeline(policies=[POLICY]))
+    run.rule(KEY, M, T0)
+    assert _kinds(run.rule(KEY, CR, T0 + 20 * MIN)) == [SEV]
+    assert _kinds(run.tick(T0 + 20 * MIN)) == [ESC, ESC]
 
 
-def test_from_dict_rejects_bad_snapshot() -> None:
-    with pytest.raises(ValueError, match="version"):
-        AlertBook.from_dict({"version": 2, "alerts": [], "chatter": [], "flood": []})
+# --- the one save format --------------------------------------------------------------------------------------
 
 
-def test_operator_actions_through_the_book() -> None:
-    book = AlertBook()
-    book.on_transition(KEY, Severity.HIGH, 1.0, T0)
-    book.assign(KEY, "lead", "ann", T0 + 1)
-    book.add_note(KEY, "ann", "checking", T0 + 2)
-    book.shelve(KEY, "ann", T0 + MIN, "known issue", T0 + 3)
-    book.unshelve(KEY, "ann", T0 + 4)
-    book.out_of_service(KEY, "tech", "repair", T0 + 5)
-    book.return_to_service(KEY, "tech", T0 + 6)
-    book.acknowledge(KEY, "ann", T0 + 7)
-    assert [t.action for t in book.alerts[KEY].history] == [
-        Action.RAISE, Action.ASSIGN, Action.NOTE, Action.SHELVE, Action.UNSHELVE,
-        Action.OUT_OF_SERVICE, Action.RETURN_TO_SERVICE, Action.ACK,
-    ]
-    with pytest.raises(KeyError):
-        book.acknowledge(AlertKey("nope", "x", "y"), "ann", T0)
+@pytest.mark.parametrize(
+    ("name", "blob"),
+    [
+        pytest.param(chatter_name(KEY), {"version": 2}, id="chatter-unknown-version"),
+        pytest.param(chatter_name(KEY), {"toggles": "many"}, id="chatter-bad-field"),
+        pytest.param(flood_name("default"), {"version": 1, "surprise": 1}, id="flood-unknown-field"),
+    ],
+)
+def test_bad_stage_state_is_refused_naming_the_blob(name: str, blob: dict[str, object]) -> None:
+    run = Run()
+    run.tx.blobs[name] = blob
+    with pytest.raises(ValueError, match=re.escape(f"state blob {name!r}")):
+        run.rule(KEY, H, T0)  # a raise: chattering loads its blob, then flood loads the audience's
