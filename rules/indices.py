@@ -8,6 +8,10 @@ A mean that is not valid (GB 3095-2012 Table 4) counts as missing (§5.3: AQI, l
 from the others). Fields: ``aqi`` (absent when no indicator has an IAQI), ``level`` (1-6), ``category``
 (Chinese), ``category_en``, ``colour``, ``primary`` (comma-separated, empty when AQI <= 50), ``iaqi_<indicator>``,
 ``missing`` (comma-separated indicators), ``edition``.
+
+Daily water class (GB 3838-2002 §4 and Table 1): from the daily valid means of a ``water_quality`` station, with
+the station's device tags ``water_body`` (river | lake) and ``target_class`` (I-V), to ``water_quality_class_daily``
+(``water_class_line``); a station without a valid ``water_body`` tag is not classed (``StationTagError``).
 """
 
 from __future__ import annotations
@@ -17,7 +21,18 @@ from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 from rules._means import MAX_8H, Mean, Tags
-from rules.standards import AqiResult, daily_aqi, hourly_aqi
+from rules.standards import (
+    PARAMETERS,
+    AqiResult,
+    WaterBody,
+    WaterClass,
+    WaterResult,
+    WaterStation,
+    daily_aqi,
+    hourly_aqi,
+    misses_target,
+    water_class,
+)
 
 AIR = "air_quality"
 AQI_HOURLY = "air_quality_aqi_hourly"
@@ -63,3 +78,60 @@ def aqi_line(measurement: str, tags: Tags, result: AqiResult, ts_ms: int) -> str
     fields += [f"iaqi_{i.indicator.value}={float(i.value)!r}" for i in result.iaqi]
     tag_text = "".join(f",{_key(k)}={_key(v)}" for k, v in tags)
     return f"{measurement}{tag_text} {','.join(fields)} {int(ts_ms)}"
+
+
+# --- surface-water class (GB 3838-2002) ---------------------------------------------------------------------------
+WATER = "water_quality"
+WATER_CLASS_DAILY = "water_quality_class_daily"
+WATER_BODY_TAG, TARGET_TAG = "water_body", "target_class"
+_CLASS_NAMES = {c.label: c for c in WaterClass} | {c.name: c for c in WaterClass} | {str(int(c)): c for c in WaterClass}
+
+
+class StationTagError(ValueError):
+    """A water station's tags cannot say how to class it (names the tag, its value and what is allowed)."""
+
+
+def water_station(tags: Tags) -> WaterStation:
+    """The station's attributes from its device tags: ``water_body`` (river | lake; lakes and reservoirs) and
+    optionally ``target_class`` (I-V, 1-5, or 劣V). GB 3838-2002 Table 1 keeps rivers and lakes apart for TP."""
+    given = dict(tags)
+    body = given.get(WATER_BODY_TAG)
+    if body not in {b.value for b in WaterBody}:
+        where = f"site {given.get('site', '?')} device {given.get('device', '?')}"
+        raise StationTagError(f"{where}: tag {WATER_BODY_TAG}={body!r} must be river or lake (GB 3838-2002 "
+                              "Table 1 classes total phosphorus apart for lakes and reservoirs)")  # fmt: skip
+    target_text = given.get(TARGET_TAG)
+    target = None
+    if target_text is not None:
+        target = _CLASS_NAMES.get(target_text.strip().upper())
+        if target is None:
+            where = f"site {given.get('site', '?')} device {given.get('device', '?')}"
+            raise StationTagError(f"{where}: tag {TARGET_TAG}={target_text!r} is not a class (I, II, III, IV, V)")
+    return WaterStation(water_body=WaterBody(body), target_class=target)
+
+
+def daily_class(means: Mapping[str, Mean], station: WaterStation) -> WaterResult:
+    """The day's class from the daily valid means (GB 3838-2002 §4, the worst parameter decides); an invalid mean
+    is missing. Points with no GB 3838 class are left out."""
+    values = {p: m.value for p, m in means.items() if p in PARAMETERS and m.value is not None}
+    return water_class(values, station)
+
+
+def water_class_line(tags: Tags, result: WaterResult, station: WaterStation, ts_ms: int) -> str:
+    """One row of ``water_quality_class_daily``: ``class`` (1-6, 6 = 劣V), ``class_label``, ``deciding`` and
+    ``used`` (comma-separated points), ``class_<point>`` per classified parameter, and with a target:
+    ``target_class``, ``class_over_target`` (class - target; above 0: the target is missed) and ``target_missed``.
+    A day with no classed parameter stores ``used`` empty and no class."""
+    fields = [f"deciding={_text(','.join(result.deciding))}", f"used={_text(','.join(result.used))}",
+              f"water_body={_text(station.water_body.value)}"]  # fmt: skip
+    if result.water_class is not None:
+        fields += [f"class={float(result.water_class)!r}", f"class_label={_text(result.water_class.label)}",
+                   f"quality_en={_text(result.water_class.quality_en)}"]  # fmt: skip
+    fields += [f"class_{p.point}={float(p.water_class)!r}" for p in result.parameters]
+    if station.target_class is not None:
+        fields.append(f"target_class={float(station.target_class)!r}")
+        if result.water_class is not None:
+            fields.append(f"class_over_target={float(result.water_class - station.target_class)!r}")
+            fields.append(f"target_missed={str(bool(misses_target(result, station.target_class))).lower()}")
+    tag_text = "".join(f",{_key(k)}={_key(v)}" for k, v in tags)
+    return f"{WATER_CLASS_DAILY}{tag_text} {','.join(fields)} {int(ts_ms)}"

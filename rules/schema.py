@@ -160,6 +160,11 @@ class Window(_Strict):
         description="raw: the statistic of the stored samples; valid: the valid mean that rules.valid_means stored "
                     "(validity rules and rounding applied; an invalid period gives no verdict)",
     )  # fmt: skip
+    index: Literal["aqi", "class"] | None = Field(
+        None,
+        description="with source valid: read the derived index that rules.valid_means stores from the means "
+                    "(aqi: <measurement>_aqi_hourly / _daily, HJ 633; class: <measurement>_class_daily, GB 3838)",
+    )  # fmt: skip
     nodata: bool = False
     stat: Literal["mean", "max", "min", "count", "max_8h"] = Field(
         "mean", description="max_8h: the daily maximum 8-hour mean (O3), with source valid and period day only"
@@ -198,6 +203,8 @@ class Window(_Strict):
         _check_levels(self.direction, self.levels)
         if self.stat == "count" and "min_count" in self.model_fields_set:
             raise field_error("min_count does not apply to stat count", "min_count")
+        if self.index is not None and self.source != "valid":
+            raise field_error("a derived index is stored by rules.valid_means: give source: valid", "index")
         if self.source == "valid":
             self._check_valid_source()
         elif self.stat == "max_8h":
@@ -211,6 +218,10 @@ class Window(_Strict):
     def _check_valid_source(self) -> None:
         if self.stat not in ("mean", "max_8h"):
             raise field_error("a stored valid mean is read with stat mean or max_8h", "stat")
+        if self.index is not None and self.stat != "mean":
+            raise field_error("a derived index is read as stored: remove stat", "stat")
+        if self.index == "class" and self.period != "day":
+            raise field_error("the water class is a daily index: give period day", "period")
         if self.stat == "max_8h" and self.period != "day":
             raise field_error("the daily maximum 8-hour mean needs period day", "period")
         extra = sorted(self.model_fields_set & {"min_count", "exclude_uncertain"})

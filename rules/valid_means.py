@@ -26,8 +26,10 @@ from rules._means import (
     DAILY,
     HOURLY,
     MEANS_FILE,
+    Mean,
     MeansConfig,
     MeasurementMeans,
+    Tags,
     daily_means,
     hourly_means,
     line,
@@ -35,7 +37,19 @@ from rules._means import (
     stored_query,
 )
 from rules._windows import HOUR_MS, period_bounds
-from rules.indices import AIR, AQI_DAILY, AQI_HOURLY, aqi_line, daily_index, hourly_index
+from rules.indices import (
+    AIR,
+    AQI_DAILY,
+    AQI_HOURLY,
+    WATER,
+    StationTagError,
+    aqi_line,
+    daily_class,
+    daily_index,
+    hourly_index,
+    water_class_line,
+    water_station,
+)
 from telemetry.influx_query import QueryError, QueryUnavailableError, Series
 
 log = logging.getLogger(__name__)
@@ -91,6 +105,7 @@ class Counters:
     days: int = 0
     rows: int = 0
     invalid: int = 0  # point means stored as invalid
+    unclassed: int = 0  # water station days not classed: the station's tags do not say how (logged)
 
 
 class ValidMeans:
@@ -104,6 +119,7 @@ class ValidMeans:
         self.last_hour: int | None = None
         self.last_day: int | None = None
         self.counters = Counters()
+        self._unclassed: set[Tags] = set()
 
     # --- persistence -------------------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -179,12 +195,25 @@ class ValidMeans:
                 self.counters.invalid += sum(1 for m in means.values() if not m.valid)
                 if spec.measurement == AIR:  # the daily AQI (24-h means, O3 daily maximum 8-h mean)
                     lines.append(aqi_line(AQI_DAILY, tags, daily_index(means, start), start))
+                if spec.measurement == WATER:  # the day's GB 3838-2002 class from the daily means
+                    lines += self._water_class(tags, means, start)
         await self.writer.write(lines)
         self.last_day = max(self.last_day or end_ms, end_ms)
         self.counters.days += 1
         self.counters.rows += len(lines)
         log.info("valid daily means stored period_start=%d rows=%d", start, len(lines))
         return len(lines)
+
+    def _water_class(self, tags: Tags, means: dict[str, Mean], start: int) -> list[str]:
+        try:
+            station = water_station(tags)
+        except StationTagError as exc:
+            self.counters.unclassed += 1
+            if tags not in self._unclassed:  # logged once per station; counted every day
+                self._unclassed.add(tags)
+                log.warning("water class not computed: %s", exc)
+            return []
+        return [water_class_line(tags, daily_class(means, station), station, start)]
 
 
 def _hourly_fields(spec: MeasurementMeans) -> list[str]:
