@@ -73,7 +73,7 @@ def env(shared_influxdb: Influxd, tmp_path: Path) -> Iterator[Env]:
     api.stop()
 
 
-def _get(env: Env, user: str, path: str, **params: object) -> httpx.Response:
+def _get(env: Env, user: str, path: str, **params: str | int) -> httpx.Response:
     return env.api.client.get(path, params=params, headers=login(env.api.client, user))
 
 
