@@ -145,6 +145,22 @@ class Offline(_Strict):
     for_s: Seconds = 0.0
 
 
+class Noise(_Strict):
+    """Environmental noise against the GB 3096-2008 Table 1 limit of the device's functional zone (the device tag
+    ``zone_tag``: 0, 1, 2, 3, 4a, 4b) for the local day or night (§3: day 06:00-22:00); with ``lmax_point``, at
+    night also the §5.4 maximum-level rule (limit + 15 dB(A)). A level equal to the limit meets it. A device without
+    a valid zone tag gets no verdict (logged once).
+
+    The limit is for an equivalent level (Leq), so the rule judges the energy mean of the point's samples over the
+    last ``window_s`` (10·lg of the mean of 10^(L/10)), not single readings; the day/night assessment over whole
+    periods (Ld, Ln) is a report, not this alarm."""
+
+    point: PointName = "noise_laeq"
+    window_s: float = Field(300.0, gt=0, le=3600, description="the Leq is taken over this many seconds")
+    zone_tag: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")] = "noise_zone"
+    lmax_point: PointName | None = None
+
+
 class Window(_Strict):
     """A statistic of one point over a calendar period (read from InfluxDB once the period is over) against levels.
 
@@ -235,7 +251,7 @@ class Window(_Strict):
 
 
 KINDS = ("threshold", "rate", "state", "all", "any", "bad_quality", "frozen", "deadman", "offline", "window",
-         "deviation")  # fmt: skip
+         "deviation", "noise")  # fmt: skip
 
 
 class Rule(_Strict):
@@ -259,6 +275,7 @@ class Rule(_Strict):
     deadman: Deadman | None = None
     offline: Offline | None = None
     deviation: Deviation | None = None
+    noise: Noise | None = None
     window: Window | None = None
 
     @property
