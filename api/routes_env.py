@@ -363,3 +363,72 @@ async def device_means(site: SiteId, device: DeviceId, who: EnvReader, svc: Serv
         limits += _water_limits(tags)
     return MeansOut(site=site, device=device, measurement=s.name, profile=profile_name, period=period,
                     start_ms=start, end_ms=end, rows=sorted(rows, key=lambda r: r.time_ms), limits=limits)  # fmt: skip
+
+
+# --- a site's newest indices (one row per station) ----------------------------------------------------------------
+class SiteAqiOut(BaseModel):
+    site: str
+    device: str
+    period_start_ms: int
+    period: Period
+    aqi: float | None  # None: no indicator had a valid mean (shown as NA)
+    level: float | None
+    category: str | None  # Chinese (HJ 633 Table 1)
+    category_en: str | None
+    colour: str | None
+    primary: list[str]  # empty when AQI <= 50
+    missing: list[str]
+    edition: str
+    iaqi: dict[str, float]
+
+
+class WaterOut(BaseModel):
+    site: str
+    device: str
+    day_start_ms: int
+    water_class: float  # 1-5, 6 = worse than V
+    deciding: list[str]
+    target_missed: bool | None  # None: the station has no target class
+    means: dict[str, float]
+
+
+@router.get("/api/sites/{site}/aqi", tags=["environment"])
+async def site_aqi(site: SiteId, who: EnvReader, svc: Service, period: PeriodQuery = "hour") -> list[SiteAqiOut]:
+    """The newest AQI of each air station of ``site`` (hourly or daily)."""
+    check_site(svc, who, site)
+    measurement = AQI_HOURLY if period == "hour" else AQI_DAILY
+    q = (f"SELECT * FROM {_source(svc, measurement)} WHERE \"site\" = {quote_string(site)} "
+         'GROUP BY "device" ORDER BY time DESC LIMIT 1')  # fmt: skip
+    out = []
+    for tags, row in _rows(await _read(svc, q), None):
+        out.append(SiteAqiOut(
+            site=site, device=tags.get("device", ""), period_start_ms=int(_num(row.get("time")) or 0), period=period,
+            aqi=_num(row.get("aqi")), level=_num(row.get("level")), category=_text(row.get("category")),
+            category_en=_text(row.get("category_en")), colour=_text(row.get("colour")),
+            primary=_names(row.get("primary")), missing=_names(row.get("missing")), edition=str(row.get("edition")),
+            iaqi={k.removeprefix("iaqi_"): n for k, v in row.items()
+                  if k.startswith("iaqi_") and (n := _num(v)) is not None},
+        ))  # fmt: skip
+    return sorted(out, key=lambda a: a.device)
+
+
+@router.get("/api/sites/{site}/water-class", tags=["environment"])
+async def site_water_class(site: SiteId, who: EnvReader, svc: Service) -> list[WaterOut]:
+    """The newest daily class of each water-quality station of ``site``, its deciding parameters, target and the
+    day's means (``/api/env/water/classes`` for a range, with every parameter's class)."""
+    check_site(svc, who, site)
+    newest = (f'SELECT * FROM {_source(svc, WATER_CLASS_DAILY)} WHERE "site" = {quote_string(site)} AND "class" > 0 '
+              'GROUP BY "device" ORDER BY time DESC LIMIT 1')  # fmt: skip
+    out = []
+    for tags, row in _rows(await _read(svc, newest), None):
+        day = int(_num(row.get("time")) or 0)
+        q = (f"SELECT * FROM {_source(svc, 'water_quality_daily')} WHERE time = {day}ms AND "
+             f'"site" = {quote_string(site)} AND "device" = {quote_string(tags.get("device", ""))}')  # fmt: skip
+        means_rows = [r for _, r in _rows(await _read(svc, q), None)]
+        means = {k: n for k, v in (means_rows[0] if means_rows else {}).items()
+                 if k in PARAMETERS and (n := _num(v)) is not None}  # fmt: skip
+        missed = row.get("target_missed")
+        out.append(WaterOut(site=site, device=tags.get("device", ""), day_start_ms=day,
+                            water_class=_num(row.get("class")) or 0.0, deciding=_names(row.get("deciding")),
+                            target_missed=missed if isinstance(missed, bool) else None, means=means))  # fmt: skip
+    return sorted(out, key=lambda w: w.device)

@@ -20,10 +20,11 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
-from rules._means import MAX_8H, Mean, Tags
+from rules._means import COUNT_SUFFIX, MAX_8H, Mean, Tags
 from rules.standards import (
     PARAMETERS,
     AqiResult,
+    NoiseZone,
     WaterBody,
     WaterClass,
     WaterResult,
@@ -31,10 +32,12 @@ from rules.standards import (
     daily_aqi,
     hourly_aqi,
     misses_target,
+    noise_verdict,
     water_class,
 )
 
 AIR = "air_quality"
+NOISE = "noise"
 AQI_HOURLY = "air_quality_aqi_hourly"
 AQI_DAILY = "air_quality_aqi_daily"
 TZ = ZoneInfo("Asia/Shanghai")
@@ -135,3 +138,19 @@ def water_class_line(tags: Tags, result: WaterResult, station: WaterStation, ts_
             fields.append(f"target_missed={str(bool(misses_target(result, station.target_class))).lower()}")
     tag_text = "".join(f",{_key(k)}={_key(v)}" for k, v in tags)
     return f"{WATER_CLASS_DAILY}{tag_text} {','.join(fields)} {int(ts_ms)}"
+def noise_fields(means: Mapping[str, Mean], tags: Tags, start_ms: int) -> str:
+    """The hour's verdict of a noise meter (GB 3096-2008 Table 1: its zone's limit by day, 06:00-22:00, or by
+    night) as extra fields of its ``noise_hourly`` row: ``noise_limit_db`` and ``noise_exceeded`` (1/0, with
+    ``.n``), for a window rule (``source: valid``). The zone is the device tag ``noise_zone``; empty without one or
+    without a valid hourly level."""
+    zone = dict(tags).get("noise_zone")
+    laeq = means.get("noise_laeq")
+    if zone is None or laeq is None or laeq.value is None:
+        return ""
+    if zone not in {z.value for z in NoiseZone}:  # a bad tag must not stop the job for every other source
+        raise StationTagError(f"site {dict(tags).get('site', '?')} device {dict(tags).get('device', '?')}: tag "
+                              f"noise_zone={zone!r} is not a GB 3096-2008 zone (0, 1, 2, 3, 4a, 4b)")  # fmt: skip
+    hour = datetime.fromtimestamp(start_ms / 1000, UTC).astimezone(TZ)
+    verdict = noise_verdict(NoiseZone(zone), hour, laeq.value)
+    return (f"noise_limit_db={float(verdict.limit_db)!r},noise_exceeded={1.0 if verdict.exceeded else 0.0},"
+            f"noise_exceeded{COUNT_SUFFIX}={laeq.count}i")

@@ -41,12 +41,14 @@ from rules.indices import (
     AIR,
     AQI_DAILY,
     AQI_HOURLY,
+    NOISE,
     WATER,
     StationTagError,
     aqi_line,
     daily_class,
     daily_index,
     hourly_index,
+    noise_fields,
     water_class_line,
     water_station,
 )
@@ -105,7 +107,7 @@ class Counters:
     days: int = 0
     rows: int = 0
     invalid: int = 0  # point means stored as invalid
-    unclassed: int = 0  # water station days not classed: the station's tags do not say how (logged)
+    unclassed: int = 0  # water days or noise hours not judged: the device's tags do not say how (logged)
 
 
 class ValidMeans:
@@ -170,7 +172,11 @@ class ValidMeans:
             for tags, means in hourly_means(spec, series).items():
                 if all(m.count == 0 for m in means.values()):
                     continue  # a source that sent none of these points this hour
-                lines.append(line(spec.measurement + HOURLY, tags, means, start))
+                row = line(spec.measurement + HOURLY, tags, means, start)
+                if spec.measurement == NOISE and (extra := self._noise(means, tags, start)):  # the zone's limit
+                    head, stamp = row.rsplit(" ", 1)
+                    row = f"{head},{extra} {stamp}"
+                lines.append(row)
                 self.counters.invalid += sum(1 for m in means.values() if not m.valid)
                 if spec.measurement == AIR:  # the hourly AQI of the station, from the same valid means
                     lines.append(aqi_line(AQI_HOURLY, tags, hourly_index(means, start), start))
@@ -203,6 +209,16 @@ class ValidMeans:
         self.counters.rows += len(lines)
         log.info("valid daily means stored period_start=%d rows=%d", start, len(lines))
         return len(lines)
+
+    def _noise(self, means: dict[str, Mean], tags: Tags, start: int) -> str:
+        try:
+            return noise_fields(means, tags, start)
+        except StationTagError as exc:
+            self.counters.unclassed += 1
+            if tags not in self._unclassed:
+                self._unclassed.add(tags)
+                log.warning("noise verdict not computed: %s", exc)
+            return ""
 
     def _water_class(self, tags: Tags, means: dict[str, Mean], start: int) -> list[str]:
         try:

@@ -286,3 +286,28 @@ def test_healthz_all_up(env: Env) -> None:
     r = env.api.client.get("/healthz")
     assert r.status_code == 200, r.text
     assert r.json() == {"broker": "ok", "influxdb": "ok", "store": "ok"}
+
+
+def test_the_environment_indices_are_served_within_the_users_areas(env: Env) -> None:
+    t = env.t0
+    _write(env.influx, env.database, [
+        f'air_quality_aqi_hourly,site={SITE},device=air-01 aqi=142.0,level=3.0,category="轻度污染",'
+        f'category_en="Lightly polluted",colour="orange",primary="pm25_1h",missing="",edition="HJ 633-2026",'
+        f"iaqi_pm25_1h=142.0,iaqi_so2_1h=6.0 {t}",
+        f'water_quality_class_daily,site={SITE},device=wq-01,target_class=4,water_body=river class=5.0,'
+        f'class_label="V",deciding="nh3_n",used="ph,nh3_n",target_class=4.0,class_over_target=1.0,'
+        f"target_missed=true {t}",
+        f"water_quality_daily,site={SITE},device=wq-01,target_class=4,water_body=river nh3_n=1.8,nh3_n.n=24i,"
+        f"ph=7.4,ph.n=24i {t}",
+    ])  # fmt: skip
+    officer = login(env.api.client, "env-north")
+    (aqi,) = env.api.client.get(f"/api/sites/{SITE}/aqi", headers=officer).json()
+    assert (aqi["device"], aqi["aqi"], aqi["level"], aqi["category"], aqi["primary"]) == (
+        "air-01", 142.0, 3.0, "轻度污染", ["pm25_1h"])  # fmt: skip
+    assert aqi["iaqi"] == {"pm25_1h": 142.0, "so2_1h": 6.0}
+    (water,) = env.api.client.get(f"/api/sites/{SITE}/water-class", headers=officer).json()
+    assert (water["device"], water["water_class"], water["deciding"], water["target_missed"]) == (
+        "wq-01", 5.0, ["nh3_n"], True)  # fmt: skip
+    assert water["means"] == {"nh3_n": 1.8, "ph": 7.4}
+    outside = login(env.api.client, "op-south")  # north-env is not in the south area
+    assert env.api.client.get(f"/api/sites/{SITE}/aqi", headers=outside).status_code == 403

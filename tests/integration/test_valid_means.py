@@ -184,3 +184,62 @@ def test_the_hourly_aqi_is_stored_from_the_valid_means(db: Db) -> None:
     assert row["category"] == expected.level.category_zh
     assert row["edition"] == "HJ 633-2026"  # 2026-03-02: the new edition is in force
     assert "aqi" not in {k for k, v in stored["a2"].items() if v is not None}  # every indicator missing: no AQI
+
+
+def wq(device: str, ts: int, fields: str) -> str:
+    return (f"water_quality,site=river,device={device},profile=water_quality_station,domain=environment,"
+            f"target_class=4,water_body=river {fields} {ts}")  # fmt: skip
+
+
+def test_the_daily_water_class_is_stored_and_a_missed_target_raises(db: Db) -> None:
+    good = "ph=7.4,do=6.2,codmn=4.8,cod=16,nh3_n=0.42,tp=0.12,tn=1.3"  # class III at worst (GB 3838 Table 1)
+    poor = "ph=7.4,do=6.2,codmn=4.8,cod=16,nh3_n=1.8,tp=0.12,tn=1.3"  # NH3-N 1.8: class V (IV <= 1.5 < 1.8 <= 2.0)
+    lines = []
+    for hour in range(6):
+        start = DAY + hour * HOUR
+        lines += [wq("w-good", start + i * MINUTE, good) for i in range(0, 60, 10)]
+        lines += [wq("w-poor", start + i * MINUTE, poor) for i in range(0, 60, 10)]
+    db.write(lines)
+    rule = RULES["water.class.target"]
+    sink = Sink()
+
+    async def main(q: InfluxQuery, w: InfluxWriter) -> tuple[list[Transition], list[Series]]:
+        means = ValidMeans(only("water_quality"), q, w)
+        for hour in range(1, 7):
+            await means.run_hour(DAY + hour * HOUR)
+        await means.run_day(DAY + 24 * HOUR)
+        stored = await q.query('SELECT * FROM "water_quality_class_daily" GROUP BY "device"')
+        sched = ScheduledRules(WindowEvaluator([rule], q), sink)
+        return await sched.run_due(DAY + 24 * HOUR + 4_000_000), stored
+
+    got, stored = db.run(main)
+    rows = {s.tags["device"]: s.rows()[0] for s in stored}
+    assert (rows["w-poor"]["class"], rows["w-poor"]["deciding"], rows["w-poor"]["target_missed"]) == (5.0, "nh3_n",
+                                                                                                     True)  # fmt: skip
+    assert (rows["w-good"]["class"], rows["w-good"]["target_missed"]) == (3.0, False)
+    assert [(t.rule, t.device, t.severity) for t in got] == [("water.class.target", "w-poor", "warning")]
+
+
+def noise(device: str, zone: str, ts: int, laeq: float) -> str:
+    return (f"noise,site=city,device={device},profile=noise_meter,domain=environment,noise_zone={zone} "
+            f"noise_laeq={laeq} {ts}")  # fmt: skip
+
+
+def test_noise_is_judged_against_its_zones_day_or_night_limit(db: Db) -> None:
+    night = local("2026-03-02T23:00:00")  # 23:00-24:00: night (GB 3096-2008: 22:00-06:00)
+    db.write([noise("n-2", "2", night + i * MINUTE, 52.0) for i in range(60)]  # zone 2 night limit 50: exceeded
+             + [noise("n-4a", "4a", night + i * MINUTE, 52.0) for i in range(60)])  # zone 4a night 55: meets it
+    rule = RULES["noise.zone_limit"]
+    sink = Sink()
+
+    async def main(q: InfluxQuery, w: InfluxWriter) -> tuple[list[Transition], list[Series]]:
+        await ValidMeans(only("noise"), q, w).run_hour(night + HOUR)
+        stored = await q.query('SELECT * FROM "noise_hourly" GROUP BY "device"')
+        got = await ScheduledRules(WindowEvaluator([rule], q), sink).run_due(night + HOUR + 400_000)
+        return got, stored
+
+    got, stored = db.run(main)
+    rows = {s.tags["device"]: s.rows()[0] for s in stored}
+    assert (rows["n-2"]["noise_limit_db"], rows["n-2"]["noise_exceeded"]) == (50.0, 1.0)
+    assert (rows["n-4a"]["noise_limit_db"], rows["n-4a"]["noise_exceeded"]) == (55.0, 0.0)
+    assert [(t.rule, t.device) for t in got] == [("noise.zone_limit", "n-2")]
