@@ -159,3 +159,23 @@ def test_an_hourly_aqi_above_200_raises_for_the_environment(db: Db) -> None:
     got = {t.device: t for t in db.run(main)}
     assert {d: t.severity for d, t in got.items()} == {"a1": "warning", "a3": "critical"}
     assert got["a1"].value == 231.0
+
+
+def test_a_bad_noise_zone_tag_is_logged_and_does_not_stop_the_job(db: Db) -> None:
+    h = local("2026-03-02T23:00:00")  # night: zone 2 limit 50 dB(A)
+    row = "noise,site=city,device={},profile=noise_meter,noise_zone={} noise_laeq=52 {}"
+    db.write([row.format("n-ok", "2", h + i * 60_000) for i in range(60)]
+             + [row.format("n-bad", "5", h + i * 60_000) for i in range(60)])  # fmt: skip
+    config = MeansConfig(measurements=[m for m in load_means_config().measurements if m.measurement == "noise"])
+
+    async def main(q: InfluxQuery, w: InfluxWriter) -> tuple[ValidMeans, list[Series]]:
+        job = ValidMeans(config, q, w)
+        await job.run_hour(h + HOUR)
+        return job, await q.query('SELECT * FROM "noise_hourly" GROUP BY "device"')
+
+    job, stored = db.run(main)
+    rows = {s.tags["device"]: s.rows()[0] for s in stored}
+    assert (rows["n-ok"]["noise_limit_db"], rows["n-ok"]["noise_exceeded"]) == (50.0, 1.0)
+    assert rows["n-bad"]["noise_laeq"] == 52.0  # its level is stored, without a verdict
+    assert rows["n-bad"]["noise_exceeded"] is None
+    assert job.counters.unclassed == 1
