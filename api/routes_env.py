@@ -1,27 +1,376 @@
-"""The environment bureau's indices, as the rules service stores them: the air quality index of each air station
-(hourly and daily, HJ 633-2012/2026) and the daily class of each surface-water station (GB 3838-2002) with its
-target. Read-only, for every role, within the user's areas."""
+"""The environment bureau's indices: the latest and hourly AQI of the air stations (HJ 633, stored by
+rules.valid_means as ``air_quality_aqi_hourly`` / ``_daily``), the daily water class of the water stations (GB 3838,
+``water_quality_class_daily``), and a device's stored valid hourly and daily means with the limits that apply to it.
+
+For the environment officer (scoped to their areas, like every route) and the admin; other roles get 403.
+Everything is read from InfluxDB with the API's reader (telemetry.influx_query): an unreachable InfluxDB is a 503,
+a refused query a 502.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from collections.abc import Iterable
+from functools import cache
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 
-from api.deps import Reader, Service, SiteId, check_site
-from api.routes_data import _influx
-from telemetry.influx_query import Series, quote_ident, quote_string
+from api.auth import Principal, Role
+from api.deps import ID_PATTERN, MAX_MS, DeviceId, Service, SiteId, Who, check_site, error, visible_sites
+from api.service import ApiService
+from rules._means import COUNT_SUFFIX, REASON_SUFFIX
+from rules.indices import (
+    AQI_DAILY,
+    AQI_HOURLY,
+    TARGET_TAG,
+    WATER_BODY_TAG,
+    WATER_CLASS_DAILY,
+    StationTagError,
+    water_station,
+)
+from rules.schema import Rule
+from rules.standards import PARAMETERS, WaterBody, WaterClass
+from rules.valid_means import load_means_config
+from telemetry.influx_query import QueryError, QueryUnavailableError, Series, quote_ident, quote_string
 
 router = APIRouter()
-MEASUREMENTS = {"hour": "air_quality_aqi_hourly", "day": "air_quality_aqi_daily"}
+
+DAY_MS = 86_400_000
+ENV_ROLES = frozenset({Role.ENVIRONMENT_OFFICER, Role.ADMIN})
+MAX_ROWS = 10_000
+Period = Literal["hour", "day"]
+
+
+def env_reader(who: Who) -> Principal:
+    if who.role not in ENV_ROLES:
+        raise error(403, f"role {who.role.value} may not read the environment indices (environment_officer, admin)")
+    return who
+
+
+EnvReader = Annotated[Principal, Depends(env_reader)]
+SiteQuery = Annotated[str | None, Query(pattern=ID_PATTERN, description="one site; default: every site you see")]
+StartMs = Annotated[int | None, Query(ge=0, le=MAX_MS, description="default: end_ms - 24 h (hourly), - 7 d (daily)")]
+EndMs = Annotated[int | None, Query(ge=1, le=MAX_MS, description="default: now")]
+PeriodQuery = Annotated[Period, Query(description="hourly or daily values")]
 
 
 class AqiOut(BaseModel):
     site: str
     device: str
+    period: Period
+    time_ms: int  # the period's start
+    aqi: float | None  # None: no indicator had a valid mean
+    level: int | None  # 1-6 (HJ 633 Table 2)
+    category_zh: str | None
+    category_en: str | None
+    colour: str | None
+    primary: list[str]  # empty when AQI <= 50
+    iaqi: dict[str, float]
+    missing: list[str]
+    edition: str | None  # HJ 633-2012 or HJ 633-2026, by the period's date
+
+
+class AqiHistoryOut(BaseModel):
+    site: str
+    device: str
+    period: Period
+    start_ms: int
+    end_ms: int
+    points: list[AqiOut]
+
+
+class WaterClassOut(BaseModel):
+    site: str
+    device: str
+    time_ms: int  # the day's start (00:00 Asia/Shanghai)
+    water_body: str | None
+    water_class: int | None  # 1-5, 6 = worse than V (劣V); None: no parameter had a valid daily mean
+    label: str | None  # I .. V, 劣V
+    quality_en: str | None
+    deciding: list[str]  # the parameters at the station's class
+    deciding_values: dict[str, float]  # their daily means
+    used: list[str]  # the parameters that took part
+    parameters: dict[str, int]  # every classified parameter's class
+    target_class: int | None
+    target_label: str | None
+    target_missed: bool | None
+
+
+class LimitOut(BaseModel):
+    point: str
+    value: float
+    direction: Literal["high", "low"]
+    strict: bool  # True: a mean equal to the value complies
+    severity: str | None
+    source: str  # the rule id, or the standard
+    title: str
+    stat: str  # mean, max_8h, ...
+
+
+class MeanRow(BaseModel):
+    time_ms: int
+    values: dict[str, float]
+    counts: dict[str, int]
+    invalid: dict[str, str]  # point: why its period has no valid mean
+
+
+class MeansOut(BaseModel):
+    site: str
+    device: str
+    measurement: str
+    profile: str | None
+    period: Period
+    start_ms: int
+    end_ms: int
+    rows: list[MeanRow]
+    limits: list[LimitOut]
+
+
+# --- reading ----------------------------------------------------------------------------------------------------
+async def _read(svc: ApiService, influxql: str) -> list[Series]:
+    try:
+        return await svc.influx.query(influxql)
+    except QueryUnavailableError as exc:
+        raise error(503, f"InfluxDB is not reachable: {exc.message}") from exc
+    except QueryError as exc:
+        raise error(502, f"InfluxDB refused the query: {exc.message}") from exc
+
+
+def _source(svc: ApiService, measurement: str) -> str:
+    rp = svc.influx.retention_policy
+    return (f"{quote_ident(rp)}." if rp else "") + quote_ident(measurement)
+
+
+def _range(svc: ApiService, start_ms: int | None, end_ms: int | None, default_ms: int) -> tuple[int, int]:
+    end = end_ms if end_ms is not None else svc.clock()
+    start = start_ms if start_ms is not None else max(0, end - default_ms)
+    if end <= start:
+        raise error(422, "end_ms must be after start_ms", "end_ms")
+    days = svc.config.history.max_range_days
+    if end - start > days * DAY_MS:
+        raise error(422, f"the range may span at most {days} days", "start_ms")
+    return start, end
+
+
+def _sites_filter(svc: ApiService, who: Principal, site: str | None) -> tuple[str, set[str] | None]:
+    """The WHERE term for the sites asked for (one, checked) and the sites a scoped user may see (None: all)."""
+    if site is not None:
+        check_site(svc, who, site)
+        return f" AND {quote_ident('site')} = {quote_string(site)}", {site}
+    return "", visible_sites(svc, who)
+
+
+def _rows(series: Iterable[Series], sites: set[str] | None) -> list[tuple[dict[str, str], dict[str, object]]]:
+    out: list[tuple[dict[str, str], dict[str, object]]] = []
+    for s in series:
+        if sites is not None and s.tags.get("site") not in sites:
+            continue
+        out.extend((s.tags, row) for row in s.rows())
+    return out
+
+
+def _num(v: object) -> float | None:
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+
+def _text(v: object) -> str | None:
+    return v if isinstance(v, str) else None
+
+
+def _names(v: object) -> list[str]:
+    return [n for n in v.split(",") if n] if isinstance(v, str) else []
+
+
+def _aqi(tags: dict[str, str], row: dict[str, object], period: Period) -> AqiOut:
+    level = _num(row.get("level"))
+    iaqi = {k.removeprefix("iaqi_"): n for k, v in row.items() if k.startswith("iaqi_") and (n := _num(v)) is not None}
+    return AqiOut(site=tags.get("site", ""), device=tags.get("device", ""), period=period,
+                  time_ms=int(_num(row.get("time")) or 0), aqi=_num(row.get("aqi")),
+                  level=int(level) if level is not None else None, category_zh=_text(row.get("category")),
+                  category_en=_text(row.get("category_en")), colour=_text(row.get("colour")),
+                  primary=_names(row.get("primary")), iaqi=iaqi, missing=_names(row.get("missing")),
+                  edition=_text(row.get("edition")))  # fmt: skip
+
+
+_GROUP = ' GROUP BY "site","device"'
+
+
+@router.get("/api/env/aqi/latest", tags=["environment"])
+async def latest_aqi(who: EnvReader, svc: Service, site: SiteQuery = None) -> list[AqiOut]:
+    """The newest hourly AQI of every air station (of the last 7 days) you may see."""
+    where, sites = _sites_filter(svc, who, site)
+    since = svc.clock() - 7 * DAY_MS
+    q = (f"SELECT * FROM {_source(svc, AQI_HOURLY)} WHERE time >= {int(since)}ms{where}{_GROUP} "
+         "ORDER BY time DESC LIMIT 1")  # fmt: skip
+    out = [_aqi(tags, row, "hour") for tags, row in _rows(await _read(svc, q), sites)]
+    return sorted(out, key=lambda a: (a.site, a.device))
+
+
+@router.get("/api/env/sites/{site}/devices/{device}/aqi", tags=["environment"])
+async def aqi_history(site: SiteId, device: DeviceId, who: EnvReader, svc: Service, period: PeriodQuery = "hour",
+                      start_ms: StartMs = None, end_ms: EndMs = None) -> AqiHistoryOut:  # fmt: skip
+    """The station's stored hourly (or daily) AQI in the range, oldest first."""
+    check_site(svc, who, site)
+    start, end = _range(svc, start_ms, end_ms, DAY_MS if period == "hour" else 7 * DAY_MS)
+    measurement = AQI_HOURLY if period == "hour" else AQI_DAILY
+    q = (f"SELECT * FROM {_source(svc, measurement)} WHERE time >= {start}ms AND time < {end}ms AND "
+         f"{quote_ident('site')} = {quote_string(site)} AND {quote_ident('device')} = {quote_string(device)}"
+         f"{_GROUP} LIMIT {MAX_ROWS}")  # fmt: skip
+    points = [_aqi(tags, row, period) for tags, row in _rows(await _read(svc, q), None)]
+    return AqiHistoryOut(site=site, device=device, period=period, start_ms=start, end_ms=end,
+                         points=sorted(points, key=lambda a: a.time_ms))  # fmt: skip
+
+
+def _class_label(v: float | None) -> str | None:
+    return WaterClass(int(v)).label if v is not None and int(v) in {c.value for c in WaterClass} else None
+
+
+@router.get("/api/env/water/classes", tags=["environment"])
+async def water_classes(who: EnvReader, svc: Service, site: SiteQuery = None, start_ms: StartMs = None,
+                        end_ms: EndMs = None) -> list[WaterClassOut]:  # fmt: skip
+    """Each water station's daily class (GB 3838-2002) in the range, with the parameters that decide it, their
+    daily means, and the station's target class."""
+    where, sites = _sites_filter(svc, who, site)
+    start, end = _range(svc, start_ms, end_ms, 7 * DAY_MS)
+    span = f"time >= {start}ms AND time < {end}ms{where}"
+    q = (f"SELECT * FROM {_source(svc, WATER_CLASS_DAILY)} WHERE {span}{_GROUP} LIMIT {MAX_ROWS}; "
+         f"SELECT * FROM {_source(svc, 'water_quality_daily')} WHERE {span}{_GROUP} LIMIT {MAX_ROWS}")  # fmt: skip
+    series = await _read(svc, q)
+    means = {(t.get("site"), t.get("device"), row.get("time")): row
+             for t, row in _rows((s for s in series if s.name == "water_quality_daily"), sites)}  # fmt: skip
+    out: list[WaterClassOut] = []
+    for tags, row in _rows((s for s in series if s.name == WATER_CLASS_DAILY), sites):
+        cls, target = _num(row.get("class")), _num(row.get("target_class"))
+        deciding = _names(row.get("deciding"))
+        day = means.get((tags.get("site"), tags.get("device"), row.get("time")), {})
+        missed = row.get("target_missed")
+        out.append(WaterClassOut(
+            site=tags.get("site", ""), device=tags.get("device", ""), time_ms=int(_num(row.get("time")) or 0),
+            water_body=_text(row.get("water_body")) or tags.get(WATER_BODY_TAG),
+            water_class=int(cls) if cls is not None else None, label=_text(row.get("class_label")),
+            quality_en=_text(row.get("quality_en")), deciding=deciding,
+            deciding_values={p: v for p in deciding if (v := _num(day.get(p))) is not None},
+            used=_names(row.get("used")),
+            parameters={k.removeprefix("class_"): int(n) for k, v in row.items()
+                        if k.removeprefix("class_") in PARAMETERS and k.startswith("class_")
+                        and (n := _num(v)) is not None},
+            target_class=int(target) if target is not None else None, target_label=_class_label(target),
+            target_missed=missed if isinstance(missed, bool) else None,
+        ))  # fmt: skip
+    return sorted(out, key=lambda w: (w.site, w.device, w.time_ms))
+
+
+# --- a device's stored means and its limits ----------------------------------------------------------------------
+def _matches(rule: Rule, profile: str | None, site: str, device: str, tags: dict[str, str]) -> bool:
+    sel = rule.select
+    return (
+        (not sel.profile or profile in sel.profile)
+        and (not sel.site or site in sel.site)
+        and (not sel.device or device in sel.device)
+        and all(tags.get(k) == v for k, v in sel.tags.items())
+    )
+
+
+def _rule_limits(rules: Iterable[Rule], period: Period, profile: str | None, site: str, device: str,
+                 tags: dict[str, str]) -> list[LimitOut]:  # fmt: skip
+    """The levels of the window rules that judge this device's stored valid means of this period."""
+    out = []
+    for rule in rules:
+        w = rule.window
+        if w is None or w.source != "valid" or w.index is not None or w.period != period or w.direction is None:
+            continue
+        if not _matches(rule, profile, site, device, tags):
+            continue
+        out += [LimitOut(point=w.stored_field, value=lv.value, direction=w.direction, strict=w.strict,
+                         severity=lv.severity, source=rule.id, title=rule.title, stat=w.stat)
+                for lv in w.levels]  # fmt: skip
+    return out
+
+
+def _water_limits(tags: dict[str, str]) -> list[LimitOut]:
+    """The target class's GB 3838-2002 Table 1 limits for the station's water body (from its tags)."""
+    body, target = tags.get(WATER_BODY_TAG), tags.get(TARGET_TAG)
+    if body not in {b.value for b in WaterBody} or target is None:
+        return []
+    try:
+        station = water_station(tuple(sorted(tags.items())))
+    except StationTagError:
+        return []
+    cls = station.target_class
+    if cls is None or cls is WaterClass.WORSE_THAN_V:
+        return []
+    out = []
+    for point, param in PARAMETERS.items():
+        limits = param.limits.get(station.water_body)
+        if limits is None:
+            continue
+        title = f"GB 3838-2002 Table 1 class {cls.label} ({station.water_body.value})"
+        if param.sense == "range":
+            out += [LimitOut(point=point, value=float(limits[0]), direction="low", strict=True, severity=None,
+                             source=param.clause, title=title, stat="mean"),
+                    LimitOut(point=point, value=float(limits[1]), direction="high", strict=True, severity=None,
+                             source=param.clause, title=title, stat="mean")]  # fmt: skip
+            continue
+        out.append(LimitOut(point=point, value=float(limits[int(cls) - 1]),
+                            direction="low" if param.sense == "min" else "high", strict=True, severity=None,
+                            source=param.clause, title=title, stat="mean"))  # fmt: skip
+    return out
+
+
+@cache
+def _means_measurements() -> tuple[str, ...]:
+    """The measurements the valid-means job averages (the shipped rules/means.yaml)."""
+    return tuple(m.measurement for m in load_means_config().measurements)
+
+
+@router.get("/api/env/sites/{site}/devices/{device}/means", tags=["environment"])
+async def device_means(site: SiteId, device: DeviceId, who: EnvReader, svc: Service, period: PeriodQuery = "hour",
+                       start_ms: StartMs = None, end_ms: EndMs = None) -> MeansOut:  # fmt: skip
+    """The device's stored valid hourly (or daily) means (rules.valid_means: validity rules and rounding applied;
+    an invalid period gives the reason instead of a value), with the limits that apply to them: the levels of
+    the window rules that judge them, and for a water station its target class's GB 3838 limits."""
+    check_site(svc, who, site)
+    start, end = _range(svc, start_ms, end_ms, DAY_MS if period == "hour" else 7 * DAY_MS)
+    suffix = "_hourly" if period == "hour" else "_daily"
+    state = svc.cache.get(site, device)
+    profile = svc.profiles.get(state.profile) if state else None
+    measurements = [profile.measurement] if profile else list(_means_measurements())
+    source = ",".join(_source(svc, m + suffix) for m in measurements)
+    q = (f"SELECT * FROM {source} WHERE time >= {start}ms AND time < {end}ms AND "
+         f"{quote_ident('site')} = {quote_string(site)} AND {quote_ident('device')} = {quote_string(device)}"
+         f"{_GROUP} LIMIT {MAX_ROWS}")  # fmt: skip
+    series = [s for s in await _read(svc, q) if s.values]
+    if not series:
+        if profile is None:
+            raise error(404, f"no stored {period}ly means of device {device!r} at site {site!r}", "device")
+        series = [Series(name=profile.measurement + suffix, tags={}, columns=[], values=[])]
+    s = series[0]  # a device's means live in one measurement
+    rows: list[MeanRow] = []
+    points = {c.removesuffix(COUNT_SUFFIX) for c in s.columns if c.endswith(COUNT_SUFFIX)}
+    tags: dict[str, str] = dict(s.tags)  # and the source's other tags: the string columns that are not reasons
+    for row in s.rows():
+        tags |= {k: v for k, v in row.items() if isinstance(v, str) and not k.endswith(REASON_SUFFIX)}
+        rows.append(MeanRow(
+            time_ms=int(_num(row.get("time")) or 0),
+            values={p: v for p in points if (v := _num(row.get(p))) is not None},
+            counts={p: int(n) for p in points if (n := _num(row.get(p + COUNT_SUFFIX))) is not None},
+            invalid={p: r for p in points if isinstance(r := row.get(p + REASON_SUFFIX), str)},
+        ))  # fmt: skip
+    profile_name = profile.name if profile else tags.get("profile")
+    limits = _rule_limits(svc.rules, period, profile_name, site, device, tags)
+    if s.name.startswith("water_quality"):
+        limits += _water_limits(tags)
+    return MeansOut(site=site, device=device, measurement=s.name, profile=profile_name, period=period,
+                    start_ms=start, end_ms=end, rows=sorted(rows, key=lambda r: r.time_ms), limits=limits)  # fmt: skip
+
+
+# --- a site's newest indices (one row per station) ----------------------------------------------------------------
+class SiteAqiOut(BaseModel):
+    site: str
+    device: str
     period_start_ms: int
-    period: Literal["hour", "day"]
+    period: Period
     aqi: float | None  # None: no indicator had a valid mean (shown as NA)
     level: float | None
     category: str | None  # Chinese (HJ 633 Table 1)
@@ -43,49 +392,43 @@ class WaterOut(BaseModel):
     means: dict[str, float]
 
 
-def _split(text: object) -> list[str]:
-    return [part for part in str(text or "").split(",") if part]
-
-
-def _rows(series: list[Series]) -> list[tuple[dict[str, str], dict[str, Any]]]:
-    return [(s.tags, row) for s in series for row in s.rows()]
-
-
 @router.get("/api/sites/{site}/aqi", tags=["environment"])
-async def site_aqi(site: SiteId, who: Reader, svc: Service,
-                   period: Annotated[Literal["hour", "day"], Query()] = "hour") -> list[AqiOut]:  # fmt: skip
+async def site_aqi(site: SiteId, who: EnvReader, svc: Service, period: PeriodQuery = "hour") -> list[SiteAqiOut]:
     """The newest AQI of each air station of ``site`` (hourly or daily)."""
     check_site(svc, who, site)
-    q = (f"SELECT * FROM {quote_ident(MEASUREMENTS[period])} WHERE \"site\" = {quote_string(site)} "
+    measurement = AQI_HOURLY if period == "hour" else AQI_DAILY
+    q = (f"SELECT * FROM {_source(svc, measurement)} WHERE \"site\" = {quote_string(site)} "
          'GROUP BY "device" ORDER BY time DESC LIMIT 1')  # fmt: skip
-    (series,) = await _influx([svc.influx.query(q)])
     out = []
-    for tags, row in _rows(series):
-        out.append(AqiOut(
-            site=site, device=tags.get("device", ""), period_start_ms=int(row["time"]), period=period,
-            aqi=row.get("aqi"), level=row.get("level"), category=row.get("category"),
-            category_en=row.get("category_en"), colour=row.get("colour"),
-            primary=_split(row.get("primary")), missing=_split(row.get("missing")), edition=str(row.get("edition")),
-            iaqi={k.removeprefix("iaqi_"): float(v) for k, v in row.items()
-                  if k.startswith("iaqi_") and v is not None},
+    for tags, row in _rows(await _read(svc, q), None):
+        out.append(SiteAqiOut(
+            site=site, device=tags.get("device", ""), period_start_ms=int(_num(row.get("time")) or 0), period=period,
+            aqi=_num(row.get("aqi")), level=_num(row.get("level")), category=_text(row.get("category")),
+            category_en=_text(row.get("category_en")), colour=_text(row.get("colour")),
+            primary=_names(row.get("primary")), missing=_names(row.get("missing")), edition=str(row.get("edition")),
+            iaqi={k.removeprefix("iaqi_"): n for k, v in row.items()
+                  if k.startswith("iaqi_") and (n := _num(v)) is not None},
         ))  # fmt: skip
     return sorted(out, key=lambda a: a.device)
 
 
 @router.get("/api/sites/{site}/water-class", tags=["environment"])
-async def site_water_class(site: SiteId, who: Reader, svc: Service) -> list[WaterOut]:
-    """The newest daily class of each water-quality station of ``site``, its deciding parameters and target."""
+async def site_water_class(site: SiteId, who: EnvReader, svc: Service) -> list[WaterOut]:
+    """The newest daily class of each water-quality station of ``site``, its deciding parameters, target and the
+    day's means (``/api/env/water/classes`` for a range, with every parameter's class)."""
     check_site(svc, who, site)
-    q = (f'SELECT * FROM "water_quality_daily" WHERE "site" = {quote_string(site)} AND "water_class" > 0 '
-         'GROUP BY "device" ORDER BY time DESC LIMIT 1')  # fmt: skip
-    (series,) = await _influx([svc.influx.query(q)])
+    newest = (f'SELECT * FROM {_source(svc, WATER_CLASS_DAILY)} WHERE "site" = {quote_string(site)} AND "class" > 0 '
+              'GROUP BY "device" ORDER BY time DESC LIMIT 1')  # fmt: skip
     out = []
-    for tags, row in _rows(series):
+    for tags, row in _rows(await _read(svc, newest), None):
+        day = int(_num(row.get("time")) or 0)
+        q = (f"SELECT * FROM {_source(svc, 'water_quality_daily')} WHERE time = {day}ms AND "
+             f'"site" = {quote_string(site)} AND "device" = {quote_string(tags.get("device", ""))}')  # fmt: skip
+        means_rows = [r for _, r in _rows(await _read(svc, q), None)]
+        means = {k: n for k, v in (means_rows[0] if means_rows else {}).items()
+                 if k in PARAMETERS and (n := _num(v)) is not None}  # fmt: skip
         missed = row.get("target_missed")
-        means = {k: float(v) for k, v in row.items()
-                 if k in ("ph", "do", "codmn", "cod", "nh3_n", "tp", "tn") and v is not None}  # fmt: skip
-        out.append(WaterOut(site=site, device=tags.get("device", ""), day_start_ms=int(row["time"]),
-                            water_class=float(row["water_class"]),
-                            deciding=_split(row.get("water_class_deciding")),
-                            target_missed=None if missed is None else bool(missed), means=means))  # fmt: skip
+        out.append(WaterOut(site=site, device=tags.get("device", ""), day_start_ms=day,
+                            water_class=_num(row.get("class")) or 0.0, deciding=_names(row.get("deciding")),
+                            target_missed=missed if isinstance(missed, bool) else None, means=means))  # fmt: skip
     return sorted(out, key=lambda w: w.device)

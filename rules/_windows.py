@@ -76,7 +76,8 @@ def window_query(
     sel = rule.select
     names = list(dict.fromkeys(measurements[p] for p in sel.profile or []))
     if w.source == "valid":  # the stored valid means of rules.valid_means: <measurement>_hourly / _daily
-        names = [n + ("_hourly" if w.period == "hour" else "_daily") for n in names]
+        index = f"_{w.index}" if w.index else ""  # a derived index (rules.indices) rather than the means
+        names = [n + index + ("_hourly" if w.period == "hour" else "_daily") for n in names]
     rp = f"{quote_ident(retention_policy)}." if retention_policy else ""
     source = ",".join(rp + quote_ident(m) for m in names)
     tags = [_any_of("profile", sel.profile), _any_of("site", sel.site), _any_of("device", sel.device)]
@@ -256,6 +257,8 @@ def _describe(w: Window, wv: WindowValue, start_ms: int) -> str:
         return f"{wv.count} samples of {w.point} in {span}"
     assert wv.value is not None
     every = "hourly" if w.period == "hour" else "daily"
+    if w.index is not None:
+        return f"{every} {w.point} = {wv.value:g} in {span}"
     if w.source == "valid":
         what = "maximum 8-hour mean" if w.stat == "max_8h" else "valid mean"
         counted = "valid minutes" if w.period == "hour" else ("valid 8-hour means" if w.stat == "max_8h" else

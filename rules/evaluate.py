@@ -8,12 +8,19 @@ so a restarted process keeps its active alerts and raises nothing twice.
 
 from __future__ import annotations
 
+import logging
+import math
 from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
 from typing import Any
 
 from rules import _conditions as c
 from rules.schema import SEVERITY_RANK, Rule
+from rules.standards import NoiseZone, noise_verdict
 from telemetry.models import DeviceStatus, Sample, Telemetry, Value
+
+log = logging.getLogger(__name__)
+_NOISE_ZONES = frozenset(z.value for z in NoiseZone)
 
 Key = tuple[str, str, str, str]  # rule id, site, device, point ("" for a device-wide rule)
 STATE_VERSION = 1
@@ -44,7 +51,7 @@ class AlertState:
     since: dict[str, int] = field(default_factory=dict)  # severity -> from when the target held it
     below_since: int | None = None  # from when the target was below the active severity
     repeat: int = 0  # frozen: consecutive equal samples
-    history: list[list[float]] = field(default_factory=list)  # rate: [ts, value] within the window
+    history: list[list[float]] = field(default_factory=list)  # rate, noise: [ts, value] within the window
     detail: str = ""
     heard_ms: int | None = None  # deadman: when data last arrived (receive time; old data replayed is still data)
 
@@ -69,6 +76,7 @@ class Engine:
         self.rules = {r.id: r for r in rules}
         self._states: dict[Key, AlertState] = {}
         self._profiles: dict[tuple[str, str], str] = {}  # (site, device) -> profile, as last seen
+        self._noise_untagged: set[tuple[str, str, str]] = set()  # (rule, site, device) logged without a zone
 
     # --- persistence -------------------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -196,6 +204,8 @@ class Engine:
             return out
         if rule.frozen is not None:
             return self._frozen(rule, dev, sample)
+        if rule.noise is not None:
+            return self._noise(rule, msg, dev, sample)
         return self._bool((*dev, ""), sample.ts, False, None, sev)  # deadman: data arrived, so it clears
 
     def _get(self, key: Key, ts: int) -> AlertState | None:
@@ -240,6 +250,37 @@ class Engine:
         st.repeat = st.repeat + 1 if same else 1
         st.value, st.detail = v, f"{fr.point} unchanged for {st.repeat} samples"
         return [(fr.point, rule.severity if st.repeat >= fr.samples else None)]
+
+    def _noise(self, rule: Rule, msg: Telemetry, dev: tuple[str, str, str], sample: Sample
+               ) -> list[tuple[str, str | None]]:  # fmt: skip
+        """GB 3096-2008 Table 1: the zone's day or night limit at the sample's local time (rules.standards)."""
+        assert rule.noise is not None
+        nz = rule.noise
+        zone = msg.tags.get(nz.zone_tag)
+        if zone not in _NOISE_ZONES:
+            if (rule.id, msg.site, msg.device) not in self._noise_untagged:
+                self._noise_untagged.add((rule.id, msg.site, msg.device))
+                log.warning("noise rule has no verdict: device tag %s=%r is not a GB 3096-2008 zone (%s) rule=%s "
+                            "site=%s device=%s", nz.zone_tag, zone, ", ".join(sorted(_NOISE_ZONES)), rule.id,
+                            msg.site, msg.device)  # fmt: skip
+            return []
+        v = c.number(c.good_value(sample, nz.point))
+        st = self._get((*dev, nz.point), sample.ts)
+        if v is None or st is None or not math.isfinite(v):
+            return []
+        lmax = c.number(c.good_value(sample, nz.lmax_point)) if nz.lmax_point else None
+        # the equivalent level over the window: 10·lg of the mean of 10^(L/10) (GB 3096-2008 §3 Leq)
+        st.history = [h for h in st.history if sample.ts - h[0] < nz.window_s * 1000] + [[float(sample.ts), v]]
+        leq = round(10 * math.log10(math.fsum(10 ** (h[1] / 10) for h in st.history) / len(st.history)), 1)
+        verdict = noise_verdict(zone, datetime.fromtimestamp(sample.ts / 1000, UTC), leq,
+                                lmax_db=lmax)  # fmt: skip
+        hit = verdict.exceeded or bool(verdict.lmax_exceeded)
+        st.value = leq
+        st.detail = (f"Leq of {nz.point} over {nz.window_s:g} s = {leq:g} dB(A), zone {zone} "
+                     f"{verdict.period.value} limit {verdict.limit_db} (GB 3096-2008 Table 1)")  # fmt: skip
+        if verdict.lmax_exceeded:
+            st.detail += f", {nz.lmax_point} = {lmax:g} above {verdict.lmax_limit_db} (§5.4)"
+        return [(nz.point, rule.severity if hit else None)]
 
     def _on_delay_ms(self, rule: Rule, sev: str) -> float:
         if rule.bad_quality is not None:

@@ -8,6 +8,10 @@ A mean that is not valid (GB 3095-2012 Table 4) counts as missing (§5.3: AQI, l
 from the others). Fields: ``aqi`` (absent when no indicator has an IAQI), ``level`` (1-6), ``category``
 (Chinese), ``category_en``, ``colour``, ``primary`` (comma-separated, empty when AQI <= 50), ``iaqi_<indicator>``,
 ``missing`` (comma-separated indicators), ``edition``.
+
+Daily water class (GB 3838-2002 §4 and Table 1): from the daily valid means of a ``water_quality`` station, with
+the station's device tags ``water_body`` (river | lake) and ``target_class`` (I-V), to ``water_quality_class_daily``
+(``water_class_line``); a station without a valid ``water_body`` tag is not classed (``StationTagError``).
 """
 
 from __future__ import annotations
@@ -18,10 +22,12 @@ from zoneinfo import ZoneInfo
 
 from rules._means import COUNT_SUFFIX, MAX_8H, Mean, Tags
 from rules.standards import (
+    PARAMETERS,
     AqiResult,
     NoiseZone,
     WaterBody,
     WaterClass,
+    WaterResult,
     WaterStation,
     daily_aqi,
     hourly_aqi,
@@ -31,9 +37,7 @@ from rules.standards import (
 )
 
 AIR = "air_quality"
-WATER = "water_quality"
 NOISE = "noise"
-WATER_POINTS = ("ph", "do", "codmn", "cod", "nh3_n", "tp", "tn")
 AQI_HOURLY = "air_quality_aqi_hourly"
 AQI_DAILY = "air_quality_aqi_daily"
 TZ = ZoneInfo("Asia/Shanghai")
@@ -79,29 +83,61 @@ def aqi_line(measurement: str, tags: Tags, result: AqiResult, ts_ms: int) -> str
     return f"{measurement}{tag_text} {','.join(fields)} {int(ts_ms)}"
 
 
-def water_fields(means: Mapping[str, Mean], tags: Tags) -> str:
-    """The day's class of a water station (GB 3838-2002, the worst taking-part parameter) as extra fields of its
-    ``water_quality_daily`` row, so that a window rule (``source: valid``) judges them like any stored mean:
-    ``water_class`` (1-5, 6 = worse than V) and ``target_missed`` (1/0, only with a ``target_class`` tag), each with
-    ``.n`` (the parameters classed), and ``water_class_deciding``. Station attributes are device tags:
-    ``water_body`` (river, the default, or lake: total phosphorus differs) and ``target_class`` (1-5).
-    Empty when no parameter has a valid daily mean."""
-    attrs = dict(tags)
-    body = WaterBody(attrs.get("water_body", WaterBody.RIVER.value))
-    target = WaterClass(int(attrs["target_class"])) if attrs.get("target_class", "").isdigit() else None
-    values = {p: means[p].value for p in WATER_POINTS if p in means}
-    result = water_class(values, WaterStation(water_body=body, target_class=target))
-    if result.water_class is None:
-        return ""
-    n = len(result.used)
-    fields = [f"water_class={float(result.water_class)!r}", f"water_class{COUNT_SUFFIX}={n}i",
-              f"water_class_deciding={_text(','.join(result.deciding))}"]  # fmt: skip
-    missed = misses_target(result, target)
-    if missed is not None:
-        fields += [f"target_missed={1.0 if missed else 0.0}", f"target_missed{COUNT_SUFFIX}={n}i"]
-    return ",".join(fields)
+# --- surface-water class (GB 3838-2002) ---------------------------------------------------------------------------
+WATER = "water_quality"
+WATER_CLASS_DAILY = "water_quality_class_daily"
+WATER_BODY_TAG, TARGET_TAG = "water_body", "target_class"
+_CLASS_NAMES = {c.label: c for c in WaterClass} | {c.name: c for c in WaterClass} | {str(int(c)): c for c in WaterClass}
 
 
+class StationTagError(ValueError):
+    """A water station's tags cannot say how to class it (names the tag, its value and what is allowed)."""
+
+
+def water_station(tags: Tags) -> WaterStation:
+    """The station's attributes from its device tags: ``water_body`` (river | lake; lakes and reservoirs) and
+    optionally ``target_class`` (I-V, 1-5, or 劣V). GB 3838-2002 Table 1 keeps rivers and lakes apart for TP."""
+    given = dict(tags)
+    body = given.get(WATER_BODY_TAG)
+    if body not in {b.value for b in WaterBody}:
+        where = f"site {given.get('site', '?')} device {given.get('device', '?')}"
+        raise StationTagError(f"{where}: tag {WATER_BODY_TAG}={body!r} must be river or lake (GB 3838-2002 "
+                              "Table 1 classes total phosphorus apart for lakes and reservoirs)")  # fmt: skip
+    target_text = given.get(TARGET_TAG)
+    target = None
+    if target_text is not None:
+        target = _CLASS_NAMES.get(target_text.strip().upper())
+        if target is None:
+            where = f"site {given.get('site', '?')} device {given.get('device', '?')}"
+            raise StationTagError(f"{where}: tag {TARGET_TAG}={target_text!r} is not a class (I, II, III, IV, V)")
+    return WaterStation(water_body=WaterBody(body), target_class=target)
+
+
+def daily_class(means: Mapping[str, Mean], station: WaterStation) -> WaterResult:
+    """The day's class from the daily valid means (GB 3838-2002 §4, the worst parameter decides); an invalid mean
+    is missing. Points with no GB 3838 class are left out."""
+    values = {p: m.value for p, m in means.items() if p in PARAMETERS and m.value is not None}
+    return water_class(values, station)
+
+
+def water_class_line(tags: Tags, result: WaterResult, station: WaterStation, ts_ms: int) -> str:
+    """One row of ``water_quality_class_daily``: ``class`` (1-6, 6 = 劣V), ``class_label``, ``deciding`` and
+    ``used`` (comma-separated points), ``class_<point>`` per classified parameter, and with a target:
+    ``target_class``, ``class_over_target`` (class - target; above 0: the target is missed) and ``target_missed``.
+    A day with no classed parameter stores ``used`` empty and no class."""
+    fields = [f"deciding={_text(','.join(result.deciding))}", f"used={_text(','.join(result.used))}",
+              f"water_body={_text(station.water_body.value)}"]  # fmt: skip
+    if result.water_class is not None:
+        fields += [f"class={float(result.water_class)!r}", f"class_label={_text(result.water_class.label)}",
+                   f"quality_en={_text(result.water_class.quality_en)}"]  # fmt: skip
+    fields += [f"class_{p.point}={float(p.water_class)!r}" for p in result.parameters]
+    if station.target_class is not None:
+        fields.append(f"target_class={float(station.target_class)!r}")
+        if result.water_class is not None:
+            fields.append(f"class_over_target={float(result.water_class - station.target_class)!r}")
+            fields.append(f"target_missed={str(bool(misses_target(result, station.target_class))).lower()}")
+    tag_text = "".join(f",{_key(k)}={_key(v)}" for k, v in tags)
+    return f"{WATER_CLASS_DAILY}{tag_text} {','.join(fields)} {int(ts_ms)}"
 def noise_fields(means: Mapping[str, Mean], tags: Tags, start_ms: int) -> str:
     """The hour's verdict of a noise meter (GB 3096-2008 Table 1: its zone's limit by day, 06:00-22:00, or by
     night) as extra fields of its ``noise_hourly`` row: ``noise_limit_db`` and ``noise_exceeded`` (1/0, with
@@ -111,6 +147,9 @@ def noise_fields(means: Mapping[str, Mean], tags: Tags, start_ms: int) -> str:
     laeq = means.get("noise_laeq")
     if zone is None or laeq is None or laeq.value is None:
         return ""
+    if zone not in {z.value for z in NoiseZone}:  # a bad tag must not stop the job for every other source
+        raise StationTagError(f"site {dict(tags).get('site', '?')} device {dict(tags).get('device', '?')}: tag "
+                              f"noise_zone={zone!r} is not a GB 3096-2008 zone (0, 1, 2, 3, 4a, 4b)")  # fmt: skip
     hour = datetime.fromtimestamp(start_ms / 1000, UTC).astimezone(TZ)
     verdict = noise_verdict(NoiseZone(zone), hour, laeq.value)
     return (f"noise_limit_db={float(verdict.limit_db)!r},noise_exceeded={1.0 if verdict.exceeded else 0.0},"

@@ -145,6 +145,22 @@ class Offline(_Strict):
     for_s: Seconds = 0.0
 
 
+class Noise(_Strict):
+    """Environmental noise against the GB 3096-2008 Table 1 limit of the device's functional zone (the device tag
+    ``zone_tag``: 0, 1, 2, 3, 4a, 4b) for the local day or night (§3: day 06:00-22:00); with ``lmax_point``, at
+    night also the §5.4 maximum-level rule (limit + 15 dB(A)). A level equal to the limit meets it. A device without
+    a valid zone tag gets no verdict (logged once).
+
+    The limit is for an equivalent level (Leq), so the rule judges the energy mean of the point's samples over the
+    last ``window_s`` (10·lg of the mean of 10^(L/10)), not single readings; the day/night assessment over whole
+    periods (Ld, Ln) is a report, not this alarm."""
+
+    point: PointName = "noise_laeq"
+    window_s: float = Field(300.0, gt=0, le=3600, description="the Leq is taken over this many seconds")
+    zone_tag: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")] = "noise_zone"
+    lmax_point: PointName | None = None
+
+
 class Window(_Strict):
     """A statistic of one point over a calendar period (read from InfluxDB once the period is over) against levels.
 
@@ -159,6 +175,11 @@ class Window(_Strict):
         "raw",
         description="raw: the statistic of the stored samples; valid: the valid mean that rules.valid_means stored "
                     "(validity rules and rounding applied; an invalid period gives no verdict)",
+    )  # fmt: skip
+    index: Literal["aqi", "class"] | None = Field(
+        None,
+        description="with source valid: read the derived index that rules.valid_means stores from the means "
+                    "(aqi: <measurement>_aqi_hourly / _daily, HJ 633; class: <measurement>_class_daily, GB 3838)",
     )  # fmt: skip
     nodata: bool = False
     stat: Literal["mean", "max", "min", "count", "max_8h"] = Field(
@@ -198,6 +219,8 @@ class Window(_Strict):
         _check_levels(self.direction, self.levels)
         if self.stat == "count" and "min_count" in self.model_fields_set:
             raise field_error("min_count does not apply to stat count", "min_count")
+        if self.index is not None and self.source != "valid":
+            raise field_error("a derived index is stored by rules.valid_means: give source: valid", "index")
         if self.source == "valid":
             self._check_valid_source()
         elif self.stat == "max_8h":
@@ -211,6 +234,10 @@ class Window(_Strict):
     def _check_valid_source(self) -> None:
         if self.stat not in ("mean", "max_8h"):
             raise field_error("a stored valid mean is read with stat mean or max_8h", "stat")
+        if self.index is not None and self.stat != "mean":
+            raise field_error("a derived index is read as stored: remove stat", "stat")
+        if self.index == "class" and self.period != "day":
+            raise field_error("the water class is a daily index: give period day", "period")
         if self.stat == "max_8h" and self.period != "day":
             raise field_error("the daily maximum 8-hour mean needs period day", "period")
         extra = sorted(self.model_fields_set & {"min_count", "exclude_uncertain"})
@@ -224,7 +251,7 @@ class Window(_Strict):
 
 
 KINDS = ("threshold", "rate", "state", "all", "any", "bad_quality", "frozen", "deadman", "offline", "window",
-         "deviation")  # fmt: skip
+         "deviation", "noise")  # fmt: skip
 
 
 class Rule(_Strict):
@@ -248,6 +275,7 @@ class Rule(_Strict):
     deadman: Deadman | None = None
     offline: Offline | None = None
     deviation: Deviation | None = None
+    noise: Noise | None = None
     window: Window | None = None
 
     @property

@@ -26,8 +26,10 @@ from rules._means import (
     DAILY,
     HOURLY,
     MEANS_FILE,
+    Mean,
     MeansConfig,
     MeasurementMeans,
+    Tags,
     daily_means,
     hourly_means,
     line,
@@ -41,11 +43,14 @@ from rules.indices import (
     AQI_HOURLY,
     NOISE,
     WATER,
+    StationTagError,
     aqi_line,
+    daily_class,
     daily_index,
     hourly_index,
     noise_fields,
-    water_fields,
+    water_class_line,
+    water_station,
 )
 from telemetry.influx_query import QueryError, QueryUnavailableError, Series
 
@@ -102,6 +107,7 @@ class Counters:
     days: int = 0
     rows: int = 0
     invalid: int = 0  # point means stored as invalid
+    unclassed: int = 0  # water days or noise hours not judged: the device's tags do not say how (logged)
 
 
 class ValidMeans:
@@ -115,6 +121,7 @@ class ValidMeans:
         self.last_hour: int | None = None
         self.last_day: int | None = None
         self.counters = Counters()
+        self._unclassed: set[Tags] = set()
 
     # --- persistence -------------------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -166,7 +173,7 @@ class ValidMeans:
                 if all(m.count == 0 for m in means.values()):
                     continue  # a source that sent none of these points this hour
                 row = line(spec.measurement + HOURLY, tags, means, start)
-                if spec.measurement == NOISE and (extra := noise_fields(means, tags, start)):  # the zone's limit
+                if spec.measurement == NOISE and (extra := self._noise(means, tags, start)):  # the zone's limit
                     head, stamp = row.rsplit(" ", 1)
                     row = f"{head},{extra} {stamp}"
                 lines.append(row)
@@ -190,20 +197,39 @@ class ValidMeans:
             influxql = stored_query(spec.measurement + HOURLY, fields, start, end_ms, self.query.retention_policy)
             series = await self.query.query(influxql)
             for tags, means in daily_means(spec, series, start, hours).items():
-                row = line(spec.measurement + DAILY, tags, means, start)
-                if spec.measurement == WATER and (extra := water_fields(means, tags)):  # the day's water class
-                    head, stamp = row.rsplit(" ", 1)
-                    row = f"{head},{extra} {stamp}"
-                lines.append(row)
+                lines.append(line(spec.measurement + DAILY, tags, means, start))
                 self.counters.invalid += sum(1 for m in means.values() if not m.valid)
                 if spec.measurement == AIR:  # the daily AQI (24-h means, O3 daily maximum 8-h mean)
                     lines.append(aqi_line(AQI_DAILY, tags, daily_index(means, start), start))
+                if spec.measurement == WATER:  # the day's GB 3838-2002 class from the daily means
+                    lines += self._water_class(tags, means, start)
         await self.writer.write(lines)
         self.last_day = max(self.last_day or end_ms, end_ms)
         self.counters.days += 1
         self.counters.rows += len(lines)
         log.info("valid daily means stored period_start=%d rows=%d", start, len(lines))
         return len(lines)
+
+    def _noise(self, means: dict[str, Mean], tags: Tags, start: int) -> str:
+        try:
+            return noise_fields(means, tags, start)
+        except StationTagError as exc:
+            self.counters.unclassed += 1
+            if tags not in self._unclassed:
+                self._unclassed.add(tags)
+                log.warning("noise verdict not computed: %s", exc)
+            return ""
+
+    def _water_class(self, tags: Tags, means: dict[str, Mean], start: int) -> list[str]:
+        try:
+            station = water_station(tags)
+        except StationTagError as exc:
+            self.counters.unclassed += 1
+            if tags not in self._unclassed:  # logged once per station; counted every day
+                self._unclassed.add(tags)
+                log.warning("water class not computed: %s", exc)
+            return []
+        return [water_class_line(tags, daily_class(means, station), station, start)]
 
 
 def _hourly_fields(spec: MeasurementMeans) -> list[str]:

@@ -294,9 +294,11 @@ def test_the_environment_indices_are_served_within_the_users_areas(env: Env) -> 
         f'air_quality_aqi_hourly,site={SITE},device=air-01 aqi=142.0,level=3.0,category="轻度污染",'
         f'category_en="Lightly polluted",colour="orange",primary="pm25_1h",missing="",edition="HJ 633-2026",'
         f"iaqi_pm25_1h=142.0,iaqi_so2_1h=6.0 {t}",
-        f'water_quality_daily,site={SITE},device=wq-01,target_class=4,water_body=river water_class=5.0,'
-        f'water_class.n=7i,water_class_deciding="nh3_n",target_missed=1.0,target_missed.n=7i,nh3_n=1.8,'
-        f"nh3_n.n=24i,ph=7.4,ph.n=24i {t}",
+        f'water_quality_class_daily,site={SITE},device=wq-01,target_class=4,water_body=river class=5.0,'
+        f'class_label="V",deciding="nh3_n",used="ph,nh3_n",target_class=4.0,class_over_target=1.0,'
+        f"target_missed=true {t}",
+        f"water_quality_daily,site={SITE},device=wq-01,target_class=4,water_body=river nh3_n=1.8,nh3_n.n=24i,"
+        f"ph=7.4,ph.n=24i {t}",
     ])  # fmt: skip
     officer = login(env.api.client, "env-north")
     (aqi,) = env.api.client.get(f"/api/sites/{SITE}/aqi", headers=officer).json()

@@ -22,6 +22,7 @@ ANY = set(ROLES)
 ALERTERS = {"op-north", "env-north", "safety-north", "boss"}
 GATES = {"op-north", "boss"}
 ADMIN = {"boss"}
+ENV = {"env-north", "boss"}  # the environment indices: the environment officer and the admin
 S, D = "north-sluices", "gate-01"
 
 # (method, path, json body, roles allowed); {alert} is the id of the alert at north-sluices
@@ -56,6 +57,10 @@ ENDPOINTS: list[tuple[str, str, dict[str, Any] | None, set[str]]] = [
     ("GET", "/api/tokens", None, ADMIN),
     ("POST", "/api/tokens", {"name": "scada-{role}", "username": "viewer"}, ADMIN),
     ("DELETE", "/api/tokens/999999", None, ADMIN),
+    ("GET", "/api/env/aqi/latest", None, ENV),
+    ("GET", f"/api/env/sites/{S}/devices/{D}/aqi", None, ENV),
+    ("GET", "/api/env/water/classes", None, ENV),
+    ("GET", f"/api/env/sites/{S}/devices/{D}/means?period=day", None, ENV),
     ("GET", "/healthz", None, ANY),
     ("GET", "/metrics", None, ANY),
 ]

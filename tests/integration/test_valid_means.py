@@ -208,15 +208,15 @@ def test_the_daily_water_class_is_stored_and_a_missed_target_raises(db: Db) -> N
         for hour in range(1, 7):
             await means.run_hour(DAY + hour * HOUR)
         await means.run_day(DAY + 24 * HOUR)
-        stored = await q.query('SELECT * FROM "water_quality_daily" GROUP BY "device"')
+        stored = await q.query('SELECT * FROM "water_quality_class_daily" GROUP BY "device"')
         sched = ScheduledRules(WindowEvaluator([rule], q), sink)
         return await sched.run_due(DAY + 24 * HOUR + 4_000_000), stored
 
     got, stored = db.run(main)
     rows = {s.tags["device"]: s.rows()[0] for s in stored}
-    assert (rows["w-poor"]["water_class"], rows["w-poor"]["water_class_deciding"], rows["w-poor"]["target_missed"]) \
-        == (5.0, "nh3_n", 1.0)  # fmt: skip
-    assert (rows["w-good"]["water_class"], rows["w-good"]["target_missed"]) == (3.0, 0.0)
+    assert (rows["w-poor"]["class"], rows["w-poor"]["deciding"], rows["w-poor"]["target_missed"]) == (5.0, "nh3_n",
+                                                                                                     True)  # fmt: skip
+    assert (rows["w-good"]["class"], rows["w-good"]["target_missed"]) == (3.0, False)
     assert [(t.rule, t.device, t.severity) for t in got] == [("water.class.target", "w-poor", "warning")]
 
 

@@ -202,12 +202,13 @@ def test_an_invalid_hour_is_stored_with_its_count_and_reason() -> None:
 
 def test_window_rule_on_stored_means_queries_the_hourly_series_with_the_source_tag() -> None:
     rule = RULES["emissions.nox_zs.hourly"]
-    q = window_query(rule, {"flue_gas_cems": "flue_gas"}, 0, HOUR)
+    q = window_query(rule, {"flue_gas_cems": "flue_gas", "flue_gas_cems_hj212": "flue_gas"}, 0, HOUR)
+    profiles = "(\"profile\" = 'flue_gas_cems' OR \"profile\" = 'flue_gas_cems_hj212')"  # Modbus and HJ 212 CEMS
     assert q == (
         'SELECT last("nox_zs") AS "value", last("nox_zs.n") AS "n" FROM "flue_gas_hourly" WHERE time >= 0ms AND '
-        'time < 3600000ms AND "profile" = \'flue_gas_cems\' AND "source" = \'coal_power\' GROUP BY "site","device"; '
+        f'time < 3600000ms AND {profiles} AND "source" = \'coal_power\' GROUP BY "site","device"; '
         'SELECT last("nox_zs.reason") AS "invalid" FROM "flue_gas_hourly" WHERE time >= 0ms AND time < 3600000ms '
-        'AND "profile" = \'flue_gas_cems\' AND "source" = \'coal_power\' GROUP BY "site","device"'
+        f'AND {profiles} AND "source" = \'coal_power\' GROUP BY "site","device"'
     )
     o3 = window_query(RULES["air.o3.max8h"], {"air_quality_station": "air_quality"}, 0, 24 * HOUR)
     assert o3.startswith('SELECT last("o3_8h_max") AS "value", last("o3_8h_max.n") AS "n" FROM "air_quality_daily"')
@@ -220,6 +221,9 @@ def test_window_rule_on_stored_means_queries_the_hourly_series_with_the_source_t
         pytest.param({"stat": "max_8h", "period": "hour"}, "needs period day", id="8h-hourly"),
         pytest.param({"min_count": 3}, "has its validity rule already", id="min-count"),
         pytest.param({"source": "raw", "stat": "max_8h", "period": "day"}, "give source: valid", id="8h-raw"),
+        pytest.param({"source": "raw", "index": "aqi"}, "derived index is stored by rules.valid_means", id="index-raw"),
+        pytest.param({"index": "aqi", "stat": "max_8h"}, "derived index is read as stored", id="index-stat"),
+        pytest.param({"index": "class", "period": "hour"}, "water class is a daily index", id="class-hourly"),
     ],
 )
 def test_window_source_valid_is_validated(window: dict[str, Any], problem: str) -> None:
