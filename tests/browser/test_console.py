@@ -29,7 +29,7 @@ def _login(page: Any, stack: Stack) -> None:
     page.fill("#login-form input[name=username]", "admin")
     page.fill("#login-form input[name=password]", NEW_PASSWORD)
     page.click("#login-form button[type=submit]")
-    page.wait_for_selector("#site-list li", timeout=10_000)
+    page.wait_for_selector("#schematic .site-tile", timeout=10_000)
 
 
 def test_first_login_changes_the_password_then_shows_every_site(browser: Any, stack: Stack, artifacts: Path) -> None:
@@ -43,8 +43,9 @@ def test_first_login_changes_the_password_then_shows_every_site(browser: Any, st
     page.fill("#password-form input[name=new_password]", NEW_PASSWORD)
     page.fill("#password-form input[name=confirm]", NEW_PASSWORD)
     page.click("#password-form button[type=submit]")
-    page.wait_for_selector("#site-list li", timeout=10_000)
-    sites = page.locator("#site-list li").all_inner_texts()
-    assert [s.split("\n")[0] for s in sites] == MINI_SITES
-    page.screenshot(path=str(artifacts / "overview.png"))
+    page.wait_for_selector("#schematic .site-tile", timeout=10_000)
+    tiles = page.locator("#schematic .site-tile")
+    assert sorted(tiles.evaluate_all("els => els.map(e => e.dataset.site)")) == MINI_SITES
+    assert "online" in page.inner_text("#overview-totals")
+    page.screenshot(path=str(artifacts / "overview-en.png"), full_page=True)
     assert page.script_errors == []
