@@ -24,6 +24,7 @@ playwright_sync = pytest.importorskip("playwright.sync_api", reason="playwright 
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 UP_TIMEOUT_S = 60.0
+DISTRICT = Path(__file__).parent / "district.yaml"  # mini.yaml with a fast gate
 NEW_PASSWORD = "Tide-gauge 7 over the Wusong"  # passes the API's password policy (length, not a common one)
 
 
@@ -34,6 +35,7 @@ class Stack:
     proc: subprocess.Popen[str]
     data_dir: Path
     api_pid: int
+    mqtt_port: int
 
     @property
     def console(self) -> str:
@@ -72,14 +74,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian's chromium is not installed (scripts/setup installs it)")
     data_dir = tmp_path_factory.mktemp("up")
-    argv = [sys.executable, "-m", "lifeline", "up", "--scenario", "mini", "--data-dir", str(data_dir),
+    argv = [sys.executable, "-m", "lifeline", "up", "--scenario", str(DISTRICT), "--data-dir", str(data_dir),
             "--mqtt-port", "0", "--influx-port", "0", "--api-port", "0"]  # fmt: skip
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True)  # fmt: skip
     assert proc.stdout is not None
     lines: list[str] = []
     base = password = ""
-    api_pid = 0
+    api_pid = mqtt_port = 0
     deadline = time.monotonic() + UP_TIMEOUT_S
     try:
         while time.monotonic() < deadline and not base:
@@ -87,6 +89,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             if not line:
                 raise RuntimeError("lifeline up ended early:\n" + "".join(lines))
             lines.append(line)
+            if m := re.match(r"\s+broker\s+mosquitto on 127\.0\.0\.1:(\d+) ", line):
+                mqtt_port = int(m.group(1))
             if m := re.match(r"\s+api\s+pid (\d+),", line):
                 api_pid = int(m.group(1))
             if m := re.match(r"api: (http://127\.0\.0\.1:\d+/)docs .*one-time password (\S+) ", line):
@@ -94,7 +98,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         if not base:
             raise RuntimeError("lifeline up printed no API address and one-time password:\n" + "".join(lines))
         _wait_http(base + "console/", 20)
-        yield Stack(base, password, proc, data_dir, api_pid)
+        yield Stack(base, password, proc, data_dir, api_pid, mqtt_port)
     finally:
         proc.send_signal(signal.SIGINT)
         try:
