@@ -70,6 +70,41 @@
     return fmtValue(value, unit || (spec && spec.unit) || "", spec ? spec.decimals : null);
   }
 
+  const ROMAN = ["", "I", "II", "III", "IV", "V", "worse than V"];
+
+  /** The environment bureau's indices of the site's stations: the hourly AQI (HJ 633) and the daily water class
+   *  (GB 3838-2002), as the rules service stores them; a station without one yet shows nothing. */
+  async function loadEnv(site, devices) {
+    state.env = new Map();
+    const wanted = (p) => devices.some((d) => d.profile === p);
+    const asks = [];
+    if (wanted("air_quality_station")) asks.push(api("GET", `/api/sites/${enc(site)}/aqi`).then((rows) => {
+      for (const a of rows) state.env.set(a.device, { ...(state.env.get(a.device) || {}), aqi: a });
+    }));
+    if (wanted("water_quality_station")) asks.push(api("GET", `/api/sites/${enc(site)}/water-class`).then((rows) => {
+      for (const w of rows) state.env.set(w.device, { ...(state.env.get(w.device) || {}), water: w });
+    }));
+    await Promise.allSettled(asks); // an index not stored yet (or InfluxDB away) leaves the row as it is
+    if (state.site === site) renderDevices();
+  }
+
+  function envBadges(device) {
+    const e = state.env && state.env.get(device);
+    if (!e) return [];
+    const out = [];
+    if (e.aqi && e.aqi.aqi != null) {
+      out.push(h("span", { class: "badge env", title: `${fmtTime(e.aqi.period_start_ms)} · ${e.aqi.edition}` },
+        `AQI ${fmtNumber(e.aqi.aqi, 0)} ${lang === "zh" ? e.aqi.category || "" : e.aqi.category_en || ""}`
+        + `${e.aqi.primary.length ? ` · ${e.aqi.primary.join(", ")}` : ""}`), " ");
+    }
+    if (e.water) {
+      const c = ROMAN[Math.round(e.water.water_class)] || String(e.water.water_class);
+      out.push(h("span", { class: `badge env${e.water.target_missed ? " missed" : ""}`,
+        title: e.water.deciding.join(", ") }, `${lang === "zh" ? "水质类别" : "class"} ${c}`), " ");
+    }
+    return out;
+  }
+
   function loadProfiles(devices) {
     for (const d of devices) {
       if (state.profiles.has(d.profile)) continue;
@@ -244,6 +279,11 @@
     if (ms == null) return "—";
     return timeFormat("full", { year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit",
       second: "2-digit", hourCycle: "h23" }).format(new Date(ms));
+  }
+
+  function fmtShort(ms) {
+    return timeFormat("short", { month: "numeric", day: "numeric", hour: "2-digit", minute: "2-digit",
+      hourCycle: "h23" }).format(new Date(ms));
   }
 
   function fmtAge(ms) {
@@ -582,6 +622,7 @@
       state.devices = new Map(devices.map((d) => [d.device, d]));
       loadProfiles(devices);
       renderDevices();
+      loadEnv(site, devices);
     } catch (err) {
       banner(err);
       return;
@@ -653,7 +694,7 @@
       h("td", null, d.profile),
       h("td", { class: stale ? "stale" : null, title: fmtAge(d.last_seen_ms) }, fmtTime(d.last_seen_ms)),
       h("td", null, qualityBadge(d.quality)),
-      h("td", { class: "values" }, summary(state.latest.get(d.device), d.profile)),
+      h("td", { class: "values" }, envBadges(d.device), summary(state.latest.get(d.device), d.profile)),
       ...(alarm && kind === "safety" ? [h("td", { onclick: (ev) => ev.stopPropagation() },
         h("button", { type: "button", class: "primary ack-one", onclick: () => ackOne(alarm) }, t("ack")))] : [])));
     }
@@ -802,7 +843,7 @@
       width, height: 220, legend: { show: false }, cursor: { drag: { x: false } },
       tzDate: (ts) => window.uPlot.tzDate(new Date(ts * 1000), TZ), // China Standard Time, whatever the browser's
       scales: { x: { time: true } },
-      axes: [{}, { values: (u, ticks) => ticks.map((v) => fmtNumber(v, null)), size: 60 }],
+      axes: [{ values: (u, ticks) => ticks.map((v) => fmtShort(v * 1000)) }, { values: (u, ticks) => ticks.map((v) => fmtNumber(v, null)), size: 60 }],
       series: [{}, { label: c.point, stroke: "#1d6fb8", width: 1.5, spanGaps: false,
         value: (u, v) => (v == null ? "—" : fmtValue(v, unit)) }],
     };
