@@ -869,18 +869,18 @@
     return {
       opening: num("gate_opening"), up, down, head: up != null && down != null ? Math.abs(up - down) : null,
       remote: typeof v.remote_mode === "boolean" ? v.remote_mode : null,
-      moving: v.moving_open === true ? "opening" : v.moving_close === true ? "closing" : "at rest",
+      moving: v.moving_open === true ? "opening_now" : v.moving_close === true ? "closing_now" : "at_rest",
       faults, time: latest ? latest.time_ms : null,
     };
   }
 
   function factsList(f) {
-    const mode = f.remote === true ? "remote" : f.remote === false ? "LOCAL: commands are refused" : "unknown";
+    const mode = f.remote === true ? t("remote") : f.remote === false ? t("local_mode") : t("unknown");
     const rows = [
-      ["Opening", openingText(f.opening)], ["Upstream level", fmtValue(f.up, "m")],
-      ["Downstream level", fmtValue(f.down, "m")], ["Head across the gate", fmtValue(f.head, "m")],
-      ["Mode", mode], ["Movement", f.moving], ["Faults", f.faults.length ? f.faults.join(", ") : "none"],
-      ["As of", `${fmtTime(f.time)} (${fmtAge(f.time) || "no data"})`],
+      [t("opening"), openingText(f.opening)], [t("upstream"), fmtValue(f.up, "m", 2)],
+      [t("downstream"), fmtValue(f.down, "m", 2)], [t("head"), fmtValue(f.head, "m", 2)],
+      [t("mode"), mode], [t("movement"), t(f.moving)], [t("faults"), f.faults.length ? f.faults.join(", ") : t("none")],
+      [t("as_of"), `${fmtTime(f.time)} (${fmtAge(f.time) || "—"})`],
     ];
     return rows.flatMap(([k, v]) => [h("dt", null, k), h("dd", null, v)]);
   }
