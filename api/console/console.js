@@ -382,9 +382,10 @@
     $("banner").hidden = false;
   }
 
-  /** The API answered again: a "not reachable" banner is no longer true. */
+  /** The API answered: a "not reachable" banner is no longer true, unless the live stream is still down (an
+   *  answer to a request sent before the API stopped says nothing about now). */
   function reachable() {
-    if ($("banner").dataset.kind === "offline") $("banner").hidden = true;
+    if ($("banner").dataset.kind === "offline" && state.lostAt == null) $("banner").hidden = true;
   }
 
   // -- session ---------------------------------------------------------------------------------------------------
