@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
 from typing import Annotated, Literal, TypeVar
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Path, Query, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
@@ -318,6 +319,38 @@ async def site_history(
         interval_ms=choose_interval_ms(req.start, req.end, req.limit), max_points=req.limit,
         devices={d: _merge((r.get(d, []) for r in results), req.limit) for d in found},
     )  # fmt: skip
+
+
+class PointOut(BaseModel):
+    unit: str
+    decimals: int | None  # from the point's scale (0.01: 2 decimals); None: as measured
+    states: dict[int, str] | None  # the labels of coded values (alarm_level 2: "second-level alarm")
+    range: tuple[float, float] | None
+
+
+class ProfileOut(BaseModel):
+    name: str
+    title: str
+    points: dict[str, PointOut]
+
+
+def _decimals(scale: float) -> int | None:
+    if scale in {1.0, 0}:
+        return None
+    return max(0, math.ceil(-math.log10(abs(scale)) - 1e-9))
+
+
+@router.get("/api/profiles/{name}", tags=["devices"])
+def get_profile(name: Annotated[str, Path(pattern=ID_PATTERN)], who: Reader, svc: Service) -> ProfileOut:
+    """What the console needs to show a device's values: each point's unit, decimals and state labels."""
+    profile = svc.profiles.get(name)
+    if profile is None:
+        raise error(404, f"no profile {name!r}", "name")
+    points = {p.name: PointOut(unit=p.unit, decimals=_decimals(p.scale), states=p.states, range=p.range)
+              for p in profile.points}  # fmt: skip
+    for unit_name, unit in profile.units.items():
+        points.setdefault(unit_name, PointOut(unit=unit, decimals=None, states=None, range=None))
+    return ProfileOut(name=profile.name, title=profile.title, points=points)
 
 
 @router.get("/api/rules", tags=["rules"])

@@ -56,6 +56,29 @@ def _refused(exc: RefusedError) -> JSONResponse:
     return JSONResponse(status_code=exc.refusal.status, content={"detail": exc.refusal.body()})
 
 
+class GateLimitsOut(BaseModel):
+    """The gate's limits as the API checks them: targets are percent of ``full_opening_m`` (the state is in m)."""
+
+    site: str
+    device: str
+    full_opening_m: float
+    min_pct: float
+    max_pct: float
+    tolerance_m: float
+    max_head_open_m: float | None
+    max_head_close_m: float | None
+
+
+@router.get("/api/gates/{site}/{device}/limits", tags=["gates"])
+def gate_limits(site: SiteId, device: DeviceId, who: Reader, svc: Service) -> GateLimitsOut:
+    """What the console needs to show a target in % against the gate's opening in m (and the allowed range)."""
+    check_site(svc, who, site)
+    g = svc.config.gates.limits(site, device)
+    return GateLimitsOut(site=site, device=device, full_opening_m=g.full_opening_m, min_pct=g.min_pct,
+                         max_pct=g.max_pct, tolerance_m=g.tolerance_m, max_head_open_m=g.max_head_open_m,
+                         max_head_close_m=g.max_head_close_m)  # fmt: skip
+
+
 @router.post("/api/gates/{site}/{device}/select", tags=["gates"], status_code=201,
              responses={403: REFUSAL})  # fmt: skip
 def select_gate(site: SiteId, device: DeviceId, who: Who, svc: Service, request: Request) -> Any:

@@ -56,9 +56,12 @@ def run(args: argparse.Namespace) -> int:
     if refused is not None:
         print(f"lifeline api: {refused}", file=sys.stderr)
         return 1
-    server = uvicorn.Server(
+    from api.server import ApiServer
+
+    server = ApiServer(
         uvicorn.Config(create_app(service), host=listen.host, port=listen.port, log_config=None, access_log=False,
-                       lifespan="on", proxy_headers=False)  # the app decides whom to trust (http.trusted_proxies)
+                       lifespan="on", proxy_headers=False),  # the app decides whom to trust (http.trusted_proxies)
+        service,  # it ends the live streams when told to stop, so that it stops at once
     )  # fmt: skip
     asyncio.run(server.serve())
     return 0

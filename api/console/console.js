@@ -8,8 +8,6 @@
   const BASE = new URL("../", document.baseURI); // the console lives at <prefix>/console/, the API at <prefix>/
   const TZ = "Asia/Shanghai";
   const TOKEN_KEY = "lifeline.token";
-  const DAY_MS = 86400000;
-  const HOUR_MS = 3600000;
   const STALE_MS = 5 * 60000; // a device not heard from for this long is shown as stale
   const CHART_POINTS = 288; // one point every 5 minutes over 24 hours
   const GATE_PROFILE = "sluice_gate_plc";
@@ -22,10 +20,10 @@
   // Each role starts on its own work (the other views stay one click away).
   const ROLE_VIEW = {
     gate_operator: { tab: "devices-view", kind: "water" },
-    environment_officer: { tab: "alerts-view", kind: "environment" },
-    safety_inspector: { tab: "alerts-view", kind: "safety" },
-    viewer: { tab: "devices-view", kind: "" },
-    admin: { tab: "devices-view", kind: "" },
+    environment_officer: { tab: "devices-view", kind: "" }, // CEMS stations too: "environment" hid them
+    safety_inspector: { tab: "devices-view", kind: "safety" },
+    viewer: { tab: "overview-view", kind: "" },
+    admin: { tab: "overview-view", kind: "" },
   };
   // The catalogue profiles' `domain` tag, for the device filter (an unknown profile shows under "every device").
   const PROFILE_DOMAIN = {
@@ -36,7 +34,6 @@
     active_unack: "active, unacknowledged", active_ack: "active, acknowledged",
     cleared_unack: "cleared, unacknowledged", normal: "normal",
   };
-  const QUALITY_CODES = { 1: "uncertain", 2: "bad" };
 
   // -- state -----------------------------------------------------------------------------------------------------
   const state = {
@@ -54,7 +51,71 @@
     pending: null, // the gate command waiting for confirmation
     poll: null, // {id, timer} of the command being followed
     timers: {},
+    checked: new Set(), // alert ids ticked for a bulk acknowledge
+    seen: new Set(), // alert ids this page has shown (a critical one not among them sounds)
+    seenReady: false,
+    lostAt: null, // when the stream went down
+    limits: null, // the open gate's limits
+    rangeMs: 86400000, // the device chart's time range
+    profiles: new Map(), // profile name -> {points: {name: {unit, decimals, states}}} (or a pending promise)
   };
+
+  /** A point's value as its profile says: the state's label for coded values, else its decimals and unit. */
+  function fmtPoint(profile, point, value, unit) {
+    const p = state.profiles.get(profile);
+    const spec = p && p.points ? p.points[point] : null;
+    if (spec && spec.states && typeof value === "number" && spec.states[value] != null) {
+      return `${spec.states[value]} (${value})`;
+    }
+    return fmtValue(value, unit || (spec && spec.unit) || "", spec ? spec.decimals : null);
+  }
+
+  const ROMAN = ["", "I", "II", "III", "IV", "V", "worse than V"];
+
+  /** The environment bureau's indices of the site's stations: the hourly AQI (HJ 633) and the daily water class
+   *  (GB 3838-2002), as the rules service stores them; a station without one yet shows nothing. */
+  async function loadEnv(site, devices) {
+    state.env = new Map();
+    const wanted = (p) => devices.some((d) => d.profile === p);
+    const asks = [];
+    if (wanted("air_quality_station")) asks.push(api("GET", `/api/sites/${enc(site)}/aqi`).then((rows) => {
+      for (const a of rows) state.env.set(a.device, { ...(state.env.get(a.device) || {}), aqi: a });
+    }));
+    if (wanted("water_quality_station")) asks.push(api("GET", `/api/sites/${enc(site)}/water-class`).then((rows) => {
+      for (const w of rows) state.env.set(w.device, { ...(state.env.get(w.device) || {}), water: w });
+    }));
+    await Promise.allSettled(asks); // an index not stored yet (or InfluxDB away) leaves the row as it is
+    if (state.site === site) renderDevices();
+  }
+
+  function envBadges(device) {
+    const e = state.env && state.env.get(device);
+    if (!e) return [];
+    const out = [];
+    if (e.aqi && e.aqi.aqi != null) {
+      out.push(h("span", { class: "badge env", title: `${fmtTime(e.aqi.period_start_ms)} · ${e.aqi.edition}` },
+        `AQI ${fmtNumber(e.aqi.aqi, 0)} ${lang === "zh" ? e.aqi.category || "" : e.aqi.category_en || ""}`
+        + `${e.aqi.primary.length ? ` · ${e.aqi.primary.join(", ")}` : ""}`), " ");
+    }
+    if (e.water) {
+      const c = ROMAN[Math.round(e.water.water_class)] || String(e.water.water_class);
+      out.push(h("span", { class: `badge env${e.water.target_missed ? " missed" : ""}`,
+        title: e.water.deciding.join(", ") }, `${lang === "zh" ? "水质类别" : "class"} ${c}`), " ");
+    }
+    return out;
+  }
+
+  function loadProfiles(devices) {
+    for (const d of devices) {
+      if (state.profiles.has(d.profile)) continue;
+      state.profiles.set(d.profile, {});
+      api("GET", `/api/profiles/${enc(d.profile)}`).then((p) => {
+        state.profiles.set(d.profile, p);
+        debounce("render-devices", 100, renderDevices);
+        if (state.device) debounce("render-device", 100, renderDevice);
+      }).catch(() => state.profiles.delete(d.profile));
+    }
+  }
 
   // -- small helpers ---------------------------------------------------------------------------------------------
   const $ = (id) => document.getElementById(id);
@@ -79,55 +140,168 @@
     return el;
   }
 
-  function svg(tag, attrs, text) {
-    const el = document.createElementNS($("chart").namespaceURI, tag); // the page's <svg>: no namespace literal here
-    for (const [key, value] of Object.entries(attrs || {})) el.setAttribute(key, String(value));
-    if (text != null) el.textContent = text;
-    return el;
-  }
-
   function debounce(name, ms, fn) {
     clearTimeout(state.timers[name]);
     state.timers[name] = setTimeout(fn, ms);
   }
 
-  const timeParts = new Intl.DateTimeFormat("en-GB", {
-    timeZone: TZ, year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit",
-    second: "2-digit", hourCycle: "h23",
-  });
+  // -- languages: every string of the page in one table (Simplified Chinese and English) --------------------------
+  const STRINGS = {
+    title: ["Lifeline console", "生命线控制台"],
+    tab_overview: ["Overview", "总览"], tab_devices: ["Sites & devices", "站点与设备"], tab_alerts: ["Alerts", "告警"],
+    tab_admin: ["Users & audit", "用户与审计"],
+    live: ["live", "实时"], offline: ["offline", "离线"], logout: ["Log out", "退出"],
+    lang_switch: ["中文", "English"],
+    login: ["Log in", "登录"], username: ["User name", "用户名"], password: ["Password", "密码"],
+    pw_title: ["Change your one-time password", "修改一次性密码"],
+    pw_hint: ["Your password was set for one use: choose your own before anything else.",
+      "当前密码仅可使用一次：请先设置您自己的密码。"],
+    pw_old: ["Current password", "当前密码"], pw_new: ["New password", "新密码"],
+    pw_again: ["New password again", "再次输入新密码"], pw_change: ["Change password", "修改密码"],
+    pw_differ: ["the two new passwords differ (field: confirm)", "两次输入的新密码不一致（字段：confirm）"],
+    sites: ["Sites", "站点"], devices: ["Devices", "设备"], show: ["Show", "显示"],
+    kind_all: ["every device", "全部设备"], kind_water: ["water (sluice gates)", "水利（闸门）"],
+    kind_env: ["environment (air, water quality, noise)", "环境（空气、水质、噪声）"],
+    kind_emis: ["emissions (CEMS)", "排放（烟气在线监测）"], kind_safety: ["work safety (gas, fire)", "安全生产（气体、火灾）"],
+    th_status: ["Status", "状态"], th_device: ["Device", "设备"], th_profile: ["Profile", "型号"],
+    th_last: ["Last seen", "最后上报"], th_quality: ["Quality", "质量"], th_values: ["Latest values", "最新数值"],
+    no_devices: ["No devices known at this site yet.", "该站点暂无已知设备。"],
+    online: ["online", "在线"], unknown: ["unknown", "未知"], stale: ["stale", "数据过期"],
+    point: ["Point", "测点"], value: ["Value", "数值"], time: ["Time", "时间"],
+    range: ["Range", "时间范围"], h1: ["1 hour", "1 小时"], h6: ["6 hours", "6 小时"], h24: ["24 hours", "24 小时"],
+    d7: ["7 days", "7 天"],
+    gate_control: ["Gate control", "闸门控制"], open: ["Open", "开启"], close: ["Close", "关闭"], stop: ["Stop", "停止"],
+    opening: ["Opening", "开度"], target: ["target", "目标"], set_opening: ["Set opening", "设定开度"],
+    gate_hint: ["Targets are a percentage of the gate's full opening.", "目标为闸门全开度的百分比。"],
+    gate_range: ["Targets {min} % to {max} % of the full opening ({full} m).", "目标范围 {min} % 至 {max} %（全开度 {full} m）。"],
+    confirm: ["Confirm", "确认"], cancel: ["Cancel", "取消"], opening_after: ["Opening after", "执行后开度"],
+    steps: ["{n} steps", "{n} 步"],
+    upstream: ["Upstream level", "闸上水位"], downstream: ["Downstream level", "闸下水位"],
+    head: ["Head across the gate", "上下游水位差"], mode: ["Mode", "控制方式"], movement: ["Movement", "运行"],
+    faults: ["Faults", "故障"], as_of: ["As of", "数据时间"], none: ["none", "无"],
+    remote: ["remote", "远程"], local_mode: ["LOCAL: commands are refused", "现地：拒绝远程命令"],
+    at_rest: ["at rest", "静止"], opening_now: ["opening", "开启中"], closing_now: ["closing", "关闭中"],
+    alerts: ["Alerts", "告警"], all_audiences: ["all audiences", "全部受众"], active_only: ["active only", "仅活动"],
+    refresh: ["Refresh", "刷新"], severity: ["Severity", "级别"], any: ["any", "全部"], site: ["Site", "站点"],
+    state: ["State", "状态"], audience: ["Audience", "受众"],
+    th_prio: ["Priority", "优先级"], th_alert: ["Alert", "告警"], th_where: ["Where", "位置"],
+    th_count: ["Count", "次数"], th_assignee: ["Assignee", "负责人"],
+    ack_selected: ["Acknowledge selected", "确认所选"], ack: ["Acknowledge", "确认"], shelve: ["Shelve", "搁置"],
+    unshelve: ["Unshelve", "取消搁置"], add_note: ["Add note", "添加备注"], assign: ["Assign", "指派"],
+    note_opt: ["note (optional)", "备注（可选）"], shelve_reason: ["reason for shelving", "搁置原因"],
+    reason_opt: ["reason (optional)", "原因（可选）"], a_note: ["add a note", "添加备注"], assignee: ["user name", "用户名"],
+    history: ["History", "历史"], notes: ["Notes", "备注"], who: ["Who", "操作人"], action: ["Action", "操作"],
+    reason: ["Reason", "原因"], no_alerts: ["No alerts in this view.", "当前视图无告警。"],
+    active_unack: ["active, unacknowledged", "活动，未确认"], active_ack: ["active, acknowledged", "活动，已确认"],
+    cleared_unack: ["cleared, unacknowledged", "已恢复，未确认"], normal: ["normal", "正常"],
+    shelved: ["shelved", "已搁置"],
+    overview: ["District overview", "辖区总览"], area: ["Area", "区域"], no_area: ["no area", "未分区"],
+    ov_counts: ["{online} of {devices} devices online", "{devices} 台设备中 {online} 台在线"],
+    ov_totals: ["{sites} sites · {online} devices online · {offline} offline · {active} active alerts",
+      "{sites} 个站点 · {online} 台在线 · {offline} 台离线 · {active} 条活动告警"],
+    worst_none: ["no active alert", "无活动告警"],
+    unreachable: ["The API is not reachable since {time}: the values shown are from before then.",
+      "自 {time} 起无法连接 API：所显示的数值均为此前数据。"],
+    critical_new: ["New critical alarm: {title} at {where}", "新的紧急告警：{title}（{where}）"],
+    users: ["Users", "用户"], role: ["Role", "角色"], areas: ["Areas", "区域"], audit: ["Audit log", "审计日志"],
+    foot: ["Times are China Standard Time (Asia/Shanghai, UTC+8).", "时间为北京时间（Asia/Shanghai，UTC+8）。"],
+    role_viewer: ["viewer", "访客"], role_gate_operator: ["gate operator", "闸门操作员"],
+    role_environment_officer: ["environment officer", "环保专员"], role_safety_inspector: ["work-safety inspector", "安全生产检查员"],
+    role_admin: ["admin", "管理员"],
+    prio_critical: ["critical", "紧急"], prio_high: ["high", "高"], prio_medium: ["medium", "中"], prio_low: ["low", "低"],
+    enterprises: ["Enterprises and their detectors", "企业及其探测器"],
+    stations: ["Stations and their latest values", "监测站及最新数值"],
+    gates: ["Gates", "闸门"], means_later: ["hourly means: when available", "小时均值：待提供"],
+  };
+  const LANGS = ["en", "zh"];
+  const LANG_KEY = "lifeline.lang";
+  /** Chinese where the browser asks for it first (navigator.languages), else English; a choice is remembered. */
+  function pickLang() {
+    const saved = localStorage.getItem(LANG_KEY);
+    if (LANGS.includes(saved)) return saved;
+    const asked = (navigator.languages && navigator.languages.length ? navigator.languages : [navigator.language])
+      .map((l) => String(l || "").toLowerCase());
+    for (const l of asked) {
+      if (l.startsWith("zh")) return "zh";
+      if (l.startsWith("en")) return "en";
+    }
+    return "en";
+  }
+  let lang = pickLang();
+  const locale = () => (lang === "zh" ? "zh-CN" : "en-GB");
 
-  function parts(ms) {
-    const out = {};
-    for (const p of timeParts.formatToParts(new Date(ms))) out[p.type] = p.value;
-    return out;
+  /** The string ``key`` in the page's language, with {name} filled from ``vars``. */
+  function t(key, vars) {
+    const entry = STRINGS[key];
+    let text = entry ? entry[LANGS.indexOf(lang)] || entry[0] : key;
+    for (const [k, v] of Object.entries(vars || {})) text = text.split(`{${k}}`).join(String(v));
+    return text;
   }
 
-  /** "2026-05-12 14:03:09", China Standard Time. */
+  const numberFormats = new Map();
+  /** A number for the page's language (Intl): ``digits`` decimals, or up to 3 significant places when null. */
+  function fmtNumber(value, digits) {
+    const key = `${lang}/${digits}`;
+    if (!numberFormats.has(key)) {
+      numberFormats.set(key, new Intl.NumberFormat(locale(), digits == null
+        ? { maximumFractionDigits: 3, maximumSignificantDigits: 4 }
+        : { minimumFractionDigits: digits, maximumFractionDigits: digits }));
+    }
+    return numberFormats.get(key).format(value);
+  }
+
+  /** Every element with data-i18n gets its text, data-i18n-ph its placeholder; <html lang> follows. */
+  function applyLang() {
+    document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
+    document.title = t("title");
+    for (const el of document.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
+    for (const el of document.querySelectorAll("[data-i18n-ph]")) el.placeholder = t(el.dataset.i18nPh);
+    $("lang").textContent = t("lang_switch");
+    $("lang").setAttribute("aria-label", lang === "zh" ? "Switch to English" : "切换到中文");
+  }
+
+  function switchLang() {
+    lang = lang === "zh" ? "en" : "zh";
+    localStorage.setItem(LANG_KEY, lang);
+    timeFormats.clear();
+    applyLang();
+    if (state.user) rerender();
+  }
+
+  const timeFormats = new Map();
+  function timeFormat(name, options) {
+    if (!timeFormats.has(name)) timeFormats.set(name, new Intl.DateTimeFormat(locale(), { timeZone: TZ, ...options }));
+    return timeFormats.get(name);
+  }
+
+  /** A readable date and time in the page's language, China Standard Time ("2 Dec 2026, 14:03:09"). */
   function fmtTime(ms) {
     if (ms == null) return "—";
-    const p = parts(ms);
-    return `${p.year}-${p.month}-${p.day} ${p.hour}:${p.minute}:${p.second}`;
+    return timeFormat("full", { year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit",
+      second: "2-digit", hourCycle: "h23" }).format(new Date(ms));
   }
 
-  function fmtClock(ms) {
-    const p = parts(ms);
-    return `${p.hour}:${p.minute}`;
+  function fmtShort(ms) {
+    return timeFormat("short", { month: "numeric", day: "numeric", hour: "2-digit", minute: "2-digit",
+      hourCycle: "h23" }).format(new Date(ms));
   }
 
   function fmtAge(ms) {
     if (ms == null) return "";
     const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
-    if (s < 90) return `${s} s ago`;
-    if (s < 5400) return `${Math.round(s / 60)} min ago`;
-    if (s < 172800) return `${Math.round(s / 3600)} h ago`;
-    return `${Math.round(s / 86400)} d ago`;
+    const rtf = new Intl.RelativeTimeFormat(locale(), { numeric: "always", style: "short" });
+    if (s < 90) return rtf.format(-s, "second");
+    if (s < 5400) return rtf.format(-Math.round(s / 60), "minute");
+    if (s < 172800) return rtf.format(-Math.round(s / 3600), "hour");
+    return rtf.format(-Math.round(s / 86400), "day");
   }
 
-  function fmtValue(value, unit) {
+  /** A value with its unit; ``digits`` the point's decimals when known (else up to 4 significant places). */
+  function fmtValue(value, unit, digits) {
     if (value == null) return "—";
-    if (typeof value === "boolean") return value ? "yes" : "no";
+    if (typeof value === "boolean") return value ? "✓" : "✗";
     if (typeof value === "number") {
-      const text = Number.isInteger(value) ? String(value) : value.toFixed(Math.abs(value) >= 100 ? 1 : 3);
+      const text = Number.isInteger(value) && digits == null ? fmtNumber(value, 0) : fmtNumber(value, digits);
       return unit ? `${text} ${unit}` : text;
     }
     return String(value);
@@ -175,6 +349,7 @@
     } catch (err) {
       throw new ApiError(0, { reason: `the API is not reachable (${err.message})` });
     }
+    reachable();
     if (response.status === 204) return null;
     const text = await response.text();
     let data = text;
@@ -203,14 +378,22 @@
 
   function banner(err) {
     $("banner-text").textContent = err instanceof Error ? err.message : String(err);
+    $("banner").dataset.kind = err instanceof ApiError && err.status === 0 ? "offline" : "error";
     $("banner").hidden = false;
   }
 
+  /** The API answered: a "not reachable" banner is no longer true, unless the live stream is still down (an
+   *  answer to a request sent before the API stopped says nothing about now). */
+  function reachable() {
+    if ($("banner").dataset.kind === "offline" && state.lostAt == null) $("banner").hidden = true;
+  }
+
   // -- session ---------------------------------------------------------------------------------------------------
-  const VIEWS = ["login-view", "password-view", "devices-view", "alerts-view"];
+  const VIEWS = ["login-view", "password-view", "overview-view", "devices-view", "alerts-view", "admin-view"];
 
   function show(view) {
     for (const id of VIEWS) $(id).hidden = id !== view;
+    if (view === "admin-view") loadAdmin();
     for (const b of document.querySelectorAll("#tabs button")) b.classList.toggle("active", b.dataset.tab === view);
   }
 
@@ -231,7 +414,7 @@
 
   function showWho() {
     $("user-name").textContent = state.user ? state.user.username : "";
-    $("user-role").textContent = state.user ? ROLE_NAMES[state.user.role] || state.user.role : "";
+    $("user-role").textContent = state.user ? t(`role_${state.user.role}`) : "";
     $("whoami").hidden = !state.user;
   }
 
@@ -263,10 +446,12 @@
     const view = ROLE_VIEW[state.user.role] || ROLE_VIEW.viewer;
     $("kind-filter").value = view.kind;
     $("tabs").hidden = false;
+    $("admin-tab").hidden = state.user.role !== "admin";
     show(view.tab);
     startStream();
     loadSites();
     loadAlerts();
+    loadAdmin();
   }
 
   async function onLogin(ev) {
@@ -293,7 +478,7 @@
     const form = element.elements;
     showError("password-error", "");
     if (form.new_password.value !== form.confirm.value) {
-      showError("password-error", "the two new passwords differ (field: confirm)");
+      showError("password-error", t("pw_differ"));
       return;
     }
     try {
@@ -329,12 +514,75 @@
     sessionStorage.removeItem(TOKEN_KEY);
     Object.assign(state, {
       token: null, user: null, sites: [], site: null, devices: new Map(), latest: new Map(), device: null,
-      chart: null, alerts: [], alert: null, pending: null,
+      chart: null, alerts: [], alert: null, pending: null, checked: new Set(), seen: new Set(), seenReady: false,
+      lostAt: null, limits: null,
     });
+    document.body.classList.remove("disconnected");
     $("device-panel").hidden = true;
     $("alert-panel").hidden = true;
     $("banner").hidden = true;
     showLogin(message);
+  }
+
+  // -- the district overview: sites by area, each coloured by its worst active alert --------------------------------
+  function worstBySite() {
+    const worst = new Map();
+    for (const a of state.alerts) {
+      if (!isActive(a) || !a.site) continue;
+      const w = worst.get(a.site);
+      if (!w || PRIO_RANK[a.priority] < PRIO_RANK[w]) worst.set(a.site, a.priority);
+    }
+    return worst;
+  }
+
+  function renderOverview() {
+    if (!state.user) return;
+    const worst = worstBySite();
+    const areas = new Map();
+    for (const s of state.sites) {
+      const key = s.area || "";
+      if (!areas.has(key)) areas.set(key, []);
+      areas.get(key).push(s);
+    }
+    const online = state.sites.reduce((n, s) => n + s.online, 0);
+    const total = state.sites.reduce((n, s) => n + s.devices, 0);
+    $("overview-totals").textContent = t("ov_totals", { sites: state.sites.length, online, offline: total - online,
+      active: state.alerts.filter(isActive).length });
+    // A schematic, not a map: one band per area along the district's waterway (no outside tiles).
+    $("schematic").replaceChildren(...[...areas.entries()].sort().map(([area, sites]) => h("div", { class: "area" },
+      h("h3", null, area || t("no_area")),
+      h("div", { class: "river", "aria-hidden": "true" }),
+      h("div", { class: "area-sites" }, sites.map((s) => {
+        const w = worst.get(s.site);
+        return h("button", {
+          type: "button", class: `site-tile worst-${w || "none"}`, "data-site": s.site,
+          title: w ? t(`prio_${w}`) : t("worst_none"),
+          onclick: () => { show("devices-view"); selectSite(s.site); },
+        }, h("b", null, s.site), h("small", null, t("ov_counts", { online: s.online, devices: s.devices })),
+        h("small", null, w ? t(`prio_${w}`) : t("worst_none")));
+      })))));
+    const f = $("f-site");
+    const sites = state.sites.map((s) => s.site);
+    if (Array.from(f.options, (o) => o.value).slice(1).join() !== sites.join()) {
+      const chosen = f.value;
+      f.replaceChildren(h("option", { value: "", "data-i18n": "any" }, t("any")),
+        ...sites.map((x) => h("option", { value: x }, x)));
+      f.value = chosen;
+    }
+  }
+
+  // -- admin: users and the audit log ----------------------------------------------------------------------------
+  async function loadAdmin() {
+    if (!state.user || state.user.role !== "admin") return;
+    try {
+      const [users, audit] = await Promise.all([api("GET", "/api/users"), api("GET", "/api/audit?limit=100")]);
+      $("user-rows").replaceChildren(...users.map((u) => h("tr", null, h("td", null, u.username,
+        u.disabled ? " (disabled)" : ""), h("td", null, t(`role_${u.role}`)), h("td", null, u.areas.join(", ") || "*"))));
+      $("audit-rows").replaceChildren(...audit.map((r) => h("tr", null, h("td", null, fmtTime(r.ts_ms)),
+        h("td", null, r.who || "—"), h("td", null, r.action), h("td", null, r.target || ""))));
+    } catch (err) {
+      banner(err);
+    }
   }
 
   // -- sites and devices -----------------------------------------------------------------------------------------
@@ -346,6 +594,7 @@
       return;
     }
     renderSites();
+    renderOverview();
     if (!state.site && state.sites.length) selectSite(state.sites[0].site);
   }
 
@@ -353,22 +602,28 @@
     $("site-list").replaceChildren(...state.sites.map((s) => h("li", null,
       h("button", { type: "button", class: s.site === state.site ? "active" : "", onclick: () => selectSite(s.site) },
         h("span", null, s.site),
-        h("small", null, `${s.area || "no area"} · ${s.online}/${s.devices} online`)))));
+        h("small", null, `${s.area || t("no_area")} · ${t("ov_counts", { online: s.online, devices: s.devices })}`)))));
   }
 
   async function selectSite(site) {
     if (site !== state.site) {
       state.device = null;
+      state.devices = new Map();
+      state.latest = new Map();
       $("device-panel").hidden = true;
+      renderDevices();
     }
     state.site = site;
     renderSites();
     $("site-title").textContent = site;
+    $("site-title").dataset.site = site;
     try {
       const devices = await api("GET", `/api/sites/${enc(site)}/devices`);
       if (state.site !== site) return;
       state.devices = new Map(devices.map((d) => [d.device, d]));
+      loadProfiles(devices);
       renderDevices();
+      loadEnv(site, devices);
     } catch (err) {
       banner(err);
       return;
@@ -389,8 +644,11 @@
   }
 
   function statusCell(d) {
+    if (document.body.classList.contains("disconnected")) { // what the page last heard, not what is true now
+      return h("td", { title: t("stale") }, h("span", { class: "dot stale" }), t("stale"));
+    }
     const cls = d.online === true ? "online" : d.online === false ? "offline" : "";
-    const text = d.online === true ? "online" : d.online === false ? "offline" : "unknown";
+    const text = d.online === true ? t("online") : d.online === false ? t("offline") : t("unknown");
     return h("td", { title: d.status_reason || null }, h("span", { class: `dot ${cls}` }), text);
   }
 
@@ -398,32 +656,48 @@
   const KEY_POINTS = ["gate_opening", "level_up", "level_down", "fault_code", "remote_mode", "ph", "do", "nh3_n",
     "codmn", "pm25", "pm10", "o3", "aqi", "so2", "nox", "dust", "lel", "alarm_level", "fire_alarm", "leq", "la"];
 
-  function summary(latest) {
+  const LEL_ALARM = 50; // %LEL, the second-level set point of GB/T 50493-2019 (the catalogue's gas_detector notes)
+
+  function summary(latest, profile) {
     if (!latest || !latest.values) return [];
     const rank = (name) => {
       const i = KEY_POINTS.indexOf(name);
       return i >= 0 ? i : name.startsWith("cmd_") || name.startsWith("limit_") ? 1000 : 100;
     };
     const entries = Object.entries(latest.values).sort((a, b) => rank(a[0]) - rank(b[0]));
-    return entries.slice(0, 5).map(([name, value]) => h("span", null,
-      `${name} `, h("b", null, fmtValue(value, latest.units[name])), "  "));
+    return entries.slice(0, 5).map(([name, value]) => h("span", null, `${name} `,
+      h("b", { class: name === "lel" && typeof value === "number" && value >= LEL_ALARM ? "lel-high" : null },
+        fmtPoint(profile, name, value, latest.units[name])), "  "));
   }
 
   function renderDevices() {
     const kind = $("kind-filter").value;
     const rows = [];
-    for (const d of state.devices.values()) {
+    const alarms = new Map(); // device -> its worst unacknowledged active alert
+    for (const a of state.alerts) {
+      if (a.site !== state.site || !a.device || !canAck(a)) continue;
+      const w = alarms.get(a.device);
+      if (!w || alertOrder(a, w) < 0) alarms.set(a.device, a);
+    }
+    // The safety inspector's view: detectors in alarm first (then by name); elsewhere by name.
+    const devices = [...state.devices.values()].sort((a, b) => (kind === "safety"
+      ? Number(!alarms.has(a.device)) - Number(!alarms.has(b.device)) : 0) || a.device.localeCompare(b.device));
+    for (const d of devices) {
       if (kind && PROFILE_DOMAIN[d.profile] !== kind) continue;
+      const alarm = alarms.get(d.device);
       const stale = d.last_seen_ms != null && Date.now() - d.last_seen_ms > STALE_MS;
       rows.push(h("tr", {
-        class: `clickable${d.device === state.device ? " selected" : ""}`, onclick: () => openDevice(d.device),
+        class: `clickable${d.device === state.device ? " selected" : ""}${alarm ? " alarm-row" : ""}`,
+        onclick: () => openDevice(d.device), "data-device": d.device,
       },
       statusCell(d),
       h("td", null, h("b", null, d.device)),
       h("td", null, d.profile),
       h("td", { class: stale ? "stale" : null, title: fmtAge(d.last_seen_ms) }, fmtTime(d.last_seen_ms)),
       h("td", null, qualityBadge(d.quality)),
-      h("td", { class: "values" }, summary(state.latest.get(d.device)))));
+      h("td", { class: "values" }, envBadges(d.device), summary(state.latest.get(d.device), d.profile)),
+      ...(alarm && kind === "safety" ? [h("td", { onclick: (ev) => ev.stopPropagation() },
+        h("button", { type: "button", class: "primary ack-one", onclick: () => ackOne(alarm) }, t("ack")))] : [])));
     }
     $("device-rows").replaceChildren(...rows);
     $("devices-empty").hidden = rows.length > 0;
@@ -472,7 +746,8 @@
     ].filter(Boolean).join(" · ");
     const rows = Object.entries((latest && latest.values) || {}).map(([name, value]) => {
       const q = latest.quality[name] || "good";
-      return h("tr", null, h("td", null, name), h("td", null, h("b", null, fmtValue(value, latest.units[name]))),
+      return h("tr", null, h("td", null, name), h("td", null, h("b", null, fmtPoint(d.profile, name, value,
+        latest.units[name]))),
         h("td", null, fmtTime(latest.times_ms[name])),
         h("td", { title: latest.reasons[name] || null }, qualityBadge(q),
           latest.reasons[name] ? ` ${latest.reasons[name]}` : ""));
@@ -492,14 +767,46 @@
       clearChart("no numeric values known yet");
     }
     $("gate-panel").hidden = !(d.profile === GATE_PROFILE && may(GATE_ROLES));
-    if (!$("gate-panel").hidden) renderGateState();
+    if (!$("gate-panel").hidden) {
+      renderGateState();
+      loadGateLimits(d);
+    }
   }
 
-  // -- the 24-hour chart (inline SVG) ----------------------------------------------------------------------------
+  /** The gate's limits (targets are % of full_opening_m; the gate reports metres): asked once per gate. */
+  async function loadGateLimits(d) {
+    const key = `${d.site}/${d.device}`;
+    if (state.limits && state.limits.key === key) return;
+    state.limits = { key, full_opening_m: null };
+    try {
+      const g = await api("GET", `/api/gates/${enc(d.site)}/${enc(d.device)}/limits`);
+      if (state.limits.key !== key) return;
+      state.limits = { key, ...g };
+      $("gate-target").min = String(g.min_pct);
+      $("gate-target").max = String(g.max_pct);
+      $("gate-range").textContent = t("gate_range", {
+        min: fmtNumber(g.min_pct, 1), max: fmtNumber(g.max_pct, 1), full: fmtNumber(g.full_opening_m, 2) });
+      renderGateState();
+    } catch (err) {
+      $("gate-range").textContent = err.message;
+    }
+  }
+
+  /** "3.25 m (50 %)": an opening in metres with its percentage of the gate's full opening, when known. */
+  function openingText(m) {
+    if (m == null) return "—";
+    const full = state.limits && state.limits.full_opening_m;
+    const pct = full ? ` (${fmtNumber((100 * m) / full, 1)} %)` : "";
+    return `${fmtNumber(m, 2)} m${pct}`;
+  }
+
+  // -- the device chart (uPlot, shipped in vendor/) -------------------------------------------------------------
   async function loadChart(site, device, point) {
-    state.chart = { site, device, point, start_ms: Date.now() - DAY_MS, end_ms: Date.now(), points: [] };
-    $("chart-note").textContent = "loading…";
-    const q = new URLSearchParams({ points: point, max_points: String(CHART_POINTS) });
+    const span = state.rangeMs;
+    state.chart = { site, device, point, start_ms: Date.now() - span, end_ms: Date.now(), points: [] };
+    $("chart-note").textContent = "…";
+    const q = new URLSearchParams({ points: point, max_points: String(CHART_POINTS),
+      start_ms: String(Date.now() - span) });
     try {
       const out = await api("GET", `/api/sites/${enc(site)}/devices/${enc(device)}/history?${q}`);
       if (!state.chart || state.chart.device !== device || state.chart.point !== point) return;
@@ -511,65 +818,43 @@
   }
 
   function clearChart(message) {
-    $("chart").replaceChildren(svg("text", { x: 320, y: 120, "text-anchor": "middle", class: "empty" }, message));
+    if (state.plot) state.plot.destroy();
+    state.plot = null;
+    $("chart").replaceChildren(h("p", { class: "empty" }, message));
     $("chart-note").textContent = "";
   }
 
   function drawChart() {
     const c = state.chart;
-    const chart = $("chart");
     const latest = state.latest.get(c.device);
     const unit = (latest && latest.units[c.point]) || "";
     const data = c.points.filter((p) => typeof p.values[c.point] === "number");
     if (!data.length) {
-      clearChart("no data in the last 24 hours");
+      clearChart(t("none"));
       return;
     }
-    const W = 640, H = 240, L = 58, R = 14, T = 12, B = 26;
-    const start = c.start_ms, end = Math.max(c.end_ms, data[data.length - 1].time_ms);
-    let lo = Math.min(...data.map((p) => p.values[c.point]));
-    let hi = Math.max(...data.map((p) => p.values[c.point]));
-    if (hi - lo < 1e-9) { lo -= 1; hi += 1; }
-    const pad = (hi - lo) * 0.05;
-    lo -= pad;
-    hi += pad;
-    const x = (t) => L + ((t - start) / (end - start)) * (W - L - R);
-    const y = (v) => T + ((hi - v) / (hi - lo)) * (H - T - B);
-    const nodes = [];
-    for (let i = 0; i <= 4; i += 1) { // five value lines
-      const v = lo + ((hi - lo) * i) / 4;
-      nodes.push(svg("line", { x1: L, x2: W - R, y1: y(v), y2: y(v), class: "gridline" }));
-      nodes.push(svg("text", { x: L - 4, y: y(v) + 4, "text-anchor": "end", class: "tick" }, fmtValue(+v.toFixed(2))));
+    if (typeof window.uPlot !== "function") {
+      clearChart("uPlot did not load");
+      return;
     }
-    // Time lines every 6 hours of Shanghai time (UTC+8 all year: its hours fall on UTC hours)
-    const offset = 8 * HOUR_MS, step = 6 * HOUR_MS;
-    for (let t = Math.ceil((start + offset) / step) * step - offset; t <= end; t += step) {
-      nodes.push(svg("line", { x1: x(t), x2: x(t), y1: T, y2: H - B, class: "gridline" }));
-      nodes.push(svg("text", { x: x(t), y: H - 8, "text-anchor": "middle", class: "tick" }, fmtClock(t)));
-    }
-    nodes.push(svg("line", { x1: L, x2: L, y1: T, y2: H - B, class: "axis" }));
-    nodes.push(svg("line", { x1: L, x2: W - R, y1: H - B, y2: H - B, class: "axis" }));
-    // One polyline per run of points: a gap of more than three buckets is drawn as a gap, not a straight line
-    const gap = (3 * (end - start)) / CHART_POINTS;
-    let run = [];
-    const flush = () => {
-      if (run.length) nodes.push(svg("polyline", { points: run.join(" "), class: "series" }));
-      run = [];
+    const xs = data.map((p) => p.time_ms / 1000);
+    const ys = data.map((p) => p.values[c.point]);
+    const width = Math.max(260, $("chart").clientWidth || 600);
+    const opts = {
+      width, height: 220, legend: { show: false }, cursor: { drag: { x: false } },
+      tzDate: (ts) => window.uPlot.tzDate(new Date(ts * 1000), TZ), // China Standard Time, whatever the browser's
+      scales: { x: { time: true } },
+      axes: [{ values: (u, ticks) => ticks.map((v) => fmtShort(v * 1000)) }, { values: (u, ticks) => ticks.map((v) => fmtNumber(v, null)), size: 60 }],
+      series: [{}, { label: c.point, stroke: "#1d6fb8", width: 1.5, spanGaps: false,
+        value: (u, v) => (v == null ? "—" : fmtValue(v, unit)) }],
     };
-    let previous = null;
-    for (const p of data) {
-      if (previous != null && p.time_ms - previous > gap) flush();
-      run.push(`${x(p.time_ms).toFixed(1)},${y(p.values[c.point]).toFixed(1)}`);
-      previous = p.time_ms;
-      const q = QUALITY_CODES[p.quality[c.point]];
-      if (q) nodes.push(svg("circle", { cx: x(p.time_ms), cy: y(p.values[c.point]), r: 2.5, class: `mark-${q}` }));
-    }
-    flush();
-    chart.replaceChildren(...nodes);
+    if (state.plot) state.plot.destroy();
+    $("chart").replaceChildren();
+    state.plot = new window.uPlot(opts, [xs, ys], $("chart"));
     const last = data[data.length - 1];
-    $("chart-note").textContent = `${c.point}${unit ? ` (${unit})` : ""}: ${fmtTime(start)} to ${fmtTime(end)}; `
-      + `last ${fmtValue(last.values[c.point], unit)} at ${fmtTime(last.time_ms)}; ${data.length} points`
-      + `${data.some((p) => p.quality[c.point]) ? "; dots mark uncertain or bad values" : ""}`;
+    $("chart-note").textContent = `${c.point}${unit ? ` (${unit})` : ""}: ${fmtTime(c.start_ms)} – `
+      + `${fmtTime(Math.max(c.end_ms, last.time_ms))}; ${fmtValue(last.values[c.point], unit)} @ `
+      + `${fmtTime(last.time_ms)}; n = ${data.length}`;
   }
 
   // -- gate control ----------------------------------------------------------------------------------------------
@@ -585,18 +870,18 @@
     return {
       opening: num("gate_opening"), up, down, head: up != null && down != null ? Math.abs(up - down) : null,
       remote: typeof v.remote_mode === "boolean" ? v.remote_mode : null,
-      moving: v.moving_open === true ? "opening" : v.moving_close === true ? "closing" : "at rest",
+      moving: v.moving_open === true ? "opening_now" : v.moving_close === true ? "closing_now" : "at_rest",
       faults, time: latest ? latest.time_ms : null,
     };
   }
 
   function factsList(f) {
-    const mode = f.remote === true ? "remote" : f.remote === false ? "LOCAL: commands are refused" : "unknown";
+    const mode = f.remote === true ? t("remote") : f.remote === false ? t("local_mode") : t("unknown");
     const rows = [
-      ["Opening", fmtValue(f.opening, "m")], ["Upstream level", fmtValue(f.up, "m")],
-      ["Downstream level", fmtValue(f.down, "m")], ["Head across the gate", fmtValue(f.head, "m")],
-      ["Mode", mode], ["Movement", f.moving], ["Faults", f.faults.length ? f.faults.join(", ") : "none"],
-      ["As of", `${fmtTime(f.time)} (${fmtAge(f.time) || "no data"})`],
+      [t("opening"), openingText(f.opening)], [t("upstream"), fmtValue(f.up, "m", 2)],
+      [t("downstream"), fmtValue(f.down, "m", 2)], [t("head"), fmtValue(f.head, "m", 2)],
+      [t("mode"), mode], [t("movement"), t(f.moving)], [t("faults"), f.faults.length ? f.faults.join(", ") : t("none")],
+      [t("as_of"), `${fmtTime(f.time)} (${fmtAge(f.time) || "—"})`],
     ];
     return rows.flatMap(([k, v]) => [h("dt", null, k), h("dd", null, v)]);
   }
@@ -739,21 +1024,27 @@
 
   function renderCommand(v) {
     const target = v.target_pct != null ? ` to ${v.target_pct} %` : "";
-    const steps = (v.steps || []).map((s) => h("li", null,
-      `${fmtTime(s.ts)} ${s.state}`,
-      s.opening_m != null ? ` · opening ${fmtValue(s.opening_m, "m")}` : "",
-      s.target_m != null ? ` · target ${fmtValue(s.target_m, "m")}` : "",
+    const steps = v.steps || [];
+    const s = steps.length ? steps[steps.length - 1] : null; // the newest step, on one line that is rewritten
+    const line = s ? h("p", { id: "gate-step", class: "step-line" },
+      `${fmtTime(s.ts)} · ${s.state}`,
+      s.opening_m != null ? ` · ${t("opening")} ${openingText(s.opening_m)}` : "",
+      s.target_m != null ? ` · ${t("target")} ${openingText(s.target_m)}` : "",
       s.interlock ? ` · interlock ${s.interlock}` : "", s.reason ? ` · ${s.reason}` : "",
-      s.late ? " (late)" : ""));
-    const after = v.after && v.after.gate_opening != null
-      ? `Opening after: ${fmtValue(v.after.gate_opening, "m")}` : "";
+      s.late ? " (late)" : "", ` · ${t("steps", { n: steps.length })}`) : null;
+    const full = state.limits && state.limits.full_opening_m;
+    const now = s && s.opening_m != null ? s.opening_m : null;
+    const bar = full && now != null ? h("progress", { max: "100", value: String(Math.max(0, Math.min(100,
+      (100 * now) / full))), "aria-label": t("opening") }) : null;
+    const afterM = v.after ? (v.after.opening_m != null ? v.after.opening_m : v.after.gate_opening) : null;
+    const after = afterM != null ? `${t("opening_after")}: ${openingText(afterM)}` : "";
     $("gate-progress").replaceChildren(h("div", null, // h() skips the parts that are null
       h("p", null, `Command ${v.id}: ${v.action}${target} by ${v.operator}, issued ${fmtTime(v.issued_ms)} · `,
         h("span", { class: `cmd-state cmd-${v.state}` }, v.state), v.final ? " (final)" : " …"),
       v.interlock ? h("p", { class: "error" }, `Refused by interlock ${v.interlock}: ${v.reason}`)
         : v.reason ? h("p", { class: v.state === "completed" ? "ok-text" : "error" }, v.reason) : null,
       after ? h("p", { class: "ok-text" }, after) : null,
-      steps.length ? h("ol", { class: "step-list" }, steps) : null));
+      line, bar));
   }
 
   // -- alerts ----------------------------------------------------------------------------------------------------
@@ -761,9 +1052,13 @@
     const q = new URLSearchParams({ limit: "200" });
     if ($("all-audiences").checked) q.set("all_audiences", "true");
     if ($("active-only").checked) q.set("active_only", "true");
+    if ($("f-priority").value) q.set("min_priority", $("f-priority").value);
+    if ($("f-site").value) q.set("site", $("f-site").value);
+    if ($("f-state").value) q.set("state", $("f-state").value);
     try {
       const out = await api("GET", `/api/alerts?${q}`);
       state.alerts = out.alerts;
+      noticeCritical(out.alerts);
       $("alert-total").textContent = out.total > out.alerts.length ? `(${out.alerts.length} of ${out.total})`
         : `(${out.total})`;
     } catch (err) {
@@ -778,22 +1073,108 @@
   }
 
   function stateBadge(a) {
-    return [h("span", { class: `badge state-${a.state}` }, STATE_NAMES[a.state] || a.state),
+    return [h("span", { class: `badge state-${a.state}` }, t(a.state)),
       isShelved(a) ? h("span", { class: "badge shelved" }, ` shelved until ${fmtTime(a.shelved_until_ms)}`) : null,
       a.out_of_service ? h("span", { class: "badge shelved" }, " out of service") : null];
   }
 
+  const STATE_RANK = { active_unack: 0, active_ack: 1, cleared_unack: 2, normal: 3 };
+  const PRIO_RANK = { critical: 0, high: 1, medium: 2, low: 3 };
+
+  /** Active first (unacknowledged before acknowledged), then by priority, then the newest first. */
+  function alertOrder(a, b) {
+    return (STATE_RANK[a.state] ?? 9) - (STATE_RANK[b.state] ?? 9)
+      || (PRIO_RANK[a.priority] ?? 9) - (PRIO_RANK[b.priority] ?? 9) || b.last_ms - a.last_ms;
+  }
+
+  const isActive = (a) => a.state === "active_unack" || a.state === "active_ack";
+  const canAck = (a) => a.state === "active_unack" || a.state === "cleared_unack";
+
+  /** A sound and a flashing bar for a critical alarm that is new to this page (WebAudio: no sound file). */
+  function noticeCritical(alerts) {
+    const fresh = alerts.filter((a) => a.priority === "critical" && a.state === "active_unack" && !state.seen.has(a.id));
+    for (const a of alerts) state.seen.add(a.id);
+    if (!state.seenReady) { // the alarms there were at login are not new
+      state.seenReady = true;
+      return;
+    }
+    if (!fresh.length) return;
+    const a = fresh[0];
+    $("critical-text").textContent = t("critical_new", { title: a.title || a.rule,
+      where: [a.site, a.device].filter(Boolean).join(" / ") });
+    $("critical").hidden = false;
+    document.body.classList.add("flash");
+    setTimeout(() => document.body.classList.remove("flash"), 3000);
+    beep();
+  }
+
+  function beep() {
+    try {
+      const Ctx = window.AudioContext || window.webkitAudioContext;
+      if (!Ctx) return;
+      state.audio = state.audio || new Ctx();
+      const ctx = state.audio;
+      for (let i = 0; i < 3; i += 1) { // three short 880 Hz tones
+        const osc = ctx.createOscillator();
+        const gain = ctx.createGain();
+        osc.frequency.value = 880;
+        gain.gain.value = 0.15;
+        osc.connect(gain).connect(ctx.destination);
+        osc.start(ctx.currentTime + i * 0.3);
+        osc.stop(ctx.currentTime + i * 0.3 + 0.18);
+      }
+    } catch (err) {
+      // no audio output (a headless browser, or the user has not touched the page yet): the bar is the cue
+    }
+  }
+
+  async function ackOne(a) {
+    try {
+      replaceAlert(await api("POST", ALERT_ACTIONS.ack(a.id), { note: "" }));
+    } catch (err) {
+      banner(err);
+    }
+    renderDevices();
+  }
+
+  async function ackSelected() {
+    const ids = [...state.checked];
+    $("ack-selected").disabled = true;
+    const problems = [];
+    for (const id of ids) {
+      try {
+        replaceAlert(await api("POST", ALERT_ACTIONS.ack(id), { note: "" }));
+        state.checked.delete(id);
+      } catch (err) {
+        problems.push(`#${id}: ${err.message}`);
+      }
+    }
+    renderAlerts();
+    if (problems.length) banner(problems.join("; "));
+  }
+
   function renderAlerts() {
+    state.alerts.sort(alertOrder);
+    const known = new Set(state.alerts.map((a) => a.id));
+    for (const id of [...state.checked]) if (!known.has(id)) state.checked.delete(id);
     const rows = state.alerts.map((a) => h("tr", {
       class: `clickable alert-row state-${a.state}${isShelved(a) ? " is-shelved" : ""}`
         + `${a.id === state.alert ? " selected" : ""}`,
-      onclick: () => openAlert(a.id),
+      onclick: () => openAlert(a.id), "data-alert": a.id,
     },
-    h("td", null, h("span", { class: `badge prio-${a.priority}` }, `${a.priority} (${a.severity})`)),
+    h("td", { onclick: (ev) => ev.stopPropagation() }, canAck(a) && may(ALERT_ROLES) ? h("input", {
+      type: "checkbox", class: "pick", "aria-label": `select #${a.id}`, checked: state.checked.has(a.id),
+      onchange: (ev) => {
+        if (ev.currentTarget.checked) state.checked.add(a.id);
+        else state.checked.delete(a.id);
+        $("ack-selected").disabled = state.checked.size === 0;
+      },
+    }) : null),
+    h("td", null, h("span", { class: `badge prio-${a.priority}` }, `${t(`prio_${a.priority}`)} (${a.severity})`)),
     h("td", null, stateBadge(a)),
     h("td", null, h("b", null, a.title || a.rule), a.chattering ? " (chattering)" : ""),
     h("td", null, [a.site, a.device, a.point].filter(Boolean).join(" / ")),
-    h("td", null, fmtValue(a.value)),
+    h("td", null, fmtValue(a.value, null, 2)),
     h("td", { title: `first ${fmtTime(a.first_ms)}` }, fmtTime(a.last_ms)),
     h("td", null, a.count),
     h("td", null, a.assignee || "")));
@@ -801,6 +1182,9 @@
     $("alerts-empty").hidden = rows.length > 0;
     const unacked = state.alerts.filter((a) => a.state === "active_unack").length;
     $("alert-count").textContent = unacked ? String(unacked) : "";
+    $("ack-selected").disabled = state.checked.size === 0;
+    renderOverview();
+    if (state.user && state.user.role === "safety_inspector") renderDevices();
   }
 
   async function openAlert(id) {
@@ -829,7 +1213,7 @@
     $("alert-facts").replaceChildren(...facts.flatMap(([k, v]) => [h("dt", null, k), h("dd", null, v)]));
     $("alert-history").replaceChildren(...a.history.slice().reverse().map((e) => h("tr", null,
       h("td", null, fmtTime(e.ts_ms)), h("td", null, e.who || "—"), h("td", null, e.action),
-      h("td", null, `${e.from_state} → ${e.to_state}`), h("td", null, e.reason || ""))));
+      h("td", null, `${e.from_state} → ${e.to_state}`), h("td", null, readableReason(e.reason)))));
     $("alert-notes").replaceChildren(...(a.notes.length ? a.notes.map((n) => h("li", null, n.text, " ",
       h("small", null, `${n.who}, ${fmtTime(n.ts_ms)}`))) : [h("li", { class: "hint" }, "no notes")]));
     $("alert-actions").hidden = !may(ALERT_ROLES);
@@ -838,11 +1222,17 @@
     $("unshelve-form").hidden = !isShelved(a);
   }
 
+  /** A reason with epoch milliseconds in it ("until 1764650000000") reads as a time. */
+  function readableReason(text) {
+    return String(text || "").replace(/\b1\d{12}\b/g, (ms) => fmtTime(Number(ms)));
+  }
+
   const ALERT_ACTIONS = { // one literal path each: the console's test checks them against the OpenAPI spec
     ack: (id) => `/api/alerts/${id}/ack`,
     shelve: (id) => `/api/alerts/${id}/shelve`,
     unshelve: (id) => `/api/alerts/${id}/unshelve`,
     notes: (id) => `/api/alerts/${id}/notes`,
+    assign: (id) => `/api/alerts/${id}/assign`,
   };
 
   function alertForm(action, body) {
@@ -879,8 +1269,18 @@
 
   // -- the live stream (SSE over fetch, so that it carries the Authorization header) -------------------------------
   function setLive(on) {
-    $("live").textContent = on ? "live" : "offline";
+    $("live").textContent = on ? t("live") : t("offline");
     $("live").className = `live ${on ? "on" : "off"}`;
+    const was = document.body.classList.contains("disconnected");
+    document.body.classList.toggle("disconnected", !on && Boolean(state.user));
+    if (was !== document.body.classList.contains("disconnected") && state.user) renderDevices();
+    if (on) {
+      state.lostAt = null;
+      reachable();
+    } else if (state.user && state.lostAt == null) {
+      state.lostAt = Date.now();
+      banner(new ApiError(0, { reason: t("unreachable", { time: fmtTime(state.lostAt) }) }));
+    }
   }
 
   async function startStream() {
@@ -1015,7 +1415,7 @@
           }
         }
         c.end_ms = Math.max(c.end_ms, latest.time_ms || 0);
-        c.start_ms = c.end_ms - DAY_MS;
+        c.start_ms = c.end_ms - state.rangeMs;
         c.points = c.points.filter((p) => p.time_ms >= c.start_ms);
       }
       debounce("render-device", 500, () => {
@@ -1060,6 +1460,20 @@
     }
   }
 
+  function rerender() {
+    setLive($("live").classList.contains("on"));
+    renderSites();
+    renderOverview();
+    renderDevices();
+    renderAlerts();
+    if (state.device) {
+      renderDevice();
+      if (state.chart && state.chart.points.length) drawChart();
+    }
+    if (state.alert) openAlert(state.alert);
+    loadAdmin();
+  }
+
   function resync() {
     loadSites();
     if (state.site) selectSite(state.site);
@@ -1068,6 +1482,21 @@
 
   // -- wiring ----------------------------------------------------------------------------------------------------
   function wire() {
+    applyLang();
+    $("lang").addEventListener("click", switchLang);
+    $("critical-close").addEventListener("click", () => { $("critical").hidden = true; });
+    for (const id of ["f-priority", "f-site", "f-state"]) $(id).addEventListener("change", loadAlerts);
+    $("ack-selected").addEventListener("click", ackSelected);
+    $("select-all").addEventListener("change", (ev) => {
+      for (const a of state.alerts) if (canAck(a)) (ev.currentTarget.checked ? state.checked.add(a.id) : state.checked.delete(a.id));
+      renderAlerts();
+    });
+    $("assign-form").addEventListener("submit", alertForm("assign", (f) => ({ assignee: f.assignee.value.trim() || null })));
+    $("chart-range").addEventListener("change", (ev) => {
+      state.rangeMs = Number(ev.currentTarget.value);
+      const d = state.devices.get(state.device);
+      if (d && state.chart) loadChart(d.site, d.device, state.chart.point);
+    });
     $("login-form").addEventListener("submit", onLogin);
     $("password-form").addEventListener("submit", onPassword);
     $("logout").addEventListener("click", logout);

@@ -1,0 +1,195 @@
+"""The console in headless Chromium against ``lifeline up --scenario mini`` (tests/browser/conftest.py): the tests
+run in file order on one stack, the first one changes the admin's one-time password."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.browser.conftest import NEW_PASSWORD, Stack
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
+
+MINI_SITES = ["browser-sources", "mini-safety", "mini-water"]  # district.yaml, with its HJ 212 stations' site
+
+
+def _page(browser: Any, stack: Stack, *, width: int = 1280, height: int = 800, locale: str = "en-GB") -> Any:
+    context = browser.new_context(viewport={"width": width, "height": height}, locale=locale)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.script_errors = errors
+    page.goto(stack.console)
+    return page
+
+
+def _login(page: Any, stack: Stack) -> None:
+    page.fill("#login-form input[name=username]", "admin")
+    page.fill("#login-form input[name=password]", NEW_PASSWORD)
+    page.click("#login-form button[type=submit]")
+    page.wait_for_selector("#schematic .site-tile", timeout=10_000)
+
+
+def test_first_login_changes_the_password_then_shows_every_site(browser: Any, stack: Stack, artifacts: Path) -> None:
+    page = _page(browser, stack)
+    page.fill("#login-form input[name=username]", "admin")
+    page.fill("#login-form input[name=password]", stack.admin_password)
+    page.click("#login-form button[type=submit]")
+    page.wait_for_selector("#password-view:not([hidden])", timeout=10_000)
+    page.screenshot(path=str(artifacts / "password.png"))
+    page.fill("#password-form input[name=old_password]", stack.admin_password)
+    page.fill("#password-form input[name=new_password]", NEW_PASSWORD)
+    page.fill("#password-form input[name=confirm]", NEW_PASSWORD)
+    page.click("#password-form button[type=submit]")
+    page.wait_for_selector("#schematic .site-tile", timeout=10_000)
+    tiles = page.locator("#schematic .site-tile")
+    assert sorted(tiles.evaluate_all("els => els.map(e => e.dataset.site)")) == MINI_SITES
+    assert "online" in page.inner_text("#overview-totals")
+    page.screenshot(path=str(artifacts / "overview-en.png"), full_page=True)
+    assert page.script_errors == []
+
+
+def _publish(stack: Stack, topic: str, payload: dict[str, Any]) -> None:
+    """One message as the simulated sensors' account (the one place this module builds an MQTT connection)."""
+    import paho.mqtt.client as mqtt
+    import yaml
+
+    from lifeline.broker_auth import credential
+    from telemetry.mqtt_config import BrokerConfig, configure_client
+
+    doc = yaml.safe_load((stack.data_dir / "bridge.yaml").read_text(encoding="utf-8"))
+    broker = credential(stack.data_dir / "credentials", "sim-sensors", BrokerConfig.model_validate(doc["broker"]))
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="browser-test-sensor")
+    configure_client(client, broker)
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    try:
+        client.publish(topic, json.dumps(payload), qos=1).wait_for_publish(5)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+
+
+def _open_site(page: Any, site: str) -> None:
+    page.click("#tabs button[data-tab=devices-view]")
+    page.click(f"#site-list button:has-text('{site}')")
+    page.wait_for_selector(f"#site-title[data-site='{site}']")
+
+
+def test_open_a_gate_to_40_percent_and_see_it_complete(browser: Any, stack: Stack, artifacts: Path) -> None:
+    page = _page(browser, stack)
+    _login(page, stack)
+    _open_site(page, "mini-water")
+    page.click("tr[data-device=gate-1]", timeout=10_000)
+    page.wait_for_selector("#gate-panel:not([hidden])")
+    page.wait_for_function("document.getElementById('gate-range').textContent.includes('6')")  # its limits came
+    page.fill("#gate-target", "40")
+    page.click("[data-gate=set_opening]")
+    page.wait_for_selector("#gate-confirm:not([hidden])")
+    assert "40 %" in page.inner_text("#gate-confirm-text")
+    page.click("#gate-confirm-yes")
+    page.wait_for_selector("#gate-progress .cmd-completed", timeout=45_000)
+    progress = page.inner_text("#gate-progress")
+    after = re.search(r"Opening after: ([\d.]+) m \(([\d.]+) %\)", progress)
+    assert after, progress  # the opening after, in m and in % of the gate's full 6 m
+    assert abs(float(after.group(1)) - 2.4) <= 0.02 + 0.005, progress  # within the gate's tolerance_m
+    assert abs(float(after.group(2)) - 40) <= 0.5, progress
+    assert page.locator("#gate-progress #gate-step").count() == 1  # one line, not a growing list
+    page.screenshot(path=str(artifacts / "gate.png"), full_page=True)
+    assert page.script_errors == []
+
+
+def test_a_gas_alarm_arrives_live_and_is_acknowledged_in_one_click(browser: Any, stack: Stack, artifacts: Path) -> None:
+    page = _page(browser, stack)
+    _login(page, stack)
+    _open_site(page, "mini-safety")
+    page.select_option("#kind-filter", "safety")
+    page.wait_for_selector("tr[data-device=gas-1]", timeout=10_000)
+    assert page.locator("tr[data-device=gas-1].alarm-row").count() == 0
+    _publish(
+        stack,
+        "vendor/gasdet/GD-MINI-1/up",
+        {"ts": int(time.time() * 1000), "data": {"lel": 62.5, "alarm": "high", "battery": 90}},
+    )
+    page.wait_for_selector("tr[data-device=gas-1].alarm-row", timeout=15_000)  # no reload: the stream brought it
+    assert page.is_visible("#critical")  # the visible cue of a new critical alarm
+    page.screenshot(path=str(artifacts / "safety.png"), full_page=True)
+    page.click("tr[data-device=gas-1] .ack-one")
+    page.wait_for_selector("tr[data-device=gas-1]:not(.alarm-row)", timeout=10_000)
+    page.click("#tabs button[data-tab=alerts-view]")
+    row = page.locator("#alert-rows tr", has_text="gas-1").first
+    assert "unacknowledged" not in row.inner_text()
+    page.screenshot(path=str(artifacts / "alerts.png"), full_page=True)
+    assert page.script_errors == []
+
+
+def test_chinese_where_the_browser_asks_for_it_and_switchable(browser: Any, stack: Stack, artifacts: Path) -> None:
+    page = _page(browser, stack, locale="zh-CN")
+    assert page.get_attribute("html", "lang") == "zh-CN"
+    assert page.inner_text("#login-view h2") == "登录"
+    _login(page, stack)
+    assert page.inner_text("#tabs button[data-tab=overview-view]") == "总览"
+    assert "台在线" in page.inner_text("#overview-totals")
+    page.screenshot(path=str(artifacts / "overview-zh.png"), full_page=True)
+    page.click("#lang")
+    assert page.get_attribute("html", "lang") == "en"
+    assert page.inner_text("#tabs button[data-tab=overview-view]") == "Overview"
+    assert "devices online" in page.inner_text("#overview-totals")
+    assert page.script_errors == []
+
+
+def test_the_api_killed_and_restarted(browser: Any, stack: Stack, artifacts: Path) -> None:
+    page = _page(browser, stack)
+    _login(page, stack)
+    page.wait_for_selector("#live.on", timeout=10_000)
+    _open_site(page, "mini-water")
+    pid = stack.api_pid_now()
+    began = time.monotonic()
+    os.kill(pid, signal.SIGTERM)  # a normal stop, with the page's stream open
+    while Path(f"/proc/{pid}").exists() and _alive(pid) and time.monotonic() - began < 20:
+        time.sleep(0.05)
+    stopped_s = time.monotonic() - began
+    assert stopped_s < 5, f"the API took {stopped_s:.1f} s to stop with a stream open"
+    print(f"the API stopped {stopped_s:.2f} s after SIGTERM, with the page's stream open")
+    page.wait_for_selector("#banner:not([hidden])", timeout=5_000)
+    assert page.get_attribute("#banner", "data-kind") == "offline", page.inner_text("#banner")
+    assert page.evaluate("document.body.classList.contains('disconnected')")
+    assert "stale" in page.inner_text("#device-rows")
+    page.screenshot(path=str(artifacts / "disconnected.png"), full_page=True)
+    page.wait_for_selector("#live.on", timeout=40_000)  # lifeline up restarts the API after 5 s
+    try:
+        page.wait_for_selector("#banner", state="hidden", timeout=5_000)
+    except Exception:
+        raise AssertionError("still shown: " + page.inner_text("#banner")) from None
+    assert not page.evaluate("document.body.classList.contains('disconnected')")
+
+
+def test_a_390_px_phone(browser: Any, stack: Stack, artifacts: Path) -> None:
+    page = _page(browser, stack, width=390, height=844)
+    _login(page, stack)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 391  # nothing off-screen sideways
+    _open_site(page, "mini-water")
+    page.click("tr[data-device=gate-1]", timeout=10_000)
+    panel = page.locator("#device-panel").bounding_box()
+    rows = page.locator("#device-rows").bounding_box()
+    assert panel is not None
+    assert rows is not None
+    assert panel["y"] < rows["y"]  # a tapped device opens at the top, not below the list
+    assert page.evaluate("document.documentElement.scrollWidth") <= 391
+    page.screenshot(path=str(artifacts / "phone.png"), full_page=True)
+    assert page.script_errors == []
+
+
+def _alive(pid: int) -> bool:
+    """False for a process that ended (a zombie waiting for lifeline up to reap it counts as ended)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
