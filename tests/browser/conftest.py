@@ -18,9 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import playwright.sync_api as playwright_sync  # in the dev extra; scripts/setup installs it
 import pytest
-
-playwright_sync = pytest.importorskip("playwright.sync_api", reason="playwright is in the dev extra")
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 UP_TIMEOUT_S = 60.0
@@ -36,6 +35,7 @@ class Stack:
     data_dir: Path
     api_pid: int
     mqtt_port: int
+    password_changed: bool = False  # the forced first change done (by the first test, or by _login on its own)
 
     @property
     def console(self) -> str:
@@ -71,8 +71,7 @@ def _wait_http(url: str, timeout_s: float) -> None:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed (scripts/setup installs it)")
+    assert Path(CHROMIUM).exists(), "Debian's chromium is not installed (scripts/setup installs it)"
     data_dir = tmp_path_factory.mktemp("up")
     argv = [sys.executable, "-m", "lifeline", "up", "--scenario", str(DISTRICT), "--data-dir", str(data_dir),
             "--mqtt-port", "0", "--influx-port", "0", "--api-port", "0"]  # fmt: skip
