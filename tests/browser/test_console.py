@@ -16,7 +16,7 @@ import pytest
 from tests.browser.conftest import NEW_PASSWORD, Stack
 
 # one worker runs them all (the module shares one `lifeline up` stack and a browser: two at once crowd 2 cores)
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(120), pytest.mark.xdist_group("browser")]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300), pytest.mark.xdist_group("browser")]
 
 MINI_SITES = ["browser-sources", "mini-safety", "mini-water"]  # district.yaml, with its HJ 212 stations' site
 
