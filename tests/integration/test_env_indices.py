@@ -4,13 +4,8 @@ when the target is missed, and an hourly AQI above 200 raises for the environmen
 
 from __future__ import annotations
 
-import asyncio
-import uuid
-from collections.abc import Awaitable, Callable
-from datetime import datetime
 from typing import TypeVar
 
-import httpx
 import pytest
 
 from lifeline.services import Influxd
@@ -18,6 +13,7 @@ from rules import PACKS, ScheduledRules, Transition, WindowEvaluator, load_rules
 from rules._means import MeansConfig
 from rules.valid_means import InfluxWriter, ValidMeans, load_means_config
 from telemetry.influx_query import InfluxQuery, Series
+from tests.integration.test_valid_means import Db, Sink, local
 
 pytestmark = pytest.mark.integration
 
@@ -27,50 +23,13 @@ RULES = {r.id: r for r in load_rules([PACKS])}
 WATER = MeansConfig(measurements=[m for m in load_means_config().measurements if m.measurement == "water_quality"])
 
 
-def local(text: str) -> int:
-    return int(datetime.fromisoformat(text + "+08:00").timestamp() * 1000)
-
-
 DAY = local("2026-03-02T00:00:00")
 DAY_END = DAY + 24 * HOUR
-
-
-class Db:
-    """A database of this test's own on the worker's shared InfluxDB."""
-
-    def __init__(self, server: Influxd) -> None:
-        self.server = server
-        self.name = f"t_{uuid.uuid4().hex[:12]}"
-        server.create_database(self.name)
-
-    def write(self, lines: list[str]) -> None:
-        resp = httpx.post(f"{self.server.url}/write", params={"db": self.name, "precision": "ms"},
-                          content="\n".join(lines).encode(), timeout=10)  # fmt: skip
-        assert resp.status_code == 204, resp.text
-
-    def run(self, call: Callable[[InfluxQuery, InfluxWriter], Awaitable[T]]) -> T:
-        async def main() -> T:
-            writer = InfluxWriter(self.server.url, self.name)
-            try:
-                async with InfluxQuery(self.server.url, self.name) as q:
-                    return await asyncio.wait_for(call(q, writer), 30)
-            finally:
-                await writer.aclose()
-
-        return asyncio.run(main())
 
 
 @pytest.fixture
 def db(shared_influxdb: Influxd) -> Db:
     return Db(shared_influxdb)
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.got: list[Transition] = []
-
-    async def __call__(self, transitions: list[Transition]) -> None:
-        self.got.extend(transitions)
 
 
 def hourly(device: str, tags: str, fields: str, hours: int = 24) -> list[str]:
