@@ -15,6 +15,8 @@ dynamic-security plugin checks the subscription string itself, ``$share/<group>/
     bridge-<n>-pub       its publishing connection: stored acknowledgements (and dead-letter replays)
     rules-<n>            reads telemetry and status only through $share/lifeline-rules/
     rules-<n>-pub        its publishing connection: the alert topics
+    rules-<i>-of-<n>     a partitioned rules engine (``--rules-partitions N``): reads only through its partition's
+                         own group, $share/lifeline-rules-<i>-of-<n>/ (and rules-<i>-of-<n>-pub publishes its alerts)
     api                  publishes commands; reads results, status, telemetry and alert events
     hj212                publishes telemetry and status of the HJ 212 stations' sites
     observer             reads (never writes) every Lifeline topic but commands: for people watching the bus
@@ -36,6 +38,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
+from rules.config import RULES_GROUP, PartitionConfig
 from telemetry import topics
 from telemetry.mqtt_config import BrokerConfig, CredentialError, write_secret_file
 
@@ -43,7 +46,6 @@ if TYPE_CHECKING:
     from simulators.scenario import PlannedDevice, Scenario
 
 BRIDGE_GROUP = "lifeline-bridge"
-RULES_GROUP = "lifeline-rules"
 _P = topics.PREFIX
 
 
@@ -118,8 +120,15 @@ def rules_account(n: int = 1) -> Account:
     return Account(f"rules-{n}", "rules", tuple(grants))
 
 
-def rules_publisher_account(n: int = 1) -> Account:
+def rules_publisher_account(n: int | str = 1) -> Account:
     return Account(f"rules-{n}-pub", "rules-pub", tuple(_write(f"{_P}/alerts/#")))
+
+
+def rules_partition_accounts(partition: PartitionConfig) -> list[Account]:
+    """A partitioned engine's two accounts: ``rules-<name>`` subscribes only in its partition's own group (a named
+    partition only to its sites' topics), ``rules-<name>-pub`` publishes alerts."""
+    reader = Account(f"rules-{partition.label}", "rules", tuple(_shared(partition.group, *partition.filters())))
+    return [reader, rules_publisher_account(partition.label)]
 
 
 def api_account() -> Account:
@@ -164,6 +173,7 @@ class Deployment:
     sensor_topics: dict[str, list[str]] = field(default_factory=dict)  # site -> vendor topics of its MQTT sensors
     bridges: int = 1
     rules_engines: int = 1
+    rules_partitions: int = 0  # >0: that many hash partitions, one account pair each, instead of rules-1..N
     hj212_sites: Sequence[str] = ()
     simulated_sensors: bool = False  # one account for the simulated district's sensors (``sim-sensors``)
 
@@ -172,8 +182,12 @@ def platform_accounts(d: Deployment) -> list[Account]:
     accounts = [api_account(), observer_account()]
     for n in range(1, d.bridges + 1):
         accounts += [bridge_account(n), bridge_publisher_account(n)]
-    for n in range(1, d.rules_engines + 1):
-        accounts += [rules_account(n), rules_publisher_account(n)]
+    if d.rules_partitions:
+        for i in range(d.rules_partitions):
+            accounts += rules_partition_accounts(PartitionConfig(index=i, count=d.rules_partitions))
+    else:
+        for n in range(1, d.rules_engines + 1):
+            accounts += [rules_account(n), rules_publisher_account(n)]
     for site in sorted(d.sites):
         accounts.append(edge_account(site))
         if d.sensor_topics.get(site):
@@ -212,8 +226,12 @@ def dynsec_config(accounts: Iterable[Account]) -> dict[str, object]:
         clients.append({"username": account.username, "textdescription": account.role, "password": digest,
                         "salt": salt, "iterations": ITERATIONS, "roles": [{"rolename": account.username}]})  # fmt: skip
     return {
-        "defaultACLAccess": {"publishClientSend": False, "publishClientReceive": False, "subscribe": False,
-                             "unsubscribe": True},
+        "defaultACLAccess": {
+            "publishClientSend": False,
+            "publishClientReceive": False,
+            "subscribe": False,
+            "unsubscribe": True,
+        },
         "clients": clients,
         "groups": [],
         "roles": roles,

@@ -12,7 +12,10 @@ from lifeline.broker_auth import platform_accounts, scenario_deployment, sites_d
 
 
 def _config(args: argparse.Namespace) -> int:
-    counts = {"bridges": args.bridges, "rules_engines": args.rules}
+    if args.rules_partitions < 0 or args.bridges < 1 or args.rules < 1:
+        print("--bridges and --rules are at least 1, --rules-partitions at least 0", file=sys.stderr)
+        return 2
+    counts = {"bridges": args.bridges, "rules_engines": args.rules, "rules_partitions": args.rules_partitions}
     try:
         if args.sites:
             files = sorted(p for d in args.sites for p in (Path(d).glob("*.yaml") if Path(d).is_dir() else [Path(d)]))
@@ -27,6 +30,11 @@ def _config(args: argparse.Namespace) -> int:
     accounts = platform_accounts(deployment)
     dynsec = write_broker_files(Path(args.out), accounts)
     print(f"{len(accounts)} accounts for sites {', '.join(deployment.sites)}")
+    if args.rules_partitions:
+        print(
+            f"  rules partitions 0..{args.rules_partitions - 1}: accounts rules-<i>-of-{args.rules_partitions}"
+            f"(-pub); in each engine's config rules.partition: {{index: <i>, count: {args.rules_partitions}}}"
+        )
     print(f"  {dynsec}: for Mosquitto's dynamic-security plugin (plugin_opt_config_file); passwords hashed")
     print(f"  {Path(args.out) / 'credentials'}/<user>.password: one per account, mode 0600, for the services")
     print("  mosquitto.conf: allow_anonymous false, use_username_as_clientid true, "
@@ -45,4 +53,7 @@ def add_parsers(sub: Subparsers) -> None:
     cfg.add_argument("--out", required=True, help="folder for dynamic-security.json and credentials/")
     cfg.add_argument("--bridges", type=int, default=1, help="bridge accounts (bridge-1..N) in one shared group")
     cfg.add_argument("--rules", type=int, default=1, help="rules engine accounts (rules-1..N)")
+    cfg.add_argument("--rules-partitions", type=int, default=0, metavar="N",
+                     help="partition the rules engines by site (CRC-32 of the site id) into N, one account pair "
+                          "each (rules-<i>-of-N and -pub) instead of --rules")  # fmt: skip
     cfg.set_defaults(func=_config)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
+from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from rules.loader import load_rules
 from rules.schema import Rule
@@ -19,6 +21,79 @@ def _subscription() -> SubscriptionConfig:
     return SubscriptionConfig(
         client_id="lifeline-rules-1", group="lifeline-rules", topic=topics.telemetry_filter(), receive_maximum=5000
     )
+
+
+RULES_GROUP = "lifeline-rules"
+
+
+def site_partition(site: str, count: int) -> int:
+    """The partition (0..count-1) a site belongs to: CRC-32 of its id, stable across processes and versions."""
+    return zlib.crc32(site.encode()) % count
+
+
+class PartitionConfig(BaseModel):
+    """Which sites this engine owns, when several engines share a district: either named ``sites`` (with a
+    ``name``), or ``index`` of ``count`` by a stable hash of the site id. A site's devices all go to one partition,
+    so no device's state is ever split. Each partition has its own shared-subscription group
+    (``lifeline-rules-<name>``), its own saved state (``rules.engine.<name>``) and its own broker account
+    (``rules-<name>``, from ``lifeline broker config --rules-partitions N``); the alert store is shared."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9_-]{1,40}$",
+        description="the partition's name (group, state, account); default for index/count: '<index>-of-<count>'",
+    )  # fmt: skip
+    sites: list[str] = Field(default_factory=list, description="the sites this partition owns, by name")
+    index: int | None = Field(None, ge=0, description="this partition's number, 0..count-1 (with count)")
+    count: int | None = Field(None, ge=1, le=1000, description="how many hash partitions the district has")
+
+    @model_validator(mode="after")
+    def _one_way(self) -> Self:
+        hashed = self.index is not None or self.count is not None
+        if self.sites and hashed:
+            raise ValueError("give either sites (named partition) or index and count (hash partition), not both")
+        if not self.sites and not hashed:
+            raise ValueError("give sites (named partition) or index and count (hash partition)")
+        if hashed:
+            if self.index is None or self.count is None:
+                raise ValueError("index and count go together")
+            if self.index >= self.count:
+                raise ValueError(f"index {self.index} is not below count {self.count} (partitions are 0..count-1)")
+        else:
+            if self.name is None:
+                raise ValueError("a partition by sites needs a name (its group, state and account are named by it)")
+            if len(set(self.sites)) != len(self.sites):
+                raise ValueError("a site is listed twice")
+            for site in self.sites:
+                topics.check_site_id(site)
+        return self
+
+    @property
+    def label(self) -> str:
+        return self.name or f"{self.index}-of-{self.count}"
+
+    @property
+    def group(self) -> str:
+        return f"{RULES_GROUP}-{self.label}"
+
+    @property
+    def state_name(self) -> str:
+        return f"rules.engine.{self.label}"
+
+    def owns(self, site: str) -> bool:
+        if self.sites:
+            return site in self.sites
+        assert self.index is not None
+        assert self.count is not None
+        return site_partition(site, self.count) == self.index
+
+    def filters(self) -> list[str]:
+        """What to subscribe to: named sites' own topics; for a hash partition every site's (the engine drops the
+        sites it does not own, by their topic, before decoding)."""
+        if self.sites:
+            return [f for s in sorted(self.sites) for f in (topics.telemetry_filter(s), topics.status_filter(s))]
+        return [topics.telemetry_filter(), topics.status_filter()]
 
 
 class RulesConfig(BaseModel):
@@ -36,6 +111,9 @@ class RulesConfig(BaseModel):
                     "so a crash replays at most this much from the broker",
     )  # fmt: skip
     max_future_s: float = Field(300, gt=0, description="samples further ahead than this (edge clock wrong) are skipped")
+    partition: PartitionConfig | None = Field(
+        None, description="the sites this engine owns when several share a district; none: every site (one engine)"
+    )
 
     def load(self) -> list[Rule]:
         return load_rules(self.packs)

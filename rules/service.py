@@ -49,6 +49,7 @@ class Counters:
     telemetry: int = 0
     status: int = 0
     invalid: int = 0
+    other_partition: int = 0
     future_samples: int = 0
     transitions: int = 0
     checkpoints: int = 0
@@ -69,14 +70,19 @@ class RulesService:
         self.sink = sink
         self.state_store = state
         self.clock = clock
-        saved = state.get_state(STATE_NAME)
+        part = config.partition
+        # a partition has its own group and saved state: engines of other partitions never see its devices
+        self.state_name = part.state_name if part else STATE_NAME
+        self._owns = part.owns if part else None
+        saved = state.get_state(self.state_name)
         self.engine = Engine.from_state(rules, saved) if saved else Engine(rules)
         if saved:
             log.info("rules engine state restored active=%d", len(self.engine.active()))
+        subscription = config.subscription.model_copy(update={"group": part.group}) if part else config.subscription
         self.consumer = Consumer(
             config.broker,
-            config.subscription,
-            topics=[topics.telemetry_filter(), topics.status_filter()],
+            subscription,
+            topics=part.filters() if part else [topics.telemetry_filter(), topics.status_filter()],
             name="rules",
         )
         self.counters = Counters()
@@ -120,7 +126,11 @@ class RulesService:
     def _evaluate(self, item: Incoming) -> list[Transition]:
         self.counters.received += 1
         try:
-            kind = topics.parse(item.topic).kind
+            parsed = topics.parse(item.topic)
+            if self._owns is not None and not self._owns(parsed.site):
+                self.counters.other_partition += 1
+                return []  # another partition's site: acknowledged with the rest, its own engine evaluates it
+            kind = parsed.kind
             if kind is topics.Kind.TELEMETRY:
                 msg = decode_telemetry(item.payload, item.topic)
                 self.counters.telemetry += 1
@@ -150,7 +160,7 @@ class RulesService:
         transaction), then acknowledge the messages that state includes."""
         if transitions:
             self.counters.transitions += len(transitions)
-            await self.sink(transitions, (STATE_NAME, self.engine.state()))
+            await self.sink(transitions, (self.state_name, self.engine.state()))
             self.counters.checkpoints += 1
             self._ack_all()
 
@@ -160,7 +170,7 @@ class RulesService:
         self._last_checkpoint = time.monotonic()
         if not self._unacked and self.counters.checkpoints:
             return
-        await asyncio.to_thread(self.state_store.put_state, STATE_NAME, self.engine.state())
+        await asyncio.to_thread(self.state_store.put_state, self.state_name, self.engine.state())
         self.counters.checkpoints += 1
         self._ack_all()
 
