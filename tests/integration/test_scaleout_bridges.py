@@ -93,8 +93,8 @@ def test_three_bridges_one_killed_mid_stream_every_reading_stored_once(
         time.sleep(1.0)  # a late redelivery would show as an extra point now
         got = stored(influxdb)
         assert {d: sorted(ts) for d, ts in got.items()} == {d: sorted(ts) for d, ts in expected.items()}
-        for device, ts in got.items():
-            assert len(ts) == len(set(ts)), f"{device}: a reading stored twice"
+        for device, times in got.items():
+            assert len(times) == len(set(times)), f"{device}: a reading stored twice"
         # every point of the contract stored, not only pH
         rows = influx_query(influxdb, 'SELECT count(*) FROM "water_quality"')
         assert all(rows[0][f"count_{p}"] == total for p in WQ_POINTS)

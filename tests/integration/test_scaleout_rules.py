@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,7 +37,7 @@ def partition_config(broker: Mosquitto, tmp_path: Path, index: int) -> RulesServ
         publisher=account_for(broker, writer, **quick),
         rules=RulesConfig(packs=[lel_rules(tmp_path)], tick_s=0.2, checkpoint_s=0.2, partition=part),
         alerts=AlertServiceConfig(store_url=f"sqlite:///{tmp_path / 'alerts.db'}", tick_s=0.2,
-                                  policy={"flood": {"max_new": 1000}}),  # type: ignore[arg-type]
+                                  policy={"flood": {"max_new": 1000}}),
     )  # fmt: skip
 
 
@@ -80,7 +81,7 @@ def test_two_partitioned_engines_one_restarted_each_alert_raised_once_by_its_own
     try:
         stored = store.list_alerts(limit=1000)
         histories = {(a.alert.key.site, a.alert.key.device): [h.action for h in store.history(a.id)] for a in stored}
-        states = {i: store.get_state(f"rules.engine.{i}-of-2") for i in (0, 1)}
+        states: dict[int, Any] = {i: store.get_state(f"rules.engine.{i}-of-2") for i in (0, 1)}
         assert store.get_state("rules.engine") is None  # no unpartitioned engine ran
     finally:
         store.close()
