@@ -4,6 +4,7 @@ The configuration file composes each component's own model::
 
     broker: {host: 127.0.0.1, port: 1883}
     rules: {packs: [rules/packs], tick_s: 1, checkpoint_s: 2}
+    # several engines sharing a district: rules.partition {index: 0, count: 2} (or {name: north, sites: [...]})
     alerts:
       store_url: sqlite:///var/alerts.db
       areas: {north: [yunzaobang, lianqi]}
@@ -119,6 +120,7 @@ async def run_service(
         on_start(service, manager)
     metrics = None
     if config.metrics_port is not None:
+
         def text() -> str:
             extra = windows.scheduled.metrics_text() if windows else ""
             return service.metrics_text() + manager.metrics_text() + notifier.metrics_text() + extra
@@ -207,8 +209,27 @@ def run(args: argparse.Namespace) -> int:
         config = load_rules_service_config(Path(args.config)) if args.config else RulesServiceConfig()
     except ConfigError as exc:
         raise SystemExit(str(exc)) from exc
+    if getattr(args, "partition", None):
+        config = _with_partition(config, args.partition)
     logs.setup(args.log_level)
     return run_until_signal(lambda stop: run_service(config, stop))
+
+
+def _with_partition(config: RulesServiceConfig, value: str) -> RulesServiceConfig:
+    """``--partition INDEX/COUNT``: this engine's hash partition, over the configuration's ``rules.partition``."""
+    from pydantic import ValidationError
+
+    from rules.config import PartitionConfig
+
+    index, sep, count = value.partition("/")
+    try:
+        if not sep or not index.isdigit() or not count.isdigit():
+            raise ValueError("expected INDEX/COUNT, e.g. 0/2")
+        part = PartitionConfig(index=int(index), count=int(count))
+    except (ValueError, ValidationError) as exc:
+        detail = "; ".join(e["msg"] for e in exc.errors()) if isinstance(exc, ValidationError) else str(exc)
+        raise SystemExit(f"--partition {value!r}: {detail}") from exc
+    return config.model_copy(update={"rules": config.rules.model_copy(update={"partition": part})})
 
 
 def _when(ms: int | None) -> str:
@@ -262,6 +283,8 @@ def add_parsers(sub: Subparsers) -> None:
     """``lifeline rules [run|validate]`` and ``lifeline alerts list|show|notifications``."""
     rules = sub.add_parser("rules", help="alert rules: run the engine and alert manager (default), or validate")
     rules.add_argument("--config", help="service configuration (YAML) when run without an action")
+    part_help = "this engine's hash partition of the sites (CRC-32 of the site id), over rules.partition"
+    rules.add_argument("--partition", metavar="INDEX/COUNT", help=part_help)
     rules.set_defaults(func=run)
     rules_sub = rules.add_subparsers(dest="action", required=False)
     rval = rules_sub.add_parser("validate", help="validate rule files or folders")
@@ -269,6 +292,7 @@ def add_parsers(sub: Subparsers) -> None:
     rval.set_defaults(func=validate_rules)
     run_p = rules_sub.add_parser("run", help="run the rules engine and the alert manager")
     run_p.add_argument("--config", help="service configuration (YAML); default: local broker, shipped packs")
+    run_p.add_argument("--partition", metavar="INDEX/COUNT", help=part_help)
     run_p.set_defaults(func=run)
 
     al = sub.add_parser("alerts", help="alerts in the alert store")
