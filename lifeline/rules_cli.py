@@ -195,6 +195,9 @@ class _Windows:
 
 
 def _windows(config: RulesServiceConfig, rules: list[Any], manager: Any, state: _StoreState) -> _Windows | None:
+    part = config.rules.partition
+    if part is not None and not part.runs_windows:
+        return None  # the scheduled rules are district-wide with one saved state: one partition runs them
     if config.influx is None or not any(r.kind == "window" for r in rules):
         return None
     return _Windows(config, rules, manager, state)

@@ -47,6 +47,10 @@ class PartitionConfig(BaseModel):
     sites: list[str] = Field(default_factory=list, description="the sites this partition owns, by name")
     index: int | None = Field(None, ge=0, description="this partition's number, 0..count-1 (with count)")
     count: int | None = Field(None, ge=1, le=1000, description="how many hash partitions the district has")
+    windows: bool | None = Field(
+        None, description="run the scheduled window rules and valid means (district-wide, one state): exactly one "
+                          "engine of a district must; default: partition 0 of a hash split, no named partition",
+    )  # fmt: skip
 
     @model_validator(mode="after")
     def _one_way(self) -> Self:
@@ -80,6 +84,12 @@ class PartitionConfig(BaseModel):
     @property
     def state_name(self) -> str:
         return f"rules.engine.{self.label}"
+
+    @property
+    def runs_windows(self) -> bool:
+        if self.windows is not None:
+            return self.windows
+        return self.index == 0
 
     def owns(self, site: str) -> bool:
         if self.sites:

@@ -23,6 +23,7 @@ def test_hash_partitions_split_the_sites_by_crc32_and_every_site_has_exactly_one
     assert [p.label for p in parts] == ["0-of-3", "1-of-3", "2-of-3"]
     assert parts[1].group == "lifeline-rules-1-of-3"
     assert parts[1].state_name == "rules.engine.1-of-3"
+    assert [p.runs_windows for p in parts] == [True, False, False]
     assert parts[0].filters() == ["lifeline/v1/+/+/telemetry", "lifeline/v1/+/+/status"]
 
 
@@ -31,6 +32,8 @@ def test_a_named_partition_subscribes_to_its_own_sites_only() -> None:
     assert part.owns("lianqi")
     assert not part.owns("other")
     assert part.group == "lifeline-rules-north"
+    assert not part.runs_windows
+    assert PartitionConfig(name="north", sites=["lianqi"], windows=True).runs_windows
     assert part.filters() == ["lifeline/v1/lianqi/+/telemetry", "lifeline/v1/lianqi/+/status",
                               "lifeline/v1/yunzaobang/+/telemetry", "lifeline/v1/yunzaobang/+/status"]  # fmt: skip
 
