@@ -26,6 +26,7 @@ pytestmark = pytest.mark.integration
 
 SITES = [f"plant-{n}" for n in range(1, 7)]  # CRC-32 puts plant-1..3 in partition 0 and plant-4..6 in 1
 DEVICES = [(site, f"gas-{d}") for site in SITES for d in range(1, 5)]
+STEPS = [(0, 10.0), (1, 30.0), (2, 60.0), (3, 10.0)]  # normal, first alarm, second alarm, clear
 
 
 def partition_config(broker: Mosquitto, tmp_path: Path, index: int) -> RulesServiceConfig:
@@ -56,10 +57,9 @@ def test_two_partitioned_engines_one_restarted_each_alert_raised_once_by_its_own
     engines = [RunningRules(c).start() for c in configs]
     url = configs[0].alerts.store_url
     t0 = now_ms() + 1_000
-    steps = [(0, 10.0), (1, 30.0), (2, 60.0), (3, 10.0)]  # normal, first alarm, second alarm, clear
     sent = 0
     try:
-        for seq, (dt, value) in enumerate(steps, start=1):
+        for seq, (dt, value) in enumerate(STEPS, start=1):
             for site, device in DEVICES:
                 publisher.send(topics.telemetry(site, device), encode(gas(device, seq, t0 + dt * 1000, value, site)))
                 sent += 1
@@ -77,6 +77,11 @@ def test_two_partitioned_engines_one_restarted_each_alert_raised_once_by_its_own
     finally:
         for engine in engines:
             engine.stop()
+    check_store(url)
+
+
+def check_store(url: str) -> None:
+    """One alert per device, raised, escalated and cleared once; each partition's state holds its own sites only."""
     store = AlertStore(url)
     try:
         stored = store.list_alerts(limit=1000)
@@ -92,3 +97,47 @@ def test_two_partitioned_engines_one_restarted_each_alert_raised_once_by_its_own
         owned = {(site, device) for site, device, _ in state["profiles"]}
         assert owned == {(s, d) for s, d in DEVICES if site_partition(s, 2) == index}, f"partition {index}"
         assert {a["site"] for a in state["alerts"]} <= {s for s in SITES if site_partition(s, 2) == index}
+
+
+def test_a_partition_killed_with_sigkill_mid_stream_repeats_nothing_and_misses_nothing(
+    mosquitto: Mosquitto, tmp_path: Path, publisher: Publisher
+) -> None:
+    """Partition 1 as its own process, chosen by ``--partition 1/2`` on the command line, killed with SIGKILL (no last
+    checkpoint) and started again; partition 0 runs on meanwhile."""
+    import yaml
+
+    from lifeline.services import ServiceProcess, free_port
+
+    configs = [partition_config(mosquitto, tmp_path, i) for i in (0, 1)]
+    first = RunningRules(configs[0]).start()
+    metrics_port = free_port()
+    second = configs[1].model_dump(mode="json")
+    second["rules"].pop("partition")  # given by the flag instead
+    second["metrics_port"] = metrics_port
+    path = tmp_path / "rules-1.yaml"
+    path.write_text(yaml.safe_dump(second))
+    engine = ServiceProcess(["rules", "run", "--partition", "1/2"], path, metrics_port, tmp_path / "rules-1.log",
+                            "lifeline_rules_broker_connected")  # fmt: skip
+    url = configs[0].alerts.store_url
+    t0 = now_ms() + 1_000
+    sent = 0
+    try:
+        engine.start()
+        for seq, (dt, value) in enumerate(STEPS, start=1):
+            for site, device in DEVICES:
+                publisher.send(topics.telemetry(site, device), encode(gas(device, seq, t0 + dt * 1000, value, site)))
+                sent += 1
+                time.sleep(0.002)  # the engine keeps up a batch behind: it dies with some stored and some not
+                if sent == len(DEVICES) + len(DEVICES) // 2:
+                    assert engine.proc is not None
+                    engine.proc.kill()
+                    engine.proc.wait(10)
+                    engine.start()  # its partition's session kept the messages
+        wait_until(lambda: len(alerts_of(url)) == len(DEVICES) and not any(a.alert.active for a in alerts_of(url)),
+                   30, "every device raised, escalated and cleared")  # fmt: skip
+        time.sleep(0.5)
+        assert engine.metrics().get("lifeline_rules_messages_received_total", 0) > 0
+    finally:
+        engine.stop()
+        first.stop()
+    check_store(url)
