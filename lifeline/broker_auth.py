@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import orjson
+from pydantic import ValidationError
 
 from rules.config import RULES_GROUP, PartitionConfig
 from telemetry import topics
@@ -120,6 +121,34 @@ def rules_account(n: int = 1) -> Account:
     return Account(f"rules-{n}", "rules", tuple(grants))
 
 
+def named_partitions(specs: Iterable[str], sites: Sequence[str]) -> list[PartitionConfig]:
+    """``NAME:SITE,SITE`` each, checked against the deployment: every site in exactly one partition."""
+    parts: list[PartitionConfig] = []
+    owner: dict[str, str] = {}
+    for spec in specs:
+        name, sep, listed = spec.partition(":")
+        if not sep or not listed:
+            raise ValueError(f"--rules-partition {spec!r}: expected NAME:SITE[,SITE...]")
+        try:
+            part = PartitionConfig(name=name, sites=listed.split(","))
+        except ValidationError as exc:
+            detail = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+            raise ValueError(f"--rules-partition {spec!r}: {detail}") from exc
+        for site in part.sites:
+            if site not in sites:
+                raise ValueError(f"--rules-partition {spec!r}: site {site!r} is not in this deployment")
+            if site in owner:
+                raise ValueError(f"--rules-partition {spec!r}: site {site!r} is already in partition {owner[site]!r}")
+            owner[site] = part.label
+        parts.append(part)
+    if len({p.label for p in parts}) != len(parts):
+        raise ValueError("--rules-partition: a partition name is given twice")
+    missing = sorted(set(sites) - set(owner))
+    if missing:
+        raise ValueError(f"--rules-partition: no partition owns site(s) {', '.join(missing)}: no engine would see them")
+    return parts
+
+
 def rules_publisher_account(n: int | str = 1) -> Account:
     return Account(f"rules-{n}-pub", "rules-pub", tuple(_write(f"{_P}/alerts/#")))
 
@@ -174,6 +203,7 @@ class Deployment:
     bridges: int = 1
     rules_engines: int = 1
     rules_partitions: int = 0  # >0: that many hash partitions, one account pair each, instead of rules-1..N
+    named_partitions: Sequence[PartitionConfig] = ()  # or these partitions by site, one account pair each
     hj212_sites: Sequence[str] = ()
     simulated_sensors: bool = False  # one account for the simulated district's sensors (``sim-sensors``)
 
@@ -182,7 +212,10 @@ def platform_accounts(d: Deployment) -> list[Account]:
     accounts = [api_account(), observer_account()]
     for n in range(1, d.bridges + 1):
         accounts += [bridge_account(n), bridge_publisher_account(n)]
-    if d.rules_partitions:
+    if d.named_partitions:
+        for part in d.named_partitions:
+            accounts += rules_partition_accounts(part)
+    elif d.rules_partitions:
         for i in range(d.rules_partitions):
             accounts += rules_partition_accounts(PartitionConfig(index=i, count=d.rules_partitions))
     else:

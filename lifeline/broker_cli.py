@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
 from device_profiles import ConfigError
 from lifeline._run import Subparsers
-from lifeline.broker_auth import platform_accounts, scenario_deployment, sites_deployment, write_broker_files
+from lifeline.broker_auth import (
+    named_partitions,
+    platform_accounts,
+    scenario_deployment,
+    sites_deployment,
+    write_broker_files,
+)
 
 
 def _config(args: argparse.Namespace) -> int:
@@ -24,12 +31,22 @@ def _config(args: argparse.Namespace) -> int:
             from lifeline.simulate import load
 
             deployment = scenario_deployment(load(args.scenario, None), **counts)
-    except (ConfigError, OSError, KeyError) as exc:
+        if args.rules_partition:
+            if args.rules_partitions:
+                raise ValueError("--rules-partition (by name) and --rules-partitions N (by hash) exclude each other")
+            parts = named_partitions(args.rules_partition, [*deployment.sites, *deployment.hj212_sites])
+            deployment = dataclasses.replace(deployment, named_partitions=parts)
+    except (ConfigError, OSError, KeyError, ValueError) as exc:
         print(exc, file=sys.stderr)
         return 1
     accounts = platform_accounts(deployment)
     dynsec = write_broker_files(Path(args.out), accounts)
     print(f"{len(accounts)} accounts for sites {', '.join(deployment.sites)}")
+    for part in deployment.named_partitions:
+        print(
+            f"  rules partition {part.label}: accounts rules-{part.label}(-pub) for sites {', '.join(part.sites)}; "
+            f"in its engine's config rules.partition: {{name: {part.label}, sites: [...]}}"
+        )
     if args.rules_partitions:
         print(
             f"  rules partitions 0..{args.rules_partitions - 1}: accounts rules-<i>-of-{args.rules_partitions}"
@@ -56,4 +73,7 @@ def add_parsers(sub: Subparsers) -> None:
     cfg.add_argument("--rules-partitions", type=int, default=0, metavar="N",
                      help="partition the rules engines by site (CRC-32 of the site id) into N, one account pair "
                           "each (rules-<i>-of-N and -pub) instead of --rules")  # fmt: skip
+    cfg.add_argument("--rules-partition", action="append", default=[], metavar="NAME:SITE[,SITE...]",
+                     help="a rules partition by site (repeat for each; every site in exactly one), one account pair "
+                          "each (rules-NAME and -pub) instead of --rules")  # fmt: skip
     cfg.set_defaults(func=_config)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from device_profiles import ConfigError
-from lifeline.broker_auth import Access, Deployment, platform_accounts
+from lifeline.broker_auth import Access, Deployment, named_partitions, platform_accounts
 from lifeline.rules_cli import RulesServiceConfig, _with_partition, load_rules_service_config
 from rules.config import PartitionConfig, site_partition
 
@@ -78,3 +78,22 @@ def test_broker_config_gives_each_partition_its_own_accounts_and_group() -> None
     assert subs == {"$share/lifeline-rules-1-of-2/lifeline/v1/+/+/telemetry",
                     "$share/lifeline-rules-1-of-2/lifeline/v1/+/+/status"}  # fmt: skip
     assert [g.topic for g in accounts["rules-1-of-2-pub"].grants] == ["lifeline/v1/alerts/#"]
+
+
+def test_named_partitions_for_broker_config_cover_every_site_once() -> None:
+    parts = named_partitions(["north:a,b", "south:c"], ["a", "b", "c"])
+    accounts = {a.username: a for a in platform_accounts(Deployment(["a", "b", "c"], named_partitions=parts))}
+    assert {"rules-north", "rules-north-pub", "rules-south", "rules-south-pub"} <= set(accounts)
+    subs = sorted(g.topic for g in accounts["rules-south"].grants if g.access is Access.SUBSCRIBE)
+    assert subs == ["$share/lifeline-rules-south/lifeline/v1/c/+/status",
+                    "$share/lifeline-rules-south/lifeline/v1/c/+/telemetry"]  # fmt: skip
+    for specs, message in [
+        (["north:a,b"], r"no partition owns site\(s\) c"),
+        (["north:a,b", "south:b,c"], "site 'b' is already in partition 'north'"),
+        (["north:a,b,c,x"], "site 'x' is not in this deployment"),
+        (["north"], "expected NAME:SITE"),
+        (["north:a,b", "north:c"], "given twice"),
+        (["no/rth:a,b,c"], "should match pattern"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            named_partitions(specs, ["a", "b", "c"])
