@@ -94,7 +94,8 @@ class SmtpServer:
         with self._lock:
             if self._fail:
                 return self._fail.pop(0)
-        raw = bytes(envelope.original_content or envelope.content or b"")
+        content = envelope.original_content or envelope.content or b""
+        raw = content.encode("utf-8") if isinstance(content, str) else bytes(content)
         parsed = email.message_from_bytes(raw, policy=email.policy.default)
         assert isinstance(parsed, EmailMessage)
         login = session.auth_data.decode() if isinstance(session.auth_data, bytes) else None

@@ -88,8 +88,11 @@ class RunningAgent:
         self.thread.stop()
 
 
+StartAgent = Callable[..., RunningAgent]  # the start_agent fixture: (config, keep_lateness=0) -> a running agent
+
+
 @pytest.fixture
-def start_agent() -> Iterator[Callable[..., RunningAgent]]:
+def start_agent() -> Iterator[StartAgent]:
     agents: list[RunningAgent] = []
 
     def start(config: EdgeConfig, keep_lateness: int = 0) -> RunningAgent:

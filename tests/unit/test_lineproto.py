@@ -17,7 +17,7 @@ from broker_bridge.lineproto import (
     quote_string,
     series_key,
 )
-from telemetry.models import Sample, Telemetry
+from telemetry.models import Quality, Sample, Telemetry
 
 TS = 1_700_000_000_000
 KEY = "water_quality,device=d1,profile=wq,site=s1"
@@ -421,7 +421,7 @@ def expected_fields(sample: Sample) -> dict[str, bool | float | str]:
             fields[name] = float(value)
         pq = sample.quality.get(name)
         if pq is not None:
-            fields[f"{name}.q"] = 2 if pq.q == "bad" else 1
+            fields[f"{name}.q"] = 2 if pq.q is Quality.BAD else 1
             fields[f"{name}.reason"] = stored(pq.reason)
     return fields
 
