@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from device_profiles import ConfigError
 from lifeline import logs
-from lifeline._run import Subparsers
+from lifeline._run import Subparsers, report_problems
 
 if TYPE_CHECKING:
     from api import ApiService
@@ -40,9 +40,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = load_config(Path(args.config))
     except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        return 1
+        return report_problems(exc)
     if args.check:
         print(f"{args.config}: valid")
         return 0

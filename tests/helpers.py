@@ -9,7 +9,7 @@ import os
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -222,3 +222,19 @@ def probe(account: BrokerConfig, *, publish: str | None = None, subscribe: str |
         client.disconnect()
         client.loop_stop()
     return result
+
+
+@dataclass
+class FakeStateTx:
+    """FAKE: the named-state part of ``alerts.store.Tx``, in a dict (the alert pipeline without a store)."""
+
+    blobs: dict[str, dict[str, object]] = field(default_factory=dict)
+
+    def get_state(self, name: str) -> dict[str, object] | None:
+        return self.blobs.get(name)
+
+    def put_state(self, name: str, data: dict[str, object]) -> None:
+        self.blobs[name] = data
+
+    def delete_state(self, name: str) -> None:
+        self.blobs.pop(name, None)
