@@ -77,28 +77,25 @@ def _unescape_tag(text: str) -> str:
     return text.replace("\\,", ",").replace("\\ ", " ").replace("\\=", "=")
 
 
-def _unescape_field_key(text: str) -> str:
+def _unescape(text: str, escaped: str) -> str:
+    """``text`` with each backslash before one of ``escaped`` dropped."""
     out, i = [], 0
     while i < len(text):
-        if text[i] == "\\" and i + 1 < len(text) and text[i + 1] in ',=" ':
+        if text[i] == "\\" and i + 1 < len(text) and text[i + 1] in escaped:
             out.append(text[i + 1])
             i += 2
         else:
             out.append(text[i])
             i += 1
     return "".join(out)
+
+
+def _unescape_field_key(text: str) -> str:
+    return _unescape(text, ',=" ')
 
 
 def _unescape_string(text: str) -> str:
-    out, i = [], 0
-    while i < len(text):
-        if text[i] == "\\" and i + 1 < len(text) and text[i + 1] in '\\"':
-            out.append(text[i + 1])
-            i += 2
-        else:
-            out.append(text[i])
-            i += 1
-    return "".join(out)
+    return _unescape(text, '\\"')
 
 
 def _field_value(text: str) -> bool | int | float | str:
