@@ -207,10 +207,8 @@ def _gate_limits(sites: dict[str, LoadedSite]) -> list[GateOverride]:
             if control is None:
                 continue
             profile = site.profile_of(device)
-            try:
-                full, top = control.full_m(profile), control.max_m(profile)
-            except ValueError as exc:  # the edge's loader refuses such a site too; name the file all the same
-                raise ConfigError([f"{site.path}: device {device.id!r}, field control.full_opening_m: {exc}"]) from exc
+            # load_site has checked that these resolve (else its ConfigError names the file, line and field)
+            full, top = control.full_m(profile), control.max_m(profile)
             out.append(GateOverride(site=name, device=device.id, full_opening_m=full,
                                     min_pct=round(100 * control.min_opening_m / full, 3),
                                     max_pct=round(100 * top / full, 3), tolerance_m=control.tolerance_m,
@@ -446,7 +444,7 @@ def up(args: argparse.Namespace) -> int:
             stack.influxd, stack.influx_users = _local_influxd(deploy, args, credentials)
             stack.influx = stack.influx.model_copy(update={"url": stack.influxd.url})
         asyncio.run(_run(deploy, stack, args.duration))
-    except (ServiceError, CredentialError, KeyFileError) as exc:
+    except (ServiceError, CredentialError, KeyFileError, ConfigError) as exc:
         print(f"lifeline up: {exc}", file=sys.stderr)
         return 1
     finally:

@@ -1,6 +1,7 @@
 """``lifeline up`` builds each service's typed config and writes it with one writer: every file it writes is valid
 for the service's own loader, is 0600, and holds only what differs from the defaults. Sites are read by the edge's
-loader: a gate without ``full_opening_m`` takes the top of its profile's ``gate_opening`` range, as at the edge."""
+loader: a gate without ``full_opening_m`` takes the top of its profile's ``gate_opening`` range, as at the edge, and
+one whose profile gives no range is refused with the file and the field named."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import yaml
 
 from api.config import load_config as load_api_config
 from broker_bridge.config import InfluxConfig, load_bridge_config
+from device_profiles import ConfigError
 from edge_agent.config import load_site
 from edge_agent.hj212 import load_config as load_hj212_config
 from lifeline.broker_auth import hj212_site
@@ -113,3 +115,21 @@ def test_up_writes_only_what_differs_from_the_defaults(tmp_path: Path, stack: St
     assert "subscription" not in data
     assert data["broker"]["username"] == "bridge-1"
     assert "password" not in data["broker"]
+
+
+def test_a_gate_whose_profile_gives_no_range_is_refused_naming_file_and_field(tmp_path: Path, stack: Stack) -> None:
+    catalogue = Path(__file__).parents[2] / "device_profiles" / "catalogue" / "sluice_gate_plc.yaml"
+    text = catalogue.read_text(encoding="utf-8").replace("name: sluice_gate_plc", "name: gate_without_range")
+    (tmp_path / "gate_without_range.yaml").write_text(text.replace(" range: [0, 6.5],", ""), encoding="utf-8")
+    site_file = _site_file(tmp_path / "sites")
+    doc = yaml.safe_load(site_file.read_text(encoding="utf-8"))
+    doc["profile_paths"] = [str(tmp_path / "gate_without_range.yaml")]
+    doc["devices"][0]["profile"] = "gate_without_range"
+    site_file.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    keys = tmp_path / "keys"
+    create_site_keys(keys, [SITE])
+    with pytest.raises(ConfigError) as caught:
+        _add_local_settings(SITE, site_file, tmp_path / "edge" / SITE, stack, keys)
+    (problem,) = caught.value.problems
+    assert str(site_file) in problem
+    assert "field control.full_opening_m" in problem
