@@ -21,8 +21,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-# SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY; PostgreSQL gets BIGINT identity.
-_Id = BigInteger().with_variant(Integer(), "sqlite")
+from alerts.db import ID_TYPE as _Id
 
 metadata = MetaData()
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import URL, Connection, Engine, MetaData, create_engine, event, make_url
+from sqlalchemy import URL, BigInteger, Connection, Engine, Integer, MetaData, create_engine, event, make_url
 
 __all__ = ["BUSY_TIMEOUT_MS", "DEFAULT_STORE_URL", "READ_ONLY_OPTION", "SCHEMA_LOCK", "create_tables", "make_engine"]
 
@@ -21,6 +21,9 @@ DEFAULT_STORE_URL = "sqlite:///var/alerts.db"
 BUSY_TIMEOUT_MS = 5000
 SCHEMA_LOCK = 0x11FE11E  # PostgreSQL advisory lock held while tables are created
 READ_ONLY_OPTION = "lifeline_read_only"  # execution option: this connection's transaction only reads
+# The type of an id column, the alert store's and the API's: SQLite only auto-increments a column declared exactly
+# INTEGER PRIMARY KEY; PostgreSQL gets BIGINT identity.
+ID_TYPE = BigInteger().with_variant(Integer(), "sqlite")
 
 
 def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:

@@ -11,14 +11,13 @@ from sqlalchemy import (
     Column,
     ForeignKey,
     Index,
-    Integer,
     MetaData,
     String,
     Table,
     Text,
 )
 
-_Id = BigInteger().with_variant(Integer(), "sqlite")
+from alerts.db import ID_TYPE as _Id
 
 metadata = MetaData()
 

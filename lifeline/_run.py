@@ -3,7 +3,8 @@ on SIGUSR1) and the type of the object commands register on.
 
 Every ``lifeline/*_cli.py`` module (and ``bench``) exposes ``add_parsers(sub: Subparsers)``, which ``lifeline.cli``
 calls; commands that run until stopped (``edge``, ``bridge``, ``rules``, ``hj212``, ``simulate``, ``up``) and the
-benchmarks use the helpers here. It imports nothing of the CLI, so no module needs to import ``lifeline.cli`` back.
+benchmarks use the helpers here; commands that read a config report its problems with ``report_problems``. It
+imports nothing of the CLI, so no module needs to import ``lifeline.cli`` back.
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ import asyncio
 import signal
 import sys
 from collections.abc import Awaitable, Callable
-from typing import TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
+
+if TYPE_CHECKING:
+    from device_profiles import ConfigError
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"  # what ``add_subparsers()`` returns
 
@@ -43,3 +47,11 @@ def run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> int:
 
     asyncio.run(runner())
     return 0
+
+
+def report_problems(exc: ConfigError) -> int:
+    """A config's problems on stderr, one a line (file, line, field, reason), then how many; returns exit code 1."""
+    for problem in exc.problems:
+        print(problem, file=sys.stderr)
+    print(f"{len(exc.problems)} problem(s) found", file=sys.stderr)
+    return 1

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from device_profiles import ConfigError
 from lifeline import logs
-from lifeline._run import Subparsers
+from lifeline._run import Subparsers, report_problems
 
 if TYPE_CHECKING:
     from api import ApiService
@@ -40,9 +40,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = load_config(Path(args.config))
     except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        return 1
+        return report_problems(exc)
     if args.check:
         print(f"{args.config}: valid")
         return 0
@@ -69,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _bootstrap(service: ApiService, password_file: Path | None) -> str | None:
     """Create the first admin if there is no user, and hand its one-time password over: to ``password_file``
-    (0600), else to the terminal (stderr, only if it is one). Never to a log. Returns a problem, or None.
+    (0600, in place before the API listens: ``lifeline up`` waits for the file or the port), else to the terminal
+    (stderr, only if it is one). Never to a log. Returns a problem, or None.
 
     Without a file, a terminal or LIFELINE_ADMIN_PASSWORD nobody could learn the password, so no admin is made."""
     from api.config import ADMIN_PASSWORD_ENV
@@ -98,10 +97,15 @@ def _bootstrap(service: ApiService, password_file: Path | None) -> str | None:
 
 
 def _write_private(path: Path, text: str) -> None:
-    """Write ``text`` to a new file readable by this user only (a file already there is replaced, not reused)."""
+    """Write ``text`` to a new file readable by this user only, whole: it is written beside ``path`` and renamed into
+    place, so that a reader (``lifeline up``) never sees it half written. A file already there is replaced."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    part = path.with_name(f".{path.name}.part")
     with contextlib.suppress(FileNotFoundError):
-        path.unlink()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        part.unlink()
+    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as out:
         out.write(text)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(part, path)

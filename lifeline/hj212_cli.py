@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from device_profiles import ConfigError
 from lifeline import logs
-from lifeline._run import Subparsers, run_until_signal
+from lifeline._run import Subparsers, report_problems, run_until_signal
 
 
 def add_parsers(sub: Subparsers) -> None:
@@ -28,10 +27,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         loaded = load_config(Path(args.config))
     except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        print(f"{len(exc.problems)} problem(s) found", file=sys.stderr)
-        return 1
+        return report_problems(exc)
     if args.check:
         print(f"{args.config}: valid, {len(loaded.stations)} station(s)")
         return 0

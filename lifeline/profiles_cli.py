@@ -9,7 +9,7 @@ from pathlib import Path
 
 from device_profiles import ConfigError, load_profiles
 from device_profiles.catalogue_loader import profile_files
-from lifeline._run import Subparsers
+from lifeline._run import Subparsers, report_problems
 
 
 def validate_files(raw_paths: list[str], load: Callable[[list[Path]], str]) -> int:
@@ -23,10 +23,7 @@ def validate_files(raw_paths: list[str], load: Callable[[list[Path]], str]) -> i
     try:
         summary = load(paths)
     except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        print(f"{len(exc.problems)} problem(s) found", file=sys.stderr)
-        return 1
+        return report_problems(exc)
     print(summary)
     return 0
 

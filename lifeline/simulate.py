@@ -35,15 +35,20 @@ def load(name: str, seed: int | None) -> Scenario:
     return scenario if seed is None else scenario.model_copy(update={"seed": seed})
 
 
-def give_site_credentials(path: Path, folder: Path, broker: BrokerConfig, **extra: object) -> None:
-    """Rewrite a site's edge config with the accounts of ``folder`` (``lifeline broker config``): the uplink as
-    ``edge-<site>``, the sensor link (if the site has MQTT sensors) as ``edge-<site>-sensors``; ``extra`` keys too."""
-    config = yaml.safe_load(path.read_text(encoding="utf-8"))
-    site = config["site"]
-    config["broker"] = credential(folder, f"edge-{site}", broker).model_dump(mode="json", exclude_defaults=True)
+def site_accounts(site: str, folder: Path, broker: BrokerConfig) -> dict[str, BrokerConfig]:
+    """A site's edge accounts from ``folder`` (``lifeline broker config``): ``broker``, the uplink as ``edge-<site>``,
+    and ``sensor_broker``, the sensor link as ``edge-<site>-sensors`` if the site has MQTT sensors."""
+    out = {"broker": credential(folder, f"edge-{site}", broker)}
     if (folder / f"edge-{site}-sensors.password").exists():
-        sensors = credential(folder, f"edge-{site}-sensors", broker)
-        config["sensor_broker"] = sensors.model_dump(mode="json", exclude_defaults=True)
+        out["sensor_broker"] = credential(folder, f"edge-{site}-sensors", broker)
+    return out
+
+
+def give_site_credentials(path: Path, folder: Path, broker: BrokerConfig, **extra: object) -> None:
+    """Rewrite a site's edge config with the accounts of ``folder`` (``site_accounts``); ``extra`` keys too."""
+    config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    for key, account in site_accounts(config["site"], folder, broker).items():
+        config[key] = account.model_dump(mode="json", exclude_defaults=True)
     config.update(extra)
     write_secret_file(path, yaml.safe_dump(config, sort_keys=False))
 

@@ -17,20 +17,30 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from pydantic import BaseModel
 
-from broker_bridge.config import InfluxConfig
+from alerts.config import AlertServiceConfig
+from alerts.notify.config import NotifyConfig
+from api.config import ApiConfig, GateOverride, GatesConfig, InfluxReadConfig, SiteKeysConfig, StoreConfig
+from api.config import ListenConfig as ApiListen
+from broker_bridge.config import BridgeConfig, InfluxConfig, ValidationConfig
 from device_profiles import ConfigError, load_catalogue
+from edge_agent.config import DeviceConfig, EdgeConfig, LoadedSite, load_site
+from edge_agent.hj212.config import Hj212Config, StationConfig
+from edge_agent.hj212.config import ListenConfig as Hj212Listen
 from lifeline._run import install_stop_signals
 from lifeline.broker_auth import credential, hj212_site, platform_accounts, scenario_deployment, write_credentials
 from lifeline.config import DeploymentConfig, load_deployment
+from lifeline.rules_cli import InfluxReadConfig as RulesInflux
+from lifeline.rules_cli import RulesServiceConfig
 from lifeline.services import Influxd, Mosquitto, ServiceError, free_port, wait_for_port
-from lifeline.simulate import give_site_credentials, load
+from lifeline.simulate import load, site_accounts
 from lifeline.tls import ensure_ca, issue
+from rules.config import RulesConfig
 from simulators import District
 from simulators.hj212 import Hj212Fleet, demo_fleet
 from telemetry.keys import KeyFileError, SiteKeyFiles, create_site_keys
@@ -68,20 +78,22 @@ class Child:
             proc.wait(timeout_s)
 
 
-def _add_local_settings(site_file: Path, state_dir: Path, stack: Stack, keys_dir: Path) -> int:
+def _add_local_settings(site: str, site_file: Path, state_dir: Path, stack: Stack, keys_dir: Path) -> int:
     """Give a site's agent its broker accounts, its keys, a dead-letter file, a state folder and a metrics port;
-    return the port. The file holds no password (they are in the 0600 credential files) but is 0600 all the same."""
-    site = yaml.safe_load(site_file.read_text(encoding="utf-8"))["site"]
+    return the port. The site file is read by the edge's own loader and written back typed. It holds no password
+    (they are in the 0600 credential files) but is 0600 all the same."""
+    config = load_site(site_file).config
     keys = SiteKeyFiles.of(keys_dir, site)
     port = free_port()
-    give_site_credentials(
-        site_file, stack.credentials, stack.broker,
-        dead_letter_path=str(state_dir / "deadletter.jsonl"),
-        state_dir=str(state_dir),  # remembered command ids: a repeated command is never executed twice
-        metrics_port=port,
-        control_public_key=str(keys.control_public.resolve()),  # verifies the API's commands
-        site_private_key=str(keys.site_private.resolve()),  # signs this site's results
-    )  # fmt: skip
+    config = config.model_copy(update={
+        **site_accounts(site, stack.credentials, stack.broker),
+        "dead_letter_path": state_dir / "deadletter.jsonl",
+        "state_dir": state_dir,  # remembered command ids: a repeated command is never executed twice
+        "metrics_port": port,
+        "control_public_key": keys.control_public.resolve(),  # verifies the API's commands
+        "site_private_key": keys.site_private.resolve(),  # signs this site's results
+    })  # fmt: skip
+    _write_config(site_file, EdgeConfig.model_validate(config.model_dump()))
     return port
 
 
@@ -112,26 +124,27 @@ async def _supervise(children: list[Child], stop: asyncio.Event) -> None:
             await asyncio.wait_for(stop.wait(), 1.0)
 
 
-def _write_config(path: Path, config: Mapping[str, object]) -> Path:
-    """A service's config, 0600 (it names the service's credential files; the InfluxDB password is in it)."""
-    text = "# Written by lifeline up; rewritten on every run.\n" + yaml.safe_dump(dict(config), sort_keys=False)
+def _write_config(path: Path, config: BaseModel) -> Path:
+    """A service's typed config as YAML, 0600 (it names the service's credential files; the InfluxDB password is in
+    it). Only what differs from the model's defaults is written, so a service's own defaults stay its own."""
+    data = config.model_dump(mode="json", exclude_defaults=True, by_alias=True)
+    text = "# Written by lifeline up; rewritten on every run.\n" + yaml.safe_dump(data, sort_keys=False)
     write_secret_file(path, text)
     return path
 
 
 def _bridge_config(data_dir: Path, stack: Stack, deploy: DeploymentConfig, metrics_port: int) -> Path:
-    path = data_dir / "bridge.yaml"
-    config = {
-        "broker": stack.account("bridge-1").model_dump(mode="json"),
-        "publisher": stack.account("bridge-1-pub").model_dump(mode="json"),
-        "influx": stack.influx_as("bridge").model_dump(mode="json"),
-        "batch": deploy.batch.model_dump(mode="json"),
-        "retry": deploy.retry.model_dump(mode="json"),
-        "validation": {"sites": [str((data_dir / "sites").resolve())]},
-        "dead_letter_path": str(data_dir / "bridge" / "deadletter.sqlite"),
-        "metrics_port": metrics_port,
-    }
-    return _write_config(path, config)
+    config = BridgeConfig(
+        broker=stack.account("bridge-1"),
+        publisher=stack.account("bridge-1-pub"),
+        influx=stack.influx_as("bridge"),
+        batch=deploy.batch,
+        retry=deploy.retry,
+        validation=ValidationConfig(sites=[(data_dir / "sites").resolve()]),
+        dead_letter_path=data_dir / "bridge" / "deadletter.sqlite",
+        metrics_port=metrics_port,
+    )
+    return _write_config(data_dir / "bridge.yaml", config)
 
 
 def _hj212(data_dir: Path, stack: Stack, scenario: str) -> tuple[Child, Hj212Fleet]:
@@ -143,111 +156,110 @@ def _hj212(data_dir: Path, stack: Stack, scenario: str) -> tuple[Child, Hj212Fle
     passwords = data_dir / "credentials" / "hj212-stations.yaml"
     write_secret_file(passwords, yaml.safe_dump(fleet.passwords()))
     metrics = free_port()
-    config = {
-        "listen": {"host": "127.0.0.1", "port": port},
-        "broker": stack.account("hj212").model_dump(mode="json"),
-        "passwords_file": str(passwords.resolve()),
-        "dead_letter_path": str((data_dir / "hj212" / "deadletter.jsonl").resolve()),
-        "metrics_port": metrics,
+    stations = [StationConfig.model_validate(st) for st in fleet.server_stations()]
+    config = Hj212Config(
+        listen=Hj212Listen(host="127.0.0.1", port=port),
+        broker=stack.account("hj212"),
+        passwords_file=passwords.resolve(),
+        dead_letter_path=(data_dir / "hj212" / "deadletter.jsonl").resolve(),
+        metrics_port=metrics,
         # the simulated CEMS is a coal-fired unit (the emissions pack selects on the source tag)
-        "stations": [{**st, "tags": {"source": "coal_power", "o2_ref": "6"}} if st["device"] == "cems-1" else st
-                     for st in fleet.server_stations()],
-    }
+        stations=[st.model_copy(update={"tags": {"source": "coal_power", "o2_ref": "6"}}) if st.device == "cems-1"
+                  else st for st in stations],
+    )  # fmt: skip
     path = _write_config(data_dir / "hj212.yaml", config)
     # for the bridge's validation (which devices exist): no edge agent runs for this site
-    devices = [{"id": d["device"], "profile": d["profile"]} for d in fleet.server_stations()]
-    _write_config(data_dir / "sites" / f"{site}.yaml", {"site": site, "devices": devices})
+    devices = [DeviceConfig(id=st.device, profile=st.profile) for st in stations]
+    _write_config(data_dir / "sites" / f"{site}.yaml", EdgeConfig(site=site, devices=devices))
     argv = [sys.executable, "-m", "lifeline", "hj212", "--config", str(path)]
     return Child("hj212", argv, data_dir / "logs" / "hj212.log", metrics_port=metrics), fleet
 
 
-def _read_only(influx: InfluxConfig) -> dict[str, str | None]:
-    return {"url": influx.url, "database": influx.database, "username": influx.username, "password": influx.password}
-
-
 def _rules_config(data_dir: Path, stack: Stack, deploy: DeploymentConfig, metrics_port: int) -> Path:
-    path = data_dir / "rules.yaml"
-    if deploy.alerts is not None:
-        alerts = deploy.alerts.model_dump(mode="json", by_alias=True)
-    else:  # local default: the alert store in the data folder, every notification on the MQTT channel
-        alerts = {
-            "store_url": f"sqlite:///{(data_dir / 'alerts.db').resolve()}",
-            "notify": {"channels": {"bus": {"type": "mqtt"}}, "routes": [{"channels": ["bus"]}]},
-        }
+    alerts = deploy.alerts
+    if alerts is None:  # local default: the alert store in the data folder, every notification on the MQTT channel
+        alerts = AlertServiceConfig(
+            store_url=f"sqlite:///{(data_dir / 'alerts.db').resolve()}",
+            notify=NotifyConfig.model_validate(
+                {"channels": {"bus": {"type": "mqtt"}}, "routes": [{"channels": ["bus"]}]}
+            ),
+        )
     influx = stack.influx_as("rules")
-    config = {
-        "broker": stack.account("rules-1").model_dump(mode="json"),
-        "publisher": stack.account("rules-1-pub").model_dump(mode="json"),
-        "rules": {"packs": [str(Path(p).resolve()) for p in deploy.rule_packs]},
-        "alerts": alerts,
-        "influx": _read_only(influx) if influx.transport == "v1" else None,
-        "metrics_port": metrics_port,
-    }
-    return _write_config(path, config)
+    config = RulesServiceConfig(
+        broker=stack.account("rules-1"),
+        publisher=stack.account("rules-1-pub"),
+        rules=RulesConfig(packs=[Path(p).resolve() for p in deploy.rule_packs]),
+        alerts=alerts,
+        influx=RulesInflux(url=influx.url, database=influx.database, username=influx.username,
+                           password=influx.password) if influx.transport == "v1" else None,
+        metrics_port=metrics_port,
+    )  # fmt: skip
+    return _write_config(data_dir / "rules.yaml", config)
 
 
-def _gate_limits(site_files: dict[str, Path]) -> list[dict[str, object]]:
-    """The API's limits of each controllable gate, from the edge's ``control`` sections (one source of truth)."""
-    out: list[dict[str, object]] = []
-    for site, path in sorted(site_files.items()):
-        for device in yaml.safe_load(path.read_text(encoding="utf-8")).get("devices", []):
-            control = device.get("control")
-            if control:
-                full = control["full_opening_m"]
-                out.append({"site": site, "device": device["id"], "full_opening_m": full,
-                            "min_pct": round(100 * control.get("min_opening_m", 0.0) / full, 3),
-                            "max_pct": round(100 * control.get("max_opening_m", full) / full, 3),
-                            "tolerance_m": control.get("tolerance_m", 0.02),
-                            "max_head_open_m": control["max_head_open_m"],
-                            "max_head_close_m": control.get("max_head_close_m")})  # fmt: skip
+def _gate_limits(sites: dict[str, LoadedSite]) -> list[GateOverride]:
+    """The API's limits of each controllable gate, from the edge's ``control`` sections (one source of truth). A gate
+    without ``full_opening_m`` has the edge's default: the top of its profile's ``gate_opening`` range."""
+    out: list[GateOverride] = []
+    for name, site in sorted(sites.items()):
+        for device in site.config.devices:
+            control = device.control
+            if control is None:
+                continue
+            profile = site.profile_of(device)
+            # load_site has checked that these resolve (else its ConfigError names the file, line and field)
+            full, top = control.full_m(profile), control.max_m(profile)
+            out.append(GateOverride(site=name, device=device.id, full_opening_m=full,
+                                    min_pct=round(100 * control.min_opening_m / full, 3),
+                                    max_pct=round(100 * top / full, 3), tolerance_m=control.tolerance_m,
+                                    max_head_open_m=control.max_head_open_m,
+                                    max_head_close_m=control.max_head_close_m))  # fmt: skip
     return out
 
 
-def _longest_movement_s(site_files: dict[str, Path]) -> float:
-    timeouts = [
-        float(d["control"].get("timeout_s", 120))
-        for path in site_files.values()
-        for d in yaml.safe_load(path.read_text(encoding="utf-8")).get("devices", [])
-        if d.get("control")
-    ]
+def _longest_movement_s(sites: dict[str, LoadedSite]) -> float:
+    timeouts = [d.control.timeout_s for s in sites.values() for d in s.config.devices if d.control is not None]
     return max(timeouts, default=120.0)
 
 
 def _api_config(data_dir: Path, stack: Stack, site_files: dict[str, Path], keys_dir: Path) -> Path:
-    path = data_dir / "api.yaml"
-    sites = sorted(site_files)
+    sites = {site: load_site(path) for site, path in site_files.items()}  # the edge's own loader
     influx = stack.influx_as("api")
-    keys = {site: SiteKeyFiles.of(keys_dir, site) for site in sites}
-    config = {
-        "areas": {site: [site] for site in sites},  # each site its own area (the alert manager's default too)
-        "listen": {"host": "127.0.0.1", "port": stack.api_port},
-        "broker": stack.account("api").model_dump(mode="json"),
-        "influx": _read_only(influx),
+    keys = {site: SiteKeyFiles.of(keys_dir, site) for site in sorted(sites)}
+    config = ApiConfig(
+        areas={site: [site] for site in sorted(sites)},  # each site its own area (the alert manager's default too)
+        listen=ApiListen(host="127.0.0.1", port=stack.api_port),
+        broker=stack.account("api"),
+        influx=InfluxReadConfig(url=influx.url, database=influx.database, username=influx.username,
+                                password=influx.password),
         # the API signs commands with each site's control key and checks results against each site's public key
-        "site_keys": {site: {"control_private_key": str(k.control_private.resolve()),
-                             "site_public_key": str(k.site_public.resolve())} for site, k in keys.items()},
+        site_keys={site: SiteKeysConfig(control_private_key=k.control_private.resolve(),
+                                        site_public_key=k.site_public.resolve()) for site, k in keys.items()},
         # one store for alerts, users and the audit log: the rules service and the API meet there
-        "store": {"url": f"sqlite:///{(data_dir / 'alerts.db').resolve()}"},
+        store=StoreConfig(url=f"sqlite:///{(data_dir / 'alerts.db').resolve()}"),
         # a command's final result may take as long as the slowest gate's movement time-out at the edge
-        "gates": {"edge_timeout_s": _longest_movement_s(site_files) + 30, "devices": _gate_limits(site_files)},
-    }
-    return _write_config(path, config)
+        gates=GatesConfig(edge_timeout_s=_longest_movement_s(sites) + 30, devices=_gate_limits(sites)),
+    )  # fmt: skip
+    return _write_config(data_dir / "api.yaml", config)
 
 
-def _admin_password(password_file: Path, log_path: Path, timeout_s: float = 15.0) -> str:
-    """What to print about the admin: the one-time password the API wrote to ``password_file`` at its first start
-    (read, then deleted: it is shown here, on the terminal, and kept nowhere), if it did now."""
+def _admin_password(password_file: Path, api_port: int, timeout_s: float = 15.0) -> str:
+    """What to print about the admin. The API hands the first admin's one-time password over in ``password_file``
+    (``--bootstrap-password-file``): written whole (renamed into place), 0600, before it listens. So: the file, as
+    soon as it is there (read, then deleted: shown here, on the terminal, and kept nowhere); else, once the API
+    listens on ``api_port`` without having written it, the admin is from an earlier run."""
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    while True:
+        listening = wait_for_port("127.0.0.1", api_port, 0.05)
         if password_file.exists():
-            password = password_file.read_text().strip()
+            password = password_file.read_text(encoding="utf-8").strip()
             password_file.unlink()
             return f"user 'admin', one-time password {password} (change it at login)"
-        lines = (log_path.read_text(errors="replace") if log_path.exists() else "").splitlines()
-        if any("Uvicorn running" in line for line in lines):
+        if listening:
             return "user 'admin' exists from an earlier run (password as set then)"
+        if time.monotonic() >= deadline:
+            return f"not known yet: the API does not listen on port {api_port} (see its log)"
         time.sleep(0.2)
-    return f"not known yet: see {log_path}"
 
 
 @dataclass
@@ -287,7 +299,7 @@ async def _run(deploy: DeploymentConfig, stack: Stack, duration: float | None) -
         keys_dir = data_dir / "keys"
         create_site_keys(keys_dir, sorted(paths))  # kept when present: the edges and the API stay paired
         for site, path in sorted(paths.items()):
-            metrics = _add_local_settings(path, data_dir / "edge" / site, stack, keys_dir)
+            metrics = _add_local_settings(site, path, data_dir / "edge" / site, stack, keys_dir)
             argv = [sys.executable, "-m", "lifeline", "edge", "--config", str(path)]
             children.append(Child(f"edge {site}", argv, data_dir / "logs" / f"edge-{site}.log", metrics_port=metrics))
         bridge_metrics = free_port()
@@ -307,7 +319,7 @@ async def _run(deploy: DeploymentConfig, stack: Stack, duration: float | None) -
         children.insert(2, Child("api", api_argv, data_dir / "logs" / "api.log", metrics_port=stack.api_port))
         for child in children:
             child.start()
-        admin = await asyncio.to_thread(_admin_password, password_file, data_dir / "logs" / "api.log")
+        admin = await asyncio.to_thread(_admin_password, password_file, stack.api_port)
         _print_table(stack, district, children, data_dir)
         print(f"api: http://127.0.0.1:{stack.api_port}/docs (OpenAPI), admin: {admin}", flush=True)
         supervisor = asyncio.ensure_future(_supervise(children, stop))
@@ -432,7 +444,7 @@ def up(args: argparse.Namespace) -> int:
             stack.influxd, stack.influx_users = _local_influxd(deploy, args, credentials)
             stack.influx = stack.influx.model_copy(update={"url": stack.influxd.url})
         asyncio.run(_run(deploy, stack, args.duration))
-    except (ServiceError, CredentialError, KeyFileError) as exc:
+    except (ServiceError, CredentialError, KeyFileError, ConfigError) as exc:
         print(f"lifeline up: {exc}", file=sys.stderr)
         return 1
     finally:

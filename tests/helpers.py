@@ -9,7 +9,7 @@ import os
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -60,7 +60,7 @@ class Subscriber:
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.on_disconnect = lambda *a: self.connected.clear()
-        self.client.reconnect_delay_set(0.1, 0.5)
+        self.client.reconnect_delay_set(1, 1)
         self.client.connect_async(account.host, account.port, keepalive=10)
         self.client.loop_start()
         assert self.connected.wait(10), "test subscriber could not connect"
@@ -71,7 +71,7 @@ class Subscriber:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         with self.lock:
-            self.messages.append(Received(msg.topic, msg.payload, bool(msg.retain)))
+            self.messages.append(Received(msg.topic, bytes(msg.payload), bool(msg.retain)))
 
     def snapshot(self) -> list[Received]:
         with self.lock:
@@ -222,3 +222,19 @@ def probe(account: BrokerConfig, *, publish: str | None = None, subscribe: str |
         client.disconnect()
         client.loop_stop()
     return result
+
+
+@dataclass
+class FakeStateTx:
+    """FAKE: the named-state part of ``alerts.store.Tx``, in a dict (the alert pipeline without a store)."""
+
+    blobs: dict[str, dict[str, object]] = field(default_factory=dict)
+
+    def get_state(self, name: str) -> dict[str, object] | None:
+        return self.blobs.get(name)
+
+    def put_state(self, name: str, data: dict[str, object]) -> None:
+        self.blobs[name] = data
+
+    def delete_state(self, name: str) -> None:
+        self.blobs.pop(name, None)

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
@@ -32,6 +32,19 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from lifeline.services import free_port
 
 MAX_DELAY_S = 5.0  # a reply's delay is capped so that no test can hang on the receiver
+
+T = TypeVar("T")
+
+
+def _wait_for(snapshot: Callable[[], list[T]], n: int, timeout: float, what: str) -> list[T]:
+    """What ``snapshot`` holds once it holds ``n`` items; fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = snapshot()
+        if len(got) >= n:
+            return got
+        time.sleep(0.02)
+    raise AssertionError(f"expected {n} {what} within {timeout} s, got {len(snapshot())}")
 
 
 # --- SMTP -----------------------------------------------------------------------------------------------------
@@ -72,13 +85,7 @@ class SmtpServer:
             return list(self.messages)
 
     def wait_for(self, n: int, timeout: float = 10.0) -> list[ReceivedMail]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            got = self.snapshot()
-            if len(got) >= n:
-                return got
-            time.sleep(0.02)
-        raise AssertionError(f"expected {n} mails within {timeout} s, got {len(self.snapshot())}")
+        return _wait_for(self.snapshot, n, timeout, "mails")
 
     # -- aiosmtpd handler hooks
 
@@ -94,7 +101,8 @@ class SmtpServer:
         with self._lock:
             if self._fail:
                 return self._fail.pop(0)
-        raw = bytes(envelope.original_content or envelope.content or b"")
+        content = envelope.original_content or envelope.content or b""
+        raw = content.encode("utf-8") if isinstance(content, str) else bytes(content)
         parsed = email.message_from_bytes(raw, policy=email.policy.default)
         assert isinstance(parsed, EmailMessage)
         login = session.auth_data.decode() if isinstance(session.auth_data, bytes) else None
@@ -235,13 +243,7 @@ class HttpReceiver:
             return list(self.requests)
 
     def wait_for(self, n: int, timeout: float = 10.0) -> list[RecordedRequest]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            got = self.snapshot()
-            if len(got) >= n:
-                return got
-            time.sleep(0.02)
-        raise AssertionError(f"expected {n} requests within {timeout} s, got {len(self.snapshot())}")
+        return _wait_for(self.snapshot, n, timeout, "requests")
 
     # -- serving
 

@@ -68,13 +68,14 @@ def _publish(stack: Stack, topic: str, payload: dict[str, Any]) -> None:
     """One message as the simulated sensors' account (the one place this module builds an MQTT connection)."""
     import paho.mqtt.client as mqtt
     import yaml
+    from paho.mqtt.enums import CallbackAPIVersion
 
     from lifeline.broker_auth import credential
     from telemetry.mqtt_config import BrokerConfig, configure_client
 
     doc = yaml.safe_load((stack.data_dir / "bridge.yaml").read_text(encoding="utf-8"))
     broker = credential(stack.data_dir / "credentials", "sim-sensors", BrokerConfig.model_validate(doc["broker"]))
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="browser-test-sensor")
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="browser-test-sensor")
     configure_client(client, broker)
     client.connect(broker.host, broker.port)
     client.loop_start()

@@ -102,10 +102,11 @@ class FaultDistrict:
         while self.district is None or not self.district.modbus["gate-1"].port:
             assert time.monotonic() < deadline, f"district did not start: {self.thread.error}"
             time.sleep(0.02)
-        self.store_url = f"sqlite:///{tmp / 'alerts.db'}"
-        self.edges = {site: self._edge(site, outbox_max_bytes) for site in sorted(self.district.sites)}
-        self.bridge = self._bridge()
-        self.rules = self._rules()
+        self.store_url: str = f"sqlite:///{tmp / 'alerts.db'}"
+        sites = sorted(self.district.sites)
+        self.edges: dict[str, Child] = {site: self._edge(site, outbox_max_bytes) for site in sites}
+        self.bridge: Child = self._bridge()
+        self.rules: Child = self._rules()
         for child in (self.bridge, self.rules, *self.edges.values()):
             child.start()
 

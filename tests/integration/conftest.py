@@ -11,9 +11,10 @@ import pytest
 
 from edge_agent import EdgeAgent, EdgeConfig, build_site
 from lifeline.broker_auth import district_deployment, edge_account, edge_sensor_account
-from lifeline.services import Mosquitto
+from lifeline.services import Influxd, Mosquitto
 from simulators import District, load_scenario
 from tests.helpers import LoopThread, account_for, client_account
+from tests.integration.influx_db import Db
 
 
 class RunningDistrict:
@@ -88,8 +89,11 @@ class RunningAgent:
         self.thread.stop()
 
 
+StartAgent = Callable[..., RunningAgent]  # the start_agent fixture: (config, keep_lateness=0) -> a running agent
+
+
 @pytest.fixture
-def start_agent() -> Iterator[Callable[..., RunningAgent]]:
+def start_agent() -> Iterator[StartAgent]:
     agents: list[RunningAgent] = []
 
     def start(config: EdgeConfig, keep_lateness: int = 0) -> RunningAgent:
@@ -100,3 +104,9 @@ def start_agent() -> Iterator[Callable[..., RunningAgent]]:
     yield start
     for agent in agents:
         agent.stop()
+
+
+@pytest.fixture
+def db(shared_influxdb: Influxd) -> Db:
+    """A database of this test's own on the worker's shared InfluxDB."""
+    return Db(shared_influxdb)

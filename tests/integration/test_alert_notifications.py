@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +70,7 @@ def test_gas_leak_gives_one_alert_and_one_notification_per_channel_within_a_seco
         time.sleep(2.0)  # normal readings first
         mini.on_loop(lambda: mini.district.sensors.leak("gas-1", peak=60.0, rise_s=0.0))
         arrived: dict[str, float] = {}
-        sources = {
+        sources: dict[str, Callable[[], int]] = {
             "hook": lambda: len(receivers["hook"].snapshot()),
             "ding": lambda: len(receivers["ding"].snapshot()),
             "wecom": lambda: len(receivers["wecom"].snapshot()),

@@ -7,7 +7,6 @@ import asyncio
 import sqlite3
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -20,6 +19,7 @@ from alerts.manager import AlertManager
 from alerts.store import AlertStore
 from device_profiles import load_catalogue
 from rules import PACKS, Transition, load_rules
+from tests.helpers import FakeStateTx
 
 pytestmark = pytest.mark.integration
 
@@ -55,22 +55,6 @@ def _transition(point: str, severity: str | None, ts_ms: int) -> Transition:
 
 # Both points toggle, interleaved: lel 3 times (over the limit of 2), o2 twice (at the limit).
 SCRIPT = [("lel", "warning"), ("o2", "warning"), ("lel", None), ("o2", None), ("lel", "warning")]
-
-
-@dataclass
-class FakeStateTx:
-    """FAKE: the named-state part of ``alerts.store.Tx``, in a dict (the pipeline alone, no store)."""
-
-    blobs: dict[str, dict[str, object]] = field(default_factory=dict)
-
-    def get_state(self, name: str) -> dict[str, object] | None:
-        return self.blobs.get(name)
-
-    def put_state(self, name: str, data: dict[str, object]) -> None:
-        self.blobs[name] = data
-
-    def delete_state(self, name: str) -> None:
-        self.blobs.pop(name, None)
 
 
 def _pipeline_alone(audience: str) -> tuple[dict[str, bool], list[tuple[str, str | None]]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -13,7 +14,7 @@ from tests.integration.test_api_support import PASSWORD, Clock, add_users, make_
 
 
 class App:
-    def __init__(self, tmp_path: Path, **extra: object) -> None:
+    def __init__(self, tmp_path: Path, **extra: Any) -> None:  # make_config's keywords
         self.clock = Clock()
         self.service = ApiService(make_config(tmp_path, **extra), clock=self.clock)
         self.client = TestClient(create_app(self.service, connect=False))

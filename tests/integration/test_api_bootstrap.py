@@ -1,12 +1,14 @@
 """``lifeline api`` as a process: the first admin's one-time password goes to a 0600 file or to a terminal, never
 to the log; without either it makes no admin; every file it writes is 0600; uvicorn's own X-Forwarded-For handling
-is off. And ``lifeline up``'s side: it reads the file, prints the password and deletes the file."""
+is off. And ``lifeline up``'s side: it reads the file, prints the password and deletes the file; no file once the API
+listens means an admin from an earlier run (nothing is read from the log)."""
 
 from __future__ import annotations
 
 import os
 import pty
 import select
+import socket
 import stat
 import subprocess
 import sys
@@ -142,10 +144,12 @@ def test_on_a_terminal_the_password_is_printed_there_only(tmp_path: Path, stop_l
 
 
 def test_lifeline_up_reads_prints_and_deletes_the_file(tmp_path: Path) -> None:
-    password_file, log = tmp_path / "admin-password", tmp_path / "api.log"
+    password_file = tmp_path / "admin-password"
     password_file.write_text("s3cret-one-time\n")
-    assert _admin_password(password_file, log, timeout_s=1) == (
+    port = free_port()
+    assert _admin_password(password_file, port, timeout_s=1) == (
         "user 'admin', one-time password s3cret-one-time (change it at login)")
     assert not password_file.exists()
-    log.write_text("INFO Uvicorn running on http://127.0.0.1:8080\n")
-    assert "exists from an earlier run" in _admin_password(password_file, log, timeout_s=1)
+    assert "does not listen" in _admin_password(password_file, port, timeout_s=0.3)
+    with socket.create_server(("127.0.0.1", port)):  # the API listens and wrote no file: an admin from before
+        assert "exists from an earlier run" in _admin_password(password_file, port, timeout_s=1)

@@ -335,7 +335,8 @@ def test_no_answer_times_out(gates: GateApi) -> None:
     gates.clock.advance(1_000)
 
     def timed_out() -> bool:
-        return gates.api.client.get("/api/commands/cmd-silent-1", headers=h).json()["state"] == "timed_out"
+        state: str = gates.api.client.get("/api/commands/cmd-silent-1", headers=h).json()["state"]
+        return state == "timed_out"
 
     wait_until(timed_out, what="timed_out by the API's sweeper")
     assert [a["action"] for a in gates.audit("cmd-silent-1")] == ["gate.command", "gate.command.timed_out"]

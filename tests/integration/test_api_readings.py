@@ -145,7 +145,7 @@ def test_history_downsampled_and_bounded(env: Env) -> None:
      ({"start_ms": 2000, "end_ms": 1000}, "end_ms"), ({"start_ms": 0, "end_ms": 401 * 86_400_000}, "start_ms"),
      ({"aggregate": "sum"}, "aggregate"), ({"points": "Bad Name"}, "points"), ({"end_ms": 10**16}, "end_ms")],
 )  # fmt: skip
-def test_history_input_errors_name_the_field(env: Env, params: dict[str, object], field: str) -> None:
+def test_history_input_errors_name_the_field(env: Env, params: dict[str, str | int], field: str) -> None:
     h = login(env.api.client, "viewer")
     wait_until(lambda: env.service.cache.get(SITE, "wq-01") is not None)
     r = env.api.client.get(f"/api/sites/{SITE}/devices/wq-01/history", headers=h, params=params)

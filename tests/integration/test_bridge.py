@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -18,13 +19,15 @@ import httpx
 import pytest
 import yaml
 
-from broker_bridge.bridge import Bridge
+from broker_bridge.bridge import Batch, Bridge
 from broker_bridge.config import BridgeConfig
 from broker_bridge.deadletter import DeadLetterStore
 from lifeline.broker_auth import bridge_account, bridge_publisher_account
 from lifeline.services import Influxd, Mosquitto
 from telemetry import PointQuality, Quality, Sample, Telemetry, decode_telemetry, encode, topics
 from tests.helpers import LoopThread, Publisher, Subscriber, wait_until
+from tests.integration.conftest import RunningDistrict, StartAgent
+from tests.servers import InfluxCompatProxy
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -132,10 +135,12 @@ def test_readings_stored_exactly_as_sampled(mosquitto: Mosquitto, influxdb: Infl
         thread.stop()
 
 
-def test_edge_to_influx_end_to_end(mosquitto: Mosquitto, influxdb: Influxd, tmp_path: Path, mini, start_agent) -> None:
+def test_edge_to_influx_end_to_end(mosquitto: Mosquitto, influxdb: Influxd, tmp_path: Path, mini: RunningDistrict,
+                                   start_agent: StartAgent) -> None:  # fmt: skip
     sub = Subscriber(mosquitto, topics.telemetry("mini-water", "wq-1"))
     sites = tmp_path / "sites"
     sites.mkdir()
+    assert mini.district is not None
     (sites / "mini-water.yaml").write_text(yaml.safe_dump(mini.district.site_config("mini-water")))
     bridge, thread = start_bridge(config(mosquitto, influxdb, tmp_path, validation={"sites": [str(sites)]}))
     try:
@@ -149,6 +154,7 @@ def test_edge_to_influx_end_to_end(mosquitto: Mosquitto, influxdb: Influxd, tmp_
         for sample in samples:
             row = rows[sample.ts]
             for point, value in sample.values.items():
+                assert isinstance(value, int | float), (point, value)
                 assert math.isclose(row[point], value, rel_tol=0, abs_tol=0), (point, row[point], value)
         gate = influx_query(influxdb, """SELECT last("gate_opening") FROM "sluice_gate" WHERE "device" = 'gate-1'""")
         assert gate
@@ -222,7 +228,8 @@ def test_influx_down_30s_nothing_lost_memory_bounded(mosquitto: Mosquitto, influ
 
     def watch() -> None:
         while not done.is_set():
-            pending = len(bridge.consumer.inbox) + sum(len(b.items) for b in list(bridge._batches._queue))  # type: ignore[attr-defined]
+            queued: deque[Batch] = bridge._batches._queue  # type: ignore[attr-defined]  # asyncio.Queue's own deque
+            pending = len(bridge.consumer.inbox) + sum(len(b.items) for b in list(queued))
             peak[0] = max(peak[0], pending)
             time.sleep(0.01)
 
@@ -289,8 +296,9 @@ def test_kill_9_bridge_loses_nothing(mosquitto: Mosquitto, influxdb: Influxd, tm
             proc.wait(15)
 
 
-def test_v2_transport_through_a_2x_compatible_endpoint(mosquitto: Mosquitto, influxdb: Influxd, influx_compat,
-                                                       tmp_path: Path, publisher: Publisher) -> None:  # fmt: skip
+def test_v2_transport_through_a_2x_compatible_endpoint(mosquitto: Mosquitto, influxdb: Influxd,
+                                                       influx_compat: InfluxCompatProxy, tmp_path: Path,
+                                                       publisher: Publisher) -> None:  # fmt: skip
     cfg = config(mosquitto, influxdb, tmp_path, influx={"transport": "v2", "url": influx_compat.url, "org": "baoshan",
                                                         "bucket": "lifeline/autogen", "token": "t0ken"})  # fmt: skip
     bridge, thread = start_bridge(cfg)

@@ -12,14 +12,13 @@ from typing import Any
 
 import pytest
 
-from broker_bridge.bridge import Bridge
 from broker_bridge.config import BridgeConfig
 from broker_bridge.deadletter import DeadLetterStore
 from lifeline.broker_auth import bridge_account, bridge_publisher_account
 from lifeline.services import Influxd, Mosquitto
 from telemetry import Sample, Stored, StoredRange, Telemetry, Value, decode_stored, encode, topics
-from tests.helpers import LoopThread, Publisher, Received, Subscriber, wait_until
-from tests.integration.test_bridge import WQ_POINTS, count_points, influx_query
+from tests.helpers import Publisher, Received, Subscriber, wait_until
+from tests.integration.test_bridge import WQ_POINTS, count_points, influx_query, start_bridge
 
 pytestmark = pytest.mark.integration
 TS0 = int(time.time() * 1000) - 120_000
@@ -56,18 +55,6 @@ def bridge_config(broker: Mosquitto, influx: Influxd, tmp_path: Path, client_id:
     for key, value in over.items():
         data[key] = {**data.get(key, {}), **value}
     return BridgeConfig.model_validate(data)
-
-
-def start_bridge(cfg: BridgeConfig) -> tuple[Bridge, LoopThread]:
-    holder: dict[str, Bridge] = {}
-
-    async def main(stop: Any) -> None:
-        holder["bridge"] = Bridge(cfg)
-        await holder["bridge"].run(stop)
-
-    thread = LoopThread(main)
-    wait_until(lambda: "bridge" in holder and holder["bridge"].consumer.connected, 10, "bridge connected")
-    return holder["bridge"], thread
 
 
 def telemetry(seq: int, device: str = "wq-1", run: str = "r1", site: str = "s1",

@@ -5,15 +5,16 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 from device_profiles import DataType, load_catalogue
 from lifeline.services import Mosquitto
 from simulators import District
-from telemetry import Quality, Telemetry, decode_status, decode_telemetry, topics
+from telemetry import Quality, Sample, Telemetry, decode_status, decode_telemetry, topics
 from tests.helpers import Received, Subscriber
-from tests.integration.conftest import RunningAgent, RunningDistrict
+from tests.integration.conftest import RunningAgent, RunningDistrict, StartAgent
 
 pytestmark = pytest.mark.integration
 CAT = load_catalogue()
@@ -24,14 +25,16 @@ def telemetry(messages: list[Received], site: str, device: str) -> list[Telemetr
     return [decode_telemetry(m.payload) for m in messages if m.topic == topic]
 
 
-def samples_where(sub: Subscriber, site: str, device: str, pred: Callable[[object], bool], timeout: float = 10):
+def samples_where(
+    sub: Subscriber, site: str, device: str, pred: Callable[[Sample], bool], timeout: float = 10
+) -> list[Sample]:
     got = sub.wait_for(
         lambda ms: any(pred(s) for t in telemetry(ms, site, device) for s in t.samples), timeout=timeout
     )
     return [s for t in telemetry(got, site, device) for s in t.samples if pred(s)]
 
 
-FORCED = {
+FORCED: dict[str, dict[str, float | int | bool | str]] = {
     "sluice_gate_plc": {"gate_opening": 2.345, "level_up": -0.57, "level_down": 3.21, "motor_current": 18.4,
                         "fault_code": 0, "remote_mode": True, "estop": False, "power_ok": True, "flow": -12.5,
                         "target_opening": 2.5, "limit_open": False, "limit_closed": False},
@@ -56,12 +59,19 @@ def close(a: object, b: object, tol: float) -> bool:
 
 
 @pytest.mark.parametrize("profile", sorted(FORCED))
-def test_modbus_profile_end_to_end(mini: RunningDistrict, mosquitto: Mosquitto, start_agent, profile: str) -> None:
+def test_modbus_profile_end_to_end(
+    mini: RunningDistrict, mosquitto: Mosquitto, start_agent: StartAgent, profile: str
+) -> None:
     device = DEVICES[profile]
     forced = FORCED[profile]
     assert mini.district is not None
     sim = mini.district.modbus[device]
-    mini.on_loop(lambda: [sim.set_value(p, v) for p, v in forced.items()])
+
+    def force() -> None:
+        for p, v in forced.items():
+            sim.set_value(p, v)
+
+    mini.on_loop(force)
     sub = Subscriber(mosquitto, topics.telemetry("mini-water", device))
     before = int(time.time() * 1000)
     start_agent(mini.site_config("mini-water"))
@@ -84,7 +94,9 @@ def test_modbus_profile_end_to_end(mini: RunningDistrict, mosquitto: Mosquitto, 
     assert [decode_telemetry(m.payload).seq for m in msgs] == list(range(1, len(msgs) + 1))
 
 
-def test_out_of_range_reading_is_uncertain(mini: RunningDistrict, mosquitto: Mosquitto, start_agent) -> None:
+def test_out_of_range_reading_is_uncertain(
+    mini: RunningDistrict, mosquitto: Mosquitto, start_agent: StartAgent
+) -> None:
     sim = mini.district.modbus["wq-1"]  # type: ignore[union-attr]
     mini.on_loop(lambda: sim.set_value("ph", 15.5))
     sub = Subscriber(mosquitto, topics.telemetry("mini-water", "wq-1"))
@@ -95,7 +107,9 @@ def test_out_of_range_reading_is_uncertain(mini: RunningDistrict, mosquitto: Mos
     sub.close()
 
 
-def test_dead_device_turns_bad_and_recovers(mini: RunningDistrict, mosquitto: Mosquitto, start_agent) -> None:
+def test_dead_device_turns_bad_and_recovers(
+    mini: RunningDistrict, mosquitto: Mosquitto, start_agent: StartAgent
+) -> None:
     site, dev = "mini-water", "air-1"
     sim = mini.district.modbus[dev]  # type: ignore[union-attr]
     sub = Subscriber(mosquitto, f"lifeline/v1/{site}/{dev}/#")
@@ -121,7 +135,7 @@ def test_dead_device_turns_bad_and_recovers(mini: RunningDistrict, mosquitto: Mo
 
 
 def test_modbus_exception_marks_only_that_devices_points(mini: RunningDistrict, mosquitto: Mosquitto,
-                                                        start_agent) -> None:  # fmt: skip
+                                                        start_agent: StartAgent) -> None:  # fmt: skip
     sim = mini.district.modbus["cems-1"]  # type: ignore[union-attr]
     mini.on_loop(lambda: sim.exception(4))
     sub = Subscriber(mosquitto, topics.telemetry_filter("mini-water"))
@@ -133,7 +147,7 @@ def test_modbus_exception_marks_only_that_devices_points(mini: RunningDistrict, 
 
 
 def test_device_rejecting_large_reads_still_reads_every_point(mini: RunningDistrict, mosquitto: Mosquitto,
-                                                             start_agent) -> None:  # fmt: skip
+                                                             start_agent: StartAgent) -> None:  # fmt: skip
     sim = mini.district.modbus["gate-1"]  # type: ignore[union-attr]
     forced = FORCED["sluice_gate_plc"]
 
@@ -154,7 +168,9 @@ def test_device_rejecting_large_reads_still_reads_every_point(mini: RunningDistr
     sub.close()
 
 
-def test_slow_device_does_not_delay_the_others(mini: RunningDistrict, mosquitto: Mosquitto, start_agent) -> None:
+def test_slow_device_does_not_delay_the_others(
+    mini: RunningDistrict, mosquitto: Mosquitto, start_agent: StartAgent
+) -> None:
     sim = mini.district.modbus["air-1"]  # type: ignore[union-attr]
     mini.on_loop(lambda: sim.slow(0.9))
     running: RunningAgent = start_agent(mini.site_config("mini-water", modbus={"timeout_s": 2.0}), keep_lateness=100)
@@ -168,7 +184,9 @@ def test_slow_device_does_not_delay_the_others(mini: RunningDistrict, mosquitto:
     assert stats["air-1"].overruns > 0
 
 
-def test_broker_restart_loses_no_sampled_reading(mini: RunningDistrict, mosquitto: Mosquitto, start_agent) -> None:
+def test_broker_restart_loses_no_sampled_reading(
+    mini: RunningDistrict, mosquitto: Mosquitto, start_agent: StartAgent
+) -> None:
     site = "mini-water"
     sub = Subscriber(mosquitto, topics.telemetry_filter(site), client_id="restart-watcher", persistent=True)
     running: RunningAgent = start_agent(mini.site_config(site))
@@ -186,8 +204,11 @@ def test_broker_restart_loses_no_sampled_reading(mini: RunningDistrict, mosquitt
     assert running.agent.outbox.stats.dropped == 0
     sampled = {d: running.agent.seq[d] for d in ("gate-1", "wq-1", "air-1", "cems-1")}
     for device, last_seq in sampled.items():
-        got = sub.wait_for(lambda ms, d=device, n=last_seq: {t.seq for t in telemetry(ms, site, d)} >= set(
-            range(1, n + 1)), timeout=15)  # fmt: skip
+
+        def every_seq(ms: list[Received], d: str = device, n: int = last_seq) -> bool:
+            return {t.seq for t in telemetry(ms, site, d)} >= set(range(1, n + 1))
+
+        got = sub.wait_for(every_seq, timeout=15)
         seqs = sorted({t.seq for t in telemetry(got, site, device)})
         assert seqs == list(range(1, last_seq + 1)), device
         times = sorted({s.ts for t in telemetry(got, site, device) for s in t.samples})
@@ -195,7 +216,7 @@ def test_broker_restart_loses_no_sampled_reading(mini: RunningDistrict, mosquitt
     sub.close()
 
 
-def test_every_scenario_device_publishes(mosquitto: Mosquitto, start_agent) -> None:
+def test_every_scenario_device_publishes(mosquitto: Mosquitto, start_agent: StartAgent) -> None:
     district = RunningDistrict(mosquitto, "mini")
     try:
         assert district.district is not None
@@ -240,8 +261,10 @@ def _noise(body: dict) -> tuple[int, dict]:  # type: ignore[type-arg]
         ("noise_meter", "noise-1", "vendor/noise/noise-1/rt", _noise),
     ],
 )
-def test_mqtt_profile_end_to_end(mini: RunningDistrict, mosquitto: Mosquitto, start_agent, profile: str, device: str,
-                                 vendor_topic: str, expect) -> None:  # fmt: skip
+def test_mqtt_profile_end_to_end(
+    mini: RunningDistrict, mosquitto: Mosquitto, start_agent: StartAgent, profile: str, device: str,
+    vendor_topic: str, expect: Callable[[dict[str, Any]], tuple[int, dict[str, Any]]],
+) -> None:
     import orjson
 
     vendor = Subscriber(mosquitto, vendor_topic)

@@ -45,7 +45,7 @@ class Vendor:
         account = client_account(broker, "vendor-sensors")
         self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=account.username or "")
         configure_client(self.client, account)
-        self.client.reconnect_delay_set(0.1, 0.5)
+        self.client.reconnect_delay_set(1, 1)
         self.client.connect(broker.host, broker.port)
         self.client.loop_start()
 

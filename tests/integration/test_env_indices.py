@@ -8,12 +8,12 @@ from typing import TypeVar
 
 import pytest
 
-from lifeline.services import Influxd
 from rules import PACKS, ScheduledRules, Transition, WindowEvaluator, load_rules
 from rules._means import MeansConfig
 from rules.valid_means import InfluxWriter, ValidMeans, load_means_config
 from telemetry.influx_query import InfluxQuery, Series
-from tests.integration.test_valid_means import Db, Sink, local
+from tests.integration.influx_db import Db, Sink
+from tests.integration.test_valid_means import local
 
 pytestmark = pytest.mark.integration
 
@@ -25,11 +25,6 @@ WATER = MeansConfig(measurements=[m for m in load_means_config().measurements if
 
 DAY = local("2026-03-02T00:00:00")
 DAY_END = DAY + 24 * HOUR
-
-
-@pytest.fixture
-def db(shared_influxdb: Influxd) -> Db:
-    return Db(shared_influxdb)
 
 
 def hourly(device: str, tags: str, fields: str, hours: int = 24) -> list[str]:
@@ -68,7 +63,7 @@ def test_daily_water_class_is_stored_and_a_missed_target_raises(db: Db) -> None:
         stored = await q.query('SELECT * FROM "water_quality_class_daily" GROUP BY "device"')
         return got, sched, stored
 
-    got, sched, stored = db.run(main)
+    got, sched, stored = db.run_writing(main)
     rows = {s.tags["device"]: s.rows()[0] for s in stored}
     assert set(rows) == {"r1", "r2", "k1", "r3"}
     r1, r2, k1 = rows["r1"], rows["r2"], rows["k1"]
@@ -97,7 +92,7 @@ def test_daily_water_class_is_stored_and_a_missed_target_raises(db: Db) -> None:
         await ValidMeans(WATER, q, w).run_day(DAY_END)
         return await q.query('SELECT count("class") FROM "water_quality_class_daily" GROUP BY "device"')
 
-    counts = {s.tags["device"]: s.rows()[0]["count"] for s in db.run(rerun)}
+    counts = {s.tags["device"]: s.rows()[0]["count"] for s in db.run_writing(rerun)}
     assert counts == {"r1": 1, "r2": 1, "k1": 1}
 
 
@@ -115,7 +110,7 @@ def test_an_hourly_aqi_above_200_raises_for_the_environment(db: Db) -> None:
     async def main(q: InfluxQuery, w: InfluxWriter) -> list[Transition]:
         return await WindowEvaluator([rule], q).evaluate(rule, h + HOUR)
 
-    got = {t.device: t for t in db.run(main)}
+    got = {t.device: t for t in db.run_writing(main)}
     assert {d: t.severity for d, t in got.items()} == {"a1": "warning", "a3": "critical"}
     assert got["a1"].value == 231.0
 
@@ -132,7 +127,7 @@ def test_a_bad_noise_zone_tag_is_logged_and_does_not_stop_the_job(db: Db) -> Non
         await job.run_hour(h + HOUR)
         return job, await q.query('SELECT * FROM "noise_hourly" GROUP BY "device"')
 
-    job, stored = db.run(main)
+    job, stored = db.run_writing(main)
     rows = {s.tags["device"]: s.rows()[0] for s in stored}
     assert (rows["n-ok"]["noise_limit_db"], rows["n-ok"]["noise_exceeded"]) == (50.0, 1.0)
     assert rows["n-bad"]["noise_laeq"] == 52.0  # its level is stored, without a verdict

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from api import ApiService
-from api.users import Role
+from api.auth import Role
 from lifeline.services import Mosquitto
+from simulators.behaviours.sluice_gate_plc import SluiceGate
 from telemetry.keys import SiteKeyFiles, create_site_keys
 from tests.helpers import wait_until
 from tests.integration.conftest import RunningDistrict
@@ -105,6 +106,7 @@ def test_operator_opens_a_simulated_gate_to_40_percent_and_it_reads_back(
     assert abs(done["after"]["opening_m"] - 2.4) <= 0.02  # 40 % of the gate's 6.0 m, read back
     assert district.district is not None
     plc = district.district.modbus[GATE].behaviour
+    assert isinstance(plc, SluiceGate)
     assert abs(plc.opening - 2.4) <= 0.02, "the PLC's own opening"
     audit = api.client.get("/api/audit", headers=login(api.client, "boss"),
                            params={"target_prefix": f"gate:{SITE}/{GATE}"}).json()  # fmt: skip
@@ -125,4 +127,6 @@ def test_with_the_edge_agent_down_a_command_times_out_cleanly(
     done = final(api, op, command_id, timeout=20)
     assert done["state"] == "timed_out", done
     assert district.district is not None
-    assert district.district.modbus[GATE].behaviour.opening == 0.0, "the gate moved without its edge agent"
+    plc = district.district.modbus[GATE].behaviour
+    assert isinstance(plc, SluiceGate)
+    assert plc.opening == 0.0, "the gate moved without its edge agent"

@@ -31,7 +31,7 @@ def test_an_hourly_packet_over_its_corrected_limit_is_stored_and_raises(
 ) -> None:
     rules = RunningRules(service_config(mosquitto, tmp_path, [PACKS / "emissions.yaml"])).start()
     _bridge, bridge_thread = start_bridge(bridge_config(mosquitto, influxdb, tmp_path))
-    station = {"mn": MN, "site": SITE, "device": DEVICE, "profile": "flue_gas_cems_hj212",
+    station: dict[str, object] = {"mn": MN, "site": SITE, "device": DEVICE, "profile": "flue_gas_cems_hj212",
                "tags": {"source": "coal_power", "o2_ref": "6"}}  # fmt: skip
     server = RunningServer(_config(mosquitto, [station], tmp_path))
     try:

@@ -24,6 +24,7 @@ from lifeline.broker_auth import hj212_account
 from lifeline.services import Mosquitto, free_port, wait_for_port
 from simulators.behaviours.flue_gas_cems import CemsParams, FlueGasCems
 from simulators.hj212 import Hj212Station
+from simulators.hj212 import frame as hj212_frame
 from telemetry import decode_status, decode_telemetry
 from tests.helpers import LoopThread, Subscriber, account_for, wait_until
 
@@ -43,18 +44,8 @@ def _subscriber(mosquitto: Mosquitto, topic_filter: str) -> Subscriber:
     return Subscriber(mosquitto, topic_filter)
 
 
-def _crc(data: bytes) -> int:  # the test's own Appendix A check sum
-    reg = 0xFFFF
-    for byte in data:
-        reg = (reg >> 8) ^ byte
-        for _ in range(8):
-            reg = (reg >> 1) ^ 0xA001 if reg & 1 else reg >> 1
-    return reg
-
-
-def _packet(segment: str) -> bytes:
-    raw = segment.encode()
-    return b"##%04d" % len(raw) + raw + b"%04X\r\n" % _crc(raw)
+def _packet(segment: str) -> bytes:  # framed by the simulator's own encoder, not the server's code
+    return hj212_frame(segment.encode())
 
 
 def _config(mosquitto: Mosquitto, stations: list[dict[str, object]], tmp_path: Path, **extra: object) -> LoadedConfig:

@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 from influxdb_client.client.influxdb_client import InfluxDBClient
-from influxdb_client.client.write.point import WritePrecision
 from influxdb_client.client.write_api import SYNCHRONOUS
+from influxdb_client.domain.write_precision import WritePrecision
 from influxdb_client.rest import ApiException
 
 from lifeline.services import Influxd, ServiceError

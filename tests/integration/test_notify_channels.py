@@ -441,7 +441,7 @@ def test_channels_are_sent_concurrently_and_fail_independently(
         "bad": {"type": "webhook", "url": f"{http_receiver.url}/bad"},
         "mail": mail_channel(smtp_server),
     }
-    routes = [{"audiences": ["safety"], "channels": ["hook-a", "mail"]},
+    routes: list[dict[str, Any]] = [{"audiences": ["safety"], "channels": ["hook-a", "mail"]},
               {"min_severity": "critical", "channels": ["bad", "hook-b", "hook-a"]},
               {"audiences": ["environment"], "channels": ["mail"]}]
     outcomes, _ = send(channels, routes=routes, retry={"attempts": 1})

@@ -6,17 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TypeVar
 
-import httpx
 import pytest
 
-from lifeline.services import Influxd, free_port
+from lifeline.services import free_port
 from rules import PACKS, ScheduledRules, Transition, WindowEvaluator, load_rules
 from telemetry.influx_query import InfluxQuery, Series
+from tests.integration.influx_db import Db, Sink
 
 pytestmark = pytest.mark.integration
 
@@ -56,42 +55,9 @@ class Counting:
         return await self.inner.query(influxql, epoch)
 
 
-class Db:
-    """A database of this test's own on the worker's shared InfluxDB."""
-
-    def __init__(self, server: Influxd) -> None:
-        self.server = server
-        self.name = f"t_{uuid.uuid4().hex[:12]}"
-        server.create_database(self.name)
-
-    def write(self, lines: list[str]) -> None:
-        resp = httpx.post(
-            f"{self.server.url}/write",
-            params={"db": self.name, "precision": "ms"},
-            content="\n".join(lines).encode(),
-            timeout=10,
-        )
-        assert resp.status_code == 204, resp.text
-
-    def run(self, call: Callable[[Counting], Awaitable[T]]) -> T:
-        async def main() -> T:
-            async with InfluxQuery(self.server.url, self.name) as q:
-                return await asyncio.wait_for(call(Counting(q)), 30)
-
-        return asyncio.run(main())
-
-
-@pytest.fixture
-def db(shared_influxdb: Influxd) -> Db:
-    return Db(shared_influxdb)
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.got: list[Transition] = []
-
-    async def __call__(self, transitions: list[Transition]) -> None:
-        self.got.extend(transitions)
+def counting(call: Callable[[Counting], Awaitable[T]]) -> Callable[[InfluxQuery], Awaitable[T]]:
+    """``call`` given a reader that counts its requests (for ``Db.run``)."""
+    return lambda q: call(Counting(q))
 
 
 def summary(ts: list[Transition]) -> list[tuple[str, str, str | None, str | None]]:
@@ -114,7 +80,7 @@ def test_hourly_mean_raises_for_the_right_device_and_clears_past_the_deadband(db
         second = await sched.run_due(H + 2 * HOUR + 120_000)
         return first, second, q.requests
 
-    first, second, requests = db.run(main)
+    first, second, requests = db.run(counting(main))
     (raised,) = first
     assert (raised.device, raised.severity, raised.point, raised.ts) == ("cems1", "warning", "so2", H + HOUR)
     assert raised.value == pytest.approx(42.0)  # the uncertain 500 left out, the bad reading has no value
@@ -139,7 +105,7 @@ def test_daily_mean_uses_the_local_natural_day(db: Db) -> None:
     async def main(q: Counting) -> list[Transition]:
         return await WindowEvaluator([PM25], q).evaluate(PM25, day_end)
 
-    (raised,) = db.run(main)
+    (raised,) = db.run(counting(main))
     assert (raised.rule, raised.device, raised.severity, raised.ts) == ("air.pm25.daily", "aq1", "warning", day_end)
     assert raised.value == pytest.approx(70.0)
     assert "daily mean of pm25 = 70 in 2026-03-02 (+08:00) (24 samples)" in raised.reason
@@ -158,7 +124,7 @@ def test_nodata_finds_a_device_that_went_silent(db: Db) -> None:
         ev = WindowEvaluator([SO2_NODATA], q)
         return await ev.evaluate(SO2_NODATA, H + HOUR), await ev.evaluate(SO2_NODATA, H + 2 * HOUR)
 
-    silent, back = db.run(main)
+    silent, back = db.run(counting(main))
     assert summary(silent) == [("emissions.so2.nodata", "cems2", "warning", None)]
     assert silent[0].value == 0
     assert "0 samples of so2 in 2026-03-02 10:00–11:00 +08:00" in silent[0].reason
@@ -203,7 +169,7 @@ def test_state_round_trip_raises_nothing_twice(db: Db) -> None:
         cleared = await after.run_due(H + 3 * HOUR + 120_000)
         return raised, same_now, still_high, cleared
 
-    raised, same_now, still_high, cleared = db.run(main)
+    raised, same_now, still_high, cleared = db.run(counting(main))
     assert summary(raised) == [(SO2.id, "cems1", "warning", None)]
     assert same_now == []
     assert still_high == []
@@ -226,6 +192,6 @@ def test_scheduler_catch_up_job_runs_on_start(db: Db) -> None:
         finally:
             await sched.stop()
 
-    jobs = db.run(main)
+    jobs = db.run(counting(main))
     assert summary(sink.got) == [(SO2.id, "cems1", "warning", None)]
     assert jobs == ["window hh:02:00 Asia/Shanghai"]  # the one-shot catch-up is done and gone

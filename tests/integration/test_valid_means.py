@@ -4,20 +4,16 @@ no verdict for an invalid period and say so."""
 
 from __future__ import annotations
 
-import asyncio
-import uuid
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TypeVar
 
-import httpx
 import pytest
 
-from lifeline.services import Influxd
 from rules import PACKS, ScheduledRules, Transition, WindowEvaluator, load_rules
 from rules._means import MeansConfig
 from rules.valid_means import InfluxWriter, ValidMeans, load_means_config
 from telemetry.influx_query import InfluxQuery, Series
+from tests.integration.influx_db import Db, Sink
 
 pytestmark = pytest.mark.integration
 
@@ -49,43 +45,6 @@ def aq(device: str, ts: int, fields: str) -> str:
     return f"air_quality,site=city,device={device},profile=air_quality_station,domain=environment {fields} {ts}"
 
 
-class Db:
-    """A database of this test's own on the worker's shared InfluxDB."""
-
-    def __init__(self, server: Influxd) -> None:
-        self.server = server
-        self.name = f"t_{uuid.uuid4().hex[:12]}"
-        server.create_database(self.name)
-
-    def write(self, lines: list[str]) -> None:
-        resp = httpx.post(f"{self.server.url}/write", params={"db": self.name, "precision": "ms"},
-                          content="\n".join(lines).encode(), timeout=10)  # fmt: skip
-        assert resp.status_code == 204, resp.text
-
-    def run(self, call: Callable[[InfluxQuery, InfluxWriter], Awaitable[T]]) -> T:
-        async def main() -> T:
-            writer = InfluxWriter(self.server.url, self.name)
-            try:
-                async with InfluxQuery(self.server.url, self.name) as q:
-                    return await asyncio.wait_for(call(q, writer), 30)
-            finally:
-                await writer.aclose()
-
-        return asyncio.run(main())
-
-
-@pytest.fixture
-def db(shared_influxdb: Influxd) -> Db:
-    return Db(shared_influxdb)
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.got: list[Transition] = []
-
-    async def __call__(self, transitions: list[Transition]) -> None:
-        self.got.extend(transitions)
-
 
 def test_scheduled_job_stores_hourly_means_and_the_window_rule_raises_on_them(db: Db) -> None:
     db.write(
@@ -107,7 +66,7 @@ def test_scheduled_job_stores_hourly_means_and_the_window_rule_raises_on_them(db
         stored = await q.query('SELECT * FROM "flue_gas_hourly" GROUP BY "device"')
         return got, sched, stored
 
-    got, sched, stored = db.run(main)
+    got, sched, stored = db.run_writing(main)
     (raised,) = got
     assert (raised.rule, raised.device, raised.severity, raised.point, raised.ts) == (
         "emissions.nox_zs.hourly", "u1", "warning", "nox_zs", H + HOUR)  # fmt: skip
@@ -152,7 +111,7 @@ def test_daily_means_from_stored_hours_with_rounding_before_comparison(db: Db) -
         stored = await q.query('SELECT "no2", "no2.n", "no2.reason" FROM "air_quality_daily" GROUP BY "device"')
         return got, sched, stored
 
-    got, sched, stored = db.run(main)
+    got, sched, stored = db.run_writing(main)
     assert [(t.device, t.severity, t.value) for t in got] == [("aq2", "warning", 82.0)]
     assert "daily valid mean of no2 = 82 in 2026-03-02 (+08:00) (24 valid hours)" in got[0].reason
     assert sched.counters.periods_invalid == 1
@@ -174,7 +133,7 @@ def test_the_hourly_aqi_is_stored_from_the_valid_means(db: Db) -> None:
         await ValidMeans(only("air_quality"), q, w).run_due(H + HOUR + 300_000)
         return await q.query('SELECT * FROM "air_quality_aqi_hourly" GROUP BY "device"')
 
-    stored = {s.tags["device"]: s.rows()[0] for s in db.run(main)}
+    stored = {s.tags["device"]: s.rows()[0] for s in db.run_writing(main)}
     expected = hourly_aqi({f"{k}_1h": v for k, v in values.items()}, datetime.fromtimestamp(H / 1000).astimezone())
     assert expected.aqi is not None
     assert expected.level is not None
@@ -212,7 +171,7 @@ def test_the_daily_water_class_is_stored_and_a_missed_target_raises(db: Db) -> N
         sched = ScheduledRules(WindowEvaluator([rule], q), sink)
         return await sched.run_due(DAY + 24 * HOUR + 4_000_000), stored
 
-    got, stored = db.run(main)
+    got, stored = db.run_writing(main)
     rows = {s.tags["device"]: s.rows()[0] for s in stored}
     assert (rows["w-poor"]["class"], rows["w-poor"]["deciding"], rows["w-poor"]["target_missed"]) == (5.0, "nh3_n",
                                                                                                      True)  # fmt: skip
@@ -238,7 +197,7 @@ def test_noise_is_judged_against_its_zones_day_or_night_limit(db: Db) -> None:
         got = await ScheduledRules(WindowEvaluator([rule], q), sink).run_due(night + HOUR + 400_000)
         return got, stored
 
-    got, stored = db.run(main)
+    got, stored = db.run_writing(main)
     rows = {s.tags["device"]: s.rows()[0] for s in stored}
     assert (rows["n-2"]["noise_limit_db"], rows["n-2"]["noise_exceeded"]) == (50.0, 1.0)
     assert (rows["n-4a"]["noise_limit_db"], rows["n-4a"]["noise_exceeded"]) == (55.0, 0.0)

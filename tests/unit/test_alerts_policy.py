@@ -32,27 +32,12 @@ from alerts import (
     shelve,
 )
 from alerts.pipeline import STAGE_ORDER, Chattering, Escalation, Flood, Suppression, chatter_name, flood_name
+from tests.helpers import FakeStateTx
 
 T0 = 1_700_000_000_000
 S = 1000
 MIN = 60 * S
 KEY = AlertKey("high_temp", "plant1", "boiler3", "t_out")
-
-
-@dataclass
-class FakeStateTx:
-    """FAKE: the named-state part of ``alerts.store.Tx``, in a dict."""
-
-    blobs: dict[str, dict[str, object]] = field(default_factory=dict)
-
-    def get_state(self, name: str) -> dict[str, object] | None:
-        return self.blobs.get(name)
-
-    def put_state(self, name: str, data: dict[str, object]) -> None:
-        self.blobs[name] = data
-
-    def delete_state(self, name: str) -> None:
-        self.blobs.pop(name, None)
 
 
 @dataclass

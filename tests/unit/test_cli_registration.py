@@ -50,10 +50,13 @@ def test_nothing_imports_the_cli_back(path: Path) -> None:
     assert "lifeline.cli" not in _imports(path)
 
 
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
+
+
 def _bench_commands() -> dict[str, argparse.ArgumentParser]:
-    sub = cli.parser()._subparsers._group_actions[0]  # type: ignore[union-attr]
-    bench_parser = sub.choices["bench"]
-    return dict(bench_parser._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+    return _subcommands(_subcommands(cli.parser())["bench"])
 
 
 @pytest.mark.parametrize("name", BENCH_MODULES)

@@ -15,6 +15,7 @@ from broker_bridge.validate import Registry, check
 from device_profiles import ConfigError, load_catalogue
 from edge_agent.hj212 import Frame, Hj212Config, Ingest, LoadedConfig, Outcome, Reason, build_config, load_config
 from edge_agent.hj212.mapping import data_time_ms
+from simulators.hj212 import frame as hj212_frame
 from telemetry import Quality, decode_telemetry
 
 PW = "123456"
@@ -23,18 +24,9 @@ WW_MN = "WW0001"
 T0 = 1_795_600_800.0
 
 
-def _crc(data: bytes) -> int:  # the test's own Appendix A check sum
-    reg = 0xFFFF
-    for byte in data:
-        reg = (reg >> 8) ^ byte
-        for _ in range(8):
-            reg = (reg >> 1) ^ 0xA001 if reg & 1 else reg >> 1
-    return reg
-
-
-def _frame(segment: str) -> Frame:
+def _frame(segment: str) -> Frame:  # framed by the simulator's own encoder, not the server's code
     raw = segment.encode()
-    return Frame(raw, b"##%04d" % len(raw) + raw + b"%04X\r\n" % _crc(raw))
+    return Frame(raw, hj212_frame(raw))
 
 
 def _seg(cn: str, cp: str, *, mn: str = WW_MN, st: str = "32", flag: int = 4, pw: str = PW, extra: str = "") -> str:

@@ -17,7 +17,7 @@ from broker_bridge.lineproto import (
     quote_string,
     series_key,
 )
-from telemetry.models import Sample, Telemetry
+from telemetry.models import Quality, Sample, Telemetry
 
 TS = 1_700_000_000_000
 KEY = "water_quality,device=d1,profile=wq,site=s1"
@@ -77,28 +77,25 @@ def _unescape_tag(text: str) -> str:
     return text.replace("\\,", ",").replace("\\ ", " ").replace("\\=", "=")
 
 
-def _unescape_field_key(text: str) -> str:
+def _unescape(text: str, escaped: str) -> str:
+    """``text`` with each backslash before one of ``escaped`` dropped."""
     out, i = [], 0
     while i < len(text):
-        if text[i] == "\\" and i + 1 < len(text) and text[i + 1] in ',=" ':
+        if text[i] == "\\" and i + 1 < len(text) and text[i + 1] in escaped:
             out.append(text[i + 1])
             i += 2
         else:
             out.append(text[i])
             i += 1
     return "".join(out)
+
+
+def _unescape_field_key(text: str) -> str:
+    return _unescape(text, ',=" ')
 
 
 def _unescape_string(text: str) -> str:
-    out, i = [], 0
-    while i < len(text):
-        if text[i] == "\\" and i + 1 < len(text) and text[i + 1] in '\\"':
-            out.append(text[i + 1])
-            i += 2
-        else:
-            out.append(text[i])
-            i += 1
-    return "".join(out)
+    return _unescape(text, '\\"')
 
 
 def _field_value(text: str) -> bool | int | float | str:
@@ -421,7 +418,7 @@ def expected_fields(sample: Sample) -> dict[str, bool | float | str]:
             fields[name] = float(value)
         pq = sample.quality.get(name)
         if pq is not None:
-            fields[f"{name}.q"] = 2 if pq.q == "bad" else 1
+            fields[f"{name}.q"] = 2 if pq.q is Quality.BAD else 1
             fields[f"{name}.reason"] = stored(pq.reason)
     return fields
 

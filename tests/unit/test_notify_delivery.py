@@ -8,6 +8,7 @@ import email.policy
 import smtplib
 import ssl
 from email import message_from_bytes
+from email.message import EmailMessage
 from typing import Any
 
 import httpx
@@ -131,6 +132,7 @@ def test_email_headers_and_utf8() -> None:
     m = gas_message(title="[CRITICAL] 可燃气体浓度 raised at site s1")
     mail = smtp.build(cfg, m, NOW_S, "Asia/Shanghai")
     parsed = message_from_bytes(mail.as_bytes(), policy=email.policy.default)
+    assert isinstance(parsed, EmailMessage)  # what the default policy parses into
     assert parsed["Subject"] == m.title
     assert "=?utf-8?" in mail.as_string()  # the subject is RFC 2047-encoded on the wire
     assert parsed["To"] == "a@example.org, b@x.cn"
@@ -139,7 +141,7 @@ def test_email_headers_and_utf8() -> None:
     assert parsed["Auto-Submitted"] == "auto-generated"
     assert parsed.get_content_type() == "text/plain"
     assert parsed.get_content_charset() == "utf-8"
-    assert "Device:       gas-03" in parsed.get_content()  # type: ignore[attr-defined]
+    assert "Device:       gas-03" in parsed.get_content()
 
 
 # --- classification -------------------------------------------------------------------------------------------

@@ -147,7 +147,7 @@ def test_decode_negative_and_extreme_numbers(type_: str, words: list[int], expec
     ],
 )
 def test_decode_scales_and_offsets(type_: str, scaling: dict[str, float], words: list[int], expected: object) -> None:
-    decoded = decode_point(point(type_, **scaling), words)
+    decoded = decode_point(point(type_, Order.ABCD, **scaling), words)
     assert decoded == (pytest.approx(expected) if isinstance(expected, float) else expected)
     assert type(decoded) is type(expected)
 
@@ -300,7 +300,7 @@ def test_round_trip_bool(on: bool, order: Order) -> None:
 
 
 # Text without trailing NULs or spaces (those are padding on the wire) and that fits in the registers.
-texts = st.text(st.characters(exclude_categories=("Cs",)), max_size=8).filter(
+texts = st.text(st.characters(exclude_categories=["Cs"]), max_size=8).filter(
     lambda s: not s.endswith((" ", "\x00")) and len(s.encode("utf-8")) <= 8
 )
 

@@ -245,14 +245,14 @@ def test_other_models_are_strict(model: type[Any], data: dict[str, Any], error: 
 # Codec ---------------------------------------------------------------------------------------------------------------
 
 point_names = st.from_regex(r"[a-z][a-z0-9_]{0,15}", fullmatch=True)
-plain_text = st.text(st.characters(exclude_categories=("Cs",)), max_size=20)  # JSON text cannot hold surrogates
+plain_text = st.text(st.characters(exclude_categories=["Cs"]), max_size=20)  # JSON text cannot hold surrogates
 good_values = st.one_of(
     st.booleans(),
     st.integers(-(2**63), 2**64 - 1),  # what JSON through orjson carries exactly
     st.floats(allow_nan=False, allow_infinity=False),
     plain_text,
 )
-reasons = st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=40)
+reasons = st.text(st.characters(exclude_categories=["Cs"]), min_size=1, max_size=40)
 
 
 @st.composite

@@ -36,6 +36,7 @@ def test_classify(status: int, body: str, retry_after: str | None, kind: type | 
         assert problem is None
         return
     assert type(problem) is kind
+    assert problem is not None
     assert problem.reason == reason
     assert problem.status == status
     if isinstance(problem, Retry):

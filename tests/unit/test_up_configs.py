@@ -1,0 +1,135 @@
+"""``lifeline up`` builds each service's typed config and writes it with one writer: every file it writes is valid
+for the service's own loader, is 0600, and holds only what differs from the defaults. Sites are read by the edge's
+loader: a gate without ``full_opening_m`` takes the top of its profile's ``gate_opening`` range, as at the edge, and
+one whose profile gives no range is refused with the file and the field named."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+import yaml
+
+from api.config import load_config as load_api_config
+from broker_bridge.config import InfluxConfig, load_bridge_config
+from device_profiles import ConfigError
+from edge_agent.config import load_site
+from edge_agent.hj212 import load_config as load_hj212_config
+from lifeline.broker_auth import hj212_site
+from lifeline.config import DeploymentConfig
+from lifeline.rules_cli import load_rules_service_config
+from lifeline.up import Stack, _add_local_settings, _api_config, _bridge_config, _hj212, _rules_config
+from telemetry.keys import create_site_keys
+from telemetry.mqtt_config import BrokerConfig, write_secret_file
+
+SITE = "yunzaobang"
+ACCOUNTS = ["api", "bridge-1", "bridge-1-pub", "rules-1", "rules-1-pub", "hj212", f"edge-{SITE}"]
+
+
+def _site_file(folder: Path) -> Path:
+    """A site of one gate whose control section has no full_opening_m (nor max_opening_m)."""
+    folder.mkdir(parents=True)
+    path = folder / f"{SITE}.yaml"
+    gate = {"id": "gate-1", "profile": "sluice_gate_plc", "host": "127.0.0.1", "port": 1502,
+            "control": {"max_head_open_m": 3.0, "timeout_s": 40}}  # fmt: skip
+    path.write_text(yaml.safe_dump({"site": SITE, "devices": [gate]}), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Stack:
+    credentials = tmp_path / "credentials"
+    for name in ACCOUNTS:
+        write_secret_file(credentials / f"{name}.password", f"pw-{name}\n")
+    users = {s: f"influx-{s}" for s in ("bridge", "rules", "api")}
+    influx = InfluxConfig(url="http://127.0.0.1:8086", database="lifeline")
+    return Stack(broker=BrokerConfig(), influx=influx, credentials=credentials, api_port=8181, influx_users=users)
+
+
+def _private(path: Path) -> bool:
+    return stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_every_config_up_writes_loads_with_its_service_loader(tmp_path: Path, stack: Stack) -> None:
+    deploy = DeploymentConfig(data_dir=tmp_path)
+    site_file = _site_file(tmp_path / "sites")
+    keys = tmp_path / "keys"
+    create_site_keys(keys, [SITE])
+
+    port = _add_local_settings(SITE, site_file, tmp_path / "edge" / SITE, stack, keys)
+    edge = load_site(site_file).config
+    assert _private(site_file)
+    assert (edge.metrics_port, edge.broker.username, edge.state_dir) == (port, f"edge-{SITE}", tmp_path / "edge" / SITE)
+    assert edge.control_public_key is not None
+    assert edge.control_public_key.is_absolute()
+
+    bridge = load_bridge_config(_bridge_config(tmp_path, stack, deploy, 9101))
+    assert bridge.influx.username == "lifeline-bridge"
+    assert bridge.influx.password == "influx-bridge"
+    assert bridge.publisher is not None
+    assert bridge.publisher.username == "bridge-1-pub"
+    assert bridge.validation.sites == [(tmp_path / "sites").resolve()]
+
+    rules = load_rules_service_config(_rules_config(tmp_path, stack, deploy, 9102))
+    assert rules.influx is not None
+    assert rules.influx.username == "lifeline-rules"
+    assert rules.alerts.store_url.endswith("alerts.db")
+    assert set(rules.alerts.notify.channels) == {"bus"}
+
+    child, _fleet = _hj212(tmp_path, stack, "demo")
+    hj212 = load_hj212_config(Path(child.argv[-1]))
+    cems = next(s for s in hj212.stations.values() if s.config.device == "cems-1")
+    assert cems.config.tags == {"source": "coal_power", "o2_ref": "6"}
+    assert cems.password
+    assert load_site(tmp_path / "sites" / f"{hj212_site('demo')}.yaml").config.site == hj212_site("demo")
+
+    api_file = _api_config(tmp_path, stack, {SITE: site_file}, keys)
+    api = load_api_config(api_file)
+    assert api.listen.port == 8181
+    assert api.influx.username == "lifeline-api"
+    assert api.areas == {SITE: [SITE]}
+    assert set(api.site_keys) == {SITE}
+    for path in (tmp_path / "bridge.yaml", tmp_path / "rules.yaml", tmp_path / "hj212.yaml", api_file):
+        assert _private(path), path
+
+
+def test_a_gate_without_full_opening_takes_the_profile_range(tmp_path: Path, stack: Stack) -> None:
+    site_file = _site_file(tmp_path / "sites")
+    keys = tmp_path / "keys"
+    create_site_keys(keys, [SITE])
+    _add_local_settings(SITE, site_file, tmp_path / "edge" / SITE, stack, keys)
+    api = load_api_config(_api_config(tmp_path, stack, {SITE: site_file}, keys))
+    (gate,) = api.gates.devices
+    # sluice_gate_plc's gate_opening range is [0, 6.5] m; max_opening_m defaults to the full opening too
+    assert (gate.site, gate.device, gate.full_opening_m, gate.min_pct, gate.max_pct) == (SITE, "gate-1", 6.5, 0, 100)
+    assert gate.max_head_open_m == 3.0
+    assert gate.max_head_close_m is None
+    assert api.gates.edge_timeout_s == 40 + 30  # the slowest gate's movement time-out, and a margin
+
+
+def test_up_writes_only_what_differs_from_the_defaults(tmp_path: Path, stack: Stack) -> None:
+    data = yaml.safe_load(_bridge_config(tmp_path, stack, DeploymentConfig(data_dir=tmp_path), 9101).read_text())
+    assert "batch" not in data
+    assert "retry" not in data
+    assert "subscription" not in data
+    assert data["broker"]["username"] == "bridge-1"
+    assert "password" not in data["broker"]
+
+
+def test_a_gate_whose_profile_gives_no_range_is_refused_naming_file_and_field(tmp_path: Path, stack: Stack) -> None:
+    catalogue = Path(__file__).parents[2] / "device_profiles" / "catalogue" / "sluice_gate_plc.yaml"
+    text = catalogue.read_text(encoding="utf-8").replace("name: sluice_gate_plc", "name: gate_without_range")
+    (tmp_path / "gate_without_range.yaml").write_text(text.replace(" range: [0, 6.5],", ""), encoding="utf-8")
+    site_file = _site_file(tmp_path / "sites")
+    doc = yaml.safe_load(site_file.read_text(encoding="utf-8"))
+    doc["profile_paths"] = [str(tmp_path / "gate_without_range.yaml")]
+    doc["devices"][0]["profile"] = "gate_without_range"
+    site_file.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    keys = tmp_path / "keys"
+    create_site_keys(keys, [SITE])
+    with pytest.raises(ConfigError) as caught:
+        _add_local_settings(SITE, site_file, tmp_path / "edge" / SITE, stack, keys)
+    (problem,) = caught.value.problems
+    assert str(site_file) in problem
+    assert "field control.full_opening_m" in problem
