@@ -33,6 +33,7 @@ from lifeline.simulate import give_site_credentials, load
 from lifeline.tls import ensure_ca, issue
 from simulators import District
 from simulators.hj212 import Hj212Fleet, demo_fleet
+from simulators.scenario import Scenario
 from telemetry.keys import KeyFileError, SiteKeyFiles, create_site_keys
 from telemetry.mqtt_config import BrokerConfig, CredentialError, TlsConfig, read_secret_file, write_secret_file
 
@@ -213,7 +214,14 @@ def _longest_movement_s(site_files: dict[str, Path]) -> float:
     return max(timeouts, default=120.0)
 
 
-def _api_config(data_dir: Path, stack: Stack, site_files: dict[str, Path], keys_dir: Path) -> Path:
+def _district(scenario: Scenario) -> dict[str, object]:
+    """The console overview's layout: each simulated site's title, river, area and place along the river."""
+    return {"title": scenario.title or scenario.name,
+            "sites": {s.site: {"title": s.title, "river": s.river, "area": s.area, "km": s.km} for s in scenario.sites}}
+
+
+def _api_config(data_dir: Path, stack: Stack, site_files: dict[str, Path], keys_dir: Path,
+                scenario: Scenario | None = None) -> Path:
     path = data_dir / "api.yaml"
     sites = sorted(site_files)
     influx = stack.influx_as("api")
@@ -231,6 +239,8 @@ def _api_config(data_dir: Path, stack: Stack, site_files: dict[str, Path], keys_
         # a command's final result may take as long as the slowest gate's movement time-out at the edge
         "gates": {"edge_timeout_s": _longest_movement_s(site_files) + 30, "devices": _gate_limits(site_files)},
     }
+    if scenario is not None:
+        config["district"] = _district(scenario)
     return _write_config(path, config)
 
 
@@ -300,7 +310,7 @@ async def _run(deploy: DeploymentConfig, stack: Stack, duration: float | None) -
         children.insert(1, Child("rules", rules_argv, data_dir / "logs" / "rules.log", metrics_port=rules_metrics))
         hj212_child, fleet = _hj212(data_dir, stack, scenario.name)
         children.append(hj212_child)
-        api_yaml = _api_config(data_dir, stack, paths, keys_dir)
+        api_yaml = _api_config(data_dir, stack, paths, keys_dir, scenario)
         password_file = data_dir / "api" / "admin-password"
         api_argv = [sys.executable, "-m", "lifeline", "api", "--config", str(api_yaml),
                     "--bootstrap-password-file", str(password_file)]  # fmt: skip

@@ -40,6 +40,7 @@
     token: sessionStorage.getItem(TOKEN_KEY),
     user: null,
     sites: [],
+    district: new Map(), // site -> its river, area and place along the river (from the district layout)
     site: null,
     devices: new Map(), // device id -> DeviceOut, of the selected site
     latest: new Map(), // device id -> LatestOut
@@ -195,11 +196,22 @@
     active_unack: ["active, unacknowledged", "活动，未确认"], active_ack: ["active, acknowledged", "活动，已确认"],
     cleared_unack: ["cleared, unacknowledged", "已恢复，未确认"], normal: ["normal", "正常"],
     shelved: ["shelved", "已搁置"],
+    shelved_until: ["shelved until {time}", "搁置至 {time}"], out_of_service: ["out of service", "停用"],
+    prio_severity: ["{prio} (severity {severity})", "{prio}（严重度 {severity}）"], f_rule: ["Rule", "规则"],
+    aud_water_ops: ["gate operations", "闸门运行"], aud_environment: ["environment", "环境"],
+    aud_safety: ["work safety", "安全生产"], aud_default: ["everyone", "通用"], aud_mine: ["my role's", "本岗位"],
+    cmd_line: ["Command {id}: {action}{target} by {who}, issued {time}", "指令 {id}：{action}{target}，{who} 于 {time} 下达"],
+    cmd_final: ["final", "最终"], refused_by: ["Refused by interlock {interlock}: {reason}", "联锁 {interlock} 拒绝：{reason}"],
+    f_value: ["Value", "数值"], f_reason: ["Reason", "原因"],
+    f_first: ["First", "首次"], f_last: ["Last", "最近"], f_escalation: ["Escalation level", "升级级别"],
+    no_notes: ["no notes", "无备注"], disabled: ["disabled", "已停用"],
     overview: ["District overview", "辖区总览"], area: ["Area", "区域"], no_area: ["no area", "未分区"],
     ov_counts: ["{online} of {devices} devices online", "{devices} 台设备中 {online} 台在线"],
     ov_totals: ["{sites} sites · {online} devices online · {offline} offline · {active} active alerts",
       "{sites} 个站点 · {online} 台在线 · {offline} 台离线 · {active} 条活动告警"],
     worst_none: ["no active alert", "无活动告警"],
+    off_river: ["off the rivers", "非沿河站点"],
+    schematic_label: ["Schematic of the district's sites by river and area", "辖区站点示意图（按河道与区域）"],
     unreachable: ["The API is not reachable since {time}: the values shown are from before then.",
       "自 {time} 起无法连接 API：所显示的数值均为此前数据。"],
     critical_new: ["New critical alarm: {title} at {where}", "新的紧急告警：{title}（{where}）"],
@@ -513,7 +525,7 @@
     for (const timer of Object.values(state.timers)) clearTimeout(timer);
     sessionStorage.removeItem(TOKEN_KEY);
     Object.assign(state, {
-      token: null, user: null, sites: [], site: null, devices: new Map(), latest: new Map(), device: null,
+      token: null, user: null, sites: [], district: new Map(), site: null, devices: new Map(), latest: new Map(), device: null,
       chart: null, alerts: [], alert: null, pending: null, checked: new Set(), seen: new Set(), seenReady: false,
       lostAt: null, limits: null,
     });
@@ -535,6 +547,80 @@
     return worst;
   }
 
+  const SVG_NS = "http://www.w3.org/2000/svg";
+  function svg(tag, attrs, ...children) {
+    const el = document.createElementNS(SVG_NS, tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (value == null || value === false) continue;
+      if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
+      else el.setAttribute(key, String(value));
+    }
+    for (const child of children.flat()) {
+      if (child != null && child !== false) el.append(child instanceof Node ? child : String(child));
+    }
+    return el;
+  }
+
+  /** The district drawn as a schematic, not a map (no outside tiles): one column per area, one blue line per river
+   * across them (its mouth on the left), each site a dot on its river in its area's column, coloured by its worst
+   * active alert; sites off the rivers in a row of their own below. A click opens the site. */
+  function renderRiverSchematic(worst) {
+    const place = (s) => state.district.get(s.site) || { river: "", area: s.area || "", km: null, title: "" };
+    const areaOf = (s) => place(s).area || s.area || "";
+    const areas = [...new Set(state.sites.map(areaOf))].sort();
+    const rivers = [...new Set(state.sites.map((s) => place(s).river))].filter(Boolean).sort();
+    const rows = [...rivers, ""]; // the last row: off the rivers
+    const colW = 190, rowH = 96, left = 12, top = 34;
+    const width = left * 2 + Math.max(1, areas.length) * colW, height = top + rows.length * rowH;
+    const cells = new Map();
+    for (const s of state.sites) {
+      const key = `${rows.indexOf(place(s).river)}|${areas.indexOf(areaOf(s))}`;
+      if (!cells.has(key)) cells.set(key, []);
+      cells.get(key).push(s);
+    }
+    const parts = [];
+    areas.forEach((a, i) => {
+      const x = left + i * colW;
+      parts.push(svg("rect", { x: x + 2, y: 4, width: colW - 4, height: height - 8, rx: 8, class: "sch-area" }),
+        svg("text", { x: x + colW / 2, y: 22, class: "sch-area-name", "text-anchor": "middle" }, a || t("no_area")));
+    });
+    rows.forEach((r, j) => {
+      const y = top + j * rowH + 30;
+      if (r) {
+        parts.push(svg("line", { x1: left, y1: y, x2: width - left, y2: y, class: "sch-river" }),
+          svg("text", { x: left + 6, y: y - 8, class: "sch-river-name" }, r));
+      } else {
+        parts.push(svg("text", { x: left + 6, y: y - 8, class: "sch-river-name off" }, t("off_river")));
+      }
+    });
+    for (const [key, sites] of cells) {
+      const [j, i] = key.split("|").map(Number);
+      sites.sort((p, q) => (place(p).km ?? 1e9) - (place(q).km ?? 1e9) || p.site.localeCompare(q.site));
+      const step = (colW - 20) / sites.length;
+      sites.forEach((s, k) => {
+        const cx = left + i * colW + 10 + step * (k + 0.5), cy = top + j * rowH + 30;
+        const w = worst.get(s.site);
+        const label = place(s).title || s.site;
+        const km = place(s).km;
+        parts.push(svg("g", {
+          class: `sch-site worst-${w || "none"}${s.devices && s.online === 0 ? " offline" : ""}`, "data-site": s.site,
+          tabindex: 0, role: "button",
+          onclick: () => { show("devices-view"); selectSite(s.site); },
+          onkeydown: (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); show("devices-view"); selectSite(s.site); } },
+        }, svg("title", null, `${label}: ${w ? t(`prio_${w}`) : t("worst_none")}; ${t("ov_counts", { online: s.online, devices: s.devices })}`
+            + (km != null ? `; ${fmtNumber(km, 1)} km` : "")),
+        svg("circle", { cx, cy, r: 11 }),
+        svg("text", { x: cx, y: cy + 28, "text-anchor": "middle", class: "sch-label" }, label.length > 22 ? `${label.slice(0, 21)}…` : label),
+        svg("text", { x: cx, y: cy + 44, "text-anchor": "middle", class: "sch-count" },
+          `${fmtNumber(s.online, 0)}/${fmtNumber(s.devices, 0)}`)));
+      });
+    }
+    $("river-schematic").replaceChildren(svg("svg", {
+      viewBox: `0 0 ${width} ${height}`, width: "100%", role: "img", "aria-label": t("schematic_label"),
+      preserveAspectRatio: "xMinYMin meet",
+    }, parts));
+  }
+
   function renderOverview() {
     if (!state.user) return;
     const worst = worstBySite();
@@ -548,7 +634,8 @@
     const total = state.sites.reduce((n, s) => n + s.devices, 0);
     $("overview-totals").textContent = t("ov_totals", { sites: state.sites.length, online, offline: total - online,
       active: state.alerts.filter(isActive).length });
-    // A schematic, not a map: one band per area along the district's waterway (no outside tiles).
+    renderRiverSchematic(worst);
+    // The same sites as a list by area: large targets on a phone, and readable without the drawing.
     $("schematic").replaceChildren(...[...areas.entries()].sort().map(([area, sites]) => h("div", { class: "area" },
       h("h3", null, area || t("no_area")),
       h("div", { class: "river", "aria-hidden": "true" }),
@@ -577,7 +664,7 @@
     try {
       const [users, audit] = await Promise.all([api("GET", "/api/users"), api("GET", "/api/audit?limit=100")]);
       $("user-rows").replaceChildren(...users.map((u) => h("tr", null, h("td", null, u.username,
-        u.disabled ? " (disabled)" : ""), h("td", null, t(`role_${u.role}`)), h("td", null, u.areas.join(", ") || "*"))));
+        u.disabled ? ` (${t("disabled")})` : ""), h("td", null, t(`role_${u.role}`)), h("td", null, u.areas.join(", ") || "*"))));
       $("audit-rows").replaceChildren(...audit.map((r) => h("tr", null, h("td", null, fmtTime(r.ts_ms)),
         h("td", null, r.who || "—"), h("td", null, r.action), h("td", null, r.target || ""))));
     } catch (err) {
@@ -588,7 +675,10 @@
   // -- sites and devices -----------------------------------------------------------------------------------------
   async function loadSites() {
     try {
-      state.sites = await api("GET", "/api/sites");
+      // the district's layout (each site's river, area and place) with each site's device counts
+      const district = await api("GET", "/api/district");
+      state.sites = district.sites;
+      state.district = new Map(district.sites.map((x) => [x.site, x]));
     } catch (err) {
       banner(err);
       return;
@@ -1039,9 +1129,9 @@
     const afterM = v.after ? (v.after.opening_m != null ? v.after.opening_m : v.after.gate_opening) : null;
     const after = afterM != null ? `${t("opening_after")}: ${openingText(afterM)}` : "";
     $("gate-progress").replaceChildren(h("div", null, // h() skips the parts that are null
-      h("p", null, `Command ${v.id}: ${v.action}${target} by ${v.operator}, issued ${fmtTime(v.issued_ms)} · `,
-        h("span", { class: `cmd-state cmd-${v.state}` }, v.state), v.final ? " (final)" : " …"),
-      v.interlock ? h("p", { class: "error" }, `Refused by interlock ${v.interlock}: ${v.reason}`)
+      h("p", null, `${t("cmd_line", { id: v.id, action: v.action, target, who: v.operator, time: fmtTime(v.issued_ms) })} · `,
+        h("span", { class: `cmd-state cmd-${v.state}` }, v.state), v.final ? ` (${t("cmd_final")})` : " …"),
+      v.interlock ? h("p", { class: "error" }, t("refused_by", { interlock: v.interlock, reason: v.reason }))
         : v.reason ? h("p", { class: v.state === "completed" ? "ok-text" : "error" }, v.reason) : null,
       after ? h("p", { class: "ok-text" }, after) : null,
       line, bar));
@@ -1055,6 +1145,7 @@
     if ($("f-priority").value) q.set("min_priority", $("f-priority").value);
     if ($("f-site").value) q.set("site", $("f-site").value);
     if ($("f-state").value) q.set("state", $("f-state").value);
+    if ($("f-audience").value) q.set("audience", $("f-audience").value);
     try {
       const out = await api("GET", `/api/alerts?${q}`);
       state.alerts = out.alerts;
@@ -1074,10 +1165,11 @@
 
   function stateBadge(a) {
     return [h("span", { class: `badge state-${a.state}` }, t(a.state)),
-      isShelved(a) ? h("span", { class: "badge shelved" }, ` shelved until ${fmtTime(a.shelved_until_ms)}`) : null,
-      a.out_of_service ? h("span", { class: "badge shelved" }, " out of service") : null];
+      isShelved(a) ? h("span", { class: "badge shelved" }, ` ${t("shelved_until", { time: fmtTime(a.shelved_until_ms) })}`) : null,
+      a.out_of_service ? h("span", { class: "badge shelved" }, ` ${t("out_of_service")}`) : null];
   }
 
+  const AUDIENCES = ["water_ops", "environment", "safety", "default"];
   const STATE_RANK = { active_unack: 0, active_ack: 1, cleared_unack: 2, normal: 3 };
   const PRIO_RANK = { critical: 0, high: 1, medium: 2, low: 3 };
 
@@ -1202,20 +1294,21 @@
     if (state.alert !== id) return;
     $("alert-title").textContent = `#${a.id} ${a.title || a.rule}`;
     const facts = [
-      ["State", stateBadge(a)], ["Priority", `${a.priority} (severity ${a.severity})`], ["Rule", a.rule],
-      ["Where", [a.site, a.device, a.point].filter(Boolean).join(" / ")], ["Area", a.area || "—"],
-      ["Audience", a.audience], ["Value", fmtValue(a.value)], ["Reason", a.reason || "—"],
-      ["First", fmtTime(a.first_ms)], ["Last", fmtTime(a.last_ms)], ["Count", String(a.count)],
-      ["Assignee", a.assignee || "—"],
+      [t("state"), stateBadge(a)], [t("th_prio"), t("prio_severity", { prio: t(`prio_${a.priority}`), severity: a.severity })],
+      [t("f_rule"), a.rule],
+      [t("th_where"), [a.site, a.device, a.point].filter(Boolean).join(" / ")], [t("area"), a.area || "—"],
+      [t("audience"), AUDIENCES.includes(a.audience) ? t(`aud_${a.audience}`) : a.audience], [t("f_value"), fmtValue(a.value)], [t("f_reason"), a.reason || "—"],
+      [t("f_first"), fmtTime(a.first_ms)], [t("f_last"), fmtTime(a.last_ms)], [t("th_count"), fmtNumber(a.count, 0)],
+      [t("th_assignee"), a.assignee || "—"],
     ];
-    if (isShelved(a)) facts.push(["Shelved", `until ${fmtTime(a.shelved_until_ms)}: ${a.shelve_reason || ""}`]);
-    if (a.escalation_level) facts.push(["Escalation level", String(a.escalation_level)]);
+    if (isShelved(a)) facts.push([t("shelved"), `${t("shelved_until", { time: fmtTime(a.shelved_until_ms) })}: ${a.shelve_reason || ""}`]);
+    if (a.escalation_level) facts.push([t("f_escalation"), fmtNumber(a.escalation_level, 0)]);
     $("alert-facts").replaceChildren(...facts.flatMap(([k, v]) => [h("dt", null, k), h("dd", null, v)]));
     $("alert-history").replaceChildren(...a.history.slice().reverse().map((e) => h("tr", null,
       h("td", null, fmtTime(e.ts_ms)), h("td", null, e.who || "—"), h("td", null, e.action),
       h("td", null, `${e.from_state} → ${e.to_state}`), h("td", null, readableReason(e.reason)))));
     $("alert-notes").replaceChildren(...(a.notes.length ? a.notes.map((n) => h("li", null, n.text, " ",
-      h("small", null, `${n.who}, ${fmtTime(n.ts_ms)}`))) : [h("li", { class: "hint" }, "no notes")]));
+      h("small", null, `${n.who}, ${fmtTime(n.ts_ms)}`))) : [h("li", { class: "hint" }, t("no_notes"))]));
     $("alert-actions").hidden = !may(ALERT_ROLES);
     $("ack-form").hidden = !(a.state === "active_unack" || a.state === "cleared_unack");
     $("shelve-form").hidden = isShelved(a);
@@ -1519,6 +1612,7 @@
       $("gate-confirm").hidden = true;
     });
     $("all-audiences").addEventListener("change", loadAlerts);
+    $("f-audience").addEventListener("change", loadAlerts);
     $("active-only").addEventListener("change", loadAlerts);
     $("alerts-refresh").addEventListener("click", loadAlerts);
     $("alert-close").addEventListener("click", closeAlert);

@@ -60,7 +60,15 @@ def test_first_login_changes_the_password_then_shows_every_site(browser: Any, st
     tiles = page.locator("#schematic .site-tile")
     assert sorted(tiles.evaluate_all("els => els.map(e => e.dataset.site)")) == MINI_SITES
     assert "online" in page.inner_text("#overview-totals")
+    # the schematic by river and area: every site a dot, mini-water on its river in its area's column
+    dots = page.locator("#river-schematic g.sch-site")
+    assert sorted(dots.evaluate_all("els => els.map(e => e.dataset.site)")) == MINI_SITES
+    drawing = page.inner_text("#river-schematic")
+    assert all(word in drawing for word in ("Mini river", "North", "South", "Mini water site", "off the rivers"))
     page.screenshot(path=str(artifacts / "overview-en.png"), full_page=True)
+    page.click("#river-schematic g.sch-site[data-site=mini-safety]")  # click through to the site
+    page.wait_for_selector("#site-title[data-site='mini-safety']", timeout=10_000)
+    assert page.is_visible("#devices-view")
     assert page.script_errors == []
 
 
@@ -148,6 +156,8 @@ def test_chinese_where_the_browser_asks_for_it_and_switchable(browser: Any, stac
     _login(page, stack)
     assert page.inner_text("#tabs button[data-tab=overview-view]") == "总览"
     page.locator("#overview-totals", has_text="台在线").wait_for(timeout=30_000)
+    assert page.locator("#river-schematic g.sch-site").count() == len(MINI_SITES)  # every site, in Chinese too
+    assert "非沿河站点" in page.inner_text("#river-schematic")
     page.screenshot(path=str(artifacts / "overview-zh.png"), full_page=True)
     page.click("#lang")
     assert page.get_attribute("html", "lang") == "en"
