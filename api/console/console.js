@@ -12,6 +12,9 @@
   const CHART_POINTS = 288; // one point every 5 minutes over 24 hours
   const GATE_PROFILE = "sluice_gate_plc";
   const GATE_ROLES = new Set(["gate_operator", "admin"]);
+  const ENV_ROLES = new Set(["environment_officer", "admin"]); // who may read the stored valid means and indices
+  const ENV_PROFILES = new Set(["water_quality_station", "air_quality_station", "flue_gas_cems", "noise_meter",
+    "wastewater_outlet_hj212", "flue_gas_cems_hj212"]);
   const ALERT_ROLES = new Set(["gate_operator", "environment_officer", "safety_inspector", "admin"]);
   const ROLE_NAMES = {
     viewer: "viewer", gate_operator: "gate operator", environment_officer: "environment officer",
@@ -40,6 +43,7 @@
     token: sessionStorage.getItem(TOKEN_KEY),
     user: null,
     sites: [],
+    means: null, // the open station's stored hourly means and limits
     district: new Map(), // site -> its river, area and place along the river (from the district layout)
     site: null,
     devices: new Map(), // device id -> DeviceOut, of the selected site
@@ -196,6 +200,15 @@
     active_unack: ["active, unacknowledged", "活动，未确认"], active_ack: ["active, acknowledged", "活动，已确认"],
     cleared_unack: ["cleared, unacknowledged", "已恢复，未确认"], normal: ["normal", "正常"],
     shelved: ["shelved", "已搁置"],
+    status_unknown: ["status unknown", "状态未知"], never: ["never", "从未"], offline: ["offline", "离线"],
+    last_seen_at: ["last seen {time} ({age})", "最后上报 {time}（{age}）"], values_from: ["values from {source}", "数值来源 {source}"],
+    no_numeric: ["no numeric values known yet", "尚无数值"],
+    means_title: ["Hourly means against limits", "小时均值与限值"], th_mean: ["Last hourly mean", "最近小时均值"],
+    th_hour: ["Hour", "时段"], th_limit: ["Limit", "限值"], th_verdict: ["Verdict", "判定"],
+    exceeded: ["exceeded", "超标"], complies: ["complies", "达标"], invalid_mean: ["no valid mean", "无有效均值"],
+    no_means: ["no stored hourly means yet", "尚无小时均值"], exceedances: ["Exceedances", "超标记录"],
+    no_exceedances: ["none in this period", "本时段无超标"],
+    means_note: ["{n} hours, {start} – {end}; limit lines in the chart", "{n} 个小时，{start} – {end}；图中虚线为限值"],
     shelved_until: ["shelved until {time}", "搁置至 {time}"], out_of_service: ["out of service", "停用"],
     prio_severity: ["{prio} (severity {severity})", "{prio}（严重度 {severity}）"], f_rule: ["Rule", "规则"],
     aud_water_ops: ["gate operations", "闸门运行"], aud_environment: ["environment", "环境"],
@@ -223,7 +236,7 @@
     prio_critical: ["critical", "紧急"], prio_high: ["high", "高"], prio_medium: ["medium", "中"], prio_low: ["low", "低"],
     enterprises: ["Enterprises and their detectors", "企业及其探测器"],
     stations: ["Stations and their latest values", "监测站及最新数值"],
-    gates: ["Gates", "闸门"], means_later: ["hourly means: when available", "小时均值：待提供"],
+    gates: ["Gates", "闸门"],
   };
   const LANGS = ["en", "zh"];
   const LANG_KEY = "lifeline.lang";
@@ -527,7 +540,7 @@
     Object.assign(state, {
       token: null, user: null, sites: [], district: new Map(), site: null, devices: new Map(), latest: new Map(), device: null,
       chart: null, alerts: [], alert: null, pending: null, checked: new Set(), seen: new Set(), seenReady: false,
-      lostAt: null, limits: null,
+      lostAt: null, limits: null, means: null,
     });
     document.body.classList.remove("disconnected");
     $("device-panel").hidden = true;
@@ -828,11 +841,11 @@
     const latest = state.latest.get(d.device);
     $("device-title").textContent = `${d.site} / ${d.device}`;
     $("device-meta").textContent = [
-      d.profile, d.area ? `area ${d.area}` : "no area",
-      d.online === true ? "online" : d.online === false ? `offline${d.status_reason ? ` (${d.status_reason})` : ""}`
-        : "status unknown",
-      `last seen ${fmtTime(d.last_seen_ms)} (${fmtAge(d.last_seen_ms) || "never"})`,
-      latest ? `values from ${latest.source}` : "",
+      d.profile, d.area ? `${t("area")} ${d.area}` : t("no_area"),
+      d.online === true ? t("online") : d.online === false
+        ? `${t("offline")}${d.status_reason ? ` (${d.status_reason})` : ""}` : t("status_unknown"),
+      t("last_seen_at", { time: fmtTime(d.last_seen_ms), age: fmtAge(d.last_seen_ms) || t("never") }),
+      latest ? t("values_from", { source: latest.source }) : "",
     ].filter(Boolean).join(" · ");
     const rows = Object.entries((latest && latest.values) || {}).map(([name, value]) => {
       const q = latest.quality[name] || "good";
@@ -854,8 +867,9 @@
     if (chosen) select.value = chosen;
     if (chosen && (!state.chart || state.chart.point !== chosen)) loadChart(d.site, d.device, chosen);
     if (!chosen) {
-      clearChart("no numeric values known yet");
+      clearChart(t("no_numeric"));
     }
+    loadMeans(d);
     $("gate-panel").hidden = !(d.profile === GATE_PROFILE && may(GATE_ROLES));
     if (!$("gate-panel").hidden) {
       renderGateState();
@@ -888,6 +902,70 @@
     const full = state.limits && state.limits.full_opening_m;
     const pct = full ? ` (${fmtNumber((100 * m) / full, 1)} %)` : "";
     return `${fmtNumber(m, 2)} m${pct}`;
+  }
+
+  // -- an environment station's stored valid hourly means against the limits that apply --------------------------
+  /** Asked when the device opens and every 5 minutes after (an hour's mean lands once an hour). */
+  async function loadMeans(d) {
+    const show = ENV_PROFILES.has(d.profile) && may(ENV_ROLES);
+    $("means").hidden = !show;
+    const key = `${d.site}/${d.device}`;
+    if (!show) { state.means = null; return; }
+    if (state.means && state.means.key === key && Date.now() - state.means.asked_ms < 300000) return;
+    state.means = { key, asked_ms: Date.now(), out: null };
+    try {
+      const out = await api("GET", `/api/env/sites/${enc(d.site)}/devices/${enc(d.device)}/means?period=hour`);
+      if (!state.means || state.means.key !== key) return;
+      state.means.out = out;
+      renderMeans();
+      if (state.plot) drawChart(); // the limit lines
+    } catch (err) {
+      $("means-rows").replaceChildren(h("tr", null, h("td", { colspan: 5, class: "empty" }, err.message)));
+      $("exceedances").replaceChildren();
+    }
+  }
+
+  /** Whether a mean breaks a limit (a strict limit: a mean equal to it complies). */
+  function breaks(value, lim) {
+    if (lim.direction === "high") return lim.strict ? value > lim.value : value >= lim.value;
+    return lim.strict ? value < lim.value : value <= lim.value;
+  }
+
+  /** The limits of a point that apply to a plain hourly mean, the tightest first. */
+  function limitsOf(point) {
+    const out = state.means && state.means.out;
+    return out ? out.limits.filter((l) => l.point === point && l.stat === "mean") : [];
+  }
+
+  function renderMeans() {
+    const out = state.means && state.means.out;
+    if (!out) return;
+    const units = (state.latest.get(out.device) || {}).units || {};
+    const points = [...new Set([...out.rows.flatMap((r) => Object.keys(r.values)), ...out.rows.flatMap((r) => Object.keys(r.invalid))])].sort();
+    const lastOf = (p) => [...out.rows].reverse().find((r) => p in r.values || p in r.invalid);
+    const rows = points.map((p) => {
+      const r = lastOf(p);
+      const v = r && r.values[p];
+      const lims = limitsOf(p);
+      const broken = v != null && lims.some((l) => breaks(v, l));
+      const limText = lims.map((l) => `${l.direction === "high" ? "≤" : "≥"} ${fmtPoint(out.profile, p, l.value, units[p])}`).join(", ");
+      return h("tr", { class: broken ? "exceeded" : null, "data-point": p }, h("td", null, p),
+        h("td", null, v != null ? h("b", null, fmtPoint(out.profile, p, v, units[p])) : h("span", { class: "hint", title: r && r.invalid[p] }, t("invalid_mean"))),
+        h("td", null, r ? fmtTime(r.time_ms) : "—"), h("td", { title: lims.map((l) => `${l.title} (${l.source})`).join("; ") || null }, limText || "—"),
+        h("td", null, lims.length && v != null ? h("span", { class: `badge ${broken ? "bad" : "good"}` }, t(broken ? "exceeded" : "complies")) : ""));
+    });
+    $("means-rows").replaceChildren(...(rows.length ? rows : [h("tr", null, h("td", { colspan: 5, class: "empty" }, t("no_means")))]));
+    $("means-note").textContent = t("means_note", { start: fmtTime(out.start_ms), end: fmtTime(out.end_ms), n: fmtNumber(out.rows.length, 0) });
+    const ex = [];
+    for (const r of out.rows) {
+      for (const [p, v] of Object.entries(r.values)) {
+        for (const l of limitsOf(p)) {
+          if (breaks(v, l)) ex.push(h("li", null, `${fmtTime(r.time_ms)} · ${p} ${fmtPoint(out.profile, p, v, units[p])} `
+            + `${l.direction === "high" ? ">" : "<"} ${fmtPoint(out.profile, p, l.value, units[p])} (${l.title || l.source})`));
+        }
+      }
+    }
+    $("exceedances").replaceChildren(...(ex.length ? ex.reverse() : [h("li", { class: "hint" }, t("no_exceedances"))]));
   }
 
   // -- the device chart (uPlot, shipped in vendor/) -------------------------------------------------------------
@@ -930,10 +1008,30 @@
     const xs = data.map((p) => p.time_ms / 1000);
     const ys = data.map((p) => p.values[c.point]);
     const width = Math.max(260, $("chart").clientWidth || 600);
+    // limit lines: the levels that apply to this point's hourly means (dashed red), in the drawing's y range
+    const lims = limitsOf(c.point).map((l) => l.value);
     const opts = {
+      hooks: { draw: [(u) => {
+        const ctx = u.ctx;
+        ctx.save();
+        ctx.strokeStyle = "#c62828";
+        ctx.lineWidth = 1.5 * devicePixelRatio;
+        ctx.setLineDash([6 * devicePixelRatio, 4 * devicePixelRatio]);
+        for (const v of lims) {
+          const y = u.valToPos(v, "y", true);
+          ctx.beginPath();
+          ctx.moveTo(u.bbox.left, y);
+          ctx.lineTo(u.bbox.left + u.bbox.width, y);
+          ctx.stroke();
+        }
+        ctx.restore();
+      }] },
       width, height: 220, legend: { show: false }, cursor: { drag: { x: false } },
       tzDate: (ts) => window.uPlot.tzDate(new Date(ts * 1000), TZ), // China Standard Time, whatever the browser's
-      scales: { x: { time: true } },
+      scales: { x: { time: true }, y: { range: (u, min, max) => {
+        const lo = Math.min(min, ...lims), hi = Math.max(max, ...lims), pad = (hi - lo) * 0.05 || 1;
+        return [lo - pad, hi + pad];
+      } } },
       axes: [{ values: (u, ticks) => ticks.map((v) => fmtShort(v * 1000)) }, { values: (u, ticks) => ticks.map((v) => fmtNumber(v, null)), size: 60 }],
       series: [{}, { label: c.point, stroke: "#1d6fb8", width: 1.5, spanGaps: false,
         value: (u, v) => (v == null ? "—" : fmtValue(v, unit)) }],
@@ -1456,6 +1554,9 @@
       data = JSON.parse(text);
     } catch (err) {
       return; // not an event this console knows how to read
+    }
+    if (data && data.site && state.sites.length && !state.sites.some((x) => x.site === data.site)) {
+      debounce("sites", 1000, loadSites); // a site that came after the page loaded its list: on the overview too
     }
     if (kind === "reading") applyReading(data);
     else if (kind === "status") applyStatus(data);
