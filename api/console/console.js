@@ -234,7 +234,8 @@
     role_environment_officer: ["environment officer", "环保专员"], role_safety_inspector: ["work-safety inspector", "安全生产检查员"],
     role_admin: ["admin", "管理员"],
     prio_critical: ["critical", "紧急"], prio_high: ["high", "高"], prio_medium: ["medium", "中"], prio_low: ["low", "低"],
-    enterprises: ["Enterprises and their detectors", "企业及其探测器"],
+    enterprises: ["Enterprises and their detectors", "企业及其探测器"], no_enterprise: ["other detectors", "其他探测器"],
+    ent_counts: ["{n} detectors, {alarms} in alarm", "{n} 台探测器，{alarms} 台报警"],
     stations: ["Stations and their latest values", "监测站及最新数值"],
     gates: ["Gates", "闸门"],
   };
@@ -773,6 +774,12 @@
         fmtPoint(profile, name, value, latest.units[name])), "  "));
   }
 
+  /** A detector's enterprise: its id up to "-gas-" or "-fire" (ent007-gas-2 -> ent007); "" for none. */
+  function enterpriseOf(device) {
+    const m = /^(.+?)-(gas|fire)\b/.exec(device);
+    return m ? m[1] : "";
+  }
+
   function renderDevices() {
     const kind = $("kind-filter").value;
     const rows = [];
@@ -782,11 +789,25 @@
       const w = alarms.get(a.device);
       if (!w || alertOrder(a, w) < 0) alarms.set(a.device, a);
     }
-    // The safety inspector's view: detectors in alarm first (then by name); elsewhere by name.
-    const devices = [...state.devices.values()].sort((a, b) => (kind === "safety"
-      ? Number(!alarms.has(a.device)) - Number(!alarms.has(b.device)) : 0) || a.device.localeCompare(b.device));
+    // The safety inspector's view: by enterprise, the enterprises with a detector in alarm first, and in each its
+    // detectors in alarm first (then by name); elsewhere by name.
+    const safety = kind === "safety";
+    const entAlarm = new Set([...alarms.keys()].map(enterpriseOf));
+    const devices = [...state.devices.values()].sort((a, b) => (safety
+      ? Number(!entAlarm.has(enterpriseOf(a.device))) - Number(!entAlarm.has(enterpriseOf(b.device)))
+        || enterpriseOf(a.device).localeCompare(enterpriseOf(b.device))
+        || Number(!alarms.has(a.device)) - Number(!alarms.has(b.device)) : 0) || a.device.localeCompare(b.device));
+    let group = null;
     for (const d of devices) {
       if (kind && PROFILE_DOMAIN[d.profile] !== kind) continue;
+      if (safety && enterpriseOf(d.device) !== group) {
+        group = enterpriseOf(d.device);
+        const members = devices.filter((x) => enterpriseOf(x.device) === group && PROFILE_DOMAIN[x.profile] === kind);
+        const inAlarm = members.filter((x) => alarms.has(x.device)).length;
+        rows.push(h("tr", { class: `group-row${inAlarm ? " alarm-group" : ""}`, "data-enterprise": group },
+          h("th", { colspan: 7 }, group || t("no_enterprise"), " ",
+            h("small", null, t("ent_counts", { n: fmtNumber(members.length, 0), alarms: fmtNumber(inAlarm, 0) })))));
+      }
       const alarm = alarms.get(d.device);
       const stale = d.last_seen_ms != null && Date.now() - d.last_seen_ms > STALE_MS;
       rows.push(h("tr", {
