@@ -629,10 +629,14 @@
           `${fmtNumber(s.online, 0)}/${fmtNumber(s.devices, 0)}`)));
       });
     }
-    $("river-schematic").replaceChildren(svg("svg", {
+    const drawing = svg("svg", {
       viewBox: `0 0 ${width} ${height}`, width: "100%", role: "img", "aria-label": t("schematic_label"),
       preserveAspectRatio: "xMinYMin meet",
-    }, parts));
+    }, parts);
+    // at most its own size on a wall screen; on a phone no smaller than legible (its box scrolls sideways)
+    drawing.style.maxWidth = `${width}px`;
+    drawing.style.minWidth = `${Math.min(width, 480)}px`;
+    $("river-schematic").replaceChildren(drawing);
   }
 
   function renderOverview() {
@@ -652,7 +656,6 @@
     // The same sites as a list by area: large targets on a phone, and readable without the drawing.
     $("schematic").replaceChildren(...[...areas.entries()].sort().map(([area, sites]) => h("div", { class: "area" },
       h("h3", null, area || t("no_area")),
-      h("div", { class: "river", "aria-hidden": "true" }),
       h("div", { class: "area-sites" }, sites.map((s) => {
         const w = worst.get(s.site);
         return h("button", {

@@ -152,6 +152,23 @@ def test_a_gas_alarm_arrives_live_and_is_acknowledged_in_one_click(browser: Any,
     assert page.script_errors == []
 
 
+def test_an_environment_station_with_its_hourly_means(browser: Any, stack: Stack, artifacts: Path) -> None:
+    page = _page(browser, stack)
+    _login(page, stack)
+    _open_site(page, "mini-water")
+    page.click("tr[data-device=wq-1]", timeout=30_000)
+    page.wait_for_selector("#means:not([hidden])", timeout=10_000)
+    page.wait_for_selector("#means-rows tr", timeout=15_000)  # the stored means, or why there are none yet
+    rows = page.inner_text("#means-rows")
+    assert "no stored hourly means yet" in rows or "complies" in rows or "exceeded" in rows, rows
+    page.select_option("#chart-range", "3600000")  # a chosen time range
+    page.wait_for_selector("#chart canvas, #chart .empty", timeout=15_000)
+    assert re.search(r"\d{2}:\d{2}", page.inner_text("#chart-note") or "00:00")  # readable times, no epoch
+    assert not re.search(r"\b1\d{12}\b", page.inner_text("#device-panel"))
+    page.screenshot(path=str(artifacts / "environment.png"), full_page=True)
+    assert page.script_errors == []
+
+
 def test_chinese_where_the_browser_asks_for_it_and_switchable(browser: Any, stack: Stack, artifacts: Path) -> None:
     page = _page(browser, stack, locale="zh-CN")
     assert page.get_attribute("html", "lang") == "zh-CN"
