@@ -200,6 +200,16 @@
     active_unack: ["active, unacknowledged", "活动，未确认"], active_ack: ["active, acknowledged", "活动，已确认"],
     cleared_unack: ["cleared, unacknowledged", "已恢复，未确认"], normal: ["normal", "正常"],
     shelved: ["shelved", "已搁置"],
+    session_ended: ["Your session has ended: log in again.", "会话已结束：请重新登录。"],
+    ask_open: ["Open gate {device} at {site}?", "开启 {site} 的闸门 {device}？"],
+    ask_close: ["Close gate {device} at {site}?", "关闭 {site} 的闸门 {device}？"],
+    ask_stop: ["Stop gate {device} at {site}?", "停止 {site} 的闸门 {device}？"],
+    ask_set_opening: ["Set the opening of gate {device} at {site} to {target} % of full opening?",
+      "将 {site} 的闸门 {device} 开度设为全开的 {target} %？"],
+    warn_local: ["the gate is in local mode", "闸门处于现地模式"], warn_faults: ["the gate reports {faults}", "闸门报告 {faults}"],
+    warn_offline: ["the device is offline", "设备离线"], expect_refusal: ["Expect a refusal: {why}.", "预计会被拒绝：{why}。"],
+    fault_code: ["fault code {code}", "故障代码 {code}"], fault_estop: ["emergency stop", "急停"],
+    fault_overload: ["overload", "过载"], fault_power: ["no power", "失电"],
     status_unknown: ["status unknown", "状态未知"], never: ["never", "从未"], offline: ["offline", "离线"],
     last_seen_at: ["last seen {time} ({age})", "最后上报 {time}（{age}）"], values_from: ["values from {source}", "数值来源 {source}"],
     no_numeric: ["no numeric values known yet", "尚无数值"],
@@ -387,7 +397,7 @@
     if (!response.ok) {
       const detail = data && typeof data === "object" && "detail" in data ? data.detail : data;
       const error = new ApiError(response.status, detail, data);
-      if (response.status === 401 && state.token) sessionEnded("Your session has ended: log in again.");
+      if (response.status === 401 && state.token) sessionEnded(t("session_ended"));
       else if (response.status === 403 && String(detail && detail.reason).startsWith("change the one-time")) {
         showPassword();
       }
@@ -1075,10 +1085,10 @@
     const num = (p) => (typeof v[p] === "number" ? v[p] : null);
     const up = num("level_up"), down = num("level_down");
     const faults = [];
-    if (num("fault_code")) faults.push(`fault code ${v.fault_code}`);
-    if (v.estop === true) faults.push("emergency stop");
-    if (v.overload === true) faults.push("overload");
-    if (v.power_ok === false) faults.push("no power");
+    if (num("fault_code")) faults.push(t("fault_code", { code: v.fault_code }));
+    if (v.estop === true) faults.push(t("fault_estop"));
+    if (v.overload === true) faults.push(t("fault_overload"));
+    if (v.power_ok === false) faults.push(t("fault_power"));
     return {
       opening: num("gate_opening"), up, down, head: up != null && down != null ? Math.abs(up - down) : null,
       remote: typeof v.remote_mode === "boolean" ? v.remote_mode : null,
@@ -1102,7 +1112,7 @@
     $("gate-state").replaceChildren(...factsList(gateFacts(state.latest.get(state.device))));
   }
 
-  const ACTION_TEXT = { open: "Open", close: "Close", stop: "Stop", set_opening: "Set the opening of" };
+
 
   async function askGate(action) {
     const d = state.devices.get(state.device);
@@ -1126,15 +1136,15 @@
     }
     state.pending = { site: d.site, device: d.device, action, target };
     const f = gateFacts(latest);
-    $("gate-confirm-text").textContent = `${ACTION_TEXT[action]} gate ${d.device} at ${d.site}`
-      + `${target != null ? ` to ${target} % of full opening` : ""}?`;
+    $("gate-confirm-text").textContent = t(`ask_${action}`, { device: d.device, site: d.site,
+      target: target != null ? fmtNumber(target, null) : "" });
     $("gate-confirm-state").replaceChildren(...factsList(f));
     const warnings = [];
-    if (f.remote === false) warnings.push("the gate is in local mode");
-    if (f.faults.length) warnings.push(`the gate reports ${f.faults.join(", ")}`);
-    if (d.online === false) warnings.push("the device is offline");
+    if (f.remote === false) warnings.push(t("warn_local"));
+    if (f.faults.length) warnings.push(t("warn_faults", { faults: f.faults.join(", ") }));
+    if (d.online === false) warnings.push(t("warn_offline"));
     showError("gate-confirm-warning", warnings.length && action !== "stop"
-      ? `Expect a refusal: ${warnings.join("; ")}.` : "");
+      ? t("expect_refusal", { why: warnings.join("; ") }) : "");
     $("gate-confirm").hidden = false;
     $("gate-confirm-yes").focus();
   }
@@ -1512,7 +1522,7 @@
           signal: ctrl.signal, cache: "no-store",
         });
         if (response.status === 401) {
-          sessionEnded("Your session has ended: log in again.");
+          sessionEnded(t("session_ended"));
           return;
         }
         if (!response.ok || !response.body) throw new Error(`the stream answered ${response.status}`);
