@@ -254,3 +254,15 @@ def test_every_string_of_the_console_is_in_both_languages(client: TestClient) ->
     assert not missing, f"keys the console uses that STRINGS lacks: {missing}"
     for prefix in set(re.findall(r"\bt\(`(\w+)\$\{", js)):  # t(`prio_${w}`): some key has the prefix
         assert any(k.startswith(prefix) for k in strings), prefix
+
+
+def test_lifeline_up_gives_the_api_the_scenarios_district_layout() -> None:
+    from api.config import ApiConfig
+    from lifeline.up import _district
+    from simulators.scenario import load_scenario
+
+    config = ApiConfig.model_validate({"district": _district(load_scenario("baoshan"))})
+    sites = config.district.sites
+    assert set(sites) == {"yunzaobang-sluices", "lianqi-sluices", "env-monitoring", "emission-sources", "work-safety"}
+    assert (sites["yunzaobang-sluices"].river, sites["yunzaobang-sluices"].area) == ("Yunzaobang", "Wusong")
+    assert sites["work-safety"].river == ""  # off the rivers
