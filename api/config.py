@@ -171,6 +171,20 @@ class SiteKeys:
     site: VerifyKey
 
 
+class DistrictSite(_Strict):
+    """Where a site lies, for the console's overview: a schematic by river and area, not a map (no outside tiles)."""
+
+    title: str = Field(default="", max_length=200)
+    river: str = Field(default="", max_length=64, description="the waterway it lies on; empty: off the rivers")
+    area: str = Field(default="", max_length=64, description="the part of the district it is in")
+    km: float | None = Field(default=None, ge=0, description="its place along the river, km from the mouth")
+
+
+class DistrictConfig(_Strict):
+    title: str = Field(default="", max_length=200)
+    sites: dict[Id, DistrictSite] = Field(default_factory=dict, description="site id -> where it lies")
+
+
 class ApiConfig(_Strict):
     listen: ListenConfig = Field(default_factory=ListenConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
@@ -184,6 +198,7 @@ class ApiConfig(_Strict):
     history: HistoryConfig = Field(default_factory=HistoryConfig)
     gates: GatesConfig = Field(default_factory=GatesConfig)
     stream: StreamConfig = Field(default_factory=StreamConfig)
+    district: DistrictConfig = Field(default_factory=DistrictConfig, description="the overview's layout")
     profile_paths: list[Path] = Field(default_factory=list, description="profiles besides the catalogue")
     site_keys: dict[Id, SiteKeysConfig] = Field(
         default_factory=dict, description="site id -> its keys; a site without keys can neither be sent a command "

@@ -45,6 +45,21 @@ class SiteOut(BaseModel):
     online: int
 
 
+class DistrictSiteOut(BaseModel):
+    site: str
+    title: str
+    river: str
+    area: str
+    km: float | None
+    devices: int
+    online: int
+
+
+class DistrictOut(BaseModel):
+    title: str
+    sites: list[DistrictSiteOut]
+
+
 class LatestOut(BaseModel):
     site: str
     device: str
@@ -114,6 +129,20 @@ def list_sites(who: Reader, svc: Service) -> list[SiteOut]:
         devices = svc.cache.devices(site)
         out.append(SiteOut(site=site, area=area, devices=len(devices), online=sum(1 for d in devices if d.online)))
     return out
+
+
+@router.get("/api/district", tags=["devices"])
+def district(who: Reader, svc: Service) -> DistrictOut:
+    """The overview's layout: every site the user may see, with its river, area and place along the river (from the
+    config's ``district`` section; a site it does not name is shown off the rivers, in its access area)."""
+    layout = svc.config.district
+    out = []
+    for s in list_sites(who, svc):
+        place = layout.sites.get(s.site)
+        out.append(DistrictSiteOut(site=s.site, title=place.title if place else "", river=place.river if place else "",
+                                   area=(place.area if place else "") or s.area or "", km=place.km if place else None,
+                                   devices=s.devices, online=s.online))  # fmt: skip
+    return DistrictOut(title=layout.title, sites=out)
 
 
 @router.get("/api/sites/{site}/devices", tags=["devices"])

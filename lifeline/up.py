@@ -25,7 +25,16 @@ from pydantic import BaseModel
 
 from alerts.config import AlertServiceConfig
 from alerts.notify.config import NotifyConfig
-from api.config import ApiConfig, GateOverride, GatesConfig, InfluxReadConfig, SiteKeysConfig, StoreConfig
+from api.config import (
+    ApiConfig,
+    DistrictConfig,
+    DistrictSite,
+    GateOverride,
+    GatesConfig,
+    InfluxReadConfig,
+    SiteKeysConfig,
+    StoreConfig,
+)
 from api.config import ListenConfig as ApiListen
 from broker_bridge.config import BridgeConfig, InfluxConfig, ValidationConfig
 from device_profiles import ConfigError, load_catalogue
@@ -43,6 +52,7 @@ from lifeline.tls import ensure_ca, issue
 from rules.config import RulesConfig
 from simulators import District
 from simulators.hj212 import Hj212Fleet, demo_fleet
+from simulators.scenario import Scenario
 from telemetry.keys import KeyFileError, SiteKeyFiles, create_site_keys
 from telemetry.mqtt_config import BrokerConfig, CredentialError, TlsConfig, read_secret_file, write_secret_file
 
@@ -222,7 +232,15 @@ def _longest_movement_s(sites: dict[str, LoadedSite]) -> float:
     return max(timeouts, default=120.0)
 
 
-def _api_config(data_dir: Path, stack: Stack, site_files: dict[str, Path], keys_dir: Path) -> Path:
+def _district(scenario: Scenario) -> DistrictConfig:
+    """The console overview's layout: each simulated site's title, river, area and place along the river."""
+    return DistrictConfig(title=scenario.title or scenario.name,
+                          sites={s.site: DistrictSite(title=s.title, river=s.river, area=s.area, km=s.km)
+                                 for s in scenario.sites})  # fmt: skip
+
+
+def _api_config(data_dir: Path, stack: Stack, site_files: dict[str, Path], keys_dir: Path,
+                scenario: Scenario | None = None) -> Path:
     sites = {site: load_site(path) for site, path in site_files.items()}  # the edge's own loader
     influx = stack.influx_as("api")
     keys = {site: SiteKeyFiles.of(keys_dir, site) for site in sorted(sites)}
@@ -239,6 +257,7 @@ def _api_config(data_dir: Path, stack: Stack, site_files: dict[str, Path], keys_
         store=StoreConfig(url=f"sqlite:///{(data_dir / 'alerts.db').resolve()}"),
         # a command's final result may take as long as the slowest gate's movement time-out at the edge
         gates=GatesConfig(edge_timeout_s=_longest_movement_s(sites) + 30, devices=_gate_limits(sites)),
+        district=_district(scenario) if scenario is not None else DistrictConfig(),
     )  # fmt: skip
     return _write_config(data_dir / "api.yaml", config)
 
@@ -312,7 +331,7 @@ async def _run(deploy: DeploymentConfig, stack: Stack, duration: float | None) -
         children.insert(1, Child("rules", rules_argv, data_dir / "logs" / "rules.log", metrics_port=rules_metrics))
         hj212_child, fleet = _hj212(data_dir, stack, scenario.name)
         children.append(hj212_child)
-        api_yaml = _api_config(data_dir, stack, paths, keys_dir)
+        api_yaml = _api_config(data_dir, stack, paths, keys_dir, scenario)
         password_file = data_dir / "api" / "admin-password"
         api_argv = [sys.executable, "-m", "lifeline", "api", "--config", str(api_yaml),
                     "--bootstrap-password-file", str(password_file)]  # fmt: skip

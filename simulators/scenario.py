@@ -70,6 +70,10 @@ class SiteSpec(BaseModel):
 
     site: Id
     title: str = ""
+    # where the site lies, for the console's overview (a schematic by river and area)
+    river: str = Field(default="", max_length=64, description="the waterway it lies on; empty: off the rivers")
+    area: str = Field(default="", max_length=64, description="the part of the district it is in")
+    km: float | None = Field(default=None, ge=0, description="its place along the river, km from its mouth")
     devices: list[DeviceSpec] = Field(default_factory=list)
     enterprises: Enterprises | None = None
 

@@ -12,6 +12,9 @@
   const CHART_POINTS = 288; // one point every 5 minutes over 24 hours
   const GATE_PROFILE = "sluice_gate_plc";
   const GATE_ROLES = new Set(["gate_operator", "admin"]);
+  const ENV_ROLES = new Set(["environment_officer", "admin"]); // who may read the stored valid means and indices
+  const ENV_PROFILES = new Set(["water_quality_station", "air_quality_station", "flue_gas_cems", "noise_meter",
+    "wastewater_outlet_hj212", "flue_gas_cems_hj212"]);
   const ALERT_ROLES = new Set(["gate_operator", "environment_officer", "safety_inspector", "admin"]);
   const ROLE_NAMES = {
     viewer: "viewer", gate_operator: "gate operator", environment_officer: "environment officer",
@@ -40,6 +43,8 @@
     token: sessionStorage.getItem(TOKEN_KEY),
     user: null,
     sites: [],
+    means: null, // the open station's stored hourly means and limits
+    district: new Map(), // site -> its river, area and place along the river (from the district layout)
     site: null,
     devices: new Map(), // device id -> DeviceOut, of the selected site
     latest: new Map(), // device id -> LatestOut
@@ -195,11 +200,41 @@
     active_unack: ["active, unacknowledged", "活动，未确认"], active_ack: ["active, acknowledged", "活动，已确认"],
     cleared_unack: ["cleared, unacknowledged", "已恢复，未确认"], normal: ["normal", "正常"],
     shelved: ["shelved", "已搁置"],
+    session_ended: ["Your session has ended: log in again.", "会话已结束：请重新登录。"],
+    ask_open: ["Open gate {device} at {site}?", "开启 {site} 的闸门 {device}？"],
+    ask_close: ["Close gate {device} at {site}?", "关闭 {site} 的闸门 {device}？"],
+    ask_stop: ["Stop gate {device} at {site}?", "停止 {site} 的闸门 {device}？"],
+    ask_set_opening: ["Set the opening of gate {device} at {site} to {target} % of full opening?",
+      "将 {site} 的闸门 {device} 开度设为全开的 {target} %？"],
+    warn_local: ["the gate is in local mode", "闸门处于现地模式"], warn_faults: ["the gate reports {faults}", "闸门报告 {faults}"],
+    warn_offline: ["the device is offline", "设备离线"], expect_refusal: ["Expect a refusal: {why}.", "预计会被拒绝：{why}。"],
+    fault_code: ["fault code {code}", "故障代码 {code}"], fault_estop: ["emergency stop", "急停"],
+    fault_overload: ["overload", "过载"], fault_power: ["no power", "失电"],
+    status_unknown: ["status unknown", "状态未知"], never: ["never", "从未"], offline: ["offline", "离线"],
+    last_seen_at: ["last seen {time} ({age})", "最后上报 {time}（{age}）"], values_from: ["values from {source}", "数值来源 {source}"],
+    no_numeric: ["no numeric values known yet", "尚无数值"],
+    means_title: ["Hourly means against limits", "小时均值与限值"], th_mean: ["Last hourly mean", "最近小时均值"],
+    th_hour: ["Hour", "时段"], th_limit: ["Limit", "限值"], th_verdict: ["Verdict", "判定"],
+    exceeded: ["exceeded", "超标"], complies: ["complies", "达标"], invalid_mean: ["no valid mean", "无有效均值"],
+    no_means: ["no stored hourly means yet", "尚无小时均值"], exceedances: ["Exceedances", "超标记录"],
+    no_exceedances: ["none in this period", "本时段无超标"],
+    means_note: ["{n} hours, {start} – {end}; limit lines in the chart", "{n} 个小时，{start} – {end}；图中虚线为限值"],
+    shelved_until: ["shelved until {time}", "搁置至 {time}"], out_of_service: ["out of service", "停用"],
+    prio_severity: ["{prio} (severity {severity})", "{prio}（严重度 {severity}）"], f_rule: ["Rule", "规则"],
+    aud_water_ops: ["gate operations", "闸门运行"], aud_environment: ["environment", "环境"],
+    aud_safety: ["work safety", "安全生产"], aud_default: ["everyone", "通用"], aud_mine: ["my role's", "本岗位"],
+    cmd_line: ["Command {id}: {action}{target} by {who}, issued {time}", "指令 {id}：{action}{target}，{who} 于 {time} 下达"],
+    cmd_final: ["final", "最终"], refused_by: ["Refused by interlock {interlock}: {reason}", "联锁 {interlock} 拒绝：{reason}"],
+    f_value: ["Value", "数值"], f_reason: ["Reason", "原因"],
+    f_first: ["First", "首次"], f_last: ["Last", "最近"], f_escalation: ["Escalation level", "升级级别"],
+    no_notes: ["no notes", "无备注"], disabled: ["disabled", "已停用"],
     overview: ["District overview", "辖区总览"], area: ["Area", "区域"], no_area: ["no area", "未分区"],
     ov_counts: ["{online} of {devices} devices online", "{devices} 台设备中 {online} 台在线"],
     ov_totals: ["{sites} sites · {online} devices online · {offline} offline · {active} active alerts",
       "{sites} 个站点 · {online} 台在线 · {offline} 台离线 · {active} 条活动告警"],
     worst_none: ["no active alert", "无活动告警"],
+    off_river: ["off the rivers", "非沿河站点"],
+    schematic_label: ["Schematic of the district's sites by river and area", "辖区站点示意图（按河道与区域）"],
     unreachable: ["The API is not reachable since {time}: the values shown are from before then.",
       "自 {time} 起无法连接 API：所显示的数值均为此前数据。"],
     critical_new: ["New critical alarm: {title} at {where}", "新的紧急告警：{title}（{where}）"],
@@ -209,9 +244,10 @@
     role_environment_officer: ["environment officer", "环保专员"], role_safety_inspector: ["work-safety inspector", "安全生产检查员"],
     role_admin: ["admin", "管理员"],
     prio_critical: ["critical", "紧急"], prio_high: ["high", "高"], prio_medium: ["medium", "中"], prio_low: ["low", "低"],
-    enterprises: ["Enterprises and their detectors", "企业及其探测器"],
+    enterprises: ["Enterprises and their detectors", "企业及其探测器"], no_enterprise: ["other detectors", "其他探测器"],
+    ent_counts: ["{n} detectors, {alarms} in alarm", "{n} 台探测器，{alarms} 台报警"],
     stations: ["Stations and their latest values", "监测站及最新数值"],
-    gates: ["Gates", "闸门"], means_later: ["hourly means: when available", "小时均值：待提供"],
+    gates: ["Gates", "闸门"],
   };
   const LANGS = ["en", "zh"];
   const LANG_KEY = "lifeline.lang";
@@ -361,7 +397,7 @@
     if (!response.ok) {
       const detail = data && typeof data === "object" && "detail" in data ? data.detail : data;
       const error = new ApiError(response.status, detail, data);
-      if (response.status === 401 && state.token) sessionEnded("Your session has ended: log in again.");
+      if (response.status === 401 && state.token) sessionEnded(t("session_ended"));
       else if (response.status === 403 && String(detail && detail.reason).startsWith("change the one-time")) {
         showPassword();
       }
@@ -513,9 +549,9 @@
     for (const timer of Object.values(state.timers)) clearTimeout(timer);
     sessionStorage.removeItem(TOKEN_KEY);
     Object.assign(state, {
-      token: null, user: null, sites: [], site: null, devices: new Map(), latest: new Map(), device: null,
+      token: null, user: null, sites: [], district: new Map(), site: null, devices: new Map(), latest: new Map(), device: null,
       chart: null, alerts: [], alert: null, pending: null, checked: new Set(), seen: new Set(), seenReady: false,
-      lostAt: null, limits: null,
+      lostAt: null, limits: null, means: null,
     });
     document.body.classList.remove("disconnected");
     $("device-panel").hidden = true;
@@ -535,6 +571,84 @@
     return worst;
   }
 
+  const SVG_NS = "http://www.w3.org/2000/svg";
+  function svg(tag, attrs, ...children) {
+    const el = document.createElementNS(SVG_NS, tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (value == null || value === false) continue;
+      if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
+      else el.setAttribute(key, String(value));
+    }
+    for (const child of children.flat()) {
+      if (child != null && child !== false) el.append(child instanceof Node ? child : String(child));
+    }
+    return el;
+  }
+
+  /** The district drawn as a schematic, not a map (no outside tiles): one column per area, one blue line per river
+   * across them (its mouth on the left), each site a dot on its river in its area's column, coloured by its worst
+   * active alert; sites off the rivers in a row of their own below. A click opens the site. */
+  function renderRiverSchematic(worst) {
+    const place = (s) => state.district.get(s.site) || { river: "", area: s.area || "", km: null, title: "" };
+    const areaOf = (s) => place(s).area || s.area || "";
+    const areas = [...new Set(state.sites.map(areaOf))].sort();
+    const rivers = [...new Set(state.sites.map((s) => place(s).river))].filter(Boolean).sort();
+    const rows = [...rivers, ""]; // the last row: off the rivers
+    const colW = 190, rowH = 96, left = 12, top = 34;
+    const width = left * 2 + Math.max(1, areas.length) * colW, height = top + rows.length * rowH;
+    const cells = new Map();
+    for (const s of state.sites) {
+      const key = `${rows.indexOf(place(s).river)}|${areas.indexOf(areaOf(s))}`;
+      if (!cells.has(key)) cells.set(key, []);
+      cells.get(key).push(s);
+    }
+    const parts = [];
+    areas.forEach((a, i) => {
+      const x = left + i * colW;
+      parts.push(svg("rect", { x: x + 2, y: 4, width: colW - 4, height: height - 8, rx: 8, class: "sch-area" }),
+        svg("text", { x: x + colW / 2, y: 22, class: "sch-area-name", "text-anchor": "middle" }, a || t("no_area")));
+    });
+    rows.forEach((r, j) => {
+      const y = top + j * rowH + 30;
+      if (r) {
+        parts.push(svg("line", { x1: left, y1: y, x2: width - left, y2: y, class: "sch-river" }),
+          svg("text", { x: left + 6, y: y - 8, class: "sch-river-name" }, r));
+      } else {
+        parts.push(svg("text", { x: left + 6, y: y - 8, class: "sch-river-name off" }, t("off_river")));
+      }
+    });
+    for (const [key, sites] of cells) {
+      const [j, i] = key.split("|").map(Number);
+      sites.sort((p, q) => (place(p).km ?? 1e9) - (place(q).km ?? 1e9) || p.site.localeCompare(q.site));
+      const step = (colW - 20) / sites.length;
+      sites.forEach((s, k) => {
+        const cx = left + i * colW + 10 + step * (k + 0.5), cy = top + j * rowH + 30;
+        const w = worst.get(s.site);
+        const label = place(s).title || s.site;
+        const km = place(s).km;
+        parts.push(svg("g", {
+          class: `sch-site worst-${w || "none"}${s.devices && s.online === 0 ? " offline" : ""}`, "data-site": s.site,
+          tabindex: 0, role: "button",
+          onclick: () => { show("devices-view"); selectSite(s.site); },
+          onkeydown: (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); show("devices-view"); selectSite(s.site); } },
+        }, svg("title", null, `${label}: ${w ? t(`prio_${w}`) : t("worst_none")}; ${t("ov_counts", { online: s.online, devices: s.devices })}`
+            + (km != null ? `; ${fmtNumber(km, 1)} km` : "")),
+        svg("circle", { cx, cy, r: 11 }),
+        svg("text", { x: cx, y: cy + 28, "text-anchor": "middle", class: "sch-label" }, label.length > 22 ? `${label.slice(0, 21)}…` : label),
+        svg("text", { x: cx, y: cy + 44, "text-anchor": "middle", class: "sch-count" },
+          `${fmtNumber(s.online, 0)}/${fmtNumber(s.devices, 0)}`)));
+      });
+    }
+    const drawing = svg("svg", {
+      viewBox: `0 0 ${width} ${height}`, width: "100%", role: "img", "aria-label": t("schematic_label"),
+      preserveAspectRatio: "xMinYMin meet",
+    }, parts);
+    // at most its own size on a wall screen; on a phone no smaller than legible (its box scrolls sideways)
+    drawing.style.maxWidth = `${width}px`;
+    drawing.style.minWidth = `${Math.min(width, 480)}px`;
+    $("river-schematic").replaceChildren(drawing);
+  }
+
   function renderOverview() {
     if (!state.user) return;
     const worst = worstBySite();
@@ -548,10 +662,10 @@
     const total = state.sites.reduce((n, s) => n + s.devices, 0);
     $("overview-totals").textContent = t("ov_totals", { sites: state.sites.length, online, offline: total - online,
       active: state.alerts.filter(isActive).length });
-    // A schematic, not a map: one band per area along the district's waterway (no outside tiles).
+    renderRiverSchematic(worst);
+    // The same sites as a list by area: large targets on a phone, and readable without the drawing.
     $("schematic").replaceChildren(...[...areas.entries()].sort().map(([area, sites]) => h("div", { class: "area" },
       h("h3", null, area || t("no_area")),
-      h("div", { class: "river", "aria-hidden": "true" }),
       h("div", { class: "area-sites" }, sites.map((s) => {
         const w = worst.get(s.site);
         return h("button", {
@@ -577,7 +691,7 @@
     try {
       const [users, audit] = await Promise.all([api("GET", "/api/users"), api("GET", "/api/audit?limit=100")]);
       $("user-rows").replaceChildren(...users.map((u) => h("tr", null, h("td", null, u.username,
-        u.disabled ? " (disabled)" : ""), h("td", null, t(`role_${u.role}`)), h("td", null, u.areas.join(", ") || "*"))));
+        u.disabled ? ` (${t("disabled")})` : ""), h("td", null, t(`role_${u.role}`)), h("td", null, u.areas.join(", ") || "*"))));
       $("audit-rows").replaceChildren(...audit.map((r) => h("tr", null, h("td", null, fmtTime(r.ts_ms)),
         h("td", null, r.who || "—"), h("td", null, r.action), h("td", null, r.target || ""))));
     } catch (err) {
@@ -588,7 +702,10 @@
   // -- sites and devices -----------------------------------------------------------------------------------------
   async function loadSites() {
     try {
-      state.sites = await api("GET", "/api/sites");
+      // the district's layout (each site's river, area and place) with each site's device counts
+      const district = await api("GET", "/api/district");
+      state.sites = district.sites;
+      state.district = new Map(district.sites.map((x) => [x.site, x]));
     } catch (err) {
       banner(err);
       return;
@@ -670,6 +787,12 @@
         fmtPoint(profile, name, value, latest.units[name])), "  "));
   }
 
+  /** A detector's enterprise: its id up to "-gas-" or "-fire" (ent007-gas-2 -> ent007); "" for none. */
+  function enterpriseOf(device) {
+    const m = /^(.+?)-(gas|fire)\b/.exec(device);
+    return m ? m[1] : "";
+  }
+
   function renderDevices() {
     const kind = $("kind-filter").value;
     const rows = [];
@@ -679,11 +802,25 @@
       const w = alarms.get(a.device);
       if (!w || alertOrder(a, w) < 0) alarms.set(a.device, a);
     }
-    // The safety inspector's view: detectors in alarm first (then by name); elsewhere by name.
-    const devices = [...state.devices.values()].sort((a, b) => (kind === "safety"
-      ? Number(!alarms.has(a.device)) - Number(!alarms.has(b.device)) : 0) || a.device.localeCompare(b.device));
+    // The safety inspector's view: by enterprise, the enterprises with a detector in alarm first, and in each its
+    // detectors in alarm first (then by name); elsewhere by name.
+    const safety = kind === "safety";
+    const entAlarm = new Set([...alarms.keys()].map(enterpriseOf));
+    const devices = [...state.devices.values()].sort((a, b) => (safety
+      ? Number(!entAlarm.has(enterpriseOf(a.device))) - Number(!entAlarm.has(enterpriseOf(b.device)))
+        || enterpriseOf(a.device).localeCompare(enterpriseOf(b.device))
+        || Number(!alarms.has(a.device)) - Number(!alarms.has(b.device)) : 0) || a.device.localeCompare(b.device));
+    let group = null;
     for (const d of devices) {
       if (kind && PROFILE_DOMAIN[d.profile] !== kind) continue;
+      if (safety && enterpriseOf(d.device) !== group) {
+        group = enterpriseOf(d.device);
+        const members = devices.filter((x) => enterpriseOf(x.device) === group && PROFILE_DOMAIN[x.profile] === kind);
+        const inAlarm = members.filter((x) => alarms.has(x.device)).length;
+        rows.push(h("tr", { class: `group-row${inAlarm ? " alarm-group" : ""}`, "data-enterprise": group },
+          h("th", { colspan: 7 }, group || t("no_enterprise"), " ",
+            h("small", null, t("ent_counts", { n: fmtNumber(members.length, 0), alarms: fmtNumber(inAlarm, 0) })))));
+      }
       const alarm = alarms.get(d.device);
       const stale = d.last_seen_ms != null && Date.now() - d.last_seen_ms > STALE_MS;
       rows.push(h("tr", {
@@ -738,11 +875,11 @@
     const latest = state.latest.get(d.device);
     $("device-title").textContent = `${d.site} / ${d.device}`;
     $("device-meta").textContent = [
-      d.profile, d.area ? `area ${d.area}` : "no area",
-      d.online === true ? "online" : d.online === false ? `offline${d.status_reason ? ` (${d.status_reason})` : ""}`
-        : "status unknown",
-      `last seen ${fmtTime(d.last_seen_ms)} (${fmtAge(d.last_seen_ms) || "never"})`,
-      latest ? `values from ${latest.source}` : "",
+      d.profile, d.area ? `${t("area")} ${d.area}` : t("no_area"),
+      d.online === true ? t("online") : d.online === false
+        ? `${t("offline")}${d.status_reason ? ` (${d.status_reason})` : ""}` : t("status_unknown"),
+      t("last_seen_at", { time: fmtTime(d.last_seen_ms), age: fmtAge(d.last_seen_ms) || t("never") }),
+      latest ? t("values_from", { source: latest.source }) : "",
     ].filter(Boolean).join(" · ");
     const rows = Object.entries((latest && latest.values) || {}).map(([name, value]) => {
       const q = latest.quality[name] || "good";
@@ -764,8 +901,9 @@
     if (chosen) select.value = chosen;
     if (chosen && (!state.chart || state.chart.point !== chosen)) loadChart(d.site, d.device, chosen);
     if (!chosen) {
-      clearChart("no numeric values known yet");
+      clearChart(t("no_numeric"));
     }
+    loadMeans(d);
     $("gate-panel").hidden = !(d.profile === GATE_PROFILE && may(GATE_ROLES));
     if (!$("gate-panel").hidden) {
       renderGateState();
@@ -798,6 +936,70 @@
     const full = state.limits && state.limits.full_opening_m;
     const pct = full ? ` (${fmtNumber((100 * m) / full, 1)} %)` : "";
     return `${fmtNumber(m, 2)} m${pct}`;
+  }
+
+  // -- an environment station's stored valid hourly means against the limits that apply --------------------------
+  /** Asked when the device opens and every 5 minutes after (an hour's mean lands once an hour). */
+  async function loadMeans(d) {
+    const show = ENV_PROFILES.has(d.profile) && may(ENV_ROLES);
+    $("means").hidden = !show;
+    const key = `${d.site}/${d.device}`;
+    if (!show) { state.means = null; return; }
+    if (state.means && state.means.key === key && Date.now() - state.means.asked_ms < 300000) return;
+    state.means = { key, asked_ms: Date.now(), out: null };
+    try {
+      const out = await api("GET", `/api/env/sites/${enc(d.site)}/devices/${enc(d.device)}/means?period=hour`);
+      if (!state.means || state.means.key !== key) return;
+      state.means.out = out;
+      renderMeans();
+      if (state.plot) drawChart(); // the limit lines
+    } catch (err) {
+      $("means-rows").replaceChildren(h("tr", null, h("td", { colspan: 5, class: "empty" }, err.message)));
+      $("exceedances").replaceChildren();
+    }
+  }
+
+  /** Whether a mean breaks a limit (a strict limit: a mean equal to it complies). */
+  function breaks(value, lim) {
+    if (lim.direction === "high") return lim.strict ? value > lim.value : value >= lim.value;
+    return lim.strict ? value < lim.value : value <= lim.value;
+  }
+
+  /** The limits of a point that apply to a plain hourly mean, the tightest first. */
+  function limitsOf(point) {
+    const out = state.means && state.means.out;
+    return out ? out.limits.filter((l) => l.point === point && l.stat === "mean") : [];
+  }
+
+  function renderMeans() {
+    const out = state.means && state.means.out;
+    if (!out) return;
+    const units = (state.latest.get(out.device) || {}).units || {};
+    const points = [...new Set([...out.rows.flatMap((r) => Object.keys(r.values)), ...out.rows.flatMap((r) => Object.keys(r.invalid))])].sort();
+    const lastOf = (p) => [...out.rows].reverse().find((r) => p in r.values || p in r.invalid);
+    const rows = points.map((p) => {
+      const r = lastOf(p);
+      const v = r && r.values[p];
+      const lims = limitsOf(p);
+      const broken = v != null && lims.some((l) => breaks(v, l));
+      const limText = lims.map((l) => `${l.direction === "high" ? "≤" : "≥"} ${fmtPoint(out.profile, p, l.value, units[p])}`).join(", ");
+      return h("tr", { class: broken ? "exceeded" : null, "data-point": p }, h("td", null, p),
+        h("td", null, v != null ? h("b", null, fmtPoint(out.profile, p, v, units[p])) : h("span", { class: "hint", title: r && r.invalid[p] }, t("invalid_mean"))),
+        h("td", null, r ? fmtTime(r.time_ms) : "—"), h("td", { title: lims.map((l) => `${l.title} (${l.source})`).join("; ") || null }, limText || "—"),
+        h("td", null, lims.length && v != null ? h("span", { class: `badge ${broken ? "bad" : "good"}` }, t(broken ? "exceeded" : "complies")) : ""));
+    });
+    $("means-rows").replaceChildren(...(rows.length ? rows : [h("tr", null, h("td", { colspan: 5, class: "empty" }, t("no_means")))]));
+    $("means-note").textContent = t("means_note", { start: fmtTime(out.start_ms), end: fmtTime(out.end_ms), n: fmtNumber(out.rows.length, 0) });
+    const ex = [];
+    for (const r of out.rows) {
+      for (const [p, v] of Object.entries(r.values)) {
+        for (const l of limitsOf(p)) {
+          if (breaks(v, l)) ex.push(h("li", null, `${fmtTime(r.time_ms)} · ${p} ${fmtPoint(out.profile, p, v, units[p])} `
+            + `${l.direction === "high" ? ">" : "<"} ${fmtPoint(out.profile, p, l.value, units[p])} (${l.title || l.source})`));
+        }
+      }
+    }
+    $("exceedances").replaceChildren(...(ex.length ? ex.reverse() : [h("li", { class: "hint" }, t("no_exceedances"))]));
   }
 
   // -- the device chart (uPlot, shipped in vendor/) -------------------------------------------------------------
@@ -840,10 +1042,30 @@
     const xs = data.map((p) => p.time_ms / 1000);
     const ys = data.map((p) => p.values[c.point]);
     const width = Math.max(260, $("chart").clientWidth || 600);
+    // limit lines: the levels that apply to this point's hourly means (dashed red), in the drawing's y range
+    const lims = limitsOf(c.point).map((l) => l.value);
     const opts = {
+      hooks: { draw: [(u) => {
+        const ctx = u.ctx;
+        ctx.save();
+        ctx.strokeStyle = "#c62828";
+        ctx.lineWidth = 1.5 * devicePixelRatio;
+        ctx.setLineDash([6 * devicePixelRatio, 4 * devicePixelRatio]);
+        for (const v of lims) {
+          const y = u.valToPos(v, "y", true);
+          ctx.beginPath();
+          ctx.moveTo(u.bbox.left, y);
+          ctx.lineTo(u.bbox.left + u.bbox.width, y);
+          ctx.stroke();
+        }
+        ctx.restore();
+      }] },
       width, height: 220, legend: { show: false }, cursor: { drag: { x: false } },
       tzDate: (ts) => window.uPlot.tzDate(new Date(ts * 1000), TZ), // China Standard Time, whatever the browser's
-      scales: { x: { time: true } },
+      scales: { x: { time: true }, y: { range: (u, min, max) => {
+        const lo = Math.min(min, ...lims), hi = Math.max(max, ...lims), pad = (hi - lo) * 0.05 || 1;
+        return [lo - pad, hi + pad];
+      } } },
       axes: [{ values: (u, ticks) => ticks.map((v) => fmtShort(v * 1000)) }, { values: (u, ticks) => ticks.map((v) => fmtNumber(v, null)), size: 60 }],
       series: [{}, { label: c.point, stroke: "#1d6fb8", width: 1.5, spanGaps: false,
         value: (u, v) => (v == null ? "—" : fmtValue(v, unit)) }],
@@ -863,10 +1085,10 @@
     const num = (p) => (typeof v[p] === "number" ? v[p] : null);
     const up = num("level_up"), down = num("level_down");
     const faults = [];
-    if (num("fault_code")) faults.push(`fault code ${v.fault_code}`);
-    if (v.estop === true) faults.push("emergency stop");
-    if (v.overload === true) faults.push("overload");
-    if (v.power_ok === false) faults.push("no power");
+    if (num("fault_code")) faults.push(t("fault_code", { code: v.fault_code }));
+    if (v.estop === true) faults.push(t("fault_estop"));
+    if (v.overload === true) faults.push(t("fault_overload"));
+    if (v.power_ok === false) faults.push(t("fault_power"));
     return {
       opening: num("gate_opening"), up, down, head: up != null && down != null ? Math.abs(up - down) : null,
       remote: typeof v.remote_mode === "boolean" ? v.remote_mode : null,
@@ -890,7 +1112,7 @@
     $("gate-state").replaceChildren(...factsList(gateFacts(state.latest.get(state.device))));
   }
 
-  const ACTION_TEXT = { open: "Open", close: "Close", stop: "Stop", set_opening: "Set the opening of" };
+
 
   async function askGate(action) {
     const d = state.devices.get(state.device);
@@ -914,15 +1136,15 @@
     }
     state.pending = { site: d.site, device: d.device, action, target };
     const f = gateFacts(latest);
-    $("gate-confirm-text").textContent = `${ACTION_TEXT[action]} gate ${d.device} at ${d.site}`
-      + `${target != null ? ` to ${target} % of full opening` : ""}?`;
+    $("gate-confirm-text").textContent = t(`ask_${action}`, { device: d.device, site: d.site,
+      target: target != null ? fmtNumber(target, null) : "" });
     $("gate-confirm-state").replaceChildren(...factsList(f));
     const warnings = [];
-    if (f.remote === false) warnings.push("the gate is in local mode");
-    if (f.faults.length) warnings.push(`the gate reports ${f.faults.join(", ")}`);
-    if (d.online === false) warnings.push("the device is offline");
+    if (f.remote === false) warnings.push(t("warn_local"));
+    if (f.faults.length) warnings.push(t("warn_faults", { faults: f.faults.join(", ") }));
+    if (d.online === false) warnings.push(t("warn_offline"));
     showError("gate-confirm-warning", warnings.length && action !== "stop"
-      ? `Expect a refusal: ${warnings.join("; ")}.` : "");
+      ? t("expect_refusal", { why: warnings.join("; ") }) : "");
     $("gate-confirm").hidden = false;
     $("gate-confirm-yes").focus();
   }
@@ -1039,9 +1261,9 @@
     const afterM = v.after ? (v.after.opening_m != null ? v.after.opening_m : v.after.gate_opening) : null;
     const after = afterM != null ? `${t("opening_after")}: ${openingText(afterM)}` : "";
     $("gate-progress").replaceChildren(h("div", null, // h() skips the parts that are null
-      h("p", null, `Command ${v.id}: ${v.action}${target} by ${v.operator}, issued ${fmtTime(v.issued_ms)} · `,
-        h("span", { class: `cmd-state cmd-${v.state}` }, v.state), v.final ? " (final)" : " …"),
-      v.interlock ? h("p", { class: "error" }, `Refused by interlock ${v.interlock}: ${v.reason}`)
+      h("p", null, `${t("cmd_line", { id: v.id, action: v.action, target, who: v.operator, time: fmtTime(v.issued_ms) })} · `,
+        h("span", { class: `cmd-state cmd-${v.state}` }, v.state), v.final ? ` (${t("cmd_final")})` : " …"),
+      v.interlock ? h("p", { class: "error" }, t("refused_by", { interlock: v.interlock, reason: v.reason }))
         : v.reason ? h("p", { class: v.state === "completed" ? "ok-text" : "error" }, v.reason) : null,
       after ? h("p", { class: "ok-text" }, after) : null,
       line, bar));
@@ -1055,6 +1277,7 @@
     if ($("f-priority").value) q.set("min_priority", $("f-priority").value);
     if ($("f-site").value) q.set("site", $("f-site").value);
     if ($("f-state").value) q.set("state", $("f-state").value);
+    if ($("f-audience").value) q.set("audience", $("f-audience").value);
     try {
       const out = await api("GET", `/api/alerts?${q}`);
       state.alerts = out.alerts;
@@ -1074,10 +1297,11 @@
 
   function stateBadge(a) {
     return [h("span", { class: `badge state-${a.state}` }, t(a.state)),
-      isShelved(a) ? h("span", { class: "badge shelved" }, ` shelved until ${fmtTime(a.shelved_until_ms)}`) : null,
-      a.out_of_service ? h("span", { class: "badge shelved" }, " out of service") : null];
+      isShelved(a) ? h("span", { class: "badge shelved" }, ` ${t("shelved_until", { time: fmtTime(a.shelved_until_ms) })}`) : null,
+      a.out_of_service ? h("span", { class: "badge shelved" }, ` ${t("out_of_service")}`) : null];
   }
 
+  const AUDIENCES = ["water_ops", "environment", "safety", "default"];
   const STATE_RANK = { active_unack: 0, active_ack: 1, cleared_unack: 2, normal: 3 };
   const PRIO_RANK = { critical: 0, high: 1, medium: 2, low: 3 };
 
@@ -1202,20 +1426,21 @@
     if (state.alert !== id) return;
     $("alert-title").textContent = `#${a.id} ${a.title || a.rule}`;
     const facts = [
-      ["State", stateBadge(a)], ["Priority", `${a.priority} (severity ${a.severity})`], ["Rule", a.rule],
-      ["Where", [a.site, a.device, a.point].filter(Boolean).join(" / ")], ["Area", a.area || "—"],
-      ["Audience", a.audience], ["Value", fmtValue(a.value)], ["Reason", a.reason || "—"],
-      ["First", fmtTime(a.first_ms)], ["Last", fmtTime(a.last_ms)], ["Count", String(a.count)],
-      ["Assignee", a.assignee || "—"],
+      [t("state"), stateBadge(a)], [t("th_prio"), t("prio_severity", { prio: t(`prio_${a.priority}`), severity: a.severity })],
+      [t("f_rule"), a.rule],
+      [t("th_where"), [a.site, a.device, a.point].filter(Boolean).join(" / ")], [t("area"), a.area || "—"],
+      [t("audience"), AUDIENCES.includes(a.audience) ? t(`aud_${a.audience}`) : a.audience], [t("f_value"), fmtValue(a.value)], [t("f_reason"), a.reason || "—"],
+      [t("f_first"), fmtTime(a.first_ms)], [t("f_last"), fmtTime(a.last_ms)], [t("th_count"), fmtNumber(a.count, 0)],
+      [t("th_assignee"), a.assignee || "—"],
     ];
-    if (isShelved(a)) facts.push(["Shelved", `until ${fmtTime(a.shelved_until_ms)}: ${a.shelve_reason || ""}`]);
-    if (a.escalation_level) facts.push(["Escalation level", String(a.escalation_level)]);
+    if (isShelved(a)) facts.push([t("shelved"), `${t("shelved_until", { time: fmtTime(a.shelved_until_ms) })}: ${a.shelve_reason || ""}`]);
+    if (a.escalation_level) facts.push([t("f_escalation"), fmtNumber(a.escalation_level, 0)]);
     $("alert-facts").replaceChildren(...facts.flatMap(([k, v]) => [h("dt", null, k), h("dd", null, v)]));
     $("alert-history").replaceChildren(...a.history.slice().reverse().map((e) => h("tr", null,
       h("td", null, fmtTime(e.ts_ms)), h("td", null, e.who || "—"), h("td", null, e.action),
       h("td", null, `${e.from_state} → ${e.to_state}`), h("td", null, readableReason(e.reason)))));
     $("alert-notes").replaceChildren(...(a.notes.length ? a.notes.map((n) => h("li", null, n.text, " ",
-      h("small", null, `${n.who}, ${fmtTime(n.ts_ms)}`))) : [h("li", { class: "hint" }, "no notes")]));
+      h("small", null, `${n.who}, ${fmtTime(n.ts_ms)}`))) : [h("li", { class: "hint" }, t("no_notes"))]));
     $("alert-actions").hidden = !may(ALERT_ROLES);
     $("ack-form").hidden = !(a.state === "active_unack" || a.state === "cleared_unack");
     $("shelve-form").hidden = isShelved(a);
@@ -1297,7 +1522,7 @@
           signal: ctrl.signal, cache: "no-store",
         });
         if (response.status === 401) {
-          sessionEnded("Your session has ended: log in again.");
+          sessionEnded(t("session_ended"));
           return;
         }
         if (!response.ok || !response.body) throw new Error(`the stream answered ${response.status}`);
@@ -1363,6 +1588,9 @@
       data = JSON.parse(text);
     } catch (err) {
       return; // not an event this console knows how to read
+    }
+    if (data && data.site && state.sites.length && !state.sites.some((x) => x.site === data.site)) {
+      debounce("sites", 1000, loadSites); // a site that came after the page loaded its list: on the overview too
     }
     if (kind === "reading") applyReading(data);
     else if (kind === "status") applyStatus(data);
@@ -1519,6 +1747,7 @@
       $("gate-confirm").hidden = true;
     });
     $("all-audiences").addEventListener("change", loadAlerts);
+    $("f-audience").addEventListener("change", loadAlerts);
     $("active-only").addEventListener("change", loadAlerts);
     $("alerts-refresh").addEventListener("click", loadAlerts);
     $("alert-close").addEventListener("click", closeAlert);

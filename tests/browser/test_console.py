@@ -58,9 +58,20 @@ def test_first_login_changes_the_password_then_shows_every_site(browser: Any, st
     assert not stack.password_changed or page.is_visible("#login-view")
     _login(page, stack)
     tiles = page.locator("#schematic .site-tile")
+    deadline = time.monotonic() + 30  # the HJ 212 stations' site is known once they first report
+    while tiles.count() < len(MINI_SITES) and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert sorted(tiles.evaluate_all("els => els.map(e => e.dataset.site)")) == MINI_SITES
     assert "online" in page.inner_text("#overview-totals")
+    # the schematic by river and area: every site a dot, mini-water on its river in its area's column
+    dots = page.locator("#river-schematic g.sch-site")
+    assert sorted(dots.evaluate_all("els => els.map(e => e.dataset.site)")) == MINI_SITES
+    drawing = page.inner_text("#river-schematic")
+    assert all(word in drawing for word in ("Mini river", "North", "South", "Mini water site", "off the rivers"))
     page.screenshot(path=str(artifacts / "overview-en.png"), full_page=True)
+    page.click("#river-schematic g.sch-site[data-site=mini-safety]")  # click through to the site
+    page.wait_for_selector("#site-title[data-site='mini-safety']", timeout=10_000)
+    assert page.is_visible("#devices-view")
     assert page.script_errors == []
 
 
@@ -142,6 +153,23 @@ def test_a_gas_alarm_arrives_live_and_is_acknowledged_in_one_click(browser: Any,
     assert page.script_errors == []
 
 
+def test_an_environment_station_with_its_hourly_means(browser: Any, stack: Stack, artifacts: Path) -> None:
+    page = _page(browser, stack)
+    _login(page, stack)
+    _open_site(page, "mini-water")
+    page.click("tr[data-device=wq-1]", timeout=30_000)
+    page.wait_for_selector("#means:not([hidden])", timeout=10_000)
+    page.wait_for_selector("#means-rows tr", timeout=15_000)  # the stored means, or why there are none yet
+    rows = page.inner_text("#means-rows")
+    assert "no stored hourly means yet" in rows or "complies" in rows or "exceeded" in rows, rows
+    page.select_option("#chart-range", "3600000")  # a chosen time range
+    page.wait_for_selector("#chart canvas, #chart .empty", timeout=15_000)
+    assert re.search(r"\d{2}:\d{2}", page.inner_text("#chart-note") or "00:00")  # readable times, no epoch
+    assert not re.search(r"\b1\d{12}\b", page.inner_text("#device-panel"))
+    page.screenshot(path=str(artifacts / "environment.png"), full_page=True)
+    assert page.script_errors == []
+
+
 def test_chinese_where_the_browser_asks_for_it_and_switchable(browser: Any, stack: Stack, artifacts: Path) -> None:
     page = _page(browser, stack, locale="zh-CN")
     assert page.get_attribute("html", "lang") == "zh-CN"
@@ -149,6 +177,8 @@ def test_chinese_where_the_browser_asks_for_it_and_switchable(browser: Any, stac
     _login(page, stack)
     assert page.inner_text("#tabs button[data-tab=overview-view]") == "总览"
     page.locator("#overview-totals", has_text="台在线").wait_for(timeout=30_000)
+    assert page.locator("#river-schematic g.sch-site").count() == len(MINI_SITES)  # every site, in Chinese too
+    assert "非沿河站点" in page.inner_text("#river-schematic")
     page.screenshot(path=str(artifacts / "overview-zh.png"), full_page=True)
     page.click("#lang")
     assert page.get_attribute("html", "lang") == "en"

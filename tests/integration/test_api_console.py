@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 
 from api import ApiService, create_app
 from api.app import CONSOLE_DIR
-from tests.integration.test_api_support import make_config
+from tests.integration.test_api_support import USERS, add_users, login, make_config
 
 ROOT = Path(__file__).resolve().parents[2]
 JS = CONSOLE_DIR / "console.js"
@@ -25,7 +25,7 @@ NAMESPACES = {"http://www.w3.org/2000/svg"}
 VENDOR_HOMES = {"https://github.com/leeoniya/uPlot"}  # api/console/vendor/uPlot.iife.min.js's licence banner
 # What the console is for (the brief's list): each of these must be called somewhere in its script.
 REQUIRED = {
-    "/api/auth/login", "/api/auth/password", "/api/auth/logout", "/api/auth/me", "/api/sites",
+    "/api/auth/login", "/api/auth/password", "/api/auth/logout", "/api/auth/me", "/api/district",
     "/api/sites/{site}/devices", "/api/sites/{site}/latest", "/api/sites/{site}/devices/{device}/latest",
     "/api/sites/{site}/devices/{device}/history", "/api/alerts", "/api/alerts/{alert_id}",
     "/api/alerts/{alert_id}/ack", "/api/alerts/{alert_id}/shelve", "/api/alerts/{alert_id}/unshelve",
@@ -37,7 +37,11 @@ REQUIRED = {
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    service = ApiService(make_config(tmp_path_factory.mktemp("api-console")))
+    district = {"title": "Test district", "sites": {
+        "north-sluices": {"title": "North sluices", "river": "North river", "area": "Upper town", "km": 1.5},
+        "south-sluices": {"river": "North river", "km": 12}}}  # fmt: skip
+    service = ApiService(make_config(tmp_path_factory.mktemp("api-console"), district=district))
+    add_users(service)
     with TestClient(create_app(service, connect=False)) as c:
         yield c
 
@@ -202,3 +206,63 @@ def test_the_console_is_not_part_of_the_api_spec(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
     assert "/" not in paths
     assert not any(p.startswith("/console") for p in paths)
+
+
+def test_the_district_layout_names_each_visible_site_with_its_river_and_area(client: TestClient) -> None:
+    everyone = client.get("/api/district", headers=login(client, "viewer")).json()
+    assert everyone["title"] == "Test district"
+    by_site = {s["site"]: s for s in everyone["sites"]}
+    assert set(by_site) == {"north-sluices", "north-env", "south-sluices"}
+    assert by_site["north-sluices"] | {"devices": 0, "online": 0} == {
+        "site": "north-sluices", "title": "North sluices", "river": "North river", "area": "Upper town", "km": 1.5,
+        "devices": 0, "online": 0}  # fmt: skip
+    # a site the layout leaves out is shown off the rivers, in its access area; one without an area in its own
+    assert (by_site["north-env"]["river"], by_site["north-env"]["area"]) == ("", "north")
+    assert (by_site["south-sluices"]["area"], by_site["south-sluices"]["km"]) == ("south", 12)
+    # scoped to the user's areas, as /api/sites is
+    assert USERS["op-south"][1] == ["south"]
+    south = client.get("/api/district", headers=login(client, "op-south")).json()
+    assert [s["site"] for s in south["sites"]] == ["south-sluices"]
+
+
+_STRING = r'"(?:[^"\\]|\\.)*"'
+
+
+def _strings() -> dict[str, tuple[str, str]]:
+    """The console's STRINGS table: key -> (English, Chinese)."""
+    text = JS.read_text(encoding="utf-8")
+    block = text[text.index("const STRINGS = {") : text.index("\n  };", text.index("const STRINGS = {"))]
+    entries = re.findall(rf"(\w+):\s*\[\s*({_STRING})\s*,\s*({_STRING})\s*\]", block, re.S)
+    assert len(entries) == len(re.findall(r"\w+:\s*\[", block)), "an entry of STRINGS is not [English, Chinese]"
+    return {key: (en[1:-1], zh[1:-1]) for key, en, zh in entries}
+
+
+def test_every_string_of_the_console_is_in_both_languages(client: TestClient) -> None:
+    strings = _strings()
+    assert len(strings) > 100
+    for key, (en, zh) in strings.items():
+        assert en.strip(), key
+        assert zh.strip(), key
+        chinese = re.search(r"[\u4e00-\u9fff]", zh) or zh == en or key == "lang_switch"
+        assert chinese, f"{key}: the Chinese is not Chinese: {zh!r}"
+        assert sorted(re.findall(r"{\w+}", en)) == sorted(re.findall(r"{\w+}", zh)), f"{key}: placeholders differ"
+    js = JS.read_text(encoding="utf-8")
+    html = (CONSOLE_DIR / "index.html").read_text(encoding="utf-8")
+    used = set(re.findall(r"\bt\(\"(\w+)\"", js)) | set(re.findall(r'data-i18n(?:-ph)?="(\w+)"', html))
+    used |= set(re.findall(r'"data-i18n(?:-ph)?":\s*"(\w+)"', js))
+    missing = sorted(used - set(strings))
+    assert not missing, f"keys the console uses that STRINGS lacks: {missing}"
+    for prefix in set(re.findall(r"\bt\(`(\w+)\$\{", js)):  # t(`prio_${w}`): some key has the prefix
+        assert any(k.startswith(prefix) for k in strings), prefix
+
+
+def test_lifeline_up_gives_the_api_the_scenarios_district_layout() -> None:
+    from api.config import ApiConfig
+    from lifeline.up import _district
+    from simulators.scenario import load_scenario
+
+    config = ApiConfig.model_validate({"district": _district(load_scenario("baoshan"))})
+    sites = config.district.sites
+    assert set(sites) == {"yunzaobang-sluices", "lianqi-sluices", "env-monitoring", "emission-sources", "work-safety"}
+    assert (sites["yunzaobang-sluices"].river, sites["yunzaobang-sluices"].area) == ("Yunzaobang", "Wusong")
+    assert sites["work-safety"].river == ""  # off the rivers

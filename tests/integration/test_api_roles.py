@@ -30,6 +30,7 @@ ENDPOINTS: list[tuple[str, str, dict[str, Any] | None, set[str]]] = [
     ("GET", "/api/auth/me", None, ANY),
     ("POST", "/api/auth/password", {"old_password": "wrong-wrong-wrong", "new_password": "x" * 12}, ANY),
     ("GET", "/api/sites", None, ANY),
+    ("GET", "/api/district", None, ANY),
     ("GET", f"/api/sites/{S}/devices", None, ANY),
     ("GET", f"/api/sites/{S}/devices/{D}", None, ANY),
     ("GET", f"/api/sites/{S}/latest", None, ANY),
