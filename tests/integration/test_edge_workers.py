@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Callable
 
 import pytest
 
 from lifeline.services import Mosquitto
 from telemetry import Quality, decode_telemetry, topics
 from tests.helpers import Subscriber
-from tests.integration.conftest import RunningDistrict
+from tests.integration.conftest import RunningAgent, RunningDistrict
 
 pytestmark = pytest.mark.integration
 SITE = "mini-water"
@@ -28,7 +29,9 @@ def _by_device(sub: Subscriber) -> dict[str, list[tuple[int, int]]]:
     return out
 
 
-def test_workers_poll_publish_once_and_survive_kill(mini: RunningDistrict, mosquitto: Mosquitto, start_agent) -> None:
+def test_workers_poll_publish_once_and_survive_kill(
+    mini: RunningDistrict, mosquitto: Mosquitto, start_agent: Callable[..., RunningAgent]
+) -> None:
     config = mini.site_config(SITE, workers=2)
     sub = Subscriber(mosquitto, topics.telemetry_filter(SITE))
     running = start_agent(config)
