@@ -249,7 +249,9 @@ async def _measure(
     return Window(agent, cpu, responder_cpu, broker_cpu, wall, readings, failures, overruns)
 
 
-def run_step(broker: Mosquitto, devices: int, interval_s: float, window_s: float, workers: int | str) -> StepResult:
+def run_step(
+    broker: Mosquitto, devices: int, interval_s: float, window_s: float, workers: int | str, client: str = "lean"
+) -> StepResult:
     sims = SimProcess(devices)
     state = tempfile.TemporaryDirectory(prefix="lifeline-bench-edge-")  # the outbox file, as in a deployment
     try:
@@ -258,7 +260,7 @@ def run_step(broker: Mosquitto, devices: int, interval_s: float, window_s: float
                 "site": SITE,
                 "state_dir": state.name,
                 "broker": broker.config_for(f"edge-{SITE}"),
-                "modbus": {"timeout_s": 1.0},
+                "modbus": {"timeout_s": 1.0, "client": client},
                 "workers": workers,
                 "devices": [
                     {"id": f"wq-{i:04d}", "profile": PROFILE, "host": "127.0.0.1", "port": port,
@@ -267,7 +269,7 @@ def run_step(broker: Mosquitto, devices: int, interval_s: float, window_s: float
                 ],
             }
         )  # fmt: skip
-        warmup_s = min(3.0, 2 * interval_s + 1)
+        warmup_s = max(5.0, 2 * interval_s + 1)  # the workers start (spawn) and connect every device first
         broker_proc = getattr(broker, "proc", None)
         others = (sims.proc.pid, broker_proc.pid if broker_proc is not None else None)
         w = asyncio.run(_measure(config, warmup_s, window_s, interval_s, others))
@@ -301,7 +303,7 @@ def search(broker: Mosquitto, args: argparse.Namespace, workers: int | str) -> d
     worst: StepResult | None = None
 
     def step(n: int) -> StepResult:
-        result = run_step(broker, n, interval, float(args.step_seconds), workers)
+        result = run_step(broker, n, interval, float(args.step_seconds), workers, _client(args))
         results.append(result)
         if not args.json:
             print(_row(result), flush=True)
@@ -340,6 +342,10 @@ def search(broker: Mosquitto, args: argparse.Namespace, workers: int | str) -> d
     }
 
 
+def _client(args: argparse.Namespace) -> str:
+    return str(getattr(args, "modbus_client", "lean"))
+
+
 def _workers_arg(value: str) -> int | str:
     return value if value == "auto" else max(1, int(value))
 
@@ -350,7 +356,8 @@ def run(args: argparse.Namespace) -> int:
     load0 = os.getloadavg()
     if not args.json:
         print(f"cores: {cores} usable (os.cpu_count {os.cpu_count()}); load average {load0[0]:.2f} {load0[1]:.2f} "
-              f"{load0[2]:.2f}; workers: {workers}, then workers: 1 as the reference", flush=True)  # fmt: skip
+              f"{load0[2]:.2f}; modbus client: {_client(args)}; workers: {workers}, then workers: 1 as the reference",
+              flush=True)  # fmt: skip
     runs: list[dict[str, Any]] = []
     with (
         tempfile.TemporaryDirectory(prefix="lifeline-bench-") as tmp,
@@ -363,6 +370,7 @@ def run(args: argparse.Namespace) -> int:
     load1 = os.getloadavg()
     summary = {
         "cores": cores,
+        "modbus_client": _client(args),
         "load_average_start": [round(x, 2) for x in load0],
         "load_average_end": [round(x, 2) for x in load1],
         "points_per_device": 10,

@@ -56,6 +56,10 @@ class ModbusDefaults(BaseModel):
     backoff_initial_s: float = Field(default=1.0, gt=0)
     backoff_max_s: float = Field(default=60.0, gt=0)
     failures_before_offline: int = Field(default=1, ge=1, le=100)
+    client: Literal["pymodbus", "lean"] = Field(
+        default="pymodbus", description="the polls' Modbus TCP client: pymodbus, or lean (reads only, a fraction of "
+        "the CPU; edge_agent.modbus_client); gate commands always use pymodbus",
+    )  # fmt: skip
 
 
 class ControlConfig(BaseModel):

@@ -75,3 +75,27 @@ def test_workers_poll_publish_once_and_survive_kill(
     sub.close()
     running.stop()
     assert all(w.process is None for w in pool.workers), "the agent's stop ends its workers"
+
+
+def test_lean_client_in_workers_reads_what_pymodbus_reads(
+    mini: RunningDistrict, mosquitto: Mosquitto, start_agent: Callable[..., RunningAgent]
+) -> None:
+    """modbus: client: lean decodes every point of the simulated station the same; a dead device turns bad."""
+    forced = {"ph": 7.42, "do": 6.15, "cod": 18.5, "conductivity": 812.0, "water_temp": 17.25}
+    assert mini.district is not None
+    sim = mini.district.modbus["wq-1"]
+    mini.on_loop(lambda: [sim.set_value(p, v) for p, v in forced.items()])
+    sub = Subscriber(mosquitto, topics.telemetry(SITE, "wq-1"))
+    start_agent(mini.site_config(SITE, workers=2, modbus={"client": "lean"}))
+    got = sub.wait_for(lambda ms: len(ms) >= 2, timeout=15)
+    (sample,) = decode_telemetry(got[-1].payload).samples
+    for name, value in forced.items():
+        assert sample.values[name] == pytest.approx(value, rel=1e-6), name
+        assert sample.quality_of(name) is Quality.GOOD
+    mini.on_loop(sim.stop_answering)  # connected, silent: the lean client times out
+    samples_bad = sub.wait_for(
+        lambda ms: any(s.quality_of("ph") is Quality.BAD for m in ms for s in decode_telemetry(m.payload).samples),
+        timeout=15,
+    )
+    assert samples_bad
+    sub.close()
