@@ -69,20 +69,24 @@ class Shard:
     defaults: ModbusDefaults
     site: str
     keep_lateness: int
+    log_level: str = "INFO"
 
 
 def shard(
     devices: list[tuple[DeviceConfig, Profile, float]], n: int, defaults: ModbusDefaults, site: str, keep: int
 ) -> list[Shard]:
     """Round robin: neighbours in the config (often one station's devices) go to different workers."""
-    return [Shard(i, devices[i::n], defaults, site, keep) for i in range(n)]
+    level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
+    return [Shard(i, devices[i::n], defaults, site, keep, str(level)) for i in range(n)]
 
 
 # -- the worker process -------------------------------------------------------------------------------------------
 def worker_main(sh: Shard, conn: Connection, parent_pid: int) -> None:
     """Entry point of a worker process: poll the shard's devices until SIGTERM or the parent is gone."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent ends the workers
-    logging.basicConfig(level=logging.WARNING, format=f"%(asctime)s worker{sh.index} %(levelname)s %(message)s")
+    from lifeline import logs  # the agent's log format and level (a spawned process starts without them)
+
+    logs.setup(sh.log_level)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_worker(sh, conn, parent_pid))
 
