@@ -42,11 +42,13 @@ def test_workers_poll_publish_once_and_survive_kill(
     assert len(pool.workers) == 2
     assert len(sharded) >= 2
     gates = {d.id for d in config.devices if d.control and d.control.enabled}
+    assert gates == {"gate-1"}
     assert not gates & sharded, "gates stay in the agent, next to the commands and interlocks"
+    assert set(agent.commands.gates) == gates
     assert {p.device.id for p in agent.pollers} >= gates
 
     # every sharded device publishes, with good values, through the agent's one outbox
-    sub.wait_for(lambda ms: sharded <= set(_by_device(sub)), timeout=15)
+    sub.wait_for(lambda ms: sharded | gates <= set(_by_device(sub)), timeout=15)
     last = decode_telemetry(next(m.payload for m in reversed(sub.messages) if b'"wq-1"' in m.payload))
     assert last.samples[0].quality_of("ph") is Quality.GOOD
     assert agent.stats["wq-1"].readings > 0, "the workers' counters reach the agent's"
