@@ -224,6 +224,10 @@ async def _measure(
     asyncio.get_running_loop().remove_signal_handler(signal.SIGINT)
     stop = asyncio.Event()
     task = asyncio.ensure_future(agent.run(stop))
+    # the warm-up counts from when every device has been polled once (workers spawn and connect first), at most 30 s
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(st.polls == 0 for st in agent.stats.values()):  # noqa: ASYNC110
+        await asyncio.sleep(0.2)
     await asyncio.sleep(warmup_s)
     for st in agent.stats.values():
         st.lateness_s.clear()
@@ -269,7 +273,7 @@ def run_step(
                 ],
             }
         )  # fmt: skip
-        warmup_s = max(5.0, 2 * interval_s + 1)  # the workers start (spawn) and connect every device first
+        warmup_s = min(3.0, 2 * interval_s + 1)
         broker_proc = getattr(broker, "proc", None)
         others = (sims.proc.pid, broker_proc.pid if broker_proc is not None else None)
         w = asyncio.run(_measure(config, warmup_s, window_s, interval_s, others))
