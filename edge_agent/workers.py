@@ -34,7 +34,8 @@ log = logging.getLogger("lifeline.edge.workers")
 BATCH_S = 0.02  # a worker sends what it read at most this often (samples wait at most this long)
 RESTART_S = 1.0  # a dead worker is started again after this (doubling to RESTART_MAX_S while it keeps dying)
 RESTART_MAX_S = 10.0
-COUNTERS = ("polls", "poll_failures", "requests", "request_errors", "readings", "overruns")
+# sent as deltas every 0.5 s; readings are counted by the parent as the samples arrive (exact at any moment)
+COUNTERS = ("polls", "poll_failures", "requests", "request_errors", "overruns")
 
 # what a worker sends: a list of these tuples
 #   ("s", device, ts_ms, values, quality)   a sample
@@ -223,6 +224,7 @@ class WorkerPool:
             kind = item[0]
             if kind == "s":
                 _, device, ts, values, quality = item
+                self.stats[device].readings += len(values)
                 self.on_sample(device, Sample.model_construct(ts=ts, values=values, quality=quality))
             elif kind == "o":
                 self.on_status(item[1], item[2], item[3])
