@@ -44,6 +44,8 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--step-seconds", type=float, default=8.0, help="how long each device count runs")
     p.add_argument("--max-devices", type=int, default=8000, help="stop the search here")
     p.add_argument("--start", type=int, default=250, help="first device count (doubled until over the limit)")
+    p.add_argument("--workers", default="auto", help="the agent's workers: setting (default auto); 1 runs after it")
+    p.add_argument("--modbus-client", default="lean", choices=["lean", "pymodbus"], help="modbus: client:")
 
     p = _add(bench_sub, "bridge", "readings/s the bridge stores in InfluxDB, and its latency")
     p.add_argument("--json", action="store_true", help="print a JSON list, one object a case")

@@ -19,6 +19,7 @@ from edge_agent.mqtt_sensors import SensorHub
 from edge_agent.outbox import OutMessage
 from edge_agent.planner import plan
 from edge_agent.stats import DeviceStats, render
+from edge_agent.workers import WorkerPool, resolve_workers, shard
 from telemetry import AgentState, ContractError, DeviceStatus, Sample, Telemetry, decode_stored, encode, topics
 from telemetry.metrics import bound_port, serve_metrics
 
@@ -52,6 +53,20 @@ class EdgeAgent:
         enabled = [(d, site.profile_of(d)) for d in cfg.devices if d.enabled]
         modbus = [(d, p) for d, p in enabled if p.protocol == "modbus"]
         mqtt_devices = [(d, p) for d, p in enabled if p.protocol == "mqtt"]
+        phased = [
+            (d, p, (i / max(1, len(modbus))) * (d.poll_interval_s or p.poll_interval_s))
+            for i, (d, p) in enumerate(modbus)
+        ]
+        # the gates are polled here, next to the command executor and its interlocks; the rest may go to workers
+        shardable = [x for x in phased if not (x[0].control and x[0].control.enabled)]
+        self.workers: WorkerPool | None = None
+        n_workers = resolve_workers(cfg.workers, len(shardable))
+        if n_workers > 1:
+            self._profile_by_device = {d.id: p for d, p, _ in shardable}
+            shards = shard(shardable, n_workers, cfg.modbus, cfg.site, keep_lateness)
+            self.workers = WorkerPool(shards, self._on_worker_sample, self._on_worker_status, self.stats)
+            in_workers = {d.id for d, _, _ in shardable}
+            phased = [x for x in phased if x[0].id not in in_workers]
         self.pollers = [
             ModbusPoller(
                 d, p, cfg.modbus,
@@ -60,11 +75,12 @@ class EdgeAgent:
                 clock=self.clock,
                 stats=self.stats[d.id],
                 site=cfg.site,
-                phase_s=(i / max(1, len(modbus))) * (d.poll_interval_s or p.poll_interval_s),
+                phase_s=phase,
                 keep_lateness=keep_lateness,
             )
-            for i, (d, p) in enumerate(modbus)
+            for d, p, phase in phased
         ]  # fmt: skip
+        self._device_by_id = {d.id: d for d in cfg.devices}
         self.sensors = SensorHub(
             mqtt_devices, self._on_sensor_sample, self._on_sensor_status, self.dead_letters, self.clock, self.stats
         )
@@ -195,6 +211,12 @@ class EdgeAgent:
     def _status_sink(self, device: DeviceConfig, profile: Profile) -> StatusSink:
         return lambda online, reason: self.publish_status(device, profile, online, reason)
 
+    def _on_worker_sample(self, device: str, sample: Sample) -> None:
+        self.publish_sample(self._device_by_id[device], self._profile_by_device[device], sample)
+
+    def _on_worker_status(self, device: str, online: bool, reason: str) -> None:
+        self.publish_status(self._device_by_id[device], self._profile_by_device[device], online, reason)
+
     def _on_sensor_sample(self, device: DeviceConfig, profile: Profile, sample: Sample) -> None:
         self.publish_sample(device, profile, sample)
 
@@ -207,8 +229,8 @@ class EdgeAgent:
         cfg = self.site.config
         log.info(
             "edge agent starting site=%s modbus_devices=%d mqtt_sensors=%d controllable_gates=%d broker=%s:%d",
-            cfg.site, len(self.pollers), len(self.sensors.presence), len(self.commands.gates), cfg.broker.host,
-            cfg.broker.port,
+            cfg.site, len(self.pollers) + (self.workers.device_count if self.workers else 0),
+            len(self.sensors.presence), len(self.commands.gates), cfg.broker.host, cfg.broker.port,
         )  # fmt: skip
         keys = self.site.keys
         if keys is None:  # secure by default: nothing proves a command came from the API
@@ -221,6 +243,10 @@ class EdgeAgent:
                         "across restarts)", cfg.site)  # fmt: skip
         log.info("edge agent run=%s site=%s outbox_recovered=%d", self.run_id, cfg.site, self.outbox.recovered)
         self.commands.start()
+        if self.workers is not None:
+            self.workers.start()
+            log.info("modbus polling in %d worker processes site=%s devices_in_workers=%d", len(self.workers.workers),
+                     cfg.site, self.workers.device_count)  # fmt: skip
         tasks = [asyncio.ensure_future(p.run()) for p in self.pollers]
         tasks.append(asyncio.ensure_future(self._watch_sensors()))
         tasks.append(asyncio.ensure_future(self._maintain()))
@@ -233,6 +259,8 @@ class EdgeAgent:
         finally:
             for poller in self.pollers:
                 poller.request_stop()
+            if self.workers is not None:
+                self.workers.close()
             await _cancel_all(tasks, "pollers", timeout_s=5.0)
             await self.commands.close()
             await self._drain(stop_wait_s=2.0)

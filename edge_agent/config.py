@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -56,6 +56,10 @@ class ModbusDefaults(BaseModel):
     backoff_initial_s: float = Field(default=1.0, gt=0)
     backoff_max_s: float = Field(default=60.0, gt=0)
     failures_before_offline: int = Field(default=1, ge=1, le=100)
+    client: Literal["pymodbus", "lean"] = Field(
+        default="pymodbus", description="the polls' Modbus TCP client: pymodbus, or lean (reads only, a fraction of "
+        "the CPU; edge_agent.modbus_client); gate commands always use pymodbus",
+    )  # fmt: skip
 
 
 class ControlConfig(BaseModel):
@@ -163,6 +167,11 @@ class EdgeConfig(BaseModel):
     site_private_key: Path | None = Field(
         default=None, description="this site's private key (PEM, mode 0600): signs every result; with "
         "control_public_key",
+    )  # fmt: skip
+    workers: Annotated[int, Field(ge=1, le=64)] | Literal["auto"] = Field(
+        default="auto", description="processes that poll the Modbus devices: auto = one per usable core from 500 "
+        "Modbus devices on, else none; 1 = none (all in the agent's one process); the outbox, uplink, MQTT "
+        "sensors, commands and gates stay in the agent",
     )  # fmt: skip
     devices: list[DeviceConfig] = Field(min_length=1)
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+import struct
+from collections.abc import Callable, Mapping, Sequence
 
-from device_profiles import ModbusPoint, Profile, decode_point
+from device_profiles import ModbusPoint, Order, Profile, decode_point
 from device_profiles.derive import derive
+from device_profiles.registers import _STRUCT
 from edge_agent.planner import ReadRequest
 from telemetry import PointQuality, Quality, Value
 
@@ -34,19 +36,50 @@ def decode_point_reading(point: ModbusPoint, words: Sequence[int]) -> Reading:
     return value, check_range(point.range, value)
 
 
+PointDecoder = Callable[[Sequence[int]], Reading]  # the block's registers -> one point's reading
+# by id(request), with the request itself (kept alive, and checked: an id is reused only once it is gone); a
+# poller's requests live as long as it does, so this holds its plan and its splits
+_decoders: dict[int, tuple[ReadRequest, list[tuple[str, PointDecoder]]]] = {}
+
+
 def decode_block(request: ReadRequest, data: Sequence[int] | Sequence[bool]) -> dict[str, Reading]:
     """Readings of every point of ``request`` from the registers (or bits) the device answered."""
     if len(data) < request.count:
         reason = f"device answered {len(data)} of {request.count} registers"
         return {p.name: bad(reason) for p in request.points}
-    out: dict[str, Reading] = {}
-    for p in request.points:
-        offset = p.address - request.start
-        if request.function.is_bit:
-            out[p.name] = (bool(data[offset]), None)
-        else:
-            out[p.name] = decode_point_reading(p, [int(w) for w in data[offset : offset + p.count]])
-    return out
+    if request.function.is_bit:
+        return {p.name: (bool(data[p.address - request.start]), None) for p in request.points}
+    cached = _decoders.get(id(request))
+    if cached is None or cached[0] is not request:
+        cached = _decoders[id(request)] = (request, [(p.name, _decoder(p, p.address - request.start))
+                                                     for p in request.points])  # fmt: skip
+    decoders = cached[1]
+    words = [int(w) for w in data]
+    return {name: decode(words) for name, decode in decoders}
+
+
+def _decoder(point: ModbusPoint, offset: int) -> PointDecoder:
+    """One point's decoding, its struct formats and scaling worked out once (same results as decode_point)."""
+    end = offset + point.count
+    fmt = _STRUCT.get(point.type)
+    if fmt is None:  # bool, bit, string: the general path
+        return lambda words: decode_point_reading(point, words[offset:end])
+    value_struct = struct.Struct(fmt)
+    little = point.order in (Order.BADC, Order.DCBA)
+    words_struct = struct.Struct(("<" if little else ">") + f"{point.count}H")
+    reverse = point.order in (Order.CDAB, Order.DCBA)
+    factor, shift, point_range = point.scale, point.offset, point.range
+    identity = factor == 1.0 and shift == 0.0
+
+    def decode(words: Sequence[int]) -> Reading:
+        ws = words[offset:end]
+        raw: int | float = value_struct.unpack(words_struct.pack(*(ws[::-1] if reverse else ws)))[0]
+        value = raw if identity else raw * factor + shift
+        if isinstance(value, float) and not math.isfinite(value):
+            return bad(f"device sent {value} (not a finite number)")
+        return value, None if point_range is None else check_range(point_range, value)
+
+    return decode
 
 
 def with_derived(profile: Profile, tags: Mapping[str, str], readings: Mapping[str, Reading]) -> dict[str, Reading]:

@@ -101,6 +101,10 @@ class ModbusPoller:
         self.site = site
         self.phase_s = phase_s
         self.keep_lateness = keep_lateness
+        if client_factory is default_client_factory and defaults.client == "lean":
+            from edge_agent.modbus_client import lean_client_factory
+
+            client_factory = lean_client_factory
         self.client_factory = client_factory
         self._tags = {**profile.tags, **device.tags}  # what derived points read their settings from (o2_ref)
         self.client: ModbusClient | None = None

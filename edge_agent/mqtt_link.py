@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -59,6 +60,9 @@ class MqttLink:
         self._up = asyncio.Event()
         self._down = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        # acknowledgements from paho's thread, handed to the loop in batches: one wake-up for many, not one each
+        self._acks: deque[tuple[int, int]] = deque()
+        self._acks_scheduled = False
         self._client: mqtt.Client | None = None
         self._down_reason = ""
 
@@ -128,7 +132,7 @@ class MqttLink:
         client.on_connect = lambda c, u, f, rc, p: self._from_thread(self._on_connect, generation, rc)
         client.on_connect_fail = lambda c, u: self._from_thread(self._on_down, generation, "connect failed")
         client.on_disconnect = lambda c, u, f, rc, p: self._from_thread(self._on_down, generation, str(rc))
-        client.on_publish = lambda c, u, mid, rc, p: self._from_thread(self._on_ack, generation, mid)
+        client.on_publish = lambda c, u, mid, rc, p: self._ack_from_thread(generation, mid)
         if self.on_message is not None:
             client.on_message = lambda c, u, msg: self._from_thread(self._on_msg, generation, msg.topic, msg.payload)
         self._client = client
@@ -144,6 +148,19 @@ class MqttLink:
         if loop is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):  # the loop is closing: nothing is left to tell
                 loop.call_soon_threadsafe(fn, *args)
+
+    def _ack_from_thread(self, generation: int, mid: int) -> None:
+        self._acks.append((generation, mid))
+        if not self._acks_scheduled:
+            self._acks_scheduled = True
+            self._from_thread(self._on_acks)
+
+    def _on_acks(self) -> None:
+        self._acks_scheduled = False  # before draining: an ack appended from now on schedules another drain
+        acks = self._acks
+        while acks:
+            generation, mid = acks.popleft()
+            self._on_ack(generation, mid)
 
     async def _serve(self, client: mqtt.Client, stop: asyncio.Event) -> None:
         if self.birth is not None:
