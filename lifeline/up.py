@@ -255,6 +255,8 @@ def _admin_password(password_file: Path, log_path: Path, timeout_s: float = 15.0
             return f"user 'admin', one-time password {password} (change it at login)"
         lines = (log_path.read_text(errors="replace") if log_path.exists() else "").splitlines()
         if any("Uvicorn running" in line for line in lines):
+            if password_file.exists():  # written between the two looks (a loaded machine can pause this thread)
+                continue
             return "user 'admin' exists from an earlier run (password as set then)"
         time.sleep(0.2)
     return f"not known yet: see {log_path}"
