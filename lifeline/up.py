@@ -244,9 +244,10 @@ def _api_config(data_dir: Path, stack: Stack, site_files: dict[str, Path], keys_
     return _write_config(path, config)
 
 
-def _admin_password(password_file: Path, log_path: Path, timeout_s: float = 15.0) -> str:
+def _admin_password(password_file: Path, log_path: Path, timeout_s: float = 90.0) -> str:
     """What to print about the admin: the one-time password the API wrote to ``password_file`` at its first start
-    (read, then deleted: it is shown here, on the terminal, and kept nowhere), if it did now."""
+    (read, then deleted: it is shown here, on the terminal, and kept nowhere), if it did now. The wait is long: on
+    a loaded 2-core machine the API took 20 s from its config to the password file."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if password_file.exists():
