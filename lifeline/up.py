@@ -243,7 +243,7 @@ def _api_config(data_dir: Path, stack: Stack, site_files: dict[str, Path], keys_
     return _write_config(data_dir / "api.yaml", config)
 
 
-def _admin_password(password_file: Path, api_port: int, timeout_s: float = 15.0) -> str:
+def _admin_password(password_file: Path, api_port: int, timeout_s: float = 30.0) -> str:
     """What to print about the admin. The API hands the first admin's one-time password over in ``password_file``
     (``--bootstrap-password-file``): written whole (renamed into place), 0600, before it listens. So: the file, as
     soon as it is there (read, then deleted: shown here, on the terminal, and kept nowhere); else, once the API
