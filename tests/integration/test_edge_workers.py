@@ -86,7 +86,12 @@ def test_lean_client_in_workers_reads_what_pymodbus_reads(
     forced = {"ph": 7.42, "do": 6.15, "cod": 18.5, "conductivity": 812.0, "water_temp": 17.25}
     assert mini.district is not None
     sim = mini.district.modbus["wq-1"]
-    mini.on_loop(lambda: [sim.set_value(p, v) for p, v in forced.items()])
+
+    def force() -> None:
+        for point, value in forced.items():
+            sim.set_value(point, value)
+
+    mini.on_loop(force)
     sub = Subscriber(mosquitto, topics.telemetry(SITE, "wq-1"))
     start_agent(mini.site_config(SITE, workers=2, modbus={"client": "lean"}))
     got = sub.wait_for(lambda ms: len(ms) >= 2, timeout=15)
