@@ -7,6 +7,7 @@ tell the edge it was kept (in the dead letters) and need not be sent again.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -14,7 +15,8 @@ from pathlib import Path
 from device_profiles import DataType, JsonType, Profile
 from device_profiles.schema import InternalPoint, MqttPoint
 from edge_agent.config import load_site
-from telemetry import ContractError, Telemetry, TopicError, Value, decode_telemetry, topics
+from telemetry import ContractError, TopicError, Value, topics
+from telemetry.wire import SampleLike, TelemetryLike, decode_telemetry
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -27,7 +29,7 @@ class Origin:
     seq: int
 
     @classmethod
-    def of(cls, msg: Telemetry) -> Origin:
+    def of(cls, msg: TelemetryLike) -> Origin:
         return cls(msg.site, msg.device, msg.run, msg.seq)
 
 
@@ -122,10 +124,11 @@ def _describe(value: Value) -> str:
     return f"{'an' if kind == 'int' else 'a'} {kind} ({text[:60]}{'...' if len(text) > 60 else ''})"
 
 
-def check_values(msg: Telemetry, types: dict[str, Declared]) -> None:
+def check_values(msg: TelemetryLike, types: dict[str, Declared]) -> None:
     """Every value has the kind its point declares (null, a bad point, has none); ``Invalid`` names the first that
     does not: the point, its declared type and the value's type. Unknown points are refused too."""
-    for i, sample in enumerate(msg.samples):
+    samples: Sequence[SampleLike] = msg.samples
+    for i, sample in enumerate(samples):
         for name, value in sample.values.items():
             declared = types.get(name)
             if declared is None:
@@ -142,7 +145,7 @@ def check_values(msg: Telemetry, types: dict[str, Declared]) -> None:
 
 def check(
     topic: str, payload: bytes, registry: Registry, now_ms: int, max_future_ms: int, max_age_ms: int
-) -> Telemetry:
+) -> TelemetryLike:
     """The message if it may be stored; ``Invalid`` naming what is wrong otherwise."""
     try:
         where = topics.parse(topic)
@@ -170,7 +173,8 @@ def check(
     if msg.measurement != profile.measurement:
         raise Invalid(f"profile {msg.profile!r} is stored in {profile.measurement!r}, not {msg.measurement!r}", origin)
     check_values(msg, registry.types[msg.profile])
-    for sample in msg.samples:
+    samples: Sequence[SampleLike] = msg.samples
+    for sample in samples:
         if sample.ts > now_ms + max_future_ms:
             raise Invalid(f"sample time {sample.ts} is {(sample.ts - now_ms) / 1000:.0f} s in the future", origin)
         if sample.ts < now_ms - max_age_ms:

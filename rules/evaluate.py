@@ -17,7 +17,8 @@ from typing import Any
 from rules import _conditions as c
 from rules.schema import SEVERITY_RANK, Rule
 from rules.standards import NoiseZone, noise_verdict
-from telemetry.models import DeviceStatus, Sample, Telemetry, Value
+from telemetry.models import DeviceStatus, Value
+from telemetry.wire import SampleLike, TelemetryLike
 
 log = logging.getLogger(__name__)
 _NOISE_ZONES = frozenset(z.value for z in NoiseZone)
@@ -106,12 +107,12 @@ class Engine:
         return {k: st.active for k, st in self._states.items() if st.active}
 
     # --- evaluation --------------------------------------------------------------------------------------------
-    def observe(self, msg: Telemetry, received_ms: int | None = None) -> list[Transition]:
+    def observe(self, msg: TelemetryLike, received_ms: int | None = None) -> list[Transition]:
         """Evaluate a message. ``received_ms`` (when it arrived) keeps the deadman quiet while a backlog of old
         samples is replayed: a device is silent when nothing *arrives*, not when its samples are old."""
         out: list[Transition] = []
         self._profiles[(msg.site, msg.device)] = msg.profile
-        samples = sorted(msg.samples, key=lambda s: s.ts)
+        samples: list[SampleLike] = sorted(msg.samples, key=lambda s: s.ts)
         for rule in self.rules.values():
             if rule.offline is not None or rule.window is not None or not c.matches(rule, msg):
                 continue
@@ -156,7 +157,7 @@ class Engine:
                 out.extend(self._advance(rule, key, st, st.target, now_ms))
         return out
 
-    def _sample(self, rule: Rule, msg: Telemetry, sample: Sample) -> list[Transition]:
+    def _sample(self, rule: Rule, msg: TelemetryLike, sample: SampleLike) -> list[Transition]:
         out: list[Transition] = []
         for point, target in self._targets(rule, msg, sample):
             key = (rule.id, msg.site, msg.device, point)
@@ -164,7 +165,7 @@ class Engine:
             out.extend(self._advance(rule, key, st, target, sample.ts))
         return out
 
-    def _targets(self, rule: Rule, msg: Telemetry, sample: Sample) -> list[tuple[str, str | None]]:
+    def _targets(self, rule: Rule, msg: TelemetryLike, sample: SampleLike) -> list[tuple[str, str | None]]:
         """(point, target) pairs for one sample; this also updates the per-kind memory (rate, frozen, deadman)."""
         sev = rule.severity
         dev = (rule.id, msg.site, msg.device)
@@ -224,7 +225,7 @@ class Engine:
         st.detail = "condition met" if hit else "condition clear"
         return [(key[3], sev if hit else None)]
 
-    def _rate(self, rule: Rule, dev: tuple[str, str, str], sample: Sample) -> list[tuple[str, str | None]]:
+    def _rate(self, rule: Rule, dev: tuple[str, str, str], sample: SampleLike) -> list[tuple[str, str | None]]:
         assert rule.rate is not None
         r = rule.rate
         v = c.number(c.good_value(sample, r.point))
@@ -239,7 +240,7 @@ class Engine:
         st.value, st.detail = v, f"{r.point} changes {per_min:.3g}/min"
         return [(r.point, rule.severity if per_min > r.per_minute_above else None)]
 
-    def _frozen(self, rule: Rule, dev: tuple[str, str, str], sample: Sample) -> list[tuple[str, str | None]]:
+    def _frozen(self, rule: Rule, dev: tuple[str, str, str], sample: SampleLike) -> list[tuple[str, str | None]]:
         assert rule.frozen is not None
         fr = rule.frozen
         v = c.good_value(sample, fr.point)
@@ -251,7 +252,7 @@ class Engine:
         st.value, st.detail = v, f"{fr.point} unchanged for {st.repeat} samples"
         return [(fr.point, rule.severity if st.repeat >= fr.samples else None)]
 
-    def _noise(self, rule: Rule, msg: Telemetry, dev: tuple[str, str, str], sample: Sample
+    def _noise(self, rule: Rule, msg: TelemetryLike, dev: tuple[str, str, str], sample: SampleLike
                ) -> list[tuple[str, str | None]]:  # fmt: skip
         """GB 3096-2008 Table 1: the zone's day or night limit at the sample's local time (rules.standards)."""
         assert rule.noise is not None

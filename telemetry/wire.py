@@ -18,9 +18,9 @@ from typing import Annotated, Literal
 import msgspec
 
 from telemetry.codec import decode_telemetry as _decode_pydantic
-from telemetry.models import Quality, Telemetry
+from telemetry.models import Quality, Sample, Telemetry
 
-__all__ = ["TelemetryLike", "WireSample", "WireTelemetry", "decode_telemetry"]
+__all__ = ["SampleLike", "TelemetryLike", "WireSample", "WireTelemetry", "decode_telemetry"]
 
 _PointName = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,63}\Z")]
 _Id = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}\Z")]
@@ -32,8 +32,12 @@ _INT_MIN, _INT_END = -(2**63), 2**64
 
 
 class WirePointQuality(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    q: Literal["uncertain", "bad"]
+    q: Quality  # the enum member, as the model gives it (``pq.q is Quality.BAD`` holds); never good
     reason: Annotated[str, msgspec.Meta(min_length=1, max_length=300)]
+
+    def __post_init__(self) -> None:
+        if self.q is Quality.GOOD:
+            raise ValueError("good is no quality entry")
 
 
 class WireSample(msgspec.Struct, forbid_unknown_fields=True):
@@ -57,12 +61,12 @@ class WireSample(msgspec.Struct, forbid_unknown_fields=True):
         for name, pq in quality.items():
             if name not in values:
                 raise ValueError("quality without value")
-            if pq.q == "bad" and values[name] is not None:
+            if pq.q is Quality.BAD and values[name] is not None:
                 raise ValueError("bad but not null")
 
     def quality_of(self, point: str) -> Quality:
         pq = self.quality.get(point)
-        return Quality.GOOD if pq is None else Quality(pq.q)
+        return Quality.GOOD if pq is None else pq.q
 
 
 class WireTelemetry(msgspec.Struct, forbid_unknown_fields=True):
@@ -84,6 +88,7 @@ class WireTelemetry(msgspec.Struct, forbid_unknown_fields=True):
 
 # What the bridge and the rules engine read of a message: the same attributes either way.
 TelemetryLike = Telemetry | WireTelemetry
+SampleLike = Sample | WireSample
 
 _decoder = msgspec.json.Decoder(WireTelemetry)
 
