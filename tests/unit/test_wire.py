@@ -120,6 +120,7 @@ def _same(raw: bytes) -> None:
             assert {k: type(v) for k, v in ours.values.items()} == {k: type(v) for k, v in theirs.values.items()}
             assert ours.values == theirs.values
             assert {k: ours.quality_of(k) for k in ours.values} == {k: theirs.quality_of(k) for k in theirs.values}
+            assert all(ours.quality[k].q is theirs.quality[k].q for k in ours.quality)
     else:
         assert msg.model_dump(mode="python") == dumped
 
