@@ -19,7 +19,6 @@ benchmark).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 import threading
@@ -31,6 +30,7 @@ import paho.mqtt.client as mqtt
 import yaml
 
 from bench._broker import bench_client, closed_broker, service_broker
+from bench._figures import figure, write_json
 from bench.bridge import Publisher
 from lifeline.broker_auth import rules_account, rules_publisher_account
 from lifeline.services import Mosquitto, ServiceProcess, free_port
@@ -171,18 +171,15 @@ def run(args: argparse.Namespace) -> int:
                                     "lifeline_rules_broker_connected")  # fmt: skip
             try:
                 top = max_rate(broker, engine, args.messages)
-                if not args.json:
-                    print(f"max     {top['readings_per_s']:>8} readings/s evaluated ({top['messages']} messages of "
-                          f"{PER_MESSAGE} in {top['seconds']} s)", flush=True)  # fmt: skip
+                figure(f"max     {top['readings_per_s']:>8} readings/s evaluated ({top['messages']} messages of "
+                       f"{PER_MESSAGE} in {top['seconds']} s)")  # fmt: skip
                 load = steady(broker, engine, args.rate, args.seconds, args.probe_interval)
             finally:
                 engine.stop()
-    if args.json:
-        print(json.dumps({"readings_per_s": load["readings_per_s"], "p50_ms": load["p50_ms"],
-                          "p99_ms": load["p99_ms"], "max_readings_per_s": top["readings_per_s"],
-                          "steady": load, "max": top}))  # fmt: skip
-    else:
-        print(f"steady  {load['readings_per_s']:>8} readings/s offered, {load['evaluated_readings_per_s']} evaluated; "
-              f"reading-to-notification p50={load['p50_ms']} ms p99={load['p99_ms']} ms "
-              f"({load['notified']}/{load['probes']} probes notified)")  # fmt: skip
+    write_json(args.json, "alerts", {"readings_per_s": load["readings_per_s"], "p50_ms": load["p50_ms"],
+                                     "p99_ms": load["p99_ms"], "max_readings_per_s": top["readings_per_s"],
+                                     "steady": load, "max": top})  # fmt: skip
+    figure(f"steady  {load['readings_per_s']:>8} readings/s offered, {load['evaluated_readings_per_s']} evaluated; "
+           f"reading-to-notification p50={load['p50_ms']} ms p99={load['p99_ms']} ms "
+           f"({load['notified']}/{load['probes']} probes notified)")  # fmt: skip
     return 0

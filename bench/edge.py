@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bench._broker import closed_broker
+from bench._figures import figure, write_json
 from edge_agent import EdgeAgent, EdgeConfig, build_site
 from lifeline._run import install_stop_signals
 from lifeline.broker_auth import edge_account
@@ -168,8 +169,7 @@ def run(args: argparse.Namespace) -> int:
         while count <= args.max_devices:
             result = run_step(broker, count, interval, float(args.step_seconds))
             results.append(result)
-            if not args.json:
-                print(_row(result), flush=True)
+            figure(_row(result))
             if not result.on_time:
                 worst = result
                 break
@@ -184,8 +184,7 @@ def run(args: argparse.Namespace) -> int:
             mid = (best.devices + worst.devices) // 2
             result = run_step(broker, mid, interval, float(args.step_seconds))
             results.append(result)
-            if not args.json:
-                print(_row(result), flush=True)
+            figure(_row(result))
             if result.on_time:
                 best = result
             else:
@@ -201,14 +200,12 @@ def run(args: argparse.Namespace) -> int:
         "first_over_limit": asdict(worst) if worst else None,
         "steps": [asdict(r) for r in results],
     }
-    if args.json:
-        print(json.dumps(summary))
-    else:
-        print(
-            f"\none agent polls {summary['devices']} {PROFILE} devices every {interval:g} s on time "
-            f"(p99 lateness {summary['p99_lateness_ms']} ms), "
-            f"{summary['cpu_s_per_1000_readings']} CPU s per 1,000 readings"
-        )
+    write_json(args.json, "edge", summary)
+    figure(
+        f"\none agent polls {summary['devices']} {PROFILE} devices every {interval:g} s on time "
+        f"(p99 lateness {summary['p99_lateness_ms']} ms), "
+        f"{summary['cpu_s_per_1000_readings']} CPU s per 1,000 readings"
+    )
     return 0
 
 
