@@ -53,6 +53,8 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--readings", type=int, default=300_000, help="readings per drain case (a fifth for 1/message)")
     p.add_argument("--live-seconds", type=float, default=10.0)
     p.add_argument("--latency-seconds", type=float, default=10.0)
+    p.add_argument("--reference", action="store_true", help="drain the reference bridge alone (paho + orjson)")
+    p.add_argument("--drain-only", action="store_true", help="only the drain cases (Lifeline and the reference)")
 
     p = _add(bench_sub, "alerts", "reading-to-notification latency under load; max readings/s of one engine")
     p.add_argument("--json", metavar="PATH", help=_JSON_HELP)
