@@ -6,13 +6,15 @@ message gets exactly the ``ContractError`` text it always had, and a message tha
 (an integral float for ``ts``, a numeric string, ...) is still accepted, as the pydantic model it was. msgspec is
 never laxer than the models: tests/unit/test_wire.py compares both on a corpus of valid and invalid messages.
 
-Patterns end with ``\\Z``, not ``$``: msgspec uses Python's ``re``, where ``$`` also matches before a trailing
-newline, and pydantic's regex engine does not.
+Patterns are matched with ``fullmatch``, not ``$``: in Python's ``re`` a ``$`` also matches before a trailing
+newline, and in pydantic's regex engine it does not.
 """
 
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Iterable
 from typing import Annotated, Literal
 
 import msgspec
@@ -22,9 +24,38 @@ from telemetry.models import Quality, Sample, Telemetry
 
 __all__ = ["SampleLike", "TelemetryLike", "WireSample", "WireTelemetry", "decode_telemetry"]
 
-_PointName = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,63}\Z")]
-_Id = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}\Z")]
-_RunId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{0,40}\Z")]
+# The models' patterns, checked in __post_init__ against a cache of names already seen (msgspec's own pattern
+# check costs microseconds a key, and a district sends the same few hundred names again and again).
+_POINT = re.compile(r"[a-z][a-z0-9_]{0,63}").fullmatch
+_ID = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}").fullmatch
+_RUN = re.compile(r"[A-Za-z0-9_-]{0,40}").fullmatch
+_MAX_SEEN = 100_000
+_seen_points: set[str] = set()
+_seen_ids: set[str] = set()
+
+
+def _points_ok(names: Iterable[str]) -> bool:
+    for name in names:
+        if name not in _seen_points:
+            if name == "time" or _POINT(name) is None:
+                return False
+            if len(_seen_points) >= _MAX_SEEN:
+                _seen_points.clear()
+            _seen_points.add(name)
+    return True
+
+
+def _id_ok(text: str) -> bool:
+    if text in _seen_ids:
+        return True
+    if _ID(text) is None:
+        return False
+    if len(_seen_ids) >= _MAX_SEEN:
+        _seen_ids.clear()
+    _seen_ids.add(text)
+    return True
+
+
 # orjson reads an integer outside [-2**63, 2**64) as a float: msgspec refuses those (ts, seq: from 2**63),
 # and the models decide
 _Ts = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
@@ -42,14 +73,14 @@ class WirePointQuality(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
 class WireSample(msgspec.Struct, forbid_unknown_fields=True):
     ts: _Ts
-    values: dict[_PointName, bool | int | float | str | None]
-    quality: dict[_PointName, WirePointQuality] = {}
+    values: dict[str, bool | int | float | str | None]
+    quality: dict[str, WirePointQuality] = {}
 
     def __post_init__(self) -> None:  # the model's validators; the text comes from the model on fallback
         values, quality = self.values, self.quality
+        if not _points_ok(values):  # (quality names must be value names, checked below)
+            raise ValueError("point name")
         for name, value in values.items():
-            if name == "time":
-                raise ValueError("'time' is reserved")
             if value is None:
                 if name not in quality:
                     raise ValueError("null without quality")
@@ -70,20 +101,24 @@ class WireSample(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class WireTelemetry(msgspec.Struct, forbid_unknown_fields=True):
-    site: _Id
-    device: _Id
+    site: str
+    device: str
     profile: str
     measurement: str
     seq: _Ts
     samples: Annotated[list[WireSample], msgspec.Meta(min_length=1)]
     v: Literal[1] = 1
-    run: _RunId = ""
+    run: str = ""
     tags: dict[str, str] = {}
-    units: dict[_PointName, str] = {}
+    units: dict[str, str] = {}
 
     def __post_init__(self) -> None:
-        if "time" in self.units:
-            raise ValueError("'time' is reserved")
+        if not (_id_ok(self.site) and _id_ok(self.device)):
+            raise ValueError("id")
+        if self.run and _RUN(self.run) is None:
+            raise ValueError("run")
+        if self.units and not _points_ok(self.units):
+            raise ValueError("unit name")
 
 
 # What the bridge and the rules engine read of a message: the same attributes either way.
