@@ -143,21 +143,36 @@ def check_values(msg: TelemetryLike, types: dict[str, Declared]) -> None:
             )
 
 
+_MAX_TOPICS = 100_000
+_telemetry_topics: dict[str, tuple[str, str]] = {}  # telemetry topics already parsed: (site, device)
+
+
+def _telemetry_topic(topic: str) -> tuple[str, str]:
+    where = _telemetry_topics.get(topic)
+    if where is not None:
+        return where
+    try:
+        parsed = topics.parse(topic)
+    except TopicError as exc:
+        raise Invalid(str(exc)) from exc
+    if parsed.kind is not topics.Kind.TELEMETRY or parsed.device is None:
+        raise Invalid(f"topic {topic!r} is not a telemetry topic")
+    if len(_telemetry_topics) >= _MAX_TOPICS:
+        _telemetry_topics.clear()
+    where = _telemetry_topics[topic] = (parsed.site, parsed.device)
+    return where
+
+
 def check(
     topic: str, payload: bytes, registry: Registry, now_ms: int, max_future_ms: int, max_age_ms: int
 ) -> TelemetryLike:
     """The message if it may be stored; ``Invalid`` naming what is wrong otherwise."""
-    try:
-        where = topics.parse(topic)
-    except TopicError as exc:
-        raise Invalid(str(exc)) from exc
-    if where.kind is not topics.Kind.TELEMETRY:
-        raise Invalid(f"topic {topic!r} is not a telemetry topic")
+    site, device = _telemetry_topic(topic)
     try:
         msg = decode_telemetry(payload, topic)
     except ContractError as exc:
         raise Invalid(str(exc)) from exc
-    if (msg.site, msg.device) != (where.site, where.device):
+    if msg.site != site or msg.device != device:
         # no origin: an acknowledgement to the site the message names would let one site make another's edge forget
         raise Invalid(f"message is for {msg.site}/{msg.device} but came on topic {topic!r}")
     origin = Origin.of(msg)
