@@ -5,7 +5,7 @@ Loopback only: a Mosquitto of the benchmark's own (temporary folder), the rules 
 A reading is one point value; the load is water-quality samples of 10 readings each, from 200 stations.
 
 - max: messages are queued at the broker (in the engine's persistent session) before the clock starts; the figure
-  is readings evaluated per second from the engine's start until it has seen them all.
+  is readings evaluated per second from the engine's connection (not its process start) until it has seen them all.
 - steady: ``--rate`` readings/s (default 20,000) for ``--seconds``; meanwhile every ``--probe-interval`` a gas
   detector that has not alarmed before jumps to 60 %LEL (the shipped gas.lel rule's critical level, no delay).
   Latency is from that reading's publish to the notification arriving on ``lifeline/v1/alerts/notify/safety``:
@@ -98,15 +98,15 @@ def max_rate(broker: Mosquitto, engine: ServiceProcess, messages: int) -> dict[s
     for i in range(messages):
         pub.send(*wq(i % STATIONS, i, ts0 + i * 10))
     pub.close()
-    started = time.monotonic()
-    engine.start()
+    engine.start()  # returns once it is connected: the process start is not counted
+    started, base = time.monotonic(), _seen(engine)
     while time.monotonic() - started < 300 and _seen(engine) < messages:
-        time.sleep(0.02)
+        time.sleep(0.05)
     took = time.monotonic() - started
     seen = _seen(engine)
     engine.stop()
     return {"mode": "max", "messages": int(seen), "seconds": round(took, 2),
-            "readings_per_s": round(seen * PER_MESSAGE / took)}  # fmt: skip
+            "readings_per_s": round((seen - base) * PER_MESSAGE / took)}  # fmt: skip
 
 
 def steady(broker: Mosquitto, engine: ServiceProcess, rate: int, seconds: float, probe_s: float) -> dict[str, object]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
@@ -78,6 +79,8 @@ class Engine:
         self._states: dict[Key, AlertState] = {}
         self._profiles: dict[tuple[str, str], str] = {}  # (site, device) -> profile, as last seen
         self._noise_untagged: set[tuple[str, str, str]] = set()  # (rule, site, device) logged without a zone
+        # the sample rules that select a device, by what selection looks at (profile, site, device, tags)
+        self._selected: dict[tuple[str, str, str, tuple[tuple[str, str], ...]], list[Rule]] = {}
 
     # --- persistence -------------------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -112,10 +115,10 @@ class Engine:
         samples is replayed: a device is silent when nothing *arrives*, not when its samples are old."""
         out: list[Transition] = []
         self._profiles[(msg.site, msg.device)] = msg.profile
-        samples: list[SampleLike] = sorted(msg.samples, key=lambda s: s.ts)
-        for rule in self.rules.values():
-            if rule.offline is not None or rule.window is not None or not c.matches(rule, msg):
-                continue
+        samples: Sequence[SampleLike] = msg.samples
+        if len(samples) > 1:
+            samples = sorted(samples, key=lambda s: s.ts)
+        for rule in self._rules_for(msg):
             for sample in samples:
                 out.extend(self._sample(rule, msg, sample))
             if rule.deadman is not None and received_ms is not None:
@@ -123,6 +126,18 @@ class Engine:
                 if st is not None:
                     st.heard_ms = max(st.heard_ms or 0, received_ms)
         return out
+
+    def _rules_for(self, msg: TelemetryLike) -> list[Rule]:
+        """The sample rules (not offline, not window) that select this message's device, in rule order."""
+        tags = msg.tags
+        key = (msg.profile, msg.site, msg.device, tuple(sorted(tags.items())) if tags else ())
+        rules = self._selected.get(key)
+        if rules is None:
+            rules = [r for r in self.rules.values() if r.offline is None and r.window is None and c.matches(r, msg)]
+            if len(self._selected) >= 100_000:  # bounded: a foreign producer's tags could vary without end
+                self._selected.clear()
+            self._selected[key] = rules
+        return rules
 
     def status(self, st: DeviceStatus) -> list[Transition]:
         """A device's online/offline change from its edge agent: drives the ``offline`` rules."""
@@ -211,8 +226,10 @@ class Engine:
 
     def _get(self, key: Key, ts: int) -> AlertState | None:
         """The key's state, or None when the sample is older than one already seen (out of order: ignored)."""
-        st = self._states.setdefault(key, AlertState())
-        if st.last_ts is not None and ts < st.last_ts:
+        st = self._states.get(key)
+        if st is None:
+            st = self._states[key] = AlertState()
+        elif st.last_ts is not None and ts < st.last_ts:
             return None
         st.last_ts = ts
         return st
