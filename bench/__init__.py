@@ -55,6 +55,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--latency-seconds", type=float, default=10.0)
     p.add_argument("--reference", action="store_true", help="drain the reference bridge alone (paho + orjson)")
     p.add_argument("--drain-only", action="store_true", help="only the drain cases (Lifeline and the reference)")
+    p.add_argument("--per-message", default="1,10,100", help="readings per message of the cases (default 1,10,100)")
 
     p = _add(bench_sub, "alerts", "reading-to-notification latency under load; max readings/s of one engine")
     p.add_argument("--json", metavar="PATH", help=_JSON_HELP)

@@ -226,7 +226,7 @@ def run(args: argparse.Namespace) -> int:
             try:
                 reference = Reference(folder, broker, influx.url)
                 ours = None if args.reference else bridge
-                for readings in (1, 10, 100):
+                for readings in (int(n) for n in args.per_message.split(",")):
                     total = args.readings if readings > 1 else args.readings // 5
                     case = drain(broker, ours, reference, readings, total)
                     results.append(case)
