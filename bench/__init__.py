@@ -2,7 +2,8 @@
 
 One module a benchmark, each with ``run(args) -> int``; their arguments are registered here, in one place, and a
 module is imported only when its benchmark runs (so the ``lifeline`` command starts without loading them all).
-Figures are printed, never asserted by tests; the README's "Figures" section records them.
+Figures are printed, each with the machine's core count (bench._figures), and written by ``--json PATH``; never
+asserted by tests; the README's "Figures" section records them.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Any
 from lifeline import logs
 
 __all__ = ["add_parsers"]
+
+_JSON_HELP = "also write the figures, with the core count and the command, to PATH as JSON (-: standard output)"
 
 
 def _runner(name: str) -> Callable[[argparse.Namespace], int]:
@@ -39,7 +42,7 @@ def add_parsers(sub: Any) -> None:
     bench_sub = bench.add_subparsers(dest="target", required=True)
 
     p = _add(bench_sub, "edge", "how many Modbus devices one agent polls on time")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--json", metavar="PATH", help=_JSON_HELP)
     p.add_argument("--interval", type=float, default=1.0, help="poll interval in seconds (default 1)")
     p.add_argument("--step-seconds", type=float, default=8.0, help="how long each device count runs")
     p.add_argument("--max-devices", type=int, default=8000, help="stop the search here")
@@ -48,31 +51,34 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--modbus-client", default="lean", choices=["lean", "pymodbus"], help="modbus: client:")
 
     p = _add(bench_sub, "bridge", "readings/s the bridge stores in InfluxDB, and its latency")
-    p.add_argument("--json", action="store_true", help="print a JSON list, one object a case")
+    p.add_argument("--json", metavar="PATH", help=_JSON_HELP)
     p.add_argument("--readings", type=int, default=300_000, help="readings per drain case (a fifth for 1/message)")
     p.add_argument("--live-seconds", type=float, default=10.0)
     p.add_argument("--latency-seconds", type=float, default=10.0)
+    p.add_argument("--reference", action="store_true", help="drain the reference bridge alone (paho + orjson)")
+    p.add_argument("--drain-only", action="store_true", help="only the drain cases (Lifeline and the reference)")
+    p.add_argument("--per-message", default="1,10,100", help="readings per message of the cases (default 1,10,100)")
 
     p = _add(bench_sub, "alerts", "reading-to-notification latency under load; max readings/s of one engine")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--json", metavar="PATH", help=_JSON_HELP)
     p.add_argument("--rate", type=int, default=20_000, help="readings/s offered in the steady case (default 20k)")
     p.add_argument("--seconds", type=float, default=20.0, help="length of the steady case")
     p.add_argument("--probe-interval", type=float, default=0.25, help="seconds between gas-leak probes")
     p.add_argument("--messages", type=int, default=50_000, help="messages queued for the max case (10 readings each)")
 
     p = _add(bench_sub, "api", "latency of the API's latest and history reads")
-    p.add_argument("--json", action="store_true", help="print a JSON list, one object a case")
+    p.add_argument("--json", metavar="PATH", help=_JSON_HELP)
     p.add_argument("--devices", type=int, default=50, help="devices of the site (default 50)")
     p.add_argument("--interval-s", type=int, default=60, help="seconds between stored samples (default 60)")
     p.add_argument("--repeats", type=int, default=50, help="requests per case (default 50)")
 
     p = _add(bench_sub, "hj212", "packets/s one HJ 212 ingest process parses, answers and forwards with 500 stations")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--json", metavar="PATH", help=_JSON_HELP)
     p.add_argument("--stations", type=int, default=500, help="connected stations (default 500)")
     p.add_argument("--seconds", type=float, default=8.0, help="length of each phase (default 8)")
     p.add_argument("--interval-s", type=float, default=1.0, help="seconds between a station's paced packets")
 
     p = _add(bench_sub, "lineproto", "line protocol encoding speed: the bridge's encoder against influxdb_client's")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--json", metavar="PATH", help=_JSON_HELP)
     p.add_argument("--points", type=int, default=200_000, help="values encoded by the bridge's encoder")
     p.add_argument("--client-points", type=int, default=20_000, help="values encoded by influxdb_client's Point")

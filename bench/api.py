@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import tempfile
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import httpx
 
+from bench._figures import figure, write_json
 from lifeline.services import Influxd, free_port
 
 POINTS = ["ph", "do", "codmn", "cod", "nh3_n", "tp", "tn", "turbidity", "conductivity", "water_temp"]
@@ -113,12 +113,10 @@ def run(args: argparse.Namespace) -> int:
             end = int(time.time() * 1000)
             written = _fill(influx, args.devices, args.interval_s, end)
             results = asyncio.run(_measure(args, influx, data_dir))
-    if args.json:
-        print(json.dumps(results))
-        return 0
+    write_json(args.json, "api", results)
     print(f"API read latency: {args.devices} devices, 24 h of {len(POINTS)} points every {args.interval_s} s "
           f"({written:,} values) in InfluxDB 1.6.7, {args.repeats} requests a case")  # fmt: skip
     print(f"{'query':<14}{'devices':>8}{'p50 ms':>10}{'p99 ms':>10}")
     for r in results:
-        print(f"{r['query']:<14}{r['devices']:>8}{r['p50_ms']:>10}{r['p99_ms']:>10}")
+        figure(f"{r['query']:<14}{r['devices']:>8}{r['p50_ms']:>10}{r['p99_ms']:>10}")
     return 0

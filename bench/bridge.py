@@ -5,8 +5,10 @@ process (``lifeline bridge``) that reports through its metrics endpoint, and a Q
 with a bounded window. Cases, for 1, 10 and 100 readings per message (a reading is one point value; 10 readings are
 one water-quality sample, 100 are ten):
 
-- drain: the messages are queued at the broker (in the bridge's persistent session) before the clock starts; the
-  figure is readings stored per second from the bridge's start to the last one stored;
+- drain: the messages are queued at the broker (in the bridge's persistent session, and in the reference bridge's:
+  bench._reference_bridge, paho + orjson + line protocol and nothing else) before the clock starts; the figure is
+  readings stored per second from the bridge's connection to the last one stored, for Lifeline's bridge and then
+  the reference, with their ratio (``--reference``: the reference alone);
 - live: the publisher sends as fast as it can while the bridge stores; readings stored per second;
 - steady (mode ``live`` with ``"steady": true`` in JSON): 10k readings/s (10 per message) for
   ``--latency-seconds``.
@@ -19,13 +21,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
-from bench._broker import bench_client, closed_broker, service_broker
+from bench._broker import bench_account, bench_client, closed_broker, service_broker
+from bench._figures import figure, write_json
 from lifeline.broker_auth import bridge_account, bridge_publisher_account
 from lifeline.services import Influxd, Mosquitto, ServiceProcess, free_port
 from telemetry import Sample, Telemetry, encode, topics
@@ -93,25 +99,59 @@ def _wait_written(bridge: ServiceProcess, lines: int, timeout_s: float) -> float
     return time.monotonic() - start
 
 
-def drain(broker: Mosquitto, bridge: ServiceProcess, readings: int, total_readings: int) -> dict[str, object]:
+class Reference:
+    """The reference bridge (bench._reference_bridge) as a child process, with a bench-only account."""
+
+    def __init__(self, folder: Path, broker: Mosquitto, influx_url: str) -> None:
+        account = bench_account(broker, "reference")
+        self.path = folder / "reference.json"
+        self.base = {"broker": {"host": broker.host, "port": broker.port, "username": account.username,
+                                "password": account.secret()},
+                     "client_id": "bench-reference", "topic": "lifeline/v1/+/+/telemetry", "influx_url": influx_url,
+                     "database": "reference", "max_points": 5000, "max_delay_s": 0.2}  # fmt: skip
+
+    def run(self, expect_lines: int = 0, subscribe_only: bool = False) -> dict[str, Any]:
+        self.path.write_text(json.dumps({**self.base, "expect_lines": expect_lines, "subscribe_only": subscribe_only}))
+        self.path.chmod(0o600)
+        done = subprocess.run([sys.executable, "-m", "bench._reference_bridge", str(self.path)], capture_output=True,
+                              timeout=400, check=True)  # fmt: skip
+        return json.loads(done.stdout) if not subscribe_only else {}
+
+
+def drain(broker: Mosquitto, bridge: ServiceProcess | None, reference: Reference | None, readings: int,
+          total_readings: int) -> dict[str, object]:  # fmt: skip
+    """The same backlog queued for Lifeline's bridge and the reference (each its own session), drained one after
+    the other; readings/s from the connection to the last stored (the process start is not counted)."""
     count = total_readings // readings
-    bridge.start()
-    bridge.stop()  # the session stays at the broker and queues what follows
+    if bridge is not None:
+        bridge.start()
+        bridge.stop()  # the session stays at the broker and queues what follows
+    if reference is not None:
+        reference.run(subscribe_only=True)
     pub = Publisher(broker)
     ts0 = int(time.time() * 1000) - 3_600_000
     for i in range(count):
         pub.send(*message(i % DEVICES, i // DEVICES, readings, ts0 + i * 10))
     pub.close()
+    per_line = min(readings, 10)
     lines = count * max(1, readings // 10)
-    started = time.monotonic()
-    bridge.start()
-    base = 0.0  # a fresh process starts its counters at 0
-    while time.monotonic() - started < 300 and _written(bridge) - base < lines:
-        time.sleep(0.02)
-    took = time.monotonic() - started
-    bridge.stop()
-    return {"readings_per_message": readings, "mode": "drain", "readings_per_s": round(count * readings / took),
-            "messages": count, "seconds": round(took, 2), "p50_ms": None, "p99_ms": None}  # fmt: skip
+    case: dict[str, object] = {"readings_per_message": readings, "mode": "drain", "messages": count,
+                               "p50_ms": None, "p99_ms": None}  # fmt: skip
+    if bridge is not None:
+        bridge.start()  # returns once it is connected (and already storing)
+        started, base = time.monotonic(), _written(bridge)
+        while time.monotonic() - started < 300 and _written(bridge) < lines:
+            time.sleep(0.05)  # each look renders the bridge's metrics: not too often
+        took = time.monotonic() - started
+        bridge.stop()
+        case.update(readings_per_s=round((lines - base) * per_line / took), seconds=round(took, 2))
+    if reference is not None:
+        ref = reference.run(expect_lines=lines)
+        case["reference_readings_per_s"] = round(ref["lines"] * per_line / ref["seconds"])
+        case["reference_seconds"] = ref["seconds"]
+        if bridge is not None:
+            case["ratio"] = round(case["readings_per_s"] / case["reference_readings_per_s"], 2)  # type: ignore[operator]
+    return case
 
 
 def live(broker: Mosquitto, bridge: ServiceProcess, readings: int, seconds: float) -> dict[str, object]:
@@ -169,6 +209,7 @@ def run(args: argparse.Namespace) -> int:
         accounts = [bridge_account(1), bridge_publisher_account(1)]
         with closed_broker(folder, accounts) as broker, Influxd(folder / "influx") as influx:
             influx.create_database("lifeline")
+            influx.create_database("reference")
             metrics_port = free_port()
             config = folder / "bridge.yaml"
             config.write_text(yaml.safe_dump({
@@ -183,28 +224,34 @@ def run(args: argparse.Namespace) -> int:
             bridge = ServiceProcess(["bridge"], config, metrics_port, folder / "bridge.log",
                                    "lifeline_bridge_broker_connected")  # fmt: skip
             try:
-                for readings in (1, 10, 100):
+                reference = Reference(folder, broker, influx.url)
+                ours = None if args.reference else bridge
+                for readings in (int(n) for n in args.per_message.split(",")):
                     total = args.readings if readings > 1 else args.readings // 5
-                    for case in (drain(broker, bridge, readings, total),
-                                 live(broker, bridge, readings, args.live_seconds)):  # fmt: skip
+                    case = drain(broker, ours, reference, readings, total)
+                    results.append(case)
+                    figure(_row(case))
+                    if ours is not None and not args.drain_only:
+                        case = live(broker, bridge, readings, args.live_seconds)
                         results.append(case)
-                        if not args.json:
-                            print(_row(case), flush=True)
-                case = latency(broker, bridge, 10_000, args.latency_seconds)
-                results.append(case)
-                if not args.json:
-                    print(_row(case), flush=True)
+                        figure(_row(case))
+                if ours is not None and not args.drain_only:
+                    case = latency(broker, bridge, 10_000, args.latency_seconds)
+                    results.append(case)
+                    figure(_row(case))
             finally:
                 bridge.stop()
-    if args.json:
-        print(json.dumps(results))
+    write_json(args.json, "bridge", results)
     return 0
 
 
 def _row(case: dict[str, object]) -> str:
     extra = f"  sample-to-stored p50={case['p50_ms']} ms p99={case['p99_ms']} ms" if case["p50_ms"] else ""
     mode = "steady" if case.get("steady") else case["mode"]
-    return (
-        f"{mode:<8} readings/message={case['readings_per_message']:<4} "
-        f"readings/s={case['readings_per_s']:>8}  messages={case['messages']} in {case['seconds']} s{extra}"
-    )
+    head = f"{mode:<8} readings/message={case['readings_per_message']:<4} "
+    if "readings_per_s" not in case:  # --reference: the reference alone
+        return f"{head}reference readings/s={case['reference_readings_per_s']:>8}  messages={case['messages']}"
+    row = f"{head}readings/s={case['readings_per_s']:>8}  messages={case['messages']} in {case['seconds']} s{extra}"
+    if "ratio" in case:
+        row += f"  reference readings/s={case['reference_readings_per_s']:>8}  ratio={case['ratio']}"
+    return row

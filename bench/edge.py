@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._broker import closed_broker
+from bench._figures import figure, write_json
 from device_profiles import Function, load_catalogue
 from edge_agent import EdgeAgent, EdgeConfig, build_site
 from edge_agent.workers import usable_cores
@@ -309,8 +310,7 @@ def search(broker: Mosquitto, args: argparse.Namespace, workers: int | str) -> d
     def step(n: int) -> StepResult:
         result = run_step(broker, n, interval, float(args.step_seconds), workers, _client(args))
         results.append(result)
-        if not args.json:
-            print(_row(result), flush=True)
+        figure(_row(result))
         return result
 
     while count <= args.max_devices:
@@ -358,18 +358,16 @@ def run(args: argparse.Namespace) -> int:
     cores = usable_cores()
     workers = _workers_arg(str(getattr(args, "workers", "auto")))
     load0 = os.getloadavg()
-    if not args.json:
-        print(f"cores: {cores} usable (os.cpu_count {os.cpu_count()}); load average {load0[0]:.2f} {load0[1]:.2f} "
-              f"{load0[2]:.2f}; modbus client: {_client(args)}; workers: {workers}, then workers: 1 as the reference",
-              flush=True)  # fmt: skip
+    print(f"cores: {cores} usable (os.cpu_count {os.cpu_count()}); load average {load0[0]:.2f} {load0[1]:.2f} "
+          f"{load0[2]:.2f}; modbus client: {_client(args)}; workers: {workers}, then workers: 1 as the reference",
+          flush=True)  # fmt: skip
     runs: list[dict[str, Any]] = []
     with (
         tempfile.TemporaryDirectory(prefix="lifeline-bench-") as tmp,
         closed_broker(Path(tmp), [edge_account(SITE)]) as broker,
     ):
         for setting in [workers] if workers == 1 else [workers, 1]:
-            if not args.json:
-                print(f"-- workers: {setting}", flush=True)
+            print(f"-- workers: {setting}", flush=True)
             runs.append(search(broker, args, setting))
     load1 = os.getloadavg()
     summary = {
@@ -383,17 +381,15 @@ def run(args: argparse.Namespace) -> int:
         "reference_workers_1": {k: v for k, v in runs[-1].items() if k != "steps"} if len(runs) > 1 else None,
         "steps": [s for r in runs for s in r["steps"]],
     }
-    if args.json:
-        print(json.dumps(summary))
-    else:
-        print(f"\non {cores} cores (load average {load1[0]:.2f} at the end):")
-        for r in runs:
-            print(
-                f"  workers: {r['workers_setting']} ({r['workers']} process(es) polling): {r['devices']} {PROFILE} "
-                f"devices every {r['interval_s']:g} s on time (p99 lateness {r['p99_lateness_ms']} ms), "
-                f"{r['cpu_s_per_1000_readings']} CPU s per 1,000 readings (agent and workers; responder "
-                f"{r['responder_cpu_percent']}% and broker {r['broker_cpu_percent']}% of a core apart)"
-            )
+    write_json(args.json, "edge", summary)
+    print(f"\non {cores} cores (load average {load1[0]:.2f} at the end):")
+    for r in runs:
+        print(
+            f"  workers: {r['workers_setting']} ({r['workers']} process(es) polling): {r['devices']} {PROFILE} "
+            f"devices every {r['interval_s']:g} s on time (p99 lateness {r['p99_lateness_ms']} ms), "
+            f"{r['cpu_s_per_1000_readings']} CPU s per 1,000 readings (agent and workers; responder "
+            f"{r['responder_cpu_percent']}% and broker {r['broker_cpu_percent']}% of a core apart)"
+        )
     return 0
 
 

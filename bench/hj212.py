@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import signal
 import statistics
@@ -33,6 +32,7 @@ from typing import Any
 import yaml
 
 from bench._broker import closed_broker, service_broker
+from bench._figures import figure, write_json
 from edge_agent.hj212.framing import encode_frame
 from edge_agent.hj212.segment import build_segment
 from lifeline.broker_auth import hj212_account
@@ -41,7 +41,6 @@ from lifeline.services import Mosquitto, free_port, wait_for_port
 PASSWORD = "bench1"
 SITE = "bench"
 PACKETS_PER_STATION = 20  # distinct prebuilt packets each station cycles through
-
 
 
 def _packets(mn: str, count: int) -> list[bytes]:
@@ -119,8 +118,10 @@ def _config(folder: Path, stations: int, broker: Mosquitto, port: int) -> Path:
         "client_id": "hj212",
         "publish": {"max_inflight": 1000},
         "passwords_file": str(pw),
-        "stations": [{"mn": mn, "site": SITE, "device": f"cems-{i:04d}", "profile": "flue_gas_cems_hj212"}
-                     for i, mn in enumerate(mns)],
+        "stations": [
+            {"mn": mn, "site": SITE, "device": f"cems-{i:04d}", "profile": "flue_gas_cems_hj212"}
+            for i, mn in enumerate(mns)
+        ],
     }
     path = folder / "hj212.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -217,9 +218,7 @@ def run(args: argparse.Namespace) -> int:
                 server.wait(15)
             except subprocess.TimeoutExpired:
                 server.kill()
-    if args.json:
-        print(json.dumps(result))
-    else:
-        for key, value in result.items():
-            print(f"{key:32} {value}")
+    write_json(args.json, "hj212", result)
+    for key, value in result.items():
+        figure(f"{key:32} {value}")
     return 0

@@ -10,10 +10,10 @@ fewer points, as it is an order of magnitude slower.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from typing import Any
 
+from bench._figures import figure, write_json
 from broker_bridge.lineproto import LineEncoder
 from telemetry.models import Quality, Telemetry
 
@@ -134,12 +134,10 @@ def measure(points: int = 200_000, client_points: int = 20_000) -> dict[str, flo
 def run(args: argparse.Namespace) -> int:
     """``lifeline bench lineproto``: print the figures of :func:`measure`."""
     figures = measure(args.points, args.client_points)
-    if args.json:
-        print(json.dumps(figures))
-        return 0
+    write_json(args.json, "lineproto", figures)
     f = figures
-    print(f"LineEncoder: {f['points']} points in {f['lines']} lines ({f['series']} series): "
+    figure(f"LineEncoder: {f['points']} points in {f['lines']} lines ({f['series']} series): "
           f"{f['line_encoder_us_per_point']} µs/point, {f['line_encoder_points_per_s']} points/s")  # fmt: skip
-    print(f"influxdb_client Point: {f['influxdb_client_points']} points: {f['influxdb_client_us_per_point']} "
+    figure(f"influxdb_client Point: {f['influxdb_client_points']} points: {f['influxdb_client_us_per_point']} "
           f"µs/point; LineEncoder is {f['speedup']}x faster")  # fmt: skip
     return 0

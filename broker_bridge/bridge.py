@@ -27,6 +27,7 @@ import sqlite3
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from itertools import chain
 
 from broker_bridge.config import BridgeConfig
 from broker_bridge.deadletter import DeadLetterStore
@@ -130,8 +131,9 @@ class Bridge:
         while not stop.is_set():
             wait = cfg.max_delay_s if not batch.items else max(0.0, batch.started + cfg.max_delay_s - time.monotonic())
             await self.consumer.wait(min(wait, 0.2))
+            now, received = time.time(), time.monotonic()  # once a burst (at most max_points lines, well under 1 s)
             while inbox and batch.lines < cfg.max_points:
-                item = self._prepare(inbox.popleft())
+                item = self._prepare(inbox.popleft(), now, received)
                 if item is None:
                     continue
                 if not batch.items:
@@ -146,24 +148,25 @@ class Bridge:
         if batch.items:
             await self._batches.put(batch)
 
-    def _prepare(self, incoming: Incoming) -> Item | None:
+    def _prepare(self, incoming: Incoming, now: float, received: float) -> Item | None:
         """Validate and encode one message; a bad one is dead-lettered here (and confirmed with its batch)."""
         self.counters.received += 1
-        now = time.time()
         v = self.config.validation
         origin = None
         try:
             msg = check(incoming.topic, incoming.payload, self.registry, int(now * 1000),
                         int(v.max_future_s * 1000), int(v.max_age_s * 1000))  # fmt: skip
-            origin = Origin.of(msg)
+            origin = Origin(msg.site, msg.device, msg.run, msg.seq)
             lines = self.encoder.encode(msg)
         except (Invalid, ValueError) as exc:
             if isinstance(exc, Invalid):
                 origin = exc.origin
             if not self._dead_letter(incoming, str(exc), "validate", now):
                 return None  # not kept: neither confirmed nor acknowledged, the broker sends it again
-            return Item(incoming, [], time.monotonic(), origin=origin, kept=True)
-        return Item(incoming, lines, time.monotonic(), max(sample.ts for sample in msg.samples), origin)
+            return Item(incoming, [], received, origin=origin, kept=True)
+        samples = msg.samples
+        newest = samples[0].ts if len(samples) == 1 else max(sample.ts for sample in samples)
+        return Item(incoming, lines, received, newest, origin)
 
     def _dead_letter(self, incoming: Incoming, error: str, stage: str, now: float, points: int = 0) -> bool:
         """Keep the message in the dead letters; False if the store failed (a transient failure: not acked)."""
@@ -194,8 +197,7 @@ class Bridge:
             batch = await self._batches.get()
             try:
                 started = time.monotonic()
-                pairs = [(line, item) for item in batch.items for line in item.lines]
-                await self._write_pairs(pairs)
+                await self._write_batch(batch)
                 self._settle(batch)
                 took = time.monotonic() - started
                 self.counters.batches += 1
@@ -239,6 +241,18 @@ class Bridge:
                 if self.counters.stored_unsent in (1, 10, 100, 1000) or self.counters.stored_unsent % 10000 == 0:
                     log.warning("stored confirmation not sent site=%s reason='publish queue full' total=%d",
                                 stored.site, self.counters.stored_unsent)  # fmt: skip
+
+    async def _write_batch(self, batch: Batch) -> None:
+        """Write the batch's lines in one body; if InfluxDB refuses some, find them line by line (_write_pairs)."""
+        if not batch.lines:
+            return
+        body = "\n".join(chain.from_iterable(item.lines for item in batch.items)).encode()
+        try:
+            await self._retrying(lambda: self.writer.write(body), f"write of {batch.lines} points")
+        except (Rejected, TooLarge):  # rare: sent again below, as (line, item) pairs to bisect
+            await self._write_pairs([(line, item) for item in batch.items for line in item.lines])
+            return
+        self.counters.written_points += batch.lines
 
     async def _write_pairs(self, pairs: list[tuple[str, Item]]) -> None:
         """Write these lines; find and set aside the ones InfluxDB refuses for good (bisection)."""

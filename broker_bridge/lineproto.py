@@ -38,7 +38,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from telemetry.models import Quality, Sample, Telemetry
+from telemetry.models import Quality, Sample
+from telemetry.wire import TelemetryLike, WireSample
 
 __all__ = [
     "LineEncoder",
@@ -97,7 +98,7 @@ def series_key(line: str) -> str:
     return line[:i]
 
 
-def _series_prefix(msg: Telemetry) -> str:
+def _series_prefix(msg: TelemetryLike) -> str:
     tags: dict[str, str] = {}
     for key, value in msg.tags.items():
         ekey, evalue = escape_tag(key), escape_tag(value)
@@ -113,7 +114,7 @@ def _series_prefix(msg: Telemetry) -> str:
     return ",".join(parts)
 
 
-def _float_literal(msg: Telemetry, name: str, value: int) -> str:
+def _float_literal(msg: TelemetryLike, name: str, value: int) -> str:
     """An int as a float field, so a point never flips between integer and float field types (InfluxDB rejects
     the second type as a field type conflict). An int beyond 2**53 loses precision here (float64 has a 53-bit
     mantissa); the contract's numbers are register readings, far below that."""
@@ -140,7 +141,7 @@ class LineEncoder:
         """How many series prefixes the cache holds (never more than max_series)."""
         return len(self._series)
 
-    def encode(self, msg: Telemetry) -> list[str]:
+    def encode(self, msg: TelemetryLike) -> list[str]:
         """One line per sample that has a field, without a trailing newline. ValueError for a value that line
         protocol cannot carry (a non-finite number) or a measurement it cannot (see the module docstring)."""
         prefix = self._prefix(msg)
@@ -151,14 +152,14 @@ class LineEncoder:
                 lines.append(f"{prefix} {fields} {sample.ts}")
         return lines
 
-    def encode_batch(self, msgs: Iterable[Telemetry]) -> tuple[bytes, int]:
+    def encode_batch(self, msgs: Iterable[TelemetryLike]) -> tuple[bytes, int]:
         """The lines of all messages joined by newlines, UTF-8, and how many lines that is."""
         lines: list[str] = []
         for msg in msgs:
             lines.extend(self.encode(msg))
         return "\n".join(lines).encode(), len(lines)
 
-    def _prefix(self, msg: Telemetry) -> str:
+    def _prefix(self, msg: TelemetryLike) -> str:
         tags = msg.tags
         key: SeriesKey = (
             msg.measurement,
@@ -183,7 +184,7 @@ class LineEncoder:
         self._field_keys[name] = keys
         return keys
 
-    def _fields(self, msg: Telemetry, sample: Sample) -> str:
+    def _fields(self, msg: TelemetryLike, sample: Sample | WireSample) -> str:
         values = sample.values
         quality = sample.quality
         field_keys = self._field_keys

@@ -7,6 +7,7 @@ tell the edge it was kept (in the dead letters) and need not be sent again.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -14,7 +15,8 @@ from pathlib import Path
 from device_profiles import DataType, JsonType, Profile
 from device_profiles.schema import InternalPoint, MqttPoint
 from edge_agent.config import load_site
-from telemetry import ContractError, Telemetry, TopicError, Value, decode_telemetry, topics
+from telemetry import ContractError, TopicError, Value, topics
+from telemetry.wire import SampleLike, TelemetryLike, decode_telemetry
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -27,7 +29,7 @@ class Origin:
     seq: int
 
     @classmethod
-    def of(cls, msg: Telemetry) -> Origin:
+    def of(cls, msg: TelemetryLike) -> Origin:
         return cls(msg.site, msg.device, msg.run, msg.seq)
 
 
@@ -97,9 +99,12 @@ class Registry:
     profiles: dict[str, Profile]
     devices: dict[tuple[str, str], str] | None = None  # (site, device) -> profile name; None: any device
     types: dict[str, dict[str, Declared]] = field(init=False, repr=False, compare=False)
+    # (profile, point names, value types) of samples that passed check_values: the same shape passes again
+    checked: set[tuple[str, tuple[str, ...], tuple[type, ...]]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "types", {name: declared_types(p) for name, p in self.profiles.items()})
+        object.__setattr__(self, "checked", set())
 
     @classmethod
     def from_sites(cls, profiles: dict[str, Profile], site_paths: list[Path]) -> Registry:
@@ -122,10 +127,11 @@ def _describe(value: Value) -> str:
     return f"{'an' if kind == 'int' else 'a'} {kind} ({text[:60]}{'...' if len(text) > 60 else ''})"
 
 
-def check_values(msg: Telemetry, types: dict[str, Declared]) -> None:
+def check_values(msg: TelemetryLike, types: dict[str, Declared]) -> None:
     """Every value has the kind its point declares (null, a bad point, has none); ``Invalid`` names the first that
     does not: the point, its declared type and the value's type. Unknown points are refused too."""
-    for i, sample in enumerate(msg.samples):
+    samples: Sequence[SampleLike] = msg.samples
+    for i, sample in enumerate(samples):
         for name, value in sample.values.items():
             declared = types.get(name)
             if declared is None:
@@ -140,21 +146,36 @@ def check_values(msg: Telemetry, types: dict[str, Declared]) -> None:
             )
 
 
-def check(
-    topic: str, payload: bytes, registry: Registry, now_ms: int, max_future_ms: int, max_age_ms: int
-) -> Telemetry:
-    """The message if it may be stored; ``Invalid`` naming what is wrong otherwise."""
+_MAX_TOPICS = 100_000
+_telemetry_topics: dict[str, tuple[str, str]] = {}  # telemetry topics already parsed: (site, device)
+
+
+def _telemetry_topic(topic: str) -> tuple[str, str]:
+    where = _telemetry_topics.get(topic)
+    if where is not None:
+        return where
     try:
-        where = topics.parse(topic)
+        parsed = topics.parse(topic)
     except TopicError as exc:
         raise Invalid(str(exc)) from exc
-    if where.kind is not topics.Kind.TELEMETRY:
+    if parsed.kind is not topics.Kind.TELEMETRY or parsed.device is None:
         raise Invalid(f"topic {topic!r} is not a telemetry topic")
+    if len(_telemetry_topics) >= _MAX_TOPICS:
+        _telemetry_topics.clear()
+    where = _telemetry_topics[topic] = (parsed.site, parsed.device)
+    return where
+
+
+def check(
+    topic: str, payload: bytes, registry: Registry, now_ms: int, max_future_ms: int, max_age_ms: int
+) -> TelemetryLike:
+    """The message if it may be stored; ``Invalid`` naming what is wrong otherwise."""
+    site, device = _telemetry_topic(topic)
     try:
         msg = decode_telemetry(payload, topic)
     except ContractError as exc:
         raise Invalid(str(exc)) from exc
-    if (msg.site, msg.device) != (where.site, where.device):
+    if msg.site != site or msg.device != device:
         # no origin: an acknowledgement to the site the message names would let one site make another's edge forget
         raise Invalid(f"message is for {msg.site}/{msg.device} but came on topic {topic!r}")
     origin = Origin.of(msg)
@@ -169,8 +190,15 @@ def check(
         raise Invalid(f"unknown profile {msg.profile!r}", origin)
     if msg.measurement != profile.measurement:
         raise Invalid(f"profile {msg.profile!r} is stored in {profile.measurement!r}, not {msg.measurement!r}", origin)
-    check_values(msg, registry.types[msg.profile])
-    for sample in msg.samples:
+    samples: Sequence[SampleLike] = msg.samples
+    checked = registry.checked
+    shapes = [(msg.profile, tuple(s.values), tuple(map(type, s.values.values()))) for s in samples]
+    if not checked.issuperset(shapes):
+        check_values(msg, registry.types[msg.profile])
+        if len(checked) >= 100_000:  # bounded: a foreign producer's shapes could vary without end
+            checked.clear()
+        checked.update(shapes)
+    for sample in samples:
         if sample.ts > now_ms + max_future_ms:
             raise Invalid(f"sample time {sample.ts} is {(sample.ts - now_ms) / 1000:.0f} s in the future", origin)
         if sample.ts < now_ms - max_age_ms:

@@ -6,12 +6,13 @@ raises nor clears.
 
 from __future__ import annotations
 
-from device_profiles.derive import is_maintenance
+from device_profiles.derive import MAINTENANCE
 from rules.schema import SEVERITY_RANK, Compare, Rule, Scalar, State, Threshold
-from telemetry.models import DeviceStatus, Quality, Sample, Telemetry, Value
+from telemetry.models import DeviceStatus, Quality, Value
+from telemetry.wire import SampleLike, TelemetryLike
 
 
-def matches(rule: Rule, msg: Telemetry) -> bool:
+def matches(rule: Rule, msg: TelemetryLike) -> bool:
     sel = rule.select
     return (
         (sel.profile is None or msg.profile in sel.profile)
@@ -39,13 +40,14 @@ def number(value: Value) -> float | None:
     return float(value)
 
 
-def good_value(sample: Sample, point: str) -> Value:
+def good_value(sample: SampleLike, point: str) -> Value:
     """The point's value when present and not bad; None otherwise. Uncertain values are used (a gas reading above
     its range is still an alarm), except those taken during calibration or maintenance: values flagged other than
     N stay out of exceedance decisions (shared standards/hj212.md "Data flags"; the edge marks them ``maintenance``)."""
     if point not in sample.values or sample.quality_of(point) is Quality.BAD:
         return None
-    if is_maintenance(sample.quality.get(point)):
+    pq = sample.quality.get(point)  # device_profiles.derive.is_maintenance, for either decoding of the message
+    if pq is not None and pq.q is Quality.UNCERTAIN and pq.reason == MAINTENANCE:
         return None
     return sample.values[point]
 
@@ -100,7 +102,7 @@ def compare(c: Compare, value: Value) -> bool | None:
     return {"gt": x > y, "ge": x >= y, "lt": x < y, "le": x <= y}[c.op]
 
 
-def composite(terms: list[Compare], combine_all: bool, sample: Sample) -> bool | None:
+def composite(terms: list[Compare], combine_all: bool, sample: SampleLike) -> bool | None:
     """All/any over points of one device's sample; unknown if a needed point is missing or bad."""
     results = [compare(c, good_value(sample, c.point)) for c in terms]
     if combine_all:
@@ -112,7 +114,7 @@ def composite(terms: list[Compare], combine_all: bool, sample: Sample) -> bool |
     return None if None in results else False
 
 
-def is_bad(sample: Sample, point: str, include_uncertain: bool) -> bool | None:
+def is_bad(sample: SampleLike, point: str, include_uncertain: bool) -> bool | None:
     if point not in sample.values:
         return None
     q = sample.quality_of(point)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
@@ -17,7 +18,8 @@ from typing import Any
 from rules import _conditions as c
 from rules.schema import SEVERITY_RANK, Rule
 from rules.standards import NoiseZone, noise_verdict
-from telemetry.models import DeviceStatus, Sample, Telemetry, Value
+from telemetry.models import DeviceStatus, Value
+from telemetry.wire import SampleLike, TelemetryLike
 
 log = logging.getLogger(__name__)
 _NOISE_ZONES = frozenset(z.value for z in NoiseZone)
@@ -77,6 +79,8 @@ class Engine:
         self._states: dict[Key, AlertState] = {}
         self._profiles: dict[tuple[str, str], str] = {}  # (site, device) -> profile, as last seen
         self._noise_untagged: set[tuple[str, str, str]] = set()  # (rule, site, device) logged without a zone
+        # the sample rules that select a device, by what selection looks at (profile, site, device, tags)
+        self._selected: dict[tuple[str, str, str, tuple[tuple[str, str], ...]], list[Rule]] = {}
 
     # --- persistence -------------------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -106,15 +110,15 @@ class Engine:
         return {k: st.active for k, st in self._states.items() if st.active}
 
     # --- evaluation --------------------------------------------------------------------------------------------
-    def observe(self, msg: Telemetry, received_ms: int | None = None) -> list[Transition]:
+    def observe(self, msg: TelemetryLike, received_ms: int | None = None) -> list[Transition]:
         """Evaluate a message. ``received_ms`` (when it arrived) keeps the deadman quiet while a backlog of old
         samples is replayed: a device is silent when nothing *arrives*, not when its samples are old."""
         out: list[Transition] = []
         self._profiles[(msg.site, msg.device)] = msg.profile
-        samples = sorted(msg.samples, key=lambda s: s.ts)
-        for rule in self.rules.values():
-            if rule.offline is not None or rule.window is not None or not c.matches(rule, msg):
-                continue
+        samples: Sequence[SampleLike] = msg.samples
+        if len(samples) > 1:
+            samples = sorted(samples, key=lambda s: s.ts)
+        for rule in self._rules_for(msg):
             for sample in samples:
                 out.extend(self._sample(rule, msg, sample))
             if rule.deadman is not None and received_ms is not None:
@@ -122,6 +126,18 @@ class Engine:
                 if st is not None:
                     st.heard_ms = max(st.heard_ms or 0, received_ms)
         return out
+
+    def _rules_for(self, msg: TelemetryLike) -> list[Rule]:
+        """The sample rules (not offline, not window) that select this message's device, in rule order."""
+        tags = msg.tags
+        key = (msg.profile, msg.site, msg.device, tuple(sorted(tags.items())) if tags else ())
+        rules = self._selected.get(key)
+        if rules is None:
+            rules = [r for r in self.rules.values() if r.offline is None and r.window is None and c.matches(r, msg)]
+            if len(self._selected) >= 100_000:  # bounded: a foreign producer's tags could vary without end
+                self._selected.clear()
+            self._selected[key] = rules
+        return rules
 
     def status(self, st: DeviceStatus) -> list[Transition]:
         """A device's online/offline change from its edge agent: drives the ``offline`` rules."""
@@ -156,7 +172,7 @@ class Engine:
                 out.extend(self._advance(rule, key, st, st.target, now_ms))
         return out
 
-    def _sample(self, rule: Rule, msg: Telemetry, sample: Sample) -> list[Transition]:
+    def _sample(self, rule: Rule, msg: TelemetryLike, sample: SampleLike) -> list[Transition]:
         out: list[Transition] = []
         for point, target in self._targets(rule, msg, sample):
             key = (rule.id, msg.site, msg.device, point)
@@ -164,7 +180,7 @@ class Engine:
             out.extend(self._advance(rule, key, st, target, sample.ts))
         return out
 
-    def _targets(self, rule: Rule, msg: Telemetry, sample: Sample) -> list[tuple[str, str | None]]:
+    def _targets(self, rule: Rule, msg: TelemetryLike, sample: SampleLike) -> list[tuple[str, str | None]]:
         """(point, target) pairs for one sample; this also updates the per-kind memory (rate, frozen, deadman)."""
         sev = rule.severity
         dev = (rule.id, msg.site, msg.device)
@@ -210,8 +226,10 @@ class Engine:
 
     def _get(self, key: Key, ts: int) -> AlertState | None:
         """The key's state, or None when the sample is older than one already seen (out of order: ignored)."""
-        st = self._states.setdefault(key, AlertState())
-        if st.last_ts is not None and ts < st.last_ts:
+        st = self._states.get(key)
+        if st is None:
+            st = self._states[key] = AlertState()
+        elif st.last_ts is not None and ts < st.last_ts:
             return None
         st.last_ts = ts
         return st
@@ -224,7 +242,7 @@ class Engine:
         st.detail = "condition met" if hit else "condition clear"
         return [(key[3], sev if hit else None)]
 
-    def _rate(self, rule: Rule, dev: tuple[str, str, str], sample: Sample) -> list[tuple[str, str | None]]:
+    def _rate(self, rule: Rule, dev: tuple[str, str, str], sample: SampleLike) -> list[tuple[str, str | None]]:
         assert rule.rate is not None
         r = rule.rate
         v = c.number(c.good_value(sample, r.point))
@@ -239,7 +257,7 @@ class Engine:
         st.value, st.detail = v, f"{r.point} changes {per_min:.3g}/min"
         return [(r.point, rule.severity if per_min > r.per_minute_above else None)]
 
-    def _frozen(self, rule: Rule, dev: tuple[str, str, str], sample: Sample) -> list[tuple[str, str | None]]:
+    def _frozen(self, rule: Rule, dev: tuple[str, str, str], sample: SampleLike) -> list[tuple[str, str | None]]:
         assert rule.frozen is not None
         fr = rule.frozen
         v = c.good_value(sample, fr.point)
@@ -251,7 +269,7 @@ class Engine:
         st.value, st.detail = v, f"{fr.point} unchanged for {st.repeat} samples"
         return [(fr.point, rule.severity if st.repeat >= fr.samples else None)]
 
-    def _noise(self, rule: Rule, msg: Telemetry, dev: tuple[str, str, str], sample: Sample
+    def _noise(self, rule: Rule, msg: TelemetryLike, dev: tuple[str, str, str], sample: SampleLike
                ) -> list[tuple[str, str | None]]:  # fmt: skip
         """GB 3096-2008 Table 1: the zone's day or night limit at the sample's local time (rules.standards)."""
         assert rule.noise is not None

@@ -20,11 +20,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import msgspec
+
 from rules.config import RulesConfig
 from rules.evaluate import Engine, Transition
 from rules.schema import Rule
-from telemetry import ContractError, Telemetry, decode_status, decode_telemetry, topics
+from telemetry import ContractError, decode_status, topics
 from telemetry.mqtt_consumer import Consumer, Incoming
+from telemetry.wire import TelemetryLike, WireTelemetry, decode_telemetry
 
 log = logging.getLogger("lifeline.rules")
 
@@ -149,10 +152,13 @@ class RulesService:
                             "topic; the bridge keeps it in its dead letters)", item.topic, exc)  # fmt: skip
         return []
 
-    def _without_future(self, msg: Telemetry, horizon: int) -> Telemetry:
+    def _without_future(self, msg: TelemetryLike, horizon: int) -> TelemetryLike:
         # A wrong edge clock must not push a device's state into the future, where it would ignore every later sample.
         keep = [s for s in msg.samples if s.ts <= horizon]
         self.counters.future_samples += len(msg.samples) - len(keep)
+        if isinstance(msg, WireTelemetry):
+            replaced: WireTelemetry = msgspec.structs.replace(msg, samples=keep)
+            return replaced
         return msg.model_copy(update={"samples": keep})
 
     async def _emit(self, transitions: list[Transition]) -> None:
