@@ -7,6 +7,7 @@ import pytest
 from broker_bridge.validate import Declared, Invalid, Origin, Registry, ValueKind, check, declared_types
 from device_profiles import Profile, load_catalogue
 from telemetry import PointQuality, Quality, Sample, Telemetry, Value, encode, topics
+from telemetry.wire import WireTelemetry
 
 NOW = 1_760_000_000_000
 DAY = 86_400_000
@@ -29,7 +30,7 @@ def message(profile: str, values: dict[str, Value], *, device: str = "d1", site:
                      seq=seq, run=run, samples=[Sample(ts=NOW - 1000, values=values, quality=quality)])  # fmt: skip
 
 
-def run_check(msg: Telemetry, topic: str | None = None, registry: Registry = REGISTRY) -> Telemetry:
+def run_check(msg: Telemetry, topic: str | None = None, registry: Registry = REGISTRY) -> Telemetry | WireTelemetry:
     return check(topic or topics.telemetry(msg.site, msg.device), encode(msg), registry, NOW, 300_000, 30 * DAY)
 
 
