@@ -20,8 +20,8 @@ from edge_agent.outbox import OutMessage
 from edge_agent.planner import plan
 from edge_agent.stats import DeviceStats, render
 from edge_agent.workers import WorkerPool, resolve_workers, shard
+from infra.metrics import bound_port, serve_metrics
 from telemetry import AgentState, ContractError, DeviceStatus, Sample, Telemetry, decode_stored, encode, topics
-from telemetry.metrics import bound_port, serve_metrics
 
 log = logging.getLogger("lifeline.edge")
 

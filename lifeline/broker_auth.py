@@ -39,9 +39,9 @@ from typing import TYPE_CHECKING
 import orjson
 from pydantic import ValidationError
 
+from infra.mqtt_config import BrokerConfig, CredentialError, write_secret_file
 from rules.config import RULES_GROUP, PartitionConfig
 from telemetry import topics
-from telemetry.mqtt_config import BrokerConfig, CredentialError, write_secret_file
 
 if TYPE_CHECKING:
     from simulators.scenario import PlannedDevice, Scenario

@@ -7,7 +7,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from device_profiles import ConfigError
+from infra.config_loader import ConfigError
 from lifeline._run import Subparsers
 from lifeline.broker_auth import (
     named_partitions,

@@ -37,10 +37,12 @@ from api.config import (
 )
 from api.config import ListenConfig as ApiListen
 from broker_bridge.config import BridgeConfig, InfluxConfig, ValidationConfig
-from device_profiles import ConfigError, load_catalogue
+from device_profiles import load_catalogue
 from edge_agent.config import DeviceConfig, EdgeConfig, LoadedSite, load_site
 from edge_agent.hj212.config import Hj212Config, StationConfig
 from edge_agent.hj212.config import ListenConfig as Hj212Listen
+from infra.config_loader import ConfigError
+from infra.mqtt_config import BrokerConfig, CredentialError, TlsConfig, read_secret_file, write_secret_file
 from lifeline._run import install_stop_signals
 from lifeline.broker_auth import credential, hj212_site, platform_accounts, scenario_deployment, write_credentials
 from lifeline.config import DeploymentConfig, load_deployment
@@ -54,7 +56,6 @@ from simulators import District
 from simulators.hj212 import Hj212Fleet, demo_fleet
 from simulators.scenario import Scenario
 from telemetry.keys import KeyFileError, SiteKeyFiles, create_site_keys
-from telemetry.mqtt_config import BrokerConfig, CredentialError, TlsConfig, read_secret_file, write_secret_file
 
 log = logging.getLogger("lifeline.up")
 

@@ -8,10 +8,10 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from infra.mqtt_config import BrokerConfig, SubscriptionConfig
 from rules.loader import load_rules
 from rules.schema import Rule
 from telemetry import topics
-from telemetry.mqtt_config import BrokerConfig, SubscriptionConfig
 
 PACKS = Path(__file__).parent / "packs"
 

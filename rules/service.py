@@ -22,11 +22,11 @@ from typing import Any, Protocol
 
 import msgspec
 
+from infra.mqtt_consumer import Consumer, Incoming
 from rules.config import RulesConfig
 from rules.evaluate import Engine, Transition
 from rules.schema import Rule
 from telemetry import ContractError, decode_status, topics
-from telemetry.mqtt_consumer import Consumer, Incoming
 from telemetry.wire import TelemetryLike, WireTelemetry, decode_telemetry
 
 log = logging.getLogger("lifeline.rules")

@@ -10,10 +10,10 @@ from typing import TypeVar
 
 import httpx
 
+from infra.influx_query import InfluxQuery
 from lifeline.services import Influxd
 from rules import Transition
 from rules.valid_means import InfluxWriter
-from telemetry.influx_query import InfluxQuery
 
 T = TypeVar("T")
 

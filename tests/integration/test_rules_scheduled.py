@@ -12,9 +12,9 @@ from typing import TypeVar
 
 import pytest
 
+from infra.influx_query import InfluxQuery, Series
 from lifeline.services import free_port
 from rules import PACKS, ScheduledRules, Transition, WindowEvaluator, load_rules
-from telemetry.influx_query import InfluxQuery, Series
 from tests.integration.influx_db import Db, Sink
 
 pytestmark = pytest.mark.integration

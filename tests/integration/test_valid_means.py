@@ -9,10 +9,10 @@ from typing import TypeVar
 
 import pytest
 
+from infra.influx_query import InfluxQuery, Series
 from rules import PACKS, ScheduledRules, Transition, WindowEvaluator, load_rules
 from rules._means import MeansConfig
 from rules.valid_means import InfluxWriter, ValidMeans, load_means_config
-from telemetry.influx_query import InfluxQuery, Series
 from tests.integration.influx_db import Db, Sink
 
 pytestmark = pytest.mark.integration

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from device_profiles import ConfigError
+from infra.config_loader import ConfigError
 from lifeline.broker_auth import Access, Deployment, named_partitions, platform_accounts
 from lifeline.rules_cli import RulesServiceConfig, _with_partition, load_rules_service_config
 from rules.config import PartitionConfig, site_partition

@@ -13,15 +13,15 @@ import yaml
 
 from api.config import load_config as load_api_config
 from broker_bridge.config import InfluxConfig, load_bridge_config
-from device_profiles import ConfigError
 from edge_agent.config import load_site
 from edge_agent.hj212 import load_config as load_hj212_config
+from infra.config_loader import ConfigError
+from infra.mqtt_config import BrokerConfig, write_secret_file
 from lifeline.broker_auth import hj212_site
 from lifeline.config import DeploymentConfig
 from lifeline.rules_cli import load_rules_service_config
 from lifeline.up import Stack, _add_local_settings, _api_config, _bridge_config, _hj212, _rules_config
 from telemetry.keys import create_site_keys
-from telemetry.mqtt_config import BrokerConfig, write_secret_file
 
 SITE = "yunzaobang"
 ACCOUNTS = ["api", "bridge-1", "bridge-1-pub", "rules-1", "rules-1-pub", "hj212", f"edge-{SITE}"]
