@@ -9,10 +9,10 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, model_validator
 
 from alerts.db import DEFAULT_STORE_URL
-from device_profiles import ConfigError, field_error, read_yaml, validate
-from device_profiles._yaml import YamlDoc
+from device_profiles import field_error
+from infra.config_loader import ConfigError, YamlDoc, read_yaml, validate
+from infra.mqtt_config import BrokerConfig
 from telemetry.keys import KeyFileError, load_signing_key, load_verify_key
-from telemetry.mqtt_config import BrokerConfig
 from telemetry.signing import SigningKey, VerifyKey
 
 Id = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]

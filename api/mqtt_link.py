@@ -11,8 +11,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from infra.mqtt_config import BrokerConfig, configure_client
 from telemetry import topics
-from telemetry.mqtt_config import BrokerConfig, configure_client
 
 log = logging.getLogger("lifeline.api.mqtt")
 

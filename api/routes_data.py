@@ -17,8 +17,8 @@ from api.deps import ID_PATTERN, MAX_MS, TEXT_PATTERN, Admin, DeviceId, Reader, 
 from api.live import DeviceState
 from api.service import ApiService
 from device_profiles import Profile
+from infra.influx_query import LatestRow, Point, QueryError, QueryUnavailableError, choose_interval_ms
 from telemetry import Value
-from telemetry.influx_query import LatestRow, Point, QueryError, QueryUnavailableError, choose_interval_ms
 
 router = APIRouter()
 T = TypeVar("T")

@@ -3,7 +3,7 @@ rules.valid_means as ``air_quality_aqi_hourly`` / ``_daily``), the daily water c
 ``water_quality_class_daily``), and a device's stored valid hourly and daily means with the limits that apply to it.
 
 For the environment officer (scoped to their areas, like every route) and the admin; other roles get 403.
-Everything is read from InfluxDB with the API's reader (telemetry.influx_query): an unreachable InfluxDB is a 503,
+Everything is read from InfluxDB with the API's reader (infra.influx_query): an unreachable InfluxDB is a 503,
 a refused query a 502.
 """
 
@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from api.auth import Principal, Role
 from api.deps import ID_PATTERN, MAX_MS, DeviceId, Service, SiteId, Who, check_site, error, visible_sites
 from api.service import ApiService
+from infra.influx_query import QueryError, QueryUnavailableError, Series, quote_ident, quote_string
 from rules._means import COUNT_SUFFIX, REASON_SUFFIX
 from rules.indices import (
     AQI_DAILY,
@@ -32,7 +33,6 @@ from rules.indices import (
 from rules.schema import Rule
 from rules.standards import PARAMETERS, WaterBody, WaterClass
 from rules.valid_means import load_means_config
-from telemetry.influx_query import QueryError, QueryUnavailableError, Series, quote_ident, quote_string
 
 router = APIRouter()
 

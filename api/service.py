@@ -26,10 +26,10 @@ from api.mqtt_link import MqttLink
 from api.password_policy import PasswordPolicy
 from api.users import UserStore
 from device_profiles import Profile, load_catalogue, load_profiles
+from infra.influx_query import InfluxQuery
 from rules import PACKS, Rule, load_rules
 from telemetry import ContractError, TopicError, decode_status, decode_telemetry, topics
 from telemetry.commands import CommandResult
-from telemetry.influx_query import InfluxQuery
 
 log = logging.getLogger("lifeline.api")
 

@@ -16,9 +16,9 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from infra.mqtt_config import BrokerConfig, configure_client
 from lifeline.broker_auth import Account, credential, open_account, write_credentials
 from lifeline.services import Mosquitto
-from telemetry.mqtt_config import BrokerConfig, configure_client
 
 PREFIX = "bench-"  # every bench-only account's user name starts so
 

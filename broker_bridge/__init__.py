@@ -14,7 +14,7 @@ from broker_bridge.config import BridgeConfig, load_bridge_config
 from broker_bridge.deadletter import DeadLetter, DeadLetterStore
 from broker_bridge.lineproto import LineEncoder
 from broker_bridge.writer import V1Writer, V2Writer
-from telemetry.influx_query import InfluxQuery, QueryError
+from infra.influx_query import InfluxQuery, QueryError
 
 __all__ = [
     "Bridge",

@@ -35,10 +35,10 @@ from broker_bridge.stored import stored_messages
 from broker_bridge.validate import Invalid, Origin, Registry, check
 from broker_bridge.writer import Rejected, Retry, TooLarge, V1Writer, Writer, make_writer
 from device_profiles import load_catalogue
+from infra.metrics import bound_port, serve_metrics
+from infra.mqtt_consumer import Consumer, Incoming
+from infra.mqtt_publisher import Publisher
 from telemetry import encode, topics
-from telemetry.metrics import bound_port, serve_metrics
-from telemetry.mqtt_consumer import Consumer, Incoming
-from telemetry.mqtt_publisher import Publisher
 
 log = logging.getLogger("lifeline.bridge")
 

@@ -7,8 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from device_profiles import read_yaml, validate
-from telemetry.mqtt_config import BrokerConfig, SubscriptionConfig
+from infra.config_loader import read_yaml, validate
+from infra.mqtt_config import BrokerConfig, SubscriptionConfig
 
 
 class InfluxConfig(BaseModel):

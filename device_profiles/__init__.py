@@ -4,7 +4,6 @@
 from a sample's values; it is imported from there (it uses the wire contract's quality types).
 """
 
-from device_profiles._yaml import ConfigError, YamlDoc, read_yaml, validate
 from device_profiles.catalogue_loader import CATALOGUE, load_catalogue, load_profile, load_profiles
 from device_profiles.registers import EncodeError, decode_point, decode_raw, encode_point, scale
 from device_profiles.schema import (
@@ -25,7 +24,6 @@ from device_profiles.schema import _problem as field_error
 
 __all__ = [
     "CATALOGUE",
-    "ConfigError",
     "DataType",
     "EncodeError",
     "Function",
@@ -39,7 +37,6 @@ __all__ = [
     "Order",
     "Profile",
     "TimestampFormat",
-    "YamlDoc",
     "decode_point",
     "decode_raw",
     "encode_point",
@@ -47,7 +44,5 @@ __all__ = [
     "load_catalogue",
     "load_profile",
     "load_profiles",
-    "read_yaml",
     "scale",
-    "validate",
 ]

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from device_profiles._yaml import ConfigError, read_yaml, validate
 from device_profiles.schema import Profile
+from infra.config_loader import ConfigError, read_yaml, validate
 
 CATALOGUE = Path(__file__).parent / "catalogue"
 

@@ -19,8 +19,8 @@ from edge_agent.mqtt_sensors import SensorHub
 from edge_agent.outbox import OutMessage
 from edge_agent.planner import plan
 from edge_agent.stats import DeviceStats, render
+from infra.metrics import bound_port, serve_metrics
 from telemetry import AgentState, ContractError, DeviceStatus, Sample, Telemetry, decode_stored, encode, topics
-from telemetry.metrics import bound_port, serve_metrics
 
 log = logging.getLogger("lifeline.edge")
 

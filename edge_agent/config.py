@@ -8,13 +8,13 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from device_profiles import ConfigError, Profile, field_error, load_catalogue, load_profiles, read_yaml, validate
-from device_profiles._yaml import YamlDoc
+from device_profiles import Profile, field_error, load_catalogue, load_profiles
 from device_profiles.derive import settings_problems
 from device_profiles.schema import TagKey
+from infra.config_loader import ConfigError, YamlDoc, read_yaml, validate
+from infra.mqtt_config import BrokerConfig
 from telemetry.interlocks import STATE_POINTS, WRITE_POINTS
 from telemetry.keys import KeyFileError, load_signing_key, load_verify_key
-from telemetry.mqtt_config import BrokerConfig
 from telemetry.signing import SigningKey, VerifyKey
 
 Id = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]

@@ -18,7 +18,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agent.clock import Clock, SystemClock
 from edge_agent.outbox import Outbox, OutMessage
-from telemetry.mqtt_config import BrokerConfig, configure_client
+from infra.mqtt_config import BrokerConfig, configure_client
 
 log = logging.getLogger("lifeline.edge.mqtt")
 

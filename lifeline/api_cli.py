@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from device_profiles import ConfigError
+from infra.config_loader import ConfigError
 from lifeline import logs
 from lifeline._run import Subparsers
 

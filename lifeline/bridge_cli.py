@@ -10,10 +10,10 @@ from pathlib import Path
 
 from broker_bridge.config import BridgeConfig, load_bridge_config
 from broker_bridge.deadletter import DeadLetter, DeadLetterStore
-from device_profiles import ConfigError
+from infra.config_loader import ConfigError
+from infra.mqtt_config import configure_client
 from lifeline import logs
 from lifeline._run import Subparsers, run_until_signal
-from telemetry.mqtt_config import configure_client
 
 
 def _config(path: str | None) -> BridgeConfig:

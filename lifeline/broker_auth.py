@@ -36,8 +36,8 @@ from typing import TYPE_CHECKING
 
 import orjson
 
+from infra.mqtt_config import BrokerConfig, CredentialError, write_secret_file
 from telemetry import topics
-from telemetry.mqtt_config import BrokerConfig, CredentialError, write_secret_file
 
 if TYPE_CHECKING:
     from simulators.scenario import PlannedDevice, Scenario

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from device_profiles import ConfigError
+from infra.config_loader import ConfigError
 from lifeline._run import Subparsers
 from lifeline.broker_auth import platform_accounts, scenario_deployment, sites_deployment, write_broker_files
 

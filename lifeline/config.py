@@ -12,9 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from alerts.config import AlertServiceConfig
 from broker_bridge.config import BatchConfig, InfluxConfig, RetryConfig
-from device_profiles import read_yaml, validate
+from infra.config_loader import read_yaml, validate
+from infra.mqtt_config import BrokerConfig
 from rules.config import PACKS
-from telemetry.mqtt_config import BrokerConfig
 
 
 class DeploymentConfig(BaseModel):

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from device_profiles import ConfigError
+from infra.config_loader import ConfigError
 from lifeline import logs
 from lifeline._run import Subparsers, run_until_signal
 

@@ -7,8 +7,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from device_profiles import ConfigError, load_profiles
+from device_profiles import load_profiles
 from device_profiles.catalogue_loader import profile_files
+from infra.config_loader import ConfigError
 from lifeline._run import Subparsers
 
 

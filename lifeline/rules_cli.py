@@ -27,13 +27,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from alerts.config import AlertServiceConfig
-from device_profiles import ConfigError, read_yaml, validate
+from infra.config_loader import ConfigError, read_yaml, validate
+from infra.mqtt_config import BrokerConfig
 from lifeline import logs
 from lifeline._run import Subparsers, run_until_signal
 from lifeline.profiles_cli import validate_files
 from rules import load_rules
 from rules.config import RulesConfig
-from telemetry.mqtt_config import BrokerConfig
 
 log = logging.getLogger("lifeline.rules")
 
@@ -96,9 +96,9 @@ async def run_service(
     from alerts.notify import Notifier
     from alerts.store import AlertStore
     from device_profiles import load_catalogue
+    from infra.metrics import bound_port, serve_metrics
+    from infra.mqtt_publisher import Publisher
     from rules.service import RulesService
-    from telemetry.metrics import bound_port, serve_metrics
-    from telemetry.mqtt_publisher import Publisher
 
     rules = config.rules.load()
     url = config.alerts.store_url
@@ -145,9 +145,9 @@ class _Windows:
     """The scheduled window rules, their InfluxDB reader, and their state kept in the alert store."""
 
     def __init__(self, config: RulesServiceConfig, rules: list[Any], manager: Any, state: _StoreState) -> None:
+        from infra.influx_query import InfluxQuery
         from rules.scheduled import ScheduledRules, WindowEvaluator
         from rules.valid_means import InfluxWriter, ValidMeans, load_means_config
-        from telemetry.influx_query import InfluxQuery
 
         assert config.influx is not None
         self.state = state

@@ -33,9 +33,9 @@ from typing import Any, Self
 import httpx
 import orjson
 
+from infra.mqtt_config import BrokerConfig, TlsConfig, configure_client, write_secret_file
 from lifeline.broker_auth import Account, control_account, control_commands, dynsec_config
 from lifeline.tls import TlsFiles
-from telemetry.mqtt_config import BrokerConfig, TlsConfig, configure_client, write_secret_file
 
 
 class ServiceError(RuntimeError):

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import yaml
 
-from device_profiles import ConfigError
+from infra.config_loader import ConfigError
+from infra.mqtt_config import BrokerConfig, CredentialError, TlsConfig, write_secret_file
 from lifeline._run import install_stop_signals
 from lifeline.broker_auth import credential
 from simulators import District, load_scenario
 from simulators.scenario import Scenario
-from telemetry.mqtt_config import BrokerConfig, CredentialError, TlsConfig, write_secret_file
 
 
 def parse_hostport(text: str, default_port: int = 1883) -> tuple[str, int]:

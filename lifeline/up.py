@@ -24,7 +24,9 @@ from pathlib import Path
 import yaml
 
 from broker_bridge.config import InfluxConfig
-from device_profiles import ConfigError, load_catalogue
+from device_profiles import load_catalogue
+from infra.config_loader import ConfigError
+from infra.mqtt_config import BrokerConfig, CredentialError, TlsConfig, read_secret_file, write_secret_file
 from lifeline._run import install_stop_signals
 from lifeline.broker_auth import credential, hj212_site, platform_accounts, scenario_deployment, write_credentials
 from lifeline.config import DeploymentConfig, load_deployment
@@ -34,7 +36,6 @@ from lifeline.tls import ensure_ca, issue
 from simulators import District
 from simulators.hj212 import Hj212Fleet, demo_fleet
 from telemetry.keys import KeyFileError, SiteKeyFiles, create_site_keys
-from telemetry.mqtt_config import BrokerConfig, CredentialError, TlsConfig, read_secret_file, write_secret_file
 
 log = logging.getLogger("lifeline.up")
 

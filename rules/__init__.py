@@ -1,7 +1,7 @@
 """Alert rules: YAML rule files validated at load, and a pure streaming evaluator.
 
 - ``load_rules(paths)`` reads rule files and folders (``rules/packs`` ships the standard packs) and raises one
-  ``device_profiles.ConfigError`` naming ``FILE:LINE: rule 'ID', field F: reason`` for every problem.
+  ``infra.config_loader.ConfigError`` naming ``FILE:LINE: rule 'ID', field F: reason`` for every problem.
 - ``Engine(rules)``: ``observe(msg)`` and ``tick(now_ms)`` return ``Transition``s, only on a change;
   ``state()`` / ``Engine.from_state(rules, data)`` carry the state over a restart.
 - ``WindowEvaluator(rules, query)`` judges ``window`` rules (a point's hourly or daily mean, max, min or sample

@@ -33,7 +33,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from telemetry.influx_query import QUALITY_SUFFIX, Series, quote_ident
+from infra.influx_query import QUALITY_SUFFIX, Series, quote_ident
 
 MINUTE_MS = 60_000
 HOUR_MS = 3_600_000

@@ -13,10 +13,10 @@ from datetime import time as dtime
 from typing import Literal
 from zoneinfo import ZoneInfo
 
+from infra.influx_query import QUALITY_SUFFIX, Series, quote_ident, quote_string
 from rules._conditions import threshold_target
 from rules.evaluate import Key, Transition
 from rules.schema import Level, Rule, Threshold, Window
-from telemetry.influx_query import QUALITY_SUFFIX, Series, quote_ident, quote_string
 
 Period = Literal["hour", "day"]
 HOUR_MS = 3_600_000

@@ -6,10 +6,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from infra.mqtt_config import BrokerConfig, SubscriptionConfig
 from rules.loader import load_rules
 from rules.schema import Rule
 from telemetry import topics
-from telemetry.mqtt_config import BrokerConfig, SubscriptionConfig
 
 PACKS = Path(__file__).parent / "packs"
 

@@ -7,8 +7,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from device_profiles import ConfigError, YamlDoc, read_yaml
-from device_profiles._yaml import describe_loc
+from infra.config_loader import ConfigError, YamlDoc, describe_loc, read_yaml
 from rules.schema import Rule, RuleFile
 
 

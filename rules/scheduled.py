@@ -25,6 +25,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[impo
 from apscheduler.triggers.cron import CronTrigger  # type: ignore[import-untyped]
 
 from device_profiles import load_catalogue
+from infra.influx_query import QueryError, QueryUnavailableError, Series
 from rules._windows import (
     DAY_MS,
     HOUR_MS,
@@ -43,7 +44,6 @@ from rules._windows import (
 from rules.evaluate import Key, Transition
 from rules.schema import Rule
 from rules.valid_means import ValidMeans
-from telemetry.influx_query import QueryError, QueryUnavailableError, Series
 
 __all__ = [
     "DAY_MS",
@@ -75,7 +75,7 @@ STATE_VERSION = 1
 
 
 class QuerySource(Protocol):
-    """What the evaluator needs of ``telemetry.influx_query.InfluxQuery`` (a fake in unit tests)."""
+    """What the evaluator needs of ``infra.influx_query.InfluxQuery`` (a fake in unit tests)."""
 
     retention_policy: str | None
 

@@ -20,11 +20,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from infra.mqtt_consumer import Consumer, Incoming
 from rules.config import RulesConfig
 from rules.evaluate import Engine, Transition
 from rules.schema import Rule
 from telemetry import ContractError, Telemetry, decode_status, decode_telemetry, topics
-from telemetry.mqtt_consumer import Consumer, Incoming
 
 log = logging.getLogger("lifeline.rules")
 

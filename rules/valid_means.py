@@ -20,7 +20,8 @@ from typing import Any, Protocol
 
 import httpx
 
-from device_profiles import read_yaml, validate
+from infra.config_loader import read_yaml, validate
+from infra.influx_query import QueryError, QueryUnavailableError, Series
 from rules._means import (
     COUNT_SUFFIX,
     DAILY,
@@ -52,7 +53,6 @@ from rules.indices import (
     water_class_line,
     water_station,
 )
-from telemetry.influx_query import QueryError, QueryUnavailableError, Series
 
 log = logging.getLogger(__name__)
 STATE_VERSION = 1

@@ -16,12 +16,12 @@ from pathlib import Path
 import yaml
 
 from device_profiles import Profile, load_catalogue
+from infra.mqtt_config import BrokerConfig
 from simulators.behaviours import make_behaviour
 from simulators.behaviours.sluice_gate_plc import GateParams
 from simulators.modbus import ModbusDevice
 from simulators.mqtt_sensors import Sensor, SensorFleet
 from simulators.scenario import PlannedDevice, Scenario, plan
-from telemetry.mqtt_config import BrokerConfig
 
 log = logging.getLogger("lifeline.sim")
 

@@ -24,9 +24,9 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from device_profiles import Profile
+from infra.mqtt_config import BrokerConfig, configure_client
 from simulators.behaviours import Behaviour, FireDetector, GasDetector, Value
 from simulators.vendor_json import vendor_messages
-from telemetry.mqtt_config import BrokerConfig, configure_client
 
 log = logging.getLogger("lifeline.sim.mqtt")
 

@@ -15,9 +15,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from device_profiles import ConfigError, Profile, load_catalogue, read_yaml, validate
-from device_profiles._yaml import YamlDoc
+from device_profiles import Profile, load_catalogue
 from device_profiles.schema import TagKey
+from infra.config_loader import ConfigError, YamlDoc, read_yaml, validate
 from simulators.behaviours import BEHAVIOURS
 
 SCENARIOS = Path(__file__).parent / "scenarios"

@@ -15,9 +15,9 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from infra.mqtt_config import BrokerConfig, configure_client
 from lifeline.broker_auth import Account, open_account
 from lifeline.services import Mosquitto
-from telemetry.mqtt_config import BrokerConfig, configure_client
 
 _names = itertools.count(1)
 

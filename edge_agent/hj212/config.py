@@ -3,7 +3,7 @@ errors name the file, the line, the field and the reason.
 
 ```yaml
 listen: {host: 127.0.0.1, port: 9212}      # loopback by default; 0.0.0.0 to hear stations on the network
-broker: {host: 127.0.0.1, port: 1883}      # telemetry.mqtt_config.BrokerConfig
+broker: {host: 127.0.0.1, port: 1883}      # infra.mqtt_config.BrokerConfig
 passwords_file: secrets/hj212.yaml          # optional: MN: PW lines, mode 0600
 stations:
   - {mn: 010000A8900016F000169DC0, site: plant-7, device: cems-1, profile: flue_gas_cems_hj212,
@@ -25,12 +25,12 @@ from typing import Annotated
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from device_profiles import ConfigError, Profile, field_error, load_catalogue, load_profiles, read_yaml, validate
-from device_profiles._yaml import YamlDoc
+from device_profiles import Profile, field_error, load_catalogue, load_profiles
 from device_profiles.schema import TagKey
 from edge_agent.config import PublishConfig
 from edge_agent.hj212.framing import MAX_SEGMENT
-from telemetry.mqtt_config import BrokerConfig
+from infra.config_loader import ConfigError, YamlDoc, read_yaml, validate
+from infra.mqtt_config import BrokerConfig
 from telemetry.topics import AGENT
 
 Id = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]

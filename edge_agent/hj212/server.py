@@ -31,7 +31,7 @@ from edge_agent.hj212.framing import StreamDecoder
 from edge_agent.hj212.ingest import DeadLetterNote, Ingest, Outcome
 from edge_agent.mqtt_link import MqttLink
 from edge_agent.outbox import Outbox, OutMessage
-from telemetry.metrics import bound_port, serve_metrics
+from infra.metrics import bound_port, serve_metrics
 
 log = logging.getLogger("lifeline.hj212")
 

@@ -22,7 +22,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from device_profiles import ConfigError, YamlDoc, field_error, read_yaml, validate
+from device_profiles import field_error
+from infra.config_loader import ConfigError, YamlDoc, read_yaml, validate
 
 TEMPLATES_FILE = Path(__file__).parent / "permits.yaml"
 O2_AIR_LIMIT = 20.0  # emissions.md (practice): at or above about 20 % O2 the factor explodes; do not correct

@@ -69,8 +69,8 @@ def _publish(stack: Stack, topic: str, payload: dict[str, Any]) -> None:
     import paho.mqtt.client as mqtt
     import yaml
 
+    from infra.mqtt_config import BrokerConfig, configure_client
     from lifeline.broker_auth import credential
-    from telemetry.mqtt_config import BrokerConfig, configure_client
 
     doc = yaml.safe_load((stack.data_dir / "bridge.yaml").read_text(encoding="utf-8"))
     broker = credential(stack.data_dir / "credentials", "sim-sensors", BrokerConfig.model_validate(doc["broker"]))

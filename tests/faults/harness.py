@@ -23,11 +23,11 @@ import orjson
 import yaml
 
 from alerts.store import AlertStore
+from infra.mqtt_config import BrokerConfig
 from lifeline.broker_auth import credential, district_deployment, platform_accounts, write_credentials
 from lifeline.services import Influxd, Mosquitto
 from lifeline.simulate import give_site_credentials
 from simulators import District, load_scenario, plan
-from telemetry.mqtt_config import BrokerConfig
 from tests.helpers import LoopThread
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,9 +14,9 @@ import httpx
 import pytest
 
 from api import ApiService
+from infra.influx_query import choose_interval_ms
 from lifeline.services import Influxd, Mosquitto
 from telemetry import Sample, Telemetry, encode, topics
-from telemetry.influx_query import choose_interval_ms
 from tests.helpers import Publisher, wait_until
 from tests.integration.test_api_support import RunningApi, add_users, login, make_config, status
 

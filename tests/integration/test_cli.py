@@ -14,12 +14,12 @@ import orjson
 import pytest
 
 from device_profiles import CATALOGUE
+from infra.mqtt_config import BrokerConfig, TlsConfig
 from lifeline.broker_auth import credential, platform_accounts, scenario_deployment, write_credentials
 from lifeline.cli import main
 from lifeline.services import Influxd, Mosquitto
 from simulators import load_scenario
 from telemetry import Sample, Telemetry, decode_telemetry, encode, topics
-from telemetry.mqtt_config import BrokerConfig, TlsConfig
 from tests.helpers import Publisher, Subscriber, probe
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,11 +8,11 @@ from typing import TypeVar
 
 import pytest
 
+from infra.influx_query import InfluxQuery, Series
 from lifeline.services import Influxd
 from rules import PACKS, ScheduledRules, Transition, WindowEvaluator, load_rules
 from rules._means import MeansConfig
 from rules.valid_means import InfluxWriter, ValidMeans, load_means_config
-from telemetry.influx_query import InfluxQuery, Series
 from tests.integration.test_valid_means import Db, Sink, local
 
 pytestmark = pytest.mark.integration

@@ -1,4 +1,4 @@
-"""InfluxQL reads (telemetry.influx_query) against a real InfluxDB 1.6.7: latest values, downsampled history of a
+"""InfluxQL reads (infra.influx_query) against a real InfluxDB 1.6.7: latest values, downsampled history of a
 device and of a whole site, quality, quoting of hostile names and InfluxDB's errors."""
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lifeline.services import Influxd, free_port
-from telemetry.influx_query import (
+from infra.influx_query import (
     NICE_INTERVALS_MS,
     InfluxQuery,
     LatestRow,
@@ -28,6 +27,7 @@ from telemetry.influx_query import (
     quote_ident,
     quote_string,
 )
+from lifeline.services import Influxd, free_port
 
 pytestmark = pytest.mark.integration
 

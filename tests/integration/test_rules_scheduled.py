@@ -14,9 +14,9 @@ from typing import TypeVar
 import httpx
 import pytest
 
+from infra.influx_query import InfluxQuery, Series
 from lifeline.services import Influxd, free_port
 from rules import PACKS, ScheduledRules, Transition, WindowEvaluator, load_rules
-from telemetry.influx_query import InfluxQuery, Series
 
 pytestmark = pytest.mark.integration
 

@@ -17,6 +17,7 @@ import httpx
 import orjson
 import pytest
 
+from infra.mqtt_config import BrokerConfig, TlsConfig
 from lifeline.broker_auth import (
     api_account,
     bridge_account,
@@ -30,7 +31,6 @@ from lifeline.broker_auth import (
 from lifeline.services import Influxd, Mosquitto
 from lifeline.tls import ensure_ca, issue
 from telemetry import topics
-from telemetry.mqtt_config import BrokerConfig, TlsConfig
 from tests.helpers import Publisher, Subscriber, account_for, client_account, probe, wait_until
 
 pytestmark = pytest.mark.integration
@@ -137,7 +137,7 @@ def test_another_client_id_cannot_kick_an_agent_off(mosquitto: Mosquitto) -> Non
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
 
-        from telemetry.mqtt_config import configure_client
+        from infra.mqtt_config import configure_client
 
         claimer = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=agent.account.username or "")
         configure_client(claimer, intruder)

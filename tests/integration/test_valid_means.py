@@ -13,11 +13,11 @@ from typing import TypeVar
 import httpx
 import pytest
 
+from infra.influx_query import InfluxQuery, Series
 from lifeline.services import Influxd
 from rules import PACKS, ScheduledRules, Transition, WindowEvaluator, load_rules
 from rules._means import MeansConfig
 from rules.valid_means import InfluxWriter, ValidMeans, load_means_config
-from telemetry.influx_query import InfluxQuery, Series
 
 pytestmark = pytest.mark.integration
 

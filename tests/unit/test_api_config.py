@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from api.config import load_config
-from device_profiles import ConfigError
+from infra.config_loader import ConfigError
 
 EXAMPLE = """\
 listen: {host: 127.0.0.1, port: 8080}

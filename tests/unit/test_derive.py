@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from device_profiles import ConfigError, load_catalogue, load_profiles
+from device_profiles import load_catalogue, load_profiles
 from device_profiles.derive import (
     MAINTENANCE,
     NotDerived,
@@ -19,6 +19,7 @@ from device_profiles.derive import (
 )
 from edge_agent.config import EdgeConfig, build_site
 from edge_agent.decode import with_derived
+from infra.config_loader import ConfigError
 from telemetry import PointQuality, Quality, Value
 
 CEMS = load_catalogue()["flue_gas_cems"]

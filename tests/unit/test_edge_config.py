@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from device_profiles import CATALOGUE, ConfigError
+from device_profiles import CATALOGUE
 from edge_agent.config import load_site
+from infra.config_loader import ConfigError
 
 SITE = """\
 # Test site: one Modbus device, one MQTT sensor

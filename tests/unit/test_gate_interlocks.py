@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from device_profiles import ConfigError
 from edge_agent.commands import CommandLog
 from edge_agent.config import load_site
+from infra.config_loader import ConfigError
 from telemetry.commands import Action, CommandResult, Interlock, ResultState
 from telemetry.interlocks import (
     STATE_POINTS,

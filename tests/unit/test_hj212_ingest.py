@@ -12,9 +12,10 @@ import orjson
 import pytest
 
 from broker_bridge.validate import Registry, check
-from device_profiles import ConfigError, load_catalogue
+from device_profiles import load_catalogue
 from edge_agent.hj212 import Frame, Hj212Config, Ingest, LoadedConfig, Outcome, Reason, build_config, load_config
 from edge_agent.hj212.mapping import data_time_ms
+from infra.config_loader import ConfigError
 from telemetry import Quality, decode_telemetry
 
 PW = "123456"

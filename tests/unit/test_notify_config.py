@@ -28,7 +28,7 @@ from alerts.notify import (
     route,
 )
 from alerts.notify.dingtalk import signed_url
-from device_profiles import ConfigError
+from infra.config_loader import ConfigError
 
 
 def at(local: str, tz: str = "Asia/Shanghai") -> int:

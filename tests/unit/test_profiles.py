@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from device_profiles import CATALOGUE, ConfigError, Profile, load_catalogue, load_profile, load_profiles
+from device_profiles import CATALOGUE, Profile, load_catalogue, load_profile, load_profiles
+from infra.config_loader import ConfigError
 
 SHIPPED = {
     "sluice_gate_plc": ("modbus", "sluice_gate"),

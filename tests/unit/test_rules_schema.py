@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from device_profiles import ConfigError
+from infra.config_loader import ConfigError
 from rules import PACKS, load_rules
 
 GOOD = """\

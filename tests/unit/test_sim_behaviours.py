@@ -8,8 +8,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from device_profiles import ConfigError, Function, Profile, decode_point, encode_point, load_catalogue
+from device_profiles import Function, Profile, decode_point, encode_point, load_catalogue
 from edge_agent.vendor_json import decode_message
+from infra.config_loader import ConfigError
 from simulators import BEHAVIOURS, SluiceGate, load_scenario, make_behaviour, plan, vendor_messages
 from simulators.behaviours import Behaviour, FireDetector, GasDetector, Value, WaterQualityStation
 from simulators.behaviours.sluice_gate_plc import FAULT_ESTOP, FAULT_OVERLOAD, M2_PERIOD_S, GateParams

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from device_profiles import ConfigError
+from infra.config_loader import ConfigError
 from rules.standards import (
     TEMPLATES_FILE,
     Basis,

@@ -12,6 +12,7 @@ import pytest
 
 from device_profiles import load_catalogue
 from device_profiles.derive import derive
+from infra.influx_query import QueryUnavailableError, Series
 from rules import PACKS, Engine, Rule, Transition, load_rules
 from rules._means import (
     MeasurementMeans,
@@ -27,7 +28,6 @@ from rules._means import (
 from rules.scheduled import WindowValue, judge, read_values, window_query, window_threshold
 from rules.valid_means import ValidMeans, load_means_config
 from simulators.behaviours.flue_gas_cems import CemsParams, FlueGasCems
-from telemetry.influx_query import QueryUnavailableError, Series
 from telemetry.models import PointQuality, Sample, Telemetry
 
 HOUR = 3_600_000

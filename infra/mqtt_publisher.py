@@ -14,7 +14,7 @@ import threading
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from telemetry.mqtt_config import BrokerConfig, configure_client
+from infra.mqtt_config import BrokerConfig, configure_client
 
 log = logging.getLogger("lifeline.mqtt.publisher")
 

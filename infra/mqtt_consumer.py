@@ -28,7 +28,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from telemetry.mqtt_config import BrokerConfig, SubscriptionConfig, configure_client
+from infra.mqtt_config import BrokerConfig, SubscriptionConfig, configure_client
 
 log = logging.getLogger("lifeline.mqtt.consumer")
 

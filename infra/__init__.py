@@ -1,0 +1,6 @@
+"""Shared infrastructure of the Lifeline services (not the wire contract, which is ``telemetry``).
+
+Config loading (``infra.config_loader``), MQTT clients (``infra.mqtt_config``, ``infra.mqtt_consumer``,
+``infra.mqtt_publisher``), the InfluxDB reader (``infra.influx_query``) and the metrics server (``infra.metrics``).
+Every service may import it; it imports no service.
+"""
