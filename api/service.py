@@ -70,11 +70,7 @@ class ApiService:
             log.info("command signing keys sites=%s", ",".join(sorted(keys)))
         self.gates = GateService(config, self.engine, self.cache, self.link.publish, self.audit, self.hub.publish,
                                  clock, keys, self.profiles)  # fmt: skip
-        self.influx = InfluxQuery(
-            config.influx.url, config.influx.database, username=config.influx.username,
-            password=config.influx.password, retention_policy=config.influx.retention_policy,
-            timeout_s=config.influx.timeout_s,
-        )  # fmt: skip
+        self.influx = InfluxQuery.connect(config.influx)
         self.requests = RequestCounter()
         self.bad_messages = 0
         self._sweeper: asyncio.Task[None] | None = None

@@ -20,6 +20,8 @@ from typing import Literal, get_args
 import httpx
 import orjson
 
+from infra.influx_config import InfluxConnection
+
 FieldValue = float | int | bool | str | None
 Aggregate = Literal["mean", "median", "min", "max", "first", "last", "sum", "count", "spread"]
 _AGGREGATES: frozenset[str] = frozenset(get_args(Aggregate))
@@ -165,10 +167,21 @@ class InfluxQuery:
         retention_policy: str | None = None,
         timeout_s: float = 10.0,
     ) -> None:
+        self.connection = InfluxConnection(url=url, database=database, retention_policy=retention_policy,
+                                           username=username, password=password, timeout_s=timeout_s)  # fmt: skip
         self.database = database
-        self.retention_policy = retention_policy
-        auth = httpx.BasicAuth(username, password or "") if username is not None else None
-        self._client = httpx.AsyncClient(base_url=url.rstrip("/"), auth=auth, timeout=timeout_s)
+        self.retention_policy = retention_policy or None
+        self._client = self.connection.http_client()
+
+    @classmethod
+    def connect(cls, connection: InfluxConnection) -> InfluxQuery:
+        """A reader on ``connection`` (its credentials, time-out and TLS trust)."""
+        query = cls.__new__(cls)
+        query.connection = connection
+        query.database = connection.database
+        query.retention_policy = connection.retention_policy or None
+        query._client = connection.http_client()
+        return query
 
     async def aclose(self) -> None:
         await self._client.aclose()

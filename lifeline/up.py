@@ -162,8 +162,9 @@ def _hj212(data_dir: Path, stack: Stack, scenario: str) -> tuple[Child, Hj212Fle
     return Child("hj212", argv, data_dir / "logs" / "hj212.log", metrics_port=metrics), fleet
 
 
-def _read_only(influx: InfluxConfig) -> dict[str, str | None]:
-    return {"url": influx.url, "database": influx.database, "username": influx.username, "password": influx.password}
+def _read_only(influx: InfluxConfig) -> dict[str, object]:
+    """The readers' (rules, API) connection: the shared model without the bridge's writer fields."""
+    return influx.read_only().model_dump(mode="json")
 
 
 def _rules_config(data_dir: Path, stack: Stack, deploy: DeploymentConfig, metrics_port: int) -> Path:
