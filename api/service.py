@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import orjson
@@ -21,12 +21,13 @@ from api.config import ADMIN_PASSWORD_ENV, ApiConfig, load_site_keys
 from api.db import Clock, make_engine, wall_ms
 from api.gates import GateService
 from api.live import Event, EventHub, LiveCache
-from api.metrics import RequestCounter, render
+from api.metrics import RequestCounter, collect
 from api.mqtt_link import MqttLink
 from api.password_policy import PasswordPolicy
 from api.users import UserStore
 from device_profiles import Profile, load_catalogue, load_profiles
 from infra.influx_query import InfluxQuery
+from infra.metrics import Metric, render
 from rules import PACKS, Rule, load_rules
 from telemetry import ContractError, TopicError, decode_status, decode_telemetry, topics
 from telemetry.commands import CommandResult
@@ -175,6 +176,9 @@ class ApiService:
 
     # -- metrics -----------------------------------------------------------------------------------------------
     def metrics_text(self) -> str:
+        return render(self)
+
+    def collect(self) -> Iterator[Metric]:
         gauges = {
             "lifeline_api_broker_connected": float(self.link.connected.is_set()),
             "lifeline_api_devices_known": float(len(self.cache)),
@@ -183,8 +187,8 @@ class ApiService:
             "lifeline_api_mqtt_messages_total": float(self.link.received),
             "lifeline_api_mqtt_bad_messages_total": float(self.bad_messages),
         }
-        return render(self.requests.snapshot(), self.gates.results, self.gates.refusals, gauges,
-                      bad_results=self.gates.bad_results)  # fmt: skip
+        yield from collect(self.requests.snapshot(), self.gates.results, self.gates.refusals, gauges,
+                           bad_results=self.gates.bad_results)  # fmt: skip
 
 
 PRIVATE_FILE = 0o600

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from importlib.metadata import PackageNotFoundError, version
 
 from device_profiles import Profile
@@ -18,8 +18,8 @@ from edge_agent.mqtt_link import MqttLink
 from edge_agent.mqtt_sensors import SensorHub
 from edge_agent.outbox import OutMessage
 from edge_agent.planner import plan
-from edge_agent.stats import DeviceStats, render
-from infra.metrics import bound_port, serve_metrics
+from edge_agent.stats import DeviceStats, collect
+from infra.metrics import Metric, bound_port, registry, render, serve_metrics
 from telemetry import AgentState, ContractError, DeviceStatus, Sample, Telemetry, decode_stored, encode, topics
 
 log = logging.getLogger("lifeline.edge")
@@ -274,6 +274,9 @@ class EdgeAgent:
             await asyncio.sleep(1.0)
 
     def metrics_text(self) -> str:
+        return render(self)
+
+    def collect(self) -> Iterator[Metric]:
         o = self.outbox.stats
         gauges = {
             "outbox_messages": float(len(self.outbox)),
@@ -290,11 +293,11 @@ class EdgeAgent:
             "broker_connected": 1.0 if self.uplink.connected else 0.0,
             **{f"commands_{name}_total": float(n) for name, n in self.commands.counts.items()},
         }
-        return render(self.site.config.site, self.stats, gauges)
+        yield from collect(self.site.config.site, self.stats, gauges)
 
     async def _serve_metrics(self) -> asyncio.Server:
         port = self.site.config.metrics_port
-        server = await serve_metrics(self.metrics_text, port or 0)
+        server = await serve_metrics(registry(self), port or 0)
         self.metrics_port = bound_port(server)
         log.info("metrics on http://127.0.0.1:%d/metrics", self.metrics_port)
         return server

@@ -88,7 +88,7 @@ async def run_service(
     from alerts.notify import Notifier
     from alerts.store import AlertStore
     from device_profiles import load_catalogue
-    from infra.metrics import bound_port, serve_metrics
+    from infra.metrics import Collecting, bound_port, registry, serve_metrics
     from infra.mqtt_publisher import Publisher
     from rules.service import RulesService
 
@@ -111,11 +111,10 @@ async def run_service(
         on_start(service, manager)
     metrics = None
     if config.metrics_port is not None:
-        def text() -> str:
-            extra = windows.scheduled.metrics_text() if windows else ""
-            return service.metrics_text() + manager.metrics_text() + notifier.metrics_text() + extra
-
-        metrics = await serve_metrics(text, config.metrics_port)
+        collectors: list[Collecting] = [service, manager, notifier]
+        if windows is not None:
+            collectors.append(windows.scheduled)
+        metrics = await serve_metrics(registry(*collectors), config.metrics_port)
         log.info("rules metrics port=%d", bound_port(metrics))
     log.info("rules service started rules=%d store=%s window_rules=%s", len(rules), _safe_url(url),
              "on" if windows else "off (no InfluxDB configured)")  # fmt: skip
