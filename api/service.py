@@ -18,7 +18,7 @@ from alerts.manager import alert_event
 from alerts.store import AlertStore, StoredAlert
 from api.auth import LoginThrottle, Passwords
 from api.config import ADMIN_PASSWORD_ENV, ApiConfig, load_site_keys
-from api.db import Clock, make_engine, wall_ms
+from api.db import make_engine
 from api.gates import GateService
 from api.live import Event, EventHub, LiveCache
 from api.metrics import RequestCounter, collect
@@ -26,6 +26,8 @@ from api.mqtt_link import MqttLink
 from api.password_policy import PasswordPolicy
 from api.users import UserStore
 from device_profiles import Profile, load_catalogue, load_profiles
+from infra.clock import MillisClock as Clock
+from infra.clock import wall_ms
 from infra.influx_query import InfluxQuery
 from infra.metrics import Metric, render
 from rules import PACKS, Rule, load_rules

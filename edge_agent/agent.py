@@ -9,7 +9,6 @@ from importlib.metadata import PackageNotFoundError, version
 
 from device_profiles import Profile
 from edge_agent._outbox_writer import OutboxWriter, SampleJournal, make_outbox, new_run_id
-from edge_agent.clock import Clock, SystemClock
 from edge_agent.commands import CommandExecutor, make_gate
 from edge_agent.config import HEALTH_DEVICE, HEALTH_PROFILE, DeviceConfig, LoadedSite
 from edge_agent.deadletter import DeadLetter, DeadLetters
@@ -19,6 +18,7 @@ from edge_agent.mqtt_sensors import SensorHub
 from edge_agent.outbox import OutMessage
 from edge_agent.planner import plan
 from edge_agent.stats import DeviceStats, collect
+from infra.clock import Clock, SystemClock
 from infra.metrics import Metric, bound_port, registry, render, serve_metrics
 from telemetry import AgentState, ContractError, DeviceStatus, Sample, Telemetry, decode_stored, encode, topics
 

@@ -27,11 +27,11 @@ from alerts.notify.config import (
 from alerts.notify.errors import DeliveryError
 from alerts.notify.message import Message
 from alerts.notify.mqtt import Publish
+from infra.clock import WallClock
 from infra.metrics import Metric, counter, render
 
 log = logging.getLogger("lifeline.notify")
 
-Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
 
@@ -97,7 +97,7 @@ class Notifier:
         self,
         config: NotifyConfig,
         publish: Publish | None = None,
-        clock: Clock = time.time,
+        clock: WallClock = time.time,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.config = config

@@ -23,7 +23,6 @@ import orjson
 
 from edge_agent._outbox_store import OutboxStore
 from edge_agent._outbox_writer import OutboxWriter
-from edge_agent.clock import SystemClock
 from edge_agent.config import PublishConfig
 from edge_agent.deadletter import DeadLetter, DeadLetters
 from edge_agent.hj212.config import LoadedConfig, Station
@@ -31,6 +30,7 @@ from edge_agent.hj212.framing import StreamDecoder
 from edge_agent.hj212.ingest import DeadLetterNote, Ingest, Outcome
 from edge_agent.mqtt_link import MqttLink
 from edge_agent.outbox import Outbox, OutMessage
+from infra.clock import SystemClock
 from infra.metrics import Metric, bound_port, counter, gauge, registry, render, serve_metrics
 
 log = logging.getLogger("lifeline.hj212")
