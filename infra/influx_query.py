@@ -21,14 +21,12 @@ import httpx
 import orjson
 
 from infra.influx_config import InfluxConnection
+from infra.storage_schema import QUALITY_SUFFIX, REASON_SUFFIX
 
 FieldValue = float | int | bool | str | None
 Aggregate = Literal["mean", "median", "min", "max", "first", "last", "sum", "count", "spread"]
 _AGGREGATES: frozenset[str] = frozenset(get_args(Aggregate))
 _EPOCHS = frozenset({"ns", "u", "ms", "s", "m", "h"})
-
-QUALITY_SUFFIX = ".q"
-REASON_SUFFIX = ".reason"
 
 _SECOND = 1000
 _MINUTE = 60 * _SECOND
