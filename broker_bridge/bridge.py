@@ -33,7 +33,7 @@ from broker_bridge.config import BridgeConfig
 from broker_bridge.deadletter import DeadLetterStore
 from broker_bridge.lineproto import LineEncoder
 from broker_bridge.stored import stored_messages
-from broker_bridge.validate import Invalid, Origin, Registry, check
+from broker_bridge.validate import Invalid, Origin, Registry, SiteLoader, check
 from broker_bridge.writer import Rejected, Retry, TooLarge, V1Writer, Writer, make_writer
 from device_profiles import load_catalogue
 from infra.metrics import Metric, bound_port, counter, gauge, registry, render, serve_metrics, summary
@@ -82,9 +82,12 @@ class Counters:
 
 
 class Bridge:
-    def __init__(self, config: BridgeConfig, *, writer: Writer | None = None) -> None:
+    def __init__(
+        self, config: BridgeConfig, *, writer: Writer | None = None, load_site: SiteLoader | None = None
+    ) -> None:
+        """``load_site`` reads the site files of ``validation.sites`` (needed when there are any)."""
         self.config = config
-        self.registry = Registry.from_sites(load_catalogue(), list(config.validation.sites))
+        self.registry = Registry.from_sites(load_catalogue(), list(config.validation.sites), load_site)
         self.consumer = Consumer(config.broker, config.subscription)
         self.confirmer = Publisher(config.publisher or config.broker, f"{config.subscription.client_id}-stored")
         self.writer: Writer = writer or make_writer(config.influx)
