@@ -32,6 +32,7 @@ from alerts.store import AlertMeta, AlertStore, Conflict, StoredAlert, Tx
 from device_profiles import Profile
 from infra.metrics import Metric, counter
 from infra.metrics import render as render_metrics
+from infra.mqtt_publisher import PublishNowait
 from rules import Rule, Transition
 from telemetry import topics
 
@@ -44,7 +45,7 @@ TO_PRIORITY = {"info": Severity.LOW, "warning": Severity.MEDIUM, "critical": Sev
 FROM_PRIORITY = {Severity.LOW: "info", Severity.MEDIUM: "warning", Severity.HIGH: "warning",
                  Severity.CRITICAL: "critical"}  # fmt: skip
 
-EventPublisher = Callable[[str, bytes], object]
+EventPublisher = PublishNowait
 
 
 class StoreBusy(Exception):

@@ -26,9 +26,9 @@ from alerts.notify.config import (
 )
 from alerts.notify.errors import DeliveryError
 from alerts.notify.message import Message
-from alerts.notify.mqtt import Publish
 from infra.clock import WallClock
 from infra.metrics import Metric, counter, render
+from infra.mqtt_publisher import Publish
 
 log = logging.getLogger("lifeline.notify")
 
