@@ -165,21 +165,21 @@ class InfluxQuery:
         retention_policy: str | None = None,
         timeout_s: float = 10.0,
     ) -> None:
-        self.connection = InfluxConnection(url=url, database=database, retention_policy=retention_policy,
-                                           username=username, password=password, timeout_s=timeout_s)  # fmt: skip
-        self.database = database
-        self.retention_policy = retention_policy or None
-        self._client = self.connection.http_client()
+        self._open(InfluxConnection(url=url, database=database, retention_policy=retention_policy,
+                                    username=username, password=password, timeout_s=timeout_s))  # fmt: skip
 
     @classmethod
     def connect(cls, connection: InfluxConnection) -> InfluxQuery:
         """A reader on ``connection`` (its credentials, time-out and TLS trust)."""
         query = cls.__new__(cls)
-        query.connection = connection
-        query.database = connection.database
-        query.retention_policy = connection.retention_policy or None
-        query._client = connection.http_client()
+        query._open(connection)
         return query
+
+    def _open(self, connection: InfluxConnection) -> None:
+        self.connection = connection
+        self.database = connection.database
+        self.retention_policy = connection.retention_policy or None
+        self._client = connection.http_client()
 
     async def aclose(self) -> None:
         await self._client.aclose()
