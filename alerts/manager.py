@@ -17,7 +17,7 @@ import dataclasses
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +30,9 @@ from alerts.pipeline import Pipeline
 from alerts.policy import Kind, Notification
 from alerts.store import AlertMeta, AlertStore, Conflict, StoredAlert, Tx
 from device_profiles import Profile
+from infra.metrics import Metric, counter
+from infra.metrics import render as render_metrics
+from infra.mqtt_publisher import PublishNowait
 from rules import Rule, Transition
 from telemetry import topics
 
@@ -42,7 +45,7 @@ TO_PRIORITY = {"info": Severity.LOW, "warning": Severity.MEDIUM, "critical": Sev
 FROM_PRIORITY = {Severity.LOW: "info", Severity.MEDIUM: "warning", Severity.HIGH: "warning",
                  Severity.CRITICAL: "critical"}  # fmt: skip
 
-EventPublisher = Callable[[str, bytes], object]
+EventPublisher = PublishNowait
 
 
 class StoreBusy(Exception):
@@ -312,6 +315,9 @@ class AlertManager:
             tx.dequeue_notification(msg.id)
 
     def metrics_text(self) -> str:
+        return render_metrics(self)
+
+    def collect(self) -> Iterator[Metric]:
         c = self.counters
         rows = [
             ("lifeline_alerts_transitions_total", c.transitions),
@@ -322,7 +328,8 @@ class AlertManager:
             ("lifeline_alerts_notifications_failed_total", c.notifications_failed),
             ("lifeline_alerts_notifications_unrouted_total", c.unrouted),
         ]
-        return "".join(f"# TYPE {n} counter\n{n} {v}\n" for n, v in rows)
+        for name, value in rows:
+            yield counter(name, "", value)
 
 
 def _to_outbox(msg: Message) -> dict[str, object]:

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, model_validato
 from alerts.db import DEFAULT_STORE_URL
 from device_profiles import field_error
 from infra.config_loader import ConfigError, YamlDoc, read_yaml, validate
+from infra.influx_config import InfluxConnection
 from infra.mqtt_config import BrokerConfig
 from telemetry.keys import KeyFileError, load_signing_key, load_verify_key
 from telemetry.signing import SigningKey, VerifyKey
@@ -27,15 +28,6 @@ class _Strict(BaseModel):
 class ListenConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535, description="0: a free port (printed at start)")
-
-
-class InfluxReadConfig(_Strict):
-    url: str = "http://127.0.0.1:8086"
-    database: str = Field(default="lifeline", min_length=1)
-    retention_policy: str | None = None
-    username: str | None = None
-    password: str | None = None
-    timeout_s: float = Field(default=10.0, gt=0, le=300)
 
 
 class StoreConfig(_Strict):
@@ -190,7 +182,7 @@ class ApiConfig(_Strict):
     http: HttpConfig = Field(default_factory=HttpConfig)
     broker: BrokerConfig = Field(default_factory=BrokerConfig)
     client_id: str = Field(default="lifeline-api", min_length=1, max_length=64)
-    influx: InfluxReadConfig = Field(default_factory=InfluxReadConfig)
+    influx: InfluxConnection = Field(default_factory=InfluxConnection)
     store: StoreConfig = Field(default_factory=StoreConfig)
     areas: dict[AreaName, list[Id]] = Field(default_factory=dict, description="area name -> its site ids")
     auth: AuthConfig = Field(default_factory=AuthConfig)

@@ -3,20 +3,11 @@ tables created in it."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 from sqlalchemy import Engine
 
 from alerts.db import create_tables
 from alerts.db import make_engine as make_store_engine
 from api._tables import metadata
-
-Clock = Callable[[], int]  # epoch ms
-
-
-def wall_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def make_engine(url: str) -> Engine:

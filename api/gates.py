@@ -25,9 +25,9 @@ from api._gate_checks import Refusal, check, fault_labels, gate_snapshot
 from api._tables import commands, selections
 from api.auth import Permission, Principal
 from api.config import ApiConfig, SiteKeys
-from api.db import Clock
 from api.live import Event, LiveCache
 from device_profiles import Profile
+from infra.clock import MillisClock as Clock
 from telemetry import encode, topics
 from telemetry.commands import FINAL_STATES, Action, Command, CommandResult, Interlock, ResultState
 from telemetry.signing import SignatureError, command_digest, sign, verify

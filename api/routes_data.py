@@ -18,6 +18,7 @@ from api.live import DeviceState
 from api.service import ApiService
 from device_profiles import Profile
 from infra.influx_query import LatestRow, Point, QueryError, QueryUnavailableError, choose_interval_ms
+from infra.metrics import CONTENT_TYPE
 from telemetry import Value
 
 router = APIRouter()
@@ -427,4 +428,4 @@ async def healthz(svc: Service, response: Response) -> dict[str, str]:
 @router.get("/metrics", tags=["system"], response_class=Response,
             responses={200: {"content": {"text/plain": {}}}})  # fmt: skip
 def metrics(svc: Service) -> Response:
-    return Response(svc.metrics_text(), media_type="text/plain; version=0.0.4")
+    return Response(svc.metrics_text(), media_type=CONTENT_TYPE)

@@ -20,7 +20,8 @@ from api.auth import Principal, Role
 from api.deps import ID_PATTERN, MAX_MS, DeviceId, Service, SiteId, Who, check_site, error, visible_sites
 from api.service import ApiService
 from infra.influx_query import QueryError, QueryUnavailableError, Series, quote_ident, quote_string
-from rules._means import COUNT_SUFFIX, REASON_SUFFIX
+from infra.storage_schema import REASON_SUFFIX
+from rules._means import COUNT_SUFFIX
 from rules.indices import (
     AQI_DAILY,
     AQI_HOURLY,

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import orjson
@@ -18,15 +18,18 @@ from alerts.manager import alert_event
 from alerts.store import AlertStore, StoredAlert
 from api.auth import LoginThrottle, Passwords
 from api.config import ADMIN_PASSWORD_ENV, ApiConfig, load_site_keys
-from api.db import Clock, make_engine, wall_ms
+from api.db import make_engine
 from api.gates import GateService
 from api.live import Event, EventHub, LiveCache
-from api.metrics import RequestCounter, render
+from api.metrics import RequestCounter, collect
 from api.mqtt_link import MqttLink
 from api.password_policy import PasswordPolicy
 from api.users import UserStore
 from device_profiles import Profile, load_catalogue, load_profiles
+from infra.clock import MillisClock as Clock
+from infra.clock import wall_ms
 from infra.influx_query import InfluxQuery
+from infra.metrics import Metric, render
 from rules import PACKS, Rule, load_rules
 from telemetry import ContractError, TopicError, decode_status, decode_telemetry, topics
 from telemetry.commands import CommandResult
@@ -70,11 +73,7 @@ class ApiService:
             log.info("command signing keys sites=%s", ",".join(sorted(keys)))
         self.gates = GateService(config, self.engine, self.cache, self.link.publish, self.audit, self.hub.publish,
                                  clock, keys, self.profiles)  # fmt: skip
-        self.influx = InfluxQuery(
-            config.influx.url, config.influx.database, username=config.influx.username,
-            password=config.influx.password, retention_policy=config.influx.retention_policy,
-            timeout_s=config.influx.timeout_s,
-        )  # fmt: skip
+        self.influx = InfluxQuery.connect(config.influx)
         self.requests = RequestCounter()
         self.bad_messages = 0
         self._sweeper: asyncio.Task[None] | None = None
@@ -179,6 +178,9 @@ class ApiService:
 
     # -- metrics -----------------------------------------------------------------------------------------------
     def metrics_text(self) -> str:
+        return render(self)
+
+    def collect(self) -> Iterator[Metric]:
         gauges = {
             "lifeline_api_broker_connected": float(self.link.connected.is_set()),
             "lifeline_api_devices_known": float(len(self.cache)),
@@ -187,8 +189,8 @@ class ApiService:
             "lifeline_api_mqtt_messages_total": float(self.link.received),
             "lifeline_api_mqtt_bad_messages_total": float(self.bad_messages),
         }
-        return render(self.requests.snapshot(), self.gates.results, self.gates.refusals, gauges,
-                      bad_results=self.gates.bad_results)  # fmt: skip
+        yield from collect(self.requests.snapshot(), self.gates.results, self.gates.refusals, gauges,
+                           bad_results=self.gates.bad_results)  # fmt: skip
 
 
 PRIVATE_FILE = 0o600

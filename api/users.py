@@ -18,7 +18,7 @@ from api.auth import (
     new_token,
     token_hash,
 )
-from api.db import Clock
+from infra.clock import MillisClock as Clock
 
 
 @dataclass(frozen=True, slots=True)

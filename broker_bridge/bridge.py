@@ -26,6 +26,7 @@ import logging
 import sqlite3
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import chain
 
@@ -33,10 +34,10 @@ from broker_bridge.config import BridgeConfig
 from broker_bridge.deadletter import DeadLetterStore
 from broker_bridge.lineproto import LineEncoder
 from broker_bridge.stored import stored_messages
-from broker_bridge.validate import Invalid, Origin, Registry, check
+from broker_bridge.validate import Invalid, Origin, Registry, SiteLoader, check
 from broker_bridge.writer import Rejected, Retry, TooLarge, V1Writer, Writer, make_writer
 from device_profiles import load_catalogue
-from infra.metrics import bound_port, serve_metrics
+from infra.metrics import Metric, bound_port, counter, gauge, registry, render, serve_metrics, summary
 from infra.mqtt_consumer import Consumer, Incoming
 from infra.mqtt_publisher import Publisher
 from telemetry import encode, topics
@@ -82,9 +83,12 @@ class Counters:
 
 
 class Bridge:
-    def __init__(self, config: BridgeConfig, *, writer: Writer | None = None) -> None:
+    def __init__(
+        self, config: BridgeConfig, *, writer: Writer | None = None, load_site: SiteLoader | None = None
+    ) -> None:
+        """``load_site`` reads the site files of ``validation.sites`` (needed when there are any)."""
         self.config = config
-        self.registry = Registry.from_sites(load_catalogue(), list(config.validation.sites))
+        self.registry = Registry.from_sites(load_catalogue(), list(config.validation.sites), load_site)
         self.consumer = Consumer(config.broker, config.subscription)
         self.confirmer = Publisher(config.publisher or config.broker, f"{config.subscription.client_id}-stored")
         self.writer: Writer = writer or make_writer(config.influx)
@@ -103,7 +107,7 @@ class Bridge:
             await self._retrying(self.writer.create_database, "create database")
         metrics = None
         if self.config.metrics_port is not None:
-            metrics = await serve_metrics(self.metrics_text, self.config.metrics_port)
+            metrics = await serve_metrics(registry(self), self.config.metrics_port)
             self.metrics_port = bound_port(metrics)
         self.confirmer.start()
         self.consumer.start()
@@ -297,6 +301,10 @@ class Bridge:
 
     # -- metrics -----------------------------------------------------------------------------------------------
     def metrics_text(self) -> str:
+        return render(self)
+
+    def collect(self) -> Iterator[Metric]:
+        """The plain counters, read at scrape time (the hot path pays no lock)."""
         c = self.counters
         counters = {
             "received_total": ("messages received", c.received),
@@ -312,19 +320,16 @@ class Bridge:
             "stored_published_total": ("Stored confirmations published to the edges", c.stored_published),
             "stored_ranges_total": ("seq ranges in the Stored confirmations", c.stored_ranges),
             "stored_unsent_total": ("Stored confirmations not sent (publish queue full)", c.stored_unsent),
-            "batch_seconds_sum": ("time spent writing batches", c.batch_seconds_sum),
         }
-        lines: list[str] = [
-            "# HELP lifeline_bridge_sample_age_seconds edge sampling time to stored, last 100k messages",
-            "# TYPE lifeline_bridge_sample_age_seconds summary",
-        ]
         for name, (help_text, value) in counters.items():
-            lines += [f"# HELP lifeline_bridge_{name} {help_text}", f"# TYPE lifeline_bridge_{name} counter",
-                      f"lifeline_bridge_{name} {value}"]  # fmt: skip
+            yield counter(f"lifeline_bridge_{name}", help_text, value)
+        yield summary("lifeline_bridge_batch_seconds", "time spent writing batches", count=c.batches,
+                      total=c.batch_seconds_sum)  # fmt: skip
         ages = sorted(self.sample_age_ms)
-        for q in (0.5, 0.99):
-            value = ages[min(len(ages) - 1, int(q * len(ages)))] / 1000 if ages else float("nan")
-            lines.append(f'lifeline_bridge_sample_age_seconds{{quantile="{q}"}} {value:.4f}')
+        quantiles = {q: ages[min(len(ages) - 1, int(q * len(ages)))] / 1000 if ages else float("nan")
+                     for q in (0.5, 0.99)}  # fmt: skip
+        yield summary("lifeline_bridge_sample_age_seconds", "edge sampling time to stored, last 100k messages",
+                      quantiles=quantiles)  # fmt: skip
         gauges = {
             "inbox_messages": len(self.consumer.inbox),
             "last_batch_seconds": c.last_batch_seconds,
@@ -332,6 +337,5 @@ class Bridge:
             "stored_connected": int(self.confirmer.connected.is_set()),
             "influx_ok": int(self.influx_ok),
         }
-        for name, value in gauges.items():
-            lines += [f"# TYPE lifeline_bridge_{name} gauge", f"lifeline_bridge_{name} {value}"]
-        return "\n".join(lines) + "\n"
+        for name, level in gauges.items():
+            yield gauge(f"lifeline_bridge_{name}", "", level)

@@ -8,26 +8,21 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from infra.config_loader import read_yaml, validate
+from infra.influx_config import InfluxConnection
 from infra.mqtt_config import BrokerConfig, SubscriptionConfig
 
 
-class InfluxConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class InfluxConfig(InfluxConnection):
+    """The shared connection (url, database, retention policy, credentials, time-out, TLS) and the writer's own
+    fields."""
 
     transport: Literal["v1", "v2"] = Field(
         default="v1", description="v1: InfluxDB 1.x /write; v2: InfluxDB 2.x/3.x through influxdb-client"
     )
-    url: str = "http://127.0.0.1:8086"
-    # InfluxDB 1.x
-    database: str = "lifeline"
-    retention_policy: str = ""
-    username: str | None = None
-    password: str | None = None
     # InfluxDB 2.x / 3.x
     org: str = ""
     bucket: str = ""
     token: str | None = None
-    timeout_s: float = Field(default=10.0, gt=0, le=300)
     create_database: bool = Field(default=False, description="v1: CREATE DATABASE at start (local stacks)")
 
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from infra.storage_schema import QUALITY_SUFFIX, REASON_SUFFIX
 from telemetry.models import Quality, Sample
 from telemetry.wire import TelemetryLike, WireSample
 
@@ -178,7 +179,7 @@ class LineEncoder:
 
     def _keys(self, name: str) -> tuple[str, str, str]:
         key = escape_field_key(name)
-        keys = (f"{key}=", f"{escape_field_key(name + '.q')}=", f"{escape_field_key(name + '.reason')}=")
+        keys = (f"{key}=", f"{escape_field_key(name + QUALITY_SUFFIX)}=", f"{escape_field_key(name + REASON_SUFFIX)}=")
         if len(self._field_keys) >= _MAX_FIELD_KEYS:
             del self._field_keys[next(iter(self._field_keys))]
         self._field_keys[name] = keys

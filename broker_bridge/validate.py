@@ -7,16 +7,29 @@ tell the edge it was kept (in the dead letters) and need not be sent again.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
 from device_profiles import DataType, JsonType, Profile
 from device_profiles.schema import InternalPoint, MqttPoint
-from edge_agent.config import load_site
 from telemetry import ContractError, TopicError, Value, topics
 from telemetry.wire import SampleLike, TelemetryLike, decode_telemetry
+
+
+@dataclass(frozen=True, slots=True)
+class KnownSite:
+    """What the bridge needs of one site file: its name, its own profiles, and (device id, profile name) of
+    everything its agent publishes. The composition root reads site files with the edge's loader (a service does
+    not import a sibling)."""
+
+    site: str
+    profiles: dict[str, Profile]
+    devices: list[tuple[str, str]]
+
+
+SiteLoader = Callable[[Path], KnownSite]
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -107,9 +120,11 @@ class Registry:
         object.__setattr__(self, "checked", set())
 
     @classmethod
-    def from_sites(cls, profiles: dict[str, Profile], site_paths: list[Path]) -> Registry:
+    def from_sites(cls, profiles: dict[str, Profile], site_paths: list[Path], load_site: SiteLoader | None) -> Registry:
         if not site_paths:
             return cls(profiles)
+        if load_site is None:
+            raise ValueError("validation.sites needs a site loader (lifeline passes the edge's)")
         devices: dict[tuple[str, str], str] = {}
         files: list[Path] = []
         for path in site_paths:
@@ -117,8 +132,8 @@ class Registry:
         for file in files:
             site = load_site(file)
             profiles = {**profiles, **site.profiles}
-            for device, profile in site.published_devices():  # its devices and the agent's own health
-                devices[(site.config.site, device)] = profile
+            for device, profile in site.devices:  # its devices and the agent's own health
+                devices[(site.site, device)] = profile
         return cls(profiles, devices)
 
 

@@ -86,9 +86,7 @@ class V1Writer:
         if config.retention_policy:
             params["rp"] = config.retention_policy
         self._params = params
-        # credentials in a header, never in the URL (which HTTP libraries and proxies log)
-        auth = httpx.BasicAuth(config.username, config.password or "") if config.username else None
-        self._client = httpx.AsyncClient(base_url=config.url, timeout=config.timeout_s, auth=auth)
+        self._client = config.http_client()  # credentials in a header, never in the URL
 
     async def create_database(self) -> None:
         resp = await self._client.post("/query", params={"q": f'CREATE DATABASE "{self.config.database}"'})

@@ -20,9 +20,9 @@ from pathlib import Path
 import orjson
 
 from edge_agent._outbox_store import OutboxStore, Written
-from edge_agent.clock import Clock
 from edge_agent.config import OUTBOX_FILE, EdgeConfig
 from edge_agent.outbox import Entry, Outbox, Pending
+from infra.clock import Clock
 
 log = logging.getLogger("lifeline.edge.outbox")
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from importlib.metadata import PackageNotFoundError, version
 
 from device_profiles import Profile
 from edge_agent._outbox_writer import OutboxWriter, SampleJournal, make_outbox, new_run_id
-from edge_agent.clock import Clock, SystemClock
 from edge_agent.commands import CommandExecutor, make_gate
 from edge_agent.config import HEALTH_DEVICE, HEALTH_PROFILE, DeviceConfig, LoadedSite
 from edge_agent.deadletter import DeadLetter, DeadLetters
@@ -18,9 +17,10 @@ from edge_agent.mqtt_link import MqttLink
 from edge_agent.mqtt_sensors import SensorHub
 from edge_agent.outbox import OutMessage
 from edge_agent.planner import plan
-from edge_agent.stats import DeviceStats, render
+from edge_agent.stats import DeviceStats, collect
 from edge_agent.workers import WorkerPool, resolve_workers, shard
-from infra.metrics import bound_port, serve_metrics
+from infra.clock import Clock, SystemClock
+from infra.metrics import Metric, bound_port, registry, render, serve_metrics
 from telemetry import AgentState, ContractError, DeviceStatus, Sample, Telemetry, decode_stored, encode, topics
 
 log = logging.getLogger("lifeline.edge")
@@ -302,6 +302,9 @@ class EdgeAgent:
             await asyncio.sleep(1.0)
 
     def metrics_text(self) -> str:
+        return render(self)
+
+    def collect(self) -> Iterator[Metric]:
         o = self.outbox.stats
         gauges = {
             "outbox_messages": float(len(self.outbox)),
@@ -318,11 +321,11 @@ class EdgeAgent:
             "broker_connected": 1.0 if self.uplink.connected else 0.0,
             **{f"commands_{name}_total": float(n) for name, n in self.commands.counts.items()},
         }
-        return render(self.site.config.site, self.stats, gauges)
+        yield from collect(self.site.config.site, self.stats, gauges)
 
     async def _serve_metrics(self) -> asyncio.Server:
         port = self.site.config.metrics_port
-        server = await serve_metrics(self.metrics_text, port or 0)
+        server = await serve_metrics(registry(self), port or 0)
         self.metrics_port = bound_port(server)
         log.info("metrics on http://127.0.0.1:%d/metrics", self.metrics_port)
         return server

@@ -33,10 +33,10 @@ from pydantic import ValidationError
 from device_profiles import Profile
 from edge_agent._command_ids import DAY_MS, CommandLog
 from edge_agent._gate_io import GateUnreachable, ModbusGateIO
-from edge_agent.clock import Clock
 from edge_agent.config import DeviceConfig, EdgeKeys, ModbusDefaults
 from edge_agent.deadletter import DeadLetter, DeadLetters
 from edge_agent.outbox import OutMessage
+from infra.clock import Clock
 from telemetry import Value, topics
 from telemetry.commands import Action, Command, CommandResult, Interlock, ResultState
 from telemetry.interlocks import GateState, Limits, check, direction, fault_of, missing_points, target_of

@@ -15,11 +15,11 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException, ModbusIOException
 
 from device_profiles import Function, Profile
-from edge_agent.clock import Clock
 from edge_agent.config import DeviceConfig, ModbusDefaults
 from edge_agent.decode import Reading, bad, decode_block, with_derived
 from edge_agent.planner import ReadRequest, plan, split
 from edge_agent.stats import DeviceStats
+from infra.clock import Clock
 from telemetry import PointQuality, Sample
 
 log = logging.getLogger("lifeline.edge.modbus")

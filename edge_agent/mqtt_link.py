@@ -17,8 +17,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge_agent.clock import Clock, SystemClock
 from edge_agent.outbox import Outbox, OutMessage
+from infra.clock import Clock, SystemClock
 from infra.mqtt_config import BrokerConfig, configure_client
 
 log = logging.getLogger("lifeline.edge.mqtt")

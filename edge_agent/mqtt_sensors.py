@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 
 from device_profiles import MqttPoint, Profile
 from device_profiles.derive import derive
-from edge_agent.clock import Clock
 from edge_agent.config import DeviceConfig
 from edge_agent.deadletter import DeadLetter, DeadLetters
 from edge_agent.stats import DeviceStats
 from edge_agent.vendor_json import VendorError, decode_message
+from infra.clock import Clock
 from telemetry import Sample
 
 log = logging.getLogger("lifeline.edge.sensors")

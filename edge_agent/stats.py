@@ -1,8 +1,11 @@
-"""Counters of one edge agent, rendered in Prometheus text format."""
+"""Counters of one edge agent (plain ints on the hot path), read into Prometheus metric families at scrape time."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+
+from infra.metrics import Metric, counter, gauge
 
 
 @dataclass(slots=True)
@@ -25,9 +28,8 @@ class DeviceStats:
         self.lateness_s.append(seconds)
 
 
-def render(site: str, devices: dict[str, DeviceStats], gauges: dict[str, float]) -> str:
-    """Prometheus text exposition of the agent's counters."""
-    lines: list[str] = []
+def collect(site: str, devices: dict[str, DeviceStats], gauges: dict[str, float]) -> Iterator[Metric]:
+    """The agent's counters by device, and its site-wide values (``..._total``: counters)."""
     per_device = [
         ("polls", "Modbus poll cycles started"),
         ("poll_failures", "poll cycles that reached no answer from the device"),
@@ -39,11 +41,8 @@ def render(site: str, devices: dict[str, DeviceStats], gauges: dict[str, float])
         ("messages_rejected", "MQTT sensor messages that could not be decoded (dead-lettered)"),
     ]
     for name, help_text in per_device:
-        metric = f"lifeline_edge_{name}_total"
-        lines += [f"# HELP {metric} {help_text}", f"# TYPE {metric} counter"]
-        for device, st in sorted(devices.items()):
-            lines.append(f'{metric}{{site="{site}",device="{device}"}} {getattr(st, name)}')
+        rows = {(site, device): getattr(st, name) for device, st in devices.items()}
+        yield counter(f"lifeline_edge_{name}_total", help_text, rows, ("site", "device"))
     for name, value in sorted(gauges.items()):
-        metric = f"lifeline_edge_{name}"
-        lines += [f"# TYPE {metric} gauge", f'{metric}{{site="{site}"}} {value:g}']
-    return "\n".join(lines) + "\n"
+        kind = counter if name.endswith("_total") else gauge
+        yield kind(f"lifeline_edge_{name}", "", {(site,): value}, ("site",))

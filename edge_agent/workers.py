@@ -23,10 +23,10 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from device_profiles import Profile
-from edge_agent.clock import SystemClock
 from edge_agent.config import DeviceConfig, ModbusDefaults
 from edge_agent.modbus_poller import ModbusPoller
 from edge_agent.stats import DeviceStats
+from infra.clock import SystemClock
 from telemetry import Sample
 
 log = logging.getLogger("lifeline.edge.workers")

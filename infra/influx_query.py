@@ -20,13 +20,13 @@ from typing import Literal, get_args
 import httpx
 import orjson
 
+from infra.influx_config import InfluxConnection
+from infra.storage_schema import QUALITY_SUFFIX, REASON_SUFFIX
+
 FieldValue = float | int | bool | str | None
 Aggregate = Literal["mean", "median", "min", "max", "first", "last", "sum", "count", "spread"]
 _AGGREGATES: frozenset[str] = frozenset(get_args(Aggregate))
 _EPOCHS = frozenset({"ns", "u", "ms", "s", "m", "h"})
-
-QUALITY_SUFFIX = ".q"
-REASON_SUFFIX = ".reason"
 
 _SECOND = 1000
 _MINUTE = 60 * _SECOND
@@ -165,10 +165,21 @@ class InfluxQuery:
         retention_policy: str | None = None,
         timeout_s: float = 10.0,
     ) -> None:
-        self.database = database
-        self.retention_policy = retention_policy
-        auth = httpx.BasicAuth(username, password or "") if username is not None else None
-        self._client = httpx.AsyncClient(base_url=url.rstrip("/"), auth=auth, timeout=timeout_s)
+        self._open(InfluxConnection(url=url, database=database, retention_policy=retention_policy,
+                                    username=username, password=password, timeout_s=timeout_s))  # fmt: skip
+
+    @classmethod
+    def connect(cls, connection: InfluxConnection) -> InfluxQuery:
+        """A reader on ``connection`` (its credentials, time-out and TLS trust)."""
+        query = cls.__new__(cls)
+        query._open(connection)
+        return query
+
+    def _open(self, connection: InfluxConnection) -> None:
+        self.connection = connection
+        self.database = connection.database
+        self.retention_policy = connection.retention_policy or None
+        self._client = connection.http_client()
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Awaitable, Callable
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -17,6 +18,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 from infra.mqtt_config import BrokerConfig, configure_client
 
 log = logging.getLogger("lifeline.mqtt.publisher")
+
+# What a component that publishes is given (a ``Publisher``'s methods, or a fake in tests): topic, payload.
+Publish = Callable[[str, bytes], Awaitable[None]]  # ``Publisher.publish``: returns once the broker has it
+PublishNowait = Callable[[str, bytes], object]  # ``Publisher.publish_nowait``: queued, or refused (falsy)
 
 
 class PublishError(Exception):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from broker_bridge.config import BridgeConfig, load_bridge_config
 from broker_bridge.deadletter import DeadLetter, DeadLetterStore
+from broker_bridge.validate import KnownSite
 from infra.config_loader import ConfigError
 from infra.mqtt_config import configure_client
 from lifeline import logs
@@ -25,12 +26,20 @@ def _config(path: str | None) -> BridgeConfig:
         raise SystemExit(str(exc)) from exc
 
 
+def known_site(path: Path) -> KnownSite:
+    """A site file read by the edge's own loader, as the bridge's validation needs it."""
+    from edge_agent.config import load_site
+
+    site = load_site(path)
+    return KnownSite(site.config.site, dict(site.profiles), site.published_devices())
+
+
 def run_bridge(args: argparse.Namespace) -> int:
     from broker_bridge.bridge import Bridge  # imported when run: the CLI starts without it
 
     config = _config(args.config)
     logs.setup(args.log_level)
-    return run_until_signal(Bridge(config).run)
+    return run_until_signal(Bridge(config, load_site=known_site).run)
 
 
 def _when(ms: int | None) -> str:

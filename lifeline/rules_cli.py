@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from alerts.config import AlertServiceConfig
 from infra.config_loader import ConfigError, read_yaml, validate
+from infra.influx_config import InfluxConnection
 from infra.mqtt_config import BrokerConfig
 from lifeline import logs
 from lifeline._run import Subparsers, run_until_signal
@@ -37,15 +38,6 @@ from rules import load_rules
 from rules.config import RulesConfig
 
 log = logging.getLogger("lifeline.rules")
-
-
-class InfluxReadConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    url: str = "http://127.0.0.1:8086"
-    database: str = "lifeline"
-    username: str | None = None
-    password: str | None = None
 
 
 class RulesServiceConfig(BaseModel):
@@ -57,7 +49,7 @@ class RulesServiceConfig(BaseModel):
                           "rules-N-pub); none: the broker section's")  # fmt: skip
     rules: RulesConfig = Field(default_factory=RulesConfig)
     alerts: AlertServiceConfig = Field(default_factory=AlertServiceConfig)
-    influx: InfluxReadConfig | None = Field(None, description="InfluxDB to read for window rules; none: not run")
+    influx: InfluxConnection | None = Field(None, description="InfluxDB to read for window rules; none: not run")
     metrics_port: int | None = Field(None, ge=0, le=65535)
 
     def rules_with_broker(self) -> RulesConfig:
@@ -97,7 +89,7 @@ async def run_service(
     from alerts.notify import Notifier
     from alerts.store import AlertStore
     from device_profiles import load_catalogue
-    from infra.metrics import bound_port, serve_metrics
+    from infra.metrics import Collecting, bound_port, registry, serve_metrics
     from infra.mqtt_publisher import Publisher
     from rules.service import RulesService
 
@@ -120,12 +112,10 @@ async def run_service(
         on_start(service, manager)
     metrics = None
     if config.metrics_port is not None:
-
-        def text() -> str:
-            extra = windows.scheduled.metrics_text() if windows else ""
-            return service.metrics_text() + manager.metrics_text() + notifier.metrics_text() + extra
-
-        metrics = await serve_metrics(text, config.metrics_port)
+        collectors: list[Collecting] = [service, manager, notifier]
+        if windows is not None:
+            collectors.append(windows.scheduled)
+        metrics = await serve_metrics(registry(*collectors), config.metrics_port)
         log.info("rules metrics port=%d", bound_port(metrics))
     log.info("rules service started rules=%d store=%s window_rules=%s", len(rules), _safe_url(url),
              "on" if windows else "off (no InfluxDB configured)")  # fmt: skip
@@ -153,15 +143,14 @@ class _Windows:
 
         assert config.influx is not None
         self.state = state
-        self.query = InfluxQuery(config.influx.url, config.influx.database, username=config.influx.username,
-                                 password=config.influx.password)  # fmt: skip
+        self.query = InfluxQuery.connect(config.influx)
         window_rules = [r for r in rules if r.kind == "window"]
         saved = state.get_state(WINDOWS_STATE)
         self.evaluator = (WindowEvaluator.from_state(window_rules, self.query, saved) if saved
                           else WindowEvaluator(window_rules, self.query))  # fmt: skip
         # valid hourly and daily means (rules/means.yaml), stored before the window rules that read them
         influx = config.influx
-        self.writer = InfluxWriter(influx.url, influx.database, username=influx.username, password=influx.password)
+        self.writer = InfluxWriter.connect(influx)
         self.means = ValidMeans(load_means_config(), self.query, self.writer)
         saved_means = state.get_state(MEANS_STATE)
         if saved_means:

@@ -31,7 +31,6 @@ from api.config import (
     DistrictSite,
     GateOverride,
     GatesConfig,
-    InfluxReadConfig,
     SiteKeysConfig,
     StoreConfig,
 )
@@ -46,7 +45,6 @@ from infra.mqtt_config import BrokerConfig, CredentialError, TlsConfig, read_sec
 from lifeline._run import install_stop_signals
 from lifeline.broker_auth import credential, hj212_site, platform_accounts, scenario_deployment, write_credentials
 from lifeline.config import DeploymentConfig, load_deployment
-from lifeline.rules_cli import InfluxReadConfig as RulesInflux
 from lifeline.rules_cli import RulesServiceConfig
 from lifeline.services import Influxd, Mosquitto, ServiceError, free_port, wait_for_port
 from lifeline.simulate import load, site_accounts
@@ -201,8 +199,7 @@ def _rules_config(data_dir: Path, stack: Stack, deploy: DeploymentConfig, metric
         publisher=stack.account("rules-1-pub"),
         rules=RulesConfig(packs=[Path(p).resolve() for p in deploy.rule_packs]),
         alerts=alerts,
-        influx=RulesInflux(url=influx.url, database=influx.database, username=influx.username,
-                           password=influx.password) if influx.transport == "v1" else None,
+        influx=influx.read_only() if influx.transport == "v1" else None,
         metrics_port=metrics_port,
     )  # fmt: skip
     return _write_config(data_dir / "rules.yaml", config)
@@ -249,8 +246,7 @@ def _api_config(data_dir: Path, stack: Stack, site_files: dict[str, Path], keys_
         areas={site: [site] for site in sorted(sites)},  # each site its own area (the alert manager's default too)
         listen=ApiListen(host="127.0.0.1", port=stack.api_port),
         broker=stack.account("api"),
-        influx=InfluxReadConfig(url=influx.url, database=influx.database, username=influx.username,
-                                password=influx.password),
+        influx=influx.read_only(),
         # the API signs commands with each site's control key and checks results against each site's public key
         site_keys={site: SiteKeysConfig(control_private_key=k.control_private.resolve(),
                                         site_public_key=k.site_public.resolve()) for site, k in keys.items()},

@@ -33,7 +33,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from infra.influx_query import QUALITY_SUFFIX, Series, quote_ident
+from infra.influx_query import Series, quote_ident
+from infra.storage_schema import QUALITY_SUFFIX, REASON_SUFFIX
 
 MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
@@ -41,7 +42,6 @@ MEANS_FILE = Path(__file__).parent / "means.yaml"
 HOURLY, DAILY = "_hourly", "_daily"
 MAX_8H = "_8h_max"
 COUNT_SUFFIX = ".n"
-REASON_SUFFIX = ".reason"
 Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 
 

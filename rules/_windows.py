@@ -13,7 +13,8 @@ from datetime import time as dtime
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from infra.influx_query import QUALITY_SUFFIX, Series, quote_ident, quote_string
+from infra.influx_query import Series, quote_ident, quote_string
+from infra.storage_schema import QUALITY_SUFFIX
 from rules._conditions import threshold_target
 from rules.evaluate import Key, Transition
 from rules.schema import Level, Rule, Threshold, Window

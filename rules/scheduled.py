@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -26,6 +26,7 @@ from apscheduler.triggers.cron import CronTrigger  # type: ignore[import-untyped
 
 from device_profiles import load_catalogue
 from infra.influx_query import QueryError, QueryUnavailableError, Series
+from infra.metrics import Metric, counter, gauge, render
 from rules._windows import (
     DAY_MS,
     HOUR_MS,
@@ -383,6 +384,9 @@ class ScheduledRules:
 
     def metrics_text(self) -> str:
         """The counters in Prometheus text format."""
+        return render(self)
+
+    def collect(self) -> Iterator[Metric]:
         c = self.counters
         counters = {
             "windows_evaluated_total": ("rule periods judged", c.windows_evaluated),
@@ -391,9 +395,6 @@ class ScheduledRules:
             "periods_skipped_total": ("periods missed beyond the catch-up bound, never judged", c.periods_skipped),
             "periods_invalid_total": ("device periods without a valid mean (no verdict)", c.periods_invalid),
         }
-        lines: list[str] = []
         for name, (help_text, value) in counters.items():
-            lines += [f"# HELP lifeline_window_{name} {help_text}", f"# TYPE lifeline_window_{name} counter",
-                      f"lifeline_window_{name} {value}"]  # fmt: skip
-        lines += ["# TYPE lifeline_window_influx_ok gauge", f"lifeline_window_influx_ok {int(self.influx_ok)}"]
-        return "\n".join(lines) + "\n"
+            yield counter(f"lifeline_window_{name}", help_text, value)
+        yield gauge("lifeline_window_influx_ok", "1: the last InfluxDB query succeeded", int(self.influx_ok))

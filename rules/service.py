@@ -16,12 +16,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import msgspec
 
+from infra.metrics import Metric, counter, gauge, render
 from infra.mqtt_consumer import Consumer, Incoming
 from rules.config import RulesConfig
 from rules.evaluate import Engine, Transition
@@ -187,6 +188,9 @@ class RulesService:
         self._unacked.clear()
 
     def metrics_text(self) -> str:
+        return render(self)
+
+    def collect(self) -> Iterator[Metric]:
         c = self.counters
         rows = [
             ("lifeline_rules_broker_connected", "gauge", int(self.consumer.connected)),
@@ -201,4 +205,5 @@ class RulesService:
             ("lifeline_rules_active_alerts", "gauge", len(self.engine.active())),
             ("lifeline_rules_rules", "gauge", len(self.engine.rules)),
         ]
-        return "".join(f"# TYPE {n} {t}\n{n} {v}\n" for n, t, v in rows)
+        for name, kind, value in rows:
+            yield (counter if kind == "counter" else gauge)(name, "", value)

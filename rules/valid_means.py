@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import httpx
 
 from infra.config_loader import read_yaml, validate
+from infra.influx_config import InfluxConnection
 from infra.influx_query import QueryError, QueryUnavailableError, Series
 from rules._means import (
     COUNT_SUFFIX,
@@ -81,9 +82,19 @@ class InfluxWriter:
 
     def __init__(self, url: str, database: str, *, username: str | None = None, password: str | None = None,
                  retention_policy: str | None = None, timeout_s: float = 10.0) -> None:  # fmt: skip
-        self.params = {"db": database, "precision": "ms", **({"rp": retention_policy} if retention_policy else {})}
-        auth = httpx.BasicAuth(username, password or "") if username is not None else None
-        self._client = httpx.AsyncClient(base_url=url.rstrip("/"), auth=auth, timeout=timeout_s)
+        self._open(InfluxConnection(url=url, database=database, username=username, password=password,
+                                    retention_policy=retention_policy, timeout_s=timeout_s))  # fmt: skip
+
+    @classmethod
+    def connect(cls, connection: InfluxConnection) -> InfluxWriter:
+        writer = cls.__new__(cls)
+        writer._open(connection)
+        return writer
+
+    def _open(self, c: InfluxConnection) -> None:
+        rp = {"rp": c.retention_policy} if c.retention_policy else {}
+        self.params = {"db": c.database, "precision": "ms", **rp}
+        self._client = c.http_client()
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import yaml
 
 from device_profiles import Profile, load_catalogue
+from infra.clock import WallClock
 from infra.mqtt_config import BrokerConfig
 from simulators.behaviours import make_behaviour
 from simulators.behaviours.sluice_gate_plc import GateParams
@@ -25,7 +25,6 @@ from simulators.scenario import PlannedDevice, Scenario, plan
 
 log = logging.getLogger("lifeline.sim")
 
-Clock = Callable[[], float]
 SiteConfig = dict[str, object]
 
 
@@ -39,7 +38,7 @@ class District:
         broker_port: int,
         *,
         profiles: dict[str, Profile] | None = None,
-        clock: Clock = time.time,
+        clock: WallClock = time.time,
         step_interval_s: float = 0.2,
         sensor_tick_s: float = 0.1,
         sensor_credentials: BrokerConfig | None = None,

@@ -16,7 +16,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,13 +24,13 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from device_profiles import Profile
+from infra.clock import WallClock
 from infra.mqtt_config import BrokerConfig, configure_client
 from simulators.behaviours import Behaviour, FireDetector, GasDetector, Value
 from simulators.vendor_json import vendor_messages
 
 log = logging.getLogger("lifeline.sim.mqtt")
 
-Clock = Callable[[], float]
 
 DEFAULT_INTERVAL_S: dict[str, float] = {"gas_detector": 5.0, "fire_detector": 30.0, "noise_meter": 5.0}
 # points whose change is published at once instead of at the next interval
@@ -86,7 +86,7 @@ class SensorFleet:
         port: int,
         *,
         client_id: str | None = None,
-        clock: Clock = time.time,
+        clock: WallClock = time.time,
         tick_s: float = 0.1,
         reconnect_max_s: int = 2,
         credentials: BrokerConfig | None = None,

@@ -27,7 +27,6 @@ from alerts.notify.config import (
 from alerts.notify.dingtalk import sign as dingtalk_sign
 from alerts.notify.errors import DeliveryError, parse_retry_after
 from alerts.notify.message import Message, format_value, markdown, plain_text, render, to_dict, to_json
-from alerts.notify.mqtt import Publish
 from alerts.notify.notifier import ChannelCounters, Notifier, Outcome, backoff_s, route
 
 __all__ = [
@@ -44,7 +43,6 @@ __all__ = [
     "Notifier",
     "NotifyConfig",
     "Outcome",
-    "Publish",
     "RetryConfig",
     "RouteConfig",
     "WeComConfig",

@@ -7,14 +7,12 @@ raise ``ConnectionError``/``OSError``/``TimeoutError`` when it cannot publish.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 
 from alerts.notify.config import MqttConfig
 from alerts.notify.errors import DeliveryError
 from alerts.notify.message import Message, to_json
+from infra.mqtt_publisher import Publish
 from telemetry import topics
-
-Publish = Callable[[str, bytes], Awaitable[None]]
 
 
 def target(msg: Message) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 import httpx
@@ -26,11 +26,12 @@ from alerts.notify.config import (
 )
 from alerts.notify.errors import DeliveryError
 from alerts.notify.message import Message
-from alerts.notify.mqtt import Publish
+from infra.clock import WallClock
+from infra.metrics import Metric, counter, render
+from infra.mqtt_publisher import Publish
 
 log = logging.getLogger("lifeline.notify")
 
-Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
 
@@ -96,7 +97,7 @@ class Notifier:
         self,
         config: NotifyConfig,
         publish: Publish | None = None,
-        clock: Clock = time.time,
+        clock: WallClock = time.time,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.config = config
@@ -194,15 +195,15 @@ class Notifier:
 
     def metrics_text(self) -> str:
         """Per-channel counters in Prometheus text format."""
+        return render(self)
+
+    def collect(self) -> Iterator[Metric]:
         series = {
             "sent_total": "messages delivered",
             "failed_total": "messages given up on (not retryable, or out of attempts)",
             "retries_total": "delivery attempts that were tried again",
         }
-        lines: list[str] = []
         for metric, help_text in series.items():
-            lines += [f"# HELP lifeline_notify_{metric} {help_text}", f"# TYPE lifeline_notify_{metric} counter"]
-            for name, c in self.counters.items():
-                value = {"sent_total": c.sent, "failed_total": c.failed, "retries_total": c.retries}[metric]
-                lines.append(f'lifeline_notify_{metric}{{channel="{name}"}} {value}')
-        return "\n".join(lines) + "\n"
+            attr = metric.removesuffix("_total")
+            rows = {(name,): getattr(c, attr) for name, c in self.counters.items()}
+            yield counter(f"lifeline_notify_{metric}", help_text, rows, ("channel",))

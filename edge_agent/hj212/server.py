@@ -15,7 +15,7 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -23,7 +23,6 @@ import orjson
 
 from edge_agent._outbox_store import OutboxStore
 from edge_agent._outbox_writer import OutboxWriter
-from edge_agent.clock import SystemClock
 from edge_agent.config import PublishConfig
 from edge_agent.deadletter import DeadLetter, DeadLetters
 from edge_agent.hj212.config import LoadedConfig, Station
@@ -31,7 +30,8 @@ from edge_agent.hj212.framing import StreamDecoder
 from edge_agent.hj212.ingest import DeadLetterNote, Ingest, Outcome
 from edge_agent.mqtt_link import MqttLink
 from edge_agent.outbox import Outbox, OutMessage
-from infra.metrics import bound_port, serve_metrics
+from infra.clock import SystemClock
+from infra.metrics import Metric, bound_port, counter, gauge, registry, render, serve_metrics
 
 log = logging.getLogger("lifeline.hj212")
 
@@ -108,7 +108,7 @@ class Hj212Server:
         expiry = asyncio.ensure_future(self._expire_splits())
         metrics = None
         if cfg.metrics_port is not None:
-            metrics = await serve_metrics(self.metrics_text, cfg.metrics_port)
+            metrics = await serve_metrics(registry(self), cfg.metrics_port)
             self.metrics_port = bound_port(metrics)
         log.info("hj212 listening host=%s port=%d stations=%d broker=%s:%d", cfg.listen.host, self.port,
                  len(self.loaded.stations), cfg.broker.host, cfg.broker.port)  # fmt: skip
@@ -255,19 +255,21 @@ class Hj212Server:
 
     # -- metrics -----------------------------------------------------------------------------------------------------
     def metrics_text(self) -> str:
+        return render(self)
+
+    def collect(self) -> Iterator[Metric]:
         o = self.outbox.stats
-        lines = [
-            f"lifeline_hj212_connections {self.connections}",
-            f"lifeline_hj212_stations_online {len(self._online)}",
-            f"lifeline_hj212_broker_connected {1 if self.link.connected else 0}",
-            f"lifeline_hj212_dead_letters_total {self.dead_letters.count}",
-            f"lifeline_hj212_outbox_queued {len(self.outbox) - self.outbox.inflight}",
-            f"lifeline_hj212_outbox_inflight {self.outbox.inflight}",
-            f"lifeline_hj212_outbox_dropped_total {o.dropped}",
-            f"lifeline_hj212_answers_waiting {len(self._waiting)}",
-        ]
+        yield gauge("lifeline_hj212_connections", "open station connections", self.connections)
+        yield gauge("lifeline_hj212_stations_online", "stations heard from lately", len(self._online))
+        yield gauge("lifeline_hj212_broker_connected", "1: connected to the broker", int(self.link.connected))
+        yield counter("lifeline_hj212_dead_letters_total", "packets kept as dead letters", self.dead_letters.count)
+        queued = len(self.outbox) - self.outbox.inflight
+        yield gauge("lifeline_hj212_outbox_queued", "messages waiting to be sent", queued)
+        yield gauge("lifeline_hj212_outbox_inflight", "messages sent, not yet acknowledged", self.outbox.inflight)
+        yield counter("lifeline_hj212_outbox_dropped_total", "messages dropped from a full outbox", o.dropped)
+        yield gauge("lifeline_hj212_answers_waiting", "answers waiting to be sent", len(self._waiting))
         for name in ("connections", "connections_refused", "packets_accept", "packets_reject", "published",
                      "answers", "answers_lost"):  # fmt: skip
-            lines.append(f"lifeline_hj212_{name}_total {self.counts[name]}")
-        lines += [f'lifeline_hj212_rejects_total{{reason="{r}"}} {n}' for r, n in sorted(self.rejects.items())]
-        return "\n".join(lines) + "\n"
+            yield counter(f"lifeline_hj212_{name}_total", "", self.counts[name])
+        yield counter("lifeline_hj212_rejects_total", "packets refused, by reason",
+                      {(r,): n for r, n in self.rejects.items()}, ("reason",))  # fmt: skip

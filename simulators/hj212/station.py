@@ -18,17 +18,16 @@ import logging
 import statistics
 import time
 from collections import Counter, deque
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from device_profiles import Profile
+from infra.clock import WallClock
 from simulators.behaviours import Behaviour, FlueGasCems
 from simulators.hj212 import _wire
 from simulators.hj212.wastewater import WastewaterOutlet
 
 log = logging.getLogger("lifeline.sim.hj212")
 
-Clock = Callable[[], float]
 FAULTS = ("bad_crc", "garbage", "split_writes", "byte_by_byte", "bad_password", "unknown_code")
 _BROKEN = frozenset({"bad_crc", "bad_password"})  # the server refuses these: no answer to wait for
 CST = timedelta(hours=8)  # DataTime and QN are Beijing time (UTC+8)
@@ -66,7 +65,7 @@ class Hj212Station:
         legacy_codes: bool = False,
         timeout_s: float = 5.0,
         retries: int = 3,
-        clock: Clock = time.time,
+        clock: WallClock = time.time,
     ) -> None:
         if profile.hj212 is None:
             raise ValueError(f"profile {profile.name!r} has no hj212 section")

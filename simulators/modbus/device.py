@@ -23,6 +23,7 @@ from pymodbus.exceptions import NoSuchIdException
 from pymodbus.server import ModbusTcpServer
 
 from device_profiles import Profile, encode_point
+from infra.clock import WallClock
 from simulators.behaviours import Behaviour, Value
 from simulators.modbus._context import UNCAPPED_READS, DeviceContext
 from simulators.modbus._image import READ_FUNCTIONS, WRITE_FUNCTIONS, Image, RegisterMap, WriteRefused
@@ -30,7 +31,6 @@ from simulators.modbus._overrides import Overrides, Spike
 
 log = logging.getLogger("lifeline.sim.modbus")
 
-Clock = Callable[[], float]
 
 
 class ModbusDevice:
@@ -48,7 +48,7 @@ class ModbusDevice:
         max_registers: int | None = None,
         step_interval_s: float = 0.2,
         block_gap: int | None = None,
-        clock: Clock = time.time,
+        clock: WallClock = time.time,
     ) -> None:
         if profile.modbus is None:
             raise ValueError(f"profile {profile.name!r} is not a Modbus profile")

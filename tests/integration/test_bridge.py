@@ -22,6 +22,7 @@ import yaml
 from broker_bridge.bridge import Batch, Bridge
 from broker_bridge.config import BridgeConfig
 from broker_bridge.deadletter import DeadLetterStore
+from lifeline.bridge_cli import known_site
 from lifeline.broker_auth import bridge_account, bridge_publisher_account
 from lifeline.services import Influxd, Mosquitto
 from telemetry import PointQuality, Quality, Sample, Telemetry, decode_telemetry, encode, topics
@@ -87,7 +88,7 @@ def start_bridge(cfg: BridgeConfig) -> tuple[Bridge, LoopThread]:
     holder: dict[str, Bridge] = {}
 
     async def main(stop: Any) -> None:
-        holder["bridge"] = Bridge(cfg)
+        holder["bridge"] = Bridge(cfg, load_site=known_site)
         await holder["bridge"].run(stop)
 
     thread = LoopThread(main)

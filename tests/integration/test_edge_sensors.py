@@ -148,8 +148,8 @@ def test_metrics_count_what_happened(mosquitto: Mosquitto, tmp_path: Path) -> No
         assert agent.metrics_port
         with urllib.request.urlopen(f"http://127.0.0.1:{agent.metrics_port}/metrics", timeout=5) as resp:
             text = resp.read().decode()
-        assert 'lifeline_edge_messages_in_total{site="ent-site",device="gas-1"} 2' in text
-        assert 'lifeline_edge_messages_rejected_total{site="ent-site",device="gas-1"} 1' in text
+        assert 'lifeline_edge_messages_in_total{device="gas-1",site="ent-site"} 2' in text
+        assert 'lifeline_edge_messages_rejected_total{device="gas-1",site="ent-site"} 1' in text
         assert 'lifeline_edge_dead_letters_total{site="ent-site"} 1' in text
         assert "# TYPE lifeline_edge_readings_total counter" in text
     finally:
