@@ -67,7 +67,7 @@ def test_every_benchmark_module_is_a_bench_command(name: str) -> None:
 
 def test_bench_arguments_parse_to_their_runner() -> None:
     args = cli.parser().parse_args(["bench", "lineproto", "--points", "10"])
-    assert (args.target, args.points, args.json) == ("lineproto", 10, False)
+    assert (args.target, args.points, args.json) == ("lineproto", 10, None)
     assert callable(args.func)
 
 
