@@ -13,7 +13,7 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-from lifeline import logs
+from infra import logs
 
 __all__ = ["add_parsers"]
 

@@ -85,7 +85,7 @@ def shard(
 def worker_main(sh: Shard, conn: Connection, parent_pid: int) -> None:
     """Entry point of a worker process: poll the shard's devices until SIGTERM or the parent is gone."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent ends the workers
-    from lifeline import logs  # the agent's log format and level (a spawned process starts without them)
+    from infra import logs  # the agent's log format and level (a spawned process starts without them)
 
     logs.setup(sh.log_level)
     with contextlib.suppress(KeyboardInterrupt):

@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from infra import logs
 from infra.config_loader import ConfigError
-from lifeline import logs
 from lifeline._run import Subparsers, report_problems
 
 if TYPE_CHECKING:

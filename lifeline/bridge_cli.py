@@ -11,9 +11,9 @@ from pathlib import Path
 from broker_bridge.config import BridgeConfig, load_bridge_config
 from broker_bridge.deadletter import DeadLetter, DeadLetterStore
 from broker_bridge.validate import KnownSite
+from infra import logs
 from infra.config_loader import ConfigError
 from infra.mqtt_config import configure_client
-from lifeline import logs
 from lifeline._run import Subparsers, run_until_signal
 
 

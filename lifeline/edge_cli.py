@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from infra import logs
 from infra.config_loader import ConfigError
-from lifeline import logs
 from lifeline._run import Subparsers, run_until_signal
 
 

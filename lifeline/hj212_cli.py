@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from infra import logs
 from infra.config_loader import ConfigError
-from lifeline import logs
 from lifeline._run import Subparsers, report_problems, run_until_signal
 
 

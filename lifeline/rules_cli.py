@@ -28,10 +28,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from alerts.config import AlertServiceConfig
+from infra import logs
 from infra.config_loader import ConfigError, read_yaml, validate
 from infra.influx_config import InfluxConnection
 from infra.mqtt_config import BrokerConfig
-from lifeline import logs
 from lifeline._run import Subparsers, run_until_signal
 from lifeline.profiles_cli import validate_files
 from rules import load_rules

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from lifeline import logs
+from infra import logs
 from lifeline._run import Subparsers
 
 
