@@ -11,6 +11,7 @@ import base64
 import contextlib
 import glob
 import hashlib
+import logging
 import os
 import queue
 import re
@@ -48,6 +49,29 @@ def free_port(host: str = "127.0.0.1") -> int:
         s.bind((host, 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def owns_port(pid: int, port: int) -> bool:
+    """Whether process ``pid`` holds the listening TCP socket on ``port`` (read from /proc; True where /proc cannot
+    tell). A free port picked by one test may be taken by another's server before ours binds it: then that server
+    answers, and ours must not take it for its own."""
+    inodes: set[str] = set()
+    want = f":{port:04X}"
+    try:
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with contextlib.suppress(FileNotFoundError), open(table) as f:
+                for line in f.readlines()[1:]:
+                    cols = line.split()
+                    if cols[1].endswith(want) and cols[3] == "0A":  # local address, state LISTEN
+                        inodes.add(cols[9])
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return True
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{pid}/fd/{fd}").removeprefix("socket:[").removesuffix("]") in inodes:
+                return True
+    return False
 
 
 def wait_for_port(host: str, port: int, timeout_s: float, proc: subprocess.Popen[bytes] | None = None) -> bool:
@@ -121,6 +145,7 @@ class ChildServer:
         self.data_dir = data_dir
         self.host = host
         self.port = port or free_port(host)
+        self._ports_chosen_here = port is None  # a port taken meanwhile by another server: choose again
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir / log_name
         self.conf_path = data_dir / conf_name
@@ -138,8 +163,27 @@ class ChildServer:
         """The system user to run the server as (None: this process's own)."""
         return None
 
+    def _choose_ports(self) -> None:
+        self.port = free_port(self.host)
+
     def start(self, timeout_s: float = 30.0) -> None:
-        """Start the server and return once it is ready; ServiceError with the tail of its log if it is not."""
+        """Start the server and return once it is ready (and it, not another, holds its port); ServiceError with the
+        tail of its log if it is not. At the first start on ports chosen here, a port another process took before
+        the server bound it means new ports and another try (up to three)."""
+        for attempt in range(3):
+            if self._start_once(timeout_s):
+                self._ports_chosen_here = False  # a restart keeps its ports (clients know them)
+                return
+            if not self._ports_chosen_here or attempt == 2:
+                break
+            log_ = self.log_tail()
+            self.stop()
+            self._choose_ports()
+            logging.getLogger("lifeline.services").info("%s: port taken, trying %d (%s)", self.name, self.port, log_)
+        self.stop()
+        raise ServiceError(f"{self.name} did not start on {self.host}:{self.port}: {self.log_tail()}")
+
+    def _start_once(self, timeout_s: float) -> bool:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._write_conf()
         argv = self._argv()
@@ -150,11 +194,10 @@ class ChildServer:
                                          user=user, group=user, extra_groups=[] if user else None)  # fmt: skip
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline and self.proc.poll() is None:
-            if self._ready():
-                return
+            if self._ready() and owns_port(self.proc.pid, self.port):
+                return True
             time.sleep(0.02)
-        self.stop()
-        raise ServiceError(f"{self.name} did not start on {self.host}:{self.port}: {self.log_tail()}")
+        return False
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """SIGTERM (the server saves its state), then SIGKILL if it does not go."""
@@ -494,6 +537,10 @@ bind-address = "{self.host}:{self.rpc_port}"
 
     def _argv(self) -> list[str]:
         return [find_binary("influxd", ("/usr/bin", "/usr/sbin", "/usr/local/bin")), "-config", str(self.conf_path)]
+
+    def _choose_ports(self) -> None:
+        super()._choose_ports()
+        self.rpc_port = free_port(self.host)
 
     def _ready(self) -> bool:
         return _http_status(f"{self.url}/ping", timeout_s=0.5) == 204
