@@ -13,7 +13,7 @@ from edge_agent import EdgeAgent, EdgeConfig, build_site
 from lifeline.broker_auth import district_deployment, edge_account, edge_sensor_account
 from lifeline.services import Influxd, Mosquitto
 from simulators import District, load_scenario
-from tests.helpers import LoopThread, account_for, client_account
+from tests.helpers import LoopThread, Publisher, account_for, client_account
 from tests.integration.influx_db import Db
 
 
@@ -110,3 +110,11 @@ def start_agent() -> Iterator[StartAgent]:
 def db(shared_influxdb: Influxd) -> Db:
     """A database of this test's own on the worker's shared InfluxDB."""
     return Db(shared_influxdb)
+
+
+@pytest.fixture
+def publisher(mosquitto: Mosquitto) -> Iterator[Publisher]:
+    """A test publisher on the broker (``tests.helpers.Publisher``)."""
+    pub = Publisher(mosquitto)
+    yield pub
+    pub.close()

@@ -10,7 +10,6 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -75,13 +74,6 @@ def wq_message(device: str, seq: int, ts0: int, samples: int = 1, site: str = "s
         samples=[Sample(ts=ts0 + i, values={p: round(7 + (seq % 100) / 100 + i / 1000, 6) for p in WQ_POINTS})
                  for i in range(samples)],
     )  # fmt: skip
-
-
-@pytest.fixture
-def publisher(mosquitto: Mosquitto) -> Iterator[Publisher]:
-    pub = Publisher(mosquitto)
-    yield pub
-    pub.close()
 
 
 def start_bridge(cfg: BridgeConfig) -> tuple[Bridge, LoopThread]:

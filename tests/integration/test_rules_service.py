@@ -95,13 +95,6 @@ def rules_service() -> Iterator[Callable[[RulesServiceConfig], RunningRules]]:
         r.stop()
 
 
-@pytest.fixture
-def publisher(mosquitto: Mosquitto) -> Iterator[Publisher]:
-    pub = Publisher(mosquitto)
-    yield pub
-    pub.close()
-
-
 def gas(device: str, seq: int, ts: int, lel: float, site: str = "plant-1") -> Telemetry:
     return Telemetry(site=site, device=device, profile="gas_detector", measurement="gas_detector", seq=seq,
                      samples=[Sample(ts=ts, values={"lel": lel})])  # fmt: skip

@@ -6,7 +6,6 @@ is ever held by both engines."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +39,6 @@ def partition_config(broker: Mosquitto, tmp_path: Path, index: int) -> RulesServ
         alerts=AlertServiceConfig(store_url=f"sqlite:///{tmp_path / 'alerts.db'}", tick_s=0.2,
                                   policy={"flood": {"max_new": 1000}}),
     )  # fmt: skip
-
-
-@pytest.fixture
-def publisher(mosquitto: Mosquitto) -> Iterator[Publisher]:
-    pub = Publisher(mosquitto)
-    yield pub
-    pub.close()
 
 
 def test_two_partitioned_engines_one_restarted_each_alert_raised_once_by_its_owner(
