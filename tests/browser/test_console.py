@@ -164,7 +164,14 @@ def test_an_environment_station_with_its_hourly_means(browser: Any, stack: Stack
     assert "no stored hourly means yet" in rows or "complies" in rows or "exceeded" in rows, rows
     page.select_option("#chart-range", "3600000")  # a chosen time range
     page.wait_for_selector("#chart canvas, #chart .empty", timeout=15_000)
-    assert re.search(r"\d{2}:\d{2}", page.inner_text("#chart-note") or "00:00")  # readable times, no epoch
+    # the note says "…" while the chosen range loads (the previous range's chart may still be drawn): wait for it
+    deadline, note = time.monotonic() + 15, ""
+    while time.monotonic() < deadline:
+        note = page.inner_text("#chart-note") or "00:00"
+        if re.search(r"\d{2}:\d{2}", note):
+            break
+        page.wait_for_timeout(200)
+    assert re.search(r"\d{2}:\d{2}", note), note  # readable times, no epoch
     assert not re.search(r"\b1\d{12}\b", page.inner_text("#device-panel"))
     page.screenshot(path=str(artifacts / "environment.png"), full_page=True)
     assert page.script_errors == []
