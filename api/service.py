@@ -73,7 +73,7 @@ class ApiService:
             log.info("command signing keys sites=%s", ",".join(sorted(keys)))
         self.gates = GateService(config, self.engine, self.cache, self.link.publish, self.audit, self.hub.publish,
                                  clock, keys, self.profiles)  # fmt: skip
-        self.influx = InfluxQuery.connect(config.influx)
+        self.influx = InfluxQuery(config.influx)
         self.requests = RequestCounter()
         self.bad_messages = 0
         self._sweeper: asyncio.Task[None] | None = None

@@ -155,27 +155,8 @@ def _time(value: object) -> int:
 class InfluxQuery:
     """Async InfluxQL reads from one database. Use as ``async with InfluxQuery(...) as q:`` or call ``aclose()``."""
 
-    def __init__(
-        self,
-        url: str,
-        database: str,
-        *,
-        username: str | None = None,
-        password: str | None = None,
-        retention_policy: str | None = None,
-        timeout_s: float = 10.0,
-    ) -> None:
-        self._open(InfluxConnection(url=url, database=database, retention_policy=retention_policy,
-                                    username=username, password=password, timeout_s=timeout_s))  # fmt: skip
-
-    @classmethod
-    def connect(cls, connection: InfluxConnection) -> InfluxQuery:
+    def __init__(self, connection: InfluxConnection) -> None:
         """A reader on ``connection`` (its credentials, time-out and TLS trust)."""
-        query = cls.__new__(cls)
-        query._open(connection)
-        return query
-
-    def _open(self, connection: InfluxConnection) -> None:
         self.connection = connection
         self.database = connection.database
         self.retention_policy = connection.retention_policy or None

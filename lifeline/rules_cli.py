@@ -143,14 +143,14 @@ class _Windows:
 
         assert config.influx is not None
         self.state = state
-        self.query = InfluxQuery.connect(config.influx)
+        self.query = InfluxQuery(config.influx)
         window_rules = [r for r in rules if r.kind == "window"]
         saved = state.get_state(WINDOWS_STATE)
         self.evaluator = (WindowEvaluator.from_state(window_rules, self.query, saved) if saved
                           else WindowEvaluator(window_rules, self.query))  # fmt: skip
         # valid hourly and daily means (rules/means.yaml), stored before the window rules that read them
         influx = config.influx
-        self.writer = InfluxWriter.connect(influx)
+        self.writer = InfluxWriter(influx)
         self.means = ValidMeans(load_means_config(), self.query, self.writer)
         saved_means = state.get_state(MEANS_STATE)
         if saved_means:

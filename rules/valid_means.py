@@ -80,18 +80,7 @@ class InfluxWriter:
     """Line protocol to InfluxDB 1.x ``/write`` (ms precision). Raises ``QueryUnavailableError`` when InfluxDB is
     unreachable or answers 5xx (retried at the next run), ``QueryError`` when it refuses the lines."""
 
-    def __init__(self, url: str, database: str, *, username: str | None = None, password: str | None = None,
-                 retention_policy: str | None = None, timeout_s: float = 10.0) -> None:  # fmt: skip
-        self._open(InfluxConnection(url=url, database=database, username=username, password=password,
-                                    retention_policy=retention_policy, timeout_s=timeout_s))  # fmt: skip
-
-    @classmethod
-    def connect(cls, connection: InfluxConnection) -> InfluxWriter:
-        writer = cls.__new__(cls)
-        writer._open(connection)
-        return writer
-
-    def _open(self, c: InfluxConnection) -> None:
+    def __init__(self, c: InfluxConnection) -> None:
         rp = {"rp": c.retention_policy} if c.retention_policy else {}
         self.params = {"db": c.database, "precision": "ms", **rp}
         self._client = c.http_client()

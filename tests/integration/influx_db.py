@@ -10,6 +10,7 @@ from typing import TypeVar
 
 import httpx
 
+from infra.influx_config import InfluxConnection
 from infra.influx_query import InfluxQuery
 from lifeline.services import Influxd
 from rules import Transition
@@ -35,7 +36,9 @@ class Db:
         """``call`` with a reader of this database, on an event loop of its own, within 30 s."""
 
         async def main() -> T:
-            async with InfluxQuery(self.server.url, self.name, retention_policy=retention_policy) as q:
+            async with InfluxQuery(
+                InfluxConnection(url=self.server.url, database=self.name, retention_policy=retention_policy)
+            ) as q:
                 return await asyncio.wait_for(call(q), 30)
 
         return asyncio.run(main())
@@ -44,7 +47,7 @@ class Db:
         """``call`` with a reader and a writer (derived series) of this database."""
 
         async def with_writer(q: InfluxQuery) -> T:
-            writer = InfluxWriter(self.server.url, self.name)
+            writer = InfluxWriter(InfluxConnection(url=self.server.url, database=self.name))
             try:
                 return await call(q, writer)
             finally:

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from infra.influx_config import InfluxConnection
 from infra.influx_query import (
     NICE_INTERVALS_MS,
     InfluxQuery,
@@ -93,7 +94,7 @@ def test_query_errors_carry_influxdb_text(water: Db, influxql: str, status: int 
 
 def test_unknown_database_is_a_query_error(shared_influxdb: Influxd) -> None:
     async def main() -> list[Series]:
-        async with InfluxQuery(shared_influxdb.url, "no_such_db") as q:
+        async with InfluxQuery(InfluxConnection(url=shared_influxdb.url, database="no_such_db")) as q:
             return await q.query("SELECT * FROM m")
 
     with pytest.raises(QueryError, match="database not found: no_such_db"):
@@ -102,7 +103,9 @@ def test_unknown_database_is_a_query_error(shared_influxdb: Influxd) -> None:
 
 def test_unreachable_server_is_worth_retrying() -> None:
     async def main() -> list[Series]:
-        async with InfluxQuery(f"http://127.0.0.1:{free_port()}", "lifeline", timeout_s=2) as q:
+        async with InfluxQuery(
+            InfluxConnection(url=f"http://127.0.0.1:{free_port()}", database="lifeline", timeout_s=2)
+        ) as q:
             return await q.query("SHOW DATABASES")
 
     with pytest.raises(QueryUnavailableError, match="ConnectError"):
@@ -122,7 +125,7 @@ def test_credentials_are_sent(tmp_path: Path) -> None:
         assert resp.status_code == 200
 
         async def main(**auth: str) -> list[Series]:
-            async with InfluxQuery(server.url, "_internal", **auth) as q:  # type: ignore[arg-type]
+            async with InfluxQuery(InfluxConnection(url=server.url, database="_internal", **auth)) as q:
                 return await q.query("SHOW DATABASES")
 
         assert asyncio.run(main(username="reader", password="pw"))[0].name == "databases"
@@ -339,9 +342,7 @@ def test_site_history_of_two_devices_is_one_bounded_query(site_hour: Db) -> None
     ],
     ids=["every-device", "one-device", "repeated-device", "absent-and-other-site-devices-are-empty"],
 )
-def test_site_history_filters_devices(
-    site_hour: Db, devices: Collection[str] | None, expected: dict[str, int]
-) -> None:
+def test_site_history_filters_devices(site_hour: Db, devices: Collection[str] | None, expected: dict[str, int]) -> None:
     got = site_hour.run(
         lambda q: q.site_history(
             "sluice", site="s1", fields=["level"], start_ms=T0, end_ms=T0 + 60 * MINUTE, max_points=60, devices=devices
@@ -359,7 +360,8 @@ def test_site_history_buckets_even_a_few_raw_rows(water: Db) -> None:
         )
     )
     assert [(device, p.time_ms, sorted(p.values)) for device, points in got.items() for p in points] == [
-        ("wq-1", T0, ["ph"]), ("wq-2", T0, ["ph"])
+        ("wq-1", T0, ["ph"]),
+        ("wq-2", T0, ["ph"]),
     ]
     assert [p.values["ph"] for points in got.values() for p in points] == pytest.approx([7.2, 6.85])
 

@@ -40,7 +40,7 @@ class NoState:
         return None
 
     def put_state(self, name: str, data: dict[str, Any]) -> None:
-        pass
+        """Nothing is kept: each run starts from no state."""
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ from typing import TypeVar
 
 import pytest
 
+from infra.influx_config import InfluxConnection
 from infra.influx_query import InfluxQuery, Series
 from lifeline.services import free_port
 from rules import PACKS, ScheduledRules, Transition, WindowEvaluator, load_rules
@@ -140,7 +141,9 @@ def test_influxdb_unreachable_gives_no_transition_and_keeps_alerts() -> None:
     }  # fmt: skip
 
     async def main() -> tuple[list[Transition], ScheduledRules]:
-        async with InfluxQuery(f"http://127.0.0.1:{free_port()}", "lifeline", timeout_s=2) as q:
+        async with InfluxQuery(
+            InfluxConnection(url=f"http://127.0.0.1:{free_port()}", database="lifeline", timeout_s=2)
+        ) as q:
             sched = ScheduledRules(WindowEvaluator.from_state([SO2, SO2_NODATA], q, held), Sink())
             return await sched.run_due(H + 3 * HOUR + 120_000), sched
 
