@@ -52,7 +52,7 @@ def add_parsers(sub: Any) -> None:
 
     p = _add(bench_sub, "bridge", "readings/s the bridge stores in InfluxDB, and its latency")
     p.add_argument("--json", metavar="PATH", help=_JSON_HELP)
-    p.add_argument("--readings", type=int, default=300_000, help="readings per drain case (a fifth for 1/message)")
+    p.add_argument("--readings", type=int, default=1_000_000, help="readings per drain case (a fifth for 1/message)")
     p.add_argument("--live-seconds", type=float, default=10.0)
     p.add_argument("--latency-seconds", type=float, default=10.0)
     p.add_argument("--reference", action="store_true", help="drain the reference bridge alone (paho + orjson)")

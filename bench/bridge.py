@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -85,6 +86,13 @@ class Publisher:
         self.client.loop_stop()
 
 
+def _cpu_s(bridge: ServiceProcess) -> float:
+    """CPU seconds (user + system) the bridge's process has used so far (Linux /proc)."""
+    assert bridge.proc is not None
+    fields = Path(f"/proc/{bridge.proc.pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _written(bridge: ServiceProcess) -> float:
     return bridge.metrics().get("lifeline_bridge_written_points_total", 0.0)
 
@@ -139,16 +147,22 @@ def drain(broker: Mosquitto, bridge: ServiceProcess | None, reference: Reference
                                "p50_ms": None, "p99_ms": None}  # fmt: skip
     if bridge is not None:
         bridge.start()  # returns once it is connected (and already storing)
-        started, base = time.monotonic(), _written(bridge)
+        started, base, cpu = time.monotonic(), _written(bridge), _cpu_s(bridge)
         while time.monotonic() - started < 300 and _written(bridge) < lines:
             time.sleep(0.05)  # each look renders the bridge's metrics: not too often
-        took = time.monotonic() - started
+        cpu = _cpu_s(bridge) - cpu
+        m = bridge.metrics()
         bridge.stop()
-        case.update(readings_per_s=round((lines - base) * per_line / took), seconds=round(took, 2))
+        # from the broker's CONNACK to InfluxDB's last answer, as the reference measures itself
+        took = m["lifeline_bridge_last_write_seconds"] - m["lifeline_bridge_broker_connected_since_seconds"]
+        stored = m["lifeline_bridge_written_points_total"] * per_line
+        case.update(readings_per_s=round(stored / took), seconds=round(took, 2),
+                    cpu_us_per_message=round(cpu / ((lines - base) / max(1, readings // 10)) * 1e6, 1))  # fmt: skip
     if reference is not None:
         ref = reference.run(expect_lines=lines)
         case["reference_readings_per_s"] = round(ref["lines"] * per_line / ref["seconds"])
         case["reference_seconds"] = ref["seconds"]
+        case["reference_cpu_us_per_message"] = round(ref["cpu_s"] / (ref["lines"] * per_line / readings) * 1e6, 1)
         if bridge is not None:
             case["ratio"] = round(case["readings_per_s"] / case["reference_readings_per_s"], 2)  # type: ignore[operator]
     return case
@@ -252,6 +266,11 @@ def _row(case: dict[str, object]) -> str:
     if "readings_per_s" not in case:  # --reference: the reference alone
         return f"{head}reference readings/s={case['reference_readings_per_s']:>8}  messages={case['messages']}"
     row = f"{head}readings/s={case['readings_per_s']:>8}  messages={case['messages']} in {case['seconds']} s{extra}"
+    if "cpu_us_per_message" in case:
+        row += f"  CPU/message={case['cpu_us_per_message']} us"
     if "ratio" in case:
-        row += f"  reference readings/s={case['reference_readings_per_s']:>8}  ratio={case['ratio']}"
+        row += (
+            f"  reference readings/s={case['reference_readings_per_s']:>8}"
+            f" CPU/message={case['reference_cpu_us_per_message']} us  ratio={case['ratio']}"
+        )
     return row

@@ -80,6 +80,7 @@ class Counters:
     stored_unsent: int = 0
     batch_seconds_sum: float = 0.0
     last_batch_seconds: float = 0.0
+    last_write_at: float = 0.0  # Unix time InfluxDB last accepted a batch
 
 
 class Bridge:
@@ -111,7 +112,7 @@ class Bridge:
             self.metrics_port = bound_port(metrics)
         self.confirmer.start()
         self.consumer.start()
-        writer_task = asyncio.ensure_future(self._write_loop())
+        writers = [asyncio.ensure_future(self._write_loop()) for _ in range(self.config.batch.concurrency)]
         try:
             await self._consume_loop(stop)
         finally:
@@ -119,8 +120,9 @@ class Bridge:
                 await asyncio.wait_for(self._batches.join(), self.config.influx.timeout_s + 5)
             except TimeoutError:
                 log.warning("stopping with batches unwritten (InfluxDB unavailable): the broker keeps them")
-            writer_task.cancel()
-            await asyncio.gather(writer_task, return_exceptions=True)
+            for task in writers:
+                task.cancel()
+            await asyncio.gather(*writers, return_exceptions=True)
             await self.consumer.stop()
             await asyncio.to_thread(self.confirmer.stop)  # paho writes the queued Stored messages before it leaves
             await self.writer.close()
@@ -207,6 +209,8 @@ class Bridge:
                 self.counters.batches += 1
                 self.counters.batch_seconds_sum += took
                 self.counters.last_batch_seconds = took
+                if batch.lines:
+                    self.counters.last_write_at = time.time()
             finally:
                 self._batches.task_done()
 
@@ -331,11 +335,22 @@ class Bridge:
         yield summary("lifeline_bridge_sample_age_seconds", "edge sampling time to stored, last 100k messages",
                       quantiles=quantiles)  # fmt: skip
         gauges = {
-            "inbox_messages": len(self.consumer.inbox),
-            "last_batch_seconds": c.last_batch_seconds,
-            "broker_connected": int(self.consumer.connected),
-            "stored_connected": int(self.confirmer.connected.is_set()),
-            "influx_ok": int(self.influx_ok),
+            "inbox_messages": ("messages received and not yet batched", len(self.consumer.inbox)),
+            "last_batch_seconds": (
+                "time the last batch took (write, dead letters, confirmations, acks)",
+                c.last_batch_seconds,
+            ),
+            "broker_connected": ("1 while connected to the broker", int(self.consumer.connected)),
+            "broker_connected_since_seconds": (
+                "Unix time the current broker connection began (0: none)",
+                self.consumer.connected_since,
+            ),
+            "last_write_seconds": ("Unix time InfluxDB last accepted a batch (0: none yet)", c.last_write_at),
+            "stored_connected": (
+                "1 while the Stored confirmations' connection is up",
+                int(self.confirmer.connected.is_set()),
+            ),
+            "influx_ok": ("1 unless InfluxDB writes are failing", int(self.influx_ok)),
         }
-        for name, level in gauges.items():
-            yield gauge(f"lifeline_bridge_{name}", "", level)
+        for name, (help_text, level) in gauges.items():
+            yield gauge(f"lifeline_bridge_{name}", help_text, level)

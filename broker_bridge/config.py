@@ -31,6 +31,7 @@ class BatchConfig(BaseModel):
 
     max_points: int = Field(default=5000, ge=1, le=100_000, description="lines per write")
     max_delay_s: float = Field(default=0.5, gt=0, le=60, description="the oldest reading waits at most this long")
+    concurrency: int = Field(default=2, ge=1, le=8, description="batches written to InfluxDB at the same time")
 
 
 class RetryConfig(BaseModel):

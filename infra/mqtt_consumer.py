@@ -19,6 +19,7 @@ import contextlib
 import logging
 import socket
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -61,6 +62,7 @@ class Consumer:
         self.inbox: deque[Incoming] = deque()
         self.generation = 0
         self.connected = False
+        self.connected_since = 0.0  # Unix time of the current connection's CONNACK (0: not connected)
         self.connections = 0
         self.held = 0  # received on this connection and not acknowledged yet
         self.pauses = 0
@@ -234,6 +236,7 @@ class Consumer:
         self.generation += 1
         self.connections += 1
         self.connected = True
+        self.connected_since = time.time()
         self.held = 0
         client.subscribe([(f, 1) for f in self.filters])
         log.info("%s connected broker=%s:%d filter=%s session_present=%s", self.name, self.broker.host,
@@ -244,6 +247,7 @@ class Consumer:
             log.warning("%s lost the broker reason=%s (reconnecting; unacknowledged messages come again)",
                         self.name, rc)  # fmt: skip
         self.connected = False
+        self.connected_since = 0.0
         self.generation += 1
         self.held = 0
         self._call(self._lost.set)

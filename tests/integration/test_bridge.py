@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -124,6 +125,9 @@ def test_readings_stored_exactly_as_sampled(mosquitto: Mosquitto, influxdb: Infl
         assert "lifeline_bridge_dead_lettered_total 0" in text
         assert "lifeline_bridge_batches_total 1" in text
         assert 'lifeline_bridge_sample_age_seconds{quantile="0.99"}' in text
+        since = float(re.search(r"^lifeline_bridge_broker_connected_since_seconds (\S+)$", text, re.M)[1])  # type: ignore[index]
+        written = float(re.search(r"^lifeline_bridge_last_write_seconds (\S+)$", text, re.M)[1])  # type: ignore[index]
+        assert 0 < since <= written <= time.time()
     finally:
         thread.stop()
 
