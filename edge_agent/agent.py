@@ -21,7 +21,7 @@ from edge_agent.stats import DeviceStats, collect
 from edge_agent.workers import WorkerPool, resolve_workers, shard
 from infra.clock import Clock, SystemClock
 from infra.metrics import Metric, bound_port, registry, render, serve_metrics
-from telemetry import AgentState, ContractError, DeviceStatus, Sample, Telemetry, decode_stored, encode, topics
+from telemetry import AgentState, ContractError, DeviceStatus, Sample, decode_stored, encode, encode_telemetry, topics
 
 log = logging.getLogger("lifeline.edge")
 
@@ -48,6 +48,7 @@ class EdgeAgent:
         self.outbox = make_outbox(cfg)
         self.stats: dict[str, DeviceStats] = {d.id: DeviceStats() for d in cfg.devices if d.enabled}
         self.seq: dict[str, int] = {}
+        self._envelopes: dict[str, tuple[Profile, dict[str, str], str, dict[str, str], dict[str, str]]] = {}
         self.dead_letters = DeadLetters(cfg.dead_letter_path)
         self.metrics_port: int | None = None  # known once running (metrics_port 0 picks a free one)
         enabled = [(d, site.profile_of(d)) for d in cfg.devices if d.enabled]
@@ -141,20 +142,16 @@ class EdgeAgent:
     def _publish(self, device: str, tags: dict[str, str], profile: Profile, sample: Sample) -> None:
         seq = self.seq.get(device, 0) + 1  # counts from 1 within this run (contract: Telemetry.seq, .run)
         self.seq[device] = seq
-        message = Telemetry.model_construct(
-            v=1,
-            site=self.site.config.site,
-            device=device,
-            profile=profile.name,
-            measurement=profile.measurement,
-            seq=seq,
-            run=self.run_id,
-            tags={**profile.tags, **tags},
-            units=profile.units,
-            samples=[sample],
-        )
-        topic = topics.telemetry(self.site.config.site, device)
-        self._queue(OutMessage(topic, encode(message), key=(device, self.run_id, seq)))
+        envelope = self._envelopes.get(device)
+        if envelope is None or envelope[0] is not profile or envelope[1] is not tags:
+            # what every message of the device repeats, made once: its topic, tags and units
+            envelope = (profile, tags, topics.telemetry(self.site.config.site, device), {**profile.tags, **tags},
+                        profile.units)  # fmt: skip
+            self._envelopes[device] = envelope
+        _, _, topic, all_tags, units = envelope
+        payload = encode_telemetry(self.site.config.site, device, profile.name, profile.measurement, seq, self.run_id,
+                                   all_tags, units, sample)  # fmt: skip
+        self._queue(OutMessage(topic, payload, key=(device, self.run_id, seq)))
 
     def publish_health(self) -> None:
         """The agent's own health as telemetry of its pseudo-device (profile ``edge_agent``; rules/packs/edge.yaml)."""

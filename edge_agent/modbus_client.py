@@ -59,6 +59,10 @@ class _Protocol(asyncio.Protocol):
 class LeanModbusClient:
     """One device's connection; one request at a time (the poller awaits each read)."""
 
+    # every read ends by itself: with the answer, at its own timer, or when the connection goes (so the poller
+    # need not put a second timer around it)
+    settles_every_read = True
+
     def __init__(self, host: str, port: int, timeout_s: float) -> None:
         self.host = host
         self.port = port

@@ -225,6 +225,8 @@ class ModbusPoller:
         }[request.function]
         method = getattr(client, call)
         try:
+            if getattr(client, "settles_every_read", False):  # the lean client: its answer, its timer or a lost link
+                return await method(request.start, count=request.count, device_id=self.device.unit_id)
             # pymodbus times out by itself; the outer bound guards against a request that never settles
             async with asyncio.timeout(self.timeout + 1.0):
                 return await method(request.start, count=request.count, device_id=self.device.unit_id)

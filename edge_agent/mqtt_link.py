@@ -20,6 +20,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from edge_agent.outbox import Outbox, OutMessage
 from infra.clock import Clock, SystemClock
 from infra.mqtt_config import BrokerConfig, configure_client
+from infra.mqtt_lean import LeanClient
 
 log = logging.getLogger("lifeline.edge.mqtt")
 
@@ -118,16 +119,19 @@ class MqttLink:
         generation = self._generation
         self._up.clear()
         self._down.clear()
-        client = mqtt.Client(
+        client = LeanClient(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=self.client_id,
             clean_session=True,
             reconnect_on_failure=False,
         )
+        client.drain_read_ahead = True  # paho's own loop thread runs it
         configure_client(client, self.broker)
         if self.will is not None:
             client.will_set(self.will.topic, self.will.payload, qos=1, retain=self.will.retain)
-        client.max_inflight_messages_set(max(20, self.outbox.max_inflight if self.outbox else 20))
+        # the outbox keeps its window itself; paho's own bound would scan its whole table of messages at every
+        # PUBACK (Client._update_inflight), so it is off (0) where the outbox bounds
+        client.max_inflight_messages_set(0 if self.outbox else 20)
         client.max_queued_messages_set(0)
         client.on_connect = lambda c, u, f, rc, p: self._from_thread(self._on_connect, generation, rc)
         client.on_connect_fail = lambda c, u: self._from_thread(self._on_down, generation, "connect failed")

@@ -12,10 +12,17 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.client import PUBACK
 from paho.mqtt.enums import MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 _RECV_BYTES = 65536  # read ahead from the socket: paho asks for a packet's first byte, its length, then its body
 _PUBACK = struct.Struct("!BBH")  # PUBACK, remaining length 2, packet id: MQTT 5 §3.4.2.1, reason 0 and no properties
 _NO_PROPERTIES = 0  # a PUBLISH's property length byte when it has none (MQTT 5 §3.3.2.3)
+# what paho hands on_publish for a plain PUBACK (remaining length 2: success, no properties), made once: paho makes
+# a ReasonCode and a Properties (each a table of every name) for every PUBACK
+_PUBACK_SUCCESS = ReasonCode(PacketTypes.PUBACK)
+_PUBACK_PROPERTIES = Properties(PacketTypes.PUBACK)  # type: ignore[no-untyped-call]
 
 
 class LeanClient(mqtt.Client):
@@ -28,13 +35,17 @@ class LeanClient(mqtt.Client):
     decode takes 6.5 µs.) So this client reads the socket 64 KiB at a time and serves paho's reads from that buffer
     (``pending`` says it holds bytes, which the socket's readiness no longer shows), hands a QoS 0/1 PUBLISH without
     properties to ``on_lean_message(mid, topic, payload, qos)`` (anything else goes paho's way, to ``on_message``),
-    and ``ack_many`` queues the PUBACKs of many messages as one write. Everything else (connect, subscribe,
-    keepalive, TLS, QoS 2) is paho's own.
+    and ``ack_many`` queues the PUBACKs of many messages as one write. On the publishing side a plain PUBACK
+    (success, no properties) is taken without the two objects paho builds for each. Everything else (connect,
+    subscribe, keepalive, TLS, QoS 2) is paho's own.
     """
 
     _rbuf: bytes = b""
     _rpos: int = 0
     on_lean_message: Any = None
+    # paho's own network loop (loop_start) waits in select, which cannot see the read-ahead: a client run so sets
+    # this, and each read goes on until the read-ahead is parsed
+    drain_read_ahead = False
 
     @property
     def pending(self) -> bool:
@@ -52,6 +63,23 @@ class LeanClient(mqtt.Client):
         end = pos + bufsize
         self._rpos = end
         return buf[pos:end]
+
+    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
+        rc = super().loop_read(max_packets)
+        while (
+            self.drain_read_ahead and rc == MQTTErrorCode.MQTT_ERR_SUCCESS and self._sock is not None and self.pending
+        ):
+            rc = super().loop_read(max_packets)
+        return rc
+
+    def _handle_pubackcomp(self, cmd: Any) -> MQTTErrorCode:
+        if cmd != "PUBACK" or self._in_packet["remaining_length"] != 2:
+            return super()._handle_pubackcomp(cmd)  # a reason code or properties: paho decodes them
+        mid = int.from_bytes(self._in_packet["packet"][:2])
+        with self._out_message_mutex:
+            if mid in self._out_messages:
+                return self._do_on_publish(mid, _PUBACK_SUCCESS, _PUBACK_PROPERTIES)
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
 
     def _sock_close(self) -> None:
         self._rbuf, self._rpos = b"", 0  # bytes of a connection that is gone

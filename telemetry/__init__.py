@@ -1,7 +1,15 @@
 """The wire contract every Lifeline service shares: topic scheme, message models, codec, quality codes."""
 
 from telemetry import topics
-from telemetry.codec import ContractError, decode_agent_state, decode_status, decode_stored, decode_telemetry, encode
+from telemetry.codec import (
+    ContractError,
+    decode_agent_state,
+    decode_status,
+    decode_stored,
+    decode_telemetry,
+    encode,
+    encode_telemetry,
+)
 from telemetry.models import (
     CONTRACT_VERSION,
     AgentState,
@@ -34,5 +42,6 @@ __all__ = [
     "decode_stored",
     "decode_telemetry",
     "encode",
+    "encode_telemetry",
     "topics",
 ]

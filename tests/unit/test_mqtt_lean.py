@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, _ConnectionState
 
 from infra.mqtt_lean import LeanClient
 
@@ -163,3 +163,47 @@ def test_closing_the_socket_drops_the_read_ahead(pair: tuple[socket.socket, sock
     assert client.pending
     client._sock_close()
     assert not client.pending
+
+
+def _publisher(sock: socket.socket, acks: list[tuple[int, int]], v5: bool) -> LeanClient:
+    client = LeanClient(callback_api_version=CallbackAPIVersion.VERSION2, client_id="lean-pub",
+                        protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311)  # fmt: skip
+    client.on_publish = lambda c, userdata, mid, rc, props: acks.append((mid, rc.value))
+    client._sock = sock  # the socket paho would have connected
+    client._state = _ConnectionState.MQTT_CS_CONNECTED
+    return client
+
+
+@pytest.mark.parametrize("v5", [True, False])
+def test_a_plain_puback_completes_the_publish_as_paho_s_does(pair: tuple[socket.socket, socket.socket],
+                                                             v5: bool) -> None:  # fmt: skip
+    a, b = pair
+    acks: list[tuple[int, int]] = []
+    client = _publisher(b, acks, v5)
+    infos = [client.publish("a/b", b"x", qos=1) for _ in range(3)]
+    a.settimeout(2)
+    a.recv(1000)  # the three PUBLISH packets
+    pubacks = struct.pack("!BBH", 0x40, 2, infos[0].mid) + struct.pack("!BBH", 0x40, 2, infos[2].mid)
+    if v5:  # a reason code (16: no matching subscribers) and properties: paho's own way
+        pubacks += bytes([0x40, 3]) + struct.pack("!H", infos[1].mid) + b"\x10"
+    a.sendall(pubacks)
+    client.loop_read(10)
+    assert infos[0].is_published()
+    assert infos[2].is_published()
+    assert acks[:2] == [(infos[0].mid, 0), (infos[2].mid, 0)]
+    if v5:
+        assert infos[1].is_published()
+        assert acks[2] == (infos[1].mid, 16)
+        assert not client._out_messages  # nothing left in flight
+
+
+@pytest.mark.parametrize("drain", [False, True])
+def test_drain_read_ahead_parses_all_that_was_read(pair: tuple[socket.socket, socket.socket], drain: bool) -> None:
+    a, b = pair
+    got: list[Delivered] = []
+    client = _client(True, b, got)
+    client.drain_read_ahead = drain
+    a.sendall(b"".join(publish("a/b", str(i).encode(), mid=i + 1) for i in range(3)))
+    client.loop_read()
+    assert len(got) == (3 if drain else 1)
+    assert client.pending is not drain
