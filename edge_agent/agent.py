@@ -21,7 +21,18 @@ from edge_agent.stats import DeviceStats, collect
 from edge_agent.workers import WorkerPool, resolve_workers, shard
 from infra.clock import Clock, SystemClock
 from infra.metrics import Metric, bound_port, registry, render, serve_metrics
-from telemetry import AgentState, ContractError, DeviceStatus, Sample, decode_stored, encode, encode_telemetry, topics
+from telemetry import (
+    AgentState,
+    ContractError,
+    DeviceStatus,
+    PointQuality,
+    Sample,
+    Value,
+    decode_stored,
+    encode,
+    encode_telemetry,
+    topics,
+)
 
 log = logging.getLogger("lifeline.edge")
 
@@ -137,9 +148,10 @@ class EdgeAgent:
 
     def publish_sample(self, device: DeviceConfig, profile: Profile, sample: Sample) -> None:
         """Wrap a sample in a telemetry message and queue it for the broker."""
-        self._publish(device.id, device.tags, profile, sample)
+        self._publish(device.id, device.tags, profile, sample.ts, sample.values, sample.quality)
 
-    def _publish(self, device: str, tags: dict[str, str], profile: Profile, sample: Sample) -> None:
+    def _publish(self, device: str, tags: dict[str, str], profile: Profile, ts: int, values: dict[str, Value],
+                 quality: dict[str, PointQuality]) -> None:  # fmt: skip
         seq = self.seq.get(device, 0) + 1  # counts from 1 within this run (contract: Telemetry.seq, .run)
         self.seq[device] = seq
         envelope = self._envelopes.get(device)
@@ -150,7 +162,7 @@ class EdgeAgent:
             self._envelopes[device] = envelope
         _, _, topic, all_tags, units = envelope
         payload = encode_telemetry(self.site.config.site, device, profile.name, profile.measurement, seq, self.run_id,
-                                   all_tags, units, sample)  # fmt: skip
+                                   all_tags, units, ts, values, quality)  # fmt: skip
         self._queue(OutMessage(topic, payload, key=(device, self.run_id, seq)))
 
     def publish_health(self) -> None:
@@ -164,8 +176,7 @@ class EdgeAgent:
             "outbox_resent": o.stats.resent,
             "oldest_unconfirmed_age_s": round(o.oldest_age_s(now_ms), 3),
         }
-        sample = Sample.model_construct(ts=now_ms, values=values, quality={})
-        self._publish(HEALTH_DEVICE, {}, self.site.profiles[HEALTH_PROFILE], sample)
+        self._publish(HEALTH_DEVICE, {}, self.site.profiles[HEALTH_PROFILE], now_ms, values, {})
 
     def publish_status(self, device: DeviceConfig, profile: Profile, online: bool, reason: str) -> None:
         status = DeviceStatus(
@@ -208,8 +219,11 @@ class EdgeAgent:
     def _status_sink(self, device: DeviceConfig, profile: Profile) -> StatusSink:
         return lambda online, reason: self.publish_status(device, profile, online, reason)
 
-    def _on_worker_sample(self, device: str, sample: Sample) -> None:
-        self.publish_sample(self._device_by_id[device], self._profile_by_device[device], sample)
+    def _on_worker_sample(
+        self, device: str, ts: int, values: dict[str, Value], quality: dict[str, PointQuality]
+    ) -> None:
+        config = self._device_by_id[device]
+        self._publish(device, config.tags, self._profile_by_device[device], ts, values, quality)
 
     def _on_worker_status(self, device: str, online: bool, reason: str) -> None:
         self.publish_status(self._device_by_id[device], self._profile_by_device[device], online, reason)

@@ -1,4 +1,4 @@
-"""A lean Modbus TCP client for reads (FC 1-4): one asyncio protocol, one timer a request, no framer stack.
+"""A lean Modbus TCP client for reads (FC 1-4): one asyncio protocol, no framer stack, no timer a request.
 
 ``modbus.client: lean`` in the site config. The poller's per-read cost with pymodbus (its transaction manager,
 framer and PDU classes; an ``asyncio.wait_for`` a request) is most of an agent's CPU at thousands of devices; this
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+import weakref
 from dataclasses import dataclass, field
 
 from pymodbus.exceptions import ModbusIOException
@@ -56,10 +57,48 @@ class _Protocol(asyncio.Protocol):
         self.client._lost(exc)
 
 
+SWEEP_S = 0.05  # how often a loop's read deadlines are looked at: a time-out fires up to this much late
+
+
+class _Deadlines:
+    """The read deadlines of one event loop's lean clients, looked at every SWEEP_S by one timer while any is
+    pending (measured: a timer a read, made and cancelled, was the largest cost of a worker after decoding)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.pending: dict[LeanModbusClient, float] = {}
+        self._handle: asyncio.TimerHandle | None = None
+
+    def add(self, client: LeanModbusClient, deadline: float) -> None:
+        self.pending[client] = deadline
+        if self._handle is None:
+            self._handle = self.loop.call_later(SWEEP_S, self._sweep)
+
+    def _sweep(self) -> None:
+        self._handle = None
+        now = self.loop.time()
+        late = [client for client, deadline in self.pending.items() if deadline <= now]
+        for client in late:
+            del self.pending[client]
+            client._timed_out()
+        if self.pending:
+            self._handle = self.loop.call_later(SWEEP_S, self._sweep)
+
+
+_deadlines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Deadlines] = weakref.WeakKeyDictionary()
+
+
+def _deadlines_of(loop: asyncio.AbstractEventLoop) -> _Deadlines:
+    found = _deadlines.get(loop)
+    if found is None:
+        found = _deadlines[loop] = _Deadlines(loop)
+    return found
+
+
 class LeanModbusClient:
     """One device's connection; one request at a time (the poller awaits each read)."""
 
-    # every read ends by itself: with the answer, at its own timer, or when the connection goes (so the poller
+    # every read ends by itself: with the answer, at its deadline, or when the connection goes (so the poller
     # need not put a second timer around it)
     settles_every_read = True
 
@@ -107,17 +146,19 @@ class LeanModbusClient:
         future: asyncio.Future[ReadResponse] = loop.create_future()
         self._pending = (tid, function, count, future)
         transport.write(_HEADER.pack(tid, 0, 6, unit, function, address, count))
-        timer = loop.call_later(self.timeout_s, self._timed_out, future)
+        deadlines = _deadlines_of(loop)
+        deadlines.add(self, loop.time() + self.timeout_s)
         try:
             return await future
         finally:
-            timer.cancel()
+            deadlines.pending.pop(self, None)
             if self._pending is not None and self._pending[3] is future:
                 self._pending = None
 
-    def _timed_out(self, future: asyncio.Future[ReadResponse]) -> None:
-        if not future.done():
-            future.set_exception(ModbusIOException(f"no answer within {self.timeout_s:g} s"))
+    def _timed_out(self) -> None:
+        pending = self._pending
+        if pending is not None and not pending[3].done():
+            pending[3].set_exception(ModbusIOException(f"no answer within {self.timeout_s:g} s"))
             self.close()  # a late answer must not be taken for the next request's
 
     def _answer(self, tid: int, pdu: bytes) -> None:

@@ -64,7 +64,7 @@ class MqttLink:
         # acknowledgements from paho's thread, handed to the loop in batches: one wake-up for many, not one each
         self._acks: deque[tuple[int, int]] = deque()
         self._acks_scheduled = False
-        self._client: mqtt.Client | None = None
+        self._client: LeanClient | None = None
         self._down_reason = ""
 
     def notify(self) -> None:
@@ -114,7 +114,7 @@ class MqttLink:
             task.cancel()
         return waiters[next(iter(done))]
 
-    def _start_client(self) -> mqtt.Client:
+    def _start_client(self) -> LeanClient:
         self._generation += 1
         generation = self._generation
         self._up.clear()
@@ -166,7 +166,7 @@ class MqttLink:
             generation, mid = acks.popleft()
             self._on_ack(generation, mid)
 
-    async def _serve(self, client: mqtt.Client, stop: asyncio.Event) -> None:
+    async def _serve(self, client: LeanClient, stop: asyncio.Event) -> None:
         if self.birth is not None:
             msg = self.birth()
             client.publish(msg.topic, msg.payload, qos=1, retain=msg.retain)
@@ -180,7 +180,7 @@ class MqttLink:
             with contextlib.suppress(asyncio.CancelledError):
                 await sender
 
-    async def _send(self, client: mqtt.Client) -> None:
+    async def _send(self, client: LeanClient) -> None:
         outbox = self.outbox
         if outbox is None:
             return
@@ -197,12 +197,12 @@ class MqttLink:
                         async with asyncio.timeout(delay):
                             await self._wake.wait()
                 continue
-            info = client.publish(entry.topic, entry.payload, qos=1, retain=entry.retain)
-            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            rc, mid = client.publish_qos1(entry.topic, entry.payload or b"", retain=entry.retain)
+            if rc != mqtt.MQTT_ERR_SUCCESS:
                 outbox.unsent(entry)
-                self._on_down(self._generation, f"publish failed: {mqtt.error_string(info.rc)}")
+                self._on_down(self._generation, f"publish failed: {mqtt.error_string(rc)}")
                 return
-            outbox.sent(info.mid, entry, now)
+            outbox.sent(mid, entry, now)
 
     async def _say_goodbye(self, client: mqtt.Client) -> None:
         if self.goodbye is not None:

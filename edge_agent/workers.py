@@ -32,6 +32,7 @@ from telemetry import Sample
 log = logging.getLogger("lifeline.edge.workers")
 
 BATCH_S = 0.02  # a worker sends what it read at most this often (samples wait at most this long)
+COUNTERS_S = 1.0  # and its devices' counters and poll lateness this often
 RESTART_S = 1.0  # a dead worker is started again after this (doubling to RESTART_MAX_S while it keeps dying)
 RESTART_MAX_S = 10.0
 # sent as deltas every 0.5 s; readings are counted by the parent as the samples arrive (exact at any moment)
@@ -122,7 +123,7 @@ async def _worker(sh: Shard, conn: Connection, parent_pid: int) -> None:
             if os.getppid() != parent_pid:
                 break  # orphaned: the parent died without ending us
             now = clock.monotonic()
-            if now - last_counters >= 0.5:
+            if now - last_counters >= COUNTERS_S:
                 last_counters = now
                 batch.append(_counters(stats, sent))
             if batch:
@@ -167,7 +168,8 @@ class _Running:
     devices: set[str] = field(default_factory=set)
 
 
-SampleHandler = Callable[[str, Sample], None]
+# device, sample time (ms), values, quality: a sample's fields as the worker sent them (no model is built)
+SampleHandler = Callable[[str, int, dict[str, Any], dict[str, Any]], None]
 StatusHandler = Callable[[str, bool, str], None]
 
 
@@ -225,7 +227,7 @@ class WorkerPool:
             if kind == "s":
                 _, device, ts, values, quality = item
                 self.stats[device].readings += len(values)
-                self.on_sample(device, Sample.model_construct(ts=ts, values=values, quality=quality))
+                self.on_sample(device, ts, values, quality)
             elif kind == "o":
                 self.on_status(item[1], item[2], item[3])
             else:

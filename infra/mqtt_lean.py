@@ -10,14 +10,15 @@ import struct
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.client import PUBACK
-from paho.mqtt.enums import MQTTErrorCode
+from paho.mqtt.client import PUBACK, PUBLISH
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, _ConnectionState
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 _RECV_BYTES = 65536  # read ahead from the socket: paho asks for a packet's first byte, its length, then its body
 _PUBACK = struct.Struct("!BBH")  # PUBACK, remaining length 2, packet id: MQTT 5 §3.4.2.1, reason 0 and no properties
+_TOPIC_LENGTH = struct.Struct("!H")  # a two-byte integer: a topic's length, a packet id
 _NO_PROPERTIES = 0  # a PUBLISH's property length byte when it has none (MQTT 5 §3.3.2.3)
 # what paho hands on_publish for a plain PUBACK (remaining length 2: success, no properties), made once: paho makes
 # a ReasonCode and a Properties (each a table of every name) for every PUBACK
@@ -35,17 +36,23 @@ class LeanClient(mqtt.Client):
     decode takes 6.5 µs.) So this client reads the socket 64 KiB at a time and serves paho's reads from that buffer
     (``pending`` says it holds bytes, which the socket's readiness no longer shows), hands a QoS 0/1 PUBLISH without
     properties to ``on_lean_message(mid, topic, payload, qos)`` (anything else goes paho's way, to ``on_message``),
-    and ``ack_many`` queues the PUBACKs of many messages as one write. On the publishing side a plain PUBACK
-    (success, no properties) is taken without the two objects paho builds for each. Everything else (connect,
+    and ``ack_many`` queues the PUBACKs of many messages as one write. On the publishing side ``publish_qos1``
+    sends without paho's per-message objects, and a plain PUBACK (success, no properties) is taken without the two
+    objects paho builds for each. Everything else (connect,
     subscribe, keepalive, TLS, QoS 2) is paho's own.
     """
 
     _rbuf: bytes = b""
     _rpos: int = 0
+    _lean_inflight: set[int]  # packet ids of publish_qos1 messages awaiting their PUBACK
     on_lean_message: Any = None
     # paho's own network loop (loop_start) waits in select, which cannot see the read-ahead: a client run so sets
     # this, and each read goes on until the read-ahead is parsed
     drain_read_ahead = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._lean_inflight = set()
 
     @property
     def pending(self) -> bool:
@@ -64,6 +71,37 @@ class LeanClient(mqtt.Client):
         self._rpos = end
         return buf[pos:end]
 
+    def publish_qos1(self, topic: str, payload: bytes, retain: bool = False) -> tuple[MQTTErrorCode, int]:
+        """Publish at QoS 1 without paho's per-message objects (an MQTTMessage, an MQTTMessageInfo with its
+        Condition): the result and the packet id; the PUBACK reaches ``on_publish`` with that id, as for
+        ``publish``. For a client that keeps its own window and never lets paho resend (a new client for every
+        connection, as the edge's link does): nothing is kept for paho to send again after a reconnect, and the
+        topic is the caller's own, not checked for wildcards."""
+        if self._callback_api_version != CallbackAPIVersion.VERSION2:
+            raise RuntimeError("publish_qos1 calls on_publish as callback API version 2 does")
+        if self._sock is None or self._state != _ConnectionState.MQTT_CS_CONNECTED:
+            return MQTTErrorCode.MQTT_ERR_NO_CONN, 0
+        name = topic.encode()
+        if not name or len(name) > 65535:
+            raise ValueError(f"topic {topic!r} cannot be published")
+        mid = self._mid_generate()
+        v5 = self._protocol == mqtt.MQTTv5
+        length = 2 + len(name) + 2 + v5 + len(payload)
+        packet = bytearray((PUBLISH | 0x02 | bool(retain),))
+        while True:  # remaining length, a variable byte integer (MQTT 5 §1.5.5)
+            length, digit = divmod(length, 128)
+            packet.append(digit | 0x80 if length else digit)
+            if not length:
+                break
+        packet += _TOPIC_LENGTH.pack(len(name))
+        packet += name
+        packet += _TOPIC_LENGTH.pack(mid)
+        if v5:
+            packet.append(_NO_PROPERTIES)
+        packet += payload
+        self._lean_inflight.add(mid)
+        return self._packet_queue(PUBLISH, packet, mid, 1), mid
+
     def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
         rc = super().loop_read(max_packets)
         while (
@@ -76,6 +114,13 @@ class LeanClient(mqtt.Client):
         if cmd != "PUBACK" or self._in_packet["remaining_length"] != 2:
             return super()._handle_pubackcomp(cmd)  # a reason code or properties: paho decodes them
         mid = int.from_bytes(self._in_packet["packet"][:2])
+        lean = self._lean_inflight
+        if mid in lean:
+            lean.discard(mid)
+            on_publish = self.on_publish
+            if on_publish is not None:
+                on_publish(self, self._userdata, mid, _PUBACK_SUCCESS, _PUBACK_PROPERTIES)  # type: ignore[call-arg]
+            return MQTTErrorCode.MQTT_ERR_SUCCESS
         with self._out_message_mutex:
             if mid in self._out_messages:
                 return self._do_on_publish(mid, _PUBACK_SUCCESS, _PUBACK_PROPERTIES)

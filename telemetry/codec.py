@@ -7,7 +7,7 @@ from typing import TypeVar
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from telemetry.models import AgentState, DeviceStatus, Sample, Stored, Telemetry
+from telemetry.models import AgentState, DeviceStatus, PointQuality, Stored, Telemetry, Value
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -25,16 +25,16 @@ def encode(message: BaseModel) -> bytes:
 
 
 def encode_telemetry(site: str, device: str, profile: str, measurement: str, seq: int, run: str,
-                     tags: dict[str, str], units: dict[str, str], sample: Sample) -> bytes:  # fmt: skip
-    """The bytes ``encode(Telemetry(...))`` gives for a message of one sample, without building the models: the
-    edge's hot path (one message a device a poll). The fields are the agent's own, already of the contract's types;
-    tests/unit/test_codec.py checks the bytes are the same."""
-    quality = sample.quality
+                     tags: dict[str, str], units: dict[str, str], ts: int, values: dict[str, Value],
+                     quality: dict[str, PointQuality]) -> bytes:  # fmt: skip
+    """The bytes ``encode(Telemetry(...))`` gives for a message of one sample (``ts``, ``values``, ``quality``),
+    without building the models: the edge's hot path (one message a device a poll). The fields are the agent's own,
+    already of the contract's types; tests/unit/test_codec.py checks the bytes are the same."""
     try:
         return orjson.dumps({
             "v": 1, "site": site, "device": device, "profile": profile, "measurement": measurement, "seq": seq,
             "run": run, "tags": tags, "units": units,
-            "samples": [{"ts": sample.ts, "values": sample.values,
+            "samples": [{"ts": ts, "values": values,
                          "quality": {k: {"q": pq.q.value, "reason": pq.reason} for k, pq in quality.items()}}],
         })  # fmt: skip
     except TypeError as exc:

@@ -45,7 +45,7 @@ def test_the_same_bytes_as_the_models(sample: Sample, seq: int, tags: dict[str, 
     fields: dict[str, Any] = {"site": "bs-01", "device": "wq-1", "profile": "water_quality_station",
                               "measurement": "water_quality", "seq": seq, "run": "r1a2",
                               "tags": tags, "units": units}  # fmt: skip
-    fast = encode_telemetry(**fields, sample=sample)
+    fast = encode_telemetry(**fields, ts=sample.ts, values=sample.values, quality=sample.quality)
     assert fast == encode(Telemetry.model_construct(v=1, **fields, samples=[sample]))
     assert fast == encode(Telemetry.model_validate({**fields, "samples": [sample.model_dump()]}))
     assert decode_telemetry(fast).samples[0] == Sample.model_validate(sample.model_dump())
@@ -54,4 +54,4 @@ def test_the_same_bytes_as_the_models(sample: Sample, seq: int, tags: dict[str, 
 def test_what_json_cannot_carry_is_a_contract_error() -> None:
     sample = Sample.model_construct(ts=1, values={"x": 2**70}, quality={})
     with pytest.raises(ContractError, match="Telemetry cannot be encoded"):
-        encode_telemetry("s", "d", "p", "m", 1, "", {}, {}, sample)
+        encode_telemetry("s", "d", "p", "m", 1, "", {}, {}, sample.ts, sample.values, sample.quality)

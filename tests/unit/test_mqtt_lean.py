@@ -207,3 +207,44 @@ def test_drain_read_ahead_parses_all_that_was_read(pair: tuple[socket.socket, so
     client.loop_read()
     assert len(got) == (3 if drain else 1)
     assert client.pending is not drain
+
+
+@pytest.mark.parametrize("v5", [True, False])
+def test_publish_qos1_sends_the_packet_paho_sends(pair: tuple[socket.socket, socket.socket], v5: bool) -> None:
+    a, b = pair
+    acks: list[tuple[int, int]] = []
+    client = _publisher(b, acks, v5)
+    a.settimeout(2)
+    for payload, retain in [(b"x" * 300, False), (b"", True), ("宝山".encode() * 5000, False)]:
+        info = client.publish("lifeline/v1/宝山/wq-1/telemetry", payload, qos=1, retain=retain)
+        theirs = a.recv(100_000)
+        rc, mid = client.publish_qos1("lifeline/v1/宝山/wq-1/telemetry", payload, retain=retain)
+        assert rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+        ours = a.recv(100_000)
+        assert len(ours) == len(theirs)
+        header, (got_mid, *got) = _parse_publish(ours, v5)
+        their_header, (their_mid, *want) = _parse_publish(theirs, v5)
+        assert (header, got) == (their_header, want)
+        assert (got_mid, their_mid) == (mid, info.mid)
+        a.sendall(struct.pack("!BBH", 0x40, 2, mid))
+        client.loop_read(10)
+        assert acks[-1] == (mid, 0)
+    assert client.publish_qos1("a/b", b"")[0] == MQTTErrorCode.MQTT_ERR_SUCCESS
+
+
+def _parse_publish(packet: bytes, v5: bool) -> tuple[int, tuple[int, bytes, bytes, int]]:
+    """(header, (mid, topic, payload, retain)) of one QoS 1 PUBLISH packet."""
+    header = packet[0]
+    i, length, mult = 1, 0, 1
+    while True:
+        length += (packet[i] & 127) * mult
+        mult *= 128
+        i += 1
+        if not packet[i - 1] & 128:
+            break
+    body = packet[i:]
+    assert len(body) == length
+    tlen = int.from_bytes(body[:2])
+    mid = int.from_bytes(body[2 + tlen : 4 + tlen])
+    start = 4 + tlen + (1 + body[4 + tlen] if v5 else 0)
+    return header, (mid, body[2 : 2 + tlen], body[start:], header & 1)
