@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing as mp
+import operator
 import os
 import signal
 from collections.abc import Callable
@@ -142,17 +143,20 @@ async def _worker(sh: Shard, conn: Connection, parent_pid: int) -> None:
                 await asyncio.gather(*tasks, return_exceptions=True)
 
 
+_read_counters = operator.attrgetter(*COUNTERS)  # one C call a device: the loop below runs over every device
+
+
 def _counters(stats: dict[str, DeviceStats], sent: dict[str, tuple[int, ...]]) -> tuple[Any, ...]:
     deltas: dict[str, tuple[int, ...]] = {}
     lateness: dict[str, list[float]] = {}
     for device, st in stats.items():
-        now = tuple(getattr(st, c) for c in COUNTERS)
+        now = _read_counters(st)
         before = sent[device]
         if now != before:
-            deltas[device] = tuple(a - b for a, b in zip(now, before, strict=True))
+            deltas[device] = tuple(map(operator.sub, now, before))
             sent[device] = now
         if st.lateness_s:
-            lateness[device] = list(st.lateness_s)
+            lateness[device] = st.lateness_s[:]
             st.lateness_s.clear()
     return ("c", deltas, lateness)
 
