@@ -18,7 +18,7 @@ from typing import Any
 from rules import _conditions as c
 from rules.schema import SEVERITY_RANK, Rule
 from rules.standards import NoiseZone, noise_verdict
-from telemetry.models import DeviceStatus, Value
+from telemetry.models import DeviceStatus, Quality, Value
 from telemetry.wire import SampleLike, TelemetryLike
 
 log = logging.getLogger(__name__)
@@ -186,7 +186,11 @@ class Engine:
         dev = (rule.id, msg.site, msg.device)
         if rule.threshold is not None:
             th = rule.threshold
-            v = c.number(c.good_value(sample, th.point))
+            if sample.quality:
+                v = c.number(c.good_value(sample, th.point))
+            else:  # every value good (most samples): c.number(c.good_value(...)) without the quality look-ups
+                raw = sample.values.get(th.point)
+                v = float(raw) if raw.__class__ is float or raw.__class__ is int else None
             st = self._get((*dev, th.point), sample.ts)
             if v is None or st is None:
                 return []
@@ -204,12 +208,7 @@ class Engine:
             hit = c.composite(terms, rule.all_ is not None, sample)
             return self._bool((*dev, ""), sample.ts, hit, None, sev)
         if rule.bad_quality is not None:
-            bq = rule.bad_quality
-            points = [bq.point] if bq.point else sorted(sample.values)
-            out = []
-            for p in points:
-                out += self._bool((*dev, p), sample.ts, c.is_bad(sample, p, bq.include_uncertain), None, sev)
-            return out
+            return self._bad_quality(rule, dev, sample)
         if rule.deviation is not None:
             dv = rule.deviation
             a, b = c.number(c.good_value(sample, dv.point)), c.number(c.good_value(sample, dv.reference))
@@ -223,6 +222,25 @@ class Engine:
         if rule.noise is not None:
             return self._noise(rule, msg, dev, sample)
         return self._bool((*dev, ""), sample.ts, False, None, sev)  # deadman: data arrived, so it clears
+
+    def _bad_quality(self, rule: Rule, dev: tuple[str, str, str], sample: SampleLike) -> list[tuple[str, str | None]]:
+        """``_bool`` for each point, with ``c.is_bad`` inline: this rule selects every device and looks at every
+        point of every sample, so it is the engine's most frequent evaluation."""
+        bq = rule.bad_quality
+        assert bq is not None
+        values, quality, ts, sev = sample.values, sample.quality, sample.ts, rule.severity
+        uncertain = bq.include_uncertain
+        out: list[tuple[str, str | None]] = []
+        for p in [bq.point] if bq.point else sorted(values):
+            st = self._get((*dev, p), ts)
+            if st is None or p not in values:
+                continue
+            pq = quality.get(p) if quality else None
+            hit = pq is not None and (pq.q is Quality.BAD or (uncertain and pq.q is Quality.UNCERTAIN))
+            st.value = None
+            st.detail = "condition met" if hit else "condition clear"
+            out.append((p, sev if hit else None))
+        return out
 
     def _get(self, key: Key, ts: int) -> AlertState | None:
         """The key's state, or None when the sample is older than one already seen (out of order: ignored)."""
@@ -318,6 +336,11 @@ class Engine:
 
     def _advance(self, rule: Rule, key: Key, st: AlertState, target: str | None, ts: int) -> list[Transition]:
         """The shared delay machine: raise or escalate after the on-delay, de-escalate or clear after the off-delay."""
+        if target is None and st.active is None:  # nothing asked, nothing active (most samples): what the rest does
+            st.target = st.below_since = None
+            if st.since:
+                st.since.clear()
+            return []
         st.target = target
         rt, ra = _rank(target), _rank(st.active)
         for sev in SEVERITY_RANK:

@@ -133,8 +133,22 @@ class ParsedTopic:
     command_id: str | None = None
 
 
+_MAX_PARSED = 100_000
+_parsed: dict[str, ParsedTopic] = {}  # topics already parsed: a district's are the same few thousand again and again
+
+
 def parse(topic: str) -> ParsedTopic:
     """Split a Lifeline topic into its parts; raise TopicError naming what is wrong."""
+    found = _parsed.get(topic)
+    if found is None:
+        found = _parse(topic)
+        if len(_parsed) >= _MAX_PARSED:  # bounded: a foreign producer's topics could vary without end
+            _parsed.clear()
+        _parsed[topic] = found
+    return found
+
+
+def _parse(topic: str) -> ParsedTopic:
     parts = topic.split("/")
     if len(parts) < 5 or f"{parts[0]}/{parts[1]}" != PREFIX:
         raise TopicError(f"topic {topic!r} is not under {PREFIX}/")
