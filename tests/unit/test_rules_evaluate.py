@@ -260,9 +260,41 @@ def test_offline_rule_follows_device_status() -> None:
 
 
 def test_deviation_between_two_points_after_its_on_delay() -> None:
-    r = rule("severity: warning\non_delay_s: 60\ndeviation: {point: gate_opening, reference: target_opening, "
-             "more_than: 0.05}")
-    series = [(0, {"gate_opening": 1.0, "target_opening": 2.0}), (30_000, {"gate_opening": 1.5, "target_opening": 2.0}),
-              (60_000, {"gate_opening": 1.8, "target_opening": 2.0}), (90_000, {"gate_opening": 1.97,
-                                                                                "target_opening": 2.0})]
+    r = rule(
+        "severity: warning\non_delay_s: 60\ndeviation: {point: gate_opening, reference: target_opening, "
+        "more_than: 0.05}"
+    )
+    series = [
+        (0, {"gate_opening": 1.0, "target_opening": 2.0}),
+        (30_000, {"gate_opening": 1.5, "target_opening": 2.0}),
+        (60_000, {"gate_opening": 1.8, "target_opening": 2.0}),
+        (90_000, {"gate_opening": 1.97, "target_opening": 2.0}),
+    ]
     assert run(r, series) == [(60_000, "warning"), (90_000, None)]
+
+
+def _quality_msg(ts: int, values: dict[str, Value], quality: dict[str, str]) -> Telemetry:
+    q = {p: {"q": level, "reason": "r"} for p, level in quality.items()}
+    return Telemetry.model_validate({"site": "s1", "device": "d1", "profile": "p", "measurement": "m", "seq": 0,
+                                     "samples": [{"ts": ts, "values": values, "quality": q}]})  # fmt: skip
+
+
+@pytest.mark.parametrize("include_uncertain", [False, True])
+def test_bad_quality_of_every_point_one_state_each(include_uncertain: bool) -> None:
+    """Without ``point`` every point of the sample is watched on its own; uncertain counts when asked."""
+    flag = "true" if include_uncertain else "false"
+    engine = Engine([rule(f"severity: warning\nbad_quality: {{include_uncertain: {flag}}}")])
+    series = [
+        (0, {"a": 1.0, "b": 2.0}, {}),
+        (1000, {"a": None, "b": 2.0}, {"a": "bad"}),
+        (2000, {"a": None, "b": 3.0}, {"a": "bad", "b": "uncertain"}),
+        (3000, {"a": 1.0, "b": 3.0}, {}),
+    ]
+    seen = []
+    for ts, values, quality in series:
+        seen += [(t.ts, t.point, t.severity) for t in engine.observe(_quality_msg(ts, values, quality))]
+    expected = [(1000, "a", "warning")]
+    if include_uncertain:
+        expected.append((2000, "b", "warning"))
+    expected += [(3000, "a", None)] + ([(3000, "b", None)] if include_uncertain else [])
+    assert seen == expected
