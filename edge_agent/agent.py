@@ -112,7 +112,9 @@ class EdgeAgent:
             # made again on every (re)connect, QoS 1: commands, and what the centre has stored
             subscriptions=[topics.command_filter(cfg.site), self._stored_topic],
             on_message=self._on_uplink_message,
-            will=OutMessage(state_topic, self._state(False, "connection lost"), retain=True),
+            # the last will names no devices (the birth does): MQTT gives a will payload a two-byte length, at
+            # most 65,535 bytes, which the ids of some 8,000 devices pass, and paho then cannot even connect
+            will=OutMessage(state_topic, self._state(False, "connection lost", devices=False), retain=True),
             birth=lambda: OutMessage(state_topic, self._state(True, ""), retain=True),
             goodbye=lambda: OutMessage(state_topic, self._state(False, "stopped"), retain=True),
             clock=self.clock,
@@ -131,7 +133,7 @@ class EdgeAgent:
             )
 
     # -- producing messages ----------------------------------------------------------------------------------
-    def _state(self, online: bool, reason: str) -> bytes:
+    def _state(self, online: bool, reason: str, devices: bool = True) -> bytes:
         cfg = self.site.config
         return encode(
             AgentState(
@@ -140,7 +142,7 @@ class EdgeAgent:
                 online=online,
                 ts=int(self.clock.time() * 1000),
                 version=AGENT_VERSION,
-                devices=[d.id for d in cfg.devices if d.enabled],
+                devices=[d.id for d in cfg.devices if d.enabled] if devices else [],
                 reason=reason,
                 run=self.run_id,
             )

@@ -107,6 +107,8 @@ class LeanModbusClient:
         self.port = port
         self.timeout_s = timeout_s
         self._transport: asyncio.Transport | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._deadlines: _Deadlines | None = None
         self._tid = 0
         self._pending: tuple[int, int, int, asyncio.Future[ReadResponse]] | None = None  # tid, fc, count, future
 
@@ -116,6 +118,7 @@ class LeanModbusClient:
 
     async def connect(self) -> bool:
         loop = asyncio.get_running_loop()
+        self._loop, self._deadlines = loop, _deadlines_of(loop)  # once: a read asks for neither again
         await loop.create_connection(lambda: _Protocol(self), self.host, self.port)
         return self.connected
 
@@ -141,12 +144,13 @@ class LeanModbusClient:
         transport = self._transport
         if transport is None or transport.is_closing():
             raise ConnectionError("not connected")
-        loop = asyncio.get_running_loop()
+        loop, deadlines = self._loop, self._deadlines
+        assert loop is not None  # set by connect, before there is a transport
+        assert deadlines is not None
         self._tid = tid = (self._tid + 1) & 0xFFFF
         future: asyncio.Future[ReadResponse] = loop.create_future()
         self._pending = (tid, function, count, future)
         transport.write(_HEADER.pack(tid, 0, 6, unit, function, address, count))
-        deadlines = _deadlines_of(loop)
         deadlines.add(self, loop.time() + self.timeout_s)
         try:
             return await future

@@ -28,6 +28,7 @@ from edge_agent.config import DeviceConfig, ModbusDefaults
 from edge_agent.modbus_poller import ModbusPoller
 from edge_agent.stats import DeviceStats
 from infra.clock import SystemClock
+from infra.gc_tuning import tune_for_throughput
 from telemetry import Sample
 
 log = logging.getLogger("lifeline.edge.workers")
@@ -115,6 +116,7 @@ async def _worker(sh: Shard, conn: Connection, parent_pid: int) -> None:
         for d, p, phase in sh.devices
     ]  # fmt: skip
     tasks = [asyncio.ensure_future(p.run()) for p in pollers]
+    tune_for_throughput()
     last_counters = clock.monotonic()
     try:
         while not stop.is_set():

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from infra import logs
 from infra.config_loader import ConfigError
+from infra.gc_tuning import tune_for_throughput
 from lifeline._run import Subparsers, run_until_signal
 
 
@@ -25,6 +26,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     logs.setup(args.log_level)
     agent = EdgeAgent(site)
+    tune_for_throughput()
     return run_until_signal(agent.run)
 
 

@@ -222,6 +222,9 @@ def test_agent_death_by_last_will_when_killed(mosquitto: Mosquitto, tmp_path: Pa
         got = sub.wait_for(lambda ms: not decode_agent_state(ms[-1].payload).online, timeout=15)
         death = decode_agent_state(got[-1].payload)
         assert death.reason == "connection lost"  # the last will, published by the broker
+        assert death.devices == []  # a will's payload is at most 64 KiB: the birth names the devices
+        birth = next(decode_agent_state(m.payload) for m in got if decode_agent_state(m.payload).online)
+        assert birth.devices
     finally:
         if proc.poll() is None:
             proc.kill()
