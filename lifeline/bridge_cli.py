@@ -13,6 +13,7 @@ from broker_bridge.deadletter import DeadLetter, DeadLetterStore
 from broker_bridge.validate import KnownSite
 from infra import logs
 from infra.config_loader import ConfigError
+from infra.gc_tuning import tune_for_throughput
 from infra.mqtt_config import configure_client
 from lifeline._run import Subparsers, run_until_signal
 
@@ -39,7 +40,9 @@ def run_bridge(args: argparse.Namespace) -> int:
 
     config = _config(args.config)
     logs.setup(args.log_level)
-    return run_until_signal(Bridge(config, load_site=known_site).run)
+    bridge = Bridge(config, load_site=known_site)
+    tune_for_throughput()
+    return run_until_signal(bridge.run)
 
 
 def _when(ms: int | None) -> str:

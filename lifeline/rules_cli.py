@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from alerts.config import AlertServiceConfig
 from infra import logs
 from infra.config_loader import ConfigError, read_yaml, validate
+from infra.gc_tuning import tune_for_throughput
 from infra.influx_config import InfluxConnection
 from infra.mqtt_config import BrokerConfig
 from lifeline._run import Subparsers, run_until_signal
@@ -204,6 +205,7 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "partition", None):
         config = _with_partition(config, args.partition)
     logs.setup(args.log_level)
+    tune_for_throughput()  # this process is the service (run_service itself also runs inside tests)
     return run_until_signal(lambda stop: run_service(config, stop))
 
 
