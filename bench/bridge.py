@@ -156,6 +156,7 @@ def drain(broker: Mosquitto, bridge: ServiceProcess | None, reference: Reference
         # from the broker's CONNACK to InfluxDB's last answer, as the reference measures itself
         took = m["lifeline_bridge_last_write_seconds"] - m["lifeline_bridge_broker_connected_since_seconds"]
         stored = m["lifeline_bridge_written_points_total"] * per_line
+        case["write_retries"] = int(m.get("lifeline_bridge_retries_total", 0))  # a slow drain says why
         case.update(readings_per_s=round(stored / took), seconds=round(took, 2),
                     cpu_us_per_message=round(cpu / ((lines - base) / max(1, readings // 10)) * 1e6, 1))  # fmt: skip
     if reference is not None:
@@ -268,6 +269,8 @@ def _row(case: dict[str, object]) -> str:
     row = f"{head}readings/s={case['readings_per_s']:>8}  messages={case['messages']} in {case['seconds']} s{extra}"
     if "cpu_us_per_message" in case:
         row += f"  CPU/message={case['cpu_us_per_message']} us"
+    if case.get("write_retries"):
+        row += f"  InfluxDB write retries={case['write_retries']}"
     if "ratio" in case:
         row += (
             f"  reference readings/s={case['reference_readings_per_s']:>8}"
