@@ -172,6 +172,9 @@ class Consumer:
         The PUBACKs of one turn of the event loop go out in one write, after the caller's turn."""
         if item.qos == 0:
             return True
+        if self._loop is not None and threading.get_ident() != self._thread:
+            self._loop.call_soon_threadsafe(self.ack, item)  # from another thread: the loop does it
+            return True
         if item.generation != self.generation or not self.connected:
             return False
         self.held -= 1
@@ -179,10 +182,7 @@ class Consumer:
             self._resume()
         if not self._acks and self._loop is not None:
             self._acks_generation = self.generation
-            if threading.get_ident() == self._thread:
-                self._loop.call_soon(self._send_acks)
-            else:
-                self._loop.call_soon_threadsafe(self._send_acks)
+            self._loop.call_soon(self._send_acks)
         self._acks.append(item.mid)
         return True
 
