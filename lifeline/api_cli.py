@@ -20,18 +20,15 @@ if TYPE_CHECKING:
 
 def add_parsers(sub: Subparsers) -> None:
     """``lifeline api``; ``sub`` is the CLI's ``add_subparsers()`` object."""
-    p = sub.add_parser("api", help="serve the HTTP API: auth, devices, readings, alerts, gate control, live stream")
+    p = sub.add_parser(
+        "api", help="serve the HTTP API: auth, devices, readings, alerts, gate control, live stream"
+    )
     p.add_argument("--config", required=True, metavar="API.yaml")
     p.add_argument("--host", default=None, help="overrides listen.host")
     p.add_argument("--port", type=int, default=None, help="overrides listen.port (0: a free port)")
     p.add_argument("--check", action="store_true", help="validate the config and exit")
-    p.add_argument(
-        "--bootstrap-password-file",
-        type=Path,
-        default=None,
-        metavar="PATH",
-        help="write the first admin's one-time password to PATH (created 0600), not to the terminal",
-    )
+    p.add_argument("--bootstrap-password-file", type=Path, default=None, metavar="PATH",
+                   help="write the first admin's one-time password to PATH (created 0600), not to the terminal")
     p.set_defaults(func=run)
 
 

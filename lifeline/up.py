@@ -237,9 +237,8 @@ def _district(scenario: Scenario) -> DistrictConfig:
                                  for s in scenario.sites})  # fmt: skip
 
 
-def _api_config(
-    data_dir: Path, stack: Stack, site_files: dict[str, Path], keys_dir: Path, scenario: Scenario | None = None
-) -> Path:
+def _api_config(data_dir: Path, stack: Stack, site_files: dict[str, Path], keys_dir: Path,
+                scenario: Scenario | None = None) -> Path:
     sites = {site: load_site(path) for site, path in site_files.items()}  # the edge's own loader
     influx = stack.influx_as("api")
     keys = {site: SiteKeyFiles.of(keys_dir, site) for site in sorted(sites)}
@@ -376,7 +375,7 @@ def _print_table(stack: Stack, district: District, children: list[Child], data_d
     if i.transport == "v1":
         auth = ""
         if stack.influx_users:
-            auth = f'-u lifeline-api:"$(cat {stack.credentials / "influx-api.password"})" '
+            auth = f"-u lifeline-api:\"$(cat {stack.credentials / 'influx-api.password'})\" "
         print(f"query: curl -sG {auth}{i.url}/query --data-urlencode db={i.database} "
               """--data-urlencode 'q=SELECT last("ph") FROM water_quality GROUP BY device'""")  # fmt: skip
     print("Ctrl-C stops everything.", flush=True)

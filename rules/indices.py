@@ -138,8 +138,6 @@ def water_class_line(tags: Tags, result: WaterResult, station: WaterStation, ts_
             fields.append(f"target_missed={str(bool(misses_target(result, station.target_class))).lower()}")
     tag_text = "".join(f",{_key(k)}={_key(v)}" for k, v in tags)
     return f"{WATER_CLASS_DAILY}{tag_text} {','.join(fields)} {int(ts_ms)}"
-
-
 def noise_fields(means: Mapping[str, Mean], tags: Tags, start_ms: int) -> str:
     """The hour's verdict of a noise meter (GB 3096-2008 Table 1: its zone's limit by day, 06:00-22:00, or by
     night) as extra fields of its ``noise_hourly`` row: ``noise_limit_db`` and ``noise_exceeded`` (1/0, with
@@ -154,7 +152,5 @@ def noise_fields(means: Mapping[str, Mean], tags: Tags, start_ms: int) -> str:
                               f"noise_zone={zone!r} is not a GB 3096-2008 zone (0, 1, 2, 3, 4a, 4b)")  # fmt: skip
     hour = datetime.fromtimestamp(start_ms / 1000, UTC).astimezone(TZ)
     verdict = noise_verdict(NoiseZone(zone), hour, laeq.value)
-    return (
-        f"noise_limit_db={float(verdict.limit_db)!r},noise_exceeded={1.0 if verdict.exceeded else 0.0},"
-        f"noise_exceeded{COUNT_SUFFIX}={laeq.count}i"
-    )
+    return (f"noise_limit_db={float(verdict.limit_db)!r},noise_exceeded={1.0 if verdict.exceeded else 0.0},"
+            f"noise_exceeded{COUNT_SUFFIX}={laeq.count}i")

@@ -126,7 +126,9 @@ class Ingest:
 
     def _accept(self, peer: str, packet: Packet, station: Station, raw: bytes, now: float) -> Outcome:
         out = Outcome({"peer": peer, "outcome": "accept", "packet": packet_event(packet)}, station=station)
-        answer = encode_frame(data_answer(packet, station.password)) if packet.answer_requested and packet.qn else None
+        answer = (
+            encode_frame(data_answer(packet, station.password)) if packet.answer_requested and packet.qn else None
+        )
         if packet.cn == HEARTBEAT:
             out.answer = encode_frame(heartbeat_answer(packet, station.password))
             return out

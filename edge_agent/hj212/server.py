@@ -43,15 +43,9 @@ class _AnsweringOutbox(Outbox):
     it). Memory is enough: a station keeps its data until it is answered, and sends again when it is not."""
 
     def __init__(self, publish: PublishConfig, on_acked: Callable[[bytes], None]) -> None:
-        super().__init__(
-            OutboxStore(":memory:"),
-            max_inflight=publish.max_inflight,
-            max_messages=publish.buffer_max_messages,
-            max_bytes=publish.outbox_max_bytes,
-            replay_rate=publish.replay_rate,
-            ack_timeout_s=publish.ack_timeout_s,
-            name="hj212",
-        )
+        super().__init__(OutboxStore(":memory:"), max_inflight=publish.max_inflight,
+                         max_messages=publish.buffer_max_messages, max_bytes=publish.outbox_max_bytes,
+                         replay_rate=publish.replay_rate, ack_timeout_s=publish.ack_timeout_s, name="hj212")
         self._on_acked = on_acked
 
     def acked(self, token: int) -> bool:
