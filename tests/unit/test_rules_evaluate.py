@@ -284,16 +284,16 @@ def test_bad_quality_of_every_point_one_state_each(include_uncertain: bool) -> N
     """Without ``point`` every point of the sample is watched on its own; uncertain counts when asked."""
     flag = "true" if include_uncertain else "false"
     engine = Engine([rule(f"severity: warning\nbad_quality: {{include_uncertain: {flag}}}")])
-    series = [
+    series: list[tuple[int, dict[str, Value], dict[str, str]]] = [
         (0, {"a": 1.0, "b": 2.0}, {}),
         (1000, {"a": None, "b": 2.0}, {"a": "bad"}),
         (2000, {"a": None, "b": 3.0}, {"a": "bad", "b": "uncertain"}),
         (3000, {"a": 1.0, "b": 3.0}, {}),
     ]
-    seen = []
+    seen: list[tuple[int, str | None, str | None]] = []
     for ts, values, quality in series:
         seen += [(t.ts, t.point, t.severity) for t in engine.observe(_quality_msg(ts, values, quality))]
-    expected = [(1000, "a", "warning")]
+    expected: list[tuple[int, str | None, str | None]] = [(1000, "a", "warning")]
     if include_uncertain:
         expected.append((2000, "b", "warning"))
     expected += [(3000, "a", None)] + ([(3000, "b", None)] if include_uncertain else [])
