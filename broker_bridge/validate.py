@@ -161,24 +161,15 @@ def check_values(msg: TelemetryLike, types: dict[str, Declared]) -> None:
             )
 
 
-_MAX_TOPICS = 100_000
-_telemetry_topics: dict[str, tuple[str, str]] = {}  # telemetry topics already parsed: (site, device)
-
-
 def _telemetry_topic(topic: str) -> tuple[str, str]:
-    where = _telemetry_topics.get(topic)
-    if where is not None:
-        return where
+    """(site, device) of a telemetry topic (``topics.parse`` keeps the topics it has parsed)."""
     try:
         parsed = topics.parse(topic)
     except TopicError as exc:
         raise Invalid(str(exc)) from exc
     if parsed.kind is not topics.Kind.TELEMETRY or parsed.device is None:
         raise Invalid(f"topic {topic!r} is not a telemetry topic")
-    if len(_telemetry_topics) >= _MAX_TOPICS:
-        _telemetry_topics.clear()
-    where = _telemetry_topics[topic] = (parsed.site, parsed.device)
-    return where
+    return parsed.site, parsed.device
 
 
 def check(

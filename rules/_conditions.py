@@ -44,6 +44,8 @@ def good_value(sample: SampleLike, point: str) -> Value:
     """The point's value when present and not bad; None otherwise. Uncertain values are used (a gas reading above
     its range is still an alarm), except those taken during calibration or maintenance: values flagged other than
     N stay out of exceedance decisions (shared standards/hj212.md "Data flags"; the edge marks them ``maintenance``)."""
+    if not sample.quality:  # every value good (most samples): no look-up of qualities
+        return sample.values.get(point)
     if point not in sample.values or sample.quality_of(point) is Quality.BAD:
         return None
     pq = sample.quality.get(point)  # device_profiles.derive.is_maintenance, for either decoding of the message

@@ -186,11 +186,7 @@ class Engine:
         dev = (rule.id, msg.site, msg.device)
         if rule.threshold is not None:
             th = rule.threshold
-            if sample.quality:
-                v = c.number(c.good_value(sample, th.point))
-            else:  # every value good (most samples): c.number(c.good_value(...)) without the quality look-ups
-                raw = sample.values.get(th.point)
-                v = float(raw) if raw.__class__ is float or raw.__class__ is int else None
+            v = c.number(c.good_value(sample, th.point))
             st = self._get((*dev, th.point), sample.ts)
             if v is None or st is None:
                 return []
