@@ -27,15 +27,16 @@ BASE = {"telemetry", "infra", "device_profiles"}
 ALLOWED: dict[str, set[str]] = {
     "telemetry": set(),
     "infra": set(),
+    "storage": {"telemetry", "infra"},
     "device_profiles": {"telemetry", "infra"},
     "simulators": BASE,
     "edge_agent": BASE,
-    "broker_bridge": BASE,
-    "rules": BASE,
+    "broker_bridge": BASE | {"storage"},
+    "rules": BASE | {"storage"},
     "alerts": BASE | {"rules"},
-    "api": BASE | {"alerts", "rules"},
+    "api": BASE | {"alerts", "rules", "storage"},
 }
-FIRST_PARTY = set(ALLOWED) | {"lifeline", "bench"}
+FIRST_PARTY = set(ALLOWED) | {"lifeline", "bench", "testing"}
 
 
 def imported(tree: ast.AST) -> list[tuple[int, str]]:
