@@ -1,8 +1,11 @@
 """Notification channels and routes, validated at load before any socket opens.
 
-Secrets (an SMTP password, a DingTalk signing secret, a header value, the query keys of a robot URL such as
-``access_token`` or ``key``) may be written ``env:NAME``: the value is read from the environment when the config is
-validated, and a variable that is not set is an error naming the field and the variable.
+Every secret of a channel (an SMTP password, a DingTalk signing secret, a header value, a robot's URL with its
+``access_token`` or ``key``) is an ``infra.secret.Secret``: inline, ``{file: PATH}`` (mode 0600) or
+``{env: NAME}``, and the legacy ``env:NAME``; a robot URL may also name a variable per query value
+(``...?access_token=env:NAME``). None of them shows in a ``repr``, a log line or a ``model_dump`` (``***``, or where
+it comes from). Each is read once at load, so that a variable that is not set or an unreadable file is an error
+naming the field before any socket opens, and read again when a message is sent (a rotated file is picked up).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import os
 import re
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -19,14 +22,13 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    SecretStr,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
 from infra.config_loader import read_yaml, validate
+from infra.secret import CredentialError, Secret
 
 SeverityName = Literal["info", "warning", "critical"]
 SEVERITY_RANK: dict[str, int] = {"info": 1, "warning": 2, "critical": 3}
@@ -72,6 +74,18 @@ def _url_from_env(value: str, field: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
+def _readable(secret: Secret | None, field: str) -> None:
+    """Read ``secret`` now (at load), so that an unset variable or an unreadable file names its field."""
+    if secret is None:
+        return
+    if secret.value == _ENV:
+        raise _problem("'env:' needs a variable name, e.g. env:LIFELINE_SMTP_PASSWORD", field)
+    try:
+        secret.reveal(field)
+    except CredentialError as exc:
+        raise _problem(str(exc), field) from exc
+
+
 def redact_url(url: str) -> str:
     """The URL for logs and outcomes: query values and any password replaced by ``***``."""
     parts = urlsplit(url)
@@ -90,25 +104,41 @@ class _Model(BaseModel):
 # --- channels -------------------------------------------------------------------------------------------------
 
 
-class WebhookConfig(_Model):
+class _UrlChannel(_Model):
+    """A channel that posts to a URL that may hold a token (a robot's ``access_token`` or ``key``)."""
+
+    url: Secret = Field(description="the URL: inline, {file: PATH}, {env: NAME}, or with env:NAME query values")
+
+    @model_validator(mode="after")
+    def _url_ok(self) -> Self:
+        _readable(self.url, "url")
+        try:
+            self.endpoint()
+        except ValueError as exc:
+            raise _problem(str(exc), "url") from exc
+        return self
+
+    def endpoint(self) -> str:
+        """The URL to post to, every ``env:NAME`` in it read now."""
+        return _url_from_env(self.url.reveal("url"), "url")
+
+
+class WebhookConfig(_UrlChannel):
     """POST the message as a JSON object to ``url``."""
 
     type: Literal["webhook"]
-    url: str
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: dict[str, Secret] = Field(default_factory=dict, description="each value a secret (it may be a token)")
     timeout_s: float = Field(default=10.0, gt=0, le=300)
 
-    @field_validator("url", mode="before")
-    @classmethod
-    def _url(cls, v: object, info: ValidationInfo) -> object:
-        return _url_from_env(v, str(info.field_name)) if isinstance(v, str) else v
+    @model_validator(mode="after")
+    def _headers_ok(self) -> WebhookConfig:
+        for name, value in self.headers.items():
+            _readable(value, f"headers.{name}")
+        return self
 
-    @field_validator("headers", mode="before")
-    @classmethod
-    def _headers(cls, v: object) -> object:
-        if not isinstance(v, dict):
-            return v
-        return {k: _from_env(x, f"headers.{k}") if isinstance(x, str) else x for k, x in v.items()}
+    def header_values(self) -> dict[str, str]:
+        """The headers to send, each value read now."""
+        return {name: value.reveal(f"header {name}") for name, value in self.headers.items()}
 
 
 class EmailConfig(_Model):
@@ -121,16 +151,12 @@ class EmailConfig(_Model):
     to: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")]] = Field(min_length=1)
     starttls: bool = False
     username: str | None = None
-    password: SecretStr | None = None
+    password: Secret | None = None
     timeout_s: float = Field(default=15.0, gt=0, le=300)
-
-    @field_validator("password", mode="before")
-    @classmethod
-    def _password(cls, v: object) -> object:
-        return _from_env(v, "password") if isinstance(v, str) else v
 
     @model_validator(mode="after")
     def _login_pair(self) -> EmailConfig:
+        _readable(self.password, "password")
         if (self.username is None) != (self.password is None):
             raise _problem("give both username and password, or neither", "password" if self.username else "username")
         return self
@@ -143,38 +169,26 @@ class MqttConfig(_Model):
     timeout_s: float = Field(default=10.0, gt=0, le=300)
 
 
-class DingTalkConfig(_Model):
+class DingTalkConfig(_UrlChannel):
     """A DingTalk group robot (custom robot webhook with its ``access_token``), optionally signed."""
 
     type: Literal["dingtalk"]
-    url: str
-    secret: SecretStr | None = None
+    secret: Secret | None = Field(default=None, description="the robot's signing secret (SEC...)")
     at_mobiles: list[str] = Field(default_factory=list)
     at_all: bool = False
     timeout_s: float = Field(default=10.0, gt=0, le=300)
 
-    @field_validator("url", mode="before")
-    @classmethod
-    def _url(cls, v: object, info: ValidationInfo) -> object:
-        return _url_from_env(v, str(info.field_name)) if isinstance(v, str) else v
-
-    @field_validator("secret", mode="before")
-    @classmethod
-    def _secret(cls, v: object) -> object:
-        return _from_env(v, "secret") if isinstance(v, str) else v
+    @model_validator(mode="after")
+    def _secret_ok(self) -> DingTalkConfig:
+        _readable(self.secret, "secret")
+        return self
 
 
-class WeComConfig(_Model):
+class WeComConfig(_UrlChannel):
     """A WeCom (WeChat Work) group robot webhook with its ``key``."""
 
     type: Literal["wecom"]
-    url: str
     timeout_s: float = Field(default=10.0, gt=0, le=300)
-
-    @field_validator("url", mode="before")
-    @classmethod
-    def _url(cls, v: object, info: ValidationInfo) -> object:
-        return _url_from_env(v, str(info.field_name)) if isinstance(v, str) else v
 
 
 ChannelConfig = Annotated[

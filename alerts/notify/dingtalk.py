@@ -49,16 +49,16 @@ def body(cfg: DingTalkConfig, msg: Message, timezone: str) -> dict[str, object]:
 
 
 def target(cfg: DingTalkConfig) -> str:
-    return redact_url(cfg.url)
+    return redact_url(cfg.endpoint())
 
 
 async def deliver(
     cfg: DingTalkConfig, msg: Message, client: httpx.AsyncClient, now_s: float, timezone: str
 ) -> None:
     """Post the markdown card; raise DeliveryError for HTTP problems and for a non-zero ``errcode``."""
-    url = cfg.url
+    url = cfg.endpoint()
     if cfg.secret is not None:
-        url = signed_url(url, cfg.secret.get_secret_value(), int(now_s * 1000))
+        url = signed_url(url, cfg.secret.reveal("DingTalk signing secret"), int(now_s * 1000))
     where = target(cfg)
     resp = await post_json(
         client, url, orjson.dumps(body(cfg, msg, timezone)), where=where, timeout_s=cfg.timeout_s, now_s=now_s

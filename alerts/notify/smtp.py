@@ -41,7 +41,7 @@ def _send(cfg: EmailConfig, mail: EmailMessage) -> None:
         if cfg.starttls:
             smtp.starttls(context=ssl.create_default_context())
         if cfg.username is not None and cfg.password is not None:
-            smtp.login(cfg.username, cfg.password.get_secret_value())
+            smtp.login(cfg.username, cfg.password.reveal("SMTP password"))
         refused = smtp.send_message(mail)
     if refused:
         # The others have the mail: trying again would send it to them twice.

@@ -25,13 +25,13 @@ def body(msg: Message, timezone: str) -> dict[str, object]:
 
 
 def target(cfg: WeComConfig) -> str:
-    return redact_url(cfg.url)
+    return redact_url(cfg.endpoint())
 
 
 async def deliver(cfg: WeComConfig, msg: Message, client: httpx.AsyncClient, now_s: float, timezone: str) -> None:
     """Post the markdown card; raise DeliveryError for HTTP problems and for a non-zero ``errcode``."""
     where = target(cfg)
     resp = await post_json(
-        client, cfg.url, orjson.dumps(body(msg, timezone)), where=where, timeout_s=cfg.timeout_s, now_s=now_s
+        client, cfg.endpoint(), orjson.dumps(body(msg, timezone)), where=where, timeout_s=cfg.timeout_s, now_s=now_s
     )
     check_errcode(resp, where, RETRYABLE_CODES)

@@ -98,7 +98,7 @@ def test_invalid_config_names_field_and_reason(
     assert any(loc.startswith(where) and reason in msg for loc, msg in found), found
 
 
-def test_env_secrets_are_read_at_load(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_env_secrets_are_read_at_load_and_when_used(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LL_SMTP_PW", "s3cret")
     monkeypatch.setenv("LL_DING_TOKEN", "tok-123")
     monkeypatch.setenv("LL_DING_SECRET", "SECabc")
@@ -114,16 +114,31 @@ def test_env_secrets_are_read_at_load(monkeypatch: pytest.MonkeyPatch) -> None:
     mail, ding, hook, wecom = (cfg.channels[n] for n in ("mail", "ding", "hook", "wecom"))
     assert isinstance(mail, EmailConfig)
     assert mail.password is not None
-    assert mail.password.get_secret_value() == "s3cret"
-    assert "s3cret" not in repr(mail)
+    assert mail.password.reveal() == "s3cret"
     assert isinstance(ding, DingTalkConfig)
     assert ding.secret is not None
-    assert parse_qs(urlsplit(ding.url).query) == {"access_token": ["tok-123"]}
-    assert ding.secret.get_secret_value() == "SECabc"
+    assert parse_qs(urlsplit(ding.endpoint()).query) == {"access_token": ["tok-123"]}
+    assert ding.secret.reveal() == "SECabc"
     assert isinstance(hook, WebhookConfig)
-    assert hook.headers == {"Authorization": "Bearer xyz", "X-Plain": "env-not-a-secret"}
+    assert hook.header_values() == {"Authorization": "Bearer xyz", "X-Plain": "env-not-a-secret"}
     assert isinstance(wecom, WeComConfig)
-    assert wecom.url.endswith("key=k-9")
+    assert wecom.endpoint().endswith("key=k-9")
+    monkeypatch.setenv("LL_SMTP_PW", "rotated")  # read again when used
+    assert mail.password.reveal() == "rotated"
+
+
+def test_no_secret_of_a_channel_shows_in_repr_str_or_dump(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LL_DING_SECRET", "SEC-from-env")
+    cfg = NotifyConfig.model_validate({"channels": {
+        "mail": {**MAIL, "username": "lifeline", "password": "inline-pw-1"},
+        "ding": {"type": "dingtalk", "url": "https://robot.invalid/robot/send?access_token=inline-tok-2",
+                 "secret": "env:LL_DING_SECRET"},
+        "hook": {**HOOK, "headers": {"Authorization": "Bearer inline-3"}},
+    }})
+    shown = [repr(cfg), str(cfg), str(cfg.model_dump()), cfg.model_dump_json()]
+    for text in shown:
+        for secret in ("inline-pw-1", "inline-tok-2", "SEC-from-env", "inline-3"):
+            assert secret not in text, text
 
 
 @pytest.mark.parametrize(
