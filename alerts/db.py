@@ -13,13 +13,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import URL, BigInteger, Connection, Engine, Integer, MetaData, create_engine, event, make_url
+from sqlalchemy import URL, BigInteger, Connection, Engine, Integer, create_engine, event, make_url
 
-__all__ = ["BUSY_TIMEOUT_MS", "DEFAULT_STORE_URL", "READ_ONLY_OPTION", "SCHEMA_LOCK", "create_tables", "make_engine"]
+__all__ = ["BUSY_TIMEOUT_MS", "DEFAULT_STORE_URL", "READ_ONLY_OPTION", "SCHEMA_LOCK", "make_engine"]
 
 DEFAULT_STORE_URL = "sqlite:///var/alerts.db"
 BUSY_TIMEOUT_MS = 5000
-SCHEMA_LOCK = 0x11FE11E  # PostgreSQL advisory lock held while tables are created
+SCHEMA_LOCK = 0x11FE11E  # PostgreSQL advisory lock held while the schema is upgraded (alerts.migrations)
 READ_ONLY_OPTION = "lifeline_read_only"  # execution option: this connection's transaction only reads
 # The type of an id column, the alert store's and the API's: SQLite only auto-increments a column declared exactly
 # INTEGER PRIMARY KEY; PostgreSQL gets BIGINT identity.
@@ -57,12 +57,3 @@ def make_engine(url: str | URL = DEFAULT_STORE_URL) -> Engine:
     event.listen(engine, "connect", _sqlite_on_connect)
     event.listen(engine, "begin", _sqlite_on_begin)
     return engine
-
-
-def create_tables(engine: Engine, metadata: MetaData) -> None:
-    """Create ``metadata``'s missing tables. On PostgreSQL under an advisory lock: the rules service and the API
-    may start together on an empty database, and then one creates while the other waits."""
-    with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK})")
-        metadata.create_all(conn)

@@ -48,8 +48,9 @@ from alerts._rows import (
     point_column,
     stored_alert,
 )
-from alerts.db import BUSY_TIMEOUT_MS, DEFAULT_STORE_URL, READ_ONLY_OPTION, SCHEMA_LOCK, create_tables, make_engine
+from alerts.db import BUSY_TIMEOUT_MS, DEFAULT_STORE_URL, READ_ONLY_OPTION, SCHEMA_LOCK, make_engine
 from alerts.lifecycle import Alert, AlertKey, Severity, State
+from alerts.migrations import ALERTS, upgrade
 
 __all__ = [
     "ACT_RETRIES",
@@ -242,12 +243,12 @@ class Tx:
 class AlertStore:
     def __init__(self, url: str | URL | Engine = DEFAULT_STORE_URL) -> None:
         """Open the store at a SQLAlchemy URL (e.g. ``sqlite:///var/alerts.db``) or on an engine from
-        :func:`alerts.db.make_engine` (the API shares its own), and create missing tables."""
+        :func:`alerts.db.make_engine` (the API shares its own), and upgrade its schema to the newest migration."""
         self._own_engine = not isinstance(url, Engine)
         self._engine: Engine = make_engine(url) if not isinstance(url, Engine) else url
         self._healthy = True
         self._worker: ThreadPoolExecutor | None = None
-        create_tables(self._engine, t.metadata)
+        upgrade(self._engine, ALERTS)
 
     async def call(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> R:
         """Run ``fn(*args, **kwargs)`` (store work) on this store's one worker thread and wait for it without
