@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
 
 import bench
 from lifeline import (
     api_cli,
     bridge_cli,
     broker_cli,
+    db_cli,
     edge_cli,
     hj212_cli,
     keys_cli,
@@ -25,11 +27,19 @@ from lifeline import (
 )
 
 COMMANDS = (profiles_cli, rules_cli, edge_cli, simulate_cli, bridge_cli, broker_cli, api_cli, keys_cli, hj212_cli,
-            up_cli, bench)  # fmt: skip
+            db_cli, up_cli, bench)  # fmt: skip
+
+
+def _version() -> str:
+    try:
+        return version("lifeline")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lifeline", description="Telemetry platform for a city's lifelines.")
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
     sub = p.add_subparsers(dest="command", required=True)
     for module in COMMANDS:
