@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from api.config import GateLimits
 from api.live import DeviceState
 from device_profiles import Profile
 from telemetry import Quality, Value
 from telemetry import interlocks as il
 from telemetry.commands import Action, Interlock
+from telemetry.interlocks import GateLimits
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,11 +50,24 @@ def gate_snapshot(state: DeviceState | None) -> dict[str, object]:
     return out
 
 
-def limits_of(g: GateLimits) -> il.Limits:
-    """The API's limits of a gate (percent of full opening) in the edge's terms (metres)."""
-    full = g.full_opening_m
-    return il.Limits(full, full * g.min_pct / 100, full * g.max_pct / 100, g.tolerance_m, g.max_head_open_m,
-                     g.max_head_close_m)  # fmt: skip
+def range_top(profile: Profile | None) -> float | None:
+    """The top of the profile's ``gate_opening`` range (m): the full opening of a gate that does not set one (as at
+    the edge)."""
+    if profile is None or profile.modbus is None:
+        return None
+    point = next((p for p in profile.modbus.points if p.name == "gate_opening"), None)
+    return point.range[1] if point is not None and point.range is not None else None
+
+
+def limits_of(g: GateLimits, profile: Profile | None = None) -> il.Limits:
+    """The gate's limits resolved as the edge resolves them (ValueError when its full opening is not known)."""
+    return g.resolve(range_top(profile))
+
+
+def percent_range(limits: il.Limits) -> tuple[float, float]:
+    """The targets an operator may ask for, in percent of the full opening (the command's unit)."""
+    full = limits.full_opening_m
+    return round(100 * limits.min_opening_m / full, 3), round(100 * limits.max_opening_m / full, 3)
 
 
 def fault_labels(profile: Profile | None) -> dict[int, str]:
@@ -88,18 +101,25 @@ def check(
     action: Action,
     target_pct: float | None,
     state: DeviceState | None,
-    limits: GateLimits,
+    limits: GateLimits | None,
     now_ms: int,
     max_age_ms: int,
     labels: Mapping[int, str] | None = None,
+    profile: Profile | None = None,
 ) -> Refusal | None:
-    """The first gate interlock the command fails on the live telemetry, or None. ``stop`` passes every check."""
+    """The first gate interlock the command fails on the live telemetry, or None. ``stop`` passes every check.
+    ``limits`` None: the API has no limits for the gate (it is not in ``gates``), so it is not controllable here."""
     if action is Action.STOP:
         return None
     shape = _shape(action, target_pct)
     if shape is not None:
         return shape
-    lim = limits_of(limits)
+    if limits is None:
+        return Refusal(Interlock.UNKNOWN_DEVICE, "no limits are configured for this gate (api config gates.devices)")
+    try:
+        lim = limits_of(limits, profile)
+    except ValueError as exc:
+        return Refusal(Interlock.NO_DATA, f"the gate's limits are not known: {exc}")
     why = _stale(state, now_ms, max_age_ms)
     gate = None
     if why is None:

@@ -11,8 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, model_validato
 from alerts.db import DEFAULT_STORE_URL
 from device_profiles import field_error
 from infra.config_loader import ConfigError, YamlDoc, read_yaml, validate
-from infra.influx_config import InfluxConnection
-from infra.mqtt_config import BrokerConfig
+from infra.mqtt import BrokerConfig
+from storage.connection import InfluxConnection
+from telemetry.interlocks import GateLimits
 from telemetry.keys import KeyFileError, load_signing_key, load_verify_key
 from telemetry.signing import SigningKey, VerifyKey
 
@@ -103,26 +104,10 @@ class HistoryConfig(_Strict):
         return self
 
 
-class GateLimits(_Strict):
-    min_pct: float = Field(default=0.0, ge=0, le=100, description="lowest target opening an operator may ask for")
-    max_pct: float = Field(default=100.0, ge=0, le=100)
-    full_opening_m: float = Field(default=6.5, gt=0, description="gate_opening (m) at 100 %")
-    tolerance_m: float = Field(
-        default=0.02, gt=0, le=1, description="|opening - target| that counts as no movement (the edge's tolerance_m)"
-    )
-    max_head_open_m: float | None = Field(
-        default=2.5, gt=0, description="refuse opening movements above this level difference (m); null: no limit"
-    )
-    max_head_close_m: float | None = Field(default=None, gt=0, description="same, for closing movements")
-
-    @model_validator(mode="after")
-    def _ordered(self) -> GateLimits:
-        if self.min_pct > self.max_pct:
-            raise field_error("min_pct must not exceed max_pct", "min_pct")
-        return self
-
-
 class GateOverride(GateLimits):
+    """One gate's limits (``telemetry.interlocks.GateLimits``, in metres, the edge's ``control:`` model and defaults):
+    ``lifeline up`` copies them from the gate's edge site file, so that the API refuses what the edge would."""
+
     site: Id
     device: Id
 
@@ -135,10 +120,13 @@ class GatesConfig(_Strict):
         default=10.0, ge=0, le=3600, description="after expires_ms, how long to wait for a final result"
     )
     max_state_age_s: float = Field(default=30.0, gt=0, description="gate telemetry older than this is no data")
-    defaults: GateLimits = Field(default_factory=GateLimits)
+    defaults: GateLimits | None = Field(
+        default=None, description="limits of a gate not listed in devices; none: such a gate is refused"
+    )
     devices: list[GateOverride] = Field(default_factory=list, description="limits of single gates")
 
-    def limits(self, site: str, device: str) -> GateLimits:
+    def limits(self, site: str, device: str) -> GateLimits | None:
+        """The gate's limits as configured (not yet resolved against its profile); None: the API knows none."""
         for gate in self.devices:
             if gate.site == site and gate.device == device:
                 return gate

@@ -188,9 +188,10 @@ class GateService:
             now = self.clock()
             state = self.cache.get(site, device)
             refusal = self._check_selection(who, site, device, selection, req.action, now)
-            labels = fault_labels(self.profiles.get(state.profile)) if state is not None else {}
+            profile = self.profiles.get(state.profile) if state is not None else None
+            labels = fault_labels(profile)
             refusal = refusal or check(req.action, req.target_pct, state, self.gates.limits(site, device), now,
-                                       int(self.gates.max_state_age_s * 1000), labels)  # fmt: skip
+                                       int(self.gates.max_state_age_s * 1000), labels, profile)  # fmt: skip
             refusal = refusal or self._check_busy(site, device, req.action)
             if refusal is not None:
                 self._refuse(who, site, device, source, refusal, action=req.action.value,

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from api._gate_checks import limits_of, percent_range
 from api.auth import Principal
 from api.deps import ID_PATTERN, CommandId, DeviceId, Reader, Service, SiteId, Who, check_site, error
 from api.deps import source as client_source
@@ -74,9 +75,17 @@ def gate_limits(site: SiteId, device: DeviceId, who: Reader, svc: Service) -> Ga
     """What the console needs to show a target in % against the gate's opening in m (and the allowed range)."""
     check_site(svc, who, site)
     g = svc.config.gates.limits(site, device)
-    return GateLimitsOut(site=site, device=device, full_opening_m=g.full_opening_m, min_pct=g.min_pct,
-                         max_pct=g.max_pct, tolerance_m=g.tolerance_m, max_head_open_m=g.max_head_open_m,
-                         max_head_close_m=g.max_head_close_m)  # fmt: skip
+    state = svc.cache.get(site, device)
+    try:
+        if g is None:
+            raise ValueError("no limits are configured for this gate")
+        lim = limits_of(g, svc.profiles.get(state.profile) if state is not None else None)
+    except ValueError as exc:
+        raise error(404, f"gate {site}/{device}: {exc}") from exc
+    low, high = percent_range(lim)
+    return GateLimitsOut(site=site, device=device, full_opening_m=lim.full_opening_m, min_pct=low, max_pct=high,
+                         tolerance_m=lim.tolerance_m, max_head_open_m=lim.max_head_open_m,
+                         max_head_close_m=lim.max_head_close_m)  # fmt: skip
 
 
 @router.post("/api/gates/{site}/{device}/select", tags=["gates"], status_code=201,

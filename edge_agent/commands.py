@@ -34,7 +34,7 @@ from device_profiles import Profile
 from edge_agent._command_ids import DAY_MS, CommandLog
 from edge_agent._gate_io import GateUnreachable, ModbusGateIO
 from edge_agent.config import DeviceConfig, EdgeKeys, ModbusDefaults
-from edge_agent.deadletter import DeadLetter, DeadLetters
+from edge_agent.deadletter import DeadLetters
 from edge_agent.outbox import OutMessage
 from infra.clock import Clock
 from telemetry import Value, topics
@@ -77,8 +77,7 @@ def make_gate(device: DeviceConfig, profile: Profile, defaults: ModbusDefaults) 
     c = device.control
     assert c is not None
     assert profile.modbus is not None
-    limits = Limits(c.full_m(profile), c.min_opening_m, c.max_m(profile), c.tolerance_m, c.max_head_open_m,
-                    c.max_head_close_m)  # fmt: skip
+    limits = c.limits(profile)
     labels = next((p.states for p in profile.modbus.points if p.name == "fault_code" and p.states), {})
     return Gate(device, limits, ModbusGateIO(device, profile, defaults), c.timeout_s, c.readback_interval_s, labels)
 
@@ -417,7 +416,7 @@ class CommandExecutor:
         The answer is neither retained nor remembered, and names in ``cmd_sha256`` what it answers: a forged message
         under a real command's id neither burns the id nor passes at the API for the answer to the real one."""
         self.counts[count] += 1
-        self.dead_letters.add(DeadLetter(self._now_ms(), topic, payload, reason))
+        self.dead_letters.add(self._now_ms(), topic, payload, reason, stage="command")  # never replayed
         if answer_to is None:
             return
         device, command_id = answer_to

@@ -12,8 +12,8 @@ from device_profiles import Profile, field_error, load_catalogue, load_profiles
 from device_profiles.derive import settings_problems
 from device_profiles.schema import TagKey
 from infra.config_loader import ConfigError, YamlDoc, read_yaml, validate
-from infra.mqtt_config import BrokerConfig
-from telemetry.interlocks import STATE_POINTS, WRITE_POINTS
+from infra.mqtt import BrokerConfig
+from telemetry.interlocks import STATE_POINTS, WRITE_POINTS, GateLimits, Limits
 from telemetry.keys import KeyFileError, load_signing_key, load_verify_key
 from telemetry.signing import SigningKey, VerifyKey
 
@@ -62,39 +62,34 @@ class ModbusDefaults(BaseModel):
     )  # fmt: skip
 
 
-class ControlConfig(BaseModel):
-    """Remote control of a sluice gate by this agent (``control:`` of a device whose profile is a sluice gate PLC).
+def gate_range_top(profile: Profile) -> float | None:
+    """The top of the profile's ``gate_opening`` range (m): a gate's full opening unless its config says otherwise."""
+    point = next((p for p in profile.modbus.points if p.name == "gate_opening"), None) if profile.modbus else None
+    return point.range[1] if point is not None and point.range is not None else None
 
-    A device without this section, or with ``enabled: false``, refuses every command (``unknown_device``).
+
+class ControlConfig(GateLimits):
+    """Remote control of a sluice gate by this agent (``control:`` of a device whose profile is a sluice gate PLC):
+    the gate's limits (``telemetry.interlocks.GateLimits``, the model the API checks with too) and how a movement is
+    run. A device without this section, or with ``enabled: false``, refuses every command (``unknown_device``).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = True
-    full_opening_m: float | None = Field(
-        default=None, gt=0, le=50, description="opening of 100 %; default: the top of the profile's gate_opening range"
-    )
-    min_opening_m: float = Field(default=0.0, ge=0, description="lowest target a command may drive to (close)")
-    max_opening_m: float | None = Field(default=None, gt=0, description="highest target (open); default: full")
-    tolerance_m: float = Field(default=0.02, gt=0, le=1, description="|opening - target| that counts as reached")
     timeout_s: float = Field(default=120.0, gt=0, le=3600, description="a movement not done by then is stopped")
     readback_interval_s: float = Field(default=1.0, gt=0, le=60, description="how often the opening is read back")
-    max_head_open_m: float = Field(
-        ge=0, description="largest |level_up - level_down| at which an opening movement may start (site value)"
-    )
-    max_head_close_m: float | None = Field(default=None, ge=0, description="the same for closing; default: no limit")
 
     def full_m(self, profile: Profile) -> float:
         """The full opening: configured, or the top of the profile's gate_opening range."""
-        if self.full_opening_m is not None:
-            return self.full_opening_m
-        point = next((p for p in profile.modbus.points if p.name == "gate_opening"), None) if profile.modbus else None
-        if point is None or point.range is None:
-            raise ValueError(f"profile {profile.name!r} gives no gate_opening range: set full_opening_m")
-        return point.range[1]
+        return self.full_opening(gate_range_top(profile))
 
     def max_m(self, profile: Profile) -> float:
         return self.max_opening_m if self.max_opening_m is not None else self.full_m(profile)
+
+    def limits(self, profile: Profile) -> Limits:
+        """The limits resolved against the gate's profile (ValueError: no full opening known, or an empty range)."""
+        return self.resolve(gate_range_top(profile))
 
 
 class DeviceConfig(BaseModel):
@@ -271,12 +266,13 @@ def _control_problems(dev: DeviceConfig, profile: Profile) -> list[str]:
         return [f": profile {profile.name!r} does not mark {', '.join(readonly)} writable"]
     c = dev.control
     try:
-        full, high = c.full_m(profile), c.max_m(profile)
+        c.full_m(profile)
     except ValueError as exc:
         return [f".full_opening_m: {exc}"]
-    if not c.min_opening_m < high <= full:
-        return [f".max_opening_m: need min_opening_m < max_opening_m <= full_opening_m, got {c.min_opening_m:g}, "
-                f"{high:g}, {full:g}"]  # fmt: skip
+    try:
+        c.limits(profile)
+    except ValueError as exc:
+        return [f".max_opening_m: {exc}"]
     return []
 
 

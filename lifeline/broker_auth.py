@@ -39,7 +39,8 @@ from typing import TYPE_CHECKING
 import orjson
 from pydantic import ValidationError
 
-from infra.mqtt_config import BrokerConfig, CredentialError, write_secret_file
+from infra.mqtt import BrokerConfig
+from infra.secret import CredentialError, Secret, write_secret_file
 from rules.config import RULES_GROUP, PartitionConfig
 from telemetry import topics
 
@@ -195,8 +196,11 @@ def control_account(name: str) -> Account:
 
 
 @dataclass(frozen=True, slots=True)
-class Deployment:
-    """What the accounts are derived from: the sites and their sensor topics, and how many of each service."""
+class Inventory:
+    """The deployment's sites, sensors and service counts once resolved: what the broker's accounts are derived from
+    (:func:`platform_accounts`). ``lifeline up`` makes it from its deployment spec
+    (``lifeline.deployment.DeploymentSpec.inventory``), ``lifeline broker config`` from a scenario or site files. Not
+    a second config model: nothing here is read from a file by itself."""
 
     sites: Sequence[str]
     sensor_topics: dict[str, list[str]] = field(default_factory=dict)  # site -> vendor topics of its MQTT sensors
@@ -208,7 +212,8 @@ class Deployment:
     simulated_sensors: bool = False  # one account for the simulated district's sensors (``sim-sensors``)
 
 
-def platform_accounts(d: Deployment) -> list[Account]:
+def platform_accounts(d: Inventory) -> list[Account]:
+    """Every account of the deployment: the services', each site's, the sensors' and the observer."""
     accounts = [api_account(), observer_account()]
     for n in range(1, d.bridges + 1):
         accounts += [bridge_account(n), bridge_publisher_account(n)]
@@ -283,7 +288,7 @@ def control_commands(account: Account) -> dict[str, object]:
 
 
 # -- where the accounts come from, and where their passwords go -----------------------------------------------------
-def district_deployment(planned: Iterable[PlannedDevice], **counts: int) -> Deployment:
+def district_deployment(planned: Iterable[PlannedDevice], **counts: int) -> Inventory:
     """The accounts of a simulated district: its sites, and its MQTT sensors behind one simulated gateway."""
     sites: set[str] = set()
     sensor_topics: dict[str, list[str]] = {}
@@ -291,7 +296,7 @@ def district_deployment(planned: Iterable[PlannedDevice], **counts: int) -> Depl
         sites.add(d.site)
         if d.profile.mqtt is not None:
             sensor_topics.setdefault(d.site, []).extend(d.profile.mqtt.topics_for(d.source_id or d.id))
-    return Deployment(sorted(sites), sensor_topics, simulated_sensors=True, **counts)  # type: ignore[arg-type]
+    return Inventory(sorted(sites), sensor_topics, simulated_sensors=True, **counts)  # type: ignore[arg-type]
 
 
 def hj212_site(scenario: str) -> str:
@@ -299,7 +304,7 @@ def hj212_site(scenario: str) -> str:
     return f"{scenario}-sources"
 
 
-def scenario_deployment(scenario: Scenario, **counts: int) -> Deployment:
+def scenario_deployment(scenario: Scenario, **counts: int) -> Inventory:
     """The accounts `lifeline up` makes for a simulated district: its sites, sensors and HJ 212 stations."""
     from simulators import plan
 
@@ -307,7 +312,7 @@ def scenario_deployment(scenario: Scenario, **counts: int) -> Deployment:
     return dataclasses.replace(deployment, hj212_sites=[hj212_site(scenario.name)])
 
 
-def sites_deployment(site_files: Iterable[Path], **counts: int) -> Deployment:
+def sites_deployment(site_files: Iterable[Path], **counts: int) -> Inventory:
     """The accounts of the sites whose edge configs are ``site_files`` (each MQTT sensor's vendor topics included)."""
     from edge_agent import load_site
 
@@ -320,7 +325,7 @@ def sites_deployment(site_files: Iterable[Path], **counts: int) -> Deployment:
             profile = site.profile_of(device)
             if profile.mqtt is not None and device.enabled:
                 sensor_topics.setdefault(site.config.site, []).extend(profile.mqtt.topics_for(device.vendor_id))
-    return Deployment(sites, sensor_topics, **counts)  # type: ignore[arg-type]
+    return Inventory(sites, sensor_topics, **counts)  # type: ignore[arg-type]
 
 
 def write_credentials(folder: Path, accounts: Iterable[Account]) -> None:
@@ -335,7 +340,7 @@ def credential(folder: Path, username: str, broker: BrokerConfig, **overrides: o
     path = folder / f"{username}.password"
     if not path.exists():
         raise CredentialError(f"no credentials for MQTT account {username!r} in {folder} (lifeline broker config)")
-    update = {"username": username, "password": None, "password_env": None, "password_file": path.resolve()}
+    update = {"username": username, "password": Secret(file=path.resolve())}
     return broker.model_copy(update={**update, **overrides})
 
 

@@ -25,18 +25,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from alerts.config import AlertServiceConfig
+from device_profiles import field_error
 from infra import logs
 from infra.config_loader import ConfigError, read_yaml, validate
 from infra.gc_tuning import tune_for_throughput
-from infra.influx_config import InfluxConnection
-from infra.mqtt_config import BrokerConfig
+from infra.mqtt import BrokerConfig
 from lifeline._run import Subparsers, run_until_signal
 from lifeline.profiles_cli import validate_files
 from rules import load_rules
 from rules.config import RulesConfig
+from storage.connection import InfluxConfig
 
 log = logging.getLogger("lifeline.rules")
 
@@ -50,8 +51,15 @@ class RulesServiceConfig(BaseModel):
                           "rules-N-pub); none: the broker section's")  # fmt: skip
     rules: RulesConfig = Field(default_factory=RulesConfig)
     alerts: AlertServiceConfig = Field(default_factory=AlertServiceConfig)
-    influx: InfluxConnection | None = Field(None, description="InfluxDB to read for window rules; none: not run")
+    influx: InfluxConfig | None = Field(None, description="InfluxDB the window rules read and the derived series "
+                                        "are written to (v1 or v2 transport); none: not run")  # fmt: skip
     metrics_port: int | None = Field(None, ge=0, le=65535)
+
+    @model_validator(mode="after")
+    def _one_broker(self) -> RulesServiceConfig:
+        if "broker" in self.rules.model_fields_set:  # it would be replaced by the service's broker: say so
+            raise field_error("would be ignored: the service's broker section is the engine's broker", "rules", "broker")
+        return self
 
     def rules_with_broker(self) -> RulesConfig:
         return self.rules.model_copy(update={"broker": self.broker})
@@ -91,7 +99,7 @@ async def run_service(
     from alerts.store import AlertStore
     from device_profiles import load_catalogue
     from infra.metrics import Collecting, bound_port, registry, serve_metrics
-    from infra.mqtt_publisher import Publisher
+    from infra.mqtt import Publisher
     from rules.service import RulesService
 
     rules = config.rules.load()
@@ -124,7 +132,7 @@ async def run_service(
         await asyncio.gather(*tasks)
     finally:
         await notifier.aclose()
-        publisher.stop()
+        await publisher.close()
         store.close()
         if metrics is not None:
             metrics.close()
@@ -138,9 +146,9 @@ class _Windows:
     """The scheduled window rules, their InfluxDB reader, and their state kept in the alert store."""
 
     def __init__(self, config: RulesServiceConfig, rules: list[Any], manager: Any, state: _StoreState) -> None:
-        from infra.influx_query import InfluxQuery
         from rules.scheduled import ScheduledRules, WindowEvaluator
-        from rules.valid_means import InfluxWriter, ValidMeans, load_means_config
+        from rules.valid_means import ValidMeans, load_means_config
+        from storage import InfluxQuery, derived_writer
 
         assert config.influx is not None
         self.state = state
@@ -150,8 +158,7 @@ class _Windows:
         self.evaluator = (WindowEvaluator.from_state(window_rules, self.query, saved) if saved
                           else WindowEvaluator(window_rules, self.query))  # fmt: skip
         # valid hourly and daily means (rules/means.yaml), stored before the window rules that read them
-        influx = config.influx
-        self.writer = InfluxWriter(influx)
+        self.writer = derived_writer(config.influx)  # either transport, storage's retry policy
         self.means = ValidMeans(load_means_config(), self.query, self.writer)
         saved_means = state.get_state(MEANS_STATE)
         if saved_means:
@@ -181,7 +188,7 @@ class _Windows:
             await self.scheduled.stop()
             await asyncio.to_thread(self.save)
             await self.query.aclose()
-            await self.writer.aclose()
+            await self.writer.close()
 
 
 def _windows(config: RulesServiceConfig, rules: list[Any], manager: Any, state: _StoreState) -> _Windows | None:

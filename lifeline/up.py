@@ -17,6 +17,7 @@ import secrets
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,24 +36,27 @@ from api.config import (
     StoreConfig,
 )
 from api.config import ListenConfig as ApiListen
-from broker_bridge.config import BridgeConfig, InfluxConfig, ValidationConfig
+from api.config import RulesConfig as ApiRules
+from broker_bridge.config import BridgeConfig, ValidationConfig
 from device_profiles import load_catalogue
 from edge_agent.config import DeviceConfig, EdgeConfig, LoadedSite, load_site
 from edge_agent.hj212.config import Hj212Config, StationConfig
 from edge_agent.hj212.config import ListenConfig as Hj212Listen
 from infra.config_loader import ConfigError
-from infra.mqtt_config import BrokerConfig, CredentialError, TlsConfig, read_secret_file, write_secret_file
+from infra.mqtt import BrokerConfig, TlsConfig
+from infra.secret import CredentialError, Secret, read_secret_file, write_secret_file
 from lifeline._run import install_stop_signals
 from lifeline.broker_auth import credential, hj212_site, platform_accounts, scenario_deployment, write_credentials
-from lifeline.config import DeploymentConfig, load_deployment
+from lifeline.deployment import DeploymentSpec, load_spec
 from lifeline.rules_cli import RulesServiceConfig
-from lifeline.services import Influxd, Mosquitto, ServiceError, free_port, wait_for_port
+from lifeline.runners import Influxd, Mosquitto, ServiceError, free_port, wait_for_port
 from lifeline.simulate import load, site_accounts
 from lifeline.tls import ensure_ca, issue
-from rules.config import RulesConfig
+from rules.config import PartitionConfig
 from simulators import District
 from simulators.hj212 import Hj212Fleet, demo_fleet
 from simulators.scenario import Scenario
+from storage.connection import InfluxConfig
 from telemetry.keys import KeyFileError, SiteKeyFiles, create_site_keys
 
 log = logging.getLogger("lifeline.up")
@@ -134,18 +138,20 @@ async def _supervise(children: list[Child], stop: asyncio.Event) -> None:
 
 
 def _write_config(path: Path, config: BaseModel) -> Path:
-    """A service's typed config as YAML, 0600 (it names the service's credential files; the InfluxDB password is in
-    it). Only what differs from the model's defaults is written, so a service's own defaults stay its own."""
+    """A service's typed config as YAML, 0600 (it names the service's credential files; every password is a file
+    reference, none is in it). Only what differs from the model's defaults is written, so a service's own defaults
+    stay its own."""
     data = config.model_dump(mode="json", exclude_defaults=True, by_alias=True)
     text = "# Written by lifeline up; rewritten on every run.\n" + yaml.safe_dump(data, sort_keys=False)
     write_secret_file(path, text)
     return path
 
 
-def _bridge_config(data_dir: Path, stack: Stack, deploy: DeploymentConfig, metrics_port: int) -> Path:
+def _bridge_config(data_dir: Path, stack: Stack, deploy: DeploymentSpec, metrics_port: int, n: int = 1) -> Path:
+    """Bridge ``n`` of the deployment's shared group (its own account pair, ``bridge-n`` and ``bridge-n-pub``)."""
     config = BridgeConfig(
-        broker=stack.account("bridge-1"),
-        publisher=stack.account("bridge-1-pub"),
+        broker=stack.account(f"bridge-{n}"),
+        publisher=stack.account(f"bridge-{n}-pub"),
         influx=stack.influx_as("bridge"),
         batch=deploy.batch,
         retry=deploy.retry,
@@ -153,7 +159,7 @@ def _bridge_config(data_dir: Path, stack: Stack, deploy: DeploymentConfig, metri
         dead_letter_path=data_dir / "bridge" / "deadletter.sqlite",
         metrics_port=metrics_port,
     )
-    return _write_config(data_dir / "bridge.yaml", config)
+    return _write_config(data_dir / ("bridge.yaml" if n == 1 else f"bridge-{n}.yaml"), config)
 
 
 def _hj212(data_dir: Path, stack: Stack, scenario: str) -> tuple[Child, Hj212Fleet]:
@@ -184,7 +190,10 @@ def _hj212(data_dir: Path, stack: Stack, scenario: str) -> tuple[Child, Hj212Fle
     return Child("hj212", argv, data_dir / "logs" / "hj212.log", metrics_port=metrics), fleet
 
 
-def _rules_config(data_dir: Path, stack: Stack, deploy: DeploymentConfig, metrics_port: int) -> Path:
+def _rules_config(data_dir: Path, stack: Stack, deploy: DeploymentSpec, metrics_port: int,
+                  sites: Sequence[str] = (), partition: PartitionConfig | None = None) -> Path:
+    """A rules engine's config: the deployment's packs and alert settings, the areas of ``sites``, and its partition
+    (its own accounts ``rules-<label>``; the single engine of an unsplit deployment is ``rules-1``)."""
     alerts = deploy.alerts
     if alerts is None:  # local default: the alert store in the data folder, every notification on the MQTT channel
         alerts = AlertServiceConfig(
@@ -193,35 +202,36 @@ def _rules_config(data_dir: Path, stack: Stack, deploy: DeploymentConfig, metric
                 {"channels": {"bus": {"type": "mqtt"}}, "routes": [{"channels": ["bus"]}]}
             ),
         )
+    alerts = alerts.model_copy(update={"areas": deploy.areas_of(sites)})
     influx = stack.influx_as("rules")
+    label = partition.label if partition is not None else "1"
     config = RulesServiceConfig(
-        broker=stack.account("rules-1"),
-        publisher=stack.account("rules-1-pub"),
-        rules=RulesConfig(packs=[Path(p).resolve() for p in deploy.rule_packs]),
+        broker=stack.account(f"rules-{label}"),
+        publisher=stack.account(f"rules-{label}-pub"),
+        rules=deploy.rules_config(partition),
         alerts=alerts,
-        influx=influx.read_only() if influx.transport == "v1" else None,
+        influx=influx,  # reads InfluxQL and writes the derived series on either transport
         metrics_port=metrics_port,
     )  # fmt: skip
-    return _write_config(data_dir / "rules.yaml", config)
+    return _write_config(data_dir / ("rules.yaml" if partition is None else f"rules-{label}.yaml"), config)
 
 
 def _gate_limits(sites: dict[str, LoadedSite]) -> list[GateOverride]:
-    """The API's limits of each controllable gate, from the edge's ``control`` sections (one source of truth). A gate
-    without ``full_opening_m`` has the edge's default: the top of its profile's ``gate_opening`` range."""
+    """The API's limits of each controllable gate, from the edge's ``control`` sections (one model, one source of
+    truth), resolved as the edge resolves them: a gate without ``full_opening_m`` has the top of its profile's
+    ``gate_opening`` range."""
     out: list[GateOverride] = []
     for name, site in sorted(sites.items()):
         for device in site.config.devices:
             control = device.control
             if control is None:
                 continue
-            profile = site.profile_of(device)
             # load_site has checked that these resolve (else its ConfigError names the file, line and field)
-            full, top = control.full_m(profile), control.max_m(profile)
-            out.append(GateOverride(site=name, device=device.id, full_opening_m=full,
-                                    min_pct=round(100 * control.min_opening_m / full, 3),
-                                    max_pct=round(100 * top / full, 3), tolerance_m=control.tolerance_m,
-                                    max_head_open_m=control.max_head_open_m,
-                                    max_head_close_m=control.max_head_close_m))  # fmt: skip
+            lim = control.limits(site.profile_of(device))
+            out.append(GateOverride(site=name, device=device.id, full_opening_m=lim.full_opening_m,
+                                    min_opening_m=lim.min_opening_m, max_opening_m=lim.max_opening_m,
+                                    tolerance_m=lim.tolerance_m, max_head_open_m=lim.max_head_open_m,
+                                    max_head_close_m=lim.max_head_close_m))  # fmt: skip
     return out
 
 
@@ -238,12 +248,16 @@ def _district(scenario: Scenario) -> DistrictConfig:
 
 
 def _api_config(data_dir: Path, stack: Stack, site_files: dict[str, Path], keys_dir: Path,
-                scenario: Scenario | None = None) -> Path:
+                scenario: Scenario | None = None, deploy: DeploymentSpec | None = None) -> Path:
+    """The API's config: the deployment's areas and rule packs (the same the engines run), and each gate's limits
+    from its edge site file."""
+    deploy = deploy or DeploymentSpec()
     sites = {site: load_site(path) for site, path in site_files.items()}  # the edge's own loader
     influx = stack.influx_as("api")
     keys = {site: SiteKeyFiles.of(keys_dir, site) for site in sorted(sites)}
     config = ApiConfig(
-        areas={site: [site] for site in sorted(sites)},  # each site its own area (the alert manager's default too)
+        areas=deploy.areas_of(sorted(sites)),  # a site in no area is its own (the alert manager's too)
+        rules=ApiRules(paths=[p.resolve() for p in deploy.rule_packs]),  # what the engines run
         listen=ApiListen(host="127.0.0.1", port=stack.api_port),
         broker=stack.account("api"),
         influx=influx.read_only(),
@@ -290,7 +304,7 @@ class Stack:
     mosquitto: Mosquitto | None = None
     influxd: Influxd | None = None
     api_port: int = 8080
-    influx_users: dict[str, str] = field(default_factory=dict)  # local InfluxDB: service -> password
+    influx_users: dict[str, Secret] = field(default_factory=dict)  # local InfluxDB: service -> its password file
 
     def account(self, username: str) -> BrokerConfig:
         return credential(self.credentials, username, self.broker)
@@ -303,7 +317,25 @@ class Stack:
         return self.influx.model_copy(update={"username": f"lifeline-{service}", "password": password})
 
 
-async def _run(deploy: DeploymentConfig, stack: Stack, duration: float | None) -> None:
+def _service_children(data_dir: Path, stack: Stack, deploy: DeploymentSpec, sites: Sequence[str]) -> list[Child]:
+    """The deployment's bridges and rules engines (one per partition), each with its config and metrics port."""
+    out: list[Child] = []
+    for n in range(1, deploy.bridges + 1):
+        name = "bridge" if n == 1 else f"bridge-{n}"
+        port = free_port()
+        path = _bridge_config(data_dir, stack, deploy, port, n)
+        argv = [sys.executable, "-m", "lifeline", "bridge", "--config", str(path)]
+        out.append(Child(name, argv, data_dir / "logs" / f"{name}.log", metrics_port=port))
+    for partition in deploy.partitions():
+        name = "rules" if partition is None else f"rules-{partition.label}"
+        port = free_port()
+        path = _rules_config(data_dir, stack, deploy, port, sites, partition)
+        argv = [sys.executable, "-m", "lifeline", "rules", "run", "--config", str(path)]
+        out.append(Child(name, argv, data_dir / "logs" / f"{name}.log", metrics_port=port))
+    return out
+
+
+async def _run(deploy: DeploymentSpec, stack: Stack, duration: float | None) -> None:
     stop = install_stop_signals()
     data_dir = deploy.data_dir
     scenario = load(deploy.scenario, None)
@@ -319,21 +351,16 @@ async def _run(deploy: DeploymentConfig, stack: Stack, duration: float | None) -
             metrics = _add_local_settings(site, path, data_dir / "edge" / site, stack, keys_dir)
             argv = [sys.executable, "-m", "lifeline", "edge", "--config", str(path)]
             children.append(Child(f"edge {site}", argv, data_dir / "logs" / f"edge-{site}.log", metrics_port=metrics))
-        bridge_metrics = free_port()
-        bridge_yaml = _bridge_config(data_dir, stack, deploy, bridge_metrics)
-        bridge_argv = [sys.executable, "-m", "lifeline", "bridge", "--config", str(bridge_yaml)]
-        children.insert(0, Child("bridge", bridge_argv, data_dir / "logs" / "bridge.log", metrics_port=bridge_metrics))
-        rules_metrics = free_port()
-        rules_yaml = _rules_config(data_dir, stack, deploy, rules_metrics)
-        rules_argv = [sys.executable, "-m", "lifeline", "rules", "run", "--config", str(rules_yaml)]
-        children.insert(1, Child("rules", rules_argv, data_dir / "logs" / "rules.log", metrics_port=rules_metrics))
+        services = _service_children(data_dir, stack, deploy, [*paths, hj212_site(scenario.name)])
+        children[:0] = services
         hj212_child, fleet = _hj212(data_dir, stack, scenario.name)
         children.append(hj212_child)
-        api_yaml = _api_config(data_dir, stack, paths, keys_dir, scenario)
+        api_yaml = _api_config(data_dir, stack, paths, keys_dir, scenario, deploy)
         password_file = data_dir / "api" / "admin-password"
         api_argv = [sys.executable, "-m", "lifeline", "api", "--config", str(api_yaml),
                     "--bootstrap-password-file", str(password_file)]  # fmt: skip
-        children.insert(2, Child("api", api_argv, data_dir / "logs" / "api.log", metrics_port=stack.api_port))
+        api = Child("api", api_argv, data_dir / "logs" / "api.log", metrics_port=stack.api_port)
+        children.insert(len(services), api)
         for child in children:
             child.start()
         admin = await asyncio.to_thread(_admin_password, password_file, stack.api_port)
@@ -381,8 +408,8 @@ def _print_table(stack: Stack, district: District, children: list[Child], data_d
     print("Ctrl-C stops everything.", flush=True)
 
 
-def _deployment(args: argparse.Namespace) -> DeploymentConfig:
-    deploy = load_deployment(Path(args.config)) if args.config else DeploymentConfig()
+def _deployment(args: argparse.Namespace) -> DeploymentSpec:
+    deploy = load_spec(Path(args.config)) if args.config else DeploymentSpec()
     update: dict[str, object] = {}
     if args.scenario is not None:
         update["scenario"] = args.scenario
@@ -392,12 +419,14 @@ def _deployment(args: argparse.Namespace) -> DeploymentConfig:
 
 
 def _local_broker(
-    deploy: DeploymentConfig, args: argparse.Namespace, credentials: Path
+    deploy: DeploymentSpec, args: argparse.Namespace, credentials: Path
 ) -> tuple[Mosquitto, BrokerConfig]:
     """A Mosquitto of the deployment's own: an account per client of the district (new passwords each run, in 0600
     files), MQTT over TLS with a certificate of a local CA unless the deployment asks for plain TCP."""
     scenario = load(deploy.scenario, None)
-    accounts = platform_accounts(scenario_deployment(scenario))
+    district = scenario_deployment(scenario)
+    accounts = platform_accounts(deploy.inventory(district.sites, district.sensor_topics, district.hj212_sites,
+                                                  simulated_sensors=True))  # fmt: skip
     write_credentials(credentials, accounts)
     tls_files = None
     if not deploy.broker_plain_tcp:
@@ -423,16 +452,17 @@ def _secret(path: Path) -> str:
 
 
 def _local_influxd(
-    deploy: DeploymentConfig, args: argparse.Namespace, credentials: Path
-) -> tuple[Influxd, dict[str, str]]:
+    deploy: DeploymentSpec, args: argparse.Namespace, credentials: Path
+) -> tuple[Influxd, dict[str, Secret]]:
     """influxd with authentication: an admin made at the first start, a write-only user for the bridge and read-only
     users for the rules engine and the API; passwords in 0600 files under the data folder."""
     server = Influxd(deploy.data_dir / "influxdb", port=choose_port(args.influx_port), auth_enabled=True)
     server.start()
     admin = ("lifeline-admin", _secret(credentials / "influx-admin.password"))
-    users = {s: _secret(credentials / f"influx-{s}.password") for s in INFLUX_USERS}
-    server.set_up_users(DATABASE, {f"lifeline-{s}": (users[s], INFLUX_USERS[s]) for s in users}, admin)
-    return server, users
+    files = {s: credentials / f"influx-{s}.password" for s in INFLUX_USERS}
+    users = {f"lifeline-{s}": (_secret(path), INFLUX_USERS[s]) for s, path in files.items()}
+    server.set_up_users(DATABASE, users, admin)
+    return server, {s: Secret(file=path) for s, path in files.items()}  # the services read the files themselves
 
 
 def up(args: argparse.Namespace) -> int:
@@ -443,9 +473,11 @@ def up(args: argparse.Namespace) -> int:
         return 1
     data_dir = deploy.data_dir
     credentials = (data_dir / "credentials").resolve()
-    if deploy.broker is not None and deploy.broker_credentials is None:
-        print("deployment: an external broker needs broker_credentials (a folder from lifeline broker config)",
-              file=sys.stderr)  # fmt: skip
+    try:
+        district = scenario_deployment(load(deploy.scenario, None))
+        deploy.check_sites([*district.sites, *district.hj212_sites], Path(args.config) if args.config else None)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
         return 1
     stack = Stack(
         broker=deploy.broker or BrokerConfig(),

@@ -17,6 +17,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
+
 from telemetry.commands import Action, Interlock
 from telemetry.models import Value
 
@@ -24,6 +27,7 @@ __all__ = [
     "NO_STATE",
     "STATE_POINTS",
     "WRITE_POINTS",
+    "GateLimits",
     "GateState",
     "Limits",
     "Refusal",
@@ -44,6 +48,7 @@ WRITE_POINTS = ("target_opening", "cmd_open", "cmd_close", "cmd_stop")
 LEVEL_POINTS = ("level_up", "level_down")  # may be unknown: only a movement under a head limit needs them
 
 NO_STATE = "the gate's state could not be read"
+_ORDER = "need min_opening_m < max_opening_m <= full_opening_m, got {min:g}, {max:g}, {full:g}"
 _EPS = 1e-9  # 2.02 - 2.0 is a hair above 0.02 in binary
 
 
@@ -119,9 +124,64 @@ class GateState:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 
+class GateLimits(BaseModel):
+    """A gate's limits as configured: the one model the edge (``control:`` of a gate) and the API (``gates:``) use,
+    with the same defaults.
+
+    Everything is in metres, because the standards measure the gate that way: the gate opening is a height in m
+    (shared standards/sluice.md: ``gate_opening`` 闸门开度 m; SL 651-2014 element ``09`` G "gate opening height
+    (m)"; SL 323 ``GTOPHGT``), and the head is the difference of two water levels in m of the station datum. A
+    command's ``target_pct`` (percent of ``full_opening_m``, the wire contract) is turned into metres before any check
+    (:func:`target_of`). The allowed head has no default: it is a site value set by the flood-control dispatch rules
+    (sluice.md, "level difference within the gate's allowed head for opening (site value)"), so it must be written,
+    as a number or as null for deliberately none.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    full_opening_m: float | None = Field(
+        default=None, gt=0, le=50, description="opening of 100 %; default: the top of the profile's gate_opening range"
+    )
+    min_opening_m: float = Field(default=0.0, ge=0, description="lowest target a command may drive to (close)")
+    max_opening_m: float | None = Field(default=None, gt=0, description="highest target (open); default: full")
+    tolerance_m: float = Field(default=0.02, gt=0, le=1, description="|opening - target| that counts as reached")
+    max_head_open_m: float | None = Field(
+        ge=0, description="largest |level_up - level_down| at which an opening movement may start (a site value, "
+        "required); null: no limit",
+    )  # fmt: skip
+    max_head_close_m: float | None = Field(default=None, ge=0, description="the same for closing; default: no limit")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> GateLimits:
+        """What can be checked without the profile: min < max <= full (``resolve`` checks the rest)."""
+        full = self.full_opening_m
+        high = self.max_opening_m if self.max_opening_m is not None else full
+        if high is not None and not self.min_opening_m < high <= (full if full is not None else high):
+            why = _ORDER.format(min=self.min_opening_m, max=high, full=full if full is not None else high)
+            raise PydanticCustomError("value_error", why, {"at": ("min_opening_m",)})
+        return self
+
+    def full_opening(self, range_top_m: float | None) -> float:
+        """The full opening: configured, or ``range_top_m`` (the top of the profile's ``gate_opening`` range)."""
+        if self.full_opening_m is not None:
+            return self.full_opening_m
+        if range_top_m is None:
+            raise ValueError("the gate's profile gives no gate_opening range: set full_opening_m")
+        return range_top_m
+
+    def resolve(self, range_top_m: float | None) -> Limits:
+        """The limits the checks use, every default filled in; ValueError when the full opening is not known or the
+        range is empty."""
+        full = self.full_opening(range_top_m)
+        high = self.max_opening_m if self.max_opening_m is not None else full
+        if not self.min_opening_m < high <= full:
+            raise ValueError(_ORDER.format(min=self.min_opening_m, max=high, full=full))
+        return Limits(full, self.min_opening_m, high, self.tolerance_m, self.max_head_open_m, self.max_head_close_m)
+
+
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """A gate's control settings in metres: the edge's ``control:`` section, or the API's limits of the gate."""
+    """A gate's limits resolved (:meth:`GateLimits.resolve`): what :func:`check` compares with, in metres."""
 
     full_opening_m: float
     min_opening_m: float

@@ -15,11 +15,11 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from api import ApiService
-from lifeline.services import Mosquitto
 from telemetry import encode, topics
 from telemetry.commands import Action, Command, CommandResult, ResultState
 from telemetry.keys import SiteKeyFiles, create_site_keys, load_signing_key, load_verify_key
 from telemetry.signing import SigningKey, VerifyKey, command_digest, sign, verify
+from testing import Mosquitto
 from tests.helpers import Publisher, Subscriber, wait_until
 from tests.integration.test_api_support import Clock, RunningApi, add_users, gate_telemetry, login, make_config
 
@@ -77,7 +77,7 @@ def gates(shared_mosquitto: Mosquitto, tmp_path: Path) -> Iterator[GateApi]:
     files = SiteKeyFiles.of(tmp_path / "keys", SITE)
     config = make_config(tmp_path, mqtt=shared_mosquitto, gates={
         "selection_s": 10, "default_ttl_s": 20, "edge_timeout_s": 5,
-        "devices": [{"site": SITE, "device": device, "max_pct": 90, "max_head_open_m": 2.0}],
+        "devices": [{"site": SITE, "device": device, "max_opening_m": 5.85, "max_head_open_m": 2.0}],  # 90 % of 6.5
     }, site_keys={SITE: {"control_private_key": str(files.control_private),
                          "site_public_key": str(files.site_public)}})  # fmt: skip
     service = ApiService(config, clock=clock)

@@ -24,9 +24,9 @@ gates:
   selection_s: 10
   default_ttl_s: 30
   edge_timeout_s: 10
-  defaults: {min_pct: 0, max_pct: 100, full_opening_m: 6.5, max_head_open_m: 2.5}
+  defaults: {full_opening_m: 6.5, max_head_open_m: 2.5}
   devices:
-    - {site: lianqi-sluices, device: lq-gate-01, max_pct: 80, max_head_open_m: 1.5}
+    - {site: lianqi-sluices, device: lq-gate-01, max_opening_m: 5.2, max_head_open_m: 1.5}
 stream: {keepalive_s: 15}
 """
 
@@ -37,8 +37,12 @@ def test_example_loads(tmp_path: Path) -> None:
     config = load_config(path)
     assert config.area_of("lianqi-sluices") == "lianqi"
     assert config.area_of("elsewhere") is None
-    assert config.gates.limits("lianqi-sluices", "lq-gate-01").max_pct == 80
-    assert config.gates.limits("lianqi-sluices", "lq-gate-02").max_pct == 100
+    one = config.gates.limits("lianqi-sluices", "lq-gate-01")
+    other = config.gates.limits("lianqi-sluices", "lq-gate-02")
+    assert one is not None
+    assert other is not None
+    assert (one.max_opening_m, one.max_head_open_m) == (5.2, 1.5)
+    assert (other.max_opening_m, other.full_opening_m, other.max_head_open_m) == (None, 6.5, 2.5)
 
 
 @pytest.mark.parametrize(
@@ -55,9 +59,12 @@ def test_example_loads(tmp_path: Path) -> None:
                      id="site-id-pattern"),
         pytest.param(("stream: {keepalive_s: 15}", "stream: {keepalive_s: 15, colour: red}"),
                      ":18: api config, field stream.colour: Extra inputs are not permitted", id="unknown-key"),
-        pytest.param(("max_pct: 80,", "max_pct: 80, min_pct: 90,"),
-                     ":17: api config, field gates.devices[0].min_pct: min_pct must not exceed max_pct",
+        pytest.param(("max_opening_m: 5.2,", "max_opening_m: 5.2, min_opening_m: 5.5,"),
+                     ":17: api config, field gates.devices[0].min_opening_m: need min_opening_m < max_opening_m",
                      id="limits-reversed"),
+        pytest.param(("max_opening_m: 5.2, max_head_open_m: 1.5", "max_opening_m: 5.2"),
+                     ":17: api config, field gates.devices[0].max_head_open_m: Field required",
+                     id="head-is-a-site-value"),
         pytest.param(("stream: {keepalive_s: 15}", "stream: {keepalive_s: 15}\nhttp: {trusted_proxies: ['*']}"),
                      ":19: api config, field http.trusted_proxies[0]: ", id="trusted-proxy-wildcard"),
         pytest.param(("auth: {session_lifetime_s", "auth: {password: {min_length: 8}, session_lifetime_s"),

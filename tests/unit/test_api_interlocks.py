@@ -6,15 +6,14 @@ from __future__ import annotations
 import pytest
 
 from api._gate_checks import Refusal, check, fault_labels, gate_snapshot, limits_of
-from api.config import GateLimits
 from api.live import DeviceState
 from device_profiles import load_catalogue
 from telemetry import PointQuality, Quality, Value
 from telemetry.commands import Action, Interlock
-from telemetry.interlocks import STATE_POINTS, Limits
+from telemetry.interlocks import STATE_POINTS, GateLimits, Limits
 
 NOW = 1_795_600_800_000
-LIMITS = GateLimits(min_pct=0, max_pct=80, full_opening_m=6.0, max_head_open_m=2.0, max_head_close_m=None)
+LIMITS = GateLimits(full_opening_m=6.0, max_opening_m=4.8, max_head_open_m=2.0, max_head_close_m=None)  # 80 %
 GOOD: dict[str, Value] = {
     "gate_opening": 1.5, "level_up": 3.0, "level_down": 2.0, "remote_mode": True, "fault_code": 0.0, "estop": False,
     "overload": False, "power_ok": True, "moving_open": False, "moving_close": False, "limit_open": False,
@@ -113,10 +112,20 @@ def test_bad_quality_value_is_no_data() -> None:
     assert check(Action.OPEN, None, state, LIMITS, NOW, 30_000) is None
 
 
-def test_limits_in_metres() -> None:
-    limits = GateLimits(min_pct=10, max_pct=80, full_opening_m=6.0, tolerance_m=0.05, max_head_open_m=None,
-                        max_head_close_m=1.5)  # fmt: skip
+def test_limits_are_the_edge_model_resolved_as_the_edge_resolves_them() -> None:
+    limits = GateLimits(min_opening_m=0.6, max_opening_m=4.8, full_opening_m=6.0, tolerance_m=0.05,
+                        max_head_open_m=None, max_head_close_m=1.5)  # fmt: skip
     assert limits_of(limits) == Limits(6.0, 0.6, 4.8, 0.05, None, 1.5)
+    # no full opening given: the top of the profile's gate_opening range (sluice_gate_plc: 6.5 m), as at the edge
+    profile = dict(load_catalogue())["sluice_gate_plc"]
+    assert limits_of(GateLimits(max_head_open_m=2.5), profile) == Limits(6.5, 0.0, 6.5, 0.02, 2.5, None)
+
+
+def test_a_gate_the_api_has_no_limits_for_is_refused() -> None:
+    refusal = check(Action.OPEN, None, gate(), None, NOW, 30_000)
+    assert refusal is not None
+    assert refusal.interlock is Interlock.UNKNOWN_DEVICE
+    assert check(Action.STOP, None, gate(), None, NOW, 30_000) is None  # stop is never refused
 
 
 def test_snapshot_holds_every_state_point_and_the_time() -> None:

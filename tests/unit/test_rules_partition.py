@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from infra.config_loader import ConfigError
-from lifeline.broker_auth import Access, Deployment, named_partitions, platform_accounts
+from lifeline.broker_auth import Access, Inventory, named_partitions, platform_accounts
 from lifeline.rules_cli import RulesServiceConfig, _with_partition, load_rules_service_config
 from rules.config import PartitionConfig, site_partition
 
@@ -71,7 +71,7 @@ def test_the_partition_flag_overrides_the_config_and_names_what_is_wrong() -> No
 
 
 def test_broker_config_gives_each_partition_its_own_accounts_and_group() -> None:
-    accounts = {a.username: a for a in platform_accounts(Deployment(["s1"], rules_partitions=2))}
+    accounts = {a.username: a for a in platform_accounts(Inventory(["s1"], rules_partitions=2))}
     assert "rules-1" not in accounts
     assert {"rules-0-of-2", "rules-0-of-2-pub", "rules-1-of-2", "rules-1-of-2-pub"} <= set(accounts)
     subs = {g.topic for g in accounts["rules-1-of-2"].grants if g.access is Access.SUBSCRIBE}
@@ -82,7 +82,7 @@ def test_broker_config_gives_each_partition_its_own_accounts_and_group() -> None
 
 def test_named_partitions_for_broker_config_cover_every_site_once() -> None:
     parts = named_partitions(["north:a,b", "south:c"], ["a", "b", "c"])
-    accounts = {a.username: a for a in platform_accounts(Deployment(["a", "b", "c"], named_partitions=parts))}
+    accounts = {a.username: a for a in platform_accounts(Inventory(["a", "b", "c"], named_partitions=parts))}
     assert {"rules-north", "rules-north-pub", "rules-south", "rules-south-pub"} <= set(accounts)
     subs = sorted(g.topic for g in accounts["rules-south"].grants if g.access is Access.SUBSCRIBE)
     assert subs == ["$share/lifeline-rules-south/lifeline/v1/c/+/status",

@@ -12,15 +12,17 @@ import pytest
 import yaml
 
 from api.config import load_config as load_api_config
-from broker_bridge.config import InfluxConfig, load_bridge_config
+from broker_bridge.config import load_bridge_config
 from edge_agent.config import load_site
 from edge_agent.hj212 import load_config as load_hj212_config
 from infra.config_loader import ConfigError
-from infra.mqtt_config import BrokerConfig, write_secret_file
+from infra.mqtt import BrokerConfig
+from infra.secret import Secret, write_secret_file
 from lifeline.broker_auth import hj212_site
-from lifeline.config import DeploymentConfig
+from lifeline.deployment import DeploymentSpec
 from lifeline.rules_cli import load_rules_service_config
 from lifeline.up import Stack, _add_local_settings, _api_config, _bridge_config, _hj212, _rules_config
+from storage.connection import InfluxConfig
 from telemetry.keys import create_site_keys
 
 SITE = "yunzaobang"
@@ -42,7 +44,10 @@ def stack(tmp_path: Path) -> Stack:
     credentials = tmp_path / "credentials"
     for name in ACCOUNTS:
         write_secret_file(credentials / f"{name}.password", f"pw-{name}\n")
-    users = {s: f"influx-{s}" for s in ("bridge", "rules", "api")}
+    users = {}
+    for s in ("bridge", "rules", "api"):
+        write_secret_file(credentials / f"influx-{s}.password", f"influx-{s}\n")
+        users[s] = Secret(file=credentials / f"influx-{s}.password")
     influx = InfluxConfig(url="http://127.0.0.1:8086", database="lifeline")
     return Stack(broker=BrokerConfig(), influx=influx, credentials=credentials, api_port=8181, influx_users=users)
 
@@ -52,7 +57,7 @@ def _private(path: Path) -> bool:
 
 
 def test_every_config_up_writes_loads_with_its_service_loader(tmp_path: Path, stack: Stack) -> None:
-    deploy = DeploymentConfig(data_dir=tmp_path)
+    deploy = DeploymentSpec(data_dir=tmp_path)
     site_file = _site_file(tmp_path / "sites")
     keys = tmp_path / "keys"
     create_site_keys(keys, [SITE])
@@ -66,7 +71,8 @@ def test_every_config_up_writes_loads_with_its_service_loader(tmp_path: Path, st
 
     bridge = load_bridge_config(_bridge_config(tmp_path, stack, deploy, 9101))
     assert bridge.influx.username == "lifeline-bridge"
-    assert bridge.influx.password == "influx-bridge"
+    assert bridge.influx.password is not None
+    assert bridge.influx.password.reveal() == "influx-bridge"  # read from its file: no password is in the config
     assert bridge.publisher is not None
     assert bridge.publisher.username == "bridge-1-pub"
     assert bridge.validation.sites == [(tmp_path / "sites").resolve()]
@@ -102,19 +108,21 @@ def test_a_gate_without_full_opening_takes_the_profile_range(tmp_path: Path, sta
     api = load_api_config(_api_config(tmp_path, stack, {SITE: site_file}, keys))
     (gate,) = api.gates.devices
     # sluice_gate_plc's gate_opening range is [0, 6.5] m; max_opening_m defaults to the full opening too
-    assert (gate.site, gate.device, gate.full_opening_m, gate.min_pct, gate.max_pct) == (SITE, "gate-1", 6.5, 0, 100)
+    assert (gate.site, gate.device, gate.full_opening_m, gate.min_opening_m, gate.max_opening_m) == (SITE, "gate-1",
+                                                                                                     6.5, 0, 6.5)
     assert gate.max_head_open_m == 3.0
     assert gate.max_head_close_m is None
     assert api.gates.edge_timeout_s == 40 + 30  # the slowest gate's movement time-out, and a margin
 
 
 def test_up_writes_only_what_differs_from_the_defaults(tmp_path: Path, stack: Stack) -> None:
-    data = yaml.safe_load(_bridge_config(tmp_path, stack, DeploymentConfig(data_dir=tmp_path), 9101).read_text())
+    data = yaml.safe_load(_bridge_config(tmp_path, stack, DeploymentSpec(data_dir=tmp_path), 9101).read_text())
     assert "batch" not in data
     assert "retry" not in data
     assert "subscription" not in data
     assert data["broker"]["username"] == "bridge-1"
-    assert "password" not in data["broker"]
+    assert set(data["broker"]["password"]) == {"file"}  # a reference to the 0600 file, never the password
+    assert set(data["influx"]["password"]) == {"file"}
 
 
 def test_a_gate_whose_profile_gives_no_range_is_refused_naming_file_and_field(tmp_path: Path, stack: Stack) -> None:

@@ -1,0 +1,114 @@
+"""The deployment spec (``lifeline.deployment``): the worked example loads; a key that would be ignored is an error
+naming the file, the line and the key; the accounts, the rules engines and the API are derived from the one spec;
+no secret shows in a repr, a str or a dump of the spec or of what is derived from it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from infra.config_loader import ConfigError
+from lifeline.broker_auth import platform_accounts
+from lifeline.deployment import DeploymentSpec, load_spec
+
+EXAMPLE = Path(__file__).parents[2] / "docs" / "deployment.example.yaml"
+SITES = ["yunzaobang-sluices", "lianqi-sluices", "env-monitoring", "emission-sources", "work-safety",
+         "baoshan-sources"]  # fmt: skip
+ENV = {
+    "LIFELINE_INFLUX_PASSWORD": "influx-pw-from-env",
+    "LIFELINE_SMTP_PASSWORD": "smtp-pw-from-env",
+    "LIFELINE_DINGTALK_URL": "https://robot.invalid/robot/send?access_token=ding-token-from-env",
+    "LIFELINE_DINGTALK_SECRET": "SEC-ding-from-env",
+}
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    return ENV
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "deploy.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_the_worked_example_loads_and_names_every_site(env: dict[str, str]) -> None:
+    spec = load_spec(EXAMPLE)
+    spec.check_sites(SITES, EXAMPLE)
+    assert spec.broker is not None
+    assert spec.broker.host == "mqtt.district.example"
+    assert [p.label for p in spec.rules_partitions] == ["north", "south"]
+    assert spec.areas_of(SITES)["wusong"] == ["yunzaobang-sluices", "emission-sources", "baoshan-sources"]
+    accounts = {a.username for a in platform_accounts(spec.inventory(SITES))}
+    assert {"bridge-1", "bridge-2-pub", "rules-north", "rules-south-pub", "api", "observer"} <= accounts
+    assert "rules-1" not in accounts  # partitioned: no unsplit engine's account
+
+
+IGNORED = [
+    pytest.param("scenario: mini\nbrokr: {host: x}\n", 2, "brokr", "Extra inputs", id="unknown-key"),
+    pytest.param("scenario: mini\nrules:\n  tick_s: 1\n  broker: {host: other}\n", 4, "rules.broker",
+                 "would be ignored", id="rules-broker"),
+    pytest.param("rules:\n  packs: [x]\n", 2, "rules.packs", "rule_packs", id="rules-packs"),
+    pytest.param("broker:\n  host: h\n  username: u\nbroker_credentials: c\n", 3, "broker.username",
+                 "own account", id="broker-account"),
+    pytest.param("broker:\n  host: h\n  password_file: p\nbroker_credentials: c\n", 3, "broker.password_file",
+                 "own account", id="broker-password-file"),
+    pytest.param("broker_credentials: c\n", 1, "broker_credentials", "local broker", id="credentials-without-broker"),
+    pytest.param("broker: {host: h}\n", 1, "broker", "needs broker_credentials", id="broker-without-credentials"),
+    pytest.param("areas: {a: [s1]}\nalerts:\n  areas: {b: [s2]}\n", 3, "alerts.areas", "once", id="areas-twice"),
+    pytest.param("rules_partitions:\n  - {name: a, sites: [s1]}\n  - {name: b, sites: [s1], windows: true}\n", 3,
+                 "rules_partitions[1] (b)", "already in partition", id="site-in-two-partitions"),
+    pytest.param("rules_partitions:\n  - {name: a, sites: [s1]}\n  - {name: b, sites: [s2]}\n", 1,
+                 "rules_partitions", "exactly one partition runs the window rules", id="no-windows-partition"),
+]
+
+
+@pytest.mark.parametrize(("text", "line", "key", "reason"), IGNORED)
+def test_a_key_that_would_be_ignored_names_file_line_and_key(tmp_path: Path, text: str, line: int, key: str,
+                                                             reason: str) -> None:  # fmt: skip
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_spec(path)
+    (problem,) = caught.value.problems
+    assert problem.startswith(f"{path}:{line}: deployment, field {key}"), problem
+    assert reason in problem
+
+
+def test_areas_and_partitions_name_sites_of_the_deployment(tmp_path: Path) -> None:
+    text = "areas:\n  north: [s1, nowhere]\nrules_partitions:\n  - {name: a, sites: [s1], windows: true}\n"
+    path = _write(tmp_path, text)
+    spec = load_spec(path)
+    with pytest.raises(ConfigError) as caught:
+        spec.check_sites(["s1", "s2"], path)
+    problems = caught.value.problems
+    assert f"{path}:2: deployment, field areas.north[1]: site 'nowhere' is not in this deployment" in problems
+    assert any(p.startswith(f"{path}:3: deployment, field rules_partitions") and "s2" in p for p in problems)
+
+
+def test_a_site_in_no_area_is_its_own_area() -> None:
+    spec = DeploymentSpec(areas={"north": ["s1", "s2"]})
+    assert spec.areas_of(["s1", "s2", "s3"]) == {"north": ["s1", "s2"], "s3": ["s3"]}
+
+
+def test_the_engines_run_the_spec_packs_with_their_own_partition(tmp_path: Path) -> None:
+    pack = tmp_path / "pack.yaml"
+    spec = DeploymentSpec(rule_packs=[pack], rules_partitions=yaml.safe_load(
+        "[{name: a, sites: [s1], windows: true}, {name: b, sites: [s2]}]"))  # fmt: skip
+    configs = [spec.rules_config(p) for p in spec.partitions()]
+    assert [c.packs for c in configs] == [[pack.resolve()], [pack.resolve()]]
+    assert [c.partition.label if c.partition else None for c in configs] == ["a", "b"]
+    assert DeploymentSpec().partitions() == [None]  # unsplit: one engine
+
+
+def test_no_secret_shows_in_the_spec(env: dict[str, str]) -> None:
+    spec = load_spec(EXAMPLE)
+    shown = [repr(spec), str(spec), str(spec.model_dump()), spec.model_dump_json()]
+    for text in shown:
+        for secret in env.values():
+            assert secret not in text
+        assert "ding-token-from-env" not in text
