@@ -18,7 +18,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from infra.mqtt_config import BrokerConfig, configure_client
 from lifeline.broker_auth import Account, credential, open_account, write_credentials
-from lifeline.services import Mosquitto
+from testing import Mosquitto
 
 PREFIX = "bench-"  # every bench-only account's user name starts so
 

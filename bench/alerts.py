@@ -33,9 +33,9 @@ from bench._broker import bench_client, closed_broker, service_broker
 from bench._figures import figure, write_json
 from bench.bridge import Publisher
 from lifeline.broker_auth import rules_account, rules_publisher_account
-from lifeline.services import Mosquitto, ServiceProcess, free_port
 from rules.config import PACKS
 from telemetry import Sample, Telemetry, encode, topics
+from testing import Mosquitto, ServiceProcess, free_port
 
 POINTS = ["ph", "do", "codmn", "cod", "nh3_n", "tp", "tn", "turbidity", "conductivity", "water_temp"]
 STATIONS = 200

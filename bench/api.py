@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 
 from bench._figures import figure, write_json
-from lifeline.services import Influxd, free_port
+from testing import Influxd, free_port
 
 POINTS = ["ph", "do", "codmn", "cod", "nh3_n", "tp", "tn", "turbidity", "conductivity", "water_temp"]
 SITE = "bench-site"

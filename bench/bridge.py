@@ -34,8 +34,8 @@ import yaml
 from bench._broker import bench_account, bench_client, closed_broker, service_broker
 from bench._figures import figure, write_json
 from lifeline.broker_auth import bridge_account, bridge_publisher_account
-from lifeline.services import Influxd, Mosquitto, ServiceProcess, free_port
 from telemetry import Sample, Telemetry, encode, topics
+from testing import Influxd, Mosquitto, ServiceProcess, free_port
 
 POINTS = ["ph", "do", "codmn", "cod", "nh3_n", "tp", "tn", "turbidity", "conductivity", "water_temp"]
 DEVICES = 100

@@ -36,7 +36,7 @@ from edge_agent.workers import usable_cores
 from infra.gc_tuning import tune_for_throughput
 from lifeline._run import install_stop_signals
 from lifeline.broker_auth import edge_account
-from lifeline.services import Mosquitto
+from testing import Mosquitto
 
 PROFILE = "water_quality_station"
 SITE = "bench"

@@ -36,7 +36,7 @@ from bench._figures import figure, write_json
 from edge_agent.hj212.framing import encode_frame
 from edge_agent.hj212.segment import build_segment
 from lifeline.broker_auth import hj212_account
-from lifeline.services import Mosquitto, free_port, wait_for_port
+from testing import Mosquitto, free_port, wait_for_port
 
 PASSWORD = "bench1"
 SITE = "bench"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lifeline.services import Influxd, Mosquitto
+from testing import Influxd, Mosquitto
 from tests.servers import InfluxCompatProxy, Postgres
 
 

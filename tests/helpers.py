@@ -17,7 +17,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from infra.mqtt_config import BrokerConfig, configure_client
 from lifeline.broker_auth import Account, open_account
-from lifeline.services import Mosquitto
+from testing import Mosquitto
 
 _names = itertools.count(1)
 

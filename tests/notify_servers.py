@@ -29,7 +29,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from lifeline.services import free_port
+from testing import free_port
 
 MAX_DELAY_S = 5.0  # a reply's delay is capped so that no test can hang on the receiver
 

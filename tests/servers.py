@@ -1,6 +1,6 @@
 """Servers only the tests start: PostgreSQL (the alert store on several instances) and nginx speaking InfluxDB 2.x
-in front of a 1.x server (the 2.x write transport). Child processes on loopback, like ``lifeline.services``'
-Mosquitto and Influxd (which ``lifeline up`` runs too), built on the same ``ChildServer``.
+in front of a 1.x server (the 2.x write transport). Child processes on loopback, like the harness's Mosquitto and
+Influxd (``testing``), built on the same ``ChildServer``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import tempfile
 import urllib.parse
 from pathlib import Path
 
-from lifeline.services import ChildServer, ServiceError, find_binary, wait_for_port
+from testing import ChildServer, ServiceError, find_binary, wait_for_port
 
 
 def postgres_bin(name: str) -> str:
@@ -41,6 +41,7 @@ class Postgres(ChildServer):
 
     def __init__(self, data_dir: Path, port: int | None = None, host: str = "127.0.0.1") -> None:
         super().__init__(data_dir, port, host, "postgres.log", "postgresql.conf")
+        self.ports_chosen_here = port is None
         self.cluster: Path | None = None
         self._as_root = os.geteuid() == 0
 
@@ -215,6 +216,7 @@ class InfluxCompatProxy(ChildServer):
             raise ValueError(f"upstream_url must be http://host:port, got {upstream_url!r}")
         self.upstream = f"{parsed.hostname}:{parsed.port}"
         super().__init__(data_dir, port, host, "nginx-error.log", "nginx.conf")
+        self.ports_chosen_here = port is None
 
     @property
     def url(self) -> str:

@@ -25,9 +25,9 @@ import yaml
 from alerts.store import AlertStore
 from infra.mqtt_config import BrokerConfig
 from lifeline.broker_auth import credential, district_deployment, platform_accounts, write_credentials
-from lifeline.services import Influxd, Mosquitto
 from lifeline.simulate import give_site_credentials
 from simulators import District, load_scenario, plan
+from testing import Influxd, Mosquitto
 from tests.helpers import LoopThread
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,8 +11,8 @@ import pytest
 
 from edge_agent import EdgeAgent, EdgeConfig, build_site
 from lifeline.broker_auth import district_deployment, edge_account, edge_sensor_account
-from lifeline.services import Influxd, Mosquitto
 from simulators import District, load_scenario
+from testing import Influxd, Mosquitto
 from tests.helpers import LoopThread, Publisher, account_for, client_account
 from tests.integration.influx_db import Db
 

@@ -12,9 +12,9 @@ import httpx
 
 from infra.influx_config import InfluxConnection
 from infra.influx_query import InfluxQuery
-from lifeline.services import Influxd
 from rules import Transition
 from rules.valid_means import InfluxWriter
+from testing import Influxd
 
 T = TypeVar("T")
 

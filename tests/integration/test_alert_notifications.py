@@ -21,8 +21,8 @@ from alerts.notify import Notifier
 from alerts.store import AlertStore
 from device_profiles import load_catalogue
 from lifeline.broker_auth import rules_publisher_account
-from lifeline.services import Mosquitto
 from rules import PACKS, Transition, load_rules
+from testing import Mosquitto
 from tests.helpers import Subscriber, account_for, wait_until
 from tests.integration.test_rules_service import RunningRules, service_config
 from tests.notify_servers import FakeDingTalk, FakeWeCom, HttpReceiver, SmtpServer

@@ -20,8 +20,8 @@ import httpx
 import pytest
 import yaml
 
-from lifeline.services import free_port, wait_for_port
 from lifeline.up import _admin_password
+from testing import free_port, wait_for_port
 
 NEW_PASSWORD = "first-admin-own-phrase"
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from api import ApiService
-from lifeline.services import Influxd
+from testing import Influxd
 from tests.integration.test_api_support import NOW_MS, Clock, RunningApi, add_users, login, make_config
 
 pytestmark = pytest.mark.integration

@@ -15,8 +15,8 @@ import pytest
 
 from api import ApiService
 from infra.influx_query import choose_interval_ms
-from lifeline.services import Influxd, Mosquitto
 from telemetry import Sample, Telemetry, encode, topics
+from testing import Influxd, Mosquitto
 from tests.helpers import Publisher, wait_until
 from tests.integration.test_api_support import RunningApi, add_users, login, make_config, status
 

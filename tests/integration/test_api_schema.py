@@ -19,7 +19,7 @@ from schemathesis.schemas import APIOperation
 
 from alerts.store import AlertStore
 from api import ApiService, create_app
-from lifeline.services import Influxd, Mosquitto
+from testing import Influxd, Mosquitto
 from tests.helpers import wait_until
 from tests.integration.test_api_support import PASSWORD, add_users, fill_alerts, make_config
 

@@ -16,8 +16,8 @@ from alerts.store import AlertMeta, AlertStore
 from api import ApiConfig, ApiService, create_app
 from api.auth import Role
 from lifeline.broker_auth import api_account
-from lifeline.services import Mosquitto, free_port
 from telemetry import DeviceStatus, Sample, Telemetry, encode, topics
+from testing import Mosquitto, free_port
 from tests.helpers import account_for
 
 PASSWORD = "correct-horse-battery"

@@ -24,8 +24,8 @@ from broker_bridge.config import BridgeConfig
 from broker_bridge.deadletter import DeadLetterStore
 from lifeline.bridge_cli import known_site
 from lifeline.broker_auth import bridge_account, bridge_publisher_account
-from lifeline.services import Influxd, Mosquitto
 from telemetry import PointQuality, Quality, Sample, Telemetry, decode_telemetry, encode, topics
+from testing import Influxd, Mosquitto
 from tests.helpers import LoopThread, Publisher, Subscriber, wait_until
 from tests.integration.conftest import RunningDistrict, StartAgent
 from tests.servers import InfluxCompatProxy

@@ -15,8 +15,8 @@ import pytest
 from broker_bridge.config import BridgeConfig
 from broker_bridge.deadletter import DeadLetterStore
 from lifeline.broker_auth import bridge_account, bridge_publisher_account
-from lifeline.services import Influxd, Mosquitto
 from telemetry import Sample, Stored, StoredRange, Telemetry, Value, decode_stored, encode, topics
+from testing import Influxd, Mosquitto
 from tests.helpers import Publisher, Received, Subscriber, wait_until
 from tests.integration.test_bridge import WQ_POINTS, count_points, influx_query, start_bridge
 

@@ -17,9 +17,9 @@ from device_profiles import CATALOGUE
 from infra.mqtt_config import BrokerConfig, TlsConfig
 from lifeline.broker_auth import credential, platform_accounts, scenario_deployment, write_credentials
 from lifeline.cli import main
-from lifeline.services import Influxd, Mosquitto
 from simulators import load_scenario
 from telemetry import Sample, Telemetry, decode_telemetry, encode, topics
+from testing import Influxd, Mosquitto
 from tests.helpers import Publisher, Subscriber, probe
 
 ROOT = Path(__file__).resolve().parents[2]

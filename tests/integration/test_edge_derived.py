@@ -8,8 +8,8 @@ from collections.abc import Callable
 import pytest
 
 from edge_agent.config import EdgeConfig
-from lifeline.services import Mosquitto
 from telemetry import Quality, Sample, topics
+from testing import Mosquitto
 from tests.helpers import Subscriber
 from tests.integration.conftest import RunningAgent, RunningDistrict
 from tests.integration.test_edge_modbus import samples_where

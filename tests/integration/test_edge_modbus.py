@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from device_profiles import DataType, load_catalogue
-from lifeline.services import Mosquitto
 from simulators import District
 from telemetry import Quality, Sample, Telemetry, decode_status, decode_telemetry, topics
+from testing import Mosquitto
 from tests.helpers import Received, Subscriber
 from tests.integration.conftest import RunningAgent, RunningDistrict, StartAgent
 

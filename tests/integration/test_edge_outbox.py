@@ -27,8 +27,8 @@ from edge_agent import EdgeAgent, EdgeConfig, build_site
 from edge_agent.config import HEALTH_DEVICE, OUTBOX_FILE
 from infra.mqtt_config import configure_client
 from lifeline.broker_auth import Account, edge_account, edge_sensor_account
-from lifeline.services import Mosquitto
 from telemetry import Stored, StoredRange, Telemetry, decode_agent_state, decode_telemetry, encode, topics
+from testing import Mosquitto
 from tests.helpers import LoopThread, Subscriber, client_account, wait_until
 
 pytestmark = pytest.mark.integration

@@ -14,8 +14,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from edge_agent import EdgeAgent, EdgeConfig, build_site
 from infra.mqtt_config import configure_client
 from lifeline.broker_auth import edge_account
-from lifeline.services import Mosquitto
 from telemetry import Quality, decode_agent_state, decode_status, decode_telemetry, topics
+from testing import Mosquitto
 from tests.helpers import LoopThread, Subscriber, account_for, client_account
 
 pytestmark = pytest.mark.integration

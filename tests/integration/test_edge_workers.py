@@ -9,8 +9,8 @@ from collections.abc import Callable
 
 import pytest
 
-from lifeline.services import Mosquitto
 from telemetry import Quality, decode_telemetry, topics
+from testing import Mosquitto
 from tests.helpers import Subscriber
 from tests.integration.conftest import RunningAgent, RunningDistrict
 

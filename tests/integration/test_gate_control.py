@@ -23,7 +23,6 @@ from device_profiles import load_catalogue
 from edge_agent import EdgeAgent, EdgeConfig, build_site
 from infra.mqtt_config import configure_client
 from lifeline.broker_auth import api_account, edge_account
-from lifeline.services import Mosquitto
 from simulators import ModbusDevice, SluiceGate
 from simulators.behaviours import Behaviour
 from simulators.behaviours.sluice_gate_plc import FAULT_OVERLOAD, FAULT_PHASE_LOSS, GateParams
@@ -31,6 +30,7 @@ from telemetry import decode_telemetry, topics
 from telemetry.commands import Action, Command, CommandResult, Interlock, ResultState
 from telemetry.keys import SiteKeyFiles, create_site_keys, load_signing_key, load_verify_key
 from telemetry.signing import SigningKey, sign, verify
+from testing import Mosquitto
 from tests.helpers import LoopThread, Received, Subscriber, account_for, client_account
 
 pytestmark = pytest.mark.integration

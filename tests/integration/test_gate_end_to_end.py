@@ -13,9 +13,9 @@ import pytest
 
 from api import ApiService
 from api.auth import Role
-from lifeline.services import Mosquitto
 from simulators.behaviours.sluice_gate_plc import SluiceGate
 from telemetry.keys import SiteKeyFiles, create_site_keys
+from testing import Mosquitto
 from tests.helpers import wait_until
 from tests.integration.conftest import RunningDistrict
 from tests.integration.test_api_support import PASSWORD, RunningApi, login, make_config

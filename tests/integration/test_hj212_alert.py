@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from alerts.lifecycle import State
-from lifeline.services import Influxd, Mosquitto
 from rules import PACKS
+from testing import Influxd, Mosquitto
 from tests.helpers import wait_until
 from tests.integration.test_bridge import config as bridge_config
 from tests.integration.test_bridge import start_bridge

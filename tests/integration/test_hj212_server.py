@@ -21,11 +21,11 @@ import yaml
 from device_profiles import Profile, load_catalogue
 from edge_agent.hj212 import Hj212Config, Hj212Server, LoadedConfig, build_config
 from lifeline.broker_auth import hj212_account
-from lifeline.services import Mosquitto, free_port, wait_for_port
 from simulators.behaviours.flue_gas_cems import CemsParams, FlueGasCems
 from simulators.hj212 import Hj212Station
 from simulators.hj212 import frame as hj212_frame
 from telemetry import decode_status, decode_telemetry
+from testing import Mosquitto, free_port, wait_for_port
 from tests.helpers import LoopThread, Subscriber, account_for, wait_until
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,7 @@ from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.domain.write_precision import WritePrecision
 from influxdb_client.rest import ApiException
 
-from lifeline.services import Influxd, ServiceError
+from testing import Influxd, ServiceError
 from tests.servers import InfluxCompatProxy
 
 pytestmark = pytest.mark.integration

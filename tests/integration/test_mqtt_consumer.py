@@ -10,7 +10,7 @@ import pytest
 
 from infra.mqtt_config import SubscriptionConfig
 from infra.mqtt_consumer import Consumer, Incoming
-from lifeline.services import Mosquitto
+from testing import Mosquitto
 from tests.helpers import Publisher, client_account
 
 pytestmark = pytest.mark.integration

@@ -19,7 +19,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from alerts.notify import Message, Notifier, NotifyConfig, Outcome, render, to_dict
 from infra.mqtt_config import configure_client
 from lifeline.broker_auth import rules_publisher_account
-from lifeline.services import Mosquitto, free_port
+from testing import Mosquitto, free_port
 from tests.helpers import Subscriber, account_for
 from tests.notify_servers import FakeDingTalk, FakeWeCom, HttpReceiver, RecordedRequest, Reply, SmtpServer
 

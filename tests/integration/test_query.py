@@ -27,7 +27,7 @@ from infra.influx_query import (
     quote_ident,
     quote_string,
 )
-from lifeline.services import Influxd, free_port
+from testing import Influxd, free_port
 from tests.integration.influx_db import Db
 
 pytestmark = pytest.mark.integration

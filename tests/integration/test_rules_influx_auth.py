@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from lifeline.rules_cli import _Windows, load_rules_service_config
-from lifeline.services import Influxd
 from rules import PACKS, Transition, load_rules
+from testing import Influxd
 
 pytestmark = pytest.mark.integration
 

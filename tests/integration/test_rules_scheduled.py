@@ -14,8 +14,8 @@ import pytest
 
 from infra.influx_config import InfluxConnection
 from infra.influx_query import InfluxQuery, Series
-from lifeline.services import free_port
 from rules import PACKS, ScheduledRules, Transition, WindowEvaluator, load_rules
+from testing import free_port
 from tests.integration.influx_db import Db, Sink
 
 pytestmark = pytest.mark.integration

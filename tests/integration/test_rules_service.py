@@ -19,10 +19,10 @@ from alerts.lifecycle import State, acknowledge, shelve, unshelve
 from alerts.store import AlertStore, StoredAlert
 from lifeline.broker_auth import rules_account, rules_publisher_account
 from lifeline.rules_cli import RulesServiceConfig, run_service
-from lifeline.services import Mosquitto
 from rules import PACKS
 from rules.config import RulesConfig
 from telemetry import Sample, Telemetry, encode, topics
+from testing import Mosquitto
 from tests.helpers import LoopThread, Publisher, account_for, wait_until
 
 pytestmark = pytest.mark.integration
@@ -261,7 +261,7 @@ def test_killed_mid_stream_the_engine_repeats_nothing_and_misses_nothing(
     import orjson
     import yaml
 
-    from lifeline.services import ServiceProcess, free_port
+    from testing import ServiceProcess, free_port
     from tests.helpers import Subscriber
 
     metrics_port = free_port()

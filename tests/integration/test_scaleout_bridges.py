@@ -23,8 +23,8 @@ import yaml
 
 from broker_bridge.config import BridgeConfig
 from lifeline.broker_auth import bridge_account, bridge_publisher_account
-from lifeline.services import Influxd, Mosquitto
 from telemetry import encode, topics
+from testing import Influxd, Mosquitto
 from tests.helpers import Publisher, wait_until
 from tests.integration.test_bridge import WQ_POINTS, influx_query, wq_message
 

@@ -15,9 +15,9 @@ from alerts.config import AlertServiceConfig
 from alerts.store import AlertStore
 from lifeline.broker_auth import rules_partition_accounts
 from lifeline.rules_cli import RulesServiceConfig
-from lifeline.services import Mosquitto
 from rules.config import PartitionConfig, RulesConfig, site_partition
 from telemetry import encode, topics
+from testing import Mosquitto
 from tests.helpers import Publisher, account_for, wait_until
 from tests.integration.test_rules_service import RunningRules, alerts_of, gas, lel_rules, now_ms
 
@@ -98,7 +98,7 @@ def test_a_partition_killed_with_sigkill_mid_stream_repeats_nothing_and_misses_n
     checkpoint) and started again; partition 0 runs on meanwhile."""
     import yaml
 
-    from lifeline.services import ServiceProcess, free_port
+    from testing import ServiceProcess, free_port
 
     configs = [partition_config(mosquitto, tmp_path, i) for i in (0, 1)]
     first = RunningRules(configs[0]).start()

@@ -28,9 +28,9 @@ from lifeline.broker_auth import (
     rules_publisher_account,
     sensor_account,
 )
-from lifeline.services import Influxd, Mosquitto
 from lifeline.tls import ensure_ca, issue
 from telemetry import topics
+from testing import Influxd, Mosquitto
 from tests.helpers import Publisher, Subscriber, account_for, client_account, probe, wait_until
 
 pytestmark = pytest.mark.integration

@@ -13,8 +13,8 @@ from pymodbus.client import AsyncModbusTcpClient
 
 from device_profiles import load_catalogue
 from edge_agent.config import load_site
-from lifeline.services import Mosquitto
 from simulators import District, Sensor, SensorFleet, load_scenario, make_behaviour, run_district
+from testing import Mosquitto
 from tests.helpers import LoopThread, Received, Subscriber, client_account
 
 pytestmark = pytest.mark.integration

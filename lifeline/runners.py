@@ -1,8 +1,9 @@
-"""Start and stop the real servers the platform runs on (Mosquitto, InfluxDB 1.x) and Lifeline's own services as
-child processes.
+"""Start and stop the real servers the platform runs on, Mosquitto and InfluxDB 1.x, as child processes of
+``lifeline up``: loopback, a port, data in a folder.
 
-Used by ``lifeline up``, the benchmarks and the test fixtures alike: loopback, a free port, data in a folder. Servers
-only tests use (PostgreSQL, nginx as an InfluxDB 2.x front) are in the tests' ``tests/servers.py``.
+What only tests and benchmarks need on top (killing and restarting a server, accounts made at run time, checks that a
+server holds its port while parallel tests pick ports, Lifeline's services run as processes) is in the ``testing``
+package, which builds on these classes; product code never imports it.
 """
 
 from __future__ import annotations
@@ -11,31 +12,26 @@ import base64
 import contextlib
 import glob
 import hashlib
-import logging
 import os
-import queue
-import re
 import secrets
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
-import sys
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Self
+from typing import Self
 
-import httpx
 import orjson
 
-from infra.mqtt_config import BrokerConfig, TlsConfig, configure_client, write_secret_file
-from lifeline.broker_auth import Account, control_account, control_commands, dynsec_config
+from infra.secret import write_secret_file
+from lifeline.broker_auth import Account, dynsec_config
 from lifeline.tls import TlsFiles
 
 
@@ -49,29 +45,6 @@ def free_port(host: str = "127.0.0.1") -> int:
         s.bind((host, 0))
         port: int = s.getsockname()[1]
         return port
-
-
-def owns_port(pid: int, port: int) -> bool:
-    """Whether process ``pid`` holds the listening TCP socket on ``port`` (read from /proc; True where /proc cannot
-    tell). A free port picked by one test may be taken by another's server before ours binds it: then that server
-    answers, and ours must not take it for its own."""
-    inodes: set[str] = set()
-    want = f":{port:04X}"
-    try:
-        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-            with contextlib.suppress(FileNotFoundError), open(table) as f:
-                for line in f.readlines()[1:]:
-                    cols = line.split()
-                    if cols[1].endswith(want) and cols[3] == "0A":  # local address, state LISTEN
-                        inodes.add(cols[9])
-        fds = os.listdir(f"/proc/{pid}/fd")
-    except OSError:
-        return True
-    for fd in fds:
-        with contextlib.suppress(OSError):
-            if os.readlink(f"/proc/{pid}/fd/{fd}").removeprefix("socket:[").removesuffix("]") in inodes:
-                return True
-    return False
 
 
 def wait_for_port(host: str, port: int, timeout_s: float, proc: subprocess.Popen[bytes] | None = None) -> bool:
@@ -114,7 +87,7 @@ def _http_status(url: str, *, method: str = "GET", data: bytes | None = None, ti
         return 0
 
 
-def _stop_process(proc: subprocess.Popen[bytes] | None, timeout_s: float) -> None:
+def stop_process(proc: subprocess.Popen[bytes] | None, timeout_s: float) -> None:
     """SIGTERM, wait, then SIGKILL if it does not go."""
     if proc is None or proc.poll() is not None:
         return
@@ -145,7 +118,6 @@ class ChildServer:
         self.data_dir = data_dir
         self.host = host
         self.port = port or free_port(host)
-        self._ports_chosen_here = port is None  # a port taken meanwhile by another server: choose again
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir / log_name
         self.conf_path = data_dir / conf_name
@@ -163,25 +135,11 @@ class ChildServer:
         """The system user to run the server as (None: this process's own)."""
         return None
 
-    def _choose_ports(self) -> None:
-        self.port = free_port(self.host)
-
     def start(self, timeout_s: float = 30.0) -> None:
-        """Start the server and return once it is ready (and it, not another, holds its port); ServiceError with the
-        tail of its log if it is not. At the first start on ports chosen here, a port another process took before
-        the server bound it means new ports and another try (up to three)."""
-        for attempt in range(3):
-            if self._start_once(timeout_s):
-                self._ports_chosen_here = False  # a restart keeps its ports (clients know them)
-                return
-            if not self._ports_chosen_here or attempt == 2:
-                break
-            log_ = self.log_tail()
+        """Start the server and return once it is ready; ServiceError with the tail of its log if it is not."""
+        if not self._start_once(timeout_s):
             self.stop()
-            self._choose_ports()
-            logging.getLogger("lifeline.services").info("%s: port taken, trying %d (%s)", self.name, self.port, log_)
-        self.stop()
-        raise ServiceError(f"{self.name} did not start on {self.host}:{self.port}: {self.log_tail()}")
+            raise ServiceError(f"{self.name} did not start on {self.host}:{self.port}: {self.log_tail()}")
 
     def _start_once(self, timeout_s: float) -> bool:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -194,7 +152,7 @@ class ChildServer:
                                          user=user, group=user, extra_groups=[] if user else None)  # fmt: skip
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline and self.proc.poll() is None:
-            if self._ready() and owns_port(self.proc.pid, self.port):
+            if self._ready():
                 return True
             time.sleep(0.02)
         return False
@@ -202,18 +160,7 @@ class ChildServer:
     def stop(self, timeout_s: float = 10.0) -> None:
         """SIGTERM (the server saves its state), then SIGKILL if it does not go."""
         proc, self.proc = self.proc, None
-        _stop_process(proc, timeout_s)
-
-    def kill(self) -> None:
-        """SIGKILL, as a crash would (fault tests)."""
-        proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
+        stop_process(proc, timeout_s)
 
     @property
     def running(self) -> bool:
@@ -238,8 +185,6 @@ class Mosquitto(ChildServer):
     those live in a state folder that user owns (``data_dir/state``, or a folder of its own under the system temporary
     folder when that user cannot reach ``data_dir``, as under pytest's 0700 folders). ``start`` checks that the broker
     can persist (it writes ``mosquitto.db`` on SIGUSR1) and fails loudly if it cannot.
-
-    ``control=True`` (tests) adds an account that creates accounts at run time (:meth:`add`).
     """
 
     name = "mosquitto"
@@ -253,19 +198,14 @@ class Mosquitto(ChildServer):
         accounts: Sequence[Account] = (),
         tls: TlsFiles | None = None,
         require_certificate: bool = False,
-        control: bool = False,
     ) -> None:
         super().__init__(data_dir, port, host, "mosquitto.log", "mosquitto.conf")
         self.tls = tls
         self.require_certificate = require_certificate
         self.accounts: dict[str, Account] = {a.username: a for a in accounts}
-        self._control: Account | None = control_account("lifeline-test-control") if control else None
-        if self._control is not None:
-            self.accounts[self._control.username] = self._control
         self._as_root = os.geteuid() == 0
         self.state_dir: Path | None = None
-        self._own_state_dir = False
-        self._control_client: Any = None
+        self._own_state_dir = False  # the state folder is one of its own under the system temporary folder
 
     # -- files ------------------------------------------------------------------------------------------------
     def _reachable(self, folder: Path) -> bool:
@@ -364,68 +304,25 @@ class Mosquitto(ChildServer):
         return False
 
     def _answers(self) -> bool:
-        """Whether the broker's loop runs: it answers an anonymous CONNECT (with a refusal)."""
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
+        """Whether the broker's loop runs: it answers a CONNECT (an anonymous one, refused, is enough).
 
-        answered = threading.Event()
-        client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="")
-        tls = TlsConfig(ca_file=self.tls.ca_file) if self.tls is not None else None
-        configure_client(client, BrokerConfig(host=self.host, port=self.port, tls=tls))
-        client.on_connect = lambda c, u, f, rc, p: answered.set()
+        Fourteen bytes of MQTT 3.1.1 written here rather than an MQTT client: this only asks whether a CONNACK comes."""
+        connect = b"\x10\x0c\x00\x04MQTT\x04\x02\x00\x05\x00\x00"  # CONNECT, clean session, keep-alive 5 s, no id
         try:
-            client.connect(self.host, self.port, keepalive=5)
-        except OSError:
+            with socket.create_connection((self.host, self.port), timeout=2.0) as raw:
+                if self.tls is None:
+                    return _connack(raw, connect)
+                context = ssl.create_default_context(cafile=str(self.tls.ca_file))
+                context.check_hostname = False  # the server's name is checked by the clients, not by this probe
+                with context.wrap_socket(raw) as wrapped:
+                    return _connack(wrapped, connect)
+        except OSError:  # refused, reset, TLS refused or timed out: not up (yet)
             return False
-        client.loop_start()
-        try:
-            return answered.wait(2.0)
-        finally:
-            client.disconnect()
-            client.loop_stop()
 
-    def stop(self, timeout_s: float = 10.0) -> None:
-        self._close_control()
-        super().stop(timeout_s)
 
-    def kill(self) -> None:
-        self._close_control()
-        super().kill()
-
-    def remove(self) -> None:
-        """Stop and delete a state folder made outside ``data_dir``."""
-        self.stop()
-        if self._own_state_dir and self.state_dir is not None:
-            shutil.rmtree(self.state_dir, ignore_errors=True)
-            self.state_dir = None
-
-    # -- accounts ---------------------------------------------------------------------------------------------
-    def config_for(self, account: Account | str, **overrides: Any) -> BrokerConfig:
-        """The BrokerConfig a client of ``account`` connects with (host, port, credentials, TLS)."""
-        a = self.accounts[account] if isinstance(account, str) else account
-        tls = TlsConfig(ca_file=self.tls.ca_file) if self.tls is not None else None
-        return BrokerConfig(host=self.host, port=self.port, username=a.username, password=a.password, tls=tls,
-                            **overrides)  # fmt: skip
-
-    def add(self, account: Account, **overrides: Any) -> BrokerConfig:
-        """Create ``account`` on the running broker (once; the same user name gives the same account back)."""
-        known = self.accounts.get(account.username)
-        if known is None:
-            self._control_request(control_commands(account))
-            self.accounts[account.username] = known = account
-        return self.config_for(known, **overrides)
-
-    def _control_request(self, request: dict[str, object], timeout_s: float = 10.0) -> None:
-        if self._control is None:
-            raise ServiceError("this broker was started without control=True: accounts are fixed")
-        if self._control_client is None:
-            self._control_client = _ControlClient(self.config_for(self._control))
-        self._control_client.request(request, timeout_s)
-
-    def _close_control(self) -> None:
-        client, self._control_client = self._control_client, None
-        if client is not None:
-            client.close()
+def _connack(sock: socket.socket, connect: bytes) -> bool:
+    sock.sendall(connect)
+    return sock.recv(1)[:1] == b"\x20"  # CONNACK, whatever its return code
 
 
 def dynsec_plugin() -> str:
@@ -436,43 +333,6 @@ def dynsec_plugin() -> str:
         if found:
             return found[0]
     raise ServiceError("mosquitto_dynamic_security.so not found: install Debian's mosquitto package (scripts/setup)")
-
-
-class _ControlClient:
-    """A paho client on ``$CONTROL/dynamic-security/v1`` that sends a request and waits for its answer."""
-
-    REQUEST = "$CONTROL/dynamic-security/v1"
-
-    def __init__(self, broker: BrokerConfig) -> None:
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
-
-        self._answers: queue.Queue[bytes] = queue.Queue()
-        self._ready = threading.Event()
-        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=broker.username or "")
-        configure_client(self.client, broker)
-        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(self.REQUEST + "/response", qos=1)
-        self.client.on_subscribe = lambda c, u, mid, rc, p: self._ready.set()
-        self.client.on_message = lambda c, u, msg: self._answers.put(bytes(msg.payload))
-        self.client.connect(broker.host, broker.port)
-        self.client.loop_start()
-        if not self._ready.wait(10):
-            self.close()
-            raise ServiceError("mosquitto: the control client could not connect and subscribe")
-
-    def request(self, request: dict[str, object], timeout_s: float) -> None:
-        self.client.publish(self.REQUEST, orjson.dumps(request), qos=1)
-        try:
-            answer = orjson.loads(self._answers.get(timeout=timeout_s))
-        except queue.Empty:
-            raise ServiceError("mosquitto: no answer from the dynamic-security plugin") from None
-        errors = [r for r in answer.get("responses", []) if r.get("error")]
-        if errors:
-            raise ServiceError(f"mosquitto: the dynamic-security plugin refused: {errors}")
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
 
 
 class Influxd(ChildServer):
@@ -538,10 +398,6 @@ bind-address = "{self.host}:{self.rpc_port}"
     def _argv(self) -> list[str]:
         return [find_binary("influxd", ("/usr/bin", "/usr/sbin", "/usr/local/bin")), "-config", str(self.conf_path)]
 
-    def _choose_ports(self) -> None:
-        super()._choose_ports()
-        self.rpc_port = free_port(self.host)
-
     def _ready(self) -> bool:
         return _http_status(f"{self.url}/ping", timeout_s=0.5) == 204
 
@@ -579,44 +435,3 @@ def _quote_ident(name: str) -> str:
 
 def _quote_str(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-class ServiceProcess:
-    """A Lifeline service as it runs in production: its own process, watched through its metrics endpoint."""
-
-    def __init__(self, command: list[str], config: Path, metrics_port: int, log: Path, ready_metric: str) -> None:
-        self.command, self.config, self.metrics_port, self.log = command, config, metrics_port, log
-        self.ready_metric = ready_metric
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        argv = [sys.executable, "-m", "lifeline", "--log-level", "WARNING", *self.command, "--config", str(self.config)]
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(argv, stdout=out, stderr=out)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.metrics().get(self.ready_metric) == 1:
-                return
-            time.sleep(0.05)
-        raise RuntimeError(f"{' '.join(self.command)} did not connect; see {self.log}")
-
-    def metrics(self) -> dict[str, float]:
-        try:
-            text = httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2).text
-        except httpx.HTTPError:
-            return {}
-        out: dict[str, float] = {}
-        for line in text.splitlines():
-            found = re.match(r"^([a-z_]+(?:\{[^}]*\})?) (\S+)$", line)
-            if found:
-                out[found.group(1)] = float(found.group(2))
-        return out
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
