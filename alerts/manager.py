@@ -32,7 +32,7 @@ from alerts.store import AlertMeta, AlertStore, Conflict, StoredAlert, Tx
 from device_profiles import Profile
 from infra.metrics import Metric, counter
 from infra.metrics import render as render_metrics
-from infra.mqtt_publisher import PublishNowait
+from infra.mqtt import PublishNowait
 from rules import Rule, Transition
 from telemetry import topics
 

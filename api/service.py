@@ -109,7 +109,7 @@ class ApiService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
         self.hub.close()
-        await asyncio.to_thread(self.link.stop)
+        await self.link.close()
         await self.influx.aclose()
         if self._own_store:
             self.store.close()
@@ -140,7 +140,7 @@ class ApiService:
         area = self.config.area_of(site) if site else None
         return Event("alert", area, site, data)
 
-    # -- MQTT in (paho's thread) -----------------------------------------------------------------------------
+    # -- MQTT in (on the loop) ---------------------------------------------------------------------------------
     def handle_message(self, topic: str, payload: bytes) -> None:
         try:
             self._handle(topic, payload)

@@ -13,10 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-
-from infra.mqtt_config import BrokerConfig, configure_client
+from infra.mqtt import BrokerConfig, Client, client
 from lifeline.broker_auth import Account, credential, open_account, write_credentials
 from testing import Mosquitto
 
@@ -48,9 +45,7 @@ def bench_account(broker: Mosquitto, name: str) -> BrokerConfig:
     return broker.add(open_account(f"{PREFIX}{name}"))
 
 
-def bench_client(broker: Mosquitto, name: str) -> mqtt.Client:
-    """A paho client (not yet connected) of the bench-only account ``bench-<name>``."""
+def bench_client(broker: Mosquitto, name: str) -> Client:
+    """A paho client (not yet connected) of the bench-only account ``bench-<name>``, from the transport's factory."""
     account = bench_account(broker, name)
-    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=account.username or "")
-    configure_client(client, account)
-    return client
+    return client(account, account.username or "")

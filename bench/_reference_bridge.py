@@ -7,6 +7,9 @@ validation beyond JSON, no retries, no dead letters, no confirmations, no metric
 It stores until ``expect_lines`` lines are written, then prints one JSON line: the lines and the seconds (and CPU
 seconds) from its CONNACK to the last write (``subscribe_only``: it connects, subscribes and leaves, so its session
 queues).
+
+It stays raw public paho on purpose, the one client outside ``infra.mqtt``: it is the independent yardstick, so it
+shares none of the transport's code (no lean client, no backoff, no settings model).
 """
 
 from __future__ import annotations

@@ -26,12 +26,12 @@ import time
 from pathlib import Path
 
 import orjson
-import paho.mqtt.client as mqtt
 import yaml
 
 from bench._broker import bench_client, closed_broker, service_broker
 from bench._figures import figure, write_json
 from bench.bridge import Publisher
+from infra.mqtt import Client, MQTTMessage
 from lifeline.broker_auth import rules_account, rules_publisher_account
 from rules.config import PACKS
 from telemetry import Sample, Telemetry, encode, topics
@@ -70,11 +70,11 @@ class Notifications:
         self.client.loop_start()
         self.ready.wait(10)
 
-    def _on_connect(self, client: mqtt.Client, *args: object) -> None:
+    def _on_connect(self, client: Client, *args: object) -> None:
         client.subscribe(topics.alert_notification("safety"), qos=1)
         self.ready.set()
 
-    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+    def _on_message(self, client: Client, userdata: object, msg: MQTTMessage) -> None:
         now = time.time()
         body = orjson.loads(msg.payload)
         if body.get("kind") == "raised" and body.get("device"):

@@ -38,8 +38,8 @@ from broker_bridge.validate import Invalid, Origin, Registry, SiteLoader, check
 from broker_bridge.writer import Rejected, Retry, TooLarge, V1Writer, Writer, make_writer
 from device_profiles import load_catalogue
 from infra.metrics import Metric, bound_port, counter, gauge, registry, render, serve_metrics, summary
-from infra.mqtt_consumer import Consumer, Incoming
-from infra.mqtt_publisher import Publisher
+from infra.mqtt import Consumer, Incoming, Publisher
+from storage import LineEncoder, RetryingWriter, V1Writer, Writer, make_writer
 from telemetry import encode, topics
 
 log = logging.getLogger("lifeline.bridge")
@@ -124,7 +124,7 @@ class Bridge:
                 task.cancel()
             await asyncio.gather(*writers, return_exceptions=True)
             await self.consumer.stop()
-            await asyncio.to_thread(self.confirmer.stop)  # paho writes the queued Stored messages before it leaves
+            await self.confirmer.close()
             await self.writer.close()
             self.dead.close()
             if metrics is not None:
@@ -244,10 +244,10 @@ class Bridge:
             if self.confirmer.publish_nowait(topics.stored(stored.site), encode(stored), qos=1, retain=False):
                 self.counters.stored_published += 1
                 self.counters.stored_ranges += len(stored.ranges)
-            else:  # paho's queue is full (a long broker outage): the edge resends after its time-out
+            else:  # no connection (a broker outage): the edge resends after its time-out
                 self.counters.stored_unsent += 1
                 if self.counters.stored_unsent in (1, 10, 100, 1000) or self.counters.stored_unsent % 10000 == 0:
-                    log.warning("stored confirmation not sent site=%s reason='publish queue full' total=%d",
+                    log.warning("stored confirmation not sent site=%s reason='not connected' total=%d",
                                 stored.site, self.counters.stored_unsent)  # fmt: skip
 
     async def _write_batch(self, batch: Batch) -> None:
@@ -348,7 +348,7 @@ class Bridge:
             "last_write_seconds": ("Unix time InfluxDB last accepted a batch (0: none yet)", c.last_write_at),
             "stored_connected": (
                 "1 while the Stored confirmations' connection is up",
-                int(self.confirmer.connected.is_set()),
+                int(self.confirmer.connected),
             ),
             "influx_ok": ("1 unless InfluxDB writes are failing", int(self.influx_ok)),
         }

@@ -11,7 +11,7 @@ from edge_agent.agent import AGENT_VERSION, EdgeAgent, plan_report
 from edge_agent.config import DeviceConfig, EdgeConfig, LoadedSite, build_site, load_site
 from edge_agent.outbox import Outbox, OutMessage
 from edge_agent.planner import PlanError, ReadRequest, plan, split
-from infra.mqtt_config import BrokerConfig
+from infra.mqtt import BrokerConfig
 
 __all__ = [
     "AGENT_VERSION",

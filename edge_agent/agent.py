@@ -13,14 +13,14 @@ from edge_agent.commands import CommandExecutor, make_gate
 from edge_agent.config import HEALTH_DEVICE, HEALTH_PROFILE, DeviceConfig, LoadedSite
 from edge_agent.deadletter import DeadLetter, DeadLetters
 from edge_agent.modbus_poller import ModbusPoller, SampleSink, StatusSink
-from edge_agent.mqtt_link import MqttLink
 from edge_agent.mqtt_sensors import SensorHub
-from edge_agent.outbox import OutMessage
+from edge_agent.outbox import Entry, OutMessage
 from edge_agent.planner import plan
 from edge_agent.stats import DeviceStats, collect
 from edge_agent.workers import WorkerPool, resolve_workers, shard
 from infra.clock import Clock, SystemClock
 from infra.metrics import Metric, bound_port, registry, render, serve_metrics
+from infra.mqtt import BrokerConfig, Link
 from telemetry import (
     AgentState,
     ContractError,
@@ -33,6 +33,18 @@ from telemetry import (
     encode_telemetry,
     topics,
 )
+
+SENSOR_SESSION_EXPIRY_S = 7 * 86400  # how long the broker queues the sensors' readings for an edge that is away
+SENSOR_RECONNECT_MAX_S = 3.0  # the sensor link's reconnect cap: the sensors themselves come back within seconds
+
+
+def sensor_broker(broker: BrokerConfig) -> BrokerConfig:
+    """``broker`` with the sensor link's reconnect cap: a link that lags the sensors lets a broker without its
+    session drop their readings, and the queue of one with it grow."""
+    cap = min(broker.reconnect_max_s, SENSOR_RECONNECT_MAX_S)
+    initial = min(broker.reconnect_initial_s, cap)
+    return broker.model_copy(update={"reconnect_initial_s": initial, "reconnect_max_s": cap})
+
 
 log = logging.getLogger("lifeline.edge")
 
@@ -104,11 +116,11 @@ class EdgeAgent:
         )  # fmt: skip
         state_topic = topics.agent_state(cfg.site)
         self._stored_topic = topics.stored(cfg.site)
-        self.uplink = MqttLink(
+        self.uplink: Link[Entry] = Link(
             "uplink",
             cfg.broker,
             cfg.client_id,
-            outbox=self.outbox,
+            window=self.outbox,
             # made again on every (re)connect, QoS 1: commands, and what the centre has stored
             subscriptions=[topics.command_filter(cfg.site), self._stored_topic],
             on_message=self._on_uplink_message,
@@ -121,14 +133,18 @@ class EdgeAgent:
         )
         self.journal = SampleJournal(cfg.sample_journal) if cfg.sample_journal is not None else None
         self.writer = OutboxWriter(self.outbox, self.uplink.notify, self.clock, cfg.site, self.journal)
-        self.sensor_link: MqttLink | None = None
+        self.sensor_link: Link[Entry] | None = None
         if mqtt_devices:
-            self.sensor_link = MqttLink(
+            # a persistent session (fixed client id, clean start false, QoS 1 subscriptions): while the link is
+            # away, a restarted broker (persistence on) keeps the subscriptions and queues the sensors' readings,
+            # and hands them over when the link is back; it comes back within seconds, as the sensors do
+            self.sensor_link = Link(
                 "sensors",
-                cfg.sensor_broker or cfg.broker,
+                sensor_broker(cfg.sensor_broker or cfg.broker),
                 f"{cfg.client_id}-sensors",
                 subscriptions=self.sensors.topics,
                 on_message=self.sensors.handle,
+                session_expiry_s=SENSOR_SESSION_EXPIRY_S,
                 clock=self.clock,
             )
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import yaml
 
 from infra.config_loader import ConfigError
-from infra.mqtt_config import BrokerConfig, CredentialError, TlsConfig, write_secret_file
+from infra.mqtt import BrokerConfig, TlsConfig
+from infra.secret import CredentialError, write_secret_file
 from lifeline._run import install_stop_signals
 from lifeline.broker_auth import credential
 from simulators import District, load_scenario

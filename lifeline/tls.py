@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from infra.mqtt_config import write_secret_file
+from infra.secret import write_secret_file
 
 VALID_DAYS = 825  # the longest server certificate life browsers and most TLS stacks still accept
 

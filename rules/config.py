@@ -8,7 +8,7 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from infra.mqtt_config import BrokerConfig, SubscriptionConfig
+from infra.mqtt import BrokerConfig, SubscriptionConfig
 from rules.loader import load_rules
 from rules.schema import Rule
 from telemetry import topics

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import msgspec
 
 from infra.metrics import Metric, counter, gauge, render
-from infra.mqtt_consumer import Consumer, Incoming
+from infra.mqtt import Consumer, Incoming
 from rules.config import RulesConfig
 from rules.evaluate import Engine, Transition
 from rules.schema import Rule

@@ -16,7 +16,7 @@ import yaml
 
 from device_profiles import Profile, load_catalogue
 from infra.clock import WallClock
-from infra.mqtt_config import BrokerConfig
+from infra.mqtt import BrokerConfig
 from simulators.behaviours import make_behaviour
 from simulators.behaviours.sluice_gate_plc import GateParams
 from simulators.modbus import ModbusDevice

@@ -1,10 +1,13 @@
 """Simulated MQTT field sensors: each publishes its vendor's JSON on its vendor topic, QoS 1.
 
-One paho client carries a whole fleet (a gateway's worth of sensors; thousands of clients would measure the
-broker, not the platform). Each sensor publishes once at start, then every ``interval_s``; an alarm or state
-change (gas alarm level, fire panel state) is published at once, as field devices do. While the broker is away
-each sensor keeps only its latest message and sends it on reconnect: bounded, and what a sensor with a one-slot
-buffer does. Events on demand: ``leak``, ``trip``, ``fault``, ``clear``, ``silence``, ``resume``.
+One connection carries a whole fleet (a gateway's worth of sensors; thousands of clients would measure the
+broker, not the platform): the transport's ``infra.mqtt.Link``, which comes back after a lost broker within a
+second or two (jittered backoff) and sends the fleet's messages through its windowed QoS 1 publish. Each sensor
+publishes once at start, then every ``interval_s``; an alarm or state change (gas alarm level, fire panel state) is
+published at once, as field devices do. A message counts as published once the broker acknowledged it (PUBACK);
+until then, and while the broker is away, each sensor keeps only its latest reading and sends it on reconnect:
+bounded, and what a sensor with a one-slot buffer does.
+Events on demand: ``leak``, ``trip``, ``fault``, ``clear``, ``silence``, ``resume``.
 """
 
 from __future__ import annotations
@@ -14,18 +17,13 @@ import contextlib
 import itertools
 import logging
 import os
-import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
-
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from device_profiles import Profile
 from infra.clock import WallClock
-from infra.mqtt_config import BrokerConfig, configure_client
+from infra.mqtt import BrokerConfig, Link
 from simulators.behaviours import Behaviour, FireDetector, GasDetector, Value
 from simulators.vendor_json import vendor_messages
 
@@ -39,6 +37,19 @@ EVENT_POINTS: dict[str, tuple[str, ...]] = {
     "fire_detector": ("fire_alarm", "detector_fault"),
 }
 _ids = itertools.count(1)
+_readings = itertools.count(1)
+
+
+@dataclass(slots=True)
+class _Out:
+    """One vendor message on its way: ``last`` marks the last message of a reading."""
+
+    device: str
+    reading: int  # which of the fleet's readings it belongs to
+    topic: str
+    payload: bytes
+    last: bool
+    retain: bool = False
 
 
 @dataclass(slots=True)
@@ -95,21 +106,20 @@ class SensorFleet:
         self.host, self.port = host, port
         self.clock = clock
         self.tick_s = tick_s
-        self.client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=client_id or f"lifeline-sim-{os.getpid()}-{next(_ids)}",
-        )
-        if credentials is not None:  # the account (and TLS) of the simulated field gateway
-            configure_client(self.client, credentials)
-        self.client.reconnect_delay_set(1, reconnect_max_s)
-        self.client.on_connect = self._on_connect
-        self.client.on_disconnect = self._on_disconnect
-        self.connected = threading.Event()
-        self._was_connected = False
-        self._closing = False
-        self.pending: dict[str, list[tuple[str, bytes]]] = {}  # latest message per sensor while offline
-        self.published = 0
-        self.replaced = 0  # messages replaced by a newer one while the broker was away
+        broker = credentials or BrokerConfig()  # the account (and TLS) of the simulated field gateway
+        initial = min(1.0, float(reconnect_max_s))
+        broker = broker.model_copy(update={"host": host, "port": port, "reconnect_initial_s": initial,
+                                           "reconnect_max_s": float(reconnect_max_s)})  # fmt: skip
+        self.link: Link[_Out] = Link("sim-sensors", broker, client_id or f"lifeline-sim-{os.getpid()}-{next(_ids)}",
+                                     window=self)  # fmt: skip
+        self.pending: dict[str, list[_Out]] = {}  # the latest reading's unsent messages, per sensor
+        self._inflight: dict[int, _Out] = {}  # packet id -> a message awaiting its PUBACK
+        self.published = 0  # readings the broker acknowledged
+        self.replaced = 0  # readings replaced by a newer one before the broker took them
+
+    @property
+    def connected(self) -> bool:
+        return self.link.connected
 
     # -- events on demand ---------------------------------------------------------------------------------------
     def _sensor(self, device: str) -> Sensor:
@@ -157,24 +167,50 @@ class SensorFleet:
         sensor.silenced = False
         sensor.next_at = float("-inf")
 
-    # -- MQTT ---------------------------------------------------------------------------------------------------
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        if getattr(reason, "is_failure", False):
-            log.warning("sim sensors: broker %s:%s refused the connection: %s", self.host, self.port, reason)
-            return
-        if not self._was_connected:
-            log.info("sim sensors: connected to %s:%s sensors=%d", self.host, self.port, len(self.sensors))
-        self._was_connected = True
-        self.connected.set()
+    # -- MQTT: the window the link sends from ---------------------------------------------------------------------
+    def next_to_send(self, now: float) -> _Out | None:
+        if not self.pending:
+            return None
+        device = next(iter(self.pending))
+        messages = self.pending[device]
+        out = messages.pop(0)
+        if not messages:
+            del self.pending[device]
+        return out
 
-    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        if self.connected.is_set() and not self._closing:
-            log.warning("sim sensors: lost broker %s:%s (%s); keeping the latest message of each", self.host,
-                        self.port, reason)  # fmt: skip
-        self.connected.clear()
+    def send_delay(self, now: float) -> float | None:
+        return None  # nothing is paced: wait until publish_due adds something
+
+    def sent(self, token: int, entry: _Out, now: float) -> None:
+        self._inflight[token] = entry
+
+    def unsent(self, entry: _Out) -> None:
+        self.pending.setdefault(entry.device, []).insert(0, entry)
+
+    def acked(self, token: int) -> bool:
+        out = self._inflight.pop(token, None)
+        if out is not None and out.last:
+            self.sensors[out.device].published += 1
+            self.published += 1
+        return True
+
+    def connection_lost(self) -> int:
+        """What the broker did not acknowledge goes back (in order), unless a newer reading of its sensor waits."""
+        back: dict[str, list[_Out]] = {}
+        for out in self._inflight.values():  # in the order they were sent
+            queued = self.pending.get(out.device)
+            if queued and queued[0].reading != out.reading:
+                self.replaced += out.last
+                continue
+            back.setdefault(out.device, []).append(out)
+        self._inflight.clear()
+        for device, outs in back.items():
+            self.pending[device] = outs + self.pending.get(device, [])
+        return sum(len(outs) for outs in back.values())
 
     def publish_due(self, now: float) -> int:
-        """Publish (or keep, while offline) every sensor message due at ``now``; the number handled."""
+        """Queue every sensor message due at ``now`` for the link (a sensor's older unsent reading is replaced);
+        the number of readings."""
         count = 0
         for sensor in self.sensors.values():
             if sensor.silenced:
@@ -186,31 +222,23 @@ class SensorFleet:
             messages = vendor_messages(sensor.profile, sensor.source_id, values, now)
             if sensor.device_id in self.pending:
                 self.replaced += 1
-            self.pending[sensor.device_id] = messages
-        if self.connected.is_set():
-            self._flush()
+            reading, last = next(_readings), len(messages) - 1
+            self.pending[sensor.device_id] = [
+                _Out(sensor.device_id, reading, topic, body, i == last) for i, (topic, body) in enumerate(messages)
+            ]
+        if count:
+            self.link.notify()
         return count
 
-    def _flush(self) -> None:
-        for device, messages in list(self.pending.items()):
-            for topic, payload in messages:
-                info = self.client.publish(topic, payload, qos=1)
-                if info.rc != mqtt.MQTT_ERR_SUCCESS:
-                    return  # the connection went while sending: keep this and the rest for the reconnect
-            del self.pending[device]
-            self.sensors[device].published += 1
-            self.published += 1
-
     async def run(self, stop: asyncio.Event) -> None:
-        """Connect (retrying until the broker is there) and publish until ``stop`` is set."""
-        self.client.connect_async(self.host, self.port, keepalive=15)
-        self.client.loop_start()
+        """Connect (retrying until the broker is there, and after every loss) and publish until ``stop`` is set."""
+        link_stop = asyncio.Event()
+        link = asyncio.ensure_future(self.link.run(link_stop))
         try:
             while not stop.is_set():
                 self.publish_due(self.clock())
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self.tick_s)
         finally:
-            self._closing = True
-            self.client.disconnect()
-            self.client.loop_stop()
+            link_stop.set()
+            await link

@@ -12,10 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-
-from infra.mqtt_config import BrokerConfig, configure_client
+from infra.mqtt import BrokerConfig, client
 from lifeline.broker_auth import Account, open_account
 from testing import Mosquitto
 
@@ -51,25 +48,19 @@ class Subscriber:
             assert broker is not None
             account = client_account(broker, name=client_id) if client_id else client_account(broker, "test-sub")
         self.account = account
-        self.client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=self.account.username or "",
-            clean_session=not persistent,
-        )
-        configure_client(self.client, self.account)
+        self.client = client(self.account, self.account.username or "", clean=not persistent)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.on_disconnect = lambda *a: self.connected.clear()
-        self.client.reconnect_delay_set(1, 1)
         self.client.connect_async(account.host, account.port, keepalive=10)
         self.client.loop_start()
         assert self.connected.wait(10), "test subscriber could not connect"
 
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
-        client.subscribe(self.topic_filter, qos=1)
+    def _on_connect(self, c: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+        c.subscribe(self.topic_filter, qos=1)
         self.connected.set()
 
-    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+    def _on_message(self, c: Any, userdata: Any, msg: Any) -> None:
         with self.lock:
             self.messages.append(Received(msg.topic, bytes(msg.payload), bool(msg.retain)))
 
@@ -151,15 +142,16 @@ class Publisher:
         if account is None:
             assert broker is not None
             account = client_account(broker, "test-pub")
-        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=account.username or "")
-        configure_client(self.client, account)
+        self.client = client(account, account.username or "")
         self.client.max_inflight_messages_set(100)
-        self.client.reconnect_delay_set(1, 1)
         self.client.connect(account.host, account.port)
         self.client.loop_start()
 
     def send(self, topic: str, payload: bytes, retain: bool = False) -> None:
-        self.client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(10)
+        """Publish at QoS 1 and wait for the broker's PUBACK (fails the test when none comes)."""
+        info = self.client.publish(topic, payload, qos=1, retain=retain)
+        info.wait_for_publish(10)
+        assert info.is_published(), f"no PUBACK for {topic} within 10 s"
 
     publish = send
 
@@ -187,13 +179,9 @@ class Probe:
 def probe(account: BrokerConfig, *, publish: str | None = None, subscribe: str | None = None,
           timeout: float = 5.0) -> Probe:  # fmt: skip
     """Connect as ``account`` (MQTT 5), optionally publish once (QoS 1) and subscribe once; report the answers."""
-    from paho.mqtt.properties import Properties  # noqa: F401  (MQTT 5 reason codes come with it)
-
     result = Probe()
     done = threading.Event()
-    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=account.username or "probe",
-                         protocol=mqtt.MQTTv5)  # fmt: skip
-    configure_client(client, account)
+    prober = client(account, account.username or "probe", v5=True, reconnect=False)
     expected = 1 + (publish is not None) + (subscribe is not None)
     answers: list[str] = []
 
@@ -203,7 +191,7 @@ def probe(account: BrokerConfig, *, publish: str | None = None, subscribe: str |
         if len(answers) >= expected or (what == "connack" and value != "Success"):
             done.set()
 
-    def on_connect(c: mqtt.Client, u: Any, f: Any, rc: Any, p: Any) -> None:
+    def on_connect(c: Any, u: Any, f: Any, rc: Any, p: Any) -> None:
         answered("connack", str(rc))
         if str(rc) == "Success":
             if publish is not None:
@@ -211,16 +199,16 @@ def probe(account: BrokerConfig, *, publish: str | None = None, subscribe: str |
             if subscribe is not None:
                 c.subscribe(subscribe, qos=1)
 
-    client.on_connect = on_connect
-    client.on_publish = lambda c, u, mid, rc, p: answered("puback", str(rc))
-    client.on_subscribe = lambda c, u, mid, rcs, p: answered("suback", str(rcs[0]))
-    client.connect_async(account.host, account.port)
-    client.loop_start()
+    prober.on_connect = on_connect
+    prober.on_publish = lambda c, u, mid, rc, p: answered("puback", str(rc))
+    prober.on_subscribe = lambda c, u, mid, rcs, p: answered("suback", str(rcs[0]))
+    prober.connect_async(account.host, account.port)
+    prober.loop_start()
     try:
         assert done.wait(timeout), f"no answer from the broker within {timeout} s: {result}"
     finally:
-        client.disconnect()
-        client.loop_stop()
+        prober.disconnect()
+        prober.loop_stop()
     return result
 
 

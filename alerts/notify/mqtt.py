@@ -11,7 +11,7 @@ import asyncio
 from alerts.notify.config import MqttConfig
 from alerts.notify.errors import DeliveryError
 from alerts.notify.message import Message, to_json
-from infra.mqtt_publisher import Publish
+from infra.mqtt import Publish
 from telemetry import topics
 
 

@@ -28,7 +28,7 @@ from alerts.notify.errors import DeliveryError
 from alerts.notify.message import Message
 from infra.clock import WallClock
 from infra.metrics import Metric, counter, render
-from infra.mqtt_publisher import Publish
+from infra.mqtt import Publish
 
 log = logging.getLogger("lifeline.notify")
 

@@ -3,7 +3,7 @@ errors name the file, the line, the field and the reason.
 
 ```yaml
 listen: {host: 127.0.0.1, port: 9212}      # loopback by default; 0.0.0.0 to hear stations on the network
-broker: {host: 127.0.0.1, port: 1883}      # infra.mqtt_config.BrokerConfig
+broker: {host: 127.0.0.1, port: 1883}      # infra.mqtt.BrokerConfig
 passwords_file: secrets/hj212.yaml          # optional: MN: PW lines, mode 0600
 stations:
   - {mn: 010000A8900016F000169DC0, site: plant-7, device: cems-1, profile: flue_gas_cems_hj212,
@@ -30,7 +30,7 @@ from device_profiles.schema import TagKey
 from edge_agent.config import PublishConfig
 from edge_agent.hj212.framing import MAX_SEGMENT
 from infra.config_loader import ConfigError, YamlDoc, read_yaml, validate
-from infra.mqtt_config import BrokerConfig
+from infra.mqtt import BrokerConfig
 from telemetry.topics import AGENT
 
 Id = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
@@ -81,7 +81,9 @@ class Hj212Config(BaseModel):
     publish: PublishConfig = Field(default_factory=PublishConfig)
     profile_paths: list[Path] = Field(default_factory=list, description="extra profile files or folders")
     passwords_file: Path | None = Field(default=None, description="YAML mapping MN -> PW, mode 0600")
-    dead_letter_path: Path | None = Field(default=None, description="JSON lines of every refused packet")
+    dead_letter_path: Path | None = Field(
+        default=None, description="dead-letter store (SQLite, lifeline deadletter) of every refused packet"
+    )
     metrics_port: int | None = Field(default=None, ge=0, le=65535, description="Prometheus text on this port")
     max_connections: int = Field(default=2000, ge=1, le=100_000, description="beyond it a connection is closed")
     idle_timeout_s: float = Field(default=600.0, gt=0, description="a connection silent this long is closed")

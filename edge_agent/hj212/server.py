@@ -3,7 +3,7 @@
 One asyncio task per connection reads bytes, cuts frames (framing.StreamDecoder) and hands each to the pure
 ``Ingest``; this module does the I/O of its outcome, in the stream order of the connection: the events line,
 the dead letters (edge_agent.deadletter), the telemetry on ``lifeline/v1/{site}/{device}/telemetry`` through the
-edge agent's Outbox and MqttLink (QoS 1, bounded window), the answer (9014 once the broker acknowledged the
+edge agent's Outbox and the transport's Link (QoS 1, bounded window), the answer (9014 once the broker acknowledged the
 telemetry; see ingest.py). A station is ``online`` (retained status) while it has a connection that sent a good
 packet, ``offline`` when the last one closes.
 """
@@ -28,10 +28,10 @@ from edge_agent.deadletter import DeadLetter, DeadLetters
 from edge_agent.hj212.config import LoadedConfig, Station
 from edge_agent.hj212.framing import StreamDecoder
 from edge_agent.hj212.ingest import DeadLetterNote, Ingest, Outcome
-from edge_agent.mqtt_link import MqttLink
-from edge_agent.outbox import Outbox, OutMessage
+from edge_agent.outbox import Entry, Outbox, OutMessage
 from infra.clock import SystemClock
 from infra.metrics import Metric, bound_port, counter, gauge, registry, render, serve_metrics
+from infra.mqtt import Link
 
 log = logging.getLogger("lifeline.hj212")
 
@@ -81,7 +81,7 @@ class Hj212Server:
         self.clock = clock
         self.ingest = Ingest(loaded)
         self.outbox = _AnsweringOutbox(cfg.publish, self._acked)
-        self.link = MqttLink("hj212", cfg.broker, cfg.client_id, outbox=self.outbox)
+        self.link: Link[Entry] = Link("hj212", cfg.broker, cfg.client_id, window=self.outbox)
         self.writer = OutboxWriter(self.outbox, self.link.notify, SystemClock(), "hj212")
         self.dead_letters = DeadLetters(cfg.dead_letter_path)
         self.events = EventLog(events_path) if events_path is not None else None

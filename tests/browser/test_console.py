@@ -77,24 +77,23 @@ def test_first_login_changes_the_password_then_shows_every_site(browser: Any, st
 
 def _publish(stack: Stack, topic: str, payload: dict[str, Any]) -> None:
     """One message as the simulated sensors' account (the one place this module builds an MQTT connection)."""
-    import paho.mqtt.client as mqtt
     import yaml
-    from paho.mqtt.enums import CallbackAPIVersion
 
-    from infra.mqtt_config import BrokerConfig, configure_client
+    from infra.mqtt import BrokerConfig, client
     from lifeline.broker_auth import credential
 
     doc = yaml.safe_load((stack.data_dir / "bridge.yaml").read_text(encoding="utf-8"))
     broker = credential(stack.data_dir / "credentials", "sim-sensors", BrokerConfig.model_validate(doc["broker"]))
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="browser-test-sensor")
-    configure_client(client, broker)
-    client.connect(broker.host, broker.port)
-    client.loop_start()
+    sensor = client(broker, "browser-test-sensor")
+    sensor.connect(broker.host, broker.port)
+    sensor.loop_start()
     try:
-        client.publish(topic, json.dumps(payload), qos=1).wait_for_publish(5)
+        info = sensor.publish(topic, json.dumps(payload), qos=1)
+        info.wait_for_publish(5)
+        assert info.is_published(), f"no PUBACK for {topic}"
     finally:
-        client.loop_stop()
-        client.disconnect()
+        sensor.loop_stop()
+        sensor.disconnect()
 
 
 def _open_site(page: Any, site: str) -> None:

@@ -23,7 +23,7 @@ import orjson
 import yaml
 
 from alerts.store import AlertStore
-from infra.mqtt_config import BrokerConfig
+from infra.mqtt import BrokerConfig
 from lifeline.broker_auth import credential, district_deployment, platform_accounts, write_credentials
 from lifeline.simulate import give_site_credentials
 from simulators import District, load_scenario, plan

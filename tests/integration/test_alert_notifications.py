@@ -242,7 +242,7 @@ def test_an_acknowledged_alert_that_clears_returns_to_normal_and_says_so(
 
 
 def test_alert_changes_are_published_for_live_views(mosquitto: Mosquitto, tmp_path: Path) -> None:
-    from infra.mqtt_publisher import Publisher
+    from infra.mqtt import Publisher
 
     sub = Subscriber(mosquitto, "lifeline/v1/alerts/events/+")
     pub = Publisher(account_for(mosquitto, rules_publisher_account()), "test-events")

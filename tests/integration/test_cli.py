@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from device_profiles import CATALOGUE
-from infra.mqtt_config import BrokerConfig, TlsConfig
+from infra.mqtt import BrokerConfig, TlsConfig
 from lifeline.broker_auth import credential, platform_accounts, scenario_deployment, write_credentials
 from lifeline.cli import main
 from simulators import load_scenario

@@ -18,14 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import paho.mqtt.client as mqtt
 import pytest
 import yaml
-from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agent import EdgeAgent, EdgeConfig, build_site
 from edge_agent.config import HEALTH_DEVICE, OUTBOX_FILE
-from infra.mqtt_config import configure_client
+from infra.mqtt import Client, MQTTMessage, client
 from lifeline.broker_auth import Account, edge_account, edge_sensor_account
 from telemetry import Stored, StoredRange, Telemetry, decode_agent_state, decode_telemetry, encode, topics
 from testing import Mosquitto
@@ -42,14 +40,12 @@ def broker_of(broker: Mosquitto, account: Account) -> dict[str, Any]:
     return broker.add(account, reconnect_initial_s=0.1, reconnect_max_s=0.3).model_dump(mode="json")
 
 
-def mqtt_client(broker: Mosquitto, client_id: str) -> mqtt.Client:
+def mqtt_client(broker: Mosquitto, client_id: str) -> Client:
     account = client_account(broker, name=client_id)
-    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id)
-    configure_client(client, account)
-    client.reconnect_delay_set(1, 1)
-    client.connect(broker.host, broker.port, keepalive=10)
-    client.loop_start()
-    return client
+    made = client(account, client_id)
+    made.connect(broker.host, broker.port, keepalive=10)
+    made.loop_start()
+    return made
 
 
 def site_config(uplink: Mosquitto, sensors: Mosquitto, state_dir: Path, **publish: Any) -> EdgeConfig:
@@ -100,19 +96,17 @@ class Acker:
     def __init__(self, broker: Mosquitto) -> None:
         self.seen = 0
         self.lock = threading.Lock()
-        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="fake-bridge")
-        configure_client(self.client, client_account(broker, name="fake-bridge"))
+        self.client = client(client_account(broker, name="fake-bridge"), "fake-bridge")
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topics.telemetry_filter(SITE), qos=1)
         self.client.on_message = self._on_message
-        self.client.reconnect_delay_set(1, 1)
         self.client.connect_async(broker.host, broker.port)
         self.client.loop_start()
 
-    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+    def _on_message(self, c: Client, userdata: Any, msg: MQTTMessage) -> None:
         t = decode_telemetry(bytes(msg.payload), msg.topic)
         ack = Stored(site=t.site, bridge="fake-bridge", ts=int(time.time() * 1000),
                      ranges=[StoredRange(device=t.device, run=t.run, first=t.seq, last=t.seq)])  # fmt: skip
-        client.publish(topics.stored(SITE), encode(ack), qos=1)
+        c.publish(topics.stored(SITE), encode(ack), qos=1)
         with self.lock:
             self.seen += 1
 

@@ -7,12 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agent import EdgeAgent, EdgeConfig, build_site
-from infra.mqtt_config import configure_client
+from infra.mqtt import client
 from lifeline.broker_auth import edge_account
 from telemetry import Quality, decode_agent_state, decode_status, decode_telemetry, topics
 from testing import Mosquitto
@@ -43,15 +41,15 @@ class Vendor:
 
     def __init__(self, broker: Mosquitto) -> None:
         account = client_account(broker, "vendor-sensors")
-        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=account.username or "")
-        configure_client(self.client, account)
-        self.client.reconnect_delay_set(1, 1)
+        self.client = client(account, account.username or "")
         self.client.connect(broker.host, broker.port)
         self.client.loop_start()
 
     def send(self, topic: str, payload: object) -> None:
         data = payload if isinstance(payload, bytes) else orjson.dumps(payload)
-        self.client.publish(topic, data, qos=1).wait_for_publish(5)
+        info = self.client.publish(topic, data, qos=1)
+        info.wait_for_publish(5)
+        assert info.is_published(), f"no PUBACK for {topic}"
 
     def close(self) -> None:
         self.client.disconnect()

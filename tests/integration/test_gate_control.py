@@ -15,13 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from device_profiles import load_catalogue
 from edge_agent import EdgeAgent, EdgeConfig, build_site
-from infra.mqtt_config import configure_client
+from infra.mqtt import Client, client
 from lifeline.broker_auth import api_account, edge_account
 from simulators import ModbusDevice, SluiceGate
 from simulators.behaviours import Behaviour
@@ -211,14 +209,13 @@ class Rig:
         self.sim.stop()
 
 
-def mqtt_client(broker: Mosquitto, client_id: str) -> mqtt.Client:
+def mqtt_client(broker: Mosquitto, client_id: str) -> Client:
     """This module's one way to connect to the broker (the place to add credentials)."""
     account = account_for(broker, api_account()) if client_id == "test-api" else client_account(broker, client_id)
-    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=account.username or "")
-    configure_client(client, account)
-    client.connect(broker.host, broker.port)
-    client.loop_start()
-    return client
+    made = client(account, account.username or "")
+    made.connect(broker.host, broker.port)
+    made.loop_start()
+    return made
 
 
 @pytest.fixture

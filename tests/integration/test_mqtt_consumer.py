@@ -1,4 +1,4 @@
-"""infra.mqtt_consumer.Consumer on a real Mosquitto: the lean intake (read-ahead, PUBACKs in one write) keeps the
+"""infra.mqtt.Consumer on a real Mosquitto: the lean intake (read-ahead, PUBACKs in one write) keeps the
 bound on what it holds, loses nothing, and its acknowledgements reach the broker (nothing comes again)."""
 
 from __future__ import annotations
@@ -8,8 +8,7 @@ import time
 
 import pytest
 
-from infra.mqtt_config import SubscriptionConfig
-from infra.mqtt_consumer import Consumer, Incoming
+from infra.mqtt import Consumer, Incoming, SubscriptionConfig
 from testing import Mosquitto
 from tests.helpers import Publisher, client_account
 

@@ -12,12 +12,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import orjson
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from alerts.notify import Message, Notifier, NotifyConfig, Outcome, render, to_dict
-from infra.mqtt_config import configure_client
+from infra.mqtt import PublishError, client
 from lifeline.broker_auth import rules_publisher_account
 from testing import Mosquitto, free_port
 from tests.helpers import Subscriber, account_for
@@ -272,16 +270,15 @@ class PahoPublish:
 
     def __init__(self, broker: Mosquitto) -> None:
         account = account_for(broker, rules_publisher_account())
-        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=account.username or "")
-        configure_client(self.client, account)
+        self.client = client(account, account.username or "")
         self.client.connect(broker.host, broker.port, keepalive=10)
         self.client.loop_start()
 
     async def __call__(self, topic: str, payload: bytes) -> None:
         info = self.client.publish(topic, payload, qos=1)
-        if info.rc != mqtt.MQTT_ERR_SUCCESS:
-            raise ConnectionError(f"publish failed: {mqtt.error_string(info.rc)}")
-        await asyncio.to_thread(info.wait_for_publish, 5)
+        await asyncio.to_thread(info.wait_for_publish, 5)  # raises when paho refused the message
+        if not info.is_published():
+            raise PublishError(f"no PUBACK for {topic} within 5 s")
 
     def close(self) -> None:
         self.client.disconnect()

@@ -17,7 +17,7 @@ import httpx
 import orjson
 import pytest
 
-from infra.mqtt_config import BrokerConfig, TlsConfig
+from infra.mqtt import BrokerConfig, TlsConfig
 from lifeline.broker_auth import (
     api_account,
     bridge_account,
@@ -134,13 +134,9 @@ def test_another_client_id_cannot_kick_an_agent_off(mosquitto: Mosquitto) -> Non
     try:
         intruder = client_account(mosquitto, "intruder")
         assert probe(intruder.model_copy(update={"username": intruder.username})).connack == "Success"
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
+        from infra.mqtt import client
 
-        from infra.mqtt_config import configure_client
-
-        claimer = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=agent.account.username or "")
-        configure_client(claimer, intruder)
+        claimer = client(intruder, agent.account.username or "")
         claimer.connect(mosquitto.host, mosquitto.port)
         claimer.loop_start()
         time.sleep(0.5)

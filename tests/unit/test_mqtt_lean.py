@@ -1,4 +1,4 @@
-"""infra.mqtt_lean.LeanClient against paho's own parsing: the same packets, byte for byte, over a real socket pair.
+"""infra.mqtt._paho.LeanClient against paho's own parsing: the same packets, byte for byte, over a real socket pair.
 
 Each case writes PUBLISH packets into one end of a socket pair and lets the client read them from the other with
 paho's own packet reader (``_packet_read``), once with the lean intake and once with paho's (``on_lean_message``
@@ -16,7 +16,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, _ConnectionState
 
-from infra.mqtt_lean import LeanClient
+from infra.mqtt._paho import LeanClient
 
 Delivered = tuple[int, str, bytes, int]
 

@@ -1,7 +1,11 @@
-"""A paho client with a lean intake for a consumer's hot path: read-ahead, PUBLISH without paho's objects, PUBACKs
-in one write. It leans on paho 2.x internals (``_sock_recv``, ``_handle_publish``, ``_in_packet``,
-``_packet_queue``); ``tests/unit/test_mqtt_lean.py`` checks it against paho's own parsing, and fails first if a
-paho release changes them.
+"""The one file of Lifeline that imports paho's internals: the lean client of the hot paths, and the factory that
+makes every Lifeline paho client.
+
+``LeanClient`` is a paho client with a lean intake for a consumer's hot path (read-ahead, PUBLISH without paho's
+objects, PUBACKs in one write) and a lean QoS 1 publish for a window owner. It leans on paho 2.x internals
+(``_sock_recv``, ``_handle_publish``, ``_in_packet``, ``_packet_queue``, ...); ``tests/unit/test_mqtt_lean.py``
+checks it against paho's own parsing and writing, and fails first if a paho release changes them (pyproject pins
+paho to the tested minor release).
 """
 
 from __future__ import annotations
@@ -15,6 +19,29 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, _ConnectionState
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+
+from infra.mqtt.settings import BrokerConfig, configure_client
+
+__all__ = [
+    "MQTT_ERR_SUCCESS",
+    "Client",
+    "LeanClient",
+    "MQTTMessage",
+    "MQTTv5",
+    "MQTTv311",
+    "Properties",
+    "client",
+    "connect_properties",
+    "error_string",
+    "new_client",
+]
+
+Client = mqtt.Client
+MQTTMessage = mqtt.MQTTMessage
+MQTTv5 = mqtt.MQTTv5
+MQTTv311 = mqtt.MQTTv311
+MQTT_ERR_SUCCESS = mqtt.MQTT_ERR_SUCCESS
+error_string = mqtt.error_string
 
 _RECV_BYTES = 65536  # read ahead from the socket: paho asks for a packet's first byte, its length, then its body
 _PUBACK = struct.Struct("!BBH")  # PUBACK, remaining length 2, packet id: MQTT 5 §3.4.2.1, reason 0 and no properties
@@ -157,3 +184,46 @@ class LeanClient(mqtt.Client):
         pack = _PUBACK.pack
         blob = b"".join([pack(PUBACK, 2, mid) for mid in mids])
         return self._packet_queue(PUBACK, blob, 0, 1)
+
+
+def connect_properties(session_expiry_s: int, receive_maximum: int | None = None) -> Properties:
+    """MQTT 5 CONNECT properties of a persistent session: how long the broker keeps it (and queues for it) while
+    the client is away, and optionally how many unacknowledged QoS 1 messages it may send at a time."""
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    props.SessionExpiryInterval = session_expiry_s
+    if receive_maximum is not None:
+        props.ReceiveMaximum = receive_maximum
+    return props
+
+
+def new_client(
+    broker: BrokerConfig,
+    client_id: str,
+    *,
+    v5: bool = False,
+    clean: bool = True,
+    lean: bool = False,
+    manual_ack: bool = False,
+    reconnect: bool = False,
+) -> mqtt.Client:
+    """A paho client (callback API 2) with the broker's credentials and TLS, not yet connected.
+
+    ``v5``: MQTT 5 (its clean start is given at connect); else MQTT 3.1.1 with ``clean`` as its clean session.
+    ``lean``: a :class:`LeanClient`. ``reconnect``: paho's own reconnect (off for Lifeline's clients, which come
+    back through :func:`infra.mqtt.keep_connected`)."""
+    cls = LeanClient if lean else mqtt.Client
+    options: dict[str, Any] = {"protocol": mqtt.MQTTv5} if v5 else {"clean_session": clean}
+    client = cls(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id, manual_ack=manual_ack,
+                 reconnect_on_failure=reconnect, **options)  # fmt: skip
+    configure_client(client, broker)
+    return client
+
+
+def client(broker: BrokerConfig, client_id: str = "", *, v5: bool = False, clean: bool = True,
+           reconnect: bool = True) -> mqtt.Client:  # fmt: skip
+    """A configured paho client (credentials, TLS; not connected) for code that must drive MQTT by hand: tests that
+    play an attacker, a vendor device or a broker's control client, benchmarks. With ``reconnect`` paho comes back
+    by itself every second (a test's client only); services use ``Link`` or ``Consumer``."""
+    made = new_client(broker, client_id, v5=v5, clean=clean, reconnect=reconnect)
+    made.reconnect_delay_set(1, 1)
+    return made

@@ -3,41 +3,14 @@ applies them (credentials, TLS) to a paho client: :func:`configure_client`."""
 
 from __future__ import annotations
 
-import os
 import ssl
-import stat
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-
-class CredentialError(ValueError):
-    """A credential file that is missing, unreadable or readable by others; the text names the file."""
-
-
-def read_secret_file(path: Path, what: str) -> str:
-    """The first line of a secret file, which must be readable by its owner only (mode 0600 or stricter)."""
-    try:
-        mode = path.stat().st_mode
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise CredentialError(f"{what} file {path}: {exc.strerror or exc}") from exc
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise CredentialError(f"{what} file {path} is readable by group or others (mode {stat.S_IMODE(mode):o}): "
-                              "chmod 600 it")  # fmt: skip
-    return text.splitlines()[0].strip() if text.strip() else ""
-
-
-def write_secret_file(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` created with mode 0600 from the start (never readable by others, even briefly)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(text)
-    tmp.replace(path)
+from infra.backoff import Backoff
+from infra.secret import Secret
 
 
 class TlsConfig(BaseModel):
@@ -58,36 +31,57 @@ class TlsConfig(BaseModel):
 
 
 class BrokerConfig(BaseModel):
+    """Where a client connects, as whom, and how it comes back after losing the broker.
+
+    Reconnects wait an exponential, fully jittered delay (:class:`infra.backoff.Backoff`): the first retry within
+    ``reconnect_initial_s``, never longer than ``reconnect_max_s`` between two attempts."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     host: str = "127.0.0.1"
     port: int = Field(default=1883, ge=1, le=65535)
     username: str | None = None
-    password: str | None = Field(None, repr=False)
-    password_file: Path | None = Field(None, description="read the password from this file (mode 0600) instead")
-    password_env: str | None = Field(None, description="read the password from this environment variable instead")
+    password: Secret | None = Field(None, description="inline, {file: PATH} (mode 0600) or {env: NAME}")
     tls: TlsConfig | None = Field(None, description="MQTT over TLS; none: plain TCP")
     keepalive_s: int = Field(default=30, ge=5, le=3600)
-    reconnect_initial_s: float = Field(default=0.5, gt=0)
-    reconnect_max_s: float = Field(default=30.0, gt=0)
+    reconnect_initial_s: float = Field(default=1.0, gt=0, le=600, description="the first retry comes within this")
+    reconnect_max_s: float = Field(default=30.0, gt=0, le=86400, description="the longest wait between attempts")
 
-    @model_validator(mode="after")
-    def _one_password_source(self) -> BrokerConfig:
-        given = [n for n in ("password", "password_file", "password_env") if getattr(self, n) is not None]
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_password_keys(cls, data: Any) -> Any:
+        """``password_file: PATH`` and ``password_env: NAME`` (configs of 0.2) are read as ``password: {...}``."""
+        if not isinstance(data, dict) or not {"password_file", "password_env"} & data.keys():
+            return data
+        data = dict(data)
+        given = [k for k in ("password", "password_file", "password_env") if data.get(k) is not None]
         if len(given) > 1:
             raise ValueError(f"give one of password, password_file, password_env (got {', '.join(given)})")
+        path, env = data.pop("password_file", None), data.pop("password_env", None)
+        if path is not None:
+            data["password"] = {"file": path}
+        elif env is not None:
+            data["password"] = {"env": env}
+        return data
+
+    @model_validator(mode="after")
+    def _order(self) -> BrokerConfig:
+        if self.reconnect_max_s < self.reconnect_initial_s:
+            raise ValueError(f"reconnect_max_s ({self.reconnect_max_s:g}) is less than reconnect_initial_s "
+                             f"({self.reconnect_initial_s:g})")  # fmt: skip
         return self
 
     def secret(self) -> str | None:
-        """The password from wherever the config says it is (a 0600 file, the environment or the config)."""
-        if self.password_file is not None:
-            return read_secret_file(self.password_file, "MQTT password")
-        if self.password_env is not None:
-            value = os.environ.get(self.password_env)
-            if value is None:
-                raise CredentialError(f"MQTT password: environment variable {self.password_env} is not set")
-            return value
-        return self.password
+        """The password from wherever the config says it is (read now: a rotated file is picked up)."""
+        return None if self.password is None else self.password.reveal("MQTT password")
+
+    def backoff(self) -> Backoff:
+        """A fresh reconnect backoff for one client of this broker."""
+        return Backoff(self.reconnect_initial_s, self.reconnect_max_s)
+
+    @property
+    def where(self) -> str:
+        return f"{self.host}:{self.port}"
 
 
 def configure_client(client: Any, broker: BrokerConfig) -> None:
@@ -107,6 +101,8 @@ def configure_client(client: Any, broker: BrokerConfig) -> None:
 
 
 class SubscriptionConfig(BaseModel):
+    """A consumer's persistent, shared subscription (MQTT 5: clean start false, a session expiry)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     client_id: str = Field(default="lifeline-bridge-1", min_length=1, max_length=64)

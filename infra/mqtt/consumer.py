@@ -24,13 +24,9 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-
-from infra.mqtt_config import BrokerConfig, SubscriptionConfig, configure_client
-from infra.mqtt_lean import LeanClient
+from infra.mqtt._paho import Client, LeanClient, MQTTMessage, Properties, connect_properties, new_client
+from infra.mqtt.reconnect import keep_connected
+from infra.mqtt.settings import BrokerConfig, SubscriptionConfig
 
 log = logging.getLogger("lifeline.mqtt.consumer")
 
@@ -74,20 +70,17 @@ class Consumer:
         self._sock: socket.socket | None = None
         self._wake = asyncio.Event()
         self._lost = asyncio.Event()
+        self._stop = asyncio.Event()
         self._stopping = False
+        self._logged_unreachable = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: int | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._acks: list[int] = []  # PUBACKs to send at the end of this turn of the loop (one write)
         self._acks_generation = 0
-        self._client = LeanClient(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=sub.client_id,
-            protocol=mqtt.MQTTv5,
-            manual_ack=True,
-            reconnect_on_failure=False,
-        )
-        configure_client(self._client, broker)
+        client = new_client(broker, sub.client_id, v5=True, lean=True, manual_ack=True)
+        assert isinstance(client, LeanClient)
+        self._client = client
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
@@ -113,6 +106,7 @@ class Consumer:
 
     async def stop(self) -> None:
         self._stopping = True
+        self._stop.set()
         if self.connected:
             self._client.disconnect()
         for task in self._tasks:
@@ -122,29 +116,24 @@ class Consumer:
             self._on_socket_close(self._client, None, self._sock)
 
     async def _keep_connected(self) -> None:
-        backoff = self.broker.reconnect_initial_s
-        logged = False
+        await keep_connected(self._session, self.broker.backoff(), self._stop)
+
+    async def _session(self) -> bool:
+        """One connection (clean start false, the session kept ``session_expiry_s``): until it is lost."""
         assert self._loop is not None
-        while not self._stopping:
-            self._lost.clear()
-            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-            props.SessionExpiryInterval = self.sub.session_expiry_s
-            props.ReceiveMaximum = self.sub.receive_maximum
-            try:  # the blocking TCP connect runs in a worker thread; socket callbacks come back to this loop
-                await self._loop.run_in_executor(None, self._connect, props)
-            except OSError as exc:
-                if not logged:
-                    log.warning("%s cannot reach the broker broker=%s:%d reason=%r (retrying, logged once)",
-                                self.name, self.broker.host, self.broker.port, str(exc))  # fmt: skip
-                    logged = True
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self.broker.reconnect_max_s)
-                continue
-            logged = False
-            backoff = self.broker.reconnect_initial_s
-            await self._lost.wait()
-            if not self._stopping:
-                await asyncio.sleep(backoff)
+        self._lost.clear()
+        props = connect_properties(self.sub.session_expiry_s, self.sub.receive_maximum)
+        try:  # the blocking TCP connect runs in a worker thread; socket callbacks come back to this loop
+            await self._loop.run_in_executor(None, self._connect, props)
+        except OSError as exc:
+            if not self._logged_unreachable:
+                log.warning("%s cannot reach the broker broker=%s reason=%r (retrying, logged once)",
+                            self.name, self.broker.where, str(exc))  # fmt: skip
+                self._logged_unreachable = True
+            return False
+        self._logged_unreachable = False
+        await self._lost.wait()
+        return True
 
     def _connect(self, props: Properties) -> None:
         self._client.connect(
@@ -232,7 +221,7 @@ class Consumer:
         else:
             self._loop.call_soon_threadsafe(fn, *args)
 
-    def _on_socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+    def _on_socket_open(self, client: Client, userdata: Any, sock: Any) -> None:
         def opened() -> None:
             assert self._loop is not None
             self._sock = sock
@@ -241,7 +230,7 @@ class Consumer:
 
         self._call(opened)
 
-    def _on_socket_close(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+    def _on_socket_close(self, client: Client, userdata: Any, sock: Any) -> None:
         def closed() -> None:
             if self._loop is not None:
                 self._loop.remove_reader(sock)
@@ -250,13 +239,13 @@ class Consumer:
 
         self._call(closed)
 
-    def _on_register_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+    def _on_register_write(self, client: Client, userdata: Any, sock: Any) -> None:
         self._call(lambda: self._loop.add_writer(sock, client.loop_write) if self._loop else None)
 
-    def _on_unregister_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+    def _on_unregister_write(self, client: Client, userdata: Any, sock: Any) -> None:
         self._call(lambda: self._loop.remove_writer(sock) if self._loop else None)
 
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+    def _on_connect(self, client: Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
         if rc.is_failure:
             log.warning("broker refused the %s reason=%s", self.name, rc)
             return
@@ -269,7 +258,7 @@ class Consumer:
         log.info("%s connected broker=%s:%d filter=%s session_present=%s", self.name, self.broker.host,
                  self.broker.port, self.filter, getattr(flags, "session_present", None))  # fmt: skip
 
-    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+    def _on_disconnect(self, client: Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
         if self.connected and not self._stopping:
             log.warning("%s lost the broker reason=%s (reconnecting; unacknowledged messages come again)",
                         self.name, rc)  # fmt: skip
@@ -279,7 +268,7 @@ class Consumer:
         self.held = 0
         self._call(self._lost.set)
 
-    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+    def _on_message(self, client: Client, userdata: Any, msg: MQTTMessage) -> None:
         """A PUBLISH that paho decoded itself (it had properties): as any other."""
         self._on_lean_message(msg.mid, msg.topic, bytes(msg.payload), msg.qos)
 
