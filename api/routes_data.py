@@ -17,8 +17,8 @@ from api.deps import ID_PATTERN, MAX_MS, TEXT_PATTERN, Admin, DeviceId, Reader, 
 from api.live import DeviceState
 from api.service import ApiService
 from device_profiles import Profile
-from infra.influx_query import LatestRow, Point, QueryError, QueryUnavailableError, choose_interval_ms
 from infra.metrics import CONTENT_TYPE
+from storage.reader import LatestRow, Point, QueryError, QueryUnavailableError, choose_interval_ms
 from telemetry import Value
 
 router = APIRouter()
@@ -410,7 +410,7 @@ def audit_log(
 async def healthz(svc: Service, response: Response) -> dict[str, str]:
     async def influx_ok() -> bool:
         try:
-            await svc.influx.query("SHOW MEASUREMENTS LIMIT 1")
+            await svc.influx.ping()
         except QueryError:
             return False
         return True

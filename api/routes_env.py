@@ -3,15 +3,15 @@ rules.valid_means as ``air_quality_aqi_hourly`` / ``_daily``), the daily water c
 ``water_quality_class_daily``), and a device's stored valid hourly and daily means with the limits that apply to it.
 
 For the environment officer (scoped to their areas, like every route) and the admin; other roles get 403.
-Everything is read from InfluxDB with the API's reader (infra.influx_query): an unreachable InfluxDB is a 503,
+Everything is read from InfluxDB through ``storage.queries`` (no InfluxQL here): an unreachable InfluxDB is a 503,
 a refused query a 502.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from functools import cache
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
@@ -19,23 +19,28 @@ from pydantic import BaseModel
 from api.auth import Principal, Role
 from api.deps import ID_PATTERN, MAX_MS, DeviceId, Service, SiteId, Who, check_site, error, visible_sites
 from api.service import ApiService
-from infra.influx_query import QueryError, QueryUnavailableError, Series, quote_ident, quote_string
-from infra.storage_schema import REASON_SUFFIX
-from rules._means import COUNT_SUFFIX
-from rules.indices import (
-    AQI_DAILY,
-    AQI_HOURLY,
-    TARGET_TAG,
-    WATER_BODY_TAG,
-    WATER_CLASS_DAILY,
-    StationTagError,
-    water_station,
-)
+from rules.indices import StationTagError, water_station
 from rules.schema import Rule
 from rules.standards import PARAMETERS, WaterBody, WaterClass
 from rules.valid_means import load_means_config
+from storage import QueryError, QueryUnavailableError, Series, queries
+from storage.schema import (
+    COUNT_SUFFIX,
+    DEVICE,
+    PROFILE,
+    REASON_SUFFIX,
+    SITE,
+    TARGET_TAG,
+    WATER,
+    WATER_BODY_TAG,
+    Aqi,
+    WaterClassField,
+    daily,
+    hourly,
+)
 
 router = APIRouter()
+T = TypeVar("T")
 
 DAY_MS = 86_400_000
 ENV_ROLES = frozenset({Role.ENVIRONMENT_OFFICER, Role.ADMIN})
@@ -129,18 +134,13 @@ class MeansOut(BaseModel):
 
 
 # --- reading ----------------------------------------------------------------------------------------------------
-async def _read(svc: ApiService, influxql: str) -> list[Series]:
+async def _read(call: Awaitable[T]) -> T:
     try:
-        return await svc.influx.query(influxql)
+        return await call
     except QueryUnavailableError as exc:
         raise error(503, f"InfluxDB is not reachable: {exc.message}") from exc
     except QueryError as exc:
         raise error(502, f"InfluxDB refused the query: {exc.message}") from exc
-
-
-def _source(svc: ApiService, measurement: str) -> str:
-    rp = svc.influx.retention_policy
-    return (f"{quote_ident(rp)}." if rp else "") + quote_ident(measurement)
 
 
 def _range(svc: ApiService, start_ms: int | None, end_ms: int | None, default_ms: int) -> tuple[int, int]:
@@ -154,18 +154,18 @@ def _range(svc: ApiService, start_ms: int | None, end_ms: int | None, default_ms
     return start, end
 
 
-def _sites_filter(svc: ApiService, who: Principal, site: str | None) -> tuple[str, set[str] | None]:
-    """The WHERE term for the sites asked for (one, checked) and the sites a scoped user may see (None: all)."""
+def _sites_filter(svc: ApiService, who: Principal, site: str | None) -> set[str] | None:
+    """The sites a user may see of those asked for (one, checked; None: every site, unscoped)."""
     if site is not None:
         check_site(svc, who, site)
-        return f" AND {quote_ident('site')} = {quote_string(site)}", {site}
-    return "", visible_sites(svc, who)
+        return {site}
+    return visible_sites(svc, who)
 
 
 def _rows(series: Iterable[Series], sites: set[str] | None) -> list[tuple[dict[str, str], dict[str, object]]]:
     out: list[tuple[dict[str, str], dict[str, object]]] = []
     for s in series:
-        if sites is not None and s.tags.get("site") not in sites:
+        if sites is not None and s.tags.get(SITE) not in sites:
             continue
         out.extend((s.tags, row) for row in s.rows())
     return out
@@ -183,28 +183,27 @@ def _names(v: object) -> list[str]:
     return [n for n in v.split(",") if n] if isinstance(v, str) else []
 
 
+def _iaqi(row: dict[str, object]) -> dict[str, float]:
+    p = Aqi.IAQI_PREFIX
+    return {k.removeprefix(p): n for k, v in row.items() if k.startswith(p) and (n := _num(v)) is not None}
+
+
 def _aqi(tags: dict[str, str], row: dict[str, object], period: Period) -> AqiOut:
-    level = _num(row.get("level"))
-    iaqi = {k.removeprefix("iaqi_"): n for k, v in row.items() if k.startswith("iaqi_") and (n := _num(v)) is not None}
-    return AqiOut(site=tags.get("site", ""), device=tags.get("device", ""), period=period,
-                  time_ms=int(_num(row.get("time")) or 0), aqi=_num(row.get("aqi")),
-                  level=int(level) if level is not None else None, category_zh=_text(row.get("category")),
-                  category_en=_text(row.get("category_en")), colour=_text(row.get("colour")),
-                  primary=_names(row.get("primary")), iaqi=iaqi, missing=_names(row.get("missing")),
-                  edition=_text(row.get("edition")))  # fmt: skip
-
-
-_GROUP = ' GROUP BY "site","device"'
+    level = _num(row.get(Aqi.LEVEL))
+    return AqiOut(site=tags.get(SITE, ""), device=tags.get(DEVICE, ""), period=period,
+                  time_ms=int(_num(row.get("time")) or 0), aqi=_num(row.get(Aqi.AQI)),
+                  level=int(level) if level is not None else None, category_zh=_text(row.get(Aqi.CATEGORY)),
+                  category_en=_text(row.get(Aqi.CATEGORY_EN)), colour=_text(row.get(Aqi.COLOUR)),
+                  primary=_names(row.get(Aqi.PRIMARY)), iaqi=_iaqi(row), missing=_names(row.get(Aqi.MISSING)),
+                  edition=_text(row.get(Aqi.EDITION)))  # fmt: skip
 
 
 @router.get("/api/env/aqi/latest", tags=["environment"])
 async def latest_aqi(who: EnvReader, svc: Service, site: SiteQuery = None) -> list[AqiOut]:
     """The newest hourly AQI of every air station (of the last 7 days) you may see."""
-    where, sites = _sites_filter(svc, who, site)
-    since = svc.clock() - 7 * DAY_MS
-    q = (f"SELECT * FROM {_source(svc, AQI_HOURLY)} WHERE time >= {int(since)}ms{where}{_GROUP} "
-         "ORDER BY time DESC LIMIT 1")  # fmt: skip
-    out = [_aqi(tags, row, "hour") for tags, row in _rows(await _read(svc, q), sites)]
+    sites = _sites_filter(svc, who, site)
+    series = await _read(queries.aqi_latest(svc.influx, svc.clock() - 7 * DAY_MS, site=site))
+    out = [_aqi(tags, row, "hour") for tags, row in _rows(series, sites)]
     return sorted(out, key=lambda a: (a.site, a.device))
 
 
@@ -214,11 +213,9 @@ async def aqi_history(site: SiteId, device: DeviceId, who: EnvReader, svc: Servi
     """The station's stored hourly (or daily) AQI in the range, oldest first."""
     check_site(svc, who, site)
     start, end = _range(svc, start_ms, end_ms, DAY_MS if period == "hour" else 7 * DAY_MS)
-    measurement = AQI_HOURLY if period == "hour" else AQI_DAILY
-    q = (f"SELECT * FROM {_source(svc, measurement)} WHERE time >= {start}ms AND time < {end}ms AND "
-         f"{quote_ident('site')} = {quote_string(site)} AND {quote_ident('device')} = {quote_string(device)}"
-         f"{_GROUP} LIMIT {MAX_ROWS}")  # fmt: skip
-    points = [_aqi(tags, row, period) for tags, row in _rows(await _read(svc, q), None)]
+    series = await _read(queries.aqi_history(svc.influx, period, site=site, device=device, start_ms=start,
+                                             end_ms=end, limit=MAX_ROWS))  # fmt: skip
+    points = [_aqi(tags, row, period) for tags, row in _rows(series, None)]
     return AqiHistoryOut(site=site, device=device, period=period, start_ms=start, end_ms=end,
                          points=sorted(points, key=lambda a: a.time_ms))  # fmt: skip
 
@@ -232,29 +229,27 @@ async def water_classes(who: EnvReader, svc: Service, site: SiteQuery = None, st
                         end_ms: EndMs = None) -> list[WaterClassOut]:  # fmt: skip
     """Each water station's daily class (GB 3838-2002) in the range, with the parameters that decide it, their
     daily means, and the station's target class."""
-    where, sites = _sites_filter(svc, who, site)
+    sites = _sites_filter(svc, who, site)
     start, end = _range(svc, start_ms, end_ms, 7 * DAY_MS)
-    span = f"time >= {start}ms AND time < {end}ms{where}"
-    q = (f"SELECT * FROM {_source(svc, WATER_CLASS_DAILY)} WHERE {span}{_GROUP} LIMIT {MAX_ROWS}; "
-         f"SELECT * FROM {_source(svc, 'water_quality_daily')} WHERE {span}{_GROUP} LIMIT {MAX_ROWS}")  # fmt: skip
-    series = await _read(svc, q)
-    means = {(t.get("site"), t.get("device"), row.get("time")): row
-             for t, row in _rows((s for s in series if s.name == "water_quality_daily"), sites)}  # fmt: skip
+    classes, day_means = await _read(queries.water_classes(svc.influx, start_ms=start, end_ms=end, site=site,
+                                                           limit=MAX_ROWS))  # fmt: skip
+    means = {(t.get(SITE), t.get(DEVICE), row.get("time")): row for t, row in _rows(day_means, sites)}
+    f = WaterClassField
     out: list[WaterClassOut] = []
-    for tags, row in _rows((s for s in series if s.name == WATER_CLASS_DAILY), sites):
-        cls, target = _num(row.get("class")), _num(row.get("target_class"))
-        deciding = _names(row.get("deciding"))
-        day = means.get((tags.get("site"), tags.get("device"), row.get("time")), {})
-        missed = row.get("target_missed")
+    for tags, row in _rows(classes, sites):
+        cls, target = _num(row.get(f.CLASS)), _num(row.get(f.TARGET))
+        deciding = _names(row.get(f.DECIDING))
+        day = means.get((tags.get(SITE), tags.get(DEVICE), row.get("time")), {})
+        missed = row.get(f.TARGET_MISSED)
         out.append(WaterClassOut(
-            site=tags.get("site", ""), device=tags.get("device", ""), time_ms=int(_num(row.get("time")) or 0),
-            water_body=_text(row.get("water_body")) or tags.get(WATER_BODY_TAG),
-            water_class=int(cls) if cls is not None else None, label=_text(row.get("class_label")),
-            quality_en=_text(row.get("quality_en")), deciding=deciding,
+            site=tags.get(SITE, ""), device=tags.get(DEVICE, ""), time_ms=int(_num(row.get("time")) or 0),
+            water_body=_text(row.get(f.WATER_BODY)) or tags.get(WATER_BODY_TAG),
+            water_class=int(cls) if cls is not None else None, label=_text(row.get(f.LABEL)),
+            quality_en=_text(row.get(f.QUALITY_EN)), deciding=deciding,
             deciding_values={p: v for p in deciding if (v := _num(day.get(p))) is not None},
-            used=_names(row.get("used")),
-            parameters={k.removeprefix("class_"): int(n) for k, v in row.items()
-                        if k.removeprefix("class_") in PARAMETERS and k.startswith("class_")
+            used=_names(row.get(f.USED)),
+            parameters={k.removeprefix(f.CLASS_PREFIX): int(n) for k, v in row.items()
+                        if k.removeprefix(f.CLASS_PREFIX) in PARAMETERS and k.startswith(f.CLASS_PREFIX)
                         and (n := _num(v)) is not None},
             target_class=int(target) if target is not None else None, target_label=_class_label(target),
             target_missed=missed if isinstance(missed, bool) else None,
@@ -333,19 +328,17 @@ async def device_means(site: SiteId, device: DeviceId, who: EnvReader, svc: Serv
     the window rules that judge them, and for a water station its target class's GB 3838 limits."""
     check_site(svc, who, site)
     start, end = _range(svc, start_ms, end_ms, DAY_MS if period == "hour" else 7 * DAY_MS)
-    suffix = "_hourly" if period == "hour" else "_daily"
     state = svc.cache.get(site, device)
     profile = svc.profiles.get(state.profile) if state else None
     measurements = [profile.measurement] if profile else list(_means_measurements())
-    source = ",".join(_source(svc, m + suffix) for m in measurements)
-    q = (f"SELECT * FROM {source} WHERE time >= {start}ms AND time < {end}ms AND "
-         f"{quote_ident('site')} = {quote_string(site)} AND {quote_ident('device')} = {quote_string(device)}"
-         f"{_GROUP} LIMIT {MAX_ROWS}")  # fmt: skip
-    series = [s for s in await _read(svc, q) if s.values]
+    found = await _read(queries.device_means(svc.influx, measurements, period, site=site, device=device,
+                                             start_ms=start, end_ms=end, limit=MAX_ROWS))  # fmt: skip
+    series = [s for s in found if s.values]
     if not series:
         if profile is None:
             raise error(404, f"no stored {period}ly means of device {device!r} at site {site!r}", "device")
-        series = [Series(name=profile.measurement + suffix, tags={}, columns=[], values=[])]
+        stored = hourly(profile.measurement) if period == "hour" else daily(profile.measurement)
+        series = [Series(name=stored, tags={}, columns=[], values=[])]
     s = series[0]  # a device's means live in one measurement
     rows: list[MeanRow] = []
     points = {c.removesuffix(COUNT_SUFFIX) for c in s.columns if c.endswith(COUNT_SUFFIX)}
@@ -358,9 +351,9 @@ async def device_means(site: SiteId, device: DeviceId, who: EnvReader, svc: Serv
             counts={p: int(n) for p in points if (n := _num(row.get(p + COUNT_SUFFIX))) is not None},
             invalid={p: r for p in points if isinstance(r := row.get(p + REASON_SUFFIX), str)},
         ))  # fmt: skip
-    profile_name = profile.name if profile else tags.get("profile")
+    profile_name = profile.name if profile else tags.get(PROFILE)
     limits = _rule_limits(svc.rules, period, profile_name, site, device, tags)
-    if s.name.startswith("water_quality"):
+    if s.name.startswith(WATER):
         limits += _water_limits(tags)
     return MeansOut(site=site, device=device, measurement=s.name, profile=profile_name, period=period,
                     start_ms=start, end_ms=end, rows=sorted(rows, key=lambda r: r.time_ms), limits=limits)  # fmt: skip
@@ -397,18 +390,14 @@ class WaterOut(BaseModel):
 async def site_aqi(site: SiteId, who: EnvReader, svc: Service, period: PeriodQuery = "hour") -> list[SiteAqiOut]:
     """The newest AQI of each air station of ``site`` (hourly or daily)."""
     check_site(svc, who, site)
-    measurement = AQI_HOURLY if period == "hour" else AQI_DAILY
-    q = (f"SELECT * FROM {_source(svc, measurement)} WHERE \"site\" = {quote_string(site)} "
-         'GROUP BY "device" ORDER BY time DESC LIMIT 1')  # fmt: skip
     out = []
-    for tags, row in _rows(await _read(svc, q), None):
+    for tags, row in _rows(await _read(queries.site_newest_aqi(svc.influx, period, site=site)), None):
         out.append(SiteAqiOut(
-            site=site, device=tags.get("device", ""), period_start_ms=int(_num(row.get("time")) or 0), period=period,
-            aqi=_num(row.get("aqi")), level=_num(row.get("level")), category=_text(row.get("category")),
-            category_en=_text(row.get("category_en")), colour=_text(row.get("colour")),
-            primary=_names(row.get("primary")), missing=_names(row.get("missing")), edition=str(row.get("edition")),
-            iaqi={k.removeprefix("iaqi_"): n for k, v in row.items()
-                  if k.startswith("iaqi_") and (n := _num(v)) is not None},
+            site=site, device=tags.get(DEVICE, ""), period_start_ms=int(_num(row.get("time")) or 0), period=period,
+            aqi=_num(row.get(Aqi.AQI)), level=_num(row.get(Aqi.LEVEL)), category=_text(row.get(Aqi.CATEGORY)),
+            category_en=_text(row.get(Aqi.CATEGORY_EN)), colour=_text(row.get(Aqi.COLOUR)),
+            primary=_names(row.get(Aqi.PRIMARY)), missing=_names(row.get(Aqi.MISSING)),
+            edition=str(row.get(Aqi.EDITION)), iaqi=_iaqi(row),
         ))  # fmt: skip
     return sorted(out, key=lambda a: a.device)
 
@@ -418,18 +407,16 @@ async def site_water_class(site: SiteId, who: EnvReader, svc: Service) -> list[W
     """The newest daily class of each water-quality station of ``site``, its deciding parameters, target and the
     day's means (``/api/env/water/classes`` for a range, with every parameter's class)."""
     check_site(svc, who, site)
-    newest = (f'SELECT * FROM {_source(svc, WATER_CLASS_DAILY)} WHERE "site" = {quote_string(site)} AND "class" > 0 '
-              'GROUP BY "device" ORDER BY time DESC LIMIT 1')  # fmt: skip
     out = []
-    for tags, row in _rows(await _read(svc, newest), None):
+    f = WaterClassField
+    for tags, row in _rows(await _read(queries.site_newest_water_class(svc.influx, site=site)), None):
         day = int(_num(row.get("time")) or 0)
-        q = (f"SELECT * FROM {_source(svc, 'water_quality_daily')} WHERE time = {day}ms AND "
-             f'"site" = {quote_string(site)} AND "device" = {quote_string(tags.get("device", ""))}')  # fmt: skip
-        means_rows = [r for _, r in _rows(await _read(svc, q), None)]
+        day_means = queries.water_means_of_day(svc.influx, site=site, device=tags.get(DEVICE, ""), day_ms=day)
+        means_rows = [r for _, r in _rows(await _read(day_means), None)]
         means = {k: n for k, v in (means_rows[0] if means_rows else {}).items()
                  if k in PARAMETERS and (n := _num(v)) is not None}  # fmt: skip
-        missed = row.get("target_missed")
-        out.append(WaterOut(site=site, device=tags.get("device", ""), day_start_ms=day,
-                            water_class=_num(row.get("class")) or 0.0, deciding=_names(row.get("deciding")),
+        missed = row.get(f.TARGET_MISSED)
+        out.append(WaterOut(site=site, device=tags.get(DEVICE, ""), day_start_ms=day,
+                            water_class=_num(row.get(f.CLASS)) or 0.0, deciding=_names(row.get(f.DECIDING)),
                             target_missed=missed if isinstance(missed, bool) else None, means=means))  # fmt: skip
     return sorted(out, key=lambda w: w.device)

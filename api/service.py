@@ -28,9 +28,9 @@ from api.users import UserStore
 from device_profiles import Profile, load_catalogue, load_profiles
 from infra.clock import MillisClock as Clock
 from infra.clock import wall_ms
-from infra.influx_query import InfluxQuery
 from infra.metrics import Metric, render
 from rules import PACKS, Rule, load_rules
+from storage.reader import InfluxQuery
 from telemetry import ContractError, TopicError, decode_status, decode_telemetry, topics
 from telemetry.commands import CommandResult
 

@@ -1,4 +1,4 @@
-"""Line protocol encoding speed: broker_bridge.lineproto.LineEncoder against influxdb_client's Point.
+"""Line protocol encoding speed: storage.lineproto.LineEncoder (the bridge's encoder) against influxdb_client's Point.
 
 A point here is one value of one sample (one field of a line, quality fields aside). The message is water-quality
 like: 10 points (8 floats, an int, a bool), 100 samples a message, 100 series (devices); every 10th sample has one
@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from bench._figures import figure, write_json
-from broker_bridge.lineproto import LineEncoder
+from storage.lineproto import LineEncoder
 from telemetry.models import Quality, Telemetry
 
 POINTS_PER_SAMPLE = 10

@@ -32,10 +32,8 @@ from itertools import chain
 
 from broker_bridge.config import BridgeConfig
 from broker_bridge.deadletter import DeadLetterStore
-from broker_bridge.lineproto import LineEncoder
 from broker_bridge.stored import stored_messages
 from broker_bridge.validate import Invalid, Origin, Registry, SiteLoader, check
-from broker_bridge.writer import Rejected, Retry, TooLarge, V1Writer, Writer, make_writer
 from device_profiles import load_catalogue
 from infra.metrics import Metric, bound_port, counter, gauge, registry, render, serve_metrics, summary
 from infra.mqtt import Consumer, Incoming, Publisher
@@ -92,12 +90,12 @@ class Bridge:
         self.registry = Registry.from_sites(load_catalogue(), list(config.validation.sites), load_site)
         self.consumer = Consumer(config.broker, config.subscription)
         self.confirmer = Publisher(config.publisher or config.broker, f"{config.subscription.client_id}-stored")
+        self.counters = Counters()
         self.writer: Writer = writer or make_writer(config.influx)
+        self.out = RetryingWriter(self.writer, config.retry, stats=self.counters)  # storage's one retry policy
         self.dead = DeadLetterStore(config.dead_letter_path)
         self.encoder = LineEncoder()
-        self.counters = Counters()
         self.metrics_port: int | None = None
-        self.influx_ok = True
         self._batches: asyncio.Queue[Batch] = asyncio.Queue(maxsize=2)
         # sample-to-stored age of the last messages stored (ms): from the edge's sampling time to InfluxDB's answer
         self.sample_age_ms: deque[float] = deque(maxlen=100_000)
@@ -105,7 +103,7 @@ class Bridge:
     # -- running -----------------------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         if self.config.influx.create_database and isinstance(self.writer, V1Writer):
-            await self._retrying(self.writer.create_database, "create database")
+            await self.out.retrying(self.writer.create_database, "create database")
         metrics = None
         if self.config.metrics_port is not None:
             metrics = await serve_metrics(registry(self), self.config.metrics_port)
@@ -250,58 +248,23 @@ class Bridge:
                     log.warning("stored confirmation not sent site=%s reason='not connected' total=%d",
                                 stored.site, self.counters.stored_unsent)  # fmt: skip
 
+    @property
+    def influx_ok(self) -> bool:
+        """False while InfluxDB writes are failing (and being retried)."""
+        return self.out.ok
+
     async def _write_batch(self, batch: Batch) -> None:
-        """Write the batch's lines in one body; if InfluxDB refuses some, find them line by line (_write_pairs)."""
+        """Write the batch's lines (storage's ``write_lines``: one body; refused lines found by bisection, the rest
+        written); a refused line's message gets InfluxDB's reason and goes to the dead letters in ``_settle``."""
         if not batch.lines:
             return
-        body = "\n".join(chain.from_iterable(item.lines for item in batch.items)).encode()
-        try:
-            await self._retrying(lambda: self.writer.write(body), f"write of {batch.lines} points")
-        except (Rejected, TooLarge):  # rare: sent again below, as (line, item) pairs to bisect
-            await self._write_pairs([(line, item) for item in batch.items for line in item.lines])
-            return
-        self.counters.written_points += batch.lines
-
-    async def _write_pairs(self, pairs: list[tuple[str, Item]]) -> None:
-        """Write these lines; find and set aside the ones InfluxDB refuses for good (bisection)."""
-        if not pairs:
-            return
-        body = "\n".join(line for line, _ in pairs).encode()
-        try:
-            await self._retrying(lambda: self.writer.write(body), f"write of {len(pairs)} points")
-        except (Rejected, TooLarge) as exc:  # refused points (or too large a body): halve until found
-            if len(pairs) == 1:
-                line, item = pairs[0]
-                item.problems.append(f"InfluxDB refused {line[:300]!r}: {exc.reason}")
-                return
-            self.counters.splits += 1
-            await self._write_pairs(pairs[: len(pairs) // 2])
-            await self._write_pairs(pairs[len(pairs) // 2 :])
-            return
-        self.counters.written_points += len(pairs)
-
-    async def _retrying(self, call: object, what: str) -> None:
-        """Run ``call`` until it stops raising ``Retry``, with exponential backoff (``Retry-After`` wins)."""
-        backoff = self.config.retry.initial_s
-        while True:
-            try:
-                await call()  # type: ignore[operator]
-            except Retry as exc:
-                self.counters.retries += 1
-                if self.influx_ok:
-                    log.error(  # noqa: TRY400 - an expected, classified failure: no traceback
-                        "InfluxDB write failing what=%s reason=%r action=retry with backoff (logged once)",
-                        what,
-                        exc.reason,
-                    )
-                    self.influx_ok = False
-                await asyncio.sleep(exc.retry_after_s if exc.retry_after_s is not None else backoff)
-                backoff = min(backoff * 2, self.config.retry.max_s)
-                continue
-            if not self.influx_ok:
-                log.info("InfluxDB writes succeed again what=%s", what)
-                self.influx_ok = True
-            return
+        lines = list(chain.from_iterable(item.lines for item in batch.items))
+        refused = await self.out.write_lines(lines, f"write of {batch.lines} points")
+        if refused:  # rare: find each refused line's message
+            owners = [item for item in batch.items for _ in item.lines]
+            for r in refused:
+                owners[r.index].problems.append(f"InfluxDB refused {r.line[:300]!r}: {r.reason}")
+        self.counters.written_points += len(lines) - len(refused)
 
     # -- metrics -----------------------------------------------------------------------------------------------
     def metrics_text(self) -> str:

@@ -3,27 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from infra.config_loader import read_yaml, validate
-from infra.influx_config import InfluxConnection
-from infra.mqtt_config import BrokerConfig, SubscriptionConfig
+from infra.mqtt import BrokerConfig, SubscriptionConfig
+from storage import InfluxConfig, RetryConfig
 
-
-class InfluxConfig(InfluxConnection):
-    """The shared connection (url, database, retention policy, credentials, time-out, TLS) and the writer's own
-    fields."""
-
-    transport: Literal["v1", "v2"] = Field(
-        default="v1", description="v1: InfluxDB 1.x /write; v2: InfluxDB 2.x/3.x through influxdb-client"
-    )
-    # InfluxDB 2.x / 3.x
-    org: str = ""
-    bucket: str = ""
-    token: str | None = None
-    create_database: bool = Field(default=False, description="v1: CREATE DATABASE at start (local stacks)")
+__all__ = [
+    "BatchConfig",
+    "BridgeConfig",
+    "InfluxConfig",
+    "RetryConfig",
+    "ValidationConfig",
+    "load_bridge_config",
+]
 
 
 class BatchConfig(BaseModel):
@@ -32,13 +26,6 @@ class BatchConfig(BaseModel):
     max_points: int = Field(default=5000, ge=1, le=100_000, description="lines per write")
     max_delay_s: float = Field(default=0.5, gt=0, le=60, description="the oldest reading waits at most this long")
     concurrency: int = Field(default=2, ge=1, le=8, description="batches written to InfluxDB at the same time")
-
-
-class RetryConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    initial_s: float = Field(default=0.5, gt=0)
-    max_s: float = Field(default=30.0, gt=0)
 
 
 class ValidationConfig(BaseModel):
@@ -63,7 +50,7 @@ class BridgeConfig(BaseModel):
     subscription: SubscriptionConfig = Field(default_factory=SubscriptionConfig)
     influx: InfluxConfig = Field(default_factory=InfluxConfig)
     batch: BatchConfig = Field(default_factory=BatchConfig)
-    retry: RetryConfig = Field(default_factory=RetryConfig)
+    retry: RetryConfig = Field(default_factory=RetryConfig, description="InfluxDB write retries (storage's policy)")
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     dead_letter_path: Path = Field(default=Path("var/bridge/deadletter.sqlite"))
     metrics_port: int | None = Field(default=None, ge=0, le=65535)

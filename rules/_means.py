@@ -1,5 +1,6 @@
-"""The pure parts of valid means: which points are averaged, the validity rules, rounding before comparison, the
-InfluxQL that reads minute sums, the means computed from them, and the line protocol that stores them. No I/O.
+"""The pure parts of valid means: which points are averaged, the validity rules, rounding before comparison, and the
+means computed from the minute sums. No I/O. The storage side (the InfluxQL that reads minute sums and stored
+rows, the rows that store the means, every stored name) is ``storage.means`` and ``storage.schema``.
 
 Validity (GB 3095-2012 §7.4 Table 4, data statistics validity; HJ 663-2013 for the O3 8-h values, clause not
 checked; the 2026 editions' text not checked, see shared standards/air.md "Which averages"; the numbers below are
@@ -16,16 +17,15 @@ maintenance) or bad stays out of every mean (shared standards/hj212.md "Data fla
 must not enter averages). Storage (docs/decisions/004): a good sample has no ``<point>.q`` field; uncertain has
 ``.q = 1``; bad has no value field.
 
-Stored as ``<measurement>_hourly`` and ``<measurement>_daily`` with the source's tags, at the period's start:
-``<point>`` the (rounded) mean, ``<point>.n`` the count behind it (valid minutes, valid hours); an invalid period
-stores ``.n``, ``<point>.q = 2`` and ``<point>.reason`` instead of a value. The O3 daily maximum 8-hour mean is the
-daily field ``<point>_8h_max`` (with ``.n`` the valid 8-hour means).
+Stored (``storage.means``) as ``<measurement>_hourly`` and ``<measurement>_daily``: the (rounded) mean and the
+count behind it (valid minutes, valid hours), or for an invalid period the count and the reason. The O3 daily
+maximum 8-hour mean is the daily field ``<point>_8h_max`` (with its count the valid 8-hour means).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
@@ -33,15 +33,13 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from infra.influx_query import Series, quote_ident
-from infra.storage_schema import QUALITY_SUFFIX, REASON_SUFFIX
+from storage.means import count_alias, sum_alias
+from storage.reader import Series
+from storage.schema import MAX_8H
 
 MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
 MEANS_FILE = Path(__file__).parent / "means.yaml"
-HOURLY, DAILY = "_hourly", "_daily"
-MAX_8H = "_8h_max"
-COUNT_SUFFIX = ".n"
 Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 
 
@@ -130,26 +128,7 @@ def daily_max_8h(hourly: Sequence[float | None], spec: MeasurementMeans, decimal
     return Mean(max(valid), len(valid), spec.min_8h_means, "8-hour means", len(eights))
 
 
-# --- reading minute sums -----------------------------------------------------------------------------------------
-def minute_query(spec: MeasurementMeans, start_ms: int, end_ms: int, retention_policy: str | None = None) -> str:
-    """Per source (every tag) and minute: sum and count of each point, and of its uncertain samples (to subtract:
-    InfluxQL 1.x cannot select rows whose ``.q`` field is absent, and a bad sample has no value to count)."""
-    source = (f"{quote_ident(retention_policy)}." if retention_policy else "") + quote_ident(spec.measurement)
-    where = f"time >= {int(start_ms)}ms AND time < {int(end_ms)}ms"
-    group = " GROUP BY time(1m), * fill(none)"
-
-    def sum_count(point: str, prefix: str) -> str:
-        f = quote_ident(point)
-        return f"sum({f}) AS {quote_ident(prefix + 's_' + point)}, count({f}) AS {quote_ident(prefix + 'n_' + point)}"
-
-    cols = ", ".join(sum_count(p.point, "") for p in spec.points)
-    out = [f"SELECT {cols} FROM {source} WHERE {where}{group}"]
-    for p in spec.points:
-        q = quote_ident(p.point + QUALITY_SUFFIX)
-        out.append(f"SELECT {sum_count(p.point, 'u')} FROM {source} WHERE {where} AND {q} = 1{group}")
-    return "; ".join(out)
-
-
+# --- minute sums (read by storage.means.minute_query) -------------------------------------------------------
 Tags = tuple[tuple[str, str], ...]  # a source's tags, sorted, empty values left out
 
 
@@ -168,9 +147,9 @@ def minute_means(spec: MeasurementMeans, series: Iterable[Series]) -> dict[Tags,
                 continue
             for p in spec.points:
                 acc = by_point.setdefault(p.point, {}).setdefault(t, [0.0, 0.0])
-                sign = -1.0 if ("un_" + p.point) in row else 1.0
-                prefix = "u" if sign < 0 else ""
-                total, n = _num(row.get(f"{prefix}s_{p.point}")), _num(row.get(f"{prefix}n_{p.point}"))
+                uncertain = count_alias(p.point, uncertain=True) in row
+                sign = -1.0 if uncertain else 1.0
+                total, n = _num(row.get(sum_alias(p.point, uncertain))), _num(row.get(count_alias(p.point, uncertain)))
                 acc[0] += sign * total
                 acc[1] += sign * n
     out: dict[Tags, dict[str, dict[int, float]]] = {}
@@ -199,14 +178,6 @@ def hourly_means(spec: MeasurementMeans, series: Iterable[Series]) -> dict[Tags,
     return out
 
 
-def stored_query(measurement: str, fields: Sequence[str], start_ms: int, end_ms: int,
-                 retention_policy: str | None = None) -> str:  # fmt: skip
-    """The stored hourly (or daily) rows of a period, per source."""
-    source = (f"{quote_ident(retention_policy)}." if retention_policy else "") + quote_ident(measurement)
-    cols = ", ".join(quote_ident(f) for f in fields)
-    return f"SELECT {cols} FROM {source} WHERE time >= {int(start_ms)}ms AND time < {int(end_ms)}ms GROUP BY *"
-
-
 def daily_means(
     spec: MeasurementMeans, series: Iterable[Series], day_start_ms: int, hours: int = 24
 ) -> dict[Tags, dict[str, Mean]]:
@@ -231,31 +202,3 @@ def daily_means(
                 row_out[p.point + MAX_8H] = daily_max_8h(grid[p.point], spec, p.decimals)
         out[tags] = row_out
     return out
-
-
-# --- storing -----------------------------------------------------------------------------------------------------
-def _escape_key(text: str) -> str:
-    return text.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
-
-
-def _escape_measurement(text: str) -> str:
-    return text.replace("\\", "\\\\").replace(",", "\\,").replace(" ", "\\ ")
-
-
-def _string(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def line(measurement: str, tags: Tags, means: Mapping[str, Mean], ts_ms: int) -> str:
-    """One stored row (line protocol, ms precision): each point's mean and count, or count and reason."""
-    fields: list[str] = []
-    for point, m in sorted(means.items()):
-        key = _escape_key(point)
-        fields.append(f"{_escape_key(point + COUNT_SUFFIX)}={m.count}i")
-        if m.value is not None:
-            fields.append(f"{key}={float(m.value)!r}")
-        else:
-            fields.append(f"{_escape_key(point + QUALITY_SUFFIX)}=2i")
-            fields.append(f"{_escape_key(point + REASON_SUFFIX)}={_string(m.reason)}")
-    tag_text = "".join(f",{_escape_key(k)}={_escape_key(v)}" for k, v in tags)
-    return f"{_escape_measurement(measurement)}{tag_text} {','.join(fields)} {int(ts_ms)}"

@@ -13,11 +13,14 @@ from datetime import time as dtime
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from infra.influx_query import Series, quote_ident, quote_string
-from infra.storage_schema import QUALITY_SUFFIX
 from rules._conditions import threshold_target
 from rules.evaluate import Key, Transition
 from rules.schema import Level, Rule, Threshold, Window
+from storage.influxql import Aggregate
+from storage.queries import Col, valid_measurement
+from storage.queries import window_query as _stats_query
+from storage.reader import Series
+from storage.schema import DEVICE, PROFILE, SITE
 
 Period = Literal["hour", "day"]
 HOUR_MS = 3_600_000
@@ -59,6 +62,9 @@ def _span(window: Window, start_ms: int) -> str:
 
 
 # --- the query ---------------------------------------------------------------------------------------------------
+_RAW_STATS: dict[str, Aggregate] = {"mean": "mean", "max": "max", "min": "min"}  # InfluxQL's functions
+
+
 def window_query(
     rule: Rule,
     measurements: Mapping[str, str],
@@ -68,7 +74,7 @@ def window_query(
     lookback_start_ms: int | None = None,
     retention_policy: str | None = None,
 ) -> str:
-    """The InfluxQL statements (one request) for one rule and period; every name and value quoted.
+    """The InfluxQL statements (one request) for one rule and period (``storage.queries.window_query``).
 
     ``"value"``/``"n"``: the statistic and the sample count per device; ``"u_sum"``/``"u_n"`` (exclude_uncertain):
     the same over uncertain samples only, to subtract; ``"seen"`` (count rules): the devices of the lookback.
@@ -76,43 +82,19 @@ def window_query(
     w = window_of(rule)
     sel = rule.select
     names = list(dict.fromkeys(measurements[p] for p in sel.profile or []))
-    if w.source == "valid":  # the stored valid means of rules.valid_means: <measurement>_hourly / _daily
-        index = f"_{w.index}" if w.index else ""  # a derived index (rules.indices) rather than the means
-        names = [n + index + ("_hourly" if w.period == "hour" else "_daily") for n in names]
-    rp = f"{quote_ident(retention_policy)}." if retention_policy else ""
-    source = ",".join(rp + quote_ident(m) for m in names)
-    tags = [_any_of("profile", sel.profile), _any_of("site", sel.site), _any_of("device", sel.device)]
-    tags += [f"{quote_ident(k)} = {quote_string(v)}" for k, v in sorted(sel.tags.items())]
-    filters = "".join(f" AND {t}" for t in tags if t)
-    p = quote_ident(w.point)
-    group = ' GROUP BY "site","device"'
-
-    def statement(columns: str, since: int, extra: str = "") -> str:
-        return f"SELECT {columns} FROM {source} WHERE time >= {int(since)}ms AND time < {int(end_ms)}ms{filters}{extra}"
-
-    if w.source == "valid":
-        f = w.stored_field
-        cols = f'last({quote_ident(f)}) AS "value", last({quote_ident(f + ".n")}) AS "n"'
-        return (statement(cols, start_ms) + group + "; "
-                + statement(f"last({quote_ident(f + '.reason')}) AS \"invalid\"", start_ms) + group)  # fmt: skip
+    if w.source == "valid":  # the stored valid means of rules.valid_means (or a derived index, rules.indices)
+        names = [valid_measurement(n, w.period, w.index) for n in names]
+    tags: dict[str, list[str]] = {PROFILE: sel.profile or [], SITE: sel.site or [], DEVICE: sel.device or []}
+    tags |= {k: [v] for k, v in sorted(sel.tags.items())}
     counted = w.nodata or w.stat == "count"
-    columns = f'count({p}) AS "n"'
-    if not counted:
-        columns = f'{"sum" if w.exclude_uncertain else w.stat}({p}) AS "value", ' + columns
-    out = [statement(columns, start_ms) + group]
-    if w.exclude_uncertain:
-        q = quote_ident(w.point + QUALITY_SUFFIX)
-        out.append(statement(f'sum({p}) AS "u_sum", count({p}) AS "u_n"', start_ms, f" AND {q} = 1") + group)
-    if counted and lookback_start_ms is not None:
-        out.append(statement(f'count({p}) AS "seen"', lookback_start_ms) + group)
-    return "; ".join(out)
-
-
-def _any_of(tag: str, values: list[str] | None) -> str:
-    if not values:
-        return ""
-    terms = [f"{quote_ident(tag)} = {quote_string(v)}" for v in values]
-    return terms[0] if len(terms) == 1 else "(" + " OR ".join(terms) + ")"
+    return _stats_query(
+        names, w.point, start_ms, end_ms, tags=tags,
+        stat=None if counted or w.source == "valid" else _RAW_STATS[w.stat],
+        stored_field=w.stored_field if w.source == "valid" else None,
+        exclude_uncertain=w.exclude_uncertain and w.source != "valid",
+        lookback_start_ms=lookback_start_ms if counted else None,
+        retention_policy=retention_policy,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,30 +122,30 @@ def read_values(
     uncertain: dict[tuple[str, str], dict[str, object]] = {}
     where: dict[tuple[str, str], str] = {}
     for s in series:
-        key = (s.tags.get("site", ""), s.tags.get("device", ""))
+        key = (s.tags.get(SITE, ""), s.tags.get(DEVICE, ""))
         where.setdefault(key, s.name)
         for row in s.rows():
-            if "seen" in row:
+            if Col.SEEN in row:
                 main.setdefault(key, {})  # a device of the lookback: counted as 0 unless the period has rows
             else:
-                (uncertain if "u_n" in row else main).setdefault(key, {}).update(row)
+                (uncertain if Col.UNCERTAIN_COUNT in row else main).setdefault(key, {}).update(row)
     out: dict[tuple[str, str], WindowValue] = {}
     for key, row in main.items():
         if w.source == "valid":
-            invalid = row.get("invalid")
-            value = _float(row.get("value"))
+            invalid = row.get(Col.INVALID)
+            value = _float(row.get(Col.VALUE))
             why = str(invalid) if isinstance(invalid, str) and value is None else None
-            out[key] = WindowValue(key[0], key[1], value, _int(row.get("n")), profiles.get(where[key]), why)
+            out[key] = WindowValue(key[0], key[1], value, _int(row.get(Col.COUNT)), profiles.get(where[key]), why)
             continue
-        n = _int(row.get("n"))
-        value = float(n) if counted else _float(row.get("value"))
+        n = _int(row.get(Col.COUNT))
+        value = float(n) if counted else _float(row.get(Col.VALUE))
         if w.exclude_uncertain:
             u = uncertain.get(key, {})
-            n -= _int(u.get("u_n"))
+            n -= _int(u.get(Col.UNCERTAIN_COUNT))
             if counted:
                 value = float(n)
             elif value is not None:
-                value = (value - (_float(u.get("u_sum")) or 0.0)) / n if n > 0 else None
+                value = (value - (_float(u.get(Col.UNCERTAIN_SUM)) or 0.0)) / n if n > 0 else None
         out[key] = WindowValue(key[0], key[1], value, n, profiles.get(where[key]))
     return out
 

@@ -1,6 +1,7 @@
 """The air quality index as a derived series: from the stored valid means to ``air_quality_aqi_hourly`` and
 ``air_quality_aqi_daily`` (HJ 633-2012 / HJ 633-2026, the edition by the period's Asia/Shanghai date;
-``rules.standards``). Pure: means in, line protocol out; ``rules.valid_means`` writes them with the means.
+``rules.standards``). Pure: means in, rows out (``storage.lineproto.encode_row``, names from ``storage.schema``);
+``rules.valid_means`` writes them with the means.
 
 Hourly AQI: the six 1-hour means (SO2, NO2, CO, O3, PM10, PM2.5) of the hour (HJ 633-2026 §5.1, real-time
 report). Daily AQI: the 24-hour means of SO2, NO2, CO, PM10, PM2.5 and the daily maximum 8-hour mean of O3 (§5.2).
@@ -20,7 +21,7 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
-from rules._means import COUNT_SUFFIX, MAX_8H, Mean, Tags
+from rules._means import Mean, Tags
 from rules.standards import (
     PARAMETERS,
     AqiResult,
@@ -35,11 +36,21 @@ from rules.standards import (
     noise_verdict,
     water_class,
 )
+from storage.lineproto import FieldValue, encode_row
+from storage.schema import (
+    COUNT_SUFFIX,
+    DEVICE,
+    MAX_8H,
+    NOISE_ZONE_TAG,
+    SITE,
+    TARGET_TAG,
+    WATER_BODY_TAG,
+    WATER_CLASS_DAILY,
+    Aqi,
+    Noise,
+    WaterClassField,
+)
 
-AIR = "air_quality"
-NOISE = "noise"
-AQI_HOURLY = "air_quality_aqi_hourly"
-AQI_DAILY = "air_quality_aqi_daily"
 TZ = ZoneInfo("Asia/Shanghai")
 
 _HOURLY = {"so2": "so2_1h", "no2": "no2_1h", "co": "co_1h", "o3": "o3_1h", "pm10": "pm10_1h", "pm25": "pm25_1h"}
@@ -61,32 +72,22 @@ def daily_index(means: Mapping[str, Mean], start_ms: int) -> AqiResult:
     return daily_aqi(_values(means, _DAILY), day)
 
 
-def _text(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _key(name: str) -> str:
-    return name.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
-
-
 def aqi_line(measurement: str, tags: Tags, result: AqiResult, ts_ms: int) -> str:
     """One row of the derived AQI series (every number a float, as the storage schema keeps them)."""
-    fields = [f"edition={_text(result.edition)}",
-              f"primary={_text(','.join(i.value for i in result.primary))}",
-              f"missing={_text(','.join(i.value for i in result.missing))}"]  # fmt: skip
+    fields: dict[str, FieldValue] = {
+        Aqi.EDITION: result.edition,
+        Aqi.PRIMARY: ",".join(i.value for i in result.primary),
+        Aqi.MISSING: ",".join(i.value for i in result.missing),
+    }
     if result.aqi is not None and result.level is not None:
-        fields += [f"aqi={float(result.aqi)!r}", f"level={float(result.level.number)!r}",
-                   f"category={_text(result.level.category_zh)}", f"category_en={_text(result.level.category_en)}",
-                   f"colour={_text(result.level.colour_en)}"]  # fmt: skip
-    fields += [f"iaqi_{i.indicator.value}={float(i.value)!r}" for i in result.iaqi]
-    tag_text = "".join(f",{_key(k)}={_key(v)}" for k, v in tags)
-    return f"{measurement}{tag_text} {','.join(fields)} {int(ts_ms)}"
+        fields |= {Aqi.AQI: float(result.aqi), Aqi.LEVEL: float(result.level.number),
+                   Aqi.CATEGORY: result.level.category_zh, Aqi.CATEGORY_EN: result.level.category_en,
+                   Aqi.COLOUR: result.level.colour_en}  # fmt: skip
+    fields |= {Aqi.IAQI_PREFIX + i.indicator.value: float(i.value) for i in result.iaqi}
+    return encode_row(measurement, tags, fields, ts_ms)
 
 
 # --- surface-water class (GB 3838-2002) ---------------------------------------------------------------------------
-WATER = "water_quality"
-WATER_CLASS_DAILY = "water_quality_class_daily"
-WATER_BODY_TAG, TARGET_TAG = "water_body", "target_class"
 _CLASS_NAMES = {c.label: c for c in WaterClass} | {c.name: c for c in WaterClass} | {str(int(c)): c for c in WaterClass}
 
 
@@ -100,7 +101,7 @@ def water_station(tags: Tags) -> WaterStation:
     given = dict(tags)
     body = given.get(WATER_BODY_TAG)
     if body not in {b.value for b in WaterBody}:
-        where = f"site {given.get('site', '?')} device {given.get('device', '?')}"
+        where = f"site {given.get(SITE, '?')} device {given.get(DEVICE, '?')}"
         raise StationTagError(f"{where}: tag {WATER_BODY_TAG}={body!r} must be river or lake (GB 3838-2002 "
                               "Table 1 classes total phosphorus apart for lakes and reservoirs)")  # fmt: skip
     target_text = given.get(TARGET_TAG)
@@ -108,7 +109,7 @@ def water_station(tags: Tags) -> WaterStation:
     if target_text is not None:
         target = _CLASS_NAMES.get(target_text.strip().upper())
         if target is None:
-            where = f"site {given.get('site', '?')} device {given.get('device', '?')}"
+            where = f"site {given.get(SITE, '?')} device {given.get(DEVICE, '?')}"
             raise StationTagError(f"{where}: tag {TARGET_TAG}={target_text!r} is not a class (I, II, III, IV, V)")
     return WaterStation(water_body=WaterBody(body), target_class=target)
 
@@ -125,32 +126,32 @@ def water_class_line(tags: Tags, result: WaterResult, station: WaterStation, ts_
     ``used`` (comma-separated points), ``class_<point>`` per classified parameter, and with a target:
     ``target_class``, ``class_over_target`` (class - target; above 0: the target is missed) and ``target_missed``.
     A day with no classed parameter stores ``used`` empty and no class."""
-    fields = [f"deciding={_text(','.join(result.deciding))}", f"used={_text(','.join(result.used))}",
-              f"water_body={_text(station.water_body.value)}"]  # fmt: skip
+    f = WaterClassField
+    fields: dict[str, FieldValue] = {f.DECIDING: ",".join(result.deciding), f.USED: ",".join(result.used),
+                                     f.WATER_BODY: station.water_body.value}  # fmt: skip
     if result.water_class is not None:
-        fields += [f"class={float(result.water_class)!r}", f"class_label={_text(result.water_class.label)}",
-                   f"quality_en={_text(result.water_class.quality_en)}"]  # fmt: skip
-    fields += [f"class_{p.point}={float(p.water_class)!r}" for p in result.parameters]
+        fields |= {f.CLASS: float(result.water_class), f.LABEL: result.water_class.label,
+                   f.QUALITY_EN: result.water_class.quality_en}  # fmt: skip
+    fields |= {f.CLASS_PREFIX + p.point: float(p.water_class) for p in result.parameters}
     if station.target_class is not None:
-        fields.append(f"target_class={float(station.target_class)!r}")
+        fields[f.TARGET] = float(station.target_class)
         if result.water_class is not None:
-            fields.append(f"class_over_target={float(result.water_class - station.target_class)!r}")
-            fields.append(f"target_missed={str(bool(misses_target(result, station.target_class))).lower()}")
-    tag_text = "".join(f",{_key(k)}={_key(v)}" for k, v in tags)
-    return f"{WATER_CLASS_DAILY}{tag_text} {','.join(fields)} {int(ts_ms)}"
-def noise_fields(means: Mapping[str, Mean], tags: Tags, start_ms: int) -> str:
+            fields[f.OVER_TARGET] = float(result.water_class - station.target_class)
+            fields[f.TARGET_MISSED] = bool(misses_target(result, station.target_class))
+    return encode_row(WATER_CLASS_DAILY, tags, fields, ts_ms)
+def noise_fields(means: Mapping[str, Mean], tags: Tags, start_ms: int) -> dict[str, FieldValue]:
     """The hour's verdict of a noise meter (GB 3096-2008 Table 1: its zone's limit by day, 06:00-22:00, or by
     night) as extra fields of its ``noise_hourly`` row: ``noise_limit_db`` and ``noise_exceeded`` (1/0, with
     ``.n``), for a window rule (``source: valid``). The zone is the device tag ``noise_zone``; empty without one or
     without a valid hourly level."""
-    zone = dict(tags).get("noise_zone")
-    laeq = means.get("noise_laeq")
+    zone = dict(tags).get(NOISE_ZONE_TAG)
+    laeq = means.get(Noise.LAEQ)
     if zone is None or laeq is None or laeq.value is None:
-        return ""
+        return {}
     if zone not in {z.value for z in NoiseZone}:  # a bad tag must not stop the job for every other source
-        raise StationTagError(f"site {dict(tags).get('site', '?')} device {dict(tags).get('device', '?')}: tag "
-                              f"noise_zone={zone!r} is not a GB 3096-2008 zone (0, 1, 2, 3, 4a, 4b)")  # fmt: skip
+        raise StationTagError(f"site {dict(tags).get(SITE, '?')} device {dict(tags).get(DEVICE, '?')}: tag "
+                              f"{NOISE_ZONE_TAG}={zone!r} is not a GB 3096-2008 zone (0, 1, 2, 3, 4a, 4b)")  # fmt: skip
     hour = datetime.fromtimestamp(start_ms / 1000, UTC).astimezone(TZ)
     verdict = noise_verdict(NoiseZone(zone), hour, laeq.value)
-    return (f"noise_limit_db={float(verdict.limit_db)!r},noise_exceeded={1.0 if verdict.exceeded else 0.0},"
-            f"noise_exceeded{COUNT_SUFFIX}={laeq.count}i")
+    return {Noise.LIMIT_DB: float(verdict.limit_db), Noise.EXCEEDED: 1.0 if verdict.exceeded else 0.0,
+            Noise.EXCEEDED + COUNT_SUFFIX: laeq.count}  # fmt: skip

@@ -25,7 +25,6 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[impo
 from apscheduler.triggers.cron import CronTrigger  # type: ignore[import-untyped]
 
 from device_profiles import load_catalogue
-from infra.influx_query import QueryError, QueryUnavailableError, Series
 from infra.metrics import Metric, counter, gauge, render
 from rules._windows import (
     DAY_MS,
@@ -45,6 +44,7 @@ from rules._windows import (
 from rules.evaluate import Key, Transition
 from rules.schema import Rule
 from rules.valid_means import ValidMeans
+from storage import QueryError, QueryUnavailableError, Series, WriteProblem
 
 __all__ = [
     "DAY_MS",
@@ -76,7 +76,7 @@ STATE_VERSION = 1
 
 
 class QuerySource(Protocol):
-    """What the evaluator needs of ``infra.influx_query.InfluxQuery`` (a fake in unit tests)."""
+    """What the evaluator needs of ``storage.InfluxQuery`` (a fake in unit tests)."""
 
     retention_policy: str | None
 
@@ -346,6 +346,9 @@ class ScheduledRules:
         except QueryError as exc:  # unavailable or refused: retried at the next run; the rules still run
             self.counters.query_failures += 1
             log.warning("valid means not stored, retrying at the next run error=%s", exc.message)
+        except WriteProblem as exc:  # InfluxDB took no writes after storage's retries: the next run tries again
+            self.counters.query_failures += 1
+            log.warning("valid means not stored, retrying at the next run error=%s", exc.reason)
 
     def _note_skipped(self, now_ms: int) -> None:
         ev = self.evaluator

@@ -6,6 +6,11 @@ writes ``<measurement>_hourly``; once each natural day is over it averages the s
 ``<measurement>_daily`` (with the O3 daily maximum 8-hour mean). ``ScheduledRules(..., means=job)`` runs it on the
 same APScheduler jobs, before the window rules, so a rule never reads a period the job has not written.
 
+Reads and writes go through ``storage``: the minute sums and stored rows by ``storage.means`` queries, the rows by
+``storage.means.means_row`` and the index rows (``rules.indices``) by the one encoder, written by
+``storage.derived_writer`` on either transport (InfluxDB 1.x ``/write`` or 2.x/3.x), with storage's retry policy.
+A line InfluxDB refuses for good is logged and counted, the others are written.
+
 Writing the same period again overwrites it (same measurement, tags and time), so a rerun after a failure or a
 restart is harmless. Missed periods are caught up after a restart (at most ``max_catchup`` hours).
 """
@@ -18,33 +23,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import httpx
-
 from infra.config_loader import read_yaml, validate
-from infra.influx_config import InfluxConnection
-from infra.influx_query import QueryError, QueryUnavailableError, Series
 from rules._means import (
-    COUNT_SUFFIX,
-    DAILY,
-    HOURLY,
     MEANS_FILE,
     Mean,
     MeansConfig,
-    MeasurementMeans,
     Tags,
     daily_means,
     hourly_means,
-    line,
-    minute_query,
-    stored_query,
 )
 from rules._windows import HOUR_MS, period_bounds
 from rules.indices import (
-    AIR,
-    AQI_DAILY,
-    AQI_HOURLY,
-    NOISE,
-    WATER,
     StationTagError,
     aqi_line,
     daily_class,
@@ -54,11 +43,15 @@ from rules.indices import (
     water_class_line,
     water_station,
 )
+from storage import Refusal, Series
+from storage.lineproto import FieldValue
+from storage.means import means_row, minute_query, stored_fields, stored_query
+from storage.schema import AIR, AQI_DAILY, AQI_HOURLY, NOISE, WATER, daily, hourly
 
 log = logging.getLogger(__name__)
 STATE_VERSION = 1
 
-__all__ = ["STATE_VERSION", "InfluxWriter", "MeansConfig", "ValidMeans", "Writer", "load_means_config"]
+__all__ = ["STATE_VERSION", "MeansConfig", "ValidMeans", "Writer", "load_means_config"]
 
 
 class QuerySource(Protocol):
@@ -68,37 +61,14 @@ class QuerySource(Protocol):
 
 
 class Writer(Protocol):
-    async def write(self, lines: Sequence[str]) -> None: ...
+    """What the job needs of ``storage.RetryingWriter`` (``storage.derived_writer``)."""
+
+    async def write_lines(self, lines: Sequence[str], what: str | None = None) -> list[Refusal]: ...
 
 
 def load_means_config(path: Path = MEANS_FILE) -> MeansConfig:
     """``rules/means.yaml`` (or another file); ConfigError names file, line and field."""
     return validate(MeansConfig, read_yaml(path), "means config")
-
-
-class InfluxWriter:
-    """Line protocol to InfluxDB 1.x ``/write`` (ms precision). Raises ``QueryUnavailableError`` when InfluxDB is
-    unreachable or answers 5xx (retried at the next run), ``QueryError`` when it refuses the lines."""
-
-    def __init__(self, c: InfluxConnection) -> None:
-        rp = {"rp": c.retention_policy} if c.retention_policy else {}
-        self.params = {"db": c.database, "precision": "ms", **rp}
-        self._client = c.http_client()
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
-
-    async def write(self, lines: Sequence[str]) -> None:
-        if not lines:
-            return
-        try:
-            resp = await self._client.post("/write", params=self.params, content="\n".join(lines).encode())
-        except httpx.TransportError as exc:
-            raise QueryUnavailableError(f"{type(exc).__name__}: {exc}") from exc
-        if resp.status_code >= 500:
-            raise QueryUnavailableError(resp.text[:500] or resp.reason_phrase, status=resp.status_code)
-        if resp.status_code != 204:
-            raise QueryError(resp.text[:500] or resp.reason_phrase, status=resp.status_code)
 
 
 @dataclass(slots=True)
@@ -108,6 +78,7 @@ class Counters:
     rows: int = 0
     invalid: int = 0  # point means stored as invalid
     unclassed: int = 0  # water days or noise hours not judged: the device's tags do not say how (logged)
+    refused: int = 0  # rows InfluxDB refused for good (logged; the others written)
 
 
 class ValidMeans:
@@ -168,19 +139,18 @@ class ValidMeans:
         start = end_ms - HOUR_MS
         lines: list[str] = []
         for spec in self.config.measurements:
-            series = await self.query.query(minute_query(spec, start, end_ms, self.query.retention_policy))
+            points = [p.point for p in spec.points]
+            influxql = minute_query(spec.measurement, points, start, end_ms, self.query.retention_policy)
+            series = await self.query.query(influxql)
             for tags, means in hourly_means(spec, series).items():
                 if all(m.count == 0 for m in means.values()):
                     continue  # a source that sent none of these points this hour
-                row = line(spec.measurement + HOURLY, tags, means, start)
-                if spec.measurement == NOISE and (extra := self._noise(means, tags, start)):  # the zone's limit
-                    head, stamp = row.rsplit(" ", 1)
-                    row = f"{head},{extra} {stamp}"
-                lines.append(row)
+                extra = self._noise(means, tags, start) if spec.measurement == NOISE else {}  # the zone's limit
+                lines.append(means_row(hourly(spec.measurement), tags, means, start, extra))
                 self.counters.invalid += sum(1 for m in means.values() if not m.valid)
                 if spec.measurement == AIR:  # the hourly AQI of the station, from the same valid means
                     lines.append(aqi_line(AQI_HOURLY, tags, hourly_index(means, start), start))
-        await self.writer.write(lines)
+        await self._write(lines, "valid hourly means")
         self.last_hour = max(self.last_hour or end_ms, end_ms)
         self.counters.hours += 1
         self.counters.rows += len(lines)
@@ -193,24 +163,30 @@ class ValidMeans:
         hours = round((end_ms - start) / HOUR_MS)
         lines: list[str] = []
         for spec in self.config.measurements:
-            fields = _hourly_fields(spec)
-            influxql = stored_query(spec.measurement + HOURLY, fields, start, end_ms, self.query.retention_policy)
+            fields = stored_fields(p.point for p in spec.points)
+            influxql = stored_query(hourly(spec.measurement), fields, start, end_ms, self.query.retention_policy)
             series = await self.query.query(influxql)
             for tags, means in daily_means(spec, series, start, hours).items():
-                lines.append(line(spec.measurement + DAILY, tags, means, start))
+                lines.append(means_row(daily(spec.measurement), tags, means, start))
                 self.counters.invalid += sum(1 for m in means.values() if not m.valid)
                 if spec.measurement == AIR:  # the daily AQI (24-h means, O3 daily maximum 8-h mean)
                     lines.append(aqi_line(AQI_DAILY, tags, daily_index(means, start), start))
                 if spec.measurement == WATER:  # the day's GB 3838-2002 class from the daily means
                     lines += self._water_class(tags, means, start)
-        await self.writer.write(lines)
+        await self._write(lines, "valid daily means")
         self.last_day = max(self.last_day or end_ms, end_ms)
         self.counters.days += 1
         self.counters.rows += len(lines)
         log.info("valid daily means stored period_start=%d rows=%d", start, len(lines))
         return len(lines)
 
-    def _noise(self, means: dict[str, Mean], tags: Tags, start: int) -> str:
+    async def _write(self, lines: list[str], what: str) -> None:
+        """Write the rows; InfluxDB unavailable (after storage's retries) rises, a refused row is logged."""
+        for refusal in await self.writer.write_lines(lines, what):
+            self.counters.refused += 1
+            log.error("%s row refused by InfluxDB row=%r reason=%r", what, refusal.line[:300], refusal.reason)
+
+    def _noise(self, means: dict[str, Mean], tags: Tags, start: int) -> dict[str, FieldValue]:
         try:
             return noise_fields(means, tags, start)
         except StationTagError as exc:
@@ -218,7 +194,7 @@ class ValidMeans:
             if tags not in self._unclassed:
                 self._unclassed.add(tags)
                 log.warning("noise verdict not computed: %s", exc)
-            return ""
+            return {}
 
     def _water_class(self, tags: Tags, means: dict[str, Mean], start: int) -> list[str]:
         try:
@@ -230,7 +206,3 @@ class ValidMeans:
                 log.warning("water class not computed: %s", exc)
             return []
         return [water_class_line(tags, daily_class(means, station), station, start)]
-
-
-def _hourly_fields(spec: MeasurementMeans) -> list[str]:
-    return [f for p in spec.points for f in (p.point, p.point + COUNT_SUFFIX)]

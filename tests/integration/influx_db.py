@@ -10,10 +10,8 @@ from typing import TypeVar
 
 import httpx
 
-from infra.influx_config import InfluxConnection
-from infra.influx_query import InfluxQuery
 from rules import Transition
-from rules.valid_means import InfluxWriter
+from storage import InfluxConfig, InfluxConnection, InfluxQuery, RetryingWriter, derived_writer
 from testing import Influxd
 
 T = TypeVar("T")
@@ -43,15 +41,23 @@ class Db:
 
         return asyncio.run(main())
 
-    def run_writing(self, call: Callable[[InfluxQuery, InfluxWriter], Awaitable[T]]) -> T:
-        """``call`` with a reader and a writer (derived series) of this database."""
+    def run_writing(
+        self, call: Callable[[InfluxQuery, RetryingWriter], Awaitable[T]], *, v2_url: str | None = None
+    ) -> T:
+        """``call`` with a reader and the derived series' writer (``storage.derived_writer``) of this database;
+        with ``v2_url`` (a 2.x-compatible endpoint in front of this server) the writer uses the v2 transport."""
 
         async def with_writer(q: InfluxQuery) -> T:
-            writer = InfluxWriter(InfluxConnection(url=self.server.url, database=self.name))
+            if v2_url is None:
+                config = InfluxConfig(url=self.server.url, database=self.name)
+            else:
+                config = InfluxConfig(url=v2_url, database=self.name, transport="v2", org="lifeline",
+                                      bucket=f"{self.name}/autogen", token="t0ken")  # fmt: skip
+            writer = derived_writer(config)
             try:
                 return await call(q, writer)
             finally:
-                await writer.aclose()
+                await writer.close()
 
         return self.run(with_writer)
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from api import ApiService
-from infra.influx_query import choose_interval_ms
+from storage.reader import choose_interval_ms
 from telemetry import Sample, Telemetry, encode, topics
 from testing import Influxd, Mosquitto
 from tests.helpers import Publisher, wait_until

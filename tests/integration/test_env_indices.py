@@ -8,10 +8,10 @@ from typing import TypeVar
 
 import pytest
 
-from infra.influx_query import InfluxQuery, Series
 from rules import PACKS, ScheduledRules, Transition, WindowEvaluator, load_rules
 from rules._means import MeansConfig
-from rules.valid_means import InfluxWriter, ValidMeans, load_means_config
+from rules.valid_means import ValidMeans, load_means_config
+from storage import InfluxQuery, RetryingWriter, Series
 from tests.integration.influx_db import Db, Sink
 from tests.integration.test_valid_means import local
 
@@ -57,7 +57,7 @@ def test_daily_water_class_is_stored_and_a_missed_target_raises(db: Db) -> None:
     assert rule.audience == "environment"
     sink = Sink()
 
-    async def main(q: InfluxQuery, w: InfluxWriter) -> tuple[list[Transition], ScheduledRules, list[Series]]:
+    async def main(q: InfluxQuery, w: RetryingWriter) -> tuple[list[Transition], ScheduledRules, list[Series]]:
         sched = ScheduledRules(WindowEvaluator([rule], q), sink, means=ValidMeans(WATER, q, w))
         got = await sched.run_due(DAY_END + int(rule.window.delay_s * 1000) + 1000 if rule.window else 0)
         stored = await q.query('SELECT * FROM "water_quality_class_daily" GROUP BY "device"')
@@ -88,7 +88,7 @@ def test_daily_water_class_is_stored_and_a_missed_target_raises(db: Db) -> None:
     assert sink.got == got
 
     # re-running the day overwrites it (the same rows, no duplicates)
-    async def rerun(q: InfluxQuery, w: InfluxWriter) -> list[Series]:
+    async def rerun(q: InfluxQuery, w: RetryingWriter) -> list[Series]:
         await ValidMeans(WATER, q, w).run_day(DAY_END)
         return await q.query('SELECT count("class") FROM "water_quality_class_daily" GROUP BY "device"')
 
@@ -107,7 +107,7 @@ def test_an_hourly_aqi_above_200_raises_for_the_environment(db: Db) -> None:
     rule = RULES["air.aqi.hourly"]
     assert rule.audience == "environment"
 
-    async def main(q: InfluxQuery, w: InfluxWriter) -> list[Transition]:
+    async def main(q: InfluxQuery, w: RetryingWriter) -> list[Transition]:
         return await WindowEvaluator([rule], q).evaluate(rule, h + HOUR)
 
     got = {t.device: t for t in db.run_writing(main)}
@@ -122,7 +122,7 @@ def test_a_bad_noise_zone_tag_is_logged_and_does_not_stop_the_job(db: Db) -> Non
              + [row.format("n-bad", "5", h + i * 60_000) for i in range(60)])  # fmt: skip
     config = MeansConfig(measurements=[m for m in load_means_config().measurements if m.measurement == "noise"])
 
-    async def main(q: InfluxQuery, w: InfluxWriter) -> tuple[ValidMeans, list[Series]]:
+    async def main(q: InfluxQuery, w: RetryingWriter) -> tuple[ValidMeans, list[Series]]:
         job = ValidMeans(config, q, w)
         await job.run_hour(h + HOUR)
         return job, await q.query('SELECT * FROM "noise_hourly" GROUP BY "device"')

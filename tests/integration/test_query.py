@@ -1,5 +1,5 @@
-"""InfluxQL reads (infra.influx_query) against a real InfluxDB 1.6.7: latest values, downsampled history of a
-device and of a whole site, quality, quoting of hostile names and InfluxDB's errors."""
+"""InfluxQL reads (storage.reader, storage.influxql) against a real InfluxDB 1.6.7: latest values, downsampled
+history of a device and of a whole site, quality, quoting of hostile names and InfluxDB's errors."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from infra.influx_config import InfluxConnection
-from infra.influx_query import (
+from storage.connection import InfluxConnection
+from storage.influxql import ident as quote_ident
+from storage.influxql import string as quote_string
+from storage.reader import (
     NICE_INTERVALS_MS,
     InfluxQuery,
     LatestRow,
@@ -24,8 +26,6 @@ from infra.influx_query import (
     Series,
     bucket_count,
     choose_interval_ms,
-    quote_ident,
-    quote_string,
 )
 from testing import Influxd, free_port
 from tests.integration.influx_db import Db

@@ -1,5 +1,5 @@
 """The rules service reads window data from an InfluxDB with authentication on: its config file's ``influx``
-section (the shared ``infra.influx_config.InfluxConnection``) carries the account to every query, and an account
+section (the shared ``storage.InfluxConnection``) carries the account to every query, and an account
 InfluxDB does not know gets nothing (counted as a failed query, no alert)."""
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def run_windows(tmp_path: Path, influx: dict[str, object]) -> tuple[list[Transit
             await asyncio.wait_for(windows.scheduled.run_due(H + HOUR + 120_000), 30)
         finally:
             await windows.query.aclose()
-            await windows.writer.aclose()
+            await windows.writer.close()
 
     asyncio.run(main())
     return manager.got, windows

@@ -12,9 +12,8 @@ from typing import TypeVar
 
 import pytest
 
-from infra.influx_config import InfluxConnection
-from infra.influx_query import InfluxQuery, Series
 from rules import PACKS, ScheduledRules, Transition, WindowEvaluator, load_rules
+from storage import InfluxConnection, InfluxQuery, Series
 from testing import free_port
 from tests.integration.influx_db import Db, Sink
 

@@ -9,10 +9,10 @@ from typing import TypeVar
 
 import pytest
 
-from infra.influx_query import InfluxQuery, Series
 from rules import PACKS, ScheduledRules, Transition, WindowEvaluator, load_rules
 from rules._means import MeansConfig
-from rules.valid_means import InfluxWriter, ValidMeans, load_means_config
+from rules.valid_means import ValidMeans, load_means_config
+from storage import InfluxQuery, RetryingWriter, Series
 from tests.integration.influx_db import Db, Sink
 
 pytestmark = pytest.mark.integration
@@ -60,7 +60,7 @@ def test_scheduled_job_stores_hourly_means_and_the_window_rule_raises_on_them(db
     rule = RULES["emissions.nox_zs.hourly"]
     sink = Sink()
 
-    async def main(q: InfluxQuery, w: InfluxWriter) -> tuple[list[Transition], ScheduledRules, list[Series]]:
+    async def main(q: InfluxQuery, w: RetryingWriter) -> tuple[list[Transition], ScheduledRules, list[Series]]:
         sched = ScheduledRules(WindowEvaluator([rule], q), sink, means=ValidMeans(only("flue_gas"), q, w))
         got = await sched.run_due(H + HOUR + 300_000)
         stored = await q.query('SELECT * FROM "flue_gas_hourly" GROUP BY "device"')
@@ -101,7 +101,7 @@ def test_daily_means_from_stored_hours_with_rounding_before_comparison(db: Db) -
     db.write(lines)
     rule = RULES["air.no2.daily"]
 
-    async def main(q: InfluxQuery, w: InfluxWriter) -> tuple[list[Transition], ScheduledRules, list[Series]]:
+    async def main(q: InfluxQuery, w: RetryingWriter) -> tuple[list[Transition], ScheduledRules, list[Series]]:
         job = ValidMeans(only("air_quality"), q, w)
         for h in range(1, 25):
             await job.run_hour(DAY + h * HOUR)
@@ -129,7 +129,7 @@ def test_the_hourly_aqi_is_stored_from_the_valid_means(db: Db) -> None:
     db.write([aq("a1", H + i * MINUTE, fields) for i in range(60)]
              + [aq("a2", H + i * MINUTE, fields) for i in range(30)])
 
-    async def main(q: InfluxQuery, w: InfluxWriter) -> list[Series]:
+    async def main(q: InfluxQuery, w: RetryingWriter) -> list[Series]:
         await ValidMeans(only("air_quality"), q, w).run_due(H + HOUR + 300_000)
         return await q.query('SELECT * FROM "air_quality_aqi_hourly" GROUP BY "device"')
 
@@ -162,7 +162,7 @@ def test_the_daily_water_class_is_stored_and_a_missed_target_raises(db: Db) -> N
     rule = RULES["water.class.target"]
     sink = Sink()
 
-    async def main(q: InfluxQuery, w: InfluxWriter) -> tuple[list[Transition], list[Series]]:
+    async def main(q: InfluxQuery, w: RetryingWriter) -> tuple[list[Transition], list[Series]]:
         means = ValidMeans(only("water_quality"), q, w)
         for hour in range(1, 7):
             await means.run_hour(DAY + hour * HOUR)
@@ -191,7 +191,7 @@ def test_noise_is_judged_against_its_zones_day_or_night_limit(db: Db) -> None:
     rule = RULES["noise.zone_limit"]
     sink = Sink()
 
-    async def main(q: InfluxQuery, w: InfluxWriter) -> tuple[list[Transition], list[Series]]:
+    async def main(q: InfluxQuery, w: RetryingWriter) -> tuple[list[Transition], list[Series]]:
         await ValidMeans(only("noise"), q, w).run_hour(night + HOUR)
         stored = await q.query('SELECT * FROM "noise_hourly" GROUP BY "device"')
         got = await ScheduledRules(WindowEvaluator([rule], q), sink).run_due(night + HOUR + 400_000)

@@ -1,14 +1,11 @@
-"""infra: the metric helpers over prometheus_client, and the one InfluxDB connection model."""
+"""infra: the metric helpers over prometheus_client (the InfluxDB connection model: tests/unit/test_storage.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-import httpx
 import pytest
 
-from broker_bridge.config import InfluxConfig
-from infra.influx_config import InfluxConnection
 from infra.metrics import Metric, counter, gauge, render, summary
 
 
@@ -41,22 +38,3 @@ def test_collectors_read_their_counters_at_each_scrape() -> None:
 def test_a_counter_is_named_total() -> None:
     with pytest.raises(ValueError, match="_total"):
         counter("x_sent", "", 1)
-
-
-def test_the_connection_carries_the_account_in_a_header() -> None:
-    conn = InfluxConnection(url="http://127.0.0.1:8086/", username="lifeline-rules", password="pw")
-    auth = conn.auth()
-    assert isinstance(auth, httpx.BasicAuth)
-    assert InfluxConnection().auth() is None
-    client = conn.http_client()
-    assert str(client.base_url) == "http://127.0.0.1:8086"
-    assert "pw" not in str(client.base_url)
-
-
-def test_the_bridges_model_is_the_shared_one_plus_its_writer_fields() -> None:
-    bridge = InfluxConfig(url="http://i:8086", database="d", retention_policy="rp", username="u", password="p",
-                          timeout_s=3, transport="v1", create_database=True)  # fmt: skip
-    reader = bridge.read_only()
-    assert type(reader) is InfluxConnection
-    assert reader.model_dump() == {"url": "http://i:8086", "database": "d", "retention_policy": "rp",
-                                   "username": "u", "password": "p", "timeout_s": 3.0, "ca_file": None}  # fmt: skip

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from broker_bridge.lineproto import (
+from storage.lineproto import (
     LineEncoder,
     escape_field_key,
     escape_measurement,

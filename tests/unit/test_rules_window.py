@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 
 from infra.config_loader import ConfigError
-from infra.influx_query import QueryError, QueryUnavailableError, Series
 from rules import Engine, Rule, ScheduledRules, Transition, WindowEvaluator, load_rules, period_bounds
 from rules.scheduled import (
     Assessment,
@@ -27,6 +26,7 @@ from rules.scheduled import (
     window_query,
     window_threshold,
 )
+from storage import QueryError, QueryUnavailableError, Series
 from telemetry.models import Sample, Telemetry
 
 HOUR = 3_600_000

@@ -12,22 +12,21 @@ import pytest
 
 from device_profiles import load_catalogue
 from device_profiles.derive import derive
-from infra.influx_query import QueryUnavailableError, Series
 from rules import PACKS, Engine, Rule, Transition, load_rules
 from rules._means import (
     MeasurementMeans,
     daily_max_8h,
     daily_means,
     hourly_means,
-    line,
     mean_of,
-    minute_query,
     moving_8h,
     round_half_even,
 )
 from rules.scheduled import WindowValue, judge, read_values, window_query, window_threshold
 from rules.valid_means import ValidMeans, load_means_config
 from simulators.behaviours.flue_gas_cems import CemsParams, FlueGasCems
+from storage import Retry, RetryConfig, RetryingWriter, Series
+from storage.means import means_row, minute_query
 from telemetry.models import PointQuality, Sample, Telemetry
 
 HOUR = 3_600_000
@@ -166,8 +165,7 @@ def test_an_invalid_period_raises_nothing_and_says_so() -> None:
 
 # --- minute sums, hourly means, stored rows ------------------------------------------------------------------------
 def test_minute_query_reads_sums_and_the_uncertain_to_subtract() -> None:
-    spec = MeasurementMeans(measurement="flue_gas", points=[{"point": "nox_zs"}])
-    assert minute_query(spec, 0, HOUR) == (
+    assert minute_query("flue_gas", ["nox_zs"], 0, HOUR) == (
         'SELECT sum("nox_zs") AS "s_nox_zs", count("nox_zs") AS "n_nox_zs" FROM "flue_gas" '
         "WHERE time >= 0ms AND time < 3600000ms GROUP BY time(1m), * fill(none); "
         'SELECT sum("nox_zs") AS "us_nox_zs", count("nox_zs") AS "un_nox_zs" FROM "flue_gas" '
@@ -187,14 +185,14 @@ def test_hourly_mean_of_good_minutes_leaves_maintenance_out() -> None:
     ((key, means),) = hourly_means(spec, series).items()
     assert key == (("device", "u1"), ("site", "plant1"), ("source", "coal_power"))  # empty tags left out
     assert (means["nox_zs"].value, means["nox_zs"].count) == (40.0, 50)
-    assert line("flue_gas_hourly", key, means, DAY) == (
+    assert means_row("flue_gas_hourly", key, means, DAY) == (
         f"flue_gas_hourly,device=u1,site=plant1,source=coal_power nox_zs.n=50i,nox_zs=40.0 {DAY}"
     )
 
 
 def test_an_invalid_hour_is_stored_with_its_count_and_reason() -> None:
     m = mean_of(minutes(30), 45, "minutes")
-    assert line("flue_gas_hourly", (("device", "u 1"),), {"nox_zs": m}, 0) == (
+    assert means_row("flue_gas_hourly", (("device", "u 1"),), {"nox_zs": m}, 0) == (
         'flue_gas_hourly,device=u\\ 1 nox_zs.n=30i,nox_zs.q=2i,nox_zs.reason="invalid: 30 of 60 minutes valid, '
         '45 needed" 0'
     )
@@ -357,11 +355,34 @@ class FakeQuery:
         return []
 
 
-class DownWriter:
-    """A fake writer whose InfluxDB is down."""
+class OneSourceQuery(FakeQuery):
+    """A fake InfluxQuery: one minute of one flue gas source, nothing else."""
 
-    async def write(self, lines: Any) -> None:
-        raise QueryUnavailableError("ConnectError: connection refused")
+    async def query(self, influxql: str, epoch: str = "ms") -> list[Series]:
+        self.statements.append(influxql)
+        if '"s_nox_zs"' not in influxql:
+            return []
+        start = local("2026-06-15T09:00:00")
+        return [Series("flue_gas", {"site": "plant1", "device": "u1"}, ["time", "s_nox_zs", "n_nox_zs"],
+                       [[start, 40.0, 1]])]  # fmt: skip
+
+
+class DownWriter:
+    """A fake transport whose InfluxDB is down."""
+
+    def __init__(self) -> None:
+        self.attempts = 0
+
+    async def write(self, body: bytes) -> None:
+        self.attempts += 1
+        raise Retry("cannot reach InfluxDB: connection refused")
+
+    async def close(self) -> None:
+        pass
+
+
+async def no_sleep(_: float) -> None:
+    pass
 
 
 def test_means_job_failing_is_counted_and_the_window_rules_still_run() -> None:
@@ -369,13 +390,15 @@ def test_means_job_failing_is_counted_and_the_window_rules_still_run() -> None:
 
     from rules import ScheduledRules, WindowEvaluator
 
-    q = FakeQuery()
-    job = ValidMeans(CONFIG, q, DownWriter())
+    q = OneSourceQuery()
+    down = DownWriter()
+    job = ValidMeans(CONFIG, q, RetryingWriter(down, RetryConfig(max_attempts=3), sleep=no_sleep))
     rule = RULES["emissions.nox.hourly"]  # a raw window rule: runs without stored means
     sched = ScheduledRules(WindowEvaluator([rule], q), lambda ts: asyncio.sleep(0), means=job)
     now = local("2026-06-15T10:05:00")
     assert asyncio.run(sched.run_due(now)) == []
     assert sched.counters.query_failures == 1
+    assert down.attempts == 3  # storage's retry policy: tried max_attempts times, then left to the next run
     assert job.last_hour is None  # not written: due again at the next run
     assert sched.evaluator.last_evaluated == {rule.id: local("2026-06-15T10:00:00")}
     assert any('FROM "flue_gas_hourly"' in s for s in q.statements)  # the job ran (the day first: it ended first)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from broker_bridge.writer import Rejected, Retry, TooLarge, classify
+from storage.writer import Rejected, Retry, TooLarge, classify
 
 
 @pytest.mark.parametrize(

@@ -5,8 +5,8 @@ Storage schema (written by the bridge): one measurement per profile, tags ``site
 profile's static tags, one field per point; a point whose quality is not good carries two more fields,
 ``<point>.q`` (1 = uncertain, 2 = bad) and ``<point>.reason``. A point without ``.q`` is good (0).
 
-Every name and value from a caller goes into the query quoted (``quote_ident``, ``quote_string``); numbers are
-formatted from ``int``; aggregate functions come from a fixed list.
+Every statement is built by ``storage.influxql`` (names and values quoted, times as integers, functions from a
+fixed list). On the v2 transport the same InfluxQL goes to 2.x's v1 compatibility API (3.x serves it natively).
 """
 
 from __future__ import annotations
@@ -15,17 +15,17 @@ import math
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Literal, get_args
 
 import httpx
 import orjson
 
-from infra.influx_config import InfluxConnection
-from infra.storage_schema import QUALITY_SUFFIX, REASON_SUFFIX
+from storage import influxql as ql
+from storage.connection import InfluxConnection
+from storage.influxql import AGGREGATES as _AGGREGATES
+from storage.influxql import Aggregate
+from storage.schema import DEVICE, QUALITY_SUFFIX, REASON_SUFFIX, SITE
 
 FieldValue = float | int | bool | str | None
-Aggregate = Literal["mean", "median", "min", "max", "first", "last", "sum", "count", "spread"]
-_AGGREGATES: frozenset[str] = frozenset(get_args(Aggregate))
 _EPOCHS = frozenset({"ns", "u", "ms", "s", "m", "h"})
 
 _SECOND = 1000
@@ -98,16 +98,6 @@ class Point:
     quality: dict[str, int] = field(default_factory=dict)  # only with_quality; in a bucket, the worst
 
 
-def quote_ident(name: str) -> str:
-    """An InfluxQL identifier in double quotes; backslash, double quote and newline escaped."""
-    return '"' + name.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-
-
-def quote_string(value: str) -> str:
-    """An InfluxQL string literal in single quotes; backslash, single quote and newline escaped."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n") + "'"
-
-
 def bucket_count(start_ms: int, end_ms: int, interval_ms: int) -> int:
     """How many ``GROUP BY time(interval)`` buckets (aligned to the epoch, as InfluxDB does) ``[start, end)`` spans."""
     return (end_ms - 1) // interval_ms - start_ms // interval_ms + 1
@@ -127,13 +117,6 @@ def choose_interval_ms(start_ms: int, end_ms: int, max_points: int) -> int:
     while bucket_count(start_ms, end_ms, weeks * week) > max_points:
         weeks += 1
     return weeks * week
-
-
-def _duration(ms: int) -> str:
-    for unit, size in (("d", _DAY), ("h", _HOUR), ("m", _MINUTE), ("s", _SECOND)):
-        if ms % size == 0:
-            return f"{ms // size}{unit}"
-    return f"{ms}ms"
 
 
 def _field_value(value: object) -> FieldValue:
@@ -210,14 +193,20 @@ class InfluxQuery:
             )
         return statements
 
-    def _source(self, measurement: str) -> str:
-        if self.retention_policy:
-            return f"{quote_ident(self.retention_policy)}.{quote_ident(measurement)}"
-        return quote_ident(measurement)
+    def source(self, measurement: str) -> str:
+        """The measurement in this reader's retention policy, for ``storage.influxql.select``."""
+        return ql.source(measurement, self.retention_policy)
+
+    def sources(self, measurements: Sequence[str]) -> str:
+        return ql.sources(measurements, self.retention_policy)
+
+    async def ping(self) -> None:
+        """A cheap statement: raises ``QueryUnavailableError`` / ``QueryError`` if InfluxDB does not answer it."""
+        await self.query(ql.show_measurements(1))
 
     async def field_keys(self, measurement: str) -> list[str]:
         """The measurement's point fields (its ``.q``/``.reason`` quality fields left out)."""
-        series = await self.query(f"SHOW FIELD KEYS FROM {self._source(measurement)}")
+        series = await self.query(ql.show_field_keys(self.source(measurement)))
         keys = [str(row[0]) for s in series for row in s.values]
         return [k for k in keys if not _is_quality_field(k, keys)]
 
@@ -242,17 +231,16 @@ class InfluxQuery:
         if with_quality:
             selected += [f + suffix for f in wanted for suffix in (QUALITY_SUFFIX, REASON_SUFFIX)]
         where = _where(site=site, device=device)
-        statements = "; ".join(
-            f"SELECT last({quote_ident(f)}) AS {quote_ident(f)} FROM {self._source(measurement)}{where}"
-            ' GROUP BY "site","device"'
-            for f in selected
+        source = self.source(measurement)
+        statements = ql.statements(
+            [ql.select([ql.call("last", f)], source, where, group_by=(SITE, DEVICE)) for f in selected]
         )
         # (site, device) -> field -> (time, value)
         found: dict[tuple[str, str], dict[str, tuple[int, object]]] = {}
         for name, series_list in zip(selected, await self._statements(statements), strict=True):
             for s in series_list:
                 for row in s.values:
-                    key = (s.tags.get("site", ""), s.tags.get("device", ""))
+                    key = (s.tags.get(SITE, ""), s.tags.get(DEVICE, ""))
                     found.setdefault(key, {})[name] = (_time(row[0]), row[1])
         return [
             _latest_row(site_, device_, got, wanted, with_quality) for (site_, device_), got in sorted(found.items())
@@ -284,20 +272,14 @@ class InfluxQuery:
         interval = choose_interval_ms(start_ms, end_ms, max_points)  # validates the range and max_points first
         selected = [*fields, *(f + QUALITY_SUFFIX for f in fields)] if with_quality else list(fields)
         where = _where(site=site, device=device, start_ms=start_ms, end_ms=end_ms)
-        source = self._source(measurement)
-        raw = await self.query(
-            f"SELECT {', '.join(map(quote_ident, selected))} FROM {source}{where} LIMIT {int(max_points) + 1}"
-        )
+        source = self.source(measurement)
+        raw = await self.query(ql.select([ql.ident(f) for f in selected], source, where, limit=int(max_points) + 1))
         points = [p for s in raw for p in _points(s, fields, with_quality)]
         if len(points) > max_points:
-            columns = [f"{aggregate}({quote_ident(f)}) AS {quote_ident(f)}" for f in fields]
-            if with_quality:
-                columns += [
-                    f"max({quote_ident(f + QUALITY_SUFFIX)}) AS {quote_ident(f + QUALITY_SUFFIX)}" for f in fields
-                ]
             buckets = await self.query(
-                f"SELECT {', '.join(columns)} FROM {source}{where} GROUP BY time({_duration(interval)}) fill(none)"
-            )
+                ql.select(_bucket_columns(aggregate, fields, with_quality), source, where, every_ms=interval,
+                          fill_none=True)
+            )  # fmt: skip
             points = [p for s in buckets for p in _points(s, fields, with_quality)]
         return points
 
@@ -333,23 +315,28 @@ class InfluxQuery:
         if devices is not None and not devices:
             raise ValueError("devices must name at least one device, or be None for every device of the site")
         interval = choose_interval_ms(start_ms, end_ms, max_points)  # validates the range and max_points first
-        columns = [f"{aggregate}({quote_ident(f)}) AS {quote_ident(f)}" for f in fields]
-        if with_quality:
-            columns += [f"max({quote_ident(f + QUALITY_SUFFIX)}) AS {quote_ident(f + QUALITY_SUFFIX)}" for f in fields]
+        columns = _bucket_columns(aggregate, fields, with_quality)
         where = _where(site=site, devices=devices, start_ms=start_ms, end_ms=end_ms)
         # LIMIT is per series (per device here); the interval already bounds the buckets, this only makes it certain.
         series = await self.query(
-            f"SELECT {', '.join(columns)} FROM {self._source(measurement)}{where}"
-            f' GROUP BY time({_duration(interval)}), "device" fill(none) LIMIT {int(max_points)}'
-        )
+            ql.select(columns, self.source(measurement), where, group_by=(DEVICE,), every_ms=interval, fill_none=True,
+                      limit=int(max_points))
+        )  # fmt: skip
         out: dict[str, list[Point]] = {d: [] for d in sorted(devices)} if devices is not None else {}
         for s in series:
-            out.setdefault(s.tags.get("device", ""), []).extend(_points(s, fields, with_quality))
+            out.setdefault(s.tags.get(DEVICE, ""), []).extend(_points(s, fields, with_quality))
         return dict(sorted(out.items()))
 
 
 def _is_quality_field(key: str, keys: Collection[str]) -> bool:
     return any(key.endswith(suffix) and key[: -len(suffix)] in keys for suffix in (QUALITY_SUFFIX, REASON_SUFFIX))
+
+
+def _bucket_columns(aggregate: Aggregate, fields: Sequence[str], with_quality: bool) -> list[str]:
+    columns = [ql.call(aggregate, f) for f in fields]
+    if with_quality:  # a bucket's quality is the worst of its values
+        columns += [ql.call("max", f + QUALITY_SUFFIX) for f in fields]
+    return columns
 
 
 def _where(
@@ -359,21 +346,15 @@ def _where(
     devices: Collection[str] | None = None,
     start_ms: int | None = None,
     end_ms: int | None = None,
-) -> str:
+) -> list[str]:
     terms = []
     if site is not None:
-        terms.append(f'"site" = {quote_string(site)}')
+        terms.append(ql.eq(SITE, site))
     if device is not None:
-        terms.append(f'"device" = {quote_string(device)}')
+        terms.append(ql.eq(DEVICE, device))
     if devices:
-        # OR-ed equalities rather than a regex: quote_string is the only escaping needed, and InfluxDB answers a
-        # tag equality from its index.
-        terms.append("(" + " OR ".join(f'"device" = {quote_string(d)}' for d in sorted(set(devices))) + ")")
-    if start_ms is not None:
-        terms.append(f"time >= {int(start_ms)}ms")
-    if end_ms is not None:
-        terms.append(f"time < {int(end_ms)}ms")
-    return f" WHERE {' AND '.join(terms)}" if terms else ""
+        terms.append(ql.one_of(DEVICE, sorted(set(devices))))
+    return terms + ql.time_range(start_ms, end_ms)
 
 
 def _latest_row(

@@ -1,6 +1,7 @@
-"""InfluxDB line protocol for telemetry messages: the storage schema, written once.
+"""InfluxDB line protocol: the one encoder. ``LineEncoder`` encodes telemetry messages (the bridge's hot path, with
+per-series caches); ``encode_row`` encodes one row of a derived series (valid means, indices) with the same escaping.
 
-Schema (the contract with the query side):
+Schema of telemetry (the contract with the query side):
 
 * measurement: ``msg.measurement``;
 * tags: ``site``, ``device``, ``profile`` from the message, plus every entry of ``msg.tags``; a message tag named
@@ -36,14 +37,16 @@ Escaping, as InfluxDB 1.x parses a line (``models/points.go``, ``pkg/escape``; t
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
-from infra.storage_schema import QUALITY_SUFFIX, REASON_SUFFIX
+from storage.schema import DEVICE, PROFILE, QUALITY_SUFFIX, REASON_SUFFIX, SITE
 from telemetry.models import Quality, Sample
 from telemetry.wire import TelemetryLike, WireSample
 
 __all__ = [
+    "FieldValue",
     "LineEncoder",
+    "encode_row",
     "escape_field_key",
     "escape_measurement",
     "escape_tag",
@@ -53,7 +56,7 @@ __all__ = [
 
 _MEASUREMENT_ESCAPES = str.maketrans({",": "\\,", " ": "\\ ", "\n": "\\n"})
 _KEY_ESCAPES = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ ", "\n": "\\n"})
-_OURS = ("site", "device", "profile")
+_OURS = (SITE, DEVICE, PROFILE)
 _MAX_FIELD_KEYS = 10_000  # point names come from profiles; the bound only guards against a foreign producer
 
 SeriesKey = tuple[str, str, str, str, tuple[tuple[str, str], ...]]
@@ -214,3 +217,41 @@ class LineEncoder:
                     append(keys[1] + ("2i" if pq.q == Quality.BAD else "1i"))
                     append(keys[2] + quote_string(pq.reason))
         return ",".join(out)
+
+
+FieldValue = float | int | bool | str
+
+
+def _row_value(name: str, value: FieldValue) -> str:
+    if isinstance(value, bool):  # before int: a bool is an int
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return f"{value}i"
+    if isinstance(value, float):
+        if value - value != 0.0:
+            raise ValueError(f"field {name!r}: {value!r} is not a finite number")
+        return repr(value)
+    if isinstance(value, str):
+        return quote_string(value)
+    raise ValueError(f"field {name!r}: a {type(value).__name__} is not a value")
+
+
+def encode_row(
+    measurement: str, tags: Iterable[tuple[str, str]], fields: Mapping[str, FieldValue | None], ts_ms: int
+) -> str:
+    """One line (ms precision) of a derived series: tags sorted by escaped key (empty ones left out, as
+    ``LineEncoder`` does), fields in the order given (``None`` left out). Unlike telemetry, an ``int`` stays an
+    integer field (``5i``: counts and quality codes); a ``float`` is a float field. ValueError when no field is
+    left or a name or value cannot be written."""
+    escaped: dict[str, str] = {}
+    for key, value in tags:
+        ekey, evalue = escape_tag(key), escape_tag(value)
+        if ekey and evalue:
+            escaped[ekey] = evalue
+    head = escape_measurement(measurement) + "".join(f",{k}={escaped[k]}" for k in sorted(escaped))
+    body = ",".join(
+        f"{escape_field_key(name)}={_row_value(name, value)}" for name, value in fields.items() if value is not None
+    )
+    if not body:
+        raise ValueError(f"a row of {measurement!r} without any field")
+    return f"{head} {body} {int(ts_ms)}"
