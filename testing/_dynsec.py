@@ -6,23 +6,21 @@ import queue
 import threading
 
 import orjson
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
-from infra.mqtt.settings import BrokerConfig, configure_client
+from infra.mqtt import BrokerConfig, client
 from lifeline.runners import ServiceError
 
 
 class ControlClient:
-    """A paho client on ``$CONTROL/dynamic-security/v1`` that sends a request and waits for its answer."""
+    """A client on ``$CONTROL/dynamic-security/v1`` (the transport's :func:`infra.mqtt.client`) that sends a request
+    and waits for its answer."""
 
     REQUEST = "$CONTROL/dynamic-security/v1"
 
     def __init__(self, broker: BrokerConfig) -> None:
         self._answers: queue.Queue[bytes] = queue.Queue()
         self._ready = threading.Event()
-        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=broker.username or "")
-        configure_client(self.client, broker)
+        self.client = client(broker, broker.username or "")
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(self.REQUEST + "/response", qos=1)
         self.client.on_subscribe = lambda c, u, mid, rc, p: self._ready.set()
         self.client.on_message = lambda c, u, msg: self._answers.put(bytes(msg.payload))

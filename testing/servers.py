@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from infra.mqtt.settings import BrokerConfig, TlsConfig
+from infra.mqtt import BrokerConfig, TlsConfig
 from infra.secret import Secret, write_secret_file
 from lifeline import runners
 from lifeline.broker_auth import Account, control_account, control_commands
