@@ -18,7 +18,7 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from device_profiles import Profile
@@ -46,6 +46,7 @@ class _Out:
 
     device: str
     reading: int  # which of the fleet's readings it belongs to
+    at: float  # the reading's time (the vendor's timestamp)
     topic: str
     payload: bytes
     last: bool
@@ -115,6 +116,7 @@ class SensorFleet:
         self.pending: dict[str, list[_Out]] = {}  # the latest reading's unsent messages, per sensor
         self._inflight: dict[int, _Out] = {}  # packet id -> a message awaiting its PUBACK
         self.published = 0  # readings the broker acknowledged
+        self.on_published: Callable[[str, float], None] | None = None  # (device, reading time) once acknowledged
         self.replaced = 0  # readings replaced by a newer one before the broker took them
 
     @property
@@ -192,6 +194,8 @@ class SensorFleet:
         if out is not None and out.last:
             self.sensors[out.device].published += 1
             self.published += 1
+            if self.on_published is not None:
+                self.on_published(out.device, out.at)
         return True
 
     def connection_lost(self) -> int:
@@ -224,7 +228,7 @@ class SensorFleet:
                 self.replaced += 1
             reading, last = next(_readings), len(messages) - 1
             self.pending[sensor.device_id] = [
-                _Out(sensor.device_id, reading, topic, body, i == last) for i, (topic, body) in enumerate(messages)
+                _Out(sensor.device_id, reading, now, topic, body, i == last) for i, (topic, body) in enumerate(messages)
             ]
         if count:
             self.link.notify()
