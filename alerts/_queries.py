@@ -44,7 +44,7 @@ class AlertQuery:
         if self.audiences is not None:
             out.append(c.audience.in_(list(self.audiences)))
         if self.min_severity is not None:
-            out.append(c.severity >= int(self.min_severity))
+            out.append(c.severity >= self.min_severity.rank)
         if self.active_only:
             out.append(c.state.in_([s.value for s in ACTIVE_STATES]))
         if self.since_ms is not None:

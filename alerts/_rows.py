@@ -121,7 +121,7 @@ def alert_values(alert: Alert, meta: AlertMeta) -> dict[str, object]:
     """The columns of an alert row, its key excepted."""
     return {
         "state": alert.state.value,
-        "severity": int(alert.severity),
+        "severity": alert.severity.rank,
         "first_ms": alert.first_ms,
         "last_ms": alert.last_ms,
         "count": alert.count,
@@ -148,7 +148,7 @@ def stored_alert(row: Row[Any]) -> StoredAlert:
     alert = Alert(
         key=AlertKey(m["rule_id"], m["site"], m["device"], m["point"] or None),
         state=State(m["state"]),
-        severity=Severity(m["severity"]),
+        severity=Severity.from_rank(m["severity"]),
         first_ms=m["first_ms"],
         last_ms=m["last_ms"],
         count=m["count"],

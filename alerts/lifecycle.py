@@ -1,7 +1,7 @@
 """Alert lifecycle after ISA-18.2: a pure state machine, no I/O, no clock reads.
 
 Every function takes the time (``now`` in epoch milliseconds) and mutates one :class:`Alert`,
-appending a :class:`Transition` to its history and returning it. Illegal actions raise
+appending a :class:`StateChange` to its history and returning it. Illegal actions raise
 :class:`InvalidAction` naming the action and the state, and leave the alert untouched.
 
 States (``State``) follow ISA-18.2; shelving and out-of-service are orthogonal flags: a shelved or
@@ -12,7 +12,15 @@ out-of-service alert still moves between states, it is only suppressed from noti
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import IntEnum, StrEnum
+from enum import StrEnum
+
+from rules.schema import AlertKey, Severity
+
+__all__ = [
+    "ACTIVE_STATES", "SYSTEM", "Action", "Alert", "AlertKey", "InvalidAction", "Note", "Severity", "State",
+    "StateChange", "acknowledge", "add_note", "assign", "clear", "expire", "may_notify", "out_of_service", "raise_",
+    "return_to_service", "shelve", "suppression", "unshelve",
+]  # fmt: skip
 
 SYSTEM = "system"
 
@@ -25,13 +33,6 @@ class State(StrEnum):
 
 
 ACTIVE_STATES = frozenset({State.ACTIVE_UNACK, State.ACTIVE_ACK})
-
-
-class Severity(IntEnum):
-    LOW = 1
-    MEDIUM = 2
-    HIGH = 3
-    CRITICAL = 4
 
 
 class Action(StrEnum):
@@ -64,19 +65,10 @@ class InvalidAction(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
-class AlertKey:
-    rule_id: str
-    site: str
-    device: str
-    point: str | None = None
+class StateChange:
+    """One entry of an alert's history: an action moved it from one ISA-18.2 state to another (or kept it). Not the
+    rules engine's ``rules.Transition``, which is the rule's verdict that raises or clears the alert."""
 
-    def __str__(self) -> str:
-        tail = f"/{self.point}" if self.point is not None else ""
-        return f"{self.rule_id}@{self.site}/{self.device}{tail}"
-
-
-@dataclass(frozen=True, slots=True)
-class Transition:
     ts_ms: int
     who: str
     action: Action
@@ -96,14 +88,14 @@ class Note:
 class Alert:
     key: AlertKey
     state: State = State.NORMAL
-    severity: Severity = Severity.LOW
+    severity: Severity = Severity.INFO
     first_ms: int | None = None
     last_ms: int | None = None
     count: int = 0
     value: float | str | bool | None = None
     assignee: str | None = None
     notes: list[Note] = field(default_factory=list)
-    history: list[Transition] = field(default_factory=list)
+    history: list[StateChange] = field(default_factory=list)
     shelved_until_ms: int | None = None
     shelve_reason: str = ""
     out_of_service: bool = False
@@ -121,8 +113,8 @@ class Alert:
     def active(self) -> bool:
         return self.state in ACTIVE_STATES
 
-    def _record(self, now: int, who: str, action: Action, to: State, reason: str) -> Transition:
-        t = Transition(now, who, action, self.state, to, reason)
+    def _record(self, now: int, who: str, action: Action, to: State, reason: str) -> StateChange:
+        t = StateChange(now, who, action, self.state, to, reason)
         self.state = to
         self.history.append(t)
         return t
@@ -130,7 +122,7 @@ class Alert:
 
 def raise_(
     alert: Alert, severity: Severity, value: float | str | bool | None, now: int, reason: str = "", who: str = SYSTEM
-) -> Transition:
+) -> StateChange:
     """The rule fires (again). Never creates a second alert: updates this one.
 
     normal / cleared_unack -> active_unack (``RAISE``); active_* stays active with last/count/value
@@ -157,12 +149,12 @@ def raise_(
             alert.unack_since_ms = now
             alert.escalation_level = 0
             alert.escalated_ms = None
-        why = f"severity {old_sev.name} -> {severity.name}" + (f": {reason}" if reason else "")
+        why = f"severity {old_sev.value} -> {severity.value}" + (f": {reason}" if reason else "")
         return alert._record(now, who, Action.SEVERITY, to, why)
     return alert._record(now, who, Action.RERAISE, alert.state, reason)
 
 
-def clear(alert: Alert, now: int, reason: str = "", who: str = SYSTEM) -> Transition:
+def clear(alert: Alert, now: int, reason: str = "", who: str = SYSTEM) -> StateChange:
     """The condition went away: active_unack -> cleared_unack, active_ack -> normal."""
     if alert.state is State.ACTIVE_UNACK:
         return alert._record(now, who, Action.CLEAR, State.CLEARED_UNACK, reason)
@@ -171,7 +163,7 @@ def clear(alert: Alert, now: int, reason: str = "", who: str = SYSTEM) -> Transi
     raise InvalidAction(Action.CLEAR, alert.state, alert.key, "alert is not active")
 
 
-def acknowledge(alert: Alert, who: str, now: int, note: str = "") -> Transition:
+def acknowledge(alert: Alert, who: str, now: int, note: str = "") -> StateChange:
     """An operator acknowledges: active_unack -> active_ack, cleared_unack -> normal."""
     if alert.state is State.ACTIVE_UNACK:
         to = State.ACTIVE_ACK
@@ -185,7 +177,7 @@ def acknowledge(alert: Alert, who: str, now: int, note: str = "") -> Transition:
     return alert._record(now, who, Action.ACK, to, note)
 
 
-def shelve(alert: Alert, who: str, until_ms: int, reason: str, now: int) -> Transition:
+def shelve(alert: Alert, who: str, until_ms: int, reason: str, now: int) -> StateChange:
     """Suppress notifications until ``until_ms``; a reason is required."""
     if alert.out_of_service:
         raise InvalidAction(Action.SHELVE, alert.state, alert.key, "alert is out of service")
@@ -200,7 +192,7 @@ def shelve(alert: Alert, who: str, until_ms: int, reason: str, now: int) -> Tran
     return alert._record(now, who, Action.SHELVE, alert.state, f"until {until_ms}: {reason}")
 
 
-def unshelve(alert: Alert, who: str, now: int, reason: str = "") -> Transition:
+def unshelve(alert: Alert, who: str, now: int, reason: str = "") -> StateChange:
     if not alert.shelved:
         raise InvalidAction(Action.UNSHELVE, alert.state, alert.key, "not shelved")
     alert.shelved_until_ms = None
@@ -208,7 +200,7 @@ def unshelve(alert: Alert, who: str, now: int, reason: str = "") -> Transition:
     return alert._record(now, who, Action.UNSHELVE, alert.state, reason)
 
 
-def expire(alert: Alert, now: int) -> Transition | None:
+def expire(alert: Alert, now: int) -> StateChange | None:
     """Auto-unshelve once ``shelved_until_ms`` has passed (at ``now >= until``). Idempotent."""
     if alert.shelved_until_ms is None or now < alert.shelved_until_ms:
         return None
@@ -217,7 +209,7 @@ def expire(alert: Alert, now: int) -> Transition | None:
     return alert._record(now, SYSTEM, Action.SHELVE_EXPIRED, alert.state, "shelve period ended")
 
 
-def out_of_service(alert: Alert, who: str, reason: str, now: int) -> Transition:
+def out_of_service(alert: Alert, who: str, reason: str, now: int) -> StateChange:
     """Take the alert out of service (maintenance). Replaces any shelving."""
     if alert.out_of_service:
         raise InvalidAction(Action.OUT_OF_SERVICE, alert.state, alert.key, "already out of service")
@@ -230,7 +222,7 @@ def out_of_service(alert: Alert, who: str, reason: str, now: int) -> Transition:
     return alert._record(now, who, Action.OUT_OF_SERVICE, alert.state, reason)
 
 
-def return_to_service(alert: Alert, who: str, now: int, reason: str = "") -> Transition:
+def return_to_service(alert: Alert, who: str, now: int, reason: str = "") -> StateChange:
     if not alert.out_of_service:
         raise InvalidAction(Action.RETURN_TO_SERVICE, alert.state, alert.key, "not out of service")
     alert.out_of_service = False
@@ -238,12 +230,12 @@ def return_to_service(alert: Alert, who: str, now: int, reason: str = "") -> Tra
     return alert._record(now, who, Action.RETURN_TO_SERVICE, alert.state, reason)
 
 
-def assign(alert: Alert, who: str, assignee: str | None, now: int) -> Transition:
+def assign(alert: Alert, who: str, assignee: str | None, now: int) -> StateChange:
     alert.assignee = assignee
     return alert._record(now, who, Action.ASSIGN, alert.state, f"assigned to {assignee}")
 
 
-def add_note(alert: Alert, who: str, text: str, now: int) -> Transition:
+def add_note(alert: Alert, who: str, text: str, now: int) -> StateChange:
     alert.notes.append(Note(who, now, text))
     return alert._record(now, who, Action.NOTE, alert.state, text)
 

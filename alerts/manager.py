@@ -41,9 +41,6 @@ log = logging.getLogger("lifeline.alerts")
 SAVE_ATTEMPTS = 3
 
 # Rule severities (rules.schema) and the lifecycle's priorities (ISA-18.2 uses four).
-TO_PRIORITY = {"info": Severity.LOW, "warning": Severity.MEDIUM, "critical": Severity.CRITICAL}
-FROM_PRIORITY = {Severity.LOW: "info", Severity.MEDIUM: "warning", Severity.HIGH: "warning",
-                 Severity.CRITICAL: "critical"}  # fmt: skip
 
 EventPublisher = PublishNowait
 
@@ -130,8 +127,8 @@ class AlertManager:
 
     def _apply(self, tx: Tx, t: Transition) -> tuple[StoredAlert, list[Message], bool | None] | None:
         """One transition inside the batch's transaction: (saved alert, messages, raised / cleared / neither)."""
-        key = AlertKey(t.rule, t.site, t.device, t.point)
-        severity = TO_PRIORITY[t.severity] if t.severity else None
+        key = t.key
+        severity = Severity(t.severity) if t.severity else None  # the one scale (a restored state holds its name)
         stored = tx.get(key)
         if stored is None and severity is None:
             return None  # a clear for an alert that was never stored: nothing to do
@@ -249,7 +246,7 @@ class AlertManager:
         task.add_done_callback(self._sending.discard)
 
     def _message(self, note: Notification, stored: StoredAlert | None) -> Message:
-        severity = FROM_PRIORITY[note.severity] if note.severity is not None else "warning"
+        severity = note.severity.value if note.severity is not None else Severity.WARNING.value
         key = note.key
         alert = stored.alert if stored else None
         meta = stored.meta if stored else None
@@ -352,8 +349,7 @@ def alert_event(stored: StoredAlert) -> dict[str, Any]:
         "device": a.key.device,
         "point": a.key.point,
         "state": a.state.value,
-        "severity": FROM_PRIORITY[a.severity],
-        "priority": a.severity.name.lower(),
+        "severity": a.severity.value,
         "title": m.title,
         "reason": m.reason,
         "audience": m.audience,

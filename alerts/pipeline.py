@@ -39,7 +39,7 @@ from alerts.lifecycle import (
     AlertKey,
     Severity,
     State,
-    Transition,
+    StateChange,
     clear,
     expire,
     raise_,
@@ -185,7 +185,7 @@ class Chattering:
             st.chattering, st.held = True, 1
             alert.chattering = True
             why = f"{len(st.toggles)} toggles in {cfg.window_s}s"
-            alert.history.append(Transition(now, SYSTEM, Action.CHATTERING, alert.state, alert.state, why))
+            alert.history.append(StateChange(now, SYSTEM, Action.CHATTERING, alert.state, alert.state, why))
             text = f"{alert.key} chattering: {why}, notifications held"
             summary = Notification(Kind.CHATTERING, change.audience, now, alert.key, alert.severity, text)
             change.out = [summary] if change.suppressed is None else []
@@ -201,7 +201,7 @@ class Chattering:
         st.chattering, st.held = False, 0
         alert.chattering = False
         why = f"quiet for {self.config.quiet_s}s"
-        alert.history.append(Transition(now, SYSTEM, Action.CHATTERING_END, alert.state, alert.state, why))
+        alert.history.append(StateChange(now, SYSTEM, Action.CHATTERING_END, alert.state, alert.state, why))
 
 
 class Flood:
@@ -250,7 +250,7 @@ class Escalation:
                 continue
             alert.escalation_level, alert.escalated_ms = number, now
             alert.history.append(
-                Transition(now, SYSTEM, Action.ESCALATE, alert.state, alert.state, f"level {number}")
+                StateChange(now, SYSTEM, Action.ESCALATE, alert.state, alert.state, f"level {number}")
             )
             text = f"{alert.key} unacknowledged for {waited_ms // 1000}s"
             change.out.append(Notification(Kind.ESCALATION, change.audience, now, alert.key, alert.severity, text,
@@ -289,7 +289,7 @@ class Pipeline:
             t = raise_(alert, severity, value, now, reason)
             change = Change(alert, audience, Cause.RULE, t.action is Action.RAISE)
             if t.action is Action.RAISE:
-                change.out = [_note(Kind.RAISED, alert, audience, now, f"raised {severity.name}")]
+                change.out = [_note(Kind.RAISED, alert, audience, now, f"raised {severity.value}")]
             elif t.action is Action.SEVERITY:
                 change.out = [_note(Kind.SEVERITY, alert, audience, now, t.reason)]
         return self._run(change, tx, now)

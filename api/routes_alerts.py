@@ -38,7 +38,6 @@ ROLE_AUDIENCES: dict[Role, list[str]] = {
     Role.SAFETY_INSPECTOR: ["safety", "default"],
 }
 MAX_SHELVE_S = 30 * 86400
-PRIORITY_NAMES = {s.name.lower(): s for s in Severity}
 
 
 class _In(BaseModel):
@@ -93,7 +92,7 @@ def list_alerts(
     device: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
     rule: Annotated[str | None, Query(max_length=128, pattern=r"^[a-z0-9][a-z0-9_.-]*$")] = None,
     audience: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
-    min_priority: Annotated[str | None, Query(pattern="^(low|medium|high|critical)$")] = None,
+    min_severity: Severity | None = None,
     active_only: bool = False,
     since_ms: Annotated[int | None, Query(ge=0, le=MAX_MS)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
@@ -105,7 +104,7 @@ def list_alerts(
     filters: dict[str, Any] = {
         "states": [s.value for s in state] if state else None, "site": site, "sites": sites, "device": device,
         "rule": rule, "audiences": audiences,
-        "min_severity": PRIORITY_NAMES[min_priority] if min_priority else None, "active_only": active_only,
+        "min_severity": min_severity, "active_only": active_only,
         "since_ms": since_ms,
     }  # fmt: skip
     rows = svc.store.list_alerts(**filters, limit=limit, offset=offset)

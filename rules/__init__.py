@@ -16,13 +16,14 @@ from pathlib import Path
 from rules.evaluate import AlertState, Engine, Transition
 from rules.loader import load_rules, rule_files
 from rules.scheduled import ScheduledRules, WindowEvaluator, period_bounds
-from rules.schema import SEVERITY_RANK, Rule, RuleFile, Severity, Window
+from rules.schema import SEVERITY_RANK, AlertKey, Rule, RuleFile, Severity, Window
 
 PACKS = Path(__file__).parent / "packs"
 
 __all__ = [
     "PACKS",
     "SEVERITY_RANK",
+    "AlertKey",
     "AlertState",
     "Engine",
     "Rule",

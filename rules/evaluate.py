@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rules import _conditions as c
-from rules.schema import SEVERITY_RANK, Rule
+from rules.schema import SEVERITY_RANK, AlertKey, Rule
 from rules.standards import NoiseZone, noise_verdict
 from telemetry.models import DeviceStatus, Quality, Value
 from telemetry.wire import SampleLike, TelemetryLike
@@ -24,7 +24,9 @@ from telemetry.wire import SampleLike, TelemetryLike
 log = logging.getLogger(__name__)
 _NOISE_ZONES = frozenset(z.value for z in NoiseZone)
 
-Key = tuple[str, str, str, str]  # rule id, site, device, point ("" for a device-wide rule)
+# The engine's index of its states: an AlertKey's fields as a plain tuple ("" for a device-wide rule's point), which
+# hashes several times faster than the dataclass on the per-sample path and is what a checkpoint stores.
+Key = tuple[str, str, str, str]
 STATE_VERSION = 1
 
 
@@ -42,6 +44,11 @@ class Transition:
     ts: int  # the sample time that caused it, or the tick's now_ms for delays and deadman
     reason: str
     profile: str | None = None  # the device's profile, when known (who is told may depend on it)
+
+    @property
+    def key(self) -> AlertKey:
+        """The alert this transition moves (the one alert key, ``rules.schema.AlertKey``)."""
+        return AlertKey(self.rule, self.site, self.device, self.point)
 
 
 @dataclass(slots=True)
@@ -64,7 +71,10 @@ _FIELDS = tuple(f.name for f in fields(AlertState))
 def _export(st: AlertState) -> dict[str, Any]:
     # dataclasses.asdict deep-copies through every value and costs 4x this on a checkpoint of thousands of states
     out = {name: getattr(st, name) for name in _FIELDS}
-    out["since"] = dict(st.since)
+    # severities as plain names (a rule's are rules.Severity members): the checkpoint is data, not Python objects
+    out["active"] = None if st.active is None else str(st.active)
+    out["target"] = None if st.target is None else str(st.target)
+    out["since"] = {str(sev): ts for sev, ts in st.since.items()}
     out["history"] = [list(h) for h in st.history]
     return out
 

@@ -29,9 +29,8 @@ from pydantic_core import PydanticCustomError
 
 from infra.config_loader import read_yaml, validate
 from infra.secret import CredentialError, Secret
+from rules.schema import Severity
 
-SeverityName = Literal["info", "warning", "critical"]
-SEVERITY_RANK: dict[str, int] = {"info": 1, "warning": 2, "critical": 3}
 KindName = Literal["raised", "severity", "cleared", "chattering", "flood", "escalation"]
 KINDS: tuple[KindName, ...] = ("raised", "severity", "cleared", "chattering", "flood", "escalation")
 DayName = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -39,6 +38,7 @@ DAYS: tuple[DayName, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DEFAULT_TIMEZONE = "Asia/Shanghai"
 
 _ENV = "env:"
+_SEVERITIES = frozenset(Severity)
 _HHMM = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
 # A channel's name appears in logs, metrics labels and escalation targets: keep it a plain identifier.
 ChannelName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
@@ -251,7 +251,7 @@ class RouteConfig(_Model):
 
     audiences: list[str] | None = Field(default=None, min_length=1)
     areas: list[str] | None = Field(default=None, min_length=1)
-    min_severity: SeverityName = "info"
+    min_severity: Severity = Severity.INFO
     kinds: list[KindName] = Field(default_factory=lambda: list(KINDS), min_length=1)
     hours: HoursConfig | None = None
     timezone: str = DEFAULT_TIMEZONE
@@ -267,7 +267,7 @@ class RouteConfig(_Model):
             return False
         if self.areas is not None and area not in self.areas:
             return False
-        if SEVERITY_RANK.get(severity, 0) < SEVERITY_RANK[self.min_severity]:
+        if severity not in _SEVERITIES or Severity(severity) < self.min_severity:
             return False
         if kind not in self.kinds:
             return False

@@ -12,7 +12,8 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from alerts.notify.config import DEFAULT_TIMEZONE, KINDS, SEVERITY_RANK
+from alerts.notify.config import DEFAULT_TIMEZONE, KINDS
+from rules.schema import Severity
 
 Value = bool | int | float | str | None
 
@@ -44,8 +45,8 @@ class Message:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"kind {self.kind!r} is not one of {', '.join(KINDS)}")
-        if self.severity not in SEVERITY_RANK:
-            raise ValueError(f"severity {self.severity!r} is not one of {', '.join(SEVERITY_RANK)}")
+        if self.severity not in set(Severity):
+            raise ValueError(f"severity {self.severity!r} is not one of {', '.join(Severity)}")
 
 
 def to_dict(msg: Message) -> dict[str, Value]:

@@ -189,7 +189,7 @@
     alerts: ["Alerts", "告警"], all_audiences: ["all audiences", "全部受众"], active_only: ["active only", "仅活动"],
     refresh: ["Refresh", "刷新"], severity: ["Severity", "级别"], any: ["any", "全部"], site: ["Site", "站点"],
     state: ["State", "状态"], audience: ["Audience", "受众"],
-    th_prio: ["Priority", "优先级"], th_alert: ["Alert", "告警"], th_where: ["Where", "位置"],
+    th_prio: ["Severity", "级别"], th_alert: ["Alert", "告警"], th_where: ["Where", "位置"],
     th_count: ["Count", "次数"], th_assignee: ["Assignee", "负责人"],
     ack_selected: ["Acknowledge selected", "确认所选"], ack: ["Acknowledge", "确认"], shelve: ["Shelve", "搁置"],
     unshelve: ["Unshelve", "取消搁置"], add_note: ["Add note", "添加备注"], assign: ["Assign", "指派"],
@@ -220,7 +220,7 @@
     no_exceedances: ["none in this period", "本时段无超标"],
     means_note: ["{n} hours, {start} – {end}; limit lines in the chart", "{n} 个小时，{start} – {end}；图中虚线为限值"],
     shelved_until: ["shelved until {time}", "搁置至 {time}"], out_of_service: ["out of service", "停用"],
-    prio_severity: ["{prio} (severity {severity})", "{prio}（严重度 {severity}）"], f_rule: ["Rule", "规则"],
+    f_rule: ["Rule", "规则"],
     aud_water_ops: ["gate operations", "闸门运行"], aud_environment: ["environment", "环境"],
     aud_safety: ["work safety", "安全生产"], aud_default: ["everyone", "通用"], aud_mine: ["my role's", "本岗位"],
     cmd_line: ["Command {id}: {action}{target} by {who}, issued {time}", "指令 {id}：{action}{target}，{who} 于 {time} 下达"],
@@ -243,7 +243,7 @@
     role_viewer: ["viewer", "访客"], role_gate_operator: ["gate operator", "闸门操作员"],
     role_environment_officer: ["environment officer", "环保专员"], role_safety_inspector: ["work-safety inspector", "安全生产检查员"],
     role_admin: ["admin", "管理员"],
-    prio_critical: ["critical", "紧急"], prio_high: ["high", "高"], prio_medium: ["medium", "中"], prio_low: ["low", "低"],
+    prio_critical: ["critical", "紧急"], prio_warning: ["warning", "警告"], prio_info: ["info", "提示"],
     enterprises: ["Enterprises and their detectors", "企业及其探测器"], no_enterprise: ["other detectors", "其他探测器"],
     ent_counts: ["{n} detectors, {alarms} in alarm", "{n} 台探测器，{alarms} 台报警"],
     stations: ["Stations and their latest values", "监测站及最新数值"],
@@ -566,7 +566,7 @@
     for (const a of state.alerts) {
       if (!isActive(a) || !a.site) continue;
       const w = worst.get(a.site);
-      if (!w || PRIO_RANK[a.priority] < PRIO_RANK[w]) worst.set(a.site, a.priority);
+      if (!w || PRIO_RANK[a.severity] < PRIO_RANK[w]) worst.set(a.site, a.severity);
     }
     return worst;
   }
@@ -1274,7 +1274,7 @@
     const q = new URLSearchParams({ limit: "200" });
     if ($("all-audiences").checked) q.set("all_audiences", "true");
     if ($("active-only").checked) q.set("active_only", "true");
-    if ($("f-priority").value) q.set("min_priority", $("f-priority").value);
+    if ($("f-priority").value) q.set("min_severity", $("f-priority").value);
     if ($("f-site").value) q.set("site", $("f-site").value);
     if ($("f-state").value) q.set("state", $("f-state").value);
     if ($("f-audience").value) q.set("audience", $("f-audience").value);
@@ -1303,12 +1303,12 @@
 
   const AUDIENCES = ["water_ops", "environment", "safety", "default"];
   const STATE_RANK = { active_unack: 0, active_ack: 1, cleared_unack: 2, normal: 3 };
-  const PRIO_RANK = { critical: 0, high: 1, medium: 2, low: 3 };
+  const PRIO_RANK = { critical: 0, warning: 1, info: 2 };  // the one severity scale
 
   /** Active first (unacknowledged before acknowledged), then by priority, then the newest first. */
   function alertOrder(a, b) {
     return (STATE_RANK[a.state] ?? 9) - (STATE_RANK[b.state] ?? 9)
-      || (PRIO_RANK[a.priority] ?? 9) - (PRIO_RANK[b.priority] ?? 9) || b.last_ms - a.last_ms;
+      || (PRIO_RANK[a.severity] ?? 9) - (PRIO_RANK[b.severity] ?? 9) || b.last_ms - a.last_ms;
   }
 
   const isActive = (a) => a.state === "active_unack" || a.state === "active_ack";
@@ -1316,7 +1316,7 @@
 
   /** A sound and a flashing bar for a critical alarm that is new to this page (WebAudio: no sound file). */
   function noticeCritical(alerts) {
-    const fresh = alerts.filter((a) => a.priority === "critical" && a.state === "active_unack" && !state.seen.has(a.id));
+    const fresh = alerts.filter((a) => a.severity === "critical" && a.state === "active_unack" && !state.seen.has(a.id));
     for (const a of alerts) state.seen.add(a.id);
     if (!state.seenReady) { // the alarms there were at login are not new
       state.seenReady = true;
@@ -1394,7 +1394,7 @@
         $("ack-selected").disabled = state.checked.size === 0;
       },
     }) : null),
-    h("td", null, h("span", { class: `badge prio-${a.priority}` }, `${t(`prio_${a.priority}`)} (${a.severity})`)),
+    h("td", null, h("span", { class: `badge prio-${a.severity}` }, t(`prio_${a.severity}`))),
     h("td", null, stateBadge(a)),
     h("td", null, h("b", null, a.title || a.rule), a.chattering ? " (chattering)" : ""),
     h("td", null, [a.site, a.device, a.point].filter(Boolean).join(" / ")),
@@ -1426,7 +1426,7 @@
     if (state.alert !== id) return;
     $("alert-title").textContent = `#${a.id} ${a.title || a.rule}`;
     const facts = [
-      [t("state"), stateBadge(a)], [t("th_prio"), t("prio_severity", { prio: t(`prio_${a.priority}`), severity: a.severity })],
+      [t("state"), stateBadge(a)], [t("th_prio"), t(`prio_${a.severity}`)],
       [t("f_rule"), a.rule],
       [t("th_where"), [a.site, a.device, a.point].filter(Boolean).join(" / ")], [t("area"), a.area || "—"],
       [t("audience"), AUDIENCES.includes(a.audience) ? t(`aud_${a.audience}`) : a.audience], [t("f_value"), fmtValue(a.value)], [t("f_reason"), a.reason || "—"],

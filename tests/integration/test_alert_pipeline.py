@@ -62,7 +62,7 @@ def _pipeline_alone(audience: str) -> tuple[dict[str, bool], list[tuple[str, str
     alerts = {p: Alert(AlertKey("gas.lel", "plant-1", "gas-1", p)) for p in POINTS}
     out: list[tuple[str, str | None]] = []
     for i, (point, severity) in enumerate(SCRIPT):
-        sev = None if severity is None else Severity.MEDIUM
+        sev = None if severity is None else Severity.WARNING
         change = pipeline.on_rule(tx, alerts[point], audience, sev, 1.0, T0_S * 1000 + i * 1000)
         assert change is not None
         out += [(n.kind.value, n.key.point if n.key else None) for n in change.out]

@@ -19,7 +19,7 @@ from alerts import (
     Note,
     Severity,
     State,
-    Transition,
+    StateChange,
     acknowledge,
     add_note,
     assign,
@@ -56,7 +56,7 @@ def store(url: str) -> Iterator[AlertStore]:
     s.close()
 
 
-def _raised(key: AlertKey = KEY, now: int = T0, severity: Severity = Severity.HIGH) -> Alert:
+def _raised(key: AlertKey = KEY, now: int = T0, severity: Severity = Severity.WARNING) -> Alert:
     a = Alert(key)
     raise_(a, severity, 81.5, now, "t_out > 80")
     return a
@@ -76,7 +76,7 @@ def _every_field(key: AlertKey, value: float | str | bool | None) -> Alert:
         value=value, assignee="carol", shelved_until_ms=T0 + 60 * MIN, shelve_reason="sensor swap",
         out_of_service=True, out_of_service_reason="maintenance", unack_since_ms=T0 + 2 * MIN, escalation_level=2,
         escalated_ms=T0 + 3 * MIN, chattering=True,
-        history=[Transition(T0, "system", Action.RAISE, State.NORMAL, State.ACTIVE_UNACK, "r")],
+        history=[StateChange(T0, "system", Action.RAISE, State.NORMAL, State.ACTIVE_UNACK, "r")],
         notes=[Note("ana", T0 + 1, "looking")],
     )
 
@@ -193,7 +193,7 @@ def test_act_retries_after_a_change_through_another_store(store: AlertStore, url
     other = AlertStore(url)
     calls = 0
 
-    def ack(a: Alert) -> Transition:
+    def ack(a: Alert) -> StateChange:
         nonlocal calls
         calls += 1
         if calls == 1:  # another process assigns the alert between our load and our save
@@ -216,7 +216,7 @@ def test_act_gives_up_after_its_retries(store: AlertStore, url: str) -> None:
     other = AlertStore(url)
     calls = 0
 
-    def always_overtaken(a: Alert) -> Transition:
+    def always_overtaken(a: Alert) -> StateChange:
         nonlocal calls
         calls += 1
         other.act(alert_id, lambda b: add_note(b, "bob", f"note {calls}", T0 + calls))
@@ -240,7 +240,7 @@ def test_act_on_a_missing_alert_is_a_key_error(store: AlertStore) -> None:
 def test_act_with_an_invalid_action_writes_nothing(store: AlertStore) -> None:
     before = _insert(store, _raised())
 
-    def note_then_clear_twice(a: Alert) -> Transition:
+    def note_then_clear_twice(a: Alert) -> StateChange:
         add_note(a, "ana", "half done", T0 + MIN)
         clear(a, T0 + MIN)
         return clear(a, T0 + MIN)  # cleared_unack cannot clear again
@@ -259,11 +259,11 @@ def test_act_with_an_invalid_action_writes_nothing(store: AlertStore) -> None:
 def fleet(store: AlertStore) -> AlertStore:
     """Six alerts; ``last_ms`` grows with the device number, d6 never raised (last_ms None)."""
     rows: list[tuple[str, str, str, str, Severity, State]] = [
-        ("d1", "plant1", "high_temp", "water_ops", Severity.LOW, State.ACTIVE_UNACK),
-        ("d2", "plant1", "high_temp", "water_ops", Severity.HIGH, State.ACTIVE_ACK),
+        ("d1", "plant1", "high_temp", "water_ops", Severity.INFO, State.ACTIVE_UNACK),
+        ("d2", "plant1", "high_temp", "water_ops", Severity.WARNING, State.ACTIVE_ACK),
         ("d3", "plant2", "gas", "safety", Severity.CRITICAL, State.CLEARED_UNACK),
-        ("d4", "plant2", "gas", "safety", Severity.MEDIUM, State.NORMAL),
-        ("d5", "river", "ph", "environment", Severity.HIGH, State.ACTIVE_UNACK),
+        ("d4", "plant2", "gas", "safety", Severity.INFO, State.NORMAL),
+        ("d5", "river", "ph", "environment", Severity.WARNING, State.ACTIVE_UNACK),
     ]
     with store.begin() as tx:
         for n, (device, site, rule, audience, severity, state) in enumerate(rows, start=1):
@@ -286,10 +286,10 @@ def fleet(store: AlertStore) -> AlertStore:
         pytest.param({"device": "d3"}, ["d3"], id="device"),
         pytest.param({"rule": "gas"}, ["d4", "d3"], id="rule"),
         pytest.param({"audiences": ["safety", "environment"]}, ["d5", "d4", "d3", "d6"], id="audiences"),
-        pytest.param({"min_severity": Severity.HIGH}, ["d5", "d3", "d2"], id="min-severity"),
+        pytest.param({"min_severity": Severity.WARNING}, ["d5", "d3", "d2"], id="min-severity"),
         pytest.param({"active_only": True}, ["d5", "d2", "d1"], id="active-only"),
         pytest.param({"since_ms": T0 + 3 * MIN}, ["d5", "d4", "d3"], id="since-on-last-ms"),
-        pytest.param({"site": "plant1", "min_severity": Severity.MEDIUM}, ["d2"], id="combined"),
+        pytest.param({"site": "plant1", "min_severity": Severity.WARNING}, ["d2"], id="combined"),
     ],
 )
 def test_list_and_count_filters(fleet: AlertStore, filters: dict[str, object], devices: list[str]) -> None:

@@ -63,8 +63,8 @@ def test_filters_and_paging(app: App) -> None:
     h = app.h["viewer"]
     assert app.client.get("/api/alerts", headers=h, params={"site": "north-env"}).json()["total"] == 1
     assert app.client.get("/api/alerts", headers=h, params={"state": "active_ack"}).json()["total"] == 0
-    assert app.client.get("/api/alerts", headers=h, params={"min_priority": "critical"}).json()["total"] == 0
-    assert app.client.get("/api/alerts", headers=h, params={"min_priority": "high"}).json()["total"] == 4
+    assert app.client.get("/api/alerts", headers=h, params={"min_severity": "critical"}).json()["total"] == 0
+    assert app.client.get("/api/alerts", headers=h, params={"min_severity": "warning"}).json()["total"] == 4
     page = app.client.get("/api/alerts", headers=h, params={"limit": 2, "offset": 1}).json()
     assert (page["total"], len(page["alerts"])) == (4, 2)
 
@@ -72,7 +72,7 @@ def test_filters_and_paging(app: App) -> None:
 @pytest.mark.parametrize(
     ("params", "field"),
     [({"limit": 0}, "limit"), ({"limit": 100_000}, "limit"), ({"site": "Not An Id"}, "site"),
-     ({"state": "sleepy"}, "state"), ({"min_priority": "huge"}, "min_priority"), ({"since_ms": -1}, "since_ms")],
+     ({"state": "sleepy"}, "state"), ({"min_severity": "huge"}, "min_severity"), ({"since_ms": -1}, "since_ms")],
 )  # fmt: skip
 def test_bad_filters_name_the_field(app: App, params: dict[str, object], field: str) -> None:
     r = app.client.get("/api/alerts", headers=app.h["viewer"], params=params)

@@ -132,7 +132,7 @@ def fill_alerts(store: AlertStore, now: int = NOW_MS) -> dict[str, int]:
     sites = [*(s for v in AREAS.values() for s in v), "nowhere"]
     for i, site in enumerate(sites):
         alert = Alert(AlertKey("sluice.level_high", site, "gate-01", "level_up"))
-        raise_(alert, Severity.HIGH, 5.5 + i, now - 60_000)
+        raise_(alert, Severity.WARNING, 5.5 + i, now - 60_000)
         area = next((a for a, s in AREAS.items() if site in s), None)
         with store.begin() as tx:
             stored = tx.save(alert, AlertMeta("Level high", "water_ops", area, "sluice_gate_plc"), None)

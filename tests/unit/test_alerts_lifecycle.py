@@ -36,7 +36,7 @@ def _in_state(state: State) -> Alert:
     a = Alert(KEY)
     if state is State.NORMAL:
         return a
-    raise_(a, Severity.MEDIUM, 81.0, T0, "t_out > 80")
+    raise_(a, Severity.WARNING, 81.0, T0, "t_out > 80")
     if state is State.ACTIVE_ACK:
         acknowledge(a, "ann", T0 + 1)
     elif state is State.CLEARED_UNACK:
@@ -46,9 +46,9 @@ def _in_state(state: State) -> Alert:
 
 
 ACTIONS: dict[str, Callable[[Alert, int], object]] = {
-    "raise": lambda a, t: raise_(a, Severity.MEDIUM, 82.0, t, "r"),
+    "raise": lambda a, t: raise_(a, Severity.WARNING, 82.0, t, "r"),
     "raise_higher": lambda a, t: raise_(a, Severity.CRITICAL, 95.0, t, "r"),
-    "raise_lower": lambda a, t: raise_(a, Severity.LOW, 79.0, t, "r"),
+    "raise_lower": lambda a, t: raise_(a, Severity.INFO, 79.0, t, "r"),
     "clear": lambda a, t: clear(a, t, "c"),
     "ack": lambda a, t: acknowledge(a, "bob", t, "seen"),
 }
@@ -101,7 +101,7 @@ def test_illegal_transitions_raise_and_change_nothing(start: State, action: str)
 def test_one_alert_over_many_raises_counts_first_last() -> None:
     a = Alert(KEY)
     for i in range(20):
-        raise_(a, Severity.HIGH, 80.0 + i, T0 + i * 1000)
+        raise_(a, Severity.WARNING, 80.0 + i, T0 + i * 1000)
     assert (a.state, a.count, a.first_ms, a.last_ms, a.value) == (State.ACTIVE_UNACK, 20, T0, T0 + 19_000, 99.0)
     assert [t.action for t in a.history] == [Action.RAISE] + [Action.RERAISE] * 19
 
@@ -111,7 +111,7 @@ def test_ack_then_severity_rise_is_unacknowledged_again() -> None:
     raise_(a, Severity.CRITICAL, 99.0, T0 + MIN, "t_out > 95")
     assert a.state is State.ACTIVE_UNACK
     assert a.unack_since_ms == T0 + MIN
-    assert a.history[-1].reason == "severity MEDIUM -> CRITICAL: t_out > 95"
+    assert a.history[-1].reason == "severity warning -> critical: t_out > 95"
 
 
 def test_shelve_expires_when_time_passes() -> None:
@@ -119,7 +119,7 @@ def test_shelve_expires_when_time_passes() -> None:
     shelve(a, "ann", T0 + 30 * MIN, "sensor being recalibrated", T0)
     assert suppression(a, T0 + 29 * MIN) == "shelved"
     assert not may_notify(a, T0 + 29 * MIN)
-    raise_(a, Severity.MEDIUM, 85.0, T0 + 5 * MIN)  # state still tracked while shelved
+    raise_(a, Severity.WARNING, 85.0, T0 + 5 * MIN)  # state still tracked while shelved
     assert a.count == 2
     assert expire(a, T0 + 29 * MIN) is None
     t = expire(a, T0 + 30 * MIN)
@@ -177,7 +177,7 @@ def test_out_of_service_suppresses_and_replaces_shelve() -> None:
 
 def test_history_holds_who_when_why_for_every_step() -> None:
     a = Alert(KEY)
-    raise_(a, Severity.HIGH, 81.0, T0, "t_out > 80")
+    raise_(a, Severity.WARNING, 81.0, T0, "t_out > 80")
     assign(a, "lead", "ann", T0 + 1)
     acknowledge(a, "ann", T0 + 2, "going to look")
     add_note(a, "ann", "valve stuck", T0 + 3)

@@ -66,7 +66,7 @@ def _kinds(notes: list[Notification]) -> list[Kind]:
 def _toggles(run: Run, key: AlertKey, count: int, start: int, step_ms: int) -> list[Kind]:
     out: list[Notification] = []
     for i in range(count):
-        out += run.rule(key, Severity.HIGH if i % 2 == 0 else None, start + i * step_ms)
+        out += run.rule(key, Severity.WARNING if i % 2 == 0 else None, start + i * step_ms)
     return _kinds(out)
 
 
@@ -79,7 +79,7 @@ def test_stages_run_in_the_documented_order() -> None:
 # --- the lifecycle step: a rule's transitions -----------------------------------------------------------------
 
 R, C, SEV, CHAT, FLOOD, ESC = Kind.RAISED, Kind.CLEARED, Kind.SEVERITY, Kind.CHATTERING, Kind.FLOOD, Kind.ESCALATION
-H, M, CR = Severity.HIGH, Severity.MEDIUM, Severity.CRITICAL
+H, M, CR = Severity.WARNING, Severity.WARNING, Severity.CRITICAL
 
 
 @pytest.mark.parametrize(
@@ -114,7 +114,7 @@ def test_a_clear_of_an_alert_that_is_not_active_changes_nothing() -> None:
 
 def _active() -> Alert:
     a = Alert(KEY)
-    raise_(a, Severity.HIGH, 1.0, T0)
+    raise_(a, Severity.WARNING, 1.0, T0)
     return a
 
 
