@@ -56,7 +56,9 @@ from rules.config import PartitionConfig
 from simulators import District
 from simulators.hj212 import Hj212Fleet, demo_fleet
 from simulators.scenario import Scenario
+from storage import influxql
 from storage.connection import InfluxConfig
+from storage.schema import DEVICE, WATER
 from telemetry.keys import KeyFileError, SiteKeyFiles, create_site_keys
 
 log = logging.getLogger("lifeline.up")
@@ -403,8 +405,9 @@ def _print_table(stack: Stack, district: District, children: list[Child], data_d
         auth = ""
         if stack.influx_users:
             auth = f"-u lifeline-api:\"$(cat {stack.credentials / 'influx-api.password'})\" "
+        example = influxql.select([influxql.call("last", "ph")], influxql.source(WATER), group_by=(DEVICE,))
         print(f"query: curl -sG {auth}{i.url}/query --data-urlencode db={i.database} "
-              """--data-urlencode 'q=SELECT last("ph") FROM water_quality GROUP BY device'""")  # fmt: skip
+              f"--data-urlencode 'q={example}'")  # fmt: skip
     print("Ctrl-C stops everything.", flush=True)
 
 
