@@ -12,6 +12,7 @@ from alerts.db import DEFAULT_STORE_URL
 from device_profiles import field_error
 from infra.config_loader import ConfigError, YamlDoc, read_yaml, validate
 from infra.mqtt import BrokerConfig
+from infra.secret import Secret
 from storage.connection import InfluxConnection
 from telemetry.interlocks import GateLimits
 from telemetry.keys import KeyFileError, load_signing_key, load_verify_key
@@ -81,6 +82,10 @@ class AuthConfig(_Strict):
     bootstrap_admin: str = Field(
         default="admin", pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$",
         description=f"created on first start when there is no user; password from ${ADMIN_PASSWORD_ENV} or printed",
+    )  # fmt: skip
+    bootstrap_password: Secret | None = Field(
+        default=None, description="the first admin's password as {file: PATH} or {env: NAME} (it must pass the "
+        f"password policy); none: ${ADMIN_PASSWORD_ENV}, else a one-time password is printed",
     )  # fmt: skip
     argon2_time_cost: int = Field(default=3, ge=1, le=20)
     argon2_memory_kib: int = Field(default=65536, ge=64, le=1 << 21)

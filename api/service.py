@@ -84,12 +84,15 @@ class ApiService:
         """Create the first admin if there is no user; the generated one-time password, to print once, or None.
         A password from the environment must pass the password policy (BootstrapError says why not)."""
         env = os.environ if environ is None else environ
+        secret = self.config.auth.bootstrap_password
         given = env.get(ADMIN_PASSWORD_ENV) or None
-        name = self.config.auth.bootstrap_admin
+        name, source = self.config.auth.bootstrap_admin, ADMIN_PASSWORD_ENV
+        if secret is not None and self.users.count() == 0:  # read only when it is needed (a file may be gone after)
+            given, source = secret.reveal("bootstrap_password") or None, f"auth.bootstrap_password ({secret.where()})"
         if given is not None and self.users.count() == 0:
             problem = self.password_policy.problem(given, name)
             if problem:
-                raise BootstrapError(f"{ADMIN_PASSWORD_ENV}: {problem}")
+                raise BootstrapError(f"{source}: {problem}")
         return self.users.bootstrap(name, given)
 
     async def start(self, *, connect: bool = True) -> None:

@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 
 from api import ApiService, create_app
 from api.service import BootstrapError
+from infra.secret import write_secret_file
 from tests.integration.test_api_support import PASSWORD, Clock, RunningApi, add_users, make_config
 
 ATTACKER, OFFICE, PROXY = "198.51.100.7", "203.0.113.9", "10.1.2.3"
@@ -236,6 +237,19 @@ def test_a_weak_admin_password_from_the_environment_is_refused(tmp_path: Path) -
         with pytest.raises(BootstrapError, match="LIFELINE_ADMIN_PASSWORD: this is a commonly used password"):
             service.bootstrap_admin({"LIFELINE_ADMIN_PASSWORD": "password123456"})
         assert service.users.count() == 0
+    finally:
+        service.engine.dispose()
+        service.store.close()
+
+
+def test_the_admin_password_may_come_from_a_secret_file(tmp_path: Path) -> None:
+    secret = tmp_path / "admin.password"
+    write_secret_file(secret, "a-long-paper-slip-21\n")
+    service = ApiService(make_config(tmp_path, auth={**FAST_AUTH, "bootstrap_password": {"file": str(secret)}}))
+    try:
+        assert "a-long-paper-slip-21" not in repr(service.config) + str(service.config.model_dump())
+        assert service.bootstrap_admin({}) is None  # the given password: nothing to print
+        assert service.users.count() == 1
     finally:
         service.engine.dispose()
         service.store.close()

@@ -46,7 +46,7 @@ def stack(tmp_path: Path) -> Stack:
         write_secret_file(credentials / f"{name}.password", f"pw-{name}\n")
     users = {}
     for s in ("bridge", "rules", "api"):
-        write_secret_file(credentials / f"influx-{s}.password", f"influx-{s}\n")
+        write_secret_file(credentials / f"influx-{s}.password", f"influx-pw-of-{s}\n")
         users[s] = Secret(file=credentials / f"influx-{s}.password")
     influx = InfluxConfig(url="http://127.0.0.1:8086", database="lifeline")
     return Stack(broker=BrokerConfig(), influx=influx, credentials=credentials, api_port=8181, influx_users=users)
@@ -72,7 +72,7 @@ def test_every_config_up_writes_loads_with_its_service_loader(tmp_path: Path, st
     bridge = load_bridge_config(_bridge_config(tmp_path, stack, deploy, 9101))
     assert bridge.influx.username == "lifeline-bridge"
     assert bridge.influx.password is not None
-    assert bridge.influx.password.reveal() == "influx-bridge"  # read from its file: no password is in the config
+    assert bridge.influx.password.reveal() == "influx-pw-of-bridge"  # read from its file: no password is in the config
     assert bridge.publisher is not None
     assert bridge.publisher.username == "bridge-1-pub"
     assert bridge.validation.sites == [(tmp_path / "sites").resolve()]
@@ -141,3 +141,47 @@ def test_a_gate_whose_profile_gives_no_range_is_refused_naming_file_and_field(tm
     (problem,) = caught.value.problems
     assert str(site_file) in problem
     assert "field control.full_opening_m" in problem
+
+
+def test_no_password_shows_in_the_deployment_or_any_config_derived_from_it(
+    tmp_path: Path, stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The MQTT and InfluxDB passwords and the notifier's secrets never appear in a repr, a str or a dump of the
+    deployment and of the configs derived from it, nor in the files written for the services."""
+    monkeypatch.setenv("LL_TEST_SMTP", "smtp-secret-7")
+    inline = stack.influx.model_copy(update={"password": Secret(value="influx-inline-9")})
+    stack = Stack(broker=stack.broker, influx=inline, credentials=stack.credentials, api_port=8181,
+                  influx_users=stack.influx_users)  # fmt: skip
+    deploy = DeploymentSpec.model_validate({"data_dir": str(tmp_path), "alerts": {"notify": {
+        "channels": {"mail": {"type": "email", "host": "smtp.invalid", "sender": "a@b.c", "to": ["d@e.f"],
+                              "username": "u", "password": "env:LL_TEST_SMTP"}},
+        "routes": [{"channels": ["mail"]}]}}})  # fmt: skip
+    site_file = _site_file(tmp_path / "sites")
+    keys = tmp_path / "keys"
+    create_site_keys(keys, [SITE])
+    _add_local_settings(SITE, site_file, tmp_path / "edge" / SITE, stack, keys)
+    files = [_bridge_config(tmp_path, stack, deploy, 9101), _rules_config(tmp_path, stack, deploy, 9102),
+             _api_config(tmp_path, stack, {SITE: site_file}, keys, deploy=deploy), site_file]  # fmt: skip
+    configs = [deploy, load_bridge_config(files[0]), load_rules_service_config(files[1]), load_api_config(files[2]),
+               load_site(site_file).config, inline]  # fmt: skip
+    secrets = ["smtp-secret-7", "influx-inline-9", *(f"pw-{name}" for name in ACCOUNTS),
+               *(f"influx-pw-of-{s}" for s in ("bridge", "rules", "api"))]  # fmt: skip
+    shown = [text for c in configs for text in (repr(c), str(c), str(c.model_dump()), c.model_dump_json())]
+    shown += [path.read_text(encoding="utf-8") for path in files]
+    for text in shown:
+        for secret in secrets:
+            assert secret not in text
+
+
+def test_the_api_shows_the_rule_packs_the_engines_run(tmp_path: Path, stack: Stack) -> None:
+    pack = tmp_path / "our-rules.yaml"
+    pack.write_text("rules: []\n", encoding="utf-8")
+    deploy = DeploymentSpec(data_dir=tmp_path, rule_packs=[pack], areas={"north": [SITE]})
+    site_file = _site_file(tmp_path / "sites")
+    keys = tmp_path / "keys"
+    create_site_keys(keys, [SITE])
+    _add_local_settings(SITE, site_file, tmp_path / "edge" / SITE, stack, keys)
+    rules = load_rules_service_config(_rules_config(tmp_path, stack, deploy, 9102, [SITE]))
+    api = load_api_config(_api_config(tmp_path, stack, {SITE: site_file}, keys, deploy=deploy))
+    assert rules.rules.packs == api.rules.paths == [pack.resolve()]
+    assert rules.alerts.areas == api.areas == {"north": [SITE]}  # one place for the areas too
