@@ -36,6 +36,13 @@ def _config(args: argparse.Namespace) -> int:
                 raise ValueError("--rules-partition (by name) and --rules-partitions N (by hash) exclude each other")
             parts = named_partitions(args.rules_partition, [*deployment.sites, *deployment.hj212_sites])
             deployment = dataclasses.replace(deployment, named_partitions=parts)
+        if args.deployment:  # the spec's counts and partitions, checked against the sites
+            from lifeline.deployment import load_spec
+
+            spec = load_spec(Path(args.deployment))
+            spec.check_sites([*deployment.sites, *deployment.hj212_sites], Path(args.deployment))
+            deployment = spec.inventory(deployment.sites, deployment.sensor_topics, deployment.hj212_sites,
+                                        deployment.simulated_sensors)  # fmt: skip
     except (ConfigError, OSError, KeyError, ValueError) as exc:
         print(exc, file=sys.stderr)
         return 1
@@ -76,4 +83,6 @@ def add_parsers(sub: Subparsers) -> None:
     cfg.add_argument("--rules-partition", action="append", default=[], metavar="NAME:SITE[,SITE...]",
                      help="a rules partition by site (repeat for each; every site in exactly one), one account pair "
                           "each (rules-NAME and -pub) instead of --rules")  # fmt: skip
+    cfg.add_argument("--deployment", metavar="DEPLOY.yaml",
+                     help="take bridges and rules partitions from this deployment spec (instead of the counts here)")
     cfg.set_defaults(func=_config)

@@ -112,3 +112,18 @@ def test_no_secret_shows_in_the_spec(env: dict[str, str]) -> None:
         for secret in env.values():
             assert secret not in text
         assert "ding-token-from-env" not in text
+
+
+def test_broker_config_takes_the_accounts_counts_from_the_spec(tmp_path: Path) -> None:
+    from lifeline.cli import main
+
+    spec = _write(tmp_path, "bridges: 2\nrules_partitions:\n  - {name: water, sites: [mini-water], windows: true}\n"
+                            "  - {name: rest, sites: [mini-safety, mini-sources]}\n")  # fmt: skip
+    out = tmp_path / "broker"
+    assert main(["broker", "config", "--scenario", "mini", "--deployment", str(spec), "--out", str(out)]) == 0
+    dynsec = yaml.safe_load((out / "dynamic-security.json").read_text(encoding="utf-8"))
+    users = {c["username"] for c in dynsec["clients"]}
+    assert {"bridge-2", "bridge-2-pub", "rules-water", "rules-rest-pub"} <= users
+    assert "rules-1" not in users
+    bad = _write(tmp_path, "rules_partitions:\n  - {name: water, sites: [mini-water], windows: true}\n")
+    assert main(["broker", "config", "--scenario", "mini", "--deployment", str(bad), "--out", str(out)]) == 1
