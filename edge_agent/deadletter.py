@@ -1,56 +1,55 @@
-"""Messages the agent could not use are kept, with where they came from and why: never dropped in silence."""
+"""The edge's dead letters (sensor messages it cannot decode, refused commands and confirmations, refused HJ 212
+packets): kept in the one dead-letter store (``infra.deadletter``), never dropped in silence."""
 
 from __future__ import annotations
 
-import base64
 import logging
-from collections import deque
-from dataclasses import dataclass
+import sqlite3
 from pathlib import Path
 
-import orjson
+from infra.deadletter import DeadLetterStore
+
+__all__ = ["DeadLetters"]
 
 log = logging.getLogger("lifeline.edge.deadletter")
 
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    ts_ms: int
-    topic: str
-    payload: bytes
-    error: str
-
-    def to_json(self) -> bytes:
-        try:
-            text: str | None = self.payload.decode("utf-8")
-        except UnicodeDecodeError:
-            text = None
-        record = {"ts": self.ts_ms, "topic": self.topic, "error": self.error}
-        if text is not None:
-            record["payload"] = text
-        else:
-            record["payload_b64"] = base64.b64encode(self.payload).decode("ascii")
-        return orjson.dumps(record)
+IN_MEMORY_KEEP = 1000  # letters kept without a file (an agent configured to keep none on disk)
 
 
 class DeadLetters:
-    """The last ``keep`` dead letters in memory, and every one appended to ``path`` (JSON lines) if given."""
+    """The store in ``path`` (``None``: the last ``IN_MEMORY_KEEP`` in memory), with the edge's habits: a bad source
+    is logged once and counted after; a store that cannot write (a full disk) is counted and logged, never raised
+    into the message path (the message was unusable either way: nothing else is lost)."""
 
-    def __init__(self, path: Path | None = None, keep: int = 1000) -> None:
-        self.path = path
-        self.recent: deque[DeadLetter] = deque(maxlen=keep)
-        self.count = 0
+    def __init__(self, path: Path | None = None, *, source: str = "edge", max_letters: int = 100_000) -> None:
+        self.store = DeadLetterStore(path, source=source, max_letters=max_letters if path else IN_MEMORY_KEEP)
+        self.count = 0  # kept by this process (the dead_letters_total metric)
+        self.keep_failures = 0
         self._topics_logged: set[str] = set()
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
 
-    def add(self, letter: DeadLetter) -> None:
+    @property
+    def path(self) -> Path | None:
+        return self.store.path
+
+    def add(self, received_ms: int, topic: str, payload: bytes, reason: str, *, stage: str,
+            replayable: bool = False) -> None:  # fmt: skip
+        """Keep a letter; ``replayable``: publishing it again on ``topic`` is a meaningful retry (a sensor message
+        once its profile is fixed), not so a command (it was refused for a reason and has a time to live)."""
+        try:
+            self.store.add(received_ms, topic, payload, reason, stage=stage, replayable=replayable)
+        except sqlite3.Error as exc:
+            self.keep_failures += 1
+            if self.keep_failures in (1, 10, 100, 1000) or self.keep_failures % 10000 == 0:
+                log.error(  # noqa: TRY400 - a classified failure with a named action: no traceback
+                    "dead-letter store failing path=%s topic=%s reason=%r action=count total=%d",
+                    self.store.path, topic, str(exc), self.keep_failures,
+                )  # fmt: skip
+            return
         self.count += 1
-        self.recent.append(letter)
-        if self.path is not None:
-            with self.path.open("ab") as f:
-                f.write(letter.to_json() + b"\n")
-        if letter.topic not in self._topics_logged:  # log a bad source once, count the rest
-            self._topics_logged.add(letter.topic)
-            log.warning("dead letter topic=%s error=%r (further ones on this topic are counted)", letter.topic,
-                        letter.error)  # fmt: skip
+        if topic not in self._topics_logged:  # log a bad source once, count the rest
+            self._topics_logged.add(topic)
+            log.warning("dead letter topic=%s stage=%s reason=%r (further ones on this topic are counted)", topic,
+                        stage, reason)  # fmt: skip
+
+    def close(self) -> None:
+        self.store.close()
