@@ -31,10 +31,10 @@ from dataclasses import dataclass, field
 from itertools import chain
 
 from broker_bridge.config import BridgeConfig
-from broker_bridge.deadletter import DeadLetterStore
 from broker_bridge.stored import stored_messages
 from broker_bridge.validate import Invalid, Origin, Registry, SiteLoader, check
 from device_profiles import load_catalogue
+from infra.deadletter import DeadLetterStore
 from infra.metrics import Metric, bound_port, counter, gauge, registry, render, serve_metrics, summary
 from infra.mqtt import Consumer, Incoming, Publisher
 from storage import LineEncoder, RetryingWriter, V1Writer, Writer, make_writer
@@ -93,7 +93,7 @@ class Bridge:
         self.counters = Counters()
         self.writer: Writer = writer or make_writer(config.influx)
         self.out = RetryingWriter(self.writer, config.retry, stats=self.counters)  # storage's one retry policy
-        self.dead = DeadLetterStore(config.dead_letter_path)
+        self.dead = DeadLetterStore(config.dead_letter_path, source="bridge")
         self.encoder = LineEncoder()
         self.metrics_port: int | None = None
         self._batches: asyncio.Queue[Batch] = asyncio.Queue(maxsize=2)
@@ -175,7 +175,7 @@ class Bridge:
     def _dead_letter(self, incoming: Incoming, error: str, stage: str, now: float, points: int = 0) -> bool:
         """Keep the message in the dead letters; False if the store failed (a transient failure: not acked)."""
         try:
-            self.dead.add(int(now * 1000), incoming.topic, incoming.payload, error, stage)
+            self.dead.add(int(now * 1000), incoming.topic, incoming.payload, error, stage=stage)
         except sqlite3.Error as exc:
             self.counters.keep_failures += 1
             if self.counters.keep_failures in (1, 10, 100, 1000) or self.counters.keep_failures % 10000 == 0:

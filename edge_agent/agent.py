@@ -11,7 +11,7 @@ from device_profiles import Profile
 from edge_agent._outbox_writer import OutboxWriter, SampleJournal, make_outbox, new_run_id
 from edge_agent.commands import CommandExecutor, make_gate
 from edge_agent.config import HEALTH_DEVICE, HEALTH_PROFILE, DeviceConfig, LoadedSite
-from edge_agent.deadletter import DeadLetter, DeadLetters
+from edge_agent.deadletter import DeadLetters
 from edge_agent.modbus_poller import ModbusPoller, SampleSink, StatusSink
 from edge_agent.mqtt_sensors import SensorHub
 from edge_agent.outbox import Entry, OutMessage
@@ -72,7 +72,7 @@ class EdgeAgent:
         self.stats: dict[str, DeviceStats] = {d.id: DeviceStats() for d in cfg.devices if d.enabled}
         self.seq: dict[str, int] = {}
         self._envelopes: dict[str, tuple[Profile, dict[str, str], str, dict[str, str], dict[str, str]]] = {}
-        self.dead_letters = DeadLetters(cfg.dead_letter_path)
+        self.dead_letters = DeadLetters(cfg.dead_letter_path, source=f"edge/{cfg.site}")
         self.metrics_port: int | None = None  # known once running (metrics_port 0 picks a free one)
         enabled = [(d, site.profile_of(d)) for d in cfg.devices if d.enabled]
         modbus = [(d, p) for d, p in enabled if p.protocol == "modbus"]
@@ -222,11 +222,11 @@ class EdgeAgent:
         try:
             stored = decode_stored(payload, topic)
         except ContractError as exc:
-            self.dead_letters.add(DeadLetter(int(self.clock.time() * 1000), topic, payload, str(exc)))
+            self.dead_letters.add(int(self.clock.time() * 1000), topic, payload, str(exc), stage="stored")
             return
         if stored.site != self.site.config.site:
             reason = f"Stored for site {stored.site!r} came on this site's topic {topic!r}"
-            self.dead_letters.add(DeadLetter(int(self.clock.time() * 1000), topic, payload, reason))
+            self.dead_letters.add(int(self.clock.time() * 1000), topic, payload, reason, stage="stored")
             return
         self.outbox.stored((r.device, r.run, r.first, r.last) for r in stored.ranges)
         self.writer.schedule()

@@ -143,7 +143,9 @@ class EdgeConfig(BaseModel):
     publish: PublishConfig = Field(default_factory=PublishConfig)
     modbus: ModbusDefaults = Field(default_factory=ModbusDefaults)
     dead_letter_path: Path | None = Field(
-        default=None, description="JSON-lines file for sensor messages that cannot be decoded; default: none kept"
+        default=None,
+        description="dead-letter store (SQLite, lifeline deadletter) of the messages the agent cannot use; default: "
+                    "the last 1,000 in memory",
     )
     metrics_port: int | None = Field(default=None, ge=0, le=65535, description="Prometheus text on this port")
     state_dir: Path | None = Field(

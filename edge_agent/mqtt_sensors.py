@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from device_profiles import MqttPoint, Profile
 from device_profiles.derive import derive
 from edge_agent.config import DeviceConfig
-from edge_agent.deadletter import DeadLetter, DeadLetters
+from edge_agent.deadletter import DeadLetters
 from edge_agent.stats import DeviceStats
 from edge_agent.vendor_json import VendorError, decode_message
 from infra.clock import Clock
@@ -72,7 +72,8 @@ class SensorHub:
         received_ms = int(now * 1000)
         routes = self.routes.get(topic)
         if not routes:
-            self.dead_letters.add(DeadLetter(received_ms, topic, payload, "no device listens on this topic"))
+            self.dead_letters.add(received_ms, topic, payload, "no device listens on this topic", stage="sensor",
+                                  replayable=True)  # fmt: skip
             return
         for route in routes:
             presence = self.presence[route.device.id]
@@ -82,7 +83,8 @@ class SensorHub:
                 sample = decode_message(route.points, route.profile.mqtt.timestamp, payload, received_ms)
             except VendorError as exc:
                 presence.stats.messages_rejected += 1
-                self.dead_letters.add(DeadLetter(received_ms, topic, payload, f"device {route.device.id!r}: {exc}"))
+                self.dead_letters.add(received_ms, topic, payload, f"device {route.device.id!r}: {exc}", stage="sensor",
+                                      replayable=True)  # fmt: skip
                 continue
             if route.profile.derived is not None:  # derived points and maintenance marks, as for Modbus
                 tags = {**route.profile.tags, **route.device.tags}

@@ -102,7 +102,7 @@ def _add_local_settings(site: str, site_file: Path, state_dir: Path, stack: Stac
     port = free_port()
     config = config.model_copy(update={
         **site_accounts(site, stack.credentials, stack.broker),
-        "dead_letter_path": state_dir / "deadletter.jsonl",
+        "dead_letter_path": state_dir / "deadletter.sqlite",
         "state_dir": state_dir,  # remembered command ids: a repeated command is never executed twice
         "metrics_port": port,
         "control_public_key": keys.control_public.resolve(),  # verifies the API's commands
@@ -178,7 +178,7 @@ def _hj212(data_dir: Path, stack: Stack, scenario: str) -> tuple[Child, Hj212Fle
         listen=Hj212Listen(host="127.0.0.1", port=port),
         broker=stack.account("hj212"),
         passwords_file=passwords.resolve(),
-        dead_letter_path=(data_dir / "hj212" / "deadletter.jsonl").resolve(),
+        dead_letter_path=(data_dir / "hj212" / "deadletter.sqlite").resolve(),
         metrics_port=metrics,
         # the simulated CEMS is a coal-fired unit (the emissions pack selects on the source tag)
         stations=[st.model_copy(update={"tags": {"source": "coal_power", "o2_ref": "6"}}) if st.device == "cems-1"

@@ -24,7 +24,7 @@ import orjson
 from edge_agent._outbox_store import OutboxStore
 from edge_agent._outbox_writer import OutboxWriter
 from edge_agent.config import PublishConfig
-from edge_agent.deadletter import DeadLetter, DeadLetters
+from edge_agent.deadletter import DeadLetters
 from edge_agent.hj212.config import LoadedConfig, Station
 from edge_agent.hj212.framing import StreamDecoder
 from edge_agent.hj212.ingest import DeadLetterNote, Ingest, Outcome
@@ -83,7 +83,7 @@ class Hj212Server:
         self.outbox = _AnsweringOutbox(cfg.publish, self._acked)
         self.link: Link[Entry] = Link("hj212", cfg.broker, cfg.client_id, window=self.outbox)
         self.writer = OutboxWriter(self.outbox, self.link.notify, SystemClock(), "hj212")
-        self.dead_letters = DeadLetters(cfg.dead_letter_path)
+        self.dead_letters = DeadLetters(cfg.dead_letter_path, source="hj212")
         self.events = EventLog(events_path) if events_path is not None else None
         self.port: int | None = None  # bound port, once listening
         self.metrics_port: int | None = None
@@ -250,8 +250,8 @@ class Hj212Server:
         self.writer.schedule()
 
     def _dead_letter(self, note: DeadLetterNote) -> None:
-        self.dead_letters.add(DeadLetter(int(self.clock() * 1000), note.source, note.raw, f"{note.reason}: "
-                                         f"{note.detail}"))  # fmt: skip
+        self.dead_letters.add(int(self.clock() * 1000), note.source, note.raw, f"{note.reason}: {note.detail}",
+                              stage="hj212")  # fmt: skip
 
     # -- metrics -----------------------------------------------------------------------------------------------------
     def metrics_text(self) -> str:

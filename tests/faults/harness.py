@@ -136,7 +136,7 @@ class FaultDistrict:
             publish["outbox_max_bytes"] = outbox_max_bytes
         give_site_credentials(
             path, self.credentials, self.base,
-            state_dir=str(state), dead_letter_path=str(state / "deadletter.jsonl"),
+            state_dir=str(state), dead_letter_path=str(state / "deadletter.sqlite"),
             sample_journal=str(state / "journal.jsonl"), publish=publish,
             modbus={"timeout_s": 0.5, "connect_timeout_s": 0.5, "backoff_initial_s": 0.2, "backoff_max_s": 1.0},
         )  # fmt: skip

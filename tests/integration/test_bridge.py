@@ -21,7 +21,7 @@ import yaml
 
 from broker_bridge.bridge import Batch, Bridge
 from broker_bridge.config import BridgeConfig
-from broker_bridge.deadletter import DeadLetterStore
+from infra.deadletter import DeadLetterStore
 from lifeline.bridge_cli import known_site
 from lifeline.broker_auth import bridge_account, bridge_publisher_account
 from telemetry import PointQuality, Quality, Sample, Telemetry, decode_telemetry, encode, topics
@@ -186,7 +186,7 @@ def test_bad_messages_are_dead_lettered_and_good_ones_flow(mosquitto: Mosquitto,
         for letter, (topic, payload, reason) in zip(letters, bad, strict=True):
             assert letter.topic == topic
             assert letter.payload == payload
-            assert reason in letter.error, (reason, letter.error)
+            assert reason in letter.reason, (reason, letter.reason)
             assert letter.stage == "validate"
         store.close()
     finally:
@@ -210,7 +210,7 @@ def test_points_influx_refuses_are_dead_lettered_with_its_reason(
         store = DeadLetterStore(tmp_path / "dead.sqlite")
         letters = store.list()
         assert {d.stage for d in letters} == {"influx"}
-        assert all("field type conflict" in d.error for d in letters), letters[0].error
+        assert all("field type conflict" in d.reason for d in letters), letters[0].reason
         store.close()
     finally:
         thread.stop()

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from broker_bridge.config import BridgeConfig
-from broker_bridge.deadletter import DeadLetterStore
+from infra.deadletter import DeadLetterStore
 from lifeline.broker_auth import bridge_account, bridge_publisher_account
 from telemetry import Sample, Stored, StoredRange, Telemetry, Value, decode_stored, encode, topics
 from testing import Influxd, Mosquitto
@@ -136,8 +136,8 @@ def test_a_string_for_a_float_point_is_dead_lettered_and_nothing_of_it_written(
         (letter,) = store.list()
         store.close()
         assert (letter.topic, letter.payload, letter.stage) == (bad_topic, bad, "validate")
-        assert "point 'ph' of profile 'water_quality_station' is declared float32 (a number)" in letter.error
-        assert "has a str ('7.1')" in letter.error
+        assert "point 'ph' of profile 'water_quality_station' is declared float32 (a number)" in letter.reason
+        assert "has a str ('7.1')" in letter.reason
         assert count_points(influxdb, field="do") == 1  # the message's good values were not written either
         assert not influx_query(influxdb, f'SELECT * FROM "water_quality" WHERE time = {TS0 + 10}ms')
         fields = {r["fieldKey"]: r["fieldType"] for r in influx_query(influxdb, 'SHOW FIELD KEYS FROM "water_quality"')}

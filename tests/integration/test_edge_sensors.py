@@ -27,7 +27,7 @@ def site_config(broker: Mosquitto, tmp_path: Path, **extra: object) -> EdgeConfi
         # the sensor link is a client of its own (tests: an open account, the vendor topics vary by test)
         "sensor_broker": client_account(broker, "edge-sensors").model_copy(
             update={"reconnect_initial_s": 0.1, "reconnect_max_s": 0.5}).model_dump(mode="json"),
-        "dead_letter_path": str(tmp_path / "dead.jsonl"),
+        "dead_letter_path": str(tmp_path / "dead.sqlite"),
         "devices": [
             {"id": "gas-1", "profile": "gas_detector", "source_id": "GD-0001"},
             {"id": "fire-1", "profile": "fire_detector", "source_id": "FP-7"},
@@ -119,13 +119,12 @@ def test_malformed_message_goes_to_dead_letters_and_good_ones_follow(
                                                 "readings": {"smoke": 0.5, "temp": 40}})  # fmt: skip
     sub.wait_for(lambda ms: any(m.topic == topics.telemetry("ent-site", "fire-1") for m in ms))
     assert telemetry_of(sub, "fire-1")[0].samples[0].values["fire_alarm"] is True  # type: ignore[attr-defined]
-    lines = (tmp_path / "dead.jsonl").read_bytes().splitlines()
-    assert len(lines) == 1
-    letter = orjson.loads(lines[0])
-    assert letter["topic"] == "vendor/firepanel/FP-7/event"
-    assert letter["payload"] == "{broken json"
-    assert "fire-1" in letter["error"]
-    assert "not JSON" in letter["error"]
+    (letter,) = agent.dead_letters.store.list()
+    assert (letter.source, letter.stage, letter.replayable) == ("edge/ent-site", "sensor", True)
+    assert letter.topic == "vendor/firepanel/FP-7/event"
+    assert letter.payload == b"{broken json"
+    assert "fire-1" in letter.reason
+    assert "not JSON" in letter.reason
     assert agent.dead_letters.count == 1
 
 

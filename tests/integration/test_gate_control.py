@@ -14,11 +14,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 
 from device_profiles import load_catalogue
 from edge_agent import EdgeAgent, EdgeConfig, build_site
+from infra.deadletter import DeadLetterStore
 from infra.mqtt import Client, client
 from lifeline.broker_auth import api_account, edge_account
 from simulators import ModbusDevice, SluiceGate
@@ -99,7 +99,7 @@ def site_config(broker: Mosquitto, sim: GateSim, tmp_path: Path, keys: bool = Tr
         "broker": account_for(broker, edge_account(SITE), reconnect_initial_s=0.1,
                               reconnect_max_s=0.5).model_dump(mode="json"),
         "modbus": {"timeout_s": 0.5, "connect_timeout_s": 0.5, "backoff_initial_s": 0.2, "backoff_max_s": 1.0},
-        "dead_letter_path": str(tmp_path / "edge" / "dead.jsonl"),
+        "dead_letter_path": str(tmp_path / "edge" / "dead.sqlite"),
         "state_dir": str(tmp_path / "edge"),
         "devices": [{
             "id": GATE, "profile": "sluice_gate_plc", "host": "127.0.0.1", "port": sim.device.port,
@@ -430,8 +430,11 @@ def test_invalid_payload_is_rejected_and_dead_lettered(
     (result,) = rig.wait_final(cid)
     assert (result.state, result.id, result.interlock) == (ResultState.REJECTED, cid, None)
     assert error in result.reason
-    letters = [orjson.loads(line) for line in (tmp_path / "edge" / "dead.jsonl").read_bytes().splitlines()]
-    assert any(d["topic"] == topic and error in d["error"] for d in letters)
+    store = DeadLetterStore(tmp_path / "edge" / "dead.sqlite")
+    letters = store.list()
+    store.close()
+    assert any(d.topic == topic and error in d.reason and (d.stage, d.replayable) == ("command", False)
+               for d in letters)  # fmt: skip
     assert rig.sim.device.writes == 0
 
 
@@ -480,8 +483,10 @@ def test_a_command_that_does_not_verify_is_refused_with_a_signed_answer_and_the_
     assert result.site == SITE
     (message,) = rig.received(cmd.id)
     assert not message.retain  # a forged message never replaces a retained result
-    letters = [orjson.loads(line) for line in (tmp_path / "edge" / "dead.jsonl").read_bytes().splitlines()]
-    assert any(d["topic"] == topics.command(SITE, GATE, cmd.id) and words in d["error"] for d in letters)
+    store = DeadLetterStore(tmp_path / "edge" / "dead.sqlite")
+    letters = store.list()
+    store.close()
+    assert any(d.topic == topics.command(SITE, GATE, cmd.id) and words in d.reason for d in letters)
     time.sleep(0.3)  # the hoist is fast (3 m/s): a movement would show by now
     assert rig.sim.device.writes == writes
     assert rig.sim.values()["gate_opening"] == opening

@@ -20,6 +20,7 @@ import yaml
 
 from device_profiles import Profile, load_catalogue
 from edge_agent.hj212 import Hj212Config, Hj212Server, LoadedConfig, build_config
+from infra.deadletter import DeadLetter, DeadLetterStore
 from lifeline.broker_auth import hj212_account
 from simulators.behaviours.flue_gas_cems import CemsParams, FlueGasCems
 from simulators.hj212 import Hj212Station
@@ -54,7 +55,7 @@ def _config(mosquitto: Mosquitto, stations: list[dict[str, object]], tmp_path: P
     pw.chmod(0o600)
     config = Hj212Config.model_validate({
         "listen": {"port": 0}, "broker": _broker(mosquitto), "client_id": f"hj212-test-{os.getpid()}",
-        "passwords_file": str(pw), "dead_letter_path": str(tmp_path / "deadletter.jsonl"), "stations": stations,
+        "passwords_file": str(pw), "dead_letter_path": str(tmp_path / "deadletter.sqlite"), "stations": stations,
         **extra,
     })  # fmt: skip
     return build_config(config, catalogue=CATALOGUE)
@@ -83,9 +84,12 @@ def running(request: pytest.FixtureRequest) -> Iterator[list[RunningServer]]:
         s.stop()
 
 
-def _dead_letters(tmp_path: Path) -> list[dict[str, object]]:
-    path = tmp_path / "deadletter.jsonl"
-    return [orjson.loads(line) for line in path.read_bytes().splitlines()] if path.exists() else []
+def _dead_letters(tmp_path: Path) -> list[DeadLetter]:
+    store = DeadLetterStore(tmp_path / "deadletter.sqlite")
+    try:
+        return store.oldest()
+    finally:
+        store.close()
 
 
 # -- 500 stations -------------------------------------------------------------------------------------------------
@@ -219,10 +223,11 @@ def test_simulator_faults_are_dead_lettered_in_stream_order(mosquitto: Mosquitto
     assert all(x["packet"]["PW"] == "******" for x in lines if x["outcome"] == "accept")
     assert lines[2]["packet"]["readings"][0]["code"] == "011"  # the HJ/T 212-2005 code, as the parser read it
     letters = _dead_letters(tmp_path)
-    assert [str(x["error"]).split(":")[0] for x in letters] == ["bad_header", "bad_length", "bad_crc",
+    assert [x.reason.split(":")[0] for x in letters] == ["bad_header", "bad_length", "bad_crc",
                                                                   "bad_password", "unmapped"]  # fmt: skip
-    assert all(PW not in str(x) for x in letters)
-    assert "zz9999-Rtd: code not in the profile" in str(letters[-1]["error"])
+    assert all(PW not in x.reason and PW.encode() not in x.payload for x in letters)
+    assert {(x.source, x.stage, x.replayable) for x in letters} == {("hj212", "hj212", False)}
+    assert "zz9999-Rtd: code not in the profile" in letters[-1].reason
     good = sum(1 for x in lines if x["outcome"] == "accept")
     got = sub.wait_for(lambda m: len(m) >= good, 10)
     assert all("cod" in decode_telemetry(m.payload).samples[0].values for m in got)
