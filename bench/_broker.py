@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from infra.mqtt import BrokerConfig, Client, client
-from lifeline.broker_auth import Account, credential, open_account, write_credentials
-from testing import Mosquitto
+from lifeline.broker_auth import Account, credential, write_credentials
+from testing import Mosquitto, open_account
 
 PREFIX = "bench-"  # every bench-only account's user name starts so
 

@@ -183,18 +183,6 @@ def observer_account() -> Account:
     return Account("observer", "observer", tuple(_read(*filters)))
 
 
-def open_account(name: str) -> Account:
-    """Tests only: a client that may do anything (it is how a test plays an attacker's or a device's part)."""
-    return Account(name, "test", (Grant(Access.SUBSCRIBE, "#"), Grant(Access.RECEIVE, "#"), Grant(Access.PUBLISH, "#"),
-                                  Grant(Access.SUBSCRIBE, "$share/#")))  # fmt: skip
-
-
-def control_account(name: str) -> Account:
-    """Tests only: may create accounts at run time through the plugin's ``$CONTROL`` topic."""
-    control = "$CONTROL/dynamic-security/#"
-    return Account(name, "control", (*_write(control), *_read(control)))
-
-
 @dataclass(frozen=True, slots=True)
 class Inventory:
     """The deployment's sites, sensors and service counts once resolved: what the broker's accounts are derived from

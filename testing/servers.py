@@ -19,10 +19,11 @@ from typing import Any
 from infra.mqtt import BrokerConfig, TlsConfig
 from infra.secret import Secret, write_secret_file
 from lifeline import runners
-from lifeline.broker_auth import Account, control_account, control_commands
+from lifeline.broker_auth import Account, control_commands
 from lifeline.runners import ServiceError, free_port
 from lifeline.tls import TlsFiles
 from testing._dynsec import ControlClient
+from testing.accounts import control_account
 
 log = logging.getLogger("testing.servers")
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from infra.mqtt import BrokerConfig, client
-from lifeline.broker_auth import Account, open_account
-from testing import Mosquitto
+from lifeline.broker_auth import Account
+from testing import Mosquitto, open_account
 
 _names = itertools.count(1)
 
