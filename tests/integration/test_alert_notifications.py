@@ -23,7 +23,7 @@ from device_profiles import load_catalogue
 from lifeline.broker_auth import rules_publisher_account
 from rules import PACKS, Transition, load_rules
 from testing import Mosquitto
-from tests.helpers import Subscriber, account_for, wait_until
+from tests.helpers import Subscriber, account_for
 from tests.integration.test_rules_service import RunningRules, service_config
 from tests.notify_servers import FakeDingTalk, FakeWeCom, HttpReceiver, SmtpServer
 
@@ -245,18 +245,27 @@ def test_alert_changes_are_published_for_live_views(mosquitto: Mosquitto, tmp_pa
     from infra.mqtt import Publisher
 
     sub = Subscriber(mosquitto, "lifeline/v1/alerts/events/+")
-    pub = Publisher(account_for(mosquitto, rules_publisher_account()), "test-events")
-    pub.start()
+    account = account_for(mosquitto, rules_publisher_account())
+    cfg = AlertServiceConfig(store_url=f"sqlite:///{tmp_path / 'alerts.db'}")
+    store = AlertStore(cfg.store_url)
+
+    async def main() -> None:
+        pub = Publisher(account, "test-events")  # on the loop, as the rules service runs it
+        pub.start()
+        try:
+            mgr = AlertManager(cfg, store, load_rules([PACKS]), load_catalogue(), None, pub.publish_nowait)
+            async with asyncio.timeout(10):
+                while not pub.connected:  # noqa: ASYNC110 - the link's flag; bounded
+                    await asyncio.sleep(0.02)
+            await mgr.on_transitions([lel("gas-5", "critical", time.time(), 55.0)])
+        finally:
+            await pub.close()
+
     try:
-        cfg = AlertServiceConfig(store_url=f"sqlite:///{tmp_path / 'alerts.db'}")
-        store = AlertStore(cfg.store_url)
-        mgr = AlertManager(cfg, store, load_rules([PACKS]), load_catalogue(), None, pub.publish_nowait)
-        wait_until(pub.connected.is_set, 10, "publisher connected")
-        asyncio.run(mgr.on_transitions([lel("gas-5", "critical", time.time(), 55.0)]))
+        asyncio.run(main())
         (event,) = sub.wait_for(lambda m: len(m) >= 1)
-        store.close()
     finally:
-        pub.stop()
+        store.close()
         sub.close()
     body = orjson.loads(event.payload)
     assert (body["rule"], body["device"], body["state"], body["severity"]) == ("gas.lel", "gas-5", "active_unack",

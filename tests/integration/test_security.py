@@ -18,6 +18,7 @@ import orjson
 import pytest
 
 from infra.mqtt import BrokerConfig, TlsConfig
+from infra.secret import Secret
 from lifeline.broker_auth import (
     api_account,
     bridge_account,
@@ -40,7 +41,7 @@ NOT_AUTHORISED = "Not authorized"
 def test_an_anonymous_client_and_a_wrong_password_are_refused(mosquitto: Mosquitto) -> None:
     assert probe(BrokerConfig(host=mosquitto.host, port=mosquitto.port)).connack == NOT_AUTHORISED
     edge = account_for(mosquitto, edge_account("s1"))
-    assert probe(edge.model_copy(update={"password": "guessed"})).connack == NOT_AUTHORISED
+    assert probe(edge.model_copy(update={"password": Secret.inline("guessed")})).connack == NOT_AUTHORISED
     assert probe(edge).connack == "Success"
 
 
