@@ -59,6 +59,7 @@ class Counters:
     notifications_failed: int = 0
     unrouted: int = 0
     held: int = 0
+    events_unsent: int = 0  # alert events for live views the broker link did not take (not connected)
 
 
 class AlertManager:
@@ -208,7 +209,8 @@ class AlertManager:
     def _publish(self, stored: StoredAlert) -> None:
         if self.publish_event is None or not self.config.publish_events:
             return
-        self.publish_event(topics.alert_event(stored.id), orjson.dumps(alert_event(stored)))
+        if not self.publish_event(topics.alert_event(stored.id), orjson.dumps(alert_event(stored))):
+            self.counters.events_unsent += 1  # live views catch up from the store; counted, not retried
 
     def _enqueue(self, tx: Tx, notes: list[Notification], saved: dict[AlertKey, StoredAlert]) -> list[Message]:
         """Messages for ``notes``, written to the outbox in the change's own transaction, with the channels routed
@@ -324,6 +326,7 @@ class AlertManager:
             ("lifeline_alerts_notifications_total", c.notifications),
             ("lifeline_alerts_notifications_failed_total", c.notifications_failed),
             ("lifeline_alerts_notifications_unrouted_total", c.unrouted),
+            ("lifeline_alerts_events_unsent_total", c.events_unsent),
         ]
         for name, value in rows:
             yield counter(name, "", value)

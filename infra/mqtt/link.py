@@ -211,7 +211,7 @@ class Link(Generic[E]):
         if self.will is not None:
             client.will_set(self.will.topic, self.will.payload, qos=1, retain=self.will.retain)
         # the window owner keeps its window itself; paho's own bound would scan its whole table of messages at every
-        # PUBACK (Client._update_inflight), so it is off (0) where a window bounds
+        # PUBACK (its in-flight update), so it is off (0) where a window bounds
         client.max_inflight_messages_set(0 if self.window else 20)
         client.max_queued_messages_set(0)
         client.on_connect = lambda c, u, f, rc, p: self._from_thread(self._on_connect, generation, rc, f)
