@@ -46,6 +46,6 @@ def bench_account(broker: Mosquitto, name: str) -> BrokerConfig:
 
 
 def bench_client(broker: Mosquitto, name: str) -> Client:
-    """A paho client (not yet connected) of the bench-only account ``bench-<name>``, from the transport's factory."""
+    """An MQTT client (not yet connected) of the bench-only account ``bench-<name>``, from the transport's factory."""
     account = bench_account(broker, name)
     return client(account, account.username or "")

@@ -55,7 +55,7 @@ def message(device: int, seq: int, readings: int, ts: int) -> tuple[str, bytes]:
 
 
 class Publisher:
-    """QoS 1 with our own bounded window (paho's own queue loses messages past 65,535 in flight)."""
+    """QoS 1 with our own bounded window (the client library's own queue loses messages past 65,535 in flight)."""
 
     def __init__(self, broker: Mosquitto, window: int = 200) -> None:
         self.client = bench_client(broker, "publisher")

@@ -12,7 +12,7 @@ confirmations come only after the data is durable, so no order loses data; the o
 bridge dies between them: here the broker still has the messages and sends them again (a rewrite at the centre,
 idempotent), where the other order would leave the edge to resend them over the site's link after its time-out.
 A Stored lost on the way costs that resend, nothing more, so its PUBACK is not awaited. The Stored messages have a
-connection of their own (client id ``{client_id}-stored``): on the consumer's, paho reads as many packets per read
+connection of their own (client id ``{client_id}-stored``): on the consumer's, the client reads as many packets per read
 call as it has publishes awaiting their PUBACK, which broke the consumer's bound on its intake (measured: 1,667
 messages held against a bound of 1,000).
 Messages that failed only transiently (InfluxDB unavailable, the dead-letter store failing) are neither confirmed

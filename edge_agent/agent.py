@@ -125,7 +125,7 @@ class EdgeAgent:
             subscriptions=[topics.command_filter(cfg.site), self._stored_topic],
             on_message=self._on_uplink_message,
             # the last will names no devices (the birth does): MQTT gives a will payload a two-byte length, at
-            # most 65,535 bytes, which the ids of some 8,000 devices pass, and paho then cannot even connect
+            # most 65,535 bytes, which the ids of some 8,000 devices pass, and the client then cannot even connect
             will=OutMessage(state_topic, self._state(False, "connection lost", devices=False), retain=True),
             birth=lambda: OutMessage(state_topic, self._state(True, ""), retain=True),
             goodbye=lambda: OutMessage(state_topic, self._state(False, "stopped"), retain=True),
@@ -308,7 +308,7 @@ class EdgeAgent:
         self.flush()
         deadline = self.clock.monotonic() + stop_wait_s
         while self.outbox.unacked and self.uplink.connected and self.clock.monotonic() < deadline:  # noqa: ASYNC110
-            await asyncio.sleep(0.02)  # bounded: acknowledgements arrive from paho's thread
+            await asyncio.sleep(0.02)  # bounded: acknowledgements arrive from the link's thread
 
     async def _maintain(self) -> None:
         """Once a second: messages due again (no Stored in time), the outbox file; health at its interval."""

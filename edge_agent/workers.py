@@ -185,7 +185,7 @@ class WorkerPool:
     def __init__(
         self, shards: list[Shard], on_sample: SampleHandler, on_status: StatusHandler, stats: dict[str, DeviceStats]
     ) -> None:
-        self._ctx = mp.get_context("spawn")  # no fork: the parent runs paho's network thread
+        self._ctx = mp.get_context("spawn")  # no fork: the parent runs the MQTT link's network thread
         self.workers = [_Running(s, devices={d.id for d, _, _ in s.devices}) for s in shards]
         self.on_sample = on_sample
         self.on_status = on_status

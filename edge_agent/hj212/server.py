@@ -143,7 +143,7 @@ class Hj212Server:
     async def _drain(self, wait_s: float) -> None:
         deadline = time.monotonic() + wait_s
         while len(self.outbox) and self.link.connected and time.monotonic() < deadline:  # noqa: ASYNC110
-            await asyncio.sleep(0.02)  # bounded: acknowledgements arrive from paho's thread
+            await asyncio.sleep(0.02)  # bounded: acknowledgements arrive from the link's thread
 
     async def _expire_splits(self) -> None:
         while True:

@@ -366,7 +366,7 @@ def test_broker_down_is_503_and_recorded(gates: GateApi, tmp_path: Path) -> None
     gates.telemetry()
     h = gates.headers("op-north")
     sel = gates.select(h)
-    gates.service.link.connected.clear()  # as paho does when the connection drops
+    gates.service.link.connected.clear()  # as the link does when the connection drops
     r = gates.operate(h, selection=sel, id="cmd-nobroker", action="open")
     assert r.status_code == 503, r.text
     assert r.json()["state"] == "failed"

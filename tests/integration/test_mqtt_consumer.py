@@ -77,7 +77,7 @@ def test_backlog_read_ahead_bounded_and_acknowledged(mosquitto: Mosquitto) -> No
 
 async def _wait_connected(consumer: Consumer) -> None:
     deadline = time.monotonic() + 10
-    while not consumer.connected and time.monotonic() < deadline:  # noqa: ASYNC110 - a flag paho sets, no event
+    while not consumer.connected and time.monotonic() < deadline:  # noqa: ASYNC110 - a flag the client's callback sets, no event
         await asyncio.sleep(0.02)
     assert consumer.connected
     await asyncio.sleep(0.2)  # the subscription is made on the connection

@@ -276,7 +276,7 @@ class PahoPublish:
 
     async def __call__(self, topic: str, payload: bytes) -> None:
         info = self.client.publish(topic, payload, qos=1)
-        await asyncio.to_thread(info.wait_for_publish, 5)  # raises when paho refused the message
+        await asyncio.to_thread(info.wait_for_publish, 5)  # raises when the client refused the message
         if not info.is_published():
             raise PublishError(f"no PUBACK for {topic} within 5 s")
 
