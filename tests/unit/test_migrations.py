@@ -32,7 +32,7 @@ def _old_database(path: Path, drop: tuple[str, ...] = ()) -> None:
     db.execute(
         "INSERT INTO alerts (id, rule_id, site, device, point, state, severity, first_ms, last_ms, count, value,"
         " shelve_reason, out_of_service, out_of_service_reason, escalation_level, chattering, title, audience,"
-        " reason, version) VALUES (7, 'gate.high', 's1', 'g1', 'level', 'active_unack', 3, 1000, 2000, 2, '4.5',"
+        " reason, version) VALUES (7, 'gate.high', 's1', 'g1', 'level', 'active_unack', 4, 1000, 2000, 2, '4.5',"
         " '', 0, '', 0, 0, 'High water', 'ops', '', 1)"
     )
     db.execute("INSERT INTO alert_history (alert_id, ts_ms, who, action, from_state, to_state, reason)"
