@@ -13,7 +13,8 @@ import pytest
 
 from api import ApiService
 from api.auth import Role
-from simulators.behaviours.sluice_gate_plc import SluiceGate
+from simulators.behaviours.sluice_gate_plc import GateParams, SluiceGate
+from simulators.district import gate_control
 from telemetry.keys import SiteKeyFiles, create_site_keys
 from testing import Mosquitto
 from tests.helpers import wait_until
@@ -23,6 +24,8 @@ from tests.integration.test_api_support import PASSWORD, RunningApi, login, make
 pytestmark = pytest.mark.integration
 
 SITE, GATE = "e2e-river", "gate-9"
+# the API's limits of the gate are the edge's control section (one model): as lifeline up copies them
+GATE_LIMITS = {k: v for k, v in gate_control(GateParams()).items() if k not in ("timeout_s", "readback_interval_s")}
 SCENARIO = f"""
 name: e2e
 title: one fast gate for end-to-end control tests
@@ -61,7 +64,8 @@ def edge_keys(keys: SiteKeyFiles) -> dict[str, str]:
 def api(mosquitto: Mosquitto, tmp_path: Path, keys: SiteKeyFiles) -> Iterator[RunningApi]:
     site_keys = {SITE: {"control_private_key": str(keys.control_private), "site_public_key": str(keys.site_public)}}
     config = make_config(tmp_path, mqtt=mosquitto, areas={"river": [SITE]},
-                         gates={"selection_s": 10, "default_ttl_s": 3, "edge_timeout_s": 3},
+                         gates={"selection_s": 10, "default_ttl_s": 3, "edge_timeout_s": 3,
+                                "devices": [{"site": SITE, "device": GATE, **GATE_LIMITS}]},
                          site_keys=site_keys)  # fmt: skip
     service = ApiService(config)
     service.users.create("op-wu", PASSWORD, Role.GATE_OPERATOR, ["river"])
