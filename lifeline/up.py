@@ -297,8 +297,10 @@ def _admin_password(password_file: Path, api_port: int, timeout_s: float = 90.0)
 
 @dataclass
 class Stack:
-    """Where the platform's servers are: started here (``mosquitto``, ``influxd``) or external; ``broker`` has the
-    host, port and TLS but no account: each client takes its own from ``credentials`` (``account``)."""
+    """The running stack, not a config model (the deployment is :class:`~lifeline.deployment.DeploymentSpec`): where
+    the platform's servers are, started here (``mosquitto``, ``influxd``) or external. ``broker`` has the host, port
+    and TLS but no account: each client takes its own from ``credentials`` (``account``); ``influx_users`` are the
+    local InfluxDB's password files, one a service (``influx_as``)."""
 
     broker: BrokerConfig
     influx: InfluxConfig
