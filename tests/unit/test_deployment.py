@@ -127,3 +127,15 @@ def test_broker_config_takes_the_accounts_counts_from_the_spec(tmp_path: Path) -
     assert "rules-1" not in users
     bad = _write(tmp_path, "rules_partitions:\n  - {name: water, sites: [mini-water], windows: true}\n")
     assert main(["broker", "config", "--scenario", "mini", "--deployment", str(bad), "--out", str(out)]) == 1
+
+
+def test_a_rules_service_file_with_its_own_rules_broker_is_refused(tmp_path: Path) -> None:
+    """The rules service connects with its ``broker`` section; a ``rules.broker`` would be silently replaced."""
+    from lifeline.rules_cli import load_rules_service_config
+
+    path = tmp_path / "rules.yaml"
+    path.write_text("broker: {host: 127.0.0.1}\nrules:\n  tick_s: 1\n  broker: {host: elsewhere}\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_rules_service_config(path)
+    (problem,) = caught.value.problems
+    assert problem.startswith(f"{path}:4: rules service config, field rules.broker: would be ignored")
