@@ -53,10 +53,7 @@ def gate_snapshot(state: DeviceState | None) -> dict[str, object]:
 def range_top(profile: Profile | None) -> float | None:
     """The top of the profile's ``gate_opening`` range (m): the full opening of a gate that does not set one (as at
     the edge)."""
-    if profile is None or profile.modbus is None:
-        return None
-    point = next((p for p in profile.modbus.points if p.name == "gate_opening"), None)
-    return point.range[1] if point is not None and point.range is not None else None
+    return il.opening_range_top(profile.modbus.points if profile is not None and profile.modbus else ())
 
 
 def limits_of(g: GateLimits, profile: Profile | None = None) -> il.Limits:

@@ -13,7 +13,7 @@ from device_profiles.derive import settings_problems
 from device_profiles.schema import TagKey
 from infra.config_loader import ConfigError, YamlDoc, read_yaml, validate
 from infra.mqtt import BrokerConfig
-from telemetry.interlocks import STATE_POINTS, WRITE_POINTS, GateLimits, Limits
+from telemetry.interlocks import STATE_POINTS, WRITE_POINTS, GateLimits, Limits, opening_range_top
 from telemetry.keys import KeyFileError, load_signing_key, load_verify_key
 from telemetry.signing import SigningKey, VerifyKey
 
@@ -64,8 +64,7 @@ class ModbusDefaults(BaseModel):
 
 def gate_range_top(profile: Profile) -> float | None:
     """The top of the profile's ``gate_opening`` range (m): a gate's full opening unless its config says otherwise."""
-    point = next((p for p in profile.modbus.points if p.name == "gate_opening"), None) if profile.modbus else None
-    return point.range[1] if point is not None and point.range is not None else None
+    return opening_range_top(profile.modbus.points if profile.modbus else ())
 
 
 class ControlConfig(GateLimits):

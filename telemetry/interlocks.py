@@ -14,8 +14,9 @@ caller's part: the edge reads the gate just before calling :func:`check`, the AP
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
+from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
@@ -35,6 +36,7 @@ __all__ = [
     "direction",
     "fault_of",
     "missing_points",
+    "opening_range_top",
     "target_of",
 ]
 
@@ -122,6 +124,21 @@ class GateState:
     def as_values(self) -> dict[str, Value]:
         """For ``before``/``after`` of a result (unknown levels are left out)."""
         return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+class _Ranged(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def range(self) -> tuple[float, float] | None: ...
+
+
+def opening_range_top(points: Iterable[_Ranged]) -> float | None:
+    """The top of the ``gate_opening`` point's range among a profile's points (m): the full opening of a gate whose
+    limits do not give one, at the edge and at the API alike."""
+    point = next((p for p in points if p.name == "gate_opening"), None)
+    return point.range[1] if point is not None and point.range is not None else None
 
 
 class GateLimits(BaseModel):
