@@ -129,7 +129,7 @@ class AlertManager:
     def _apply(self, tx: Tx, t: Transition) -> tuple[StoredAlert, list[Message], bool | None] | None:
         """One transition inside the batch's transaction: (saved alert, messages, raised / cleared / neither)."""
         key = t.key
-        severity = Severity(t.severity) if t.severity else None  # the one scale (a restored state holds its name)
+        severity = t.severity
         stored = tx.get(key)
         if stored is None and severity is None:
             return None  # a clear for an alert that was never stored: nothing to do

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from rules._conditions import threshold_target
 from rules.evaluate import Key, Transition
-from rules.schema import Level, Rule, Threshold, Window
+from rules.schema import Level, Rule, Threshold, Window, severity_of
 from storage.influxql import Aggregate
 from storage.queries import Col, valid_measurement
 from storage.queries import window_query as _stats_query
@@ -228,7 +228,7 @@ def judge(
         verb = "cleared" if target is None else ("raised" if active is None else "now " + target)
         value = int(wv.value) if counted else wv.value
         out.transitions.append(
-            Transition(rule.id, site, device, w.point, target, active, value, period_end_ms,
+            Transition(rule.id, site, device, w.point, severity_of(target), severity_of(active), value, period_end_ms,
                        f"{rule.title} {verb}: {_describe(w, wv, start)}", profile)
         )  # fmt: skip
     return out

@@ -109,7 +109,11 @@ class PartitionConfig(BaseModel):
 class RulesConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    broker: BrokerConfig = Field(default_factory=BrokerConfig)
+    broker: BrokerConfig = Field(
+        default_factory=BrokerConfig, exclude=True,
+        description="the service's broker section, set by the service (a file's rules.broker is refused: it would be "
+        "replaced); never dumped",
+    )  # fmt: skip
     subscription: SubscriptionConfig = Field(default_factory=_subscription)
     packs: list[Path] = Field(
         default_factory=lambda: [PACKS], description="rule files and folders; default: the shipped packs"

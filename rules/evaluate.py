@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rules import _conditions as c
-from rules.schema import SEVERITY_RANK, AlertKey, Rule
+from rules.schema import SEVERITY_RANK, AlertKey, Rule, Severity, severity_of
 from rules.standards import NoiseZone, noise_verdict
 from telemetry.models import DeviceStatus, Quality, Value
 from telemetry.wire import SampleLike, TelemetryLike
@@ -38,8 +38,8 @@ class Transition:
     site: str
     device: str
     point: str | None
-    severity: str | None
-    previous: str | None
+    severity: Severity | None  # the one scale (rules.Severity)
+    previous: Severity | None
     value: Value
     ts: int  # the sample time that caused it, or the tick's now_ms for delays and deadman
     reason: str
@@ -372,8 +372,8 @@ class Engine:
                 site=key[1],
                 device=key[2],
                 point=key[3] or None,
-                severity=new,
-                previous=prev,
+                severity=severity_of(new),  # the state may hold a name (a restored checkpoint's)
+                previous=severity_of(prev),
                 value=st.value,
                 ts=ts,
                 reason=f"{rule.title} {verb}: {st.detail}",

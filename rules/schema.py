@@ -59,6 +59,11 @@ class Severity(StrEnum):
     __hash__ = str.__hash__  # equal to its name (a checkpoint's "warning" finds Severity.WARNING), hashed alike
 
 
+def severity_of(name: str | None) -> Severity | None:
+    """The severity of that name (a Severity is itself), None for None."""
+    return None if name is None else Severity(name)
+
+
 # name -> rank, for the evaluator's hot path (plain string keys: a checkpoint written as text reads back the same)
 SEVERITY_RANK: dict[str, int] = {"info": 1, "warning": 2, "critical": 4}
 

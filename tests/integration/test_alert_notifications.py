@@ -22,6 +22,7 @@ from alerts.store import AlertStore
 from device_profiles import load_catalogue
 from lifeline.broker_auth import rules_publisher_account
 from rules import PACKS, Transition, load_rules
+from rules.schema import severity_of
 from testing import Mosquitto
 from tests.helpers import Subscriber, account_for
 from tests.integration.test_rules_service import RunningRules, service_config
@@ -125,8 +126,9 @@ class Clock:
 
 
 def lel(device: str, severity: str | None, ts_s: float, value: float = 30.0) -> Transition:
-    return Transition(rule="gas.lel", site="plant-1", device=device, point="lel", severity=severity, previous=None,
-                      value=value, ts=int(ts_s * 1000), reason="test", profile="gas_detector")  # fmt: skip
+    return Transition(rule="gas.lel", site="plant-1", device=device, point="lel", severity=severity_of(severity),
+                      previous=None, value=value, ts=int(ts_s * 1000), reason="test",
+                      profile="gas_detector")  # fmt: skip
 
 
 def manager(tmp_path: Path, receivers: dict[str, HttpReceiver], smtp: SmtpServer, clock: Clock,

@@ -19,6 +19,7 @@ from alerts.manager import AlertManager
 from alerts.store import AlertStore
 from device_profiles import load_catalogue
 from rules import PACKS, Transition, load_rules
+from rules.schema import severity_of
 from tests.helpers import FakeStateTx
 
 pytestmark = pytest.mark.integration
@@ -49,8 +50,8 @@ def _manager(url: str, store: AlertStore, max_toggles: int = 2) -> AlertManager:
 
 
 def _transition(point: str, severity: str | None, ts_ms: int) -> Transition:
-    return Transition(rule="gas.lel", site="plant-1", device="gas-1", point=point, severity=severity, previous=None,
-                      value=1.0, ts=ts_ms, reason="test", profile="gas_detector")  # fmt: skip
+    return Transition(rule="gas.lel", site="plant-1", device="gas-1", point=point, severity=severity_of(severity),
+                      previous=None, value=1.0, ts=ts_ms, reason="test", profile="gas_detector")  # fmt: skip
 
 
 # Both points toggle, interleaved: lel 3 times (over the limit of 2), o2 twice (at the limit).
