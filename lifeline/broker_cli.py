@@ -24,6 +24,10 @@ def _config(args: argparse.Namespace) -> int:
         return 2
     counts = {"bridges": args.bridges, "rules_engines": args.rules, "rules_partitions": args.rules_partitions}
     try:
+        if args.deployment and not args.sites:  # the spec's own site files, when it lists them
+            from lifeline.deployment import load_spec
+
+            args.sites = [str(p) for p in load_spec(Path(args.deployment)).sites] or None
         if args.sites:
             files = sorted(p for d in args.sites for p in (Path(d).glob("*.yaml") if Path(d).is_dir() else [Path(d)]))
             deployment = sites_deployment(files, **counts)

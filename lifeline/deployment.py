@@ -53,6 +53,10 @@ class DeploymentSpec(_Strict):
     scenario."""
 
     scenario: str = Field(default="baoshan", description="simulated district to run (a name or a YAML file)")
+    sites: list[Path] = Field(
+        default_factory=list, description="edge site files of a real district (its devices, each gate's limits): "
+        "what `lifeline broker config --deployment` makes the accounts of; `lifeline up` runs the scenario instead",
+    )  # fmt: skip
     data_dir: Path = Field(default=Path("var/up"), description="data, logs and generated configs")
     broker: BrokerConfig | None = Field(
         default=None, description="an external broker: host, port, TLS (no account); none: a local Mosquitto"
@@ -168,6 +172,12 @@ class DeploymentSpec(_Strict):
             data = doc.data if doc is not None else None
             raise ConfigError([f"{_where(doc, loc)}: deployment, field {describe_loc(data, loc)}: {msg}"
                                for msg, loc in problems])  # fmt: skip
+
+    def refuse(self, loc: Sequence[str | int], why: str, source: Path | None = None) -> ConfigError:
+        """A ConfigError for the key at ``loc`` (naming ``source``'s file and line when given)."""
+        doc = read_yaml(source) if source is not None else None
+        data = doc.data if doc is not None else None
+        return ConfigError([f"{_where(doc, loc)}: deployment, field {describe_loc(data, loc)}: {why}"])
 
     def areas_of(self, sites: Sequence[str]) -> dict[str, list[str]]:
         """The areas for the API and the alert manager: as given, and each site in none its own area."""

@@ -479,6 +479,10 @@ def up(args: argparse.Namespace) -> int:
     data_dir = deploy.data_dir
     credentials = (data_dir / "credentials").resolve()
     try:
+        if deploy.sites:  # lifeline up runs the simulated scenario's sites: these would be ignored
+            raise deploy.refuse(["sites"], "would be ignored: lifeline up runs the scenario's sites (real sites' "
+                                "files are for lifeline broker config --deployment and their own lifeline edge)",
+                                Path(args.config) if args.config else None)  # fmt: skip
         district = scenario_deployment(load(deploy.scenario, None))
         deploy.check_sites([*district.sites, *district.hj212_sites], Path(args.config) if args.config else None)
     except ConfigError as exc:

@@ -139,3 +139,22 @@ def test_a_rules_service_file_with_its_own_rules_broker_is_refused(tmp_path: Pat
         load_rules_service_config(path)
     (problem,) = caught.value.problems
     assert problem.startswith(f"{path}:4: rules service config, field rules.broker: would be ignored")
+
+
+def test_the_spec_sites_give_the_production_accounts_and_up_refuses_them(tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from lifeline.cli import main
+
+    site = tmp_path / "north-sluices.yaml"
+    gate = {"id": "gate-1", "profile": "sluice_gate_plc", "host": "192.0.2.10", "control": {"max_head_open_m": 2.0}}
+    site.write_text(yaml.safe_dump({"site": "north-sluices", "devices": [gate]}), encoding="utf-8")
+    spec = _write(tmp_path, f"sites: [{site}]\nbridges: 2\nareas: {{north: [north-sluices]}}\n")
+    out = tmp_path / "broker"
+    assert main(["broker", "config", "--deployment", str(spec), "--out", str(out)]) == 0
+    dynsec = yaml.safe_load((out / "dynamic-security.json").read_text(encoding="utf-8"))
+    users = {c["username"] for c in dynsec["clients"]}
+    assert {"edge-north-sluices", "bridge-2", "rules-1", "api"} <= users
+    assert not any(u.startswith("sim-") for u in users)  # a real district: no simulated sensors' account
+    capsys.readouterr()
+    assert main(["up", "--config", str(spec), "--data-dir", str(tmp_path / "up")]) == 1
+    assert f"{spec}:1: deployment, field sites: would be ignored" in capsys.readouterr().err
