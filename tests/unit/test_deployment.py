@@ -158,3 +158,44 @@ def test_the_spec_sites_give_the_production_accounts_and_up_refuses_them(tmp_pat
     capsys.readouterr()
     assert main(["up", "--config", str(spec), "--data-dir", str(tmp_path / "up")]) == 1
     assert f"{spec}:1: deployment, field sites: would be ignored" in capsys.readouterr().err
+
+
+def test_configs_only_derives_every_service_config_of_a_real_district(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """``lifeline up --configs-only``: the edge, bridge, rules and API configs of the spec's real sites, each valid
+    for its service's own loader, on the external broker and InfluxDB, with the accounts of ``lifeline broker
+    config --deployment`` of the same spec; no password in any of them."""
+    from api.config import load_config as load_api_config
+    from broker_bridge.config import load_bridge_config
+    from edge_agent.config import load_site
+    from lifeline.cli import main
+    from lifeline.rules_cli import load_rules_service_config
+
+    site = tmp_path / "in" / "north-sluices.yaml"
+    site.parent.mkdir()
+    gate = {"id": "gate-1", "profile": "sluice_gate_plc", "host": "192.0.2.10",
+            "control": {"max_head_open_m": 2.0, "max_opening_m": 6.0}}  # fmt: skip
+    site.write_text(yaml.safe_dump({"site": "north-sluices", "devices": [gate]}), encoding="utf-8")
+    broker_dir = tmp_path / "broker"
+    spec = _write(tmp_path, f"data_dir: {tmp_path / 'out'}\nsites: [{site}]\n"
+                            "broker: {host: mqtt.example, port: 8883}\n"
+                            f"broker_credentials: {broker_dir / 'credentials'}\n"
+                            "influx: {url: 'https://influx.example:8086', username: lifeline, password: {env: LL_X}}\n"
+                            "areas: {north: [north-sluices]}\n")  # fmt: skip
+    assert main(["broker", "config", "--deployment", str(spec), "--out", str(broker_dir)]) == 0
+    assert main(["up", "--config", str(spec), "--configs-only"]) == 0
+    out = tmp_path / "out"
+    edge = load_site(out / "sites" / "north-sluices.yaml").config
+    assert (edge.broker.host, edge.broker.username) == ("mqtt.example", "edge-north-sluices")
+    bridge = load_bridge_config(out / "bridge.yaml")
+    assert (bridge.influx.url, bridge.broker.username) == ("https://influx.example:8086", "bridge-1")
+    rules = load_rules_service_config(out / "rules.yaml")
+    assert rules.alerts.areas == {"north": ["north-sluices"]}
+    api = load_api_config(out / "api.yaml")
+    (limits,) = api.gates.devices
+    assert (limits.full_opening_m, limits.max_opening_m, limits.max_head_open_m) == (6.5, 6.0, 2.0)
+    assert str(out / "api.yaml") in capsys.readouterr().out
+    for path in (out / "sites" / "north-sluices.yaml", out / "bridge.yaml", out / "rules.yaml", out / "api.yaml"):
+        text = path.read_text(encoding="utf-8")
+        for credential in (broker_dir / "credentials").iterdir():
+            assert credential.read_text(encoding="utf-8").strip() not in text

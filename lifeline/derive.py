@@ -1,0 +1,57 @@
+"""``lifeline up --configs-only``: every service's config of a production district, derived from its deployment spec.
+
+No server is started. The spec names the external broker and InfluxDB the services will use, the credentials folder
+of ``lifeline broker config --deployment`` (same spec: the same accounts), and the real sites' edge site files. Out
+come, under ``data_dir``, 0600 and with every password as a file reference: each site's edge config (its accounts,
+its keys, a state folder), the bridges', the rules engines' (one per partition) and the API's (areas, rule packs,
+each gate's limits from its site file). Copy each to the machine that runs that service, with the files it names.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edge_agent.config import load_site
+from infra.config_loader import ConfigError
+from lifeline.deployment import DeploymentSpec
+from lifeline.up import Stack, _add_local_settings, _api_config, _service_children, _write_config
+from telemetry.keys import create_site_keys
+
+__all__ = ["derive_configs"]
+
+
+def _copy_sites(deploy: DeploymentSpec, sites_dir: Path) -> dict[str, Path]:
+    """Each real site's config, read by the edge's own loader and written typed under ``sites_dir`` (its relative
+    profile paths resolved against its own file)."""
+    out: dict[str, Path] = {}
+    for path in deploy.sites:
+        config = load_site(path).config
+        profiles = [p if p.is_absolute() else (path.parent / p).resolve() for p in config.profile_paths]
+        if config.site in out:
+            raise ConfigError([f"{path}: site {config.site!r} is given twice in the deployment's sites"])
+        out[config.site] = _write_config(sites_dir / f"{config.site}.yaml",
+                                         config.model_copy(update={"profile_paths": profiles}))  # fmt: skip
+    return out
+
+
+def derive_configs(deploy: DeploymentSpec, source: Path | None = None) -> list[Path]:
+    """Write every service's config for the spec's real district; return the files. ConfigError (naming ``source``,
+    the line and the key) when the spec lacks what production configs need."""
+    for key, value in (("broker", deploy.broker), ("influx", deploy.influx), ("sites", deploy.sites)):
+        if not value:
+            raise deploy.refuse([key], "production configs need it (the external server the services use, or the "
+                                "real sites' edge site files)", source)  # fmt: skip
+    assert deploy.broker is not None
+    assert deploy.influx is not None
+    assert deploy.broker_credentials is not None  # the spec requires it with a broker
+    data_dir = deploy.data_dir
+    stack = Stack(broker=deploy.broker, influx=deploy.influx, credentials=deploy.broker_credentials.resolve())
+    paths = _copy_sites(deploy, data_dir / "sites")
+    deploy.check_sites(sorted(paths), source)
+    keys_dir = data_dir / "keys"
+    create_site_keys(keys_dir, sorted(paths))  # kept when present: the edges and the API stay paired
+    for site, path in sorted(paths.items()):
+        _add_local_settings(site, path, data_dir / "edge" / site, stack, keys_dir)
+    services = _service_children(data_dir, stack, deploy, sorted(paths))
+    api = _api_config(data_dir, stack, paths, keys_dir, None, deploy)
+    return [*paths.values(), *(Path(child.argv[-1]) for child in services), api]
