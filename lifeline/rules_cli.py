@@ -58,7 +58,8 @@ class RulesServiceConfig(BaseModel):
     @model_validator(mode="after")
     def _one_broker(self) -> RulesServiceConfig:
         if "broker" in self.rules.model_fields_set:  # it would be replaced by the service's broker: say so
-            raise field_error("would be ignored: the service's broker section is the engine's broker", "rules", "broker")
+            why = "would be ignored: the service's broker section is the engine's broker"
+            raise field_error(why, "rules", "broker")
         return self
 
     def rules_with_broker(self) -> RulesConfig:
