@@ -13,6 +13,7 @@ import asyncio
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -97,6 +98,9 @@ class FaultDistrict:
         sensors_at = self.site_broker or self.broker
         self.sensor_base = BrokerConfig(port=sensors_at.port, reconnect_initial_s=0.2, reconnect_max_s=1.0)
         self.district: District | None = None
+        # the MQTT sensors' readings the broker acknowledged, sample times (ms) per ``site/device``
+        self.sensor_readings: dict[str, set[int]] = defaultdict(set)
+        self._readings_lock = threading.Lock()
         self.thread = LoopThread(self._run_district)
         deadline = time.monotonic() + 15
         while self.district is None or not self.district.modbus["gate-1"].port:
@@ -115,6 +119,16 @@ class FaultDistrict:
         sim = credential(self.credentials, "sim-sensors", self.sensor_base)
         district = District(self.scenario, "127.0.0.1", self.sensor_base.port, step_interval_s=0.1,
                             sensor_credentials=sim)  # fmt: skip
+        sites = {d.id: d.site for d in district.planned}
+        sensors = district.sensors.sensors
+
+        def acknowledged(device: str, at: float) -> None:
+            spec = sensors[device].profile.mqtt
+            seconds = spec is not None and spec.timestamp is not None and spec.timestamp.format.value == "epoch_s"
+            with self._readings_lock:  # the sample time the edge reads from the vendor's timestamp
+                self.sensor_readings[f"{sites[device]}/{device}"].add(int(at) * 1000 if seconds else int(at * 1000))
+
+        district.sensors.on_published = acknowledged
         await district.start()
         self.district = district
         try:
@@ -259,6 +273,29 @@ class FaultDistrict:
                                 f"({len(lost)}), twice {twice[:5]}, not taken {extra[:5]} ({len(extra)})")  # fmt: skip
         assert not problems, "\n".join(problems)
         return sum(len(set(ts)) for ts in journal.values())
+
+    def check_sensor_readings_stored(self, since_ms: int, timeout_s: float = 60.0) -> int:
+        """Every reading an MQTT sensor had acknowledged by the broker from ``since_ms`` (once the edges listen) up to
+        2 s ago is in InfluxDB; how many."""
+        cutoff = now_ms() - 2_000
+        with self._readings_lock:
+            sent = {d: {t for t in ts if since_ms <= t <= cutoff} for d, ts in self.sensor_readings.items()}
+        deadline = time.monotonic() + timeout_s
+        while True:
+            stored = self.stored()
+            lost = {d: sorted(ts - set(stored.get(d, []))) for d, ts in sent.items()}
+            lost = {d: ts for d, ts in lost.items() if ts}
+            if not lost or time.monotonic() > deadline:
+                break
+            time.sleep(1.0)
+        total = sum(len(ts) for ts in sent.values())
+        assert total, "no sensor reading was acknowledged"
+        if lost:
+            journal = self.journal()
+            taken = {d: [t for t in ts if t in set(journal.get(d, []))] for d, ts in lost.items()}
+            raise AssertionError(f"{sum(map(len, lost.values()))} of {total} acknowledged sensor readings not stored: "
+                                 f"{lost}; of them taken by the edge (journal): {taken}")  # fmt: skip
+        return total
 
     def alerts(self) -> list[Any]:
         store = AlertStore(self.store_url)
