@@ -37,7 +37,7 @@ def run(r: Rule, series: list[tuple[int, dict[str, Any]]], ticks: tuple[int, ...
     """Feed samples (ts, values) and ticks in time order; a values dict {'bad': 'x'} marks point x bad."""
     engine = Engine([r])
     events: list[tuple[int, Any]] = [(ts, v) for ts, v in series] + [(t, None) for t in ticks]
-    out = []
+    out: list[tuple[int, str | None]] = []
     for ts, values in sorted(events, key=lambda e: e[0]):
         if values is None:
             trs = engine.tick(ts)
@@ -45,7 +45,7 @@ def run(r: Rule, series: list[tuple[int, dict[str, Any]]], ticks: tuple[int, ...
             bad = tuple(values.pop("bad", ()))
             trs = engine.observe(msg(ts, values, bad=bad))
         out += [(t.ts, t.severity) for t in trs]
-    return out
+    return out  # severities compare equal to their names (rules.Severity is a StrEnum)
 
 
 LEVELS = """threshold: {point: x, direction: high, deadband: 2,
