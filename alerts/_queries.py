@@ -61,9 +61,11 @@ def list_alerts(conn: Connection, query: AlertQuery, limit: int, offset: int) ->
     _check_page(limit, offset)
     c = t.alerts.c
     stmt = (
-        select(t.alerts).where(*query.where())
+        select(t.alerts)
+        .where(*query.where())
         .order_by(c.last_ms.desc().nulls_last(), c.id.desc())
-        .limit(limit).offset(offset)
+        .limit(limit)
+        .offset(offset)
     )
     return [stored_alert(row) for row in conn.execute(stmt)]
 
@@ -94,8 +96,21 @@ def notifications(conn: Connection, alert_id: int | None, limit: int) -> list[No
     if alert_id is not None:
         stmt = stmt.where(c.alert_id == alert_id)
     return [
-        NotificationRow(r.id, r.ts_ms, r.message_id, r.kind, r.audience, r.channel, r.channel_type, r.target,
-                        r.ok, r.attempts, r.error, r.alert_id, r.text)
+        NotificationRow(
+            r.id,
+            r.ts_ms,
+            r.message_id,
+            r.kind,
+            r.audience,
+            r.channel,
+            r.channel_type,
+            r.target,
+            r.ok,
+            r.attempts,
+            r.error,
+            r.alert_id,
+            r.text,
+        )
         for r in conn.execute(stmt)
     ]
 

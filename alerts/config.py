@@ -48,8 +48,10 @@ class AlertServiceConfig(BaseModel):
             for j, level in enumerate(policy.levels):
                 unknown = [t for t in level.targets if t not in channels]
                 if unknown:
-                    raise ValueError(f"escalation[{i}].levels[{j}].targets: unknown channel(s) {', '.join(unknown)} "
-                                     f"(channels: {', '.join(sorted(channels)) or 'none'})")  # fmt: skip
+                    raise ValueError(
+                        f"escalation[{i}].levels[{j}].targets: unknown channel(s) {', '.join(unknown)} "
+                        f"(channels: {', '.join(sorted(channels)) or 'none'})"
+                    )
         return self
 
     def area_of(self, site: str) -> str:

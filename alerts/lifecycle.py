@@ -17,10 +17,29 @@ from enum import StrEnum
 from rules.schema import AlertKey, Severity
 
 __all__ = [
-    "ACTIVE_STATES", "SYSTEM", "Action", "Alert", "AlertKey", "InvalidAction", "Note", "Severity", "State",
-    "StateChange", "acknowledge", "add_note", "assign", "clear", "expire", "may_notify", "out_of_service", "raise_",
-    "return_to_service", "shelve", "suppression", "unshelve",
-]  # fmt: skip
+    "ACTIVE_STATES",
+    "SYSTEM",
+    "Action",
+    "Alert",
+    "AlertKey",
+    "InvalidAction",
+    "Note",
+    "Severity",
+    "State",
+    "StateChange",
+    "acknowledge",
+    "add_note",
+    "assign",
+    "clear",
+    "expire",
+    "may_notify",
+    "out_of_service",
+    "raise_",
+    "return_to_service",
+    "shelve",
+    "suppression",
+    "unshelve",
+]
 
 SYSTEM = "system"
 

@@ -258,25 +258,51 @@ class AlertManager:
         what = meta.title if meta else note.audience
         detail = meta.reason if meta and note.kind is not Kind.FLOOD else note.text
         title, text = render(
-            note.kind.value, severity, what,
-            site=key.site if key else None, device=key.device if key else None,
-            point=key.point if key else None, value=alert.value if alert else None, unit=unit,
-            level=note.level, detail=detail,
-        )  # fmt: skip
+            note.kind.value,
+            severity,
+            what,
+            site=key.site if key else None,
+            device=key.device if key else None,
+            point=key.point if key else None,
+            value=alert.value if alert else None,
+            unit=unit,
+            level=note.level,
+            detail=detail,
+        )
         ident = f"{stored.id if stored else note.audience}-{note.kind.value}-{note.ts_ms}-{uuid.uuid4().hex[:12]}"
         return Message(
-            id=ident, kind=note.kind.value, audience=note.audience, severity=severity, title=title, text=text,
-            ts_ms=note.ts_ms, area=meta.area if meta else None, site=key.site if key else None,
-            device=key.device if key else None, rule=key.rule_id if key else None, point=key.point if key else None,
-            value=alert.value if alert else None, alert_id=stored.id if stored else None, targets=note.targets,
+            id=ident,
+            kind=note.kind.value,
+            audience=note.audience,
+            severity=severity,
+            title=title,
+            text=text,
+            ts_ms=note.ts_ms,
+            area=meta.area if meta else None,
+            site=key.site if key else None,
+            device=key.device if key else None,
+            rule=key.rule_id if key else None,
+            point=key.point if key else None,
+            value=alert.value if alert else None,
+            alert_id=stored.id if stored else None,
+            targets=note.targets,
             level=note.level,
-        )  # fmt: skip
+        )
 
     async def _deliver(self, msg: Message, resumed: bool = False) -> None:
         if self.notifier is None or not msg.targets:
             self.counters.unrouted += 1
-            await self.store.call(self._log_outcome, msg, "", "", "", ok=False, attempts=0,
-                                  error="no route matches this notification", done=True)  # fmt: skip
+            await self.store.call(
+                self._log_outcome,
+                msg,
+                "",
+                "",
+                "",
+                ok=False,
+                attempts=0,
+                error="no route matches this notification",
+                done=True,
+            )
             return
         todo = msg.targets
         if resumed:  # from the outbox after a restart: the channels that already have it are not sent again
@@ -289,23 +315,48 @@ class AlertManager:
             self.counters.notifications += 1
             if not o.ok:
                 self.counters.notifications_failed += 1
-                log.warning("notification failed channel=%s alert=%s kind=%s attempts=%d error=%s",
-                            o.channel, msg.alert_id, msg.kind, o.attempts, o.error)  # fmt: skip
-            await self.store.call(self._log_outcome, msg, o.channel, o.type, o.target, ok=o.ok,
-                                  attempts=o.attempts, error=o.error, done=i == len(outcomes) - 1)  # fmt: skip
+                log.warning(
+                    "notification failed channel=%s alert=%s kind=%s attempts=%d error=%s",
+                    o.channel,
+                    msg.alert_id,
+                    msg.kind,
+                    o.attempts,
+                    o.error,
+                )
+            await self.store.call(
+                self._log_outcome,
+                msg,
+                o.channel,
+                o.type,
+                o.target,
+                ok=o.ok,
+                attempts=o.attempts,
+                error=o.error,
+                done=i == len(outcomes) - 1,
+            )
         if not outcomes:
             await self.store.call(self._log_done, msg)
 
-    def _log_outcome(self, msg: Message, channel: str, ctype: str, target: str, *, ok: bool, attempts: int,
-                     error: str, done: bool) -> None:  # fmt: skip
+    def _log_outcome(
+        self, msg: Message, channel: str, ctype: str, target: str, *, ok: bool, attempts: int, error: str, done: bool
+    ) -> None:
         """One channel's outcome in the notification log; with ``done`` the message also leaves the outbox (every
         channel had its try, retries included: a failure stays in the log, it is not retried forever)."""
         with self.store.begin() as tx:
             tx.add_notification(
-                ts_ms=int(self.clock() * 1000), message_id=msg.id, kind=msg.kind, audience=msg.audience,
-                channel=channel, channel_type=ctype, target=target, ok=ok, attempts=attempts, error=error,
-                alert_id=msg.alert_id, text=msg.text,
-            )  # fmt: skip
+                ts_ms=int(self.clock() * 1000),
+                message_id=msg.id,
+                kind=msg.kind,
+                audience=msg.audience,
+                channel=channel,
+                channel_type=ctype,
+                target=target,
+                ok=ok,
+                attempts=attempts,
+                error=error,
+                alert_id=msg.alert_id,
+                text=msg.text,
+            )
             if done:
                 tx.dequeue_notification(msg.id)
 

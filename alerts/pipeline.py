@@ -223,8 +223,10 @@ class Flood:
             change.out = keep
         elif len(st.new_ms) > cfg.max_new:
             st.flood_until_ms, st.held = now + window_ms, 1
-            text = (f"alert flood for {change.audience}: {len(st.new_ms)} new alerts in {cfg.window_s}s, "
-                    "individual alerts held")  # fmt: skip
+            text = (
+                f"alert flood for {change.audience}: {len(st.new_ms)} new alerts in {cfg.window_s}s, "
+                "individual alerts held"
+            )
             change.out = [*keep, Notification(Kind.FLOOD, change.audience, now, None, None, text)]
         tx.put_state(name, st.model_dump())
         return change
@@ -249,12 +251,13 @@ class Escalation:
             if number <= alert.escalation_level or waited_ms < level.after_s * 1000:
                 continue
             alert.escalation_level, alert.escalated_ms = number, now
-            alert.history.append(
-                StateChange(now, SYSTEM, Action.ESCALATE, alert.state, alert.state, f"level {number}")
-            )
+            alert.history.append(StateChange(now, SYSTEM, Action.ESCALATE, alert.state, alert.state, f"level {number}"))
             text = f"{alert.key} unacknowledged for {waited_ms // 1000}s"
-            change.out.append(Notification(Kind.ESCALATION, change.audience, now, alert.key, alert.severity, text,
-                                           level.targets, number))  # fmt: skip
+            change.out.append(
+                Notification(
+                    Kind.ESCALATION, change.audience, now, alert.key, alert.severity, text, level.targets, number
+                )
+            )
         return change
 
 
@@ -270,13 +273,22 @@ class Pipeline:
     def __init__(self, config: AlertsConfig | None = None, policies: Iterable[EscalationPolicy] = ()) -> None:
         config = config or AlertsConfig()
         self.stages: tuple[Stage, ...] = (
-            Suppression(), Chattering(config.chatter), Flood(config.flood), Escalation(policies),
-        )  # fmt: skip
+            Suppression(),
+            Chattering(config.chatter),
+            Flood(config.flood),
+            Escalation(policies),
+        )
 
     def on_rule(
-        self, tx: StateTx, alert: Alert, audience: str, severity: Severity | None, value: float | str | bool | None,
-        now: int, reason: str = "",
-    ) -> Change | None:  # fmt: skip
+        self,
+        tx: StateTx,
+        alert: Alert,
+        audience: str,
+        severity: Severity | None,
+        value: float | str | bool | None,
+        now: int,
+        reason: str = "",
+    ) -> Change | None:
         """A rule fired (``severity`` set) or stopped firing (None) for ``alert``, which this moves. None: a clear
         for an alert that is not active, ignored (nothing changed, nothing to save)."""
         expire(alert, now)

@@ -147,8 +147,15 @@ class Tx:
             self._conn.execute(
                 insert(t.alert_history),
                 [
-                    {"alert_id": alert_id, "ts_ms": h.ts_ms, "who": h.who, "action": h.action.value,
-                     "from_state": h.from_state.value, "to_state": h.to_state.value, "reason": h.reason}
+                    {
+                        "alert_id": alert_id,
+                        "ts_ms": h.ts_ms,
+                        "who": h.who,
+                        "action": h.action.value,
+                        "from_state": h.from_state.value,
+                        "to_state": h.to_state.value,
+                        "reason": h.reason,
+                    }
                     for h in alert.history
                 ],
             )
@@ -163,8 +170,14 @@ class Tx:
         c = t.alerts.c
         stmt = (
             select(t.alerts)
-            .where(or_(c.state != State.NORMAL.value, c.shelved_until_ms.is_not(None),
-                       c.out_of_service.is_(True), c.chattering.is_(True)))
+            .where(
+                or_(
+                    c.state != State.NORMAL.value,
+                    c.shelved_until_ms.is_not(None),
+                    c.out_of_service.is_(True),
+                    c.chattering.is_(True),
+                )
+            )
             .order_by(c.id)
         )
         return [stored_alert(row) for row in self._conn.execute(stmt)]
@@ -189,23 +202,53 @@ class Tx:
     # -- notifications and audit
 
     def add_notification(
-        self, *, ts_ms: int, message_id: str, kind: str, audience: str, channel: str, channel_type: str,
-        target: str, ok: bool, attempts: int, error: str, alert_id: int | None, text: str,
+        self,
+        *,
+        ts_ms: int,
+        message_id: str,
+        kind: str,
+        audience: str,
+        channel: str,
+        channel_type: str,
+        target: str,
+        ok: bool,
+        attempts: int,
+        error: str,
+        alert_id: int | None,
+        text: str,
     ) -> int:
         """Record one delivery (or failed delivery) of a notification; returns the row id."""
-        stmt = insert(t.notifications).values(
-            ts_ms=ts_ms, message_id=message_id, kind=kind, audience=audience, channel=channel,
-            channel_type=channel_type, target=target, ok=ok, attempts=attempts, error=error, alert_id=alert_id,
-            text=text,
-        ).returning(t.notifications.c.id)
+        stmt = (
+            insert(t.notifications)
+            .values(
+                ts_ms=ts_ms,
+                message_id=message_id,
+                kind=kind,
+                audience=audience,
+                channel=channel,
+                channel_type=channel_type,
+                target=target,
+                ok=ok,
+                attempts=attempts,
+                error=error,
+                alert_id=alert_id,
+                text=text,
+            )
+            .returning(t.notifications.c.id)
+        )
         return int(self._conn.execute(stmt).scalar_one())
 
-    def enqueue_notification(self, *, created_ms: int, message_id: str, message: dict[str, object],
-                             alert_id: int | None) -> int:  # fmt: skip
+    def enqueue_notification(
+        self, *, created_ms: int, message_id: str, message: dict[str, object], alert_id: int | None
+    ) -> int:
         """Keep a notification to deliver, in the transaction of the change that caused it (the outbox)."""
-        stmt = insert(t.notification_outbox).values(
-            created_ms=created_ms, message_id=message_id, message=orjson.dumps(message).decode(), alert_id=alert_id
-        ).returning(t.notification_outbox.c.id)
+        stmt = (
+            insert(t.notification_outbox)
+            .values(
+                created_ms=created_ms, message_id=message_id, message=orjson.dumps(message).decode(), alert_id=alert_id
+            )
+            .returning(t.notification_outbox.c.id)
+        )
         return int(self._conn.execute(stmt).scalar_one())
 
     def dequeue_notification(self, message_id: str) -> None:
@@ -226,15 +269,29 @@ class Tx:
         return self._conn.execute(stmt).first() is not None
 
     def audit(
-        self, *, ts_ms: int, who: str, action: str, target: str, source: str = "",
+        self,
+        *,
+        ts_ms: int,
+        who: str,
+        action: str,
+        target: str,
+        source: str = "",
         detail: dict[str, object] | None = None,
     ) -> int:
         """Append one audit entry; returns its id."""
-        stmt = insert(t.audit_log).values(
-            ts_ms=ts_ms, who=who, action=action, target=target, source=source, detail=json.dumps(detail or {}),
-        ).returning(t.audit_log.c.id)
+        stmt = (
+            insert(t.audit_log)
+            .values(
+                ts_ms=ts_ms,
+                who=who,
+                action=action,
+                target=target,
+                source=source,
+                detail=json.dumps(detail or {}),
+            )
+            .returning(t.audit_log.c.id)
+        )
         return int(self._conn.execute(stmt).scalar_one())
-
 
 
 # --- the store ----------------------------------------------------------------------------------
@@ -310,10 +367,19 @@ class AlertStore:
     # -- convenience, each its own transaction
 
     def list_alerts(
-        self, *, states: Collection[str] | None = None, site: str | None = None, sites: Collection[str] | None = None,
-        device: str | None = None, rule: str | None = None, audiences: Collection[str] | None = None,
-        min_severity: Severity | None = None, active_only: bool = False, since_ms: int | None = None,
-        limit: int = 100, offset: int = 0,
+        self,
+        *,
+        states: Collection[str] | None = None,
+        site: str | None = None,
+        sites: Collection[str] | None = None,
+        device: str | None = None,
+        rule: str | None = None,
+        audiences: Collection[str] | None = None,
+        min_severity: Severity | None = None,
+        active_only: bool = False,
+        since_ms: int | None = None,
+        limit: int = 100,
+        offset: int = 0,
     ) -> list[StoredAlert]:
         """Alerts matching every filter given (``since_ms`` on ``last_ms``), newest ``last_ms`` first.
 
@@ -323,9 +389,17 @@ class AlertStore:
             return q.list_alerts(conn, query, limit, offset)
 
     def count_alerts(
-        self, *, states: Collection[str] | None = None, site: str | None = None, sites: Collection[str] | None = None,
-        device: str | None = None, rule: str | None = None, audiences: Collection[str] | None = None,
-        min_severity: Severity | None = None, active_only: bool = False, since_ms: int | None = None,
+        self,
+        *,
+        states: Collection[str] | None = None,
+        site: str | None = None,
+        sites: Collection[str] | None = None,
+        device: str | None = None,
+        rule: str | None = None,
+        audiences: Collection[str] | None = None,
+        min_severity: Severity | None = None,
+        active_only: bool = False,
+        since_ms: int | None = None,
     ) -> int:
         """How many alerts :meth:`list_alerts` would find without a limit."""
         query = AlertQuery(states, site, sites, device, rule, audiences, min_severity, active_only, since_ms)
@@ -360,8 +434,13 @@ class AlertStore:
             return q.notifications(conn, alert_id, limit)
 
     def audit_log(
-        self, *, since_ms: int | None = None, who: str | None = None, action: str | None = None,
-        target_prefix: str | None = None, limit: int = 100,
+        self,
+        *,
+        since_ms: int | None = None,
+        who: str | None = None,
+        action: str | None = None,
+        target_prefix: str | None = None,
+        limit: int = 100,
     ) -> list[AuditRow]:
         """Audit entries matching every filter given, newest first (``target_prefix`` is case-sensitive)."""
         with self._read() as conn:

@@ -61,14 +61,21 @@ DOCS_DIR = Path(__file__).parent / "docs"
 # Swagger UI's own files come from the fastapi-offline package (no CDN); the page, its start script, a style sheet
 # and the icons Swagger UI would draw from data: URLs (which the CSP refuses) from here.
 _SWAGGER = resources.files("fastapi_offline") / "static"
-_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
-          ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml", ".png": "image/png"}  # fmt: skip
+_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+}
 DOCS_FILES: dict[str, tuple[Traversable, str]] = {
     "": (DOCS_DIR / "index.html", _TYPES[".html"]),
     **{f.name: (f, _TYPES[f.suffix]) for f in DOCS_DIR.iterdir() if f.suffix in (".js", ".css", ".svg")},
-    **{name: (_SWAGGER / name, _TYPES[Path(name).suffix])
-       for name in ("swagger-ui-bundle.js", "swagger-ui.css", "favicon.png")},
-}  # fmt: skip
+    **{
+        name: (_SWAGGER / name, _TYPES[Path(name).suffix])
+        for name in ("swagger-ui-bundle.js", "swagger-ui.css", "favicon.png")
+    },
+}
 
 
 class ConsoleFiles(StaticFiles):

@@ -164,8 +164,10 @@ class LoginThrottle:
 
     def refused(self, username: str, address: str) -> Refusal | None:
         now, where = self.clock(), address_key(address)
-        for scope, ms in (("address", self._addresses.blocked_for_ms(where, now)),
-                          ("user", self._pairs.blocked_for_ms((username.lower(), where), now))):  # fmt: skip
+        for scope, ms in (
+            ("address", self._addresses.blocked_for_ms(where, now)),
+            ("user", self._pairs.blocked_for_ms((username.lower(), where), now)),
+        ):
             if ms is not None:
                 return Refusal(ms / 1000, scope)
         return None
@@ -200,4 +202,3 @@ def token_hash(token: str) -> str:
 
 def new_password() -> str:
     return secrets.token_urlsafe(18)
-

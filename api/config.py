@@ -38,9 +38,11 @@ class StoreConfig(_Strict):
 
 class HttpConfig(_Strict):
     max_body_bytes: int = Field(
-        default=64 * 1024, ge=1024, le=64 * 1024 * 1024,
+        default=64 * 1024,
+        ge=1024,
+        le=64 * 1024 * 1024,
         description="largest request body; a larger one is refused (413) before it is parsed",
-    )  # fmt: skip
+    )
     trusted_proxies: list[IPvAnyNetwork] = Field(
         default_factory=list,
         description="addresses or networks whose X-Forwarded-For is believed (audit log, login throttle); "
@@ -65,28 +67,33 @@ class PasswordPolicyConfig(_Strict):
         default=0, ge=0, le=4, description="how many of lower case, upper case, digits and others; 0: no rule"
     )
     blocked_words: list[str] = Field(
-        default_factory=list, max_length=10_000,
+        default_factory=list,
+        max_length=10_000,
         description="refused besides the shipped list of common passwords (site, company and product names)",
-    )  # fmt: skip
+    )
 
 
 class AuthConfig(_Strict):
     session_lifetime_s: int = Field(default=8 * 3600, ge=60, le=30 * 86400, description="login token lifetime")
     idle_timeout_s: int = Field(
-        default=30 * 60, ge=60, le=30 * 86400,
+        default=30 * 60,
+        ge=60,
+        le=30 * 86400,
         description="a login token unused for longer is refused and revoked (GB/T 22239-2019 §8.1.4.1 b))",
-    )  # fmt: skip
+    )
     api_token_lifetime_days: int | None = Field(
         default=365, ge=1, le=3650, description="default lifetime of machine tokens; null: they never expire"
     )
     bootstrap_admin: str = Field(
-        default="admin", pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$",
+        default="admin",
+        pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$",
         description=f"created on first start when there is no user; password from ${ADMIN_PASSWORD_ENV} or printed",
-    )  # fmt: skip
+    )
     bootstrap_password: Secret | None = Field(
-        default=None, description="the first admin's password as {file: PATH} or {env: NAME} (it must pass the "
+        default=None,
+        description="the first admin's password as {file: PATH} or {env: NAME} (it must pass the "
         f"password policy); none: ${ADMIN_PASSWORD_ENV}, else a one-time password is printed",
-    )  # fmt: skip
+    )
     argon2_time_cost: int = Field(default=3, ge=1, le=20)
     argon2_memory_kib: int = Field(default=65536, ge=64, le=1 << 21)
     login_throttle: LoginThrottleConfig = Field(default_factory=LoginThrottleConfig)
@@ -186,9 +193,10 @@ class ApiConfig(_Strict):
     district: DistrictConfig = Field(default_factory=DistrictConfig, description="the overview's layout")
     profile_paths: list[Path] = Field(default_factory=list, description="profiles besides the catalogue")
     site_keys: dict[Id, SiteKeysConfig] = Field(
-        default_factory=dict, description="site id -> its keys; a site without keys can neither be sent a command "
+        default_factory=dict,
+        description="site id -> its keys; a site without keys can neither be sent a command "
         "nor have its results recorded",
-    )  # fmt: skip
+    )
 
     @model_validator(mode="after")
     def _one_area_per_site(self) -> ApiConfig:
@@ -219,8 +227,10 @@ def load_config(path: Path) -> ApiConfig:
     def rel(p: Path) -> Path:  # relative paths in the file are relative to the file, as in the site files
         return p if p.is_absolute() else base / p
 
-    keys = {site: SiteKeysConfig(control_private_key=rel(k.control_private_key), site_public_key=rel(k.site_public_key))
-            for site, k in config.site_keys.items()}  # fmt: skip
+    keys = {
+        site: SiteKeysConfig(control_private_key=rel(k.control_private_key), site_public_key=rel(k.site_public_key))
+        for site, k in config.site_keys.items()
+    }
     config = config.model_copy(
         update={
             "rules": RulesConfig(paths=[rel(p) for p in config.rules.paths]),
@@ -253,5 +263,14 @@ def load_site_keys(config: ApiConfig, doc: YamlDoc | None = None) -> dict[str, S
     return out
 
 
-__all__ = ["ADMIN_PASSWORD_ENV", "ApiConfig", "ConfigError", "GateLimits", "GatesConfig", "SiteKeys", "SiteKeysConfig",
-           "load_config", "load_site_keys"]  # fmt: skip
+__all__ = [
+    "ADMIN_PASSWORD_ENV",
+    "ApiConfig",
+    "ConfigError",
+    "GateLimits",
+    "GatesConfig",
+    "SiteKeys",
+    "SiteKeysConfig",
+    "load_config",
+    "load_site_keys",
+]

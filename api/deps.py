@@ -49,16 +49,22 @@ def principal(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer" or len(credentials.credentials) > 200:
-        raise HTTPException(401, detail={"reason": "a bearer token is required"},
-                            headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+        raise HTTPException(
+            401, detail={"reason": "a bearer token is required"}, headers={"WWW-Authenticate": "Bearer"}
+        )
     who = svc.users.authenticate(credentials.credentials)
     if who is None:
-        raise HTTPException(401, detail={"reason": "the token is unknown, revoked, expired or was idle too long: "
-                                                   "log in again"},
-                            headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+        raise HTTPException(
+            401,
+            detail={"reason": "the token is unknown, revoked, expired or was idle too long: log in again"},
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     if who.must_change_password and request.url.path not in PASSWORD_CHANGE_PATHS:
-        raise error(403, "change the one-time password first (POST /api/auth/password): it was set by someone "
-                         "else", must_change_password=True)  # fmt: skip
+        raise error(
+            403,
+            "change the one-time password first (POST /api/auth/password): it was set by someone else",
+            must_change_password=True,
+        )
     request.state.username = who.username
     return who
 

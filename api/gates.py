@@ -85,19 +85,41 @@ class CommandView:
     steps: list[dict[str, object]] = field(default_factory=list)
 
     def event(self) -> dict[str, object]:
-        return {"id": self.id, "site": self.site, "device": self.device, "action": self.action,
-                "state": self.state, "final": self.final, "reason": self.reason,
-                "steps": len(self.steps)}  # fmt: skip
+        return {
+            "id": self.id,
+            "site": self.site,
+            "device": self.device,
+            "action": self.action,
+            "state": self.state,
+            "final": self.final,
+            "reason": self.reason,
+            "steps": len(self.steps),
+        }
 
 
 def _view(row: object) -> CommandView:
     r = dict(row)  # type: ignore[call-overload]
     target = json.loads(r["target_pct"]) if r["target_pct"] is not None else None
     return CommandView(
-        r["id"], r["site"], r["device"], r["action"], target, float(json.loads(r["ttl_s"])), int(r["issued_ms"]),
-        int(r["expires_ms"]), int(r["deadline_ms"]), r["operator"], r["source"], r["state"], bool(r["final"]),
-        r["interlock"], r["reason"], json.loads(r["before"]), json.loads(r["after"]), json.loads(r["steps"]),
-    )  # fmt: skip
+        r["id"],
+        r["site"],
+        r["device"],
+        r["action"],
+        target,
+        float(json.loads(r["ttl_s"])),
+        int(r["issued_ms"]),
+        int(r["expires_ms"]),
+        int(r["deadline_ms"]),
+        r["operator"],
+        r["source"],
+        r["state"],
+        bool(r["final"]),
+        r["interlock"],
+        r["reason"],
+        json.loads(r["before"]),
+        json.loads(r["after"]),
+        json.loads(r["steps"]),
+    )
 
 
 class GateService:
@@ -140,8 +162,13 @@ class GateService:
     def _refuse(self, who: Principal, site: str, device: str, source: str, refusal: Refusal, **detail: object) -> None:
         self.refusals[refusal.interlock.value] += 1
         self.results["refused"] += 1
-        self.audit(who=who.username, action="gate.command.refused", target=f"gate:{site}/{device}", source=source,
-                   detail={"interlock": refusal.interlock.value, "reason": refusal.reason, **detail})  # fmt: skip
+        self.audit(
+            who=who.username,
+            action="gate.command.refused",
+            target=f"gate:{site}/{device}",
+            source=source,
+            detail={"interlock": refusal.interlock.value, "reason": refusal.reason, **detail},
+        )
         raise RefusedError(refusal)
 
     # -- select ----------------------------------------------------------------------------------------------
@@ -150,16 +177,32 @@ class GateService:
         if refusal is not None:
             self._refuse(who, site, device, source, refusal, step="select")
         now = self.clock()
-        sel = Selection(f"sel-{secrets.token_hex(8)}", site, device, who.username, now,
-                        now + int(self.gates.selection_s * 1000))  # fmt: skip
+        sel = Selection(
+            f"sel-{secrets.token_hex(8)}", site, device, who.username, now, now + int(self.gates.selection_s * 1000)
+        )
         with self.engine.begin() as conn:
-            conn.execute(insert(selections).values(
-                id=sel.id, site=site, device=device, username=who.username, created_ms=now,
-                expires_ms=sel.expires_ms, used_by=None,
-            ))  # fmt: skip
-        self.audit(who=who.username, action="gate.select", target=f"gate:{site}/{device}", source=source,
-                   detail={"selection": sel.id, "expires_ms": sel.expires_ms,
-                           "state": gate_snapshot(self.cache.get(site, device))})  # fmt: skip
+            conn.execute(
+                insert(selections).values(
+                    id=sel.id,
+                    site=site,
+                    device=device,
+                    username=who.username,
+                    created_ms=now,
+                    expires_ms=sel.expires_ms,
+                    used_by=None,
+                )
+            )
+        self.audit(
+            who=who.username,
+            action="gate.select",
+            target=f"gate:{site}/{device}",
+            source=source,
+            detail={
+                "selection": sel.id,
+                "expires_ms": sel.expires_ms,
+                "state": gate_snapshot(self.cache.get(site, device)),
+            },
+        )
         return sel
 
     # -- operate ---------------------------------------------------------------------------------------------
@@ -172,9 +215,17 @@ class GateService:
             self._refuse(who, site, device, source, refusal, action=req.action.value)
         keys = self.keys.get(site)
         if keys is None:
-            self._refuse(who, site, device, source, Refusal(
-                Interlock.SIGNATURE, f"no control key is configured for site {site!r}: its commands cannot be signed"),
-                action=req.action.value)  # fmt: skip
+            self._refuse(
+                who,
+                site,
+                device,
+                source,
+                Refusal(
+                    Interlock.SIGNATURE,
+                    f"no control key is configured for site {site!r}: its commands cannot be signed",
+                ),
+                action=req.action.value,
+            )
         assert keys is not None
         with self._lock:
             if req.id is not None:
@@ -182,30 +233,65 @@ class GateService:
                 if existing is not None:
                     if self._same(existing, who, site, device, req):
                         return existing, False
-                    self._refuse(who, site, device, source, Refusal(
-                        Interlock.REPEATED, f"command id {req.id!r} was used before for a different command", 409,
-                        "id"), command=req.id)  # fmt: skip
+                    self._refuse(
+                        who,
+                        site,
+                        device,
+                        source,
+                        Refusal(
+                            Interlock.REPEATED,
+                            f"command id {req.id!r} was used before for a different command",
+                            409,
+                            "id",
+                        ),
+                        command=req.id,
+                    )
             now = self.clock()
             state = self.cache.get(site, device)
             refusal = self._check_selection(who, site, device, selection, req.action, now)
             profile = self.profiles.get(state.profile) if state is not None else None
             labels = fault_labels(profile)
-            refusal = refusal or check(req.action, req.target_pct, state, self.gates.limits(site, device), now,
-                                       int(self.gates.max_state_age_s * 1000), labels, profile)  # fmt: skip
+            refusal = refusal or check(
+                req.action,
+                req.target_pct,
+                state,
+                self.gates.limits(site, device),
+                now,
+                int(self.gates.max_state_age_s * 1000),
+                labels,
+                profile,
+            )
             refusal = refusal or self._check_busy(site, device, req.action)
             if refusal is not None:
-                self._refuse(who, site, device, source, refusal, action=req.action.value,
-                             state=gate_snapshot(state))  # fmt: skip
-            command = sign(Command(
-                id=req.id or f"c-{secrets.token_hex(10)}", site=site, device=device, action=req.action,
-                target_pct=req.target_pct, issued_ms=now, expires_ms=now + max(1, int(req.ttl_s * 1000)),
-                operator=who.username, source=source[:256],
-            ), keys.control)  # fmt: skip
+                self._refuse(who, site, device, source, refusal, action=req.action.value, state=gate_snapshot(state))
+            command = sign(
+                Command(
+                    id=req.id or f"c-{secrets.token_hex(10)}",
+                    site=site,
+                    device=device,
+                    action=req.action,
+                    target_pct=req.target_pct,
+                    issued_ms=now,
+                    expires_ms=now + max(1, int(req.ttl_s * 1000)),
+                    operator=who.username,
+                    source=source[:256],
+                ),
+                keys.control,
+            )
             before = gate_snapshot(state)
             self._insert(command, req.ttl_s, before, selection)
-        self.audit(who=who.username, action="gate.command", target=f"gate:{site}/{device}/cmd/{command.id}",
-                   source=source, detail={"action": command.action.value, "target_pct": command.target_pct,
-                   "expires_ms": command.expires_ms, "before": before})  # fmt: skip
+        self.audit(
+            who=who.username,
+            action="gate.command",
+            target=f"gate:{site}/{device}/cmd/{command.id}",
+            source=source,
+            detail={
+                "action": command.action.value,
+                "target_pct": command.target_pct,
+                "expires_ms": command.expires_ms,
+                "before": before,
+            },
+        )
         problem = self.publish(topics.command(site, device, command.id), encode(command))
         if problem is not None:
             self._finish(command.id, PUBLISH_FAILED, ResultState.FAILED.value, problem, {}, None)
@@ -218,7 +304,13 @@ class GateService:
 
     def _same(self, c: CommandView, who: Principal, site: str, device: str, req: CommandRequest) -> bool:
         return (c.site, c.device, c.operator, c.action, c.target_pct, c.ttl_s) == (
-            site, device, who.username, req.action.value, req.target_pct, req.ttl_s)  # fmt: skip
+            site,
+            device,
+            who.username,
+            req.action.value,
+            req.target_pct,
+            req.ttl_s,
+        )
 
     def _check_selection(
         self, who: Principal, site: str, device: str, selection: str | None, action: Action, now: int
@@ -232,8 +324,7 @@ class GateService:
         if row is None or row["site"] != site or row["device"] != device or row["username"] != who.username:
             return Refusal(Interlock.SELECTION, "no such selection of this gate by you", 409, "selection")
         if row["used_by"] is not None:
-            return Refusal(Interlock.SELECTION, f"the selection was used by command {row['used_by']}", 409,
-                           "selection")  # fmt: skip
+            return Refusal(Interlock.SELECTION, f"the selection was used by command {row['used_by']}", 409, "selection")
         if now >= row["expires_ms"]:
             return Refusal(Interlock.SELECTION, "the selection has expired: select again", 409, "selection")
         return None
@@ -251,14 +342,29 @@ class GateService:
     def _insert(self, command: Command, ttl_s: float, before: dict[str, object], selection: str | None) -> None:
         deadline = command.expires_ms + int(self.gates.edge_timeout_s * 1000)
         with self.engine.begin() as conn:
-            conn.execute(insert(commands).values(
-                id=command.id, site=command.site, device=command.device, action=command.action.value,
-                target_pct=json.dumps(command.target_pct) if command.target_pct is not None else None,
-                ttl_s=json.dumps(ttl_s), issued_ms=command.issued_ms, expires_ms=command.expires_ms,
-                deadline_ms=deadline, operator=command.operator, source=command.source, state="published",
-                final=False, interlock=None, reason="", before=json.dumps(before), after="{}", steps="[]",
-                updated_ms=command.issued_ms,
-            ))  # fmt: skip
+            conn.execute(
+                insert(commands).values(
+                    id=command.id,
+                    site=command.site,
+                    device=command.device,
+                    action=command.action.value,
+                    target_pct=json.dumps(command.target_pct) if command.target_pct is not None else None,
+                    ttl_s=json.dumps(ttl_s),
+                    issued_ms=command.issued_ms,
+                    expires_ms=command.expires_ms,
+                    deadline_ms=deadline,
+                    operator=command.operator,
+                    source=command.source,
+                    state="published",
+                    final=False,
+                    interlock=None,
+                    reason="",
+                    before=json.dumps(before),
+                    after="{}",
+                    steps="[]",
+                    updated_ms=command.issued_ms,
+                )
+            )
             if selection and command.action is not Action.STOP:
                 conn.execute(update(selections).where(selections.c.id == selection).values(used_by=command.id))
 
@@ -293,16 +399,22 @@ class GateService:
         with self._lock:
             view = self.get(result.id)
             if view is None or (view.site, view.device) != (result.site, result.device):
-                log.info("command result for an unknown command id=%s site=%s device=%s", result.id, result.site,
-                         result.device)  # fmt: skip
+                log.info(
+                    "command result for an unknown command id=%s site=%s device=%s",
+                    result.id,
+                    result.site,
+                    result.device,
+                )
                 return
             other = result.cmd_sha256 != _digest(view)
             if not other:
                 self._record(view, result)
         if other:
             # the edge answered something else under this id (a forged or reused command): not this command's step
-            why = f"the result answers another command than the one the API sent under id {result.id!r} (cmd_sha256 " \
-                f"{result.cmd_sha256 or 'missing'})"  # fmt: skip
+            why = (
+                f"the result answers another command than the one the API sent under id {result.id!r} (cmd_sha256 "
+                f"{result.cmd_sha256 or 'missing'})"
+            )
             self._bad_result(result, topic, "other_command", why)
             return
         self._after_record(view, result)
@@ -311,9 +423,13 @@ class GateService:
         self.bad_results[kind] += 1
         log.warning("command result not recorded topic=%s why=%s reason=%s", topic, kind, reason)
         action = "gate.result.bad_signature" if kind == "signature" else f"gate.result.{kind}"
-        self.audit(who="unverified", action=action, target=f"gate:{result.site}/{result.device}/cmd/{result.id}",
-                   source=topic, detail={"topic": topic, "reason": reason, "state": result.state.value,
-                                         "kid": result.kid})  # fmt: skip
+        self.audit(
+            who="unverified",
+            action=action,
+            target=f"gate:{result.site}/{result.device}/cmd/{result.id}",
+            source=topic,
+            detail={"topic": topic, "reason": reason, "state": result.state.value, "kid": result.kid},
+        )
 
     def _record(self, view: CommandView, result: CommandResult) -> None:
         """Write a verified result as a step of its command (under the lock); the step keeps kid and sig, so an
@@ -338,27 +454,45 @@ class GateService:
         late = view.final
         if result.final and not late:
             self.results[result.state.value] += 1
-        self.audit(who=view.operator, action=f"gate.command.{result.state.value}",
-                   target=f"gate:{view.site}/{view.device}/cmd/{view.id}", source=view.source,
-                   detail={"by": "edge", "state": result.state.value,
-                           "interlock": result.interlock.value if result.interlock else None,
-                           "reason": result.reason, "before": result.before, "after": result.after,
-                           "opening_m": result.opening_m, "repeat": result.repeat, "late": late})  # fmt: skip
+        self.audit(
+            who=view.operator,
+            action=f"gate.command.{result.state.value}",
+            target=f"gate:{view.site}/{view.device}/cmd/{view.id}",
+            source=view.source,
+            detail={
+                "by": "edge",
+                "state": result.state.value,
+                "interlock": result.interlock.value if result.interlock else None,
+                "reason": result.reason,
+                "before": result.before,
+                "after": result.after,
+                "opening_m": result.opening_m,
+                "repeat": result.repeat,
+                "late": late,
+            },
+        )
         self._event(self.get(result.id))
 
     def _finish(
         self, command_id: str, result: str, state: str, reason: str, after: dict[str, object], by: str | None
     ) -> None:
         with self._lock, self.engine.begin() as conn:
-            conn.execute(update(commands).where(commands.c.id == command_id, ~commands.c.final).values(
-                state=state, final=True, reason=reason, updated_ms=self.clock()))  # fmt: skip
+            conn.execute(
+                update(commands)
+                .where(commands.c.id == command_id, ~commands.c.final)
+                .values(state=state, final=True, reason=reason, updated_ms=self.clock())
+            )
         self.results[result] += 1
         view = self.get(command_id)
         if view is None:
             return
-        self.audit(who=view.operator, action=f"gate.command.{state}", target=f"gate:{view.site}/{view.device}/cmd/"
-                   f"{view.id}", source=view.source, detail={"by": by or "api", "state": state, "reason": reason,
-                   "before": view.before, "after": after})  # fmt: skip
+        self.audit(
+            who=view.operator,
+            action=f"gate.command.{state}",
+            target=f"gate:{view.site}/{view.device}/cmd/{view.id}",
+            source=view.source,
+            detail={"by": by or "api", "state": state, "reason": reason, "before": view.before, "after": after},
+        )
         self._event(view)
 
     def sweep(self) -> list[str]:
@@ -368,9 +502,14 @@ class GateService:
         with self.engine.connect() as conn:
             due = [str(r) for r in conn.execute(query).scalars()]
         for command_id in due:
-            self._finish(command_id, ResultState.TIMED_OUT.value, ResultState.TIMED_OUT.value,
-                         "no final result from the edge before the command's expiry and the edge's time-out", {},
-                         "api")  # fmt: skip
+            self._finish(
+                command_id,
+                ResultState.TIMED_OUT.value,
+                ResultState.TIMED_OUT.value,
+                "no final result from the edge before the command's expiry and the edge's time-out",
+                {},
+                "api",
+            )
         return due
 
     def _event(self, view: CommandView | None) -> None:
@@ -380,7 +519,15 @@ class GateService:
 
 def _digest(view: CommandView) -> str:
     """``command_digest`` of the command as the API recorded (and signed) it."""
-    command = Command(id=view.id, site=view.site, device=view.device, action=Action(view.action),
-                      target_pct=view.target_pct, issued_ms=view.issued_ms, expires_ms=view.expires_ms,
-                      operator=view.operator, source=view.source)  # fmt: skip
+    command = Command(
+        id=view.id,
+        site=view.site,
+        device=view.device,
+        action=Action(view.action),
+        target_pct=view.target_pct,
+        issued_ms=view.issued_ms,
+        expires_ms=view.expires_ms,
+        operator=view.operator,
+        source=view.source,
+    )
     return command_digest(command)

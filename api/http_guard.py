@@ -58,12 +58,23 @@ class BodyLimit:
         self.max_bytes = max_bytes
 
     def _answer(self) -> list[Message]:
-        body = orjson.dumps({"detail": {"reason": f"the request body is larger than {self.max_bytes} bytes",
-                                        "limit_bytes": self.max_bytes}})  # fmt: skip
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                   (b"connection", b"close")]  # fmt: skip
-        return [{"type": "http.response.start", "status": 413, "headers": headers},
-                {"type": "http.response.body", "body": body}]  # fmt: skip
+        body = orjson.dumps(
+            {
+                "detail": {
+                    "reason": f"the request body is larger than {self.max_bytes} bytes",
+                    "limit_bytes": self.max_bytes,
+                }
+            }
+        )
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+        ]
+        return [
+            {"type": "http.response.start", "status": 413, "headers": headers},
+            {"type": "http.response.body", "body": body},
+        ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -47,9 +47,20 @@ class DeviceState:
 
     def copy(self) -> DeviceState:
         return DeviceState(
-            self.site, self.device, self.profile, self.measurement, self.online, self.status_reason, self.status_ms,
-            self.last_seen_ms, self.seq, dict(self.values), dict(self.times_ms), dict(self.quality), dict(self.units),
-        )  # fmt: skip
+            self.site,
+            self.device,
+            self.profile,
+            self.measurement,
+            self.online,
+            self.status_reason,
+            self.status_ms,
+            self.last_seen_ms,
+            self.seq,
+            dict(self.values),
+            dict(self.times_ms),
+            dict(self.quality),
+            dict(self.units),
+        )
 
 
 class LiveCache:

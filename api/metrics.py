@@ -32,14 +32,30 @@ def collect(
     bad_results: Mapping[str, int] | None = None,
 ) -> Iterator[Metric]:
     """The API's metric families (``gauges``: names ending in ``_total`` are counters)."""
-    yield counter("lifeline_api_requests_total", "HTTP requests by route template and status",
-                  {(m, r, str(s)): n for (m, r, s), n in requests.items()}, ("method", "route", "status"))  # fmt: skip
-    yield counter("lifeline_api_commands_total", "gate commands by result (published, refused, completed, ...)",
-                  {(r,): n for r, n in commands.items()}, ("result",))  # fmt: skip
-    yield counter("lifeline_api_command_refusals_total", "gate commands refused at the API, by interlock",
-                  {(i,): n for i, n in refusals.items()}, ("interlock",))  # fmt: skip
-    yield counter("lifeline_api_command_results_refused_total", "command results not recorded, by why (signature: "
-                  "unsigned or not by the site's key; other_command: answers another command)",
-                  {(w,): n for w, n in (bad_results or {}).items()}, ("reason",))  # fmt: skip
+    yield counter(
+        "lifeline_api_requests_total",
+        "HTTP requests by route template and status",
+        {(m, r, str(s)): n for (m, r, s), n in requests.items()},
+        ("method", "route", "status"),
+    )
+    yield counter(
+        "lifeline_api_commands_total",
+        "gate commands by result (published, refused, completed, ...)",
+        {(r,): n for r, n in commands.items()},
+        ("result",),
+    )
+    yield counter(
+        "lifeline_api_command_refusals_total",
+        "gate commands refused at the API, by interlock",
+        {(i,): n for i, n in refusals.items()},
+        ("interlock",),
+    )
+    yield counter(
+        "lifeline_api_command_results_refused_total",
+        "command results not recorded, by why (signature: "
+        "unsigned or not by the site's key; other_command: answers another command)",
+        {(w,): n for w, n in (bad_results or {}).items()},
+        ("reason",),
+    )
     for name, value in sorted(gauges.items()):
         yield (counter if name.endswith("_total") else gauge)(name, "", value)

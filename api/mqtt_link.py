@@ -37,8 +37,14 @@ class MqttLink:
         self.connected = threading.Event()  # read by request handlers in worker threads
         self.received = 0
         self.handler_errors = 0
-        self.link: Link[Sendable] = Link("api", broker, client_id, subscriptions=subscriptions(),
-                                         on_message=self._on_message, on_state=self._on_state)  # fmt: skip
+        self.link: Link[Sendable] = Link(
+            "api",
+            broker,
+            client_id,
+            subscriptions=subscriptions(),
+            on_message=self._on_message,
+            on_state=self._on_state,
+        )
         self._stop = asyncio.Event()
         self._task: asyncio.Future[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -20,10 +20,8 @@ MAX_LENGTH = 256
 MIN_LENGTH_FLOOR = 12  # PasswordPolicyConfig.min_length may be larger, never smaller
 MIN_DISTINCT = 5
 _ENDS = re.compile(r"^[\W\d_]+|[\W\d_]+$")
-_LOOK_ALIKES = str.maketrans({"@": "a", "4": "a", "0": "o", "1": "i", "!": "i", "3": "e", "$": "s", "5": "s",
-                              "7": "t"})  # fmt: skip
-_RUNS = ("abcdefghijklmnopqrstuvwxyz", "qwertyuiopasdfghjklzxcvbnm", "qwertyuiop", "asdfghjkl", "zxcvbnm",
-         "1234567890")  # fmt: skip
+_LOOK_ALIKES = str.maketrans({"@": "a", "4": "a", "0": "o", "1": "i", "!": "i", "3": "e", "$": "s", "5": "s", "7": "t"})
+_RUNS = ("abcdefghijklmnopqrstuvwxyz", "qwertyuiopasdfghjklzxcvbnm", "qwertyuiop", "asdfghjkl", "zxcvbnm", "1234567890")
 
 
 def core(password: str) -> str:
@@ -49,8 +47,14 @@ def _in_run(text: str) -> bool:
 
 
 def _classes(password: str) -> int:
-    return sum((any(c.islower() for c in password), any(c.isupper() for c in password),
-                any(c.isdigit() for c in password), any(not c.isalnum() for c in password)))  # fmt: skip
+    return sum(
+        (
+            any(c.islower() for c in password),
+            any(c.isupper() for c in password),
+            any(c.isdigit() for c in password),
+            any(not c.isalnum() for c in password),
+        )
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +85,5 @@ class PasswordPolicy:
         if _in_run(lower) or _in_run(stem):
             return "a run of keyboard, alphabet or digit keys is easy to guess: choose another"
         if _classes(password) < self.min_character_classes:
-            return (f"a password needs {self.min_character_classes} of: lower case, upper case, digits, "
-                    "other characters")  # fmt: skip
+            return f"a password needs {self.min_character_classes} of: lower case, upper case, digits, other characters"
         return None

@@ -102,11 +102,16 @@ def list_alerts(
     sites = visible_sites(svc, who)
     audiences = [audience] if audience else None if all_audiences else ROLE_AUDIENCES.get(who.role)
     filters: dict[str, Any] = {
-        "states": [s.value for s in state] if state else None, "site": site, "sites": sites, "device": device,
-        "rule": rule, "audiences": audiences,
-        "min_severity": min_severity, "active_only": active_only,
+        "states": [s.value for s in state] if state else None,
+        "site": site,
+        "sites": sites,
+        "device": device,
+        "rule": rule,
+        "audiences": audiences,
+        "min_severity": min_severity,
+        "active_only": active_only,
         "since_ms": since_ms,
-    }  # fmt: skip
+    }
     rows = svc.store.list_alerts(**filters, limit=limit, offset=offset)
     total = svc.store.count_alerts(**filters)
     return AlertList(total=total, limit=limit, offset=offset, alerts=[alert_event(r) for r in rows])
@@ -117,16 +122,28 @@ def get_alert(alert_id: AlertId, who: Reader, svc: Service) -> dict[str, Any]:
     stored = _load(svc, who, alert_id)
     out = alert_event(stored)
     out["history"] = [
-        {"ts_ms": h.ts_ms, "who": h.who, "action": h.action.value, "from_state": h.from_state.value,
-         "to_state": h.to_state.value, "reason": h.reason} for h in svc.store.history(alert_id)
-    ]  # fmt: skip
+        {
+            "ts_ms": h.ts_ms,
+            "who": h.who,
+            "action": h.action.value,
+            "from_state": h.from_state.value,
+            "to_state": h.to_state.value,
+            "reason": h.reason,
+        }
+        for h in svc.store.history(alert_id)
+    ]
     out["notes"] = [{"ts_ms": n.ts_ms, "who": n.who, "text": n.text} for n in svc.store.notes(alert_id)]
     out["shelve_reason"] = stored.alert.shelve_reason
     return out
 
 
 def _act(
-    svc: ApiService, who: Principal, request: Request, alert_id: int, action: str, fn: Callable[[Alert], object],
+    svc: ApiService,
+    who: Principal,
+    request: Request,
+    alert_id: int,
+    action: str,
+    fn: Callable[[Alert], object],
     detail: dict[str, object],
 ) -> dict[str, Any]:
     before = _load(svc, who, alert_id)
@@ -138,9 +155,18 @@ def _act(
         raise error(409, str(exc), action=action) from exc
     except Conflict as exc:
         raise error(409, f"the alert kept changing, try again: {exc}", action=action) from exc
-    svc.audit(who=who.username, action=f"alert.{action}", target=f"alert:{alert_id}", source=source(request),
-              detail={**detail, "from_state": before.alert.state.value, "to_state": stored.alert.state.value,
-                      "key": str(stored.alert.key)})  # fmt: skip
+    svc.audit(
+        who=who.username,
+        action=f"alert.{action}",
+        target=f"alert:{alert_id}",
+        source=source(request),
+        detail={
+            **detail,
+            "from_state": before.alert.state.value,
+            "to_state": stored.alert.state.value,
+            "key": str(stored.alert.key),
+        },
+    )
     svc.announce_alert(stored)
     return alert_event(stored)
 
@@ -148,16 +174,24 @@ def _act(
 @router.post("/api/alerts/{alert_id}/ack")
 def ack_alert(alert_id: AlertId, body: AckIn, who: AlertActor, svc: Service, request: Request) -> dict[str, Any]:
     now = svc.clock()
-    return _act(svc, who, request, alert_id, "ack", lambda a: acknowledge(a, who.username, now, body.note),
-                {"note": body.note})  # fmt: skip
+    return _act(
+        svc, who, request, alert_id, "ack", lambda a: acknowledge(a, who.username, now, body.note), {"note": body.note}
+    )
 
 
 @router.post("/api/alerts/{alert_id}/shelve")
 def shelve_alert(alert_id: AlertId, body: ShelveIn, who: AlertActor, svc: Service, request: Request) -> dict[str, Any]:
     now = svc.clock()
     until = now + body.duration_s * 1000
-    return _act(svc, who, request, alert_id, "shelve", lambda a: shelve(a, who.username, until, body.reason, now),
-                {"reason": body.reason, "until_ms": until})  # fmt: skip
+    return _act(
+        svc,
+        who,
+        request,
+        alert_id,
+        "shelve",
+        lambda a: shelve(a, who.username, until, body.reason, now),
+        {"reason": body.reason, "until_ms": until},
+    )
 
 
 @router.post("/api/alerts/{alert_id}/unshelve")
@@ -165,15 +199,23 @@ def unshelve_alert(
     alert_id: AlertId, body: UnshelveIn, who: AlertActor, svc: Service, request: Request
 ) -> dict[str, Any]:
     now = svc.clock()
-    return _act(svc, who, request, alert_id, "unshelve", lambda a: unshelve(a, who.username, now, body.reason),
-                {"reason": body.reason})  # fmt: skip
+    return _act(
+        svc,
+        who,
+        request,
+        alert_id,
+        "unshelve",
+        lambda a: unshelve(a, who.username, now, body.reason),
+        {"reason": body.reason},
+    )
 
 
 @router.post("/api/alerts/{alert_id}/notes")
 def note_alert(alert_id: AlertId, body: NoteIn, who: AlertActor, svc: Service, request: Request) -> dict[str, Any]:
     now = svc.clock()
-    return _act(svc, who, request, alert_id, "note", lambda a: add_note(a, who.username, body.text, now),
-                {"text": body.text})  # fmt: skip
+    return _act(
+        svc, who, request, alert_id, "note", lambda a: add_note(a, who.username, body.text, now), {"text": body.text}
+    )
 
 
 @router.post("/api/alerts/{alert_id}/assign")
@@ -181,5 +223,12 @@ def assign_alert(alert_id: AlertId, body: AssignIn, who: AlertActor, svc: Servic
     if body.assignee is not None and svc.users.get(body.assignee) is None:
         raise error(422, f"no user {body.assignee!r}", "assignee")
     now = svc.clock()
-    return _act(svc, who, request, alert_id, "assign", lambda a: assign(a, who.username, body.assignee, now),
-                {"assignee": body.assignee})  # fmt: skip
+    return _act(
+        svc,
+        who,
+        request,
+        alert_id,
+        "assign",
+        lambda a: assign(a, who.username, body.assignee, now),
+        {"assignee": body.assignee},
+    )

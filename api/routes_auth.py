@@ -37,8 +37,14 @@ class UserOut(BaseModel):
 
     @classmethod
     def of(cls, u: User) -> UserOut:
-        return cls(username=u.username, role=u.role, areas=u.areas, disabled=u.disabled,
-                   must_change_password=u.must_change_password, created_ms=u.created_ms)  # fmt: skip
+        return cls(
+            username=u.username,
+            role=u.role,
+            areas=u.areas,
+            disabled=u.disabled,
+            must_change_password=u.must_change_password,
+            created_ms=u.created_ms,
+        )
 
 
 class LoginOut(BaseModel):
@@ -76,8 +82,9 @@ class UserIn(_In):
 class UserPatch(_In):
     role: Role | None = None
     areas: list[Annotated[str, Field(pattern=NAME_PATTERN)]] | None = Field(None, max_length=100)
-    password: str | None = Field(None, max_length=MAX_LENGTH,
-                                 description="set by an admin: the user must change it at the next login")
+    password: str | None = Field(
+        None, max_length=MAX_LENGTH, description="set by an admin: the user must change it at the next login"
+    )
     disabled: bool | None = None
 
     @field_validator("password")
@@ -116,8 +123,9 @@ class NewTokenOut(TokenOut):
 def _check_areas(svc: Service, areas: list[str] | None) -> None:
     unknown = sorted(set(areas or []) - set(svc.config.areas))
     if unknown:
-        raise error(422, f"unknown area(s) {', '.join(unknown)} (known: {', '.join(sorted(svc.config.areas))})",
-                    "areas")  # fmt: skip
+        raise error(
+            422, f"unknown area(s) {', '.join(unknown)} (known: {', '.join(sorted(svc.config.areas))})", "areas"
+        )
 
 
 def _check_password(svc: Service, password: str, username: str, field: str) -> None:
@@ -138,8 +146,11 @@ def _too_many(refusal: Refusal) -> HTTPException:
 # -- login and the caller's account ------------------------------------------------------------------------
 
 
-@router.post("/api/auth/login", tags=["auth"], responses={401: {"description": "wrong user name or password"},
-                                                          429: {"description": "too many failed logins"}})
+@router.post(
+    "/api/auth/login",
+    tags=["auth"],
+    responses={401: {"description": "wrong user name or password"}, 429: {"description": "too many failed logins"}},
+)
 def login(body: LoginIn, svc: Service, request: Request) -> LoginOut:
     address = source(request)
     refusal = svc.login_throttle.refused(body.username, address)
@@ -149,15 +160,25 @@ def login(body: LoginIn, svc: Service, request: Request) -> LoginOut:
     if user is None:
         name = body.username[:64]
         for scope in svc.login_throttle.failed(body.username, address):  # audited once, when a block starts
-            svc.audit(who=name, action="auth.login_blocked", target=f"user:{name}" if scope == "user" else
-                      f"address:{address}", source=address, detail={"scope": scope})  # fmt: skip
+            svc.audit(
+                who=name,
+                action="auth.login_blocked",
+                target=f"user:{name}" if scope == "user" else f"address:{address}",
+                source=address,
+                detail={"scope": scope},
+            )
         svc.audit(who=name, action="auth.login_failed", target=f"user:{name}", source=address)
         raise error(401, "wrong user name or password")
     svc.login_throttle.succeeded(body.username, address)
     expires = svc.clock() + svc.config.auth.session_lifetime_s * 1000
     info, token = svc.users.issue(user.username, "session", "login", expires)
-    svc.audit(who=user.username, action="auth.login", target=f"user:{user.username}", source=address,
-              detail={"token_id": info.id})  # fmt: skip
+    svc.audit(
+        who=user.username,
+        action="auth.login",
+        target=f"user:{user.username}",
+        source=address,
+        detail={"token_id": info.id},
+    )
     return LoginOut(token=token, expires_ms=expires, user=UserOut.of(user))
 
 
@@ -184,8 +205,7 @@ def change_password(body: PasswordIn, who: Who, svc: Service, request: Request) 
     if body.new_password == body.old_password:
         raise error(422, "the new password must differ from the old one", "new_password")
     svc.users.update(who.username, password=body.new_password, must_change_password=False)
-    svc.audit(who=who.username, action="auth.password_changed", target=f"user:{who.username}",
-              source=source(request))  # fmt: skip
+    svc.audit(who=who.username, action="auth.password_changed", target=f"user:{who.username}", source=source(request))
 
 
 # -- users (admin) -----------------------------------------------------------------------------------------------
@@ -204,8 +224,13 @@ def create_user(body: UserIn, who: Admin, svc: Service, request: Request) -> Use
         user = svc.users.create(body.username, body.password, body.role, body.areas, must_change_password=True)
     except UserExistsError as exc:
         raise error(409, str(exc), "username") from exc
-    svc.audit(who=who.username, action="user.create", target=f"user:{user.username}", source=source(request),
-              detail={"role": user.role.value, "areas": user.areas})  # fmt: skip
+    svc.audit(
+        who=who.username,
+        action="user.create",
+        target=f"user:{user.username}",
+        source=source(request),
+        detail={"role": user.role.value, "areas": user.areas},
+    )
     return UserOut.of(user)
 
 
@@ -232,13 +257,24 @@ def update_user(username: UsernamePath, body: UserPatch, who: Admin, svc: Servic
         _check_password(svc, body.password, username, "password")
     # A password an admin sets for someone else is one-time: its user must replace it at the next login.
     must_change = True if body.password is not None and username != who.username else None
-    user = svc.users.update(username, role=body.role, areas=body.areas, password=body.password,
-                            disabled=body.disabled, must_change_password=must_change)  # fmt: skip
+    user = svc.users.update(
+        username,
+        role=body.role,
+        areas=body.areas,
+        password=body.password,
+        disabled=body.disabled,
+        must_change_password=must_change,
+    )
     if user is None:
         raise error(404, f"no user {username!r}", "username")
     changed = body.model_dump(exclude_none=True, exclude={"password"})
-    svc.audit(who=who.username, action="user.update", target=f"user:{username}", source=source(request),
-              detail={**changed, "password_changed": body.password is not None})  # fmt: skip
+    svc.audit(
+        who=who.username,
+        action="user.update",
+        target=f"user:{username}",
+        source=source(request),
+        detail={**changed, "password_changed": body.password is not None},
+    )
     return UserOut.of(user)
 
 
@@ -271,15 +307,18 @@ def create_token(body: TokenIn, who: Admin, svc: Service, request: Request) -> N
     days = body.lifetime_days or svc.config.auth.api_token_lifetime_days
     expires = None if days is None else svc.clock() + days * 86_400_000
     info, token = svc.users.issue(username, "api", body.name, expires)
-    svc.audit(who=who.username, action="token.create", target=f"token:{info.id}", source=source(request),
-              detail={"name": body.name, "for": username, "expires_ms": expires})  # fmt: skip
+    svc.audit(
+        who=who.username,
+        action="token.create",
+        target=f"token:{info.id}",
+        source=source(request),
+        detail={"name": body.name, "for": username, "expires_ms": expires},
+    )
     return NewTokenOut(token=token, **TokenOut.of(info).model_dump())
 
 
 @router.delete("/api/tokens/{token_id}", tags=["tokens"], status_code=204)
-def revoke_token(
-    token_id: Annotated[int, Path(ge=1, le=2**62)], who: Admin, svc: Service, request: Request
-) -> None:
+def revoke_token(token_id: Annotated[int, Path(ge=1, le=2**62)], who: Admin, svc: Service, request: Request) -> None:
     info = svc.users.get_token(token_id)
     if info is None or info.kind != "api":
         raise error(404, f"no API token {token_id}", "token_id")

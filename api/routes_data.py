@@ -103,10 +103,17 @@ class SiteHistoryOut(BaseModel):
 def _device_out(svc: ApiService, state: DeviceState) -> DeviceOut:
     profile = svc.profiles.get(state.profile)
     measurement = state.measurement or (profile.measurement if profile else "")
-    return DeviceOut(site=state.site, device=state.device, area=svc.config.area_of(state.site),
-                     profile=state.profile, measurement=measurement, online=state.online,
-                     status_reason=state.status_reason, last_seen_ms=state.last_seen_ms,
-                     quality=state.overall_quality if state.has_values else "unknown")  # fmt: skip
+    return DeviceOut(
+        site=state.site,
+        device=state.device,
+        area=svc.config.area_of(state.site),
+        profile=state.profile,
+        measurement=measurement,
+        online=state.online,
+        status_reason=state.status_reason,
+        last_seen_ms=state.last_seen_ms,
+        quality=state.overall_quality if state.has_values else "unknown",
+    )
 
 
 def _known_device(svc: ApiService, site: str, device: str) -> tuple[DeviceState, Profile]:
@@ -140,9 +147,17 @@ def district(who: Reader, svc: Service) -> DistrictOut:
     out = []
     for s in list_sites(who, svc):
         place = layout.sites.get(s.site)
-        out.append(DistrictSiteOut(site=s.site, title=place.title if place else "", river=place.river if place else "",
-                                   area=(place.area if place else "") or s.area or "", km=place.km if place else None,
-                                   devices=s.devices, online=s.online))  # fmt: skip
+        out.append(
+            DistrictSiteOut(
+                site=s.site,
+                title=place.title if place else "",
+                river=place.river if place else "",
+                area=(place.area if place else "") or s.area or "",
+                km=place.km if place else None,
+                devices=s.devices,
+                online=s.online,
+            )
+        )
     return DistrictOut(title=layout.title, sites=out)
 
 
@@ -162,20 +177,34 @@ def get_device(site: SiteId, device: DeviceId, who: Reader, svc: Service) -> Dev
 
 
 def _from_cache(state: DeviceState) -> LatestOut:
-    return LatestOut(site=state.site, device=state.device, source="live", time_ms=state.last_seen_ms,
-                     values=state.values, times_ms=state.times_ms,
-                     quality={p: q.q.value for p, q in state.quality.items()},
-                     reasons={p: q.reason for p, q in state.quality.items()}, units=state.units)  # fmt: skip
+    return LatestOut(
+        site=state.site,
+        device=state.device,
+        source="live",
+        time_ms=state.last_seen_ms,
+        values=state.values,
+        times_ms=state.times_ms,
+        quality={p: q.q.value for p, q in state.quality.items()},
+        reasons={p: q.reason for p, q in state.quality.items()},
+        units=state.units,
+    )
 
 
 _QUALITY_NAMES = {1: "uncertain", 2: "bad"}
 
 
 def _from_row(row: LatestRow, profile: Profile | None) -> LatestOut:
-    return LatestOut(site=row.site, device=row.device, source="influxdb", time_ms=row.time_ms or None,
-                     values=row.values, times_ms=row.times_ms,
-                     quality={f: _QUALITY_NAMES.get(q, "bad") for f, q in row.quality.items() if q},
-                     reasons=row.reasons, units=profile.units if profile else {})  # fmt: skip
+    return LatestOut(
+        site=row.site,
+        device=row.device,
+        source="influxdb",
+        time_ms=row.time_ms or None,
+        values=row.values,
+        times_ms=row.times_ms,
+        quality={f: _QUALITY_NAMES.get(q, "bad") for f, q in row.quality.items() if q},
+        reasons=row.reasons,
+        units=profile.units if profile else {},
+    )
 
 
 async def _latest(svc: ApiService, site: str, states: list[DeviceState]) -> list[LatestOut]:
@@ -202,8 +231,9 @@ async def _latest(svc: ApiService, site: str, states: list[DeviceState]) -> list
 
 
 def _nothing(site: str, device: str) -> LatestOut:
-    return LatestOut(site=site, device=device, source="none", time_ms=None, values={}, times_ms={}, quality={},
-                     reasons={}, units={})  # fmt: skip
+    return LatestOut(
+        site=site, device=device, source="none", time_ms=None, values={}, times_ms={}, quality={}, reasons={}, units={}
+    )
 
 
 @router.get("/api/sites/{site}/latest", tags=["readings"])
@@ -231,17 +261,24 @@ def _numeric(profile: Profile) -> dict[str, bool]:
 
 Aggregate = Literal["mean", "median", "min", "max", "first", "last"]
 _POINT = r"[a-z][a-z0-9_]{0,63}"
-Points = Annotated[list[Annotated[str, Query(pattern=rf"^{_POINT}$")]] | None,
-                   Query(max_length=50, description="point names (repeat); default: every numeric point")]  # fmt: skip
+Points = Annotated[
+    list[Annotated[str, Query(pattern=rf"^{_POINT}$")]] | None,
+    Query(max_length=50, description="point names (repeat); default: every numeric point"),
+]
 StartMs = Annotated[int | None, Query(ge=0, le=MAX_MS, description="default: end_ms - 24 h")]
 EndMs = Annotated[int | None, Query(ge=1, le=MAX_MS, description="default: now")]
 MaxPoints = Annotated[int | None, Query(ge=2, le=100_000, description="bounded by the config")]
 AggregateQuery = Annotated[Aggregate, Query(description="for numeric points; others take the last")]
-ProfileName = Annotated[str, Query(pattern=rf"^{_POINT}$", description="the devices' profile (a site may hold "
-                                  "several, each its own measurement)")]  # fmt: skip
-PointLists = Annotated[list[Annotated[str, Query(max_length=3300, pattern=rf"^{_POINT}(,{_POINT})*$")]] | None,
-                       Query(max_length=50, description="point names, comma-separated or repeated; default: every "
-                             "numeric point")]  # fmt: skip
+ProfileName = Annotated[
+    str,
+    Query(
+        pattern=rf"^{_POINT}$", description="the devices' profile (a site may hold several, each its own measurement)"
+    ),
+]
+PointLists = Annotated[
+    list[Annotated[str, Query(max_length=3300, pattern=rf"^{_POINT}(,{_POINT})*$")]] | None,
+    Query(max_length=50, description="point names, comma-separated or repeated; default: every numeric point"),
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,8 +291,15 @@ class _HistoryRequest:
     end: int
 
 
-def _history_request(svc: ApiService, profile: Profile, points: list[str] | None, start_ms: int | None,
-                     end_ms: int | None, max_points: int | None, aggregate: Aggregate) -> _HistoryRequest:  # fmt: skip
+def _history_request(
+    svc: ApiService,
+    profile: Profile,
+    points: list[str] | None,
+    start_ms: int | None,
+    end_ms: int | None,
+    max_points: int | None,
+    aggregate: Aggregate,
+) -> _HistoryRequest:
     numeric = _numeric(profile)
     wanted = list(dict.fromkeys(points)) if points else [p for p, n in numeric.items() if n]
     unknown = [p for p in wanted if p not in numeric]
@@ -272,8 +316,10 @@ def _history_request(svc: ApiService, profile: Profile, points: list[str] | None
     if end - start > cfg.max_range_days * DAY_MS:
         raise error(422, f"the range may span at most {cfg.max_range_days} days", "start_ms")
     # bool and text points cannot be averaged: they take the bucket's last value
-    groups: list[tuple[Aggregate, list[str]]] = [(aggregate, [p for p in wanted if numeric[p]]),
-                                                  ("last", [p for p in wanted if not numeric[p]])]  # fmt: skip
+    groups: list[tuple[Aggregate, list[str]]] = [
+        (aggregate, [p for p in wanted if numeric[p]]),
+        ("last", [p for p in wanted if not numeric[p]]),
+    ]
     return _HistoryRequest([(agg, fields) for agg, fields in groups if fields], limit, start, end)
 
 
@@ -299,19 +345,43 @@ def _merge(results: Iterable[list[Point]], limit: int) -> list[HistoryPoint]:
 
 
 @router.get("/api/sites/{site}/devices/{device}/history", tags=["readings"])
-async def device_history(site: SiteId, device: DeviceId, who: Reader, svc: Service, points: Points = None,
-                         start_ms: StartMs = None, end_ms: EndMs = None, max_points: MaxPoints = None,
-                         aggregate: AggregateQuery = "mean") -> HistoryOut:  # fmt: skip
+async def device_history(
+    site: SiteId,
+    device: DeviceId,
+    who: Reader,
+    svc: Service,
+    points: Points = None,
+    start_ms: StartMs = None,
+    end_ms: EndMs = None,
+    max_points: MaxPoints = None,
+    aggregate: AggregateQuery = "mean",
+) -> HistoryOut:
     check_site(svc, who, site)
     state, profile = _known_device(svc, site, device)
     req = _history_request(svc, profile, points, start_ms, end_ms, max_points, aggregate)
     results = await _influx(
-        svc.influx.history(profile.measurement, site=site, device=device, fields=fields, start_ms=req.start,
-                           end_ms=req.end, max_points=req.limit, aggregate=agg, with_quality=True)
+        svc.influx.history(
+            profile.measurement,
+            site=site,
+            device=device,
+            fields=fields,
+            start_ms=req.start,
+            end_ms=req.end,
+            max_points=req.limit,
+            aggregate=agg,
+            with_quality=True,
+        )
         for agg, fields in req.groups
-    )  # fmt: skip
-    return HistoryOut(site=site, device=state.device, measurement=profile.measurement, start_ms=req.start,
-                      end_ms=req.end, max_points=req.limit, points=_merge(results, req.limit))  # fmt: skip
+    )
+    return HistoryOut(
+        site=site,
+        device=state.device,
+        measurement=profile.measurement,
+        start_ms=req.start,
+        end_ms=req.end,
+        max_points=req.limit,
+        points=_merge(results, req.limit),
+    )
 
 
 @router.get("/api/sites/{site}/history", tags=["readings"])
@@ -339,16 +409,30 @@ async def site_history(
     req = _history_request(svc, known, names, start_ms, end_ms, max_points, aggregate)
     devices = [s.device for s in svc.cache.devices(site) if s.profile == known.name] or None
     results = await _influx(
-        svc.influx.site_history(known.measurement, site=site, fields=fields, start_ms=req.start, end_ms=req.end,
-                                max_points=req.limit, aggregate=agg, devices=devices, with_quality=True)
+        svc.influx.site_history(
+            known.measurement,
+            site=site,
+            fields=fields,
+            start_ms=req.start,
+            end_ms=req.end,
+            max_points=req.limit,
+            aggregate=agg,
+            devices=devices,
+            with_quality=True,
+        )
         for agg, fields in req.groups
-    )  # fmt: skip
+    )
     found = sorted({d for result in results for d in result})
     return SiteHistoryOut(
-        site=site, profile=known.name, measurement=known.measurement, start_ms=req.start, end_ms=req.end,
-        interval_ms=choose_interval_ms(req.start, req.end, req.limit), max_points=req.limit,
+        site=site,
+        profile=known.name,
+        measurement=known.measurement,
+        start_ms=req.start,
+        end_ms=req.end,
+        interval_ms=choose_interval_ms(req.start, req.end, req.limit),
+        max_points=req.limit,
         devices={d: _merge((r.get(d, []) for r in results), req.limit) for d in found},
-    )  # fmt: skip
+    )
 
 
 class PointOut(BaseModel):
@@ -376,8 +460,10 @@ def get_profile(name: Annotated[str, Path(pattern=ID_PATTERN)], who: Reader, svc
     profile = svc.profiles.get(name)
     if profile is None:
         raise error(404, f"no profile {name!r}", "name")
-    points = {p.name: PointOut(unit=p.unit, decimals=_decimals(p.scale), states=p.states, range=p.range)
-              for p in profile.points}  # fmt: skip
+    points = {
+        p.name: PointOut(unit=p.unit, decimals=_decimals(p.scale), states=p.states, range=p.range)
+        for p in profile.points
+    }
     for unit_name, unit in profile.units.items():
         points.setdefault(unit_name, PointOut(unit=unit, decimals=None, states=None, range=None))
     return ProfileOut(name=profile.name, title=profile.title, points=points)
@@ -385,9 +471,7 @@ def get_profile(name: Annotated[str, Path(pattern=ID_PATTERN)], who: Reader, svc
 
 @router.get("/api/rules", tags=["rules"])
 def list_rules(who: Reader, svc: Service) -> list[dict[str, object]]:
-    return [
-        {"kind": r.kind, **r.model_dump(mode="json", by_alias=True, exclude_none=True)} for r in svc.rules
-    ]
+    return [{"kind": r.kind, **r.model_dump(mode="json", by_alias=True, exclude_none=True)} for r in svc.rules]
 
 
 Text = Annotated[str | None, Query(max_length=256, pattern=TEXT_PATTERN)]
@@ -425,7 +509,6 @@ async def healthz(svc: Service, response: Response) -> dict[str, str]:
     return {name: "ok" if ok else "unreachable" for name, ok in parts.items()}
 
 
-@router.get("/metrics", tags=["system"], response_class=Response,
-            responses={200: {"content": {"text/plain": {}}}})  # fmt: skip
+@router.get("/metrics", tags=["system"], response_class=Response, responses={200: {"content": {"text/plain": {}}}})
 def metrics(svc: Service) -> Response:
     return Response(svc.metrics_text(), media_type=CONTENT_TYPE)

@@ -190,12 +190,21 @@ def _iaqi(row: dict[str, object]) -> dict[str, float]:
 
 def _aqi(tags: dict[str, str], row: dict[str, object], period: Period) -> AqiOut:
     level = _num(row.get(Aqi.LEVEL))
-    return AqiOut(site=tags.get(SITE, ""), device=tags.get(DEVICE, ""), period=period,
-                  time_ms=int(_num(row.get("time")) or 0), aqi=_num(row.get(Aqi.AQI)),
-                  level=int(level) if level is not None else None, category_zh=_text(row.get(Aqi.CATEGORY)),
-                  category_en=_text(row.get(Aqi.CATEGORY_EN)), colour=_text(row.get(Aqi.COLOUR)),
-                  primary=_names(row.get(Aqi.PRIMARY)), iaqi=_iaqi(row), missing=_names(row.get(Aqi.MISSING)),
-                  edition=_text(row.get(Aqi.EDITION)))  # fmt: skip
+    return AqiOut(
+        site=tags.get(SITE, ""),
+        device=tags.get(DEVICE, ""),
+        period=period,
+        time_ms=int(_num(row.get("time")) or 0),
+        aqi=_num(row.get(Aqi.AQI)),
+        level=int(level) if level is not None else None,
+        category_zh=_text(row.get(Aqi.CATEGORY)),
+        category_en=_text(row.get(Aqi.CATEGORY_EN)),
+        colour=_text(row.get(Aqi.COLOUR)),
+        primary=_names(row.get(Aqi.PRIMARY)),
+        iaqi=_iaqi(row),
+        missing=_names(row.get(Aqi.MISSING)),
+        edition=_text(row.get(Aqi.EDITION)),
+    )
 
 
 @router.get("/api/env/aqi/latest", tags=["environment"])
@@ -208,16 +217,30 @@ async def latest_aqi(who: EnvReader, svc: Service, site: SiteQuery = None) -> li
 
 
 @router.get("/api/env/sites/{site}/devices/{device}/aqi", tags=["environment"])
-async def aqi_history(site: SiteId, device: DeviceId, who: EnvReader, svc: Service, period: PeriodQuery = "hour",
-                      start_ms: StartMs = None, end_ms: EndMs = None) -> AqiHistoryOut:  # fmt: skip
+async def aqi_history(
+    site: SiteId,
+    device: DeviceId,
+    who: EnvReader,
+    svc: Service,
+    period: PeriodQuery = "hour",
+    start_ms: StartMs = None,
+    end_ms: EndMs = None,
+) -> AqiHistoryOut:
     """The station's stored hourly (or daily) AQI in the range, oldest first."""
     check_site(svc, who, site)
     start, end = _range(svc, start_ms, end_ms, DAY_MS if period == "hour" else 7 * DAY_MS)
-    series = await _read(queries.aqi_history(svc.influx, period, site=site, device=device, start_ms=start,
-                                             end_ms=end, limit=MAX_ROWS))  # fmt: skip
+    series = await _read(
+        queries.aqi_history(svc.influx, period, site=site, device=device, start_ms=start, end_ms=end, limit=MAX_ROWS)
+    )
     points = [_aqi(tags, row, period) for tags, row in _rows(series, None)]
-    return AqiHistoryOut(site=site, device=device, period=period, start_ms=start, end_ms=end,
-                         points=sorted(points, key=lambda a: a.time_ms))  # fmt: skip
+    return AqiHistoryOut(
+        site=site,
+        device=device,
+        period=period,
+        start_ms=start,
+        end_ms=end,
+        points=sorted(points, key=lambda a: a.time_ms),
+    )
 
 
 def _class_label(v: float | None) -> str | None:
@@ -225,14 +248,16 @@ def _class_label(v: float | None) -> str | None:
 
 
 @router.get("/api/env/water/classes", tags=["environment"])
-async def water_classes(who: EnvReader, svc: Service, site: SiteQuery = None, start_ms: StartMs = None,
-                        end_ms: EndMs = None) -> list[WaterClassOut]:  # fmt: skip
+async def water_classes(
+    who: EnvReader, svc: Service, site: SiteQuery = None, start_ms: StartMs = None, end_ms: EndMs = None
+) -> list[WaterClassOut]:
     """Each water station's daily class (GB 3838-2002) in the range, with the parameters that decide it, their
     daily means, and the station's target class."""
     sites = _sites_filter(svc, who, site)
     start, end = _range(svc, start_ms, end_ms, 7 * DAY_MS)
-    classes, day_means = await _read(queries.water_classes(svc.influx, start_ms=start, end_ms=end, site=site,
-                                                           limit=MAX_ROWS))  # fmt: skip
+    classes, day_means = await _read(
+        queries.water_classes(svc.influx, start_ms=start, end_ms=end, site=site, limit=MAX_ROWS)
+    )
     means = {(t.get(SITE), t.get(DEVICE), row.get("time")): row for t, row in _rows(day_means, sites)}
     f = WaterClassField
     out: list[WaterClassOut] = []
@@ -241,19 +266,30 @@ async def water_classes(who: EnvReader, svc: Service, site: SiteQuery = None, st
         deciding = _names(row.get(f.DECIDING))
         day = means.get((tags.get(SITE), tags.get(DEVICE), row.get("time")), {})
         missed = row.get(f.TARGET_MISSED)
-        out.append(WaterClassOut(
-            site=tags.get(SITE, ""), device=tags.get(DEVICE, ""), time_ms=int(_num(row.get("time")) or 0),
-            water_body=_text(row.get(f.WATER_BODY)) or tags.get(WATER_BODY_TAG),
-            water_class=int(cls) if cls is not None else None, label=_text(row.get(f.LABEL)),
-            quality_en=_text(row.get(f.QUALITY_EN)), deciding=deciding,
-            deciding_values={p: v for p in deciding if (v := _num(day.get(p))) is not None},
-            used=_names(row.get(f.USED)),
-            parameters={k.removeprefix(f.CLASS_PREFIX): int(n) for k, v in row.items()
-                        if k.removeprefix(f.CLASS_PREFIX) in PARAMETERS and k.startswith(f.CLASS_PREFIX)
-                        and (n := _num(v)) is not None},
-            target_class=int(target) if target is not None else None, target_label=_class_label(target),
-            target_missed=missed if isinstance(missed, bool) else None,
-        ))  # fmt: skip
+        out.append(
+            WaterClassOut(
+                site=tags.get(SITE, ""),
+                device=tags.get(DEVICE, ""),
+                time_ms=int(_num(row.get("time")) or 0),
+                water_body=_text(row.get(f.WATER_BODY)) or tags.get(WATER_BODY_TAG),
+                water_class=int(cls) if cls is not None else None,
+                label=_text(row.get(f.LABEL)),
+                quality_en=_text(row.get(f.QUALITY_EN)),
+                deciding=deciding,
+                deciding_values={p: v for p in deciding if (v := _num(day.get(p))) is not None},
+                used=_names(row.get(f.USED)),
+                parameters={
+                    k.removeprefix(f.CLASS_PREFIX): int(n)
+                    for k, v in row.items()
+                    if k.removeprefix(f.CLASS_PREFIX) in PARAMETERS
+                    and k.startswith(f.CLASS_PREFIX)
+                    and (n := _num(v)) is not None
+                },
+                target_class=int(target) if target is not None else None,
+                target_label=_class_label(target),
+                target_missed=missed if isinstance(missed, bool) else None,
+            )
+        )
     return sorted(out, key=lambda w: (w.site, w.device, w.time_ms))
 
 
@@ -268,8 +304,9 @@ def _matches(rule: Rule, profile: str | None, site: str, device: str, tags: dict
     )
 
 
-def _rule_limits(rules: Iterable[Rule], period: Period, profile: str | None, site: str, device: str,
-                 tags: dict[str, str]) -> list[LimitOut]:  # fmt: skip
+def _rule_limits(
+    rules: Iterable[Rule], period: Period, profile: str | None, site: str, device: str, tags: dict[str, str]
+) -> list[LimitOut]:
     """The levels of the window rules that judge this device's stored valid means of this period."""
     out = []
     for rule in rules:
@@ -278,9 +315,19 @@ def _rule_limits(rules: Iterable[Rule], period: Period, profile: str | None, sit
             continue
         if not _matches(rule, profile, site, device, tags):
             continue
-        out += [LimitOut(point=w.stored_field, value=lv.value, direction=w.direction, strict=w.strict,
-                         severity=lv.severity, source=rule.id, title=rule.title, stat=w.stat)
-                for lv in w.levels]  # fmt: skip
+        out += [
+            LimitOut(
+                point=w.stored_field,
+                value=lv.value,
+                direction=w.direction,
+                strict=w.strict,
+                severity=lv.severity,
+                source=rule.id,
+                title=rule.title,
+                stat=w.stat,
+            )
+            for lv in w.levels
+        ]
     return out
 
 
@@ -303,14 +350,41 @@ def _water_limits(tags: dict[str, str]) -> list[LimitOut]:
             continue
         title = f"GB 3838-2002 Table 1 class {cls.label} ({station.water_body.value})"
         if param.sense == "range":
-            out += [LimitOut(point=point, value=float(limits[0]), direction="low", strict=True, severity=None,
-                             source=param.clause, title=title, stat="mean"),
-                    LimitOut(point=point, value=float(limits[1]), direction="high", strict=True, severity=None,
-                             source=param.clause, title=title, stat="mean")]  # fmt: skip
+            out += [
+                LimitOut(
+                    point=point,
+                    value=float(limits[0]),
+                    direction="low",
+                    strict=True,
+                    severity=None,
+                    source=param.clause,
+                    title=title,
+                    stat="mean",
+                ),
+                LimitOut(
+                    point=point,
+                    value=float(limits[1]),
+                    direction="high",
+                    strict=True,
+                    severity=None,
+                    source=param.clause,
+                    title=title,
+                    stat="mean",
+                ),
+            ]
             continue
-        out.append(LimitOut(point=point, value=float(limits[int(cls) - 1]),
-                            direction="low" if param.sense == "min" else "high", strict=True, severity=None,
-                            source=param.clause, title=title, stat="mean"))  # fmt: skip
+        out.append(
+            LimitOut(
+                point=point,
+                value=float(limits[int(cls) - 1]),
+                direction="low" if param.sense == "min" else "high",
+                strict=True,
+                severity=None,
+                source=param.clause,
+                title=title,
+                stat="mean",
+            )
+        )
     return out
 
 
@@ -321,8 +395,15 @@ def _means_measurements() -> tuple[str, ...]:
 
 
 @router.get("/api/env/sites/{site}/devices/{device}/means", tags=["environment"])
-async def device_means(site: SiteId, device: DeviceId, who: EnvReader, svc: Service, period: PeriodQuery = "hour",
-                       start_ms: StartMs = None, end_ms: EndMs = None) -> MeansOut:  # fmt: skip
+async def device_means(
+    site: SiteId,
+    device: DeviceId,
+    who: EnvReader,
+    svc: Service,
+    period: PeriodQuery = "hour",
+    start_ms: StartMs = None,
+    end_ms: EndMs = None,
+) -> MeansOut:
     """The device's stored valid hourly (or daily) means (rules.valid_means: validity rules and rounding applied;
     an invalid period gives the reason instead of a value), with the limits that apply to them: the levels of
     the window rules that judge them, and for a water station its target class's GB 3838 limits."""
@@ -331,8 +412,11 @@ async def device_means(site: SiteId, device: DeviceId, who: EnvReader, svc: Serv
     state = svc.cache.get(site, device)
     profile = svc.profiles.get(state.profile) if state else None
     measurements = [profile.measurement] if profile else list(_means_measurements())
-    found = await _read(queries.device_means(svc.influx, measurements, period, site=site, device=device,
-                                             start_ms=start, end_ms=end, limit=MAX_ROWS))  # fmt: skip
+    found = await _read(
+        queries.device_means(
+            svc.influx, measurements, period, site=site, device=device, start_ms=start, end_ms=end, limit=MAX_ROWS
+        )
+    )
     series = [s for s in found if s.values]
     if not series:
         if profile is None:
@@ -345,18 +429,29 @@ async def device_means(site: SiteId, device: DeviceId, who: EnvReader, svc: Serv
     tags: dict[str, str] = dict(s.tags)  # and the source's other tags: the string columns that are not reasons
     for row in s.rows():
         tags |= {k: v for k, v in row.items() if isinstance(v, str) and not k.endswith(REASON_SUFFIX)}
-        rows.append(MeanRow(
-            time_ms=int(_num(row.get("time")) or 0),
-            values={p: v for p in points if (v := _num(row.get(p))) is not None},
-            counts={p: int(n) for p in points if (n := _num(row.get(p + COUNT_SUFFIX))) is not None},
-            invalid={p: r for p in points if isinstance(r := row.get(p + REASON_SUFFIX), str)},
-        ))  # fmt: skip
+        rows.append(
+            MeanRow(
+                time_ms=int(_num(row.get("time")) or 0),
+                values={p: v for p in points if (v := _num(row.get(p))) is not None},
+                counts={p: int(n) for p in points if (n := _num(row.get(p + COUNT_SUFFIX))) is not None},
+                invalid={p: r for p in points if isinstance(r := row.get(p + REASON_SUFFIX), str)},
+            )
+        )
     profile_name = profile.name if profile else tags.get(PROFILE)
     limits = _rule_limits(svc.rules, period, profile_name, site, device, tags)
     if s.name.startswith(WATER):
         limits += _water_limits(tags)
-    return MeansOut(site=site, device=device, measurement=s.name, profile=profile_name, period=period,
-                    start_ms=start, end_ms=end, rows=sorted(rows, key=lambda r: r.time_ms), limits=limits)  # fmt: skip
+    return MeansOut(
+        site=site,
+        device=device,
+        measurement=s.name,
+        profile=profile_name,
+        period=period,
+        start_ms=start,
+        end_ms=end,
+        rows=sorted(rows, key=lambda r: r.time_ms),
+        limits=limits,
+    )
 
 
 # --- a site's newest indices (one row per station) ----------------------------------------------------------------
@@ -392,13 +487,23 @@ async def site_aqi(site: SiteId, who: EnvReader, svc: Service, period: PeriodQue
     check_site(svc, who, site)
     out = []
     for tags, row in _rows(await _read(queries.site_newest_aqi(svc.influx, period, site=site)), None):
-        out.append(SiteAqiOut(
-            site=site, device=tags.get(DEVICE, ""), period_start_ms=int(_num(row.get("time")) or 0), period=period,
-            aqi=_num(row.get(Aqi.AQI)), level=_num(row.get(Aqi.LEVEL)), category=_text(row.get(Aqi.CATEGORY)),
-            category_en=_text(row.get(Aqi.CATEGORY_EN)), colour=_text(row.get(Aqi.COLOUR)),
-            primary=_names(row.get(Aqi.PRIMARY)), missing=_names(row.get(Aqi.MISSING)),
-            edition=str(row.get(Aqi.EDITION)), iaqi=_iaqi(row),
-        ))  # fmt: skip
+        out.append(
+            SiteAqiOut(
+                site=site,
+                device=tags.get(DEVICE, ""),
+                period_start_ms=int(_num(row.get("time")) or 0),
+                period=period,
+                aqi=_num(row.get(Aqi.AQI)),
+                level=_num(row.get(Aqi.LEVEL)),
+                category=_text(row.get(Aqi.CATEGORY)),
+                category_en=_text(row.get(Aqi.CATEGORY_EN)),
+                colour=_text(row.get(Aqi.COLOUR)),
+                primary=_names(row.get(Aqi.PRIMARY)),
+                missing=_names(row.get(Aqi.MISSING)),
+                edition=str(row.get(Aqi.EDITION)),
+                iaqi=_iaqi(row),
+            )
+        )
     return sorted(out, key=lambda a: a.device)
 
 
@@ -413,10 +518,21 @@ async def site_water_class(site: SiteId, who: EnvReader, svc: Service) -> list[W
         day = int(_num(row.get("time")) or 0)
         day_means = queries.water_means_of_day(svc.influx, site=site, device=tags.get(DEVICE, ""), day_ms=day)
         means_rows = [r for _, r in _rows(await _read(day_means), None)]
-        means = {k: n for k, v in (means_rows[0] if means_rows else {}).items()
-                 if k in PARAMETERS and (n := _num(v)) is not None}  # fmt: skip
+        means = {
+            k: n
+            for k, v in (means_rows[0] if means_rows else {}).items()
+            if k in PARAMETERS and (n := _num(v)) is not None
+        }
         missed = row.get(f.TARGET_MISSED)
-        out.append(WaterOut(site=site, device=tags.get(DEVICE, ""), day_start_ms=day,
-                            water_class=_num(row.get(f.CLASS)) or 0.0, deciding=_names(row.get(f.DECIDING)),
-                            target_missed=missed if isinstance(missed, bool) else None, means=means))  # fmt: skip
+        out.append(
+            WaterOut(
+                site=site,
+                device=tags.get(DEVICE, ""),
+                day_start_ms=day,
+                water_class=_num(row.get(f.CLASS)) or 0.0,
+                deciding=_names(row.get(f.DECIDING)),
+                target_missed=missed if isinstance(missed, bool) else None,
+                means=means,
+            )
+        )
     return sorted(out, key=lambda w: w.device)

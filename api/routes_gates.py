@@ -83,13 +83,19 @@ def gate_limits(site: SiteId, device: DeviceId, who: Reader, svc: Service) -> Ga
     except ValueError as exc:
         raise error(404, f"gate {site}/{device}: {exc}") from exc
     low, high = percent_range(lim)
-    return GateLimitsOut(site=site, device=device, full_opening_m=lim.full_opening_m, min_pct=low, max_pct=high,
-                         tolerance_m=lim.tolerance_m, max_head_open_m=lim.max_head_open_m,
-                         max_head_close_m=lim.max_head_close_m)  # fmt: skip
+    return GateLimitsOut(
+        site=site,
+        device=device,
+        full_opening_m=lim.full_opening_m,
+        min_pct=low,
+        max_pct=high,
+        tolerance_m=lim.tolerance_m,
+        max_head_open_m=lim.max_head_open_m,
+        max_head_close_m=lim.max_head_close_m,
+    )
 
 
-@router.post("/api/gates/{site}/{device}/select", tags=["gates"], status_code=201,
-             responses={403: REFUSAL})  # fmt: skip
+@router.post("/api/gates/{site}/{device}/select", tags=["gates"], status_code=201, responses={403: REFUSAL})
 def select_gate(site: SiteId, device: DeviceId, who: Who, svc: Service, request: Request) -> Any:
     try:
         sel = svc.gates.select(who, site, device, client_source(request))
@@ -98,11 +104,24 @@ def select_gate(site: SiteId, device: DeviceId, who: Who, svc: Service, request:
     return SelectionOut(selection=sel.id, site=site, device=device, expires_ms=sel.expires_ms)
 
 
-@router.post("/api/gates/{site}/{device}/commands", tags=["gates"], status_code=201,
-             responses={200: {"description": "a repeat of a known command (same id and body)"}, 403: REFUSAL,
-                        409: REFUSAL, 503: {"description": "the broker did not take the command"}})  # fmt: skip
+@router.post(
+    "/api/gates/{site}/{device}/commands",
+    tags=["gates"],
+    status_code=201,
+    responses={
+        200: {"description": "a repeat of a known command (same id and body)"},
+        403: REFUSAL,
+        409: REFUSAL,
+        503: {"description": "the broker did not take the command"},
+    },
+)
 def operate_gate(
-    site: SiteId, device: DeviceId, body: CommandIn, who: Who, svc: Service, request: Request,
+    site: SiteId,
+    device: DeviceId,
+    body: CommandIn,
+    who: Who,
+    svc: Service,
+    request: Request,
     response: Response,
 ) -> Any:
     gates = svc.config.gates
@@ -156,14 +175,20 @@ def _sse(event: Event) -> bytes:
     return b"event: " + event.kind.encode() + b"\ndata: " + orjson.dumps(event.data) + b"\n\n"
 
 
-@router.get("/api/stream", tags=["stream"], response_class=StreamingResponse,
-            responses={200: {"content": {"text/event-stream": {}}}})  # fmt: skip
+@router.get(
+    "/api/stream",
+    tags=["stream"],
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
 async def stream(
     who: Reader,
     svc: Service,
     site: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
-    kinds: Annotated[list[Literal["reading", "status", "alert", "command"]] | None,
-                     Query(description="only these kinds of event (repeat); default: all", max_length=4)] = None,
+    kinds: Annotated[
+        list[Literal["reading", "status", "alert", "command"]] | None,
+        Query(description="only these kinds of event (repeat); default: all", max_length=4),
+    ] = None,
 ) -> StreamingResponse:
     """Server-Sent Events: readings, status changes, alert changes and command steps the user may see."""
     if site is not None:
@@ -187,5 +212,6 @@ async def stream(
         finally:
             svc.hub.unsubscribe(client)
 
-    return StreamingResponse(events(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})  # fmt: skip
+    return StreamingResponse(
+        events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )

@@ -58,21 +58,29 @@ class ApiService:
         self._own_store = store is None
         auth = config.auth
         self.login_throttle = LoginThrottle(clock, **auth.login_throttle.model_dump())
-        self.password_policy = PasswordPolicy.with_words(auth.password.min_length, auth.password.min_character_classes,
-                                                         auth.password.blocked_words)  # fmt: skip
-        self.users = UserStore(self.engine, Passwords(auth.argon2_time_cost, auth.argon2_memory_kib), clock,
-                               idle_timeout_ms=auth.idle_timeout_s * 1000)  # fmt: skip
+        self.password_policy = PasswordPolicy.with_words(
+            auth.password.min_length, auth.password.min_character_classes, auth.password.blocked_words
+        )
+        self.users = UserStore(
+            self.engine,
+            Passwords(auth.argon2_time_cost, auth.argon2_memory_kib),
+            clock,
+            idle_timeout_ms=auth.idle_timeout_s * 1000,
+        )
         self.cache = LiveCache()
         self.hub = EventHub(config.stream.queue_size)
         self.link = MqttLink(config.broker, config.client_id, self.handle_message)
         keys = load_site_keys(config)  # ConfigError naming the file for a missing or unprotected key
         if not keys:
-            log.warning("no site keys configured: every gate command is refused and no result is recorded "
-                        "(site_keys; lifeline keys create)")  # fmt: skip
+            log.warning(
+                "no site keys configured: every gate command is refused and no result is recorded "
+                "(site_keys; lifeline keys create)"
+            )
         else:
             log.info("command signing keys sites=%s", ",".join(sorted(keys)))
-        self.gates = GateService(config, self.engine, self.cache, self.link.publish, self.audit, self.hub.publish,
-                                 clock, keys, self.profiles)  # fmt: skip
+        self.gates = GateService(
+            config, self.engine, self.cache, self.link.publish, self.audit, self.hub.publish, clock, keys, self.profiles
+        )
         self.influx = InfluxQuery(config.influx)
         self.requests = RequestCounter()
         self.bad_messages = 0
@@ -124,8 +132,9 @@ class ApiService:
             await asyncio.to_thread(self.gates.sweep)
 
     # -- audit and events ------------------------------------------------------------------------------------
-    def audit(self, *, who: str, action: str, target: str, source: str = "", detail: dict[str, object] | None = None
-              ) -> None:  # fmt: skip
+    def audit(
+        self, *, who: str, action: str, target: str, source: str = "", detail: dict[str, object] | None = None
+    ) -> None:
         with self.store.begin() as tx:
             tx.audit(ts_ms=self.clock(), who=who, action=action, target=target, source=source, detail=detail)
 
@@ -163,16 +172,22 @@ class ApiService:
             if (msg.site, msg.device) != (parsed.site, parsed.device):
                 raise ContractError(f"message names {msg.site}/{msg.device}, topic {topic!r}")
             self.cache.apply_telemetry(msg)
-            data = {"site": msg.site, "device": msg.device, "measurement": msg.measurement, "seq": msg.seq,
-                    "samples": [s.model_dump(mode="json", exclude_defaults=True) for s in msg.samples]}  # fmt: skip
+            data = {
+                "site": msg.site,
+                "device": msg.device,
+                "measurement": msg.measurement,
+                "seq": msg.seq,
+                "samples": [s.model_dump(mode="json", exclude_defaults=True) for s in msg.samples],
+            }
             self.hub.publish(Event("reading", self.config.area_of(msg.site), msg.site, data))
         elif parsed.kind is topics.Kind.STATUS:
             status = decode_status(payload, topic)
             if (status.site, status.device) != (parsed.site, parsed.device):
                 raise ContractError(f"status names {status.site}/{status.device}, topic {topic!r}")
             self.cache.apply_status(status)
-            self.hub.publish(Event("status", self.config.area_of(status.site), status.site,
-                                   status.model_dump(mode="json")))  # fmt: skip
+            self.hub.publish(
+                Event("status", self.config.area_of(status.site), status.site, status.model_dump(mode="json"))
+            )
         elif parsed.kind is topics.Kind.CMD_RESULT:
             result = CommandResult.model_validate_json(payload)
             if (result.site, result.device, result.id) != (parsed.site, parsed.device, parsed.command_id):
@@ -192,8 +207,13 @@ class ApiService:
             "lifeline_api_mqtt_messages_total": float(self.link.received),
             "lifeline_api_mqtt_bad_messages_total": float(self.bad_messages),
         }
-        yield from collect(self.requests.snapshot(), self.gates.results, self.gates.refusals, gauges,
-                           bad_results=self.gates.bad_results)  # fmt: skip
+        yield from collect(
+            self.requests.snapshot(),
+            self.gates.results,
+            self.gates.refusals,
+            gauges,
+            bad_results=self.gates.bad_results,
+        )
 
 
 PRIVATE_FILE = 0o600

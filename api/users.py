@@ -53,8 +53,7 @@ LAST_USED_EVERY_MS = 60_000
 
 
 class UserStore:
-    def __init__(self, engine: Engine, passwords: Passwords, clock: Clock, idle_timeout_ms: int | None = None
-                 ) -> None:  # fmt: skip
+    def __init__(self, engine: Engine, passwords: Passwords, clock: Clock, idle_timeout_ms: int | None = None) -> None:
         self.engine = engine
         self.passwords = passwords
         self.clock = clock
@@ -84,10 +83,15 @@ class UserStore:
                 raise UserExistsError(f"user {username!r} exists")
             conn.execute(
                 insert(users).values(
-                    username=username, password_hash=hashed, role=role.value, areas=json.dumps(sorted(set(areas))),
-                    disabled=False, must_change_password=must_change_password, created_ms=now,
+                    username=username,
+                    password_hash=hashed,
+                    role=role.value,
+                    areas=json.dumps(sorted(set(areas))),
+                    disabled=False,
+                    must_change_password=must_change_password,
+                    created_ms=now,
                 )
-            )  # fmt: skip
+            )
         return User(username, role, sorted(set(areas)), False, must_change_password, now)
 
     def get(self, username: str) -> User | None:
@@ -158,10 +162,16 @@ class UserStore:
         with self.engine.begin() as conn:
             result = conn.execute(
                 insert(tokens).values(
-                    hash=token_hash(token), kind=kind, name=name, username=username, created_ms=now,
-                    expires_ms=expires_ms, last_used_ms=None, revoked=False,
+                    hash=token_hash(token),
+                    kind=kind,
+                    name=name,
+                    username=username,
+                    created_ms=now,
+                    expires_ms=expires_ms,
+                    last_used_ms=None,
+                    revoked=False,
                 )
-            )  # fmt: skip
+            )
             token_id = int(result.inserted_primary_key[0])  # type: ignore[index]
         return TokenInfo(token_id, kind, name, username, now, expires_ms, None, False), token
 
@@ -214,14 +224,24 @@ class UserStore:
 def _user(row: object) -> User:
     r = dict(row)  # type: ignore[call-overload]
     return User(
-        r["username"], Role(r["role"]), list(json.loads(r["areas"])), bool(r["disabled"]),
-        bool(r["must_change_password"]), int(r["created_ms"]),
-    )  # fmt: skip
+        r["username"],
+        Role(r["role"]),
+        list(json.loads(r["areas"])),
+        bool(r["disabled"]),
+        bool(r["must_change_password"]),
+        int(r["created_ms"]),
+    )
 
 
 def _token(row: object) -> TokenInfo:
     r = dict(row)  # type: ignore[call-overload]
     return TokenInfo(
-        int(r["id"]), r["kind"], r["name"], r["username"], int(r["created_ms"]), r["expires_ms"], r["last_used_ms"],
+        int(r["id"]),
+        r["kind"],
+        r["name"],
+        r["username"],
+        int(r["created_ms"]),
+        r["expires_ms"],
+        r["last_used_ms"],
         bool(r["revoked"]),
-    )  # fmt: skip
+    )

@@ -36,9 +36,15 @@ def write_json(path: str | None, bench: str, figures: Any) -> None:
     """Write the figures with the machine and the command to ``path`` ("-": standard output); None: nothing."""
     if not path:
         return
-    doc = {"bench": bench, "command": "lifeline bench " + " ".join(sys.argv[sys.argv.index(bench):]) if bench in
-           sys.argv else f"lifeline bench {bench}", "machine": machine(),
-           "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "figures": figures}  # fmt: skip
+    doc = {
+        "bench": bench,
+        "command": "lifeline bench " + " ".join(sys.argv[sys.argv.index(bench) :])
+        if bench in sys.argv
+        else f"lifeline bench {bench}",
+        "machine": machine(),
+        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "figures": figures,
+    }
     text = json.dumps(doc, indent=2) + "\n"
     if path == "-":
         sys.stdout.write(text)

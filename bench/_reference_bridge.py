@@ -84,8 +84,9 @@ def main(path: str) -> int:
         with lock:
             pending.extend(lines)
 
-    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=cfg["client_id"],
-                         protocol=mqtt.MQTTv5)  # fmt: skip
+    client = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2, client_id=cfg["client_id"], protocol=mqtt.MQTTv5
+    )
     broker = cfg["broker"]
     client.username_pw_set(broker["username"], broker["password"])
     client.on_connect, client.on_message, client.on_subscribe = on_connect, on_message, on_subscribe

@@ -45,14 +45,26 @@ PER_MESSAGE = len(POINTS)
 def wq(device: int, seq: int, ts: int) -> tuple[str, bytes]:
     values = {p: 7.0 + (seq % 13) / 100 + j / 100 for j, p in enumerate(POINTS)}  # normal water: no alert
     values["do"] = 7.5
-    msg = Telemetry(site="bench", device=f"wq-{device:03d}", profile="water_quality_station",
-                    measurement="water_quality", seq=seq, samples=[Sample(ts=ts, values=values)])  # fmt: skip
+    msg = Telemetry(
+        site="bench",
+        device=f"wq-{device:03d}",
+        profile="water_quality_station",
+        measurement="water_quality",
+        seq=seq,
+        samples=[Sample(ts=ts, values=values)],
+    )
     return topics.telemetry("bench", msg.device), encode(msg)
 
 
 def gas(probe: int, ts: int) -> tuple[str, bytes]:
-    msg = Telemetry(site="bench-plant", device=f"gas-{probe:05d}", profile="gas_detector", measurement="gas_detector",
-                    seq=1, samples=[Sample(ts=ts, values={"lel": 60.0})])  # fmt: skip
+    msg = Telemetry(
+        site="bench-plant",
+        device=f"gas-{probe:05d}",
+        profile="gas_detector",
+        measurement="gas_detector",
+        seq=1,
+        samples=[Sample(ts=ts, values={"lel": 60.0})],
+    )
     return topics.telemetry("bench-plant", msg.device), encode(msg)
 
 
@@ -105,8 +117,12 @@ def max_rate(broker: Mosquitto, engine: ServiceProcess, messages: int) -> dict[s
     took = time.monotonic() - started
     seen = _seen(engine)
     engine.stop()
-    return {"mode": "max", "messages": int(seen), "seconds": round(took, 2),
-            "readings_per_s": round((seen - base) * PER_MESSAGE / took)}  # fmt: skip
+    return {
+        "mode": "max",
+        "messages": int(seen),
+        "seconds": round(took, 2),
+        "readings_per_s": round((seen - base) * PER_MESSAGE / took),
+    }
 
 
 def steady(broker: Mosquitto, engine: ServiceProcess, rate: int, seconds: float, probe_s: float) -> dict[str, object]:
@@ -156,30 +172,48 @@ def run(args: argparse.Namespace) -> int:
         with closed_broker(folder, [rules_account(1), rules_publisher_account(1)]) as broker:
             metrics_port = free_port()
             config = folder / "rules.yaml"
-            config.write_text(yaml.safe_dump({
-                "broker": service_broker(folder, broker, "rules-1"),
-                "publisher": service_broker(folder, broker, "rules-1-pub"),
-                "rules": {"packs": [str(PACKS)]},  # the shipped subscription: $share/lifeline-rules/
-                "alerts": {
-                    "store_url": f"sqlite:///{folder / 'alerts.db'}",
-                    "policy": {"flood": {"max_new": 1_000_000}},
-                    "notify": {"channels": {"bus": {"type": "mqtt"}}, "routes": [{"channels": ["bus"]}]},
-                },
-                "metrics_port": metrics_port,
-            }))  # fmt: skip
-            engine = ServiceProcess(["rules", "run"], config, metrics_port, folder / "rules.log",
-                                    "lifeline_rules_broker_connected")  # fmt: skip
+            config.write_text(
+                yaml.safe_dump(
+                    {
+                        "broker": service_broker(folder, broker, "rules-1"),
+                        "publisher": service_broker(folder, broker, "rules-1-pub"),
+                        "rules": {"packs": [str(PACKS)]},  # the shipped subscription: $share/lifeline-rules/
+                        "alerts": {
+                            "store_url": f"sqlite:///{folder / 'alerts.db'}",
+                            "policy": {"flood": {"max_new": 1_000_000}},
+                            "notify": {"channels": {"bus": {"type": "mqtt"}}, "routes": [{"channels": ["bus"]}]},
+                        },
+                        "metrics_port": metrics_port,
+                    }
+                )
+            )
+            engine = ServiceProcess(
+                ["rules", "run"], config, metrics_port, folder / "rules.log", "lifeline_rules_broker_connected"
+            )
             try:
                 top = max_rate(broker, engine, args.messages)
-                figure(f"max     {top['readings_per_s']:>8} readings/s evaluated ({top['messages']} messages of "
-                       f"{PER_MESSAGE} in {top['seconds']} s)")  # fmt: skip
+                figure(
+                    f"max     {top['readings_per_s']:>8} readings/s evaluated ({top['messages']} messages of "
+                    f"{PER_MESSAGE} in {top['seconds']} s)"
+                )
                 load = steady(broker, engine, args.rate, args.seconds, args.probe_interval)
             finally:
                 engine.stop()
-    write_json(args.json, "alerts", {"readings_per_s": load["readings_per_s"], "p50_ms": load["p50_ms"],
-                                     "p99_ms": load["p99_ms"], "max_readings_per_s": top["readings_per_s"],
-                                     "steady": load, "max": top})  # fmt: skip
-    figure(f"steady  {load['readings_per_s']:>8} readings/s offered, {load['evaluated_readings_per_s']} evaluated; "
-           f"reading-to-notification p50={load['p50_ms']} ms p99={load['p99_ms']} ms "
-           f"({load['notified']}/{load['probes']} probes notified)")  # fmt: skip
+    write_json(
+        args.json,
+        "alerts",
+        {
+            "readings_per_s": load["readings_per_s"],
+            "p50_ms": load["p50_ms"],
+            "p99_ms": load["p99_ms"],
+            "max_readings_per_s": top["readings_per_s"],
+            "steady": load,
+            "max": top,
+        },
+    )
+    figure(
+        f"steady  {load['readings_per_s']:>8} readings/s offered, {load['evaluated_readings_per_s']} evaluated; "
+        f"reading-to-notification p50={load['p50_ms']} ms p99={load['p99_ms']} ms "
+        f"({load['notified']}/{load['probes']} probes notified)"
+    )
     return 0

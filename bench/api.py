@@ -41,8 +41,10 @@ def _fill(influx: Influxd, devices: int, interval_s: int, end_ms: int) -> int:
             lines = []
             for i in range(steps):
                 values = ",".join(f"{p}={7 + ((i + j + d) % 97) / 100}" for j, p in enumerate(POINTS))
-                lines.append(f"water_quality,site={SITE},device=wq-{d:03d},profile=water_quality_station "
-                             f"{values} {start + i * interval_s * 1000}")  # fmt: skip
+                lines.append(
+                    f"water_quality,site={SITE},device=wq-{d:03d},profile=water_quality_station "
+                    f"{values} {start + i * interval_s * 1000}"
+                )
             r = client.post("/write", params={"db": "lifeline", "precision": "ms"}, content="\n".join(lines))
             r.raise_for_status()
             written += len(lines) * len(POINTS)
@@ -54,24 +56,28 @@ async def _measure(args: argparse.Namespace, influx: Influxd, data_dir: Path) ->
     from api.auth import Role
     from telemetry import DeviceStatus
 
-    config = ApiConfig.model_validate({
-        "store": {"url": f"sqlite:///{data_dir / 'api.sqlite'}"},
-        "influx": {"url": influx.url, "database": "lifeline"},
-        "broker": {"host": "127.0.0.1", "port": free_port()},  # nothing there: the bench needs no broker
-        "areas": {"bench": [SITE]},
-    })  # fmt: skip
+    config = ApiConfig.model_validate(
+        {
+            "store": {"url": f"sqlite:///{data_dir / 'api.sqlite'}"},
+            "influx": {"url": influx.url, "database": "lifeline"},
+            "broker": {"host": "127.0.0.1", "port": free_port()},  # nothing there: the bench needs no broker
+            "areas": {"bench": [SITE]},
+        }
+    )
     service = ApiService(config)
     now = service.clock()
     for d in range(args.devices):
-        service.cache.apply_status(DeviceStatus(site=SITE, device=f"wq-{d:03d}", profile="water_quality_station",
-                                                online=True, ts=now))  # fmt: skip
+        service.cache.apply_status(
+            DeviceStatus(site=SITE, device=f"wq-{d:03d}", profile="water_quality_station", online=True, ts=now)
+        )
     service.users.create("bench", "bench-password-1", Role.VIEWER, [])
     _, token = service.users.issue("bench", "api", "bench", None)
     await service.start(connect=False)
     transport = httpx.ASGITransport(app=create_app(service, manage=False))
     results = []
-    async with httpx.AsyncClient(transport=transport, base_url="http://api",
-                                 headers={"Authorization": f"Bearer {token}"}, timeout=60) as client:  # fmt: skip
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://api", headers={"Authorization": f"Bearer {token}"}, timeout=60
+    ) as client:
         device = f"/api/sites/{SITE}/devices/wq-000"
 
         async def one(path: str) -> None:
@@ -98,9 +104,15 @@ async def _measure(args: argparse.Namespace, influx: Influxd, data_dir: Path) ->
                 await call()
                 times.append((time.perf_counter() - t) * 1000)
             times.sort()
-            results.append({"query": name, "devices": devices, "p50_ms": round(statistics.median(times), 2),
-                            "p99_ms": round(times[min(len(times) - 1, int(len(times) * 0.99))], 2),
-                            "requests": args.repeats})  # fmt: skip
+            results.append(
+                {
+                    "query": name,
+                    "devices": devices,
+                    "p50_ms": round(statistics.median(times), 2),
+                    "p99_ms": round(times[min(len(times) - 1, int(len(times) * 0.99))], 2),
+                    "requests": args.repeats,
+                }
+            )
     await service.stop()
     return results
 
@@ -114,8 +126,10 @@ def run(args: argparse.Namespace) -> int:
             written = _fill(influx, args.devices, args.interval_s, end)
             results = asyncio.run(_measure(args, influx, data_dir))
     write_json(args.json, "api", results)
-    print(f"API read latency: {args.devices} devices, 24 h of {len(POINTS)} points every {args.interval_s} s "
-          f"({written:,} values) in InfluxDB 1.6.7, {args.repeats} requests a case")  # fmt: skip
+    print(
+        f"API read latency: {args.devices} devices, 24 h of {len(POINTS)} points every {args.interval_s} s "
+        f"({written:,} values) in InfluxDB 1.6.7, {args.repeats} requests a case"
+    )
     print(f"{'query':<14}{'devices':>8}{'p50 ms':>10}{'p99 ms':>10}")
     for r in results:
         figure(f"{r['query']:<14}{r['devices']:>8}{r['p50_ms']:>10}{r['p99_ms']:>10}")

@@ -49,8 +49,14 @@ def message(device: int, seq: int, readings: int, ts: int) -> tuple[str, bytes]:
         Sample(ts=ts + i, values={p: 7.0 + (seq % 97) / 100 + j / 10 for j, p in enumerate(POINTS[:per_sample])})
         for i in range(max(1, readings // 10))
     ]
-    msg = Telemetry(site="bench", device=f"wq-{device:03d}", profile="water_quality_station",
-                    measurement="water_quality", seq=seq, samples=samples)  # fmt: skip
+    msg = Telemetry(
+        site="bench",
+        device=f"wq-{device:03d}",
+        profile="water_quality_station",
+        measurement="water_quality",
+        seq=seq,
+        samples=samples,
+    )
     return topics.telemetry("bench", msg.device), encode(msg)
 
 
@@ -113,21 +119,36 @@ class Reference:
     def __init__(self, folder: Path, broker: Mosquitto, influx_url: str) -> None:
         account = bench_account(broker, "reference")
         self.path = folder / "reference.json"
-        self.base = {"broker": {"host": broker.host, "port": broker.port, "username": account.username,
-                                "password": account.secret()},
-                     "client_id": "bench-reference", "topic": "lifeline/v1/+/+/telemetry", "influx_url": influx_url,
-                     "database": "reference", "max_points": 5000, "max_delay_s": 0.2}  # fmt: skip
+        self.base = {
+            "broker": {
+                "host": broker.host,
+                "port": broker.port,
+                "username": account.username,
+                "password": account.secret(),
+            },
+            "client_id": "bench-reference",
+            "topic": "lifeline/v1/+/+/telemetry",
+            "influx_url": influx_url,
+            "database": "reference",
+            "max_points": 5000,
+            "max_delay_s": 0.2,
+        }
 
     def run(self, expect_lines: int = 0, subscribe_only: bool = False) -> dict[str, Any]:
         self.path.write_text(json.dumps({**self.base, "expect_lines": expect_lines, "subscribe_only": subscribe_only}))
         self.path.chmod(0o600)
-        done = subprocess.run([sys.executable, "-m", "bench._reference_bridge", str(self.path)], capture_output=True,
-                              timeout=400, check=True)  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-m", "bench._reference_bridge", str(self.path)],
+            capture_output=True,
+            timeout=400,
+            check=True,
+        )
         return json.loads(done.stdout) if not subscribe_only else {}
 
 
-def drain(broker: Mosquitto, bridge: ServiceProcess | None, reference: Reference | None, readings: int,
-          total_readings: int) -> dict[str, object]:  # fmt: skip
+def drain(
+    broker: Mosquitto, bridge: ServiceProcess | None, reference: Reference | None, readings: int, total_readings: int
+) -> dict[str, object]:
     """The same backlog queued for Lifeline's bridge and the reference (each its own session), drained one after
     the other; readings/s from the connection to the last stored (the process start is not counted)."""
     count = total_readings // readings
@@ -143,8 +164,13 @@ def drain(broker: Mosquitto, bridge: ServiceProcess | None, reference: Reference
     pub.close()
     per_line = min(readings, 10)
     lines = count * max(1, readings // 10)
-    case: dict[str, object] = {"readings_per_message": readings, "mode": "drain", "messages": count,
-                               "p50_ms": None, "p99_ms": None}  # fmt: skip
+    case: dict[str, object] = {
+        "readings_per_message": readings,
+        "mode": "drain",
+        "messages": count,
+        "p50_ms": None,
+        "p99_ms": None,
+    }
     if bridge is not None:
         bridge.start()  # returns once it is connected (and already storing)
         started, base, cpu = time.monotonic(), _written(bridge), _cpu_s(bridge)
@@ -157,8 +183,11 @@ def drain(broker: Mosquitto, bridge: ServiceProcess | None, reference: Reference
         took = m["lifeline_bridge_last_write_seconds"] - m["lifeline_bridge_broker_connected_since_seconds"]
         stored = m["lifeline_bridge_written_points_total"] * per_line
         case["write_retries"] = int(m.get("lifeline_bridge_retries_total", 0))  # a slow drain says why
-        case.update(readings_per_s=round(stored / took), seconds=round(took, 2),
-                    cpu_us_per_message=round(cpu / ((lines - base) / max(1, readings // 10)) * 1e6, 1))  # fmt: skip
+        case.update(
+            readings_per_s=round(stored / took),
+            seconds=round(took, 2),
+            cpu_us_per_message=round(cpu / ((lines - base) / max(1, readings // 10)) * 1e6, 1),
+        )
     if reference is not None:
         ref = reference.run(expect_lines=lines)
         case["reference_readings_per_s"] = round(ref["lines"] * per_line / ref["seconds"])
@@ -185,8 +214,15 @@ def live(broker: Mosquitto, bridge: ServiceProcess, readings: int, seconds: floa
     took = time.monotonic() - started
     p50, p99 = _ages(bridge.metrics())
     bridge.stop()
-    return {"readings_per_message": readings, "mode": "live", "readings_per_s": round(sent * readings / took),
-            "messages": sent, "seconds": round(took, 2), "p50_ms": p50, "p99_ms": p99}  # fmt: skip
+    return {
+        "readings_per_message": readings,
+        "mode": "live",
+        "readings_per_s": round(sent * readings / took),
+        "messages": sent,
+        "seconds": round(took, 2),
+        "p50_ms": p50,
+        "p99_ms": p99,
+    }
 
 
 def _ages(m: dict[str, float]) -> tuple[float, float]:
@@ -213,8 +249,16 @@ def latency(broker: Mosquitto, bridge: ServiceProcess, rate: int, seconds: float
     time.sleep(1.0)
     p50, p99 = _ages(bridge.metrics())
     bridge.stop()
-    return {"readings_per_message": 10, "mode": "live", "steady": True, "readings_per_s": round(sent * 10 / seconds),
-            "messages": sent, "seconds": seconds, "p50_ms": p50, "p99_ms": p99}  # fmt: skip
+    return {
+        "readings_per_message": 10,
+        "mode": "live",
+        "steady": True,
+        "readings_per_s": round(sent * 10 / seconds),
+        "messages": sent,
+        "seconds": seconds,
+        "p50_ms": p50,
+        "p99_ms": p99,
+    }
 
 
 def run(args: argparse.Namespace) -> int:
@@ -227,17 +271,22 @@ def run(args: argparse.Namespace) -> int:
             influx.create_database("reference")
             metrics_port = free_port()
             config = folder / "bridge.yaml"
-            config.write_text(yaml.safe_dump({
-                "broker": service_broker(folder, broker, "bridge-1"),
-                "publisher": service_broker(folder, broker, "bridge-1-pub"),
-                "subscription": {"client_id": "bridge-1", "receive_maximum": 20000},
-                "influx": {"url": influx.url, "database": "lifeline"},
-                "batch": {"max_points": 5000, "max_delay_s": 0.2},
-                "dead_letter_path": str(folder / "dead.sqlite"),
-                "metrics_port": metrics_port,
-            }))  # fmt: skip
-            bridge = ServiceProcess(["bridge"], config, metrics_port, folder / "bridge.log",
-                                   "lifeline_bridge_broker_connected")  # fmt: skip
+            config.write_text(
+                yaml.safe_dump(
+                    {
+                        "broker": service_broker(folder, broker, "bridge-1"),
+                        "publisher": service_broker(folder, broker, "bridge-1-pub"),
+                        "subscription": {"client_id": "bridge-1", "receive_maximum": 20000},
+                        "influx": {"url": influx.url, "database": "lifeline"},
+                        "batch": {"max_points": 5000, "max_delay_s": 0.2},
+                        "dead_letter_path": str(folder / "dead.sqlite"),
+                        "metrics_port": metrics_port,
+                    }
+                )
+            )
+            bridge = ServiceProcess(
+                ["bridge"], config, metrics_port, folder / "bridge.log", "lifeline_bridge_broker_connected"
+            )
             try:
                 reference = Reference(folder, broker, influx.url)
                 ours = None if args.reference else bridge

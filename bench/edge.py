@@ -64,8 +64,12 @@ class StepResult:
     def on_time(self) -> bool:
         """p99 under the target, no poll lost (none failed, none skipped because the one before ran late), and what
         was polled reached the broker (a poll that is never sent counts for nothing)."""
-        return (self.p99_lateness_ms < TARGET_P99_MS and self.poll_failures == 0 and self.overruns == 0
-                and self.delivered >= MIN_DELIVERED)  # fmt: skip
+        return (
+            self.p99_lateness_ms < TARGET_P99_MS
+            and self.poll_failures == 0
+            and self.overruns == 0
+            and self.delivered >= MIN_DELIVERED
+        )
 
 
 @dataclass
@@ -279,12 +283,17 @@ def run_step(
                 "modbus": {"timeout_s": 1.0, "client": client},
                 "workers": workers,
                 "devices": [
-                    {"id": f"wq-{i:04d}", "profile": PROFILE, "host": "127.0.0.1", "port": port,
-                     "poll_interval_s": interval_s}
+                    {
+                        "id": f"wq-{i:04d}",
+                        "profile": PROFILE,
+                        "host": "127.0.0.1",
+                        "port": port,
+                        "poll_interval_s": interval_s,
+                    }
                     for i, port in enumerate(sims.ports)
                 ],
             }
-        )  # fmt: skip
+        )
         warmup_s = min(3.0, 2 * interval_s + 1)
         broker_proc = getattr(broker, "proc", None)
         others = (sims.proc.pid, broker_proc.pid if broker_proc is not None else None)
@@ -370,9 +379,11 @@ def run(args: argparse.Namespace) -> int:
     cores = usable_cores()
     workers = _workers_arg(str(getattr(args, "workers", "auto")))
     load0 = os.getloadavg()
-    print(f"cores: {cores} usable (os.cpu_count {os.cpu_count()}); load average {load0[0]:.2f} {load0[1]:.2f} "
-          f"{load0[2]:.2f}; modbus client: {_client(args)}; workers: {workers}, then workers: 1 as the reference",
-          flush=True)  # fmt: skip
+    print(
+        f"cores: {cores} usable (os.cpu_count {os.cpu_count()}); load average {load0[0]:.2f} {load0[1]:.2f} "
+        f"{load0[2]:.2f}; modbus client: {_client(args)}; workers: {workers}, then workers: 1 as the reference",
+        flush=True,
+    )
     runs: list[dict[str, Any]] = []
     with (
         tempfile.TemporaryDirectory(prefix="lifeline-bench-") as tmp,

@@ -49,10 +49,18 @@ def _packets(mn: str, count: int) -> list[bytes]:
         t = time.gmtime(1_796_000_000 + i * 30)
         cp = f"DataTime={time.strftime('%Y%m%d%H%M%S', t)};" + ";".join(
             f"{code}-Rtd={value + i % 7 / 10:.2f},{code}-Flag=N"
-            for code, value in (("a21026", 18.2), ("a21002", 30.1), ("a34013", 3.1), ("a19001", 8.2),
-                                ("a00000", 199.3), ("a01012", 111.7), ("a01014", 10.4), ("a01013", -0.6),
-                                ("a01011", 9.1))
-        )  # fmt: skip
+            for code, value in (
+                ("a21026", 18.2),
+                ("a21002", 30.1),
+                ("a34013", 3.1),
+                ("a19001", 8.2),
+                ("a00000", 199.3),
+                ("a01012", 111.7),
+                ("a01014", 10.4),
+                ("a01013", -0.6),
+                ("a01011", 9.1),
+            )
+        )
         qn = time.strftime("%Y%m%d%H%M%S", t) + f"{i % 1000:03d}"
         out.append(encode_frame(build_segment(qn=qn, st="31", cn="2011", pw=PASSWORD, mn=mn, flag=5, cp=cp)))
     return out
@@ -139,8 +147,9 @@ def _p99(values: list[float]) -> float | None:
     return round(statistics.quantiles(values, n=100)[98], 2)
 
 
-async def _drive(stations: int, port: int, seconds: float, interval_s: float, pid: int,
-                 broker_pid: int) -> dict[str, Any]:  # fmt: skip
+async def _drive(
+    stations: int, port: int, seconds: float, interval_s: float, pid: int, broker_pid: int
+) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     load = _Load()
     protocols: list[_Station] = []
@@ -204,14 +213,16 @@ def run(args: argparse.Namespace) -> int:
     ):
         port = free_port()
         config = _config(Path(tmp), args.stations, broker, port)
-        server = subprocess.Popen([sys.executable, "-m", "lifeline", "--log-level", "WARNING", "hj212", "--config",
-                                   str(config)])  # fmt: skip
+        server = subprocess.Popen(
+            [sys.executable, "-m", "lifeline", "--log-level", "WARNING", "hj212", "--config", str(config)]
+        )
         try:
             if not wait_for_port("127.0.0.1", port, 20.0, server):
                 raise SystemExit("the hj212 server did not start")
             assert broker.proc is not None
-            result = asyncio.run(_drive(args.stations, port, args.seconds, args.interval_s, server.pid,
-                                        broker.proc.pid))  # fmt: skip
+            result = asyncio.run(
+                _drive(args.stations, port, args.seconds, args.interval_s, server.pid, broker.proc.pid)
+            )
         finally:
             server.send_signal(signal.SIGTERM)
             try:

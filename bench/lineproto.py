@@ -136,8 +136,12 @@ def run(args: argparse.Namespace) -> int:
     figures = measure(args.points, args.client_points)
     write_json(args.json, "lineproto", figures)
     f = figures
-    figure(f"LineEncoder: {f['points']} points in {f['lines']} lines ({f['series']} series): "
-          f"{f['line_encoder_us_per_point']} µs/point, {f['line_encoder_points_per_s']} points/s")  # fmt: skip
-    figure(f"influxdb_client Point: {f['influxdb_client_points']} points: {f['influxdb_client_us_per_point']} "
-          f"µs/point; LineEncoder is {f['speedup']}x faster")  # fmt: skip
+    figure(
+        f"LineEncoder: {f['points']} points in {f['lines']} lines ({f['series']} series): "
+        f"{f['line_encoder_us_per_point']} µs/point, {f['line_encoder_points_per_s']} points/s"
+    )
+    figure(
+        f"influxdb_client Point: {f['influxdb_client_points']} points: {f['influxdb_client_us_per_point']} "
+        f"µs/point; LineEncoder is {f['speedup']}x faster"
+    )
     return 0

@@ -158,8 +158,14 @@ class Bridge:
         v = self.config.validation
         origin = None
         try:
-            msg = check(incoming.topic, incoming.payload, self.registry, int(now * 1000),
-                        int(v.max_future_s * 1000), int(v.max_age_s * 1000))  # fmt: skip
+            msg = check(
+                incoming.topic,
+                incoming.payload,
+                self.registry,
+                int(now * 1000),
+                int(v.max_future_s * 1000),
+                int(v.max_age_s * 1000),
+            )
             origin = Origin(msg.site, msg.device, msg.run, msg.seq)
             lines = self.encoder.encode(msg)
         except (Invalid, ValueError) as exc:
@@ -181,14 +187,22 @@ class Bridge:
             if self.counters.keep_failures in (1, 10, 100, 1000) or self.counters.keep_failures % 10000 == 0:
                 log.error(  # noqa: TRY400 - a classified failure with a named action: no traceback
                     "dead-letter store failing path=%s topic=%s reason=%r action=leave unacknowledged total=%d",
-                    self.dead.path, incoming.topic, str(exc), self.counters.keep_failures,
-                )  # fmt: skip
+                    self.dead.path,
+                    incoming.topic,
+                    str(exc),
+                    self.counters.keep_failures,
+                )
             return False
         self.counters.dead_lettered += 1
         self.counters.dead_lettered_points += points
         if self.counters.dead_lettered in (1, 10, 100, 1000) or self.counters.dead_lettered % 10000 == 0:
-            log.warning("dead letter topic=%s stage=%s error=%r total=%d", incoming.topic, stage, error[:300],
-                        self.counters.dead_lettered)  # fmt: skip
+            log.warning(
+                "dead letter topic=%s stage=%s error=%r total=%d",
+                incoming.topic,
+                stage,
+                error[:300],
+                self.counters.dead_lettered,
+            )
         return True
 
     def _ack(self, incoming: Incoming) -> None:
@@ -223,8 +237,9 @@ class Bridge:
             if item.newest_ts is not None:
                 self.sample_age_ms.append(now_ms - item.newest_ts)
             if item.problems:
-                if not self._dead_letter(item.incoming, "; ".join(item.problems)[:4000], "influx", time.time(),
-                                         len(item.problems)):  # fmt: skip
+                if not self._dead_letter(
+                    item.incoming, "; ".join(item.problems)[:4000], "influx", time.time(), len(item.problems)
+                ):
                     continue  # not kept: the broker sends it again
             else:
                 self.counters.written_messages += 1
@@ -245,8 +260,11 @@ class Bridge:
             else:  # no connection (a broker outage): the edge resends after its time-out
                 self.counters.stored_unsent += 1
                 if self.counters.stored_unsent in (1, 10, 100, 1000) or self.counters.stored_unsent % 10000 == 0:
-                    log.warning("stored confirmation not sent site=%s reason='not connected' total=%d",
-                                stored.site, self.counters.stored_unsent)  # fmt: skip
+                    log.warning(
+                        "stored confirmation not sent site=%s reason='not connected' total=%d",
+                        stored.site,
+                        self.counters.stored_unsent,
+                    )
 
     @property
     def influx_ok(self) -> bool:
@@ -290,13 +308,18 @@ class Bridge:
         }
         for name, (help_text, value) in counters.items():
             yield counter(f"lifeline_bridge_{name}", help_text, value)
-        yield summary("lifeline_bridge_batch_seconds", "time spent writing batches", count=c.batches,
-                      total=c.batch_seconds_sum)  # fmt: skip
+        yield summary(
+            "lifeline_bridge_batch_seconds", "time spent writing batches", count=c.batches, total=c.batch_seconds_sum
+        )
         ages = sorted(self.sample_age_ms)
-        quantiles = {q: ages[min(len(ages) - 1, int(q * len(ages)))] / 1000 if ages else float("nan")
-                     for q in (0.5, 0.99)}  # fmt: skip
-        yield summary("lifeline_bridge_sample_age_seconds", "edge sampling time to stored, last 100k messages",
-                      quantiles=quantiles)  # fmt: skip
+        quantiles = {
+            q: ages[min(len(ages) - 1, int(q * len(ages)))] / 1000 if ages else float("nan") for q in (0.5, 0.99)
+        }
+        yield summary(
+            "lifeline_bridge_sample_age_seconds",
+            "edge sampling time to stored, last 100k messages",
+            quantiles=quantiles,
+        )
         gauges = {
             "inbox_messages": ("messages received and not yet batched", len(self.consumer.inbox)),
             "last_batch_seconds": (

@@ -45,8 +45,10 @@ class BridgeConfig(BaseModel):
 
     broker: BrokerConfig = Field(default_factory=BrokerConfig)
     publisher: BrokerConfig | None = Field(
-        None, description="the connection that publishes stored confirmations and dead-letter replays (an account "
-                          "of its own: bridge-N-pub); none: the broker section's")  # fmt: skip
+        None,
+        description="the connection that publishes stored confirmations and dead-letter replays (an account "
+        "of its own: bridge-N-pub); none: the broker section's",
+    )
     subscription: SubscriptionConfig = Field(default_factory=SubscriptionConfig)
     influx: InfluxConfig = Field(default_factory=InfluxConfig)
     batch: BatchConfig = Field(default_factory=BatchConfig)

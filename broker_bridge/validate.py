@@ -63,8 +63,12 @@ class ValueKind(StrEnum):
 
 
 # exact types, not isinstance: a bool is an int in Python, and must not pass for a number (nor a number for a bool)
-_KIND_OF: dict[type, ValueKind] = {bool: ValueKind.BOOL, int: ValueKind.NUMBER, float: ValueKind.NUMBER,
-                                   str: ValueKind.STRING}  # fmt: skip
+_KIND_OF: dict[type, ValueKind] = {
+    bool: ValueKind.BOOL,
+    int: ValueKind.NUMBER,
+    float: ValueKind.NUMBER,
+    str: ValueKind.STRING,
+}
 
 
 @dataclass(frozen=True, slots=True)

@@ -156,8 +156,13 @@ def o2_corrected(c: float, o2: float, o2_ref: float, max_o2: float = 20.0) -> fl
     return round(c * (21.0 - o2_ref) / (21.0 - o2), 4)
 
 
-def standard_dry_flow_m3_h(flow_m3_s: float, temp_c: float | None, gauge_kpa: float | None,
-                           humidity_pct: float | None, ambient_kpa: float = STANDARD_KPA) -> float:  # fmt: skip
+def standard_dry_flow_m3_h(
+    flow_m3_s: float,
+    temp_c: float | None,
+    gauge_kpa: float | None,
+    humidity_pct: float | None,
+    ambient_kpa: float = STANDARD_KPA,
+) -> float:
     """Actual wet flow (m³/s) to the standard state, dry gas (m³/h):
     ``Q_sn = Q_s × 3600 × 273.15 / (273.15 + t) × (B_a + P_s) / 101.325 × (1 − X_sw)``
     (GB/T 16157-1996 §7 flue-gas flow, check; standard state from emissions.md). Absent inputs: no correction."""
@@ -188,6 +193,11 @@ def mass_load(spec: MassLoad, values: Values, quality: Qualities) -> float:
         return None if name is None else _number(name, values, quality)
 
     c = _number(spec.of, values, quality)
-    q = standard_dry_flow_m3_h(_number(spec.flow, values, quality), opt(spec.temperature), opt(spec.pressure),
-                               opt(spec.humidity), spec.ambient_kpa)  # fmt: skip
+    q = standard_dry_flow_m3_h(
+        _number(spec.flow, values, quality),
+        opt(spec.temperature),
+        opt(spec.pressure),
+        opt(spec.humidity),
+        spec.ambient_kpa,
+    )
     return round(c * q * 1e-6, 4)

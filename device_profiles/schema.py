@@ -218,9 +218,7 @@ class MqttSpec(BaseModel):
     timestamp: TimestampSpec | None = Field(
         default=None, description="where the device's own time sits; absent: the time of receipt"
     )
-    stale_after_s: float = Field(
-        default=300, gt=0, description="no message for this long marks the device offline"
-    )
+    stale_after_s: float = Field(default=300, gt=0, description="no message for this long marks the device offline")
     points: list[MqttPoint] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -258,9 +256,11 @@ class O2Correction(BaseModel):
     o2: PointName = Field(description="the measured flue-gas O2, % by volume, on the same (dry) basis")
     reference_tag: TagKey = Field(default="o2_ref", description="device tag with the source's reference O2 (%)")
     max_o2: float = Field(
-        default=20.0, gt=0, lt=21,
+        default=20.0,
+        gt=0,
+        lt=21,
         description="at or above this O2 the unit is off or the probe reads air: not corrected, the point is bad",
-    )  # fmt: skip
+    )
 
 
 class MassLoad(BaseModel):
@@ -378,10 +378,11 @@ class Hj212Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     st: str | None = Field(
-        default=None, pattern=r"^[0-9]{2}$",
+        default=None,
+        pattern=r"^[0-9]{2}$",
         description="system code (ST) the station sends, e.g. 31 flue gas, 32 wastewater (HJ 212-2017 Appendix B); "
-                    "packets with another ST are refused; absent: any",
-    )  # fmt: skip
+        "packets with another ST are refused; absent: any",
+    )
     points: list[Hj212Point] = Field(min_length=1)
 
     @model_validator(mode="after")

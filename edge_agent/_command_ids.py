@@ -56,10 +56,17 @@ class CommandLog:
     def interrupted(self, now_ms: int) -> list[CommandResult]:
         """Commands left without a final result (the agent stopped or died), now recorded as failed."""
         ended = [
-            r.model_copy(update={"state": ResultState.FAILED, "ts": now_ms, "opening_m": None,
-                                 "reason": "the edge agent stopped while the command ran"})
-            for r in self.results.values() if not r.final
-        ]  # fmt: skip
+            r.model_copy(
+                update={
+                    "state": ResultState.FAILED,
+                    "ts": now_ms,
+                    "opening_m": None,
+                    "reason": "the edge agent stopped while the command ran",
+                }
+            )
+            for r in self.results.values()
+            if not r.final
+        ]
         for r in ended:
             self.put(r, now_ms)
         return ended

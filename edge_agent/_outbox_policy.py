@@ -52,8 +52,12 @@ class DropEpisodes:
             log.warning(
                 "outbox full site=%s max_bytes=%d max_messages=%d action=dropping the oldest (counted in "
                 "outbox_dropped, logged again when it recovers) dropped_now=%d dropped_total=%d",
-                self.site, self.max_bytes, self.max_messages, n, total,
-            )  # fmt: skip
+                self.site,
+                self.max_bytes,
+                self.max_messages,
+                n,
+                total,
+            )
         self.current = (self.current[0] + n, self.current[1] + size)
 
     def held(self, count: int, size: int, total: int) -> None:
@@ -64,5 +68,11 @@ class DropEpisodes:
         self.current = None
         log.warning(
             "outbox below its quota again site=%s dropped=%d dropped_bytes=%d (this episode) dropped_total=%d "
-            "messages=%d bytes=%d", self.site, n, freed, total, count, size,
-        )  # fmt: skip
+            "messages=%d bytes=%d",
+            self.site,
+            n,
+            freed,
+            total,
+            count,
+            size,
+        )

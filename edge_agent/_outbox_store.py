@@ -100,8 +100,9 @@ class OutboxStore:
         if isinstance(path, Path):
             self._read = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA wal_autocheckpoint=0")
-            self._checkpointer = threading.Thread(target=self._checkpoints, args=(path,), daemon=True,
-                                                  name="outbox-checkpoint")  # fmt: skip
+            self._checkpointer = threading.Thread(
+                target=self._checkpoints, args=(path,), daemon=True, name="outbox-checkpoint"
+            )
             self._checkpointer.start()
 
     def _checkpoints(self, path: Path) -> None:
@@ -114,8 +115,12 @@ class OutboxStore:
                     db.execute("PRAGMA wal_checkpoint(PASSIVE)")
                 except sqlite3.OperationalError as exc:  # busy, disk full, ...: the WAL grows; try again next time
                     if not failing:
-                        log.warning("outbox checkpoint failed file=%s error=%r (retrying every %g s, logged once)",
-                                    path, str(exc), CHECKPOINT_S)  # fmt: skip
+                        log.warning(
+                            "outbox checkpoint failed file=%s error=%r (retrying every %g s, logged once)",
+                            path,
+                            str(exc),
+                            CHECKPOINT_S,
+                        )
                     failing = True
                     continue
                 if failing:
@@ -145,9 +150,11 @@ class OutboxStore:
             if batch.rows:
                 db.executemany(
                     f"INSERT INTO message ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(r.id, r.topic, r.payload, int(r.retain), *(r.key or (None, None, None)), r.size, r.put_ms)
-                     for r in batch.rows],
-                )  # fmt: skip
+                    [
+                        (r.id, r.topic, r.payload, int(r.retain), *(r.key or (None, None, None)), r.size, r.put_ms)
+                        for r in batch.rows
+                    ],
+                )
             if batch.delete_ids:
                 db.executemany("DELETE FROM message WHERE id = ?", [(i,) for i in batch.delete_ids])
             for device, run, first, last in batch.ranges:

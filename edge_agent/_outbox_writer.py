@@ -39,9 +39,15 @@ def make_outbox(cfg: EdgeConfig) -> Outbox:
     """The site's outbox: a file in ``state_dir``, or memory only without one."""
     path = cfg.state_dir / OUTBOX_FILE if cfg.state_dir is not None else ":memory:"
     p = cfg.publish
-    return Outbox(OutboxStore(path), max_inflight=p.max_inflight, max_messages=p.buffer_max_messages,
-                  max_bytes=p.outbox_max_bytes, replay_rate=p.replay_rate, ack_timeout_s=p.ack_timeout_s,
-                  name=cfg.site)  # fmt: skip
+    return Outbox(
+        OutboxStore(path),
+        max_inflight=p.max_inflight,
+        max_messages=p.buffer_max_messages,
+        max_bytes=p.outbox_max_bytes,
+        replay_rate=p.replay_rate,
+        ack_timeout_s=p.ack_timeout_s,
+        name=cfg.site,
+    )
 
 
 class SampleJournal:
@@ -71,8 +77,14 @@ class SampleJournal:
 class OutboxWriter:
     """Writes ``outbox`` (one write at a time) and calls ``written`` (wake the sender) once a write is in."""
 
-    def __init__(self, outbox: Outbox, written: Callable[[], None], clock: Clock, site: str,
-                 on_written: Callable[[list[Entry]], None] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        outbox: Outbox,
+        written: Callable[[], None],
+        clock: Clock,
+        site: str,
+        on_written: Callable[[list[Entry]], None] | None = None,
+    ) -> None:
         self.outbox = outbox
         self.written = written
         self.on_written = on_written  # told which messages a write put in the file (the sample journal)
@@ -126,8 +138,12 @@ class OutboxWriter:
         if exc is not None:
             self.outbox.restore(work)  # nothing of it was committed: it goes with the next write
             if not self._failing:
-                log.error("outbox write failed site=%s error=%r action=keep in memory, retry every %g s "
-                          "(logged once)", self.site, str(exc), WRITE_RETRY_S)  # fmt: skip
+                log.error(
+                    "outbox write failed site=%s error=%r action=keep in memory, retry every %g s (logged once)",
+                    self.site,
+                    str(exc),
+                    WRITE_RETRY_S,
+                )
             self._failing = True
             if not isinstance(exc, sqlite3.Error):
                 raise exc

@@ -93,7 +93,9 @@ class EdgeAgent:
             phased = [x for x in phased if x[0].id not in in_workers]
         self.pollers = [
             ModbusPoller(
-                d, p, cfg.modbus,
+                d,
+                p,
+                cfg.modbus,
                 on_sample=self._sink(d, p),
                 on_status=self._status_sink(d, p),
                 clock=self.clock,
@@ -103,17 +105,22 @@ class EdgeAgent:
                 keep_lateness=keep_lateness,
             )
             for d, p, phase in phased
-        ]  # fmt: skip
+        ]
         self._device_by_id = {d.id: d for d in cfg.devices}
         self.sensors = SensorHub(
             mqtt_devices, self._on_sensor_sample, self._on_sensor_status, self.dead_letters, self.clock, self.stats
         )
         gates = {d.id: make_gate(d, p, cfg.modbus) for d, p in modbus if d.control and d.control.enabled}
         self.commands = CommandExecutor(
-            cfg.site, gates, self._queue, self.dead_letters, self.clock, state_dir=cfg.state_dir,
+            cfg.site,
+            gates,
+            self._queue,
+            self.dead_letters,
+            self.clock,
+            state_dir=cfg.state_dir,
             disabled=frozenset(d.id for d in cfg.devices if d.control and not (d.enabled and d.control.enabled)),
             keys=site.keys,
-        )  # fmt: skip
+        )
         state_topic = topics.agent_state(cfg.site)
         self._stored_topic = topics.stored(cfg.site)
         self.uplink: Link[Entry] = Link(
@@ -168,19 +175,42 @@ class EdgeAgent:
         """Wrap a sample in a telemetry message and queue it for the broker."""
         self._publish(device.id, device.tags, profile, sample.ts, sample.values, sample.quality)
 
-    def _publish(self, device: str, tags: dict[str, str], profile: Profile, ts: int, values: dict[str, Value],
-                 quality: dict[str, PointQuality]) -> None:  # fmt: skip
+    def _publish(
+        self,
+        device: str,
+        tags: dict[str, str],
+        profile: Profile,
+        ts: int,
+        values: dict[str, Value],
+        quality: dict[str, PointQuality],
+    ) -> None:
         seq = self.seq.get(device, 0) + 1  # counts from 1 within this run (contract: Telemetry.seq, .run)
         self.seq[device] = seq
         envelope = self._envelopes.get(device)
         if envelope is None or envelope[0] is not profile or envelope[1] is not tags:
             # what every message of the device repeats, made once: its topic, tags and units
-            envelope = (profile, tags, topics.telemetry(self.site.config.site, device), {**profile.tags, **tags},
-                        profile.units)  # fmt: skip
+            envelope = (
+                profile,
+                tags,
+                topics.telemetry(self.site.config.site, device),
+                {**profile.tags, **tags},
+                profile.units,
+            )
             self._envelopes[device] = envelope
         _, _, topic, all_tags, units = envelope
-        payload = encode_telemetry(self.site.config.site, device, profile.name, profile.measurement, seq, self.run_id,
-                                   all_tags, units, ts, values, quality)  # fmt: skip
+        payload = encode_telemetry(
+            self.site.config.site,
+            device,
+            profile.name,
+            profile.measurement,
+            seq,
+            self.run_id,
+            all_tags,
+            units,
+            ts,
+            values,
+            quality,
+        )
         self._queue(OutMessage(topic, payload, key=(device, self.run_id, seq)))
 
     def publish_health(self) -> None:
@@ -258,24 +288,39 @@ class EdgeAgent:
         cfg = self.site.config
         log.info(
             "edge agent starting site=%s modbus_devices=%d mqtt_sensors=%d controllable_gates=%d broker=%s:%d",
-            cfg.site, len(self.pollers) + (self.workers.device_count if self.workers else 0),
-            len(self.sensors.presence), len(self.commands.gates), cfg.broker.host, cfg.broker.port,
-        )  # fmt: skip
+            cfg.site,
+            len(self.pollers) + (self.workers.device_count if self.workers else 0),
+            len(self.sensors.presence),
+            len(self.commands.gates),
+            cfg.broker.host,
+            cfg.broker.port,
+        )
         keys = self.site.keys
         if keys is None:  # secure by default: nothing proves a command came from the API
-            log.warning("commands refused: no keys configured site=%s controllable_gates=%d (set control_public_key "
-                        "and site_private_key; lifeline keys create)", cfg.site, len(self.commands.gates))  # fmt: skip
+            log.warning(
+                "commands refused: no keys configured site=%s controllable_gates=%d (set control_public_key "
+                "and site_private_key; lifeline keys create)",
+                cfg.site,
+                len(self.commands.gates),
+            )
         else:
             log.info("commands signed site=%s control_key=%s site_key=%s", cfg.site, keys.control.kid, keys.site.kid)
         if cfg.state_dir is None:
-            log.warning("outbox and command ids kept in memory only site=%s (set state_dir to keep them on disk "
-                        "across restarts)", cfg.site)  # fmt: skip
+            log.warning(
+                "outbox and command ids kept in memory only site=%s (set state_dir to keep them on disk "
+                "across restarts)",
+                cfg.site,
+            )
         log.info("edge agent run=%s site=%s outbox_recovered=%d", self.run_id, cfg.site, self.outbox.recovered)
         self.commands.start()
         if self.workers is not None:
             self.workers.start()
-            log.info("modbus polling in %d worker processes site=%s devices_in_workers=%d", len(self.workers.workers),
-                     cfg.site, self.workers.device_count)  # fmt: skip
+            log.info(
+                "modbus polling in %d worker processes site=%s devices_in_workers=%d",
+                len(self.workers.workers),
+                cfg.site,
+                self.workers.device_count,
+            )
         tasks = [asyncio.ensure_future(p.run()) for p in self.pollers]
         tasks.append(asyncio.ensure_future(self._watch_sensors()))
         tasks.append(asyncio.ensure_future(self._maintain()))
@@ -300,8 +345,13 @@ class EdgeAgent:
             await self.writer.close()
             if self.journal is not None:
                 self.journal.close()
-            log.info("edge agent stopped site=%s run=%s unconfirmed=%d unacknowledged=%d", cfg.site, self.run_id,
-                     len(self.outbox), self.outbox.unacked)  # fmt: skip
+            log.info(
+                "edge agent stopped site=%s run=%s unconfirmed=%d unacknowledged=%d",
+                cfg.site,
+                self.run_id,
+                len(self.outbox),
+                self.outbox.unacked,
+            )
 
     async def _drain(self, stop_wait_s: float) -> None:
         """Give the uplink a moment to send what is queued before the agent goes (the rest stays in the file)."""

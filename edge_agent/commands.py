@@ -112,8 +112,14 @@ class CommandExecutor:
         self.keys = keys  # None: every command is refused and results go unsigned (the API refuses them)
         self.log = CommandLog(state_dir / "commands.jsonl" if state_dir is not None else None)
         self.running: dict[str, _Run] = {}
-        self.counts: dict[str, int] = {"received": 0, "invalid": 0, "repeated": 0, "bad_signature": 0,
-                                       "wrong_site": 0, "id_reused": 0}  # fmt: skip
+        self.counts: dict[str, int] = {
+            "received": 0,
+            "invalid": 0,
+            "repeated": 0,
+            "bad_signature": 0,
+            "wrong_site": 0,
+            "id_reused": 0,
+        }
         self.closing = False
 
     def start(self) -> None:
@@ -147,8 +153,11 @@ class CommandExecutor:
         try:
             verify(cmd, self.keys.control if self.keys is not None else None)
         except SignatureError as exc:
-            reason = str(exc) if self.keys is not None else "this edge agent has no keys configured: every command " \
-                "is refused"  # fmt: skip
+            reason = (
+                str(exc)
+                if self.keys is not None
+                else "this edge agent has no keys configured: every command is refused"
+            )
             self._invalid(topic, payload, reason, answer_to, digest, Interlock.SIGNATURE, "bad_signature")
             return
         # From here on the command is the API's own: its fields (operator, source) are trusted.
@@ -167,30 +176,57 @@ class CommandExecutor:
         if last is not None and last.cmd_sha256 and last.cmd_sha256 != digest:
             # a signed command under an id that served another one: never executed, the original result stays
             self.counts["id_reused"] += 1
-            result = CommandResult(id=cmd.id, site=self.site, device=cmd.device, state=ResultState.REJECTED,
-                                   ts=self._now_ms(), interlock=Interlock.REPEATED, cmd_sha256=digest,
-                                   reason=f"command id {cmd.id!r} was used before for a different command")  # fmt: skip
+            result = CommandResult(
+                id=cmd.id,
+                site=self.site,
+                device=cmd.device,
+                state=ResultState.REJECTED,
+                ts=self._now_ms(),
+                interlock=Interlock.REPEATED,
+                cmd_sha256=digest,
+                reason=f"command id {cmd.id!r} was used before for a different command",
+            )
             self._send(result, cmd, remember=False, retain=False)
             return
         if last is not None:
             self.counts["repeated"] += 1
-            log.info("command repeated site=%s device=%s command=%s operator=%s source=%r last_state=%s",
-                     cmd.site, cmd.device, cmd.id, cmd.operator, cmd.source, last.state.value)  # fmt: skip
+            log.info(
+                "command repeated site=%s device=%s command=%s operator=%s source=%r last_state=%s",
+                cmd.site,
+                cmd.device,
+                cmd.id,
+                cmd.operator,
+                cmd.source,
+                last.state.value,
+            )
             self._send(last.model_copy(update={"repeat": True}), cmd, remember=False)
             return
         gate = self.gates.get(cmd.device)
         if self.closing:  # not remembered: the API may send the id again once the agent is back
-            result = CommandResult(id=cmd.id, site=cmd.site, device=cmd.device, state=ResultState.REJECTED,
-                                   ts=self._now_ms(), reason="the edge agent is stopping",
-                                   cmd_sha256=digest)  # fmt: skip
+            result = CommandResult(
+                id=cmd.id,
+                site=cmd.site,
+                device=cmd.device,
+                state=ResultState.REJECTED,
+                ts=self._now_ms(),
+                reason="the edge agent is stopping",
+                cmd_sha256=digest,
+            )
             self._send(result, cmd, remember=False)
         elif gate is None:
-            why = "remote control is disabled for this device" if cmd.device in self.disabled else (
-                "not a controllable device of this agent")  # fmt: skip
+            why = (
+                "remote control is disabled for this device"
+                if cmd.device in self.disabled
+                else ("not a controllable device of this agent")
+            )
             self._result(cmd, ResultState.REJECTED, interlock=Interlock.UNKNOWN_DEVICE, reason=why)
         elif self._now_ms() >= cmd.expires_ms:
-            self._result(cmd, ResultState.REJECTED, interlock=Interlock.STALE,
-                         reason=f"received at or after expires_ms {cmd.expires_ms}")  # fmt: skip
+            self._result(
+                cmd,
+                ResultState.REJECTED,
+                interlock=Interlock.STALE,
+                reason=f"received at or after expires_ms {cmd.expires_ms}",
+            )
         elif cmd.action is Action.STOP:
             self._start(gate, _Run(cmd, None), self._stop(gate, cmd, self.running.get(cmd.device)))
         else:
@@ -210,8 +246,16 @@ class CommandExecutor:
             previous.stopped_by = run.command.id
         self.running[device] = run
         # the id is taken from here on: a redelivery while it runs is a repeat, not a second run
-        self.log.hold(CommandResult(id=run.command.id, site=self.site, device=device, state=ResultState.ACCEPTED,
-                                    ts=self._now_ms(), cmd_sha256=command_digest(run.command)))  # fmt: skip
+        self.log.hold(
+            CommandResult(
+                id=run.command.id,
+                site=self.site,
+                device=device,
+                state=ResultState.ACCEPTED,
+                ts=self._now_ms(),
+                cmd_sha256=command_digest(run.command),
+            )
+        )
 
         async def main() -> None:
             try:
@@ -240,8 +284,9 @@ class CommandExecutor:
         before = state.as_values() if state is not None else {}
         if refusal is not None:
             reason = refusal.reason + (f": {why}" if refusal.interlock is Interlock.NO_DATA and why else "")
-            self._result(cmd, ResultState.REJECTED, interlock=refusal.interlock, reason=reason, before=before,
-                         target_m=target)  # fmt: skip
+            self._result(
+                cmd, ResultState.REJECTED, interlock=refusal.interlock, reason=reason, before=before, target_m=target
+            )
             return
         assert state is not None
         self._result(cmd, ResultState.ACCEPTED, before=before, target_m=target, opening_m=state.opening_m)
@@ -275,8 +320,9 @@ class CommandExecutor:
             if state is None:
                 lost += 1
                 if lost >= LOST_READS:
-                    await self._end(gate, run, ResultState.FAILED, f"lost contact with the gate: {why}", before,
-                                    stop=True)  # fmt: skip
+                    await self._end(
+                        gate, run, ResultState.FAILED, f"lost contact with the gate: {why}", before, stop=True
+                    )
                     return
             else:
                 lost = 0
@@ -302,8 +348,11 @@ class CommandExecutor:
         if not state.remote:
             return ResultState.FAILED, "selector switched to local during the movement"
         if not state.moving and still >= 1:  # two read-backs at rest: the PLC stopped or ignored the run
-            where = " at the upper limit switch" if state.limit_open else (
-                " at the lower limit switch" if state.limit_closed else "")  # fmt: skip
+            where = (
+                " at the upper limit switch"
+                if state.limit_open
+                else (" at the lower limit switch" if state.limit_closed else "")
+            )
             return ResultState.FAILED, f"gate stopped{where} at {state.opening_m:g} m, short of the target {target:g} m"
         return None
 
@@ -353,8 +402,9 @@ class CommandExecutor:
             read, _ = await self._read(gate)
         after = read.as_values() if read is not None else {}
         opening = read.opening_m if read is not None else None
-        self._result(run.command, state, reason=reason, before=before, after=after, target_m=run.target_m,
-                     opening_m=opening)  # fmt: skip
+        self._result(
+            run.command, state, reason=reason, before=before, after=after, target_m=run.target_m, opening_m=opening
+        )
 
     async def close(self) -> None:
         """The agent stops: end running commands (the PLC finishes a latched run by itself)."""
@@ -374,8 +424,15 @@ class CommandExecutor:
 
     # -- answering --------------------------------------------------------------------------------------------------
     def _result(self, cmd: Command, state: ResultState, **fields: Any) -> None:
-        result = CommandResult(id=cmd.id, site=cmd.site, device=cmd.device, state=state, ts=self._now_ms(),
-                               cmd_sha256=command_digest(cmd), **fields)  # fmt: skip
+        result = CommandResult(
+            id=cmd.id,
+            site=cmd.site,
+            device=cmd.device,
+            state=state,
+            ts=self._now_ms(),
+            cmd_sha256=command_digest(cmd),
+            **fields,
+        )
         self._send(result, cmd, remember=state is ResultState.ACCEPTED or result.final)
 
     def _send(
@@ -392,12 +449,21 @@ class CommandExecutor:
         retain = result.final and not result.repeat if retain is None else retain
         self.publish(OutMessage(topic, wire.model_dump_json(exclude_none=True).encode(), retain=retain))
         audit = {
-            "site": result.site, "device": result.device, "command": result.id, "state": result.state.value,
-            "action": cmd.action.value if cmd else None, "operator": cmd.operator if cmd else None,
-            "source": cmd.source if cmd else None, "target_m": result.target_m, "opening_m": result.opening_m,
-            "interlock": result.interlock.value if result.interlock else None, "reason": result.reason or None,
-            "repeat": result.repeat or None, "before": result.before or None, "after": result.after or None,
-        }  # fmt: skip
+            "site": result.site,
+            "device": result.device,
+            "command": result.id,
+            "state": result.state.value,
+            "action": cmd.action.value if cmd else None,
+            "operator": cmd.operator if cmd else None,
+            "source": cmd.source if cmd else None,
+            "target_m": result.target_m,
+            "opening_m": result.opening_m,
+            "interlock": result.interlock.value if result.interlock else None,
+            "reason": result.reason or None,
+            "repeat": result.repeat or None,
+            "before": result.before or None,
+            "after": result.after or None,
+        }
         level = logging.DEBUG if result.state is ResultState.PROGRESS else logging.INFO
         log.log(level, "command %s", orjson.dumps({k: v for k, v in audit.items() if v is not None}).decode())
 
@@ -420,9 +486,16 @@ class CommandExecutor:
         if answer_to is None:
             return
         device, command_id = answer_to
-        result = CommandResult(id=command_id, site=self.site, device=device, state=ResultState.REJECTED,
-                               ts=self._now_ms(), interlock=interlock, reason=reason[:500],
-                               cmd_sha256=digest)  # fmt: skip
+        result = CommandResult(
+            id=command_id,
+            site=self.site,
+            device=device,
+            state=ResultState.REJECTED,
+            ts=self._now_ms(),
+            interlock=interlock,
+            reason=reason[:500],
+            cmd_sha256=digest,
+        )
         self._send(result, None, remember=False, retain=False)
 
 

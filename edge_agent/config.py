@@ -33,16 +33,19 @@ class PublishConfig(BaseModel):
         default=200_000, ge=10, description="messages the outbox holds until confirmed; beyond it the oldest go"
     )
     outbox_max_bytes: int = Field(
-        default=256 * 1024 * 1024, ge=1024,
+        default=256 * 1024 * 1024,
+        ge=1024,
         description="bytes (topics and payloads) the outbox holds until confirmed; beyond it the oldest go",
-    )  # fmt: skip
+    )
     ack_timeout_s: float = Field(
         default=30.0, gt=0, le=3600, description="telemetry not reported stored this long after sending is resent"
     )
     replay_rate: float = Field(
-        default=1000.0, gt=0, le=100_000,
+        default=1000.0,
+        gt=0,
+        le=100_000,
         description="messages/s for the backlog (after an outage, resends); live messages go first, unbounded",
-    )  # fmt: skip
+    )
     health_interval_s: float = Field(
         default=10.0, gt=0, le=3600, description=f"how often the agent publishes its health as device {HEALTH_DEVICE!r}"
     )
@@ -57,9 +60,10 @@ class ModbusDefaults(BaseModel):
     backoff_max_s: float = Field(default=60.0, gt=0)
     failures_before_offline: int = Field(default=1, ge=1, le=100)
     client: Literal["pymodbus", "lean"] = Field(
-        default="pymodbus", description="the polls' Modbus TCP client: pymodbus, or lean (reads only, a fraction of "
+        default="pymodbus",
+        description="the polls' Modbus TCP client: pymodbus, or lean (reads only, a fraction of "
         "the CPU; edge_agent.modbus_client); gate commands always use pymodbus",
-    )  # fmt: skip
+    )
 
 
 def gate_range_top(profile: Profile) -> float | None:
@@ -144,7 +148,7 @@ class EdgeConfig(BaseModel):
     dead_letter_path: Path | None = Field(
         default=None,
         description="dead-letter store (SQLite, lifeline deadletter) of the messages the agent cannot use; default: "
-                    "the last 1,000 in memory",
+        "the last 1,000 in memory",
     )
     metrics_port: int | None = Field(default=None, ge=0, le=65535, description="Prometheus text on this port")
     state_dir: Path | None = Field(
@@ -154,21 +158,23 @@ class EdgeConfig(BaseModel):
     sample_journal: Path | None = Field(
         default=None,
         description="acceptance checks: one JSON line (device, run, seq, ts of each sample) per telemetry message "
-                    "once it is in the outbox file, i.e. taken for good; default: none",
-    )  # fmt: skip
+        "once it is in the outbox file, i.e. taken for good; default: none",
+    )
     control_public_key: Path | None = Field(
-        default=None, description="the API's control public key of this site (PEM): only commands signed with its "
+        default=None,
+        description="the API's control public key of this site (PEM): only commands signed with its "
         "private key are executed; none: every command is refused",
-    )  # fmt: skip
+    )
     site_private_key: Path | None = Field(
-        default=None, description="this site's private key (PEM, mode 0600): signs every result; with "
-        "control_public_key",
-    )  # fmt: skip
+        default=None,
+        description="this site's private key (PEM, mode 0600): signs every result; with control_public_key",
+    )
     workers: Annotated[int, Field(ge=1, le=64)] | Literal["auto"] = Field(
-        default="auto", description="processes that poll the Modbus devices: auto = one per usable core from 500 "
+        default="auto",
+        description="processes that poll the Modbus devices: auto = one per usable core from 500 "
         "Modbus devices on, else none; 1 = none (all in the agent's one process); the outbox, uplink, MQTT "
         "sensors, commands and gates stay in the agent",
-    )  # fmt: skip
+    )
     devices: list[DeviceConfig] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -247,8 +253,10 @@ def check_devices(config: EdgeConfig, profiles: dict[str, Profile], doc: YamlDoc
     if sensors and config.sensor_broker is None and config.broker.username:
         # one account is one client id: the sensor link on the uplink's account would take the uplink's session
         at = f"{doc.path}:{doc.line_of(['broker']) or ''}" if doc else "config"
-        problems.append(f"{at}: field sensor_broker: MQTT sensors ({sensors[0].id}, ...) need a sensor_broker with an "
-                        "account of its own (edge-<site>-sensors), not the uplink's")  # fmt: skip
+        problems.append(
+            f"{at}: field sensor_broker: MQTT sensors ({sensors[0].id}, ...) need a sensor_broker with an "
+            "account of its own (edge-<site>-sensors), not the uplink's"
+        )
     if problems:
         raise ConfigError(problems)
 

@@ -31,8 +31,9 @@ class DeadLetters:
     def path(self) -> Path | None:
         return self.store.path
 
-    def add(self, received_ms: int, topic: str, payload: bytes, reason: str, *, stage: str,
-            replayable: bool = False) -> None:  # fmt: skip
+    def add(
+        self, received_ms: int, topic: str, payload: bytes, reason: str, *, stage: str, replayable: bool = False
+    ) -> None:
         """Keep a letter; ``replayable``: publishing it again on ``topic`` is a meaningful retry (a sensor message
         once its profile is fixed), not so a command (it was refused for a reason and has a time to live)."""
         try:
@@ -42,14 +43,18 @@ class DeadLetters:
             if self.keep_failures in (1, 10, 100, 1000) or self.keep_failures % 10000 == 0:
                 log.error(  # noqa: TRY400 - a classified failure with a named action: no traceback
                     "dead-letter store failing path=%s topic=%s reason=%r action=count total=%d",
-                    self.store.path, topic, str(exc), self.keep_failures,
-                )  # fmt: skip
+                    self.store.path,
+                    topic,
+                    str(exc),
+                    self.keep_failures,
+                )
             return
         self.count += 1
         if topic not in self._topics_logged:  # log a bad source once, count the rest
             self._topics_logged.add(topic)
-            log.warning("dead letter topic=%s stage=%s reason=%r (further ones on this topic are counted)", topic,
-                        stage, reason)  # fmt: skip
+            log.warning(
+                "dead letter topic=%s stage=%s reason=%r (further ones on this topic are counted)", topic, stage, reason
+            )
 
     def close(self) -> None:
         self.store.close()

@@ -51,8 +51,10 @@ def decode_block(request: ReadRequest, data: Sequence[int] | Sequence[bool]) -> 
         return {p.name: (bool(data[p.address - request.start]), None) for p in request.points}
     cached = _decoders.get(id(request))
     if cached is None or cached[0] is not request:
-        cached = _decoders[id(request)] = (request, [(p.name, _decoder(p, p.address - request.start))
-                                                     for p in request.points])  # fmt: skip
+        cached = _decoders[id(request)] = (
+            request,
+            [(p.name, _decoder(p, p.address - request.start)) for p in request.points],
+        )
     decoders = cached[1]
     words = [int(w) for w in data]
     return {name: decode(words) for name, decode in decoders}

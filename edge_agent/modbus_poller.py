@@ -250,8 +250,12 @@ class ModbusPoller:
             self.requests[index : index + 1] = parts
         log.warning(
             "device rejected a coalesced read site=%s device=%s request=%r exception=%d action=split into %d",
-            self.site, self.device.id, request.describe(), code, len(parts),
-        )  # fmt: skip
+            self.site,
+            self.device.id,
+            request.describe(),
+            code,
+            len(parts),
+        )
 
     # -- reporting ------------------------------------------------------------------------------------------
     def _publish(self, ts_ms: int, readings: dict[str, Reading]) -> None:

@@ -72,8 +72,9 @@ class SensorHub:
         received_ms = int(now * 1000)
         routes = self.routes.get(topic)
         if not routes:
-            self.dead_letters.add(received_ms, topic, payload, "no device listens on this topic", stage="sensor",
-                                  replayable=True)  # fmt: skip
+            self.dead_letters.add(
+                received_ms, topic, payload, "no device listens on this topic", stage="sensor", replayable=True
+            )
             return
         for route in routes:
             presence = self.presence[route.device.id]
@@ -83,8 +84,9 @@ class SensorHub:
                 sample = decode_message(route.points, route.profile.mqtt.timestamp, payload, received_ms)
             except VendorError as exc:
                 presence.stats.messages_rejected += 1
-                self.dead_letters.add(received_ms, topic, payload, f"device {route.device.id!r}: {exc}", stage="sensor",
-                                      replayable=True)  # fmt: skip
+                self.dead_letters.add(
+                    received_ms, topic, payload, f"device {route.device.id!r}: {exc}", stage="sensor", replayable=True
+                )
                 continue
             if route.profile.derived is not None:  # derived points and maintenance marks, as for Modbus
                 tags = {**route.profile.tags, **route.device.tags}

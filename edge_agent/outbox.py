@@ -160,8 +160,14 @@ class Outbox:
             Row(e.id, e.topic, e.payload or b"", e.retain, e.key, e.size, ms)
             for e, ms in zip(self._unwritten, self._unwritten_put_ms, strict=True)
         ]
-        batch = Batch(rows, self._delete, self._ranges, free_messages=max(0, self._count - self.max_messages),
-                      free_bytes=max(0, self._bytes - self.max_bytes), dropped_total=self.stats.dropped)  # fmt: skip
+        batch = Batch(
+            rows,
+            self._delete,
+            self._ranges,
+            free_messages=max(0, self._count - self.max_messages),
+            free_bytes=max(0, self._bytes - self.max_bytes),
+            dropped_total=self.stats.dropped,
+        )
         work = Pending(batch, self._unwritten, self._unwritten_put_ms)
         self._unwritten, self._unwritten_put_ms, self._delete, self._ranges = [], [], [], []
         return work

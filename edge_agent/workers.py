@@ -111,10 +111,20 @@ async def _worker(sh: Shard, conn: Connection, parent_pid: int) -> None:
         return lambda online, reason: batch.append(("o", device, online, reason))
 
     pollers = [
-        ModbusPoller(d, p, sh.defaults, on_sample=sample_sink(d.id), on_status=status_sink(d.id), clock=clock,
-                     stats=stats[d.id], site=sh.site, phase_s=phase, keep_lateness=sh.keep_lateness)
+        ModbusPoller(
+            d,
+            p,
+            sh.defaults,
+            on_sample=sample_sink(d.id),
+            on_status=status_sink(d.id),
+            clock=clock,
+            stats=stats[d.id],
+            site=sh.site,
+            phase_s=phase,
+            keep_lateness=sh.keep_lateness,
+        )
         for d, p, phase in sh.devices
-    ]  # fmt: skip
+    ]
     tasks = [asyncio.ensure_future(p.run()) for p in pollers]
     tune_for_throughput()
     last_counters = clock.monotonic()
@@ -211,9 +221,11 @@ class WorkerPool:
         assert self._loop is not None
         receive, send = self._ctx.Pipe(duplex=False)
         proc = self._ctx.Process(
-            target=worker_main, args=(w.shard, send, os.getpid()), name=f"lifeline-edge-worker-{w.shard.index}",
+            target=worker_main,
+            args=(w.shard, send, os.getpid()),
+            name=f"lifeline-edge-worker-{w.shard.index}",
             daemon=True,
-        )  # fmt: skip
+        )
         proc.start()
         send.close()  # the child's end: EOF here once the child is gone
         w.process, w.conn = proc, receive
@@ -260,8 +272,13 @@ class WorkerPool:
         w.process = None
         if self._closing:
             return
-        log.error("edge worker died index=%d exitcode=%s devices=%d restart_in_s=%g", w.shard.index, code,
-                  len(w.devices), w.delay_s)  # fmt: skip
+        log.error(
+            "edge worker died index=%d exitcode=%s devices=%d restart_in_s=%g",
+            w.shard.index,
+            code,
+            len(w.devices),
+            w.delay_s,
+        )
         w.restarts += 1
         self.restarts += 1
         delay, w.delay_s = w.delay_s, min(w.delay_s * 2, RESTART_MAX_S)

@@ -117,11 +117,26 @@ class DeadLetterStore:
         text = record.get("payload")
         payload = text.encode() if isinstance(text, str) else base64.b64decode(record.get("payload_b64", ""))
         # which of them were sensor messages (replayable) and which commands is not recorded: none is replayed
-        self.add(int(record.get("ts", 0)), str(record.get("topic", "")), payload, str(record.get("error", "")),
-                 stage="imported", replayable=False)  # fmt: skip
+        self.add(
+            int(record.get("ts", 0)),
+            str(record.get("topic", "")),
+            payload,
+            str(record.get("error", "")),
+            stage="imported",
+            replayable=False,
+        )
 
-    def add(self, received_ms: int, topic: str, payload: bytes, reason: str, *, stage: str,
-            replayable: bool = True, source: str | None = None) -> int:  # fmt: skip
+    def add(
+        self,
+        received_ms: int,
+        topic: str,
+        payload: bytes,
+        reason: str,
+        *,
+        stage: str,
+        replayable: bool = True,
+        source: str | None = None,
+    ) -> int:
         """Keep one letter; returns its id. Raises ``sqlite3.Error`` when the file cannot be written (a full disk):
         the caller decides (the bridge leaves the message unacknowledged, so the broker keeps it)."""
         cur = self._db.execute(
@@ -152,8 +167,14 @@ class DeadLetterStore:
             self._db.execute("ROLLBACK")
             raise
         self._kept = self.count()
-        log.warning("dead letters pruned path=%s removed=%d kept=%d pruned_total=%d (max_letters=%d)",
-                    self.path, removed, self._kept, self.pruned, self.max_letters)  # fmt: skip
+        log.warning(
+            "dead letters pruned path=%s removed=%d kept=%d pruned_total=%d (max_letters=%d)",
+            self.path,
+            removed,
+            self._kept,
+            self.pruned,
+            self.max_letters,
+        )
 
     def list(self, limit: int = 50, include_replayed: bool = True) -> list[DeadLetter]:
         """Newest first."""

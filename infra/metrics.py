@@ -62,8 +62,14 @@ def gauge(name: str, doc: str, rows: Rows, labels: Sequence[str] = ()) -> Metric
     return _fill(GaugeMetricFamily(name, doc or name, labels=list(labels)), rows)
 
 
-def summary(name: str, doc: str, *, quantiles: Mapping[float, float] | None = None, count: float | None = None,
-            total: float | None = None) -> Metric:  # fmt: skip
+def summary(
+    name: str,
+    doc: str,
+    *,
+    quantiles: Mapping[float, float] | None = None,
+    count: float | None = None,
+    total: float | None = None,
+) -> Metric:
     """A summary family: quantile samples and/or ``_count``/``_sum``."""
     family = Metric(name, doc or name, "summary")
     for q, value in (quantiles or {}).items():

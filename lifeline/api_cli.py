@@ -20,15 +20,18 @@ if TYPE_CHECKING:
 
 def add_parsers(sub: Subparsers) -> None:
     """``lifeline api``; ``sub`` is the CLI's ``add_subparsers()`` object."""
-    p = sub.add_parser(
-        "api", help="serve the HTTP API: auth, devices, readings, alerts, gate control, live stream"
-    )
+    p = sub.add_parser("api", help="serve the HTTP API: auth, devices, readings, alerts, gate control, live stream")
     p.add_argument("--config", required=True, metavar="API.yaml")
     p.add_argument("--host", default=None, help="overrides listen.host")
     p.add_argument("--port", type=int, default=None, help="overrides listen.port (0: a free port)")
     p.add_argument("--check", action="store_true", help="validate the config and exit")
-    p.add_argument("--bootstrap-password-file", type=Path, default=None, metavar="PATH",
-                   help="write the first admin's one-time password to PATH (created 0600), not to the terminal")
+    p.add_argument(
+        "--bootstrap-password-file",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="write the first admin's one-time password to PATH (created 0600), not to the terminal",
+    )
     p.set_defaults(func=run)
 
 
@@ -57,10 +60,17 @@ def run(args: argparse.Namespace) -> int:
     from api.server import ApiServer
 
     server = ApiServer(
-        uvicorn.Config(create_app(service), host=listen.host, port=listen.port, log_config=None, access_log=False,
-                       lifespan="on", proxy_headers=False),  # the app decides whom to trust (http.trusted_proxies)
+        uvicorn.Config(
+            create_app(service),
+            host=listen.host,
+            port=listen.port,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            proxy_headers=False,
+        ),  # the app decides whom to trust (http.trusted_proxies)
         service,  # it ends the live streams when told to stop, so that it stops at once
-    )  # fmt: skip
+    )
     asyncio.run(server.serve())
     return 0
 
@@ -73,10 +83,16 @@ def _bootstrap(service: ApiService, password_file: Path | None) -> str | None:
     Without a file, a terminal or LIFELINE_ADMIN_PASSWORD nobody could learn the password, so no admin is made."""
     from api.config import ADMIN_PASSWORD_ENV
 
-    if service.users.count() == 0 and not os.environ.get(ADMIN_PASSWORD_ENV) and password_file is None and (
-            not sys.stderr.isatty()):  # fmt: skip
-        return (f"no user exists yet, and the first admin's one-time password could be shown nowhere: run on a "
-                f"terminal, or give --bootstrap-password-file PATH, or set {ADMIN_PASSWORD_ENV}")  # fmt: skip
+    if (
+        service.users.count() == 0
+        and not os.environ.get(ADMIN_PASSWORD_ENV)
+        and password_file is None
+        and (not sys.stderr.isatty())
+    ):
+        return (
+            f"no user exists yet, and the first admin's one-time password could be shown nowhere: run on a "
+            f"terminal, or give --bootstrap-password-file PATH, or set {ADMIN_PASSWORD_ENV}"
+        )
     from api.service import BootstrapError
 
     try:
@@ -88,8 +104,11 @@ def _bootstrap(service: ApiService, password_file: Path | None) -> str | None:
     name = service.config.auth.bootstrap_admin
     if password_file is not None:
         _write_private(password_file, password + "\n")
-        print(f"lifeline api: created user {name!r}; its one-time password is in {password_file}", file=sys.stderr,
-              flush=True)  # fmt: skip
+        print(
+            f"lifeline api: created user {name!r}; its one-time password is in {password_file}",
+            file=sys.stderr,
+            flush=True,
+        )
     else:
         # Printed once, on the terminal only: only its argon2 hash is stored. It must be changed at the first login.
         print(f"lifeline api: created user {name!r} with one-time password: {password}", file=sys.stderr, flush=True)

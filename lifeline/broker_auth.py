@@ -90,10 +90,14 @@ def _shared(group: str, *filters: str) -> list[Grant]:
 def edge_account(site: str) -> Account:
     topics.check_site_id(site)
     grants = [
-        *_write(topics.telemetry_filter(site), topics.status_filter(site), topics.agent_state(site),
-                topics.command_result_filter(site)),
+        *_write(
+            topics.telemetry_filter(site),
+            topics.status_filter(site),
+            topics.agent_state(site),
+            topics.command_result_filter(site),
+        ),
         *_read(topics.command_filter(site), topics.stored(site)),
-    ]  # fmt: skip
+    ]
     return Account(f"edge-{site}", "edge", tuple(grants))
 
 
@@ -164,9 +168,14 @@ def rules_partition_accounts(partition: PartitionConfig) -> list[Account]:
 def api_account() -> Account:
     grants = [
         *_write(f"{_P}/+/+/cmd/+"),
-        *_read(topics.command_result_filter(), topics.status_filter(), topics.telemetry_filter(),
-               topics.agent_state("+"), topics.alert_events_filter()),
-    ]  # fmt: skip
+        *_read(
+            topics.command_result_filter(),
+            topics.status_filter(),
+            topics.telemetry_filter(),
+            topics.agent_state("+"),
+            topics.alert_events_filter(),
+        ),
+    ]
     return Account("api", "api", tuple(grants))
 
 
@@ -178,8 +187,13 @@ def hj212_account(sites: Iterable[str]) -> Account:
 
 
 def observer_account() -> Account:
-    filters = [topics.telemetry_filter(), topics.status_filter(), topics.agent_state("+"),
-               topics.command_result_filter(), f"{_P}/alerts/#"]  # fmt: skip
+    filters = [
+        topics.telemetry_filter(),
+        topics.status_filter(),
+        topics.agent_state("+"),
+        topics.command_result_filter(),
+        f"{_P}/alerts/#",
+    ]
     return Account("observer", "observer", tuple(_read(*filters)))
 
 
@@ -249,8 +263,16 @@ def dynsec_config(accounts: Iterable[Account]) -> dict[str, object]:
     for account in accounts:
         digest, salt = _hash(account.password)
         roles.append({"rolename": account.username, "textdescription": account.role, "acls": _acls(account)})
-        clients.append({"username": account.username, "textdescription": account.role, "password": digest,
-                        "salt": salt, "iterations": ITERATIONS, "roles": [{"rolename": account.username}]})  # fmt: skip
+        clients.append(
+            {
+                "username": account.username,
+                "textdescription": account.role,
+                "password": digest,
+                "salt": salt,
+                "iterations": ITERATIONS,
+                "roles": [{"rolename": account.username}],
+            }
+        )
     return {
         "defaultACLAccess": {
             "publishClientSend": False,
@@ -269,10 +291,14 @@ def control_commands(account: Account) -> dict[str, object]:
     return {
         "commands": [
             {"command": "createRole", "rolename": account.username, "acls": _acls(account)},
-            {"command": "createClient", "username": account.username, "password": account.password,
-             "roles": [{"rolename": account.username}]},
+            {
+                "command": "createClient",
+                "username": account.username,
+                "password": account.password,
+                "roles": [{"rolename": account.username}],
+            },
         ]
-    }  # fmt: skip
+    }
 
 
 # -- where the accounts come from, and where their passwords go -----------------------------------------------------

@@ -45,8 +45,9 @@ def _config(args: argparse.Namespace) -> int:
 
             spec = load_spec(Path(args.deployment))
             spec.check_sites([*deployment.sites, *deployment.hj212_sites], Path(args.deployment))
-            deployment = spec.inventory(deployment.sites, deployment.sensor_topics, deployment.hj212_sites,
-                                        deployment.simulated_sensors)  # fmt: skip
+            deployment = spec.inventory(
+                deployment.sites, deployment.sensor_topics, deployment.hj212_sites, deployment.simulated_sensors
+            )
     except (ConfigError, OSError, KeyError, ValueError) as exc:
         print(exc, file=sys.stderr)
         return 1
@@ -65,8 +66,10 @@ def _config(args: argparse.Namespace) -> int:
         )
     print(f"  {dynsec}: for Mosquitto's dynamic-security plugin (plugin_opt_config_file); passwords hashed")
     print(f"  {Path(args.out) / 'credentials'}/<user>.password: one per account, mode 0600, for the services")
-    print("  mosquitto.conf: allow_anonymous false, use_username_as_clientid true, "
-          "plugin .../mosquitto_dynamic_security.so")  # fmt: skip
+    print(
+        "  mosquitto.conf: allow_anonymous false, use_username_as_clientid true, "
+        "plugin .../mosquitto_dynamic_security.so"
+    )
     return 0
 
 
@@ -81,12 +84,25 @@ def add_parsers(sub: Subparsers) -> None:
     cfg.add_argument("--out", required=True, help="folder for dynamic-security.json and credentials/")
     cfg.add_argument("--bridges", type=int, default=1, help="bridge accounts (bridge-1..N) in one shared group")
     cfg.add_argument("--rules", type=int, default=1, help="rules engine accounts (rules-1..N)")
-    cfg.add_argument("--rules-partitions", type=int, default=0, metavar="N",
-                     help="partition the rules engines by site (CRC-32 of the site id) into N, one account pair "
-                          "each (rules-<i>-of-N and -pub) instead of --rules")  # fmt: skip
-    cfg.add_argument("--rules-partition", action="append", default=[], metavar="NAME:SITE[,SITE...]",
-                     help="a rules partition by site (repeat for each; every site in exactly one), one account pair "
-                          "each (rules-NAME and -pub) instead of --rules")  # fmt: skip
-    cfg.add_argument("--deployment", metavar="DEPLOY.yaml",
-                     help="take bridges and rules partitions from this deployment spec (instead of the counts here)")
+    cfg.add_argument(
+        "--rules-partitions",
+        type=int,
+        default=0,
+        metavar="N",
+        help="partition the rules engines by site (CRC-32 of the site id) into N, one account pair "
+        "each (rules-<i>-of-N and -pub) instead of --rules",
+    )
+    cfg.add_argument(
+        "--rules-partition",
+        action="append",
+        default=[],
+        metavar="NAME:SITE[,SITE...]",
+        help="a rules partition by site (repeat for each; every site in exactly one), one account pair "
+        "each (rules-NAME and -pub) instead of --rules",
+    )
+    cfg.add_argument(
+        "--deployment",
+        metavar="DEPLOY.yaml",
+        help="take bridges and rules partitions from this deployment spec (instead of the counts here)",
+    )
     cfg.set_defaults(func=_config)

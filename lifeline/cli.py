@@ -32,8 +32,20 @@ from lifeline import (
     up_cli,
 )
 
-COMMANDS = (profiles_cli, rules_cli, edge_cli, simulate_cli, bridge_cli, broker_cli, api_cli, keys_cli, hj212_cli,
-            deadletter_cli, db_cli, up_cli)  # fmt: skip
+COMMANDS = (
+    profiles_cli,
+    rules_cli,
+    edge_cli,
+    simulate_cli,
+    bridge_cli,
+    broker_cli,
+    api_cli,
+    keys_cli,
+    hj212_cli,
+    deadletter_cli,
+    db_cli,
+    up_cli,
+)
 PLUGIN_GROUP = "lifeline.commands"  # entry points: name = "package.module:add_parsers"
 
 

@@ -232,11 +232,19 @@ def deadletter(args: argparse.Namespace) -> int:
 def add_parsers(sub: Subparsers) -> None:
     """``lifeline deadletter``; ``sub`` is the CLI's ``add_subparsers()`` object."""
     dl = sub.add_parser("deadletter", help="read and replay the dead letters of the bridge, edge agents and HJ 212")
-    dl.add_argument("--config", action="append", metavar="SERVICE.yaml",
-                    help="a bridge config, edge site file or HJ 212 config: its store, and where a replay goes "
-                         "(repeat for several; default: the bridge's default config)")  # fmt: skip
-    dl.add_argument("--store", action="append", metavar="PATH",
-                    help="a dead-letter store file (repeatable); replays go to the default local broker")  # fmt: skip
+    dl.add_argument(
+        "--config",
+        action="append",
+        metavar="SERVICE.yaml",
+        help="a bridge config, edge site file or HJ 212 config: its store, and where a replay goes "
+        "(repeat for several; default: the bridge's default config)",
+    )
+    dl.add_argument(
+        "--store",
+        action="append",
+        metavar="PATH",
+        help="a dead-letter store file (repeatable); replays go to the default local broker",
+    )
     dl_sub = dl.add_subparsers(dest="action", required=True)
     ls = dl_sub.add_parser("list", help="newest first, per store")
     ls.add_argument("--limit", type=int, default=50)

@@ -54,16 +54,19 @@ class DeploymentSpec(_Strict):
 
     scenario: str = Field(default="baoshan", description="simulated district to run (a name or a YAML file)")
     sites: list[Path] = Field(
-        default_factory=list, description="edge site files of a real district (its devices, each gate's limits): "
+        default_factory=list,
+        description="edge site files of a real district (its devices, each gate's limits): "
         "what `lifeline broker config --deployment` makes the accounts of; `lifeline up` runs the scenario instead",
-    )  # fmt: skip
+    )
     data_dir: Path = Field(default=Path("var/up"), description="data, logs and generated configs")
     broker: BrokerConfig | None = Field(
         default=None, description="an external broker: host, port, TLS (no account); none: a local Mosquitto"
     )
     broker_credentials: Path | None = Field(
-        default=None, description="with an external broker: the credentials folder of `lifeline broker config` "
-                                  "(each service connects with its own account from there)")  # fmt: skip
+        default=None,
+        description="with an external broker: the credentials folder of `lifeline broker config` "
+        "(each service connects with its own account from there)",
+    )
     broker_plain_tcp: bool = Field(default=False, description="the local Mosquitto without TLS (loopback only)")
     influx: InfluxConfig | None = Field(default=None, description="an external InfluxDB; none: a local influxd")
     batch: BatchConfig = Field(default_factory=BatchConfig, description="the bridge's batches")
@@ -84,8 +87,8 @@ class DeploymentSpec(_Strict):
     alerts: AlertServiceConfig | None = Field(
         default=None,
         description="escalation and notification channels (areas: above); none: alerts in data_dir/alerts.db, every "
-                    "notification published on lifeline/v1/alerts/notify/{audience}",
-    )  # fmt: skip
+        "notification published on lifeline/v1/alerts/notify/{audience}",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -102,17 +105,20 @@ class DeploymentSpec(_Strict):
     def _nothing_ignored(self) -> Self:
         if self.broker is not None:
             if self.broker_credentials is None:
-                raise field_error("an external broker needs broker_credentials (a folder of `lifeline broker config`)",
-                                  "broker")  # fmt: skip
+                raise field_error(
+                    "an external broker needs broker_credentials (a folder of `lifeline broker config`)", "broker"
+                )
         elif self.broker_credentials is not None:
-            raise field_error("would be ignored: the local broker's accounts are made by lifeline up",
-                              "broker_credentials")  # fmt: skip
+            raise field_error(
+                "would be ignored: the local broker's accounts are made by lifeline up", "broker_credentials"
+            )
         for key, why in _RULES_DECIDED.items():
             if key in self.rules.model_fields_set:
                 raise field_error(f"would be ignored: {why}", "rules", key)
         if self.alerts is not None and self.alerts.areas:
-            raise field_error("give the areas once, at the top level (areas:): the API and the alerts share them",
-                              "alerts", "areas")  # fmt: skip
+            raise field_error(
+                "give the areas once, at the top level (areas:): the API and the alerts share them", "alerts", "areas"
+            )
         self._check_partitions()
         seen: dict[str, str] = {}
         for area, sites in self.areas.items():
@@ -139,8 +145,9 @@ class DeploymentSpec(_Strict):
                     raise field_error(f"site {site!r} is already in partition {owner[site]!r}", "rules_partitions", i)
                 owner[site] = part.label
         if self.rules_partitions and sum(1 for p in self.rules_partitions if p.runs_windows) != 1:
-            raise field_error("exactly one partition runs the window rules (windows: true on one named partition)",
-                              "rules_partitions")  # fmt: skip
+            raise field_error(
+                "exactly one partition runs the window rules (windows: true on one named partition)", "rules_partitions"
+            )
 
     def rules_config(self, partition: PartitionConfig | None = None) -> RulesConfig:
         """An engine's rules section: its own settings, the deployment's packs (resolved) and its partition."""
@@ -157,21 +164,29 @@ class DeploymentSpec(_Strict):
         known = set(sites)
         problems: list[tuple[str, tuple[str | int, ...]]] = []
         for area, listed in self.areas.items():
-            problems += [(f"site {s!r} is not in this deployment", ("areas", area, i))
-                         for i, s in enumerate(listed) if s not in known]  # fmt: skip
+            problems += [
+                (f"site {s!r} is not in this deployment", ("areas", area, i))
+                for i, s in enumerate(listed)
+                if s not in known
+            ]
         named = [(i, p) for i, p in enumerate(self.rules_partitions) if p.sites]
         for i, part in named:
-            problems += [(f"site {s!r} is not in this deployment", ("rules_partitions", i, "sites", j))
-                         for j, s in enumerate(part.sites) if s not in known]  # fmt: skip
+            problems += [
+                (f"site {s!r} is not in this deployment", ("rules_partitions", i, "sites", j))
+                for j, s in enumerate(part.sites)
+                if s not in known
+            ]
         unowned = sorted(known - {s for _, p in named for s in p.sites})
         if named and unowned:
-            problems.append((f"no partition owns site(s) {', '.join(unowned)}: no engine would see them",
-                             ("rules_partitions",)))  # fmt: skip
+            problems.append(
+                (f"no partition owns site(s) {', '.join(unowned)}: no engine would see them", ("rules_partitions",))
+            )
         if problems:
             doc = read_yaml(source) if source is not None else None
             data = doc.data if doc is not None else None
-            raise ConfigError([f"{_where(doc, loc)}: deployment, field {describe_loc(data, loc)}: {msg}"
-                               for msg, loc in problems])  # fmt: skip
+            raise ConfigError(
+                [f"{_where(doc, loc)}: deployment, field {describe_loc(data, loc)}: {msg}" for msg, loc in problems]
+            )
 
     def refuse(self, loc: Sequence[str | int], why: str, source: Path | None = None) -> ConfigError:
         """A ConfigError for the key at ``loc`` (naming ``source``'s file and line when given)."""
@@ -187,14 +202,25 @@ class DeploymentSpec(_Strict):
             out[site] = [site]
         return out
 
-    def inventory(self, sites: Sequence[str], sensor_topics: dict[str, list[str]] | None = None,
-                  hj212_sites: Sequence[str] = (), simulated_sensors: bool = False) -> Inventory:
+    def inventory(
+        self,
+        sites: Sequence[str],
+        sensor_topics: dict[str, list[str]] | None = None,
+        hj212_sites: Sequence[str] = (),
+        simulated_sensors: bool = False,
+    ) -> Inventory:
         """What the broker's accounts are derived from, once the sites are known (from the scenario or site files)."""
         named = [p for p in self.rules_partitions if p.sites]
         hashed = [p for p in self.rules_partitions if p.count is not None]
-        return Inventory(sites=sorted(sites), sensor_topics=dict(sensor_topics or {}), bridges=self.bridges,
-                         rules_partitions=hashed[0].count or 0 if hashed else 0, named_partitions=named,
-                         hj212_sites=list(hj212_sites), simulated_sensors=simulated_sensors)  # fmt: skip
+        return Inventory(
+            sites=sorted(sites),
+            sensor_topics=dict(sensor_topics or {}),
+            bridges=self.bridges,
+            rules_partitions=hashed[0].count or 0 if hashed else 0,
+            named_partitions=named,
+            hj212_sites=list(hj212_sites),
+            simulated_sensors=simulated_sensors,
+        )
 
 
 def _where(doc: YamlDoc | None, loc: Sequence[str | int]) -> str:

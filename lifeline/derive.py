@@ -29,8 +29,9 @@ def _copy_sites(deploy: DeploymentSpec, sites_dir: Path) -> dict[str, Path]:
         profiles = [p if p.is_absolute() else (path.parent / p).resolve() for p in config.profile_paths]
         if config.site in out:
             raise ConfigError([f"{path}: site {config.site!r} is given twice in the deployment's sites"])
-        out[config.site] = _write_config(sites_dir / f"{config.site}.yaml",
-                                         config.model_copy(update={"profile_paths": profiles}))  # fmt: skip
+        out[config.site] = _write_config(
+            sites_dir / f"{config.site}.yaml", config.model_copy(update={"profile_paths": profiles})
+        )
     return out
 
 
@@ -39,8 +40,11 @@ def derive_configs(deploy: DeploymentSpec, source: Path | None = None) -> list[P
     the line and the key) when the spec lacks what production configs need."""
     for key, value in (("broker", deploy.broker), ("influx", deploy.influx), ("sites", deploy.sites)):
         if not value:
-            raise deploy.refuse([key], "production configs need it (the external server the services use, or the "
-                                "real sites' edge site files)", source)  # fmt: skip
+            raise deploy.refuse(
+                [key],
+                "production configs need it (the external server the services use, or the real sites' edge site files)",
+                source,
+            )
     assert deploy.broker is not None
     assert deploy.influx is not None
     assert deploy.broker_credentials is not None  # the spec requires it with a broker

@@ -47,12 +47,17 @@ class RulesServiceConfig(BaseModel):
 
     broker: BrokerConfig = Field(default_factory=BrokerConfig)
     publisher: BrokerConfig | None = Field(
-        None, description="the connection that publishes alert events and notifications (an account of its own: "
-                          "rules-N-pub); none: the broker section's")  # fmt: skip
+        None,
+        description="the connection that publishes alert events and notifications (an account of its own: "
+        "rules-N-pub); none: the broker section's",
+    )
     rules: RulesConfig = Field(default_factory=RulesConfig)
     alerts: AlertServiceConfig = Field(default_factory=AlertServiceConfig)
-    influx: InfluxConfig | None = Field(None, description="InfluxDB the window rules read and the derived series "
-                                        "are written to (v1 or v2 transport); none: not run")  # fmt: skip
+    influx: InfluxConfig | None = Field(
+        None,
+        description="InfluxDB the window rules read and the derived series "
+        "are written to (v1 or v2 transport); none: not run",
+    )
     metrics_port: int | None = Field(None, ge=0, le=65535)
 
     @model_validator(mode="after")
@@ -127,8 +132,12 @@ async def run_service(
             collectors.append(windows.scheduled)
         metrics = await serve_metrics(registry(*collectors), config.metrics_port)
         log.info("rules metrics port=%d", bound_port(metrics))
-    log.info("rules service started rules=%d store=%s window_rules=%s", len(rules), _safe_url(url),
-             "on" if windows else "off (no InfluxDB configured)")  # fmt: skip
+    log.info(
+        "rules service started rules=%d store=%s window_rules=%s",
+        len(rules),
+        _safe_url(url),
+        "on" if windows else "off (no InfluxDB configured)",
+    )
     try:
         await asyncio.gather(*tasks)
     finally:
@@ -156,8 +165,11 @@ class _Windows:
         self.query = InfluxQuery(config.influx)
         window_rules = [r for r in rules if r.kind == "window"]
         saved = state.get_state(WINDOWS_STATE)
-        self.evaluator = (WindowEvaluator.from_state(window_rules, self.query, saved) if saved
-                          else WindowEvaluator(window_rules, self.query))  # fmt: skip
+        self.evaluator = (
+            WindowEvaluator.from_state(window_rules, self.query, saved)
+            if saved
+            else WindowEvaluator(window_rules, self.query)
+        )
         # valid hourly and daily means (rules/means.yaml), stored before the window rules that read them
         self.writer = derived_writer(config.influx)  # either transport, storage's retry policy
         self.means = ValidMeans(load_means_config(), self.query, self.writer)
@@ -253,8 +265,10 @@ def alerts_cmd(args: argparse.Namespace) -> int:
             print(f"{len(rows)} alert(s){'' if args.all else ' active'}; newest first:")
             for s in rows:
                 a = s.alert
-                print(f"{s.id:>6} {_when(a.last_ms)} {a.state.value:<13} {a.severity.name:<8} {a.key}  "
-                      f"x{a.count}  {s.meta.title}")  # fmt: skip
+                print(
+                    f"{s.id:>6} {_when(a.last_ms)} {a.state.value:<13} {a.severity.name:<8} {a.key}  "
+                    f"x{a.count}  {s.meta.title}"
+                )
         elif args.action == "show":
             stored = store.get(args.id)
             if stored is None:
@@ -266,8 +280,10 @@ def alerts_cmd(args: argparse.Namespace) -> int:
         else:
             for n in store.notifications(limit=args.limit):
                 flag = "ok " if n.ok else "FAIL"
-                print(f"{_when(n.ts_ms)} {flag} {n.channel or '-':<16} {n.kind:<10} alert={n.alert_id} "
-                      f"attempts={n.attempts} {n.error}")  # fmt: skip
+                print(
+                    f"{_when(n.ts_ms)} {flag} {n.channel or '-':<16} {n.kind:<10} alert={n.alert_id} "
+                    f"attempts={n.attempts} {n.error}"
+                )
     finally:
         store.close()
     return 0

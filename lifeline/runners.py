@@ -70,8 +70,14 @@ def find_binary(name: str, extra_dirs: tuple[str, ...] = ("/usr/sbin", "/usr/loc
     raise ServiceError(f"{name} is not installed: run scripts/setup (it installs the Debian package)")
 
 
-def _http_status(url: str, *, method: str = "GET", data: bytes | None = None, timeout_s: float = 1.0,
-                 auth: tuple[str, str] | None = None) -> int:  # fmt: skip
+def _http_status(
+    url: str,
+    *,
+    method: str = "GET",
+    data: bytes | None = None,
+    timeout_s: float = 1.0,
+    auth: tuple[str, str] | None = None,
+) -> int:
     """The status of one plain HTTP request to a loopback server (0 when nothing answers)."""
     request = urllib.request.Request(url, data=data, method=method)
     if auth is not None:
@@ -147,9 +153,16 @@ class ChildServer:
         argv = self._argv()
         user = self._user()
         with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                                         cwd="/" if user else None,  # the other user may not enter ours
-                                         user=user, group=user, extra_groups=[] if user else None)  # fmt: skip
+            self.proc = subprocess.Popen(
+                argv,
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+                cwd="/" if user else None,  # the other user may not enter ours
+                user=user,
+                group=user,
+                extra_groups=[] if user else None,
+            )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline and self.proc.poll() is None:
             if self._ready():
@@ -210,8 +223,9 @@ class Mosquitto(ChildServer):
     # -- files ------------------------------------------------------------------------------------------------
     def _reachable(self, folder: Path) -> bool:
         """Whether the mosquitto user can write ``folder`` (it cannot under another user's 0700 folder)."""
-        done = subprocess.run(["test", "-w", str(folder)], user="mosquitto", group="mosquitto", extra_groups=[],
-                              cwd="/", check=False)  # fmt: skip
+        done = subprocess.run(
+            ["test", "-w", str(folder)], user="mosquitto", group="mosquitto", extra_groups=[], cwd="/", check=False
+        )
         return done.returncode == 0
 
     def _state(self) -> Path:
@@ -238,8 +252,9 @@ class Mosquitto(ChildServer):
         state = self._state()
         dynsec = state / "dynamic-security.json"
         if not dynsec.exists():  # a restart keeps the accounts, also those added at run time
-            write_secret_file(dynsec, orjson.dumps(dynsec_config(self.accounts.values()), option=orjson.OPT_INDENT_2)
-                              .decode())  # fmt: skip
+            write_secret_file(
+                dynsec, orjson.dumps(dynsec_config(self.accounts.values()), option=orjson.OPT_INDENT_2).decode()
+            )
             self._own(dynsec)
         lines = [
             "per_listener_settings false",
@@ -280,8 +295,10 @@ class Mosquitto(ChildServer):
         """Raise ServiceError unless the broker writes ``mosquitto.db`` (a fresh save, ``autosave_interval`` 1 s)."""
         if not self.save_now(timeout_s):
             self.stop()
-            raise ServiceError(f"mosquitto cannot persist to {self.state_dir} (no mosquitto.db written in "
-                               f"{timeout_s:g} s): {self.log_tail()}")  # fmt: skip
+            raise ServiceError(
+                f"mosquitto cannot persist to {self.state_dir} (no mosquitto.db written in "
+                f"{timeout_s:g} s): {self.log_tail()}"
+            )
 
     def save_now(self, timeout_s: float = 15.0) -> bool:
         """Have the broker save its database now (SIGUSR1) and wait for it; False if no save comes.
@@ -327,8 +344,11 @@ def _connack(sock: socket.socket, connect: bytes) -> bool:
 
 def dynsec_plugin() -> str:
     """The dynamic-security plugin of Debian's mosquitto package (in the multiarch library folder)."""
-    for pattern in ("/usr/lib/*/mosquitto_dynamic_security.so", "/usr/lib/mosquitto_dynamic_security.so",
-                    "/usr/local/lib/mosquitto_dynamic_security.so"):  # fmt: skip
+    for pattern in (
+        "/usr/lib/*/mosquitto_dynamic_security.so",
+        "/usr/lib/mosquitto_dynamic_security.so",
+        "/usr/local/lib/mosquitto_dynamic_security.so",
+    ):
         found = sorted(glob.glob(pattern))
         if found:
             return found[0]
@@ -402,8 +422,9 @@ bind-address = "{self.host}:{self.rpc_port}"
         return _http_status(f"{self.url}/ping", timeout_s=0.5) == 204
 
     def _statement(self, q: str, auth: tuple[str, str] | None) -> int:
-        return _http_status(f"{self.url}/query", method="POST", data=urllib.parse.urlencode({"q": q}).encode(),
-                            timeout_s=10, auth=auth)  # fmt: skip
+        return _http_status(
+            f"{self.url}/query", method="POST", data=urllib.parse.urlencode({"q": q}).encode(), timeout_s=10, auth=auth
+        )
 
     def create_database(self, name: str) -> None:
         """``CREATE DATABASE "name"`` (idempotent on 1.x; with auth, as the admin of :meth:`set_up_users`)."""
@@ -414,17 +435,22 @@ bind-address = "{self.host}:{self.rpc_port}"
     def set_up_users(self, database: str, users: dict[str, tuple[str, str]], admin: tuple[str, str]) -> None:
         """With auth: the admin (made at the first start, when InfluxDB allows it without credentials), the database,
         and each user of ``users`` (name -> (password, READ|WRITE|ALL) on ``database``); idempotent."""
-        status = self._statement(f"CREATE USER {_quote_ident(admin[0])} WITH PASSWORD {_quote_str(admin[1])} "
-                                 "WITH ALL PRIVILEGES", None)  # fmt: skip
+        status = self._statement(
+            f"CREATE USER {_quote_ident(admin[0])} WITH PASSWORD {_quote_str(admin[1])} WITH ALL PRIVILEGES", None
+        )
         if status != 200 and self._statement("SHOW USERS", admin) != 200:  # 401/403: an admin exists already
-            raise ServiceError(f"influxd {self.url}: could not create the admin user {admin[0]!r} ({status}), and "
-                               "it does not exist with the password given")  # fmt: skip
+            raise ServiceError(
+                f"influxd {self.url}: could not create the admin user {admin[0]!r} ({status}), and "
+                "it does not exist with the password given"
+            )
         self.admin = admin
         self.create_database(database)
         for name, (password, privilege) in users.items():
-            for q in (f"CREATE USER {_quote_ident(name)} WITH PASSWORD {_quote_str(password)}",
-                      f"SET PASSWORD FOR {_quote_ident(name)} = {_quote_str(password)}",
-                      f"GRANT {privilege} ON {_quote_ident(database)} TO {_quote_ident(name)}"):  # fmt: skip
+            for q in (
+                f"CREATE USER {_quote_ident(name)} WITH PASSWORD {_quote_str(password)}",
+                f"SET PASSWORD FOR {_quote_ident(name)} = {_quote_str(password)}",
+                f"GRANT {privilege} ON {_quote_ident(database)} TO {_quote_ident(name)}",
+            ):
                 if self._statement(q, admin) != 200:
                     raise ServiceError(f"influxd {self.url}: {q.split(' WITH')[0].split(' =')[0]} failed")
 

@@ -54,8 +54,9 @@ def give_site_credentials(path: Path, folder: Path, broker: BrokerConfig, **extr
     write_secret_file(path, yaml.safe_dump(config, sort_keys=False))
 
 
-async def _run(scenario: Scenario, broker: BrokerConfig, sites_dir: Path, duration: float | None,
-               credentials: Path | None) -> None:  # fmt: skip
+async def _run(
+    scenario: Scenario, broker: BrokerConfig, sites_dir: Path, duration: float | None, credentials: Path | None
+) -> None:
     stop = install_stop_signals()
     host, port = broker.host, broker.port
     sim = credential(credentials, "sim-sensors", broker) if credentials else None
@@ -66,8 +67,10 @@ async def _run(scenario: Scenario, broker: BrokerConfig, sites_dir: Path, durati
         if credentials is not None:
             for path in paths.values():
                 give_site_credentials(path, credentials, broker)
-        print(f"scenario {scenario.name!r} (seed {scenario.seed}): {len(district.modbus)} Modbus devices, "
-              f"{len(district.sensors.sensors)} MQTT sensors publishing to {host}:{port}")  # fmt: skip
+        print(
+            f"scenario {scenario.name!r} (seed {scenario.seed}): {len(district.modbus)} Modbus devices, "
+            f"{len(district.sensors.sensors)} MQTT sensors publishing to {host}:{port}"
+        )
         for site, path in sorted(paths.items()):
             print(f"  site {site:<22} lifeline edge --config {path}")
         with contextlib.suppress(TimeoutError):
@@ -82,8 +85,11 @@ def simulate(args: argparse.Namespace) -> int:
     tls = TlsConfig(ca_file=Path(args.ca_file).resolve()) if args.ca_file else None
     credentials = Path(args.credentials) if args.credentials else None
     try:
-        asyncio.run(_run(scenario, BrokerConfig(host=host, port=port, tls=tls), Path(args.sites_dir), args.duration,
-                         credentials))  # fmt: skip
+        asyncio.run(
+            _run(
+                scenario, BrokerConfig(host=host, port=port, tls=tls), Path(args.sites_dir), args.duration, credentials
+            )
+        )
     except CredentialError as exc:
         raise SystemExit(str(exc)) from exc
     return 0

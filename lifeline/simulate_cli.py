@@ -20,9 +20,12 @@ def add_parsers(sub: Subparsers) -> None:
     sim = sub.add_parser("simulate", help="run a simulated district (Modbus devices and MQTT sensors)")
     sim.add_argument("--scenario", default="baoshan", help="scenario name or YAML file (default baoshan)")
     sim.add_argument("--broker", default="127.0.0.1:1883", metavar="HOST:PORT", help="where MQTT sensors publish")
-    sim.add_argument("--credentials", metavar="DIR",
-                     help="the broker's credentials folder (lifeline broker config): the sensors publish as "
-                          "sim-sensors and the site configs get their edge accounts")  # fmt: skip
+    sim.add_argument(
+        "--credentials",
+        metavar="DIR",
+        help="the broker's credentials folder (lifeline broker config): the sensors publish as "
+        "sim-sensors and the site configs get their edge accounts",
+    )
     sim.add_argument("--ca-file", help="MQTT over TLS: the CA that signed the broker's certificate")
     sim.add_argument("--sites-dir", default="var/sites", help="where to write each site's edge config")
     sim.add_argument("--seed", type=int, default=None, help="override the scenario's seed")

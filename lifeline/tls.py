@@ -21,9 +21,17 @@ from infra.secret import write_secret_file
 VALID_DAYS = 825  # the longest server certificate life browsers and most TLS stacks still accept
 
 
-_CA_USAGE = x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-                          key_encipherment=False, data_encipherment=False, key_agreement=False, encipher_only=False,
-                          decipher_only=False)  # fmt: skip
+_CA_USAGE = x509.KeyUsage(
+    digital_signature=True,
+    key_cert_sign=True,
+    crl_sign=True,
+    content_commitment=False,
+    key_encipherment=False,
+    data_encipherment=False,
+    key_agreement=False,
+    encipher_only=False,
+    decipher_only=False,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,13 +42,18 @@ class TlsFiles:
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> str:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption()).decode()  # fmt: skip
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
 
 
 def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Lifeline local stack"),
-                      x509.NameAttribute(NameOID.COMMON_NAME, common_name)])  # fmt: skip
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Lifeline local stack"),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
 
 
 def _load_key(path: Path) -> ec.EllipticCurvePrivateKey:
@@ -75,8 +88,14 @@ def ensure_ca(folder: Path, name: str = "Lifeline local CA") -> tuple[Path, Path
     return cert_path, key_path
 
 
-def issue(folder: Path, ca: tuple[Path, Path], name: str, hosts: tuple[str, ...] = ("127.0.0.1", "localhost"),
-          *, client: bool = False) -> TlsFiles:  # fmt: skip
+def issue(
+    folder: Path,
+    ca: tuple[Path, Path],
+    name: str,
+    hosts: tuple[str, ...] = ("127.0.0.1", "localhost"),
+    *,
+    client: bool = False,
+) -> TlsFiles:
     """A certificate signed by ``ca`` for ``hosts`` (a server's) or for a client named ``name``; kept if present."""
     cert_path, key_path = folder / f"{name}.pem", folder / f"{name}.key"
     if not (cert_path.exists() and key_path.exists()):

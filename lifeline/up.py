@@ -100,14 +100,16 @@ def _add_local_settings(site: str, site_file: Path, state_dir: Path, stack: Stac
     config = load_site(site_file).config
     keys = SiteKeyFiles.of(keys_dir, site)
     port = free_port()
-    config = config.model_copy(update={
-        **site_accounts(site, stack.credentials, stack.broker),
-        "dead_letter_path": state_dir / "deadletter.sqlite",
-        "state_dir": state_dir,  # remembered command ids: a repeated command is never executed twice
-        "metrics_port": port,
-        "control_public_key": keys.control_public.resolve(),  # verifies the API's commands
-        "site_private_key": keys.site_private.resolve(),  # signs this site's results
-    })  # fmt: skip
+    config = config.model_copy(
+        update={
+            **site_accounts(site, stack.credentials, stack.broker),
+            "dead_letter_path": state_dir / "deadletter.sqlite",
+            "state_dir": state_dir,  # remembered command ids: a repeated command is never executed twice
+            "metrics_port": port,
+            "control_public_key": keys.control_public.resolve(),  # verifies the API's commands
+            "site_private_key": keys.site_private.resolve(),  # signs this site's results
+        }
+    )
     _write_config(site_file, EdgeConfig.model_validate(config.model_dump()))
     return port
 
@@ -127,8 +129,13 @@ async def _supervise(children: list[Child], stop: asyncio.Event) -> None:
         for child in children:
             proc = child.proc
             if proc is not None and proc.poll() is not None:
-                log.error("child exited name=%s code=%s log=%s action=restart in %gs", child.name, proc.returncode,
-                          child.log_path, RESTART_PAUSE_S)  # fmt: skip
+                log.error(
+                    "child exited name=%s code=%s log=%s action=restart in %gs",
+                    child.name,
+                    proc.returncode,
+                    child.log_path,
+                    RESTART_PAUSE_S,
+                )
                 child.proc = None
                 child.restarts += 1
             elif proc is None and child.restarts and not stop.is_set():
@@ -181,9 +188,11 @@ def _hj212(data_dir: Path, stack: Stack, scenario: str) -> tuple[Child, Hj212Fle
         dead_letter_path=(data_dir / "hj212" / "deadletter.sqlite").resolve(),
         metrics_port=metrics,
         # the simulated CEMS is a coal-fired unit (the emissions pack selects on the source tag)
-        stations=[st.model_copy(update={"tags": {"source": "coal_power", "o2_ref": "6"}}) if st.device == "cems-1"
-                  else st for st in stations],
-    )  # fmt: skip
+        stations=[
+            st.model_copy(update={"tags": {"source": "coal_power", "o2_ref": "6"}}) if st.device == "cems-1" else st
+            for st in stations
+        ],
+    )
     path = _write_config(data_dir / "hj212.yaml", config)
     # for the bridge's validation (which devices exist): no edge agent runs for this site
     devices = [DeviceConfig(id=st.device, profile=st.profile) for st in stations]
@@ -192,8 +201,14 @@ def _hj212(data_dir: Path, stack: Stack, scenario: str) -> tuple[Child, Hj212Fle
     return Child("hj212", argv, data_dir / "logs" / "hj212.log", metrics_port=metrics), fleet
 
 
-def _rules_config(data_dir: Path, stack: Stack, deploy: DeploymentSpec, metrics_port: int,
-                  sites: Sequence[str] = (), partition: PartitionConfig | None = None) -> Path:
+def _rules_config(
+    data_dir: Path,
+    stack: Stack,
+    deploy: DeploymentSpec,
+    metrics_port: int,
+    sites: Sequence[str] = (),
+    partition: PartitionConfig | None = None,
+) -> Path:
     """A rules engine's config: the deployment's packs and alert settings, the areas of ``sites``, and its partition
     (its own accounts ``rules-<label>``; the single engine of an unsplit deployment is ``rules-1``)."""
     alerts = deploy.alerts
@@ -214,7 +229,7 @@ def _rules_config(data_dir: Path, stack: Stack, deploy: DeploymentSpec, metrics_
         alerts=alerts,
         influx=influx,  # reads InfluxQL and writes the derived series on either transport
         metrics_port=metrics_port,
-    )  # fmt: skip
+    )
     return _write_config(data_dir / ("rules.yaml" if partition is None else f"rules-{label}.yaml"), config)
 
 
@@ -230,10 +245,18 @@ def _gate_limits(sites: dict[str, LoadedSite]) -> list[GateOverride]:
                 continue
             # load_site has checked that these resolve (else its ConfigError names the file, line and field)
             lim = control.limits(site.profile_of(device))
-            out.append(GateOverride(site=name, device=device.id, full_opening_m=lim.full_opening_m,
-                                    min_opening_m=lim.min_opening_m, max_opening_m=lim.max_opening_m,
-                                    tolerance_m=lim.tolerance_m, max_head_open_m=lim.max_head_open_m,
-                                    max_head_close_m=lim.max_head_close_m))  # fmt: skip
+            out.append(
+                GateOverride(
+                    site=name,
+                    device=device.id,
+                    full_opening_m=lim.full_opening_m,
+                    min_opening_m=lim.min_opening_m,
+                    max_opening_m=lim.max_opening_m,
+                    tolerance_m=lim.tolerance_m,
+                    max_head_open_m=lim.max_head_open_m,
+                    max_head_close_m=lim.max_head_close_m,
+                )
+            )
     return out
 
 
@@ -244,13 +267,20 @@ def _longest_movement_s(sites: dict[str, LoadedSite]) -> float:
 
 def _district(scenario: Scenario) -> DistrictConfig:
     """The console overview's layout: each simulated site's title, river, area and place along the river."""
-    return DistrictConfig(title=scenario.title or scenario.name,
-                          sites={s.site: DistrictSite(title=s.title, river=s.river, area=s.area, km=s.km)
-                                 for s in scenario.sites})  # fmt: skip
+    return DistrictConfig(
+        title=scenario.title or scenario.name,
+        sites={s.site: DistrictSite(title=s.title, river=s.river, area=s.area, km=s.km) for s in scenario.sites},
+    )
 
 
-def _api_config(data_dir: Path, stack: Stack, site_files: dict[str, Path], keys_dir: Path,
-                scenario: Scenario | None = None, deploy: DeploymentSpec | None = None) -> Path:
+def _api_config(
+    data_dir: Path,
+    stack: Stack,
+    site_files: dict[str, Path],
+    keys_dir: Path,
+    scenario: Scenario | None = None,
+    deploy: DeploymentSpec | None = None,
+) -> Path:
     """The API's config: the deployment's areas and rule packs (the same the engines run), and each gate's limits
     from its edge site file."""
     deploy = deploy or DeploymentSpec()
@@ -264,14 +294,18 @@ def _api_config(data_dir: Path, stack: Stack, site_files: dict[str, Path], keys_
         broker=stack.account("api"),
         influx=influx.read_only(),
         # the API signs commands with each site's control key and checks results against each site's public key
-        site_keys={site: SiteKeysConfig(control_private_key=k.control_private.resolve(),
-                                        site_public_key=k.site_public.resolve()) for site, k in keys.items()},
+        site_keys={
+            site: SiteKeysConfig(
+                control_private_key=k.control_private.resolve(), site_public_key=k.site_public.resolve()
+            )
+            for site, k in keys.items()
+        },
         # one store for alerts, users and the audit log: the rules service and the API meet there
         store=StoreConfig(url=f"sqlite:///{(data_dir / 'alerts.db').resolve()}"),
         # a command's final result may take as long as the slowest gate's movement time-out at the edge
         gates=GatesConfig(edge_timeout_s=_longest_movement_s(sites) + 30, devices=_gate_limits(sites)),
         district=_district(scenario) if scenario is not None else DistrictConfig(),
-    )  # fmt: skip
+    )
     return _write_config(data_dir / "api.yaml", config)
 
 
@@ -343,8 +377,7 @@ async def _run(deploy: DeploymentSpec, stack: Stack, duration: float | None) -> 
     stop = install_stop_signals()
     data_dir = deploy.data_dir
     scenario = load(deploy.scenario, None)
-    district = District(scenario, stack.broker.host, stack.broker.port,
-                        sensor_credentials=stack.account("sim-sensors"))  # fmt: skip
+    district = District(scenario, stack.broker.host, stack.broker.port, sensor_credentials=stack.account("sim-sensors"))
     await district.start()
     children: list[Child] = []
     try:
@@ -361,8 +394,16 @@ async def _run(deploy: DeploymentSpec, stack: Stack, duration: float | None) -> 
         children.append(hj212_child)
         api_yaml = _api_config(data_dir, stack, paths, keys_dir, scenario, deploy)
         password_file = data_dir / "api" / "admin-password"
-        api_argv = [sys.executable, "-m", "lifeline", "api", "--config", str(api_yaml),
-                    "--bootstrap-password-file", str(password_file)]  # fmt: skip
+        api_argv = [
+            sys.executable,
+            "-m",
+            "lifeline",
+            "api",
+            "--config",
+            str(api_yaml),
+            "--bootstrap-password-file",
+            str(password_file),
+        ]
         api = Child("api", api_argv, data_dir / "logs" / "api.log", metrics_port=stack.api_port)
         children.insert(len(services), api)
         for child in children:
@@ -391,8 +432,10 @@ def _print_table(stack: Stack, district: District, children: list[Child], data_d
     print(f"  broker      mosquitto on {b.host}:{b.port} ({where})")
     where = f"data and log in {stack.influxd.data_dir}" if stack.influxd else "external"
     print(f"  storage     influxd on {i.url}, database {i.database!r} ({where})")
-    print(f"  district    scenario {district.scenario.name!r}: {len(district.modbus)} Modbus devices on "
-          f"127.0.0.1, {len(district.sensors.sensors)} MQTT sensors")  # fmt: skip
+    print(
+        f"  district    scenario {district.scenario.name!r}: {len(district.modbus)} Modbus devices on "
+        f"127.0.0.1, {len(district.sensors.sensors)} MQTT sensors"
+    )
     for child in children:
         pid = child.proc.pid if child.proc else "-"
         metrics = f", metrics http://127.0.0.1:{child.metrics_port}/metrics" if child.metrics_port else ""
@@ -400,16 +443,16 @@ def _print_table(stack: Stack, district: District, children: list[Child], data_d
     print(f"  site configs in {data_dir / 'sites'}")
     tls = f" --cafile {b.tls.ca_file}" if b.tls else ""
     observer = stack.credentials / "observer.password"
-    print(f"watch: mosquitto_sub -h {b.host} -p {b.port}{tls} -u observer -P \"$(cat {observer})\" "
-          "-t 'lifeline/v1/#' -v")  # fmt: skip
+    print(
+        f"watch: mosquitto_sub -h {b.host} -p {b.port}{tls} -u observer -P \"$(cat {observer})\" -t 'lifeline/v1/#' -v"
+    )
     print(f"alerts: lifeline alerts --config {data_dir / 'rules.yaml'} list")
     if i.transport == "v1":
         auth = ""
         if stack.influx_users:
-            auth = f"-u lifeline-api:\"$(cat {stack.credentials / 'influx-api.password'})\" "
+            auth = f'-u lifeline-api:"$(cat {stack.credentials / "influx-api.password"})" '
         example = influxql.select([influxql.call("last", "ph")], influxql.source(WATER), group_by=(DEVICE,))
-        print(f"query: curl -sG {auth}{i.url}/query --data-urlencode db={i.database} "
-              f"--data-urlencode 'q={example}'")  # fmt: skip
+        print(f"query: curl -sG {auth}{i.url}/query --data-urlencode db={i.database} --data-urlencode 'q={example}'")
     print("Ctrl-C stops everything.", flush=True)
 
 
@@ -430,8 +473,9 @@ def _local_broker(
     files), MQTT over TLS with a certificate of a local CA unless the deployment asks for plain TCP."""
     scenario = load(deploy.scenario, None)
     district = scenario_deployment(scenario)
-    accounts = platform_accounts(deploy.inventory(district.sites, district.sensor_topics, district.hj212_sites,
-                                                  simulated_sensors=True))  # fmt: skip
+    accounts = platform_accounts(
+        deploy.inventory(district.sites, district.sensor_topics, district.hj212_sites, simulated_sensors=True)
+    )
     write_credentials(credentials, accounts)
     tls_files = None
     if not deploy.broker_plain_tcp:
@@ -480,9 +524,12 @@ def up(args: argparse.Namespace) -> int:
     credentials = (data_dir / "credentials").resolve()
     try:
         if deploy.sites:  # lifeline up runs the simulated scenario's sites: these would be ignored
-            raise deploy.refuse(["sites"], "would be ignored: lifeline up runs the scenario's sites (real sites' "
-                                "files are for lifeline broker config --deployment and their own lifeline edge)",
-                                Path(args.config) if args.config else None)  # fmt: skip
+            raise deploy.refuse(
+                ["sites"],
+                "would be ignored: lifeline up runs the scenario's sites (real sites' "
+                "files are for lifeline broker config --deployment and their own lifeline edge)",
+                Path(args.config) if args.config else None,
+            )
         district = scenario_deployment(load(deploy.scenario, None))
         deploy.check_sites([*district.sites, *district.hj212_sites], Path(args.config) if args.config else None)
     except ConfigError as exc:

@@ -53,7 +53,10 @@ def add_parsers(sub: Subparsers) -> None:
     up.add_argument("--influx-port", type=int, default=8086, help="local InfluxDB port; if taken, a free one")
     up.add_argument("--api-port", type=int, default=8080, help="the API's port; if taken, a free one")
     up.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
-    up.add_argument("--configs-only", action="store_true",
-                    help="write every service's config of the deployment's real sites (sites:) and exit; no server "
-                         "is started (lifeline.derive)")  # fmt: skip
+    up.add_argument(
+        "--configs-only",
+        action="store_true",
+        help="write every service's config of the deployment's real sites (sites:) and exit; no server "
+        "is started (lifeline.derive)",
+    )
     up.set_defaults(func=run)

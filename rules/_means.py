@@ -50,10 +50,12 @@ class _Strict(BaseModel):
 class PointMeans(_Strict):
     point: Name
     decimals: int | None = Field(
-        default=None, ge=0, le=6,
+        default=None,
+        ge=0,
+        le=6,
         description="round the mean to this many decimals (GB/T 8170, half to even) before it is stored and "
-                    "compared; none: not rounded",
-    )  # fmt: skip
+        "compared; none: not rounded",
+    )
     max_8h: bool = Field(default=False, description="also the daily maximum of the 8-hour moving means (O3)")
 
 

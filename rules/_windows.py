@@ -88,13 +88,17 @@ def window_query(
     tags |= {k: [v] for k, v in sorted(sel.tags.items())}
     counted = w.nodata or w.stat == "count"
     return _stats_query(
-        names, w.point, start_ms, end_ms, tags=tags,
+        names,
+        w.point,
+        start_ms,
+        end_ms,
+        tags=tags,
         stat=None if counted or w.source == "valid" else _RAW_STATS[w.stat],
         stored_field=w.stored_field if w.source == "valid" else None,
         exclude_uncertain=w.exclude_uncertain and w.source != "valid",
         lookback_start_ms=lookback_start_ms if counted else None,
         retention_policy=retention_policy,
-    )  # fmt: skip
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,9 +232,19 @@ def judge(
         verb = "cleared" if target is None else ("raised" if active is None else "now " + target)
         value = int(wv.value) if counted else wv.value
         out.transitions.append(
-            Transition(rule.id, site, device, w.point, severity_of(target), severity_of(active), value, period_end_ms,
-                       f"{rule.title} {verb}: {_describe(w, wv, start)}", profile)
-        )  # fmt: skip
+            Transition(
+                rule.id,
+                site,
+                device,
+                w.point,
+                severity_of(target),
+                severity_of(active),
+                value,
+                period_end_ms,
+                f"{rule.title} {verb}: {_describe(w, wv, start)}",
+                profile,
+            )
+        )
     return out
 
 
@@ -244,7 +258,8 @@ def _describe(w: Window, wv: WindowValue, start_ms: int) -> str:
         return f"{every} {w.point} = {wv.value:g} in {span}"
     if w.source == "valid":
         what = "maximum 8-hour mean" if w.stat == "max_8h" else "valid mean"
-        counted = "valid minutes" if w.period == "hour" else ("valid 8-hour means" if w.stat == "max_8h" else
-                                                              "valid hours")  # fmt: skip
+        counted = (
+            "valid minutes" if w.period == "hour" else ("valid 8-hour means" if w.stat == "max_8h" else "valid hours")
+        )
         return f"{every} {what} of {w.point} = {wv.value:g} in {span} ({wv.count} {counted})"
     return f"{every} {w.stat} of {w.point} = {wv.value:g} in {span} ({wv.count} samples)"

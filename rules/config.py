@@ -41,16 +41,18 @@ class PartitionConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str | None = Field(
-        None, pattern=r"^[A-Za-z0-9_-]{1,40}$",
+        None,
+        pattern=r"^[A-Za-z0-9_-]{1,40}$",
         description="the partition's name (group, state, account); default for index/count: '<index>-of-<count>'",
-    )  # fmt: skip
+    )
     sites: list[str] = Field(default_factory=list, description="the sites this partition owns, by name")
     index: int | None = Field(None, ge=0, description="this partition's number, 0..count-1 (with count)")
     count: int | None = Field(None, ge=1, le=1000, description="how many hash partitions the district has")
     windows: bool | None = Field(
-        None, description="run the scheduled window rules and valid means (district-wide, one state): exactly one "
-                          "engine of a district must; default: partition 0 of a hash split, no named partition",
-    )  # fmt: skip
+        None,
+        description="run the scheduled window rules and valid means (district-wide, one state): exactly one "
+        "engine of a district must; default: partition 0 of a hash split, no named partition",
+    )
 
     @model_validator(mode="after")
     def _one_way(self) -> Self:
@@ -110,20 +112,23 @@ class RulesConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     broker: BrokerConfig = Field(
-        default_factory=BrokerConfig, exclude=True,
+        default_factory=BrokerConfig,
+        exclude=True,
         description="the service's broker section, set by the service (a file's rules.broker is refused: it would be "
         "replaced); never dumped",
-    )  # fmt: skip
+    )
     subscription: SubscriptionConfig = Field(default_factory=_subscription)
     packs: list[Path] = Field(
         default_factory=lambda: [PACKS], description="rule files and folders; default: the shipped packs"
     )
     tick_s: float = Field(1.0, gt=0, le=60, description="how often delays and no-data checks run")
     checkpoint_s: float = Field(
-        2.0, gt=0, le=300,
+        2.0,
+        gt=0,
+        le=300,
         description="how often the engine's state is saved; telemetry is acknowledged to the broker only after that, "
-                    "so a crash replays at most this much from the broker",
-    )  # fmt: skip
+        "so a crash replays at most this much from the broker",
+    )
     max_future_s: float = Field(300, gt=0, description="samples further ahead than this (edge clock wrong) are skipped")
     partition: PartitionConfig | None = Field(
         None, description="the sites this engine owns when several share a district; none: every site (one engine)"

@@ -293,8 +293,9 @@ class Engine:
         st.value, st.detail = v, f"{fr.point} unchanged for {st.repeat} samples"
         return [(fr.point, rule.severity if st.repeat >= fr.samples else None)]
 
-    def _noise(self, rule: Rule, msg: TelemetryLike, dev: tuple[str, str, str], sample: SampleLike
-               ) -> list[tuple[str, str | None]]:  # fmt: skip
+    def _noise(
+        self, rule: Rule, msg: TelemetryLike, dev: tuple[str, str, str], sample: SampleLike
+    ) -> list[tuple[str, str | None]]:
         """GB 3096-2008 Table 1: the zone's day or night limit at the sample's local time (rules.standards)."""
         assert rule.noise is not None
         nz = rule.noise
@@ -302,9 +303,16 @@ class Engine:
         if zone not in _NOISE_ZONES:
             if (rule.id, msg.site, msg.device) not in self._noise_untagged:
                 self._noise_untagged.add((rule.id, msg.site, msg.device))
-                log.warning("noise rule has no verdict: device tag %s=%r is not a GB 3096-2008 zone (%s) rule=%s "
-                            "site=%s device=%s", nz.zone_tag, zone, ", ".join(sorted(_NOISE_ZONES)), rule.id,
-                            msg.site, msg.device)  # fmt: skip
+                log.warning(
+                    "noise rule has no verdict: device tag %s=%r is not a GB 3096-2008 zone (%s) rule=%s "
+                    "site=%s device=%s",
+                    nz.zone_tag,
+                    zone,
+                    ", ".join(sorted(_NOISE_ZONES)),
+                    rule.id,
+                    msg.site,
+                    msg.device,
+                )
             return []
         v = c.number(c.good_value(sample, nz.point))
         st = self._get((*dev, nz.point), sample.ts)
@@ -314,12 +322,13 @@ class Engine:
         # the equivalent level over the window: 10·lg of the mean of 10^(L/10) (GB 3096-2008 §3 Leq)
         st.history = [h for h in st.history if sample.ts - h[0] < nz.window_s * 1000] + [[float(sample.ts), v]]
         leq = round(10 * math.log10(math.fsum(10 ** (h[1] / 10) for h in st.history) / len(st.history)), 1)
-        verdict = noise_verdict(zone, datetime.fromtimestamp(sample.ts / 1000, UTC), leq,
-                                lmax_db=lmax)  # fmt: skip
+        verdict = noise_verdict(zone, datetime.fromtimestamp(sample.ts / 1000, UTC), leq, lmax_db=lmax)
         hit = verdict.exceeded or bool(verdict.lmax_exceeded)
         st.value = leq
-        st.detail = (f"Leq of {nz.point} over {nz.window_s:g} s = {leq:g} dB(A), zone {zone} "
-                     f"{verdict.period.value} limit {verdict.limit_db} (GB 3096-2008 Table 1)")  # fmt: skip
+        st.detail = (
+            f"Leq of {nz.point} over {nz.window_s:g} s = {leq:g} dB(A), zone {zone} "
+            f"{verdict.period.value} limit {verdict.limit_db} (GB 3096-2008 Table 1)"
+        )
         if verdict.lmax_exceeded:
             st.detail += f", {nz.lmax_point} = {lmax:g} above {verdict.lmax_limit_db} (§5.4)"
         return [(nz.point, rule.severity if hit else None)]

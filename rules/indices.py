@@ -54,8 +54,14 @@ from storage.schema import (
 TZ = ZoneInfo("Asia/Shanghai")
 
 _HOURLY = {"so2": "so2_1h", "no2": "no2_1h", "co": "co_1h", "o3": "o3_1h", "pm10": "pm10_1h", "pm25": "pm25_1h"}
-_DAILY = {"so2": "so2_24h", "no2": "no2_24h", "co": "co_24h", "pm10": "pm10_24h", "pm25": "pm25_24h",
-          "o3" + MAX_8H: "o3_8h"}  # fmt: skip
+_DAILY = {
+    "so2": "so2_24h",
+    "no2": "no2_24h",
+    "co": "co_24h",
+    "pm10": "pm10_24h",
+    "pm25": "pm25_24h",
+    "o3" + MAX_8H: "o3_8h",
+}
 
 
 def _values(means: Mapping[str, Mean], names: Mapping[str, str]) -> dict[str, float | None]:
@@ -80,9 +86,13 @@ def aqi_line(measurement: str, tags: Tags, result: AqiResult, ts_ms: int) -> str
         Aqi.MISSING: ",".join(i.value for i in result.missing),
     }
     if result.aqi is not None and result.level is not None:
-        fields |= {Aqi.AQI: float(result.aqi), Aqi.LEVEL: float(result.level.number),
-                   Aqi.CATEGORY: result.level.category_zh, Aqi.CATEGORY_EN: result.level.category_en,
-                   Aqi.COLOUR: result.level.colour_en}  # fmt: skip
+        fields |= {
+            Aqi.AQI: float(result.aqi),
+            Aqi.LEVEL: float(result.level.number),
+            Aqi.CATEGORY: result.level.category_zh,
+            Aqi.CATEGORY_EN: result.level.category_en,
+            Aqi.COLOUR: result.level.colour_en,
+        }
     fields |= {Aqi.IAQI_PREFIX + i.indicator.value: float(i.value) for i in result.iaqi}
     return encode_row(measurement, tags, fields, ts_ms)
 
@@ -102,8 +112,10 @@ def water_station(tags: Tags) -> WaterStation:
     body = given.get(WATER_BODY_TAG)
     if body not in {b.value for b in WaterBody}:
         where = f"site {given.get(SITE, '?')} device {given.get(DEVICE, '?')}"
-        raise StationTagError(f"{where}: tag {WATER_BODY_TAG}={body!r} must be river or lake (GB 3838-2002 "
-                              "Table 1 classes total phosphorus apart for lakes and reservoirs)")  # fmt: skip
+        raise StationTagError(
+            f"{where}: tag {WATER_BODY_TAG}={body!r} must be river or lake (GB 3838-2002 "
+            "Table 1 classes total phosphorus apart for lakes and reservoirs)"
+        )
     target_text = given.get(TARGET_TAG)
     target = None
     if target_text is not None:
@@ -127,11 +139,17 @@ def water_class_line(tags: Tags, result: WaterResult, station: WaterStation, ts_
     ``target_class``, ``class_over_target`` (class - target; above 0: the target is missed) and ``target_missed``.
     A day with no classed parameter stores ``used`` empty and no class."""
     f = WaterClassField
-    fields: dict[str, FieldValue] = {f.DECIDING: ",".join(result.deciding), f.USED: ",".join(result.used),
-                                     f.WATER_BODY: station.water_body.value}  # fmt: skip
+    fields: dict[str, FieldValue] = {
+        f.DECIDING: ",".join(result.deciding),
+        f.USED: ",".join(result.used),
+        f.WATER_BODY: station.water_body.value,
+    }
     if result.water_class is not None:
-        fields |= {f.CLASS: float(result.water_class), f.LABEL: result.water_class.label,
-                   f.QUALITY_EN: result.water_class.quality_en}  # fmt: skip
+        fields |= {
+            f.CLASS: float(result.water_class),
+            f.LABEL: result.water_class.label,
+            f.QUALITY_EN: result.water_class.quality_en,
+        }
     fields |= {f.CLASS_PREFIX + p.point: float(p.water_class) for p in result.parameters}
     if station.target_class is not None:
         fields[f.TARGET] = float(station.target_class)
@@ -139,6 +157,8 @@ def water_class_line(tags: Tags, result: WaterResult, station: WaterStation, ts_
             fields[f.OVER_TARGET] = float(result.water_class - station.target_class)
             fields[f.TARGET_MISSED] = bool(misses_target(result, station.target_class))
     return encode_row(WATER_CLASS_DAILY, tags, fields, ts_ms)
+
+
 def noise_fields(means: Mapping[str, Mean], tags: Tags, start_ms: int) -> dict[str, FieldValue]:
     """The hour's verdict of a noise meter (GB 3096-2008 Table 1: its zone's limit by day, 06:00-22:00, or by
     night) as extra fields of its ``noise_hourly`` row: ``noise_limit_db`` and ``noise_exceeded`` (1/0, with
@@ -149,9 +169,14 @@ def noise_fields(means: Mapping[str, Mean], tags: Tags, start_ms: int) -> dict[s
     if zone is None or laeq is None or laeq.value is None:
         return {}
     if zone not in {z.value for z in NoiseZone}:  # a bad tag must not stop the job for every other source
-        raise StationTagError(f"site {dict(tags).get(SITE, '?')} device {dict(tags).get(DEVICE, '?')}: tag "
-                              f"{NOISE_ZONE_TAG}={zone!r} is not a GB 3096-2008 zone (0, 1, 2, 3, 4a, 4b)")  # fmt: skip
+        raise StationTagError(
+            f"site {dict(tags).get(SITE, '?')} device {dict(tags).get(DEVICE, '?')}: tag "
+            f"{NOISE_ZONE_TAG}={zone!r} is not a GB 3096-2008 zone (0, 1, 2, 3, 4a, 4b)"
+        )
     hour = datetime.fromtimestamp(start_ms / 1000, UTC).astimezone(TZ)
     verdict = noise_verdict(NoiseZone(zone), hour, laeq.value)
-    return {Noise.LIMIT_DB: float(verdict.limit_db), Noise.EXCEEDED: 1.0 if verdict.exceeded else 0.0,
-            Noise.EXCEEDED + COUNT_SUFFIX: laeq.count}  # fmt: skip
+    return {
+        Noise.LIMIT_DB: float(verdict.limit_db),
+        Noise.EXCEEDED: 1.0 if verdict.exceeded else 0.0,
+        Noise.EXCEEDED + COUNT_SUFFIX: laeq.count,
+    }

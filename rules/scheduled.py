@@ -179,9 +179,13 @@ class WindowEvaluator:
         if end != period_end_ms:
             raise ValueError(f"{period_end_ms} is not the end of a {w.period} in {w.timezone}")
         influxql = window_query(
-            rule, self.measurements, start, end,
-            lookback_start_ms=end - self.lookback_ms, retention_policy=self.query.retention_policy,
-        )  # fmt: skip
+            rule,
+            self.measurements,
+            start,
+            end,
+            lookback_start_ms=end - self.lookback_ms,
+            retention_policy=self.query.retention_policy,
+        )
         series = await self.query.query(influxql)
         profiles = {self.measurements[p]: p for p in rule.select.profile or []}
         values = read_values(rule, series, profiles)
@@ -329,8 +333,9 @@ class ScheduledRules:
                 self._succeeded(rule)
                 for (site, device), why in sorted(assessment.invalid.items()):
                     self.counters.periods_invalid += 1  # no verdict: an alert held stays, nothing is raised
-                    log.info("window rule period has no valid mean rule=%s site=%s device=%s %s",
-                             rule.id, site, device, why)  # fmt: skip
+                    log.info(
+                        "window rule period has no valid mean rule=%s site=%s device=%s %s", rule.id, site, device, why
+                    )
                 if assessment.transitions:
                     await self.sink(list(assessment.transitions))
                 out += self.evaluator.apply(assessment)
@@ -362,8 +367,12 @@ class ScheduledRules:
                 continue
             skipped = round((first - last) / (HOUR_MS if w.period == "hour" else DAY_MS)) - 1
             self.counters.periods_skipped += skipped
-            log.warning("window rule periods not judged (down too long) rule=%s skipped=%d last_evaluated=%d",
-                        rule.id, skipped, last)  # fmt: skip
+            log.warning(
+                "window rule periods not judged (down too long) rule=%s skipped=%d last_evaluated=%d",
+                rule.id,
+                skipped,
+                last,
+            )
             ev.last_evaluated[rule.id] = period_bounds(w.period, w.timezone, first - 1)[0]
 
     def _failed(self, rule: Rule, end: int, exc: QueryError) -> None:
@@ -371,8 +380,12 @@ class ScheduledRules:
         unavailable = isinstance(exc, QueryUnavailableError)
         if unavailable and self.influx_ok:
             self.influx_ok = False
-            log.warning("window rules: InfluxDB unavailable, retrying at the next run rule=%s period_end=%d error=%s",
-                        rule.id, end, exc.message)  # fmt: skip
+            log.warning(
+                "window rules: InfluxDB unavailable, retrying at the next run rule=%s period_end=%d error=%s",
+                rule.id,
+                end,
+                exc.message,
+            )
         elif not unavailable and rule.id not in self._refused:
             self._refused.add(rule.id)
             log.error("window rule query refused rule=%s period_end=%d error=%s", rule.id, end, exc.message)

@@ -81,6 +81,8 @@ class AlertKey:
     def __str__(self) -> str:
         tail = f"/{self.point}" if self.point is not None else ""
         return f"{self.rule_id}@{self.site}/{self.device}{tail}"
+
+
 Scalar = bool | int | float | str
 
 RuleId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$", max_length=128)]
@@ -239,13 +241,13 @@ class Window(_Strict):
     source: Literal["raw", "valid"] = Field(
         "raw",
         description="raw: the statistic of the stored samples; valid: the valid mean that rules.valid_means stored "
-                    "(validity rules and rounding applied; an invalid period gives no verdict)",
-    )  # fmt: skip
+        "(validity rules and rounding applied; an invalid period gives no verdict)",
+    )
     index: Literal["aqi", "class"] | None = Field(
         None,
         description="with source valid: read the derived index that rules.valid_means stores from the means "
-                    "(aqi: <measurement>_aqi_hourly / _daily, HJ 633; class: <measurement>_class_daily, GB 3838)",
-    )  # fmt: skip
+        "(aqi: <measurement>_aqi_hourly / _daily, HJ 633; class: <measurement>_class_daily, GB 3838)",
+    )
     nodata: bool = False
     stat: Literal["mean", "max", "min", "count", "max_8h"] = Field(
         "mean", description="max_8h: the daily maximum 8-hour mean (O3), with source valid and period day only"
@@ -315,17 +317,30 @@ class Window(_Strict):
         return self.point + MAX_8H if self.stat == "max_8h" else self.point
 
 
-KINDS = ("threshold", "rate", "state", "all", "any", "bad_quality", "frozen", "deadman", "offline", "window",
-         "deviation", "noise")  # fmt: skip
+KINDS = (
+    "threshold",
+    "rate",
+    "state",
+    "all",
+    "any",
+    "bad_quality",
+    "frozen",
+    "deadman",
+    "offline",
+    "window",
+    "deviation",
+    "noise",
+)
 
 
 class Rule(_Strict):
     id: RuleId
     title: str = Field(min_length=1, max_length=200)
     audience: str | None = Field(
-        None, pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$",
+        None,
+        pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$",
         description="who is told (water_ops, environment, safety, ...); none: from the device's domain tag",
-    )  # fmt: skip
+    )
     select: Select
     severity: Severity | None = Field(None, description="for every kind but threshold (whose levels carry it)")
     on_delay_s: Seconds = 0.0

@@ -149,8 +149,12 @@ class RulesService:
             self.counters.invalid += 1
             if item.topic not in self._bad_topics and len(self._bad_topics) < 10_000:
                 self._bad_topics.add(item.topic)
-                log.warning("rules skip a message that breaks the contract topic=%s reason=%s (logged once per "
-                            "topic; the bridge keeps it in its dead letters)", item.topic, exc)  # fmt: skip
+                log.warning(
+                    "rules skip a message that breaks the contract topic=%s reason=%s (logged once per "
+                    "topic; the bridge keeps it in its dead letters)",
+                    item.topic,
+                    exc,
+                )
         return []
 
     def _without_future(self, msg: TelemetryLike, horizon: int) -> TelemetryLike:

@@ -27,9 +27,16 @@ PYPROJECT = ROOT / "pyproject.toml"
 LOCK = ROOT / "requirements.lock"
 DIGEST_LINE = "# pyproject-dependencies-sha256: "
 # what the lock is made for (scripts/lock passes the same to the resolver): markers are evaluated for it
-TARGET = {"python_version": "3.11", "python_full_version": "3.11.0", "sys_platform": "linux",
-          "platform_system": "Linux", "platform_machine": "x86_64", "os_name": "posix",
-          "platform_python_implementation": "CPython", "implementation_name": "cpython"}  # fmt: skip
+TARGET = {
+    "python_version": "3.11",
+    "python_full_version": "3.11.0",
+    "sys_platform": "linux",
+    "platform_system": "Linux",
+    "platform_machine": "x86_64",
+    "os_name": "posix",
+    "platform_python_implementation": "CPython",
+    "implementation_name": "cpython",
+}
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s;\\]+)")
 
 
@@ -64,8 +71,10 @@ def locked(text: str) -> dict[str, str]:
 def problems(pyproject: dict[str, Any], lock_text: str) -> list[str]:
     """Why the lock does not match ``pyproject`` (empty: it matches)."""
     found: list[str] = []
-    recorded = next((line.removeprefix(DIGEST_LINE).strip() for line in lock_text.splitlines()
-                     if line.startswith(DIGEST_LINE)), None)  # fmt: skip
+    recorded = next(
+        (line.removeprefix(DIGEST_LINE).strip() for line in lock_text.splitlines() if line.startswith(DIGEST_LINE)),
+        None,
+    )
     if recorded is None:
         found.append(f"the lock has no '{DIGEST_LINE.strip()}' line: it was not made by scripts/lock")
     elif recorded != digest(pyproject):

@@ -52,14 +52,26 @@ class District:
             behaviour = make_behaviour(d.profile.name, d.seed, d.params)
             if d.is_modbus:
                 self.modbus[d.id] = ModbusDevice(
-                    d.id, d.profile, behaviour, host=scenario.host, port=d.port, unit_id=d.unit_id,
-                    step_interval_s=step_interval_s, clock=clock,
-                )  # fmt: skip
+                    d.id,
+                    d.profile,
+                    behaviour,
+                    host=scenario.host,
+                    port=d.port,
+                    unit_id=d.unit_id,
+                    step_interval_s=step_interval_s,
+                    clock=clock,
+                )
             else:
                 sensors.append(Sensor(d.id, d.profile, behaviour, d.source_id or "", d.interval_s))
-        self.sensors = SensorFleet(sensors, broker_host, broker_port, clock=clock, tick_s=sensor_tick_s,
-                                   client_id=f"sim-{scenario.name}-{id(self):x}",
-                                   credentials=sensor_credentials)  # fmt: skip
+        self.sensors = SensorFleet(
+            sensors,
+            broker_host,
+            broker_port,
+            clock=clock,
+            tick_s=sensor_tick_s,
+            client_id=f"sim-{scenario.name}-{id(self):x}",
+            credentials=sensor_credentials,
+        )
         self._stop_sensors = asyncio.Event()
         self._sensor_task: asyncio.Task[None] | None = None
 
@@ -76,8 +88,9 @@ class District:
             raise
         self._stop_sensors.clear()
         self._sensor_task = asyncio.create_task(self.sensors.run(self._stop_sensors), name="sim-sensors")
-        log.info("district=%s modbus=%d sensors=%d started", self.scenario.name, len(self.modbus),
-                 len(self.sensors.sensors))  # fmt: skip
+        log.info(
+            "district=%s modbus=%d sensors=%d started", self.scenario.name, len(self.modbus), len(self.sensors.sensors)
+        )
 
     async def stop(self) -> None:
         self._stop_sensors.set()
@@ -150,8 +163,13 @@ def gate_control(params: GateParams) -> dict[str, object]:
 
 
 async def run_district(
-    scenario: Scenario, broker_host: str, broker_port: int, stop: asyncio.Event, sites_dir: Path | None = None,
-    *, sensor_credentials: BrokerConfig | None = None,
+    scenario: Scenario,
+    broker_host: str,
+    broker_port: int,
+    stop: asyncio.Event,
+    sites_dir: Path | None = None,
+    *,
+    sensor_credentials: BrokerConfig | None = None,
 ) -> None:
     """Run every device of ``scenario`` until ``stop`` is set; write the site configs into ``sites_dir``."""
     district = District(scenario, broker_host, broker_port, sensor_credentials=sensor_credentials)

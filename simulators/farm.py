@@ -24,10 +24,15 @@ from simulators.scenario import device_seed
 async def serve(profile_name: str, count: int, host: str, seed: int, step_interval_s: float) -> None:
     profile = load_catalogue()[profile_name]
     devices = [
-        ModbusDevice(f"farm-{i:05d}", profile, make_behaviour(profile_name, device_seed(seed, f"farm-{i:05d}")),
-                     host=host, step_interval_s=step_interval_s)
+        ModbusDevice(
+            f"farm-{i:05d}",
+            profile,
+            make_behaviour(profile_name, device_seed(seed, f"farm-{i:05d}")),
+            host=host,
+            step_interval_s=step_interval_s,
+        )
         for i in range(count)
-    ]  # fmt: skip
+    ]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -109,10 +109,17 @@ class SensorFleet:
         self.tick_s = tick_s
         broker = credentials or BrokerConfig()  # the account (and TLS) of the simulated field gateway
         initial = min(1.0, float(reconnect_max_s))
-        broker = broker.model_copy(update={"host": host, "port": port, "reconnect_initial_s": initial,
-                                           "reconnect_max_s": float(reconnect_max_s)})  # fmt: skip
-        self.link: Link[_Out] = Link("sim-sensors", broker, client_id or f"lifeline-sim-{os.getpid()}-{next(_ids)}",
-                                     window=self)  # fmt: skip
+        broker = broker.model_copy(
+            update={
+                "host": host,
+                "port": port,
+                "reconnect_initial_s": initial,
+                "reconnect_max_s": float(reconnect_max_s),
+            }
+        )
+        self.link: Link[_Out] = Link(
+            "sim-sensors", broker, client_id or f"lifeline-sim-{os.getpid()}-{next(_ids)}", window=self
+        )
         self.pending: dict[str, list[_Out]] = {}  # the latest reading's unsent messages, per sensor
         self._inflight: dict[int, _Out] = {}  # packet id -> a message awaiting its PUBACK
         self.published = 0  # readings the broker acknowledged

@@ -141,11 +141,22 @@ def _enterprise_devices(site: SiteSpec, seed: int) -> list[DeviceSpec]:
     for n in range(1, ent.count + 1):
         name = f"{ent.prefix}{n:03d}"
         for k in range(1, rng.randint(*ent.gas_detectors) + 1):
-            out.append(DeviceSpec(id=f"{name}-gas-{k}", profile="gas_detector",
-                                  source_id=f"GD{rng.randrange(16**8):08X}",
-                                  params={"leaks_per_day": ent.leaks_per_day}))  # fmt: skip
-        out.append(DeviceSpec(id=f"{name}-fire", profile="fire_detector", source_id=f"FP-{n:04d}",
-                              params={"fires_per_day": ent.fires_per_day}))  # fmt: skip
+            out.append(
+                DeviceSpec(
+                    id=f"{name}-gas-{k}",
+                    profile="gas_detector",
+                    source_id=f"GD{rng.randrange(16**8):08X}",
+                    params={"leaks_per_day": ent.leaks_per_day},
+                )
+            )
+        out.append(
+            DeviceSpec(
+                id=f"{name}-fire",
+                profile="fire_detector",
+                source_id=f"FP-{n:04d}",
+                params={"fires_per_day": ent.fires_per_day},
+            )
+        )
     return out
 
 
@@ -166,9 +177,19 @@ def plan(scenario: Scenario, profiles: dict[str, Profile] | None = None) -> list
             interval = spec.interval_s or scenario.intervals.get(profile.name, 0.0)
             seed = device_seed(scenario.seed, spec.id)
             out.append(
-                PlannedDevice(site.site, spec.id, profile, seed, dict(spec.params), port, spec.unit_id, spec.source_id,
-                              interval, dict(spec.tags))
-            )  # fmt: skip
+                PlannedDevice(
+                    site.site,
+                    spec.id,
+                    profile,
+                    seed,
+                    dict(spec.params),
+                    port,
+                    spec.unit_id,
+                    spec.source_id,
+                    interval,
+                    dict(spec.tags),
+                )
+            )
     return out
 
 
@@ -185,16 +206,19 @@ def _check(scenario: Scenario, doc: YamlDoc, profiles: dict[str, Profile]) -> No
             loc = ("sites", i, "devices", j)
             kind = BEHAVIOURS.get(dev.profile)
             if dev.profile not in profiles or kind is None:
-                problems.append(f"{where(*loc, 'profile')}: device {dev.id!r}, field profile: no simulator for "
-                                f"{dev.profile!r} (known: {', '.join(sorted(BEHAVIOURS))})")  # fmt: skip
+                problems.append(
+                    f"{where(*loc, 'profile')}: device {dev.id!r}, field profile: no simulator for "
+                    f"{dev.profile!r} (known: {', '.join(sorted(BEHAVIOURS))})"
+                )
                 continue
             try:
                 kind.params.model_validate(dev.params)
             except ValidationError as exc:
                 for err in exc.errors():
                     key = ".".join(str(p) for p in err["loc"])
-                    problems.append(f"{where(*loc, 'params', *err['loc'])}: device {dev.id!r}, field params.{key}: "
-                                    f"{err['msg']}")  # fmt: skip
+                    problems.append(
+                        f"{where(*loc, 'params', *err['loc'])}: device {dev.id!r}, field params.{key}: {err['msg']}"
+                    )
     if problems:
         raise ConfigError(problems)
     seen_ids: set[str] = set()

@@ -55,9 +55,7 @@ class InfluxConnection(BaseModel):
 
     def read_only(self) -> InfluxConnection:
         """Only the fields a reader needs (a subclass's writer fields dropped)."""
-        return InfluxConnection.model_validate(
-            {name: getattr(self, name) for name in InfluxConnection.model_fields}
-        )
+        return InfluxConnection.model_validate({name: getattr(self, name) for name in InfluxConnection.model_fields})
 
 
 class _TokenAuth(httpx.Auth):

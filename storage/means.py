@@ -53,8 +53,10 @@ def minute_query(
     span = ql.time_range(start_ms, end_ms)
 
     def sum_count(point: str, uncertain: bool) -> list[str]:
-        return [ql.call("sum", point, sum_alias(point, uncertain)),
-                ql.call("count", point, count_alias(point, uncertain))]  # fmt: skip
+        return [
+            ql.call("sum", point, sum_alias(point, uncertain)),
+            ql.call("count", point, count_alias(point, uncertain)),
+        ]
 
     def per_minute(columns: list[str], terms: list[str]) -> str:
         return ql.select(columns, source, terms, group_by="*", every_ms=60_000, fill_none=True)

@@ -113,32 +113,53 @@ def _sites(site: str | None) -> list[str]:
 async def aqi_latest(reader: InfluxQuery, since_ms: int, *, site: str | None = None) -> list[Series]:
     """The newest hourly AQI row of every air station (one series per site and device) since ``since_ms``."""
     return await reader.query(
-        ql.select("*", reader.source(AQI_HOURLY), [*ql.time_range(since_ms), *_sites(site)], group_by=BY_DEVICE,
-                  newest_first=True, limit=1)
-    )  # fmt: skip
+        ql.select(
+            "*",
+            reader.source(AQI_HOURLY),
+            [*ql.time_range(since_ms), *_sites(site)],
+            group_by=BY_DEVICE,
+            newest_first=True,
+            limit=1,
+        )
+    )
 
 
-async def aqi_history(reader: InfluxQuery, period: Period, *, site: str, device: str, start_ms: int, end_ms: int,
-                      limit: int) -> list[Series]:  # fmt: skip
+async def aqi_history(
+    reader: InfluxQuery, period: Period, *, site: str, device: str, start_ms: int, end_ms: int, limit: int
+) -> list[Series]:
     """A station's hourly (or daily) AQI rows in ``[start_ms, end_ms)``."""
     measurement = AQI_HOURLY if period == "hour" else AQI_DAILY
     terms = [*ql.time_range(start_ms, end_ms), ql.eq(SITE, site), ql.eq(DEVICE, device)]
     return await reader.query(ql.select("*", reader.source(measurement), terms, group_by=BY_DEVICE, limit=limit))
 
 
-async def water_classes(reader: InfluxQuery, *, start_ms: int, end_ms: int, site: str | None,
-                        limit: int) -> tuple[list[Series], list[Series]]:  # fmt: skip
+async def water_classes(
+    reader: InfluxQuery, *, start_ms: int, end_ms: int, site: str | None, limit: int
+) -> tuple[list[Series], list[Series]]:
     """The daily water classes and the daily water-quality means in the range: (classes, means), per station."""
     terms = [*ql.time_range(start_ms, end_ms), *_sites(site)]
-    series = await reader.query(ql.statements([
-        ql.select("*", reader.source(WATER_CLASS_DAILY), terms, group_by=BY_DEVICE, limit=limit),
-        ql.select("*", reader.source(daily(WATER)), terms, group_by=BY_DEVICE, limit=limit),
-    ]))  # fmt: skip
+    series = await reader.query(
+        ql.statements(
+            [
+                ql.select("*", reader.source(WATER_CLASS_DAILY), terms, group_by=BY_DEVICE, limit=limit),
+                ql.select("*", reader.source(daily(WATER)), terms, group_by=BY_DEVICE, limit=limit),
+            ]
+        )
+    )
     return [s for s in series if s.name == WATER_CLASS_DAILY], [s for s in series if s.name == daily(WATER)]
 
 
-async def device_means(reader: InfluxQuery, measurements: Sequence[str], period: Period, *, site: str, device: str,
-                       start_ms: int, end_ms: int, limit: int) -> list[Series]:  # fmt: skip
+async def device_means(
+    reader: InfluxQuery,
+    measurements: Sequence[str],
+    period: Period,
+    *,
+    site: str,
+    device: str,
+    start_ms: int,
+    end_ms: int,
+    limit: int,
+) -> list[Series]:
     """A device's stored valid hourly (or daily) means in the range, from the means of ``measurements``."""
     sources = reader.sources([valid_measurement(m, period) for m in measurements])
     terms = [*ql.time_range(start_ms, end_ms), ql.eq(SITE, site), ql.eq(DEVICE, device)]
@@ -149,9 +170,8 @@ async def site_newest_aqi(reader: InfluxQuery, period: Period, *, site: str) -> 
     """The newest hourly (or daily) AQI row of each station of ``site``."""
     measurement = AQI_HOURLY if period == "hour" else AQI_DAILY
     return await reader.query(
-        ql.select("*", reader.source(measurement), [ql.eq(SITE, site)], group_by=(DEVICE,), newest_first=True,
-                  limit=1)
-    )  # fmt: skip
+        ql.select("*", reader.source(measurement), [ql.eq(SITE, site)], group_by=(DEVICE,), newest_first=True, limit=1)
+    )
 
 
 async def site_newest_water_class(reader: InfluxQuery, *, site: str) -> list[Series]:

@@ -277,9 +277,10 @@ class InfluxQuery:
         points = [p for s in raw for p in _points(s, fields, with_quality)]
         if len(points) > max_points:
             buckets = await self.query(
-                ql.select(_bucket_columns(aggregate, fields, with_quality), source, where, every_ms=interval,
-                          fill_none=True)
-            )  # fmt: skip
+                ql.select(
+                    _bucket_columns(aggregate, fields, with_quality), source, where, every_ms=interval, fill_none=True
+                )
+            )
             points = [p for s in buckets for p in _points(s, fields, with_quality)]
         return points
 
@@ -319,9 +320,16 @@ class InfluxQuery:
         where = _where(site=site, devices=devices, start_ms=start_ms, end_ms=end_ms)
         # LIMIT is per series (per device here); the interval already bounds the buckets, this only makes it certain.
         series = await self.query(
-            ql.select(columns, self.source(measurement), where, group_by=(DEVICE,), every_ms=interval, fill_none=True,
-                      limit=int(max_points))
-        )  # fmt: skip
+            ql.select(
+                columns,
+                self.source(measurement),
+                where,
+                group_by=(DEVICE,),
+                every_ms=interval,
+                fill_none=True,
+                limit=int(max_points),
+            )
+        )
         out: dict[str, list[Point]] = {d: [] for d in sorted(devices)} if devices is not None else {}
         for s in series:
             out.setdefault(s.tags.get(DEVICE, ""), []).extend(_points(s, fields, with_quality))

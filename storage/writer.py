@@ -169,8 +169,12 @@ class V2Writer:
         from urllib3.exceptions import HTTPError
 
         try:
-            self._api.write(bucket=self.config.bucket, org=self.config.org, record=body,
-                            write_precision=WritePrecision.MS)  # type: ignore[arg-type]  # fmt: skip
+            self._api.write(
+                bucket=self.config.bucket,
+                org=self.config.org,
+                record=body,
+                write_precision=WritePrecision.MS,  # type: ignore[arg-type]
+            )
         except ApiException as exc:
             retry_after = exc.headers.get("Retry-After") if exc.headers else None
             problem = classify(int(exc.status or 0), str(exc.body or exc.reason or ""), retry_after)

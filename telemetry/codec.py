@@ -24,19 +24,43 @@ def encode(message: BaseModel) -> bytes:
         raise ContractError(f"{type(message).__name__} cannot be encoded: {exc}") from exc
 
 
-def encode_telemetry(site: str, device: str, profile: str, measurement: str, seq: int, run: str,
-                     tags: dict[str, str], units: dict[str, str], ts: int, values: dict[str, Value],
-                     quality: dict[str, PointQuality]) -> bytes:  # fmt: skip
+def encode_telemetry(
+    site: str,
+    device: str,
+    profile: str,
+    measurement: str,
+    seq: int,
+    run: str,
+    tags: dict[str, str],
+    units: dict[str, str],
+    ts: int,
+    values: dict[str, Value],
+    quality: dict[str, PointQuality],
+) -> bytes:
     """The bytes ``encode(Telemetry(...))`` gives for a message of one sample (``ts``, ``values``, ``quality``),
     without building the models: the edge's hot path (one message a device a poll). The fields are the agent's own,
     already of the contract's types; tests/unit/test_codec.py checks the bytes are the same."""
     try:
-        return orjson.dumps({
-            "v": 1, "site": site, "device": device, "profile": profile, "measurement": measurement, "seq": seq,
-            "run": run, "tags": tags, "units": units,
-            "samples": [{"ts": ts, "values": values,
-                         "quality": {k: {"q": pq.q.value, "reason": pq.reason} for k, pq in quality.items()}}],
-        })  # fmt: skip
+        return orjson.dumps(
+            {
+                "v": 1,
+                "site": site,
+                "device": device,
+                "profile": profile,
+                "measurement": measurement,
+                "seq": seq,
+                "run": run,
+                "tags": tags,
+                "units": units,
+                "samples": [
+                    {
+                        "ts": ts,
+                        "values": values,
+                        "quality": {k: {"q": pq.q.value, "reason": pq.reason} for k, pq in quality.items()},
+                    }
+                ],
+            }
+        )
     except TypeError as exc:
         raise ContractError(f"Telemetry cannot be encoded: {exc}") from exc
 

@@ -43,8 +43,15 @@ __all__ = [
 # Points of the sluice_gate_plc profile the interlocks read (STATE_POINTS) and the edge writes (WRITE_POINTS).
 NUMBER_POINTS = ("gate_opening", "level_up", "level_down", "fault_code")
 FLAG_POINTS = (
-    "remote_mode", "moving_open", "moving_close", "estop", "power_ok", "limit_open", "limit_closed", "overload",
-)  # fmt: skip
+    "remote_mode",
+    "moving_open",
+    "moving_close",
+    "estop",
+    "power_ok",
+    "limit_open",
+    "limit_closed",
+    "overload",
+)
 STATE_POINTS = (*NUMBER_POINTS, *FLAG_POINTS)
 WRITE_POINTS = ("target_opening", "cmd_open", "cmd_close", "cmd_stop")
 LEVEL_POINTS = ("level_up", "level_down")  # may be unknown: only a movement under a head limit needs them
@@ -163,9 +170,10 @@ class GateLimits(BaseModel):
     max_opening_m: float | None = Field(default=None, gt=0, description="highest target (open); default: full")
     tolerance_m: float = Field(default=0.02, gt=0, le=1, description="|opening - target| that counts as reached")
     max_head_open_m: float | None = Field(
-        ge=0, description="largest |level_up - level_down| at which an opening movement may start (a site value, "
+        ge=0,
+        description="largest |level_up - level_down| at which an opening movement may start (a site value, "
         "required); null: no limit",
-    )  # fmt: skip
+    )
     max_head_close_m: float | None = Field(default=None, ge=0, description="the same for closing; default: no limit")
 
     @model_validator(mode="after")
@@ -270,8 +278,11 @@ def check(
     assert target_m is not None
     low, high = limits.min_opening_m, limits.max_opening_m
     if not low - _EPS <= target_m <= high + _EPS:
-        return Refusal(Interlock.OUT_OF_LIMITS, f"target {target_m:g} m outside the gate's range [{low:g}, {high:g}] m",
-                       "target_pct")  # fmt: skip
+        return Refusal(
+            Interlock.OUT_OF_LIMITS,
+            f"target {target_m:g} m outside the gate's range [{low:g}, {high:g}] m",
+            "target_pct",
+        )
     if state is None:
         return Refusal(Interlock.NO_DATA, NO_STATE)
     if not state.remote:

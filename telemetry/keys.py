@@ -100,8 +100,10 @@ def create_site_keys(keys_dir: Path, sites: Sequence[str]) -> list[NewKey]:
     for site in sites:
         files = SiteKeyFiles.of(keys_dir, site)
         files.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        for role, private, public in (("control", files.control_private, files.control_public),
-                                      ("site", files.site_private, files.site_public)):  # fmt: skip
+        for role, private, public in (
+            ("control", files.control_private, files.control_public),
+            ("site", files.site_private, files.site_public),
+        ):
             out.append(_create_pair(site, role, private, public))
     return out
 
@@ -111,8 +113,10 @@ def _create_pair(site: str, role: str, private_path: Path, public_path: Path) ->
     if private_path.exists():
         key = load_signing_key(private_path)
     elif public_path.exists():
-        raise KeyFileError(f"{public_path}: a public key without its private key {private_path.name}: not making a "
-                           "new pair that would not match it (remove the public file to make one)")  # fmt: skip
+        raise KeyFileError(
+            f"{public_path}: a public key without its private key {private_path.name}: not making a "
+            "new pair that would not match it (remove the public file to make one)"
+        )
     else:
         key = SigningKey.of(Ed25519PrivateKey.generate())
         pem = key.private.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
@@ -121,8 +125,9 @@ def _create_pair(site: str, role: str, private_path: Path, public_path: Path) ->
     public_pem = key.private.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
     if public_path.exists():
         if load_verify_key(public_path).kid != key.kid:
-            raise KeyFileError(f"{public_path}: does not match its private key {private_path.name} "
-                               f"(key {key.kid}); not overwritten")  # fmt: skip
+            raise KeyFileError(
+                f"{public_path}: does not match its private key {private_path.name} (key {key.kid}); not overwritten"
+            )
     else:
         _write_new(public_path, public_pem, 0o644)
     return NewKey(site, role, key.kid, created, public_path)
@@ -147,8 +152,10 @@ def _read(path: Path, *, private: bool) -> bytes:
         if not stat.S_ISREG(st.st_mode):
             raise KeyFileError(f"{path}: not a regular file")
         if private and st.st_mode & 0o077:
-            raise KeyFileError(f"{path}: private key file is accessible by group or others (mode "
-                               f"{stat.S_IMODE(st.st_mode):04o}); it must be 0600: chmod 600 {path}")  # fmt: skip
+            raise KeyFileError(
+                f"{path}: private key file is accessible by group or others (mode "
+                f"{stat.S_IMODE(st.st_mode):04o}); it must be 0600: chmod 600 {path}"
+            )
         return f.read(_MAX_KEY_FILE)
 
 

@@ -17,6 +17,8 @@ CONTRACT_VERSION = 1
 
 # A value is a number, a boolean (coils, bits, alarms), a short string (device texts) or null (bad).
 Value = bool | int | float | str | None
+
+
 def _not_time(name: str) -> str:
     # InfluxDB drops a field or tag named "time" (it is the timestamp column): no point may be called that
     if name == "time":

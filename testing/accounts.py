@@ -11,11 +11,26 @@ CONTROL_TOPIC = "$CONTROL/dynamic-security/#"
 
 def open_account(name: str) -> Account:
     """A client that may publish, subscribe (shared subscriptions too) and receive anything."""
-    return Account(name, "test", (Grant(Access.SUBSCRIBE, "#"), Grant(Access.RECEIVE, "#"), Grant(Access.PUBLISH, "#"),
-                                  Grant(Access.SUBSCRIBE, "$share/#")))  # fmt: skip
+    return Account(
+        name,
+        "test",
+        (
+            Grant(Access.SUBSCRIBE, "#"),
+            Grant(Access.RECEIVE, "#"),
+            Grant(Access.PUBLISH, "#"),
+            Grant(Access.SUBSCRIBE, "$share/#"),
+        ),
+    )
 
 
 def control_account(name: str) -> Account:
     """A client that may create accounts at run time through the dynamic-security plugin's ``$CONTROL`` topic."""
-    return Account(name, "control", (Grant(Access.PUBLISH, CONTROL_TOPIC), Grant(Access.SUBSCRIBE, CONTROL_TOPIC),
-                                     Grant(Access.RECEIVE, CONTROL_TOPIC)))  # fmt: skip
+    return Account(
+        name,
+        "control",
+        (
+            Grant(Access.PUBLISH, CONTROL_TOPIC),
+            Grant(Access.SUBSCRIBE, CONTROL_TOPIC),
+            Grant(Access.RECEIVE, CONTROL_TOPIC),
+        ),
+    )

@@ -113,8 +113,9 @@ class Mosquitto(ChildServer, runners.Mosquitto):
     ) -> None:
         self._control = control_account("lifeline-test-control") if control else None
         extra = [self._control] if self._control is not None else []
-        super().__init__(data_dir, port, host, accounts=[*accounts, *extra], tls=tls,
-                         require_certificate=require_certificate)  # fmt: skip
+        super().__init__(
+            data_dir, port, host, accounts=[*accounts, *extra], tls=tls, require_certificate=require_certificate
+        )
         self.ports_chosen_here = port is None
         self._control_client: ControlClient | None = None
 
@@ -141,8 +142,14 @@ class Mosquitto(ChildServer, runners.Mosquitto):
         # (an inline secret is dumped as ***)
         path = self.data_dir / "credentials" / f"{a.username}.password"
         write_secret_file(path, a.password + "\n")
-        return BrokerConfig(host=self.host, port=self.port, username=a.username, password=Secret(file=path.resolve()),
-                            tls=tls, **overrides)  # fmt: skip
+        return BrokerConfig(
+            host=self.host,
+            port=self.port,
+            username=a.username,
+            password=Secret(file=path.resolve()),
+            tls=tls,
+            **overrides,
+        )
 
     def add(self, account: Account, **overrides: Any) -> BrokerConfig:
         """Create ``account`` on the running broker (once; the same user name gives the same account back)."""

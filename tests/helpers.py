@@ -37,8 +37,15 @@ class Received:
 class Subscriber:
     """Records every message on ``topic_filter``; with ``persistent`` its session (QoS 1 queue) survives."""
 
-    def __init__(self, broker: Mosquitto | None, topic_filter: str, *, client_id: str = "", persistent: bool = False,
-                 account: BrokerConfig | None = None):  # fmt: skip
+    def __init__(
+        self,
+        broker: Mosquitto | None,
+        topic_filter: str,
+        *,
+        client_id: str = "",
+        persistent: bool = False,
+        account: BrokerConfig | None = None,
+    ):
         self.broker = broker
         self.topic_filter = topic_filter
         self.messages: list[Received] = []
@@ -163,8 +170,9 @@ class Publisher:
 def account_for(broker: Mosquitto, account: Account, **overrides: Any) -> BrokerConfig:
     """``account``'s access under a user name of its own on ``broker`` (tests sharing a broker never share a client
     id), as the BrokerConfig a service of that role connects with."""
-    return broker.add(dataclasses.replace(account, username=f"{account.username}-{os.getpid()}-{next(_names)}"),
-                      **overrides)  # fmt: skip
+    return broker.add(
+        dataclasses.replace(account, username=f"{account.username}-{os.getpid()}-{next(_names)}"), **overrides
+    )
 
 
 @dataclass
@@ -176,8 +184,9 @@ class Probe:
     suback: str = ""
 
 
-def probe(account: BrokerConfig, *, publish: str | None = None, subscribe: str | None = None,
-          timeout: float = 5.0) -> Probe:  # fmt: skip
+def probe(
+    account: BrokerConfig, *, publish: str | None = None, subscribe: str | None = None, timeout: float = 5.0
+) -> Probe:
     """Connect as ``account`` (MQTT 5), optionally publish once (QoS 1) and subscribe once; report the answers."""
     result = Probe()
     done = threading.Event()

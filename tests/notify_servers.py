@@ -107,9 +107,7 @@ class SmtpServer:
         assert isinstance(parsed, EmailMessage)
         login = session.auth_data.decode() if isinstance(session.auth_data, bytes) else None
         with self._lock:
-            self.messages.append(
-                ReceivedMail(str(envelope.mail_from), list(envelope.rcpt_tos), parsed, raw, login)
-            )
+            self.messages.append(ReceivedMail(str(envelope.mail_from), list(envelope.rcpt_tos), parsed, raw, login))
         return "250 Message accepted for delivery"
 
     def _authenticate(
@@ -128,9 +126,13 @@ class SmtpServer:
         for _ in range(5):  # the free port may be taken by another worker between the probe and the bind
             self.port = free_port(self.host)
             controller = Controller(
-                self, hostname=self.host, port=self.port, ready_timeout=10,
-                auth_require_tls=False, authenticator=self._authenticate,
-            )  # fmt: skip
+                self,
+                hostname=self.host,
+                port=self.port,
+                ready_timeout=10,
+                auth_require_tls=False,
+                authenticator=self._authenticate,
+            )
             try:
                 controller.start()
             except (OSError, RuntimeError) as exc:

@@ -57,17 +57,47 @@ class Postgres(ChildServer):
         else:
             self.cluster = self.data_dir / "cluster"
         subprocess.run(
-            [postgres_bin("initdb"), "-D", str(self.cluster), "-U", self.user, "--auth=trust", "-E", "UTF8",
-             "--no-sync"],
-            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd="/", user=self._user(),
-            group=self._user(), extra_groups=[] if self._as_root else None,
-        )  # fmt: skip
+            [
+                postgres_bin("initdb"),
+                "-D",
+                str(self.cluster),
+                "-U",
+                self.user,
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            cwd="/",
+            user=self._user(),
+            group=self._user(),
+            extra_groups=[] if self._as_root else None,
+        )
 
     def _argv(self) -> list[str]:
         assert self.cluster is not None
-        return [postgres_bin("postgres"), "-D", str(self.cluster), "-p", str(self.port), "-h", self.host,
-                "-k", str(self.cluster), "-c", "fsync=off", "-c", "synchronous_commit=off",
-                "-c", "full_page_writes=off", "-c", "max_connections=200"]  # fmt: skip
+        return [
+            postgres_bin("postgres"),
+            "-D",
+            str(self.cluster),
+            "-p",
+            str(self.port),
+            "-h",
+            self.host,
+            "-k",
+            str(self.cluster),
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+            "-c",
+            "max_connections=200",
+        ]
 
     def _ready(self) -> bool:
         if not wait_for_port(self.host, self.port, 0.2, self.proc):

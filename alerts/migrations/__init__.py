@@ -110,8 +110,9 @@ def upgrade(engine: Engine, schema: Schema, revision: str = "head") -> Upgrade:
             return Upgrade(schema.name, before, head, legacy=False)
         legacy = before is None and any(schema.owns(t) for t in inspect(conn).get_table_names())
         if legacy:
-            log.info("schema=%s recognised a database from before migrations: upgrading it from the baseline",
-                     schema.name)  # fmt: skip
+            log.info(
+                "schema=%s recognised a database from before migrations: upgrading it from the baseline", schema.name
+            )
         command.upgrade(config(schema, conn), revision)
         after = current_revision(conn, schema)
     if after is None:

@@ -13,8 +13,9 @@ def check_errcode(resp: httpx.Response, where: str, retryable_codes: frozenset[i
     try:
         answer = orjson.loads(resp.content)
     except orjson.JSONDecodeError as exc:
-        raise DeliveryError(f"{where} answered something that is not the robot's JSON: {resp.text[:120]!r}",
-                            retryable=False) from exc
+        raise DeliveryError(
+            f"{where} answered something that is not the robot's JSON: {resp.text[:120]!r}", retryable=False
+        ) from exc
     if not isinstance(answer, dict) or not isinstance(answer.get("errcode"), int):
         raise DeliveryError(f"{where} answered without an errcode: {resp.text[:120]!r}", retryable=False)
     code = answer["errcode"]

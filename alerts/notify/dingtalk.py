@@ -52,9 +52,7 @@ def target(cfg: DingTalkConfig) -> str:
     return redact_url(cfg.endpoint())
 
 
-async def deliver(
-    cfg: DingTalkConfig, msg: Message, client: httpx.AsyncClient, now_s: float, timezone: str
-) -> None:
+async def deliver(cfg: DingTalkConfig, msg: Message, client: httpx.AsyncClient, now_s: float, timezone: str) -> None:
     """Post the markdown card; raise DeliveryError for HTTP problems and for a non-zero ``errcode``."""
     url = cfg.endpoint()
     if cfg.secret is not None:

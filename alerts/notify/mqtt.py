@@ -25,8 +25,9 @@ def target(msg: Message) -> str:
 async def deliver(cfg: MqttConfig, msg: Message, publish: Publish | None) -> None:
     """Publish the message; raise DeliveryError (retryable when the broker could not be reached in time)."""
     if publish is None:
-        raise DeliveryError("the mqtt channel needs a publisher: the Notifier was created without publish=",
-                            retryable=False)
+        raise DeliveryError(
+            "the mqtt channel needs a publisher: the Notifier was created without publish=", retryable=False
+        )
     try:
         topic = topics.alert_notification(msg.audience)
     except topics.TopicError as exc:

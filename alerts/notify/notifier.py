@@ -135,8 +135,9 @@ class Notifier:
     async def _send_one(self, name: str, msg: Message) -> Outcome:
         cfg = self.config.channels.get(name)
         if cfg is None:
-            return Outcome(name, "unknown", False, 0, f"no channel named {name!r} in the notify config", False,
-                           self._now_ms(), "")
+            return Outcome(
+                name, "unknown", False, 0, f"no channel named {name!r} in the notify config", False, self._now_ms(), ""
+            )
         counters = self.counters[name]
         retry = self.config.retry
         attempt = 0
@@ -181,8 +182,16 @@ class Notifier:
         log.warning(
             "notify channel=%s type=%s failing message=%s audience=%s site=%s device=%s attempts=%d retryable=%s "
             "error=%r (logged once until it delivers again)",
-            name, cfg.type, msg.id, msg.audience, msg.site, msg.device, attempts, exc.retryable, exc.message,
-        )  # fmt: skip
+            name,
+            cfg.type,
+            msg.id,
+            msg.audience,
+            msg.site,
+            msg.device,
+            attempts,
+            exc.retryable,
+            exc.message,
+        )
 
     def _outcome(self, name: str, msg: Message, ok: bool, attempts: int, error: str, retryable: bool) -> Outcome:
         cfg = self.config.channels[name]

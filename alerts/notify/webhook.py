@@ -16,6 +16,11 @@ def target(cfg: WebhookConfig) -> str:
 async def deliver(cfg: WebhookConfig, msg: Message, client: httpx.AsyncClient, now_s: float) -> None:
     """POST the message; raise DeliveryError (retryable for time-outs, connection errors, 408, 429 and 5xx)."""
     await post_json(
-        client, cfg.endpoint(), to_json(msg), where=target(cfg), timeout_s=cfg.timeout_s, now_s=now_s,
+        client,
+        cfg.endpoint(),
+        to_json(msg),
+        where=target(cfg),
+        timeout_s=cfg.timeout_s,
+        now_s=now_s,
         headers=cfg.header_values(),
     )

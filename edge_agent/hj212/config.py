@@ -67,8 +67,9 @@ class StationConfig(BaseModel):
         if self.password is not None and not self.password.startswith(("env:", "file:")):
             raise field_error(
                 "write env:NAME or file:PATH (or list the MN in passwords_file): a password is not kept in the "
-                "config file", "password",
-            )  # fmt: skip
+                "config file",
+                "password",
+            )
         return self
 
 
@@ -143,8 +144,12 @@ def load_config(path: Path, catalogue: dict[str, Profile] | None = None) -> Load
     return build_config(config, path.parent, doc, catalogue)
 
 
-def build_config(config: Hj212Config, base: Path | None = None, doc: YamlDoc | None = None,
-                 catalogue: dict[str, Profile] | None = None) -> LoadedConfig:  # fmt: skip
+def build_config(
+    config: Hj212Config,
+    base: Path | None = None,
+    doc: YamlDoc | None = None,
+    catalogue: dict[str, Profile] | None = None,
+) -> LoadedConfig:
     """Resolve profiles (``catalogue``, default the shipped one, plus ``profile_paths``) and passwords; every
     problem of every station in one ConfigError."""
     base = base or Path()
@@ -171,8 +176,10 @@ def build_config(config: Hj212Config, base: Path | None = None, doc: YamlDoc | N
         if profile is None or profile.hj212 is None:
             known = ", ".join(sorted(n for n, p in profiles.items() if p.hj212 is not None))
             what = "unknown profile" if profile is None else "not an HJ 212 profile"
-            problems.append(f"{where('stations', i, 'profile')}: {label}, field profile: {what} {s.profile!r} "
-                            f"(HJ 212 profiles: {known})")  # fmt: skip
+            problems.append(
+                f"{where('stations', i, 'profile')}: {label}, field profile: {what} {s.profile!r} "
+                f"(HJ 212 profiles: {known})"
+            )
             continue
         try:
             password = _password(s, shared, base)

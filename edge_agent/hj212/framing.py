@@ -116,8 +116,13 @@ class StreamDecoder:
             raw = bytes(buf[:del_to])
             del buf[:del_to]
             self._scanned = 0
-            out.append(Rejected(Reason.BAD_LENGTH, f"packet ends (CR LF) after {early - 6} bytes of data segment, "
-                                                   f"the length field says {length}", raw))  # fmt: skip
+            out.append(
+                Rejected(
+                    Reason.BAD_LENGTH,
+                    f"packet ends (CR LF) after {early - 6} bytes of data segment, the length field says {length}",
+                    raw,
+                )
+            )
             return True
         if len(buf) < end + 2:
             self._scanned = len(buf)
@@ -131,8 +136,9 @@ class StreamDecoder:
         if len(crc) != 4 or not all(c in _HEX for c in crc):
             out.append(Rejected(Reason.BAD_CRC, f"CRC field {crc!r} is not 4 hex digits", raw))
         elif int(crc, 16) != (want := hj212_crc(segment)):
-            out.append(Rejected(Reason.BAD_CRC, f"CRC {crc.decode()} sent, {want:04X} computed (HJ 212 Appendix A)",
-                                raw))  # fmt: skip
+            out.append(
+                Rejected(Reason.BAD_CRC, f"CRC {crc.decode()} sent, {want:04X} computed (HJ 212 Appendix A)", raw)
+            )
         else:
             out.append(Frame(segment, raw))
         return True

@@ -65,10 +65,17 @@ class Outcome:
 def packet_event(packet: Packet) -> dict[str, object]:
     """The packet as the events file shows it: what the parser read, before mapping; PW masked."""
     return {
-        "QN": packet.qn, "ST": packet.st, "CN": packet.cn, "PW": MASK, "MN": packet.mn, "Flag": packet.flag,
-        "PNUM": packet.pnum, "PNO": packet.pno, "DataTime": packet.data_time,
+        "QN": packet.qn,
+        "ST": packet.st,
+        "CN": packet.cn,
+        "PW": MASK,
+        "MN": packet.mn,
+        "Flag": packet.flag,
+        "PNUM": packet.pnum,
+        "PNO": packet.pno,
+        "DataTime": packet.data_time,
         "readings": [{"code": r.code, "suffix": r.suffix, "value": r.value, "flag": r.flag} for r in packet.readings],
-    }  # fmt: skip
+    }
 
 
 class Ingest:
@@ -104,8 +111,9 @@ class Ingest:
 
     def status(self, station: Station, online: bool, reason: str, now: float) -> OutMessage:
         c = station.config
-        msg = DeviceStatus(site=c.site, device=c.device, profile=station.profile.name, online=online,
-                           ts=int(now * 1000), reason=reason)  # fmt: skip
+        msg = DeviceStatus(
+            site=c.site, device=c.device, profile=station.profile.name, online=online, ts=int(now * 1000), reason=reason
+        )
         return OutMessage(topics.status(c.site, c.device), encode(msg), retain=True)
 
     # -- steps ---------------------------------------------------------------------------------------------------
@@ -118,17 +126,17 @@ class Ingest:
         if station.st is not None and packet.st != station.st and packet.cn != HEARTBEAT:
             raise Refused(Reason.BAD_ST, f"ST {packet.st} from MN {packet.mn!r}; its profile says {station.st}")
         if packet.cn not in DATA_COMMANDS and packet.cn != HEARTBEAT:
-            raise Refused(Reason.UNSUPPORTED_CN, f"CN {packet.cn} from MN {packet.mn!r} is not ingested "
-                                                 "(2011, 2051, 2061, 2031; 9015 is answered)")  # fmt: skip
+            raise Refused(
+                Reason.UNSUPPORTED_CN,
+                f"CN {packet.cn} from MN {packet.mn!r} is not ingested (2011, 2051, 2061, 2031; 9015 is answered)",
+            )
         if packet.cn in DATA_COMMANDS and packet.data_time is None and not packet.split:
             raise Refused(Reason.BAD_CP, f"data command {packet.cn} without DataTime")
         return station
 
     def _accept(self, peer: str, packet: Packet, station: Station, raw: bytes, now: float) -> Outcome:
         out = Outcome({"peer": peer, "outcome": "accept", "packet": packet_event(packet)}, station=station)
-        answer = (
-            encode_frame(data_answer(packet, station.password)) if packet.answer_requested and packet.qn else None
-        )
+        answer = encode_frame(data_answer(packet, station.password)) if packet.answer_requested and packet.qn else None
         if packet.cn == HEARTBEAT:
             out.answer = encode_frame(heartbeat_answer(packet, station.password))
             return out
@@ -161,10 +169,16 @@ class Ingest:
         self.seq[c.mn] = seq
         units = self.units[station.profile.name]
         message = Telemetry.model_construct(
-            v=1, site=c.site, device=c.device, profile=station.profile.name, measurement=station.profile.measurement,
-            seq=seq, tags={**station.profile.tags, **c.tags},
-            units={n: units[n] for n in sample.values if n in units}, samples=[sample],
-        )  # fmt: skip
+            v=1,
+            site=c.site,
+            device=c.device,
+            profile=station.profile.name,
+            measurement=station.profile.measurement,
+            seq=seq,
+            tags={**station.profile.tags, **c.tags},
+            units={n: units[n] for n in sample.values if n in units},
+            samples=[sample],
+        )
         return OutMessage(topics.telemetry(c.site, c.device), encode(message))
 
     def _reject(self, peer: str, mn: str | None, reason: Reason, detail: str, raw: bytes) -> Outcome:

@@ -95,9 +95,18 @@ def parse_segment(segment: bytes) -> Packet:
     pnum, pno = _split_fields(fields, flag)
     data_time, readings, others = parse_cp(cp[:-2])
     return Packet(
-        qn=fields.get("QN"), st=fields["ST"], cn=fields["CN"], pw=fields["PW"], mn=fields["MN"], flag=flag,
-        pnum=pnum, pno=pno, data_time=data_time, readings=readings, others=others,
-    )  # fmt: skip
+        qn=fields.get("QN"),
+        st=fields["ST"],
+        cn=fields["CN"],
+        pw=fields["PW"],
+        mn=fields["MN"],
+        flag=flag,
+        pnum=pnum,
+        pno=pno,
+        data_time=data_time,
+        readings=readings,
+        others=others,
+    )
 
 
 def _header_fields(head: str) -> dict[str, str]:
@@ -207,8 +216,7 @@ def parse_time(text: str) -> datetime:
     """``YYYYMMDDhhmmss`` as a naive datetime; ValueError if it is not one (strptime is 10x slower)."""
     if len(text) != 14 or not text.isascii() or not text.isdigit():
         raise ValueError(f"{text[:20]!r} is not YYYYMMDDhhmmss")
-    return datetime(int(text[:4]), int(text[4:6]), int(text[6:8]), int(text[8:10]), int(text[10:12]),
-                    int(text[12:14]))  # fmt: skip
+    return datetime(int(text[:4]), int(text[4:6]), int(text[6:8]), int(text[8:10]), int(text[10:12]), int(text[12:14]))
 
 
 def _timestamp(text: str, what: str, reason: Reason) -> datetime:
@@ -222,9 +230,17 @@ def _timestamp(text: str, what: str, reason: Reason) -> datetime:
 
 # -- building segments (answers, tests, benchmarks) ------------------------------------------------------------
 def build_segment(
-    *, qn: str | None, st: str, cn: str, pw: str, mn: str, flag: int | None, cp: str = "",
-    pnum: int | None = None, pno: int | None = None,
-) -> bytes:  # fmt: skip
+    *,
+    qn: str | None,
+    st: str,
+    cn: str,
+    pw: str,
+    mn: str,
+    flag: int | None,
+    cp: str = "",
+    pnum: int | None = None,
+    pno: int | None = None,
+) -> bytes:
     """A data segment in the field order of HJ 212-2017 §6.3.2 (table 4)."""
     parts = [] if qn is None else [f"QN={qn}"]
     parts += [f"ST={st}", f"CN={cn}", f"PW={pw}", f"MN={mn}"]

@@ -43,9 +43,15 @@ class _AnsweringOutbox(Outbox):
     it). Memory is enough: a station keeps its data until it is answered, and sends again when it is not."""
 
     def __init__(self, publish: PublishConfig, on_acked: Callable[[bytes], None]) -> None:
-        super().__init__(OutboxStore(":memory:"), max_inflight=publish.max_inflight,
-                         max_messages=publish.buffer_max_messages, max_bytes=publish.outbox_max_bytes,
-                         replay_rate=publish.replay_rate, ack_timeout_s=publish.ack_timeout_s, name="hj212")
+        super().__init__(
+            OutboxStore(":memory:"),
+            max_inflight=publish.max_inflight,
+            max_messages=publish.buffer_max_messages,
+            max_bytes=publish.outbox_max_bytes,
+            replay_rate=publish.replay_rate,
+            ack_timeout_s=publish.ack_timeout_s,
+            name="hj212",
+        )
         self._on_acked = on_acked
 
     def acked(self, token: int) -> bool:
@@ -74,8 +80,9 @@ class EventLog:
 
 
 class Hj212Server:
-    def __init__(self, loaded: LoadedConfig, *, events_path: Path | None = None,
-                 clock: Callable[[], float] = time.time) -> None:  # fmt: skip
+    def __init__(
+        self, loaded: LoadedConfig, *, events_path: Path | None = None, clock: Callable[[], float] = time.time
+    ) -> None:
         cfg = loaded.config
         self.loaded = loaded
         self.clock = clock
@@ -100,8 +107,9 @@ class Hj212Server:
     async def run(self, stop: asyncio.Event) -> None:
         """Listen and forward until ``stop`` is set."""
         cfg = self.loaded.config
-        server = await asyncio.start_server(self._connection, cfg.listen.host, cfg.listen.port,
-                                            backlog=cfg.listen.backlog, limit=READ_SIZE)  # fmt: skip
+        server = await asyncio.start_server(
+            self._connection, cfg.listen.host, cfg.listen.port, backlog=cfg.listen.backlog, limit=READ_SIZE
+        )
         self.port = bound_port(server)
         link_stop = asyncio.Event()  # its own: the link stays up until the last statuses are sent
         link = asyncio.ensure_future(self.link.run(link_stop))
@@ -110,8 +118,14 @@ class Hj212Server:
         if cfg.metrics_port is not None:
             metrics = await serve_metrics(registry(self), cfg.metrics_port)
             self.metrics_port = bound_port(metrics)
-        log.info("hj212 listening host=%s port=%d stations=%d broker=%s:%d", cfg.listen.host, self.port,
-                 len(self.loaded.stations), cfg.broker.host, cfg.broker.port)  # fmt: skip
+        log.info(
+            "hj212 listening host=%s port=%d stations=%d broker=%s:%d",
+            cfg.listen.host,
+            self.port,
+            len(self.loaded.stations),
+            cfg.broker.host,
+            cfg.broker.port,
+        )
         try:
             await stop.wait()
         finally:
@@ -194,8 +208,13 @@ class Hj212Server:
                 if self._online[mn] <= 0:
                     del self._online[mn]
                     station = self.loaded.stations[mn]
-                    log.info("station offline mn=%s site=%s device=%s reason=%r", mn, station.config.site,
-                             station.config.device, ended)  # fmt: skip
+                    log.info(
+                        "station offline mn=%s site=%s device=%s reason=%r",
+                        mn,
+                        station.config.site,
+                        station.config.device,
+                        ended,
+                    )
                     self._queue(self.ingest.status(station, False, ended, self.clock()))
             if not self._writers:
                 self._all_closed.set()
@@ -227,8 +246,7 @@ class Hj212Server:
         seen.add(station.mn)
         self._online[station.mn] += 1
         if self._online[station.mn] == 1:
-            log.info("station online mn=%s site=%s device=%s", station.mn, station.config.site,
-                     station.config.device)  # fmt: skip
+            log.info("station online mn=%s site=%s device=%s", station.mn, station.config.site, station.config.device)
             self._queue(self.ingest.status(station, True, "", self.clock()))
 
     def _answer(self, writer: asyncio.StreamWriter, frame: bytes) -> None:
@@ -250,8 +268,9 @@ class Hj212Server:
         self.writer.schedule()
 
     def _dead_letter(self, note: DeadLetterNote) -> None:
-        self.dead_letters.add(int(self.clock() * 1000), note.source, note.raw, f"{note.reason}: {note.detail}",
-                              stage="hj212")  # fmt: skip
+        self.dead_letters.add(
+            int(self.clock() * 1000), note.source, note.raw, f"{note.reason}: {note.detail}", stage="hj212"
+        )
 
     # -- metrics -----------------------------------------------------------------------------------------------------
     def metrics_text(self) -> str:
@@ -268,8 +287,19 @@ class Hj212Server:
         yield gauge("lifeline_hj212_outbox_inflight", "messages sent, not yet acknowledged", self.outbox.inflight)
         yield counter("lifeline_hj212_outbox_dropped_total", "messages dropped from a full outbox", o.dropped)
         yield gauge("lifeline_hj212_answers_waiting", "answers waiting to be sent", len(self._waiting))
-        for name in ("connections", "connections_refused", "packets_accept", "packets_reject", "published",
-                     "answers", "answers_lost"):  # fmt: skip
+        for name in (
+            "connections",
+            "connections_refused",
+            "packets_accept",
+            "packets_reject",
+            "published",
+            "answers",
+            "answers_lost",
+        ):
             yield counter(f"lifeline_hj212_{name}_total", "", self.counts[name])
-        yield counter("lifeline_hj212_rejects_total", "packets refused, by reason",
-                      {(r,): n for r, n in self.rejects.items()}, ("reason",))  # fmt: skip
+        yield counter(
+            "lifeline_hj212_rejects_total",
+            "packets refused, by reason",
+            {(r,): n for r, n in self.rejects.items()},
+            ("reason",),
+        )

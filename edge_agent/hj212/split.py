@@ -34,8 +34,10 @@ class Expired:
 
     @property
     def detail(self) -> str:
-        return (f"split message QN={self.qn} CN={self.cn} from MN {self.mn}: part(s) {list(self.missing)} of "
-                f"{len(self.missing) + len(self.parts)} never came")  # fmt: skip
+        return (
+            f"split message QN={self.qn} CN={self.cn} from MN {self.mn}: part(s) {list(self.missing)} of "
+            f"{len(self.missing) + len(self.parts)} never came"
+        )
 
 
 class Reassembler:
@@ -89,5 +91,12 @@ def _join(parts: list[Packet]) -> Packet:
         raise Refused(Reason.BAD_SPLIT, f"parts of QN={parts[0].qn} repeat a value")
     first = parts[0]
     flag = None if first.flag is None else first.flag & ~FLAG_D
-    return replace(first, flag=flag, pnum=None, pno=None, data_time=next(iter(times), None),
-                   readings=tuple(readings), others=tuple(o for p in parts for o in p.others))  # fmt: skip
+    return replace(
+        first,
+        flag=flag,
+        pnum=None,
+        pno=None,
+        data_time=next(iter(times), None),
+        readings=tuple(readings),
+        others=tuple(o for p in parts for o in p.others),
+    )

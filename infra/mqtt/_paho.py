@@ -213,14 +213,20 @@ def new_client(
     back through :func:`infra.mqtt.keep_connected`)."""
     cls = LeanClient if lean else mqtt.Client
     options: dict[str, Any] = {"protocol": mqtt.MQTTv5} if v5 else {"clean_session": clean}
-    client = cls(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id, manual_ack=manual_ack,
-                 reconnect_on_failure=reconnect, **options)  # fmt: skip
+    client = cls(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        manual_ack=manual_ack,
+        reconnect_on_failure=reconnect,
+        **options,
+    )
     configure_client(client, broker)
     return client
 
 
-def client(broker: BrokerConfig, client_id: str = "", *, v5: bool = False, clean: bool = True,
-           reconnect: bool = True) -> mqtt.Client:  # fmt: skip
+def client(
+    broker: BrokerConfig, client_id: str = "", *, v5: bool = False, clean: bool = True, reconnect: bool = True
+) -> mqtt.Client:
     """A configured paho client (credentials, TLS; not connected) for code that must drive MQTT by hand: tests that
     play an attacker, a vendor device or a broker's control client, benchmarks. With ``reconnect`` paho comes back
     by itself every second (a test's client only); services use ``Link`` or ``Consumer``."""

@@ -127,8 +127,12 @@ class Consumer:
             await self._loop.run_in_executor(None, self._connect, props)
         except OSError as exc:
             if not self._logged_unreachable:
-                log.warning("%s cannot reach the broker broker=%s reason=%r (retrying, logged once)",
-                            self.name, self.broker.where, str(exc))  # fmt: skip
+                log.warning(
+                    "%s cannot reach the broker broker=%s reason=%r (retrying, logged once)",
+                    self.name,
+                    self.broker.where,
+                    str(exc),
+                )
                 self._logged_unreachable = True
             return False
         self._logged_unreachable = False
@@ -192,8 +196,13 @@ class Consumer:
             self.pauses += 1
             self._call(self._remove_reader, self._sock)
             if self.pauses in (1, 10, 100) or self.pauses % 1000 == 0:
-                log.info("%s pauses reading: holding %d unacknowledged messages (window %d) pauses=%d",
-                         self.name, self.held, self.sub.receive_maximum, self.pauses)  # fmt: skip
+                log.info(
+                    "%s pauses reading: holding %d unacknowledged messages (window %d) pauses=%d",
+                    self.name,
+                    self.held,
+                    self.sub.receive_maximum,
+                    self.pauses,
+                )
         elif client.pending and self._loop is not None:  # read ahead, not yet parsed: the socket will not say so
             self._loop.call_soon(self._read_pending)
 
@@ -255,13 +264,20 @@ class Consumer:
         self.connected_since = time.time()
         self.held = 0
         client.subscribe([(f, 1) for f in self.filters])
-        log.info("%s connected broker=%s:%d filter=%s session_present=%s", self.name, self.broker.host,
-                 self.broker.port, self.filter, getattr(flags, "session_present", None))  # fmt: skip
+        log.info(
+            "%s connected broker=%s:%d filter=%s session_present=%s",
+            self.name,
+            self.broker.host,
+            self.broker.port,
+            self.filter,
+            getattr(flags, "session_present", None),
+        )
 
     def _on_disconnect(self, client: Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
         if self.connected and not self._stopping:
-            log.warning("%s lost the broker reason=%s (reconnecting; unacknowledged messages come again)",
-                        self.name, rc)  # fmt: skip
+            log.warning(
+                "%s lost the broker reason=%s (reconnecting; unacknowledged messages come again)", self.name, rc
+            )
         self.connected = False
         self.connected_since = 0.0
         self.generation += 1

@@ -114,8 +114,9 @@ class Link(Generic[E]):
         self._wake.set()
 
     # -- publishing on demand ------------------------------------------------------------------------------------
-    async def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False,
-                      timeout_s: float = 10.0) -> None:  # fmt: skip
+    async def publish(
+        self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False, timeout_s: float = 10.0
+    ) -> None:
         """Publish and return once the broker has it (QoS 1: its PUBACK). Raises :class:`PublishError` when the
         link is not connected within ``timeout_s``, paho refuses the message, the connection goes before the
         PUBACK, or no PUBACK comes within ``timeout_s``."""
@@ -170,8 +171,12 @@ class Link(Generic[E]):
             self._ready.set()
             if self.on_state is not None:
                 self.on_state(True)
-            log.info("broker connected link=%s broker=%s session_present=%s", self.name, self.broker.where,
-                     self.session_present)  # fmt: skip
+            log.info(
+                "broker connected link=%s broker=%s session_present=%s",
+                self.name,
+                self.broker.where,
+                self.session_present,
+            )
             self._was_up = True
             await self._serve(client, stop)
             if stop.is_set():
@@ -183,8 +188,12 @@ class Link(Generic[E]):
             if not stop.is_set():
                 log.warning("broker connection lost link=%s reason=%r", self.name, self._down_reason)
         elif up is self._down and self._was_up:
-            log.warning("broker unreachable link=%s broker=%s reason=%r (retrying with backoff, logged once)",
-                        self.name, self.broker.where, self._down_reason)  # fmt: skip
+            log.warning(
+                "broker unreachable link=%s broker=%s reason=%r (retrying with backoff, logged once)",
+                self.name,
+                self.broker.where,
+                self._down_reason,
+            )
             self._was_up = False
         await self._drop_client(client)
         if self.window is not None:
@@ -224,8 +233,13 @@ class Link(Generic[E]):
         try:
             if persistent:  # MQTT 5: clean start false, the session kept for session_expiry_s while away
                 props = connect_properties(self.session_expiry_s or 0)
-                client.connect_async(self.broker.host, self.broker.port, keepalive=self.broker.keepalive_s,
-                                     clean_start=False, properties=props)  # fmt: skip
+                client.connect_async(
+                    self.broker.host,
+                    self.broker.port,
+                    keepalive=self.broker.keepalive_s,
+                    clean_start=False,
+                    properties=props,
+                )
             else:
                 client.connect_async(self.broker.host, self.broker.port, keepalive=self.broker.keepalive_s)
             client.loop_start()

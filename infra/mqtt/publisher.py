@@ -44,8 +44,9 @@ class Publisher:
         if self._task is not None:
             await self._task
 
-    async def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False,
-                      timeout_s: float = 10.0) -> None:  # fmt: skip
+    async def publish(
+        self, topic: str, payload: bytes, qos: int = 1, retain: bool = False, timeout_s: float = 10.0
+    ) -> None:
         """Publish and wait until the broker has it (QoS 1: its PUBACK); :class:`PublishError` otherwise."""
         await self.link.publish(topic, payload, qos=qos, retain=retain, timeout_s=timeout_s)
 

@@ -67,8 +67,10 @@ class BrokerConfig(BaseModel):
     @model_validator(mode="after")
     def _order(self) -> BrokerConfig:
         if self.reconnect_max_s < self.reconnect_initial_s:
-            raise ValueError(f"reconnect_max_s ({self.reconnect_max_s:g}) is less than reconnect_initial_s "
-                             f"({self.reconnect_initial_s:g})")  # fmt: skip
+            raise ValueError(
+                f"reconnect_max_s ({self.reconnect_max_s:g}) is less than reconnect_initial_s "
+                f"({self.reconnect_initial_s:g})"
+            )
         return self
 
     def secret(self) -> str | None:
@@ -106,14 +108,19 @@ class SubscriptionConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     client_id: str = Field(default="lifeline-bridge-1", min_length=1, max_length=64)
-    group: str = Field(default="lifeline-bridge", pattern=r"^[A-Za-z0-9_.-]{1,64}$",
-                       description="shared-subscription group: bridges in one group share the work")  # fmt: skip
+    group: str = Field(
+        default="lifeline-bridge",
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="shared-subscription group: bridges in one group share the work",
+    )
     topic: str = Field(default="lifeline/v1/+/+/telemetry")
     session_expiry_s: int = Field(
         default=7 * 86400, ge=0, description="how long the broker keeps queueing for a bridge that is away"
     )
     receive_maximum: int = Field(
-        default=20000, ge=10, le=65535,
+        default=20000,
+        ge=10,
+        le=65535,
         description="QoS 1 messages the broker may have unacknowledged toward the bridge (MQTT 5 Receive Maximum): "
-                    "the most a batch can hold, and the memory bound while InfluxDB is down",
-    )  # fmt: skip
+        "the most a batch can hold, and the memory bound while InfluxDB is down",
+    )

@@ -125,13 +125,23 @@ def _from_column(indicator: Indicator, conc: Decimal, column: Column, edition: E
     bps = column.breakpoints
     for i in range(1, len(bps)):
         if conc <= bps[i]:  # the lower segment at an exact breakpoint
-            return Iaqi(indicator, conc, _interpolate(conc, bps[i - 1], bps[i], IAQI_STEPS[i - 1], IAQI_STEPS[i]),
-                        edition.breakpoint_clause)
+            return Iaqi(
+                indicator,
+                conc,
+                _interpolate(conc, bps[i - 1], bps[i], IAQI_STEPS[i - 1], IAQI_STEPS[i]),
+                edition.breakpoint_clause,
+            )
     note = column.above_top
     if note is None:
         top = IAQI_STEPS[len(bps) - 1]
-        return Iaqi(indicator, conc, top, f"{edition.breakpoint_clause}: above the top breakpoint {bps[-1]} "
-                    f"{indicator.unit}, capped at {top} (practice)", beyond_table=True)
+        return Iaqi(
+            indicator,
+            conc,
+            top,
+            f"{edition.breakpoint_clause}: above the top breakpoint {bps[-1]} "
+            f"{indicator.unit}, capped at {top} (practice)",
+            beyond_table=True,
+        )
     if note.iaqi is not None:
         return Iaqi(indicator, conc, note.iaqi, note.clause)
     return None
@@ -143,8 +153,14 @@ def _interpolate(c: Decimal, bp_lo: Decimal, bp_hi: Decimal, i_lo: int, i_hi: in
     return math.ceil(value)
 
 
-def aqi(values: Mapping[Indicator | str, Number | None], at: date | datetime, report: str, *,
-        exempt: Iterable[Pollutant | str] = (), editions: Iterable[Edition] = EDITIONS) -> AqiResult:
+def aqi(
+    values: Mapping[Indicator | str, Number | None],
+    at: date | datetime,
+    report: str,
+    *,
+    exempt: Iterable[Pollutant | str] = (),
+    editions: Iterable[Edition] = EDITIONS,
+) -> AqiResult:
     """The AQI of ``report`` (``daily``, ``hourly``, or an edition's other report) for the period starting ``at``.
 
     ``values`` maps indicators (or their names, e.g. ``pm25_24h``) to concentrations in the indicator's unit; a
@@ -177,8 +193,9 @@ def aqi(values: Mapping[Indicator | str, Number | None], at: date | datetime, re
     return _assemble(edition, report, results, missing, exempted, notes)
 
 
-def _with_substitution(ind: Indicator, value: Number, given: Mapping[Indicator, Number], edition: Edition,
-                       notes: list[str]) -> Iaqi | None:
+def _with_substitution(
+    ind: Indicator, value: Number, given: Mapping[Indicator, Number], edition: Edition, notes: list[str]
+) -> Iaqi | None:
     own = iaqi(ind, value, edition)
     if own is not None:
         return own
@@ -197,13 +214,28 @@ def _with_substitution(ind: Indicator, value: Number, given: Mapping[Indicator, 
     return Iaqi(ind, conc, sub.value, note.clause, sub.beyond_table, substituted_by=note.use)
 
 
-def _assemble(edition: Edition, report: str, results: list[Iaqi], missing: list[Indicator],
-              exempted: list[Indicator], notes: list[str]) -> AqiResult:
+def _assemble(
+    edition: Edition,
+    report: str,
+    results: list[Iaqi],
+    missing: list[Indicator],
+    exempted: list[Indicator],
+    notes: list[str],
+) -> AqiResult:
     top = max((r.value for r in results), default=None)
     # §4.3.1: primary pollutant only when AQI > 50; all indicators that share the largest IAQI
     primary = tuple(r.indicator for r in results if top is not None and top > 50 and r.value == top)
-    return AqiResult(edition.name, report, top, None if top is None else level_of(top, edition), primary,
-                     tuple(results), tuple(missing), tuple(exempted), tuple(notes))
+    return AqiResult(
+        edition.name,
+        report,
+        top,
+        None if top is None else level_of(top, edition),
+        primary,
+        tuple(results),
+        tuple(missing),
+        tuple(exempted),
+        tuple(notes),
+    )
 
 
 def level_of(aqi_value: int, edition: Edition) -> Level:
@@ -216,8 +248,13 @@ def level_of(aqi_value: int, edition: Edition) -> Level:
     raise AssertionError("level VI has no upper bound")  # pragma: no cover
 
 
-def hourly_aqi(values: Mapping[Indicator | str, Number | None], hour_start: datetime, *,
-               nine_indicators_2012: bool = False, exempt: Iterable[Pollutant | str] = ()) -> AqiResult:
+def hourly_aqi(
+    values: Mapping[Indicator | str, Number | None],
+    hour_start: datetime,
+    *,
+    nine_indicators_2012: bool = False,
+    exempt: Iterable[Pollutant | str] = (),
+) -> AqiResult:
     """The real-time (hourly) AQI of the hour starting at ``hour_start`` (aware). ``nine_indicators_2012`` uses,
     for 2012-edition data, the report's nine indicators instead of the six 1-h means (air.md: not settled)."""
     edition = edition_for(hour_start)
@@ -225,8 +262,9 @@ def hourly_aqi(values: Mapping[Indicator | str, Number | None], hour_start: date
     return aqi(values, hour_start, report, exempt=exempt)
 
 
-def daily_aqi(values: Mapping[Indicator | str, Number | None], day: date, *,
-              exempt: Iterable[Pollutant | str] = ()) -> AqiResult:
+def daily_aqi(
+    values: Mapping[Indicator | str, Number | None], day: date, *, exempt: Iterable[Pollutant | str] = ()
+) -> AqiResult:
     """The daily AQI of the natural day ``day`` (Asia/Shanghai)."""
     return aqi(values, day, "daily", exempt=exempt)
 

@@ -132,8 +132,19 @@ def _levels(level_i_low: int) -> tuple[Level, ...]:
         (3, "III", "三级", "轻度污染", "lightly polluted", "橙色", "orange", (255, 126, 0), (0, 52, 100, 0), 101, 150),
         (4, "IV", "四级", "中度污染", "moderately polluted", "红色", "red", (255, 0, 0), (0, 100, 100, 0), 151, 200),
         (5, "V", "五级", "重度污染", "heavily polluted", "紫色", "purple", (153, 0, 76), (10, 100, 40, 30), 201, 300),
-        (6, "VI", "六级", "严重污染", "severely polluted", "褐红色", "maroon", (126, 0, 35), (30, 100, 100, 30), 301,
-         None),
+        (
+            6,
+            "VI",
+            "六级",
+            "严重污染",
+            "severely polluted",
+            "褐红色",
+            "maroon",
+            (126, 0, 35),
+            (30, 100, 100, 30),
+            301,
+            None,
+        ),
     )
     return tuple(Level(*row) for row in rows)
 
@@ -151,11 +162,11 @@ _O3_8H_BP = ("0", "100", "160", "215", "265", "800")  # stops at IAQI 300 in bot
 
 # HJ 633-2026 §4.2.2 (and, for 2012 data, the same rounding; HJ 633-2012 does not state it, HJ 663-2013 rounds
 # the same way, check): SO2, NO2, O3, PM10, PM2.5 to integer µg/m³, CO to one decimal mg/m³.
-_DECIMALS = _freeze({Pollutant.SO2: 0, Pollutant.NO2: 0, Pollutant.O3: 0, Pollutant.PM10: 0, Pollutant.PM25: 0,
-                     Pollutant.CO: 1})
+_DECIMALS = _freeze(
+    {Pollutant.SO2: 0, Pollutant.NO2: 0, Pollutant.O3: 0, Pollutant.PM10: 0, Pollutant.PM25: 0, Pollutant.CO: 1}
+)
 
-_SIX_1H = (Indicator.SO2_1H, Indicator.NO2_1H, Indicator.CO_1H, Indicator.O3_1H, Indicator.PM10_1H,
-           Indicator.PM25_1H)
+_SIX_1H = (Indicator.SO2_1H, Indicator.NO2_1H, Indicator.CO_1H, Indicator.O3_1H, Indicator.PM10_1H, Indicator.PM25_1H)
 
 # --- HJ 633-2026 (from 2026-03-01) -------------------------------------------------------------------------------
 _PM10_24H_2026 = _col("0", "50", "120", "250", "350", "420", "500", "600")  # Table 3: IAQI 100 at 120 (was 150)
@@ -164,32 +175,46 @@ _PM25_24H_2026 = _col("0", "35", "60", "115", "150", "250", "350", "500")  # Tab
 HJ633_2026 = Edition(
     name="HJ 633-2026",
     effective_from=date(2026, 3, 1),
-    columns=_freeze({
-        Indicator.SO2_24H: _SO2_24H,
-        # Table 3 note b: SO2 1-h above 800 µg/m³ -> IAQI = 200
-        Indicator.SO2_1H: _col(*_SO2_1H_BP, above_top=AboveTop("HJ 633-2026 Table 3 note b: SO2 1-h above 800 "
-                                                               "µg/m³, IAQI = 200", iaqi=200)),
-        Indicator.NO2_24H: _NO2_24H,
-        Indicator.NO2_1H: _NO2_1H,
-        Indicator.CO_24H: _CO_24H,
-        Indicator.CO_1H: _CO_1H,
-        # Table 3 note c: O3 8-h above 800 µg/m³ -> IAQI = 300
-        Indicator.O3_8H: _col(*_O3_8H_BP, above_top=AboveTop("HJ 633-2026 Table 3 note c: O3 8-h above 800 µg/m³, "
-                                                             "IAQI = 300", iaqi=300)),
-        Indicator.O3_1H: _O3_1H,
-        Indicator.PM10_24H: _PM10_24H_2026,
-        Indicator.PM25_24H: _PM25_24H_2026,
-        # §4.2.4: PM10 and PM2.5 1-h means are indexed with the 24-h column
-        Indicator.PM10_1H: _PM10_24H_2026,
-        Indicator.PM25_1H: _PM25_24H_2026,
-    }),
-    reports=_freeze({
-        # §4.2.2: daily report, 24-h means of SO2, NO2, CO, PM10, PM2.5 and the daily maximum 8-h mean of O3
-        "daily": (Indicator.SO2_24H, Indicator.NO2_24H, Indicator.CO_24H, Indicator.O3_8H, Indicator.PM10_24H,
-                  Indicator.PM25_24H),
-        # §4.2.3: real-time report, the 1-h means of the six pollutants
-        "hourly": _SIX_1H,
-    }),
+    columns=_freeze(
+        {
+            Indicator.SO2_24H: _SO2_24H,
+            # Table 3 note b: SO2 1-h above 800 µg/m³ -> IAQI = 200
+            Indicator.SO2_1H: _col(
+                *_SO2_1H_BP,
+                above_top=AboveTop("HJ 633-2026 Table 3 note b: SO2 1-h above 800 µg/m³, IAQI = 200", iaqi=200),
+            ),
+            Indicator.NO2_24H: _NO2_24H,
+            Indicator.NO2_1H: _NO2_1H,
+            Indicator.CO_24H: _CO_24H,
+            Indicator.CO_1H: _CO_1H,
+            # Table 3 note c: O3 8-h above 800 µg/m³ -> IAQI = 300
+            Indicator.O3_8H: _col(
+                *_O3_8H_BP,
+                above_top=AboveTop("HJ 633-2026 Table 3 note c: O3 8-h above 800 µg/m³, IAQI = 300", iaqi=300),
+            ),
+            Indicator.O3_1H: _O3_1H,
+            Indicator.PM10_24H: _PM10_24H_2026,
+            Indicator.PM25_24H: _PM25_24H_2026,
+            # §4.2.4: PM10 and PM2.5 1-h means are indexed with the 24-h column
+            Indicator.PM10_1H: _PM10_24H_2026,
+            Indicator.PM25_1H: _PM25_24H_2026,
+        }
+    ),
+    reports=_freeze(
+        {
+            # §4.2.2: daily report, 24-h means of SO2, NO2, CO, PM10, PM2.5 and the daily maximum 8-h mean of O3
+            "daily": (
+                Indicator.SO2_24H,
+                Indicator.NO2_24H,
+                Indicator.CO_24H,
+                Indicator.O3_8H,
+                Indicator.PM10_24H,
+                Indicator.PM25_24H,
+            ),
+            # §4.2.3: real-time report, the 1-h means of the six pollutants
+            "hourly": _SIX_1H,
+        }
+    ),
     decimals=_DECIMALS,
     levels=_levels(1),  # Table 1: level I is AQI 1-50
     breakpoint_clause="HJ 633-2026 Table 3",
@@ -205,37 +230,57 @@ _PM25_24H_2012 = _col("0", "35", "75", "115", "150", "250", "350", "500")  # Tab
 HJ633_2012 = Edition(
     name="HJ 633-2012",
     effective_from=date.min,  # air.md: data before 2026-03-01 is indexed with the 2012 edition
-    columns=_freeze({
-        Indicator.SO2_24H: _SO2_24H,
-        # Table 1 note (3): SO2 1-h above 800 µg/m³ has no 1-h IAQI; the 24-h SO2 IAQI is reported instead
-        Indicator.SO2_1H: _col(*_SO2_1H_BP, above_top=AboveTop("HJ 633-2012 Table 1 note 3: SO2 1-h above 800 "
-                                                               "µg/m³, the 24-h SO2 IAQI is reported",
-                                                               use=Indicator.SO2_24H)),
-        Indicator.NO2_24H: _NO2_24H,
-        Indicator.NO2_1H: _NO2_1H,
-        Indicator.CO_24H: _CO_24H,
-        Indicator.CO_1H: _CO_1H,
-        # Table 1 note (4): O3 8-h above 800 µg/m³ has no 8-h IAQI; the 1-h O3 IAQI is reported instead
-        Indicator.O3_8H: _col(*_O3_8H_BP, above_top=AboveTop("HJ 633-2012 Table 1 note 4: O3 8-h above 800 µg/m³, "
-                                                             "the 1-h O3 IAQI is reported", use=Indicator.O3_1H)),
-        Indicator.O3_1H: _O3_1H,
-        Indicator.PM10_24H: _PM10_24H_2012,
-        Indicator.PM25_24H: _PM25_24H_2012,
-        # The 2012 table has PM columns for 24 h only; 1-h PM means are indexed against them, as the 2026 edition
-        # later wrote down (air.md: how the 2012 platform did it is not settled, check).
-        Indicator.PM10_1H: _PM10_24H_2012,
-        Indicator.PM25_1H: _PM25_24H_2012,
-    }),
-    reports=_freeze({
-        # §5: daily report, 7 indicators: the 24-h means, and O3's daily maximum 1-h and maximum 8-h means
-        "daily": (Indicator.SO2_24H, Indicator.NO2_24H, Indicator.CO_24H, Indicator.O3_1H, Indicator.O3_8H,
-                  Indicator.PM10_24H, Indicator.PM25_24H),
-        # Real-time AQI from the six 1-h means (PM against the 24-h column), the method HJ 633-2026 §4.2.3 codified.
-        "hourly": _SIX_1H,
-        # §5: the real-time report's 9 indicators: the six 1-h means, the O3 8-h moving mean and the PM10/PM2.5
-        # 24-h moving means; offered for consumers who recompute 2012 history that way (air.md: not settled).
-        "hourly_nine": (*_SIX_1H, Indicator.O3_8H, Indicator.PM10_24H, Indicator.PM25_24H),
-    }),
+    columns=_freeze(
+        {
+            Indicator.SO2_24H: _SO2_24H,
+            # Table 1 note (3): SO2 1-h above 800 µg/m³ has no 1-h IAQI; the 24-h SO2 IAQI is reported instead
+            Indicator.SO2_1H: _col(
+                *_SO2_1H_BP,
+                above_top=AboveTop(
+                    "HJ 633-2012 Table 1 note 3: SO2 1-h above 800 µg/m³, the 24-h SO2 IAQI is reported",
+                    use=Indicator.SO2_24H,
+                ),
+            ),
+            Indicator.NO2_24H: _NO2_24H,
+            Indicator.NO2_1H: _NO2_1H,
+            Indicator.CO_24H: _CO_24H,
+            Indicator.CO_1H: _CO_1H,
+            # Table 1 note (4): O3 8-h above 800 µg/m³ has no 8-h IAQI; the 1-h O3 IAQI is reported instead
+            Indicator.O3_8H: _col(
+                *_O3_8H_BP,
+                above_top=AboveTop(
+                    "HJ 633-2012 Table 1 note 4: O3 8-h above 800 µg/m³, the 1-h O3 IAQI is reported",
+                    use=Indicator.O3_1H,
+                ),
+            ),
+            Indicator.O3_1H: _O3_1H,
+            Indicator.PM10_24H: _PM10_24H_2012,
+            Indicator.PM25_24H: _PM25_24H_2012,
+            # The 2012 table has PM columns for 24 h only; 1-h PM means are indexed against them, as the 2026 edition
+            # later wrote down (air.md: how the 2012 platform did it is not settled, check).
+            Indicator.PM10_1H: _PM10_24H_2012,
+            Indicator.PM25_1H: _PM25_24H_2012,
+        }
+    ),
+    reports=_freeze(
+        {
+            # §5: daily report, 7 indicators: the 24-h means, and O3's daily maximum 1-h and maximum 8-h means
+            "daily": (
+                Indicator.SO2_24H,
+                Indicator.NO2_24H,
+                Indicator.CO_24H,
+                Indicator.O3_1H,
+                Indicator.O3_8H,
+                Indicator.PM10_24H,
+                Indicator.PM25_24H,
+            ),
+            # Real-time AQI from the six 1-h means (PM against the 24-h column), the method HJ 633-2026 §4.2.3 codified.
+            "hourly": _SIX_1H,
+            # §5: the real-time report's 9 indicators: the six 1-h means, the O3 8-h moving mean and the PM10/PM2.5
+            # 24-h moving means; offered for consumers who recompute 2012 history that way (air.md: not settled).
+            "hourly_nine": (*_SIX_1H, Indicator.O3_8H, Indicator.PM10_24H, Indicator.PM25_24H),
+        }
+    ),
     decimals=_DECIMALS,
     levels=_levels(0),  # level I is AQI 0-50 in the 2012 edition
     breakpoint_clause="HJ 633-2012 Table 1",

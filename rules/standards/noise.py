@@ -49,14 +49,16 @@ class ZoneLimits:
 
 
 # GB 3096-2008 Table 1, LAeq dB(A) (check: not yet in shared/standards)
-GB3096_2008: Mapping[NoiseZone, ZoneLimits] = MappingProxyType({
-    NoiseZone.Z0: ZoneLimits(Decimal(50), Decimal(40)),
-    NoiseZone.Z1: ZoneLimits(Decimal(55), Decimal(45)),
-    NoiseZone.Z2: ZoneLimits(Decimal(60), Decimal(50)),
-    NoiseZone.Z3: ZoneLimits(Decimal(65), Decimal(55)),
-    NoiseZone.Z4A: ZoneLimits(Decimal(70), Decimal(55)),
-    NoiseZone.Z4B: ZoneLimits(Decimal(70), Decimal(60)),
-})
+GB3096_2008: Mapping[NoiseZone, ZoneLimits] = MappingProxyType(
+    {
+        NoiseZone.Z0: ZoneLimits(Decimal(50), Decimal(40)),
+        NoiseZone.Z1: ZoneLimits(Decimal(55), Decimal(45)),
+        NoiseZone.Z2: ZoneLimits(Decimal(60), Decimal(50)),
+        NoiseZone.Z3: ZoneLimits(Decimal(65), Decimal(55)),
+        NoiseZone.Z4A: ZoneLimits(Decimal(70), Decimal(55)),
+        NoiseZone.Z4B: ZoneLimits(Decimal(70), Decimal(60)),
+    }
+)
 DAY_START = time(6, 0)  # GB 3096-2008 §3: 昼间 06:00-22:00
 NIGHT_START = time(22, 0)  # GB 3096-2008 §3: 夜间 22:00-06:00
 NIGHT_LMAX_MARGIN_DB = Decimal(15)  # GB 3096-2008 §5.4: night Lmax at most limit + 15 dB(A) (check)
@@ -92,17 +94,30 @@ def period_of(at: datetime | time, *, day_start: time = DAY_START, night_start: 
     return DayPeriod.DAY if day_start <= t < night_start else DayPeriod.NIGHT
 
 
-def noise_limit(zone: NoiseZone | str, at: datetime | time, *, day_start: time = DAY_START,
-                night_start: time = NIGHT_START, limits: Mapping[NoiseZone, ZoneLimits] = GB3096_2008) -> Decimal:
+def noise_limit(
+    zone: NoiseZone | str,
+    at: datetime | time,
+    *,
+    day_start: time = DAY_START,
+    night_start: time = NIGHT_START,
+    limits: Mapping[NoiseZone, ZoneLimits] = GB3096_2008,
+) -> Decimal:
     """The Leq limit in dB(A) for ``zone`` at local time ``at`` (GB 3096-2008 Table 1)."""
     zl = limits[NoiseZone(zone)]
     period = period_of(at, day_start=day_start, night_start=night_start)
     return zl.day_db if period is DayPeriod.DAY else zl.night_db
 
 
-def noise_verdict(zone: NoiseZone | str, at: datetime | time, laeq_db: Number, *, lmax_db: Number | None = None,
-                  day_start: time = DAY_START, night_start: time = NIGHT_START,
-                  limits: Mapping[NoiseZone, ZoneLimits] = GB3096_2008) -> NoiseVerdict:
+def noise_verdict(
+    zone: NoiseZone | str,
+    at: datetime | time,
+    laeq_db: Number,
+    *,
+    lmax_db: Number | None = None,
+    day_start: time = DAY_START,
+    night_start: time = NIGHT_START,
+    limits: Mapping[NoiseZone, ZoneLimits] = GB3096_2008,
+) -> NoiseVerdict:
     """The limit for ``zone`` at ``at`` and whether ``laeq_db`` exceeds it; with ``lmax_db`` at night, also the
     §5.4 maximum-level rule."""
     z = NoiseZone(zone)

@@ -143,8 +143,7 @@ def load_templates(path: Path = TEMPLATES_FILE) -> Mapping[str, PermitTemplate]:
     return MappingProxyType(dict(validate(TemplateFile, read_yaml(path), "permit templates").templates))
 
 
-def load_permits(path: Path, templates: Mapping[str, PermitTemplate] | None = None
-                 ) -> Mapping[tuple[str, str], Permit]:
+def load_permits(path: Path, templates: Mapping[str, PermitTemplate] | None = None) -> Mapping[tuple[str, str], Permit]:
     """A site's permits by (site, device); every problem is one line of a ConfigError naming file:line and field."""
     known = load_templates() if templates is None else templates
     doc = read_yaml(path)
@@ -164,14 +163,16 @@ def load_permits(path: Path, templates: Mapping[str, PermitTemplate] | None = No
     return MappingProxyType(out)
 
 
-def _resolve(entry: SourceEntry, known: Mapping[str, PermitTemplate], doc: YamlDoc, i: int,
-             problems: list[str]) -> Permit | None:
+def _resolve(
+    entry: SourceEntry, known: Mapping[str, PermitTemplate], doc: YamlDoc, i: int, problems: list[str]
+) -> Permit | None:
     base: PermitTemplate | None = None
     if entry.template is not None:
         base = known.get(entry.template)
         if base is None:
-            problems.append(_where(doc, i, "template", f"unknown template {entry.template!r}; known: "
-                                   f"{', '.join(sorted(known))}"))
+            problems.append(
+                _where(doc, i, "template", f"unknown template {entry.template!r}; known: {', '.join(sorted(known))}")
+            )
             return None
     medium = entry.medium or (base.medium if base else None)
     o2_ref = entry.o2_ref if "o2_ref" in entry.model_fields_set else (base.o2_ref if base else None)
@@ -201,15 +202,18 @@ def _where(doc: YamlDoc, i: int, field: str, msg: str) -> str:
 def o2_corrected(c_measured: float, o2_measured: float, o2_ref: float, *, o2_limit: float = O2_AIR_LIMIT) -> float:
     """``c_measured`` at the reference O2 (emissions.md): C × (21 − O2_ref) / (21 − O2_measured)."""
     if not 0 <= o2_measured < o2_limit:
-        raise CorrectionNotApplicable(f"O2 {o2_measured} % is outside [0, {o2_limit}) %: not corrected "
-                                      "(unit off or probe in air); exclude the value from exceedance decisions")
+        raise CorrectionNotApplicable(
+            f"O2 {o2_measured} % is outside [0, {o2_limit}) %: not corrected "
+            "(unit off or probe in air); exclude the value from exceedance decisions"
+        )
     if not 0 <= o2_ref < 21:
         raise ValueError(f"reference O2 {o2_ref} % is outside [0, 21) %")
     return c_measured * (21 - o2_ref) / (21 - o2_measured)
 
 
-def check_limit(permit: Permit, pollutant: str, basis: Basis | str, value: float, *, unit: str | None = None
-                ) -> LimitVerdict | None:
+def check_limit(
+    permit: Permit, pollutant: str, basis: Basis | str, value: float, *, unit: str | None = None
+) -> LimitVerdict | None:
     """``value`` against the permit's limit of ``pollutant`` on ``basis``; None when the permit sets none.
 
     Flue-gas concentrations are compared after O2 correction (``o2_corrected``) by the caller; a load needs its
@@ -223,8 +227,9 @@ def check_limit(permit: Permit, pollutant: str, basis: Basis | str, value: float
         if lim.load is None:
             return None
         if unit != lim.load.unit:
-            raise ValueError(f"{permit.site}/{permit.device} {pollutant}: load given in {unit!r}, the limit is in "
-                             f"{lim.load.unit}")
+            raise ValueError(
+                f"{permit.site}/{permit.device} {pollutant}: load given in {unit!r}, the limit is in {lim.load.unit}"
+            )
         return LimitVerdict(pollutant, b, value, lim.load.value, lim.load.unit, value > lim.load.value)
     if lim.range is not None:
         low, high = lim.range

@@ -60,11 +60,16 @@ class WaterClass(IntEnum):
         return _QUALITY[self][1]
 
 
-_QUALITY: Mapping[WaterClass, tuple[str, str]] = MappingProxyType({
-    WaterClass.I: ("优", "excellent"), WaterClass.II: ("优", "excellent"), WaterClass.III: ("良", "good"),
-    WaterClass.IV: ("轻度污染", "lightly polluted"), WaterClass.V: ("中度污染", "moderately polluted"),
-    WaterClass.WORSE_THAN_V: ("重度污染", "heavily polluted"),
-})
+_QUALITY: Mapping[WaterClass, tuple[str, str]] = MappingProxyType(
+    {
+        WaterClass.I: ("优", "excellent"),
+        WaterClass.II: ("优", "excellent"),
+        WaterClass.III: ("良", "good"),
+        WaterClass.IV: ("轻度污染", "lightly polluted"),
+        WaterClass.V: ("中度污染", "moderately polluted"),
+        WaterClass.WORSE_THAN_V: ("重度污染", "heavily polluted"),
+    }
+)
 
 _CLASSES = (WaterClass.I, WaterClass.II, WaterClass.III, WaterClass.IV, WaterClass.V)
 
@@ -91,24 +96,46 @@ _T1 = "GB 3838-2002 Table 1"
 
 # GB 3838-2002 Table 1, basic items (water.md). Point names: shared/standards README "Water"; bod5 has no
 # canonical point yet (a lab value; named here for completeness).
-PARAMETERS: Mapping[str, Parameter] = MappingProxyType({p.point: p for p in (
-    Parameter("ph", "pH", "pH", "range", _both(_d("6", "9")), f"{_T1}: pH 6-9, all classes"),
-    # DO class I is 7.5 mg/L "or saturation ≥ 90 %"; stations here report mg/L only, so 7.5 is used
-    Parameter("do", "dissolved oxygen", "mg/L", "min", _both(_d("7.5", "6", "5", "3", "2")), f"{_T1}: DO ≥ limit"),
-    Parameter("codmn", "permanganate index", "mg/L", "max", _both(_d("2", "4", "6", "10", "15")), _T1),
-    Parameter("cod", "COD", "mg/L", "max", _both(_d("15", "15", "20", "30", "40")), _T1),
-    Parameter("bod5", "BOD5", "mg/L", "max", _both(_d("3", "3", "4", "6", "10")), _T1),
-    Parameter("nh3_n", "ammonia nitrogen (as N)", "mg/L", "max", _both(_d("0.15", "0.5", "1.0", "1.5", "2.0")),
-              _T1),
-    Parameter("tp", "total phosphorus (as P)", "mg/L", "max", MappingProxyType({
-        WaterBody.RIVER: _d("0.02", "0.1", "0.2", "0.3", "0.4"),
-        WaterBody.LAKE: _d("0.01", "0.025", "0.05", "0.1", "0.2"),  # 湖、库
-    }), f"{_T1}: rivers, lakes and reservoirs apart"),
-    # TN for lakes and reservoirs only
-    Parameter("tn", "total nitrogen (as N)", "mg/L", "max",
-              MappingProxyType({WaterBody.LAKE: _d("0.2", "0.5", "1.0", "1.5", "2.0")}),
-              f"{_T1}: lakes and reservoirs only"),
-)})
+PARAMETERS: Mapping[str, Parameter] = MappingProxyType(
+    {
+        p.point: p
+        for p in (
+            Parameter("ph", "pH", "pH", "range", _both(_d("6", "9")), f"{_T1}: pH 6-9, all classes"),
+            # DO class I is 7.5 mg/L "or saturation ≥ 90 %"; stations here report mg/L only, so 7.5 is used
+            Parameter(
+                "do", "dissolved oxygen", "mg/L", "min", _both(_d("7.5", "6", "5", "3", "2")), f"{_T1}: DO ≥ limit"
+            ),
+            Parameter("codmn", "permanganate index", "mg/L", "max", _both(_d("2", "4", "6", "10", "15")), _T1),
+            Parameter("cod", "COD", "mg/L", "max", _both(_d("15", "15", "20", "30", "40")), _T1),
+            Parameter("bod5", "BOD5", "mg/L", "max", _both(_d("3", "3", "4", "6", "10")), _T1),
+            Parameter(
+                "nh3_n", "ammonia nitrogen (as N)", "mg/L", "max", _both(_d("0.15", "0.5", "1.0", "1.5", "2.0")), _T1
+            ),
+            Parameter(
+                "tp",
+                "total phosphorus (as P)",
+                "mg/L",
+                "max",
+                MappingProxyType(
+                    {
+                        WaterBody.RIVER: _d("0.02", "0.1", "0.2", "0.3", "0.4"),
+                        WaterBody.LAKE: _d("0.01", "0.025", "0.05", "0.1", "0.2"),  # 湖、库
+                    }
+                ),
+                f"{_T1}: rivers, lakes and reservoirs apart",
+            ),
+            # TN for lakes and reservoirs only
+            Parameter(
+                "tn",
+                "total nitrogen (as N)",
+                "mg/L",
+                "max",
+                MappingProxyType({WaterBody.LAKE: _d("0.2", "0.5", "1.0", "1.5", "2.0")}),
+                f"{_T1}: lakes and reservoirs only",
+            ),
+        )
+    }
+)
 
 # Points a water station reports that GB 3838 gives no class (water.md): shown, never classified.
 UNCLASSIFIED_POINTS = frozenset({"water_temp", "conductivity", "turbidity"})
@@ -147,8 +174,7 @@ class WaterResult:
     unclassified: tuple[str, ...]  # points given that have no GB 3838 class
 
 
-def parameter_class(point: str, value: Number, water_body: WaterBody, *, decimals: int | None = None
-                    ) -> ParameterClass:
+def parameter_class(point: str, value: Number, water_body: WaterBody, *, decimals: int | None = None) -> ParameterClass:
     """The class of one parameter's value (GB 3838-2002 Table 1): the best class whose limit it meets."""
     param = PARAMETERS.get(point)
     if param is None:
@@ -179,8 +205,7 @@ def water_class(values: Mapping[str, Number | None], station: WaterStation) -> W
     for point, value in values.items():
         if value is None:
             continue
-        if point in UNCLASSIFIED_POINTS or (point in PARAMETERS and station.water_body
-                                            not in PARAMETERS[point].limits):
+        if point in UNCLASSIFIED_POINTS or (point in PARAMETERS and station.water_body not in PARAMETERS[point].limits):
             unclassified.append(point)  # e.g. TN at a river: GB 3838 gives it no limit
             continue
         classified.append(parameter_class(point, value, station.water_body, decimals=station.decimals.get(point)))

@@ -21,8 +21,9 @@ def frame(segment: bytes) -> bytes:
     return b"##%04d%s%04X\r\n" % (len(segment), segment, crc(segment))
 
 
-def segment(*, qn: str, st: str, cn: str, pw: str, mn: str, flag: int, cp: str,
-            pnum: int | None = None, pno: int | None = None) -> bytes:  # fmt: skip
+def segment(
+    *, qn: str, st: str, cn: str, pw: str, mn: str, flag: int, cp: str, pnum: int | None = None, pno: int | None = None
+) -> bytes:
     split = f"PNUM={pnum};PNO={pno};" if pnum is not None else ""
     return f"QN={qn};ST={st};CN={cn};PW={pw};MN={mn};Flag={flag};{split}CP=&&{cp}&&".encode()
 

@@ -115,8 +115,15 @@ class Hj212Station:
 
     def packet(self, cn: str, cp: str, now: float, *, flag_a: bool | None = None, pw: str | None = None) -> bytes:
         a = self.answer if flag_a is None else flag_a
-        seg = _wire.segment(qn=self._qn(now), st=self.st, cn=cn, pw=pw or self.password, mn=self.mn,
-                            flag=(self.version << 2) | (1 if a else 0), cp=cp)  # fmt: skip
+        seg = _wire.segment(
+            qn=self._qn(now),
+            st=self.st,
+            cn=cn,
+            pw=pw or self.password,
+            mn=self.mn,
+            flag=(self.version << 2) | (1 if a else 0),
+            cp=cp,
+        )
         return _wire.frame(seg)
 
     def realtime_cp(self, values: dict[str, float], flag: str, now: float) -> str:
@@ -134,8 +141,11 @@ class Hj212Station:
             if not series:
                 continue
             code, avg = self._code(p.name), statistics.fmean(series)
-            fields = [f"{code}-Min={_wire.number(min(series))}", f"{code}-Avg={_wire.number(avg)}",
-                      f"{code}-Max={_wire.number(max(series))}"]  # fmt: skip
+            fields = [
+                f"{code}-Min={_wire.number(min(series))}",
+                f"{code}-Avg={_wire.number(avg)}",
+                f"{code}-Max={_wire.number(max(series))}",
+            ]
             if p.total_unit is not None and flow_point is not None:
                 litres = flow_point.unit == "L/s"
                 if p is flow_point:  # volume: m³/s × s, or L/s × s / 1000
@@ -292,20 +302,45 @@ class Hj212Fleet:
         await asyncio.gather(*(s.run(stop) for _, _, s in self.stations))
 
     def server_stations(self) -> list[dict[str, object]]:
-        return [{"mn": s.mn, "site": site, "device": device, "profile": s.profile.name}
-                for site, device, s in self.stations]  # fmt: skip
+        return [
+            {"mn": s.mn, "site": site, "device": device, "profile": s.profile.name} for site, device, s in self.stations
+        ]
 
     def passwords(self) -> dict[str, str]:
         """MN -> PW, for a passwords_file (write it with mode 0600)."""
         return {s.mn: s.password for _, _, s in self.stations}
 
 
-def demo_fleet(host: str, port: int, profiles: dict[str, Profile], *, site: str = "hj212-demo",
-               answer: bool = True, rtd_interval_s: float = 30.0, seed: int = 1) -> Hj212Fleet:  # fmt: skip
+def demo_fleet(
+    host: str,
+    port: int,
+    profiles: dict[str, Profile],
+    *,
+    site: str = "hj212-demo",
+    answer: bool = True,
+    rtd_interval_s: float = 30.0,
+    seed: int = 1,
+) -> Hj212Fleet:
     """One flue-gas CEMS and one wastewater outlet of ``site``, for a district (``lifeline up``): give the ingest
     server ``fleet.server_stations()`` and a 0600 passwords file of ``fleet.passwords()``, then ``fleet.run``."""
-    cems = Hj212Station("010000A8900016F000169DC0", "cems01", profiles["flue_gas_cems_hj212"], host, port,
-                        seed=seed, answer=answer, rtd_interval_s=rtd_interval_s)  # fmt: skip
-    outlet = Hj212Station("010000A8900016F000169DC1", "outl01", profiles["wastewater_outlet_hj212"], host, port,
-                          seed=seed + 1, answer=answer, rtd_interval_s=rtd_interval_s)  # fmt: skip
+    cems = Hj212Station(
+        "010000A8900016F000169DC0",
+        "cems01",
+        profiles["flue_gas_cems_hj212"],
+        host,
+        port,
+        seed=seed,
+        answer=answer,
+        rtd_interval_s=rtd_interval_s,
+    )
+    outlet = Hj212Station(
+        "010000A8900016F000169DC1",
+        "outl01",
+        profiles["wastewater_outlet_hj212"],
+        host,
+        port,
+        seed=seed + 1,
+        answer=answer,
+        rtd_interval_s=rtd_interval_s,
+    )
     return Hj212Fleet([(site, "cems-1", cems), (site, "outlet-1", outlet)])

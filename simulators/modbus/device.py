@@ -32,7 +32,6 @@ from simulators.modbus._overrides import Overrides, Spike
 log = logging.getLogger("lifeline.sim.modbus")
 
 
-
 class ModbusDevice:
     """A behaviour served over Modbus TCP on ``host:port`` (port 0: a free port, known after ``start``)."""
 

@@ -73,10 +73,30 @@ def _wait_http(url: str, timeout_s: float) -> None:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     assert Path(CHROMIUM).exists(), "Debian's chromium is not installed (scripts/setup installs it)"
     data_dir = tmp_path_factory.mktemp("up")
-    argv = [sys.executable, "-m", "lifeline", "up", "--scenario", str(DISTRICT), "--data-dir", str(data_dir),
-            "--mqtt-port", "0", "--influx-port", "0", "--api-port", "0"]  # fmt: skip
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True)  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "lifeline",
+        "up",
+        "--scenario",
+        str(DISTRICT),
+        "--data-dir",
+        str(data_dir),
+        "--mqtt-port",
+        "0",
+        "--influx-port",
+        "0",
+        "--api-port",
+        "0",
+    ]
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        start_new_session=True,
+    )
     assert proc.stdout is not None
     lines: list[str] = []
     base = password = ""

@@ -134,8 +134,11 @@ def test_a_gas_alarm_arrives_live_and_is_acknowledged_in_one_click(browser: Any,
     assert page.locator("tr[data-device=gas-1].alarm-row").count() == 0
     deadline = time.monotonic() + 45  # the test shares the simulated sensors' account: sent again until it shows
     while True:
-        _publish(stack, "vendor/gasdet/GD-MINI-1/up",
-                 {"ts": int(time.time() * 1000), "data": {"lel": 62.5, "alarm": "high", "battery": 90}})  # fmt: skip
+        _publish(
+            stack,
+            "vendor/gasdet/GD-MINI-1/up",
+            {"ts": int(time.time() * 1000), "data": {"lel": 62.5, "alarm": "high", "battery": 90}},
+        )
         try:
             page.wait_for_selector("tr[data-device=gas-1].alarm-row", timeout=5_000)  # no reload: the stream
             break

@@ -46,8 +46,13 @@ class Child:
 
     def start(self) -> None:
         with self.log.open("ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "lifeline", *self.argv], stdout=out, stderr=out,
-                                         stdin=subprocess.DEVNULL, cwd=ROOT)  # fmt: skip
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "lifeline", *self.argv],
+                stdout=out,
+                stderr=out,
+                stdin=subprocess.DEVNULL,
+                cwd=ROOT,
+            )
 
     def kill(self) -> None:
         """SIGKILL, as a crash would."""
@@ -117,8 +122,9 @@ class FaultDistrict:
     # -- set-up -------------------------------------------------------------------------------------------------
     async def _run_district(self, stop: asyncio.Event) -> None:
         sim = credential(self.credentials, "sim-sensors", self.sensor_base)
-        district = District(self.scenario, "127.0.0.1", self.sensor_base.port, step_interval_s=0.1,
-                            sensor_credentials=sim)  # fmt: skip
+        district = District(
+            self.scenario, "127.0.0.1", self.sensor_base.port, step_interval_s=0.1, sensor_credentials=sim
+        )
         sites = {d.id: d.site for d in district.planned}
         sensors = district.sensors.sensors
 
@@ -149,11 +155,15 @@ class FaultDistrict:
         if outbox_max_bytes is not None:
             publish["outbox_max_bytes"] = outbox_max_bytes
         give_site_credentials(
-            path, self.credentials, self.base,
-            state_dir=str(state), dead_letter_path=str(state / "deadletter.sqlite"),
-            sample_journal=str(state / "journal.jsonl"), publish=publish,
+            path,
+            self.credentials,
+            self.base,
+            state_dir=str(state),
+            dead_letter_path=str(state / "deadletter.sqlite"),
+            sample_journal=str(state / "journal.jsonl"),
+            publish=publish,
             modbus={"timeout_s": 0.5, "connect_timeout_s": 0.5, "backoff_initial_s": 0.2, "backoff_max_s": 1.0},
-        )  # fmt: skip
+        )
         config = yaml.safe_load(path.read_text())
         if self.site_broker is not None and "sensor_broker" in config:
             sensors = credential(self.credentials, f"edge-{site}-sensors", self.sensor_base)
@@ -169,26 +179,33 @@ class FaultDistrict:
 
     def _bridge(self) -> Child:
         config = {
-            "broker": self._account("bridge-1"), "publisher": self._account("bridge-1-pub"),
+            "broker": self._account("bridge-1"),
+            "publisher": self._account("bridge-1-pub"),
             "subscription": {"client_id": "bridge-1", "receive_maximum": 2000},
             "influx": {"url": self.influx.url, "database": DATABASE, "timeout_s": 2.0},
             "batch": {"max_points": 5000, "max_delay_s": 0.2},
             "retry": {"initial_s": 0.2, "max_s": 1.0},
             "validation": {"sites": [str(self.tmp / "sites")]},
             "dead_letter_path": str(self.tmp / "bridge-dead.sqlite"),
-        }  # fmt: skip
-        return Child("bridge", ["bridge", "--config", str(self._service_config("bridge", config))],
-                     self.tmp / "bridge.log")  # fmt: skip
+        }
+        return Child(
+            "bridge", ["bridge", "--config", str(self._service_config("bridge", config))], self.tmp / "bridge.log"
+        )
 
     def _rules(self) -> Child:
         config = {
-            "broker": self._account("rules-1"), "publisher": self._account("rules-1-pub"),
+            "broker": self._account("rules-1"),
+            "publisher": self._account("rules-1-pub"),
             "rules": {"packs": [str(PACKS / "gas.yaml"), str(PACKS / "edge.yaml")], "checkpoint_s": 0.5, "tick_s": 0.2},
-            "alerts": {"store_url": self.store_url, "tick_s": 0.2,
-                       "notify": {"channels": {"bus": {"type": "mqtt"}}, "routes": [{"channels": ["bus"]}]}},
-        }  # fmt: skip
-        return Child("rules", ["rules", "run", "--config", str(self._service_config("rules", config))],
-                     self.tmp / "rules.log")  # fmt: skip
+            "alerts": {
+                "store_url": self.store_url,
+                "tick_s": 0.2,
+                "notify": {"channels": {"bus": {"type": "mqtt"}}, "routes": [{"channels": ["bus"]}]},
+            },
+        }
+        return Child(
+            "rules", ["rules", "run", "--config", str(self._service_config("rules", config))], self.tmp / "rules.log"
+        )
 
     def _account(self, username: str) -> dict[str, Any]:
         return credential(self.credentials, username, self.base).model_dump(mode="json", exclude_defaults=True)
@@ -223,13 +240,17 @@ class FaultDistrict:
     def stored(self) -> dict[str, list[int]]:
         """Sample times per device that InfluxDB holds (every measurement, every point)."""
         out: dict[str, list[int]] = defaultdict(list)
-        resp = httpx.get(f"{self.influx.url}/query", params={"db": DATABASE, "epoch": "ms", "q": "SHOW MEASUREMENTS"},
-                         timeout=10)  # fmt: skip
+        resp = httpx.get(
+            f"{self.influx.url}/query", params={"db": DATABASE, "epoch": "ms", "q": "SHOW MEASUREMENTS"}, timeout=10
+        )
         series = resp.json()["results"][0].get("series") or [{"values": []}]
         for (measurement,) in series[0]["values"]:
             q = f'SELECT * FROM "{measurement}"'
-            rows = httpx.get(f"{self.influx.url}/query", params={"db": DATABASE, "epoch": "ms", "q": q},
-                             timeout=30).json()["results"][0].get("series", [])  # fmt: skip
+            rows = (
+                httpx.get(f"{self.influx.url}/query", params={"db": DATABASE, "epoch": "ms", "q": q}, timeout=30)
+                .json()["results"][0]
+                .get("series", [])
+            )
             for s in rows:
                 cols = s["columns"]
                 t, site, device = cols.index("time"), cols.index("site"), cols.index("device")
@@ -238,8 +259,11 @@ class FaultDistrict:
                         out[f"{row[site]}/{row[device]}"].append(row[t])
         return out
 
-    def wait_all_stored(self, timeout_s: float = 60.0, cutoff_ms: int | None = None,
-                        ) -> tuple[dict[str, list[int]], dict[str, list[int]]]:  # fmt: skip
+    def wait_all_stored(
+        self,
+        timeout_s: float = 60.0,
+        cutoff_ms: int | None = None,
+    ) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
         """Until every sample journalled up to ``cutoff_ms`` (default: 2 s ago) is in InfluxDB, or the time is up;
         returns (journal, stored), both up to the cut-off (the district goes on sampling meanwhile)."""
         cutoff = cutoff_ms if cutoff_ms is not None else now_ms() - 2_000
@@ -269,8 +293,10 @@ class FaultDistrict:
                 lo, hi = allow_unjournalled_ms
                 extra = [ts for ts in extra if not lo <= ts <= hi]
             if lost or twice or extra:
-                problems.append(f"{device}: {len(taken)} taken, {len(set(have))} stored, lost {lost[:5]} "
-                                f"({len(lost)}), twice {twice[:5]}, not taken {extra[:5]} ({len(extra)})")  # fmt: skip
+                problems.append(
+                    f"{device}: {len(taken)} taken, {len(set(have))} stored, lost {lost[:5]} "
+                    f"({len(lost)}), twice {twice[:5]}, not taken {extra[:5]} ({len(extra)})"
+                )
         assert not problems, "\n".join(problems)
         return sum(len(set(ts)) for ts in journal.values())
 
@@ -293,8 +319,10 @@ class FaultDistrict:
         if lost:
             journal = self.journal()
             taken = {d: [t for t in ts if t in set(journal.get(d, []))] for d, ts in lost.items()}
-            raise AssertionError(f"{sum(map(len, lost.values()))} of {total} acknowledged sensor readings not stored: "
-                                 f"{lost}; of them taken by the edge (journal): {taken}")  # fmt: skip
+            raise AssertionError(
+                f"{sum(map(len, lost.values()))} of {total} acknowledged sensor readings not stored: "
+                f"{lost}; of them taken by the edge (journal): {taken}"
+            )
         return total
 
     def alerts(self) -> list[Any]:

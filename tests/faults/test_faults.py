@@ -185,5 +185,8 @@ def test_a_full_outbox_drops_the_oldest_counts_and_alerts(make_district) -> None
             assert not kept_after or max(gone) <= max(kept_after), dev
     log = (d.tmp / "edge-mini-water.log").read_text()
     assert any("level=WARNING" in line and "dropp" in line for line in log.splitlines()), "logged at WARNING"
-    wait_until(lambda: any(a.alert.key.rule_id == "edge.outbox.dropping" for a in d.alerts()), 40,
-               "the dropping raised as an alert")  # fmt: skip
+    wait_until(
+        lambda: any(a.alert.key.rule_id == "edge.outbox.dropping" for a in d.alerts()),
+        40,
+        "the dropping raised as an alert",
+    )

@@ -36,15 +36,19 @@ RESTARTS = 3
 def _edge_config(broker: Mosquitto, tmp_path: Path) -> EdgeConfig:
     ids = [f"GD-{i}" for i in range(1, SENSORS + 1)]
     sensors = edge_sensor_account(SITE, [f"vendor/gasdet/{vid}/up" for vid in ids])
-    return EdgeConfig.model_validate({
-        "site": SITE,
-        "broker": account_for(broker, edge_account(SITE)).model_dump(mode="json"),
-        "sensor_broker": account_for(broker, sensors).model_dump(mode="json"),  # the same broker, as lifeline up
-        "state_dir": str(tmp_path / "edge"),
-        "dead_letter_path": str(tmp_path / "edge" / "dead.sqlite"),
-        "sample_journal": str(tmp_path / "edge" / "journal.jsonl"),
-        "devices": [{"id": f"gas-{i}", "profile": "gas_detector", "source_id": vid} for i, vid in enumerate(ids, 1)],
-    })  # fmt: skip
+    return EdgeConfig.model_validate(
+        {
+            "site": SITE,
+            "broker": account_for(broker, edge_account(SITE)).model_dump(mode="json"),
+            "sensor_broker": account_for(broker, sensors).model_dump(mode="json"),  # the same broker, as lifeline up
+            "state_dir": str(tmp_path / "edge"),
+            "dead_letter_path": str(tmp_path / "edge" / "dead.sqlite"),
+            "sample_journal": str(tmp_path / "edge" / "journal.jsonl"),
+            "devices": [
+                {"id": f"gas-{i}", "profile": "gas_detector", "source_id": vid} for i, vid in enumerate(ids, 1)
+            ],
+        }
+    )
 
 
 def _journal(path: Path) -> dict[str, set[int]]:
@@ -79,10 +83,15 @@ def test_a_broker_restart_loses_no_sensor_reading(tmp_path: Path) -> None:
             published[device].add(int(at * 1000))  # the gas detector's epoch_ms timestamp
 
     fleet = SensorFleet(
-        [Sensor(f"gas-{i}", catalogue["gas_detector"], make_behaviour("gas_detector", i), f"GD-{i}", INTERVAL_S)
-         for i in range(1, SENSORS + 1)],
-        broker.host, broker.port, tick_s=0.02, credentials=client_account(broker, "sim"),
-    )  # fmt: skip
+        [
+            Sensor(f"gas-{i}", catalogue["gas_detector"], make_behaviour("gas_detector", i), f"GD-{i}", INTERVAL_S)
+            for i in range(1, SENSORS + 1)
+        ],
+        broker.host,
+        broker.port,
+        tick_s=0.02,
+        credentials=client_account(broker, "sim"),
+    )
     fleet.on_published = acknowledged
     config = _edge_config(broker, tmp_path)
     agent = EdgeAgent(build_site(config))

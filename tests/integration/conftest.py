@@ -26,8 +26,13 @@ class RunningDistrict:
         started = asyncio.Event()
 
         async def main(stop: asyncio.Event) -> None:
-            self.district = District(load_scenario(scenario), broker.host, broker.port, step_interval_s=0.05,
-                                     sensor_credentials=client_account(broker, "sim-sensors"))
+            self.district = District(
+                load_scenario(scenario),
+                broker.host,
+                broker.port,
+                step_interval_s=0.05,
+                sensor_credentials=client_account(broker, "sim-sensors"),
+            )
             await self.district.start()
             started.set()
             try:

@@ -26,8 +26,12 @@ class Db:
         server.create_database(self.name)
 
     def write(self, lines: list[str]) -> None:
-        resp = httpx.post(f"{self.server.url}/write", params={"db": self.name, "precision": "ms"},
-                          content="\n".join(lines).encode(), timeout=10)  # fmt: skip
+        resp = httpx.post(
+            f"{self.server.url}/write",
+            params={"db": self.name, "precision": "ms"},
+            content="\n".join(lines).encode(),
+            timeout=10,
+        )
         assert resp.status_code == 204, resp.text
 
     def run(self, call: Callable[[InfluxQuery], Awaitable[T]], *, retention_policy: str | None = None) -> T:
@@ -51,8 +55,14 @@ class Db:
             if v2_url is None:
                 config = InfluxConfig(url=self.server.url, database=self.name)
             else:
-                config = InfluxConfig(url=v2_url, database=self.name, transport="v2", org="lifeline",
-                                      bucket=f"{self.name}/autogen", token="t0ken")  # fmt: skip
+                config = InfluxConfig(
+                    url=v2_url,
+                    database=self.name,
+                    transport="v2",
+                    org="lifeline",
+                    bucket=f"{self.name}/autogen",
+                    token="t0ken",
+                )
             writer = derived_writer(config)
             try:
                 return await call(q, writer)

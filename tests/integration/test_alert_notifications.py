@@ -44,25 +44,35 @@ def channels(receivers: dict[str, HttpReceiver], smtp: SmtpServer) -> dict[str, 
     wecom = FakeWeCom(receivers["wecom"])
     return {
         "hook": {"type": "webhook", "url": f"{receivers['hook'].url}/lifeline"},
-        "mail": {"type": "email", "host": smtp.host, "port": smtp.port, "sender": "lifeline@baoshan.example",
-                 "to": ["safety-duty@baoshan.example"]},
+        "mail": {
+            "type": "email",
+            "host": smtp.host,
+            "port": smtp.port,
+            "sender": "lifeline@baoshan.example",
+            "to": ["safety-duty@baoshan.example"],
+        },
         "bus": {"type": "mqtt"},
         "ding": {"type": "dingtalk", "url": ding.url, "secret": "SEC-test"},
         "wecom": {"type": "wecom", "url": wecom.url},
         "duty": {"type": "webhook", "url": f"{receivers['duty'].url}/duty"},
         "chief": {"type": "webhook", "url": f"{receivers['chief'].url}/chief"},
-    }  # fmt: skip
+    }
 
 
 def test_gas_leak_gives_one_alert_and_one_notification_per_channel_within_a_second(
-    mosquitto: Mosquitto, tmp_path: Path, mini: Any, start_agent: Any, smtp_server: SmtpServer,
+    mosquitto: Mosquitto,
+    tmp_path: Path,
+    mini: Any,
+    start_agent: Any,
+    smtp_server: SmtpServer,
     receivers: dict[str, HttpReceiver],
-) -> None:  # fmt: skip
+) -> None:
     notify = {
         "channels": channels(receivers, smtp_server),
-        "routes": [{"audiences": ["safety"], "min_severity": "warning",
-                    "channels": ["hook", "mail", "bus", "ding", "wecom"]}],
-    }  # fmt: skip
+        "routes": [
+            {"audiences": ["safety"], "min_severity": "warning", "channels": ["hook", "mail", "bus", "ding", "wecom"]}
+        ],
+    }
     cfg = service_config(mosquitto, tmp_path, [PACKS], notify=notify)
     rules = RunningRules(cfg).start()
     bus = Subscriber(mosquitto, "lifeline/v1/alerts/notify/#")
@@ -126,19 +136,39 @@ class Clock:
 
 
 def lel(device: str, severity: str | None, ts_s: float, value: float = 30.0) -> Transition:
-    return Transition(rule="gas.lel", site="plant-1", device=device, point="lel", severity=severity_of(severity),
-                      previous=None, value=value, ts=int(ts_s * 1000), reason="test",
-                      profile="gas_detector")  # fmt: skip
+    return Transition(
+        rule="gas.lel",
+        site="plant-1",
+        device=device,
+        point="lel",
+        severity=severity_of(severity),
+        previous=None,
+        value=value,
+        ts=int(ts_s * 1000),
+        reason="test",
+        profile="gas_detector",
+    )
 
 
-def manager(tmp_path: Path, receivers: dict[str, HttpReceiver], smtp: SmtpServer, clock: Clock,
-            routes: tuple[str, ...] = ("hook",), **config: Any) -> tuple[AlertManager, AlertStore]:  # fmt: skip
-    cfg = AlertServiceConfig.model_validate({
-        "store_url": f"sqlite:///{tmp_path / 'alerts.db'}",
-        "notify": {"channels": channels(receivers, smtp), "routes": [{"audiences": ["safety"], "channels": routes}],
-                   "retry": {"attempts": 1}},
-        **config,
-    })  # fmt: skip
+def manager(
+    tmp_path: Path,
+    receivers: dict[str, HttpReceiver],
+    smtp: SmtpServer,
+    clock: Clock,
+    routes: tuple[str, ...] = ("hook",),
+    **config: Any,
+) -> tuple[AlertManager, AlertStore]:
+    cfg = AlertServiceConfig.model_validate(
+        {
+            "store_url": f"sqlite:///{tmp_path / 'alerts.db'}",
+            "notify": {
+                "channels": channels(receivers, smtp),
+                "routes": [{"audiences": ["safety"], "channels": routes}],
+                "retry": {"attempts": 1},
+            },
+            **config,
+        }
+    )
     store = AlertStore(cfg.store_url)
     notifier = Notifier(cfg.notify, clock=clock)
     return AlertManager(cfg, store, load_rules([PACKS]), load_catalogue(), notifier, clock=clock), store
@@ -153,8 +183,10 @@ def test_escalation_on_time_goes_to_the_next_level_until_acknowledged(
     tmp_path: Path, receivers: dict[str, HttpReceiver], smtp_server: SmtpServer
 ) -> None:
     clock = Clock()
-    policy = {"audience": "safety", "levels": [{"after_s": 300, "targets": ["duty"]},
-                                               {"after_s": 900, "targets": ["chief"]}]}  # fmt: skip
+    policy = {
+        "audience": "safety",
+        "levels": [{"after_s": 300, "targets": ["duty"]}, {"after_s": 900, "targets": ["chief"]}],
+    }
     mgr, store = manager(tmp_path, receivers, smtp_server, clock, escalation=[policy])
 
     async def scenario() -> None:
@@ -270,8 +302,12 @@ def test_alert_changes_are_published_for_live_views(mosquitto: Mosquitto, tmp_pa
         store.close()
         sub.close()
     body = orjson.loads(event.payload)
-    assert (body["rule"], body["device"], body["state"], body["severity"]) == ("gas.lel", "gas-5", "active_unack",
-                                                                               "critical")  # fmt: skip
+    assert (body["rule"], body["device"], body["state"], body["severity"]) == (
+        "gas.lel",
+        "gas-5",
+        "active_unack",
+        "critical",
+    )
     assert event.topic == f"lifeline/v1/alerts/events/{body['id']}"
 
 

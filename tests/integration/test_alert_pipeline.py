@@ -50,8 +50,18 @@ def _manager(url: str, store: AlertStore, max_toggles: int = 2) -> AlertManager:
 
 
 def _transition(point: str, severity: str | None, ts_ms: int) -> Transition:
-    return Transition(rule="gas.lel", site="plant-1", device="gas-1", point=point, severity=severity_of(severity),
-                      previous=None, value=1.0, ts=ts_ms, reason="test", profile="gas_detector")  # fmt: skip
+    return Transition(
+        rule="gas.lel",
+        site="plant-1",
+        device="gas-1",
+        point=point,
+        severity=severity_of(severity),
+        previous=None,
+        value=1.0,
+        ts=ts_ms,
+        reason="test",
+        profile="gas_detector",
+    )
 
 
 # Both points toggle, interleaved: lel 3 times (over the limit of 2), o2 twice (at the limit).

@@ -72,10 +72,22 @@ def _insert(store: AlertStore, alert: Alert, meta: AlertMeta = META) -> StoredAl
 
 def _every_field(key: AlertKey, value: float | str | bool | None) -> Alert:
     return Alert(
-        key=key, state=State.ACTIVE_ACK, severity=Severity.CRITICAL, first_ms=T0, last_ms=T0 + 5 * MIN, count=7,
-        value=value, assignee="carol", shelved_until_ms=T0 + 60 * MIN, shelve_reason="sensor swap",
-        out_of_service=True, out_of_service_reason="maintenance", unack_since_ms=T0 + 2 * MIN, escalation_level=2,
-        escalated_ms=T0 + 3 * MIN, chattering=True,
+        key=key,
+        state=State.ACTIVE_ACK,
+        severity=Severity.CRITICAL,
+        first_ms=T0,
+        last_ms=T0 + 5 * MIN,
+        count=7,
+        value=value,
+        assignee="carol",
+        shelved_until_ms=T0 + 60 * MIN,
+        shelve_reason="sensor swap",
+        out_of_service=True,
+        out_of_service_reason="maintenance",
+        unack_since_ms=T0 + 2 * MIN,
+        escalation_level=2,
+        escalated_ms=T0 + 3 * MIN,
+        chattering=True,
         history=[StateChange(T0, "system", Action.RAISE, State.NORMAL, State.ACTIVE_UNACK, "r")],
         notes=[Note("ana", T0 + 1, "looking")],
     )
@@ -337,8 +349,13 @@ def test_open_alerts(store: AlertStore) -> None:
 
 
 def test_state_blobs(store: AlertStore) -> None:
-    data: dict[str, object] = {"version": 1, "flood": [{"audience": "safety", "held": 2, "until": None}],
-                               "ratio": 0.5, "on": True, "name": "Kläranlage"}
+    data: dict[str, object] = {
+        "version": 1,
+        "flood": [{"audience": "safety", "held": 2, "until": None}],
+        "ratio": 0.5,
+        "on": True,
+        "name": "Kläranlage",
+    }
     with store.begin() as tx:
         assert tx.get_state("book") is None
         tx.put_state("book", {"version": 0})
@@ -351,9 +368,18 @@ def test_state_blobs(store: AlertStore) -> None:
 def _notify(store: AlertStore, message_id: str, channel: str, *, ok: bool, ts_ms: int, alert_id: int | None) -> int:
     with store.begin() as tx:
         return tx.add_notification(
-            ts_ms=ts_ms, message_id=message_id, kind="raised", audience="water_ops", channel=channel,
-            channel_type="smtp", target="ops@example.org", ok=ok, attempts=3 if not ok else 1,
-            error="" if ok else "421 try later", alert_id=alert_id, text=f"{message_id} via {channel}",
+            ts_ms=ts_ms,
+            message_id=message_id,
+            kind="raised",
+            audience="water_ops",
+            channel=channel,
+            channel_type="smtp",
+            target="ops@example.org",
+            ok=ok,
+            attempts=3 if not ok else 1,
+            error="" if ok else "421 try later",
+            alert_id=alert_id,
+            text=f"{message_id} via {channel}",
         )
 
 
@@ -371,14 +397,24 @@ def test_notifications_and_sent(store: AlertStore) -> None:
 
     rows = store.notifications(alert_id=alert_id)
     assert [(r.message_id, r.channel, r.ok) for r in rows] == [
-        ("m1", "ops-chat", False), ("m1", "ops-mail", True), ("m1", "ops-mail", False),
+        ("m1", "ops-chat", False),
+        ("m1", "ops-mail", True),
+        ("m1", "ops-mail", False),
     ]
     first = rows[-1]
     assert (first.id, first.ts_ms, first.kind, first.audience, first.channel_type, first.target) == (
-        failed, T0, "raised", "water_ops", "smtp", "ops@example.org"
+        failed,
+        T0,
+        "raised",
+        "water_ops",
+        "smtp",
+        "ops@example.org",
     )
     assert (first.attempts, first.error, first.alert_id, first.text) == (
-        3, "421 try later", alert_id, "m1 via ops-mail"
+        3,
+        "421 try later",
+        alert_id,
+        "m1 via ops-mail",
     )
     assert [r.id for r in store.notifications(limit=2)][1] == sent
     assert len(store.notifications()) == 4
@@ -402,8 +438,14 @@ def audited(store: AlertStore) -> AlertStore:
     ]
     with store.begin() as tx:
         for ts, who, action, target in entries:
-            tx.audit(ts_ms=ts, who=who, action=action, target=target, source="10.0.0.7",
-                     detail={"note": "seen", "n": ts - T0})
+            tx.audit(
+                ts_ms=ts,
+                who=who,
+                action=action,
+                target=target,
+                source="10.0.0.7",
+                detail={"note": "seen", "n": ts - T0},
+            )
     return store
 
 
@@ -429,11 +471,23 @@ def test_audit_log_filters(audited: AlertStore, filters: dict[str, object], targ
 def test_audit_row_fields(store: AlertStore) -> None:
     with store.begin() as tx:
         entry_id = tx.audit(ts_ms=T0, who="ana", action="login", target="user/ana")
-        tx.audit(ts_ms=T0 + 1, who="ana", action="ack", target="alert/1", source="api",
-                 detail={"note": "seen", "level": 2, "ok": True, "none": None})
+        tx.audit(
+            ts_ms=T0 + 1,
+            who="ana",
+            action="ack",
+            target="alert/1",
+            source="api",
+            detail={"note": "seen", "level": 2, "ok": True, "none": None},
+        )
     second, first = store.audit_log()
     assert (first.id, first.ts_ms, first.who, first.action, first.target, first.source, first.detail) == (
-        entry_id, T0, "ana", "login", "user/ana", "", {}
+        entry_id,
+        T0,
+        "ana",
+        "login",
+        "user/ana",
+        "",
+        {},
     )
     assert second.detail == {"note": "seen", "level": 2, "ok": True, "none": None}
 
@@ -454,8 +508,9 @@ def test_sqlite_file_is_in_wal_mode(sqlite_store: AlertStore, path: Path) -> Non
         assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
-def test_a_write_transaction_takes_the_write_lock_at_once_and_readers_go_on(sqlite_store: AlertStore,
-                                                                            path: Path) -> None:  # fmt: skip
+def test_a_write_transaction_takes_the_write_lock_at_once_and_readers_go_on(
+    sqlite_store: AlertStore, path: Path
+) -> None:
     raw = sqlite3.connect(path, timeout=0, isolation_level=None)
     try:
         with sqlite_store.begin() as tx:
@@ -479,18 +534,40 @@ def test_a_restart_sees_everything(url: str) -> None:
         other = tx.save(acked, META, None)
         tx.put_state("book", {"version": 1})
         tx.add_notification(
-            ts_ms=T0, message_id="m1", kind="raised", audience="safety", channel="chat", channel_type="webhook",
-            target="https://chat.example.org/hook", ok=True, attempts=1, error="", alert_id=other.id, text="gas",
+            ts_ms=T0,
+            message_id="m1",
+            kind="raised",
+            audience="safety",
+            channel="chat",
+            channel_type="webhook",
+            target="https://chat.example.org/hook",
+            ok=True,
+            attempts=1,
+            error="",
+            alert_id=other.id,
+            text="gas",
         )
         tx.audit(ts_ms=T0 + 1, who="ana", action="ack", target=f"alert/{other.id}")
-    before = (first.list_alerts(), first.history(other.id), first.notes(other.id), first.notifications(),
-              first.audit_log(), first.get_state("book"))
+    before = (
+        first.list_alerts(),
+        first.history(other.id),
+        first.notes(other.id),
+        first.notifications(),
+        first.audit_log(),
+        first.get_state("book"),
+    )
     first.close()
 
     second = AlertStore(url)
     try:
-        after = (second.list_alerts(), second.history(other.id), second.notes(other.id), second.notifications(),
-                 second.audit_log(), second.get_state("book"))
+        after = (
+            second.list_alerts(),
+            second.history(other.id),
+            second.notes(other.id),
+            second.notifications(),
+            second.audit_log(),
+            second.get_state("book"),
+        )
         assert after == before
         assert second.get(saved.id) == saved
         assert [s.id for s in second.open_alerts()] == [saved.id, other.id]

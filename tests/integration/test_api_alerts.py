@@ -43,7 +43,7 @@ def app(tmp_path: Path) -> Iterator[App]:
         pytest.param("op-north", {"north-sluices", "north-env"}, id="operator-north"),
         pytest.param("op-south", {"south-sluices"}, id="operator-south"),
     ],
-)  # fmt: skip
+)
 def test_list_is_scoped_to_areas(app: App, user: str, sites: set[str]) -> None:
     r = app.client.get("/api/alerts", headers=app.h[user])
     assert r.status_code == 200, r.text
@@ -71,9 +71,15 @@ def test_filters_and_paging(app: App) -> None:
 
 @pytest.mark.parametrize(
     ("params", "field"),
-    [({"limit": 0}, "limit"), ({"limit": 100_000}, "limit"), ({"site": "Not An Id"}, "site"),
-     ({"state": "sleepy"}, "state"), ({"min_severity": "huge"}, "min_severity"), ({"since_ms": -1}, "since_ms")],
-)  # fmt: skip
+    [
+        ({"limit": 0}, "limit"),
+        ({"limit": 100_000}, "limit"),
+        ({"site": "Not An Id"}, "site"),
+        ({"state": "sleepy"}, "state"),
+        ({"min_severity": "huge"}, "min_severity"),
+        ({"since_ms": -1}, "since_ms"),
+    ],
+)
 def test_bad_filters_name_the_field(app: App, params: dict[str, object], field: str) -> None:
     r = app.client.get("/api/alerts", headers=app.h["viewer"], params=params)
     assert r.status_code == 422
@@ -102,8 +108,10 @@ def test_lifecycle_actions_with_audit(app: App) -> None:
     r = app.client.post(f"/api/alerts/{aid}/shelve", headers=h, json={"reason": "sensor swap", "duration_s": 3600})
     assert r.status_code == 200, r.text
     assert r.json()["shelved_until_ms"] == app.clock() + 3_600_000
-    assert app.client.post(f"/api/alerts/{aid}/shelve", headers=h,
-                           json={"reason": "again", "duration_s": 60}).status_code == 409  # fmt: skip
+    assert (
+        app.client.post(f"/api/alerts/{aid}/shelve", headers=h, json={"reason": "again", "duration_s": 60}).status_code
+        == 409
+    )
     r = app.client.post(f"/api/alerts/{aid}/unshelve", headers=h, json={"reason": "swap done"})
     assert r.status_code == 200
     assert r.json()["shelved_until_ms"] is None
@@ -121,8 +129,12 @@ def test_lifecycle_actions_with_audit(app: App) -> None:
     assert [n["text"] for n in detail["notes"]] == ["crew on the way", "level falling"]
     audit = app.client.get("/api/audit", headers=app.h["boss"], params={"target_prefix": f"alert:{aid}"}).json()
     assert [(a["action"], a["who"]) for a in reversed(audit)] == [
-        ("alert.ack", "op-north"), ("alert.shelve", "op-north"), ("alert.unshelve", "op-north"),
-        ("alert.note", "op-north"), ("alert.assign", "op-north")]  # fmt: skip
+        ("alert.ack", "op-north"),
+        ("alert.shelve", "op-north"),
+        ("alert.unshelve", "op-north"),
+        ("alert.note", "op-north"),
+        ("alert.assign", "op-north"),
+    ]
     assert audit[-1]["detail"]["from_state"] == "active_unack"
     assert audit[-1]["detail"]["to_state"] == "active_ack"
     assert audit[0]["source"] == "testclient"
@@ -130,10 +142,15 @@ def test_lifecycle_actions_with_audit(app: App) -> None:
 
 @pytest.mark.parametrize(
     ("path", "body", "field"),
-    [("shelve", {"reason": "", "duration_s": 60}, "reason"), ("shelve", {"reason": "x"}, "duration_s"),
-     ("shelve", {"reason": "x", "duration_s": 10**9}, "duration_s"), ("notes", {"text": ""}, "text"),
-     ("ack", {"note": "x", "extra": 1}, "extra"), ("assign", {"assignee": "Not A User"}, "assignee")],
-)  # fmt: skip
+    [
+        ("shelve", {"reason": "", "duration_s": 60}, "reason"),
+        ("shelve", {"reason": "x"}, "duration_s"),
+        ("shelve", {"reason": "x", "duration_s": 10**9}, "duration_s"),
+        ("notes", {"text": ""}, "text"),
+        ("ack", {"note": "x", "extra": 1}, "extra"),
+        ("assign", {"assignee": "Not A User"}, "assignee"),
+    ],
+)
 def test_bad_bodies_name_the_field(app: App, path: str, body: dict[str, object], field: str) -> None:
     r = app.client.post(f"/api/alerts/{app.ids['north-sluices']}/{path}", headers=app.h["boss"], json=body)
     assert r.status_code == 422, r.text

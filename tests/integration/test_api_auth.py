@@ -28,8 +28,10 @@ class App:
 
 @pytest.fixture
 def app(tmp_path: Path) -> Iterator[App]:
-    a = App(tmp_path, auth={"argon2_time_cost": 1, "argon2_memory_kib": 64, "session_lifetime_s": 3600,
-                            "idle_timeout_s": 3600})  # idle timeout: test_api_hardening
+    a = App(
+        tmp_path,
+        auth={"argon2_time_cost": 1, "argon2_memory_kib": 64, "session_lifetime_s": 3600, "idle_timeout_s": 3600},
+    )  # idle timeout: test_api_hardening
     yield a
     a.client.__exit__(None, None, None)
 
@@ -103,8 +105,9 @@ def test_logout_ends_the_session(app: App) -> None:
 def test_api_token_shown_once_used_and_revoked(app: App) -> None:
     add_users(app.service)
     admin = app.login("boss")
-    r = app.client.post("/api/tokens", headers=admin, json={"name": "scada link", "username": "viewer",
-                                                            "lifetime_days": 30})  # fmt: skip
+    r = app.client.post(
+        "/api/tokens", headers=admin, json={"name": "scada link", "username": "viewer", "lifetime_days": 30}
+    )
     assert r.status_code == 201, r.text
     token, token_id = r.json()["token"], r.json()["id"]
     assert token.startswith("llt_")
@@ -157,16 +160,22 @@ def test_the_api_runs_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
     try:
         a.service.bootstrap_admin({"LIFELINE_ADMIN_PASSWORD": PASSWORD})
         admin = a.login("admin")
-        r = a.client.post("/api/users", headers=admin, json={"username": "inspector-li", "password": PASSWORD,
-                                                             "role": "safety_inspector", "areas": ["north"]})
+        r = a.client.post(
+            "/api/users",
+            headers=admin,
+            json={"username": "inspector-li", "password": PASSWORD, "role": "safety_inspector", "areas": ["north"]},
+        )
         assert r.status_code == 201, r.text
         alert = Alert(AlertKey("gas.lel", "north-sluices", "gas-1", "lel"))
         raise_(alert, Severity.CRITICAL, 57.0, a.clock() - 1000)
         with a.service.store.begin() as tx:
             stored = tx.save(alert, AlertMeta("Combustible gas", "safety", "north", "gas_detector"), None)
         first = a.login("inspector-li")  # an admin set the password: it must be replaced first
-        changed = a.client.post("/api/auth/password", headers=first,
-                                json={"old_password": PASSWORD, "new_password": "li-own-passphrase-2026"})
+        changed = a.client.post(
+            "/api/auth/password",
+            headers=first,
+            json={"old_password": PASSWORD, "new_password": "li-own-passphrase-2026"},
+        )
         assert changed.status_code == 204, changed.text
         li = a.login("inspector-li", "li-own-passphrase-2026")
         r = a.client.post(f"/api/alerts/{stored.id}/ack", headers=li, json={"note": "on my way"})

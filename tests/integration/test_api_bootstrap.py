@@ -46,11 +46,11 @@ class ApiProcess:
         self.config.write_text(yaml.safe_dump(config))
         self.log = tmp_path / "api.log"
         env = {k: v for k, v in os.environ.items() if k != "LIFELINE_ADMIN_PASSWORD"}
-        argv = [sys.executable, "-m", "lifeline", "api", "--config", str(self.config), "--port", str(self.port),
-                *extra]  # fmt: skip
+        argv = [sys.executable, "-m", "lifeline", "api", "--config", str(self.config), "--port", str(self.port), *extra]
         with self.log.open("wb") as out:
-            self.proc = subprocess.Popen(argv, stdout=out, stderr=out if stderr is None else stderr,
-                                         stdin=subprocess.DEVNULL, env=env)  # fmt: skip
+            self.proc = subprocess.Popen(
+                argv, stdout=out, stderr=out if stderr is None else stderr, stdin=subprocess.DEVNULL, env=env
+            )
         self.url = f"http://127.0.0.1:{self.port}"
 
     def wait_ready(self) -> None:
@@ -78,8 +78,7 @@ def _mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-def test_the_one_time_password_goes_to_a_private_file_not_the_log(tmp_path: Path,
-                                                                  stop_later: list[ApiProcess]) -> None:  # fmt: skip
+def test_the_one_time_password_goes_to_a_private_file_not_the_log(tmp_path: Path, stop_later: list[ApiProcess]) -> None:
     password_file = tmp_path / "secret" / "admin-password"
     api = ApiProcess(tmp_path, "--bootstrap-password-file", str(password_file))
     stop_later.append(api)
@@ -89,13 +88,20 @@ def test_the_one_time_password_goes_to_a_private_file_not_the_log(tmp_path: Path
     password = password_file.read_text().strip()
     assert len(password) >= 20
     with httpx.Client(base_url=api.url, timeout=10) as client:
-        r = client.post("/api/auth/login", json={"username": "admin", "password": password},
-                        headers={"X-Forwarded-For": "192.0.2.55"})  # fmt: skip
+        r = client.post(
+            "/api/auth/login",
+            json={"username": "admin", "password": password},
+            headers={"X-Forwarded-For": "192.0.2.55"},
+        )
         assert r.status_code == 200, r.text
         assert r.json()["user"]["must_change_password"] is True
         h = {"Authorization": f"Bearer {r.json()['token']}"}
-        assert client.post("/api/auth/password", headers=h,
-                           json={"old_password": password, "new_password": NEW_PASSWORD}).status_code == 204
+        assert (
+            client.post(
+                "/api/auth/password", headers=h, json={"old_password": password, "new_password": NEW_PASSWORD}
+            ).status_code
+            == 204
+        )
         r = client.post("/api/auth/login", json={"username": "admin", "password": NEW_PASSWORD})
         h = {"Authorization": f"Bearer {r.json()['token']}"}
         audit = client.get("/api/audit", headers=h, params={"action": "auth.login"}).json()
@@ -148,7 +154,8 @@ def test_lifeline_up_reads_prints_and_deletes_the_file(tmp_path: Path) -> None:
     password_file.write_text("s3cret-one-time\n")
     port = free_port()
     assert _admin_password(password_file, port, timeout_s=1) == (
-        "user 'admin', one-time password s3cret-one-time (change it at login)")
+        "user 'admin', one-time password s3cret-one-time (change it at login)"
+    )
     assert not password_file.exists()
     assert "does not listen" in _admin_password(password_file, port, timeout_s=0.3)
     with socket.create_server(("127.0.0.1", port)):  # the API listens and wrote no file: an admin from before

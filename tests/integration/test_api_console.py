@@ -25,21 +25,42 @@ NAMESPACES = {"http://www.w3.org/2000/svg"}
 VENDOR_HOMES = {"https://github.com/leeoniya/uPlot"}  # api/console/vendor/uPlot.iife.min.js's licence banner
 # What the console is for (the brief's list): each of these must be called somewhere in its script.
 REQUIRED = {
-    "/api/auth/login", "/api/auth/password", "/api/auth/logout", "/api/auth/me", "/api/district",
-    "/api/sites/{site}/devices", "/api/sites/{site}/latest", "/api/sites/{site}/devices/{device}/latest",
-    "/api/sites/{site}/devices/{device}/history", "/api/alerts", "/api/alerts/{alert_id}",
-    "/api/alerts/{alert_id}/ack", "/api/alerts/{alert_id}/shelve", "/api/alerts/{alert_id}/unshelve",
-    "/api/alerts/{alert_id}/notes", "/api/gates/{site}/{device}/select", "/api/gates/{site}/{device}/commands",
-    "/api/commands/{command_id}", "/api/stream", "/api/alerts/{alert_id}/assign", "/api/gates/{site}/{device}/limits",
-    "/api/profiles/{name}", "/api/users", "/api/audit",
-}  # fmt: skip
+    "/api/auth/login",
+    "/api/auth/password",
+    "/api/auth/logout",
+    "/api/auth/me",
+    "/api/district",
+    "/api/sites/{site}/devices",
+    "/api/sites/{site}/latest",
+    "/api/sites/{site}/devices/{device}/latest",
+    "/api/sites/{site}/devices/{device}/history",
+    "/api/alerts",
+    "/api/alerts/{alert_id}",
+    "/api/alerts/{alert_id}/ack",
+    "/api/alerts/{alert_id}/shelve",
+    "/api/alerts/{alert_id}/unshelve",
+    "/api/alerts/{alert_id}/notes",
+    "/api/gates/{site}/{device}/select",
+    "/api/gates/{site}/{device}/commands",
+    "/api/commands/{command_id}",
+    "/api/stream",
+    "/api/alerts/{alert_id}/assign",
+    "/api/gates/{site}/{device}/limits",
+    "/api/profiles/{name}",
+    "/api/users",
+    "/api/audit",
+}
 
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    district = {"title": "Test district", "sites": {
-        "north-sluices": {"title": "North sluices", "river": "North river", "area": "Upper town", "km": 1.5},
-        "south-sluices": {"river": "North river", "km": 12}}}  # fmt: skip
+    district = {
+        "title": "Test district",
+        "sites": {
+            "north-sluices": {"title": "North sluices", "river": "North river", "area": "Upper town", "km": 1.5},
+            "south-sluices": {"river": "North river", "km": 12},
+        },
+    }
     service = ApiService(make_config(tmp_path_factory.mktemp("api-console"), district=district))
     add_users(service)
     with TestClient(create_app(service, connect=False)) as c:
@@ -214,8 +235,14 @@ def test_the_district_layout_names_each_visible_site_with_its_river_and_area(cli
     by_site = {s["site"]: s for s in everyone["sites"]}
     assert set(by_site) == {"north-sluices", "north-env", "south-sluices"}
     assert by_site["north-sluices"] | {"devices": 0, "online": 0} == {
-        "site": "north-sluices", "title": "North sluices", "river": "North river", "area": "Upper town", "km": 1.5,
-        "devices": 0, "online": 0}  # fmt: skip
+        "site": "north-sluices",
+        "title": "North sluices",
+        "river": "North river",
+        "area": "Upper town",
+        "km": 1.5,
+        "devices": 0,
+        "online": 0,
+    }
     # a site the layout leaves out is shown off the rivers, in its access area; one without an area in its own
     assert (by_site["north-env"]["river"], by_site["north-env"]["area"]) == ("", "north")
     assert (by_site["south-sluices"]["area"], by_site["south-sluices"]["km"]) == ("south", 12)

@@ -34,8 +34,10 @@ class Env:
 
 
 def _lines() -> list[str]:
-    aqi = 'aqi={a},level={lv},category="{zh}",category_en="{en}",colour="{c}",primary="{p}",iaqi_pm25={a},' \
-          'iaqi_no2=40.0,missing="",edition="HJ 633-2026"'  # fmt: skip
+    aqi = (
+        'aqi={a},level={lv},category="{zh}",category_en="{en}",colour="{c}",primary="{p}",iaqi_pm25={a},'
+        'iaqi_no2=40.0,missing="",edition="HJ 633-2026"'
+    )
     return [
         f"air_quality_aqi_hourly,site={NORTH},device=air-1,{AIR} "
         + aqi.format(a=120.0, lv=3.0, zh="轻度污染", en="lightly polluted", c="orange", p="pm25")
@@ -63,8 +65,12 @@ def _lines() -> list[str]:
 def env(shared_influxdb: Influxd, tmp_path: Path) -> Iterator[Env]:
     database = f"api_env_{uuid.uuid4().hex[:10]}"
     shared_influxdb.create_database(database)
-    r = httpx.post(f"{shared_influxdb.url}/write", params={"db": database, "precision": "ms"},
-                   content="\n".join(_lines()).encode(), timeout=10)  # fmt: skip
+    r = httpx.post(
+        f"{shared_influxdb.url}/write",
+        params={"db": database, "precision": "ms"},
+        content="\n".join(_lines()).encode(),
+        timeout=10,
+    )
     assert r.status_code == 204, r.text
     service = ApiService(make_config(tmp_path, influx_url=shared_influxdb.url, database=database), clock=Clock())
     add_users(service)
@@ -84,7 +90,13 @@ def test_latest_aqi_per_station_by_area(env: Env) -> None:
     assert set(got) == {(NORTH, "air-1"), (SOUTH, "air-9")}
     a1 = got[(NORTH, "air-1")]
     assert (a1["time_ms"], a1["aqi"], a1["level"], a1["category_zh"], a1["category_en"], a1["colour"]) == (
-        H2, 231.0, 5, "重度污染", "heavily polluted", "purple")  # fmt: skip
+        H2,
+        231.0,
+        5,
+        "重度污染",
+        "heavily polluted",
+        "purple",
+    )
     assert (a1["primary"], a1["iaqi"], a1["edition"]) == (["pm25"], {"pm25": 231.0, "no2": 40.0}, "HJ 633-2026")
     assert got[(SOUTH, "air-9")]["primary"] == []
     north = _get(env, "env-north", "/api/env/aqi/latest")  # an environment officer sees the stations of the north
@@ -108,8 +120,12 @@ def test_daily_water_class_with_deciding_parameters_and_target(env: Env) -> None
     assert r.status_code == 200, r.text
     (day,) = r.json()
     assert (day["device"], day["time_ms"], day["water_body"]) == ("wq-1", D1, "river")
-    assert (day["water_class"], day["label"], day["deciding"], day["deciding_values"]) == (4, "IV", ["tp"],
-                                                                                          {"tp": 0.25})  # fmt: skip
+    assert (day["water_class"], day["label"], day["deciding"], day["deciding_values"]) == (
+        4,
+        "IV",
+        ["tp"],
+        {"tp": 0.25},
+    )
     assert (day["target_class"], day["target_label"], day["target_missed"]) == (3, "III", True)
     assert day["parameters"] == {"tp": 4, "nh3_n": 2, "ph": 1, "do": 2}
     assert day["used"] == ["ph", "do", "nh3_n", "tp"]
@@ -119,11 +135,17 @@ def test_stored_means_with_the_limits_that_apply(env: Env) -> None:
     r = _get(env, "env-north", f"/api/env/sites/{NORTH}/devices/wq-1/means", start_ms=H1, end_ms=NOW_MS)
     assert r.status_code == 200, r.text
     body = r.json()
-    assert (body["measurement"], body["profile"], body["period"]) == ("water_quality_hourly", "water_quality_station",
-                                                                      "hour")  # fmt: skip
+    assert (body["measurement"], body["profile"], body["period"]) == (
+        "water_quality_hourly",
+        "water_quality_station",
+        "hour",
+    )
     first, second = body["rows"]
-    assert (first["time_ms"], first["values"], first["counts"]) == (H1, {"tp": 0.25, "nh3_n": 0.4},
-                                                                    {"tp": 6, "nh3_n": 6})  # fmt: skip
+    assert (first["time_ms"], first["values"], first["counts"]) == (
+        H1,
+        {"tp": 0.25, "nh3_n": 0.4},
+        {"tp": 6, "nh3_n": 6},
+    )
     assert second["values"] == {"nh3_n": 0.5}
     assert second["invalid"] == {"tp": "invalid: 0 of 60 minutes valid, 1 needed"}
     limits = {(lim["point"], lim["direction"]): lim for lim in body["limits"]}
@@ -153,8 +175,12 @@ def test_stored_means_with_the_limits_that_apply(env: Env) -> None:
 
 @pytest.mark.parametrize("user", ["viewer", "op-north", "safety-north"])
 def test_other_roles_are_refused(env: Env, user: str) -> None:
-    for path in ("/api/env/aqi/latest", "/api/env/water/classes", f"/api/env/sites/{NORTH}/devices/wq-1/means",
-                 f"/api/env/sites/{NORTH}/devices/air-1/aqi"):  # fmt: skip
+    for path in (
+        "/api/env/aqi/latest",
+        "/api/env/water/classes",
+        f"/api/env/sites/{NORTH}/devices/wq-1/means",
+        f"/api/env/sites/{NORTH}/devices/air-1/aqi",
+    ):
         r = _get(env, user, path)
         assert r.status_code == 403, (user, path, r.text)
         assert "may not read the environment indices" in r.json()["detail"]["reason"]

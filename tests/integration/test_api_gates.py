@@ -47,8 +47,10 @@ class GateApi:
         device = device or self.device
         ts = self.clock()
         self.pub.publish(*gate_telemetry(SITE, device, ts, **values))
-        wait_until(lambda: (s := self.service.cache.get(SITE, device)) is not None and s.last_seen_ms == ts,
-                   what="gate telemetry in the API's cache")  # fmt: skip
+        wait_until(
+            lambda: (s := self.service.cache.get(SITE, device)) is not None and s.last_seen_ms == ts,
+            what="gate telemetry in the API's cache",
+        )
 
     def select(self, headers: dict[str, str], device: str | None = None) -> str:
         r = self.api.client.post(f"/api/gates/{SITE}/{device or self.device}/select", headers=headers)
@@ -56,12 +58,14 @@ class GateApi:
         return str(r.json()["selection"])
 
     def operate(self, headers: dict[str, str], device: str | None = None, **body: Any) -> Any:
-        return self.api.client.post(f"/api/gates/{SITE}/{device or self.device}/commands", headers=headers,
-                                    json=body)  # fmt: skip
+        return self.api.client.post(f"/api/gates/{SITE}/{device or self.device}/commands", headers=headers, json=body)
 
     def audit(self, command_id: str) -> list[dict[str, Any]]:
-        r = self.api.client.get("/api/audit", headers=self.headers("boss"),
-                                params={"target_prefix": f"gate:{SITE}/{self.device}/cmd/{command_id}"})  # fmt: skip
+        r = self.api.client.get(
+            "/api/audit",
+            headers=self.headers("boss"),
+            params={"target_prefix": f"gate:{SITE}/{self.device}/cmd/{command_id}"},
+        )
         assert r.status_code == 200, r.text
         return list(reversed(r.json()))
 
@@ -75,18 +79,34 @@ def gates(shared_mosquitto: Mosquitto, tmp_path: Path) -> Iterator[GateApi]:
     device = f"gate-{next(_counter):03d}-{id(tmp_path) % 10_000}"
     create_site_keys(tmp_path / "keys", [SITE])
     files = SiteKeyFiles.of(tmp_path / "keys", SITE)
-    config = make_config(tmp_path, mqtt=shared_mosquitto, gates={
-        "selection_s": 10, "default_ttl_s": 20, "edge_timeout_s": 5,
-        "devices": [{"site": SITE, "device": device, "max_opening_m": 5.85, "max_head_open_m": 2.0}],  # 90 % of 6.5
-    }, site_keys={SITE: {"control_private_key": str(files.control_private),
-                         "site_public_key": str(files.site_public)}})  # fmt: skip
+    config = make_config(
+        tmp_path,
+        mqtt=shared_mosquitto,
+        gates={
+            "selection_s": 10,
+            "default_ttl_s": 20,
+            "edge_timeout_s": 5,
+            "devices": [{"site": SITE, "device": device, "max_opening_m": 5.85, "max_head_open_m": 2.0}],  # 90 % of 6.5
+        },
+        site_keys={
+            SITE: {"control_private_key": str(files.control_private), "site_public_key": str(files.site_public)}
+        },
+    )
     service = ApiService(config, clock=clock)
     add_users(service)
     api = RunningApi(service)
     wait_until(service.link.connected.is_set, what="the API connected to the broker")
     pub = Publisher(shared_mosquitto)
-    yield GateApi(api, service, clock, pub, shared_mosquitto, device, load_signing_key(files.site_private),
-                  load_verify_key(files.control_public))  # fmt: skip
+    yield GateApi(
+        api,
+        service,
+        clock,
+        pub,
+        shared_mosquitto,
+        device,
+        load_signing_key(files.site_private),
+        load_verify_key(files.control_public),
+    )
     pub.close()
     api.stop()
 
@@ -223,8 +243,9 @@ REFUSALS: list[tuple[Callable[[GateApi], Any], int, str]] = [
 @pytest.mark.parametrize(("case", "status", "interlock"), REFUSALS, ids=[c.__name__.strip("_") for c, *_ in REFUSALS])
 def test_refusal(gates: GateApi, case: Callable[[GateApi], Any], status: int, interlock: str) -> None:
     _refusal(case(gates), status, interlock)
-    rows = gates.api.client.get("/api/audit", headers=gates.headers("boss"),
-                                params={"action": "gate.command.refused"}).json()  # fmt: skip
+    rows = gates.api.client.get(
+        "/api/audit", headers=gates.headers("boss"), params={"action": "gate.command.refused"}
+    ).json()
     assert rows[0]["detail"]["interlock"] == interlock
     assert rows[0]["source"] == "127.0.0.1"
     metrics = gates.api.client.get("/metrics").text
@@ -247,10 +268,19 @@ class StandInEdge:
         return Command.model_validate_json(next(m.payload for m in got if m.topic.endswith(f"/cmd/{command_id}")))
 
     def answer(self, cmd: Command, state: ResultState, **fields: Any) -> None:
-        result = sign(CommandResult(id=cmd.id, site=cmd.site, device=cmd.device, state=state, ts=cmd.issued_ms + 1,
-                                    cmd_sha256=command_digest(cmd), **fields), self.key)  # fmt: skip
-        self.pub.publish(topics.command_result(cmd.site, cmd.device, cmd.id), encode(result),
-                         retain=result.final)  # fmt: skip
+        result = sign(
+            CommandResult(
+                id=cmd.id,
+                site=cmd.site,
+                device=cmd.device,
+                state=state,
+                ts=cmd.issued_ms + 1,
+                cmd_sha256=command_digest(cmd),
+                **fields,
+            ),
+            self.key,
+        )
+        self.pub.publish(topics.command_result(cmd.site, cmd.device, cmd.id), encode(result), retain=result.final)
 
 
 def test_command_published_answered_and_completed(gates: GateApi) -> None:
@@ -288,16 +318,18 @@ def test_command_published_answered_and_completed(gates: GateApi) -> None:
     assert view["after"] == {"gate_opening": 3.25}
 
     actions = [(a["action"], a["who"], a["source"]) for a in gates.audit("cmd-e2e-1")]
-    assert actions == [("gate.command", "op-north", "127.0.0.1"), ("gate.command.accepted", "op-north", "127.0.0.1"),
-                       ("gate.command.progress", "op-north", "127.0.0.1"),
-                       ("gate.command.progress", "op-north", "127.0.0.1"),
-                       ("gate.command.completed", "op-north", "127.0.0.1")]  # fmt: skip
+    assert actions == [
+        ("gate.command", "op-north", "127.0.0.1"),
+        ("gate.command.accepted", "op-north", "127.0.0.1"),
+        ("gate.command.progress", "op-north", "127.0.0.1"),
+        ("gate.command.progress", "op-north", "127.0.0.1"),
+        ("gate.command.completed", "op-north", "127.0.0.1"),
+    ]
     entries = gates.audit("cmd-e2e-1")
     assert entries[0]["detail"]["before"]["gate_opening"] == 1.0
     assert entries[-1]["detail"]["after"] == {"gate_opening": 3.25}
     assert entries[-1]["detail"]["before"] == before
-    selects = gates.api.client.get("/api/audit", headers=gates.headers("boss"),
-                                   params={"action": "gate.select"}).json()  # fmt: skip
+    selects = gates.api.client.get("/api/audit", headers=gates.headers("boss"), params={"action": "gate.select"}).json()
     assert selects[0]["detail"]["selection"] == sel
     assert selects[0]["who"] == "op-north"
     assert 'lifeline_api_commands_total{result="completed"} 1' in gates.api.client.get("/metrics").text
@@ -343,10 +375,27 @@ def test_no_answer_times_out(gates: GateApi) -> None:
     # A late answer is recorded but does not change the outcome.
     view = gates.service.gates.get("cmd-silent-1")
     assert view is not None
-    sent = Command(id=view.id, site=SITE, device=gates.device, action=Action.OPEN, issued_ms=view.issued_ms,
-                   expires_ms=view.expires_ms, operator="op-north", source="127.0.0.1")  # fmt: skip
-    pub_result = sign(CommandResult(id="cmd-silent-1", site=SITE, device=gates.device, state=ResultState.COMPLETED,
-                                    ts=gates.clock(), cmd_sha256=command_digest(sent)), gates.edge_key)  # fmt: skip
+    sent = Command(
+        id=view.id,
+        site=SITE,
+        device=gates.device,
+        action=Action.OPEN,
+        issued_ms=view.issued_ms,
+        expires_ms=view.expires_ms,
+        operator="op-north",
+        source="127.0.0.1",
+    )
+    pub_result = sign(
+        CommandResult(
+            id="cmd-silent-1",
+            site=SITE,
+            device=gates.device,
+            state=ResultState.COMPLETED,
+            ts=gates.clock(),
+            cmd_sha256=command_digest(sent),
+        ),
+        gates.edge_key,
+    )
     gates.pub.publish(topics.command_result(SITE, gates.device, "cmd-silent-1"), encode(pub_result))
     wait_until(lambda: len(gates.service.gates.get("cmd-silent-1").steps) == 1)  # type: ignore[union-attr]
     view = gates.api.client.get("/api/commands/cmd-silent-1", headers=h).json()
@@ -392,7 +441,7 @@ def test_command_of_other_area_is_hidden(gates: GateApi) -> None:
         pytest.param({"action": "open", "target_pct": 40}, "open takes no target_pct", id="open-with-target"),
         pytest.param({"action": "set_opening"}, "set_opening needs target_pct", id="set-opening-without-target"),
     ],
-)  # fmt: skip
+)
 def test_a_target_only_where_it_belongs_is_422_naming_it(gates: GateApi, body: dict[str, Any], message: str) -> None:
     r = gates.operate(gates.headers("op-north"), **body)
     assert r.status_code == 422, r.text
@@ -438,11 +487,25 @@ def test_a_forged_result_is_not_recorded_but_audited_and_counted(
     assert r.status_code == 201, r.text
     view = gates.service.gates.get("cmd-forged-1")
     assert view is not None
-    sent = Command(id=view.id, site=SITE, device=gates.device, action=Action.OPEN, issued_ms=view.issued_ms,
-                   expires_ms=view.expires_ms, operator="op-north", source="127.0.0.1")  # fmt: skip
-    completed = CommandResult(id=view.id, site=SITE, device=gates.device, state=ResultState.COMPLETED,
-                              ts=gates.clock(), cmd_sha256=command_digest(sent),
-                              after={"gate_opening": 6.0})  # fmt: skip
+    sent = Command(
+        id=view.id,
+        site=SITE,
+        device=gates.device,
+        action=Action.OPEN,
+        issued_ms=view.issued_ms,
+        expires_ms=view.expires_ms,
+        operator="op-north",
+        source="127.0.0.1",
+    )
+    completed = CommandResult(
+        id=view.id,
+        site=SITE,
+        device=gates.device,
+        state=ResultState.COMPLETED,
+        ts=gates.clock(),
+        cmd_sha256=command_digest(sent),
+        after={"gate_opening": 6.0},
+    )
     topic = topics.command_result(SITE, gates.device, view.id)
     gates.pub.publish(topic, encode(forge(gates, completed)))
 
@@ -463,14 +526,17 @@ def test_a_forged_result_is_not_recorded_but_audited_and_counted(
     assert float(line.removeprefix(metric)) >= 1  # the shared broker may hold retained results of earlier tests' keys
     # the genuine answer still goes through
     gates.pub.publish(topic, encode(sign(completed, gates.edge_key)))
-    wait_until(lambda: (v := gates.service.gates.get("cmd-forged-1")) is not None and v.state == "completed",
-               what="the signed result recorded")  # fmt: skip
+    wait_until(
+        lambda: (v := gates.service.gates.get("cmd-forged-1")) is not None and v.state == "completed",
+        what="the signed result recorded",
+    )
 
 
 def test_a_site_without_keys_gets_no_command(gates: GateApi) -> None:
     sub = Subscriber(gates.broker, topics.command_filter("south-sluices"))
-    r = gates.api.client.post(f"/api/gates/south-sluices/{gates.device}/commands", headers=gates.headers("op-south"),
-                              json={"action": "stop"})  # fmt: skip
+    r = gates.api.client.post(
+        f"/api/gates/south-sluices/{gates.device}/commands", headers=gates.headers("op-south"), json={"action": "stop"}
+    )
     assert r.status_code == 409, r.text
     assert r.json()["detail"]["interlock"] == "signature"
     assert "no control key" in r.json()["detail"]["reason"]

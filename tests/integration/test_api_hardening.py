@@ -57,8 +57,9 @@ def app(tmp_path: Path) -> Iterator[App]:
 
 
 def _fail(client: TestClient, user: str, headers: dict[str, str] | None = None) -> httpx.Response:
-    r: httpx.Response = client.post("/api/auth/login", json={"username": user, "password": "not-the-password"},
-                                    headers=headers)  # fmt: skip
+    r: httpx.Response = client.post(
+        "/api/auth/login", json={"username": user, "password": "not-the-password"}, headers=headers
+    )
     return r
 
 
@@ -83,7 +84,7 @@ def _login_body(size: int) -> bytes:
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
 def test_a_65_kib_body_is_refused_with_413_before_parsing(served: RunningApi, chunked: bool) -> None:
     body = _login_body(65 * 1024)
-    content: Any = iter([body[i:i + 4096] for i in range(0, len(body), 4096)]) if chunked else body
+    content: Any = iter([body[i : i + 4096] for i in range(0, len(body), 4096)]) if chunked else body
     r = served.client.post("/api/auth/login", content=content, headers={"Content-Type": "application/json"})
     assert (r.request.headers.get("transfer-encoding") == "chunked") is chunked
     assert ("content-length" in r.request.headers) is not chunked
@@ -95,8 +96,9 @@ def test_a_65_kib_body_is_refused_with_413_before_parsing(served: RunningApi, ch
 
 
 def test_a_body_at_the_limit_reaches_validation(served: RunningApi) -> None:
-    r = served.client.post("/api/auth/login", content=_login_body(64 * 1024),
-                           headers={"Content-Type": "application/json"})  # fmt: skip
+    r = served.client.post(
+        "/api/auth/login", content=_login_body(64 * 1024), headers={"Content-Type": "application/json"}
+    )
     assert r.status_code == 422  # the password is longer than 256: parsed and refused, not cut off
     assert "ppppp" not in r.text
 
@@ -104,10 +106,18 @@ def test_a_body_at_the_limit_reaches_validation(served: RunningApi) -> None:
 def test_the_limit_is_configurable(tmp_path: Path) -> None:
     a = App(tmp_path, auth=FAST_AUTH, http={"max_body_bytes": 2048})
     try:
-        assert a.client.post("/api/auth/login", content=_login_body(2049),
-                             headers={"Content-Type": "application/json"}).status_code == 413  # fmt: skip
-        assert a.client.post("/api/auth/login", content=_login_body(2048),
-                             headers={"Content-Type": "application/json"}).status_code == 422  # fmt: skip
+        assert (
+            a.client.post(
+                "/api/auth/login", content=_login_body(2049), headers={"Content-Type": "application/json"}
+            ).status_code
+            == 413
+        )
+        assert (
+            a.client.post(
+                "/api/auth/login", content=_login_body(2048), headers={"Content-Type": "application/json"}
+            ).status_code
+            == 422
+        )
     finally:
         a.close()
 
@@ -117,14 +127,18 @@ def test_the_limit_is_configurable(tmp_path: Path) -> None:
 SECRET = "Tr0ub4dor-and-3-more-words"
 
 
-@pytest.mark.parametrize(("path", "body"), [
-    ("/api/auth/login", {"password": SECRET}),  # no username: FastAPI's default echoes the whole body
-    ("/api/auth/login", {"username": "viewer", "password": SECRET * 20}),  # too long
-    ("/api/auth/login", {"username": "viewer", "password": SECRET, "extra": SECRET}),
-    ("/api/auth/login", [SECRET]),
-    ("/api/auth/password", {"old_password": SECRET, "new_password": SECRET * 20}),
-    ("/api/users", {"username": "new-user", "password": SECRET + "x" * 300, "role": "viewer"}),
-], ids=["missing-name", "long-password", "extra-field", "not-an-object", "password-change", "new-user"])  # fmt: skip
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/auth/login", {"password": SECRET}),  # no username: FastAPI's default echoes the whole body
+        ("/api/auth/login", {"username": "viewer", "password": SECRET * 20}),  # too long
+        ("/api/auth/login", {"username": "viewer", "password": SECRET, "extra": SECRET}),
+        ("/api/auth/login", [SECRET]),
+        ("/api/auth/password", {"old_password": SECRET, "new_password": SECRET * 20}),
+        ("/api/users", {"username": "new-user", "password": SECRET + "x" * 300, "role": "viewer"}),
+    ],
+    ids=["missing-name", "long-password", "extra-field", "not-an-object", "password-change", "new-user"],
+)
 def test_a_422_never_repeats_the_input(app: App, path: str, body: object) -> None:
     r = app.client.post(path, json=body, headers=app.login("boss"))
     assert r.status_code == 422, r.text
@@ -187,11 +201,15 @@ def test_throttle_limits_are_configured(tmp_path: Path) -> None:
 # -- 4. password policy and the forced change -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("password", "reason"), [
-    ("password123456", "commonly used"),
-    ("new-officer-wu", "user name"),
-    ("New-Officer-Wu", "user name"),
-], ids=["common", "user-name", "user-name-other-case"])  # fmt: skip
+@pytest.mark.parametrize(
+    ("password", "reason"),
+    [
+        ("password123456", "commonly used"),
+        ("new-officer-wu", "user name"),
+        ("New-Officer-Wu", "user name"),
+    ],
+    ids=["common", "user-name", "user-name-other-case"],
+)
 def test_an_admin_cannot_give_a_weak_password(app: App, password: str, reason: str) -> None:
     body = {"username": "new-officer-wu", "password": password, "role": "environment_officer", "areas": ["north"]}
     r = app.client.post("/api/users", headers=app.login("boss"), json=body)
@@ -215,13 +233,16 @@ def test_a_user_an_admin_created_must_change_the_password_first(app: App) -> Non
         assert r.json()["detail"]["must_change_password"] is True
         assert "change the one-time password first" in r.json()["detail"]["reason"]
     assert app.client.get("/api/auth/me", headers=wu).json()["must_change_password"] is True
-    weak = app.client.post("/api/auth/password", headers=wu, json={"old_password": given,
-                                                                   "new_password": "password123456"})  # fmt: skip
+    weak = app.client.post(
+        "/api/auth/password", headers=wu, json={"old_password": given, "new_password": "password123456"}
+    )
     assert weak.status_code == 422
     assert weak.json()["detail"]["field"] == "new_password"
     own = "wu-walks-the-north-dyke"
-    assert app.client.post("/api/auth/password", headers=wu,
-                           json={"old_password": given, "new_password": own}).status_code == 204  # fmt: skip
+    assert (
+        app.client.post("/api/auth/password", headers=wu, json={"old_password": given, "new_password": own}).status_code
+        == 204
+    )
     wu = app.login("wu", own)
     assert app.client.get("/api/sites", headers=wu).status_code == 200
     # an admin resetting the password makes it one-time again
@@ -321,8 +342,9 @@ def test_x_forwarded_for_from_a_trusted_proxy_is_used(tmp_path: Path) -> None:
         for _ in range(5):
             _fail(proxy, "boss", headers={"X-Forwarded-For": ATTACKER})
         assert _fail(proxy, "boss", headers={"X-Forwarded-For": ATTACKER}).status_code == 429
-        ok = proxy.post("/api/auth/login", json={"username": "boss", "password": PASSWORD},
-                        headers={"X-Forwarded-For": OFFICE})  # fmt: skip
+        ok = proxy.post(
+            "/api/auth/login", json={"username": "boss", "password": PASSWORD}, headers={"X-Forwarded-For": OFFICE}
+        )
         assert ok.status_code == 200
     finally:
         a.close()
@@ -330,8 +352,11 @@ def test_x_forwarded_for_from_a_trusted_proxy_is_used(tmp_path: Path) -> None:
 
 def test_a_real_server_on_loopback_ignores_x_forwarded_for_by_default(served: RunningApi) -> None:
     # uvicorn itself trusts 127.0.0.1 unless told not to: the API runs it with its proxy handling off
-    served.client.post("/api/auth/login", json={"username": "nobody-xff", "password": "not-the-password"},
-                       headers={"X-Forwarded-For": "192.0.2.77"})  # fmt: skip
+    served.client.post(
+        "/api/auth/login",
+        json={"username": "nobody-xff", "password": "not-the-password"},
+        headers={"X-Forwarded-For": "192.0.2.77"},
+    )
     assert served.service.store.audit_log(who="nobody-xff")[0].source == "127.0.0.1"
 
 
@@ -371,8 +396,14 @@ def test_docs_load_nothing_from_another_host(app: App) -> None:
     parsed = _Refs()
     parsed.feed(page.text)
     assert not parsed.inline
-    assert sorted(parsed.refs) == ["../openapi.json", "docs.css", "favicon.png", "init.js", "swagger-ui-bundle.js",
-                                   "swagger-ui.css"]  # fmt: skip
+    assert sorted(parsed.refs) == [
+        "../openapi.json",
+        "docs.css",
+        "favicon.png",
+        "init.js",
+        "swagger-ui-bundle.js",
+        "swagger-ui.css",
+    ]
     for ref in parsed.refs:
         assert "//" not in ref
         assert ":" not in ref
@@ -397,12 +428,16 @@ def test_every_icon_swagger_ui_draws_from_a_data_url_is_drawn_from_a_file(app: A
     one (checked in a browser: no CSP violation with operations, models and the Authorize dialog open)."""
     ours = app.client.get("/docs/docs.css").text
     theirs = app.client.get("/docs/swagger-ui.css").text
-    selectors = [sel for sel, body in re.findall(r"([^{}]+)\{([^{}]*)\}", theirs)
-                 if "url(\"data:" in body or "url(data:" in body]  # fmt: skip
+    selectors = [
+        sel for sel, body in re.findall(r"([^{}]+)\{([^{}]*)\}", theirs) if 'url("data:' in body or "url(data:" in body
+    ]
     wanted = {part.strip() for sel in selectors for part in sel.split(",") if ".debug" not in part}
     assert wanted
-    assert wanted <= {part.strip() for sel, _ in re.findall(r"([^{}]+)\{([^{}]*)\}", ours)
-                      for part in re.sub(r"/\*.*?\*/", "", sel, flags=re.S).split(",")}
+    assert wanted <= {
+        part.strip()
+        for sel, _ in re.findall(r"([^{}]+)\{([^{}]*)\}", ours)
+        for part in re.sub(r"/\*.*?\*/", "", sel, flags=re.S).split(",")
+    }
 
 
 # -- 8. security headers on JSON answers ------------------------------------------------------------------------
@@ -415,18 +450,23 @@ JSON_HEADERS = {
 }
 
 
-@pytest.mark.parametrize(("method", "path", "auth"), [
-    ("GET", "/api/auth/me", True),
-    ("GET", "/api/auth/me", False),  # 401
-    ("GET", "/api/sites", True),
-    ("POST", "/api/auth/login", False),  # 422
-    ("GET", "/api/nothing-here", False),  # 404
-    ("GET", "/healthz", False),
-    ("GET", "/openapi.json", False),
-], ids=["me", "401", "sites", "422", "404", "healthz", "openapi"])  # fmt: skip
+@pytest.mark.parametrize(
+    ("method", "path", "auth"),
+    [
+        ("GET", "/api/auth/me", True),
+        ("GET", "/api/auth/me", False),  # 401
+        ("GET", "/api/sites", True),
+        ("POST", "/api/auth/login", False),  # 422
+        ("GET", "/api/nothing-here", False),  # 404
+        ("GET", "/healthz", False),
+        ("GET", "/openapi.json", False),
+    ],
+    ids=["me", "401", "sites", "422", "404", "healthz", "openapi"],
+)
 def test_security_headers_on_json_answers(app: App, method: str, path: str, auth: bool) -> None:
-    r = app.client.request(method, path, headers=app.login("viewer") if auth else {}, json={} if method == "POST"
-                           else None)  # fmt: skip
+    r = app.client.request(
+        method, path, headers=app.login("viewer") if auth else {}, json={} if method == "POST" else None
+    )
     for name, value in JSON_HEADERS.items():
         assert r.headers[name] == value, (name, r.status_code)
     assert _csp(r.headers["content-security-policy"])["default-src"] == ["'none'"]

@@ -37,11 +37,15 @@ class Env:
 
 
 def _write_history(influx: Influxd, database: str, device: str, start_ms: int, minutes: int) -> None:
-    _write(influx, database, [
-        f"water_quality,site={SITE},device={device},profile=water_quality_station "
-        f"ph={7 + (i % 60) / 100},do={6 + (i % 10) / 10},nh3_n={0.5} {start_ms + i * 60_000}"
-        for i in range(minutes)
-    ])  # fmt: skip
+    _write(
+        influx,
+        database,
+        [
+            f"water_quality,site={SITE},device={device},profile=water_quality_station "
+            f"ph={7 + (i % 60) / 100},do={6 + (i % 10) / 10},nh3_n={0.5} {start_ms + i * 60_000}"
+            for i in range(minutes)
+        ],
+    )
 
 
 def _write(influx: Influxd, database: str, lines: list[str]) -> None:
@@ -59,8 +63,9 @@ def env(shared_mosquitto: Mosquitto, shared_influxdb: Influxd, tmp_path: Path) -
     now = int(time.time() * 1000)
     t0 = now - 24 * HOUR
     _write_history(shared_influxdb, database, "wq-01", t0, 24 * 60)
-    config = make_config(tmp_path, mqtt=shared_mosquitto, influx_url=shared_influxdb.url,
-                         database=database, stream={"keepalive_s": 1})  # fmt: skip
+    config = make_config(
+        tmp_path, mqtt=shared_mosquitto, influx_url=shared_influxdb.url, database=database, stream={"keepalive_s": 1}
+    )
     service = ApiService(config)
     add_users(service)
     api = RunningApi(service)
@@ -77,8 +82,14 @@ def env(shared_mosquitto: Mosquitto, shared_influxdb: Influxd, tmp_path: Path) -
 
 def _telemetry(device: str, ts: int, site: str = SITE, **values: float | None) -> tuple[str, bytes]:
     quality = {k: {"q": "bad", "reason": "modbus timeout"} for k, v in values.items() if v is None}
-    msg = Telemetry(site=site, device=device, profile="water_quality_station", measurement="water_quality", seq=1,
-                    samples=[Sample.model_validate({"ts": ts, "values": values, "quality": quality})])  # fmt: skip
+    msg = Telemetry(
+        site=site,
+        device=device,
+        profile="water_quality_station",
+        measurement="water_quality",
+        seq=1,
+        samples=[Sample.model_validate({"ts": ts, "values": values, "quality": quality})],
+    )
     return topics.telemetry(site, device), encode(msg)
 
 
@@ -123,14 +134,16 @@ def test_history_downsampled_and_bounded(env: Env) -> None:
     wait_until(lambda: env.service.cache.get(SITE, "wq-01") is not None)
     url = f"/api/sites/{SITE}/devices/wq-01/history"
     end = env.t0 + 24 * HOUR
-    r = env.api.client.get(url, headers=h, params={"points": ["ph", "do"], "start_ms": env.t0, "end_ms": end,
-                                                   "max_points": 100})  # fmt: skip
+    r = env.api.client.get(
+        url, headers=h, params={"points": ["ph", "do"], "start_ms": env.t0, "end_ms": end, "max_points": 100}
+    )
     assert r.status_code == 200, r.text
     points = r.json()["points"]
     assert 50 <= len(points) <= 100  # 1440 minutes in 15-minute buckets: 96 or 97
     assert set(points[0]["values"]) == {"ph", "do"}
-    raw = env.api.client.get(url, headers=h, params={"points": "ph", "start_ms": env.t0,
-                                                     "end_ms": env.t0 + HOUR}).json()["points"]  # fmt: skip
+    raw = env.api.client.get(
+        url, headers=h, params={"points": "ph", "start_ms": env.t0, "end_ms": env.t0 + HOUR}
+    ).json()["points"]
     assert len(raw) == 60
     assert raw[0]["time_ms"] == env.t0
     default = env.api.client.get(url, headers=h).json()  # every numeric point, the last 24 h
@@ -141,10 +154,17 @@ def test_history_downsampled_and_bounded(env: Env) -> None:
 
 @pytest.mark.parametrize(
     ("params", "field"),
-    [({"points": "nope"}, "points"), ({"max_points": 2001}, "max_points"), ({"max_points": 1}, "max_points"),
-     ({"start_ms": 2000, "end_ms": 1000}, "end_ms"), ({"start_ms": 0, "end_ms": 401 * 86_400_000}, "start_ms"),
-     ({"aggregate": "sum"}, "aggregate"), ({"points": "Bad Name"}, "points"), ({"end_ms": 10**16}, "end_ms")],
-)  # fmt: skip
+    [
+        ({"points": "nope"}, "points"),
+        ({"max_points": 2001}, "max_points"),
+        ({"max_points": 1}, "max_points"),
+        ({"start_ms": 2000, "end_ms": 1000}, "end_ms"),
+        ({"start_ms": 0, "end_ms": 401 * 86_400_000}, "start_ms"),
+        ({"aggregate": "sum"}, "aggregate"),
+        ({"points": "Bad Name"}, "points"),
+        ({"end_ms": 10**16}, "end_ms"),
+    ],
+)
 def test_history_input_errors_name_the_field(env: Env, params: dict[str, str | int], field: str) -> None:
     h = login(env.api.client, "viewer")
     wait_until(lambda: env.service.cache.get(SITE, "wq-01") is not None)
@@ -161,14 +181,24 @@ def test_site_history_in_one_request(env: Env) -> None:
     _write_history(env.influx, env.database, "wq-02", env.t0, 60)  # an hour only
     _write_history(env.influx, env.database, "wq-77", env.t0, 60)  # not in the live cache: left out
     start, end = env.t0, env.t0 + 24 * HOUR
-    params: dict[str, str | int] = {"profile": "water_quality_station", "points": "ph,do", "start_ms": start,
-                                    "end_ms": end, "max_points": 100}  # fmt: skip
+    params: dict[str, str | int] = {
+        "profile": "water_quality_station",
+        "points": "ph,do",
+        "start_ms": start,
+        "end_ms": end,
+        "max_points": 100,
+    }
     r = env.api.client.get(f"/api/sites/{SITE}/history", headers=h, params=params)
     assert r.status_code == 200, r.text
     body = r.json()
     assert {k: body[k] for k in ("site", "profile", "measurement", "start_ms", "end_ms", "max_points")} == {
-        "site": SITE, "profile": "water_quality_station", "measurement": "water_quality", "start_ms": start,
-        "end_ms": end, "max_points": 100}  # fmt: skip
+        "site": SITE,
+        "profile": "water_quality_station",
+        "measurement": "water_quality",
+        "start_ms": start,
+        "end_ms": end,
+        "max_points": 100,
+    }
     assert body["interval_ms"] == choose_interval_ms(start, end, 100) == 15 * 60_000
     devices = body["devices"]
     assert list(devices) == ["wq-01", "wq-02"]
@@ -179,26 +209,46 @@ def test_site_history_in_one_request(env: Env) -> None:
     assert set(first["values"]) == {"ph", "do"}
     assert first["quality"] == {"ph": 0, "do": 0}
     # the same buckets, in the same format, as the device endpoint gives for one device
-    one = env.api.client.get(f"/api/sites/{SITE}/devices/wq-01/history", headers=h,
-                             params={**params, "points": ["ph", "do"]}).json()  # fmt: skip
+    one = env.api.client.get(
+        f"/api/sites/{SITE}/devices/wq-01/history", headers=h, params={**params, "points": ["ph", "do"]}
+    ).json()
     assert devices["wq-01"] == one["points"]
 
 
 def test_site_history_takes_the_last_of_bool_points_and_every_device_when_none_is_known(env: Env) -> None:
     h = login(env.api.client, "viewer")
     t = env.t0 - env.t0 % HOUR + HOUR  # a whole hour, so the buckets start on it
-    _write(env.influx, env.database, [
-        f"sluice_gate,site={SITE},device=gate-09,profile=sluice_gate_plc gate_opening={i}.0,remote_mode={i % 2 == 0}"
-        f" {t + i * 60_000}" for i in range(3)
-    ])  # fmt: skip
-    r = env.api.client.get(f"/api/sites/{SITE}/history", headers=h, params={
-        "profile": "sluice_gate_plc", "points": ["gate_opening", "remote_mode"], "start_ms": t, "end_ms": t + HOUR,
-        "max_points": 2})  # fmt: skip
+    _write(
+        env.influx,
+        env.database,
+        [
+            f"sluice_gate,site={SITE},device=gate-09,profile=sluice_gate_plc"
+            f" gate_opening={i}.0,remote_mode={i % 2 == 0} {t + i * 60_000}"
+            for i in range(3)
+        ],
+    )
+    r = env.api.client.get(
+        f"/api/sites/{SITE}/history",
+        headers=h,
+        params={
+            "profile": "sluice_gate_plc",
+            "points": ["gate_opening", "remote_mode"],
+            "start_ms": t,
+            "end_ms": t + HOUR,
+            "max_points": 2,
+        },
+    )
     assert r.status_code == 200, r.text
     assert r.json()["interval_ms"] == HOUR // 2  # two buckets fit; the data is all in the first
     assert r.json()["devices"] == {
-        "gate-09": [{"time_ms": t, "values": {"gate_opening": 1.0, "remote_mode": True},
-                     "quality": {"gate_opening": 0, "remote_mode": 0}}]}  # fmt: skip
+        "gate-09": [
+            {
+                "time_ms": t,
+                "values": {"gate_opening": 1.0, "remote_mode": True},
+                "quality": {"gate_opening": 0, "remote_mode": 0},
+            }
+        ]
+    }
 
 
 WQ = {"profile": "water_quality_station"}
@@ -206,19 +256,39 @@ WQ = {"profile": "water_quality_station"}
 
 @pytest.mark.parametrize(
     ("user", "params", "status", "field"),
-    [("viewer", {}, 422, "profile"), ("viewer", {"profile": "no_such_profile"}, 422, "profile"),
-     ("viewer", {"profile": "Water Quality"}, 422, "profile"), ("viewer", {**WQ, "points": "nope"}, 422, "points"),
-     ("viewer", {**WQ, "points": "ph,Bad Name"}, 422, "points"), ("viewer", {**WQ, "points": "ph,"}, 422, "points"),
-     ("viewer", {**WQ, "points": ",".join(f"p{i}" for i in range(51))}, 422, "points"),
-     ("viewer", {**WQ, "max_points": 2001}, 422, "max_points"), ("viewer", {**WQ, "max_points": 1}, 422, "max_points"),
-     ("viewer", {**WQ, "start_ms": 2000, "end_ms": 1000}, 422, "end_ms"),
-     ("viewer", {**WQ, "start_ms": 0, "end_ms": 401 * 86_400_000}, 422, "start_ms"),
-     ("viewer", {**WQ, "aggregate": "sum"}, 422, "aggregate"), ("viewer", {**WQ, "end_ms": 10**16}, 422, "end_ms"),
-     ("op-south", WQ, 403, "site")],
-    ids=["no-profile", "unknown-profile", "bad-profile-name", "unknown-point", "bad-point-name", "empty-point-name",
-         "51-points", "max-points-over-config", "one-point", "end-before-start", "range-over-config",
-         "unknown-aggregate", "end-too-large", "site-outside-areas"],
-)  # fmt: skip
+    [
+        ("viewer", {}, 422, "profile"),
+        ("viewer", {"profile": "no_such_profile"}, 422, "profile"),
+        ("viewer", {"profile": "Water Quality"}, 422, "profile"),
+        ("viewer", {**WQ, "points": "nope"}, 422, "points"),
+        ("viewer", {**WQ, "points": "ph,Bad Name"}, 422, "points"),
+        ("viewer", {**WQ, "points": "ph,"}, 422, "points"),
+        ("viewer", {**WQ, "points": ",".join(f"p{i}" for i in range(51))}, 422, "points"),
+        ("viewer", {**WQ, "max_points": 2001}, 422, "max_points"),
+        ("viewer", {**WQ, "max_points": 1}, 422, "max_points"),
+        ("viewer", {**WQ, "start_ms": 2000, "end_ms": 1000}, 422, "end_ms"),
+        ("viewer", {**WQ, "start_ms": 0, "end_ms": 401 * 86_400_000}, 422, "start_ms"),
+        ("viewer", {**WQ, "aggregate": "sum"}, 422, "aggregate"),
+        ("viewer", {**WQ, "end_ms": 10**16}, 422, "end_ms"),
+        ("op-south", WQ, 403, "site"),
+    ],
+    ids=[
+        "no-profile",
+        "unknown-profile",
+        "bad-profile-name",
+        "unknown-point",
+        "bad-point-name",
+        "empty-point-name",
+        "51-points",
+        "max-points-over-config",
+        "one-point",
+        "end-before-start",
+        "range-over-config",
+        "unknown-aggregate",
+        "end-too-large",
+        "site-outside-areas",
+    ],
+)
 def test_site_history_errors_name_the_field(
     env: Env, user: str, params: dict[str, str | int], status: int, field: str
 ) -> None:
@@ -243,8 +313,10 @@ class StreamReader:
 
     def _run(self, url: str, headers: dict[str, str]) -> None:
         try:
-            with httpx.Client(timeout=httpx.Timeout(10, read=5)) as client, client.stream("GET", url,
-                                                                                        headers=headers) as r:
+            with (
+                httpx.Client(timeout=httpx.Timeout(10, read=5)) as client,
+                client.stream("GET", url, headers=headers) as r,
+            ):
                 kind = ""
                 for line in r.iter_lines():
                     self.ready.set()
@@ -290,24 +362,37 @@ def test_healthz_all_up(env: Env) -> None:
 
 def test_the_environment_indices_are_served_within_the_users_areas(env: Env) -> None:
     t = env.t0
-    _write(env.influx, env.database, [
-        f'air_quality_aqi_hourly,site={SITE},device=air-01 aqi=142.0,level=3.0,category="轻度污染",'
-        f'category_en="Lightly polluted",colour="orange",primary="pm25_1h",missing="",edition="HJ 633-2026",'
-        f"iaqi_pm25_1h=142.0,iaqi_so2_1h=6.0 {t}",
-        f'water_quality_class_daily,site={SITE},device=wq-01,target_class=4,water_body=river class=5.0,'
-        f'class_label="V",deciding="nh3_n",used="ph,nh3_n",target_class=4.0,class_over_target=1.0,'
-        f"target_missed=true {t}",
-        f"water_quality_daily,site={SITE},device=wq-01,target_class=4,water_body=river nh3_n=1.8,nh3_n.n=24i,"
-        f"ph=7.4,ph.n=24i {t}",
-    ])  # fmt: skip
+    _write(
+        env.influx,
+        env.database,
+        [
+            f'air_quality_aqi_hourly,site={SITE},device=air-01 aqi=142.0,level=3.0,category="轻度污染",'
+            f'category_en="Lightly polluted",colour="orange",primary="pm25_1h",missing="",edition="HJ 633-2026",'
+            f"iaqi_pm25_1h=142.0,iaqi_so2_1h=6.0 {t}",
+            f"water_quality_class_daily,site={SITE},device=wq-01,target_class=4,water_body=river class=5.0,"
+            f'class_label="V",deciding="nh3_n",used="ph,nh3_n",target_class=4.0,class_over_target=1.0,'
+            f"target_missed=true {t}",
+            f"water_quality_daily,site={SITE},device=wq-01,target_class=4,water_body=river nh3_n=1.8,nh3_n.n=24i,"
+            f"ph=7.4,ph.n=24i {t}",
+        ],
+    )
     officer = login(env.api.client, "env-north")
     (aqi,) = env.api.client.get(f"/api/sites/{SITE}/aqi", headers=officer).json()
     assert (aqi["device"], aqi["aqi"], aqi["level"], aqi["category"], aqi["primary"]) == (
-        "air-01", 142.0, 3.0, "轻度污染", ["pm25_1h"])  # fmt: skip
+        "air-01",
+        142.0,
+        3.0,
+        "轻度污染",
+        ["pm25_1h"],
+    )
     assert aqi["iaqi"] == {"pm25_1h": 142.0, "so2_1h": 6.0}
     (water,) = env.api.client.get(f"/api/sites/{SITE}/water-class", headers=officer).json()
     assert (water["device"], water["water_class"], water["deciding"], water["target_missed"]) == (
-        "wq-01", 5.0, ["nh3_n"], True)  # fmt: skip
+        "wq-01",
+        5.0,
+        ["nh3_n"],
+        True,
+    )
     assert water["means"] == {"nh3_n": 1.8, "ph": 7.4}
     outside = login(env.api.client, "op-south")  # north-env is not in the south area
     assert env.api.client.get(f"/api/sites/{SITE}/aqi", headers=outside).status_code == 403

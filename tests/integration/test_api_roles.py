@@ -66,11 +66,17 @@ ENDPOINTS: list[tuple[str, str, dict[str, Any] | None, set[str]]] = [
     ("GET", "/metrics", None, ANY),
 ]
 CASES = [
-    pytest.param(role, method, path, body, role in allowed,
-                 id=f"{role}-{method}-{path}-{'allowed' if role in allowed else 'refused'}")
+    pytest.param(
+        role,
+        method,
+        path,
+        body,
+        role in allowed,
+        id=f"{role}-{method}-{path}-{'allowed' if role in allowed else 'refused'}",
+    )
     for method, path, body, allowed in ENDPOINTS
     for role in ROLES
-]  # fmt: skip
+]
 
 
 class App:
@@ -110,7 +116,8 @@ def test_role_matrix(app: App, role: str, method: str, path: str, body: dict[str
 
 
 @pytest.mark.parametrize(
-    "path", [f"/api/sites/{S}/devices/{D}/history", f"/api/sites/{S}/history?profile=sluice_gate_plc"],
+    "path",
+    [f"/api/sites/{S}/devices/{D}/history", f"/api/sites/{S}/history?profile=sluice_gate_plc"],
     ids=["device-history", "site-history"],
 )
 def test_history_is_scoped_to_the_users_areas(app: App, path: str) -> None:
@@ -119,14 +126,17 @@ def test_history_is_scoped_to_the_users_areas(app: App, path: str) -> None:
     assert r.status_code == 403, r.text
     assert r.json()["detail"]["field"] == "site"
     assert app.client.get(path.replace(S, "south-sluices"), headers=app.headers["op-south"]).status_code not in (
-        401, 403)  # fmt: skip
+        401,
+        403,
+    )
 
 
-@pytest.mark.parametrize(("method", "path", "body", "_allowed"), [e for e in ENDPOINTS if not e[1].startswith(
-    ("/healthz", "/metrics"))], ids=lambda v: v if isinstance(v, str) else "")  # fmt: skip
-def test_no_token_is_401(
-    app: App, method: str, path: str, body: dict[str, Any] | None, _allowed: set[str]
-) -> None:
+@pytest.mark.parametrize(
+    ("method", "path", "body", "_allowed"),
+    [e for e in ENDPOINTS if not e[1].startswith(("/healthz", "/metrics"))],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_no_token_is_401(app: App, method: str, path: str, body: dict[str, Any] | None, _allowed: set[str]) -> None:
     url = path.replace("{alert}", str(app.alerts[S]))
     r = app.client.request(method, url, json=body, headers={"Authorization": "Bearer lls_not-a-token"})
     assert r.status_code == 401

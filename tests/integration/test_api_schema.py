@@ -44,8 +44,12 @@ def service(
     shared_mosquitto: Mosquitto, shared_influxdb: Influxd, tmp_path_factory: pytest.TempPathFactory
 ) -> ApiService:
     shared_influxdb.create_database("api_schema")
-    config = make_config(tmp_path_factory.mktemp("api-schema"), mqtt=shared_mosquitto,
-                         influx_url=shared_influxdb.url, database="api_schema")  # fmt: skip
+    config = make_config(
+        tmp_path_factory.mktemp("api-schema"),
+        mqtt=shared_mosquitto,
+        influx_url=shared_influxdb.url,
+        database="api_schema",
+    )
     svc = ApiService(config)
     add_users(svc)
     fill_alerts(svc.store)
@@ -70,15 +74,23 @@ def test_no_5xx_for_any_generated_request(service: ApiService) -> None:
                 continue
             strategy = st.one_of(op.as_strategy(GenerationMode.POSITIVE), op.as_strategy(GenerationMode.NEGATIVE))
 
-            @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
-                      phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))  # fmt: skip
+            @settings(
+                max_examples=EXAMPLES,
+                deadline=None,
+                database=None,
+                derandomize=True,
+                phases=[Phase.explicit, Phase.generate],
+                suppress_health_check=list(HealthCheck),
+            )
             @given(case=strategy)
             def call(case: schemathesis.Case[APIOperation[Any, Any, Any, Any]]) -> None:
                 response = case.call(headers=headers)
                 statuses[response.status_code] += 1
                 if response.status_code >= 500 and not (case.path == "/healthz" and response.status_code == 503):
-                    failures.append(f"{case.method} {case.formatted_path} {case.query} {case.body!r}: "
-                                    f"{response.status_code} {response.text[:300]}")  # fmt: skip
+                    failures.append(
+                        f"{case.method} {case.formatted_path} {case.query} {case.body!r}: "
+                        f"{response.status_code} {response.text[:300]}"
+                    )
 
             call()
         assert not failures, "\n".join(failures[:20])

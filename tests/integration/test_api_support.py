@@ -53,18 +53,28 @@ class Clock:
                 self.offset += ms
 
 
-def make_config(tmp_path: Path, *, mqtt: Mosquitto | None = None, influx_url: str | None = None,
-                database: str = "lifeline", **extra: Any) -> ApiConfig:  # fmt: skip
+def make_config(
+    tmp_path: Path,
+    *,
+    mqtt: Mosquitto | None = None,
+    influx_url: str | None = None,
+    database: str = "lifeline",
+    **extra: Any,
+) -> ApiConfig:
     data: dict[str, Any] = {
         "store": {"url": f"sqlite:///{tmp_path / 'api.sqlite'}"},
         "areas": AREAS,
         "auth": {"argon2_time_cost": 1, "argon2_memory_kib": 64},
         # Nothing listens on a fresh free port: a test without a broker or InfluxDB sees them unreachable.
-        "broker": (account_for(mqtt, api_account()).model_dump(mode="json") if mqtt else
-                   {"host": "127.0.0.1", "port": free_port()}) | {"reconnect_initial_s": 0.1, "reconnect_max_s": 0.5},
+        "broker": (
+            account_for(mqtt, api_account()).model_dump(mode="json")
+            if mqtt
+            else {"host": "127.0.0.1", "port": free_port()}
+        )
+        | {"reconnect_initial_s": 0.1, "reconnect_max_s": 0.5},
         "influx": {"url": influx_url or f"http://127.0.0.1:{free_port()}", "database": database, "timeout_s": 5},
         "client_id": f"api-test-{id(tmp_path)}",
-    }  # fmt: skip
+    }
     data.update(extra)
     return ApiConfig.model_validate(data)
 
@@ -91,9 +101,17 @@ class RunningApi:
         self.url = f"http://127.0.0.1:{self.port}"
         app = create_app(service, connect=connect)
         # proxy_headers off, as `lifeline api` runs it: the app alone decides whose X-Forwarded-For to believe
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None,
-                                                    lifespan="on", timeout_graceful_shutdown=2,
-                                                    proxy_headers=False))  # fmt: skip
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                host="127.0.0.1",
+                port=self.port,
+                log_config=None,
+                lifespan="on",
+                timeout_graceful_shutdown=2,
+                proxy_headers=False,
+            )
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         deadline = time.monotonic() + 15
@@ -111,13 +129,30 @@ class RunningApi:
 
 def gate_telemetry(site: str, device: str, ts: int, **values: Any) -> tuple[str, bytes]:
     """A gate's telemetry with every point the interlocks read, all good unless ``values`` says otherwise."""
-    base: dict[str, Any] = {"gate_opening": 1.0, "level_up": 3.0, "level_down": 2.0, "motor_current": 0.0,
-                            "fault_code": 0.0, "remote_mode": True, "estop": False, "overload": False,
-                            "power_ok": True, "moving_open": False, "moving_close": False, "limit_open": False,
-                            "limit_closed": False}  # fmt: skip
+    base: dict[str, Any] = {
+        "gate_opening": 1.0,
+        "level_up": 3.0,
+        "level_down": 2.0,
+        "motor_current": 0.0,
+        "fault_code": 0.0,
+        "remote_mode": True,
+        "estop": False,
+        "overload": False,
+        "power_ok": True,
+        "moving_open": False,
+        "moving_close": False,
+        "limit_open": False,
+        "limit_closed": False,
+    }
     base.update(values)
-    msg = Telemetry(site=site, device=device, profile="sluice_gate_plc", measurement="sluice_gate", seq=1,
-                    samples=[Sample(ts=ts, values=base)])  # fmt: skip
+    msg = Telemetry(
+        site=site,
+        device=device,
+        profile="sluice_gate_plc",
+        measurement="sluice_gate",
+        seq=1,
+        samples=[Sample(ts=ts, values=base)],
+    )
     return topics.telemetry(site, device), encode(msg)
 
 

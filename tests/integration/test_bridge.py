@@ -70,11 +70,18 @@ def count_points(influx: Influxd, measurement: str = "water_quality", field: str
 
 def wq_message(device: str, seq: int, ts0: int, samples: int = 1, site: str = "s1") -> Telemetry:
     return Telemetry(
-        site=site, device=device, profile="water_quality_station", measurement="water_quality", seq=seq,
-        tags={"domain": "environment"}, units={"ph": "pH"},
-        samples=[Sample(ts=ts0 + i, values={p: round(7 + (seq % 100) / 100 + i / 1000, 6) for p in WQ_POINTS})
-                 for i in range(samples)],
-    )  # fmt: skip
+        site=site,
+        device=device,
+        profile="water_quality_station",
+        measurement="water_quality",
+        seq=seq,
+        tags={"domain": "environment"},
+        units={"ph": "pH"},
+        samples=[
+            Sample(ts=ts0 + i, values={p: round(7 + (seq % 100) / 100 + i / 1000, 6) for p in WQ_POINTS})
+            for i in range(samples)
+        ],
+    )
 
 
 def start_bridge(cfg: BridgeConfig) -> tuple[Bridge, LoopThread]:
@@ -89,8 +96,9 @@ def start_bridge(cfg: BridgeConfig) -> tuple[Bridge, LoopThread]:
     return holder["bridge"], thread
 
 
-def test_readings_stored_exactly_as_sampled(mosquitto: Mosquitto, influxdb: Influxd, tmp_path: Path,
-                                            publisher: Publisher) -> None:  # fmt: skip
+def test_readings_stored_exactly_as_sampled(
+    mosquitto: Mosquitto, influxdb: Influxd, tmp_path: Path, publisher: Publisher
+) -> None:
     bridge, thread = start_bridge(config(mosquitto, influxdb, tmp_path, metrics_port=0))
     try:
         ts0 = int(time.time() * 1000) - 60_000
@@ -132,8 +140,9 @@ def test_readings_stored_exactly_as_sampled(mosquitto: Mosquitto, influxdb: Infl
         thread.stop()
 
 
-def test_edge_to_influx_end_to_end(mosquitto: Mosquitto, influxdb: Influxd, tmp_path: Path, mini: RunningDistrict,
-                                   start_agent: StartAgent) -> None:  # fmt: skip
+def test_edge_to_influx_end_to_end(
+    mosquitto: Mosquitto, influxdb: Influxd, tmp_path: Path, mini: RunningDistrict, start_agent: StartAgent
+) -> None:
     sub = Subscriber(mosquitto, topics.telemetry("mini-water", "wq-1"))
     sites = tmp_path / "sites"
     sites.mkdir()
@@ -161,8 +170,9 @@ def test_edge_to_influx_end_to_end(mosquitto: Mosquitto, influxdb: Influxd, tmp_
         sub.close()
 
 
-def test_bad_messages_are_dead_lettered_and_good_ones_flow(mosquitto: Mosquitto, influxdb: Influxd, tmp_path: Path,
-                                                          publisher: Publisher) -> None:  # fmt: skip
+def test_bad_messages_are_dead_lettered_and_good_ones_flow(
+    mosquitto: Mosquitto, influxdb: Influxd, tmp_path: Path, publisher: Publisher
+) -> None:
     cfg = config(mosquitto, influxdb, tmp_path)
     _, thread = start_bridge(cfg)
     now = int(time.time() * 1000)
@@ -198,8 +208,11 @@ def test_points_influx_refuses_are_dead_lettered_with_its_reason(
 ) -> None:
     # a type conflict: "ph" already exists as a string field in this shard
     now = int(time.time() * 1000)
-    httpx.post(f"{influxdb.url}/write", params={"db": "lifeline", "precision": "ms"},
-               content=f'water_quality,device=old ph="seven" {now - 5000}').raise_for_status()  # fmt: skip
+    httpx.post(
+        f"{influxdb.url}/write",
+        params={"db": "lifeline", "precision": "ms"},
+        content=f'water_quality,device=old ph="seven" {now - 5000}',
+    ).raise_for_status()
     bridge, thread = start_bridge(config(mosquitto, influxdb, tmp_path))
     try:
         msg = wq_message("wq-5", 1, now - 1000, samples=4)
@@ -216,8 +229,9 @@ def test_points_influx_refuses_are_dead_lettered_with_its_reason(
         thread.stop()
 
 
-def test_influx_down_30s_nothing_lost_memory_bounded(mosquitto: Mosquitto, influxdb: Influxd, tmp_path: Path,
-                                                    publisher: Publisher) -> None:  # fmt: skip
+def test_influx_down_30s_nothing_lost_memory_bounded(
+    mosquitto: Mosquitto, influxdb: Influxd, tmp_path: Path, publisher: Publisher
+) -> None:
     cfg = config(mosquitto, influxdb, tmp_path, subscription={"receive_maximum": 300})
     bridge, thread = start_bridge(cfg)
     peak = [0]
@@ -261,15 +275,17 @@ def test_influx_down_30s_nothing_lost_memory_bounded(mosquitto: Mosquitto, influ
         thread.stop()
 
 
-def test_kill_9_bridge_loses_nothing(mosquitto: Mosquitto, influxdb: Influxd, tmp_path: Path,
-                                    publisher: Publisher) -> None:  # fmt: skip
+def test_kill_9_bridge_loses_nothing(
+    mosquitto: Mosquitto, influxdb: Influxd, tmp_path: Path, publisher: Publisher
+) -> None:
     cfg_path = tmp_path / "bridge.yaml"
     cfg_path.write_text(yaml.safe_dump(config(mosquitto, influxdb, tmp_path).model_dump(mode="json")))
 
     def spawn() -> subprocess.Popen[bytes]:
         log = (tmp_path / "bridge.log").open("ab")
-        return subprocess.Popen([sys.executable, "-m", "lifeline", "bridge", "--config", str(cfg_path)],
-                                stdout=log, stderr=log, cwd=ROOT)  # fmt: skip
+        return subprocess.Popen(
+            [sys.executable, "-m", "lifeline", "bridge", "--config", str(cfg_path)], stdout=log, stderr=log, cwd=ROOT
+        )
 
     proc = spawn()
     ts0 = int(time.time() * 1000) - 600_000
@@ -293,11 +309,21 @@ def test_kill_9_bridge_loses_nothing(mosquitto: Mosquitto, influxdb: Influxd, tm
             proc.wait(15)
 
 
-def test_v2_transport_through_a_2x_compatible_endpoint(mosquitto: Mosquitto, influxdb: Influxd,
-                                                       influx_compat: InfluxCompatProxy, tmp_path: Path,
-                                                       publisher: Publisher) -> None:  # fmt: skip
-    cfg = config(mosquitto, influxdb, tmp_path, influx={"transport": "v2", "url": influx_compat.url, "org": "baoshan",
-                                                        "bucket": "lifeline/autogen", "token": "t0ken"})  # fmt: skip
+def test_v2_transport_through_a_2x_compatible_endpoint(
+    mosquitto: Mosquitto, influxdb: Influxd, influx_compat: InfluxCompatProxy, tmp_path: Path, publisher: Publisher
+) -> None:
+    cfg = config(
+        mosquitto,
+        influxdb,
+        tmp_path,
+        influx={
+            "transport": "v2",
+            "url": influx_compat.url,
+            "org": "baoshan",
+            "bucket": "lifeline/autogen",
+            "token": "t0ken",
+        },
+    )
     bridge, thread = start_bridge(cfg)
     try:
         ts0 = int(time.time() * 1000) - 30_000

@@ -42,8 +42,9 @@ def connect_subscriber(broker: Mosquitto, topic_filter: str) -> Subscriber:
 
 
 # -----------------------------------------------------------------------------------------------------------------
-def bridge_config(broker: Mosquitto, influx: Influxd, tmp_path: Path, client_id: str = "bridge-a",
-                  **over: Any) -> BridgeConfig:  # fmt: skip
+def bridge_config(
+    broker: Mosquitto, influx: Influxd, tmp_path: Path, client_id: str = "bridge-a", **over: Any
+) -> BridgeConfig:
     data: dict[str, Any] = {
         **broker_settings(broker, client_id),
         "subscription": {"client_id": client_id, "receive_maximum": 100},
@@ -57,13 +58,21 @@ def bridge_config(broker: Mosquitto, influx: Influxd, tmp_path: Path, client_id:
     return BridgeConfig.model_validate(data)
 
 
-def telemetry(seq: int, device: str = "wq-1", run: str = "r1", site: str = "s1",
-              values: dict[str, Value] | None = None) -> tuple[str, bytes]:  # fmt: skip
+def telemetry(
+    seq: int, device: str = "wq-1", run: str = "r1", site: str = "s1", values: dict[str, Value] | None = None
+) -> tuple[str, bytes]:
     """One water-quality message (one sample at its own time: runs r1 and r2 apart) and its topic."""
     ts = TS0 + seq * 10 + (5 if run == "r2" else 0)
     sample = Sample(ts=ts, values=values or dict.fromkeys(WQ_POINTS, 7.0 + seq / 100))
-    msg = Telemetry(site=site, device=device, profile="water_quality_station", measurement="water_quality",
-                    seq=seq, run=run, samples=[sample])  # fmt: skip
+    msg = Telemetry(
+        site=site,
+        device=device,
+        profile="water_quality_station",
+        measurement="water_quality",
+        seq=seq,
+        run=run,
+        samples=[sample],
+    )
     return topics.telemetry(site, device), encode(msg)
 
 
@@ -72,8 +81,9 @@ def stored(got: list[Received]) -> list[Stored]:
 
 
 def seqs(msgs: list[Stored], device: str = "wq-1", run: str = "r1") -> list[int]:
-    return sorted(s for m in msgs for r in m.ranges if (r.device, r.run) == (device, run)
-                  for s in range(r.first, r.last + 1))  # fmt: skip
+    return sorted(
+        s for m in msgs for r in m.ranges if (r.device, r.run) == (device, run) for s in range(r.first, r.last + 1)
+    )
 
 
 def rng(first: int, last: int, device: str = "wq-1", run: str = "r1") -> StoredRange:
@@ -101,8 +111,9 @@ def test_a_batch_is_confirmed_per_site_with_exactly_its_ranges(
     sent += [telemetry(s, run="r2") for s in (0, 1)]  # the agent restarted: its new run counts from 0
     sent += [telemetry(7, device="wq-2"), telemetry(4, site="s2")]
     # one batch: it is full at the last message (and would otherwise wait 10 s)
-    bridge, thread = start_bridge(bridge_config(mosquitto, influxdb, tmp_path,
-                                                batch={"max_points": len(sent), "max_delay_s": 10}))  # fmt: skip
+    bridge, thread = start_bridge(
+        bridge_config(mosquitto, influxdb, tmp_path, batch={"max_points": len(sent), "max_delay_s": 10})
+    )
     try:
         for topic, payload in sent:
             publisher.send(topic, payload)
@@ -221,8 +232,10 @@ def test_two_bridges_of_one_group_each_confirm_their_own_and_together_all(
         assert mine["bridge-a"], mine  # the group shared the work
         assert mine["bridge-b"], mine
         assert not set(mine["bridge-a"]) & set(mine["bridge-b"])  # each confirmed only what it wrote
-        assert (len(mine["bridge-a"]), len(mine["bridge-b"])) == (a.counters.written_messages,
-                                                                  b.counters.written_messages)  # fmt: skip
+        assert (len(mine["bridge-a"]), len(mine["bridge-b"])) == (
+            a.counters.written_messages,
+            b.counters.written_messages,
+        )
         assert count_points(influxdb) == 40
     finally:
         thread_a.stop()

@@ -85,8 +85,9 @@ def mini_accounts(broker: Mosquitto, folder: Path) -> Path:
 
 def _lifeline(*args: str, log: Path) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
-        return subprocess.Popen([sys.executable, "-m", "lifeline", *args], stdout=out, stderr=subprocess.STDOUT,
-                                cwd=ROOT)  # fmt: skip
+        return subprocess.Popen(
+            [sys.executable, "-m", "lifeline", *args], stdout=out, stderr=subprocess.STDOUT, cwd=ROOT
+        )
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -100,9 +101,20 @@ def test_simulate_and_edge_put_every_scenario_device_on_the_broker(mosquitto: Mo
     sites = tmp_path / "sites"
     credentials = mini_accounts(mosquitto, tmp_path / "credentials")
     sub = Subscriber(mosquitto, topics.telemetry_filter())
-    sim = _lifeline("simulate", "--scenario", "mini", "--broker", f"{mosquitto.host}:{mosquitto.port}",
-                    "--credentials", str(credentials), "--sites-dir", str(sites), "--duration", "60",
-                    log=tmp_path / "sim.log")  # fmt: skip
+    sim = _lifeline(
+        "simulate",
+        "--scenario",
+        "mini",
+        "--broker",
+        f"{mosquitto.host}:{mosquitto.port}",
+        "--credentials",
+        str(credentials),
+        "--sites-dir",
+        str(sites),
+        "--duration",
+        "60",
+        log=tmp_path / "sim.log",
+    )
     edges = []
     try:
         deadline = time.monotonic() + 20
@@ -131,10 +143,24 @@ def test_simulate_and_edge_put_every_scenario_device_on_the_broker(mosquitto: Mo
 @pytest.mark.integration
 def test_up_runs_the_district_and_stops_cleanly(tmp_path: Path) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "lifeline", "up", "--scenario", "mini", "--mqtt-port", "0", "--influx-port", "0",
-         "--data-dir", str(tmp_path / "up")],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "lifeline",
+            "up",
+            "--scenario",
+            "mini",
+            "--mqtt-port",
+            "0",
+            "--influx-port",
+            "0",
+            "--data-dir",
+            str(tmp_path / "up"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
     assert proc.stdout is not None
     lines: list[str] = []
     try:
@@ -153,11 +179,14 @@ def test_up_runs_the_district_and_stops_cleanly(tmp_path: Path) -> None:
         assert influx_url, "".join(lines)
         up = tmp_path / "up"
         tls = TlsConfig(ca_file=up / "tls" / "ca.pem")
-        as_user = {name: credential(up / "credentials", name, BrokerConfig(port=port, tls=tls))
-                   for name in ("observer", "edge-mini-safety", "edge-mini-water")}  # fmt: skip
+        as_user = {
+            name: credential(up / "credentials", name, BrokerConfig(port=port, tls=tls))
+            for name in ("observer", "edge-mini-safety", "edge-mini-water")
+        }
         sub = Subscriber(None, topics.telemetry_filter(), account=as_user["observer"])
-        got = sub.wait_for(lambda ms: {decode_telemetry(m.payload).device for m in ms} >= {"gate-1", "wq-1", "gas-1"},
-                           timeout=20)  # fmt: skip
+        got = sub.wait_for(
+            lambda ms: {decode_telemetry(m.payload).device for m in ms} >= {"gate-1", "wq-1", "gas-1"}, timeout=20
+        )
         assert got
         sub.close()
 
@@ -181,15 +210,24 @@ def test_up_runs_the_district_and_stops_cleanly(tmp_path: Path) -> None:
         assert httpx.post(f"{influx_url}/query", params=drop, auth=reader).status_code == 403  # a reader drops nothing
         assert probe(BrokerConfig(port=port, tls=tls)).connack == "Not authorized"
         # an agent's account cannot publish for another site, nor join the bridge's group
-        other_site = probe(as_user["edge-mini-water"], publish=topics.telemetry("mini-safety", "gas-1"),
-                           subscribe="$share/lifeline-bridge/lifeline/v1/+/+/telemetry")  # fmt: skip
+        other_site = probe(
+            as_user["edge-mini-water"],
+            publish=topics.telemetry("mini-safety", "gas-1"),
+            subscribe="$share/lifeline-bridge/lifeline/v1/+/+/telemetry",
+        )
         assert other_site.puback == "Not authorized"
         assert other_site.suback == "Not authorized"
 
         # the rules service runs the shipped packs: a gas reading at 60 %LEL is notified on the MQTT channel
         notes = Subscriber(None, "lifeline/v1/alerts/notify/#", account=as_user["observer"])
-        leak = Telemetry(site="mini-safety", device="gas-up", profile="gas_detector", measurement="gas_detector",
-                         seq=1, samples=[Sample(ts=int(time.time() * 1000), values={"lel": 60.0})])  # fmt: skip
+        leak = Telemetry(
+            site="mini-safety",
+            device="gas-up",
+            profile="gas_detector",
+            measurement="gas_detector",
+            seq=1,
+            samples=[Sample(ts=int(time.time() * 1000), values={"lel": 60.0})],
+        )
         pub = Publisher(None, account=as_user["edge-mini-safety"])
         deadline = time.monotonic() + 20
         while not notes.snapshot() and time.monotonic() < deadline:
@@ -221,8 +259,12 @@ def test_up_uses_an_external_broker_and_influxdb_from_its_config(
         f"broker: {{host: {mosquitto.host}, port: {mosquitto.port}}}\nbroker_credentials: {credentials}\n"
         f"influx: {{url: '{influxdb.url}', database: district, create_database: true}}\n"
     )
-    proc = subprocess.Popen([sys.executable, "-m", "lifeline", "up", "--config", str(deploy), "--duration", "40"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lifeline", "up", "--config", str(deploy), "--duration", "40"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
     try:
 
         def stored() -> list[object]:

@@ -113,15 +113,22 @@ def test_one_tool_lists_the_bridge_and_an_edge_and_replays_each_to_its_broker(
     sensors = client_account(mosquitto, "edge-sensors")
     edge_store = DeadLetterStore(tmp_path / "edge-dead.sqlite", source="edge/s1")
     sensor_letter = edge_store.add(5000, "vendor/gas/GD-1", b"{oops", "not JSON", stage="sensor")
-    command_letter = edge_store.add(6000, "lifeline/v1/s1/cmd/c1", b"{}", "bad signature", stage="command",
-                                    replayable=False)  # fmt: skip
+    command_letter = edge_store.add(
+        6000, "lifeline/v1/s1/cmd/c1", b"{}", "bad signature", stage="command", replayable=False
+    )
     edge_store.close()
     edge = tmp_path / "s1.yaml"
-    edge.write_text(yaml.safe_dump({
-        "site": "s1", "sensor_broker": sensors.model_dump(mode="json"),
-        "dead_letter_path": str(tmp_path / "edge-dead.sqlite"),
-        "devices": [{"id": "gas-1", "profile": "gas_detector", "source_id": "GD-1"}],
-    }), encoding="utf-8")  # fmt: skip
+    edge.write_text(
+        yaml.safe_dump(
+            {
+                "site": "s1",
+                "sensor_broker": sensors.model_dump(mode="json"),
+                "dead_letter_path": str(tmp_path / "edge-dead.sqlite"),
+                "devices": [{"id": "gas-1", "profile": "gas_detector", "source_id": "GD-1"}],
+            }
+        ),
+        encoding="utf-8",
+    )
     args = ["deadletter", "--config", str(bridge), "--config", str(edge)]
 
     assert main([*args, "list"]) == 0

@@ -28,28 +28,73 @@ def telemetry(messages: list[Received], site: str, device: str) -> list[Telemetr
 def samples_where(
     sub: Subscriber, site: str, device: str, pred: Callable[[Sample], bool], timeout: float = 10
 ) -> list[Sample]:
-    got = sub.wait_for(
-        lambda ms: any(pred(s) for t in telemetry(ms, site, device) for s in t.samples), timeout=timeout
-    )
+    got = sub.wait_for(lambda ms: any(pred(s) for t in telemetry(ms, site, device) for s in t.samples), timeout=timeout)
     return [s for t in telemetry(got, site, device) for s in t.samples if pred(s)]
 
 
 FORCED: dict[str, dict[str, float | int | bool | str]] = {
-    "sluice_gate_plc": {"gate_opening": 2.345, "level_up": -0.57, "level_down": 3.21, "motor_current": 18.4,
-                        "fault_code": 0, "remote_mode": True, "estop": False, "power_ok": True, "flow": -12.5,
-                        "target_opening": 2.5, "limit_open": False, "limit_closed": False},
-    "water_quality_station": {"ph": 7.42, "do": 6.15, "codmn": 4.8, "cod": 18.5, "nh3_n": 0.87, "tp": 0.18,
-                              "tn": 2.9, "turbidity": 23.0, "conductivity": 812.0, "water_temp": 17.25},
-    "air_quality_station": {"pm25": 48, "pm10": 77, "so2": 9, "no2": 41, "o3": 88, "co": 0.73, "temperature": -3.4,
-                            "humidity": 64.5, "wind_speed": 2.7, "wind_dir": 135, "pressure": 1016.25,
-                            "uptime": 123456, "station_code": "MINI1"},
-    "flue_gas_cems": {"so2": 21.5, "nox": 38.25, "dust": 3.5, "o2": 6.5, "flue_flow": 155.5, "flue_temp": 95.5,
-                      "flue_humidity": 11.5, "flue_pressure": -0.75, "flue_velocity": 14.25,
-                      "flow_total": 9_876_543_210, "unit_load": 87.125,
-                      "maintenance": False},  # the simulated CEMS calibrates at night: not during this test
-}  # fmt: skip
-DEVICES = {"sluice_gate_plc": "gate-1", "water_quality_station": "wq-1", "air_quality_station": "air-1",
-           "flue_gas_cems": "cems-1"}  # fmt: skip
+    "sluice_gate_plc": {
+        "gate_opening": 2.345,
+        "level_up": -0.57,
+        "level_down": 3.21,
+        "motor_current": 18.4,
+        "fault_code": 0,
+        "remote_mode": True,
+        "estop": False,
+        "power_ok": True,
+        "flow": -12.5,
+        "target_opening": 2.5,
+        "limit_open": False,
+        "limit_closed": False,
+    },
+    "water_quality_station": {
+        "ph": 7.42,
+        "do": 6.15,
+        "codmn": 4.8,
+        "cod": 18.5,
+        "nh3_n": 0.87,
+        "tp": 0.18,
+        "tn": 2.9,
+        "turbidity": 23.0,
+        "conductivity": 812.0,
+        "water_temp": 17.25,
+    },
+    "air_quality_station": {
+        "pm25": 48,
+        "pm10": 77,
+        "so2": 9,
+        "no2": 41,
+        "o3": 88,
+        "co": 0.73,
+        "temperature": -3.4,
+        "humidity": 64.5,
+        "wind_speed": 2.7,
+        "wind_dir": 135,
+        "pressure": 1016.25,
+        "uptime": 123456,
+        "station_code": "MINI1",
+    },
+    "flue_gas_cems": {
+        "so2": 21.5,
+        "nox": 38.25,
+        "dust": 3.5,
+        "o2": 6.5,
+        "flue_flow": 155.5,
+        "flue_temp": 95.5,
+        "flue_humidity": 11.5,
+        "flue_pressure": -0.75,
+        "flue_velocity": 14.25,
+        "flow_total": 9_876_543_210,
+        "unit_load": 87.125,
+        "maintenance": False,
+    },  # the simulated CEMS calibrates at night: not during this test
+}
+DEVICES = {
+    "sluice_gate_plc": "gate-1",
+    "water_quality_station": "wq-1",
+    "air_quality_station": "air-1",
+    "flue_gas_cems": "cems-1",
+}
 
 
 def close(a: object, b: object, tol: float) -> bool:
@@ -119,8 +164,9 @@ def test_dead_device_turns_bad_and_recovers(
     (bad, *_) = samples_where(sub, site, dev, lambda s: s.quality_of("pm25") is Quality.BAD)
     assert all(v is None for v in bad.values.values())
     assert "no answer" in bad.quality["pm25"].reason
-    sub.wait_for(lambda ms: any(m.topic == topics.status(site, dev) and not decode_status(m.payload).online
-                                for m in ms))  # fmt: skip
+    sub.wait_for(
+        lambda ms: any(m.topic == topics.status(site, dev) and not decode_status(m.payload).online for m in ms)
+    )
     mini.on_loop(sim.resume)
     t_resumed = int(time.time() * 1000)
     samples_where(sub, site, dev, lambda s: s.ts >= t_resumed and s.quality_of("pm25") is Quality.GOOD)
@@ -134,8 +180,9 @@ def test_dead_device_turns_bad_and_recovers(
     late.close()
 
 
-def test_modbus_exception_marks_only_that_devices_points(mini: RunningDistrict, mosquitto: Mosquitto,
-                                                        start_agent: StartAgent) -> None:  # fmt: skip
+def test_modbus_exception_marks_only_that_devices_points(
+    mini: RunningDistrict, mosquitto: Mosquitto, start_agent: StartAgent
+) -> None:
     sim = mini.district.modbus["cems-1"]  # type: ignore[union-attr]
     mini.on_loop(lambda: sim.exception(4))
     sub = Subscriber(mosquitto, topics.telemetry_filter("mini-water"))
@@ -146,8 +193,9 @@ def test_modbus_exception_marks_only_that_devices_points(mini: RunningDistrict, 
     sub.close()
 
 
-def test_device_rejecting_large_reads_still_reads_every_point(mini: RunningDistrict, mosquitto: Mosquitto,
-                                                             start_agent: StartAgent) -> None:  # fmt: skip
+def test_device_rejecting_large_reads_still_reads_every_point(
+    mini: RunningDistrict, mosquitto: Mosquitto, start_agent: StartAgent
+) -> None:
     sim = mini.district.modbus["gate-1"]  # type: ignore[union-attr]
     forced = FORCED["sluice_gate_plc"]
 
@@ -245,8 +293,12 @@ def _fire(body: dict) -> tuple[int, dict]:  # type: ignore[type-arg]
 
     ts = int(datetime.fromisoformat(body["time"]).timestamp() * 1000)
     state = body["state"]
-    return ts, {"fire_alarm": state == "FIRE", "detector_fault": state == "FAULT",
-                "smoke_density": body["readings"]["smoke"], "temperature": body["readings"]["temp"]}  # fmt: skip
+    return ts, {
+        "fire_alarm": state == "FIRE",
+        "detector_fault": state == "FAULT",
+        "smoke_density": body["readings"]["smoke"],
+        "temperature": body["readings"]["temp"],
+    }
 
 
 def _noise(body: dict) -> tuple[int, dict]:  # type: ignore[type-arg]
@@ -262,8 +314,13 @@ def _noise(body: dict) -> tuple[int, dict]:  # type: ignore[type-arg]
     ],
 )
 def test_mqtt_profile_end_to_end(
-    mini: RunningDistrict, mosquitto: Mosquitto, start_agent: StartAgent, profile: str, device: str,
-    vendor_topic: str, expect: Callable[[dict[str, Any]], tuple[int, dict[str, Any]]],
+    mini: RunningDistrict,
+    mosquitto: Mosquitto,
+    start_agent: StartAgent,
+    profile: str,
+    device: str,
+    vendor_topic: str,
+    expect: Callable[[dict[str, Any]], tuple[int, dict[str, Any]]],
 ) -> None:
     import orjson
 

@@ -49,14 +49,16 @@ def mqtt_client(broker: Mosquitto, client_id: str) -> Client:
 
 
 def site_config(uplink: Mosquitto, sensors: Mosquitto, state_dir: Path, **publish: Any) -> EdgeConfig:
-    return EdgeConfig.model_validate({
-        "site": SITE,
-        "broker": broker_of(uplink, edge_account(SITE)),
-        "sensor_broker": broker_of(sensors, edge_sensor_account(SITE, [VENDOR_TOPIC])),
-        "state_dir": str(state_dir),
-        "publish": {"ack_timeout_s": 2.0, "health_interval_s": 3600, **publish},
-        "devices": [{"id": "gas-1", "profile": "gas_detector", "source_id": "GD-0001"}],
-    })  # fmt: skip
+    return EdgeConfig.model_validate(
+        {
+            "site": SITE,
+            "broker": broker_of(uplink, edge_account(SITE)),
+            "sensor_broker": broker_of(sensors, edge_sensor_account(SITE, [VENDOR_TOPIC])),
+            "state_dir": str(state_dir),
+            "publish": {"ack_timeout_s": 2.0, "health_interval_s": 3600, **publish},
+            "devices": [{"id": "gas-1", "profile": "gas_detector", "source_id": "GD-0001"}],
+        }
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -104,8 +106,12 @@ class Acker:
 
     def _on_message(self, c: Client, userdata: Any, msg: MQTTMessage) -> None:
         t = decode_telemetry(bytes(msg.payload), msg.topic)
-        ack = Stored(site=t.site, bridge="fake-bridge", ts=int(time.time() * 1000),
-                     ranges=[StoredRange(device=t.device, run=t.run, first=t.seq, last=t.seq)])  # fmt: skip
+        ack = Stored(
+            site=t.site,
+            bridge="fake-bridge",
+            ts=int(time.time() * 1000),
+            ranges=[StoredRange(device=t.device, run=t.run, first=t.seq, last=t.seq)],
+        )
         c.publish(topics.stored(SITE), encode(ack), qos=1)
         with self.lock:
             self.seen += 1
@@ -213,12 +219,19 @@ def test_sigkilled_agent_resends_what_was_not_confirmed(
 
     def agent() -> subprocess.Popen[bytes]:
         with (tmp_path / "agent.log").open("ab") as log:  # read it when this test fails
-            return subprocess.Popen([sys.executable, "-m", "lifeline", "edge", "--config", str(site_file)],
-                                    stdout=subprocess.DEVNULL, stderr=log)  # fmt: skip
+            return subprocess.Popen(
+                [sys.executable, "-m", "lifeline", "edge", "--config", str(site_file)],
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
 
     def runs() -> list[str]:
-        return [s.run for m in sub.snapshot() if m.topic == topics.agent_state(SITE)
-                if (s := decode_agent_state(m.payload)).online]  # fmt: skip
+        return [
+            s.run
+            for m in sub.snapshot()
+            if m.topic == topics.agent_state(SITE)
+            if (s := decode_agent_state(m.payload)).online
+        ]
 
     proc = agent()
     try:

@@ -20,20 +20,24 @@ pytestmark = pytest.mark.integration
 
 
 def site_config(broker: Mosquitto, tmp_path: Path, **extra: object) -> EdgeConfig:
-    return EdgeConfig.model_validate({
-        "site": "ent-site",
-        "broker": account_for(broker, edge_account("ent-site"), reconnect_initial_s=0.1,
-                              reconnect_max_s=0.5).model_dump(mode="json"),
-        # the sensor link is a client of its own (tests: an open account, the vendor topics vary by test)
-        "sensor_broker": client_account(broker, "edge-sensors").model_copy(
-            update={"reconnect_initial_s": 0.1, "reconnect_max_s": 0.5}).model_dump(mode="json"),
-        "dead_letter_path": str(tmp_path / "dead.sqlite"),
-        "devices": [
-            {"id": "gas-1", "profile": "gas_detector", "source_id": "GD-0001"},
-            {"id": "fire-1", "profile": "fire_detector", "source_id": "FP-7"},
-        ],
-        **extra,
-    })  # fmt: skip
+    return EdgeConfig.model_validate(
+        {
+            "site": "ent-site",
+            "broker": account_for(
+                broker, edge_account("ent-site"), reconnect_initial_s=0.1, reconnect_max_s=0.5
+            ).model_dump(mode="json"),
+            # the sensor link is a client of its own (tests: an open account, the vendor topics vary by test)
+            "sensor_broker": client_account(broker, "edge-sensors")
+            .model_copy(update={"reconnect_initial_s": 0.1, "reconnect_max_s": 0.5})
+            .model_dump(mode="json"),
+            "dead_letter_path": str(tmp_path / "dead.sqlite"),
+            "devices": [
+                {"id": "gas-1", "profile": "gas_detector", "source_id": "GD-0001"},
+                {"id": "fire-1", "profile": "fire_detector", "source_id": "FP-7"},
+            ],
+            **extra,
+        }
+    )
 
 
 class Vendor:
@@ -84,8 +88,9 @@ def telemetry_of(sub: Subscriber, device: str) -> list[object]:
 def test_gas_detector_reading_arrives_in_the_contract(running: tuple[Subscriber, Vendor, EdgeAgent]) -> None:
     sub, vendor, _ = running
     ts = int(time.time() * 1000) - 1234
-    vendor.send("vendor/gasdet/GD-0001/up", {"sn": "GD-0001", "ts": ts, "data": {"lel": 27.5, "alarm": "low",
-                                                                               "battery": 91}})  # fmt: skip
+    vendor.send(
+        "vendor/gasdet/GD-0001/up", {"sn": "GD-0001", "ts": ts, "data": {"lel": 27.5, "alarm": "low", "battery": 91}}
+    )
     sub.wait_for(lambda ms: any(m.topic == topics.telemetry("ent-site", "gas-1") for m in ms))
     (msg,) = telemetry_of(sub, "gas-1")
     assert msg.profile == "gas_detector"  # type: ignore[attr-defined]
@@ -115,8 +120,10 @@ def test_malformed_message_goes_to_dead_letters_and_good_ones_follow(
 ) -> None:
     sub, vendor, agent = running
     vendor.send("vendor/firepanel/FP-7/event", b"{broken json")
-    vendor.send("vendor/firepanel/FP-7/event", {"time": "2026-11-25T18:00:00+08:00", "state": "FIRE",
-                                                "readings": {"smoke": 0.5, "temp": 40}})  # fmt: skip
+    vendor.send(
+        "vendor/firepanel/FP-7/event",
+        {"time": "2026-11-25T18:00:00+08:00", "state": "FIRE", "readings": {"smoke": 0.5, "temp": 40}},
+    )
     sub.wait_for(lambda ms: any(m.topic == topics.telemetry("ent-site", "fire-1") for m in ms))
     assert telemetry_of(sub, "fire-1")[0].samples[0].values["fire_alarm"] is True  # type: ignore[attr-defined]
     (letter,) = agent.dead_letters.store.list()
@@ -210,8 +217,11 @@ def test_agent_death_by_last_will_when_killed(mosquitto: Mosquitto, tmp_path: Pa
     site = tmp_path / "site.yaml"
     site.write_text(yaml.safe_dump(site_config(mosquitto, tmp_path).model_dump(mode="json")))
     sub = Subscriber(mosquitto, topics.agent_state("ent-site"))
-    proc = subprocess.Popen([sys.executable, "-m", "lifeline", "edge", "--config", str(site)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lifeline", "edge", "--config", str(site)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         sub.wait_for(lambda ms: any(decode_agent_state(m.payload).online for m in ms), timeout=15)
         os.kill(proc.pid, signal.SIGKILL)

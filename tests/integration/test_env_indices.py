@@ -30,8 +30,11 @@ DAY_END = DAY + 24 * HOUR
 def hourly(device: str, tags: str, fields: str, hours: int = 24) -> list[str]:
     """A water station's stored valid hourly means (as rules.valid_means writes them) for the day."""
     counts = ",".join(f"{f.split('=')[0]}.n=12i" for f in fields.split(","))
-    return [f"water_quality_hourly,site=river-net,device={device},profile=water_quality_station{tags} "
-            f"{fields},{counts} {DAY + h * HOUR}" for h in range(hours)]  # fmt: skip
+    return [
+        f"water_quality_hourly,site=river-net,device={device},profile=water_quality_station{tags} "
+        f"{fields},{counts} {DAY + h * HOUR}"
+        for h in range(hours)
+    ]
 
 
 # GB 3838-2002 Table 1, read from the standard's table (not from rules.standards): TP river I-V 0.02 / 0.1 / 0.2 /
@@ -52,7 +55,7 @@ def test_daily_water_class_is_stored_and_a_missed_target_raises(db: Db) -> None:
         + hourly("x1", "", BASE + ",tp=0.25")
         # r3: only 3 hours of data: no valid daily mean of any parameter (4 needed), so no class and no verdict
         + hourly("r3", ",water_body=river,target_class=II", BASE + ",tp=0.25", hours=3)
-    )  # fmt: skip
+    )
     rule = RULES["water.class.target"]
     assert rule.audience == "environment"
     sink = Sink()
@@ -99,11 +102,13 @@ def test_daily_water_class_is_stored_and_a_missed_target_raises(db: Db) -> None:
 def test_an_hourly_aqi_above_200_raises_for_the_environment(db: Db) -> None:
     h = local("2026-03-02T09:00:00")
     tags = "site=city,device={},profile=air_quality_station"
-    db.write([
-        f"air_quality_aqi_hourly,{tags.format('a1')} aqi=231.0,level=5.0,primary=\"pm25\" {h}",
-        f"air_quality_aqi_hourly,{tags.format('a2')} aqi=200.0,level=4.0,primary=\"pm25\" {h}",  # level 4: no alert
-        f"air_quality_aqi_hourly,{tags.format('a3')} aqi=301.0,level=6.0,primary=\"pm10\" {h}",
-    ])  # fmt: skip
+    db.write(
+        [
+            f'air_quality_aqi_hourly,{tags.format("a1")} aqi=231.0,level=5.0,primary="pm25" {h}',
+            f'air_quality_aqi_hourly,{tags.format("a2")} aqi=200.0,level=4.0,primary="pm25" {h}',  # level 4: no alert
+            f'air_quality_aqi_hourly,{tags.format("a3")} aqi=301.0,level=6.0,primary="pm10" {h}',
+        ]
+    )
     rule = RULES["air.aqi.hourly"]
     assert rule.audience == "environment"
 
@@ -118,8 +123,10 @@ def test_an_hourly_aqi_above_200_raises_for_the_environment(db: Db) -> None:
 def test_a_bad_noise_zone_tag_is_logged_and_does_not_stop_the_job(db: Db) -> None:
     h = local("2026-03-02T23:00:00")  # night: zone 2 limit 50 dB(A)
     row = "noise,site=city,device={},profile=noise_meter,noise_zone={} noise_laeq=52 {}"
-    db.write([row.format("n-ok", "2", h + i * 60_000) for i in range(60)]
-             + [row.format("n-bad", "5", h + i * 60_000) for i in range(60)])  # fmt: skip
+    db.write(
+        [row.format("n-ok", "2", h + i * 60_000) for i in range(60)]
+        + [row.format("n-bad", "5", h + i * 60_000) for i in range(60)]
+    )
     config = MeansConfig(measurements=[m for m in load_means_config().measurements if m.measurement == "noise"])
 
     async def main(q: InfluxQuery, w: RetryingWriter) -> tuple[ValidMeans, list[Series]]:

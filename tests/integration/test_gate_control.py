@@ -92,22 +92,40 @@ class GateSim:
 
 def site_config(broker: Mosquitto, sim: GateSim, tmp_path: Path, keys: bool = True, **control: Any) -> EdgeConfig:
     files = SiteKeyFiles.of(tmp_path / "keys", SITE)
-    return EdgeConfig.model_validate({
-        "site": SITE,
-        **({"control_public_key": str(files.control_public), "site_private_key": str(files.site_private)}
-           if keys else {}),
-        "broker": account_for(broker, edge_account(SITE), reconnect_initial_s=0.1,
-                              reconnect_max_s=0.5).model_dump(mode="json"),
-        "modbus": {"timeout_s": 0.5, "connect_timeout_s": 0.5, "backoff_initial_s": 0.2, "backoff_max_s": 1.0},
-        "dead_letter_path": str(tmp_path / "edge" / "dead.sqlite"),
-        "state_dir": str(tmp_path / "edge"),
-        "devices": [{
-            "id": GATE, "profile": "sluice_gate_plc", "host": "127.0.0.1", "port": sim.device.port,
-            "poll_interval_s": 0.2,
-            "control": {"min_opening_m": 0.0, "max_opening_m": 6.0, "tolerance_m": 0.02, "timeout_s": 5.0,
-                        "readback_interval_s": 0.05, "max_head_open_m": 1.0, **control},
-        }],
-    })  # fmt: skip
+    return EdgeConfig.model_validate(
+        {
+            "site": SITE,
+            **(
+                {"control_public_key": str(files.control_public), "site_private_key": str(files.site_private)}
+                if keys
+                else {}
+            ),
+            "broker": account_for(broker, edge_account(SITE), reconnect_initial_s=0.1, reconnect_max_s=0.5).model_dump(
+                mode="json"
+            ),
+            "modbus": {"timeout_s": 0.5, "connect_timeout_s": 0.5, "backoff_initial_s": 0.2, "backoff_max_s": 1.0},
+            "dead_letter_path": str(tmp_path / "edge" / "dead.sqlite"),
+            "state_dir": str(tmp_path / "edge"),
+            "devices": [
+                {
+                    "id": GATE,
+                    "profile": "sluice_gate_plc",
+                    "host": "127.0.0.1",
+                    "port": sim.device.port,
+                    "poll_interval_s": 0.2,
+                    "control": {
+                        "min_opening_m": 0.0,
+                        "max_opening_m": 6.0,
+                        "tolerance_m": 0.02,
+                        "timeout_s": 5.0,
+                        "readback_interval_s": 0.05,
+                        "max_head_open_m": 1.0,
+                        **control,
+                    },
+                }
+            ],
+        }
+    )
 
 
 class Rig:
@@ -151,8 +169,17 @@ class Rig:
 
     def command(self, action: Action, *, device: str = GATE, ttl_ms: int = 30_000, **fields: Any) -> Command:
         now = int(time.time() * 1000)
-        return Command(id=f"cmd-{next(_ids)}", site=SITE, device=device, action=action, issued_ms=now,
-                       expires_ms=now + ttl_ms, operator="duty-officer", source="127.0.0.1", **fields)  # fmt: skip
+        return Command(
+            id=f"cmd-{next(_ids)}",
+            site=SITE,
+            device=device,
+            action=action,
+            issued_ms=now,
+            expires_ms=now + ttl_ms,
+            operator="duty-officer",
+            source="127.0.0.1",
+            **fields,
+        )
 
     def send(
         self, action: Action | Command, *, device: str = GATE, key: SigningKey | bool | None = True, **fields: Any
@@ -268,9 +295,12 @@ def test_set_opening_reaches_its_target(rig: Rig) -> None:
     assert CommandResult.model_validate_json(retained.payload).state is ResultState.COMPLETED
     # polling went on during the movement
     moving = [
-        s for m in rig.sub.snapshot() if m.topic == topics.telemetry(SITE, GATE)
-        for s in decode_telemetry(m.payload).samples if s.values.get("moving_open")
-    ]  # fmt: skip
+        s
+        for m in rig.sub.snapshot()
+        if m.topic == topics.telemetry(SITE, GATE)
+        for s in decode_telemetry(m.payload).samples
+        if s.values.get("moving_open")
+    ]
     assert moving
 
 
@@ -321,11 +351,12 @@ REFUSALS = [
     ("head-too-large", _head, {"action": Action.OPEN}, Interlock.LEVEL_DIFFERENCE, "head 1.90 m"),
     ("stale", None, {"action": Action.OPEN, "expired": True}, Interlock.STALE, "expires_ms"),
     ("unknown-device", None, {"action": Action.OPEN, "device": "gate-9"}, Interlock.UNKNOWN_DEVICE, "controllable"),
-]  # fmt: skip
+]
 
 
-@pytest.mark.parametrize(("prepare", "fields", "interlock", "words"), [r[1:] for r in REFUSALS],
-                         ids=[r[0] for r in REFUSALS])  # fmt: skip
+@pytest.mark.parametrize(
+    ("prepare", "fields", "interlock", "words"), [r[1:] for r in REFUSALS], ids=[r[0] for r in REFUSALS]
+)
 def test_refused(
     rig: Rig, prepare: Callable[[Rig], None] | None, fields: dict[str, Any], interlock: Interlock, words: str
 ) -> None:
@@ -414,10 +445,16 @@ def _signed_other_id(rig: Rig, cid: str) -> bytes:  # signed, but the payload's 
 
 INVALID: list[tuple[str, Callable[[Rig, str], bytes], str]] = [
     ("not-json", lambda rig, cid: b"not json at all", "invalid command"),
-    ("unknown-action", lambda rig, cid: b'{"v": 1, "id": "%s", "site": "ctl-site", "device": "gate-1", "action": "fly",'
-     b' "issued_ms": 1, "expires_ms": 2, "operator": "x"}' % cid.encode(), "action"),
+    (
+        "unknown-action",
+        lambda rig, cid: (
+            b'{"v": 1, "id": "%s", "site": "ctl-site", "device": "gate-1", "action": "fly",'
+            b' "issued_ms": 1, "expires_ms": 2, "operator": "x"}' % cid.encode()
+        ),
+        "action",
+    ),
     ("id-disagrees", _signed_other_id, "disagree with the topic"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("payload", "error"), [r[1:] for r in INVALID], ids=[r[0] for r in INVALID])
@@ -433,8 +470,9 @@ def test_invalid_payload_is_rejected_and_dead_lettered(
     store = DeadLetterStore(tmp_path / "edge" / "dead.sqlite")
     letters = store.list()
     store.close()
-    assert any(d.topic == topic and error in d.reason and (d.stage, d.replayable) == ("command", False)
-               for d in letters)  # fmt: skip
+    assert any(
+        d.topic == topic and error in d.reason and (d.stage, d.replayable) == ("command", False) for d in letters
+    )
     assert rig.sim.device.writes == 0
 
 
@@ -468,7 +506,7 @@ FORGED = [
     ("changed-after-signing", _tampered, Interlock.SIGNATURE, "does not verify"),
     ("garbled-signature", _garbled_signature, Interlock.SIGNATURE, "does not verify"),
     ("for-another-site", _for_another_site, Interlock.WRONG_SITE, f"for site '{OTHER_SITE}'"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("send", "interlock", "words"), [r[1:] for r in FORGED], ids=[r[0] for r in FORGED])

@@ -63,10 +63,18 @@ def edge_keys(keys: SiteKeyFiles) -> dict[str, str]:
 @pytest.fixture
 def api(mosquitto: Mosquitto, tmp_path: Path, keys: SiteKeyFiles) -> Iterator[RunningApi]:
     site_keys = {SITE: {"control_private_key": str(keys.control_private), "site_public_key": str(keys.site_public)}}
-    config = make_config(tmp_path, mqtt=mosquitto, areas={"river": [SITE]},
-                         gates={"selection_s": 10, "default_ttl_s": 3, "edge_timeout_s": 3,
-                                "devices": [{"site": SITE, "device": GATE, **GATE_LIMITS}]},
-                         site_keys=site_keys)  # fmt: skip
+    config = make_config(
+        tmp_path,
+        mqtt=mosquitto,
+        areas={"river": [SITE]},
+        gates={
+            "selection_s": 10,
+            "default_ttl_s": 3,
+            "edge_timeout_s": 3,
+            "devices": [{"site": SITE, "device": GATE, **GATE_LIMITS}],
+        },
+        site_keys=site_keys,
+    )
     service = ApiService(config)
     service.users.create("op-wu", PASSWORD, Role.GATE_OPERATOR, ["river"])
     service.users.create("boss", PASSWORD, Role.ADMIN, [])
@@ -79,8 +87,9 @@ def api(mosquitto: Mosquitto, tmp_path: Path, keys: SiteKeyFiles) -> Iterator[Ru
 def operate(api: RunningApi, headers: dict[str, str], **body: Any) -> str:
     r = api.client.post(f"/api/gates/{SITE}/{GATE}/select", headers=headers)
     assert r.status_code == 201, r.text
-    r = api.client.post(f"/api/gates/{SITE}/{GATE}/commands", headers=headers,
-                        json={"selection": r.json()["selection"], **body})  # fmt: skip
+    r = api.client.post(
+        f"/api/gates/{SITE}/{GATE}/commands", headers=headers, json={"selection": r.json()["selection"], **body}
+    )
     assert r.status_code in (200, 201), r.text
     return str(r.json()["id"])
 
@@ -112,8 +121,9 @@ def test_operator_opens_a_simulated_gate_to_40_percent_and_it_reads_back(
     plc = district.district.modbus[GATE].behaviour
     assert isinstance(plc, SluiceGate)
     assert abs(plc.opening - 2.4) <= 0.02, "the PLC's own opening"
-    audit = api.client.get("/api/audit", headers=login(api.client, "boss"),
-                           params={"target_prefix": f"gate:{SITE}/{GATE}"}).json()  # fmt: skip
+    audit = api.client.get(
+        "/api/audit", headers=login(api.client, "boss"), params={"target_prefix": f"gate:{SITE}/{GATE}"}
+    ).json()
     actions = {a["action"] for a in audit}
     assert {"gate.select", "gate.command", "gate.command.accepted", "gate.command.completed"} <= actions, actions
     assert {a["who"] for a in audit} == {"op-wu"}

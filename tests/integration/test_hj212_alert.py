@@ -31,13 +31,20 @@ def test_an_hourly_packet_over_its_corrected_limit_is_stored_and_raises(
 ) -> None:
     rules = RunningRules(service_config(mosquitto, tmp_path, [PACKS / "emissions.yaml"])).start()
     _bridge, bridge_thread = start_bridge(bridge_config(mosquitto, influxdb, tmp_path))
-    station: dict[str, object] = {"mn": MN, "site": SITE, "device": DEVICE, "profile": "flue_gas_cems_hj212",
-               "tags": {"source": "coal_power", "o2_ref": "6"}}  # fmt: skip
+    station: dict[str, object] = {
+        "mn": MN,
+        "site": SITE,
+        "device": DEVICE,
+        "profile": "flue_gas_cems_hj212",
+        "tags": {"source": "coal_power", "o2_ref": "6"},
+    }
     server = RunningServer(_config(mosquitto, [station], tmp_path))
     try:
         hour = datetime.now(BEIJING).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
-        cp = (f"DataTime={hour:%Y%m%d%H%M%S};a21002-Avg=43.0,a21002-ZsAvg=50.4,a21002-Flag=N;"
-              "a21026-Avg=20.0,a21026-ZsAvg=23.5,a21026-Flag=N;a19001-Avg=8.2,a19001-Flag=N")  # fmt: skip
+        cp = (
+            f"DataTime={hour:%Y%m%d%H%M%S};a21002-Avg=43.0,a21002-ZsAvg=50.4,a21002-Flag=N;"
+            "a21026-Avg=20.0,a21026-ZsAvg=23.5,a21026-Flag=N;a19001-Avg=8.2,a19001-Flag=N"
+        )
         qn = datetime.now(BEIJING).strftime("%Y%m%d%H%M%S000")
         packet = _packet(f"QN={qn};ST=31;CN=2061;PW={PW};MN={MN};Flag=4;CP=&&{cp}&&")
         with socket.create_connection(("127.0.0.1", server.port), timeout=5) as conn:

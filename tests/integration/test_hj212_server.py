@@ -53,11 +53,17 @@ def _config(mosquitto: Mosquitto, stations: list[dict[str, object]], tmp_path: P
     pw = tmp_path / "passwords.yaml"
     pw.write_text(yaml.safe_dump({str(s["mn"]): PW for s in stations}))
     pw.chmod(0o600)
-    config = Hj212Config.model_validate({
-        "listen": {"port": 0}, "broker": _broker(mosquitto), "client_id": f"hj212-test-{os.getpid()}",
-        "passwords_file": str(pw), "dead_letter_path": str(tmp_path / "deadletter.sqlite"), "stations": stations,
-        **extra,
-    })  # fmt: skip
+    config = Hj212Config.model_validate(
+        {
+            "listen": {"port": 0},
+            "broker": _broker(mosquitto),
+            "client_id": f"hj212-test-{os.getpid()}",
+            "passwords_file": str(pw),
+            "dead_letter_path": str(tmp_path / "deadletter.sqlite"),
+            "stations": stations,
+            **extra,
+        }
+    )
     return build_config(config, catalogue=CATALOGUE)
 
 
@@ -96,8 +102,9 @@ def _dead_letters(tmp_path: Path) -> list[DeadLetter]:
 N = 500
 
 
-def test_500_concurrent_stations_are_all_answered(mosquitto: Mosquitto, tmp_path: Path,
-                                                 running: list[RunningServer]) -> None:  # fmt: skip
+def test_500_concurrent_stations_are_all_answered(
+    mosquitto: Mosquitto, tmp_path: Path, running: list[RunningServer]
+) -> None:
     stations: list[dict[str, object]] = [
         {"mn": f"ST{i:05d}", "site": "many", "device": f"ww-{i:03d}", "profile": "wastewater_outlet_hj212"}
         for i in range(N)
@@ -114,8 +121,12 @@ def test_500_concurrent_stations_are_all_answered(mosquitto: Mosquitto, tmp_path
         await all_connected.wait()
         for k in range(2):
             qn = f"2026112510000{k}{i % 1000:03d}"[:17].ljust(17, "0")
-            writer.write(_packet(f"QN={qn};ST=32;CN=2011;PW={PW};MN=ST{i:05d};Flag=5;"
-                                 f"CP=&&DataTime=2026112510000{k};w01018-Rtd={i}.{k},w01018-Flag=N&&"))  # fmt: skip
+            writer.write(
+                _packet(
+                    f"QN={qn};ST=32;CN=2011;PW={PW};MN=ST{i:05d};Flag=5;"
+                    f"CP=&&DataTime=2026112510000{k};w01018-Rtd={i}.{k},w01018-Flag=N&&"
+                )
+            )
             answer = await asyncio.wait_for(reader.readuntil(b"\r\n"), 20)
             assert f"QN={qn};ST=91;CN=9014;".encode() in answer
             answers.append(i)
@@ -148,20 +159,33 @@ def _sent_values(packet: bytes, profile: Profile) -> dict[str, float]:
     """What the station put in a real-time packet, read with a regex of the test's own."""
     assert profile.hj212 is not None
     names = {p.code: p.name for p in profile.hj212.points}
-    return {names[c]: float(v) for c, v in re.findall(rb"([a-z][0-9]{5})-Rtd=(-?[0-9.]+)", packet)
-            for c in [c.decode()]}  # fmt: skip
+    return {
+        names[c]: float(v) for c, v in re.findall(rb"([a-z][0-9]{5})-Rtd=(-?[0-9.]+)", packet) for c in [c.decode()]
+    }
 
 
 def test_simulated_cems_end_to_end(mosquitto: Mosquitto, tmp_path: Path, running: list[RunningServer]) -> None:
     profile = CATALOGUE["flue_gas_cems_hj212"]
     mn = "010000A8900016F000169DC0"
-    srv = RunningServer(_config(mosquitto, [{"mn": mn, "site": "plant-7", "device": "cems-1",
-                                             "profile": profile.name}], tmp_path))  # fmt: skip
+    srv = RunningServer(
+        _config(mosquitto, [{"mn": mn, "site": "plant-7", "device": "cems-1", "profile": profile.name}], tmp_path)
+    )
     running.append(srv)
     sub = _subscriber(mosquitto, "lifeline/v1/plant-7/#")
     no_calibration = FlueGasCems(1, CemsParams(calibration_min=0))  # its daily check (03:00) would flag the data C
-    station = Hj212Station(mn, PW, profile, "127.0.0.1", srv.port, rtd_interval_s=0.2, minute_every_s=0.5,
-                           hour_every_s=None, answer=True, timeout_s=2, behaviour=no_calibration)  # fmt: skip
+    station = Hj212Station(
+        mn,
+        PW,
+        profile,
+        "127.0.0.1",
+        srv.port,
+        rtd_interval_s=0.2,
+        minute_every_s=0.5,
+        hour_every_s=None,
+        answer=True,
+        timeout_s=2,
+        behaviour=no_calibration,
+    )
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -188,16 +212,30 @@ def test_simulated_cems_end_to_end(mosquitto: Mosquitto, tmp_path: Path, running
     sub.close()
 
 
-def test_simulator_faults_are_dead_lettered_in_stream_order(mosquitto: Mosquitto, tmp_path: Path,
-                                                            running: list[RunningServer]) -> None:  # fmt: skip
+def test_simulator_faults_are_dead_lettered_in_stream_order(
+    mosquitto: Mosquitto, tmp_path: Path, running: list[RunningServer]
+) -> None:
     profile = CATALOGUE["wastewater_outlet_hj212"]
     events = tmp_path / "events.jsonl"
-    srv = RunningServer(_config(mosquitto, [{"mn": "WW1", "site": "plant-7", "device": "outlet-1",
-                                             "profile": profile.name}], tmp_path), events)  # fmt: skip
+    srv = RunningServer(
+        _config(mosquitto, [{"mn": "WW1", "site": "plant-7", "device": "outlet-1", "profile": profile.name}], tmp_path),
+        events,
+    )
     running.append(srv)
     sub = _subscriber(mosquitto, "lifeline/v1/plant-7/+/telemetry")
-    station = Hj212Station("WW1", PW, profile, "127.0.0.1", srv.port, rtd_interval_s=0.05, minute_every_s=None,
-                           hour_every_s=None, answer=True, timeout_s=2, legacy_codes=True)  # fmt: skip
+    station = Hj212Station(
+        "WW1",
+        PW,
+        profile,
+        "127.0.0.1",
+        srv.port,
+        rtd_interval_s=0.05,
+        minute_every_s=None,
+        hour_every_s=None,
+        answer=True,
+        timeout_s=2,
+        legacy_codes=True,
+    )
     for fault in ("garbage", "bad_crc", "split_writes", "byte_by_byte", "bad_password", "unknown_code"):
         station.inject(fault)
 
@@ -218,13 +256,27 @@ def test_simulator_faults_are_dead_lettered_in_stream_order(mosquitto: Mosquitto
     lines = [orjson.loads(x) for x in events.read_bytes().splitlines()]
     outcomes = [x.get("reason", x["outcome"]) for x in lines][:9]
     # garbage: the bytes before its '##' (bad_header), its '##' (bad_length), then the packet behind it
-    assert outcomes == ["bad_header", "bad_length", "accept", "bad_crc", "accept", "accept", "bad_password",
-                        "accept", "accept"]  # fmt: skip
+    assert outcomes == [
+        "bad_header",
+        "bad_length",
+        "accept",
+        "bad_crc",
+        "accept",
+        "accept",
+        "bad_password",
+        "accept",
+        "accept",
+    ]
     assert all(x["packet"]["PW"] == "******" for x in lines if x["outcome"] == "accept")
     assert lines[2]["packet"]["readings"][0]["code"] == "011"  # the HJ/T 212-2005 code, as the parser read it
     letters = _dead_letters(tmp_path)
-    assert [x.reason.split(":")[0] for x in letters] == ["bad_header", "bad_length", "bad_crc",
-                                                                  "bad_password", "unmapped"]  # fmt: skip
+    assert [x.reason.split(":")[0] for x in letters] == [
+        "bad_header",
+        "bad_length",
+        "bad_crc",
+        "bad_password",
+        "unmapped",
+    ]
     assert all(PW not in x.reason and PW.encode() not in x.payload for x in letters)
     assert {(x.source, x.stage, x.replayable) for x in letters} == {("hj212", "hj212", False)}
     assert "zz9999-Rtd: code not in the profile" in letters[-1].reason
@@ -234,16 +286,26 @@ def test_simulator_faults_are_dead_lettered_in_stream_order(mosquitto: Mosquitto
     sub.close()
 
 
-def test_answer_waits_until_the_broker_has_the_telemetry(mosquitto: Mosquitto, tmp_path: Path,
-                                                        running: list[RunningServer]) -> None:  # fmt: skip
-    srv = RunningServer(_config(mosquitto, [{"mn": "WW1", "site": "plant-7", "device": "outlet-1",
-                                             "profile": "wastewater_outlet_hj212"}], tmp_path))  # fmt: skip
+def test_answer_waits_until_the_broker_has_the_telemetry(
+    mosquitto: Mosquitto, tmp_path: Path, running: list[RunningServer]
+) -> None:
+    srv = RunningServer(
+        _config(
+            mosquitto,
+            [{"mn": "WW1", "site": "plant-7", "device": "outlet-1", "profile": "wastewater_outlet_hj212"}],
+            tmp_path,
+        )
+    )
     running.append(srv)
     mosquitto.stop()
     wait_until(lambda: not srv.server.link.connected, 5, "server sees the broker gone")
     with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as conn:
-        conn.sendall(_packet(f"QN=20261125100000123;ST=32;CN=2011;PW={PW};MN=WW1;Flag=5;"
-                             "CP=&&DataTime=20261125100000;w01018-Rtd=35.2&&"))  # fmt: skip
+        conn.sendall(
+            _packet(
+                f"QN=20261125100000123;ST=32;CN=2011;PW={PW};MN=WW1;Flag=5;"
+                "CP=&&DataTime=20261125100000;w01018-Rtd=35.2&&"
+            )
+        )
         conn.settimeout(1.0)
         with pytest.raises(TimeoutError):
             conn.recv(100)  # no answer while the reading is only in memory
@@ -253,11 +315,18 @@ def test_answer_waits_until_the_broker_has_the_telemetry(mosquitto: Mosquitto, t
     assert answer == _packet(f"QN=20261125100000123;ST=91;CN=9014;PW={PW};MN=WW1;Flag=4;CP=&&&&")
 
 
-def test_idle_and_surplus_connections_are_closed(mosquitto: Mosquitto, tmp_path: Path,
-                                                 running: list[RunningServer]) -> None:  # fmt: skip
-    srv = RunningServer(_config(mosquitto, [{"mn": "WW1", "site": "plant-7", "device": "outlet-1",
-                                             "profile": "wastewater_outlet_hj212"}], tmp_path,
-                                max_connections=1, idle_timeout_s=0.5))  # fmt: skip
+def test_idle_and_surplus_connections_are_closed(
+    mosquitto: Mosquitto, tmp_path: Path, running: list[RunningServer]
+) -> None:
+    srv = RunningServer(
+        _config(
+            mosquitto,
+            [{"mn": "WW1", "site": "plant-7", "device": "outlet-1", "profile": "wastewater_outlet_hj212"}],
+            tmp_path,
+            max_connections=1,
+            idle_timeout_s=0.5,
+        )
+    )
     running.append(srv)
     with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as first:
         wait_until(lambda: srv.server.connections == 1, 5, "first connection")
@@ -273,18 +342,35 @@ def test_idle_and_surplus_connections_are_closed(mosquitto: Mosquitto, tmp_path:
 def test_cli_writes_the_events_file(mosquitto: Mosquitto, tmp_path: Path) -> None:
     port = free_port()
     config = tmp_path / "hj212.yaml"
-    config.write_text(yaml.safe_dump({
-        "listen": {"port": port}, "broker": _broker(mosquitto),
-        "stations": [{"mn": "WW1", "site": "plant-7", "device": "outlet-1", "profile": "wastewater_outlet_hj212",
-                      "password": "env:HJ212_CLI_PW"}],
-    }))  # fmt: skip
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "listen": {"port": port},
+                "broker": _broker(mosquitto),
+                "stations": [
+                    {
+                        "mn": "WW1",
+                        "site": "plant-7",
+                        "device": "outlet-1",
+                        "profile": "wastewater_outlet_hj212",
+                        "password": "env:HJ212_CLI_PW",
+                    }
+                ],
+            }
+        )
+    )
     events = tmp_path / "events.jsonl"
-    proc = subprocess.Popen([sys.executable, "-m", "lifeline", "hj212", "--config", str(config), "--events",
-                             str(events)], env={**os.environ, "HJ212_CLI_PW": PW}, stderr=subprocess.PIPE)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lifeline", "hj212", "--config", str(config), "--events", str(events)],
+        env={**os.environ, "HJ212_CLI_PW": PW},
+        stderr=subprocess.PIPE,
+    )
     try:
         assert wait_for_port("127.0.0.1", port, 20, proc)
-        good = _packet(f"QN=20261125100000123;ST=32;CN=2011;PW={PW};MN=WW1;Flag=4;"
-                       "CP=&&DataTime=20261125100000;w01018-Rtd=35.2,w01018-Flag=N&&")  # fmt: skip
+        good = _packet(
+            f"QN=20261125100000123;ST=32;CN=2011;PW={PW};MN=WW1;Flag=4;"
+            "CP=&&DataTime=20261125100000;w01018-Rtd=35.2,w01018-Flag=N&&"
+        )
         with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
             conn.sendall(good[:-6] + b"0000\r\n" + good)
         wait_until(lambda: events.exists() and len(events.read_bytes().splitlines()) == 2, 10, "two events")
@@ -296,20 +382,41 @@ def test_cli_writes_the_events_file(mosquitto: Mosquitto, tmp_path: Path) -> Non
     assert first["reason"] == "bad_crc"
     assert set(first) == {"peer", "outcome", "reason", "detail"}
     assert re.fullmatch(r"127\.0\.0\.1:\d+", first["peer"])
-    assert second == {"peer": first["peer"], "outcome": "accept", "packet": {
-        "QN": "20261125100000123", "ST": "32", "CN": "2011", "PW": "******", "MN": "WW1", "Flag": 4, "PNUM": None,
-        "PNO": None, "DataTime": "20261125100000",
-        "readings": [{"code": "w01018", "suffix": "Rtd", "value": "35.2", "flag": "N"}]}}  # fmt: skip
+    assert second == {
+        "peer": first["peer"],
+        "outcome": "accept",
+        "packet": {
+            "QN": "20261125100000123",
+            "ST": "32",
+            "CN": "2011",
+            "PW": "******",
+            "MN": "WW1",
+            "Flag": 4,
+            "PNUM": None,
+            "PNO": None,
+            "DataTime": "20261125100000",
+            "readings": [{"code": "w01018", "suffix": "Rtd", "value": "35.2", "flag": "N"}],
+        },
+    }
     assert PW.encode() not in err  # never logged
 
 
 def test_stopping_the_server_marks_its_stations_offline(mosquitto: Mosquitto, tmp_path: Path) -> None:
-    srv = RunningServer(_config(mosquitto, [{"mn": "WW1", "site": "plant-7", "device": "outlet-1",
-                                             "profile": "wastewater_outlet_hj212"}], tmp_path))  # fmt: skip
+    srv = RunningServer(
+        _config(
+            mosquitto,
+            [{"mn": "WW1", "site": "plant-7", "device": "outlet-1", "profile": "wastewater_outlet_hj212"}],
+            tmp_path,
+        )
+    )
     sub = _subscriber(mosquitto, "lifeline/v1/plant-7/+/status")
     with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as conn:
-        conn.sendall(_packet(f"QN=20261125100000123;ST=32;CN=2011;PW={PW};MN=WW1;Flag=4;"
-                             "CP=&&DataTime=20261125100000;w01018-Rtd=35.2&&"))  # fmt: skip
+        conn.sendall(
+            _packet(
+                f"QN=20261125100000123;ST=32;CN=2011;PW={PW};MN=WW1;Flag=4;"
+                "CP=&&DataTime=20261125100000;w01018-Rtd=35.2&&"
+            )
+        )
         sub.wait_for(lambda m: len(m) == 1)
         srv.stop()
         assert conn.recv(10) == b""

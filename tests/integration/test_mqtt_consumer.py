@@ -40,8 +40,9 @@ async def _take(consumer: Consumer, count: int, timeout_s: float, ack_every: int
 
 def test_backlog_read_ahead_bounded_and_acknowledged(mosquitto: Mosquitto) -> None:
     account = client_account(mosquitto, "consumer")
-    sub = SubscriptionConfig(client_id=account.username or "", group="lean-test", topic="lifeline/v1/+/+/telemetry",
-                             receive_maximum=10)  # fmt: skip
+    sub = SubscriptionConfig(
+        client_id=account.username or "", group="lean-test", topic="lifeline/v1/+/+/telemetry", receive_maximum=10
+    )
     payloads = [f'{{"n":{i},"pad":"{"x" * (i % 300)}"}}'.encode() for i in range(1500)]
 
     async def first_run() -> list[Incoming]:
@@ -87,8 +88,9 @@ def test_a_queued_backlog_is_read_past_the_reads_of_one_wakeup(mosquitto: Mosqui
     """Small messages, far more than one wakeup parses (READS_PER_WAKEUP) in the read-ahead: the rest is parsed on
     the next turns of the loop, though the socket has nothing new to say."""
     account = client_account(mosquitto, "consumer")
-    sub = SubscriptionConfig(client_id=account.username or "", group="lean-backlog", topic="lifeline/v1/+/+/telemetry",
-                             receive_maximum=5000)  # fmt: skip
+    sub = SubscriptionConfig(
+        client_id=account.username or "", group="lean-backlog", topic="lifeline/v1/+/+/telemetry", receive_maximum=5000
+    )
     payloads = [str(i).encode() for i in range(4000)]
 
     async def run(take: int) -> list[Incoming]:

@@ -25,12 +25,32 @@ pytestmark = pytest.mark.integration
 
 
 def gas_message(**over: Any) -> Message:
-    title, text = render("raised", "critical", "Combustible gas concentration", site="s1", device="gas-03",
-                         point="lel", value=57, unit="%LEL", detail="二级报警: evacuate and ventilate")
+    title, text = render(
+        "raised",
+        "critical",
+        "Combustible gas concentration",
+        site="s1",
+        device="gas-03",
+        point="lel",
+        value=57,
+        unit="%LEL",
+        detail="二级报警: evacuate and ventilate",
+    )
     base: dict[str, Any] = {
-        "id": "n-1001", "kind": "raised", "audience": "safety", "area": "baoshan-north", "severity": "critical",
-        "title": title, "text": text, "site": "s1", "device": "gas-03", "rule": "gas.lel_high", "point": "lel",
-        "value": 57, "ts_ms": int(time.time() * 1000), "alert_id": 12,
+        "id": "n-1001",
+        "kind": "raised",
+        "audience": "safety",
+        "area": "baoshan-north",
+        "severity": "critical",
+        "title": title,
+        "text": text,
+        "site": "s1",
+        "device": "gas-03",
+        "rule": "gas.lel_high",
+        "point": "lel",
+        "value": 57,
+        "ts_ms": int(time.time() * 1000),
+        "alert_id": 12,
     }
     return Message(**{**base, **over})
 
@@ -125,8 +145,9 @@ def test_webhook_retries_with_backoff_then_delivers(http_receiver: HttpReceiver)
 
 def test_webhook_gives_up_after_the_attempts(http_receiver: HttpReceiver) -> None:
     http_receiver.default = Reply(500, "down for maintenance")
-    (outcome,), waits = send({"hook": {"type": "webhook", "url": http_receiver.url}},
-                             retry={"attempts": 4, "initial_s": 1, "max_s": 3})
+    (outcome,), waits = send(
+        {"hook": {"type": "webhook", "url": http_receiver.url}}, retry={"attempts": 4, "initial_s": 1, "max_s": 3}
+    )
     assert (outcome.ok, outcome.attempts, outcome.retryable) == (False, 4, True)
     assert "HTTP 500" in outcome.error
     assert "down for maintenance" in outcome.error
@@ -142,8 +163,9 @@ def test_webhook_gives_up_after_the_attempts(http_receiver: HttpReceiver) -> Non
         pytest.param(500, "7", [0.5], id="500-backoff-not-retry-after"),
     ],
 )
-def test_webhook_honours_retry_after(http_receiver: HttpReceiver, status: int, retry_after: str,
-                                     waits: list[float]) -> None:
+def test_webhook_honours_retry_after(
+    http_receiver: HttpReceiver, status: int, retry_after: str, waits: list[float]
+) -> None:
     http_receiver.fail_next(1, status, headers={"Retry-After": retry_after})
     (outcome,), got = send({"hook": {"type": "webhook", "url": http_receiver.url}})
     assert outcome.ok
@@ -153,8 +175,9 @@ def test_webhook_honours_retry_after(http_receiver: HttpReceiver, status: int, r
 
 def test_webhook_retry_after_can_be_ignored(http_receiver: HttpReceiver) -> None:
     http_receiver.fail_next(1, 429, headers={"Retry-After": "7"})
-    (outcome,), waits = send({"hook": {"type": "webhook", "url": http_receiver.url}},
-                             retry={"honour_retry_after": False})
+    (outcome,), waits = send(
+        {"hook": {"type": "webhook", "url": http_receiver.url}}, retry={"honour_retry_after": False}
+    )
     assert outcome.ok
     assert waits == [0.5]
 
@@ -181,8 +204,15 @@ def test_webhook_connection_refused_is_retryable() -> None:
 
 
 def mail_channel(server: SmtpServer, **over: Any) -> dict[str, Any]:
-    return {"type": "email", "host": server.host, "port": server.port, "sender": "lifeline@baoshan.example",
-            "to": ["duty@baoshan.example", "lead@baoshan.example"], "timeout_s": 5, **over}
+    return {
+        "type": "email",
+        "host": server.host,
+        "port": server.port,
+        "sender": "lifeline@baoshan.example",
+        "to": ["duty@baoshan.example", "lead@baoshan.example"],
+        "timeout_s": 5,
+        **over,
+    }
 
 
 def test_email_delivers_a_plain_utf8_mail(smtp_server: SmtpServer) -> None:
@@ -254,8 +284,14 @@ def test_email_starttls_not_offered_is_not_retried(smtp_server: SmtpServer) -> N
 
 
 def test_email_server_down_is_retryable() -> None:
-    down = {"type": "email", "host": "127.0.0.1", "port": free_port(), "sender": "a@b.example",
-            "to": ["c@d.example"], "timeout_s": 2}
+    down = {
+        "type": "email",
+        "host": "127.0.0.1",
+        "port": free_port(),
+        "sender": "a@b.example",
+        "to": ["c@d.example"],
+        "timeout_s": 2,
+    }
     (outcome,), waits = send({"mail": down}, retry={"attempts": 2})
     assert (outcome.ok, outcome.attempts, outcome.retryable) == (False, 2, True)
     assert "cannot reach SMTP server" in outcome.error
@@ -438,20 +474,28 @@ def test_channels_are_sent_concurrently_and_fail_independently(
         "bad": {"type": "webhook", "url": f"{http_receiver.url}/bad"},
         "mail": mail_channel(smtp_server),
     }
-    routes: list[dict[str, Any]] = [{"audiences": ["safety"], "channels": ["hook-a", "mail"]},
-              {"min_severity": "critical", "channels": ["bad", "hook-b", "hook-a"]},
-              {"audiences": ["environment"], "channels": ["mail"]}]
+    routes: list[dict[str, Any]] = [
+        {"audiences": ["safety"], "channels": ["hook-a", "mail"]},
+        {"min_severity": "critical", "channels": ["bad", "hook-b", "hook-a"]},
+        {"audiences": ["environment"], "channels": ["mail"]},
+    ]
     outcomes, _ = send(channels, routes=routes, retry={"attempts": 1})
-    assert [(o.channel, o.ok) for o in outcomes] == [("hook-a", True), ("mail", True), ("bad", False),
-                                                      ("hook-b", True)]
+    assert [(o.channel, o.ok) for o in outcomes] == [("hook-a", True), ("mail", True), ("bad", False), ("hook-b", True)]
     assert sorted(r.route for r in http_receiver.requests) == ["/a", "/b", "/bad"]
     assert len(smtp_server.wait_for(1)) == 1
 
 
 def test_escalation_targets_replace_the_routes(http_receiver: HttpReceiver, smtp_server: SmtpServer) -> None:
     channels = {"hook": {"type": "webhook", "url": http_receiver.url}, "mail": mail_channel(smtp_server)}
-    title, text = render("escalation", "critical", "Combustible gas concentration", site="s1", device="gas-03",
-                         level=2, detail="unacknowledged for 900s")
+    title, text = render(
+        "escalation",
+        "critical",
+        "Combustible gas concentration",
+        site="s1",
+        device="gas-03",
+        level=2,
+        detail="unacknowledged for 900s",
+    )
     message = gas_message(kind="escalation", title=title, text=text, targets=("mail",), level=2)
     outcomes, _ = send(channels, message, routes=[{"channels": ["hook"]}])
     assert [(o.channel, o.ok) for o in outcomes] == [("mail", True)]

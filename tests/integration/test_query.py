@@ -381,8 +381,11 @@ def test_site_history_bucket_quality_is_the_worst(site_hour: Db) -> None:
     )
     assert [p.quality for p in got["pump-1"]] == [{"level": 0}, {"level": 2}, {"level": 0}]
     assert [p.quality for p in got["pump-2"]] == [{"level": 0}] * 3
-    assert [p.values for p in got["pump-2"]] == [{"level": 3598.0, "missing": None}, {"level": 3718.0, "missing": None},
-                                                 {"level": 3838.0, "missing": None}]  # fmt: skip
+    assert [p.values for p in got["pump-2"]] == [
+        {"level": 3598.0, "missing": None},
+        {"level": 3718.0, "missing": None},
+        {"level": 3838.0, "missing": None},
+    ]
 
 
 @pytest.mark.parametrize(
@@ -476,6 +479,14 @@ def test_hostile_names_round_trip_and_do_not_inject(db: Db) -> None:
     assert points == [Point(T0, {field: 1.5})]
     for attack in ["x' OR \"device\" = 'plain", "x\\' OR \"device\" = \\'plain", "plain' OR '1'='1"]:
         assert db.run(lambda q, a=attack: q.latest(measurement, device=a)) == []  # type: ignore[misc]
-    site = db.run(lambda q: q.site_history(measurement, site="s1", fields=[field], start_ms=T0, end_ms=T0 + MINUTE,
-                                           devices=[device, "x' OR \"device\" = 'plain"]))  # fmt: skip
+    site = db.run(
+        lambda q: q.site_history(
+            measurement,
+            site="s1",
+            fields=[field],
+            start_ms=T0,
+            end_ms=T0 + MINUTE,
+            devices=[device, "x' OR \"device\" = 'plain"],
+        )
+    )
     assert site == {device: [Point(T0, {field: 1.5})], "x' OR \"device\" = 'plain": []}

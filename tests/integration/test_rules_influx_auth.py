@@ -47,10 +47,17 @@ class NoState:
 def secured(tmp_path_factory: pytest.TempPathFactory) -> Any:
     with Influxd(tmp_path_factory.mktemp("influx"), auth_enabled=True) as server:
         server.set_up_users("lifeline", {RULES_USER[0]: (RULES_USER[1], "ALL")}, ADMIN)
-        lines = [f"flue_gas,site=plant1,device=cems1,profile=flue_gas_cems,domain=environment so2={v} "
-                 f"{H + i * 10 * MINUTE}" for i, v in enumerate([40, 42, 44, 40, 42, 44])]  # fmt: skip
-        resp = httpx.post(f"{server.url}/write", params={"db": "lifeline", "precision": "ms"}, auth=ADMIN,
-                          content="\n".join(lines).encode(), timeout=10)  # fmt: skip
+        lines = [
+            f"flue_gas,site=plant1,device=cems1,profile=flue_gas_cems,domain=environment so2={v} {H + i * 10 * MINUTE}"
+            for i, v in enumerate([40, 42, 44, 40, 42, 44])
+        ]
+        resp = httpx.post(
+            f"{server.url}/write",
+            params={"db": "lifeline", "precision": "ms"},
+            auth=ADMIN,
+            content="\n".join(lines).encode(),
+            timeout=10,
+        )
         assert resp.status_code == 204, resp.text
         yield server
 
@@ -74,8 +81,9 @@ def run_windows(tmp_path: Path, influx: dict[str, object]) -> tuple[list[Transit
 
 
 def test_window_rule_reads_with_the_configured_account(secured: Influxd, tmp_path: Path) -> None:
-    got, windows = run_windows(tmp_path, {"url": secured.url, "database": "lifeline",
-                                          "username": RULES_USER[0], "password": RULES_USER[1]})  # fmt: skip
+    got, windows = run_windows(
+        tmp_path, {"url": secured.url, "database": "lifeline", "username": RULES_USER[0], "password": RULES_USER[1]}
+    )
     (raised,) = [t for t in got if t.rule == SO2.id]
     assert (raised.device, raised.severity, raised.point) == ("cems1", "warning", "so2")
     assert raised.value == pytest.approx(42.0)

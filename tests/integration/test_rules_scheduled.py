@@ -134,10 +134,20 @@ def test_nodata_finds_a_device_that_went_silent(db: Db) -> None:
 def test_influxdb_unreachable_gives_no_transition_and_keeps_alerts() -> None:
     held = {
         "version": 1,
-        "alerts": [{"rule": SO2.id, "site": "plant1", "device": "cems1", "point": "so2", "active": "warning",
-                    "value": 42.0, "period_end": H, "profile": "flue_gas_cems"}],
+        "alerts": [
+            {
+                "rule": SO2.id,
+                "site": "plant1",
+                "device": "cems1",
+                "point": "so2",
+                "active": "warning",
+                "value": 42.0,
+                "period_end": H,
+                "profile": "flue_gas_cems",
+            }
+        ],
         "last_evaluated": {SO2.id: H},
-    }  # fmt: skip
+    }
 
     async def main() -> tuple[list[Transition], ScheduledRules]:
         async with InfluxQuery(

@@ -96,8 +96,14 @@ def rules_service() -> Iterator[Callable[[RulesServiceConfig], RunningRules]]:
 
 
 def gas(device: str, seq: int, ts: int, lel: float, site: str = "plant-1") -> Telemetry:
-    return Telemetry(site=site, device=device, profile="gas_detector", measurement="gas_detector", seq=seq,
-                     samples=[Sample(ts=ts, values={"lel": lel})])  # fmt: skip
+    return Telemetry(
+        site=site,
+        device=device,
+        profile="gas_detector",
+        measurement="gas_detector",
+        seq=seq,
+        samples=[Sample(ts=ts, values={"lel": lel})],
+    )
 
 
 def send_series(pub: Publisher, device: str, t0: int, series: list[tuple[float, float]], site: str = "plant-1") -> None:
@@ -266,16 +272,24 @@ def test_killed_mid_stream_the_engine_repeats_nothing_and_misses_nothing(
 
     metrics_port = free_port()
     config = tmp_path / "rules.yaml"
-    config.write_text(yaml.safe_dump({
-        "broker": account_for(mosquitto, rules_account()).model_dump(mode="json"),
-        "publisher": account_for(mosquitto, rules_publisher_account()).model_dump(mode="json"),
-        "rules": {"packs": [str(lel_rules(tmp_path))], "checkpoint_s": 0.5},
-        "alerts": {"store_url": f"sqlite:///{tmp_path / 'alerts.db'}", "policy": {"flood": {"max_new": 1000}},
-                   "notify": {"channels": {"bus": {"type": "mqtt"}}, "routes": [{"channels": ["bus"]}]}},
-        "metrics_port": metrics_port,
-    }))  # fmt: skip
-    engine = ServiceProcess(["rules", "run"], config, metrics_port, tmp_path / "rules.log",
-                            "lifeline_rules_broker_connected")  # fmt: skip
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "broker": account_for(mosquitto, rules_account()).model_dump(mode="json"),
+                "publisher": account_for(mosquitto, rules_publisher_account()).model_dump(mode="json"),
+                "rules": {"packs": [str(lel_rules(tmp_path))], "checkpoint_s": 0.5},
+                "alerts": {
+                    "store_url": f"sqlite:///{tmp_path / 'alerts.db'}",
+                    "policy": {"flood": {"max_new": 1000}},
+                    "notify": {"channels": {"bus": {"type": "mqtt"}}, "routes": [{"channels": ["bus"]}]},
+                },
+                "metrics_port": metrics_port,
+            }
+        )
+    )
+    engine = ServiceProcess(
+        ["rules", "run"], config, metrics_port, tmp_path / "rules.log", "lifeline_rules_broker_connected"
+    )
     notes = Subscriber(mosquitto, "lifeline/v1/alerts/notify/#")
     devices = [f"gas-{i:02d}" for i in range(40)]
     t0 = now_ms() + 1_000
@@ -294,8 +308,11 @@ def test_killed_mid_stream_the_engine_repeats_nothing_and_misses_nothing(
                     engine.proc.wait(10)
                     engine.start()  # the broker kept the session's messages
         url = f"sqlite:///{tmp_path / 'alerts.db'}"
-        wait_until(lambda: sum(a.alert.state is State.CLEARED_UNACK for a in alerts_of(url)) == len(devices), 30,
-                   "every device raised, escalated and cleared")  # fmt: skip
+        wait_until(
+            lambda: sum(a.alert.state is State.CLEARED_UNACK for a in alerts_of(url)) == len(devices),
+            30,
+            "every device raised, escalated and cleared",
+        )
         time.sleep(0.5)
         second_run_received = engine.metrics().get("lifeline_rules_messages_received_total", 0.0)
         stored = alerts_of(url)

@@ -54,8 +54,9 @@ def bridge_config(broker: Mosquitto, influx: Influxd, tmp_path: Path, n: int) ->
 
 def spawn(cfg: Path, log: Path) -> subprocess.Popen[bytes]:
     out = log.open("ab")
-    return subprocess.Popen([sys.executable, "-m", "lifeline", "bridge", "--config", str(cfg)],
-                            stdout=out, stderr=out, cwd=ROOT)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "lifeline", "bridge", "--config", str(cfg)], stdout=out, stderr=out, cwd=ROOT
+    )
 
 
 def stored(influx: Influxd) -> dict[str, list[int]]:

@@ -36,9 +36,10 @@ def partition_config(broker: Mosquitto, tmp_path: Path, index: int) -> RulesServ
         broker=account_for(broker, reader, **quick),
         publisher=account_for(broker, writer, **quick),
         rules=RulesConfig(packs=[lel_rules(tmp_path)], tick_s=0.2, checkpoint_s=0.2, partition=part),
-        alerts=AlertServiceConfig(store_url=f"sqlite:///{tmp_path / 'alerts.db'}", tick_s=0.2,
-                                  policy={"flood": {"max_new": 1000}}),
-    )  # fmt: skip
+        alerts=AlertServiceConfig(
+            store_url=f"sqlite:///{tmp_path / 'alerts.db'}", tick_s=0.2, policy={"flood": {"max_new": 1000}}
+        ),
+    )
 
 
 def test_two_partitioned_engines_one_restarted_each_alert_raised_once_by_its_owner(
@@ -59,8 +60,11 @@ def test_two_partitioned_engines_one_restarted_each_alert_raised_once_by_its_own
                     engines[1].stop()  # partition 1 goes away mid-stream; its group's messages wait in its session
                     time.sleep(0.5)
                     engines[1].start()
-        wait_until(lambda: len(alerts_of(url)) == len(DEVICES) and not any(a.alert.active for a in alerts_of(url)),
-                   30, "every device raised, escalated and cleared")  # fmt: skip
+        wait_until(
+            lambda: len(alerts_of(url)) == len(DEVICES) and not any(a.alert.active for a in alerts_of(url)),
+            30,
+            "every device raised, escalated and cleared",
+        )
         time.sleep(0.5)
         services = [e.parts["service"] for e in engines]
         # each engine skipped the other partition's sites and evaluated its own
@@ -108,8 +112,13 @@ def test_a_partition_killed_with_sigkill_mid_stream_repeats_nothing_and_misses_n
     second["metrics_port"] = metrics_port
     path = tmp_path / "rules-1.yaml"
     path.write_text(yaml.safe_dump(second))
-    engine = ServiceProcess(["rules", "run", "--partition", "1/2"], path, metrics_port, tmp_path / "rules-1.log",
-                            "lifeline_rules_broker_connected")  # fmt: skip
+    engine = ServiceProcess(
+        ["rules", "run", "--partition", "1/2"],
+        path,
+        metrics_port,
+        tmp_path / "rules-1.log",
+        "lifeline_rules_broker_connected",
+    )
     url = configs[0].alerts.store_url
     t0 = now_ms() + 1_000
     sent = 0
@@ -125,11 +134,17 @@ def test_a_partition_killed_with_sigkill_mid_stream_repeats_nothing_and_misses_n
                     engine.proc.kill()
                     engine.proc.wait(10)
                     engine.start()  # its partition's session kept the messages
-        wait_until(lambda: len(alerts_of(url)) == len(DEVICES) and not any(a.alert.active for a in alerts_of(url)),
-                   30, "every device raised, escalated and cleared")  # fmt: skip
+        wait_until(
+            lambda: len(alerts_of(url)) == len(DEVICES) and not any(a.alert.active for a in alerts_of(url)),
+            30,
+            "every device raised, escalated and cleared",
+        )
         time.sleep(0.5)
-        wait_until(lambda: engine.metrics().get("lifeline_rules_messages_received_total", 0) > 0, 10,
-                   "the restarted partition received the rest of the stream")  # fmt: skip
+        wait_until(
+            lambda: engine.metrics().get("lifeline_rules_messages_received_total", 0) > 0,
+            10,
+            "the restarted partition received the rest of the stream",
+        )
     finally:
         engine.stop()
         first.stop()

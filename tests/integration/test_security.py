@@ -52,8 +52,9 @@ def test_an_anonymous_client_and_a_wrong_password_are_refused(mosquitto: Mosquit
         pytest.param(edge_account("s1"), topics.telemetry("s2", "d1"), False, id="edge-other-site-telemetry"),
         pytest.param(edge_account("s1"), topics.status("s2", "gate-1"), False, id="edge-forges-other-site-status"),
         pytest.param(edge_account("s1"), topics.command_result("s1", "gate-1", "c1"), True, id="edge-own-result"),
-        pytest.param(edge_account("s1"), topics.command_result("s2", "gate-1", "c1"), False,
-                     id="edge-other-site-result"),
+        pytest.param(
+            edge_account("s1"), topics.command_result("s2", "gate-1", "c1"), False, id="edge-other-site-result"
+        ),
         pytest.param(edge_account("s1"), topics.command("s1", "gate-1", "c1"), False, id="edge-issues-a-command"),
         pytest.param(edge_account("s1"), topics.alert_event(1), False, id="edge-forges-an-alert-event"),
         pytest.param(edge_account("s1"), topics.stored("s1"), False, id="edge-confirms-its-own-storage"),
@@ -65,14 +66,26 @@ def test_an_anonymous_client_and_a_wrong_password_are_refused(mosquitto: Mosquit
         pytest.param(rules_account(), topics.alert_event(1), False, id="rules-reader-publishes-nothing"),
         pytest.param(bridge_account(), topics.stored("s1"), False, id="bridge-reader-publishes-nothing"),
         pytest.param(observer_account(), topics.telemetry("s1", "d1"), False, id="observer-publishes-nothing"),
-        pytest.param(sensor_account("sensors-s1", ["vendor/gasdet/GD-1/up"]), "vendor/gasdet/GD-1/up", True,
-                     id="sensor-own-vendor-topic"),
-        pytest.param(sensor_account("sensors-s1", ["vendor/gasdet/GD-1/up"]), "vendor/gasdet/GD-2/up", False,
-                     id="sensor-other-sensor-topic"),
-        pytest.param(sensor_account("sensors-s1", ["vendor/gasdet/GD-1/up"]), topics.telemetry("s1", "gas-1"), False,
-                     id="sensor-forges-telemetry"),
+        pytest.param(
+            sensor_account("sensors-s1", ["vendor/gasdet/GD-1/up"]),
+            "vendor/gasdet/GD-1/up",
+            True,
+            id="sensor-own-vendor-topic",
+        ),
+        pytest.param(
+            sensor_account("sensors-s1", ["vendor/gasdet/GD-1/up"]),
+            "vendor/gasdet/GD-2/up",
+            False,
+            id="sensor-other-sensor-topic",
+        ),
+        pytest.param(
+            sensor_account("sensors-s1", ["vendor/gasdet/GD-1/up"]),
+            topics.telemetry("s1", "gas-1"),
+            False,
+            id="sensor-forges-telemetry",
+        ),
     ],
-)  # fmt: skip
+)
 def test_who_may_publish_where(shared_mosquitto: Mosquitto, account: object, publish: str, allowed: bool) -> None:
     answer = probe(account_for(shared_mosquitto, account), publish=publish)  # type: ignore[arg-type]
     assert answer.connack == "Success"
@@ -86,28 +99,46 @@ def test_who_may_publish_where(shared_mosquitto: Mosquitto, account: object, pub
         pytest.param(edge_account("s1"), topics.command_filter("s1"), True, id="edge-own-commands"),
         pytest.param(edge_account("s1"), topics.command_filter("s2"), False, id="edge-other-site-commands"),
         pytest.param(edge_account("s1"), "lifeline/v1/#", False, id="edge-everything"),
-        pytest.param(edge_account("s1"), "$share/lifeline-bridge/lifeline/v1/+/+/telemetry", False,
-                     id="edge-joins-the-bridge-group"),
-        pytest.param(api_account(), "$share/lifeline-rules/lifeline/v1/+/+/telemetry", False,
-                     id="api-joins-the-rules-group"),
-        pytest.param(observer_account(), "$share/lifeline-rules/lifeline/v1/+/+/telemetry", False,
-                     id="observer-joins-the-rules-group"),
-        pytest.param(rules_account(), "$share/lifeline-bridge/lifeline/v1/+/+/telemetry", False,
-                     id="rules-joins-the-bridge-group"),
-        pytest.param(bridge_account(), "$share/lifeline-bridge/lifeline/v1/+/+/telemetry", True,
-                     id="bridge-its-own-group"),
+        pytest.param(
+            edge_account("s1"),
+            "$share/lifeline-bridge/lifeline/v1/+/+/telemetry",
+            False,
+            id="edge-joins-the-bridge-group",
+        ),
+        pytest.param(
+            api_account(), "$share/lifeline-rules/lifeline/v1/+/+/telemetry", False, id="api-joins-the-rules-group"
+        ),
+        pytest.param(
+            observer_account(),
+            "$share/lifeline-rules/lifeline/v1/+/+/telemetry",
+            False,
+            id="observer-joins-the-rules-group",
+        ),
+        pytest.param(
+            rules_account(),
+            "$share/lifeline-bridge/lifeline/v1/+/+/telemetry",
+            False,
+            id="rules-joins-the-bridge-group",
+        ),
+        pytest.param(
+            bridge_account(), "$share/lifeline-bridge/lifeline/v1/+/+/telemetry", True, id="bridge-its-own-group"
+        ),
         pytest.param(bridge_account(), topics.telemetry_filter(), False, id="bridge-outside-its-group"),
         pytest.param(rules_account(), "$share/lifeline-rules/lifeline/v1/+/+/status", True, id="rules-status"),
         pytest.param(api_account(), topics.command_result_filter(), True, id="api-results"),
         pytest.param(observer_account(), topics.command_filter("+"), False, id="observer-reads-commands"),
-        pytest.param(edge_sensor_account("s1", ["vendor/gasdet/GD-1/up"]), "vendor/gasdet/GD-1/up", True,
-                     id="edge-sensor-link-own-sensors"),
-        pytest.param(edge_sensor_account("s1", ["vendor/gasdet/GD-1/up"]), "vendor/#", False,
-                     id="edge-sensor-link-every-vendor"),
+        pytest.param(
+            edge_sensor_account("s1", ["vendor/gasdet/GD-1/up"]),
+            "vendor/gasdet/GD-1/up",
+            True,
+            id="edge-sensor-link-own-sensors",
+        ),
+        pytest.param(
+            edge_sensor_account("s1", ["vendor/gasdet/GD-1/up"]), "vendor/#", False, id="edge-sensor-link-every-vendor"
+        ),
     ],
-)  # fmt: skip
-def test_who_may_subscribe_to_what(shared_mosquitto: Mosquitto, account: object, subscribe: str,
-                                   allowed: bool) -> None:  # fmt: skip
+)
+def test_who_may_subscribe_to_what(shared_mosquitto: Mosquitto, account: object, subscribe: str, allowed: bool) -> None:
     answer = probe(account_for(shared_mosquitto, account), subscribe=subscribe)  # type: ignore[arg-type]
     assert answer.suback == ("Granted QoS 1" if allowed else NOT_AUTHORISED)
 
@@ -210,12 +241,20 @@ def test_influxdb_refuses_anonymous_access_and_an_empty_secret_jwt(tmp_path: Pat
         writer = ("writer", "w-secret-1")
         db = {"db": "lifeline"}
         assert httpx.post(f"{server.url}/write", params=db, content=b"m v=1", auth=writer).status_code == 204
-        assert httpx.post(f"{server.url}/write", params={"db": "lifeline"}, content=b"m v=2",
-                          auth=("reader", "r-secret-1")).status_code == 403  # fmt: skip
+        assert (
+            httpx.post(
+                f"{server.url}/write", params={"db": "lifeline"}, content=b"m v=2", auth=("reader", "r-secret-1")
+            ).status_code
+            == 403
+        )
         assert httpx.post(f"{server.url}/query", params=drop, auth=writer).status_code == 403
-        wait_until(lambda: "series" in httpx.get(f"{server.url}/query", params=q,
-                                                 auth=("reader", "r-secret-1")).json()["results"][0],
-                   what="the reader reads")  # fmt: skip
+        wait_until(
+            lambda: (
+                "series"
+                in httpx.get(f"{server.url}/query", params=q, auth=("reader", "r-secret-1")).json()["results"][0]
+            ),
+            what="the reader reads",
+        )
     finally:
         server.stop()
 

@@ -143,8 +143,11 @@ def test_mini_district_serves_its_sites(mosquitto: Mosquitto, tmp_path: Path) ->
 def test_run_district_writes_configs_and_stops_cleanly(mosquitto: Mosquitto, tmp_path: Path) -> None:
     sites = tmp_path / "sites"
     sim = client_account(mosquitto, "sim")
-    thread = LoopThread(lambda stop: run_district(load_scenario("mini"), mosquitto.host, mosquitto.port, stop, sites,
-                                                  sensor_credentials=sim))
+    thread = LoopThread(
+        lambda stop: run_district(
+            load_scenario("mini"), mosquitto.host, mosquitto.port, stop, sites, sensor_credentials=sim
+        )
+    )
     deadline = time.monotonic() + 5
     while len(list(sites.glob("*.yaml"))) < 2:
         assert time.monotonic() < deadline, "no site configs written"

@@ -46,11 +46,16 @@ def test_every_derived_series_is_written_through_the_v2_writer(db: Db, compat: I
     aq = "air_quality,site=city,device=a1,profile=air_quality_station " + ",".join(f"{k}={v}" for k, v in AIR.items())
     aq += " {}"
     noise = "noise,site=city,device=n1,profile=noise_meter,noise_zone=2 noise_laeq=52 {}"
-    water = ("water_quality_hourly,site=river,device=w1,profile=water_quality_station,water_body=river,"
-             "target_class=III ph=7.6,do=6.5,codmn=3.8,cod=14,nh3_n=0.42,tp=0.25,ph.n=12i,do.n=12i,codmn.n=12i,"
-             "cod.n=12i,nh3_n.n=12i,tp.n=12i {}")  # fmt: skip
-    db.write([aq.format(h + i * MINUTE) for i in range(60)] + [noise.format(h + i * MINUTE) for i in range(60)]
-             + [water.format(day + i * HOUR) for i in range(24)])  # fmt: skip
+    water = (
+        "water_quality_hourly,site=river,device=w1,profile=water_quality_station,water_body=river,"
+        "target_class=III ph=7.6,do=6.5,codmn=3.8,cod=14,nh3_n=0.42,tp=0.25,ph.n=12i,do.n=12i,codmn.n=12i,"
+        "cod.n=12i,nh3_n.n=12i,tp.n=12i {}"
+    )
+    db.write(
+        [aq.format(h + i * MINUTE) for i in range(60)]
+        + [noise.format(h + i * MINUTE) for i in range(60)]
+        + [water.format(day + i * HOUR) for i in range(24)]
+    )
 
     async def main(q: InfluxQuery, w: RetryingWriter) -> dict[str, list[Series]]:
         assert isinstance(w.writer, V2Writer)  # the 2.x/3.x transport, not 1.x /write

@@ -37,26 +37,33 @@ def only(measurement: str) -> MeansConfig:
 
 
 def cems(device: str, ts: int, fields: str) -> str:
-    return (f"flue_gas,site=plant1,device={device},profile=flue_gas_cems,domain=emissions,source=coal_power,o2_ref=6 "
-            f"{fields} {ts}")  # fmt: skip
+    return (
+        f"flue_gas,site=plant1,device={device},profile=flue_gas_cems,domain=emissions,source=coal_power,o2_ref=6 "
+        f"{fields} {ts}"
+    )
 
 
 def aq(device: str, ts: int, fields: str) -> str:
     return f"air_quality,site=city,device={device},profile=air_quality_station,domain=environment {fields} {ts}"
 
 
-
 def test_scheduled_job_stores_hourly_means_and_the_window_rule_raises_on_them(db: Db) -> None:
     db.write(
         # u1: 50 good minutes at 52 mg/m³ (at 6 % O2), then 10 minutes of calibration gas flagged maintenance
         [cems("u1", H + i * MINUTE, "nox_zs=52,nox=44.5") for i in range(50)]
-        + [cems("u1", H + i * MINUTE, 'nox_zs=400,nox_zs.q=1i,nox_zs.reason="maintenance",nox=340,nox.q=1i,'
-                                      'nox.reason="maintenance"') for i in range(50, 60)]
+        + [
+            cems(
+                "u1",
+                H + i * MINUTE,
+                'nox_zs=400,nox_zs.q=1i,nox_zs.reason="maintenance",nox=340,nox.q=1i,nox.reason="maintenance"',
+            )
+            for i in range(50, 60)
+        ]
         # u2: 44 minutes of data: no valid hourly mean, however high
         + [cems("u2", H + i * MINUTE, "nox_zs=90,nox=77") for i in range(44)]
         # u3: 45 minutes: valid, and under the limit
         + [cems("u3", H + i * MINUTE, "nox_zs=30,nox=25") for i in range(45)]
-    )  # fmt: skip
+    )
     rule = RULES["emissions.nox_zs.hourly"]
     sink = Sink()
 
@@ -69,7 +76,12 @@ def test_scheduled_job_stores_hourly_means_and_the_window_rule_raises_on_them(db
     got, sched, stored = db.run_writing(main)
     (raised,) = got
     assert (raised.rule, raised.device, raised.severity, raised.point, raised.ts) == (
-        "emissions.nox_zs.hourly", "u1", "warning", "nox_zs", H + HOUR)  # fmt: skip
+        "emissions.nox_zs.hourly",
+        "u1",
+        "warning",
+        "nox_zs",
+        H + HOUR,
+    )
     assert raised.value == pytest.approx(52.0)  # the maintenance minutes left out
     assert "hourly valid mean of nox_zs = 52 in 2026-03-02 01:00–02:00 +08:00 (50 valid minutes)" in raised.reason
     assert sink.got == got
@@ -126,8 +138,9 @@ def test_the_hourly_aqi_is_stored_from_the_valid_means(db: Db) -> None:
     values = {"so2": 12, "no2": 35, "co": 0.8, "o3": 60, "pm10": 180, "pm25": 95}
     fields = ",".join(f"{k}={v}" for k, v in values.items())
     # a2: 30 minutes only, no valid hourly mean: every indicator missing, no AQI
-    db.write([aq("a1", H + i * MINUTE, fields) for i in range(60)]
-             + [aq("a2", H + i * MINUTE, fields) for i in range(30)])
+    db.write(
+        [aq("a1", H + i * MINUTE, fields) for i in range(60)] + [aq("a2", H + i * MINUTE, fields) for i in range(30)]
+    )
 
     async def main(q: InfluxQuery, w: RetryingWriter) -> list[Series]:
         await ValidMeans(only("air_quality"), q, w).run_due(H + HOUR + 300_000)
@@ -146,8 +159,10 @@ def test_the_hourly_aqi_is_stored_from_the_valid_means(db: Db) -> None:
 
 
 def wq(device: str, ts: int, fields: str) -> str:
-    return (f"water_quality,site=river,device={device},profile=water_quality_station,domain=environment,"
-            f"target_class=4,water_body=river {fields} {ts}")  # fmt: skip
+    return (
+        f"water_quality,site=river,device={device},profile=water_quality_station,domain=environment,"
+        f"target_class=4,water_body=river {fields} {ts}"
+    )
 
 
 def test_the_daily_water_class_is_stored_and_a_missed_target_raises(db: Db) -> None:
@@ -173,21 +188,28 @@ def test_the_daily_water_class_is_stored_and_a_missed_target_raises(db: Db) -> N
 
     got, stored = db.run_writing(main)
     rows = {s.tags["device"]: s.rows()[0] for s in stored}
-    assert (rows["w-poor"]["class"], rows["w-poor"]["deciding"], rows["w-poor"]["target_missed"]) == (5.0, "nh3_n",
-                                                                                                     True)  # fmt: skip
+    assert (rows["w-poor"]["class"], rows["w-poor"]["deciding"], rows["w-poor"]["target_missed"]) == (
+        5.0,
+        "nh3_n",
+        True,
+    )
     assert (rows["w-good"]["class"], rows["w-good"]["target_missed"]) == (3.0, False)
     assert [(t.rule, t.device, t.severity) for t in got] == [("water.class.target", "w-poor", "warning")]
 
 
 def noise(device: str, zone: str, ts: int, laeq: float) -> str:
-    return (f"noise,site=city,device={device},profile=noise_meter,domain=environment,noise_zone={zone} "
-            f"noise_laeq={laeq} {ts}")  # fmt: skip
+    return (
+        f"noise,site=city,device={device},profile=noise_meter,domain=environment,noise_zone={zone} "
+        f"noise_laeq={laeq} {ts}"
+    )
 
 
 def test_noise_is_judged_against_its_zones_day_or_night_limit(db: Db) -> None:
     night = local("2026-03-02T23:00:00")  # 23:00-24:00: night (GB 3096-2008: 22:00-06:00)
-    db.write([noise("n-2", "2", night + i * MINUTE, 52.0) for i in range(60)]  # zone 2 night limit 50: exceeded
-             + [noise("n-4a", "4a", night + i * MINUTE, 52.0) for i in range(60)])  # zone 4a night 55: meets it
+    db.write(
+        [noise("n-2", "2", night + i * MINUTE, 52.0) for i in range(60)]  # zone 2 night limit 50: exceeded
+        + [noise("n-4a", "4a", night + i * MINUTE, 52.0) for i in range(60)]
+    )  # zone 4a night 55: meets it
     rule = RULES["noise.zone_limit"]
     sink = Sink()
 

@@ -142,16 +142,29 @@ def test_unshelve_by_hand() -> None:
     ("prepare", "call", "message"),
     [
         pytest.param(lambda a: None, lambda a: unshelve(a, "x", T0), "not shelved", id="unshelve-not-shelved"),
-        pytest.param(lambda a: shelve(a, "x", T0 + MIN, "r", T0), lambda a: shelve(a, "x", T0 + MIN, "r", T0),
-                     "already shelved", id="shelve-twice"),
+        pytest.param(
+            lambda a: shelve(a, "x", T0 + MIN, "r", T0),
+            lambda a: shelve(a, "x", T0 + MIN, "r", T0),
+            "already shelved",
+            id="shelve-twice",
+        ),
         pytest.param(lambda a: None, lambda a: shelve(a, "x", T0, "r", T0), "future", id="shelve-until-now"),
         pytest.param(lambda a: None, lambda a: shelve(a, "x", T0 + MIN, " ", T0), "reason", id="shelve-no-reason"),
-        pytest.param(lambda a: out_of_service(a, "x", "maint", T0), lambda a: shelve(a, "x", T0 + MIN, "r", T0),
-                     "out of service", id="shelve-while-oos"),
-        pytest.param(lambda a: out_of_service(a, "x", "maint", T0), lambda a: out_of_service(a, "x", "m", T0),
-                     "already out of service", id="oos-twice"),
-        pytest.param(lambda a: None, lambda a: return_to_service(a, "x", T0), "not out of service",
-                     id="rts-in-service"),
+        pytest.param(
+            lambda a: out_of_service(a, "x", "maint", T0),
+            lambda a: shelve(a, "x", T0 + MIN, "r", T0),
+            "out of service",
+            id="shelve-while-oos",
+        ),
+        pytest.param(
+            lambda a: out_of_service(a, "x", "maint", T0),
+            lambda a: out_of_service(a, "x", "m", T0),
+            "already out of service",
+            id="oos-twice",
+        ),
+        pytest.param(
+            lambda a: None, lambda a: return_to_service(a, "x", T0), "not out of service", id="rts-in-service"
+        ),
     ],
 )
 def test_invalid_shelve_and_service_actions(

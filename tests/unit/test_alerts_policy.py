@@ -121,12 +121,21 @@ def _active() -> Alert:
 @pytest.mark.parametrize(
     ("suppress", "at", "why"),
     [
-        pytest.param(lambda a: shelve(a, "ann", T0 + 10 * MIN, "calibration", T0), T0 + MIN, "shelved",
-                     id="shelved-holds"),
-        pytest.param(lambda a: shelve(a, "ann", T0 + 10 * MIN, "calibration", T0), T0 + 10 * MIN, None,
-                     id="shelf-at-its-end-no-longer-holds"),
-        pytest.param(lambda a: out_of_service(a, "tech", "maintenance", T0), T0 + MIN, "out_of_service",
-                     id="out-of-service-holds"),
+        pytest.param(
+            lambda a: shelve(a, "ann", T0 + 10 * MIN, "calibration", T0), T0 + MIN, "shelved", id="shelved-holds"
+        ),
+        pytest.param(
+            lambda a: shelve(a, "ann", T0 + 10 * MIN, "calibration", T0),
+            T0 + 10 * MIN,
+            None,
+            id="shelf-at-its-end-no-longer-holds",
+        ),
+        pytest.param(
+            lambda a: out_of_service(a, "tech", "maintenance", T0),
+            T0 + MIN,
+            "out_of_service",
+            id="out-of-service-holds",
+        ),
         pytest.param(lambda a: None, T0 + MIN, None, id="neither-passes"),
     ],
 )
@@ -209,8 +218,9 @@ def test_chattering_is_per_alert(
     [
         pytest.param(ChatterConfig(), 10 * MIN - 1, False, id="not-yet-quiet"),
         pytest.param(ChatterConfig(), 10 * MIN, True, id="quiet-for-quiet_s-ends"),
-        pytest.param(ChatterConfig(window_s=60, quiet_s=1800), 30 * MIN, True,
-                     id="quiet-longer-than-window-still-ends"),
+        pytest.param(
+            ChatterConfig(window_s=60, quiet_s=1800), 30 * MIN, True, id="quiet-longer-than-window-still-ends"
+        ),
     ],
 )
 def test_chattering_ends_after_a_quiet_spell(config: ChatterConfig, quiet_after_ms: int, ended: bool) -> None:
@@ -313,12 +323,17 @@ POLICY = EscalationPolicy(
 @pytest.mark.parametrize(
     ("ack_at_s", "checks_s", "expected"),
     [
-        pytest.param(None, [299, 300, 301, 899, 900, 2000], [(300, 1, ("oncall",)), (900, 2, ("manager",))],
-                     id="level1-at-5min-level2-at-15min-each-once"),
+        pytest.param(
+            None,
+            [299, 300, 301, 899, 900, 2000],
+            [(300, 1, ("oncall",)), (900, 2, ("manager",))],
+            id="level1-at-5min-level2-at-15min-each-once",
+        ),
         pytest.param(600, [300, 900, 2000], [(300, 1, ("oncall",))], id="none-after-ack"),
         pytest.param(120, [300, 900], [], id="acked-before-level1"),
-        pytest.param(None, [1000, 1001], [(1000, 1, ("oncall",)), (1000, 2, ("manager",))],
-                     id="clock-jump-fires-both-once"),
+        pytest.param(
+            None, [1000, 1001], [(1000, 1, ("oncall",)), (1000, 2, ("manager",))], id="clock-jump-fires-both-once"
+        ),
     ],
 )
 def test_escalation_on_a_moved_clock(

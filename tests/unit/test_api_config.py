@@ -48,33 +48,53 @@ def test_example_loads(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        pytest.param(("listen: {host: 127.0.0.1, port: 8080}", "listen: {host: 127.0.0.1, port: 99999}"),
-                     ":1: api config, field listen.port: Input should be less than or equal to 65535",
-                     id="port-out-of-range"),
-        pytest.param(("  lianqi: [lianqi-sluices]", "  lianqi: [lianqi-sluices, env-monitoring]"),
-                     ":7: api config, field areas.lianqi[1]: site 'env-monitoring' is already in area 'yunzaobang'",
-                     id="site-in-two-areas"),
-        pytest.param(("  lianqi: [lianqi-sluices]", "  lianqi: [Lianqi Sluices]"),
-                     ":7: api config, field areas.lianqi[0]: String should match pattern",
-                     id="site-id-pattern"),
-        pytest.param(("stream: {keepalive_s: 15}", "stream: {keepalive_s: 15, colour: red}"),
-                     ":18: api config, field stream.colour: Extra inputs are not permitted", id="unknown-key"),
-        pytest.param(("max_opening_m: 5.2,", "max_opening_m: 5.2, min_opening_m: 5.5,"),
-                     ":17: api config, field gates.devices[0].min_opening_m: need min_opening_m < max_opening_m",
-                     id="limits-reversed"),
-        pytest.param(("max_opening_m: 5.2, max_head_open_m: 1.5", "max_opening_m: 5.2"),
-                     ":17: api config, field gates.devices[0].max_head_open_m: Field required",
-                     id="head-is-a-site-value"),
-        pytest.param(("stream: {keepalive_s: 15}", "stream: {keepalive_s: 15}\nhttp: {trusted_proxies: ['*']}"),
-                     ":19: api config, field http.trusted_proxies[0]: ", id="trusted-proxy-wildcard"),
-        pytest.param(("auth: {session_lifetime_s", "auth: {password: {min_length: 8}, session_lifetime_s"),
-                     ":8: api config, field auth.password.min_length: Input should be greater than or equal to 12",
-                     id="password-shorter-than-12"),
-        pytest.param(("auth: {session_lifetime_s", "auth: {idle_timeout_s: 5, session_lifetime_s"),
-                     ":8: api config, field auth.idle_timeout_s: Input should be greater than or equal to 60",
-                     id="idle-timeout-too-short"),
+        pytest.param(
+            ("listen: {host: 127.0.0.1, port: 8080}", "listen: {host: 127.0.0.1, port: 99999}"),
+            ":1: api config, field listen.port: Input should be less than or equal to 65535",
+            id="port-out-of-range",
+        ),
+        pytest.param(
+            ("  lianqi: [lianqi-sluices]", "  lianqi: [lianqi-sluices, env-monitoring]"),
+            ":7: api config, field areas.lianqi[1]: site 'env-monitoring' is already in area 'yunzaobang'",
+            id="site-in-two-areas",
+        ),
+        pytest.param(
+            ("  lianqi: [lianqi-sluices]", "  lianqi: [Lianqi Sluices]"),
+            ":7: api config, field areas.lianqi[0]: String should match pattern",
+            id="site-id-pattern",
+        ),
+        pytest.param(
+            ("stream: {keepalive_s: 15}", "stream: {keepalive_s: 15, colour: red}"),
+            ":18: api config, field stream.colour: Extra inputs are not permitted",
+            id="unknown-key",
+        ),
+        pytest.param(
+            ("max_opening_m: 5.2,", "max_opening_m: 5.2, min_opening_m: 5.5,"),
+            ":17: api config, field gates.devices[0].min_opening_m: need min_opening_m < max_opening_m",
+            id="limits-reversed",
+        ),
+        pytest.param(
+            ("max_opening_m: 5.2, max_head_open_m: 1.5", "max_opening_m: 5.2"),
+            ":17: api config, field gates.devices[0].max_head_open_m: Field required",
+            id="head-is-a-site-value",
+        ),
+        pytest.param(
+            ("stream: {keepalive_s: 15}", "stream: {keepalive_s: 15}\nhttp: {trusted_proxies: ['*']}"),
+            ":19: api config, field http.trusted_proxies[0]: ",
+            id="trusted-proxy-wildcard",
+        ),
+        pytest.param(
+            ("auth: {session_lifetime_s", "auth: {password: {min_length: 8}, session_lifetime_s"),
+            ":8: api config, field auth.password.min_length: Input should be greater than or equal to 12",
+            id="password-shorter-than-12",
+        ),
+        pytest.param(
+            ("auth: {session_lifetime_s", "auth: {idle_timeout_s: 5, session_lifetime_s"),
+            ":8: api config, field auth.idle_timeout_s: Input should be greater than or equal to 60",
+            id="idle-timeout-too-short",
+        ),
     ],
-)  # fmt: skip
+)
 def test_errors_name_file_line_and_field(tmp_path: Path, change: tuple[str, str], expected: str) -> None:
     path = tmp_path / "api.yaml"
     assert change[0] in EXAMPLE
@@ -90,9 +110,11 @@ def test_site_keys_load_relative_to_the_file_and_a_readable_private_key_is_refus
 
     create_site_keys(tmp_path / "keys", ["lianqi-sluices"])
     path = tmp_path / "api.yaml"
-    path.write_text(EXAMPLE + "site_keys:\n  lianqi-sluices:\n"
-                    "    control_private_key: keys/lianqi-sluices/control.key\n"
-                    "    site_public_key: keys/lianqi-sluices/site.pub\n")  # fmt: skip
+    path.write_text(
+        EXAMPLE + "site_keys:\n  lianqi-sluices:\n"
+        "    control_private_key: keys/lianqi-sluices/control.key\n"
+        "    site_public_key: keys/lianqi-sluices/site.pub\n"
+    )
     config = load_config(path)
     assert set(load_site_keys(config)) == {"lianqi-sluices"}
     key = tmp_path / "keys/lianqi-sluices/control.key"

@@ -57,17 +57,22 @@ def _status_and_body(sent: list[Message]) -> tuple[int, bytes]:
     return int(sent[0]["status"]), b"".join(m.get("body", b"") for m in sent[1:])
 
 
-@pytest.mark.parametrize(("chunks", "swallow"), [
-    ([b"a" * 500] * 10, False),
-    ([b"a" * 500] * 10, True),
-    ([b"a" * (LIMIT + 1)], False),
-], ids=["chunked", "chunked-app-turns-it-into-400", "one-chunk-over"])  # fmt: skip
+@pytest.mark.parametrize(
+    ("chunks", "swallow"),
+    [
+        ([b"a" * 500] * 10, False),
+        ([b"a" * 500] * 10, True),
+        ([b"a" * (LIMIT + 1)], False),
+    ],
+    ids=["chunked", "chunked-app-turns-it-into-400", "one-chunk-over"],
+)
 def test_a_body_over_the_limit_is_cut_and_answered_413(chunks: list[bytes], swallow: bool) -> None:
     inner = FakeApp(swallow)
     status, body = _status_and_body(call(BodyLimit(inner, LIMIT), chunks))
     assert status == 413
-    assert orjson.loads(body) == {"detail": {"reason": f"the request body is larger than {LIMIT} bytes",
-                                             "limit_bytes": LIMIT}}  # fmt: skip
+    assert orjson.loads(body) == {
+        "detail": {"reason": f"the request body is larger than {LIMIT} bytes", "limit_bytes": LIMIT}
+    }
     assert inner.received <= LIMIT  # the app never saw more than the limit
 
 
@@ -81,13 +86,18 @@ def test_a_declared_length_over_the_limit_is_refused_before_the_app_runs() -> No
 @pytest.mark.parametrize("size", [0, LIMIT - 1, LIMIT], ids=["empty", "under", "exactly"])
 def test_a_body_within_the_limit_passes(size: int) -> None:
     inner = FakeApp()
-    assert _status_and_body(call(BodyLimit(inner, LIMIT), [b"a" * size]))  == (200, str(size).encode())
+    assert _status_and_body(call(BodyLimit(inner, LIMIT), [b"a" * size])) == (200, str(size).encode())
 
 
 def test_security_headers_are_added_unless_the_answer_sets_its_own() -> None:
     async def page(scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-security-policy", b"default-src 'self'")]})  # fmt: skip
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-security-policy", b"default-src 'self'")],
+            }
+        )
         await send({"type": "http.response.body", "body": b""})
 
     headers = dict(call(SecurityHeaders(page), [b""])[0]["headers"])

@@ -15,10 +15,19 @@ from telemetry.interlocks import STATE_POINTS, GateLimits, Limits
 NOW = 1_795_600_800_000
 LIMITS = GateLimits(full_opening_m=6.0, max_opening_m=4.8, max_head_open_m=2.0, max_head_close_m=None)  # 80 %
 GOOD: dict[str, Value] = {
-    "gate_opening": 1.5, "level_up": 3.0, "level_down": 2.0, "remote_mode": True, "fault_code": 0.0, "estop": False,
-    "overload": False, "power_ok": True, "moving_open": False, "moving_close": False, "limit_open": False,
+    "gate_opening": 1.5,
+    "level_up": 3.0,
+    "level_down": 2.0,
+    "remote_mode": True,
+    "fault_code": 0.0,
+    "estop": False,
+    "overload": False,
+    "power_ok": True,
+    "moving_open": False,
+    "moving_close": False,
+    "limit_open": False,
     "limit_closed": False,
-}  # fmt: skip
+}
 
 
 def gate(age_ms: int = 1000, online: bool | None = True, **values: Value) -> DeviceState:
@@ -69,7 +78,7 @@ def without(point: str) -> DeviceState:
         pytest.param(Action.STOP, None, gate(remote_mode=False, estop=True), None, id="stop-passes-everything"),
         pytest.param(Action.STOP, None, None, None, id="stop-without-data"),
     ],
-)  # fmt: skip
+)
 def test_interlocks(
     action: Action, target: float | None, state: DeviceState | None, expected: Interlock | None
 ) -> None:
@@ -80,24 +89,66 @@ def test_interlocks(
 @pytest.mark.parametrize(
     ("action", "target", "state", "expected"),
     [
-        pytest.param(Action.SET_OPENING, None, gate(), Refusal(Interlock.OUT_OF_LIMITS, "set_opening needs target_pct",
-                     422, "target_pct"), id="set-without-target"),
-        pytest.param(Action.CLOSE, 5.0, gate(), Refusal(Interlock.OUT_OF_LIMITS, "close takes no target_pct", 422,
-                     "target_pct"), id="close-with-target"),
-        pytest.param(Action.SET_OPENING, 90.0, gate(), Refusal(Interlock.OUT_OF_LIMITS, "target 5.4 m outside the "
-                     "gate's range [0, 4.8] m", 409, "target_pct"), id="out-of-limits-names-the-field"),
-        pytest.param(Action.OPEN, None, None, Refusal(Interlock.NO_DATA, "the gate's state could not be read: no "
-                     "telemetry of this gate has been received"), id="never-seen"),
-        pytest.param(Action.OPEN, None, gate(age_ms=31_000), Refusal(Interlock.NO_DATA, "the gate's state could not "
-                     "be read: the gate's last telemetry is 31 s old"), id="stale"),
-        pytest.param(Action.OPEN, None, without("limit_open"), Refusal(Interlock.NO_DATA, "the gate's state could not "
-                     "be read: point(s) limit_open not known"), id="point-missing"),
-        pytest.param(Action.OPEN, None, gate(fault_code=2.0), Refusal(Interlock.GATE_FAULT,
-                     "fault_code 2 (phase loss)"), id="fault-words-of-the-profile"),
-        pytest.param(Action.OPEN, None, gate(moving_open=True), Refusal(Interlock.BUSY,
-                     "the gate is moving (stop it first)"), id="moving-as-at-the-edge"),
+        pytest.param(
+            Action.SET_OPENING,
+            None,
+            gate(),
+            Refusal(Interlock.OUT_OF_LIMITS, "set_opening needs target_pct", 422, "target_pct"),
+            id="set-without-target",
+        ),
+        pytest.param(
+            Action.CLOSE,
+            5.0,
+            gate(),
+            Refusal(Interlock.OUT_OF_LIMITS, "close takes no target_pct", 422, "target_pct"),
+            id="close-with-target",
+        ),
+        pytest.param(
+            Action.SET_OPENING,
+            90.0,
+            gate(),
+            Refusal(Interlock.OUT_OF_LIMITS, "target 5.4 m outside the gate's range [0, 4.8] m", 409, "target_pct"),
+            id="out-of-limits-names-the-field",
+        ),
+        pytest.param(
+            Action.OPEN,
+            None,
+            None,
+            Refusal(
+                Interlock.NO_DATA, "the gate's state could not be read: no telemetry of this gate has been received"
+            ),
+            id="never-seen",
+        ),
+        pytest.param(
+            Action.OPEN,
+            None,
+            gate(age_ms=31_000),
+            Refusal(Interlock.NO_DATA, "the gate's state could not be read: the gate's last telemetry is 31 s old"),
+            id="stale",
+        ),
+        pytest.param(
+            Action.OPEN,
+            None,
+            without("limit_open"),
+            Refusal(Interlock.NO_DATA, "the gate's state could not be read: point(s) limit_open not known"),
+            id="point-missing",
+        ),
+        pytest.param(
+            Action.OPEN,
+            None,
+            gate(fault_code=2.0),
+            Refusal(Interlock.GATE_FAULT, "fault_code 2 (phase loss)"),
+            id="fault-words-of-the-profile",
+        ),
+        pytest.param(
+            Action.OPEN,
+            None,
+            gate(moving_open=True),
+            Refusal(Interlock.BUSY, "the gate is moving (stop it first)"),
+            id="moving-as-at-the-edge",
+        ),
     ],
-)  # fmt: skip
+)
 def test_reasons(action: Action, target: float | None, state: DeviceState | None, expected: Refusal) -> None:
     labels = fault_labels(load_catalogue()["sluice_gate_plc"])
     assert check(action, target, state, LIMITS, NOW, 30_000, labels) == expected
@@ -113,8 +164,14 @@ def test_bad_quality_value_is_no_data() -> None:
 
 
 def test_limits_are_the_edge_model_resolved_as_the_edge_resolves_them() -> None:
-    limits = GateLimits(min_opening_m=0.6, max_opening_m=4.8, full_opening_m=6.0, tolerance_m=0.05,
-                        max_head_open_m=None, max_head_close_m=1.5)  # fmt: skip
+    limits = GateLimits(
+        min_opening_m=0.6,
+        max_opening_m=4.8,
+        full_opening_m=6.0,
+        tolerance_m=0.05,
+        max_head_open_m=None,
+        max_head_close_m=1.5,
+    )
     assert limits_of(limits) == Limits(6.0, 0.6, 4.8, 0.05, None, 1.5)
     # no full opening given: the top of the profile's gate_opening range (sluice_gate_plc: 6.5 m), as at the edge
     profile = dict(load_catalogue())["sluice_gate_plc"]

@@ -78,13 +78,17 @@ def test_old_failures_are_forgotten(throttle: LoginThrottle, clock: Clock) -> No
     assert throttle.refused("admin", A) is None
 
 
-@pytest.mark.parametrize(("address", "key"), [
-    ("198.51.100.7", "198.51.100.7"),
-    ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),
-    ("2001:db8:1:2:bbbb::99", "2001:db8:1:2::/64"),  # one subscriber's /64 counts as one address
-    ("::ffff:198.51.100.7", "198.51.100.7"),
-    ("testclient", "testclient"),
-], ids=["ipv4", "ipv6-a", "ipv6-same-64", "ipv4-mapped", "not-an-address"])  # fmt: skip
+@pytest.mark.parametrize(
+    ("address", "key"),
+    [
+        ("198.51.100.7", "198.51.100.7"),
+        ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:bbbb::99", "2001:db8:1:2::/64"),  # one subscriber's /64 counts as one address
+        ("::ffff:198.51.100.7", "198.51.100.7"),
+        ("testclient", "testclient"),
+    ],
+    ids=["ipv4", "ipv6-a", "ipv6-same-64", "ipv4-mapped", "not-an-address"],
+)
 def test_address_key(address: str, key: str) -> None:
     assert address_key(address) == key
 

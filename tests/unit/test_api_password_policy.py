@@ -43,8 +43,10 @@ def test_policy(password: str, username: str, reason: str | None) -> None:
         assert password not in problem  # a reason never repeats the password
 
 
-@pytest.mark.parametrize(("password", "expected"), [("Password123456!", "password"), ("!!dragon??", "dragon"),
-                                                    ("123456", ""), ("a-b", "a-b")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("password", "expected"),
+    [("Password123456!", "password"), ("!!dragon??", "dragon"), ("123456", ""), ("a-b", "a-b")],
+)
 def test_core_strips_digits_and_symbols_around(password: str, expected: str) -> None:
     assert core(password) == expected
 

@@ -26,15 +26,19 @@ def r(first: int, last: int, device: str = "d1", run: str = "r1") -> Span:
         pytest.param([o(1), o(2), o(2), o(1)], {"s1": [r(1, 2)]}, id="redelivered-duplicates"),
         pytest.param([o(1), o(2), o(4), o(5)], {"s1": [r(1, 2), r(4, 5)]}, id="a-gap-makes-two-ranges"),
         pytest.param([o(0), o(2), o(4)], {"s1": [r(0, 0), r(2, 2), r(4, 4)]}, id="every-other-seq-shared-group"),
-        pytest.param([o(7, run="a"), o(0, run="b"), o(8, run="a"), o(1, run="b")],
-                     {"s1": [r(7, 8, run="a"), r(0, 1, run="b")]}, id="two-runs-of-one-device-two-ranges"),
-        pytest.param([o(1, device="d2"), o(1), o(2, device="d2")],
-                     {"s1": [r(1, 1), r(1, 2, device="d2")]}, id="two-devices"),
+        pytest.param(
+            [o(7, run="a"), o(0, run="b"), o(8, run="a"), o(1, run="b")],
+            {"s1": [r(7, 8, run="a"), r(0, 1, run="b")]},
+            id="two-runs-of-one-device-two-ranges",
+        ),
+        pytest.param(
+            [o(1, device="d2"), o(1), o(2, device="d2")], {"s1": [r(1, 1), r(1, 2, device="d2")]}, id="two-devices"
+        ),
         pytest.param([o(1, site="s2"), o(1)], {"s1": [r(1, 1)], "s2": [r(1, 1)]}, id="sites-apart"),
         pytest.param([o(3, run="")], {"s1": [r(3, 3, run="")]}, id="producer-without-runs"),
         pytest.param([], {}, id="nothing"),
     ],
-)  # fmt: skip
+)
 def test_coalesce(origins: list[Origin], expected: dict[str, list[Span]]) -> None:
     assert coalesce(origins) == expected
 

@@ -13,21 +13,37 @@ NOW = 1_760_000_000_000
 DAY = 86_400_000
 
 # an MQTT profile with a text point (the catalogue has none)
-_TEXT = Profile.model_validate({
-    "name": "text_sensor", "kind": "sensor", "protocol": "mqtt", "measurement": "texts",
-    "mqtt": {"topic": "vendor/{device}", "points": [
-        {"name": "label", "path": "label", "type": "string"},
-        {"name": "count", "path": "count", "type": "integer"},
-    ]},
-})  # fmt: skip
+_TEXT = Profile.model_validate(
+    {
+        "name": "text_sensor",
+        "kind": "sensor",
+        "protocol": "mqtt",
+        "measurement": "texts",
+        "mqtt": {
+            "topic": "vendor/{device}",
+            "points": [
+                {"name": "label", "path": "label", "type": "string"},
+                {"name": "count", "path": "count", "type": "integer"},
+            ],
+        },
+    }
+)
 REGISTRY = Registry({**load_catalogue(), "text_sensor": _TEXT})
 
 
-def message(profile: str, values: dict[str, Value], *, device: str = "d1", site: str = "s1", seq: int = 7,
-            run: str = "r1") -> Telemetry:  # fmt: skip
+def message(
+    profile: str, values: dict[str, Value], *, device: str = "d1", site: str = "s1", seq: int = 7, run: str = "r1"
+) -> Telemetry:
     quality = {k: PointQuality(q=Quality.BAD, reason="no answer") for k, v in values.items() if v is None}
-    return Telemetry(site=site, device=device, profile=profile, measurement=REGISTRY.profiles[profile].measurement,
-                     seq=seq, run=run, samples=[Sample(ts=NOW - 1000, values=values, quality=quality)])  # fmt: skip
+    return Telemetry(
+        site=site,
+        device=device,
+        profile=profile,
+        measurement=REGISTRY.profiles[profile].measurement,
+        seq=seq,
+        run=run,
+        samples=[Sample(ts=NOW - 1000, values=values, quality=quality)],
+    )
 
 
 def run_check(msg: Telemetry, topic: str | None = None, registry: Registry = REGISTRY) -> Telemetry | WireTelemetry:
@@ -50,7 +66,7 @@ def run_check(msg: Telemetry, topic: str | None = None, registry: Registry = REG
         pytest.param("gas_detector", "alarm_level", 2, id="int-for-mqtt-integer"),
         pytest.param("text_sensor", "label", "door open", id="text-for-mqtt-string"),
     ],
-)  # fmt: skip
+)
 def test_values_of_the_declared_type_pass(profile: str, point: str, value: Value) -> None:
     msg = message(profile, {point: value})
     assert run_check(msg).samples[0].values == {point: value}
@@ -61,21 +77,29 @@ def test_values_of_the_declared_type_pass(profile: str, point: str, value: Value
     [
         pytest.param("water_quality_station", "ph", "7.1", "float32 (a number)", "a str ('7.1')", id="text-for-float"),
         pytest.param("water_quality_station", "ph", True, "float32 (a number)", "a bool (True)", id="bool-for-float"),
-        pytest.param("sluice_gate_plc", "fault_code", False, "uint16 (a number)", "a bool (False)",
-                     id="bool-for-uint16"),
+        pytest.param(
+            "sluice_gate_plc", "fault_code", False, "uint16 (a number)", "a bool (False)", id="bool-for-uint16"
+        ),
         pytest.param("sluice_gate_plc", "remote_mode", 1, "bit (a boolean)", "an int (1)", id="int-for-bit"),
-        pytest.param("sluice_gate_plc", "limit_open", "true", "bool (a boolean)", "a str ('true')",
-                     id="text-for-bool"),
-        pytest.param("air_quality_station", "station_code", 101, "string (a string)", "an int (101)",
-                     id="int-for-modbus-string"),
+        pytest.param("sluice_gate_plc", "limit_open", "true", "bool (a boolean)", "a str ('true')", id="text-for-bool"),
+        pytest.param(
+            "air_quality_station", "station_code", 101, "string (a string)", "an int (101)", id="int-for-modbus-string"
+        ),
         pytest.param("fire_detector", "fire_alarm", 0.0, "bool (a boolean)", "a float (0.0)", id="float-for-mqtt-bool"),
-        pytest.param("gas_detector", "alarm_level", "high", "integer (a number)", "a str ('high')",
-                     id="text-for-mqtt-integer"),
+        pytest.param(
+            "gas_detector", "alarm_level", "high", "integer (a number)", "a str ('high')", id="text-for-mqtt-integer"
+        ),
         pytest.param("text_sensor", "label", 3.5, "string (a string)", "a float (3.5)", id="float-for-mqtt-string"),
-        pytest.param("water_quality_station", "ph", "x" * 100, "float32 (a number)", "a str ('" + "x" * 59 + "...)",
-                     id="long-text-shortened"),
+        pytest.param(
+            "water_quality_station",
+            "ph",
+            "x" * 100,
+            "float32 (a number)",
+            "a str ('" + "x" * 59 + "...)",
+            id="long-text-shortened",
+        ),
     ],
-)  # fmt: skip
+)
 def test_a_value_of_another_type_is_refused_naming_point_declared_type_and_value_type(
     profile: str, point: str, value: Value, declared: str, given: str
 ) -> None:
@@ -99,17 +123,25 @@ def test_the_first_wrong_sample_is_named() -> None:
     ("profile", "expected"),
     [
         pytest.param("water_quality_station", {"ph": Declared("float32", ValueKind.NUMBER)}, id="modbus-float"),
-        pytest.param("sluice_gate_plc", {"remote_mode": Declared("bit", ValueKind.BOOL),
-                                         "limit_open": Declared("bool", ValueKind.BOOL),
-                                         "level_up": Declared("int16", ValueKind.NUMBER)}, id="modbus-bits-and-ints"),
-        pytest.param("air_quality_station", {"station_code": Declared("string", ValueKind.STRING)},
-                     id="modbus-string"),
-        pytest.param("gas_detector", {"lel": Declared("number", ValueKind.NUMBER),
-                                      "alarm_level": Declared("integer", ValueKind.NUMBER)}, id="mqtt-numbers"),
+        pytest.param(
+            "sluice_gate_plc",
+            {
+                "remote_mode": Declared("bit", ValueKind.BOOL),
+                "limit_open": Declared("bool", ValueKind.BOOL),
+                "level_up": Declared("int16", ValueKind.NUMBER),
+            },
+            id="modbus-bits-and-ints",
+        ),
+        pytest.param("air_quality_station", {"station_code": Declared("string", ValueKind.STRING)}, id="modbus-string"),
+        pytest.param(
+            "gas_detector",
+            {"lel": Declared("number", ValueKind.NUMBER), "alarm_level": Declared("integer", ValueKind.NUMBER)},
+            id="mqtt-numbers",
+        ),
         pytest.param("fire_detector", {"fire_alarm": Declared("bool", ValueKind.BOOL)}, id="mqtt-bool"),
         pytest.param("text_sensor", {"label": Declared("string", ValueKind.STRING)}, id="mqtt-string"),
     ],
-)  # fmt: skip
+)
 def test_declared_types_follow_the_profile_schema(profile: str, expected: dict[str, Declared]) -> None:
     types = declared_types(REGISTRY.profiles[profile])
     assert set(types) == set(REGISTRY.profiles[profile].point_names())
@@ -122,28 +154,80 @@ ORIGIN = Origin("s1", "d1", "r1", 7)
 @pytest.mark.parametrize(
     ("build", "topic", "registry", "reason", "origin"),
     [
-        pytest.param(lambda: message("water_quality_station", {"ph": 7.0}), topics.telemetry("s1", "d2"), REGISTRY,
-                     "message is for s1/d1 but came on topic", None, id="other-device's-topic-never-confirmed"),
-        pytest.param(lambda: message("water_quality_station", {"ph": 7.0}), topics.telemetry("s2", "d1"), REGISTRY,
-                     "message is for s1/d1 but came on topic", None, id="other-site's-topic-never-confirmed"),
-        pytest.param(lambda: message("water_quality_station", {"ph": 7.0}), topics.status("s1", "d1"), REGISTRY,
-                     "is not a telemetry topic", None, id="status-topic"),
-        pytest.param(lambda: message("water_quality_station", {"ph": 7.0}).model_copy(update={"profile": "nope"}),
-                     None, REGISTRY, "unknown profile 'nope'", ORIGIN, id="unknown-profile-strict"),
-        pytest.param(lambda: message("water_quality_station", {"ph": 7.0}), None, Registry({}),
-                     "unknown profile 'water_quality_station'", ORIGIN, id="profile-the-bridge-lacks"),
-        pytest.param(lambda: message("water_quality_station", {"ph": 7.0}), None,
-                     Registry(REGISTRY.profiles, {("s1", "d9"): "water_quality_station"}),
-                     "unknown device 'd1' of site 's1'", ORIGIN, id="unknown-device"),
-        pytest.param(lambda: message("water_quality_station", {"ph": 7.0}), None,
-                     Registry(REGISTRY.profiles, {("s1", "d1"): "gas_detector"}),
-                     "device 'd1' has profile 'gas_detector'", ORIGIN, id="device's-other-profile"),
-        pytest.param(lambda: message("water_quality_station", {"ph": 7.0}).model_copy(update={"measurement": "x"}),
-                     None, REGISTRY, "is stored in 'water_quality', not 'x'", ORIGIN, id="other-measurement"),
-        pytest.param(lambda: message("water_quality_station", {"ph": 7.0, "zz": 1.0}), None, REGISTRY,
-                     "points ['zz'] are not in profile", ORIGIN, id="unknown-point"),
+        pytest.param(
+            lambda: message("water_quality_station", {"ph": 7.0}),
+            topics.telemetry("s1", "d2"),
+            REGISTRY,
+            "message is for s1/d1 but came on topic",
+            None,
+            id="other-device's-topic-never-confirmed",
+        ),
+        pytest.param(
+            lambda: message("water_quality_station", {"ph": 7.0}),
+            topics.telemetry("s2", "d1"),
+            REGISTRY,
+            "message is for s1/d1 but came on topic",
+            None,
+            id="other-site's-topic-never-confirmed",
+        ),
+        pytest.param(
+            lambda: message("water_quality_station", {"ph": 7.0}),
+            topics.status("s1", "d1"),
+            REGISTRY,
+            "is not a telemetry topic",
+            None,
+            id="status-topic",
+        ),
+        pytest.param(
+            lambda: message("water_quality_station", {"ph": 7.0}).model_copy(update={"profile": "nope"}),
+            None,
+            REGISTRY,
+            "unknown profile 'nope'",
+            ORIGIN,
+            id="unknown-profile-strict",
+        ),
+        pytest.param(
+            lambda: message("water_quality_station", {"ph": 7.0}),
+            None,
+            Registry({}),
+            "unknown profile 'water_quality_station'",
+            ORIGIN,
+            id="profile-the-bridge-lacks",
+        ),
+        pytest.param(
+            lambda: message("water_quality_station", {"ph": 7.0}),
+            None,
+            Registry(REGISTRY.profiles, {("s1", "d9"): "water_quality_station"}),
+            "unknown device 'd1' of site 's1'",
+            ORIGIN,
+            id="unknown-device",
+        ),
+        pytest.param(
+            lambda: message("water_quality_station", {"ph": 7.0}),
+            None,
+            Registry(REGISTRY.profiles, {("s1", "d1"): "gas_detector"}),
+            "device 'd1' has profile 'gas_detector'",
+            ORIGIN,
+            id="device's-other-profile",
+        ),
+        pytest.param(
+            lambda: message("water_quality_station", {"ph": 7.0}).model_copy(update={"measurement": "x"}),
+            None,
+            REGISTRY,
+            "is stored in 'water_quality', not 'x'",
+            ORIGIN,
+            id="other-measurement",
+        ),
+        pytest.param(
+            lambda: message("water_quality_station", {"ph": 7.0, "zz": 1.0}),
+            None,
+            REGISTRY,
+            "points ['zz'] are not in profile",
+            ORIGIN,
+            id="unknown-point",
+        ),
     ],
-)  # fmt: skip
+)
 def test_refusals_say_why_and_which_edge_message_was_kept(
     build: object, topic: str | None, registry: Registry, reason: str, origin: Origin | None
 ) -> None:

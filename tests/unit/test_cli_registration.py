@@ -77,7 +77,9 @@ def test_bench_arguments_parse_to_their_runner() -> None:
 
 
 def test_benchmarks_are_not_loaded_to_start_the_cli() -> None:
-    code = ("import sys, lifeline.cli; lifeline.cli.parser(); "
-            "print(sorted(m for m in sys.modules if m.startswith('bench.')))")
+    code = (
+        "import sys, lifeline.cli; lifeline.cli.parser(); "
+        "print(sorted(m for m in sys.modules if m.startswith('bench.')))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=30)
     assert done.stdout.strip() == "[]"

@@ -39,12 +39,23 @@ _text = st.dictionaries(st.text(min_size=1, max_size=8), st.text(max_size=8), ma
 
 
 @settings(max_examples=300, deadline=None)
-@given(sample=_samples(), seq=st.integers(min_value=0, max_value=2**40), tags=_text,
-       units=st.dictionaries(_names, st.text(max_size=6), max_size=3))  # fmt: skip
+@given(
+    sample=_samples(),
+    seq=st.integers(min_value=0, max_value=2**40),
+    tags=_text,
+    units=st.dictionaries(_names, st.text(max_size=6), max_size=3),
+)
 def test_the_same_bytes_as_the_models(sample: Sample, seq: int, tags: dict[str, str], units: dict[str, str]) -> None:
-    fields: dict[str, Any] = {"site": "bs-01", "device": "wq-1", "profile": "water_quality_station",
-                              "measurement": "water_quality", "seq": seq, "run": "r1a2",
-                              "tags": tags, "units": units}  # fmt: skip
+    fields: dict[str, Any] = {
+        "site": "bs-01",
+        "device": "wq-1",
+        "profile": "water_quality_station",
+        "measurement": "water_quality",
+        "seq": seq,
+        "run": "r1a2",
+        "tags": tags,
+        "units": units,
+    }
     fast = encode_telemetry(**fields, ts=sample.ts, values=sample.values, quality=sample.quality)
     assert fast == encode(Telemetry.model_construct(v=1, **fields, samples=[sample]))
     assert fast == encode(Telemetry.model_validate({**fields, "samples": [sample.model_dump()]}))

@@ -17,8 +17,9 @@ def test_a_letter_keeps_where_it_came_from_and_why(tmp_path: Path) -> None:
     store = DeadLetterStore(tmp_path / "dead.sqlite", source="edge/s1")
     first = store.add(1000, "vendor/gas/7", b"\xff\x00", "not JSON", stage="sensor")
     store.add(2000, "lifeline/v1/s1/cmd/c1", b"{}", "bad signature", stage="command", replayable=False)
-    assert store.get(first) == DeadLetter(first, 1000, "edge/s1", "sensor", "vendor/gas/7", b"\xff\x00", "not JSON",
-                                          replayable=True, replayed_ms=None)  # fmt: skip
+    assert store.get(first) == DeadLetter(
+        first, 1000, "edge/s1", "sensor", "vendor/gas/7", b"\xff\x00", "not JSON", replayable=True, replayed_ms=None
+    )
     assert [d.stage for d in store.list()] == ["command", "sensor"]  # newest first
     assert [d.stage for d in store.oldest()] == ["sensor", "command"]
     assert [d.id for d in store.pending()] == [first]  # a refused command is never replayed
@@ -38,12 +39,16 @@ def test_a_long_reason_is_cut() -> None:
     assert len(letter.reason) == 4000
 
 
-@pytest.mark.parametrize(("max_letters", "added", "kept", "pruned"), [
-    (10, 10, 10, 0),
-    (10, 11, 9, 2),  # past the bound: down to 90 %
-    (10, 25, 9, 16),
-    (1, 3, 1, 2),
-], ids=["at-the-bound", "one-past", "a-flood", "one-kept"])  # fmt: skip
+@pytest.mark.parametrize(
+    ("max_letters", "added", "kept", "pruned"),
+    [
+        (10, 10, 10, 0),
+        (10, 11, 9, 2),  # past the bound: down to 90 %
+        (10, 25, 9, 16),
+        (1, 3, 1, 2),
+    ],
+    ids=["at-the-bound", "one-past", "a-flood", "one-kept"],
+)
 def test_past_its_bound_the_oldest_are_pruned_and_counted(
     tmp_path: Path, max_letters: int, added: int, kept: int, pruned: int
 ) -> None:
@@ -86,7 +91,7 @@ def test_a_bridge_store_from_0_2_is_upgraded_in_place(tmp_path: Path) -> None:
         INSERT INTO dead_letters (ts_ms, topic, payload, error, stage, replayed_ts_ms)
             VALUES (1000, 'lifeline/v1/s1/wq/telemetry', x'7b7d', 'in the future', 'validate', NULL),
                    (2000, 'lifeline/v1/s1/wq/telemetry', x'7b7d', 'field type conflict', 'influx', 2500);
-    """)  # fmt: skip
+    """)
     db.close()
     store = DeadLetterStore(path, source="bridge")
     assert [(d.id, d.received_ms, d.source, d.stage, d.reason, d.replayed_ms) for d in store.oldest()] == [
@@ -99,8 +104,10 @@ def test_a_bridge_store_from_0_2_is_upgraded_in_place(tmp_path: Path) -> None:
 
 def test_an_edge_json_lines_file_from_0_2_is_taken_in(tmp_path: Path) -> None:
     path = tmp_path / "deadletter.jsonl"
-    old = [{"ts": 1000, "topic": "vendor/gas/7", "error": "not JSON", "payload": "{oops"},
-           {"ts": 2000, "topic": "hj212/ST1", "error": "bad_crc: x", "payload_b64": "//8="}]  # fmt: skip
+    old = [
+        {"ts": 1000, "topic": "vendor/gas/7", "error": "not JSON", "payload": "{oops"},
+        {"ts": 2000, "topic": "hj212/ST1", "error": "bad_crc: x", "payload_b64": "//8="},
+    ]
     path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in old))
     store = DeadLetterStore(path, source="edge/s1")
     letters = store.oldest()

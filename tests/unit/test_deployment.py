@@ -14,8 +14,7 @@ from lifeline.broker_auth import platform_accounts
 from lifeline.deployment import DeploymentSpec, load_spec
 
 EXAMPLE = Path(__file__).parents[2] / "docs" / "deployment.example.yaml"
-SITES = ["yunzaobang-sluices", "lianqi-sluices", "env-monitoring", "emission-sources", "work-safety",
-         "baoshan-sources"]  # fmt: skip
+SITES = ["yunzaobang-sluices", "lianqi-sluices", "env-monitoring", "emission-sources", "work-safety", "baoshan-sources"]
 ENV = {
     "LIFELINE_INFLUX_PASSWORD": "influx-pw-from-env",
     "LIFELINE_SMTP_PASSWORD": "smtp-pw-from-env",
@@ -51,26 +50,52 @@ def test_the_worked_example_loads_and_names_every_site(env: dict[str, str]) -> N
 
 IGNORED = [
     pytest.param("scenario: mini\nbrokr: {host: x}\n", 2, "brokr", "Extra inputs", id="unknown-key"),
-    pytest.param("scenario: mini\nrules:\n  tick_s: 1\n  broker: {host: other}\n", 4, "rules.broker",
-                 "would be ignored", id="rules-broker"),
+    pytest.param(
+        "scenario: mini\nrules:\n  tick_s: 1\n  broker: {host: other}\n",
+        4,
+        "rules.broker",
+        "would be ignored",
+        id="rules-broker",
+    ),
     pytest.param("rules:\n  packs: [x]\n", 2, "rules.packs", "rule_packs", id="rules-packs"),
-    pytest.param("broker:\n  host: h\n  username: u\nbroker_credentials: c\n", 3, "broker.username",
-                 "own account", id="broker-account"),
-    pytest.param("broker:\n  host: h\n  password_file: p\nbroker_credentials: c\n", 3, "broker.password_file",
-                 "own account", id="broker-password-file"),
+    pytest.param(
+        "broker:\n  host: h\n  username: u\nbroker_credentials: c\n",
+        3,
+        "broker.username",
+        "own account",
+        id="broker-account",
+    ),
+    pytest.param(
+        "broker:\n  host: h\n  password_file: p\nbroker_credentials: c\n",
+        3,
+        "broker.password_file",
+        "own account",
+        id="broker-password-file",
+    ),
     pytest.param("broker_credentials: c\n", 1, "broker_credentials", "local broker", id="credentials-without-broker"),
     pytest.param("broker: {host: h}\n", 1, "broker", "needs broker_credentials", id="broker-without-credentials"),
     pytest.param("areas: {a: [s1]}\nalerts:\n  areas: {b: [s2]}\n", 3, "alerts.areas", "once", id="areas-twice"),
-    pytest.param("rules_partitions:\n  - {name: a, sites: [s1]}\n  - {name: b, sites: [s1], windows: true}\n", 3,
-                 "rules_partitions[1] (b)", "already in partition", id="site-in-two-partitions"),
-    pytest.param("rules_partitions:\n  - {name: a, sites: [s1]}\n  - {name: b, sites: [s2]}\n", 1,
-                 "rules_partitions", "exactly one partition runs the window rules", id="no-windows-partition"),
+    pytest.param(
+        "rules_partitions:\n  - {name: a, sites: [s1]}\n  - {name: b, sites: [s1], windows: true}\n",
+        3,
+        "rules_partitions[1] (b)",
+        "already in partition",
+        id="site-in-two-partitions",
+    ),
+    pytest.param(
+        "rules_partitions:\n  - {name: a, sites: [s1]}\n  - {name: b, sites: [s2]}\n",
+        1,
+        "rules_partitions",
+        "exactly one partition runs the window rules",
+        id="no-windows-partition",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("text", "line", "key", "reason"), IGNORED)
-def test_a_key_that_would_be_ignored_names_file_line_and_key(tmp_path: Path, text: str, line: int, key: str,
-                                                             reason: str) -> None:  # fmt: skip
+def test_a_key_that_would_be_ignored_names_file_line_and_key(
+    tmp_path: Path, text: str, line: int, key: str, reason: str
+) -> None:
     path = _write(tmp_path, text)
     with pytest.raises(ConfigError) as caught:
         load_spec(path)
@@ -97,8 +122,10 @@ def test_a_site_in_no_area_is_its_own_area() -> None:
 
 def test_the_engines_run_the_spec_packs_with_their_own_partition(tmp_path: Path) -> None:
     pack = tmp_path / "pack.yaml"
-    spec = DeploymentSpec(rule_packs=[pack], rules_partitions=yaml.safe_load(
-        "[{name: a, sites: [s1], windows: true}, {name: b, sites: [s2]}]"))  # fmt: skip
+    spec = DeploymentSpec(
+        rule_packs=[pack],
+        rules_partitions=yaml.safe_load("[{name: a, sites: [s1], windows: true}, {name: b, sites: [s2]}]"),
+    )
     configs = [spec.rules_config(p) for p in spec.partitions()]
     assert [c.packs for c in configs] == [[pack.resolve()], [pack.resolve()]]
     assert [c.partition.label if c.partition else None for c in configs] == ["a", "b"]
@@ -117,8 +144,11 @@ def test_no_secret_shows_in_the_spec(env: dict[str, str]) -> None:
 def test_broker_config_takes_the_accounts_counts_from_the_spec(tmp_path: Path) -> None:
     from lifeline.cli import main
 
-    spec = _write(tmp_path, "bridges: 2\nrules_partitions:\n  - {name: water, sites: [mini-water], windows: true}\n"
-                            "  - {name: rest, sites: [mini-safety, mini-sources]}\n")  # fmt: skip
+    spec = _write(
+        tmp_path,
+        "bridges: 2\nrules_partitions:\n  - {name: water, sites: [mini-water], windows: true}\n"
+        "  - {name: rest, sites: [mini-safety, mini-sources]}\n",
+    )
     out = tmp_path / "broker"
     assert main(["broker", "config", "--scenario", "mini", "--deployment", str(spec), "--out", str(out)]) == 0
     dynsec = yaml.safe_load((out / "dynamic-security.json").read_text(encoding="utf-8"))
@@ -141,8 +171,9 @@ def test_a_rules_service_file_with_its_own_rules_broker_is_refused(tmp_path: Pat
     assert problem.startswith(f"{path}:4: rules service config, field rules.broker: would be ignored")
 
 
-def test_the_spec_sites_give_the_production_accounts_and_up_refuses_them(tmp_path: Path,
-                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_spec_sites_give_the_production_accounts_and_up_refuses_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from lifeline.cli import main
 
     site = tmp_path / "north-sluices.yaml"
@@ -160,8 +191,9 @@ def test_the_spec_sites_give_the_production_accounts_and_up_refuses_them(tmp_pat
     assert f"{spec}:1: deployment, field sites: would be ignored" in capsys.readouterr().err
 
 
-def test_configs_only_derives_every_service_config_of_a_real_district(tmp_path: Path,
-                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_configs_only_derives_every_service_config_of_a_real_district(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """``lifeline up --configs-only``: the edge, bridge, rules and API configs of the spec's real sites, each valid
     for its service's own loader, on the external broker and InfluxDB, with the accounts of ``lifeline broker
     config --deployment`` of the same spec; no password in any of them."""
@@ -173,15 +205,22 @@ def test_configs_only_derives_every_service_config_of_a_real_district(tmp_path: 
 
     site = tmp_path / "in" / "north-sluices.yaml"
     site.parent.mkdir()
-    gate = {"id": "gate-1", "profile": "sluice_gate_plc", "host": "192.0.2.10",
-            "control": {"max_head_open_m": 2.0, "max_opening_m": 6.0}}  # fmt: skip
+    gate = {
+        "id": "gate-1",
+        "profile": "sluice_gate_plc",
+        "host": "192.0.2.10",
+        "control": {"max_head_open_m": 2.0, "max_opening_m": 6.0},
+    }
     site.write_text(yaml.safe_dump({"site": "north-sluices", "devices": [gate]}), encoding="utf-8")
     broker_dir = tmp_path / "broker"
-    spec = _write(tmp_path, f"data_dir: {tmp_path / 'out'}\nsites: [{site}]\n"
-                            "broker: {host: mqtt.example, port: 8883}\n"
-                            f"broker_credentials: {broker_dir / 'credentials'}\n"
-                            "influx: {url: 'https://influx.example:8086', username: lifeline, password: {env: LL_X}}\n"
-                            "areas: {north: [north-sluices]}\n")  # fmt: skip
+    spec = _write(
+        tmp_path,
+        f"data_dir: {tmp_path / 'out'}\nsites: [{site}]\n"
+        "broker: {host: mqtt.example, port: 8883}\n"
+        f"broker_credentials: {broker_dir / 'credentials'}\n"
+        "influx: {url: 'https://influx.example:8086', username: lifeline, password: {env: LL_X}}\n"
+        "areas: {north: [north-sluices]}\n",
+    )
     assert main(["broker", "config", "--deployment", str(spec), "--out", str(broker_dir)]) == 0
     assert main(["up", "--config", str(spec), "--configs-only"]) == 0
     out = tmp_path / "out"

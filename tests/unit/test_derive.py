@@ -29,10 +29,19 @@ SINTER = {"o2_ref": "16"}
 
 def sample(**over: Value) -> dict[str, Value]:
     base: dict[str, Value] = {
-        "so2": 20.0, "nox": 43.0, "dust": 4.0, "o2": 8.2, "flue_flow": 200.0, "flue_temp": 110.0,
-        "flue_humidity": 10.0, "flue_pressure": -0.5, "flue_velocity": 9.0, "flow_total": 1000, "unit_load": 60.0,
+        "so2": 20.0,
+        "nox": 43.0,
+        "dust": 4.0,
+        "o2": 8.2,
+        "flue_flow": 200.0,
+        "flue_temp": 110.0,
+        "flue_humidity": 10.0,
+        "flue_pressure": -0.5,
+        "flue_velocity": 9.0,
+        "flow_total": 1000,
+        "unit_load": 60.0,
         "maintenance": False,
-    }  # fmt: skip
+    }
     base.update(over)
     return base
 
@@ -89,14 +98,21 @@ def test_coal_unit_at_night_and_sinter_through_the_profile() -> None:
 @pytest.mark.parametrize(
     ("over", "quality", "expected"),
     [
-        pytest.param({"o2": None}, {"o2": PointQuality(q=Quality.BAD, reason="modbus exception 2")},
-                     PointQuality(q=Quality.BAD, reason="o2 is bad: modbus exception 2"), id="o2-bad"),
-        pytest.param({}, {"o2": PointQuality(q=Quality.UNCERTAIN, reason="26 outside the range [0, 25]")},
-                     PointQuality(q=Quality.UNCERTAIN, reason="o2 uncertain: 26 outside the range [0, 25]"),
-                     id="o2-uncertain"),
+        pytest.param(
+            {"o2": None},
+            {"o2": PointQuality(q=Quality.BAD, reason="modbus exception 2")},
+            PointQuality(q=Quality.BAD, reason="o2 is bad: modbus exception 2"),
+            id="o2-bad",
+        ),
+        pytest.param(
+            {},
+            {"o2": PointQuality(q=Quality.UNCERTAIN, reason="26 outside the range [0, 25]")},
+            PointQuality(q=Quality.UNCERTAIN, reason="o2 uncertain: 26 outside the range [0, 25]"),
+            id="o2-uncertain",
+        ),
         pytest.param({"o2": "x"}, {}, PointQuality(q=Quality.BAD, reason="o2 = 'x' is not a number"), id="o2-text"),
     ],
-)  # fmt: skip
+)
 def test_corrected_point_quality_follows_its_inputs(
     over: dict[str, Value], quality: dict[str, PointQuality], expected: PointQuality
 ) -> None:
@@ -165,10 +181,11 @@ def test_loads_in_kg_per_hour_from_measured_concentration_and_standard_dry_flow(
         pytest.param({"flue_humidity": 100.0}, "flue-gas humidity 100 % is outside [0, 100)", id="humidity-100"),
         pytest.param({"flue_temp": -300.0}, "flue-gas temperature -300 °C is below absolute zero", id="temp"),
         pytest.param({"flue_flow": -1.0}, "flow -1 m³/s is negative", id="negative-flow"),
-        pytest.param({"flue_pressure": -200.0}, "flue-gas pressure -200 kPa gives no positive absolute pressure",
-                     id="pressure"),
+        pytest.param(
+            {"flue_pressure": -200.0}, "flue-gas pressure -200 kPa gives no positive absolute pressure", id="pressure"
+        ),
     ],
-)  # fmt: skip
+)
 def test_impossible_flow_inputs_give_a_bad_load(over: dict[str, Value], reason: str) -> None:
     values, quality = derive(CEMS, COAL, sample(**over), {})
     assert values["nox_load"] is None
@@ -212,11 +229,12 @@ def test_edge_decode_path_adds_derived_points_to_the_readings() -> None:
     ("derived", "problem"),
     [
         pytest.param("- {name: x_zs, o2_corrected: {of: nope, o2: o2}}", "'nope' is not a measured point", id="input"),
-        pytest.param("- {name: so2, o2_corrected: {of: so2, o2: o2}}", "derived point name 'so2' is already used",
-                     id="clash"),
+        pytest.param(
+            "- {name: so2, o2_corrected: {of: so2, o2: o2}}", "derived point name 'so2' is already used", id="clash"
+        ),
         pytest.param("- {name: x_zs}", "give exactly one of o2_corrected, load", id="no-formula"),
     ],
-)  # fmt: skip
+)
 def test_broken_derived_section_names_file_line_and_reason(tmp_path: Path, derived: str, problem: str) -> None:
     text = (
         "name: p\nkind: cems\nprotocol: modbus\nmeasurement: m\nmodbus:\n  points:\n"
@@ -237,7 +255,13 @@ def test_bridge_accepts_derived_points_as_points_of_the_profile() -> None:
     from telemetry import Sample, Telemetry, encode, topics
 
     values, quality = derive(CEMS, COAL, sample(), {})
-    msg = Telemetry(site="plant1", device="u1", profile="flue_gas_cems", measurement="flue_gas", seq=1,
-                    samples=[Sample(ts=1_000_000, values=values, quality=quality)])  # fmt: skip
+    msg = Telemetry(
+        site="plant1",
+        device="u1",
+        profile="flue_gas_cems",
+        measurement="flue_gas",
+        seq=1,
+        samples=[Sample(ts=1_000_000, values=values, quality=quality)],
+    )
     got = check(topics.telemetry("plant1", "u1"), encode(msg), Registry(load_catalogue()), 1_000_000, 300_000, 10**9)
     assert got.samples[0].values["nox_zs"] == pytest.approx(50.39, abs=0.01)

@@ -73,43 +73,75 @@ class Broken:
 
 BROKEN = [
     pytest.param(
-        Broken("profile: gas_detector", "profile: gas_detectr", "profile: gas_detectr",
-               "device 'gas-1', field profile", "unknown profile 'gas_detectr' (known: air_quality_station, "),
+        Broken(
+            "profile: gas_detector",
+            "profile: gas_detectr",
+            "profile: gas_detectr",
+            "device 'gas-1', field profile",
+            "unknown profile 'gas_detectr' (known: air_quality_station, ",
+        ),
         id="unknown-profile-lists-known-ones",
     ),
     pytest.param(
-        Broken("    host: 127.0.0.2\n", "", "id: gate-1", "device 'gate-1', field host",
-               "a Modbus device needs a host"),
+        Broken(
+            "    host: 127.0.0.2\n", "", "id: gate-1", "device 'gate-1', field host", "a Modbus device needs a host"
+        ),
         id="modbus-device-without-host",
     ),
     pytest.param(
-        Broken("id: gas-1", "id: agent", "id: agent", "site config, field devices[1] (agent).id",
-               "device id 'agent' is reserved"),
+        Broken(
+            "id: gas-1",
+            "id: agent",
+            "id: agent",
+            "site config, field devices[1] (agent).id",
+            "device id 'agent' is reserved",
+        ),
         id="device-id-agent",
     ),
     pytest.param(
-        Broken("port: 502", "port: 70000", "port: 70000", "site config, field devices[0] (gate-1).port",
-               "less than or equal to 65535"),
+        Broken(
+            "port: 502",
+            "port: 70000",
+            "port: 70000",
+            "site config, field devices[0] (gate-1).port",
+            "less than or equal to 65535",
+        ),
         id="device-port-above-65535",
     ),
     pytest.param(
-        Broken("port: 502", "port: 0", "port: 0", "site config, field devices[0] (gate-1).port",
-               "greater than or equal to 1"),
+        Broken(
+            "port: 502",
+            "port: 0",
+            "port: 0",
+            "site config, field devices[0] (gate-1).port",
+            "greater than or equal to 1",
+        ),
         id="device-port-zero",
     ),
     pytest.param(
-        Broken("port: 502", "port: modbus", "port: modbus", "site config, field devices[0] (gate-1).port",
-               "valid integer"),
+        Broken(
+            "port: 502", "port: modbus", "port: modbus", "site config, field devices[0] (gate-1).port", "valid integer"
+        ),
         id="device-port-not-a-number",
     ),
     pytest.param(
-        Broken("port: 1883", "port: 188300", "port: 188300", "site config, field broker.port",
-               "less than or equal to 65535"),
+        Broken(
+            "port: 1883",
+            "port: 188300",
+            "port: 188300",
+            "site config, field broker.port",
+            "less than or equal to 65535",
+        ),
         id="broker-port-above-65535",
     ),
     pytest.param(
-        Broken("unit_id: 3", "unit_id: 3\n    hostname: plc-1", "hostname: plc-1",
-               "site config, field devices[0] (gate-1).hostname", "Extra inputs are not permitted"),
+        Broken(
+            "unit_id: 3",
+            "unit_id: 3\n    hostname: plc-1",
+            "hostname: plc-1",
+            "site config, field devices[0] (gate-1).hostname",
+            "Extra inputs are not permitted",
+        ),
         id="unknown-key-in-a-device",
     ),
     pytest.param(
@@ -117,15 +149,16 @@ BROKEN = [
         id="unknown-top-level-key",
     ),
     pytest.param(
-        Broken("id: gas-1", "id: Gas 1", "id: Gas 1", "site config, field devices[1] (Gas 1).id",
-               "should match pattern"),
+        Broken(
+            "id: gas-1", "id: Gas 1", "id: Gas 1", "site config, field devices[1] (Gas 1).id", "should match pattern"
+        ),
         id="device-id-not-an-id",
     ),
     pytest.param(
         Broken("site: plant-1", "site: Plant/1", "site: Plant/1", "site config, field site", "should match pattern"),
         id="site-id-not-an-id",
     ),
-]  # fmt: skip
+]
 
 
 def write_broken(tmp_path: Path, case: Broken) -> tuple[Path, int]:
@@ -175,13 +208,16 @@ def test_every_device_problem_is_reported(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        pytest.param("site: s\ndevices: []\n", ":2: site config, field devices: List should have at least 1 item",
-                     id="no-devices"),
+        pytest.param(
+            "site: s\ndevices: []\n",
+            ":2: site config, field devices: List should have at least 1 item",
+            id="no-devices",
+        ),
         pytest.param("site: s\n", ":1: site config, field devices: Field required", id="devices-missing"),
         pytest.param("site: s\ndevices:\n  - {id: a, profile: noise_meter\n", ":4: not valid YAML", id="yaml-syntax"),
         pytest.param("- site: s\n", ":1: site config must be a mapping", id="not-a-mapping"),
     ],
-)  # fmt: skip
+)
 def test_malformed_site_file(tmp_path: Path, text: str, message: str) -> None:
     path = write(tmp_path, text)
     with pytest.raises(ConfigError, match=f"^{path}{message}"):

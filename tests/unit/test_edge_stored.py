@@ -27,8 +27,14 @@ def publish(a: EdgeAgent, n: int) -> None:
 
 
 def stored(site: str, *ranges: tuple[str, str, int, int]) -> bytes:
-    return encode(Stored(site=site, bridge="b1", ts=1, ranges=[StoredRange(device=d, run=r, first=f, last=last)
-                                                                for d, r, f, last in ranges]))  # fmt: skip
+    return encode(
+        Stored(
+            site=site,
+            bridge="b1",
+            ts=1,
+            ranges=[StoredRange(device=d, run=r, first=f, last=last) for d, r, f, last in ranges],
+        )
+    )
 
 
 def test_telemetry_and_birth_carry_this_run() -> None:

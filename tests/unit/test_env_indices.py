@@ -58,8 +58,16 @@ def test_the_class_row_from_daily_means() -> None:
     assert row.startswith("water_quality_class_daily,device=w1,site=s,target_class=II,water_body=lake ")
     assert row.endswith(" 1000")
     fields = row.split(" ")[1]
-    for part in ('class=3.0', 'class_label="III"', 'deciding="tp"', 'target_class=2.0', 'class_over_target=1.0',
-                 'target_missed=true', 'class_tp=3.0', 'class_nh3_n=2.0'):  # fmt: skip
+    for part in (
+        "class=3.0",
+        'class_label="III"',
+        'deciding="tp"',
+        "target_class=2.0",
+        "class_over_target=1.0",
+        "target_missed=true",
+        "class_tp=3.0",
+        "class_nh3_n=2.0",
+    ):
         assert part in fields.split(","), part
 
 
@@ -73,8 +81,10 @@ def test_a_day_without_means_has_no_class() -> None:
 
 def test_window_rules_on_a_derived_index_read_its_series() -> None:
     q = window_query(RULES["water.class.target"], {"water_quality_station": "water_quality"}, 0, 86_400_000)
-    assert q.startswith('SELECT last("class_over_target") AS "value", last("class_over_target.n") AS "n" '
-                        'FROM "water_quality_class_daily" WHERE')  # fmt: skip
+    assert q.startswith(
+        'SELECT last("class_over_target") AS "value", last("class_over_target.n") AS "n" '
+        'FROM "water_quality_class_daily" WHERE'
+    )
     q = window_query(RULES["air.aqi.hourly"], {"air_quality_station": "air_quality"}, 0, 3_600_000)
     assert 'FROM "air_quality_aqi_hourly"' in q
     q = window_query(RULES["air.aqi.daily"], {"air_quality_station": "air_quality"}, 0, 86_400_000)

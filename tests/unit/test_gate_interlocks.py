@@ -24,11 +24,28 @@ from telemetry.interlocks import (
     target_of,
 )
 
-LIMITS = Limits(full_opening_m=6.5, min_opening_m=0.0, max_opening_m=6.0, tolerance_m=0.02, max_head_open_m=1.0,
-                max_head_close_m=2.0)  # fmt: skip
-OK = GateState(opening_m=2.0, level_up_m=3.0, level_down_m=2.5, remote=True, fault_code=0, estop=False,
-               overload=False, power_ok=True, moving_open=False, moving_close=False, limit_open=False,
-               limit_closed=False)  # fmt: skip
+LIMITS = Limits(
+    full_opening_m=6.5,
+    min_opening_m=0.0,
+    max_opening_m=6.0,
+    tolerance_m=0.02,
+    max_head_open_m=1.0,
+    max_head_close_m=2.0,
+)
+OK = GateState(
+    opening_m=2.0,
+    level_up_m=3.0,
+    level_down_m=2.5,
+    remote=True,
+    fault_code=0,
+    estop=False,
+    overload=False,
+    power_ok=True,
+    moving_open=False,
+    moving_close=False,
+    limit_open=False,
+    limit_closed=False,
+)
 
 
 def state(**changes: object) -> GateState:
@@ -67,16 +84,29 @@ CASES = [
     ("upper-limit-switch-closing-ok", Action.SET_OPENING, 1.0, state(limit_open=True), False, None),
     ("lower-limit-switch-opening-ok", Action.SET_OPENING, 2.6, state(limit_closed=True), False, None),
     ("limit-switch-no-movement-ok", Action.SET_OPENING, 2.0, state(limit_open=True, limit_closed=True), False, None),
-    ("fault-before-moving", Action.SET_OPENING, 2.6, state(power_ok=False, moving_open=True), False,
-     Interlock.GATE_FAULT),
+    (
+        "fault-before-moving",
+        Action.SET_OPENING,
+        2.6,
+        state(power_ok=False, moving_open=True),
+        False,
+        Interlock.GATE_FAULT,
+    ),
     ("moving-before-head", Action.SET_OPENING, 2.6, state(moving_open=True, level_up_m=9.0), False, Interlock.BUSY),
-    ("limit-before-head", Action.SET_OPENING, 2.6, state(limit_open=True, level_up_m=9.0), False,
-     Interlock.OUT_OF_LIMITS),
-]  # fmt: skip
+    (
+        "limit-before-head",
+        Action.SET_OPENING,
+        2.6,
+        state(limit_open=True, level_up_m=9.0),
+        False,
+        Interlock.OUT_OF_LIMITS,
+    ),
+]
 
 
-@pytest.mark.parametrize(("action", "target", "gate", "busy", "expected"), [c[1:] for c in CASES],
-                         ids=[c[0] for c in CASES])  # fmt: skip
+@pytest.mark.parametrize(
+    ("action", "target", "gate", "busy", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
 def test_interlocks(
     action: Action, target: float | None, gate: GateState | None, busy: bool, expected: Interlock | None
 ) -> None:
@@ -96,27 +126,57 @@ def test_head_unlimited_when_not_configured(field: str) -> None:
 # The words of every refusal: the API and the edge give the same ones (the API adds why it has no data).
 REASONS = [
     ("busy", 2.6, OK, True, Refusal(Interlock.BUSY, "another command runs on this gate")),
-    ("out-of-limits", 6.2, OK, False,
-     Refusal(Interlock.OUT_OF_LIMITS, "target 6.2 m outside the gate's range [0, 6] m", "target_pct")),
+    (
+        "out-of-limits",
+        6.2,
+        OK,
+        False,
+        Refusal(Interlock.OUT_OF_LIMITS, "target 6.2 m outside the gate's range [0, 6] m", "target_pct"),
+    ),
     ("no-data", 2.6, None, False, Refusal(Interlock.NO_DATA, "the gate's state could not be read")),
-    ("local-mode", 2.6, state(remote=False), False,
-     Refusal(Interlock.LOCAL_MODE, "selector in local: local operators have priority")),
+    (
+        "local-mode",
+        2.6,
+        state(remote=False),
+        False,
+        Refusal(Interlock.LOCAL_MODE, "selector in local: local operators have priority"),
+    ),
     ("estop", 2.6, state(estop=True, fault_code=6), False, Refusal(Interlock.GATE_FAULT, "emergency stop pressed")),
-    ("fault-code-labelled", 2.6, state(fault_code=2), False,
-     Refusal(Interlock.GATE_FAULT, "fault_code 2 (phase loss)")),
+    (
+        "fault-code-labelled",
+        2.6,
+        state(fault_code=2),
+        False,
+        Refusal(Interlock.GATE_FAULT, "fault_code 2 (phase loss)"),
+    ),
     ("fault-code-unlabelled", 2.6, state(fault_code=9), False, Refusal(Interlock.GATE_FAULT, "fault_code 9")),
     ("overload", 2.6, state(overload=True), False, Refusal(Interlock.GATE_FAULT, "motor overload trip")),
     ("power-lost", 2.6, state(power_ok=False), False, Refusal(Interlock.GATE_FAULT, "power lost")),
     ("moving", 2.6, state(moving_open=True), False, Refusal(Interlock.BUSY, "the gate is moving (stop it first)")),
     ("upper-limit", 2.6, state(limit_open=True), False, Refusal(Interlock.OUT_OF_LIMITS, "upper limit switch is on")),
     ("lower-limit", 1.0, state(limit_closed=True), False, Refusal(Interlock.OUT_OF_LIMITS, "lower limit switch is on")),
-    ("level-unknown", 2.6, state(level_down_m=None), False,
-     Refusal(Interlock.NO_DATA, "a water level could not be read")),
-    ("head-opening", 2.6, state(level_up_m=4.0), False,
-     Refusal(Interlock.LEVEL_DIFFERENCE, "head 1.50 m above 1 m allowed for opening")),
-    ("head-closing", 0.0, state(level_up_m=5.0), False,
-     Refusal(Interlock.LEVEL_DIFFERENCE, "head 2.50 m above 2 m allowed for closing")),
-]  # fmt: skip
+    (
+        "level-unknown",
+        2.6,
+        state(level_down_m=None),
+        False,
+        Refusal(Interlock.NO_DATA, "a water level could not be read"),
+    ),
+    (
+        "head-opening",
+        2.6,
+        state(level_up_m=4.0),
+        False,
+        Refusal(Interlock.LEVEL_DIFFERENCE, "head 1.50 m above 1 m allowed for opening"),
+    ),
+    (
+        "head-closing",
+        0.0,
+        state(level_up_m=5.0),
+        False,
+        Refusal(Interlock.LEVEL_DIFFERENCE, "head 2.50 m above 2 m allowed for closing"),
+    ),
+]
 
 
 @pytest.mark.parametrize(("target", "gate", "busy", "expected"), [c[1:] for c in REASONS], ids=[c[0] for c in REASONS])
@@ -126,16 +186,23 @@ def test_reasons(target: float, gate: GateState | None, busy: bool, expected: Re
 
 @pytest.mark.parametrize(
     ("action", "pct", "expected"),
-    [(Action.OPEN, None, 6.0), (Action.CLOSE, None, 0.0), (Action.SET_OPENING, 40.0, 2.6),
-     (Action.SET_OPENING, 0.0, 0.0), (Action.SET_OPENING, 100.0, 6.5), (Action.STOP, None, None)],
+    [
+        (Action.OPEN, None, 6.0),
+        (Action.CLOSE, None, 0.0),
+        (Action.SET_OPENING, 40.0, 2.6),
+        (Action.SET_OPENING, 0.0, 0.0),
+        (Action.SET_OPENING, 100.0, 6.5),
+        (Action.STOP, None, None),
+    ],
     ids=["open-max-limit", "close-min-limit", "pct-of-full", "zero", "full", "stop"],
-)  # fmt: skip
+)
 def test_targets(action: Action, pct: float | None, expected: float | None) -> None:
     assert target_of(action, pct, LIMITS) == expected
 
 
-@pytest.mark.parametrize(("opening", "target", "expected"), [(2.0, 2.6, 1), (2.6, 2.0, -1), (2.0, 2.02, 0),
-                                                             (2.0, 1.98, 0), (2.0, 2.021, 1)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("opening", "target", "expected"), [(2.0, 2.6, 1), (2.6, 2.0, -1), (2.0, 2.02, 0), (2.0, 1.98, 0), (2.0, 2.021, 1)]
+)
 def test_direction(opening: float, target: float, expected: int) -> None:
     assert direction(opening, target, 0.02) == expected
 
@@ -148,20 +215,40 @@ def test_fault_words_in_priority_order() -> None:
 
 
 VALUES: dict[str, bool | int | float | str | None] = {
-    "gate_opening": 2.0, "level_up": 3.0, "level_down": 2.5, "fault_code": 0, "remote_mode": True, "moving_open": False,
-    "moving_close": False, "estop": False, "power_ok": True, "limit_open": False, "limit_closed": False,
+    "gate_opening": 2.0,
+    "level_up": 3.0,
+    "level_down": 2.5,
+    "fault_code": 0,
+    "remote_mode": True,
+    "moving_open": False,
+    "moving_close": False,
+    "estop": False,
+    "power_ok": True,
+    "limit_open": False,
+    "limit_closed": False,
     "overload": False,
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize(
     ("change", "missing"),
-    [({}, []), ({"level_up": None, "level_down": "x"}, []), ({"estop": None}, ["estop"]),
-     ({"gate_opening": None, "power_ok": 1}, ["gate_opening", "power_ok"]), ({"fault_code": True}, ["fault_code"]),
-     ({"limit_open": "on"}, ["limit_open"])],
-    ids=["all-read", "levels-may-be-unknown", "flag-unread", "number-and-flag-as-number", "bool-is-no-number",
-         "text-is-no-flag"],
-)  # fmt: skip
+    [
+        ({}, []),
+        ({"level_up": None, "level_down": "x"}, []),
+        ({"estop": None}, ["estop"]),
+        ({"gate_opening": None, "power_ok": 1}, ["gate_opening", "power_ok"]),
+        ({"fault_code": True}, ["fault_code"]),
+        ({"limit_open": "on"}, ["limit_open"]),
+    ],
+    ids=[
+        "all-read",
+        "levels-may-be-unknown",
+        "flag-unread",
+        "number-and-flag-as-number",
+        "bool-is-no-number",
+        "text-is-no-flag",
+    ],
+)
 def test_missing_points(change: dict[str, bool | int | float | str | None], missing: list[str]) -> None:
     values = {**VALUES, **change}
     assert missing_points(values) == missing
@@ -177,8 +264,11 @@ def test_every_state_point_is_read() -> None:
 def test_state_from_values_needs_every_flag() -> None:
     values: dict[str, bool | int | float | str | None] = {
         **{k: v for k, v in OK.as_values().items() if not k.endswith("_m") and k != "remote"},
-        "gate_opening": 1.5, "level_up": 2.0, "level_down": None, "remote_mode": True,
-    }  # fmt: skip
+        "gate_opening": 1.5,
+        "level_up": 2.0,
+        "level_down": None,
+        "remote_mode": True,
+    }
     got = GateState.from_values(values)
     assert got is not None
     assert (got.opening_m, got.level_down_m, got.head_m) == (1.5, None, None)
@@ -213,13 +303,15 @@ def test_control_defaults_come_from_the_profile(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("control", "message"),
-    [("{}", "control.max_head_open_m"),
-     ("{max_head_open_m: 1, min_opening_m: 3, max_opening_m: 2}", "min_opening_m < max_opening_m"),
-     ("{max_head_open_m: 1, max_opening_m: 7}", "max_opening_m <= full_opening_m"),
-     ("{max_head_open_m: 1, speed: 3}", "control.speed"),
-     ("{max_head_open_m: -1}", "control.max_head_open_m")],
+    [
+        ("{}", "control.max_head_open_m"),
+        ("{max_head_open_m: 1, min_opening_m: 3, max_opening_m: 2}", "min_opening_m < max_opening_m"),
+        ("{max_head_open_m: 1, max_opening_m: 7}", "max_opening_m <= full_opening_m"),
+        ("{max_head_open_m: 1, speed: 3}", "control.speed"),
+        ("{max_head_open_m: -1}", "control.max_head_open_m"),
+    ],
     ids=["head-required", "min-above-max", "max-above-full", "unknown-key", "negative-head"],
-)  # fmt: skip
+)
 def test_bad_control_is_refused_naming_the_field(tmp_path: Path, control: str, message: str) -> None:
     path = tmp_path / "site.yaml"
     path.write_text(SITE.replace("{CONTROL}", control), encoding="utf-8")

@@ -229,9 +229,7 @@ def test_any_bytes_never_crash_and_every_byte_is_accounted_for(data: bytes, chun
     assert b"".join(i.raw for i in items) == data
 
 
-_segment_text = st.text(
-    alphabet=st.characters(codec="utf-8", exclude_characters="\r\n"), max_size=300
-)
+_segment_text = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\r\n"), max_size=300)
 
 
 @given(_segment_text, st.lists(st.integers(min_value=1, max_value=50), max_size=20))

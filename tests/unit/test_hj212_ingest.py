@@ -41,12 +41,27 @@ CATALOGUE = load_catalogue()
 def loaded() -> Iterator[LoadedConfig]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HJ212_TEST_PW", PW)
-        config = Hj212Config.model_validate({"stations": [
-        {"mn": CEMS_MN, "site": "plant-7", "device": "cems-1", "profile": "flue_gas_cems_hj212",
-         "password": "env:HJ212_TEST_PW"},
-        {"mn": WW_MN, "site": "plant-7", "device": "outlet-1", "profile": "wastewater_outlet_hj212",
-         "password": "env:HJ212_TEST_PW", "tags": {"river": "yunzaobang"}},
-        ]})  # fmt: skip
+        config = Hj212Config.model_validate(
+            {
+                "stations": [
+                    {
+                        "mn": CEMS_MN,
+                        "site": "plant-7",
+                        "device": "cems-1",
+                        "profile": "flue_gas_cems_hj212",
+                        "password": "env:HJ212_TEST_PW",
+                    },
+                    {
+                        "mn": WW_MN,
+                        "site": "plant-7",
+                        "device": "outlet-1",
+                        "profile": "wastewater_outlet_hj212",
+                        "password": "env:HJ212_TEST_PW",
+                        "tags": {"river": "yunzaobang"},
+                    },
+                ]
+            }
+        )
         yield build_config(config, catalogue=CATALOGUE)
 
 
@@ -70,11 +85,21 @@ def _sample(out: Outcome) -> tuple[dict[str, object], dict[str, object]]:
 def test_accept_event_is_exactly_the_documented_line(ingest: Ingest) -> None:
     out = _handle(ingest, _seg("2011", "DataTime=20261125100000;w01018-Rtd=35.2,w01018-Flag=N"))
     assert orjson.loads(orjson.dumps(out.event)) == {
-        "peer": "127.0.0.1:40312", "outcome": "accept",
-        "packet": {"QN": "20261125100000123", "ST": "32", "CN": "2011", "PW": "******", "MN": WW_MN, "Flag": 4,
-                   "PNUM": None, "PNO": None, "DataTime": "20261125100000",
-                   "readings": [{"code": "w01018", "suffix": "Rtd", "value": "35.2", "flag": "N"}]},
-    }  # fmt: skip
+        "peer": "127.0.0.1:40312",
+        "outcome": "accept",
+        "packet": {
+            "QN": "20261125100000123",
+            "ST": "32",
+            "CN": "2011",
+            "PW": "******",
+            "MN": WW_MN,
+            "Flag": 4,
+            "PNUM": None,
+            "PNO": None,
+            "DataTime": "20261125100000",
+            "readings": [{"code": "w01018", "suffix": "Rtd", "value": "35.2", "flag": "N"}],
+        },
+    }
 
 
 def test_reject_event_is_exactly_the_documented_line(ingest: Ingest) -> None:
@@ -96,10 +121,12 @@ def test_reject_event_is_exactly_the_documented_line(ingest: Ingest) -> None:
 @pytest.mark.parametrize(
     ("segment", "reason"),
     [
-        pytest.param(_seg("2011", "DataTime=20261125100000;w01018-Rtd=1", mn="NOBODY"), Reason.UNKNOWN_MN,
-                     id="unknown-mn"),
-        pytest.param(_seg("2011", "DataTime=20261125100000;w01018-Rtd=1", pw="654321"), Reason.BAD_PASSWORD,
-                     id="wrong-password"),
+        pytest.param(
+            _seg("2011", "DataTime=20261125100000;w01018-Rtd=1", mn="NOBODY"), Reason.UNKNOWN_MN, id="unknown-mn"
+        ),
+        pytest.param(
+            _seg("2011", "DataTime=20261125100000;w01018-Rtd=1", pw="654321"), Reason.BAD_PASSWORD, id="wrong-password"
+        ),
         pytest.param(_seg("2011", "DataTime=20261125100000;w01018-Rtd=1", st="31"), Reason.BAD_ST, id="wrong-st"),
         pytest.param(_seg("2021", "DataTime=20261125100000;w01018-RS=1"), Reason.UNSUPPORTED_CN, id="cn-2021"),
         pytest.param(_seg("1062", "RtdInterval=30"), Reason.UNSUPPORTED_CN, id="cn-1062"),
@@ -127,14 +154,25 @@ def test_wrong_password_detail_does_not_show_either_password(ingest: Ingest) -> 
 
 # -- mapping --------------------------------------------------------------------------------------------------------
 def test_real_time_values_become_points_at_datatime(ingest: Ingest) -> None:
-    out = _handle(ingest, _seg("2011", "DataTime=20261125100000;w01018-Rtd=35.2,w01018-Flag=N;w21003-Rtd=1.25,"
-                                       "w21003-Flag=N;w00000-Rtd=120.5,w00000-Flag=N"))  # fmt: skip
+    out = _handle(
+        ingest,
+        _seg(
+            "2011",
+            "DataTime=20261125100000;w01018-Rtd=35.2,w01018-Flag=N;w21003-Rtd=1.25,"
+            "w21003-Flag=N;w00000-Rtd=120.5,w00000-Flag=N",
+        ),
+    )
     values, quality = _sample(out)
     assert values == {"cod": 35.2, "nh3_n": 1.25, "flow": 120.5}
     assert quality == {}
     msg = decode_telemetry(out.messages[0].payload)
     assert (msg.site, msg.device, msg.profile, msg.measurement, msg.seq) == (
-        "plant-7", "outlet-1", "wastewater_outlet_hj212", "wastewater", 1)
+        "plant-7",
+        "outlet-1",
+        "wastewater_outlet_hj212",
+        "wastewater",
+        1,
+    )
     assert msg.tags == {"domain": "emissions", "river": "yunzaobang"}
     assert msg.units == {"cod": "mg/L", "nh3_n": "mg/L", "flow": "L/s"}
     assert out.messages[0].topic == "lifeline/v1/plant-7/outlet-1/telemetry"
@@ -152,16 +190,31 @@ def test_hjt_212_2005_codes_map_to_the_same_points(ingest: Ingest) -> None:
     ("cn", "period"), [("2051", "minute"), ("2061", "hour"), ("2031", "day")], ids=["minute", "hour", "day"]
 )
 def test_period_statistics_get_their_own_points(ingest: Ingest, cn: str, period: str) -> None:
-    cp = ("DataTime=20261125090000;w01018-Min=30.1,w01018-Avg=35.2,w01018-Max=40,w01018-Cou=12.5,w01018-Flag=N;"
-          "w00000-Avg=100,w00000-Cou=360")  # fmt: skip
+    cp = (
+        "DataTime=20261125090000;w01018-Min=30.1,w01018-Avg=35.2,w01018-Max=40,w01018-Cou=12.5,w01018-Flag=N;"
+        "w00000-Avg=100,w00000-Cou=360"
+    )
     values, _ = _sample(_handle(ingest, _seg(cn, cp)))
-    assert values == {f"cod_{period}_min": 30.1, f"cod_{period}_avg": 35.2, f"cod_{period}_max": 40.0,
-                      f"cod_{period}_total": 12.5, f"flow_{period}_avg": 100.0, f"flow_{period}_total": 360.0}
+    assert values == {
+        f"cod_{period}_min": 30.1,
+        f"cod_{period}_avg": 35.2,
+        f"cod_{period}_max": 40.0,
+        f"cod_{period}_total": 12.5,
+        f"flow_{period}_avg": 100.0,
+        f"flow_{period}_total": 360.0,
+    }
 
 
 def test_converted_values_of_a_cems(ingest: Ingest) -> None:
-    rtd = _handle(ingest, _seg("2011", "DataTime=20261125100000;a21026-Rtd=20.5,a21026-ZsRtd=25.1,a21026-Flag=N;"
-                                       "a19001-Rtd=8.1", mn=CEMS_MN, st="31"))  # fmt: skip
+    rtd = _handle(
+        ingest,
+        _seg(
+            "2011",
+            "DataTime=20261125100000;a21026-Rtd=20.5,a21026-ZsRtd=25.1,a21026-Flag=N;a19001-Rtd=8.1",
+            mn=CEMS_MN,
+            st="31",
+        ),
+    )
     assert _sample(rtd)[0] == {"so2": 20.5, "so2_zs": 25.1, "o2": 8.1}
     hour = _handle(ingest, _seg("2061", "DataTime=20261125090000;a21026-ZsAvg=24,a21026-Avg=20", mn=CEMS_MN, st="31"))
     assert _sample(hour)[0] == {"so2_zs_hour_avg": 24.0, "so2_hour_avg": 20.0}
@@ -180,17 +233,27 @@ UNCERTAIN = Quality.UNCERTAIN
         pytest.param("S", 35.2, (UNCERTAIN, "manually entered value (HJ 212 flag S)"), id="S-manual"),
         pytest.param("D", None, (BAD, "instrument fault (HJ 212 flag D); value sent 35.2"), id="D-fault"),
         pytest.param("C", None, (BAD, "calibration (HJ 212 flag C); value sent 35.2"), id="C-calibration"),
-        pytest.param("T", 35.2, (UNCERTAIN, "above the instrument's upper measuring limit, the value is a floor "
-                                            "(HJ 212 flag T)"), id="T-over-range"),
-        pytest.param("B", None, (BAD, "communication between instrument and data logger abnormal (HJ 212 flag B); "
-                                      "value sent 35.2"), id="B-communication"),
+        pytest.param(
+            "T",
+            35.2,
+            (UNCERTAIN, "above the instrument's upper measuring limit, the value is a floor (HJ 212 flag T)"),
+            id="T-over-range",
+        ),
+        pytest.param(
+            "B",
+            None,
+            (BAD, "communication between instrument and data logger abnormal (HJ 212 flag B); value sent 35.2"),
+            id="B-communication",
+        ),
         pytest.param("X", 35.2, (UNCERTAIN, "unknown HJ 212 data flag 'X'"), id="unknown-flag"),
     ],
 )
-def test_data_flag_gives_the_quality(ingest: Ingest, flag: str, value: float | None,
-                                     quality: tuple[Quality, str] | None) -> None:  # fmt: skip
-    values, qualities = _sample(_handle(ingest, _seg("2011", f"DataTime=20261125100000;w01018-Rtd=35.2,"
-                                                              f"w01018-Flag={flag}")))  # fmt: skip
+def test_data_flag_gives_the_quality(
+    ingest: Ingest, flag: str, value: float | None, quality: tuple[Quality, str] | None
+) -> None:
+    values, qualities = _sample(
+        _handle(ingest, _seg("2011", f"DataTime=20261125100000;w01018-Rtd=35.2,w01018-Flag={flag}"))
+    )
     assert values == {"cod": value}
     assert qualities.get("cod") == quality
 
@@ -208,14 +271,24 @@ def test_a_flag_without_a_value_marks_the_point(ingest: Ingest) -> None:
 
 
 def test_unmapped_values_are_dead_lettered_and_the_rest_published(ingest: Ingest) -> None:
-    out = _handle(ingest, _seg("2011", "DataTime=20261125100000;w01018-Rtd=35.2;w99999-Rtd=1;w01018-Avg=3;"
-                                       "w01018-ZsRtd=4;w21003-RS=1;w21003-EFlag=A"))  # fmt: skip
+    out = _handle(
+        ingest,
+        _seg(
+            "2011",
+            "DataTime=20261125100000;w01018-Rtd=35.2;w99999-Rtd=1;w01018-Avg=3;"
+            "w01018-ZsRtd=4;w21003-RS=1;w21003-EFlag=A",
+        ),
+    )
     assert out.accepted
     assert _sample(out)[0] == {"cod": 35.2}
     [note] = out.dead_letters
     assert note.reason is Reason.UNMAPPED
-    for part in ("w99999-Rtd: code not in the profile", "w01018-Avg: not a real-time value",
-                 "w01018-ZsRtd: point 'cod' does not declare converted", "w21003-RS=1: not mapped"):  # fmt: skip
+    for part in (
+        "w99999-Rtd: code not in the profile",
+        "w01018-Avg: not a real-time value",
+        "w01018-ZsRtd: point 'cod' does not declare converted",
+        "w21003-RS=1: not mapped",
+    ):
         assert part in note.detail
     assert "EFlag" not in note.detail  # read, deliberately not used
 
@@ -310,28 +383,70 @@ STATION = "  - {mn: M1, site: s1, device: d1, profile: wastewater_outlet_hj212, 
 @pytest.mark.parametrize(
     ("text", "line", "field", "message"),
     [
-        pytest.param("stations:\n  - {mn: M1, site: s1, device: d1, profile: wastewater_outlet_hj212, password: abc}\n",
-                     2, "stations[0].password", "a password is not kept in the config file", id="inline-password"),
-        pytest.param("stations:\n" + STATION.replace("wastewater_outlet_hj212", "nope"), 2, "profile",
-                     "unknown profile 'nope'", id="unknown-profile"),
-        pytest.param("stations:\n" + STATION.replace("wastewater_outlet_hj212", "flue_gas_cems"), 2, "profile",
-                     "not an HJ 212 profile", id="modbus-profile"),
-        pytest.param("stations:\n" + STATION + STATION.replace("d1", "d2"), 3, "stations[1].mn",
-                     "MN 'M1' is used twice", id="duplicate-mn"),
-        pytest.param("stations:\n" + STATION + STATION.replace("M1", "M2"), 3, "stations[1].device",
-                     "s1/d1 is used twice", id="duplicate-device"),
-        pytest.param("stations:\n" + STATION.replace("HJ212_X", "HJ212_UNSET"), 2, "password",
-                     "HJ212_UNSET is not set", id="env-unset"),
-        pytest.param("stations:\n" + STATION.replace("mn: M1", "mn: M/1"), 2, "stations[0].mn",
-                     "should match pattern", id="bad-mn"),
-        pytest.param("listen: {port: 70000}\nstations:\n" + STATION, 1, "listen.port", "less than or equal",
-                     id="bad-port"),
-        pytest.param("stations:\n" + STATION.replace("}", ", colour: red}"), 2, "stations[0].colour",
-                     "Extra inputs", id="unknown-key"),
+        pytest.param(
+            "stations:\n  - {mn: M1, site: s1, device: d1, profile: wastewater_outlet_hj212, password: abc}\n",
+            2,
+            "stations[0].password",
+            "a password is not kept in the config file",
+            id="inline-password",
+        ),
+        pytest.param(
+            "stations:\n" + STATION.replace("wastewater_outlet_hj212", "nope"),
+            2,
+            "profile",
+            "unknown profile 'nope'",
+            id="unknown-profile",
+        ),
+        pytest.param(
+            "stations:\n" + STATION.replace("wastewater_outlet_hj212", "flue_gas_cems"),
+            2,
+            "profile",
+            "not an HJ 212 profile",
+            id="modbus-profile",
+        ),
+        pytest.param(
+            "stations:\n" + STATION + STATION.replace("d1", "d2"),
+            3,
+            "stations[1].mn",
+            "MN 'M1' is used twice",
+            id="duplicate-mn",
+        ),
+        pytest.param(
+            "stations:\n" + STATION + STATION.replace("M1", "M2"),
+            3,
+            "stations[1].device",
+            "s1/d1 is used twice",
+            id="duplicate-device",
+        ),
+        pytest.param(
+            "stations:\n" + STATION.replace("HJ212_X", "HJ212_UNSET"),
+            2,
+            "password",
+            "HJ212_UNSET is not set",
+            id="env-unset",
+        ),
+        pytest.param(
+            "stations:\n" + STATION.replace("mn: M1", "mn: M/1"),
+            2,
+            "stations[0].mn",
+            "should match pattern",
+            id="bad-mn",
+        ),
+        pytest.param(
+            "listen: {port: 70000}\nstations:\n" + STATION, 1, "listen.port", "less than or equal", id="bad-port"
+        ),
+        pytest.param(
+            "stations:\n" + STATION.replace("}", ", colour: red}"),
+            2,
+            "stations[0].colour",
+            "Extra inputs",
+            id="unknown-key",
+        ),
     ],
 )
-def test_config_errors_name_file_line_and_field(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str,
-                                                line: int, field: str, message: str) -> None:  # fmt: skip
+def test_config_errors_name_file_line_and_field(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, line: int, field: str, message: str
+) -> None:
     monkeypatch.setenv("HJ212_X", "abc123")
     monkeypatch.delenv("HJ212_UNSET", raising=False)
     path = tmp_path / "hj212.yaml"
@@ -380,5 +495,7 @@ def test_station_missing_from_the_passwords_file(tmp_path: Path) -> None:
 
 
 def test_devices_for_the_bridge_registry(loaded: LoadedConfig) -> None:
-    assert loaded.devices() == {("plant-7", "cems-1"): "flue_gas_cems_hj212",
-                                ("plant-7", "outlet-1"): "wastewater_outlet_hj212"}  # fmt: skip
+    assert loaded.devices() == {
+        ("plant-7", "cems-1"): "flue_gas_cems_hj212",
+        ("plant-7", "outlet-1"): "wastewater_outlet_hj212",
+    }

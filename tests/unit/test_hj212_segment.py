@@ -21,26 +21,41 @@ def test_worked_example_fields() -> None:
     p = parse_segment(
         b"QN=20160801085857223;ST=32;CN=1062;PW=100000;MN=010000A8900016F000169DC0;Flag=5;CP=&&RtdInterval=30&&"
     )
-    assert (p.qn, p.st, p.cn, p.pw, p.mn, p.flag) == ("20160801085857223", "32", "1062", "100000",
-                                                     "010000A8900016F000169DC0", 5)  # fmt: skip
+    assert (p.qn, p.st, p.cn, p.pw, p.mn, p.flag) == (
+        "20160801085857223",
+        "32",
+        "1062",
+        "100000",
+        "010000A8900016F000169DC0",
+        5,
+    )
     assert p.others == (("RtdInterval", "30"),)
     assert p.readings == ()
     assert (p.version, p.answer_requested, p.split) == (1, True, False)
 
 
 def test_standards_cp_example() -> None:
-    p = parse_segment(_seg(HEAD + "CP=&&DataTime=20160801084000;w01018-Rtd=50.1,w01018-Flag=N;"
-                                  "w21003-Rtd=3.2,w21003-Flag=N&&"))  # fmt: skip
+    p = parse_segment(
+        _seg(HEAD + "CP=&&DataTime=20160801084000;w01018-Rtd=50.1,w01018-Flag=N;w21003-Rtd=3.2,w21003-Flag=N&&")
+    )
     assert p.data_time == "20160801084000"
     assert p.readings == (Reading("w01018", "Rtd", "50.1", "N"), Reading("w21003", "Rtd", "3.2", "N"))
 
 
 @pytest.mark.parametrize(
     ("flag", "version", "answer", "split"),
-    [(4, 1, False, False), (5, 1, True, False), (6, 1, False, True), (7, 1, True, True), (8, 2, False, False),
-     (9, 2, True, False), (0, 0, False, False), (1, 0, True, False)],
+    [
+        (4, 1, False, False),
+        (5, 1, True, False),
+        (6, 1, False, True),
+        (7, 1, True, True),
+        (8, 2, False, False),
+        (9, 2, True, False),
+        (0, 0, False, False),
+        (1, 0, True, False),
+    ],
     ids=str,
-)  # fmt: skip
+)
 def test_flag_bits(flag: int, version: int, answer: bool, split: bool) -> None:
     extra = "PNUM=2;PNO=1;" if split else ""
     p = parse_segment(_seg(HEAD.replace("Flag=4;", f"Flag={flag};{extra}") + "CP=&&&&"))
@@ -48,10 +63,18 @@ def test_flag_bits(flag: int, version: int, answer: bool, split: bool) -> None:
 
 
 def test_period_data_with_all_statistics() -> None:
-    p = parse_segment(_seg(HEAD.replace("CN=2011", "CN=2061") + "CP=&&DataTime=20261125090000;"
-                           "w01018-Min=30.1,w01018-Avg=35.2,w01018-Max=40.0,w01018-Cou=12.5,w01018-Flag=N&&"))
-    assert [(r.suffix, r.value) for r in p.readings] == [("Min", "30.1"), ("Avg", "35.2"), ("Max", "40.0"),
-                                                         ("Cou", "12.5")]  # fmt: skip
+    p = parse_segment(
+        _seg(
+            HEAD.replace("CN=2011", "CN=2061") + "CP=&&DataTime=20261125090000;"
+            "w01018-Min=30.1,w01018-Avg=35.2,w01018-Max=40.0,w01018-Cou=12.5,w01018-Flag=N&&"
+        )
+    )
+    assert [(r.suffix, r.value) for r in p.readings] == [
+        ("Min", "30.1"),
+        ("Avg", "35.2"),
+        ("Max", "40.0"),
+        ("Cou", "12.5"),
+    ]
     assert {r.flag for r in p.readings} == {"N"}
 
 
@@ -62,8 +85,12 @@ def test_hjt_212_2005_packet_without_qn_and_flag() -> None:
 
 
 def test_fields_that_are_not_values_are_kept_apart() -> None:
-    p = parse_segment(_seg(HEAD + "CP=&&DataTime=20261125100000;w01018-Rtd=1,w01018-EFlag=A01,"
-                                  "w01018-SampleTime=20261125095500;w21003-Flag=D&&"))  # fmt: skip
+    p = parse_segment(
+        _seg(
+            HEAD + "CP=&&DataTime=20261125100000;w01018-Rtd=1,w01018-EFlag=A01,"
+            "w01018-SampleTime=20261125095500;w21003-Flag=D&&"
+        )
+    )
     assert p.readings == (Reading("w01018", "Rtd", "1", None),)
     assert p.others == (("w01018-EFlag", "A01"), ("w01018-SampleTime", "20261125095500"), ("w21003-Flag", "D"))
 
@@ -75,30 +102,45 @@ def test_fields_that_are_not_values_are_kept_apart() -> None:
         pytest.param(_seg(HEAD), Reason.BAD_SEGMENT, "no 'CP=&&'", id="no-cp"),
         pytest.param(_seg(HEAD + "CP=&&DataTime=20261125100000"), Reason.BAD_SEGMENT, "does not end", id="cp-open"),
         pytest.param(_seg(HEAD[:-1] + "CP=&&&&"), Reason.BAD_SEGMENT, "does not end with ';'", id="no-semicolon"),
-        pytest.param(_seg(HEAD.replace("MN=MN0001;", "") + "CP=&&&&"), Reason.BAD_SEGMENT, "MN is missing",
-                     id="no-mn"),
+        pytest.param(_seg(HEAD.replace("MN=MN0001;", "") + "CP=&&&&"), Reason.BAD_SEGMENT, "MN is missing", id="no-mn"),
         pytest.param(_seg(HEAD + "ST=31;CP=&&&&"), Reason.BAD_SEGMENT, "appears twice", id="field-twice"),
         pytest.param(_seg(HEAD + "XX=1;CP=&&&&"), Reason.BAD_SEGMENT, "unknown field", id="unknown-field"),
         pytest.param(_seg(HEAD + "ST;CP=&&&&"), Reason.BAD_SEGMENT, "has no '='", id="field-without-eq"),
-        pytest.param(_seg(HEAD.replace("QN=20261125100000123", "QN=2026") + "CP=&&&&"), Reason.BAD_SEGMENT,
-                     "QN", id="qn-short"),
-        pytest.param(_seg(HEAD.replace("QN=20261125100000123", "QN=20261325100000123") + "CP=&&&&"),
-                     Reason.BAD_SEGMENT, "not a valid time", id="qn-month-13"),
+        pytest.param(
+            _seg(HEAD.replace("QN=20261125100000123", "QN=2026") + "CP=&&&&"), Reason.BAD_SEGMENT, "QN", id="qn-short"
+        ),
+        pytest.param(
+            _seg(HEAD.replace("QN=20261125100000123", "QN=20261325100000123") + "CP=&&&&"),
+            Reason.BAD_SEGMENT,
+            "not a valid time",
+            id="qn-month-13",
+        ),
         pytest.param(_seg(HEAD.replace("ST=32", "ST=3X") + "CP=&&&&"), Reason.BAD_SEGMENT, "ST", id="st-not-digits"),
         pytest.param(_seg(HEAD.replace("CN=2011", "CN=20111") + "CP=&&&&"), Reason.BAD_SEGMENT, "CN", id="cn-long"),
-        pytest.param(_seg(HEAD.replace("MN=MN0001", "MN=" + "A" * 25) + "CP=&&&&"), Reason.BAD_SEGMENT, "MN",
-                     id="mn-too-long"),
+        pytest.param(
+            _seg(HEAD.replace("MN=MN0001", "MN=" + "A" * 25) + "CP=&&&&"), Reason.BAD_SEGMENT, "MN", id="mn-too-long"
+        ),
         pytest.param(_seg(HEAD.replace("Flag=4", "Flag=x") + "CP=&&&&"), Reason.BAD_FLAG, "0-255", id="flag-text"),
         pytest.param(_seg(HEAD.replace("Flag=4", "Flag=256") + "CP=&&&&"), Reason.BAD_FLAG, "0-255", id="flag-256"),
-        pytest.param(_seg(HEAD.replace("Flag=4", "Flag=12") + "CP=&&&&"), Reason.BAD_FLAG, "version 3",
-                     id="flag-version-3"),
-        pytest.param(_seg(HEAD.replace("Flag=4", "Flag=6") + "CP=&&&&"), Reason.BAD_FLAG, "PNUM and PNO",
-                     id="split-without-pnum"),
+        pytest.param(
+            _seg(HEAD.replace("Flag=4", "Flag=12") + "CP=&&&&"), Reason.BAD_FLAG, "version 3", id="flag-version-3"
+        ),
+        pytest.param(
+            _seg(HEAD.replace("Flag=4", "Flag=6") + "CP=&&&&"), Reason.BAD_FLAG, "PNUM and PNO", id="split-without-pnum"
+        ),
         pytest.param(_seg(HEAD + "PNUM=2;PNO=1;CP=&&&&"), Reason.BAD_FLAG, "D bit is not set", id="pnum-not-split"),
-        pytest.param(_seg(HEAD.replace("Flag=4", "Flag=6;PNUM=2;PNO=3") + "CP=&&&&"), Reason.BAD_SEGMENT,
-                     "beyond PNUM", id="pno-beyond-pnum"),
-        pytest.param(_seg(HEAD.replace("Flag=4", "Flag=6;PNUM=0;PNO=0") + "CP=&&&&"), Reason.BAD_SEGMENT,
-                     "from 1", id="pnum-zero"),
+        pytest.param(
+            _seg(HEAD.replace("Flag=4", "Flag=6;PNUM=2;PNO=3") + "CP=&&&&"),
+            Reason.BAD_SEGMENT,
+            "beyond PNUM",
+            id="pno-beyond-pnum",
+        ),
+        pytest.param(
+            _seg(HEAD.replace("Flag=4", "Flag=6;PNUM=0;PNO=0") + "CP=&&&&"),
+            Reason.BAD_SEGMENT,
+            "from 1",
+            id="pnum-zero",
+        ),
         pytest.param(_seg(HEAD + "CP=&&w01018-Rtd=abc&&"), Reason.BAD_CP, "not a number", id="value-not-number"),
         pytest.param(_seg(HEAD + "CP=&&w01018-Rtd=1e5&&"), Reason.BAD_CP, "not a number", id="value-exponent"),
         pytest.param(_seg(HEAD + "CP=&&w01018-Rtd=&&"), Reason.BAD_CP, "not a number", id="value-empty"),
@@ -106,10 +148,12 @@ def test_fields_that_are_not_values_are_kept_apart() -> None:
         pytest.param(_seg(HEAD + "CP=&&w01018-Rtd&&"), Reason.BAD_CP, "not key=value", id="no-eq-in-cp"),
         pytest.param(_seg(HEAD + "CP=&&;&&"), Reason.BAD_CP, "not key=value", id="empty-group"),
         pytest.param(_seg(HEAD + "CP=&&DataTime=2026112510&&"), Reason.BAD_CP, "YYYYMMDDhhmmss", id="datatime-short"),
-        pytest.param(_seg(HEAD + "CP=&&DataTime=20260230100000&&"), Reason.BAD_CP, "not a valid time",
-                     id="datatime-feb-30"),
-        pytest.param(_seg(HEAD + "CP=&&w01018-Rtd=1,w01018-Flag=N1&&"), Reason.BAD_CP, "not a data flag",
-                     id="flag-not-letters"),
+        pytest.param(
+            _seg(HEAD + "CP=&&DataTime=20260230100000&&"), Reason.BAD_CP, "not a valid time", id="datatime-feb-30"
+        ),
+        pytest.param(
+            _seg(HEAD + "CP=&&w01018-Rtd=1,w01018-Flag=N1&&"), Reason.BAD_CP, "not a data flag", id="flag-not-letters"
+        ),
         pytest.param(_seg(HEAD + "CP=&&a=b=c&&"), Reason.BAD_CP, "reserved character", id="value-with-eq"),
         pytest.param(_seg(HEAD + "CP=&&x&&y=1&&"), Reason.BAD_CP, "'&&' inside", id="ampersands-inside"),
         pytest.param(_seg(HEAD + "CP=&&w0.1-Rtd=1&&"), Reason.BAD_CP, "key", id="bad-key"),
@@ -137,8 +181,17 @@ def test_data_answer_golden() -> None:
 
 
 def test_build_segment_round_trips_through_the_parser() -> None:
-    seg = build_segment(qn="20261125100000123", st="31", cn="2051", pw="abc123", mn="M1", flag=7, pnum=3, pno=2,
-                        cp="DataTime=20261125100000;a21026-Avg=12.5,a21026-Flag=C")  # fmt: skip
+    seg = build_segment(
+        qn="20261125100000123",
+        st="31",
+        cn="2051",
+        pw="abc123",
+        mn="M1",
+        flag=7,
+        pnum=3,
+        pno=2,
+        cp="DataTime=20261125100000;a21026-Avg=12.5,a21026-Flag=C",
+    )
     p = parse_segment(seg)
     assert (p.pnum, p.pno, p.split, p.answer_requested) == (3, 2, True, True)
     assert p.readings == (Reading("a21026", "Avg", "12.5", "C"),)
@@ -167,14 +220,26 @@ _codes = st.from_regex(r"[a-w][0-9]{5}", fullmatch=True)
 _values = st.decimals(min_value=-99999, max_value=99999, places=3, allow_nan=False, allow_infinity=False)
 
 
-@given(st.dictionaries(_codes, st.tuples(_values, st.sampled_from("NFMSDCTB")), max_size=12),
-       st.sampled_from(["2011", "2051", "2061", "2031"]), st.integers(min_value=0, max_value=11))  # fmt: skip
+@given(
+    st.dictionaries(_codes, st.tuples(_values, st.sampled_from("NFMSDCTB")), max_size=12),
+    st.sampled_from(["2011", "2051", "2061", "2031"]),
+    st.integers(min_value=0, max_value=11),
+)
 def test_segment_round_trip(values: dict[str, tuple[object, str]], cn: str, flag: int) -> None:
     suffix = "Rtd" if cn == "2011" else "Avg"
     cp = ";".join(["DataTime=20261125100000", *(f"{c}-{suffix}={v},{c}-Flag={f}" for c, (v, f) in values.items())])
     split = bool(flag & 2)
-    seg = build_segment(qn="20261125100000123", st="32", cn=cn, pw="123456", mn="MN0001", flag=flag, cp=cp,
-                        pnum=2 if split else None, pno=1 if split else None)  # fmt: skip
+    seg = build_segment(
+        qn="20261125100000123",
+        st="32",
+        cn=cn,
+        pw="123456",
+        mn="MN0001",
+        flag=flag,
+        cp=cp,
+        pnum=2 if split else None,
+        pno=1 if split else None,
+    )
     p = parse_segment(seg)
     assert (p.cn, p.flag, p.data_time) == (cn, flag, "20261125100000")
     assert p.readings == tuple(Reading(c, suffix, str(v), f) for c, (v, f) in values.items())

@@ -29,8 +29,13 @@ def test_real_time_packet_parses_with_the_servers_decoder() -> None:
     p = parse_segment(item.segment)
     assert (p.st, p.cn, p.mn, p.flag, p.data_time) == ("32", "2011", "WW1", 5, "20261125100000")
     assert {r.code: float(r.value) for r in p.readings} == {
-        "w01018": values["cod"], "w21003": values["nh3_n"], "w21011": values["tp"], "w21001": values["tn"],
-        "w01001": values["ph"], "w00000": values["flow"]}  # fmt: skip
+        "w01018": values["cod"],
+        "w21003": values["nh3_n"],
+        "w21011": values["tp"],
+        "w21001": values["tn"],
+        "w01001": values["ph"],
+        "w00000": values["flow"],
+    }
 
 
 def test_minute_packet_has_statistics_and_totals() -> None:
@@ -52,9 +57,15 @@ def test_legacy_codes() -> None:
 
 @pytest.mark.parametrize(
     ("fault", "kinds"),
-    [("bad_crc", ["bad_crc"]), ("garbage", ["bad_header", "bad_length", "frame"]), ("bad_password", ["frame"]),
-     ("unknown_code", ["frame"]), ("split_writes", ["frame"]), ("byte_by_byte", ["frame"])],
-)  # fmt: skip
+    [
+        ("bad_crc", ["bad_crc"]),
+        ("garbage", ["bad_header", "bad_length", "frame"]),
+        ("bad_password", ["frame"]),
+        ("unknown_code", ["frame"]),
+        ("split_writes", ["frame"]),
+        ("byte_by_byte", ["frame"]),
+    ],
+)
 def test_faults(fault: str, kinds: list[str]) -> None:
     s = _station()
     packet = _apply(s.packet("2011", s.realtime_cp({"cod": 1.0}, "N", NOW), NOW), fault, s)

@@ -124,9 +124,12 @@ def test_no_service_imports_a_sibling() -> None:
 
 
 def test_the_product_never_imports_the_harness() -> None:
-    harness = [f"{path}:{line}: {package} imports {module}" for package in sorted(PRODUCT)
-               for path, line, module in first_party_imports(package)
-               if module.split(".")[0] in HARNESS | {"tests"}]  # fmt: skip
+    harness = [
+        f"{path}:{line}: {package} imports {module}"
+        for package in sorted(PRODUCT)
+        for path, line, module in first_party_imports(package)
+        if module.split(".")[0] in HARNESS | {"tests"}
+    ]
     assert not harness, "product code imports the test or bench harness:\n" + "\n".join(harness)
 
 

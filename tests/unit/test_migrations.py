@@ -35,11 +35,15 @@ def _old_database(path: Path, drop: tuple[str, ...] = ()) -> None:
         " reason, version) VALUES (7, 'gate.high', 's1', 'g1', 'level', 'active_unack', 4, 1000, 2000, 2, '4.5',"
         " '', 0, '', 0, 0, 'High water', 'ops', '', 1)"
     )
-    db.execute("INSERT INTO alert_history (alert_id, ts_ms, who, action, from_state, to_state, reason)"
-               " VALUES (7, 1000, 'rules', 'raise', 'normal', 'active_unack', 'level 4.5 > 4')")  # fmt: skip
+    db.execute(
+        "INSERT INTO alert_history (alert_id, ts_ms, who, action, from_state, to_state, reason)"
+        " VALUES (7, 1000, 'rules', 'raise', 'normal', 'active_unack', 'level 4.5 > 4')"
+    )
     db.execute("INSERT INTO api_users VALUES ('admin', 'argon2-hash', 'admin', '[]', 0, 1, 1000)")
-    db.execute("INSERT INTO api_tokens (hash, kind, name, username, created_ms, revoked)"
-               " VALUES ('h1', 'api', 'ci', 'admin', 1000, 0)")  # fmt: skip
+    db.execute(
+        "INSERT INTO api_tokens (hash, kind, name, username, created_ms, revoked)"
+        " VALUES ('h1', 'api', 'ci', 'admin', 1000, 0)"
+    )
     db.commit()
     db.close()
 

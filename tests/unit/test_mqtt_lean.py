@@ -67,8 +67,12 @@ CASES: dict[str, list[bytes]] = {
 
 
 def _client(lean: bool, sock: socket.socket, got: list[Delivered], v5: bool = True) -> LeanClient:
-    client = LeanClient(callback_api_version=CallbackAPIVersion.VERSION2, client_id="lean-test",
-                        protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311, manual_ack=True)  # fmt: skip
+    client = LeanClient(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id="lean-test",
+        protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+        manual_ack=True,
+    )
 
     def on_message(c: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         got.append((msg.mid, msg.topic, bytes(msg.payload), msg.qos))
@@ -147,8 +151,9 @@ def test_ack_many_writes_the_pubacks_paho_would_in_one_go(pair: tuple[socket.soc
     assert client.ack_many([]) == MQTTErrorCode.MQTT_ERR_SUCCESS
     a.settimeout(2)
     assert a.recv(100) == b"\x40\x02\x00\x01" + b"\x40\x02\x01\x02" + b"\x40\x02\xff\xff"
-    ours = LeanClient(callback_api_version=CallbackAPIVersion.VERSION2, client_id="paho", manual_ack=True,
-                      protocol=mqtt.MQTTv5)  # fmt: skip
+    ours = LeanClient(
+        callback_api_version=CallbackAPIVersion.VERSION2, client_id="paho", manual_ack=True, protocol=mqtt.MQTTv5
+    )
     ours._sock = b
     ours.ack(258, 1)  # paho's own PUBACK, for comparison
     assert a.recv(100) == b"\x40\x02\x01\x02"
@@ -166,8 +171,11 @@ def test_closing_the_socket_drops_the_read_ahead(pair: tuple[socket.socket, sock
 
 
 def _publisher(sock: socket.socket, acks: list[tuple[int, int]], v5: bool) -> LeanClient:
-    client = LeanClient(callback_api_version=CallbackAPIVersion.VERSION2, client_id="lean-pub",
-                        protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311)  # fmt: skip
+    client = LeanClient(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id="lean-pub",
+        protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+    )
     client.on_publish = lambda c, userdata, mid, rc, props: acks.append((mid, rc.value))
     client._sock = sock  # the socket paho would have connected
     client._state = _ConnectionState.MQTT_CS_CONNECTED
@@ -175,8 +183,9 @@ def _publisher(sock: socket.socket, acks: list[tuple[int, int]], v5: bool) -> Le
 
 
 @pytest.mark.parametrize("v5", [True, False])
-def test_a_plain_puback_completes_the_publish_as_paho_s_does(pair: tuple[socket.socket, socket.socket],
-                                                             v5: bool) -> None:  # fmt: skip
+def test_a_plain_puback_completes_the_publish_as_paho_s_does(
+    pair: tuple[socket.socket, socket.socket], v5: bool
+) -> None:
     a, b = pair
     acks: list[tuple[int, int]] = []
     client = _publisher(b, acks, v5)

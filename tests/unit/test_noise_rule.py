@@ -20,10 +20,17 @@ def local(text: str) -> int:
 
 
 def msg(ts: int, laeq: float, tags: dict[str, str], device: str = "n1") -> Telemetry:
-    return Telemetry.model_validate({
-        "site": "city", "device": device, "profile": "noise_meter", "measurement": "noise", "seq": 0, "tags": tags,
-        "samples": [{"ts": ts, "values": {"noise_laeq": laeq, "noise_lmax": laeq + 8}}],
-    })  # fmt: skip
+    return Telemetry.model_validate(
+        {
+            "site": "city",
+            "device": device,
+            "profile": "noise_meter",
+            "measurement": "noise",
+            "seq": 0,
+            "tags": tags,
+            "samples": [{"ts": ts, "values": {"noise_laeq": laeq, "noise_lmax": laeq + 8}}],
+        }
+    )
 
 
 def run(start: str, levels: list[float], tags: dict[str, str], engine: Engine | None = None) -> list[Transition]:

@@ -47,40 +47,86 @@ def config(routes: list[dict[str, Any]], **channels: dict[str, Any]) -> dict[str
 # --- validation -----------------------------------------------------------------------------------------------
 
 INVALID = [
-    pytest.param(config([{"channels": ["hook"]}, {"channels": ["mail", "pager"]}]),
-                 "routes.1.channels.1", "route 1: unknown channel 'pager'", id="unknown-channel-in-route"),
+    pytest.param(
+        config([{"channels": ["hook"]}, {"channels": ["mail", "pager"]}]),
+        "routes.1.channels.1",
+        "route 1: unknown channel 'pager'",
+        id="unknown-channel-in-route",
+    ),
     pytest.param(config([{"channels": []}]), "routes.0.channels", "at least 1", id="route-without-channels"),
-    pytest.param(config([{"channels": ["hook"], "hours": {"from": "25:00", "to": "06:00"}}]),
-                 "routes.0.hours.from", "not a time of day", id="hour-25"),
-    pytest.param(config([{"channels": ["hook"], "hours": {"from": "8:00", "to": "18:00"}}]),
-                 "routes.0.hours.from", "not a time of day", id="hour-one-digit"),
-    pytest.param(config([{"channels": ["hook"], "hours": {"from": "08:00", "to": "08:00"}}]),
-                 "routes.0.hours", "window would be empty", id="empty-window"),
-    pytest.param(config([{"channels": ["hook"], "hours": {"from": "08:00", "to": "18:00", "days": ["monday"]}}]),
-                 "routes.0.hours.days.0", "'mon'", id="bad-day"),
-    pytest.param(config([{"channels": ["hook"], "timezone": "Mars/Olympus"}]),
-                 "routes.0.timezone", "unknown time zone", id="bad-timezone"),
-    pytest.param(config([{"channels": ["hook"], "min_severity": "high"}]),
-                 "routes.0.min_severity", "'info'", id="bad-severity"),
+    pytest.param(
+        config([{"channels": ["hook"], "hours": {"from": "25:00", "to": "06:00"}}]),
+        "routes.0.hours.from",
+        "not a time of day",
+        id="hour-25",
+    ),
+    pytest.param(
+        config([{"channels": ["hook"], "hours": {"from": "8:00", "to": "18:00"}}]),
+        "routes.0.hours.from",
+        "not a time of day",
+        id="hour-one-digit",
+    ),
+    pytest.param(
+        config([{"channels": ["hook"], "hours": {"from": "08:00", "to": "08:00"}}]),
+        "routes.0.hours",
+        "window would be empty",
+        id="empty-window",
+    ),
+    pytest.param(
+        config([{"channels": ["hook"], "hours": {"from": "08:00", "to": "18:00", "days": ["monday"]}}]),
+        "routes.0.hours.days.0",
+        "'mon'",
+        id="bad-day",
+    ),
+    pytest.param(
+        config([{"channels": ["hook"], "timezone": "Mars/Olympus"}]),
+        "routes.0.timezone",
+        "unknown time zone",
+        id="bad-timezone",
+    ),
+    pytest.param(
+        config([{"channels": ["hook"], "min_severity": "high"}]), "routes.0.min_severity", "'info'", id="bad-severity"
+    ),
     pytest.param(config([{"channels": ["hook"], "kinds": ["raise"]}]), "routes.0.kinds.0", "'raised'", id="bad-kind"),
     pytest.param(config([], sms={"type": "sms", "to": "123"}), "channels.sms", "'webhook'", id="bad-type"),
-    pytest.param(config([], hook={**HOOK, "method": "PUT"}), "channels.hook.webhook.method", "Extra inputs",
-                 id="extra-field"),
-    pytest.param(config([], hook={**HOOK, "url": "ftp://host/x"}), "channels.hook.webhook.url", "http(s)",
-                 id="not-http-url"),
+    pytest.param(
+        config([], hook={**HOOK, "method": "PUT"}), "channels.hook.webhook.method", "Extra inputs", id="extra-field"
+    ),
+    pytest.param(
+        config([], hook={**HOOK, "url": "ftp://host/x"}), "channels.hook.webhook.url", "http(s)", id="not-http-url"
+    ),
     pytest.param(config([], mail={**MAIL, "to": []}), "channels.mail.email.to", "at least 1", id="email-no-recipient"),
-    pytest.param(config([], mail={**MAIL, "username": "u"}), "channels.mail.email", "both username and password",
-                 id="email-login-half"),
-    pytest.param(config([], mail={**MAIL, "password": "env:LIFELINE_TEST_UNSET"}), "channels.mail.email.password",
-                 "password: environment variable LIFELINE_TEST_UNSET is not set", id="env-secret-missing"),
-    pytest.param(config([], ding={"type": "dingtalk", "url": "https://robot.invalid/send?access_token=env:"}),
-                 "channels.ding.dingtalk.url", "needs a variable name", id="env-without-name"),
-    pytest.param(config([], ding={"type": "dingtalk", "url": "https://robot.invalid/send?access_token=env:NOPE_X1"}),
-                 "channels.ding.dingtalk.url", "url query key 'access_token': environment variable NOPE_X1",
-                 id="env-url-key-missing"),
+    pytest.param(
+        config([], mail={**MAIL, "username": "u"}),
+        "channels.mail.email",
+        "both username and password",
+        id="email-login-half",
+    ),
+    pytest.param(
+        config([], mail={**MAIL, "password": "env:LIFELINE_TEST_UNSET"}),
+        "channels.mail.email.password",
+        "password: environment variable LIFELINE_TEST_UNSET is not set",
+        id="env-secret-missing",
+    ),
+    pytest.param(
+        config([], ding={"type": "dingtalk", "url": "https://robot.invalid/send?access_token=env:"}),
+        "channels.ding.dingtalk.url",
+        "needs a variable name",
+        id="env-without-name",
+    ),
+    pytest.param(
+        config([], ding={"type": "dingtalk", "url": "https://robot.invalid/send?access_token=env:NOPE_X1"}),
+        "channels.ding.dingtalk.url",
+        "url query key 'access_token': environment variable NOPE_X1",
+        id="env-url-key-missing",
+    ),
     pytest.param(config([], **{"bad name": HOOK}), "channels.bad name", "pattern", id="bad-channel-name"),
-    pytest.param({**config([]), "retry": {"initial_s": 5, "max_s": 1}}, "retry", "max_s must be at least",
-                 id="retry-max-below-initial"),
+    pytest.param(
+        {**config([]), "retry": {"initial_s": 5, "max_s": 1}},
+        "retry",
+        "max_s must be at least",
+        id="retry-max-below-initial",
+    ),
 ]
 
 
@@ -93,8 +139,9 @@ def test_invalid_config_names_field_and_reason(
     with pytest.raises(ValidationError) as info:
         NotifyConfig.model_validate(data)
     # a model-level check points below its model with ctx["at"] (as the YAML loader reads it)
-    found = [(".".join(map(str, (*e["loc"], *(e.get("ctx") or {}).get("at", ())))), e["msg"])
-             for e in info.value.errors()]
+    found = [
+        (".".join(map(str, (*e["loc"], *(e.get("ctx") or {}).get("at", ())))), e["msg"]) for e in info.value.errors()
+    ]
     assert any(loc.startswith(where) and reason in msg for loc, msg in found), found
 
 
@@ -104,13 +151,20 @@ def test_env_secrets_are_read_at_load_and_when_used(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("LL_DING_SECRET", "SECabc")
     monkeypatch.setenv("LL_HOOK_AUTH", "Bearer xyz")
     monkeypatch.setenv("LL_WECOM_URL", "https://robot.invalid/cgi-bin/webhook/send?key=k-9")
-    cfg = NotifyConfig.model_validate({"channels": {
-        "mail": {**MAIL, "username": "lifeline", "password": "env:LL_SMTP_PW"},
-        "ding": {"type": "dingtalk", "url": "https://robot.invalid/robot/send?access_token=env:LL_DING_TOKEN",
-                 "secret": "env:LL_DING_SECRET"},
-        "hook": {**HOOK, "headers": {"Authorization": "env:LL_HOOK_AUTH", "X-Plain": "env-not-a-secret"}},
-        "wecom": {"type": "wecom", "url": "env:LL_WECOM_URL"},
-    }})
+    cfg = NotifyConfig.model_validate(
+        {
+            "channels": {
+                "mail": {**MAIL, "username": "lifeline", "password": "env:LL_SMTP_PW"},
+                "ding": {
+                    "type": "dingtalk",
+                    "url": "https://robot.invalid/robot/send?access_token=env:LL_DING_TOKEN",
+                    "secret": "env:LL_DING_SECRET",
+                },
+                "hook": {**HOOK, "headers": {"Authorization": "env:LL_HOOK_AUTH", "X-Plain": "env-not-a-secret"}},
+                "wecom": {"type": "wecom", "url": "env:LL_WECOM_URL"},
+            }
+        }
+    )
     mail, ding, hook, wecom = (cfg.channels[n] for n in ("mail", "ding", "hook", "wecom"))
     assert isinstance(mail, EmailConfig)
     assert mail.password is not None
@@ -129,12 +183,19 @@ def test_env_secrets_are_read_at_load_and_when_used(monkeypatch: pytest.MonkeyPa
 
 def test_no_secret_of_a_channel_shows_in_repr_str_or_dump(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LL_DING_SECRET", "SEC-from-env")
-    cfg = NotifyConfig.model_validate({"channels": {
-        "mail": {**MAIL, "username": "lifeline", "password": "inline-pw-1"},
-        "ding": {"type": "dingtalk", "url": "https://robot.invalid/robot/send?access_token=inline-tok-2",
-                 "secret": "env:LL_DING_SECRET"},
-        "hook": {**HOOK, "headers": {"Authorization": "Bearer inline-3"}},
-    }})
+    cfg = NotifyConfig.model_validate(
+        {
+            "channels": {
+                "mail": {**MAIL, "username": "lifeline", "password": "inline-pw-1"},
+                "ding": {
+                    "type": "dingtalk",
+                    "url": "https://robot.invalid/robot/send?access_token=inline-tok-2",
+                    "secret": "env:LL_DING_SECRET",
+                },
+                "hook": {**HOOK, "headers": {"Authorization": "Bearer inline-3"}},
+            }
+        }
+    )
     shown = [repr(cfg), str(cfg), str(cfg.model_dump()), cfg.model_dump_json()]
     for text in shown:
         for secret in ("inline-pw-1", "inline-tok-2", "SEC-from-env", "inline-3"):
@@ -144,10 +205,16 @@ def test_no_secret_of_a_channel_shows_in_repr_str_or_dump(monkeypatch: pytest.Mo
 @pytest.mark.parametrize(
     ("url", "shown"),
     [
-        pytest.param("https://robot.invalid/robot/send?access_token=abc", "https://robot.invalid/robot/send?access_token=***",
-                     id="query-key"),
-        pytest.param("http://user:pw@127.0.0.1:8080/x?a=1&b=2", "http://user:***@127.0.0.1:8080/x?a=***&b=***",
-                     id="password-and-query"),
+        pytest.param(
+            "https://robot.invalid/robot/send?access_token=abc",
+            "https://robot.invalid/robot/send?access_token=***",
+            id="query-key",
+        ),
+        pytest.param(
+            "http://user:pw@127.0.0.1:8080/x?a=1&b=2",
+            "http://user:***@127.0.0.1:8080/x?a=***&b=***",
+            id="password-and-query",
+        ),
         pytest.param("http://127.0.0.1/hook", "http://127.0.0.1/hook", id="nothing-secret"),
     ],
 )
@@ -186,8 +253,16 @@ def test_sample_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def msg(**over: Any) -> Message:
-    base: dict[str, Any] = {"id": "n-1", "kind": "raised", "audience": "safety", "area": "baoshan-north",
-                            "severity": "warning", "title": "t", "text": "t", "ts_ms": 0}
+    base: dict[str, Any] = {
+        "id": "n-1",
+        "kind": "raised",
+        "audience": "safety",
+        "area": "baoshan-north",
+        "severity": "warning",
+        "title": "t",
+        "text": "t",
+        "ts_ms": 0,
+    }
     return Message(**{**base, **over})
 
 
@@ -196,8 +271,12 @@ ROUTES = [
     {"areas": ["baoshan-north"], "min_severity": "critical", "channels": ["b", "a"]},
     {"kinds": ["escalation"], "channels": ["c"]},
     {"audiences": ["environment"], "hours": {"from": "22:00", "to": "06:00", "days": ["fri"]}, "channels": ["night"]},
-    {"audiences": ["environment"], "timezone": "UTC", "channels": ["office-utc"],
-     "hours": {"from": "08:00", "to": "18:00", "days": ["mon", "tue", "wed", "thu", "fri"]}},
+    {
+        "audiences": ["environment"],
+        "timezone": "UTC",
+        "channels": ["office-utc"],
+        "hours": {"from": "08:00", "to": "18:00", "days": ["mon", "tue", "wed", "thu", "fri"]},
+    },
 ]
 ROUTED = NotifyConfig.model_validate(
     {"channels": dict.fromkeys(("a", "b", "c", "night", "office-utc"), HOOK), "routes": ROUTES}
@@ -252,9 +331,7 @@ def test_message_refuses_unknown_kind_and_severity(field: str, value: str) -> No
 
 def test_dingtalk_signature_golden() -> None:
     secret, ts = "SEC0123456789abcdef", 1700000000000
-    by_hand = base64.b64encode(
-        hmac.new(secret.encode(), f"{ts}\n{secret}".encode(), hashlib.sha256).digest()
-    ).decode()
+    by_hand = base64.b64encode(hmac.new(secret.encode(), f"{ts}\n{secret}".encode(), hashlib.sha256).digest()).decode()
     # also checked once with: printf '1700000000000\nSEC0123456789abcdef' | openssl dgst -sha256 -hmac ... | base64
     assert by_hand == "TSZbRFUuvaSQaRKUpF970OPCb2/LcQAP3wOvwZIzBZk="
     assert dingtalk_sign(secret, ts) == by_hand

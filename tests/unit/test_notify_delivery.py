@@ -41,12 +41,32 @@ def run(coro: Any) -> Any:
 
 
 def gas_message(**over: Any) -> Message:
-    title, text = render("raised", "critical", "Combustible gas concentration", site="s1", device="gas-03",
-                         point="lel", value=57.0, unit="%LEL", detail="second-level alarm (二级)")
+    title, text = render(
+        "raised",
+        "critical",
+        "Combustible gas concentration",
+        site="s1",
+        device="gas-03",
+        point="lel",
+        value=57.0,
+        unit="%LEL",
+        detail="second-level alarm (二级)",
+    )
     base: dict[str, Any] = {
-        "id": "n-42", "kind": "raised", "audience": "safety", "area": "baoshan-north", "severity": "critical",
-        "title": title, "text": text, "site": "s1", "device": "gas-03", "rule": "gas.lel_high", "point": "lel",
-        "value": 57.0, "ts_ms": int(NOW_S * 1000), "alert_id": 7,
+        "id": "n-42",
+        "kind": "raised",
+        "audience": "safety",
+        "area": "baoshan-north",
+        "severity": "critical",
+        "title": title,
+        "text": text,
+        "site": "s1",
+        "device": "gas-03",
+        "rule": "gas.lel_high",
+        "point": "lel",
+        "value": 57.0,
+        "ts_ms": int(NOW_S * 1000),
+        "alert_id": 7,
     }
     return Message(**{**base, **over})
 
@@ -56,28 +76,66 @@ def gas_message(**over: Any) -> Message:
 GAS = {"site": "s1", "device": "gas-03", "point": "lel", "unit": "%LEL"}
 CGC = "Combustible gas concentration"
 RENDER = [
-    pytest.param("raised", "critical", CGC, {**GAS, "value": 57},
-                 "[CRITICAL] Combustible gas concentration raised at site s1 device gas-03: lel = 57 %LEL",
-                 id="raised"),
-    pytest.param("severity", "critical", "Combustible gas concentration", {**GAS, "value": 57.5},
-                 "[CRITICAL] Combustible gas concentration now critical at site s1 device gas-03: lel = 57.5 %LEL",
-                 id="severity"),
-    pytest.param("cleared", "warning", CGC, {**GAS, "value": 3},
-                 "[CLEARED] Combustible gas concentration cleared at site s1 device gas-03: lel = 3 %LEL",
-                 id="cleared"),
-    pytest.param("raised", "warning", "Fire alarm", {"site": "s2", "device": "fd-1", "point": "fire_alarm",
-                                                    "value": True},
-                 "[WARNING] Fire alarm raised at site s2 device fd-1: fire_alarm = true", id="bool-value-no-unit"),
-    pytest.param("raised", "info", "Device silent", {"site": "s2", "device": "wq-1"},
-                 "[INFO] Device silent raised at site s2 device wq-1", id="no-point"),
-    pytest.param("chattering", "warning", "Sluice gate fault", {"site": "s3", "device": "g1"},
-                 "[WARNING] Sluice gate fault chattering at site s3 device g1: notifications held until it is quiet",
-                 id="chattering"),
-    pytest.param("flood", "warning", "safety", {}, "[WARNING] Alert flood for safety: individual alerts held",
-                 id="flood"),
-    pytest.param("escalation", "critical", "Combustible gas concentration", {**GAS, "value": 57, "level": 2},
-                 "[CRITICAL] Escalation level 2: Combustible gas concentration unacknowledged at site s1 "
-                 "device gas-03: lel = 57 %LEL", id="escalation"),
+    pytest.param(
+        "raised",
+        "critical",
+        CGC,
+        {**GAS, "value": 57},
+        "[CRITICAL] Combustible gas concentration raised at site s1 device gas-03: lel = 57 %LEL",
+        id="raised",
+    ),
+    pytest.param(
+        "severity",
+        "critical",
+        "Combustible gas concentration",
+        {**GAS, "value": 57.5},
+        "[CRITICAL] Combustible gas concentration now critical at site s1 device gas-03: lel = 57.5 %LEL",
+        id="severity",
+    ),
+    pytest.param(
+        "cleared",
+        "warning",
+        CGC,
+        {**GAS, "value": 3},
+        "[CLEARED] Combustible gas concentration cleared at site s1 device gas-03: lel = 3 %LEL",
+        id="cleared",
+    ),
+    pytest.param(
+        "raised",
+        "warning",
+        "Fire alarm",
+        {"site": "s2", "device": "fd-1", "point": "fire_alarm", "value": True},
+        "[WARNING] Fire alarm raised at site s2 device fd-1: fire_alarm = true",
+        id="bool-value-no-unit",
+    ),
+    pytest.param(
+        "raised",
+        "info",
+        "Device silent",
+        {"site": "s2", "device": "wq-1"},
+        "[INFO] Device silent raised at site s2 device wq-1",
+        id="no-point",
+    ),
+    pytest.param(
+        "chattering",
+        "warning",
+        "Sluice gate fault",
+        {"site": "s3", "device": "g1"},
+        "[WARNING] Sluice gate fault chattering at site s3 device g1: notifications held until it is quiet",
+        id="chattering",
+    ),
+    pytest.param(
+        "flood", "warning", "safety", {}, "[WARNING] Alert flood for safety: individual alerts held", id="flood"
+    ),
+    pytest.param(
+        "escalation",
+        "critical",
+        "Combustible gas concentration",
+        {**GAS, "value": 57, "level": 2},
+        "[CRITICAL] Escalation level 2: Combustible gas concentration unacknowledged at site s1 "
+        "device gas-03: lel = 57 %LEL",
+        id="escalation",
+    ),
 ]
 
 
@@ -95,8 +153,23 @@ def test_render_detail_is_second_line() -> None:
 
 def test_json_object_has_every_field_but_targets() -> None:
     data = to_dict(gas_message(targets=("x",), level=1))
-    assert list(data) == ["id", "kind", "audience", "area", "severity", "title", "text", "site", "device", "rule",
-                          "point", "value", "ts_ms", "alert_id", "level"]
+    assert list(data) == [
+        "id",
+        "kind",
+        "audience",
+        "area",
+        "severity",
+        "title",
+        "text",
+        "site",
+        "device",
+        "rule",
+        "point",
+        "value",
+        "ts_ms",
+        "alert_id",
+        "level",
+    ]
     assert data["value"] == 57.0
     assert data["level"] == 1
 
@@ -105,8 +178,15 @@ def test_plain_text_and_markdown() -> None:
     m = gas_message()
     body = plain_text(m)
     assert body.startswith(m.text + "\n\n")
-    for line in ("Site:         s1", "Device:       gas-03", "Rule:         gas.lel_high", "Value:        57",
-                 "Time:         2026-01-02 12:00:00 +0800", "Alert:        7", "Notification: n-42"):
+    for line in (
+        "Site:         s1",
+        "Device:       gas-03",
+        "Rule:         gas.lel_high",
+        "Value:        57",
+        "Time:         2026-01-02 12:00:00 +0800",
+        "Alert:        7",
+        "Notification: n-42",
+    ):
         assert line in body
     md = markdown(m)
     assert md.startswith(f"### {m.title}\n\nsecond-level alarm (二级)\n")
@@ -115,8 +195,17 @@ def test_plain_text_and_markdown() -> None:
 
 
 def test_robot_bodies() -> None:
-    cfg = NotifyConfig.model_validate({"channels": {"d": {
-        "type": "dingtalk", "url": "https://robot.invalid/robot/send?access_token=t", "at_mobiles": ["13800000000"]}}})
+    cfg = NotifyConfig.model_validate(
+        {
+            "channels": {
+                "d": {
+                    "type": "dingtalk",
+                    "url": "https://robot.invalid/robot/send?access_token=t",
+                    "at_mobiles": ["13800000000"],
+                }
+            }
+        }
+    )
     ding = dingtalk.body(cfg.channels["d"], gas_message(), "Asia/Shanghai")  # type: ignore[arg-type]
     assert ding["msgtype"] == "markdown"
     assert ding["at"] == {"atMobiles": ["13800000000"], "isAtAll": False}
@@ -237,11 +326,13 @@ class Clock:
 def notifier(
     publish: FakePublish | None, retry: dict[str, Any] | None = None, **channels: Any
 ) -> tuple[Notifier, Clock]:
-    cfg = NotifyConfig.model_validate({
-        "channels": channels or {"bus": {"type": "mqtt"}},
-        "routes": [{"channels": list(channels or ["bus"])}],
-        "retry": retry or {},
-    })
+    cfg = NotifyConfig.model_validate(
+        {
+            "channels": channels or {"bus": {"type": "mqtt"}},
+            "routes": [{"channels": list(channels or ["bus"])}],
+            "retry": retry or {},
+        }
+    )
     clock = Clock()
     return Notifier(cfg, publish=publish, clock=clock, sleep=clock.sleep), clock
 
@@ -269,8 +360,14 @@ def test_mqtt_publishes_json_on_the_audience_topic() -> None:
 RETRIES = [
     pytest.param([ConnectionError("down")] * 2, {}, True, 3, [0.5, 1.0], id="two-failures-then-ok"),
     pytest.param([OSError("down")] * 9, {}, False, 5, [0.5, 1.0, 2.0, 4.0], id="out-of-attempts"),
-    pytest.param([TimeoutError()] * 9, {"attempts": 6, "initial_s": 1, "max_s": 3}, False, 6,
-                 [1.0, 2.0, 3.0, 3.0, 3.0], id="backoff-capped-at-max"),
+    pytest.param(
+        [TimeoutError()] * 9,
+        {"attempts": 6, "initial_s": 1, "max_s": 3},
+        False,
+        6,
+        [1.0, 2.0, 3.0, 3.0, 3.0],
+        id="backoff-capped-at-max",
+    ),
     pytest.param([ConnectionError()] * 9, {"attempts": 1}, False, 1, [], id="one-attempt-no-retry"),
 ]
 
@@ -322,8 +419,9 @@ def test_unknown_target_gives_an_outcome_and_others_still_deliver() -> None:
 
 
 def test_no_route_sends_nothing() -> None:
-    cfg = NotifyConfig.model_validate({"channels": {"bus": {"type": "mqtt"}},
-                                       "routes": [{"audiences": ["water"], "channels": ["bus"]}]})
+    cfg = NotifyConfig.model_validate(
+        {"channels": {"bus": {"type": "mqtt"}}, "routes": [{"audiences": ["water"], "channels": ["bus"]}]}
+    )
     n = Notifier(cfg, publish=FakePublish())
     assert run(send(n, gas_message())) == []
 

@@ -15,11 +15,23 @@ from edge_agent.outbox import Entry, Outbox, OutMessage
 
 
 def make(path: Path | str = ":memory:", **kw: float) -> Outbox:
-    opts: dict[str, float] = {"max_inflight": 100, "max_messages": 1000, "max_bytes": 10**9, "replay_rate": 1000.0,
-                              "ack_timeout_s": 30.0, **kw}  # fmt: skip
-    return Outbox(OutboxStore(path), max_inflight=int(opts["max_inflight"]), max_messages=int(opts["max_messages"]),
-                  max_bytes=int(opts["max_bytes"]), replay_rate=opts["replay_rate"],
-                  ack_timeout_s=opts["ack_timeout_s"], name="s1")  # fmt: skip
+    opts: dict[str, float] = {
+        "max_inflight": 100,
+        "max_messages": 1000,
+        "max_bytes": 10**9,
+        "replay_rate": 1000.0,
+        "ack_timeout_s": 30.0,
+        **kw,
+    }
+    return Outbox(
+        OutboxStore(path),
+        max_inflight=int(opts["max_inflight"]),
+        max_messages=int(opts["max_messages"]),
+        max_bytes=int(opts["max_bytes"]),
+        replay_rate=opts["replay_rate"],
+        ack_timeout_s=opts["ack_timeout_s"],
+        name="s1",
+    )
 
 
 def tele(seq: int, run: str = "r1", device: str = "d1") -> OutMessage:
@@ -168,9 +180,12 @@ def test_unsent_goes_back_to_the_front() -> None:
 
 @pytest.mark.parametrize(
     ("last_sent", "now", "due"),
-    [pytest.param(0.0, 29.9, 0, id="before-time-out"), pytest.param(0.0, 30.0, 3, id="at-time-out"),
-     pytest.param(10.0, 39.0, 0, id="counted-from-last-send")],
-)  # fmt: skip
+    [
+        pytest.param(0.0, 29.9, 0, id="before-time-out"),
+        pytest.param(0.0, 30.0, 3, id="at-time-out"),
+        pytest.param(10.0, 39.0, 0, id="counted-from-last-send"),
+    ],
+)
 def test_time_out_since_last_sent(last_sent: float, now: float, due: int) -> None:
     box = make()
     fill(box, [tele(1), tele(2), tele(3)])

@@ -9,8 +9,9 @@ from edge_agent.planner import PlanError, plan, split
 
 
 def hr(name: str, address: int, type_: str = "uint16", **kw: object) -> ModbusPoint:
-    return ModbusPoint.model_validate({"name": name, "function": "holding_register", "address": address,
-                                       "type": type_, **kw})  # fmt: skip
+    return ModbusPoint.model_validate(
+        {"name": name, "function": "holding_register", "address": address, "type": type_, **kw}
+    )
 
 
 def spans(spec: ModbusSpec) -> list[tuple[str, int, int, list[str]]]:
@@ -64,18 +65,21 @@ def spans(spec: ModbusSpec) -> list[tuple[str, int, int, list[str]]]:
         ),
     ],
 )
-def test_plan_coalesces(points: list[ModbusPoint], limits: dict[str, int],
-                        expected: list[tuple[str, int, int, list[str]]]) -> None:  # fmt: skip
+def test_plan_coalesces(
+    points: list[ModbusPoint], limits: dict[str, int], expected: list[tuple[str, int, int, list[str]]]
+) -> None:
     assert spans(ModbusSpec(points=points, **limits)) == expected
 
 
 def test_functions_are_planned_separately() -> None:
-    spec = ModbusSpec(points=[
-        hr("h", 0),
-        ModbusPoint(name="i", function="input_register", address=0, type="uint16"),
-        ModbusPoint(name="c", function="coil", address=0, type="bool"),
-        ModbusPoint(name="d", function="coil", address=1, type="bool"),
-    ])  # fmt: skip
+    spec = ModbusSpec(
+        points=[
+            hr("h", 0),
+            ModbusPoint(name="i", function="input_register", address=0, type="uint16"),
+            ModbusPoint(name="c", function="coil", address=0, type="bool"),
+            ModbusPoint(name="d", function="coil", address=1, type="bool"),
+        ]
+    )
     assert sorted(spans(spec)) == [
         ("coil", 0, 2, ["c", "d"]),
         ("holding_register", 0, 1, ["h"]),
@@ -96,8 +100,7 @@ def test_point_larger_than_limit_is_a_plan_error() -> None:
 
 
 def test_split_gives_one_request_per_address_range() -> None:
-    spec = ModbusSpec(points=[hr("a", 0, "float32"), hr("s1", 2, "bit", bit=0), hr("s2", 2, "bit", bit=3),
-                              hr("b", 3)])  # fmt: skip
+    spec = ModbusSpec(points=[hr("a", 0, "float32"), hr("s1", 2, "bit", bit=0), hr("s2", 2, "bit", bit=3), hr("b", 3)])
     (block,) = plan(spec)
     assert [(r.start, r.count, [p.name for p in r.points]) for r in split(block)] == [
         (0, 2, ["a"]),

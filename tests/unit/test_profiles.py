@@ -43,20 +43,39 @@ def test_profile_file_is_named_after_its_profile(name: str) -> None:
 CANONICAL: dict[str, dict[str, str]] = {
     "water_quality_station": {
         "ph": "pH",  # the README lists pH as dimensionless; the profile labels the scale "pH"
-        "do": "mg/L", "codmn": "mg/L", "cod": "mg/L", "nh3_n": "mg/L", "tp": "mg/L", "tn": "mg/L",
-        "turbidity": "NTU", "conductivity": "µS/cm", "water_temp": "°C",
+        "do": "mg/L",
+        "codmn": "mg/L",
+        "cod": "mg/L",
+        "nh3_n": "mg/L",
+        "tp": "mg/L",
+        "tn": "mg/L",
+        "turbidity": "NTU",
+        "conductivity": "µS/cm",
+        "water_temp": "°C",
     },
     "flue_gas_cems": {
-        "so2": "mg/m³", "nox": "mg/m³", "dust": "mg/m³", "o2": "%", "flue_flow": "m³/s", "flue_temp": "°C",
-        "flue_velocity": "m/s", "flue_pressure": "kPa", "flue_humidity": "%",
+        "so2": "mg/m³",
+        "nox": "mg/m³",
+        "dust": "mg/m³",
+        "o2": "%",
+        "flue_flow": "m³/s",
+        "flue_temp": "°C",
+        "flue_velocity": "m/s",
+        "flue_pressure": "kPa",
+        "flue_humidity": "%",
     },
     "air_quality_station": {
-        "pm25": "µg/m³", "pm10": "µg/m³", "so2": "µg/m³", "no2": "µg/m³", "co": "mg/m³", "o3": "µg/m³",
+        "pm25": "µg/m³",
+        "pm10": "µg/m³",
+        "so2": "µg/m³",
+        "no2": "µg/m³",
+        "co": "mg/m³",
+        "o3": "µg/m³",
     },
     "noise_meter": {"noise_laeq": "dB(A)"},
     "gas_detector": {"lel": "%LEL"},
     "sluice_gate_plc": {"level_up": "m", "level_down": "m", "gate_opening": "m"},
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize(("name", "expected"), list(CANONICAL.items()), ids=list(CANONICAL))
@@ -68,14 +87,19 @@ def test_profile_uses_canonical_names_and_units(
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))
-def test_shipped_point_names_are_unique_and_ranged_points_have_units(
-    catalogue: dict[str, Profile], name: str
-) -> None:
+def test_shipped_point_names_are_unique_and_ranged_points_have_units(catalogue: dict[str, Profile], name: str) -> None:
     profile = catalogue[name]
     names = profile.point_names()
     assert len(names) == len(set(names))
-    points = (profile.modbus.points if profile.modbus else profile.mqtt.points if profile.mqtt else
-              profile.hj212.points if profile.hj212 else [])  # fmt: skip
+    points = (
+        profile.modbus.points
+        if profile.modbus
+        else profile.mqtt.points
+        if profile.mqtt
+        else profile.hj212.points
+        if profile.hj212
+        else []
+    )
     assert [p.name for p in points if p.range is not None and not p.unit] == []
 
 
@@ -94,111 +118,226 @@ class Broken:
 
 BROKEN = [
     pytest.param(
-        Broken("sluice_gate_plc", "address: 3, type: uint16", "address: 3, type: uint24", "type: uint24",
-               "modbus.points[3] (motor_current).type", "Input should be 'bool', 'bit'"),
+        Broken(
+            "sluice_gate_plc",
+            "address: 3, type: uint16",
+            "address: 3, type: uint24",
+            "type: uint24",
+            "modbus.points[3] (motor_current).type",
+            "Input should be 'bool', 'bit'",
+        ),
         id="unknown-data-type",
     ),
     pytest.param(
-        Broken("sluice_gate_plc", "{name: cmd_open, function: coil, address: 0, type: bool",
-               "{name: cmd_open, function: coil, address: 0, type: int16", "name: cmd_open",
-               "modbus.points[15] (cmd_open).type", "type must be 'bool', not 'int16'"),
+        Broken(
+            "sluice_gate_plc",
+            "{name: cmd_open, function: coil, address: 0, type: bool",
+            "{name: cmd_open, function: coil, address: 0, type: int16",
+            "name: cmd_open",
+            "modbus.points[15] (cmd_open).type",
+            "type must be 'bool', not 'int16'",
+        ),
         id="coil-with-type-int16",
     ),
     pytest.param(
-        Broken("sluice_gate_plc", "type: bit, bit: 1}", "type: bit}", "name: moving_open",
-               "modbus.points[6] (moving_open).type", "'bit' is required for type 'bit'"),
+        Broken(
+            "sluice_gate_plc",
+            "type: bit, bit: 1}",
+            "type: bit}",
+            "name: moving_open",
+            "modbus.points[6] (moving_open).type",
+            "'bit' is required for type 'bit'",
+        ),
         id="bit-without-bit-number",
     ),
     pytest.param(
-        Broken("sluice_gate_plc", "address: 3, type: uint16", "address: 3, type: uint16, bit: 0",
-               "type: uint16, bit: 0",
-               "modbus.points[3] (motor_current).bit", "allowed only there"),
+        Broken(
+            "sluice_gate_plc",
+            "address: 3, type: uint16",
+            "address: 3, type: uint16, bit: 0",
+            "type: uint16, bit: 0",
+            "modbus.points[3] (motor_current).bit",
+            "allowed only there",
+        ),
         id="bit-number-0-on-a-uint16",
     ),
     pytest.param(
-        Broken("air_quality_station", "type: string, length: 4,", "type: string,", "name: station_code",
-               "modbus.points[12] (station_code).type", "'length' (in registers) is required for type 'string'"),
+        Broken(
+            "air_quality_station",
+            "type: string, length: 4,",
+            "type: string,",
+            "name: station_code",
+            "modbus.points[12] (station_code).type",
+            "'length' (in registers) is required for type 'string'",
+        ),
         id="string-without-length",
     ),
     pytest.param(
-        Broken("water_quality_station", "unit: NTU,", "unit: NTU, writable: true,", "writable: true",
-               "modbus.points[7] (turbidity).writable", "input_register cannot be written"),
+        Broken(
+            "water_quality_station",
+            "unit: NTU,",
+            "unit: NTU, writable: true,",
+            "writable: true",
+            "modbus.points[7] (turbidity).writable",
+            "input_register cannot be written",
+        ),
         id="writable-input-register",
     ),
     pytest.param(
-        Broken("sluice_gate_plc", "address: 3, type: uint16", "address: 2, type: uint16", "name: motor_current",
-               "modbus.points[3] (motor_current).address",
-               "points 'level_down' and 'motor_current' both use holding_register 2"),
+        Broken(
+            "sluice_gate_plc",
+            "address: 3, type: uint16",
+            "address: 2, type: uint16",
+            "name: motor_current",
+            "modbus.points[3] (motor_current).address",
+            "points 'level_down' and 'motor_current' both use holding_register 2",
+        ),
         id="overlapping-addresses",
     ),
     pytest.param(
-        Broken("flue_gas_cems", "address: 20, type: int64", "address: 17, type: int64", "name: flow_total",
-               "modbus.points[9] (flow_total).address",
-               "points 'flue_velocity' and 'flow_total' both use holding_register 17"),
+        Broken(
+            "flue_gas_cems",
+            "address: 20, type: int64",
+            "address: 17, type: int64",
+            "name: flow_total",
+            "modbus.points[9] (flow_total).address",
+            "points 'flue_velocity' and 'flow_total' both use holding_register 17",
+        ),
         id="int64-overlaps-the-float-before-it",
     ),
     pytest.param(
-        Broken("sluice_gate_plc", "name: moving_close", "name: moving_open", "bit: 2}",
-               "modbus.points[7] (moving_open).name", "point name 'moving_open' is used twice"),
+        Broken(
+            "sluice_gate_plc",
+            "name: moving_close",
+            "name: moving_open",
+            "bit: 2}",
+            "modbus.points[7] (moving_open).name",
+            "point name 'moving_open' is used twice",
+        ),
         id="duplicate-point-name",
     ),
     pytest.param(
-        Broken("water_quality_station", "range: [0, 14]", "range: [14, 0]", "range: [14, 0]",
-               "modbus.points[0] (ph).range", "range [14.0, 0.0] must have min < max"),
+        Broken(
+            "water_quality_station",
+            "range: [0, 14]",
+            "range: [14, 0]",
+            "range: [14, 0]",
+            "modbus.points[0] (ph).range",
+            "range [14.0, 0.0] must have min < max",
+        ),
         id="range-min-above-max",
     ),
     pytest.param(
-        Broken("water_quality_station", "range: [0, 14]", "range: [7, 7]", "range: [7, 7]",
-               "modbus.points[0] (ph).range", "must have min < max"),
+        Broken(
+            "water_quality_station",
+            "range: [0, 14]",
+            "range: [7, 7]",
+            "range: [7, 7]",
+            "modbus.points[0] (ph).range",
+            "must have min < max",
+        ),
         id="range-min-equals-max",
     ),
     pytest.param(
-        Broken("sluice_gate_plc", "scale: 0.1, unit: A", "scale: 0, unit: A", "scale: 0,",
-               "modbus.points[3] (motor_current).scale", "scale must not be 0"),
+        Broken(
+            "sluice_gate_plc",
+            "scale: 0.1, unit: A",
+            "scale: 0, unit: A",
+            "scale: 0,",
+            "modbus.points[3] (motor_current).scale",
+            "scale must not be 0",
+        ),
         id="scale-zero",
     ),
     pytest.param(
-        Broken("flue_gas_cems", "max_registers_per_request: 64", "max_registers_per_request: 200",
-               "max_registers_per_request: 200", "modbus.max_registers_per_request", "less than or equal to 125"),
+        Broken(
+            "flue_gas_cems",
+            "max_registers_per_request: 64",
+            "max_registers_per_request: 200",
+            "max_registers_per_request: 200",
+            "modbus.max_registers_per_request",
+            "less than or equal to 125",
+        ),
         id="max-registers-per-request-200",
     ),
     pytest.param(
-        Broken("gas_detector", 'topic: "vendor/gasdet/{device}/up"', 'topic: "vendor/gasdet/up"',
-               'topic: "vendor/gasdet/up"', "mqtt.topic", "must contain {device}"),
+        Broken(
+            "gas_detector",
+            'topic: "vendor/gasdet/{device}/up"',
+            'topic: "vendor/gasdet/up"',
+            'topic: "vendor/gasdet/up"',
+            "mqtt.topic",
+            "must contain {device}",
+        ),
         id="mqtt-topic-without-device",
     ),
     pytest.param(
-        Broken("noise_meter", 'path: "v.laeq",', 'path: "v.laeq", topic: "vendor/+/{device}",', "topic: \"vendor/+",
-               "mqtt.points[0] (noise_laeq).topic", "must not contain MQTT wildcards"),
+        Broken(
+            "noise_meter",
+            'path: "v.laeq",',
+            'path: "v.laeq", topic: "vendor/+/{device}",',
+            'topic: "vendor/+',
+            "mqtt.points[0] (noise_laeq).topic",
+            "must not contain MQTT wildcards",
+        ),
         id="point-topic-with-wildcard",
     ),
     pytest.param(
-        Broken("gas_detector", "mqtt:\n",
-               "modbus:\n  points:\n    - {name: x, function: coil, address: 0, type: bool}\nmqtt:\n",
-               "modbus:", "modbus", "protocol 'mqtt' needs an 'mqtt' section and no 'modbus' section"),
+        Broken(
+            "gas_detector",
+            "mqtt:\n",
+            "modbus:\n  points:\n    - {name: x, function: coil, address: 0, type: bool}\nmqtt:\n",
+            "modbus:",
+            "modbus",
+            "protocol 'mqtt' needs an 'mqtt' section and no 'modbus' section",
+        ),
         id="both-modbus-and-mqtt-sections",
     ),
     pytest.param(
-        Broken("sluice_gate_plc", "protocol: modbus", "protocol: mqtt", "protocol: mqtt", "protocol",
-               "protocol 'mqtt' needs an 'mqtt' section"),
+        Broken(
+            "sluice_gate_plc",
+            "protocol: modbus",
+            "protocol: mqtt",
+            "protocol: mqtt",
+            "protocol",
+            "protocol 'mqtt' needs an 'mqtt' section",
+        ),
         id="protocol-without-its-section",
     ),
     pytest.param(
-        Broken("water_quality_station", "unit: NTU,", "unit: NTU, colour: brown,", "colour: brown",
-               "modbus.points[7] (turbidity).colour", "Extra inputs are not permitted"),
+        Broken(
+            "water_quality_station",
+            "unit: NTU,",
+            "unit: NTU, colour: brown,",
+            "colour: brown",
+            "modbus.points[7] (turbidity).colour",
+            "Extra inputs are not permitted",
+        ),
         id="unknown-key-in-a-point",
     ),
     pytest.param(
-        Broken("noise_meter", "stale_after_s: 120", "stale_after_s: 120\n  stale_after: 60", "stale_after: 60",
-               "mqtt.stale_after", "Extra inputs are not permitted"),
+        Broken(
+            "noise_meter",
+            "stale_after_s: 120",
+            "stale_after_s: 120\n  stale_after: 60",
+            "stale_after: 60",
+            "mqtt.stale_after",
+            "Extra inputs are not permitted",
+        ),
         id="unknown-key-in-a-section",
     ),
     pytest.param(
-        Broken("air_quality_station", "poll_interval_s: 1", "poll_interval: 1", "poll_interval: 1",
-               "poll_interval", "Extra inputs are not permitted"),
+        Broken(
+            "air_quality_station",
+            "poll_interval_s: 1",
+            "poll_interval: 1",
+            "poll_interval: 1",
+            "poll_interval",
+            "Extra inputs are not permitted",
+        ),
         id="unknown-top-level-key",
     ),
-]  # fmt: skip
+]
 
 
 def write_broken(tmp_path: Path, case: Broken) -> tuple[Path, int]:
@@ -235,10 +374,15 @@ def test_load_profiles_reports_the_same_problem(tmp_path: Path, case: Broken) ->
     ("old", "new", "bad_line"),
     [
         pytest.param("range: [0, 14]}", "range: [0, 14}", "name: ph", id="unclosed-flow-sequence"),
-        pytest.param("measurement: water_quality", "measurement: water_quality\n  bad: indent", "bad: indent",
-                     id="bad-indentation"),
-        pytest.param("unit: mg/L, range: [0, 20],", "unit: mg/L, range: [0, 20],, x: 1", "range: [0, 20],,",
-                     id="stray-comma"),
+        pytest.param(
+            "measurement: water_quality",
+            "measurement: water_quality\n  bad: indent",
+            "bad: indent",
+            id="bad-indentation",
+        ),
+        pytest.param(
+            "unit: mg/L, range: [0, 20],", "unit: mg/L, range: [0, 20],, x: 1", "range: [0, 20],,", id="stray-comma"
+        ),
     ],
 )
 def test_yaml_syntax_error_names_file_and_line(tmp_path: Path, old: str, new: str, bad_line: str) -> None:
@@ -280,8 +424,10 @@ def test_profile_name_used_twice_across_files(tmp_path: Path) -> None:
 
 
 def test_load_profiles_collects_problems_of_every_file(tmp_path: Path) -> None:
-    for source, old, new in [("noise_meter", "unit: dB(A), range: [20, 130]", "unit: dB(A), range: [130, 20]"),
-                             ("gas_detector", "stale_after_s: 120", "stale_after_s: 0")]:  # fmt: skip
+    for source, old, new in [
+        ("noise_meter", "unit: dB(A), range: [20, 130]", "unit: dB(A), range: [130, 20]"),
+        ("gas_detector", "stale_after_s: 120", "stale_after_s: 0"),
+    ]:
         text = (CATALOGUE / f"{source}.yaml").read_text(encoding="utf-8")
         (tmp_path / f"{source}.yaml").write_text(text.replace(old, new), encoding="utf-8")
     with pytest.raises(ConfigError) as err:
@@ -325,13 +471,26 @@ def test_hj212_profiles_use_the_point_names_and_units_of_their_modbus_kin(
 
 # Codes as in shared standards/README.md "Canonical point names" (HJ 212-2017 code [HJ/T 212-2005 code]).
 HJ212_CODES = {
-    "flue_gas_cems_hj212": {"so2": ("a21026", "02"), "nox": ("a21002", "03"), "dust": ("a34013", "01"),
-                            "o2": ("a19001", "S01"), "flue_flow": ("a00000", "B02"), "flue_temp": ("a01012", "S03"),
-                            "flue_velocity": ("a01011", "S02"), "flue_pressure": ("a01013", "S08"),
-                            "flue_humidity": ("a01014", "S05")},
-    "wastewater_outlet_hj212": {"cod": ("w01018", "011"), "nh3_n": ("w21003", "060"), "tp": ("w21011", "101"),
-                                "tn": ("w21001", "065"), "ph": ("w01001", "001"), "flow": ("w00000", "B01")},
-}  # fmt: skip
+    "flue_gas_cems_hj212": {
+        "so2": ("a21026", "02"),
+        "nox": ("a21002", "03"),
+        "dust": ("a34013", "01"),
+        "o2": ("a19001", "S01"),
+        "flue_flow": ("a00000", "B02"),
+        "flue_temp": ("a01012", "S03"),
+        "flue_velocity": ("a01011", "S02"),
+        "flue_pressure": ("a01013", "S08"),
+        "flue_humidity": ("a01014", "S05"),
+    },
+    "wastewater_outlet_hj212": {
+        "cod": ("w01018", "011"),
+        "nh3_n": ("w21003", "060"),
+        "tp": ("w21011", "101"),
+        "tn": ("w21001", "065"),
+        "ph": ("w01001", "001"),
+        "flow": ("w00000", "B01"),
+    },
+}
 
 
 @pytest.mark.parametrize(("name", "codes"), list(HJ212_CODES.items()), ids=list(HJ212_CODES))
@@ -356,9 +515,13 @@ def test_hj212_derived_point_names() -> None:
 @pytest.mark.parametrize(
     ("replace", "by", "message"),
     [
-        pytest.param("legacy_code: B01", "legacy_code: \"011\"", "code '011' is mapped twice", id="code-twice"),
-        pytest.param("protocol: hj212", "protocol: mqtt", "protocol 'mqtt' needs an 'mqtt' section and no 'hj212'",
-                     id="hj212-section-with-mqtt"),
+        pytest.param("legacy_code: B01", 'legacy_code: "011"', "code '011' is mapped twice", id="code-twice"),
+        pytest.param(
+            "protocol: hj212",
+            "protocol: mqtt",
+            "protocol 'mqtt' needs an 'mqtt' section and no 'hj212'",
+            id="hj212-section-with-mqtt",
+        ),
         pytest.param("code: w01018", "code: w01-018", "should match pattern", id="bad-code"),
     ],
 )

@@ -29,8 +29,14 @@ INT_RANGE: dict[DataType, tuple[int, int]] = {
 
 def point(type_: DataType | str, order: Order | str = Order.ABCD, **kw: object) -> ModbusPoint:
     """A holding-register point named 'p' of the given type."""
-    fields: dict[str, object] = {"name": "p", "function": "holding_register", "address": 0, "type": type_,
-                                 "order": order, **kw}  # fmt: skip
+    fields: dict[str, object] = {
+        "name": "p",
+        "function": "holding_register",
+        "address": 0,
+        "type": type_,
+        "order": order,
+        **kw,
+    }
     if DataType(type_) is DataType.BIT:
         fields.setdefault("bit", 0)
     if DataType(type_) is DataType.STRING:
@@ -45,46 +51,94 @@ GOLDEN: list[tuple[DataType, int | float | str, dict[Order, list[int]]]] = [
     # uint16 43981 = 0xABCD
     (DataType.UINT16, 43981, {Order.ABCD: [0xABCD], Order.CDAB: [0xABCD], Order.BADC: [0xCDAB], Order.DCBA: [0xCDAB]}),
     # int32 -123456789 = 0xF8A4_32EB
-    (DataType.INT32, -123456789, {
-        Order.ABCD: [0xF8A4, 0x32EB], Order.CDAB: [0x32EB, 0xF8A4],
-        Order.BADC: [0xA4F8, 0xEB32], Order.DCBA: [0xEB32, 0xA4F8],
-    }),
+    (
+        DataType.INT32,
+        -123456789,
+        {
+            Order.ABCD: [0xF8A4, 0x32EB],
+            Order.CDAB: [0x32EB, 0xF8A4],
+            Order.BADC: [0xA4F8, 0xEB32],
+            Order.DCBA: [0xEB32, 0xA4F8],
+        },
+    ),
     # uint32 305419896 = 0x1234_5678
-    (DataType.UINT32, 305419896, {
-        Order.ABCD: [0x1234, 0x5678], Order.CDAB: [0x5678, 0x1234],
-        Order.BADC: [0x3412, 0x7856], Order.DCBA: [0x7856, 0x3412],
-    }),
+    (
+        DataType.UINT32,
+        305419896,
+        {
+            Order.ABCD: [0x1234, 0x5678],
+            Order.CDAB: [0x5678, 0x1234],
+            Order.BADC: [0x3412, 0x7856],
+            Order.DCBA: [0x7856, 0x3412],
+        },
+    ),
     # int64 0x0102_0304_0506_0708: CDAB on four registers means least significant word first
-    (DataType.INT64, 0x0102030405060708, {
-        Order.ABCD: [0x0102, 0x0304, 0x0506, 0x0708], Order.CDAB: [0x0708, 0x0506, 0x0304, 0x0102],
-        Order.BADC: [0x0201, 0x0403, 0x0605, 0x0807], Order.DCBA: [0x0807, 0x0605, 0x0403, 0x0201],
-    }),
+    (
+        DataType.INT64,
+        0x0102030405060708,
+        {
+            Order.ABCD: [0x0102, 0x0304, 0x0506, 0x0708],
+            Order.CDAB: [0x0708, 0x0506, 0x0304, 0x0102],
+            Order.BADC: [0x0201, 0x0403, 0x0605, 0x0807],
+            Order.DCBA: [0x0807, 0x0605, 0x0403, 0x0201],
+        },
+    ),
     # int64 -1234567890123456789 = 0xEEDD_EF0B_8216_7EEB
-    (DataType.INT64, -1234567890123456789, {
-        Order.ABCD: [0xEEDD, 0xEF0B, 0x8216, 0x7EEB], Order.CDAB: [0x7EEB, 0x8216, 0xEF0B, 0xEEDD],
-        Order.BADC: [0xDDEE, 0x0BEF, 0x1682, 0xEB7E], Order.DCBA: [0xEB7E, 0x1682, 0x0BEF, 0xDDEE],
-    }),
+    (
+        DataType.INT64,
+        -1234567890123456789,
+        {
+            Order.ABCD: [0xEEDD, 0xEF0B, 0x8216, 0x7EEB],
+            Order.CDAB: [0x7EEB, 0x8216, 0xEF0B, 0xEEDD],
+            Order.BADC: [0xDDEE, 0x0BEF, 0x1682, 0xEB7E],
+            Order.DCBA: [0xEB7E, 0x1682, 0x0BEF, 0xDDEE],
+        },
+    ),
     # float32 123.456 = 0x42F6_E979
-    (DataType.FLOAT32, 123.456, {
-        Order.ABCD: [0x42F6, 0xE979], Order.CDAB: [0xE979, 0x42F6],
-        Order.BADC: [0xF642, 0x79E9], Order.DCBA: [0x79E9, 0xF642],
-    }),
+    (
+        DataType.FLOAT32,
+        123.456,
+        {
+            Order.ABCD: [0x42F6, 0xE979],
+            Order.CDAB: [0xE979, 0x42F6],
+            Order.BADC: [0xF642, 0x79E9],
+            Order.DCBA: [0x79E9, 0xF642],
+        },
+    ),
     # float32 -0.5 = 0xBF00_0000
-    (DataType.FLOAT32, -0.5, {
-        Order.ABCD: [0xBF00, 0x0000], Order.CDAB: [0x0000, 0xBF00],
-        Order.BADC: [0x00BF, 0x0000], Order.DCBA: [0x0000, 0x00BF],
-    }),
+    (
+        DataType.FLOAT32,
+        -0.5,
+        {
+            Order.ABCD: [0xBF00, 0x0000],
+            Order.CDAB: [0x0000, 0xBF00],
+            Order.BADC: [0x00BF, 0x0000],
+            Order.DCBA: [0x0000, 0x00BF],
+        },
+    ),
     # float64 -1234.5678 = 0xC093_4A45_6D5C_FAAD
-    (DataType.FLOAT64, -1234.5678, {
-        Order.ABCD: [0xC093, 0x4A45, 0x6D5C, 0xFAAD], Order.CDAB: [0xFAAD, 0x6D5C, 0x4A45, 0xC093],
-        Order.BADC: [0x93C0, 0x454A, 0x5C6D, 0xADFA], Order.DCBA: [0xADFA, 0x5C6D, 0x454A, 0x93C0],
-    }),
+    (
+        DataType.FLOAT64,
+        -1234.5678,
+        {
+            Order.ABCD: [0xC093, 0x4A45, 0x6D5C, 0xFAAD],
+            Order.CDAB: [0xFAAD, 0x6D5C, 0x4A45, 0xC093],
+            Order.BADC: [0x93C0, 0x454A, 0x5C6D, 0xADFA],
+            Order.DCBA: [0xADFA, 0x5C6D, 0x454A, 0x93C0],
+        },
+    ),
     # string "LIFE" = 4C 49 46 45 on two registers
-    (DataType.STRING, "LIFE", {
-        Order.ABCD: [0x4C49, 0x4645], Order.CDAB: [0x4645, 0x4C49],
-        Order.BADC: [0x494C, 0x4546], Order.DCBA: [0x4546, 0x494C],
-    }),
-]  # fmt: skip
+    (
+        DataType.STRING,
+        "LIFE",
+        {
+            Order.ABCD: [0x4C49, 0x4645],
+            Order.CDAB: [0x4645, 0x4C49],
+            Order.BADC: [0x494C, 0x4546],
+            Order.DCBA: [0x4546, 0x494C],
+        },
+    ),
+]
 
 GOLDEN_ROWS = [
     pytest.param(type_, order, value, words, id=f"{type_.value}-{value}-{order.value}")

@@ -260,18 +260,31 @@ def test_offline_rule_follows_device_status() -> None:
 
 
 def test_deviation_between_two_points_after_its_on_delay() -> None:
-    r = rule("severity: warning\non_delay_s: 60\ndeviation: {point: gate_opening, reference: target_opening, "
-             "more_than: 0.05}")
-    series = [(0, {"gate_opening": 1.0, "target_opening": 2.0}), (30_000, {"gate_opening": 1.5, "target_opening": 2.0}),
-              (60_000, {"gate_opening": 1.8, "target_opening": 2.0}), (90_000, {"gate_opening": 1.97,
-                                                                                "target_opening": 2.0})]
+    r = rule(
+        "severity: warning\non_delay_s: 60\ndeviation: {point: gate_opening, reference: target_opening, "
+        "more_than: 0.05}"
+    )
+    series = [
+        (0, {"gate_opening": 1.0, "target_opening": 2.0}),
+        (30_000, {"gate_opening": 1.5, "target_opening": 2.0}),
+        (60_000, {"gate_opening": 1.8, "target_opening": 2.0}),
+        (90_000, {"gate_opening": 1.97, "target_opening": 2.0}),
+    ]
     assert run(r, series) == [(60_000, "warning"), (90_000, None)]
 
 
 def _quality_msg(ts: int, values: dict[str, Value], quality: dict[str, str]) -> Telemetry:
     q = {p: {"q": level, "reason": "r"} for p, level in quality.items()}
-    return Telemetry.model_validate({"site": "s1", "device": "d1", "profile": "p", "measurement": "m", "seq": 0,
-                                     "samples": [{"ts": ts, "values": values, "quality": q}]})  # fmt: skip
+    return Telemetry.model_validate(
+        {
+            "site": "s1",
+            "device": "d1",
+            "profile": "p",
+            "measurement": "m",
+            "seq": 0,
+            "samples": [{"ts": ts, "values": values, "quality": q}],
+        }
+    )
 
 
 @pytest.mark.parametrize("include_uncertain", [False, True])

@@ -34,8 +34,12 @@ def test_a_named_partition_subscribes_to_its_own_sites_only() -> None:
     assert part.group == "lifeline-rules-north"
     assert not part.runs_windows
     assert PartitionConfig(name="north", sites=["lianqi"], windows=True).runs_windows
-    assert part.filters() == ["lifeline/v1/lianqi/+/telemetry", "lifeline/v1/lianqi/+/status",
-                              "lifeline/v1/yunzaobang/+/telemetry", "lifeline/v1/yunzaobang/+/status"]  # fmt: skip
+    assert part.filters() == [
+        "lifeline/v1/lianqi/+/telemetry",
+        "lifeline/v1/lianqi/+/status",
+        "lifeline/v1/yunzaobang/+/telemetry",
+        "lifeline/v1/yunzaobang/+/status",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -75,8 +79,10 @@ def test_broker_config_gives_each_partition_its_own_accounts_and_group() -> None
     assert "rules-1" not in accounts
     assert {"rules-0-of-2", "rules-0-of-2-pub", "rules-1-of-2", "rules-1-of-2-pub"} <= set(accounts)
     subs = {g.topic for g in accounts["rules-1-of-2"].grants if g.access is Access.SUBSCRIBE}
-    assert subs == {"$share/lifeline-rules-1-of-2/lifeline/v1/+/+/telemetry",
-                    "$share/lifeline-rules-1-of-2/lifeline/v1/+/+/status"}  # fmt: skip
+    assert subs == {
+        "$share/lifeline-rules-1-of-2/lifeline/v1/+/+/telemetry",
+        "$share/lifeline-rules-1-of-2/lifeline/v1/+/+/status",
+    }
     assert [g.topic for g in accounts["rules-1-of-2-pub"].grants] == ["lifeline/v1/alerts/#"]
 
 
@@ -85,8 +91,10 @@ def test_named_partitions_for_broker_config_cover_every_site_once() -> None:
     accounts = {a.username: a for a in platform_accounts(Inventory(["a", "b", "c"], named_partitions=parts))}
     assert {"rules-north", "rules-north-pub", "rules-south", "rules-south-pub"} <= set(accounts)
     subs = sorted(g.topic for g in accounts["rules-south"].grants if g.access is Access.SUBSCRIBE)
-    assert subs == ["$share/lifeline-rules-south/lifeline/v1/c/+/status",
-                    "$share/lifeline-rules-south/lifeline/v1/c/+/telemetry"]  # fmt: skip
+    assert subs == [
+        "$share/lifeline-rules-south/lifeline/v1/c/+/status",
+        "$share/lifeline-rules-south/lifeline/v1/c/+/telemetry",
+    ]
     for specs, message in [
         (["north:a,b"], r"no partition owns site\(s\) c"),
         (["north:a,b", "south:b,c"], "site 'b' is already in partition 'north'"),

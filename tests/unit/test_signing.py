@@ -22,11 +22,29 @@ from telemetry.signing import SignatureError, SigningKey, canonical_bytes, comma
 
 KEY = SigningKey.of(Ed25519PrivateKey.from_private_bytes(bytes(range(32))))  # fixed: Ed25519 is deterministic
 OTHER = SigningKey.of(Ed25519PrivateKey.from_private_bytes(bytes(range(1, 33))))
-COMMAND = Command(id="cmd-1", site="north", device="gate-1", action=Action.SET_OPENING, target_pct=40,
-                  issued_ms=1795600800000, expires_ms=1795600830000, operator="op-wu", source="10.0.0.7")  # fmt: skip
-RESULT = CommandResult(id="cmd-1", site="north", device="gate-1", state=ResultState.COMPLETED, ts=1795600812345,
-                       before={"opening_m": 1.0, "remote": True}, after={"opening_m": 2.6}, opening_m=2.6,
-                       target_m=2.6, cmd_sha256=command_digest(COMMAND))  # fmt: skip
+COMMAND = Command(
+    id="cmd-1",
+    site="north",
+    device="gate-1",
+    action=Action.SET_OPENING,
+    target_pct=40,
+    issued_ms=1795600800000,
+    expires_ms=1795600830000,
+    operator="op-wu",
+    source="10.0.0.7",
+)
+RESULT = CommandResult(
+    id="cmd-1",
+    site="north",
+    device="gate-1",
+    state=ResultState.COMPLETED,
+    ts=1795600812345,
+    before={"opening_m": 1.0, "remote": True},
+    after={"opening_m": 2.6},
+    opening_m=2.6,
+    target_m=2.6,
+    cmd_sha256=command_digest(COMMAND),
+)
 
 
 # -- golden: these bytes are the contract; a change here breaks every deployed edge agent ---------------------------
@@ -56,37 +74,62 @@ def test_canonical_bytes_of_a_result_are_pinned() -> None:
 
 def test_wire_order_and_spacing_do_not_matter() -> None:
     signed = sign(COMMAND, KEY)
-    reordered = ('{"sig": "SIG", "v": 1, "source": "10.0.0.7", "operator": "op-wu", "expires_ms": 1795600830000, '
-                 '"issued_ms": 1795600800000, "target_pct": 40, "action": "set_opening", "device": "gate-1", '
-                 '"site": "north", "id": "cmd-1", "kid": "KID"}').replace("SIG", signed.sig or "").replace(
-        "KID", KEY.kid)  # fmt: skip
+    reordered = (
+        (
+            '{"sig": "SIG", "v": 1, "source": "10.0.0.7", "operator": "op-wu", "expires_ms": 1795600830000, '
+            '"issued_ms": 1795600800000, "target_pct": 40, "action": "set_opening", "device": "gate-1", '
+            '"site": "north", "id": "cmd-1", "kid": "KID"}'
+        )
+        .replace("SIG", signed.sig or "")
+        .replace("KID", KEY.kid)
+    )
     verify(Command.model_validate_json(reordered), KEY.verify_key)
 
 
 # -- round trips through the wire ---------------------------------------------------------------------------------
 ids = st.from_regex(r"^[a-z0-9][a-z0-9_.-]{0,20}$", fullmatch=True)
 texts = st.text(min_size=1, max_size=40)
-values = st.one_of(st.booleans(), st.integers(-(2**53), 2**53), st.floats(allow_nan=False, allow_infinity=False),
-                   st.text(max_size=10), st.none())  # fmt: skip
+values = st.one_of(
+    st.booleans(),
+    st.integers(-(2**53), 2**53),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=10),
+    st.none(),
+)
 
 
 @st.composite
 def commands(draw: st.DrawFn) -> Command:
     action = draw(st.sampled_from(Action))
     issued = draw(st.integers(0, 2**41))
-    return Command(id=draw(ids), site=draw(ids), device=draw(ids), action=action,
-                   target_pct=draw(st.floats(0, 100)) if action is Action.SET_OPENING else None, issued_ms=issued,
-                   expires_ms=issued + draw(st.integers(1, 10**7)), operator=draw(texts),
-                   source=draw(st.text(max_size=40)))  # fmt: skip
+    return Command(
+        id=draw(ids),
+        site=draw(ids),
+        device=draw(ids),
+        action=action,
+        target_pct=draw(st.floats(0, 100)) if action is Action.SET_OPENING else None,
+        issued_ms=issued,
+        expires_ms=issued + draw(st.integers(1, 10**7)),
+        operator=draw(texts),
+        source=draw(st.text(max_size=40)),
+    )
 
 
 @st.composite
 def results(draw: st.DrawFn) -> CommandResult:
-    return CommandResult(id=draw(ids), site=draw(ids), device=draw(ids), state=draw(st.sampled_from(ResultState)),
-                         ts=draw(st.integers(0, 2**41)), interlock=draw(st.none() | st.sampled_from(Interlock)),
-                         reason=draw(st.text(max_size=40)), before=draw(st.dictionaries(texts, values, max_size=4)),
-                         after=draw(st.dictionaries(texts, values, max_size=4)),
-                         opening_m=draw(st.none() | st.floats(-10, 10)), repeat=draw(st.booleans()))  # fmt: skip
+    return CommandResult(
+        id=draw(ids),
+        site=draw(ids),
+        device=draw(ids),
+        state=draw(st.sampled_from(ResultState)),
+        ts=draw(st.integers(0, 2**41)),
+        interlock=draw(st.none() | st.sampled_from(Interlock)),
+        reason=draw(st.text(max_size=40)),
+        before=draw(st.dictionaries(texts, values, max_size=4)),
+        after=draw(st.dictionaries(texts, values, max_size=4)),
+        opening_m=draw(st.none() | st.floats(-10, 10)),
+        repeat=draw(st.booleans()),
+    )
 
 
 @settings(max_examples=60, deadline=None)
@@ -112,16 +155,29 @@ REFUSED: list[tuple[str, Callable[[Command], Command], str]] = [
     ("unsigned", lambda s: COMMAND, "not signed"),
     ("no-kid", _changed(kid=None), "not signed"),
     ("other-key", lambda s: sign(COMMAND, OTHER), "not with the expected key"),
-    ("other-key-claiming-our-kid", lambda s: sign(COMMAND, OTHER).model_copy(update={"kid": KEY.kid}),
-     "does not verify"),
+    (
+        "other-key-claiming-our-kid",
+        lambda s: sign(COMMAND, OTHER).model_copy(update={"kid": KEY.kid}),
+        "does not verify",
+    ),
     ("not-base64", _changed(sig="not base64!"), "not base64"),
     ("short", _changed(sig="AAAA"), "has 3 bytes"),
     ("a-result's-signature", lambda s: s.model_copy(update={"sig": sign(RESULT, KEY).sig}), "does not verify"),
-    *[(f"changed-{f}", _changed(**{f: v}), "does not verify") for f, v in [
-        ("id", "cmd-2"), ("site", "south"), ("device", "gate-2"), ("target_pct", 41.0), ("issued_ms", 1),
-        ("expires_ms", 1795600830001), ("operator", "intruder"), ("source", "10.0.0.8")]],
+    *[
+        (f"changed-{f}", _changed(**{f: v}), "does not verify")
+        for f, v in [
+            ("id", "cmd-2"),
+            ("site", "south"),
+            ("device", "gate-2"),
+            ("target_pct", 41.0),
+            ("issued_ms", 1),
+            ("expires_ms", 1795600830001),
+            ("operator", "intruder"),
+            ("source", "10.0.0.8"),
+        ]
+    ],
     ("changed-action", _changed(action=Action.OPEN, target_pct=None), "does not verify"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("make", "words"), [r[1:] for r in REFUSED], ids=[r[0] for r in REFUSED])
@@ -137,8 +193,14 @@ def test_nothing_verifies_without_a_key() -> None:
 
 @pytest.mark.parametrize("field", ["state", "reason", "after", "repeat", "cmd_sha256", "ts"])
 def test_a_result_changed_after_signing_is_refused(field: str) -> None:
-    change = {"state": ResultState.FAILED, "reason": "x", "after": {"opening_m": 6.0}, "repeat": True,
-              "cmd_sha256": "0" * 64, "ts": 1}[field]  # fmt: skip
+    change = {
+        "state": ResultState.FAILED,
+        "reason": "x",
+        "after": {"opening_m": 6.0},
+        "repeat": True,
+        "cmd_sha256": "0" * 64,
+        "ts": 1,
+    }[field]
     with pytest.raises(SignatureError, match="does not verify"):
         verify(sign(RESULT, KEY).model_copy(update={field: change}), KEY.verify_key)
 
@@ -205,12 +267,14 @@ def test_a_private_key_others_may_access_is_refused_naming_the_file(tmp_path: Pa
 
 @pytest.mark.parametrize(
     ("name", "content", "load", "words"),
-    [("missing.key", None, load_signing_key, "cannot read the key file"),
-     ("garbage.key", b"not a key", load_signing_key, "not an unencrypted PEM private key"),
-     ("public-as-private.key", "control.pub", load_signing_key, "not an unencrypted PEM private key"),
-     ("private-as-public.pub", "control.key", load_verify_key, "not a PEM public key")],
+    [
+        ("missing.key", None, load_signing_key, "cannot read the key file"),
+        ("garbage.key", b"not a key", load_signing_key, "not an unencrypted PEM private key"),
+        ("public-as-private.key", "control.pub", load_signing_key, "not an unencrypted PEM private key"),
+        ("private-as-public.pub", "control.key", load_verify_key, "not a PEM public key"),
+    ],
     ids=["missing", "garbage", "public-as-private", "private-as-public"],
-)  # fmt: skip
+)
 def test_a_bad_key_file_is_refused_naming_it(
     tmp_path: Path, name: str, content: bytes | str | None, load: Callable[[Path], object], words: str
 ) -> None:

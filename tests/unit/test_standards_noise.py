@@ -14,25 +14,39 @@ from rules.standards import DayPeriod, NoiseZone, noise_limit, noise_verdict, pe
 CST = timezone(timedelta(hours=8))
 # GB 3096-2008 Table 1 as used (day, night) dB(A)
 LIMITS = {"0": (50, 40), "1": (55, 45), "2": (60, 50), "3": (65, 55), "4a": (70, 55), "4b": (70, 60)}
-EDGES = [(time(5, 59), "night"), (time(6, 0), "day"), (time(21, 59), "day"), (time(22, 0), "night"),
-         (time(0, 0), "night"), (time(5, 59, 59), "night"), (time(21, 59, 59), "day")]
+EDGES = [
+    (time(5, 59), "night"),
+    (time(6, 0), "day"),
+    (time(21, 59), "day"),
+    (time(22, 0), "night"),
+    (time(0, 0), "night"),
+    (time(5, 59, 59), "night"),
+    (time(21, 59, 59), "day"),
+]
 
 
-@pytest.mark.parametrize(("zone", "at", "expected"), [
-    pytest.param(zone, at, LIMITS[zone][0 if period == "day" else 1], id=f"zone{zone}-{at:%H:%M:%S}-{period}")
-    for zone in LIMITS for at, period in EDGES
-])
+@pytest.mark.parametrize(
+    ("zone", "at", "expected"),
+    [
+        pytest.param(zone, at, LIMITS[zone][0 if period == "day" else 1], id=f"zone{zone}-{at:%H:%M:%S}-{period}")
+        for zone in LIMITS
+        for at, period in EDGES
+    ],
+)
 def test_limit_by_zone_and_local_time(zone: str, at: time, expected: int) -> None:
     assert noise_limit(zone, at) == expected
 
 
-@pytest.mark.parametrize(("at", "period"), [
-    pytest.param(datetime(2026, 6, 1, 21, 59, tzinfo=UTC), DayPeriod.NIGHT, id="utc-21:59-is-cst-05:59-night"),
-    pytest.param(datetime(2026, 6, 1, 22, 0, tzinfo=UTC), DayPeriod.DAY, id="utc-22:00-is-cst-06:00-day"),
-    pytest.param(datetime(2026, 6, 1, 13, 59, tzinfo=UTC), DayPeriod.DAY, id="utc-13:59-is-cst-21:59-day"),
-    pytest.param(datetime(2026, 6, 1, 14, 0, tzinfo=UTC), DayPeriod.NIGHT, id="utc-14:00-is-cst-22:00-night"),
-    pytest.param(datetime(2026, 6, 1, 5, 59, tzinfo=CST), DayPeriod.NIGHT, id="cst-05:59-night"),
-])
+@pytest.mark.parametrize(
+    ("at", "period"),
+    [
+        pytest.param(datetime(2026, 6, 1, 21, 59, tzinfo=UTC), DayPeriod.NIGHT, id="utc-21:59-is-cst-05:59-night"),
+        pytest.param(datetime(2026, 6, 1, 22, 0, tzinfo=UTC), DayPeriod.DAY, id="utc-22:00-is-cst-06:00-day"),
+        pytest.param(datetime(2026, 6, 1, 13, 59, tzinfo=UTC), DayPeriod.DAY, id="utc-13:59-is-cst-21:59-day"),
+        pytest.param(datetime(2026, 6, 1, 14, 0, tzinfo=UTC), DayPeriod.NIGHT, id="utc-14:00-is-cst-22:00-night"),
+        pytest.param(datetime(2026, 6, 1, 5, 59, tzinfo=CST), DayPeriod.NIGHT, id="cst-05:59-night"),
+    ],
+)
 def test_aware_times_are_taken_in_shanghai(at: datetime, period: DayPeriod) -> None:
     assert period_of(at) == period
 
@@ -42,27 +56,33 @@ def test_naive_datetime_is_refused() -> None:
         period_of(datetime(2026, 6, 1, 6, 0))
 
 
-@pytest.mark.parametrize(("zone", "at", "level", "exceeded", "excess"), [
-    pytest.param("2", time(12), 60, False, 0, id="equal-to-day-limit-meets"),
-    pytest.param("2", time(12), 60.1, True, Decimal("0.1"), id="just-above-day-limit"),
-    pytest.param("2", time(22), 50.0, False, 0, id="equal-to-night-limit-meets"),
-    pytest.param("2", time(22), 58.4, True, Decimal("8.4"), id="night-above"),
-    pytest.param("4b", time(23), 59.9, False, 0, id="4b-night-below-60"),
-    pytest.param("4a", time(23), 55.5, True, Decimal("0.5"), id="4a-night-above-55"),
-    pytest.param("0", time(6), 50, False, 0, id="zone0-06:00-day-50"),
-    pytest.param("0", time(5, 59), 41, True, 1, id="zone0-05:59-night-40"),
-])
+@pytest.mark.parametrize(
+    ("zone", "at", "level", "exceeded", "excess"),
+    [
+        pytest.param("2", time(12), 60, False, 0, id="equal-to-day-limit-meets"),
+        pytest.param("2", time(12), 60.1, True, Decimal("0.1"), id="just-above-day-limit"),
+        pytest.param("2", time(22), 50.0, False, 0, id="equal-to-night-limit-meets"),
+        pytest.param("2", time(22), 58.4, True, Decimal("8.4"), id="night-above"),
+        pytest.param("4b", time(23), 59.9, False, 0, id="4b-night-below-60"),
+        pytest.param("4a", time(23), 55.5, True, Decimal("0.5"), id="4a-night-above-55"),
+        pytest.param("0", time(6), 50, False, 0, id="zone0-06:00-day-50"),
+        pytest.param("0", time(5, 59), 41, True, 1, id="zone0-05:59-night-40"),
+    ],
+)
 def test_verdict(zone: str, at: time, level: float, exceeded: bool, excess: Decimal) -> None:
     v = noise_verdict(zone, at, level)
     assert (v.exceeded, v.excess_db) == (exceeded, excess)
     assert v.lmax_exceeded is None
 
 
-@pytest.mark.parametrize(("at", "lmax", "lmax_limit", "lmax_exceeded"), [
-    pytest.param(time(23), 65, Decimal(65), False, id="night-lmax-equal-limit-plus-15"),
-    pytest.param(time(23), 65.1, Decimal(65), True, id="night-lmax-above-limit-plus-15"),
-    pytest.param(time(12), 90, None, None, id="day-lmax-not-judged"),
-])
+@pytest.mark.parametrize(
+    ("at", "lmax", "lmax_limit", "lmax_exceeded"),
+    [
+        pytest.param(time(23), 65, Decimal(65), False, id="night-lmax-equal-limit-plus-15"),
+        pytest.param(time(23), 65.1, Decimal(65), True, id="night-lmax-above-limit-plus-15"),
+        pytest.param(time(12), 90, None, None, id="day-lmax-not-judged"),
+    ],
+)
 def test_night_lmax_rule(at: time, lmax: float, lmax_limit: Decimal | None, lmax_exceeded: bool | None) -> None:
     v = noise_verdict(NoiseZone.Z2, at, 45, lmax_db=lmax)
     assert (v.lmax_limit_db, v.lmax_exceeded) == (lmax_limit, lmax_exceeded)

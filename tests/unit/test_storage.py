@@ -24,7 +24,7 @@ HOSTILE = [
     pytest.param('x" ; DROP DATABASE "lifeline', '"x\\" ; DROP DATABASE \\"lifeline"', id="close-and-drop"),
     pytest.param("x' OR '1'='1", "\"x' OR '1'='1\"", id="single-quotes-inside-double"),
     pytest.param("a\\", '"a\\\\"', id="trailing-backslash-escapes-nothing"),
-    pytest.param("a\\\"b", '"a\\\\\\"b"', id="backslash-then-quote"),
+    pytest.param('a\\"b', '"a\\\\\\"b"', id="backslash-then-quote"),
     pytest.param("line\nSELECT", '"line\\nSELECT"', id="newline-no-second-statement"),
     pytest.param("空 格,=", '"空 格,="', id="unicode-space-comma-equals"),
 ]
@@ -78,14 +78,21 @@ def test_a_statement_is_built_from_quoted_parts_only() -> None:
     q = ql.select(
         [ql.call("mean", 'p"h'), ql.call("max", "ph.q")],
         ql.source("water quality", 'r"p'),
-        [*ql.time_range(1000, 2000), ql.eq("site", "s'1"), ql.one_of("device", ["b", "a", "b"]),
-         ql.compare("ph.q", "=", 1)],
-        group_by=("site", "device"), every_ms=300_000, fill_none=True, limit=10,
-    )  # fmt: skip
+        [
+            *ql.time_range(1000, 2000),
+            ql.eq("site", "s'1"),
+            ql.one_of("device", ["b", "a", "b"]),
+            ql.compare("ph.q", "=", 1),
+        ],
+        group_by=("site", "device"),
+        every_ms=300_000,
+        fill_none=True,
+        limit=10,
+    )
     assert q == (
         'SELECT mean("p\\"h") AS "p\\"h", max("ph.q") AS "ph.q" FROM "r\\"p"."water quality" '
         "WHERE time >= 1000ms AND time < 2000ms AND \"site\" = 's\\'1' "
-        "AND (\"device\" = 'b' OR \"device\" = 'a') AND \"ph.q\" = 1 "
+        'AND ("device" = \'b\' OR "device" = \'a\') AND "ph.q" = 1 '
         'GROUP BY time(5m), "site","device" fill(none) LIMIT 10'
     )
 
@@ -123,13 +130,15 @@ def test_times_are_integers() -> None:
         pytest.param("m", [("k", "v\\")], {"f": 1.0}, "m,k=v f=1.0 7", id="tag-trailing-backslash-dropped"),
         pytest.param("m", [("k", ""), ("e", "")], {"f": 1.0}, "m f=1.0 7", id="empty-tags-left-out"),
         pytest.param("m", [("z", "1"), ("a", "2")], {"f": 1.0}, "m,a=2,z=1 f=1.0 7", id="tags-sorted"),
-        pytest.param("m", [], {"r": 'say "hi" \\ ok\nnext'}, 'm r="say \\"hi\\" \\\\ ok\\nnext" 7',
-                     id="string-escapes"),
+        pytest.param(
+            "m", [], {"r": 'say "hi" \\ ok\nnext'}, 'm r="say \\"hi\\" \\\\ ok\\nnext" 7', id="string-escapes"
+        ),
         pytest.param("m", [], {"f k=": True, "g": None}, "m f\\ k\\==true 7", id="bool-and-none-left-out"),
     ],
 )
-def test_rows_of_derived_series(measurement: str, tags: list[tuple[str, str]], fields: dict[str, object],
-                                line: str) -> None:  # fmt: skip
+def test_rows_of_derived_series(
+    measurement: str, tags: list[tuple[str, str]], fields: dict[str, object], line: str
+) -> None:
     assert encode_row(measurement, tags, fields, 7) == line  # type: ignore[arg-type]
 
 
@@ -142,19 +151,30 @@ def test_rows_of_derived_series(measurement: str, tags: list[tuple[str, str]], f
         pytest.param("m", {"f\\": 1.0}, "cannot be written", id="field-key-trailing-backslash"),
     ],
 )
-def test_rows_that_line_protocol_cannot_carry_are_refused(measurement: str, fields: dict[str, object],
-                                                          problem: str) -> None:  # fmt: skip
+def test_rows_that_line_protocol_cannot_carry_are_refused(
+    measurement: str, fields: dict[str, object], problem: str
+) -> None:
     with pytest.raises(ValueError, match=problem):
         encode_row(measurement, [], fields, 0)  # type: ignore[arg-type]
 
 
 def test_a_derived_row_and_the_bridge_escape_a_series_alike() -> None:
-    msg = Telemetry(site="s1", device="d1", profile="p", measurement="m x,y", seq=1,
-                    tags={"river name": "north, b=", "z\\": "end\\", "": "x"},
-                    samples=[{"ts": 5, "values": {"v": 1.0}}])  # fmt: skip
+    msg = Telemetry(
+        site="s1",
+        device="d1",
+        profile="p",
+        measurement="m x,y",
+        seq=1,
+        tags={"river name": "north, b=", "z\\": "end\\", "": "x"},
+        samples=[{"ts": 5, "values": {"v": 1.0}}],
+    )
     (bridge,) = LineEncoder().encode(msg)
-    derived = encode_row("m x,y", [("site", "s1"), ("device", "d1"), ("profile", "p"), ("river name", "north, b="),
-                                   ("z\\", "end\\"), ("", "x")], {"v": 1.0}, 5)  # fmt: skip
+    derived = encode_row(
+        "m x,y",
+        [("site", "s1"), ("device", "d1"), ("profile", "p"), ("river name", "north, b="), ("z\\", "end\\"), ("", "x")],
+        {"v": 1.0},
+        5,
+    )
     assert derived == bridge
 
 
@@ -183,12 +203,28 @@ def test_the_password_and_token_by_environment(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_a_reader_keeps_the_shared_fields_only() -> None:
-    config = InfluxConfig(url="http://i:8086", database="d", retention_policy="rp", username="u", password="p",
-                          timeout_s=3, transport="v2", bucket="b", create_database=True)  # fmt: skip
+    config = InfluxConfig(
+        url="http://i:8086",
+        database="d",
+        retention_policy="rp",
+        username="u",
+        password="p",
+        timeout_s=3,
+        transport="v2",
+        bucket="b",
+        create_database=True,
+    )
     reader = config.read_only()
     assert type(reader) is InfluxConnection
-    assert reader.model_dump() == {"url": "http://i:8086", "database": "d", "retention_policy": "rp",
-                                   "username": "u", "password": "***", "timeout_s": 3.0, "ca_file": None}  # fmt: skip
+    assert reader.model_dump() == {
+        "url": "http://i:8086",
+        "database": "d",
+        "retention_policy": "rp",
+        "username": "u",
+        "password": "***",
+        "timeout_s": 3.0,
+        "ca_file": None,
+    }
     assert reader.password is not None
     assert reader.password.reveal() == "p"
 
@@ -268,8 +304,12 @@ def test_retryable_failures_wait_and_write_again(failure: Retry, waits: list[flo
 
 def test_the_backoff_is_capped_and_jittered() -> None:
     sleeps = Sleeps()
-    writer = RetryingWriter(FakeInflux(failures=6, failure=Retry("down", 503)), RetryConfig(initial_s=1, max_s=4),
-                            sleep=sleeps, rand=lambda: 0.5)  # fmt: skip
+    writer = RetryingWriter(
+        FakeInflux(failures=6, failure=Retry("down", 503)),
+        RetryConfig(initial_s=1, max_s=4),
+        sleep=sleeps,
+        rand=lambda: 0.5,
+    )
     run(writer, ["m v=1"])
     assert sleeps.waits == [0.5, 1.0, 2.0, 2.0, 2.0, 2.0]  # half of 1, 2, 4, 4 (capped), ...
 

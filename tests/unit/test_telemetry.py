@@ -37,28 +37,58 @@ FAST = settings(max_examples=80, deadline=None)
 @pytest.mark.parametrize(
     ("built", "expected_topic", "expected"),
     [
-        pytest.param(topics.telemetry("plant-1", "gate.01"), "lifeline/v1/plant-1/gate.01/telemetry",
-                     ParsedTopic(Kind.TELEMETRY, "plant-1", "gate.01"), id="telemetry"),
-        pytest.param(topics.status("plant-1", "gate_01"), "lifeline/v1/plant-1/gate_01/status",
-                     ParsedTopic(Kind.STATUS, "plant-1", "gate_01"), id="status"),
-        pytest.param(topics.agent_state("plant-1"), "lifeline/v1/plant-1/agent/state",
-                     ParsedTopic(Kind.AGENT_STATE, "plant-1", None), id="agent-state"),
-        pytest.param(topics.command("s", "d", "c-42"), "lifeline/v1/s/d/cmd/c-42",
-                     ParsedTopic(Kind.CMD, "s", "d", "c-42"), id="command"),
-        pytest.param(topics.command_result("s", "d", "c-42"), "lifeline/v1/s/d/cmd_result/c-42",
-                     ParsedTopic(Kind.CMD_RESULT, "s", "d", "c-42"), id="command-result"),
-        pytest.param(topics.telemetry("0", "9" * 64), f"lifeline/v1/0/{'9' * 64}/telemetry",
-                     ParsedTopic(Kind.TELEMETRY, "0", "9" * 64), id="shortest-and-longest-ids"),
+        pytest.param(
+            topics.telemetry("plant-1", "gate.01"),
+            "lifeline/v1/plant-1/gate.01/telemetry",
+            ParsedTopic(Kind.TELEMETRY, "plant-1", "gate.01"),
+            id="telemetry",
+        ),
+        pytest.param(
+            topics.status("plant-1", "gate_01"),
+            "lifeline/v1/plant-1/gate_01/status",
+            ParsedTopic(Kind.STATUS, "plant-1", "gate_01"),
+            id="status",
+        ),
+        pytest.param(
+            topics.agent_state("plant-1"),
+            "lifeline/v1/plant-1/agent/state",
+            ParsedTopic(Kind.AGENT_STATE, "plant-1", None),
+            id="agent-state",
+        ),
+        pytest.param(
+            topics.command("s", "d", "c-42"),
+            "lifeline/v1/s/d/cmd/c-42",
+            ParsedTopic(Kind.CMD, "s", "d", "c-42"),
+            id="command",
+        ),
+        pytest.param(
+            topics.command_result("s", "d", "c-42"),
+            "lifeline/v1/s/d/cmd_result/c-42",
+            ParsedTopic(Kind.CMD_RESULT, "s", "d", "c-42"),
+            id="command-result",
+        ),
+        pytest.param(
+            topics.telemetry("0", "9" * 64),
+            f"lifeline/v1/0/{'9' * 64}/telemetry",
+            ParsedTopic(Kind.TELEMETRY, "0", "9" * 64),
+            id="shortest-and-longest-ids",
+        ),
     ],
-)  # fmt: skip
+)
 def test_topic_build_and_parse(built: str, expected_topic: str, expected: ParsedTopic) -> None:
     assert built == expected_topic
     assert topics.parse(built) == expected
 
 
 def test_every_kind_has_a_round_trip_row() -> None:
-    built = [topics.telemetry("s", "d"), topics.status("s", "d"), topics.agent_state("s"),
-             topics.command("s", "d", "c"), topics.command_result("s", "d", "c"), topics.stored("s")]  # fmt: skip
+    built = [
+        topics.telemetry("s", "d"),
+        topics.status("s", "d"),
+        topics.agent_state("s"),
+        topics.command("s", "d", "c"),
+        topics.command_result("s", "d", "c"),
+        topics.stored("s"),
+    ]
     assert {topics.parse(t).kind for t in built} == set(Kind)
 
 
@@ -142,9 +172,14 @@ UNCERTAIN = {"q": "uncertain", "reason": "above range"}
 
 def telemetry_dict(**overrides: Any) -> dict[str, Any]:
     message: dict[str, Any] = {
-        "v": 1, "site": "s", "device": "d", "profile": "p", "measurement": "m", "seq": 0,
+        "v": 1,
+        "site": "s",
+        "device": "d",
+        "profile": "p",
+        "measurement": "m",
+        "seq": 0,
         "samples": [{"ts": 1_700_000_000_000, "values": {"ph": 7.1}}],
-    }  # fmt: skip
+    }
     message.update(overrides)
     return message
 
@@ -171,31 +206,52 @@ def test_valid_samples(s: dict[str, Any]) -> None:
 @pytest.mark.parametrize(
     ("message", "error"),
     [
-        pytest.param(telemetry_dict(samples=[sample({"ph": 7.0}, {"ph": BAD})]),
-                     "point 'ph' is bad, so its value must be null", id="bad-point-with-a-value"),
-        pytest.param(telemetry_dict(samples=[sample({"ph": None})]),
-                     "point 'ph' is null but has no quality saying why", id="null-without-quality"),
-        pytest.param(telemetry_dict(samples=[sample({"ph": 7.0}, {"do": BAD})]),
-                     "quality given for point 'do', which has no value entry", id="quality-for-unknown-point"),
-        pytest.param(telemetry_dict(samples=[sample({"ph": 7.0}, {"ph": {"q": "good", "reason": "x"}})]),
-                     "samples.0.quality.ph.q", id="explicit-good-quality"),
-        pytest.param(telemetry_dict(samples=[sample({"ph": None}, {"ph": {"q": "bad", "reason": ""}})]),
-                     "samples.0.quality.ph.reason", id="empty-reason"),
+        pytest.param(
+            telemetry_dict(samples=[sample({"ph": 7.0}, {"ph": BAD})]),
+            "point 'ph' is bad, so its value must be null",
+            id="bad-point-with-a-value",
+        ),
+        pytest.param(
+            telemetry_dict(samples=[sample({"ph": None})]),
+            "point 'ph' is null but has no quality saying why",
+            id="null-without-quality",
+        ),
+        pytest.param(
+            telemetry_dict(samples=[sample({"ph": 7.0}, {"do": BAD})]),
+            "quality given for point 'do', which has no value entry",
+            id="quality-for-unknown-point",
+        ),
+        pytest.param(
+            telemetry_dict(samples=[sample({"ph": 7.0}, {"ph": {"q": "good", "reason": "x"}})]),
+            "samples.0.quality.ph.q",
+            id="explicit-good-quality",
+        ),
+        pytest.param(
+            telemetry_dict(samples=[sample({"ph": None}, {"ph": {"q": "bad", "reason": ""}})]),
+            "samples.0.quality.ph.reason",
+            id="empty-reason",
+        ),
         pytest.param(telemetry_dict(samples=[]), "samples", id="no-samples"),
         pytest.param(telemetry_dict(seq=-1), "seq", id="negative-seq"),
         pytest.param(telemetry_dict(samples=[sample({"ph": 7.0}, ts=-1)]), "samples.0.ts", id="negative-ts"),
         pytest.param(telemetry_dict(v=2), "v", id="contract-version-2"),
         pytest.param(telemetry_dict(extra=1), "extra", id="extra-field-in-message"),
-        pytest.param(telemetry_dict(samples=[{**sample({"ph": 7.0}), "flags": {}}]), "samples.0.flags",
-                     id="extra-field-in-sample"),
-        pytest.param(telemetry_dict(samples=[sample({"ph": None}, {"ph": {**BAD, "code": 1}})]),
-                     "samples.0.quality.ph.code", id="extra-field-in-quality"),
+        pytest.param(
+            telemetry_dict(samples=[{**sample({"ph": 7.0}), "flags": {}}]),
+            "samples.0.flags",
+            id="extra-field-in-sample",
+        ),
+        pytest.param(
+            telemetry_dict(samples=[sample({"ph": None}, {"ph": {**BAD, "code": 1}})]),
+            "samples.0.quality.ph.code",
+            id="extra-field-in-quality",
+        ),
         pytest.param(telemetry_dict(samples=[sample({"pH": 7.0})]), "samples.0.values.pH", id="uppercase-point"),
         pytest.param(telemetry_dict(units={"1ph": "pH"}), "units.1ph", id="unit-for-invalid-point-name"),
         pytest.param(telemetry_dict(samples=[sample({"ph": [7.0]})]), "samples.0.values.ph", id="list-value"),
         pytest.param({k: v for k, v in telemetry_dict().items() if k != "device"}, "device", id="missing-device"),
     ],
-)  # fmt: skip
+)
 def test_invalid_telemetry_is_refused(message: dict[str, Any], error: str) -> None:
     with pytest.raises(ValidationError, match=error):
         Telemetry.model_validate(message)
@@ -228,15 +284,27 @@ def test_quality_of() -> None:
 @pytest.mark.parametrize(
     ("model", "data", "error"),
     [
-        pytest.param(DeviceStatus, {"site": "s", "device": "d", "profile": "p", "online": True, "ts": -1}, "ts",
-                     id="status-negative-ts"),
-        pytest.param(DeviceStatus, {"site": "s", "device": "d", "profile": "p", "online": True, "ts": 0, "x": 1},
-                     "x", id="status-extra-field"),
-        pytest.param(AgentState, {"site": "s", "agent": "a", "online": "maybe", "ts": 0}, "online",
-                     id="agent-state-online-not-bool"),
+        pytest.param(
+            DeviceStatus,
+            {"site": "s", "device": "d", "profile": "p", "online": True, "ts": -1},
+            "ts",
+            id="status-negative-ts",
+        ),
+        pytest.param(
+            DeviceStatus,
+            {"site": "s", "device": "d", "profile": "p", "online": True, "ts": 0, "x": 1},
+            "x",
+            id="status-extra-field",
+        ),
+        pytest.param(
+            AgentState,
+            {"site": "s", "agent": "a", "online": "maybe", "ts": 0},
+            "online",
+            id="agent-state-online-not-bool",
+        ),
         pytest.param(PointQuality, {"q": "bad"}, "reason", id="quality-without-reason"),
     ],
-)  # fmt: skip
+)
 def test_other_models_are_strict(model: type[Any], data: dict[str, Any], error: str) -> None:
     with pytest.raises(ValidationError, match=error):
         model.model_validate(data)
@@ -300,12 +368,18 @@ def test_encode_is_compact_json_with_every_field() -> None:
 @pytest.mark.parametrize(
     ("message", "decode"),
     [
-        pytest.param(DeviceStatus(site="s", device="d", profile="p", online=False, ts=5, reason="timeout"),
-                     decode_status, id="device-status"),
-        pytest.param(AgentState(site="s", agent="edge-s", online=True, ts=5, version="0.1.0", devices=["a", "b"]),
-                     decode_agent_state, id="agent-state"),
+        pytest.param(
+            DeviceStatus(site="s", device="d", profile="p", online=False, ts=5, reason="timeout"),
+            decode_status,
+            id="device-status",
+        ),
+        pytest.param(
+            AgentState(site="s", agent="edge-s", online=True, ts=5, version="0.1.0", devices=["a", "b"]),
+            decode_agent_state,
+            id="agent-state",
+        ),
     ],
-)  # fmt: skip
+)
 def test_status_and_agent_state_round_trip(message: Any, decode: Callable[[bytes], Any]) -> None:
     assert decode(encode(message)) == message
 
@@ -319,14 +393,19 @@ TOPIC = "lifeline/v1/s/d/telemetry"
         pytest.param(b"", "payload on topic 'lifeline/v1/s/d/telemetry' is not JSON", id="empty"),
         pytest.param(b"{'v': 1}", "payload on topic 'lifeline/v1/s/d/telemetry' is not JSON", id="single-quotes"),
         pytest.param(b"\xff\xfe", "payload on topic 'lifeline/v1/s/d/telemetry' is not JSON", id="not-utf8"),
-        pytest.param(b"[1, 2]", "Telemetry payload on topic 'lifeline/v1/s/d/telemetry' is invalid: (message)",
-                     id="json-list"),
-        pytest.param(b"null", "Telemetry payload on topic 'lifeline/v1/s/d/telemetry' is invalid: (message)",
-                     id="json-null"),
-        pytest.param(orjson.dumps(telemetry_dict(samples=[sample({"ph": None})])),
-                     "point 'ph' is null but has no quality saying why", id="rule-broken-in-a-sample"),
+        pytest.param(
+            b"[1, 2]", "Telemetry payload on topic 'lifeline/v1/s/d/telemetry' is invalid: (message)", id="json-list"
+        ),
+        pytest.param(
+            b"null", "Telemetry payload on topic 'lifeline/v1/s/d/telemetry' is invalid: (message)", id="json-null"
+        ),
+        pytest.param(
+            orjson.dumps(telemetry_dict(samples=[sample({"ph": None})])),
+            "point 'ph' is null but has no quality saying why",
+            id="rule-broken-in-a-sample",
+        ),
     ],
-)  # fmt: skip
+)
 def test_decode_error_names_topic_and_problem(payload: bytes, error: str) -> None:
     with pytest.raises(ContractError) as err:
         decode_telemetry(payload, TOPIC)
@@ -411,10 +490,16 @@ def test_stored_round_trip_and_topic() -> None:
     ("payload", "problem"),
     [
         pytest.param(b'{"site":"s1","bridge":"b","ts":1,"ranges":[]}', "ranges", id="no-ranges"),
-        pytest.param(b'{"site":"s1","bridge":"b","ts":1,"ranges":[{"device":"d","run":"r","first":5,"last":4}]}',
-                     "before first", id="backwards-range"),
-        pytest.param(b'{"site":"s1","bridge":"b","ts":1,"ranges":[{"device":"d","run":"r r","first":1,"last":1}]}',
-                     "run", id="bad-run-id"),
+        pytest.param(
+            b'{"site":"s1","bridge":"b","ts":1,"ranges":[{"device":"d","run":"r","first":5,"last":4}]}',
+            "before first",
+            id="backwards-range",
+        ),
+        pytest.param(
+            b'{"site":"s1","bridge":"b","ts":1,"ranges":[{"device":"d","run":"r r","first":1,"last":1}]}',
+            "run",
+            id="bad-run-id",
+        ),
     ],
 )
 def test_stored_refuses(payload: bytes, problem: str) -> None:

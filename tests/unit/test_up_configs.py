@@ -33,8 +33,13 @@ def _site_file(folder: Path) -> Path:
     """A site of one gate whose control section has no full_opening_m (nor max_opening_m)."""
     folder.mkdir(parents=True)
     path = folder / f"{SITE}.yaml"
-    gate = {"id": "gate-1", "profile": "sluice_gate_plc", "host": "127.0.0.1", "port": 1502,
-            "control": {"max_head_open_m": 3.0, "timeout_s": 40}}  # fmt: skip
+    gate = {
+        "id": "gate-1",
+        "profile": "sluice_gate_plc",
+        "host": "127.0.0.1",
+        "port": 1502,
+        "control": {"max_head_open_m": 3.0, "timeout_s": 40},
+    }
     path.write_text(yaml.safe_dump({"site": SITE, "devices": [gate]}), encoding="utf-8")
     return path
 
@@ -108,8 +113,13 @@ def test_a_gate_without_full_opening_takes_the_profile_range(tmp_path: Path, sta
     api = load_api_config(_api_config(tmp_path, stack, {SITE: site_file}, keys))
     (gate,) = api.gates.devices
     # sluice_gate_plc's gate_opening range is [0, 6.5] m; max_opening_m defaults to the full opening too
-    assert (gate.site, gate.device, gate.full_opening_m, gate.min_opening_m, gate.max_opening_m) == (SITE, "gate-1",
-                                                                                                     6.5, 0, 6.5)
+    assert (gate.site, gate.device, gate.full_opening_m, gate.min_opening_m, gate.max_opening_m) == (
+        SITE,
+        "gate-1",
+        6.5,
+        0,
+        6.5,
+    )
     assert gate.max_head_open_m == 3.0
     assert gate.max_head_close_m is None
     assert api.gates.edge_timeout_s == 40 + 30  # the slowest gate's movement time-out, and a margin
@@ -150,22 +160,57 @@ def test_no_password_shows_in_the_deployment_or_any_config_derived_from_it(
     deployment and of the configs derived from it, nor in the files written for the services."""
     monkeypatch.setenv("LL_TEST_SMTP", "smtp-secret-7")
     inline = stack.influx.model_copy(update={"password": Secret(value="influx-inline-9")})
-    stack = Stack(broker=stack.broker, influx=inline, credentials=stack.credentials, api_port=8181,
-                  influx_users=stack.influx_users)  # fmt: skip
-    deploy = DeploymentSpec.model_validate({"data_dir": str(tmp_path), "alerts": {"notify": {
-        "channels": {"mail": {"type": "email", "host": "smtp.invalid", "sender": "a@b.c", "to": ["d@e.f"],
-                              "username": "u", "password": "env:LL_TEST_SMTP"}},
-        "routes": [{"channels": ["mail"]}]}}})  # fmt: skip
+    stack = Stack(
+        broker=stack.broker,
+        influx=inline,
+        credentials=stack.credentials,
+        api_port=8181,
+        influx_users=stack.influx_users,
+    )
+    deploy = DeploymentSpec.model_validate(
+        {
+            "data_dir": str(tmp_path),
+            "alerts": {
+                "notify": {
+                    "channels": {
+                        "mail": {
+                            "type": "email",
+                            "host": "smtp.invalid",
+                            "sender": "a@b.c",
+                            "to": ["d@e.f"],
+                            "username": "u",
+                            "password": "env:LL_TEST_SMTP",
+                        }
+                    },
+                    "routes": [{"channels": ["mail"]}],
+                }
+            },
+        }
+    )
     site_file = _site_file(tmp_path / "sites")
     keys = tmp_path / "keys"
     create_site_keys(keys, [SITE])
     _add_local_settings(SITE, site_file, tmp_path / "edge" / SITE, stack, keys)
-    files = [_bridge_config(tmp_path, stack, deploy, 9101), _rules_config(tmp_path, stack, deploy, 9102),
-             _api_config(tmp_path, stack, {SITE: site_file}, keys, deploy=deploy), site_file]  # fmt: skip
-    configs = [deploy, load_bridge_config(files[0]), load_rules_service_config(files[1]), load_api_config(files[2]),
-               load_site(site_file).config, inline]  # fmt: skip
-    secrets = ["smtp-secret-7", "influx-inline-9", *(f"pw-{name}" for name in ACCOUNTS),
-               *(f"influx-pw-of-{s}" for s in ("bridge", "rules", "api"))]  # fmt: skip
+    files = [
+        _bridge_config(tmp_path, stack, deploy, 9101),
+        _rules_config(tmp_path, stack, deploy, 9102),
+        _api_config(tmp_path, stack, {SITE: site_file}, keys, deploy=deploy),
+        site_file,
+    ]
+    configs = [
+        deploy,
+        load_bridge_config(files[0]),
+        load_rules_service_config(files[1]),
+        load_api_config(files[2]),
+        load_site(site_file).config,
+        inline,
+    ]
+    secrets = [
+        "smtp-secret-7",
+        "influx-inline-9",
+        *(f"pw-{name}" for name in ACCOUNTS),
+        *(f"influx-pw-of-{s}" for s in ("bridge", "rules", "api")),
+    ]
     shown = [text for c in configs for text in (repr(c), str(c), str(c.model_dump()), c.model_dump_json())]
     shown += [path.read_text(encoding="utf-8") for path in files]
     for text in shown:

@@ -148,8 +148,9 @@ def test_a_mean_just_over_the_limit_that_rounds_to_it_does_not_exceed(hourly: li
     rule = RULES["air.no2.daily"]  # > 80 µg/m³ (GB 3095-2026 Table 1, NO2 24-h, transitional grade II), strict
     no2 = MeasurementMeans(measurement="air_quality", points=[{"point": "no2", "decimals": 0}])
     rows: list[list[object]] = [[DAY + h * HOUR, v] for h, v in enumerate(hourly)]
-    ((_, means),) = daily_means(no2, [Series("air_quality_hourly", {"site": "city", "device": "aq1"},
-                                             ["time", "no2"], rows)], DAY).items()  # fmt: skip
+    ((_, means),) = daily_means(
+        no2, [Series("air_quality_hourly", {"site": "city", "device": "aq1"}, ["time", "no2"], rows)], DAY
+    ).items()
     m = means["no2"]
     transitions, invalid = judged(rule, stored(rule, m.value, m.count))
     assert [t.severity for t in transitions] == (["warning"] if raises else [])
@@ -180,8 +181,10 @@ def test_hourly_mean_of_good_minutes_leaves_maintenance_out() -> None:
     main: list[list[object]] = [[DAY + i * MINUTE, 160.0, 4] for i in range(50)]
     main += [[DAY + i * MINUTE, 1920.0, 4] for i in range(50, 60)]
     uncertain: list[list[object]] = [[DAY + i * MINUTE, 1920.0, 4] for i in range(50, 60)]
-    series = [Series("flue_gas", tags, ["time", "s_nox_zs", "n_nox_zs"], main),
-              Series("flue_gas", tags, ["time", "us_nox_zs", "un_nox_zs"], uncertain)]  # fmt: skip
+    series = [
+        Series("flue_gas", tags, ["time", "s_nox_zs", "n_nox_zs"], main),
+        Series("flue_gas", tags, ["time", "us_nox_zs", "un_nox_zs"], uncertain),
+    ]
     ((key, means),) = hourly_means(spec, series).items()
     assert key == (("device", "u1"), ("site", "plant1"), ("source", "coal_power"))  # empty tags left out
     assert (means["nox_zs"].value, means["nox_zs"].count) == (40.0, 50)
@@ -225,8 +228,14 @@ def test_window_rule_on_stored_means_queries_the_hourly_series_with_the_source_t
     ],
 )
 def test_window_source_valid_is_validated(window: dict[str, Any], problem: str) -> None:
-    body = {"point": "o3", "source": "valid", "period": "day", "direction": "high",
-            "levels": [{"severity": "warning", "value": 160}], **window}  # fmt: skip
+    body = {
+        "point": "o3",
+        "source": "valid",
+        "period": "day",
+        "direction": "high",
+        "levels": [{"severity": "warning", "value": 160}],
+        **window,
+    }
     with pytest.raises(ValueError, match=problem):
         Rule.model_validate({"id": "x", "title": "x", "select": {"profile": "air_quality_station"}, "window": body})
 
@@ -239,10 +248,15 @@ def test_window_source_valid_is_validated(window: dict[str, Any], problem: str) 
         pytest.param("10:00", "00:00", "2026-06-15T10:30:00", [], id="nothing-new"),
         pytest.param("10:00", "00:00", "2026-06-15T12:01:00", [("hour", "11:00"), ("hour", "12:00")], id="catch-up"),
         pytest.param("10:00", "00:00", "2026-06-15T12:00:59", [("hour", "11:00")], id="within-the-delay"),
-        pytest.param("2026-06-15T23:00", "00:00", "2026-06-16T00:01:00",
-                     [("hour", "2026-06-16T00:00"), ("day", "2026-06-16T00:00")], id="day-after-its-last-hour"),
+        pytest.param(
+            "2026-06-15T23:00",
+            "00:00",
+            "2026-06-16T00:01:00",
+            [("hour", "2026-06-16T00:00"), ("day", "2026-06-16T00:00")],
+            id="day-after-its-last-hour",
+        ),
     ],
-)  # fmt: skip
+)
 def test_due(last_hour: str | None, last_day: str | None, now: str, expected: list[tuple[str, str]]) -> None:
     def t(text: str) -> int:
         return local(text if "T" in text else f"2026-06-15T{text}:00")
@@ -256,8 +270,15 @@ def test_due(last_hour: str | None, last_day: str | None, now: str, expected: li
 # --- streaming: maintenance readings and the coal unit at night ---------------------------------------------------
 def cems_message(values: dict[str, Any], quality: dict[str, PointQuality], ts: int, tags: dict[str, str]) -> Telemetry:
     v, q = derive(CEMS, tags, values, quality)
-    return Telemetry(site="plant1", device="u1", profile="flue_gas_cems", measurement="flue_gas", seq=1,
-                     tags={"domain": "emissions", **tags}, samples=[Sample(ts=ts, values=v, quality=q)])  # fmt: skip
+    return Telemetry(
+        site="plant1",
+        device="u1",
+        profile="flue_gas_cems",
+        measurement="flue_gas",
+        seq=1,
+        tags={"domain": "emissions", **tags},
+        samples=[Sample(ts=ts, values=v, quality=q)],
+    )
 
 
 def test_simulated_coal_unit_at_night_raises_nox_on_the_corrected_value() -> None:
@@ -320,20 +341,31 @@ def test_maintenance_readings_raise_no_alarm() -> None:
 
 
 def test_shipped_daily_air_rules_and_limits() -> None:
-    expected = {"air.so2.daily": ("so2", "mean", 150), "air.no2.daily": ("no2", "mean", 80),
-                "air.co.daily": ("co", "mean", 4), "air.o3.max8h": ("o3", "max_8h", 160)}  # fmt: skip
+    expected = {
+        "air.so2.daily": ("so2", "mean", 150),
+        "air.no2.daily": ("no2", "mean", 80),
+        "air.co.daily": ("co", "mean", 4),
+        "air.o3.max8h": ("o3", "max_8h", 160),
+    }
     for rid, (point, stat, limit) in expected.items():
         w = RULES[rid].window
         assert w is not None
         assert (w.point, w.stat, w.source, w.period, w.strict, [lv.value for lv in w.levels]) == (
-            point, stat, "valid", "day", True, [limit])  # fmt: skip
+            point,
+            stat,
+            "valid",
+            "day",
+            True,
+            [limit],
+        )
 
 
 def test_window_value_of_a_stored_mean_carries_the_reason() -> None:
     rule = RULES["air.no2.daily"]
     values = read_values(rule, stored(rule, None, 3, "invalid: 3 of 24 hourly means valid, 20 needed"), {})
-    assert values == {("city", "aq1"): WindowValue("city", "aq1", None, 3, None,
-                                                   "invalid: 3 of 24 hourly means valid, 20 needed")}  # fmt: skip
+    assert values == {
+        ("city", "aq1"): WindowValue("city", "aq1", None, 3, None, "invalid: 3 of 24 hourly means valid, 20 needed")
+    }
 
 
 def test_every_shipped_mean_window_uses_good_samples_only() -> None:
@@ -363,8 +395,9 @@ class OneSourceQuery(FakeQuery):
         if '"s_nox_zs"' not in influxql:
             return []
         start = local("2026-06-15T09:00:00")
-        return [Series("flue_gas", {"site": "plant1", "device": "u1"}, ["time", "s_nox_zs", "n_nox_zs"],
-                       [[start, 40.0, 1]])]  # fmt: skip
+        return [
+            Series("flue_gas", {"site": "plant1", "device": "u1"}, ["time", "s_nox_zs", "n_nox_zs"], [[start, 40.0, 1]])
+        ]
 
 
 class DownWriter:

@@ -19,8 +19,14 @@ TOPIC = "lifeline/v1/s1/d1/telemetry"
 
 
 def _msg(**over: Any) -> dict[str, Any]:
-    msg: dict[str, Any] = {"site": "s1", "device": "d1", "profile": "p", "measurement": "m", "seq": 3,
-                           "samples": [{"ts": 1_700_000_000_000, "values": {"a": 1.5}}]}  # fmt: skip
+    msg: dict[str, Any] = {
+        "site": "s1",
+        "device": "d1",
+        "profile": "p",
+        "measurement": "m",
+        "seq": 3,
+        "samples": [{"ts": 1_700_000_000_000, "values": {"a": 1.5}}],
+    }
     msg.update(over)
     return msg
 
@@ -145,29 +151,39 @@ def test_invalid_messages_are_refused_with_the_models_text(case: Any) -> None:
 
 _names = st.one_of(st.from_regex(r"\A[a-z][a-z0-9_]{0,5}\Z"), st.sampled_from(["time", "A", "a\n", "", "b" * 65]))
 _values = st.one_of(
-    st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=False, allow_infinity=False),
-    st.text(max_size=5), st.lists(st.integers(), max_size=1),
-)  # fmt: skip
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=5),
+    st.lists(st.integers(), max_size=1),
+)
 _quality = st.fixed_dictionaries(
     {"q": st.sampled_from(["bad", "uncertain", "good", 1])},
     optional={"reason": st.text(max_size=3), "x": st.integers()},
 )
 _samples = st.fixed_dictionaries(
     {"ts": st.one_of(st.integers(-2, 2**65), st.floats(0, 10), st.just("1"))},
-    optional={"values": st.dictionaries(_names, _values, max_size=3),
-              "quality": st.dictionaries(_names, _quality, max_size=2), "extra": st.none()},
-)  # fmt: skip
+    optional={
+        "values": st.dictionaries(_names, _values, max_size=3),
+        "quality": st.dictionaries(_names, _quality, max_size=2),
+        "extra": st.none(),
+    },
+)
 _ids = st.one_of(st.from_regex(r"\A[a-z0-9][a-z0-9_.-]{0,3}\Z"), st.sampled_from(["", "S", "a b", "a\n"]), st.none())
 _messages = st.fixed_dictionaries(
     {"site": _ids, "device": _ids, "samples": st.lists(_samples, max_size=2)},
     optional={
-        "profile": st.one_of(st.text(max_size=3), st.integers()), "measurement": st.text(max_size=3),
-        "seq": st.one_of(st.integers(-1, 2**65), st.floats(0, 3)), "v": st.sampled_from([1, 2, True, 1.0, "1"]),
+        "profile": st.one_of(st.text(max_size=3), st.integers()),
+        "measurement": st.text(max_size=3),
+        "seq": st.one_of(st.integers(-1, 2**65), st.floats(0, 3)),
+        "v": st.sampled_from([1, 2, True, 1.0, "1"]),
         "run": st.one_of(st.from_regex(r"\A[A-Za-z0-9_-]{0,3}\Z"), st.just("r\n")),
         "tags": st.dictionaries(st.text(max_size=2), st.one_of(st.text(max_size=2), st.integers()), max_size=2),
-        "units": st.dictionaries(_names, st.text(max_size=2), max_size=2), "other": st.none(),
+        "units": st.dictionaries(_names, st.text(max_size=2), max_size=2),
+        "other": st.none(),
     },
-)  # fmt: skip
+)
 
 
 @settings(max_examples=400, deadline=None)
