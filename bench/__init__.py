@@ -3,7 +3,7 @@
 One module a benchmark, each with ``run(args) -> int``; their arguments are registered here, in one place, and a
 module is imported only when its benchmark runs (so the ``lifeline`` command starts without loading them all).
 Figures are printed, each with the machine's core count (bench._figures), and written by ``--json PATH``; never
-asserted by tests; the README's "Figures" section records them.
+asserted by tests; docs/benchmarks.md records them.
 """
 
 from __future__ import annotations
