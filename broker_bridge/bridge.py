@@ -32,8 +32,8 @@ from itertools import chain
 
 from broker_bridge.config import BridgeConfig
 from broker_bridge.stored import stored_messages
-from broker_bridge.validate import Invalid, Origin, Registry, SiteLoader, check
 from device_profiles import load_catalogue
+from device_profiles.validate import Invalid, Origin, Registry, SiteLoader, check
 from infra.deadletter import DeadLetterStore
 from infra.metrics import Metric, bound_port, counter, gauge, registry, render, serve_metrics, summary
 from infra.mqtt import Consumer, Incoming, Publisher
