@@ -40,7 +40,7 @@ import orjson
 from pydantic import ValidationError
 
 from infra.mqtt import BrokerConfig
-from infra.secret import CredentialError, Secret, write_secret_file
+from infra.secret import CredentialError, Secret, read_secret_file, write_secret_file
 from rules.config import RULES_GROUP, PartitionConfig
 from telemetry import topics
 
@@ -340,6 +340,18 @@ def sites_deployment(site_files: Iterable[Path], **counts: int) -> Inventory:
             if profile.mqtt is not None and device.enabled:
                 sensor_topics.setdefault(site.config.site, []).extend(profile.mqtt.topics_for(device.vendor_id))
     return Inventory(sites, sensor_topics, **counts)  # type: ignore[arg-type]
+
+
+def keep_passwords(folder: Path, accounts: Iterable[Account]) -> list[Account]:
+    """``accounts``, each with the password its ``<user>.password`` file in ``folder`` already holds (a second
+    ``lifeline up`` on the same data folder keeps every client's password: configs written for the first run, and
+    clients still holding them, go on working); an account without a file keeps its new password."""
+    out: list[Account] = []
+    for account in accounts:
+        path = folder / f"{account.username}.password"
+        kept = read_secret_file(path, f"MQTT account {account.username!r} password") if path.exists() else ""
+        out.append(dataclasses.replace(account, password=kept) if kept else account)
+    return out
 
 
 def write_credentials(folder: Path, accounts: Iterable[Account]) -> None:

@@ -219,6 +219,7 @@ class Mosquitto(ChildServer):
         self._as_root = os.geteuid() == 0
         self.state_dir: Path | None = None
         self._own_state_dir = False  # the state folder is one of its own under the system temporary folder
+        self._accounts_written = False  # the accounts file was written by this runner (a restart keeps it)
 
     # -- files ------------------------------------------------------------------------------------------------
     def _reachable(self, folder: Path) -> bool:
@@ -251,7 +252,11 @@ class Mosquitto(ChildServer):
     def _write_conf(self) -> None:
         state = self._state()
         dynsec = state / "dynamic-security.json"
-        if not dynsec.exists():  # a restart keeps the accounts, also those added at run time
+        # written from ``accounts`` at this runner's first start, whatever an earlier run left in the folder (its
+        # passwords may not be the ones handed out now); a restart of this same broker keeps the file, so accounts
+        # added at run time survive it
+        if not self._accounts_written or not dynsec.exists():
+            self._accounts_written = True
             write_secret_file(
                 dynsec, orjson.dumps(dynsec_config(self.accounts.values()), option=orjson.OPT_INDENT_2).decode()
             )

@@ -46,7 +46,14 @@ from infra.config_loader import ConfigError
 from infra.mqtt import BrokerConfig, TlsConfig
 from infra.secret import CredentialError, Secret, read_secret_file, write_secret_file
 from lifeline._run import install_stop_signals
-from lifeline.broker_auth import credential, hj212_site, platform_accounts, scenario_deployment, write_credentials
+from lifeline.broker_auth import (
+    credential,
+    hj212_site,
+    keep_passwords,
+    platform_accounts,
+    scenario_deployment,
+    write_credentials,
+)
 from lifeline.deployment import DeploymentSpec, load_spec
 from lifeline.rules_cli import RulesServiceConfig
 from lifeline.runners import Influxd, Mosquitto, ServiceError, free_port, wait_for_port
@@ -469,13 +476,16 @@ def _deployment(args: argparse.Namespace) -> DeploymentSpec:
 def _local_broker(
     deploy: DeploymentSpec, args: argparse.Namespace, credentials: Path
 ) -> tuple[Mosquitto, BrokerConfig]:
-    """A Mosquitto of the deployment's own: an account per client of the district (new passwords each run, in 0600
-    files), MQTT over TLS with a certificate of a local CA unless the deployment asks for plain TCP."""
+    """A Mosquitto of the deployment's own: an account per client of the district (passwords in 0600 files, kept
+    from an earlier run on the same data folder), MQTT over TLS with a certificate of a local CA unless the
+    deployment asks for plain TCP. The broker's accounts file is written from these accounts at every start, so the
+    broker and the credential files agree whatever an earlier run left."""
     scenario = load(deploy.scenario, None)
     district = scenario_deployment(scenario)
     accounts = platform_accounts(
         deploy.inventory(district.sites, district.sensor_topics, district.hj212_sites, simulated_sensors=True)
     )
+    accounts = keep_passwords(credentials, accounts)
     write_credentials(credentials, accounts)
     tls_files = None
     if not deploy.broker_plain_tcp:

@@ -301,3 +301,78 @@ def test_rules_validate_accepts_the_shipped_packs_and_names_a_broken_field(
     err = capsys.readouterr().err
     assert f"{broken}:{line}: rule 'gas.lel'" in err
     assert "value" in err
+
+
+UP_MINI = (sys.executable, "-m", "lifeline", "up", "--scenario", "mini", "--mqtt-port", "0", "--influx-port", "0")
+
+
+def _run_up(data_dir: Path, since_ms: int) -> str:
+    """One ``lifeline up --scenario mini`` on ``data_dir``: its clients connect (the observer hears the edges) and a
+    water reading sampled after ``since_ms`` reaches InfluxDB; then a clean stop. Its output."""
+    proc = subprocess.Popen(
+        [*UP_MINI, "--data-dir", str(data_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
+    assert proc.stdout is not None
+    lines: list[str] = []
+    try:
+        port = influx_url = None
+        deadline = time.monotonic() + 60
+        while not (port and influx_url) and time.monotonic() < deadline:
+            line = proc.stdout.readline().decode()
+            if not line:
+                break
+            lines.append(line)
+            found = re.search(r"mosquitto on 127\.0\.0\.1:(\d+)", line)
+            port = int(found.group(1)) if found else port
+            found = re.search(r"influxd on (http://127\.0\.0\.1:\d+)", line)
+            influx_url = found.group(1) if found else influx_url
+        assert port, "".join(lines)
+        assert influx_url, "".join(lines)
+        observer = credential(data_dir / "credentials", "observer", BrokerConfig(port=port, tls=_ca(data_dir)))
+        sub = Subscriber(None, topics.telemetry_filter(), account=observer)
+        heard = sub.wait_for(lambda ms: {decode_telemetry(m.payload).device for m in ms} >= {"wq-1", "gas-1"}, 30)
+        sub.close()
+        assert heard, "the edges' telemetry did not reach the broker"
+        reader = ("lifeline-api", (data_dir / "credentials" / "influx-api.password").read_text().strip())
+        q = f'SELECT count("ph") FROM "water_quality" WHERE time > {since_ms}ms'
+
+        def stored() -> int:
+            resp = httpx.get(f"{influx_url}/query", params={"db": "lifeline", "q": q}, auth=reader, timeout=5)
+            series = resp.json()["results"][0].get("series", [])
+            return int(series[0]["values"][0][1]) if series else 0
+
+        deadline = time.monotonic() + 30
+        while not stored() and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert stored(), "no reading of this run reached InfluxDB"
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=30)
+    text = "".join(lines) + out.decode()
+    assert proc.returncode == 0, text
+    return text
+
+
+def _ca(data_dir: Path) -> TlsConfig:
+    return TlsConfig(ca_file=data_dir / "tls" / "ca.pem")
+
+
+@pytest.mark.integration
+def test_up_twice_on_one_data_folder_keeps_accounts_passwords_and_data(tmp_path: Path) -> None:
+    """A second ``lifeline up`` on the same data folder: every client still gets in (the broker's accounts file and
+    the credential files agree), the keys and passwords are the first run's, and new readings are stored."""
+    data_dir = tmp_path / "up"
+    _run_up(data_dir, since_ms=0)
+    credentials = data_dir / "credentials"
+    first = {p.name: p.read_bytes() for p in sorted(credentials.glob("*.password"))}
+    keys = {p.name: p.read_bytes() for p in sorted((data_dir / "keys").rglob("*")) if p.is_file()}
+    assert first
+    assert keys
+    second_start_ms = int(time.time() * 1000)
+    text = _run_up(data_dir, since_ms=second_start_ms)
+    assert {p.name: p.read_bytes() for p in sorted(credentials.glob("*.password"))} == first
+    assert {p.name: p.read_bytes() for p in sorted((data_dir / "keys").rglob("*")) if p.is_file()} == keys
+    assert "not authori" not in text.lower(), text
