@@ -78,6 +78,19 @@ class Written:
 DROPPED = "dropped_total"
 
 
+def _rollback(db: sqlite3.Connection, failed: BaseException) -> None:
+    """Undo a failed transaction, keeping ``failed`` the error that rises. On a full disk (SQLITE_FULL) and some I/O
+    errors SQLite has rolled the transaction back itself (sqlite.org/lang_transaction.html, "Response To Errors
+    Within A Transaction"): a ROLLBACK then fails with "cannot rollback - no transaction is active", which used to
+    hide the real error. A rollback that fails on its own is noted on ``failed``."""
+    if not db.in_transaction:
+        return
+    try:
+        db.execute("ROLLBACK")
+    except sqlite3.Error as exc:
+        failed.add_note(f"and the rollback failed: {exc}")
+
+
 class OutboxStore:
     """The SQLite file of one outbox (``path`` or ``":memory:"``).
 
@@ -87,6 +100,7 @@ class OutboxStore:
 
     def __init__(self, path: Path | str) -> None:
         self.threaded = isinstance(path, Path)
+        self.folder: Path | None = path.parent if isinstance(path, Path) else None  # where a full disk is measured
         if isinstance(path, Path):
             path.parent.mkdir(parents=True, exist_ok=True)
         # each connection is used by one thread at a time, but opened before the loop and the writer start
@@ -167,8 +181,8 @@ class OutboxStore:
                 total = batch.dropped_total + len(dropped)
                 db.execute("INSERT OR REPLACE INTO counter (name, value) VALUES (?, ?)", (DROPPED, total))
             db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
+        except BaseException as exc:
+            _rollback(db, exc)
             raise
         return Written(deleted, dropped)
 
@@ -211,6 +225,9 @@ class OutboxStore:
         self._stop.set()
         if self._checkpointer is not None:
             self._checkpointer.join(10)
-            self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            try:
+                self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except sqlite3.OperationalError as exc:  # a full disk: the WAL keeps what it holds, read at the next start
+                log.warning("outbox checkpoint at close failed error=%r (the WAL keeps the data)", str(exc))
             self._read.close()
         self._db.close()

@@ -21,6 +21,7 @@ import orjson
 
 from edge_agent._outbox_store import OutboxStore, Written
 from edge_agent.config import OUTBOX_FILE, EdgeConfig
+from edge_agent.health import OutboxFault, classify, free_bytes
 from edge_agent.outbox import Entry, Outbox, Pending
 from infra.clock import Clock
 
@@ -46,6 +47,7 @@ def make_outbox(cfg: EdgeConfig) -> Outbox:
         max_bytes=p.outbox_max_bytes,
         replay_rate=p.replay_rate,
         ack_timeout_s=p.ack_timeout_s,
+        max_unwritten=p.memory_max_messages,
         name=cfg.site,
     )
 
@@ -93,7 +95,14 @@ class OutboxWriter:
         self._pool = ThreadPoolExecutor(1, "outbox-writer") if outbox.store.threaded else None
         self._pending = False
         self._writing = False
-        self._failing = False
+        self.fault: OutboxFault | None = None  # why the last write failed; None once a write succeeds
+        self.error = ""  # that write's error, as SQLite or the OS said it
+        self.failures: dict[OutboxFault, int] = dict.fromkeys(OutboxFault, 0)  # failed writes by fault, this run
+
+    @property
+    def failing(self) -> bool:
+        """The last write failed: what is queued waits in memory (bounded) and is retried every WRITE_RETRY_S."""
+        return self.fault is not None
 
     def schedule(self) -> None:
         """Write within FLUSH_S, however many messages come meanwhile (one transaction)."""
@@ -137,21 +146,21 @@ class OutboxWriter:
         exc = future.exception()
         if exc is not None:
             self.outbox.restore(work)  # nothing of it was committed: it goes with the next write
-            if not self._failing:
-                log.error(
-                    "outbox write failed site=%s error=%r action=keep in memory, retry every %g s (logged once)",
-                    self.site,
-                    str(exc),
-                    WRITE_RETRY_S,
-                )
-            self._failing = True
-            if not isinstance(exc, sqlite3.Error):
+            fault = classify(exc)
+            if fault is None:  # not a storage error: a bug, which must not pass for a full disk
                 raise exc
+            self._failed(fault, exc)
             asyncio.get_running_loop().call_later(WRITE_RETRY_S, self.schedule)
             return
-        if self._failing:
-            log.info("outbox writes again site=%s", self.site)
-            self._failing = False
+        if self.fault is not None:
+            log.warning(
+                "outbox writes again site=%s after=%s failed_writes=%d memory_dropped=%d",
+                self.site,
+                self.fault.value,
+                sum(self.failures.values()),
+                self.outbox.stats.memory_dropped,
+            )
+            self.fault, self.error = None, ""
         self.outbox.apply(work, future.result())
         if self.on_written is not None:
             self.on_written(work.entries)
@@ -159,13 +168,49 @@ class OutboxWriter:
         if self.outbox.dirty:
             self.schedule()
 
+    def _failed(self, fault: OutboxFault, exc: BaseException) -> None:
+        """Count a failed write; log the first of an episode and a change of fault (not every retry)."""
+        self.failures[fault] += 1
+        changed = fault is not self.fault
+        self.fault, self.error = fault, str(exc)
+        if changed:
+            folder = self.outbox.store.folder
+            log.error(
+                "outbox write failed site=%s fault=%s error=%r folder=%s free_bytes=%s in_memory=%d "
+                "memory_max=%d action=keep in memory, retry every %g s (logged once; health point outbox_fault)",
+                self.site,
+                fault.value,
+                self.error,
+                folder,
+                free_bytes(folder),
+                self.outbox.unwritten,
+                self.outbox.max_unwritten,
+                WRITE_RETRY_S,
+            )
+
     async def close(self, timeout_s: float = 10.0) -> None:
         """Wait for the write under way (bounded), write the rest here, close the file."""
         deadline = self.clock.monotonic() + timeout_s
         while self._writing and self.clock.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.01)  # the writer thread reports through call_soon_threadsafe
+        written = True
         if self.outbox.dirty and not self._writing:
-            self._write_here()
-        self.outbox.close()
+            work = self.outbox.prepare()
+            try:
+                self.outbox.apply(work, self.outbox.store.write(work.batch))
+            except (sqlite3.Error, OSError) as exc:  # classified: the file still fails (a full disk)
+                self.outbox.restore(work)
+                written = False
+                log.error(  # noqa: TRY400 (a classified failure, not a bug: no traceback)
+                    "outbox could not write at stop site=%s fault=%s error=%r lost_messages=%d (never written)",
+                    self.site,
+                    classify(exc),
+                    str(exc),
+                    self.outbox.unwritten,
+                )
+            else:
+                if self.on_written is not None:
+                    self.on_written(work.entries)
+        self.outbox.close(write=written)
         if self._pool is not None:
             self._pool.shutdown(wait=True)

@@ -12,6 +12,7 @@ from edge_agent._outbox_writer import OutboxWriter, SampleJournal, make_outbox, 
 from edge_agent.commands import CommandExecutor, make_gate
 from edge_agent.config import HEALTH_DEVICE, HEALTH_PROFILE, DeviceConfig, LoadedSite
 from edge_agent.deadletter import DeadLetters
+from edge_agent.health import LinkWatch, OutboxCondition, OutboxFault, free_bytes, quota_problem, write_problem
 from edge_agent.modbus_poller import ModbusPoller, SampleSink, StatusSink
 from edge_agent.mqtt_sensors import SensorHub
 from edge_agent.outbox import Entry, OutMessage
@@ -74,6 +75,7 @@ class EdgeAgent:
         self._envelopes: dict[str, tuple[Profile, dict[str, str], str, dict[str, str], dict[str, str]]] = {}
         self.dead_letters = DeadLetters(cfg.dead_letter_path, source=f"edge/{cfg.site}")
         self.metrics_port: int | None = None  # known once running (metrics_port 0 picks a free one)
+        self.health_unsent = 0  # health messages sent around a failing outbox that the link could not take
         enabled = [(d, site.profile_of(d)) for d in cfg.devices if d.enabled]
         modbus = [(d, p) for d, p in enabled if p.protocol == "modbus"]
         mqtt_devices = [(d, p) for d, p in enabled if p.protocol == "mqtt"]
@@ -141,17 +143,20 @@ class EdgeAgent:
         self.journal = SampleJournal(cfg.sample_journal) if cfg.sample_journal is not None else None
         self.writer = OutboxWriter(self.outbox, self.uplink.notify, self.clock, cfg.site, self.journal)
         self.sensor_link: Link[Entry] | None = None
+        sensor_cfg = sensor_broker(cfg.sensor_broker or cfg.broker)
+        self.sensor_watch = LinkWatch(sensor_cfg.where)
         if mqtt_devices:
             # a persistent session (fixed client id, clean start false, QoS 1 subscriptions): while the link is
             # away, a restarted broker (persistence on) keeps the subscriptions and queues the sensors' readings,
             # and hands them over when the link is back; it comes back within seconds, as the sensors do
             self.sensor_link = Link(
                 "sensors",
-                sensor_broker(cfg.sensor_broker or cfg.broker),
+                sensor_cfg,
                 f"{cfg.client_id}-sensors",
                 subscriptions=self.sensors.topics,
                 on_message=self.sensors.handle,
                 session_expiry_s=SENSOR_SESSION_EXPIRY_S,
+                on_state=self._on_sensor_link,
                 clock=self.clock,
             )
 
@@ -184,6 +189,17 @@ class EdgeAgent:
         values: dict[str, Value],
         quality: dict[str, PointQuality],
     ) -> None:
+        self._queue(self._message(device, tags, profile, ts, values, quality))
+
+    def _message(
+        self,
+        device: str,
+        tags: dict[str, str],
+        profile: Profile,
+        ts: int,
+        values: dict[str, Value],
+        quality: dict[str, PointQuality],
+    ) -> OutMessage:
         seq = self.seq.get(device, 0) + 1  # counts from 1 within this run (contract: Telemetry.seq, .run)
         self.seq[device] = seq
         envelope = self._envelopes.get(device)
@@ -211,20 +227,76 @@ class EdgeAgent:
             values,
             quality,
         )
-        self._queue(OutMessage(topic, payload, key=(device, self.run_id, seq)))
+        return OutMessage(topic, payload, key=(device, self.run_id, seq))
 
     def publish_health(self) -> None:
-        """The agent's own health as telemetry of its pseudo-device (profile ``edge_agent``; rules/packs/edge.yaml)."""
+        """The agent's own health as telemetry of its pseudo-device (profile ``edge_agent``; rules/packs/edge.yaml).
+
+        While the outbox file cannot be written the health goes straight to the broker (QoS 1, not kept: the next
+        one supersedes it), since what waits for the file is not sent: so a full disk is still reported."""
         now_ms = int(self.clock.time() * 1000)
+        message = self._message(
+            HEALTH_DEVICE, {}, self.site.profiles[HEALTH_PROFILE], now_ms, self.health_values(now_ms), {}
+        )
+        if self.writer.failing:
+            if not self.uplink.publish_nowait(message.topic, message.payload):
+                self.health_unsent += 1
+            return
+        self._queue(message)
+
+    def outbox_condition(self) -> OutboxCondition:
         o = self.outbox
-        values: dict[str, float | int | bool | str | None] = {
+        folder = o.store.folder
+        return OutboxCondition(
+            fault=self.writer.fault,
+            error=self.writer.error,
+            folder=folder,
+            free_bytes=free_bytes(folder) if self.writer.failing else None,
+            unwritten=o.unwritten,
+            memory_dropped=o.stats.memory_dropped,
+            quota_full=o.quota_full,
+            messages=len(o),
+            max_messages=o.max_messages,
+            bytes=o.bytes,
+            max_bytes=o.max_bytes,
+            dropped=o.stats.dropped,
+        )
+
+    def health_values(self, now_ms: int) -> dict[str, Value]:
+        """The health points (device_profiles/catalogue/edge_agent.yaml) as of now."""
+        o = self.outbox
+        condition = self.outbox_condition()
+        free = condition.free_bytes if condition.free_bytes is not None else free_bytes(condition.folder)
+        values: dict[str, Value] = {
             "outbox_messages": len(o),
             "outbox_bytes": o.bytes,
             "outbox_dropped": o.stats.dropped,
             "outbox_resent": o.stats.resent,
             "oldest_unconfirmed_age_s": round(o.oldest_age_s(now_ms), 3),
+            "outbox_fault": self.writer.fault.value if self.writer.fault is not None else "",
+            "outbox_write_failures": sum(self.writer.failures.values()),
+            "outbox_unwritten": o.unwritten,
+            "outbox_memory_dropped": o.stats.memory_dropped,
+            "outbox_quota_full": o.quota_full,
+            "outbox_write_problem": write_problem(condition),
+            "outbox_quota_problem": quota_problem(condition),
         }
-        self._publish(HEALTH_DEVICE, {}, self.site.profiles[HEALTH_PROFILE], now_ms, values, {})
+        if free is not None:
+            values["outbox_disk_free_bytes"] = free
+        if self.sensor_link is not None:
+            w, now = self.sensor_watch, self.clock.monotonic()
+            values |= {
+                "sensor_link_connected": w.connected,
+                "sensor_link_down_s": round(w.down_s(now), 1),
+                "sensor_link_losses": w.losses,
+                "sensor_link_sessions_lost": w.sessions_lost,
+                "sensor_link_problem": w.problem(now),
+            }
+        return values
+
+    def _on_sensor_link(self, up: bool) -> None:
+        assert self.sensor_link is not None
+        self.sensor_watch.changed(up, self.clock.monotonic(), self.sensor_link.session_present)
 
     def publish_status(self, device: DeviceConfig, profile: Profile, online: bool, reason: str) -> None:
         status = DeviceStatus(
@@ -321,6 +393,8 @@ class EdgeAgent:
                 cfg.site,
                 self.workers.device_count,
             )
+        if self.sensor_link is not None:
+            self.sensor_watch.down_since = self.clock.monotonic()  # down until its first connection
         tasks = [asyncio.ensure_future(p.run()) for p in self.pollers]
         tasks.append(asyncio.ensure_future(self._watch_sensors()))
         tasks.append(asyncio.ensure_future(self._maintain()))
@@ -396,10 +470,24 @@ class EdgeAgent:
             "outbox_stored_total": float(o.stored),
             "outbox_resent_total": float(o.resent),
             "outbox_dropped_total": float(o.dropped),
+            "outbox_unwritten": float(self.outbox.unwritten),
+            "outbox_memory_dropped_total": float(o.memory_dropped),
+            "outbox_quota_full": 1.0 if self.outbox.quota_full else 0.0,
+            "outbox_write_failing": 1.0 if self.writer.failing else 0.0,
+            "outbox_disk_full": 1.0 if self.writer.fault is OutboxFault.DISK_FULL else 0.0,
+            **{f"outbox_{f.value}_total": float(n) for f, n in self.writer.failures.items()},
+            "health_unsent_total": float(self.health_unsent),
             "dead_letters_total": float(self.dead_letters.count),
             "broker_connected": 1.0 if self.uplink.connected else 0.0,
             **{f"commands_{name}_total": float(n) for name, n in self.commands.counts.items()},
         }
+        if self.sensor_link is not None:
+            w = self.sensor_watch
+            gauges |= {
+                "sensor_link_connected": 1.0 if w.connected else 0.0,
+                "sensor_link_losses_total": float(w.losses),
+                "sensor_link_sessions_lost_total": float(w.sessions_lost),
+            }
         yield from collect(self.site.config.site, self.stats, gauges)
 
     async def _serve_metrics(self) -> asyncio.Server:

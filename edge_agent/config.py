@@ -46,6 +46,12 @@ class PublishConfig(BaseModel):
         le=100_000,
         description="messages/s for the backlog (after an outage, resends); live messages go first, unbounded",
     )
+    memory_max_messages: int = Field(
+        default=50_000,
+        ge=10,
+        description="messages kept in memory while the outbox file cannot be written (disk full, write errors); "
+        "beyond it the oldest of them go, counted in outbox_memory_dropped",
+    )
     health_interval_s: float = Field(
         default=10.0, gt=0, le=3600, description=f"how often the agent publishes its health as device {HEALTH_DEVICE!r}"
     )

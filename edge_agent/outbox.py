@@ -15,7 +15,9 @@ the file in pages. Memory holds only what is in motion (live, in flight, waiting
 messages due again; the file holds the rest.
 
 When the file passes its quota (bytes or messages) the oldest messages go, counted (``stats.dropped``, kept in the
-file across restarts) and logged once per episode.
+file across restarts) and logged once per episode. When the file cannot be written at all (a full disk, I/O errors)
+what waits for it stays in memory, at most ``max_unwritten`` messages (the oldest beyond go, counted in
+``stats.memory_dropped``), and is written once the file takes writes again.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class OutboxStats:
     resent: int = 0  # sends again: after a reconnect or a time-out
     dropped: int = 0  # over the quota, since the file was made
     dropped_bytes: int = 0
+    memory_dropped: int = 0  # never written (the file failed) and over ``max_unwritten``: the oldest went (this run)
 
 
 class _State(IntEnum):
@@ -94,9 +97,11 @@ class Outbox:
         max_bytes: int,
         replay_rate: float,
         ack_timeout_s: float,
+        max_unwritten: int = 50_000,
         name: str = "",
     ) -> None:
         self.store = store
+        self.max_unwritten = max_unwritten  # messages memory holds while the file cannot be written
         self.max_inflight = max_inflight
         self.max_messages = max_messages
         self.max_bytes = max_bytes
@@ -136,6 +141,8 @@ class Outbox:
         self._count += 1
         self._bytes += size
         self.stats.queued += 1
+        if len(self._unwritten) > self.max_unwritten:  # only while writes fail: a write takes them every 20 ms
+            self._bound_unwritten()
 
     @property
     def dirty(self) -> bool:
@@ -200,6 +207,32 @@ class Outbox:
         self._unwritten[:0], self._unwritten_put_ms[:0] = work.entries, work.put_ms
         self._delete[:0] = work.batch.delete_ids
         self._ranges[:0] = work.batch.ranges
+        self._bound_unwritten()
+
+    @property
+    def unwritten(self) -> int:
+        """Messages held in memory only, waiting to be written (many only while the file cannot be written)."""
+        return len(self._unwritten)
+
+    @property
+    def quota_full(self) -> bool:
+        """A quota episode is under way: the oldest messages are being dropped (until back under 90 %)."""
+        return self._episodes.current is not None
+
+    def _bound_unwritten(self) -> int:
+        """Keep at most ``max_unwritten`` messages waiting for the file: the oldest go, counted. How many went."""
+        excess = len(self._unwritten) - self.max_unwritten
+        if excess <= 0:
+            return 0
+        gone = self._unwritten[:excess]
+        del self._unwritten[:excess], self._unwritten_put_ms[:excess]
+        for entry in gone:
+            entry.state = _State.OUT
+            entry.payload = None
+            self._count -= 1
+            self._bytes -= entry.size
+        self.stats.memory_dropped += excess
+        return excess
 
     def _count_drops(self, dropped: int, freed: int) -> int:
         if dropped:
@@ -424,9 +457,10 @@ class Outbox:
             oldest = self._unwritten_put_ms[0]
         return 0.0 if oldest is None else max(0.0, (now_ms - oldest) / 1000)
 
-    def close(self) -> None:
-        """Write what is pending and close the file; later flushes do nothing."""
-        if self.dirty:
+    def close(self, write: bool = True) -> None:
+        """Write what is pending (unless ``write`` is false: the file just failed) and close the file; later flushes
+        do nothing."""
+        if write and self.dirty:
             self.flush()
         self._closed = True
         self.store.close()

@@ -5,12 +5,14 @@ says so. Time is a parameter (``now`` seconds, ``now_ms`` wall time)."""
 from __future__ import annotations
 
 import logging
+import sqlite3
 from pathlib import Path
 
 import pytest
 
 from edge_agent._outbox_policy import TokenBucket
 from edge_agent._outbox_store import OutboxStore
+from edge_agent.health import OutboxFault, classify
 from edge_agent.outbox import Entry, Outbox, OutMessage
 
 
@@ -316,3 +318,49 @@ def test_token_bucket(rate: float, times: list[float], sent: int) -> None:
             bucket.take()
             went += 1
     assert went == sent
+
+
+def test_a_full_database_raises_the_real_error_not_a_failed_rollback() -> None:
+    """SQLITE_FULL rolls the transaction back by itself: the store's rollback must not hide the error (it used to
+    raise "cannot rollback - no transaction is active"). A real SQLITE_FULL, from a page limit on the file."""
+    store = OutboxStore(":memory:")
+    box = Outbox(store, max_inflight=10, max_messages=10**6, max_bytes=10**9, replay_rate=100.0, ack_timeout_s=30.0)
+    box.put(tele(1), 0)
+    box.flush()
+    (pages,) = store._db.execute("PRAGMA page_count").fetchone()
+    store._db.execute(f"PRAGMA max_page_count={pages}")  # the next page the file needs is refused: a full disk
+    for seq in range(2, 200):
+        box.put(OutMessage("t/d1", b"x" * 2000, key=("d1", "r1", seq)), 0)
+    work = box.prepare()
+    with pytest.raises(sqlite3.OperationalError) as raised:
+        store.write(work.batch)
+    assert "full" in str(raised.value)
+    assert "rollback" not in str(raised.value)
+    assert classify(raised.value) is OutboxFault.DISK_FULL
+    assert not store._db.in_transaction
+    box.restore(work)
+    assert (box.unwritten, store.summary()[0]) == (198, 1)  # kept in memory, nothing half written
+    store._db.execute("PRAGMA max_page_count=1073741823")  # room again
+    box.flush()
+    assert (box.unwritten, store.summary()[0], len(box)) == (0, 199, 199)
+
+
+def test_messages_kept_in_memory_while_the_file_fails_are_bounded_and_counted() -> None:
+    box = Outbox(
+        OutboxStore(":memory:"),
+        max_inflight=10,
+        max_messages=10**6,
+        max_bytes=10**9,
+        replay_rate=100.0,
+        ack_timeout_s=30.0,
+        max_unwritten=5,
+    )
+    for seq in range(1, 5):
+        box.put(tele(seq), 0)
+    work = box.prepare()
+    box.restore(work)  # as if the write had failed
+    for seq in range(5, 9):
+        box.put(tele(seq), 0)
+    assert (box.unwritten, box.stats.memory_dropped, len(box)) == (5, 3, 5)  # the oldest three went
+    box.flush()
+    assert seqs(Wire(box).send()) == [4, 5, 6, 7, 8]

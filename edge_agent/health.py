@@ -1,0 +1,130 @@
+"""The agent's own health, pure: what went wrong with the outbox file or the sensor link, in a word for rules and
+metrics and in a sentence for people.
+
+The agent publishes it as telemetry of its pseudo-device ``edge`` (profile ``edge_agent``), so it travels the way
+every reading does (the bridge stores it, the rules engine judges it: rules/packs/edge.yaml), and exposes the same
+counts as Prometheus metrics. The sentences are what an operator reads in the alert, e.g. "outbox disk full: 0 bytes
+free on /var/lib/lifeline/edge/s1; keeping 2,310 messages in memory" (``outbox_write_problem``).
+"""
+
+from __future__ import annotations
+
+import errno
+import shutil
+import sqlite3
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+
+class OutboxFault(StrEnum):
+    """Why the outbox file cannot be written (health point ``outbox_fault``; none: ``""``)."""
+
+    DISK_FULL = "disk_full"  # SQLITE_FULL, ENOSPC, EDQUOT: the file system (or the user's quota) is full
+    WRITE_FAILED = "write_failed"  # any other SQLite or OS error (I/O error, read-only file system, locked, ...)
+
+
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def classify(exc: BaseException) -> OutboxFault | None:
+    """The fault behind a failed outbox write; None when it is no storage error at all (a bug: let it rise)."""
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        if code == sqlite3.SQLITE_FULL or "database or disk is full" in str(exc):
+            return OutboxFault.DISK_FULL
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, OSError) and cause.errno in _FULL_ERRNOS:
+            return OutboxFault.DISK_FULL
+        return OutboxFault.WRITE_FAILED
+    if isinstance(exc, OSError):
+        return OutboxFault.DISK_FULL if exc.errno in _FULL_ERRNOS else OutboxFault.WRITE_FAILED
+    return None
+
+
+def free_bytes(folder: Path | None) -> int | None:
+    """Bytes free to this process in ``folder``'s file system (None: no folder, or it cannot be asked)."""
+    if folder is None:
+        return None
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:  # the folder went away or cannot be read: the health says "unknown", not a wrong number
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxCondition:
+    """What the outbox is going through, as the agent sees it when it publishes its health."""
+
+    fault: OutboxFault | None
+    error: str  # the last write's error, as SQLite or the OS said it
+    folder: Path | None
+    free_bytes: int | None
+    unwritten: int  # messages held in memory only, waiting for the file
+    memory_dropped: int  # of those, dropped over memory_max_messages (this run)
+    quota_full: bool
+    messages: int
+    max_messages: int
+    bytes: int
+    max_bytes: int
+    dropped: int  # over the quota, since the file was made
+
+
+def write_problem(c: OutboxCondition) -> str:
+    """The outbox file cannot be written, in one sentence ("" when it can)."""
+    if c.fault is None:
+        return ""
+    where = str(c.folder) if c.folder is not None else "its folder"
+    if c.fault is OutboxFault.DISK_FULL:
+        free = f"{c.free_bytes:,} bytes" if c.free_bytes is not None else "no space"
+        head = f"outbox disk full: {free} free on {where}"
+    else:
+        head = f"outbox cannot write its file in {where} ({c.error})"
+    held = f"keeping {c.unwritten:,} messages in memory"
+    if c.memory_dropped:
+        held += f" ({c.memory_dropped:,} oldest dropped over the memory limit)"
+    return f"{head}; {held}"
+
+
+def quota_problem(c: OutboxCondition) -> str:
+    """The outbox is over its quota, in one sentence ("" when it is not)."""
+    if not c.quota_full:
+        return ""
+    return (
+        f"outbox quota full: {c.messages:,} of {c.max_messages:,} messages, {c.bytes:,} of {c.max_bytes:,} bytes; "
+        f"dropping the oldest ({c.dropped:,} dropped so far)"
+    )
+
+
+@dataclass(slots=True)
+class LinkWatch:
+    """The sensor link's ups and downs (fed by the link's ``on_state``), counted; time is a parameter."""
+
+    where: str  # the broker, for the sentence
+    connected: bool = False
+    losses: int = 0  # connections lost (this run)
+    sessions_lost: int = 0  # reconnects where the broker no longer had the link's session: what was sent is gone
+    down_since: float | None = None  # monotonic; None while connected
+    _ever_up: bool = False
+
+    def changed(self, up: bool, now: float, session_present: bool) -> None:
+        if up:
+            if self._ever_up and not session_present:
+                self.sessions_lost += 1
+            self._ever_up = True
+            self.connected, self.down_since = True, None
+            return
+        if self.connected:
+            self.losses += 1
+        self.connected = False
+        if self.down_since is None:
+            self.down_since = now
+
+    def down_s(self, now: float) -> float:
+        return 0.0 if self.down_since is None else max(0.0, now - self.down_since)
+
+    def problem(self, now: float) -> str:
+        """The link is down, in one sentence ("" while it is up)."""
+        if self.connected:
+            return ""
+        return f"sensor link down for {self.down_s(now):.0f} s (broker {self.where}), lost {self.losses} times this run"
