@@ -10,7 +10,18 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, Connection, func, select
 
 from alerts import _tables as t
-from alerts._rows import AuditRow, HistoryRow, NoteRow, NotificationRow, StoredAlert, json_object, stored_alert
+from alerts._rows import (
+    AuditRow,
+    ChannelQueue,
+    HistoryRow,
+    NoteRow,
+    NotificationRow,
+    QueueRow,
+    StoredAlert,
+    json_object,
+    queue_row,
+    stored_alert,
+)
 from alerts.lifecycle import ACTIVE_STATES, Action, Severity, State
 
 
@@ -113,6 +124,32 @@ def notifications(conn: Connection, alert_id: int | None, limit: int) -> list[No
         )
         for r in conn.execute(stmt)
     ]
+
+
+def queue(conn: Connection, statuses: Collection[str] | None, channel: str | None, limit: int) -> list[QueueRow]:
+    """Outbox rows, oldest first; ``statuses`` None: every status."""
+    _check_page(limit)
+    c = t.notification_queue.c
+    stmt = select(t.notification_queue).order_by(c.id).limit(limit)
+    if statuses is not None:
+        stmt = stmt.where(c.status.in_(list(statuses)))
+    if channel is not None:
+        stmt = stmt.where(c.channel == channel)
+    return [queue_row(r) for r in conn.execute(stmt)]
+
+
+def channel_queues(conn: Connection) -> list[ChannelQueue]:
+    c = t.notification_queue.c
+    stmt = select(c.channel, c.status, func.count(), func.min(c.created_ms)).group_by(c.channel, c.status)
+    seen: dict[str, dict[str, tuple[int, int | None]]] = {}
+    for channel, status, count, oldest in conn.execute(stmt):
+        seen.setdefault(channel, {})[status] = (int(count), None if oldest is None else int(oldest))
+    out = []
+    for channel, by_status in sorted(seen.items()):
+        pending, oldest = by_status.get("pending", (0, None))
+        failed, _ = by_status.get("failed", (0, None))
+        out.append(ChannelQueue(channel, pending, failed, oldest if pending else None))
+    return out
 
 
 def audit_log(

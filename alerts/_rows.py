@@ -77,6 +77,35 @@ class NotificationRow:
 
 
 @dataclass(frozen=True, slots=True)
+class QueueRow:
+    """One notification on one channel in the outbox (``notification_queue``): pending (to be tried at
+    ``next_ms``), failed (refused for good: ``last_error`` says why) or dropped (no longer worth sending)."""
+
+    id: int
+    message_id: str
+    channel: str
+    alert_id: int | None
+    kind: str
+    created_ms: int
+    message: dict[str, object]
+    status: str
+    attempts: int
+    next_ms: int
+    last_try_ms: int | None
+    last_error: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelQueue:
+    """One channel's outbox at a glance: rows pending and failed, and when the oldest pending one was decided."""
+
+    channel: str
+    pending: int
+    failed: int
+    oldest_pending_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class AuditRow:
     id: int
     ts_ms: int
@@ -115,6 +144,24 @@ def json_object(text: str, what: str) -> dict[str, object]:
     if not isinstance(data, dict):
         raise TypeError(f"{what} is not a JSON object")
     return data
+
+
+def queue_row(r: Row[Any]) -> QueueRow:
+    m = r._mapping
+    return QueueRow(
+        m["id"],
+        m["message_id"],
+        m["channel"],
+        m["alert_id"],
+        m["kind"],
+        m["created_ms"],
+        json_object(m["message"], f"outbox row {m['id']}"),
+        m["status"],
+        m["attempts"],
+        m["next_ms"],
+        m["last_try_ms"],
+        m["last_error"],
+    )
 
 
 def alert_values(alert: Alert, meta: AlertMeta) -> dict[str, object]:

@@ -122,16 +122,30 @@ audit_log = Table(
     Index("audit_log_who", "who", "ts_ms"),
 )
 
-# Notifications decided in an alert's transaction and not yet delivered: written with the change, removed when every
-# channel has had its try, delivered again after a crash (at least once; the message id lets receivers drop repeats).
-notification_outbox = Table(
-    "notification_outbox",
+# Notifications still to deliver, one row per message and channel (the outbox): written in the transaction of the
+# change that decided them, delivered in ``id`` order per alert and channel (alerts.delivery), retried until the
+# channel confirms; a delivered row leaves (its record stays in ``notifications``), a row the channel refused for
+# good stays as ``failed`` with the reason. ``lease_ms``: an instance that claimed the row owns it until then.
+notification_queue = Table(
+    "notification_queue",
     metadata,
     Column("id", _Id, primary_key=True, autoincrement=True),
-    Column("created_ms", BigInteger, nullable=False),
-    Column("message_id", String, nullable=False, unique=True),
-    Column("message", Text, nullable=False),  # JSON object: the notification message
+    Column("message_id", String, nullable=False),
+    Column("channel", String, nullable=False),
     Column("alert_id", BigInteger, ForeignKey("alerts.id", ondelete="SET NULL")),
+    Column("kind", String(32), nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("message", Text, nullable=False),  # JSON object: the notification message
+    Column("status", String(16), nullable=False),  # pending | failed | dropped
+    Column("attempts", Integer, nullable=False),
+    Column("next_ms", BigInteger, nullable=False),
+    Column("lease_ms", BigInteger),
+    Column("last_try_ms", BigInteger),
+    Column("last_error", Text, nullable=False),
+    Column("noted", Boolean, nullable=False),  # a failed row a later notification of its alert has reported
+    UniqueConstraint("message_id", "channel", name="notification_queue_key"),
+    Index("notification_queue_due", "status", "next_ms"),
+    Index("notification_queue_order", "alert_id", "channel", "id"),
 )
 
 state_blobs = Table(

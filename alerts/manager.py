@@ -6,8 +6,11 @@ each stage loading and saving its own state in the same transaction), save it wi
 and retry the whole batch from fresh rows when someone else changed one meanwhile. All store work runs on the
 store's worker thread (``AlertStore.call``), never on the event loop.
 
-Notifications go out after the change is committed, in background tasks; each channel's outcome is written to the
-notification log. Every change is also published on ``lifeline/v1/alerts/events/{id}`` for live views.
+Notifications are written to the store's outbox in the change's own transaction, one row per channel, and delivered
+from there by ``alerts.delivery`` (retried until the channel confirms, in order per alert and channel). A channel
+whose notifications wait longer than ``notify.outbox.failing_after_s`` raises an alert of its own
+(:data:`CHANNEL_FAILING_RULE`), told on the other channels, cleared when it delivers again. Every change is also
+published on ``lifeline/v1/alerts/events/{id}`` for live views.
 """
 
 from __future__ import annotations
@@ -24,8 +27,10 @@ from typing import Any
 import orjson
 
 from alerts.config import AlertServiceConfig
+from alerts.delivery import Delivery, message_to_outbox
 from alerts.lifecycle import Alert, AlertKey, Severity
 from alerts.notify import Message, Notifier, render
+from alerts.notify.message import format_time
 from alerts.pipeline import Pipeline
 from alerts.policy import Kind, Notification
 from alerts.store import AlertMeta, AlertStore, Conflict, StoredAlert, Tx
@@ -39,6 +44,9 @@ from telemetry import topics
 log = logging.getLogger("lifeline.alerts")
 
 SAVE_ATTEMPTS = 3
+# The alert a channel whose notifications wait too long raises: one per channel (the device), at site "lifeline".
+CHANNEL_FAILING_RULE = "lifeline.notify.channel_failing"
+CHANNEL_FAILING_SITE = "lifeline"
 
 # Rule severities (rules.schema) and the lifecycle's priorities (ISA-18.2 uses four).
 
@@ -55,8 +63,6 @@ class Counters:
     raised: int = 0
     cleared: int = 0
     conflicts: int = 0
-    notifications: int = 0
-    notifications_failed: int = 0
     unrouted: int = 0
     held: int = 0
     events_unsent: int = 0  # alert events for live views the broker link did not take (not connected)
@@ -82,7 +88,7 @@ class AlertManager:
         self.clock = clock
         self.counters = Counters()
         self.pipeline = Pipeline(config.policy, config.escalation)
-        self._sending: set[asyncio.Task[None]] = set()
+        self.delivery = Delivery(store, notifier, config.notify, clock)
 
     # -- who is told -------------------------------------------------------------------------------------------
     def audience(self, rule_id: str, profile: str | None) -> str:
@@ -146,8 +152,9 @@ class AlertManager:
     def _meta_for(self, t: Transition, stored: StoredAlert | None) -> AlertMeta:
         rule = self.rules.get(t.rule)
         profile = t.profile or (stored.meta.profile if stored else None)
+        title = rule.title if rule else "Notification channel failing" if t.rule == CHANNEL_FAILING_RULE else t.rule
         return AlertMeta(
-            title=rule.title if rule else t.rule,
+            title=title,
             audience=self.audience(t.rule, profile),
             area=self.config.area_of(t.site),
             profile=profile,
@@ -158,17 +165,61 @@ class AlertManager:
     async def tick(self) -> None:
         now = int(self.clock() * 1000)
         done = await self.store.call(self._tick, now)
-        if done is None:
-            return
-        changed, messages = done
-        for s in changed:
-            self._publish(s)
-        for msg in messages:
-            self._send(msg)
+        if done is not None:
+            for stored in done:
+                self._publish(stored)
+            self.delivery.wake()
+        await self.check_channels(now)
 
-    def _tick(self, now: int) -> tuple[list[StoredAlert], list[Message]] | None:
-        """Every open alert through the pipeline's tick, in one transaction (store work). None on a conflict: an
-        operator acted meanwhile, and the next tick sees the fresh rows."""
+    async def check_channels(self, now: int) -> None:
+        """Raise "notification channel X failing" when X's oldest waiting notification has waited longer than
+        ``notify.outbox.failing_after_s``; clear it once X has nothing waiting that long (it delivers again). Judged
+        from the outbox as the delivery loop last saw it (shared by every instance on the store)."""
+        if self.notifier is None or not self.delivery.queues_seen:
+            return
+        limit_ms = int(self.config.notify.outbox.failing_after_s * 1000)
+        queues = {q.channel: q for q in self.delivery.queues}
+        raised = set(await self.store.call(self._failing_channels))
+        transitions: list[Transition] = []
+        for name in self.config.notify.channels:
+            q = queues.get(name)
+            since = q.oldest_pending_ms if q is not None else None
+            failing = since is not None and now - since >= limit_ms
+            if failing == (name in raised):
+                continue
+            reason = ""
+            if failing and q is not None and since is not None:
+                when = format_time(since, self.config.notify.timezone)
+                reason = f"notification channel {name} failing: {q.pending} pending since {when}"
+            else:
+                reason = f"notification channel {name} delivers again"
+            transitions.append(
+                Transition(
+                    rule=CHANNEL_FAILING_RULE,
+                    site=CHANNEL_FAILING_SITE,
+                    device=name,
+                    point=None,
+                    severity=Severity.CRITICAL if failing else None,
+                    previous=None,
+                    value=q.pending if q is not None else 0,
+                    ts=now,
+                    reason=reason,
+                )
+            )
+        if not transitions:
+            return
+        try:
+            await self.on_transitions(transitions)
+        except StoreBusy as exc:  # another instance is at it: the next tick looks again
+            log.info("channel alerts not saved this tick: %s", exc)
+
+    def _failing_channels(self) -> list[str]:
+        rows = self.store.list_alerts(rule=CHANNEL_FAILING_RULE, active_only=True, limit=1000)
+        return [r.alert.key.device for r in rows]
+
+    def _tick(self, now: int) -> list[StoredAlert] | None:
+        """Every open alert through the pipeline's tick, in one transaction (store work), its notifications into
+        the outbox. None on a conflict: an operator acted meanwhile, and the next tick sees the fresh rows."""
         try:
             with self.store.begin() as tx:
                 changed: list[StoredAlert] = []
@@ -177,34 +228,42 @@ class AlertManager:
                     notes += self.pipeline.on_tick(tx, s.alert, s.meta.audience, now).out
                     if s.alert.history:
                         changed.append(tx.save(s.alert, s.meta, s.version))
-                messages = self._enqueue(tx, notes, {s.alert.key: s for s in changed})
+                self._enqueue(tx, notes, {s.alert.key: s for s in changed})
         except Conflict:
             self.counters.conflicts += 1
             return None
-        return changed, messages
+        return changed
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Deliver what the outbox still holds (a crash before delivery), then tick until ``stop``; then wait
-        (bounded) for notifications under way."""
-        await self.resume()
-        while not stop.is_set():
-            try:
-                await asyncio.wait_for(stop.wait(), self.config.tick_s)
-            except TimeoutError:
-                await self.tick()
-        await self.drain(10.0)
+        """Deliver the outbox (what it still holds from before a restart first) and tick until ``stop``."""
+        delivery = asyncio.ensure_future(self.delivery.run(stop))
+        try:
+            while not stop.is_set():
+                try:
+                    await asyncio.wait_for(stop.wait(), self.config.tick_s)
+                except TimeoutError:
+                    await self.tick()
+        finally:
+            await delivery
+
+    async def resume(self) -> int:
+        """Start delivering what the outbox holds (decided before a crash or stop and not confirmed yet); returns
+        how many notifications were waiting."""
+        waiting = sum(q.pending for q in await self.store.call(self.store.channel_queues))
+        await self.delivery.pass_once()
+        return waiting
 
     async def drain(self, timeout_s: float) -> None:
-        if self._sending:
-            await asyncio.wait(set(self._sending), timeout=timeout_s)
+        """Deliver what is due now and wait for it (bounded)."""
+        await self.delivery.drain(timeout_s)
 
     # -- after a change ----------------------------------------------------------------------------------------
     def _after_change(self, stored: StoredAlert, messages: list[Message]) -> None:
         self._publish(stored)
         if not messages and stored.alert.active:
             self.counters.held += 1
-        for msg in messages:
-            self._send(msg)
+        if messages:
+            self.delivery.wake()
 
     def _publish(self, stored: StoredAlert) -> None:
         if self.publish_event is None or not self.config.publish_events:
@@ -213,39 +272,46 @@ class AlertManager:
             self.counters.events_unsent += 1  # live views catch up from the store; counted, not retried
 
     def _enqueue(self, tx: Tx, notes: list[Notification], saved: dict[AlertKey, StoredAlert]) -> list[Message]:
-        """Messages for ``notes``, written to the outbox in the change's own transaction, with the channels routed
-        now (so that a delivery after a restart goes where it would have gone)."""
+        """Messages for ``notes``, written to the outbox in the change's own transaction, one row per channel routed
+        now (so that a delivery after a restart goes where it would have gone). A notification no route matches is
+        recorded in the notification log as unrouted."""
         now = int(self.clock() * 1000)
         out = []
         for note in notes:
             msg = self._message(note, saved.get(note.key) if note.key else None)
             if not msg.targets and self.notifier is not None:
                 msg = dataclasses.replace(msg, targets=tuple(self.notifier.route(msg, now)))
-            tx.enqueue_notification(created_ms=now, message_id=msg.id, message=_to_outbox(msg), alert_id=msg.alert_id)
+            if note.key is not None and note.key.rule_id == CHANNEL_FAILING_RULE:  # told on every other channel
+                msg = dataclasses.replace(
+                    msg, targets=tuple(c for c in self.config.notify.channels if c != note.key.device)
+                )
+            if self.notifier is None or not msg.targets:
+                self.counters.unrouted += 1
+                tx.add_notification(
+                    ts_ms=now,
+                    message_id=msg.id,
+                    kind=msg.kind,
+                    audience=msg.audience,
+                    channel="",
+                    channel_type="",
+                    target="",
+                    ok=False,
+                    attempts=0,
+                    error="no route matches this notification",
+                    alert_id=msg.alert_id,
+                    text=msg.text,
+                )
+            else:
+                tx.enqueue_notification(
+                    created_ms=now,
+                    message_id=msg.id,
+                    channels=msg.targets,
+                    kind=msg.kind,
+                    message=message_to_outbox(msg),
+                    alert_id=msg.alert_id,
+                )
             out.append(msg)
         return out
-
-    async def resume(self) -> int:
-        """Send what the outbox holds: notifications decided before a crash or stop and not delivered."""
-        pending = await self.store.call(self._pending)
-        for _, data in pending:
-            self._send(_from_outbox(data), resumed=True)
-        if pending:
-            log.info("notifications resumed from the outbox count=%d", len(pending))
-        return len(pending)
-
-    def _pending(self) -> list[tuple[str, dict[str, Any]]]:
-        with self.store.begin() as tx:
-            return tx.pending_notifications()
-
-    def _unsent(self, msg: Message) -> tuple[str, ...]:
-        with self.store.begin() as tx:
-            return tuple(c for c in msg.targets if not tx.notification_sent(msg.id, c))
-
-    def _send(self, msg: Message, resumed: bool = False) -> None:
-        task = asyncio.ensure_future(self._deliver(msg, resumed))
-        self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
 
     def _message(self, note: Notification, stored: StoredAlert | None) -> Message:
         severity = note.severity.value if note.severity is not None else Severity.WARNING.value
@@ -289,81 +355,6 @@ class AlertManager:
             level=note.level,
         )
 
-    async def _deliver(self, msg: Message, resumed: bool = False) -> None:
-        if self.notifier is None or not msg.targets:
-            self.counters.unrouted += 1
-            await self.store.call(
-                self._log_outcome,
-                msg,
-                "",
-                "",
-                "",
-                ok=False,
-                attempts=0,
-                error="no route matches this notification",
-                done=True,
-            )
-            return
-        todo = msg.targets
-        if resumed:  # from the outbox after a restart: the channels that already have it are not sent again
-            todo = await self.store.call(self._unsent, msg)
-        if not todo:
-            await self.store.call(self._log_done, msg)
-            return
-        outcomes = await self.notifier.send(dataclasses.replace(msg, targets=todo))
-        for i, o in enumerate(outcomes):
-            self.counters.notifications += 1
-            if not o.ok:
-                self.counters.notifications_failed += 1
-                log.warning(
-                    "notification failed channel=%s alert=%s kind=%s attempts=%d error=%s",
-                    o.channel,
-                    msg.alert_id,
-                    msg.kind,
-                    o.attempts,
-                    o.error,
-                )
-            await self.store.call(
-                self._log_outcome,
-                msg,
-                o.channel,
-                o.type,
-                o.target,
-                ok=o.ok,
-                attempts=o.attempts,
-                error=o.error,
-                done=i == len(outcomes) - 1,
-            )
-        if not outcomes:
-            await self.store.call(self._log_done, msg)
-
-    def _log_outcome(
-        self, msg: Message, channel: str, ctype: str, target: str, *, ok: bool, attempts: int, error: str, done: bool
-    ) -> None:
-        """One channel's outcome in the notification log; with ``done`` the message also leaves the outbox (every
-        channel had its try, retries included: a failure stays in the log, it is not retried forever)."""
-        with self.store.begin() as tx:
-            tx.add_notification(
-                ts_ms=int(self.clock() * 1000),
-                message_id=msg.id,
-                kind=msg.kind,
-                audience=msg.audience,
-                channel=channel,
-                channel_type=ctype,
-                target=target,
-                ok=ok,
-                attempts=attempts,
-                error=error,
-                alert_id=msg.alert_id,
-                text=msg.text,
-            )
-            if done:
-                tx.dequeue_notification(msg.id)
-
-    def _log_done(self, msg: Message) -> None:
-        with self.store.begin() as tx:
-            tx.dequeue_notification(msg.id)
-
     def metrics_text(self) -> str:
         return render_metrics(self)
 
@@ -374,23 +365,12 @@ class AlertManager:
             ("lifeline_alerts_raised_total", c.raised),
             ("lifeline_alerts_cleared_total", c.cleared),
             ("lifeline_alerts_store_conflicts_total", c.conflicts),
-            ("lifeline_alerts_notifications_total", c.notifications),
-            ("lifeline_alerts_notifications_failed_total", c.notifications_failed),
             ("lifeline_alerts_notifications_unrouted_total", c.unrouted),
             ("lifeline_alerts_events_unsent_total", c.events_unsent),
         ]
         for name, value in rows:
             yield counter(name, "", value)
-
-
-def _to_outbox(msg: Message) -> dict[str, object]:
-    data = dataclasses.asdict(msg)
-    data["targets"] = list(msg.targets)
-    return data
-
-
-def _from_outbox(data: dict[str, Any]) -> Message:
-    return Message(**{**data, "targets": tuple(data.get("targets") or ())})
+        yield from self.delivery.collect()
 
 
 def alert_event(stored: StoredAlert) -> dict[str, Any]:

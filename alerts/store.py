@@ -37,15 +37,18 @@ from alerts._queries import AlertQuery
 from alerts._rows import (
     AlertMeta,
     AuditRow,
+    ChannelQueue,
     HistoryRow,
     NoteRow,
     NotificationRow,
+    QueueRow,
     StoredAlert,
     Value,
     alert_values,
     json_object,
     key_clause,
     point_column,
+    queue_row,
     stored_alert,
 )
 from alerts.db import BUSY_TIMEOUT_MS, DEFAULT_STORE_URL, READ_ONLY_OPTION, SCHEMA_LOCK, make_engine
@@ -55,14 +58,18 @@ from alerts.migrations import ALERTS, upgrade
 __all__ = [
     "ACT_RETRIES",
     "BUSY_TIMEOUT_MS",
+    "FAILED",
+    "PENDING",
     "SCHEMA_LOCK",
     "AlertMeta",
     "AlertStore",
     "AuditRow",
+    "ChannelQueue",
     "Conflict",
     "HistoryRow",
     "NoteRow",
     "NotificationRow",
+    "QueueRow",
     "StoredAlert",
     "Tx",
     "Value",
@@ -73,6 +80,8 @@ log = logging.getLogger(__name__)
 R = TypeVar("R")
 
 ACT_RETRIES = 3
+PENDING = "pending"  # an outbox row still to deliver
+FAILED = "failed"  # an outbox row its channel refused for good (kept, with the reason, for people to see)
 
 
 class Conflict(Exception):
@@ -239,34 +248,126 @@ class Tx:
         return int(self._conn.execute(stmt).scalar_one())
 
     def enqueue_notification(
-        self, *, created_ms: int, message_id: str, message: dict[str, object], alert_id: int | None
-    ) -> int:
-        """Keep a notification to deliver, in the transaction of the change that caused it (the outbox)."""
-        stmt = (
-            insert(t.notification_outbox)
-            .values(
-                created_ms=created_ms, message_id=message_id, message=orjson.dumps(message).decode(), alert_id=alert_id
+        self,
+        *,
+        created_ms: int,
+        message_id: str,
+        channels: Collection[str],
+        kind: str,
+        message: dict[str, object],
+        alert_id: int | None,
+    ) -> None:
+        """Keep a notification to deliver on each of ``channels``, in the transaction of the change that decided it
+        (the outbox). Each row is tried from ``created_ms`` on until its channel confirms it."""
+        if not channels:
+            return
+        text = orjson.dumps(message).decode()
+        row = {
+            "message_id": message_id,
+            "alert_id": alert_id,
+            "kind": kind,
+            "created_ms": created_ms,
+            "message": text,
+            "status": PENDING,
+            "attempts": 0,
+            "next_ms": created_ms,
+            "last_error": "",
+            "noted": False,
+        }
+        self._conn.execute(insert(t.notification_queue), [{**row, "channel": c} for c in channels])
+
+    def claim_notifications(self, now_ms: int, lease_ms: int, limit: int) -> list[QueueRow]:
+        """Take up to ``limit`` rows due now for delivery, oldest first, leased to the caller until ``now_ms +
+        lease_ms`` (another instance skips them; after a crash the lease runs out and they are due again).
+
+        A row waits while an older row of the same alert and channel is pending, so that one alert's notifications
+        reach a channel in the order they were decided (its raise before its clear). On PostgreSQL the rows are
+        locked with ``FOR UPDATE SKIP LOCKED`` while leased; SQLite's write transaction (BEGIN IMMEDIATE) serialises
+        the claim."""
+        nq = t.notification_queue
+        earlier = nq.alias("earlier")
+        blocked = (
+            select(earlier.c.id)
+            .where(
+                earlier.c.alert_id == nq.c.alert_id,
+                earlier.c.channel == nq.c.channel,
+                earlier.c.id < nq.c.id,
+                earlier.c.status == PENDING,
             )
-            .returning(t.notification_outbox.c.id)
+            .exists()
         )
-        return int(self._conn.execute(stmt).scalar_one())
+        stmt = (
+            select(nq)
+            .where(
+                nq.c.status == PENDING,
+                nq.c.next_ms <= now_ms,
+                or_(nq.c.lease_ms.is_(None), nq.c.lease_ms <= now_ms),
+                ~blocked,
+            )
+            .order_by(nq.c.id)
+            .limit(limit)
+        )
+        if self._conn.dialect.name == "postgresql":
+            stmt = stmt.with_for_update(skip_locked=True, of=nq)
+        rows = [queue_row(r) for r in self._conn.execute(stmt)]
+        if rows:
+            ids = [r.id for r in rows]
+            self._conn.execute(update(nq).where(nq.c.id.in_(ids)).values(lease_ms=now_ms + lease_ms))
+        return rows
 
-    def dequeue_notification(self, message_id: str) -> None:
-        """Every channel has had its try: the notification leaves the outbox."""
-        c = t.notification_outbox.c
-        self._conn.execute(t.notification_outbox.delete().where(c.message_id == message_id))
+    def notification_delivered(self, row_id: int) -> None:
+        """The channel confirmed: the row leaves the outbox (the caller records it in the notification log)."""
+        self._conn.execute(t.notification_queue.delete().where(t.notification_queue.c.id == row_id))
 
-    def pending_notifications(self, limit: int = 1000) -> list[tuple[str, dict[str, object]]]:
-        """(message id, message) of notifications not delivered yet, oldest first."""
-        c = t.notification_outbox.c
-        rows = self._conn.execute(select(c.message_id, c.message).order_by(c.id).limit(limit)).all()
-        return [(str(r.message_id), json_object(str(r.message), "outbox message")) for r in rows]
+    def notification_retry(self, row_id: int, *, attempts: int, next_ms: int, error: str, now_ms: int) -> None:
+        """A failure worth another try: due again at ``next_ms``, the lease released."""
+        nq = t.notification_queue
+        values = {
+            "attempts": attempts,
+            "next_ms": next_ms,
+            "last_error": error,
+            "last_try_ms": now_ms,
+            "lease_ms": None,
+        }
+        self._conn.execute(update(nq).where(nq.c.id == row_id).values(**values))
 
-    def notification_sent(self, message_id: str, channel: str) -> bool:
-        """Whether ``message_id`` was delivered through ``channel`` (a recorded failure does not count)."""
-        c = t.notifications.c
-        stmt = select(c.id).where(c.message_id == message_id, c.channel == channel, c.ok.is_(True)).limit(1)
-        return self._conn.execute(stmt).first() is not None
+    def notification_failed(self, row_id: int, *, attempts: int, error: str, now_ms: int) -> None:
+        """The channel refused for good: kept as failed with the reason, never tried again."""
+        nq = t.notification_queue
+        values = {"status": FAILED, "attempts": attempts, "last_error": error, "last_try_ms": now_ms, "lease_ms": None}
+        self._conn.execute(update(nq).where(nq.c.id == row_id).values(**values))
+
+    def wake_channel(self, channel: str, now_ms: int) -> int:
+        """Every pending row of ``channel`` due now (the channel came back: what waited goes at once)."""
+        nq = t.notification_queue
+        stmt = update(nq).where(nq.c.channel == channel, nq.c.status == PENDING, nq.c.next_ms > now_ms)
+        return int(self._conn.execute(stmt.values(next_ms=now_ms)).rowcount or 0)
+
+    def unreported_failures(self, alert_id: int, channel: str, before_id: int) -> list[QueueRow]:
+        """Failed rows of the alert on the channel, older than ``before_id``, that no later notification has
+        reported yet; :meth:`mark_reported` once one has."""
+        nq = t.notification_queue
+        stmt = (
+            select(nq)
+            .where(
+                nq.c.alert_id == alert_id,
+                nq.c.channel == channel,
+                nq.c.id < before_id,
+                nq.c.status == FAILED,
+                nq.c.noted.is_(False),
+            )
+            .order_by(nq.c.id)
+        )
+        return [queue_row(r) for r in self._conn.execute(stmt)]
+
+    def mark_reported(self, row_ids: Collection[int]) -> None:
+        if row_ids:
+            nq = t.notification_queue
+            self._conn.execute(update(nq).where(nq.c.id.in_(list(row_ids))).values(noted=True))
+
+    def channel_queues(self) -> list[ChannelQueue]:
+        """Per channel with rows in the outbox: pending and failed counts, and the oldest pending row's time."""
+        return q.channel_queues(self._conn)
 
     def audit(
         self,
@@ -432,6 +533,18 @@ class AlertStore:
         """Recorded deliveries, newest first."""
         with self._read() as conn:
             return q.notifications(conn, alert_id, limit)
+
+    def notification_queue(
+        self, *, statuses: Collection[str] | None = None, channel: str | None = None, limit: int = 100
+    ) -> list[QueueRow]:
+        """Rows in the outbox (pending and failed), oldest first."""
+        with self._read() as conn:
+            return q.queue(conn, statuses, channel, limit)
+
+    def channel_queues(self) -> list[ChannelQueue]:
+        """Per channel with rows in the outbox: pending and failed counts, and the oldest pending row's time."""
+        with self._read() as conn:
+            return q.channel_queues(conn)
 
     def audit_log(
         self,

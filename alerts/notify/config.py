@@ -277,13 +277,17 @@ class RouteConfig(_Model):
 
 
 class RetryConfig(_Model):
-    """Each channel's own retries: ``attempts`` in all, waiting ``initial_s`` then doubling up to ``max_s``;
-    a ``Retry-After`` of an HTTP 429/503 answer replaces the wait (still at most ``max_s``)."""
+    """How a channel is tried again. The outbox (``alerts.delivery``) retries a notification until its channel
+    confirms it, waiting ``infra.backoff.Backoff`` delays from ``initial_s`` doubling up to ``max_s``, fully
+    jittered; a ``Retry-After`` of an HTTP 429/503 answer replaces the wait (still at most ``max_s``).
+    ``attempts`` bounds only :meth:`alerts.notify.Notifier.send` (a direct send with no outbox behind it, such as a
+    test message)."""
 
     attempts: int = Field(default=5, ge=1, le=20)
     initial_s: float = Field(default=0.5, gt=0)
     max_s: float = Field(default=30.0, gt=0)
     honour_retry_after: bool = True
+    jitter: bool = Field(default=True, description="full jitter on each wait; off only for tests")
 
     @model_validator(mode="after")
     def _order(self) -> RetryConfig:
@@ -292,10 +296,26 @@ class RetryConfig(_Model):
         return self
 
 
+class OutboxConfig(_Model):
+    """The notification outbox in the alert store (``alerts.delivery``)."""
+
+    failing_after_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="a notification undelivered this long raises 'notification channel X failing' on the others",
+    )
+    lease_s: float = Field(
+        default=120.0, gt=0, le=3600, description="a claimed row is another instance's to retry after this long"
+    )
+    poll_s: float = Field(default=1.0, gt=0, le=60, description="how often the outbox is looked at for due rows")
+    batch: int = Field(default=50, ge=1, le=1000, description="rows claimed at a time")
+
+
 class NotifyConfig(_Model):
     channels: dict[ChannelName, ChannelConfig] = Field(default_factory=dict)
     routes: list[RouteConfig] = Field(default_factory=list)
     retry: RetryConfig = Field(default_factory=RetryConfig)
+    outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     timezone: str = Field(default=DEFAULT_TIMEZONE, description="for times shown in texts")
 
     @field_validator("timezone")
@@ -312,6 +332,14 @@ class NotifyConfig(_Model):
                     raise _problem(
                         f"route {i}: unknown channel {name!r} (channels: {known})", "routes", i, "channels", j
                     )
+        longest = max((c.timeout_s for c in self.channels.values()), default=0.0)
+        if self.outbox.lease_s <= longest:
+            raise _problem(
+                f"outbox.lease_s ({self.outbox.lease_s:g}) must be longer than the longest channel time-out "
+                f"({longest:g} s): a row still being tried would be taken by another instance",
+                "outbox",
+                "lease_s",
+            )
         return self
 
 

@@ -7,6 +7,7 @@ that starts failing is logged once, and once more when it delivers again.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -48,6 +49,7 @@ class Outcome:
     retryable: bool
     ts_ms: int
     target: str
+    retry_after_s: float | None = None  # the receiver asked to wait this long (HTTP 429/503 Retry-After)
 
 
 @dataclass(slots=True)
@@ -99,9 +101,13 @@ class Notifier:
         publish: Publish | None = None,
         clock: WallClock = time.time,
         sleep: Sleep = asyncio.sleep,
+        connected: Callable[[], bool] | None = None,
     ) -> None:
+        """``connected`` says whether the mqtt channel's broker link is up (``Publisher.connected``): the outbox
+        sends what waited on the mqtt channel as soon as it comes back."""
         self.config = config
         self.publish = publish
+        self.connected = connected
         self.clock = clock
         self.sleep = sleep
         self.counters: dict[str, ChannelCounters] = {name: ChannelCounters() for name in config.channels}
@@ -126,6 +132,36 @@ class Notifier:
             log.error("notify channel=%s message=%s failed unexpectedly", name, msg.id, exc_info=result)
             outcomes.append(self._outcome(name, msg, False, 1, f"internal error: {result!r}", False))
         return outcomes
+
+    async def attempt(self, name: str, msg: Message) -> Outcome:
+        """One try of ``msg`` on channel ``name``, no retry (the outbox, ``alerts.delivery``, retries); a failure
+        is in the Outcome (``retryable``, ``retry_after_s``), never raised."""
+        cfg = self.config.channels.get(name)
+        if cfg is None:
+            return Outcome(
+                name, "unknown", False, 1, f"no channel named {name!r} in the notify config", False, self._now_ms(), ""
+            )
+        counters = self.counters[name]
+        try:
+            await self._deliver(cfg, msg)
+        except DeliveryError as exc:
+            counters.failed += 1
+            self._note_failure(name, cfg, msg, exc, 1)
+            outcome = self._outcome(name, msg, False, 1, exc.message, exc.retryable)
+            return dataclasses.replace(outcome, retry_after_s=exc.retry_after_s)
+        counters.sent += 1
+        if name in self.failing:
+            self.failing.discard(name)
+            log.info("notify channel=%s type=%s delivers again", name, cfg.type)
+        return self._outcome(name, msg, True, 1, "", False)
+
+    def link_up(self, name: str) -> bool:
+        """Whether the channel's own link is up: the mqtt channel's broker connection; True for the others (they
+        connect per message)."""
+        cfg = self.config.channels.get(name)
+        if isinstance(cfg, MqttConfig) and self.connected is not None:
+            return self.connected()
+        return True
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -318,9 +318,8 @@ def test_a_notification_decided_before_a_crash_is_delivered_after_the_restart(
     first, store = manager(tmp_path, receivers, smtp_server, clock)
     # the change is committed with its notification in the outbox, then the process dies before sending it
     assert first._apply_batch([lel("gas-3", "warning", clock.now)], None)
-    with store.begin() as tx:
-        ((message_id, pending),) = tx.pending_notifications()
-    assert pending["targets"] == ["hook"]
+    (pending,) = store.notification_queue()
+    assert (pending.channel, pending.status, pending.attempts) == ("hook", "pending", 0)
     assert receivers["hook"].snapshot() == []
     second, store2 = manager(tmp_path, receivers, smtp_server, clock)
 
@@ -330,10 +329,10 @@ def test_a_notification_decided_before_a_crash_is_delivered_after_the_restart(
 
     asyncio.run(restart())
     (got,) = receivers["hook"].snapshot()
-    assert (got.json()["id"], got.json()["kind"], got.json()["device"]) == (message_id, "raised", "gas-3")
-    with store2.begin() as tx:
-        assert tx.pending_notifications() == []
-        assert tx.notification_sent(message_id, "hook")
+    assert (got.json()["id"], got.json()["kind"], got.json()["device"]) == (pending.message_id, "raised", "gas-3")
+    assert store2.notification_queue() == []
+    (logged,) = store2.notifications()
+    assert (logged.message_id, logged.channel, logged.ok) == (pending.message_id, "hook", True)
     asyncio.run(restart_again(second))  # nothing left: nothing sent twice
     assert len(receivers["hook"].snapshot()) == 1
     store.close()
@@ -352,8 +351,10 @@ def test_after_a_restart_only_the_channels_that_missed_a_notification_get_it(
     first, store = manager(tmp_path, receivers, smtp_server, clock, routes=("hook", "duty"))
     ((_, (msg,)),) = first._apply_batch([lel("gas-4", "warning", clock.now)], None)
     assert msg.targets == ("hook", "duty")
-    # "hook" had it before the crash; "duty" did not
-    first._log_outcome(msg, "hook", "webhook", "x", ok=True, attempts=1, error="", done=False)
+    with store.begin() as tx:  # "hook" confirmed it before the crash; "duty" did not
+        (hook,) = [r for r in tx.claim_notifications(int(clock.now * 1000), 60_000, 10) if r.channel == "hook"]
+        tx.notification_delivered(hook.id)
+    clock.now += 61  # the dead instance's lease on "duty" runs out
     second, store2 = manager(tmp_path, receivers, smtp_server, clock, routes=("hook", "duty"))
 
     async def restart() -> None:

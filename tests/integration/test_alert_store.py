@@ -383,17 +383,12 @@ def _notify(store: AlertStore, message_id: str, channel: str, *, ok: bool, ts_ms
         )
 
 
-def test_notifications_and_sent(store: AlertStore) -> None:
+def test_notification_log(store: AlertStore) -> None:
     alert_id = _insert(store, _raised()).id
     failed = _notify(store, "m1", "ops-mail", ok=False, ts_ms=T0, alert_id=alert_id)
     _notify(store, "m2", "ops-mail", ok=True, ts_ms=T0 + 1, alert_id=None)
     sent = _notify(store, "m1", "ops-mail", ok=True, ts_ms=T0 + 2, alert_id=alert_id)
     _notify(store, "m1", "ops-chat", ok=False, ts_ms=T0 + 3, alert_id=alert_id)
-
-    with store.begin() as tx:
-        assert tx.notification_sent("m1", "ops-mail")
-        assert not tx.notification_sent("m1", "ops-chat")  # only a failure recorded there
-        assert not tx.notification_sent("m3", "ops-mail")
 
     rows = store.notifications(alert_id=alert_id)
     assert [(r.message_id, r.channel, r.ok) for r in rows] == [
@@ -574,3 +569,65 @@ def test_a_restart_sees_everything(url: str) -> None:
         assert [n.text for n in second.notes(other.id)] == ["evacuated"]
     finally:
         second.close()
+
+
+# --- the notification outbox --------------------------------------------------------------------------------
+
+
+def _enqueue(store: AlertStore, message_id: str, kind: str, alert_id: int | None, channels: tuple[str, ...]) -> None:
+    with store.begin() as tx:
+        tx.enqueue_notification(
+            created_ms=T0,
+            message_id=message_id,
+            channels=channels,
+            kind=kind,
+            message={"id": message_id, "kind": kind},
+            alert_id=alert_id,
+        )
+
+
+def _claim(store: AlertStore, now: int = T0, lease_ms: int = MIN, limit: int = 10) -> list[tuple[str, str]]:
+    with store.begin() as tx:
+        return [(r.message_id, r.channel) for r in tx.claim_notifications(now, lease_ms, limit)]
+
+
+def test_the_outbox_gives_one_alerts_notifications_to_a_channel_in_order(store: AlertStore) -> None:
+    alert_id = _insert(store, _raised()).id
+    _enqueue(store, "raise", "raised", alert_id, ("mail", "chat"))
+    _enqueue(store, "clear", "cleared", alert_id, ("mail", "chat"))
+    _enqueue(store, "flood", "flood", None, ("mail",))
+
+    # the clear waits behind its raise on each channel; an alert-less summary waits for nobody
+    assert _claim(store) == [("raise", "mail"), ("raise", "chat"), ("flood", "mail")]
+    assert _claim(store) == []  # leased: not claimed twice (another instance skips them too)
+    with store.begin() as tx:
+        (mail, chat, _) = tx.claim_notifications(T0 + MIN, MIN, 10)  # the lease ran out (an instance died)
+        tx.notification_delivered(mail.id)
+        tx.notification_retry(chat.id, attempts=1, next_ms=T0 + 5 * MIN, error="HTTP 503", now_ms=T0 + MIN)
+    assert _claim(store, T0 + 2 * MIN) == [("clear", "mail"), ("flood", "mail")]
+    later = T0 + 2 * MIN + 1000
+    assert _claim(store, later) == []  # the chat raise is not due yet, and its clear waits behind it
+    with store.begin() as tx:
+        assert tx.wake_channel("chat", later) == 1  # the channel came back: due now
+    assert _claim(store, later) == [("raise", "chat")]
+    queues = {q.channel: (q.pending, q.failed, q.oldest_pending_ms) for q in store.channel_queues()}
+    assert queues == {"chat": (2, 0, T0), "mail": (2, 0, T0)}
+
+
+def test_a_refused_notification_stays_failed_and_the_next_one_may_go(store: AlertStore) -> None:
+    alert_id = _insert(store, _raised()).id
+    _enqueue(store, "raise", "raised", alert_id, ("robot",))
+    _enqueue(store, "clear", "cleared", alert_id, ("robot",))
+    with store.begin() as tx:
+        (raise_row,) = tx.claim_notifications(T0, MIN, 10)
+        tx.notification_failed(raise_row.id, attempts=1, error="HTTP 400: bad key", now_ms=T0)
+    with store.begin() as tx:
+        (clear_row,) = tx.claim_notifications(T0, MIN, 10)
+        assert clear_row.message_id == "clear"
+        (failed,) = tx.unreported_failures(alert_id, "robot", clear_row.id)
+        assert (failed.message_id, failed.last_error, failed.attempts) == ("raise", "HTTP 400: bad key", 1)
+        tx.mark_reported([failed.id])
+        assert tx.unreported_failures(alert_id, "robot", clear_row.id) == []
+    (row, _) = store.notification_queue()
+    assert (row.message_id, row.status) == ("raise", "failed")
+    assert [r.message_id for r in store.notification_queue(statuses=["pending"])] == ["clear"]

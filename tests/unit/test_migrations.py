@@ -115,13 +115,37 @@ def test_upgrading_an_empty_database_gives_the_models(tmp_path: Path, schema: Sc
     engine.dispose()
 
 
+def test_notifications_waiting_in_the_old_outbox_are_carried_over_per_channel(tmp_path: Path) -> None:
+    """alerts_0002: a message in the 0.3 outbox becomes one pending row per channel that has not confirmed it."""
+    path = tmp_path / "alerts.db"
+    _old_database(path)
+    message = '{"id": "m1", "kind": "raised", "targets": ["hook", "mail"], "alert_id": 7}'
+    db = sqlite3.connect(path)
+    db.execute(
+        "INSERT INTO notification_outbox (created_ms, message_id, message, alert_id) VALUES (5000, 'm1', ?, 7)",
+        (message,),
+    )
+    db.execute(
+        "INSERT INTO notifications (ts_ms, message_id, kind, audience, channel, channel_type, target, ok, attempts,"
+        " error, alert_id, text) VALUES (5100, 'm1', 'raised', 'ops', 'hook', 'webhook', 'x', 1, 1, '', 7, 't')"
+    )
+    db.commit()
+    db.close()
+    store = AlertStore.sqlite(path)
+    try:
+        (row,) = store.notification_queue()
+    finally:
+        store.close()
+    assert (row.message_id, row.channel, row.status, row.alert_id, row.next_ms) == ("m1", "mail", "pending", 7, 5000)
+
+
 def test_lifeline_db_upgrade_and_current(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     url = f"sqlite:///{tmp_path / 'alerts.db'}"
     _old_database(tmp_path / "alerts.db")
     assert main(["db", "current", "--url", url]) == 1  # behind: an upgrade is needed
     assert main(["db", "upgrade", "--url", url]) == 0
     out = capsys.readouterr().out
-    assert "alerts: upgraded a database from before migrations to alerts_0001" in out
+    assert f"alerts: upgraded a database from before migrations to {head_revision(ALERTS)}" in out
     assert main(["db", "current", "--url", url]) == 0
     assert f"api: {head_revision(API)} (head {head_revision(API)})" in capsys.readouterr().out
     assert (tmp_path / "alerts.db").stat().st_mode & 0o077 == 0  # it holds password hashes
