@@ -41,7 +41,7 @@ from pydantic import ValidationError
 
 from infra.mqtt import BrokerConfig
 from infra.secret import CredentialError, Secret, read_secret_file, write_secret_file
-from rules.config import RULES_GROUP, PartitionConfig
+from rules.config import RULES_GROUP, PartitionConfig, engine_filters
 from telemetry import topics
 
 if TYPE_CHECKING:
@@ -122,7 +122,7 @@ def bridge_publisher_account(n: int = 1) -> Account:
 
 
 def rules_account(n: int = 1) -> Account:
-    grants = _shared(RULES_GROUP, topics.telemetry_filter(), topics.status_filter())
+    grants = _shared(RULES_GROUP, *engine_filters())  # telemetry, status, agent birth and death
     return Account(f"rules-{n}", "rules", tuple(grants))
 
 

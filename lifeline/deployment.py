@@ -41,6 +41,8 @@ _RULES_DECIDED = {
     "subscription": "each engine's shared group follows from rules_partitions",
     "packs": "give the packs as rule_packs (the API shows the same packs)",
     "partition": "give the partitions as rules_partitions (one engine is started per partition)",
+    "sites": "the engines know the district's devices from the site files under data_dir/sites, as the bridges",
+    "dead_letter_path": "each engine keeps its dead letters under data_dir/rules",
 }
 
 
@@ -150,9 +152,18 @@ class DeploymentSpec(_Strict):
             )
 
     def rules_config(self, partition: PartitionConfig | None = None) -> RulesConfig:
-        """An engine's rules section: its own settings, the deployment's packs (resolved) and its partition."""
+        """An engine's rules section: its own settings, the deployment's packs (resolved), its partition, the site
+        files its known devices come from (``data_dir/sites``, where ``lifeline up`` writes every site's, as for the
+        bridges) and its dead letters."""
         packs = [p.resolve() for p in self.rule_packs]
-        return self.rules.model_copy(update={"packs": packs, "partition": partition})
+        label = partition.label if partition is not None else "1"
+        update = {
+            "packs": packs,
+            "partition": partition,
+            "sites": [(self.data_dir / "sites").resolve()],
+            "dead_letter_path": (self.data_dir / "rules" / f"deadletter-{label}.sqlite").resolve(),
+        }
+        return self.rules.model_copy(update=update)
 
     def partitions(self) -> list[PartitionConfig | None]:
         """One entry an engine: its partition, or None for the single engine of an unsplit deployment."""

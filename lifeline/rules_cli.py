@@ -34,6 +34,7 @@ from infra.config_loader import ConfigError, read_yaml, validate
 from infra.gc_tuning import tune_for_throughput
 from infra.mqtt import BrokerConfig
 from lifeline._run import Subparsers, run_until_signal
+from lifeline.bridge_cli import known_site
 from lifeline.profiles_cli import validate_files
 from rules import load_rules
 from rules.config import RulesConfig
@@ -72,10 +73,17 @@ class RulesServiceConfig(BaseModel):
 
 
 def load_rules_service_config(path: Path) -> RulesServiceConfig:
-    """Load and validate; ConfigError names file, line and field. Rule packs are taken relative to the file."""
+    """Load and validate; ConfigError names file, line and field. Rule packs, site files and the dead-letter file
+    are taken relative to the file."""
     config = validate(RulesServiceConfig, read_yaml(path), "rules service config")
-    packs = [p if p.is_absolute() else path.parent / p for p in config.rules.packs]
-    return config.model_copy(update={"rules": config.rules.model_copy(update={"packs": packs})})
+    rules = config.rules
+    packs = [p if p.is_absolute() else path.parent / p for p in rules.packs]
+    sites = [p if p.is_absolute() else path.parent / p for p in rules.sites]
+    dead = rules.dead_letter_path
+    if dead is not None and not dead.is_absolute():
+        dead = path.parent / dead
+    update = {"packs": packs, "sites": sites, "dead_letter_path": dead}
+    return config.model_copy(update={"rules": rules.model_copy(update=update)})
 
 
 class _StoreState:
@@ -118,7 +126,8 @@ async def run_service(
     notifier = Notifier(config.alerts.notify, publish=publisher.publish)
     manager = AlertManager(config.alerts, store, rules, load_catalogue(), notifier, publisher.publish_nowait)
     state = _StoreState(store)
-    service = RulesService(config.rules_with_broker(), rules, manager.on_transitions, state)
+    # the rules engine knows the district's devices from the same site files as the bridge, read by the edge's loader
+    service = RulesService(config.rules_with_broker(), rules, manager.on_transitions, state, load_site=known_site)
     windows = _windows(config, rules, manager, state)
     tasks = [service.run(stop), manager.run(stop)]
     if windows is not None:

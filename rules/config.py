@@ -104,8 +104,19 @@ class PartitionConfig(BaseModel):
         """What to subscribe to: named sites' own topics; for a hash partition every site's (the engine drops the
         sites it does not own, by their topic, before decoding)."""
         if self.sites:
-            return [f for s in sorted(self.sites) for f in (topics.telemetry_filter(s), topics.status_filter(s))]
-        return [topics.telemetry_filter(), topics.status_filter()]
+            return [f for s in sorted(self.sites) for f in _filters(s)]
+        return _filters("+")
+
+
+def _filters(site: str) -> list[str]:
+    """What a rules engine reads of ``site`` ('+': every site): telemetry, device status, the agent's birth and
+    death."""
+    return [topics.telemetry_filter(site), topics.status_filter(site), topics.agent_state(site)]
+
+
+def engine_filters() -> list[str]:
+    """The single engine's subscription: every site's telemetry, status and agent state."""
+    return _filters("+")
 
 
 class RulesConfig(BaseModel):
@@ -130,6 +141,27 @@ class RulesConfig(BaseModel):
         "so a crash replays at most this much from the broker",
     )
     max_future_s: float = Field(300, gt=0, description="samples further ahead than this (edge clock wrong) are skipped")
+    sites: list[Path] = Field(
+        default_factory=list,
+        description="edge site files or folders: only their devices are evaluated, a message of any other is a dead "
+        "letter (empty: any device of a known profile); the deployment gives the district's",
+    )
+    dead_letter_path: Path | None = Field(
+        None, description="where refused messages are kept (SQLite, source 'rules'); none: in memory, bounded"
+    )
+    reconnect_grace_s: float = Field(
+        30.0,
+        ge=0,
+        le=3600,
+        description="after (re)connecting, how long the engine waits for the backlog before it judges a site lost "
+        "by the wall clock",
+    )
+    catchup_lag_s: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="a site whose messages arrive with samples older than this is draining a backlog: not lost",
+    )
     partition: PartitionConfig | None = Field(
         None, description="the sites this engine owns when several share a district; none: every site (one engine)"
     )

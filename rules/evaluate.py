@@ -1,6 +1,14 @@
 """A pure streaming rule evaluator: telemetry in, alert transitions out.
 
 Time comes only from sample times (``observe``) and the ``now_ms`` given to ``tick``; there is no clock here.
+
+Silence is judged by sample time. A device is silent (deadman) when its site's other messages run ``timeout``
+past its last sample: a broker outage, or a backlog the edge kept and sends later, moves neither, so a device the
+edge kept sampling is never reported silent. When the whole site goes quiet, the cause is its agent or its uplink,
+not each device: an ``agent`` rule raises one alert for the site (on the agent's death message, or, judged against
+``now_ms``, when nothing of the site was heard for its timeout while the engine is not cut off and the site is not
+draining a backlog), and the site's deadman rules raise nothing while it is active. An alert's transitions never go
+back in time (a clear is never dated before its raise).
 ``window`` rules are skipped: ``rules.scheduled`` judges them from stored data once per period.
 State is per (rule, site, device, point) in plain dataclasses that export to and import from a JSON-safe dict,
 so a restarted process keeps its active alerts and raises nothing twice.
@@ -16,9 +24,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rules import _conditions as c
-from rules.schema import SEVERITY_RANK, AlertKey, Rule, Severity, severity_of
+from rules.schema import AGENT_DEVICE, SEVERITY_RANK, AlertKey, Rule, Severity, severity_of
 from rules.standards import NoiseZone, noise_verdict
-from telemetry.models import DeviceStatus, Quality, Value
+from telemetry.models import AgentState, DeviceStatus, Quality, Value
 from telemetry.wire import SampleLike, TelemetryLike
 
 log = logging.getLogger(__name__)
@@ -62,10 +70,34 @@ class AlertState:
     repeat: int = 0  # frozen: consecutive equal samples
     history: list[list[float]] = field(default_factory=list)  # rate, noise: [ts, value] within the window
     detail: str = ""
-    heard_ms: int | None = None  # deadman: when data last arrived (receive time; old data replayed is still data)
+    changed_ts: int | None = None  # the time of its last transition: the next one is never dated before it
 
 
 _FIELDS = tuple(f.name for f in fields(AlertState))
+
+
+@dataclass(slots=True)
+class SiteState:
+    """What the engine knows of a site's liveness: the newest sample time of any of its devices, when its last
+    message arrived and how far behind the wall clock its samples were, and its agent's last birth or death."""
+
+    last_ts: int | None = None  # newest sample time of any device of the site
+    received_ms: int | None = None  # when its last telemetry arrived (the service's clock)
+    lag_ms: int = 0  # received_ms minus that message's newest sample time: a backlog being drained is far behind
+    agent_online: bool | None = None  # None: no birth or death seen
+    agent_ts: int = 0
+    agent: str = ""
+    agent_reason: str = ""
+
+    def heard_ts(self) -> int | None:
+        """The newest sign of life: a sample, or the agent's birth."""
+        birth = self.agent_ts if self.agent_online else None
+        if self.last_ts is None:
+            return birth
+        return self.last_ts if birth is None else max(self.last_ts, birth)
+
+
+_SITE_FIELDS = tuple(f.name for f in fields(SiteState))
 
 
 def _export(st: AlertState) -> dict[str, Any]:
@@ -84,8 +116,13 @@ def _rank(sev: str | None) -> int:
 
 
 class Engine:
-    def __init__(self, rules: list[Rule]) -> None:
+    def __init__(self, rules: list[Rule], *, max_lag_ms: int = 10_000) -> None:
+        """``max_lag_ms``: a site whose last message arrived within this time with samples older than this is
+        draining a backlog; its agent is not judged lost meanwhile."""
         self.rules = {r.id: r for r in rules}
+        self.max_lag_ms = max_lag_ms
+        self._agent_rules = [r for r in rules if r.agent is not None]
+        self._sites: dict[str, SiteState] = {}
         self._states: dict[Key, AlertState] = {}
         self._profiles: dict[tuple[str, str], str] = {}  # (site, device) -> profile, as last seen
         self._noise_untagged: set[tuple[str, str, str]] = set()  # (rule, site, device) logged without a zone
@@ -99,21 +136,24 @@ class Engine:
             {"rule": k[0], "site": k[1], "device": k[2], "point": k[3], **_export(st)} for k, st in self._states.items()
         ]
         profiles = [[site, device, profile] for (site, device), profile in self._profiles.items()]
-        return {"version": STATE_VERSION, "alerts": alerts, "profiles": profiles}
+        sites = {name: {f: getattr(st, f) for f in _SITE_FIELDS} for name, st in self._sites.items()}
+        return {"version": STATE_VERSION, "alerts": alerts, "profiles": profiles, "sites": sites}
 
     @classmethod
-    def from_state(cls, rules: list[Rule], data: dict[str, Any]) -> Engine:
-        """An engine that continues from ``data``; state of rules no longer present is dropped."""
+    def from_state(cls, rules: list[Rule], data: dict[str, Any], *, max_lag_ms: int = 10_000) -> Engine:
+        """An engine that continues from ``data``; state of rules no longer present is dropped (and fields a
+        checkpoint of an older release had, such as the deadman's receive time, are not read)."""
         if data.get("version") != STATE_VERSION:
             raise ValueError(f"rule engine state version {data.get('version')!r} is not {STATE_VERSION}")
-        engine = cls(rules)
+        engine = cls(rules, max_lag_ms=max_lag_ms)
         for site, device, profile in data.get("profiles", []):
             engine._profiles[(site, device)] = profile
         for raw in data.get("alerts", []):
-            item = dict(raw)
-            key = (item.pop("rule"), item.pop("site"), item.pop("device"), item.pop("point"))
+            key = (raw["rule"], raw["site"], raw["device"], raw["point"])
             if key[0] in engine.rules:
-                engine._states[key] = AlertState(**item)
+                engine._states[key] = AlertState(**{f: raw[f] for f in _FIELDS if f in raw})
+        for name, raw in data.get("sites", {}).items():
+            engine._sites[name] = SiteState(**{f: raw[f] for f in _SITE_FIELDS if f in raw})
         return engine
 
     def active(self) -> dict[Key, str]:
@@ -121,20 +161,27 @@ class Engine:
 
     # --- evaluation --------------------------------------------------------------------------------------------
     def observe(self, msg: TelemetryLike, received_ms: int | None = None) -> list[Transition]:
-        """Evaluate a message. ``received_ms`` (when it arrived) keeps the deadman quiet while a backlog of old
-        samples is replayed: a device is silent when nothing *arrives*, not when its samples are old."""
+        """Evaluate a message (of a device already validated: ``device_profiles.validate``). ``received_ms`` (when
+        it arrived) tells how far behind the wall clock the site's samples arrive: a site draining a backlog is not
+        judged lost."""
         out: list[Transition] = []
         self._profiles[(msg.site, msg.device)] = msg.profile
         samples: Sequence[SampleLike] = msg.samples
         if len(samples) > 1:
             samples = sorted(samples, key=lambda s: s.ts)
+        newest = samples[-1].ts
+        site = self._sites.get(msg.site)
+        if site is None:
+            site = self._sites[msg.site] = SiteState()
+        if site.last_ts is None or newest > site.last_ts:
+            site.last_ts = newest
+        if received_ms is not None:
+            site.received_ms, site.lag_ms = received_ms, received_ms - newest
         for rule in self._rules_for(msg):
             for sample in samples:
                 out.extend(self._sample(rule, msg, sample))
-            if rule.deadman is not None and received_ms is not None:
-                st = self._states.get((rule.id, msg.site, msg.device, ""))
-                if st is not None:
-                    st.heard_ms = max(st.heard_ms or 0, received_ms)
+        if self._agent_rules:
+            out.extend(self._judge_site(msg.site, site, None, cut_off=True))  # a lost agent heard again
         return out
 
     def _rules_for(self, msg: TelemetryLike) -> list[Rule]:
@@ -143,7 +190,11 @@ class Engine:
         key = (msg.profile, msg.site, msg.device, tuple(sorted(tags.items())) if tags else ())
         rules = self._selected.get(key)
         if rules is None:
-            rules = [r for r in self.rules.values() if r.offline is None and r.window is None and c.matches(r, msg)]
+            rules = [
+                r
+                for r in self.rules.values()
+                if r.offline is None and r.window is None and r.agent is None and c.matches(r, msg)
+            ]
             if len(self._selected) >= 100_000:  # bounded: a foreign producer's tags could vary without end
                 self._selected.clear()
             self._selected[key] = rules
@@ -166,20 +217,103 @@ class Engine:
             out.extend(self._advance(rule, key, state, None if st.online else rule.severity, st.ts))
         return out
 
-    def tick(self, now_ms: int) -> list[Transition]:
-        """Deadman timeouts, and on/off delays that expire with no new data (the last target is held)."""
+    def agent_state(self, state: AgentState) -> list[Transition]:
+        """An agent's birth or death (its retained ``agent/state``): drives the ``agent`` rules."""
+        site = self._sites.get(state.site)
+        if site is None:
+            site = self._sites[state.site] = SiteState()
+        # in the order they arrive, not by ts: the last will's ts is the time the agent connected (its payload is
+        # made then), older than the birth it follows
+        site.agent_online, site.agent_ts = state.online, state.ts
+        site.agent, site.agent_reason = state.agent, state.reason
+        return self._judge_site(state.site, site, None, cut_off=True)
+
+    def tick(self, now_ms: int, *, cut_off: bool = False) -> list[Transition]:
+        """Deadman silences (by sample time: see the module's text), on/off delays that expire with no new data (the
+        last target is held), and agents lost. ``cut_off``: the engine's own intake is down or still catching up
+        after a reconnect, so a site's silence says nothing about the site."""
         out: list[Transition] = []
         for key, st in self._states.items():
             rule = self.rules.get(key[0])
             if rule is None or rule.window is not None or st.last_ts is None or now_ms < st.last_ts:
                 continue
             if rule.deadman is not None:
-                silent = now_ms - max(st.last_ts, st.heard_ms or 0)
-                if st.active is None and silent >= rule.deadman.timeout_ms:
-                    st.detail = f"no data for {silent / 1000:g} s"
-                    out.extend(self._advance(rule, key, st, rule.severity, now_ms))
+                if st.active is None:
+                    out.extend(self._deadman(rule, key, st))
             elif _rank(st.target) != _rank(st.active):
                 out.extend(self._advance(rule, key, st, st.target, now_ms))
+        if self._agent_rules:
+            for name, site in self._sites.items():
+                out.extend(self._judge_site(name, site, now_ms, cut_off))
+        return out
+
+    def _deadman(self, rule: Rule, key: Key, st: AlertState) -> list[Transition]:
+        """Silent: the site's newest sample is the deadman's timeout past this device's last one (not while the
+        site's agent is lost: that one alert stands for its devices)."""
+        assert rule.deadman is not None
+        assert st.last_ts is not None
+        site = self._sites.get(key[1])
+        if site is None or site.last_ts is None or self._agent_lost(key[1]):
+            return []
+        timeout = rule.deadman.timeout_ms
+        silent = site.last_ts - st.last_ts
+        if silent < timeout:
+            return []
+        st.detail = f"no data for {silent / 1000:g} s while the site sent data"
+        return self._advance(rule, key, st, rule.severity, st.last_ts + timeout)
+
+    def _agent_lost(self, site: str) -> bool:
+        for rule in self._agent_rules:
+            st = self._states.get((rule.id, site, AGENT_DEVICE, ""))
+            if st is not None and st.active is not None:
+                return True
+        return False
+
+    def _judge_site(self, name: str, site: SiteState, now_ms: int | None, cut_off: bool) -> list[Transition]:
+        """The site's agent rules: lost on its death, or (``now_ms`` given, not ``cut_off``, the site not draining
+        a backlog) when nothing of it was heard for the rule's timeout; back on its birth or a newer sample."""
+        out: list[Transition] = []
+        heard = site.heard_ts()
+        draining = (
+            now_ms is not None
+            and site.received_ms is not None
+            and now_ms - site.received_ms <= self.max_lag_ms
+            and site.lag_ms > self.max_lag_ms
+        )
+        for rule in self._agent_rules:
+            assert rule.agent is not None
+            if rule.select.site is not None and name not in rule.select.site:
+                continue
+            key = (rule.id, name, AGENT_DEVICE, "")
+            st = self._states.get(key)
+            target: str | None = None
+            if site.agent_online is False:
+                ts = max(site.agent_ts, site.last_ts or 0)  # it died after the last sample it sent
+                why = f" ({site.agent_reason})" if site.agent_reason else ""
+                detail = f"agent {site.agent or name} is gone{why}"
+                target = rule.severity
+            elif (
+                now_ms is not None
+                and not cut_off
+                and not draining
+                and heard is not None
+                and now_ms - heard >= rule.agent.timeout_ms
+            ):
+                ts = heard + rule.agent.timeout_ms
+                detail = f"nothing heard from any device of the site for {(now_ms - heard) / 1000:g} s"
+                target = rule.severity
+            elif st is not None and st.active is not None and heard is not None and heard > (st.changed_ts or 0):
+                ts, detail = heard, "agent heard again"
+            else:
+                continue  # nothing new: an active alert is held, none is raised
+            if st is None:
+                if target is None:
+                    continue
+                st = self._states[key] = AlertState()
+            if target is not None and st.active is not None:
+                continue
+            st.detail = detail
+            out.extend(self._advance(rule, key, st, target, ts))
         return out
 
     def _sample(self, rule: Rule, msg: TelemetryLike, sample: SampleLike) -> list[Transition]:
@@ -374,6 +508,9 @@ class Engine:
         if new == st.active:
             return []
         prev, st.active, st.below_since = st.active, new, None
+        if st.changed_ts is not None and ts < st.changed_ts:
+            ts = st.changed_ts  # a late sample: the alert's history never goes back in time
+        st.changed_ts = ts
         verb = "cleared" if new is None else ("raised" if prev is None else "now " + new)
         return [
             Transition(

@@ -212,6 +212,22 @@ class Offline(_Strict):
     for_s: Seconds = 0.0
 
 
+class Agent(_Strict):
+    """The site's edge agent is gone: its death (the retained ``agent/state`` with online false, from its last will
+    or a clean stop), or no message from any device of the site for ``timeout_s`` while the rules engine itself is
+    connected and has caught up. One alert per site (device ``agent``); while it is active the site's deadman
+    rules raise nothing (it is the cause). Select it with ``select: {device: agent}`` (and ``site`` to narrow)."""
+
+    timeout_s: float = Field(60.0, gt=0, le=86400, description="site-wide silence after which the agent is lost")
+
+    @property
+    def timeout_ms(self) -> int:
+        return int(self.timeout_s * 1000)
+
+
+AGENT_DEVICE = "agent"  # the device of an agent rule's alert (the topic scheme reserves it for the agent)
+
+
 class Noise(_Strict):
     """Environmental noise against the GB 3096-2008 Table 1 limit of the device's functional zone (the device tag
     ``zone_tag``: 0, 1, 2, 3, 4a, 4b) for the local day or night (§3: day 06:00-22:00); with ``lmax_point``, at
@@ -330,6 +346,7 @@ KINDS = (
     "window",
     "deviation",
     "noise",
+    "agent",
 )
 
 
@@ -356,6 +373,7 @@ class Rule(_Strict):
     offline: Offline | None = None
     deviation: Deviation | None = None
     noise: Noise | None = None
+    agent: Agent | None = None
     window: Window | None = None
 
     @property
@@ -381,6 +399,12 @@ class Rule(_Strict):
             raise field_error("use offline.for_s for how long the device must stay offline", "on_delay_s")
         if given[0] == "window":
             self._check_window()
+        if given[0] == "agent":
+            sel = self.select
+            if sel.device != [AGENT_DEVICE] or sel.profile or sel.tags:
+                raise field_error(f"an agent rule selects device {AGENT_DEVICE!r} (and sites) only", "select")
+            if self.on_delay_s:
+                raise field_error("an agent rule's delay is its timeout_s", "on_delay_s")
         return self
 
     def _check_window(self) -> None:

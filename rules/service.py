@@ -7,14 +7,22 @@ only after that (or after a periodic checkpoint of the state when nothing change
 engine's saved state always agree: a crash replays the unacknowledged messages from that state, which produces
 exactly the transitions that were not stored yet, neither fewer nor twice.
 
-A message that does not follow the contract is counted and logged once per topic; the bridge keeps such messages
-in its dead letters, so they are not lost here either.
+Every message is validated as the bridge validates it (``device_profiles.validate``): site and device are the
+topic's (a body naming another is refused), the device must be one of the deployment's (``sites``) and its profile
+known, values of their declared types. A refused message is counted, logged once per topic and kept in the
+engine's dead letters (source ``rules``): it never makes an alert, so no alert is ever raised for a device that
+does not exist, and no deadman watches a device that never sent a valid message.
+
+The engine knows when it is itself cut off: while its broker link is down, and for ``reconnect_grace_s`` after it
+is back (the backlog the edges kept arrives meanwhile), no site is judged lost by the wall clock; a device's
+silence is judged by sample time in any case (``rules.evaluate``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -22,13 +30,23 @@ from typing import Any, Protocol
 
 import msgspec
 
+from device_profiles import load_catalogue
+from device_profiles.validate import (
+    Invalid,
+    Registry,
+    SiteLoader,
+    check_agent_state,
+    check_status,
+    check_telemetry,
+)
+from infra.deadletter import DeadLetterStore
 from infra.metrics import Metric, counter, gauge, render
 from infra.mqtt import Consumer, Incoming
-from rules.config import RulesConfig
+from rules.config import RulesConfig, engine_filters
 from rules.evaluate import Engine, Transition
 from rules.schema import Rule
-from telemetry import ContractError, decode_status, topics
-from telemetry.wire import TelemetryLike, WireTelemetry, decode_telemetry
+from telemetry import topics
+from telemetry.wire import TelemetryLike, WireTelemetry
 
 log = logging.getLogger("lifeline.rules")
 
@@ -53,6 +71,9 @@ class Counters:
     telemetry: int = 0
     status: int = 0
     invalid: int = 0
+    dead_letters: int = 0
+    dead_letters_lost: int = 0
+    agent_states: int = 0
     other_partition: int = 0
     future_samples: int = 0
     transitions: int = 0
@@ -69,7 +90,12 @@ class RulesService:
         sink: Sink,
         state: StateStore,
         clock: Callable[[], float] = time.time,
+        *,
+        load_site: SiteLoader | None = None,
+        registry: Registry | None = None,
     ) -> None:
+        """``load_site`` reads the site files of ``config.sites`` (lifeline passes the edge's loader);
+        ``registry`` replaces what they and the catalogue give (tests)."""
         self.config = config
         self.sink = sink
         self.state_store = state
@@ -78,17 +104,18 @@ class RulesService:
         # a partition has its own group and saved state: engines of other partitions never see its devices
         self.state_name = part.state_name if part else STATE_NAME
         self._owns = part.owns if part else None
+        self.registry = registry or Registry.from_sites(load_catalogue(), list(config.sites), load_site)
+        self.dead_letters = DeadLetterStore(config.dead_letter_path, source="rules")
         saved = state.get_state(self.state_name)
-        self.engine = Engine.from_state(rules, saved) if saved else Engine(rules)
+        lag_ms = int(config.catchup_lag_s * 1000)
+        self.engine = Engine.from_state(rules, saved, max_lag_ms=lag_ms) if saved else Engine(rules, max_lag_ms=lag_ms)
         if saved:
             log.info("rules engine state restored active=%d", len(self.engine.active()))
         subscription = config.subscription.model_copy(update={"group": part.group}) if part else config.subscription
         self.consumer = Consumer(
-            config.broker,
-            subscription,
-            topics=part.filters() if part else [topics.telemetry_filter(), topics.status_filter()],
-            name="rules",
+            config.broker, subscription, topics=part.filters() if part else engine_filters(), name="rules"
         )
+        self.intake_lag_s = 0.0  # how far behind the wall clock the last telemetry's newest sample was
         self.counters = Counters()
         self._unacked: list[Incoming] = []
         self._last_checkpoint = time.monotonic()
@@ -103,12 +130,20 @@ class RulesService:
                 await self.drain()
                 if time.monotonic() >= next_tick:
                     next_tick = time.monotonic() + self.config.tick_s
-                    await self._emit(self.engine.tick(int(self.clock() * 1000)))
+                    await self._emit(self.engine.tick(int(self.clock() * 1000), cut_off=self.cut_off()))
                 if time.monotonic() - self._last_checkpoint >= self.config.checkpoint_s:
                     await self.checkpoint()
         finally:
             await self.checkpoint()
             await self.consumer.stop()
+            self.dead_letters.close()
+
+    def cut_off(self) -> bool:
+        """The engine's own intake is down, or back for less than ``reconnect_grace_s`` (the backlog may still be
+        on its way): a site's silence then says nothing about the site."""
+        if not self.consumer.connected:
+            return True
+        return self.clock() - self.consumer.connected_since < self.config.reconnect_grace_s
 
     async def drain(self, limit: int = 5000) -> int:
         """Evaluate what has arrived (at most ``limit`` messages); return how many."""
@@ -136,26 +171,53 @@ class RulesService:
                 return []  # another partition's site: acknowledged with the rest, its own engine evaluates it
             kind = parsed.kind
             if kind is topics.Kind.TELEMETRY:
-                msg = decode_telemetry(item.payload, item.topic)
+                msg = check_telemetry(item.topic, item.payload, self.registry)
                 self.counters.telemetry += 1
-                horizon = int(self.clock() * 1000 + self.config.max_future_s * 1000)
+                now_ms = int(self.clock() * 1000)
+                horizon = now_ms + int(self.config.max_future_s * 1000)
                 if any(s.ts > horizon for s in msg.samples):
                     msg = self._without_future(msg, horizon)
-                return self.engine.observe(msg, int(self.clock() * 1000)) if msg.samples else []
+                    if not msg.samples:
+                        return []
+                self.intake_lag_s = (now_ms - max(s.ts for s in msg.samples)) / 1000
+                return self.engine.observe(msg, now_ms)
             if kind is topics.Kind.STATUS:
+                status = check_status(item.topic, item.payload, self.registry)
                 self.counters.status += 1
-                return self.engine.status(decode_status(item.payload, item.topic))
-        except (ContractError, topics.TopicError, ValueError) as exc:
-            self.counters.invalid += 1
-            if item.topic not in self._bad_topics and len(self._bad_topics) < 10_000:
-                self._bad_topics.add(item.topic)
-                log.warning(
-                    "rules skip a message that breaks the contract topic=%s reason=%s (logged once per "
-                    "topic; the bridge keeps it in its dead letters)",
-                    item.topic,
-                    exc,
-                )
+                return self.engine.status(status)
+            if kind is topics.Kind.AGENT_STATE:
+                agent = check_agent_state(item.topic, item.payload, self.registry)
+                self.counters.agent_states += 1
+                return self.engine.agent_state(agent)
+            raise Invalid(f"topic {item.topic!r} is not one the rules engine reads")
+        except (Invalid, topics.TopicError) as exc:
+            self._refuse(item, str(exc))
         return []
+
+    def _refuse(self, item: Incoming, reason: str) -> None:
+        """Count, keep in the dead letters, log once per topic."""
+        self.counters.invalid += 1
+        try:
+            self.dead_letters.add(
+                int(self.clock() * 1000), item.topic, item.payload, reason, stage="validate", replayable=False
+            )
+            self.counters.dead_letters += 1
+        except sqlite3.Error as exc:  # the disk: counted as invalid all the same (no alert comes of it), and said
+            self.counters.dead_letters_lost += 1
+            if self.counters.dead_letters_lost in (1, 100) or self.counters.dead_letters_lost % 10_000 == 0:
+                log.warning(
+                    "rules cannot keep a dead letter topic=%s reason=%r lost=%d",
+                    item.topic,
+                    str(exc),
+                    self.counters.dead_letters_lost,
+                )
+        if item.topic not in self._bad_topics and len(self._bad_topics) < 10_000:
+            self._bad_topics.add(item.topic)
+            log.warning(
+                "rules refuse a message topic=%s reason=%s (kept in the dead letters; logged once per topic)",
+                item.topic,
+                reason,
+            )
 
     def _without_future(self, msg: TelemetryLike, horizon: int) -> TelemetryLike:
         # A wrong edge clock must not push a device's state into the future, where it would ignore every later sample.
@@ -202,6 +264,11 @@ class RulesService:
             ("lifeline_rules_telemetry_total", "counter", c.telemetry),
             ("lifeline_rules_status_total", "counter", c.status),
             ("lifeline_rules_invalid_total", "counter", c.invalid),
+            ("lifeline_rules_dead_letters_total", "counter", c.dead_letters),
+            ("lifeline_rules_dead_letters_lost_total", "counter", c.dead_letters_lost),
+            ("lifeline_rules_agent_states_total", "counter", c.agent_states),
+            ("lifeline_rules_cut_off", "gauge", int(self.cut_off())),
+            ("lifeline_rules_intake_lag_seconds", "gauge", self.intake_lag_s),
             ("lifeline_rules_future_samples_total", "counter", c.future_samples),
             ("lifeline_rules_transitions_total", "counter", c.transitions),
             ("lifeline_rules_checkpoints_total", "counter", c.checkpoints),

@@ -100,7 +100,7 @@ def gas(device: str, seq: int, ts: int, lel: float, site: str = "plant-1") -> Te
         site=site,
         device=device,
         profile="gas_detector",
-        measurement="gas_detector",
+        measurement="gas_safety",
         seq=seq,
         samples=[Sample(ts=ts, values={"lel": lel})],
     )

@@ -194,15 +194,21 @@ def test_composite(series: list[tuple[int, dict[str, Any]]], expected: list[tupl
 
 
 def test_deadman_via_tick_per_device() -> None:
+    # silence by sample time: a device is silent once the rest of its site is 5 s past its last sample
     engine = Engine([rule("severity: warning\ndeadman: {intervals: 5, interval_s: 1}")])
     assert engine.observe(msg(0, {"x": 1}, device="d1")) == []
     assert engine.observe(msg(3000, {"x": 1}, device="d2")) == []
-    assert engine.tick(4999) == []
-    (t,) = engine.tick(5000)
-    assert (t.device, t.severity, t.ts) == ("d1", "warning", 5000)
-    assert engine.tick(6000) == []  # no repeat while still silent
-    assert [(t.device, t.severity) for t in engine.tick(8000)] == [("d2", "warning")]
-    assert [(t.device, t.severity) for t in engine.observe(msg(8500, {"x": 1}, device="d1"))] == [("d1", None)]
+    assert engine.tick(60_000) == []  # the wall clock alone says nothing: the whole site may be unheard
+    assert engine.observe(msg(4999, {"x": 1}, device="d2")) == []
+    assert engine.tick(60_000) == []
+    assert engine.observe(msg(5000, {"x": 1}, device="d2")) == []
+    (t,) = engine.tick(60_000)
+    assert (t.device, t.severity, t.ts) == ("d1", "warning", 5000)  # dated when it fell silent, by sample time
+    assert engine.tick(61_000) == []  # no repeat while still silent
+    assert engine.observe(msg(8000, {"x": 1}, device="d1")) != []  # d1 back: cleared
+    assert engine.observe(msg(13_000, {"x": 1}, device="d1")) == []
+    assert [(t.device, t.severity, t.ts) for t in engine.tick(61_000)] == [("d2", "warning", 10_000)]
+    assert [(t.device, t.severity) for t in engine.observe(msg(13_500, {"x": 1}, device="d2"))] == [("d2", None)]
 
 
 def test_state_export_import_keeps_active_alert() -> None:
@@ -239,12 +245,13 @@ def test_transition_carries_value_point_and_reason() -> None:
 def test_deadman_stays_quiet_while_a_backlog_of_old_samples_arrives() -> None:
     engine = Engine([rule("severity: warning\ndeadman: {intervals: 5, interval_s: 1}")])
     now = 10_000_000
-    # samples an hour old, replayed now (store and forward after an outage): data is arriving
-    for i in range(3):
-        engine.observe(msg(now - 3_600_000 + i * 1000, {"x": 1.0}), received_ms=now + i * 100)
-    assert engine.tick(now + 1_000) == []
-    (t,) = engine.tick(now + 6_000)  # then nothing arrives for 5 s: silent
-    assert t.severity == "warning"
+    # an hour of samples of two devices, replayed now (store and forward after an outage), ticks in between
+    for i in range(0, 3_600_000, 1000):
+        for device in ("d1", "d2"):
+            assert engine.observe(msg(now - 3_600_000 + i, {"x": 1.0}, device=device), received_ms=now + i // 100) == []
+        if i % 60_000 == 0:
+            assert engine.tick(now + i // 100) == []
+    assert engine.active() == {}
 
 
 def test_offline_rule_follows_device_status() -> None:

@@ -24,7 +24,7 @@ def test_hash_partitions_split_the_sites_by_crc32_and_every_site_has_exactly_one
     assert parts[1].group == "lifeline-rules-1-of-3"
     assert parts[1].state_name == "rules.engine.1-of-3"
     assert [p.runs_windows for p in parts] == [True, False, False]
-    assert parts[0].filters() == ["lifeline/v1/+/+/telemetry", "lifeline/v1/+/+/status"]
+    assert parts[0].filters() == ["lifeline/v1/+/+/telemetry", "lifeline/v1/+/+/status", "lifeline/v1/+/agent/state"]
 
 
 def test_a_named_partition_subscribes_to_its_own_sites_only() -> None:
@@ -37,8 +37,10 @@ def test_a_named_partition_subscribes_to_its_own_sites_only() -> None:
     assert part.filters() == [
         "lifeline/v1/lianqi/+/telemetry",
         "lifeline/v1/lianqi/+/status",
+        "lifeline/v1/lianqi/agent/state",
         "lifeline/v1/yunzaobang/+/telemetry",
         "lifeline/v1/yunzaobang/+/status",
+        "lifeline/v1/yunzaobang/agent/state",
     ]
 
 
@@ -82,6 +84,7 @@ def test_broker_config_gives_each_partition_its_own_accounts_and_group() -> None
     assert subs == {
         "$share/lifeline-rules-1-of-2/lifeline/v1/+/+/telemetry",
         "$share/lifeline-rules-1-of-2/lifeline/v1/+/+/status",
+        "$share/lifeline-rules-1-of-2/lifeline/v1/+/agent/state",  # the agents' birth and death
     }
     assert [g.topic for g in accounts["rules-1-of-2-pub"].grants] == ["lifeline/v1/alerts/#"]
 
@@ -94,6 +97,7 @@ def test_named_partitions_for_broker_config_cover_every_site_once() -> None:
     assert subs == [
         "$share/lifeline-rules-south/lifeline/v1/c/+/status",
         "$share/lifeline-rules-south/lifeline/v1/c/+/telemetry",
+        "$share/lifeline-rules-south/lifeline/v1/c/agent/state",
     ]
     for specs, message in [
         (["north:a,b"], r"no partition owns site\(s\) c"),
