@@ -211,12 +211,25 @@ class TimestampSpec(BaseModel):
     )
 
 
+class SequenceSpec(BaseModel):
+    """Where a sensor's own message counter sits: each message's is one more than the one before (wrapping to 0
+    after ``modulo - 1``). A jump is messages the edge never heard, counted (``lifeline_edge_readings_missed``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: str = Field(min_length=1, description="where the counter sits in the payload, e.g. seq or meta.count")
+    modulo: int | None = Field(default=None, ge=2, description="the counter wraps after modulo - 1 (e.g. 65536)")
+
+
 class MqttSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     topic: str = Field(description="vendor topic with {device} where the device's id goes")
     timestamp: TimestampSpec | None = Field(
         default=None, description="where the device's own time sits; absent: the time of receipt"
+    )
+    sequence: SequenceSpec | None = Field(
+        default=None, description="where the device's own message counter sits, if it has one: gaps are counted"
     )
     stale_after_s: float = Field(default=300, gt=0, description="no message for this long marks the device offline")
     points: list[MqttPoint] = Field(min_length=1)

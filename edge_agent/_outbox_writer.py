@@ -150,7 +150,9 @@ class OutboxWriter:
             if fault is None:  # not a storage error: a bug, which must not pass for a full disk
                 raise exc
             self._failed(fault, exc)
-            asyncio.get_running_loop().call_later(WRITE_RETRY_S, self.schedule)
+            # the next attempt in WRITE_RETRY_S, not at every message meanwhile (schedule waits for this one)
+            self._pending = True
+            asyncio.get_running_loop().call_later(WRITE_RETRY_S, self.flush)
             return
         if self.fault is not None:
             log.warning(

@@ -286,6 +286,7 @@ class EdgeAgent:
         if self.sensor_link is not None:
             w, now = self.sensor_watch, self.clock.monotonic()
             values |= {
+                "sensor_readings_missed": self.sensors.readings_missed,
                 "sensor_link_connected": w.connected,
                 "sensor_link_down_s": round(w.down_s(now), 1),
                 "sensor_link_losses": w.losses,

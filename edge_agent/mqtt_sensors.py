@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 
 from device_profiles import MqttPoint, Profile
 from device_profiles.derive import derive
+from edge_agent._sensor_seq import SeqTracker
 from edge_agent.config import DeviceConfig
 from edge_agent.deadletter import DeadLetters
 from edge_agent.stats import DeviceStats
-from edge_agent.vendor_json import VendorError, decode_message
+from edge_agent.vendor_json import VendorError, decode_vendor
 from infra.clock import Clock
 from telemetry import Sample
 
@@ -31,6 +32,7 @@ class _Presence:
     last_seen: float | None = None
     online: bool | None = None
     stats: DeviceStats = field(default_factory=DeviceStats)
+    seq: SeqTracker = field(default_factory=SeqTracker)
 
 
 class SensorHub:
@@ -55,7 +57,12 @@ class SensorHub:
                 by_topic.setdefault(profile.mqtt.topic_of(point, device.vendor_id), []).append(point)
             for topic, points in by_topic.items():
                 self.routes.setdefault(topic, []).append(_Route(device, profile, points))
-            self.presence[device.id] = _Presence(profile.mqtt.stale_after_s, stats=stats[device.id])
+            counter = profile.mqtt.sequence
+            self.presence[device.id] = _Presence(
+                profile.mqtt.stale_after_s,
+                stats=stats[device.id],
+                seq=SeqTracker(counter.modulo if counter is not None else None),
+            )
         self.on_sample = on_sample
         self.on_status = on_status
         self.dead_letters = dead_letters
@@ -80,8 +87,9 @@ class SensorHub:
             presence = self.presence[route.device.id]
             presence.stats.messages_in += 1
             assert route.profile.mqtt is not None
+            mqtt = route.profile.mqtt
             try:
-                sample = decode_message(route.points, route.profile.mqtt.timestamp, payload, received_ms)
+                sample, seq = decode_vendor(route.points, mqtt.timestamp, mqtt.sequence, payload, received_ms)
             except VendorError as exc:
                 presence.stats.messages_rejected += 1
                 self.dead_letters.add(
@@ -92,10 +100,32 @@ class SensorHub:
                 tags = {**route.profile.tags, **route.device.tags}
                 values, quality = derive(route.profile, tags, sample.values, sample.quality)
                 sample = Sample.model_construct(ts=sample.ts, values=values, quality=quality)
+            if seq is not None:
+                self._count_gap(route.device, presence, seq)
             presence.last_seen = self.clock.monotonic()
             presence.stats.readings += len(sample.values)
             self._set_online(route.device, route.profile, presence, True, "")
             self.on_sample(route.device, route.profile, sample)
+
+    def _count_gap(self, device: DeviceConfig, presence: _Presence, seq: int) -> None:
+        before = presence.seq.last
+        missed = presence.seq.heard(seq)
+        if missed:
+            presence.stats.readings_missed += missed
+            log.warning(
+                "sensor messages missed device=%s last_heard=%s now=%d missed=%d missed_total=%d (the sensor's own "
+                "counter jumped: sent while the edge could not hear them)",
+                device.id,
+                before,
+                seq,
+                missed,
+                presence.seq.missed,
+            )
+
+    @property
+    def readings_missed(self) -> int:
+        """Messages the site's sensors numbered that the edge never heard (this run)."""
+        return sum(p.seq.missed for p in self.presence.values())
 
     def check_stale(self) -> None:
         """Mark sensors offline that have said nothing for their profile's ``stale_after_s``."""

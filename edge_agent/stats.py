@@ -18,6 +18,7 @@ class DeviceStats:
     overruns: int = 0
     messages_in: int = 0
     messages_rejected: int = 0
+    readings_missed: int = 0  # MQTT sensor messages its own counter numbered that never arrived
     lateness_s: list[float] = field(default_factory=list)  # bounded by the agent (benchmarks read it)
 
     def record_lateness(self, seconds: float, keep: int) -> None:
@@ -39,6 +40,7 @@ def collect(site: str, devices: dict[str, DeviceStats], gauges: dict[str, float]
         ("overruns", "poll cycles skipped because the previous one ran late"),
         ("messages_in", "MQTT sensor messages received"),
         ("messages_rejected", "MQTT sensor messages that could not be decoded (dead-lettered)"),
+        ("readings_missed", "MQTT sensor messages never heard: gaps in the sensor's own counter (mqtt.sequence)"),
     ]
     for name, help_text in per_device:
         rows = {(site, device): getattr(st, name) for device, st in devices.items()}

@@ -10,7 +10,7 @@ import orjson
 
 from device_profiles import JsonType, MqttPoint, TimestampFormat
 from device_profiles.json_path import parse_path
-from device_profiles.schema import TimestampSpec
+from device_profiles.schema import SequenceSpec, TimestampSpec
 from edge_agent.decode import Reading, bad, check_range
 from telemetry import PointQuality, Quality, Sample, Value
 
@@ -109,6 +109,29 @@ def sample_time(spec: TimestampSpec | None, obj: object, received_ms: int) -> tu
 
 def decode_message(points: Sequence[MqttPoint], spec: TimestampSpec | None, payload: bytes, received_ms: int) -> Sample:
     """A sample from one vendor message; VendorError when nothing usable is in it."""
+    return decode_vendor(points, spec, None, payload, received_ms)[0]
+
+
+def sequence_of(spec: SequenceSpec | None, obj: object) -> int | None:
+    """The sensor's own message counter, when its profile says where it sits and the message has a whole number."""
+    if spec is None:
+        return None
+    raw = lookup(obj, parse_path(spec.path))
+    number = None if raw is MISSING else _number(raw)
+    if number is None or number != int(number) or number < 0:
+        return None
+    return int(number)
+
+
+def decode_vendor(
+    points: Sequence[MqttPoint],
+    spec: TimestampSpec | None,
+    sequence: SequenceSpec | None,
+    payload: bytes,
+    received_ms: int,
+) -> tuple[Sample, int | None]:
+    """A sample from one vendor message and the sensor's own counter (None: it has none, or the message lacks it);
+    VendorError when nothing usable is in it."""
     try:
         obj = orjson.loads(payload)
     except orjson.JSONDecodeError as exc:
@@ -128,4 +151,4 @@ def decode_message(points: Sequence[MqttPoint], spec: TimestampSpec | None, payl
     if time_problem:
         for name in values:
             quality.setdefault(name, PointQuality(q=Quality.UNCERTAIN, reason=time_problem))
-    return Sample(ts=ts, values=values, quality=quality)
+    return Sample(ts=ts, values=values, quality=quality), sequence_of(sequence, obj)
