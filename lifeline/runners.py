@@ -79,6 +79,20 @@ def _http_status(
     auth: tuple[str, str] | None = None,
 ) -> int:
     """The status of one plain HTTP request to a loopback server (0 when nothing answers)."""
+    return _http_answer(url, method=method, data=data, timeout_s=timeout_s, auth=auth)[0]
+
+
+def _http_answer(
+    url: str,
+    *,
+    method: str = "GET",
+    data: bytes | None = None,
+    timeout_s: float = 1.0,
+    auth: tuple[str, str] | None = None,
+) -> tuple[int, bytes]:
+    """The status and the whole body of one plain HTTP request to a loopback server ((0, b"") when nothing answers).
+
+    The body is read to its end: a server may send its status before the work is done (InfluxDB's /query does)."""
     request = urllib.request.Request(url, data=data, method=method)
     if auth is not None:
         token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
@@ -86,11 +100,11 @@ def _http_status(
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as response:
             status: int = response.status
-            return status
+            return status, response.read()
     except urllib.error.HTTPError as exc:
-        return exc.code
+        return exc.code, exc.read()
     except OSError:  # refused, reset or timed out: not up (yet)
-        return 0
+        return 0, b""
 
 
 def stop_process(proc: subprocess.Popen[bytes] | None, timeout_s: float) -> None:
@@ -426,38 +440,58 @@ bind-address = "{self.host}:{self.rpc_port}"
     def _ready(self) -> bool:
         return _http_status(f"{self.url}/ping", timeout_s=0.5) == 204
 
-    def _statement(self, q: str, auth: tuple[str, str] | None) -> int:
-        return _http_status(
+    def _statement(self, q: str, auth: tuple[str, str] | None) -> tuple[int, str]:
+        """Run one statement and return (HTTP status, the statement's error or "") once it has run.
+
+        InfluxDB 1.x answers 200 as soon as it accepts a query, before the statement runs, and reports a failed
+        statement in the body, still with 200. So the body is read to its end (the statement is then done) and its
+        error returned: a CREATE USER taken as done on its status alone let the next statement, sent at once, find
+        no admin yet (403 "create admin user first") on a busy machine."""
+        status, body = _http_answer(
             f"{self.url}/query", method="POST", data=urllib.parse.urlencode({"q": q}).encode(), timeout_s=10, auth=auth
         )
+        if status != 200:
+            return status, body.decode(errors="replace").strip()
+        try:
+            results = orjson.loads(body).get("results", [])
+        except (orjson.JSONDecodeError, AttributeError):
+            return status, f"unreadable answer: {body[:200]!r}"
+        errors = [str(r["error"]) for r in results if isinstance(r, dict) and r.get("error")]
+        return status, "; ".join(errors)
 
     def create_database(self, name: str) -> None:
         """``CREATE DATABASE "name"`` (idempotent on 1.x; with auth, as the admin of :meth:`set_up_users`)."""
-        status = self._statement(f"CREATE DATABASE {_quote_ident(name)}", self.admin)
-        if status != 200:
-            raise ServiceError(f"influxd {self.url}: CREATE DATABASE {_quote_ident(name)} answered {status}")
+        status, error = self._statement(f"CREATE DATABASE {_quote_ident(name)}", self.admin)
+        if status != 200 or error:
+            raise ServiceError(f"influxd {self.url}: CREATE DATABASE {_quote_ident(name)} answered {status}: {error}")
 
     def set_up_users(self, database: str, users: dict[str, tuple[str, str]], admin: tuple[str, str]) -> None:
         """With auth: the admin (made at the first start, when InfluxDB allows it without credentials), the database,
         and each user of ``users`` (name -> (password, READ|WRITE|ALL) on ``database``); idempotent."""
-        status = self._statement(
+        status, error = self._statement(
             f"CREATE USER {_quote_ident(admin[0])} WITH PASSWORD {_quote_str(admin[1])} WITH ALL PRIVILEGES", None
         )
-        if status != 200 and self._statement("SHOW USERS", admin) != 200:  # 401/403: an admin exists already
+        if (status != 200 or error) and self._statement("SHOW USERS", admin) != (200, ""):  # an admin exists already
             raise ServiceError(
-                f"influxd {self.url}: could not create the admin user {admin[0]!r} ({status}), and "
+                f"influxd {self.url}: could not create the admin user {admin[0]!r} ({status}: {error}), and "
                 "it does not exist with the password given"
             )
         self.admin = admin
         self.create_database(database)
         for name, (password, privilege) in users.items():
+            status, error = self._statement(
+                f"CREATE USER {_quote_ident(name)} WITH PASSWORD {_quote_str(password)}", admin
+            )
+            if status != 200 or (error and error != "user already exists"):  # then SET PASSWORD makes it ours
+                raise ServiceError(f"influxd {self.url}: CREATE USER {_quote_ident(name)} answered {status}: {error}")
             for q in (
-                f"CREATE USER {_quote_ident(name)} WITH PASSWORD {_quote_str(password)}",
                 f"SET PASSWORD FOR {_quote_ident(name)} = {_quote_str(password)}",
                 f"GRANT {privilege} ON {_quote_ident(database)} TO {_quote_ident(name)}",
             ):
-                if self._statement(q, admin) != 200:
-                    raise ServiceError(f"influxd {self.url}: {q.split(' WITH')[0].split(' =')[0]} failed")
+                status, error = self._statement(q, admin)
+                if status != 200 or error:
+                    what = q.split(" =")[0].split(" TO")[0]
+                    raise ServiceError(f"influxd {self.url}: {what} failed ({status}: {error})")
 
 
 def _quote_ident(name: str) -> str:
