@@ -4,7 +4,7 @@ through the store's optimistic ``act`` and an audit entry."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
@@ -115,6 +115,77 @@ def list_alerts(
     rows = svc.store.list_alerts(**filters, limit=limit, offset=offset)
     total = svc.store.count_alerts(**filters)
     return AlertList(total=total, limit=limit, offset=offset, alerts=[alert_event(r) for r in rows])
+
+
+class OutboxChannel(BaseModel):
+    channel: str
+    pending: int
+    failed: int
+    oldest_pending_ms: int | None
+
+
+class OutboxRow(BaseModel):
+    id: int
+    channel: str
+    alert_id: int | None
+    kind: str
+    status: str  # pending | failed
+    title: str
+    created_ms: int
+    attempts: int
+    next_ms: int | None  # the next try; None for a failed one (not tried again)
+    last_try_ms: int | None
+    last_error: str
+
+
+class OutboxView(BaseModel):
+    channels: list[OutboxChannel]
+    notifications: list[OutboxRow]
+
+
+@router.get("/api/alerts/notifications")
+def notification_outbox(
+    who: Reader,
+    svc: Service,
+    status: Annotated[Literal["pending", "failed"] | None, Query()] = None,
+    channel: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> OutboxView:
+    """Notifications not delivered yet (pending, with their next try) or refused for good (failed, with why): the
+    alert store's outbox. A scoped user sees the rows of alerts in their areas; the per-channel counts are the
+    whole outbox (a channel is everyone's)."""
+    rows = svc.store.notification_queue(statuses=[status] if status else None, channel=channel, limit=limit)
+    shown: list[OutboxRow] = []
+    visible: dict[int, bool] = {}
+    for r in rows:
+        if who.scoped:
+            if r.alert_id is None:
+                continue
+            if r.alert_id not in visible:
+                stored = svc.store.get(r.alert_id)
+                visible[r.alert_id] = stored is not None and _visible(svc, who, stored)
+            if not visible[r.alert_id]:
+                continue
+        shown.append(
+            OutboxRow(
+                id=r.id,
+                channel=r.channel,
+                alert_id=r.alert_id,
+                kind=r.kind,
+                status=r.status,
+                title=str(r.message.get("title", "")),
+                created_ms=r.created_ms,
+                attempts=r.attempts,
+                next_ms=r.next_ms if r.status == "pending" else None,
+                last_try_ms=r.last_try_ms,
+                last_error=r.last_error,
+            )
+        )
+    channels = [
+        OutboxChannel(channel=q.channel, pending=q.pending, failed=q.failed, oldest_pending_ms=q.oldest_pending_ms)
+        for q in svc.store.channel_queues()
+    ]
+    return OutboxView(channels=channels, notifications=shown)
 
 
 @router.get("/api/alerts/{alert_id}")

@@ -34,6 +34,7 @@ from infra.config_loader import ConfigError, read_yaml, validate
 from infra.gc_tuning import tune_for_throughput
 from infra.mqtt import BrokerConfig
 from lifeline._run import Subparsers, run_until_signal
+from lifeline.alerts_cli import add_arguments as alerts_cli_arguments
 from lifeline.bridge_cli import known_site
 from lifeline.profiles_cli import validate_files
 from rules import load_rules
@@ -110,6 +111,7 @@ async def run_service(
 
     from alerts.manager import AlertManager
     from alerts.notify import Notifier
+    from alerts.notify.mqtt import notify_link
     from alerts.store import AlertStore
     from device_profiles import load_catalogue
     from infra.metrics import Collecting, bound_port, registry, serve_metrics
@@ -121,9 +123,9 @@ async def run_service(
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     store = AlertStore(url)
-    publisher = Publisher(config.publisher or config.broker, f"lifeline-rules-pub-{os.getpid()}")
+    publisher = Publisher(notify_link(config.publisher or config.broker), f"lifeline-rules-pub-{os.getpid()}")
     publisher.start()
-    notifier = Notifier(config.alerts.notify, publish=publisher.publish)
+    notifier = Notifier(config.alerts.notify, publish=publisher.publish, connected=lambda: publisher.connected)
     manager = AlertManager(config.alerts, store, rules, load_catalogue(), notifier, publisher.publish_nowait)
     state = _StoreState(store)
     # the rules engine knows the district's devices from the same site files as the bridge, read by the edge's loader
@@ -287,12 +289,9 @@ def alerts_cmd(args: argparse.Namespace) -> int:
             for h in store.history(args.id):
                 print(f"  {_when(h.ts_ms)} {h.who:<10} {h.action:<16} {h.from_state} -> {h.to_state}  {h.reason}")
         else:
-            for n in store.notifications(limit=args.limit):
-                flag = "ok " if n.ok else "FAIL"
-                print(
-                    f"{_when(n.ts_ms)} {flag} {n.channel or '-':<16} {n.kind:<10} alert={n.alert_id} "
-                    f"attempts={n.attempts} {n.error}"
-                )
+            from lifeline import alerts_cli
+
+            return alerts_cli.show(store, args)
     finally:
         store.close()
     return 0
@@ -331,6 +330,6 @@ def add_parsers(sub: Subparsers) -> None:
     lst.add_argument("--limit", type=int, default=50)
     show = al_sub.add_parser("show", help="one alert and its history")
     show.add_argument("id", type=int)
-    notes = al_sub.add_parser("notifications", help="the notification log, newest first")
-    notes.add_argument("--limit", type=int, default=50)
+    notes = al_sub.add_parser("notifications", help="notifications pending or failed, and why (--log: the log)")
+    alerts_cli_arguments(notes)
     al.set_defaults(func=alerts_cmd)

@@ -269,3 +269,32 @@ def test_an_alarm_taken_while_the_broker_is_down_is_notified_within_10_s_of_its_
     assert logged.kind == "raised"
     delay = logged.ts_ms / 1000 - back_at[0]
     assert delay < 10.0, f"notified {delay:.1f} s after the broker came back"
+
+
+def test_lifeline_alerts_notifications_lists_what_waits_and_why(
+    tmp_path: Path, hook: HttpReceiver, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lifeline.cli import main
+
+    clock = Clock()
+    cfg = config(tmp_path, {"hook": {"type": "webhook", "url": f"{hook.url}/h"}}, ["hook"])
+    mgr, store = manager(cfg, clock)
+    hook.fail_next(1, status=503)
+
+    async def scenario() -> None:
+        await mgr.on_transitions([lel("gas-1", "critical", clock.now)])
+        await mgr.drain(5)
+
+    asyncio.run(scenario())
+    store.close()
+    assert main(["alerts", "--store", cfg.store_url, "notifications"]) == 0
+    out = capsys.readouterr().out
+    assert "channel hook: 1 pending, 0 failed, oldest pending since" in out
+    (row,) = [line for line in out.splitlines() if "pending " in line and "alert=" in line]
+    assert "hook" in row
+    assert "raised" in row
+    assert "attempts=1" in row
+    assert "error=HTTP 503" in row
+    assert "next=20" in row  # a time, not "never"
+    assert main(["alerts", "--store", cfg.store_url, "notifications", "--failed"]) == 0
+    assert "alert=" not in capsys.readouterr().out

@@ -162,3 +162,68 @@ def test_unknown_alert_is_404(app: App) -> None:
     assert app.client.post("/api/alerts/999999/ack", headers=app.h["boss"], json={}).status_code == 404
     assert app.client.get("/api/alerts/0", headers=app.h["boss"]).status_code == 422
     assert NOW_MS > 0
+
+
+def _outbox(app: App) -> None:
+    """A notification of the south and north alerts waiting on 'hook' (tried twice), a flood summary with no alert,
+    and one refused for good on 'robot'."""
+    store = app.service.store
+    with store.begin() as tx:
+        for site in ("north-sluices", "south-sluices"):
+            tx.enqueue_notification(
+                created_ms=NOW_MS,
+                message_id=f"m-{site}",
+                channels=["hook"],
+                kind="raised",
+                message={"title": f"Level high at {site}"},
+                alert_id=app.ids[site],
+            )
+        tx.enqueue_notification(
+            created_ms=NOW_MS, message_id="flood", channels=["hook"], kind="flood", message={}, alert_id=None
+        )
+        tx.enqueue_notification(
+            created_ms=NOW_MS,
+            message_id="m-robot",
+            channels=["robot"],
+            kind="raised",
+            message={},
+            alert_id=app.ids["north-sluices"],
+        )
+        for row in tx.claim_notifications(NOW_MS, 60_000, 10):
+            if row.channel == "robot":
+                tx.notification_failed(row.id, attempts=1, error="HTTP 400 from robot: bad key", now_ms=NOW_MS)
+            else:
+                tx.notification_retry(row.id, attempts=2, next_ms=NOW_MS + 4000, error="HTTP 503", now_ms=NOW_MS)
+
+
+def test_the_notification_outbox_shows_what_waits_and_why(app: App) -> None:
+    _outbox(app)
+    r = app.client.get("/api/alerts/notifications", headers=app.h["viewer"])
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["channels"] == [
+        {"channel": "hook", "pending": 3, "failed": 0, "oldest_pending_ms": NOW_MS},
+        {"channel": "robot", "pending": 0, "failed": 1, "oldest_pending_ms": None},
+    ]
+    rows = {(n["channel"], n["alert_id"]): n for n in body["notifications"]}
+    assert len(rows) == 4
+    hook = rows[("hook", app.ids["south-sluices"])]
+    assert (hook["status"], hook["attempts"], hook["next_ms"], hook["last_error"]) == (
+        "pending",
+        2,
+        NOW_MS + 4000,
+        "HTTP 503",
+    )
+    assert hook["title"] == "Level high at south-sluices"
+    robot = rows[("robot", app.ids["north-sluices"])]
+    assert (robot["status"], robot["next_ms"], robot["last_error"]) == ("failed", None, "HTTP 400 from robot: bad key")
+    failed = app.client.get("/api/alerts/notifications", headers=app.h["viewer"], params={"status": "failed"})
+    assert [n["channel"] for n in failed.json()["notifications"]] == ["robot"]
+
+
+def test_a_scoped_user_sees_the_outbox_rows_of_alerts_in_their_areas(app: App) -> None:
+    _outbox(app)
+    r = app.client.get("/api/alerts/notifications", headers=app.h["op-south"])
+    assert r.status_code == 200, r.text
+    assert [n["alert_id"] for n in r.json()["notifications"]] == [app.ids["south-sluices"]]
+    assert app.client.get("/api/alerts/notifications").status_code == 401
