@@ -33,8 +33,8 @@ from infra import logs
 from infra.config_loader import ConfigError, read_yaml, validate
 from infra.gc_tuning import tune_for_throughput
 from infra.mqtt import BrokerConfig
+from lifeline._alerts_notifications import add_arguments as outbox_arguments
 from lifeline._run import Subparsers, run_until_signal
-from lifeline.alerts_cli import add_arguments as alerts_cli_arguments
 from lifeline.bridge_cli import known_site
 from lifeline.profiles_cli import validate_files
 from rules import load_rules
@@ -289,9 +289,9 @@ def alerts_cmd(args: argparse.Namespace) -> int:
             for h in store.history(args.id):
                 print(f"  {_when(h.ts_ms)} {h.who:<10} {h.action:<16} {h.from_state} -> {h.to_state}  {h.reason}")
         else:
-            from lifeline import alerts_cli
+            from lifeline import _alerts_notifications
 
-            return alerts_cli.show(store, args)
+            return _alerts_notifications.show(store, args)
     finally:
         store.close()
     return 0
@@ -331,5 +331,5 @@ def add_parsers(sub: Subparsers) -> None:
     show = al_sub.add_parser("show", help="one alert and its history")
     show.add_argument("id", type=int)
     notes = al_sub.add_parser("notifications", help="notifications pending or failed, and why (--log: the log)")
-    alerts_cli_arguments(notes)
+    outbox_arguments(notes)
     al.set_defaults(func=alerts_cmd)

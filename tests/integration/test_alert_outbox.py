@@ -72,10 +72,13 @@ def duty() -> Iterator[HttpReceiver]:
     r.close()
 
 
-def config(tmp_path: Path, channels: dict[str, Any], routes: list[str], **notify: Any) -> AlertServiceConfig:
+def config(
+    tmp_path: Path, channels: dict[str, Any], routes: list[str], escalation: Any = (), **notify: Any
+) -> AlertServiceConfig:
     return AlertServiceConfig.model_validate(
         {
             "store_url": f"sqlite:///{tmp_path / 'alerts.db'}",
+            "escalation": list(escalation),
             "notify": {
                 "channels": channels,
                 "routes": [{"audiences": ["safety"], "channels": routes}],
@@ -298,3 +301,50 @@ def test_lifeline_alerts_notifications_lists_what_waits_and_why(
     assert "next=20" in row  # a time, not "never"
     assert main(["alerts", "--store", cfg.store_url, "notifications", "--failed"]) == 0
     assert "alert=" not in capsys.readouterr().out
+
+
+def test_an_escalation_waiting_for_a_channel_is_dropped_once_the_alert_is_acknowledged(
+    tmp_path: Path, hook: HttpReceiver, duty: HttpReceiver
+) -> None:
+    """The one thing dropped: an escalation asks for an acknowledgement; once given, it is recorded as dropped. The
+    raise itself still goes out, and the metrics say what waits."""
+    from alerts.lifecycle import acknowledge
+
+    clock = Clock()
+    channels = {
+        "hook": {"type": "webhook", "url": f"{hook.url}/h"},
+        "duty": {"type": "webhook", "url": f"{duty.url}/d"},
+    }
+    levels = [{"after_s": 60, "targets": ["duty"]}]
+    cfg = config(tmp_path, channels, ["hook"], escalation=[{"audience": "safety", "levels": levels}])
+    mgr, store = manager(cfg, clock)
+    switch = Switch()
+    duty.responder = switch
+
+    async def scenario() -> str:
+        switch.down = True
+        await mgr.on_transitions([lel("gas-3", "critical", clock.now)])
+        clock.now += 61
+        await mgr.tick()
+        await mgr.drain(5)  # the escalation fails (503) and waits
+        metrics = mgr.metrics_text()
+        (alert,) = store.list_alerts()
+        store.act(alert.id, lambda a: acknowledge(a, "inspector-li", int(clock.now * 1000)))
+        switch.down = False
+        clock.now += 30
+        await mgr.drain(5)
+        return metrics
+
+    metrics = asyncio.run(scenario())
+    assert [m["kind"] for m in received(hook)] == ["raised"]
+    assert received(duty) == []
+    (dropped,) = [n for n in store.notifications() if n.channel == "duty"]
+    assert (dropped.kind, dropped.ok) == ("escalation", False)
+    assert dropped.error.startswith("dropped: alert")
+    assert store.notification_queue() == []
+    assert 'lifeline_notify_outbox_pending{channel="duty"} 1.0' in metrics
+    assert 'lifeline_notify_outbox_oldest_pending_age_seconds{channel="duty"} 0.0' in metrics  # decided just now
+    assert 'lifeline_notify_outbox_delivered_total{channel="hook"} 1.0' in metrics
+    assert 'lifeline_notify_outbox_retried_total{channel="duty"} 1.0' in metrics
+    assert 'lifeline_notify_outbox_dropped_total{channel="duty"} 1.0' in mgr.metrics_text()
+    store.close()
