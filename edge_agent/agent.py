@@ -291,9 +291,14 @@ class EdgeAgent:
                 "sensor_link_down_s": round(w.down_s(now), 1),
                 "sensor_link_losses": w.losses,
                 "sensor_link_sessions_lost": w.sessions_lost,
-                "sensor_link_problem": w.problem(now),
+                "sensor_link_problem": w.problem(now) if self._sensor_link_own_problem() else "",
             }
         return values
+
+    def _sensor_link_own_problem(self) -> bool:
+        """Whether a sensor link that is down is a problem of its own: not while the one broker it shares with the
+        uplink is away (a broker outage, which the centre sees by itself: no alert per edge for it)."""
+        return self.site.config.sensor_broker is not None or self.uplink.connected
 
     def _on_sensor_link(self, up: bool) -> None:
         assert self.sensor_link is not None

@@ -84,3 +84,9 @@ def test_the_health_device_is_among_what_the_agent_publishes() -> None:
     assert set(health.samples[0].values) == expected
     assert health.samples[0].values["outbox_fault"] == ""
     assert health.samples[0].values["sensor_link_connected"] is False
+    # both links use one broker and the uplink is away too: a broker outage, not the sensor link's own problem
+    assert health.samples[0].values["sensor_link_problem"] == ""
+    a.uplink.connected = True
+    problem = a.health_values(0)["sensor_link_problem"]
+    assert isinstance(problem, str)
+    assert problem.startswith("sensor link down for ")
