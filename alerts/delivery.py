@@ -34,6 +34,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from alerts.lifecycle import State
 from alerts.notify import Message, Notifier, NotifyConfig, Outcome
 from alerts.notify.message import format_time
@@ -112,8 +114,18 @@ class Delivery:
         waiting = sum(q.pending for q in pending)
         if waiting:
             log.info("notifications pending in the outbox at start count=%d", waiting)
+        store_ok = True
         while not stop.is_set():
-            await self.pass_once()
+            try:
+                await self.pass_once()
+            except SQLAlchemyError as exc:  # the store is unreachable or locked: the rows wait there, look again
+                if store_ok:
+                    log.warning("notification outbox unreachable error=%s (logged once until it answers)", exc)
+                store_ok = False
+            else:
+                if not store_ok:
+                    log.info("notification outbox reachable again")
+                store_ok = True
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(_first(stop, self._wake), self.config.outbox.poll_s)
@@ -236,7 +248,11 @@ class Delivery:
 
     async def _try(self, c: Claimed) -> None:
         assert self.notifier is not None
-        o = await self.notifier.attempt(c.row.channel, c.msg)
+        try:
+            o = await self.notifier.attempt(c.row.channel, c.msg)
+        except Exception as exc:  # a bug in a channel: kept as failed with the reason, the other rows go on
+            log.exception("notify channel=%s failed unexpectedly", c.row.channel)
+            o = Outcome(c.row.channel, "unknown", False, 1, f"internal error: {exc!r}", False, self._now_ms(), "")
         counters = self._counter(c.row.channel)
         if o.ok:
             counters.delivered += 1
@@ -251,7 +267,15 @@ class Delivery:
                 c.row.kind,
                 o.error,
             )
-        await self.store.call(self._record, c, o, self._now_ms())
+        try:
+            await self.store.call(self._record, c, o, self._now_ms())
+        except SQLAlchemyError as exc:  # the outcome is lost: the row's lease runs out and it is tried again
+            log.warning(
+                "outcome not recorded channel=%s row=%d error=%s (tried again after the lease)",
+                c.row.channel,
+                c.row.id,
+                exc,
+            )
 
     def _counter(self, channel: str) -> DeliveryCounters:
         return self.counters.setdefault(channel, DeliveryCounters())

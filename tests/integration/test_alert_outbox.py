@@ -208,9 +208,14 @@ def test_a_refused_notification_is_kept_as_failed_and_the_clear_says_the_raise_n
     store.close()
 
 
-def test_two_instances_on_one_store_deliver_each_notification_once(tmp_path: Path, hook: HttpReceiver) -> None:
+@pytest.mark.parametrize("db", ["sqlite", "postgresql"])
+def test_two_instances_on_one_store_deliver_each_notification_once(
+    tmp_path: Path, hook: HttpReceiver, db: str, request: pytest.FixtureRequest
+) -> None:
     clock = Clock()
     cfg = config(tmp_path, {"hook": {"type": "webhook", "url": f"{hook.url}/h"}}, ["hook"])
+    if db == "postgresql":
+        cfg = cfg.model_copy(update={"store_url": str(request.getfixturevalue("postgres_url"))})
     first, store1 = manager(cfg, clock)
     second, store2 = manager(cfg, clock)
 
