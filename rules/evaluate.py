@@ -123,6 +123,9 @@ class Engine:
         self.max_lag_ms = max_lag_ms
         self._agent_rules = [r for r in rules if r.agent is not None]
         self._sites: dict[str, SiteState] = {}
+        # since when the engine has not been cut off (None: it is): after an outage every site gets a whole timeout
+        # to be heard again (the edges reconnect with their own backoff, some later than the engine)
+        self._live_since: int | None = None
         self._states: dict[Key, AlertState] = {}
         self._profiles: dict[tuple[str, str], str] = {}  # (site, device) -> profile, as last seen
         self._noise_untagged: set[tuple[str, str, str]] = set()  # (rule, site, device) logged without a zone
@@ -233,6 +236,10 @@ class Engine:
         last target is held), and agents lost. ``cut_off``: the engine's own intake is down or still catching up
         after a reconnect, so a site's silence says nothing about the site."""
         out: list[Transition] = []
+        if cut_off:
+            self._live_since = None
+        elif self._live_since is None:
+            self._live_since = now_ms
         for key, st in self._states.items():
             rule = self.rules.get(key[0])
             if rule is None or rule.window is not None or st.last_ts is None or now_ms < st.last_ts:
@@ -271,7 +278,8 @@ class Engine:
 
     def _judge_site(self, name: str, site: SiteState, now_ms: int | None, cut_off: bool) -> list[Transition]:
         """The site's agent rules: lost on its death, or (``now_ms`` given, not ``cut_off``, the site not draining
-        a backlog) when nothing of it was heard for the rule's timeout; back on its birth or a newer sample."""
+        a backlog) when nothing of it was heard for the rule's timeout, counted from no earlier than the end of the
+        engine's last cut-off; back on its birth or a newer sample."""
         out: list[Transition] = []
         heard = site.heard_ts()
         draining = (
@@ -297,7 +305,7 @@ class Engine:
                 and not cut_off
                 and not draining
                 and heard is not None
-                and now_ms - heard >= rule.agent.timeout_ms
+                and now_ms - max(heard, self._live_since or now_ms) >= rule.agent.timeout_ms
             ):
                 ts = heard + rule.agent.timeout_ms
                 detail = f"nothing heard from any device of the site for {(now_ms - heard) / 1000:g} s"

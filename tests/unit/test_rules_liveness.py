@@ -101,8 +101,20 @@ def test_a_site_draining_its_backlog_is_not_lost() -> None:
     now = T0 + 3_600 * S
     poll(engine, T0, received=now)
     assert engine.tick(now + 5 * S) == []  # within max_lag of the last arrival: draining
-    (lost,) = engine.tick(now + 11 * S)  # then nothing more arrived: judged on the samples' time
+    assert engine.tick(now + 11 * S) == []  # a whole timeout from the end of the engine's own cut-off (now + 5 s)
+    (lost,) = engine.tick(now + 65 * S)  # then nothing more arrived: lost, dated by the samples' time
     assert (lost.rule, lost.device, lost.severity, lost.ts) == ("agent.lost", "agent", "critical", T0 + 60 * S)
+
+
+def test_after_the_engines_own_outage_every_site_gets_a_whole_timeout_to_be_heard_again() -> None:
+    """The edges reconnect with their own backoff, some later than the engine: not lost meanwhile."""
+    engine = Engine(RULES)
+    poll(engine, T0)
+    assert engine.tick(T0 + 120 * S, cut_off=True) == []  # the engine's link was down for two minutes
+    assert engine.tick(T0 + 150 * S) == []  # connected, grace over: the site's edge is still reconnecting
+    assert engine.tick(T0 + 209 * S) == []
+    (lost,) = engine.tick(T0 + 210 * S)  # a whole timeout since the engine was live again, and not a sample
+    assert lost.rule == "agent.lost"
 
 
 def test_a_whole_site_gone_quiet_is_one_agent_lost_alert_not_one_per_device() -> None:
