@@ -88,6 +88,7 @@ class SiteState:
     agent_ts: int = 0
     agent: str = ""
     agent_reason: str = ""
+    devices: list[str] | None = None  # the devices its agent's last birth listed (None: no birth with a list)
 
     def heard_ts(self) -> int | None:
         """The newest sign of life: a sample, or the agent's birth."""
@@ -229,7 +230,14 @@ class Engine:
         # made then), older than the birth it follows
         site.agent_online, site.agent_ts = state.online, state.ts
         site.agent, site.agent_reason = state.agent, state.reason
+        if state.online and state.devices:  # a birth lists the agent's devices (its last will does not)
+            site.devices = sorted(state.devices)
         return self._judge_site(state.site, site, None, cut_off=True)
+
+    def born_devices(self, site: str) -> list[str] | None:
+        """The devices the site's agent listed in its last birth (None: no such birth seen)."""
+        st = self._sites.get(site)
+        return None if st is None else st.devices
 
     def tick(self, now_ms: int, *, cut_off: bool = False) -> list[Transition]:
         """Deadman silences (by sample time: see the module's text), on/off delays that expire with no new data (the

@@ -8,10 +8,11 @@ engine's saved state always agree: a crash replays the unacknowledged messages f
 exactly the transitions that were not stored yet, neither fewer nor twice.
 
 Every message is validated as the bridge validates it (``device_profiles.validate``): site and device are the
-topic's (a body naming another is refused), the device must be one of the deployment's (``sites``) and its profile
-known, values of their declared types. A refused message is counted, logged once per topic and kept in the
-engine's dead letters (source ``rules``): it never makes an alert, so no alert is ever raised for a device that
-does not exist, and no deadman watches a device that never sent a valid message.
+topic's (a body naming another is refused), the device must be one of the deployment's (``sites``; without them,
+one its agent's birth listed, once a birth was seen) and its profile known, values of their declared types. A
+refused message is counted, logged once per topic and kept in the engine's dead letters (source ``rules``): it
+never makes an alert, so no alert is ever raised for a device that does not exist, and no deadman watches a device
+that never sent a valid message.
 
 The engine knows when it is itself cut off: while its broker link is down, and for ``reconnect_grace_s`` after it
 is back (the backlog the edges kept arrives meanwhile), no site is judged lost by the wall clock; a device's
@@ -172,6 +173,7 @@ class RulesService:
             kind = parsed.kind
             if kind is topics.Kind.TELEMETRY:
                 msg = check_telemetry(item.topic, item.payload, self.registry)
+                self._check_born(msg.site, msg.device, msg.profile)
                 self.counters.telemetry += 1
                 now_ms = int(self.clock() * 1000)
                 horizon = now_ms + int(self.config.max_future_s * 1000)
@@ -183,6 +185,7 @@ class RulesService:
                 return self.engine.observe(msg, now_ms)
             if kind is topics.Kind.STATUS:
                 status = check_status(item.topic, item.payload, self.registry)
+                self._check_born(status.site, status.device, status.profile)
                 self.counters.status += 1
                 return self.engine.status(status)
             if kind is topics.Kind.AGENT_STATE:
@@ -193,6 +196,16 @@ class RulesService:
         except (Invalid, topics.TopicError) as exc:
             self._refuse(item, str(exc))
         return []
+
+    def _check_born(self, site: str, device: str, profile: str) -> None:
+        """Without the deployment's site files, a site's devices are those its agent's birth listed (once one was
+        seen), and the agent's own (a profile of protocol internal: its health)."""
+        if self.registry.devices is not None:
+            return  # the deployment's list was checked already
+        born = self.engine.born_devices(site)
+        if born is None or device in born or self.registry.profiles[profile].protocol == "internal":
+            return
+        raise Invalid(f"device {device!r} is not one that site {site!r}'s agent announced in its birth")
 
     def _refuse(self, item: Incoming, reason: str) -> None:
         """Count, keep in the dead letters, log once per topic."""

@@ -186,3 +186,30 @@ def test_the_engine_is_cut_off_while_its_link_is_down_and_for_a_grace_after(serv
     service.consumer.connected_since = NOW / 1000 - 31
     assert not service.cut_off()
     assert "lifeline_rules_cut_off 0" in service.metrics_text()
+
+
+def test_without_site_files_a_sites_devices_are_those_its_agents_birth_listed(tmp_path: Path) -> None:
+    config = RulesConfig(dead_letter_path=tmp_path / "deadletter.sqlite")
+    service = RulesService(config, RULES, _sink, _State(), clock=lambda: NOW / 1000)  # no sites: the catalogue only
+    topic = topics.telemetry("mini-water", "ghost")
+    assert feed(service, topic, gas("mini-water", "ghost", 50)) != []  # no birth seen: any device of a known profile
+    birth = AgentState(site="mini-water", agent="edge", online=True, ts=NOW, devices=["gas-1"])
+    assert feed(service, topics.agent_state("mini-water"), encode(birth)) == []
+    assert feed(service, topic, gas("mini-water", "ghost", 60)) == []  # not announced: refused
+    assert "is not one that site 'mini-water'" in service.dead_letters.list()[0].reason
+    assert feed(service, topics.telemetry("mini-water", "gas-1"), gas("mini-water", "gas-1", 50)) != []
+    health = encode(
+        Telemetry(
+            site="mini-water",
+            device="edge",
+            profile="edge_agent",
+            measurement=load_catalogue()["edge_agent"].measurement,
+            seq=1,
+            samples=[Sample(ts=NOW, values={})],
+        )
+    )
+    feed(service, topics.telemetry("mini-water", "edge"), health)
+    assert service.counters.invalid == 1  # the agent's own health is its own, not a field device
+    restarted = RulesService(config, RULES, _sink, _State(), clock=lambda: NOW / 1000)
+    restarted.engine = type(service.engine).from_state(RULES, service.engine.state())
+    assert restarted.engine.born_devices("mini-water") == ["gas-1"]  # kept in the engine's checkpoint
