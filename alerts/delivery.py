@@ -98,6 +98,7 @@ class Delivery:
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._link_up: dict[str, bool] = {}
+        self.queues_seen_logged = False
 
     def wake(self) -> None:
         """Rows were added: look now rather than at the next poll."""
@@ -110,12 +111,9 @@ class Delivery:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until ``stop``; then wait (bounded) for the tries under way."""
-        pending = await self.store.call(self.store.channel_queues)
-        waiting = sum(q.pending for q in pending)
-        if waiting:
-            log.info("notifications pending in the outbox at start count=%d", waiting)
         store_ok = True
         while not stop.is_set():
+            self._wake.clear()  # before the pass: rows added during it wake the next one
             try:
                 await self.pass_once()
             except SQLAlchemyError as exc:  # the store is unreachable or locked: the rows wait there, look again
@@ -123,10 +121,14 @@ class Delivery:
                     log.warning("notification outbox unreachable error=%s (logged once until it answers)", exc)
                 store_ok = False
             else:
+                if not self.queues_seen_logged:
+                    self.queues_seen_logged = True
+                    waiting = sum(q.pending for q in self.queues)
+                    if waiting:
+                        log.info("notifications waiting in the outbox at start count=%d", waiting)
                 if not store_ok:
                     log.info("notification outbox reachable again")
                 store_ok = True
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(_first(stop, self._wake), self.config.outbox.poll_s)
         await self.settle(10.0)
@@ -269,6 +271,7 @@ class Delivery:
             )
         try:
             await self.store.call(self._record, c, o, self._now_ms())
+            self.wake()  # the next row of this alert on this channel may go now
         except SQLAlchemyError as exc:  # the outcome is lost: the row's lease runs out and it is tried again
             log.warning(
                 "outcome not recorded channel=%s row=%d error=%s (tried again after the lease)",
