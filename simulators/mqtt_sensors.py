@@ -125,6 +125,10 @@ class SensorFleet:
         self.published = 0  # readings the broker acknowledged
         self.on_published: Callable[[str, float], None] | None = None  # (device, reading time) once acknowledged
         self.replaced = 0  # readings replaced by a newer one before the broker took them
+        # every reading a sensor made, and every one it dropped for a newer one (device, reading time): with
+        # ``on_published``, what a fault test counts against (made = acknowledged + dropped + still waiting)
+        self.on_reading: Callable[[str, float], None] | None = None
+        self.on_replaced: Callable[[str, float], None] | None = None
 
     @property
     def connected(self) -> bool:
@@ -211,13 +215,19 @@ class SensorFleet:
         for out in self._inflight.values():  # in the order they were sent
             queued = self.pending.get(out.device)
             if queued and queued[0].reading != out.reading:
-                self.replaced += out.last
+                if out.last:
+                    self._replaced(out)
                 continue
             back.setdefault(out.device, []).append(out)
         self._inflight.clear()
         for device, outs in back.items():
             self.pending[device] = outs + self.pending.get(device, [])
         return sum(len(outs) for outs in back.values())
+
+    def _replaced(self, out: _Out) -> None:
+        self.replaced += 1
+        if self.on_replaced is not None:
+            self.on_replaced(out.device, out.at)
 
     def publish_due(self, now: float) -> int:
         """Queue every sensor message due at ``now`` for the link (a sensor's older unsent reading is replaced);
@@ -231,8 +241,11 @@ class SensorFleet:
                 continue
             count += 1
             messages = vendor_messages(sensor.profile, sensor.source_id, values, now)
-            if sensor.device_id in self.pending:
-                self.replaced += 1
+            waiting = self.pending.get(sensor.device_id)
+            if waiting:
+                self._replaced(waiting[-1])
+            if self.on_reading is not None:
+                self.on_reading(sensor.device_id, now)
             reading, last = next(_readings), len(messages) - 1
             self.pending[sensor.device_id] = [
                 _Out(sensor.device_id, reading, now, topic, body, i == last) for i, (topic, body) in enumerate(messages)

@@ -82,10 +82,27 @@ class Child:
 
 
 class FaultDistrict:
-    """The mini district and its platform; ``sensor_broker`` gives the MQTT sensors a site broker of their own."""
+    """The mini district and its platform; ``sensor_broker`` gives the MQTT sensors a site broker of their own.
 
-    def __init__(self, tmp: Path, *, sensor_broker: bool = False, outbox_max_bytes: int | None = None) -> None:
+    ``production_reconnect``: every client comes back after a lost broker as ``lifeline up`` runs it (the transport's
+    defaults: first retry within 1 s, at most 30 s between attempts; the simulated sensors' own 1-2 s), not with the
+    quick 1 s cap the other cases use. ``packs``: the rule packs the engine runs (default: gas and edge; ``"shipped"``:
+    every pack the project ships). ``webhook_url``: the alerts are also notified there (a test's HTTP receiver).
+    """
+
+    def __init__(
+        self,
+        tmp: Path,
+        *,
+        sensor_broker: bool = False,
+        outbox_max_bytes: int | None = None,
+        production_reconnect: bool = False,
+        packs: str | None = None,
+        webhook_url: str | None = None,
+    ) -> None:
         self.tmp = tmp
+        self.packs = sorted(PACKS.glob("*.yaml")) if packs == "shipped" else [PACKS / "gas.yaml", PACKS / "edge.yaml"]
+        self.webhook_url = webhook_url
         self.scenario = load_scenario(SCENARIO)
         self.accounts = platform_accounts(district_deployment(plan(self.scenario)))
         self.credentials = tmp / "credentials"
@@ -99,12 +116,16 @@ class FaultDistrict:
         self.influx = Influxd(tmp / "influxdb")
         self.influx.start()
         self.influx.create_database(DATABASE)
-        self.base = BrokerConfig(port=self.broker.port, reconnect_initial_s=0.2, reconnect_max_s=1.0)
+        quick: dict[str, Any] = {} if production_reconnect else {"reconnect_initial_s": 0.2, "reconnect_max_s": 1.0}
+        self.base = BrokerConfig(port=self.broker.port, **quick)
         sensors_at = self.site_broker or self.broker
-        self.sensor_base = BrokerConfig(port=sensors_at.port, reconnect_initial_s=0.2, reconnect_max_s=1.0)
+        self.sensor_base = BrokerConfig(port=sensors_at.port, **quick)
         self.district: District | None = None
         # the MQTT sensors' readings the broker acknowledged, sample times (ms) per ``site/device``
         self.sensor_readings: dict[str, set[int]] = defaultdict(set)
+        # every reading the sensors made, and those a sensor dropped for a newer one while its broker was away
+        self.sensor_made: dict[str, set[int]] = defaultdict(set)
+        self.sensor_dropped: dict[str, set[int]] = defaultdict(set)
         self._readings_lock = threading.Lock()
         self.thread = LoopThread(self._run_district)
         deadline = time.monotonic() + 15
@@ -128,13 +149,18 @@ class FaultDistrict:
         sites = {d.id: d.site for d in district.planned}
         sensors = district.sensors.sensors
 
-        def acknowledged(device: str, at: float) -> None:
-            spec = sensors[device].profile.mqtt
-            seconds = spec is not None and spec.timestamp is not None and spec.timestamp.format.value == "epoch_s"
-            with self._readings_lock:  # the sample time the edge reads from the vendor's timestamp
-                self.sensor_readings[f"{sites[device]}/{device}"].add(int(at) * 1000 if seconds else int(at * 1000))
+        def into(readings: dict[str, set[int]]) -> Any:
+            def record(device: str, at: float) -> None:
+                spec = sensors[device].profile.mqtt
+                seconds = spec is not None and spec.timestamp is not None and spec.timestamp.format.value == "epoch_s"
+                with self._readings_lock:  # the sample time the edge reads from the vendor's timestamp
+                    readings[f"{sites[device]}/{device}"].add(int(at) * 1000 if seconds else int(at * 1000))
 
-        district.sensors.on_published = acknowledged
+            return record
+
+        district.sensors.on_published = into(self.sensor_readings)
+        district.sensors.on_reading = into(self.sensor_made)
+        district.sensors.on_replaced = into(self.sensor_dropped)
         await district.start()
         self.district = district
         try:
@@ -193,14 +219,17 @@ class FaultDistrict:
         )
 
     def _rules(self) -> Child:
+        channels: dict[str, Any] = {"bus": {"type": "mqtt"}}
+        if self.webhook_url is not None:
+            channels["hook"] = {"type": "webhook", "url": self.webhook_url}
         config = {
             "broker": self._account("rules-1"),
             "publisher": self._account("rules-1-pub"),
-            "rules": {"packs": [str(PACKS / "gas.yaml"), str(PACKS / "edge.yaml")], "checkpoint_s": 0.5, "tick_s": 0.2},
+            "rules": {"packs": [str(p) for p in self.packs], "checkpoint_s": 0.5, "tick_s": 0.2},
             "alerts": {
                 "store_url": self.store_url,
                 "tick_s": 0.2,
-                "notify": {"channels": {"bus": {"type": "mqtt"}}, "routes": [{"channels": ["bus"]}]},
+                "notify": {"channels": channels, "routes": [{"channels": sorted(channels)}]},
             },
         }
         return Child(
@@ -211,6 +240,21 @@ class FaultDistrict:
         return credential(self.credentials, username, self.base).model_dump(mode="json", exclude_defaults=True)
 
     # -- faults -------------------------------------------------------------------------------------------------
+    def running(self, seconds: float = 4.0) -> None:
+        """Let the district run, and make sure readings flow before the fault."""
+        time.sleep(seconds)
+        deadline = time.monotonic() + 30
+        while not self.stored():
+            assert time.monotonic() < deadline, "no reading in InfluxDB within 30 s before the fault"
+            time.sleep(0.5)
+
+    def leak(self, device: str = "gas-1", peak: float = 60.0) -> int:
+        """A gas leak at ``peak`` %LEL at once on a gas detector (the shipped pack: critical at 50); when (ms)."""
+        assert self.district is not None
+        sensors = self.district.sensors
+        self.on_loop(lambda: sensors.leak(device, peak=peak, rise_s=0.0))
+        return now_ms()
+
     def kill_broker(self) -> None:
         self.broker.kill()
 
@@ -324,6 +368,19 @@ class FaultDistrict:
                 f"{lost}; of them taken by the edge (journal): {taken}"
             )
         return total
+
+    def sensor_accounts(self, since_ms: int, until_ms: int) -> tuple[int, int, int, dict[str, list[int]]]:
+        """The MQTT sensors' readings made from ``since_ms`` to ``until_ms``: (made, acknowledged by the broker,
+        dropped by a sensor for a newer one while its broker was away, and per device those neither acknowledged nor
+        counted as dropped: vanished)."""
+        with self._readings_lock:
+            made = {d: {t for t in ts if since_ms <= t <= until_ms} for d, ts in self.sensor_made.items()}
+            acked = {d: set(ts) for d, ts in self.sensor_readings.items()}
+            dropped = {d: set(ts) for d, ts in self.sensor_dropped.items()}
+        vanished = {d: sorted(ts - acked.get(d, set()) - dropped.get(d, set())) for d, ts in made.items()}
+        n_acked = sum(len(ts & acked.get(d, set())) for d, ts in made.items())
+        n_dropped = sum(len(ts & dropped.get(d, set())) for d, ts in made.items())
+        return sum(map(len, made.values())), n_acked, n_dropped, {d: ts for d, ts in vanished.items() if ts}
 
     def alerts(self) -> list[Any]:
         store = AlertStore(self.store_url)

@@ -7,8 +7,6 @@ recovery, and the edge's memory stayed bounded. Loopback only; each case bounded
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -19,32 +17,12 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 EDGE_RSS_MAX_KIB = 400 * 1024  # an edge agent holding a minute's backlog stays far below this (it is ~100 MB)
 
 
-@pytest.fixture
-def make_district(tmp_path: Path) -> Iterator[type[FaultDistrict]]:
-    made: list[FaultDistrict] = []
-
-    def make(**options: object) -> FaultDistrict:
-        district = FaultDistrict(tmp_path, **options)  # type: ignore[arg-type]
-        made.append(district)
-        return district
-
-    yield make  # type: ignore[misc]
-    for district in made:
-        district.close()
-
-
 def _running(d: FaultDistrict, seconds: float = 4.0) -> None:
-    """Let the district run, and make sure readings flow before the fault."""
-    time.sleep(seconds)
-    wait_until(lambda: bool(d.stored()), 30, "readings in InfluxDB before the fault")
+    d.running(seconds)
 
 
 def _leak(d: FaultDistrict) -> int:
-    """A gas leak at 60 %LEL on the mini district's gas detector (the shipped pack: critical at 50)."""
-    assert d.district is not None
-    sensors = d.district.sensors
-    d.on_loop(lambda: sensors.leak("gas-1", peak=60.0, rise_s=0.0))
-    return now_ms()
+    return d.leak()
 
 
 def _gas_alerts(d: FaultDistrict) -> list[object]:
