@@ -59,7 +59,9 @@ class SampleJournal:
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
         self._file = path.open("ab")
+        self.failures = 0  # appends that failed (a full disk): those lines may be late or missing; the outbox has them
 
     def __call__(self, entries: list[Entry]) -> None:
         lines = []
@@ -68,12 +70,23 @@ class SampleJournal:
                 continue
             ts = [s["ts"] for s in orjson.loads(e.payload)["samples"]]
             lines.append(orjson.dumps({"device": e.key[0], "run": e.key[1], "seq": e.key[2], "ts": ts}))
-        if lines:
+        if not lines:
+            return
+        try:
             self._file.write(b"\n".join(lines) + b"\n")
             self._file.flush()
+        except OSError as exc:  # a full disk: the messages are in the outbox; only this record of them is short
+            self.failures += 1
+            if self.failures == 1 or self.failures % 1000 == 0:
+                log.error(  # noqa: TRY400 (classified: a full disk, no traceback)
+                    "sample journal append failed file=%s error=%r failures=%d", self.path, str(exc), self.failures
+                )
 
     def close(self) -> None:
-        self._file.close()
+        try:
+            self._file.close()
+        except OSError as exc:  # the last lines could not be flushed (a full disk)
+            log.error("sample journal close failed file=%s error=%r", self.path, str(exc))  # noqa: TRY400
 
 
 class OutboxWriter:

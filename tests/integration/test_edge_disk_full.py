@@ -90,6 +90,8 @@ def test_disk_full_is_a_metric_health_telemetry_and_an_alert_and_loses_nothing(
     broker_of(mosquitto, edge_account(SITE))
     state = small_disk / "state"
     config = site_config(mosquitto, site_broker, state, health_interval_s=0.3)
+    # the sample journal on the same disk: its appends fail too, and must not stall the agent
+    config = config.model_copy(update={"sample_journal": small_disk / "journal.jsonl"})
     sub = Subscriber(mosquitto, topics.telemetry_filter(SITE))
     acker = Acker(mosquitto)
     agent, thread = start_agent(config)

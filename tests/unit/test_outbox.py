@@ -8,10 +8,12 @@ import logging
 import sqlite3
 from pathlib import Path
 
+import orjson
 import pytest
 
 from edge_agent._outbox_policy import TokenBucket
 from edge_agent._outbox_store import OutboxStore
+from edge_agent._outbox_writer import SampleJournal
 from edge_agent.health import OutboxFault, classify
 from edge_agent.outbox import Entry, Outbox, OutMessage
 
@@ -364,3 +366,14 @@ def test_messages_kept_in_memory_while_the_file_fails_are_bounded_and_counted() 
     assert (box.unwritten, box.stats.memory_dropped, len(box)) == (5, 3, 5)  # the oldest three went
     box.flush()
     assert seqs(Wire(box).send()) == [4, 5, 6, 7, 8]
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+def test_a_full_disk_under_the_sample_journal_is_counted_not_raised() -> None:
+    """Every write to /dev/full fails with ENOSPC: the journal counts it and the writer goes on."""
+    journal = SampleJournal(Path("/dev/full"))
+    entry = Entry(1, "t/d1", orjson.dumps({"samples": [{"ts": 5}]}), False, ("d1", "r1", 1), 10)
+    journal([entry])
+    journal([entry])
+    assert journal.failures == 2
+    journal.close()
