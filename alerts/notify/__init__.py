@@ -2,8 +2,9 @@
 
 One module per notifier (after Prometheus Alertmanager), each with its own config model and a ``deliver`` that
 raises :class:`DeliveryError` saying whether the failure is worth retrying. :class:`Notifier` routes a
-:class:`Message` to channels (:class:`RouteConfig`, or the message's own ``targets``) and delivers to them
-concurrently, each with bounded retries and exponential backoff, returning one :class:`Outcome` per channel.
+:class:`Message` to channels (:class:`RouteConfig`, or the message's own ``targets``); :meth:`Notifier.attempt`
+tries one channel once (the alert store's outbox, ``alerts.delivery``, retries until the channel confirms), and
+:meth:`Notifier.send` delivers to every routed channel with bounded retries (a direct send with no outbox behind it).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from alerts.notify.config import (
     HoursConfig,
     MqttConfig,
     NotifyConfig,
+    OutboxConfig,
     RetryConfig,
     RouteConfig,
     WebhookConfig,
@@ -42,6 +44,7 @@ __all__ = [
     "MqttConfig",
     "Notifier",
     "NotifyConfig",
+    "OutboxConfig",
     "Outcome",
     "RetryConfig",
     "RouteConfig",
