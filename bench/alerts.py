@@ -61,7 +61,7 @@ def gas(probe: int, ts: int) -> tuple[str, bytes]:
         site="bench-plant",
         device=f"gas-{probe:05d}",
         profile="gas_detector",
-        measurement="gas_detector",
+        measurement="gas_safety",  # the profile's (the rules engine refuses any other, as the bridge)
         seq=1,
         samples=[Sample(ts=ts, values={"lel": 60.0})],
     )
