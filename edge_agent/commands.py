@@ -435,11 +435,29 @@ class CommandExecutor:
         )
         self._send(result, cmd, remember=state is ResultState.ACCEPTED or result.final)
 
+    def _remember(self, result: CommandResult) -> None:
+        """Keep the id in the file. If the file cannot take it (a full disk), the id is kept in memory for this run
+        and the command goes on: every action drives to an absolute position and expires, so running it again
+        after a restart moves nothing further, and a stop must never wait for a disk."""
+        try:
+            self.log.put(result, self._now_ms())
+        except OSError as exc:
+            self.counts["ids_not_kept"] = self.counts.get("ids_not_kept", 0) + 1
+            log.error(  # noqa: TRY400 (classified: the disk, no traceback)
+                "command id not kept on disk site=%s command=%s state=%s error=%r ids_not_kept=%d action=kept in "
+                "memory for this run, the command goes on",
+                self.site,
+                result.id,
+                result.state.value,
+                str(exc),
+                self.counts["ids_not_kept"],
+            )
+
     def _send(
         self, result: CommandResult, cmd: Command | None, *, remember: bool = True, retain: bool | None = None
     ) -> None:
         if remember:
-            self.log.put(result, self._now_ms())
+            self._remember(result)
         if result.final and not result.repeat:
             self.counts[result.state.value] = self.counts.get(result.state.value, 0) + 1
         topic = topics.command_result(result.site, result.device, result.id)

@@ -421,6 +421,25 @@ def test_a_gate_that_stops_short_on_its_limit_switch_fails(make_rig: Callable[..
 
 
 # -- ids and payloads -----------------------------------------------------------------------------------------------
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+def test_with_the_disk_full_a_move_and_a_stop_still_run_and_the_ids_are_kept_in_memory(rig: Rig) -> None:
+    """Every append to the command log fails with ENOSPC (the log is /dev/full): the commands run (a stop must
+    never wait for a disk), the failure is counted, and a redelivered id is still a repeat in this run."""
+    log = rig.tmp_path / "edge" / "commands.jsonl"
+    assert log.exists()  # made by the start's probes
+    log.unlink()
+    log.symlink_to("/dev/full")
+    move = rig.send(Action.OPEN)
+    rig.wait_state(move.id, ResultState.PROGRESS)
+    stop = rig.send(Action.STOP)
+    assert rig.wait_final(move.id)[-1].reason == f"stopped by {stop.id}"
+    assert states(rig.wait_final(stop.id)) == [ResultState.ACCEPTED, ResultState.COMPLETED]
+    assert rig.agent is not None
+    assert rig.agent.commands.counts["ids_not_kept"] >= 3  # accepted and final of each
+    rig.send(stop)
+    assert rig.wait_final(stop.id, count=2)[-1].repeat
+
+
 def test_a_repeated_id_is_not_executed_again_also_after_a_restart(rig: Rig) -> None:
     cmd = rig.send(Action.SET_OPENING, target_pct=30)
     first = rig.wait_final(cmd.id)[-1]
