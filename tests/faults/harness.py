@@ -99,8 +99,10 @@ class FaultDistrict:
         production_reconnect: bool = False,
         packs: str | None = None,
         webhook_url: str | None = None,
+        state_dirs: dict[str, Path] | None = None,
     ) -> None:
         self.tmp = tmp
+        self.state_dirs = state_dirs or {}  # an edge's state folder (its outbox) elsewhere, e.g. on a small disk
         self.packs = sorted(PACKS.glob("*.yaml")) if packs == "shipped" else [PACKS / "gas.yaml", PACKS / "edge.yaml"]
         self.webhook_url = webhook_url
         self.scenario = load_scenario(SCENARIO)
@@ -176,7 +178,9 @@ class FaultDistrict:
         path = self.tmp / "sites" / f"{site}.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump(dict(self.district.site_config(site))))
-        state = self.tmp / "edge" / site
+        state = self.state_dirs.get(site, self.tmp / "edge" / site)
+        journal = self.tmp / "edge" / site / "journal.jsonl"  # beside the state folder: counted whatever its disk
+        journal.parent.mkdir(parents=True, exist_ok=True)
         publish: dict[str, object] = {"ack_timeout_s": 5.0, "replay_rate": 2000.0, "health_interval_s": 2.0}
         if outbox_max_bytes is not None:
             publish["outbox_max_bytes"] = outbox_max_bytes
@@ -186,7 +190,7 @@ class FaultDistrict:
             self.base,
             state_dir=str(state),
             dead_letter_path=str(state / "deadletter.sqlite"),
-            sample_journal=str(state / "journal.jsonl"),
+            sample_journal=str(journal),
             publish=publish,
             modbus={"timeout_s": 0.5, "connect_timeout_s": 0.5, "backoff_initial_s": 0.2, "backoff_max_s": 1.0},
         )

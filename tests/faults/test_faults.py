@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from tests.faults.conftest import fill
 from tests.faults.harness import FaultDistrict, now_ms
 from tests.helpers import wait_until
 
@@ -168,3 +169,20 @@ def test_a_full_outbox_drops_the_oldest_counts_and_alerts(make_district) -> None
         40,
         "the dropping raised as an alert",
     )
+
+
+def test_edge_disk_full_is_alerted_and_loses_nothing(make_district, small_disk) -> None:  # type: ignore[no-untyped-def]
+    """The water edge's outbox on a small disk of its own, filled to the last byte while the district runs: the
+    shipped edge pack raises "outbox cannot write" for that site, and once space is back every sample is stored."""
+    d = make_district(packs="shipped", state_dirs={"mini-water": small_disk / "edge"})
+    _running(d)
+    filler = fill(small_disk)
+    wait_until(
+        lambda: any(
+            a.alert.key.rule_id == "edge.outbox.cannot_write" and a.alert.key.site == "mini-water" for a in d.alerts()
+        ),
+        60,
+        "the full disk raised as an alert",
+    )
+    filler.unlink()
+    assert d.check_stored(timeout_s=90) > 0
