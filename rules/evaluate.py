@@ -89,6 +89,7 @@ class SiteState:
     agent: str = ""
     agent_reason: str = ""
     devices: list[str] | None = None  # the devices its agent's last birth listed (None: no birth with a list)
+    death_ms: int | None = None  # when its agent's death arrived (the service's clock), while it is dead
 
     def heard_ts(self) -> int | None:
         """The newest sign of life: a sample, or the agent's birth."""
@@ -221,8 +222,9 @@ class Engine:
             out.extend(self._advance(rule, key, state, None if st.online else rule.severity, st.ts))
         return out
 
-    def agent_state(self, state: AgentState) -> list[Transition]:
-        """An agent's birth or death (its retained ``agent/state``): drives the ``agent`` rules."""
+    def agent_state(self, state: AgentState, received_ms: int | None = None) -> list[Transition]:
+        """An agent's birth or death (its retained ``agent/state``), arrived at ``received_ms`` (default: its ts):
+        drives the ``agent`` rules. A death is judged by ``tick`` after the rule's hold; a birth clears at once."""
         site = self._sites.get(state.site)
         if site is None:
             site = self._sites[state.site] = SiteState()
@@ -232,6 +234,7 @@ class Engine:
         site.agent, site.agent_reason = state.agent, state.reason
         if state.online and state.devices:  # a birth lists the agent's devices (its last will does not)
             site.devices = sorted(state.devices)
+        site.death_ms = None if state.online else (received_ms if received_ms is not None else state.ts)
         return self._judge_site(state.site, site, None, cut_off=True)
 
     def born_devices(self, site: str) -> list[str] | None:
@@ -285,9 +288,9 @@ class Engine:
         return False
 
     def _judge_site(self, name: str, site: SiteState, now_ms: int | None, cut_off: bool) -> list[Transition]:
-        """The site's agent rules: lost on its death, or (``now_ms`` given, not ``cut_off``, the site not draining
-        a backlog) when nothing of it was heard for the rule's timeout, counted from no earlier than the end of the
-        engine's last cut-off; back on its birth or a newer sample."""
+        """The site's agent rules: lost on its death not followed by a birth within the rule's hold, or (``now_ms``
+        given, not ``cut_off``, the site not draining a backlog) when nothing of it was heard for the rule's timeout,
+        counted from no earlier than the end of the engine's last cut-off; back on its birth or a newer sample."""
         out: list[Transition] = []
         heard = site.heard_ts()
         draining = (
@@ -304,6 +307,9 @@ class Engine:
             st = self._states.get(key)
             target: str | None = None
             if site.agent_online is False:
+                held = now_ms is None or cut_off or now_ms - (site.death_ms or 0) < rule.agent.death_hold_ms
+                if held or (st is not None and st.active is not None):
+                    continue  # no birth could have followed yet (or the engine could not have seen it)
                 ts = max(site.agent_ts, site.last_ts or 0)  # it died after the last sample it sent
                 why = f" ({site.agent_reason})" if site.agent_reason else ""
                 detail = f"agent {site.agent or name} is gone{why}"

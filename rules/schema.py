@@ -214,15 +214,27 @@ class Offline(_Strict):
 
 class Agent(_Strict):
     """The site's edge agent is gone: its death (the retained ``agent/state`` with online false, from its last will
-    or a clean stop), or no message from any device of the site for ``timeout_s`` while the rules engine itself is
+    or a clean stop) not followed by a birth within ``death_hold_s``, or no message from any device of the site for
+    ``timeout_s`` while the rules engine itself is
     connected and has caught up. One alert per site (device ``agent``); while it is active the site's deadman
     rules raise nothing (it is the cause). Select it with ``select: {device: agent}`` (and ``site`` to narrow)."""
 
     timeout_s: float = Field(60.0, gt=0, le=86400, description="site-wide silence after which the agent is lost")
+    death_hold_s: float = Field(
+        30.0,
+        ge=0,
+        le=86400,
+        description="a death is believed once the agent has stayed away this long (measured: a connection lost "
+        "and taken up again at once, its birth right after its last will; the edge retries within 30 s)",
+    )
 
     @property
     def timeout_ms(self) -> int:
         return int(self.timeout_s * 1000)
+
+    @property
+    def death_hold_ms(self) -> int:
+        return int(self.death_hold_s * 1000)
 
 
 AGENT_DEVICE = "agent"  # the device of an agent rule's alert (the topic scheme reserves it for the agent)

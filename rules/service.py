@@ -191,7 +191,7 @@ class RulesService:
             if kind is topics.Kind.AGENT_STATE:
                 agent = check_agent_state(item.topic, item.payload, self.registry)
                 self.counters.agent_states += 1
-                return self.engine.agent_state(agent)
+                return self.engine.agent_state(agent, int(self.clock() * 1000))
             raise Invalid(f"topic {item.topic!r} is not one the rules engine reads")
         except (Invalid, topics.TopicError) as exc:
             self._refuse(item, str(exc))

@@ -220,24 +220,25 @@ def test_up_runs_the_district_and_stops_cleanly(tmp_path: Path) -> None:
 
         # the rules service runs the shipped packs: a gas reading at 60 %LEL is notified on the MQTT channel
         notes = Subscriber(None, "lifeline/v1/alerts/notify/#", account=as_user["observer"])
+        # a real device of the district (the engine refuses any other, and a body unlike its profile)
         leak = Telemetry(
             site="mini-safety",
-            device="gas-up",
+            device="gas-1",
             profile="gas_detector",
-            measurement="gas_detector",
+            measurement="gas_safety",
             seq=1,
             samples=[Sample(ts=int(time.time() * 1000), values={"lel": 60.0})],
         )
         pub = Publisher(None, account=as_user["edge-mini-safety"])
         deadline = time.monotonic() + 20
         while not notes.snapshot() and time.monotonic() < deadline:
-            pub.send(topics.telemetry("mini-safety", "gas-up"), encode(leak))  # until the engine has subscribed
+            pub.send(topics.telemetry("mini-safety", "gas-1"), encode(leak))  # until the engine has subscribed
             time.sleep(0.5)
         pub.close()
         (note, *_) = notes.wait_for(bool, timeout=5)
         notes.close()
         assert note.topic == "lifeline/v1/alerts/notify/safety"
-        assert orjson.loads(note.payload)["device"] == "gas-up"
+        assert orjson.loads(note.payload)["device"] == "gas-1"
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=30)

@@ -174,7 +174,8 @@ def test_a_forged_or_foreign_message_raises_nothing_and_is_a_dead_letter(
 
 def test_the_agents_own_death_on_its_own_topic_is_one_alert(service: RulesService) -> None:
     death = encode(AgentState(site="mini-water", agent="edge", online=False, ts=NOW, reason="connection lost"))
-    (t,) = feed(service, topics.agent_state("mini-water"), death)
+    assert feed(service, topics.agent_state("mini-water"), death) == []  # believed after its hold (30 s)
+    (t,) = service.engine.tick(NOW + 30_000)
     assert (t.rule, t.site, t.device, t.severity) == ("agent.lost", "mini-water", "agent", "critical")
 
 

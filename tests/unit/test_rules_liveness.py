@@ -135,7 +135,11 @@ def test_the_agents_death_raises_one_alert_and_holds_the_devices_deadman_until_i
     engine = Engine(RULES)
     for t in range(10):
         poll(engine, T0 + t * S)
-    (lost,) = engine.agent_state(agent(False, T0 - 3_600 * S, "connection lost"))  # the will: made at connect
+    # the will (its ts: when the agent connected), arrived at 10 s; believed once no birth followed for 30 s
+    assert engine.agent_state(agent(False, T0 - 3_600 * S, "connection lost"), T0 + 10 * S) == []
+    assert engine.tick(T0 + 39 * S) == []
+    assert engine.tick(T0 + 45 * S, cut_off=True) == []  # the engine could not have seen a birth: held
+    (lost,) = engine.tick(T0 + 45 * S)
     assert (lost.rule, lost.device, lost.severity) == ("agent.lost", "agent", "critical")
     assert lost.ts == T0 + 9 * S  # no earlier than its last sample
     assert "agent edge-s1 is gone (connection lost)" in lost.reason
@@ -163,10 +167,22 @@ def test_liveness_survives_a_restart_of_the_engine() -> None:
     engine = Engine(RULES)
     poll(engine, T0)
     engine.agent_state(agent(False, T0))
+    assert len(engine.tick(T0 + 30 * S)) == 1
     restarted = Engine.from_state(RULES, engine.state())
     assert restarted.active() == engine.active() == {("agent.lost", "s1", "agent", ""): "critical"}
     assert restarted.tick(T0 + 600 * S) == []
     assert [t.severity for t in restarted.agent_state(agent(True, T0 + 700 * S))] == [None]
+
+
+def test_a_connection_lost_and_taken_up_again_at_once_raises_nothing() -> None:
+    """Measured under lifeline up: a last will, and the agent's birth a second later."""
+    engine = Engine(RULES)
+    poll(engine, T0)
+    assert engine.agent_state(agent(False, T0 - 60 * S, "connection lost"), T0 + S) == []
+    assert engine.tick(T0 + 2 * S) == []
+    assert engine.agent_state(agent(True, T0 + 2 * S), T0 + 2 * S) == []
+    assert engine.tick(T0 + 600 * S, cut_off=True) == []
+    assert engine.active() == {}
 
 
 def test_a_checkpoint_of_the_previous_release_still_loads() -> None:
