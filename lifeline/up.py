@@ -517,10 +517,14 @@ def _local_influxd(
     users for the rules engine and the API; passwords in 0600 files under the data folder."""
     server = Influxd(deploy.data_dir / "influxdb", port=choose_port(args.influx_port), auth_enabled=True)
     server.start()
-    admin = ("lifeline-admin", _secret(credentials / "influx-admin.password"))
-    files = {s: credentials / f"influx-{s}.password" for s in INFLUX_USERS}
-    users = {f"lifeline-{s}": (_secret(path), INFLUX_USERS[s]) for s, path in files.items()}
-    server.set_up_users(DATABASE, users, admin)
+    try:
+        admin = ("lifeline-admin", _secret(credentials / "influx-admin.password"))
+        files = {s: credentials / f"influx-{s}.password" for s in INFLUX_USERS}
+        users = {f"lifeline-{s}": (_secret(path), INFLUX_USERS[s]) for s, path in files.items()}
+        server.set_up_users(DATABASE, users, admin)
+    except BaseException:
+        server.stop()  # the caller never gets it to stop: a failed set-up must not leave influxd running
+        raise
     return server, {s: Secret(file=path) for s, path in files.items()}  # the services read the files themselves
 
 
