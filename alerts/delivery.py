@@ -97,6 +97,7 @@ class Delivery:
         self.queues_seen = False  # a pass has read the outbox (before that, ``queues`` says nothing)
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._claimed: dict[asyncio.Task[None], int] = {}  # a try under way -> its row
         self._link_up: dict[str, bool] = {}
         self.queues_seen_logged = False
 
@@ -109,8 +110,9 @@ class Delivery:
 
     # -- the loop ----------------------------------------------------------------------------------------------
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Deliver until ``stop``; then wait (bounded) for the tries under way."""
+    async def run(self, stop: asyncio.Event, settle_s: float = 10.0) -> None:
+        """Deliver until ``stop``; then wait up to ``settle_s`` for the tries under way, and release the rows of
+        those still unfinished."""
         store_ok = True
         while not stop.is_set():
             self._wake.clear()  # before the pass: rows added during it wake the next one
@@ -131,7 +133,23 @@ class Delivery:
                 store_ok = True
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(_first(stop, self._wake), self.config.outbox.poll_s)
-        await self.settle(10.0)
+        await self.settle(settle_s)
+        await self._release_unfinished()
+
+    async def _release_unfinished(self) -> None:
+        """At a stop: tries still under way are cancelled and their rows released (due at once for the next start
+        or another instance, instead of after their lease)."""
+        unfinished = dict(self._claimed)
+        for task in unfinished:
+            task.cancel()
+        if unfinished:
+            await asyncio.wait(set(unfinished))
+            await self.store.call(self._release, list(unfinished.values()))
+            log.info("notification tries cut short by the stop count=%d (released)", len(unfinished))
+
+    def _release(self, row_ids: list[int]) -> None:
+        with self.store.begin() as tx:
+            tx.release_notifications(row_ids)
 
     async def pass_once(self) -> int:
         """Send what the broker link's return made due, claim the rows due now and start a try for each (each
@@ -145,10 +163,15 @@ class Delivery:
         for c in claimed:
             task = asyncio.ensure_future(self._try(c))
             self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._claimed[task] = c.row.id
+            task.add_done_callback(self._done)
         self.queues = await self.store.call(self.store.channel_queues)
         self.queues_seen = True
         return len(claimed)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._claimed.pop(task, None)
 
     async def settle(self, timeout_s: float) -> None:
         """Wait (bounded) for the tries under way."""

@@ -337,6 +337,12 @@ class Tx:
         values = {"status": FAILED, "attempts": attempts, "last_error": error, "last_try_ms": now_ms, "lease_ms": None}
         self._conn.execute(update(nq).where(nq.c.id == row_id).values(**values))
 
+    def release_notifications(self, row_ids: Collection[int]) -> None:
+        """Give claimed rows back (their tries were cut short): due again at once for any instance."""
+        if row_ids:
+            nq = t.notification_queue
+            self._conn.execute(update(nq).where(nq.c.id.in_(list(row_ids))).values(lease_ms=None))
+
     def wake_channel(self, channel: str, now_ms: int) -> int:
         """Every pending row of ``channel`` due now (the channel came back: what waited goes at once)."""
         nq = t.notification_queue

@@ -355,3 +355,29 @@ def test_an_escalation_waiting_for_a_channel_is_dropped_once_the_alert_is_acknow
     assert 'lifeline_notify_outbox_retried_total{channel="duty"} 1.0' in metrics
     assert 'lifeline_notify_outbox_dropped_total{channel="duty"} 1.0' in mgr.metrics_text()
     store.close()
+
+
+def test_a_try_cut_short_by_a_stop_is_released_for_the_next_start(tmp_path: Path, hook: HttpReceiver) -> None:
+    """A stop waits (bounded) for the tries under way; one still unfinished gives its row back at once, so the next
+    start (or another instance) need not wait for its lease."""
+    clock = Clock()
+    cfg = config(tmp_path, {"hook": {"type": "webhook", "url": f"{hook.url}/h"}}, ["hook"])
+    mgr, store = manager(cfg, clock)
+    hook.answer(Reply(200, b"ok", delay_s=3.0))  # a slow receiver
+
+    async def scenario() -> None:
+        await mgr.on_transitions([lel("gas-1", "critical", clock.now)])
+        stop = asyncio.Event()
+        running = asyncio.ensure_future(mgr.delivery.run(stop, settle_s=0.2))
+        async with asyncio.timeout(5):
+            while not hook.snapshot():  # noqa: ASYNC110 - the request is under way; bounded
+                await asyncio.sleep(0.02)
+        stop.set()
+        await running
+
+    asyncio.run(scenario())
+    (row,) = store.notification_queue()
+    with store.begin() as tx:  # no lease left on it: due now for anyone
+        assert [r.id for r in tx.claim_notifications(int(clock.now * 1000), 60_000, 10)] == [row.id]
+    assert row.attempts == 0
+    store.close()
