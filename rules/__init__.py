@@ -2,8 +2,10 @@
 
 - ``load_rules(paths)`` reads rule files and folders (``rules/packs`` ships the standard packs) and raises one
   ``infra.config_loader.ConfigError`` naming ``FILE:LINE: rule 'ID', field F: reason`` for every problem.
-- ``Engine(rules)``: ``observe(msg)`` and ``tick(now_ms)`` return ``Transition``s, only on a change;
-  ``state()`` / ``Engine.from_state(rules, data)`` carry the state over a restart.
+- ``Engine(rules)``: ``observe(msg)``, ``status(st)``, ``agent_state(st)`` and ``tick(now_ms, cut_off=...)`` return
+  ``Transition``s, only on a change; ``state()`` / ``Engine.from_state(rules, data)`` carry the state over a restart.
+  Silence is judged by sample time against the rest of the site; a whole site gone is one ``agent`` rule alert
+  (``rules.evaluate``). The service validates every message first (``device_profiles.validate``, as the bridge).
 - ``WindowEvaluator(rules, query)`` judges ``window`` rules (a point's hourly or daily mean, max, min or sample
   count against levels, and no-data checks) from InfluxDB once per period; ``ScheduledRules(evaluator, sink)`` runs
   it on cron jobs (``start()``, ``await stop()``, ``await run_due(now_ms)``).

@@ -316,6 +316,7 @@ class Engine:
                 target = rule.severity
             elif (
                 now_ms is not None
+                and site.agent_online is not None  # a site with an agent (HJ 212 stations may push hourly)
                 and not cut_off
                 and not draining
                 and heard is not None

@@ -214,8 +214,9 @@ class Offline(_Strict):
 
 class Agent(_Strict):
     """The site's edge agent is gone: its death (the retained ``agent/state`` with online false, from its last will
-    or a clean stop) not followed by a birth within ``death_hold_s``, or no message from any device of the site for
-    ``timeout_s`` while the rules engine itself is
+    or a clean stop) not followed by a birth within ``death_hold_s``, or (a site whose agent was heard: not an HJ 212
+    ingest's stations, which may push hourly) no message from any device of the site for ``timeout_s`` while the
+    rules engine itself is
     connected and has caught up. One alert per site (device ``agent``); while it is active the site's deadman
     rules raise nothing (it is the cause). Select it with ``select: {device: agent}`` (and ``site`` to narrow)."""
 

@@ -70,6 +70,7 @@ def test_a_broker_outage_whose_backlog_arrives_afterwards_raises_nothing(outage_
     """The edge kept polling and buffering through the outage; the engine was cut off (its link down, then the
     reconnect grace), and the backlog arrives in order afterwards: no device was silent, no agent was lost."""
     engine = Engine(RULES)
+    engine.agent_state(agent(True, T0 - S))
     out: list[Transition] = []
     for t in range(0, 30):  # normal operation, ticks every second
         out += poll(engine, T0 + t * S)
@@ -91,6 +92,7 @@ def test_a_broker_outage_whose_backlog_arrives_afterwards_raises_nothing(outage_
 
 def test_the_engine_cut_off_judges_no_site_lost_however_long() -> None:
     engine = Engine(RULES)
+    engine.agent_state(agent(True, T0))
     poll(engine, T0)
     assert engine.tick(T0 + 3_600 * S, cut_off=True) == []
 
@@ -98,6 +100,7 @@ def test_the_engine_cut_off_judges_no_site_lost_however_long() -> None:
 def test_a_site_draining_its_backlog_is_not_lost() -> None:
     """Messages arrive now with samples far behind the wall clock: the site is being drained, not lost."""
     engine = Engine(RULES, max_lag_ms=10 * S)
+    engine.agent_state(agent(True, T0 - 10 * S))
     now = T0 + 3_600 * S
     poll(engine, T0, received=now)
     assert engine.tick(now + 5 * S) == []  # within max_lag of the last arrival: draining
@@ -109,6 +112,7 @@ def test_a_site_draining_its_backlog_is_not_lost() -> None:
 def test_after_the_engines_own_outage_every_site_gets_a_whole_timeout_to_be_heard_again() -> None:
     """The edges reconnect with their own backoff, some later than the engine: not lost meanwhile."""
     engine = Engine(RULES)
+    engine.agent_state(agent(True, T0 - 10 * S))
     poll(engine, T0)
     assert engine.tick(T0 + 120 * S, cut_off=True) == []  # the engine's link was down for two minutes
     assert engine.tick(T0 + 150 * S) == []  # connected, grace over: the site's edge is still reconnecting
@@ -119,6 +123,7 @@ def test_after_the_engines_own_outage_every_site_gets_a_whole_timeout_to_be_hear
 
 def test_a_whole_site_gone_quiet_is_one_agent_lost_alert_not_one_per_device() -> None:
     engine = Engine(RULES)
+    engine.agent_state(agent(True, T0 - 10 * S))
     out: list[Transition] = []
     for t in range(10):
         out += poll(engine, T0 + t * S)
@@ -172,6 +177,13 @@ def test_liveness_survives_a_restart_of_the_engine() -> None:
     assert restarted.active() == engine.active() == {("agent.lost", "s1", "agent", ""): "critical"}
     assert restarted.tick(T0 + 600 * S) == []
     assert [t.severity for t in restarted.agent_state(agent(True, T0 + 700 * S))] == [None]
+
+
+def test_a_site_without_an_agent_is_never_judged_lost_by_silence() -> None:
+    """An HJ 212 ingest's stations may push hourly: no agent, so no agent lost; each device has its own rules."""
+    engine = Engine(RULES)
+    poll(engine, T0)
+    assert engine.tick(T0 + 3_600 * S) == []
 
 
 def test_a_connection_lost_and_taken_up_again_at_once_raises_nothing() -> None:
