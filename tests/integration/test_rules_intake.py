@@ -18,6 +18,7 @@ from alerts.config import AlertServiceConfig
 from alerts.store import AlertStore, StoredAlert
 from edge_agent.config import DeviceConfig, EdgeConfig
 from infra.deadletter import DeadLetterStore
+from infra.mqtt import client
 from lifeline.broker_auth import edge_account, rules_account, rules_publisher_account
 from lifeline.rules_cli import RulesServiceConfig
 from rules import PACKS
@@ -48,12 +49,27 @@ def site_files(tmp_path: Path) -> Path:
     return folder
 
 
-def config(broker: Mosquitto, tmp_path: Path) -> RulesServiceConfig:
+AGENT_PACK = """
+rules:
+  - id: device.silent.modbus
+    title: Modbus device sends no data
+    select: {profile: sluice_gate_plc}
+    severity: warning
+    deadman: {intervals: 5, interval_s: 1}
+  - id: agent.lost
+    title: Edge agent lost
+    select: {device: agent}
+    severity: critical
+    agent: {timeout_s: 60, death_hold_s: 1}
+"""
+
+
+def config(broker: Mosquitto, tmp_path: Path, packs: list[Path] | None = None) -> RulesServiceConfig:
     return RulesServiceConfig(
         broker=account_for(broker, rules_account(), reconnect_initial_s=0.1, reconnect_max_s=0.5),
         publisher=account_for(broker, rules_publisher_account(), reconnect_initial_s=0.1, reconnect_max_s=0.5),
         rules=RulesConfig(
-            packs=[PACKS / "devices.yaml", PACKS / "gas.yaml"],
+            packs=packs or [PACKS / "devices.yaml", PACKS / "gas.yaml"],
             tick_s=0.2,
             checkpoint_s=0.2,
             sites=[site_files(tmp_path)],
@@ -216,3 +232,49 @@ def test_a_forged_body_or_an_unknown_device_raises_nothing_and_is_kept_as_a_dead
         letters.close()
     assert kept == sorted(("rules", "validate", topic) for topic, _ in forged)
     assert f"lifeline_rules_dead_letters_total {len(forged)}" in service.metrics_text()
+
+
+def test_an_agent_gone_for_good_is_one_alert_for_its_site_not_one_per_device(
+    mosquitto: Mosquitto, tmp_path: Path, rules_running: Callable[[RulesServiceConfig], RunningRules]
+) -> None:
+    """The agent's last will (the broker publishes it when the connection drops without a goodbye): one agent.lost,
+    believed after its hold, and none of the site's three silent gates raises its own."""
+    pack = tmp_path / "agent.yaml"
+    pack.write_text(AGENT_PACK)
+    cfg = config(mosquitto, tmp_path, [pack])  # the shipped deadman and agent.lost, the death's hold shortened
+    running = rules_running(cfg)
+    service = running.parts["service"]
+    account = account_for(mosquitto, edge_account(SITE))
+    agent = client(account, f"edge-{SITE}", reconnect=False)
+    state = topics.agent_state(SITE)
+    will = AgentState(site=SITE, agent=f"edge-{SITE}", online=False, ts=int(time.time() * 1000), reason="lost")
+    agent.will_set(state, encode(will), qos=1, retain=True)
+    agent.connect(account.host, account.port)
+    agent.loop_start()
+    try:
+        birth = AgentState(site=SITE, agent=f"edge-{SITE}", online=True, ts=int(time.time() * 1000), devices=[*GATES])
+        agent.publish(state, encode(birth), qos=1, retain=True).wait_for_publish(10)
+        for i in range(6):
+            ts = int(time.time() * 1000)
+            for device in GATES:
+                body = Telemetry(
+                    site=SITE,
+                    device=device,
+                    profile="sluice_gate_plc",
+                    measurement="sluice_gate",
+                    seq=i + 1,
+                    samples=[Sample(ts=ts, values={"gate_opening": 1.2})],
+                )
+                agent.publish(topics.telemetry(SITE, device), encode(body), qos=1).wait_for_publish(10)
+            time.sleep(0.5)
+        wait_until(lambda: service.counters.agent_states == 1 and service.counters.telemetry == 18, 10, "all seen")
+        sock = agent.socket()
+        assert sock is not None
+        sock.close()  # a crash: no DISCONNECT, the broker publishes the will
+        wait_until(lambda: alerts(cfg), 15, "the agent reported lost")
+        time.sleep(7.0)  # twice the gates' deadman: none of them raises its own
+        found = [(a.alert.key.rule_id, a.alert.key.site, a.alert.key.device) for a in alerts(cfg)]
+        assert found == [("agent.lost", SITE, "agent")]
+        assert "is gone (lost)" in alerts(cfg)[0].meta.reason
+    finally:
+        agent.loop_stop()
