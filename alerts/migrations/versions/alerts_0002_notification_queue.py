@@ -23,6 +23,17 @@ depends_on: str | None = None
 
 
 def upgrade() -> None:
+    # Like the baseline, only what is missing: a database from before migrations that some later service's
+    # create_all already gave the new table (or that has no old outbox) upgrades from here too.
+    existing = set(sa.inspect(op.get_bind()).get_table_names())
+    if "notification_queue" not in existing:
+        _create_queue()
+    if "notification_outbox" in existing:
+        _carry_over(op.get_bind())
+        op.drop_table("notification_outbox")
+
+
+def _create_queue() -> None:
     op.create_table(
         "notification_queue",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
@@ -45,8 +56,6 @@ def upgrade() -> None:
     )
     op.create_index("notification_queue_due", "notification_queue", ["status", "next_ms"], unique=False)
     op.create_index("notification_queue_order", "notification_queue", ["alert_id", "channel", "id"], unique=False)
-    _carry_over(op.get_bind())
-    op.drop_table("notification_outbox")
 
 
 def _carry_over(conn: sa.Connection) -> None:
