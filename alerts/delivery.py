@@ -99,7 +99,7 @@ class Delivery:
         self._tasks: set[asyncio.Task[None]] = set()
         self._claimed: dict[asyncio.Task[None], int] = {}  # a try under way -> its row
         self._link_up: dict[str, bool] = {}
-        self.queues_seen_logged = False
+        self._start_logged = False
 
     def wake(self) -> None:
         """Rows were added: look now rather than at the next poll."""
@@ -123,8 +123,8 @@ class Delivery:
                     log.warning("notification outbox unreachable error=%s (logged once until it answers)", exc)
                 store_ok = False
             else:
-                if not self.queues_seen_logged:
-                    self.queues_seen_logged = True
+                if not self._start_logged:
+                    self._start_logged = True
                     waiting = sum(q.pending for q in self.queues)
                     if waiting:
                         log.info("notifications waiting in the outbox at start count=%d", waiting)
