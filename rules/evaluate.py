@@ -258,7 +258,9 @@ class Engine:
             if rule.deadman is not None:
                 if st.active is None:
                     out.extend(self._deadman(rule, key, st))
-            elif _rank(st.target) != _rank(st.active):
+            elif _rank(st.target) != _rank(st.active) and not cut_off and not self._draining(key[1], now_ms):
+                # a delay expires on the wall clock only while the site's data is current: cut off or draining a
+                # backlog, the samples still to come may show the condition gone
                 out.extend(self._advance(rule, key, st, st.target, now_ms))
         if self._agent_rules:
             for name, site in self._sites.items():
@@ -280,6 +282,16 @@ class Engine:
         st.detail = f"no data for {silent / 1000:g} s while the site sent data"
         return self._advance(rule, key, st, rule.severity, st.last_ts + timeout)
 
+    def _draining(self, site: str, now_ms: int) -> bool:
+        """The site's last message arrived within ``max_lag_ms`` with samples older than that: a backlog."""
+        st = self._sites.get(site)
+        return (
+            st is not None
+            and st.received_ms is not None
+            and now_ms - st.received_ms <= self.max_lag_ms
+            and st.lag_ms > self.max_lag_ms
+        )
+
     def _agent_lost(self, site: str) -> bool:
         for rule in self._agent_rules:
             st = self._states.get((rule.id, site, AGENT_DEVICE, ""))
@@ -293,12 +305,7 @@ class Engine:
         counted from no earlier than the end of the engine's last cut-off; back on its birth or a newer sample."""
         out: list[Transition] = []
         heard = site.heard_ts()
-        draining = (
-            now_ms is not None
-            and site.received_ms is not None
-            and now_ms - site.received_ms <= self.max_lag_ms
-            and site.lag_ms > self.max_lag_ms
-        )
+        draining = now_ms is not None and self._draining(name, now_ms)
         for rule in self._agent_rules:
             assert rule.agent is not None
             if rule.select.site is not None and name not in rule.select.site:

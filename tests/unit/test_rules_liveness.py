@@ -222,3 +222,42 @@ def test_an_agent_rule_selects_the_agent_only(select: dict[str, Any], message: s
     rule = {"id": "a", "title": "t", "select": select, "severity": "warning", "agent": {}}
     with pytest.raises(ValueError, match=message):
         RuleFile.model_validate({"rules": [rule]})
+
+
+def test_a_delay_does_not_expire_on_the_wall_clock_while_cut_off_or_draining() -> None:
+    """A bad quality held for 60 s raises on the wall clock only while the data is current: the backlog may show
+    the point good again a second later."""
+    rule = RuleFile.model_validate(
+        {
+            "rules": [
+                {
+                    "id": "bad",
+                    "title": "Bad quality",
+                    "select": {"profile": "p"},
+                    "severity": "info",
+                    "bad_quality": {"for_s": 60},
+                }
+            ]
+        }
+    ).rules
+    bad = Telemetry.model_validate(
+        {
+            "site": "s1",
+            "device": "d1",
+            "profile": "p",
+            "measurement": "m",
+            "seq": 0,
+            "samples": [{"ts": T0, "values": {"x": None}, "quality": {"x": {"q": "bad", "reason": "timeout"}}}],
+        }
+    )
+    engine = Engine(rule)
+    assert engine.observe(bad, T0 + 50) == []
+    assert engine.tick(T0 + 120 * S, cut_off=True) == []  # the engine's link is down: unknown, held
+    later = T0 + 3_600 * S
+    assert engine.observe(msg("d2", T0 + S), later) == []  # the site's backlog arrives an hour late
+    assert engine.tick(later + S) == []  # draining: held
+    assert [t.severity for t in engine.observe(msg("d1", T0 + S), later + 2 * S)] == []  # good again: nothing raised
+    assert engine.active() == {}
+    live = Engine(rule)
+    live.observe(bad, T0 + 50)
+    assert [t.severity for t in live.tick(T0 + 60 * S)] == ["info"]  # current data: the delay expires as before
