@@ -21,7 +21,7 @@ from edge_agent.stats import DeviceStats, collect
 from edge_agent.workers import WorkerPool, resolve_workers, shard
 from infra.clock import Clock, SystemClock
 from infra.metrics import Metric, bound_port, registry, render, serve_metrics
-from infra.mqtt import BrokerConfig, Link
+from infra.mqtt import Link
 from telemetry import (
     AgentState,
     ContractError,
@@ -36,15 +36,6 @@ from telemetry import (
 )
 
 SENSOR_SESSION_EXPIRY_S = 7 * 86400  # how long the broker queues the sensors' readings for an edge that is away
-SENSOR_RECONNECT_MAX_S = 3.0  # the sensor link's reconnect cap: the sensors themselves come back within seconds
-
-
-def sensor_broker(broker: BrokerConfig) -> BrokerConfig:
-    """``broker`` with the sensor link's reconnect cap: a link that lags the sensors lets a broker without its
-    session drop their readings, and the queue of one with it grow."""
-    cap = min(broker.reconnect_max_s, SENSOR_RECONNECT_MAX_S)
-    initial = min(broker.reconnect_initial_s, cap)
-    return broker.model_copy(update={"reconnect_initial_s": initial, "reconnect_max_s": cap})
 
 
 log = logging.getLogger("lifeline.edge")
@@ -143,7 +134,7 @@ class EdgeAgent:
         self.journal = SampleJournal(cfg.sample_journal) if cfg.sample_journal is not None else None
         self.writer = OutboxWriter(self.outbox, self.uplink.notify, self.clock, cfg.site, self.journal)
         self.sensor_link: Link[Entry] | None = None
-        sensor_cfg = sensor_broker(cfg.sensor_broker or cfg.broker)
+        sensor_cfg = cfg.sensor_broker or cfg.broker
         self.sensor_watch = LinkWatch(sensor_cfg.where)
         if mqtt_devices:
             # a persistent session (fixed client id, clean start false, QoS 1 subscriptions): while the link is

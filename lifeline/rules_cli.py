@@ -111,7 +111,6 @@ async def run_service(
 
     from alerts.manager import AlertManager
     from alerts.notify import Notifier
-    from alerts.notify.mqtt import notify_link
     from alerts.store import AlertStore
     from device_profiles import load_catalogue
     from infra.metrics import Collecting, bound_port, registry, serve_metrics
@@ -123,7 +122,7 @@ async def run_service(
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     store = AlertStore(url)
-    publisher = Publisher(notify_link(config.publisher or config.broker), f"lifeline-rules-pub-{os.getpid()}")
+    publisher = Publisher(config.publisher or config.broker, f"lifeline-rules-pub-{os.getpid()}")
     publisher.start()
     notifier = Notifier(config.alerts.notify, publish=publisher.publish, connected=lambda: publisher.connected)
     manager = AlertManager(config.alerts, store, rules, load_catalogue(), notifier, publisher.publish_nowait)

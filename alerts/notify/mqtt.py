@@ -11,21 +11,8 @@ import asyncio
 from alerts.notify.config import MqttConfig
 from alerts.notify.errors import DeliveryError
 from alerts.notify.message import Message, to_json
-from infra.mqtt import BrokerConfig, Publish
+from infra.mqtt import Publish
 from telemetry import topics
-
-# The longest wait between two reconnect attempts of the link that carries notifications: an alarm taken during a
-# broker outage must go out within seconds of the broker's return, and with the transport's default cap (30 s, fully
-# jittered) the link could come back up to 30 s late. A few clients per district reconnecting every 5 s cost nothing.
-NOTIFY_RECONNECT_MAX_S = 5.0
-
-
-def notify_link(broker: BrokerConfig) -> BrokerConfig:
-    """``broker`` for the link that publishes notifications: reconnect waits capped at NOTIFY_RECONNECT_MAX_S."""
-    cap = max(NOTIFY_RECONNECT_MAX_S, broker.reconnect_initial_s)
-    if broker.reconnect_max_s <= cap:
-        return broker
-    return broker.model_copy(update={"reconnect_max_s": cap})
 
 
 def target(msg: Message) -> str:

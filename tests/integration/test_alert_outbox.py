@@ -22,7 +22,6 @@ from alerts.config import AlertServiceConfig
 from alerts.lifecycle import State
 from alerts.manager import CHANNEL_FAILING_RULE, AlertManager
 from alerts.notify import Notifier
-from alerts.notify.mqtt import notify_link
 from alerts.store import AlertStore
 from device_profiles import load_catalogue
 from infra.mqtt import Publisher
@@ -245,7 +244,7 @@ def test_an_alarm_taken_while_the_broker_is_down_is_notified_within_10_s_of_its_
     back_at: list[float] = []
 
     async def main() -> None:
-        pub = Publisher(notify_link(account), "test-notify-outage")  # as the rules service makes it
+        pub = Publisher(account, "test-notify-outage")  # as the rules service makes it
         pub.start()
         notifier = Notifier(cfg.notify, publish=pub.publish, connected=lambda: pub.connected)
         mgr = AlertManager(cfg, store, load_rules([PACKS]), load_catalogue(), notifier)
