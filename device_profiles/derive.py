@@ -1,11 +1,17 @@
 """Derived points: values a profile computes from a sample's own measured values, and maintenance flags. Pure.
 
-One function, ``derive``, for every producer of samples: the Modbus edge calls it on each poll, an HJ 212 adapter
-calls it on each data packet (its M / C flags map to the maintenance flag). Raw values are never changed; derived
-points are added beside them (shared standards/emissions.md: "Keep the raw and the corrected value").
+One function, ``derive``, for every producer of samples: the Modbus edge calls it on each poll, and the MQTT edge on
+each message. Raw values are never changed; derived points are added beside them (shared standards/emissions.md:
+"Keep the raw and the corrected value").
+
+Values taken while the plant's instrument is out of service are kept, uncertain, with the reason ``maintenance``
+(the Modbus CEMS maintenance flag, HJ 212 data flag M) or ``calibration`` (HJ 212 data flag C, mapped in
+``edge_agent.hj212.mapping``): the same plant state gives the same answer on either protocol, the calibration
+readings stay for the audit, and both reasons keep the value out of alarms and exceedances (``rules._conditions``)
+and, as every uncertain value, out of means (``rules._means``; shared standards/hj212.md "Data flags").
 
 Quality follows the inputs: a derived point of a bad or missing input is bad with the reason; of an uncertain input
-it is uncertain (reason ``maintenance`` when that is why, so it stays out of alarms and means).
+it is uncertain (reason ``maintenance`` or ``calibration`` when that is why, so it stays out of alarms and means).
 """
 
 from __future__ import annotations
@@ -16,7 +22,9 @@ from collections.abc import Mapping
 from device_profiles.schema import DerivedPoint, MaintenanceFlag, MassLoad, O2Correction, Profile
 from telemetry.models import PointQuality, Quality, Value
 
-MAINTENANCE = "maintenance"  # the reason of every value taken during calibration or maintenance
+MAINTENANCE = "maintenance"  # the reason of a value taken during maintenance (or flagged so by a Modbus CEMS)
+CALIBRATION = "calibration"  # the reason of a value taken during a calibration (HJ 212 data flag C)
+OUT_OF_SERVICE = frozenset({MAINTENANCE, CALIBRATION})  # reasons that keep an uncertain value out of alarms and means
 STANDARD_K = 273.15  # standard state: 273.15 K, 101.325 kPa, dry gas (emissions.md, GB 13223-2011 definition)
 STANDARD_KPA = 101.325
 _REASON_MAX = 300  # telemetry.models.PointQuality.reason
@@ -89,7 +97,7 @@ def derive(
 
 def is_maintenance(pq: PointQuality | None) -> bool:
     """True for a value taken during calibration or maintenance (kept, but out of alarms and means)."""
-    return pq is not None and pq.q is Quality.UNCERTAIN and pq.reason == MAINTENANCE
+    return pq is not None and pq.q is Quality.UNCERTAIN and pq.reason in OUT_OF_SERVICE
 
 
 def _mark_maintenance(flag: MaintenanceFlag, values: Values, quality: Qualities) -> None:
@@ -109,8 +117,9 @@ def _uncertain_inputs(d: DerivedPoint, quality: Qualities) -> str | None:
     reasons = [(n, pq.reason) for n in d.inputs if (pq := quality.get(n)) is not None and pq.q is Quality.UNCERTAIN]
     if not reasons:
         return None
-    if any(r == MAINTENANCE for _, r in reasons):
-        return MAINTENANCE
+    for held in (MAINTENANCE, CALIBRATION):
+        if any(r == held for _, r in reasons):
+            return held
     name, reason = reasons[0]
     return f"{name} uncertain: {reason}"[:_REASON_MAX]
 

@@ -6,7 +6,7 @@ raises nor clears.
 
 from __future__ import annotations
 
-from device_profiles.derive import MAINTENANCE
+from device_profiles.derive import OUT_OF_SERVICE
 from rules.schema import SEVERITY_RANK, Compare, Rule, Scalar, State, Threshold
 from telemetry.models import DeviceStatus, Quality, Value
 from telemetry.wire import SampleLike, TelemetryLike
@@ -43,13 +43,14 @@ def number(value: Value) -> float | None:
 def good_value(sample: SampleLike, point: str) -> Value:
     """The point's value when present and not bad; None otherwise. Uncertain values are used (a gas reading above
     its range is still an alarm), except those taken during calibration or maintenance: values flagged other than
-    N stay out of exceedance decisions (shared standards/hj212.md "Data flags"; the edge marks them ``maintenance``)."""
+    N stay out of exceedance decisions (shared standards/hj212.md "Data flags"; the edge marks them ``maintenance`` or
+    ``calibration``)."""
     if not sample.quality:  # every value good (most samples): no look-up of qualities
         return sample.values.get(point)
     if point not in sample.values or sample.quality_of(point) is Quality.BAD:
         return None
     pq = sample.quality.get(point)  # device_profiles.derive.is_maintenance, for either decoding of the message
-    if pq is not None and pq.q is Quality.UNCERTAIN and pq.reason == MAINTENANCE:
+    if pq is not None and pq.q is Quality.UNCERTAIN and pq.reason in OUT_OF_SERVICE:
         return None
     return sample.values[point]
 

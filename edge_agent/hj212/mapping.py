@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
+from device_profiles.derive import CALIBRATION, MAINTENANCE
 from device_profiles.schema import HJ212_PERIODS, Hj212Point, Hj212Spec, hj212_point_name
 from edge_agent.hj212.segment import Packet, Reading, parse_time
 from telemetry.models import PointQuality, Quality, Sample, Value
@@ -32,16 +33,19 @@ from telemetry.models import PointQuality, Quality, Sample, Value
 DATA_COMMANDS = frozenset({"2011", *HJ212_PERIODS})
 
 # HJ 212-2017 data flags (§6.6, table "data flag", check) and the Lifeline quality (shared standards/hj212.md,
-# "Data flags", practice). Values flagged other than N must not enter averages or exceedance decisions unchanged:
-# rules use uncertain values, so every flag that marks a value as not a measurement of the process is bad (its
-# value goes into the reason, since a bad point carries no value); S and T are real readings with a caveat.
+# "Data flags", practice). Values flagged other than N must not enter averages or exceedance decisions unchanged.
+# F, D and B say the value is no measurement of the process: bad (the value goes into the reason, since a bad point
+# carries no value). M and C are readings of an instrument out of service: uncertain with the reason exactly
+# ``maintenance`` / ``calibration`` (device_profiles.derive), value kept for the audit, as a Modbus CEMS's maintenance
+# flag gives; that reason keeps them out of alarms and exceedances, and as uncertain out of means. S and T are real
+# readings with a caveat.
 FLAG_QUALITY: dict[str, tuple[Quality, str] | None] = {
     "N": None,  # instrument normal: good
     "F": (Quality.BAD, "instrument stopped (HJ 212 flag F)"),
-    "M": (Quality.BAD, "maintenance period (HJ 212 flag M)"),
+    "M": (Quality.UNCERTAIN, MAINTENANCE),  # maintenance period
     "S": (Quality.UNCERTAIN, "manually entered value (HJ 212 flag S)"),
     "D": (Quality.BAD, "instrument fault (HJ 212 flag D)"),
-    "C": (Quality.BAD, "calibration (HJ 212 flag C)"),
+    "C": (Quality.UNCERTAIN, CALIBRATION),  # calibration
     "T": (Quality.UNCERTAIN, "above the instrument's upper measuring limit, the value is a floor (HJ 212 flag T)"),
     "B": (Quality.BAD, "communication between instrument and data logger abnormal (HJ 212 flag B)"),
 }

@@ -229,10 +229,10 @@ UNCERTAIN = Quality.UNCERTAIN
     [
         pytest.param("N", 35.2, None, id="N-normal-good"),
         pytest.param("F", None, (BAD, "instrument stopped (HJ 212 flag F); value sent 35.2"), id="F-stopped"),
-        pytest.param("M", None, (BAD, "maintenance period (HJ 212 flag M); value sent 35.2"), id="M-maintenance"),
+        pytest.param("M", 35.2, (UNCERTAIN, "maintenance"), id="M-maintenance-kept"),
         pytest.param("S", 35.2, (UNCERTAIN, "manually entered value (HJ 212 flag S)"), id="S-manual"),
         pytest.param("D", None, (BAD, "instrument fault (HJ 212 flag D); value sent 35.2"), id="D-fault"),
-        pytest.param("C", None, (BAD, "calibration (HJ 212 flag C); value sent 35.2"), id="C-calibration"),
+        pytest.param("C", 35.2, (UNCERTAIN, "calibration"), id="C-calibration-kept"),
         pytest.param(
             "T",
             35.2,
