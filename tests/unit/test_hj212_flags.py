@@ -30,7 +30,8 @@ def _mapped(flag: str, cn: str = "2011", suffix: str = "Rtd") -> Sample:
     segment = f"QN=20261125040000123;ST=31;CN={cn};PW=123456;MN=CEMS1;Flag=4;CP=&&{cp}&&"
     assert HJ212_CEMS.hj212 is not None
     mapped = ProfileMap(HJ212_CEMS.hj212).to_sample(parse_segment(segment.encode()), 8.0)
-    assert mapped.sample is not None and mapped.unmapped == ()
+    assert mapped.unmapped == ()
+    assert mapped.sample is not None
     return mapped.sample
 
 
@@ -120,7 +121,9 @@ def test_calibration_values_are_stored_uncertain_and_left_out_of_the_hourly_mean
         samples=[sample],
     )
     (line,) = LineEncoder().encode(msg)
-    assert "nox=480.0" in line and "nox.q=1i" in line and 'nox.reason="calibration"' in line  # kept, for the audit
+    assert "nox=480.0" in line  # kept, for the audit
+    assert "nox.q=1i" in line
+    assert 'nox.reason="calibration"' in line
     # the means job subtracts the uncertain rows (storage.means.minute_query): 50 good minutes at 40, 10 of span gas
     spec = MeasurementMeans(measurement="flue_gas", points=[{"point": "nox"}])
     tags = {"site": "plant1", "device": "u1"}
