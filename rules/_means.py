@@ -10,7 +10,14 @@ defaults in ``rules/means.yaml``, check before release):
 - a 24-hour (natural day) mean needs at least 20 valid hourly means;
 - an O3 8-hour moving mean needs at least 6 valid hourly means of its 8 hours;
 - the O3 daily maximum 8-hour mean needs at least 14 valid 8-hour means among the 17 whose hours lie in the day
-  (HJ 663-2013: the 8-hour means ending 08:00 to 24:00).
+  (HJ 663-2013: the 8-hour means ending 08:00 to 24:00);
+- the O3 daily maximum 1-hour mean (HJ 633-2012 §5: an indicator of the 2012 daily report) is the largest valid
+  hourly mean of the day, valid with as many valid hourly means as a 24-hour mean needs (shared standards/air.md
+  "Which averages": the day's values follow HJ 663; the 20-hour rule is taken for it too, check).
+
+A concentration cannot be negative: with ``non_negative`` (air), an hourly mean below zero after rounding (a
+drifting zero, e.g. -1.2) is refused: stored as invalid with its reason, missing from the AQI and the daily mean,
+never raised into the job (a bad mean of one station must not stop the others).
 
 Only good samples count: a sample whose point is uncertain (outside its range, or taken during calibration or
 maintenance) or bad stays out of every mean (shared standards/hj212.md "Data flags": values flagged other than N
@@ -19,7 +26,8 @@ must not enter averages). Storage (docs/decisions/004): a good sample has no ``<
 
 Stored (``storage.means``) as ``<measurement>_hourly`` and ``<measurement>_daily``: the (rounded) mean and the
 count behind it (valid minutes, valid hours), or for an invalid period the count and the reason. The O3 daily
-maximum 8-hour mean is the daily field ``<point>_8h_max`` (with its count the valid 8-hour means).
+maximum 8-hour mean is the daily field ``<point>_8h_max`` (with its count the valid 8-hour means), the daily
+maximum 1-hour mean the daily field ``<point>_1h_max`` (its count the valid hourly means).
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from storage.means import count_alias, sum_alias
 from storage.reader import Series
-from storage.schema import MAX_8H
+from storage.schema import MAX_1H, MAX_8H
 
 MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
@@ -57,6 +65,7 @@ class PointMeans(_Strict):
         "compared; none: not rounded",
     )
     max_8h: bool = Field(default=False, description="also the daily maximum of the 8-hour moving means (O3)")
+    max_1h: bool = Field(default=False, description="also the daily maximum of the hourly means (O3, HJ 633-2012)")
 
 
 class MeasurementMeans(_Strict):
@@ -65,6 +74,9 @@ class MeasurementMeans(_Strict):
     min_hours: int = Field(20, ge=1, le=24, description="valid hourly means a daily mean needs")
     min_hours_8h: int = Field(6, ge=1, le=8, description="valid hourly means an 8-hour moving mean needs")
     min_8h_means: int = Field(14, ge=1, le=17, description="valid 8-hour means the daily maximum needs")
+    non_negative: bool = Field(
+        default=False, description="refuse an hourly mean below 0 after rounding (a concentration): stored invalid"
+    )
     points: list[PointMeans] = Field(min_length=1)
 
 
@@ -96,6 +108,7 @@ class Mean:
     need: int
     unit: str  # what is counted: "minutes", "hourly means", "8-hour means"
     of: int  # how many there could be
+    refused: str | None = None  # why a mean that had enough data was refused (a negative concentration)
 
     @property
     def valid(self) -> bool:
@@ -103,7 +116,17 @@ class Mean:
 
     @property
     def reason(self) -> str:
+        if self.refused is not None:
+            return f"invalid: {self.refused}"
         return f"invalid: {self.count} of {self.of} {self.unit} valid, {self.need} needed"
+
+
+def refuse_negative(mean: Mean) -> Mean:
+    """``mean``, or the same mean refused when its (rounded) value is below 0: a concentration cannot be negative
+    (a -0.4 that rounds to 0 is kept as 0)."""
+    if mean.value is None or mean.value >= 0:
+        return mean
+    return Mean(None, mean.count, mean.need, mean.unit, mean.of, refused=f"negative mean {mean.value:g} refused")
 
 
 def mean_of(values: Sequence[float | None], need: int, unit: str, decimals: int | None = None) -> Mean:
@@ -128,6 +151,15 @@ def daily_max_8h(hourly: Sequence[float | None], spec: MeasurementMeans, decimal
     if len(valid) < spec.min_8h_means or not valid:
         return Mean(None, len(valid), spec.min_8h_means, "8-hour means", len(eights))
     return Mean(max(valid), len(valid), spec.min_8h_means, "8-hour means", len(eights))
+
+
+def daily_max_1h(hourly: Sequence[float | None], spec: MeasurementMeans) -> Mean:
+    """The day's maximum hourly mean (the stored hourly means are rounded already), valid with ``min_hours`` valid
+    hourly means, as the day's mean (HJ 633-2012 §5 daily report: O3 daily maximum 1-hour mean; validity, check)."""
+    valid = [v for v in hourly if v is not None]
+    if len(valid) < spec.min_hours or not valid:
+        return Mean(None, len(valid), spec.min_hours, "hourly means", len(hourly))
+    return Mean(max(valid), len(valid), spec.min_hours, "hourly means", len(hourly))
 
 
 # --- minute sums (read by storage.means.minute_query) -------------------------------------------------------
@@ -175,7 +207,8 @@ def hourly_means(spec: MeasurementMeans, series: Iterable[Series]) -> dict[Tags,
         for p in spec.points:
             minutes = list(by_point.get(p.point, {}).values())
             padded: list[float | None] = [*minutes, *([None] * max(0, 60 - len(minutes)))]
-            row[p.point] = mean_of(padded, spec.min_minutes, "minutes", p.decimals)
+            mean = mean_of(padded, spec.min_minutes, "minutes", p.decimals)
+            row[p.point] = refuse_negative(mean) if spec.non_negative else mean
         out[tags] = row
     return out
 
@@ -202,5 +235,7 @@ def daily_means(
             row_out[p.point] = mean_of(grid[p.point], spec.min_hours, "hourly means", p.decimals)
             if p.max_8h:
                 row_out[p.point + MAX_8H] = daily_max_8h(grid[p.point], spec, p.decimals)
+            if p.max_1h:
+                row_out[p.point + MAX_1H] = daily_max_1h(grid[p.point], spec)
         out[tags] = row_out
     return out

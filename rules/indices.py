@@ -4,11 +4,13 @@
 ``rules.valid_means`` writes them with the means.
 
 Hourly AQI: the six 1-hour means (SO2, NO2, CO, O3, PM10, PM2.5) of the hour (HJ 633-2026 §5.1, real-time
-report). Daily AQI: the 24-hour means of SO2, NO2, CO, PM10, PM2.5 and the daily maximum 8-hour mean of O3 (§5.2).
+report). Daily AQI: the 24-hour means of SO2, NO2, CO, PM10, PM2.5 and the daily maximum 8-hour mean of O3 (§5.2);
+for days before 2026-03-01 (HJ 633-2012 §5) also the O3 daily maximum 1-hour mean.
 A mean that is not valid (GB 3095-2012 Table 4) counts as missing (§5.3: AQI, level and primary pollutant come
 from the others). Fields: ``aqi`` (absent when no indicator has an IAQI), ``level`` (1-6), ``category``
 (Chinese), ``category_en``, ``colour``, ``primary`` (comma-separated, empty when AQI <= 50), ``iaqi_<indicator>``,
-``missing`` (comma-separated indicators), ``edition``.
+``missing`` (comma-separated indicators), ``edition``, ``aqi_capped`` (with ``aqi``: true when an IAQI above its
+column's top breakpoint was capped at 500, to be reviewed).
 
 Daily water class (GB 3838-2002 §4 and Table 1): from the daily valid means of a ``water_quality`` station, with
 the station's device tags ``water_body`` (river | lake) and ``target_class`` (I-V), to ``water_quality_class_daily``
@@ -40,6 +42,7 @@ from storage.lineproto import FieldValue, encode_row
 from storage.schema import (
     COUNT_SUFFIX,
     DEVICE,
+    MAX_1H,
     MAX_8H,
     NOISE_ZONE_TAG,
     SITE,
@@ -61,6 +64,7 @@ _DAILY = {
     "pm10": "pm10_24h",
     "pm25": "pm25_24h",
     "o3" + MAX_8H: "o3_8h",
+    "o3" + MAX_1H: "o3_1h",  # HJ 633-2012 §5: the daily report's O3 daily maximum 1-hour mean (2012 days only)
 }
 
 
@@ -92,6 +96,7 @@ def aqi_line(measurement: str, tags: Tags, result: AqiResult, ts_ms: int) -> str
             Aqi.CATEGORY: result.level.category_zh,
             Aqi.CATEGORY_EN: result.level.category_en,
             Aqi.COLOUR: result.level.colour_en,
+            Aqi.CAPPED: result.capped,
         }
     fields |= {Aqi.IAQI_PREFIX + i.indicator.value: float(i.value) for i in result.iaqi}
     return encode_row(measurement, tags, fields, ts_ms)

@@ -246,6 +246,7 @@ class Counters:
     query_failures: int = 0
     periods_skipped: int = 0  # missed for longer than max_catchup periods: never judged
     periods_invalid: int = 0  # source valid: a device's period had no valid mean (no verdict)
+    means_failures: int = 0  # the valid-means job failed unexpectedly (logged): the window rules still ran
 
 
 class ScheduledRules:
@@ -354,6 +355,9 @@ class ScheduledRules:
         except WriteProblem as exc:  # InfluxDB took no writes after storage's retries: the next run tries again
             self.counters.query_failures += 1
             log.warning("valid means not stored, retrying at the next run error=%s", exc.reason)
+        except Exception:  # a defect in the job (a bad mean is refused per source there) never stops the rules
+            self.counters.means_failures += 1
+            log.exception("valid means job failed, retrying at the next run; the window rules run on")
 
     def _note_skipped(self, now_ms: int) -> None:
         ev = self.evaluator
@@ -413,4 +417,16 @@ class ScheduledRules:
         }
         for name, (help_text, value) in counters.items():
             yield counter(f"lifeline_window_{name}", help_text, value)
+        yield counter(
+            "lifeline_valid_means_failures_total", "valid-means runs that failed unexpectedly", c.means_failures
+        )
+        if self.means is not None:
+            m = self.means.counters
+            means_counters = {
+                "refused_total": ("hourly means refused (a negative concentration), stored invalid", m.refused_means),
+                "index_failures_total": ("source periods whose AQI could not be computed (logged)", m.index_failures),
+                "invalid_total": ("point means stored as invalid", m.invalid),
+            }
+            for name, (help_text, value) in means_counters.items():
+                yield counter(f"lifeline_valid_means_{name}", help_text, value)
         yield gauge("lifeline_window_influx_ok", "1: the last InfluxDB query succeeded", int(self.influx_ok))

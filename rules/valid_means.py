@@ -9,7 +9,9 @@ same APScheduler jobs, before the window rules, so a rule never reads a period t
 Reads and writes go through ``storage``: the minute sums and stored rows by ``storage.means`` queries, the rows by
 ``storage.means.means_row`` and the index rows (``rules.indices``) by the one encoder, written by
 ``storage.derived_writer`` on either transport (InfluxDB 1.x ``/write`` or 2.x/3.x), with storage's retry policy.
-A line InfluxDB refuses for good is logged and counted, the others are written.
+A line InfluxDB refuses for good is logged and counted, the others are written. A bad mean of one source (a
+negative concentration, refused by ``rules._means``; or any value the AQI cannot take) is logged once per source and
+point, counted (``refused_means``, ``index_failures``), stored as invalid, and never stops the other sources.
 
 Writing the same period again overwrites it (same measurement, tags and time), so a rerun after a failure or a
 restart is harmless. Missed periods are caught up after a restart (at most ``max_catchup`` hours).
@@ -18,7 +20,7 @@ restart is harmless. Missed periods are caught up after a restart (at most ``max
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -43,6 +45,7 @@ from rules.indices import (
     water_class_line,
     water_station,
 )
+from rules.standards import AqiResult
 from storage import Refusal, Series
 from storage.lineproto import FieldValue
 from storage.means import means_row, minute_query, stored_fields, stored_query
@@ -79,6 +82,8 @@ class Counters:
     invalid: int = 0  # point means stored as invalid
     unclassed: int = 0  # water days or noise hours not judged: the device's tags do not say how (logged)
     refused: int = 0  # rows InfluxDB refused for good (logged; the others written)
+    refused_means: int = 0  # hourly means refused (a negative concentration): stored invalid, logged once
+    index_failures: int = 0  # a source's AQI not computed from its means (logged once per source); others go on
 
 
 class ValidMeans:
@@ -93,6 +98,8 @@ class ValidMeans:
         self.last_day: int | None = None
         self.counters = Counters()
         self._unclassed: set[Tags] = set()
+        self._refused: set[tuple[Tags, str]] = set()  # (source, point) whose refused mean was logged
+        self._index_failed: set[Tags] = set()
 
     # --- persistence -------------------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -148,8 +155,9 @@ class ValidMeans:
                 extra = self._noise(means, tags, start) if spec.measurement == NOISE else {}  # the zone's limit
                 lines.append(means_row(hourly(spec.measurement), tags, means, start, extra))
                 self.counters.invalid += sum(1 for m in means.values() if not m.valid)
+                self._note_refused(spec.measurement, tags, means, start)
                 if spec.measurement == AIR:  # the hourly AQI of the station, from the same valid means
-                    lines.append(aqi_line(AQI_HOURLY, tags, hourly_index(means, start), start))
+                    lines += self._aqi(AQI_HOURLY, tags, means, start, hourly_index)
         await self._write(lines, "valid hourly means")
         self.last_hour = max(self.last_hour or end_ms, end_ms)
         self.counters.hours += 1
@@ -169,8 +177,8 @@ class ValidMeans:
             for tags, means in daily_means(spec, series, start, hours).items():
                 lines.append(means_row(daily(spec.measurement), tags, means, start))
                 self.counters.invalid += sum(1 for m in means.values() if not m.valid)
-                if spec.measurement == AIR:  # the daily AQI (24-h means, O3 daily maximum 8-h mean)
-                    lines.append(aqi_line(AQI_DAILY, tags, daily_index(means, start), start))
+                if spec.measurement == AIR:  # the daily AQI (24-h means, O3 daily maximum 8-h (and 1-h) mean)
+                    lines += self._aqi(AQI_DAILY, tags, means, start, daily_index)
                 if spec.measurement == WATER:  # the day's GB 3838-2002 class from the daily means
                     lines += self._water_class(tags, means, start)
         await self._write(lines, "valid daily means")
@@ -185,6 +193,40 @@ class ValidMeans:
         for refusal in await self.writer.write_lines(lines, what):
             self.counters.refused += 1
             log.error("%s row refused by InfluxDB row=%r reason=%r", what, refusal.line[:300], refusal.reason)
+
+    def _note_refused(self, measurement: str, tags: Tags, means: dict[str, Mean], start: int) -> None:
+        for point, m in means.items():
+            if m.refused is None:
+                continue
+            self.counters.refused_means += 1  # counted every hour; logged once per source and point
+            if (tags, point) not in self._refused:
+                self._refused.add((tags, point))
+                log.warning(
+                    "hourly mean refused measurement=%s source=%s point=%s period_start=%d %s",
+                    measurement,
+                    ",".join(f"{k}={v}" for k, v in tags),
+                    point,
+                    start,
+                    m.refused,
+                )
+
+    def _aqi(
+        self,
+        measurement: str,
+        tags: Tags,
+        means: dict[str, Mean],
+        start: int,
+        index: Callable[[dict[str, Mean], int], AqiResult],
+    ) -> list[str]:
+        """The source's AQI row; a mean the AQI refuses (ValueError) costs this source's row only (logged once)."""
+        try:
+            return [aqi_line(measurement, tags, index(means, start), start)]
+        except ValueError as exc:
+            self.counters.index_failures += 1
+            if tags not in self._index_failed:
+                self._index_failed.add(tags)
+                log.warning("AQI not computed source=%s period_start=%d error=%s", dict(tags), start, exc)
+            return []
 
     def _noise(self, means: dict[str, Mean], tags: Tags, start: int) -> dict[str, FieldValue]:
         try:

@@ -8,7 +8,7 @@ Derived series (written by the rules engine from the raw ones, through the same 
 
 * valid means: ``<measurement>_hourly`` and ``<measurement>_daily``, the source's tags, at the period's start;
   ``P`` the mean, ``P.n`` the count behind it, an invalid period ``P.n``, ``P.q = 2`` and ``P.reason``; the O3
-  daily maximum 8-hour mean is the daily field ``P_8h_max``;
+  daily maximum 8-hour mean is the daily field ``P_8h_max``, its daily maximum 1-hour mean ``P_1h_max``;
 * the air quality index (HJ 633): ``air_quality_aqi_hourly`` / ``_daily`` (fields in ``Aqi``);
 * the daily surface-water class (GB 3838-2002): ``water_quality_class_daily`` (fields in ``WaterClassField``);
 * the noise verdict (GB 3096-2008): extra fields of the ``noise_hourly`` row (``Noise``).
@@ -26,6 +26,7 @@ __all__ = [
     "DAILY",
     "DEVICE",
     "HOURLY",
+    "MAX_1H",
     "MAX_8H",
     "NOISE",
     "NOISE_ZONE_TAG",
@@ -56,6 +57,7 @@ HOURLY: Final = "_hourly"
 DAILY: Final = "_daily"
 COUNT_SUFFIX: Final = ".n"
 MAX_8H: Final = "_8h_max"
+MAX_1H: Final = "_1h_max"  # the daily maximum hourly mean (O3, HJ 633-2012 daily report)
 
 # --- measurements of the derived indices ---------------------------------------------------------------------------
 AIR: Final = "air_quality"
@@ -93,6 +95,7 @@ class Aqi:
     MISSING: Final = "missing"  # comma-separated indicators
     EDITION: Final = "edition"
     IAQI_PREFIX: Final = "iaqi_"  # iaqi_<indicator>
+    CAPPED: Final = "aqi_capped"  # true: an IAQI above its column's top breakpoint was capped at 500 (review it)
 
 
 class WaterClassField:

@@ -64,6 +64,12 @@ class AqiResult:
         return not self.missing
 
     @property
+    def capped(self) -> bool:
+        """An IAQI was above its column's top breakpoint and capped at the top (500): review it (air.md: capping
+        is practice, not the standard; flag it rather than cap silently)."""
+        return any(i.beyond_table for i in self.iaqi)
+
+    @property
     def publishable(self) -> bool:
         # HJ 633-2026 §5.3: with a pollutant missing, publish only when the AQI of the others is above 100
         return self.aqi is not None and (self.complete or self.aqi > 100)
