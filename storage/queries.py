@@ -32,6 +32,7 @@ __all__ = [
     "Col",
     "aqi_history",
     "aqi_latest",
+    "period_rows",
     "device_means",
     "site_newest_aqi",
     "site_newest_water_class",
@@ -186,3 +187,15 @@ async def water_means_of_day(reader: InfluxQuery, *, site: str, device: str, day
     """A water station's daily means of the day that starts at ``day_ms``."""
     terms = [ql.time_at(day_ms), ql.eq(SITE, site), ql.eq(DEVICE, device)]
     return await reader.query(ql.select("*", reader.source(daily(WATER)), terms))
+
+
+# --- reports ---------------------------------------------------------------------------------------------------------
+async def period_rows(
+    reader: InfluxQuery, measurements: Sequence[str], *, start_ms: int, end_ms: int, sites: Sequence[str] | None
+) -> list[Series]:
+    """Every stored row of ``measurements`` (valid means, daily indices) in ``[start_ms, end_ms)``, per site and
+    device; ``sites`` None: every site (an empty list reads nothing)."""
+    if sites is not None and not sites:
+        return []
+    terms = [*ql.time_range(start_ms, end_ms), *([ql.one_of(SITE, sites)] if sites is not None else [])]
+    return await reader.query(ql.select("*", reader.sources(measurements), terms, group_by=BY_DEVICE))
