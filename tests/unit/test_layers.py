@@ -10,8 +10,11 @@ store, and share code only through the packages below them:
     simulators, edge_agent, broker_bridge, rules
                      services                                 telemetry, infra, device_profiles
     alerts           alert lifecycle, store, notification     + rules (the rule and transition types it alerts on)
+    reports          report builders and renderers            telemetry, infra, storage, rules (the standards),
+                                                                alerts (the store, for safety reports)
     api              HTTP API and console                     + alerts (the store the rules service writes),
-                                                                rules (the domain standards it computes with)
+                                                                rules (the domain standards it computes with),
+                                                                reports (the exports it serves)
     lifeline         composition root, the CLI               every product package
     testing          the test and bench harness              + lifeline (the server runners it builds on)
     bench            benchmarks                              + testing
@@ -44,7 +47,8 @@ ALLOWED: dict[str, set[str]] = {
     "broker_bridge": BASE | {"storage"},
     "rules": BASE | {"storage"},
     "alerts": BASE | {"rules"},
-    "api": BASE | {"alerts", "rules", "storage"},
+    "reports": {"telemetry", "infra", "storage", "rules", "alerts"},
+    "api": BASE | {"alerts", "rules", "storage", "reports"},
 }
 PRODUCT = set(ALLOWED) | {"lifeline"}
 ALLOWED["lifeline"] = PRODUCT - {"lifeline"}
