@@ -81,6 +81,8 @@ def derive(
     if profile.derived.maintenance is not None:
         _mark_maintenance(profile.derived.maintenance, out_v, out_q)
     for d in profile.derived.points:
+        if d.name in values:  # sent by the device itself (an HJ 212 station's -ZsRtd / -ZsAvg): kept as sent
+            continue
         try:
             value = _compute(d, tags, out_v, out_q)
         except NotDerived as exc:

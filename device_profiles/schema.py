@@ -352,11 +352,12 @@ HJ212_STATS = ("avg", "min", "max", "total")  # -Avg, -Min, -Max, -Cou (cumulati
 
 
 def hj212_point_name(base: str, *, zs: bool = False, period: str | None = None, stat: str | None = None) -> str:
-    """The point a HJ 212 value goes to: ``so2`` (-Rtd), ``so2_zs`` (-ZsRtd), ``so2_hour_avg`` (-Avg of CN 2061),
-    ``so2_zs_hour_avg`` (-ZsAvg), ``flue_flow_day_total`` (-Cou of CN 2031)."""
+    """The point a HJ 212 value goes to: ``so2`` (-Rtd), ``so2_zs`` (-ZsRtd), ``flue_flow_total`` (-Cou of real-time
+    data, CN 2011), ``so2_hour_avg`` (-Avg of CN 2061), ``so2_zs_hour_avg`` (-ZsAvg), ``flue_flow_day_total`` (-Cou
+    of CN 2031)."""
     name = f"{base}_zs" if zs else base
     if period is None:
-        return name
+        return f"{name}_total" if stat == "total" else name
     if period not in HJ212_PERIODS.values() or stat not in HJ212_STATS:
         raise ValueError(f"unknown HJ 212 period {period!r} or statistic {stat!r}")
     return f"{name}_{period}_{stat}"
@@ -382,6 +383,7 @@ class Hj212Point(_Point):
                 for stat in HJ212_STATS[:3]:
                     out[hj212_point_name(self.name, zs=zs, period=period, stat=stat)] = self.unit
         if self.total_unit is not None:
+            out[hj212_point_name(self.name, stat="total")] = self.total_unit  # -Cou of real-time data (CN 2011)
             for period in HJ212_PERIODS.values():
                 out[hj212_point_name(self.name, period=period, stat="total")] = self.total_unit
         return out
@@ -478,7 +480,10 @@ class Profile(BaseModel):
         measured = self.measured_names()
         known = set(measured)
         for i, d in enumerate(derived.points):
-            if d.name in known:
+            # an HJ 212 station may send a converted value itself (-ZsRtd, -ZsAvg): the derived point of that name
+            # fills in only where the station sent none (device_profiles.derive)
+            sent_zs = self.hj212 is not None and d.o2_corrected is not None and d.name in measured
+            if d.name in known and not sent_zs:
                 raise _problem(f"derived point name {d.name!r} is already used", "derived", "points", i, "name")
             for name in d.inputs:
                 if name not in measured:  # a derived point reads measured points only: no chains, no cycles
@@ -509,14 +514,15 @@ class Profile(BaseModel):
     @property
     def units(self) -> dict[str, str]:
         if self.hj212:
-            return {name: unit for name, unit in self.hj212.units().items() if unit}
+            derived_units = {d.name: d.unit for d in self.derived.points} if self.derived else {}
+            return {name: unit for name, unit in {**self.hj212.units(), **derived_units}.items() if unit}
         points = self.points
         derived = self.derived.points if self.derived else []
         return {p.name: p.unit for p in [*points, *derived] if p.unit}
 
     def point_names(self) -> list[str]:
         """Every point a sample of this profile may carry: the measured ones, then the derived ones."""
-        return self.measured_names() + self.derived_names()
+        return list(dict.fromkeys(self.measured_names() + self.derived_names()))  # HJ 212 -Zs: measured or derived
 
     def derived_names(self) -> list[str]:
         return [d.name for d in self.derived.points] if self.derived else []

@@ -86,7 +86,7 @@ class Ingest:
         self.units: dict[str, dict[str, str]] = {}  # by profile (Profile.units is computed on every call)
         for station in loaded.stations.values():
             assert station.profile.hj212 is not None
-            self.maps.setdefault(station.profile.name, ProfileMap(station.profile.hj212))
+            self.maps.setdefault(station.profile.name, ProfileMap(station.profile.hj212, station.profile))
             self.units.setdefault(station.profile.name, station.profile.units)
         self.splits = Reassembler(cfg.split_timeout_s)
         self.seq: dict[str, int] = {}  # per station MN, from 1 in this run
@@ -151,7 +151,9 @@ class Ingest:
                 raise Refused(Reason.BAD_SPLIT, f"no part of split message QN={packet.qn} gives DataTime")
         assert whole is not None
         assert whole.data_time is not None
-        mapped = self.maps[station.profile.name].to_sample(whole, station.config.utc_offset_h)
+        mapped = self.maps[station.profile.name].to_sample(
+            whole, station.config.utc_offset_h, {**station.profile.tags, **station.config.tags}
+        )
         if mapped.unmapped:
             detail = f"{len(mapped.unmapped)} value(s) not mapped by profile {station.profile.name!r}: " + "; ".join(
                 mapped.unmapped

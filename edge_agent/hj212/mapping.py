@@ -5,6 +5,7 @@ Which value becomes which point (decision 012; names from ``device_profiles.sche
 | command | suffix | point |
 |---|---|---|
 | 2011 real-time | ``-Rtd`` / ``-ZsRtd`` | ``<point>`` / ``<point>_zs`` |
+| same | ``-Cou`` | ``<point>_total`` (profile ``total_unit``) |
 | 2051 minute, 2061 hourly, 2031 daily | ``-Avg``, ``-Min``, ``-Max`` | ``<point>_{minute,hour,day}_{avg,min,max}`` |
 | same | ``-ZsAvg``, ``-ZsMin``, ``-ZsMax`` | ``<point>_zs_{period}_{avg,min,max}`` |
 | same | ``-Cou`` | ``<point>_{period}_total`` (profile ``total_unit``) |
@@ -16,17 +17,31 @@ DataTime is local time of the station (``utc_offset_h``, China +8). The data fla
 value but totals. A code the profile does not map, a suffix that does not belong to the command, or a ``-Zs``/
 ``-Cou`` value of a point that does not declare them, is returned in ``unmapped`` (the server dead-letters it and
 publishes the rest). ``-EFlag`` and ``-SampleTime`` are read and not used (their meaning is marked check).
+
+Derived points (the profile's ``derived``: O2-corrected values and loads, ``device_profiles.derive``, as for a Modbus
+CEMS) are added from the values of the same packet, with the station's tags (``o2_ref``): only those whose measured
+concentration the packet carries (a real-time packet gets ``so2_zs`` and, with the flow, ``so2_load``; an hourly one
+``so2_zs_hour_avg``), and never over a converted value the station sent itself (``-ZsRtd``, ``-ZsAvg``: kept as sent).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from device_profiles.derive import CALIBRATION, MAINTENANCE
-from device_profiles.schema import HJ212_PERIODS, Hj212Point, Hj212Spec, hj212_point_name
+from device_profiles.derive import CALIBRATION, MAINTENANCE, derive
+from device_profiles.schema import (
+    HJ212_PERIODS,
+    Derived,
+    DerivedPoint,
+    Hj212Point,
+    Hj212Spec,
+    Profile,
+    hj212_point_name,
+)
 from edge_agent.hj212.segment import Packet, Reading, parse_time
 from telemetry.models import PointQuality, Quality, Sample, Value
 
@@ -79,12 +94,32 @@ def quality_of(flag: str | None) -> tuple[Quality, str] | None:
 class ProfileMap:
     """One profile's codes, ready for many packets."""
 
-    def __init__(self, spec: Hj212Spec) -> None:
+    def __init__(self, spec: Hj212Spec, profile: Profile | None = None) -> None:
         self.spec = spec
         self.by_code: dict[str, Hj212Point] = spec.by_code()
+        self.profile = profile  # its derived points are added to every sample (``derive_for``)
+        self._derived: dict[tuple[str, ...], Profile] = {}  # the profile with the derived points a packet gets
 
-    def to_sample(self, packet: Packet, utc_offset_h: float) -> Mapped:
-        """The sample of a data packet (CN 2011, 2051, 2061, 2031) whose DataTime is given."""
+    def derive_for(
+        self, values: dict[str, Value], quality: dict[str, PointQuality], tags: Mapping[str, str]
+    ) -> tuple[dict[str, Value], dict[str, PointQuality]]:
+        """``values`` (one packet's) with the derived points whose inputs the packet carries (``_sent_by``)."""
+        if self.profile is None or self.profile.derived is None:
+            return values, quality
+        wanted = tuple(d.name for d in self.profile.derived.points if set(_sent_by(d)) <= values.keys())
+        if not wanted:
+            return values, quality
+        profile = self._derived.get(wanted)
+        if profile is None:
+            points = [d for d in self.profile.derived.points if d.name in wanted]
+            profile = self.profile.model_copy(update={"derived": Derived(points=points)})
+            if len(self._derived) < 1024:  # bounded: subsets of one profile's points
+                self._derived[wanted] = profile
+        return derive(profile, tags, values, quality)
+
+    def to_sample(self, packet: Packet, utc_offset_h: float, tags: Mapping[str, str] | None = None) -> Mapped:
+        """The sample of a data packet (CN 2011, 2051, 2061, 2031) whose DataTime is given; with the profile's
+        derived points when the map has the profile (``tags``: the station's, its ``o2_ref``)."""
         assert packet.cn in DATA_COMMANDS
         assert packet.data_time is not None
         period = HJ212_PERIODS.get(packet.cn)
@@ -118,6 +153,7 @@ class ProfileMap:
                 quality[name] = PointQuality(q=why[0], reason=f"{why[1]}; no value sent")
         if not values:
             return Mapped(None, tuple(unmapped))
+        values, quality = self.derive_for(values, quality, tags or {})
         sample = Sample(ts=data_time_ms(packet.data_time, utc_offset_h), values=values, quality=quality)
         return Mapped(sample, tuple(unmapped))
 
@@ -132,8 +168,12 @@ class ProfileMap:
         if zs and not point.zs:
             return f"point {point.name!r} does not declare converted (-Zs) values"
         if period is None:
+            if base == "Cou" and not zs:
+                if point.total_unit is None:
+                    return f"point {point.name!r} does not declare a total (total_unit)"
+                return point, hj212_point_name(point.name, stat="total"), True
             if base != "Rtd":
-                return "not a real-time value (CN 2011 carries -Rtd and -ZsRtd)"
+                return "not a real-time value (CN 2011 carries -Rtd, -ZsRtd and -Cou)"
             return point, hj212_point_name(point.name, zs=zs), False
         if base == "Cou" and not zs:
             if point.total_unit is None:
@@ -142,6 +182,15 @@ class ProfileMap:
         if base not in _STATS:
             return f"not a {period} statistic (-Avg, -Min, -Max, -Cou and their -Zs forms)"
         return point, hj212_point_name(point.name, zs=zs, period=period, stat=_STATS[base]), False
+
+
+def _sent_by(d: DerivedPoint) -> tuple[str, ...]:
+    """What a packet must carry for the derived point: its concentration, and for a load the flow (a packet without
+    O2 gets the O2-corrected value as bad, with the reason: the permit compares the corrected value)."""
+    if d.load is not None:
+        return d.load.of, d.load.flow
+    assert d.o2_corrected is not None
+    return (d.o2_corrected.of,)
 
 
 def _value(point: Hj212Point, reading: Reading, total: bool) -> tuple[Value, PointQuality | None]:
