@@ -272,12 +272,12 @@ def _longest_movement_s(sites: dict[str, LoadedSite]) -> float:
     return max(timeouts, default=120.0)
 
 
-def _district(scenario: Scenario) -> DistrictConfig:
-    """The console overview's layout: each simulated site's title, river, area and place along the river."""
-    return DistrictConfig(
-        title=scenario.title or scenario.name,
-        sites={s.site: DistrictSite(title=s.title, river=s.river, area=s.area, km=s.km) for s in scenario.sites},
-    )
+def _district(scenario: Scenario, sources: Sequence[str] = ()) -> DistrictConfig:
+    """The console overview's layout: each simulated site's title, river, area and place along the river, and the
+    sites of the HJ 212 stations (``sources``: pollution sources off the rivers)."""
+    sites = {s.site: DistrictSite(title=s.title, river=s.river, area=s.area, km=s.km) for s in scenario.sites}
+    sites.update({site: DistrictSite(title="Pollution sources (HJ 212 stations)") for site in sources})
+    return DistrictConfig(title=scenario.title or scenario.name, sites=sites)
 
 
 def _api_config(
@@ -287,15 +287,17 @@ def _api_config(
     keys_dir: Path,
     scenario: Scenario | None = None,
     deploy: DeploymentSpec | None = None,
+    sources: Sequence[str] = (),
 ) -> Path:
     """The API's config: the deployment's areas and rule packs (the same the engines run), and each gate's limits
-    from its edge site file."""
+    from its edge site file. ``sources`` are the sites of the HJ 212 stations: in the areas like any site (their
+    readings are read by area), with no keys and no gates (no edge agent runs for them)."""
     deploy = deploy or DeploymentSpec()
     sites = {site: load_site(path) for site, path in site_files.items()}  # the edge's own loader
     influx = stack.influx_as("api")
     keys = {site: SiteKeyFiles.of(keys_dir, site) for site in sorted(sites)}
     config = ApiConfig(
-        areas=deploy.areas_of(sorted(sites)),  # a site in no area is its own (the alert manager's too)
+        areas=deploy.areas_of(sorted({*sites, *sources})),  # a site in no area is its own (the alert manager's too)
         rules=ApiRules(paths=[p.resolve() for p in deploy.rule_packs]),  # what the engines run
         listen=ApiListen(host="127.0.0.1", port=stack.api_port),
         broker=stack.account("api"),
@@ -311,7 +313,7 @@ def _api_config(
         store=StoreConfig(url=f"sqlite:///{(data_dir / 'alerts.db').resolve()}"),
         # a command's final result may take as long as the slowest gate's movement time-out at the edge
         gates=GatesConfig(edge_timeout_s=_longest_movement_s(sites) + 30, devices=_gate_limits(sites)),
-        district=_district(scenario) if scenario is not None else DistrictConfig(),
+        district=_district(scenario, sources) if scenario is not None else DistrictConfig(),
     )
     return _write_config(data_dir / "api.yaml", config)
 
@@ -399,7 +401,7 @@ async def _run(deploy: DeploymentSpec, stack: Stack, duration: float | None) -> 
         children[:0] = services
         hj212_child, fleet = _hj212(data_dir, stack, scenario.name)
         children.append(hj212_child)
-        api_yaml = _api_config(data_dir, stack, paths, keys_dir, scenario, deploy)
+        api_yaml = _api_config(data_dir, stack, paths, keys_dir, scenario, deploy, [hj212_site(scenario.name)])
         password_file = data_dir / "api" / "admin-password"
         api_argv = [
             sys.executable,

@@ -230,3 +230,20 @@ def test_the_api_shows_the_rule_packs_the_engines_run(tmp_path: Path, stack: Sta
     api = load_api_config(_api_config(tmp_path, stack, {SITE: site_file}, keys, deploy=deploy))
     assert rules.rules.packs == api.rules.paths == [pack.resolve()]
     assert rules.alerts.areas == api.areas == {"north": [SITE]}  # one place for the areas too
+
+
+def test_the_hj212_stations_site_is_in_the_areas_of_the_api_and_the_alerts(tmp_path: Path, stack: Stack) -> None:
+    sources = hj212_site("demo")
+    deploy = DeploymentSpec(data_dir=tmp_path, areas={"wusong": [SITE, sources]})
+    deploy.check_sites([SITE, sources])  # an area may name the HJ 212 stations' site
+    site_file = _site_file(tmp_path / "sites")
+    keys = tmp_path / "keys"
+    create_site_keys(keys, [SITE])
+    _add_local_settings(SITE, site_file, tmp_path / "edge" / SITE, stack, keys)
+    rules = load_rules_service_config(_rules_config(tmp_path, stack, deploy, 9102, [SITE, sources]))
+    api = load_api_config(_api_config(tmp_path, stack, {SITE: site_file}, keys, deploy=deploy, sources=[sources]))
+    assert rules.alerts.areas == api.areas == {"wusong": [SITE, sources]}
+    assert api.area_of(sources) == "wusong"
+    assert set(api.site_keys) == {SITE}  # no edge agent, no commands: no keys
+    alone = load_api_config(_api_config(tmp_path, stack, {SITE: site_file}, keys, sources=[sources]))
+    assert alone.areas == {SITE: [SITE], sources: [sources]}  # in no area: its own, as every site
