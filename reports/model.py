@@ -40,11 +40,15 @@ class ReportPeriod:
         if m is None:
             raise ValueError(f"date {text!r}: give YYYY-MM-DD (day) or YYYY-MM (month)")
         year, month, day = int(m[1]), int(m[2]), m[3]
-        if kind == "day":
-            if day is None:
-                raise ValueError(f"date {text!r}: a daily report needs YYYY-MM-DD")
-            return cls("day", date(year, month, int(day)))
-        return cls("month", date(year, month, 1))
+        if kind == "day" and day is None:
+            raise ValueError(f"date {text!r}: a daily report needs YYYY-MM-DD")
+        try:
+            first = date(year, month, int(day) if kind == "day" and day else 1)
+            if day is not None:
+                date(year, month, int(day))  # a month given by one of its dates: the date must exist
+        except ValueError as exc:
+            raise ValueError(f"date {text!r}: {exc}") from exc
+        return cls(kind, first)
 
     @property
     def last_day(self) -> date:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
-
 import pytest
 
 from reports import (
@@ -47,9 +45,13 @@ def test_period_is_a_beijing_natural_day_or_month(kind: str, text: str, start_ut
     assert p.end_ms - p.start_ms == hours * H
 
 
-@pytest.mark.parametrize(("kind", "text"), [("day", "2026-03"), ("month", "March"), ("day", "2026-13-01")])
+@pytest.mark.parametrize(
+    ("kind", "text"),
+    [("day", "2026-03"), ("month", "March"), ("day", "2026-13-01"), ("month", "2026-02-30")],
+    ids=["day-without-day", "words", "month-13", "no-such-date"],
+)
 def test_period_refuses_a_bad_date(kind: str, text: str) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=f"date {text!r}"):
         ReportPeriod.parse(kind, text)  # type: ignore[arg-type]
 
 

@@ -8,7 +8,6 @@ import io
 import shutil
 import subprocess
 
-import pytest
 from openpyxl import load_workbook
 
 from reports import AqiDay, Report, ReportPeriod, air_report, render
@@ -24,6 +23,11 @@ def _report() -> Report:
         AqiDay("city", "air1", MONTH.start_ms + DAY_MS, 135, 3, "轻度污染", ("pm25",), (), "HJ 633-2026"),
     ]
     return air_report(MONTH, days, scope="区域 east", generated_ms=MONTH.start_ms)
+
+
+def pdf_text(data: bytes) -> str:
+    assert shutil.which("pdftotext"), "pdftotext is missing: scripts/setup installs it (Debian poppler-utils)"
+    return subprocess.run(["pdftotext", "-", "-"], input=data, capture_output=True, check=True).stdout.decode()
 
 
 def test_csv_has_the_header_totals_and_rows() -> None:
@@ -53,9 +57,7 @@ def test_pdf_is_a_pdf_with_the_chinese_heading() -> None:
     data = render(_report(), "pdf")
     assert data.startswith(b"%PDF-")
     assert data.rstrip().endswith(b"%%EOF")
-    if shutil.which("pdftotext") is None:
-        pytest.skip("pdftotext (poppler-utils) is not installed: the text check needs it")
-    text = subprocess.run(["pdftotext", "-", "-"], input=data, capture_output=True, check=True).stdout.decode()
+    text = pdf_text(data)
     for expected in ("环境空气质量月报", "HJ 633-2026", "北京时间", "轻度污染", "优良天数比例"):
         assert expected in text
 
@@ -70,7 +72,5 @@ def test_pdf_of_a_long_table_is_cut_to_a_printable_size() -> None:
     assert len(report.table("days").rows) == 2480 > PDF_MAX_ROWS
     data = render(report, "pdf")
     assert data.startswith(b"%PDF-")
-    if shutil.which("pdftotext") is None:
-        pytest.skip("pdftotext (poppler-utils) is not installed: the text check needs it")
-    text = subprocess.run(["pdftotext", "-", "-"], input=data, capture_output=True, check=True).stdout.decode()
+    text = pdf_text(data)
     assert f"共 2480 行, 此处列出前 {PDF_MAX_ROWS} 行" in text
