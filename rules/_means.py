@@ -27,7 +27,9 @@ must not enter averages). Storage (docs/decisions/004): a good sample has no ``<
 Stored (``storage.means``) as ``<measurement>_hourly`` and ``<measurement>_daily``: the (rounded) mean and the
 count behind it (valid minutes, valid hours), or for an invalid period the count and the reason. The O3 daily
 maximum 8-hour mean is the daily field ``<point>_8h_max`` (with its count the valid 8-hour means), the daily
-maximum 1-hour mean the daily field ``<point>_1h_max`` (its count the valid hourly means).
+maximum 1-hour mean the daily field ``<point>_1h_max`` (its count the valid hourly means). A sound level
+(``average: energy``, noise) is an energy mean at every step (GB 3096-2008: minute, hour, day), and its daily row adds
+the day level ``<point>_ld`` and the night level ``<point>_ln``.
 """
 
 from __future__ import annotations
@@ -37,13 +39,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from rules.standards.noise import day_hours, energy_mean
 from storage.means import count_alias, sum_alias
 from storage.reader import Series
-from storage.schema import MAX_1H, MAX_8H
+from storage.schema import LD, LN, MAX_1H, MAX_8H
 
 MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
@@ -65,6 +68,11 @@ class PointMeans(_Strict):
         "compared; none: not rounded",
     )
     max_8h: bool = Field(default=False, description="also the daily maximum of the 8-hour moving means (O3)")
+    average: Literal["arithmetic", "energy"] = Field(
+        default="arithmetic",
+        description="energy: sound levels in dB, averaged as 10·log10(mean(10^(L/10))) at every step (minute, hour, "
+        "day) and with the day (Ld) and night (Ln) levels stored too (GB 3096-2008, shared standards/noise.md)",
+    )
     max_1h: bool = Field(default=False, description="also the daily maximum of the hourly means (O3, HJ 633-2012)")
 
 
@@ -129,12 +137,28 @@ def refuse_negative(mean: Mean) -> Mean:
     return Mean(None, mean.count, mean.need, mean.unit, mean.of, refused=f"negative mean {mean.value:g} refused")
 
 
-def mean_of(values: Sequence[float | None], need: int, unit: str, decimals: int | None = None) -> Mean:
-    """The mean of the values that are there, if at least ``need`` are; rounded to ``decimals``."""
+def mean_of(
+    values: Sequence[float | None], need: int, unit: str, decimals: int | None = None, energy: bool = False
+) -> Mean:
+    """The mean of the values that are there, if at least ``need`` are; rounded to ``decimals``. ``energy``: the
+    energy mean of levels in dB (``rules.standards.noise.energy_mean``)."""
     valid = [v for v in values if v is not None]
     if len(valid) < need or not valid:
         return Mean(None, len(valid), need, unit, len(values))
-    return Mean(round_half_even(math.fsum(valid) / len(valid), decimals), len(valid), need, unit, len(values))
+    value = energy_mean(valid) if energy else math.fsum(valid) / len(valid)
+    return Mean(round_half_even(value, decimals), len(valid), need, unit, len(values))
+
+
+def day_night_means(hourly: Sequence[float | None], spec: MeasurementMeans, p: PointMeans) -> dict[str, Mean]:
+    """Ld and Ln (``<point>_ld``, ``<point>_ln``) of a natural day's hourly levels (index = local hour): the energy
+    means of the day hours (06:00-22:00) and of the day's night hours (00:00-06:00 and 22:00-24:00: the night is
+    split at midnight, check), each valid with ``min_hours`` scaled to its share of the 24 hours (check)."""
+    day = day_hours()
+    parts = {LD: [h for i, h in enumerate(hourly) if i in day], LN: [h for i, h in enumerate(hourly) if i not in day]}
+    return {
+        p.point + suffix: mean_of(hours, math.ceil(spec.min_hours * len(hours) / 24), "hourly means", p.decimals, True)
+        for suffix, hours in parts.items()
+    }
 
 
 def moving_8h(hourly: Sequence[float | None], need: int, decimals: int | None = None) -> list[Mean]:
@@ -171,7 +195,9 @@ def tags_of(series: Series) -> Tags:
 
 
 def minute_means(spec: MeasurementMeans, series: Iterable[Series]) -> dict[Tags, dict[str, dict[int, float]]]:
-    """Per source, per point: the mean of the good samples of each minute (by minute start, ms) that has any."""
+    """Per source, per point: the mean of the good samples of each minute (by minute start, ms) that has any. An
+    ``energy`` point's sums are of 10^(L/10) (``storage.means.minute_query``): its minute mean is a level again."""
+    energy = set(energy_points(spec))
     sums: dict[Tags, dict[str, dict[int, list[float]]]] = {}
     for s in series:
         by_point = sums.setdefault(tags_of(s), {})
@@ -189,10 +215,19 @@ def minute_means(spec: MeasurementMeans, series: Iterable[Series]) -> dict[Tags,
     out: dict[Tags, dict[str, dict[int, float]]] = {}
     for tags, by_point in sums.items():
         out[tags] = {
-            point: {t: total / n for t, (total, n) in minutes.items() if n >= 0.5}
+            point: {
+                t: 10 * math.log10(total / n) if point in energy else total / n
+                for t, (total, n) in minutes.items()
+                if n >= 0.5 and (total > 0 or point not in energy)
+            }
             for point, minutes in by_point.items()
         }
     return out
+
+
+def energy_points(spec: MeasurementMeans) -> list[str]:
+    """The points averaged as sound levels (``average: energy``), for ``storage.means.minute_query``."""
+    return [p.point for p in spec.points if p.average == "energy"]
 
 
 def _num(v: object) -> float:
@@ -207,7 +242,7 @@ def hourly_means(spec: MeasurementMeans, series: Iterable[Series]) -> dict[Tags,
         for p in spec.points:
             minutes = list(by_point.get(p.point, {}).values())
             padded: list[float | None] = [*minutes, *([None] * max(0, 60 - len(minutes)))]
-            mean = mean_of(padded, spec.min_minutes, "minutes", p.decimals)
+            mean = mean_of(padded, spec.min_minutes, "minutes", p.decimals, p.average == "energy")
             row[p.point] = refuse_negative(mean) if spec.non_negative else mean
         out[tags] = row
     return out
@@ -232,7 +267,9 @@ def daily_means(
     for tags, grid in hourly.items():
         row_out: dict[str, Mean] = {}
         for p in spec.points:
-            row_out[p.point] = mean_of(grid[p.point], spec.min_hours, "hourly means", p.decimals)
+            row_out[p.point] = mean_of(grid[p.point], spec.min_hours, "hourly means", p.decimals, p.average == "energy")
+            if p.average == "energy":
+                row_out |= day_night_means(grid[p.point], spec, p)
             if p.max_8h:
                 row_out[p.point + MAX_8H] = daily_max_8h(grid[p.point], spec, p.decimals)
             if p.max_1h:

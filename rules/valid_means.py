@@ -32,6 +32,7 @@ from rules._means import (
     MeansConfig,
     Tags,
     daily_means,
+    energy_points,
     hourly_means,
 )
 from rules._windows import HOUR_MS, period_bounds
@@ -147,7 +148,8 @@ class ValidMeans:
         lines: list[str] = []
         for spec in self.config.measurements:
             points = [p.point for p in spec.points]
-            influxql = minute_query(spec.measurement, points, start, end_ms, self.query.retention_policy)
+            rp, energy = self.query.retention_policy, energy_points(spec)  # sound levels: summed as energy
+            influxql = minute_query(spec.measurement, points, start, end_ms, rp, energy)
             series = await self.query.query(influxql)
             for tags, means in hourly_means(spec, series).items():
                 if all(m.count == 0 for m in means.values()):

@@ -8,7 +8,7 @@ Stored as ``<measurement>_hourly`` / ``_daily`` (``storage.schema``) with the so
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Protocol
 
 from storage import influxql as ql
@@ -44,11 +44,18 @@ def count_alias(point: str, uncertain: bool = False) -> str:
 
 
 def minute_query(
-    measurement: str, points: Sequence[str], start_ms: int, end_ms: int, retention_policy: str | None = None
+    measurement: str,
+    points: Sequence[str],
+    start_ms: int,
+    end_ms: int,
+    retention_policy: str | None = None,
+    energy: Collection[str] = (),
 ) -> str:
     """Per source (every tag) and minute of ``[start_ms, end_ms)``: sum and count of each point, and of its
     uncertain samples (to subtract: InfluxQL 1.x cannot select rows whose ``.q`` field is absent, and a bad sample
-    has no value to count). The uncertain rows come back as series of their own, told apart by their aliases."""
+    has no value to count). The uncertain rows come back as series of their own, told apart by their aliases.
+    A point in ``energy`` (a sound level in dB) is summed as its energy ``10^(L/10)``, through a subquery (InfluxQL
+    1.x aggregates no expression), under the same aliases."""
     source = ql.source(measurement, retention_policy)
     span = ql.time_range(start_ms, end_ms)
 
@@ -61,9 +68,23 @@ def minute_query(
     def per_minute(columns: list[str], terms: list[str]) -> str:
         return ql.select(columns, source, terms, group_by="*", every_ms=60_000, fill_none=True)
 
-    out = [per_minute([c for p in points for c in sum_count(p, False)], span)]
-    out += [per_minute(sum_count(p, True), [*span, ql.compare(p + QUALITY_SUFFIX, "=", 1)]) for p in points]
+    def energy_per_minute(point: str, uncertain: bool) -> str:
+        terms = [*span, ql.compare(point + QUALITY_SUFFIX, "=", 1)] if uncertain else span
+        inner = ql.select([f"pow(10, {ql.ident(point)} / 10) AS {ql.ident(_ENERGY)}"], source, terms, group_by="*")
+        columns = [
+            ql.call("sum", _ENERGY, sum_alias(point, uncertain)),
+            ql.call("count", _ENERGY, count_alias(point, uncertain)),
+        ]
+        return ql.select(columns, f"({inner})", span, group_by="*", every_ms=60_000, fill_none=True)
+
+    plain = [p for p in points if p not in energy]
+    out = [per_minute([c for p in plain for c in sum_count(p, False)], span)] if plain else []
+    out += [per_minute(sum_count(p, True), [*span, ql.compare(p + QUALITY_SUFFIX, "=", 1)]) for p in plain]
+    out += [energy_per_minute(p, uncertain) for p in points if p in energy for uncertain in (False, True)]
     return ql.statements(out)
+
+
+_ENERGY = "energy"  # the subquery's column of a sound level's energy
 
 
 def stored_fields(points: Iterable[str]) -> list[str]:

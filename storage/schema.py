@@ -26,6 +26,8 @@ __all__ = [
     "DAILY",
     "DEVICE",
     "HOURLY",
+    "LD",
+    "LN",
     "MAX_1H",
     "MAX_8H",
     "NOISE",
@@ -58,6 +60,8 @@ DAILY: Final = "_daily"
 COUNT_SUFFIX: Final = ".n"
 MAX_8H: Final = "_8h_max"
 MAX_1H: Final = "_1h_max"  # the daily maximum hourly mean (O3, HJ 633-2012 daily report)
+LD: Final = "_ld"  # a sound level's day level Ld (energy mean of the day hours, GB 3096-2008), a daily field
+LN: Final = "_ln"  # its night level Ln (energy mean of the night hours), a daily field
 
 # --- measurements of the derived indices ---------------------------------------------------------------------------
 AIR: Final = "air_quality"

@@ -8,12 +8,17 @@ text before release, and add them to the facts files).
   set other hours, so they are parameters here.
 - §5.4: at night a sudden (突发) noise's maximum level may exceed the zone's limit by at most 15 dB(A) (check).
 - A level equal to the limit meets it (the limit is a maximum).
+- Levels over a period are energy means, never arithmetic means of decibels (shared standards/noise.md):
+  ``L = 10·log10((1/T)·Σ tᵢ·10^(0.1·Lᵢ))``; half an hour at 50 dB(A) and half at 70 is 67.0, not 60. The hourly
+  Leq, the day level Ld (the day hours) and the night level Ln (the night hours) are such means (``energy_mean``);
+  the day-night level ``Ldn = 10·log10((16·10^(0.1·Ld) + 8·10^(0.1·(Ln + 10)))/24)`` (``day_night_level``).
 Time is local Asia/Shanghai: an aware datetime is converted, a bare ``time`` is taken as local wall-clock time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time
 from decimal import Decimal
@@ -62,6 +67,7 @@ GB3096_2008: Mapping[NoiseZone, ZoneLimits] = MappingProxyType(
 DAY_START = time(6, 0)  # GB 3096-2008 §3: 昼间 06:00-22:00
 NIGHT_START = time(22, 0)  # GB 3096-2008 §3: 夜间 22:00-06:00
 NIGHT_LMAX_MARGIN_DB = Decimal(15)  # GB 3096-2008 §5.4: night Lmax at most limit + 15 dB(A) (check)
+NIGHT_PENALTY_DB = 10.0  # Ldn: night levels weighted +10 dB (noise.md)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,3 +137,37 @@ def noise_verdict(
         lmax_limit = limit + NIGHT_LMAX_MARGIN_DB
         return NoiseVerdict(z, period, limit, level, exceeded, verdict.excess_db, lmax_limit, lmax, lmax > lmax_limit)
     return verdict
+
+
+def energy_mean(levels: Sequence[float], weights: Sequence[float] | None = None) -> float:
+    """The energy mean of sound levels in dB: ``10·log10(Σ wᵢ·10^(0.1·Lᵢ) / Σ wᵢ)`` (equal weights by default; a
+    weight is a duration). Not rounded. ValueError on no levels, a non-finite level or a weight below 0."""
+    if not levels:
+        raise ValueError("no levels to average")
+    w = [1.0] * len(levels) if weights is None else [float(x) for x in weights]
+    if len(w) != len(levels):
+        raise ValueError(f"{len(levels)} levels but {len(w)} weights")
+    if any(not math.isfinite(x) or x < 0 for x in w) or math.fsum(w) <= 0:
+        raise ValueError("weights must be finite, at least 0 and not all 0")
+    if any(not math.isfinite(v) for v in levels):
+        raise ValueError("a level is not a finite number")
+    top = max(levels)  # factored out: 10^(0.1·L) stays within a float for any level
+    total = math.fsum(wi * 10 ** ((v - top) / 10) for v, wi in zip(levels, w, strict=True))
+    return top + 10 * math.log10(total / math.fsum(w))
+
+
+def day_hours(day_start: time = DAY_START, night_start: time = NIGHT_START) -> range:
+    """The local hours (0-23) of the day period, for whole-hour day and night starts (06:00-22:00: 6..21)."""
+    if day_start.minute or night_start.minute or day_start.second or night_start.second:
+        raise ValueError("day and night must start on the hour to split hourly levels")
+    if not day_start < night_start:
+        raise ValueError(f"day start {day_start} must be before night start {night_start}")
+    return range(day_start.hour, night_start.hour)
+
+
+def day_night_level(
+    ld_db: float, ln_db: float, *, day_start: time = DAY_START, night_start: time = NIGHT_START
+) -> float:
+    """Ldn (noise.md): the day level and the night level + 10 dB, energy-weighted by their hours. Not rounded."""
+    day = len(day_hours(day_start, night_start))
+    return energy_mean([ld_db, ln_db + NIGHT_PENALTY_DB], [day, 24 - day])

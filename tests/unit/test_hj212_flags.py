@@ -127,9 +127,7 @@ def test_calibration_values_are_stored_uncertain_and_left_out_of_the_hourly_mean
     # the means job subtracts the uncertain rows (storage.means.minute_query): 50 good minutes at 40, 10 of span gas
     spec = MeasurementMeans(measurement="flue_gas", points=[{"point": "nox"}])
     tags = {"site": "plant1", "device": "u1"}
-    main: list[list[object]] = [[i * MINUTE, 40.0, 1] for i in range(50)] + [
-        [i * MINUTE, 480.0, 1] for i in range(50, 60)
-    ]
+    main: list[list[object]] = [[i * MINUTE, 40.0 if i < 50 else 480.0, 1] for i in range(60)]
     uncertain: list[list[object]] = [[i * MINUTE, 480.0, 1] for i in range(50, 60)]
     series = [
         Series("flue_gas", tags, ["time", "s_nox", "n_nox"], main),

@@ -1,15 +1,17 @@
 """Environmental noise limits by GB 3096-2008 (rules.standards.noise): every zone's day and night limit at the
 period edges (05:59, 06:00, 21:59, 22:00 local), a level equal to the limit, Asia/Shanghai conversion, the night
-Lmax rule, and locally set hours."""
+Lmax rule, and locally set hours; energy means (Leq, Ld, Ln) and Ldn."""
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, time, timedelta, timezone
 from decimal import Decimal
 
 import pytest
 
 from rules.standards import DayPeriod, NoiseZone, noise_limit, noise_verdict, period_of
+from rules.standards.noise import day_hours, day_night_level, energy_mean
 
 CST = timezone(timedelta(hours=8))
 # GB 3096-2008 Table 1 as used (day, night) dB(A)
@@ -99,3 +101,44 @@ def test_local_government_hours() -> None:
 def test_unknown_zone_is_refused() -> None:
     with pytest.raises(ValueError, match="'5' is not a valid NoiseZone"):
         noise_limit("5", time(12))
+
+
+# --- energy means (noise.md: levels over a period are energy means, never arithmetic means of decibels) ----------
+@pytest.mark.parametrize(
+    ("levels", "weights", "expected"),
+    [
+        pytest.param([50.0, 70.0], None, 67.03, id="half-50-half-70"),
+        pytest.param([60.0] * 5, None, 60.0, id="steady"),
+        pytest.param([80.0, 0.0], None, 76.99, id="one-loud-half"),
+        pytest.param([50.0, 70.0], [45, 15], 64.11, id="time-weighted"),
+        pytest.param([70.0, 50.0], [0, 1], 50.0, id="zero-weight"),
+        pytest.param([140.0, 140.0], None, 140.0, id="no-overflow-at-the-top"),
+        pytest.param([-10.0], None, -10.0, id="single"),
+    ],
+)
+def test_energy_mean(levels: list[float], weights: list[float] | None, expected: float) -> None:
+    assert energy_mean(levels, weights) == pytest.approx(expected, abs=0.005)
+
+
+@pytest.mark.parametrize(
+    ("levels", "weights"),
+    [([], None), ([50.0], [1, 2]), ([50.0], [-1]), ([50.0], [0]), ([math.nan], None), ([50.0], [math.inf])],
+)
+def test_energy_mean_refuses(levels: list[float], weights: list[float] | None) -> None:
+    with pytest.raises(ValueError, match=r"level|weight"):
+        energy_mean(levels, weights)
+
+
+@pytest.mark.parametrize(
+    ("ld", "ln", "expected"),
+    [(60.0, 50.0, 60.0 + 10 * math.log10((16 + 8) / 24)), (55.0, 45.0, 55.0), (60.0, 60.0, 66.02)],
+)
+def test_day_night_level(ld: float, ln: float, expected: float) -> None:
+    assert day_night_level(ld, ln) == pytest.approx(expected, abs=0.005)
+
+
+def test_day_hours() -> None:
+    assert list(day_hours()) == list(range(6, 22))
+    assert list(day_hours(time(7), time(23))) == list(range(7, 23))
+    with pytest.raises(ValueError, match="on the hour"):
+        day_hours(time(6, 30))
