@@ -112,6 +112,13 @@ def _mean_rows(
     return tuple(out)
 
 
+def _pollutants(permit: Permit | None, points: set[str]) -> list[str]:
+    """A permit's pollutants; without one, every point's base name (``so2`` for ``so2``, ``so2_zs``, ``so2_load``)."""
+    if permit is not None:
+        return sorted(permit.limits)
+    return sorted({p.removesuffix(ZS_SUFFIX).removesuffix(LOAD_SUFFIX) for p in points})
+
+
 def _summary(
     hourly: Sequence[MeanRow], daily: Sequence[MeanRow], permits: Mapping[tuple[str, str], Permit], hours: int
 ) -> tuple[list[tuple[Cell, ...]], dict[str, int | float]]:
@@ -123,22 +130,29 @@ def _summary(
         days_by_source[(r.site, r.device)].append(r)
     out: list[tuple[Cell, ...]] = []
     totals: dict[str, int | float] = {"exceed_hours": 0, "exceed_days": 0, "valid_hours": 0, "judged_hours": 0}
-    for key in sorted(set(by_source) | set(days_by_source) | set(permits)):
+    for key in sorted(set(by_source) | set(days_by_source)):
         permit = permits.get(key)
-        if permit is None:
-            continue
         rows, days = by_source.get(key, []), days_by_source.get(key, [])
-        points = {p for r in rows for p in (*r.values, *r.invalid)}
-        for pollutant in sorted(permit.limits):
-            point = _judged_point(pollutant, permit, points)
-            values = [r.values[point] for r in rows if point in r.values]
-            over_h = sum(bool(_exceeded(permit, pollutant, Basis.HOURLY_MEAN, v)) for v in values)
-            over_d = sum(
-                bool(_exceeded(permit, pollutant, Basis.DAILY_MEAN, r.values[point])) for r in days if point in r.values
+        points = {p for r in (*rows, *days) for p in (*r.values, *r.invalid)}
+        for pollutant in _pollutants(permit, points):
+            zs = pollutant + ZS_SUFFIX
+            point = (
+                _judged_point(pollutant, permit, points) if permit is not None else (zs if zs in points else pollutant)
             )
+            if point not in points:
+                continue  # not monitored online (a permit's Hg, say): nothing to report, no capture to count
+            values = [r.values[point] for r in rows if point in r.values]
+            over_h = over_d = None
+            if permit is not None:
+                over_h = sum(bool(_exceeded(permit, pollutant, Basis.HOURLY_MEAN, v)) for v in values)
+                over_d = sum(
+                    bool(_exceeded(permit, pollutant, Basis.DAILY_MEAN, r.values[point]))
+                    for r in days
+                    if point in r.values
+                )
             loads = [r.values[pollutant + LOAD_SUFFIX] for r in rows if pollutant + LOAD_SUFFIX in r.values]
-            totals["exceed_hours"] += over_h
-            totals["exceed_days"] += over_d
+            totals["exceed_hours"] += over_h or 0
+            totals["exceed_days"] += over_d or 0
             totals["valid_hours"] += len(values)
             totals["judged_hours"] += hours
             out.append(
@@ -147,8 +161,8 @@ def _summary(
                     key[1],
                     pollutant,
                     point,
-                    _limit_text(permit, pollutant, Basis.HOURLY_MEAN),
-                    _limit_text(permit, pollutant, Basis.DAILY_MEAN),
+                    _limit_text(permit, pollutant, Basis.HOURLY_MEAN) if permit else "无许可",
+                    _limit_text(permit, pollutant, Basis.DAILY_MEAN) if permit else None,
                     len(values),
                     share(len(values), hours),
                     over_h,
@@ -170,12 +184,13 @@ def source_report(
     scope: str,
     generated_ms: int,
 ) -> Report:
-    """The pollution-source report of ``period`` from the stored valid means of the sources in ``permits``.
+    """The pollution-source report of ``period`` from the stored valid means of every source in the rows.
 
-    Rows outside the period or of a source without a permit are left out (a source report judges against a permit).
+    A source with a permit in ``permits`` is judged against it; one without is reported (means, capture, totals)
+    with its limits shown as "无许可" and no exceedance counted. Rows outside the period are left out.
     """
-    inside = [r for r in hourly if period.start_ms <= r.time_ms < period.end_ms and (r.site, r.device) in permits]
-    days = [r for r in daily if period.start_ms <= r.time_ms < period.end_ms and (r.site, r.device) in permits]
+    inside = [r for r in hourly if period.start_ms <= r.time_ms < period.end_ms]
+    days = [r for r in daily if period.start_ms <= r.time_ms < period.end_ms]
     summary, t = _summary(inside, days, permits, period.hours)
     bases = sorted({p.basis for p in permits.values()})
     tables = (
@@ -184,7 +199,10 @@ def source_report(
         Table("daily", "日有效均值", _MEANS, _mean_rows(days, permits, Basis.DAILY_MEAN, False)),
     )
     totals = (
-        Total("sources", "排放源数", len(permits)),
+        Total("sources", "排放源数", len({(r.site, r.device) for r in (*inside, *days)})),
+        Total(
+            "unpermitted", "无许可数据的排放源数", len({(r.site, r.device) for r in (*inside, *days)} - set(permits))
+        ),
         Total("exceed_hours", "超标小时数合计", int(t["exceed_hours"])),
         Total("exceed_days", "超标天数合计", int(t["exceed_days"])),
         Total("capture_pct", "数据有效率(%)", share(int(t["valid_hours"]), int(t["judged_hours"]))),

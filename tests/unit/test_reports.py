@@ -59,6 +59,7 @@ def _permit(site: str = "plant1", device: str = "cems1") -> Permit:
     limits = {
         "so2": PollutantLimit(hourly_mean=35, daily_mean=30),
         "nox": PollutantLimit(hourly_mean=50),
+        "hg": PollutantLimit(hourly_mean=0.03),
     }
     return Permit(site, device, "coal_power_ultra_low", "unit 1", "环发〔2015〕164号", "flue_gas", 6.0, limits)
 
@@ -72,7 +73,7 @@ def _source() -> tuple[list[MeanRow], list[MeanRow]]:
         ),
         MeanRow("plant1", "cems1", D0 + 3 * H, {"so2_zs": 35.0, "so2_load": 1.25}),
         MeanRow("plant1", "cems1", D0 + 24 * H, {"so2_zs": 99.0, "so2_load": 100.0}),  # the next day: left out
-        MeanRow("other", "cems9", D0, {"so2_zs": 99.0}),  # no permit: left out
+        MeanRow("other", "cems9", D0, {"so2_zs": 99.0}),  # no permit: reported, not judged
     ]
     daily = [MeanRow("plant1", "cems1", D0, {"so2_zs": 36.0, "nox_zs": 47.0})]
     return hourly, daily
@@ -82,7 +83,9 @@ def test_source_report_summary_by_hand() -> None:
     hourly, daily = _source()
     r = source_report(DAY, hourly, daily, {("plant1", "cems1"): _permit()}, scope="area east", generated_ms=D0)
     s = r.table("summary")
-    by_pollutant = {row[2]: dict(zip([c.key for c in s.columns], row, strict=True)) for row in s.rows}
+    by_pollutant = {
+        row[2]: dict(zip([c.key for c in s.columns], row, strict=True)) for row in s.rows if row[0] == "plant1"
+    }
     so2, nox = by_pollutant["so2"], by_pollutant["nox"]
     # so2: judged on the O2-corrected so2_zs; 30, 40 (over 35), invalid, 35 (equal complies)
     assert (so2["point"], so2["valid_hours"], so2["capture_pct"]) == ("so2_zs", 3, 12.5)
@@ -93,8 +96,10 @@ def test_source_report_summary_by_hand() -> None:
     assert (nox["valid_hours"], nox["exceed_hours"], nox["exceed_days"], nox["emitted_kg"]) == (3, 1, 0, None)
     assert r.total("exceed_hours") == 2
     assert r.total("exceed_days") == 1
-    assert r.total("capture_pct") == 12.5  # 6 valid of 2 x 24 judged hours
-    assert r.total("sources") == 1
+    other = [row for row in s.rows if row[0] == "other"]
+    assert other == [("other", "cems9", "so2", "so2_zs", "无许可", None, 1, 4.2, None, None, 99.0, None, 0)]
+    assert r.total("capture_pct") == 9.7  # 7 valid of 3 x 24 hours (Hg of the permit is not monitored: not counted)
+    assert (r.total("sources"), r.total("unpermitted")) == (2, 1)
 
 
 def test_source_report_hourly_rows_carry_flags_and_verdicts() -> None:
@@ -102,7 +107,7 @@ def test_source_report_hourly_rows_carry_flags_and_verdicts() -> None:
     r = source_report(DAY, hourly, daily, {("plant1", "cems1"): _permit()}, scope="x", generated_ms=D0)
     t = r.table("hourly")
     rows = [dict(zip([c.key for c in t.columns], row, strict=True)) for row in t.rows]
-    so2_zs = [x for x in rows if x["point"] == "so2_zs"]
+    so2_zs = [x for x in rows if x["point"] == "so2_zs" and x["site"] == "plant1"]
     assert [x["time"] for x in so2_zs] == [
         "2026-03-10 00:00",
         "2026-03-10 01:00",
@@ -113,7 +118,7 @@ def test_source_report_hourly_rows_carry_flags_and_verdicts() -> None:
     assert so2_zs[2]["flag"] == "无效: too_few"
     assert so2_zs[0]["count"] == 60
     assert all(x["limit"] is None for x in rows if x["point"] == "so2")  # the raw point is shown, not judged
-    assert {x["site"] for x in rows} == {"plant1"}
+    assert {x["site"] for x in rows} == {"plant1", "other"}
     assert r.table("daily").column("time")[0] == "2026-03-10"
     assert "环发〔2015〕164号" in r.standards
 
