@@ -8,6 +8,10 @@ passwords_file: secrets/hj212.yaml          # optional: MN: PW lines, mode 0600
 stations:
   - {mn: 010000A8900016F000169DC0, site: plant-7, device: cems-1, profile: flue_gas_cems_hj212,
      password: env:HJ212_PW_CEMS1}         # or file:secrets/cems1.pw (mode 0600), or from passwords_file
+  - {mn: 010000A8900016F000169DC1, site: plant-7, device: outlet-1, profile: wastewater_outlet_hj212,
+     version: 2025,                        # HJ 212-2025 station (default 2017)
+     sm4_key: {file: secrets/outlet1.key}, # its SM4 key, 32 hex digits (infra.secret.Secret: {env: NAME} too)
+     heartbeat_s: 60}                      # it sends CN 9015 every 60 s: offline after 3 missed
 ```
 
 A password is never written in the config itself: ``env:NAME``, ``file:PATH`` (a file only its owner may read) or
@@ -20,7 +24,7 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -29,8 +33,10 @@ from device_profiles import Profile, field_error, load_catalogue, load_profiles
 from device_profiles.schema import TagKey
 from edge_agent.config import PublishConfig
 from edge_agent.hj212.framing import MAX_SEGMENT
+from edge_agent.hj212.sm4 import CpCipher, Sm4Error, parse_key
 from infra.config_loader import ConfigError, YamlDoc, read_yaml, validate
 from infra.mqtt import BrokerConfig
+from infra.secret import CredentialError, Secret
 from telemetry.topics import AGENT
 
 Id = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
@@ -59,6 +65,18 @@ class StationConfig(BaseModel):
     tags: dict[TagKey, Annotated[str, Field(max_length=200, pattern=r"^[^\n\\]*$")]] = Field(default_factory=dict)
     utc_offset_h: float = Field(default=8.0, ge=-14, le=14, description="offset of the station's DataTime (China +8)")
     enabled: bool = True
+    version: Literal[2017, 2025] = Field(
+        default=2017, description="the edition the station speaks: 2025 allows an SM4 key (both are parsed)"
+    )
+    sm4_key: Secret | None = Field(
+        default=None, description="HJ 212-2025: the station's SM4 key, 32 hex digits ({file: PATH} or {env: NAME})"
+    )
+    heartbeat_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="HJ 212-2025: the station's heartbeat (CN 9015) interval; offline after 3 missed "
+        "(absent: online while connected)",
+    )
 
     @model_validator(mode="after")
     def _checks(self) -> StationConfig:
@@ -70,6 +88,8 @@ class StationConfig(BaseModel):
                 "config file",
                 "password",
             )
+        if self.sm4_key is not None and self.version != 2025:
+            raise field_error("an SM4 key needs version: 2025 (HJ 212-2017 has no encryption)", "sm4_key")
         return self
 
 
@@ -110,11 +130,12 @@ class Hj212Config(BaseModel):
 
 @dataclass(frozen=True, slots=True)
 class Station:
-    """A configured station with its resolved password (never in repr or logs) and its profile."""
+    """A configured station with its resolved password and SM4 key (never in repr or logs) and its profile."""
 
     config: StationConfig
     profile: Profile
     password: str = field(repr=False)
+    cipher: CpCipher | None = field(default=None, repr=False)
 
     @property
     def mn(self) -> str:
@@ -186,8 +207,13 @@ def build_config(
         except ValueError as exc:
             problems.append(f"{where('stations', i, 'password')}: {label}, field password: {exc}")
             continue
+        try:
+            cipher = None if s.sm4_key is None else CpCipher(_key(s.sm4_key, base, label))
+        except (CredentialError, Sm4Error) as exc:
+            problems.append(f"{where('stations', i, 'sm4_key')}: {label}, field sm4_key: {exc}")
+            continue
         if s.enabled:
-            stations[s.mn] = Station(s, profile, password)
+            stations[s.mn] = Station(s, profile, password, cipher)
     if problems:
         raise ConfigError(problems)
     return LoadedConfig(config, stations, doc.path if doc else None)
@@ -195,6 +221,12 @@ def build_config(
 
 def _at(base: Path, path: Path) -> Path:
     return path if path.is_absolute() else base / path
+
+
+def _key(secret: Secret, base: Path, label: str) -> bytes:
+    if secret.file is not None and not secret.file.is_absolute():
+        secret = Secret(file=base / secret.file)
+    return parse_key(secret.reveal(f"SM4 key of {label}"))
 
 
 def _password(s: StationConfig, shared: dict[str, str], base: Path) -> str:

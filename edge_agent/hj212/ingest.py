@@ -2,15 +2,21 @@
 Pure (no sockets, no broker, no clock of its own): the server does the I/O of the ``Outcome``.
 
 The checks, in order (each refusal has its reason code, reasons.py): the frame (framing.py), the data segment
-(segment.py), the MN (a configured station), the password (PW), the system code (ST, if the profile names one),
-the command (CN), split reassembly (D bit), DataTime. A refused packet is never answered: a data logger that gets no
-answer sends again (HJ 212-2017 §6.5: the timeout and retry count of CN 1000), which is what a packet damaged on the
-way needs, and an unknown or wrongly authenticated station learns nothing from us.
+(segment.py), the MN (a configured station), the password (PW), the system code (ST: codes.py), the SM4-encrypted CP
+(HJ 212-2025: decrypted with the station's key, sm4.py), the command (CN: codes.py), split reassembly (D bit),
+DataTime. A packet refused for a cause that sending again may cure (damaged on the way, unknown station, wrong
+password) is never answered: a data logger that gets no answer sends again (HJ 212-2017 §6.5: the timeout and retry
+count of CN 1000), which is what a damaged packet needs, and an unknown or wrongly authenticated station learns
+nothing from us. A packet of an authenticated station refused for a cause that resending cannot cure is kept as a
+dead letter (replayable once the cause is fixed) and answered, so that the station does not send it forever: an
+encrypted CP without a key or with the wrong one gets 9011 QnRtn=2 (request refused), a command this server does not
+ingest gets 9014 (received; it is in the dead letters).
 
 An accepted data packet that asks for an answer (Flag A bit) is answered with CN 9014 only once the broker has
 acknowledged its telemetry (the server does that part): a crash before that point loses no reading, because the
 logger, unanswered, sends the packet again. Parts of a split message are answered on receipt, except the last,
-which completes the message and is answered like any data packet.
+which completes the message and is answered like any data packet. A heartbeat (CN 9015) is answered with 9013 and
+tells the server the station is alive (its liveness, server.py); a registration (CN 1001) is logged and answered.
 """
 
 from __future__ import annotations
@@ -20,16 +26,35 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from edge_agent.hj212.codes import (
+    COMMANDS,
+    HEARTBEAT,
+    PROCESS_SYSTEMS,
+    SYSTEM_INTERACTION,
+    SYSTEMS,
+    Handling,
+    handling,
+    is_interaction,
+)
 from edge_agent.hj212.config import LoadedConfig, Station
 from edge_agent.hj212.framing import Frame, Rejected, encode_frame
 from edge_agent.hj212.mapping import DATA_COMMANDS, ProfileMap
 from edge_agent.hj212.reasons import Reason, Refused
-from edge_agent.hj212.segment import Packet, data_answer, heartbeat_answer, mask_password, parse_segment
+from edge_agent.hj212.segment import (
+    Packet,
+    data_answer,
+    decrypted,
+    heartbeat_answer,
+    mask_password,
+    parse_segment,
+    request_answer,
+)
+from edge_agent.hj212.sm4 import Sm4Error
 from edge_agent.hj212.split import Expired, Reassembler
 from edge_agent.outbox import OutMessage
 from telemetry import DeviceStatus, Sample, Telemetry, encode, topics
 
-HEARTBEAT = "9015"  # HJ 212-2025 (reported): answered with 9013
+QN_RTN_REFUSED = 2  # HJ 212-2017 §6.6, QnRtn: 2 request refused
 MASK = "******"  # the PW of every packet in the events file and the dead letters
 
 
@@ -50,7 +75,9 @@ class Outcome:
     messages: list[OutMessage] = field(default_factory=list)
     answer: bytes | None = None
     answer_on_ack: bool = False  # send ``answer`` once the broker acknowledged ``messages[-1]``
-    station: Station | None = None
+    station: Station | None = None  # accepted: the station; refused: the station if it authenticated
+    heartbeat: bool = False
+    decrypted: bool = False  # the CP was SM4-encrypted and is now read
 
     @property
     def accepted(self) -> bool:
@@ -78,6 +105,15 @@ def packet_event(packet: Packet) -> dict[str, object]:
     }
 
 
+def _fields_event(packet: Packet, encrypted: bool) -> dict[str, object]:
+    event = packet_event(packet)
+    if encrypted:
+        event["encrypted"] = "SM4"
+    if packet.cn not in DATA_COMMANDS and packet.others:  # registration, commands not ingested: what they said
+        event["fields"] = dict(packet.others)
+    return event
+
+
 class Ingest:
     def __init__(self, loaded: LoadedConfig) -> None:
         self.loaded = loaded
@@ -98,12 +134,20 @@ class Ingest:
             packet = parse_segment(item.segment)
         except Refused as exc:
             return self._reject(peer, None, exc.reason, exc.detail, item.raw)
-        station = self.loaded.stations.get(packet.mn)
+        station: Station | None = None
+        encrypted = packet.cipher is not None
         try:
-            station = self._check(packet, station)
-            return self._accept(peer, packet, station, item.raw, now)
+            station = self._check(packet, self.loaded.stations.get(packet.mn))
+            if encrypted:
+                packet = self._decrypt(packet, station)
+            return self._accept(peer, packet, station, item.raw, now, encrypted)
         except Refused as exc:
-            return self._reject(peer, packet.mn, exc.reason, exc.detail, item.raw)
+            out = self._reject(peer, packet.mn, exc.reason, exc.detail, item.raw)
+            if station is not None and exc.reason in (Reason.NO_KEY, Reason.BAD_KEY):
+                out.station = station  # resending cannot cure it: answered, so that the station stops
+                if packet.answer_requested and packet.qn:
+                    out.answer = encode_frame(request_answer(packet, station.password, QN_RTN_REFUSED))
+            return out
 
     def expire(self, now: float) -> list[DeadLetterNote]:
         """Split messages whose time ran out, for the dead letters."""
@@ -123,23 +167,64 @@ class Ingest:
             raise Refused(Reason.UNKNOWN_MN, f"MN {packet.mn!r} is not a configured station")
         if not hmac.compare_digest(packet.pw.encode(), station.password.encode()):
             raise Refused(Reason.BAD_PASSWORD, f"wrong access password (PW) for MN {packet.mn!r}")
-        if station.st is not None and packet.st != station.st and packet.cn != HEARTBEAT:
-            raise Refused(Reason.BAD_ST, f"ST {packet.st} from MN {packet.mn!r}; its profile says {station.st}")
-        if packet.cn not in DATA_COMMANDS and packet.cn != HEARTBEAT:
-            raise Refused(
-                Reason.UNSUPPORTED_CN,
-                f"CN {packet.cn} from MN {packet.mn!r} is not ingested (2011, 2051, 2061, 2031; 9015 is answered)",
-            )
-        if packet.cn in DATA_COMMANDS and packet.data_time is None and not packet.split:
-            raise Refused(Reason.BAD_CP, f"data command {packet.cn} without DataTime")
+        own = station.st
+        if own is not None and packet.st != own:
+            if packet.st not in SYSTEMS:
+                raise Refused(Reason.BAD_ST, f"ST {packet.st} from MN {packet.mn!r} is not a known system code")
+            interaction = packet.st == SYSTEM_INTERACTION and is_interaction(packet.cn)
+            if not interaction and packet.st not in PROCESS_SYSTEMS and packet.cn != HEARTBEAT:
+                raise Refused(
+                    Reason.BAD_ST,
+                    f"ST {packet.st} ({SYSTEMS[packet.st]}) from MN {packet.mn!r}; the station's system is {own}",
+                )
         return station
 
-    def _accept(self, peer: str, packet: Packet, station: Station, raw: bytes, now: float) -> Outcome:
-        out = Outcome({"peer": peer, "outcome": "accept", "packet": packet_event(packet)}, station=station)
+    @staticmethod
+    def _decrypt(packet: Packet, station: Station) -> Packet:
+        assert packet.cipher is not None
+        if station.cipher is None:
+            raise Refused(
+                Reason.NO_KEY,
+                f"CN {packet.cn} from MN {packet.mn!r} has an SM4-encrypted CP (HJ 212-2025) and the station has no "
+                "sm4_key: configure its key (version: 2025, sm4_key) and replay the dead letter",
+            )
+        try:
+            plain = station.cipher.decrypt(packet.cipher)
+        except Sm4Error as exc:
+            raise Refused(Reason.BAD_KEY, f"CN {packet.cn} from MN {packet.mn!r}: {exc}") from exc
+        return decrypted(packet, plain)
+
+    def _accept(
+        self, peer: str, packet: Packet, station: Station, raw: bytes, now: float, encrypted: bool = False
+    ) -> Outcome:
+        what = handling(packet.cn)
+        if what is Handling.NOT_INGESTED:
+            known = COMMANDS.get(packet.cn)
+            name = f"({known[0]}) " if known else "(unknown to this server) "
+            out = self._reject(
+                peer,
+                packet.mn,
+                Reason.UNSUPPORTED_CN,
+                f"CN {packet.cn} {name}from MN {packet.mn!r} is not ingested; kept here and answered",
+                raw,
+            )
+            out.event["packet"] = _fields_event(packet, encrypted)
+            out.station = station
+            if packet.answer_requested and packet.qn:
+                out.answer = encode_frame(data_answer(packet, station.password))
+            return out
+        event: dict[str, object] = {"peer": peer, "outcome": "accept", "packet": _fields_event(packet, encrypted)}
+        out = Outcome(event, station=station, decrypted=encrypted)
         answer = encode_frame(data_answer(packet, station.password)) if packet.answer_requested and packet.qn else None
-        if packet.cn == HEARTBEAT:
+        if what is Handling.HEARTBEAT:
+            out.heartbeat = True
             out.answer = encode_frame(heartbeat_answer(packet, station.password))
             return out
+        if what is Handling.REGISTER:
+            out.answer = answer
+            return out
+        if packet.data_time is None and not packet.split:
+            raise Refused(Reason.BAD_CP, f"data command {packet.cn} without DataTime")
         whole: Packet | None = packet
         if packet.split:
             whole, pushed = self.splits.add(packet, now)

@@ -11,10 +11,11 @@ HJ/T 212-2005 packets (version 0) may lack QN and Flag: both are optional here, 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from edge_agent.hj212.reasons import Reason, Refused
+from edge_agent.hj212.sm4 import looks_encrypted
 
 # HJ 212-2017 §6.3.3 Flag: bit 0 A (answer requested), bit 1 D (split into PNUM packets), bits 2-7 the version.
 FLAG_A = 0x01
@@ -50,7 +51,9 @@ class Reading:
 
 @dataclass(frozen=True, slots=True)
 class Packet:
-    """A parsed data segment. ``others`` keeps CP fields that are neither DataTime, a value nor a data flag."""
+    """A parsed data segment. ``others`` keeps CP fields that are neither DataTime, a value nor a data flag.
+    ``cipher``: the CP content as sent when it is SM4 ciphertext (HJ 212-2025); the CP fields are then empty until
+    ``decrypted`` gives them."""
 
     qn: str | None
     st: str
@@ -63,6 +66,7 @@ class Packet:
     data_time: str | None
     readings: tuple[Reading, ...]
     others: tuple[tuple[str, str], ...] = field(default=())
+    cipher: str | None = None
 
     @property
     def version(self) -> int:
@@ -93,7 +97,9 @@ def parse_segment(segment: bytes) -> Packet:
     fields = _header_fields(head)
     flag = _flag(fields)
     pnum, pno = _split_fields(fields, flag)
-    data_time, readings, others = parse_cp(cp[:-2])
+    body = cp[:-2]
+    cipher = body if looks_encrypted(body) else None
+    data_time, readings, others = parse_cp(body) if cipher is None else (None, (), ())
     return Packet(
         qn=fields.get("QN"),
         st=fields["ST"],
@@ -106,7 +112,15 @@ def parse_segment(segment: bytes) -> Packet:
         data_time=data_time,
         readings=readings,
         others=others,
+        cipher=cipher,
     )
+
+
+def decrypted(packet: Packet, cp: str) -> Packet:
+    """``packet`` with the CP content ``cp`` (the plain text of its ``cipher``) parsed in; Refused(bad_cp) as for a
+    plain packet."""
+    data_time, readings, others = parse_cp(cp)
+    return replace(packet, data_time=data_time, readings=readings, others=others, cipher=None)
 
 
 def _header_fields(head: str) -> dict[str, str]:
@@ -256,6 +270,15 @@ def data_answer(packet: Packet, password: str) -> bytes:
     interaction), the station's PW and MN, the upload's version with no answer requested, empty CP.
     HJ 212-2017 §6.6 and Appendix C (data answer, check the example's exact form)."""
     return build_segment(qn=packet.qn, st="91", cn="9014", pw=password, mn=packet.mn, flag=packet.version << 2)
+
+
+def request_answer(packet: Packet, password: str, qn_rtn: int) -> bytes:
+    """The request answer (CN 9011) with ``QnRtn`` (HJ 212-2017 §6.6: 1 ready, 2 refused, 3 PW error, ... 100
+    unknown): what this server sends to a packet it refuses for a cause that sending again cannot cure (no SM4 key
+    for the station, or the wrong one), so that the logger stops resending it."""
+    return build_segment(
+        qn=packet.qn, st="91", cn="9011", pw=password, mn=packet.mn, flag=packet.version << 2, cp=f"QnRtn={qn_rtn}"
+    )
 
 
 def heartbeat_answer(packet: Packet, password: str) -> bytes:

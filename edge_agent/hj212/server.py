@@ -5,7 +5,10 @@ One asyncio task per connection reads bytes, cuts frames (framing.StreamDecoder)
 the dead letters (edge_agent.deadletter), the telemetry on ``lifeline/v1/{site}/{device}/telemetry`` through the
 edge agent's Outbox and the transport's Link (QoS 1, bounded window), the answer (9014 once the broker acknowledged the
 telemetry; see ingest.py). A station is ``online`` (retained status) while it has a connection that sent a good
-packet, ``offline`` when the last one closes.
+packet, ``offline`` when the last one closes. A station with ``heartbeat_s`` (HJ 212-2025 heartbeat, CN 9015) is
+also ``offline`` once nothing good came from it for ``MISSED_HEARTBEATS`` intervals, its connection open or not, and
+``online`` again at its next heartbeat or data: its liveness comes from heartbeats, not from gaps in its data (the
+rules engine's ``offline`` rules see these statuses; its deadman rules judge the data).
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ from infra.mqtt import Link
 log = logging.getLogger("lifeline.hj212")
 
 READ_SIZE = 65536
+MISSED_HEARTBEATS = 3  # a station silent this many heartbeat intervals is offline (assumption: the text's rule
+# for a missed heartbeat was not at hand)
 
 
 class _AnsweringOutbox(Outbox):
@@ -99,6 +104,9 @@ class Hj212Server:
         self.rejects: Counter[str] = Counter()  # by reason
         self._waiting: dict[int, tuple[asyncio.StreamWriter, bytes, bytes]] = {}  # id(payload) -> answer
         self._online: Counter[str] = Counter()  # MN -> connections that sent a good packet
+        self._heard: dict[str, float] = {}  # MN -> when its last good packet came (self.clock)
+        self._silent: set[str] = set()  # connected stations past their heartbeat: published offline
+        self._refusing: dict[str, str] = {}  # MN -> the key problem (no_key, bad_key) logged for it
         self._writers: set[asyncio.StreamWriter] = set()
         self._all_closed = asyncio.Event()
         self._stopping = False
@@ -164,6 +172,25 @@ class Hj212Server:
             await asyncio.sleep(1.0)
             for note in self.ingest.expire(self.clock()):
                 self._dead_letter(note)
+            self.check_liveness(self.clock())
+
+    def check_liveness(self, now: float) -> None:
+        """Mark offline the connected stations whose heartbeat is overdue (``MISSED_HEARTBEATS`` intervals)."""
+        for mn in list(self._online):
+            station = self.loaded.stations[mn]
+            every = station.config.heartbeat_s
+            if every is None or mn in self._silent or now - self._heard.get(mn, now) <= MISSED_HEARTBEATS * every:
+                continue
+            self._silent.add(mn)
+            reason = f"no heartbeat (CN 9015) nor data for {now - self._heard[mn]:.0f} s (every {every:g} s expected)"
+            log.warning(
+                "station offline mn=%s site=%s device=%s reason=%r",
+                mn,
+                station.config.site,
+                station.config.device,
+                reason,
+            )
+            self._queue(self.ingest.status(station, False, reason, now))
 
     # -- one connection --------------------------------------------------------------------------------------------
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -207,6 +234,9 @@ class Hj212Server:
                 self._online[mn] -= 1
                 if self._online[mn] <= 0:
                     del self._online[mn]
+                    if mn in self._silent:  # already published offline
+                        self._silent.discard(mn)
+                        continue
                     station = self.loaded.stations[mn]
                     log.info(
                         "station offline mn=%s site=%s device=%s reason=%r",
@@ -226,11 +256,30 @@ class Hj212Server:
             self._dead_letter(note)
         if not out.accepted:
             self.counts["packets_reject"] += 1
-            self.rejects[out.reason or "?"] += 1
+            reason = out.reason or "?"
+            self.rejects[reason] += 1
+            if out.station is not None and reason in ("no_key", "bad_key"):
+                self._key_problem(out.station, reason, out.event.get("detail"))
+            if out.answer is not None:  # a refusal that resending cannot cure: answered, so that it stops
+                self.counts["refusals_answered"] += 1
+                self._answer(writer, out.answer)
             return
         self.counts["packets_accept"] += 1
-        if out.station is not None and out.station.mn not in seen:
-            self._came_online(out.station, seen)
+        station = out.station
+        if station is not None:
+            self._heard[station.mn] = self.clock()
+            if station.mn not in seen:
+                self._came_online(station, seen)
+            elif station.mn in self._silent:
+                self._silent.discard(station.mn)
+                log.info("station online mn=%s site=%s device=%s reason=heard again", station.mn, *_where(station))
+                self._queue(self.ingest.status(station, True, "", self.clock()))
+            if out.decrypted:
+                self.counts["decrypted"] += 1
+                if self._refusing.pop(station.mn, None) is not None:
+                    log.info("station mn=%s encrypted CP read again with its SM4 key", station.mn)
+        if out.heartbeat:
+            self.counts["heartbeats"] += 1
         for message in out.messages:
             self._queue(message)
             self.counts["published"] += 1
@@ -241,6 +290,19 @@ class Hj212Server:
             self._waiting[id(last)] = (writer, out.answer, last)
         else:
             self._answer(writer, out.answer)
+
+    def _key_problem(self, station: Station, reason: str, detail: object) -> None:
+        """Logged once per station and cause (counted every time in ``rejects_total{reason}``)."""
+        if self._refusing.get(station.mn) == reason:
+            return
+        self._refusing[station.mn] = reason
+        log.warning(
+            "station encrypted CP refused mn=%s site=%s device=%s reason=%s detail=%r",
+            station.mn,
+            *_where(station),
+            reason,
+            detail,
+        )
 
     def _came_online(self, station: Station, seen: set[str]) -> None:
         seen.add(station.mn)
@@ -279,7 +341,10 @@ class Hj212Server:
     def collect(self) -> Iterator[Metric]:
         o = self.outbox.stats
         yield gauge("lifeline_hj212_connections", "open station connections", self.connections)
-        yield gauge("lifeline_hj212_stations_online", "stations heard from lately", len(self._online))
+        yield gauge(
+            "lifeline_hj212_stations_online", "stations heard from lately", len(self._online) - len(self._silent)
+        )
+        yield gauge("lifeline_hj212_stations_silent", "connected stations past their heartbeat", len(self._silent))
         yield gauge("lifeline_hj212_broker_connected", "1: connected to the broker", int(self.link.connected))
         yield counter("lifeline_hj212_dead_letters_total", "packets kept as dead letters", self.dead_letters.count)
         queued = len(self.outbox) - self.outbox.inflight
@@ -295,6 +360,9 @@ class Hj212Server:
             "published",
             "answers",
             "answers_lost",
+            "heartbeats",
+            "decrypted",
+            "refusals_answered",
         ):
             yield counter(f"lifeline_hj212_{name}_total", "", self.counts[name])
         yield counter(
@@ -303,3 +371,7 @@ class Hj212Server:
             {(r,): n for r, n in self.rejects.items()},
             ("reason",),
         )
+
+
+def _where(station: Station) -> tuple[str, str]:
+    return station.config.site, station.config.device

@@ -6,6 +6,8 @@ HJ 212-2017 §6.3.1: ``##`` + 4-digit length of the data segment + data segment 
 
 from __future__ import annotations
 
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
 
 def crc(data: bytes) -> int:
     """HJ 212-2017 Appendix A (not CRC-16/MODBUS: the register is shifted right by 8 before each byte enters)."""
@@ -32,3 +34,17 @@ def number(value: float) -> str:
     """A value as loggers write it: plain decimal, at most 3 decimals, no exponent."""
     text = f"{value:.3f}".rstrip("0").rstrip(".")
     return "0" if text in ("", "-0") else text
+
+
+def sm4_encrypt(key: bytes, cp: str) -> str:
+    """The CP content encrypted as HJ 212-2025 loggers are reported to do (SM4, GB/T 32907, ECB, no padding: the
+    last block filled with 0x00 here, an assumption), written as upper-case hex."""
+    data = cp.encode("utf-8")
+    data += bytes(-len(data) % 16)
+    enc = Cipher(algorithms.SM4(key), modes.ECB()).encryptor()
+    return (enc.update(data) + enc.finalize()).hex().upper()
+
+
+def encrypted_command(cn: str) -> bool:
+    """HJ 212-2025 (reported): the CP of data commands (2xxx), key exchange (1014), field-machine information (3020)."""
+    return cn.startswith("2") or cn in ("1014", "3020")

@@ -8,6 +8,11 @@ count), and records how long each answer took. Faults on demand, applied to the 
 ``garbage`` (bytes before the packet), ``split_writes`` (the packet in three writes), ``byte_by_byte``,
 ``bad_password``, ``unknown_code`` (a value whose code no profile maps). A station reconnects after the server
 closes its connection.
+
+HJ 212-2025 (``version=2``, reported): ``sm4_key`` (16 bytes) encrypts the CP of data commands (SM4, see
+``_wire.sm4_encrypt``); ``heartbeat_s`` sends the heartbeat (CN 9015, ST 91) that often; ``serial`` sends the
+hardware serial (CN 1001, ``HardwareSN=``, the field name is an assumption) on every connection. An answer 9011 with
+``QnRtn=2`` (request refused) ends the resending of the packet it answers (counted as ``refused``).
 """
 
 from __future__ import annotations
@@ -15,13 +20,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import statistics
 import time
 from collections import Counter, deque
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from device_profiles import Profile
 from infra.clock import WallClock
+from infra.secret import write_secret_file
 from simulators.behaviours import Behaviour, FlueGasCems
 from simulators.hj212 import _wire
 from simulators.hj212.wastewater import WastewaterOutlet
@@ -63,6 +71,10 @@ class Hj212Station:
         answer: bool = False,
         version: int = 1,
         legacy_codes: bool = False,
+        sm4_key: bytes | None = None,
+        heartbeat_s: float | None = None,
+        serial: str | None = None,
+        st: str | None = None,
         timeout_s: float = 5.0,
         retries: int = 3,
         clock: WallClock = time.time,
@@ -75,14 +87,17 @@ class Hj212Station:
         self.rtd_interval_s = rtd_interval_s
         self.minute_every_s, self.hour_every_s = minute_every_s, hour_every_s
         self.answer, self.version, self.legacy_codes = answer, version, legacy_codes
+        if sm4_key is not None and (len(sm4_key) != 16 or version != 2):
+            raise ValueError("an SM4 key is 16 bytes, for a version 2 (HJ 212-2025) station")
+        self.sm4_key, self.heartbeat_s, self.serial = sm4_key, heartbeat_s, serial
         self.timeout_s, self.retries = timeout_s, retries
         self.clock = clock
-        self.st = profile.hj212.st or "32"
+        self.st = st or profile.hj212.st or "32"
         self.faults: deque[str] = deque()
         self.counts: Counter[str] = Counter()  # sent, answered, unanswered, resent, connects, faults
         self.answer_ms: list[float] = []
         self.sent_log: deque[bytes] = deque(maxlen=1000)  # packets as written (faults applied), newest last
-        self._waiting: dict[str, asyncio.Future[None]] = {}
+        self._waiting: dict[str, asyncio.Future[bool]] = {}  # QN -> True answered, False refused (9011)
         self._writer: asyncio.StreamWriter | None = None
         self._window: list[dict[str, float]] = []  # real-time values since the last minute packet
         self._hour: list[dict[str, float]] = []
@@ -113,11 +128,15 @@ class Hj212Station:
         self._qn_last = qn
         return qn
 
-    def packet(self, cn: str, cp: str, now: float, *, flag_a: bool | None = None, pw: str | None = None) -> bytes:
+    def packet(
+        self, cn: str, cp: str, now: float, *, flag_a: bool | None = None, pw: str | None = None, st: str | None = None
+    ) -> bytes:
         a = self.answer if flag_a is None else flag_a
+        if self.sm4_key is not None and _wire.encrypted_command(cn):
+            cp = _wire.sm4_encrypt(self.sm4_key, cp)
         seg = _wire.segment(
             qn=self._qn(now),
-            st=self.st,
+            st=st or self.st,
             cn=cn,
             pw=pw or self.password,
             mn=self.mn,
@@ -188,10 +207,16 @@ class Hj212Station:
                 self._writer = None
 
     async def _send_loop(self, stop: asyncio.Event) -> None:
-        next_rtd = self.clock()
+        next_rtd = next_beat = self.clock()
         minute_start = hour_start = self.clock()
+        if self.serial is not None:  # HJ 212-2025 CN 1001: the hardware serial, on every connection
+            await self.send(self.packet("1001", f"HardwareSN={self.serial}", next_rtd, st="91"))
         while not stop.is_set():
             now = self.clock()
+            if self.heartbeat_s and now >= next_beat:
+                await self.send(self.packet("9015", "", now, flag_a=False, st="91"))
+                self.counts["heartbeats"] += 1
+                next_beat += self.heartbeat_s
             if now >= next_rtd:
                 values, flag = self._values(now)
                 self._window.append(values)
@@ -205,8 +230,9 @@ class Hj212Station:
             if self.hour_every_s and now - hour_start >= self.hour_every_s and self._hour:
                 await self.send(self.packet("2061", self.period_cp(self._hour, hour_start, now - hour_start, "N"), now))
                 self._hour, hour_start = [], now
+            wake = min(next_rtd, next_beat) if self.heartbeat_s else next_rtd
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), max(0.0, min(next_rtd - self.clock(), 1.0)))
+                await asyncio.wait_for(stop.wait(), max(0.0, min(wake - self.clock(), 1.0)))
 
     async def send(self, packet: bytes) -> bool:
         """Write ``packet`` (with the next fault, if any); with the A bit, wait for its answer and resend; True if
@@ -223,17 +249,20 @@ class Hj212Station:
             return not wants
         qn = packet.split(b"QN=")[1].split(b";")[0].decode()
         for attempt in range(self.retries + 1):
-            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
             self._waiting[qn] = future
             started = time.perf_counter()
             await self._write(packet, fault if attempt == 0 else None)
             self.counts["sent" if attempt == 0 else "resent"] += 1
             try:
-                await asyncio.wait_for(future, self.timeout_s)
+                answered = await asyncio.wait_for(future, self.timeout_s)
             except TimeoutError:
                 continue
             finally:
                 self._waiting.pop(qn, None)
+            if not answered:  # 9011 QnRtn=2: the platform refuses it for good (e.g. no key for our CP)
+                self.counts["refused"] += 1
+                return False
             self.answer_ms.append((time.perf_counter() - started) * 1000)
             self.counts["answered"] += 1
             return True
@@ -259,7 +288,8 @@ class Hj212Station:
             await writer.drain()
 
     async def _listen(self, reader: asyncio.StreamReader) -> None:
-        """Answers from the platform: a 9014 (or 9013) with our QN resolves the send waiting for it."""
+        """Answers from the platform: a 9014 (or 9013) with our QN resolves the send waiting for it; a 9011 with
+        QnRtn=2 (refused) ends it unanswered."""
         buf = b""
         while True:
             data = await reader.read(65536)
@@ -268,12 +298,13 @@ class Hj212Station:
             buf += data
             *lines, buf = buf.split(b"\r\n")
             for line in lines:
-                if (b"CN=9014" not in line and b"CN=9013" not in line) or b"QN=" not in line:
+                refused = b"CN=9011" in line and b"QnRtn=2" in line
+                if (b"CN=9014" not in line and b"CN=9013" not in line and not refused) or b"QN=" not in line:
                     continue
                 qn = line.split(b"QN=")[1].split(b";")[0].decode()
                 future = self._waiting.get(qn)
                 if future is not None and not future.done():
-                    future.set_result(None)
+                    future.set_result(not refused)
 
 
 def _apply(packet: bytes, fault: str, station: Hj212Station) -> bytes:
@@ -301,14 +332,35 @@ class Hj212Fleet:
     async def run(self, stop: asyncio.Event) -> None:
         await asyncio.gather(*(s.run(stop) for _, _, s in self.stations))
 
-    def server_stations(self) -> list[dict[str, object]]:
-        return [
-            {"mn": s.mn, "site": site, "device": device, "profile": s.profile.name} for site, device, s in self.stations
-        ]
+    def server_stations(self, key_files: dict[str, Path] | None = None) -> list[dict[str, object]]:
+        """The ingest server's ``stations:`` entries; a version 2 station is ``version: 2025`` with its heartbeat,
+        and its SM4 key from ``key_files`` (MN -> a 0600 file, see ``write_keys``)."""
+        out: list[dict[str, object]] = []
+        for site, device, s in self.stations:
+            entry: dict[str, object] = {"mn": s.mn, "site": site, "device": device, "profile": s.profile.name}
+            if s.version == 2:
+                entry["version"] = 2025
+                if s.heartbeat_s:
+                    entry["heartbeat_s"] = s.heartbeat_s
+            if s.sm4_key is not None:
+                if key_files is None or s.mn not in key_files:
+                    raise ValueError(f"station {s.mn} encrypts with SM4: give its key file (write_keys)")
+                entry["sm4_key"] = {"file": str(key_files[s.mn])}
+            out.append(entry)
+        return out
 
     def passwords(self) -> dict[str, str]:
         """MN -> PW, for a passwords_file (write it with mode 0600)."""
         return {s.mn: s.password for _, _, s in self.stations}
+
+    def write_keys(self, folder: Path) -> dict[str, Path]:
+        """The SM4 key of each station that has one, as 32 hex digits in ``folder/<MN>.key`` (mode 0600)."""
+        files: dict[str, Path] = {}
+        for _, _, s in self.stations:
+            if s.sm4_key is not None:
+                files[s.mn] = folder / f"{s.mn}.key"
+                write_secret_file(files[s.mn], s.sm4_key.hex().upper() + "\n")
+        return files
 
 
 def demo_fleet(
@@ -320,9 +372,12 @@ def demo_fleet(
     answer: bool = True,
     rtd_interval_s: float = 30.0,
     seed: int = 1,
+    sm4: bool = False,
 ) -> Hj212Fleet:
     """One flue-gas CEMS and one wastewater outlet of ``site``, for a district (``lifeline up``): give the ingest
-    server ``fleet.server_stations()`` and a 0600 passwords file of ``fleet.passwords()``, then ``fleet.run``."""
+    server ``fleet.server_stations(fleet.write_keys(folder))`` and a 0600 passwords file of ``fleet.passwords()``,
+    then ``fleet.run``. ``sm4``: the outlet speaks HJ 212-2025 (SM4-encrypted CP with a fresh key, heartbeat every
+    60 s, its hardware serial on connecting); the CEMS stays HJ 212-2017."""
     cems = Hj212Station(
         "010000A8900016F000169DC0",
         "cems01",
@@ -342,5 +397,9 @@ def demo_fleet(
         seed=seed + 1,
         answer=answer,
         rtd_interval_s=rtd_interval_s,
+        version=2 if sm4 else 1,
+        sm4_key=os.urandom(16) if sm4 else None,
+        heartbeat_s=60.0 if sm4 else None,
+        serial="SN20260001" if sm4 else None,
     )
     return Hj212Fleet([(site, "cems-1", cems), (site, "outlet-1", outlet)])

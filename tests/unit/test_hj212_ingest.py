@@ -128,8 +128,6 @@ def test_reject_event_is_exactly_the_documented_line(ingest: Ingest) -> None:
             _seg("2011", "DataTime=20261125100000;w01018-Rtd=1", pw="654321"), Reason.BAD_PASSWORD, id="wrong-password"
         ),
         pytest.param(_seg("2011", "DataTime=20261125100000;w01018-Rtd=1", st="31"), Reason.BAD_ST, id="wrong-st"),
-        pytest.param(_seg("2021", "DataTime=20261125100000;w01018-RS=1"), Reason.UNSUPPORTED_CN, id="cn-2021"),
-        pytest.param(_seg("1062", "RtdInterval=30"), Reason.UNSUPPORTED_CN, id="cn-1062"),
         pytest.param(_seg("2011", "w01018-Rtd=1"), Reason.BAD_CP, id="no-datatime"),
         pytest.param(_seg("2011", "DataTime=20261125100000;w01018-Rtd=x"), Reason.BAD_CP, id="bad-number"),
         pytest.param("QN=1;" + _seg("2011", "DataTime=20261125100000")[21:], Reason.BAD_SEGMENT, id="bad-qn"),
@@ -144,6 +142,23 @@ def test_refused_packets_are_dead_lettered_and_never_answered(ingest: Ingest, se
     assert note.reason is reason
     assert PW.encode() not in note.raw
     assert PW not in note.detail
+
+
+@pytest.mark.parametrize(
+    "segment",
+    [
+        pytest.param(_seg("2021", "DataTime=20261125100000;w01018-RS=1"), id="cn-2021"),
+        pytest.param(_seg("1062", "RtdInterval=30"), id="cn-1062"),
+    ],
+)
+def test_commands_not_ingested_are_dead_lettered_and_answered(ingest: Ingest, segment: str) -> None:
+    out = _handle(ingest, segment.replace("Flag=4", "Flag=5"))
+    assert (out.accepted, out.reason) == (False, str(Reason.UNSUPPORTED_CN))
+    assert out.answer is not None  # kept here: the station need not send it again
+    assert b"CN=9014" in out.answer
+    assert out.messages == []
+    [note] = out.dead_letters
+    assert note.reason is Reason.UNSUPPORTED_CN
 
 
 def test_wrong_password_detail_does_not_show_either_password(ingest: Ingest) -> None:
