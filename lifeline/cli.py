@@ -27,6 +27,7 @@ from lifeline import (
     hj212_cli,
     keys_cli,
     profiles_cli,
+    report_cli,
     rules_cli,
     simulate_cli,
     up_cli,
@@ -44,6 +45,7 @@ COMMANDS = (
     hj212_cli,
     deadletter_cli,
     db_cli,
+    report_cli,
     up_cli,
 )
 PLUGIN_GROUP = "lifeline.commands"  # entry points: name = "package.module:add_parsers"
