@@ -7,7 +7,7 @@ raises nor clears.
 from __future__ import annotations
 
 from device_profiles.derive import OUT_OF_SERVICE
-from rules.schema import SEVERITY_RANK, Compare, Rule, Scalar, State, Threshold
+from rules.schema import FLOOD_SIDES, SEVERITY_RANK, Compare, Level, Levels, Rule, Scalar, State, Threshold, TideGate
 from telemetry.models import DeviceStatus, Quality, Value
 from telemetry.wire import SampleLike, TelemetryLike
 
@@ -64,18 +64,56 @@ def equal(a: Value, b: Scalar) -> bool:
 
 def threshold_target(th: Threshold, value: float, active: str | None) -> str | None:
     """Highest level crossed; a level already held stays until the value is back past level ∓ deadband."""
+    return levels_target(th.levels, th.direction, th.strict, th.deadband, value, active)
+
+
+def levels_target(
+    levels: list[Level], direction: str, strict: bool, deadband: float, value: float, active: str | None
+) -> str | None:
     held = SEVERITY_RANK[active] if active else 0
     target = None
-    for level in th.levels:
+    for level in levels:
         keep = SEVERITY_RANK[level.severity] <= held
-        lv, db = level.value, th.deadband
-        if th.direction == "high":
-            on = (value > lv if th.strict else value >= lv) or (keep and value > lv - db)
+        lv, db = level.value, deadband
+        if direction == "high":
+            on = (value > lv if strict else value >= lv) or (keep and value > lv - db)
         else:
-            on = (value < lv if th.strict else value <= lv) or (keep and value < lv + db)
+            on = (value < lv if strict else value <= lv) or (keep and value < lv + db)
         if on:
             target = level.severity
     return target
+
+
+def _high(lv: Levels, value: float, active: str | None) -> str | None:
+    return levels_target(lv.levels, "high", lv.strict, lv.deadband, value, active)
+
+
+def tide_gate_target(
+    tg: TideGate, flood_side: str, upstream: float, downstream: float, opening: float, active: str | None
+) -> tuple[str | None, str]:
+    """(severity or None, what the gate's situation is) by head direction and the flood side (``TideGate``'s
+    table; shared standards/sluice.md "Alarms on a tidal river gate"). ``flood_side``: upstream or downstream."""
+    if flood_side not in FLOOD_SIDES:
+        raise ValueError(f"flood side {flood_side!r} is not one of {', '.join(FLOOD_SIDES)}")
+    outer, inner = (upstream, downstream) if flood_side == "upstream" else (downstream, upstream)
+    closed = opening <= tg.closed_at_most
+    levels = f"outer {outer:g} m, inner {inner:g} m, gate {'closed' if closed else f'open {opening:g} m'}"
+    found: list[tuple[str, str]] = []
+    high = _high(tg.inner, inner, active)
+    if high is not None and outer >= inner:
+        found.append((high, "inner level high and cannot drain by gravity (outer higher): pumps or dispatch"))
+    elif high is not None and closed:
+        found.append((high, "inner level high with the gate closed although it could drain (outer lower): open"))
+    if not closed and outer > inner:
+        inflow = _high(tg.inflow_head, outer - inner, active)
+        if inflow is not None:
+            found.append((inflow, f"tide flowing inland through the open gate, head {outer - inner:.2f} m"))
+    if not found:
+        if closed and outer > inner:
+            return None, f"flood defence: gate closed against the higher outer level; {levels}"
+        return None, levels
+    severity, why = max(found, key=lambda f: SEVERITY_RANK[f[0]])
+    return severity, f"{why}; {levels}"
 
 
 def state_matches(st: State, value: Value) -> bool | None:

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rules import _conditions as c
-from rules.schema import AGENT_DEVICE, SEVERITY_RANK, AlertKey, Rule, Severity, severity_of
+from rules.schema import AGENT_DEVICE, FLOOD_SIDES, SEVERITY_RANK, AlertKey, Rule, Severity, severity_of
 from rules.standards import NoiseZone, noise_verdict
 from telemetry.models import AgentState, DeviceStatus, Quality, Value
 from telemetry.wire import SampleLike, TelemetryLike
@@ -131,6 +131,7 @@ class Engine:
         self._states: dict[Key, AlertState] = {}
         self._profiles: dict[tuple[str, str], str] = {}  # (site, device) -> profile, as last seen
         self._noise_untagged: set[tuple[str, str, str]] = set()  # (rule, site, device) logged without a zone
+        self._untagged: set[tuple[str, str, str]] = set()  # (rule, site, device) logged without a flood side
         # the sample rules that select a device, by what selection looks at (profile, site, device, tags)
         self._selected: dict[tuple[str, str, str, tuple[tuple[str, str], ...]], list[Rule]] = {}
 
@@ -391,6 +392,8 @@ class Engine:
             return self._frozen(rule, dev, sample)
         if rule.noise is not None:
             return self._noise(rule, msg, dev, sample)
+        if rule.tide_gate is not None:
+            return self._tide_gate(rule, msg, dev, sample)
         return self._bool((*dev, ""), sample.ts, False, None, sev)  # deadman: data arrived, so it clears
 
     def _bad_quality(self, rule: Rule, dev: tuple[str, str, str], sample: SampleLike) -> list[tuple[str, str | None]]:
@@ -497,6 +500,35 @@ class Engine:
             st.detail += f", {nz.lmax_point} = {lmax:g} above {verdict.lmax_limit_db} (§5.4)"
         return [(nz.point, rule.severity if hit else None)]
 
+    def _tide_gate(
+        self, rule: Rule, msg: TelemetryLike, dev: tuple[str, str, str], sample: SampleLike
+    ) -> list[tuple[str, str | None]]:
+        """The gate by head direction and its flood side (the device tag; ``rules.schema.TideGate``)."""
+        tg = rule.tide_gate
+        assert tg is not None
+        side = msg.tags.get(tg.side_tag)
+        if side not in FLOOD_SIDES:
+            if (rule.id, msg.site, msg.device) not in self._untagged:
+                self._untagged.add((rule.id, msg.site, msg.device))
+                log.warning(
+                    "tide gate rule has no verdict: device tag %s=%r is not a flood side (upstream or downstream: "
+                    "the outer, tidal side of the gate) rule=%s site=%s device=%s",
+                    tg.side_tag,
+                    side,
+                    rule.id,
+                    msg.site,
+                    msg.device,
+                )
+            return []
+        up, down = c.number(c.good_value(sample, tg.upstream)), c.number(c.good_value(sample, tg.downstream))
+        opening = c.number(c.good_value(sample, tg.opening))
+        st = self._get((*dev, ""), sample.ts)
+        if up is None or down is None or opening is None or st is None:
+            return []
+        target, st.detail = c.tide_gate_target(tg, side, up, down, opening, st.active)
+        st.value = None
+        return [("", target)]
+
     def _on_delay_ms(self, rule: Rule, sev: str) -> float:
         if rule.bad_quality is not None:
             return rule.bad_quality.for_s * 1000
@@ -506,11 +538,20 @@ class Engine:
             level = next(lv for lv in rule.threshold.levels if lv.severity == sev)
             if level.on_delay_s is not None:
                 return level.on_delay_s * 1000
+        if rule.tide_gate is not None:
+            tg = rule.tide_gate
+            delays = [lv.on_delay_s for lv in [*tg.inner.levels, *tg.inflow_head.levels] if lv.severity == sev]
+            given = [d for d in delays if d is not None]
+            if given:
+                return min(given) * 1000
         return rule.on_delay_s * 1000
 
     def _severities(self, rule: Rule) -> list[str]:
         if rule.threshold is not None:
             return [lv.severity for lv in rule.threshold.levels]
+        if rule.tide_gate is not None:
+            tg = rule.tide_gate
+            return sorted({lv.severity for lv in [*tg.inner.levels, *tg.inflow_head.levels]}, key=_rank)
         return [rule.severity] if rule.severity else []
 
     def _advance(self, rule: Rule, key: Key, st: AlertState, target: str | None, ts: int) -> list[Transition]:

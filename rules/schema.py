@@ -257,6 +257,50 @@ class Noise(_Strict):
     lmax_point: PointName | None = None
 
 
+class Levels(_Strict):
+    """High levels with a deadband (as a threshold's, without its point): a level held clears below value - deadband."""
+
+    levels: list[Level] = Field(min_length=1)
+    deadband: float = Field(0.0, ge=0)
+    strict: bool = Field(False, description="raise only above the value (>)")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Levels:
+        _check_levels("high", self.levels)
+        return self
+
+
+FLOOD_SIDES = ("upstream", "downstream")
+
+
+class TideGate(_Strict):
+    """A gate between a tidal (outer, flood) side and an inner river, judged by the head across it and by which side
+    is the flood side (shared standards/sluice.md "Alarms on a tidal river gate", practice; warning levels per river
+    and station are set by the water authority: give them per site with ``select.site`` / ``select.device``).
+
+    The flood side is the device tag ``side_tag`` (``flood_side``): ``downstream`` when the outer, tidal water is
+    the level below the sluice (``downstream``, 闸下 ``level_down``: an inner river's gate at its mouth), ``upstream``
+    when it is the level above. A device without a valid tag gets no verdict (logged once). With outer and inner known:
+
+    - gate closed, outer above inner: flood defence, correct: nothing;
+    - inner at or above an ``inner`` level, outer lower, gate closed: the river could drain but cannot: that level;
+    - inner at or above an ``inner`` level, outer at or above inner: cannot drain by gravity (pumps, dispatch): that
+      level, whatever the gate;
+    - gate open with the outer level above the inner one: the tide flows inland: the ``inflow_head`` level the head
+      (outer - inner) reaches;
+    - inner high, gate open, outer lower: draining as it should: nothing from this rule.
+
+    The alert takes the highest severity of these. Closed: ``opening`` at most ``closed_at_most``."""
+
+    upstream: PointName = "level_up"
+    downstream: PointName = "level_down"
+    opening: PointName = "gate_opening"
+    side_tag: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")] = "flood_side"
+    closed_at_most: float = Field(0.05, ge=0, description="an opening at or below this is closed (m)")
+    inner: Levels = Field(description="inner (river side) levels, m on the station datum: warning, critical")
+    inflow_head: Levels = Field(description="outer above inner with the gate open (m of head): tide flowing inland")
+
+
 class Window(_Strict):
     """A statistic of one point over a calendar period (read from InfluxDB once the period is over) against levels.
 
@@ -359,6 +403,7 @@ KINDS = (
     "window",
     "deviation",
     "noise",
+    "tide_gate",
     "agent",
 )
 
@@ -386,6 +431,7 @@ class Rule(_Strict):
     offline: Offline | None = None
     deviation: Deviation | None = None
     noise: Noise | None = None
+    tide_gate: TideGate | None = None
     agent: Agent | None = None
     window: Window | None = None
 
@@ -399,7 +445,7 @@ class Rule(_Strict):
         if len(given) != 1:
             found = ", ".join(given) or "none"
             raise field_error(f"give exactly one condition of {', '.join(KINDS)} (found: {found})", "id")
-        with_levels = given[0] == "threshold" or (self.window is not None and not self.window.nodata)
+        with_levels = given[0] in ("threshold", "tide_gate") or (self.window is not None and not self.window.nodata)
         if with_levels and self.severity is not None:
             raise field_error(f"a {given[0]}'s levels carry the severity; remove it here", "severity")
         if not with_levels and self.severity is None:

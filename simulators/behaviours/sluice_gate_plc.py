@@ -11,15 +11,20 @@ show that nothing moved): every remote command while the selector is in local, a
 stop or a power loss is present, and a reversal while moving (stop first). Coils read back 0: the PLC clears a
 pulse once it has latched it.
 
-Hydraulics, plausible rather than exact: the upstream (outer, tidal) level follows a semi-diurnal M2 tide on the
-Wusong datum plus rain surges; the downstream (inner river) level relaxes to its control level and rises or
-falls with the flow through the gate; the flow is a submerged-orifice flow from the head and the opening.
+Hydraulics, plausible rather than exact: the outer, tidal level follows a semi-diurnal M2 tide on the Wusong datum;
+the inner river relaxes to its control level, rises with rain and rises or falls with the flow through the gate;
+the flow is a submerged-orifice flow from the head and the opening. ``flood_side`` says which side of the gate is
+the outer one (shared standards/sluice.md: a site attribute, recorded as the device tag ``flood_side`` for the
+rules): ``downstream`` for an inner river's gate at its mouth, as at Yunzaobang and Lianqi (the inner river is the
+level above the sluice, ``level_up``; the Huangpu / Yangtze tide the level below, ``level_down``); ``upstream``
+(the default, as older scenarios assumed) puts the tide on ``level_up``.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import Literal
 
 from pydantic import Field
 
@@ -51,6 +56,9 @@ class GateParams(BehaviourParams):
     inner_area_m2: float = Field(default=400_000.0, gt=0, description="water surface behind the gate")
     inner_relax_h: float = Field(default=8.0, gt=0, description="time the inner river takes to drain to control")
     remote: bool = Field(default=True, description="selector in remote at start")
+    flood_side: Literal["upstream", "downstream"] = Field(
+        default="upstream", description="the side of the outer, tidal water: downstream for a river-mouth gate"
+    )
 
 
 class SluiceGate(Behaviour):
@@ -68,7 +76,7 @@ class SluiceGate(Behaviour):
         self.overload = False
         self.estop = False
         self.power_ok = True
-        self.level_down = self.p.inner_level_m
+        self.inner = self.p.inner_level_m  # the inner river's level without the rain on it, Wusong datum
         self.rains: list[Pulse] = []
         self.flow = 0.0
         self.refused = 0  # commands ignored (local mode, fault, reversal)
@@ -155,14 +163,24 @@ class SluiceGate(Behaviour):
             self._halt()
 
     def rain(self, now: float, rise_m: float = 0.5, hours: float = 6.0) -> None:
-        """A rain surge on the upstream level: rises over an hour, decays over ``hours``."""
+        """A rain surge on the inner river: rises over an hour, decays over ``hours``."""
         self.rains.append(Pulse(start=now, peak=rise_m, rise_s=3600.0, decay_s=hours * 3600 / 3))
 
     # -- model ----------------------------------------------------------------------------------------------
-    def level_up(self, now: float) -> float:
+    def outer_level(self, now: float) -> float:
+        """The outer, tidal level (Wusong datum)."""
         phase = 2 * math.pi * (now - self.p.tide_phase_h * 3600) / M2_PERIOD_S
+        return self.p.tide_mean_m + self.p.tide_amplitude_m * math.cos(phase)
+
+    def inner_level(self, now: float) -> float:
+        """The inner river's level (Wusong datum), with the rain on it."""
         self.rains = [r for r in self.rains if not r.over(now)]
-        return self.p.tide_mean_m + self.p.tide_amplitude_m * math.cos(phase) + sum(r.at(now) for r in self.rains)
+        return self.inner + sum(r.at(now) for r in self.rains)
+
+    def levels(self, now: float) -> tuple[float, float]:
+        """(level_up, level_down): the levels above and below the sluice, by the flood side."""
+        outer, inner = self.outer_level(now), self.inner_level(now)
+        return (outer, inner) if self.p.flood_side == "upstream" else (inner, outer)
 
     def orifice_flow(self, level_up: float, level_down: float) -> float:
         """Flow through the gate (m³/s, positive downstream): Q = Cd·b·a·√(2g|Δh|), sign of Δh."""
@@ -179,10 +197,11 @@ class SluiceGate(Behaviour):
             t += h
             dt -= h
             self._move(h)
-            up = self.level_up(t)
-            self.flow = self.orifice_flow(up, self.level_down)
-            relax = (self.level_down - self.p.inner_level_m) / (self.p.inner_relax_h * 3600)
-            self.level_down += h * (self.flow / self.p.inner_area_m2 - relax)
+            up, down = self.levels(t)
+            self.flow = self.orifice_flow(up, down)
+            inflow = self.flow if self.p.flood_side == "upstream" else -self.flow  # into the inner river
+            relax = (self.inner - self.p.inner_level_m) / (self.p.inner_relax_h * 3600)
+            self.inner += h * (inflow / self.p.inner_area_m2 - relax)
         return self.values(now)
 
     def _move(self, h: float) -> None:
@@ -199,10 +218,11 @@ class SluiceGate(Behaviour):
     def values(self, now: float) -> dict[str, Value]:
         moving = self.direction != 0
         current = (18.0 + 4.0 * self.rng.random()) if moving else 0.1 * self.rng.random()
+        up, down = self.levels(now)
         return {
             "gate_opening": round(self.opening, 3),
-            "level_up": round(self.level_up(now) + self.rng.gauss(0, 0.005), 2),
-            "level_down": round(self.level_down + self.rng.gauss(0, 0.005), 2),
+            "level_up": round(up + self.rng.gauss(0, 0.005), 2),
+            "level_down": round(down + self.rng.gauss(0, 0.005), 2),
             "motor_current": round(current, 1),
             "fault_code": self.fault_code,
             "remote_mode": self.remote,

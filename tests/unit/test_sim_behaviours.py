@@ -168,22 +168,38 @@ def test_gate_stop_and_no_reversal_under_load() -> None:
 
 def test_gate_levels_follow_the_tide_and_flow_follows_the_head() -> None:
     g, t = gate(tide_amplitude_m=1.5, initial_opening_m=1.0)
-    assert g.level_up(t) == pytest.approx(g.level_up(t + M2_PERIOD_S), abs=1e-9)
-    highs = [g.level_up(t + i * 600) for i in range(75)]  # a tidal cycle
+    assert g.outer_level(t) == pytest.approx(g.outer_level(t + M2_PERIOD_S), abs=1e-9)
+    highs = [g.outer_level(t + i * 600) for i in range(75)]  # a tidal cycle
     assert max(highs) - min(highs) == pytest.approx(3.0, abs=0.05)
     assert g.orifice_flow(3.0, 2.0) > 0 > g.orifice_flow(2.0, 3.0)
     assert g.orifice_flow(3.0, 2.0) == pytest.approx(0.6 * 8 * 1.0 * (2 * 9.81) ** 0.5, rel=1e-6)
-    before = g.level_down
-    g.level_up = lambda now: 4.0  # type: ignore[method-assign]  # a high outer level for an hour
+    before = g.inner
+    g.outer_level = lambda now: 4.0  # type: ignore[method-assign]  # a high outer level for an hour
     run(g, t, 3600, step=10)
-    assert g.level_down > before + 0.1
+    assert g.inner > before + 0.1
 
 
-def test_gate_rain_raises_the_upstream_level() -> None:
+@pytest.mark.parametrize(
+    ("flood_side", "tidal", "inner"),
+    [
+        pytest.param("upstream", "level_up", "level_down", id="tide-above-the-sluice"),
+        pytest.param("downstream", "level_down", "level_up", id="river-mouth-gate-tide-below"),
+    ],
+)
+def test_gate_flood_side_puts_the_tide_on_its_level(flood_side: str, tidal: str, inner: str) -> None:
+    g, t = gate(flood_side=flood_side, initial_opening_m=1.0)
+    g.outer_level = lambda now: 4.0  # type: ignore[method-assign]  # high tide outside, the gate open
+    values = run(g, t, 3600, step=10)
+    assert values[tidal] == pytest.approx(4.0, abs=0.03)
+    assert 2.7 < float(values[inner]) < 4.0  # the tide flows in through the open gate
+    assert (float(values["flow"]) > 0) == (flood_side == "upstream")  # positive: from above to below the sluice
+
+
+def test_gate_rain_raises_the_inner_river() -> None:
     g, t = gate()
-    dry = [g.level_up(t + h * 3600) for h in (1, 3, 30)]
+    dry = [g.inner_level(t + h * 3600) for h in (1, 3, 30)]
     g.rain(t, rise_m=0.6, hours=6)
-    wet = [g.level_up(t + h * 3600) for h in (1, 3, 30)]
+    wet = [g.inner_level(t + h * 3600) for h in (1, 3, 30)]
     assert wet[0] - dry[0] == pytest.approx(0.6)  # the peak, an hour in
     assert 0.1 < wet[1] - dry[1] < 0.6  # draining
     assert wet[2] == pytest.approx(dry[2])  # gone
