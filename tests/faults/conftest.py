@@ -44,9 +44,10 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 
 
 def fill(disk: Path) -> Path:
-    """Write a file on ``disk`` until its file system has no byte left (ENOSPC); the file, to delete later."""
+    """Write a file on ``disk`` until its file system has no byte left (ENOSPC); the file, to delete later. Called
+    again, it takes what was freed since (the outbox's SQLite gives space back when it checkpoints its journal)."""
     filler = disk / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
         while True:
             os.write(fd, b"\0" * 65536)
