@@ -252,6 +252,12 @@ def check_devices(config: EdgeConfig, profiles: dict[str, Profile], doc: YamlDoc
         if profile is not None:
             found = settings_problems(profile, {**profile.tags, **dev.tags})
             problems += [f"{where('tags')}: device {dev.id!r}, field tags: {p}" for p in found]
+            side = dev.tags.get("flood_side")  # a tide gate's outer side (rules/packs/sluice.yaml, sluice.md)
+            if side is not None and side not in ("upstream", "downstream"):
+                problems.append(
+                    f"{where('tags')}: device {dev.id!r}, field tags: flood_side={side!r} must be upstream or "
+                    "downstream (the side of the gate where the outer, tidal water is)"
+                )
         if profile is not None and dev.control is not None:
             found = _control_problems(dev, profile)
             problems += [f"{where('control')}: device {dev.id!r}, field control{p}" for p in found]

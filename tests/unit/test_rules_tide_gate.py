@@ -7,10 +7,13 @@ verdict (logged once). Also: the simulated Baoshan gates' sides, and the rule ov
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from edge_agent.config import load_site
+from infra.config_loader import ConfigError
 from rules import PACKS, Engine, Rule, Transition, load_rules
 from rules._conditions import tide_gate_target
 from rules.schema import TideGate
@@ -199,3 +202,28 @@ def test_a_simulated_tide_cycle_at_a_closed_gate_raises_nothing_and_rain_behind_
         out += engine.observe(msg(int((t0 + i) * 1000), float(v["level_up"]), float(v["level_down"]), 0.0, tags))
     assert out
     assert out[0].severity == "warning"
+
+
+# --- the site file ------------------------------------------------------------------------------------------------
+GATE_SITE = """\
+site: yzb
+broker: {host: 127.0.0.1, port: 1883}
+devices:
+  - id: gate-1
+    profile: sluice_gate_plc
+    host: 127.0.0.2
+    tags: {flood_side: SIDE}
+"""
+
+
+@pytest.mark.parametrize(("side", "ok"), [("downstream", True), ("upstream", True), ("outer", False)])
+def test_the_site_file_refuses_a_flood_side_that_is_no_side(tmp_path: Path, side: str, ok: bool) -> None:
+    path = tmp_path / "site.yaml"
+    path.write_text(GATE_SITE.replace("SIDE", side), encoding="utf-8")
+    if ok:
+        assert load_site(path).config.devices[0].tags == {"flood_side": side}
+        return
+    with pytest.raises(ConfigError) as err:
+        load_site(path)
+    (problem,) = err.value.problems
+    assert "flood_side='outer' must be upstream or downstream" in problem
