@@ -15,7 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from api import routes_alerts, routes_auth, routes_data, routes_env, routes_gates
+from api import routes_alerts, routes_auth, routes_data, routes_env, routes_gates, routes_reports
 from api.http_guard import BodyLimit, SecurityHeaders, validation_error
 from api.metrics import RequestCounter
 from api.service import ApiService
@@ -136,7 +136,7 @@ def create_app(service: ApiService, *, manage: bool = True, connect: bool = True
         swagger_ui_oauth2_redirect_url=None,
     )
     app.state.service = service
-    for module in (routes_auth, routes_data, routes_alerts, routes_gates, routes_env):
+    for module in (routes_auth, routes_data, routes_alerts, routes_gates, routes_env, routes_reports):
         app.include_router(module.router)
     app.add_exception_handler(RequestValidationError, validation_error)
     _serve_console(app)
