@@ -17,6 +17,8 @@ SHIPPED = {
     "air_quality_station": ("modbus", "air_quality"),
     "flue_gas_cems": ("modbus", "cems"),
     "gas_detector": ("mqtt", "gas_detector"),
+    "toxic_gas_detector": ("mqtt", "gas_detector"),
+    "oxygen_detector": ("mqtt", "gas_detector"),
     "fire_detector": ("mqtt", "fire_detector"),
     "noise_meter": ("mqtt", "noise"),
     "flue_gas_cems_hj212": ("hj212", "cems"),
@@ -74,6 +76,8 @@ CANONICAL: dict[str, dict[str, str]] = {
     },
     "noise_meter": {"noise_laeq": "dB(A)"},
     "gas_detector": {"lel": "%LEL"},
+    "toxic_gas_detector": {"conc": "mg/m³"},
+    "oxygen_detector": {"o2": "%VOL"},
     "sluice_gate_plc": {"level_up": "m", "level_down": "m", "gate_opening": "m"},
 }
 
