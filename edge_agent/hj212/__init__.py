@@ -12,8 +12,11 @@ Public API:
     StreamDecoder, encode_frame, hj212_crc     framing and check sum (pure)
     parse_segment, build_segment, Packet       data segment (pure)
     Reason, Refused                            reject reason codes
+    CpCipher, Sm4Error                         HJ 212-2025 SM4 encryption of the CP (pure; assumptions in sm4.py)
+    SYSTEMS, COMMANDS                          the ST and CN tables (data; codes.py)
 """
 
+from edge_agent.hj212.codes import COMMANDS, SYSTEMS
 from edge_agent.hj212.config import Hj212Config, LoadedConfig, Station, StationConfig, build_config, load_config
 from edge_agent.hj212.crc import crc_text, hj212_crc
 from edge_agent.hj212.framing import Frame, Rejected, StreamDecoder, encode_frame
@@ -22,10 +25,14 @@ from edge_agent.hj212.mapping import FLAG_QUALITY, Mapped, ProfileMap
 from edge_agent.hj212.reasons import Reason, Refused
 from edge_agent.hj212.segment import Packet, Reading, build_segment, data_answer, parse_segment
 from edge_agent.hj212.server import Hj212Server
+from edge_agent.hj212.sm4 import CpCipher, Sm4Error
 from edge_agent.hj212.split import Reassembler
 
 __all__ = [
+    "COMMANDS",
     "FLAG_QUALITY",
+    "SYSTEMS",
+    "CpCipher",
     "Frame",
     "Hj212Config",
     "Hj212Server",
@@ -40,6 +47,7 @@ __all__ = [
     "Reassembler",
     "Refused",
     "Rejected",
+    "Sm4Error",
     "Station",
     "StationConfig",
     "StreamDecoder",

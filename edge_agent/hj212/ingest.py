@@ -8,9 +8,9 @@ DataTime. A packet refused for a cause that sending again may cure (damaged on t
 password) is never answered: a data logger that gets no answer sends again (HJ 212-2017 §6.5: the timeout and retry
 count of CN 1000), which is what a damaged packet needs, and an unknown or wrongly authenticated station learns
 nothing from us. A packet of an authenticated station refused for a cause that resending cannot cure is kept as a
-dead letter (replayable once the cause is fixed) and answered, so that the station does not send it forever: an
-encrypted CP without a key or with the wrong one gets 9011 QnRtn=2 (request refused), a command this server does not
-ingest gets 9014 (received; it is in the dead letters).
+dead letter (as sent, ciphertext included) and answered, so that the station does not send it forever: an encrypted
+CP without a key or with the wrong one gets 9011 QnRtn=2 (request refused), a command this server does not ingest
+gets 9014 (received; it is in the dead letters).
 
 An accepted data packet that asks for an answer (Flag A bit) is answered with CN 9014 only once the broker has
 acknowledged its telemetry (the server does that part): a crash before that point loses no reading, because the
@@ -186,7 +186,7 @@ class Ingest:
             raise Refused(
                 Reason.NO_KEY,
                 f"CN {packet.cn} from MN {packet.mn!r} has an SM4-encrypted CP (HJ 212-2025) and the station has no "
-                "sm4_key: configure its key (version: 2025, sm4_key) and replay the dead letter",
+                "sm4_key: configure its key (version: 2025, sm4_key); the packets refused until then are dead letters",
             )
         try:
             plain = station.cipher.decrypt(packet.cipher)

@@ -222,7 +222,7 @@ def test_encrypted_cp_without_the_right_key_is_refused_kept_and_answered(
     assert (out.accepted, out.reason) == (False, str(reason))
     assert detail in str(out.event["detail"])
     assert out.messages == []
-    [note] = out.dead_letters  # the packet as sent (password masked): replayable once the key is configured
+    [note] = out.dead_letters  # the packet as sent (password masked), ciphertext included
     assert note.reason is reason
     assert _sm4(CP, key).encode() in note.raw
     assert PW.encode() not in note.raw

@@ -9,7 +9,16 @@ import pytest
 import yaml
 
 from device_profiles import load_catalogue
-from edge_agent.hj212 import Frame, Hj212Config, Reason, Rejected, StreamDecoder, build_config, parse_segment
+from edge_agent.hj212 import (
+    CpCipher,
+    Frame,
+    Hj212Config,
+    Reason,
+    Rejected,
+    StreamDecoder,
+    build_config,
+    parse_segment,
+)
 from simulators.hj212 import Hj212Station, demo_fleet
 from simulators.hj212.station import _apply
 
@@ -92,3 +101,50 @@ def test_demo_fleet_is_a_valid_ingest_config(tmp_path: Path) -> None:
     config = Hj212Config.model_validate({"passwords_file": str(pw), "stations": fleet.server_stations()})
     loaded = build_config(config, catalogue=CATALOGUE)
     assert sorted(s.config.device for s in loaded.stations.values()) == ["cems-1", "outlet-1"]
+
+
+# -- HJ 212-2025 ---------------------------------------------------------------------------------------------------
+KEY = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")
+
+
+@pytest.mark.parametrize(
+    ("cn", "encrypted"),
+    [pytest.param("2011", True, id="data"), pytest.param("9015", False, id="heartbeat")],
+)
+def test_sm4_station_encrypts_the_cp_of_data_commands(cn: str, encrypted: bool) -> None:
+    s = _station(version=2, sm4_key=KEY)
+    cp = "DataTime=20261125100000;w01018-Rtd=35.2,w01018-Flag=N" if encrypted else ""
+    [item] = StreamDecoder().feed(s.packet(cn, cp, NOW))
+    assert isinstance(item, Frame)
+    p = parse_segment(item.segment)
+    assert p.flag == 8  # version 2, no answer requested (answer=False)
+    assert (p.cipher is not None) is encrypted
+    if encrypted:
+        assert p.cipher is not None
+        assert CpCipher(KEY).decrypt(p.cipher) == cp
+
+
+def test_sm4_needs_a_16_byte_key_and_version_2() -> None:
+    with pytest.raises(ValueError, match="16 bytes"):
+        _station(version=1, sm4_key=KEY)
+    with pytest.raises(ValueError, match="16 bytes"):
+        _station(version=2, sm4_key=KEY[:8])
+
+
+def test_demo_fleet_with_sm4_is_a_valid_ingest_config(tmp_path: Path) -> None:
+    fleet = demo_fleet("127.0.0.1", 9212, CATALOGUE, sm4=True)
+    keys = fleet.write_keys(tmp_path)
+    [(mn, path)] = keys.items()
+    assert path.stat().st_mode & 0o077 == 0
+    with pytest.raises(ValueError, match="key file"):
+        fleet.server_stations()
+    pw = tmp_path / "pw.yaml"
+    pw.write_text(yaml.safe_dump(fleet.passwords()))
+    pw.chmod(0o600)
+    config = Hj212Config.model_validate({"passwords_file": str(pw), "stations": fleet.server_stations(keys)})
+    loaded = build_config(config, catalogue=CATALOGUE)
+    outlet = loaded.stations[mn]
+    assert (outlet.config.version, outlet.config.heartbeat_s) == (2025, 60.0)
+    assert outlet.cipher is not None
+    cems = next(s for s in loaded.stations.values() if s.mn != mn)
+    assert (cems.config.version, cems.cipher) == (2017, None)
