@@ -14,8 +14,8 @@ means with their flags, the hours (and days) over the source's permit, the emitt
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 from reports._numbers import rounded, share
 from reports.model import Cell, Column, Report, ReportPeriod, Table, Total, beijing_text
@@ -112,100 +112,153 @@ def _mean_rows(
     return tuple(out)
 
 
-def _pollutants(permit: Permit | None, points: set[str]) -> list[str]:
-    """A permit's pollutants; without one, every point's base name (``so2`` for ``so2``, ``so2_zs``, ``so2_load``)."""
+@dataclass(slots=True)
+class _Acc:
+    """One source's pollutant over the period, accumulated in one pass over the hourly rows."""
+
+    point: str = ""
+    valid: int = 0
+    over_h: int = 0
+    over_d: int = 0
+    highest: float | None = None
+    load_kg: float = 0.0
+    load_hours: int = 0
+    monitored: bool = False
+
+
+def _row_pollutants(permit: Permit | None, row: MeanRow) -> list[tuple[str, str]]:
+    """(pollutant, the point that judges it) of one row: a permit's pollutants, or without one the base name of every
+    concentration point (``so2`` for ``so2`` or ``so2_zs``); the O2-corrected point where the row has it."""
+    points = set(row.values) | set(row.invalid)
     if permit is not None:
-        return sorted(permit.limits)
-    return sorted({p.removesuffix(ZS_SUFFIX).removesuffix(LOAD_SUFFIX) for p in points})
+        names: set[str] = set(permit.limits)
+    else:
+        names = {p.removesuffix(ZS_SUFFIX) for p in points if not p.endswith(LOAD_SUFFIX)}
+    out = []
+    for name in names:
+        zs = name + ZS_SUFFIX
+        flue = permit is None or permit.medium == "flue_gas"
+        out.append((name, zs if flue and zs in points else name))
+    return out
 
 
-def _summary(
-    hourly: Sequence[MeanRow], daily: Sequence[MeanRow], permits: Mapping[tuple[str, str], Permit], hours: int
-) -> tuple[list[tuple[Cell, ...]], dict[str, int | float]]:
-    by_source: dict[tuple[str, str], list[MeanRow]] = defaultdict(list)
-    days_by_source: dict[tuple[str, str], list[MeanRow]] = defaultdict(list)
-    for r in hourly:
-        by_source[(r.site, r.device)].append(r)
-    for r in daily:
-        days_by_source[(r.site, r.device)].append(r)
-    out: list[tuple[Cell, ...]] = []
-    totals: dict[str, int | float] = {"exceed_hours": 0, "exceed_days": 0, "valid_hours": 0, "judged_hours": 0}
-    for key in sorted(set(by_source) | set(days_by_source)):
-        permit = permits.get(key)
-        rows, days = by_source.get(key, []), days_by_source.get(key, [])
-        points = {p for r in (*rows, *days) for p in (*r.values, *r.invalid)}
-        for pollutant in _pollutants(permit, points):
-            zs = pollutant + ZS_SUFFIX
-            point = (
-                _judged_point(pollutant, permit, points) if permit is not None else (zs if zs in points else pollutant)
-            )
-            if point not in points:
-                continue  # not monitored online (a permit's Hg, say): nothing to report, no capture to count
-            values = [r.values[point] for r in rows if point in r.values]
-            over_h = over_d = None
-            if permit is not None:
-                over_h = sum(bool(_exceeded(permit, pollutant, Basis.HOURLY_MEAN, v)) for v in values)
-                over_d = sum(
-                    bool(_exceeded(permit, pollutant, Basis.DAILY_MEAN, r.values[point]))
-                    for r in days
-                    if point in r.values
+class _Sources:
+    """The summary accumulators of every source (bounded by sources x pollutants, not by rows)."""
+
+    def __init__(self, permits: Mapping[tuple[str, str], Permit]) -> None:
+        self.permits = permits
+        self.acc: dict[tuple[str, str], dict[str, _Acc]] = {}
+
+    def hour(self, row: MeanRow) -> None:
+        permit = self.permits.get((row.site, row.device))
+        mine = self.acc.setdefault((row.site, row.device), {})
+        for pollutant, point in _row_pollutants(permit, row):
+            a = mine.get(pollutant)
+            if a is None:
+                a = mine[pollutant] = _Acc(point)
+            if point.endswith(ZS_SUFFIX) or not a.point.endswith(ZS_SUFFIX):
+                a.point = point
+            load = row.values.get(pollutant + LOAD_SUFFIX)
+            if load is not None:
+                a.load_kg += load
+                a.load_hours += 1
+            value = row.values.get(point)
+            a.monitored = a.monitored or point in row.values or point in row.invalid
+            if value is None:
+                continue
+            a.valid += 1
+            a.highest = value if a.highest is None else max(a.highest, value)
+            if permit is not None and _exceeded(permit, pollutant, Basis.HOURLY_MEAN, value):
+                a.over_h += 1
+
+    def day(self, row: MeanRow) -> None:
+        permit = self.permits.get((row.site, row.device))
+        mine = self.acc.setdefault((row.site, row.device), {})
+        for pollutant, point in _row_pollutants(permit, row):
+            a = mine.get(pollutant)
+            if a is None:
+                a = mine[pollutant] = _Acc(point)
+            a.monitored = a.monitored or point in row.values or point in row.invalid
+            value = row.values.get(point)
+            if value is not None and permit is not None and _exceeded(permit, pollutant, Basis.DAILY_MEAN, value):
+                a.over_d += 1
+
+    def rows(self, hours: int) -> tuple[list[tuple[Cell, ...]], dict[str, int]]:
+        out: list[tuple[Cell, ...]] = []
+        totals = {"exceed_hours": 0, "exceed_days": 0, "valid_hours": 0, "judged_hours": 0}
+        for key in sorted(self.acc):
+            permit = self.permits.get(key)
+            for pollutant, a in sorted(self.acc[key].items()):
+                if not a.monitored:
+                    continue  # not monitored online (a permit's Hg, say): nothing to report, no capture to count
+                totals["exceed_hours"] += a.over_h
+                totals["exceed_days"] += a.over_d
+                totals["valid_hours"] += a.valid
+                totals["judged_hours"] += hours
+                out.append(
+                    (
+                        key[0],
+                        key[1],
+                        pollutant,
+                        a.point,
+                        _limit_text(permit, pollutant, Basis.HOURLY_MEAN) if permit else "无许可",
+                        _limit_text(permit, pollutant, Basis.DAILY_MEAN) if permit else None,
+                        a.valid,
+                        share(a.valid, hours),
+                        a.over_h if permit else None,
+                        a.over_d if permit else None,
+                        a.highest,
+                        rounded(a.load_kg) if a.load_hours else None,
+                        a.load_hours,
+                    )
                 )
-            loads = [r.values[pollutant + LOAD_SUFFIX] for r in rows if pollutant + LOAD_SUFFIX in r.values]
-            totals["exceed_hours"] += over_h or 0
-            totals["exceed_days"] += over_d or 0
-            totals["valid_hours"] += len(values)
-            totals["judged_hours"] += hours
-            out.append(
-                (
-                    key[0],
-                    key[1],
-                    pollutant,
-                    point,
-                    _limit_text(permit, pollutant, Basis.HOURLY_MEAN) if permit else "无许可",
-                    _limit_text(permit, pollutant, Basis.DAILY_MEAN) if permit else None,
-                    len(values),
-                    share(len(values), hours),
-                    over_h,
-                    over_d,
-                    max(values) if values else None,
-                    rounded(sum(loads)) if loads else None,
-                    len(loads),
-                )
-            )
-    return out, totals
+        return out, totals
 
 
 def source_report(
     period: ReportPeriod,
-    hourly: Sequence[MeanRow],
-    daily: Sequence[MeanRow],
+    hourly: Iterable[MeanRow],
+    daily: Iterable[MeanRow],
     permits: Mapping[tuple[str, str], Permit],
     *,
     scope: str,
     generated_ms: int,
+    include_hourly: bool | None = None,
 ) -> Report:
     """The pollution-source report of ``period`` from the stored valid means of every source in the rows.
 
     A source with a permit in ``permits`` is judged against it; one without is reported (means, capture, totals)
-    with its limits shown as "无许可" and no exceedance counted. Rows outside the period are left out.
+    with its limits shown as "无许可" and no exceedance counted. Rows outside the period are left out. ``hourly`` is
+    read once, in any order, and kept only for the hourly table: a day report lists the hourly means
+    (``include_hourly`` default), a month report the daily means (its hourly table on request), so a month of a
+    district is summed in memory bounded by its sources, not its rows.
     """
-    inside = [r for r in hourly if period.start_ms <= r.time_ms < period.end_ms]
+    with_hours = period.kind == "day" if include_hourly is None else include_hourly
+    acc = _Sources(permits)
+    kept: list[MeanRow] = []
+    sources: set[tuple[str, str]] = set()
+    for r in hourly:
+        if period.start_ms <= r.time_ms < period.end_ms:
+            acc.hour(r)
+            sources.add((r.site, r.device))
+            if with_hours:
+                kept.append(r)
     days = [r for r in daily if period.start_ms <= r.time_ms < period.end_ms]
-    summary, t = _summary(inside, days, permits, period.hours)
+    for r in days:
+        acc.day(r)
+        sources.add((r.site, r.device))
+    summary, t = acc.rows(period.hours)
     bases = sorted({p.basis for p in permits.values()})
-    tables = (
-        Table("summary", "排放源汇总(许可限值、超标、排放量、数据有效率)", _SUMMARY, tuple(summary)),
-        Table("hourly", "小时有效均值", _MEANS, _mean_rows(inside, permits, Basis.HOURLY_MEAN, True)),
-        Table("daily", "日有效均值", _MEANS, _mean_rows(days, permits, Basis.DAILY_MEAN, False)),
-    )
+    tables = [Table("summary", "排放源汇总(许可限值、超标、排放量、数据有效率)", _SUMMARY, tuple(summary))]
+    if with_hours:
+        tables.append(Table("hourly", "小时有效均值", _MEANS, _mean_rows(kept, permits, Basis.HOURLY_MEAN, True)))
+    tables.append(Table("daily", "日有效均值", _MEANS, _mean_rows(days, permits, Basis.DAILY_MEAN, False)))
     totals = (
-        Total("sources", "排放源数", len({(r.site, r.device) for r in (*inside, *days)})),
-        Total(
-            "unpermitted", "无许可数据的排放源数", len({(r.site, r.device) for r in (*inside, *days)} - set(permits))
-        ),
-        Total("exceed_hours", "超标小时数合计", int(t["exceed_hours"])),
-        Total("exceed_days", "超标天数合计", int(t["exceed_days"])),
-        Total("capture_pct", "数据有效率(%)", share(int(t["valid_hours"]), int(t["judged_hours"]))),
+        Total("sources", "排放源数", len(sources)),
+        Total("unpermitted", "无许可数据的排放源数", len(sources - set(permits))),
+        Total("exceed_hours", "超标小时数合计", t["exceed_hours"]),
+        Total("exceed_days", "超标天数合计", t["exceed_days"]),
+        Total("capture_pct", "数据有效率(%)", share(t["valid_hours"], t["judged_hours"])),
     )
     kind_zh = "日报" if period.kind == "day" else "月报"
     return Report(
@@ -216,7 +269,7 @@ def source_report(
         period=period,
         scope=scope,
         generated_ms=generated_ms,
-        tables=tables,
+        tables=tuple(tables),
         totals=totals,
         notes=(
             "烟气浓度按折算值(基准氧含量)评价; 排放量为有效小时排放速率之和, 缺失小时未补遗.",

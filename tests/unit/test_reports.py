@@ -224,3 +224,19 @@ def test_safety_report_times_to_acknowledge_and_close() -> None:
     assert (r.total("ack_mean_min"), r.total("close_mean_min")) == (3.5, 15.0)
     assert r.table("enterprises").rows == (("factory1", 2, 3, 3.5, 15.0),)
     assert r.table("alarms").column("raised")[0] == "2026-03-10 08:00"
+
+
+def test_a_month_sums_the_hours_in_one_pass_and_lists_the_days() -> None:
+    hourly, daily = _source()
+    permits = {("plant1", "cems1"): _permit()}
+    once = iter(hourly)  # read once: a generator from storage is never read twice
+    month = source_report(MONTH, once, daily, permits, scope="x", generated_ms=0)
+    assert [t.name for t in month.tables] == ["summary", "daily"]
+    assert next(once, None) is None
+    assert month.total("exceed_hours") == 3  # so2 40 and the next day's 99, nox 51
+    so2 = next(row for row in month.table("summary").rows if row[:3] == ("plant1", "cems1", "so2"))
+    assert so2[6:9] == (4, 0.5, 2)  # 30, 40, 35, 99 valid of 744 hours; 40 and 99 over 35
+    assert so2[11] == 106.75  # 2.0 + 3.5 + 1.25 + 100.0 kg
+    with_hours = source_report(MONTH, hourly, daily, permits, scope="x", generated_ms=0, include_hourly=True)
+    assert [t.name for t in with_hours.tables] == ["summary", "hourly", "daily"]
+    assert with_hours.table("summary") == month.table("summary")
