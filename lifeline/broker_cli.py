@@ -44,6 +44,8 @@ def _config(args: argparse.Namespace) -> int:
             from lifeline.deployment import load_spec
 
             spec = load_spec(Path(args.deployment))
+            if spec.hj212 is not None:  # the real district's HJ 212 stations: their sites and the ingest's account
+                deployment = dataclasses.replace(deployment, hj212_sites=spec.hj212_sites())
             spec.check_sites([*deployment.sites, *deployment.hj212_sites], Path(args.deployment))
             deployment = spec.inventory(
                 deployment.sites, deployment.sensor_topics, deployment.hj212_sites, deployment.simulated_sensors

@@ -1,12 +1,13 @@
 """The deployment spec: one file from which every service's config is derived (``lifeline up --config``).
 
 It names what a deployment is made of: the district (a simulated scenario, and/or the edge site files of real sites,
-whose ``control:`` sections hold each gate's limits), the areas, the rule packs and how the rules engines split the
-sites, how many bridges, the external broker and InfluxDB (or none: ``lifeline up`` starts its own), and the alert
-manager's settings. ``lifeline up`` derives from it the broker's accounts (for the dynamic-security plugin), the
-config file of every service (edge agents, bridge, rules engines, API, HJ 212 ingest), and the API's view of the
-same rule packs and gate limits the services run with. Secrets are ``infra.secret.Secret`` references (a file or
-an environment variable); none is ever printed.
+whose ``control:`` sections hold each gate's limits, and the HJ 212 ingest config of its pollution sources' stations,
+whose sites are sites like any other: in areas and partitions, known to the bridges, the engines and the API), the
+areas, the rule packs and how the rules engines split the sites, how many bridges, the external broker and InfluxDB
+(or none: ``lifeline up`` starts its own), and the alert manager's settings. ``lifeline up`` derives from it the
+broker's accounts (for the dynamic-security plugin), the config file of every service (edge agents, bridge, rules
+engines, API, HJ 212 ingest), and the API's view of the same rule packs and gate limits the services run with.
+Secrets are ``infra.secret.Secret`` references (a file or an environment variable); none is ever printed.
 
 A key the deployment would not use is an error naming the file, the line and the key, never silently dropped:
 unknown keys (every section forbids extras), a broker account in ``broker`` (each service connects with its own
@@ -25,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from alerts.config import AlertServiceConfig
 from broker_bridge.config import BatchConfig, RetryConfig
 from device_profiles import field_error
+from edge_agent.hj212.config import Hj212Config
 from infra.config_loader import ConfigError, YamlDoc, describe_loc, read_yaml, validate
 from infra.mqtt import BrokerConfig
 from lifeline.broker_auth import Inventory
@@ -59,6 +61,12 @@ class DeploymentSpec(_Strict):
         default_factory=list,
         description="edge site files of a real district (its devices, each gate's limits): "
         "what `lifeline broker config --deployment` makes the accounts of; `lifeline up` runs the scenario instead",
+    )
+    hj212: Path | None = Field(
+        default=None,
+        description="the HJ 212 ingest config (`lifeline hj212 --config`) of a real district's pollution-source "
+        "stations: their sites are the deployment's sites too (areas, partitions, accounts); `lifeline up` runs the "
+        "scenario's simulated stations instead",
     )
     data_dir: Path = Field(default=Path("var/up"), description="data, logs and generated configs")
     broker: BrokerConfig | None = Field(
@@ -212,6 +220,17 @@ class DeploymentSpec(_Strict):
         for site in sorted(set(sites) - listed):
             out[site] = [site]
         return out
+
+    def hj212_config(self) -> Hj212Config | None:
+        """The HJ 212 ingest config the spec names (validated; its passwords are not read here), or None."""
+        if self.hj212 is None:
+            return None
+        return validate(Hj212Config, read_yaml(self.hj212), "hj212 config")
+
+    def hj212_sites(self) -> list[str]:
+        """The sites of the HJ 212 stations of ``hj212`` (none without it)."""
+        config = self.hj212_config()
+        return sorted({s.site for s in config.stations}) if config is not None else []
 
     def inventory(
         self,

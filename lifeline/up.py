@@ -546,6 +546,13 @@ def up(args: argparse.Namespace) -> int:
                 "files are for lifeline broker config --deployment and their own lifeline edge)",
                 Path(args.config) if args.config else None,
             )
+        if deploy.hj212 is not None:  # the same for the real HJ 212 stations: the scenario's simulated ones run
+            raise deploy.refuse(
+                ["hj212"],
+                "would be ignored: lifeline up runs the scenario's simulated HJ 212 stations (a real district's "
+                "config is for lifeline up --configs-only and lifeline broker config --deployment)",
+                Path(args.config) if args.config else None,
+            )
         district = scenario_deployment(load(deploy.scenario, None))
         deploy.check_sites([*district.sites, *district.hj212_sites], Path(args.config) if args.config else None)
     except ConfigError as exc:

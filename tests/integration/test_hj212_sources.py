@@ -33,7 +33,8 @@ def test_an_officer_of_the_area_reads_the_sources_corrected_values_loads_and_tot
     mosquitto: Mosquitto, influxdb: Influxd, tmp_path: Path
 ) -> None:
     _bridge, bridge_thread = start_bridge(bridge_config(mosquitto, influxdb, tmp_path))
-    station = {"mn": MN, "site": SITE, "device": DEVICE, "profile": "flue_gas_cems_hj212", "tags": {"o2_ref": "6"}}
+    station: dict[str, object] = {"mn": MN, "site": SITE, "device": DEVICE, "profile": "flue_gas_cems_hj212"}
+    station["tags"] = {"o2_ref": "6"}
     account = account_for(mosquitto, hj212_account([SITE]), reconnect_initial_s=0.1, reconnect_max_s=0.5)
     server = RunningServer(_config(mosquitto, [station], tmp_path, broker=account.model_dump(mode="json")))
     areas = {"wusong": ["wusong-sluices", SITE], "north": ["north-sluices", "north-env"], "south": ["south-sluices"]}

@@ -238,3 +238,65 @@ def test_configs_only_derives_every_service_config_of_a_real_district(
         text = path.read_text(encoding="utf-8")
         for credential in (broker_dir / "credentials").iterdir():
             assert credential.read_text(encoding="utf-8").strip() not in text
+
+
+def test_the_hj212_stations_sites_are_sites_of_a_real_district(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The spec's HJ 212 ingest config (``hj212``): its stations' sites are in the areas of the API and the alerts, the
+    bridges and engines know their devices, the ingest gets its account and its config; ``lifeline up`` refuses it."""
+    from api.config import load_config as load_api_config
+    from edge_agent.config import load_site
+    from edge_agent.hj212 import load_config as load_hj212_config
+    from lifeline.cli import main
+    from lifeline.rules_cli import load_rules_service_config
+
+    inp = tmp_path / "in"
+    inp.mkdir()
+    site = inp / "north-sluices.yaml"
+    gate = {"id": "gate-1", "profile": "sluice_gate_plc", "host": "192.0.2.10", "control": {"max_head_open_m": 2.0}}
+    site.write_text(yaml.safe_dump({"site": "north-sluices", "devices": [gate]}), encoding="utf-8")
+    passwords = inp / "hj212-passwords.yaml"
+    passwords.write_text("CEMS0001: '123456'\n", encoding="utf-8")
+    passwords.chmod(0o600)
+    station: dict[str, object] = {"mn": "CEMS0001", "site": "plant-7", "device": "cems-1"}
+    station |= {"profile": "flue_gas_cems_hj212", "tags": {"source": "coal_power", "o2_ref": "6"}}
+    hj212 = inp / "hj212.yaml"
+    hj212.write_text(
+        yaml.safe_dump({"passwords_file": "hj212-passwords.yaml", "stations": [station]}), encoding="utf-8"
+    )
+    broker_dir = tmp_path / "broker"
+    spec = _write(
+        tmp_path,
+        f"data_dir: {tmp_path / 'out'}\nsites: [{site}]\nhj212: {hj212}\n"
+        "broker: {host: mqtt.example, port: 8883}\n"
+        f"broker_credentials: {broker_dir / 'credentials'}\n"
+        "influx: {url: 'https://influx.example:8086'}\n"
+        "areas: {north: [north-sluices, plant-7]}\n",
+    )
+    assert load_spec(spec).hj212_sites() == ["plant-7"]
+    assert main(["broker", "config", "--deployment", str(spec), "--out", str(broker_dir)]) == 0
+    dynsec = yaml.safe_load((broker_dir / "dynamic-security.json").read_text(encoding="utf-8"))
+    assert "hj212" in {c["username"] for c in dynsec["clients"]}
+    assert main(["up", "--config", str(spec), "--configs-only"]) == 0
+    out = tmp_path / "out"
+    assert load_api_config(out / "api.yaml").areas == {"north": ["north-sluices", "plant-7"]}
+    assert load_rules_service_config(out / "rules.yaml").alerts.areas == {"north": ["north-sluices", "plant-7"]}
+    sources = load_site(out / "sites" / "plant-7.yaml").config  # what the bridges and engines know of its devices
+    assert [(d.id, d.profile) for d in sources.devices] == [("cems-1", "flue_gas_cems_hj212")]
+    ingest = load_hj212_config(out / "hj212.yaml")  # its own loader: passwords file found, profile known
+    assert ingest.config.broker.username == "hj212"
+    assert ingest.devices() == {("plant-7", "cems-1"): "flue_gas_cems_hj212"}
+    capsys.readouterr()
+    plain = _write(tmp_path, f"hj212: {hj212}\n")
+    assert main(["up", "--config", str(plain), "--data-dir", str(tmp_path / "up")]) == 1
+    assert f"{plain}:1: deployment, field hj212: would be ignored" in capsys.readouterr().err
+
+
+def test_an_area_may_not_name_an_unknown_source_site(tmp_path: Path) -> None:
+    hj212 = tmp_path / "hj212.yaml"
+    hj212.write_text(yaml.safe_dump({"stations": [{"mn": "A1", "site": "plant-7", "device": "c", "profile": "p"}]}))
+    spec = DeploymentSpec(hj212=hj212, areas={"north": ["plant-7", "plant-8"]})
+    with pytest.raises(ConfigError, match="'plant-8' is not in this deployment"):
+        spec.check_sites(spec.hj212_sites())
+    spec.check_sites([*spec.hj212_sites(), "plant-8"])
