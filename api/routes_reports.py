@@ -65,6 +65,7 @@ async def report(
     format: Annotated[Literal["csv", "xlsx", "pdf"], Query(description="the file format")] = "pdf",
     site: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
     area: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+    hourly: Annotated[bool | None, Query(description="source: the hourly means (default: day reports only)")] = None,
 ) -> Response:
     """The report as a file download (Content-Disposition: attachment)."""
     if who.role not in ROLES[kind]:
@@ -86,6 +87,7 @@ async def report(
             scope=scope,
             now_ms=svc.clock(),
             permits=permits,
+            include_hourly=hourly,
         )
     except QueryUnavailableError as exc:
         raise error(503, f"InfluxDB is not reachable: {exc.message}") from exc

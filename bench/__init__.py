@@ -78,6 +78,13 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--seconds", type=float, default=8.0, help="length of each phase (default 8)")
     p.add_argument("--interval-s", type=float, default=1.0, help="seconds between a station's paced packets")
 
+    p = _add(bench_sub, "report", "a month of a 500-station district's reports: time, peak memory, checked numbers")
+    p.add_argument("--json", metavar="PATH", help=_JSON_HELP)
+    p.add_argument("--sources", type=int, default=500, help="pollution sources, hourly rows each (default 500)")
+    p.add_argument("--stations", type=int, default=500, help="air stations, a daily AQI each (default 500)")
+    p.add_argument("--month", default="2026-03", help="the month, YYYY-MM (default 2026-03)")
+    p.add_argument("--seed", type=int, default=1, help="seed of the synthetic rows")
+
     p = _add(bench_sub, "lineproto", "line protocol encoding speed: the bridge's encoder against influxdb_client's")
     p.add_argument("--json", metavar="PATH", help=_JSON_HELP)
     p.add_argument("--points", type=int, default=200_000, help="values encoded by the bridge's encoder")

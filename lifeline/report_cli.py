@@ -39,6 +39,7 @@ def add_parsers(sub: Subparsers) -> None:
     p.add_argument("--out", type=Path, required=True, help="the file to write")
     p.add_argument("--config", type=Path, default=None, help="the API's config (InfluxDB, alert store, areas)")
     p.add_argument("--permits", type=Path, default=None, help="a permit file (source reports judge against it)")
+    p.add_argument("--hourly", action="store_true", help="source: the hourly means in a month report too")
     p.set_defaults(func=run)
 
 
@@ -63,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         if args.area not in config.areas:
             raise SystemExit(f"--area {args.area!r}: not an area of the config ({', '.join(sorted(config.areas))})")
         sites, scope = list(config.areas[args.area]), f"区域 {args.area}"
-    report = asyncio.run(_build(args.kind, period, config, sites, scope, permits))
+    report = asyncio.run(_build(args.kind, period, config, sites, scope, permits, args.hourly or None))
     data = render(report, fmt)
     args.out.write_bytes(data)
     print(f"{args.out}: {report.title} ({fmt}, {len(data)} bytes, {sum(len(t.rows) for t in report.tables)} rows)")
@@ -77,6 +78,7 @@ async def _build(
     sites: list[str] | None,
     scope: str,
     permits: Mapping[tuple[str, str], Permit],
+    include_hourly: bool | None,
 ) -> Report:
     from alerts.store import AlertStore
     from reports.service import build_report
@@ -92,7 +94,15 @@ async def _build(
     reader = InfluxQuery(config.influx)
     try:
         return await build_report(
-            kind, period, reader=reader, store=None, sites=sites, scope=scope, now_ms=now, permits=permits
+            kind,
+            period,
+            reader=reader,
+            store=None,
+            sites=sites,
+            scope=scope,
+            now_ms=now,
+            permits=permits,
+            include_hourly=include_hourly,
         )
     except QueryError as exc:
         raise SystemExit(f"InfluxDB: {exc}") from exc

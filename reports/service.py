@@ -31,9 +31,11 @@ async def build_report(
     scope: str,
     now_ms: int,
     permits: Mapping[tuple[str, str], Permit] | None = None,
+    include_hourly: bool | None = None,
 ) -> Report:
     """The ``kind`` report of ``period`` over ``sites`` (None: every site). Environment reports read InfluxDB
-    (``reader``), the safety report the alert store (``store``); a missing one is a ``ValueError``."""
+    (``reader``), the safety report the alert store (``store``); a missing one is a ``ValueError``. ``include_hourly``:
+    the source report's hourly table (default: in a day report, not in a month report)."""
     start, end = period.start_ms, period.end_ms
     if kind == "safety":
         if store is None:
@@ -45,7 +47,9 @@ async def build_report(
     if kind == "source":
         hourly, daily = await read.source_means(reader, start, end, sites)
         known = {k: p for k, p in (permits or {}).items() if sites is None or k[0] in sites}
-        return source_report(period, hourly, daily, known, scope=scope, generated_ms=now_ms)
+        return source_report(
+            period, hourly, daily, known, scope=scope, generated_ms=now_ms, include_hourly=include_hourly
+        )
     if kind == "air":
         return air_report(period, await read.aqi_days(reader, start, end, sites), scope=scope, generated_ms=now_ms)
     return water_report(period, await read.water_days(reader, start, end, sites), scope=scope, generated_ms=now_ms)

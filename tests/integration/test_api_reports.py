@@ -79,6 +79,7 @@ def env(shared_influxdb: Influxd, tmp_path: Path) -> Iterator[Env]:
 
 
 def _get(env: Env, user: str, kind: str, **params: str) -> httpx.Response:
+    params.setdefault("format", "csv")
     return env.api.client.get(f"/api/reports/{kind}", params=params, headers=login(env.api.client, user))
 
 
@@ -124,6 +125,9 @@ def test_source_report_from_the_stored_hourly_means(env: Env) -> None:
     assert summary == [[NORTH, "cems-1", "so2", "so2_zs", "无许可", "", "2", "8.3", "", "", "40", "5.5", "2"]]
     flags = [row[6] for row in rows if row[:2] == [NORTH, "cems-1"] and row[3] == "so2_zs" and len(row) == 9]
     assert flags == ["有效", "无效: too few", "有效"]
+    month = _csv(_get(env, "env-north", "source", period="month", date="2026-10", format="csv"))
+    assert ["小时有效均值"] not in month  # a month lists the daily means
+    assert ["小时有效均值"] in _csv(_get(env, "env-north", "source", period="month", date="2026-10", hourly="true"))
 
 
 def test_safety_report_from_the_alert_history(env: Env) -> None:
