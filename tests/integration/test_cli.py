@@ -247,6 +247,10 @@ def test_up_runs_the_district_and_stops_cleanly(tmp_path: Path) -> None:
     assert "stopped" in text
     assert (tmp_path / "up" / "sites" / "mini-water.yaml").exists()
     assert (tmp_path / "up" / "alerts.db").exists()
+    from api.config import load_config as load_api_config
+
+    api = load_api_config(tmp_path / "up" / "api.yaml")  # the HJ 212 stations' site is a site like any other
+    assert (api.areas["mini-sources"], "mini-sources" in api.district.sites) == (["mini-sources"], True)
 
 
 @pytest.mark.integration
