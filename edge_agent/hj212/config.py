@@ -30,6 +30,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from device_profiles import Profile, field_error, load_catalogue, load_profiles
+from device_profiles.derive import settings_problems
 from device_profiles.schema import TagKey
 from edge_agent.config import PublishConfig
 from edge_agent.hj212.framing import MAX_SEGMENT
@@ -202,6 +203,8 @@ def build_config(
                 f"(HJ 212 profiles: {known})"
             )
             continue
+        found = settings_problems(profile, {**profile.tags, **s.tags})  # e.g. an o2_ref that is no reference O2
+        problems += [f"{where('stations', i, 'tags')}: {label}, field tags: {p}" for p in found]
         try:
             password = _password(s, shared, base)
         except ValueError as exc:

@@ -12,6 +12,7 @@ from device_profiles import load_catalogue
 from device_profiles.validate import Registry, check
 from edge_agent.hj212 import Frame, Hj212Config, Ingest, Outcome, build_config
 from edge_agent.hj212.mapping import data_time_ms
+from infra.config_loader import ConfigError
 from simulators.hj212 import frame as hj212_frame
 from telemetry import Quality, decode_telemetry
 
@@ -219,3 +220,11 @@ def test_a_load_without_the_flue_gas_conditions_is_bad_with_the_reason() -> None
     values, quality = _values(_handle(_ingest({"o2_ref": "6"}), "2011", cp))
     assert values["so2_load"] is None
     assert quality["so2_load"] == (Quality.BAD, "no flue_temp in the sample")
+
+
+@pytest.mark.parametrize("o2_ref", ["abc", "21", "-1"])
+def test_a_station_whose_o2_ref_is_no_reference_o2_is_refused_at_load(o2_ref: str) -> None:
+    with pytest.raises(
+        ConfigError, match=rf"station 'CEMS1', field tags: derived point 'so2_zs': tag 'o2_ref' = '{o2_ref}'"
+    ):
+        _ingest({"o2_ref": o2_ref})
