@@ -62,7 +62,7 @@ from lifeline.tls import ensure_ca, issue
 from rules.config import PartitionConfig
 from simulators import District
 from simulators.hj212 import Hj212Fleet, demo_fleet
-from simulators.scenario import Scenario
+from simulators.scenario import Scenario, SourcesSpec
 from storage import influxql
 from storage.connection import InfluxConfig
 from storage.schema import DEVICE, WATER
@@ -178,9 +178,11 @@ def _bridge_config(data_dir: Path, stack: Stack, deploy: DeploymentSpec, metrics
     return _write_config(data_dir / ("bridge.yaml" if n == 1 else f"bridge-{n}.yaml"), config)
 
 
-def _hj212(data_dir: Path, stack: Stack, scenario: str) -> tuple[Child, Hj212Fleet]:
+def _hj212(data_dir: Path, stack: Stack, scenario: str, sources: SourcesSpec | None = None) -> tuple[Child, Hj212Fleet]:
     """The HJ 212 ingest server as a child, and the district's simulated stations (a CEMS and a wastewater outlet)
-    that push to it; a site file lists the stations so that the bridge knows them as devices."""
+    that push to it; a site file lists the stations so that the bridge knows them as devices. The CEMS's tags are
+    the scenario's (``hj212.cems_tags``: its source and reference O2)."""
+    cems_tags = (sources or SourcesSpec()).cems_tags
     port = free_port()
     site = hj212_site(scenario)
     fleet = demo_fleet("127.0.0.1", port, dict(load_catalogue()), site=site)
@@ -194,11 +196,8 @@ def _hj212(data_dir: Path, stack: Stack, scenario: str) -> tuple[Child, Hj212Fle
         passwords_file=passwords.resolve(),
         dead_letter_path=(data_dir / "hj212" / "deadletter.sqlite").resolve(),
         metrics_port=metrics,
-        # the simulated CEMS is a coal-fired unit (the emissions pack selects on the source tag)
-        stations=[
-            st.model_copy(update={"tags": {"source": "coal_power", "o2_ref": "6"}}) if st.device == "cems-1" else st
-            for st in stations
-        ],
+        # the emissions pack selects on the CEMS's source tag; its o2_ref gives the O2-corrected values
+        stations=[st.model_copy(update={"tags": dict(cems_tags)}) if st.device == "cems-1" else st for st in stations],
     )
     path = _write_config(data_dir / "hj212.yaml", config)
     # for the bridge's validation (which devices exist): no edge agent runs for this site
@@ -274,9 +273,10 @@ def _longest_movement_s(sites: dict[str, LoadedSite]) -> float:
 
 def _district(scenario: Scenario, sources: Sequence[str] = ()) -> DistrictConfig:
     """The console overview's layout: each simulated site's title, river, area and place along the river, and the
-    sites of the HJ 212 stations (``sources``: pollution sources off the rivers)."""
+    site of the HJ 212 stations (``sources``; where it lies: the scenario's ``hj212``)."""
     sites = {s.site: DistrictSite(title=s.title, river=s.river, area=s.area, km=s.km) for s in scenario.sites}
-    sites.update({site: DistrictSite(title="Pollution sources (HJ 212 stations)") for site in sources})
+    h = scenario.hj212
+    sites.update({site: DistrictSite(title=h.title, river=h.river, area=h.area, km=h.km) for site in sources})
     return DistrictConfig(title=scenario.title or scenario.name, sites=sites)
 
 
@@ -399,7 +399,7 @@ async def _run(deploy: DeploymentSpec, stack: Stack, duration: float | None) -> 
             children.append(Child(f"edge {site}", argv, data_dir / "logs" / f"edge-{site}.log", metrics_port=metrics))
         services = _service_children(data_dir, stack, deploy, [*paths, hj212_site(scenario.name)])
         children[:0] = services
-        hj212_child, fleet = _hj212(data_dir, stack, scenario.name)
+        hj212_child, fleet = _hj212(data_dir, stack, scenario.name, scenario.hj212)
         children.append(hj212_child)
         api_yaml = _api_config(data_dir, stack, paths, keys_dir, scenario, deploy, [hj212_site(scenario.name)])
         password_file = data_dir / "api" / "admin-password"

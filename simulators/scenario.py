@@ -84,6 +84,22 @@ class SiteSpec(BaseModel):
         return self
 
 
+class SourcesSpec(BaseModel):
+    """The district's HJ 212 pollution-source stations (a flue-gas CEMS and a wastewater outlet that push to the
+    ingest server under ``lifeline up``), on the site ``<scenario>-sources``: where that site lies for the console,
+    and the CEMS's tags (``source`` selects the emissions pack's limits, ``o2_ref`` is its reference O2)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    title: str = "Pollution sources (HJ 212 stations)"
+    river: str = Field(default="", max_length=64, description="the waterway it lies on; empty: off the rivers")
+    area: str = Field(default="", max_length=64, description="the part of the district it is in")
+    km: float | None = Field(default=None, ge=0, description="its place along the river, km from its mouth")
+    cems_tags: dict[TagKey, str] = Field(
+        default_factory=lambda: {"source": "coal_power", "o2_ref": "6"}, description="the CEMS's device tags"
+    )
+
+
 class Scenario(BaseModel):
     """A simulated district."""
 
@@ -96,11 +112,15 @@ class Scenario(BaseModel):
     port_base: int = Field(default=0, ge=0, le=65535, description="first port for 'auto'; 0: free ports")
     intervals: dict[str, float] = Field(default_factory=dict, description="MQTT publish interval by profile")
     sites: list[SiteSpec] = Field(min_length=1)
+    hj212: SourcesSpec = Field(default_factory=SourcesSpec, description="its HJ 212 stations' site (<name>-sources)")
 
     @model_validator(mode="after")
     def _unique(self) -> Scenario:
         seen: set[str] = set()
+        sources = f"{self.name}-sources"  # the HJ 212 stations' site (lifeline.broker_auth.hj212_site)
         for site in self.sites:
+            if site.site == sources:
+                raise ValueError(f"site {sources!r} is the HJ 212 stations' site (hj212:), not one to list")
             if site.site in seen:
                 raise ValueError(f"site {site.site!r} is listed twice")
             seen.add(site.site)

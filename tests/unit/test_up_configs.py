@@ -247,3 +247,21 @@ def test_the_hj212_stations_site_is_in_the_areas_of_the_api_and_the_alerts(tmp_p
     assert set(api.site_keys) == {SITE}  # no edge agent, no commands: no keys
     alone = load_api_config(_api_config(tmp_path, stack, {SITE: site_file}, keys, sources=[sources]))
     assert alone.areas == {SITE: [SITE], sources: [sources]}  # in no area: its own, as every site
+
+
+def test_the_scenario_places_the_sources_site_and_tags_its_cems(tmp_path: Path, stack: Stack) -> None:
+    from lifeline.simulate import load
+    from lifeline.up import _district
+    from simulators.scenario import Scenario, SourcesSpec
+
+    mini = load("mini", None)
+    sources = _district(mini, [hj212_site("mini")]).sites[hj212_site("mini")]
+    assert (sources.title, sources.area) == ("Pollution sources (HJ 212 stations)", "North")  # mini.yaml's hj212
+    turbine = SourcesSpec(cems_tags={"source": "gas_turbine", "o2_ref": "15"})
+    child, _fleet = _hj212(tmp_path, stack, "mini", turbine)
+    hj212 = load_hj212_config(Path(child.argv[-1]))
+    cems = next(s for s in hj212.stations.values() if s.config.device == "cems-1")
+    assert cems.config.tags == {"source": "gas_turbine", "o2_ref": "15"}
+    site = {"site": "mini-sources", "devices": [{"id": "x", "profile": "noise_meter"}]}
+    with pytest.raises(ValueError, match="'mini-sources' is the HJ 212 stations' site"):
+        Scenario.model_validate({"name": "mini", "sites": [site]})
