@@ -6,7 +6,6 @@ reason, dead letter, an answer that stops the resending), per-station keys as se
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -54,8 +53,7 @@ def _sm4(cp: str, key: str = KEY) -> str:
     return _wire.sm4_encrypt(bytes.fromhex(key), cp)
 
 
-@pytest.fixture(scope="module")
-def loaded() -> Iterator[LoadedConfig]:
+def _loaded() -> LoadedConfig:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HJ212_TEST_PW", PW)
         mp.setenv("HJ212_TEST_KEY", KEY)
@@ -75,12 +73,15 @@ def loaded() -> Iterator[LoadedConfig]:
                 ]
             }
         )
-        yield build_config(config, catalogue=load_catalogue())
+        return build_config(config, catalogue=load_catalogue())
+
+
+_LOADED = _loaded()
 
 
 @pytest.fixture
-def ingest(loaded: LoadedConfig) -> Ingest:
-    return Ingest(loaded)
+def ingest() -> Ingest:
+    return Ingest(_LOADED)
 
 
 def _handle(ingest: Ingest, segment: str | bytes) -> Outcome:
@@ -360,3 +361,10 @@ def test_key_config_errors_name_the_field(
     assert "hj212.yaml" in text
     assert KEY not in text
     assert os.environ.get("HJ212_NO_SUCH_KEY") is None
+
+
+@given(st.binary(min_size=1, max_size=8).map(lambda b: (b * 16)[: 16 * len(b)].hex().upper()))
+def test_any_ciphertext_is_read_or_refused_never_a_crash(body: str) -> None:
+    ingest = Ingest(_LOADED)
+    out = ingest.handle("127.0.0.1:40312", _frame(_seg("2011", body)), T0)
+    assert out.accepted or out.reason in {str(Reason.BAD_KEY), str(Reason.BAD_CP)}
