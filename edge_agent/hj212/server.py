@@ -270,7 +270,7 @@ class Hj212Server:
             self._heard[station.mn] = self.clock()
             if station.mn not in seen:
                 self._came_online(station, seen)
-            elif station.mn in self._silent:
+            if station.mn in self._silent:  # heard again, on this connection or another
                 self._silent.discard(station.mn)
                 log.info("station online mn=%s site=%s device=%s reason=heard again", station.mn, *_where(station))
                 self._queue(self.ingest.status(station, True, "", self.clock()))
