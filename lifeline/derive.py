@@ -15,6 +15,7 @@ from pathlib import Path
 
 from edge_agent.config import DeviceConfig, EdgeConfig, load_site
 from infra.config_loader import ConfigError
+from infra.secret import Secret
 from lifeline.deployment import DeploymentSpec
 from lifeline.up import Stack, _add_local_settings, _api_config, _service_children, _write_config
 from telemetry.keys import create_site_keys
@@ -54,6 +55,11 @@ def _hj212_config(deploy: DeploymentSpec, stack: Stack, sites_dir: Path, edge_si
             return ref
         return f"file:{at(Path(ref.removeprefix('file:')))}"
 
+    def key(secret: Secret | None) -> Secret | None:  # an SM4 key's {file: PATH}, relative to the config's folder
+        if secret is None or secret.file is None or secret.file.is_absolute():
+            return secret
+        return Secret(file=at(secret.file))
+
     clash = sorted({s.site for s in config.stations} & set(edge_sites))
     if clash:
         raise ConfigError([f"{deploy.hj212}: site(s) {', '.join(clash)} of HJ 212 stations are edge sites too"])
@@ -64,7 +70,10 @@ def _hj212_config(deploy: DeploymentSpec, stack: Stack, sites_dir: Path, edge_si
             "passwords_file": at(config.passwords_file) if config.passwords_file is not None else None,
             "profile_paths": profiles,
             "dead_letter_path": (deploy.data_dir / "hj212" / "deadletter.sqlite").resolve(),
-            "stations": [s.model_copy(update={"password": password(s.password)}) for s in config.stations],
+            "stations": [
+                s.model_copy(update={"password": password(s.password), "sm4_key": key(s.sm4_key)})
+                for s in config.stations
+            ],
         }
     )
     for site in sorted({s.site for s in config.stations}):

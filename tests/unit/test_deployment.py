@@ -261,9 +261,18 @@ def test_the_hj212_stations_sites_are_sites_of_a_real_district(
     passwords.chmod(0o600)
     station: dict[str, object] = {"mn": "CEMS0001", "site": "plant-7", "device": "cems-1"}
     station |= {"profile": "flue_gas_cems_hj212", "tags": {"source": "coal_power", "o2_ref": "6"}}
+    key = inp / "outlet.key"
+    key.write_text("0123456789abcdef0123456789abcdef\n", encoding="utf-8")
+    key.chmod(0o600)
+    pw = inp / "outlet.pw"
+    pw.write_text("654321\n", encoding="utf-8")
+    pw.chmod(0o600)
+    outlet: dict[str, object] = {"mn": "WW0001", "site": "plant-7", "device": "outlet-1"}
+    outlet |= {"profile": "wastewater_outlet_hj212", "password": "file:outlet.pw"}  # relative to the config
+    outlet |= {"version": 2025, "sm4_key": {"file": "outlet.key"}}
     hj212 = inp / "hj212.yaml"
     hj212.write_text(
-        yaml.safe_dump({"passwords_file": "hj212-passwords.yaml", "stations": [station]}), encoding="utf-8"
+        yaml.safe_dump({"passwords_file": "hj212-passwords.yaml", "stations": [station, outlet]}), encoding="utf-8"
     )
     broker_dir = tmp_path / "broker"
     spec = _write(
@@ -283,10 +292,11 @@ def test_the_hj212_stations_sites_are_sites_of_a_real_district(
     assert load_api_config(out / "api.yaml").areas == {"north": ["north-sluices", "plant-7"]}
     assert load_rules_service_config(out / "rules.yaml").alerts.areas == {"north": ["north-sluices", "plant-7"]}
     sources = load_site(out / "sites" / "plant-7.yaml").config  # what the bridges and engines know of its devices
-    assert [(d.id, d.profile) for d in sources.devices] == [("cems-1", "flue_gas_cems_hj212")]
-    ingest = load_hj212_config(out / "hj212.yaml")  # its own loader: passwords file found, profile known
+    devices = {"cems-1": "flue_gas_cems_hj212", "outlet-1": "wastewater_outlet_hj212"}
+    assert {d.id: d.profile for d in sources.devices} == devices
+    ingest = load_hj212_config(out / "hj212.yaml")  # its own loader: passwords file, key file, profiles found
     assert ingest.config.broker.username == "hj212"
-    assert ingest.devices() == {("plant-7", "cems-1"): "flue_gas_cems_hj212"}
+    assert ingest.devices() == {("plant-7", device): profile for device, profile in devices.items()}
     capsys.readouterr()
     plain = _write(tmp_path, f"hj212: {hj212}\n")
     assert main(["up", "--config", str(plain), "--data-dir", str(tmp_path / "up")]) == 1
