@@ -9,7 +9,7 @@ Public API:
     MeanRow, AqiDay, WaterDay,        the input rows
     AlarmRecord, StateStep
     source_report                     per pollution source: valid means and flags, exceedances against the permit,
-                                      emitted totals, data capture
+                                      emitted totals, data capture (SourceReportBuilder: fed a day at a time)
     air_report                        daily AQI, category, primary pollutant, days per category, good days (%)
     water_report                      daily class against the target class, days on target (%)
     safety_report                     alarms per enterprise and detector, time to acknowledge and to close
@@ -24,7 +24,7 @@ from reports.model import BEIJING, Cell, Column, Report, ReportPeriod, Table, To
 from reports.render import FORMATS, MEDIA_TYPES, Format, render
 from reports.rows import AlarmRecord, AqiDay, MeanRow, StateStep, WaterDay
 from reports.safety import safety_report
-from reports.source import source_report
+from reports.source import SourceReportBuilder, source_report
 from reports.water import water_report
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "MeanRow",
     "Report",
     "ReportPeriod",
+    "SourceReportBuilder",
     "StateStep",
     "Table",
     "Total",

@@ -4,7 +4,7 @@ valid means and daily indices the rules engine writes) and from the alert store.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Sequence
 
 from alerts.store import AlertStore
 from reports.rows import AlarmRecord, AqiDay, MeanRow, StateStep, WaterDay
@@ -23,7 +23,15 @@ from storage.schema import (
     hourly,
 )
 
-__all__ = ["SAFETY_AUDIENCE", "alarm_records", "aqi_days", "mean_rows", "source_means", "water_days"]
+__all__ = [
+    "SAFETY_AUDIENCE",
+    "alarm_records",
+    "aqi_days",
+    "mean_rows",
+    "source_days",
+    "source_hours_by_day",
+    "water_days",
+]
 
 SAFETY_AUDIENCE = "safety"
 SOURCE_MEASUREMENTS = ("flue_gas", "wastewater")
@@ -71,21 +79,33 @@ def mean_rows(series: Iterable[Series]) -> list[MeanRow]:
     return out
 
 
-async def source_means(
+async def source_hours_by_day(
+    reader: InfluxQuery,
+    period_days: Sequence[tuple[int, int]],
+    sites: Sequence[str] | None,
+    measurements: Sequence[str] = SOURCE_MEASUREMENTS,
+) -> AsyncIterator[list[MeanRow]]:
+    """The stored valid hourly means of the pollution sources, one ``(start_ms, end_ms)`` day at a time: a month is
+    never held whole (the source report sums it as it comes)."""
+    for start_ms, end_ms in period_days:
+        series = await queries.period_rows(
+            reader, [hourly(m) for m in measurements], start_ms=start_ms, end_ms=end_ms, sites=sites
+        )
+        yield mean_rows(series)
+
+
+async def source_days(
     reader: InfluxQuery,
     start_ms: int,
     end_ms: int,
     sites: Sequence[str] | None,
     measurements: Sequence[str] = SOURCE_MEASUREMENTS,
-) -> tuple[list[MeanRow], list[MeanRow]]:
-    """The stored valid hourly and daily means of the pollution sources: (hourly, daily)."""
-    h = await queries.period_rows(
-        reader, [hourly(m) for m in measurements], start_ms=start_ms, end_ms=end_ms, sites=sites
-    )
-    d = await queries.period_rows(
+) -> list[MeanRow]:
+    """The stored valid daily means of the pollution sources."""
+    series = await queries.period_rows(
         reader, [daily(m) for m in measurements], start_ms=start_ms, end_ms=end_ms, sites=sites
     )
-    return mean_rows(h), mean_rows(d)
+    return mean_rows(series)
 
 
 async def aqi_days(reader: InfluxQuery, start_ms: int, end_ms: int, sites: Sequence[str] | None) -> list[AqiDay]:

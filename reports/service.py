@@ -9,9 +9,9 @@ from typing import Literal
 from alerts.store import AlertStore
 from reports import read
 from reports.air import air_report
-from reports.model import Report, ReportPeriod
+from reports.model import DAY_MS, Report, ReportPeriod
 from reports.safety import safety_report
-from reports.source import source_report
+from reports.source import SourceReportBuilder
 from reports.water import water_report
 from rules.standards import Permit
 from storage import InfluxQuery
@@ -45,11 +45,13 @@ async def build_report(
     if reader is None:
         raise ValueError(f"the {kind} report reads InfluxDB: no reader given")
     if kind == "source":
-        hourly, daily = await read.source_means(reader, start, end, sites)
         known = {k: p for k, p in (permits or {}).items() if sites is None or k[0] in sites}
-        return source_report(
-            period, hourly, daily, known, scope=scope, generated_ms=now_ms, include_hourly=include_hourly
-        )
+        builder = SourceReportBuilder(period, known, include_hourly=include_hourly)
+        days = [(period.day_start_ms(d), period.day_start_ms(d) + DAY_MS) for d in period.days]
+        async for chunk in read.source_hours_by_day(reader, days, sites):
+            builder.add_hours(chunk)
+        builder.add_days(await read.source_days(reader, start, end, sites))
+        return builder.report(scope=scope, generated_ms=now_ms)
     if kind == "air":
         return air_report(period, await read.aqi_days(reader, start, end, sites), scope=scope, generated_ms=now_ms)
     return water_report(period, await read.water_days(reader, start, end, sites), scope=scope, generated_ms=now_ms)

@@ -22,7 +22,7 @@ from reports.model import Cell, Column, Report, ReportPeriod, Table, Total, beij
 from reports.rows import MeanRow
 from rules.standards import Basis, Permit, check_limit
 
-__all__ = ["LOAD_SUFFIX", "ZS_SUFFIX", "source_report"]
+__all__ = ["LOAD_SUFFIX", "ZS_SUFFIX", "SourceReportBuilder", "source_report"]
 
 ZS_SUFFIX = "_zs"  # the O2-corrected point (edge-derived or the station's ZsRtd/ZsAvg)
 LOAD_SUFFIX = "_load"  # kg/h
@@ -215,6 +215,51 @@ class _Sources:
         return out, totals
 
 
+class SourceReportBuilder:
+    """The source report fed in pieces (a day of hourly rows at a time, in any order): what it keeps is bounded by
+    the sources and pollutants, plus the hourly rows only when the hourly table is asked for."""
+
+    def __init__(
+        self, period: ReportPeriod, permits: Mapping[tuple[str, str], Permit], *, include_hourly: bool | None = None
+    ) -> None:
+        self.period = period
+        self.permits = permits
+        self.with_hours = period.kind == "day" if include_hourly is None else include_hourly
+        self._acc = _Sources(permits)
+        self._hours: list[MeanRow] = []
+        self._days: list[MeanRow] = []
+        self._sources: set[tuple[str, str]] = set()
+
+    def add_hours(self, rows: Iterable[MeanRow]) -> None:
+        """Stored valid hourly means; rows outside the period are left out."""
+        start, end = self.period.start_ms, self.period.end_ms
+        for r in rows:
+            if start <= r.time_ms < end:
+                self._acc.hour(r)
+                self._sources.add((r.site, r.device))
+                if self.with_hours:
+                    self._hours.append(r)
+
+    def add_days(self, rows: Iterable[MeanRow]) -> None:
+        """Stored valid daily means; rows outside the period are left out."""
+        for r in rows:
+            if self.period.start_ms <= r.time_ms < self.period.end_ms:
+                self._acc.day(r)
+                self._days.append(r)
+                self._sources.add((r.site, r.device))
+
+    def report(self, *, scope: str, generated_ms: int) -> Report:
+        period, permits, sources = self.period, self.permits, self._sources
+        summary, t = self._acc.rows(period.hours)
+        bases = sorted({p.basis for p in permits.values()})
+        tables = [Table("summary", "排放源汇总(许可限值、超标、排放量、数据有效率)", _SUMMARY, tuple(summary))]
+        if self.with_hours:
+            hourly = _mean_rows(self._hours, permits, Basis.HOURLY_MEAN, True)
+            tables.append(Table("hourly", "小时有效均值", _MEANS, hourly))
+        tables.append(Table("daily", "日有效均值", _MEANS, _mean_rows(self._days, permits, Basis.DAILY_MEAN, False)))
+        return _source_report(period, tables, sources, permits, t, bases, scope, generated_ms)
+
+
 def source_report(
     period: ReportPeriod,
     hourly: Iterable[MeanRow],
@@ -231,28 +276,24 @@ def source_report(
     with its limits shown as "无许可" and no exceedance counted. Rows outside the period are left out. ``hourly`` is
     read once, in any order, and kept only for the hourly table: a day report lists the hourly means
     (``include_hourly`` default), a month report the daily means (its hourly table on request), so a month of a
-    district is summed in memory bounded by its sources, not its rows.
+    district is summed in memory bounded by its sources, not its rows (``SourceReportBuilder`` takes it in pieces).
     """
-    with_hours = period.kind == "day" if include_hourly is None else include_hourly
-    acc = _Sources(permits)
-    kept: list[MeanRow] = []
-    sources: set[tuple[str, str]] = set()
-    for r in hourly:
-        if period.start_ms <= r.time_ms < period.end_ms:
-            acc.hour(r)
-            sources.add((r.site, r.device))
-            if with_hours:
-                kept.append(r)
-    days = [r for r in daily if period.start_ms <= r.time_ms < period.end_ms]
-    for r in days:
-        acc.day(r)
-        sources.add((r.site, r.device))
-    summary, t = acc.rows(period.hours)
-    bases = sorted({p.basis for p in permits.values()})
-    tables = [Table("summary", "排放源汇总(许可限值、超标、排放量、数据有效率)", _SUMMARY, tuple(summary))]
-    if with_hours:
-        tables.append(Table("hourly", "小时有效均值", _MEANS, _mean_rows(kept, permits, Basis.HOURLY_MEAN, True)))
-    tables.append(Table("daily", "日有效均值", _MEANS, _mean_rows(days, permits, Basis.DAILY_MEAN, False)))
+    builder = SourceReportBuilder(period, permits, include_hourly=include_hourly)
+    builder.add_hours(hourly)
+    builder.add_days(daily)
+    return builder.report(scope=scope, generated_ms=generated_ms)
+
+
+def _source_report(
+    period: ReportPeriod,
+    tables: list[Table],
+    sources: set[tuple[str, str]],
+    permits: Mapping[tuple[str, str], Permit],
+    t: dict[str, int],
+    bases: list[str],
+    scope: str,
+    generated_ms: int,
+) -> Report:
     totals = (
         Total("sources", "排放源数", len(sources)),
         Total("unpermitted", "无许可数据的排放源数", len(sources - set(permits))),

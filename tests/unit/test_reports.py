@@ -9,6 +9,7 @@ from reports import (
     AqiDay,
     MeanRow,
     ReportPeriod,
+    SourceReportBuilder,
     StateStep,
     WaterDay,
     air_report,
@@ -240,3 +241,14 @@ def test_a_month_sums_the_hours_in_one_pass_and_lists_the_days() -> None:
     with_hours = source_report(MONTH, hourly, daily, permits, scope="x", generated_ms=0, include_hourly=True)
     assert [t.name for t in with_hours.tables] == ["summary", "hourly", "daily"]
     assert with_hours.table("summary") == month.table("summary")
+
+
+def test_the_builder_fed_in_pieces_gives_the_same_report() -> None:
+    hourly, daily = _source()
+    permits = {("plant1", "cems1"): _permit()}
+    whole = source_report(MONTH, hourly, daily, permits, scope="x", generated_ms=0)
+    builder = SourceReportBuilder(MONTH, permits)
+    builder.add_hours(hourly[3:])  # a later piece first: order does not matter
+    builder.add_hours(hourly[:3])
+    builder.add_days(daily)
+    assert builder.report(scope="x", generated_ms=0) == whole
