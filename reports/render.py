@@ -148,7 +148,8 @@ def render_pdf(report: Report) -> bytes:
     for key, value in _header(report)[1:]:
         story.append(Paragraph(f"{key}: {_escape(value)}", body))
     story.append(Paragraph("合计", head))
-    story.append(_grid([[t.label, _text(t.value)] for t in report.totals], cell, font))
+    totals = [[t.label, _text(t.value)] for t in report.totals]
+    story.append(_grid(totals, cell, font, widths=[70 * mm, 40 * mm]))
     for table in report.tables:
         story.append(Paragraph(table.title, head))
         rows = table.rows[:PDF_MAX_ROWS]
@@ -178,12 +179,14 @@ def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def _grid(data: list[list[str]], style: ParagraphStyleT, font: str, repeat: int = 0) -> Flowable:
+def _grid(
+    data: list[list[str]], style: ParagraphStyleT, font: str, repeat: int = 0, widths: list[float] | None = None
+) -> Flowable:
     from reportlab.lib import colors
     from reportlab.platypus import LongTable, Paragraph, TableStyle
 
     cells = [[Paragraph(_escape(v), style) for v in row] for row in data]
-    t = LongTable(cells, repeatRows=repeat, hAlign="LEFT")
+    t = LongTable(cells, colWidths=widths, repeatRows=repeat, hAlign="LEFT")
     commands: list[tuple[object, ...]] = [
         ("FONTNAME", (0, 0), (-1, -1), font),
         ("GRID", (0, 0), (-1, -1), 0.25, colors.grey),
