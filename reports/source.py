@@ -26,6 +26,7 @@ __all__ = ["LOAD_SUFFIX", "ZS_SUFFIX", "SourceReportBuilder", "source_report"]
 
 ZS_SUFFIX = "_zs"  # the O2-corrected point (edge-derived or the station's ZsRtd/ZsAvg)
 LOAD_SUFFIX = "_load"  # kg/h
+NOT_POLLUTANTS = frozenset({"o2"})  # the reference gas of the O2 correction, averaged beside the pollutants
 
 _MEANS = (
     Column("site", "企业/站点", "site"),
@@ -133,7 +134,7 @@ def _row_pollutants(permit: Permit | None, row: MeanRow) -> list[tuple[str, str]
     if permit is not None:
         names: set[str] = set(permit.limits)
     else:
-        names = {p.removesuffix(ZS_SUFFIX) for p in points if not p.endswith(LOAD_SUFFIX)}
+        names = {p.removesuffix(ZS_SUFFIX) for p in points if not p.endswith(LOAD_SUFFIX)} - NOT_POLLUTANTS
     out = []
     for name in names:
         zs = name + ZS_SUFFIX

@@ -74,7 +74,7 @@ def _source() -> tuple[list[MeanRow], list[MeanRow]]:
         ),
         MeanRow("plant1", "cems1", D0 + 3 * H, {"so2_zs": 35.0, "so2_load": 1.25}),
         MeanRow("plant1", "cems1", D0 + 24 * H, {"so2_zs": 99.0, "so2_load": 100.0}),  # the next day: left out
-        MeanRow("other", "cems9", D0, {"so2_zs": 99.0}),  # no permit: reported, not judged
+        MeanRow("other", "cems9", D0, {"so2_zs": 99.0, "o2": 8.0}),  # no permit: reported, not judged; O2 no pollutant
     ]
     daily = [MeanRow("plant1", "cems1", D0, {"so2_zs": 36.0, "nox_zs": 47.0})]
     return hourly, daily
