@@ -185,11 +185,13 @@ def _hj212(data_dir: Path, stack: Stack, scenario: str, sources: SourcesSpec | N
     cems_tags = (sources or SourcesSpec()).cems_tags
     port = free_port()
     site = hj212_site(scenario)
-    fleet = demo_fleet("127.0.0.1", port, dict(load_catalogue()), site=site)
+    # the wastewater outlet speaks HJ 212-2025 with its CP encrypted by SM4 (its key a 0600 file, as in production)
+    fleet = demo_fleet("127.0.0.1", port, dict(load_catalogue()), site=site, sm4=True)
+    keys = fleet.write_keys(data_dir / "credentials" / "hj212-keys")
     passwords = data_dir / "credentials" / "hj212-stations.yaml"
     write_secret_file(passwords, yaml.safe_dump(fleet.passwords()))
     metrics = free_port()
-    stations = [StationConfig.model_validate(st) for st in fleet.server_stations()]
+    stations = [StationConfig.model_validate(st) for st in fleet.server_stations(keys)]
     config = Hj212Config(
         listen=Hj212Listen(host="127.0.0.1", port=port),
         broker=stack.account("hj212"),
