@@ -19,6 +19,7 @@ from api import routes_alerts, routes_auth, routes_data, routes_env, routes_gate
 from api.http_guard import BodyLimit, SecurityHeaders, validation_error
 from api.metrics import RequestCounter
 from api.service import ApiService
+from rules.standards import load_permits
 
 
 class CountRequests:
@@ -136,6 +137,8 @@ def create_app(service: ApiService, *, manage: bool = True, connect: bool = True
         swagger_ui_oauth2_redirect_url=None,
     )
     app.state.service = service
+    permits = service.config.permits_file
+    setattr(app.state, routes_reports.PERMITS_STATE, load_permits(permits) if permits is not None else {})
     for module in (routes_auth, routes_data, routes_alerts, routes_gates, routes_env, routes_reports):
         app.include_router(module.router)
     app.add_exception_handler(RequestValidationError, validation_error)

@@ -192,6 +192,11 @@ class ApiConfig(_Strict):
     stream: StreamConfig = Field(default_factory=StreamConfig)
     district: DistrictConfig = Field(default_factory=DistrictConfig, description="the overview's layout")
     profile_paths: list[Path] = Field(default_factory=list, description="profiles besides the catalogue")
+    permits_file: Path | None = Field(
+        default=None,
+        description="the pollution sources' permits (a permit file, rules/standards/permits.py): source reports "
+        "count exceedances against them; none: reports give means, capture and totals only",
+    )
     site_keys: dict[Id, SiteKeysConfig] = Field(
         default_factory=dict,
         description="site id -> its keys; a site without keys can neither be sent a command "

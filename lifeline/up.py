@@ -192,18 +192,19 @@ def _hj212(data_dir: Path, stack: Stack, scenario: str, sources: SourcesSpec | N
     write_secret_file(passwords, yaml.safe_dump(fleet.passwords()))
     metrics = free_port()
     stations = [StationConfig.model_validate(st) for st in fleet.server_stations(keys)]
+    # the emissions pack selects on the CEMS's source tag; its o2_ref gives the O2-corrected values
+    stations = [st.model_copy(update={"tags": dict(cems_tags)}) if st.device == "cems-1" else st for st in stations]
     config = Hj212Config(
         listen=Hj212Listen(host="127.0.0.1", port=port),
         broker=stack.account("hj212"),
         passwords_file=passwords.resolve(),
         dead_letter_path=(data_dir / "hj212" / "deadletter.sqlite").resolve(),
         metrics_port=metrics,
-        # the emissions pack selects on the CEMS's source tag; its o2_ref gives the O2-corrected values
-        stations=[st.model_copy(update={"tags": dict(cems_tags)}) if st.device == "cems-1" else st for st in stations],
+        stations=stations,
     )
     path = _write_config(data_dir / "hj212.yaml", config)
     # for the bridge's validation (which devices exist): no edge agent runs for this site
-    devices = [DeviceConfig(id=st.device, profile=st.profile) for st in stations]
+    devices = [DeviceConfig(id=st.device, profile=st.profile, tags=dict(st.tags)) for st in stations]
     _write_config(data_dir / "sites" / f"{site}.yaml", EdgeConfig(site=site, devices=devices))
     argv = [sys.executable, "-m", "lifeline", "hj212", "--config", str(path)]
     return Child("hj212", argv, data_dir / "logs" / "hj212.log", metrics_port=metrics), fleet
@@ -290,6 +291,7 @@ def _api_config(
     scenario: Scenario | None = None,
     deploy: DeploymentSpec | None = None,
     sources: Sequence[str] = (),
+    source_files: Sequence[Path] = (),
 ) -> Path:
     """The API's config: the deployment's areas and rule packs (the same the engines run), and each gate's limits
     from its edge site file. ``sources`` are the sites of the HJ 212 stations: in the areas like any site (their
@@ -316,8 +318,29 @@ def _api_config(
         # a command's final result may take as long as the slowest gate's movement time-out at the edge
         gates=GatesConfig(edge_timeout_s=_longest_movement_s(sites) + 30, devices=_gate_limits(sites)),
         district=_district(scenario, sources) if scenario is not None else DistrictConfig(),
+        permits_file=_permits(data_dir, [s.config for s in (*sites.values(), *(load_site(p) for p in source_files))]),
     )
     return _write_config(data_dir / "api.yaml", config)
+
+
+# The permit each simulated source holds, by its `source` tag (the tag the emissions pack selects its limits by):
+# a real deployment writes its sources' permits itself (rules/standards/permits.py, docs/reports.md).
+SIMULATED_PERMITS = {"coal_power": "gb13223_coal_new", "sinter": "sinter_machine_head"}
+
+
+def _permits(data_dir: Path, sites: Sequence[EdgeConfig]) -> Path | None:
+    """A permit file for the simulated district's pollution sources (None when it has none)."""
+    sources = [
+        {"site": site.site, "device": dev.id, "template": SIMULATED_PERMITS[dev.tags["source"]]}
+        for site in sites
+        for dev in site.devices
+        if dev.tags.get("source") in SIMULATED_PERMITS
+    ]
+    if not sources:
+        return None
+    path = data_dir / "permits.yaml"
+    path.write_text(yaml.safe_dump({"sources": sources}, sort_keys=False), encoding="utf-8")
+    return path.resolve()
 
 
 def _admin_password(password_file: Path, api_port: int, timeout_s: float = 90.0) -> str:
@@ -403,7 +426,9 @@ async def _run(deploy: DeploymentSpec, stack: Stack, duration: float | None) -> 
         children[:0] = services
         hj212_child, fleet = _hj212(data_dir, stack, scenario.name, scenario.hj212)
         children.append(hj212_child)
-        api_yaml = _api_config(data_dir, stack, paths, keys_dir, scenario, deploy, [hj212_site(scenario.name)])
+        sources = hj212_site(scenario.name)
+        source_file = data_dir / "sites" / f"{sources}.yaml"  # written by _hj212 for the bridge's validation
+        api_yaml = _api_config(data_dir, stack, paths, keys_dir, scenario, deploy, [sources], [source_file])
         password_file = data_dir / "api" / "admin-password"
         api_argv = [
             sys.executable,

@@ -265,3 +265,30 @@ def test_the_scenario_places_the_sources_site_and_tags_its_cems(tmp_path: Path, 
     site = {"site": "mini-sources", "devices": [{"id": "x", "profile": "noise_meter"}]}
     with pytest.raises(ValueError, match="'mini-sources' is the HJ 212 stations' site"):
         Scenario.model_validate({"name": "mini", "sites": [site]})
+
+
+def test_the_simulated_sources_hold_permits_that_the_api_reports_against(tmp_path: Path, stack: Stack) -> None:
+    """lifeline up gives each simulated pollution source the permit of its kind (by its `source` tag), the HJ 212
+    CEMS included, so the bureau's source reports count exceedances; the API loads the file when it starts."""
+    from api.app import create_app
+    from api.routes_reports import PERMITS_STATE
+    from api.service import ApiService
+    from simulators.scenario import SourcesSpec
+
+    site_file = _site_file(tmp_path / "sites")
+    _hj212(tmp_path, stack, "mini", SourcesSpec(cems_tags={"source": "coal_power", "o2_ref": "6"}))
+    sources = hj212_site("mini")
+    keys = tmp_path / "keys"
+    create_site_keys(keys, [SITE])
+    _add_local_settings(SITE, site_file, tmp_path / "edge" / SITE, stack, keys)
+    source_file = tmp_path / "sites" / f"{sources}.yaml"
+    api = load_api_config(
+        _api_config(tmp_path, stack, {SITE: site_file}, keys, sources=[sources], source_files=[source_file])
+    )
+    assert api.permits_file is not None
+    permits = getattr(create_app(ApiService(api), manage=False).state, PERMITS_STATE)
+    cems = permits[(sources, "cems-1")]
+    assert (cems.template, cems.o2_ref, cems.limits["so2"].hourly_mean) == ("gb13223_coal_new", 6, 100)
+    assert (sources, "outlet-1") not in permits  # no source tag: no permit invented
+    bare = load_api_config(_api_config(tmp_path / "bare", stack, {SITE: site_file}, keys))
+    assert bare.permits_file is None  # no pollution source: no permit file
