@@ -1,6 +1,22 @@
 /* Lifeline console: plain ES2020, no build step, no library. It talks only to the API's JSON endpoints (and the
  * SSE stream, read with fetch() because EventSource cannot send the Authorization header). Every text from the
- * API goes into the page as text (textContent), never as HTML; every listener is attached here, none inline. */
+ * API goes into the page as text (textContent), never as HTML; every listener is attached here, none inline.
+ *
+ * Other scripts add views through `window.Lifeline` (set before boot; load them with <script defer> after this one):
+ *
+ *   window.Lifeline.addView({
+ *     id: "district-view",            // the <section>'s id (created in <main> if the page has none)
+ *     label: ["District", "辖区"],     // the tab's text [English, Chinese], or a string key of the catalogue
+ *     roles: ["admin", "viewer"],     // who sees the tab (omit: every role)
+ *     after: "overview-view",         // the tab comes after this one (omit: last)
+ *     render(section, L) {},          // draw into the section: on show, on a language switch, on new data
+ *     onShow(section, L) {},          // optional: the tab was opened
+ *   });
+ *   window.Lifeline.on("reading" | "status" | "alert" | "sites" | "alerts" | "lang" | "login", (data) => {});
+ *
+ * `L` is window.Lifeline: L.t(key | [en, zh], vars), L.h(tag, attrs, ...children), L.api(method, path, body),
+ * L.fmtTime, L.fmtAge, L.fmtValue, L.fmtNumber, L.pointLabel, L.stateOf(device), L.stateBadge(device), L.lang(),
+ * L.state (read-only by convention: sites, devices, latest, alerts, user), L.show(viewId), L.openSite(site). */
 "use strict";
 
 (() => {
@@ -172,6 +188,10 @@
     th_last: ["Last seen", "最后上报"], th_quality: ["Quality", "质量"], th_values: ["Latest values", "最新数值"],
     no_devices: ["No devices known at this site yet.", "该站点暂无已知设备。"],
     online: ["online", "在线"], unknown: ["unknown", "未知"], stale: ["stale", "数据过期"],
+    st_online: ["online", "在线"], st_stale: ["stale", "数据过期"], st_offline: ["offline", "离线"],
+    st_unknown: ["unknown", "未知"], st_unconfirmed: ["not confirmed", "未确认"],
+    since_age: ["since {age}", "自{age}"], sample_age: ["sample {age}", "数据{age}"],
+    q_good: ["good", "正常"], q_uncertain: ["uncertain", "可疑"], q_bad: ["bad", "无效"], q_unknown: ["unknown", "未知"],
     point: ["Point", "测点"], value: ["Value", "数值"], time: ["Time", "时间"],
     range: ["Range", "时间范围"], h1: ["1 hour", "1 小时"], h6: ["6 hours", "6 小时"], h24: ["24 hours", "24 小时"],
     d7: ["7 days", "7 天"],
@@ -274,6 +294,47 @@
     return text;
   }
 
+  /** A pair [English, Chinese] in the page's language, with {name} filled from ``vars``. */
+  function tr(pair, vars) {
+    let text = pair[LANGS.indexOf(lang)] || pair[0];
+    for (const [k, v] of Object.entries(vars || {})) text = text.split(`{${k}}`).join(String(v));
+    return text;
+  }
+
+  // The API's catalogue of names (i18n/en.json, i18n/zh-CN.json: points, units, states, command states, error
+  // codes, rule titles). Read once per language; until it has come (or when it has no entry), names show as sent.
+  const catalogues = new Map(); // "en" | "zh" -> object
+  async function loadCatalogue(which) {
+    if (catalogues.has(which)) return;
+    catalogues.set(which, {});
+    try {
+      const response = await fetch(new URL(`i18n/${which === "zh" ? "zh-CN" : "en"}.json`, document.baseURI),
+        { cache: "no-cache" });
+      if (response.ok) catalogues.set(which, await response.json());
+    } catch (err) {
+      // no catalogue: the names stay as the API sends them
+    }
+  }
+
+  /** The catalogue's text for ``key`` of ``kind`` ("points", "units", "states", "commands", "errors", "rules",
+   *  "profiles", "quality", "reasons"), nested ({kind: {key}}) or flat ("kind.key"); null when it has none. */
+  function cat(kind, key) {
+    const c = catalogues.get(lang) || {};
+    const group = c[kind];
+    let v = group && typeof group === "object" ? group[key] : undefined;
+    if (v == null) v = c[`${kind}.${key}`];
+    if (v && typeof v === "object") v = v.label ?? v.name ?? v.title ?? v.message ?? null;
+    return typeof v === "string" ? v : null;
+  }
+
+  /** A point's name for people: the catalogue's label (per profile first), else the name as sent. */
+  function pointLabel(profile, point) {
+    return cat("points", `${profile}.${point}`) || cat("points", point) || point;
+  }
+  const unitLabel = (unit) => (unit ? cat("units", unit) || unit : unit);
+  const profileLabel = (profile) => cat("profiles", profile) || profile;
+  const qualityLabel = (q) => cat("quality", q) || t(`q_${q}`);
+
   const numberFormats = new Map();
   /** A number for the page's language (Intl): ``digits`` decimals, or up to 3 significant places when null. */
   function fmtNumber(value, digits) {
@@ -302,6 +363,7 @@
     timeFormats.clear();
     applyLang();
     if (state.user) rerender();
+    emit("lang", lang);
   }
 
   const timeFormats = new Map();
@@ -426,11 +488,83 @@
 
   // -- session ---------------------------------------------------------------------------------------------------
   const VIEWS = ["login-view", "password-view", "overview-view", "devices-view", "alerts-view", "admin-view"];
+  const extraViews = new Map(); // id -> the view another script registered (window.Lifeline.addView)
+  const listeners = new Map(); // event name -> [fn]
+  let current = null; // the view shown
+
+  function emit(name, data) {
+    for (const fn of listeners.get(name) || []) {
+      try {
+        fn(data);
+      } catch (err) {
+        console.error(`a "${name}" listener failed`, err); // one broken view never stops the console
+      }
+    }
+  }
+
+  function renderExtra(id) {
+    const v = extraViews.get(id);
+    if (!v || !state.user || !v.render || $(id).hidden) return;
+    try {
+      v.render($(id), window.Lifeline);
+    } catch (err) {
+      console.error(`the view ${id} failed to draw`, err);
+    }
+  }
 
   function show(view) {
+    current = view;
     for (const id of VIEWS) $(id).hidden = id !== view;
     if (view === "admin-view") loadAdmin();
-    for (const b of document.querySelectorAll("#tabs button")) b.classList.toggle("active", b.dataset.tab === view);
+    for (const b of document.querySelectorAll("#tabs [data-tab]")) {
+      const on = b.dataset.tab === view;
+      b.classList.toggle("active", on);
+      b.setAttribute("aria-selected", String(on));
+      b.tabIndex = on ? 0 : -1;
+    }
+    const v = extraViews.get(view);
+    if (v && v.onShow) {
+      try {
+        v.onShow($(view), window.Lifeline);
+      } catch (err) {
+        console.error(`the view ${view} failed to open`, err);
+      }
+    }
+    renderExtra(view);
+  }
+
+  /** The tabs a user's role may see (a registered view names its roles). */
+  function tabsForRole() {
+    for (const [id, v] of extraViews) {
+      const tab = document.querySelector(`#tabs [data-tab="${id}"]`);
+      if (tab) tab.hidden = !state.user || (v.roles && !v.roles.includes(state.user.role));
+    }
+  }
+
+  function addView(spec) {
+    if (!spec || !spec.id || extraViews.has(spec.id)) throw new Error("addView: a new view needs its own id");
+    extraViews.set(spec.id, spec);
+    let section = document.getElementById(spec.id);
+    if (!section) {
+      section = h("section", { id: spec.id, class: "card" });
+      document.querySelector("main").append(section);
+    }
+    section.hidden = true;
+    section.setAttribute("role", "tabpanel");
+    section.setAttribute("aria-labelledby", `tab-${spec.id}`);
+    VIEWS.push(spec.id);
+    const key = Array.isArray(spec.label) ? null : spec.label;
+    if (Array.isArray(spec.label)) STRINGS[`tab_${spec.id}`] = spec.label;
+    const tab = h("button", {
+      type: "button", role: "tab", id: `tab-${spec.id}`, "data-tab": spec.id, "aria-controls": spec.id,
+      "aria-selected": "false", tabindex: -1, "data-i18n": key || `tab_${spec.id}`,
+      onclick: () => show(spec.id),
+    }, t(key || `tab_${spec.id}`));
+    const after = spec.after && document.querySelector(`#tabs [data-tab="${spec.after}"]`);
+    if (after) after.after(tab);
+    else $("admin-tab").before(tab);
+    tabsForRole();
+    return section;
   }
 
   function showLogin(message) {
@@ -459,7 +593,9 @@
   }
 
   async function boot() {
+    await Promise.all([loadCatalogue("en"), loadCatalogue("zh")]);
     wire();
+    setInterval(tickAges, 1000);
     if (!state.token) {
       showLogin("");
       return;
@@ -483,6 +619,8 @@
     $("kind-filter").value = view.kind;
     $("tabs").hidden = false;
     $("admin-tab").hidden = state.user.role !== "admin";
+    tabsForRole();
+    emit("login", state.user);
     show(view.tab);
     startStream();
     loadSites();
@@ -712,6 +850,8 @@
     }
     renderSites();
     renderOverview();
+    emit("sites", state.sites);
+    renderExtra(current);
     if (!state.site && state.sites.length) selectSite(state.sites[0].site);
   }
 
@@ -757,16 +897,56 @@
   }
 
   function qualityBadge(quality) {
-    return h("span", { class: `badge q-${quality || "unknown"}` }, quality || "unknown");
+    return h("span", { class: `badge q-${quality || "unknown"}` }, qualityLabel(quality || "unknown"));
+  }
+
+  /** A device's state, the same in every view: the API's `state` (online | stale | offline | unknown) when it sends
+   *  one, else judged here from what it sends; and when the page itself has stopped hearing (stream or API stalled)
+   *  nothing is "online": it is what the page last heard. {state, since_ms, sample_ms, stalled}. */
+  function deviceState(d) {
+    const sample = d.last_sample_ms ?? d.last_seen_ms ?? null;
+    let st = d.state;
+    let since = d.since_ms ?? null;
+    if (!["online", "stale", "offline", "unknown"].includes(st)) {
+      if (d.online === false) st = "offline";
+      else if (sample == null) st = "unknown";
+      else if (Date.now() - sample > STALE_MS) {
+        st = "stale";
+        since = sample + STALE_MS;
+      } else st = d.online === true ? "online" : "unknown";
+    }
+    const stalled = document.body.classList.contains("disconnected");
+    return { state: st, since_ms: since, sample_ms: sample, stalled };
+  }
+
+  /** An element whose text is an age and moves with the clock (the page's ticker rewrites it every second). */
+  function ageEl(ms, key) {
+    return h("span", { class: "age", "data-age-ms": ms == null ? null : ms, "data-age-key": key || null },
+      ageText(ms, key));
+  }
+  function ageText(ms, key) {
+    if (ms == null) return key ? "" : t("never");
+    return key ? t(key, { age: fmtAge(ms) }) : fmtAge(ms);
+  }
+  function tickAges() {
+    for (const el of document.querySelectorAll("[data-age-ms]")) {
+      el.textContent = ageText(Number(el.dataset.ageMs), el.dataset.ageKey || null);
+    }
+  }
+
+  /** The state as a dot, its name, and for how long / the last sample's age: in a cell (``tag`` "td") or inline. */
+  function stateCell(d, tag) {
+    const s = deviceState(d);
+    const name = s.stalled && s.state === "online" ? "unconfirmed" : s.state;
+    const reason = d.status_reason ? (cat("reasons", d.status_reason) || d.status_reason) : null;
+    return h(tag || "td", { class: `dev-state st-${name}`, "data-state": name, title: reason },
+      h("span", { class: `dot ${name}`, "aria-hidden": "true" }), h("span", { class: "st-name" }, t(`st_${name}`)),
+      " ", h("small", null, s.since_ms != null && s.state !== "online" ? ageEl(s.since_ms, "since_age")
+        : ageEl(s.sample_ms, "sample_age")));
   }
 
   function statusCell(d) {
-    if (document.body.classList.contains("disconnected")) { // what the page last heard, not what is true now
-      return h("td", { title: t("stale") }, h("span", { class: "dot stale" }), t("stale"));
-    }
-    const cls = d.online === true ? "online" : d.online === false ? "offline" : "";
-    const text = d.online === true ? t("online") : d.online === false ? t("offline") : t("unknown");
-    return h("td", { title: d.status_reason || null }, h("span", { class: `dot ${cls}` }), text);
+    return stateCell(d, "td");
   }
 
   // Points a list row shows first: what each kind of device is watched for; command coils and limit switches last.
@@ -1409,6 +1589,7 @@
     $("ack-selected").disabled = state.checked.size === 0;
     renderOverview();
     if (state.user && state.user.role === "safety_inspector") renderDevices();
+    emit("alerts", state.alerts);
   }
 
   async function openAlert(id) {
@@ -1596,6 +1777,7 @@
     else if (kind === "status") applyStatus(data);
     else if (kind === "alert") applyAlert(data);
     else if (kind === "command") applyCommand(data);
+    emit(kind, data);
   }
 
   function applyReading(r) {
@@ -1700,6 +1882,7 @@
     }
     if (state.alert) openAlert(state.alert);
     loadAdmin();
+    renderExtra(current);
   }
 
   function resync() {
@@ -1730,8 +1913,21 @@
     $("logout").addEventListener("click", logout);
     $("banner-close").addEventListener("click", () => { $("banner").hidden = true; });
     for (const b of document.querySelectorAll("#tabs button")) {
-      b.addEventListener("click", () => show(b.dataset.tab));
+      if (!extraViews.has(b.dataset.tab)) b.addEventListener("click", () => show(b.dataset.tab));
     }
+    $("tabs").addEventListener("keydown", (ev) => { // the ARIA tabs pattern: arrows, Home and End move between tabs
+      const tabs = [...document.querySelectorAll("#tabs [role=tab]")].filter((b) => !b.hidden);
+      let i = tabs.indexOf(document.activeElement);
+      if (i < 0) return;
+      if (ev.key === "ArrowRight") i = (i + 1) % tabs.length;
+      else if (ev.key === "ArrowLeft") i = (i - 1 + tabs.length) % tabs.length;
+      else if (ev.key === "Home") i = 0;
+      else if (ev.key === "End") i = tabs.length - 1;
+      else return;
+      ev.preventDefault();
+      tabs[i].focus();
+      show(tabs[i].dataset.tab);
+    });
     $("kind-filter").addEventListener("change", renderDevices);
     $("device-close").addEventListener("click", closeDevice);
     $("chart-point").addEventListener("change", (ev) => {
@@ -1762,5 +1958,25 @@
     }, 15000);
   }
 
-  boot();
+  window.Lifeline = Object.freeze({
+    addView,
+    on: (name, fn) => {
+      if (!listeners.has(name)) listeners.set(name, []);
+      listeners.get(name).push(fn);
+    },
+    t: (key, vars) => (Array.isArray(key) ? tr(key, vars) : t(key, vars)),
+    h, api, fmtTime, fmtAge, fmtValue, fmtNumber, fmtPoint,
+    pointLabel: (profile, point) => pointLabel(profile, point),
+    stateOf: (d) => deviceState(d),
+    stateBadge: (d) => stateCell(d, "span"),
+    lang: () => lang,
+    state,
+    show,
+    current: () => current,
+    openSite: (site) => { show("devices-view"); selectSite(site); },
+    rerender: (id) => renderExtra(id || current),
+  });
+
+  // the registered views draw after the page's own (a script loaded after this one registers before boot runs)
+  document.addEventListener("DOMContentLoaded", boot);
 })();
