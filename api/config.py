@@ -150,6 +150,17 @@ class StreamConfig(_Strict):
     queue_size: int = Field(default=1000, ge=10, le=1_000_000, description="events held per slow client")
 
 
+class LiveConfig(_Strict):
+    """When a silent device is shown stale, then offline (docs/api.md, Device state)."""
+
+    stale_intervals: float = Field(default=3.0, ge=1, le=1000, description="poll intervals without a sample: stale")
+    min_stale_s: float = Field(default=5.0, gt=0, le=86400, description="never stale sooner than this")
+    hj212_stale_s: float = Field(
+        default=180.0, gt=0, le=86400, description="an HJ 212 station without a real-time packet for this long: stale"
+    )
+    offline_after_s: float = Field(default=300.0, gt=0, le=7 * 86400, description="no sample for this long: offline")
+
+
 class SiteKeysConfig(_Strict):
     """One site's keys at the API (``lifeline keys create`` makes them; decision record 009)."""
 
@@ -190,6 +201,7 @@ class ApiConfig(_Strict):
     history: HistoryConfig = Field(default_factory=HistoryConfig)
     gates: GatesConfig = Field(default_factory=GatesConfig)
     stream: StreamConfig = Field(default_factory=StreamConfig)
+    live: LiveConfig = Field(default_factory=LiveConfig, description="when silent devices are stale or offline")
     district: DistrictConfig = Field(default_factory=DistrictConfig, description="the overview's layout")
     profile_paths: list[Path] = Field(default_factory=list, description="profiles besides the catalogue")
     permits_file: Path | None = Field(

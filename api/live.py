@@ -12,7 +12,104 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from telemetry import DeviceStatus, PointQuality, Quality, Telemetry, Value
+from device_profiles import Profile
+from telemetry import AgentState, DeviceStatus, PointQuality, Quality, Telemetry, Value
+
+ONLINE, STALE, OFFLINE, UNKNOWN = "online", "stale", "offline", "unknown"
+DEVICE_STATES = (ONLINE, STALE, OFFLINE, UNKNOWN)
+# why a device is in its state (codes the console translates: api/console/i18n)
+STATE_REASONS = ("sampling", "no_sample", "agent_offline", "device_offline", "never_heard", "silent_too_long")
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    """No sample for ``stale_ms``: stale; for ``offline_ms``: offline."""
+
+    stale_ms: int
+    offline_ms: int
+
+
+def thresholds_for(
+    profile: Profile | None,
+    *,
+    stale_intervals: float = 3.0,
+    min_stale_s: float = 5.0,
+    hj212_stale_s: float = 180.0,
+    offline_after_s: float = 300.0,
+) -> Thresholds:
+    """A device's thresholds from its profile: MQTT ``stale_after_s``; HJ 212 its upload period (``hj212_stale_s``,
+    or ``stale_intervals`` periods if longer); Modbus and internal ``stale_intervals`` polls, never below
+    ``min_stale_s``. Offline never comes before stale."""
+    if profile is None:
+        stale_s = max(min_stale_s, stale_intervals)
+    elif profile.mqtt is not None:
+        stale_s = profile.mqtt.stale_after_s
+    elif profile.hj212 is not None:
+        stale_s = max(hj212_stale_s, stale_intervals * profile.poll_interval_s)
+    else:
+        stale_s = max(min_stale_s, stale_intervals * profile.poll_interval_s)
+    stale_ms = round(stale_s * 1000)
+    return Thresholds(stale_ms, max(stale_ms, round(offline_after_s * 1000)))
+
+
+@dataclass(frozen=True, slots=True)
+class AgentInfo:
+    """A site agent's last word: birth (online) or death (its last will, or a clean stop)."""
+
+    online: bool
+    ts: int
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LiveState:
+    """A device's honest state, as every view shows it."""
+
+    state: str  # online | stale | offline | unknown
+    reason: str  # one of STATE_REASONS
+    since_ms: int | None
+    last_sample_ms: int | None
+    stale_after_ms: int
+    offline_after_ms: int
+    agent_online: bool | None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "state": self.state,
+            "state_reason": self.reason,
+            "since_ms": self.since_ms,
+            "last_sample_ms": self.last_sample_ms,
+            "stale_after_ms": self.stale_after_ms,
+            "offline_after_ms": self.offline_after_ms,
+            "agent_online": self.agent_online,
+        }
+
+
+def judge(
+    device: DeviceState, agent: AgentInfo | None, limits: Thresholds, now_ms: int, online_since_ms: int | None = None
+) -> LiveState:
+    """The state of ``device`` at ``now_ms``: offline on its agent's death or its own offline status (newer than its
+    newest sample), else by the age of its newest sample (its own time, not the time of receipt): online, stale
+    after ``limits.stale_ms``, offline after ``limits.offline_ms``; unknown when nothing was heard."""
+    last = device.last_seen_ms
+    agent_online = None if agent is None else agent.online
+
+    def out(state: str, reason: str, since: int | None) -> LiveState:
+        return LiveState(state, reason, since, last, limits.stale_ms, limits.offline_ms, agent_online)
+
+    if agent is not None and not agent.online:
+        return out(OFFLINE, "agent_offline", agent.ts)
+    if device.online is False and device.status_ms is not None and (last is None or device.status_ms >= last):
+        return out(OFFLINE, "device_offline", device.status_ms)
+    ref = last if last is not None else (device.status_ms if device.online else None)
+    if ref is None:
+        return out(UNKNOWN, "never_heard", None)
+    silent = now_ms - ref
+    if silent >= limits.offline_ms:
+        return out(OFFLINE, "silent_too_long", ref + limits.offline_ms)
+    if silent >= limits.stale_ms:
+        return out(STALE, "no_sample", ref + limits.stale_ms)
+    return out(ONLINE, "sampling", ref if online_since_ms is None else online_since_ms)
 
 
 @dataclass(slots=True)
@@ -64,11 +161,61 @@ class DeviceState:
 
 
 class LiveCache:
-    """The last known state of each device, merged point by point from every telemetry message."""
+    """The last known state of each device, merged point by point from every telemetry message, and the agents'
+    births and deaths; :meth:`live` judges a device's state at a given time (the clock is the caller's)."""
 
-    def __init__(self) -> None:
+    def __init__(self, thresholds: Callable[[str], Thresholds] | None = None) -> None:
         self._lock = threading.Lock()
         self._devices: dict[tuple[str, str], DeviceState] = {}
+        self._agents: dict[str, AgentInfo] = {}
+        self._thresholds = thresholds or (lambda _profile: thresholds_for(None))
+        self._judged: dict[tuple[str, str], LiveState] = {}  # the last judgement (keeps "online since")
+        self._published: dict[tuple[str, str], tuple[str, str]] = {}  # state and reason last announced
+
+    def apply_agent(self, agent: AgentState) -> bool:
+        """Record a birth or death; False for one older than the agent's last word."""
+        with self._lock:
+            known = self._agents.get(agent.site)
+            if known is not None and agent.ts < known.ts:
+                return False
+            self._agents[agent.site] = AgentInfo(agent.online, agent.ts, agent.reason)
+            return True
+
+    def agent(self, site: str) -> AgentInfo | None:
+        with self._lock:
+            return self._agents.get(site)
+
+    def _judge(self, key: tuple[str, str], state: DeviceState, now_ms: int) -> LiveState:
+        before = self._judged.get(key)
+        since = before.since_ms if before is not None and before.state == ONLINE else None
+        live = judge(state, self._agents.get(key[0]), self._thresholds(state.profile), now_ms, since)
+        self._judged[key] = live
+        return live
+
+    def live(self, site: str, device: str, now_ms: int) -> LiveState | None:
+        """The device's state at ``now_ms``, None for a device never heard of."""
+        with self._lock:
+            state = self._devices.get((site, device))
+            return None if state is None else self._judge((site, device), state, now_ms)
+
+    def changes(
+        self, now_ms: int, site: str | None = None, device: str | None = None
+    ) -> list[tuple[str, str, LiveState]]:
+        """Devices (``device`` of ``site``, every device of ``site``, or all) whose state or reason changed since
+        the last call: to announce."""
+        out: list[tuple[str, str, LiveState]] = []
+        with self._lock:
+            if site is not None and device is not None:
+                one = self._devices.get((site, device))
+                items = [] if one is None else [((site, device), one)]
+            else:
+                items = sorted(kv for kv in self._devices.items() if site is None or kv[0][0] == site)
+            for key, state in items:
+                live = self._judge(key, state, now_ms)
+                if self._published.get(key) != (live.state, live.reason):
+                    self._published[key] = (live.state, live.reason)
+                    out.append((key[0], key[1], live))
+        return out
 
     def apply_telemetry(self, msg: Telemetry) -> DeviceState:
         with self._lock:

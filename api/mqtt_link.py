@@ -21,6 +21,7 @@ Handler = Callable[[str, bytes], None]
 def subscriptions() -> list[str]:
     return [
         topics.status_filter(),
+        topics.agent_state("+"),
         topics.telemetry_filter(),
         topics.command_result_filter(),
         topics.alert_events_filter(),

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from alerts.store import AuditRow
 from api.deps import ID_PATTERN, MAX_MS, TEXT_PATTERN, Admin, DeviceId, Reader, Service, SiteId, check_site, error
-from api.live import DeviceState
+from api.live import DeviceState, judge
 from api.service import ApiService
 from device_profiles import Profile
 from infra.metrics import CONTENT_TYPE
@@ -37,13 +37,35 @@ class DeviceOut(BaseModel):
     status_reason: str
     last_seen_ms: int | None
     quality: str
+    state: str  # online | stale | offline | unknown, decided by the API: docs/api.md, Device state
+    state_reason: str
+    since_ms: int | None
+    last_sample_ms: int | None
+    stale_after_ms: int
+    offline_after_ms: int
+    agent_online: bool | None
+
+
+class StateCounts(BaseModel):
+    online: int = 0
+    stale: int = 0
+    offline: int = 0
+    unknown: int = 0
+
+
+class AgentOut(BaseModel):
+    online: bool | None  # None: never heard
+    since_ms: int | None
+    reason: str
 
 
 class SiteOut(BaseModel):
     site: str
     area: str | None
     devices: int
-    online: int
+    online: int  # devices in state online
+    states: StateCounts
+    agent: AgentOut
 
 
 class DistrictSiteOut(BaseModel):
@@ -54,6 +76,8 @@ class DistrictSiteOut(BaseModel):
     km: float | None
     devices: int
     online: int
+    states: StateCounts
+    agent: AgentOut
 
 
 class DistrictOut(BaseModel):
@@ -103,6 +127,9 @@ class SiteHistoryOut(BaseModel):
 def _device_out(svc: ApiService, state: DeviceState) -> DeviceOut:
     profile = svc.profiles.get(state.profile)
     measurement = state.measurement or (profile.measurement if profile else "")
+    live = svc.cache.live(state.site, state.device, svc.clock())
+    if live is None:  # gone between the two reads: judge the copy
+        live = judge(state, svc.cache.agent(state.site), svc.thresholds(state.profile), svc.clock())
     return DeviceOut(
         site=state.site,
         device=state.device,
@@ -113,7 +140,31 @@ def _device_out(svc: ApiService, state: DeviceState) -> DeviceOut:
         status_reason=state.status_reason,
         last_seen_ms=state.last_seen_ms,
         quality=state.overall_quality if state.has_values else "unknown",
+        state=live.state,
+        state_reason=live.reason,
+        since_ms=live.since_ms,
+        last_sample_ms=live.last_sample_ms,
+        stale_after_ms=live.stale_after_ms,
+        offline_after_ms=live.offline_after_ms,
+        agent_online=live.agent_online,
     )
+
+
+def _site_out(svc: ApiService, site: str, area: str | None) -> SiteOut:
+    now = svc.clock()
+    counts = StateCounts()
+    devices = svc.cache.devices(site)
+    for d in devices:
+        live = svc.cache.live(site, d.device, now)
+        name = live.state if live is not None else "unknown"
+        setattr(counts, name, getattr(counts, name) + 1)
+    agent = svc.cache.agent(site)
+    agent_out = AgentOut(
+        online=None if agent is None else agent.online,
+        since_ms=None if agent is None else agent.ts,
+        reason="" if agent is None else agent.reason,
+    )
+    return SiteOut(site=site, area=area, devices=len(devices), online=counts.online, states=counts, agent=agent_out)
 
 
 def _known_device(svc: ApiService, site: str, device: str) -> tuple[DeviceState, Profile]:
@@ -134,8 +185,7 @@ def list_sites(who: Reader, svc: Service) -> list[SiteOut]:
         area = svc.config.area_of(site)
         if not who.sees_area(area):
             continue
-        devices = svc.cache.devices(site)
-        out.append(SiteOut(site=site, area=area, devices=len(devices), online=sum(1 for d in devices if d.online)))
+        out.append(_site_out(svc, site, area))
     return out
 
 
@@ -156,6 +206,8 @@ def district(who: Reader, svc: Service) -> DistrictOut:
                 km=place.km if place else None,
                 devices=s.devices,
                 online=s.online,
+                states=s.states,
+                agent=s.agent,
             )
         )
     return DistrictOut(title=layout.title, sites=out)

@@ -20,7 +20,7 @@ from api.auth import LoginThrottle, Passwords
 from api.config import ADMIN_PASSWORD_ENV, ApiConfig, load_site_keys
 from api.db import make_engine
 from api.gates import GateService
-from api.live import Event, EventHub, LiveCache
+from api.live import Event, EventHub, LiveCache, Thresholds, thresholds_for
 from api.metrics import RequestCounter, collect
 from api.mqtt_link import MqttLink
 from api.password_policy import PasswordPolicy
@@ -31,7 +31,7 @@ from infra.clock import wall_ms
 from infra.metrics import Metric, render
 from rules import PACKS, Rule, load_rules
 from storage.reader import InfluxQuery
-from telemetry import ContractError, TopicError, decode_status, decode_telemetry, topics
+from telemetry import ContractError, TopicError, decode_agent_state, decode_status, decode_telemetry, topics
 from telemetry.commands import CommandResult
 
 log = logging.getLogger("lifeline.api")
@@ -67,7 +67,7 @@ class ApiService:
             clock,
             idle_timeout_ms=auth.idle_timeout_s * 1000,
         )
-        self.cache = LiveCache()
+        self.cache = LiveCache(self.thresholds)
         self.hub = EventHub(config.stream.queue_size)
         self.link = MqttLink(config.broker, config.client_id, self.handle_message)
         keys = load_site_keys(config)  # ConfigError naming the file for a missing or unprotected key
@@ -129,7 +129,29 @@ class ApiService:
     async def _sweep_forever(self) -> None:
         while True:
             await asyncio.sleep(SWEEP_INTERVAL_S)
+            self.announce_states()
             await asyncio.to_thread(self.gates.sweep)
+
+    # -- live state --------------------------------------------------------------------------------------------
+    def thresholds(self, profile: str) -> Thresholds:
+        """When a device of ``profile`` is stale and offline (docs/api.md, Device state)."""
+        live = self.config.live
+        return thresholds_for(
+            self.profiles.get(profile),
+            stale_intervals=live.stale_intervals,
+            min_stale_s=live.min_stale_s,
+            hj212_stale_s=live.hj212_stale_s,
+            offline_after_s=live.offline_after_s,
+        )
+
+    def announce_states(self, site: str | None = None, device: str | None = None) -> int:
+        """Publish a ``state`` event for every device whose state changed (by a message or by time alone, judged at
+        this service's clock); how many."""
+        changes = self.cache.changes(self.clock(), site, device)
+        for st, dev, live in changes:
+            data: dict[str, object] = {"site": st, "device": dev, **live.as_dict()}
+            self.hub.publish(Event("state", self.config.area_of(st), st, data))
+        return len(changes)
 
     # -- audit and events ------------------------------------------------------------------------------------
     def audit(
@@ -167,6 +189,13 @@ class ApiService:
                 self.hub.publish(self._alert_event(data))
             return
         parsed = topics.parse(topic)
+        if parsed.kind is topics.Kind.AGENT_STATE:
+            agent = decode_agent_state(payload, topic)
+            if agent.site != parsed.site:
+                raise ContractError(f"agent state names {agent.site}, topic {topic!r}")
+            if self.cache.apply_agent(agent):
+                self.announce_states(agent.site)
+            return
         if parsed.kind is topics.Kind.TELEMETRY:
             msg = decode_telemetry(payload, topic)
             if (msg.site, msg.device) != (parsed.site, parsed.device):
@@ -180,6 +209,7 @@ class ApiService:
                 "samples": [s.model_dump(mode="json", exclude_defaults=True) for s in msg.samples],
             }
             self.hub.publish(Event("reading", self.config.area_of(msg.site), msg.site, data))
+            self.announce_states(msg.site, msg.device)
         elif parsed.kind is topics.Kind.STATUS:
             status = decode_status(payload, topic)
             if (status.site, status.device) != (parsed.site, parsed.device):
@@ -188,6 +218,7 @@ class ApiService:
             self.hub.publish(
                 Event("status", self.config.area_of(status.site), status.site, status.model_dump(mode="json"))
             )
+            self.announce_states(status.site, status.device)
         elif parsed.kind is topics.Kind.CMD_RESULT:
             result = CommandResult.model_validate_json(payload)
             if (result.site, result.device, result.id) != (parsed.site, parsed.device, parsed.command_id):
