@@ -172,14 +172,11 @@ class LiveCache:
         self._judged: dict[tuple[str, str], LiveState] = {}  # the last judgement (keeps "online since")
         self._published: dict[tuple[str, str], tuple[str, str]] = {}  # state and reason last announced
 
-    def apply_agent(self, agent: AgentState) -> bool:
-        """Record a birth or death; False for one older than the agent's last word."""
+    def apply_agent(self, agent: AgentState, received_ms: int) -> None:
+        """Record a birth or death in the order they arrive, not by ts: the last will's payload is made when the
+        agent connects, so its ts is older than the birth it follows. A death counts from ``received_ms``."""
         with self._lock:
-            known = self._agents.get(agent.site)
-            if known is not None and agent.ts < known.ts:
-                return False
-            self._agents[agent.site] = AgentInfo(agent.online, agent.ts, agent.reason)
-            return True
+            self._agents[agent.site] = AgentInfo(agent.online, agent.ts if agent.online else received_ms, agent.reason)
 
     def agent(self, site: str) -> AgentInfo | None:
         with self._lock:

@@ -186,11 +186,12 @@ async def stream(
     svc: Service,
     site: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
     kinds: Annotated[
-        list[Literal["reading", "status", "alert", "command"]] | None,
-        Query(description="only these kinds of event (repeat); default: all", max_length=4),
+        list[Literal["reading", "status", "state", "alert", "command"]] | None,
+        Query(description="only these kinds of event (repeat); default: all", max_length=5),
     ] = None,
 ) -> StreamingResponse:
-    """Server-Sent Events: readings, status changes, alert changes and command steps the user may see."""
+    """Server-Sent Events: readings, status changes, device state changes (online, stale, offline, unknown), alert
+    changes and command steps the user may see."""
     if site is not None:
         check_site(svc, who, site)
     accepts = _accepts(who, site, set(kinds) if kinds else None)

@@ -193,8 +193,8 @@ class ApiService:
             agent = decode_agent_state(payload, topic)
             if agent.site != parsed.site:
                 raise ContractError(f"agent state names {agent.site}, topic {topic!r}")
-            if self.cache.apply_agent(agent):
-                self.announce_states(agent.site)
+            self.cache.apply_agent(agent, self.clock())
+            self.announce_states(agent.site)
             return
         if parsed.kind is topics.Kind.TELEMETRY:
             msg = decode_telemetry(payload, topic)

@@ -69,7 +69,7 @@ def test_agent_death_makes_its_devices_offline_and_birth_brings_back_sample_judg
     cache = _cache()
     cache.apply_telemetry(_reading(10_000))
     cache.apply_telemetry(_reading(10_000, device="g2"))
-    assert cache.apply_agent(_agent(False, 10_500))
+    cache.apply_agent(_agent(False, 2_000), received_ms=10_500)  # the will's ts is the time the agent connected
     for device in ("g1", "g2"):
         live = cache.live("s1", device, 10_600)
         assert live is not None
@@ -79,8 +79,7 @@ def test_agent_death_makes_its_devices_offline_and_birth_brings_back_sample_judg
             10_500,
             False,
         )
-    assert not cache.apply_agent(_agent(True, 9_000))  # an older word changes nothing
-    assert cache.apply_agent(_agent(True, 20_000))
+    cache.apply_agent(_agent(True, 20_000), received_ms=20_001)
     cache.apply_telemetry(_reading(20_100, seq=2))
     g1, g2 = cache.live("s1", "g1", 20_200), cache.live("s1", "g2", 20_200)
     assert g1 is not None
@@ -119,7 +118,7 @@ def test_changes_announce_each_transition_once() -> None:
     assert cache.changes(10_200) == []
     assert [c.state for _, _, c in cache.changes(13_000)] == ["stale"]
     assert cache.changes(14_000) == []
-    cache.apply_agent(_agent(False, 14_500))
+    cache.apply_agent(_agent(False, 1_000), received_ms=14_500)
     assert [(c.state, c.reason) for _, _, c in cache.changes(14_600, "s1")] == [("offline", "agent_offline")]
 
 
