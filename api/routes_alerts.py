@@ -72,6 +72,35 @@ class AlertList(BaseModel):
     alerts: list[dict[str, Any]]
 
 
+def _rule_point(svc: ApiService, rule_id: str) -> str | None:
+    """The point a device-wide alert's rule watches (its condition's ``point``), if it names one."""
+    rule = next((r for r in svc.rules if r.id == rule_id), None)
+    if rule is None:
+        return None
+    cond = getattr(rule, rule.kind, None) or getattr(rule, rule.kind + "_", None)
+    if isinstance(cond, list):
+        cond = cond[0] if cond else None
+    point = getattr(cond, "point", None)
+    return point if isinstance(point, str) else None
+
+
+def with_current(svc: ApiService, stored: StoredAlert, now_ms: int | None = None) -> dict[str, Any]:
+    """The alert as an event, with the newest reading of its point from the live cache beside the value at its last
+    change: ``current_value`` and ``current_time_ms`` (None when the API has no reading of it) and
+    ``current_state``, the device's state (docs/api.md, Device state)."""
+    out = alert_event(stored)
+    key = stored.alert.key
+    point = key.point or _rule_point(svc, key.rule_id)
+    state = svc.cache.get(key.site, key.device)
+    live = svc.cache.live(key.site, key.device, svc.clock() if now_ms is None else now_ms)
+    has = state is not None and point is not None and point in state.values
+    out["current_point"] = point
+    out["current_value"] = state.values[point] if has and state is not None and point is not None else None
+    out["current_time_ms"] = state.times_ms.get(point) if has and state is not None and point is not None else None
+    out["current_state"] = live.state if live is not None else "unknown"
+    return out
+
+
 def _visible(svc: ApiService, who: Principal, stored: StoredAlert) -> bool:
     return who.sees_area(svc.config.area_of(stored.alert.key.site))
 
@@ -113,8 +142,9 @@ def list_alerts(
         "since_ms": since_ms,
     }
     rows = svc.store.list_alerts(**filters, limit=limit, offset=offset)
+    now = svc.clock()
     total = svc.store.count_alerts(**filters)
-    return AlertList(total=total, limit=limit, offset=offset, alerts=[alert_event(r) for r in rows])
+    return AlertList(total=total, limit=limit, offset=offset, alerts=[with_current(svc, r, now) for r in rows])
 
 
 class OutboxChannel(BaseModel):
@@ -138,9 +168,27 @@ class OutboxRow(BaseModel):
     last_error: str
 
 
+class SentRow(BaseModel):
+    """One delivery attempt recorded by the notifier: what went to whom, when, and whether it was taken."""
+
+    id: int
+    ts_ms: int
+    alert_id: int | None
+    kind: str
+    audience: str
+    channel: str
+    channel_type: str
+    target: str  # whom: the channel's recipient (an address, a phone number, a webhook's host)
+    ok: bool
+    attempts: int
+    error: str
+    text: str
+
+
 class OutboxView(BaseModel):
     channels: list[OutboxChannel]
-    notifications: list[OutboxRow]
+    notifications: list[OutboxRow]  # pending and failed: the outbox
+    sent: list[SentRow]  # the delivery log, newest first (ok or not)
 
 
 @router.get("/api/alerts/notifications")
@@ -150,6 +198,7 @@ def notification_outbox(
     status: Annotated[Literal["pending", "failed"] | None, Query()] = None,
     channel: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    alert_id: Annotated[int | None, Query(ge=1, le=2**62, description="only this alert's")] = None,
 ) -> OutboxView:
     """Notifications not delivered yet (pending, with their next try) or refused for good (failed, with why): the
     alert store's outbox. A scoped user sees the rows of alerts in their areas; the per-channel counts are the
@@ -157,15 +206,22 @@ def notification_outbox(
     rows = svc.store.notification_queue(statuses=[status] if status else None, channel=channel, limit=limit)
     shown: list[OutboxRow] = []
     visible: dict[int, bool] = {}
+
+    def sees(row_alert: int | None) -> bool:
+        if row_alert is None:
+            return not who.scoped
+        if alert_id is not None and row_alert != alert_id:
+            return False
+        if not who.scoped:
+            return True
+        if row_alert not in visible:
+            stored = svc.store.get(row_alert)
+            visible[row_alert] = stored is not None and _visible(svc, who, stored)
+        return visible[row_alert]
+
     for r in rows:
-        if who.scoped:
-            if r.alert_id is None:
-                continue
-            if r.alert_id not in visible:
-                stored = svc.store.get(r.alert_id)
-                visible[r.alert_id] = stored is not None and _visible(svc, who, stored)
-            if not visible[r.alert_id]:
-                continue
+        if not sees(r.alert_id) or (alert_id is not None and r.alert_id != alert_id):
+            continue
         shown.append(
             OutboxRow(
                 id=r.id,
@@ -185,13 +241,34 @@ def notification_outbox(
         OutboxChannel(channel=q.channel, pending=q.pending, failed=q.failed, oldest_pending_ms=q.oldest_pending_ms)
         for q in svc.store.channel_queues()
     ]
-    return OutboxView(channels=channels, notifications=shown)
+    sent = [
+        SentRow(
+            id=n.id,
+            ts_ms=n.ts_ms,
+            alert_id=n.alert_id,
+            kind=n.kind,
+            audience=n.audience,
+            channel=n.channel,
+            channel_type=n.channel_type,
+            target=n.target,
+            ok=n.ok,
+            attempts=n.attempts,
+            error=n.error,
+            text=n.text,
+        )
+        for n in svc.store.notifications(alert_id=alert_id, limit=limit)
+        if sees(n.alert_id)
+        and status != "pending"
+        and (status is None or not n.ok)
+        and (channel is None or n.channel == channel)
+    ]
+    return OutboxView(channels=channels, notifications=shown, sent=sent)
 
 
 @router.get("/api/alerts/{alert_id}")
 def get_alert(alert_id: AlertId, who: Reader, svc: Service) -> dict[str, Any]:
     stored = _load(svc, who, alert_id)
-    out = alert_event(stored)
+    out = with_current(svc, stored)
     out["history"] = [
         {
             "ts_ms": h.ts_ms,
@@ -239,7 +316,7 @@ def _act(
         },
     )
     svc.announce_alert(stored)
-    return alert_event(stored)
+    return with_current(svc, stored)
 
 
 @router.post("/api/alerts/{alert_id}/ack")

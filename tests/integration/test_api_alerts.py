@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api import ApiService, create_app
+from telemetry import Telemetry
 from tests.integration.test_api_support import NOW_MS, USERS, Clock, add_users, fill_alerts, make_config
 
 
@@ -227,3 +228,65 @@ def test_a_scoped_user_sees_the_outbox_rows_of_alerts_in_their_areas(app: App) -
     assert r.status_code == 200, r.text
     assert [n["alert_id"] for n in r.json()["notifications"]] == [app.ids["south-sluices"]]
     assert app.client.get("/api/alerts/notifications").status_code == 401
+
+
+def test_the_notification_log_says_what_was_sent_to_whom_and_when(app: App) -> None:
+    with app.service.store.begin() as tx:
+        for site, ok in (("north-sluices", True), ("south-sluices", False)):
+            tx.add_notification(
+                ts_ms=NOW_MS + 1000,
+                message_id=f"m-{site}",
+                kind="raised",
+                audience="safety",
+                channel="sms",
+                channel_type="sms",
+                target="+8613800000000",
+                ok=ok,
+                attempts=1 if ok else 3,
+                error="" if ok else "gateway said 500",
+                alert_id=app.ids[site],
+                text=f"Level high at {site}",
+            )
+    for user in ("safety-north", "boss"):
+        r = app.client.get("/api/alerts/notifications", headers=app.h[user])
+        assert r.status_code == 200, r.text
+        sent = {n["alert_id"]: n for n in r.json()["sent"]}
+        north = sent[app.ids["north-sluices"]]
+        assert (north["target"], north["channel"], north["ts_ms"], north["ok"]) == (
+            "+8613800000000",
+            "sms",
+            NOW_MS + 1000,
+            True,
+        )
+        assert (app.ids["south-sluices"] in sent) is (user == "boss")  # a scoped inspector: their areas only
+    failed = app.client.get("/api/alerts/notifications", headers=app.h["boss"], params={"status": "failed"}).json()
+    assert [(n["alert_id"], n["error"]) for n in failed["sent"]] == [(app.ids["south-sluices"], "gateway said 500")]
+    one = app.client.get(
+        "/api/alerts/notifications", headers=app.h["boss"], params={"alert_id": app.ids["north-sluices"]}
+    ).json()
+    assert [n["alert_id"] for n in one["sent"]] == [app.ids["north-sluices"]]
+
+
+def test_an_alert_shows_its_points_current_value_beside_the_value_at_its_last_change(app: App) -> None:
+    h = app.h["viewer"]
+    north = app.ids["north-sluices"]
+    before = app.client.get(f"/api/alerts/{north}", headers=h).json()
+    assert (before["current_value"], before["current_state"]) == (None, "unknown")
+    app.service.cache.apply_telemetry(
+        Telemetry.model_validate(
+            {
+                "site": "north-sluices",
+                "device": "gate-01",
+                "profile": "sluice_gate_plc",
+                "measurement": "sluice_gate",
+                "seq": 1,
+                "samples": [{"ts": app.clock() - 500, "values": {"level_up": 7.25}}],
+            }
+        )
+    )
+    now = app.client.get(f"/api/alerts/{north}", headers=h).json()
+    assert now["value"] == 5.5  # the value at the last change
+    assert (now["current_value"], now["current_time_ms"], now["current_point"]) == (7.25, app.clock() - 500, "level_up")
+    assert now["current_state"] == "online"
+    listed = {a["id"]: a for a in app.client.get("/api/alerts", headers=h).json()["alerts"]}
+    assert listed[north]["current_value"] == 7.25
