@@ -24,7 +24,15 @@
   const BASE = new URL("../", document.baseURI); // the console lives at <prefix>/console/, the API at <prefix>/
   const TZ = "Asia/Shanghai";
   const TOKEN_KEY = "lifeline.token";
-  const STALE_MS = 5 * 60000; // a device not heard from for this long is shown as stale
+  const STALE_MS = 5 * 60000; // a device not heard from for this long is shown as stale (when the API says nothing)
+  // Test knobs (localStorage, seconds): the stream watchdog (the API sends a keepalive every 15 s: no byte for this
+  // long and the stream is stalled) and how long a request may take before it counts as failed.
+  const knob = (name, fallback) => {
+    const v = Number(localStorage.getItem(`lifeline.${name}`));
+    return Number.isFinite(v) && v > 0 ? v * 1000 : fallback;
+  };
+  const WATCHDOG_MS = knob("watchdog_s", 40000);
+  const REQUEST_MS = knob("request_s", 20000);
   const CHART_POINTS = 288; // one point every 5 minutes over 24 hours
   const GATE_PROFILE = "sluice_gate_plc";
   const GATE_ROLES = new Set(["gate_operator", "admin"]);
@@ -73,7 +81,7 @@
     poll: null, // {id, timer} of the command being followed
     timers: {},
     checked: new Set(), // alert ids ticked for a bulk acknowledge
-    seen: new Set(), // alert ids this page has shown (a critical one not among them sounds)
+    seen: new Map(), // alert id -> the severity this page last saw (a new critical one, or a raise, sounds)
     seenReady: false,
     lostAt: null, // when the stream went down
     limits: null, // the open gate's limits
@@ -88,7 +96,7 @@
     if (spec && spec.states && typeof value === "number" && spec.states[value] != null) {
       return `${spec.states[value]} (${value})`;
     }
-    return fmtValue(value, unit || (spec && spec.unit) || "", spec ? spec.decimals : null);
+    return fmtValue(value, unitLabel(unit || (spec && spec.unit) || ""), spec ? spec.decimals : null);
   }
 
   const ROMAN = ["", "I", "II", "III", "IV", "V", "worse than V"];
@@ -258,6 +266,29 @@
     unreachable: ["The API is not reachable since {time}: the values shown are from before then.",
       "自 {time} 起无法连接 API：所显示的数值均为此前数据。"],
     critical_new: ["New critical alarm: {title} at {where}", "新的紧急告警：{title}（{where}）"],
+    critical_up: ["Alarm raised to critical: {title} at {where}", "告警升级为紧急：{title}（{where}）"],
+    warning_up: ["Alarm raised to warning: {title} at {where}", "告警升级为警告：{title}（{where}）"],
+    stalled: ["Live data stalled since {time}: nothing from the API's stream for {s} s; the values shown are from before then.",
+      "实时数据自 {time} 起中断：{s} 秒未收到 API 数据流；所显示的数值均为此前数据。"],
+    no_answer: ["no answer within {s} s", "{s} 秒内无应答"],
+    api_unreachable: ["the API is not reachable ({why})", "无法连接 API（{why}）"],
+    devices_failed: ["The devices of this site could not be read: {why}", "无法读取该站点的设备：{why}"],
+    loading: ["loading…", "加载中…"],     stalled_live: ["stalled", "中断"],
+    warn_stale: ["the gate's data is not fresh (last sample {age}): the gate's interlocks refuse a command on stale data",
+      "闸门数据已过期（最近数据 {age}）：联锁将因数据过期拒绝命令"],
+    to_target: [" to {pct} %", "至 {pct} %"], interlock_x: ["interlock {name}", "联锁 {name}"], late: ["late", "迟到"],
+    act_raise: ["raised", "触发"], act_reraise: ["raised again", "再次触发"], act_severity: ["severity changed", "级别变化"],
+    act_clear: ["cleared", "恢复"], act_ack: ["acknowledged", "确认"], act_shelve: ["shelved", "搁置"],
+    act_unshelve: ["unshelved", "取消搁置"], act_shelve_expired: ["shelving ended", "搁置到期"],
+    act_out_of_service: ["out of service", "停用"], act_return_to_service: ["back in service", "恢复使用"],
+    act_assign: ["assigned", "指派"], act_note: ["note", "备注"], act_escalate: ["escalated", "升级"],
+    act_chattering: ["chattering", "频繁抖动"], act_chattering_end: ["chattering ended", "抖动结束"],
+    last_sample_at: ["last sample {time}", "最近数据 {time}"],
+    warn_stalled: ["this page is not receiving live data", "本页面未收到实时数据"],
+    src_live: ["the live stream", "实时数据流"], src_influxdb: ["the database", "数据库"], src_none: ["nowhere yet", "暂无"], field: ["field", "字段"],
+    value_at_change: ["value at the last change", "最近一次变化时的数值"], now_value: ["now {value}", "当前 {value}"],
+    unacked_n: ["{n} unacknowledged", "{n} 条未确认"], chattering: ["chattering", "频繁抖动"],
+    shelved_alerts: ["Shelved alerts", "已搁置告警"],
     users: ["Users", "用户"], role: ["Role", "角色"], areas: ["Areas", "区域"], audit: ["Audit log", "审计日志"],
     foot: ["Times are China Standard Time (Asia/Shanghai, UTC+8).", "时间为北京时间（Asia/Shanghai，UTC+8）。"],
     role_viewer: ["viewer", "访客"], role_gate_operator: ["gate operator", "闸门操作员"],
@@ -334,6 +365,10 @@
   const unitLabel = (unit) => (unit ? cat("units", unit) || unit : unit);
   const profileLabel = (profile) => cat("profiles", profile) || profile;
   const qualityLabel = (q) => cat("quality", q) || t(`q_${q}`);
+  const stateLabel = (st) => cat("device_states", st) || t(`st_${st}`);
+  const reasonLabel = (code) => (code ? cat("state_reasons", code) || cat("quality_reasons", code) || code : "");
+  const severityLabel = (s) => cat("severities", s) || t(`prio_${s}`);
+  const commandLabel = (c) => cat("command_states", c) || c;
 
   const numberFormats = new Map();
   /** A number for the page's language (Intl): ``digits`` decimals, or up to 3 significant places when null. */
@@ -421,13 +456,23 @@
     if (Array.isArray(detail)) { // FastAPI's request validation: a list of {loc, msg}
       return prefix + detail.map((e) => {
         const field = (e.loc || []).filter((p) => p !== "body" && p !== "query" && p !== "path").join(".");
-        return field ? `${e.msg} (field: ${field})` : e.msg;
+        let coded = e.code ? cat("errors", e.code) : null;
+        if (coded) {
+          for (const [k, v] of Object.entries({ field, ...(e.params || {}) })) coded = coded.split(`{${k}}`).join(String(v));
+          return field && !coded.includes(field) ? `${coded} (${t("field")}: ${field})` : coded;
+        }
+        return field ? `${e.msg} (${t("field")}: ${field})` : e.msg;
       }).join("; ");
+    }
+    if (detail && typeof detail === "object" && detail.code && cat("errors", detail.code)) {
+      let text = cat("errors", detail.code);
+      for (const [k, v] of Object.entries(detail.params || {})) text = text.split(`{${k}}`).join(String(v));
+      return prefix + text;
     }
     if (detail && typeof detail === "object") {
       let text = detail.reason || "refused";
       if (detail.interlock) text = `refused by interlock ${detail.interlock}: ${text}`;
-      if (detail.field) text += ` (field: ${detail.field})`;
+      if (detail.field) text += ` (${t("field")}: ${detail.field})`;
       return prefix + text;
     }
     return prefix + (detail || "the request failed");
@@ -442,10 +487,16 @@
       init.body = JSON.stringify(body);
     }
     let response;
+    const timer = new AbortController();
+    const timeout = setTimeout(() => timer.abort(), REQUEST_MS);
+    init.signal = timer.signal;
     try {
       response = await fetch(url(path), init);
     } catch (err) {
-      throw new ApiError(0, { reason: `the API is not reachable (${err.message})` });
+      const why = timer.signal.aborted ? t("no_answer", { s: Math.round(REQUEST_MS / 1000) }) : err.message;
+      throw new ApiError(0, { code: "unreachable", reason: t("api_unreachable", { why }) });
+    } finally {
+      clearTimeout(timeout);
     }
     reachable();
     if (response.status === 204) return null;
@@ -483,7 +534,8 @@
   /** The API answered: a "not reachable" banner is no longer true, unless the live stream is still down (an
    *  answer to a request sent before the API stopped says nothing about now). */
   function reachable() {
-    if ($("banner").dataset.kind === "offline" && state.lostAt == null) $("banner").hidden = true;
+    const kind = $("banner").dataset.kind;
+    if ((kind === "offline" || kind === "stalled") && state.lostAt == null) $("banner").hidden = true;
   }
 
   // -- session ---------------------------------------------------------------------------------------------------
@@ -595,7 +647,10 @@
   async function boot() {
     await Promise.all([loadCatalogue("en"), loadCatalogue("zh")]);
     wire();
-    setInterval(tickAges, 1000);
+    setInterval(() => {
+      tickAges();
+      watchdog();
+    }, 1000);
     if (!state.token) {
       showLogin("");
       return;
@@ -688,7 +743,7 @@
     sessionStorage.removeItem(TOKEN_KEY);
     Object.assign(state, {
       token: null, user: null, sites: [], district: new Map(), site: null, devices: new Map(), latest: new Map(), device: null,
-      chart: null, alerts: [], alert: null, pending: null, checked: new Set(), seen: new Set(), seenReady: false,
+      chart: null, alerts: [], alert: null, pending: null, checked: new Set(), seen: new Map(), seenReady: false,
       lostAt: null, limits: null, means: null,
     });
     document.body.classList.remove("disconnected");
@@ -702,7 +757,7 @@
   function worstBySite() {
     const worst = new Map();
     for (const a of state.alerts) {
-      if (!isActive(a) || !a.site) continue;
+      if (!isActive(a) || isShelved(a) || !a.site) continue;
       const w = worst.get(a.site);
       if (!w || PRIO_RANK[a.severity] < PRIO_RANK[w]) worst.set(a.site, a.severity);
     }
@@ -799,7 +854,7 @@
     const online = state.sites.reduce((n, s) => n + s.online, 0);
     const total = state.sites.reduce((n, s) => n + s.devices, 0);
     $("overview-totals").textContent = t("ov_totals", { sites: state.sites.length, online, offline: total - online,
-      active: state.alerts.filter(isActive).length });
+      active: state.alerts.filter((a) => isActive(a) && !isShelved(a)).length });
     renderRiverSchematic(worst);
     // The same sites as a list by area: large targets on a phone, and readable without the drawing.
     $("schematic").replaceChildren(...[...areas.entries()].sort().map(([area, sites]) => h("div", { class: "area" },
@@ -867,7 +922,10 @@
       state.device = null;
       state.devices = new Map();
       state.latest = new Map();
+      state.devicesError = null;
+      state.devicesLoading = true;
       $("device-panel").hidden = true;
+      state.site = site;
       renderDevices();
     }
     state.site = site;
@@ -878,10 +936,16 @@
       const devices = await api("GET", `/api/sites/${enc(site)}/devices`);
       if (state.site !== site) return;
       state.devices = new Map(devices.map((d) => [d.device, d]));
+      state.devicesError = null;
+      state.devicesLoading = false;
       loadProfiles(devices);
       renderDevices();
       loadEnv(site, devices);
     } catch (err) {
+      if (state.site !== site) return;
+      state.devicesLoading = false;
+      state.devicesError = err; // said as an error: never "no devices" for a request that failed
+      renderDevices();
       banner(err);
       return;
     }
@@ -938,9 +1002,10 @@
   function stateCell(d, tag) {
     const s = deviceState(d);
     const name = s.stalled && s.state === "online" ? "unconfirmed" : s.state;
-    const reason = d.status_reason ? (cat("reasons", d.status_reason) || d.status_reason) : null;
+    const reason = [reasonLabel(d.state_reason), d.status_reason].filter(Boolean).join("; ") || null;
     return h(tag || "td", { class: `dev-state st-${name}`, "data-state": name, title: reason },
-      h("span", { class: `dot ${name}`, "aria-hidden": "true" }), h("span", { class: "st-name" }, t(`st_${name}`)),
+      h("span", { class: `dot ${name}`, "aria-hidden": "true" }),
+      h("span", { class: "st-name" }, name === "unconfirmed" ? t("st_unconfirmed") : stateLabel(name)),
       " ", h("small", null, s.since_ms != null && s.state !== "online" ? ageEl(s.since_ms, "since_age")
         : ageEl(s.sample_ms, "sample_age")));
   }
@@ -962,7 +1027,7 @@
       return i >= 0 ? i : name.startsWith("cmd_") || name.startsWith("limit_") ? 1000 : 100;
     };
     const entries = Object.entries(latest.values).sort((a, b) => rank(a[0]) - rank(b[0]));
-    return entries.slice(0, 5).map(([name, value]) => h("span", null, `${name} `,
+    return entries.slice(0, 5).map(([name, value]) => h("span", null, `${pointLabel(profile, name)} `,
       h("b", { class: name === "lel" && typeof value === "number" && value >= LEL_ALARM ? "lel-high" : null },
         fmtPoint(profile, name, value, latest.units[name])), "  "));
   }
@@ -1002,22 +1067,30 @@
             h("small", null, t("ent_counts", { n: fmtNumber(members.length, 0), alarms: fmtNumber(inAlarm, 0) })))));
       }
       const alarm = alarms.get(d.device);
-      const stale = d.last_seen_ms != null && Date.now() - d.last_seen_ms > STALE_MS;
+      const stale = deviceState(d).state !== "online";
       rows.push(h("tr", {
         class: `clickable${d.device === state.device ? " selected" : ""}${alarm ? " alarm-row" : ""}`,
         onclick: () => openDevice(d.device), "data-device": d.device,
       },
       statusCell(d),
-      h("td", null, h("b", null, d.device)),
-      h("td", null, d.profile),
-      h("td", { class: stale ? "stale" : null, title: fmtAge(d.last_seen_ms) }, fmtTime(d.last_seen_ms)),
+      h("td", null, h("button", { type: "button", class: "rowlink", "aria-label": `${d.device}: ${t(`st_${deviceState(d).state}`)}`,
+        onclick: (ev) => { ev.stopPropagation(); openDevice(d.device); } }, d.device)),
+      h("td", null, profileLabel(d.profile)),
+      h("td", { class: stale ? "stale" : null }, fmtTime(deviceState(d).sample_ms), " ",
+        h("small", null, ageEl(deviceState(d).sample_ms))),
       h("td", null, qualityBadge(d.quality)),
       h("td", { class: "values" }, envBadges(d.device), summary(state.latest.get(d.device), d.profile)),
       ...(alarm && kind === "safety" ? [h("td", { onclick: (ev) => ev.stopPropagation() },
         h("button", { type: "button", class: "primary ack-one", onclick: () => ackOne(alarm) }, t("ack")))] : [])));
     }
     $("device-rows").replaceChildren(...rows);
-    $("devices-empty").hidden = rows.length > 0;
+    const empty = $("devices-empty");
+    empty.classList.toggle("error", Boolean(state.devicesError));
+    empty.setAttribute("role", state.devicesError ? "alert" : "status");
+    empty.textContent = state.devicesError ? t("devices_failed", { why: state.devicesError.message })
+      : state.devicesLoading ? t("loading") : t("no_devices");
+    empty.dataset.kind = state.devicesError ? "error" : state.devicesLoading ? "loading" : "empty";
+    empty.hidden = rows.length > 0 && !state.devicesError;
   }
 
   function openDevice(device) {
@@ -1054,20 +1127,19 @@
     if (!d) return;
     const latest = state.latest.get(d.device);
     $("device-title").textContent = `${d.site} / ${d.device}`;
-    $("device-meta").textContent = [
-      d.profile, d.area ? `${t("area")} ${d.area}` : t("no_area"),
-      d.online === true ? t("online") : d.online === false
-        ? `${t("offline")}${d.status_reason ? ` (${d.status_reason})` : ""}` : t("status_unknown"),
-      t("last_seen_at", { time: fmtTime(d.last_seen_ms), age: fmtAge(d.last_seen_ms) || t("never") }),
-      latest ? t("values_from", { source: latest.source }) : "",
-    ].filter(Boolean).join(" · ");
+    const sample = deviceState(d).sample_ms;
+    $("device-meta").replaceChildren(stateCell(d, "span"), " · ", [
+      profileLabel(d.profile), d.area ? `${t("area")} ${d.area}` : t("no_area"),
+      t("last_sample_at", { time: fmtTime(sample) }),
+    ].join(" · "), " ", h("small", null, ageEl(sample)),
+    latest ? ` · ${t("values_from", { source: STRINGS[`src_${latest.source}`] ? t(`src_${latest.source}`) : latest.source })}` : "");
     const rows = Object.entries((latest && latest.values) || {}).map(([name, value]) => {
       const q = latest.quality[name] || "good";
-      return h("tr", null, h("td", null, name), h("td", null, h("b", null, fmtPoint(d.profile, name, value,
-        latest.units[name]))),
+      const why = latest.reasons[name] ? reasonLabel(latest.reasons[name]) : "";
+      return h("tr", { "data-point": name }, h("td", null, pointLabel(d.profile, name)),
+        h("td", null, h("b", null, fmtPoint(d.profile, name, value, latest.units[name]))),
         h("td", null, fmtTime(latest.times_ms[name])),
-        h("td", { title: latest.reasons[name] || null }, qualityBadge(q),
-          latest.reasons[name] ? ` ${latest.reasons[name]}` : ""));
+        h("td", null, qualityBadge(q), why ? ` ${why}` : ""));
     });
     $("device-values").replaceChildren(...rows);
 
@@ -1076,7 +1148,7 @@
     const chosen = state.chart ? state.chart.point
       : points.includes("gate_opening") ? "gate_opening" : points[0];
     if (Array.from(select.options, (o) => o.value).join() !== points.join()) { // keep an open list open
-      select.replaceChildren(...points.map((p) => h("option", { value: p }, p)));
+      select.replaceChildren(...points.map((p) => h("option", { value: p }, pointLabel(d.profile, p))));
     }
     if (chosen) select.value = chosen;
     if (chosen && (!state.chart || state.chart.point !== chosen)) loadChart(d.site, d.device, chosen);
@@ -1283,7 +1355,7 @@
       [t("opening"), openingText(f.opening)], [t("upstream"), fmtValue(f.up, "m", 2)],
       [t("downstream"), fmtValue(f.down, "m", 2)], [t("head"), fmtValue(f.head, "m", 2)],
       [t("mode"), mode], [t("movement"), t(f.moving)], [t("faults"), f.faults.length ? f.faults.join(", ") : t("none")],
-      [t("as_of"), `${fmtTime(f.time)} (${fmtAge(f.time) || "—"})`],
+      [t("as_of"), [fmtTime(f.time), " ", h("small", null, ageEl(f.time))]],
     ];
     return rows.flatMap(([k, v]) => [h("dt", null, k), h("dd", null, v)]);
   }
@@ -1322,7 +1394,10 @@
     const warnings = [];
     if (f.remote === false) warnings.push(t("warn_local"));
     if (f.faults.length) warnings.push(t("warn_faults", { faults: f.faults.join(", ") }));
-    if (d.online === false) warnings.push(t("warn_offline"));
+    const ds = deviceState(d);
+    if (ds.state === "offline") warnings.push(t("warn_offline"));
+    else if (ds.state !== "online") warnings.push(t("warn_stale", { age: fmtAge(ds.sample_ms) || t("never") }));
+    if (ds.stalled) warnings.push(t("warn_stalled"));
     showError("gate-confirm-warning", warnings.length && action !== "stop"
       ? t("expect_refusal", { why: warnings.join("; ") }) : "");
     $("gate-confirm").hidden = false;
@@ -1425,15 +1500,19 @@
   }
 
   function renderCommand(v) {
-    const target = v.target_pct != null ? ` to ${v.target_pct} %` : "";
+    const target = v.target_pct != null ? t("to_target", { pct: fmtNumber(v.target_pct, null) }) : "";
+    const interlockLabel = (name) => cat("interlocks", name) || name;
+    const reasonOf = (x) => (x.code && cat("errors", x.code)
+      ? Object.entries(x.params || {}).reduce((s, [k, p]) => s.split(`{${k}}`).join(String(p)), cat("errors", x.code))
+      : x.reason);
     const steps = v.steps || [];
     const s = steps.length ? steps[steps.length - 1] : null; // the newest step, on one line that is rewritten
     const line = s ? h("p", { id: "gate-step", class: "step-line" },
-      `${fmtTime(s.ts)} · ${s.state}`,
+      `${fmtTime(s.ts)} · ${commandLabel(s.state)}`,
       s.opening_m != null ? ` · ${t("opening")} ${openingText(s.opening_m)}` : "",
       s.target_m != null ? ` · ${t("target")} ${openingText(s.target_m)}` : "",
-      s.interlock ? ` · interlock ${s.interlock}` : "", s.reason ? ` · ${s.reason}` : "",
-      s.late ? " (late)" : "", ` · ${t("steps", { n: steps.length })}`) : null;
+      s.interlock ? ` · ${t("interlock_x", { name: interlockLabel(s.interlock) })}` : "",
+      s.reason ? ` · ${reasonOf(s)}` : "", s.late ? ` (${t("late")})` : "", ` · ${t("steps", { n: steps.length })}`) : null;
     const full = state.limits && state.limits.full_opening_m;
     const now = s && s.opening_m != null ? s.opening_m : null;
     const bar = full && now != null ? h("progress", { max: "100", value: String(Math.max(0, Math.min(100,
@@ -1441,10 +1520,12 @@
     const afterM = v.after ? (v.after.opening_m != null ? v.after.opening_m : v.after.gate_opening) : null;
     const after = afterM != null ? `${t("opening_after")}: ${openingText(afterM)}` : "";
     $("gate-progress").replaceChildren(h("div", null, // h() skips the parts that are null
-      h("p", null, `${t("cmd_line", { id: v.id, action: v.action, target, who: v.operator, time: fmtTime(v.issued_ms) })} · `,
-        h("span", { class: `cmd-state cmd-${v.state}` }, v.state), v.final ? ` (${t("cmd_final")})` : " …"),
-      v.interlock ? h("p", { class: "error" }, t("refused_by", { interlock: v.interlock, reason: v.reason }))
-        : v.reason ? h("p", { class: v.state === "completed" ? "ok-text" : "error" }, v.reason) : null,
+      h("p", null, `${t("cmd_line", { id: v.id, action: commandLabel(v.action), target, who: v.operator,
+        time: fmtTime(v.issued_ms) })} · `,
+        h("span", { class: `cmd-state cmd-${v.state}`, "data-state": v.state }, commandLabel(v.state)),
+        v.final ? ` (${t("cmd_final")})` : " …"),
+      v.interlock ? h("p", { class: "error" }, t("refused_by", { interlock: interlockLabel(v.interlock), reason: reasonOf(v) }))
+        : v.reason ? h("p", { class: v.state === "completed" ? "ok-text" : "error" }, reasonOf(v)) : null,
       after ? h("p", { class: "ok-text" }, after) : null,
       line, bar));
   }
@@ -1494,22 +1575,56 @@
   const isActive = (a) => a.state === "active_unack" || a.state === "active_ack";
   const canAck = (a) => a.state === "active_unack" || a.state === "cleared_unack";
 
-  /** A sound and a flashing bar for a critical alarm that is new to this page (WebAudio: no sound file). */
-  function noticeCritical(alerts) {
-    const fresh = alerts.filter((a) => a.severity === "critical" && a.state === "active_unack" && !state.seen.has(a.id));
-    for (const a of alerts) state.seen.add(a.id);
-    if (!state.seenReady) { // the alarms there were at login are not new
-      state.seenReady = true;
-      return;
+  /** An alert's title for people: the catalogue's title of its rule, else the title the API sent. */
+  function alertTitle(a) {
+    return cat("rules", a.rule) || cat("rules", `${a.rule}.title`) || a.title || a.rule;
+  }
+  const whereOf = (a) => [a.site, a.device, a.point ? pointLabel(null, a.point) : null].filter(Boolean).join(" / ");
+
+  /** The value at the alert's last change, and beside it the point's value now (the API's current_value). */
+  function valueCell(a) {
+    const parts = [h("span", { class: "v-change", title: t("value_at_change") }, fmtValue(a.value, null, 2))];
+    if (a.current_value !== undefined && a.current_value !== null) {
+      parts.push(" ", h("span", { class: "v-now" }, t("now_value", { value: fmtValue(a.current_value, null, 2) })));
     }
-    if (!fresh.length) return;
-    const a = fresh[0];
-    $("critical-text").textContent = t("critical_new", { title: a.title || a.rule,
-      where: [a.site, a.device].filter(Boolean).join(" / ") });
+    return parts;
+  }
+
+  /** A sound, a flashing bar and the page title for an alarm that is new to this page at critical, or whose severity
+   *  was raised (info -> warning -> critical) since the page last saw it; a shelved alert stays quiet. */
+  function noticeCritical(alerts) {
+    const raised = [];
+    for (const a of alerts) {
+      const before = state.seen.get(a.id);
+      const active = isActive(a) && !isShelved(a);
+      if (state.seenReady && active) {
+        if (before == null && a.severity === "critical" && a.state === "active_unack") raised.push([a, "critical_new"]);
+        else if (before != null && (PRIO_RANK[a.severity] ?? 9) < (PRIO_RANK[before] ?? 9)) {
+          raised.push([a, a.severity === "critical" ? "critical_up" : "warning_up"]);
+        }
+      }
+      state.seen.set(a.id, a.severity);
+    }
+    state.seenReady = true; // the alarms there were at login are not new
+    if (!raised.length) return;
+    raised.sort((p, q) => (PRIO_RANK[p[0].severity] ?? 9) - (PRIO_RANK[q[0].severity] ?? 9));
+    const [a, key] = raised[0];
+    const text = t(key, { title: alertTitle(a), where: whereOf(a) });
+    $("critical-text").textContent = text;
+    $("critical").dataset.alert = a.id;
+    $("critical").dataset.severity = a.severity;
     $("critical").hidden = false;
+    state.alarmTitle = `⚠ ${text}`;
+    document.title = `${state.alarmTitle} · ${t("title")}`;
     document.body.classList.add("flash");
     setTimeout(() => document.body.classList.remove("flash"), 3000);
     beep();
+  }
+
+  function dismissAlarm() {
+    $("critical").hidden = true;
+    state.alarmTitle = null;
+    document.title = t("title");
   }
 
   function beep() {
@@ -1574,18 +1689,29 @@
         $("ack-selected").disabled = state.checked.size === 0;
       },
     }) : null),
-    h("td", null, h("span", { class: `badge prio-${a.severity}` }, t(`prio_${a.severity}`))),
+    h("td", null, h("span", { class: `badge prio-${a.severity}` }, severityLabel(a.severity))),
     h("td", null, stateBadge(a)),
-    h("td", null, h("b", null, a.title || a.rule), a.chattering ? " (chattering)" : ""),
-    h("td", null, [a.site, a.device, a.point].filter(Boolean).join(" / ")),
-    h("td", null, fmtValue(a.value, null, 2)),
+    h("td", null, h("button", { type: "button", class: "rowlink",
+      onclick: (ev) => { ev.stopPropagation(); openAlert(a.id); } }, alertTitle(a)),
+    a.chattering ? ` (${t("chattering")})` : ""),
+    h("td", null, whereOf(a)),
+    h("td", { class: "alert-value" }, valueCell(a)),
     h("td", { title: `first ${fmtTime(a.first_ms)}` }, fmtTime(a.last_ms)),
     h("td", null, a.count),
-    h("td", null, a.assignee || "")));
-    $("alert-rows").replaceChildren(...rows);
-    $("alerts-empty").hidden = rows.length > 0;
-    const unacked = state.alerts.filter((a) => a.state === "active_unack").length;
-    $("alert-count").textContent = unacked ? String(unacked) : "";
+    h("td", null, a.assignee || ""),
+    h("td", { class: "row-act" }, canAck(a) && may(ALERT_ROLES) ? h("button", { type: "button", class: "primary ack-one",
+      onclick: (ev) => { ev.stopPropagation(); ackOne(a); } }, t("ack")) : null)));
+    // shelved alerts apart: below the list, not counted in the badge, never red at the top
+    const open = [], shelved = [];
+    state.alerts.forEach((a, i) => (isShelved(a) ? shelved : open).push(rows[i]));
+    $("alert-rows").replaceChildren(...open);
+    $("shelved-rows").replaceChildren(...shelved);
+    $("shelved-box").hidden = shelved.length === 0;
+    $("shelved-count").textContent = `(${fmtNumber(shelved.length, 0)})`;
+    $("alerts-empty").hidden = open.length > 0;
+    const unacked = state.alerts.filter((a) => a.state === "active_unack" && !isShelved(a)).length;
+    $("alert-count").textContent = unacked ? fmtNumber(unacked, 0) : "";
+    $("alert-count").setAttribute("aria-label", t("unacked_n", { n: unacked }));
     $("ack-selected").disabled = state.checked.size === 0;
     renderOverview();
     if (state.user && state.user.role === "safety_inspector") renderDevices();
@@ -1605,12 +1731,12 @@
       return;
     }
     if (state.alert !== id) return;
-    $("alert-title").textContent = `#${a.id} ${a.title || a.rule}`;
+    $("alert-title").textContent = `#${a.id} ${alertTitle(a)}`;
     const facts = [
-      [t("state"), stateBadge(a)], [t("th_prio"), t(`prio_${a.severity}`)],
-      [t("f_rule"), a.rule],
+      [t("state"), stateBadge(a)], [t("th_prio"), severityLabel(a.severity)],
+      [t("f_rule"), h("code", { translate: "no" }, a.rule)],
       [t("th_where"), [a.site, a.device, a.point].filter(Boolean).join(" / ")], [t("area"), a.area || "—"],
-      [t("audience"), AUDIENCES.includes(a.audience) ? t(`aud_${a.audience}`) : a.audience], [t("f_value"), fmtValue(a.value)], [t("f_reason"), a.reason || "—"],
+      [t("audience"), AUDIENCES.includes(a.audience) ? t(`aud_${a.audience}`) : a.audience], [t("f_value"), valueCell(a)], [t("f_reason"), a.reason || "—"],
       [t("f_first"), fmtTime(a.first_ms)], [t("f_last"), fmtTime(a.last_ms)], [t("th_count"), fmtNumber(a.count, 0)],
       [t("th_assignee"), a.assignee || "—"],
     ];
@@ -1618,8 +1744,10 @@
     if (a.escalation_level) facts.push([t("f_escalation"), fmtNumber(a.escalation_level, 0)]);
     $("alert-facts").replaceChildren(...facts.flatMap(([k, v]) => [h("dt", null, k), h("dd", null, v)]));
     $("alert-history").replaceChildren(...a.history.slice().reverse().map((e) => h("tr", null,
-      h("td", null, fmtTime(e.ts_ms)), h("td", null, e.who || "—"), h("td", null, e.action),
-      h("td", null, `${e.from_state} → ${e.to_state}`), h("td", null, readableReason(e.reason)))));
+      h("td", null, fmtTime(e.ts_ms)), h("td", null, e.who || "—"),
+      h("td", null, STRINGS[`act_${e.action}`] ? t(`act_${e.action}`) : e.action),
+      h("td", null, `${STRINGS[e.from_state] ? t(e.from_state) : e.from_state} → ${STRINGS[e.to_state] ? t(e.to_state) : e.to_state}`),
+      h("td", null, readableReason(e.reason)))));
     $("alert-notes").replaceChildren(...(a.notes.length ? a.notes.map((n) => h("li", null, n.text, " ",
       h("small", null, `${n.who}, ${fmtTime(n.ts_ms)}`))) : [h("li", { class: "hint" }, t("no_notes"))]));
     $("alert-actions").hidden = !may(ALERT_ROLES);
@@ -1675,14 +1803,20 @@
 
   // -- the live stream (SSE over fetch, so that it carries the Authorization header) -------------------------------
   function setLive(on) {
-    $("live").textContent = on ? t("live") : t("offline");
+    const stalled = !on && state.stalledAt != null;
+    $("live").textContent = on ? t("live") : stalled ? t("stalled_live") : t("offline");
     $("live").className = `live ${on ? "on" : "off"}`;
+    $("live").dataset.state = on ? "live" : stalled ? "stalled" : "offline";
     const was = document.body.classList.contains("disconnected");
     document.body.classList.toggle("disconnected", !on && Boolean(state.user));
     if (was !== document.body.classList.contains("disconnected") && state.user) renderDevices();
     if (on) {
       state.lostAt = null;
       reachable();
+    } else if (state.user && state.stalledAt != null) {
+      state.lostAt = state.lostAt ?? state.stalledAt;
+      banner(new ApiError(0, { reason: t("stalled", { time: fmtTime(state.stalledAt), s: Math.round(WATCHDOG_MS / 1000) }) }));
+      $("banner").dataset.kind = "stalled";
     } else if (state.user && state.lostAt == null) {
       state.lostAt = Date.now();
       banner(new ApiError(0, { reason: t("unreachable", { time: fmtTime(state.lostAt) }) }));
@@ -1707,6 +1841,8 @@
           return;
         }
         if (!response.ok || !response.body) throw new Error(`the stream answered ${response.status}`);
+        state.heardAt = Date.now();
+        state.stalledAt = null;
         setLive(true);
         backoff = 1000;
         if (!first) resync(); // what changed while the stream was down
@@ -1723,6 +1859,18 @@
     }
   }
 
+  /** The stream watchdog: no byte for WATCHDOG_MS (events or the API's keepalive) and the page stops saying
+   *  "live", shows since when, and drops the connection so that the loop reconnects (a frozen API or proxy keeps a
+   *  connection open without sending anything). */
+  function watchdog() {
+    if (!state.user || !state.stream || state.heardAt == null) return;
+    if (state.stalledAt == null && Date.now() - state.heardAt > WATCHDOG_MS) {
+      state.stalledAt = state.heardAt;
+      if (state.reader) state.reader.cancel().catch(() => {});
+      setLive(false);
+    }
+  }
+
   function stopStream() {
     if (state.stream) state.stream.abort();
     state.stream = null;
@@ -1732,6 +1880,7 @@
   /** Reads an SSE body (the WHATWG event-stream format): dispatches each event's name and data. */
   async function readEvents(body, dispatch, setRetry) {
     const reader = body.getReader();
+    state.reader = reader;
     const decoder = new TextDecoder();
     let buffer = "";
     let event = "message";
@@ -1739,6 +1888,7 @@
     for (;;) {
       const { value, done } = await reader.read();
       if (done) return;
+      state.heardAt = Date.now(); // any byte (an event or the keepalive) says the stream is alive
       buffer += decoder.decode(value, { stream: true });
       let nl = buffer.indexOf("\n");
       while (nl >= 0) {
@@ -1777,6 +1927,7 @@
     else if (kind === "status") applyStatus(data);
     else if (kind === "alert") applyAlert(data);
     else if (kind === "command") applyCommand(data);
+    else if (kind === "state") applyState(data);
     emit(kind, data);
   }
 
@@ -1856,9 +2007,23 @@
     if (s.device === state.device) debounce("render-device", 500, renderDevice);
   }
 
+  /** The API decided a device's state anew (a message, its agent's death, or time): every view shows it. */
+  function applyState(s) {
+    debounce("sites", 2000, loadSites);
+    if (s.site !== state.site) return;
+    const d = state.devices.get(s.device);
+    if (!d) return;
+    for (const k of ["state", "state_reason", "since_ms", "last_sample_ms", "stale_after_ms", "offline_after_ms"]) {
+      if (k in s) d[k] = s[k];
+    }
+    debounce("render-devices", 250, renderDevices);
+    if (s.device === state.device) debounce("render-device", 500, renderDevice);
+  }
+
   function applyAlert(a) {
     // The stream sends every alert of the user's areas; the list's filters (audience, active) are the API's,
     // so a change to an alert not in the list reloads the list rather than guessing.
+    noticeCritical([a]);
     if (!replaceAlert(a)) debounce("alerts", 1000, loadAlerts);
     if (a.id === state.alert) debounce("alert-panel", 300, () => openAlert(a.id));
   }
@@ -1895,7 +2060,11 @@
   function wire() {
     applyLang();
     $("lang").addEventListener("click", switchLang);
-    $("critical-close").addEventListener("click", () => { $("critical").hidden = true; });
+    $("critical-close").addEventListener("click", dismissAlarm);
+    $("critical-text").addEventListener("click", () => {
+      const id = Number($("critical").dataset.alert);
+      if (id) { show("alerts-view"); openAlert(id); }
+    });
     for (const id of ["f-priority", "f-site", "f-state"]) $(id).addEventListener("change", loadAlerts);
     $("ack-selected").addEventListener("click", ackSelected);
     $("select-all").addEventListener("change", (ev) => {

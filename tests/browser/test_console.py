@@ -106,7 +106,7 @@ def test_open_a_gate_to_40_percent_and_see_it_complete(browser: Any, stack: Stac
     page = _page(browser, stack)
     _login(page, stack)
     _open_site(page, "mini-water")
-    page.click("tr[data-device=gate-1]", timeout=30_000)
+    page.click("#device-rows tr[data-device=gate-1]", timeout=30_000)
     page.wait_for_selector("#gate-panel:not([hidden])")
     page.locator("#gate-range", has_text="6").wait_for(timeout=30_000)  # its limits came (no eval: the CSP forbids it)
     page.fill("#gate-target", "40")
@@ -130,8 +130,8 @@ def test_a_gas_alarm_arrives_live_and_is_acknowledged_in_one_click(browser: Any,
     _login(page, stack)
     _open_site(page, "mini-safety")
     page.select_option("#kind-filter", "safety")
-    page.wait_for_selector("tr[data-device=gas-1]", timeout=30_000)
-    assert page.locator("tr[data-device=gas-1].alarm-row").count() == 0
+    page.wait_for_selector("#device-rows tr[data-device=gas-1]", timeout=30_000)
+    assert page.locator("#device-rows tr[data-device=gas-1].alarm-row").count() == 0
     deadline = time.monotonic() + 45  # the test shares the simulated sensors' account: sent again until it shows
     while True:
         _publish(
@@ -140,14 +140,14 @@ def test_a_gas_alarm_arrives_live_and_is_acknowledged_in_one_click(browser: Any,
             {"ts": int(time.time() * 1000), "data": {"lel": 62.5, "alarm": "high", "battery": 90}},
         )
         try:
-            page.wait_for_selector("tr[data-device=gas-1].alarm-row", timeout=5_000)  # no reload: the stream
+            page.wait_for_selector("#device-rows tr[data-device=gas-1].alarm-row", timeout=5_000)  # no reload: the stream
             break
         except PlaywrightTimeout:
             assert time.monotonic() < deadline, "the gas alarm never reached the inspector's view"
     page.wait_for_selector("#critical:not([hidden])", timeout=15_000)  # the visible cue, once the alert is raised
     page.screenshot(path=str(artifacts / "safety.png"), full_page=True)
-    page.click("tr[data-device=gas-1] .ack-one")
-    page.wait_for_selector("tr[data-device=gas-1]:not(.alarm-row)", timeout=30_000)
+    page.click("#device-rows tr[data-device=gas-1] .ack-one")
+    page.wait_for_selector("#device-rows tr[data-device=gas-1]:not(.alarm-row)", timeout=30_000)
     page.click("#tabs button[data-tab=alerts-view]")
     row = page.locator("#alert-rows tr", has_text="gas-1").first
     assert "unacknowledged" not in row.inner_text()
@@ -159,7 +159,7 @@ def test_an_environment_station_with_its_hourly_means(browser: Any, stack: Stack
     page = _page(browser, stack)
     _login(page, stack)
     _open_site(page, "mini-water")
-    page.click("tr[data-device=wq-1]", timeout=30_000)
+    page.click("#device-rows tr[data-device=wq-1]", timeout=30_000)
     page.wait_for_selector("#means:not([hidden])", timeout=10_000)
     page.wait_for_selector("#means-rows tr", timeout=15_000)  # the stored means, or why there are none yet
     rows = page.inner_text("#means-rows")
@@ -212,7 +212,8 @@ def test_the_api_killed_and_restarted(browser: Any, stack: Stack, artifacts: Pat
     page.wait_for_selector("#banner:not([hidden])", timeout=5_000)
     assert page.get_attribute("#banner", "data-kind") == "offline", page.inner_text("#banner")
     assert page.evaluate("document.body.classList.contains('disconnected')")
-    assert "stale" in page.inner_text("#device-rows")
+    assert page.locator("#device-rows [data-state=online]").count() == 0  # nothing said online while unheard
+    assert page.locator("#device-rows [data-state=unconfirmed]").count() > 0
     page.screenshot(path=str(artifacts / "disconnected.png"), full_page=True)
     page.wait_for_selector("#live.on", timeout=40_000)  # lifeline up restarts the API after 5 s
     try:
@@ -227,7 +228,7 @@ def test_a_390_px_phone(browser: Any, stack: Stack, artifacts: Path) -> None:
     _login(page, stack)
     assert page.evaluate("document.documentElement.scrollWidth") <= 391  # nothing off-screen sideways
     _open_site(page, "mini-water")
-    page.click("tr[data-device=gate-1]", timeout=30_000)
+    page.click("#device-rows tr[data-device=gate-1]", timeout=30_000)
     panel = page.locator("#device-panel").bounding_box()
     rows = page.locator("#device-rows").bounding_box()
     assert panel is not None
