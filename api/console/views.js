@@ -1,0 +1,296 @@
+/* Lifeline console views: the small core the view scripts (district.js, env.js, charts.js) share. Plain ES2020, no
+ * build step. Loaded before console.js (every script is `defer`, so they run in order): a view's tab button is in
+ * #tabs before console.js wires the tabs, so console.js hides its own views when one of ours is chosen, and we hide
+ * ours when one of its views shows. Every text from the API goes in as text, never as HTML. */
+"use strict";
+
+(() => {
+  const BASE = new URL("../", document.baseURI);
+  const TOKEN_KEY = "lifeline.token";
+  const TZ = "Asia/Shanghai";
+  const views = []; // {id, section, roles, refresh, shown}
+  const langListeners = [];
+  let user = null;
+
+  const lang = () => (String(document.documentElement.lang || "en").toLowerCase().startsWith("zh") ? "zh" : "en");
+  /** `[en, zh]` in the page's language, with {name} filled from `vars`. */
+  function tr(pair, vars) {
+    let text = lang() === "zh" ? pair[1] : pair[0];
+    for (const [k, v] of Object.entries(vars || {})) text = text.split(`{${k}}`).join(String(v));
+    return text;
+  }
+
+  class ViewError extends Error {
+    constructor(status, message) {
+      super(message);
+      this.status = status;
+    }
+  }
+
+  async function request(method, path) {
+    const headers = { Accept: "application/json" };
+    const token = sessionStorage.getItem(TOKEN_KEY);
+    if (token) headers.Authorization = `Bearer ${token}`;
+    let response;
+    try {
+      response = await fetch(new URL(path.replace(/^\//, ""), BASE), { method, headers, cache: "no-store" });
+    } catch (err) {
+      throw new ViewError(0, tr(["the API is not reachable", "无法连接 API"]));
+    }
+    if (!response.ok) {
+      let detail = "";
+      try {
+        const body = await response.json();
+        detail = typeof body.detail === "string" ? body.detail : (body.detail && (body.detail.message || body.detail.reason)) || "";
+      } catch (err) {
+        detail = "";
+      }
+      throw new ViewError(response.status, `${response.status} ${detail}`.trim());
+    }
+    return response;
+  }
+
+  const api = async (path) => (await request("GET", path)).json();
+
+  /** Download what `path` answers (the reports need the bearer token, so a plain link cannot fetch them). */
+  async function download(path, fallbackName) {
+    const response = await request("GET", path);
+    const cd = response.headers.get("content-disposition") || "";
+    const m = /filename\*?=(?:UTF-8'')?"?([^";]+)"?/i.exec(cd);
+    saveBlob(await response.blob(), m ? decodeURIComponent(m[1]) : fallbackName);
+  }
+
+  function saveBlob(blob, name) {
+    const href = URL.createObjectURL(blob);
+    const a = h("a", { href, download: name, hidden: true });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(href), 10000);
+  }
+
+  function h(tag, attrs, ...children) {
+    const el = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (value == null || value === false) continue;
+      if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
+      else if (key === "style" && typeof value === "object") Object.assign(el.style, value);
+      else el.setAttribute(key, value === true ? "" : String(value));
+    }
+    for (const child of children.flat()) {
+      if (child != null && child !== false) el.append(child instanceof Node ? child : String(child));
+    }
+    return el;
+  }
+
+  const SVG_NS = "http://www.w3.org/2000/svg";
+  function svg(tag, attrs, ...children) {
+    const el = document.createElementNS(SVG_NS, tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (value == null || value === false) continue;
+      if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
+      else el.setAttribute(key, String(value));
+    }
+    for (const child of children.flat()) {
+      if (child != null && child !== false) el.append(child instanceof Node ? child : String(child));
+    }
+    return el;
+  }
+
+  const locale = () => (lang() === "zh" ? "zh-CN" : "en-GB");
+  function num(value, digits) {
+    if (typeof value !== "number" || !Number.isFinite(value)) return "—";
+    return new Intl.NumberFormat(locale(), digits == null
+      ? { maximumFractionDigits: 3, maximumSignificantDigits: 4 }
+      : { minimumFractionDigits: digits, maximumFractionDigits: digits }).format(value);
+  }
+  function time(ms, withDate) {
+    if (ms == null) return "—";
+    const opts = withDate === false ? { hour: "2-digit", minute: "2-digit" }
+      : { year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit" };
+    return new Intl.DateTimeFormat(locale(), { timeZone: TZ, hour12: false, ...opts }).format(new Date(ms));
+  }
+  function day(ms) {
+    if (ms == null) return "—";
+    return new Intl.DateTimeFormat(locale(), { timeZone: TZ, year: "numeric", month: "2-digit", day: "2-digit" })
+      .format(new Date(ms));
+  }
+  /** YYYY-MM-DD of `ms` in China Standard Time. */
+  function isoDay(ms) {
+    return new Intl.DateTimeFormat("en-CA", { timeZone: TZ, year: "numeric", month: "2-digit", day: "2-digit" })
+      .format(new Date(ms));
+  }
+
+  // HJ 633 Table 1 / Appendix A: each AQI level's colour; black text on the light ones, white on the dark ones
+  // (contrast at least 4.5:1 both ways).
+  const AQI_LEVELS = [
+    null,
+    { bg: "#00e400", fg: "#000000", en: "excellent", zh: "优" },
+    { bg: "#ffff00", fg: "#000000", en: "good", zh: "良" },
+    { bg: "#ff7e00", fg: "#000000", en: "lightly polluted", zh: "轻度污染" },
+    { bg: "#ff0000", fg: "#000000", en: "moderately polluted", zh: "中度污染" },
+    { bg: "#99004c", fg: "#ffffff", en: "heavily polluted", zh: "重度污染" },
+    { bg: "#7e0023", fg: "#ffffff", en: "severely polluted", zh: "严重污染" },
+  ];
+  /** The HJ 633 level (1-6) of an AQI value (an AQI of 0 is level I). */
+  function aqiLevel(aqi) {
+    if (typeof aqi !== "number") return null;
+    return aqi <= 50 ? 1 : aqi <= 100 ? 2 : aqi <= 150 ? 3 : aqi <= 200 ? 4 : aqi <= 300 ? 5 : 6;
+  }
+  /** A badge for an AQI in its HJ 633 category colour, the category named in the page's language. */
+  function aqiBadge(aqi, level) {
+    const lv = level || aqiLevel(aqi);
+    const c = AQI_LEVELS[lv];
+    if (aqi == null || !c) return h("span", { class: "v-badge v-na" }, tr(["no AQI", "无 AQI"]));
+    return h("span", { class: "v-badge v-aqi", "data-level": lv, style: { background: c.bg, color: c.fg } },
+      `${num(aqi, 0)} ${lang() === "zh" ? c.zh : c.en}`);
+  }
+
+  const ROMAN = ["", "I", "II", "III", "IV", "V", "劣V"];
+  const classLabel = (c) => (c == null ? "—" : ROMAN[c] === "劣V" && lang() === "en" ? "worse than V" : ROMAN[c] || String(c));
+
+  // Names of the points these views show, in both languages (the API's catalogue translations, where present,
+  // come first: a profile's `labels`).
+  const POINTS = {
+    so2: ["SO₂", "二氧化硫"], nox: ["NOx", "氮氧化物"], dust: ["dust", "颗粒物"], o2: ["O₂", "氧含量"],
+    co: ["CO", "一氧化碳"], no2: ["NO₂", "二氧化氮"], o3: ["O₃", "臭氧"], pm25: ["PM2.5", "PM2.5"],
+    pm10: ["PM10", "PM10"], o3_8h: ["O₃ 8 h", "臭氧8小时"], cod: ["COD", "化学需氧量"], codmn: ["CODMn", "高锰酸盐指数"],
+    nh3_n: ["NH₃-N", "氨氮"], tp: ["TP", "总磷"], tn: ["TN", "总氮"], do: ["DO", "溶解氧"], ph: ["pH", "pH"],
+    turbidity: ["turbidity", "浊度"], temperature: ["temperature", "温度"], flow: ["flow", "流量"],
+    flue_temp: ["flue temperature", "烟气温度"], moisture: ["moisture", "湿度"], pressure: ["pressure", "压力"],
+    velocity: ["velocity", "流速"], load: ["load", "负荷"], laeq: ["LAeq", "等效声级"], ld: ["Ld", "昼间等效声级"],
+    ln: ["Ln", "夜间等效声级"], level_up: ["level upstream", "闸上水位"], level_down: ["level downstream", "闸下水位"],
+    gate_opening: ["opening", "闸门开度"], lel: ["%LEL", "%LEL"], conductivity: ["conductivity", "电导率"],
+  };
+  /** A point's name: `so2_zs` is "SO₂ (O₂-corrected)", `so2_load` "SO₂ load". */
+  function pointName(p) {
+    const base = (name) => (POINTS[name] ? tr(POINTS[name]) : name);
+    if (p.endsWith("_zs")) return `${base(p.slice(0, -3))} ${tr(["(O₂-corrected)", "（折算）"])}`;
+    if (p.endsWith("_load")) return `${base(p.slice(0, -5))} ${tr(["load", "排放量"])}`;
+    return base(p);
+  }
+
+  /** A device's state as the API decides it (`state`), else from `online` and its last sample's age. */
+  function deviceState(d, now) {
+    if (d.state && ["online", "stale", "offline", "unknown"].includes(d.state)) return d.state;
+    if (d.online === false) return "offline";
+    if (d.online == null) return "unknown";
+    if (d.last_seen_ms != null && (now || Date.now()) - d.last_seen_ms > 5 * 60000) return "stale";
+    return "online";
+  }
+  const STATE_NAMES = {
+    online: ["online", "在线"], stale: ["stale", "数据陈旧"], offline: ["offline", "离线"], unknown: ["unknown", "未知"],
+  };
+
+  const isShelved = (a, now) => a.shelved_until_ms != null && a.shelved_until_ms > (now || Date.now());
+  const isActive = (a) => a.state === "active_unack" || a.state === "active_ack";
+  const SEVERITY_RANK = { critical: 0, warning: 1, info: 2 };
+  const SEVERITY_NAMES = { critical: ["critical", "紧急"], warning: ["warning", "警告"], info: ["info", "提示"] };
+
+  // -- views: a tab and a section of their own, shown and hidden beside console.js's ------------------------------
+  function sectionsOfConsole() {
+    return [...document.querySelectorAll("main > section")].filter((s) => !views.some((v) => v.section === s));
+  }
+
+  function showView(id) {
+    for (const v of views) {
+      const on = v.id === id;
+      if (v.section) v.section.hidden = !on;
+      if (on && v.refresh) v.refresh();
+    }
+  }
+
+  /** A view with its own tab: `{id, tab: [en, zh], roles: [...] | null, build(section), refresh()}`. */
+  function register(view) {
+    const tabs = document.getElementById("tabs");
+    const main = document.querySelector("main");
+    const section = h("section", { id: view.id, class: `card v-view ${view.className || ""}`, hidden: true });
+    main.append(section);
+    const button = h("button", { type: "button", "data-tab": view.id, "data-view-tab": view.id, hidden: true,
+      onclick: () => showView(view.id) }, tr(view.tab));
+    const admin = document.getElementById("admin-tab");
+    if (admin && admin.parentNode === tabs) tabs.insertBefore(button, admin);
+    else tabs.append(button);
+    const entry = { ...view, section, button };
+    views.push(entry);
+    view.build(section, entry);
+    return entry;
+  }
+
+  /** A view that lives inside one of console.js's sections (refreshed while that section shows). */
+  function attach(view) {
+    const host = document.getElementById(view.host);
+    const root = h("div", { id: view.id, class: `v-view ${view.className || ""}` });
+    if (view.before && document.getElementById(view.before) && document.getElementById(view.before).parentNode === host) {
+      host.insertBefore(root, document.getElementById(view.before));
+    } else host.append(root);
+    const entry = { ...view, section: null, root, host };
+    views.push(entry);
+    view.build(root, entry);
+    new MutationObserver(() => { if (!host.hidden && user) view.refresh(); })
+      .observe(host, { attributes: true, attributeFilter: ["hidden"] });
+    return entry;
+  }
+
+  const visible = (v) => Boolean(user) && (v.section ? !v.section.hidden : !v.host.hidden);
+
+  function allowed(v) {
+    return Boolean(user) && (!v.roles || v.roles.includes(user.role));
+  }
+
+  async function whoAmI() {
+    try {
+      user = await api("/api/auth/me");
+    } catch (err) {
+      user = null;
+    }
+    for (const v of views) {
+      if (v.button) v.button.hidden = !allowed(v);
+      if (v.root) v.root.hidden = !allowed(v);
+      if (visible(v) && allowed(v)) v.refresh();
+    }
+  }
+
+  function start() {
+    const tabs = document.getElementById("tabs");
+    // the tabs show once a user is in (and hide at the login): learn who, and which of our tabs they get
+    new MutationObserver(() => {
+      if (tabs.hidden) {
+        user = null;
+        for (const v of views) if (v.section) v.section.hidden = true;
+      } else whoAmI();
+    }).observe(tabs, { attributes: true, attributeFilter: ["hidden"] });
+    // one of console.js's views shows: ours hide; the active tab is console.js's to mark, ours we mark here
+    for (const s of sectionsOfConsole()) {
+      new MutationObserver(() => {
+        if (!s.hidden) for (const v of views) if (v.section) v.section.hidden = true;
+      }).observe(s, { attributes: true, attributeFilter: ["hidden"] });
+    }
+    new MutationObserver(() => {
+      for (const v of views) {
+        if (v.button) v.button.textContent = tr(v.tab);
+        if (visible(v) && v.relabel) v.relabel();
+      }
+      for (const f of langListeners) f();
+    }).observe(document.documentElement, { attributes: true, attributeFilter: ["lang"] });
+    setInterval(() => {
+      if (document.hidden) return;
+      for (const v of views) if (visible(v) && allowed(v) && v.refresh) v.refresh();
+    }, 15000);
+    if (!tabs.hidden) whoAmI();
+  }
+
+  /** Open a site in console.js's device view (by its overview's own control for the site). */
+  function openSite(site) {
+    const el = document.querySelector(`#river-schematic [data-site="${CSS.escape(site)}"], #schematic [data-site="${CSS.escape(site)}"]`);
+    if (el) el.dispatchEvent(new MouseEvent("click", { bubbles: true }));
+  }
+
+  window.LifelineViews = {
+    api, download, saveBlob, h, svg, tr, lang, num, time, day, isoDay, aqiBadge, aqiLevel, AQI_LEVELS, classLabel,
+    pointName, deviceState, STATE_NAMES, isShelved, isActive, SEVERITY_RANK, SEVERITY_NAMES, register, attach,
+    openSite, onLang: (f) => langListeners.push(f), user: () => user, TZ,
+  };
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
+})();
