@@ -330,5 +330,6 @@
     build: (el) => { root = el; render(); },
     refresh: load,
     relabel: render,
+    onAlert: true,
   });
 })();

@@ -1,16 +1,15 @@
 /* Lifeline console views: the small core the view scripts (district.js, env.js, charts.js) share. Plain ES2020, no
- * build step. Loaded before console.js (every script is `defer`, so they run in order): a view's tab button is in
- * #tabs before console.js wires the tabs, so console.js hides its own views when one of ours is chosen, and we hide
- * ours when one of its views shows. Every text from the API goes in as text, never as HTML. */
+ * build step. Loaded after console.js (every script is `defer`, so they run in order, before console.js boots): a
+ * view with a tab of its own registers through console.js's window.Lifeline.addView; the district view lives in
+ * the overview's section. Every text from the API goes in as text, never as HTML. */
 "use strict";
 
 (() => {
   const BASE = new URL("../", document.baseURI);
   const TOKEN_KEY = "lifeline.token";
   const TZ = "Asia/Shanghai";
-  const views = []; // {id, section, roles, refresh, shown}
+  const views = []; // {id, el, host, roles, refresh, relabel}
   const langListeners = [];
-  let user = null;
 
   const lang = () => (String(document.documentElement.lang || "en").toLowerCase().startsWith("zh") ? "zh" : "en");
   /** `[en, zh]` in the page's language, with {name} filled from `vars`. */
@@ -170,8 +169,9 @@
     return base(p);
   }
 
-  /** A device's state as the API decides it (`state`), else from `online` and its last sample's age. */
+  /** A device's state: console.js's (the API's decision, one rule for every view), else from `online` and age. */
   function deviceState(d, now) {
+    if (window.Lifeline && window.Lifeline.stateOf) return window.Lifeline.stateOf(d).state;
     if (d.state && ["online", "stale", "offline", "unknown"].includes(d.state)) return d.state;
     if (d.online === false) return "offline";
     if (d.online == null) return "unknown";
@@ -187,110 +187,85 @@
   const SEVERITY_RANK = { critical: 0, warning: 1, info: 2 };
   const SEVERITY_NAMES = { critical: ["critical", "紧急"], warning: ["warning", "警告"], info: ["info", "提示"] };
 
-  // -- views: a tab and a section of their own, shown and hidden beside console.js's ------------------------------
-  function sectionsOfConsole() {
-    return [...document.querySelectorAll("main > section")].filter((s) => !views.some((v) => v.section === s));
-  }
+  // -- views: through console.js's registry (window.Lifeline.addView), or inside one of its sections -------------
+  const L = () => window.Lifeline;
+  const signedIn = () => Boolean(L() && L().state && L().state.user);
+  const user = () => (signedIn() ? L().state.user : null);
+  const visible = (v) => signedIn() && !v.el.hidden && !(v.host && v.host.hidden);
 
-  function showView(id) {
-    for (const v of views) {
-      const on = v.id === id;
-      if (v.section) v.section.hidden = !on;
-      if (on && v.refresh) v.refresh();
-    }
-  }
-
-  /** A view with its own tab: `{id, tab: [en, zh], roles: [...] | null, build(section), refresh()}`. */
+  /** A view with its own tab: `{id, tab: [en, zh], roles, after, build(section), refresh(), relabel()}`. */
   function register(view) {
-    const tabs = document.getElementById("tabs");
-    const main = document.querySelector("main");
-    const section = h("section", { id: view.id, class: `card v-view ${view.className || ""}`, hidden: true });
-    main.append(section);
-    const button = h("button", { type: "button", "data-tab": view.id, "data-view-tab": view.id, hidden: true,
-      onclick: () => showView(view.id) }, tr(view.tab));
-    const admin = document.getElementById("admin-tab");
-    if (admin && admin.parentNode === tabs) tabs.insertBefore(button, admin);
-    else tabs.append(button);
-    const entry = { ...view, section, button };
+    let lastLang = null;
+    const entry = { ...view };
+    entry.el = L().addView({
+      id: view.id, label: view.tab, roles: view.roles, after: view.after,
+      onShow: () => view.refresh(),
+      render: () => { // console.js redraws its views (a language switch, new sites): ours relabel, no fetch
+        if (lastLang !== lang()) {
+          lastLang = lang();
+          if (view.relabel) view.relabel();
+        }
+      },
+    });
+    entry.el.classList.add("v-view");
+    if (view.className) entry.el.classList.add(view.className);
+    view.build(entry.el, entry);
+    lastLang = lang();
     views.push(entry);
-    view.build(section, entry);
     return entry;
   }
 
-  /** A view that lives inside one of console.js's sections (refreshed while that section shows). */
+  /** A view that lives inside one of console.js's sections: refreshed when that section shows. */
   function attach(view) {
     const host = document.getElementById(view.host);
-    const root = h("div", { id: view.id, class: `v-view ${view.className || ""}` });
-    if (view.before && document.getElementById(view.before) && document.getElementById(view.before).parentNode === host) {
-      host.insertBefore(root, document.getElementById(view.before));
-    } else host.append(root);
-    const entry = { ...view, section: null, root, host };
+    const el = h("div", { id: view.id, class: `v-view ${view.className || ""}` });
+    const before = view.before && document.getElementById(view.before);
+    if (before && before.parentNode === host) host.insertBefore(el, before);
+    else host.append(el);
+    const entry = { ...view, el, host };
     views.push(entry);
-    view.build(root, entry);
-    new MutationObserver(() => { if (!host.hidden && user) view.refresh(); })
+    view.build(el, entry);
+    new MutationObserver(() => { if (visible(entry)) view.refresh(); })
       .observe(host, { attributes: true, attributeFilter: ["hidden"] });
     return entry;
   }
 
-  const visible = (v) => Boolean(user) && (v.section ? !v.section.hidden : !v.host.hidden);
-
   function allowed(v) {
-    return Boolean(user) && (!v.roles || v.roles.includes(user.role));
-  }
-
-  async function whoAmI() {
-    try {
-      user = await api("/api/auth/me");
-    } catch (err) {
-      user = null;
-    }
-    for (const v of views) {
-      if (v.button) v.button.hidden = !allowed(v);
-      if (v.root) v.root.hidden = !allowed(v);
-      if (visible(v) && allowed(v)) v.refresh();
-    }
+    const u = user();
+    return Boolean(u) && (!v.roles || v.roles.includes(u.role));
   }
 
   function start() {
-    const tabs = document.getElementById("tabs");
-    // the tabs show once a user is in (and hide at the login): learn who, and which of our tabs they get
-    new MutationObserver(() => {
-      if (tabs.hidden) {
-        user = null;
-        for (const v of views) if (v.section) v.section.hidden = true;
-      } else whoAmI();
-    }).observe(tabs, { attributes: true, attributeFilter: ["hidden"] });
-    // one of console.js's views shows: ours hide; the active tab is console.js's to mark, ours we mark here
-    for (const s of sectionsOfConsole()) {
-      new MutationObserver(() => {
-        if (!s.hidden) for (const v of views) if (v.section) v.section.hidden = true;
-      }).observe(s, { attributes: true, attributeFilter: ["hidden"] });
-    }
-    new MutationObserver(() => {
-      for (const v of views) {
-        if (v.button) v.button.textContent = tr(v.tab);
-        if (visible(v) && v.relabel) v.relabel();
-      }
+    const Lf = L();
+    Lf.on("login", () => { for (const v of views) if (visible(v) && allowed(v)) v.refresh(); });
+    Lf.on("lang", () => {
+      for (const v of views) if (visible(v) && v.relabel) v.relabel();
       for (const f of langListeners) f();
-    }).observe(document.documentElement, { attributes: true, attributeFilter: ["lang"] });
+    });
+    let pending = null; // an alert changed: the views showing alarms fetch again (once per second at most)
+    Lf.on("alert", () => {
+      if (pending) return;
+      pending = setTimeout(() => {
+        pending = null;
+        for (const v of views) if (v.onAlert && visible(v) && allowed(v)) v.refresh();
+      }, 1000);
+    });
     setInterval(() => {
       if (document.hidden) return;
       for (const v of views) if (visible(v) && allowed(v) && v.refresh) v.refresh();
     }, 15000);
-    if (!tabs.hidden) whoAmI();
   }
 
-  /** Open a site in console.js's device view (by its overview's own control for the site). */
+  /** Open a site in console.js's device view. */
   function openSite(site) {
-    const el = document.querySelector(`#river-schematic [data-site="${CSS.escape(site)}"], #schematic [data-site="${CSS.escape(site)}"]`);
-    if (el) el.dispatchEvent(new MouseEvent("click", { bubbles: true }));
+    if (L() && L().openSite) L().openSite(site);
   }
 
   window.LifelineViews = {
     api, download, saveBlob, h, svg, tr, lang, num, time, day, isoDay, aqiBadge, aqiLevel, AQI_LEVELS, classLabel,
     pointName, deviceState, STATE_NAMES, isShelved, isActive, SEVERITY_RANK, SEVERITY_NAMES, register, attach,
-    openSite, onLang: (f) => langListeners.push(f), user: () => user, TZ,
+    openSite, onLang: (f) => langListeners.push(f), user, TZ,
   };
-  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
-  else start();
+  if (!window.Lifeline) throw new Error("views.js needs console.js loaded before it (window.Lifeline)");
+  start();
 })();
