@@ -7,6 +7,7 @@ cannot know is the API's own: the request's shape and the age of the telemetry i
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -26,12 +27,48 @@ class Refusal:
     reason: str
     status: int = 409  # 403 for role and area, 422 for a request of the wrong shape
     field: str | None = None  # the request field at fault, if one is
+    code: str = dataclasses.field(
+        default="", compare=False
+    )  # a stable code the console translates (docs/api.md, Errors as codes); "": interlock.<name>
+    params: Mapping[str, object] = dataclasses.field(default_factory=dict, compare=False)
+
+    @property
+    def reason_code(self) -> str:
+        return self.code or f"interlock.{self.interlock.value}"
 
     def body(self) -> dict[str, object]:
-        out: dict[str, object] = {"interlock": self.interlock.value, "reason": self.reason}
+        out: dict[str, object] = {
+            "interlock": self.interlock.value,
+            "reason": self.reason,
+            "code": self.reason_code,
+            "message": self.reason,
+            "params": dict(self.params),
+        }
         if self.field:
             out["field"] = self.field
         return out
+
+
+# Codes of the API's own refusals (besides telemetry.interlocks.REASON_CODES): the catalogue translates each.
+REASON_CODES = (
+    "interlock.out_of_limits.needs_target",
+    "interlock.out_of_limits.no_target",
+    "interlock.unknown_device.no_limits",
+    "interlock.no_data.limits",
+    "interlock.no_data.no_telemetry",
+    "interlock.no_data.old_telemetry",
+    "interlock.no_data.offline",
+    "interlock.no_data.points",
+    "interlock.role",
+    "interlock.area",
+    "interlock.selection.none",
+    "interlock.selection.unknown",
+    "interlock.selection.used",
+    "interlock.selection.expired",
+    "interlock.busy.running",
+    "interlock.signature",
+    "interlock.repeated",
+)
 
 
 def live_values(state: DeviceState) -> dict[str, Value]:
@@ -77,20 +114,35 @@ def fault_labels(profile: Profile | None) -> dict[int, str]:
 def _shape(action: Action, target_pct: float | None) -> Refusal | None:
     """The request's target against its action (the rule of ``telemetry.commands.Command``), as a 422."""
     if action is Action.SET_OPENING and target_pct is None:
-        return Refusal(Interlock.OUT_OF_LIMITS, "set_opening needs target_pct", 422, "target_pct")
+        return Refusal(
+            Interlock.OUT_OF_LIMITS,
+            "set_opening needs target_pct",
+            422,
+            "target_pct",
+            "interlock.out_of_limits.needs_target",
+        )
     if action is not Action.SET_OPENING and target_pct is not None:
-        return Refusal(Interlock.OUT_OF_LIMITS, f"{action.value} takes no target_pct", 422, "target_pct")
+        return Refusal(
+            Interlock.OUT_OF_LIMITS,
+            f"{action.value} takes no target_pct",
+            422,
+            "target_pct",
+            "interlock.out_of_limits.no_target",
+            {"action": action.value},
+        )
     return None
 
 
-def _stale(state: DeviceState | None, now_ms: int, max_age_ms: int) -> str | None:
-    """Why the live telemetry cannot stand for the gate's state now; None when it can."""
+def _stale(state: DeviceState | None, now_ms: int, max_age_ms: int) -> tuple[str, str, dict[str, object]] | None:
+    """Why the live telemetry cannot stand for the gate's state now (reason, code, params); None when it can."""
     if state is None or not state.has_values or state.last_seen_ms is None:
-        return "no telemetry of this gate has been received"
+        return "no telemetry of this gate has been received", "interlock.no_data.no_telemetry", {}
     if now_ms - state.last_seen_ms > max_age_ms:
-        return f"the gate's last telemetry is {(now_ms - state.last_seen_ms) / 1000:.0f} s old"
+        age = round((now_ms - state.last_seen_ms) / 1000)
+        return f"the gate's last telemetry is {age} s old", "interlock.no_data.old_telemetry", {"age_s": age}
     if state.online is False:
-        return f"the gate is offline: {state.status_reason or 'no reason given'}"
+        why = state.status_reason or "no reason given"
+        return f"the gate is offline: {why}", "interlock.no_data.offline", {"why": why}
     return None
 
 
@@ -112,11 +164,15 @@ def check(
     if shape is not None:
         return shape
     if limits is None:
-        return Refusal(Interlock.UNKNOWN_DEVICE, "no limits are configured for this gate (api config gates.devices)")
+        return Refusal(
+            Interlock.UNKNOWN_DEVICE,
+            "no limits are configured for this gate (api config gates.devices)",
+            code="interlock.unknown_device.no_limits",
+        )
     try:
         lim = limits_of(limits, profile)
     except ValueError as exc:
-        return Refusal(Interlock.NO_DATA, f"the gate's limits are not known: {exc}")
+        return Refusal(Interlock.NO_DATA, f"the gate's limits are not known: {exc}", code="interlock.no_data.limits")
     why = _stale(state, now_ms, max_age_ms)
     gate = None
     if why is None:
@@ -124,10 +180,11 @@ def check(
         values = live_values(state)
         gate = il.GateState.from_values(values)
         if gate is None:
-            why = f"point(s) {', '.join(il.missing_points(values))} not known"
+            missing = ", ".join(il.missing_points(values))
+            why = f"point(s) {missing} not known", "interlock.no_data.points", {"points": missing}
     refusal = il.check(action, il.target_of(action, target_pct, lim), gate, lim, busy=False, fault_labels=labels)
     if refusal is None:
         return None
-    if refusal.interlock is Interlock.NO_DATA and gate is None:
-        return Refusal(Interlock.NO_DATA, f"{refusal.reason}: {why}")
-    return Refusal(refusal.interlock, refusal.reason, 409, refusal.field)
+    if refusal.interlock is Interlock.NO_DATA and gate is None and why is not None:
+        return Refusal(Interlock.NO_DATA, f"{refusal.reason}: {why[0]}", code=why[1], params=why[2])
+    return Refusal(refusal.interlock, refusal.reason, 409, refusal.field, refusal.reason_code, refusal.params)

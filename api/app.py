@@ -8,15 +8,17 @@ from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from api import routes_alerts, routes_auth, routes_data, routes_env, routes_gates, routes_reports
-from api.http_guard import BodyLimit, SecurityHeaders, validation_error
+from api.deps import error
+from api.http_guard import BodyLimit, SecurityHeaders, http_error, validation_error
 from api.metrics import RequestCounter
 from api.service import ApiService
 from rules.standards import load_permits
@@ -107,7 +109,7 @@ def _serve_docs(app: FastAPI) -> None:
     @app.get("/docs/{name:path}", include_in_schema=False)
     def docs_file(name: str) -> FileResponse:
         if name not in DOCS_FILES:
-            raise HTTPException(404, detail={"reason": f"no docs file {name!r}"})
+            raise error(404, f"no docs file {name!r}", code="docs.not_found", params={"name": name})
         path, media_type = DOCS_FILES[name]
         return FileResponse(str(path), media_type=media_type, headers=CONSOLE_HEADERS)
 
@@ -142,6 +144,7 @@ def create_app(service: ApiService, *, manage: bool = True, connect: bool = True
     for module in (routes_auth, routes_data, routes_alerts, routes_gates, routes_env, routes_reports):
         app.include_router(module.router)
     app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
     _serve_console(app)
     _serve_docs(app)
     http = service.config.http

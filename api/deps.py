@@ -35,9 +35,46 @@ def service(request: Request) -> ApiService:
 Service = Annotated[ApiService, Depends(service)]
 
 
-def error(status: int, reason: str, field: str | None = None, **extra: object) -> HTTPException:
-    """An HTTP error whose body names the field at fault."""
-    detail: dict[str, object] = {"reason": reason, **extra}
+# The code of an error raised without one, by status (docs/api.md, Errors as codes).
+STATUS_CODES: dict[int, str] = {
+    400: "request.bad",
+    401: "auth.required",
+    403: "auth.forbidden",
+    404: "request.not_found",
+    405: "request.method",
+    409: "request.conflict",
+    413: "request.too_large",
+    415: "request.media_type",
+    422: "request.invalid",
+    429: "request.too_many",
+    500: "server.error",
+    502: "influxdb.refused",
+    503: "service.unavailable",
+}
+
+
+def code_of_status(status: int) -> str:
+    return STATUS_CODES.get(status, "request.failed" if status < 500 else "server.error")
+
+
+def error(
+    status: int,
+    reason: str,
+    field: str | None = None,
+    *,
+    code: str | None = None,
+    params: dict[str, object] | None = None,
+    **extra: object,
+) -> HTTPException:
+    """An HTTP error whose body names the field at fault, with a stable ``code`` and its ``params`` beside the
+    English ``message`` (also ``reason``, as before): the console translates by code."""
+    detail: dict[str, object] = {
+        "code": code or code_of_status(status),
+        "message": reason,
+        "params": params or {},
+        "reason": reason,
+        **extra,
+    }
     if field is not None:
         detail["field"] = field
     return HTTPException(status, detail=detail)
@@ -50,19 +87,26 @@ def principal(
 ) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer" or len(credentials.credentials) > 200:
         raise HTTPException(
-            401, detail={"reason": "a bearer token is required"}, headers={"WWW-Authenticate": "Bearer"}
+            401,
+            detail=error(401, "a bearer token is required", code="auth.token_required").detail,
+            headers={"WWW-Authenticate": "Bearer"},
         )
     who = svc.users.authenticate(credentials.credentials)
     if who is None:
         raise HTTPException(
             401,
-            detail={"reason": "the token is unknown, revoked, expired or was idle too long: log in again"},
+            detail=error(
+                401,
+                "the token is unknown, revoked, expired or was idle too long: log in again",
+                code="auth.token_invalid",
+            ).detail,
             headers={"WWW-Authenticate": "Bearer"},
         )
     if who.must_change_password and request.url.path not in PASSWORD_CHANGE_PATHS:
         raise error(
             403,
             "change the one-time password first (POST /api/auth/password): it was set by someone else",
+            code="auth.must_change_password",
             must_change_password=True,
         )
     request.state.username = who.username
@@ -75,7 +119,12 @@ Who = Annotated[Principal, Depends(principal)]
 def require(permission: Permission) -> Callable[[Principal], Principal]:
     def check(who: Who) -> Principal:
         if not who.may(permission):
-            raise error(403, f"role {who.role.value} may not do this ({permission.value})")
+            raise error(
+                403,
+                f"role {who.role.value} may not do this ({permission.value})",
+                code="auth.role_forbidden",
+                params={"role": who.role.value, "permission": permission.value},
+            )
         return who
 
     return check
@@ -97,7 +146,9 @@ def check_site(svc: ApiService, who: Principal, site: str) -> str | None:
     """The site's area; 403 when it is outside the user's areas."""
     area = svc.config.area_of(site)
     if not who.sees_area(area):
-        raise error(403, f"site {site!r} is outside your areas", "site")
+        raise error(
+            403, f"site {site!r} is outside your areas", "site", code="auth.site_outside_areas", params={"site": site}
+        )
     return area
 
 

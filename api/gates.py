@@ -153,10 +153,12 @@ class GateService:
     # -- authorisation -------------------------------------------------------------------------------------
     def authorise(self, who: Principal, site: str) -> Refusal | None:
         if not who.may(Permission.GATE_CONTROL):
-            return Refusal(Interlock.ROLE, f"role {who.role.value} may not operate gates", 403)
+            return Refusal(
+                Interlock.ROLE, f"role {who.role.value} may not operate gates", 403, None, "", {"role": who.role.value}
+            )
         area = self.config.area_of(site)
         if not who.sees_area(area):
-            return Refusal(Interlock.AREA, f"site {site!r} is outside your areas", 403)
+            return Refusal(Interlock.AREA, f"site {site!r} is outside your areas", 403, None, "", {"site": site})
         return None
 
     def _refuse(self, who: Principal, site: str, device: str, source: str, refusal: Refusal, **detail: object) -> None:
@@ -318,15 +320,40 @@ class GateService:
         if action is Action.STOP:
             return None  # stop is never held back (contract): no selection needed
         if not selection:
-            return Refusal(Interlock.SELECTION, "select the gate first (POST .../select)", 409, "selection")
+            return Refusal(
+                Interlock.SELECTION,
+                "select the gate first (POST .../select)",
+                409,
+                "selection",
+                "interlock.selection.none",
+            )
         with self.engine.connect() as conn:
             row = conn.execute(select(selections).where(selections.c.id == selection)).mappings().first()
         if row is None or row["site"] != site or row["device"] != device or row["username"] != who.username:
-            return Refusal(Interlock.SELECTION, "no such selection of this gate by you", 409, "selection")
+            return Refusal(
+                Interlock.SELECTION,
+                "no such selection of this gate by you",
+                409,
+                "selection",
+                "interlock.selection.unknown",
+            )
         if row["used_by"] is not None:
-            return Refusal(Interlock.SELECTION, f"the selection was used by command {row['used_by']}", 409, "selection")
+            return Refusal(
+                Interlock.SELECTION,
+                f"the selection was used by command {row['used_by']}",
+                409,
+                "selection",
+                "interlock.selection.used",
+                {"command": row["used_by"]},
+            )
         if now >= row["expires_ms"]:
-            return Refusal(Interlock.SELECTION, "the selection has expired: select again", 409, "selection")
+            return Refusal(
+                Interlock.SELECTION,
+                "the selection has expired: select again",
+                409,
+                "selection",
+                "interlock.selection.expired",
+            )
         return None
 
     def _check_busy(self, site: str, device: str, action: Action) -> Refusal | None:
@@ -336,7 +363,12 @@ class GateService:
         with self.engine.connect() as conn:
             running = conn.execute(query.limit(1)).scalar()
         if running is not None:
-            return Refusal(Interlock.BUSY, f"command {running} is still running on this gate")
+            return Refusal(
+                Interlock.BUSY,
+                f"command {running} is still running on this gate",
+                code="interlock.busy.running",
+                params={"command": running},
+            )
         return None
 
     def _insert(self, command: Command, ttl_s: float, before: dict[str, object], selection: str | None) -> None:

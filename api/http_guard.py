@@ -6,8 +6,9 @@ from __future__ import annotations
 import orjson
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # GB/T 22239-2019 §8.1.4.4 d) (input checked against what the system expects) and §8.1.4.8: headers on every answer.
@@ -61,6 +62,9 @@ class BodyLimit:
         body = orjson.dumps(
             {
                 "detail": {
+                    "code": "request.too_large",
+                    "message": f"the request body is larger than {self.max_bytes} bytes",
+                    "params": {"limit_bytes": self.max_bytes},
                     "reason": f"the request body is larger than {self.max_bytes} bytes",
                     "limit_bytes": self.max_bytes,
                 }
@@ -132,5 +136,37 @@ async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
         given = error.get("input")
         if isinstance(given, str) and len(given) >= 3 and given in msg:  # a message that quotes the input
             msg = msg.replace(given, "(the given value)")
-        errors.append({"loc": list(error.get("loc", ())), "msg": msg, "type": str(error.get("type", ""))})
+        loc = list(error.get("loc", ()))
+        kind = str(error.get("type", ""))
+        errors.append(
+            {
+                "loc": loc,
+                "msg": msg,
+                "type": kind,
+                "code": f"validation.{kind or 'invalid'}",
+                "message": msg,
+                "params": {"field": str(loc[-1]) if loc else ""},
+            }
+        )
     return JSONResponse(status_code=422, content={"detail": errors})
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Every HTTP error with a stable ``code``, an English ``message`` and ``params`` (docs/api.md, Errors as codes):
+    one raised with a bare string (Starlette's own 404 and 405, say) gets the code of its status."""
+    assert isinstance(exc, StarletteHTTPException)
+    from api.deps import code_of_status  # api.deps imports the service; this module is imported before it
+
+    given: object = exc.detail
+    detail: dict[str, object]
+    if isinstance(given, dict):
+        detail = {str(k): v for k, v in given.items()}
+        if "code" not in detail:
+            message = str(detail.get("reason", ""))
+            detail = {"code": code_of_status(exc.status_code), "message": message, "params": {}, **detail}
+    else:
+        message = str(given)
+        detail = {"code": code_of_status(exc.status_code), "message": message, "params": {}, "reason": message}
+    if exc.status_code in (204, 304):
+        return Response(status_code=exc.status_code, headers=exc.headers)
+    return JSONResponse(status_code=exc.status_code, content={"detail": detail}, headers=exc.headers)

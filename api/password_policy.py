@@ -71,19 +71,49 @@ class PasswordPolicy:
 
     def problem(self, password: str, username: str) -> str | None:
         """Why ``password`` is refused for ``username``, or None. The reason never repeats the password."""
+        found = self.refusal(password, username)
+        return None if found is None else found.message
+
+    def refusal(self, password: str, username: str) -> PasswordRefusal | None:
+        """The rule ``password`` breaks for ``username`` (its code, parameters and English message), or None."""
         if len(password) < self.min_length:
-            return f"a password needs at least {self.min_length} characters"
+            return _refused("too_short", f"a password needs at least {self.min_length} characters", min=self.min_length)
         if len(password) > MAX_LENGTH:
-            return f"a password may have at most {MAX_LENGTH} characters"
+            return _refused("too_long", f"a password may have at most {MAX_LENGTH} characters", max=MAX_LENGTH)
         lower, stem = password.lower(), core(password)
         if lower == username.lower() or (stem and stem == core(username)):
-            return "the password must not be the user name"
+            return _refused("user_name", "the password must not be the user name")
         if len(set(lower)) < MIN_DISTINCT:
-            return f"a password needs at least {MIN_DISTINCT} different characters"
+            return _refused(
+                "few_distinct", f"a password needs at least {MIN_DISTINCT} different characters", min=MIN_DISTINCT
+            )
         if lower in self.blocked or (stem and (stem in self.blocked or stem.translate(_LOOK_ALIKES) in self.blocked)):
-            return "this is a commonly used password (or a simple variation of one): choose another"
+            return _refused("common", "this is a commonly used password (or a simple variation of one): choose another")
         if _in_run(lower) or _in_run(stem):
-            return "a run of keyboard, alphabet or digit keys is easy to guess: choose another"
+            return _refused("run", "a run of keyboard, alphabet or digit keys is easy to guess: choose another")
         if _classes(password) < self.min_character_classes:
-            return f"a password needs {self.min_character_classes} of: lower case, upper case, digits, other characters"
+            return _refused(
+                "classes",
+                f"a password needs {self.min_character_classes} of: lower case, upper case, digits, other characters",
+                min=self.min_character_classes,
+            )
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordRefusal:
+    """A broken rule: ``code`` (password.<rule>, translated by the console), ``params`` and the English message."""
+
+    code: str
+    message: str
+    params: dict[str, object]
+
+
+# Every code :meth:`PasswordPolicy.refusal` may give (the console's catalogue translates each).
+RULE_CODES = tuple(
+    f"password.{rule}" for rule in ("too_short", "too_long", "user_name", "few_distinct", "common", "run", "classes")
+)
+
+
+def _refused(rule: str, message: str, **params: object) -> PasswordRefusal:
+    return PasswordRefusal(f"password.{rule}", message, params)

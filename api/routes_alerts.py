@@ -108,7 +108,9 @@ def _visible(svc: ApiService, who: Principal, stored: StoredAlert) -> bool:
 def _load(svc: ApiService, who: Principal, alert_id: int) -> StoredAlert:
     stored = svc.store.get(alert_id)
     if stored is None or not _visible(svc, who, stored):
-        raise error(404, f"no alert {alert_id}", "alert_id")  # an alert outside the user's areas does not exist
+        raise error(
+            404, f"no alert {alert_id}", "alert_id", code="alert.not_found", params={"alert_id": alert_id}
+        )  # an alert outside the user's areas does not exist
     return stored
 
 
@@ -298,11 +300,13 @@ def _act(
     try:
         stored, _ = svc.store.act(alert_id, fn)
     except KeyError as exc:
-        raise error(404, f"no alert {alert_id}", "alert_id") from exc
+        raise error(
+            404, f"no alert {alert_id}", "alert_id", code="alert.not_found", params={"alert_id": alert_id}
+        ) from exc
     except InvalidAction as exc:
-        raise error(409, str(exc), action=action) from exc
+        raise error(409, str(exc), code="alert.invalid_action", params={"action": action}, action=action) from exc
     except Conflict as exc:
-        raise error(409, f"the alert kept changing, try again: {exc}", action=action) from exc
+        raise error(409, f"the alert kept changing, try again: {exc}", code="alert.conflict", action=action) from exc
     svc.audit(
         who=who.username,
         action=f"alert.{action}",
@@ -369,7 +373,9 @@ def note_alert(alert_id: AlertId, body: NoteIn, who: AlertActor, svc: Service, r
 @router.post("/api/alerts/{alert_id}/assign")
 def assign_alert(alert_id: AlertId, body: AssignIn, who: AlertActor, svc: Service, request: Request) -> dict[str, Any]:
     if body.assignee is not None and svc.users.get(body.assignee) is None:
-        raise error(422, f"no user {body.assignee!r}", "assignee")
+        raise error(
+            422, f"no user {body.assignee!r}", "assignee", code="user.not_found", params={"username": body.assignee}
+        )
     now = svc.clock()
     return _act(
         svc,

@@ -124,23 +124,36 @@ def _check_areas(svc: Service, areas: list[str] | None) -> None:
     unknown = sorted(set(areas or []) - set(svc.config.areas))
     if unknown:
         raise error(
-            422, f"unknown area(s) {', '.join(unknown)} (known: {', '.join(sorted(svc.config.areas))})", "areas"
+            422,
+            f"unknown area(s) {', '.join(unknown)} (known: {', '.join(sorted(svc.config.areas))})",
+            "areas",
+            code="user.unknown_areas",
+            params={"areas": ", ".join(unknown)},
         )
 
 
 def _check_password(svc: Service, password: str, username: str, field: str) -> None:
-    problem = svc.password_policy.problem(password, username)
-    if problem:
-        raise error(422, problem, field)
+    refused = svc.password_policy.refusal(password, username)
+    if refused is not None:
+        raise error(422, refused.message, field, code=refused.code, params=refused.params)
 
 
 def _too_many(refusal: Refusal) -> HTTPException:
-    wait = f"try again in {max(1, round(refusal.wait_s))} s"
+    wait_s = max(1, round(refusal.wait_s))
+    wait = f"try again in {wait_s} s"
     if refusal.scope == "user":
-        detail = {"reason": f"too many failed logins for this user from your address: {wait}", "field": "username"}
+        detail = error(
+            429,
+            f"too many failed logins for this user from your address: {wait}",
+            "username",
+            code="auth.throttled_user",
+            params={"wait_s": wait_s},
+        ).detail
     else:
-        detail = {"reason": f"too many failed logins from your address: {wait}"}
-    return HTTPException(429, detail=detail, headers={"Retry-After": str(max(1, round(refusal.wait_s)))})
+        detail = error(
+            429, f"too many failed logins from your address: {wait}", code="auth.throttled", params={"wait_s": wait_s}
+        ).detail
+    return HTTPException(429, detail=detail, headers={"Retry-After": str(wait_s)})
 
 
 # -- login and the caller's account ------------------------------------------------------------------------
@@ -168,7 +181,7 @@ def login(body: LoginIn, svc: Service, request: Request) -> LoginOut:
                 detail={"scope": scope},
             )
         svc.audit(who=name, action="auth.login_failed", target=f"user:{name}", source=address)
-        raise error(401, "wrong user name or password")
+        raise error(401, "wrong user name or password", code="auth.wrong_credentials")
     svc.login_throttle.succeeded(body.username, address)
     expires = svc.clock() + svc.config.auth.session_lifetime_s * 1000
     info, token = svc.users.issue(user.username, "session", "login", expires)
@@ -193,17 +206,17 @@ def logout(who: Who, svc: Service, request: Request) -> None:
 def me(who: Who, svc: Service) -> UserOut:
     user = svc.users.get(who.username)
     if user is None:
-        raise error(404, "user no longer exists")
+        raise error(404, "user no longer exists", code="user.gone")
     return UserOut.of(user)
 
 
 @router.post("/api/auth/password", tags=["auth"], status_code=204)
 def change_password(body: PasswordIn, who: Who, svc: Service, request: Request) -> None:
     if svc.users.check_password(who.username, body.old_password) is None:
-        raise error(422, "the old password is wrong", "old_password")
+        raise error(422, "the old password is wrong", "old_password", code="password.old_wrong")
     _check_password(svc, body.new_password, who.username, "new_password")
     if body.new_password == body.old_password:
-        raise error(422, "the new password must differ from the old one", "new_password")
+        raise error(422, "the new password must differ from the old one", "new_password", code="password.unchanged")
     svc.users.update(who.username, password=body.new_password, must_change_password=False)
     svc.audit(who=who.username, action="auth.password_changed", target=f"user:{who.username}", source=source(request))
 
@@ -223,7 +236,7 @@ def create_user(body: UserIn, who: Admin, svc: Service, request: Request) -> Use
     try:  # the admin knows this password: the user must replace it before anything else
         user = svc.users.create(body.username, body.password, body.role, body.areas, must_change_password=True)
     except UserExistsError as exc:
-        raise error(409, str(exc), "username") from exc
+        raise error(409, str(exc), "username", code="user.exists") from exc
     svc.audit(
         who=who.username,
         action="user.create",
@@ -238,7 +251,7 @@ def create_user(body: UserIn, who: Admin, svc: Service, request: Request) -> Use
 def get_user(username: UsernamePath, who: Admin, svc: Service) -> UserOut:
     user = svc.users.get(username)
     if user is None:
-        raise error(404, f"no user {username!r}", "username")
+        raise error(404, f"no user {username!r}", "username", code="user.not_found", params={"username": username})
     return UserOut.of(user)
 
 
@@ -247,12 +260,17 @@ def update_user(username: UsernamePath, body: UserPatch, who: Admin, svc: Servic
     _check_areas(svc, body.areas)
     current = svc.users.get(username)
     if current is None:
-        raise error(404, f"no user {username!r}", "username")
+        raise error(404, f"no user {username!r}", "username", code="user.not_found", params={"username": username})
     losing_admin = current.role is Role.ADMIN and (
         (body.role is not None and body.role is not Role.ADMIN) or body.disabled
     )
     if losing_admin and svc.users.admins() <= 1:
-        raise error(409, "this is the last enabled admin", "role" if body.role is not None else "disabled")
+        raise error(
+            409,
+            "this is the last enabled admin",
+            "role" if body.role is not None else "disabled",
+            code="user.last_admin",
+        )
     if body.password is not None:
         _check_password(svc, body.password, username, "password")
     # A password an admin sets for someone else is one-time: its user must replace it at the next login.
@@ -266,7 +284,7 @@ def update_user(username: UsernamePath, body: UserPatch, who: Admin, svc: Servic
         must_change_password=must_change,
     )
     if user is None:
-        raise error(404, f"no user {username!r}", "username")
+        raise error(404, f"no user {username!r}", "username", code="user.not_found", params={"username": username})
     changed = body.model_dump(exclude_none=True, exclude={"password"})
     svc.audit(
         who=who.username,
@@ -282,11 +300,11 @@ def update_user(username: UsernamePath, body: UserPatch, who: Admin, svc: Servic
 def delete_user(username: UsernamePath, who: Admin, svc: Service, request: Request) -> None:
     current = svc.users.get(username)
     if current is None:
-        raise error(404, f"no user {username!r}", "username")
+        raise error(404, f"no user {username!r}", "username", code="user.not_found", params={"username": username})
     if username == who.username:
-        raise error(409, "you cannot delete yourself", "username")
+        raise error(409, "you cannot delete yourself", "username", code="user.delete_self")
     if current.role is Role.ADMIN and not current.disabled and svc.users.admins() <= 1:
-        raise error(409, "this is the last enabled admin", "username")
+        raise error(409, "this is the last enabled admin", "username", code="user.last_admin")
     svc.users.delete(username)
     svc.audit(who=who.username, action="user.delete", target=f"user:{username}", source=source(request))
 
@@ -303,7 +321,7 @@ def list_tokens(who: Admin, svc: Service) -> list[TokenOut]:
 def create_token(body: TokenIn, who: Admin, svc: Service, request: Request) -> NewTokenOut:
     username = body.username or who.username
     if svc.users.get(username) is None:
-        raise error(422, f"no user {username!r}", "username")
+        raise error(422, f"no user {username!r}", "username", code="user.not_found", params={"username": username})
     days = body.lifetime_days or svc.config.auth.api_token_lifetime_days
     expires = None if days is None else svc.clock() + days * 86_400_000
     info, token = svc.users.issue(username, "api", body.name, expires)
@@ -321,6 +339,6 @@ def create_token(body: TokenIn, who: Admin, svc: Service, request: Request) -> N
 def revoke_token(token_id: Annotated[int, Path(ge=1, le=2**62)], who: Admin, svc: Service, request: Request) -> None:
     info = svc.users.get_token(token_id)
     if info is None or info.kind != "api":
-        raise error(404, f"no API token {token_id}", "token_id")
+        raise error(404, f"no API token {token_id}", "token_id", code="token.not_found", params={"token_id": token_id})
     svc.users.revoke(token_id)
     svc.audit(who=who.username, action="token.revoke", target=f"token:{token_id}", source=source(request))

@@ -170,10 +170,22 @@ def _site_out(svc: ApiService, site: str, area: str | None) -> SiteOut:
 def _known_device(svc: ApiService, site: str, device: str) -> tuple[DeviceState, Profile]:
     state = svc.cache.get(site, device)
     if state is None:
-        raise error(404, f"no device {device!r} at site {site!r}", "device")
+        raise error(
+            404,
+            f"no device {device!r} at site {site!r}",
+            "device",
+            code="device.not_found",
+            params={"site": site, "device": device},
+        )
     profile = svc.profiles.get(state.profile)
     if profile is None:
-        raise error(404, f"device {device!r} has profile {state.profile!r}, which the API does not know", "device")
+        raise error(
+            404,
+            f"device {device!r} has profile {state.profile!r}, which the API does not know",
+            "device",
+            code="device.unknown_profile",
+            params={"device": device, "profile": state.profile},
+        )
     return state, profile
 
 
@@ -224,7 +236,13 @@ def get_device(site: SiteId, device: DeviceId, who: Reader, svc: Service) -> Dev
     check_site(svc, who, site)
     state = svc.cache.get(site, device)
     if state is None:
-        raise error(404, f"no device {device!r} at site {site!r}", "device")
+        raise error(
+            404,
+            f"no device {device!r} at site {site!r}",
+            "device",
+            code="device.not_found",
+            params={"site": site, "device": device},
+        )
     return _device_out(svc, state)
 
 
@@ -276,9 +294,9 @@ async def _latest(svc: ApiService, site: str, states: list[DeviceState]) -> list
                 if row.device in wanted:
                     out[row.device] = _from_row(row, svc.profiles.get(wanted[row.device].profile))
     except QueryUnavailableError as exc:
-        raise error(503, f"InfluxDB is not reachable: {exc.message}") from exc
+        raise error(503, f"InfluxDB is not reachable: {exc.message}", code="influxdb.unreachable") from exc
     except QueryError as exc:
-        raise error(502, f"InfluxDB refused the query: {exc.message}") from exc
+        raise error(502, f"InfluxDB refused the query: {exc.message}", code="influxdb.refused") from exc
     return [out.get(s.device) or _nothing(site, s.device) for s in states]
 
 
@@ -356,17 +374,35 @@ def _history_request(
     wanted = list(dict.fromkeys(points)) if points else [p for p, n in numeric.items() if n]
     unknown = [p for p in wanted if p not in numeric]
     if unknown:
-        raise error(422, f"profile {profile.name!r} has no point {', '.join(unknown)}", "points")
+        raise error(
+            422,
+            f"profile {profile.name!r} has no point {', '.join(unknown)}",
+            "points",
+            code="history.unknown_points",
+            params={"profile": profile.name, "points": ", ".join(unknown)},
+        )
     cfg = svc.config.history
     limit = max_points if max_points is not None else cfg.default_points
     if limit > cfg.max_points:
-        raise error(422, f"max_points may be at most {cfg.max_points}", "max_points")
+        raise error(
+            422,
+            f"max_points may be at most {cfg.max_points}",
+            "max_points",
+            code="history.max_points",
+            params={"max": cfg.max_points},
+        )
     end = end_ms if end_ms is not None else svc.clock()
     start = start_ms if start_ms is not None else max(0, end - DAY_MS)
     if end <= start:
-        raise error(422, "end_ms must be after start_ms", "end_ms")
+        raise error(422, "end_ms must be after start_ms", "end_ms", code="history.end_before_start")
     if end - start > cfg.max_range_days * DAY_MS:
-        raise error(422, f"the range may span at most {cfg.max_range_days} days", "start_ms")
+        raise error(
+            422,
+            f"the range may span at most {cfg.max_range_days} days",
+            "start_ms",
+            code="history.range_too_long",
+            params={"days": cfg.max_range_days},
+        )
     # bool and text points cannot be averaged: they take the bucket's last value
     groups: list[tuple[Aggregate, list[str]]] = [
         (aggregate, [p for p in wanted if numeric[p]]),
@@ -380,9 +416,9 @@ async def _influx(calls: Iterable[Awaitable[T]]) -> list[T]:
     try:
         return list(await asyncio.gather(*calls))
     except QueryUnavailableError as exc:
-        raise error(503, f"InfluxDB is not reachable: {exc.message}") from exc
+        raise error(503, f"InfluxDB is not reachable: {exc.message}", code="influxdb.unreachable") from exc
     except QueryError as exc:
-        raise error(502, f"InfluxDB refused the query: {exc.message}") from exc
+        raise error(502, f"InfluxDB refused the query: {exc.message}", code="influxdb.refused") from exc
 
 
 def _merge(results: Iterable[list[Point]], limit: int) -> list[HistoryPoint]:
@@ -454,10 +490,10 @@ async def site_history(
     check_site(svc, who, site)
     known = svc.profiles.get(profile)
     if known is None:
-        raise error(422, f"no profile {profile!r}", "profile")
+        raise error(422, f"no profile {profile!r}", "profile", code="profile.not_found", params={"profile": profile})
     names = [name for item in points for name in item.split(",")] if points else None
     if names is not None and len(set(names)) > 50:
-        raise error(422, "at most 50 points", "points")
+        raise error(422, "at most 50 points", "points", code="history.too_many_points", params={"max": 50})
     req = _history_request(svc, known, names, start_ms, end_ms, max_points, aggregate)
     devices = [s.device for s in svc.cache.devices(site) if s.profile == known.name] or None
     results = await _influx(
@@ -511,7 +547,7 @@ def get_profile(name: Annotated[str, Path(pattern=ID_PATTERN)], who: Reader, svc
     """What the console needs to show a device's values: each point's unit, decimals and state labels."""
     profile = svc.profiles.get(name)
     if profile is None:
-        raise error(404, f"no profile {name!r}", "name")
+        raise error(404, f"no profile {name!r}", "name", code="profile.not_found", params={"profile": name})
     points = {
         p.name: PointOut(unit=p.unit, decimals=_decimals(p.scale), states=p.states, range=p.range)
         for p in profile.points

@@ -50,7 +50,12 @@ Period = Literal["hour", "day"]
 
 def env_reader(who: Who) -> Principal:
     if who.role not in ENV_ROLES:
-        raise error(403, f"role {who.role.value} may not read the environment indices (environment_officer, admin)")
+        raise error(
+            403,
+            f"role {who.role.value} may not read the environment indices (environment_officer, admin)",
+            code="auth.role_forbidden",
+            params={"role": who.role.value, "permission": "read_environment"},
+        )
     return who
 
 
@@ -138,19 +143,25 @@ async def _read(call: Awaitable[T]) -> T:
     try:
         return await call
     except QueryUnavailableError as exc:
-        raise error(503, f"InfluxDB is not reachable: {exc.message}") from exc
+        raise error(503, f"InfluxDB is not reachable: {exc.message}", code="influxdb.unreachable") from exc
     except QueryError as exc:
-        raise error(502, f"InfluxDB refused the query: {exc.message}") from exc
+        raise error(502, f"InfluxDB refused the query: {exc.message}", code="influxdb.refused") from exc
 
 
 def _range(svc: ApiService, start_ms: int | None, end_ms: int | None, default_ms: int) -> tuple[int, int]:
     end = end_ms if end_ms is not None else svc.clock()
     start = start_ms if start_ms is not None else max(0, end - default_ms)
     if end <= start:
-        raise error(422, "end_ms must be after start_ms", "end_ms")
+        raise error(422, "end_ms must be after start_ms", "end_ms", code="history.end_before_start")
     days = svc.config.history.max_range_days
     if end - start > days * DAY_MS:
-        raise error(422, f"the range may span at most {days} days", "start_ms")
+        raise error(
+            422,
+            f"the range may span at most {days} days",
+            "start_ms",
+            code="history.range_too_long",
+            params={"days": days},
+        )
     return start, end
 
 
@@ -420,7 +431,13 @@ async def device_means(
     series = [s for s in found if s.values]
     if not series:
         if profile is None:
-            raise error(404, f"no stored {period}ly means of device {device!r} at site {site!r}", "device")
+            raise error(
+                404,
+                f"no stored {period}ly means of device {device!r} at site {site!r}",
+                "device",
+                code="env.no_means",
+                params={"period": period, "site": site, "device": device},
+            )
         stored = hourly(profile.measurement) if period == "hour" else daily(profile.measurement)
         series = [Series(name=stored, tags={}, columns=[], values=[])]
     s = series[0]  # a device's means live in one measurement

@@ -81,7 +81,9 @@ def gate_limits(site: SiteId, device: DeviceId, who: Reader, svc: Service) -> Ga
             raise ValueError("no limits are configured for this gate")
         lim = limits_of(g, svc.profiles.get(state.profile) if state is not None else None)
     except ValueError as exc:
-        raise error(404, f"gate {site}/{device}: {exc}") from exc
+        raise error(
+            404, f"gate {site}/{device}: {exc}", code="gate.not_found", params={"site": site, "device": device}
+        ) from exc
     low, high = percent_range(lim)
     return GateLimitsOut(
         site=site,
@@ -127,7 +129,13 @@ def operate_gate(
     gates = svc.config.gates
     ttl = body.ttl_s if body.ttl_s is not None else gates.default_ttl_s
     if ttl > gates.max_ttl_s:
-        raise error(422, f"ttl_s may be at most {gates.max_ttl_s}", "ttl_s")
+        raise error(
+            422,
+            f"ttl_s may be at most {gates.max_ttl_s}",
+            "ttl_s",
+            code="gate.ttl_too_long",
+            params={"max": gates.max_ttl_s},
+        )
     req = CommandRequest(body.action, body.target_pct, ttl, body.id)
     try:
         view, new = svc.gates.operate(who, site, device, body.selection, req, client_source(request))
@@ -144,7 +152,9 @@ def operate_gate(
 def get_command(command_id: CommandId, who: Reader, svc: Service) -> CommandView:
     view = svc.gates.get(command_id)
     if view is None or not who.sees_area(svc.config.area_of(view.site)):
-        raise error(404, f"no command {command_id!r}", "command_id")
+        raise error(
+            404, f"no command {command_id!r}", "command_id", code="command.not_found", params={"command_id": command_id}
+        )
     return view
 
 

@@ -38,15 +38,21 @@ DATE_PATTERN = r"^\d{4}-\d{2}(-\d{2})?$"
 def _scope(svc: ApiService, who: Principal, site: str | None, area: str | None) -> tuple[list[str] | None, str]:
     """The sites the report covers and how it is named: one site, one area, or everything the user sees."""
     if site is not None and area is not None:
-        raise error(422, "give a site or an area, not both", "area")
+        raise error(422, "give a site or an area, not both", "area", code="report.site_and_area")
     if site is not None:
         check_site(svc, who, site)
         return [site], site
     if area is not None:
         if area not in svc.config.areas:
-            raise error(422, f"unknown area {area!r}", "area")
+            raise error(422, f"unknown area {area!r}", "area", code="report.unknown_area", params={"area": area})
         if not who.sees_area(area):
-            raise error(403, f"area {area!r} is outside your areas", "area")
+            raise error(
+                403,
+                f"area {area!r} is outside your areas",
+                "area",
+                code="auth.area_outside_areas",
+                params={"area": area},
+            )
         return list(svc.config.areas[area]), f"区域 {area}"
     seen = visible_sites(svc, who)
     if seen is None:
@@ -70,11 +76,16 @@ async def report(
     """The report as a file download (Content-Disposition: attachment)."""
     if who.role not in ROLES[kind]:
         allowed = ", ".join(sorted(r.value for r in ROLES[kind]))
-        raise error(403, f"role {who.role.value} may not read the {kind} report ({allowed})")
+        raise error(
+            403,
+            f"role {who.role.value} may not read the {kind} report ({allowed})",
+            code="auth.role_forbidden",
+            params={"role": who.role.value, "permission": f"report_{kind}"},
+        )
     try:
         when = ReportPeriod.parse(period, date)
     except ValueError as exc:
-        raise error(422, str(exc), "date") from exc
+        raise error(422, str(exc), "date", code="report.bad_date") from exc
     sites, scope = _scope(svc, who, site, area)
     permits: Mapping[tuple[str, str], Permit] = getattr(request.app.state, PERMITS_STATE, {})
     try:
@@ -90,9 +101,9 @@ async def report(
             include_hourly=hourly,
         )
     except QueryUnavailableError as exc:
-        raise error(503, f"InfluxDB is not reachable: {exc.message}") from exc
+        raise error(503, f"InfluxDB is not reachable: {exc.message}", code="influxdb.unreachable") from exc
     except QueryError as exc:
-        raise error(502, f"InfluxDB refused the query: {exc.message}") from exc
+        raise error(502, f"InfluxDB refused the query: {exc.message}", code="influxdb.refused") from exc
     name = f"{kind}-{period}-{date}.{format}"
     return Response(
         render(built, format),

@@ -14,6 +14,7 @@ caller's part: the edge reads the gate just before calling :func:`check`, the AP
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Protocol
@@ -26,6 +27,7 @@ from telemetry.models import Value
 
 __all__ = [
     "NO_STATE",
+    "REASON_CODES",
     "STATE_POINTS",
     "WRITE_POINTS",
     "GateLimits",
@@ -221,6 +223,14 @@ class Refusal:
     interlock: Interlock
     reason: str
     field: str | None = None  # the Command field at fault, if one is (the target)
+    # the stable code of ``reason`` (interlock.<name>[.<case>]) a console translates ("": interlock.<name>) and the
+    # values the reason names; neither takes part in equality (the reason says the same)
+    code: str = dataclasses.field(default="", compare=False)
+    params: Mapping[str, object] = dataclasses.field(default_factory=dict, compare=False)
+
+    @property
+    def reason_code(self) -> str:
+        return self.code or f"interlock.{self.interlock.value}"
 
 
 def target_of(action: Action, target_pct: float | None, limits: Limits) -> float | None:
@@ -256,6 +266,39 @@ def fault_of(state: GateState, labels: Mapping[int, str] | None = None) -> str |
     return None
 
 
+def _fault_code(state: GateState) -> str:
+    if state.estop:
+        return "interlock.gate_fault.estop"
+    if state.fault_code:
+        return "interlock.gate_fault.fault_code"
+    return "interlock.gate_fault.overload" if state.overload else "interlock.gate_fault.power"
+
+
+def _fault_params(state: GateState, labels: Mapping[int, str] | None) -> dict[str, object]:
+    if state.estop or not state.fault_code:
+        return {}
+    return {"fault_code": state.fault_code, "label": (labels or {}).get(state.fault_code, "")}
+
+
+# Every code a refusal of :func:`check` may carry (the console's catalogue must translate each).
+REASON_CODES = (
+    "interlock.busy.other_command",
+    "interlock.busy.moving",
+    "interlock.out_of_limits.range",
+    "interlock.out_of_limits.upper_switch",
+    "interlock.out_of_limits.lower_switch",
+    "interlock.no_data.state",
+    "interlock.no_data.level",
+    "interlock.local_mode",
+    "interlock.gate_fault.estop",
+    "interlock.gate_fault.fault_code",
+    "interlock.gate_fault.overload",
+    "interlock.gate_fault.power",
+    "interlock.level_difference.opening",
+    "interlock.level_difference.closing",
+)
+
+
 def check(
     action: Action,
     target_m: float | None,
@@ -274,7 +317,7 @@ def check(
     if action is Action.STOP:
         return None
     if busy:
-        return Refusal(Interlock.BUSY, "another command runs on this gate")
+        return Refusal(Interlock.BUSY, "another command runs on this gate", code="interlock.busy.other_command")
     assert target_m is not None
     low, high = limits.min_opening_m, limits.max_opening_m
     if not low - _EPS <= target_m <= high + _EPS:
@@ -282,28 +325,35 @@ def check(
             Interlock.OUT_OF_LIMITS,
             f"target {target_m:g} m outside the gate's range [{low:g}, {high:g}] m",
             "target_pct",
+            "interlock.out_of_limits.range",
+            {"target_m": target_m, "low_m": low, "high_m": high},
         )
     if state is None:
-        return Refusal(Interlock.NO_DATA, NO_STATE)
+        return Refusal(Interlock.NO_DATA, NO_STATE, code="interlock.no_data.state")
     if not state.remote:
         return Refusal(Interlock.LOCAL_MODE, "selector in local: local operators have priority")
     fault = fault_of(state, fault_labels)
     if fault is not None:
-        return Refusal(Interlock.GATE_FAULT, fault)
+        return Refusal(Interlock.GATE_FAULT, fault, code=_fault_code(state), params=_fault_params(state, fault_labels))
     if state.moving:
         # one command at a time, and no reversal under load: a gate moving under local control is busy
-        return Refusal(Interlock.BUSY, "the gate is moving (stop it first)")
+        return Refusal(Interlock.BUSY, "the gate is moving (stop it first)", code="interlock.busy.moving")
     move = direction(state.opening_m, target_m, limits.tolerance_m)
     if move > 0 and state.limit_open:
-        return Refusal(Interlock.OUT_OF_LIMITS, "upper limit switch is on")
+        return Refusal(Interlock.OUT_OF_LIMITS, "upper limit switch is on", code="interlock.out_of_limits.upper_switch")
     if move < 0 and state.limit_closed:
-        return Refusal(Interlock.OUT_OF_LIMITS, "lower limit switch is on")
+        return Refusal(Interlock.OUT_OF_LIMITS, "lower limit switch is on", code="interlock.out_of_limits.lower_switch")
     allowed = limits.max_head_open_m if move > 0 else limits.max_head_close_m if move < 0 else None
     if allowed is not None:
         head = state.head_m
         if head is None:
-            return Refusal(Interlock.NO_DATA, "a water level could not be read")
+            return Refusal(Interlock.NO_DATA, "a water level could not be read", code="interlock.no_data.level")
         if head > allowed + _EPS:
             what = "opening" if move > 0 else "closing"
-            return Refusal(Interlock.LEVEL_DIFFERENCE, f"head {head:.2f} m above {allowed:g} m allowed for {what}")
+            return Refusal(
+                Interlock.LEVEL_DIFFERENCE,
+                f"head {head:.2f} m above {allowed:g} m allowed for {what}",
+                code=f"interlock.level_difference.{what}",
+                params={"head_m": round(head, 2), "allowed_m": allowed},
+            )
     return None

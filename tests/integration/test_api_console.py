@@ -242,6 +242,8 @@ def test_the_district_layout_names_each_visible_site_with_its_river_and_area(cli
         "km": 1.5,
         "devices": 0,
         "online": 0,
+        "states": {"online": 0, "stale": 0, "offline": 0, "unknown": 0},
+        "agent": {"online": None, "since_ms": None, "reason": ""},
     }
     # a site the layout leaves out is shown off the rivers, in its access area; one without an area in its own
     assert (by_site["north-env"]["river"], by_site["north-env"]["area"]) == ("", "north")

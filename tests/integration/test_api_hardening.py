@@ -89,7 +89,9 @@ def test_a_65_kib_body_is_refused_with_413_before_parsing(served: RunningApi, ch
     assert (r.request.headers.get("transfer-encoding") == "chunked") is chunked
     assert ("content-length" in r.request.headers) is not chunked
     assert r.status_code == 413, r.text
-    assert r.json() == {"detail": {"reason": "the request body is larger than 65536 bytes", "limit_bytes": 65536}}
+    assert r.json()["detail"]["reason"] == "the request body is larger than 65536 bytes"
+    assert r.json()["detail"]["code"] == "request.too_large"
+    assert r.json()["detail"]["params"] == {"limit_bytes": 65536}
     assert r.headers["x-content-type-options"] == "nosniff"
     # the server is fine afterwards
     assert served.client.get("/healthz").status_code in (200, 503)
@@ -147,13 +149,23 @@ def test_a_422_never_repeats_the_input(app: App, path: str, body: object) -> Non
     errors = r.json()["detail"]
     assert errors
     for error in errors:
-        assert set(error) == {"loc", "msg", "type"}
+        assert set(error) == {"loc", "msg", "type", "code", "message", "params"}
+        assert error["code"] == f"validation.{error['type']}"
         assert error["loc"][0] == "body"
 
 
 def test_a_422_still_names_the_field(app: App) -> None:
     r = app.client.post("/api/auth/login", json={"password": SECRET})
-    assert r.json()["detail"] == [{"loc": ["body", "username"], "msg": "Field required", "type": "missing"}]
+    assert r.json()["detail"] == [
+        {
+            "loc": ["body", "username"],
+            "msg": "Field required",
+            "type": "missing",
+            "code": "validation.missing",
+            "message": "Field required",
+            "params": {"field": "username"},
+        }
+    ]
 
 
 # -- 3. login throttling by user and address --------------------------------------------------------------------

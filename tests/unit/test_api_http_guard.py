@@ -71,7 +71,13 @@ def test_a_body_over_the_limit_is_cut_and_answered_413(chunks: list[bytes], swal
     status, body = _status_and_body(call(BodyLimit(inner, LIMIT), chunks))
     assert status == 413
     assert orjson.loads(body) == {
-        "detail": {"reason": f"the request body is larger than {LIMIT} bytes", "limit_bytes": LIMIT}
+        "detail": {
+            "code": "request.too_large",
+            "message": f"the request body is larger than {LIMIT} bytes",
+            "params": {"limit_bytes": LIMIT},
+            "reason": f"the request body is larger than {LIMIT} bytes",
+            "limit_bytes": LIMIT,
+        }
     }
     assert inner.received <= LIMIT  # the app never saw more than the limit
 
