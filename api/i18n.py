@@ -1,7 +1,7 @@
 """The console's translation catalogue (``api/console/i18n/{en,zh-CN}.json``): error codes, command states,
 interlocks, quality words and reasons, device states, every catalogue point and unit, profile titles and the rule
-packs' alert titles, in English and Chinese. The JSON files are written from these tables
-(``python -m api.i18n``); ``tests/unit/test_i18n.py`` fails when anything the API or the catalogue can show lacks an
+packs' alert titles (each rule's ``title`` and ``title_zh``), in English and Chinese. The JSON files are written from
+these tables (``python -m api.i18n``); ``tests/unit/test_i18n.py`` fails when anything the API or the catalogue can show lacks an
 entry, or when a file is not what this module writes."""
 
 from __future__ import annotations
@@ -403,95 +403,6 @@ PROFILES: dict[str, str] = {
     "water_quality_station": "地表水水质自动监测站",
 }
 
-RULES_ZH: dict[str, str] = {
-    "air.pm25": "PM2.5 偏高（瞬时值，暂用）",
-    "air.pm25.daily": "PM2.5 日均值超过 24 小时平均限值",
-    "air.pm10.daily": "PM10 日均值超过 24 小时平均限值",
-    "air.so2.hourly": "SO2 小时均值超过 1 小时平均限值",
-    "air.no2.hourly": "NO2 小时均值超过 1 小时平均限值",
-    "air.o3.hourly": "O3 小时均值超过 1 小时平均限值",
-    "air.co.hourly": "CO 小时均值超过 1 小时平均限值",
-    "air.so2.daily": "SO2 日均值超过 24 小时平均限值",
-    "air.no2.daily": "NO2 日均值超过 24 小时平均限值",
-    "air.co.daily": "CO 日均值超过 24 小时平均限值",
-    "air.o3.max8h": "O3 日最大 8 小时滑动平均超过限值",
-    "air.pm25.nodata": "PM2.5 一小时无数据",
-    "air.aqi.hourly": "小时 AQI 超过 200（重度污染）",
-    "air.aqi.daily": "日 AQI 超过 200（重度污染）",
-    "agent.lost": "边缘代理失联（站点设备均无法收到）",
-    "device.silent.modbus": "Modbus 设备无数据",
-    "device.silent.mqtt": "MQTT 传感器无数据",
-    "device.bad_quality": "测点数据质量无效持续一分钟",
-    "device.offline": "设备离线（边缘代理无法连接）",
-    "edge.outbox.dropping": "边缘发件箱已满，最早的数据被丢弃",
-    "edge.outbox.quota_full": "边缘发件箱超出配额",
-    "edge.outbox.cannot_write": "边缘发件箱无法写盘，消息暂存内存",
-    "edge.sensor_link.down": "边缘传感器链路中断",
-    "edge.sensor_link.session_lost": "代理服务器丢失边缘传感器会话，期间的传感器数据已丢失",
-    "edge.sensors.missed": "边缘漏收 MQTT 传感器消息（传感器计数有缺口）",
-    "emissions.so2": "SO2（折算至 6% O2）超过超低排放限值",
-    "emissions.nox": "NOx（折算至 6% O2）超过超低排放限值",
-    "emissions.dust": "颗粒物（折算至 6% O2）超过超低排放限值",
-    "emissions.sinter.so2": "烧结 SO2（折算至 16% O2）超过超低排放限值",
-    "emissions.sinter.nox": "烧结 NOx（折算至 16% O2）超过超低排放限值",
-    "emissions.sinter.dust": "烧结颗粒物（折算至 16% O2）超过超低排放限值",
-    "emissions.so2_zs.hourly": "SO2 小时均值（折算至 6% O2）超过限值",
-    "emissions.nox_zs.hourly": "NOx 小时均值（折算至 6% O2）超过限值",
-    "emissions.dust_zs.hourly": "颗粒物小时均值（折算至 6% O2）超过限值",
-    "emissions.sinter.so2_zs.hourly": "烧结 SO2 小时均值（折算至 16% O2）超过限值",
-    "emissions.sinter.nox_zs.hourly": "烧结 NOx 小时均值（折算至 16% O2）超过限值",
-    "emissions.sinter.dust_zs.hourly": "烧结颗粒物小时均值（折算至 16% O2）超过限值",
-    "emissions.so2.hourly": "SO2 小时均值超过超低排放限值",
-    "emissions.nox.hourly": "NOx 小时均值超过超低排放限值",
-    "emissions.dust.hourly": "颗粒物小时均值超过超低排放限值",
-    "emissions.so2.nodata": "CEMS 一小时无 SO2 数据",
-    "emissions.hj212.so2_zs.hourly": "SO2 小时均值（站端折算至基准氧含量）超过限值",
-    "emissions.hj212.nox_zs.hourly": "NOx 小时均值（站端折算至基准氧含量）超过限值",
-    "emissions.hj212.dust_zs.hourly": "颗粒物小时均值（站端折算至基准氧含量）超过限值",
-    "gas.lel": "可燃气体浓度报警",
-    "gas.detector_fault": "可燃气体探测器故障（探测器失效）",
-    "fire.alarm": "火灾报警",
-    "fire.detector_fault": "火灾探测器故障",
-    "noise.zone_limit": "噪声超过所在功能区限值（GB 3096-2008）",
-    "noise.zone_limit.leq5m": "噪声 5 分钟超过所在功能区限值（GB 3096-2008，预警）",
-    "oxygen.deficiency": "缺氧（不高于 19.5 %VOL）",
-    "oxygen.enrichment": "富氧（不低于 23.5 %VOL）",
-    "oxygen.detector_fault": "氧气探测器故障（探测器失效）",
-    "sluice.level_up": "上游水位偏高",
-    "sluice.gate_fault": "闸门故障代码",
-    "sluice.estop": "急停按钮已按下",
-    "sluice.local_mode": "闸门处于就地控制（远程命令无效）",
-    "sluice.high_level_gate_closed": "挡潮闸：内河水位高而未排水，或潮水倒灌",
-    "sluice.opening_deviation": "闸门开度偏离命令目标",
-    "toxic_gas.h2s": "硫化氢（H2S）超过职业接触限值",
-    "toxic_gas.co": "一氧化碳（CO）超过职业接触限值",
-    "toxic_gas.no2": "二氧化氮（NO2）超过职业接触限值",
-    "toxic_gas.so2": "二氧化硫（SO2）超过职业接触限值",
-    "toxic_gas.nh3": "氨（NH3）超过职业接触限值",
-    "toxic_gas.cl2": "氯气（Cl2）超过职业接触限值",
-    "toxic_gas.hcn": "氰化氢（HCN）超过职业接触限值",
-    "toxic_gas.hcl": "氯化氢（HCl）超过职业接触限值",
-    "toxic_gas.hf": "氟化氢（HF）超过职业接触限值",
-    "toxic_gas.cocl2": "光气（COCl2）超过职业接触限值",
-    "toxic_gas.o3": "臭氧（O3）超过职业接触限值",
-    "toxic_gas.co2": "二氧化碳（CO2）超过职业接触限值",
-    "toxic_gas.benzene": "苯（C6H6）超过职业接触限值",
-    "toxic_gas.toluene": "甲苯（C7H8）超过职业接触限值",
-    "toxic_gas.xylene": "二甲苯（C8H10）超过职业接触限值",
-    "toxic_gas.methanol": "甲醇（CH3OH）超过职业接触限值",
-    "toxic_gas.acrylonitrile": "丙烯腈（C3H3N）超过职业接触限值",
-    "toxic_gas.vinyl_chloride": "氯乙烯（C2H3Cl）超过职业接触限值",
-    "toxic_gas.detector_fault": "有毒气体探测器故障（探测器失效）",
-    "water.nh3_n": "氨氮劣于 IV 类",
-    "water.do": "溶解氧劣于 IV 类",
-    "water.ph": "pH 超出 6–9",
-    "water.nh3_n.daily": "氨氮日均值劣于 IV 类",
-    "water.do.daily": "溶解氧日均值劣于 IV 类",
-    "water.codmn.daily": "高锰酸盐指数日均值劣于 IV 类",
-    "water.nh3_n.nodata": "氨氮一天无数据",
-    "water.class.target": "日水质类别劣于站点目标类别",
-}
-
 
 # -- what the catalogue and the API can show -------------------------------------------------------------------------
 def point_names(profiles: Iterable[Profile]) -> set[str]:
@@ -570,7 +481,8 @@ def catalogue(lang: str) -> dict[str, object]:
         "points": points,
         "units": {u: UNITS_ZH.get(u, u) if lang == "zh-CN" else u for u in units},
         "profiles": {n: (p.title or n) if lang == "en" else PROFILES.get(n, "") for n, p in sorted(profiles.items())},
-        "rules": {r.id: r.title if lang == "en" else RULES_ZH.get(r.id, "") for r in sorted(rules, key=lambda r: r.id)},
+        # the rule packs' own titles: ``title`` and ``title_zh`` of each rule
+        "rules": {r.id: r.title if lang == "en" else r.title_zh for r in sorted(rules, key=lambda r: r.id)},
     }
 
 

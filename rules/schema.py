@@ -411,6 +411,7 @@ KINDS = (
 class Rule(_Strict):
     id: RuleId
     title: str = Field(min_length=1, max_length=200)
+    title_zh: str = Field("", max_length=200, description="the title in Chinese (the console's zh-CN); empty: none")
     audience: str | None = Field(
         None,
         pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$",

@@ -124,3 +124,9 @@ def test_quality_reason_patterns_read_the_edges_reasons() -> None:
     match = re.match(hits[0][0], text)
     assert match is not None
     assert hits[0][1].format(**match.groupdict()) == "12.5 超出量程 [0, 10]"
+
+
+def test_every_shipped_rule_has_a_chinese_title() -> None:
+    rules = load_rules([PACKS])
+    assert rules
+    assert sorted(r.id for r in rules if not _HAN.search(r.title_zh)) == []
