@@ -1,8 +1,8 @@
 """The console's translation catalogue (``api/console/i18n/{en,zh-CN}.json``): error codes, command states,
 interlocks, quality words and reasons, device states, every catalogue point and unit, profile titles and the rule
 packs' alert titles (each rule's ``title`` and ``title_zh``), in English and Chinese. The JSON files are written from
-these tables (``python -m api.i18n``); ``tests/unit/test_i18n.py`` fails when anything the API or the catalogue can show lacks an
-entry, or when a file is not what this module writes."""
+these tables (``python -m api.i18n``); ``tests/unit/test_i18n.py`` fails when anything the API or the catalogue can
+show lacks an entry, or when a file is not what this module writes."""
 
 from __future__ import annotations
 
