@@ -13,15 +13,16 @@ from collections.abc import Awaitable, Iterable
 from functools import cache
 from typing import Annotated, Literal, TypeVar
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
 
 from api.auth import Principal, Role
 from api.deps import ID_PATTERN, MAX_MS, DeviceId, Service, SiteId, Who, check_site, error, visible_sites
+from api.routes_reports import PERMITS_STATE
 from api.service import ApiService
 from rules.indices import StationTagError, water_station
 from rules.schema import Rule
-from rules.standards import PARAMETERS, WaterBody, WaterClass
+from rules.standards import PARAMETERS, Permit, WaterBody, WaterClass
 from rules.valid_means import load_means_config
 from storage import QueryError, QueryUnavailableError, Series, queries
 from storage.schema import (
@@ -405,8 +406,42 @@ def _means_measurements() -> tuple[str, ...]:
     return tuple(m.measurement for m in load_means_config().measurements)
 
 
+def _permit_limits(permit: Permit | None, period: Period, points: set[str]) -> list[LimitOut]:
+    """A pollution source's permit (the API's ``permits_file``) as limits of its hourly or daily means: a flue-gas
+    pollutant's on its O2-corrected point ``<P>_zs`` (the permit's values are at the reference O2) where the source
+    stores one, as the source report judges; a value equal to the limit complies."""
+    if permit is None:
+        return []
+    out: list[LimitOut] = []
+    for pollutant, lim in sorted(permit.limits.items()):
+        corrected = f"{pollutant}_zs"
+        zs = permit.medium == "flue_gas" and permit.o2_ref is not None and (not points or corrected in points)
+        point = corrected if zs else pollutant
+        bounds: list[tuple[float, Literal["high", "low"]]] = []
+        value = lim.hourly_mean if period == "hour" else lim.daily_mean
+        if value is not None:
+            bounds.append((value, "high"))
+        if lim.range is not None:
+            bounds += [(lim.range[0], "low"), (lim.range[1], "high")]
+        for v, direction in bounds:
+            out.append(
+                LimitOut(
+                    point=point,
+                    value=v,
+                    direction=direction,
+                    strict=True,
+                    severity=None,
+                    source="permit",
+                    title=f"{permit.title} ({permit.basis})",
+                    stat="mean",
+                )
+            )
+    return out
+
+
 @router.get("/api/env/sites/{site}/devices/{device}/means", tags=["environment"])
 async def device_means(
+    request: Request,
     site: SiteId,
     device: DeviceId,
     who: EnvReader,
@@ -458,6 +493,8 @@ async def device_means(
     limits = _rule_limits(svc.rules, period, profile_name, site, device, tags)
     if s.name.startswith(WATER):
         limits += _water_limits(tags)
+    permits = getattr(request.app.state, PERMITS_STATE, {})  # the source's permit, where the API holds one
+    limits += _permit_limits(permits.get((site, device)), period, points)
     return MeansOut(
         site=site,
         device=device,

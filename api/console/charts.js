@@ -57,6 +57,8 @@
     function draw() {
       if (plot) plot.destroy();
       plot = null;
+      plotBox.hidden = !xs.length;
+      csvBtn.disabled = !xs.length;
       if (!xs.length) {
         note.textContent = tr(["No data in this range.", "此时段没有数据。"]);
         return;
@@ -106,6 +108,7 @@
       }
     });
     ro.observe(plotBox);
+    if (!xs.length) draw();
     box.destroy = () => {
       ro.disconnect();
       if (plot) plot.destroy();

@@ -174,27 +174,27 @@
       if (!q) return tr(["valid", "有效"]);
       return `${q === "bad" ? tr(["invalid", "无效"]) : tr(["uncertain", "存疑"])}${latest.reasons[p] ? `: ${latest.reasons[p]}` : ""}`;
     };
-    el.station.replaceChildren(
+    el.station.replaceChildren(...[
       h("p", { class: "v-hint" }, tr(["Hour {h} · day {d} · {n} hourly means in the last day", "小时 {h} · 日 {d} · 近一日 {n} 个小时均值"],
         { h: lastH ? V.time(lastH.time_ms) : "—", d: lastD ? V.day(lastD.time_ms) : "—", n: hour.rows.length })),
       hour.error ? h("p", { class: "v-hint" }, tr(["Hourly means: {e}", "小时均值：{e}"], { e: hour.error })) : null,
       h("table", { class: "v-table v-stack", "data-table": "means" },
         h("thead", null, h("tr", null, cols.map((c) => h("th", { scope: "col" }, tr(c))))),
         h("tbody", null, points.map((p) => h("tr", { "data-point": p },
-          h("td", { "data-label": tr(cols[0]) }, h("b", null, V.pointName(p)), unit(p) ? h("small", null, ` ${unit(p)}`) : null),
+          h("td", { "data-label": tr(cols[0]) }, h("b", null, V.pointName(p, s.profile)), unit(p) ? h("small", null, ` ${unit(p)}`) : null),
           h("td", { "data-label": tr(cols[1]), class: "v-num" }, num(values[p])),
           h("td", { "data-label": tr(cols[2]), class: "v-num", "data-zs": `${p}_zs` },
             typeof values[`${p}_zs`] === "number" ? num(values[`${p}_zs`]) : "—"),
           h("td", { "data-label": tr(cols[3]), "data-period": "hour" }, meanCell(lastH, p)),
           h("td", { "data-label": tr(cols[4]), "data-period": "day" }, meanCell(lastD, p)),
           h("td", { "data-label": tr(cols[5]) }, limitText(p, [...hour.limits, ...dayMeans.limits]) || "—"),
-          h("td", { "data-label": tr(cols[6]) }, quality(p)))))));
+          h("td", { "data-label": tr(cols[6]) }, quality(p))))))].filter(Boolean));
     // the hourly means charted: several series, zoom, CSV export
     if (chartBox) chartBox.destroy();
     const series = [...new Set(hour.rows.flatMap((r) => Object.keys(r.values)))].filter((p) => !p.endsWith("_load")).sort();
     chartBox = V.chart({
       title: tr(["Hourly means of {d}", "{d} 的小时均值"], { d: s.device }),
-      series: series.map((p) => ({ label: V.pointName(p), unit: unit(p.replace(/_zs$/, "")) })),
+      series: series.map((p) => ({ label: V.pointName(p, s.profile), unit: unit(p.replace(/_zs$/, "")) })),
       times_ms: hour.rows.map((r) => r.time_ms),
       values: series.map((p) => hour.rows.map((r) => r.values[p])),
       file: `${s.device}-hourly-means`,

@@ -161,9 +161,17 @@
     ln: ["Ln", "夜间等效声级"], level_up: ["level upstream", "闸上水位"], level_down: ["level downstream", "闸下水位"],
     gate_opening: ["opening", "闸门开度"], lel: ["%LEL", "%LEL"], conductivity: ["conductivity", "电导率"],
   };
-  /** A point's name: `so2_zs` is "SO₂ (O₂-corrected)", `so2_load` "SO₂ load". */
-  function pointName(p) {
-    const base = (name) => (POINTS[name] ? tr(POINTS[name]) : name);
+  /** A point's name: the API's catalogue first (console.js's pointLabel), else these; `so2_zs` is
+   *  "SO₂ (O₂-corrected)", `so2_load` "SO₂ load". */
+  function pointName(p, profile) {
+    const L = window.Lifeline;
+    const fromCatalogue = (name) => {
+      const label = L && L.pointLabel ? L.pointLabel(profile || "", name) : name;
+      return label && label !== name ? label : null;
+    };
+    const whole = fromCatalogue(p);
+    if (whole) return whole;
+    const base = (name) => fromCatalogue(name) || (POINTS[name] ? tr(POINTS[name]) : name);
     if (p.endsWith("_zs")) return `${base(p.slice(0, -3))} ${tr(["(O₂-corrected)", "（折算）"])}`;
     if (p.endsWith("_load")) return `${base(p.slice(0, -5))} ${tr(["load", "排放量"])}`;
     return base(p);

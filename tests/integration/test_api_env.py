@@ -192,3 +192,48 @@ def test_an_officer_is_kept_to_their_areas(env: Env) -> None:
         assert r.status_code == 403, path
         assert r.json()["detail"]["field"] == "site"
     assert _get(env, "env-north", "/api/env/water/classes").status_code == 200
+
+
+def test_a_sources_means_carry_its_permit(shared_influxdb: Influxd, tmp_path: Path) -> None:
+    """The API's permits_file: a source's permit is among the limits of its means, a flue-gas pollutant's on its
+    O2-corrected point (the permit's values are at the reference O2), hourly or daily as the period asks."""
+    database = f"api_env_{uuid.uuid4().hex[:10]}"
+    shared_influxdb.create_database(database)
+    line = f"flue_gas_hourly,site={NORTH},device=cems-1,profile=flue_gas_cems so2=80,so2.n=60i,so2_zs=90,so2_zs.n=60i"
+    r = httpx.post(
+        f"{shared_influxdb.url}/write",
+        params={"db": database, "precision": "ms"},
+        content=f"{line} {H1}\n{line.replace('_hourly', '_daily')} {D1}".encode(),
+        timeout=10,
+    )
+    assert r.status_code == 204, r.text
+    permits = tmp_path / "permits.yaml"
+    permits.write_text(f"sources:\n  - {{site: {NORTH}, device: cems-1, template: gb13223_coal_new}}\n")
+    config = make_config(tmp_path, influx_url=shared_influxdb.url, database=database, permits_file=permits)
+    service = ApiService(config, clock=Clock())
+    add_users(service)
+    api = RunningApi(service, connect=False)
+    try:
+        env = Env(api, service)
+        r = _get(env, "env-north", f"/api/env/sites/{NORTH}/devices/cems-1/means", start_ms=H1, end_ms=NOW_MS)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["rows"][0]["values"] == {"so2": 80.0, "so2_zs": 90.0}
+        permit = {lim["point"]: lim for lim in body["limits"] if lim["source"] == "permit"}
+        # GB 13223-2011 Table 1, a new coal-fired unit: SO2, NOx, dust hourly at 6 % O2
+        assert (permit["so2_zs"]["value"], permit["so2_zs"]["direction"], permit["so2_zs"]["strict"]) == (
+            100.0,
+            "high",
+            True,
+        )
+        assert "GB 13223-2011" in permit["so2_zs"]["title"]
+        assert "so2" not in permit  # the measured value is not what the permit judges
+        # a daily period: the permit's daily limits (this template has none)
+        r = _get(
+            env, "env-north", f"/api/env/sites/{NORTH}/devices/cems-1/means", period="day", start_ms=D1, end_ms=NOW_MS
+        )
+        assert r.status_code == 200, r.text
+        assert r.json()["rows"][0]["values"]["so2_zs"] == 90.0
+        assert not [lim for lim in r.json()["limits"] if lim["source"] == "permit"]
+    finally:
+        api.stop()
