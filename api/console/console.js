@@ -289,7 +289,33 @@
     value_at_change: ["value at the last change", "最近一次变化时的数值"], now_value: ["now {value}", "当前 {value}"],
     unacked_n: ["{n} unacknowledged", "{n} 条未确认"], chattering: ["chattering", "频繁抖动"],
     shelved_alerts: ["Shelved alerts", "已搁置告警"],
-    users: ["Users", "用户"], role: ["Role", "角色"], areas: ["Areas", "区域"], audit: ["Audit log", "审计日志"],
+    users: ["Users", "用户"], role: ["Role", "角色"],
+    one_time_pw: ["One-time password", "一次性密码"], create_user: ["Create user", "创建用户"],
+    tokens: ["API tokens", "API 令牌"], token_name: ["Name", "名称"], token_for: ["For user", "所属用户"],
+    token_days: ["Days valid", "有效天数"], create_token: ["Create token", "创建令牌"], created: ["Created", "创建时间"],
+    expires: ["Expires", "到期"], last_used: ["Last used", "最近使用"], never_expires: ["never", "永不"],
+    revoked: ["revoked", "已吊销"], revoke: ["Revoke", "吊销"], token_revoked: ["Token {name} revoked.", "令牌 {name} 已吊销。"],
+    token_created: ["Token {name} created.", "令牌 {name} 已创建。"],
+    token_once: ["Copy this token now, it is shown once: {token}", "请立即复制此令牌，仅显示一次：{token}"],
+    role_of: ["role of {user}", "{user} 的角色"], areas_of: ["areas of {user}", "{user} 的区域"],
+    reset_pw_of: ["new one-time password for {user}", "{user} 的新一次性密码"], all_areas: ["(none: every area)", "（未选：全部区域）"],
+    enabled: ["enabled", "已启用"], must_change: ["must change password", "须修改密码"], save: ["Save", "保存"],
+    saved: ["{user} saved.", "{user} 已保存。"], enable: ["Enable", "启用"], disable: ["Disable", "停用"],
+    enabled_user: ["{user} enabled.", "{user} 已启用。"], disabled_user: ["{user} disabled.", "{user} 已停用。"],
+    reset_pw: ["Reset password", "重置密码"], pw_needed: ["enter the new one-time password first", "请先输入新的一次性密码"],
+    pw_reset: ["The password of {user} was reset: they must change it at their next login.",
+      "{user} 的密码已重置：下次登录时须修改。"], created_user: ["{user} created.", "{user} 已创建。"],
+    audit_login: ["logged in", "登录"], audit_logout: ["logged out", "退出"], "audit_user.create": ["user created", "创建用户"],
+    "audit_user.update": ["user changed", "修改用户"], "audit_user.delete": ["user deleted", "删除用户"],
+    "audit_token.create": ["token created", "创建令牌"], "audit_token.revoke": ["token revoked", "吊销令牌"],
+    notifications: ["Notification log", "通知记录"], tab_notify: ["Notifications", "通知"],
+    notify_waiting: ["Waiting or failed", "待发送或失败"], notify_sent: ["Sent (newest first)", "已发送（最新在前）"],
+    channel: ["Channel", "渠道"], notify_status: ["Status", "状态"], attempts: ["Attempts", "尝试次数"],
+    next_try: ["Next try", "下次尝试"], last_error: ["Last error", "最近错误"], notify_to: ["To", "接收方"],
+    notify_text: ["Message", "内容"], ns_pending: ["pending", "待发送"], ns_failed: ["failed", "失败"], ns_sent: ["sent", "已发送"],
+    channel_counts: ["{channel}: {pending} pending, {failed} failed", "{channel}：{pending} 条待发送，{failed} 条失败"],
+    no_channels: ["no notification channels", "无通知渠道"], notify_none_waiting: ["nothing waiting", "无待发送通知"],
+    notify_none_sent: ["nothing sent yet", "尚未发送通知"], areas: ["Areas", "区域"], audit: ["Audit log", "审计日志"],
     foot: ["Times are China Standard Time (Asia/Shanghai, UTC+8).", "时间为北京时间（Asia/Shanghai，UTC+8）。"],
     role_viewer: ["viewer", "访客"], role_gate_operator: ["gate operator", "闸门操作员"],
     role_environment_officer: ["environment officer", "环保专员"], role_safety_inspector: ["work-safety inspector", "安全生产检查员"],
@@ -366,7 +392,20 @@
   const profileLabel = (profile) => cat("profiles", profile) || profile;
   const qualityLabel = (q) => cat("quality", q) || t(`q_${q}`);
   const stateLabel = (st) => cat("device_states", st) || t(`st_${st}`);
-  const reasonLabel = (code) => (code ? cat("state_reasons", code) || cat("quality_reasons", code) || code : "");
+  /** A state or quality reason in the page's language: by its code, or by the catalogue's patterns. */
+  function reasonLabel(code) {
+    if (!code) return "";
+    const direct = cat("state_reasons", code) || cat("quality_reasons", code);
+    if (direct) return direct;
+    for (const [pattern, template] of (catalogues.get(lang) || {}).quality_reason_patterns || []) {
+      const m = new RegExp(pattern).exec(code);
+      if (m) {
+        return Object.entries(m.groups || {}).reduce((s, [k, v]) => s.split(`{${k}}`).join(reasonLabel(v) || v),
+          template);
+      }
+    }
+    return code;
+  }
   const severityLabel = (s) => cat("severities", s) || t(`prio_${s}`);
   const commandLabel = (c) => cat("command_states", c) || c;
 
@@ -878,17 +917,151 @@
     }
   }
 
-  // -- admin: users and the audit log ----------------------------------------------------------------------------
+  // -- admin: users (create, role, areas, disable, reset password), API tokens, the audit log ---------------------
+  const ROLES = ["viewer", "gate_operator", "environment_officer", "safety_inspector", "admin"];
+  const knownAreas = () => [...new Set(state.sites.map((s) => s.area).filter(Boolean))].sort();
+
+  function adminSay(error, done) {
+    showError("admin-error", error || "");
+    $("admin-done").textContent = done || "";
+    $("admin-done").hidden = !done;
+  }
+
+  function roleSelect(value, label) {
+    return h("select", { name: "role", "aria-label": label || t("role") },
+      ROLES.map((r) => h("option", { value: r, selected: r === value }, t(`role_${r}`))));
+  }
+  function areaSelect(values, label) {
+    const areas = [...new Set([...knownAreas(), ...(values || [])])];
+    return h("select", { name: "areas", multiple: true, size: Math.min(4, Math.max(2, areas.length)),
+      "aria-label": label || t("areas") }, areas.map((a) => h("option", { value: a, selected: (values || []).includes(a) }, a)));
+  }
+  const chosen = (select) => Array.from(select.selectedOptions, (o) => o.value);
+
+  async function adminDo(method, path, body, done) {
+    adminSay("", "");
+    try {
+      const out = await api(method, path, body);
+      adminSay("", done);
+      await loadAdmin();
+      return out;
+    } catch (err) {
+      adminSay(err.message, "");
+      return undefined;
+    }
+  }
+
+  function userRow(u) {
+    const role = roleSelect(u.role, t("role_of", { user: u.username }));
+    const areas = areaSelect(u.areas, t("areas_of", { user: u.username }));
+    const pw = h("input", { type: "password", name: "password", maxlength: 256, autocomplete: "new-password",
+      placeholder: t("one_time_pw"), "aria-label": t("reset_pw_of", { user: u.username }) });
+    return h("tr", { "data-user": u.username },
+      h("td", null, h("b", null, u.username)), h("td", null, role), h("td", null, areas, h("small", { class: "hint" },
+        u.areas.length ? "" : ` ${t("all_areas")}`)),
+      h("td", null, u.disabled ? t("disabled") : t("enabled"), u.must_change_password ? ` · ${t("must_change")}` : ""),
+      h("td", { class: "admin-acts" },
+        h("button", { type: "button", "data-act": "save", onclick: () => adminDo("PATCH", `/api/users/${enc(u.username)}`,
+          { role: role.value, areas: chosen(areas) }, t("saved", { user: u.username })) }, t("save")),
+        h("button", { type: "button", "data-act": "disable", onclick: () => adminDo("PATCH", `/api/users/${enc(u.username)}`,
+          { disabled: !u.disabled }, t(u.disabled ? "enabled_user" : "disabled_user", { user: u.username })) },
+        t(u.disabled ? "enable" : "disable")),
+        h("span", { class: "reset" }, pw, h("button", { type: "button", "data-act": "reset", onclick: () => {
+          if (!pw.value) { adminSay(t("pw_needed"), ""); pw.focus(); return; }
+          adminDo("PATCH", `/api/users/${enc(u.username)}`, { password: pw.value }, t("pw_reset", { user: u.username }));
+        } }, t("reset_pw")))));
+  }
+
   async function loadAdmin() {
     if (!state.user || state.user.role !== "admin") return;
     try {
-      const [users, audit] = await Promise.all([api("GET", "/api/users"), api("GET", "/api/audit?limit=100")]);
-      $("user-rows").replaceChildren(...users.map((u) => h("tr", null, h("td", null, u.username,
-        u.disabled ? ` (${t("disabled")})` : ""), h("td", null, t(`role_${u.role}`)), h("td", null, u.areas.join(", ") || "*"))));
+      const [users, audit, tokens] = await Promise.all([api("GET", "/api/users"), api("GET", "/api/audit?limit=100"),
+        api("GET", "/api/tokens")]);
+      const form = $("user-form");
+      if (!form.elements.role.options.length) form.elements.role.replaceWith(roleSelect("viewer"));
+      const areasNow = chosen(form.elements.areas);
+      form.elements.areas.replaceWith(areaSelect(areasNow));
+      const forUser = $("token-form").elements.username;
+      const picked = forUser.value;
+      forUser.replaceChildren(...users.map((u) => h("option", { value: u.username }, u.username)));
+      if (picked) forUser.value = picked;
+      $("user-rows").replaceChildren(...users.map(userRow));
+      $("token-rows").replaceChildren(...tokens.map((k) => h("tr", { "data-token": k.id },
+        h("td", null, k.name), h("td", null, k.username), h("td", null, fmtTime(k.created_ms)),
+        h("td", null, k.expires_ms ? fmtTime(k.expires_ms) : t("never_expires")),
+        h("td", null, k.last_used_ms ? fmtTime(k.last_used_ms) : t("never")),
+        h("td", null, k.revoked ? t("revoked") : h("button", { type: "button",
+          onclick: () => adminDo("DELETE", `/api/tokens/${k.id}`, undefined, t("token_revoked", { name: k.name })) },
+        t("revoke"))))));
       $("audit-rows").replaceChildren(...audit.map((r) => h("tr", null, h("td", null, fmtTime(r.ts_ms)),
-        h("td", null, r.who || "—"), h("td", null, r.action), h("td", null, r.target || ""))));
+        h("td", null, r.who || "—"), h("td", null, STRINGS[`audit_${r.action}`] ? t(`audit_${r.action}`) : h("code", { translate: "no" }, r.action)),
+        h("td", null, r.target || ""))));
     } catch (err) {
       banner(err);
+    }
+  }
+
+  async function onCreateUser(ev) {
+    ev.preventDefault();
+    const form = ev.currentTarget;
+    const f = form.elements;
+    const name = f.username.value.trim();
+    const out = await adminDo("POST", "/api/users", { username: name, password: f.password.value, role: f.role.value,
+      areas: chosen(f.areas) }, t("created_user", { user: name }));
+    if (out) form.reset();
+  }
+
+  async function onCreateToken(ev) {
+    ev.preventDefault();
+    const form = ev.currentTarget;
+    const f = form.elements;
+    const out = await adminDo("POST", "/api/tokens", { name: f.name.value.trim(), username: f.username.value || null,
+      lifetime_days: Number(f.lifetime_days.value) || null }, t("token_created", { name: f.name.value.trim() }));
+    if (out) {
+      $("token-secret").textContent = t("token_once", { token: out.token });
+      $("token-secret").hidden = false;
+      form.elements.name.value = "";
+    }
+  }
+
+  // -- the notification log: what was sent to whom and when, and what waits or failed (a view of its own) -----------
+  const NOTIFY_ROLES = ["safety_inspector", "environment_officer", "gate_operator", "admin"];
+  async function renderNotifications(section) {
+    if (!section.dataset.built) {
+      section.dataset.built = "1";
+      section.replaceChildren(h("div", { class: "toolbar" }, h("h2", null, t("notifications")),
+        h("button", { type: "button", id: "notify-refresh", onclick: () => renderNotifications(section) }, t("refresh"))),
+      h("p", { id: "notify-error", class: "error", role: "alert", hidden: true }),
+      h("div", { id: "notify-channels", class: "hint" }),
+      h("h3", null, t("notify_waiting")),
+      h("div", { class: "scroll" }, h("table", { class: "grid compact" }, h("thead", null, h("tr", null,
+        [t("time"), t("channel"), t("th_alert"), t("notify_status"), t("attempts"), t("next_try"), t("last_error")]
+          .map((x) => h("th", null, x)))), h("tbody", { id: "notify-queue" }))),
+      h("h3", null, t("notify_sent")),
+      h("div", { class: "scroll" }, h("table", { class: "grid compact" }, h("thead", null, h("tr", null,
+        [t("time"), t("channel"), t("notify_to"), t("th_alert"), t("notify_status"), t("attempts"), t("notify_text")]
+          .map((x) => h("th", null, x)))), h("tbody", { id: "notify-sent" }))));
+    }
+    try {
+      const out = await api("GET", "/api/alerts/notifications?limit=200");
+      showError("notify-error", "");
+      $("notify-channels").textContent = out.channels.map((c) => t("channel_counts", { channel: c.channel,
+        pending: fmtNumber(c.pending, 0), failed: fmtNumber(c.failed, 0) })).join(" · ") || t("no_channels");
+      const alertLink = (id) => (id ? h("button", { type: "button", class: "rowlink",
+        onclick: () => { show("alerts-view"); openAlert(id); } }, `#${id}`) : "—");
+      $("notify-queue").replaceChildren(...(out.notifications.length ? out.notifications.map((n) => h("tr", {
+        class: n.status === "failed" ? "exceeded" : null, "data-status": n.status },
+      h("td", null, fmtTime(n.created_ms)), h("td", null, n.channel), h("td", null, alertLink(n.alert_id), " ", n.title),
+      h("td", null, t(`ns_${n.status}`)), h("td", null, fmtNumber(n.attempts, 0)),
+      h("td", null, n.next_ms ? fmtTime(n.next_ms) : "—"), h("td", null, n.last_error || "")))
+        : [h("tr", null, h("td", { colspan: 7, class: "hint" }, t("notify_none_waiting")))]));
+      $("notify-sent").replaceChildren(...(out.sent.length ? out.sent.map((n) => h("tr", { "data-ok": String(n.ok) },
+        h("td", null, fmtTime(n.ts_ms)), h("td", null, n.channel), h("td", null, n.target),
+        h("td", null, alertLink(n.alert_id)), h("td", null, n.ok ? t("ns_sent") : `${t("ns_failed")}: ${n.error}`),
+        h("td", null, fmtNumber(n.attempts, 0)), h("td", null, n.text)))
+        : [h("tr", null, h("td", { colspan: 7, class: "hint" }, t("notify_none_sent")))]));
+    } catch (err) {
+      showError("notify-error", err.message);
     }
   }
 
@@ -1235,7 +1408,7 @@
       const lims = limitsOf(p);
       const broken = v != null && lims.some((l) => breaks(v, l));
       const limText = lims.map((l) => `${l.direction === "high" ? "≤" : "≥"} ${fmtPoint(out.profile, p, l.value, units[p])}`).join(", ");
-      return h("tr", { class: broken ? "exceeded" : null, "data-point": p }, h("td", null, p),
+      return h("tr", { class: broken ? "exceeded" : null, "data-point": p }, h("td", null, pointLabel(null, p)),
         h("td", null, v != null ? h("b", null, fmtPoint(out.profile, p, v, units[p])) : h("span", { class: "hint", title: r && r.invalid[p] }, t("invalid_mean"))),
         h("td", null, r ? fmtTime(r.time_ms) : "—"), h("td", { title: lims.map((l) => `${l.title} (${l.source})`).join("; ") || null }, limText || "—"),
         h("td", null, lims.length && v != null ? h("span", { class: `badge ${broken ? "bad" : "good"}` }, t(broken ? "exceeded" : "complies")) : ""));
@@ -1319,14 +1492,14 @@
         return [lo - pad, hi + pad];
       } } },
       axes: [{ values: (u, ticks) => ticks.map((v) => fmtShort(v * 1000)) }, { values: (u, ticks) => ticks.map((v) => fmtNumber(v, null)), size: 60 }],
-      series: [{}, { label: c.point, stroke: "#1d6fb8", width: 1.5, spanGaps: false,
+      series: [{}, { label: pointLabel(state.devices.get(c.device)?.profile, c.point), stroke: "#1d6fb8", width: 1.5, spanGaps: false,
         value: (u, v) => (v == null ? "—" : fmtValue(v, unit)) }],
     };
     if (state.plot) state.plot.destroy();
     $("chart").replaceChildren();
     state.plot = new window.uPlot(opts, [xs, ys], $("chart"));
     const last = data[data.length - 1];
-    $("chart-note").textContent = `${c.point}${unit ? ` (${unit})` : ""}: ${fmtTime(c.start_ms)} – `
+    $("chart-note").textContent = `${pointLabel(state.devices.get(c.device)?.profile, c.point)}${unit ? ` (${unitLabel(unit)})` : ""}: ${fmtTime(c.start_ms)} – `
       + `${fmtTime(Math.max(c.end_ms, last.time_ms))}; ${fmtValue(last.values[c.point], unit)} @ `
       + `${fmtTime(last.time_ms)}; n = ${data.length}`;
   }
@@ -1557,7 +1730,7 @@
   }
 
   function stateBadge(a) {
-    return [h("span", { class: `badge state-${a.state}` }, t(a.state)),
+    return [h("span", { class: `badge state-${a.state}` }, cat("alert_states", a.state) || t(a.state)),
       isShelved(a) ? h("span", { class: "badge shelved" }, ` ${t("shelved_until", { time: fmtTime(a.shelved_until_ms) })}`) : null,
       a.out_of_service ? h("span", { class: "badge shelved" }, ` ${t("out_of_service")}`) : null];
   }
@@ -2078,6 +2251,8 @@
       if (d && state.chart) loadChart(d.site, d.device, state.chart.point);
     });
     $("login-form").addEventListener("submit", onLogin);
+    $("user-form").addEventListener("submit", onCreateUser);
+    $("token-form").addEventListener("submit", onCreateToken);
     $("password-form").addEventListener("submit", onPassword);
     $("logout").addEventListener("click", logout);
     $("banner-close").addEventListener("click", () => { $("banner").hidden = true; });
@@ -2145,6 +2320,10 @@
     openSite: (site) => { show("devices-view"); selectSite(site); },
     rerender: (id) => renderExtra(id || current),
   });
+
+  // the console's own view in a tab of its own, registered as any other script's would be
+  addView({ id: "notify-view", label: "tab_notify", roles: NOTIFY_ROLES, after: "alerts-view",
+    render: (section) => renderNotifications(section) });
 
   // the registered views draw after the page's own (a script loaded after this one registers before boot runs)
   document.addEventListener("DOMContentLoaded", boot);

@@ -140,7 +140,9 @@ def test_a_gas_alarm_arrives_live_and_is_acknowledged_in_one_click(browser: Any,
             {"ts": int(time.time() * 1000), "data": {"lel": 62.5, "alarm": "high", "battery": 90}},
         )
         try:
-            page.wait_for_selector("#device-rows tr[data-device=gas-1].alarm-row", timeout=5_000)  # no reload: the stream
+            page.wait_for_selector(
+                "#device-rows tr[data-device=gas-1].alarm-row", timeout=5_000
+            )  # no reload: the stream
             break
         except PlaywrightTimeout:
             assert time.monotonic() < deadline, "the gas alarm never reached the inspector's view"
@@ -245,3 +247,344 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+# -- issue 23: honest state, stalled stream, escalation, shelved apart, admin, Chinese, keyboard, contrast, phone --
+
+
+def _knobs(page: Any, **seconds: float) -> None:
+    """The console's test knobs (localStorage, read at load): the stream watchdog and the request timeout."""
+    page.evaluate(
+        "k => { for (const [n, v] of Object.entries(k)) localStorage.setItem('lifeline.' + n, String(v)); }", seconds
+    )
+    page.reload()
+
+
+def _pid_of(stack: Stack, *words: bytes) -> int:
+    """A child of lifeline up whose command line holds every one of ``words``."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmd = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == stack.proc.pid and all(w in cmd for w in words):
+            return int(entry.name)
+    raise LookupError(f"no child of lifeline up with {words}")
+
+
+def test_a_frozen_edge_agent_shows_its_devices_stale_then_online_again(
+    browser: Any, stack: Stack, artifacts: Path
+) -> None:
+    page = _page(browser, stack)
+    _login(page, stack)
+    _open_site(page, "mini-water")
+    gate = page.locator("#device-rows tr[data-device=gate-1] .dev-state")
+    gate.and_(page.locator("[data-state=online]")).wait_for(timeout=30_000)
+    page.click("#device-rows tr[data-device=gate-1] button.rowlink")
+    agent = _pid_of(stack, b"edge", b"mini-water")
+    os.kill(agent, signal.SIGSTOP)  # frozen: no death message, nothing arriving
+    try:
+        page.wait_for_selector("#device-rows tr[data-device=gate-1] [data-state=stale]", timeout=45_000)
+        assert page.locator("#device-meta [data-state=stale]").count() == 1  # the panel says the same
+        before = page.inner_text("#device-rows tr[data-device=gate-1] .dev-state")
+        page.wait_for_timeout(2_100)
+        assert page.inner_text("#device-rows tr[data-device=gate-1] .dev-state") != before  # its age ticks
+        # a command now would be refused for stale data: the dialog says so before it is sent
+        page.fill("#gate-target", "30")
+        page.click("[data-gate=set_opening]")
+        page.wait_for_selector("#gate-confirm-warning:not([hidden])", timeout=10_000)
+        assert "stale" in page.inner_text("#gate-confirm-warning")
+        page.click("#gate-confirm-no")
+        page.screenshot(path=str(artifacts / "frozen-agent.png"), full_page=True)
+    finally:
+        os.kill(agent, signal.SIGCONT)
+    page.wait_for_selector("#device-rows tr[data-device=gate-1] [data-state=online]", timeout=45_000)
+    assert page.script_errors == []
+
+
+def test_a_frozen_api_stops_live_shows_a_banner_and_never_says_no_devices(
+    browser: Any, stack: Stack, artifacts: Path
+) -> None:
+    page = _page(browser, stack)
+    _knobs(page, watchdog_s=4, request_s=4)
+    _login(page, stack)
+    page.wait_for_selector("#live.on", timeout=30_000)
+    _open_site(page, "mini-water")
+    page.wait_for_selector("#device-rows tr[data-device=gate-1]", timeout=30_000)
+    api = stack.api_pid_now()
+    os.kill(api, signal.SIGSTOP)  # frozen: its sockets stay open, nothing comes
+    try:
+        page.wait_for_selector("#live[data-state=stalled]", timeout=20_000)
+        assert page.get_attribute("#banner", "data-kind") == "stalled"
+        assert "Live data stalled since" in page.inner_text("#banner-text")
+        assert page.locator("#device-rows [data-state=online]").count() == 0
+        page.click("#site-list button:has-text('mini-safety')")
+        page.wait_for_selector("#devices-empty[data-kind=error]", timeout=20_000)
+        text = page.inner_text("#devices-empty")
+        assert "could not be read" in text, text
+        assert "No devices" not in text, text
+        page.screenshot(path=str(artifacts / "frozen-api.png"), full_page=True)
+    finally:
+        os.kill(api, signal.SIGCONT)
+    page.wait_for_selector("#live.on", timeout=40_000)
+    page.wait_for_selector("#banner", state="hidden", timeout=10_000)
+    page.click("#site-list button:has-text('mini-safety')")
+    page.wait_for_selector("#device-rows tr[data-device=gas-1]", timeout=30_000)
+
+
+def _alert(id_: int, severity: str, **extra: Any) -> dict[str, Any]:
+    now = int(time.time() * 1000)
+    row = {
+        "id": id_, "rule": "gas.lel", "title": "Combustible gas concentration", "severity": severity,
+        "audience": "safety", "state": "active_unack", "site": "mini-safety", "device": "gas-1", "point": "lel",
+        "area": "", "value": 30.0, "reason": "", "first_ms": now - 60_000, "last_ms": now, "count": 1,
+        "assignee": None, "shelved_until_ms": None, "shelve_reason": None, "out_of_service": False,
+        "chattering": False, "escalation_level": 0, "current_value": 31.5,
+    }  # fmt: skip
+    row.update(extra)
+    return row
+
+
+def test_a_raise_of_severity_re_alerts_and_shelved_alerts_stay_apart(
+    browser: Any, stack: Stack, artifacts: Path
+) -> None:
+    """The alert list and the stream as the API would send them (page.route): a warning the page knows, then the
+    same alert raised to critical on the stream; a shelved critical one beside it."""
+    page = _page(browser, stack)
+    shelved = _alert(902, "critical", device="gas-2", shelved_until_ms=int(time.time() * 1000) + 3_600_000)
+    listing = {"alerts": [_alert(901, "warning"), shelved], "total": 2}
+    streams: list[int] = []
+
+    def alerts(route: Any) -> None:
+        if "/api/alerts?" in route.request.url:
+            route.fulfill(status=200, content_type="application/json", body=json.dumps(listing))
+        else:
+            route.continue_()
+
+    def stream(route: Any) -> None:
+        streams.append(1)
+        body = "retry: 500\n: connected\n\n"
+        if len(streams) >= 2:  # the page has the list by now: the same alert, raised
+            raised = _alert(901, "critical", value=55.0, current_value=61.0)
+            listing["alerts"][0] = raised  # what the API lists from now on
+            body += "event: alert\ndata: " + json.dumps(raised) + "\n\n"
+        route.fulfill(status=200, content_type="text/event-stream", body=body)
+
+    page.route("**/api/alerts?*", alerts)
+    page.route("**/api/stream*", stream)
+    _login(page, stack)
+    page.click("#tabs button[data-tab=alerts-view]")
+    page.wait_for_selector("#alert-rows tr[data-alert='901']", timeout=15_000)
+    page.wait_for_selector("#critical:not([hidden])", timeout=30_000)
+    assert "raised to critical" in page.inner_text("#critical-text")
+    assert page.title().startswith("⚠")
+    # shelved: listed apart, not counted in the badge, not at the top
+    assert page.locator("#alert-rows tr[data-alert='902']").count() == 0
+    assert page.locator("#shelved-rows tr[data-alert='902']").count() == 1
+    assert page.inner_text("#alert-count") == "1"
+    # the value at the last change and the value now
+    assert "now 61" in page.inner_text("#alert-rows tr[data-alert='901'] .alert-value")
+    page.screenshot(path=str(artifacts / "escalation.png"), full_page=True)
+    page.click("#critical-close")
+    assert not page.title().startswith("⚠")
+
+
+def _visible_english(page: Any) -> list[str]:
+    """Identifiers and English state words in the page's visible text (names marked translate=no excepted)."""
+    text = page.evaluate(
+        """() => {
+        const out = [];
+        const walk = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+        for (let n = walk.nextNode(); n; n = walk.nextNode()) {
+          const el = n.parentElement;
+          if (!el || el.closest('[translate=no], script, style, [hidden], option')) continue;
+          if (!el.getClientRects().length || getComputedStyle(el).visibility === 'hidden') continue;
+          out.push(n.textContent);
+        }
+        return out.join(' \\n ');
+    }"""
+    )
+    words = re.findall(r"\b[a-z][a-z0-9]*(?:_[a-z0-9]+)+\b", text)
+    words += re.findall(r"\b(?:online|offline|stale|unknown|good|uncertain|completed|failed|pending|live)\b", text)
+    return sorted(set(words))
+
+
+def test_zh_cn_shows_no_untranslated_string(browser: Any, stack: Stack, artifacts: Path) -> None:
+    page = _page(browser, stack, locale="zh-CN")
+    _login(page, stack)
+    found: dict[str, list[str]] = {}
+    found["overview"] = _visible_english(page)
+    for site, device in (("mini-water", "gate-1"), ("mini-water", "wq-1"), ("mini-safety", "gas-1")):
+        _open_site(page, site)
+        page.click(f"#device-rows tr[data-device={device}] button.rowlink", timeout=30_000)
+        page.wait_for_selector("#device-values tr", timeout=30_000)
+        found[device] = _visible_english(page)
+    page.screenshot(path=str(artifacts / "device-zh.png"), full_page=True)
+    page.click("#tabs button[data-tab=alerts-view]")
+    page.wait_for_timeout(1_000)
+    if page.locator("#alert-rows tr button.rowlink").count():
+        page.locator("#alert-rows tr button.rowlink").first.click()
+        page.wait_for_selector("#alert-facts dt", timeout=10_000)
+    found["alerts"] = _visible_english(page)
+    page.click("#tabs button[data-tab=admin-view]")
+    page.wait_for_selector("#user-rows tr", timeout=10_000)
+    found["admin"] = _visible_english(page)
+    page.click("#tabs button[data-tab=notify-view]")
+    page.wait_for_selector("#notify-sent tr", timeout=10_000)
+    found["notifications"] = _visible_english(page)
+    page.screenshot(path=str(artifacts / "notifications-zh.png"), full_page=True)
+    assert {k: v for k, v in found.items() if v} == {}
+    assert page.script_errors == []
+
+
+def test_keyboard_only_opens_a_device_and_an_alert(browser: Any, stack: Stack, artifacts: Path) -> None:
+    page = _page(browser, stack)
+    _login(page, stack)
+    assert page.locator("#tabs[role=tablist] [role=tab]").count() >= 4
+    page.focus("#tabs [aria-selected=true]")
+    page.keyboard.press("ArrowRight")  # the ARIA tabs pattern
+    assert page.get_attribute("#tabs [data-tab=devices-view]", "aria-selected") == "true"
+    assert page.is_visible("#devices-view")
+    page.click("#site-list button:has-text('mini-water')")
+    page.wait_for_selector("#device-rows tr[data-device=gate-1] button.rowlink", timeout=30_000)
+    page.focus("#device-rows tr[data-device=gate-1] button.rowlink")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#device-panel:not([hidden])", timeout=10_000)
+    assert page.inner_text("#device-title").endswith("gate-1")
+    page.keyboard.press("Tab")  # focus moves on from the row: nothing traps it
+    one = _alert(903, "warning")
+
+    def alerts(route: Any) -> None:  # one alert to open, whatever the earlier tests left
+        if "/api/alerts?" in route.request.url:
+            body = {"alerts": [one], "total": 1}
+        else:
+            body = {**one, "history": [], "notes": []}
+        route.fulfill(status=200, content_type="application/json", body=json.dumps(body))
+
+    page.route("**/api/alerts?*", alerts)
+    page.route("**/api/alerts/903", alerts)
+    page.click("#tabs button[data-tab=alerts-view]")
+    page.click("#alerts-refresh")
+    link = page.locator("#alert-rows tr button.rowlink").first
+    link.wait_for(timeout=30_000)
+    link.focus()
+    page.keyboard.press("Space")
+    page.wait_for_selector("#alert-panel:not([hidden]) #alert-facts dt", timeout=10_000)
+    assert page.script_errors == []
+
+
+CONTRAST_JS = """() => {
+  const lum = (c) => {
+    const [r, g, b] = c.map((v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  const rgba = (s) => (s.match(/[\\d.]+/g) || []).map(Number);
+  const bgOf = (el) => {
+    for (let e = el; e; e = e.parentElement) {
+      const c = rgba(getComputedStyle(e).backgroundColor);
+      if (c.length >= 3 && (c.length < 4 || c[3] > 0.5)) return c.slice(0, 3);
+    }
+    return [255, 255, 255];
+  };
+  const bad = [];
+  for (const el of document.querySelectorAll('body *')) {
+    if (![...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim())) continue;
+    if (!el.getClientRects().length || el.closest('[hidden], svg, option, :disabled')) continue;
+    const st = getComputedStyle(el);
+    if (st.visibility === 'hidden' || Number(st.opacity) < 0.6) continue;
+    const fg = rgba(st.color).slice(0, 3), bg = bgOf(el);
+    const [a, b] = [lum(fg), lum(bg)].sort((x, y) => y - x);
+    const ratio = (a + 0.05) / (b + 0.05);
+    const large = parseFloat(st.fontSize) >= 24 || (parseFloat(st.fontSize) >= 18.66 && Number(st.fontWeight) >= 700);
+    if (ratio < (large ? 3 : 4.5)) {
+      bad.push(`${el.tagName}.${el.className} "${el.textContent.trim().slice(0, 30)}" ${ratio.toFixed(2)}`);
+    }
+  }
+  return bad;
+}"""
+
+
+def test_contrast_at_least_4_5_to_1_in_every_view(browser: Any, stack: Stack, artifacts: Path) -> None:
+    """WCAG AA for every visible text (computed in the page: no axe-core download)."""
+    page = _page(browser, stack)
+    _login(page, stack)
+    bad: list[str] = list(page.evaluate(CONTRAST_JS))
+    _open_site(page, "mini-safety")
+    page.wait_for_selector("#device-rows tr", timeout=30_000)
+    bad += page.evaluate(CONTRAST_JS)
+    page.click("#tabs button[data-tab=alerts-view]")
+    page.wait_for_timeout(1_000)
+    bad += page.evaluate(CONTRAST_JS)
+    page.click("#tabs button[data-tab=admin-view]")
+    page.wait_for_selector("#user-rows tr", timeout=10_000)
+    bad += page.evaluate(CONTRAST_JS)
+    assert sorted(set(bad)) == []
+
+
+def test_the_admin_creates_disables_and_resets_a_user(browser: Any, stack: Stack, artifacts: Path) -> None:
+    page = _page(browser, stack)
+    _login(page, stack)
+    page.click("#tabs button[data-tab=admin-view]")
+    page.wait_for_selector("#user-rows tr[data-user=admin]", timeout=10_000)
+    page.fill("#user-form input[name=username]", "inspector1")
+    page.fill("#user-form input[name=password]", "Gas at the Baoshan works 9")
+    page.select_option("#user-form select[name=role]", "safety_inspector")
+    page.click("#user-form button[type=submit]")
+    row = page.locator("#user-rows tr[data-user=inspector1]")
+    row.wait_for(timeout=10_000)
+    assert row.locator("select[name=role]").input_value() == "safety_inspector"
+    row.locator("button[data-act=disable]").click()
+    page.locator("#user-rows tr[data-user=inspector1]", has_text="disabled").wait_for(timeout=10_000)
+    page.locator("#user-rows tr[data-user=inspector1] button[data-act=disable]").click()  # enable again
+    page.locator("#user-rows tr[data-user=inspector1]", has_text="enabled").wait_for(timeout=10_000)
+    page.fill("#user-rows tr[data-user=inspector1] input[name=password]", "short")
+    page.click("#user-rows tr[data-user=inspector1] button[data-act=reset]")
+    page.wait_for_selector("#admin-error:not([hidden])", timeout=10_000)  # the password rules, said
+    page.fill("#user-rows tr[data-user=inspector1] input[name=password]", "Sluice number four at dawn 3")
+    page.click("#user-rows tr[data-user=inspector1] button[data-act=reset]")
+    page.locator("#admin-done", has_text="reset").wait_for(timeout=10_000)
+    page.fill("#token-form input[name=name]", "scada-link")
+    page.click("#token-form button[type=submit]")
+    page.wait_for_selector("#token-secret:not([hidden])", timeout=10_000)
+    assert page.locator("#token-rows tr", has_text="scada-link").count() == 1
+    assert page.locator("#audit-rows tr", has_text="inspector1").count() >= 3
+    page.screenshot(path=str(artifacts / "admin.png"), full_page=True)
+    assert page.script_errors == []
+
+
+def test_an_inspector_on_a_390_px_phone_sees_value_state_and_acknowledge(
+    browser: Any, stack: Stack, artifacts: Path
+) -> None:
+    page = _page(browser, stack, width=390, height=844)
+    _login(page, stack)
+    page.click("#tabs button[data-tab=alerts-view]")
+    page.wait_for_timeout(1_500)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 391
+    for row in page.locator("#alert-rows tr").all():
+        for part in ("td:nth-child(2)", "td.alert-value", "td:nth-child(3)"):
+            box = row.locator(part).bounding_box()
+            assert box is not None, part
+            assert box["x"] >= 0, part
+            assert box["x"] + box["width"] <= 391, part
+        ack = row.locator("button.ack-one")
+        if ack.count():
+            box = ack.bounding_box()
+            assert box is not None
+            assert box["x"] + box["width"] <= 391
+            assert box["height"] >= 44
+    page.screenshot(path=str(artifacts / "phone-alerts.png"), full_page=True)
+    # a gate operator's controls within one screen of the tap on the gate
+    _open_site(page, "mini-water")
+    page.click("#device-rows tr[data-device=gate-1] button.rowlink", timeout=30_000)
+    page.wait_for_selector("#gate-panel:not([hidden])")
+    page.locator("[data-gate=open]").scroll_into_view_if_needed()
+    top = page.evaluate("document.querySelector('#device-panel').getBoundingClientRect().top + window.scrollY")
+    button = page.evaluate("document.querySelector('[data-gate=stop]').getBoundingClientRect().bottom + window.scrollY")
+    assert button - top <= 844, (top, button)
+    heights = page.locator(".gate-actions button").evaluate_all("els => els.map(e => e.getBoundingClientRect().height)")
+    assert min(heights) >= 44, heights
+    page.screenshot(path=str(artifacts / "phone-gate.png"), full_page=True)
+    assert page.script_errors == []
