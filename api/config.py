@@ -159,6 +159,13 @@ class LiveConfig(_Strict):
         default=180.0, gt=0, le=86400, description="an HJ 212 station without a real-time packet for this long: stale"
     )
     offline_after_s: float = Field(default=300.0, gt=0, le=7 * 86400, description="no sample for this long: offline")
+    stale_after_s: dict[Annotated[str, Field(min_length=1, max_length=64)], Annotated[float, Field(gt=0, le=86400)]] = (
+        Field(
+            default_factory=dict,
+            description="profile name -> seconds without a sample before stale, over the profile's own (an HJ 212 "
+            "station's upload period or heartbeat, which its ingest config knows)",
+        )
+    )
 
 
 class SiteKeysConfig(_Strict):

@@ -136,6 +136,10 @@ class ApiService:
     def thresholds(self, profile: str) -> Thresholds:
         """When a device of ``profile`` is stale and offline (docs/api.md, Device state)."""
         live = self.config.live
+        given = live.stale_after_s.get(profile)
+        if given is not None:
+            stale_ms = round(given * 1000)
+            return Thresholds(stale_ms, max(stale_ms, round(live.offline_after_s * 1000)))
         return thresholds_for(
             self.profiles.get(profile),
             stale_intervals=live.stale_intervals,

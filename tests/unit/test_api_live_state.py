@@ -3,6 +3,10 @@ clock the test moves."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from api import ApiService
+from api.config import ApiConfig
 from api.live import LiveCache, Thresholds, thresholds_for
 from device_profiles import load_catalogue
 from telemetry import AgentState, DeviceStatus, Telemetry
@@ -132,3 +136,20 @@ def test_thresholds_come_from_the_profile() -> None:
     hj212 = next(p for p in profiles.values() if p.hj212 is not None)
     assert thresholds_for(hj212, hj212_stale_s=180).stale_ms >= 180_000
     assert thresholds_for(None, offline_after_s=1).offline_ms >= thresholds_for(None).stale_ms
+
+
+def test_the_config_sets_a_profiles_stale_time(tmp_path: Path) -> None:
+    config = ApiConfig.model_validate(
+        {
+            "store": {"url": f"sqlite:///{tmp_path / 'api.sqlite'}"},
+            "live": {"stale_after_s": {"wastewater_outlet_hj212": 90}, "offline_after_s": 600},
+        }
+    )
+    service = ApiService(config)
+    try:
+        assert service.thresholds("wastewater_outlet_hj212") == Thresholds(90_000, 600_000)
+        gate = service.thresholds("sluice_gate_plc")
+        assert gate.stale_ms == 5_000  # 3 polls of 1 s, never below min_stale_s (5 s)
+        assert gate.offline_ms == 600_000
+    finally:
+        service.engine.dispose()
