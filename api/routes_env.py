@@ -432,7 +432,7 @@ def _permit_limits(permit: Permit | None, period: Period, points: set[str]) -> l
                     strict=True,
                     severity=None,
                     source="permit",
-                    title=f"{permit.title} ({permit.basis})",
+                    title=permit.title if permit.basis in permit.title else f"{permit.title} ({permit.basis})",
                     stat="mean",
                 )
             )

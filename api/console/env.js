@@ -154,8 +154,9 @@
     // a pollutant and its O2-corrected value on one row; its load and the bookkeeping points left out
     const points = [...names].filter((p) => !p.endsWith("_zs") && !p.endsWith("_load") && !/^(quality|status|flag)/.test(p)).sort();
     const limitText = (p, lims) => lims.filter((l) => l.point === p || l.point === `${p}_zs`)
-      .map((l) => `${l.direction === "high" ? "≤" : "≥"} ${num(l.value)}${l.point.endsWith("_zs") ? ` ${tr(["(corrected)", "（折算）"])}` : ""}`
-        + ` · ${l.title || l.source}`).join("; ");
+      .map((l) => `${l.source === "permit" ? `${tr(["permit", "许可"])} ` : ""}${l.direction === "high" ? "≤" : "≥"} `
+        + `${num(l.value)}${l.point.endsWith("_zs") ? ` ${tr(["(corrected)", "（折算）"])}` : ""} · ${l.title || l.source}`)
+      .join("; ");
     const meanCell = (row, p) => {
       if (!row) return "—";
       const parts = [];

@@ -132,6 +132,8 @@ def test_the_environment_officers_day(browser: Any, stack: Stack, artifacts: Pat
     assert measured != "—", measured
     assert corrected != "—", corrected
     assert float(corrected.replace(",", "")) != float(measured.replace(",", ""))  # 6 % reference O2, not 21 %
+    # the source's permit beside the measured value: SO2 judged on its O2-corrected value (GB 13223-2011, new unit)
+    assert "permit ≤ 100 (corrected)" in row.locator("td").nth(5).inner_text()
     page.screenshot(path=str(artifacts / "env-1366.png"), full_page=True)
     # a report as CSV: the file the API gives, through the console (it carries the bearer token)
     page.select_option("[data-block=reports] select[name=kind]", "source")
@@ -144,6 +146,8 @@ def test_the_environment_officers_day(browser: Any, stack: Stack, artifacts: Pat
     page.wait_for_function("document.documentElement.lang === 'zh-CN'")
     assert page.inner_text("#tabs button[data-tab=env-view]") == "环境"
     page.wait_for_selector("[data-block=station] h3:has-text('小时均值与日均值')")
+    page.wait_for_selector("[data-table=means] tr[data-point=so2] td:has-text('许可')", timeout=30_000)
+    page.screenshot(path=str(artifacts / "env-zh-1366.png"), full_page=True)
     page.click("#lang")
     # a 390 px phone: the officer's tables become cards, nothing scrolls sideways
     phone = _page(browser, stack, width=390, height=844)
