@@ -211,11 +211,14 @@ async def stream(
         client, queue = svc.hub.subscribe(accepts)
         try:
             yield b"retry: 3000\n: connected\n\n"
+            yield b"event: ping\ndata: " + orjson.dumps({"now_ms": svc.clock(), "keepalive_s": keepalive}) + b"\n\n"
             while True:
                 try:
                     event = await asyncio.wait_for(queue.get(), keepalive)
                 except TimeoutError:
-                    yield b": keepalive\n\n"
+                    # a named event, not a comment: a browser's EventSource shows only events, and the console's
+                    # watchdog takes a stream without one for keepalive_s x 2 as stalled; now_ms is the API's clock
+                    yield b"event: ping\ndata: " + orjson.dumps({"now_ms": svc.clock()}) + b"\n\n"
                     continue
                 if event is None:  # the API is stopping
                     return
