@@ -94,9 +94,20 @@
     const p = state.profiles.get(profile);
     const spec = p && p.points ? p.points[point] : null;
     if (spec && spec.states && typeof value === "number" && spec.states[value] != null) {
-      return `${spec.states[value]} (${value})`;
+      return `${stateWord(profile, point, value, spec.states[value])} (${value})`;
     }
     return fmtValue(value, unitLabel(unit || (spec && spec.unit) || ""), spec ? spec.decimals : null);
+  }
+
+  // The catalogue profiles' coded-state labels in Chinese, until the API's catalogue carries them (`point_states`).
+  const STATE_WORDS_ZH = {
+    none: "无", "motor overload": "电机过载", "phase loss": "缺相", "encoder fault": "编码器故障", overtravel: "超行程",
+    stall: "堵转", "emergency stop": "急停", normal: "正常", "deficiency alarm": "缺氧报警", "enrichment alarm": "富氧报警",
+    "first-level alarm": "一级报警", "second-level alarm": "二级报警", "detector fault": "探测器故障",
+  };
+  function stateWord(profile, point, value, label) {
+    return cat("point_states", `${profile}.${point}.${value}`) || cat("point_states", label)
+      || (lang === "zh" && STATE_WORDS_ZH[label]) || label;
   }
 
   const ROMAN = ["", "I", "II", "III", "IV", "V", "worse than V"];
@@ -258,8 +269,8 @@
     no_notes: ["no notes", "无备注"], disabled: ["disabled", "已停用"],
     overview: ["District overview", "辖区总览"], area: ["Area", "区域"], no_area: ["no area", "未分区"],
     ov_counts: ["{online} of {devices} devices online", "{devices} 台设备中 {online} 台在线"],
-    ov_totals: ["{sites} sites · {online} devices online · {offline} offline · {active} active alerts",
-      "{sites} 个站点 · {online} 台在线 · {offline} 台离线 · {active} 条活动告警"],
+    ov_totals: ["{sites} sites · {online} devices online · {stale} stale · {offline} offline or unknown · {active} active alerts",
+      "{sites} 个站点 · {online} 台在线 · {stale} 台数据停滞 · {offline} 台离线或未知 · {active} 条活动告警"],
     worst_none: ["no active alert", "无活动告警"],
     off_river: ["off the rivers", "非沿河站点"],
     schematic_label: ["Schematic of the district's sites by river and area", "辖区站点示意图（按河道与区域）"],
@@ -424,7 +435,7 @@
   /** Every element with data-i18n gets its text, data-i18n-ph its placeholder; <html lang> follows. */
   function applyLang() {
     document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
-    document.title = t("title");
+    document.title = state.alarmTitle ? `${state.alarmTitle} · ${t("title")}` : t("title");
     for (const el of document.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
     for (const el of document.querySelectorAll("[data-i18n-ph]")) el.placeholder = t(el.dataset.i18nPh);
     $("lang").textContent = t("lang_switch");
@@ -564,7 +575,10 @@
     el.hidden = !message;
   }
 
-  function banner(err) {
+  function banner(err, force) {
+    // the stalled banner already says the API is not answering: a request that timed out meanwhile adds nothing
+    if (!force && state.stalledAt != null && err instanceof ApiError && err.status === 0
+      && $("banner").dataset.kind === "stalled" && !$("banner").hidden) return;
     $("banner-text").textContent = err instanceof Error ? err.message : String(err);
     $("banner").dataset.kind = err instanceof ApiError && err.status === 0 ? "offline" : "error";
     $("banner").hidden = false;
@@ -881,6 +895,16 @@
     $("river-schematic").replaceChildren(drawing);
   }
 
+  /** A site's devices by state: "3 of 4 devices online · 1 stale" (the API's counts). */
+  function siteCounts(s) {
+    const parts = [t("ov_counts", { online: s.online, devices: s.devices })];
+    for (const st of ["stale", "offline"]) {
+      const n = s.states && s.states[st];
+      if (n) parts.push(`${fmtNumber(n, 0)} ${stateLabel(st)}`);
+    }
+    return parts.join(" · ");
+  }
+
   function renderOverview() {
     if (!state.user) return;
     const worst = worstBySite();
@@ -892,7 +916,9 @@
     }
     const online = state.sites.reduce((n, s) => n + s.online, 0);
     const total = state.sites.reduce((n, s) => n + s.devices, 0);
-    $("overview-totals").textContent = t("ov_totals", { sites: state.sites.length, online, offline: total - online,
+    const stale = state.sites.reduce((n, s) => n + ((s.states && s.states.stale) || 0), 0);
+    $("overview-totals").textContent = t("ov_totals", { sites: state.sites.length, online, stale,
+      offline: total - online - stale,
       active: state.alerts.filter((a) => isActive(a) && !isShelved(a)).length });
     renderRiverSchematic(worst);
     // The same sites as a list by area: large targets on a phone, and readable without the drawing.
@@ -904,7 +930,7 @@
           type: "button", class: `site-tile worst-${w || "none"}`, "data-site": s.site,
           title: w ? t(`prio_${w}`) : t("worst_none"),
           onclick: () => { show("devices-view"); selectSite(s.site); },
-        }, h("b", null, s.site), h("small", null, t("ov_counts", { online: s.online, devices: s.devices })),
+        }, h("b", null, s.site), h("small", null, siteCounts(s)),
         h("small", null, w ? t(`prio_${w}`) : t("worst_none")));
       })))));
     const f = $("f-site");
@@ -1087,7 +1113,7 @@
     $("site-list").replaceChildren(...state.sites.map((s) => h("li", null,
       h("button", { type: "button", class: s.site === state.site ? "active" : "", onclick: () => selectSite(s.site) },
         h("span", null, s.site),
-        h("small", null, `${s.area || t("no_area")} · ${t("ov_counts", { online: s.online, devices: s.devices })}`)))));
+        h("small", null, `${s.area || t("no_area")} · ${siteCounts(s)}`)))));
   }
 
   async function selectSite(site) {
@@ -1988,7 +2014,7 @@
       reachable();
     } else if (state.user && state.stalledAt != null) {
       state.lostAt = state.lostAt ?? state.stalledAt;
-      banner(new ApiError(0, { reason: t("stalled", { time: fmtTime(state.stalledAt), s: Math.round(WATCHDOG_MS / 1000) }) }));
+      banner(new ApiError(0, { reason: t("stalled", { time: fmtTime(state.stalledAt), s: Math.round(WATCHDOG_MS / 1000) }) }), true);
       $("banner").dataset.kind = "stalled";
     } else if (state.user && state.lostAt == null) {
       state.lostAt = Date.now();

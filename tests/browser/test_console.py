@@ -408,7 +408,7 @@ def _visible_english(page: Any) -> list[str]:
     }"""
     )
     words = re.findall(r"\b[a-z][a-z0-9]*(?:_[a-z0-9]+)+\b", text)
-    words += re.findall(r"\b(?:online|offline|stale|unknown|good|uncertain|completed|failed|pending|live)\b", text)
+    words += re.findall(r"\b(?:online|offline|stale|unknown|good|uncertain|completed|failed|pending|live|normal|none)\b", text)
     return sorted(set(words))
 
 
