@@ -68,6 +68,10 @@ class GateLimitsOut(BaseModel):
     tolerance_m: float
     max_head_open_m: float | None
     max_head_close_m: float | None
+    # telemetry older than this is no data: a command is refused (interlock.no_data.old_telemetry); the console warns
+    # before sending when now - last_sample_ms is near it
+    max_state_age_ms: int
+    last_sample_ms: int | None  # the gate's newest sample time (the device's state is on its device endpoint)
 
 
 @router.get("/api/gates/{site}/{device}/limits", tags=["gates"])
@@ -94,6 +98,8 @@ def gate_limits(site: SiteId, device: DeviceId, who: Reader, svc: Service) -> Ga
         tolerance_m=lim.tolerance_m,
         max_head_open_m=lim.max_head_open_m,
         max_head_close_m=lim.max_head_close_m,
+        max_state_age_ms=round(svc.config.gates.max_state_age_s * 1000),
+        last_sample_ms=state.last_seen_ms if state is not None else None,
     )
 
 

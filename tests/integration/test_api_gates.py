@@ -5,6 +5,7 @@ entries of every step. The API runs on a real uvicorn; its clock is the test's."
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,7 @@ import orjson
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from api import ApiService
+from api import ApiService, i18n
 from telemetry import encode, topics
 from telemetry.commands import Action, Command, CommandResult, ResultState
 from telemetry.keys import SiteKeyFiles, create_site_keys, load_signing_key, load_verify_key
@@ -220,29 +221,37 @@ def _busy(g: GateApi) -> Any:
     return g.operate(h, selection=g.select(h), action="open")
 
 
-REFUSALS: list[tuple[Callable[[GateApi], Any], int, str]] = [
-    (_role, 403, "role"),
-    (_role_command, 403, "role"),
-    (_area, 403, "area"),
-    (_no_selection, 409, "selection"),
-    (_selection_expired, 409, "selection"),
-    (_selection_of_other_user, 409, "selection"),
-    (_selection_used_twice, 409, "selection"),
-    (_repeated_id, 409, "repeated"),
-    (_local_mode, 409, "local_mode"),
-    (_fault, 409, "gate_fault"),
-    (_estop, 409, "gate_fault"),
-    (_out_of_limits, 409, "out_of_limits"),
-    (_level_difference, 409, "level_difference"),
-    (_no_data, 409, "no_data"),
-    (_stale_data, 409, "no_data"),
-    (_busy, 409, "busy"),
+REFUSALS: list[tuple[Callable[[GateApi], Any], int, str, str]] = [  # case, status, interlock, code
+    (_role, 403, "role", "interlock.role"),
+    (_role_command, 403, "role", "interlock.role"),
+    (_area, 403, "area", "interlock.area"),
+    (_no_selection, 409, "selection", "interlock.selection.none"),
+    (_selection_expired, 409, "selection", "interlock.selection.expired"),
+    (_selection_of_other_user, 409, "selection", "interlock.selection.unknown"),
+    (_selection_used_twice, 409, "selection", "interlock.selection.used"),
+    (_repeated_id, 409, "repeated", "interlock.repeated"),
+    (_local_mode, 409, "local_mode", "interlock.local_mode"),
+    (_fault, 409, "gate_fault", "interlock.gate_fault.fault_code"),
+    (_estop, 409, "gate_fault", "interlock.gate_fault.estop"),
+    (_out_of_limits, 409, "out_of_limits", "interlock.out_of_limits.range"),
+    (_level_difference, 409, "level_difference", "interlock.level_difference.opening"),
+    (_no_data, 409, "no_data", "interlock.no_data.limits"),  # never heard: not even its profile
+    (_stale_data, 409, "no_data", "interlock.no_data.old_telemetry"),
+    (_busy, 409, "busy", "interlock.busy.running"),
 ]
+ZH_ERRORS = json.loads((i18n.FOLDER / "zh-CN.json").read_text(encoding="utf-8"))["errors"]
 
 
-@pytest.mark.parametrize(("case", "status", "interlock"), REFUSALS, ids=[c.__name__.strip("_") for c, *_ in REFUSALS])
-def test_refusal(gates: GateApi, case: Callable[[GateApi], Any], status: int, interlock: str) -> None:
-    _refusal(case(gates), status, interlock)
+@pytest.mark.parametrize(
+    ("case", "status", "interlock", "code"), REFUSALS, ids=[c.__name__.strip("_") for c, *_ in REFUSALS]
+)
+def test_refusal(gates: GateApi, case: Callable[[GateApi], Any], status: int, interlock: str, code: str) -> None:
+    r = case(gates)
+    _refusal(r, status, interlock)
+    detail = r.json()["detail"]
+    assert (detail["code"], detail["message"]) == (code, detail["reason"])
+    # the console fills the Chinese template with the refusal's params
+    assert ZH_ERRORS[code].format(**detail["params"])
     rows = gates.api.client.get(
         "/api/audit", headers=gates.headers("boss"), params={"action": "gate.command.refused"}
     ).json()
@@ -250,6 +259,14 @@ def test_refusal(gates: GateApi, case: Callable[[GateApi], Any], status: int, in
     assert rows[0]["source"] == "127.0.0.1"
     metrics = gates.api.client.get("/metrics").text
     assert f'lifeline_api_command_refusals_total{{interlock="{interlock}"}} 1' in metrics
+
+
+def test_the_limits_say_when_the_gates_data_is_too_old_to_command(gates: GateApi) -> None:
+    gates.telemetry()
+    r = gates.api.client.get(f"/api/gates/{SITE}/{gates.device}/limits", headers=gates.headers("op-north"))
+    assert r.status_code == 200, r.text
+    assert r.json()["max_state_age_ms"] == 30_000
+    assert r.json()["last_sample_ms"] == gates.service.cache.get(SITE, gates.device).last_seen_ms  # type: ignore[union-attr]
 
 
 # -- a command end to end ----------------------------------------------------------------------------------
