@@ -408,7 +408,9 @@ def _visible_english(page: Any) -> list[str]:
     }"""
     )
     words = re.findall(r"\b[a-z][a-z0-9]*(?:_[a-z0-9]+)+\b", text)
-    words += re.findall(r"\b(?:online|offline|stale|unknown|good|uncertain|completed|failed|pending|live|normal|none)\b", text)
+    words += re.findall(
+        r"\b(?:online|offline|stale|unknown|good|uncertain|completed|failed|pending|live|normal|none)\b", text
+    )
     return sorted(set(words))
 
 
@@ -559,10 +561,24 @@ def test_an_inspector_on_a_390_px_phone_sees_value_state_and_acknowledge(
     browser: Any, stack: Stack, artifacts: Path
 ) -> None:
     page = _page(browser, stack, width=390, height=844)
+    listing = {  # three alarms as the API lists them (whatever the earlier tests left), one with a long title
+        "alerts": [
+            _alert(911, "critical", value=62.5, current_value=64.0),
+            _alert(912, "warning", device="gas-2", title="Combustible gas concentration at the far end of the works"),
+            _alert(913, "info", device="fire-1", point="smoke", value=0.12),
+        ],
+        "total": 3,
+    }
+    page.route(
+        "**/api/alerts?*",
+        lambda route: route.fulfill(status=200, content_type="application/json", body=json.dumps(listing)),
+    )
     _login(page, stack)
     page.click("#tabs button[data-tab=alerts-view]")
-    page.wait_for_timeout(1_500)
+    page.wait_for_selector("#alert-rows tr[data-alert='913']", timeout=15_000)
     assert page.evaluate("document.documentElement.scrollWidth") <= 391
+    assert page.locator("#alert-rows tr").count() == 3
+    assert page.locator("#alert-rows tr button.ack-one").count() == 3
     for row in page.locator("#alert-rows tr").all():
         for part in ("td:nth-child(2)", "td.alert-value", "td:nth-child(3)"):
             box = row.locator(part).bounding_box()
@@ -588,3 +604,41 @@ def test_an_inspector_on_a_390_px_phone_sees_value_state_and_acknowledge(
     assert min(heights) >= 44, heights
     page.screenshot(path=str(artifacts / "phone-gate.png"), full_page=True)
     assert page.script_errors == []
+
+
+def test_the_notification_log_says_what_was_sent_to_whom_and_what_waits(
+    browser: Any, stack: Stack, artifacts: Path
+) -> None:
+    page = _page(browser, stack)
+    now = int(time.time() * 1000)
+    outbox = {
+        "channels": [{"channel": "sms-duty", "pending": 1, "failed": 1, "oldest_pending_ms": now - 60_000}],
+        "notifications": [
+            {"id": 1, "channel": "sms-duty", "alert_id": 901, "kind": "raise", "status": "pending",
+             "title": "Combustible gas concentration", "created_ms": now - 60_000, "attempts": 2,
+             "next_ms": now + 30_000, "last_try_ms": now - 5_000, "last_error": "gateway timeout"},
+            {"id": 2, "channel": "sms-duty", "alert_id": 902, "kind": "raise", "status": "failed",
+             "title": "Fire alarm", "created_ms": now - 600_000, "attempts": 8, "next_ms": None,
+             "last_try_ms": now - 100_000, "last_error": "number refused"},
+        ],
+        "sent": [
+            {"id": 7, "ts_ms": now - 120_000, "alert_id": 900, "kind": "raise", "audience": "safety",
+             "channel": "sms-duty", "channel_type": "sms", "target": "+86 138 0000 0000", "ok": True, "attempts": 1,
+             "error": "", "text": "mini-safety gas-1 62.5 %LEL"},
+        ],
+    }  # fmt: skip
+    page.route(
+        "**/api/alerts/notifications*",
+        lambda route: route.fulfill(status=200, content_type="application/json", body=json.dumps(outbox)),
+    )
+    _login(page, stack)
+    page.click("#tabs button[data-tab=notify-view]")
+    page.wait_for_selector("#notify-queue tr[data-status=failed]", timeout=10_000)
+    assert "sms-duty: 1 pending, 1 failed" in page.inner_text("#notify-channels")
+    assert "gateway timeout" in page.inner_text("#notify-queue tr[data-status=pending]")
+    sent = page.inner_text("#notify-sent")
+    assert "+86 138 0000 0000" in sent
+    assert "sent" in sent
+    page.click("#notify-sent button.rowlink")  # to the alert the message was about
+    assert page.is_visible("#alerts-view")
+    page.screenshot(path=str(artifacts / "notifications.png"), full_page=True)
