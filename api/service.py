@@ -20,7 +20,7 @@ from api.auth import LoginThrottle, Passwords
 from api.config import ADMIN_PASSWORD_ENV, ApiConfig, load_site_keys
 from api.db import make_engine
 from api.gates import GateService
-from api.live import Event, EventHub, LiveCache, Thresholds, thresholds_for
+from api.live import DEVICE_STATES, UNKNOWN, Event, EventHub, LiveCache, Thresholds, thresholds_for
 from api.metrics import RequestCounter, collect
 from api.mqtt_link import MqttLink
 from api.password_policy import PasswordPolicy
@@ -148,6 +148,15 @@ class ApiService:
             offline_after_s=live.offline_after_s,
         )
 
+    def state_counts(self) -> dict[str, int]:
+        """How many devices are in each state now (online, stale, offline, unknown)."""
+        counts = dict.fromkeys(DEVICE_STATES, 0)
+        now = self.clock()
+        for d in self.cache.devices():
+            live = self.cache.live(d.site, d.device, now)
+            counts[live.state if live is not None else UNKNOWN] += 1
+        return counts
+
     def announce_states(self, site: str | None = None, device: str | None = None) -> int:
         """Publish a ``state`` event for every device whose state changed (by a message or by time alone, judged at
         this service's clock); how many."""
@@ -237,6 +246,7 @@ class ApiService:
         gauges = {
             "lifeline_api_broker_connected": float(self.link.connected.is_set()),
             "lifeline_api_devices_known": float(len(self.cache)),
+            **{f"lifeline_api_devices_{state}": float(n) for state, n in self.state_counts().items()},
             "lifeline_api_stream_clients": float(self.hub.clients),
             "lifeline_api_stream_events_dropped_total": float(self.hub.dropped),
             "lifeline_api_mqtt_messages_total": float(self.link.received),

@@ -110,6 +110,9 @@ def test_a_silent_device_turns_stale_and_the_agents_will_makes_its_devices_offli
         sites = {s["site"]: s for s in api.client.get("/api/sites", headers=h).json()}
         assert sites[SITE]["agent"] == {"online": False, "since_ms": next(iter(since)), "reason": "lost"}
         assert sites[SITE]["states"]["offline"] == 2
+        metrics = api.client.get("/metrics").text
+        assert "lifeline_api_devices_offline 2" in metrics
+        assert "lifeline_api_devices_online 0" in metrics
 
         def announced(device: str) -> list[str]:
             return [str(d["state"]) for k, d in stream.events if k == "state" and d["device"] == device]
