@@ -274,7 +274,7 @@
           v.estop === true ? tr(["E-stop", "急停"]) : "", n("fault_code") ? tr(["fault {c}", "故障 {c}"], { c: v.fault_code }) : ""]
           .filter(Boolean).join(" · ");
         const cell = (label, value, cls) => h("td", { "data-label": tr(label), class: cls || null }, value);
-        return h("tr", { "data-device": d.device, "data-state": st, tabindex: 0,
+        return h("tr", { "data-gate": d.device, "data-state": st, tabindex: 0,
           onclick: () => V.openSite(s.site),
           onkeydown: (e) => { if (e.key === "Enter") V.openSite(s.site); } },
         cell(cols[0], h("b", null, d.device)),

@@ -94,7 +94,7 @@
       ["daily AQI (last days)", "日 AQI（近几日）"], ["missing", "缺测"]];
     el.air.replaceChildren(h("table", { class: "v-table v-stack", "data-table": "aqi" },
       h("thead", null, h("tr", null, cols.map((c) => h("th", { scope: "col" }, tr(c))))),
-      h("tbody", null, hourly.map((a, i) => h("tr", { "data-device": a.device },
+      h("tbody", null, hourly.map((a, i) => h("tr", { "data-station": a.device },
         h("td", { "data-label": tr(cols[0]) }, h("b", null, a.device), h("br"), h("small", null, a.site)),
         h("td", { "data-label": tr(cols[1]), "data-aqi": "hour" }, V.aqiBadge(a.aqi, a.level)),
         h("td", { "data-label": tr(cols[2]) }, V.time(a.time_ms)),
@@ -118,7 +118,7 @@
       ["deciding parameters (daily mean)", "定类指标（日均值）"]];
     el.water.replaceChildren(h("table", { class: "v-table v-stack", "data-table": "water" },
       h("thead", null, h("tr", null, cols.map((c) => h("th", { scope: "col" }, tr(c))))),
-      h("tbody", null, rows.map((w) => h("tr", { "data-device": w.device },
+      h("tbody", null, rows.map((w) => h("tr", { "data-station": w.device },
         h("td", { "data-label": tr(cols[0]) }, h("b", null, w.device), h("br"), h("small", null, w.site)),
         h("td", { "data-label": tr(cols[1]) }, V.day(w.time_ms)),
         h("td", { "data-label": tr(cols[2]) }, h("span", { class: "v-badge v-class" }, V.classLabel(w.water_class))),

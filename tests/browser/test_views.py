@@ -45,7 +45,7 @@ def test_the_district_at_a_glance(browser: Any, stack: Stack, artifacts: Path) -
     for key in ("alarms", "sources", "stations"):
         assert page.locator(f"[data-fig={key}] .v-fig-value").count() == 1
     # all gates of the river in one table with levels, head, opening, flow and mode
-    row = page.locator(".v-gates[data-river='Mini river'] tr[data-device='gate-1']")
+    row = page.locator(".v-gates[data-river='Mini river'] tr[data-gate='gate-1']")
     row.wait_for(timeout=10_000)
     deadline = time.monotonic() + 30
     while "remote" not in row.inner_text() and "local" not in row.inner_text() and time.monotonic() < deadline:
@@ -84,9 +84,9 @@ def test_the_district_at_a_glance(browser: Any, stack: Stack, artifacts: Path) -
     # a 390 px phone: the figures and the gates' table readable without the page scrolling sideways
     phone = _page(browser, stack, width=390, height=844)
     _login(phone, stack)
-    phone.wait_for_selector("#district-glance .v-gates tr[data-device='gate-1']", timeout=30_000)
+    phone.wait_for_selector("#district-glance .v-gates tr[data-gate='gate-1']", timeout=30_000)
     _no_sideways_scroll(phone, 390)
-    box = phone.locator("#district-glance .v-gates tr[data-device='gate-1']").bounding_box()
+    box = phone.locator("#district-glance .v-gates tr[data-gate='gate-1']").bounding_box()
     assert box is not None
     assert box["x"] >= 0
     assert box["x"] + box["width"] <= 391
@@ -206,4 +206,18 @@ def test_a_chart_zoomed_and_exported_as_csv(browser: Any, stack: Stack, artifact
     page.screenshot(path=str(artifacts / "chart-zoomed.png"), full_page=True)
     page.click("#test-chart button:has-text('Show all')")
     assert len(export()) == 49
+
+    # a device's panel: several of its points on one chart (a gate: levels up and down and its opening)
+    page.click("#tabs button[data-tab=devices-view]")
+    page.click("#site-list button:has-text('mini-water')")
+    page.click("#device-rows tr[data-device=gate-1]", timeout=30_000)
+    page.wait_for_selector("#multi-chart canvas", timeout=30_000)
+    ticked = page.locator("#multi-chart .v-points input:checked").evaluate_all("els => els.map(e => e.value)")
+    assert ticked == ["gate_opening", "level_down", "level_up"]
+    with page.expect_download() as info:
+        page.click("#multi-chart button[data-export=csv]")
+    lines = list(csv.reader(io.StringIO(Path(info.value.path()).read_text(encoding="utf-8-sig"))))
+    assert len(lines[0]) == 4
+    assert len(lines) >= 2  # the gate has reported since the stack started
+    page.screenshot(path=str(artifacts / "device-chart.png"), full_page=True)
     assert page.script_errors == []
