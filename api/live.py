@@ -174,9 +174,12 @@ class LiveCache:
 
     def apply_agent(self, agent: AgentState, received_ms: int) -> None:
         """Record a birth or death in the order they arrive, not by ts: the last will's payload is made when the
-        agent connects, so its ts is older than the birth it follows. A death counts from ``received_ms``."""
+        agent connects, so its ts is older than the birth it follows. A death counts from ``received_ms``. The
+        devices a birth lists become known (state unknown until they are heard)."""
         with self._lock:
             self._agents[agent.site] = AgentInfo(agent.online, agent.ts if agent.online else received_ms, agent.reason)
+            for device in agent.devices if agent.online else ():  # a birth names its devices: known, maybe unheard
+                self._devices.setdefault((agent.site, device), DeviceState(agent.site, device))
 
     def agent(self, site: str) -> AgentInfo | None:
         with self._lock:

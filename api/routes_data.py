@@ -315,6 +315,9 @@ async def site_latest(site: SiteId, who: Reader, svc: Service) -> list[LatestOut
 @router.get("/api/sites/{site}/devices/{device}/latest", tags=["readings"])
 async def device_latest(site: SiteId, device: DeviceId, who: Reader, svc: Service) -> LatestOut:
     check_site(svc, who, site)
+    unheard = svc.cache.get(site, device)
+    if unheard is not None and not unheard.profile:  # named by its agent's birth, never heard: nothing yet
+        return _nothing(site, device)
     state, _ = _known_device(svc, site, device)
     return (await _latest(svc, site, [state]))[0]
 

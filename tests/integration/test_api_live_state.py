@@ -117,8 +117,9 @@ def test_a_silent_device_turns_stale_and_the_agents_will_makes_its_devices_offli
         def announced(device: str) -> list[str]:
             return [str(d["state"]) for k, d in stream.events if k == "state" and d["device"] == device]
 
-        wait_until(lambda: announced("g-02") == ["online", "stale", "offline"], what="g-02's states on the stream")
-        wait_until(lambda: announced("g-01") == ["online", "offline"], what="g-01's states on the stream")
+        # known from the birth (unknown until heard), then by what was heard, and by time
+        wait_until(lambda: announced("g-02") == ["unknown", "online", "stale", "offline"], what="g-02's states")
+        wait_until(lambda: announced("g-01") == ["unknown", "online", "offline"], what="g-01's states on the stream")
     finally:
         stream.stop = True
         agent.loop_stop()

@@ -153,3 +153,17 @@ def test_the_config_sets_a_profiles_stale_time(tmp_path: Path) -> None:
         assert gate.offline_ms == 600_000
     finally:
         service.engine.dispose()
+
+
+def test_the_devices_a_birth_names_are_known_but_unknown_until_heard() -> None:
+    cache = _cache()
+    birth = AgentState(site="s1", agent="edge-s1", online=True, ts=1_000, devices=["g1", "g2"])
+    cache.apply_agent(birth, received_ms=1_000)
+    assert [d.device for d in cache.devices("s1")] == ["g1", "g2"]
+    live = cache.live("s1", "g2", 2_000)
+    assert live is not None
+    assert (live.state, live.reason, live.since_ms, live.agent_online) == ("unknown", "never_heard", None, True)
+    cache.apply_telemetry(_reading(2_000))
+    g1 = cache.live("s1", "g1", 2_100)
+    assert g1 is not None
+    assert g1.state == "online"
