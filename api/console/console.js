@@ -702,6 +702,7 @@
   }
 
   async function boot() {
+    applyLang(); // the page's language at once; the catalogue's names once it has come
     await Promise.all([loadCatalogue("en"), loadCatalogue("zh")]);
     wire();
     setInterval(() => {

@@ -288,7 +288,7 @@ def test_a_frozen_edge_agent_shows_its_devices_stale_then_online_again(
     os.kill(agent, signal.SIGSTOP)  # frozen: no death message, nothing arriving
     try:
         page.wait_for_selector("#device-rows tr[data-device=gate-1] [data-state=stale]", timeout=45_000)
-        assert page.locator("#device-meta [data-state=stale]").count() == 1  # the panel says the same
+        page.wait_for_selector("#device-meta [data-state=stale]", timeout=5_000)  # the panel says the same
         before = page.inner_text("#device-rows tr[data-device=gate-1] .dev-state")
         page.wait_for_timeout(2_100)
         assert page.inner_text("#device-rows tr[data-device=gate-1] .dev-state") != before  # its age ticks
