@@ -355,7 +355,8 @@ def test_a_raise_of_severity_re_alerts_and_shelved_alerts_stay_apart(
     same alert raised to critical on the stream; a shelved critical one beside it."""
     page = _page(browser, stack)
     shelved = _alert(902, "critical", device="gas-2", shelved_until_ms=int(time.time() * 1000) + 3_600_000)
-    listing = {"alerts": [_alert(901, "warning"), shelved], "total": 2}
+    rows = [_alert(901, "warning"), shelved]
+    listing: dict[str, Any] = {"alerts": rows, "total": 2}
     streams: list[int] = []
 
     def alerts(route: Any) -> None:
@@ -369,7 +370,7 @@ def test_a_raise_of_severity_re_alerts_and_shelved_alerts_stay_apart(
         body = "retry: 500\n: connected\n\n"
         if len(streams) >= 2:  # the page has the list by now: the same alert, raised
             raised = _alert(901, "critical", value=55.0, current_value=61.0)
-            listing["alerts"][0] = raised  # what the API lists from now on
+            rows[0] = raised  # what the API lists from now on
             body += "event: alert\ndata: " + json.dumps(raised) + "\n\n"
         route.fulfill(status=200, content_type="text/event-stream", body=body)
 
