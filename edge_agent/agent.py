@@ -294,6 +294,7 @@ class EdgeAgent:
     def _on_sensor_link(self, up: bool) -> None:
         assert self.sensor_link is not None
         self.sensor_watch.changed(up, self.clock.monotonic(), self.sensor_link.session_present)
+        self.sensors.link_changed(up)  # no sensor is judged quiet while the link cannot hear it
 
     def publish_status(self, device: DeviceConfig, profile: Profile, online: bool, reason: str) -> None:
         status = DeviceStatus(
@@ -392,6 +393,7 @@ class EdgeAgent:
             )
         if self.sensor_link is not None:
             self.sensor_watch.down_since = self.clock.monotonic()  # down until its first connection
+            self.sensors.link_changed(False)
         tasks = [asyncio.ensure_future(p.run()) for p in self.pollers]
         tasks.append(asyncio.ensure_future(self._watch_sensors()))
         tasks.append(asyncio.ensure_future(self._maintain()))

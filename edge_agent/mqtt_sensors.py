@@ -68,6 +68,8 @@ class SensorHub:
         self.dead_letters = dead_letters
         self.clock = clock
         self._started: float | None = None
+        self._link_down = False  # the sensor link is down (not told: taken as up)
+        self._link_back: float | None = None  # when (monotonic) it last came back
 
     @property
     def topics(self) -> list[str]:
@@ -127,11 +129,28 @@ class SensorHub:
         """Messages the site's sensors numbered that the edge never heard (this run)."""
         return sum(p.seq.missed for p in self.presence.values())
 
+    def link_changed(self, up: bool) -> None:
+        """The sensor link (the edge's MQTT client on the sensors' broker) went up or down. While it is down the
+        sensors cannot be heard, which says nothing about them: none is judged quiet. After it is back, each gets a
+        whole ``stale_after_s`` from then (the broker delivers what the persistent session queued meanwhile, and a
+        sensor that kept its reading sends it on its own reconnect)."""
+        if not up:
+            self._link_down = True
+        elif self._link_down or self._link_back is None:
+            self._link_down, self._link_back = False, self.clock.monotonic()
+
     def check_stale(self) -> None:
-        """Mark sensors offline that have said nothing for their profile's ``stale_after_s``."""
+        """Mark sensors offline that have said nothing for their profile's ``stale_after_s`` while the sensor link was
+        up (see ``link_changed``)."""
         now = self.clock.monotonic()
+        if self._link_down:
+            return  # cut off from the sensors: their silence is the link's
+        back = self._link_back
         for device_id, presence in self.presence.items():
-            quiet = presence.last_seen is None or now - presence.last_seen > presence.stale_after_s
+            heard = presence.last_seen
+            if back is not None and (heard is None or heard < back):
+                heard = back
+            quiet = heard is None or now - heard > presence.stale_after_s
             if quiet and presence.online is not False and self._started_long_ago(presence, now):
                 device, profile = self.devices[device_id]
                 self._set_online(device, profile, presence, False, f"no message for {presence.stale_after_s:g} s")
