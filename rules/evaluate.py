@@ -4,7 +4,10 @@ Time comes only from sample times (``observe``) and the ``now_ms`` given to ``ti
 
 Silence is judged by sample time. A device is silent (deadman) when its site's other messages run ``timeout``
 past its last sample: a broker outage, or a backlog the edge kept and sends later, moves neither, so a device the
-edge kept sampling is never reported silent. When the whole site goes quiet, the cause is its agent or its uplink,
+edge kept sampling is never reported silent. Where the edge sends its own health, the silence must also lie before
+what its outbox has confirmed (the health's ``oldest_unconfirmed_age_s``): after an outage the edge sends its live
+messages (its health, other devices) before its backlog, so the site's newest sample runs ahead of a device whose
+samples still wait in the outbox. When the whole site goes quiet, the cause is its agent or its uplink,
 not each device: an ``agent`` rule raises one alert for the site (on the agent's death message, or, judged against
 ``now_ms``, when nothing of the site was heard for its timeout while the engine is not cut off and the site is not
 draining a backlog), and the site's deadman rules raise nothing while it is active. An alert's transitions never go
@@ -30,6 +33,9 @@ from telemetry.models import AgentState, DeviceStatus, Quality, Value
 from telemetry.wire import SampleLike, TelemetryLike
 
 log = logging.getLogger(__name__)
+# the edge agent's own health telemetry (device_profiles/catalogue/edge_agent.yaml): its outbox's oldest unconfirmed
+HEALTH_PROFILE = "edge_agent"
+OUTBOX_AGE_POINT = "oldest_unconfirmed_age_s"
 _NOISE_ZONES = frozenset(z.value for z in NoiseZone)
 
 # The engine's index of its states: an AlertKey's fields as a plain tuple ("" for a device-wide rule's point), which
@@ -90,6 +96,10 @@ class SiteState:
     agent_reason: str = ""
     devices: list[str] | None = None  # the devices its agent's last birth listed (None: no birth with a list)
     death_ms: int | None = None  # when its agent's death arrived (the service's clock), while it is dead
+    # from the agent's newest health (its outbox's oldest unconfirmed message): what the edge took before this time
+    # the centre has confirmed; what it took since may still wait in its outbox (None: no health seen)
+    confirmed_ts: int | None = None
+    health_ts: int | None = None  # the sample time of that health
 
     def heard_ts(self) -> int | None:
         """The newest sign of life: a sample, or the agent's birth."""
@@ -183,12 +193,28 @@ class Engine:
             site.last_ts = newest
         if received_ms is not None:
             site.received_ms, site.lag_ms = received_ms, received_ms - newest
+        if msg.profile == HEALTH_PROFILE:
+            self._outbox_health(site, samples)
         for rule in self._rules_for(msg):
             for sample in samples:
                 out.extend(self._sample(rule, msg, sample))
         if self._agent_rules:
             out.extend(self._judge_site(msg.site, site, None, cut_off=True))  # a lost agent heard again
         return out
+
+    @staticmethod
+    def _outbox_health(site: SiteState, samples: Sequence[SampleLike]) -> None:
+        """The agent's health says how old the oldest message its outbox still holds unconfirmed is: what it took
+        before then has reached the centre, what it took since may still be on its way (a backlog sent after an
+        outage, after the live messages)."""
+        for sample in reversed(samples):
+            age = sample.values.get(OUTBOX_AGE_POINT)
+            if isinstance(age, bool) or not isinstance(age, int | float) or not math.isfinite(age):
+                continue
+            if site.health_ts is None or sample.ts >= site.health_ts:
+                site.health_ts = sample.ts
+                site.confirmed_ts = sample.ts - max(0, int(age * 1000))
+            return
 
     def _rules_for(self, msg: TelemetryLike) -> list[Rule]:
         """The sample rules (not offline, not window) that select this message's device, in rule order."""
@@ -279,6 +305,10 @@ class Engine:
         timeout = rule.deadman.timeout_ms
         silent = site.last_ts - st.last_ts
         if silent < timeout:
+            return []
+        if site.confirmed_ts is not None and site.confirmed_ts < st.last_ts + timeout:
+            # the edge still holds unconfirmed what it took within the timeout after this device's last sample: its
+            # samples may be among them (a backlog replayed after the live messages, another device's first)
             return []
         st.detail = f"no data for {silent / 1000:g} s while the site sent data"
         return self._advance(rule, key, st, rule.severity, st.last_ts + timeout)
