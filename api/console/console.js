@@ -2283,6 +2283,24 @@
     });
     $("login-form").addEventListener("submit", onLogin);
     $("user-form").addEventListener("submit", onCreateUser);
+    document.addEventListener("keydown", (ev) => { // Escape closes the innermost open thing: the dialog, then a panel
+      if (ev.key !== "Escape" || !state.user) return;
+      if (!$("gate-confirm").hidden) {
+        state.pending = null;
+        $("gate-confirm").hidden = true;
+        document.querySelector("[data-gate=set_opening]").focus();
+      } else if (!$("alert-panel").hidden && !$("alerts-view").hidden) {
+        const id = state.alert;
+        closeAlert();
+        const link = document.querySelector(`#alert-rows tr[data-alert="${id}"] button.rowlink`);
+        if (link) link.focus();
+      } else if (!$("device-panel").hidden && !$("devices-view").hidden) {
+        const id = state.device;
+        closeDevice();
+        const link = document.querySelector(`#device-rows tr[data-device="${id}"] button.rowlink`);
+        if (link) link.focus();
+      }
+    });
     $("token-form").addEventListener("submit", onCreateToken);
     $("password-form").addEventListener("submit", onPassword);
     $("logout").addEventListener("click", logout);

@@ -457,6 +457,11 @@ def test_keyboard_only_opens_a_device_and_an_alert(browser: Any, stack: Stack, a
     page.keyboard.press("Enter")
     page.wait_for_selector("#device-panel:not([hidden])", timeout=10_000)
     assert page.inner_text("#device-title").endswith("gate-1")
+    page.keyboard.press("Escape")  # closes the panel, focus back on the row
+    page.wait_for_selector("#device-panel", state="hidden", timeout=5_000)
+    assert page.evaluate("document.activeElement.closest('tr').dataset.device") == "gate-1"
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#device-panel:not([hidden])", timeout=10_000)
     page.keyboard.press("Tab")  # focus moves on from the row: nothing traps it
     one = _alert(903, "warning")
 
