@@ -7,7 +7,9 @@ past its last sample: a broker outage, or a backlog the edge kept and sends late
 edge kept sampling is never reported silent. Where the edge sends its own health, the silence must also lie before
 what its outbox has confirmed (the health's ``oldest_unconfirmed_age_s``): after an outage the edge sends its live
 messages (its health, other devices) before its backlog, so the site's newest sample runs ahead of a device whose
-samples still wait in the outbox. When the whole site goes quiet, the cause is its agent or its uplink,
+samples still wait in the outbox. And no silence is judged while the engine is cut off (its link down, or back
+for less than its grace: a resumed session's queued messages may come after newer ones) or the site drains a
+backlog. When the whole site goes quiet, the cause is its agent or its uplink,
 not each device: an ``agent`` rule raises one alert for the site (on the agent's death message, or, judged against
 ``now_ms``, when nothing of the site was heard for its timeout while the engine is not cut off and the site is not
 draining a backlog), and the site's deadman rules raise nothing while it is active. An alert's transitions never go
@@ -283,7 +285,9 @@ class Engine:
             if rule is None or rule.window is not None or st.last_ts is None or now_ms < st.last_ts:
                 continue
             if rule.deadman is not None:
-                if st.active is None:
+                # not while the engine is cut off or catching up, nor while the site drains a backlog: the broker
+                # may hand a resumed session's queued messages (a device's samples) after newer ones of the site
+                if st.active is None and not cut_off and not self._draining(key[1], now_ms):
                     out.extend(self._deadman(rule, key, st))
             elif _rank(st.target) != _rank(st.active) and not cut_off and not self._draining(key[1], now_ms):
                 # a delay expires on the wall clock only while the site's data is current: cut off or draining a

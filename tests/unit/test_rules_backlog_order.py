@@ -180,3 +180,47 @@ def test_a_site_without_health_is_judged_by_sample_time_alone() -> None:
         engine.observe(msg("gate-1", T0 + t * S), T0 + t * S + 50)
     raised = engine.tick(T0 + 16 * S)
     assert sorted(t.device for t in raised) == ["air-1", "cems-1"]
+
+
+def test_a_resumed_session_handing_a_devices_samples_after_newer_ones_raises_nothing_while_cut_off() -> None:
+    """The engine's session is resumed (its link back for less than the grace: cut off): the broker hands it what it
+    queued meanwhile after newer messages of the site, gate-1's current sample and a health that has confirmed
+    everything, before the other devices' samples of the outage. No silence is judged until the engine is caught up,
+    and by then they are in."""
+    engine = Engine(RULES)
+    out = live_site(engine, 30)
+    down, up = T0 + 30 * S, T0 + 150 * S
+    for now in range(down, up, S):
+        out += engine.tick(now, cut_off=True)
+    out += engine.observe(msg("gate-1", up), up + 50)
+    out += engine.observe(health(up, 0.2), up + 60)  # the edge's outbox confirmed: the bridge has stored it all
+    out += engine.tick(up + 200, cut_off=True)  # the engine's link came back a moment ago
+    assert keys(out) == []
+    for ts in range(down, up + S, S):  # the queued session: every device's samples of the outage
+        for device in ("air-1", "cems-1"):
+            out += engine.observe(msg(device, ts), up + 1_000)
+        out += engine.tick(up + 1_000, cut_off=True)
+    for t in range(1, 40):  # caught up, live
+        now = up + t * S
+        for device in DEVICES:
+            out += engine.observe(msg(device, now), now + 50)
+        out += engine.tick(now + 100, cut_off=t < 30)
+    assert keys(out) == []
+    assert engine.active() == {}
+
+
+def test_a_device_silent_through_the_cut_off_is_raised_once_the_engine_is_caught_up() -> None:
+    engine = Engine(RULES)
+    out = live_site(engine, 30)
+    for t in range(30, 60):  # air-1 stopped at T0 + 29 s; the engine is cut off from T0 + 35 s to T0 + 45 s
+        now = T0 + t * S
+        for device in ("gate-1", "cems-1"):
+            out += engine.observe(msg(device, now), now + 50)
+        if t % 10 == 0:
+            out += engine.observe(health(now, 0.2), now + 50)
+        cut = 35 <= t < 45
+        ticked = engine.tick(now + 100, cut_off=cut)
+        if cut or t < 40:
+            assert ticked == [], t
+        out += ticked
+    assert keys(out) == [("device.silent.modbus", "air-1", "warning", T0 + 34 * S)]
