@@ -294,6 +294,8 @@
     act_out_of_service: ["out of service", "停用"], act_return_to_service: ["back in service", "恢复使用"],
     act_assign: ["assigned", "指派"], act_note: ["note", "备注"], act_escalate: ["escalated", "升级"],
     act_chattering: ["chattering", "频繁抖动"], act_chattering_end: ["chattering ended", "抖动结束"],
+    target_range: ["the target must be a percentage from 0 to 100", "目标须为 0 至 100 之间的百分比"],
+    n_of_total: ["{n} of {total}", "{total} 条中的 {n} 条"],
     last_sample_at: ["last sample {time}", "最近数据 {time}"],
     warn_stalled: ["this page is not receiving live data", "本页面未收到实时数据"],
     src_live: ["the live stream", "实时数据流"], src_influxdb: ["the database", "数据库"], src_none: ["nowhere yet", "暂无"], field: ["field", "字段"],
@@ -1577,7 +1579,7 @@
     if (action === "set_opening") {
       target = Number($("gate-target").value);
       if ($("gate-target").value === "" || !(target >= 0 && target <= 100)) {
-        renderGateError("the target must be a percentage from 0 to 100 (field: target_pct)");
+        renderGateError(t("target_range"));
         return;
       }
     }
@@ -1747,7 +1749,8 @@
       const out = await api("GET", `/api/alerts?${q}`);
       state.alerts = out.alerts;
       noticeCritical(out.alerts);
-      $("alert-total").textContent = out.total > out.alerts.length ? `(${out.alerts.length} of ${out.total})`
+      $("alert-total").textContent = out.total > out.alerts.length
+        ? `(${t("n_of_total", { n: fmtNumber(out.alerts.length, 0), total: fmtNumber(out.total, 0) })})`
         : `(${out.total})`;
     } catch (err) {
       banner(err);
