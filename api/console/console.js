@@ -133,9 +133,12 @@
     if (!e) return [];
     const out = [];
     if (e.aqi && e.aqi.aqi != null) {
-      out.push(h("span", { class: "badge env", title: `${fmtTime(e.aqi.period_start_ms)} · ${e.aqi.edition}` },
+      const badge = h("span", { class: "badge env", title: `${fmtTime(e.aqi.period_start_ms)} · ${e.aqi.edition}` },
         `AQI ${fmtNumber(e.aqi.aqi, 0)} ${lang === "zh" ? e.aqi.category || "" : e.aqi.category_en || ""}`
-        + `${e.aqi.primary.length ? ` · ${e.aqi.primary.join(", ")}` : ""}`), " ");
+        + `${e.aqi.primary.length ? ` · ${e.aqi.primary.join(", ")}` : ""}`);
+      const hj633 = window.LifelineViews && window.LifelineViews.AQI_LEVELS[window.LifelineViews.aqiLevel(e.aqi.aqi)];
+      if (hj633) Object.assign(badge.style, { background: hj633.bg, color: hj633.fg }); // HJ 633 colours (views.js)
+      out.push(badge, " ");
     }
     if (e.water) {
       const c = ROMAN[Math.round(e.water.water_class)] || String(e.water.water_class);
