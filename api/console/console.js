@@ -321,13 +321,13 @@
     reset_pw: ["Reset password", "重置密码"], pw_needed: ["enter the new one-time password first", "请先输入新的一次性密码"],
     pw_reset: ["The password of {user} was reset: they must change it at their next login.",
       "{user} 的密码已重置：下次登录时须修改。"], created_user: ["{user} created.", "{user} 已创建。"],
-    "audit_auth.login": ["logged in", "登录"], "audit_auth.logout": ["logged out", "退出"],
-    "audit_auth.login_failed": ["login failed", "登录失败"], "audit_auth.login_blocked": ["login blocked", "登录被阻止"],
-    "audit_auth.password_changed": ["password changed", "修改密码"], "audit_gate.command": ["gate command", "闸门命令"],
-    "audit_gate.command.refused": ["gate command refused", "闸门命令被拒绝"], "audit_gate.select": ["gate selected", "选择闸门"],
-    "audit_user.create": ["user created", "创建用户"],
-    "audit_user.update": ["user changed", "修改用户"], "audit_user.delete": ["user deleted", "删除用户"],
-    "audit_token.create": ["token created", "创建令牌"], "audit_token.revoke": ["token revoked", "吊销令牌"],
+    audit_auth_login: ["logged in", "登录"], audit_auth_logout: ["logged out", "退出"],
+    audit_auth_login_failed: ["login failed", "登录失败"], audit_auth_login_blocked: ["login blocked", "登录被阻止"],
+    audit_auth_password_changed: ["password changed", "修改密码"], audit_gate_command: ["gate command", "闸门命令"],
+    audit_gate_command_refused: ["gate command refused", "闸门命令被拒绝"], audit_gate_select: ["gate selected", "选择闸门"],
+    audit_user_create: ["user created", "创建用户"],
+    audit_user_update: ["user changed", "修改用户"], audit_user_delete: ["user deleted", "删除用户"],
+    audit_token_create: ["token created", "创建令牌"], audit_token_revoke: ["token revoked", "吊销令牌"],
     notifications: ["Notification log", "通知记录"], tab_notify: ["Notifications", "通知"],
     notify_waiting: ["Waiting or failed", "待发送或失败"], notify_sent: ["Sent (newest first)", "已发送（最新在前）"],
     channel: ["Channel", "渠道"], notify_status: ["Status", "状态"], attempts: ["Attempts", "尝试次数"],
@@ -1030,7 +1030,7 @@
           onclick: () => adminDo("DELETE", `/api/tokens/${k.id}`, undefined, t("token_revoked", { name: k.name })) },
         t("revoke"))))));
       $("audit-rows").replaceChildren(...audit.map((r) => h("tr", null, h("td", null, fmtTime(r.ts_ms)),
-        h("td", null, r.who || "—"), h("td", null, STRINGS[`audit_${r.action}`] ? t(`audit_${r.action}`) : h("code", { translate: "no" }, r.action)),
+        h("td", null, r.who || "—"), h("td", null, STRINGS[`audit_${r.action.replace(/\./g, "_")}`] ? t(`audit_${r.action.replace(/\./g, "_")}`) : h("code", { translate: "no" }, r.action)),
         h("td", null, r.target || ""))));
     } catch (err) {
       banner(err);
@@ -1063,6 +1063,7 @@
   // -- the notification log: what was sent to whom and when, and what waits or failed (a view of its own) -----------
   const NOTIFY_ROLES = ["safety_inspector", "environment_officer", "gate_operator", "admin"];
   async function renderNotifications(section) {
+    const q = (id) => section.querySelector(`#${id}`);
     if (!section.dataset.built) {
       section.dataset.built = "1";
       section.replaceChildren(h("div", { class: "toolbar" }, h("h2", null, t("notifications")),
@@ -1080,24 +1081,25 @@
     }
     try {
       const out = await api("GET", "/api/alerts/notifications?limit=200");
-      showError("notify-error", "");
-      $("notify-channels").textContent = out.channels.map((c) => t("channel_counts", { channel: c.channel,
+      q("notify-error").hidden = true;
+      q("notify-channels").textContent = out.channels.map((c) => t("channel_counts", { channel: c.channel,
         pending: fmtNumber(c.pending, 0), failed: fmtNumber(c.failed, 0) })).join(" · ") || t("no_channels");
       const alertLink = (id) => (id ? h("button", { type: "button", class: "rowlink",
         onclick: () => { show("alerts-view"); openAlert(id); } }, `#${id}`) : "—");
-      $("notify-queue").replaceChildren(...(out.notifications.length ? out.notifications.map((n) => h("tr", {
+      q("notify-queue").replaceChildren(...(out.notifications.length ? out.notifications.map((n) => h("tr", {
         class: n.status === "failed" ? "exceeded" : null, "data-status": n.status },
       h("td", null, fmtTime(n.created_ms)), h("td", null, n.channel), h("td", null, alertLink(n.alert_id), " ", n.title),
       h("td", null, t(`ns_${n.status}`)), h("td", null, fmtNumber(n.attempts, 0)),
       h("td", null, n.next_ms ? fmtTime(n.next_ms) : "—"), h("td", null, n.last_error || "")))
         : [h("tr", null, h("td", { colspan: 7, class: "hint" }, t("notify_none_waiting")))]));
-      $("notify-sent").replaceChildren(...(out.sent.length ? out.sent.map((n) => h("tr", { "data-ok": String(n.ok) },
+      q("notify-sent").replaceChildren(...(out.sent.length ? out.sent.map((n) => h("tr", { "data-ok": String(n.ok) },
         h("td", null, fmtTime(n.ts_ms)), h("td", null, n.channel), h("td", null, n.target),
         h("td", null, alertLink(n.alert_id)), h("td", null, n.ok ? t("ns_sent") : `${t("ns_failed")}: ${n.error}`),
         h("td", null, fmtNumber(n.attempts, 0)), h("td", null, n.text)))
         : [h("tr", null, h("td", { colspan: 7, class: "hint" }, t("notify_none_sent")))]));
     } catch (err) {
-      showError("notify-error", err.message);
+      q("notify-error").textContent = err.message;
+      q("notify-error").hidden = false;
     }
   }
 
