@@ -9,11 +9,13 @@ what its outbox has confirmed (the health's ``oldest_unconfirmed_age_s``): after
 messages (its health, other devices) before its backlog, so the site's newest sample runs ahead of a device whose
 samples still wait in the outbox. And no silence is judged while the engine is cut off (its link down, or back
 for less than its grace: a resumed session's queued messages may come after newer ones) or the site drains a
-backlog. When the whole site goes quiet, the cause is its agent or its uplink,
-not each device: an ``agent`` rule raises one alert for the site (on the agent's death message, or, judged against
-``now_ms``, when nothing of the site was heard for its timeout while the engine is not cut off and the site is not
-draining a backlog), and the site's deadman rules raise nothing while it is active. An alert's transitions never go
-back in time (a clear is never dated before its raise).
+backlog.
+
+When the whole site goes quiet, the cause is its agent or its uplink, not each device: an ``agent`` rule raises one
+alert for the site (on the agent's death message, or, judged against ``now_ms``, when nothing of the site was heard
+for its timeout while the engine is not cut off and the site is not draining a backlog), and the site's deadman rules
+raise nothing while it is active. An alert's transitions never go back in time (a clear is never dated before its
+raise).
 ``window`` rules are skipped: ``rules.scheduled`` judges them from stored data once per period.
 State is per (rule, site, device, point) in plain dataclasses that export to and import from a JSON-safe dict,
 so a restarted process keeps its active alerts and raises nothing twice.
