@@ -80,21 +80,37 @@ def derive(
         return out_v, out_q
     if profile.derived.maintenance is not None:
         _mark_maintenance(profile.derived.maintenance, out_v, out_q)
+    # whether any value is uncertain: when none is (the common case), no derived point has an uncertain input
+    uncertain = any(pq.q is Quality.UNCERTAIN for pq in out_q.values())
     for d in profile.derived.points:
         if d.name in values:  # sent by the device itself (an HJ 212 station's -ZsRtd / -ZsAvg): kept as sent
             continue
         try:
             value = _compute(d, tags, out_v, out_q)
         except NotDerived as exc:
-            out_v[d.name], out_q[d.name] = None, PointQuality(q=Quality.BAD, reason=str(exc)[:_REASON_MAX])
+            out_v[d.name], out_q[d.name] = None, _bad(str(exc)[:_REASON_MAX])
             continue
         out_v[d.name] = value
-        why = _uncertain_inputs(d, out_q)
+        why = _uncertain_inputs(d, out_q) if uncertain else None
         if why is None:
             out_q.pop(d.name, None)
         else:
+            uncertain = True
             out_q[d.name] = _IN_MAINTENANCE if why == MAINTENANCE else PointQuality(q=Quality.UNCERTAIN, reason=why)
     return out_v, out_q
+
+
+_BAD: dict[str, PointQuality] = {}  # by reason: a device's derived point is bad for the same reason sample after sample
+
+
+def _bad(reason: str) -> PointQuality:
+    """The bad quality with this reason (frozen: one instance per reason, at most 1,000 kept)."""
+    pq = _BAD.get(reason)
+    if pq is None:
+        pq = PointQuality(q=Quality.BAD, reason=reason)
+        if len(_BAD) < 1000:
+            _BAD[reason] = pq
+    return pq
 
 
 def is_maintenance(pq: PointQuality | None) -> bool:
@@ -127,9 +143,14 @@ def _uncertain_inputs(d: DerivedPoint, quality: Qualities) -> str | None:
 
 
 def _number(name: str, values: Values, quality: Qualities) -> float:
+    value = values.get(name)
+    kind = type(value)
+    if kind is float or kind is int:  # the common case, first: a number whose quality is not bad
+        pq = quality.get(name)
+        if pq is None or pq.q is not Quality.BAD:
+            return float(value)  # type: ignore[arg-type]
     if _is_bad(quality.get(name)):
         raise NotDerived(f"{name} is bad: {quality[name].reason}")
-    value = values.get(name)
     if value is None:
         raise NotDerived(f"no {name} in the sample")
     if isinstance(value, bool) or not isinstance(value, int | float):

@@ -124,6 +124,10 @@ class Ingest:
             assert station.profile.hj212 is not None
             self.maps.setdefault(station.profile.name, ProfileMap(station.profile.hj212, station.profile))
             self.units.setdefault(station.profile.name, station.profile.units)
+        # per station MN: its tags (the profile's and its own), looked at on every packet
+        self.tags: dict[str, dict[str, str]] = {
+            mn: {**station.profile.tags, **station.config.tags} for mn, station in loaded.stations.items()
+        }
         self.splits = Reassembler(cfg.split_timeout_s)
         self.seq: dict[str, int] = {}  # per station MN, from 1 in this run
 
@@ -236,9 +240,7 @@ class Ingest:
                 raise Refused(Reason.BAD_SPLIT, f"no part of split message QN={packet.qn} gives DataTime")
         assert whole is not None
         assert whole.data_time is not None
-        mapped = self.maps[station.profile.name].to_sample(
-            whole, station.config.utc_offset_h, {**station.profile.tags, **station.config.tags}
-        )
+        mapped = self.maps[station.profile.name].to_sample(whole, station.config.utc_offset_h, self._tags_of(station))
         if mapped.unmapped:
             detail = f"{len(mapped.unmapped)} value(s) not mapped by profile {station.profile.name!r}: " + "; ".join(
                 mapped.unmapped
@@ -262,11 +264,15 @@ class Ingest:
             profile=station.profile.name,
             measurement=station.profile.measurement,
             seq=seq,
-            tags={**station.profile.tags, **c.tags},
+            tags=self._tags_of(station),
             units={n: units[n] for n in sample.values if n in units},
             samples=[sample],
         )
         return OutMessage(topics.telemetry(c.site, c.device), encode(message))
+
+    def _tags_of(self, station: Station) -> dict[str, str]:
+        tags = self.tags.get(station.mn)
+        return tags if tags is not None else {**station.profile.tags, **station.config.tags}
 
     def _reject(self, peer: str, mn: str | None, reason: Reason, detail: str, raw: bytes) -> Outcome:
         source = f"hj212/{mn}" if mn else f"hj212/{peer.rpartition(':')[0]}"

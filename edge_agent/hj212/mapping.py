@@ -27,7 +27,7 @@ concentration the packet carries (a real-time packet gets ``so2_zs`` and, with t
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -99,6 +99,8 @@ class ProfileMap:
         self.by_code: dict[str, Hj212Point] = spec.by_code()
         self.profile = profile  # its derived points are added to every sample (``derive_for``)
         self._derived: dict[tuple[str, ...], Profile] = {}  # the profile with the derived points a packet gets
+        # a packet's point names -> that profile (None: no derived point): a station sends the same names every time
+        self._derived_by_names: dict[tuple[str, ...], Profile | None] = {}
 
     def derive_for(
         self, values: dict[str, Value], quality: dict[str, PointQuality], tags: Mapping[str, str]
@@ -106,16 +108,31 @@ class ProfileMap:
         """``values`` (one packet's) with the derived points whose inputs the packet carries (``_sent_by``)."""
         if self.profile is None or self.profile.derived is None:
             return values, quality
-        wanted = tuple(d.name for d in self.profile.derived.points if set(_sent_by(d)) <= values.keys())
-        if not wanted:
+        names = tuple(values)
+        try:
+            profile = self._derived_by_names[names]
+        except KeyError:
+            profile = self._profile_deriving(values.keys())
+            if len(self._derived_by_names) < 1024:  # bounded: a station sends the same names packet after packet
+                self._derived_by_names[names] = profile
+        if profile is None:
             return values, quality
+        return derive(profile, tags, values, quality)
+
+    def _profile_deriving(self, names: Set[str]) -> Profile | None:
+        """The profile with only the derived points whose inputs ``names`` include (``_sent_by``); None: none."""
+        assert self.profile is not None
+        assert self.profile.derived is not None
+        wanted = tuple(d.name for d in self.profile.derived.points if set(_sent_by(d)) <= names)
+        if not wanted:
+            return None
         profile = self._derived.get(wanted)
         if profile is None:
             points = [d for d in self.profile.derived.points if d.name in wanted]
             profile = self.profile.model_copy(update={"derived": Derived(points=points)})
             if len(self._derived) < 1024:  # bounded: subsets of one profile's points
                 self._derived[wanted] = profile
-        return derive(profile, tags, values, quality)
+        return profile
 
     def to_sample(self, packet: Packet, utc_offset_h: float, tags: Mapping[str, str] | None = None) -> Mapped:
         """The sample of a data packet (CN 2011, 2051, 2061, 2031) whose DataTime is given; with the profile's
