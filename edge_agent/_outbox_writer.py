@@ -21,7 +21,7 @@ import orjson
 
 from edge_agent._outbox_store import OutboxStore, Written
 from edge_agent.config import OUTBOX_FILE, EdgeConfig
-from edge_agent.health import OutboxFault, classify, free_bytes
+from edge_agent.health import DEFAULT_MIN_FREE_BYTES, OutboxFault, OutboxFaultLatch, classify, free_bytes
 from edge_agent.outbox import Entry, Outbox, Pending
 from infra.clock import Clock
 
@@ -99,6 +99,9 @@ class OutboxWriter:
         clock: Clock,
         site: str,
         on_written: Callable[[list[Entry]], None] | None = None,
+        *,
+        min_free_bytes: int = DEFAULT_MIN_FREE_BYTES,
+        health_interval_s: float = 10.0,
     ) -> None:
         self.outbox = outbox
         self.written = written
@@ -111,6 +114,8 @@ class OutboxWriter:
         self.fault: OutboxFault | None = None  # why the last write failed; None once a write succeeds
         self.error = ""  # that write's error, as SQLite or the OS said it
         self.failures: dict[OutboxFault, int] = dict.fromkeys(OutboxFault, 0)  # failed writes by fault, this run
+        # the fault as the health reports it: latched from one report to the next, held while the disk stays short
+        self.health = OutboxFaultLatch(min_free_bytes=min_free_bytes, hold_s=health_interval_s)
 
     @property
     def failing(self) -> bool:
@@ -151,6 +156,7 @@ class OutboxWriter:
         """Write what waits on this thread (in memory, outside a loop, or at the close)."""
         work = self.outbox.prepare()
         self.outbox.apply(work, self.outbox.store.write(work.batch))
+        self._succeeded()
         if self.on_written is not None:
             self.on_written(work.entries)
 
@@ -167,6 +173,16 @@ class OutboxWriter:
             self._pending = True
             asyncio.get_running_loop().call_later(WRITE_RETRY_S, self.flush)
             return
+        self._succeeded()
+        self.outbox.apply(work, future.result())
+        if self.on_written is not None:
+            self.on_written(work.entries)
+        self.written()
+        if self.outbox.dirty:
+            self.schedule()
+
+    def _succeeded(self) -> None:
+        """A write went in: the writer is no longer failing (the health's fault may hold: OutboxFaultLatch)."""
         if self.fault is not None:
             log.warning(
                 "outbox writes again site=%s after=%s failed_writes=%d memory_dropped=%d",
@@ -176,18 +192,14 @@ class OutboxWriter:
                 self.outbox.stats.memory_dropped,
             )
             self.fault, self.error = None, ""
-        self.outbox.apply(work, future.result())
-        if self.on_written is not None:
-            self.on_written(work.entries)
-        self.written()
-        if self.outbox.dirty:
-            self.schedule()
+        self.health.written()
 
     def _failed(self, fault: OutboxFault, exc: BaseException) -> None:
         """Count a failed write; log the first of an episode and a change of fault (not every retry)."""
         self.failures[fault] += 1
         changed = fault is not self.fault
         self.fault, self.error = fault, str(exc)
+        self.health.failed(fault, self.error, self.clock.monotonic())
         if changed:
             folder = self.outbox.store.folder
             log.error(

@@ -132,7 +132,15 @@ class EdgeAgent:
             clock=self.clock,
         )
         self.journal = SampleJournal(cfg.sample_journal) if cfg.sample_journal is not None else None
-        self.writer = OutboxWriter(self.outbox, self.uplink.notify, self.clock, cfg.site, self.journal)
+        self.writer = OutboxWriter(
+            self.outbox,
+            self.uplink.notify,
+            self.clock,
+            cfg.site,
+            self.journal,
+            min_free_bytes=cfg.publish.outbox_min_free_bytes,
+            health_interval_s=cfg.publish.health_interval_s,
+        )
         self.sensor_link: Link[Entry] | None = None
         sensor_cfg = cfg.sensor_broker or cfg.broker
         self.sensor_watch = LinkWatch(sensor_cfg.where)
@@ -224,25 +232,30 @@ class EdgeAgent:
         """The agent's own health as telemetry of its pseudo-device (profile ``edge_agent``; rules/packs/edge.yaml).
 
         While the outbox file cannot be written the health goes straight to the broker (QoS 1, not kept: the next
-        one supersedes it), since what waits for the file is not sent: so a full disk is still reported."""
+        one supersedes it), since what waits for the file is not sent: so a full disk is still reported. So it goes
+        while the fault is held too (a disk still short: the next write may fail)."""
         now_ms = int(self.clock.time() * 1000)
         message = self._message(
             HEALTH_DEVICE, {}, self.site.profiles[HEALTH_PROFILE], now_ms, self.health_values(now_ms), {}
         )
-        if self.writer.failing:
+        if self.writer.failing or self.writer.health.fault is not None:
             if not self.uplink.publish_nowait(message.topic, message.payload):
                 self.health_unsent += 1
             return
         self._queue(message)
 
     def outbox_condition(self) -> OutboxCondition:
+        """The outbox as a health report says it: the fault latched since the last report (edge_agent.health
+        OutboxFaultLatch), so calling this is a report."""
         o = self.outbox
         folder = o.store.folder
+        free = free_bytes(folder)
+        fault = self.writer.health.report(self.clock.monotonic(), free)
         return OutboxCondition(
-            fault=self.writer.fault,
-            error=self.writer.error,
+            fault=fault,
+            error=self.writer.health.error,
             folder=folder,
-            free_bytes=free_bytes(folder) if self.writer.failing else None,
+            free_bytes=free,
             unwritten=o.unwritten,
             memory_dropped=o.stats.memory_dropped,
             quota_full=o.quota_full,
@@ -257,14 +270,14 @@ class EdgeAgent:
         """The health points (device_profiles/catalogue/edge_agent.yaml) as of now."""
         o = self.outbox
         condition = self.outbox_condition()
-        free = condition.free_bytes if condition.free_bytes is not None else free_bytes(condition.folder)
+        free = condition.free_bytes
         values: dict[str, Value] = {
             "outbox_messages": len(o),
             "outbox_bytes": o.bytes,
             "outbox_dropped": o.stats.dropped,
             "outbox_resent": o.stats.resent,
             "oldest_unconfirmed_age_s": round(o.oldest_age_s(now_ms), 3),
-            "outbox_fault": self.writer.fault.value if self.writer.fault is not None else "",
+            "outbox_fault": condition.fault.value if condition.fault is not None else "",
             "outbox_write_failures": sum(self.writer.failures.values()),
             "outbox_unwritten": o.unwritten,
             "outbox_memory_dropped": o.stats.memory_dropped,
@@ -473,7 +486,7 @@ class EdgeAgent:
             "outbox_memory_dropped_total": float(o.memory_dropped),
             "outbox_quota_full": 1.0 if self.outbox.quota_full else 0.0,
             "outbox_write_failing": 1.0 if self.writer.failing else 0.0,
-            "outbox_disk_full": 1.0 if self.writer.fault is OutboxFault.DISK_FULL else 0.0,
+            "outbox_disk_full": 1.0 if self.writer.health.fault is OutboxFault.DISK_FULL else 0.0,
             **{f"outbox_{f.value}_total": float(n) for f, n in self.writer.failures.items()},
             "health_unsent_total": float(self.health_unsent),
             "dead_letters_total": float(self.dead_letters.count),

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from device_profiles import Profile, field_error, load_catalogue, load_profiles
 from device_profiles.derive import settings_problems
 from device_profiles.schema import TagKey
+from edge_agent.health import DEFAULT_MIN_FREE_BYTES
 from infra.config_loader import ConfigError, YamlDoc, read_yaml, validate
 from infra.mqtt import BrokerConfig
 from telemetry.interlocks import STATE_POINTS, WRITE_POINTS, GateLimits, Limits, opening_range_top
@@ -54,6 +55,12 @@ class PublishConfig(BaseModel):
     )
     health_interval_s: float = Field(
         default=10.0, gt=0, le=3600, description=f"how often the agent publishes its health as device {HEALTH_DEVICE!r}"
+    )
+    outbox_min_free_bytes: int = Field(
+        default=DEFAULT_MIN_FREE_BYTES,
+        ge=0,
+        description="once an outbox write failed for lack of space, its health says 'disk full' until at least this "
+        "much is free again on the outbox's file system (SQLite writes into pages it freed at 0 bytes free)",
     )
 
 

@@ -52,6 +52,60 @@ def free_bytes(folder: Path | None) -> int | None:
         return None
 
 
+DEFAULT_MIN_FREE_BYTES = 1 << 20  # publish.outbox_min_free_bytes
+
+
+@dataclass(slots=True)
+class OutboxFaultLatch:
+    """The outbox fault as the health reports it: raised by a failed write, latched until a report, held while the
+    disk stays short; time is a parameter.
+
+    A full disk does not fail every write: SQLite reuses the pages its journal frees (a checkpoint), so between two
+    failures writes succeed at 0 bytes free, and a fault cleared by the next good write lasted about a second, which
+    a health report every ``health_interval_s`` mostly missed; and while acknowledged rows free pages in the file,
+    no write may fail at all. So: a report says what failed since the report before (a failure for lack of space
+    wins: "disk full"); with less than ``min_free_bytes`` free on the outbox's file system a report says "disk full"
+    though no write failed yet, and a fault is held as long; it clears at a report only after ``hold_s`` (a report
+    interval) without a failed write, with the last write good and the space back."""
+
+    min_free_bytes: int = DEFAULT_MIN_FREE_BYTES
+    hold_s: float = 10.0
+    fault: OutboxFault | None = None  # as reported (and as the metric shows it); None: none held
+    error: str = ""  # the held fault's error, as SQLite or the OS said it
+    _since_report: OutboxFault | None = None  # the worst failure since the last report
+    _since_report_error: str = ""
+    _last_failure: float | None = None  # monotonic
+    _last_write_ok: bool = True
+
+    def failed(self, fault: OutboxFault, error: str, now: float) -> None:
+        """A write failed: the fault is raised at once (and kept for the next report, whatever comes meanwhile)."""
+        self._last_failure, self._last_write_ok = now, False
+        if self._since_report is not OutboxFault.DISK_FULL:
+            self._since_report, self._since_report_error = fault, error
+        if self.fault is not OutboxFault.DISK_FULL or fault is OutboxFault.DISK_FULL:
+            self.fault, self.error = fault, error
+
+    def written(self) -> None:
+        """A write went in."""
+        self._last_write_ok = True
+
+    def report(self, now: float, free: int | None) -> OutboxFault | None:
+        """The fault for the report made now (``free``: bytes free on the outbox's file system, None: unknown)."""
+        if self._since_report is not None:
+            self.fault, self.error = self._since_report, self._since_report_error
+            self._since_report, self._since_report_error = None, ""
+            return self.fault
+        space = free is None or free >= self.min_free_bytes
+        if self.fault is None:
+            if not space:  # the next write that must grow a file fails: full already, though none failed yet
+                self.fault, self.error = OutboxFault.DISK_FULL, f"{free:,} bytes free, under {self.min_free_bytes:,}"
+            return self.fault
+        quiet = self._last_failure is None or now - self._last_failure >= self.hold_s
+        if self._last_write_ok and space and quiet:
+            self.fault, self.error = None, ""
+        return self.fault
+
+
 @dataclass(frozen=True, slots=True)
 class OutboxCondition:
     """What the outbox is going through, as the agent sees it when it publishes its health."""

@@ -9,7 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.health import LinkWatch, OutboxCondition, OutboxFault, classify, quota_problem, write_problem
+from edge_agent import EdgeAgent, EdgeConfig, build_site
+from edge_agent import agent as agent_module
+from edge_agent.health import (
+    LinkWatch,
+    OutboxCondition,
+    OutboxFault,
+    OutboxFaultLatch,
+    classify,
+    quota_problem,
+    write_problem,
+)
 from rules import PACKS, Engine, load_rules
 from telemetry import Sample, Telemetry, Value
 
@@ -169,3 +179,141 @@ def test_session_lost_rule_raises_when_the_count_grows() -> None:
     for i, n in enumerate([0, 0, 1, 1]):
         got += [(t.ts // STEP_MS, t.severity) for t in engine.observe(health(i, sensor_link_sessions_lost=n))]
     assert got == [(2, "warning")]
+
+
+FULL, FAILED = OutboxFault.DISK_FULL, OutboxFault.WRITE_FAILED
+MIB = 1 << 20
+
+
+def test_a_failure_between_two_reports_is_in_the_next_report_though_writes_succeeded_since() -> None:
+    latch = OutboxFaultLatch(min_free_bytes=MIB, hold_s=10.0)
+    assert latch.report(0.0, 5 * MIB) is None
+    latch.failed(FULL, "database or disk is full", 3.0)
+    assert latch.fault is FULL  # raised at once (the metric)
+    latch.written()  # SQLite wrote into pages it freed: the disk is no less full
+    latch.written()
+    assert latch.report(10.0, 5 * MIB) is FULL
+    assert latch.error == "database or disk is full"
+
+
+def test_disk_full_wins_over_other_failures_since_the_last_report() -> None:
+    latch = OutboxFaultLatch(min_free_bytes=MIB, hold_s=10.0)
+    latch.failed(FULL, "database or disk is full", 1.0)
+    latch.failed(FAILED, "disk I/O error", 2.0)
+    assert latch.fault is FULL
+    assert latch.report(10.0, 0) is FULL
+    assert latch.error == "database or disk is full"
+    latch.failed(FAILED, "disk I/O error", 12.0)
+    assert latch.report(20.0, 5 * MIB) is FAILED
+    assert latch.error == "disk I/O error"
+
+
+def test_the_fault_holds_while_the_disk_is_short_though_every_write_succeeds() -> None:
+    latch = OutboxFaultLatch(min_free_bytes=MIB, hold_s=10.0)
+    latch.failed(FULL, "database or disk is full", 1.0)
+    latch.written()
+    assert latch.report(10.0, 0) is FULL
+    for now in (20.0, 30.0, 40.0):
+        latch.written()
+        assert latch.report(now, 0) is FULL
+    latch.written()
+    assert latch.report(50.0, MIB - 1) is FULL
+    assert latch.report(60.0, MIB) is None  # space back, writes good, no failure for a report interval
+    assert latch.fault is None
+    assert latch.error == ""
+
+
+def test_the_fault_clears_only_a_report_interval_after_the_last_failure() -> None:
+    latch = OutboxFaultLatch(min_free_bytes=MIB, hold_s=10.0)
+    latch.failed(FULL, "database or disk is full", 9.5)
+    latch.written()
+    assert latch.report(10.0, 5 * MIB) is FULL  # latched
+    assert latch.report(15.0, 5 * MIB) is FULL  # an early report: not a full interval since the failure
+    assert latch.report(19.5, 5 * MIB) is None
+
+
+def test_the_fault_holds_while_the_last_write_failed() -> None:
+    """A report between two retries (a report interval shorter than the writer's retry) sees no new failure, but the
+    last write failed: still faulty, whatever the free space says."""
+    latch = OutboxFaultLatch(min_free_bytes=MIB, hold_s=0.3)
+    latch.failed(FAILED, "attempt to write a readonly database", 0.0)
+    assert latch.report(0.3, 5 * MIB) is FAILED
+    assert latch.report(0.6, 5 * MIB) is FAILED
+    assert latch.report(0.9, 5 * MIB) is FAILED
+    latch.written()
+    assert latch.report(1.2, 5 * MIB) is None
+
+
+def test_unknown_free_space_does_not_hold_the_fault() -> None:
+    latch = OutboxFaultLatch(min_free_bytes=MIB, hold_s=1.0)
+    latch.failed(FULL, "database or disk is full", 0.0)
+    latch.written()
+    assert latch.report(1.0, None) is FULL
+    assert latch.report(2.0, None) is None
+
+
+def test_a_disk_short_of_space_is_full_before_any_write_fails() -> None:
+    """Acknowledged rows free pages that SQLite reuses: at 0 bytes free the writes may all succeed for a while."""
+    latch = OutboxFaultLatch(min_free_bytes=MIB, hold_s=1.0)
+    latch.written()
+    assert latch.report(1.0, 5 * MIB) is None
+    assert latch.report(2.0, MIB - 1) is FULL
+    assert latch.error == f"{MIB - 1:,} bytes free, under {MIB:,}"
+    assert latch.report(3.0, 0) is FULL
+    assert latch.report(4.0, MIB) is None
+    assert latch.report(5.0, None) is None  # unknown: no guess
+
+
+class StepClock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def time(self) -> float:
+        return 1_780_000_000.0 + self.now
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+def test_the_agents_health_says_disk_full_while_the_disk_stays_full_though_writes_succeed_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The edge's real path: a write fails for lack of space, the next one succeeds into freed pages at 0 bytes
+    free; every health report until the space is back says "disk full" (telemetry and metric), then it clears."""
+    config = EdgeConfig.model_validate(
+        {
+            "site": "s1",
+            "state_dir": str(tmp_path),
+            "publish": {"health_interval_s": 2.0, "outbox_min_free_bytes": 4096},
+            "devices": [{"id": "gas-1", "profile": "gas_detector"}],
+        }
+    )
+    clock = StepClock()
+    a = EdgeAgent(build_site(config), clock=clock)
+    free = {"bytes": 10 * 4096}
+    monkeypatch.setattr(agent_module, "free_bytes", lambda folder: free["bytes"])
+    full = _sqlite_error("database or disk is full", sqlite3.SQLITE_FULL)
+
+    def report() -> tuple[object, object, object]:
+        values = a.health_values(int(clock.time() * 1000))
+        disk_full = 'lifeline_edge_outbox_disk_full{site="s1"} 1' in a.metrics_text()
+        return values["outbox_fault"], values["outbox_write_problem"], disk_full
+
+    assert report() == ("", "", False)
+    clock.now += 0.5
+    free["bytes"] = 0
+    a.writer._failed(OutboxFault.DISK_FULL, full)
+    assert a.writer.failing
+    a.writer._succeeded()  # the next write went in, into pages SQLite freed: 0 bytes free all along
+    assert not a.writer.failing
+    clock.now += 1.5
+    fault, text, metric = report()
+    assert (fault, metric) == ("disk_full", True)
+    assert text == "outbox disk full: 0 bytes free on " + str(tmp_path) + "; keeping 0 messages in memory"
+    for _ in range(3):  # writes keep succeeding, the disk stays full: so does the fault
+        clock.now += 2.0
+        a.writer._succeeded()
+        assert report()[0] == "disk_full"
+    free["bytes"] = 10 * 4096
+    clock.now += 2.0
+    assert report() == ("", "", False)
