@@ -13,6 +13,7 @@ import contextlib
 import glob
 import hashlib
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -39,12 +40,36 @@ class ServiceError(RuntimeError):
     """A server could not be started; the text says which and why (with the tail of its log)."""
 
 
+def _ephemeral_floor() -> int:
+    """The lowest port the kernel hands out to outgoing connections (Linux: ip_local_port_range)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free on ``host`` right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+    """A TCP port that is free on ``host`` right now, below the kernel's range for outgoing connections.
+
+    A port the kernel chose (bind to port 0) lies in that range: while a server there is stopped (a broker restarted
+    after an outage, in the fault suite or by an operator), any outgoing connection on the machine may be given it as
+    its own port, and the server cannot bind it again ("Address already in use"). Below the range only a listener
+    takes a port."""
+    floor = _ephemeral_floor()
+    low = max(1024, floor // 3)
+    for _ in range(200):
+        port = random.randrange(low, floor)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:  # a crowded machine: any free port
         s.bind((host, 0))
-        port: int = s.getsockname()[1]
-        return port
+        chosen: int = s.getsockname()[1]
+        return chosen
 
 
 def wait_for_port(host: str, port: int, timeout_s: float, proc: subprocess.Popen[bytes] | None = None) -> bool:
