@@ -175,6 +175,7 @@
       if (value == null || value === false) continue;
       if (key === "class") el.className = value;
       else if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
+      else if (key === "style" && typeof value === "object") Object.assign(el.style, value);
       else el.setAttribute(key, value === true ? "" : String(value));
     }
     for (const child of children.flat()) {
@@ -2366,7 +2367,7 @@
       listeners.get(name).push(fn);
     },
     t: (key, vars) => (Array.isArray(key) ? tr(key, vars) : t(key, vars)),
-    h, api, fmtTime, fmtAge, fmtValue, fmtNumber, fmtPoint,
+    h, svg, api, fmtTime, fmtAge, fmtValue, fmtNumber, fmtPoint,
     pointLabel: (profile, point) => pointLabel(profile, point),
     stateOf: (d) => deviceState(d),
     stateBadge: (d) => stateCell(d, "span"),

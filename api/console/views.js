@@ -68,33 +68,8 @@
     setTimeout(() => URL.revokeObjectURL(href), 10000);
   }
 
-  function h(tag, attrs, ...children) {
-    const el = document.createElement(tag);
-    for (const [key, value] of Object.entries(attrs || {})) {
-      if (value == null || value === false) continue;
-      if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
-      else if (key === "style" && typeof value === "object") Object.assign(el.style, value);
-      else el.setAttribute(key, value === true ? "" : String(value));
-    }
-    for (const child of children.flat()) {
-      if (child != null && child !== false) el.append(child instanceof Node ? child : String(child));
-    }
-    return el;
-  }
-
-  const SVG_NS = "http://www.w3.org/2000/svg";
-  function svg(tag, attrs, ...children) {
-    const el = document.createElementNS(SVG_NS, tag);
-    for (const [key, value] of Object.entries(attrs || {})) {
-      if (value == null || value === false) continue;
-      if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
-      else el.setAttribute(key, String(value));
-    }
-    for (const child of children.flat()) {
-      if (child != null && child !== false) el.append(child instanceof Node ? child : String(child));
-    }
-    return el;
-  }
+  // the console's own element builders (console.js loads first): one copy of each
+  const { h, svg } = window.Lifeline;
 
   const locale = () => (lang() === "zh" ? "zh-CN" : "en-GB");
   function num(value, digits) {
