@@ -164,19 +164,7 @@ def test_up_runs_the_district_and_stops_cleanly(tmp_path: Path) -> None:
     assert proc.stdout is not None
     lines: list[str] = []
     try:
-        port = influx_url = None
-        deadline = time.monotonic() + 60
-        while not (port and influx_url) and time.monotonic() < deadline:
-            line = proc.stdout.readline().decode()
-            if not line:
-                break
-            lines.append(line)
-            found = re.search(r"mosquitto on 127\.0\.0\.1:(\d+)", line)
-            port = int(found.group(1)) if found else port
-            found = re.search(r"influxd on (http://127\.0\.0\.1:\d+)", line)
-            influx_url = found.group(1) if found else influx_url
-        assert port, "".join(lines)
-        assert influx_url, "".join(lines)
+        port, influx_url = _up_servers(proc, lines)
         up = tmp_path / "up"
         tls = TlsConfig(ca_file=up / "tls" / "ca.pem")
         as_user = {
@@ -311,6 +299,26 @@ def test_rules_validate_accepts_the_shipped_packs_and_names_a_broken_field(
 UP_MINI = (sys.executable, "-m", "lifeline", "up", "--scenario", "mini", "--mqtt-port", "0", "--influx-port", "0")
 
 
+def _up_servers(proc: subprocess.Popen[bytes], lines: list[str], timeout_s: float = 60) -> tuple[int, str]:
+    """The broker's port and InfluxDB's URL that a starting ``lifeline up`` prints (its lines kept in ``lines``)."""
+    assert proc.stdout is not None
+    port: int | None = None
+    influx_url: str | None = None
+    deadline = time.monotonic() + timeout_s
+    while not (port and influx_url) and time.monotonic() < deadline:
+        line = proc.stdout.readline().decode()
+        if not line:
+            break
+        lines.append(line)
+        found = re.search(r"mosquitto on 127\.0\.0\.1:(\d+)", line)
+        port = int(found.group(1)) if found else port
+        found = re.search(r"influxd on (http://127\.0\.0\.1:\d+)", line)
+        influx_url = found.group(1) if found else influx_url
+    assert port, "".join(lines)
+    assert influx_url, "".join(lines)
+    return port, influx_url
+
+
 def _run_up(data_dir: Path, since_ms: int) -> str:
     """One ``lifeline up --scenario mini`` on ``data_dir``: its clients connect (the observer hears the edges) and a
     water reading sampled after ``since_ms`` reaches InfluxDB; then a clean stop. Its output."""
@@ -323,19 +331,7 @@ def _run_up(data_dir: Path, since_ms: int) -> str:
     assert proc.stdout is not None
     lines: list[str] = []
     try:
-        port = influx_url = None
-        deadline = time.monotonic() + 60
-        while not (port and influx_url) and time.monotonic() < deadline:
-            line = proc.stdout.readline().decode()
-            if not line:
-                break
-            lines.append(line)
-            found = re.search(r"mosquitto on 127\.0\.0\.1:(\d+)", line)
-            port = int(found.group(1)) if found else port
-            found = re.search(r"influxd on (http://127\.0\.0\.1:\d+)", line)
-            influx_url = found.group(1) if found else influx_url
-        assert port, "".join(lines)
-        assert influx_url, "".join(lines)
+        port, influx_url = _up_servers(proc, lines)
         observer = credential(data_dir / "credentials", "observer", BrokerConfig(port=port, tls=_ca(data_dir)))
         sub = Subscriber(None, topics.telemetry_filter(), account=observer)
         heard = sub.wait_for(lambda ms: {decode_telemetry(m.payload).device for m in ms} >= {"wq-1", "gas-1"}, 30)
