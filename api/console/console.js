@@ -184,6 +184,18 @@
     return el;
   }
 
+  // Replaces a table body's rows and keeps keyboard focus on the same row's control: live updates re-render the
+  // rows every few seconds, and focus on a removed element falls back to the page body.
+  function replaceRows(body, key, rows) {
+    const active = document.activeElement;
+    const row = active && body.contains(active) ? active.closest(`tr[data-${key}]`) : null;
+    const cls = row && active.classList.length ? active.classList[0] : null;
+    body.replaceChildren(...rows);
+    if (!row) return;
+    const again = body.querySelector(`tr[data-${key}="${CSS.escape(row.dataset[key])}"]${cls ? ` .${cls}` : ""}`);
+    if (again) again.focus();
+  }
+
   function debounce(name, ms, fn) {
     clearTimeout(state.timers[name]);
     state.timers[name] = setTimeout(fn, ms);
@@ -1295,7 +1307,7 @@
       ...(alarm && kind === "safety" ? [h("td", { onclick: (ev) => ev.stopPropagation() },
         h("button", { type: "button", class: "primary ack-one", onclick: () => ackOne(alarm) }, t("ack")))] : [])));
     }
-    $("device-rows").replaceChildren(...rows);
+    replaceRows($("device-rows"), "device", rows);
     const empty = $("devices-empty");
     empty.classList.toggle("error", Boolean(state.devicesError));
     empty.setAttribute("role", state.devicesError ? "alert" : "status");
@@ -1917,8 +1929,8 @@
     // shelved alerts apart: below the list, not counted in the badge, never red at the top
     const open = [], shelved = [];
     state.alerts.forEach((a, i) => (isShelved(a) ? shelved : open).push(rows[i]));
-    $("alert-rows").replaceChildren(...open);
-    $("shelved-rows").replaceChildren(...shelved);
+    replaceRows($("alert-rows"), "alert", open);
+    replaceRows($("shelved-rows"), "alert", shelved);
     $("shelved-box").hidden = shelved.length === 0;
     $("shelved-count").textContent = `(${fmtNumber(shelved.length, 0)})`;
     $("alerts-empty").hidden = open.length > 0;
