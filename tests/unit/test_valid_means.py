@@ -436,3 +436,16 @@ def test_means_job_failing_is_counted_and_the_window_rules_still_run() -> None:
     assert sched.evaluator.last_evaluated == {rule.id: local("2026-06-15T10:00:00")}
     assert any('FROM "flue_gas_hourly"' in s for s in q.statements)  # the job ran (the day first: it ended first)
     assert "lifeline_window_periods_invalid_total 0" in sched.metrics_text()
+
+
+def test_every_pollution_source_measurement_has_valid_means() -> None:
+    """The bureau's source reports read `<measurement>_hourly` and `_daily`: a source profile's measurement without a
+    means.yaml entry gives empty reports (a wastewater outlet had none)."""
+    config = {m.measurement: {p.point for p in m.points} for m in load_means_config().measurements}
+    sources = [p for p in load_catalogue().values() if p.protocol == "hj212"]
+    assert {p.measurement for p in sources} >= {"wastewater", "flue_gas"}
+    for profile in sources:
+        assert profile.measurement in config, profile.name
+        assert profile.hj212 is not None
+        limited = {pt.name for pt in profile.hj212.points if pt.total_unit or profile.measurement == "wastewater"}
+        assert limited <= config[profile.measurement], profile.name  # pollutants (and all of an outlet's points)
