@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from api.auth import Refusal, Role
+from api.auth import Principal, Refusal, Role
 from api.deps import NAME_PATTERN, TEXT_PATTERN, Admin, Service, Who, error, source
 from api.password_policy import MAX_LENGTH, MIN_LENGTH_FLOOR
+from api.service import ApiService
 from api.users import TokenInfo, User, UserExistsError
 
 router = APIRouter()
@@ -138,14 +140,16 @@ def _check_password(svc: Service, password: str, username: str, field: str) -> N
         raise error(422, refused.message, field, code=refused.code, params=refused.params)
 
 
-def _too_many(refusal: Refusal) -> HTTPException:
+def _too_many(refusal: Refusal, field: str = "username") -> HTTPException:
+    # One throttle counts every wrong password of a user name from an address, at a login or a password change
+    # alike: the messages and codes are the login's (the console translates them by code).
     wait_s = max(1, round(refusal.wait_s))
     wait = f"try again in {wait_s} s"
     if refusal.scope == "user":
         detail = error(
             429,
             f"too many failed logins for this user from your address: {wait}",
-            "username",
+            field,
             code="auth.throttled_user",
             params={"wait_s": wait_s},
         ).detail
@@ -210,15 +214,93 @@ def me(who: Who, svc: Service) -> UserOut:
     return UserOut.of(user)
 
 
-@router.post("/api/auth/password", tags=["auth"], status_code=204)
+@router.post(
+    "/api/auth/password",
+    tags=["auth"],
+    status_code=204,
+    responses={
+        422: {"description": "the old password is wrong, or the new one is refused by the password policy"},
+        429: {"description": "too many wrong passwords for this user from your address (logins count too)"},
+    },
+)
 def change_password(body: PasswordIn, who: Who, svc: Service, request: Request) -> None:
+    """Change the caller's password. Wrong old passwords count in the login throttle (a stolen session guessing the
+    password is stopped as a guessing login is), and the session that starts a block is ended. Every failure and
+    the change are audited with the user and the client's address. A new password ends every token of the user:
+    its sessions (this one too) and its machine tokens, each audited (a token made with a stolen password must not
+    outlive the change; an admin issues a machine a new one)."""
+    address = source(request)
+    refusal = svc.login_throttle.refused(who.username, address)
+    if refusal is not None:
+        raise _too_many(refusal, "old_password")
     if svc.users.check_password(who.username, body.old_password) is None:
+        _wrong_old_password(svc, who, address)
         raise error(422, "the old password is wrong", "old_password", code="password.old_wrong")
-    _check_password(svc, body.new_password, who.username, "new_password")
-    if body.new_password == body.old_password:
-        raise error(422, "the new password must differ from the old one", "new_password", code="password.unchanged")
-    svc.users.update(who.username, password=body.new_password, must_change_password=False)
-    svc.audit(who=who.username, action="auth.password_changed", target=f"user:{who.username}", source=source(request))
+    svc.login_throttle.succeeded(who.username, address)
+    try:
+        _check_password(svc, body.new_password, who.username, "new_password")
+        if body.new_password == body.old_password:
+            raise error(422, "the new password must differ from the old one", "new_password", code="password.unchanged")
+    except HTTPException as exc:
+        code = exc.detail.get("code") if isinstance(exc.detail, dict) else None
+        _audit_failed(svc, who, address, str(code or "password.refused"))
+        raise
+    revoked = _machine_tokens_ended(
+        svc,
+        who.username,
+        lambda: svc.users.update(who.username, password=body.new_password, must_change_password=False),
+    )
+    svc.audit(
+        who=who.username,
+        action="auth.password_changed",
+        target=f"user:{who.username}",
+        source=address,
+        detail={"token_id": who.token_id, "machine_tokens_revoked": revoked},
+    )
+    _audit_revoked(svc, who.username, revoked, address, who.username)
+
+
+def _audit_failed(svc: ApiService, who: Principal, address: str, reason: str, **detail: object) -> None:
+    svc.audit(
+        who=who.username,
+        action="auth.password_change_failed",
+        target=f"user:{who.username}",
+        source=address,
+        detail={"reason": reason, "token_id": who.token_id, **detail},
+    )
+
+
+def _wrong_old_password(svc: ApiService, who: Principal, address: str) -> None:
+    """Count and audit a wrong old password; a block it starts is audited once and ends the token that asked."""
+    started = svc.login_throttle.failed(who.username, address)
+    for scope in started:
+        svc.audit(
+            who=who.username,
+            action="auth.password_change_blocked",
+            target=f"user:{who.username}" if scope == "user" else f"address:{address}",
+            source=address,
+            detail={"scope": scope, "token_id": who.token_id},
+        )
+    ended = bool(started) and who.token_id is not None and svc.users.revoke(who.token_id)
+    _audit_failed(svc, who, address, "password.old_wrong", token_ended=ended)
+
+
+def _machine_tokens_ended(svc: ApiService, username: str, change: Callable[[], User | None]) -> list[int]:
+    """Run ``change`` (a new password, which ends every token of ``username``); the machine tokens it revoked."""
+    before = {t.id for t in svc.users.list_tokens("api", username) if not t.revoked}
+    change()
+    return sorted(t.id for t in svc.users.list_tokens("api", username) if t.id in before and t.revoked)
+
+
+def _audit_revoked(svc: ApiService, username: str, revoked: list[int], address: str, by: str) -> None:
+    for token_id in revoked:
+        svc.audit(
+            who=by,
+            action="token.revoke",
+            target=f"token:{token_id}",
+            source=address,
+            detail={"reason": "password_changed", "for": username},
+        )
 
 
 # -- users (admin) -----------------------------------------------------------------------------------------------
@@ -275,14 +357,21 @@ def update_user(username: UsernamePath, body: UserPatch, who: Admin, svc: Servic
         _check_password(svc, body.password, username, "password")
     # A password an admin sets for someone else is one-time: its user must replace it at the next login.
     must_change = True if body.password is not None and username != who.username else None
-    user = svc.users.update(
-        username,
-        role=body.role,
-        areas=body.areas,
-        password=body.password,
-        disabled=body.disabled,
-        must_change_password=must_change,
-    )
+    user: User | None = None
+
+    def change() -> User | None:
+        nonlocal user
+        user = svc.users.update(
+            username,
+            role=body.role,
+            areas=body.areas,
+            password=body.password,
+            disabled=body.disabled,
+            must_change_password=must_change,
+        )
+        return user
+
+    revoked = _machine_tokens_ended(svc, username, change)
     if user is None:
         raise error(404, f"no user {username!r}", "username", code="user.not_found", params={"username": username})
     changed = body.model_dump(exclude_none=True, exclude={"password"})
@@ -291,8 +380,9 @@ def update_user(username: UsernamePath, body: UserPatch, who: Admin, svc: Servic
         action="user.update",
         target=f"user:{username}",
         source=source(request),
-        detail={**changed, "password_changed": body.password is not None},
+        detail={**changed, "password_changed": body.password is not None, "machine_tokens_revoked": revoked},
     )
+    _audit_revoked(svc, username, revoked, source(request), who.username)
     return UserOut.of(user)
 
 

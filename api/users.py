@@ -129,10 +129,13 @@ class UserStore:
                 done = conn.execute(update(users).where(users.c.username == username).values(**values))
                 if not done.rowcount:
                     return None
-            if disabled or password is not None:  # a disabled user or a new password ends the sessions
-                conn.execute(
-                    update(tokens).where(tokens.c.username == username, tokens.c.kind == "session").values(revoked=True)
-                )
+            # A new password ends every token of the user, machine tokens too (one made with a stolen password
+            # must not outlive the change); disabling ends the sessions (a disabled user's tokens are refused anyway).
+            ended = tokens.c.username == username
+            if password is not None:
+                conn.execute(update(tokens).where(ended, ~tokens.c.revoked).values(revoked=True))
+            elif disabled:
+                conn.execute(update(tokens).where(ended, tokens.c.kind == "session").values(revoked=True))
         return self.get(username)
 
     def delete(self, username: str) -> bool:
@@ -208,10 +211,12 @@ class UserStore:
             done = conn.execute(update(tokens).where(tokens.c.id == token_id, ~tokens.c.revoked).values(revoked=True))
             return bool(done.rowcount)
 
-    def list_tokens(self, kind: str | None = None) -> list[TokenInfo]:
+    def list_tokens(self, kind: str | None = None, username: str | None = None) -> list[TokenInfo]:
         query = select(tokens).order_by(tokens.c.id)
         if kind is not None:
             query = query.where(tokens.c.kind == kind)
+        if username is not None:
+            query = query.where(tokens.c.username == username)
         with self.engine.connect() as conn:
             return [_token(r) for r in conn.execute(query).mappings()]
 
