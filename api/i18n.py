@@ -271,6 +271,22 @@ DEVICE_STATE_WORDS: dict[str, T] = {
     "offline": ("Offline", "离线"),
     "unknown": ("Unknown", "未知"),
 }
+# The labels of coded point values (a profile point's ``states``), as the catalogue profiles write them
+POINT_STATES: dict[str, T] = {
+    "none": ("none", "无"),
+    "normal": ("normal", "正常"),
+    "motor overload": ("motor overload", "电机过载"),
+    "phase loss": ("phase loss", "缺相"),
+    "encoder fault": ("encoder fault", "编码器故障"),
+    "overtravel": ("overtravel", "超行程"),
+    "stall": ("stall", "堵转"),
+    "emergency stop": ("emergency stop", "急停"),
+    "deficiency alarm": ("deficiency alarm", "缺氧报警"),
+    "enrichment alarm": ("enrichment alarm", "富氧报警"),
+    "first-level alarm": ("first-level alarm", "一级报警"),
+    "second-level alarm": ("second-level alarm", "二级报警"),
+    "detector fault": ("detector fault", "探测器故障"),
+}
 STATE_REASON_WORDS: dict[str, T] = {
     "sampling": ("Sampling", "正常采集"),
     "no_sample": ("No new data", "无新数据"),
@@ -448,6 +464,16 @@ def error_codes() -> set[str]:
     return found
 
 
+def point_state_labels(profiles: Iterable[Profile]) -> set[str]:
+    """Every label of a coded point value (``states``) in the profiles."""
+    out: set[str] = set()
+    for profile in profiles:
+        points = profile.points if profile.protocol != "hj212" else []
+        for point in points:
+            out.update((getattr(point, "states", None) or {}).values())
+    return out
+
+
 def catalogue(lang: str) -> dict[str, object]:
     """The catalogue of one language (``en`` or ``zh-CN``): what the console loads."""
     i = LANGUAGES.index(lang)
@@ -476,6 +502,7 @@ def catalogue(lang: str) -> dict[str, object]:
         "quality_reason_patterns": [[pattern, texts[i]] for pattern, texts in QUALITY_REASON_PATTERNS],
         "device_states": pick(DEVICE_STATE_WORDS),
         "state_reasons": pick(STATE_REASON_WORDS),
+        "point_states": pick(POINT_STATES),
         "severities": pick(SEVERITIES),
         "alert_states": pick(ALERT_STATES),
         "points": points,

@@ -99,15 +99,9 @@
     return fmtValue(value, unitLabel(unit || (spec && spec.unit) || ""), spec ? spec.decimals : null);
   }
 
-  // The catalogue profiles' coded-state labels in Chinese, until the API's catalogue carries them (`point_states`).
-  const STATE_WORDS_ZH = {
-    none: "无", "motor overload": "电机过载", "phase loss": "缺相", "encoder fault": "编码器故障", overtravel: "超行程",
-    stall: "堵转", "emergency stop": "急停", normal: "正常", "deficiency alarm": "缺氧报警", "enrichment alarm": "富氧报警",
-    "first-level alarm": "一级报警", "second-level alarm": "二级报警", "detector fault": "探测器故障",
-  };
+  // A coded value's label (a profile point's `states`) in the catalogue's language (api/i18n.py POINT_STATES).
   function stateWord(profile, point, value, label) {
-    return cat("point_states", `${profile}.${point}.${value}`) || cat("point_states", label)
-      || (lang === "zh" && STATE_WORDS_ZH[label]) || label;
+    return cat("point_states", `${profile}.${point}.${value}`) || cat("point_states", label) || label;
   }
 
   const ROMAN = ["", "I", "II", "III", "IV", "V", "worse than V"];
@@ -141,9 +135,12 @@
       out.push(badge, " ");
     }
     if (e.water) {
-      const c = ROMAN[Math.round(e.water.water_class)] || String(e.water.water_class);
+      const roman = (n) => ROMAN[Math.round(n)] || String(n);
+      const target = e.water.target_class != null // the class the water body must meet (its functional zone)
+        ? ` / ${lang === "zh" ? "目标" : "target"} ${roman(e.water.target_class)}` : "";
       out.push(h("span", { class: `badge env${e.water.target_missed ? " missed" : ""}`,
-        title: e.water.deciding.join(", ") }, `${lang === "zh" ? "水质类别" : "class"} ${c}`), " ");
+        title: e.water.deciding.join(", ") }, `${lang === "zh" ? "水质类别" : "class"} ${roman(e.water.water_class)}${target}`),
+      " ");
     }
     return out;
   }

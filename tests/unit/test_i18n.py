@@ -59,6 +59,9 @@ def test_the_shipped_files_are_what_the_module_writes(lang: str) -> None:
             id="quality-reasons",
         ),
         pytest.param("device_states", lambda: set(DEVICE_STATES), id="device-states"),
+        pytest.param(
+            "point_states", lambda: i18n.point_state_labels(dict(load_catalogue()).values()), id="coded-point-states"
+        ),
         pytest.param("state_reasons", lambda: set(STATE_REASONS), id="state-reasons"),
         pytest.param("severities", lambda: {s.value for s in Severity}, id="severities"),
         pytest.param("errors", i18n.error_codes, id="api-error-codes"),
