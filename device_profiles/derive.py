@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+from device_profiles.expression import ExpressionError, parse_expression
 from device_profiles.schema import DerivedPoint, MaintenanceFlag, MassLoad, O2Correction, Profile
 from telemetry.models import PointQuality, Quality, Value
 
@@ -90,7 +91,7 @@ def derive(
         except NotDerived as exc:
             out_v[d.name], out_q[d.name] = None, _bad(str(exc)[:_REASON_MAX])
             continue
-        out_v[d.name] = value
+        out_v[d.name] = value if d.decimals is None else round(value, d.decimals)
         why = _uncertain_inputs(d, out_q) if uncertain else None
         if why is None:
             out_q.pop(d.name, None)
@@ -159,6 +160,13 @@ def _number(name: str, values: Values, quality: Qualities) -> float:
 
 
 def _compute(d: DerivedPoint, tags: Mapping[str, str], values: Values, quality: Qualities) -> float:
+    if d.expr is not None:  # a value composed of several registers (a totaliser's whole and fraction)
+        inputs = {name: _number(name, values, quality) for name in d.inputs}
+        try:
+            value = parse_expression(d.expr).evaluate(inputs)
+        except ExpressionError as exc:
+            raise NotDerived(f"{d.expr}: {exc}") from None
+        return value
     if d.o2_corrected is not None:
         return o2_corrected(
             _number(d.o2_corrected.of, values, quality),

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
+
+from device_profiles.addresses import AddressError, resolve
+from device_profiles.expression import ExpressionError, parse_expression
 
 
 def _problem(message: str, *at: int | str) -> PydanticCustomError:
@@ -60,6 +63,8 @@ class DataType(StrEnum):
     FLOAT32 = "float32"
     FLOAT64 = "float64"
     STRING = "string"  # ``length`` registers of text, two bytes a register
+    BCD16 = "bcd16"  # four decimal digits, one a nibble (0x1234 reads 1234)
+    BCD32 = "bcd32"  # eight decimal digits in two registers (word order: ``order``, e.g. CDAB low word first)
 
 
 REGISTERS_OF: dict[DataType, int] = {
@@ -72,6 +77,8 @@ REGISTERS_OF: dict[DataType, int] = {
     DataType.INT64: 4,
     DataType.FLOAT32: 2,
     DataType.FLOAT64: 4,
+    DataType.BCD16: 1,
+    DataType.BCD32: 2,
 }
 
 
@@ -96,6 +103,13 @@ class _Point(BaseModel):
         default=None, description="engineering range [min, max]; a value outside it is 'uncertain'"
     )
     states: dict[int, str] | None = Field(default=None, description="labels of coded values (fault codes)")
+    decimals: int | None = Field(
+        default=None,
+        ge=0,
+        le=9,
+        description="published values are rounded to this many decimals; default: what the scale and offset carry "
+        "(scale 0.1: 1), 7 significant digits for float32, none otherwise",
+    )
 
     @model_validator(mode="after")
     def _range_ordered(self) -> _Point:
@@ -106,14 +120,69 @@ class _Point(BaseModel):
         return self
 
 
+def _resolve_address(data: Any, base: int, at: tuple[int | str, ...] = ()) -> Any:
+    """``data`` (a point's or a reserved range's raw fields) with its address notation(s) resolved to the wire
+    address and function (device_profiles.addresses); untouched once resolved (it has ``written_as``)."""
+    if not isinstance(data, dict) or "written_as" in data:
+        return data
+    out = dict(data)
+    given = out.get("function")  # each address is read against the function as written, not as another set it
+    written: list[str] = []
+    for key in ("address", "from", "to"):
+        if key not in out or isinstance(out[key], bool):
+            continue
+        try:
+            r = resolve(out[key], str(given) if given is not None else None, base)
+        except AddressError as exc:
+            raise _problem(str(exc), *at, key) from None
+        if r.function is not None:
+            if out.get("function", r.function) != r.function:
+                raise _problem(f"{key} is a {r.function}, but the range's other end is a {out['function']}", *at, key)
+            out["function"] = r.function
+        out[key] = r.address
+        written.append(r.written)
+    out["written_as"] = "..".join(written) if any(written) else ""
+    return out
+
+
 class ModbusPoint(_Point):
-    function: Function
-    address: int = Field(ge=0, le=65535)
+    function: Function = Field(description="set by a Modicon reference (40001) in address, else required")
+    address: int = Field(
+        ge=0, le=65535, description="wire address (0-based); or as the manual writes it: 40001, 300101, 0x1000, 1000H"
+    )
+    written_as: str = Field(default="", description="the address as the manual wrote it (set by Lifeline)")
     type: DataType
     bit: int | None = Field(default=None, ge=0, le=15, description="bit number, for type 'bit'")
     length: int | None = Field(default=None, ge=1, le=123, description="registers, for type 'string'")
     order: Order = Order.ABCD
     writable: bool = False
+    write_function: Literal[5, 6, 15, 16] | None = Field(
+        default=None,
+        description="writable points: the Modbus function the device's manual demands (coils 5 or 15, holding "
+        "registers 6 or 16); default 5 for a coil, 6 for one register, 16 for more",
+    )
+    step: float | None = Field(
+        default=None, gt=0, description="writable points: a written value must be a multiple of this (from range min)"
+    )
+
+    @model_validator(mode="after")
+    def _write_function_fits(self) -> ModbusPoint:
+        if self.write_function is None and self.step is None:
+            return self
+        if not self.writable:
+            raise _problem("write_function and step are for writable points only", "writable")
+        allowed = (5, 15) if self.function is Function.COIL else (6, 16)
+        if self.write_function is not None and self.write_function not in allowed:
+            why = f"a {self.function.value} is written with function {allowed[0]} or {allowed[1]}"
+            raise _problem(f"{why}, not {self.write_function}", "write_function")
+        if self.write_function == 6 and self.count != 1:
+            raise _problem(f"function 6 writes one register; this point has {self.count}", "write_function")
+        return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _manual_address(cls, data: Any) -> Any:
+        return _resolve_address(data, 0)
 
     @model_validator(mode="after")
     def _type_fits_function(self) -> ModbusPoint:
@@ -151,9 +220,41 @@ class ModbusPoint(_Point):
         return self.type not in (DataType.BOOL, DataType.BIT, DataType.STRING)
 
 
+class ReservedRange(BaseModel):
+    """Addresses the device has no registers at (its manual says "reserved"): no read may span them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    function: Function = Field(description="set by a Modicon reference (40017) in from/to, else required")
+    start: int = Field(alias="from", ge=0, le=65535, description="first reserved address, in any notation")
+    end: int = Field(alias="to", ge=0, le=65535, description="last reserved address (inclusive)")
+    written_as: str = Field(default="", description="the range as the manual wrote it (set by Lifeline)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _manual_address(cls, data: Any) -> Any:
+        return _resolve_address(data, 0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ReservedRange:
+        if self.end < self.start:
+            raise _problem(f"reserved range ends ({self.end}) before it starts ({self.start})", "to")
+        return self
+
+    def overlaps(self, start: int, end: int) -> bool:
+        """Whether addresses ``start`` .. ``end - 1`` touch this range."""
+        return start <= self.end and self.start < end
+
+
 class ModbusSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    address_base: Literal[0, 1] = Field(
+        default=0, description="1: the manual's plain addresses count from 1 (register 1 is 0 on the wire)"
+    )
+    reserved: list[ReservedRange] = Field(
+        default_factory=list, description="address ranges the device does not have: coalesced reads never span them"
+    )
     max_registers_per_request: int = Field(default=125, ge=1, le=125)  # Modbus: 125 for FC 03/04
     max_bits_per_request: int = Field(default=2000, ge=1, le=2000)  # Modbus: 2000 for FC 01/02
     max_gap: int = Field(
@@ -161,9 +262,33 @@ class ModbusSpec(BaseModel):
     )
     points: list[ModbusPoint] = Field(min_length=1)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _manual_addresses(cls, data: Any) -> Any:
+        """Resolve notations here, where ``address_base`` is known (a point alone reads plain numbers as 0-based)."""
+        if not isinstance(data, dict):
+            return data
+        base = data.get("address_base", 0)
+        base = base if base in (0, 1) else 0  # a wrong base is reported by the field's own check
+        out = dict(data)
+        for key in ("points", "reserved"):
+            if isinstance(out.get(key), list):
+                out[key] = [_resolve_address(item, base, (key, i)) for i, item in enumerate(out[key])]
+        return out
+
     @model_validator(mode="after")
     def _no_clash(self) -> ModbusSpec:
         _check_unique(p.name for p in self.points)
+        for i, p in enumerate(self.points):
+            for r in self.reserved:
+                if r.function is p.function and r.overlaps(p.address, p.address + p.count):
+                    raise _problem(
+                        f"point {p.name!r} ({p.function.value} {p.address}..{p.address + p.count - 1}) lies in a "
+                        f"reserved range ({r.start}..{r.end})",
+                        "points",
+                        i,
+                        "address",
+                    )
         taken: dict[tuple[Function, int], str] = {}
         for i, p in enumerate(self.points):
             if p.type is DataType.BIT:
@@ -304,15 +429,29 @@ class DerivedPoint(BaseModel):
     description: str = ""
     o2_corrected: O2Correction | None = None
     load: MassLoad | None = None
+    expr: str | None = Field(
+        default=None,
+        max_length=500,
+        description="arithmetic over measured points, e.g. total_whole + total_fraction / 1000 "
+        "(numbers, point names, + - * / // % **, parentheses, min, max, abs, round)",
+    )
+    decimals: int | None = Field(default=None, ge=0, le=9, description="the value is rounded to this many decimals")
 
     @model_validator(mode="after")
     def _one_formula(self) -> DerivedPoint:
-        if (self.o2_corrected is None) == (self.load is None):
-            raise _problem("give exactly one of o2_corrected, load", "name")
+        if sum(f is not None for f in (self.o2_corrected, self.load, self.expr)) != 1:
+            raise _problem("give exactly one of o2_corrected, load, expr", "name")
+        if self.expr is not None:
+            try:
+                parse_expression(self.expr)
+            except ExpressionError as exc:
+                raise _problem(f"expr: {exc}", "expr") from None
         return self
 
     @property
     def inputs(self) -> list[str]:
+        if self.expr is not None:
+            return list(parse_expression(self.expr).names)
         if self.o2_corrected is not None:
             return [self.o2_corrected.of, self.o2_corrected.o2]
         assert self.load is not None

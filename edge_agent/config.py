@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from device_profiles import Profile, field_error, load_catalogue, load_profiles
 from device_profiles.derive import settings_problems
+from device_profiles.overrides import PointOverride, apply_overrides, override_problems
 from device_profiles.schema import TagKey
 from edge_agent.health import DEFAULT_MIN_FREE_BYTES
 from infra.config_loader import ConfigError, YamlDoc, read_yaml, validate
@@ -123,6 +124,11 @@ class DeviceConfig(BaseModel):
     port: int = Field(default=502, ge=1, le=65535)
     unit_id: int = Field(default=1, ge=0, le=255)
     timeout_s: float | None = Field(default=None, gt=0, le=60)
+    points: dict[str, PointOverride] = Field(
+        default_factory=dict,
+        description="this device's changes to its profile's points: scale, offset, range, states, decimals, unit "
+        "(e.g. a drive whose frequency scale is set by its parameter P0-10)",
+    )
     # MQTT sensors
     source_id: str | None = Field(
         default=None,
@@ -232,7 +238,14 @@ class LoadedSite:
         self.keys = keys
 
     def profile_of(self, device: DeviceConfig) -> Profile:
-        return self.profiles[device.profile]
+        """The device's profile with the device's own point changes (``points:`` in the site file) applied."""
+        if not device.points:
+            return self.profiles[device.profile]
+        cache: dict[str, Profile] = self.__dict__.setdefault("_device_profiles", {})
+        found = cache.get(device.id)
+        if found is None:
+            found = cache[device.id] = apply_overrides(self.profiles[device.profile], device.points)
+        return found
 
     def published_devices(self) -> list[tuple[str, str]]:
         """(device id, profile name) of everything the agent publishes telemetry for: its devices and its health."""
@@ -259,6 +272,8 @@ def check_devices(config: EdgeConfig, profiles: dict[str, Profile], doc: YamlDoc
         if profile is not None:
             found = settings_problems(profile, {**profile.tags, **dev.tags})
             problems += [f"{where('tags')}: device {dev.id!r}, field tags: {p}" for p in found]
+            found = override_problems(profile, dev.points)
+            problems += [f"{where('points')}: device {dev.id!r}, field points: {p}" for p in found]
             side = dev.tags.get("flood_side")  # a tide gate's outer side (rules/packs/sluice.yaml, sluice.md)
             if side is not None and side not in ("upstream", "downstream"):
                 problems.append(

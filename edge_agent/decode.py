@@ -6,9 +6,9 @@ import math
 import struct
 from collections.abc import Callable, Mapping, Sequence
 
-from device_profiles import ModbusPoint, Order, Profile, decode_point
+from device_profiles import DataType, ModbusPoint, Order, Profile, decode_point
 from device_profiles.derive import derive
-from device_profiles.registers import _STRUCT
+from device_profiles.registers import _STRUCT, DecodeError, precision, rounded, shortest_float32
 from edge_agent.planner import ReadRequest
 from telemetry import PointQuality, Quality, Value
 
@@ -30,7 +30,10 @@ def check_range(point_range: tuple[float, float] | None, value: Value) -> PointQ
 
 
 def decode_point_reading(point: ModbusPoint, words: Sequence[int]) -> Reading:
-    value = decode_point(point, words)
+    try:
+        value = decode_point(point, words)
+    except DecodeError as exc:  # e.g. a BCD counter that reads 0x12A4
+        return bad(f"device sent {exc}")
     if isinstance(value, float) and not math.isfinite(value):
         return bad(f"device sent {value} (not a finite number)")
     return value, check_range(point.range, value)
@@ -72,13 +75,21 @@ def _decoder(point: ModbusPoint, offset: int) -> PointDecoder:
     reverse = point.order in (Order.CDAB, Order.DCBA)
     factor, shift, point_range = point.scale, point.offset, point.range
     identity = factor == 1.0 and shift == 0.0
+    places, digits = precision(point)
+    exact = places is None and digits is None
+    float32 = point.type is DataType.FLOAT32
 
     def decode(words: Sequence[int]) -> Reading:
         ws = words[offset:end]
         raw: int | float = value_struct.unpack(words_struct.pack(*(ws[::-1] if reverse else ws)))[0]
+        if float32:
+            raw = shortest_float32(raw)
         value = raw if identity else raw * factor + shift
-        if isinstance(value, float) and not math.isfinite(value):
-            return bad(f"device sent {value} (not a finite number)")
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                return bad(f"device sent {value} (not a finite number)")
+            if not exact:
+                value = rounded(value, places, digits)
         return value, None if point_range is None else check_range(point_range, value)
 
     return decode

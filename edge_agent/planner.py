@@ -2,7 +2,9 @@
 
 Pure: no I/O. ``plan`` coalesces adjacent points of one function into blocks no longer than the profile's
 ``max_registers_per_request`` (``max_bits_per_request`` for coils and discrete inputs), joining points across at
-most ``max_gap`` unused addresses. ``split`` turns a block the device rejected into one request per address.
+most ``max_gap`` unused addresses and never across a ``reserved`` range (addresses the device does not have: a
+read that spans them is refused with exception 02). ``split`` turns a block the device rejected into one request
+per address.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from device_profiles import Function, ModbusPoint, ModbusSpec
+from device_profiles.addresses import modicon
+from device_profiles.schema import ReservedRange
 
 FUNCTION_CODE = {
     Function.COIL: 1,
@@ -36,11 +40,23 @@ class ReadRequest:
         return self.start + self.count
 
     def describe(self) -> str:
+        """Two lines: the request on the wire, then each point's address as the manual writes it (and the wire's)."""
         names = ", ".join(p.name for p in self.points)
+        manual = ", ".join(f"{p.name} {manual_address(p)} (wire {p.address})" for p in self.points)
         return (
             f"FC{FUNCTION_CODE[self.function]:02d} {self.function.value:<16} start={self.start:<5} "
-            f"count={self.count:<4} points: {names}"
+            f"count={self.count:<4} points: {names}\n      manual: {manual}"
         )
+
+    def span(self) -> str:
+        """The request's addresses as Modicon references, e.g. 40001..40016."""
+        first, last = modicon(self.function, self.start), modicon(self.function, self.end - 1)
+        return first if self.count == 1 else f"{first}..{last}"
+
+
+def manual_address(point: ModbusPoint) -> str:
+    """A point's address as its profile wrote it (40001, 1000H, 12 with address_base 1), else its Modicon reference."""
+    return point.written_as or modicon(point.function, point.address)
 
 
 def plan(spec: ModbusSpec, points: Iterable[ModbusPoint] | None = None) -> list[ReadRequest]:
@@ -52,11 +68,14 @@ def plan(spec: ModbusSpec, points: Iterable[ModbusPoint] | None = None) -> list[
         if not group:
             continue
         limit = spec.max_bits_per_request if function.is_bit else spec.max_registers_per_request
-        requests.extend(_coalesce(function, group, limit, spec.max_gap))
+        reserved = [r for r in spec.reserved if r.function is function]
+        requests.extend(_coalesce(function, group, limit, spec.max_gap, reserved))
     return requests
 
 
-def _coalesce(function: Function, group: list[ModbusPoint], limit: int, max_gap: int) -> list[ReadRequest]:
+def _coalesce(
+    function: Function, group: list[ModbusPoint], limit: int, max_gap: int, reserved: list[ReservedRange]
+) -> list[ReadRequest]:
     out: list[ReadRequest] = []
     block: list[ModbusPoint] = []
     start = end = 0
@@ -64,7 +83,8 @@ def _coalesce(function: Function, group: list[ModbusPoint], limit: int, max_gap:
         if p.count > limit:
             raise PlanError(f"point {p.name!r} needs {p.count} registers, more than the {limit} a request may read")
         p_end = p.address + p.count
-        if block and p.address - end <= max_gap and max(end, p_end) - start <= limit:
+        joins = bool(block) and p.address - end <= max_gap and max(end, p_end) - start <= limit
+        if joins and not any(r.overlaps(end, p.address) for r in reserved):
             block.append(p)
             end = max(end, p_end)
             continue

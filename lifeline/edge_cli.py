@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -19,8 +20,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         site = load_site(Path(args.config))
         if args.plan:
-            print(plan_report(site))
-            return 0
+            return _print(plan_report(site))
     except (ConfigError, PlanError) as exc:
         print(exc, file=sys.stderr)
         return 1
@@ -28,6 +28,19 @@ def run(args: argparse.Namespace) -> int:
     agent = EdgeAgent(site)
     tune_for_throughput()
     return run_until_signal(agent.run)
+
+
+def _print(text: str) -> int:
+    """Print ``text``; a reader that stops early (``--plan | head``) ends the output quietly, not in a traceback."""
+    try:
+        print(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python's advice (signal docs, "Note on SIGPIPE"): point stdout at devnull so that the flush at exit
+        # does not raise again
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return 0
 
 
 def add_parsers(sub: Subparsers) -> None:

@@ -8,6 +8,7 @@ BADC: bytes swapped inside each word; DCBA: both.
 from __future__ import annotations
 
 import math
+import struct
 
 import pytest
 from hypothesis import given, settings
@@ -50,6 +51,19 @@ GOLDEN: list[tuple[DataType, int | float | str, dict[Order, list[int]]]] = [
     (DataType.INT16, -12345, {Order.ABCD: [0xCFC7], Order.CDAB: [0xCFC7], Order.BADC: [0xC7CF], Order.DCBA: [0xC7CF]}),
     # uint16 43981 = 0xABCD
     (DataType.UINT16, 43981, {Order.ABCD: [0xABCD], Order.CDAB: [0xABCD], Order.BADC: [0xCDAB], Order.DCBA: [0xCDAB]}),
+    # bcd16 1234 = 0x1234 (a digit a nibble)
+    (DataType.BCD16, 1234, {Order.ABCD: [0x1234], Order.CDAB: [0x1234], Order.BADC: [0x3412], Order.DCBA: [0x3412]}),
+    # bcd32 12345678 = 0x1234_5678 (an hour counter; CDAB: low word first)
+    (
+        DataType.BCD32,
+        12345678,
+        {
+            Order.ABCD: [0x1234, 0x5678],
+            Order.CDAB: [0x5678, 0x1234],
+            Order.BADC: [0x3412, 0x7856],
+            Order.DCBA: [0x7856, 0x3412],
+        },
+    ),
     # int32 -123456789 = 0xF8A4_32EB
     (
         DataType.INT32,
@@ -301,7 +315,11 @@ def test_round_trip_integers(data: st.DataObject, type_: DataType, order: Order)
 @FAST
 @given(value=st.floats(width=32, allow_nan=False), order=orders)
 def test_round_trip_float32_exact_for_float32_values(value: float, order: Order) -> None:
-    assert decode_point(point("float32", order), encode_point(point("float32", order), value)) == value
+    """The decoded value is the same float32 (written as its shortest decimal: 28.7, not 28.700000762939453)."""
+    decoded = decode_point(point("float32", order), encode_point(point("float32", order), value))
+    assert isinstance(decoded, float)
+    assert struct.pack(">f", decoded) == struct.pack(">f", value)
+    assert len(repr(decoded)) <= len(repr(value))
 
 
 @FAST
