@@ -154,3 +154,33 @@ state_blobs = Table(
     Column("name", String, primary_key=True),
     Column("data", Text, nullable=False),  # JSON object
 )
+
+# What raised an alert, kept beside it (one row per raise or escalation, appended in the transition's transaction,
+# never rewritten): the readings the rule judged (time and the values of the points it reads) and, for a window
+# rule, the window's figures. Stored history can be erased or rewritten elsewhere; the alert keeps its own proof.
+alert_evidence = Table(
+    "alert_evidence",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("alert_id", BigInteger, ForeignKey("alerts.id", ondelete="CASCADE"), nullable=False),
+    Column("ts_ms", BigInteger, nullable=False),  # the transition's time
+    Column("severity", SmallInteger, nullable=False),  # what it raised or escalated to (rank)
+    Column("readings", Text, nullable=False),  # JSON list: [{"ts": ms, "values": {point: value}}], oldest first
+    Column("window", Text),  # JSON object: a window rule's figures (statistic, value, count, period); else NULL
+    Index("alert_evidence_alert", "alert_id", "id"),
+)
+
+# Who runs a rules partition (its engine's state name): the active engine renews its row every few seconds; a hot
+# standby takes the row only once it has expired, and only then joins the partition's shared group. ``epoch`` grows
+# at every change of holder: the active engine's writes check it in their own transaction (fencing), so an engine
+# that lost its lease never writes again. ``session``: the partition's MQTT client id (the standby resumes it).
+rules_leases = Table(
+    "rules_leases",
+    metadata,
+    Column("name", String, primary_key=True),
+    Column("holder", String, nullable=False),
+    Column("session", String, nullable=False),
+    Column("epoch", Integer, nullable=False),
+    Column("acquired_ms", BigInteger, nullable=False),
+    Column("expires_ms", BigInteger, nullable=False),
+)

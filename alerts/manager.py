@@ -89,6 +89,9 @@ class AlertManager:
         self.counters = Counters()
         self.pipeline = Pipeline(config.policy, config.escalation)
         self.delivery = Delivery(store, notifier, config.notify, clock)
+        # checked first in every transaction of rule transitions (a partition's lease, alerts.lease): raises when
+        # this engine may no longer write
+        self.fence: Callable[[Tx], None] | None = None
 
     # -- who is told -------------------------------------------------------------------------------------------
     def audience(self, rule_id: str, profile: str | None) -> str:
@@ -118,6 +121,8 @@ class AlertManager:
         for _ in range(SAVE_ATTEMPTS):
             try:
                 with self.store.begin() as tx:
+                    if self.fence is not None:
+                        self.fence(tx)
                     done = [r for r in (self._apply(tx, t) for t in transitions) if r is not None]
                     if checkpoint is not None:
                         tx.put_state(*checkpoint)

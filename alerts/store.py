@@ -103,6 +103,10 @@ class Tx:
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
 
+    def run(self, fn: Callable[..., R], /, *args: Any) -> R:
+        """``fn(connection, *args)`` in this transaction: the store's other modules' work (``alerts.lease``)."""
+        return fn(self._conn, *args)
+
     # -- alerts
 
     def get(self, key: AlertKey) -> StoredAlert | None:

@@ -88,10 +88,12 @@ def load_rules_service_config(path: Path) -> RulesServiceConfig:
 
 
 class _StoreState:
-    """The rules engine's checkpoint in the alert store's named state."""
+    """The rules engine's checkpoint in the alert store's named state; ``fence`` (the partition's lease) is checked
+    first in each write."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Any, fence: Callable[[Any], None] | None = None) -> None:
         self.store = store
+        self.fence = fence
 
     def get_state(self, name: str) -> dict[str, Any] | None:
         with self.store.begin() as tx:
@@ -100,39 +102,78 @@ class _StoreState:
 
     def put_state(self, name: str, data: dict[str, Any]) -> None:
         with self.store.begin() as tx:
+            if self.fence is not None:
+                self.fence(tx)
             tx.put_state(name, data)
 
 
 async def run_service(
     config: RulesServiceConfig, stop: asyncio.Event, on_start: Callable[[Any, Any], None] | None = None
 ) -> None:
-    """Run the rules service until ``stop``; ``on_start(service, manager)`` is called once both exist."""
+    """Run the rules service until ``stop``; ``on_start(service, manager)`` is called once both exist.
+
+    With ``rules.lease`` the engine first waits for its partition's lease (a hot standby: nothing subscribed, nothing
+    written), runs while it holds it, and raises :class:`alerts.lease.LeaseLost` when another engine took it over."""
+    from alerts.lease import LeaseKeeper
+    from alerts.store import AlertStore
+
+    url = config.alerts.store_url
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    store = AlertStore(url)
+    try:
+        lease = config.rules.lease
+        if lease is None:
+            await _run_engine(config, store, stop, on_start, None)
+            return
+        keeper = LeaseKeeper(
+            store,
+            config.rules.state_name,
+            config.rules.subscription.client_id,
+            ttl_s=lease.ttl_s,
+            renew_s=lease.renew_s,
+            poll_s=lease.poll_s,
+        )
+        if await keeper.acquire(stop) is None:
+            return  # stopped while standing by
+        await _run_engine(config, store, stop, on_start, keeper)
+    finally:
+        store.close()
+
+
+async def _run_engine(
+    config: RulesServiceConfig,
+    store: Any,
+    stop: asyncio.Event,
+    on_start: Callable[[Any, Any], None] | None,
+    keeper: Any,
+) -> None:
     import os
 
     from alerts.manager import AlertManager
     from alerts.notify import Notifier
-    from alerts.store import AlertStore
     from device_profiles import load_catalogue
     from infra.metrics import Collecting, bound_port, registry, serve_metrics
     from infra.mqtt import Publisher
     from rules.service import RulesService
 
     rules = config.rules.load()
-    url = config.alerts.store_url
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    store = AlertStore(url)
+    halt = asyncio.Event()  # stop, a lost lease, or a part that failed: every part ends
     publisher = Publisher(config.publisher or config.broker, f"lifeline-rules-pub-{os.getpid()}")
     publisher.start()
     notifier = Notifier(config.alerts.notify, publish=publisher.publish, connected=lambda: publisher.connected)
     manager = AlertManager(config.alerts, store, rules, load_catalogue(), notifier, publisher.publish_nowait)
-    state = _StoreState(store)
+    fence = keeper.fence if keeper is not None else None
+    manager.fence = fence
+    state = _StoreState(store, fence)
     # the rules engine knows the district's devices from the same site files as the bridge, read by the edge's loader
     service = RulesService(config.rules_with_broker(), rules, manager.on_transitions, state, load_site=known_site)
     windows = _windows(config, rules, manager, state)
-    tasks = [service.run(stop), manager.run(stop)]
+    parts = [service.run(halt), manager.run(halt)]
     if windows is not None:
-        tasks.append(windows.run(stop))
+        parts.append(windows.run(halt))
+    if keeper is not None:
+        parts.append(keeper.keep(halt, halt.set))
     if on_start is not None:
         on_start(service, manager)
     metrics = None
@@ -143,19 +184,49 @@ async def run_service(
         metrics = await serve_metrics(registry(*collectors), config.metrics_port)
         log.info("rules metrics port=%d", bound_port(metrics))
     log.info(
-        "rules service started rules=%d store=%s window_rules=%s",
+        "rules service started rules=%d store=%s window_rules=%s lease=%s",
         len(rules),
-        _safe_url(url),
+        _safe_url(config.alerts.store_url),
         "on" if windows else "off (no InfluxDB configured)",
+        f"epoch {keeper.lease.epoch}" if keeper is not None else "none",
     )
+
     try:
-        await asyncio.gather(*tasks)
+        await _together(parts, stop, halt, keeper, config.rules.state_name)
     finally:
         await notifier.aclose()
         await publisher.close()
-        store.close()
         if metrics is not None:
             metrics.close()
+
+
+async def _together(parts: list[Any], stop: asyncio.Event, halt: asyncio.Event, keeper: Any, name: str) -> None:
+    """Run the service's parts until ``stop``; one part ending (a lost lease, a failure) ends them all. Raises
+    ``LeaseLost`` when the partition was taken over, else a part's error."""
+    from alerts.lease import LeaseLost
+
+    async def until_stopped() -> None:
+        await stop.wait()
+        halt.set()
+
+    async def part(coro: Any) -> None:
+        try:
+            await coro
+        finally:
+            halt.set()
+
+    watcher = asyncio.ensure_future(until_stopped())
+    try:
+        results = await asyncio.gather(*(part(p) for p in parts), return_exceptions=True)
+    finally:
+        watcher.cancel()
+    if keeper is not None and not keeper.lost:
+        await keeper.release()  # a clean stop: the standby need not wait for the lease to run out
+    errors = [r for r in results if isinstance(r, BaseException)]
+    if (keeper is not None and keeper.lost) or any(isinstance(e, LeaseLost) for e in errors):
+        raise LeaseLost(f"partition {name!r} was taken over by another engine")
+    if errors:
+        raise errors[0]
 
 
 WINDOWS_STATE = "rules.windows"
@@ -234,9 +305,25 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(str(exc)) from exc
     if getattr(args, "partition", None):
         config = _with_partition(config, args.partition)
+    if getattr(args, "standby", False) and config.rules.lease is None:
+        from rules.config import LeaseConfig
+
+        config = config.model_copy(update={"rules": config.rules.model_copy(update={"lease": LeaseConfig()})})
     logs.setup(args.log_level)
     tune_for_throughput()  # this process is the service (run_service itself also runs inside tests)
-    return run_until_signal(lambda stop: run_service(config, stop))
+    from alerts.lease import LeaseLost, LeaseRefused
+
+    try:
+        return run_until_signal(lambda stop: run_service(config, stop))
+    except LeaseRefused as exc:
+        raise SystemExit(f"lifeline rules: {exc}") from exc
+    except LeaseLost as exc:
+        # nothing was written after the loss (each write checks the lease); a supervisor starts it again as standby
+        log.warning("rules engine stopped: %s", exc)
+        return LEASE_LOST_EXIT
+
+
+LEASE_LOST_EXIT = 3  # the exit code of an engine whose partition another engine took over
 
 
 def _with_partition(config: RulesServiceConfig, value: str) -> RulesServiceConfig:
@@ -309,7 +396,12 @@ def add_parsers(sub: Subparsers) -> None:
     rules = sub.add_parser("rules", help="alert rules: run the engine and alert manager (default), or validate")
     rules.add_argument("--config", help="service configuration (YAML) when run without an action")
     part_help = "this engine's hash partition of the sites (CRC-32 of the site id), over rules.partition"
+    standby_help = (
+        "run under the partition's lease in the alert store (rules.lease, valid 5 s, renewed every 1.5 s): "
+        "start the same config on two machines, one runs, the other stands by and takes over when the lease runs out"
+    )
     rules.add_argument("--partition", metavar="INDEX/COUNT", help=part_help)
+    rules.add_argument("--standby", action="store_true", help=standby_help)
     rules.set_defaults(func=run)
     rules_sub = rules.add_subparsers(dest="action", required=False)
     rval = rules_sub.add_parser("validate", help="validate rule files or folders")
@@ -318,6 +410,7 @@ def add_parsers(sub: Subparsers) -> None:
     run_p = rules_sub.add_parser("run", help="run the rules engine and the alert manager")
     run_p.add_argument("--config", help="service configuration (YAML); default: local broker, shipped packs")
     run_p.add_argument("--partition", metavar="INDEX/COUNT", help=part_help)
+    run_p.add_argument("--standby", action="store_true", help=standby_help)
     run_p.set_defaults(func=run)
 
     al = sub.add_parser("alerts", help="alerts in the alert store")

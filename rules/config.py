@@ -24,6 +24,7 @@ def _subscription() -> SubscriptionConfig:
 
 
 RULES_GROUP = "lifeline-rules"
+STATE_NAME = "rules.engine"  # the single engine's saved state (a partition's: rules.engine.<label>)
 
 
 def site_partition(site: str, count: int) -> int:
@@ -119,6 +120,24 @@ def engine_filters() -> list[str]:
     return _filters("+")
 
 
+class LeaseConfig(BaseModel):
+    """A hot standby for a partition (``lifeline rules --standby``): engines of one partition take turns through a
+    lease in the alert store (``alerts.lease``); only its holder subscribes. Give every engine of the partition the
+    same config (the same subscription client id and account): the standby resumes the partition's MQTT session."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ttl_s: float = Field(5.0, gt=0, le=300, description="how long a renewal holds: a standby takes over after it")
+    renew_s: float = Field(1.5, gt=0, le=100, description="how often the active engine renews its lease")
+    poll_s: float = Field(0.5, gt=0, le=60, description="how often a standby looks whether the lease ran out")
+
+    @model_validator(mode="after")
+    def _renew_in_time(self) -> Self:
+        if self.renew_s * 2 > self.ttl_s:
+            raise ValueError(f"renew_s {self.renew_s:g} must be at most half of ttl_s {self.ttl_s:g}")
+        return self
+
+
 class RulesConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -165,6 +184,17 @@ class RulesConfig(BaseModel):
     partition: PartitionConfig | None = Field(
         None, description="the sites this engine owns when several share a district; none: every site (one engine)"
     )
+
+    lease: LeaseConfig | None = Field(
+        None,
+        description="run under the partition's lease in the alert store (a hot standby waits for it); none: no "
+        "lease, this engine runs at once (then it must be the partition's only engine)",
+    )
+
+    @property
+    def state_name(self) -> str:
+        """The engine's saved state in the alert store (and its lease's name)."""
+        return self.partition.state_name if self.partition else STATE_NAME
 
     def load(self) -> list[Rule]:
         return load_rules(self.packs)

@@ -43,7 +43,7 @@ from device_profiles.validate import (
 from infra.deadletter import DeadLetterStore
 from infra.metrics import Metric, counter, gauge, render
 from infra.mqtt import Consumer, Incoming
-from rules.config import RulesConfig, engine_filters
+from rules.config import STATE_NAME, RulesConfig, engine_filters
 from rules.evaluate import Engine, Transition
 from rules.schema import Rule
 from telemetry import topics
@@ -51,7 +51,7 @@ from telemetry.wire import TelemetryLike, WireTelemetry
 
 log = logging.getLogger("lifeline.rules")
 
-STATE_NAME = "rules.engine"
+__all__ = ["STATE_NAME", "RulesService", "Sink", "StateStore"]
 
 # The alert manager: takes transitions and the engine's state to save with them (name, JSON-safe dict), in one
 # transaction; raises when it could not save them.
@@ -103,7 +103,7 @@ class RulesService:
         self.clock = clock
         part = config.partition
         # a partition has its own group and saved state: engines of other partitions never see its devices
-        self.state_name = part.state_name if part else STATE_NAME
+        self.state_name = config.state_name
         self._owns = part.owns if part else None
         self.registry = registry or Registry.from_sites(load_catalogue(), list(config.sites), load_site)
         self.dead_letters = DeadLetterStore(config.dead_letter_path, source="rules")
@@ -135,9 +135,11 @@ class RulesService:
                 if time.monotonic() - self._last_checkpoint >= self.config.checkpoint_s:
                     await self.checkpoint()
         finally:
-            await self.checkpoint()
-            await self.consumer.stop()
-            self.dead_letters.close()
+            try:
+                await self.checkpoint()  # may fail (the store away, the lease lost): the messages stay unacknowledged
+            finally:
+                await self.consumer.stop()
+                self.dead_letters.close()
 
     def cut_off(self) -> bool:
         """The engine's own intake is down, or back for less than ``reconnect_grace_s`` (the backlog may still be
