@@ -52,7 +52,9 @@ from edge_agent.hj212.segment import (
 from edge_agent.hj212.sm4 import Sm4Error
 from edge_agent.hj212.split import Expired, Reassembler
 from edge_agent.outbox import OutMessage
-from telemetry import DeviceStatus, Sample, Telemetry, encode, topics
+from telemetry import DeviceStatus, encode, topics
+from telemetry.codec import encode_telemetry
+from telemetry.models import PointQuality, Value
 
 QN_RTN_REFUSED = 2  # HJ 212-2017 §6.6, QnRtn: 2 request refused
 MASK = "******"  # the PW of every packet in the events file and the dead letters
@@ -115,8 +117,11 @@ def _fields_event(packet: Packet, encrypted: bool) -> dict[str, object]:
 
 
 class Ingest:
-    def __init__(self, loaded: LoadedConfig) -> None:
+    def __init__(self, loaded: LoadedConfig, *, packet_events: bool = True) -> None:
+        """``packet_events``: an accepted packet's event carries what the parser read (for ``--events``); without
+        it, only the peer and the outcome (the server's hot path when no events file is written)."""
         self.loaded = loaded
+        self.packet_events = packet_events
         cfg = loaded.config
         self.maps: dict[str, ProfileMap] = {}
         self.units: dict[str, dict[str, str]] = {}  # by profile (Profile.units is computed on every call)
@@ -130,6 +135,8 @@ class Ingest:
         }
         self.splits = Reassembler(cfg.split_timeout_s)
         self.seq: dict[str, int] = {}  # per station MN, from 1 in this run
+        self._units_by_names: dict[tuple[str, tuple[str, ...]], dict[str, str]] = {}
+        self._topics: dict[str, str] = {}  # per station MN, its telemetry topic
 
     def handle(self, peer: str, item: Frame | Rejected, now: float) -> Outcome:
         if isinstance(item, Rejected):
@@ -217,7 +224,9 @@ class Ingest:
             if packet.answer_requested and packet.qn:
                 out.answer = encode_frame(data_answer(packet, station.password))
             return out
-        event: dict[str, object] = {"peer": peer, "outcome": "accept", "packet": _fields_event(packet, encrypted)}
+        event: dict[str, object] = {"peer": peer, "outcome": "accept"}
+        if self.packet_events:
+            event["packet"] = _fields_event(packet, encrypted)
         out = Outcome(event, station=station, decrypted=encrypted)
         answer = encode_frame(data_answer(packet, station.password)) if packet.answer_requested and packet.qn else None
         if what is Handling.HEARTBEAT:
@@ -240,35 +249,47 @@ class Ingest:
                 raise Refused(Reason.BAD_SPLIT, f"no part of split message QN={packet.qn} gives DataTime")
         assert whole is not None
         assert whole.data_time is not None
-        mapped = self.maps[station.profile.name].to_sample(whole, station.config.utc_offset_h, self._tags_of(station))
-        if mapped.unmapped:
-            detail = f"{len(mapped.unmapped)} value(s) not mapped by profile {station.profile.name!r}: " + "; ".join(
-                mapped.unmapped
-            )
+        tags = self._tags_of(station)
+        ts, values, quality, unmapped = self.maps[station.profile.name].to_values(
+            whole, station.config.utc_offset_h, tags
+        )
+        if unmapped:
+            detail = f"{len(unmapped)} value(s) not mapped by profile {station.profile.name!r}: " + "; ".join(unmapped)
             out.dead_letters.append(DeadLetterNote(f"hj212/{packet.mn}", Reason.UNMAPPED, detail, mask_password(raw)))
-        if mapped.sample is not None:
-            out.messages.append(self._telemetry(station, mapped.sample))
+        if values:
+            out.messages.append(self._telemetry(station, tags, ts, values, quality))
         out.answer = answer
         out.answer_on_ack = bool(out.messages)
         return out
 
-    def _telemetry(self, station: Station, sample: Sample) -> OutMessage:
+    def _telemetry(
+        self,
+        station: Station,
+        tags: dict[str, str],
+        ts: int,
+        values: dict[str, Value],
+        quality: dict[str, PointQuality],
+    ) -> OutMessage:
+        """The telemetry message of one sample, encoded without building the models (``encode_telemetry`` gives
+        the bytes ``encode(Telemetry(...))`` would; the mapping made the values and qualities the contract's)."""
         c = station.config
         seq = self.seq.get(c.mn, 0) + 1
         self.seq[c.mn] = seq
-        units = self.units[station.profile.name]
-        message = Telemetry.model_construct(
-            v=1,
-            site=c.site,
-            device=c.device,
-            profile=station.profile.name,
-            measurement=station.profile.measurement,
-            seq=seq,
-            tags=self._tags_of(station),
-            units={n: units[n] for n in sample.values if n in units},
-            samples=[sample],
+        profile = station.profile
+        names = tuple(values)
+        units = self._units_by_names.get((profile.name, names))
+        if units is None:
+            all_units = self.units[profile.name]
+            units = {n: all_units[n] for n in names if n in all_units}
+            if len(self._units_by_names) < 4096:  # bounded: the point sets of the stations' packet kinds
+                self._units_by_names[(profile.name, names)] = units
+        payload = encode_telemetry(
+            c.site, c.device, profile.name, profile.measurement, seq, "", tags, units, ts, values, quality
         )
-        return OutMessage(topics.telemetry(c.site, c.device), encode(message))
+        topic = self._topics.get(c.mn)
+        if topic is None:
+            topic = self._topics[c.mn] = topics.telemetry(c.site, c.device)
+        return OutMessage(topic, payload)
 
     def _tags_of(self, station: Station) -> dict[str, str]:
         tags = self.tags.get(station.mn)

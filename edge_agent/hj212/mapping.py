@@ -30,7 +30,6 @@ import math
 from collections.abc import Mapping, Set
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
 
 from device_profiles.derive import CALIBRATION, MAINTENANCE, derive
 from device_profiles.schema import (
@@ -101,6 +100,7 @@ class ProfileMap:
         self._derived: dict[tuple[str, ...], Profile] = {}  # the profile with the derived points a packet gets
         # a packet's point names -> that profile (None: no derived point): a station sends the same names every time
         self._derived_by_names: dict[tuple[str, ...], Profile | None] = {}
+        self._plans: dict[tuple[str, tuple[tuple[str, str], ...]], list[tuple[Hj212Point, str, bool] | str]] = {}
 
     def derive_for(
         self, values: dict[str, Value], quality: dict[str, PointQuality], tags: Mapping[str, str]
@@ -137,14 +137,23 @@ class ProfileMap:
     def to_sample(self, packet: Packet, utc_offset_h: float, tags: Mapping[str, str] | None = None) -> Mapped:
         """The sample of a data packet (CN 2011, 2051, 2061, 2031) whose DataTime is given; with the profile's
         derived points when the map has the profile (``tags``: the station's, its ``o2_ref``)."""
+        ts, values, quality, unmapped = self.to_values(packet, utc_offset_h, tags)
+        if not values:
+            return Mapped(None, unmapped)
+        return Mapped(Sample(ts=ts, values=values, quality=quality), unmapped)
+
+    def to_values(
+        self, packet: Packet, utc_offset_h: float, tags: Mapping[str, str] | None = None
+    ) -> tuple[int, dict[str, Value], dict[str, PointQuality], tuple[str, ...]]:
+        """``to_sample``'s parts without the model (the ingest's hot path encodes them directly): the sample time,
+        values, qualities (values empty: nothing maps) and what was not mapped."""
         assert packet.cn in DATA_COMMANDS
         assert packet.data_time is not None
         period = HJ212_PERIODS.get(packet.cn)
         values: dict[str, Value] = {}
         quality: dict[str, PointQuality] = {}
         unmapped: list[str] = []
-        for reading in packet.readings:
-            target = self._target(reading, period)
+        for reading, target in zip(packet.readings, self._targets(packet, period), strict=True):
             if isinstance(target, str):
                 unmapped.append(f"{reading.code}-{reading.suffix}: {target}")
                 continue
@@ -169,10 +178,20 @@ class ProfileMap:
                 values[name] = None  # a flag without a value: the instrument says why there is none
                 quality[name] = PointQuality(q=why[0], reason=f"{why[1]}; no value sent")
         if not values:
-            return Mapped(None, tuple(unmapped))
+            return 0, values, quality, tuple(unmapped)
         values, quality = self.derive_for(values, quality, tags or {})
-        sample = Sample(ts=data_time_ms(packet.data_time, utc_offset_h), values=values, quality=quality)
-        return Mapped(sample, tuple(unmapped))
+        return data_time_ms(packet.data_time, utc_offset_h), values, quality, tuple(unmapped)
+
+    def _targets(self, packet: Packet, period: str | None) -> list[tuple[Hj212Point, str, bool] | str]:
+        """``_target`` of each reading, worked out once per command and sequence of code and suffix (a station
+        sends the same ones packet after packet)."""
+        key = (packet.cn, tuple([(r.code, r.suffix) for r in packet.readings]))
+        targets = self._plans.get(key)
+        if targets is None:
+            targets = [self._target(r, period) for r in packet.readings]
+            if len(self._plans) < 1024:  # bounded: the kinds of packet of the profile's stations
+                self._plans[key] = targets
+        return targets
 
     def _target(self, reading: Reading, period: str | None) -> tuple[Hj212Point, str, bool] | str:
         """(point, point name, is a total) or why the value has no point."""
@@ -211,7 +230,7 @@ def _sent_by(d: DerivedPoint) -> tuple[str, ...]:
 
 
 def _value(point: Hj212Point, reading: Reading, total: bool) -> tuple[Value, PointQuality | None]:
-    number = float(Decimal(reading.value))
+    number = float(reading.value)  # the parser let only decimal numbers through; float() rounds them as Decimal does
     if not total:
         number = number * point.scale + point.offset
     if not math.isfinite(number):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import NamedTuple
 
 from edge_agent.hj212.reasons import Reason, Refused
 from edge_agent.hj212.sm4 import looks_encrypted
@@ -39,9 +40,9 @@ _FORBIDDEN_IN_VALUE = re.compile(r"[;,=&\r\n]")
 _HEADER_KEYS = ("QN", "ST", "CN", "PW", "MN", "Flag", "PNUM", "PNO")
 
 
-@dataclass(frozen=True, slots=True)
-class Reading:
-    """One pollutant value as the packet carries it: code, suffix, the value's text, its data flag (or None)."""
+class Reading(NamedTuple):
+    """One pollutant value as the packet carries it: code, suffix, the value's text, its data flag (or None).
+    A named tuple: nine of them a packet, made about four times faster than a frozen dataclass."""
 
     code: str
     suffix: str
@@ -123,7 +124,24 @@ def decrypted(packet: Packet, cp: str) -> Packet:
     return replace(packet, data_time=data_time, readings=readings, others=others, cipher=None)
 
 
+# the usual header (HJ 212-2017 table 4's order, no split fields), checked in one C call; anything else goes field
+# by field (``_header_fields_checked``), which accepts the same headers and names what is wrong in the others
+_USUAL_HEADER = re.compile(
+    r"QN=(?P<QN>[0-9]{17});ST=(?P<ST>[0-9]{2});CN=(?P<CN>[0-9]{4});PW=(?P<PW>[^;,=&\s]{1,32});"
+    r"MN=(?P<MN>[0-9A-Za-z_-]{1,24});Flag=(?P<Flag>[0-9]{1,4});"
+)
+
+
 def _header_fields(head: str) -> dict[str, str]:
+    m = _USUAL_HEADER.fullmatch(head)
+    if m is None:
+        return _header_fields_checked(head)
+    fields = m.groupdict()
+    _timestamp(fields["QN"][:14], "QN", Reason.BAD_SEGMENT)
+    return fields
+
+
+def _header_fields_checked(head: str) -> dict[str, str]:
     fields: dict[str, str] = {}
     for part in head.split(";")[:-1] if head else []:
         key, eq, value = part.partition("=")
@@ -180,8 +198,84 @@ def _split_fields(fields: dict[str, str], flag: int | None) -> tuple[int | None,
     return pnum, pno
 
 
-def parse_cp(body: str) -> tuple[str | None, tuple[Reading, ...], tuple[tuple[str, str], ...]]:
-    """DataTime, the readings and the other fields of a CP area's content (between ``&&`` and ``&&``)."""
+CpFields = tuple[str | None, tuple[Reading, ...], tuple[tuple[str, str], ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    """What a CP area's keys say, whatever their values: a station sends the same keys packet after packet, so
+    this is worked out once per key sequence (``parse_cp``'s fast path); the values are checked every time."""
+
+    data_time: int | None  # index of DataTime
+    flags: tuple[int, ...]  # indices of every ``-Flag`` field (checked as data flags)
+    readings: tuple[tuple[int, str, str, int | None], ...]  # value index, code, suffix, index of its flag
+    others: tuple[tuple[int, str], ...]  # index, key
+
+    @classmethod
+    def of(cls, keys: tuple[str, ...]) -> _Shape:
+        """The shape of keys that ``_parse_cp_checked`` accepted."""
+        index = {k: i for i, k in enumerate(keys)}
+        flags = tuple(i for i, k in enumerate(keys) if k.endswith("-Flag"))
+        valued = {k.partition("-")[0] for k in keys if k.partition("-")[2] in VALUE_SUFFIXES}
+        readings: list[tuple[int, str, str, int | None]] = []
+        others: list[tuple[int, str]] = []
+        for i, key in enumerate(keys):
+            m = _CODE_KEY.fullmatch(key)
+            if m is None:
+                if key != "DataTime":
+                    others.append((i, key))
+                continue
+            code, suffix = m.groups()
+            if suffix in VALUE_SUFFIXES:
+                readings.append((i, code, suffix, index.get(f"{code}-Flag")))
+            elif suffix != "Flag" or code not in valued:
+                others.append((i, key))
+        return cls(index.get("DataTime"), flags, tuple(readings), tuple(others))
+
+
+_SHAPES: dict[tuple[str, ...], _Shape] = {}
+_SHAPES_MAX = 4096  # bounded: key sequences of the stations' packet kinds
+_NUMBERS = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:,[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))*")
+_FLAG_TEXTS = re.compile(r"[A-Za-z]{1,2}(?:,[A-Za-z]{1,2})*")
+_VALUE_FORBIDDEN = re.compile(r"[=&\r\n]")
+
+
+def parse_cp(body: str) -> CpFields:
+    """DataTime, the readings and the other fields of a CP area's content (between ``&&`` and ``&&``).
+
+    Fast path: the keys' shape is looked up (``_Shape``), and the values are checked in a few C calls (numbers,
+    flags, reserved characters each as one joined string); anything unusual goes the checked way, which names what
+    is wrong. Both accept and refuse the same bodies (tests/unit/test_hj212_segment.py compares them)."""
+    if not body or "&" in body:
+        return _parse_cp_checked(body)
+    items = body.replace(";", ",").split(",")
+    pairs = [item.partition("=") for item in items]
+    keys = tuple([k for k, _, _ in pairs])
+    values = [v for _, _, v in pairs]
+    shape = _SHAPES.get(keys)
+    if shape is None or body.count("=") != len(items) or _VALUE_FORBIDDEN.search("".join(values)):
+        fields = _parse_cp_checked(body)  # refuses what is wrong
+        if shape is None and len(_SHAPES) < _SHAPES_MAX:
+            _SHAPES[keys] = _Shape.of(keys)
+        return fields
+    # every item has exactly one '=' (as many as items, none in a value): the keys are the accepted shape's
+    data_time = None if shape.data_time is None else values[shape.data_time]
+    if data_time is not None:
+        _timestamp(data_time, "DataTime", Reason.BAD_CP)
+    if shape.flags and not _FLAG_TEXTS.fullmatch(",".join([values[i] for i in shape.flags])):
+        return _parse_cp_checked(body)
+    readings = shape.readings
+    if readings and not _NUMBERS.fullmatch(",".join([values[r[0]] for r in readings])):
+        return _parse_cp_checked(body)
+    return (
+        data_time,
+        tuple([Reading(code, suffix, values[i], None if f is None else values[f]) for i, code, suffix, f in readings]),
+        tuple([(key, values[i]) for i, key in shape.others]),
+    )
+
+
+def _parse_cp_checked(body: str) -> CpFields:
+    """``parse_cp`` field by field, naming the first thing wrong."""
     if "&&" in body:
         raise Refused(Reason.BAD_CP, "'&&' inside the CP area")
     seen: dict[str, str] = {}
@@ -228,12 +322,26 @@ def parse_cp(body: str) -> tuple[str | None, tuple[Reading, ...], tuple[tuple[st
 
 def parse_time(text: str) -> datetime:
     """``YYYYMMDDhhmmss`` as a naive datetime; ValueError if it is not one (strptime is 10x slower)."""
+    known = _TIMES.get(text)
+    if known is not None:  # every station of a deployment sends the same DataTime in the same half minute
+        return known
     if len(text) != 14 or not text.isascii() or not text.isdigit():
         raise ValueError(f"{text[:20]!r} is not YYYYMMDDhhmmss")
-    return datetime(int(text[:4]), int(text[4:6]), int(text[6:8]), int(text[8:10]), int(text[10:12]), int(text[12:14]))
+    value = datetime(int(text[:4]), int(text[4:6]), int(text[6:8]), int(text[8:10]), int(text[10:12]), int(text[12:14]))
+    if len(_TIMES) >= _TIMES_MAX:
+        _TIMES.clear()  # bounded; refilled by the times in use
+    _TIMES[text] = value
+    return value
+
+
+_TIMES: dict[str, datetime] = {}  # valid times read lately
+_TIMES_MAX = 4096
 
 
 def _timestamp(text: str, what: str, reason: Reason) -> datetime:
+    known = _TIMES.get(text)
+    if known is not None:
+        return known
     if len(text) != 14 or not text.isascii() or not text.isdigit():
         raise Refused(reason, f"{what} {text[:20]!r} is not YYYYMMDDhhmmss")
     try:

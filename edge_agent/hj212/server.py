@@ -91,7 +91,7 @@ class Hj212Server:
         cfg = loaded.config
         self.loaded = loaded
         self.clock = clock
-        self.ingest = Ingest(loaded)
+        self.ingest = Ingest(loaded, packet_events=events_path is not None)
         self.outbox = _AnsweringOutbox(cfg.publish, self._acked)
         self.link: Link[Entry] = Link("hj212", cfg.broker, cfg.client_id, window=self.outbox)
         self.writer = OutboxWriter(self.outbox, self.link.notify, SystemClock(), "hj212")

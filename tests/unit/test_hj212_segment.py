@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from edge_agent.hj212 import Reading, Reason, Refused, build_segment, data_answer, parse_segment
-from edge_agent.hj212.segment import mask_password
+from edge_agent.hj212.segment import _parse_cp_checked, mask_password, parse_cp
 
 HEAD = "QN=20261125100000123;ST=32;CN=2011;PW=123456;MN=MN0001;Flag=4;"
 
@@ -250,3 +250,44 @@ def test_every_reason_is_documented() -> None:
 
     assert reasons.__doc__ is not None
     assert [r for r in Reason if f"``{r}``" not in reasons.__doc__] == []
+
+
+_CP_ATOMS = st.sampled_from(
+    [
+        "DataTime=20261125100000",
+        "DataTime=20261345100000",
+        "a21026-Rtd=18.2",
+        "a21026-Rtd=1.",
+        "a21026-Rtd=x",
+        "a21026-Flag=N",
+        "a21026-Flag=NNN",
+        "a21002-Avg=.5",
+        "a21002-Rtd=-3",
+        "w01018-Cou=12",
+        "RtdInterval=30",
+        "a21026-Rtd=18.2=3",
+        "k=v&",
+        "x-Flag=D",
+        "=1",
+        "a21026-Rtd",
+        "a34013-ZsRtd=4",
+        "bad key=1",
+        "a21026-Rtd=\r",
+    ]
+)
+
+
+@given(st.lists(st.tuples(_CP_ATOMS, st.sampled_from([";", ","])), max_size=8), st.integers(0, 2))
+def test_cp_fast_path_accepts_and_refuses_as_the_checked_one(items: list[tuple[str, str]], repeat: int) -> None:
+    # parse_cp's fast path (shapes cached by key sequence) must give what the field-by-field parser gives
+    body = "".join(atom + sep for atom, sep in items)[:-1] if items else ""
+    for _ in range(repeat + 1):  # the second time the shape is cached
+        try:
+            want: object = _parse_cp_checked(body)
+        except Refused as exc:
+            want = (exc.reason, str(exc))
+        try:
+            got: object = parse_cp(body)
+        except Refused as exc:
+            got = (exc.reason, str(exc))
+        assert got == want
