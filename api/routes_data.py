@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
 from typing import Annotated, Literal, TypeVar
 
+import orjson
 from fastapi import APIRouter, Path, Query, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
@@ -95,6 +96,9 @@ class LatestOut(BaseModel):
     quality: dict[str, str]  # only points that are not good: uncertain or bad
     reasons: dict[str, str]
     units: dict[str, str]
+    # how old the newest value was when answered (now - time_ms): "live" values are the API's own state, kept from
+    # every reading it receives over MQTT (no InfluxDB query); "influxdb" ones were read for this answer
+    age_ms: int | None = None
 
 
 class HistoryPoint(BaseModel):
@@ -122,6 +126,10 @@ class SiteHistoryOut(BaseModel):
     interval_ms: int  # every point is a bucket of this width; time_ms is its start
     max_points: int  # per device
     devices: dict[str, list[HistoryPoint]]
+    # the buckets that start before cached_before_ms were read from InfluxDB cache_age_ms before this answer (the
+    # API keeps a site's settled buckets, storage.history_cache); the others were read now. None: all read now.
+    cached_before_ms: int | None = None
+    cache_age_ms: int | None = None
 
 
 def _device_out(svc: ApiService, state: DeviceState) -> DeviceOut:
@@ -297,7 +305,11 @@ async def _latest(svc: ApiService, site: str, states: list[DeviceState]) -> list
         raise error(503, f"InfluxDB is not reachable: {exc.message}", code="influxdb.unreachable") from exc
     except QueryError as exc:
         raise error(502, f"InfluxDB refused the query: {exc.message}", code="influxdb.refused") from exc
-    return [out.get(s.device) or _nothing(site, s.device) for s in states]
+    now = svc.clock()
+    answer = [out.get(s.device) or _nothing(site, s.device) for s in states]
+    for a in answer:
+        a.age_ms = None if a.time_ms is None else max(0, now - a.time_ms)
+    return answer
 
 
 def _nothing(site: str, device: str) -> LatestOut:
@@ -475,7 +487,24 @@ async def device_history(
     )
 
 
-@router.get("/api/sites/{site}/history", tags=["readings"])
+def _joined(results: list[list[Point]], limit: int) -> list[Point]:
+    """``_merge`` without a model per point, for an answer encoded by orjson (which writes a ``Point`` as a
+    ``HistoryPoint``): one group's points as they are, several groups' joined on their time."""
+    if len(results) == 1:
+        return results[0][:limit]
+    merged: dict[int, Point] = {}
+    for result in results:
+        for p in result:
+            slot = merged.get(p.time_ms)
+            if slot is None:
+                merged[p.time_ms] = Point(p.time_ms, dict(p.values), dict(p.quality))
+            else:
+                slot.values.update(p.values)
+                slot.quality.update(p.quality)
+    return [merged[t] for t in sorted(merged)][:limit]
+
+
+@router.get("/api/sites/{site}/history", tags=["readings"], response_model=SiteHistoryOut)
 async def site_history(
     site: SiteId,
     who: Reader,
@@ -486,10 +515,12 @@ async def site_history(
     end_ms: EndMs = None,
     max_points: MaxPoints = None,
     aggregate: AggregateQuery = "mean",
-) -> SiteHistoryOut:
+) -> Response:
     """Every device of the site with this profile (those the live cache knows; with none known, every device
     InfluxDB has data of), bucketed to at most ``max_points`` each, in one InfluxQL query per aggregate (one
-    for numeric points, one more for bool and text points)."""
+    for numeric points, one more for bool and text points); the settled buckets of a long range from the API's
+    cache (``cached_before_ms``, ``cache_age_ms``). Encoded by orjson straight from the reader's points: a model
+    per point cost 250 ms of a 50-device day's answer."""
     check_site(svc, who, site)
     known = svc.profiles.get(profile)
     if known is None:
@@ -499,13 +530,15 @@ async def site_history(
         raise error(422, "at most 50 points", "points", code="history.too_many_points", params={"max": 50})
     req = _history_request(svc, known, names, start_ms, end_ms, max_points, aggregate)
     devices = [s.device for s in svc.cache.devices(site) if s.profile == known.name] or None
-    results = await _influx(
-        svc.influx.site_history(
+    now = svc.clock()
+    answers = await _influx(
+        svc.history.site_history(
             known.measurement,
             site=site,
             fields=fields,
             start_ms=req.start,
             end_ms=req.end,
+            now_ms=now,
             max_points=req.limit,
             aggregate=agg,
             devices=devices,
@@ -513,17 +546,22 @@ async def site_history(
         )
         for agg, fields in req.groups
     )
+    results = [a.devices for a in answers]
     found = sorted({d for result in results for d in result})
-    return SiteHistoryOut(
-        site=site,
-        profile=known.name,
-        measurement=known.measurement,
-        start_ms=req.start,
-        end_ms=req.end,
-        interval_ms=choose_interval_ms(req.start, req.end, req.limit),
-        max_points=req.limit,
-        devices={d: _merge((r.get(d, []) for r in results), req.limit) for d in found},
-    )
+    cached = [a for a in answers if a.read_at_ms is not None]
+    body = {
+        "site": site,
+        "profile": known.name,
+        "measurement": known.measurement,
+        "start_ms": req.start,
+        "end_ms": req.end,
+        "interval_ms": choose_interval_ms(req.start, req.end, req.limit),
+        "max_points": req.limit,
+        "devices": {d: _joined([r.get(d, []) for r in results], req.limit) for d in found},
+        "cached_before_ms": min((a.cached_before_ms or 0 for a in cached), default=None),
+        "cache_age_ms": max((now - (a.read_at_ms or now) for a in cached), default=None),
+    }
+    return Response(orjson.dumps(body), media_type="application/json")
 
 
 class PointOut(BaseModel):

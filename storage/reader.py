@@ -296,6 +296,7 @@ class InfluxQuery:
         aggregate: Aggregate = "mean",
         devices: Collection[str] | None = None,
         with_quality: bool = False,
+        interval_ms: int | None = None,
     ) -> dict[str, list[Point]]:
         """Bucketed values of ``fields`` of every device of ``site`` (or only ``devices``) in ``[start_ms, end_ms)``,
         in ONE InfluxQL query; per device oldest first and at most ``max_points``.
@@ -305,7 +306,8 @@ class InfluxQuery:
         ``history``, which would cost a second query per device to find that out). Use ``aggregate="last"`` for
         bool and string fields. Keys: each of ``devices`` (an empty list when it has no data), or, with
         ``devices=None``, every device with data in the range. With ``with_quality`` a bucket's quality is the
-        worst of its values.
+        worst of its values. ``interval_ms`` imposes the bucket width (a part of a longer range, whose buckets must be
+        those of the whole: storage.history_cache); it must still give at most ``max_points`` buckets.
         """
         if aggregate not in _AGGREGATES:
             raise ValueError(f"aggregate must be one of {sorted(_AGGREGATES)}, got {aggregate!r}")
@@ -316,6 +318,10 @@ class InfluxQuery:
         if devices is not None and not devices:
             raise ValueError("devices must name at least one device, or be None for every device of the site")
         interval = choose_interval_ms(start_ms, end_ms, max_points)  # validates the range and max_points first
+        if interval_ms is not None:
+            if interval_ms < interval:
+                raise ValueError(f"interval_ms {interval_ms} gives more than max_points ({max_points}) buckets")
+            interval = interval_ms
         columns = _bucket_columns(aggregate, fields, with_quality)
         where = _where(site=site, devices=devices, start_ms=start_ms, end_ms=end_ms)
         # LIMIT is per series (per device here); the interval already bounds the buckets, this only makes it certain.
