@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 from collections.abc import Callable, Iterator
@@ -17,18 +16,16 @@ from sqlalchemy import make_url
 
 from alerts.manager import alert_event
 from alerts.store import AlertStore, StoredAlert
-from api._command_alerts import ForgedAlerts, audited
 from api.auth import LoginThrottle, Passwords
 from api.config import ADMIN_PASSWORD_ENV, ApiConfig, load_site_keys
 from api.db import make_engine
 from api.gates import GateService
-from api.live import DEVICE_STATES, UNKNOWN, Event, EventHub, LiveCache, Thresholds, declared_devices, thresholds_for
+from api.live import DEVICE_STATES, UNKNOWN, Event, EventHub, LiveCache, Thresholds, thresholds_for
 from api.metrics import RequestCounter, collect
 from api.mqtt_link import MqttLink
 from api.password_policy import PasswordPolicy
 from api.users import UserStore
 from device_profiles import Profile, load_catalogue, load_profiles
-from device_profiles.validate import SiteLoader
 from infra.clock import MillisClock as Clock
 from infra.clock import wall_ms
 from infra.metrics import Metric, render
@@ -49,14 +46,7 @@ class BootstrapError(ValueError):
 
 
 class ApiService:
-    def __init__(
-        self,
-        config: ApiConfig,
-        *,
-        clock: Clock = wall_ms,
-        store: AlertStore | None = None,
-        load_site: SiteLoader | None = None,
-    ) -> None:
+    def __init__(self, config: ApiConfig, *, clock: Clock = wall_ms, store: AlertStore | None = None) -> None:
         self.config = config
         self.clock = clock
         self.profiles: dict[str, Profile] = dict(load_catalogue())
@@ -78,8 +68,7 @@ class ApiService:
             clock,
             idle_timeout_ms=auth.idle_timeout_s * 1000,
         )
-        # only devices the site files (config.sites, read with load_site) or an agent's birth know are listed
-        self.cache = LiveCache(self.thresholds, declared_devices(config.sites, load_site))
+        self.cache = LiveCache(self.thresholds)
         self.hub = EventHub(config.stream.queue_size)
         self.link = MqttLink(config.broker, config.client_id, self.handle_message)
         keys = load_site_keys(config)  # ConfigError naming the file for a missing or unprotected key
@@ -91,17 +80,7 @@ class ApiService:
         else:
             log.info("command signing keys sites=%s", ",".join(sorted(keys)))
         self.gates = GateService(
-            config,
-            self.engine,
-            self.cache,
-            self.link.publish,
-            self.audit,
-            self.hub.publish,
-            clock,
-            keys,
-            self.profiles,
-            audited=functools.partial(audited, self.store),
-            alert=ForgedAlerts(self.store, config.area_of, clock, self.announce_alert),
+            config, self.engine, self.cache, self.link.publish, self.audit, self.hub.publish, clock, keys, self.profiles
         )
         self.influx = InfluxQuery(config.influx)
         self.history = SiteHistoryCache(self.influx)  # a site's settled history buckets (docs/api.md)
@@ -233,8 +212,6 @@ class ApiService:
             self.announce_states(agent.site)
             return
         if parsed.kind is topics.Kind.TELEMETRY:
-            if not self.cache.admits(parsed.site, parsed.device):
-                return
             msg = decode_telemetry(payload, topic)
             if (msg.site, msg.device) != (parsed.site, parsed.device):
                 raise ContractError(f"message names {msg.site}/{msg.device}, topic {topic!r}")
@@ -249,8 +226,6 @@ class ApiService:
             self.hub.publish(Event("reading", self.config.area_of(msg.site), msg.site, data))
             self.announce_states(msg.site, msg.device)
         elif parsed.kind is topics.Kind.STATUS:
-            if not self.cache.admits(parsed.site, parsed.device):
-                return
             status = decode_status(payload, topic)
             if (status.site, status.device) != (parsed.site, parsed.device):
                 raise ContractError(f"status names {status.site}/{status.device}, topic {topic!r}")
@@ -278,7 +253,6 @@ class ApiService:
             "lifeline_api_stream_events_dropped_total": float(self.hub.dropped),
             "lifeline_api_mqtt_messages_total": float(self.link.received),
             "lifeline_api_mqtt_bad_messages_total": float(self.bad_messages),
-            "lifeline_api_unknown_device_messages_total": float(self.cache.refused),
         }
         yield from collect(
             self.requests.snapshot(),
