@@ -12,7 +12,15 @@ from edge_agent._outbox_writer import OutboxWriter, SampleJournal, make_outbox, 
 from edge_agent.commands import CommandExecutor, make_gate
 from edge_agent.config import HEALTH_DEVICE, HEALTH_PROFILE, DeviceConfig, LoadedSite
 from edge_agent.deadletter import DeadLetters
-from edge_agent.health import LinkWatch, OutboxCondition, OutboxFault, free_bytes, quota_problem, write_problem
+from edge_agent.health import (
+    LinkWatch,
+    OutboxCondition,
+    OutboxFault,
+    free_bytes,
+    modbus_values,
+    quota_problem,
+    write_problem,
+)
 from edge_agent.modbus_poller import ModbusPoller, SampleSink, StatusSink
 from edge_agent.mqtt_sensors import SensorHub
 from edge_agent.outbox import Entry, OutMessage
@@ -287,6 +295,7 @@ class EdgeAgent:
         }
         if free is not None:
             values["outbox_disk_free_bytes"] = free
+        values |= modbus_values(self.stats)  # each Modbus device's answers, exceptions, retries, last error
         if self.sensor_link is not None:
             w, now = self.sensor_watch, self.clock.monotonic()
             values |= {

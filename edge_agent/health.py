@@ -10,11 +10,15 @@ free on /var/lib/lifeline/edge/s1; keeping 2,310 messages in memory" (``outbox_w
 from __future__ import annotations
 
 import errno
+import json
 import shutil
 import sqlite3
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+
+from edge_agent.stats import DeviceStats
 
 
 class OutboxFault(StrEnum):
@@ -182,3 +186,41 @@ class LinkWatch:
         if self.connected:
             return ""
         return f"sensor link down for {self.down_s(now):.0f} s (broker {self.where}), lost {self.losses} times this run"
+
+
+MODBUS_HEALTH_MAX_DEVICES = 20  # modbus_health lists the troubled devices, at most this many (the worst first)
+
+
+def modbus_health(stats: Mapping[str, DeviceStats]) -> dict[str, dict[str, object]]:
+    """Each troubled Modbus device's health (answers, exceptions by code, retries, last error), worst first."""
+    troubled = [(device, st) for device, st in stats.items() if st.requests and st.troubled]
+    troubled.sort(key=lambda item: (not item[1].last_error, -sum(item[1].exceptions().values()), item[0]))
+    return {device: st.health() for device, st in troubled[:MODBUS_HEALTH_MAX_DEVICES]}
+
+
+def modbus_problem(stats: Mapping[str, DeviceStats]) -> str:
+    """The Modbus devices that are offline, in one sentence with each one's reason ("" when none is), e.g.
+    "1 Modbus device(s) offline: drive1: gateway: target did not answer (check unit id, RS-485 wiring, baud rate)
+    (exceptions 12 × 0B)"."""
+    offline = sorted((device, st) for device, st in stats.items() if st.offline_reason)
+    if not offline:
+        return ""
+    parts = []
+    for device, st in offline[:5]:
+        codes = ", ".join(f"{n} × {code}" for code, n in st.exceptions().items())
+        parts.append(f"{device}: {st.offline_reason}" + (f" (exceptions {codes})" if codes else ""))
+    more = f"; and {len(offline) - 5} more" if len(offline) > 5 else ""
+    return f"{len(offline)} Modbus device(s) offline: " + "; ".join(parts) + more
+
+
+def modbus_values(stats: Mapping[str, DeviceStats]) -> dict[str, int | str]:
+    """The health points of the site's Modbus devices (catalogue/edge_agent.yaml); none without Modbus devices."""
+    modbus = {device: st for device, st in stats.items() if st.requests}
+    if not modbus:
+        return {}
+    return {
+        "modbus_devices_offline": sum(1 for st in modbus.values() if st.offline_reason),
+        "modbus_exceptions": sum(sum(st.exceptions().values()) for st in modbus.values()),
+        "modbus_problem": modbus_problem(modbus),
+        "modbus_health": json.dumps(modbus_health(modbus), separators=(",", ":"), ensure_ascii=False),
+    }

@@ -17,7 +17,7 @@ from pymodbus.exceptions import ModbusException, ModbusIOException
 from device_profiles import Function, Profile
 from edge_agent.config import DeviceConfig, ModbusDefaults
 from edge_agent.decode import Reading, bad, decode_block, with_derived
-from edge_agent.planner import ReadRequest, plan, split
+from edge_agent.planner import ReadRequest, explain_exception, plan, split
 from edge_agent.stats import DeviceStats
 from infra.clock import Clock
 from telemetry import PointQuality, Sample
@@ -34,6 +34,9 @@ EXCEPTION_NAMES = {
     10: "gateway path unavailable",
     11: "gateway target failed to respond",
 }
+
+GATEWAY_CODES = frozenset({10, 11})  # the gateway answered, the device behind it did not (or cannot be reached)
+GATEWAY_HINT = "gateway: target did not answer (check unit id, RS-485 wiring, baud rate)"
 
 SampleSink = Callable[[Sample], None]
 StatusSink = Callable[[bool, str], None]
@@ -52,6 +55,11 @@ class ModbusClient(Protocol):
 
 class DeviceUnreachable(Exception):
     """No answer from the device (connection refused or lost, time-out); its points turn bad."""
+
+
+class TargetSilent(DeviceUnreachable):
+    """A gateway answered exception 0A or 0B: the device behind it did not answer. The link to the gateway is fine
+    (kept open), and the read is not split: no smaller read would be answered either."""
 
 
 @dataclass(slots=True)
@@ -110,6 +118,7 @@ class ModbusPoller:
         self.client: ModbusClient | None = None
         self.online: bool | None = None
         self.failures = 0
+        self._answered = False  # whether the device answered anything on the present connection
         self._stopping = False
 
     # -- schedule -------------------------------------------------------------------------------------------
@@ -153,14 +162,18 @@ class ModbusPoller:
         """Read every point once, publish a sample; True if the device answered."""
         ts_ms = int(self.clock.time() * 1000)
         self.stats.polls += 1
+        if self.failures:
+            self.stats.retries += 1
         try:
             client = await self._connected_client()
             outcome = await self._read_all(client)
         except DeviceUnreachable as exc:
-            self.close()
+            if not isinstance(exc, TargetSilent):
+                self.close()
             outcome = PollOutcome({}, reached=False, reason=str(exc))
         if not outcome.reached:
             self.stats.poll_failures += 1
+            self.stats.last_error = outcome.reason
             self.failures += 1
             readings = {name: bad(outcome.reason) for name in self.profile.point_names()}
         else:
@@ -190,6 +203,7 @@ class ModbusPoller:
             client.close()
             raise DeviceUnreachable(f"cannot connect to {where}")
         self.client = client
+        self._answered = False
         return client
 
     async def _read_all(self, client: ModbusClient) -> PollOutcome:
@@ -200,19 +214,27 @@ class ModbusPoller:
             request = queue.pop(0)
             self.stats.requests += 1
             response = await self._read(client, request)
-            reached = True
+            self.stats.answers += 1
+            self._answered = True
             if not response.isError():
+                reached = True
                 data = response.bits if request.function.is_bit else response.registers
                 readings.update(decode_block(request, data))
                 continue
             self.stats.request_errors += 1
             code = int(getattr(response, "exception_code", 0))
+            self.stats.exception(code)
+            if code in GATEWAY_CODES:  # the device behind the gateway is silent: offline, and no split
+                raise TargetSilent(f"{GATEWAY_HINT}; exception {code:02X} ({EXCEPTION_NAMES[code]})")
+            reached = True
             parts = split(request)
             if len(parts) > 1:
                 self._use_split(request, parts, code)
+                self.stats.retries += len(parts)
                 queue[:0] = parts
                 continue
-            reason = f"modbus exception {code} ({EXCEPTION_NAMES.get(code, 'unknown')})"
+            reason = explain_exception(code, request, EXCEPTION_NAMES.get(code, "unknown"))
+            self.stats.last_error = reason
             readings.update({p.name: bad(reason) for p in request.points})
         return PollOutcome(readings, reached)
 
@@ -230,12 +252,9 @@ class ModbusPoller:
             # pymodbus times out by itself; the outer bound guards against a request that never settles
             async with asyncio.timeout(self.timeout + 1.0):
                 return await method(request.start, count=request.count, device_id=self.device.unit_id)
-        except TimeoutError as exc:
+        except (TimeoutError, ModbusIOException) as exc:  # ModbusIOException: pymodbus's time-out (retries=0)
             self.stats.request_errors += 1
-            raise DeviceUnreachable(f"no answer within {self.timeout:g} s") from exc
-        except ModbusIOException as exc:  # pymodbus's time-out (retries=0)
-            self.stats.request_errors += 1
-            raise DeviceUnreachable(f"no answer within {self.timeout:g} s") from exc
+            raise DeviceUnreachable(self._silence()) from exc
         except ModbusException as exc:
             self.stats.request_errors += 1
             raise DeviceUnreachable(f"no answer: {_short(exc)}") from exc
@@ -243,18 +262,26 @@ class ModbusPoller:
             self.stats.request_errors += 1
             raise DeviceUnreachable(f"connection lost: {exc.strerror or exc}") from exc
 
+    def _silence(self) -> str:
+        """Why a read got no answer: on a connection that never answered, most often a wrong unit id (a Modbus TCP
+        device, or a gateway without exception 0B, stays silent for another unit id)."""
+        if self._answered:
+            return f"no answer within {self.timeout:g} s"
+        return f"connected, no answer within {self.timeout:g} s: check the unit id (configured {self.device.unit_id})"
+
     def _use_split(self, request: ReadRequest, parts: list[ReadRequest], code: int) -> None:
         """The device refused a coalesced read: from now on read that block one address range at a time."""
         index = self.requests.index(request) if request in self.requests else -1
         if index >= 0:
             self.requests[index : index + 1] = parts
         log.warning(
-            "device rejected a coalesced read site=%s device=%s request=%r exception=%d action=split into %d",
+            "device rejected a coalesced read site=%s device=%s request=%r exception=%d action=split into %d hint=%r",
             self.site,
             self.device.id,
-            request.describe(),
+            request.describe().splitlines()[0],
             code,
             len(parts),
+            explain_exception(code, request, EXCEPTION_NAMES.get(code, "unknown")),
         )
 
     # -- reporting ------------------------------------------------------------------------------------------
@@ -268,6 +295,7 @@ class ModbusPoller:
     def _set_online(self, reached: bool, reason: str) -> None:
         if not reached and self.failures < self.defaults.failures_before_offline:
             return
+        self.stats.offline_reason = "" if reached else reason
         if self.online is reached:
             return
         self.online = reached

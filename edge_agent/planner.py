@@ -104,3 +104,31 @@ def split(request: ReadRequest) -> list[ReadRequest]:
         ReadRequest(request.function, start, count, tuple(points))
         for (start, count), points in sorted(by_range.items())
     ]
+
+
+def explain_exception(code: int, request: ReadRequest, name: str) -> str:
+    """A read's exception, and for 01/02/03 where and what to change (the point's bad reason, and the log's hint on
+    a refused block), e.g. "modbus exception 2 (illegal data address) reading FC03 40017..40032 (wire 16, 16
+    registers): the read spans addresses the device does not have: declare them in modbus.reserved or lower
+    max_gap"."""
+    head = f"modbus exception {code} ({name})"
+    if code not in (1, 2, 3):
+        return head
+    fc = FUNCTION_CODE[request.function]
+    what = "bits" if request.function.is_bit else "registers"
+    head += f" reading FC{fc:02d} {request.span()} (wire {request.start}, {request.count} {what})"
+    block = len({(p.address, p.count) for p in request.points}) > 1
+    limit = "max_bits_per_request" if request.function.is_bit else "max_registers_per_request"
+    if code == 1:
+        if block:
+            return f"{head}: the device may refuse reads this long: set {limit} below {request.count}"
+        return f"{head}: the device does not serve this function here: check the point's function (input or holding)"
+    if code == 2:
+        if block:
+            return f"{head}: the read spans addresses the device does not have: declare them reserved or lower max_gap"
+        return (
+            f"{head}: the device has no such address: check it against the manual (address_base: 1 if it counts from 1)"
+        )
+    if block:
+        return f"{head}: the device refuses reading {request.count} at once: set {limit} below {request.count}"
+    return f"{head}: check the point's type and length ({request.count} {what})"

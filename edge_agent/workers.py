@@ -26,7 +26,7 @@ from typing import Any
 from device_profiles import Profile
 from edge_agent.config import DeviceConfig, ModbusDefaults
 from edge_agent.modbus_poller import ModbusPoller
-from edge_agent.stats import DeviceStats
+from edge_agent.stats import HEALTH_COUNTERS, DeviceStats
 from infra.clock import SystemClock
 from infra.gc_tuning import tune_for_throughput
 from telemetry import Sample
@@ -38,7 +38,7 @@ COUNTERS_S = 1.0  # and its devices' counters and poll lateness this often
 RESTART_S = 1.0  # a dead worker is started again after this (doubling to RESTART_MAX_S while it keeps dying)
 RESTART_MAX_S = 10.0
 # sent as deltas every 0.5 s; readings are counted by the parent as the samples arrive (exact at any moment)
-COUNTERS = ("polls", "poll_failures", "requests", "request_errors", "overruns")
+COUNTERS = ("polls", "poll_failures", "requests", "request_errors", "overruns", *HEALTH_COUNTERS)
 
 # what a worker sends: a list of these tuples
 #   ("s", device, ts_ms, values, quality)   a sample
@@ -247,6 +247,9 @@ class WorkerPool:
                 self.stats[device].readings += len(values)
                 self.on_sample(device, ts, values, quality)
             elif kind == "o":
+                st = self.stats[item[1]]  # the device's health (edge_agent.health.modbus_values)
+                st.offline_reason = "" if item[2] else item[3]
+                st.last_error = item[3] or st.last_error
                 self.on_status(item[1], item[2], item[3])
             else:
                 self._merge(item[1], item[2])
