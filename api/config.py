@@ -211,6 +211,12 @@ class ApiConfig(_Strict):
     live: LiveConfig = Field(default_factory=LiveConfig, description="when silent devices are stale or offline")
     district: DistrictConfig = Field(default_factory=DistrictConfig, description="the overview's layout")
     profile_paths: list[Path] = Field(default_factory=list, description="profiles besides the catalogue")
+    sites: list[Path] = Field(
+        default_factory=list,
+        description="the deployment's edge site files or folders (the bridge's validation.sites): a site they declare "
+        "lists their devices and no others; another site the devices its agent's birth names. Empty: a site "
+        "without a birth yet takes any device (api/live.py, LiveCache)",
+    )
     permits_file: Path | None = Field(
         default=None,
         description="the pollution sources' permits (a permit file, rules/standards/permits.py): source reports "
@@ -259,6 +265,7 @@ def load_config(path: Path) -> ApiConfig:
         update={
             "rules": RulesConfig(paths=[rel(p) for p in config.rules.paths]),
             "profile_paths": [rel(p) for p in config.profile_paths],
+            "sites": [rel(p) for p in config.sites],
             "site_keys": keys,
         }
     )

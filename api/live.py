@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from device_profiles import Profile
+from device_profiles.validate import Registry, SiteLoader
 from telemetry import AgentState, DeviceStatus, PointQuality, Quality, Telemetry, Value
+
+log = logging.getLogger("lifeline.api")
 
 ONLINE, STALE, OFFLINE, UNKNOWN = "online", "stale", "offline", "unknown"
 DEVICE_STATES = (ONLINE, STALE, OFFLINE, UNKNOWN)
@@ -160,14 +165,47 @@ class DeviceState:
         )
 
 
+# Devices refused are logged once each; past this many different ones only the count goes on (a flood of invented
+# ids must not grow memory or the log without end).
+MAX_REFUSED_LOGGED = 10_000
+
+
+def declared_devices(site_paths: Sequence[Path], load_site: SiteLoader | None) -> dict[str, set[str]] | None:
+    """Each site's devices from the deployment's site files (with the agent's own health pseudo-device), read as
+    the bridge reads them (``device_profiles.validate.Registry``); None without site files."""
+    if not site_paths:
+        return None
+    if load_site is None:  # the API does not import the edge: `lifeline api` passes the edge's loader
+        raise ValueError("the API's sites need a site loader (lifeline api passes the edge's)")
+    registry = Registry.from_sites({}, list(site_paths), load_site)
+    out: dict[str, set[str]] = {}
+    for site, device in registry.devices or {}:
+        out.setdefault(site, set()).add(device)
+    return out
+
+
 class LiveCache:
     """The last known state of each device, merged point by point from every telemetry message, and the agents'
-    births and deaths; :meth:`live` judges a device's state at a given time (the clock is the caller's)."""
+    births and deaths; :meth:`live` judges a device's state at a given time (the clock is the caller's).
 
-    def __init__(self, thresholds: Callable[[str], Thresholds] | None = None) -> None:
+    Only known devices are taken (:meth:`admits`, issue 24: one edge account's telemetry of 2,000 invented devices
+    made the device list 2,204 long). ``declared`` is the deployment's site files (site -> its devices): a declared
+    site's devices are those and no others, whatever its agent's birth says; a site the files do not declare has the
+    devices its agent's last birth names. Without site files (``declared`` None) a site whose agent has not been
+    born yet takes any device, as the bridge does without ``validation.sites``."""
+
+    def __init__(
+        self,
+        thresholds: Callable[[str], Thresholds] | None = None,
+        declared: Mapping[str, Collection[str]] | None = None,
+    ) -> None:
         self._lock = threading.Lock()
         self._devices: dict[tuple[str, str], DeviceState] = {}
         self._agents: dict[str, AgentInfo] = {}
+        self._declared = None if declared is None else {site: frozenset(d) for site, d in declared.items()}
+        self._born: dict[str, frozenset[str]] = {}  # site -> the devices its agent's last birth names
+        self._refused_logged: set[tuple[str, str]] = set()
+        self.refused = 0  # telemetry and status messages of unknown devices (lifeline_api_unknown_device_messages)
         self._thresholds = thresholds or (lambda _profile: thresholds_for(None))
         self._judged: dict[tuple[str, str], LiveState] = {}  # the last judgement (keeps "online since")
         self._published: dict[tuple[str, str], tuple[str, str]] = {}  # state and reason last announced
@@ -178,8 +216,45 @@ class LiveCache:
         devices a birth lists become known (state unknown until they are heard)."""
         with self._lock:
             self._agents[agent.site] = AgentInfo(agent.online, agent.ts if agent.online else received_ms, agent.reason)
-            for device in agent.devices if agent.online else ():  # a birth names its devices: known, maybe unheard
-                self._devices.setdefault((agent.site, device), DeviceState(agent.site, device))
+            if not agent.online:
+                return
+            self._born[agent.site] = frozenset(agent.devices)
+            for device in agent.devices:  # a birth names its devices: known, maybe unheard
+                if self._known(agent.site, device):
+                    self._devices.setdefault((agent.site, device), DeviceState(agent.site, device))
+                else:
+                    self._refuse(agent.site, device, "its site's files do not declare it (a birth cannot add one)")
+
+    def _known(self, site: str, device: str) -> bool:
+        declared = None if self._declared is None else self._declared.get(site)
+        if declared is not None:
+            return device in declared
+        born = self._born.get(site)
+        if born is not None:
+            return device in born
+        return self._declared is None
+
+    def _refuse(self, site: str, device: str, why: str) -> None:
+        self.refused += 1
+        key = (site, device)
+        if key not in self._refused_logged and len(self._refused_logged) < MAX_REFUSED_LOGGED:
+            self._refused_logged.add(key)
+            log.warning("api ignores an unknown device site=%s device=%s why=%s (logged once)", site, device, why)
+
+    def admits(self, site: str, device: str) -> bool:
+        """Whether telemetry or status of ``device`` of ``site`` may be taken; a refusal is counted (``refused``)
+        and logged once per device."""
+        with self._lock:
+            if self._known(site, device):
+                return True
+            if self._declared is not None and site in self._declared:
+                why = "its site's files do not declare it"
+            elif site in self._born:
+                why = "its agent's birth does not name it"
+            else:
+                why = "neither the site files nor an agent's birth name its site"
+            self._refuse(site, device, why)
+            return False
 
     def agent(self, site: str) -> AgentInfo | None:
         with self._lock:

@@ -20,12 +20,13 @@ from api.auth import LoginThrottle, Passwords
 from api.config import ADMIN_PASSWORD_ENV, ApiConfig, load_site_keys
 from api.db import make_engine
 from api.gates import GateService
-from api.live import DEVICE_STATES, UNKNOWN, Event, EventHub, LiveCache, Thresholds, thresholds_for
+from api.live import DEVICE_STATES, UNKNOWN, Event, EventHub, LiveCache, Thresholds, declared_devices, thresholds_for
 from api.metrics import RequestCounter, collect
 from api.mqtt_link import MqttLink
 from api.password_policy import PasswordPolicy
 from api.users import UserStore
 from device_profiles import Profile, load_catalogue, load_profiles
+from device_profiles.validate import SiteLoader
 from infra.clock import MillisClock as Clock
 from infra.clock import wall_ms
 from infra.metrics import Metric, render
@@ -46,7 +47,14 @@ class BootstrapError(ValueError):
 
 
 class ApiService:
-    def __init__(self, config: ApiConfig, *, clock: Clock = wall_ms, store: AlertStore | None = None) -> None:
+    def __init__(
+        self,
+        config: ApiConfig,
+        *,
+        clock: Clock = wall_ms,
+        store: AlertStore | None = None,
+        load_site: SiteLoader | None = None,
+    ) -> None:
         self.config = config
         self.clock = clock
         self.profiles: dict[str, Profile] = dict(load_catalogue())
@@ -68,7 +76,8 @@ class ApiService:
             clock,
             idle_timeout_ms=auth.idle_timeout_s * 1000,
         )
-        self.cache = LiveCache(self.thresholds)
+        # only devices the site files (config.sites, read with load_site) or an agent's birth know are listed
+        self.cache = LiveCache(self.thresholds, declared_devices(config.sites, load_site))
         self.hub = EventHub(config.stream.queue_size)
         self.link = MqttLink(config.broker, config.client_id, self.handle_message)
         keys = load_site_keys(config)  # ConfigError naming the file for a missing or unprotected key
@@ -215,6 +224,8 @@ class ApiService:
             msg = decode_telemetry(payload, topic)
             if (msg.site, msg.device) != (parsed.site, parsed.device):
                 raise ContractError(f"message names {msg.site}/{msg.device}, topic {topic!r}")
+            if not self.cache.admits(msg.site, msg.device):  # not listed: its site files or birth do not know it
+                return
             self.cache.apply_telemetry(msg)
             data = {
                 "site": msg.site,
@@ -229,6 +240,8 @@ class ApiService:
             status = decode_status(payload, topic)
             if (status.site, status.device) != (parsed.site, parsed.device):
                 raise ContractError(f"status names {status.site}/{status.device}, topic {topic!r}")
+            if not self.cache.admits(status.site, status.device):
+                return
             self.cache.apply_status(status)
             self.hub.publish(
                 Event("status", self.config.area_of(status.site), status.site, status.model_dump(mode="json"))
@@ -253,6 +266,7 @@ class ApiService:
             "lifeline_api_stream_events_dropped_total": float(self.hub.dropped),
             "lifeline_api_mqtt_messages_total": float(self.link.received),
             "lifeline_api_mqtt_bad_messages_total": float(self.bad_messages),
+            "lifeline_api_unknown_device_messages_total": float(self.cache.refused),
         }
         yield from collect(
             self.requests.snapshot(),

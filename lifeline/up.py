@@ -319,6 +319,8 @@ def _api_config(
         gates=GatesConfig(edge_timeout_s=_longest_movement_s(sites) + 30, devices=_gate_limits(sites)),
         district=_district(scenario, sources) if scenario is not None else DistrictConfig(),
         permits_file=_permits(data_dir, [s.config for s in (*sites.values(), *(load_site(p) for p in source_files))]),
+        # the devices it lists: those of the site files (the bridge's), not any a telemetry topic names (issue 24)
+        sites=[(data_dir / "sites").resolve()],
     )
     return _write_config(data_dir / "api.yaml", config)
 

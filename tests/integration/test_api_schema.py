@@ -49,6 +49,12 @@ def service(
         mqtt=shared_mosquitto,
         influx_url=shared_influxdb.url,
         database="api_schema",
+        # generated password changes with wrong old passwords must not block the user and end the session (issue 24)
+        auth={
+            "argon2_time_cost": 1,
+            "argon2_memory_kib": 64,
+            "login_throttle": {"pair_max_failures": 1000, "address_max_failures": 100_000},
+        },
     )
     svc = ApiService(config)
     add_users(svc)

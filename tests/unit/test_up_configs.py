@@ -273,6 +273,7 @@ def test_the_simulated_sources_hold_permits_that_the_api_reports_against(tmp_pat
     from api.app import create_app
     from api.routes_reports import PERMITS_STATE
     from api.service import ApiService
+    from lifeline.bridge_cli import known_site
     from simulators.scenario import SourcesSpec
 
     site_file = _site_file(tmp_path / "sites")
@@ -286,7 +287,7 @@ def test_the_simulated_sources_hold_permits_that_the_api_reports_against(tmp_pat
         _api_config(tmp_path, stack, {SITE: site_file}, keys, sources=[sources], source_files=[source_file])
     )
     assert api.permits_file is not None
-    permits = getattr(create_app(ApiService(api), manage=False).state, PERMITS_STATE)
+    permits = getattr(create_app(ApiService(api, load_site=known_site), manage=False).state, PERMITS_STATE)
     cems = permits[(sources, "cems-1")]
     assert (cems.template, cems.o2_ref, cems.limits["so2"].hourly_mean) == ("gb13223_coal_new", 6, 100)
     assert (sources, "outlet-1") not in permits  # no source tag: no permit invented
