@@ -17,7 +17,7 @@ from infra.mqtt import client
 from lifeline.bridge_cli import known_site
 from lifeline.broker_auth import edge_account
 from telemetry import AgentState, DeviceStatus, Sample, Telemetry, encode, topics
-from testing import Mosquitto
+from testing import Influxd, Mosquitto
 from tests.helpers import account_for, wait_until
 from tests.integration.test_api_support import RunningApi, add_users, login, make_config
 
@@ -103,3 +103,40 @@ def test_telemetry_of_invented_devices_from_an_edge_account_is_not_listed(
     assert f"lifeline_api_unknown_device_messages_total {float(2 * INVENTED + 1)}" in metrics
     logged = [r.getMessage() for r in caplog.records if "unknown device" in r.getMessage()]
     assert len(logged) == INVENTED  # once per device
+
+
+def test_the_bridge_dead_letters_telemetry_of_an_invented_device(
+    mosquitto: Mosquitto, influxdb: Influxd, tmp_path: Path
+) -> None:
+    """The same edge account and site file against the bridge (validation.sites, as lifeline up writes it): the
+    invented device's readings are dead-lettered as unknown and never stored; the declared gate's are."""
+    from infra.deadletter import DeadLetterStore
+    from tests.integration.test_bridge import config, influx_query, start_bridge
+
+    _site_file(tmp_path / "sites")
+    bridge, thread = start_bridge(
+        config(mosquitto, influxdb, tmp_path, validation={"sites": [str(tmp_path / "sites")]})
+    )
+    edge = client(account_for(mosquitto, edge_account(SITE)), f"edge-{SITE}")
+    edge.connect(mosquitto.host, mosquitto.port)
+    edge.loop_start()
+    try:
+        for seq, device in enumerate(("invented-1", "invented-2", "g-01")):
+            edge.publish(topics.telemetry(SITE, device), _reading(device, seq), qos=1).wait_for_publish(10)
+        wait_until(lambda: influx_query(influxdb, 'SELECT * FROM "sluice_gate"'), 15, "the declared gate stored")
+        wait_until(lambda: bridge.counters.dead_lettered >= 2, 15, "the invented devices dead-lettered")
+    finally:
+        edge.loop_stop()
+        edge.disconnect()
+        thread.stop()
+    assert {row["device"] for row in influx_query(influxdb, 'SELECT * FROM "sluice_gate"')} == {"g-01"}
+    store = DeadLetterStore(tmp_path / "dead.sqlite")
+    try:
+        letters = store.list(100)
+        assert sorted(letter.topic for letter in letters) == [
+            topics.telemetry(SITE, "invented-1"),
+            topics.telemetry(SITE, "invented-2"),
+        ]
+        assert all("unknown device" in letter.reason for letter in letters), [letter.reason for letter in letters]
+    finally:
+        store.close()
