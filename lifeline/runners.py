@@ -12,6 +12,7 @@ import base64
 import contextlib
 import glob
 import hashlib
+import http.client
 import os
 import random
 import secrets
@@ -132,6 +133,48 @@ def _http_answer(
         return 0, b""
 
 
+class _UnixConnection(http.client.HTTPConnection):
+    """HTTP over a Unix socket (influxd's ``bind-socket``)."""
+
+    def __init__(self, path: Path, timeout_s: float) -> None:
+        super().__init__("localhost", timeout=timeout_s)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(str(self._path))
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+def _unix_http_answer(
+    path: Path,
+    target: str,
+    *,
+    method: str = "GET",
+    data: bytes | None = None,
+    timeout_s: float = 1.0,
+    auth: tuple[str, str] | None = None,
+) -> tuple[int, bytes]:
+    """``_http_answer`` over a Unix socket ((0, b"") when nothing answers)."""
+    headers = {"Content-Type": "application/x-www-form-urlencoded"} if data is not None else {}
+    if auth is not None:
+        headers["Authorization"] = "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+    connection = _UnixConnection(path, timeout_s)
+    try:
+        connection.request(method, target, body=data, headers=headers)
+        response = connection.getresponse()
+        return response.status, response.read()
+    except OSError:  # no socket yet, refused, reset or timed out: not up (yet)
+        return 0, b""
+    finally:
+        connection.close()
+
+
 def stop_process(proc: subprocess.Popen[bytes] | None, timeout_s: float) -> None:
     """SIGTERM, wait, then SIGKILL if it does not go."""
     if proc is None or proc.poll() is not None:
@@ -180,6 +223,9 @@ class ChildServer:
         """The system user to run the server as (None: this process's own)."""
         return None
 
+    # the server's files are its own: made under this umask (None: the caller's), whatever the caller's is
+    umask: int | None = None
+
     def start(self, timeout_s: float = 30.0) -> None:
         """Start the server and return once it is ready; ServiceError with the tail of its log if it is not."""
         if not self._start_once(timeout_s):
@@ -192,6 +238,8 @@ class ChildServer:
         argv = self._argv()
         user = self._user()
         with self.log_path.open("ab") as log:
+            if self.umask is not None:
+                self.log_path.chmod(0o666 & ~self.umask)
             self.proc = subprocess.Popen(
                 argv,
                 stdout=log,
@@ -201,6 +249,7 @@ class ChildServer:
                 user=user,
                 group=user,
                 extra_groups=[] if user else None,
+                umask=-1 if self.umask is None else self.umask,
             )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline and self.proc.poll() is None:
@@ -402,17 +451,35 @@ def dynsec_plugin() -> str:
 class Influxd(ChildServer):
     """An InfluxDB 1.x server (Debian's ``influxd``) on loopback, with its config, data and log in ``data_dir``.
 
-    Only the HTTP API (``/write``, ``/query``, ``/ping``) is served; the RPC port (backup/restore), which would be
-    8088 for every instance, gets a free loopback port of its own so parallel servers do not clash.
+    Only the HTTP API (``/write``, ``/query``, ``/ping``) is meant to be served. InfluxDB 1.x cannot turn off its RPC
+    port (``influxd backup`` and ``restore``, without credentials: the whole data and the password hashes) nor
+    ``/debug/vars`` (served without credentials whatever ``auth-enabled`` says; ``pprof-enabled = false`` closes only
+    ``/debug/pprof``). So with ``private_network`` (``lifeline up``) influxd runs in a network namespace of its own
+    (``unshare --net``: no interface but its own loopback), where both TCP ports are out of every other process's
+    reach, and serves HTTP on a Unix socket (``socket_path``, 0600 in its 0700 data folder) that only its owner can
+    open; :class:`lifeline.write_gateway.WriteGateway` is then the only way in. Without it (tests), HTTP and the RPC
+    port are on loopback, the RPC port a free one of its own so parallel servers do not clash.
+
+    Its files are 0600 and its folders 0700 (umask 077): the config holds the JWT shared secret.
     """
 
     name = "influxd"
+    umask = 0o077
 
     def __init__(
-        self, data_dir: Path, port: int | None = None, host: str = "127.0.0.1", *, auth_enabled: bool = False
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        *,
+        auth_enabled: bool = False,
+        private_network: bool = False,
     ) -> None:
-        super().__init__(data_dir, port, host, "influxd.log", "influxdb.conf")
-        self.rpc_port = free_port(host)
+        # in a namespace of its own nothing else holds a port: InfluxDB's usual ones
+        super().__init__(data_dir, port or (8086 if private_network else None), host, "influxd.log", "influxdb.conf")
+        self.private_network = private_network
+        self.rpc_port = 8088 if private_network else free_port(host)
+        self.socket_path = data_dir / "influxd.sock"
         self.auth_enabled = auth_enabled
         # InfluxDB before 1.7.6 accepts JWTs signed with an empty shared secret (CVE-2019-20933): never leave it empty
         self.shared_secret = secrets.token_urlsafe(32)
@@ -420,12 +487,29 @@ class Influxd(ChildServer):
 
     @property
     def url(self) -> str:
+        """Its HTTP address (with ``private_network``, only inside its namespace: use ``socket_path``)."""
         return f"http://{self.host}:{self.port}"
 
     def _write_conf(self) -> None:
+        self.data_dir.chmod(0o700)
+        for folder in ("meta", "data", "wal"):
+            (self.data_dir / folder).mkdir(mode=0o700, exist_ok=True)
+        unix = ""
+        if self.private_network:
+            self.socket_path.unlink(missing_ok=True)  # a stale one (a killed server) would stop it binding
+            unix = "".join(
+                f"\n  {line}"
+                for line in (
+                    "unix-socket-enabled = true",
+                    'unix-socket-permissions = "0600"',
+                    f'bind-socket = "{self.socket_path}"',
+                )
+            )
         # Section and key names as printed by `influxd config` of 1.6.7. Quiet and lean: no usage reporting, no
-        # _internal monitor database (it writes every 10 s), no per-request or per-query log lines.
-        self.conf_path.write_text(
+        # _internal monitor database (it writes every 10 s), no per-request or per-query log lines. 0600: it holds
+        # the JWT shared secret, with which anyone could sign a token as the admin.
+        write_secret_file(
+            self.conf_path,
             f"""\
 reporting-disabled = true
 bind-address = "{self.host}:{self.rpc_port}"
@@ -448,7 +532,7 @@ bind-address = "{self.host}:{self.rpc_port}"
   auth-enabled = {"true" if self.auth_enabled else "false"}
   shared-secret = "{self.shared_secret}"
   log-enabled = false
-  pprof-enabled = false
+  pprof-enabled = false{unix}
 
 [logging]
   level = "warn"
@@ -456,14 +540,32 @@ bind-address = "{self.host}:{self.rpc_port}"
 
 [continuous_queries]
   log-enabled = false
-"""
+""",
         )
 
     def _argv(self) -> list[str]:
-        return [find_binary("influxd", ("/usr/bin", "/usr/sbin", "/usr/local/bin")), "-config", str(self.conf_path)]
+        influxd = [find_binary("influxd", ("/usr/bin", "/usr/local/bin")), "-config", str(self.conf_path)]
+        if not self.private_network:
+            return influxd
+        # root may make a network namespace; another user makes it inside a user namespace of its own (mapped to
+        # itself: the files stay its own). unshare executes influxd in place: the child's pid is influxd's.
+        unshare = [find_binary("unshare", ("/usr/bin", "/bin")), "--net"]
+        if os.geteuid() != 0:
+            unshare.append("--map-root-user")
+        # the namespace's loopback starts down: ip brings it up so that influxd can bind its ports on it
+        ip = find_binary("ip", ("/usr/sbin", "/sbin", "/usr/bin", "/bin"))
+        return [*unshare, "--", "/bin/sh", "-c", f'"{ip}" link set lo up && exec "$0" "$@"', *influxd]
 
     def _ready(self) -> bool:
-        return _http_status(f"{self.url}/ping", timeout_s=0.5) == 204
+        return self._answer("/ping", "GET", None, None, 0.5)[0] == 204
+
+    def _answer(
+        self, path: str, method: str, data: bytes | None, auth: tuple[str, str] | None, timeout_s: float
+    ) -> tuple[int, bytes]:
+        """One request to influxd's HTTP API: its Unix socket with ``private_network``, else its TCP port."""
+        if not self.private_network:
+            return _http_answer(f"{self.url}{path}", method=method, data=data, timeout_s=timeout_s, auth=auth)
+        return _unix_http_answer(self.socket_path, path, method=method, data=data, timeout_s=timeout_s, auth=auth)
 
     def _statement(self, q: str, auth: tuple[str, str] | None) -> tuple[int, str]:
         """Run one statement and return (HTTP status, the statement's error or "") once it has run.
@@ -472,9 +574,7 @@ bind-address = "{self.host}:{self.rpc_port}"
         statement in the body, still with 200. So the body is read to its end (the statement is then done) and its
         error returned: a CREATE USER taken as done on its status alone let the next statement, sent at once, find
         no admin yet (403 "create admin user first") on a busy machine."""
-        status, body = _http_answer(
-            f"{self.url}/query", method="POST", data=urllib.parse.urlencode({"q": q}).encode(), timeout_s=10, auth=auth
-        )
+        status, body = self._answer("/query", "POST", urllib.parse.urlencode({"q": q}).encode(), auth, 10)
         if status != 200:
             return status, body.decode(errors="replace").strip()
         try:

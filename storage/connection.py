@@ -6,6 +6,11 @@ reads with it. ``InfluxConfig`` adds the write transport: InfluxDB 1.x ``/write`
 ``InfluxConfig``. Reads are InfluxQL on ``/query`` on either transport (2.x serves it through its v1 compatibility
 API, with the database mapped to the bucket; 3.x natively).
 
+Least privilege on 1.x: a 1.x account with WRITE may also ``DELETE`` and ``DROP SERIES`` (measured on 1.6.7), so a
+writing service holds no InfluxDB account that writes. Its ``gateway`` is a write-only path (``lifeline up``'s nginx,
+:mod:`lifeline.write_gateway`) that accepts ``POST /write`` with the gateway's own account and adds the InfluxDB
+writer's credentials itself; the service's InfluxDB account (``username``) only reads (docs/storage.md).
+
 Credentials travel in an ``Authorization`` header, never in the URL (which HTTP libraries and proxies log). The
 password and the token are ``infra.secret.Secret``: inline, ``{file: PATH}`` or ``{env: NAME}``, and never shown in a
 ``repr``, a log line or a dump. A plain string is still accepted (an inline secret).
@@ -23,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from infra.secret import Secret
 
-__all__ = ["InfluxConfig", "InfluxConnection"]
+__all__ = ["InfluxConfig", "InfluxConnection", "WriteGateway"]
 
 
 class InfluxConnection(BaseModel):
@@ -69,6 +74,24 @@ class _TokenAuth(httpx.Auth):
         yield request
 
 
+class WriteGateway(BaseModel):
+    """A path that only accepts writes (``POST /write``), with an account of its own that is not an InfluxDB one."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str = Field(description="http:// or https:// base URL of the gateway")
+    username: str = Field(min_length=1)
+    password: Secret = Field(description="a string, {file: PATH} or {env: NAME}")
+    ca_file: Path | None = Field(default=None, description="https: the CA to verify the gateway by; none: the system's")
+
+    def http_client(self, timeout_s: float) -> httpx.AsyncClient:
+        auth = httpx.BasicAuth(self.username, self.password.reveal("write gateway password"))
+        verify: ssl.SSLContext | bool = (
+            ssl.create_default_context(cafile=str(self.ca_file)) if self.ca_file is not None else True
+        )
+        return httpx.AsyncClient(base_url=self.url.rstrip("/"), auth=auth, timeout=timeout_s, verify=verify)
+
+
 class InfluxConfig(InfluxConnection):
     """The connection and the write transport (the bridge's and the rules engine's ``influx`` section)."""
 
@@ -80,6 +103,11 @@ class InfluxConfig(InfluxConnection):
     bucket: str = ""
     token: Secret | None = Field(default=None, description="v2: a string, {file: PATH} or {env: NAME}")
     create_database: bool = Field(default=False, description="v1: CREATE DATABASE at start (local stacks)")
+    gateway: WriteGateway | None = Field(
+        default=None,
+        description="v1: write through this write-only path (lifeline up's write gateway); the account above then "
+        "only reads. none: write to url with the account above",
+    )
 
     def auth(self) -> httpx.Auth | None:
         """v2 with a token and no account: the token (for InfluxQL reads through the v1 compatibility API)."""

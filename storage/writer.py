@@ -120,7 +120,8 @@ def _influx_error(text: str) -> str:
 
 
 class V1Writer:
-    """InfluxDB 1.x ``/write`` (database, retention policy, precision ms, optional credentials)."""
+    """InfluxDB 1.x ``/write`` (database, retention policy, precision ms, optional credentials), or the config's
+    write-only ``gateway`` when it has one (its own account; the gateway adds the writer's credentials)."""
 
     def __init__(self, config: InfluxConnection) -> None:
         self.config = config
@@ -128,7 +129,10 @@ class V1Writer:
         if config.retention_policy:
             params["rp"] = config.retention_policy
         self._params = params
-        self._client = config.http_client()  # credentials in a header, never in the URL
+        gateway = config.gateway if isinstance(config, InfluxConfig) else None
+        # credentials in a header, never in the URL
+        self._client = gateway.http_client(config.timeout_s) if gateway is not None else config.http_client()
+        self._where = gateway.url if gateway is not None else config.url
 
     async def create_database(self) -> None:
         resp = await self._client.post("/query", params={"q": ql.create_database(self.config.database)})
@@ -141,7 +145,7 @@ class V1Writer:
         except httpx.TimeoutException as exc:
             raise Retry(f"time-out after {self.config.timeout_s:g} s") from exc
         except httpx.TransportError as exc:
-            raise Retry(f"cannot reach InfluxDB at {self.config.url}: {exc}") from exc
+            raise Retry(f"cannot reach InfluxDB at {self._where}: {exc}") from exc
         problem = classify(resp.status_code, resp.text, resp.headers.get("Retry-After"))
         if problem is not None:
             raise problem

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from testing import Influxd, Mosquitto
-from tests.servers import InfluxCompatProxy, Postgres
+from tests.servers import InfluxCompatProxy, LockedInflux, Postgres
 
 
 @pytest.fixture
@@ -77,6 +77,16 @@ def influx_compat(tmp_path: Path, influxdb: Influxd) -> Iterator[InfluxCompatPro
     proxy.start()
     yield proxy
     proxy.stop()
+
+
+@pytest.fixture
+def locked_influxdb(tmp_path: Path) -> Iterator[LockedInflux]:
+    """InfluxDB as ``lifeline up`` runs it (``tests.servers.LockedInflux``): no network of its own, writes only
+    through the write gateway, the database ``lifeline``."""
+    locked = LockedInflux(tmp_path / "locked")
+    locked.start()
+    yield locked
+    locked.stop()
 
 
 pytest_plugins = ["tests.notify_servers"]

@@ -11,7 +11,10 @@ import subprocess
 import tempfile
 import urllib.parse
 from pathlib import Path
+from typing import ClassVar
 
+from lifeline import runners
+from lifeline.write_gateway import WriteGateway
 from testing import ChildServer, ServiceError, find_binary, wait_for_port
 
 
@@ -263,3 +266,38 @@ class InfluxCompatProxy(ChildServer):
 
     def _argv(self) -> list[str]:
         return [find_binary("nginx"), "-p", str(self.data_dir), "-c", str(self.conf_path), "-e", str(self.log_path)]
+
+
+class LockedInflux:
+    """InfluxDB as ``lifeline up`` runs it: influxd with authentication in a network namespace of its own (HTTP on a
+    0600 Unix socket only), behind the write gateway, the only way in. Accounts: ``admin``; ``writer`` (WRITE, held
+    by the gateway alone); ``reader`` (READ, what a writing service reads with); the gateway's own ``bridge`` and
+    ``rules``. ``url`` is the gateway's (``/write`` for its accounts, ``/query`` for InfluxDB's)."""
+
+    ADMIN = ("lifeline-admin", "admin-Secret-1")
+    WRITER = ("lifeline-writer", "writer-Secret-1")
+    READER = ("lifeline-reader", "reader-Secret-1")
+    CLIENTS: ClassVar[dict[str, str]] = {"bridge": "bridge-Gateway-1", "rules": "rules-Gateway-1"}
+
+    def __init__(self, data_dir: Path, database: str = "lifeline") -> None:
+        self.database = database
+        self.server = runners.Influxd(data_dir / "influxdb", auth_enabled=True, private_network=True)
+        self.gateway = WriteGateway(data_dir / "gateway", self.server.socket_path, self.WRITER, self.CLIENTS)
+
+    @property
+    def url(self) -> str:
+        return self.gateway.url
+
+    def start(self) -> None:
+        self.server.start()
+        try:
+            users = {self.WRITER[0]: (self.WRITER[1], "WRITE"), self.READER[0]: (self.READER[1], "READ")}
+            self.server.set_up_users(self.database, users, self.ADMIN)
+            self.gateway.start()
+        except BaseException:
+            self.server.stop()
+            raise
+
+    def stop(self) -> None:
+        self.gateway.stop()
+        self.server.stop()
