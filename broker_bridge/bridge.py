@@ -17,6 +17,10 @@ call as it has publishes awaiting their PUBACK, which broke the consumer's bound
 messages held against a bound of 1,000).
 Messages that failed only transiently (InfluxDB unavailable, the dead-letter store failing) are neither confirmed
 nor acknowledged: the batch is retried, or the broker sends the message again after a reconnect.
+
+A stored reading is never overwritten with another value (``broker_bridge.overwrite``): a line with the time of a
+stored reading of the same series and another value is refused before the write and its message dead-lettered
+(stage ``overwrite``); the few lines the guard cannot judge from memory are read from InfluxDB, one read a batch.
 """
 
 from __future__ import annotations
@@ -31,16 +35,39 @@ from dataclasses import dataclass, field
 from itertools import chain
 
 from broker_bridge.config import BridgeConfig
+from broker_bridge.overwrite import Guard, Verdict
 from broker_bridge.stored import stored_messages
 from device_profiles import load_catalogue
 from device_profiles.validate import Invalid, Origin, Registry, SiteLoader, check
 from infra.deadletter import DeadLetterStore
 from infra.metrics import Metric, bound_port, counter, gauge, registry, render, serve_metrics, summary
 from infra.mqtt import Consumer, Incoming, Publisher
-from storage import LineEncoder, RetryingWriter, V1Writer, Writer, make_writer
+from storage import InfluxQuery, LineEncoder, QueryError, Retry, RetryingWriter, Series, V1Writer, Writer, make_writer
+from storage import influxql as ql
+from storage.lineproto import series_key
+from storage.schema import DEVICE, PROFILE, SITE
 from telemetry import encode, topics
+from telemetry.wire import TelemetryLike
 
 log = logging.getLogger("lifeline.bridge")
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """The series of a message's lines, as InfluxDB names it (measurement and its non-empty tags)."""
+
+    series: str  # the line's measurement and tags, as written
+    measurement: str
+    tags: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """A line the overwrite guard could not judge from memory: its fields and time, read from InfluxDB first."""
+
+    line: str
+    fields: str
+    ts: int
 
 
 @dataclass(slots=True)
@@ -52,6 +79,9 @@ class Item:
     origin: Origin | None = None  # which edge message (None: not attributable to its topic's device; never confirmed)
     kept: bool = False  # already in the dead letters (refused by validation): nothing to write
     problems: list[str] = field(default_factory=list)
+    stage: str = "influx"  # the dead letters' stage of its problems
+    target: Target | None = None  # set when some lines are to be checked
+    checks: list[Check] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -76,6 +106,9 @@ class Counters:
     stored_published: int = 0
     stored_ranges: int = 0
     stored_unsent: int = 0
+    overwrites_refused: int = 0
+    overwrite_checks: int = 0
+    overwrite_reads: int = 0
     batch_seconds_sum: float = 0.0
     last_batch_seconds: float = 0.0
     last_write_at: float = 0.0  # Unix time InfluxDB last accepted a batch
@@ -95,6 +128,9 @@ class Bridge:
         self.out = RetryingWriter(self.writer, config.retry, stats=self.counters)  # storage's one retry policy
         self.dead = DeadLetterStore(config.dead_letter_path, source="bridge")
         self.encoder = LineEncoder()
+        guard = config.overwrite
+        self.guard = Guard(guard.per_series, guard.max_series, trust_mark=guard.trust_mark)
+        self.reader = InfluxQuery(config.influx)  # the overwrite checks (the bridge's account only reads)
         self.metrics_port: int | None = None
         self._batches: asyncio.Queue[Batch] = asyncio.Queue(maxsize=2)
         # sample-to-stored age of the last messages stored (ms): from the edge's sampling time to InfluxDB's answer
@@ -124,6 +160,7 @@ class Bridge:
             await self.consumer.stop()
             await self.confirmer.close()
             await self.writer.close()
+            await self.reader.aclose()
             self.dead.close()
             if metrics is not None:
                 metrics.close()
@@ -176,7 +213,35 @@ class Bridge:
             return Item(incoming, [], received, origin=origin, kept=True)
         samples = msg.samples
         newest = samples[0].ts if len(samples) == 1 else max(sample.ts for sample in samples)
-        return Item(incoming, lines, received, newest, origin)
+        item = Item(incoming, lines, received, newest, origin)
+        if lines:
+            self._guard(item, msg)
+        return item
+
+    def _guard(self, item: Item, msg: TelemetryLike) -> None:
+        """The overwrite guard on each line: accepted, refused (the message's problem), or to check first."""
+        lines = item.lines
+        series = series_key(lines[0])  # one message, one series
+        cut = len(series) + 1
+        kept: list[str] = []
+        for line in lines:
+            space = line.rfind(" ")
+            fields, ts = line[cut:space], int(line[space + 1 :])
+            verdict, why = self.guard.admit(series, fields, ts)
+            if verdict is Verdict.REFUSE:
+                item.problems.append(why)
+                item.stage = "overwrite"
+                self.counters.overwrites_refused += 1
+                continue
+            kept.append(line)
+            if verdict is Verdict.CHECK:
+                item.checks.append(Check(line, fields, ts))
+        if len(kept) != len(lines):
+            item.lines = kept
+        if item.checks:
+            tags = {k: v for k, v in msg.tags.items() if k and v and k not in (SITE, DEVICE, PROFILE)}
+            tags.update((k, v) for k, v in ((SITE, msg.site), (DEVICE, msg.device), (PROFILE, msg.profile)) if v)
+            item.target = Target(series, msg.measurement, tuple(sorted(tags.items())))
 
     def _dead_letter(self, incoming: Incoming, error: str, stage: str, now: float, points: int = 0) -> bool:
         """Keep the message in the dead letters; False if the store failed (a transient failure: not acked)."""
@@ -215,6 +280,7 @@ class Bridge:
             batch = await self._batches.get()
             try:
                 started = time.monotonic()
+                await self._check(batch)
                 await self._write_batch(batch)
                 self._settle(batch)
                 took = time.monotonic() - started
@@ -238,7 +304,7 @@ class Bridge:
                 self.sample_age_ms.append(now_ms - item.newest_ts)
             if item.problems:
                 if not self._dead_letter(
-                    item.incoming, "; ".join(item.problems)[:4000], "influx", time.time(), len(item.problems)
+                    item.incoming, "; ".join(item.problems)[:4000], item.stage, time.time(), len(item.problems)
                 ):
                     continue  # not kept: the broker sends it again
             else:
@@ -282,7 +348,69 @@ class Bridge:
             owners = [item for item in batch.items for _ in item.lines]
             for r in refused:
                 owners[r.index].problems.append(f"InfluxDB refused {r.line[:300]!r}: {r.reason}")
+                series = series_key(r.line)
+                space = r.line.rfind(" ")
+                self.guard.forget(series, int(r.line[space + 1 :]), r.line[len(series) + 1 : space])
         self.counters.written_points += len(lines) - len(refused)
+
+    # -- the overwrite checks ------------------------------------------------------------------------------------
+    async def _check(self, batch: Batch) -> None:
+        """Read what InfluxDB holds at the times of the batch's checked lines (one read; one more for the series
+        whose mark is still to be learnt) and refuse the lines that would change a stored reading."""
+        items = [item for item in batch.items if item.checks and item.target is not None]
+        if not items:
+            return
+        spans: dict[Target, tuple[int, int]] = {}
+        for item in items:
+            assert item.target is not None
+            lo, hi = spans.get(item.target, (item.checks[0].ts, item.checks[0].ts))
+            for c in item.checks:
+                lo, hi = min(lo, c.ts), max(hi, c.ts)
+            spans[item.target] = (lo, hi)
+        stored = _rows(await self._read([self._statement(t, lo, hi + 1) for t, (lo, hi) in spans.items()]))
+        learn = [t for t in spans if self.guard.needs_mark(t.series)]
+        if learn:
+            newest = _rows(await self._read([self._statement(t) for t in learn]))
+            for t in learn:
+                self.guard.learn(t.series, max(newest.get(_key(t), {}), default=None))
+        for item in items:
+            assert item.target is not None
+            rows = stored.get(_key(item.target), {})
+            refused: set[str] = set()
+            for c in item.checks:
+                self.counters.overwrite_checks += 1
+                why = self.guard.checked(item.target.series, c.fields, c.ts, rows.get(c.ts))
+                if why:
+                    item.problems.append(why)
+                    item.stage = "overwrite"
+                    self.counters.overwrites_refused += 1
+                    refused.add(c.line)
+            if refused:
+                batch.lines -= len(refused)
+                item.lines = [line for line in item.lines if line not in refused]
+            item.checks = []
+
+    def _statement(self, target: Target, start_ms: int | None = None, end_ms: int | None = None) -> str:
+        """The rows of ``target`` in [start, end) (ms), or without bounds its newest row."""
+        terms = [ql.eq(k, v) for k, v in target.tags] + ql.time_range(start_ms, end_ms)
+        source = self.reader.source(target.measurement)
+        if start_ms is None:
+            return ql.select("*", source, terms, group_by="*", newest_first=True, limit=1)
+        return ql.select("*", source, terms, group_by="*")
+
+    async def _read(self, statements: list[str]) -> list[Series]:
+        """The series of ``statements`` (one request), retried by the writer's policy while InfluxDB cannot answer."""
+        out: list[Series] = []
+
+        async def read() -> None:
+            try:
+                out[:] = await self.reader.query(ql.statements(statements))
+            except QueryError as exc:  # unreachable, 5xx, or an account that may not read (it may be fixed)
+                raise Retry(f"overwrite check: {exc}", exc.status) from exc
+
+        self.counters.overwrite_reads += 1
+        await self.out.retrying(read, "overwrite check")
+        return out
 
     # -- metrics -----------------------------------------------------------------------------------------------
     def metrics_text(self) -> str:
@@ -305,6 +433,9 @@ class Bridge:
             "stored_published_total": ("Stored confirmations published to the edges", c.stored_published),
             "stored_ranges_total": ("seq ranges in the Stored confirmations", c.stored_ranges),
             "stored_unsent_total": ("Stored confirmations not sent (publish queue full)", c.stored_unsent),
+            "overwrites_refused_total": ("readings refused: another value for a stored reading", c.overwrites_refused),
+            "overwrite_checks_total": ("readings checked against InfluxDB before the write", c.overwrite_checks),
+            "overwrite_reads_total": ("InfluxDB reads of the overwrite checks", c.overwrite_reads),
         }
         for name, (help_text, value) in counters.items():
             yield counter(f"lifeline_bridge_{name}", help_text, value)
@@ -340,3 +471,20 @@ class Bridge:
         }
         for name, (help_text, level) in gauges.items():
             yield gauge(f"lifeline_bridge_{name}", help_text, level)
+
+
+def _key(target: Target) -> tuple[str, tuple[tuple[str, str], ...]]:
+    return target.measurement, target.tags
+
+
+def _rows(series: list[Series]) -> dict[tuple[str, tuple[tuple[str, str], ...]], dict[int, dict[str, object]]]:
+    """Per series (measurement and its non-empty tags), its rows by time (ms), each without its time column."""
+    out: dict[tuple[str, tuple[tuple[str, str], ...]], dict[int, dict[str, object]]] = {}
+    for s in series:
+        tags = tuple(sorted((k, v) for k, v in s.tags.items() if v))  # GROUP BY * names every tag key, "" if absent
+        rows = out.setdefault((s.name, tags), {})
+        for row in s.rows():
+            ts = row.pop("time")
+            if isinstance(ts, int | float):
+                rows[int(ts)] = row
+    return out

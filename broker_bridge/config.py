@@ -14,6 +14,7 @@ __all__ = [
     "BatchConfig",
     "BridgeConfig",
     "InfluxConfig",
+    "OverwriteConfig",
     "RetryConfig",
     "ValidationConfig",
     "load_bridge_config",
@@ -40,6 +41,21 @@ class ValidationConfig(BaseModel):
     )
 
 
+class OverwriteConfig(BaseModel):
+    """The guard that refuses a reading that would overwrite a stored one with another value
+    (``broker_bridge.overwrite``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    per_series: int = Field(default=64, ge=1, le=100_000, description="recent sample times remembered per series")
+    max_series: int = Field(default=100_000, ge=1, description="series remembered (the longest unseen goes first)")
+    trust_mark: bool = Field(
+        default=True,
+        description="a sample after the newest this bridge let through is new; false when several bridges share "
+        "the group (then every sample not remembered is checked against InfluxDB, one read a batch)",
+    )
+
+
 class BridgeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -54,6 +70,7 @@ class BridgeConfig(BaseModel):
     batch: BatchConfig = Field(default_factory=BatchConfig)
     retry: RetryConfig = Field(default_factory=RetryConfig, description="InfluxDB write retries (storage's policy)")
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
+    overwrite: OverwriteConfig = Field(default_factory=OverwriteConfig)
     dead_letter_path: Path = Field(default=Path("var/bridge/deadletter.sqlite"))
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
 

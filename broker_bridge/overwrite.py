@@ -1,0 +1,233 @@
+"""A stored reading is never overwritten with another value. Pure: the bridge asks, InfluxDB is read elsewhere.
+
+InfluxDB keeps one value per (series, field, time): a line with the time of a stored point replaces its fields. An
+honest redelivery (the broker's after a reconnect, the edge's after a lost ``Stored``) carries the same values and is
+welcome; a line with the same device, point and time and another value (a stolen edge account resending a reading
+as 0.1 -> 55) is refused and dead-lettered.
+
+No read per write. Per series (measurement and tags: one device's readings), the guard keeps:
+
+- ``mark``: the newest sample time this bridge has let through or found stored; a line after it is new (1.x cannot
+  have a point there that this bridge did not write). Unknown after a start until one read learns it (lazily: only
+  for the series that send something).
+- ``recent``: the fields of the last ``per_series`` times let through, so that a redelivery of a recent line is
+  judged here (same fields: accepted; another value for a point: refused).
+
+Only a line at or before the mark and not in ``recent`` (an old sample, or any sample before the mark is learnt)
+needs InfluxDB: ``CHECK``; the bridge reads all of a batch's checks at once and calls ``checked``. A line is judged
+by point: a point (value, ``.q``, ``.reason``) stored at that time must come again unchanged; a point not stored
+there yet may be added (one device may send its points at one time in more than one message).
+
+Memory: at most ``max_series`` series, each with ``per_series`` entries of (time, fields of the line, verified):
+about 120 bytes plus the fields' length an entry (a line of 10 points is about 150 characters), so 64 entries of
+1,000 devices' one series take about 17 MB; the defaults' bound is ``max_series * per_series * (120 + line)``.
+
+Several bridges in one shared group each see part of a device's messages: a line after this bridge's mark may be
+at a time another bridge stored. ``trust_mark=False`` (more than one bridge) then checks every line not in
+``recent`` against InfluxDB (one read a batch).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from storage.schema import QUALITY_SUFFIX, REASON_SUFFIX
+
+__all__ = ["Guard", "Verdict", "conflict", "parse_fields"]
+
+FieldValue = float | int | bool | str
+
+
+class Verdict(enum.Enum):
+    ACCEPT = "accept"
+    REFUSE = "refuse"
+    CHECK = "check"  # ask InfluxDB what is stored at that time, then ``Guard.checked``
+
+
+@dataclass(slots=True)
+class _Entry:
+    fields: str
+    verified: bool  # False: let through before InfluxDB was asked (a line that matches it must be checked too)
+
+
+@dataclass(slots=True)
+class _Series:
+    mark: int | None = None  # None: not learnt since this bridge started
+    newest: int = -(2**63)  # the newest time let through (the mark once learnt is at least this)
+    recent: dict[int, _Entry] = field(default_factory=dict)
+
+
+class Guard:
+    """What to do with each line of a series (see the module docstring)."""
+
+    def __init__(self, per_series: int = 64, max_series: int = 100_000, *, trust_mark: bool = True) -> None:
+        if per_series < 1 or max_series < 1:
+            raise ValueError("per_series and max_series must be at least 1")
+        self.per_series = per_series
+        self.max_series = max_series
+        self.trust_mark = trust_mark
+        self._series: dict[str, _Series] = {}
+
+    def __len__(self) -> int:
+        return len(self._series)
+
+    def mark(self, series: str) -> int | None:
+        s = self._series.get(series)
+        return s.mark if s is not None else None
+
+    def needs_mark(self, series: str) -> bool:
+        """Whether the series' mark is still to be learnt (``learn``)."""
+        s = self._series.get(series)
+        return s is None or s.mark is None
+
+    def admit(self, series: str, fields: str, ts: int) -> tuple[Verdict, str]:
+        """The verdict on one line (``series`` its measurement and tags, ``fields`` its field set, ``ts`` its
+        time) and, for ``REFUSE``, the reason. Lines let through (or to be checked) are remembered."""
+        s = self._series.get(series)
+        if s is None:
+            s = self._new(series)
+        entry = s.recent.get(ts)
+        if entry is not None:
+            if entry.fields != fields:
+                why = conflict(parse_fields(entry.fields), parse_fields(fields))
+                if why:
+                    return Verdict.REFUSE, f"would overwrite the reading at {ts}: {why}"
+                entry.fields = f"{entry.fields},{fields}"  # other points at the same time: now both are there
+            return (Verdict.ACCEPT if entry.verified else Verdict.CHECK), ""
+        new = self.trust_mark and s.mark is not None and ts > s.mark
+        self._remember(s, ts, fields, verified=new)
+        if ts > s.newest:
+            s.newest = ts
+            if new:
+                s.mark = ts
+        return (Verdict.ACCEPT if new else Verdict.CHECK), ""
+
+    def checked(self, series: str, fields: str, ts: int, stored: Mapping[str, object] | None) -> str:
+        """After the check of a line: ``stored`` is the row InfluxDB has at ``ts`` (None: nothing). Returns the
+        reason to refuse it ("" to accept); a refused line is forgotten (what is stored stays the reference)."""
+        why = conflict(stored, parse_fields(fields)) if stored else ""
+        s = self._series.get(series)
+        if s is None:
+            return why
+        entry = s.recent.get(ts)
+        if why:
+            if entry is not None and entry.fields == fields:
+                del s.recent[ts]
+            return f"would overwrite the reading at {ts}: {why}"
+        if entry is not None and entry.fields == fields:
+            entry.verified = True
+        return ""
+
+    def learn(self, series: str, newest_stored: int | None) -> None:
+        """The newest time InfluxDB holds for the series (None: nothing stored); the mark is set once, at the first
+        answer: later lines at or before it that ``recent`` does not hold are checked."""
+        s = self._series.get(series) or self._new(series)
+        if s.mark is not None:
+            return
+        s.mark = max(s.newest, newest_stored if newest_stored is not None else -(2**63))
+
+    def forget(self, series: str, ts: int, fields: str) -> None:
+        """InfluxDB refused the line for good: it is not stored, so it is no reference for a later one."""
+        s = self._series.get(series)
+        if s is not None:
+            entry = s.recent.get(ts)
+            if entry is not None and entry.fields == fields:
+                del s.recent[ts]
+
+    def _new(self, series: str) -> _Series:
+        if len(self._series) >= self.max_series:
+            del self._series[next(iter(self._series))]  # the series not seen the longest goes (insertion order)
+        s = self._series[series] = _Series()
+        return s
+
+    def _remember(self, s: _Series, ts: int, fields: str, *, verified: bool) -> None:
+        s.recent[ts] = _Entry(fields, verified)
+        if len(s.recent) > self.per_series:
+            del s.recent[next(iter(s.recent))]  # the oldest let through goes
+
+
+def _point(name: str) -> str:
+    for suffix in (QUALITY_SUFFIX, REASON_SUFFIX):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _same(a: object, b: object) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, int | float) and isinstance(b, int | float):  # InfluxDB's JSON writes 2.0 as 2
+        return a == b or (math.isnan(a) and math.isnan(b))
+    return a == b
+
+
+def conflict(stored: Mapping[str, object] | None, incoming: Mapping[str, FieldValue]) -> str:
+    """Why ``incoming`` would change a point ``stored`` holds ("" if it would not). A point is its value, ``.q`` and
+    ``.reason``: stored with any of them, it must come again the same; a point not stored may be added."""
+    if not stored:
+        return ""
+    points = {_point(name) for name in incoming}
+    for point in sorted(points):
+        names = (point, point + QUALITY_SUFFIX, point + REASON_SUFFIX)
+        before = [stored.get(n) for n in names]
+        if all(v is None for v in before):
+            continue
+        after = [incoming.get(n) for n in names]
+        for name, old, new in zip(names, before, after, strict=True):
+            if (old is None) != (new is None) or (old is not None and not _same(old, new)):
+                return f"{name} stored {old!r}, received {new!r}"
+    return ""
+
+
+def parse_fields(text: str) -> dict[str, FieldValue]:
+    """The field set of a line as ``storage.lineproto`` writes it: keys escape ``,``, ``=`` and space with a
+    backslash; string values are double-quoted with ``\\`` and ``"`` escaped; ``123i`` is an integer; ``true`` and
+    ``false`` booleans; anything else a float. ValueError for a field set that is not well formed."""
+    out: dict[str, FieldValue] = {}
+    i, n = 0, len(text)
+    while i < n:
+        key: list[str] = []
+        while i < n and text[i] != "=":
+            if text[i] == "\\" and i + 1 < n:
+                i += 1
+            key.append(text[i])
+            i += 1
+        if i >= n or not key:
+            raise ValueError(f"not a field set: {text[:80]!r}")
+        i += 1  # '='
+        if i < n and text[i] == '"':
+            i += 1
+            value: list[str] = []
+            while i < n and text[i] != '"':
+                if text[i] == "\\" and i + 1 < n and text[i + 1] in '\\"':
+                    i += 1
+                value.append(text[i])
+                i += 1
+            if i >= n:
+                raise ValueError(f"unterminated string in {text[:80]!r}")
+            i += 1  # closing quote
+            out["".join(key)] = "".join(value)
+        else:
+            end = text.find(",", i)
+            end = n if end < 0 else end
+            out["".join(key)] = _scalar(text[i:end])
+            i = end
+        if i < n:
+            if text[i] != ",":
+                raise ValueError(f"not a field set: {text[:80]!r}")
+            i += 1
+    return out
+
+
+def _scalar(raw: str) -> FieldValue:
+    if raw in ("true", "t", "T", "True", "TRUE"):
+        return True
+    if raw in ("false", "f", "F", "False", "FALSE"):
+        return False
+    try:
+        return int(raw[:-1]) if raw.endswith("i") else float(raw)
+    except ValueError:
+        raise ValueError(f"not a field value: {raw[:80]!r}") from None

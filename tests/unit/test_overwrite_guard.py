@@ -1,0 +1,114 @@
+"""The overwrite guard (``broker_bridge.overwrite``): which lines it judges from memory, which it sends to InfluxDB."""
+
+from __future__ import annotations
+
+import pytest
+
+from broker_bridge.overwrite import Guard, Verdict, conflict, parse_fields
+
+S = "gas_safety,device=gas-1,site=s1"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param("co=0.1", {"co": 0.1}, id="float"),
+        pytest.param('co.q=2i,co.reason="timeout, again"', {"co.q": 2, "co.reason": "timeout, again"}, id="quality"),
+        pytest.param('a\\ b\\,c\\=d=true,s="x\\"y\\\\"', {"a b,c=d": True, "s": 'x"y\\'}, id="escapes"),
+        pytest.param("ok=false,n=-3i", {"ok": False, "n": -3}, id="bool-int"),
+    ],
+)
+def test_parse_fields(text: str, expected: dict[str, object]) -> None:
+    assert parse_fields(text) == expected
+
+
+@pytest.mark.parametrize("text", ["=1", "co", 'co="open', "co=1 x=2"])
+def test_parse_fields_refuses_what_is_not_a_field_set(text: str) -> None:
+    with pytest.raises(ValueError, match=r"not a field|unterminated"):
+        parse_fields(text)
+
+
+@pytest.mark.parametrize(
+    ("stored", "incoming", "refused"),
+    [
+        pytest.param({"co": 0.1}, {"co": 0.1}, False, id="same-value"),
+        pytest.param({"co": 1}, {"co": 1.0}, False, id="json-int-is-the-float"),
+        pytest.param({"co": 0.1}, {"co": 55.0}, True, id="another-value"),
+        pytest.param({"co": 0.1}, {"h2s": 3.0}, False, id="another-point-added"),
+        pytest.param({"co.q": 2, "co.reason": "timeout"}, {"co": 55.0}, True, id="bad-reading-made-good"),
+        pytest.param({"co": 0.1}, {"co": 0.1, "co.q": 2, "co.reason": "x"}, True, id="good-reading-made-bad"),
+        pytest.param({"on": True}, {"on": 1.0}, True, id="bool-is-not-a-number"),
+        pytest.param({}, {"co": 55.0}, False, id="nothing-stored"),
+    ],
+)
+def test_conflict_by_point(stored: dict[str, object], incoming: dict[str, object], refused: bool) -> None:
+    assert bool(conflict(stored, incoming)) is refused  # type: ignore[arg-type]
+
+
+def test_before_the_mark_is_learnt_every_line_is_checked_then_new_lines_pass_from_memory() -> None:
+    guard = Guard()
+    assert guard.admit(S, "co=0.1", 1000)[0] is Verdict.CHECK
+    assert guard.admit(S, "co=0.2", 2000)[0] is Verdict.CHECK
+    assert guard.checked(S, "co=0.1", 1000, None) == ""
+    guard.learn(S, 500)
+    assert guard.mark(S) == 2000  # what it let through counts
+    assert guard.admit(S, "co=0.3", 3000) == (Verdict.ACCEPT, "")
+    assert guard.mark(S) == 3000
+
+
+def test_the_attack_and_an_honest_redelivery_judged_from_memory() -> None:
+    guard = Guard()
+    guard.learn(S, None)
+    assert guard.admit(S, "co=0.1", 1000) == (Verdict.ACCEPT, "")
+    assert guard.admit(S, "co=0.1", 1000) == (Verdict.ACCEPT, "")  # the same reading again
+    verdict, why = guard.admit(S, "co=55.0", 1000)
+    assert verdict is Verdict.REFUSE
+    assert "co stored 0.1, received 55.0" in why
+    assert guard.admit(S, "h2s=3.0", 1000) == (Verdict.ACCEPT, "")  # another point at that time is no overwrite
+    assert guard.admit(S, "h2s=4.0", 1000)[0] is Verdict.REFUSE  # ... and is kept as stored
+
+
+def test_an_old_time_no_longer_remembered_is_checked() -> None:
+    guard = Guard(per_series=2)
+    guard.learn(S, None)
+    for ts in (1000, 2000, 3000):
+        assert guard.admit(S, "co=0.1", ts)[0] is Verdict.ACCEPT
+    assert guard.admit(S, "co=55.0", 1000)[0] is Verdict.CHECK  # 1000 fell out of memory
+    assert "co stored 0.1" in guard.checked(S, "co=55.0", 1000, {"co": 0.1})
+    assert guard.admit(S, "co=0.1", 1000)[0] is Verdict.CHECK  # the refused line left no reference
+
+
+def test_a_line_matching_one_still_unchecked_is_checked_too() -> None:
+    guard = Guard()
+    assert guard.admit(S, "co=55.0", 1000)[0] is Verdict.CHECK  # mark unknown: after a restart
+    assert guard.admit(S, "co=55.0", 1000)[0] is Verdict.CHECK  # not accepted on the word of an unchecked line
+    assert guard.checked(S, "co=55.0", 1000, {"co": 0.1})
+    assert guard.checked(S, "co=55.0", 1000, {"co": 0.1})
+
+
+def test_several_bridges_do_not_trust_their_own_mark() -> None:
+    guard = Guard(trust_mark=False)
+    guard.learn(S, None)
+    assert guard.admit(S, "co=0.1", 1000)[0] is Verdict.CHECK
+    assert guard.checked(S, "co=0.1", 1000, None) == ""
+    assert guard.admit(S, "co=0.1", 1000)[0] is Verdict.ACCEPT  # remembered and verified
+
+
+def test_a_line_influxdb_refused_is_forgotten() -> None:
+    guard = Guard()
+    guard.learn(S, None)
+    guard.admit(S, 'co="text"', 1000)
+    guard.forget(S, 1000, 'co="text"')
+    assert guard.admit(S, "co=0.1", 1000)[0] is Verdict.CHECK  # before the mark, not remembered
+
+
+def test_memory_is_bounded() -> None:
+    guard = Guard(per_series=3, max_series=2)
+    for n in range(5):
+        guard.learn(f"m,device=d{n}", None)
+        for ts in range(10):
+            guard.admit(f"m,device=d{n}", "v=1.0", ts)
+    assert len(guard) == 2
+    assert guard.needs_mark("m,device=d0")  # the oldest series went
+    assert guard.admit("m,device=d4", "v=2.0", 9)[0] is Verdict.REFUSE  # the newest times kept
+    assert guard.admit("m,device=d4", "v=2.0", 6)[0] is Verdict.CHECK  # older ones went
