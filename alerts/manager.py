@@ -26,6 +26,7 @@ from typing import Any
 
 import orjson
 
+from alerts import evidence
 from alerts.config import AlertServiceConfig
 from alerts.delivery import Delivery, message_to_outbox
 from alerts.lifecycle import Alert, AlertKey, Severity
@@ -150,6 +151,8 @@ class AlertManager:
         if change is None:
             return None  # nothing changed (e.g. a repeated clear)
         saved = tx.save(alert, meta, stored.version if stored else None)
+        if t.evidence is not None and severity is not None:  # a raise or escalation keeps what raised it
+            tx.run(evidence.add, saved.id, t.ts, severity, t.evidence)
         messages = self._enqueue(tx, change.out, {key: saved})
         raised = False if severity is None else True if stored is None or not stored.alert.active else None
         return saved, messages, raised

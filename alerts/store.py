@@ -33,6 +33,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from alerts import _queries as q
 from alerts import _tables as t
+from alerts import evidence
 from alerts._queries import AlertQuery
 from alerts._rows import (
     AlertMeta,
@@ -52,6 +53,7 @@ from alerts._rows import (
     stored_alert,
 )
 from alerts.db import BUSY_TIMEOUT_MS, DEFAULT_STORE_URL, READ_ONLY_OPTION, SCHEMA_LOCK, make_engine
+from alerts.evidence import EvidenceRow
 from alerts.lifecycle import Alert, AlertKey, Severity, State
 from alerts.migrations import ALERTS, upgrade
 
@@ -66,6 +68,7 @@ __all__ = [
     "AuditRow",
     "ChannelQueue",
     "Conflict",
+    "EvidenceRow",
     "HistoryRow",
     "NoteRow",
     "NotificationRow",
@@ -533,6 +536,11 @@ class AlertStore:
         """The alert's transitions, oldest first."""
         with self._read() as conn:
             return q.history(conn, alert_id)
+
+    def evidence(self, alert_id: int) -> list[EvidenceRow]:
+        """What raised or escalated the alert (``alerts.evidence``), oldest first."""
+        with self._read() as conn:
+            return evidence.rows(conn, alert_id)
 
     def notes(self, alert_id: int) -> list[NoteRow]:
         """The alert's notes, oldest first."""

@@ -283,6 +283,8 @@ def get_alert(alert_id: AlertId, who: Reader, svc: Service) -> dict[str, Any]:
         for h in svc.store.history(alert_id)
     ]
     out["notes"] = [{"ts_ms": n.ts_ms, "who": n.who, "text": n.text} for n in svc.store.notes(alert_id)]
+    # what raised it (each raise and escalation): the readings the rule judged, or a window rule's figures
+    out["evidence"] = [e.to_json() for e in svc.store.evidence(alert_id)]
     out["shelve_reason"] = stored.alert.shelve_reason
     return out
 

@@ -9,6 +9,8 @@
 - ``WindowEvaluator(rules, query)`` judges ``window`` rules (a point's hourly or daily mean, max, min or sample
   count against levels, and no-data checks) from InfluxDB once per period; ``ScheduledRules(evaluator, sink)`` runs
   it on cron jobs (``start()``, ``await stop()``, ``await run_due(now_ms)``).
+- A raise or escalation carries its ``Evidence`` (``rules.evidence``): the readings that raised it, or a window
+  rule's figures; the alert store keeps them with the alert.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rules.evaluate import AlertState, Engine, Transition
+from rules.evidence import Evidence, Reading
 from rules.loader import load_rules, rule_files
 from rules.scheduled import ScheduledRules, WindowEvaluator, period_bounds
 from rules.schema import SEVERITY_RANK, AlertKey, Rule, RuleFile, Severity, Window
@@ -28,6 +31,8 @@ __all__ = [
     "AlertKey",
     "AlertState",
     "Engine",
+    "Evidence",
+    "Reading",
     "Rule",
     "RuleFile",
     "ScheduledRules",

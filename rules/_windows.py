@@ -15,7 +15,8 @@ from zoneinfo import ZoneInfo
 
 from rules._conditions import threshold_target
 from rules.evaluate import Key, Transition
-from rules.schema import Level, Rule, Threshold, Window, severity_of
+from rules.evidence import Evidence
+from rules.schema import SEVERITY_RANK, Level, Rule, Threshold, Window, severity_of
 from storage.influxql import Aggregate
 from storage.queries import Col, valid_measurement
 from storage.queries import window_query as _stats_query
@@ -231,6 +232,7 @@ def judge(
         out.states[key] = WindowState(target, wv.value, period_end_ms, profile) if target else None
         verb = "cleared" if target is None else ("raised" if active is None else "now " + target)
         value = int(wv.value) if counted else wv.value
+        raised = target is not None and (active is None or SEVERITY_RANK[target] > SEVERITY_RANK[active])
         out.transitions.append(
             Transition(
                 rule.id,
@@ -243,9 +245,29 @@ def judge(
                 period_end_ms,
                 f"{rule.title} {verb}: {_describe(w, wv, start)}",
                 profile,
+                Evidence(window=_figures(w, wv, start, period_end_ms)) if raised else None,
             )
         )
     return out
+
+
+def _figures(w: Window, wv: WindowValue, start_ms: int, end_ms: int) -> dict[str, object]:
+    """A window verdict's evidence: what was judged, over which period, from how many samples."""
+    figures: dict[str, object] = {
+        "point": w.point,
+        "stat": "count" if w.nodata else w.stat,
+        "source": w.source,
+        "period": w.period,
+        "start_ms": start_ms,
+        "end_ms": end_ms,
+        "value": wv.value,
+        "count": wv.count,
+    }
+    if w.index is not None:
+        figures["index"] = w.index
+    if w.source == "valid":
+        figures["field"] = w.stored_field
+    return figures
 
 
 def _describe(w: Window, wv: WindowValue, start_ms: int) -> str:

@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rules import _conditions as c
+from rules import evidence as ev
 from rules.schema import AGENT_DEVICE, FLOOD_SIDES, SEVERITY_RANK, AlertKey, Rule, Severity, severity_of
 from rules.standards import NoiseZone, noise_verdict
 from telemetry.models import AgentState, DeviceStatus, Quality, Value
@@ -62,6 +63,7 @@ class Transition:
     ts: int  # the sample time that caused it, or the tick's now_ms for delays and deadman
     reason: str
     profile: str | None = None  # the device's profile, when known (who is told may depend on it)
+    evidence: ev.Evidence | None = None  # a raise or escalation: the readings that raised it (rules.evidence)
 
     @property
     def key(self) -> AlertKey:
@@ -81,6 +83,7 @@ class AlertState:
     history: list[list[float]] = field(default_factory=list)  # rate, noise: [ts, value] within the window
     detail: str = ""
     changed_ts: int | None = None  # the time of its last transition: the next one is never dated before it
+    evidence: list[list[Any]] = field(default_factory=list)  # samples while the condition holds (rules.evidence)
 
 
 _FIELDS = tuple(f.name for f in fields(AlertState))
@@ -124,6 +127,7 @@ def _export(st: AlertState) -> dict[str, Any]:
     out["target"] = None if st.target is None else str(st.target)
     out["since"] = {str(sev): ts for sev, ts in st.since.items()}
     out["history"] = [list(h) for h in st.history]
+    out["evidence"] = [list(e) for e in st.evidence]
     return out
 
 
@@ -388,6 +392,10 @@ class Engine:
         for point, target in self._targets(rule, msg, sample):
             key = (rule.id, msg.site, msg.device, point)
             st = self._states[key]  # made by _get when the sample was accepted
+            if target is not None:  # the condition holds: this sample is evidence for a raise to come
+                st.evidence.append(ev.reading(sample, ev.rule_points(rule, point)))
+                if len(st.evidence) > ev.SAMPLES:
+                    del st.evidence[0]
             out.extend(self._advance(rule, key, st, target, sample.ts))
         return out
 
@@ -592,11 +600,14 @@ class Engine:
 
     def _advance(self, rule: Rule, key: Key, st: AlertState, target: str | None, ts: int) -> list[Transition]:
         """The shared delay machine: raise or escalate after the on-delay, de-escalate or clear after the off-delay."""
-        if target is None and st.active is None:  # nothing asked, nothing active (most samples): what the rest does
-            st.target = st.below_since = None
-            if st.since:
-                st.since.clear()
-            return []
+        if target is None:
+            if st.evidence:
+                st.evidence.clear()  # the condition ended: a later raise has its own readings
+            if st.active is None:  # nothing asked, nothing active (most samples): what the rest does
+                st.target = st.below_since = None
+                if st.since:
+                    st.since.clear()
+                return []
         st.target = target
         rt, ra = _rank(target), _rank(st.active)
         for sev in SEVERITY_RANK:
@@ -631,5 +642,15 @@ class Engine:
                 ts=ts,
                 reason=f"{rule.title} {verb}: {st.detail}",
                 profile=self._profiles.get((key[1], key[2])),
+                evidence=self._evidence(rule, key, st) if _rank(new) > _rank(prev) else None,
             )
         ]
+
+    @staticmethod
+    def _evidence(rule: Rule, key: Key, st: AlertState) -> ev.Evidence:
+        """A raise's or escalation's readings: a rate or noise rule's window (what it computed from), else the
+        samples over which the condition held."""
+        if rule.rate is not None or rule.noise is not None:
+            point = key[3]
+            return ev.Evidence(tuple(ev.Reading(int(h[0]), {point: h[1]}) for h in st.history[-ev.SAMPLES :]))
+        return ev.Evidence.from_kept(st.evidence)

@@ -22,6 +22,15 @@ _ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 def upgrade() -> None:
+    # Like the baseline, only what is missing: a database from before migrations may have them already.
+    existing = set(sa.inspect(op.get_bind()).get_table_names())
+    if "alert_evidence" not in existing:
+        _create_evidence()
+    if "rules_leases" not in existing:
+        _create_leases()
+
+
+def _create_evidence() -> None:
     op.create_table(
         "alert_evidence",
         sa.Column("id", _ID, autoincrement=True, nullable=False),
@@ -34,6 +43,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_index("alert_evidence_alert", "alert_evidence", ["alert_id", "id"], unique=False)
+
+
+def _create_leases() -> None:
     op.create_table(
         "rules_leases",
         sa.Column("name", sa.String(), nullable=False),

@@ -1,0 +1,93 @@
+"""A rules partition's lease in the alert store (``alerts.lease``), time passed in: one holder at a time, a standby
+takes it only once it has run out, a holder that was taken over can neither renew nor write (fencing by epoch,
+whatever its clock says), and a standby of another MQTT session is refused."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from alerts.lease import Lease, LeaseKeeper, LeaseLost, LeaseRefused, check, renew, take
+from alerts.store import AlertStore
+
+NAME = "rules.engine.north"
+SESSION = "rules-north"
+TTL = 5000
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[AlertStore]:
+    opened = AlertStore.sqlite(tmp_path / "alerts.db")
+    yield opened
+    opened.close()
+
+
+def _take(store: AlertStore, holder: str, now_ms: int, session: str = SESSION) -> Lease | None:
+    with store.begin() as tx:
+        return tx.run(take, NAME, holder, session, now_ms, TTL)
+
+
+def _write(store: AlertStore, lease: Lease) -> None:
+    """What an engine's checkpoint does: the lease checked first, then the write, in one transaction."""
+    with store.begin() as tx:
+        tx.run(check, lease)
+        tx.put_state(NAME, {"written": lease.holder})
+
+
+def _renew(store: AlertStore, lease: Lease, now_ms: int) -> Lease | None:
+    with store.begin() as tx:
+        return tx.run(renew, lease, now_ms, TTL)
+
+
+def test_the_first_engine_takes_the_lease_and_a_second_waits_until_it_runs_out(store: AlertStore) -> None:
+    active = _take(store, "a:1", 0)
+    assert active == Lease(NAME, "a:1", SESSION, 1, TTL)
+    assert _take(store, "b:2", 1000) is None
+    renewed = _renew(store, active, 1500)
+    assert renewed is not None
+    assert renewed.expires_ms == 1500 + TTL
+    assert _take(store, "b:2", 1500 + TTL - 1) is None  # still held: renewed
+    standby = _take(store, "b:2", 1500 + TTL)
+    assert standby == Lease(NAME, "b:2", SESSION, 2, 1500 + TTL + TTL)
+
+
+@pytest.mark.parametrize("late_by_ms", [0, 60_000], ids=["on-time", "a-minute-late"])
+def test_a_holder_taken_over_can_neither_renew_nor_write(store: AlertStore, late_by_ms: int) -> None:
+    active = _take(store, "a:1", 0)
+    assert active is not None
+    assert _take(store, "b:2", TTL) is not None
+    # the old holder's clock may say anything: the epoch moved on
+    assert _renew(store, active, TTL + late_by_ms) is None
+    with pytest.raises(LeaseLost):
+        _write(store, active)
+    assert store.get_state(NAME) is None  # its transaction rolled back
+
+
+def test_a_holder_not_taken_over_renews_even_after_its_expiry(store: AlertStore) -> None:
+    active = _take(store, "a:1", 0)
+    assert active is not None
+    assert _renew(store, active, TTL * 3) is not None  # nobody took it meanwhile: no reason to stop
+    _write(store, active)
+    assert store.get_state(NAME) == {"written": "a:1"}
+
+
+def test_a_standby_of_another_mqtt_session_is_refused(store: AlertStore) -> None:
+    assert _take(store, "a:1", 0) is not None
+    with pytest.raises(LeaseRefused, match="second member of the partition's shared group"):
+        _take(store, "b:2", TTL * 2, session="rules-north-2")
+
+
+def test_the_keepers_fence_guards_the_alert_managers_writes(store: AlertStore) -> None:
+    now = [0.0]
+    keeper = LeaseKeeper(store, NAME, SESSION, ttl_s=5, renew_s=1.5, poll_s=0.5, holder="a:1", clock=lambda: now[0])
+    with pytest.raises(LeaseLost), store.begin() as tx:
+        keeper.fence(tx)  # nothing held yet
+    keeper.lease = keeper._take()
+    with store.begin() as tx:
+        keeper.fence(tx)
+    now[0] = 10.0
+    assert _take(store, "b:2", 10_000) is not None
+    with pytest.raises(LeaseLost), store.begin() as tx:
+        keeper.fence(tx)
