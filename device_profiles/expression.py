@@ -61,8 +61,8 @@ def parse_expression(text: str) -> Expression:
     """The checked expression; ExpressionError names the first thing that is not allowed."""
     try:
         tree = ast.parse(text.strip(), mode="eval").body
-    except SyntaxError as exc:
-        raise ExpressionError(f"{text!r} is not an arithmetic expression ({exc.msg})") from None
+    except (SyntaxError, ValueError) as exc:  # ValueError: a null byte
+        raise ExpressionError(f"{text!r} is not an arithmetic expression ({getattr(exc, 'msg', exc)})") from None
     names: list[str] = []
     count = 0
     for node in ast.walk(tree):

@@ -54,7 +54,9 @@ class RegisterMap:
     """Blocks and point positions of one profile's Modbus map.
 
     Points of a function closer than ``block_gap`` addresses share a block, like the memory areas of a real
-    device; the default is the profile's ``max_gap``, so every request the edge planner makes stays in a block.
+    device; the default is the profile's ``max_gap``, so every request the edge planner makes stays in a block. A
+    ``reserved`` range of the profile always ends a block (the device has no registers there: a read across it
+    answers 02).
     """
 
     def __init__(self, spec: ModbusSpec, block_gap: int | None = None) -> None:
@@ -65,8 +67,10 @@ class RegisterMap:
         for function in Function:
             spans = sorted((p.address, p.address + p.count - 1) for p in spec.points if p.function is function)
             merged: list[list[int]] = []
+            reserved = [r for r in spec.reserved if r.function is function]
             for start, end in spans:
-                if merged and start <= merged[-1][1] + gap + 1:
+                across = merged and any(r.overlaps(merged[-1][1] + 1, start) for r in reserved)
+                if merged and start <= merged[-1][1] + gap + 1 and not across:
                     merged[-1][1] = max(merged[-1][1], end)
                 else:
                     merged.append([start, end])

@@ -7,7 +7,7 @@ the device. Choices, made to look like field devices:
 - a write to an address without a writable point answers 02; a command the device ignores (a gate in local mode)
   is still accepted on the wire, as PLCs do: the state bits show what happened;
 - a request for another unit id answers 0x0B (gateway target failed to respond), which a client tells apart from
-  a dead link at once;
+  a dead link at once; or, with ``wrong_unit="silent"``, is not answered at all, as many Modbus TCP devices do;
 - ``stop_answering()`` keeps connections open and never answers, so that clients time out.
 """
 
@@ -17,6 +17,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
+from typing import Literal
 
 from pymodbus.constants import ExcCodes
 from pymodbus.exceptions import NoSuchIdException
@@ -48,6 +49,7 @@ class ModbusDevice:
         step_interval_s: float = 0.2,
         block_gap: int | None = None,
         clock: WallClock = time.time,
+        wrong_unit: Literal["gateway", "silent"] = "gateway",
     ) -> None:
         if profile.modbus is None:
             raise ValueError(f"profile {profile.name!r} is not a Modbus profile")
@@ -57,6 +59,7 @@ class ModbusDevice:
         self.host = host
         self.port = port
         self.unit_id = unit_id
+        self.wrong_unit = wrong_unit
         self.map = RegisterMap(profile.modbus, block_gap)
         self.max_registers = max_registers or profile.modbus.max_registers_per_request
         self.max_bits = profile.modbus.max_bits_per_request
@@ -186,6 +189,8 @@ class ModbusDevice:
         if self.exception_code is not None:
             return self.exception_code
         if unit != self.unit_id:
+            if self.wrong_unit == "silent":
+                raise NoSuchIdException(f"unit {unit}")  # not this device's: no answer
             return ExcCodes.GATEWAY_NO_RESPONSE
         return None
 
