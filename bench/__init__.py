@@ -77,6 +77,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--stations", type=int, default=500, help="connected stations (default 500)")
     p.add_argument("--seconds", type=float, default=8.0, help="length of each phase (default 8)")
     p.add_argument("--interval-s", type=float, default=1.0, help="seconds between a station's paced packets")
+    p.add_argument("--no-reference", action="store_true", help="skip the minimal reference server's run")
 
     p = _add(bench_sub, "report", "a month of a 500-station district's reports: time, peak memory, checked numbers")
     p.add_argument("--json", metavar="PATH", help=_JSON_HELP)
@@ -84,6 +85,14 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--stations", type=int, default=500, help="air stations, a daily AQI each (default 500)")
     p.add_argument("--month", default="2026-03", help="the month, YYYY-MM (default 2026-03)")
     p.add_argument("--seed", type=int, default=1, help="seed of the synthetic rows")
+
+    p = _add(bench_sub, "district", "the whole chain of lifeline up loaded as k Baoshans: the largest k on this box")
+    p.add_argument("--json", metavar="PATH", help=_JSON_HELP)
+    p.add_argument("--max-k", type=int, default=16, help="stop after this many districts (k doubles from 1)")
+    p.add_argument("--step-seconds", type=float, default=60.0, help="how long each k runs (default 60)")
+    p.add_argument("--quick", action="store_true", help="20 s steps, k up to 2: a short run")
+    p.add_argument("--probe-interval", type=float, default=0.5, help="seconds between alarm probes (default 0.5)")
+    p.add_argument("--publishers", type=int, default=4, help="MQTT connections of the load (default 4)")
 
     p = _add(bench_sub, "lineproto", "line protocol encoding speed: the bridge's encoder against influxdb_client's")
     p.add_argument("--json", metavar="PATH", help=_JSON_HELP)

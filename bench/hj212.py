@@ -127,7 +127,14 @@ def _config(folder: Path, stations: int, broker: Mosquitto, port: int) -> Path:
         "publish": {"max_inflight": 1000},
         "passwords_file": str(pw),
         "stations": [
-            {"mn": mn, "site": SITE, "device": f"cems-{i:04d}", "profile": "flue_gas_cems_hj212"}
+            # o2_ref as a real source has one (a coal-fired boiler, 6 %): the O2-corrected values are computed
+            {
+                "mn": mn,
+                "site": SITE,
+                "device": f"cems-{i:04d}",
+                "profile": "flue_gas_cems_hj212",
+                "tags": {"o2_ref": "6"},
+            }
             for i, mn in enumerate(mns)
         ],
     }
@@ -148,7 +155,7 @@ def _p99(values: list[float]) -> float | None:
 
 
 async def _drive(
-    stations: int, port: int, seconds: float, interval_s: float, pid: int, broker_pid: int
+    stations: int, port: int, seconds: float, interval_s: float, pid: int, broker_pid: int | None
 ) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     load = _Load()
@@ -177,12 +184,14 @@ async def _drive(
     await asyncio.sleep(1.0)
     # flat-out phase
     load.count, load.latencies, load.flat_out = 0, [], True
-    cpu0, broker0, load0, t0 = _cpu_s(pid), _cpu_s(broker_pid), time.process_time(), time.perf_counter()
+    broker0 = _cpu_s(broker_pid) if broker_pid is not None else 0.0
+    cpu0, load0, t0 = _cpu_s(pid), time.process_time(), time.perf_counter()
     for p in protocols:
         p.send()
     await asyncio.sleep(seconds)
     wall, cpu = time.perf_counter() - t0, _cpu_s(pid) - cpu0
-    broker_cpu, load_cpu = _cpu_s(broker_pid) - broker0, time.process_time() - load0
+    broker_cpu = _cpu_s(broker_pid) - broker0 if broker_pid is not None else 0.0
+    load_cpu = time.process_time() - load0
     flat_count, flat_lat = load.count, list(load.latencies)
     load.flat_out = False
     for p in protocols:
@@ -196,7 +205,7 @@ async def _drive(
         "p50_answer_ms": paced_p50,
         "paced_packets_per_s": round(paced_count / (ticks * interval_s), 1),
         "p99_answer_ms_saturated": _p99(flat_lat),
-        "server_cpu_s_per_1000_packets": round(cpu / flat_count * 1000, 3) if flat_count else None,
+        "server_cpu_us_per_packet": round(cpu / flat_count * 1e6, 1) if flat_count else None,
         "server_cpu_percent": round(100 * cpu / wall, 1),
         "broker_cpu_percent": round(100 * broker_cpu / wall, 1),
         "stations_cpu_percent": round(100 * load_cpu / wall, 1),
@@ -206,7 +215,16 @@ async def _drive(
     }
 
 
-def run(args: argparse.Namespace) -> int:
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+def _ours(args: argparse.Namespace) -> dict[str, Any]:
     with (
         tempfile.TemporaryDirectory(prefix="lifeline-bench-hj212-") as tmp,
         closed_broker(Path(tmp), [hj212_account([SITE])]) as broker,
@@ -220,16 +238,34 @@ def run(args: argparse.Namespace) -> int:
             if not wait_for_port("127.0.0.1", port, 20.0, server):
                 raise SystemExit("the hj212 server did not start")
             assert broker.proc is not None
-            result = asyncio.run(
-                _drive(args.stations, port, args.seconds, args.interval_s, server.pid, broker.proc.pid)
-            )
+            return asyncio.run(_drive(args.stations, port, args.seconds, args.interval_s, server.pid, broker.proc.pid))
         finally:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(15)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            _stop(server)
+
+
+def _reference(args: argparse.Namespace) -> dict[str, Any]:
+    """The minimal reference server (bench._reference_hj212: parse, CRC, answer; no broker) under the same load."""
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "bench._reference_hj212", str(port)])
+    try:
+        if not wait_for_port("127.0.0.1", port, 20.0, server):
+            raise SystemExit("the reference server did not start")
+        return asyncio.run(_drive(args.stations, port, args.seconds, args.interval_s, server.pid, None))
+    finally:
+        _stop(server)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Lifeline's ingest, then the reference under the same station simulator, in the same sitting; the ratio."""
+    ours = _ours(args)
+    reference = None if args.no_reference else _reference(args)
+    result: dict[str, Any] = {"lifeline": ours, "reference": reference, "cores": os.cpu_count()}
+    if reference is not None and reference["packets_per_s"]:
+        result["ratio_packets_per_s"] = round(ours["packets_per_s"] / reference["packets_per_s"], 3)
     write_json(args.json, "hj212", result)
-    for key, value in result.items():
-        figure(f"{key:32} {value}")
+    for who, figures in (("lifeline", ours), ("reference", reference)):
+        for key, value in (figures or {}).items():
+            figure(f"{who + ' ' + key:44} {value}")
+    if "ratio_packets_per_s" in result:
+        figure(f"{'ratio packets/s lifeline / reference':44} {result['ratio_packets_per_s']}")
     return 0

@@ -109,6 +109,12 @@ class Hj212Config(BaseModel):
     metrics_port: int | None = Field(default=None, ge=0, le=65535, description="Prometheus text on this port")
     max_connections: int = Field(default=2000, ge=1, le=100_000, description="beyond it a connection is closed")
     idle_timeout_s: float = Field(default=600.0, gt=0, description="a connection silent this long is closed")
+    max_bad_frames: int = Field(
+        default=20,
+        ge=1,
+        le=100_000,
+        description="a connection that sends this many bad frames in a row (garbage, unknown MN, wrong PW) is closed",
+    )
     max_segment_bytes: int = Field(
         default=MAX_SEGMENT, ge=1, le=9999, description="longest data segment accepted (HJ 212-2017: 1024, check)"
     )
