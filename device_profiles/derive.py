@@ -54,12 +54,19 @@ def reference_o2(tags: Mapping[str, str], spec: O2Correction) -> float:
 
 
 def settings_problems(profile: Profile, tags: Mapping[str, str]) -> list[str]:
-    """What is wrong with a device's settings for its profile's derived points (checked when a site file loads).
+    """What is wrong with a device's settings for its profile (checked when a site file loads): its declared
+    ``device_tags`` and the tags of its derived points.
 
     A missing reference tag is not an error here (the derived point is then bad, with the reason, on every
     sample); a tag that is given but unusable is.
     """
     out: list[str] = []
+    for key, spec in profile.device_tags.items():
+        value = tags.get(key)
+        if value is None and spec.required:
+            out.append(f"tag {key!r} is required by profile {profile.name!r} ({spec.description or 'no default'})")
+        elif value is not None and spec.values is not None and value not in spec.values:
+            out.append(f"{key}={value!r} is not one of {', '.join(spec.values)} (profile {profile.name!r})")
     for d in profile.derived.points if profile.derived else []:
         spec = d.o2_corrected
         if spec is None or spec.reference_tag not in tags:

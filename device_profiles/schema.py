@@ -582,6 +582,16 @@ class InternalSpec(BaseModel):
         return self
 
 
+class DeviceTag(BaseModel):
+    """A tag each device of the profile sets in its site file, checked when the site file loads."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    required: bool = True
+    values: list[str] | None = Field(default=None, min_length=1, description="the values allowed; none: any")
+    description: str = ""
+
+
 class Profile(BaseModel):
     """One kind of device: what to read, how to decode it, and where it is stored."""
 
@@ -593,6 +603,9 @@ class Profile(BaseModel):
     protocol: Literal["modbus", "mqtt", "hj212", "internal"]
     measurement: Name = Field(description="InfluxDB measurement the readings are stored in")
     tags: dict[TagKey, str] = Field(default_factory=dict, description="static tags on every reading")
+    device_tags: dict[TagKey, DeviceTag] = Field(
+        default_factory=dict, description="tags each device sets in its site file (e.g. a toxic-gas detector's gas)"
+    )
     poll_interval_s: float = Field(default=1.0, gt=0, le=86400)
     modbus: ModbusSpec | None = None
     mqtt: MqttSpec | None = None

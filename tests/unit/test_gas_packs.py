@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from device_profiles import load_catalogue
+from device_profiles.derive import settings_problems
 from rules import PACKS, Engine, Rule, Transition, load_rules
 from rules.standards.gas import (
     TOXIC_GASES,
@@ -108,6 +109,16 @@ def test_the_profiles_exist_with_their_points() -> None:
     catalogue = load_catalogue()
     assert {p.name for p in catalogue["toxic_gas_detector"].points} >= {"conc", "alarm_level"}
     assert {p.name for p in catalogue["oxygen_detector"].points} >= {"o2", "alarm_level"}
+
+
+def test_a_detectors_gas_tag_is_checked_against_the_oel_table() -> None:
+    """A gas without an OEL gets no concentration alarm at all: its site file is refused, naming the gas."""
+    profile = load_catalogue()["toxic_gas_detector"]
+    spec = profile.device_tags["gas"]
+    assert spec.values is not None and sorted(spec.values) == sorted(TOXIC_GASES)
+    assert settings_problems(profile, {"gas": "h2s"}) == []
+    assert "'hydrogen'" in settings_problems(profile, {"gas": "hydrogen"})[0]
+    assert "required" in settings_problems(profile, {})[0]
 
 
 # --- readings through the engine ------------------------------------------------------------------------------
