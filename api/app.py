@@ -155,5 +155,5 @@ def create_app(service: ApiService, *, manage: bool = True, connect: bool = True
     # 127.0.0.1 by default), so that this is the one place that decides.
     app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=[str(net) for net in http.trusted_proxies])
     app.add_middleware(CountRequests, counter=service.requests)
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(SecurityHeaders, hsts_max_age_s=http.hsts_max_age_s)  # HSTS on HTTPS answers only
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -27,9 +28,17 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class ListenTls(_Strict):
+    """HTTPS: the server's certificate (with its chain) and key, PEM (``lifeline up``: one of the deployment's CA)."""
+
+    cert_file: Path
+    key_file: Path = Field(description="the private key, mode 0600")
+
+
 class ListenConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535, description="0: a free port (printed at start)")
+    tls: ListenTls | None = Field(default=None, description="serve HTTPS with this certificate; none: plain HTTP")
 
 
 class StoreConfig(_Strict):
@@ -47,6 +56,13 @@ class HttpConfig(_Strict):
         default_factory=list,
         description="addresses or networks whose X-Forwarded-For is believed (audit log, login throttle); "
         "empty: none, the peer's address is the client's",
+    )
+    hsts_max_age_s: int = Field(
+        default=31_536_000,
+        ge=0,
+        le=63_072_000,
+        description="Strict-Transport-Security max-age on every HTTPS answer (browsers then refuse plain HTTP to "
+        "this host name; they ignore it for an IP address); 0: not sent. Never sent over plain HTTP",
     )
 
 
@@ -266,11 +282,18 @@ def load_config(path: Path) -> ApiConfig:
             "rules": RulesConfig(paths=[rel(p) for p in config.rules.paths]),
             "profile_paths": [rel(p) for p in config.profile_paths],
             "sites": [rel(p) for p in config.sites],
+            "listen": config.listen.model_copy(
+                update={"tls": _tls_files(config.listen.tls, rel)} if config.listen.tls else {}
+            ),
             "site_keys": keys,
         }
     )
     load_site_keys(config, doc)
     return config
+
+
+def _tls_files(tls: ListenTls, rel: Callable[[Path], Path]) -> ListenTls:
+    return ListenTls(cert_file=rel(tls.cert_file), key_file=rel(tls.key_file))
 
 
 def load_site_keys(config: ApiConfig, doc: YamlDoc | None = None) -> dict[str, SiteKeys]:

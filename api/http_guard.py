@@ -23,10 +23,14 @@ API_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 
 
 class SecurityHeaders:
-    """Adds API_HEADERS to every HTTP answer that does not set the header itself."""
+    """Adds API_HEADERS to every HTTP answer that does not set the header itself, and on an HTTPS answer
+    Strict-Transport-Security (``hsts_max_age_s``; 0: none). RFC 6797 §7.2: never over plain HTTP, where a man in the
+    middle could strip or forge it. HTTPS is the request's scheme: uvicorn's own TLS, or a trusted proxy's
+    X-Forwarded-Proto (read when the answer starts, after the proxy middleware has set it)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, hsts_max_age_s: int = 0) -> None:
         self.app = app
+        self.hsts = (b"strict-transport-security", f"max-age={hsts_max_age_s}".encode()) if hsts_max_age_s else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -38,6 +42,8 @@ class SecurityHeaders:
                 headers = list(message.get("headers", []))
                 present = {name.lower() for name, _ in headers}
                 headers.extend((name, value) for name, value in API_HEADERS if name not in present)
+                if self.hsts is not None and scope.get("scheme") == "https":
+                    headers.append(self.hsts)
                 message = {**message, "headers": headers}
             await send(message)
 

@@ -36,8 +36,6 @@ def add_parsers(sub: Subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from api import ApiService, create_app, load_config
 
     try:
@@ -59,20 +57,10 @@ def run(args: argparse.Namespace) -> int:
     if refused is not None:
         print(f"lifeline api: {refused}", file=sys.stderr)
         return 1
-    from api.server import ApiServer
+    from api.server import ApiServer, uvicorn_config
 
-    server = ApiServer(
-        uvicorn.Config(
-            create_app(service),
-            host=listen.host,
-            port=listen.port,
-            log_config=None,
-            access_log=False,
-            lifespan="on",
-            proxy_headers=False,
-        ),  # the app decides whom to trust (http.trusted_proxies)
-        service,  # it ends the live streams when told to stop, so that it stops at once
-    )
+    # it ends the live streams when told to stop, so that it stops at once
+    server = ApiServer(uvicorn_config(create_app(service), listen), service)
     asyncio.run(server.serve())
     return 0
 

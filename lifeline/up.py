@@ -36,6 +36,7 @@ from api.config import (
     StoreConfig,
 )
 from api.config import ListenConfig as ApiListen
+from api.config import ListenTls as ApiTls
 from api.config import RulesConfig as ApiRules
 from broker_bridge.config import BridgeConfig, ValidationConfig
 from device_profiles import load_catalogue
@@ -292,10 +293,11 @@ def _api_config(
     deploy: DeploymentSpec | None = None,
     sources: Sequence[str] = (),
     source_files: Sequence[Path] = (),
+    tls: ApiTls | None = None,
 ) -> Path:
     """The API's config: the deployment's areas and rule packs (the same the engines run), and each gate's limits
     from its edge site file. ``sources`` are the sites of the HJ 212 stations: in the areas like any site (their
-    readings are read by area), with no keys and no gates (no edge agent runs for them)."""
+    readings are read by area), with no keys and no gates (no edge agent runs for them). ``tls``: serve HTTPS."""
     deploy = deploy or DeploymentSpec()
     sites = {site: load_site(path) for site, path in site_files.items()}  # the edge's own loader
     influx = stack.influx_as("api")
@@ -303,7 +305,7 @@ def _api_config(
     config = ApiConfig(
         areas=deploy.areas_of(sorted({*sites, *sources})),  # a site in no area is its own (the alert manager's too)
         rules=ApiRules(paths=[p.resolve() for p in deploy.rule_packs]),  # what the engines run
-        listen=ApiListen(host="127.0.0.1", port=stack.api_port),
+        listen=ApiListen(host="127.0.0.1", port=stack.api_port, tls=tls),
         broker=stack.account("api"),
         influx=influx.read_only(),
         # the API signs commands with each site's control key and checks results against each site's public key
@@ -323,6 +325,14 @@ def _api_config(
         sites=[(data_dir / "sites").resolve()],
     )
     return _write_config(data_dir / "api.yaml", config)
+
+
+def _api_tls(data_dir: Path) -> ApiTls:
+    """The API's HTTPS certificate (for 127.0.0.1 and localhost) from the deployment's CA (``data_dir/tls``, the
+    broker's): clients verify it with ``tls/ca.pem`` (curl --cacert). Kept across runs, as the CA is."""
+    folder = data_dir / "tls"
+    files = issue(folder, ensure_ca(folder), "api-server")
+    return ApiTls(cert_file=files.cert_file.resolve(), key_file=files.key_file.resolve())
 
 
 # The permit each simulated source holds, by its `source` tag (the tag the emissions pack selects its limits by):
@@ -430,7 +440,8 @@ async def _run(deploy: DeploymentSpec, stack: Stack, duration: float | None) -> 
         children.append(hj212_child)
         sources = hj212_site(scenario.name)
         source_file = data_dir / "sites" / f"{sources}.yaml"  # written by _hj212 for the bridge's validation
-        api_yaml = _api_config(data_dir, stack, paths, keys_dir, scenario, deploy, [sources], [source_file])
+        api_tls = _api_tls(data_dir)  # HTTPS with a certificate of the deployment's CA; HSTS on its answers
+        api_yaml = _api_config(data_dir, stack, paths, keys_dir, scenario, deploy, [sources], [source_file], api_tls)
         password_file = data_dir / "api" / "admin-password"
         api_argv = [
             sys.executable,
@@ -448,7 +459,8 @@ async def _run(deploy: DeploymentSpec, stack: Stack, duration: float | None) -> 
             child.start()
         admin = await asyncio.to_thread(_admin_password, password_file, stack.api_port)
         _print_table(stack, district, children, data_dir)
-        print(f"api: http://127.0.0.1:{stack.api_port}/docs (OpenAPI), admin: {admin}", flush=True)
+        ca = (data_dir / "tls" / "ca.pem").resolve()
+        print(f"api: https://127.0.0.1:{stack.api_port}/docs (OpenAPI; CA {ca}), admin: {admin}", flush=True)
         supervisor = asyncio.ensure_future(_supervise(children, stop))
         stations = asyncio.ensure_future(fleet.run(stop))  # they reconnect until the ingest server listens
         with contextlib.suppress(TimeoutError):

@@ -6,10 +6,13 @@ One stack serves the whole module (``scope="module"``): starting it takes ~6 s, 
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import re
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -20,6 +23,8 @@ from pathlib import Path
 
 import playwright.sync_api as playwright_sync  # in the dev extra; scripts/setup installs it
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 UP_TIMEOUT_S = 180.0
@@ -29,7 +34,7 @@ NEW_PASSWORD = "Tide-gauge 7 over the Wusong"  # passes the API's password polic
 
 @dataclass
 class Stack:
-    base: str  # the API, e.g. http://127.0.0.1:PORT/
+    base: str  # the API, e.g. https://127.0.0.1:PORT/ (its certificate from the stack's CA, data_dir/tls)
     admin_password: str  # the one-time password (the first login must change it)
     proc: subprocess.Popen[str]
     data_dir: Path
@@ -57,11 +62,12 @@ class Stack:
         raise LookupError("the API child of lifeline up is not running")
 
 
-def _wait_http(url: str, timeout_s: float) -> None:
+def _wait_http(url: str, timeout_s: float, ca_file: Path) -> None:
     deadline = time.monotonic() + timeout_s
+    context = ssl.create_default_context(cafile=str(ca_file))
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
+            with urllib.request.urlopen(url, timeout=2, context=context) as resp:
                 if resp.status == 200:
                     return
         except OSError:
@@ -112,11 +118,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 mqtt_port = int(m.group(1))
             if m := re.match(r"\s+api\s+pid (\d+),", line):
                 api_pid = int(m.group(1))
-            if m := re.match(r"api: (http://127\.0\.0\.1:\d+/)docs .*one-time password (\S+) ", line):
+            if m := re.match(r"api: (https://127\.0\.0\.1:\d+/)docs .*one-time password (\S+) ", line):
                 base, password = m.group(1), m.group(2)
         if not base:
             raise RuntimeError("lifeline up printed no API address and one-time password:\n" + "".join(lines))
-        _wait_http(base + "console/", 20)
+        _wait_http(base + "console/", 20, data_dir / "tls" / "ca.pem")
         yield Stack(base, password, proc, data_dir, api_pid, mqtt_port)
     finally:
         proc.send_signal(signal.SIGINT)
@@ -127,10 +133,20 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             proc.wait(10)
 
 
+def _spki_sha256(cert_file: Path) -> str:
+    """The base64 SHA-256 of a certificate's public key (SubjectPublicKeyInfo), as Chromium's SPKI lists take it."""
+    cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
+    spki = cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(hashlib.sha256(spki).digest()).decode()
+
+
 @pytest.fixture(scope="module")
 def browser(stack: Stack) -> Iterator[object]:
     with playwright_sync.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
+        # the API's certificate is of the stack's own CA, which Chromium does not know: it is told to accept this
+        # one public key (not every certificate error: ignore_https_errors would)
+        pinned = f"--ignore-certificate-errors-spki-list={_spki_sha256(stack.data_dir / 'tls' / 'api-server.pem')}"
+        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=[pinned])
         try:
             yield b
         finally:
