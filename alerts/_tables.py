@@ -143,6 +143,7 @@ notification_queue = Table(
     Column("last_try_ms", BigInteger),
     Column("last_error", Text, nullable=False),
     Column("noted", Boolean, nullable=False),  # a failed row a later notification of its alert has reported
+    Column("claimed_by", String),  # the process (host:pid) that holds the row's lease: a standby taking over frees it
     UniqueConstraint("message_id", "channel", name="notification_queue_key"),
     Index("notification_queue_due", "status", "next_ms"),
     Index("notification_queue_order", "alert_id", "channel", "id"),

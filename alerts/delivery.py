@@ -36,6 +36,7 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from alerts.lease import holder_id
 from alerts.lifecycle import State
 from alerts.notify import Message, Notifier, NotifyConfig, Outcome
 from alerts.notify.message import format_time
@@ -86,8 +87,11 @@ class Delivery:
         config: NotifyConfig,
         clock: WallClock = time.time,
         rand: Callable[[], float] = random.random,
+        claimant: str | None = None,
     ) -> None:
+        """``claimant`` names this process on the rows it claims (default host:pid, as a partition's lease does)."""
         self.store = store
+        self.claimant = claimant or holder_id()
         self.notifier = notifier
         self.config = config
         self.clock = clock
@@ -208,7 +212,7 @@ class Delivery:
     def _claim(self, now: int, limit: int) -> list[Claimed]:
         with self.store.begin() as tx:
             out = []
-            for row in tx.claim_notifications(now, int(self.config.outbox.lease_s * 1000), limit):
+            for row in tx.claim_notifications(now, int(self.config.outbox.lease_s * 1000), limit, self.claimant):
                 why = _superseded(tx, row)
                 if why:
                     self._drop(tx, row, why, now)

@@ -54,6 +54,7 @@ class Lease:
     session: str  # the partition's MQTT client id
     epoch: int  # the fencing token: grows at every change of holder
     expires_ms: int
+    previous: str | None = None  # the holder this one took over from (its claimed notifications are freed)
 
 
 def holder_id() -> str:
@@ -90,7 +91,9 @@ def take(conn: Connection, name: str, holder: str, session: str, now_ms: int, tt
         .where(c.name == name, c.epoch == row.epoch, c.holder == row.holder)
         .values(holder=holder, epoch=epoch, acquired_ms=now_ms, expires_ms=now_ms + ttl_ms)
     )
-    return Lease(name, holder, session, epoch, now_ms + ttl_ms) if done.rowcount == 1 else None
+    if done.rowcount != 1:
+        return None
+    return Lease(name, holder, session, epoch, now_ms + ttl_ms, None if row.holder == holder else row.holder)
 
 
 def renew(conn: Connection, lease: Lease, now_ms: int, ttl_ms: int) -> Lease | None:
@@ -153,9 +156,16 @@ class LeaseKeeper:
         return int(self.clock() * 1000)
 
     def _take(self) -> Lease | None:
+        """Take the lease; on a takeover, free the notifications the previous holder had claimed (it is gone: they
+        are due at once, not after the outbox's lease), in the same transaction."""
         try:
             with self.store.begin() as tx:
-                return tx.run(take, self.name, self.holder, self.session, self._now_ms(), self.ttl_ms)
+                lease = tx.run(take, self.name, self.holder, self.session, self._now_ms(), self.ttl_ms)
+                if lease is not None and lease.previous is not None:
+                    freed = tx.release_claims_of(lease.previous)
+                    if freed:
+                        log.info("notifications freed from %s count=%d", lease.previous, freed)
+                return lease
         except IntegrityError:
             return None  # another engine inserted the row first (PostgreSQL): it holds the lease
 

@@ -283,7 +283,9 @@ class Tx:
         }
         self._conn.execute(insert(t.notification_queue), [{**row, "channel": c} for c in channels])
 
-    def claim_notifications(self, now_ms: int, lease_ms: int, limit: int) -> list[QueueRow]:
+    def claim_notifications(
+        self, now_ms: int, lease_ms: int, limit: int, claimed_by: str | None = None
+    ) -> list[QueueRow]:
         """Take up to ``limit`` rows due now for delivery, oldest first, leased to the caller until ``now_ms +
         lease_ms`` (another instance skips them; after a crash the lease runs out and they are due again).
 
@@ -319,7 +321,8 @@ class Tx:
         rows = [queue_row(r) for r in self._conn.execute(stmt)]
         if rows:
             ids = [r.id for r in rows]
-            self._conn.execute(update(nq).where(nq.c.id.in_(ids)).values(lease_ms=now_ms + lease_ms))
+            values = {"lease_ms": now_ms + lease_ms, "claimed_by": claimed_by}
+            self._conn.execute(update(nq).where(nq.c.id.in_(ids)).values(**values))
         return rows
 
     def notification_delivered(self, row_id: int) -> None:
@@ -349,6 +352,13 @@ class Tx:
         if row_ids:
             nq = t.notification_queue
             self._conn.execute(update(nq).where(nq.c.id.in_(list(row_ids))).values(lease_ms=None))
+
+    def release_claims_of(self, claimed_by: str) -> int:
+        """Give back every row ``claimed_by`` holds (a process known dead: the engine that took its partition over),
+        due at once instead of after their lease; returns how many."""
+        nq = t.notification_queue
+        stmt = update(nq).where(nq.c.claimed_by == claimed_by, nq.c.status == PENDING)
+        return int(self._conn.execute(stmt.values(lease_ms=None, claimed_by=None)).rowcount or 0)
 
     def wake_channel(self, channel: str, now_ms: int) -> int:
         """Every pending row of ``channel`` due now (the channel came back: what waited goes at once)."""

@@ -50,7 +50,7 @@ def test_the_first_engine_takes_the_lease_and_a_second_waits_until_it_runs_out(s
     assert renewed.expires_ms == 1500 + TTL
     assert _take(store, "b:2", 1500 + TTL - 1) is None  # still held: renewed
     standby = _take(store, "b:2", 1500 + TTL)
-    assert standby == Lease(NAME, "b:2", SESSION, 2, 1500 + TTL + TTL)
+    assert standby == Lease(NAME, "b:2", SESSION, 2, 1500 + TTL + TTL, previous="a:1")
 
 
 @pytest.mark.parametrize("late_by_ms", [0, 60_000], ids=["on-time", "a-minute-late"])
@@ -91,3 +91,25 @@ def test_the_keepers_fence_guards_the_alert_managers_writes(store: AlertStore) -
     assert _take(store, "b:2", 10_000) is not None
     with pytest.raises(LeaseLost), store.begin() as tx:
         keeper.fence(tx)
+
+
+def test_the_engine_taking_over_frees_the_notifications_its_predecessor_had_claimed(store: AlertStore) -> None:
+    """Rows a dead engine claimed are due at once for its successor, not after the outbox's lease (120 s)."""
+    with store.begin() as tx:
+        tx.enqueue_notification(
+            created_ms=0, message_id="m1", channels=["hook", "mail"], kind="raised", message={}, alert_id=None
+        )
+        tx.enqueue_notification(
+            created_ms=0, message_id="m2", channels=["hook"], kind="raised", message={}, alert_id=None
+        )
+        assert len(tx.claim_notifications(0, 120_000, 2, "a:1")) == 2  # the active engine's delivery
+        assert len(tx.claim_notifications(0, 120_000, 1, "c:3")) == 1  # another partition's
+    active = LeaseKeeper(store, NAME, SESSION, ttl_s=5, renew_s=1.5, poll_s=0.5, holder="a:1", clock=lambda: 0.0)
+    assert active._take() is not None
+    standby = LeaseKeeper(store, NAME, SESSION, ttl_s=5, renew_s=1.5, poll_s=0.5, holder="b:2", clock=lambda: 6.0)
+    taken = standby._take()
+    assert taken is not None
+    assert taken.previous == "a:1"
+    with store.begin() as tx:
+        due = tx.claim_notifications(6000, 120_000, 10, "b:2")
+    assert sorted((r.message_id, r.channel) for r in due) == [("m1", "hook"), ("m1", "mail")]  # c:3's stays its own

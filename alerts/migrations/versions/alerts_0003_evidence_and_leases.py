@@ -2,6 +2,8 @@
 
 ``alert_evidence``: the readings (and a window rule's figures) that raised or escalated an alert, one row per raise
 or escalation. ``rules_leases``: which engine runs a rules partition (a hot standby takes over through it).
+``notification_queue.claimed_by``: which process claimed a row, so that the engine taking a partition over frees
+the rows its dead predecessor had claimed at once rather than after their lease.
 
 Revision ID: alerts_0003
 Revises: alerts_0002
@@ -28,6 +30,8 @@ def upgrade() -> None:
         _create_evidence()
     if "rules_leases" not in existing:
         _create_leases()
+    if "claimed_by" not in {c["name"] for c in sa.inspect(op.get_bind()).get_columns("notification_queue")}:
+        op.add_column("notification_queue", sa.Column("claimed_by", sa.String(), nullable=True))
 
 
 def _create_evidence() -> None:
@@ -59,6 +63,7 @@ def _create_leases() -> None:
 
 
 def downgrade() -> None:
+    op.drop_column("notification_queue", "claimed_by")
     op.drop_table("rules_leases")
     op.drop_index("alert_evidence_alert", table_name="alert_evidence")
     op.drop_table("alert_evidence")
