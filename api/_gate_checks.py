@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from api.live import DeviceState
 from device_profiles import Profile
+from device_profiles.setpoints import WritablePoint
 from telemetry import Quality, Value
 from telemetry import interlocks as il
 from telemetry.commands import Action, Interlock
@@ -68,6 +69,8 @@ REASON_CODES = (
     "interlock.busy.running",
     "interlock.signature",
     "interlock.repeated",
+    "interlock.not_writable",
+    "interlock.out_of_limits.write",
 )
 
 
@@ -188,3 +191,28 @@ def check(
     if refusal.interlock is Interlock.NO_DATA and gate is None and why is not None:
         return Refusal(Interlock.NO_DATA, f"{refusal.reason}: {why[0]}", code=why[1], params=why[2])
     return Refusal(refusal.interlock, refusal.reason, 409, refusal.field, refusal.reason_code, refusal.params)
+
+
+def check_write(
+    point: str, value: float | bool, state: DeviceState | None, profile: Profile | None, now_ms: int, max_age_ms: int
+) -> Refusal | None:
+    """The first check a point write (set point) fails at the API, or None: the point must be writable in the
+    device's profile and the value within its bounds (``device_profiles.setpoints``, the edge's check too, where the
+    device's own narrower bounds apply as well); the device's telemetry must be recent."""
+    params: dict[str, object] = {"point": point}
+    points = {p.name: p for p in profile.modbus.points} if profile is not None and profile.modbus else {}
+    spec = points.get(point)
+    if spec is None or not spec.writable:
+        why = "has no such point" if spec is None else "does not mark it writable"
+        name = profile.name if profile is not None else "unknown"
+        reason = f"point {point!r} cannot be written: the device's profile ({name}) {why}"
+        return Refusal(Interlock.NOT_WRITABLE, reason, 409, "point", "interlock.not_writable", params)
+    refusal = WritablePoint.of(spec).refusal(value)
+    if refusal is not None:
+        return Refusal(Interlock.OUT_OF_LIMITS, refusal, 409, "value", "interlock.out_of_limits.write", params)
+    stale = _stale(state, now_ms, max_age_ms)
+    if stale is not None:
+        return Refusal(
+            Interlock.NO_DATA, f"the device's state is not known: {stale[0]}", code=stale[1], params=stale[2]
+        )
+    return None

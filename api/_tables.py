@@ -82,6 +82,9 @@ commands = Table(
     Column("after", Text, nullable=False),  # JSON object: the edge's final readback
     Column("steps", Text, nullable=False),  # JSON list of CommandResult objects, in arrival order
     Column("updated_ms", BigInteger, nullable=False),
+    Column("point", String(64)),  # write: the point written
+    Column("value", Text),  # write: JSON number or boolean, as asked
+    Column("cancels", String(64)),  # cancel: the command never to execute
     Index("api_commands_gate", "site", "device", "final"),
     Index("api_commands_deadline", "final", "deadline_ms"),
 )

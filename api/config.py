@@ -148,6 +148,15 @@ class GatesConfig(_Strict):
         default=10.0, ge=0, le=3600, description="after expires_ms, how long to wait for a final result"
     )
     max_state_age_s: float = Field(default=30.0, gt=0, description="gate telemetry older than this is no data")
+    receipt_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="a command whose receipt the edge has not confirmed by then ends not_delivered and is cancelled",
+    )
+    write_selection: bool = Field(
+        default=False, description="point writes (set points) need a selection first (select-before-operate)"
+    )
     defaults: GateLimits | None = Field(
         default=None, description="limits of a gate not listed in devices; none: such a gate is refused"
     )

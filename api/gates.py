@@ -7,6 +7,14 @@ checks and writes of this process, so "one command at a time per gate" holds bet
 Every command is signed with its site's control key; every result is verified with the site's key before anything
 is recorded, and must answer the very command the API sent under its id (``cmd_sha256``). A result that fails
 either is not recorded: it is audited (``gate.result.bad_signature``, ``gate.result.other_command``) and counted.
+
+The edge confirms receipt (``received``) of every command that verifies; one without it after
+``gates.receipt_timeout_s`` ends ``not_delivered`` and a signed ``cancel`` naming it follows, so that a delivery held
+back and let through later is never executed. A verified result for an id the API never sent is the edge refusing
+(or, worse, running) a command the API did not send: audited as ``command.forged`` and alerted (rule
+:data:`FORGED_RULE`), once per id however often it is redelivered. A command's result is recorded and audited once
+per state: the retained final result that every reconnect hands again is a duplicate (the steps, kept in the
+commands table, are the durable memory of that).
 """
 
 from __future__ import annotations
@@ -21,11 +29,11 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, insert, select, update
 
-from api._gate_checks import Refusal, check, fault_labels, gate_snapshot
+from api._gate_checks import Refusal, check, check_write, fault_labels, gate_snapshot
 from api._tables import commands, selections
 from api.auth import Permission, Principal
 from api.config import ApiConfig, SiteKeys
-from api.live import Event, LiveCache
+from api.live import DeviceState, Event, LiveCache
 from device_profiles import Profile
 from infra.clock import MillisClock as Clock
 from telemetry import encode, topics
@@ -36,7 +44,12 @@ log = logging.getLogger("lifeline.api.gates")
 
 Publish = Callable[[str, bytes], "str | None"]  # topic, payload -> None when the broker took it, else why not
 Audit = Callable[..., None]  # (who=, action=, target=, source=, detail=)
+Audited = Callable[[str, str], list[dict[str, object]]]  # (action, target) -> details of such audit entries
+Alert = Callable[[str, str, str, str], None]  # (site, device, value, reason): raise the forged-command alert
 PUBLISH_FAILED = "publish_failed"
+NOT_DELIVERED = "not_delivered"  # the API's own final state: no receipt from the edge in time, cancel sent
+FORGED_RULE = "lifeline.command.forged"  # the alert of a command the API did not send, refused (or run) at the edge
+CANCEL_PREFIX = "x-"
 
 
 class RefusedError(Exception):
@@ -61,6 +74,8 @@ class CommandRequest:
     target_pct: float | None
     ttl_s: float
     id: str | None = None
+    point: str | None = None  # write only
+    value: float | bool | None = None  # write only
 
 
 @dataclass(slots=True)
@@ -83,6 +98,9 @@ class CommandView:
     before: dict[str, object]
     after: dict[str, object]
     steps: list[dict[str, object]] = field(default_factory=list)
+    point: str | None = None
+    value: float | bool | None = None
+    cancels: str | None = None
 
     def event(self) -> dict[str, object]:
         return {
@@ -90,6 +108,7 @@ class CommandView:
             "site": self.site,
             "device": self.device,
             "action": self.action,
+            "point": self.point,
             "state": self.state,
             "final": self.final,
             "reason": self.reason,
@@ -119,6 +138,9 @@ def _view(row: object) -> CommandView:
         json.loads(r["before"]),
         json.loads(r["after"]),
         json.loads(r["steps"]),
+        r["point"],
+        json.loads(r["value"]) if r["value"] is not None else None,
+        r["cancels"],
     )
 
 
@@ -134,8 +156,12 @@ class GateService:
         clock: Clock,
         keys: Mapping[str, SiteKeys] | None = None,
         profiles: Mapping[str, Profile] | None = None,
+        audited: Audited | None = None,
+        alert: Alert | None = None,
     ) -> None:
         self.config = config
+        self.audited: Audited = audited or (lambda _action, _target: [])
+        self.alert: Alert = alert or (lambda _site, _device, _value, _reason: None)
         self.profiles: Mapping[str, Profile] = profiles or {}  # for the words of a gate's fault codes
         self.keys: Mapping[str, SiteKeys] = keys or {}  # a site without keys: commands refused, results not recorded
         self.gates = config.gates
@@ -147,7 +173,8 @@ class GateService:
         self.clock = clock
         self.results: Counter[str] = Counter()  # commands by result, for /metrics
         self.refusals: Counter[str] = Counter()  # refusals by interlock
-        self.bad_results: Counter[str] = Counter()  # results not recorded, by why (signature, other_command)
+        self.bad_results: Counter[str] = Counter()  # results not recorded, by why (signature, other_command, forged)
+        self.duplicates = 0  # results recorded before (a retained final result handed again), neither kept nor audited
         self._lock = threading.Lock()
 
     # -- authorisation -------------------------------------------------------------------------------------
@@ -164,10 +191,11 @@ class GateService:
     def _refuse(self, who: Principal, site: str, device: str, source: str, refusal: Refusal, **detail: object) -> None:
         self.refusals[refusal.interlock.value] += 1
         self.results["refused"] += 1
+        write = detail.get("action") == Action.WRITE.value
         self.audit(
             who=who.username,
-            action="gate.command.refused",
-            target=f"gate:{site}/{device}",
+            action="point.write.refused" if write else "gate.command.refused",
+            target=f"point:{site}/{device}/{detail.get('point')}" if write else f"gate:{site}/{device}",
             source=source,
             detail={"interlock": refusal.interlock.value, "reason": refusal.reason, **detail},
         )
@@ -250,22 +278,34 @@ class GateService:
                     )
             now = self.clock()
             state = self.cache.get(site, device)
-            refusal = self._check_selection(who, site, device, selection, req.action, now)
             profile = self.profiles.get(state.profile) if state is not None else None
-            labels = fault_labels(profile)
-            refusal = refusal or check(
-                req.action,
-                req.target_pct,
-                state,
-                self.gates.limits(site, device),
-                now,
-                int(self.gates.max_state_age_s * 1000),
-                labels,
-                profile,
-            )
+            detail: dict[str, object] = {"action": req.action.value, "state": gate_snapshot(state)}
+            if req.action is Action.WRITE:
+                assert req.point is not None
+                assert req.value is not None
+                detail = {"action": req.action.value, "point": req.point, "value": req.value}
+                refusal = (
+                    self._check_selection(who, site, device, selection, req.action, now)
+                    if self.gates.write_selection
+                    else None
+                )
+                max_age = int(self.gates.max_state_age_s * 1000)
+                refusal = refusal or check_write(req.point, req.value, state, profile, now, max_age)
+            else:
+                refusal = self._check_selection(who, site, device, selection, req.action, now)
+                refusal = refusal or check(
+                    req.action,
+                    req.target_pct,
+                    state,
+                    self.gates.limits(site, device),
+                    now,
+                    int(self.gates.max_state_age_s * 1000),
+                    fault_labels(profile),
+                    profile,
+                )
             refusal = refusal or self._check_busy(site, device, req.action)
             if refusal is not None:
-                self._refuse(who, site, device, source, refusal, action=req.action.value, state=gate_snapshot(state))
+                self._refuse(who, site, device, source, refusal, **detail)
             command = sign(
                 Command(
                     id=req.id or f"c-{secrets.token_hex(10)}",
@@ -273,6 +313,8 @@ class GateService:
                     device=device,
                     action=req.action,
                     target_pct=req.target_pct,
+                    point=req.point,
+                    value=req.value,
                     issued_ms=now,
                     expires_ms=now + max(1, int(req.ttl_s * 1000)),
                     operator=who.username,
@@ -280,38 +322,46 @@ class GateService:
                 ),
                 keys.control,
             )
-            before = gate_snapshot(state)
+            before = gate_snapshot(state) if req.action is not Action.WRITE else _point_snapshot(state, req.point)
             self._insert(command, req.ttl_s, before, selection)
+        audit_detail: dict[str, object] = {
+            "action": command.action.value,
+            "target_pct": command.target_pct,
+            "expires_ms": command.expires_ms,
+            "before": before,
+        }
+        if command.action is Action.WRITE:
+            audit_detail = {**audit_detail, "point": command.point, "value": command.value}
         self.audit(
             who=who.username,
-            action="gate.command",
-            target=f"gate:{site}/{device}/cmd/{command.id}",
+            action=_audit_name(command.action.value),
+            target=_target(command.site, command.device, command.id, command.point),
             source=source,
-            detail={
-                "action": command.action.value,
-                "target_pct": command.target_pct,
-                "expires_ms": command.expires_ms,
-                "before": before,
-            },
+            detail=audit_detail,
         )
-        problem = self.publish(topics.command(site, device, command.id), encode(command))
+        self._publish(command)
+        view = self.get(command.id)
+        assert view is not None
+        return view, True
+
+    def _publish(self, command: Command) -> None:
+        problem = self.publish(topics.command(command.site, command.device, command.id), encode(command))
         if problem is not None:
             self._finish(command.id, PUBLISH_FAILED, ResultState.FAILED.value, problem, {}, None)
         else:
             self.results["published"] += 1
             self._event(self.get(command.id))
-        view = self.get(command.id)
-        assert view is not None
-        return view, True
 
     def _same(self, c: CommandView, who: Principal, site: str, device: str, req: CommandRequest) -> bool:
-        return (c.site, c.device, c.operator, c.action, c.target_pct, c.ttl_s) == (
+        return (c.site, c.device, c.operator, c.action, c.target_pct, c.ttl_s, c.point, c.value) == (
             site,
             device,
             who.username,
             req.action.value,
             req.target_pct,
             req.ttl_s,
+            req.point,
+            req.value,
         )
 
     def _check_selection(
@@ -359,13 +409,18 @@ class GateService:
     def _check_busy(self, site: str, device: str, action: Action) -> Refusal | None:
         if action is Action.STOP:
             return None
-        query = select(commands.c.id).where(commands.c.site == site, commands.c.device == device, ~commands.c.final)
+        query = select(commands.c.id).where(
+            commands.c.site == site,
+            commands.c.device == device,
+            ~commands.c.final,
+            commands.c.action != Action.CANCEL.value,
+        )
         with self.engine.connect() as conn:
             running = conn.execute(query.limit(1)).scalar()
         if running is not None:
             return Refusal(
                 Interlock.BUSY,
-                f"command {running} is still running on this gate",
+                f"command {running} is still running on this device",
                 code="interlock.busy.running",
                 params={"command": running},
             )
@@ -395,6 +450,9 @@ class GateService:
                     after="{}",
                     steps="[]",
                     updated_ms=command.issued_ms,
+                    point=command.point,
+                    value=json.dumps(command.value) if command.value is not None else None,
+                    cancels=command.cancels,
                 )
             )
             if selection and command.action is not Action.STOP:
@@ -420,8 +478,10 @@ class GateService:
             return [_view(r) for r in conn.execute(query).mappings()]
 
     def on_result(self, result: CommandResult, topic: str) -> None:
-        """Record one CommandResult from the edge (every one, in arrival order, as a step of its command) if it is
-        signed by its site's edge and answers the command the API sent; else audit and count it, record nothing."""
+        """Record one CommandResult from the edge (every new one, in arrival order, as a step of its command) if it
+        is signed by its site's edge and answers the command the API sent; else audit and count it, record nothing.
+        A result recorded already (the retained final one again after a reconnect) is neither recorded nor audited
+        again."""
         keys = self.keys.get(result.site)
         try:
             verify(result, keys.site if keys is not None else None)
@@ -431,16 +491,15 @@ class GateService:
         with self._lock:
             view = self.get(result.id)
             if view is None or (view.site, view.device) != (result.site, result.device):
-                log.info(
-                    "command result for an unknown command id=%s site=%s device=%s",
-                    result.id,
-                    result.site,
-                    result.device,
-                )
-                return
-            other = result.cmd_sha256 != _digest(view)
-            if not other:
-                self._record(view, result)
+                other, duplicate = False, False
+            else:
+                other = result.cmd_sha256 != _digest(view)
+                duplicate = not other and _seen(view, result)
+                if not other and not duplicate:
+                    self._record(view, result)
+        if view is None or (view.site, view.device) != (result.site, result.device):
+            self._unknown_result(result, topic)
+            return
         if other:
             # the edge answered something else under this id (a forged or reused command): not this command's step
             why = (
@@ -449,19 +508,55 @@ class GateService:
             )
             self._bad_result(result, topic, "other_command", why)
             return
+        if duplicate:
+            self.duplicates += 1
+            log.debug("command result recorded before command=%s state=%s", result.id, result.state.value)
+            return
         self._after_record(view, result)
 
-    def _bad_result(self, result: CommandResult, topic: str, kind: str, reason: str) -> None:
-        self.bad_results[kind] += 1
-        log.warning("command result not recorded topic=%s why=%s reason=%s", topic, kind, reason)
-        action = "gate.result.bad_signature" if kind == "signature" else f"gate.result.{kind}"
-        self.audit(
-            who="unverified",
-            action=action,
-            target=f"gate:{result.site}/{result.device}/cmd/{result.id}",
-            source=topic,
-            detail={"topic": topic, "reason": reason, "state": result.state.value, "kid": result.kid},
+    def _unknown_result(self, result: CommandResult, topic: str) -> None:
+        """A verified result for an id the API never sent: the edge refused a forged command (signature, wrong site,
+        reused id, a payload that is no command), or ran one. Audited and alerted once per id and state."""
+        ran = result.state is not ResultState.REJECTED
+        if result.state is ResultState.RECEIVED:
+            return  # the edge's rejection or its run follows: that is what is audited
+        kind = "forged_ran" if ran else "forged"
+        interlock = result.interlock.value if result.interlock else "invalid"
+        why = f"the edge {result.state.value} command {result.id!r}, which the API did not send" + (
+            f" (interlock {interlock}: {result.reason})" if not ran else f": {result.reason}" if result.reason else ""
         )
+        self._bad_result(result, topic, kind, why)
+
+    def _bad_result(self, result: CommandResult, topic: str, kind: str, reason: str) -> None:
+        """Audit (and alert) a result that is not recorded, once per kind, command id and state: a forged message
+        redelivered, or handed again on every reconnect, is one entry."""
+        self.bad_results[kind] += 1
+        action = {
+            "signature": "gate.result.bad_signature",
+            "forged": "command.forged",
+            "forged_ran": "command.forged_ran",
+        }.get(kind, f"gate.result.{kind}")
+        target = _target(result.site, result.device, result.id)
+        if any(d.get("state") == result.state.value for d in self.audited(action, target)):
+            log.debug("command result not recorded, audited before topic=%s why=%s", topic, kind)
+            return
+        log.warning("command result not recorded topic=%s why=%s reason=%s", topic, kind, reason)
+        self.audit(
+            who="unverified" if kind == "signature" else "edge",
+            action=action,
+            target=target,
+            source=topic,
+            detail={
+                "topic": topic,
+                "reason": reason,
+                "state": result.state.value,
+                "kid": result.kid,
+                "interlock": result.interlock.value if result.interlock else None,
+                "edge_reason": result.reason,
+                "cmd_sha256": result.cmd_sha256,
+            },
+        )
+        self.alert(result.site, result.device, result.id, reason)
 
     def _record(self, view: CommandView, result: CommandResult) -> None:
         """Write a verified result as a step of its command (under the lock); the step keeps kid and sig, so an
@@ -470,12 +565,17 @@ class GateService:
         late = view.final
         if late:
             step["late"] = True  # the API had ended the command already (timed out): kept, state unchanged
+        # ... unless it was "not delivered" and the edge got it after all (within its delivery window, before the
+        # cancel): then the command shows what the edge does with it, never a stale "not delivered"
+        revived = view.state == NOT_DELIVERED and result.state is not ResultState.REJECTED
         values: dict[str, object] = {"steps": json.dumps([*view.steps, step]), "updated_ms": self.clock()}
-        if not late and view.state not in {s.value for s in FINAL_STATES}:
+        if revived or (not late and view.state not in {s.value for s in FINAL_STATES}):
             values["state"] = result.state.value
             values["final"] = result.final
             values["interlock"] = result.interlock.value if result.interlock else None
-            values["reason"] = result.reason
+            values["reason"] = result.reason + (
+                " (delivered after the API had reported it not delivered)" if revived else ""
+            )
             if result.after:
                 values["after"] = json.dumps(result.after)
         with self.engine.begin() as conn:
@@ -488,8 +588,8 @@ class GateService:
             self.results[result.state.value] += 1
         self.audit(
             who=view.operator,
-            action=f"gate.command.{result.state.value}",
-            target=f"gate:{view.site}/{view.device}/cmd/{view.id}",
+            action=f"{_audit_name(view.action)}.{result.state.value}",
+            target=_target(view.site, view.device, view.id, view.point),
             source=view.source,
             detail={
                 "by": "edge",
@@ -507,33 +607,54 @@ class GateService:
 
     def _finish(
         self, command_id: str, result: str, state: str, reason: str, after: dict[str, object], by: str | None
-    ) -> None:
+    ) -> CommandView | None:
         with self._lock, self.engine.begin() as conn:
-            conn.execute(
+            done = conn.execute(
                 update(commands)
                 .where(commands.c.id == command_id, ~commands.c.final)
                 .values(state=state, final=True, reason=reason, updated_ms=self.clock())
-            )
-        self.results[result] += 1
+            ).rowcount
         view = self.get(command_id)
-        if view is None:
-            return
+        if view is None or not done:
+            return None  # ended meanwhile (a final result came first): nothing to finish
+        self.results[result] += 1
         self.audit(
             who=view.operator,
-            action=f"gate.command.{state}",
-            target=f"gate:{view.site}/{view.device}/cmd/{view.id}",
+            action=f"{_audit_name(view.action)}.{state}",
+            target=_target(view.site, view.device, view.id, view.point),
             source=view.source,
             detail={"by": by or "api", "state": state, "reason": reason, "before": view.before, "after": after},
         )
         self._event(view)
+        return view
 
     def sweep(self) -> list[str]:
-        """Mark ``timed_out`` every command without a final result past its expiry plus the edge's time-out."""
+        """End what the edge did not answer: ``not_delivered`` (and cancelled) every command whose receipt did not
+        come within ``receipt_timeout_s``; ``timed_out`` every command without a final result past its expiry plus the
+        edge's time-out."""
         now = self.clock()
+        receipt_ms = int(self.gates.receipt_timeout_s * 1000)
+        unsent = select(commands.c.id).where(
+            ~commands.c.final,
+            commands.c.state == "published",
+            commands.c.issued_ms <= now - receipt_ms,
+            commands.c.action != Action.CANCEL.value,
+        )
         query = select(commands.c.id).where(~commands.c.final, commands.c.deadline_ms <= now)
         with self.engine.connect() as conn:
+            lost = [str(r) for r in conn.execute(unsent).scalars()]
             due = [str(r) for r in conn.execute(query).scalars()]
+        for command_id in lost:
+            reason = (
+                f"the edge did not confirm receipt within {self.gates.receipt_timeout_s:g} s: not delivered; "
+                "a cancel was sent so that a later delivery is not executed"
+            )
+            view = self._finish(command_id, NOT_DELIVERED, NOT_DELIVERED, reason, {}, "api")
+            if view is not None:
+                self._cancel(view)
         for command_id in due:
+            if command_id in lost:
+                continue
             self._finish(
                 command_id,
                 ResultState.TIMED_OUT.value,
@@ -542,7 +663,38 @@ class GateService:
                 {},
                 "api",
             )
-        return due
+        return lost + [c for c in due if c not in lost]
+
+    def _cancel(self, view: CommandView) -> None:
+        """Publish a signed cancel of ``view`` (recorded as a command of its own, audited as ``command.cancel``)."""
+        keys = self.keys.get(view.site)
+        if keys is None:
+            return
+        now = self.clock()
+        with self._lock:
+            command = sign(
+                Command(
+                    id=f"{CANCEL_PREFIX}{secrets.token_hex(10)}",
+                    site=view.site,
+                    device=view.device,
+                    action=Action.CANCEL,
+                    cancels=view.id,
+                    issued_ms=now,
+                    expires_ms=max(view.expires_ms, now + int(self.gates.default_ttl_s * 1000)),
+                    operator=view.operator,
+                    source="api: no receipt",
+                ),
+                keys.control,
+            )
+            self._insert(command, (command.expires_ms - now) / 1000, {}, None)
+        self.audit(
+            who=view.operator,
+            action="command.cancel",
+            target=_target(view.site, view.device, command.id),
+            source="api",
+            detail={"cancels": view.id, "reason": "no receipt from the edge"},
+        )
+        self._publish(command)
 
     def _event(self, view: CommandView | None) -> None:
         if view is not None:
@@ -561,5 +713,41 @@ def _digest(view: CommandView) -> str:
         expires_ms=view.expires_ms,
         operator=view.operator,
         source=view.source,
+        point=view.point,
+        value=view.value,
+        cancels=view.cancels,
     )
     return command_digest(command)
+
+
+def _seen(view: CommandView, result: CommandResult) -> bool:
+    """Whether ``result`` is recorded already among the command's steps: the very message (its signature: the
+    retained final result comes again on every reconnect), or, but for progress, a step of the same state (a command
+    has each other state once; a repeat answers a redelivery with the state it had)."""
+    for step in view.steps:
+        if step.get("sig") == result.sig or (
+            result.state is not ResultState.PROGRESS and step.get("state") == result.state.value
+        ):
+            return True
+    return False
+
+
+def _audit_name(action: str) -> str:
+    """The audit action of a command of this kind (its results add ``.<state>``)."""
+    return {Action.WRITE.value: "point.write", Action.CANCEL.value: "command.cancel"}.get(action, "gate.command")
+
+
+def _target(site: str, device: str, command_id: str, point: str | None = None) -> str:
+    if point is not None:
+        return f"point:{site}/{device}/{point}/cmd/{command_id}"
+    return f"gate:{site}/{device}/cmd/{command_id}"
+
+
+def _point_snapshot(state: DeviceState | None, point: str | None) -> dict[str, object]:
+    """The point's value as the API saw it (for the audit's 'before')."""
+    if state is None or point is None:
+        return {}
+    out: dict[str, object] = {point: state.values.get(point)}
+    if state.last_seen_ms is not None:
+        out["ts"] = state.last_seen_ms
+    return out

@@ -190,6 +190,11 @@ ERRORS: dict[str, T] = {
     "interlock.selection.unknown": ("No such selection of this gate by you.", "您没有选择该闸门。"),
     "interlock.selection.used": ("The selection was used by command {command}.", "该选择已被命令 {command} 使用。"),
     "interlock.selection.expired": ("The selection has expired: select again.", "选择已过期，请重新选择。"),
+    "interlock.not_writable": ("Point {point} cannot be written.", "测点 {point} 不可写。"),
+    "interlock.out_of_limits.write": (
+        "The value for {point} is outside its limits or step.",
+        "测点 {point} 的设定值超出限值或步长。",
+    ),
 }
 
 # -- interlocks by name (an edge refusal carries the name and an English reason) -----------------------------------
@@ -208,9 +213,14 @@ INTERLOCKS: dict[str, T] = {
     "signature": ("Signature", "签名"),
     "repeated": ("Repeated command id", "命令编号重复"),
     "wrong_site": ("Command for another site", "命令不属于本站点"),
+    "late": ("Delivered too late", "命令送达过迟"),
+    "not_writable": ("Point not writable", "测点不可写"),
 }
 
 COMMAND_STATES: dict[str, T] = {
+    "published": ("Published", "已发布"),
+    "received": ("Received by the edge", "边缘已收到"),
+    "not_delivered": ("Not delivered", "未送达"),
     "accepted": ("Accepted", "已接受"),
     "progress": ("In progress", "执行中"),
     "completed": ("Completed", "已完成"),
@@ -223,6 +233,8 @@ COMMAND_STATES: dict[str, T] = {
     "close": ("Close", "全关"),
     "stop": ("Stop", "停止"),
     "set_opening": ("Set opening", "设定开度"),
+    "write": ("Write set point", "写入设定值"),
+    "cancel": ("Cancel", "取消"),
 }
 
 QUALITY: dict[str, T] = {

@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationInfo, field_validator
 
 from api._gate_checks import limits_of, percent_range
 from api.auth import Principal
@@ -20,6 +20,7 @@ from api.live import Event
 from telemetry.commands import Action
 
 router = APIRouter()
+POINT_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
 
 REFUSAL = {"description": "refused by an interlock; the body names it (telemetry.commands.Interlock)"}
 
@@ -152,6 +153,74 @@ def operate_gate(
     elif view.final and view.interlock is None and view.state == "failed" and not view.steps:
         response.status_code = 503  # never reached the broker
     return view
+
+
+class WriteIn(BaseModel):
+    """A set point: ``value`` (engineering units; true/false for a coil) for a writable point of the device."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    value: StrictBool | Annotated[float, Field(allow_inf_nan=False)]
+    selection: str | None = Field(
+        None, max_length=64, description="from POST .../select, when the API asks for one (gates.write_selection)"
+    )
+    id: str | None = Field(None, pattern=ID_PATTERN, description="idempotency key; default: one is made")
+    ttl_s: float | None = Field(None, gt=0, le=3600, description="time to live; default from the config")
+
+
+@router.post("/api/devices/{site}/{device}/select", tags=["gates"], status_code=201, responses={403: REFUSAL})
+def select_device(site: SiteId, device: DeviceId, who: Who, svc: Service, request: Request) -> Any:
+    """Select a device before writing one of its points (select-before-operate, when gates.write_selection)."""
+    return select_gate(site, device, who, svc, request)
+
+
+@router.post(
+    "/api/devices/{site}/{device}/points/{point}/write",
+    tags=["gates"],
+    status_code=201,
+    responses={
+        200: {"description": "a repeat of a known command (same id and body)"},
+        403: REFUSAL,
+        409: REFUSAL,
+        503: {"description": "the broker did not take the command"},
+    },
+)
+def write_point(
+    site: SiteId,
+    device: DeviceId,
+    point: Annotated[str, Path(pattern=POINT_PATTERN)],
+    body: WriteIn,
+    who: Who,
+    svc: Service,
+    request: Request,
+    response: Response,
+) -> Any:
+    """Write a set point: a signed ``write`` command the edge checks again, writes and reads back (docs/api.md)."""
+    ttl = _ttl(svc, body.ttl_s)
+    req = CommandRequest(Action.WRITE, None, ttl, body.id, point, body.value)
+    try:
+        view, new = svc.gates.operate(who, site, device, body.selection, req, client_source(request))
+    except RefusedError as exc:
+        return _refused(exc)
+    if not new:
+        response.status_code = 200
+    elif view.final and view.interlock is None and view.state == "failed" and not view.steps:
+        response.status_code = 503  # never reached the broker
+    return view
+
+
+def _ttl(svc: Any, asked: float | None) -> float:
+    gates = svc.config.gates
+    ttl: float = asked if asked is not None else gates.default_ttl_s
+    if ttl > gates.max_ttl_s:
+        raise error(
+            422,
+            f"ttl_s may be at most {gates.max_ttl_s}",
+            "ttl_s",
+            code="gate.ttl_too_long",
+            params={"max": gates.max_ttl_s},
+        )
+    return ttl
 
 
 @router.get("/api/commands/{command_id}", tags=["gates"])

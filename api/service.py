@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 from collections.abc import Callable, Iterator
@@ -16,6 +17,7 @@ from sqlalchemy import make_url
 
 from alerts.manager import alert_event
 from alerts.store import AlertStore, StoredAlert
+from api._command_alerts import ForgedAlerts, audited
 from api.auth import LoginThrottle, Passwords
 from api.config import ADMIN_PASSWORD_ENV, ApiConfig, load_site_keys
 from api.db import make_engine
@@ -89,7 +91,17 @@ class ApiService:
         else:
             log.info("command signing keys sites=%s", ",".join(sorted(keys)))
         self.gates = GateService(
-            config, self.engine, self.cache, self.link.publish, self.audit, self.hub.publish, clock, keys, self.profiles
+            config,
+            self.engine,
+            self.cache,
+            self.link.publish,
+            self.audit,
+            self.hub.publish,
+            clock,
+            keys,
+            self.profiles,
+            audited=functools.partial(audited, self.store),
+            alert=ForgedAlerts(self.store, config.area_of, clock, self.announce_alert),
         )
         self.influx = InfluxQuery(config.influx)
         self.history = SiteHistoryCache(self.influx)  # a site's settled history buckets (docs/api.md)

@@ -1,4 +1,5 @@
-"""A gate's own Modbus connection for commands: read its state points, write the target opening, pulse a coil.
+"""A controllable device's own Modbus connection for commands: a gate's state points, its target opening and
+command coils; any writable point (set points) written with the function its profile names and read back.
 
 Apart from the poller's connection, so that polling goes on during a movement; ``edge_agent.commands``
 re-exports ``ModbusGateIO`` and ``GateUnreachable``.
@@ -12,7 +13,7 @@ from typing import Any
 
 from pymodbus.exceptions import ModbusException
 
-from device_profiles import Function, ModbusPoint, Profile, encode_point
+from device_profiles import Function, ModbusPoint, Profile, decode_point, encode_point
 from edge_agent.config import DeviceConfig, ModbusDefaults
 from edge_agent.decode import decode_block
 from edge_agent.modbus_poller import EXCEPTION_NAMES, ModbusClient, default_client_factory
@@ -66,6 +67,31 @@ class ModbusGateIO:
             await self._call("write_register", point.address, words[0])
         else:
             await self._call("write_registers", point.address, words)
+
+    async def read_point(self, point: ModbusPoint) -> Value:
+        """One point's value as it is now (engineering units); GateUnreachable if no answer."""
+        response = await self._call(_READ_CALLS[point.function], point.address, count=point.count)
+        if point.function.is_bit:
+            return bool(response.bits[0])
+        return decode_point(point, response.registers[: point.count])
+
+    async def write_point(self, point: ModbusPoint, value: float | bool) -> int:
+        """Write ``value`` (engineering units) with the point's write function (``write_function``, else 5 for a coil,
+        6 for one register, 16 for more); the function used. EncodeError if the value does not fit the type."""
+        if point.function is Function.COIL:
+            function = point.write_function or 5
+            if function == 15:
+                await self._call("write_coils", point.address, [bool(value)])
+            else:
+                await self._call("write_coil", point.address, bool(value))
+            return function
+        words = encode_point(point, value)
+        function = point.write_function or (6 if len(words) == 1 else 16)
+        if function == 6:
+            await self._call("write_register", point.address, words[0])
+        else:
+            await self._call("write_registers", point.address, words)
+        return function
 
     async def pulse(self, coil: str) -> None:
         """Set a command coil and release it: the PLC latches the run on the rising edge (sluice.md, practice)."""

@@ -9,7 +9,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from device_profiles import Profile
 from edge_agent._outbox_writer import OutboxWriter, SampleJournal, make_outbox, new_run_id
-from edge_agent.commands import CommandExecutor, make_gate
+from edge_agent.commands import CommandExecutor, make_controls
 from edge_agent.config import HEALTH_DEVICE, HEALTH_PROFILE, DeviceConfig, LoadedSite
 from edge_agent.deadletter import DeadLetters
 from edge_agent.health import (
@@ -111,7 +111,7 @@ class EdgeAgent:
         self.sensors = SensorHub(
             mqtt_devices, self._on_sensor_sample, self._on_sensor_status, self.dead_letters, self.clock, self.stats
         )
-        gates = {d.id: make_gate(d, p, cfg.modbus) for d, p in modbus if d.control and d.control.enabled}
+        gates, writers = make_controls([(d, p) for d, p in modbus if d.control and d.control.enabled], cfg.modbus)
         self.commands = CommandExecutor(
             cfg.site,
             gates,
@@ -121,6 +121,8 @@ class EdgeAgent:
             state_dir=cfg.state_dir,
             disabled=frozenset(d.id for d in cfg.devices if d.control and not (d.enabled and d.control.enabled)),
             keys=site.keys,
+            writers=writers,
+            delivery_window_s=cfg.command_delivery_window_s,
         )
         state_topic = topics.agent_state(cfg.site)
         self._stored_topic = topics.stored(cfg.site)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,9 +30,10 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from device_profiles import Profile
+from device_profiles import EncodeError, Profile
 from edge_agent._command_ids import DAY_MS, CommandLog
 from edge_agent._gate_io import GateUnreachable, ModbusGateIO
+from edge_agent._point_writes import PointControl, WritablePoint, make_point_control
 from edge_agent.config import DeviceConfig, EdgeKeys, ModbusDefaults
 from edge_agent.deadletter import DeadLetters
 from edge_agent.outbox import OutMessage
@@ -50,7 +51,9 @@ __all__ = [
     "Gate",
     "GateUnreachable",
     "ModbusGateIO",
+    "PointControl",
     "Publish",
+    "make_controls",
     "make_gate",
 ]
 
@@ -82,6 +85,21 @@ def make_gate(device: DeviceConfig, profile: Profile, defaults: ModbusDefaults) 
     return Gate(device, limits, ModbusGateIO(device, profile, defaults), c.timeout_s, c.readback_interval_s, labels)
 
 
+def make_controls(
+    devices: Iterable[tuple[DeviceConfig, Profile]], defaults: ModbusDefaults
+) -> tuple[dict[str, Gate], dict[str, PointControl]]:
+    """The gates and the devices with set points among ``devices`` (each with an enabled, validated ``control``)."""
+    gates: dict[str, Gate] = {}
+    writers: dict[str, PointControl] = {}
+    for device, profile in devices:
+        if profile.kind == "sluice_gate":
+            gates[device.id] = make_gate(device, profile, defaults)
+        writer = make_point_control(device, profile, defaults)
+        if writer is not None:
+            writers[device.id] = writer
+    return gates, writers
+
+
 @dataclass(slots=True)
 class _Run:
     command: Command
@@ -106,8 +124,12 @@ class CommandExecutor:
         state_dir: Path | None = None,
         disabled: frozenset[str] = frozenset(),
         keys: EdgeKeys | None = None,
+        writers: Mapping[str, PointControl] | None = None,
+        delivery_window_s: float = 10.0,
     ) -> None:
         self.site, self.gates, self.publish, self.dead_letters, self.clock = site, gates, publish, dead_letters, clock
+        self.writers: Mapping[str, PointControl] = writers or {}
+        self.delivery_window_ms = round(delivery_window_s * 1000)
         self.disabled = disabled
         self.keys = keys  # None: every command is refused and results go unsigned (the API refuses them)
         self.log = CommandLog(state_dir / "commands.jsonl" if state_dir is not None else None)
@@ -119,6 +141,8 @@ class CommandExecutor:
             "bad_signature": 0,
             "wrong_site": 0,
             "id_reused": 0,
+            "late": 0,
+            "cancelled": 0,
         }
         self.closing = False
 
@@ -199,37 +223,51 @@ class CommandExecutor:
                 cmd.source,
                 last.state.value,
             )
-            self._send(last.model_copy(update={"repeat": True}), cmd, remember=False)
+            # an id cancelled before it arrived is remembered without a digest: the answer names this command
+            answer = last.model_copy(update={"repeat": True, "cmd_sha256": last.cmd_sha256 or digest})
+            self._send(answer, cmd, remember=False)
             return
-        gate = self.gates.get(cmd.device)
+        # a new id that verified: say so at once, before any check (the API waits for this, gates.receipt_timeout_s)
+        self._send(self._step(cmd, ResultState.RECEIVED), cmd, remember=False, retain=False)
+        now = self._now_ms()
         if self.closing:  # not remembered: the API may send the id again once the agent is back
-            result = CommandResult(
-                id=cmd.id,
-                site=cmd.site,
-                device=cmd.device,
-                state=ResultState.REJECTED,
-                ts=self._now_ms(),
-                reason="the edge agent is stopping",
-                cmd_sha256=digest,
+            self._send(self._step(cmd, ResultState.REJECTED, reason="the edge agent is stopping"), cmd, remember=False)
+        elif now - cmd.issued_ms > self.delivery_window_ms:
+            self.counts["late"] += 1
+            reason = (
+                f"first seen {(now - cmd.issued_ms) / 1000:.1f} s after it was issued, later than the delivery window "
+                f"of {self.delivery_window_ms / 1000:g} s: held back on its way, not executed"
             )
-            self._send(result, cmd, remember=False)
-        elif gate is None:
+            self._result(cmd, ResultState.REJECTED, interlock=Interlock.LATE, reason=reason)
+        elif cmd.action is Action.CANCEL:
+            self._cancel(cmd)
+        elif cmd.device not in (self.writers if cmd.action is Action.WRITE else self.gates):
             why = (
                 "remote control is disabled for this device"
                 if cmd.device in self.disabled
-                else ("not a controllable device of this agent")
+                else "not a controllable device of this agent"
+                if cmd.device not in self.writers and cmd.device not in self.gates
+                else "this device has no set points open to remote writes (control.points)"
+                if cmd.action is Action.WRITE
+                else "this device has set points only, no gate actions"
             )
             self._result(cmd, ResultState.REJECTED, interlock=Interlock.UNKNOWN_DEVICE, reason=why)
-        elif self._now_ms() >= cmd.expires_ms:
+        elif now >= cmd.expires_ms:
             self._result(
                 cmd,
                 ResultState.REJECTED,
                 interlock=Interlock.STALE,
                 reason=f"received at or after expires_ms {cmd.expires_ms}",
             )
-        elif cmd.action is Action.STOP:
-            self._start(gate, _Run(cmd, None), self._stop(gate, cmd, self.running.get(cmd.device)))
+        elif cmd.action is Action.WRITE:
+            self._dispatch_write(cmd)
         else:
+            gate = self.gates[cmd.device]
+            if cmd.action is Action.STOP:
+                self._start(
+                    gate.device.id, gate.io, _Run(cmd, None), self._stop(gate, cmd, self.running.get(cmd.device))
+                )
+                return
             target = target_of(cmd.action, cmd.target_pct, gate.limits)
             if cmd.device in self.running:  # checked now, not after a read: two commands may arrive together
                 busy = check(cmd.action, target, None, gate.limits, busy=True)
@@ -237,10 +275,60 @@ class CommandExecutor:
                 self._result(cmd, ResultState.REJECTED, interlock=busy.interlock, reason=busy.reason, target_m=target)
                 return
             run = _Run(cmd, target)
-            self._start(gate, run, self._move(gate, run))
+            self._start(gate.device.id, gate.io, run, self._move(gate, run))
 
-    def _start(self, gate: Gate, run: _Run, work: Coroutine[Any, Any, None]) -> None:
-        device = gate.device.id
+    def _dispatch_write(self, cmd: Command) -> None:
+        assert cmd.point is not None
+        assert cmd.value is not None
+        control = self.writers.get(cmd.device)
+        wp = control.points.get(cmd.point) if control is not None else None
+        if control is None or wp is None:
+            reason = f"point {cmd.point!r} of {cmd.device!r} is not open to remote writes (control.points)"
+            self._result(cmd, ResultState.REJECTED, interlock=Interlock.NOT_WRITABLE, reason=reason)
+            return
+        why = wp.refusal(cmd.value)
+        if why is not None:
+            self._result(cmd, ResultState.REJECTED, interlock=Interlock.OUT_OF_LIMITS, reason=why)
+            return
+        if cmd.device in self.running:
+            running = self.running[cmd.device].command.id
+            reason = f"command {running} is still running on this device"
+            self._result(cmd, ResultState.REJECTED, interlock=Interlock.BUSY, reason=reason)
+            return
+        self._start(cmd.device, control.io, _Run(cmd, None), self._write(control, wp, cmd))
+
+    def _cancel(self, cmd: Command) -> None:
+        """Remember the cancelled id as rejected unless it was seen: a delivery that comes later is a repeat of that."""
+        assert cmd.cancels is not None
+        seen = self.log.get(cmd.cancels)
+        if seen is not None:
+            reason = f"command {cmd.cancels} was received before the cancel ({seen.state.value}): left as it is"
+            self._result(cmd, ResultState.COMPLETED, reason=reason)
+            return
+        self.counts["cancelled"] += 1
+        cancelled = CommandResult(
+            id=cmd.cancels,
+            site=self.site,
+            device=cmd.device,
+            state=ResultState.REJECTED,
+            ts=self._now_ms(),
+            reason=f"cancelled by command {cmd.id}: the API had no receipt of it in time; never executed",
+        )
+        self._remember(cancelled)  # not sent: its answer goes to the cancelled command itself, should it ever come
+        self._result(cmd, ResultState.COMPLETED, reason=f"command {cmd.cancels} will not be executed")
+
+    def _step(self, cmd: Command, state: ResultState, **fields: Any) -> CommandResult:
+        return CommandResult(
+            id=cmd.id,
+            site=cmd.site,
+            device=cmd.device,
+            state=state,
+            ts=self._now_ms(),
+            cmd_sha256=command_digest(cmd),
+            **fields,
+        )
+
+    def _start(self, device: str, io: ModbusGateIO, run: _Run, work: Coroutine[Any, Any, None]) -> None:
         previous = self.running.get(device)
         if previous is not None:  # only a stop gets here with a command running: from now on it writes no run
             previous.stopped_by = run.command.id
@@ -263,7 +351,7 @@ class CommandExecutor:
             finally:
                 if self.running.get(device) is run:
                     del self.running[device]
-                    gate.io.close()  # the gate is idle: do not hold a second connection to its PLC
+                    io.close()  # the device is idle: do not hold a second connection to it
 
         run.task = asyncio.create_task(main(), name=f"command-{run.command.id}")
 
@@ -356,6 +444,39 @@ class CommandExecutor:
             return ResultState.FAILED, f"gate stopped{where} at {state.opening_m:g} m, short of the target {target:g} m"
         return None
 
+    async def _write(self, control: PointControl, wp: WritablePoint, cmd: Command) -> None:
+        """Read the point, write the value with the point's function, read it back within the tolerance."""
+        assert cmd.value is not None
+        point, name = wp.point, wp.point.name
+        try:
+            was = await control.io.read_point(point)
+        except GateUnreachable as exc:
+            reason = f"cannot read {name!r} before writing: {exc}"
+            self._result(cmd, ResultState.REJECTED, interlock=Interlock.NO_DATA, reason=reason)
+            return
+        before: dict[str, Value] = {name: was}
+        self._result(cmd, ResultState.ACCEPTED, before=before)
+        try:
+            function = await control.io.write_point(point, cmd.value)
+        except (GateUnreachable, EncodeError) as exc:
+            self._result(cmd, ResultState.FAILED, reason=f"cannot write {name!r}: {exc}", before=before)
+            return
+        try:
+            now = await control.io.read_point(point)
+        except GateUnreachable as exc:
+            reason = f"written with function {function}, but the read-back failed: {exc}"
+            self._result(cmd, ResultState.FAILED, reason=reason, before=before)
+            return
+        after: dict[str, Value] = {name: now}
+        if wp.matches(cmd.value, now):
+            self._result(cmd, ResultState.COMPLETED, before=before, after=after, reason=f"function {function}")
+            return
+        reason = (
+            f"written {cmd.value!r} with function {function}, read back {now!r} (tolerance "
+            f"{wp.tolerance_for(float(cmd.value)):g}): the device did not take the value"
+        )
+        self._result(cmd, ResultState.FAILED, before=before, after=after, reason=reason)
+
     async def _stop(self, gate: Gate, cmd: Command, running: _Run | None) -> None:
         """Stop the hoist now; never refused. Ends the ``running`` command; completed once the gate reads at rest."""
         state, _ = await self._read(gate)
@@ -424,15 +545,7 @@ class CommandExecutor:
 
     # -- answering --------------------------------------------------------------------------------------------------
     def _result(self, cmd: Command, state: ResultState, **fields: Any) -> None:
-        result = CommandResult(
-            id=cmd.id,
-            site=cmd.site,
-            device=cmd.device,
-            state=state,
-            ts=self._now_ms(),
-            cmd_sha256=command_digest(cmd),
-            **fields,
-        )
+        result = self._step(cmd, state, **fields)
         self._send(result, cmd, remember=state is ResultState.ACCEPTED or result.final)
 
     def _remember(self, result: CommandResult) -> None:

@@ -17,6 +17,7 @@ from infra.config_loader import ConfigError, YamlDoc, read_yaml, validate
 from infra.mqtt import BrokerConfig
 from telemetry.interlocks import STATE_POINTS, WRITE_POINTS, GateLimits, Limits, opening_range_top
 from telemetry.keys import KeyFileError, load_signing_key, load_verify_key
+from telemetry.models import PointName
 from telemetry.signing import SigningKey, VerifyKey
 
 Id = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
@@ -85,17 +86,54 @@ def gate_range_top(profile: Profile) -> float | None:
     return opening_range_top(profile.modbus.points if profile.modbus else ())
 
 
+class PointWriteConfig(BaseModel):
+    """One point this agent writes on command (a set point): bounds narrower than the profile's, the read-back
+    tolerance."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min: float | None = Field(default=None, description="lowest value a command may write; default: the range's min")
+    max: float | None = Field(default=None, description="highest value a command may write; default: the range's max")
+    tolerance: float | None = Field(
+        default=None,
+        ge=0,
+        description="|read back - written| that counts as written; default: half the step, else half the scale of an "
+        "integer register, else 1e-5 of the value (a float32 keeps 7 digits)",
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PointWriteConfig:
+        if self.min is not None and self.max is not None and not self.min <= self.max:
+            raise field_error(f"min {self.min:g} must not be above max {self.max:g}", "min")
+        return self
+
+
+GATE_FIELDS = frozenset(GateLimits.model_fields)
+
+
 class ControlConfig(GateLimits):
-    """Remote control of a sluice gate by this agent (``control:`` of a device whose profile is a sluice gate PLC):
-    the gate's limits (``telemetry.interlocks.GateLimits``, the model the API checks with too) and how a movement is
-    run. A device without this section, or with ``enabled: false``, refuses every command (``unknown_device``).
+    """Remote control by this agent (``control:`` of a Modbus device). For a sluice gate (a profile of kind
+    sluice_gate): the gate's limits (``telemetry.interlocks.GateLimits``, the model the API checks with too; there
+    ``max_head_open_m`` is required) and how a movement is run. For any device: ``points``, the writable points of its
+    profile that commands may write (set points). A device without this section, or with ``enabled: false``, refuses
+    every command (``unknown_device``).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    # required for a gate (check_devices says so), meaningless elsewhere: so not required by the schema
+    max_head_open_m: float | None = Field(
+        default=None,
+        ge=0,
+        description="gates: largest |level_up - level_down| at which an opening movement may start (a site value, "
+        "required for a gate); null: no limit",
+    )
     enabled: bool = True
     timeout_s: float = Field(default=120.0, gt=0, le=3600, description="a movement not done by then is stopped")
     readback_interval_s: float = Field(default=1.0, gt=0, le=60, description="how often the opening is read back")
+    points: dict[PointName, PointWriteConfig] = Field(
+        default_factory=dict, description="points commands may write (writable in the profile), with their bounds"
+    )
 
     def full_m(self, profile: Profile) -> float:
         """The full opening: configured, or the top of the profile's gate_opening range."""
@@ -135,7 +173,9 @@ class DeviceConfig(BaseModel):
         pattern=r"^[^/+#\s]{1,128}$",
         description="the id the vendor puts in its topic (no '/', '+', '#' or spaces); default: id",
     )
-    control: ControlConfig | None = Field(default=None, description="remote control (sluice gates); default: none")
+    control: ControlConfig | None = Field(
+        default=None, description="remote control (sluice gates, set points); default: none"
+    )
 
     @model_validator(mode="after")
     def _not_agent(self) -> DeviceConfig:
@@ -178,6 +218,13 @@ class EdgeConfig(BaseModel):
         default=None,
         description="acceptance checks: one JSON line (device, run, seq, ts of each sample) per telemetry message "
         "once it is in the outbox file, i.e. taken for good; default: none",
+    )
+    command_delivery_window_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="a command first seen later than this after it was issued is refused (interlock late), whatever "
+        "its time to live: it was held back on its way; the edge's and the API's clocks must agree to within it",
     )
     control_public_key: Path | None = Field(
         default=None,
@@ -297,26 +344,56 @@ def check_devices(config: EdgeConfig, profiles: dict[str, Profile], doc: YamlDoc
 
 def _control_problems(dev: DeviceConfig, profile: Profile) -> list[str]:
     """What makes ``dev.control`` unusable with ``profile``: each as '<.field>: reason'."""
-    assert dev.control is not None
-    if profile.kind != "sluice_gate" or profile.modbus is None:
-        return [f": only sluice gates (Modbus profiles of kind sluice_gate) are controllable, not {profile.name!r}"]
+    c = dev.control
+    assert c is not None
+    if profile.modbus is None:
+        return [f": only Modbus devices are controllable, not {profile.name!r} ({profile.protocol})"]
     points = {p.name: p for p in profile.modbus.points}
+    problems = [f".points.{name}: {why}" for name, why in _write_point_problems(c, profile)]
+    if profile.kind != "sluice_gate":
+        gate_set = sorted(c.model_fields_set & GATE_FIELDS)
+        if gate_set:
+            problems.append(f".{gate_set[0]}: gate limits apply to sluice gates only, not to {profile.name!r}")
+        if not c.points:
+            problems.append(f".points: name the writable points of {profile.name!r} that commands may write")
+        return problems
     missing = [n for n in (*STATE_POINTS, *WRITE_POINTS) if n not in points]
     if missing:
         return [f": profile {profile.name!r} lacks the point(s) {', '.join(missing)}"]
     readonly = [n for n in WRITE_POINTS if not points[n].writable]
     if readonly:
         return [f": profile {profile.name!r} does not mark {', '.join(readonly)} writable"]
-    c = dev.control
+    if "max_head_open_m" not in c.model_fields_set:
+        problems.append(
+            ".max_head_open_m: a gate's allowed head for opening is a site value and must be written (null: no limit)"
+        )
     try:
         c.full_m(profile)
     except ValueError as exc:
-        return [f".full_opening_m: {exc}"]
+        return [*problems, f".full_opening_m: {exc}"]
     try:
         c.limits(profile)
     except ValueError as exc:
-        return [f".max_opening_m: {exc}"]
-    return []
+        return [*problems, f".max_opening_m: {exc}"]
+    return problems
+
+
+def _write_point_problems(c: ControlConfig, profile: Profile) -> list[tuple[str, str]]:
+    assert profile.modbus is not None
+    points = {p.name: p for p in profile.modbus.points}
+    out: list[tuple[str, str]] = []
+    for name, w in c.points.items():
+        p = points.get(name)
+        if p is None:
+            out.append((name, f"profile {profile.name!r} has no point {name!r}"))
+        elif not p.writable:
+            out.append((name, f"profile {profile.name!r} does not mark {name!r} writable"))
+        elif p.range is not None and (
+            (w.min is not None and not p.range[0] <= w.min <= p.range[1])
+            or (w.max is not None and not p.range[0] <= w.max <= p.range[1])
+        ):
+            out.append((name, f"min/max must lie within the profile's range [{p.range[0]:g}, {p.range[1]:g}]"))
+    return out
 
 
 def build_site(config: EdgeConfig, base: Path | None = None, doc: YamlDoc | None = None) -> LoadedSite:

@@ -17,7 +17,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from telemetry.commands import Command, CommandResult
+from telemetry.commands import LATER_FIELDS, Command, CommandResult
 
 __all__ = [
     "SignatureError",
@@ -79,9 +79,16 @@ class VerifyKey:
         return cls(public, key_id(public))
 
 
+def _left_out(message: Command | CommandResult, *fields: str) -> set[str]:
+    """``fields`` and the later fields of a command that are null (telemetry.commands: they are not signed then)."""
+    if not isinstance(message, Command):
+        return set(fields)
+    return {*fields, *(f for f in LATER_FIELDS if getattr(message, f) is None)}
+
+
 def canonical_bytes(message: Command | CommandResult) -> bytes:
     """What is signed: a context line, then the message without ``sig`` as compact JSON with sorted keys."""
-    dump = message.model_dump(mode="json", exclude={"sig"})
+    dump = message.model_dump(mode="json", exclude=_left_out(message, "sig"))
     return _CONTEXT[type(message)] + orjson.dumps(dump, option=orjson.OPT_SORT_KEYS)
 
 
@@ -89,7 +96,7 @@ def command_digest(command: Command) -> str:
     """SHA-256 (hex) of a command's content (canonical bytes without ``kid`` and ``sig``): what a result answers.
 
     Without the key id, so that the API can compute it again from its own record of the command."""
-    dump = command.model_dump(mode="json", exclude={"sig", "kid"})
+    dump = command.model_dump(mode="json", exclude=_left_out(command, "sig", "kid"))
     return hashlib.sha256(_CONTEXT[Command] + orjson.dumps(dump, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 

@@ -379,6 +379,7 @@ def test_no_answer_times_out(gates: GateApi) -> None:
     r = gates.operate(h, selection=gates.select(h), id="cmd-silent-1", action="open", ttl_s=10)
     assert r.status_code == 201, r.text
     assert r.json()["deadline_ms"] == r.json()["expires_ms"] + 5000
+    receipt(gates, "cmd-silent-1")  # delivered (else it would end not_delivered after 5 s), then silence
     gates.clock.advance(14_000)  # expired, but the edge's time-out has not passed yet
     assert gates.service.gates.sweep() == []
     gates.clock.advance(1_000)
@@ -388,7 +389,11 @@ def test_no_answer_times_out(gates: GateApi) -> None:
         return state == "timed_out"
 
     wait_until(timed_out, what="timed_out by the API's sweeper")
-    assert [a["action"] for a in gates.audit("cmd-silent-1")] == ["gate.command", "gate.command.timed_out"]
+    assert [a["action"] for a in gates.audit("cmd-silent-1")] == [
+        "gate.command",
+        "gate.command.received",
+        "gate.command.timed_out",
+    ]
     # A late answer is recorded but does not change the outcome.
     view = gates.service.gates.get("cmd-silent-1")
     assert view is not None
@@ -414,10 +419,45 @@ def test_no_answer_times_out(gates: GateApi) -> None:
         gates.edge_key,
     )
     gates.pub.publish(topics.command_result(SITE, gates.device, "cmd-silent-1"), encode(pub_result))
-    wait_until(lambda: len(gates.service.gates.get("cmd-silent-1").steps) == 1)  # type: ignore[union-attr]
+    wait_until(lambda: len(gates.service.gates.get("cmd-silent-1").steps) == 2)  # type: ignore[union-attr]
     view = gates.api.client.get("/api/commands/cmd-silent-1", headers=h).json()
     assert view["state"] == "timed_out"
-    assert view["steps"][0]["late"] is True
+    assert view["steps"][1]["late"] is True
+
+
+def sent_command(gates: GateApi, command_id: str) -> Command:
+    """The command as the API recorded and signed it (without its signature)."""
+    view = gates.service.gates.get(command_id)
+    assert view is not None
+    return Command(
+        id=view.id,
+        site=view.site,
+        device=view.device,
+        action=Action(view.action),
+        target_pct=view.target_pct,
+        point=view.point,
+        value=view.value,
+        cancels=view.cancels,
+        issued_ms=view.issued_ms,
+        expires_ms=view.expires_ms,
+        operator=view.operator,
+        source=view.source,
+    )
+
+
+def receipt(gates: GateApi, command_id: str) -> None:
+    """Answer ``received`` as the edge does, and wait until the API has it."""
+    cmd = sent_command(gates, command_id)
+    result = CommandResult(
+        id=cmd.id,
+        site=cmd.site,
+        device=cmd.device,
+        state=ResultState.RECEIVED,
+        ts=gates.clock(),
+        cmd_sha256=command_digest(cmd),
+    )
+    gates.pub.publish(topics.command_result(cmd.site, cmd.device, cmd.id), encode(sign(result, gates.edge_key)))
+    wait_until(lambda: gates.service.gates.get(command_id).state == "received")  # type: ignore[union-attr]
 
 
 def test_stop_needs_no_selection_and_is_never_busy(gates: GateApi) -> None:

@@ -200,8 +200,11 @@ class Rig:
     def _answered(self, command_id: str, messages: list[Any]) -> bool:
         return bool(self._results(messages, command_id, "nobody"))
 
-    def _results(self, messages: list[Any], command_id: str, device: str = GATE) -> list[CommandResult]:
-        """The results of one command; each must be signed with the site key (or unsigned, by an agent without)."""
+    def _results(
+        self, messages: list[Any], command_id: str, device: str = GATE, *, receipts: bool = False
+    ) -> list[CommandResult]:
+        """The results of one command (without the receipt, ``received``, unless asked); each must be signed with the
+        site key (or unsigned, by an agent without)."""
         topic = topics.command_result(SITE, device, command_id)
         results = [CommandResult.model_validate_json(m.payload) for m in messages if m.topic == topic]
         for r in results:
@@ -209,7 +212,7 @@ class Rig:
                 assert r.sig is None
             else:
                 verify(r, self.site_key)  # raises SignatureError if not signed by this site's edge
-        return results
+        return [r for r in results if receipts or r.state is not ResultState.RECEIVED]
 
     def received(self, command_id: str, device: str = GATE) -> list[Received]:
         return [m for m in self.sub.snapshot() if m.topic == topics.command_result(SITE, device, command_id)]
@@ -366,9 +369,9 @@ def test_refused(
     fields = dict(fields)
     expired = fields.pop("expired", False)
     cmd = rig.command(fields.pop("action"), **fields)
-    if expired:  # issued a minute ago, expired a second ago
+    if expired:  # issued 5 s ago (within the delivery window), expired a second ago
         now = int(time.time() * 1000)
-        cmd = cmd.model_copy(update={"issued_ms": now - 60_000, "expires_ms": now - 1000})
+        cmd = cmd.model_copy(update={"issued_ms": now - 5_000, "expires_ms": now - 1000})
     rig.send(cmd)
     topic_device = cmd.device
     got = rig.sub.wait_for(lambda ms: any(r.final for r in rig._results(ms, cmd.id, topic_device)))

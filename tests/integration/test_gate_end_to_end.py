@@ -120,7 +120,7 @@ def test_operator_opens_a_simulated_gate_to_40_percent_and_it_reads_back(
     done = final(api, op, command_id)
     assert done["state"] == "completed", done
     states = [s["state"] for s in done["steps"]]
-    assert states[0] == "accepted"
+    assert states[:2] == ["received", "accepted"]  # the edge's receipt first, then its checks
     assert states[-1] == "completed"
     assert abs(done["after"]["opening_m"] - 2.4) <= 0.02  # 40 % of the gate's 6.0 m, read back
     assert district.district is not None
@@ -131,12 +131,13 @@ def test_operator_opens_a_simulated_gate_to_40_percent_and_it_reads_back(
         "/api/audit", headers=login(api.client, "boss"), params={"target_prefix": f"gate:{SITE}/{GATE}"}
     ).json()
     actions = {a["action"] for a in audit}
-    assert {"gate.select", "gate.command", "gate.command.accepted", "gate.command.completed"} <= actions, actions
+    assert {"gate.select", "gate.command", "gate.command.received", "gate.command.accepted"} <= actions, actions
+    assert [a["action"] for a in audit].count("gate.command.completed") == 1, "the result is audited once"
     assert {a["who"] for a in audit} == {"op-wu"}
     assert not any(a["action"].startswith("gate.result.") for a in audit), "a result that did not verify"
 
 
-def test_with_the_edge_agent_down_a_command_times_out_cleanly(
+def test_with_the_edge_agent_down_a_command_is_not_delivered_and_cancelled(
     district: RunningDistrict, api: RunningApi, start_agent: Any, keys: SiteKeyFiles
 ) -> None:
     agent = start_agent(district.site_config(SITE, **edge_keys(keys)))
@@ -145,7 +146,12 @@ def test_with_the_edge_agent_down_a_command_times_out_cleanly(
     op = login(api.client, "op-wu")
     command_id = operate(api, op, action="open", ttl_s=2)
     done = final(api, op, command_id, timeout=20)
-    assert done["state"] == "timed_out", done
+    assert done["state"] == "not_delivered", done  # no receipt within gates.receipt_timeout_s: never "published"
+    assert "did not confirm receipt" in done["reason"]
+    cancels = api.client.get(
+        "/api/audit", headers=login(api.client, "boss"), params={"action": "command.cancel"}
+    ).json()
+    assert any(a["detail"]["cancels"] == command_id for a in cancels), cancels
     assert district.district is not None
     plc = district.district.modbus[GATE].behaviour
     assert isinstance(plc, SluiceGate)

@@ -321,11 +321,11 @@ def test_bad_control_is_refused_naming_the_field(tmp_path: Path, control: str, m
     assert "site.yaml:" in str(err.value)
 
 
-def test_control_only_for_sluice_gates(tmp_path: Path) -> None:
+def test_gate_limits_only_for_sluice_gates(tmp_path: Path) -> None:
     path = tmp_path / "site.yaml"
     text = SITE.replace("{CONTROL}", "{max_head_open_m: 1}") + "    control: {max_head_open_m: 1}\n"
     path.write_text(text, encoding="utf-8")
-    with pytest.raises(ConfigError, match="device 'wq-1', field control: only sluice gates"):
+    with pytest.raises(ConfigError, match=r"field control\.max_head_open_m: gate limits apply to sluice"):
         load_site(path)
 
 

@@ -108,6 +108,11 @@ def commands(draw: st.DrawFn) -> Command:
         device=draw(ids),
         action=action,
         target_pct=draw(st.floats(0, 100)) if action is Action.SET_OPENING else None,
+        point=draw(st.from_regex(r"[a-z][a-z0-9_]{0,20}", fullmatch=True).filter(lambda n: n not in ("time", "ts")))
+        if action is Action.WRITE
+        else None,
+        value=draw(st.booleans() | st.floats(-1e9, 1e9)) if action is Action.WRITE else None,
+        cancels=draw(ids) if action is Action.CANCEL else None,
         issued_ms=issued,
         expires_ms=issued + draw(st.integers(1, 10**7)),
         operator=draw(texts),

@@ -1,0 +1,30 @@
+"""Commands that write a point (set points) and cancels: the point, the value and the cancelled command's id.
+
+Revision ID: api_0002
+Revises: api_0001
+Create Date: 2026-12-08
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "api_0002"
+down_revision: str | None = "api_0001"
+branch_labels: str | None = None
+depends_on: str | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("api_commands") as batch:
+        batch.add_column(sa.Column("point", sa.String(length=64), nullable=True))
+        batch.add_column(sa.Column("value", sa.Text(), nullable=True))
+        batch.add_column(sa.Column("cancels", sa.String(length=64), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("api_commands") as batch:
+        batch.drop_column("cancels")
+        batch.drop_column("value")
+        batch.drop_column("point")
