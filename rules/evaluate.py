@@ -647,10 +647,12 @@ class Engine:
         ]
 
     @staticmethod
-    def _evidence(rule: Rule, key: Key, st: AlertState) -> ev.Evidence:
+    def _evidence(rule: Rule, key: Key, st: AlertState) -> ev.Evidence | None:
         """A raise's or escalation's readings: a rate or noise rule's window (what it computed from), else the
-        samples over which the condition held."""
+        samples over which the condition held; None when there are none (silence, a device's status)."""
         if rule.rate is not None or rule.noise is not None:
             point = key[3]
-            return ev.Evidence(tuple(ev.Reading(int(h[0]), {point: h[1]}) for h in st.history[-ev.SAMPLES :]))
-        return ev.Evidence.from_kept(st.evidence)
+            kept = ev.Evidence(tuple(ev.Reading(int(h[0]), {point: h[1]}) for h in st.history[-ev.SAMPLES :]))
+        else:
+            kept = ev.Evidence.from_kept(st.evidence)
+        return kept if kept.readings else None

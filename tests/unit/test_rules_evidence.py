@@ -79,6 +79,15 @@ def test_a_rate_rule_keeps_its_window() -> None:
     assert raised.evidence == Evidence(x((0, 1.0), (10_000, 1.5), (20_000, 4.0)))
 
 
+def test_a_silence_keeps_no_evidence_row() -> None:
+    engine = Engine([rule("severity: warning\ndeadman: {intervals: 5, interval_s: 1}")])
+    engine.observe(msg(0, {"x": 1}, device="d1"))
+    engine.observe(msg(5000, {"x": 1}, device="d2"))  # the site goes on: d1 is silent by sample time
+    (raised,) = engine.tick(60_000)
+    assert (raised.device, raised.severity) == ("d1", "warning")
+    assert raised.evidence is None
+
+
 def test_a_restarted_engine_keeps_the_evidence_it_gathered() -> None:
     rules = [rule(LEVELS + "\non_delay_s: 2")]
     first = Engine(rules)
