@@ -21,8 +21,18 @@ class DeadLetters:
     is logged once and counted after; a store that cannot write (a full disk) is counted and logged, never raised
     into the message path (the message was unusable either way: nothing else is lost)."""
 
-    def __init__(self, path: Path | None = None, *, source: str = "edge", max_letters: int = 100_000) -> None:
-        self.store = DeadLetterStore(path, source=source, max_letters=max_letters if path else IN_MEMORY_KEEP)
+    def __init__(
+        self,
+        path: Path | None = None,
+        *,
+        source: str = "edge",
+        max_letters: int = 100_000,
+        max_bytes: int | None = None,
+    ) -> None:
+        """``max_bytes``: the store's byte quota (payloads and reasons; the oldest go past it, counted)."""
+        self.store = DeadLetterStore(
+            path, source=source, max_letters=max_letters if path else IN_MEMORY_KEEP, max_bytes=max_bytes
+        )
         self.count = 0  # kept by this process (the dead_letters_total metric)
         self.keep_failures = 0
         self._topics_logged: set[str] = set()

@@ -6,8 +6,10 @@ replays any of them.
 SQLite, one file per service (embedded, survives restarts; ``None``: in memory, for an agent configured to keep
 none on disk). Each letter records when it was received, the source (the service that kept it), the stage that
 refused it, the topic, the payload, the reason, whether publishing it again on its topic is a meaningful retry
-(``replayable``), and when it was replayed. The store is bounded: past ``max_letters`` the oldest are pruned, and
-how many were pruned is counted in the file (``pruned``), so a flood of bad input cannot fill the disk unseen.
+(``replayable``), and when it was replayed. The store is bounded: past ``max_letters`` letters or ``max_bytes`` bytes
+(payloads and reasons; ``None``: no byte quota) the oldest are pruned (the file rotates: SQLite reuses the freed
+pages, so it stops growing at about the quota), and how many letters and bytes were pruned is counted in the file
+(``pruned``, ``pruned_bytes``), so a flood of bad input cannot fill the disk, nor go unseen.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ CREATE INDEX IF NOT EXISTS dead_letters_pending ON dead_letters (replayed_ms, id
 CREATE TABLE IF NOT EXISTS dead_letter_counts (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 _COLUMNS = "id, received_ms, source, stage, topic, payload, reason, replayable, replayed_ms"
+_SIZE = "length(payload) + length(CAST(reason AS BLOB))"  # a letter's bytes under max_bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,12 +72,17 @@ class DeadLetterStore:
     """``add`` from one thread at a time (a service's loop); readers (``lifeline deadletter``) may open the same
     file from another process meanwhile (WAL)."""
 
-    def __init__(self, path: Path | None, *, source: str = "", max_letters: int = 100_000) -> None:
+    def __init__(
+        self, path: Path | None, *, source: str = "", max_letters: int = 100_000, max_bytes: int | None = None
+    ) -> None:
         if max_letters < 1:
             raise ValueError("max_letters must be at least 1")
+        if max_bytes is not None and max_bytes < 1:
+            raise ValueError("max_bytes must be at least 1")
         self.path = path
         self.source = source
         self.max_letters = max_letters
+        self.max_bytes = max_bytes
         old_lines: list[bytes] = []
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -86,9 +94,13 @@ class DeadLetterStore:
         self._upgrade_bridge_table()
         self._db.executescript(_SCHEMA)
         self._kept = self.count()
+        self._bytes = self._size()
         for line in old_lines:
             self._add_json_line(line)
         self._kept = self.count()
+        self._bytes = self._size()
+        if self._over_quota():
+            self._prune()
 
     def _upgrade_bridge_table(self) -> None:
         """A bridge's store from 0.2 (columns ts_ms, error, replayed_ts_ms): its letters moved to this schema."""
@@ -139,41 +151,68 @@ class DeadLetterStore:
     ) -> int:
         """Keep one letter; returns its id. Raises ``sqlite3.Error`` when the file cannot be written (a full disk):
         the caller decides (the bridge leaves the message unacknowledged, so the broker keeps it)."""
+        reason = reason[:MAX_REASON]
         cur = self._db.execute(
             "INSERT INTO dead_letters (received_ms, source, stage, topic, payload, reason, replayable)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (received_ms, source or self.source, stage, topic, payload, reason[:MAX_REASON], int(replayable)),
+            (received_ms, source or self.source, stage, topic, payload, reason, int(replayable)),
         )
         self._kept += 1
-        if self._kept > self.max_letters:
+        self._bytes += len(payload) + len(reason.encode("utf-8", "replace"))
+        if self._over_quota():
             self._prune()
         return int(cur.lastrowid or 0)
 
+    def _size(self) -> int:
+        row = self._db.execute(f"SELECT coalesce(sum({_SIZE}), 0) FROM dead_letters").fetchone()
+        return int(row[0])
+
+    def _over_quota(self) -> bool:
+        return self._kept > self.max_letters or (self.max_bytes is not None and self._bytes > self.max_bytes)
+
     def _prune(self) -> None:
-        # a tenth at a time, so a flood prunes now and then rather than on every letter
-        drop = self._kept - self.max_letters + max(1, self.max_letters // 10)
+        # down to nine tenths of the quota, so a flood prunes now and then rather than on every letter
+        drop = 0
+        if self._kept > self.max_letters:
+            drop = self._kept - self.max_letters + max(1, self.max_letters // 10)
+        if self.max_bytes is not None and self._bytes > self.max_bytes:
+            free = self._bytes - self.max_bytes + self.max_bytes // 10
+            # the oldest letters until ``free`` bytes: those with less than that before them
+            row = self._db.execute(
+                f"SELECT count(*) FROM (SELECT sum({_SIZE}) OVER (ORDER BY id ROWS UNBOUNDED PRECEDING) - {_SIZE}"
+                " AS before FROM dead_letters) WHERE before < ?",
+                (free,),
+            ).fetchone()
+            drop = max(drop, int(row[0]))
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            removed = self._db.execute(
-                "DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters ORDER BY id LIMIT ?)", (drop,)
-            ).rowcount
-            self._db.execute(
-                "INSERT INTO dead_letter_counts (name, value) VALUES ('pruned', ?)"
-                " ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
-                (removed,),
-            )
+            doomed = "SELECT id FROM dead_letters ORDER BY id LIMIT ?"
+            row = self._db.execute(
+                f"SELECT count(*), coalesce(sum({_SIZE}), 0) FROM dead_letters WHERE id IN ({doomed})", (drop,)
+            ).fetchone()
+            removed = self._db.execute(f"DELETE FROM dead_letters WHERE id IN ({doomed})", (drop,)).rowcount
+            for name, value in (("pruned", removed), ("pruned_bytes", int(row[1]))):
+                self._db.execute(
+                    "INSERT INTO dead_letter_counts (name, value) VALUES (?, ?)"
+                    " ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+                    (name, value),
+                )
             self._db.execute("COMMIT")
         except sqlite3.Error:
             self._db.execute("ROLLBACK")
             raise
         self._kept = self.count()
+        self._bytes = self._size()
         log.warning(
-            "dead letters pruned path=%s removed=%d kept=%d pruned_total=%d (max_letters=%d)",
+            "dead letters pruned path=%s removed=%d kept=%d kept_bytes=%d pruned_total=%d"
+            " (max_letters=%d max_bytes=%s)",
             self.path,
             removed,
             self._kept,
+            self._bytes,
             self.pruned,
             self.max_letters,
+            self.max_bytes,
         )
 
     def list(self, limit: int = 50, include_replayed: bool = True) -> list[DeadLetter]:
@@ -208,8 +247,21 @@ class DeadLetterStore:
 
     @property
     def pruned(self) -> int:
-        """Letters pruned from this file since it was made (the oldest, past ``max_letters``)."""
-        row = self._db.execute("SELECT value FROM dead_letter_counts WHERE name = 'pruned'").fetchone()
+        """Letters pruned from this file since it was made (the oldest, past ``max_letters`` or ``max_bytes``)."""
+        return self._counted("pruned")
+
+    @property
+    def pruned_bytes(self) -> int:
+        """Bytes (payloads and reasons) of the letters pruned from this file since it was made."""
+        return self._counted("pruned_bytes")
+
+    @property
+    def kept_bytes(self) -> int:
+        """Bytes (payloads and reasons) of the letters kept now: what ``max_bytes`` bounds."""
+        return self._bytes
+
+    def _counted(self, name: str) -> int:
+        row = self._db.execute("SELECT value FROM dead_letter_counts WHERE name = ?", (name,)).fetchone()
         return int(row[0]) if row else 0
 
     def close(self) -> None:

@@ -106,6 +106,12 @@ class Hj212Config(BaseModel):
     dead_letter_path: Path | None = Field(
         default=None, description="dead-letter store (SQLite, lifeline deadletter) of every refused packet"
     )
+    dead_letter_max_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=4096,
+        description="byte quota of the dead letters (payloads and reasons): past it the oldest go, counted",
+    )
+    dead_letter_max_letters: int = Field(default=100_000, ge=100, description="letter quota of the dead letters")
     metrics_port: int | None = Field(default=None, ge=0, le=65535, description="Prometheus text on this port")
     max_connections: int = Field(default=2000, ge=1, le=100_000, description="beyond it a connection is closed")
     idle_timeout_s: float = Field(default=600.0, gt=0, description="a connection silent this long is closed")

@@ -127,7 +127,13 @@ class Hj212Server:
         self.ingest = Ingest(loaded, packet_events=events_path is not None)
         self.outbox = AnsweringWindow(cfg.publish, self._acked, self._dropped)
         self.link: Link[OutMessage] = Link("hj212", cfg.broker, cfg.client_id, window=self.outbox)
-        self.dead_letters = DeadLetters(cfg.dead_letter_path, source="hj212")
+        # bounded (issue 24): garbage needs no credentials, so its letters must not fill the disk
+        self.dead_letters = DeadLetters(
+            cfg.dead_letter_path,
+            source="hj212",
+            max_letters=cfg.dead_letter_max_letters,
+            max_bytes=cfg.dead_letter_max_bytes,
+        )
         self.events = EventLog(events_path) if events_path is not None else None
         self.port: int | None = None  # bound port, once listening
         self.metrics_port: int | None = None
@@ -406,6 +412,15 @@ class Hj212Server:
         yield gauge("lifeline_hj212_stations_silent", "connected stations past their heartbeat", len(self._silent))
         yield gauge("lifeline_hj212_broker_connected", "1: connected to the broker", int(self.link.connected))
         yield counter("lifeline_hj212_dead_letters_total", "packets kept as dead letters", self.dead_letters.count)
+        store = self.dead_letters.store
+        yield gauge("lifeline_hj212_dead_letters_kept", "dead letters in the store now", store.count())
+        yield gauge(
+            "lifeline_hj212_dead_letters_kept_bytes", "bytes of the dead letters kept (quota)", store.kept_bytes
+        )
+        yield counter("lifeline_hj212_dead_letters_dropped_total", "oldest dead letters pruned (quota)", store.pruned)
+        yield counter(
+            "lifeline_hj212_dead_letters_dropped_bytes_total", "bytes of the dead letters pruned", store.pruned_bytes
+        )
         queued = len(self.outbox) - self.outbox.inflight
         yield gauge("lifeline_hj212_outbox_queued", "messages waiting to be sent", queued)
         yield gauge("lifeline_hj212_outbox_inflight", "messages sent, not yet acknowledged", self.outbox.inflight)
@@ -422,6 +437,7 @@ class Hj212Server:
             "heartbeats",
             "decrypted",
             "refusals_answered",
+            "connections_closed_bad_frames",
         ):
             yield counter(f"lifeline_hj212_{name}_total", "", self.counts[name])
         yield counter(
