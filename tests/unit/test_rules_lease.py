@@ -113,3 +113,25 @@ def test_the_engine_taking_over_frees_the_notifications_its_predecessor_had_clai
     with store.begin() as tx:
         due = tx.claim_notifications(6000, 120_000, 10, "b:2")
     assert sorted((r.message_id, r.channel) for r in due) == [("m1", "hook"), ("m1", "mail")]  # c:3's stays its own
+
+
+def test_the_deployments_rules_lease_reaches_every_partitions_engine() -> None:
+    from lifeline.deployment import DeploymentSpec
+
+    spec = DeploymentSpec.model_validate(
+        {"rules": {"lease": {"ttl_s": 6}}, "rules_partitions": [{"index": 0, "count": 2}, {"index": 1, "count": 2}]}
+    )
+    engines = [spec.rules_config(p) for p in spec.partitions()]
+    assert [(e.state_name, e.lease.ttl_s if e.lease else None) for e in engines] == [
+        ("rules.engine.0-of-2", 6.0),
+        ("rules.engine.1-of-2", 6.0),
+    ]
+
+
+def test_a_lease_renewed_less_often_than_twice_per_ttl_is_refused() -> None:
+    from pydantic import ValidationError
+
+    from rules.config import LeaseConfig
+
+    with pytest.raises(ValidationError, match="renew_s 3 must be at most half of ttl_s 5"):
+        LeaseConfig(ttl_s=5, renew_s=3)
