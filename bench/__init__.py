@@ -36,7 +36,7 @@ def _add(sub: Any, name: str, help_: str) -> argparse.ArgumentParser:
     return p
 
 
-def add_parsers(sub: Any) -> None:
+def add_parsers(sub: Any) -> None:  # noqa: PLR0915 - one flat table of every bench's arguments
     """``lifeline bench ...``; ``sub`` is the CLI's ``add_subparsers()`` object."""
     bench = sub.add_parser("bench", help="benchmarks that print figures")
     bench_sub = bench.add_subparsers(dest="target", required=True)
@@ -58,6 +58,8 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--reference", action="store_true", help="drain the reference bridge alone (paho + orjson)")
     p.add_argument("--drain-only", action="store_true", help="only the drain cases (Lifeline and the reference)")
     p.add_argument("--per-message", default="1,10,100", help="readings per message of the cases (default 1,10,100)")
+    p.add_argument("--ceiling-seconds", type=float, default=4.0, help="InfluxDB's ceiling: seconds per writer count")
+    p.add_argument("--direct", action="store_true", help="bridge and ceiling write to influxd, not the write gateway")
 
     p = _add(bench_sub, "alerts", "reading-to-notification latency under load; max readings/s of one engine")
     p.add_argument("--json", metavar="PATH", help=_JSON_HELP)

@@ -15,6 +15,14 @@ one water-quality sample, 100 are ten):
 
 In the live cases the sample time is the publish time, and p50/p99 are the bridge's own sample-to-stored age (from
 the sample's time to InfluxDB's answer); drain cases have none (their samples were queued before the start).
+
+The ceiling: InfluxDB's own ingest in the same run, where the bridge writes (``lifeline up``'s write gateway, nginx
+in front of influxd, when nginx is installed, as ``lifeline up`` runs it; ``--direct``: influxd itself, for bridge
+and ceiling alike): the lines the bridge would write for the same messages (its own encoder, batches of its
+``max_points``), encoded before the clock starts and posted by 1, 2, 4 and 8 concurrent writers; the best is the
+ceiling, and each drain case prints the bridge's readings/s as a fraction of it (goal: 0.8 at 10 and 100 readings a
+message). Lines of 10 values each, as the bridge writes 10 and 100 readings a message (1 reading a message is a line
+of one value: the ceiling of those lines is not measured).
 """
 
 from __future__ import annotations
@@ -22,19 +30,25 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
 
 from bench._broker import bench_account, bench_client, closed_broker, service_broker
 from bench._figures import figure, write_json
 from lifeline.broker_auth import bridge_account, bridge_publisher_account
-from telemetry import Sample, Telemetry, encode, topics
+from lifeline.runners import ServiceError, find_binary
+from lifeline.write_gateway import WriteGateway
+from storage.lineproto import LineEncoder
+from telemetry import Sample, Telemetry, decode_telemetry, encode, topics
 from testing import Influxd, Mosquitto, ServiceProcess, free_port
 
 POINTS = ["ph", "do", "codmn", "cod", "nh3_n", "tp", "tn", "turbidity", "conductivity", "water_temp"]
@@ -261,6 +275,104 @@ def latency(broker: Mosquitto, bridge: ServiceProcess, rate: int, seconds: float
     }
 
 
+class Target:
+    """Where the bridge writes, and the ceiling is measured: the write gateway (as ``lifeline up``) or influxd."""
+
+    def __init__(self, folder: Path, influx: Influxd, direct: bool) -> None:
+        self.influx = influx
+        self.gateway: WriteGateway | None = None
+        self.password = secrets.token_urlsafe(32)
+        if not direct:
+            try:
+                find_binary("nginx")
+            except ServiceError:
+                direct = True  # no nginx here: the bridge writes to influxd, and says so
+        if not direct:
+            self.gateway = WriteGateway(folder / "gateway", influx.url, ("writer", "unused"), {"bridge": self.password})
+            self.gateway.start()
+        self.name = "write gateway (nginx) -> influxd" if self.gateway is not None else "influxd"
+
+    def influx_config(self) -> dict[str, object]:
+        config: dict[str, object] = {"url": self.influx.url, "database": "lifeline"}
+        if self.gateway is not None:
+            config["gateway"] = {"url": self.gateway.url, "username": "bridge", "password": self.password}
+        return config
+
+    def client(self) -> httpx.Client:
+        if self.gateway is not None:
+            return httpx.Client(base_url=self.gateway.url, auth=("bridge", self.password), timeout=60)
+        return httpx.Client(base_url=self.influx.url, timeout=60)
+
+    def stop(self) -> None:
+        if self.gateway is not None:
+            self.gateway.stop()
+
+
+def _ceiling_batches(batches: int, lines_per_batch: int) -> list[bytes]:
+    """The line protocol the bridge writes for 10-reading messages (its own encoder), in batches of its size."""
+    encoder = LineEncoder()
+    out = []
+    ts0 = int(time.time() * 1000) - 7_200_000
+    for b in range(batches):
+        msgs = [
+            decode_telemetry(message(i % DEVICES, b * lines_per_batch + i, 10, ts0 + b * lines_per_batch + i)[1])
+            for i in range(lines_per_batch)
+        ]
+        body, _ = encoder.encode_batch(msgs)
+        out.append(body)
+    return out
+
+
+def ceiling(target: Target, seconds: float, lines_per_batch: int = 5000) -> dict[str, object]:
+    """Readings/s InfluxDB stores from pre-encoded batches, by writers; the best is the ceiling."""
+    batches = _ceiling_batches(24, lines_per_batch)
+    by_writers: dict[int, int] = {}
+    for writers in (1, 2, 4, 8):
+        done = [0] * writers
+        stop_at = time.monotonic() + seconds
+        failures: list[str] = []
+
+        def post(
+            k: int,
+            done: list[int] = done,
+            stop_at: float = stop_at,
+            failures: list[str] = failures,
+            step: int = writers,
+        ) -> None:
+            with target.client() as client:
+                i = k
+                while time.monotonic() < stop_at:
+                    answer = client.post(
+                        "/write", params={"db": "lifeline", "precision": "ms"}, content=batches[i % len(batches)]
+                    )
+                    if answer.status_code != 204:
+                        failures.append(f"{answer.status_code} {answer.text[:200]}")
+                        return
+                    done[k] += 1
+                    i += step
+
+        started = time.monotonic()
+        threads = [threading.Thread(target=post, args=(k,)) for k in range(writers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if failures:
+            raise SystemExit(f"the ceiling's writes failed at {target.name}: {failures[0]}")
+        by_writers[writers] = round(sum(done) * lines_per_batch * 10 / (time.monotonic() - started))
+    best = max(by_writers, key=lambda w: by_writers[w])
+    return {
+        "mode": "ceiling",
+        "target": target.name,
+        "readings_per_line": 10,
+        "lines_per_batch": lines_per_batch,
+        "readings_per_s_by_writers": by_writers,
+        "readings_per_s": by_writers[best],
+        "writers": best,
+        "load_average_1m": round(os.getloadavg()[0], 2),
+    }
+
+
 def run(args: argparse.Namespace) -> int:
     results: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory(prefix="lifeline-bench-bridge-") as tmp:
@@ -269,6 +381,7 @@ def run(args: argparse.Namespace) -> int:
         with closed_broker(folder, accounts) as broker, Influxd(folder / "influx") as influx:
             influx.create_database("lifeline")
             influx.create_database("reference")
+            target = Target(folder, influx, args.direct)
             metrics_port = free_port()
             config = folder / "bridge.yaml"
             config.write_text(
@@ -277,22 +390,35 @@ def run(args: argparse.Namespace) -> int:
                         "broker": service_broker(folder, broker, "bridge-1"),
                         "publisher": service_broker(folder, broker, "bridge-1-pub"),
                         "subscription": {"client_id": "bridge-1", "receive_maximum": 20000},
-                        "influx": {"url": influx.url, "database": "lifeline"},
+                        "influx": target.influx_config(),
                         "batch": {"max_points": 5000, "max_delay_s": 0.2},
                         "dead_letter_path": str(folder / "dead.sqlite"),
                         "metrics_port": metrics_port,
                     }
                 )
             )
+            config.chmod(0o600)
             bridge = ServiceProcess(
                 ["bridge"], config, metrics_port, folder / "bridge.log", "lifeline_bridge_broker_connected"
             )
             try:
                 reference = Reference(folder, broker, influx.url)
                 ours = None if args.reference else bridge
+                top: dict[str, object] | None = None
+                if ours is not None and args.ceiling_seconds > 0:
+                    top = ceiling(target, args.ceiling_seconds)
+                    results.append(top)
+                    figure(
+                        f"ceiling  readings/s={top['readings_per_s']:>8} at {top['target']} with {top['writers']}"
+                        f" writers (by writers: {top['readings_per_s_by_writers']})"
+                    )
                 for readings in (int(n) for n in args.per_message.split(",")):
                     total = args.readings if readings > 1 else args.readings // 5
                     case = drain(broker, ours, reference, readings, total)
+                    if top is not None and readings >= 10 and "readings_per_s" in case:
+                        case["target"] = top["target"]
+                        case["ceiling_readings_per_s"] = top["readings_per_s"]
+                        case["fraction_of_ceiling"] = round(case["readings_per_s"] / top["readings_per_s"], 2)  # type: ignore[operator]
                     results.append(case)
                     figure(_row(case))
                     if ours is not None and not args.drain_only:
@@ -305,6 +431,7 @@ def run(args: argparse.Namespace) -> int:
                     figure(_row(case))
             finally:
                 bridge.stop()
+                target.stop()
     write_json(args.json, "bridge", results)
     return 0
 
@@ -320,6 +447,8 @@ def _row(case: dict[str, object]) -> str:
         row += f"  CPU/message={case['cpu_us_per_message']} us"
     if case.get("write_retries"):
         row += f"  InfluxDB write retries={case['write_retries']}"
+    if "fraction_of_ceiling" in case:
+        row += f"  of the ceiling={case['fraction_of_ceiling']}"
     if "ratio" in case:
         row += (
             f"  reference readings/s={case['reference_readings_per_s']:>8}"
