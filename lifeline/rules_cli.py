@@ -374,6 +374,14 @@ def alerts_cmd(args: argparse.Namespace) -> int:
             print(f"alert {stored.id}: {stored.alert.key} {stored.alert.state.value} — {stored.meta.title}")
             for h in store.history(args.id):
                 print(f"  {_when(h.ts_ms)} {h.who:<10} {h.action:<16} {h.from_state} -> {h.to_state}  {h.reason}")
+            for e in store.evidence(args.id):
+                print(f"  evidence of {e.severity.value} at {_when(e.ts_ms)}:")
+                for r in e.readings:
+                    shown = ", ".join(f"{k}={v}" for k, v in r["values"].items())
+                    bad = f"  ({r['quality']})" if r.get("quality") else ""
+                    print(f"    {_when(r['ts'])} {shown}{bad}")
+                if e.window is not None:
+                    print(f"    window {e.window}")
         else:
             from lifeline import _alerts_notifications
 

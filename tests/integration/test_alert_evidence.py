@@ -1,6 +1,7 @@
 """Each alert keeps its evidence in the alert store: the rules service on a real Mosquitto records, in the raise's
 own transaction, the readings over which the condition held (time and value), and the API's alert detail shows
-them. The evidence lives in the alert store, apart from the stored telemetry it came from."""
+them, and so does ``lifeline alerts show``. The evidence lives in the alert store, apart from the stored telemetry it
+came from."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from alerts.store import AlertStore
 from api import ApiService, create_app
+from lifeline.cli import main
 from lifeline.rules_cli import RulesServiceConfig
 from testing import Mosquitto
 from tests.helpers import Publisher, wait_until
@@ -31,7 +33,7 @@ SERIES: list[tuple[float, float]] = [(0, 10.0), (1, 30.0), (2, 31.5), (3, 32.0),
 
 
 def test_a_raise_keeps_the_readings_that_raised_it_and_the_api_shows_them(
-    mosquitto: Mosquitto, tmp_path: Path, publisher: Publisher
+    mosquitto: Mosquitto, tmp_path: Path, publisher: Publisher, capsys: pytest.CaptureFixture[str]
 ) -> None:
     api_config = make_config(tmp_path)
     url = api_config.store.url
@@ -64,6 +66,11 @@ def test_a_raise_keeps_the_readings_that_raised_it_and_the_api_shows_them(
         {"ts": t0 + 3000, "values": {"lel": 32.0}},
     ]
     assert kept.window is None
+
+    main(["alerts", "--store", url, "show", str(alert.id)])
+    shown = capsys.readouterr().out
+    assert "evidence of warning" in shown
+    assert "lel=31.5" in shown
 
     service = ApiService(api_config, clock=Clock())
     add_users(service)
