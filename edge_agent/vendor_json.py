@@ -10,6 +10,7 @@ import orjson
 
 from device_profiles import JsonType, MqttPoint, TimestampFormat
 from device_profiles.json_path import parse_path
+from device_profiles.registers import SCALED_DIGITS, rounded
 from device_profiles.schema import SequenceSpec, TimestampSpec
 from edge_agent.decode import Reading, bad, check_range
 from telemetry import PointQuality, Quality, Sample, Value
@@ -62,8 +63,10 @@ def convert(point: MqttPoint, raw: object) -> Reading:
             if number != int(number):
                 return bad(f"{raw!r} is not an integer")
             number = int(number)
-        if point.scale != 1.0 or point.offset != 0.0:
-            number = number * point.scale + point.offset
+        if point.scale != 1.0 or point.offset != 0.0:  # 15 digits: 287 × 0.1 is 28.7, not 28.700000000000003
+            number = rounded(number * point.scale + point.offset, None, SCALED_DIGITS)
+        if point.decimals is not None:
+            number = round(number, point.decimals)
         value = number
     return value, check_range(point.range, value)
 

@@ -359,3 +359,20 @@ def test_new_profile_from_the_template_is_valid(tmp_path: Path) -> None:
     assert profile.title == "Pump drive: 'quoted'"
     with pytest.raises(ValueError, match="lowercase"):
         new_profile("Pump-Drive")
+
+
+@pytest.mark.parametrize(
+    ("kw", "raw", "value"),
+    [
+        pytest.param({"scale": 0.1}, 287, 28.7, id="scaled-no-noise"),
+        pytest.param({"scale": 0.1, "decimals": 0}, 287, 29.0, id="declared-decimals"),
+        pytest.param({}, 28.7, 28.7, id="unscaled-as-sent"),
+    ],
+)
+def test_mqtt_values_carry_no_float_noise(kw: dict[str, object], raw: float, value: float) -> None:
+    from device_profiles import MqttPoint
+    from edge_agent.vendor_json import convert
+
+    got, quality = convert(MqttPoint.model_validate({"name": "p", "path": "v", **kw}), raw)
+    assert quality is None
+    assert repr(got) == repr(value)
