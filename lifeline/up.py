@@ -83,6 +83,7 @@ class Child:
     proc: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     metrics_port: int | None = None
+    metrics_scheme: str = "http"  # the API's metrics are on its own port, over HTTPS
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -453,7 +454,7 @@ async def _run(deploy: DeploymentSpec, stack: Stack, duration: float | None) -> 
             "--bootstrap-password-file",
             str(password_file),
         ]
-        api = Child("api", api_argv, data_dir / "logs" / "api.log", metrics_port=stack.api_port)
+        api = Child("api", api_argv, data_dir / "logs" / "api.log", metrics_port=stack.api_port, metrics_scheme="https")
         children.insert(len(services), api)
         for child in children:
             child.start()
@@ -488,7 +489,8 @@ def _print_table(stack: Stack, district: District, children: list[Child], data_d
     )
     for child in children:
         pid = child.proc.pid if child.proc else "-"
-        metrics = f", metrics http://127.0.0.1:{child.metrics_port}/metrics" if child.metrics_port else ""
+        where = f"{child.metrics_scheme}://127.0.0.1:{child.metrics_port}/metrics"
+        metrics = f", metrics {where}" if child.metrics_port else ""
         print(f"  {child.name:<30} pid {pid}, log {child.log_path}{metrics}")
     print(f"  site configs in {data_dir / 'sites'}")
     tls = f" --cafile {b.tls.ca_file}" if b.tls else ""
