@@ -1,0 +1,574 @@
+"""``lifeline bench district``: the whole chain of ``lifeline up`` loaded as a full-size Baoshan, then k of them.
+
+The chain is ``lifeline up``'s own (lifeline/up.py, not a second deployment): its closed Mosquitto (TLS, an account
+per client), InfluxDB with authentication, the bridge, the rules engine with the shipped packs and an SQLite alert
+store, the API, the simulated Baoshan scenario's edge agents (its Modbus gates and stations, polled) and its HJ 212
+ingest with the scenario's stations. Two things differ, both in the deployment file ``lifeline up`` reads, never in
+its code: the alert flood limit is lifted (every probe is a new alert of the same audience; past 10 in 10 minutes an
+operator gets a flood summary instead, which is right for a city and wrong for a latency figure), and the broker
+knows one more account, ``bench-load``, that the load and the probes use.
+
+The load: per district (k = 1, 2, 4, 8, 16 ... districts), what the district's gateways and its HJ 212 ingest
+publish, at their real rates: 1,000 enterprises with 10 detectors each (6 gas, 4 fire) every 10 s, 100 water-quality
+stations every 5 s, 500 HJ 212 sources' real-time data every 30 s. It is published as the edge agents and the ingest
+publish it (``telemetry.codec.encode_telemetry``, the edge's own encoder, QoS 1, per-device ``seq``), from one
+process of the benchmark's own, so the load needs neither 1,000 agents nor 16,000 Modbus servers: what an edge agent
+and the ingest can carry is ``lifeline bench edge`` and ``lifeline bench hj212``; this bench is the centre, with the
+real edges and ingest of one Baoshan running beside it. Every synthetic device is in a site file the bridge
+validates against (grouped in parks of 100 enterprises, one gateway each), so nothing is dead-lettered for being
+unknown.
+
+Per k, a bounded step (``--step-seconds``, 60 by default; ``--quick``: 20):
+- sample-to-stored: every message of the load, from its sample time to the bridge's ``stored`` acknowledgement that
+  covers its ``seq`` (InfluxDB accepted it); a message never acknowledged is lost;
+- sample-to-notification: probes, gas detectors of the probe site jumping to 60 %LEL (the gas pack's critical level,
+  no delay), every ``--probe-interval`` s, from the sample time to the notification on the MQTT channel;
+- CPU (share of one core) and peak memory of each service process (/proc), the load generator's CPU, the
+  bridge's dead letters, the load average.
+The largest k whose probes' p99 sample-to-notification is under 1 s with nothing lost is the figure. Loopback only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import json
+import multiprocessing
+import os
+import signal
+import sqlite3
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench._figures import cores, figure, write_json
+
+PARK = 100  # enterprises a park (one gateway, one site)
+DETECTORS = 10  # per enterprise: 6 gas, 4 fire
+GAS = 6
+ENTERPRISES = 1000
+STATIONS = 100
+SOURCES = 500
+DETECTOR_S = 10.0
+STATION_S = 5.0
+SOURCE_S = 30.0
+PROBE_SITE = "bench-probes"
+PROBES_MAX = 4000
+DRAIN_S = 60.0  # after a step, how long the backlog may take before what is missing counts as lost
+RUN = "bench"
+WQ = {
+    "ph": 7.3,
+    "do": 7.5,
+    "codmn": 3.1,
+    "cod": 12.0,
+    "nh3_n": 0.3,
+    "tp": 0.08,
+    "tn": 0.9,
+    "turbidity": 8.0,
+    "conductivity": 420.0,
+    "water_temp": 18.5,
+}
+
+
+# --- the synthetic district's devices ------------------------------------------------------------------------------
+
+
+def _parks(k: int) -> list[tuple[str, list[tuple[str, str]]]]:
+    """(site, [(device, profile)]) of k districts: enterprise parks, water stations, HJ 212 sources."""
+    out: list[tuple[str, list[tuple[str, str]]]] = []
+    for d in range(k):
+        for p in range(ENTERPRISES // PARK):
+            devices = [
+                (f"e{e:03d}-{'gas' if j < GAS else 'fire'}-{j}", "gas_detector" if j < GAS else "fire_detector")
+                for e in range(p * PARK, (p + 1) * PARK)
+                for j in range(DETECTORS)
+            ]
+            out.append((f"bench-d{d:02d}-park{p}", devices))
+        out.append((f"bench-d{d:02d}-water", [(f"wq-{i:03d}", "water_quality_station") for i in range(STATIONS)]))
+        out.append((f"bench-d{d:02d}-sources", [(f"src-{i:03d}", "wastewater_outlet_hj212") for i in range(SOURCES)]))
+    return out
+
+
+def _write_sites(folder: Path, k: int) -> None:
+    """Site files for the bridge's validation (the devices it knows): k districts' and the probe site."""
+    folder.mkdir(parents=True, exist_ok=True)
+    sites = [*_parks(k), (PROBE_SITE, [(f"probe-{i:05d}", "gas_detector") for i in range(PROBES_MAX)])]
+    for site, devices in sites:
+        # no agent polls these (the load plays their gateways): a Modbus station's address is only a placeholder
+        modbus = {"host": "127.0.0.1", "port": 502}
+        body = {
+            "site": site,
+            "devices": [
+                {"id": dev, "profile": prof, **(modbus if prof == "water_quality_station" else {})}
+                for dev, prof in devices
+            ],
+        }
+        (folder / f"{site}.yaml").write_text(yaml.safe_dump(body, sort_keys=False), encoding="utf-8")
+
+
+# --- processes and /proc -------------------------------------------------------------------------------------------
+
+_TICK = os.sysconf("SC_CLK_TCK")
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _cpu_rss(pid: int) -> tuple[float, int] | None:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / _TICK, int(fields[21]) * _PAGE
+
+
+def _service_name(pid: int) -> str | None:
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    words = [a.decode(errors="replace") for a in argv if a]
+    if not words:
+        return None
+    base = Path(words[0]).name
+    if base in ("mosquitto", "influxd"):
+        return base
+    if "lifeline" in words and words.index("lifeline") + 1 < len(words):
+        what = words[words.index("lifeline") + 1]
+        if what == "edge":
+            return "edge agents"
+        return what
+    return None
+
+
+def _children(root: int) -> dict[int, str]:
+    """Every descendant of ``root`` that is a service, by pid."""
+    by_parent: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        by_parent.setdefault(ppid, []).append(int(entry.name))
+    out: dict[int, str] = {}
+    todo = [root]
+    while todo:
+        for child in by_parent.get(todo.pop(), []):
+            todo.append(child)
+            name = _service_name(child)
+            if name is not None:
+                out[child] = name
+    return out
+
+
+class Usage:
+    """CPU seconds and peak RSS of each service (summed over its processes) between ``start`` and ``stop``."""
+
+    def __init__(self, root: int) -> None:
+        self.root = root
+        self.pids = _children(root) | {root: "lifeline up (simulated district)"}
+        self.base: dict[int, float] = {}
+        self.peak: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def start(self) -> None:
+        self.base = {pid: u[0] for pid in self.pids if (u := _cpu_rss(pid)) is not None}
+        self.started = time.monotonic()
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.5):
+            rss: dict[str, int] = {}
+            for pid, name in self.pids.items():
+                u = _cpu_rss(pid)
+                if u is not None:
+                    rss[name] = rss.get(name, 0) + u[1]
+            for name, value in rss.items():
+                self.peak[name] = max(self.peak.get(name, 0), value)
+
+    def stop(self) -> dict[str, dict[str, float]]:
+        self._stop.set()
+        self._thread.join()
+        took = time.monotonic() - self.started
+        cpu: dict[str, float] = {}
+        for pid, name in self.pids.items():
+            u = _cpu_rss(pid)
+            if u is not None and pid in self.base:
+                cpu[name] = cpu.get(name, 0.0) + u[0] - self.base[pid]
+        return {
+            name: {
+                "cpu_cores": round(cpu.get(name, 0.0) / took, 3),
+                "peak_rss_mb": round(self.peak.get(name, 0) / 2**20),
+            }
+            for name in sorted(set(cpu) | set(self.peak))
+        }
+
+
+# --- the load and the probes (a process of its own) -------------------------------------------------------------
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    s = sorted(values)
+    return round(s[min(len(s) - 1, int(len(s) * q))], 1)
+
+
+class Load:
+    """Publishes k districts' telemetry at their rates, probes, and collects acknowledgements and notifications."""
+
+    def __init__(self, broker: dict[str, Any], publishers: int) -> None:
+        from infra.mqtt import BrokerConfig, client
+        from telemetry import topics
+
+        self.topics = topics
+        self.account = BrokerConfig.model_validate(broker)
+        self.lock = threading.Lock()
+        self.sent: dict[tuple[str, str], dict[int, int]] = {}  # (site, device) -> seq -> sample ts (ms)
+        self.stored_ms: list[float] = []
+        self.notified: dict[str, float] = {}
+        self.acked_msgs = 0
+        self.unacked = 0
+        self.window = 1000
+        self.listener = client(self.account, "bench-listener")
+        self.listener.on_connect = self._subscribe
+        self.listener.on_message = self._message
+        self.pubs = []
+        for i in range(publishers):
+            c = client(self.account, f"bench-load-{i}")
+            c.max_inflight_messages_set(self.window)
+            c.on_publish = self._acked
+            self.pubs.append(c)
+        self.ready = threading.Event()
+
+    def connect(self) -> None:
+        for c in [self.listener, *self.pubs]:
+            c.connect(self.account.host, self.account.port)
+            c.loop_start()
+        if not self.ready.wait(30):
+            raise RuntimeError("the bench's listener did not subscribe within 30 s")
+
+    def _subscribe(self, c: Any, *args: object) -> None:
+        notify = self.topics.alert_notification("safety").rpartition("/")[0] + "/#"  # every audience
+        c.subscribe([(self.topics.stored("+"), 1), (notify, 1)])
+        self.ready.set()
+
+    def _acked(self, *args: object) -> None:
+        with self.lock:
+            self.unacked -= 1
+            self.acked_msgs += 1
+
+    def _message(self, c: Any, userdata: object, msg: Any) -> None:
+        import orjson
+
+        now = time.time() * 1000
+        body = orjson.loads(msg.payload)
+        if msg.topic.endswith("/agent/stored"):
+            site = body.get("site", "")
+            with self.lock:
+                for r in body.get("ranges", []):
+                    sent = self.sent.get((site, r["device"]))
+                    if not sent:
+                        continue
+                    for seq in range(r["first"], r["last"] + 1):
+                        ts = sent.pop(seq, None)
+                        if ts is not None:
+                            self.stored_ms.append(now - ts)
+        elif body.get("kind") == "raised" and str(body.get("device", "")).startswith("probe-"):
+            with self.lock:
+                self.notified.setdefault(body["device"], now)
+
+    def publish(
+        self, i: int, site: str, device: str, profile: str, measurement: str, seq: int, ts: int, values: dict[str, Any]
+    ) -> None:
+        from telemetry.codec import encode_telemetry
+
+        while self.unacked >= self.window * len(self.pubs):
+            time.sleep(0.0005)
+        payload = encode_telemetry(site, device, profile, measurement, seq, RUN, {}, {}, ts, values, {})
+        with self.lock:
+            self.unacked += 1
+            self.sent.setdefault((site, device), {})[seq] = ts
+        self.pubs[i % len(self.pubs)].publish(self.topics.telemetry(site, device), payload, qos=1)
+
+    def close(self) -> None:
+        for c in [*self.pubs, self.listener]:
+            c.disconnect()
+            c.loop_stop()
+
+
+def _schedule(k: int) -> list[tuple[float, float, str, str, str, str, dict[str, Any]]]:
+    """(period s, offset s, site, device, profile, measurement, values) of every device of k districts."""
+    out = []
+    fire = {"fire_alarm": False, "detector_fault": False, "smoke_density": 0.01, "temperature": 22.0}
+    for site, devices in _parks(k):
+        n = len(devices)
+        for i, (dev, prof) in enumerate(devices):
+            if prof == "gas_detector":
+                out.append(
+                    (DETECTOR_S, DETECTOR_S * i / n, site, dev, prof, "gas_safety", {"lel": 0.0, "alarm_level": 0})
+                )
+            elif prof == "fire_detector":
+                out.append((DETECTOR_S, DETECTOR_S * i / n, site, dev, prof, "fire_safety", fire))
+            elif prof == "water_quality_station":
+                out.append((STATION_S, STATION_S * i / n, site, dev, prof, "water_quality", WQ))
+            else:
+                out.append((SOURCE_S, SOURCE_S * i / n, site, dev, prof, "wastewater", {"cod": 18.0, "ph": 7.2}))
+    return out
+
+
+def _step(load: Load, k: int, seconds: float, probe_s: float, first_probe: int, root: int) -> dict[str, Any]:
+    """One k for ``seconds``; then up to 15 s for the acknowledgements and notifications still on their way."""
+    plan = sorted(_schedule(k), key=lambda d: d[1])
+    seqs = [0] * len(plan)
+    due = [offset for _, offset, *_ in plan]
+    with load.lock:
+        load.sent.clear()
+        load.stored_ms.clear()
+        load.notified.clear()
+    dead0 = _dead_letters(root)
+    usage = Usage(root)
+    usage.start()
+    me0 = _cpu_rss(os.getpid())
+    t0 = time.time()
+    sent = readings = 0
+    probes: dict[str, float] = {}
+    next_probe = 1.0
+    heap = [(due[i], i) for i in range(len(plan))]
+    heapq.heapify(heap)
+    while True:
+        now = time.time() - t0
+        if now >= seconds:
+            break
+        while heap and heap[0][0] <= now:
+            at, i = heapq.heappop(heap)
+            period, _, site, dev, prof, meas, values = plan[i]
+            seqs[i] += 1
+            readings += len(values)
+            load.publish(i, site, dev, prof, meas, seqs[i], int((t0 + at) * 1000), values)
+            sent += 1
+            heapq.heappush(heap, (at + period, i))
+        if now >= next_probe:
+            next_probe += probe_s
+            dev = f"probe-{first_probe + len(probes):05d}"
+            ts = int(time.time() * 1000)
+            probes[dev] = ts
+            load.publish(
+                len(probes), PROBE_SITE, dev, "gas_detector", "gas_safety", 1, ts, {"lel": 60.0, "alarm_level": 2}
+            )
+        wait = min(heap[0][0] if heap else seconds, next_probe) - (time.time() - t0)
+        if wait > 0:
+            time.sleep(min(wait, 0.01))
+    gen_cpu = (_cpu_rss(os.getpid()) or (0.0, 0))[0] - (me0 or (0.0, 0))[0]
+    took = time.time() - t0
+    usage_out = usage.stop()
+    drained_s = _drain(load, probes, DRAIN_S)
+    with load.lock:
+        stored = list(load.stored_ms)
+        lost = sum(len(s) for s in load.sent.values())
+        notified = {d: load.notified[d] - ts for d, ts in probes.items() if d in load.notified}
+    lat = list(notified.values())
+    return {
+        "k": k,
+        "seconds": round(took, 1),
+        "messages": sent,
+        "messages_per_s": round(sent / took),
+        "readings_per_s": round(readings / took),
+        "drained_s": drained_s,
+        "devices": len(plan),
+        "stored_p50_ms": _pct(stored, 0.5),
+        "stored_p99_ms": _pct(stored, 0.99),
+        "not_stored": lost,
+        "probes": len(probes),
+        "notified": len(lat),
+        "notify_p50_ms": _pct(lat, 0.5),
+        "notify_p99_ms": _pct(lat, 0.99),
+        "dead_letters": _dead_letters(root) - dead0,
+        "generator_cpu_cores": round(gen_cpu / took, 3),
+        "services": usage_out,
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def _drain(load: Load, probes: dict[str, float], timeout_s: float) -> float | None:
+    """Seconds after the step until every message was acknowledged as stored and every probe notified; None: not
+    within ``timeout_s`` (what is still missing then counts as lost)."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        with load.lock:
+            pending = any(load.sent.values())
+            missing = any(d not in load.notified for d in probes)
+        if not pending and not missing:
+            return round(time.monotonic() - started, 1)
+        time.sleep(0.1)
+    return None
+
+
+def _dead_letters(root: int) -> int:
+    """Rows in the bridge's and the ingest's dead-letter stores."""
+    total = 0
+    data = Path(os.environ.get("LIFELINE_BENCH_DATA", "."))
+    for path in (data / "bridge" / "deadletter.sqlite", data / "hj212" / "deadletter.sqlite"):
+        if not path.exists():
+            continue
+        try:
+            with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as db:
+                tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+                total += sum(db.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in tables if "letter" in t)
+        except sqlite3.Error:
+            continue
+    return total
+
+
+def _drive(conf: dict[str, Any]) -> None:
+    """The benchmark's own process: wait for the chain, run the steps, write the figures, then stop ``lifeline up``."""
+    os.environ["LIFELINE_BENCH_DATA"] = conf["data_dir"]
+    root = conf["root"]
+    results: list[dict[str, Any]] = []
+    error = ""
+    try:
+        from lifeline.runners import wait_for_port
+
+        if not wait_for_port("127.0.0.1", conf["api_port"], 180):
+            raise RuntimeError("the API did not listen within 180 s")
+        time.sleep(conf["settle_s"])  # the agents, the ingest and the engines connect
+        load = Load(_bench_broker(Path(conf["data_dir"])), conf["publishers"])
+        load.connect()
+        first_probe = 0
+        k = 1
+        while k <= conf["max_k"]:
+            r = _step(load, k, conf["step_s"], conf["probe_s"], first_probe, root)
+            first_probe += r["probes"]
+            results.append(r)
+            print(_line(r), flush=True)
+            if not _passed(r):
+                break
+            k *= 2
+        load.close()
+    except Exception as exc:  # noqa: BLE001 - reported to the parent, which prints it
+        error = f"{type(exc).__name__}: {exc}"
+    Path(conf["out"]).write_text(json.dumps({"results": results, "error": error}))
+    os.kill(root, signal.SIGTERM)  # lifeline up stops as on Ctrl-C
+
+
+def _passed(r: dict[str, Any]) -> bool:
+    """p99 sample-to-notification under 1 s, every message stored, nothing dead-lettered, every probe notified."""
+    p99 = r["notify_p99_ms"]
+    lost = r["not_stored"] or r["dead_letters"] or r["notified"] != r["probes"]
+    return p99 is not None and p99 < 1000 and not lost
+
+
+def _line(r: dict[str, Any]) -> str:
+    return (
+        f"k={r['k']:<3} {r['devices']:>7} devices {r['messages_per_s']:>6} msg/s  "
+        f"stored p50/p99 {r['stored_p50_ms']}/{r['stored_p99_ms']} ms  "
+        f"notified p50/p99 {r['notify_p50_ms']}/{r['notify_p99_ms']} ms ({r['notified']}/{r['probes']})  "
+        f"lost {r['not_stored']} dead-lettered {r['dead_letters']} (backlog drained in {r['drained_s']} s)  "
+        f"generator {r['generator_cpu_cores']} cores  "
+        f"load {' '.join(str(x) for x in r['load_average'])}  {cores()}"
+    )
+
+
+# --- lifeline up ---------------------------------------------------------------------------------------------------
+
+
+def _bench_broker(data_dir: Path) -> dict[str, Any]:
+    """The broker as the API's config names it (host, port, TLS), as the bench-only account ``bench-load``."""
+    from infra.mqtt import BrokerConfig
+    from lifeline.broker_auth import credential
+
+    api = yaml.safe_load((data_dir / "api.yaml").read_text(encoding="utf-8"))["broker"]
+    tls = api.get("tls")
+    base = BrokerConfig.model_validate(
+        {
+            "host": api.get("host", "127.0.0.1"),
+            "port": api["port"],
+            **({"tls": {"ca_file": tls["ca_file"]}} if tls else {}),
+        }
+    )
+    return credential(data_dir / "credentials", "bench-load", base).model_dump(mode="json")
+
+
+def run(args: argparse.Namespace) -> int:
+    from lifeline import up
+    from lifeline.broker_auth import Account
+    from lifeline.runners import free_port
+    from testing.accounts import open_account
+
+    step_s = 20.0 if args.quick else args.step_seconds
+    max_k = min(args.max_k, 2) if args.quick else args.max_k
+    print(f"lifeline bench district: {cores()}, load average {os.getloadavg()}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="lifeline-bench-district-") as tmp:
+        data_dir = Path(tmp).resolve()
+        deploy = data_dir / "deploy.yaml"
+        deploy.write_text(
+            yaml.safe_dump(
+                {
+                    "data_dir": str(data_dir),
+                    "alerts": {
+                        "store_url": f"sqlite:///{data_dir / 'alerts.db'}",
+                        "policy": {"flood": {"max_new": 1_000_000}},
+                        "notify": {"channels": {"bus": {"type": "mqtt"}}, "routes": [{"channels": ["bus"]}]},
+                    },
+                }
+            ),
+            encoding="utf-8",
+        )
+        _write_sites(data_dir / "sites", max_k)
+        bench: Account = open_account("bench-load")
+        # the broker's accounts are the deployment's and one more, the load's (lifeline up takes them from here)
+        platform_accounts = up.platform_accounts  # type: ignore[attr-defined]
+        up.platform_accounts = lambda d: [*platform_accounts(d), bench]  # type: ignore[attr-defined]
+        api_port = free_port()
+        out = data_dir / "bench.json"
+        conf = {
+            "root": os.getpid(),
+            "data_dir": str(data_dir),
+            "api_port": api_port,
+            "publishers": args.publishers,
+            "max_k": max_k,
+            "step_s": step_s,
+            "probe_s": args.probe_interval,
+            "settle_s": 10.0 if args.quick else 20.0,
+            "out": str(out),
+        }
+        driver = multiprocessing.get_context("spawn").Process(target=_drive, args=(conf,), daemon=True)
+        driver.start()
+        bound = 240 + (step_s + 30) * (max_k.bit_length() + 1)
+        up_args = argparse.Namespace(
+            config=str(deploy),
+            scenario=None,
+            data_dir=None,
+            mqtt_port=free_port(),
+            influx_port=free_port(),
+            api_port=api_port,
+            duration=bound,
+            configs_only=False,
+        )
+        try:
+            code = up.up(up_args)  # returns when the driver is done (it sends SIGTERM, as Ctrl-C) or at the bound
+        finally:
+            up.platform_accounts = platform_accounts  # type: ignore[attr-defined]
+            driver.join(30)
+        done: dict[str, Any] = (
+            json.loads(out.read_text()) if out.exists() else {"results": [], "error": f"lifeline up exited {code}"}
+        )
+        if done["error"]:  # the services' last words, before their folder goes
+            for log in sorted((data_dir / "logs").glob("*.log")):
+                tail = log.read_text(encoding="utf-8", errors="replace").splitlines()[-6:]
+                print(f"--- {log.name}\n" + "\n".join(tail))
+    results: list[dict[str, Any]] = list(done["results"])
+    largest = max((r["k"] for r in results if _passed(r)), default=0)
+    write_json(args.json, "district", {"largest_k": largest, "steps": results, "error": done["error"] or None})
+    if done["error"]:
+        print(f"stopped: {done['error']}")
+    for r in results:
+        for name, u in r["services"].items():
+            figure(f"  k={r['k']:<3} {name:<34} cpu {u['cpu_cores']:>6} cores  peak {u['peak_rss_mb']:>5} MB")
+    figure(f"largest k with p99 sample-to-notification under 1 s and nothing lost: {largest} (goal 16)")
+    return 0 if results else 1
