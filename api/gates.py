@@ -240,9 +240,12 @@ class GateService:
         self, who: Principal, site: str, device: str, selection: str | None, req: CommandRequest, source: str
     ) -> tuple[CommandView, bool]:
         """Check, record and publish a command; (the command, whether it is new). Raises RefusedError."""
+        what: dict[str, object] = {"action": req.action.value}
+        if req.point is not None:
+            what["point"] = req.point
         refusal = self.authorise(who, site)
         if refusal is not None:
-            self._refuse(who, site, device, source, refusal, action=req.action.value)
+            self._refuse(who, site, device, source, refusal, **what)
         keys = self.keys.get(site)
         if keys is None:
             self._refuse(
@@ -254,7 +257,7 @@ class GateService:
                     Interlock.SIGNATURE,
                     f"no control key is configured for site {site!r}: its commands cannot be signed",
                 ),
-                action=req.action.value,
+                **what,
             )
         assert keys is not None
         with self._lock:
@@ -275,6 +278,7 @@ class GateService:
                             "id",
                         ),
                         command=req.id,
+                        **what,
                     )
             now = self.clock()
             state = self.cache.get(site, device)

@@ -16,8 +16,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from api import ApiService, i18n
+from api.gates import FORGED_RULE, GateService
+from rules import AlertKey
 from telemetry import encode, topics
-from telemetry.commands import Action, Command, CommandResult, ResultState
+from telemetry.commands import Action, Command, CommandResult, Interlock, ResultState
 from telemetry.keys import SiteKeyFiles, create_site_keys, load_signing_key, load_verify_key
 from telemetry.signing import SigningKey, VerifyKey, command_digest, sign, verify
 from testing import Mosquitto
@@ -601,3 +603,133 @@ def test_a_site_without_keys_gets_no_command(gates: GateApi) -> None:
     wait_until(lambda: gates.service.link.received > 0)
     assert sub.snapshot() == []
     sub.close()
+
+
+# -- delivery: receipt, not delivered, cancel; forged commands and results once ------------------------------------
+def test_a_command_without_receipt_is_not_delivered_and_a_signed_cancel_follows(gates: GateApi) -> None:
+    edge = StandInEdge(gates.broker, gates.pub, SITE, gates.edge_key)
+    gates.telemetry()
+    h = gates.headers("op-north")
+    r = gates.operate(h, selection=gates.select(h), id="cmd-lost-1", action="open", ttl_s=20)
+    assert r.status_code == 201, r.text
+    gates.clock.advance(4_000)
+    assert gates.service.gates.sweep() == []  # within gates.receipt_timeout_s (5 s)
+    gates.clock.advance(1_000)
+    wait_until(lambda: gates.service.gates.get("cmd-lost-1").state == "not_delivered")  # type: ignore[union-attr]
+    view = gates.api.client.get("/api/commands/cmd-lost-1", headers=h).json()
+    assert (view["state"], view["final"]) == ("not_delivered", True)
+    assert "did not confirm receipt within 5 s" in view["reason"]
+    got = edge.sub.wait_for(lambda ms: any(Command.model_validate_json(m.payload).action is Action.CANCEL for m in ms))
+    (cancel,) = [c for c in (Command.model_validate_json(m.payload) for m in got) if c.action is Action.CANCEL]
+    verify(cancel, gates.control_key)
+    assert (cancel.cancels, cancel.device, cancel.operator) == ("cmd-lost-1", gates.device, "op-north")
+    assert [a["action"] for a in gates.audit("cmd-lost-1")] == ["gate.command", "gate.command.not_delivered"]
+    # the gate is free again: the cancel itself does not hold it busy
+    r = gates.operate(h, selection=gates.select(h), action="close")
+    assert r.status_code == 201, r.text
+    edge.sub.close()
+
+
+def test_a_receipt_after_not_delivered_shows_what_the_edge_does(gates: GateApi) -> None:
+    edge = StandInEdge(gates.broker, gates.pub, SITE, gates.edge_key)
+    gates.telemetry()
+    h = gates.headers("op-north")
+    gates.operate(h, selection=gates.select(h), id="cmd-slow-1", action="open", ttl_s=20)
+    gates.clock.advance(5_000)
+    wait_until(lambda: gates.service.gates.get("cmd-slow-1").state == "not_delivered")  # type: ignore[union-attr]
+    cmd = edge.command("cmd-slow-1")
+    edge.answer(cmd, ResultState.RECEIVED)  # delivered after all, before the cancel: the edge runs it
+    edge.answer(cmd, ResultState.ACCEPTED)
+    wait_until(lambda: gates.service.gates.get("cmd-slow-1").state == "accepted")  # type: ignore[union-attr]
+    view = gates.service.gates.get("cmd-slow-1")
+    assert view is not None
+    assert not view.final
+    assert (view.steps[0]["state"], view.steps[0].get("late")) == ("received", True)  # came after "not delivered"
+    edge.sub.close()
+
+
+def _edge_refusal(g: GateApi, command_id: str, interlock: Interlock) -> CommandResult:
+    """The edge's signed rejection of a command the API never sent (a forged one under a new id)."""
+    return sign(
+        CommandResult(
+            id=command_id,
+            site=SITE,
+            device=g.device,
+            state=ResultState.REJECTED,
+            ts=g.clock(),
+            interlock=interlock,
+            reason="the command is signed with key 00, not with the expected key",
+            cmd_sha256="cd" * 32,
+        ),
+        g.edge_key,
+    )
+
+
+def test_a_forged_command_refused_at_the_edge_is_audited_and_alerted_once_also_after_a_restart(
+    gates: GateApi,
+) -> None:
+    refusal = _edge_refusal(gates, "forged-new-1", Interlock.SIGNATURE)
+    topic = topics.command_result(SITE, gates.device, "forged-new-1")
+    for _ in range(3):  # redelivered, or handed again on every reconnect
+        gates.pub.publish(topic, encode(refusal))
+    key = AlertKey(FORGED_RULE, SITE, gates.device)
+
+    def alert() -> Any:
+        with gates.service.store.begin() as tx:
+            return tx.get(key)
+
+    wait_until(lambda: alert() is not None, what="the forged-command alert")
+    wait_until(lambda: gates.service.link.received >= 3, what="the three deliveries handled")
+    rows = gates.audit("forged-new-1")
+    assert [a["action"] for a in rows] == ["command.forged"]
+    assert rows[0]["detail"]["interlock"] == "signature"
+    assert "which the API did not send" in rows[0]["detail"]["reason"]
+    stored = alert()
+    assert (stored.alert.count, stored.alert.value, stored.alert.severity.value) == (1, "forged-new-1", "critical")
+    # an API started afresh (no memory but the database) still knows it audited this one
+    again = GateService(
+        gates.service.config,
+        gates.service.engine,
+        gates.service.cache,
+        lambda _t, _p: None,
+        gates.service.audit,
+        lambda _e: None,
+        gates.clock,
+        gates.service.gates.keys,
+        audited=gates.service.gates.audited,
+        alert=gates.service.gates.alert,
+    )
+    again.on_result(refusal, topic)
+    assert [a["action"] for a in gates.audit("forged-new-1")] == ["command.forged"]
+    assert alert().alert.count == 1
+    # another forged command is another entry, and raises the alert again
+    gates.pub.publish(
+        topics.command_result(SITE, gates.device, "forged-new-2"),
+        encode(_edge_refusal(gates, "forged-new-2", Interlock.WRONG_SITE)),
+    )
+    wait_until(lambda: alert().alert.count == 2, what="the alert raised again")
+    assert 'lifeline_api_command_results_refused_total{reason="forged"}' in gates.api.client.get("/metrics").text
+
+
+def test_a_retained_final_result_handed_again_is_recorded_and_audited_once(gates: GateApi) -> None:
+    edge = StandInEdge(gates.broker, gates.pub, SITE, gates.edge_key)
+    gates.telemetry()
+    h = gates.headers("op-north")
+    gates.operate(h, selection=gates.select(h), id="cmd-once-1", action="close")
+    cmd = edge.command("cmd-once-1")
+    edge.answer(cmd, ResultState.RECEIVED)
+    edge.answer(cmd, ResultState.ACCEPTED)
+    edge.answer(cmd, ResultState.COMPLETED, after={"gate_opening": 0.0})
+    wait_until(lambda: gates.service.gates.get("cmd-once-1").final)  # type: ignore[union-attr]
+    received = gates.service.link.received
+    for _ in range(3):  # as every reconnect hands the retained final result again
+        edge.answer(cmd, ResultState.COMPLETED, after={"gate_opening": 0.0})
+    edge.answer(cmd, ResultState.COMPLETED, after={"gate_opening": 0.0}, repeat=True)  # a redelivery's repeat
+    wait_until(lambda: gates.service.link.received >= received + 4, what="the four handed again")
+    view = gates.service.gates.get("cmd-once-1")
+    assert view is not None
+    assert [s["state"] for s in view.steps] == ["received", "accepted", "completed"]
+    actions = [a["action"] for a in gates.audit("cmd-once-1")]
+    assert actions.count("gate.command.completed") == 1, actions
+    assert gates.service.gates.duplicates >= 4
+    edge.sub.close()

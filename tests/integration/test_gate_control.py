@@ -27,7 +27,7 @@ from simulators.behaviours.sluice_gate_plc import FAULT_OVERLOAD, FAULT_PHASE_LO
 from telemetry import decode_telemetry, topics
 from telemetry.commands import Action, Command, CommandResult, Interlock, ResultState
 from telemetry.keys import SiteKeyFiles, create_site_keys, load_signing_key, load_verify_key
-from telemetry.signing import SigningKey, sign, verify
+from telemetry.signing import SigningKey, command_digest, sign, verify
 from testing import Mosquitto
 from tests.helpers import LoopThread, Received, Subscriber, account_for, client_account
 
@@ -379,6 +379,62 @@ def test_refused(
     assert (result.state, result.interlock) == (ResultState.REJECTED, interlock)
     assert words in result.reason
     assert rig.sim.device.writes == writes  # nothing was written to the PLC
+
+
+# -- delivery: receipt, delivery window, cancel ---------------------------------------------------------------------
+def test_the_receipt_comes_first_signed_and_not_retained(rig: Rig) -> None:
+    cmd = rig.send(Action.SET_OPENING, target_pct=40)
+    rig.wait_final(cmd.id)
+    results = rig._results(rig.sub.snapshot(), cmd.id, receipts=True)
+    assert [r.state for r in results[:2]] == [ResultState.RECEIVED, ResultState.ACCEPTED]
+    assert [r.state for r in results].count(ResultState.RECEIVED) == 1
+    first = next(m for m in rig.received(cmd.id))
+    assert not first.retain  # a receipt never replaces a retained final result
+
+
+def test_a_command_held_back_past_the_delivery_window_is_refused_and_stays_refused(rig: Rig) -> None:
+    writes, opening = rig.sim.device.writes, rig.sim.values()["gate_opening"]
+    now = int(time.time() * 1000)
+    # issued 20 s ago with a minute to live: not expired, but first seen after the 10 s delivery window
+    held = rig.command(Action.SET_OPENING, target_pct=90).model_copy(
+        update={"issued_ms": now - 20_000, "expires_ms": now + 40_000}
+    )
+    rig.send(held)
+    (result,) = rig.wait_final(held.id)
+    assert (result.state, result.interlock) == (ResultState.REJECTED, Interlock.LATE)
+    assert "delivery window of 10 s" in result.reason
+    rig.send(held)  # delivered again: a repeat of the refusal, never a run
+    results = rig.wait_final(held.id, count=2)
+    assert [(r.state, r.repeat) for r in results] == [(ResultState.REJECTED, False), (ResultState.REJECTED, True)]
+    time.sleep(0.3)  # the hoist is fast (3 m/s): a movement would show by now
+    assert rig.sim.device.writes == writes
+    assert rig.sim.values()["gate_opening"] == opening
+
+
+def test_a_command_cancelled_before_it_arrives_is_never_executed(rig: Rig) -> None:
+    writes, opening = rig.sim.device.writes, rig.sim.values()["gate_opening"]
+    late = rig.command(Action.SET_OPENING, target_pct=90)
+    cancel = rig.send(Action.CANCEL, cancels=late.id)
+    (done,) = rig.wait_final(cancel.id)
+    assert done.state is ResultState.COMPLETED
+    assert f"command {late.id} will not be executed" in done.reason
+    rig.send(late)  # the intercepted command, let through later (within its delivery window)
+    (result,) = rig.wait_final(late.id)
+    assert (result.state, result.repeat) == (ResultState.REJECTED, True)
+    assert f"cancelled by command {cancel.id}" in result.reason
+    assert result.cmd_sha256 == command_digest(late)  # the answer names the command it refuses
+    time.sleep(0.3)
+    assert rig.sim.device.writes == writes
+    assert rig.sim.values()["gate_opening"] == opening
+
+
+def test_a_cancel_after_the_command_arrived_leaves_it(rig: Rig) -> None:
+    cmd = rig.send(Action.SET_OPENING, target_pct=40)
+    rig.wait_final(cmd.id)
+    cancel = rig.send(Action.CANCEL, cancels=cmd.id)
+    (done,) = rig.wait_final(cancel.id)
+    assert done.state is ResultState.COMPLETED
+    assert "was received before the cancel (completed)" in done.reason
 
 
 def test_busy_while_another_command_runs(rig: Rig) -> None:
