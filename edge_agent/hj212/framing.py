@@ -65,11 +65,29 @@ class StreamDecoder:
         return len(self._buf) + len(self._garbage)
 
     def feed(self, data: bytes) -> list[Frame | Rejected]:
+        if not self._buf and not self._garbage:
+            frame = self._whole(data)
+            if frame is not None:
+                return [frame]
         self._buf += data
         out: list[Frame | Rejected] = []
         while self._buf and self._step(out):
             pass
         return out
+
+    def _whole(self, data: bytes) -> Frame | None:
+        """``data`` when it is exactly one good packet (a station's usual read), checked as ``_step`` checks it;
+        None for anything else, which goes the byte-buffer way (and is refused there with its reason)."""
+        n = len(data)
+        if n < 12 or data[:2] != HEADER or data[n - 2 :] != TAIL or not data[2:6].isdigit():
+            return None
+        length = int(data[2:6])
+        if length > self.max_segment or n != length + 12 or data.find(TAIL, 6) != n - 2:
+            return None
+        crc = data[n - 6 : n - 2]
+        if not all(c in _HEX for c in crc) or int(crc, 16) != hj212_crc(data[6 : n - 6]):
+            return None
+        return Frame(data[6 : n - 6], data)
 
     def close(self) -> list[Rejected]:
         """The stream ended: what is left is garbage or a packet cut short."""

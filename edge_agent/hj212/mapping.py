@@ -161,6 +161,12 @@ class ProfileMap:
             if name in values:
                 unmapped.append(f"{reading.code}-{reading.suffix}: point {name!r} already given in this packet")
                 continue
+            if not total and (reading.flag is None or reading.flag == "N"):  # the usual value: _value inlined
+                number = float(reading.value) * point.scale + point.offset
+                bounds = point.range
+                if math.isfinite(number) and (bounds is None or bounds[0] <= number <= bounds[1]):
+                    values[name] = number
+                    continue
             values[name], q = _value(point, reading, total)
             if q is not None:
                 quality[name] = q

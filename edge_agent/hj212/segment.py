@@ -11,7 +11,7 @@ HJ/T 212-2005 packets (version 0) may lack QN and Flag: both are optional here, 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
 
@@ -50,11 +50,10 @@ class Reading(NamedTuple):
     flag: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class Packet:
+class Packet(NamedTuple):
     """A parsed data segment. ``others`` keeps CP fields that are neither DataTime, a value nor a data flag.
     ``cipher``: the CP content as sent when it is SM4 ciphertext (HJ 212-2025); the CP fields are then empty until
-    ``decrypted`` gives them."""
+    ``decrypted`` gives them. A named tuple (one a packet: made several times faster than a frozen dataclass)."""
 
     qn: str | None
     st: str
@@ -66,7 +65,7 @@ class Packet:
     pno: int | None
     data_time: str | None
     readings: tuple[Reading, ...]
-    others: tuple[tuple[str, str], ...] = field(default=())
+    others: tuple[tuple[str, str], ...] = ()
     cipher: str | None = None
 
     @property
@@ -121,7 +120,7 @@ def decrypted(packet: Packet, cp: str) -> Packet:
     """``packet`` with the CP content ``cp`` (the plain text of its ``cipher``) parsed in; Refused(bad_cp) as for a
     plain packet."""
     data_time, readings, others = parse_cp(cp)
-    return replace(packet, data_time=data_time, readings=readings, others=others, cipher=None)
+    return packet._replace(data_time=data_time, readings=readings, others=others, cipher=None)
 
 
 # the usual header (HJ 212-2017 table 4's order, no split fields), checked in one C call; anything else goes field

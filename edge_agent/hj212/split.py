@@ -9,7 +9,7 @@ oldest is expired early (a station that never finishes cannot fill the memory).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from edge_agent.hj212.reasons import Reason, Refused
 from edge_agent.hj212.segment import FLAG_D, Packet
@@ -91,8 +91,7 @@ def _join(parts: list[Packet]) -> Packet:
         raise Refused(Reason.BAD_SPLIT, f"parts of QN={parts[0].qn} repeat a value")
     first = parts[0]
     flag = None if first.flag is None else first.flag & ~FLAG_D
-    return replace(
-        first,
+    return first._replace(
         flag=flag,
         pnum=None,
         pno=None,
