@@ -8,20 +8,25 @@ its client id). The access list is written for Mosquitto's dynamic-security plug
 dynamic-security plugin checks the subscription string itself, ``$share/<group>/`` included.
 
     edge-<site>          publishes telemetry, status and agent state under its own site and results of its own
-                         devices' commands; receives its own site's commands and stored acknowledgements
+                         devices' commands; receives its own site's commands and stored acknowledgements, and the
+                         broker's uptime ($SYS/broker/uptime)
     edge-<site>-sensors  the edge's sensor link: receives its own site's vendor sensor topics
     sensors-<site>       that site's MQTT sensors (or their gateway): publish their own vendor topics only
     bridge-<n>           reads telemetry only through $share/lifeline-bridge/
-    bridge-<n>-pub       its publishing connection: stored acknowledgements (and dead-letter replays)
+    bridge-<n>-pub       its publishing connection: stored acknowledgements, nothing else (no telemetry)
+    deadletter-replay    ``lifeline deadletter replay`` of the bridge's letters: publishes telemetry, reads nothing
     rules-<n>            reads telemetry and status only through $share/lifeline-rules/
-    rules-<n>-pub        its publishing connection: the alert topics
+    rules-<n>-pub        its publishing connection: alert events and the MQTT notification channel, nothing else
     rules-<i>-of-<n>     a partitioned rules engine (``--rules-partitions N``): reads only through its partition's
                          own group, $share/lifeline-rules-<i>-of-<n>/ (and rules-<i>-of-<n>-pub publishes its alerts)
     api                  publishes commands; reads results, status, telemetry and alert events
     hj212                publishes telemetry and status of the HJ 212 stations' sites
     observer             reads (never writes) every Lifeline topic but commands: for people watching the bus
 
-A password is generated per account (``secrets``) and stored hashed (PBKDF2-SHA512, as the plugin hashes).
+A password is generated per account (``secrets``) and stored hashed (PBKDF2-SHA512, as the plugin hashes). With
+TLS, each account also gets a client certificate of the deployment's CA whose common name is the user name
+(:func:`write_client_certs`): a broker with ``require_certificate`` and ``use_identity_as_username`` (``lifeline up``)
+takes the user name from the certificate, so a password alone no longer connects anyone.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from pydantic import ValidationError
 
 from infra.mqtt import BrokerConfig
 from infra.secret import CredentialError, Secret, read_secret_file, write_secret_file
+from lifeline.tls import issue
 from rules.config import RULES_GROUP, PartitionConfig, engine_filters
 from telemetry import topics
 
@@ -48,6 +54,7 @@ if TYPE_CHECKING:
     from simulators.scenario import PlannedDevice, Scenario
 
 BRIDGE_GROUP = "lifeline-bridge"
+BROKER_UPTIME = "$SYS/broker/uptime"  # Mosquitto's uptime, retained: nothing of any client
 _P = topics.PREFIX
 
 
@@ -97,6 +104,7 @@ def edge_account(site: str) -> Account:
             topics.command_result_filter(site),
         ),
         *_read(topics.command_filter(site), topics.stored(site)),
+        *_read(BROKER_UPTIME),  # tells a session taken over from a broker restart (edge_agent.health.TakeoverWatch)
     ]
     return Account(f"edge-{site}", "edge", tuple(grants))
 
@@ -117,8 +125,17 @@ def bridge_account(n: int = 1) -> Account:
 
 
 def bridge_publisher_account(n: int = 1) -> Account:
-    # stored acknowledgements to the edges, and `lifeline deadletter replay`, which publishes a kept letter again
-    return Account(f"bridge-{n}-pub", "bridge-pub", tuple(_write(topics.stored("+"), topics.telemetry_filter())))
+    # stored acknowledgements to the edges only: a stolen bridge password cannot forge any site's readings
+    return Account(f"bridge-{n}-pub", "bridge-pub", tuple(_write(topics.stored("+"))))
+
+
+REPLAY_USER = "deadletter-replay"
+
+
+def replay_account() -> Account:
+    """``lifeline deadletter replay`` of the bridge's letters (any site's telemetry, as the bridge received it): an
+    operator's tool, kept apart from the bridge's own accounts so that neither of those may publish telemetry."""
+    return Account(REPLAY_USER, "replay", tuple(_write(topics.telemetry_filter())))
 
 
 def rules_account(n: int = 1) -> Account:
@@ -155,7 +172,9 @@ def named_partitions(specs: Iterable[str], sites: Sequence[str]) -> list[Partiti
 
 
 def rules_publisher_account(n: int | str = 1) -> Account:
-    return Account(f"rules-{n}-pub", "rules-pub", tuple(_write(f"{_P}/alerts/#")))
+    # alert changes for live views and the MQTT notification channel: nothing else under alerts/, nothing of a site
+    grants = _write(topics.alert_events_filter(), f"{_P}/alerts/notify/+")
+    return Account(f"rules-{n}-pub", "rules-pub", tuple(grants))
 
 
 def rules_partition_accounts(partition: PartitionConfig) -> list[Account]:
@@ -216,7 +235,7 @@ class Inventory:
 
 def platform_accounts(d: Inventory) -> list[Account]:
     """Every account of the deployment: the services', each site's, the sensors' and the observer."""
-    accounts = [api_account(), observer_account()]
+    accounts = [api_account(), observer_account(), replay_account()]
     for n in range(1, d.bridges + 1):
         accounts += [bridge_account(n), bridge_publisher_account(n)]
     if d.named_partitions:
@@ -361,19 +380,44 @@ def write_credentials(folder: Path, accounts: Iterable[Account]) -> None:
         write_secret_file(folder / f"{account.username}.password", account.password + "\n")
 
 
+def write_client_certs(folder: Path, accounts: Iterable[Account], ca: tuple[Path, Path]) -> None:
+    """A client certificate per account in ``folder``, ``<user>.pem`` (common name: the user name) and its key
+    ``<user>.key`` (0600), signed by ``ca`` (its certificate and key); existing ones are kept."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for account in accounts:
+        issue(folder, ca, account.username, client=True)
+
+
 def credential(folder: Path, username: str, broker: BrokerConfig, **overrides: object) -> BrokerConfig:
-    """``broker`` (host, port, TLS) as ``username``, its password read from ``folder`` at connect time."""
+    """``broker`` (host, port, TLS) as ``username``, its password read from ``folder`` at connect time; over TLS with
+    the account's own client certificate when ``folder`` holds one (``<user>.pem`` and ``<user>.key``)."""
     path = folder / f"{username}.password"
     if not path.exists():
         raise CredentialError(f"no credentials for MQTT account {username!r} in {folder} (lifeline broker config)")
-    update = {"username": username, "password": Secret(file=path.resolve())}
+    update: dict[str, object] = {"username": username, "password": Secret(file=path.resolve())}
+    cert, key = folder / f"{username}.pem", folder / f"{username}.key"
+    if broker.tls is not None and cert.exists() and key.exists():
+        update["tls"] = broker.tls.model_copy(update={"cert_file": cert.resolve(), "key_file": key.resolve()})
     return broker.model_copy(update={**update, **overrides})
 
 
-def write_broker_files(out: Path, accounts: Sequence[Account]) -> Path:
-    """``lifeline broker config``: the dynamic-security file for Mosquitto and the credentials, all 0600."""
+def replay_broker(publisher: BrokerConfig) -> BrokerConfig:
+    """Where ``lifeline deadletter replay`` sends the bridge's letters: as :data:`REPLAY_USER` from the folder that
+    holds the bridge publisher's password file, when that folder has the account; else ``publisher`` itself (a
+    broker set up by hand, whose bridge account may publish telemetry)."""
+    secret = publisher.password
+    if secret is None or secret.file is None or not (secret.file.parent / f"{REPLAY_USER}.password").exists():
+        return publisher
+    return credential(secret.file.parent, REPLAY_USER, publisher)
+
+
+def write_broker_files(out: Path, accounts: Sequence[Account], ca: tuple[Path, Path] | None = None) -> Path:
+    """``lifeline broker config``: the dynamic-security file for Mosquitto and the credentials, all 0600; with ``ca``
+    (its certificate and key) each account's client certificate next to its password."""
     out.mkdir(mode=0o700, parents=True, exist_ok=True)
     dynsec = out / "dynamic-security.json"
     write_secret_file(dynsec, orjson.dumps(dynsec_config(accounts), option=orjson.OPT_INDENT_2).decode())
     write_credentials(out / "credentials", accounts)
+    if ca is not None:
+        write_client_certs(out / "credentials", accounts, ca)
     return dynsec

@@ -16,6 +16,8 @@ from lifeline.broker_auth import (
     sites_deployment,
     write_broker_files,
 )
+from lifeline.runners import broker_limits
+from lifeline.tls import ensure_ca
 
 
 def _config(args: argparse.Namespace) -> int:
@@ -54,7 +56,8 @@ def _config(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return 1
     accounts = platform_accounts(deployment)
-    dynsec = write_broker_files(Path(args.out), accounts)
+    ca = ensure_ca(Path(args.ca)) if args.ca else None
+    dynsec = write_broker_files(Path(args.out), accounts, ca)
     print(f"{len(accounts)} accounts for sites {', '.join(deployment.sites)}")
     for part in deployment.named_partitions:
         print(
@@ -72,6 +75,16 @@ def _config(args: argparse.Namespace) -> int:
         "  mosquitto.conf: allow_anonymous false, use_username_as_clientid true, "
         "plugin .../mosquitto_dynamic_security.so"
     )
+    if ca is not None:
+        print(
+            f"  {Path(args.out) / 'credentials'}/<user>.pem and <user>.key (0600): each account's client certificate "
+            f"(CN = user) from the CA in {args.ca}"
+        )
+        print(
+            f"  on the TLS listener: cafile {ca[0]}, require_certificate true, use_identity_as_username true "
+            "(a password alone then connects nobody)"
+        )
+    print(f"  limits: {', '.join(broker_limits())}")
     return 0
 
 
@@ -84,6 +97,12 @@ def add_parsers(sub: Subparsers) -> None:
     where.add_argument("--sites", nargs="+", help="site config files or folders (the edge agents' configs)")
     where.add_argument("--scenario", default="baoshan", help="a simulated district (default baoshan)")
     cfg.add_argument("--out", required=True, help="folder for dynamic-security.json and credentials/")
+    cfg.add_argument(
+        "--ca",
+        metavar="DIR",
+        help="the deployment's CA folder (ca.pem, ca.key; made if missing): a client certificate per account, "
+        "for a broker with require_certificate and use_identity_as_username",
+    )
     cfg.add_argument("--bridges", type=int, default=1, help="bridge accounts (bridge-1..N) in one shared group")
     cfg.add_argument("--rules", type=int, default=1, help="rules engine accounts (rules-1..N)")
     cfg.add_argument(

@@ -52,9 +52,10 @@ def source_of(config: Path) -> Source:
         edge = validate(EdgeConfig, doc, "site config")
         return Source(f"edge/{edge.site}", edge.dead_letter_path, edge.sensor_broker or edge.broker)
     from broker_bridge.config import load_bridge_config
+    from lifeline.broker_auth import replay_broker
 
-    bridge = load_bridge_config(config)
-    return Source("bridge", bridge.dead_letter_path, bridge.publisher or bridge.broker)
+    bridge = load_bridge_config(config)  # replayed as the replay account: the bridge's own may not send telemetry
+    return Source("bridge", bridge.dead_letter_path, replay_broker(bridge.publisher or bridge.broker))
 
 
 def _sources(args: argparse.Namespace) -> list[Source]:

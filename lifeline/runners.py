@@ -278,6 +278,30 @@ class ChildServer:
         self.stop()
 
 
+# Broker limits. The largest legitimate message is an agent's retained birth, which lists the site's devices: 10,000
+# devices with ids of the longest allowed (64 characters) make 670,208 bytes (a telemetry message of one device is a
+# few kB). A client that sends a packet over MAX_PACKET_SIZE is disconnected and the message goes nowhere (MQTT 5
+# clients are told the limit in the CONNACK). Not ``message_size_limit``: Mosquitto 2.0.11 answers a message over it
+# with a PUBACK that paho cannot parse, and recommends ``max_packet_size`` itself.
+MAX_PACKET_SIZE = 1 << 20  # bytes of a whole packet: header, topic, properties and payload
+# Per client, above what is in flight: a bridge or rules engine that is away (InfluxDB down, a restart) is queued
+# for 1,000,000 messages or 256 MiB, whichever comes first (about 3 minutes of a 5,000 message/s district at about
+# 270 bytes a message); one flooding account can grow no queue past that.
+MAX_QUEUED_MESSAGES = 1_000_000
+MAX_QUEUED_BYTES = 256 << 20
+MAX_INFLIGHT_MESSAGES = 1000  # toward each client at once (a consumer's own receive maximum may lower it)
+
+
+def broker_limits() -> list[str]:
+    """The mosquitto.conf lines of the limits above (for ``lifeline up``'s broker and a production one alike)."""
+    return [
+        f"max_packet_size {MAX_PACKET_SIZE}",
+        f"max_queued_messages {MAX_QUEUED_MESSAGES}",
+        f"max_queued_bytes {MAX_QUEUED_BYTES}",
+        f"max_inflight_messages {MAX_INFLIGHT_MESSAGES}",
+    ]
+
+
 class Mosquitto(ChildServer):
     """A Mosquitto broker on loopback, closed by default: no anonymous client, one account per client with the access
     of its role (:mod:`lifeline.broker_auth`, Mosquitto's dynamic-security plugin), optionally TLS.
@@ -359,12 +383,15 @@ class Mosquitto(ChildServer):
             "persistence true",
             f"persistence_location {state}/",
             "autosave_interval 1",
-            "max_queued_messages 1000000",
-            "max_inflight_messages 1000",
+            # $SYS/broker/uptime every second: an edge whose connection the broker closed tells a restart from a
+            # session taken over by it (edge_agent.health.TakeoverWatch)
+            "sys_interval 1",
+            *broker_limits(),
             "log_dest stderr",
             "log_type error",
             "log_type warning",
-            "log_type notice",
+            "log_type notice",  # with connection_messages: "New client connected from ... as ... (..., u'edge-s1')"
+            "connection_messages true",
         ]
         if self.tls is not None:
             names = {"cafile": self.tls.ca_file, "certfile": self.tls.cert_file, "keyfile": self.tls.key_file}
@@ -374,6 +401,8 @@ class Mosquitto(ChildServer):
                 self._own(target)
                 lines.append(f"{option} {target}")
             lines.append(f"require_certificate {'true' if self.require_certificate else 'false'}")
+            if self.require_certificate:  # the user name is the certificate's CN: a password alone connects nobody
+                lines.append("use_identity_as_username true")
             lines.append("tls_version tlsv1.2")
         self.conf_path.write_text("\n".join([*lines, ""]))
 
@@ -418,6 +447,8 @@ class Mosquitto(ChildServer):
 
         Fourteen bytes of MQTT 3.1.1 written here rather than an MQTT client: this only asks whether a CONNACK comes."""
         connect = b"\x10\x0c\x00\x04MQTT\x04\x02\x00\x05\x00\x00"  # CONNECT, clean session, keep-alive 5 s, no id
+        if self.require_certificate:  # this probe has no client certificate: it would only fill the log with refusals
+            return False  # (the broker still saves every autosave_interval, 1 s)
         try:
             with socket.create_connection((self.host, self.port), timeout=2.0) as raw:
                 if self.tls is None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
@@ -63,6 +64,21 @@ def _load_key(path: Path) -> ec.EllipticCurvePrivateKey:
     return key
 
 
+def _signed_by(cert_path: Path, ca_cert: x509.Certificate) -> bool:
+    """Whether the certificate in ``cert_path`` was issued by ``ca_cert`` (a CA made again makes its old ones void)."""
+    try:
+        x509.load_pem_x509_certificate(cert_path.read_bytes()).verify_directly_issued_by(ca_cert)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def common_name(cert_path: Path) -> str:
+    """The common name of the certificate in ``cert_path`` (a client's: its MQTT user name)."""
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    return str(cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value)
+
+
 def ensure_ca(folder: Path, name: str = "Lifeline local CA") -> tuple[Path, Path]:
     """The CA's certificate and key in ``folder`` (made if missing); returns (ca.pem, ca.key)."""
     cert_path, key_path = folder / "ca.pem", folder / "ca.key"
@@ -96,10 +112,11 @@ def issue(
     *,
     client: bool = False,
 ) -> TlsFiles:
-    """A certificate signed by ``ca`` for ``hosts`` (a server's) or for a client named ``name``; kept if present."""
+    """A certificate signed by ``ca`` for ``hosts`` (a server's) or for a client named ``name`` (its common name: a
+    broker with ``use_identity_as_username`` takes it as the MQTT user name); kept if present and signed by ``ca``."""
     cert_path, key_path = folder / f"{name}.pem", folder / f"{name}.key"
-    if not (cert_path.exists() and key_path.exists()):
-        ca_cert = x509.load_pem_x509_certificate(ca[0].read_bytes())
+    ca_cert = x509.load_pem_x509_certificate(ca[0].read_bytes())
+    if not (cert_path.exists() and key_path.exists() and _signed_by(cert_path, ca_cert)):
         ca_key = _load_key(ca[1])
         key = ec.generate_private_key(ec.SECP256R1())
         now = dt.datetime.now(dt.UTC)

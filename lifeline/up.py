@@ -53,6 +53,7 @@ from lifeline.broker_auth import (
     keep_passwords,
     platform_accounts,
     scenario_deployment,
+    write_client_certs,
     write_credentials,
 )
 from lifeline.deployment import DeploymentSpec, load_spec
@@ -493,11 +494,13 @@ def _print_table(stack: Stack, district: District, children: list[Child], data_d
         metrics = f", metrics {where}" if child.metrics_port else ""
         print(f"  {child.name:<30} pid {pid}, log {child.log_path}{metrics}")
     print(f"  site configs in {data_dir / 'sites'}")
-    tls = f" --cafile {b.tls.ca_file}" if b.tls else ""
-    observer = stack.credentials / "observer.password"
-    print(
-        f"watch: mosquitto_sub -h {b.host} -p {b.port}{tls} -u observer -P \"$(cat {observer})\" -t 'lifeline/v1/#' -v"
-    )
+    observer = stack.account("observer")
+    if observer.tls is not None and observer.tls.cert_file is not None:  # the broker takes the user from the cert
+        who = f" --cafile {observer.tls.ca_file} --cert {observer.tls.cert_file} --key {observer.tls.key_file}"
+    else:
+        tls = f" --cafile {b.tls.ca_file}" if b.tls else ""
+        who = f'{tls} -u observer -P "$(cat {stack.credentials / "observer.password"})"'
+    print(f"watch: mosquitto_sub -h {b.host} -p {b.port}{who} -t 'lifeline/v1/#' -v")
     print(f"alerts: lifeline alerts --config {data_dir / 'rules.yaml'} list")
     if i.transport == "v1":
         auth = ""
@@ -536,8 +539,13 @@ def _local_broker(
     if not deploy.broker_plain_tcp:
         ca = ensure_ca(deploy.data_dir / "tls")
         tls_files = issue(deploy.data_dir / "tls", ca, "mosquitto")
+        write_client_certs(credentials, accounts, ca)  # each client's identity: <user>.pem (CN = user) and .key
     port = choose_port(args.mqtt_port)
-    broker = Mosquitto(deploy.data_dir / "mosquitto", port=port, accounts=accounts, tls=tls_files)
+    # over TLS every client shows its own certificate and the broker takes the user name from it: a stolen password
+    # alone connects nobody, and nobody can take over another account's session (its client id is its user name)
+    broker = Mosquitto(
+        deploy.data_dir / "mosquitto", port=port, accounts=accounts, tls=tls_files, require_certificate=bool(tls_files)
+    )
     tls = TlsConfig(ca_file=tls_files.ca_file.resolve()) if tls_files else None
     return broker, BrokerConfig(port=port, tls=tls)
 

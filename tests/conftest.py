@@ -33,6 +33,29 @@ def shared_mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosqu
     broker.remove()
 
 
+IDENTITY_SITES = ("s1", "s2")  # the sites of ``identity_mosquitto``'s deployment
+
+
+@pytest.fixture
+def identity_mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A broker as ``lifeline up`` runs it (issue 24): TLS, a client certificate required and its CN taken as the user
+    name, with every account of a deployment of sites ``IDENTITY_SITES``. Each account's password and certificate are
+    in ``data_dir / "credentials"`` (``lifeline.broker_auth.credential`` gives a client's settings). The default
+    ``mosquitto`` fixtures are closed (no anonymous client, one account per client) but plain TCP with passwords."""
+    from lifeline.broker_auth import Inventory, platform_accounts, write_client_certs, write_credentials
+    from lifeline.tls import ensure_ca, issue
+
+    accounts = platform_accounts(Inventory(sites=IDENTITY_SITES))
+    ca = ensure_ca(tmp_path / "tls")
+    write_credentials(tmp_path / "mosquitto" / "credentials", accounts)
+    write_client_certs(tmp_path / "mosquitto" / "credentials", accounts, ca)
+    tls = issue(tmp_path / "tls", ca, "mosquitto")
+    broker = Mosquitto(tmp_path / "mosquitto", accounts=accounts, tls=tls, require_certificate=True)
+    broker.start()
+    yield broker
+    broker.remove()
+
+
 @pytest.fixture
 def influxdb(tmp_path: Path) -> Iterator[Influxd]:
     """An InfluxDB of this test's own with the database ``lifeline`` (tests may stop, kill and restart it)."""

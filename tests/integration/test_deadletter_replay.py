@@ -14,7 +14,7 @@ from broker_bridge.config import BridgeConfig
 from infra.deadletter import DeadLetterStore
 from infra.mqtt import BrokerConfig
 from infra.secret import Secret, write_secret_file
-from lifeline.broker_auth import bridge_account, bridge_publisher_account
+from lifeline.broker_auth import bridge_account, bridge_publisher_account, replay_account
 from lifeline.cli import main
 from telemetry import topics
 from testing import Mosquitto
@@ -55,6 +55,7 @@ def watcher(mosquitto: Mosquitto) -> Iterator[Subscriber]:
 def test_a_good_replay_marks_each_letter_once_the_broker_acknowledged_it(
     mosquitto: Mosquitto, tmp_path: Path, watcher: Subscriber, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    mosquitto.add(replay_account())  # the replay's own account, its password next to the bridge publisher's
     config = _bridge(tmp_path, account_for(mosquitto, bridge_publisher_account()))
     assert main(["deadletter", "--config", str(config), "replay", "--timeout", "5"]) == 0
     assert "replayed 3 dead letter(s)" in capsys.readouterr().out
@@ -79,7 +80,9 @@ def _silent_server() -> socket.socket:
     return server
 
 
-@pytest.mark.parametrize("case", ["wrong-password", "may-not-publish", "nothing-listening", "never-answers"])
+@pytest.mark.parametrize(
+    "case", ["wrong-password", "may-not-publish", "bridge-publisher-alone", "nothing-listening", "never-answers"]
+)
 def test_a_replay_the_broker_did_not_acknowledge_leaves_the_letters_pending(
     mosquitto: Mosquitto, tmp_path: Path, watcher: Subscriber, capsys: pytest.CaptureFixture[str], case: str
 ) -> None:
@@ -91,6 +94,8 @@ def test_a_replay_the_broker_did_not_acknowledge_leaves_the_letters_pending(
         publisher = {
             "wrong-password": good.model_copy(update={"password": Secret(file=wrong)}),
             "may-not-publish": account_for(mosquitto, bridge_account()),  # the bridge's consumer: it only reads
+            # no replay account: the bridge's publisher itself may send stored acknowledgements, never telemetry
+            "bridge-publisher-alone": good,
             "nothing-listening": BrokerConfig(port=_closed_port()),
             "never-answers": BrokerConfig(port=silent.getsockname()[1]),
         }[case]
@@ -100,7 +105,7 @@ def test_a_replay_the_broker_did_not_acknowledge_leaves_the_letters_pending(
         silent.close()
     err = capsys.readouterr().err
     assert "not replayed (still pending): bridge:1" in err
-    expected = "refused the message" if case == "may-not-publish" else "not connected"
+    expected = "refused the message" if case in {"may-not-publish", "bridge-publisher-alone"} else "not connected"
     assert expected in err, err
     assert _pending(tmp_path) == [1, 2, 3]
     assert watcher.snapshot() == []
@@ -109,6 +114,7 @@ def test_a_replay_the_broker_did_not_acknowledge_leaves_the_letters_pending(
 def test_one_tool_lists_the_bridge_and_an_edge_and_replays_each_to_its_broker(
     mosquitto: Mosquitto, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    mosquitto.add(replay_account())
     bridge = _bridge(tmp_path, account_for(mosquitto, bridge_publisher_account()))
     sensors = client_account(mosquitto, "edge-sensors")
     edge_store = DeadLetterStore(tmp_path / "edge-dead.sqlite", source="edge/s1")

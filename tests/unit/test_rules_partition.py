@@ -86,7 +86,10 @@ def test_broker_config_gives_each_partition_its_own_accounts_and_group() -> None
         "$share/lifeline-rules-1-of-2/lifeline/v1/+/+/status",
         "$share/lifeline-rules-1-of-2/lifeline/v1/+/agent/state",  # the agents' birth and death
     }
-    assert [g.topic for g in accounts["rules-1-of-2-pub"].grants] == ["lifeline/v1/alerts/#"]
+    assert [g.topic for g in accounts["rules-1-of-2-pub"].grants] == [
+        "lifeline/v1/alerts/events/+",
+        "lifeline/v1/alerts/notify/+",
+    ]
 
 
 def test_named_partitions_for_broker_config_cover_every_site_once() -> None:
