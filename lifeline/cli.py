@@ -31,6 +31,7 @@ from lifeline import (
     rules_cli,
     simulate_cli,
     up_cli,
+    write_cli,
 )
 
 COMMANDS = (
@@ -41,6 +42,7 @@ COMMANDS = (
     bridge_cli,
     broker_cli,
     api_cli,
+    write_cli,
     keys_cli,
     hj212_cli,
     deadletter_cli,

@@ -21,6 +21,8 @@ from api.auth import Role
 from device_profiles import load_profiles
 from edge_agent import EdgeConfig
 from lifeline.broker_auth import edge_account
+from lifeline.cli import parser as cli_parser
+from lifeline.write_cli import EXIT_REFUSED, PASSWORD_ENV
 from simulators import ModbusDevice
 from simulators.behaviours import Behaviour, Value
 from telemetry.keys import SiteKeyFiles, create_site_keys
@@ -311,3 +313,18 @@ def test_the_edge_refuses_a_value_beyond_the_devices_own_limit(running: RunningA
     assert "above the highest value 50" in done["reason"]
     assert plant.sims[DRIVE].functions == [], "nothing written"
     assert plant.sims[DRIVE].behaviour.values["freq_setpoint"] == 0.0
+
+
+def test_the_cli_writes_a_set_point_through_the_api(
+    running: RunningApi, plant: Plant, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
+    args = cli_parser().parse_args(["write", SITE, GAS, "alarm_l1", "30", "--api", running.url, "--user", "op-li"])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert "received" in out
+    assert out.rstrip().endswith("completed: function 6")
+    assert plant.sims[GAS].behaviour.values["alarm_l1"] == 30
+    args = cli_parser().parse_args(["write", SITE, GAS, "alarm_l1", "90", "--api", running.url, "--user", "op-li"])
+    assert args.func(args) == EXIT_REFUSED
+    assert "refused (409): 90 is above the highest value 60" in capsys.readouterr().out
