@@ -326,7 +326,8 @@ def test_round_trip_float32_exact_for_float32_values(value: float, order: Order)
 @given(value=st.floats(min_value=-3.4e38, max_value=3.4e38), order=orders)
 def test_round_trip_float32_within_float32_precision(value: float, order: Order) -> None:
     p = point("float32", order)
-    assert decode_point(p, encode_point(p, value)) == pytest.approx(value, rel=2**-24, abs=1.5e-45)
+    # half an ulp to the float32, and up to half an ulp more to its shortest decimal (the value published)
+    assert decode_point(p, encode_point(p, value)) == pytest.approx(value, rel=2**-23, abs=1.5e-45)
 
 
 @FAST
