@@ -623,7 +623,8 @@ bind-address = "{self.host}:{self.rpc_port}"
 
     def set_up_users(self, database: str, users: dict[str, tuple[str, str]], admin: tuple[str, str]) -> None:
         """With auth: the admin (made at the first start, when InfluxDB allows it without credentials), the database,
-        and each user of ``users`` (name -> (password, READ|WRITE|ALL) on ``database``); idempotent."""
+        and each user of ``users`` (name -> (password, READ|WRITE|ALL) on ``database``, and nothing more on it);
+        idempotent."""
         status, error = self._statement(
             f"CREATE USER {_quote_ident(admin[0])} WITH PASSWORD {_quote_str(admin[1])} WITH ALL PRIVILEGES", None
         )
@@ -642,11 +643,13 @@ bind-address = "{self.host}:{self.rpc_port}"
                 raise ServiceError(f"influxd {self.url}: CREATE USER {_quote_ident(name)} answered {status}: {error}")
             for q in (
                 f"SET PASSWORD FOR {_quote_ident(name)} = {_quote_str(password)}",
+                # a GRANT adds to what the user had (an earlier run's WRITE would stay beside a READ granted now)
+                f"REVOKE ALL PRIVILEGES ON {_quote_ident(database)} FROM {_quote_ident(name)}",
                 f"GRANT {privilege} ON {_quote_ident(database)} TO {_quote_ident(name)}",
             ):
                 status, error = self._statement(q, admin)
                 if status != 200 or error:
-                    what = q.split(" =")[0].split(" TO")[0]
+                    what = q.split(" =")[0].split(" TO")[0].split(" FROM")[0]
                     raise ServiceError(f"influxd {self.url}: {what} failed ({status}: {error})")
 
 

@@ -13,7 +13,9 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
+import stat
 import subprocess
 import sys
 import time
@@ -38,7 +40,7 @@ from api.config import (
 from api.config import ListenConfig as ApiListen
 from api.config import ListenTls as ApiTls
 from api.config import RulesConfig as ApiRules
-from broker_bridge.config import BridgeConfig, ValidationConfig
+from broker_bridge.config import BridgeConfig, OverwriteConfig, ValidationConfig
 from device_profiles import load_catalogue
 from edge_agent.config import DeviceConfig, EdgeConfig, LoadedSite, load_site
 from edge_agent.hj212.config import Hj212Config, StationConfig
@@ -61,12 +63,14 @@ from lifeline.rules_cli import RulesServiceConfig
 from lifeline.runners import Influxd, Mosquitto, ServiceError, free_port, wait_for_port
 from lifeline.simulate import load, site_accounts
 from lifeline.tls import ensure_ca, issue
+from lifeline.write_gateway import WriteGateway
 from rules.config import PartitionConfig
 from simulators import District
 from simulators.hj212 import Hj212Fleet, demo_fleet
 from simulators.scenario import Scenario, SourcesSpec
 from storage import influxql
 from storage.connection import InfluxConfig
+from storage.connection import WriteGateway as GatewayAccount
 from storage.schema import DEVICE, WATER
 from telemetry.keys import KeyFileError, SiteKeyFiles, create_site_keys
 
@@ -175,6 +179,8 @@ def _bridge_config(data_dir: Path, stack: Stack, deploy: DeploymentSpec, metrics
         batch=deploy.batch,
         retry=deploy.retry,
         validation=ValidationConfig(sites=[(data_dir / "sites").resolve()]),
+        # one bridge: a sample after the newest it let through is new; several share a device's samples
+        overwrite=OverwriteConfig(trust_mark=deploy.bridges == 1),
         dead_letter_path=data_dir / "bridge" / "deadletter.sqlite",
         metrics_port=metrics_port,
     )
@@ -391,16 +397,23 @@ class Stack:
     influxd: Influxd | None = None
     api_port: int = 8080
     influx_users: dict[str, Secret] = field(default_factory=dict)  # local InfluxDB: service -> its password file
+    gateway: WriteGateway | None = None  # the local InfluxDB's write-only path (the writing services write there)
+    gateway_users: dict[str, Secret] = field(default_factory=dict)  # service -> its gateway password file
 
     def account(self, username: str) -> BrokerConfig:
         return credential(self.credentials, username, self.broker)
 
     def influx_as(self, service: str) -> InfluxConfig:
-        """The InfluxDB connection of ``service`` (bridge: write; rules, api: read) on the local InfluxDB."""
+        """The InfluxDB connection of ``service`` on the local InfluxDB: its own account, which only reads; the
+        writing services (bridge, rules) also the write gateway's account."""
         password = self.influx_users.get(service)
         if password is None:
             return self.influx
-        return self.influx.model_copy(update={"username": f"lifeline-{service}", "password": password})
+        update: dict[str, object] = {"username": f"lifeline-{service}", "password": password}
+        gateway = self.gateway_users.get(service)
+        if gateway is not None and self.gateway is not None:
+            update["gateway"] = GatewayAccount(url=self.gateway.url, username=service, password=gateway)
+        return self.influx.model_copy(update=update)
 
 
 def _service_children(data_dir: Path, stack: Stack, deploy: DeploymentSpec, sites: Sequence[str]) -> list[Child]:
@@ -483,6 +496,8 @@ def _print_table(stack: Stack, district: District, children: list[Child], data_d
     print("Lifeline is up:")
     print(f"  broker      mosquitto on {b.host}:{b.port} ({where})")
     where = f"data and log in {stack.influxd.data_dir}" if stack.influxd else "external"
+    if stack.gateway is not None:  # influxd has no address of its own: the gateway is its only door
+        where += "; through its write gateway, which takes writes from the bridge and rules only"
     print(f"  storage     influxd on {i.url}, database {i.database!r} ({where})")
     print(
         f"  district    scenario {district.scenario.name!r}: {len(district.modbus)} Modbus devices on "
@@ -550,8 +565,12 @@ def _local_broker(
     return broker, BrokerConfig(port=port, tls=tls)
 
 
-# the rules engine also writes derived series (valid means, indices): read and write
-INFLUX_USERS = {"bridge": "WRITE", "rules": "ALL", "api": "READ"}
+# Every service's own InfluxDB account only reads: a 1.x account that may write may also DELETE and DROP SERIES. The
+# writer's account is the write gateway's alone; the writing services (the bridge; the rules engine, which writes the
+# derived series) write through the gateway with accounts of the gateway's own (docs/storage.md).
+INFLUX_USERS = {"bridge": "READ", "rules": "READ", "api": "READ"}
+GATEWAY_USERS = ("bridge", "rules")
+WRITER = "lifeline-writer"
 
 
 def _secret(path: Path) -> str:
@@ -563,22 +582,62 @@ def _secret(path: Path) -> str:
     return password
 
 
-def _local_influxd(
-    deploy: DeploymentSpec, args: argparse.Namespace, credentials: Path
-) -> tuple[Influxd, dict[str, Secret]]:
-    """influxd with authentication: an admin made at the first start, a write-only user for the bridge and read-only
-    users for the rules engine and the API; passwords in 0600 files under the data folder."""
-    server = Influxd(deploy.data_dir / "influxdb", port=choose_port(args.influx_port), auth_enabled=True)
+@dataclass
+class LocalInflux:
+    """The local InfluxDB: influxd (no network of its own) and the write gateway in front of it, the only way in."""
+
+    server: Influxd
+    gateway: WriteGateway
+    users: dict[str, Secret]  # service -> its InfluxDB password file (READ)
+    gateway_users: dict[str, Secret]  # writing service -> its gateway password file
+
+
+def _local_influxd(deploy: DeploymentSpec, args: argparse.Namespace, credentials: Path) -> LocalInflux:
+    """influxd with authentication, in a network namespace of its own (its RPC port and /debug/vars out of every
+    other process's reach) and serving HTTP on a 0600 Unix socket; an admin made at the first start, the writer (the
+    gateway's alone) and a read-only user per service; the write gateway on loopback (``--influx-port``), which
+    takes writes from the bridge and the rules engine and passes reads on. Passwords in 0600 files under the data
+    folder."""
+    server = Influxd(deploy.data_dir / "influxdb", auth_enabled=True, private_network=True)
     server.start()
     try:
         admin = ("lifeline-admin", _secret(credentials / "influx-admin.password"))
         files = {s: credentials / f"influx-{s}.password" for s in INFLUX_USERS}
         users = {f"lifeline-{s}": (_secret(path), INFLUX_USERS[s]) for s, path in files.items()}
-        server.set_up_users(DATABASE, users, admin)
+        writer = (WRITER, _secret(credentials / "influx-writer.password"))
+        server.set_up_users(DATABASE, {**users, writer[0]: (writer[1], "WRITE")}, admin)
+        clients = {s: credentials / f"gateway-{s}.password" for s in GATEWAY_USERS}
+        gateway = WriteGateway(
+            deploy.data_dir / "gateway",
+            server.socket_path,
+            writer,
+            {s: _secret(path) for s, path in clients.items()},
+            database=DATABASE,
+            port=choose_port(args.influx_port),
+        )
+        gateway.start()
     except BaseException:
         server.stop()  # the caller never gets it to stop: a failed set-up must not leave influxd running
         raise
-    return server, {s: Secret(file=path) for s, path in files.items()}  # the services read the files themselves
+    # the services read the files themselves
+    return LocalInflux(
+        server,
+        gateway,
+        {s: Secret(file=path) for s, path in files.items()},
+        {s: Secret(file=path) for s, path in clients.items()},
+    )
+
+
+def _private_data_dir(data_dir: Path) -> None:
+    """The data folder 0700 and what an earlier run left in it closed to group and others (this run makes its files
+    0600 and folders 0700: ``up`` sets the umask 077, which its children inherit)."""
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for root, dirs, files in os.walk(data_dir):
+        for name in (root, *(os.path.join(root, n) for n in (*dirs, *files))):
+            with contextlib.suppress(OSError):  # gone meanwhile, or another user's (the broker's state folder)
+                mode = os.lstat(name).st_mode
+                if mode & 0o077 and not stat.S_ISLNK(mode) and os.lstat(name).st_uid == os.geteuid():
+                    os.chmod(name, stat.S_IMODE(mode) & 0o700)
 
 
 def up(args: argparse.Namespace) -> int:
@@ -609,6 +668,10 @@ def up(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
+    # nothing under the data folder is for another user (logs, outboxes, stores, InfluxDB's data, configs): every
+    # file 0600 and folder 0700, the services' and servers' too (they inherit the umask)
+    os.umask(0o077)
+    _private_data_dir(data_dir)
     stack = Stack(
         broker=deploy.broker or BrokerConfig(),
         influx=deploy.influx or InfluxConfig(url="", database=DATABASE, create_database=False),
@@ -620,13 +683,18 @@ def up(args: argparse.Namespace) -> int:
             stack.mosquitto, stack.broker = _local_broker(deploy, args, credentials)
             stack.mosquitto.start()
         if deploy.influx is None:
-            stack.influxd, stack.influx_users = _local_influxd(deploy, args, credentials)
-            stack.influx = stack.influx.model_copy(update={"url": stack.influxd.url})
+            local = _local_influxd(deploy, args, credentials)
+            stack.influxd, stack.gateway = local.server, local.gateway
+            stack.influx_users, stack.gateway_users = local.users, local.gateway_users
+            # readers query through the gateway too: influxd has no address outside its network namespace
+            stack.influx = stack.influx.model_copy(update={"url": local.gateway.url})
         asyncio.run(_run(deploy, stack, args.duration))
     except (ServiceError, CredentialError, KeyFileError, ConfigError) as exc:
         print(f"lifeline up: {exc}", file=sys.stderr)
         return 1
     finally:
+        if stack.gateway is not None:
+            stack.gateway.stop()
         if stack.influxd is not None:
             stack.influxd.stop()
         if stack.mosquitto is not None:
