@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from telemetry import encode, topics
 from testing import Influxd, Mosquitto, owns_port
 from tests.helpers import Publisher, wait_until
 from tests.integration.test_bridge import config, start_bridge, wq_message
+from tests.integration.test_cli import ROOT, UP_MINI, _up_servers
 from tests.servers import LockedInflux
 
 pytestmark = pytest.mark.integration
@@ -177,3 +179,83 @@ def test_a_stored_reading_is_never_overwritten_with_another_value(
     finally:
         thread.stop()
     assert len(letters()) == 2
+
+
+def test_a_user_granted_write_by_an_earlier_run_keeps_only_what_is_granted_now(tmp_path: Path) -> None:
+    with Influxd(tmp_path / "influx", auth_enabled=True) as server:
+        user = ("lifeline-bridge", "bridge-Secret-1")
+        server.set_up_users("lifeline", {user[0]: (user[1], "WRITE")}, ADMIN)  # what an earlier release granted
+        server.set_up_users("lifeline", {user[0]: (user[1], "READ")}, ADMIN)
+        delete = {"db": "lifeline", "q": "DELETE FROM gas_safety"}
+        assert httpx.post(f"{server.url}/query", params=delete, auth=user).status_code == 403
+        write = {"db": "lifeline", "precision": "ms"}
+        assert httpx.post(f"{server.url}/write", params=write, content=b"m v=1 1", auth=user).status_code == 403
+
+
+def _influxd_pid(conf: Path) -> int:
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if argv and Path(argv[0].decode()).name == "influxd" and str(conf).encode() in argv:
+                return int(entry.name)
+    raise AssertionError(f"no influxd runs with {conf}")
+
+
+def _group_or_world_accessible(folder: Path) -> list[str]:
+    found = []
+    for root, dirs, files in os.walk(folder):
+        for name in (root, *(os.path.join(root, n) for n in (*dirs, *files))):
+            mode = os.lstat(name).st_mode
+            if not stat.S_ISLNK(mode) and mode & 0o077:
+                found.append(f"{name} {oct(stat.S_IMODE(mode))}")
+    return found
+
+
+def test_lifeline_up_storage_is_least_privilege_and_its_files_are_private(tmp_path: Path) -> None:
+    """``lifeline up`` as the attack kit met it: no service's InfluxDB account deletes, the writing services' gateway
+    accounts neither read nor delete, influxd answers on no port (RPC/backup, /debug/vars), and nothing under the
+    data folder is open to group or others, while it runs and after it stopped."""
+    data_dir = tmp_path / "up"
+    proc = subprocess.Popen(
+        [*UP_MINI, "--data-dir", str(data_dir)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT
+    )
+    lines: list[str] = []
+    try:
+        _port, url = _up_servers(proc, lines)
+        cred = data_dir / "credentials"
+
+        def account(name: str) -> tuple[str, str]:
+            return name.removeprefix("influx-").removeprefix("gateway-"), (
+                cred / f"{name}.password"
+            ).read_text().strip()
+
+        api = ("lifeline-api", account("influx-api")[1])
+        q = 'SELECT count("ph") FROM "water_quality"'
+        wait_until(lambda: _rows(url, api, q) != [], 45, "a reading stored through the gateway")
+        stored = _rows(url, api, q)
+        for service in ("bridge", "rules", "api"):
+            own = (f"lifeline-{service}", account(f"influx-{service}")[1])
+            for statement in ("DELETE FROM water_quality", "DROP SERIES FROM water_quality"):
+                got = httpx.post(f"{url}/query", params={"db": "lifeline", "q": statement}, auth=own, timeout=10)
+                assert got.status_code == 403, (service, statement, got.text)
+            write = httpx.post(f"{url}/write", params={"db": "lifeline"}, content=b"water_quality ph=55 1", auth=own)
+            assert write.status_code == 401, service  # an InfluxDB account does not open the gateway
+        for service in ("bridge", "rules"):
+            gateway = account(f"gateway-{service}")
+            got = httpx.post(f"{url}/query", params={"db": "lifeline", "q": "DELETE FROM water_quality"}, auth=gateway)
+            assert got.status_code == 401, service  # a gateway account is no InfluxDB account
+        for path in ("/debug/vars", "/debug/pprof/", "/debug/requests"):
+            assert httpx.get(f"{url}{path}", timeout=5).status_code == 404, path
+        pid = _influxd_pid(data_dir / "influxdb" / "influxdb.conf")
+        for port in (8086, 8088):  # its HTTP and RPC ports, in its own network namespace
+            assert not owns_port(pid, port)
+        assert _rows(url, api, q) >= stored  # nothing was deleted
+        assert _group_or_world_accessible(data_dir) == []
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, "".join(lines) + out.decode(errors="replace")
+    assert _group_or_world_accessible(data_dir) == []
