@@ -259,8 +259,8 @@ def _gate_limits(sites: dict[str, LoadedSite]) -> list[GateOverride]:
     for name, site in sorted(sites.items()):
         for device in site.config.devices:
             control = device.control
-            if control is None:
-                continue
+            if control is None or site.profile_of(device).kind != "sluice_gate":
+                continue  # set points only (control.points): no gate limits
             # load_site has checked that these resolve (else its ConfigError names the file, line and field)
             lim = control.limits(site.profile_of(device))
             out.append(
