@@ -148,6 +148,16 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _threads_cpu_s(pid: int) -> float:
+    """CPU seconds of the process's threads other than the main one (the ingest: paho's network thread)."""
+    total = 0.0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        if task.name != str(pid):
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def _p99(values: list[float]) -> float | None:
     if len(values) < 2:
         return None
@@ -185,11 +195,11 @@ async def _drive(
     # flat-out phase
     load.count, load.latencies, load.flat_out = 0, [], True
     broker0 = _cpu_s(broker_pid) if broker_pid is not None else 0.0
-    cpu0, load0, t0 = _cpu_s(pid), time.process_time(), time.perf_counter()
+    cpu0, threads0, load0, t0 = _cpu_s(pid), _threads_cpu_s(pid), time.process_time(), time.perf_counter()
     for p in protocols:
         p.send()
     await asyncio.sleep(seconds)
-    wall, cpu = time.perf_counter() - t0, _cpu_s(pid) - cpu0
+    wall, cpu, threads = time.perf_counter() - t0, _cpu_s(pid) - cpu0, _threads_cpu_s(pid) - threads0
     broker_cpu = _cpu_s(broker_pid) - broker0 if broker_pid is not None else 0.0
     load_cpu = time.process_time() - load0
     flat_count, flat_lat = load.count, list(load.latencies)
@@ -206,6 +216,7 @@ async def _drive(
         "paced_packets_per_s": round(paced_count / (ticks * interval_s), 1),
         "p99_answer_ms_saturated": _p99(flat_lat),
         "server_cpu_us_per_packet": round(cpu / flat_count * 1e6, 1) if flat_count else None,
+        "server_other_threads_cpu_us_per_packet": round(threads / flat_count * 1e6, 1) if flat_count else None,
         "server_cpu_percent": round(100 * cpu / wall, 1),
         "broker_cpu_percent": round(100 * broker_cpu / wall, 1),
         "stations_cpu_percent": round(100 * load_cpu / wall, 1),
