@@ -13,11 +13,14 @@ from edge_agent.commands import CommandExecutor, make_controls
 from edge_agent.config import HEALTH_DEVICE, HEALTH_PROFILE, DeviceConfig, LoadedSite
 from edge_agent.deadletter import DeadLetters
 from edge_agent.health import (
+    BROKER_UPTIME_TOPIC,
     LinkWatch,
     OutboxCondition,
     OutboxFault,
+    TakeoverWatch,
     free_bytes,
     modbus_values,
+    parse_uptime,
     quota_problem,
     write_problem,
 )
@@ -132,7 +135,8 @@ class EdgeAgent:
             cfg.client_id,
             window=self.outbox,
             # made again on every (re)connect, QoS 1: commands, and what the centre has stored
-            subscriptions=[topics.command_filter(cfg.site), self._stored_topic],
+            # and the broker's uptime: tells a session taken over from a broker restart (edge_agent.health)
+            subscriptions=[topics.command_filter(cfg.site), self._stored_topic, BROKER_UPTIME_TOPIC],
             on_message=self._on_uplink_message,
             # the last will names no devices (the birth does): MQTT gives a will payload a two-byte length, at
             # most 65,535 bytes, which the ids of some 8,000 devices pass, and the client then cannot even connect
@@ -140,7 +144,10 @@ class EdgeAgent:
             birth=lambda: OutMessage(state_topic, self._state(True, ""), retain=True),
             goodbye=lambda: OutMessage(state_topic, self._state(False, "stopped"), retain=True),
             clock=self.clock,
+            on_state=self._on_uplink_state,
+            v5=True,  # MQTT 5: the broker says why it ended a connection (a session taken over, 0x8E)
         )
+        self.takeovers = TakeoverWatch(cfg.broker.where)
         self.journal = SampleJournal(cfg.sample_journal) if cfg.sample_journal is not None else None
         self.writer = OutboxWriter(
             self.outbox,
@@ -294,6 +301,8 @@ class EdgeAgent:
             "outbox_quota_full": o.quota_full,
             "outbox_write_problem": write_problem(condition),
             "outbox_quota_problem": quota_problem(condition),
+            "uplink_sessions_taken_over": self.takeovers.count,
+            "uplink_takeover_problem": self.takeovers.problem(self.clock.monotonic()),
         }
         if free is not None:
             values["outbox_disk_free_bytes"] = free
@@ -309,6 +318,29 @@ class EdgeAgent:
                 "sensor_link_problem": w.problem(now) if self._sensor_link_own_problem() else "",
             }
         return values
+
+    def _on_uplink_state(self, up: bool) -> None:
+        if up:
+            return
+        link = self.uplink
+        if self.takeovers.connection_ended(self.clock.monotonic(), link.down_code, link.down_by_broker):
+            self._log_takeover("the broker's DISCONNECT: Session taken over (0x8E)")
+
+    def _on_broker_uptime(self, payload: bytes) -> None:
+        uptime = parse_uptime(payload)
+        if uptime is not None and self.takeovers.broker_uptime(uptime, self.clock.monotonic()):
+            self._log_takeover(f"the broker closed the connection and did not restart (up {uptime} s)")
+
+    def _log_takeover(self, reason: str) -> None:
+        log.error(
+            "uplink session taken over site=%s client_id=%s broker=%s reason=%r count=%d: another client connected "
+            "with this edge's identity (its certificate and key, or password, are known elsewhere)",
+            self.site.config.site,
+            self.site.config.client_id,
+            self.site.config.broker.where,
+            reason,
+            self.takeovers.count,
+        )
 
     def _sensor_link_own_problem(self) -> bool:
         """Whether a sensor link that is down is a problem of its own: not while the one broker it shares with the
@@ -340,6 +372,9 @@ class EdgeAgent:
         self.writer.flush()
 
     def _on_uplink_message(self, topic: str, payload: bytes) -> None:
+        if topic == BROKER_UPTIME_TOPIC:
+            self._on_broker_uptime(payload)
+            return
         if topic != self._stored_topic:
             self.commands.handle(topic, payload)
             return
@@ -502,6 +537,7 @@ class EdgeAgent:
             "health_unsent_total": float(self.health_unsent),
             "dead_letters_total": float(self.dead_letters.count),
             "broker_connected": 1.0 if self.uplink.connected else 0.0,
+            "uplink_sessions_taken_over_total": float(self.takeovers.count),
             **{f"commands_{name}_total": float(n) for name, n in self.commands.counts.items()},
         }
         if self.sensor_link is not None:

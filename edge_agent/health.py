@@ -224,3 +224,64 @@ def modbus_values(stats: Mapping[str, DeviceStats]) -> dict[str, int | str]:
         "modbus_problem": modbus_problem(modbus),
         "modbus_health": json.dumps(modbus_health(modbus), separators=(",", ":"), ensure_ascii=False),
     }
+
+
+TAKEOVER_HOLD_S = 600.0  # a takeover stays in the health (and its alert raised) for 10 minutes after the last one
+BROKER_UPTIME_TOPIC = "$SYS/broker/uptime"  # Mosquitto's, retained, "<n> seconds", every sys_interval
+_SESSION_TAKEN_OVER = 0x8E  # MQTT 5 §3.14.2.1 (infra.mqtt.SESSION_TAKEN_OVER)
+
+
+def parse_uptime(payload: bytes) -> int | None:
+    """Seconds from Mosquitto's ``$SYS/broker/uptime`` ("1234 seconds"); None when it says something else."""
+    head = payload.split(b" ", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
+@dataclass(slots=True)
+class TakeoverWatch:
+    """Sessions of the uplink taken over: another client connected with the edge's identity, so someone else holds
+    this edge's certificate and key (or password). Counted, and a sentence for the alert held ``hold_s`` after the
+    last one; time is a parameter.
+
+    Two ways to know. A broker that follows MQTT 5 §3.1.4 sends the edge a DISCONNECT with reason 0x8E "Session
+    taken over". Mosquitto 2.0.11 (Debian's) sends nothing and closes the connection, as it does when it shuts down;
+    so a connection the broker closed is held as suspect, and judged when the edge is back and hears the broker's
+    uptime (retained, ``BROKER_UPTIME_TOPIC``): a broker up for longer than the edge was away did not restart, it
+    closed this one connection for another client of the same identity. (A broker that has been up for less than its
+    ``sys_interval`` may be taken for a restarted one: a takeover in that window is missed, never invented.)"""
+
+    where: str  # the broker, for the sentence
+    hold_s: float = TAKEOVER_HOLD_S
+    count: int = 0  # takeovers (this run)
+    last: float | None = None  # monotonic, the last takeover
+    _closed_at: float | None = None  # monotonic: the broker closed the connection then, for a reason not yet known
+
+    def connection_ended(self, now: float, reason_code: int | None, by_broker: bool) -> bool:
+        """The uplink's connection ended (not by the agent's own stop); True when it is known taken over now."""
+        if reason_code == _SESSION_TAKEN_OVER:
+            self._closed_at = None
+            self.taken_over(now)
+            return True
+        self._closed_at = now if by_broker else None
+        return False
+
+    def broker_uptime(self, uptime_s: int, now: float) -> bool:
+        """The broker's uptime, heard after a reconnect; True when it shows the last connection was taken over."""
+        closed, self._closed_at = self._closed_at, None
+        if closed is None or uptime_s < now - closed:  # nothing suspect, or the broker restarted since
+            return False
+        self.taken_over(now)
+        return True
+
+    def taken_over(self, now: float) -> None:
+        self.count += 1
+        self.last = now
+
+    def problem(self, now: float) -> str:
+        """The takeover, in one sentence ("" once ``hold_s`` passed without one)."""
+        if self.last is None or now - self.last >= self.hold_s:
+            return ""
+        return (
+            f"uplink session taken over {self.count} times this run, last {now - self.last:.0f} s ago (broker "
+            f"{self.where}): another client connected with this edge's identity"
+        )

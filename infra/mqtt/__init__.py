@@ -22,12 +22,13 @@ from __future__ import annotations
 
 from infra.mqtt._paho import Client, MQTTMessage, client
 from infra.mqtt.consumer import Consumer, Incoming
-from infra.mqtt.link import Link, MessageHandler, PublishError, Sendable, Window
+from infra.mqtt.link import SESSION_TAKEN_OVER, Link, MessageHandler, PublishError, Sendable, Window
 from infra.mqtt.publisher import Publish, Publisher, PublishNowait
 from infra.mqtt.reconnect import keep_connected
 from infra.mqtt.settings import BrokerConfig, SubscriptionConfig, TlsConfig, configure_client
 
 __all__ = [
+    "SESSION_TAKEN_OVER",
     "BrokerConfig",
     "Client",
     "Consumer",

@@ -10,6 +10,7 @@ paho to the tested minor release).
 
 from __future__ import annotations
 
+import ssl
 import struct
 from typing import Any
 
@@ -73,6 +74,9 @@ class LeanClient(mqtt.Client):
     _rpos: int = 0
     _lean_inflight: set[int]  # packet ids of publish_qos1 messages awaiting their PUBACK
     on_lean_message: Any = None
+    # the broker ended the connection itself: end of stream (or TLS end), where a broker that sends no DISCONNECT
+    # (Mosquitto 2.0.11 on a session taken over) leaves no other trace; a reset or a time-out does not set it
+    closed_by_peer = False
     # paho's own network loop (loop_start) waits in select, which cannot see the read-ahead: a client run so sets
     # this, and each read goes on until the read-ahead is parsed
     drain_read_ahead = False
@@ -89,7 +93,13 @@ class LeanClient(mqtt.Client):
     def _sock_recv(self, bufsize: int) -> bytes:
         pos, buf = self._rpos, self._rbuf
         if pos >= len(buf):
-            data = super()._sock_recv(_RECV_BYTES)
+            try:
+                data = super()._sock_recv(_RECV_BYTES)
+            except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
+                self.closed_by_peer = True
+                raise
+            if not data:  # the broker closed the connection (not a reset, not a time-out)
+                self.closed_by_peer = True
             if len(data) <= bufsize:
                 return data
             self._rbuf, self._rpos = data, bufsize
@@ -138,10 +148,22 @@ class LeanClient(mqtt.Client):
         return rc
 
     def _handle_pubackcomp(self, cmd: Any) -> MQTTErrorCode:
-        if cmd != "PUBACK" or self._in_packet["remaining_length"] != 2:
-            return super()._handle_pubackcomp(cmd)  # a reason code or properties: paho decodes them
-        mid = int.from_bytes(self._in_packet["packet"][:2])
+        if cmd != "PUBACK":
+            return super()._handle_pubackcomp(cmd)
+        packet = self._in_packet["packet"]
+        mid = int.from_bytes(packet[:2])
         lean = self._lean_inflight
+        if self._in_packet["remaining_length"] != 2:
+            if mid not in lean or len(packet) < 3:
+                return super()._handle_pubackcomp(cmd)  # a reason code or properties: paho decodes them
+            # MQTT 5 §3.4.2.1: a PUBACK of a publish_qos1 message with a reason code (Mosquitto sends 0x10 "No
+            # matching subscribers", 0x87 "Not authorized"), which paho would not match to a message of its own
+            lean.discard(mid)
+            on_publish = self.on_publish
+            if on_publish is not None:
+                reason = ReasonCode(PacketTypes.PUBACK, identifier=packet[2])
+                on_publish(self, self._userdata, mid, reason, _PUBACK_PROPERTIES)  # type: ignore[call-arg]
+            return MQTTErrorCode.MQTT_ERR_SUCCESS
         if mid in lean:
             lean.discard(mid)
             on_publish = self.on_publish

@@ -27,6 +27,9 @@ log = logging.getLogger("lifeline.mqtt.link")
 MessageHandler = Callable[[str, bytes], None]
 
 
+SESSION_TAKEN_OVER = 0x8E  # MQTT 5 §3.14.2.1: another client connected with this one's client id
+
+
 class PublishError(Exception):
     """The broker did not take a message: not connected in time, refused, or no PUBACK in time."""
 
@@ -78,8 +81,11 @@ class Link(Generic[E]):
         session_expiry_s: int | None = None,
         on_state: Callable[[bool], None] | None = None,
         clock: Clock | None = None,
+        v5: bool = False,
     ) -> None:
-        """``on_state(connected)`` is called (on the loop) when a connection comes up and when it goes."""
+        """``on_state(connected)`` is called (on the loop) when a connection comes up and when it goes; when it goes,
+        ``down_code`` holds the broker's MQTT 5 reason, if it gave one (e.g. :data:`SESSION_TAKEN_OVER`). ``v5``: MQTT 5
+        with a clean start even without a persistent session (a link with ``session_expiry_s`` is MQTT 5 anyway)."""
         self.name = name
         self.broker = broker
         self.client_id = client_id
@@ -95,6 +101,9 @@ class Link(Generic[E]):
         self.connected = False
         self.connections = 0
         self.session_present = False  # the broker still had this link's session at the last CONNACK
+        self.v5 = v5
+        self.down_code: int | None = None  # the MQTT 5 reason code of the broker's DISCONNECT that ended the last one
+        self.down_by_broker = False  # the broker ended the last connection (a DISCONNECT, or it closed the stream)
         self._generation = 0
         self._wake = asyncio.Event()
         self._up = asyncio.Event()
@@ -214,7 +223,7 @@ class Link(Generic[E]):
         self._up.clear()
         self._down.clear()
         persistent = self.session_expiry_s is not None
-        client = new_client(self.broker, self.client_id, v5=persistent, lean=True)
+        client = new_client(self.broker, self.client_id, v5=persistent or self.v5, lean=True)
         assert isinstance(client, LeanClient)
         client.drain_read_ahead = True  # paho's own loop thread runs it
         if self.will is not None:
@@ -225,7 +234,13 @@ class Link(Generic[E]):
         client.max_queued_messages_set(0)
         client.on_connect = lambda c, u, f, rc, p: self._from_thread(self._on_connect, generation, rc, f)
         client.on_connect_fail = lambda c, u: self._from_thread(self._on_down, generation, "connect failed")
-        client.on_disconnect = lambda c, u, f, rc, p: self._from_thread(self._on_down, generation, str(rc))
+        client.on_disconnect = lambda c, u, f, rc, p: self._from_thread(
+            self._on_down,
+            generation,
+            str(rc),
+            getattr(rc, "value", None) if f.is_disconnect_packet_from_server else None,
+            f.is_disconnect_packet_from_server or c.closed_by_peer,
+        )
         client.on_publish = lambda c, u, mid, rc, p: self._ack_from_thread(generation, mid, rc)
         if self.on_message is not None:
             client.on_message = lambda c, u, msg: self._from_thread(self._on_msg, generation, msg.topic, msg.payload)
@@ -239,6 +254,10 @@ class Link(Generic[E]):
                     keepalive=self.broker.keepalive_s,
                     clean_start=False,
                     properties=props,
+                )
+            elif self.v5:
+                client.connect_async(
+                    self.broker.host, self.broker.port, keepalive=self.broker.keepalive_s, clean_start=True
                 )
             else:
                 client.connect_async(self.broker.host, self.broker.port, keepalive=self.broker.keepalive_s)
@@ -334,10 +353,12 @@ class Link(Generic[E]):
         self.session_present = bool(getattr(flags, "session_present", False))
         self._up.set()
 
-    def _on_down(self, generation: int, reason: str) -> None:
+    def _on_down(self, generation: int, reason: str, code: int | None = None, by_broker: bool = False) -> None:
         if generation != self._generation:
             return
         self._down_reason = reason
+        self.down_code = code
+        self.down_by_broker = by_broker
         self._down.set()
 
     def _on_ack(self, generation: int, mid: int, refused: bool = False) -> None:
