@@ -7,9 +7,11 @@ Notations (``address:`` of a point or a reserved range):
   ``40001`` is holding register 0 on the wire and ``300101`` input register 100. A reference sets the function;
   a point that gives ``function`` too must agree with it. An integer is taken for a reference only when the point
   gives no ``function`` (with a function, ``40001`` is the plain address 40001); a quoted one (``"40001"``) always
-  is. Write 0xxxx coils quoted (``"00017"``): YAML reads a bare ``00017`` as the number 15 (octal).
-- hex, as the protocol address: ``0x1000`` or ``1000H`` (the ``H`` suffix of many drive and meter manuals); it is
-  the wire address and is not shifted by ``address_base``.
+  is. Write 0xxxx coils quoted (``"00017"``): YAML reads a bare ``00017`` as the number 15 (octal), so a bare
+  number below 10001 without a function is refused rather than guessed.
+- hex, as the protocol address: ``"0x1000"`` or ``1000H`` (the ``H`` suffix of many drive and meter manuals); it is
+  the wire address and is not shifted by ``address_base``. Quote the ``0x`` form: YAML reads a bare ``0x1000`` as
+  the number 4096 (then a plain number: right with ``address_base: 0`` and a ``function``, one off with base 1).
 - a plain number: the wire address, minus the profile's ``address_base`` (1 when the manual counts from 1).
 """
 
@@ -59,7 +61,12 @@ def resolve(raw: int | str, function: str | None, base: int = 0) -> Resolved:
 
 
 def _modicon(raw: int | str, text: str, function: str | None) -> Resolved:
-    if isinstance(raw, int):  # a YAML integer lost its leading zeros: 17 was written 00017 (or 000017)
+    if isinstance(raw, int):
+        if raw < 10001:  # a coil's 0xxxx lost its zeros in YAML, or a bare 0x.. hex became a number: ambiguous
+            raise AddressError(
+                f'address {raw} without function: write a coil\'s reference quoted ("{raw:05d}"), or give '
+                "'function' (a bare 0x1000 is read by YAML as the number 4096: quote it, \"0x1000\")"
+            )
         number = raw
         text = f"{raw:05d}" if raw <= 49999 else f"{raw:06d}"
         digit, offset = (text[0], int(text[1:])) if number <= 465536 else ("", 0)

@@ -35,7 +35,6 @@ EXAMPLES = Path(__file__).parents[2] / "device_profiles" / "examples"
         pytest.param(30101, None, 0, ("input_register", 100, "30101"), id="modicon-3xxxx"),
         pytest.param(10001, None, 0, ("discrete_input", 0, "10001"), id="modicon-1xxxx"),
         pytest.param("00017", None, 0, ("coil", 16, "00017"), id="modicon-0xxxx-quoted"),
-        pytest.param(17, None, 0, ("coil", 16, "00017"), id="modicon-0xxxx-as-yaml-int"),
         pytest.param(400001, None, 0, ("holding_register", 0, "400001"), id="modicon-6-digit"),
         pytest.param("465536", None, 0, ("holding_register", 65535, "465536"), id="modicon-6-digit-last"),
         pytest.param("40001", "holding_register", 0, ("holding_register", 0, "40001"), id="quoted-modicon-agrees"),
@@ -55,6 +54,8 @@ def test_resolve(raw: int | str, function: str | None, base: int, expected: tupl
     ("raw", "function", "base", "says"),
     [
         pytest.param(20001, None, 0, "no Modicon reference", id="no-table-2"),
+        pytest.param(17, None, 0, 'quoted \\("00017"\\)', id="coil-lost-its-zeros-in-yaml"),
+        pytest.param(4096, None, 0, "quote it", id="bare-0x1000-became-4096"),
         pytest.param(40000, None, 0, "no Modicon reference", id="modicon-counts-from-1"),
         pytest.param("40001", "coil", 0, "is a holding_register", id="quoted-modicon-disagrees"),
         pytest.param("12G", "coil", 0, "not a number", id="garbage"),
