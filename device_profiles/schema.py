@@ -178,28 +178,6 @@ class ModbusPoint(_Point):
         if self.write_function == 6 and self.count != 1:
             raise _problem(f"function 6 writes one register; this point has {self.count}", "write_function")
         return self
-    write_function: Literal[5, 6, 15, 16] | None = Field(
-        default=None,
-        description="writable points: the Modbus function the device's manual demands (coils 5 or 15, holding "
-        "registers 6 or 16); default 5 for a coil, 6 for one register, 16 for more",
-    )
-    step: float | None = Field(
-        default=None, gt=0, description="writable points: a written value must be a multiple of this (from range min)"
-    )
-
-    @model_validator(mode="after")
-    def _write_function_fits(self) -> ModbusPoint:
-        if self.write_function is None and self.step is None:
-            return self
-        if not self.writable:
-            raise _problem("write_function and step are for writable points only", "writable")
-        allowed = (5, 15) if self.function is Function.COIL else (6, 16)
-        if self.write_function is not None and self.write_function not in allowed:
-            why = f"a {self.function.value} is written with function {allowed[0]} or {allowed[1]}"
-            raise _problem(f"{why}, not {self.write_function}", "write_function")
-        if self.write_function == 6 and self.count != 1:
-            raise _problem(f"function 6 writes one register; this point has {self.count}", "write_function")
-        return self
 
     @model_validator(mode="before")
     @classmethod
