@@ -17,7 +17,7 @@ from api.deps import ID_PATTERN, CommandId, DeviceId, Reader, Service, SiteId, W
 from api.deps import source as client_source
 from api.gates import CommandRequest, CommandView, RefusedError
 from api.live import Event
-from telemetry.commands import Action
+from telemetry.commands import GATE_ACTIONS, Action
 
 router = APIRouter()
 POINT_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
@@ -42,6 +42,13 @@ class CommandIn(BaseModel):
         None, validate_default=True, description="set_opening only (and required there); within the gate's limits"
     )
     ttl_s: float | None = Field(None, gt=0, le=3600, description="time to live; default from the config")
+
+    @field_validator("action")
+    @classmethod
+    def _gate_action(cls, value: Action) -> Action:
+        if value not in GATE_ACTIONS:
+            raise ValueError(f"{value.value} is not a gate action (set points: POST /api/devices/.../points/.../write)")
+        return value
 
     @field_validator("target_pct")
     @classmethod

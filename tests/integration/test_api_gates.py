@@ -508,6 +508,13 @@ def test_a_target_only_where_it_belongs_is_422_naming_it(gates: GateApi, body: d
     assert message in r.text
 
 
+@pytest.mark.parametrize("action", ["write", "cancel"])
+def test_a_set_point_or_cancel_is_no_gate_command_and_is_422(gates: GateApi, action: str) -> None:
+    r = gates.operate(gates.headers("op-north"), action=action)
+    assert r.status_code == 422, r.text
+    assert "is not a gate action" in r.text
+
+
 # -- signatures (decision record 009) ---------------------------------------------------------------------------
 
 
