@@ -253,6 +253,7 @@ class TakeoverWatch:
     where: str  # the broker, for the sentence
     hold_s: float = TAKEOVER_HOLD_S
     count: int = 0  # takeovers (this run)
+    restarts: int = 0  # connections the broker closed because it restarted (judged by its uptime; this run)
     last: float | None = None  # monotonic, the last takeover
     _closed_at: float | None = None  # monotonic: the broker closed the connection then, for a reason not yet known
 
@@ -268,7 +269,10 @@ class TakeoverWatch:
     def broker_uptime(self, uptime_s: int, now: float) -> bool:
         """The broker's uptime, heard after a reconnect; True when it shows the last connection was taken over."""
         closed, self._closed_at = self._closed_at, None
-        if closed is None or uptime_s < now - closed:  # nothing suspect, or the broker restarted since
+        if closed is None:  # nothing suspect
+            return False
+        if uptime_s < now - closed:  # the broker started after it closed the connection: a restart
+            self.restarts += 1
             return False
         self.taken_over(now)
         return True

@@ -72,6 +72,7 @@ from storage import influxql
 from storage.connection import InfluxConfig
 from storage.connection import WriteGateway as GatewayAccount
 from storage.schema import DEVICE, WATER
+from telemetry import topics
 from telemetry.keys import KeyFileError, SiteKeyFiles, create_site_keys
 
 log = logging.getLogger("lifeline.up")
@@ -515,7 +516,9 @@ def _print_table(stack: Stack, district: District, children: list[Child], data_d
     else:
         tls = f" --cafile {b.tls.ca_file}" if b.tls else ""
         who = f'{tls} -u observer -P "$(cat {stack.credentials / "observer.password"})"'
-    print(f"watch: mosquitto_sub -h {b.host} -p {b.port}{who} -t 'lifeline/v1/#' -v")
+    # the observer may subscribe to what it may read, not to lifeline/v1/# (the broker refuses a wider filter)
+    watched = " ".join(f"-t '{f}'" for f in (topics.telemetry_filter(), topics.status_filter(), "lifeline/v1/alerts/#"))
+    print(f"watch: mosquitto_sub -h {b.host} -p {b.port}{who} {watched} -v")
     print(f"alerts: lifeline alerts --config {data_dir / 'rules.yaml'} list")
     if i.transport == "v1":
         auth = ""

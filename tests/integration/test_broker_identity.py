@@ -193,23 +193,40 @@ def _closed_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_a_second_client_with_the_edges_identity_takes_its_session_and_the_edge_raises_it(
-    identity_mosquitto: Mosquitto, tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def _edge(broker: Mosquitto, state: Path, reconnect_s: tuple[float, float]) -> EdgeAgent:
+    uplink = as_user(broker, "edge-s1", reconnect_initial_s=reconnect_s[0], reconnect_max_s=reconnect_s[1])
     config = EdgeConfig.model_validate(
         {
             "site": "s1",
-            "broker": as_user(identity_mosquitto, "edge-s1", reconnect_initial_s=2.0, reconnect_max_s=3.0).model_dump(
-                mode="json"
-            ),
-            "state_dir": str(tmp_path / "edge"),
+            "broker": uplink.model_dump(mode="json"),
+            "state_dir": str(state),
             "publish": {"health_interval_s": 0.5},
             "devices": [
                 {"id": "wq-1", "profile": "water_quality_station", "host": "127.0.0.1", "port": _closed_port()}
             ],
         }
     )
-    agent = EdgeAgent(build_site(config))
+    return EdgeAgent(build_site(config))
+
+
+def test_a_broker_restart_is_not_taken_for_a_takeover(identity_mosquitto: Mosquitto, tmp_path: Path) -> None:
+    agent = _edge(identity_mosquitto, tmp_path / "edge", (0.2, 0.5))
+    running = LoopThread(agent.run)
+    try:
+        wait_until(lambda: agent.uplink.connected, 10, "the edge connects")
+        identity_mosquitto.stop()  # the broker closes every connection as it goes, as it does for a takeover
+        identity_mosquitto.start()
+        wait_until(lambda: agent.takeovers.restarts == 1, 20, "the edge hears the restarted broker's uptime")
+        assert agent.takeovers.count == 0
+        assert agent.health_values(0)["uplink_takeover_problem"] == ""
+    finally:
+        running.stop()
+
+
+def test_a_second_client_with_the_edges_identity_takes_its_session_and_the_edge_raises_it(
+    identity_mosquitto: Mosquitto, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    agent = _edge(identity_mosquitto, tmp_path / "edge", (2.0, 3.0))  # the thief holds the session a moment
     health = Subscriber(None, topics.telemetry("s1", HEALTH_DEVICE), account=as_user(identity_mosquitto, "observer"))
     running = LoopThread(agent.run)
     try:
@@ -227,7 +244,7 @@ def test_a_second_client_with_the_edges_identity_takes_its_session_and_the_edge_
         reported = next(m for m in got if problem(m))
         assert "taken over" in problem(reported)
         assert "uplink session taken over site=s1" in caplog.text
-        assert "lifeline_edge_uplink_sessions_taken_over_total" in agent.metrics_text()
+        assert 'lifeline_edge_uplink_sessions_taken_over_total{site="s1"} 1' in agent.metrics_text()
         (rule,) = [r for r in load_rules([PACKS / "edge.yaml"]) if r.id == "edge.uplink.session_taken_over"]
         transitions = Engine([rule]).observe(decode_telemetry(reported.payload))
         assert [(t.rule, t.severity) for t in transitions] == [("edge.uplink.session_taken_over", "critical")]

@@ -33,6 +33,7 @@ def test_a_takeover_is_told_from_a_restart(
         known = watch.broker_uptime(uptime_s, now + down_s) or known
     assert known is taken
     assert watch.count == int(taken)
+    assert watch.restarts == int(uptime_s is not None and not taken and by_broker)
     assert bool(watch.problem(now + down_s)) is taken
 
 
