@@ -29,9 +29,9 @@ def new_profile(name: str, kind: str | None = None, title: str | None = None) ->
     if not _NAME.match(kind):
         raise ValueError(f"kind {kind!r}: lowercase letters, digits and _, starting with a letter")
     text = (TEMPLATES / "modbus.yaml.tmpl").read_text(encoding="utf-8")
-    for key, value in (("NAME", name), ("TITLE", json.dumps(title or name)), ("KIND", kind), ("MEASUREMENT", name)):
-        text = re.sub(rf"\b{key}\b", value, text)
-    return text
+    values = {"NAME": name, "TITLE": json.dumps(title or name), "KIND": kind, "MEASUREMENT": name}
+    # a function, not a replacement string: a title's backslashes are not read as escapes
+    return re.sub(r"\b(NAME|TITLE|KIND|MEASUREMENT)\b", lambda m: values[m.group(1)], text)
 
 
 def _yaml(value: object) -> str:
