@@ -219,6 +219,16 @@ def test_slow_drive_behind_a_gateway_answers_within_its_timeout() -> None:
             assert sample.quality == {}
             assert p.poller.stats.exceptions() == {}
             assert p.status == [(True, "")]
+            # on its schedule: 2 reads of 0.4 s a poll, every 1 s, for 3 s: no poll skipped
+            p.poller.interval = 1.0
+            task = asyncio.ensure_future(p.poller.run())
+            await asyncio.sleep(3.2)
+            p.poller.request_stop()
+            await asyncio.wait_for(task, 3)
+            st = p.poller.stats
+            assert st.polls >= 4
+            assert st.overruns == 0
+            assert st.poll_failures == 0
 
     run(body)
 
