@@ -72,11 +72,14 @@ class SetPoints(Behaviour):
     def __init__(self, values: dict[str, Value]) -> None:
         super().__init__(0)
         self.values = dict(values)
+        self.ignored: set[str] = set()  # points whose writes the device accepts on the wire and then ignores
 
     def step(self, now: float) -> dict[str, Value]:
         return dict(self.values)
 
     def write(self, point: str, value: Value, now: float) -> bool:
+        if point in self.ignored:
+            return False
         self.values[point] = value
         return True
 
@@ -328,3 +331,29 @@ def test_the_cli_writes_a_set_point_through_the_api(
     args = cli_parser().parse_args(["write", SITE, GAS, "alarm_l1", "90", "--api", running.url, "--user", "op-li"])
     assert args.func(args) == EXIT_REFUSED
     assert "refused (409): 90 is above the highest value 60" in capsys.readouterr().out
+
+
+def test_a_value_the_device_does_not_take_fails_naming_what_was_read_back(running: RunningApi, plant: Plant) -> None:
+    plant.sims[GAS].behaviour.ignored.add("alarm_l1")  # e.g. a controller that takes set points only in its menu
+    h = login(running.client, "op-li")
+    r = write(running, h, GAS, "alarm_l1", 30)
+    done = final(running, h, r.json()["id"])
+    assert done["state"] == "failed", done
+    assert "read back 20" in done["reason"]
+    assert "did not take the value" in done["reason"]
+    assert plant.sims[GAS].functions == [6], "written once, never retried blindly"
+
+
+def test_select_before_operate_when_the_api_asks_for_it(running: RunningApi, plant: Plant) -> None:
+    svc = running.service.gates
+    svc.gates = svc.gates.model_copy(update={"write_selection": True})
+    h = login(running.client, "op-li")
+    r = write(running, h, GAS, "alarm_l1", 30)
+    assert (r.status_code, r.json()["detail"]["interlock"]) == (409, "selection"), r.text
+    selection = running.client.post(f"/api/devices/{SITE}/{GAS}/select", headers=h).json()["selection"]
+    path = f"/api/devices/{SITE}/{GAS}/points/alarm_l1/write"
+    r = running.client.post(path, headers=h, json={"value": 30, "selection": selection})
+    assert r.status_code == 201, r.text
+    assert final(running, h, r.json()["id"])["state"] == "completed"
+    r = running.client.post(path, headers=h, json={"value": 31, "selection": selection})
+    assert (r.status_code, r.json()["detail"]["code"]) == (409, "interlock.selection.used"), r.text
