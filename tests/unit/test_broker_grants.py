@@ -146,3 +146,49 @@ def test_the_bridges_letters_are_replayed_as_the_replay_account_next_to_its_publ
     assert replay_broker(publisher).username == "deadletter-replay"
     (folder / "deadletter-replay.password").unlink()  # a broker set up before the account existed: as before
     assert replay_broker(publisher).username == "bridge-1-pub"
+
+
+def test_configs_only_gives_every_service_its_own_certificate(tmp_path: Path) -> None:
+    """``lifeline broker config --ca`` then ``lifeline up --configs-only`` on a TLS broker: each service's derived
+    config connects with its own account's certificate (the broker takes the user name from it)."""
+    import yaml
+
+    from api.config import load_config as load_api_config
+    from broker_bridge.config import load_bridge_config
+    from edge_agent.config import load_site
+    from lifeline.cli import main
+    from lifeline.rules_cli import load_rules_service_config
+
+    site = tmp_path / "in" / "north.yaml"
+    site.parent.mkdir()
+    device = {"id": "wq-1", "profile": "water_quality_station", "host": "192.0.2.10"}
+    site.write_text(yaml.safe_dump({"site": "north", "devices": [device]}), encoding="utf-8")
+    ca_dir, broker_dir = tmp_path / "ca", tmp_path / "broker"
+    spec = tmp_path / "deploy.yaml"
+    spec.write_text(
+        f"data_dir: {tmp_path / 'out'}\nsites: [{site}]\n"
+        f"broker: {{host: mqtt.example, port: 8883, tls: {{ca_file: {ca_dir / 'ca.pem'}}}}}\n"
+        f"broker_credentials: {broker_dir / 'credentials'}\n"
+        "influx: {url: 'https://influx.example:8086', username: lifeline, password: {env: LL_X}}\n",
+        encoding="utf-8",
+    )
+    args = ["broker", "config", "--deployment", str(spec), "--out", str(broker_dir), "--ca", str(ca_dir)]
+    assert main(args) == 0
+    assert main(["up", "--config", str(spec), "--configs-only"]) == 0
+    out = tmp_path / "out"
+    bridge = load_bridge_config(out / "bridge.yaml")
+    rules = load_rules_service_config(out / "rules.yaml")
+    connections = {
+        "edge-north": load_site(out / "sites" / "north.yaml").config.broker,
+        "bridge-1": bridge.broker,
+        "bridge-1-pub": bridge.publisher,
+        "rules-1": rules.broker,
+        "rules-1-pub": rules.publisher,
+        "api": load_api_config(out / "api.yaml").broker,
+    }
+    for username, cfg in connections.items():
+        assert cfg is not None
+        assert cfg.username == username
+        assert cfg.tls is not None
+        assert cfg.tls.cert_file is not None
+        assert common_name(cfg.tls.cert_file) == username
