@@ -212,7 +212,7 @@ def running(
 ) -> RunningApi:
     start_agent(edge_config(mosquitto, tmp_path, keys, profiles_dir, plant))
     for dev in (GAS, DRIVE):
-        wait_until(lambda d=dev: _has_values(api, d), 15, f"{dev} telemetry in the API")  # type: ignore[misc]
+        wait_until(lambda d=dev: _has_values(api, d), 15, f"{dev} telemetry in the API")
     return api
 
 
