@@ -52,7 +52,10 @@ def run(args: argparse.Namespace) -> int:
     os.umask(0o077)  # GB/T 22239-2019 §8.1.4.8: every file the API writes (store, WAL, password file) is 0600
     from lifeline.bridge_cli import known_site  # the site files read by the edge's loader, as the bridge reads them
 
-    service = ApiService(config, load_site=known_site)
+    try:
+        service = ApiService(config, load_site=known_site)
+    except ConfigError as exc:  # a site file of `sites:` that does not load
+        return report_problems(exc)
     refused = _bootstrap(service, args.bootstrap_password_file)
     if refused is not None:
         print(f"lifeline api: {refused}", file=sys.stderr)
