@@ -560,7 +560,10 @@ class GateService:
                 "cmd_sha256": result.cmd_sha256,
             },
         )
-        self.alert(result.site, result.device, result.id, reason)
+        # an alert per device the API knows; names it does not know (an unverified message may say anything) go to
+        # the site's agent, so that invented devices cannot make alert rows of their own
+        known = self.cache.get(result.site, result.device) is not None
+        self.alert(result.site, result.device if known else "agent", result.id, reason)
 
     def _record(self, view: CommandView, result: CommandResult) -> None:
         """Write a verified result as a step of its command (under the lock); the step keeps kid and sig, so an

@@ -675,6 +675,7 @@ def _edge_refusal(g: GateApi, command_id: str, interlock: Interlock) -> CommandR
 def test_a_forged_command_refused_at_the_edge_is_audited_and_alerted_once_also_after_a_restart(
     gates: GateApi,
 ) -> None:
+    gates.telemetry()  # a device the API knows: the alert is that device's
     refusal = _edge_refusal(gates, "forged-new-1", Interlock.SIGNATURE)
     topic = topics.command_result(SITE, gates.device, "forged-new-1")
     for _ in range(3):  # redelivered, or handed again on every reconnect
@@ -715,6 +716,19 @@ def test_a_forged_command_refused_at_the_edge_is_audited_and_alerted_once_also_a
         encode(_edge_refusal(gates, "forged-new-2", Interlock.WRONG_SITE)),
     )
     wait_until(lambda: alert().alert.count == 2, what="the alert raised again")
+    # a device the API does not know (an invented name) makes no alert row of its own: the site's agent has it
+    invented = _edge_refusal(gates, "forged-new-3", Interlock.SIGNATURE).model_copy(update={"device": "no-such-dev"})
+    gates.pub.publish(
+        topics.command_result(SITE, "no-such-dev", "forged-new-3"), encode(sign(invented, gates.edge_key))
+    )
+
+    def agent_alert() -> Any:
+        with gates.service.store.begin() as tx:
+            return tx.get(AlertKey(FORGED_RULE, SITE, "agent"))
+
+    wait_until(lambda: agent_alert() is not None, what="the forged-command alert of the site's agent")
+    with gates.service.store.begin() as tx:
+        assert tx.get(AlertKey(FORGED_RULE, SITE, "no-such-dev")) is None
     assert 'lifeline_api_command_results_refused_total{reason="forged"}' in gates.api.client.get("/metrics").text
 
 
