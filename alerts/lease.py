@@ -15,6 +15,13 @@ once it holds the partition's lease, a row of ``rules_leases`` named by the part
 The check takes the row's lock (an UPDATE; SQLite's write transaction locks the whole file anyway), so a take waits
 for a batch being written and then sees it: nothing committed is lost, nothing is judged twice. Clocks only bound how
 soon a standby takes over (the expiry is in the holder's wall clock, so keep the machines' clocks in step, NTP).
+
+An engine paused in the middle of a transaction (a stopped process, a frozen virtual machine) holds that lock. On
+PostgreSQL the engine's sessions end a transaction left idle for the lease's time (:func:`guard_engine`:
+``idle_in_transaction_session_timeout``), which frees the lock, and a take never waits for it (``NOWAIT``: the
+standby looks again at its next poll). On SQLite a paused writer holds the whole file: nobody writes, the standby
+included, until it resumes (and then it still holds the lease). SQLite is one machine's store; a standby that must
+survive a machine, or a frozen one, needs PostgreSQL.
 """
 
 from __future__ import annotations
@@ -27,14 +34,27 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy import Connection, Engine, event, insert, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from alerts import _tables as t
 from alerts.store import AlertStore, Tx
 
-__all__ = ["Lease", "LeaseKeeper", "LeaseLost", "LeaseRefused", "check", "holder_id", "renew", "take"]
+__all__ = [
+    "Lease",
+    "LeaseKeeper",
+    "LeaseLost",
+    "LeaseRefused",
+    "check",
+    "guard_engine",
+    "holder_id",
+    "renew",
+    "take",
+]
+
+_LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE for NOWAIT on a locked row
 
 log = logging.getLogger("lifeline.rules.lease")
 
@@ -71,7 +91,7 @@ def take(conn: Connection, name: str, holder: str, session: str, now_ms: int, tt
     c = t.rules_leases.c
     stmt = select(t.rules_leases).where(c.name == name)
     if conn.dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
+        stmt = stmt.with_for_update(nowait=True)  # the holder is writing (or paused mid-write): look again later
     row = conn.execute(stmt).one_or_none()
     if row is None:
         values = {"name": name, "holder": holder, "session": session, "epoch": 1}
@@ -122,6 +142,23 @@ def check(conn: Connection, lease: Lease) -> None:
         raise LeaseLost(f"partition {lease.name!r}: lease epoch {lease.epoch} of {lease.holder} was taken over")
 
 
+def guard_engine(engine: Engine, ttl_s: float) -> None:
+    """On PostgreSQL, end this engine's transactions left idle longer than ``ttl_s`` (the server rolls them back and
+    closes the session): a paused engine then frees the lease row's lock for its standby. An engine's own
+    transactions run their statements back to back, far below a lease's time."""
+    if engine.dialect.name != "postgresql":
+        return
+    timeout_ms = max(1000, int(ttl_s * 1000))
+
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cursor = dbapi_conn.cursor()
+        cursor.execute(f"SET idle_in_transaction_session_timeout = {timeout_ms}")
+        cursor.close()
+        dbapi_conn.commit()
+
+    event.listen(engine, "connect", on_connect)
+
+
 # --- the engine's side -----------------------------------------------------------------------------------------
 
 
@@ -168,6 +205,10 @@ class LeaseKeeper:
                 return lease
         except IntegrityError:
             return None  # another engine inserted the row first (PostgreSQL): it holds the lease
+        except DBAPIError as exc:
+            if getattr(exc.orig, "sqlstate", None) == _LOCK_NOT_AVAILABLE:
+                return None  # the holder is in a transaction on the row: it is alive, or soon ended by the server
+            raise
 
     def _renew(self, lease: Lease) -> Lease | None:
         with self.store.begin() as tx:
@@ -227,6 +268,25 @@ class LeaseKeeper:
                 on_lost()
                 return
             self.lease = lease = renewed
+
+    async def still_held(self) -> bool:
+        """Whether the lease still names this engine (asked after a failure: was it taken over meanwhile?)."""
+        lease = self.lease
+        if lease is None or self.lost:
+            return False
+
+        def ask() -> bool:
+            with self.store.begin() as tx:
+                tx.run(check, lease)
+            return True
+
+        try:
+            return await self.store.call(ask)
+        except LeaseLost:
+            self.lost = True
+            return False
+        except SQLAlchemyError:
+            return True  # the store does not answer: nothing known (the caller's own error stands)
 
     def fence(self, tx: Tx) -> None:
         """In a write transaction of the engine: raise :class:`LeaseLost` unless this engine still holds the lease."""

@@ -114,15 +114,19 @@ async def run_service(
 
     With ``rules.lease`` the engine first waits for its partition's lease (a hot standby: nothing subscribed, nothing
     written), runs while it holds it, and raises :class:`alerts.lease.LeaseLost` when another engine took it over."""
-    from alerts.lease import LeaseKeeper
+    from alerts.db import make_engine
+    from alerts.lease import LeaseKeeper, guard_engine
     from alerts.store import AlertStore
 
     url = config.alerts.store_url
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    store = AlertStore(url)
+    lease = config.rules.lease
+    engine = make_engine(url)
+    if lease is not None:
+        guard_engine(engine, lease.ttl_s)  # a paused engine's transaction does not hold the lease row for ever
+    store = AlertStore(engine)
     try:
-        lease = config.rules.lease
         if lease is None:
             await _run_engine(config, store, stop, on_start, None)
             return
@@ -139,6 +143,7 @@ async def run_service(
         await _run_engine(config, store, stop, on_start, keeper)
     finally:
         store.close()
+        engine.dispose()
 
 
 async def _run_engine(
@@ -220,9 +225,11 @@ async def _together(parts: list[Any], stop: asyncio.Event, halt: asyncio.Event, 
         results = await asyncio.gather(*(part(p) for p in parts), return_exceptions=True)
     finally:
         watcher.cancel()
+    errors = [r for r in results if isinstance(r, BaseException)]
+    if keeper is not None and errors and not keeper.lost:
+        await keeper.still_held()  # a failed write (a session the server ended) may mean it was taken over
     if keeper is not None and not keeper.lost:
         await keeper.release()  # a clean stop: the standby need not wait for the lease to run out
-    errors = [r for r in results if isinstance(r, BaseException)]
     if (keeper is not None and keeper.lost) or any(isinstance(e, LeaseLost) for e in errors):
         raise LeaseLost(f"partition {name!r} was taken over by another engine")
     if errors:

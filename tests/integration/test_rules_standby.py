@@ -1,13 +1,18 @@
 """A rules engine with a hot standby: two processes of one config (``lifeline rules run --standby``), on a real
 Mosquitto, the alert store in SQLite and in PostgreSQL. The standby waits on the lease in the alert store without
 subscribing; the active engine is killed (SIGKILL, by its PID) in the middle of an alarm; the standby takes over
-within seconds, from the store's state and the partition's MQTT session, and every alarm is raised exactly once."""
+within seconds, from the store's state and the partition's MQTT session, and every alarm is raised exactly once.
+An active engine paused (SIGSTOP) until it was taken over writes nothing when it resumes, and exits (code 3)."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
@@ -18,7 +23,7 @@ from sqlalchemy import select
 from alerts import _tables as t
 from alerts.db import make_engine
 from alerts.lifecycle import State
-from alerts.store import AlertStore
+from alerts.store import AlertStore, NotificationRow
 from lifeline.broker_auth import rules_account, rules_publisher_account
 from lifeline.runners import stop_process
 from telemetry import encode, topics
@@ -51,11 +56,37 @@ def _holder_pid(url: str) -> int | None:
     return None if lease is None else int(lease[0].rsplit(":", 1)[1])
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_the_active_engine_killed_mid_alarm_the_standby_takes_over_and_raises_each_alarm_once(
-    mosquitto: Mosquitto, tmp_path: Path, publisher: Publisher, request: pytest.FixtureRequest, backend: str
-) -> None:
-    url = f"sqlite:///{tmp_path / 'alerts.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
+@dataclass
+class Pair:
+    """An active engine and its standby, two processes of one config (``lifeline rules run --standby``)."""
+
+    url: str
+    active: ServiceProcess
+    argv: list[str]
+    log: Path
+    standby: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.active.start()
+        assert self.active.proc is not None
+        assert _holder_pid(self.url) == self.active.proc.pid
+        with self.log.open("ab") as out:
+            self.standby = subprocess.Popen(self.argv, stdout=out, stderr=out)
+        wait_until(lambda: b"waiting for its lease" in self.log.read_bytes(), 20, "the standby waits")
+
+    def stop(self) -> None:
+        self.active.stop()
+        stop_process(self.standby, 20.0)
+
+    def taken_over(self, since: float) -> float:
+        """Seconds from ``since`` until the standby holds the lease."""
+        assert self.standby is not None
+        standby = self.standby
+        wait_until(lambda: _holder_pid(self.url) == standby.pid, TAKEOVER_LIMIT_S, "the standby took over")
+        return time.monotonic() - since
+
+
+def _pair(mosquitto: Mosquitto, tmp_path: Path, url: str) -> Pair:
     metrics_port = free_port()  # one config for both: the standby serves it once it runs
     config = tmp_path / "rules.yaml"
     config.write_text(
@@ -75,79 +106,135 @@ def test_the_active_engine_killed_mid_alarm_the_standby_takes_over_and_raises_ea
             }
         )
     )
-    active = ServiceProcess(
-        ["rules", "run", "--standby"], config, metrics_port, tmp_path / "active.log", "lifeline_rules_broker_connected"
-    )
-    argv = [
-        sys.executable,
-        "-m",
-        "lifeline",
-        "--log-level",
-        "INFO",
-        "rules",
-        "run",
-        "--standby",
-        "--config",
-        str(config),
-    ]
-    notes = Subscriber(mosquitto, "lifeline/v1/alerts/notify/#")
-    standby: subprocess.Popen[bytes] | None = None
+    command = ["rules", "run", "--standby"]
+    active = ServiceProcess(command, config, metrics_port, tmp_path / "active.log", "lifeline_rules_broker_connected")
+    argv = [sys.executable, "-m", "lifeline", "--log-level", "INFO", *command, "--config", str(config)]
+    return Pair(url, active, argv, tmp_path / "standby.log")
+
+
+def _url(tmp_path: Path, request: pytest.FixtureRequest, backend: str) -> str:
+    return f"sqlite:///{tmp_path / 'alerts.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
+
+
+def _stream(publisher: Publisher, at: Callable[[int], None]) -> None:
+    """The alarm series of every device (normal, first alarm, second alarm, clear); ``at(n)`` after the n-th."""
     t0 = now_ms() + 1_000
+    sent = 0
+    for dt, value in STEPS:
+        for seq, device in enumerate(DEVICES, start=1):
+            publisher.send(topics.telemetry("plant-1", device), encode(gas(device, seq, t0 + dt * 1000, value)))
+            sent += 1
+            time.sleep(0.002)  # the engine keeps up, a batch behind: it stops with some stored and some not
+            at(sent)
+
+
+def _notifications(url: str) -> list[NotificationRow]:
+    store = AlertStore(url)
     try:
-        active.start()
-        assert active.proc is not None
-        assert _holder_pid(url) == active.proc.pid
-        with (tmp_path / "standby.log").open("ab") as out:
-            standby = subprocess.Popen(argv, stdout=out, stderr=out)
-        wait_until(lambda: b"waiting for its lease" in (tmp_path / "standby.log").read_bytes(), 20, "standby waits")
-        sent = 0
-        takeover_s = None
-        for dt, value in STEPS:
-            for seq, device in enumerate(DEVICES, start=1):
-                publisher.send(topics.telemetry("plant-1", device), encode(gas(device, seq, t0 + dt * 1000, value)))
-                sent += 1
-                time.sleep(0.002)  # the engine keeps up, a batch behind: it dies with some stored and some not
-                if sent == 60:
-                    # the standby holds no share of the partition's group: the active engine got every message
-                    wait_until(
-                        lambda: active.metrics().get("lifeline_rules_messages_received_total") == 60,
-                        10,
-                        "the active engine received all 60 messages",
-                    )
-                if sent == 75:  # mid-alarm: devices raising, their first alarm half stored
-                    active.proc.kill()
-                    killed = time.monotonic()
-                    active.proc.wait(10)
-                    wait_until(lambda: _holder_pid(url) == standby.pid, TAKEOVER_LIMIT_S, "the standby took over")
-                    takeover_s = time.monotonic() - killed
-        assert takeover_s is not None
-        wait_until(
-            lambda: sum(a.alert.state is State.CLEARED_UNACK for a in alerts_of(url)) == len(DEVICES),
-            30,
-            "every device raised, escalated and cleared",
-        )
-        time.sleep(0.5)
-        store = AlertStore(url)
-        try:
-            histories = {a.alert.key.device: [h.action for h in store.history(a.id)] for a in alerts_of(url)}
-            log = store.notifications(limit=1000)
-        finally:
-            store.close()
-        lease = _lease(url)
-        received = {orjson.loads(m.payload)["id"] for m in notes.snapshot()}
+        return store.notifications(limit=1000)
     finally:
-        active.stop()
-        stop_process(standby, 20.0)
-        notes.close()
-    print(f"{backend}: the standby took over {takeover_s:.1f} s after the active engine was killed")
-    assert takeover_s < TAKEOVER_LIMIT_S
+        store.close()
+
+
+def _each_alarm_once(url: str, notes: Subscriber, *, repeats: bool = False) -> None:
+    """Every device raised, escalated and cleared exactly once, each change notified once (``repeats``: a message
+    may be delivered again under its id: delivery is at least once), the lease taken once."""
+    wait_until(
+        lambda: sum(a.alert.state is State.CLEARED_UNACK for a in alerts_of(url)) == len(DEVICES),
+        30,
+        "every device raised, escalated and cleared",
+    )
+    # each of the 3 x 40 notifications delivered (the outbox delivers after the change is stored), then a moment for
+    # a repeat to show
+    wait_until(lambda: len(_notifications(url)) >= 3 * len(DEVICES), 30, "every notification delivered")
+    time.sleep(1.0)
+    store = AlertStore(url)
+    try:
+        histories = {a.alert.key.device: [h.action for h in store.history(a.id)] for a in alerts_of(url)}
+    finally:
+        store.close()
+    log = _notifications(url)
+    received = {orjson.loads(m.payload)["id"] for m in notes.snapshot()}
+    lease = _lease(url)
     assert lease is not None
     assert lease[1] == 2  # taken over once
     assert sorted(histories) == DEVICES  # no alarm lost
     assert {d: h for d, h in histories.items() if h != ["raise", "severity", "clear"]} == {}  # none twice
     kinds: dict[int | None, list[str]] = {}
+    seen: set[str] = set()
     for n in log:
+        if repeats and n.message_id in seen:
+            continue
+        seen.add(n.message_id)
         kinds.setdefault(n.alert_id, []).append(n.kind)
     assert len(kinds) == len(DEVICES)
     assert all(sorted(k) == ["cleared", "raised", "severity"] for k in kinds.values()), kinds  # each told once
     assert {n.message_id for n in log} <= received, "a logged notification never reached the broker"
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_the_active_engine_killed_mid_alarm_the_standby_takes_over_and_raises_each_alarm_once(
+    mosquitto: Mosquitto, tmp_path: Path, publisher: Publisher, request: pytest.FixtureRequest, backend: str
+) -> None:
+    pair = _pair(mosquitto, tmp_path, _url(tmp_path, request, backend))
+    notes = Subscriber(mosquitto, "lifeline/v1/alerts/notify/#")
+    took: list[float] = []
+
+    def at(sent: int) -> None:
+        assert pair.active.proc is not None
+        if sent == 60:
+            # the standby holds no share of the partition's group: the active engine got every message
+            wait_until(
+                lambda: pair.active.metrics().get("lifeline_rules_messages_received_total") == 60,
+                10,
+                "the active engine received all 60 messages",
+            )
+        if sent == 75:  # mid-alarm: the devices' first alarms being raised, some stored, some not
+            pair.active.proc.kill()
+            killed = time.monotonic()
+            pair.active.proc.wait(10)
+            took.append(pair.taken_over(killed))
+
+    try:
+        pair.start()
+        _stream(publisher, at)
+        _each_alarm_once(pair.url, notes)
+    finally:
+        pair.stop()
+        notes.close()
+    print(f"{backend}: the standby took over {took[0]:.1f} s after the active engine was killed")
+    assert took[0] < TAKEOVER_LIMIT_S
+
+
+def test_an_active_engine_paused_until_taken_over_writes_nothing_when_it_resumes_and_exits(
+    mosquitto: Mosquitto, tmp_path: Path, publisher: Publisher, postgres_url: str
+) -> None:
+    """SIGSTOP mid-alarm: the standby takes over (PostgreSQL ends the paused engine's open transaction, which held
+    the lease row); SIGCONT: the old engine, which still believes it runs the partition, fails its next write (the
+    lease's epoch, or its ended session) and exits with 3. PostgreSQL only: on SQLite a writer paused mid-transaction
+    holds the whole file, and nobody, the standby included, writes until it resumes (alerts/lease.py)."""
+    pair = _pair(mosquitto, tmp_path, postgres_url)
+    notes = Subscriber(mosquitto, "lifeline/v1/alerts/notify/#")
+
+    def at(sent: int) -> None:
+        assert pair.active.proc is not None
+        if sent == 75:
+            os.kill(pair.active.proc.pid, signal.SIGSTOP)
+            pair.taken_over(time.monotonic())
+        if sent == 100:  # the standby runs the partition now; the old engine wakes in the middle of the stream
+            os.kill(pair.active.proc.pid, signal.SIGCONT)
+
+    try:
+        pair.start()
+        _stream(publisher, at)
+        assert pair.active.proc is not None
+        assert pair.active.proc.wait(20) == 3  # lease lost
+        # a notification the paused engine had under way when it stopped may go out twice (its standby freed it),
+        # under the same message id: delivery is at least once
+        _each_alarm_once(pair.url, notes, repeats=True)
+    finally:
+        if pair.active.proc is not None and pair.active.proc.poll() is None:
+            os.kill(pair.active.proc.pid, signal.SIGCONT)
+        pair.stop()
+        notes.close()
+    assert b"taken over by another engine" in (tmp_path / "active.log").read_bytes()
