@@ -61,12 +61,12 @@ def settings_problems(profile: Profile, tags: Mapping[str, str]) -> list[str]:
     sample); a tag that is given but unusable is.
     """
     out: list[str] = []
-    for key, spec in profile.device_tags.items():
+    for key, declared in profile.device_tags.items():
         value = tags.get(key)
-        if value is None and spec.required:
-            out.append(f"tag {key!r} is required by profile {profile.name!r} ({spec.description or 'no default'})")
-        elif value is not None and spec.values is not None and value not in spec.values:
-            out.append(f"{key}={value!r} is not one of {', '.join(spec.values)} (profile {profile.name!r})")
+        if value is None and declared.required:
+            out.append(f"tag {key!r} is required by profile {profile.name!r} ({declared.description or 'no default'})")
+        elif value is not None and declared.values is not None and value not in declared.values:
+            out.append(f"{key}={value!r} is not one of {', '.join(declared.values)} (profile {profile.name!r})")
     for d in profile.derived.points if profile.derived else []:
         spec = d.o2_corrected
         if spec is None or spec.reference_tag not in tags:
