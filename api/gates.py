@@ -25,20 +25,33 @@ import secrets
 import threading
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sqlalchemy import Engine, insert, select, update
 
+from api import _command_rows as rows
+from api._command_rows import CommandView
 from api._gate_checks import Refusal, check, check_write, fault_labels, gate_snapshot
 from api._tables import commands, selections
 from api.auth import Permission, Principal
 from api.config import ApiConfig, SiteKeys
-from api.live import DeviceState, Event, LiveCache
+from api.live import Event, LiveCache
 from device_profiles import Profile
 from infra.clock import MillisClock as Clock
 from telemetry import encode, topics
 from telemetry.commands import FINAL_STATES, Action, Command, CommandResult, Interlock, ResultState
-from telemetry.signing import SignatureError, command_digest, sign, verify
+from telemetry.signing import SignatureError, sign, verify
+
+__all__ = [
+    "FORGED_RULE",
+    "NOT_DELIVERED",
+    "PUBLISH_FAILED",
+    "CommandRequest",
+    "CommandView",
+    "GateService",
+    "RefusedError",
+    "Selection",
+]
 
 log = logging.getLogger("lifeline.api.gates")
 
@@ -76,72 +89,6 @@ class CommandRequest:
     id: str | None = None
     point: str | None = None  # write only
     value: float | bool | None = None  # write only
-
-
-@dataclass(slots=True)
-class CommandView:
-    id: str
-    site: str
-    device: str
-    action: str
-    target_pct: float | None
-    ttl_s: float
-    issued_ms: int
-    expires_ms: int
-    deadline_ms: int
-    operator: str
-    source: str
-    state: str
-    final: bool
-    interlock: str | None
-    reason: str
-    before: dict[str, object]
-    after: dict[str, object]
-    steps: list[dict[str, object]] = field(default_factory=list)
-    point: str | None = None
-    value: float | bool | None = None
-    cancels: str | None = None
-
-    def event(self) -> dict[str, object]:
-        return {
-            "id": self.id,
-            "site": self.site,
-            "device": self.device,
-            "action": self.action,
-            "point": self.point,
-            "state": self.state,
-            "final": self.final,
-            "reason": self.reason,
-            "steps": len(self.steps),
-        }
-
-
-def _view(row: object) -> CommandView:
-    r = dict(row)  # type: ignore[call-overload]
-    target = json.loads(r["target_pct"]) if r["target_pct"] is not None else None
-    return CommandView(
-        r["id"],
-        r["site"],
-        r["device"],
-        r["action"],
-        target,
-        float(json.loads(r["ttl_s"])),
-        int(r["issued_ms"]),
-        int(r["expires_ms"]),
-        int(r["deadline_ms"]),
-        r["operator"],
-        r["source"],
-        r["state"],
-        bool(r["final"]),
-        r["interlock"],
-        r["reason"],
-        json.loads(r["before"]),
-        json.loads(r["after"]),
-        json.loads(r["steps"]),
-        r["point"],
-        json.loads(r["value"]) if r["value"] is not None else None,
-        r["cancels"],
-    )
 
 
 class GateService:
@@ -326,7 +273,7 @@ class GateService:
                 ),
                 keys.control,
             )
-            before = gate_snapshot(state) if req.action is not Action.WRITE else _point_snapshot(state, req.point)
+            before = gate_snapshot(state) if req.action is not Action.WRITE else rows.point_snapshot(state, req.point)
             self._insert(command, req.ttl_s, before, selection)
         audit_detail: dict[str, object] = {
             "action": command.action.value,
@@ -338,8 +285,8 @@ class GateService:
             audit_detail = {**audit_detail, "point": command.point, "value": command.value}
         self.audit(
             who=who.username,
-            action=_audit_name(command.action.value),
-            target=_target(command.site, command.device, command.id, command.point),
+            action=rows.audit_name(command.action.value),
+            target=rows.target(command.site, command.device, command.id, command.point),
             source=source,
             detail=audit_detail,
         )
@@ -466,7 +413,7 @@ class GateService:
     def get(self, command_id: str) -> CommandView | None:
         with self.engine.connect() as conn:
             row = conn.execute(select(commands).where(commands.c.id == command_id)).mappings().first()
-        return None if row is None else _view(row)
+        return None if row is None else rows.view(row)
 
     def list_commands(
         self, site: str | None, device: str | None, sites: set[str] | None, limit: int
@@ -479,7 +426,7 @@ class GateService:
         if sites is not None:
             query = query.where(commands.c.site.in_(sorted(sites)))
         with self.engine.connect() as conn:
-            return [_view(r) for r in conn.execute(query).mappings()]
+            return [rows.view(r) for r in conn.execute(query).mappings()]
 
     def on_result(self, result: CommandResult, topic: str) -> None:
         """Record one CommandResult from the edge (every new one, in arrival order, as a step of its command) if it
@@ -497,8 +444,8 @@ class GateService:
             if view is None or (view.site, view.device) != (result.site, result.device):
                 other, duplicate = False, False
             else:
-                other = result.cmd_sha256 != _digest(view)
-                duplicate = not other and _seen(view, result)
+                other = result.cmd_sha256 != rows.digest(view)
+                duplicate = not other and rows.seen(view, result)
                 if not other and not duplicate:
                     self._record(view, result)
         if view is None or (view.site, view.device) != (result.site, result.device):
@@ -540,7 +487,7 @@ class GateService:
             "forged": "command.forged",
             "forged_ran": "command.forged_ran",
         }.get(kind, f"gate.result.{kind}")
-        target = _target(result.site, result.device, result.id)
+        target = rows.target(result.site, result.device, result.id)
         if any(d.get("state") == result.state.value for d in self.audited(action, target)):
             log.debug("command result not recorded, audited before topic=%s why=%s", topic, kind)
             return
@@ -595,8 +542,8 @@ class GateService:
             self.results[result.state.value] += 1
         self.audit(
             who=view.operator,
-            action=f"{_audit_name(view.action)}.{result.state.value}",
-            target=_target(view.site, view.device, view.id, view.point),
+            action=f"{rows.audit_name(view.action)}.{result.state.value}",
+            target=rows.target(view.site, view.device, view.id, view.point),
             source=view.source,
             detail={
                 "by": "edge",
@@ -627,8 +574,8 @@ class GateService:
         self.results[result] += 1
         self.audit(
             who=view.operator,
-            action=f"{_audit_name(view.action)}.{state}",
-            target=_target(view.site, view.device, view.id, view.point),
+            action=f"{rows.audit_name(view.action)}.{state}",
+            target=rows.target(view.site, view.device, view.id, view.point),
             source=view.source,
             detail={"by": by or "api", "state": state, "reason": reason, "before": view.before, "after": after},
         )
@@ -697,7 +644,7 @@ class GateService:
         self.audit(
             who=view.operator,
             action="command.cancel",
-            target=_target(view.site, view.device, command.id),
+            target=rows.target(view.site, view.device, command.id),
             source="api",
             detail={"cancels": view.id, "reason": "no receipt from the edge"},
         )
@@ -706,55 +653,3 @@ class GateService:
     def _event(self, view: CommandView | None) -> None:
         if view is not None:
             self.emit(Event("command", self.config.area_of(view.site), view.site, view.event()))
-
-
-def _digest(view: CommandView) -> str:
-    """``command_digest`` of the command as the API recorded (and signed) it."""
-    command = Command(
-        id=view.id,
-        site=view.site,
-        device=view.device,
-        action=Action(view.action),
-        target_pct=view.target_pct,
-        issued_ms=view.issued_ms,
-        expires_ms=view.expires_ms,
-        operator=view.operator,
-        source=view.source,
-        point=view.point,
-        value=view.value,
-        cancels=view.cancels,
-    )
-    return command_digest(command)
-
-
-def _seen(view: CommandView, result: CommandResult) -> bool:
-    """Whether ``result`` is recorded already among the command's steps: the very message (its signature: the
-    retained final result comes again on every reconnect), or, but for progress, a step of the same state (a command
-    has each other state once; a repeat answers a redelivery with the state it had)."""
-    for step in view.steps:
-        if step.get("sig") == result.sig or (
-            result.state is not ResultState.PROGRESS and step.get("state") == result.state.value
-        ):
-            return True
-    return False
-
-
-def _audit_name(action: str) -> str:
-    """The audit action of a command of this kind (its results add ``.<state>``)."""
-    return {Action.WRITE.value: "point.write", Action.CANCEL.value: "command.cancel"}.get(action, "gate.command")
-
-
-def _target(site: str, device: str, command_id: str, point: str | None = None) -> str:
-    if point is not None:
-        return f"point:{site}/{device}/{point}/cmd/{command_id}"
-    return f"gate:{site}/{device}/cmd/{command_id}"
-
-
-def _point_snapshot(state: DeviceState | None, point: str | None) -> dict[str, object]:
-    """The point's value as the API saw it (for the audit's 'before')."""
-    if state is None or point is None:
-        return {}
-    out: dict[str, object] = {point: state.values.get(point)}
-    if state.last_seen_ms is not None:
-        out["ts"] = state.last_seen_ms
-    return out
