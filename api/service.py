@@ -278,6 +278,8 @@ class ApiService:
             "lifeline_api_stream_events_dropped_total": float(self.hub.dropped),
             "lifeline_api_mqtt_messages_total": float(self.link.received),
             "lifeline_api_mqtt_bad_messages_total": float(self.bad_messages),
+            # command results handed again (the retained final one on every reconnect): neither recorded nor audited
+            "lifeline_api_command_results_duplicate_total": float(self.gates.duplicates),
             "lifeline_api_unknown_device_messages_total": float(self.cache.refused),
         }
         yield from collect(

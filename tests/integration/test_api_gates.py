@@ -753,4 +753,7 @@ def test_a_retained_final_result_handed_again_is_recorded_and_audited_once(gates
     actions = [a["action"] for a in gates.audit("cmd-once-1")]
     assert actions.count("gate.command.completed") == 1, actions
     assert gates.service.gates.duplicates >= 4
+    metric = "lifeline_api_command_results_duplicate_total "
+    (line,) = [x for x in gates.api.client.get("/metrics").text.splitlines() if x.startswith(metric)]
+    assert float(line.removeprefix(metric)) >= 4
     edge.sub.close()
