@@ -4,6 +4,7 @@ stored reading is never overwritten with another value (the bridge refuses it an
 
 from __future__ import annotations
 
+import asyncio
 import os
 import stat
 import subprocess
@@ -16,6 +17,7 @@ import pytest
 
 from broker_bridge.config import BridgeConfig
 from infra.deadletter import DeadLetterStore
+from storage import InfluxConfig, InfluxQuery, derived_writer
 from telemetry import encode, topics
 from testing import Influxd, Mosquitto, owns_port
 from tests.helpers import Publisher, wait_until
@@ -259,3 +261,28 @@ def test_lifeline_up_storage_is_least_privilege_and_its_files_are_private(tmp_pa
         out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, "".join(lines) + out.decode(errors="replace")
     assert _group_or_world_accessible(data_dir) == []
+
+
+def test_the_rules_engines_derived_series_go_through_the_gateway(locked_influxdb: LockedInflux) -> None:
+    """The rules engine's config as ``lifeline up`` writes it: it reads with a READ account and writes the derived
+    series (valid means, indices) through the gateway with its gateway account."""
+    config = InfluxConfig.model_validate(
+        {
+            "url": locked_influxdb.url,
+            "database": "lifeline",
+            "username": LockedInflux.READER[0],
+            "password": LockedInflux.READER[1],
+            "gateway": {"url": locked_influxdb.url, "username": "rules", "password": LockedInflux.CLIENTS["rules"]},
+        }
+    )
+
+    async def main() -> list[Any]:
+        writer = derived_writer(config)
+        try:
+            assert await writer.write_lines(["water_quality_hourly,device=wq-1 ph=7.2,ph.n=45i 3600000"]) == []
+        finally:
+            await writer.close()
+        async with InfluxQuery(config) as q:
+            return [row for s in await q.query('SELECT "ph" FROM "water_quality_hourly"') for row in s.values]
+
+    assert asyncio.run(main()) == [[3600000, 7.2]]
