@@ -254,6 +254,7 @@ class TakeoverWatch:
     hold_s: float = TAKEOVER_HOLD_S
     count: int = 0  # takeovers (this run)
     restarts: int = 0  # connections the broker closed because it restarted (judged by its uptime; this run)
+    uptimes_heard: int = 0  # the broker's uptime messages heard (one a sys_interval while connected)
     last: float | None = None  # monotonic, the last takeover
     _closed_at: float | None = None  # monotonic: the broker closed the connection then, for a reason not yet known
 
@@ -268,6 +269,7 @@ class TakeoverWatch:
 
     def broker_uptime(self, uptime_s: int, now: float) -> bool:
         """The broker's uptime, heard after a reconnect; True when it shows the last connection was taken over."""
+        self.uptimes_heard += 1
         closed, self._closed_at = self._closed_at, None
         if closed is None:  # nothing suspect
             return False

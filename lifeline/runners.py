@@ -403,6 +403,11 @@ class Mosquitto(ChildServer):
             lines.append(f"require_certificate {'true' if self.require_certificate else 'false'}")
             if self.require_certificate:  # the user name is the certificate's CN: a password alone connects nobody
                 lines.append("use_identity_as_username true")
+                if self.tls.crl_file is not None:  # client certificates revoked (lifeline keys revoke)
+                    target = state / "tls-crlfile.pem"
+                    write_secret_file(target, self.tls.crl_file.read_text(encoding="utf-8"))
+                    self._own(target)
+                    lines.append(f"crlfile {target}")
             lines.append("tls_version tlsv1.2")
         self.conf_path.write_text("\n".join([*lines, ""]))
 

@@ -40,6 +40,7 @@ class TlsFiles:
     ca_file: Path
     cert_file: Path
     key_file: Path
+    crl_file: Path | None = None  # a broker's: the CA's revoked client certificates (:func:`revoke`)
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> str:
@@ -64,13 +65,59 @@ def _load_key(path: Path) -> ec.EllipticCurvePrivateKey:
     return key
 
 
-def _signed_by(cert_path: Path, ca_cert: x509.Certificate) -> bool:
-    """Whether the certificate in ``cert_path`` was issued by ``ca_cert`` (a CA made again makes its old ones void)."""
+def _signed_by(cert_path: Path, ca_cert: x509.Certificate, crl_path: Path) -> bool:
+    """Whether the certificate in ``cert_path`` was issued by ``ca_cert`` (a CA made again makes its old ones void)
+    and is not revoked (a revoked one is made again)."""
     try:
-        x509.load_pem_x509_certificate(cert_path.read_bytes()).verify_directly_issued_by(ca_cert)
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        cert.verify_directly_issued_by(ca_cert)
     except (ValueError, TypeError, InvalidSignature):
         return False
-    return True
+    return cert.serial_number not in _revoked_serials(crl_path)
+
+
+CRL_NAME = "crl.pem"
+CRL_DAYS = 3650  # a CRL past its next update is refused by OpenSSL, and with it every client: it is signed again
+# at every revocation and at every ``ensure_crl`` of ``lifeline up``
+
+
+def _revoked_serials(crl_path: Path) -> set[int]:
+    if not crl_path.exists():
+        return set()
+    return {r.serial_number for r in x509.load_pem_x509_crl(crl_path.read_bytes())}
+
+
+def _sign_crl(ca: tuple[Path, Path], serials: set[int]) -> Path:
+    ca_cert = x509.load_pem_x509_certificate(ca[0].read_bytes())
+    now = dt.datetime.now(dt.UTC)
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca_cert.subject)
+        .last_update(now - dt.timedelta(minutes=5))
+        .next_update(now + dt.timedelta(days=CRL_DAYS))
+    )
+    for serial in sorted(serials):
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(now).build()
+        )
+    path = ca[0].parent / CRL_NAME
+    path.write_bytes(builder.sign(_load_key(ca[1]), hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
+    return path
+
+
+def ensure_crl(ca: tuple[Path, Path]) -> Path:
+    """The CA's revocation list next to its certificate (``crl.pem``), signed again now (an empty one at first): a
+    broker with ``crlfile`` refuses the client certificates it lists."""
+    return _sign_crl(ca, _revoked_serials(ca[0].parent / CRL_NAME))
+
+
+def revoke(ca: tuple[Path, Path], cert_path: Path) -> int:
+    """Add the certificate in ``cert_path`` (issued by ``ca``) to the CA's revocation list; its serial number. The
+    broker reads the list when it starts: restart it (``lifeline up`` does at its next run)."""
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    cert.verify_directly_issued_by(x509.load_pem_x509_certificate(ca[0].read_bytes()))
+    _sign_crl(ca, _revoked_serials(ca[0].parent / CRL_NAME) | {cert.serial_number})
+    return int(cert.serial_number)
 
 
 def common_name(cert_path: Path) -> str:
@@ -116,7 +163,7 @@ def issue(
     broker with ``use_identity_as_username`` takes it as the MQTT user name); kept if present and signed by ``ca``."""
     cert_path, key_path = folder / f"{name}.pem", folder / f"{name}.key"
     ca_cert = x509.load_pem_x509_certificate(ca[0].read_bytes())
-    if not (cert_path.exists() and key_path.exists() and _signed_by(cert_path, ca_cert)):
+    if not (cert_path.exists() and key_path.exists() and _signed_by(cert_path, ca_cert, ca[0].parent / CRL_NAME)):
         ca_key = _load_key(ca[1])
         key = ec.generate_private_key(ec.SECP256R1())
         now = dt.datetime.now(dt.UTC)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import secrets
@@ -62,7 +63,7 @@ from lifeline.deployment import DeploymentSpec, load_spec
 from lifeline.rules_cli import RulesServiceConfig
 from lifeline.runners import Influxd, Mosquitto, ServiceError, free_port, wait_for_port
 from lifeline.simulate import load, site_accounts
-from lifeline.tls import ensure_ca, issue
+from lifeline.tls import ensure_ca, ensure_crl, issue
 from lifeline.write_gateway import WriteGateway
 from rules.config import PartitionConfig
 from simulators import District
@@ -556,8 +557,9 @@ def _local_broker(
     tls_files = None
     if not deploy.broker_plain_tcp:
         ca = ensure_ca(deploy.data_dir / "tls")
-        tls_files = issue(deploy.data_dir / "tls", ca, "mosquitto")
         write_client_certs(credentials, accounts, ca)  # each client's identity: <user>.pem (CN = user) and .key
+        # and the certificates revoked (lifeline keys revoke): the broker refuses them (made again above)
+        tls_files = dataclasses.replace(issue(deploy.data_dir / "tls", ca, "mosquitto"), crl_file=ensure_crl(ca))
     port = choose_port(args.mqtt_port)
     # over TLS every client shows its own certificate and the broker takes the user name from it: a stolen password
     # alone connects nobody, and nobody can take over another account's session (its client id is its user name)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import socket
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +18,9 @@ from edge_agent import EdgeAgent, EdgeConfig, build_site
 from edge_agent.config import HEALTH_DEVICE
 from infra.mqtt import BrokerConfig, TlsConfig, client
 from lifeline.broker_auth import credential
+from lifeline.cli import main
 from lifeline.runners import MAX_PACKET_SIZE
-from lifeline.tls import ensure_ca, issue
+from lifeline.tls import ensure_ca, ensure_crl, issue
 from rules import PACKS, Engine, load_rules
 from telemetry import decode_telemetry, topics
 from testing import Mosquitto
@@ -216,8 +217,11 @@ def test_a_broker_restart_is_not_taken_for_a_takeover(identity_mosquitto: Mosqui
         wait_until(lambda: agent.uplink.connected, 10, "the edge connects")
         identity_mosquitto.stop()  # the broker closes every connection as it goes, as it does for a takeover
         identity_mosquitto.start()
-        wait_until(lambda: agent.takeovers.restarts == 1, 20, "the edge hears the restarted broker's uptime")
+        wait_until(lambda: agent.uplink.connections == 2, 20, "the edge is back")
+        heard = agent.takeovers.uptimes_heard
+        wait_until(lambda: agent.takeovers.uptimes_heard >= heard + 2, 10, "the edge hears the broker's uptime")
         assert agent.takeovers.count == 0
+        assert agent.takeovers.restarts <= 1  # 1 when the broker's close was an end of stream, 0 for a reset
         assert agent.health_values(0)["uplink_takeover_problem"] == ""
     finally:
         running.stop()
@@ -251,3 +255,35 @@ def test_a_second_client_with_the_edges_identity_takes_its_session_and_the_edge_
     finally:
         running.stop()
         health.close()
+
+
+def test_a_revoked_certificate_is_refused_and_a_new_one_connects(
+    identity_mosquitto: Mosquitto, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """After a takeover: ``lifeline keys revoke`` the edge's certificate, ``lifeline keys cert`` a new one, restart."""
+    credentials = identity_mosquitto.data_dir / "credentials"
+    stolen = as_user(identity_mosquitto, "edge-s2")
+    assert stolen.tls is not None
+    assert stolen.tls.cert_file is not None
+    kept = stolen.tls.cert_file.with_name("stolen.pem")
+    kept.write_bytes(stolen.tls.cert_file.read_bytes())
+    kept.with_suffix(".key").write_bytes(stolen.tls.key_file.read_bytes())  # type: ignore[union-attr]
+    made, attempt = connect(stolen)  # before the revocation the certificate connects
+    assert attempt.connected.wait(10), attempt.refused
+    close(made)
+    ca_dir = tmp_path / "tls"
+    assert main(["keys", "revoke", "--ca", str(ca_dir), str(stolen.tls.cert_file)]) == 0
+    assert main(["keys", "cert", "--ca", str(ca_dir), "--dir", str(credentials), "--user", "edge-s2"]) == 0
+    assert "edge-s2" in capsys.readouterr().out
+    identity_mosquitto.stop()
+    assert identity_mosquitto.tls is not None
+    identity_mosquitto.tls = replace(
+        identity_mosquitto.tls, crl_file=ensure_crl((ca_dir / "ca.pem", ca_dir / "ca.key"))
+    )
+    identity_mosquitto.start()
+    thief = stolen.tls.model_copy(update={"cert_file": kept, "key_file": kept.with_suffix(".key")})
+    refused(stolen.model_copy(update={"tls": thief}))
+    for username in ("edge-s2", "edge-s1"):  # the new certificate, and everyone else's, still connect
+        made, attempt = connect(as_user(identity_mosquitto, username))
+        assert attempt.connected.wait(10), f"{username}: {attempt.refused}"
+        close(made)
