@@ -17,7 +17,7 @@ from lifeline.broker_auth import (
     write_broker_files,
 )
 from lifeline.runners import broker_limits
-from lifeline.tls import ensure_ca
+from lifeline.tls import ensure_ca, ensure_crl
 
 
 def _config(args: argparse.Namespace) -> int:
@@ -82,7 +82,7 @@ def _config(args: argparse.Namespace) -> int:
         )
         print(
             f"  on the TLS listener: cafile {ca[0]}, require_certificate true, use_identity_as_username true "
-            "(a password alone then connects nobody)"
+            f"(a password alone then connects nobody), crlfile {ensure_crl(ca)} (lifeline keys revoke)"
         )
     print(f"  limits: {', '.join(broker_limits())}")
     return 0
