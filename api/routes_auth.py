@@ -306,6 +306,17 @@ def _audit_revoked(svc: ApiService, username: str, revoked: list[int], address: 
 # -- users (admin) -----------------------------------------------------------------------------------------------
 
 
+class AreaOut(BaseModel):
+    area: str
+    sites: list[str] = Field(description="the area's sites as configured (some may not have reported yet)")
+
+
+@router.get("/api/areas", tags=["users"])
+def list_areas(who: Admin, svc: Service) -> list[AreaOut]:
+    """The configured areas a user may be given (``areas`` of the API config), with their sites."""
+    return [AreaOut(area=a, sites=list(sites)) for a, sites in sorted(svc.config.areas.items())]
+
+
 @router.get("/api/users", tags=["users"])
 def list_users(who: Admin, svc: Service) -> list[UserOut]:
     return [UserOut.of(u) for u in svc.users.list_users()]

@@ -965,7 +965,8 @@
 
   // -- admin: users (create, role, areas, disable, reset password), API tokens, the audit log ---------------------
   const ROLES = ["viewer", "gate_operator", "environment_officer", "safety_inspector", "admin"];
-  const knownAreas = () => [...new Set(state.sites.map((s) => s.area).filter(Boolean))].sort();
+  // the configured areas (GET /api/areas, admin), and those of the sites heard, for an API that has none configured
+  const knownAreas = () => [...new Set([...(state.areas || []), ...state.sites.map((s) => s.area).filter(Boolean)])].sort();
 
   function adminSay(error, done) {
     showError("admin-error", error || "");
@@ -1021,8 +1022,9 @@
   async function loadAdmin() {
     if (!state.user || state.user.role !== "admin") return;
     try {
-      const [users, audit, tokens] = await Promise.all([api("GET", "/api/users"), api("GET", "/api/audit?limit=100"),
-        api("GET", "/api/tokens")]);
+      const [users, audit, tokens, areas] = await Promise.all([api("GET", "/api/users"), api("GET", "/api/audit?limit=100"),
+        api("GET", "/api/tokens"), api("GET", "/api/areas")]);
+      state.areas = areas.map((a) => a.area);
       const form = $("user-form");
       if (!form.elements.role.options.length) form.elements.role.replaceWith(roleSelect("viewer"));
       const areasNow = chosen(form.elements.areas);

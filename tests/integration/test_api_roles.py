@@ -51,6 +51,7 @@ ENDPOINTS: list[tuple[str, str, dict[str, Any] | None, set[str]]] = [
     ("GET", "/api/commands/c-none", None, ANY),
     ("GET", "/api/audit", None, ADMIN),
     ("GET", "/api/users", None, ADMIN),
+    ("GET", "/api/areas", None, ADMIN),
     ("POST", "/api/users", {"username": "new-{role}", "password": "p" * 12, "role": "viewer"}, ADMIN),
     ("GET", "/api/users/viewer", None, ADMIN),
     ("PATCH", "/api/users/nobody", {"disabled": True}, ADMIN),
@@ -142,3 +143,10 @@ def test_no_token_is_401(app: App, method: str, path: str, body: dict[str, Any] 
     assert r.status_code == 401
     assert r.headers["www-authenticate"] == "Bearer"
     assert app.client.request(method, url, json=body).status_code == 401
+
+
+def test_the_admin_lists_the_configured_areas(app: App) -> None:
+    """The areas a user may be given, as configured, including an area whose sites have not reported yet."""
+    areas = app.client.get("/api/areas", headers=app.headers["boss"]).json()
+    assert areas and {a["area"] for a in areas} == set(app.service.config.areas)
+    assert all(a["sites"] == app.service.config.areas[a["area"]] for a in areas)
