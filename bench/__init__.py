@@ -80,6 +80,7 @@ def add_parsers(sub: Any) -> None:  # noqa: PLR0915 - one flat table of every be
     p.add_argument("--seconds", type=float, default=8.0, help="length of each phase (default 8)")
     p.add_argument("--interval-s", type=float, default=1.0, help="seconds between a station's paced packets")
     p.add_argument("--no-reference", action="store_true", help="skip the minimal reference server's run")
+    p.add_argument("--rounds", type=int, default=4, help="flat-out rounds, taking turns with the reference")
 
     p = _add(bench_sub, "report", "a month of a 500-station district's reports: time, peak memory, checked numbers")
     p.add_argument("--json", metavar="PATH", help=_JSON_HELP)

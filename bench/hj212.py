@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -164,66 +165,118 @@ def _p99(values: list[float]) -> float | None:
     return round(statistics.quantiles(values, n=100)[98], 2)
 
 
-async def _drive(
-    stations: int, port: int, seconds: float, interval_s: float, pid: int, broker_pid: int | None
-) -> dict[str, Any]:
+@dataclass
+class _Server:
+    """One server under test in the sitting: its stations' connections and what its flat-out rounds counted."""
+
+    name: str
+    pid: int
+    broker_pid: int | None
+    load: _Load = field(default_factory=_Load)
+    protocols: list[_Station] = field(default_factory=list)
+    count: int = 0
+    wall: float = 0.0
+    cpu: float = 0.0
+    threads: float = 0.0
+    broker_cpu: float = 0.0
+    load_cpu: float = 0.0
+    saturated: list[float] = field(default_factory=list)
+    rounds: list[float] = field(default_factory=list)  # packets/s of each round
+    paced: dict[str, Any] = field(default_factory=dict)
+
+
+async def _connect(server: _Server, stations: int, port: int) -> None:
     loop = asyncio.get_running_loop()
-    load = _Load()
-    protocols: list[_Station] = []
     for i in range(stations):
-        proto = _Station(_packets(f"BENCH{i:06d}", PACKETS_PER_STATION), load)
+        proto = _Station(_packets(f"BENCH{i:06d}", PACKETS_PER_STATION), server.load)
         await loop.create_connection(lambda p=proto: p, "127.0.0.1", port)  # type: ignore[misc]
-        protocols.append(proto)
-    await asyncio.gather(*(p.connected for p in protocols))
-    # warm-up: one answered packet each
-    load.flat_out = False
-    for p in protocols:
+        server.protocols.append(proto)
+    await asyncio.gather(*(p.connected for p in server.protocols))
+    for p in server.protocols:  # warm-up: one answered packet each
         p.send()
-    await asyncio.sleep(2.0)
-    # paced phase
+
+
+async def _paced(server: _Server, seconds: float, interval_s: float) -> None:
+    loop = asyncio.get_running_loop()
+    load, protocols = server.load, server.protocols
     load.recording, load.count, load.latencies = True, 0, []
     start = time.perf_counter()
     ticks = 0
     while time.perf_counter() - start < seconds:
         for k, p in enumerate(protocols):  # spread over the interval, as real stations are
-            loop.call_later(interval_s * k / stations, p.send)
+            loop.call_later(interval_s * k / len(protocols), p.send)
         ticks += 1
         await asyncio.sleep(interval_s)
-    paced_count, paced_p99 = load.count, _p99(load.latencies)
-    paced_p50 = round(statistics.median(load.latencies), 2) if load.latencies else None
-    await asyncio.sleep(1.0)
-    # flat-out phase
+    await asyncio.sleep(min(1.0, interval_s))  # the last answers
+    server.paced = {
+        "p50_answer_ms": round(statistics.median(load.latencies), 2) if load.latencies else None,
+        "p99_answer_ms": _p99(load.latencies),
+        "paced_packets_per_s": round(load.count / (ticks * interval_s), 1),
+    }
+
+
+async def _flat(server: _Server, seconds: float) -> None:
+    """One flat-out round: each station sends its next packet on the answer; then the last answers are awaited."""
+    load, pid, broker_pid = server.load, server.pid, server.broker_pid
     load.count, load.latencies, load.flat_out = 0, [], True
     broker0 = _cpu_s(broker_pid) if broker_pid is not None else 0.0
     cpu0, threads0, load0, t0 = _cpu_s(pid), _threads_cpu_s(pid), time.process_time(), time.perf_counter()
-    for p in protocols:
+    for p in server.protocols:
         p.send()
     await asyncio.sleep(seconds)
-    wall, cpu, threads = time.perf_counter() - t0, _cpu_s(pid) - cpu0, _threads_cpu_s(pid) - threads0
-    broker_cpu = _cpu_s(broker_pid) - broker0 if broker_pid is not None else 0.0
-    load_cpu = time.process_time() - load0
-    flat_count, flat_lat = load.count, list(load.latencies)
+    wall = time.perf_counter() - t0
+    server.cpu += _cpu_s(pid) - cpu0
+    server.threads += _threads_cpu_s(pid) - threads0
+    server.broker_cpu += _cpu_s(broker_pid) - broker0 if broker_pid is not None else 0.0
+    server.load_cpu += time.process_time() - load0
+    server.count += load.count
+    server.wall += wall
+    server.saturated += load.latencies
+    server.rounds.append(round(load.count / wall, 1))
     load.flat_out = False
-    for p in protocols:
-        assert p.transport is not None
-        p.transport.close()
-    await asyncio.sleep(0.2)
+    deadline = time.perf_counter() + 10
+    while any(p.sent_at is not None for p in server.protocols) and time.perf_counter() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)  # the other server's round starts on a quiet one
+
+
+def _figures(server: _Server, stations: int) -> dict[str, Any]:
+    n, wall = server.count, server.wall
     return {
         "stations": stations,
-        "packets_per_s": round(flat_count / wall, 1),
-        "p99_answer_ms": paced_p99,
-        "p50_answer_ms": paced_p50,
-        "paced_packets_per_s": round(paced_count / (ticks * interval_s), 1),
-        "p99_answer_ms_saturated": _p99(flat_lat),
-        "server_cpu_us_per_packet": round(cpu / flat_count * 1e6, 1) if flat_count else None,
-        "server_other_threads_cpu_us_per_packet": round(threads / flat_count * 1e6, 1) if flat_count else None,
-        "server_cpu_percent": round(100 * cpu / wall, 1),
-        "broker_cpu_percent": round(100 * broker_cpu / wall, 1),
-        "stations_cpu_percent": round(100 * load_cpu / wall, 1),
-        "load_average_1m": round(os.getloadavg()[0], 2),
-        "connections_lost": load.lost - stations,
-        "cores": os.cpu_count(),
+        "packets_per_s": round(n / wall, 1) if wall else None,
+        "packets_per_s_by_round": server.rounds,
+        **server.paced,
+        "p99_answer_ms_saturated": _p99(server.saturated),
+        "server_cpu_us_per_packet": round(server.cpu / n * 1e6, 1) if n else None,
+        "server_other_threads_cpu_us_per_packet": round(server.threads / n * 1e6, 1) if n else None,
+        "server_cpu_percent": round(100 * server.cpu / wall, 1) if wall else None,
+        "broker_cpu_percent": round(100 * server.broker_cpu / wall, 1) if wall else None,
+        "stations_cpu_percent": round(100 * server.load_cpu / wall, 1) if wall else None,
+        "connections_lost": server.load.lost,
     }
+
+
+async def _sitting(args: argparse.Namespace, servers: list[tuple[_Server, int]]) -> dict[str, Any]:
+    """Every server's stations connected at once; paced phases, then flat-out rounds taking turns (so a change in
+    the machine's other load falls on both alike); the figures of each."""
+    for server, port in servers:
+        await _connect(server, args.stations, port)
+    await asyncio.sleep(2.0)
+    for server, _ in servers:
+        await _paced(server, args.seconds, args.interval_s)
+    loads = []
+    for _ in range(args.rounds):
+        for server, _ in servers:
+            await _flat(server, args.seconds / args.rounds)
+        loads.append(os.getloadavg()[0])
+    out: dict[str, Any] = {server.name: _figures(server, args.stations) for server, _ in servers}
+    out["load_average_1m"] = round(statistics.mean(loads), 2)
+    for server, _ in servers:
+        for p in server.protocols:
+            if p.transport is not None:
+                p.transport.close()
+    await asyncio.sleep(0.2)
+    return out
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -235,48 +288,52 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(5)
 
 
-def _ours(args: argparse.Namespace) -> dict[str, Any]:
+def _start(argv: list[str], port: int, what: str) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(argv)
+    if not wait_for_port("127.0.0.1", port, 20.0, proc):
+        _stop(proc)
+        raise SystemExit(f"the {what} did not start")
+    return proc
+
+
+def run(args: argparse.Namespace) -> int:
+    """Lifeline's ingest and the minimal reference under one station simulator, in one sitting; the ratio."""
+    procs: list[subprocess.Popen[bytes]] = []
     with (
         tempfile.TemporaryDirectory(prefix="lifeline-bench-hj212-") as tmp,
         closed_broker(Path(tmp), [hj212_account([SITE])]) as broker,
     ):
-        port = free_port()
-        config = _config(Path(tmp), args.stations, broker, port)
-        server = subprocess.Popen(
-            [sys.executable, "-m", "lifeline", "--log-level", "WARNING", "hj212", "--config", str(config)]
-        )
         try:
-            if not wait_for_port("127.0.0.1", port, 20.0, server):
-                raise SystemExit("the hj212 server did not start")
+            port = free_port()
+            config = _config(Path(tmp), args.stations, broker, port)
+            argv = [sys.executable, "-m", "lifeline", "--log-level", "WARNING", "hj212", "--config", str(config)]
+            procs.append(_start(argv, port, "hj212 server"))
             assert broker.proc is not None
-            return asyncio.run(_drive(args.stations, port, args.seconds, args.interval_s, server.pid, broker.proc.pid))
+            servers = [(_Server("lifeline", procs[0].pid, broker.proc.pid), port)]
+            if not args.no_reference:
+                ref_port = free_port()
+                procs.append(
+                    _start([sys.executable, "-m", "bench._reference_hj212", str(ref_port)], ref_port, "reference")
+                )
+                servers.append((_Server("reference", procs[1].pid, None), ref_port))
+            result = asyncio.run(_sitting(args, servers))
         finally:
-            _stop(server)
-
-
-def _reference(args: argparse.Namespace) -> dict[str, Any]:
-    """The minimal reference server (bench._reference_hj212: parse, CRC, answer; no broker) under the same load."""
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "bench._reference_hj212", str(port)])
-    try:
-        if not wait_for_port("127.0.0.1", port, 20.0, server):
-            raise SystemExit("the reference server did not start")
-        return asyncio.run(_drive(args.stations, port, args.seconds, args.interval_s, server.pid, None))
-    finally:
-        _stop(server)
-
-
-def run(args: argparse.Namespace) -> int:
-    """Lifeline's ingest, then the reference under the same station simulator, in the same sitting; the ratio."""
-    ours = _ours(args)
-    reference = None if args.no_reference else _reference(args)
-    result: dict[str, Any] = {"lifeline": ours, "reference": reference, "cores": os.cpu_count()}
-    if reference is not None and reference["packets_per_s"]:
+            for proc in procs:
+                _stop(proc)
+    result["cores"] = os.cpu_count()
+    ours, reference = result["lifeline"], result.get("reference")
+    if reference and reference["packets_per_s"] and ours["packets_per_s"]:
         result["ratio_packets_per_s"] = round(ours["packets_per_s"] / reference["packets_per_s"], 3)
+        result["ratio_by_round"] = [
+            round(a / b, 3)
+            for a, b in zip(ours["packets_per_s_by_round"], reference["packets_per_s_by_round"], strict=True)
+            if b
+        ]
     write_json(args.json, "hj212", result)
-    for who, figures in (("lifeline", ours), ("reference", reference)):
-        for key, value in (figures or {}).items():
-            figure(f"{who + ' ' + key:44} {value}")
-    if "ratio_packets_per_s" in result:
-        figure(f"{'ratio packets/s lifeline / reference':44} {result['ratio_packets_per_s']}")
+    for who in ("lifeline", "reference"):
+        for key, value in (result.get(who) or {}).items():
+            figure(f"{who + ' ' + key:48} {value}")
+    for key in ("load_average_1m", "ratio_by_round", "ratio_packets_per_s"):
+        if key in result:
+            figure(f"{key:48} {result[key]}")
     return 0
