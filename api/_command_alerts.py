@@ -3,7 +3,8 @@
 A verified refusal of a command the API did not send (``api.gates``) is audited once per id and state, however often
 the broker hands it again; that "once" lives in the audit log itself, so it survives an API restart. Each such
 refusal raises (or raises again) one alert per device under :data:`api.gates.FORGED_RULE`, critical, whose value is
-the forged command's id: the alert list shows it like any other and an operator acknowledges it there.
+the forged command's id; the API's own command refused as delivered too late raises :data:`api.gates.HELD_BACK_RULE`
+the same way. The alert list shows them like any other and an operator acknowledges them there.
 """
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ from collections.abc import Callable
 
 from alerts.lifecycle import Alert, AlertKey, raise_
 from alerts.store import AlertMeta, AlertStore, Conflict, StoredAlert
-from api.gates import FORGED_RULE
+from api.gates import FORGED_RULE, HELD_BACK_RULE
 from rules import Severity
 
-FORGED_TITLE = "Forged command refused at the edge (a command the API did not send)"
+TITLES = {
+    FORGED_RULE: "Forged command refused at the edge (a command the API did not send)",
+    HELD_BACK_RULE: "Command held back on its way, refused at the edge as delivered too late",
+}
 SAVE_ATTEMPTS = 3
 
 
@@ -28,7 +32,8 @@ def audited(store: AlertStore, action: str, target: str) -> list[dict[str, objec
 
 
 class ForgedAlerts:
-    """Raises the forged-command alert of a device in the alert store and tells live views (``announce``)."""
+    """Raises a command alert (forged, held back) of a device in the alert store and tells live views
+    (``announce``)."""
 
     def __init__(
         self,
@@ -39,9 +44,9 @@ class ForgedAlerts:
     ) -> None:
         self.store, self.area_of, self.clock, self.announce = store, area_of, clock, announce
 
-    def __call__(self, site: str, device: str, value: str, reason: str) -> None:
-        key = AlertKey(FORGED_RULE, site, device)
-        meta = AlertMeta(FORGED_TITLE, "default", self.area_of(site), None, reason)
+    def __call__(self, rule: str, site: str, device: str, value: str, reason: str) -> None:
+        key = AlertKey(rule, site, device)
+        meta = AlertMeta(TITLES.get(rule, rule), "default", self.area_of(site), None, reason)
         for attempt in range(SAVE_ATTEMPTS):
             try:
                 with self.store.begin() as tx:

@@ -44,6 +44,7 @@ from telemetry.signing import SignatureError, sign, verify
 
 __all__ = [
     "FORGED_RULE",
+    "HELD_BACK_RULE",
     "NOT_DELIVERED",
     "PUBLISH_FAILED",
     "CommandRequest",
@@ -58,10 +59,11 @@ log = logging.getLogger("lifeline.api.gates")
 Publish = Callable[[str, bytes], "str | None"]  # topic, payload -> None when the broker took it, else why not
 Audit = Callable[..., None]  # (who=, action=, target=, source=, detail=)
 Audited = Callable[[str, str], list[dict[str, object]]]  # (action, target) -> details of such audit entries
-Alert = Callable[[str, str, str, str], None]  # (site, device, value, reason): raise the forged-command alert
+Alert = Callable[[str, str, str, str, str], None]  # (rule, site, device, value, reason): raise a command alert
 PUBLISH_FAILED = "publish_failed"
 NOT_DELIVERED = "not_delivered"  # the API's own final state: no receipt from the edge in time, cancel sent
 FORGED_RULE = "lifeline.command.forged"  # the alert of a command the API did not send, refused (or run) at the edge
+HELD_BACK_RULE = "lifeline.command.held_back"  # the API's own command, refused at the edge as delivered too late
 CANCEL_PREFIX = "x-"
 
 
@@ -105,10 +107,13 @@ class GateService:
         profiles: Mapping[str, Profile] | None = None,
         audited: Audited | None = None,
         alert: Alert | None = None,
+        profile_of: Callable[[str, str, str], Profile | None] | None = None,
     ) -> None:
         self.config = config
+        # (site, device, profile name) -> the device's effective profile (its site file's point changes applied)
+        self.profile_of = profile_of or (lambda _site, _device, name: self.profiles.get(name))
         self.audited: Audited = audited or (lambda _action, _target: [])
-        self.alert: Alert = alert or (lambda _site, _device, _value, _reason: None)
+        self.alert: Alert = alert or (lambda _rule, _site, _device, _value, _reason: None)
         self.profiles: Mapping[str, Profile] = profiles or {}  # for the words of a gate's fault codes
         self.keys: Mapping[str, SiteKeys] = keys or {}  # a site without keys: commands refused, results not recorded
         self.gates = config.gates
@@ -229,7 +234,7 @@ class GateService:
                     )
             now = self.clock()
             state = self.cache.get(site, device)
-            profile = self.profiles.get(state.profile) if state is not None else None
+            profile = self.profile_of(site, device, state.profile) if state is not None else None
             detail: dict[str, object] = {"action": req.action.value, "state": gate_snapshot(state)}
             if req.action is Action.WRITE:
                 assert req.point is not None
@@ -510,7 +515,7 @@ class GateService:
         # an alert per device the API knows; names it does not know (an unverified message may say anything) go to
         # the site's agent, so that invented devices cannot make alert rows of their own
         known = self.cache.get(result.site, result.device) is not None
-        self.alert(result.site, result.device if known else "agent", result.id, reason)
+        self.alert(FORGED_RULE, result.site, result.device if known else "agent", result.id, reason)
 
     def _record(self, view: CommandView, result: CommandResult) -> None:
         """Write a verified result as a step of its command (under the lock); the step keeps kid and sig, so an
@@ -557,6 +562,10 @@ class GateService:
                 "late": late,
             },
         )
+        if result.interlock is Interlock.LATE and not result.repeat:
+            # held back between the API and the edge (a taken-over session, a queue): refused, and someone must know
+            why = f"command {view.id} ({view.action} by {view.operator}) reached the edge too late: {result.reason}"
+            self.alert(HELD_BACK_RULE, view.site, view.device, view.id, why)
         self._event(self.get(result.id))
 
     def _finish(

@@ -16,7 +16,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from api import ApiService, i18n
-from api.gates import FORGED_RULE, GateService
+from api.gates import FORGED_RULE, HELD_BACK_RULE, GateService
 from rules import AlertKey
 from telemetry import encode, topics
 from telemetry.commands import Action, Command, CommandResult, Interlock, ResultState
@@ -756,4 +756,29 @@ def test_a_retained_final_result_handed_again_is_recorded_and_audited_once(gates
     metric = "lifeline_api_command_results_duplicate_total "
     (line,) = [x for x in gates.api.client.get("/metrics").text.splitlines() if x.startswith(metric)]
     assert float(line.removeprefix(metric)) >= 4
+    edge.sub.close()
+
+
+def test_a_command_refused_as_delivered_too_late_raises_the_held_back_alert(gates: GateApi) -> None:
+    edge = StandInEdge(gates.broker, gates.pub, SITE, gates.edge_key)
+    gates.telemetry()
+    h = gates.headers("op-north")
+    gates.operate(h, selection=gates.select(h), id="cmd-held-1", action="open")
+    cmd = edge.command("cmd-held-1")
+    edge.answer(cmd, ResultState.RECEIVED)
+    reason = "first seen 20.0 s after it was issued, later than the delivery window of 10 s"
+    edge.answer(cmd, ResultState.REJECTED, interlock=Interlock.LATE, reason=reason)
+    key = AlertKey(HELD_BACK_RULE, SITE, gates.device)
+
+    def alert() -> Any:
+        with gates.service.store.begin() as tx:
+            return tx.get(key)
+
+    wait_until(lambda: alert() is not None, what="the held-back alert")
+    stored = alert()
+    assert (stored.alert.value, stored.alert.count) == ("cmd-held-1", 1)
+    assert "op-north" in stored.meta.reason
+    view = gates.service.gates.get("cmd-held-1")
+    assert view is not None
+    assert (view.state, view.interlock) == ("rejected", "late")
     edge.sub.close()
