@@ -200,6 +200,11 @@ def check_write(
     device's profile and the value within its bounds (``device_profiles.setpoints``, the edge's check too, where the
     device's own narrower bounds apply as well); the device's telemetry must be recent."""
     params: dict[str, object] = {"point": point}
+    stale = _stale(state, now_ms, max_age_ms)
+    if profile is None and stale is not None:  # nothing known of the device yet: say that, not "no such point"
+        return Refusal(
+            Interlock.NO_DATA, f"the device's state is not known: {stale[0]}", code=stale[1], params=stale[2]
+        )
     points = {p.name: p for p in profile.modbus.points} if profile is not None and profile.modbus else {}
     spec = points.get(point)
     if spec is None or not spec.writable:
@@ -210,7 +215,6 @@ def check_write(
     refusal = WritablePoint.of(spec).refusal(value)
     if refusal is not None:
         return Refusal(Interlock.OUT_OF_LIMITS, refusal, 409, "value", "interlock.out_of_limits.write", params)
-    stale = _stale(state, now_ms, max_age_ms)
     if stale is not None:
         return Refusal(
             Interlock.NO_DATA, f"the device's state is not known: {stale[0]}", code=stale[1], params=stale[2]

@@ -357,3 +357,12 @@ def test_select_before_operate_when_the_api_asks_for_it(running: RunningApi, pla
     assert final(running, h, r.json()["id"])["state"] == "completed"
     r = running.client.post(path, headers=h, json={"value": 31, "selection": selection})
     assert (r.status_code, r.json()["detail"]["code"]) == (409, "interlock.selection.used"), r.text
+
+
+def test_a_write_to_a_device_the_api_has_no_telemetry_of_is_refused_as_no_data(running: RunningApi) -> None:
+    r = write(running, login(running.client, "op-li"), "no-such-device", "alarm_l1", 25)
+    assert r.status_code == 409, r.text
+    assert (r.json()["detail"]["interlock"], r.json()["detail"]["code"]) == (
+        "no_data",
+        "interlock.no_data.no_telemetry",
+    )
