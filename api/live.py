@@ -170,14 +170,21 @@ class DeviceState:
 MAX_REFUSED_LOGGED = 10_000
 
 
-def declared_devices(site_paths: Sequence[Path], load_site: SiteLoader | None) -> dict[str, set[str]] | None:
-    """Each site's devices from the deployment's site files (with the agent's own health pseudo-device), read as
-    the bridge reads them (``device_profiles.validate.Registry``); None without site files."""
+def site_registry(site_paths: Sequence[Path], load_site: SiteLoader | None) -> Registry | None:
+    """The deployment's site files read as the bridge reads them (``device_profiles.validate.Registry``: their
+    devices, and the effective profile of each device whose site file changes its points); None without site files."""
     if not site_paths:
         return None
     if load_site is None:  # the API does not import the edge: `lifeline api` passes the edge's loader
         raise ValueError("the API's sites need a site loader (lifeline api passes the edge's)")
-    registry = Registry.from_sites({}, list(site_paths), load_site)
+    return Registry.from_sites({}, list(site_paths), load_site)
+
+
+def declared_devices(registry: Registry | None) -> dict[str, set[str]] | None:
+    """Each site's devices from the deployment's site files (with the agent's own health pseudo-device); None
+    without site files (``site_registry``)."""
+    if registry is None:
+        return None
     out: dict[str, set[str]] = {}
     for site, device in registry.devices or {}:
         out.setdefault(site, set()).add(device)

@@ -45,6 +45,9 @@ class DeviceOut(BaseModel):
     stale_after_ms: int
     offline_after_ms: int
     agent_online: bool | None
+    # the site file changes this device's points (scale, range, unit, decimals, states): its own point specs are at
+    # GET /api/sites/{site}/devices/{device}/profile, not /api/profiles/{profile}
+    own_profile: bool = False
 
 
 class StateCounts(BaseModel):
@@ -155,6 +158,7 @@ def _device_out(svc: ApiService, state: DeviceState) -> DeviceOut:
         stale_after_ms=live.stale_after_ms,
         offline_after_ms=live.offline_after_ms,
         agent_online=live.agent_online,
+        own_profile=svc.has_own_profile(state.site, state.device),
     )
 
 
@@ -185,7 +189,7 @@ def _known_device(svc: ApiService, site: str, device: str) -> tuple[DeviceState,
             code="device.not_found",
             params={"site": site, "device": device},
         )
-    profile = svc.profiles.get(state.profile)
+    profile = svc.profile_of(site, device, state.profile)
     if profile is None:
         raise error(
             404,
@@ -300,7 +304,7 @@ async def _latest(svc: ApiService, site: str, states: list[DeviceState]) -> list
             wanted = {s.device: s for s in group}
             for row in rows:
                 if row.device in wanted:
-                    out[row.device] = _from_row(row, svc.profiles.get(wanted[row.device].profile))
+                    out[row.device] = _from_row(row, svc.profile_of(site, row.device, wanted[row.device].profile))
     except QueryUnavailableError as exc:
         raise error(503, f"InfluxDB is not reachable: {exc.message}", code="influxdb.unreachable") from exc
     except QueryError as exc:
@@ -589,10 +593,31 @@ def get_profile(name: Annotated[str, Path(pattern=ID_PATTERN)], who: Reader, svc
     profile = svc.profiles.get(name)
     if profile is None:
         raise error(404, f"no profile {name!r}", "name", code="profile.not_found", params={"profile": name})
+    return _profile_out(profile)
+
+
+@router.get("/api/sites/{site}/devices/{device}/profile", tags=["devices"])
+def get_device_profile(site: SiteId, device: DeviceId, who: Reader, svc: Service) -> ProfileOut:
+    """The device's own point specs: its profile's, with the changes its site file makes (``DeviceOut.own_profile``:
+    a drive's frequency scale and range, a controller channel's decimals)."""
+    check_site(svc, who, site)
+    _, profile = _known_device(svc, site, device)
+    return _profile_out(profile)
+
+
+def _profile_out(profile: Profile) -> ProfileOut:
     points = {
-        p.name: PointOut(unit=p.unit, decimals=_decimals(p.scale), states=p.states, range=p.range)
+        p.name: PointOut(
+            unit=p.unit,
+            decimals=p.decimals if p.decimals is not None else _decimals(p.scale),
+            states=p.states,
+            range=p.range,
+        )
         for p in profile.points
     }
+    for d in profile.derived.points if profile.derived else []:  # O2-corrected values, loads, composed values
+        if d.decimals is not None or d.unit:
+            points.setdefault(d.name, PointOut(unit=d.unit, decimals=d.decimals, states=None, range=None))
     for unit_name, unit in profile.units.items():
         points.setdefault(unit_name, PointOut(unit=unit, decimals=None, states=None, range=None))
     return ProfileOut(name=profile.name, title=profile.title, points=points)

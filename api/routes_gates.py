@@ -91,7 +91,7 @@ def gate_limits(site: SiteId, device: DeviceId, who: Reader, svc: Service) -> Ga
     try:
         if g is None:
             raise ValueError("no limits are configured for this gate")
-        lim = limits_of(g, svc.profiles.get(state.profile) if state is not None else None)
+        lim = limits_of(g, svc.profile_of(site, device, state.profile) if state is not None else None)
     except ValueError as exc:
         raise error(
             404, f"gate {site}/{device}: {exc}", code="gate.not_found", params={"site": site, "device": device}

@@ -22,7 +22,17 @@ from api.auth import LoginThrottle, Passwords
 from api.config import ADMIN_PASSWORD_ENV, ApiConfig, load_site_keys
 from api.db import make_engine
 from api.gates import GateService
-from api.live import DEVICE_STATES, UNKNOWN, Event, EventHub, LiveCache, Thresholds, declared_devices, thresholds_for
+from api.live import (
+    DEVICE_STATES,
+    UNKNOWN,
+    Event,
+    EventHub,
+    LiveCache,
+    Thresholds,
+    declared_devices,
+    site_registry,
+    thresholds_for,
+)
 from api.metrics import RequestCounter, collect
 from api.mqtt_link import MqttLink
 from api.password_policy import PasswordPolicy
@@ -79,7 +89,8 @@ class ApiService:
             idle_timeout_ms=auth.idle_timeout_s * 1000,
         )
         # only devices the site files (config.sites, read with load_site) or an agent's birth know are listed
-        self.cache = LiveCache(self.thresholds, declared_devices(config.sites, load_site))
+        self.site_files = site_registry(config.sites, load_site)
+        self.cache = LiveCache(self.thresholds, declared_devices(self.site_files))
         self.hub = EventHub(config.stream.queue_size)
         self.link = MqttLink(config.broker, config.client_id, self.handle_message)
         keys = load_site_keys(config)  # ConfigError naming the file for a missing or unprotected key
@@ -101,6 +112,7 @@ class ApiService:
             keys,
             self.profiles,
             audited=functools.partial(audited, self.store),
+            profile_of=self.profile_of,
             alert=ForgedAlerts(self.store, config.area_of, clock, self.announce_alert),
         )
         self.influx = InfluxQuery(config.influx)
@@ -156,6 +168,16 @@ class ApiService:
             await asyncio.to_thread(self.gates.sweep)
 
     # -- live state --------------------------------------------------------------------------------------------
+    def profile_of(self, site: str, device: str, profile: str) -> Profile | None:
+        """The profile ``device`` has: with the changes its site file makes to its points (``points:``, applied by
+        the edge's own ``LoadedSite.profile_of``) when the deployment's site files say so, else ``profile``."""
+        own = self.site_files.own_profiles.get((site, device)) if self.site_files is not None else None
+        return own if own is not None and own.name == profile else self.profiles.get(profile)
+
+    def has_own_profile(self, site: str, device: str) -> bool:
+        """Whether the site file changes this device's points (its own profile: ``profile_of``)."""
+        return self.site_files is not None and (site, device) in self.site_files.own_profiles
+
     def thresholds(self, profile: str) -> Thresholds:
         """When a device of ``profile`` is stale and offline (docs/api.md, Device state)."""
         live = self.config.live

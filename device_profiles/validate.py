@@ -31,6 +31,9 @@ class KnownSite:
     site: str
     profiles: dict[str, Profile]
     devices: list[tuple[str, str]]
+    # device id -> its effective profile, for devices whose site file changes their profile's points (``points:``,
+    # device_profiles.overrides; the edge's ``LoadedSite.profile_of``): what the agent decodes and publishes by
+    own_profiles: dict[str, Profile] = field(default_factory=dict)
 
 
 SiteLoader = Callable[[Path], KnownSite]
@@ -119,13 +122,17 @@ class Registry:
 
     profiles: dict[str, Profile]
     devices: dict[tuple[str, str], str] | None = None  # (site, device) -> profile name; None: any device
+    # (site, device) -> the device's effective profile, when its site file changes its profile's points
+    own_profiles: dict[tuple[str, str], Profile] = field(default_factory=dict)
     types: dict[str, dict[str, Declared]] = field(init=False, repr=False, compare=False)
+    own_types: dict[tuple[str, str], dict[str, Declared]] = field(init=False, repr=False, compare=False)
     sites: frozenset[str] = field(init=False, repr=False, compare=False)  # the sites of ``devices``
     # (profile, point names, value types) of samples that passed check_values: the same shape passes again
     checked: set[tuple[str, tuple[str, ...], tuple[type, ...]]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "types", {name: declared_types(p) for name, p in self.profiles.items()})
+        object.__setattr__(self, "own_types", {key: declared_types(p) for key, p in self.own_profiles.items()})
         object.__setattr__(self, "checked", set())
         object.__setattr__(self, "sites", frozenset(site for site, _ in self.devices or {}))
 
@@ -136,6 +143,7 @@ class Registry:
         if load_site is None:
             raise ValueError("validation.sites needs a site loader (lifeline passes the edge's)")
         devices: dict[tuple[str, str], str] = {}
+        own: dict[tuple[str, str], Profile] = {}
         files: list[Path] = []
         for path in site_paths:
             files.extend(sorted(path.glob("*.yaml")) if path.is_dir() else [path])
@@ -144,7 +152,23 @@ class Registry:
             profiles = {**profiles, **site.profiles}
             for device, profile in site.devices:  # its devices and the agent's own health
                 devices[(site.site, device)] = profile
-        return cls(profiles, devices)
+            own.update(((site.site, device), p) for device, p in site.own_profiles.items())
+        return cls(profiles, devices, own)
+
+    def profile_of(self, site: str, device: str, profile: str) -> Profile | None:
+        """The profile ``device`` of ``site`` has: its site file's changes to the points of ``profile`` applied
+        (``KnownSite.own_profiles``), else ``profile`` as shipped; None for an unknown profile."""
+        own = self.own_profiles.get((site, device))
+        if own is not None and own.name == profile:
+            return own
+        return self.profiles.get(profile)
+
+    def types_of(self, site: str, device: str, profile: str) -> dict[str, Declared]:
+        """The declared types of the points of the device's profile (``profile_of``)."""
+        own = self.own_profiles.get((site, device))
+        if own is not None and own.name == profile:
+            return self.own_types[(site, device)]
+        return self.types[profile]
 
 
 def _describe(value: Value) -> str:
@@ -211,9 +235,11 @@ def check_telemetry(topic: str, payload: bytes, registry: Registry) -> Telemetry
         raise Invalid(f"profile {msg.profile!r} is stored in {profile.measurement!r}, not {msg.measurement!r}", origin)
     samples: Sequence[SampleLike] = msg.samples
     checked = registry.checked
-    shapes = [(msg.profile, tuple(s.values), tuple(map(type, s.values.values()))) for s in samples]
+    # judged by the device's own profile when its site file changes it (one cache key per such device)
+    key = f"{msg.site}/{msg.device}" if (msg.site, msg.device) in registry.own_profiles else msg.profile
+    shapes = [(key, tuple(s.values), tuple(map(type, s.values.values()))) for s in samples]
     if not checked.issuperset(shapes):
-        check_values(msg, registry.types[msg.profile])
+        check_values(msg, registry.types_of(msg.site, msg.device, msg.profile))
         if len(checked) >= 100_000:  # bounded: a foreign producer's shapes could vary without end
             checked.clear()
         checked.update(shapes)

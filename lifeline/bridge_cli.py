@@ -27,7 +27,8 @@ def known_site(path: Path) -> KnownSite:
     from edge_agent.config import load_site
 
     site = load_site(path)
-    return KnownSite(site.config.site, dict(site.profiles), site.published_devices())
+    own = {d.id: site.profile_of(d) for d in site.config.devices if d.points}  # the site file's changes applied
+    return KnownSite(site.config.site, dict(site.profiles), site.published_devices(), own)
 
 
 def run_bridge(args: argparse.Namespace) -> int:

@@ -89,9 +89,10 @@
     profiles: new Map(), // profile name -> {points: {name: {unit, decimals, states}}} (or a pending promise)
   };
 
-  /** A point's value as its profile says: the state's label for coded values, else its decimals and unit. */
-  function fmtPoint(profile, point, value, unit) {
-    const p = state.profiles.get(profile);
+  /** A point's value as its profile says: the state's label for coded values, else its decimals and unit. `key`:
+   *  the device's own specs (profileKey), when its site file changes its points. */
+  function fmtPoint(profile, point, value, unit, key) {
+    const p = state.profiles.get(key || profile) || state.profiles.get(profile);
     const spec = p && p.points ? p.points[point] : null;
     if (spec && spec.states && typeof value === "number" && spec.states[value] != null) {
       return `${stateWord(profile, point, value, spec.states[value])} (${value})`;
@@ -145,15 +146,21 @@
     return out;
   }
 
+  /** Where a device's point specs are kept: its profile's, or its own when its site file changes them. */
+  const profileKey = (d) => (d.own_profile ? `@${d.site}/${d.device}` : d.profile);
+
   function loadProfiles(devices) {
     for (const d of devices) {
-      if (state.profiles.has(d.profile)) continue;
-      state.profiles.set(d.profile, {});
-      api("GET", `/api/profiles/${enc(d.profile)}`).then((p) => {
-        state.profiles.set(d.profile, p);
+      const key = profileKey(d);
+      if (state.profiles.has(key)) continue;
+      state.profiles.set(key, {});
+      const url = d.own_profile ? `/api/sites/${enc(d.site)}/devices/${enc(d.device)}/profile`
+        : `/api/profiles/${enc(d.profile)}`;
+      api("GET", url).then((p) => {
+        state.profiles.set(key, p);
         debounce("render-devices", 100, renderDevices);
         if (state.device) debounce("render-device", 100, renderDevice);
-      }).catch(() => state.profiles.delete(d.profile));
+      }).catch(() => state.profiles.delete(key));
     }
   }
 
@@ -1243,7 +1250,7 @@
 
   const LEL_ALARM = 50; // %LEL, the second-level set point of GB/T 50493-2019 (the catalogue's gas_detector notes)
 
-  function summary(latest, profile) {
+  function summary(latest, profile, key) {
     if (!latest || !latest.values) return [];
     const rank = (name) => {
       const i = KEY_POINTS.indexOf(name);
@@ -1252,7 +1259,7 @@
     const entries = Object.entries(latest.values).sort((a, b) => rank(a[0]) - rank(b[0]));
     return entries.slice(0, 5).map(([name, value]) => h("span", null, `${pointLabel(profile, name)} `,
       h("b", { class: name === "lel" && typeof value === "number" && value >= LEL_ALARM ? "lel-high" : null },
-        fmtPoint(profile, name, value, latest.units[name])), "  "));
+        fmtPoint(profile, name, value, latest.units[name], key)), "  "));
   }
 
   /** A detector's enterprise: its id up to "-gas-" or "-fire" (ent007-gas-2 -> ent007); "" for none. */
@@ -1302,7 +1309,7 @@
       h("td", { class: stale ? "stale" : null }, fmtTime(deviceState(d).sample_ms), " ",
         h("small", null, ageEl(deviceState(d).sample_ms))),
       h("td", null, qualityBadge(d.quality)),
-      h("td", { class: "values" }, envBadges(d.device), summary(state.latest.get(d.device), d.profile)),
+      h("td", { class: "values" }, envBadges(d.device), summary(state.latest.get(d.device), d.profile, profileKey(d))),
       ...(alarm && kind === "safety" ? [h("td", { onclick: (ev) => ev.stopPropagation() },
         h("button", { type: "button", class: "primary ack-one", onclick: () => ackOne(alarm) }, t("ack")))] : [])));
     }
@@ -1360,7 +1367,7 @@
       const q = latest.quality[name] || "good";
       const why = latest.reasons[name] ? reasonLabel(latest.reasons[name]) : "";
       return h("tr", { "data-point": name }, h("td", null, pointLabel(d.profile, name)),
-        h("td", null, h("b", null, fmtPoint(d.profile, name, value, latest.units[name]))),
+        h("td", null, h("b", null, fmtPoint(d.profile, name, value, latest.units[name], profileKey(d)))),
         h("td", null, fmtTime(latest.times_ms[name])),
         h("td", null, qualityBadge(q), why ? ` ${why}` : ""));
     });
