@@ -125,7 +125,7 @@ class CommandExecutor:
         disabled: frozenset[str] = frozenset(),
         keys: EdgeKeys | None = None,
         writers: Mapping[str, PointControl] | None = None,
-        delivery_window_s: float = 10.0,
+        delivery_window_s: float = 5.0,
     ) -> None:
         self.site, self.gates, self.publish, self.dead_letters, self.clock = site, gates, publish, dead_letters, clock
         self.writers: Mapping[str, PointControl] = writers or {}

@@ -220,11 +220,13 @@ class EdgeConfig(BaseModel):
         "once it is in the outbox file, i.e. taken for good; default: none",
     )
     command_delivery_window_s: float = Field(
-        default=10.0,
+        default=5.0,
         gt=0,
         le=3600,
         description="a command first seen later than this after it was issued is refused (interlock late), whatever "
-        "its time to live: it was held back on its way; the edge's and the API's clocks must agree to within it",
+        "its time to live: it was held back on its way. At most the API's gates.receipt_timeout_s (5 s), so that a "
+        "command the API reports not delivered never runs later; the edge's and the API's clocks must agree to well "
+        "within it (NTP)",
     )
     control_public_key: Path | None = Field(
         default=None,
@@ -328,7 +330,7 @@ def check_devices(config: EdgeConfig, profiles: dict[str, Profile], doc: YamlDoc
                     "downstream (the side of the gate where the outer, tidal water is)"
                 )
         if profile is not None and dev.control is not None:
-            found = _control_problems(dev, profile)
+            found = _control_problems(dev, apply_overrides(profile, dev.points))  # the device's own bounds
             problems += [f"{where('control')}: device {dev.id!r}, field control{p}" for p in found]
     sensors = [d for d in config.devices if d.enabled and (p := profiles.get(d.profile)) and p.protocol == "mqtt"]
     if sensors and config.sensor_broker is None and config.broker.username:

@@ -15,8 +15,9 @@ Rules both sides keep:
   it the command ends ``not_delivered`` at the API (never shown as merely published) and the API sends a ``cancel``
   naming it, so that a delivery that comes later is not executed.
 - Delivery window: the edge refuses a command it first sees more than its delivery window (edge config
-  ``command_delivery_window_s``, 10 s) after ``issued_ms`` with ``rejected`` / interlock ``late``, whatever its time to
-  live: a command held back by someone between the API and the edge is not run late. A command already seen is a
+  ``command_delivery_window_s``, 5 s: at most the API's receipt time-out) after ``issued_ms`` with ``rejected`` /
+  interlock ``late``, whatever its time to live: a command held back by someone between the API and the edge is not
+  run late. A command already seen is a
   repeat (below), not late.
 - ``cancel`` (``cancels``: a command id of the same device): the edge remembers the cancelled id as ``rejected``
   (reason "cancelled by the API") if it has not seen it, so that the id is never executed; a command already seen is

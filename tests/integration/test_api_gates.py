@@ -766,7 +766,7 @@ def test_a_command_refused_as_delivered_too_late_raises_the_held_back_alert(gate
     gates.operate(h, selection=gates.select(h), id="cmd-held-1", action="open")
     cmd = edge.command("cmd-held-1")
     edge.answer(cmd, ResultState.RECEIVED)
-    reason = "first seen 20.0 s after it was issued, later than the delivery window of 10 s"
+    reason = "first seen 20.0 s after it was issued, later than the delivery window of 5 s"
     edge.answer(cmd, ResultState.REJECTED, interlock=Interlock.LATE, reason=reason)
     key = AlertKey(HELD_BACK_RULE, SITE, gates.device)
 

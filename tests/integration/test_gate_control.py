@@ -369,9 +369,9 @@ def test_refused(
     fields = dict(fields)
     expired = fields.pop("expired", False)
     cmd = rig.command(fields.pop("action"), **fields)
-    if expired:  # issued 5 s ago (within the delivery window), expired a second ago
+    if expired:  # issued 3 s ago (within the 5 s delivery window), expired a second ago
         now = int(time.time() * 1000)
-        cmd = cmd.model_copy(update={"issued_ms": now - 5_000, "expires_ms": now - 1000})
+        cmd = cmd.model_copy(update={"issued_ms": now - 3_000, "expires_ms": now - 1000})
     rig.send(cmd)
     topic_device = cmd.device
     got = rig.sub.wait_for(lambda ms: any(r.final for r in rig._results(ms, cmd.id, topic_device)))
@@ -395,14 +395,14 @@ def test_the_receipt_comes_first_signed_and_not_retained(rig: Rig) -> None:
 def test_a_command_held_back_past_the_delivery_window_is_refused_and_stays_refused(rig: Rig) -> None:
     writes, opening = rig.sim.device.writes, rig.sim.values()["gate_opening"]
     now = int(time.time() * 1000)
-    # issued 20 s ago with a minute to live: not expired, but first seen after the 10 s delivery window
+    # issued 20 s ago with a minute to live: not expired, but first seen after the 5 s delivery window
     held = rig.command(Action.SET_OPENING, target_pct=90).model_copy(
         update={"issued_ms": now - 20_000, "expires_ms": now + 40_000}
     )
     rig.send(held)
     (result,) = rig.wait_final(held.id)
     assert (result.state, result.interlock) == (ResultState.REJECTED, Interlock.LATE)
-    assert "delivery window of 10 s" in result.reason
+    assert "delivery window of 5 s" in result.reason
     rig.send(held)  # delivered again: a repeat of the refusal, never a run
     results = rig.wait_final(held.id, count=2)
     assert [(r.state, r.repeat) for r in results] == [(ResultState.REJECTED, False), (ResultState.REJECTED, True)]
