@@ -63,10 +63,9 @@ class Target:
 
 @dataclass(frozen=True, slots=True)
 class Check:
-    """A line the overwrite guard could not judge from memory: its fields and time, read from InfluxDB first."""
+    """A line the overwrite guard could not judge from memory, and its time: what InfluxDB holds is read first."""
 
     line: str
-    fields: str
     ts: int
 
 
@@ -219,25 +218,30 @@ class Bridge:
         return item
 
     def _guard(self, item: Item, msg: TelemetryLike) -> None:
-        """The overwrite guard on each line: accepted, refused (the message's problem), or to check first."""
+        """The overwrite guard on the message's lines: accepted, refused (the message's problem), or to check first."""
         lines = item.lines
-        series = series_key(lines[0])  # one message, one series
-        cut = len(series) + 1
-        kept: list[str] = []
-        for line in lines:
-            space = line.rfind(" ")
-            fields, ts = line[cut:space], int(line[space + 1 :])
-            verdict, why = self.guard.admit(series, fields, ts)
+        first = lines[0]
+        space = first.find(" ")  # one message, one series; an escaped space in it is rare
+        series = first[:space] if first[space - 1] != "\\" else series_key(first)
+        samples = msg.samples
+        if len(samples) == len(lines):  # one line a sample (a sample without a field has none)
+            times = [sample.ts for sample in samples]
+        else:
+            times = [int(line[line.rfind(" ") + 1 :]) for line in lines]
+        verdicts = self.guard.admit_all(series, lines, times)
+        if not verdicts:
+            return
+        refused: set[int] = set()
+        for index, verdict, why in verdicts:
             if verdict is Verdict.REFUSE:
                 item.problems.append(why)
                 item.stage = "overwrite"
                 self.counters.overwrites_refused += 1
-                continue
-            kept.append(line)
-            if verdict is Verdict.CHECK:
-                item.checks.append(Check(line, fields, ts))
-        if len(kept) != len(lines):
-            item.lines = kept
+                refused.add(index)
+            else:
+                item.checks.append(Check(lines[index], times[index]))
+        if refused:
+            item.lines = [line for index, line in enumerate(lines) if index not in refused]
         if item.checks:
             tags = {k: v for k, v in msg.tags.items() if k and v and k not in (SITE, DEVICE, PROFILE)}
             tags.update((k, v) for k, v in ((SITE, msg.site), (DEVICE, msg.device), (PROFILE, msg.profile)) if v)
@@ -348,9 +352,7 @@ class Bridge:
             owners = [item for item in batch.items for _ in item.lines]
             for r in refused:
                 owners[r.index].problems.append(f"InfluxDB refused {r.line[:300]!r}: {r.reason}")
-                series = series_key(r.line)
-                space = r.line.rfind(" ")
-                self.guard.forget(series, int(r.line[space + 1 :]), r.line[len(series) + 1 : space])
+                self.guard.forget(series_key(r.line), int(r.line[r.line.rfind(" ") + 1 :]), r.line)
         self.counters.written_points += len(lines) - len(refused)
 
     # -- the overwrite checks ------------------------------------------------------------------------------------
@@ -379,7 +381,7 @@ class Bridge:
             refused: set[str] = set()
             for c in item.checks:
                 self.counters.overwrite_checks += 1
-                why = self.guard.checked(item.target.series, c.fields, c.ts, rows.get(c.ts))
+                why = self.guard.checked(item.target.series, c.line, c.ts, rows.get(c.ts))
                 if why:
                     item.problems.append(why)
                     item.stage = "overwrite"

@@ -10,18 +10,15 @@ No read per write. Per series (measurement and tags: one device's readings), the
 - ``mark``: the newest sample time this bridge has let through or found stored; a line after it is new (1.x cannot
   have a point there that this bridge did not write). Unknown after a start until one read learns it (lazily: only
   for the series that send something).
-- ``recent``: the fields of the last ``per_series`` times let through, so that a redelivery of a recent line is
-  judged here (same fields: accepted; another value for a point: refused).
+- ``recent``: the lines of the last ``per_series`` times let through, so that a redelivery of a recent line is
+  judged here (the same line: accepted; another value for a point: refused).
 
 Only a line at or before the mark and not in ``recent`` (an old sample, or any sample before the mark is learnt)
 needs InfluxDB: ``CHECK``; the bridge reads all of a batch's checks at once and calls ``checked``. A line is judged
 by point: a point (value, ``.q``, ``.reason``) stored at that time must come again unchanged; a point not stored
 there yet may be added (one device may send its points at one time in more than one message).
 
-Memory: at most ``max_series`` series, each with ``per_series`` entries (a time and the fields of its line): about
-140 bytes plus the fields' length an entry (measured with tracemalloc: 1,000 series of 64 entries of a 10-point
-line's 78-character fields take 17 MB); the bound is ``max_series * per_series * (140 + fields)``. Judging a line
-from memory costs about 1 µs.
+Memory: at most ``max_series`` series, each with ``per_series`` entries (a time and its line): MEMORY_FIGURES.
 
 Several bridges in one shared group each see part of a device's messages: a line after this bridge's mark may be
 at a time another bridge stored. ``trust_mark=False`` (more than one bridge) then checks every line not in
@@ -33,7 +30,7 @@ from __future__ import annotations
 import enum
 import math
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from storage.schema import QUALITY_SUFFIX, REASON_SUFFIX
@@ -62,7 +59,8 @@ class _Series:
 
 
 class Guard:
-    """What to do with each line of a series (see the module docstring)."""
+    """What to do with each line of a series (see the module docstring). A line is remembered whole: the bridge
+    holds it anyway, and equal lines of one series and time are the same reading."""
 
     def __init__(self, per_series: int = 64, max_series: int = 100_000, *, trust_mark: bool = True) -> None:
         if per_series < 1 or max_series < 1:
@@ -84,20 +82,55 @@ class Guard:
         s = self._series.get(series)
         return s is None or s.mark is None
 
-    def admit(self, series: str, fields: str, ts: int) -> tuple[Verdict, str]:
-        """The verdict on one line (``series`` its measurement and tags, ``fields`` its field set, ``ts`` its
-        time) and, for ``REFUSE``, the reason. Lines let through (or to be checked) are remembered."""
+    def admit_all(self, series: str, lines: list[str], times: list[int]) -> list[tuple[int, Verdict, str]]:
+        """The verdicts on one message's lines (of ``series``, at ``times``) that are not ``ACCEPT``, by index in
+        ``lines`` ([] when all are accepted). The common case, every time after the mark, is judged at once."""
+        s = self._series.get(series) or self._new(series)
+        if self.trust_mark and s.mark is not None and min(times) > s.mark:
+            # every remembered time is at or before the mark: these are new, and none repeats one
+            recent, order = s.recent, s.order
+            if len(times) == 1:
+                recent[times[0]] = lines[0]
+                order.append(times[0])
+            else:
+                recent.update(zip(times, lines, strict=True))
+                order.extend(times)
+            excess = len(order) - self.per_series
+            if excess > 0:  # the oldest remembered go (the new times are all later than any of them)
+                low, popleft, pop = min(times), order.popleft, recent.pop
+                for _ in range(excess):
+                    old = popleft()
+                    if old < low:
+                        pop(old, None)
+                        if s.unverified:
+                            s.unverified.discard(old)
+            s.newest = s.mark = max(times)
+            return []
+        out = []
+        for index, (line, ts) in enumerate(zip(lines, times, strict=True)):
+            verdict, why = self.admit(series, line, ts)
+            if verdict is not Verdict.ACCEPT:
+                out.append((index, verdict, why))
+        return out
+
+    def admit(self, series: str, line: str, ts: int) -> tuple[Verdict, str]:
+        """The verdict on one line of ``series`` at ``ts`` and, for ``REFUSE``, the reason. Lines let through (or to
+        be checked) are remembered."""
         s = self._series.get(series) or self._new(series)
         known = s.recent.get(ts)
         if known is not None:
-            if known != fields:
-                why = conflict(parse_fields(known), parse_fields(fields))
+            if known != line:
+                why = conflict(parse_fields(_fields(known, series)), parse_fields(_fields(line, series)))
                 if why:
                     return Verdict.REFUSE, f"would overwrite the reading at {ts}: {why}"
-                s.recent[ts] = f"{known},{fields}"  # other points at the same time: now both are there
+                # other points at the same time: now both are there (kept as one line of both field sets)
+                s.recent[ts] = f"{series} {_fields(known, series)},{_fields(line, series)} {ts}"
             return (Verdict.CHECK if ts in s.unverified else Verdict.ACCEPT), ""
         new = self.trust_mark and s.mark is not None and ts > s.mark
-        self._remember(s, ts, fields)
+        s.recent[ts] = line
+        s.order.append(ts)
+        if len(s.order) > self.per_series:
+            self._evict(s, s.order.popleft(), (ts,))
         if ts > s.newest:
             s.newest = ts
             if new:
@@ -107,21 +140,18 @@ class Guard:
         s.unverified.add(ts)
         return Verdict.CHECK, ""
 
-    def checked(self, series: str, fields: str, ts: int, stored: Mapping[str, object] | None) -> str:
+    def checked(self, series: str, line: str, ts: int, stored: Mapping[str, object] | None) -> str:
         """After the check of a line: ``stored`` is the row InfluxDB has at ``ts`` (None: nothing). Returns the
         reason to refuse it ("" to accept); a refused line is forgotten (what is stored stays the reference)."""
-        why = conflict(stored, parse_fields(fields)) if stored else ""
+        why = conflict(stored, parse_fields(_fields(line, series))) if stored else ""
+        reason = f"would overwrite the reading at {ts}: {why}" if why else ""
         s = self._series.get(series)
-        if s is None:
-            return f"would overwrite the reading at {ts}: {why}" if why else ""
-        if s.recent.get(ts) != fields:
-            return f"would overwrite the reading at {ts}: {why}" if why else ""
+        if s is None or s.recent.get(ts) != line:
+            return reason
         if why:
             del s.recent[ts]  # its time stays in ``order``: evicting a time no longer there is harmless
-            s.unverified.discard(ts)
-            return f"would overwrite the reading at {ts}: {why}"
         s.unverified.discard(ts)
-        return ""
+        return reason
 
     def learn(self, series: str, newest_stored: int | None) -> None:
         """The newest time InfluxDB holds for the series (None: nothing stored); the mark is set once, at the first
@@ -131,10 +161,10 @@ class Guard:
             return
         s.mark = max(s.newest, newest_stored if newest_stored is not None else _MIN)
 
-    def forget(self, series: str, ts: int, fields: str) -> None:
+    def forget(self, series: str, ts: int, line: str) -> None:
         """InfluxDB refused the line for good: it is not stored, so it is no reference for a later one."""
         s = self._series.get(series)
-        if s is not None and s.recent.get(ts) == fields:
+        if s is not None and s.recent.get(ts) == line:
             del s.recent[ts]
             s.unverified.discard(ts)
 
@@ -144,15 +174,18 @@ class Guard:
         s = self._series[series] = _Series()
         return s
 
-    def _remember(self, s: _Series, ts: int, fields: str) -> None:
-        s.recent[ts] = fields
-        order = s.order
-        order.append(ts)
-        if len(order) > self.per_series:
-            old = order.popleft()  # the oldest let through goes
-            if old != ts:
-                s.recent.pop(old, None)
+    @staticmethod
+    def _evict(s: _Series, old: int, keep: Sequence[int]) -> None:
+        """The oldest remembered time goes (unless it is one just remembered again: ``order`` may repeat a time)."""
+        if old not in keep:
+            s.recent.pop(old, None)
+            if s.unverified:
                 s.unverified.discard(old)
+
+
+def _fields(line: str, series: str) -> str:
+    """The field set of a line of ``series`` (between the series and the time)."""
+    return line[len(series) + 1 : line.rfind(" ")]
 
 
 def _point(name: str) -> str:

@@ -45,70 +45,102 @@ def test_conflict_by_point(stored: dict[str, object], incoming: dict[str, object
     assert bool(conflict(stored, incoming)) is refused  # type: ignore[arg-type]
 
 
+def line(fields: str, ts: int, series: str = S) -> str:
+    return f"{series} {fields} {ts}"
+
+
+def admit(guard: Guard, fields: str, ts: int, series: str = S) -> tuple[Verdict, str]:
+    return guard.admit(series, line(fields, ts, series), ts)
+
+
 def test_before_the_mark_is_learnt_every_line_is_checked_then_new_lines_pass_from_memory() -> None:
     guard = Guard()
-    assert guard.admit(S, "co=0.1", 1000)[0] is Verdict.CHECK
-    assert guard.admit(S, "co=0.2", 2000)[0] is Verdict.CHECK
-    assert guard.checked(S, "co=0.1", 1000, None) == ""
+    assert admit(guard, "co=0.1", 1000)[0] is Verdict.CHECK
+    assert admit(guard, "co=0.2", 2000)[0] is Verdict.CHECK
+    assert guard.checked(S, line("co=0.1", 1000), 1000, None) == ""
     guard.learn(S, 500)
     assert guard.mark(S) == 2000  # what it let through counts
-    assert guard.admit(S, "co=0.3", 3000) == (Verdict.ACCEPT, "")
+    assert admit(guard, "co=0.3", 3000) == (Verdict.ACCEPT, "")
     assert guard.mark(S) == 3000
 
 
 def test_the_attack_and_an_honest_redelivery_judged_from_memory() -> None:
     guard = Guard()
     guard.learn(S, None)
-    assert guard.admit(S, "co=0.1", 1000) == (Verdict.ACCEPT, "")
-    assert guard.admit(S, "co=0.1", 1000) == (Verdict.ACCEPT, "")  # the same reading again
-    verdict, why = guard.admit(S, "co=55.0", 1000)
+    assert admit(guard, "co=0.1", 1000) == (Verdict.ACCEPT, "")
+    assert admit(guard, "co=0.1", 1000) == (Verdict.ACCEPT, "")  # the same reading again
+    verdict, why = admit(guard, "co=55.0", 1000)
     assert verdict is Verdict.REFUSE
     assert "co stored 0.1, received 55.0" in why
-    assert guard.admit(S, "h2s=3.0", 1000) == (Verdict.ACCEPT, "")  # another point at that time is no overwrite
-    assert guard.admit(S, "h2s=4.0", 1000)[0] is Verdict.REFUSE  # ... and is kept as stored
+    assert admit(guard, "h2s=3.0", 1000) == (Verdict.ACCEPT, "")  # another point at that time is no overwrite
+    assert admit(guard, "h2s=4.0", 1000)[0] is Verdict.REFUSE  # ... and is kept as stored
+    assert admit(guard, "co=0.1", 1000) == (Verdict.ACCEPT, "")
+
+
+@pytest.mark.parametrize(
+    ("times", "refused"),
+    [
+        pytest.param([4000, 4001, 4002], [], id="all-new-at-once"),
+        pytest.param([2000, 4000], [(0, Verdict.REFUSE)], id="one-old-time-with-another-value"),
+        pytest.param([1000, 4000], [(0, Verdict.CHECK)], id="one-old-time-not-remembered"),
+    ],
+)
+def test_a_message_is_judged_at_once_when_all_its_times_are_new(
+    times: list[int], refused: list[tuple[int, Verdict]]
+) -> None:
+    guard = Guard(per_series=2)
+    guard.learn(S, None)
+    for ts in (1000, 2000, 3000):
+        assert guard.admit_all(S, [line("co=0.1", ts)], [ts]) == []
+    verdicts = guard.admit_all(S, [line("co=0.7", ts) for ts in times], times)
+    assert [(index, verdict) for index, verdict, _ in verdicts] == refused
+    assert guard.mark(S) == max(times)
+    assert admit(guard, "co=0.8", max(times))[0] is Verdict.REFUSE  # remembered
 
 
 def test_an_old_time_no_longer_remembered_is_checked() -> None:
     guard = Guard(per_series=2)
     guard.learn(S, None)
     for ts in (1000, 2000, 3000):
-        assert guard.admit(S, "co=0.1", ts)[0] is Verdict.ACCEPT
-    assert guard.admit(S, "co=55.0", 1000)[0] is Verdict.CHECK  # 1000 fell out of memory
-    assert "co stored 0.1" in guard.checked(S, "co=55.0", 1000, {"co": 0.1})
-    assert guard.admit(S, "co=0.1", 1000)[0] is Verdict.CHECK  # the refused line left no reference
+        assert admit(guard, "co=0.1", ts)[0] is Verdict.ACCEPT
+    assert admit(guard, "co=55.0", 1000)[0] is Verdict.CHECK  # 1000 fell out of memory
+    assert "co stored 0.1" in guard.checked(S, line("co=55.0", 1000), 1000, {"co": 0.1})
+    assert admit(guard, "co=0.1", 1000)[0] is Verdict.CHECK  # the refused line left no reference
 
 
 def test_a_line_matching_one_still_unchecked_is_checked_too() -> None:
     guard = Guard()
-    assert guard.admit(S, "co=55.0", 1000)[0] is Verdict.CHECK  # mark unknown: after a restart
-    assert guard.admit(S, "co=55.0", 1000)[0] is Verdict.CHECK  # not accepted on the word of an unchecked line
-    assert guard.checked(S, "co=55.0", 1000, {"co": 0.1})
-    assert guard.checked(S, "co=55.0", 1000, {"co": 0.1})
+    assert admit(guard, "co=55.0", 1000)[0] is Verdict.CHECK  # mark unknown: after a restart
+    assert admit(guard, "co=55.0", 1000)[0] is Verdict.CHECK  # not accepted on the word of an unchecked line
+    assert guard.checked(S, line("co=55.0", 1000), 1000, {"co": 0.1})
+    assert guard.checked(S, line("co=55.0", 1000), 1000, {"co": 0.1})
 
 
 def test_several_bridges_do_not_trust_their_own_mark() -> None:
     guard = Guard(trust_mark=False)
     guard.learn(S, None)
-    assert guard.admit(S, "co=0.1", 1000)[0] is Verdict.CHECK
-    assert guard.checked(S, "co=0.1", 1000, None) == ""
-    assert guard.admit(S, "co=0.1", 1000)[0] is Verdict.ACCEPT  # remembered and verified
+    assert admit(guard, "co=0.1", 1000)[0] is Verdict.CHECK
+    assert guard.admit_all(S, [line("co=0.1", 2000)], [2000])[0][1] is Verdict.CHECK
+    assert guard.checked(S, line("co=0.1", 1000), 1000, None) == ""
+    assert admit(guard, "co=0.1", 1000)[0] is Verdict.ACCEPT  # remembered and verified
 
 
 def test_a_line_influxdb_refused_is_forgotten() -> None:
     guard = Guard()
     guard.learn(S, None)
-    guard.admit(S, 'co="text"', 1000)
-    guard.forget(S, 1000, 'co="text"')
-    assert guard.admit(S, "co=0.1", 1000)[0] is Verdict.CHECK  # before the mark, not remembered
+    admit(guard, 'co="text"', 1000)
+    guard.forget(S, 1000, line('co="text"', 1000))
+    assert admit(guard, "co=0.1", 1000)[0] is Verdict.CHECK  # before the mark, not remembered
 
 
 def test_memory_is_bounded() -> None:
     guard = Guard(per_series=3, max_series=2)
     for n in range(5):
-        guard.learn(f"m,device=d{n}", None)
+        series = f"m,device=d{n}"
+        guard.learn(series, None)
         for ts in range(10):
-            guard.admit(f"m,device=d{n}", "v=1.0", ts)
+            admit(guard, "v=1.0", ts, series)
     assert len(guard) == 2
     assert guard.needs_mark("m,device=d0")  # the oldest series went
-    assert guard.admit("m,device=d4", "v=2.0", 9)[0] is Verdict.REFUSE  # the newest times kept
-    assert guard.admit("m,device=d4", "v=2.0", 6)[0] is Verdict.CHECK  # older ones went
+    assert admit(guard, "v=2.0", 9, "m,device=d4")[0] is Verdict.REFUSE  # the newest times kept
+    assert admit(guard, "v=2.0", 6, "m,device=d4")[0] is Verdict.CHECK  # older ones went
