@@ -18,7 +18,9 @@ needs InfluxDB: ``CHECK``; the bridge reads all of a batch's checks at once and 
 by point: a point (value, ``.q``, ``.reason``) stored at that time must come again unchanged; a point not stored
 there yet may be added (one device may send its points at one time in more than one message).
 
-Memory: at most ``max_series`` series, each with ``per_series`` entries (a time and its line): MEMORY_FIGURES.
+Memory: at most ``max_series`` series, each with ``per_series`` entries (a time and its line), so at most
+``max_series * per_series * (190 + the line's length)`` bytes; measured with tracemalloc, 1,000 series of 64 entries
+of a 10-point line (177 characters) take 23 MB. A message whose times are all after the mark costs one dict update.
 
 Several bridges in one shared group each see part of a device's messages: a line after this bridge's mark may be
 at a time another bridge stored. ``trust_mark=False`` (more than one bridge) then checks every line not in
