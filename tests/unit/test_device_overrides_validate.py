@@ -5,6 +5,7 @@ makes its frequency 0.1 Hz and [0, 60] Hz."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -115,3 +116,29 @@ def test_the_rules_engine_reads_the_device_own_profile_from_its_sites(sites: Pat
     assert (t.rule, t.device, t.severity) == ("drive.fast", OWN, "warning")
     assert service.counters.invalid == 0
     assert service.registry.profile_of(SITE, OWN, "pump_drive") is not service.registry.profiles["pump_drive"]
+
+
+@pytest.mark.parametrize(("limit", "problem"), [(58, None), (65, "within the profile's range [0, 60]")])
+def test_a_device_control_limit_is_checked_against_its_own_range(
+    tmp_path: Path, limit: float, problem: str | None
+) -> None:
+    """The edge's own check of ``control.points``: a drive's limit of 58 Hz is inside its own [0, 60] range."""
+    from edge_agent.config import load_site
+    from infra.config_loader import ConfigError
+
+    device = {
+        "id": OWN,
+        "profile": "pump_drive",
+        "host": "192.0.2.1",
+        "points": OVERRIDE,
+        "control": {"points": {"frequency_set": {"max": limit}}},
+    }
+    path = tmp_path / "site.yaml"
+    site = {"site": SITE, "profile_paths": [str(EXAMPLES / "pump_drive.yaml")], "devices": [device]}
+    path.write_text(yaml.safe_dump(site), encoding="utf-8")
+    if problem is None:
+        loaded = load_site(path)
+        assert loaded.config.devices[0].control is not None
+    else:
+        with pytest.raises(ConfigError, match=re.escape(problem)):
+            load_site(path)
