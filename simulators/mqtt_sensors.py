@@ -7,7 +7,8 @@ publishes once at start, then every ``interval_s``; an alarm or state change (ga
 published at once, as field devices do. A message counts as published once the broker acknowledged it (PUBACK);
 until then, and while the broker is away, each sensor keeps only its latest reading and sends it on reconnect:
 bounded, and what a sensor with a one-slot buffer does.
-Events on demand: ``leak``, ``trip``, ``fault``, ``clear``, ``silence``, ``resume``.
+Events on demand: ``leak``, ``excursion`` (toxic gas), ``dip`` (oxygen), ``trip``, ``fault``, ``clear``, ``silence``,
+``resume``.
 """
 
 from __future__ import annotations
@@ -24,16 +25,24 @@ from dataclasses import dataclass
 from device_profiles import Profile
 from infra.clock import WallClock
 from infra.mqtt import BrokerConfig, Link
-from simulators.behaviours import Behaviour, FireDetector, GasDetector, Value
+from simulators.behaviours import Behaviour, FireDetector, GasDetector, OxygenDetector, ToxicGasDetector, Value
 from simulators.vendor_json import vendor_messages
 
 log = logging.getLogger("lifeline.sim.mqtt")
 
 
-DEFAULT_INTERVAL_S: dict[str, float] = {"gas_detector": 5.0, "fire_detector": 30.0, "noise_meter": 5.0}
+DEFAULT_INTERVAL_S: dict[str, float] = {
+    "gas_detector": 5.0,
+    "toxic_gas_detector": 5.0,
+    "oxygen_detector": 5.0,
+    "fire_detector": 30.0,
+    "noise_meter": 5.0,
+}
 # points whose change is published at once instead of at the next interval
 EVENT_POINTS: dict[str, tuple[str, ...]] = {
     "gas_detector": ("alarm_level",),
+    "toxic_gas_detector": ("alarm_level",),
+    "oxygen_detector": ("alarm_level",),
     "fire_detector": ("fire_alarm", "detector_fault"),
 }
 _ids = itertools.count(1)
@@ -148,6 +157,20 @@ class SensorFleet:
             raise TypeError(f"{device!r} is not a gas detector")
         b.leak(self.clock(), peak, rise_s=rise_s)
 
+    def excursion(self, device: str, peak_pct_oel: float = 150.0, rise_s: float = 60.0) -> None:
+        """A toxic-gas release at ``device`` reaching ``peak_pct_oel`` of its gas's OEL after ``rise_s``."""
+        b = self._sensor(device).behaviour
+        if not isinstance(b, ToxicGasDetector):
+            raise TypeError(f"{device!r} is not a toxic-gas detector")
+        b.excursion(self.clock(), peak_pct_oel, rise_s=rise_s)
+
+    def dip(self, device: str, to: float = 18.0, fall_s: float = 60.0) -> None:
+        """The oxygen at oxygen detector ``device`` falls to ``to`` %VOL over ``fall_s``, then recovers."""
+        b = self._sensor(device).behaviour
+        if not isinstance(b, OxygenDetector):
+            raise TypeError(f"{device!r} is not an oxygen detector")
+        b.dip(self.clock(), to, fall_s=fall_s)
+
     def trip(self, device: str) -> None:
         """A fire at fire detector ``device``: FIRE is published at once."""
         b = self._sensor(device).behaviour
@@ -156,16 +179,16 @@ class SensorFleet:
         b.trip(self.clock())
 
     def fault(self, device: str, on: bool = True) -> None:
-        """The detector reports a fault (gas: alarm 'fault'; fire: state FAULT)."""
+        """The detector reports a fault (gas, toxic gas, oxygen: alarm 'fault'; fire: state FAULT)."""
         b = self._sensor(device).behaviour
-        if not isinstance(b, GasDetector | FireDetector):
+        if not isinstance(b, GasDetector | ToxicGasDetector | OxygenDetector | FireDetector):
             raise TypeError(f"{device!r} has no fault state")
         b.set_fault(on)
 
     def clear(self, device: str) -> None:
-        """End leaks, fires and faults of ``device``."""
+        """End leaks, releases, dips, fires and faults of ``device``."""
         b = self._sensor(device).behaviour
-        if isinstance(b, GasDetector):
+        if isinstance(b, GasDetector | ToxicGasDetector | OxygenDetector):
             b.clear()
         elif isinstance(b, FireDetector):
             b.reset()

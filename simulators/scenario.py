@@ -1,8 +1,9 @@
 """Scenarios: a whole simulated district in one YAML file, validated before any socket opens.
 
 A scenario lists sites (one edge agent each) and their devices. A work-safety site may instead name a number of
-enterprises, whose gas and fire detectors are generated from the scenario's ``seed``. ``plan`` turns a scenario
-into the full device list, deterministically; ``site_config`` writes the edge agent's config for a site.
+enterprises, whose gas and fire detectors are generated from the scenario's ``seed``; enterprises of a kind (e.g.
+chemical plants) also get toxic-gas detectors (each with its ``gas`` tag) and oxygen detectors. ``plan`` turns a
+scenario into the full device list, deterministically; ``site_config`` writes the edge agent's config for a site.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from device_profiles import Profile, load_catalogue
 from device_profiles.schema import TagKey
 from infra.config_loader import ConfigError, YamlDoc, read_yaml, validate
+from rules.standards.gas import TOXIC_GASES
 from simulators.behaviours import BEHAVIOURS
 
 SCENARIOS = Path(__file__).parent / "scenarios"
@@ -46,8 +48,43 @@ class DeviceSpec(BaseModel):
         return self
 
 
+def _span(name: str, span: tuple[int, int]) -> None:
+    low, high = span
+    if not 0 <= low <= high <= 99:
+        raise ValueError(f"{name} [{low}, {high}] must be 0 <= min <= max <= 99")
+
+
+class EnterpriseKind(BaseModel):
+    """A kind of enterprise among a work-safety site's enterprises (e.g. chemical plants): its share of them, and
+    the toxic-gas and oxygen detectors each one has besides its gas and fire detectors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")
+    share: float = Field(ge=0, le=1, description="the fraction of the site's enterprises of this kind")
+    toxic_detectors: tuple[int, int] = Field(default=(0, 0), description="[min, max] toxic-gas detectors each")
+    gases: tuple[str, ...] = Field(default=(), description="the gases its toxic detectors measure (OEL table keys)")
+    oxygen_detectors: tuple[int, int] = Field(default=(0, 0), description="[min, max] oxygen detectors each")
+    confined: bool = Field(default=True, description="its oxygen detectors watch confined spaces (they may dip)")
+    excursions_per_day: float = Field(default=0.0, ge=0, description="random releases, each toxic detector")
+    dips_per_day: float = Field(default=0.0, ge=0, description="random oxygen dips, each confined oxygen detector")
+    faults_per_day: float = Field(default=0.0, ge=0, description="random detector faults, each toxic/oxygen detector")
+
+    @model_validator(mode="after")
+    def _check(self) -> EnterpriseKind:
+        _span("toxic_detectors", self.toxic_detectors)
+        _span("oxygen_detectors", self.oxygen_detectors)
+        unknown = [g for g in self.gases if g not in TOXIC_GASES]
+        if unknown:
+            raise ValueError(f"gases {unknown} have no OEL in the table (known: {', '.join(sorted(TOXIC_GASES))})")
+        if self.toxic_detectors[1] > 0 and not self.gases:
+            raise ValueError("toxic_detectors needs gases (the gases its detectors measure)")
+        return self
+
+
 class Enterprises(BaseModel):
-    """Enterprises of a work-safety site: each has 1..n gas detectors and one fire detector."""
+    """Enterprises of a work-safety site: each has 1..n gas detectors and one fire detector; those of a ``kinds``
+    entry also have its toxic-gas and oxygen detectors."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -56,12 +93,16 @@ class Enterprises(BaseModel):
     prefix: str = Field(default="ent", pattern=r"^[a-z][a-z0-9]{0,15}$")
     leaks_per_day: float = Field(default=0.0, ge=0, description="random leaks, each gas detector")
     fires_per_day: float = Field(default=0.0, ge=0, description="random fires, each fire detector")
+    kinds: list[EnterpriseKind] = Field(default_factory=list, description="kinds with toxic/oxygen detectors")
 
     @model_validator(mode="after")
     def _range(self) -> Enterprises:
-        low, high = self.gas_detectors
-        if not 0 <= low <= high <= 99:
-            raise ValueError(f"gas_detectors [{low}, {high}] must be 0 <= min <= max <= 99")
+        _span("gas_detectors", self.gas_detectors)
+        if sum(k.share for k in self.kinds) > 1.0 + 1e-9:
+            raise ValueError("the kinds' shares add up to more than 1")
+        names = [k.kind for k in self.kinds]
+        if len(set(names)) != len(names):
+            raise ValueError(f"kinds {names} name a kind twice")
         return self
 
 
@@ -157,6 +198,9 @@ def _enterprise_devices(site: SiteSpec, seed: int) -> list[DeviceSpec]:
     if ent is None:
         return []
     rng = random.Random(device_seed(seed, site.site))
+    # the kinds draw from a generator of their own: the gas and fire detectors stay what they were without kinds
+    kind_rng = random.Random(device_seed(seed, f"{site.site}/kinds"))
+    kinds = _kinds_of(ent, kind_rng)
     out: list[DeviceSpec] = []
     for n in range(1, ent.count + 1):
         name = f"{ent.prefix}{n:03d}"
@@ -175,6 +219,60 @@ def _enterprise_devices(site: SiteSpec, seed: int) -> list[DeviceSpec]:
                 profile="fire_detector",
                 source_id=f"FP-{n:04d}",
                 params={"fires_per_day": ent.fires_per_day},
+            )
+        )
+        kind = kinds.get(n)
+        if kind is not None:
+            out += _kind_devices(name, kind, kind_rng)
+    return out
+
+
+def _kinds_of(ent: Enterprises, rng: random.Random) -> dict[int, EnterpriseKind]:
+    """Which enterprise (1..count) is of which kind: round(share × count) of them each, drawn at random."""
+    order = list(range(1, ent.count + 1))
+    rng.shuffle(order)
+    out: dict[int, EnterpriseKind] = {}
+    taken = 0
+    for kind in ent.kinds:
+        many = round(kind.share * ent.count)
+        for n in order[taken : taken + many]:
+            out[n] = kind
+        taken += many
+    return out
+
+
+def _kind_devices(name: str, kind: EnterpriseKind, rng: random.Random) -> list[DeviceSpec]:
+    """An enterprise's toxic-gas detectors (each with its ``gas`` tag, distinct gases while there are enough) and
+    oxygen detectors."""
+    out: list[DeviceSpec] = []
+    toxic = rng.randint(*kind.toxic_detectors)
+    gases = rng.sample(kind.gases, min(toxic, len(kind.gases))) if kind.gases else []
+    gases += [rng.choice(kind.gases) for _ in range(toxic - len(gases))]
+    for k, gas in enumerate(gases, start=1):
+        out.append(
+            DeviceSpec(
+                id=f"{name}-tox-{k}",
+                profile="toxic_gas_detector",
+                source_id=f"TD{rng.randrange(16**8):08X}",
+                params={
+                    "gas": gas,
+                    "excursions_per_day": kind.excursions_per_day,
+                    "faults_per_day": kind.faults_per_day,
+                },
+                tags={"gas": gas},
+            )
+        )
+    for k in range(1, rng.randint(*kind.oxygen_detectors) + 1):
+        out.append(
+            DeviceSpec(
+                id=f"{name}-o2-{k}",
+                profile="oxygen_detector",
+                source_id=f"OD{rng.randrange(16**8):08X}",
+                params={
+                    "confined": kind.confined,
+                    "dips_per_day": kind.dips_per_day if kind.confined else 0.0,
+                    "faults_per_day": kind.faults_per_day,
+                },
             )
         )
     return out

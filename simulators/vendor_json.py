@@ -16,7 +16,12 @@ from device_profiles import JsonType, MqttPoint, Profile, TimestampFormat
 from device_profiles.json_path import parse_path
 from simulators.behaviours import Value
 
-ID_FIELD: dict[str, str] = {"gas_detector": "sn", "fire_detector": "deviceId"}
+ID_FIELD: dict[str, str] = {
+    "gas_detector": "sn",
+    "toxic_gas_detector": "sn",  # the same vendor family as the combustible-gas detector
+    "oxygen_detector": "sn",
+    "fire_detector": "deviceId",
+}
 CHINA = timezone(timedelta(hours=8))
 
 Json = dict[str, object]

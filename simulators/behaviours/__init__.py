@@ -15,7 +15,9 @@ from simulators.behaviours import (
     flue_gas_cems,
     gas_detector,
     noise_meter,
+    oxygen_detector,
     sluice_gate_plc,
+    toxic_gas_detector,
     water_quality_station,
 )
 from simulators.behaviours._base import Behaviour, BehaviourParams, Value, local_hour
@@ -24,7 +26,9 @@ from simulators.behaviours.fire_detector import FireDetector
 from simulators.behaviours.flue_gas_cems import FlueGasCems
 from simulators.behaviours.gas_detector import GasDetector
 from simulators.behaviours.noise_meter import NoiseMeter
+from simulators.behaviours.oxygen_detector import OxygenDetector
 from simulators.behaviours.sluice_gate_plc import SluiceGate
+from simulators.behaviours.toxic_gas_detector import ToxicGasDetector
 from simulators.behaviours.water_quality_station import WaterQualityStation
 
 
@@ -42,6 +46,8 @@ BEHAVIOURS: dict[str, BehaviourKind] = {
     "gas_detector": BehaviourKind(gas_detector.GasParams, gas_detector.create),
     "fire_detector": BehaviourKind(fire_detector.FireParams, fire_detector.create),
     "noise_meter": BehaviourKind(noise_meter.NoiseParams, noise_meter.create),
+    "toxic_gas_detector": BehaviourKind(toxic_gas_detector.ToxicParams, toxic_gas_detector.create),
+    "oxygen_detector": BehaviourKind(oxygen_detector.OxygenParams, oxygen_detector.create),
 }
 
 
@@ -67,7 +73,9 @@ __all__ = [
     "FlueGasCems",
     "GasDetector",
     "NoiseMeter",
+    "OxygenDetector",
     "SluiceGate",
+    "ToxicGasDetector",
     "UnknownProfile",
     "Value",
     "WaterQualityStation",

@@ -431,7 +431,9 @@ def test_baoshan_scenario_has_the_district() -> None:
 
 def test_mini_scenario_has_one_device_of_each_profile() -> None:
     devices = plan(load_scenario("mini"))
-    assert sorted(d.profile.name for d in devices) == sorted(BEHAVIOURS)
+    # but the toxic-gas and oxygen detectors (tests pin mini's device lists; baoshan's chemical enterprises have them)
+    later = {"toxic_gas_detector", "oxygen_detector"}
+    assert sorted(d.profile.name for d in devices) == sorted(set(BEHAVIOURS) - later)
     assert len({d.site for d in devices}) == 2
 
 
