@@ -402,6 +402,8 @@ POINTS: dict[str, T] = {
     "tp": ("Total phosphorus", "总磷"),
     "turbidity": ("Turbidity", "浊度"),
     "unit_load": ("Unit load", "机组负荷"),
+    "uplink_sessions_taken_over": ("Uplink sessions taken over", "上行链路会话被顶替次数"),
+    "uplink_takeover_problem": ("Uplink session taken over", "上行链路会话被顶替"),
     "uptime": ("Uptime", "运行时长"),
     "water_temp": ("Water temperature", "水温"),
     "wind_dir": ("Wind direction", "风向"),
