@@ -113,6 +113,7 @@ def test_devices_latest_live_and_from_influxdb(env: Env) -> None:
     assert live["values"] == {"ph": 7.7, "cod": None}
     assert live["quality"] == {"cod": "bad"}
     assert live["reasons"] == {"cod": "modbus timeout"}
+    assert 0 <= live["age_ms"] <= int(time.time() * 1000) - now  # how old the live state's newest value is
 
     stored = env.api.client.get(f"/api/sites/{SITE}/devices/wq-01/latest", headers=h).json()
     assert stored["source"] == "influxdb"
@@ -213,6 +214,13 @@ def test_site_history_in_one_request(env: Env) -> None:
         f"/api/sites/{SITE}/devices/wq-01/history", headers=h, params={**params, "points": ["ph", "do"]}
     ).json()
     assert devices["wq-01"] == one["points"]
+    assert body["cached_before_ms"] is None  # the first read of the range: all of it from InfluxDB
+    # the second: the settled buckets from the API's cache, the same values, and it says how old they are
+    again = env.api.client.get(f"/api/sites/{SITE}/history", headers=h, params=params).json()
+    assert again["devices"] == devices
+    assert again["cached_before_ms"] is not None
+    assert start < again["cached_before_ms"] <= end
+    assert again["cache_age_ms"] >= 0
 
 
 def test_site_history_takes_the_last_of_bool_points_and_every_device_when_none_is_known(env: Env) -> None:
