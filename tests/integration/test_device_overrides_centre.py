@@ -28,6 +28,7 @@ from lifeline.bridge_cli import known_site
 from lifeline.broker_auth import bridge_account, bridge_publisher_account, edge_account
 from simulators import ModbusDevice
 from simulators.behaviours import Behaviour, Value
+from telemetry import Sample, Telemetry, encode, topics
 from telemetry.keys import SiteKeyFiles, create_site_keys
 from testing import Influxd, Mosquitto
 from tests.helpers import LoopThread, account_for, wait_until
@@ -270,3 +271,49 @@ def test_the_bridge_stores_a_reading_valid_for_the_device_as_good(
     assert all(r.get("frequency.q") is None for r in rows), "judged by the drive's range: good, not uncertain"
     assert bridge.counters.dead_lettered == 0
     assert bridge.registry.profile_of(SITE, OWN, "pump_drive") is not bridge.registry.profiles["pump_drive"]
+
+
+def test_a_controller_channel_shows_its_own_unit_and_decimals(tmp_path: Path) -> None:
+    """The gas controller of device_profiles/examples/gas_controller_8ch.yaml reads every channel in 0.1 %LEL; on
+    this one channel 8 carries a CO detector (0-1000 ppm, whole numbers) and channel 1 a detector set to 0.01 %LEL.
+    The API (its sites read by the edge's loader, no broker) answers that device's own specs, the other's as shipped."""
+    sites = tmp_path / "sites"
+    sites.mkdir()
+    own = {"ch1_lel": {"scale": 0.01, "decimals": 2}, "ch8_lel": {"scale": 1, "unit": "ppm", "range": [0, 1000]}}
+    devices = [
+        {"id": "gas-ctl", "profile": "gas_controller_8ch", "host": "192.0.2.1", "unit_id": 247, "points": own},
+        {"id": "gas-ctl-2", "profile": "gas_controller_8ch", "host": "192.0.2.2", "unit_id": 247},
+    ]
+    site = {"site": SITE, "profile_paths": [str(EXAMPLES / "gas_controller_8ch.yaml")], "devices": devices}
+    (sites / f"{SITE}.yaml").write_text(yaml.safe_dump(site), encoding="utf-8")
+    config = make_config(
+        tmp_path, areas={"pumps": [SITE]}, profile_paths=[str(EXAMPLES / "gas_controller_8ch.yaml")], sites=[str(sites)]
+    )
+    service = ApiService(config, load_site=known_site)
+    service.users.create("viewer", PASSWORD, Role.VIEWER, [])
+    for device in ("gas-ctl", "gas-ctl-2"):  # one reading each, as the API hears it from the broker
+        body = Telemetry(
+            site=SITE,
+            device=device,
+            profile="gas_controller_8ch",
+            measurement="gas_safety",
+            seq=1,
+            samples=[Sample(ts=service.clock(), values={"ch1_lel": 1.25, "ch8_lel": 35})],
+        )
+        service.handle_message(topics.telemetry(SITE, device), encode(body))
+    api = RunningApi(service, connect=False)
+    try:
+        h = login(api.client, "viewer")
+        detail = api.client.get(f"/api/sites/{SITE}/devices/gas-ctl", headers=h).json()
+        assert detail["own_profile"] is True
+        points = api.client.get(f"/api/sites/{SITE}/devices/gas-ctl/profile", headers=h).json()["points"]
+        assert points["ch8_lel"] == {"unit": "ppm", "decimals": None, "states": None, "range": [0, 1000]}
+        assert points["ch1_lel"] == {"unit": "%LEL", "decimals": 2, "states": None, "range": [0, 100]}
+        assert points["ch2_lel"] == {"unit": "%LEL", "decimals": 1, "states": None, "range": [0, 100]}
+        other = api.client.get(f"/api/sites/{SITE}/devices/gas-ctl-2/profile", headers=h).json()["points"]
+        assert other["ch8_lel"] == {"unit": "%LEL", "decimals": 1, "states": None, "range": [0, 100]}
+        assert api.client.get(f"/api/sites/{SITE}/devices/gas-ctl-2", headers=h).json()["own_profile"] is False
+        refused = api.client.get(f"/api/sites/{SITE}/devices/nothing/profile", headers=h)
+        assert refused.status_code == 404
+    finally:
+        api.stop()
