@@ -17,10 +17,18 @@ depends_on: str | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("api_commands") as batch:
-        batch.add_column(sa.Column("point", sa.String(length=64), nullable=True))
-        batch.add_column(sa.Column("value", sa.Text(), nullable=True))
-        batch.add_column(sa.Column("cancels", sa.String(length=64), nullable=True))
+    # Like the baseline, only what is missing (as alerts_0003): a database whose version table was lost may have them.
+    have = {c["name"] for c in sa.inspect(op.get_bind()).get_columns("api_commands")}
+    wanted = [
+        sa.Column("point", sa.String(length=64), nullable=True),
+        sa.Column("value", sa.Text(), nullable=True),
+        sa.Column("cancels", sa.String(length=64), nullable=True),
+    ]
+    missing = [c for c in wanted if c.name not in have]
+    if missing:
+        with op.batch_alter_table("api_commands") as batch:
+            for column in missing:
+                batch.add_column(column)
 
 
 def downgrade() -> None:
