@@ -56,6 +56,7 @@
   const PROFILE_DOMAIN = {
     sluice_gate_plc: "water", water_quality_station: "environment", air_quality_station: "environment",
     noise_meter: "environment", flue_gas_cems: "emissions", gas_detector: "safety", fire_detector: "safety",
+    toxic_gas_detector: "safety", oxygen_detector: "safety",
   };
   const STATE_NAMES = {
     active_unack: "active, unacknowledged", active_ack: "active, acknowledged",
@@ -1264,7 +1265,7 @@
 
   /** A detector's enterprise: its id up to "-gas-" or "-fire" (ent007-gas-2 -> ent007); "" for none. */
   function enterpriseOf(device) {
-    const m = /^(.+?)-(gas|fire)\b/.exec(device);
+    const m = /^(.+?)-(gas|fire|tox|o2)\b/.exec(device); // the simulated district's ids: entNNN-<kind>-K
     return m ? m[1] : "";
   }
 
@@ -2387,6 +2388,8 @@
     t: (key, vars) => (Array.isArray(key) ? tr(key, vars) : t(key, vars)),
     h, svg, api, fmtTime, fmtAge, fmtValue, fmtNumber, fmtPoint,
     pointLabel: (profile, point) => pointLabel(profile, point),
+    enterpriseOf, // a detector's enterprise from its id ("" when it names none)
+    domainOf: (profile) => PROFILE_DOMAIN[profile] || "",
     stateOf: (d) => deviceState(d),
     stateBadge: (d) => stateCell(d, "span"),
     lang: () => lang,

@@ -15,20 +15,16 @@
   };
   const STATION_PROFILES = new Set(["water_quality_station", "air_quality_station", "noise_meter"]);
   const SOURCE_PROFILES = new Set(["flue_gas_cems", "flue_gas_cems_hj212", "wastewater_outlet_hj212"]);
-  const SAFETY_PROFILES = new Set(["gas_detector", "fire_detector"]);
 
   function kindOf(d) {
     if (d.profile === "sluice_gate_plc") return "gate";
     if (STATION_PROFILES.has(d.profile)) return "station";
     if (SOURCE_PROFILES.has(d.profile) || /cems|hj212|outlet/.test(d.profile)) return "source";
-    if (SAFETY_PROFILES.has(d.profile)) return "enterprise";
+    if (window.Lifeline.domainOf(d.profile) === "safety") return "enterprise";
     return "other";
   }
-  /** A detector's enterprise: its id up to "-gas-" or "-fire" (ent007-gas-2 -> ent007). */
-  const enterpriseOf = (device) => {
-    const m = /^(.+?)-(gas|fire)\b/.exec(device);
-    return m ? m[1] : device;
-  };
+  /** A detector's enterprise (ent007-gas-2 -> ent007): the console's, or the id itself when it names none. */
+  const enterpriseOf = (device) => window.Lifeline.enterpriseOf(device) || device;
 
   let data = null; // {district, devices: Map site -> [DeviceOut], latest: Map "site/device" -> LatestOut, alerts, water}
   let loading = false;
