@@ -9,6 +9,8 @@ store, and share code only through the packages below them:
     device_profiles  profile schema and catalogue            telemetry, infra
     simulators, edge_agent, broker_bridge, rules
                      services                                 telemetry, infra, device_profiles
+    simulators       (also)                                   + rules (the standards its devices behave by: the
+                                                                gas table's limits and set points)
     alerts           alert lifecycle, store, notification     + rules (the rule and transition types it alerts on)
     reports          report builders and renderers            telemetry, infra, storage, rules (the standards),
                                                                 alerts (the store, for safety reports)
@@ -42,7 +44,7 @@ ALLOWED: dict[str, set[str]] = {
     "infra": set(),
     "storage": {"telemetry", "infra"},
     "device_profiles": {"telemetry", "infra"},
-    "simulators": BASE,
+    "simulators": BASE | {"rules"},
     "edge_agent": BASE,
     "broker_bridge": BASE | {"storage"},
     "rules": BASE | {"storage"},
