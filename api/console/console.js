@@ -973,7 +973,7 @@
 
   // -- admin: users (create, role, areas, disable, reset password), API tokens, the audit log ---------------------
   const ROLES = ["viewer", "gate_operator", "environment_officer", "safety_inspector", "admin"];
-  // the configured areas (GET /api/areas, admin), and those of the sites heard, for an API that has none configured
+  // the configured areas (the areas route, admin), and those of the sites heard, for an API that has none configured
   const knownAreas = () => [...new Set([...(state.areas || []), ...state.sites.map((s) => s.area).filter(Boolean)])].sort();
 
   function adminSay(error, done) {
