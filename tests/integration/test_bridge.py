@@ -23,7 +23,7 @@ from broker_bridge.bridge import Batch, Bridge
 from broker_bridge.config import BridgeConfig
 from infra.deadletter import DeadLetterStore
 from lifeline.bridge_cli import known_site
-from lifeline.broker_auth import bridge_account, bridge_publisher_account
+from lifeline.broker_auth import bridge_account, bridge_publisher_account, replay_account
 from telemetry import PointQuality, Quality, Sample, Telemetry, decode_telemetry, encode, topics
 from testing import Influxd, Mosquitto
 from tests.helpers import LoopThread, Publisher, Subscriber, wait_until
@@ -364,6 +364,7 @@ def test_deadletter_cli_lists_shows_and_replays(
         thread.stop()
         relaxed = config(mosquitto, influxdb, tmp_path, validation={"max_future_s": 7200})
         bridge, thread = start_bridge(relaxed)
+        mosquitto.add(replay_account())  # replayed as its own account: the bridge's publisher sends only `stored`
         assert main(["deadletter", "--config", str(cfg_path), "replay"]) == 0
         assert "replayed 1 dead letter(s)" in capsys.readouterr().out
         wait_until(lambda: count_points(influxdb) == 1, 10, "replayed reading stored")
