@@ -235,3 +235,61 @@ class FakeStateTx:
 
     def delete_state(self, name: str) -> None:
         self.blobs.pop(name, None)
+
+
+# -- a client the broker may refuse at its TLS handshake (a broker that requires client certificates) -------------
+
+
+@dataclass
+class Attempt:
+    """One MQTT 5 client's connection: whether the broker took it, and what it said when it ended it."""
+
+    connected: threading.Event = field(default_factory=threading.Event)
+    ended: threading.Event = field(default_factory=threading.Event)
+    refused: str = ""
+    acks: dict[int, int] = field(default_factory=dict)  # packet id -> PUBACK reason code
+    acked: threading.Event = field(default_factory=threading.Event)
+
+
+def connect(cfg: BrokerConfig, client_id: str = "") -> tuple[Any, Attempt]:
+    attempt = Attempt()
+    made = client(cfg, client_id or cfg.username or "", v5=True, reconnect=False)
+
+    def on_connect(c: Any, u: Any, f: Any, rc: Any, p: Any) -> None:
+        if rc.is_failure:
+            attempt.refused = str(rc)
+            attempt.ended.set()
+        else:
+            attempt.connected.set()
+
+    def on_publish(c: Any, u: Any, mid: int, rc: Any, p: Any) -> None:
+        attempt.acks[mid] = rc.value
+        attempt.acked.set()
+
+    made.on_connect = on_connect
+    made.on_connect_fail = lambda c, u: attempt.ended.set()
+    made.on_disconnect = lambda c, u, f, rc, p: attempt.ended.set()
+    made.on_publish = on_publish
+    try:
+        made.connect(cfg.host, cfg.port, keepalive=10)
+    except OSError as exc:  # the TLS handshake refused (no certificate, or one of another CA)
+        attempt.refused = f"{type(exc).__name__}: {exc}"
+        attempt.ended.set()
+        return made, attempt
+    made.loop_start()
+    return made, attempt
+
+
+def refused(cfg: BrokerConfig) -> str:
+    made, attempt = connect(cfg)
+    try:
+        assert attempt.ended.wait(10), "the broker neither took nor refused the connection"
+        assert not attempt.connected.is_set(), "the broker took the connection"
+        return attempt.refused
+    finally:
+        made.loop_stop()
+
+
+def close(made: Any) -> None:
+    made.disconnect()
+    made.loop_stop()
