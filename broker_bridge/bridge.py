@@ -80,7 +80,7 @@ class Item:
     problems: list[str] = field(default_factory=list)
     stage: str = "influx"  # the dead letters' stage of its problems
     target: Target | None = None  # set when some lines are to be checked
-    checks: list[Check] = field(default_factory=list)
+    checks: list[Check] | None = None  # the lines to check first (None: none)
 
 
 @dataclass(slots=True)
@@ -224,7 +224,9 @@ class Bridge:
         space = first.find(" ")  # one message, one series; an escaped space in it is rare
         series = first[:space] if first[space - 1] != "\\" else series_key(first)
         samples = msg.samples
-        if len(samples) == len(lines):  # one line a sample (a sample without a field has none)
+        if len(samples) == 1 and len(lines) == 1:
+            times = [samples[0].ts]
+        elif len(samples) == len(lines):  # one line a sample (a sample without a field has none)
             times = [sample.ts for sample in samples]
         else:
             times = [int(line[line.rfind(" ") + 1 :]) for line in lines]
@@ -232,6 +234,7 @@ class Bridge:
         if not verdicts:
             return
         refused: set[int] = set()
+        checks: list[Check] = []
         for index, verdict, why in verdicts:
             if verdict is Verdict.REFUSE:
                 item.problems.append(why)
@@ -239,10 +242,11 @@ class Bridge:
                 self.counters.overwrites_refused += 1
                 refused.add(index)
             else:
-                item.checks.append(Check(lines[index], times[index]))
+                checks.append(Check(lines[index], times[index]))
         if refused:
             item.lines = [line for index, line in enumerate(lines) if index not in refused]
-        if item.checks:
+        if checks:
+            item.checks = checks
             tags = {k: v for k, v in msg.tags.items() if k and v and k not in (SITE, DEVICE, PROFILE)}
             tags.update((k, v) for k, v in ((SITE, msg.site), (DEVICE, msg.device), (PROFILE, msg.profile)) if v)
             item.target = Target(series, msg.measurement, tuple(sorted(tags.items())))
@@ -359,12 +363,13 @@ class Bridge:
     async def _check(self, batch: Batch) -> None:
         """Read what InfluxDB holds at the times of the batch's checked lines (one read; one more for the series
         whose mark is still to be learnt) and refuse the lines that would change a stored reading."""
-        items = [item for item in batch.items if item.checks and item.target is not None]
+        items = [item for item in batch.items if item.checks is not None and item.target is not None]
         if not items:
             return
         spans: dict[Target, tuple[int, int]] = {}
         for item in items:
             assert item.target is not None
+            assert item.checks is not None
             lo, hi = spans.get(item.target, (item.checks[0].ts, item.checks[0].ts))
             for c in item.checks:
                 lo, hi = min(lo, c.ts), max(hi, c.ts)
@@ -377,6 +382,7 @@ class Bridge:
                 self.guard.learn(t.series, max(newest.get(_key(t), {}), default=None))
         for item in items:
             assert item.target is not None
+            assert item.checks is not None
             rows = stored.get(_key(item.target), {})
             refused: set[str] = set()
             for c in item.checks:
@@ -390,7 +396,7 @@ class Bridge:
             if refused:
                 batch.lines -= len(refused)
                 item.lines = [line for line in item.lines if line not in refused]
-            item.checks = []
+            item.checks = None
 
     def _statement(self, target: Target, start_ms: int | None = None, end_ms: int | None = None) -> str:
         """The rows of ``target`` in [start, end) (ms), or without bounds its newest row."""
