@@ -95,7 +95,7 @@ def add_parsers(sub: Any) -> None:  # noqa: PLR0915 - one flat table of every be
     p.add_argument("--step-seconds", type=float, default=60.0, help="how long each k runs (default 60)")
     p.add_argument("--quick", action="store_true", help="20 s steps, k up to 2: a short run")
     p.add_argument("--probe-interval", type=float, default=0.5, help="seconds between alarm probes (default 0.5)")
-    p.add_argument("--publishers", type=int, default=4, help="MQTT connections of the load (default 4)")
+    p.add_argument("--publishers", type=int, default=2, help="MQTT connections of the load (default 2)")
     p.add_argument("--keep-going", action="store_true", help="run every k up to --max-k, even past a failed one")
     p.add_argument(
         "--data-dir", default=None, help="lifeline up's data and logs here, kept (default: a temporary folder)"

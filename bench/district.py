@@ -6,7 +6,8 @@ store, the API, the simulated Baoshan scenario's edge agents (its Modbus gates a
 ingest with the scenario's stations. Two things differ, both in the deployment file ``lifeline up`` reads, never in
 its code: the alert flood limit is lifted (every probe is a new alert of the same audience; past 10 in 10 minutes an
 operator gets a flood summary instead, which is right for a city and wrong for a latency figure), and the broker
-knows one more account, ``bench-load``, that the load and the probes use.
+knows the bench's accounts (``bench-listen``, ``bench-load-<n>``): one a connection, as the broker takes a client's
+id from its user name.
 
 The load: per district (k = 1, 2, 4, 8, 16 ... districts), what the district's gateways and its HJ 212 ingest
 publish, at their real rates: 1,000 enterprises with 10 detectors each (6 gas, 4 fire) every 10 s, 100 water-quality
@@ -31,6 +32,7 @@ The largest k whose probes' p99 sample-to-notification is under 1 s with nothing
 from __future__ import annotations
 
 import argparse
+import contextlib
 import heapq
 import json
 import multiprocessing
@@ -48,6 +50,7 @@ import yaml
 
 from bench._figures import cores, figure, write_json
 
+LISTENER = "bench-listen"  # the bench's accounts: the listener's, and bench-load-<n> a publishing connection
 PARK = 100  # enterprises a park (one gateway, one site)
 DETECTORS = 10  # per enterprise: 6 gas, 4 fire
 GAS = 6
@@ -62,7 +65,6 @@ HOUR_S = 3600.0
 PROBE_SITE = "bench-probes"
 PROBES_MAX = 4000
 DRAIN_S = 60.0  # after a step, how long the backlog may take before what is missing counts as lost
-RUN = "bench"
 WQ = {
     "ph": 7.3,
     "do": 7.5,
@@ -222,37 +224,141 @@ def _pct(values: list[float], q: float) -> float | None:
     return round(s[min(len(s) - 1, int(len(s) * q))], 1)
 
 
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        n, byte = n >> 7, n & 0x7F
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _field(data: bytes) -> bytes:
+    return len(data).to_bytes(2, "big") + data
+
+
+class LeanPublisher:
+    """One MQTT 3.1.1 connection that only publishes at QoS 1: packets built here and written in batches, PUBACKs
+    counted by a reader thread. paho took about 100 us of the generator's CPU a message (its per-message objects,
+    locks and callbacks); the load is the generator's cost, not the chain's, and must stay small beside it."""
+
+    def __init__(self, account: Any, client_id: str, window: int = 2000) -> None:
+        import socket
+        import ssl
+
+        raw = socket.create_connection((account.host, account.port), timeout=30)
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock: socket.socket = raw
+        if account.tls is not None:
+            ctx = ssl.create_default_context(cafile=str(account.tls.ca_file))
+            if account.tls.cert_file is not None:
+                ctx.load_cert_chain(str(account.tls.cert_file), str(account.tls.key_file))
+            sock = ctx.wrap_socket(raw, server_hostname=account.host)
+        password = account.password.reveal("bench-load password").encode() if account.password else b""
+        flags = 0x02 | (0x80 if account.username else 0) | (0x40 if password else 0)  # clean session
+        body = _field(b"MQTT") + bytes([4, flags]) + (600).to_bytes(2, "big") + _field(client_id.encode())
+        if account.username:
+            body += _field(account.username.encode())
+        if password:
+            body += _field(password)
+        sock.sendall(b"\x10" + _varint(len(body)) + body)
+        ack = b""
+        while len(ack) < 4:
+            got = sock.recv(4 - len(ack))
+            if not got:
+                raise RuntimeError(f"the broker closed {client_id}'s connection at CONNECT")
+            ack += got
+        if ack[0] != 0x20 or ack[3] != 0:
+            raise RuntimeError(f"the broker refused {client_id}: CONNACK {ack.hex()}")
+        sock.settimeout(None)
+        self.sock = sock
+        self.window = window
+        self.sent = 0
+        self.acked = 0
+        self.next_id = 0
+        self.buffer: list[bytes] = []
+        self.acks = threading.Condition()
+        self.reader = threading.Thread(target=self._read, daemon=True, name=f"{client_id}-acks")
+        self.reader.start()
+
+    def _read(self) -> None:
+        pending = b""
+        while True:
+            try:
+                data = self.sock.recv(65536)
+            except OSError:
+                return
+            if not data:
+                return
+            pending += data
+            acked = 0
+            while len(pending) >= 2:
+                size = pending[1]  # PUBACK and PINGRESP: one-byte lengths
+                if len(pending) < 2 + size:
+                    break
+                if pending[0] >> 4 == 4:
+                    acked += 1
+                pending = pending[2 + size :]
+            if acked:
+                with self.acks:
+                    self.acked += acked
+                    self.acks.notify_all()
+
+    def add(self, topic: str, payload: bytes) -> None:
+        """Queue one QoS 1 PUBLISH; ``flush`` writes what is queued."""
+        self.next_id = self.next_id % 65535 + 1
+        t = topic.encode()
+        body = _field(t) + self.next_id.to_bytes(2, "big") + payload
+        self.buffer.append(b"\x32" + _varint(len(body)) + body)
+
+    def flush(self) -> None:
+        if not self.buffer:
+            return
+        with self.acks:  # never more than the window unacknowledged
+            while self.sent + len(self.buffer) - self.acked > self.window:
+                self.acks.wait(1.0)
+        self.sock.sendall(b"".join(self.buffer))
+        self.sent += len(self.buffer)
+        self.buffer.clear()
+
+    def ping(self) -> None:
+        self.sock.sendall(b"\xc0\x00")
+
+    def close(self) -> None:
+        self.flush()
+        with self.acks:
+            self.acks.wait_for(lambda: self.acked >= self.sent, 10.0)
+        with contextlib.suppress(OSError):
+            self.sock.sendall(b"\xe0\x00")
+            self.sock.close()
+
+
 class Load:
     """Publishes k districts' telemetry at their rates, probes, and collects acknowledgements and notifications."""
 
-    def __init__(self, broker: dict[str, Any], publishers: int) -> None:
+    def __init__(self, listener: dict[str, Any], publishers: list[dict[str, Any]]) -> None:
         from infra.mqtt import BrokerConfig, client
         from telemetry import topics
+        from telemetry.codec import encode_telemetry
 
         self.topics = topics
-        self.account = BrokerConfig.model_validate(broker)
+        self.encode = encode_telemetry  # the edge's own encoder of a one-sample message
+        self.account = BrokerConfig.model_validate(listener)
+        self.publisher_accounts = [BrokerConfig.model_validate(p) for p in publishers]
         self.lock = threading.Lock()
         self.sent: dict[tuple[str, str], dict[int, int]] = {}  # (site, device) -> seq -> sample ts (ms)
         self.stored_ms: list[float] = []
         self.notified: dict[str, float] = {}
-        self.acked_msgs = 0
-        self.unacked = 0
-        self.window = 1000
-        self.listener = client(self.account, "bench-listener")
+        self.listener = client(self.account, LISTENER)
         self.listener.on_connect = self._subscribe
         self.listener.on_message = self._message
-        self.pubs = []
-        for i in range(publishers):
-            c = client(self.account, f"bench-load-{i}")
-            c.max_inflight_messages_set(self.window)
-            c.on_publish = self._acked
-            self.pubs.append(c)
+        self.pubs: list[LeanPublisher] = []
         self.ready = threading.Event()
 
     def connect(self) -> None:
-        for c in [self.listener, *self.pubs]:
-            c.connect(self.account.host, self.account.port)
-            c.loop_start()
+        self.listener.connect(self.account.host, self.account.port)
+        self.listener.loop_start()
+        self.pubs = [LeanPublisher(a, a.username or "") for a in self.publisher_accounts]
         if not self.ready.wait(30):
             raise RuntimeError("the bench's listener did not subscribe within 30 s")
 
@@ -260,11 +366,6 @@ class Load:
         notify = self.topics.alert_notification("safety").rpartition("/")[0] + "/#"  # every audience
         c.subscribe([(self.topics.stored("+"), 1), (notify, 1)])
         self.ready.set()
-
-    def _acked(self, *args: object) -> None:
-        with self.lock:
-            self.unacked -= 1
-            self.acked_msgs += 1
 
     def _message(self, c: Any, userdata: object, msg: Any) -> None:
         import orjson
@@ -287,28 +388,41 @@ class Load:
                 self.notified.setdefault(body["device"], now)
 
     def publish(
-        self, i: int, site: str, device: str, profile: str, measurement: str, seq: int, ts: int, values: dict[str, Any]
+        self,
+        site: str,
+        device: str,
+        profile: str,
+        measurement: str,
+        seq: int,
+        ts: int,
+        values: dict[str, Any],
+        run: str,
     ) -> None:
-        from telemetry.codec import encode_telemetry
-
-        while self.unacked >= self.window * len(self.pubs):
-            time.sleep(0.0005)
-        payload = encode_telemetry(site, device, profile, measurement, seq, RUN, {}, {}, ts, values, {})
+        payload = self.encode(site, device, profile, measurement, seq, run, {}, {}, ts, values, {})
         with self.lock:
-            self.unacked += 1
             self.sent.setdefault((site, device), {})[seq] = ts
         # a site's gateway is one connection (its messages stay in order): by the site, not the device
-        self.pubs[zlib.crc32(site.encode()) % len(self.pubs)].publish(
-            self.topics.telemetry(site, device), payload, qos=1
-        )
+        self.pubs[zlib.crc32(site.encode()) % len(self.pubs)].add(self.topics.telemetry(site, device), payload)
+
+    def flush(self) -> None:
+        for pub in self.pubs:
+            pub.flush()
+
+    def ping(self) -> None:
+        for pub in self.pubs:
+            pub.ping()
 
     def close(self) -> None:
-        for c in [*self.pubs, self.listener]:
-            c.disconnect()
-            c.loop_stop()
+        for pub in self.pubs:
+            pub.close()
+        self.listener.disconnect()
+        self.listener.loop_stop()
 
 
-def _schedule(k: int) -> list[tuple[float, float, str, str, str, str, dict[str, Any]]]:
+_Entry = tuple[float, float, str, str, str, str, dict[str, Any]]
+
+
+def _schedule(k: int) -> list[_Entry]:
     """(period s, offset s, site, device, profile, measurement, values) of every device of k districts."""
     out = []
     fire = {"fire_alarm": False, "detector_fault": False, "smoke_density": 0.01, "temperature": 22.0}
@@ -333,11 +447,45 @@ def _schedule(k: int) -> list[tuple[float, float, str, str, str, str, dict[str, 
     return out
 
 
-def _step(load: Load, k: int, seconds: float, probe_s: float, first_probe: int, root: int) -> dict[str, Any]:
-    """One k for ``seconds``; then up to 15 s for the acknowledgements and notifications still on their way."""
-    plan = sorted(_schedule(k), key=lambda d: d[1])
+def _offer(
+    load: Load, plan: list[_Entry], seconds: float, probe_s: float, first_probe: int, run: str
+) -> tuple[int, int, dict[str, float]]:
+    """Publish ``plan`` at its rates for ``seconds``, a probe every ``probe_s``: (messages, readings, probes)."""
     seqs: dict[tuple[str, str], int] = {}  # one counter a device, whatever it sends
-    due = [offset for _, offset, *_ in plan]
+    heap = [(offset, i) for i, (_, offset, *_) in enumerate(plan)]
+    heapq.heapify(heap)
+    t0 = time.time()
+    sent = readings = 0
+    probes: dict[str, float] = {}
+    next_probe, next_ping = 1.0, 60.0
+    while (now := time.time() - t0) < seconds:
+        while heap and heap[0][0] <= now:
+            at, i = heapq.heappop(heap)
+            period, _, site, dev, prof, meas, values = plan[i]
+            seq = seqs[site, dev] = seqs.get((site, dev), 0) + 1
+            readings += len(values)
+            load.publish(site, dev, prof, meas, seq, int((t0 + at) * 1000), values, run)
+            sent += 1
+            heapq.heappush(heap, (at + period, i))
+        if now >= next_probe:
+            next_probe += probe_s
+            dev = f"probe-{first_probe + len(probes):05d}"
+            ts = int(time.time() * 1000)
+            probes[dev] = ts
+            load.publish(PROBE_SITE, dev, "gas_detector", "gas_safety", 1, ts, {"lel": 60.0, "alarm_level": 2}, run)
+        load.flush()  # what fell due this tick, one write a connection
+        if now >= next_ping:
+            next_ping += 60.0
+            load.ping()
+        wait = min(heap[0][0] if heap else seconds, next_probe) - (time.time() - t0)
+        if wait > 0:
+            time.sleep(min(wait, 0.01))
+    return sent, readings, probes
+
+
+def _step(load: Load, k: int, seconds: float, probe_s: float, first_probe: int, root: int) -> dict[str, Any]:
+    """One k for ``seconds``; then up to ``DRAIN_S`` for the acknowledgements and notifications on their way."""
+    plan = sorted(_schedule(k), key=lambda d: d[1])
     with load.lock:
         load.sent.clear()
         load.stored_ms.clear()
@@ -349,34 +497,7 @@ def _step(load: Load, k: int, seconds: float, probe_s: float, first_probe: int, 
     usage.start()
     me0 = _cpu_rss(os.getpid())
     t0 = time.time()
-    sent = readings = 0
-    probes: dict[str, float] = {}
-    next_probe = 1.0
-    heap = [(due[i], i) for i in range(len(plan))]
-    heapq.heapify(heap)
-    while True:
-        now = time.time() - t0
-        if now >= seconds:
-            break
-        while heap and heap[0][0] <= now:
-            at, i = heapq.heappop(heap)
-            period, _, site, dev, prof, meas, values = plan[i]
-            seq = seqs[site, dev] = seqs.get((site, dev), 0) + 1
-            readings += len(values)
-            load.publish(i, site, dev, prof, meas, seq, int((t0 + at) * 1000), values)
-            sent += 1
-            heapq.heappush(heap, (at + period, i))
-        if now >= next_probe:
-            next_probe += probe_s
-            dev = f"probe-{first_probe + len(probes):05d}"
-            ts = int(time.time() * 1000)
-            probes[dev] = ts
-            load.publish(
-                len(probes), PROBE_SITE, dev, "gas_detector", "gas_safety", 1, ts, {"lel": 60.0, "alarm_level": 2}
-            )
-        wait = min(heap[0][0] if heap else seconds, next_probe) - (time.time() - t0)
-        if wait > 0:
-            time.sleep(min(wait, 0.01))
+    sent, readings, probes = _offer(load, plan, seconds, probe_s, first_probe, f"bench-k{k}")  # a run id a step
     gen_cpu = (_cpu_rss(os.getpid()) or (0.0, 0))[0] - (me0 or (0.0, 0))[0]
     took = time.time() - t0
     usage_out = usage.stop()
@@ -446,7 +567,10 @@ def _drive(conf: dict[str, Any]) -> None:
         if not wait_for_port("127.0.0.1", conf["api_port"], 180):
             raise RuntimeError("the API did not listen within 180 s")
         time.sleep(conf["settle_s"])  # the agents, the ingest and the engines connect
-        load = Load(_bench_broker(Path(conf["data_dir"])), conf["publishers"])
+        data = Path(conf["data_dir"])
+        load = Load(
+            _bench_broker(data, LISTENER), [_bench_broker(data, _publisher(i)) for i in range(conf["publishers"])]
+        )
         load.connect()
         first_probe = 0
         k = 1
@@ -454,6 +578,7 @@ def _drive(conf: dict[str, Any]) -> None:
             r = _step(load, k, conf["step_s"], conf["probe_s"], first_probe, root)
             first_probe += r["probes"]
             results.append(r)
+            Path(conf["out"]).write_text(json.dumps({"results": results, "error": ""}))  # kept if up is stopped
             print(_line(r), flush=True)
             if not _passed(r) and not conf["keep_going"]:
                 break
@@ -487,8 +612,12 @@ def _line(r: dict[str, Any]) -> str:
 # --- lifeline up ---------------------------------------------------------------------------------------------------
 
 
-def _bench_broker(data_dir: Path) -> dict[str, Any]:
-    """The broker as the API's config names it (host, port, TLS), as the bench-only account ``bench-load``."""
+def _publisher(i: int) -> str:
+    return f"bench-load-{i}"
+
+
+def _bench_broker(data_dir: Path, username: str) -> dict[str, Any]:
+    """The broker as the API's config names it (host, port, TLS), as the bench-only account ``username``."""
     from infra.mqtt import BrokerConfig
     from lifeline.broker_auth import credential
 
@@ -501,7 +630,7 @@ def _bench_broker(data_dir: Path) -> dict[str, Any]:
             **({"tls": {"ca_file": tls["ca_file"]}} if tls else {}),
         }
     )
-    return credential(data_dir / "credentials", "bench-load", base).model_dump(mode="json")
+    return credential(data_dir / "credentials", username, base).model_dump(mode="json")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -530,10 +659,11 @@ def run(args: argparse.Namespace) -> int:
             encoding="utf-8",
         )
         _write_sites(data_dir / "sites", max_k)
-        bench: Account = open_account("bench-load")
-        # the broker's accounts are the deployment's and one more, the load's (lifeline up takes them from here)
+        # the broker's accounts are the deployment's and the bench's (lifeline up takes them from here); the broker
+        # takes a client's id from its user name, so one account a connection: the listener's, each publisher's
+        bench: list[Account] = [open_account(n) for n in (LISTENER, *(_publisher(i) for i in range(args.publishers)))]
         platform_accounts = up.platform_accounts  # type: ignore[attr-defined]
-        up.platform_accounts = lambda d: [*platform_accounts(d), bench]  # type: ignore[attr-defined]
+        up.platform_accounts = lambda d: [*platform_accounts(d), *bench]  # type: ignore[attr-defined]
         api_port = free_port()
         out = data_dir / "bench.json"
         conf = {
@@ -550,7 +680,7 @@ def run(args: argparse.Namespace) -> int:
         }
         driver = multiprocessing.get_context("spawn").Process(target=_drive, args=(conf,), daemon=True)
         driver.start()
-        bound = 240 + (step_s + 30) * (max_k.bit_length() + 1)
+        bound = 300 + (step_s + DRAIN_S + 30) * max_k.bit_length()  # start, then each step, its drain and figures
         up_args = argparse.Namespace(
             config=str(deploy),
             scenario=None,
