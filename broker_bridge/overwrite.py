@@ -107,6 +107,13 @@ class Guard:
                     self._trim(s)
                 s.newest = s.mark = max(times)
                 return ()
+        elif mark is None and not any(ts in s.recent for ts in times):  # before the mark is learnt: all to check
+            s.recent.update(zip(times, lines, strict=True))
+            s.unverified.update(times)
+            if len(s.recent) > self._cap:
+                self._trim(s)
+            s.newest = max(s.newest, *times)
+            return [(index, Verdict.CHECK, "") for index in range(len(times))]
         out = []
         for index, (line, ts) in enumerate(zip(lines, times, strict=True)):
             verdict, why = self.admit(series, line, ts)
@@ -152,6 +159,12 @@ class Guard:
             del s.recent[ts]
         s.unverified.discard(ts)
         return reason
+
+    def verified(self, series: str, times: Sequence[int]) -> None:
+        """InfluxDB holds nothing at ``times``: the lines let through there are no longer to be checked."""
+        s = self._series.get(series)
+        if s is not None and s.unverified:
+            s.unverified.difference_update(times)
 
     def learn(self, series: str, newest_stored: int | None) -> None:
         """The newest time InfluxDB holds for the series (None: nothing stored); the mark is set once, at the first

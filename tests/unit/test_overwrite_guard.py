@@ -145,3 +145,13 @@ def test_memory_is_bounded() -> None:
     # the same reading again: accepted from memory if remembered (newest first: a checked one is remembered too)
     remembered = [ts for ts in range(9, -1, -1) if admit(guard, "v=1.0", ts, "m,device=d4")[0] is Verdict.ACCEPT]
     assert remembered == [9, 8, 7, 6, 5, 4]  # the newest kept; past twice per_series the older half went
+
+
+def test_lines_before_the_mark_is_learnt_are_checked_at_once_and_verified_at_once() -> None:
+    guard = Guard()
+    lines = [line("co=0.1", ts) for ts in (1000, 2000)]
+    assert guard.admit_all(S, lines, [1000, 2000]) == [(0, Verdict.CHECK, ""), (1, Verdict.CHECK, "")]
+    assert admit(guard, "co=0.1", 1000)[0] is Verdict.CHECK  # not accepted before InfluxDB answered
+    assert admit(guard, "co=9.0", 2000)[0] is Verdict.REFUSE  # the first claim stands
+    guard.verified(S, [1000, 2000])
+    assert admit(guard, "co=0.1", 1000) == (Verdict.ACCEPT, "")
