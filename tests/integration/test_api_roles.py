@@ -148,5 +148,6 @@ def test_no_token_is_401(app: App, method: str, path: str, body: dict[str, Any] 
 def test_the_admin_lists_the_configured_areas(app: App) -> None:
     """The areas a user may be given, as configured, including an area whose sites have not reported yet."""
     areas = app.client.get("/api/areas", headers=app.headers["boss"]).json()
-    assert areas and {a["area"] for a in areas} == set(app.service.config.areas)
+    assert areas
+    assert {a["area"] for a in areas} == set(app.service.config.areas)
     assert all(a["sites"] == app.service.config.areas[a["area"]] for a in areas)

@@ -115,7 +115,8 @@ def test_a_detectors_gas_tag_is_checked_against_the_oel_table() -> None:
     """A gas without an OEL gets no concentration alarm at all: its site file is refused, naming the gas."""
     profile = load_catalogue()["toxic_gas_detector"]
     spec = profile.device_tags["gas"]
-    assert spec.values is not None and sorted(spec.values) == sorted(TOXIC_GASES)
+    assert spec.values is not None
+    assert sorted(spec.values) == sorted(TOXIC_GASES)
     assert settings_problems(profile, {"gas": "h2s"}) == []
     assert "'hydrogen'" in settings_problems(profile, {"gas": "hydrogen"})[0]
     assert "required" in settings_problems(profile, {})[0]
