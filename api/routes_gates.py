@@ -140,26 +140,8 @@ def operate_gate(
     request: Request,
     response: Response,
 ) -> Any:
-    gates = svc.config.gates
-    ttl = body.ttl_s if body.ttl_s is not None else gates.default_ttl_s
-    if ttl > gates.max_ttl_s:
-        raise error(
-            422,
-            f"ttl_s may be at most {gates.max_ttl_s}",
-            "ttl_s",
-            code="gate.ttl_too_long",
-            params={"max": gates.max_ttl_s},
-        )
-    req = CommandRequest(body.action, body.target_pct, ttl, body.id)
-    try:
-        view, new = svc.gates.operate(who, site, device, body.selection, req, client_source(request))
-    except RefusedError as exc:
-        return _refused(exc)
-    if not new:
-        response.status_code = 200
-    elif view.final and view.interlock is None and view.state == "failed" and not view.steps:
-        response.status_code = 503  # never reached the broker
-    return view
+    req = CommandRequest(body.action, body.target_pct, _ttl(svc, body.ttl_s), body.id)
+    return _operate(svc, who, site, device, body.selection, req, request, response)
 
 
 class WriteIn(BaseModel):
@@ -203,10 +185,23 @@ def write_point(
     response: Response,
 ) -> Any:
     """Write a set point: a signed ``write`` command the edge checks again, writes and reads back (docs/api.md)."""
-    ttl = _ttl(svc, body.ttl_s)
-    req = CommandRequest(Action.WRITE, None, ttl, body.id, point, body.value)
+    req = CommandRequest(Action.WRITE, None, _ttl(svc, body.ttl_s), body.id, point, body.value)
+    return _operate(svc, who, site, device, body.selection, req, request, response)
+
+
+def _operate(
+    svc: Any,
+    who: Principal,
+    site: str,
+    device: str,
+    selection: str | None,
+    req: CommandRequest,
+    request: Request,
+    response: Response,
+) -> Any:
+    """A gate command or a set point on the one command path: 201 new, 200 a repeat, 503 never reached the broker."""
     try:
-        view, new = svc.gates.operate(who, site, device, body.selection, req, client_source(request))
+        view, new = svc.gates.operate(who, site, device, selection, req, client_source(request))
     except RefusedError as exc:
         return _refused(exc)
     if not new:
