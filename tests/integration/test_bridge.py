@@ -22,6 +22,7 @@ import yaml
 from broker_bridge.bridge import Batch, Bridge
 from broker_bridge.config import BridgeConfig
 from infra.deadletter import DeadLetterStore
+from lifeline import runners
 from lifeline.bridge_cli import known_site
 from lifeline.broker_auth import bridge_account, bridge_publisher_account, replay_account
 from telemetry import PointQuality, Quality, Sample, Telemetry, decode_telemetry, encode, topics
@@ -35,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[2]
 WQ_POINTS = ["ph", "do", "codmn", "cod", "nh3_n", "tp", "tn", "turbidity", "conductivity", "water_temp"]
 
 
-def config(broker: Mosquitto, influx_server: Influxd, tmp_path: Path, **over: Any) -> BridgeConfig:
+def config(broker: Mosquitto, influx_server: runners.Influxd, tmp_path: Path, **over: Any) -> BridgeConfig:
     name = f"bridge-{tmp_path.name}"[:56]
     data: dict[str, Any] = {
         # one bridge per test: the same accounts (so the same persistent session) however often it is configured
