@@ -36,6 +36,8 @@ from simulators.hj212.wastewater import WastewaterOutlet
 
 log = logging.getLogger("lifeline.sim.hj212")
 
+MAX_SEGMENT = 1024  # HJ 212-2017 §6.3.1: the data segment is 0-1024 bytes (shared standards/hj212.md, check)
+_FLAG_D = 0x02  # §6.3.3 Flag bit 1: the message is split into PNUM packets
 FAULTS = ("bad_crc", "garbage", "split_writes", "byte_by_byte", "bad_password", "unknown_code")
 _BROKEN = frozenset({"bad_crc", "bad_password"})  # the server refuses these: no answer to wait for
 CST = timedelta(hours=8)  # DataTime and QN are Beijing time (UTC+8)
@@ -145,6 +147,31 @@ class Hj212Station:
         )
         return _wire.frame(seg)
 
+    def packets(self, cn: str, cp: str, now: float) -> list[bytes]:
+        """``cp`` in one packet, or split into PNUM packets (Flag D, PNO 1..PNUM, one QN; HJ 212-2017 §6.3.3) at its
+        groups when one would pass the data segment's 1,024 bytes (§6.3.1): a CEMS's minute and hourly data do."""
+        whole = self.packet(cn, cp, now)
+        if len(whole) - 12 <= MAX_SEGMENT:  # ## + 4-digit length + segment + CRC + CR LF
+            return [whole]
+        qn = self._qn(now)
+        a = 1 if self.answer else 0
+        flag = (self.version << 2) | _FLAG_D | a
+
+        def seg(part: str, pnum: int, pno: int) -> bytes:
+            body = _wire.sm4_encrypt(self.sm4_key, part) if self.sm4_key and _wire.encrypted_command(cn) else part
+            return _wire.segment(
+                qn=qn, st=self.st, cn=cn, pw=self.password, mn=self.mn, flag=flag, cp=body, pnum=pnum, pno=pno
+            )
+
+        parts: list[str] = []
+        for group in cp.split(";"):  # greedily, with room for PNUM/PNO of up to 3 digits each
+            joined = f"{parts[-1]};{group}" if parts else group
+            if parts and len(seg(joined, 999, 999)) <= MAX_SEGMENT:
+                parts[-1] = joined
+            else:
+                parts.append(group)
+        return [_wire.frame(seg(part, len(parts), i)) for i, part in enumerate(parts, start=1)]
+
     def realtime_cp(self, values: dict[str, float], flag: str, now: float) -> str:
         groups = [f"DataTime={local_text(now)}"]
         groups += [f"{self._code(n)}-Rtd={_wire.number(v)},{self._code(n)}-Flag={flag}" for n, v in values.items()]
@@ -221,14 +248,17 @@ class Hj212Station:
                 values, flag = self._values(now)
                 self._window.append(values)
                 self._hour.append(values)
-                await self.send(self.packet("2011", self.realtime_cp(values, flag, now), now))
+                for part in self.packets("2011", self.realtime_cp(values, flag, now), now):
+                    await self.send(part)
                 next_rtd += self.rtd_interval_s
             if self.minute_every_s and now - minute_start >= self.minute_every_s and self._window:
                 cp = self.period_cp(self._window, minute_start, now - minute_start, "N")
-                await self.send(self.packet("2051", cp, now))
+                for part in self.packets("2051", cp, now):
+                    await self.send(part)
                 self._window, minute_start = [], now
             if self.hour_every_s and now - hour_start >= self.hour_every_s and self._hour:
-                await self.send(self.packet("2061", self.period_cp(self._hour, hour_start, now - hour_start, "N"), now))
+                for part in self.packets("2061", self.period_cp(self._hour, hour_start, now - hour_start, "N"), now):
+                    await self.send(part)
                 self._hour, hour_start = [], now
             wake = min(next_rtd, next_beat) if self.heartbeat_s else next_rtd
             with contextlib.suppress(TimeoutError):

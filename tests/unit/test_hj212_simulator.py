@@ -3,6 +3,7 @@ faults break exactly what they say, and its demo fleet is a valid ingest config.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from edge_agent.hj212 import (
     build_config,
     parse_segment,
 )
+from edge_agent.hj212.split import Reassembler
 from simulators.hj212 import Hj212Station, demo_fleet
 from simulators.hj212.station import _apply
 
@@ -148,3 +150,27 @@ def test_demo_fleet_with_sm4_is_a_valid_ingest_config(tmp_path: Path) -> None:
     assert outlet.cipher is not None
     cems = next(s for s in loaded.stations.values() if s.mn != mn)
     assert (cems.config.version, cems.cipher) == (2017, None)
+
+
+def test_a_long_message_is_split_into_packets_the_server_joins() -> None:
+    """A CEMS's hourly data with every statistic passes the data segment's 1,024 bytes (HJ 212-2017 §6.3.1): the
+    station splits it at its groups into PNUM packets (Flag D, one QN), and the server's reassembly gives it whole."""
+    s = _station("flue_gas_cems_hj212", answer=True)
+    window = [s._values(NOW + i)[0] for i in range(60)]
+    groups = s.period_cp(window, NOW, 3600, "N").split(";")
+    cp = ";".join([groups[0], *groups[1:], *(re.sub(r"\ba(\d{5})", r"x\1", g) for g in groups[1:])])  # twice the codes
+    assert len(cp) > 1024
+    parts = s.packets("2061", cp, NOW)
+    assert len(parts) > 1
+    frames = [item for part in parts for item in StreamDecoder().feed(part)]
+    assert all(isinstance(f, Frame) and len(f.segment) <= 1024 for f in frames)
+    packets = [parse_segment(f.segment) for f in frames if isinstance(f, Frame)]
+    assert [(p.pnum, p.pno) for p in packets] == [(len(parts), i) for i in range(1, len(parts) + 1)]
+    assert len({p.qn for p in packets}) == 1
+    assert all(p.split for p in packets)
+    joiner = Reassembler(60.0)
+    whole = [joiner.add(p, NOW)[0] for p in packets][-1]
+    assert whole is not None
+    assert whole.data_time == "20261125100000"
+    assert {(r.code, r.suffix) for r in whole.readings} == set(re.findall(r"([ax]\d{5})-(Min|Avg|Max|Cou)=", cp))
+    assert len(s.packets("2061", s.period_cp(window, NOW, 3600, "N"), NOW)) == 1  # 745 bytes: one packet
