@@ -120,15 +120,42 @@ _SITE_FIELDS = tuple(f.name for f in fields(SiteState))
 
 
 def _export(st: AlertState) -> dict[str, Any]:
-    # dataclasses.asdict deep-copies through every value and costs 4x this on a checkpoint of thousands of states
-    out = {name: getattr(st, name) for name in _FIELDS}
-    # severities as plain names (a rule's are rules.Severity members): the checkpoint is data, not Python objects
-    out["active"] = None if st.active is None else str(st.active)
-    out["target"] = None if st.target is None else str(st.target)
-    out["since"] = {str(sev): ts for sev, ts in st.since.items()}
-    out["history"] = [list(h) for h in st.history]
-    out["evidence"] = [list(e) for e in st.evidence]
+    """The state's fields that differ from a new ``AlertState``'s (``from_state`` fills in the rest): most states are
+    a quiet device's (no alert, no delay running, no history), and a checkpoint holds one per rule, device and point.
+    Severities as plain names (a rule's are rules.Severity members): the checkpoint is data, not Python objects."""
+    out: dict[str, Any] = {}
+    if st.active is not None:
+        out["active"] = str(st.active)
+    if st.target is not None:
+        out["target"] = str(st.target)
+    if st.value is not None:
+        out["value"] = st.value
+    if st.last_ts is not None:
+        out["last_ts"] = st.last_ts
+    if st.since:
+        out["since"] = {str(sev): ts for sev, ts in st.since.items()}
+    if st.below_since is not None:
+        out["below_since"] = st.below_since
+    if st.repeat:
+        out["repeat"] = st.repeat
+    if st.history:
+        out["history"] = [list(h) for h in st.history]
+    if st.detail:
+        out["detail"] = st.detail
+    if st.changed_ts is not None:
+        out["changed_ts"] = st.changed_ts
+    if st.evidence:
+        out["evidence"] = [list(e) for e in st.evidence]
     return out
+
+
+def _restore(raw: dict[str, Any]) -> AlertState:
+    """An ``AlertState`` from its export (or an older release's full one), sharing no list or dict with it."""
+    st = AlertState(**{f: raw[f] for f in _FIELDS if f in raw})
+    st.since = dict(st.since)
+    st.history = [list(h) for h in st.history]
+    st.evidence = [list(e) for e in st.evidence]
+    return st
 
 
 def _rank(sev: str | None) -> int:
@@ -147,6 +174,16 @@ class Engine:
         # to be heard again (the edges reconnect with their own backoff, some later than the engine)
         self._live_since: int | None = None
         self._states: dict[Key, AlertState] = {}
+        # a checkpoint's entry of each state, made again only for the states changed since the last ``state()``: a
+        # checkpoint then costs what changed, not every device's every state (issue 26: 10,000 detectors)
+        self._exported: dict[Key, dict[str, Any]] = {}
+        self._dirty: set[Key] = set()
+        # what ``tick`` looks at, so that a tick costs the devices that can go silent and the delays running, not
+        # every state: the states of deadman rules, and those whose target is not the active severity (a superset:
+        # ``tick`` drops the ones that caught up)
+        self._deadman_rules = frozenset(r.id for r in rules if r.deadman is not None)
+        self._deadmen: dict[Key, None] = {}
+        self._pending: dict[Key, None] = {}
         self._profiles: dict[tuple[str, str], str] = {}  # (site, device) -> profile, as last seen
         self._noise_untagged: set[tuple[str, str, str]] = set()  # (rule, site, device) logged without a zone
         self._untagged: set[tuple[str, str, str]] = set()  # (rule, site, device) logged without a flood side
@@ -155,13 +192,19 @@ class Engine:
 
     # --- persistence -------------------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
-        """Every alert's state as a JSON-safe dict (see ``from_state``)."""
-        alerts = [
-            {"rule": k[0], "site": k[1], "device": k[2], "point": k[3], **_export(st)} for k, st in self._states.items()
-        ]
+        """Every alert's state as a JSON-safe dict (see ``from_state``). Only the states changed since the last call
+        are exported again; the rest are the entries exported then (never changed in place: share them freely)."""
+        exported, states = self._exported, self._states
+        for key in self._dirty:
+            st = states.get(key)
+            if st is None:
+                exported.pop(key, None)
+            else:
+                exported[key] = {"rule": key[0], "site": key[1], "device": key[2], "point": key[3], **_export(st)}
+        self._dirty.clear()
         profiles = [[site, device, profile] for (site, device), profile in self._profiles.items()]
         sites = {name: {f: getattr(st, f) for f in _SITE_FIELDS} for name, st in self._sites.items()}
-        return {"version": STATE_VERSION, "alerts": alerts, "profiles": profiles, "sites": sites}
+        return {"version": STATE_VERSION, "alerts": list(exported.values()), "profiles": profiles, "sites": sites}
 
     @classmethod
     def from_state(cls, rules: list[Rule], data: dict[str, Any], *, max_lag_ms: int = 10_000) -> Engine:
@@ -175,7 +218,13 @@ class Engine:
         for raw in data.get("alerts", []):
             key = (raw["rule"], raw["site"], raw["device"], raw["point"])
             if key[0] in engine.rules:
-                engine._states[key] = AlertState(**{f: raw[f] for f in _FIELDS if f in raw})
+                engine._states[key] = _restore(raw)
+        engine._dirty.update(engine._states)
+        for key, st in engine._states.items():
+            if key[0] in engine._deadman_rules:
+                engine._deadmen[key] = None
+            elif st.target is not None or st.active is not None:
+                engine._pending[key] = None
         for name, raw in data.get("sites", {}).items():
             engine._sites[name] = SiteState(**{f: raw[f] for f in _SITE_FIELDS if f in raw})
         return engine
@@ -286,19 +335,38 @@ class Engine:
             self._live_since = None
         elif self._live_since is None:
             self._live_since = now_ms
-        for key, st in self._states.items():
-            rule = self.rules.get(key[0])
-            if rule is None or rule.window is not None or st.last_ts is None or now_ms < st.last_ts:
-                continue
-            if rule.deadman is not None:
+        if not cut_off:
+            states, sites, rules, draining = self._states, self._sites, self.rules, dict[str, bool]()
+            for key in list(self._deadmen):
                 # not while the engine is cut off or catching up, nor while the site drains a backlog: the broker
                 # may hand a resumed session's queued messages (a device's samples) after newer ones of the site
-                if st.active is None and not cut_off and not self._draining(key[1], now_ms):
-                    out.extend(self._deadman(rule, key, st))
-            elif _rank(st.target) != _rank(st.active) and not cut_off and not self._draining(key[1], now_ms):
+                st = states[key]
+                if st.active is not None or st.last_ts is None or now_ms < st.last_ts:
+                    continue
+                where = key[1]
+                newest = sites[where].last_ts if where in sites else None
+                deadman = rules[key[0]].deadman
+                assert deadman is not None
+                if newest is None or newest - st.last_ts < deadman.timeout_ms:
+                    continue  # heard within its timeout (what _deadman would find first): most devices at most ticks
+                if where not in draining:
+                    draining[where] = self._draining(where, now_ms)
+                if not draining[where]:
+                    out.extend(self._deadman(self.rules[key[0]], key, st))
+            for key in list(self._pending):
                 # a delay expires on the wall clock only while the site's data is current: cut off or draining a
                 # backlog, the samples still to come may show the condition gone
-                out.extend(self._advance(rule, key, st, st.target, now_ms))
+                st, rule = states[key], self.rules[key[0]]
+                if rule.window is not None or _rank(st.target) == _rank(st.active):
+                    del self._pending[key]  # caught up (the next change of its target puts it back)
+                    continue
+                if st.last_ts is None or now_ms < st.last_ts:
+                    continue
+                where = key[1]
+                if where not in draining:
+                    draining[where] = self._draining(where, now_ms)
+                if not draining[where]:
+                    out.extend(self._advance(rule, key, st, st.target, now_ms))
         if self._agent_rules:
             for name, site in self._sites.items():
                 out.extend(self._judge_site(name, site, now_ms, cut_off))
@@ -464,9 +532,12 @@ class Engine:
         st = self._states.get(key)
         if st is None:
             st = self._states[key] = AlertState()
+            if key[0] in self._deadman_rules:
+                self._deadmen[key] = None
         elif st.last_ts is not None and ts < st.last_ts:
             return None
         st.last_ts = ts
+        self._dirty.add(key)  # what follows may change it further: it is exported at the next checkpoint
         return st
 
     def _bool(self, key: Key, ts: int, hit: bool | None, value: Value, sev: str | None) -> list[tuple[str, str | None]]:
@@ -600,6 +671,7 @@ class Engine:
 
     def _advance(self, rule: Rule, key: Key, st: AlertState, target: str | None, ts: int) -> list[Transition]:
         """The shared delay machine: raise or escalate after the on-delay, de-escalate or clear after the off-delay."""
+        self._dirty.add(key)  # every change of a state goes through _get or here
         if target is None:
             if st.evidence:
                 st.evidence.clear()  # the condition ended: a later raise has its own readings
@@ -608,6 +680,8 @@ class Engine:
                 if st.since:
                     st.since.clear()
                 return []
+        if key[0] not in self._deadman_rules:
+            self._pending[key] = None  # a target or an active severity: a delay may run out at a tick
         st.target = target
         rt, ra = _rank(target), _rank(st.active)
         for sev in SEVERITY_RANK:
