@@ -181,8 +181,8 @@ class Engine:
         # what ``tick`` looks at, so that a tick costs the devices that can go silent and the delays running, not
         # every state: the states of deadman rules, and those whose target is not the active severity (a superset:
         # ``tick`` drops the ones that caught up)
-        self._deadman_rules = frozenset(r.id for r in rules if r.deadman is not None)
-        self._deadmen: dict[Key, None] = {}
+        self._deadman_rules = {r.id: r.deadman.timeout_ms for r in rules if r.deadman is not None}
+        self._deadmen: dict[str, dict[Key, AlertState]] = {}  # by site
         self._pending: dict[Key, None] = {}
         self._profiles: dict[tuple[str, str], str] = {}  # (site, device) -> profile, as last seen
         self._noise_untagged: set[tuple[str, str, str]] = set()  # (rule, site, device) logged without a zone
@@ -222,7 +222,7 @@ class Engine:
         engine._dirty.update(engine._states)
         for key, st in engine._states.items():
             if key[0] in engine._deadman_rules:
-                engine._deadmen[key] = None
+                engine._deadmen.setdefault(key[1], {})[key] = st
             elif st.target is not None or st.active is not None:
                 engine._pending[key] = None
         for name, raw in data.get("sites", {}).items():
@@ -336,23 +336,25 @@ class Engine:
         elif self._live_since is None:
             self._live_since = now_ms
         if not cut_off:
-            states, sites, rules, draining = self._states, self._sites, self.rules, dict[str, bool]()
-            for key in list(self._deadmen):
+            states, timeouts, draining = self._states, self._deadman_rules, dict[str, bool]()
+            for where, watched in self._deadmen.items():
                 # not while the engine is cut off or catching up, nor while the site drains a backlog: the broker
                 # may hand a resumed session's queued messages (a device's samples) after newer ones of the site
-                st = states[key]
-                if st.active is not None or st.last_ts is None or now_ms < st.last_ts:
+                site = self._sites.get(where)
+                newest = site.last_ts if site is not None else None
+                if newest is None:
                     continue
-                where = key[1]
-                newest = sites[where].last_ts if where in sites else None
-                deadman = rules[key[0]].deadman
-                assert deadman is not None
-                if newest is None or newest - st.last_ts < deadman.timeout_ms:
-                    continue  # heard within its timeout (what _deadman would find first): most devices at most ticks
-                if where not in draining:
-                    draining[where] = self._draining(where, now_ms)
-                if not draining[where]:
-                    out.extend(self._deadman(self.rules[key[0]], key, st))
+                silent = [
+                    (key, st)
+                    for key, st in watched.items()
+                    if st.last_ts is not None  # heard within its timeout (most devices at most ticks) or alerted
+                    and newest - st.last_ts >= timeouts[key[0]]
+                    and st.active is None
+                    and now_ms >= st.last_ts
+                ]
+                if silent and not self._draining(where, now_ms):
+                    for key, st in silent:
+                        out.extend(self._deadman(self.rules[key[0]], key, st))
             for key in list(self._pending):
                 # a delay expires on the wall clock only while the site's data is current: cut off or draining a
                 # backlog, the samples still to come may show the condition gone
@@ -533,7 +535,7 @@ class Engine:
         if st is None:
             st = self._states[key] = AlertState()
             if key[0] in self._deadman_rules:
-                self._deadmen[key] = None
+                self._deadmen.setdefault(key[1], {})[key] = st
         elif st.last_ts is not None and ts < st.last_ts:
             return None
         st.last_ts = ts
