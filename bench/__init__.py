@@ -67,6 +67,12 @@ def add_parsers(sub: Any) -> None:  # noqa: PLR0915 - one flat table of every be
     p.add_argument("--seconds", type=float, default=20.0, help="length of the steady case")
     p.add_argument("--probe-interval", type=float, default=0.25, help="seconds between gas-leak probes")
     p.add_argument("--messages", type=int, default=50_000, help="messages queued for the max case (10 readings each)")
+    p.add_argument(
+        "--devices",
+        type=int,
+        default=0,
+        help="instead: CPU a message of one engine (in process) at 100 and at this many detectors, --seconds long",
+    )
 
     p = _add(bench_sub, "api", "latency of the API's latest and history reads")
     p.add_argument("--json", metavar="PATH", help=_JSON_HELP)

@@ -11,6 +11,12 @@ A reading is one point value; the load is water-quality samples of 10 readings e
   Latency is from that reading's publish to the notification arriving on ``lifeline/v1/alerts/notify/safety``:
   through the broker, the engine, the alert store (SQLite, one transaction per alert) and the notifier.
 
+- ``--devices N``: instead of the above, the CPU one rules engine spends a message at 100 devices and at N
+  (the district's gas and fire detectors, each reporting every 10 s; one gas probe a second raises an alert), in
+  this process without a broker: the service's own intake (validation against the registry of the site's devices),
+  the shipped packs, its ticks and checkpoints (JSON-encoded as the alert store does). What grows with N is what a
+  message costs beyond its own evaluation.
+
 The flood limit is lifted for the benchmark (every probe is a new alert for the same audience; with the shipped
 limit of 10 in 10 minutes the 11th would be held in a flood summary, which is what an operator wants, not a
 benchmark).
@@ -19,6 +25,7 @@ benchmark).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import statistics
 import tempfile
 import threading
@@ -31,9 +38,14 @@ import yaml
 from bench._broker import bench_client, closed_broker, service_broker
 from bench._figures import figure, write_json
 from bench.bridge import Publisher
-from infra.mqtt import Client, MQTTMessage
+from device_profiles import load_catalogue
+from device_profiles.validate import Registry
+from infra.mqtt import Client, Incoming, MQTTMessage
 from lifeline.broker_auth import rules_account, rules_publisher_account
-from rules.config import PACKS
+from rules import load_rules
+from rules.config import PACKS, RulesConfig
+from rules.evaluate import Transition
+from rules.service import RulesService
 from telemetry import Sample, Telemetry, encode, topics
 from testing import Mosquitto, ServiceProcess, free_port
 
@@ -166,7 +178,126 @@ def steady(broker: Mosquitto, engine: ServiceProcess, rate: int, seconds: float,
     }
 
 
+DETECTORS_A_SITE = 100  # an industrial park's enterprises, 10 detectors each
+REPORT_S = 10  # each detector reports every 10 s
+
+
+def detector(i: int, seq: int, ts: int, lel: float | None = None) -> tuple[str, bytes]:
+    """Detector ``i`` of the district (8 gas, 2 fire in every 10), normal readings unless ``lel`` is given."""
+    site, device = f"park-{i // DETECTORS_A_SITE:03d}", f"det-{i:05d}"
+    if i % 10 < 8:
+        gas_values: dict[str, float | int | bool] = {"lel": lel if lel is not None else float(seq % 5)}
+        gas_values.update(alarm_level=2 if lel else 0, battery=90.0)
+        msg = Telemetry(
+            site=site,
+            device=device,
+            profile="gas_detector",
+            measurement="gas_safety",
+            seq=seq,
+            samples=[Sample(ts=ts, values=gas_values)],
+        )
+    else:
+        fire_values: dict[str, float | int | bool] = {"fire_alarm": False, "detector_fault": False}
+        fire_values.update(smoke_density=0.1, temperature=22.0 + seq % 3)
+        msg = Telemetry(
+            site=site,
+            device=device,
+            profile="fire_detector",
+            measurement="fire_safety",
+            seq=seq,
+            samples=[Sample(ts=ts, values=fire_values)],
+        )
+    return topics.telemetry(site, device), encode(msg)
+
+
+class _Store:
+    """The alert store's part in a checkpoint: the state encoded as it encodes it."""
+
+    def __init__(self) -> None:
+        self.saves = 0
+        self.size = 0
+
+    def get_state(self, name: str) -> dict[str, object] | None:
+        return None
+
+    def put_state(self, name: str, data: dict[str, object]) -> None:
+        self.saves += 1
+        self.size = len(orjson.dumps(data))
+
+
+async def _scale(devices: int, seconds: int) -> dict[str, object]:
+    store = _Store()
+
+    async def sink(transitions: list[Transition], checkpoint: tuple[str, dict[str, object]] | None) -> None:
+        if checkpoint is not None:
+            store.put_state(*checkpoint)
+
+    now = [time.time() - seconds - 2 * REPORT_S]
+    known = {
+        (f"park-{i // DETECTORS_A_SITE:03d}", f"det-{i:05d}"): "gas_detector" if i % 10 < 8 else "fire_detector"
+        for i in range(devices)
+    }
+    registry = Registry(load_catalogue(), known)  # the deployment's devices, as the site files give them
+    service = RulesService(RulesConfig(), load_rules([PACKS]), sink, store, clock=lambda: now[0], registry=registry)
+    inbox, per_s, mid = service.consumer.inbox, devices // REPORT_S, 0
+
+    def second(k: int, probe: bool) -> float:
+        """Queue second ``k``'s messages (and a probe); return the CPU that took (not the engine's)."""
+        nonlocal mid
+        started = time.process_time()
+        ts = int(now[0] * 1000)
+        batch = [detector((k * per_s + j) % devices, k, ts) for j in range(per_s)]
+        if probe:
+            batch.append(detector((k * 10) % devices, k, ts + 500, lel=60.0))
+        for topic, payload in batch:
+            mid += 1
+            inbox.append(Incoming(0, mid, topic, payload, 0))
+        return time.process_time() - started
+
+    async def run_for(first: int, count: int, probe: bool) -> tuple[float, int]:
+        cpu, seen, last_checkpoint = time.process_time(), service.counters.telemetry, now[0]
+        for k in range(first, first + count):
+            cpu += second(k, probe)  # not counted: added to the start
+            await service.drain()
+            await service._emit(service.engine.tick(int(now[0] * 1000)))
+            if now[0] - last_checkpoint >= service.config.checkpoint_s:
+                await service.checkpoint()
+                last_checkpoint = now[0]
+            now[0] += 1.0
+        return time.process_time() - cpu, service.counters.telemetry - seen
+
+    await run_for(0, REPORT_S, False)  # every device once: the engine's states exist
+    await service.checkpoint()
+    cpu, messages = await run_for(REPORT_S, seconds, True)
+    service.dead_letters.close()
+    return {
+        "devices": devices,
+        "states": len(service.engine.state()["alerts"]),
+        "messages": messages,
+        "cpu_us_per_message": round(cpu / messages * 1e6, 1),
+        "checkpoints": store.saves,
+        "checkpoint_bytes": store.size,
+        "transitions": service.counters.transitions,
+        "invalid": service.counters.invalid,
+    }
+
+
+def device_scale(devices: int, seconds: int) -> list[dict[str, object]]:
+    """CPU a message at 100 devices and at ``devices``, in one sitting."""
+    return [asyncio.run(_scale(n, seconds)) for n in sorted({100, devices})]
+
+
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "devices", 0):
+        cases = device_scale(args.devices, int(args.seconds))
+        for case in cases:
+            figure(
+                f"devices {case['devices']:>6}: {case['cpu_us_per_message']} us of CPU a message "
+                f"({case['messages']} messages, {case['checkpoints']} checkpoints of {case['checkpoint_bytes']} bytes, "
+                f"{case['transitions']} transitions, {case['invalid']} refused)"
+            )
+        write_json(args.json, "alerts-devices", {"cases": cases})
+        return 0
     with tempfile.TemporaryDirectory(prefix="lifeline-bench-alerts-") as tmp:
         folder = Path(tmp)
         with closed_broker(folder, [rules_account(1), rules_publisher_account(1)]) as broker:
