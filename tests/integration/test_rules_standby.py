@@ -78,6 +78,14 @@ class Pair:
         self.active.stop()
         stop_process(self.standby, 20.0)
 
+    def logs(self) -> str:
+        """Both engines' last log lines, and whether the standby still runs (for a failure's message)."""
+        standby = "running" if self.standby is not None and self.standby.poll() is None else "ended"
+        tails = [f"standby ({standby}):", *self.log.read_text(errors="replace").splitlines()[-25:]]
+        if self.active.log.exists():
+            tails += ["active:", *self.active.log.read_text(errors="replace").splitlines()[-15:]]
+        return "\n".join(tails)
+
     def taken_over(self, since: float) -> float:
         """Seconds from ``since`` until the standby holds the lease."""
         assert self.standby is not None
@@ -198,7 +206,10 @@ def test_the_active_engine_killed_mid_alarm_the_standby_takes_over_and_raises_ea
     try:
         pair.start()
         _stream(publisher, at)
-        _each_alarm_once(pair.url, notes)
+        try:
+            _each_alarm_once(pair.url, notes)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{pair.logs()}") from None
     finally:
         pair.stop()
         notes.close()
@@ -231,7 +242,10 @@ def test_an_active_engine_paused_until_taken_over_writes_nothing_when_it_resumes
         assert pair.active.proc.wait(20) == 3  # lease lost
         # a notification the paused engine had under way when it stopped may go out twice (its standby freed it),
         # under the same message id: delivery is at least once
-        _each_alarm_once(pair.url, notes, repeats=True)
+        try:
+            _each_alarm_once(pair.url, notes, repeats=True)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{pair.logs()}") from None
     finally:
         if pair.active.proc is not None and pair.active.proc.poll() is None:
             os.kill(pair.active.proc.pid, signal.SIGCONT)
