@@ -178,6 +178,12 @@ class Engine:
         # checkpoint then costs what changed, not every device's every state (issue 26: 10,000 detectors)
         self._exported: dict[Key, dict[str, Any]] = {}
         self._dirty: set[Key] = set()
+        # what changed since the last whole state its caller saved (``snapshot``, ``saved``): ``changes`` holds it,
+        # so that a batch of transitions is saved with what it changed, not the whole state (each by the serial of
+        # the snapshot it came after)
+        self._serial = 0
+        self._changed: dict[Key, int] = {}
+        self._profiles_changed: dict[tuple[str, str], int] = {}
         # what ``tick`` looks at, so that a tick costs the devices that can go silent and the delays running, not
         # every state: the states of deadman rules, and those whose target is not the active severity (a superset:
         # ``tick`` drops the ones that caught up)
@@ -194,6 +200,38 @@ class Engine:
     def state(self) -> dict[str, Any]:
         """Every alert's state as a JSON-safe dict (see ``from_state``). Only the states changed since the last call
         are exported again; the rest are the entries exported then (never changed in place: share them freely)."""
+        return self.snapshot()[0]
+
+    def snapshot(self) -> tuple[dict[str, Any], int]:
+        """``state()`` and its mark: once that state is saved, ``saved(mark)`` makes ``changes`` start from it."""
+        self._export_dirty()
+        profiles = [[site, device, profile] for (site, device), profile in self._profiles.items()]
+        mark = self._serial
+        self._serial += 1  # what changes from now on is not in this snapshot
+        data = {"version": STATE_VERSION, "alerts": list(self._exported.values()), "profiles": profiles}
+        data["sites"] = self._sites_state()
+        return data, mark
+
+    def saved(self, mark: int) -> None:
+        """The snapshot of ``mark`` is saved: ``changes`` need no longer hold what it holds."""
+        self._changed = {k: n for k, n in self._changed.items() if n > mark}
+        self._profiles_changed = {k: n for k, n in self._profiles_changed.items() if n > mark}
+
+    def has_changes(self) -> bool:
+        """Whether anything changed since the last saved snapshot."""
+        return bool(self._changed or self._profiles_changed)
+
+    def changes(self, base: int) -> dict[str, Any]:
+        """What changed since the last saved snapshot (whose ``generation`` the caller gives as ``base``): with that
+        snapshot, ``from_state(snapshot, changes=...)`` continues from now. Costs what changed, not every state."""
+        self._export_dirty()
+        profiles = [[site, device, self._profiles[(site, device)]] for site, device in self._profiles_changed]
+        alerts = [self._exported[key] for key in self._changed]
+        data = {"version": STATE_VERSION, "base": base, "alerts": alerts, "profiles": profiles}
+        data["sites"] = self._sites_state()
+        return data
+
+    def _export_dirty(self) -> None:
         exported, states = self._exported, self._states
         for key in self._dirty:
             st = states.get(key)
@@ -202,32 +240,45 @@ class Engine:
             else:
                 exported[key] = {"rule": key[0], "site": key[1], "device": key[2], "point": key[3], **_export(st)}
         self._dirty.clear()
-        profiles = [[site, device, profile] for (site, device), profile in self._profiles.items()]
-        sites = {name: {f: getattr(st, f) for f in _SITE_FIELDS} for name, st in self._sites.items()}
-        return {"version": STATE_VERSION, "alerts": list(exported.values()), "profiles": profiles, "sites": sites}
+
+    def _sites_state(self) -> dict[str, dict[str, Any]]:
+        return {name: {f: getattr(st, f) for f in _SITE_FIELDS} for name, st in self._sites.items()}
 
     @classmethod
-    def from_state(cls, rules: list[Rule], data: dict[str, Any], *, max_lag_ms: int = 10_000) -> Engine:
-        """An engine that continues from ``data``; state of rules no longer present is dropped (and fields a
-        checkpoint of an older release had, such as the deadman's receive time, are not read)."""
+    def from_state(
+        cls, rules: list[Rule], data: dict[str, Any], *, changes: dict[str, Any] | None = None, max_lag_ms: int = 10_000
+    ) -> Engine:
+        """An engine that continues from ``data`` and, when they were made after it (their ``base`` is its
+        ``generation``), ``changes``; state of rules no longer present is dropped (and fields a checkpoint of an
+        older release had, such as the deadman's receive time, are not read)."""
         if data.get("version") != STATE_VERSION:
             raise ValueError(f"rule engine state version {data.get('version')!r} is not {STATE_VERSION}")
         engine = cls(rules, max_lag_ms=max_lag_ms)
-        for site, device, profile in data.get("profiles", []):
-            engine._profiles[(site, device)] = profile
-        for raw in data.get("alerts", []):
-            key = (raw["rule"], raw["site"], raw["device"], raw["point"])
-            if key[0] in engine.rules:
-                engine._states[key] = _restore(raw)
+        engine._load(data)
+        base = None if changes is None or changes.get("version") != STATE_VERSION else changes.get("base")
+        if changes is not None and base is not None and base == data.get("generation"):
+            engine._load(changes)
+            # not in the saved snapshot: the next changes must hold them again
+            keys = ((r["rule"], r["site"], r["device"], r["point"]) for r in changes.get("alerts", []))
+            engine._changed = {key: 0 for key in keys if key in engine._states}
+            engine._profiles_changed = {(site, device): 0 for site, device, _ in changes.get("profiles", [])}
         engine._dirty.update(engine._states)
         for key, st in engine._states.items():
             if key[0] in engine._deadman_rules:
                 engine._deadmen.setdefault(key[1], {})[key] = st
             elif st.target is not None or st.active is not None:
                 engine._pending[key] = None
-        for name, raw in data.get("sites", {}).items():
-            engine._sites[name] = SiteState(**{f: raw[f] for f in _SITE_FIELDS if f in raw})
         return engine
+
+    def _load(self, data: dict[str, Any]) -> None:
+        for site, device, profile in data.get("profiles", []):
+            self._profiles[(site, device)] = profile
+        for raw in data.get("alerts", []):
+            key = (raw["rule"], raw["site"], raw["device"], raw["point"])
+            if key[0] in self.rules:
+                self._states[key] = _restore(raw)
+        for name, raw in data.get("sites", {}).items():
+            self._sites[name] = SiteState(**{f: raw[f] for f in _SITE_FIELDS if f in raw})
 
     def active(self) -> dict[Key, str]:
         return {k: st.active for k, st in self._states.items() if st.active}
@@ -238,7 +289,7 @@ class Engine:
         it arrived) tells how far behind the wall clock the site's samples arrive: a site draining a backlog is not
         judged lost."""
         out: list[Transition] = []
-        self._profiles[(msg.site, msg.device)] = msg.profile
+        self._profile(msg.site, msg.device, msg.profile)
         samples: Sequence[SampleLike] = msg.samples
         if len(samples) > 1:
             samples = sorted(samples, key=lambda s: s.ts)
@@ -258,6 +309,11 @@ class Engine:
         if self._agent_rules:
             out.extend(self._judge_site(msg.site, site, None, cut_off=True))  # a lost agent heard again
         return out
+
+    def _profile(self, site: str, device: str, profile: str) -> None:
+        if self._profiles.get((site, device)) != profile:
+            self._profiles[(site, device)] = profile
+            self._profiles_changed[(site, device)] = self._serial
 
     @staticmethod
     def _outbox_health(site: SiteState, samples: Sequence[SampleLike]) -> None:
@@ -292,7 +348,7 @@ class Engine:
     def status(self, st: DeviceStatus) -> list[Transition]:
         """A device's online/offline change from its edge agent: drives the ``offline`` rules."""
         out: list[Transition] = []
-        self._profiles[(st.site, st.device)] = st.profile
+        self._profile(st.site, st.device, st.profile)
         for rule in self.rules.values():
             if rule.offline is None or not c.matches_status(rule, st):
                 continue
@@ -540,6 +596,7 @@ class Engine:
             return None
         st.last_ts = ts
         self._dirty.add(key)  # what follows may change it further: it is exported at the next checkpoint
+        self._changed[key] = self._serial
         return st
 
     def _bool(self, key: Key, ts: int, hit: bool | None, value: Value, sev: str | None) -> list[tuple[str, str | None]]:
@@ -674,6 +731,7 @@ class Engine:
     def _advance(self, rule: Rule, key: Key, st: AlertState, target: str | None, ts: int) -> list[Transition]:
         """The shared delay machine: raise or escalate after the on-delay, de-escalate or clear after the off-delay."""
         self._dirty.add(key)  # every change of a state goes through _get or here
+        self._changed[key] = self._serial
         if target is None:
             if st.evidence:
                 st.evidence.clear()  # the condition ended: a later raise has its own readings

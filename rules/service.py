@@ -2,7 +2,8 @@
 
 It reads ``lifeline/v1/+/+/telemetry`` and ``.../status`` in its own shared-subscription group with a persistent
 MQTT 5 session and manual acknowledgement. The transitions a batch of messages caused are stored by the sink (the
-alert manager) in one transaction together with the engine's state after that batch; messages are acknowledged
+alert manager) in one transaction together with the engine's state after that batch (what changed since its last
+whole state, which a periodic checkpoint saves: a batch costs what it changed); messages are acknowledged
 only after that (or after a periodic checkpoint of the state when nothing changed). So the alert store and the
 engine's saved state always agree: a crash replays the unacknowledged messages from that state, which produces
 exactly the transitions that were not stored yet, neither fewer nor twice.
@@ -107,9 +108,20 @@ class RulesService:
         self._owns = part.owns if part else None
         self.registry = registry or Registry.from_sites(load_catalogue(), list(config.sites), load_site)
         self.dead_letters = DeadLetterStore(config.dead_letter_path, source="rules")
+        # the engine's whole state (``generation`` counts its saves), and what changed since it, saved with each
+        # batch of transitions (``changes_name``): a batch costs what it changed, not the district's every state
+        self.changes_name = f"{self.state_name}/changes"
         saved = state.get_state(self.state_name)
+        changes = state.get_state(self.changes_name) if saved else None
+        self._generation = int(saved.get("generation") or 0) if saved else 0
+        # a whole state of this release is saved: a batch may save only what changed since (an older release's has
+        # no generation: the first batch saves a whole one)
+        self._based = saved is not None and saved.get("generation") is not None
         lag_ms = int(config.catchup_lag_s * 1000)
-        self.engine = Engine.from_state(rules, saved, max_lag_ms=lag_ms) if saved else Engine(rules, max_lag_ms=lag_ms)
+        if saved:
+            self.engine = Engine.from_state(rules, saved, changes=changes, max_lag_ms=lag_ms)
+        else:
+            self.engine = Engine(rules, max_lag_ms=lag_ms)
         if saved:
             log.info("rules engine state restored active=%d", len(self.engine.active()))
         subscription = config.subscription.model_copy(update={"group": part.group}) if part else config.subscription
@@ -248,7 +260,12 @@ class RulesService:
         transaction), then acknowledge the messages that state includes."""
         if transitions:
             self.counters.transitions += len(transitions)
-            await self.sink(transitions, (self.state_name, self.engine.state()))
+            if self._based:  # the saved whole state and these changes are what the engine knows now
+                await self.sink(transitions, (self.changes_name, self.engine.changes(self._generation)))
+            else:
+                data, mark = self._whole()
+                await self.sink(transitions, (self.state_name, data))
+                self._saved(mark)
             self.counters.checkpoints += 1
             self._ack_all()
 
@@ -256,11 +273,24 @@ class RulesService:
         """Save the engine's state, then acknowledge what it has seen. The save runs off the event loop (a SQLite
         write may wait seconds for the lock, and MQTT must go on meanwhile)."""
         self._last_checkpoint = time.monotonic()
-        if not self._unacked and self.counters.checkpoints:
+        if not self._unacked and not self.engine.has_changes() and self.counters.checkpoints:
             return
-        await asyncio.to_thread(self.state_store.put_state, self.state_name, self.engine.state())
+        data, mark = self._whole()
+        await asyncio.to_thread(self.state_store.put_state, self.state_name, data)
+        self._saved(mark)
         self.counters.checkpoints += 1
         self._ack_all()
+
+    def _whole(self) -> tuple[dict[str, Any], int]:
+        """The engine's whole state to save as the next generation (older changes do not apply to it)."""
+        data, mark = self.engine.snapshot()
+        data["generation"] = self._generation + 1
+        return data, mark
+
+    def _saved(self, mark: int) -> None:
+        self._generation += 1
+        self._based = True
+        self.engine.saved(mark)
 
     def _ack_all(self) -> None:
         for item in self._unacked:

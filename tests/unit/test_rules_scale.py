@@ -1,16 +1,25 @@
 """What the rules engine does per message and per tick does not grow with the district (issue 26): a checkpoint
 exports again only the states that changed since the last one, a quiet state's entry holds only what differs from a
-new state's, and a tick looks at the deadman states and the running delays, not every state. The guarantees stay:
-a restored engine still raises what a delay or a silence was about to raise. Time is a parameter."""
+new state's, a batch of transitions is saved with what it changed since the last whole state (not the whole state),
+and a tick looks at the deadman states and the running delays, not every state. The guarantees stay: a restarted
+engine continues from the whole state and those changes, raises nothing twice, and still raises what a delay or a
+silence was about to raise. Time is a parameter."""
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
 from typing import Any
 
 import orjson
 
-from rules import Engine, Rule, load_rules
-from rules.config import PACKS
+from device_profiles import load_catalogue
+from device_profiles.validate import Registry
+from infra.mqtt import Incoming
+from rules import Engine, Rule, Transition, load_rules
+from rules.config import PACKS, RulesConfig
+from rules.service import RulesService
+from telemetry import encode, topics
 from telemetry.models import Telemetry
 
 S = 1000
@@ -121,3 +130,79 @@ def test_a_silence_is_judged_at_a_tick_after_a_restore() -> None:
     silent = [t for t in engine.tick(T0 + 600 * S + 50) if t.rule == "device.silent.mqtt"]
     assert [(t.device, t.severity, t.ts) for t in silent] == [("g05", "warning", T0 + 600 * S)]
     assert [t for t in engine.tick(T0 + 601 * S) if t.rule == "device.silent.mqtt"] == []
+
+
+class _Store:
+    """The alert store's named state blobs, through JSON as it keeps them; the sink saves with them."""
+
+    def __init__(self) -> None:
+        self.blobs: dict[str, bytes] = {}
+        self.transitions: list[Transition] = []
+
+    def get_state(self, name: str) -> dict[str, Any] | None:
+        blob = self.blobs.get(name)
+        return None if blob is None else dict(orjson.loads(blob))
+
+    def put_state(self, name: str, data: dict[str, Any]) -> None:
+        self.blobs[name] = orjson.dumps(data)
+
+    async def sink(self, transitions: list[Transition], checkpoint: tuple[str, dict[str, Any]] | None) -> None:
+        self.transitions += transitions
+        if checkpoint is not None:
+            self.put_state(*checkpoint)
+
+
+def _service(store: _Store, now: list[int], tmp_path: Path) -> RulesService:
+    registry = Registry(dict(load_catalogue()), {("ent-1", f"g{i:02d}"): "gas_detector" for i in range(20)})
+    config = RulesConfig(dead_letter_path=tmp_path / "dead.sqlite")
+    return RulesService(config, RULES, store.sink, store, clock=lambda: now[0] / 1000, registry=registry)
+
+
+async def _drain(service: RulesService, *messages: Telemetry) -> None:
+    for i, msg in enumerate(messages):
+        service.consumer.inbox.append(Incoming(0, i + 1, topics.telemetry(msg.site, msg.device), encode(msg), 0))
+    await service.drain()
+
+
+def test_a_batch_of_transitions_saves_what_it_changed_and_a_restart_continues_from_it(tmp_path: Path) -> None:
+    asyncio.run(_batch_then_restart(tmp_path))
+
+
+async def _batch_then_restart(tmp_path: Path) -> None:
+    store, now = _Store(), [T0]
+    first = _service(store, now, tmp_path)
+    await _drain(first, *(gas(f"g{i:02d}", T0) for i in range(20)))
+    await first.checkpoint()  # the whole state: generation 1
+    whole = store.get_state("rules.engine")
+    assert whole is not None
+    assert whole["generation"] == 1
+    assert len(whole["alerts"]) >= 20 * 4
+    now[0] = T0 + 10 * S
+    await _drain(first, gas("g03", T0 + 10 * S, lel=60.0))  # critical at once: a transition, saved with its changes
+    (raised,) = store.transitions
+    assert (raised.rule, raised.device, raised.severity) == ("gas.lel", "g03", "critical")
+    changes = store.get_state("rules.engine/changes")
+    assert changes is not None
+    assert changes["base"] == 1
+    assert {a["device"] for a in changes["alerts"]} == {"g03"}  # what the batch changed, not every state
+    assert store.get_state("rules.engine") == whole  # the whole state was not written again
+    first.dead_letters.close()
+
+    # a crash here: the restarted engine knows the alert (from the whole state and the changes) and repeats nothing
+    again = _service(store, now, tmp_path)
+    assert again.engine.active() == {("gas.lel", "ent-1", "g03", "lel"): "critical"}
+    now[0] = T0 + 11 * S
+    await _drain(again, gas("g03", T0 + 11 * S, lel=60.0))
+    assert len(store.transitions) == 1
+    await _drain(again, gas("g03", T0 + 12 * S, lel=1.0))
+    assert [(t.device, t.severity, t.previous) for t in store.transitions[1:]] == [("g03", None, "critical")]
+    assert {a["device"] for a in store.get_state("rules.engine/changes")["alerts"]} == {"g03"}  # type: ignore[index]
+    await again.checkpoint()  # generation 2: the changes saved before it are in it, and no longer apply
+    again.dead_letters.close()
+    third = _service(store, now, tmp_path)
+    assert third.engine.active() == {}
+    assert (
+        third.engine.state()["alerts"]
+        == Engine.from_state(RULES, store.get_state("rules.engine") or {}).state()["alerts"]
+    )
+    third.dead_letters.close()
