@@ -169,7 +169,7 @@ def test_up_runs_the_district_and_stops_cleanly(tmp_path: Path) -> None:
         tls = TlsConfig(ca_file=up / "tls" / "ca.pem")
         as_user = {
             name: credential(up / "credentials", name, BrokerConfig(port=port, tls=tls))
-            for name in ("observer", "edge-mini-safety", "edge-mini-water")
+            for name in ("observer", "deadletter-replay")
         }
         sub = Subscriber(None, topics.telemetry_filter(), account=as_user["observer"])
         got = sub.wait_for(
@@ -219,7 +219,9 @@ def test_up_runs_the_district_and_stops_cleanly(tmp_path: Path) -> None:
             seq=1,
             samples=[Sample(ts=int(time.time() * 1000), values={"lel": 60.0})],
         )
-        pub = Publisher(None, account=as_user["edge-mini-safety"])
+        # sent as the dead-letter replay account (it may publish any site's telemetry; no running client uses it):
+        # the edge's own identity would take the running agent's session, which the agent then takes back
+        pub = Publisher(None, account=as_user["deadletter-replay"])
         deadline = time.monotonic() + 20
         while not notes.snapshot() and time.monotonic() < deadline:
             pub.send(topics.telemetry("mini-safety", "gas-1"), encode(leak))  # until the engine has subscribed
