@@ -120,16 +120,19 @@ def select_gate(site: SiteId, device: DeviceId, who: Who, svc: Service, request:
     return SelectionOut(selection=sel.id, site=site, device=device, expires_ms=sel.expires_ms)
 
 
+COMMAND_RESPONSES: dict[int | str, dict[str, Any]] = {  # a gate command's and a set point's answers
+    200: {"description": "a repeat of a known command (same id and body)"},
+    403: REFUSAL,
+    409: REFUSAL,
+    503: {"description": "the broker did not take the command"},
+}
+
+
 @router.post(
     "/api/gates/{site}/{device}/commands",
     tags=["gates"],
     status_code=201,
-    responses={
-        200: {"description": "a repeat of a known command (same id and body)"},
-        403: REFUSAL,
-        409: REFUSAL,
-        503: {"description": "the broker did not take the command"},
-    },
+    responses=COMMAND_RESPONSES,
 )
 def operate_gate(
     site: SiteId,
@@ -167,12 +170,7 @@ def select_device(site: SiteId, device: DeviceId, who: Who, svc: Service, reques
     "/api/devices/{site}/{device}/points/{point}/write",
     tags=["gates"],
     status_code=201,
-    responses={
-        200: {"description": "a repeat of a known command (same id and body)"},
-        403: REFUSAL,
-        409: REFUSAL,
-        503: {"description": "the broker did not take the command"},
-    },
+    responses=COMMAND_RESPONSES,
 )
 def write_point(
     site: SiteId,

@@ -16,10 +16,10 @@ from api import ApiService
 from infra.mqtt import client
 from lifeline.bridge_cli import known_site
 from lifeline.broker_auth import edge_account
-from telemetry import AgentState, DeviceStatus, Sample, Telemetry, encode, topics
+from telemetry import AgentState, DeviceStatus, encode, topics
 from testing import Influxd, Mosquitto
 from tests.helpers import account_for, wait_until
-from tests.integration.test_api_support import RunningApi, add_users, login, make_config
+from tests.integration.test_api_support import RunningApi, add_users, gate_telemetry, login, make_config
 
 pytestmark = pytest.mark.integration
 
@@ -50,15 +50,7 @@ def api(mosquitto: Mosquitto, tmp_path: Path) -> Iterator[RunningApi]:
 
 
 def _reading(device: str, seq: int) -> bytes:
-    body = Telemetry(
-        site=SITE,
-        device=device,
-        profile="sluice_gate_plc",
-        measurement="sluice_gate",
-        seq=seq,
-        samples=[Sample(ts=int(time.time() * 1000), values={"gate_opening": 1.2})],
-    )
-    return encode(body)
+    return gate_telemetry(SITE, device, int(time.time() * 1000), seq=seq)[1]
 
 
 def test_telemetry_of_invented_devices_from_an_edge_account_is_not_listed(

@@ -127,7 +127,7 @@ class RunningApi:
         assert not self.thread.is_alive(), "the API did not stop"
 
 
-def gate_telemetry(site: str, device: str, ts: int, **values: Any) -> tuple[str, bytes]:
+def gate_telemetry(site: str, device: str, ts: int, seq: int = 1, **values: Any) -> tuple[str, bytes]:
     """A gate's telemetry with every point the interlocks read, all good unless ``values`` says otherwise."""
     base: dict[str, Any] = {
         "gate_opening": 1.0,
@@ -150,7 +150,7 @@ def gate_telemetry(site: str, device: str, ts: int, **values: Any) -> tuple[str,
         device=device,
         profile="sluice_gate_plc",
         measurement="sluice_gate",
-        seq=1,
+        seq=seq,
         samples=[Sample(ts=ts, values=base)],
     )
     return topics.telemetry(site, device), encode(msg)

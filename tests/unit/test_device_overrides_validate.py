@@ -21,6 +21,7 @@ from rules.config import RulesConfig
 from rules.evaluate import Transition
 from rules.service import RulesService
 from telemetry import Sample, Telemetry, encode, topics
+from tests.helpers import FakeStateTx
 
 EXAMPLES = Path(__file__).parents[2] / "device_profiles" / "examples"
 SITE, OWN, PLAIN = "pump-station-3", "drive-60", "drive-50"
@@ -80,14 +81,7 @@ def test_a_reading_is_judged_by_the_device_own_profile(sites: Path) -> None:
 
 def test_the_rules_engine_reads_the_device_own_profile_from_its_sites(sites: Path, tmp_path: Path) -> None:
     async def sink(transitions: list[Transition], checkpoint: tuple[str, dict[str, Any]] | None) -> None:
-        pass
-
-    class State:
-        def get_state(self, name: str) -> dict[str, Any] | None:
-            return None
-
-        def put_state(self, name: str, data: dict[str, Any]) -> None:
-            pass
+        return None  # the transitions are read from feed() below
 
     rules = RuleFile.model_validate(
         {
@@ -106,7 +100,7 @@ def test_the_rules_engine_reads_the_device_own_profile_from_its_sites(sites: Pat
         }
     ).rules
     config = RulesConfig(dead_letter_path=tmp_path / "dead.sqlite", sites=[sites])
-    service = RulesService(config, rules, sink, State(), clock=lambda: NOW / 1000, load_site=known_site)
+    service = RulesService(config, rules, sink, FakeStateTx(), clock=lambda: NOW / 1000, load_site=known_site)
 
     def feed(device: str, hz: float) -> list[Transition]:
         return service._evaluate(Incoming(1, 1, topics.telemetry(SITE, device), reading(device, frequency=hz), 1))
